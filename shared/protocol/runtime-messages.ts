@@ -1,0 +1,110 @@
+/**
+ * Messages of the lab runtime itself: the authentication handshake every connection
+ * starts with, the registration of a process with the lab controller, the peer
+ * directory, peer reports and timeline events.
+ */
+import { z } from 'zod'
+import { defineMessage, field } from './define.js'
+
+export const ROLES = ['host', 'witness', 'array'] as const
+export const roleSchema = z.enum(ROLES)
+export type Role = z.infer<typeof roleSchema>
+
+/** Server → client, first frame on every connection. */
+export const challenge = defineMessage('challenge', {
+  protocolVersion: field.u32(),
+  name: field.name(),
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+})
+
+/** Client → server: who I am, and proof that I hold the lab's secret. */
+export const hello = defineMessage('hello', {
+  protocolVersion: field.u32(),
+  name: field.name(),
+  role: z.union([roleSchema, z.literal('controller'), z.literal('cli')]),
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+  proof: z.string().regex(/^[0-9a-f]{64}$/),
+})
+
+/** Server → client: accepted, and the server's own proof (mutual authentication). */
+export const welcome = defineMessage('welcome', {
+  name: field.name(),
+  proof: z.string().regex(/^[0-9a-f]{64}$/),
+})
+
+/** Either side, then close: why the connection is being refused or closed. */
+export const goodbye = defineMessage('goodbye', {
+  code: field.text(64),
+  reason: field.text(1024),
+})
+
+export const endpointSchema = z.strictObject({
+  host: z.string().max(255),
+  port: z.number().int().min(1).max(65535),
+})
+
+/** A process → the controller, once connected: where it listens. */
+export const register = defineMessage('register', {
+  name: field.name(),
+  role: roleSchema,
+  site: field.name(),
+  pid: field.u32(),
+  peerEndpoint: endpointSchema,
+  httpEndpoint: endpointSchema,
+})
+
+export const directoryEntrySchema = z.strictObject({
+  name: field.name(),
+  role: roleSchema,
+  site: field.name(),
+  peerEndpoint: endpointSchema,
+})
+
+/** Controller → process: the current addresses of the processes it should talk to. */
+export const directory = defineMessage('directory', {
+  entries: field.list(directoryEntrySchema, 1024),
+})
+
+/** Controller → process: peers it must not reach (a partition injected by the lab). */
+export const partitionSet = defineMessage('partition-set', {
+  blocked: field.list(field.name(), 1024),
+})
+
+/** A process → the controller: the peers it is connected to right now. */
+export const peersReport = defineMessage('peers-report', {
+  connected: field.list(field.name(), 1024),
+})
+
+/** A process → the controller: something for the lab-wide timeline. */
+export const timelineEvent = defineMessage('event', {
+  at_ms: field.time_ms(),
+  kind: z.string().regex(/^[a-z][a-z0-9.-]{0,63}$/),
+  source: field.name(),
+  details: z.record(z.string().max(64), z.unknown()).refine((d) => Object.keys(d).length <= 64, 'at most 64 detail fields'),
+})
+
+/** Liveness probe between peers, answered with the same nonce. */
+export const ping = defineMessage('ping', { seq: field.u32(), sent_ms: field.time_ms() })
+export const pong = defineMessage('pong', { seq: field.u32(), sent_ms: field.time_ms() })
+
+/** A generic success reply carrying nothing. */
+export const ok = defineMessage('ok', {})
+
+/** Test-only: an opaque blob with a byte attachment, used to exercise bulk frames. */
+export const blob = defineMessage('blob', { label: field.text(64) }, { attachment: 'required' })
+
+export const runtimeMessages = [
+  challenge,
+  hello,
+  welcome,
+  goodbye,
+  register,
+  directory,
+  partitionSet,
+  peersReport,
+  timelineEvent,
+  ping,
+  pong,
+  ok,
+  blob,
+] as const
