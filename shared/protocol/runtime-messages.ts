@@ -9,11 +9,16 @@ import { defineMessage, field } from './define.js'
 export const ROLES = ['host', 'witness', 'array'] as const
 export const roleSchema = z.enum(ROLES)
 export type Role = z.infer<typeof roleSchema>
+/** Who may be on the other end of a connection: a lab process, the controller, or the CLI. */
+export const PARTY_ROLES = [...ROLES, 'controller', 'cli'] as const
+export const partyRoleSchema = z.enum(PARTY_ROLES)
+export type PartyRole = z.infer<typeof partyRoleSchema>
 
 /** Server → client, first frame on every connection. */
 export const challenge = defineMessage('challenge', {
   protocolVersion: field.u32(),
   name: field.name(),
+  role: partyRoleSchema,
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
 })
 
@@ -21,7 +26,7 @@ export const challenge = defineMessage('challenge', {
 export const hello = defineMessage('hello', {
   protocolVersion: field.u32(),
   name: field.name(),
-  role: z.union([roleSchema, z.literal('controller'), z.literal('cli')]),
+  role: partyRoleSchema,
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
   proof: z.string().regex(/^[0-9a-f]{64}$/),
 })

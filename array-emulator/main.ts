@@ -1,0 +1,4 @@
+/** One storage array process. */
+import { runLabProcess } from '../shared/lab-process.js'
+
+await runLabProcess('array', () => {})

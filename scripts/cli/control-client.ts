@@ -1,0 +1,87 @@
+/**
+ * How the CLI talks to a running lab: it finds the controller through the control file
+ * in the data dir, and proves itself with the lab's secret from the same dir.
+ */
+import { readFileSync } from 'node:fs'
+import { HvlabError, asErrorCode, describeError } from '../../shared/errors.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import { readRunningControl } from '../controller/lab-controller.js'
+
+export class ControlClient {
+  private constructor(
+    private readonly base: string,
+    private readonly auth: string,
+  ) {}
+
+  static forDir(dir: string): ControlClient {
+    const layout = labLayout(dir)
+    const control = readRunningControl(layout)
+    if (!control) throw new HvlabError('HVLAB_E_LAB', `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`)
+    let secret: string
+    try {
+      secret = readFileSync(layout.secret, 'utf8').trim()
+    } catch (e) {
+      throw new HvlabError('HVLAB_E_LAB', `cannot read the lab secret ${layout.secret}: ${describeError(e)}`)
+    }
+    return new ControlClient(`http://127.0.0.1:${control.httpPort}`, `Bearer ${secret}`)
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path)
+  }
+
+  async post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.call<T>('POST', path, body)
+  }
+
+  /** Streams NDJSON lines from `path` to `onLine` until the lab closes it or `signal` aborts. */
+  async stream(path: string, onLine: (value: unknown) => void, signal?: AbortSignal): Promise<void> {
+    const res = await this.fetch('GET', path, undefined, signal)
+    if (!res.body) return
+    const decoder = new TextDecoder()
+    let pending = ''
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        pending += decoder.decode(chunk, { stream: true })
+        let nl: number
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl)
+          pending = pending.slice(nl + 1)
+          if (line.trim()) onLine(JSON.parse(line))
+        }
+      }
+    } catch (e) {
+      if (signal?.aborted) return
+      throw new HvlabError('HVLAB_E_LAB', `the lab stopped sending events: ${describeError(e)}`)
+    }
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.fetch(method, path, body)
+    return (await res.json()) as T
+  }
+
+  private async fetch(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    let res: Response
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers: { authorization: this.auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      })
+    } catch (e) {
+      throw new HvlabError('HVLAB_E_LAB', `cannot reach the lab controller at ${this.base}: ${describeError(e)}`)
+    }
+    if (!res.ok) {
+      let err: { error?: { code?: string; message?: string } } = {}
+      try {
+        err = (await res.json()) as typeof err
+      } catch {
+        // not JSON: fall through to the status line
+      }
+      throw new HvlabError(asErrorCode(err.error?.code ?? ''), err.error?.message ?? `the lab answered ${res.status} ${res.statusText}`)
+    }
+    return res
+  }
+}

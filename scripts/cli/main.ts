@@ -1,0 +1,187 @@
+/**
+ * The `hvlab` command line. Every command has --help; the ones that report take --json.
+ */
+import { spawn } from 'node:child_process'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { DEFAULT_LAB_DIR, labLayout } from '../../shared/lab-layout.js'
+import { loadTopology, DEFAULT_TOPOLOGY_FILE } from '../../shared/topology.js'
+import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
+import { SIGNALS, readRunningControl, type LabStatus, type SignalName } from '../controller/lab-controller.js'
+import { runController } from '../controller/run.js'
+import type { TimelineEvent } from '../controller/timeline.js'
+import { lastLines } from '../controller/log-tail.js'
+import { ControlClient } from './control-client.js'
+import { formatEvent, formatStatus } from './format.js'
+
+const READY_TIMEOUT_MS = 60_000
+
+const out = (s: string): void => void process.stdout.write(s + '\n')
+const json = (v: unknown): void => out(JSON.stringify(v, null, 2))
+
+const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
+const list = (v: string): string[] => {
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean)
+  if (items.length === 0) throw new InvalidArgumentError('a comma-separated list of process or site names')
+  return items
+}
+
+async function waitUntilHealthy(client: () => ControlClient, isAlive: () => boolean, timeout_ms: number): Promise<LabStatus> {
+  const deadline = Date.now() + timeout_ms
+  let last: LabStatus | undefined
+  while (Date.now() < deadline) {
+    if (!isAlive()) throw new HvlabError('HVLAB_E_LAB', 'the lab controller exited while starting')
+    try {
+      last = await client().get<LabStatus>('/v1/status')
+      if (last.lab.healthy) return last
+      const dead = last.processes.find((p) => p.state === 'down' && p.lastExit && !p.lastExit.requested)
+      if (dead) throw new HvlabError('HVLAB_E_LAB', `${dead.name} died while starting:\n${formatStatus(last)}`)
+    } catch (e) {
+      if (e instanceof HvlabError && e.code !== 'HVLAB_E_LAB') throw e
+      if (e instanceof HvlabError && e.message.includes('died while starting')) throw e
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new HvlabError('HVLAB_E_TIMEOUT', `the lab did not become healthy within ${timeout_ms / 1000} s${last ? `:\n${formatStatus(last)}` : ''}`)
+}
+
+const program = new Command('hvlab')
+  .description('A multi-site Hyper-V HA/DR lab you can break on purpose: hosts, witness and arrays as real processes.')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (s, write) => write(s) })
+
+program
+  .command('up')
+  .description('start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy')
+  .option('--topology <file>', 'topology file (JSON)', DEFAULT_TOPOLOGY_FILE)
+  .addOption(dirOption())
+  .option('--detach', 'return once the lab is healthy, leaving it running')
+  .option('--json', 'print the status as JSON once healthy')
+  .action(async (o: { topology: string; dir: string; detach?: boolean; json?: boolean }) => {
+    loadTopology(o.topology) // validate before anything starts, with a clear error
+    const layout = labLayout(o.dir)
+    if (o.detach) {
+      const running = readRunningControl(layout)
+      if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); \`hvlab down --dir ${o.dir}\` stops it`)
+      mkdirSync(layout.logs, { recursive: true })
+      const logFd = openSync(layout.controllerLog + '.stderr', 'a')
+      const entry = fileURLToPath(new URL('../controller/main.ts', import.meta.url))
+      const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', o.topology], { detached: true, stdio: ['ignore', logFd, logFd] })
+      closeSync(logFd)
+      let alive = true
+      child.on('exit', () => (alive = false))
+      child.unref()
+      try {
+        const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
+        if (o.json) json(status)
+        else out(`${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
+      } catch (e) {
+        const tail = lastLines(layout.controllerLog + '.stderr', 10)
+        throw new HvlabError('HVLAB_E_LAB', `${describeError(e)}${tail.length ? `\ncontroller said:\n  ${tail.join('\n  ')}` : ''}`)
+      }
+      return
+    }
+    const lab = await runController({ dir: o.dir, topologyFile: o.topology })
+    lab.controller.timeline.follow((e) => out(formatEvent(e)))
+    try {
+      const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => true, READY_TIMEOUT_MS)
+      out(o.json ? JSON.stringify(status, null, 2) : `\n${formatStatus(status)}\n`)
+      out(`Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`)
+    } catch (e) {
+      process.stderr.write(`hvlab: ${describeError(e)}\n`)
+    }
+    await lab.stopped
+    out('lab stopped; its logs and data stay in ' + layout.root)
+  })
+
+program
+  .command('status')
+  .description('every process: name, role, site, pid, state (up/down/starting/paused), uptime, connected peers, metrics endpoint')
+  .addOption(dirOption())
+  .option('--json', 'machine-readable output: {"lab":{…},"processes":[{"name","role","site","pid","state",…}],"partitions":[…]}')
+  .action(async (o: { dir: string; json?: boolean }) => {
+    const status = await ControlClient.forDir(o.dir).get<LabStatus>('/v1/status')
+    if (o.json) json(status)
+    else out(formatStatus(status))
+  })
+
+program
+  .command('kill')
+  .description('fault injection: send a signal to one process (KILL is kill -9; STOP pauses it, CONT resumes it)')
+  .argument('<name>', 'process name, e.g. host-a1')
+  .addOption(new Option('--signal <signal>', 'signal to send').choices(SIGNALS).default('KILL'))
+  .addOption(dirOption())
+  .option('--json', 'print the process’s new status as JSON')
+  .action(async (name: string, o: { signal: SignalName; dir: string; json?: boolean }) => {
+    const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, { signal: o.signal })
+    if (o.json) json(p)
+    else out(`sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`)
+  })
+
+program
+  .command('restart')
+  .description('start a process again with its data intact (a running one is stopped first)')
+  .argument('<name>', 'process name')
+  .addOption(dirOption())
+  .action(async (name: string, o: { dir: string }) => {
+    await ControlClient.forDir(o.dir).post(`/v1/processes/${encodeURIComponent(name)}/restart`)
+    out(`restarting ${name}; \`hvlab status\` shows when it is up`)
+  })
+
+program
+  .command('partition')
+  .description('cut the network between two groups of processes (names or sites, comma-separated), both ways')
+  .argument('<a>', 'one side, e.g. site-a or host-a1,host-a2', list)
+  .argument('<b>', 'the other side, e.g. site-b', list)
+  .addOption(dirOption())
+  .option('--json', 'print the partition as JSON')
+  .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {
+    const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[] }>('/v1/partition', { a, b })
+    if (o.json) json(p)
+    else out(`partitioned ${p.a.join(',')}  ✕  ${p.b.join(',')}; \`hvlab heal\` removes it`)
+  })
+
+program
+  .command('heal')
+  .description('remove every network partition')
+  .addOption(dirOption())
+  .action(async (o: { dir: string }) => {
+    await ControlClient.forDir(o.dir).post('/v1/heal')
+    out('network healed')
+  })
+
+program
+  .command('events')
+  .description('the lab-wide timeline: process started/exited/crashed, peer connected/lost, partitions, …')
+  .addOption(dirOption())
+  .option('--follow', 'keep printing new events until Ctrl-C')
+  .option('--json', 'one JSON object per line: {"seq","at_ms","kind","source","details"}')
+  .option('--after <seq>', 'only events after this sequence number', (v) => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a non-negative integer')
+    return n
+  })
+  .action(async (o: { dir: string; follow?: boolean; json?: boolean; after?: number }) => {
+    const client = ControlClient.forDir(o.dir)
+    const abort = new AbortController()
+    process.once('SIGINT', () => abort.abort())
+    await client.stream(`/v1/events?after=${o.after ?? 0}${o.follow ? '&follow=1' : ''}`, (e) => out(o.json ? JSON.stringify(e) : formatEvent(e as TimelineEvent)), abort.signal)
+  })
+
+program
+  .command('down')
+  .description('stop every process of the lab; its logs and data stay in the data dir for inspection')
+  .addOption(dirOption())
+  .action(async (o: { dir: string }) => {
+    await ControlClient.forDir(o.dir).post('/v1/down')
+    out(`lab stopped; logs and data are in ${labLayout(o.dir).root}`)
+  })
+
+try {
+  await program.parseAsync(process.argv)
+} catch (e) {
+  process.stderr.write(`hvlab: ${describeError(e)}\n`)
+  process.exitCode = e instanceof HvlabError && e.code === 'HVLAB_E_USAGE' ? 2 : 1
+}

@@ -1,0 +1,152 @@
+/**
+ * The controller's HTTP control endpoint, which the `hvlab` CLI talks to. Every request
+ * must carry the lab's secret (`Authorization: Bearer …`); bodies are JSON, bounded and
+ * validated; errors come back as `{ error: { code, message } }` with a fitting status.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { timingSafeEqual } from 'node:crypto'
+import { z } from 'zod'
+import { HvlabError, describeError, type HvlabErrorCode } from '../../shared/errors.js'
+import type { Logger } from '../../shared/log.js'
+import { SIGNALS, type LabController } from './lab-controller.js'
+
+const BODY_BYTES_MAX = 64 * 1024
+
+const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
+  HVLAB_E_USAGE: 400,
+  HVLAB_E_AUTH: 401,
+  HVLAB_E_NOT_FOUND: 404,
+  HVLAB_E_STATE: 409,
+  HVLAB_E_REFUSED: 409,
+  HVLAB_E_TIMEOUT: 504,
+}
+
+const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
+const partitionBody = z.strictObject({ a: z.array(z.string().max(64)).min(1).max(64), b: z.array(z.string().max(64)).min(1).max(64) })
+const emptyBody = z.strictObject({})
+
+export interface ControlApi {
+  port: number
+  close(): Promise<void>
+}
+
+export async function startControlApi(controller: LabController, options: { log: Logger; onDown: () => void }): Promise<ControlApi> {
+  const expected = Buffer.from(`Bearer ${controller.secret}`)
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => sendError(res, e))
+  })
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const given = Buffer.from(req.headers.authorization ?? '')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab secret; the CLI reads it from the lab’s data dir (--dir)')
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const route = `${req.method} ${url.pathname}`
+    let m: RegExpMatchArray | null
+    if (route === 'GET /v1/status') return sendJson(res, 200, controller.status())
+    if (route === 'GET /v1/events') return events(url, req, res)
+    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/kill$/))) {
+      const body = parse(killBody, await readBody(req))
+      return sendJson(res, 200, controller.kill(decodeURIComponent(m[1]!), body.signal))
+    }
+    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/restart$/))) {
+      parse(emptyBody, await readBody(req))
+      await controller.restart(decodeURIComponent(m[1]!))
+      return sendJson(res, 200, { ok: true })
+    }
+    if (route === 'POST /v1/partition') {
+      const body = parse(partitionBody, await readBody(req))
+      return sendJson(res, 200, controller.partition(body.a, body.b))
+    }
+    if (route === 'POST /v1/heal') {
+      parse(emptyBody, await readBody(req))
+      controller.heal()
+      return sendJson(res, 200, { ok: true })
+    }
+    if (route === 'POST /v1/down') {
+      parse(emptyBody, await readBody(req))
+      await controller.down()
+      sendJson(res, 200, { ok: true })
+      options.onDown()
+      return
+    }
+    throw new HvlabError('HVLAB_E_NOT_FOUND', `no control route ${route}; is the CLI the same version as the running lab?`)
+  }
+
+  function events(url: URL, req: IncomingMessage, res: ServerResponse): void {
+    const after = intParam(url, 'after', 0)
+    const limit = intParam(url, 'limit', 10_000)
+    const follow = url.searchParams.get('follow') === '1'
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    for (const e of controller.timeline.since(after, limit)) res.write(JSON.stringify(e) + '\n')
+    if (!follow) {
+      res.end()
+      return
+    }
+    const unfollow = controller.timeline.follow((e) => res.write(JSON.stringify(e) + '\n'))
+    req.on('close', unfollow)
+  }
+
+  function sendError(res: ServerResponse, e: unknown): void {
+    const code: HvlabErrorCode = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+    if (code === 'HVLAB_E_INTERNAL') options.log.error({ err: describeError(e) }, 'control request failed')
+    if (res.headersSent) {
+      res.end()
+      return
+    }
+    sendJson(res, HTTP_STATUS[code] ?? 500, { error: { code, message: describeError(e) } })
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' })
+  res.end(JSON.stringify(body))
+}
+
+function intParam(url: URL, name: string, fallback: number): number {
+  const v = url.searchParams.get(name)
+  if (v === null) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0) throw new HvlabError('HVLAB_E_USAGE', `query parameter ${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 32))}`)
+  return n
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > BODY_BYTES_MAX) throw new HvlabError('HVLAB_E_USAGE', `request body is over ${BODY_BYTES_MAX} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  if (size === 0) return {}
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch (e) {
+    throw new HvlabError('HVLAB_E_USAGE', `request body is not JSON: ${describeError(e)}`)
+  }
+}
+
+function parse<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
+  const r = schema.safeParse(raw)
+  if (!r.success) {
+    const issue = r.error.issues[0]
+    throw new HvlabError('HVLAB_E_USAGE', `bad request: ${issue?.path.join('.') || '(body)'}: ${issue?.message ?? 'invalid'}`)
+  }
+  return r.data
+}

@@ -1,0 +1,396 @@
+/**
+ * The lab controller: spawns every process of the topology and watches it, holds the
+ * directory of where each one listens, injects faults (signals, partitions), and keeps
+ * the lab-wide timeline. A process that dies by itself is reported with its exit code
+ * or signal and its last log lines, and is not restarted unless the user says so.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
+import { createLogger, type Logger } from '../../shared/log.js'
+import type { Role } from '../../shared/protocol/runtime-messages.js'
+import { loadTopology, peersOf, processesOf, type ProcessSpec, type Topology } from '../../shared/topology.js'
+import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
+import type { Endpoint } from '../../shared/transport/peer-client.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { PeerServer } from '../../shared/transport/peer-server.js'
+import { lastLines } from './log-tail.js'
+import { Timeline } from './timeline.js'
+
+export type ProcessState = 'starting' | 'up' | 'down' | 'paused'
+export const SIGNALS = ['KILL', 'TERM', 'STOP', 'CONT'] as const
+export type SignalName = (typeof SIGNALS)[number]
+
+export interface ProcessExit {
+  code: number | null
+  signal: string | null
+  at_ms: number
+  /** Whether the lab (down, kill, restart) caused it, or the process died by itself. */
+  requested: boolean
+  lastLogLines: string[]
+}
+
+interface ProcessRecord {
+  spec: ProcessSpec
+  state: ProcessState
+  child: ChildProcess | undefined
+  pid: number | undefined
+  started_ms: number | undefined
+  peerEndpoint: Endpoint | undefined
+  httpEndpoint: Endpoint | undefined
+  peers: string[]
+  link: PeerConnection | undefined
+  lastExit: ProcessExit | undefined
+  starts: number
+  expectExit: boolean
+  stderrTail: string[]
+}
+
+export interface ProcessStatus {
+  name: string
+  role: Role
+  site: string
+  pid: number | null
+  state: ProcessState
+  uptime_ms: number | null
+  peers: string[]
+  expectedPeers: string[]
+  blocked: string[]
+  peerPort: number | null
+  metricsPort: number | null
+  starts: number
+  lastExit: ProcessExit | null
+}
+
+export interface LabStatus {
+  lab: { name: string; dir: string; controllerPid: number; started_ms: number; healthy: boolean }
+  processes: ProcessStatus[]
+  partitions: { a: string[]; b: string[] }[]
+}
+
+const ENTRY: Record<Role, string> = {
+  host: fileURLToPath(new URL('../../agent/main.ts', import.meta.url)),
+  witness: fileURLToPath(new URL('../../witness/main.ts', import.meta.url)),
+  array: fileURLToPath(new URL('../../array-emulator/main.ts', import.meta.url)),
+}
+
+const STOP_GRACE_MS = 3_000
+
+export interface LabControllerOptions {
+  dir: string
+  topologyFile?: string
+  log?: Logger
+}
+
+export class LabController {
+  readonly timeline: Timeline
+  readonly started_ms = Date.now()
+  private readonly records = new Map<string, ProcessRecord>()
+  private readonly partitions: { a: string[]; b: string[] }[] = []
+  private server: PeerServer | undefined
+  private stopping = false
+
+  private constructor(
+    readonly topology: Topology,
+    readonly layout: LabLayout,
+    readonly secret: string,
+    readonly log: Logger,
+  ) {
+    this.timeline = new Timeline(layout.events)
+    for (const spec of processesOf(topology)) {
+      this.records.set(spec.name, { spec, state: 'down', child: undefined, pid: undefined, started_ms: undefined, peerEndpoint: undefined, httpEndpoint: undefined, peers: [], link: undefined, lastExit: undefined, starts: 0, expectExit: false, stderrTail: [] })
+    }
+  }
+
+  /** Prepares the data dir (secret, topology copy) and listens; spawns nothing yet. */
+  static async create(options: LabControllerOptions): Promise<LabController> {
+    const layout = labLayout(options.dir)
+    const topology = loadTopology(options.topologyFile)
+    for (const d of [layout.root, layout.logs, layout.data]) mkdirSync(d, { recursive: true })
+    const running = readRunningControl(layout)
+    if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); run \`hvlab down --dir ${options.dir}\` first, or use another --dir`)
+    if (options.topologyFile) copyFileSync(options.topologyFile, layout.topology)
+    else writeFileSync(layout.topology, JSON.stringify(topology, null, 2))
+    const secret = ensureSecret(layout)
+    const log = options.log ?? createLogger({ name: 'controller', file: layout.controllerLog })
+    const controller = new LabController(topology, layout, secret, log)
+    await controller.listen()
+    return controller
+  }
+
+  get peerPort(): number {
+    return this.server!.port
+  }
+
+  /** Spawns every process of the topology. */
+  startAll(): void {
+    this.event('lab.started', { topology: this.topology.name, dir: this.layout.root, processes: this.records.size })
+    for (const name of this.records.keys()) this.spawnProcess(name)
+  }
+
+  status(): LabStatus {
+    const now = Date.now()
+    const processes = [...this.records.values()].map((r): ProcessStatus => ({
+      name: r.spec.name,
+      role: r.spec.role,
+      site: r.spec.site,
+      pid: r.state === 'down' ? null : (r.pid ?? null),
+      state: r.state,
+      uptime_ms: r.state === 'down' || r.started_ms === undefined ? null : now - r.started_ms,
+      peers: r.state === 'down' ? [] : r.peers,
+      expectedPeers: peersOf(this.topology, r.spec.name).map((p) => p.name),
+      blocked: this.blockedFor(r.spec.name),
+      peerPort: r.state === 'down' ? null : (r.peerEndpoint?.port ?? null),
+      metricsPort: r.state === 'down' ? null : (r.httpEndpoint?.port ?? null),
+      starts: r.starts,
+      lastExit: r.lastExit ?? null,
+    }))
+    const healthy = processes.every((p) => p.state === 'up' && p.expectedPeers.every((e) => p.peers.includes(e) || p.blocked.includes(e)))
+    return {
+      lab: { name: this.topology.name, dir: this.layout.root, controllerPid: process.pid, started_ms: this.started_ms, healthy },
+      processes,
+      partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
+    }
+  }
+
+  /** Sends a signal to one process: KILL/TERM end it, STOP pauses it, CONT resumes it. */
+  kill(name: string, signal: SignalName): ProcessStatus {
+    const r = this.record(name)
+    if (r.state === 'down' || !r.child) throw new HvlabError('HVLAB_E_STATE', `${name} is not running; \`hvlab restart ${name}\` starts it`)
+    if (signal === 'CONT' && r.state !== 'paused') throw new HvlabError('HVLAB_E_STATE', `${name} is not paused; only a process stopped with --signal STOP can be continued`)
+    if (signal === 'STOP' && r.state === 'paused') throw new HvlabError('HVLAB_E_STATE', `${name} is already paused; use --signal CONT to resume it`)
+    if (signal === 'KILL' || signal === 'TERM') r.expectExit = true
+    r.child.kill(`SIG${signal}`)
+    if (signal === 'STOP') r.state = 'paused'
+    if (signal === 'CONT') r.state = r.link?.isOpen ? 'up' : 'starting'
+    this.event('process.signalled', { process: name, signal: `SIG${signal}` })
+    return this.status().processes.find((p) => p.name === name)!
+  }
+
+  /** Starts a process again with its data intact; a running one is stopped first. */
+  async restart(name: string): Promise<void> {
+    const r = this.record(name)
+    if (r.state !== 'down') await this.stopProcess(r)
+    this.spawnProcess(name)
+  }
+
+  /** Cuts every process of side `a` from every process of side `b` (names or sites). */
+  partition(a: string[], b: string[]): { a: string[]; b: string[] } {
+    const sideA = this.expand(a)
+    const sideB = this.expand(b)
+    const overlap = sideA.filter((n) => sideB.includes(n))
+    if (overlap.length > 0) throw new HvlabError('HVLAB_E_USAGE', `${overlap.join(', ')} cannot be on both sides of a partition`)
+    const p = { a: sideA, b: sideB }
+    this.partitions.push(p)
+    this.pushPartitions()
+    this.event('network.partitioned', p)
+    return p
+  }
+
+  /** Removes every partition. */
+  heal(): void {
+    const had = this.partitions.length
+    this.partitions.length = 0
+    this.pushPartitions()
+    this.event('network.healed', { partitionsRemoved: had })
+  }
+
+  /** Stops every process (TERM, then KILL after a grace period) and the controller's servers. */
+  async down(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    this.event('lab.stopping', {})
+    await Promise.all([...this.records.values()].map((r) => (r.state === 'down' ? undefined : this.stopProcess(r))))
+    await this.server?.close()
+    rmSync(this.layout.control, { force: true })
+    this.event('lab.stopped', {})
+  }
+
+  writeControlFile(httpPort: number): void {
+    writeFileSync(this.layout.control, JSON.stringify({ pid: process.pid, httpPort, peerPort: this.peerPort, topology: this.topology.name, started_ms: this.started_ms }, null, 2), { mode: 0o600 })
+  }
+
+  private async listen(): Promise<void> {
+    this.server = await PeerServer.listen({
+      name: 'controller',
+      role: 'controller',
+      secret: this.secret,
+      log: this.log,
+      admit: (remote) => {
+        const r = this.records.get(remote.name)
+        if (!r) return `${remote.name} is not a process of lab ${this.topology.name}`
+        if (r.spec.role !== remote.role) return `${remote.name} is a ${r.spec.role} in this lab, not a ${remote.role}`
+        return undefined
+      },
+      onPeer: (c) => this.attach(c),
+    })
+  }
+
+  private attach(c: PeerConnection): void {
+    const r = this.records.get(c.remoteName)!
+    r.link?.terminate()
+    r.link = c
+    c.onRequest('register', ({ message }) => {
+      if (message.name !== c.remoteName) throw new HvlabError('HVLAB_E_REFUSED', `registration for ${message.name} on ${c.remoteName}'s connection`)
+      r.peerEndpoint = message.peerEndpoint
+      r.httpEndpoint = message.httpEndpoint
+      if (r.pid !== message.pid) this.log.warn({ process: r.spec.name, spawned: r.pid, registered: message.pid }, 'registered pid differs from spawned pid')
+      if (r.state === 'starting') {
+        r.state = 'up'
+        this.event('process.up', { process: r.spec.name, pid: message.pid, peerPort: message.peerEndpoint.port, metricsPort: message.httpEndpoint.port })
+      }
+      this.pushDirectory()
+      void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
+      return { message: { t: 'ok' } }
+    })
+    c.onMessage('peers-report', ({ message }) => {
+      r.peers = [...message.connected].sort()
+    })
+    c.onMessage('event', ({ message }) => {
+      this.timeline.append({ at_ms: message.at_ms, kind: message.kind, source: c.remoteName, details: message.details })
+    })
+    c.once('close', () => {
+      if (r.link === c) r.link = undefined
+    })
+  }
+
+  private spawnProcess(name: string): void {
+    const r = this.record(name)
+    if (this.stopping) throw new HvlabError('HVLAB_E_STATE', 'the lab is stopping')
+    if (r.state !== 'down') throw new HvlabError('HVLAB_E_STATE', `${name} is already ${r.state}`)
+    const args = [...TS_LOADER_ARGS, ENTRY[r.spec.role], '--name', name, '--dir', this.layout.root, '--topology', this.layout.topology, '--controller-port', String(this.peerPort)]
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } })
+    r.child = child
+    r.pid = child.pid
+    r.state = 'starting'
+    r.started_ms = Date.now()
+    r.peers = []
+    r.starts += 1
+    r.expectExit = false
+    r.stderrTail = []
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', (chunk: string) => {
+      r.stderrTail.push(...chunk.split('\n').filter((l) => l.length > 0))
+      if (r.stderrTail.length > 20) r.stderrTail.splice(0, r.stderrTail.length - 20)
+    })
+    child.on('error', (e) => this.log.error({ process: name, err: describeError(e) }, 'spawn failed'))
+    child.on('exit', (code, signal) => this.onExit(r, child, code, signal))
+    this.event('process.started', { process: name, role: r.spec.role, site: r.spec.site, pid: child.pid ?? null })
+  }
+
+  private onExit(r: ProcessRecord, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (r.child !== child) return
+    const exit: ProcessExit = {
+      code,
+      signal,
+      at_ms: Date.now(),
+      requested: r.expectExit || this.stopping,
+      lastLogLines: [...lastLines(this.layout.processLog(r.spec.name), 10), ...r.stderrTail.slice(-10)],
+    }
+    r.state = 'down'
+    r.child = undefined
+    r.lastExit = exit
+    r.link?.terminate()
+    r.link = undefined
+    r.peers = []
+    this.event(exit.requested ? 'process.exited' : 'process.crashed', { process: r.spec.name, pid: r.pid ?? null, code, signal, requested: exit.requested, lastLogLines: exit.requested ? [] : exit.lastLogLines })
+    if (!exit.requested) this.log.error({ process: r.spec.name, code, signal, lastLogLines: exit.lastLogLines }, 'process died by itself; not restarting it')
+  }
+
+  private async stopProcess(r: ProcessRecord): Promise<void> {
+    const child = r.child
+    if (!child) return
+    r.expectExit = true
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    if (r.state === 'paused') child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
+    await exited
+    clearTimeout(timer)
+  }
+
+  private pushDirectory(): void {
+    const entries = [...this.records.values()]
+      .filter((r) => r.peerEndpoint && r.state !== 'down')
+      .map((r) => ({ name: r.spec.name, role: r.spec.role, site: r.spec.site, peerEndpoint: r.peerEndpoint! }))
+    for (const r of this.records.values()) void r.link?.send({ t: 'directory', entries }).catch(() => {})
+  }
+
+  private pushPartitions(): void {
+    for (const r of this.records.values()) void r.link?.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
+  }
+
+  private blockedFor(name: string): string[] {
+    const blocked = new Set<string>()
+    for (const p of this.partitions) {
+      if (p.a.includes(name)) p.b.forEach((n) => blocked.add(n))
+      if (p.b.includes(name)) p.a.forEach((n) => blocked.add(n))
+    }
+    return [...blocked].sort()
+  }
+
+  /** Process or site names → process names. */
+  private expand(names: string[]): string[] {
+    if (names.length === 0) throw new HvlabError('HVLAB_E_USAGE', 'each side of a partition needs at least one process or site')
+    const out = new Set<string>()
+    for (const n of names) {
+      if (this.records.has(n)) out.add(n)
+      else if (this.topology.sites.some((s) => s.name === n)) processesOf(this.topology).filter((p) => p.site === n).forEach((p) => out.add(p.name))
+      else throw new HvlabError('HVLAB_E_NOT_FOUND', `${n} is neither a process nor a site of lab ${this.topology.name}; known sites: ${this.topology.sites.map((s) => s.name).join(', ')}`)
+    }
+    return [...out].sort()
+  }
+
+  private record(name: string): ProcessRecord {
+    const r = this.records.get(name)
+    if (!r) throw new HvlabError('HVLAB_E_NOT_FOUND', `no process named ${name}; known: ${[...this.records.keys()].join(', ')}`)
+    return r
+  }
+
+  private event(kind: string, details: Record<string, unknown>): void {
+    this.timeline.append({ at_ms: Date.now(), kind, source: 'lab', details })
+    this.log.info({ event: kind, ...details }, kind)
+  }
+}
+
+function ensureSecret(layout: LabLayout): string {
+  if (existsSync(layout.secret)) {
+    const s = readFileSync(layout.secret, 'utf8').trim()
+    if (/^[0-9a-f]{64}$/.test(s)) {
+      chmodSync(layout.secret, 0o600)
+      return s
+    }
+  }
+  const secret = randomBytes(32).toString('hex')
+  writeFileSync(layout.secret, secret + '\n', { mode: 0o600 })
+  chmodSync(layout.secret, 0o600)
+  return secret
+}
+
+export interface ControlFile {
+  pid: number
+  httpPort: number
+  peerPort: number
+  topology: string
+  started_ms: number
+}
+
+/** The control file of a lab whose controller is still alive, or undefined. */
+export function readRunningControl(layout: LabLayout): ControlFile | undefined {
+  let control: ControlFile
+  try {
+    control = JSON.parse(readFileSync(layout.control, 'utf8')) as ControlFile
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(control.pid) || !Number.isInteger(control.httpPort)) return undefined
+  try {
+    process.kill(control.pid, 0)
+    return control
+  } catch {
+    return undefined
+  }
+}

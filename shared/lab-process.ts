@@ -1,0 +1,211 @@
+/**
+ * The shell every lab process (host, witness, array) runs in: its arguments, logger,
+ * metrics and status endpoint, its peer server and mesh, and its link to the lab
+ * controller (registration, directory, partitions, peer reports, timeline events).
+ * Role code plugs in through `onPeer` and `emitEvent`; it never touches sockets.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, InvalidArgumentError } from 'commander'
+import { RealClock, type Clock } from './clock.js'
+import { HvlabError, describeError } from './errors.js'
+import { labLayout, type LabLayout } from './lab-layout.js'
+import { createLogger, type Logger } from './log.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import type { Role } from './protocol/runtime-messages.js'
+import { startStatusServer, type StatusServer } from './status-server.js'
+import { dials, loadTopology, peersOf, processSpec, type Topology } from './topology.js'
+import type { PeerConnection } from './transport/peer-connection.js'
+import { PeerLink } from './transport/peer-link.js'
+import { PeerMesh } from './transport/peer-mesh.js'
+import { PeerServer } from './transport/peer-server.js'
+
+export interface LabProcessArgs {
+  name: string
+  role: Role
+  dir: string
+  topologyFile: string
+  controllerPort: number
+}
+
+export function parseLabProcessArgs(argv: string[], role: Role): LabProcessArgs {
+  const port = (v: string): number => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('a TCP port, 1-65535')
+    return n
+  }
+  const program = new Command(`hvlab-${role}`)
+    .description(`one hvlab ${role} process; normally started by the lab controller (hvlab up)`)
+    .requiredOption('--name <name>', 'this process’s name in the topology')
+    .requiredOption('--dir <dir>', 'the lab’s data dir (secret, logs, data)')
+    .requiredOption('--topology <file>', 'the lab’s topology file')
+    .requiredOption('--controller-port <port>', 'the lab controller’s peer port on 127.0.0.1', port)
+    .exitOverride()
+  program.parse(argv, { from: 'user' })
+  const o = program.opts<{ name: string; dir: string; topology: string; controllerPort: number }>()
+  return { name: o.name, role, dir: o.dir, topologyFile: o.topology, controllerPort: o.controllerPort }
+}
+
+export class LabProcess {
+  readonly clock: Clock = new RealClock()
+  readonly started_ms = Date.now()
+  private peerServer: PeerServer | undefined
+  private statusServer: StatusServer | undefined
+  private controllerLink: PeerLink | undefined
+  private readonly peerHandlers: ((c: PeerConnection) => void)[] = []
+  private readonly statusParts: (() => Record<string, unknown>)[] = []
+
+  private constructor(
+    readonly name: string,
+    readonly role: Role,
+    readonly site: string,
+    readonly topology: Topology,
+    readonly layout: LabLayout,
+    readonly secret: string,
+    readonly log: Logger,
+    readonly metrics: Metrics,
+    readonly mesh: PeerMesh,
+  ) {}
+
+  static async start(args: LabProcessArgs): Promise<LabProcess> {
+    const topology = loadTopology(args.topologyFile)
+    const spec = processSpec(topology, args.name)
+    if (spec.role !== args.role) throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
+    const layout = labLayout(args.dir)
+    const secret = readFileSync(layout.secret, 'utf8').trim()
+    const log = createLogger({ name: args.name, file: layout.processLog(args.name) })
+    const metrics = createMetrics({ role: spec.role, site: spec.site })
+    const mesh = new PeerMesh({ self: { name: spec.name, role: spec.role }, secret, peers: peersOf(topology, spec.name), dials, log, metrics })
+    const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh)
+    await p.listen(args.controllerPort)
+    return p
+  }
+
+  /** Role code: called for every new connection to a lab peer, to attach its handlers. */
+  onPeer(handler: (connection: PeerConnection) => void): void {
+    this.peerHandlers.push(handler)
+    for (const name of this.mesh.connectedPeers()) {
+      const c = this.mesh.connection(name)
+      if (c) handler(c)
+    }
+  }
+
+  /** Role code: adds fields to GET /status. */
+  addStatus(part: () => Record<string, unknown>): void {
+    this.statusParts.push(part)
+  }
+
+  /** Puts an event on the lab-wide timeline (and in this process's log). */
+  emitEvent(kind: string, details: Record<string, unknown> = {}): void {
+    this.log.info({ event: kind, ...details }, kind)
+    const c = this.controllerLink?.current
+    if (!c) return
+    c.send({ t: 'event', at_ms: Date.now(), kind, source: this.name, details }).catch((e: unknown) => this.log.warn({ err: describeError(e), kind }, 'could not send event to the controller'))
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      name: this.name,
+      role: this.role,
+      site: this.site,
+      pid: process.pid,
+      uptime_ms: Date.now() - this.started_ms,
+      peers: this.mesh.connectedPeers(),
+      blocked: this.mesh.blockedPeers(),
+      ...Object.assign({}, ...this.statusParts.map((f) => f())),
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.controllerLink?.stop()
+    this.mesh.stop()
+    await this.peerServer?.close()
+    await this.statusServer?.close()
+  }
+
+  private async listen(controllerPort: number): Promise<void> {
+    this.peerServer = await PeerServer.listen({
+      name: this.name,
+      role: this.role,
+      secret: this.secret,
+      log: this.log,
+      metrics: this.metrics,
+      admit: (remote) => this.mesh.admit(remote),
+      onPeer: (c) => this.mesh.accept(c),
+    })
+    this.statusServer = await startStatusServer({ registry: this.metrics.registry, status: () => this.status(), log: this.log })
+    this.mesh.on('peer-up', (c: PeerConnection) => {
+      for (const h of this.peerHandlers) h(c)
+      this.emitEvent('peer.connected', { peer: c.remoteName })
+      this.reportPeers()
+    })
+    this.mesh.on('peer-down', (name: string, reason: string) => {
+      this.emitEvent('peer.lost', { peer: name, reason })
+      this.reportPeers()
+    })
+    const link = new PeerLink({ name: this.name, role: this.role, secret: this.secret, expectName: 'controller', log: this.log, backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } }, { host: '127.0.0.1', port: controllerPort })
+    link.on('up', (c: PeerConnection) => void this.register(c))
+    this.controllerLink = link
+    link.start()
+  }
+
+  private async register(c: PeerConnection): Promise<void> {
+    c.onMessage('directory', ({ message }) => this.mesh.updateDirectory(message.entries))
+    c.onMessage('partition-set', ({ message }) => {
+      this.log.info({ blocked: message.blocked }, 'partition set by the lab')
+      this.mesh.setBlocked(message.blocked)
+      this.reportPeers()
+    })
+    try {
+      await c.request({
+        t: 'register',
+        name: this.name,
+        role: this.role,
+        site: this.site,
+        pid: process.pid,
+        peerEndpoint: { host: '127.0.0.1', port: this.peerServer!.port },
+        httpEndpoint: { host: '127.0.0.1', port: this.statusServer!.port },
+      })
+      this.reportPeers()
+    } catch (e) {
+      this.log.error({ err: describeError(e) }, 'registration with the controller failed')
+      c.terminate()
+    }
+  }
+
+  private reportPeers(): void {
+    this.controllerLink?.current?.send({ t: 'peers-report', connected: this.mesh.connectedPeers() }).catch(() => {})
+  }
+}
+
+/**
+ * The `main` of a lab process: parse arguments, start the shell, run the role's setup,
+ * stop cleanly on SIGTERM/SIGINT. Bad arguments end the process with a clear message.
+ */
+export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promise<void> | void): Promise<void> {
+  let p: LabProcess
+  try {
+    p = await LabProcess.start(parseLabProcessArgs(process.argv.slice(2), role))
+    await setup(p)
+  } catch (e) {
+    process.stderr.write(`hvlab-${role}: ${describeError(e)}\n`)
+    process.exit(2)
+  }
+  p.log.info({ pid: process.pid }, `${role} ${p.name} started`)
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    p.log.info({ signal }, 'stopping')
+    p.stop().finally(() => process.exit(0))
+    setTimeout(() => process.exit(0), 3000).unref()
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  // Started by a controller: a lab's processes never outlive it, even a kill -9 of it.
+  if (process.connected) process.on('disconnect', () => stop('controller gone'))
+  process.on('uncaughtException', (e) => {
+    p.log.fatal({ err: describeError(e), stack: e.stack }, 'uncaught exception')
+    process.stderr.write(`hvlab-${role} ${p.name}: uncaught exception: ${e.stack ?? describeError(e)}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,133 @@
+/**
+ * The lab's topology: sites, Hyper-V hosts, storage arrays, the file-share witness, the
+ * quorum model and timing profile. Read from a JSON file (the default lab is
+ * `topologies/two-site.json`), validated with errors that name the file and the field.
+ */
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
+import { HvlabError, describeError } from './errors.js'
+import { field } from './protocol/define.js'
+import type { Role } from './protocol/runtime-messages.js'
+
+export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
+
+const heartbeatProfile = z.strictObject({
+  interval_ms: z.number().int().min(10).max(60_000),
+  missed_max: z.number().int().min(1).max(1000),
+})
+
+const topologySchema = z.strictObject({
+  name: field.name(),
+  description: z.string().max(1000).optional(),
+  sites: z.array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() })).min(1).max(16),
+  hosts: z.array(z.strictObject({ name: field.name(), site: field.name(), memory_mib: z.number().int().min(64).max(4 * 1024 * 1024).default(8192) })).min(1).max(64),
+  arrays: z.array(z.strictObject({ name: field.name(), site: field.name() })).max(16).default([]),
+  witness: z.strictObject({ name: field.name(), site: field.name() }).optional(),
+  quorum: z
+    .strictObject({
+      model: z.enum(['node-majority', 'node-and-file-share-majority']),
+      dynamicQuorum: z.boolean().default(true),
+      dynamicWitness: z.boolean().default(true),
+    })
+    .default({ model: 'node-majority', dynamicQuorum: true, dynamicWitness: true }),
+  heartbeat: z
+    .strictObject({ sameSite: heartbeatProfile, crossSite: heartbeatProfile })
+    .default({ sameSite: { interval_ms: 1000, missed_max: 10 }, crossSite: { interval_ms: 1000, missed_max: 20 } }),
+  /** Shrinks the long, human-scale intervals (Replica cycles, failover windows). */
+  timeScale: z.number().positive().max(1).default(1),
+})
+
+export type Topology = z.infer<typeof topologySchema>
+
+export interface ProcessSpec {
+  name: string
+  role: Role
+  site: string
+}
+
+/** Validates a parsed topology; `source` names the file in error messages. */
+export function parseTopology(raw: unknown, source = 'topology'): Topology {
+  const result = topologySchema.safeParse(raw)
+  if (!result.success) {
+    const issue = result.error.issues[0]
+    const where = issue?.path.length ? issue.path.join('.') : '(top level)'
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `${source}: ${where}: ${issue?.message ?? 'invalid'}; see topologies/two-site.json for a valid example`)
+  }
+  const topology = result.data
+  const problems = topologyProblems(topology)
+  if (problems.length > 0) throw new HvlabError('HVLAB_E_TOPOLOGY', `${source}: ${problems.join('; ')}`)
+  return topology
+}
+
+/** Cross-field rules the schema alone cannot state. */
+function topologyProblems(t: Topology): string[] {
+  const problems: string[] = []
+  const sites = new Set<string>()
+  for (const s of t.sites) {
+    if (sites.has(s.name)) problems.push(`site ${s.name} is declared twice`)
+    sites.add(s.name)
+  }
+  const names = new Set<string>()
+  for (const p of processesOf(t)) {
+    if (names.has(p.name)) problems.push(`the name ${p.name} is used by more than one process; every host, array and witness needs its own name`)
+    names.add(p.name)
+    if (!sites.has(p.site)) problems.push(`${p.role} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${[...sites].join(', ')})`)
+  }
+  if (t.quorum.model === 'node-and-file-share-majority' && !t.witness) {
+    problems.push('quorum model node-and-file-share-majority needs a "witness" (name and site, ideally a third site)')
+  }
+  if (t.quorum.model === 'node-majority' && t.witness) {
+    problems.push('a witness is declared but the quorum model is node-majority; use node-and-file-share-majority or remove the witness')
+  }
+  if (t.witness && t.hosts.some((h) => h.site === t.witness!.site)) {
+    problems.push(`the witness shares site ${t.witness.site} with hosts; put it in a third site so it can arbitrate between the others`)
+  }
+  return problems
+}
+
+export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `cannot read topology file ${file}: ${describeError(e)}`)
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (e) {
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `${file} is not valid JSON: ${describeError(e)}`)
+  }
+  return parseTopology(raw, file)
+}
+
+/** Every process of the lab, hosts first, in a stable order. */
+export function processesOf(t: Topology): ProcessSpec[] {
+  return [
+    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site })),
+    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site }] : []),
+    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site })),
+  ]
+}
+
+export function processSpec(t: Topology, name: string): ProcessSpec {
+  const spec = processesOf(t).find((p) => p.name === name)
+  if (!spec) throw new HvlabError('HVLAB_E_NOT_FOUND', `no process named ${name} in topology ${t.name}; known: ${processesOf(t).map((p) => p.name).join(', ')}`)
+  return spec
+}
+
+/** Which roles talk to each other: hosts to everything, arrays to arrays (remote copy). */
+function talks(a: Role, b: Role): boolean {
+  if (a === 'host' || b === 'host') return true
+  return a === 'array' && b === 'array'
+}
+
+/** The processes `name` keeps a connection to. */
+export function peersOf(t: Topology, name: string): ProcessSpec[] {
+  const self = processSpec(t, name)
+  return processesOf(t).filter((p) => p.name !== name && talks(self.role, p.role))
+}
+
+/** Of two peers, the one whose name sorts first dials the other: one connection per pair. */
+export const dials = (self: string, peer: string): boolean => self < peer

@@ -1,0 +1,30 @@
+/**
+ * Reading and writing the handshake's frames on a raw WebSocket, before it becomes a
+ * PeerConnection. Both the server and the client side use these.
+ */
+import type WebSocket from 'ws'
+import { HvlabError } from '../errors.js'
+import { decodeFrame, encodeFrame } from '../protocol/codec.js'
+import type { Message, MessageOf, MessageType } from '../protocol/messages.js'
+
+export const HANDSHAKE_TIMEOUT_MS = 5_000
+
+export function sendRaw(ws: WebSocket, message: Message): void {
+  ws.send(encodeFrame({ k: 'msg', m: message }), { binary: true })
+}
+
+/**
+ * Decodes one handshake frame and checks that it is the message we expect. A goodbye
+ * from the other side becomes an error with its code and reason.
+ */
+export function expectMessage<T extends MessageType>(data: unknown, isBinary: boolean, t: T): MessageOf<T> {
+  if (!isBinary || !Buffer.isBuffer(data)) throw new HvlabError('HVLAB_E_PROTOCOL', 'handshake frames are binary')
+  const { envelope } = decodeFrame(data)
+  if (envelope.k !== 'msg') throw new HvlabError('HVLAB_E_PROTOCOL', `expected ${t} during the handshake, got a ${envelope.k} envelope`)
+  const m = envelope.m
+  if (m.t === 'goodbye' && t !== 'goodbye') {
+    throw new HvlabError(m.code === 'HVLAB_E_AUTH' ? 'HVLAB_E_AUTH' : 'HVLAB_E_REFUSED', `refused by peer: ${m.reason}`)
+  }
+  if (m.t !== t) throw new HvlabError('HVLAB_E_PROTOCOL', `expected ${t} during the handshake, got ${m.t}`)
+  return m as MessageOf<T>
+}

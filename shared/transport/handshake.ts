@@ -1,0 +1,28 @@
+/**
+ * Challenge–response proof of the lab's secret, both ways. Pure: HMAC-SHA256 over the
+ * two nonces and both names, so a proof cannot be replayed on another connection or
+ * reflected back at its sender.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto'
+
+export interface ProofInput {
+  side: 'client' | 'server'
+  protocolVersion: number
+  /** The nonce the prover received (the verifier's), then the prover's own. */
+  theirNonce: string
+  ourNonce: string
+  ourName: string
+  theirName: string
+}
+
+export function computeProof(secret: string, p: ProofInput): string {
+  return createHmac('sha256', secret)
+    .update(['hvlab', p.side, p.protocolVersion, p.theirNonce, p.ourNonce, p.ourName, p.theirName].join('|'))
+    .digest('hex')
+}
+
+export function verifyProof(secret: string, p: ProofInput, proof: string): boolean {
+  const expected = Buffer.from(computeProof(secret, p), 'hex')
+  const given = Buffer.from(proof, 'hex')
+  return given.length === expected.length && timingSafeEqual(given, expected)
+}

@@ -1,0 +1,330 @@
+/**
+ * An authenticated connection to one peer: one-way messages, request/response with
+ * timeouts and typed errors, byte attachments, bounded send buffering and a liveness
+ * probe. Created by the server or the client once the handshake has succeeded.
+ */
+import { EventEmitter } from 'node:events'
+import type WebSocket from 'ws'
+import { HvlabError, asErrorCode, describeError } from '../errors.js'
+import { decodeFrame, encodeFrame, type Envelope } from '../protocol/codec.js'
+import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
+import type { Logger } from '../log.js'
+import type { Metrics } from '../metrics.js'
+
+export interface TransportLimits {
+  /** Above this many bytes queued in the socket, `send` waits (backpressure). */
+  sendHighWater_bytes: number
+  /** Beyond this many queued bytes a send is refused with HVLAB_E_BACKPRESSURE. */
+  sendQueue_bytes_max: number
+  /** Requests awaiting a reply at once, per connection. */
+  requestsInFlight_max: number
+  requestTimeout_ms: number
+  /** Liveness: a ws ping every interval; the peer is dead after this long with no pong. */
+  pingInterval_ms: number
+  deadAfter_ms: number
+}
+
+export const DEFAULT_LIMITS: TransportLimits = {
+  sendHighWater_bytes: 16 * 1024 * 1024,
+  sendQueue_bytes_max: 64 * 1024 * 1024,
+  requestsInFlight_max: 1024,
+  requestTimeout_ms: 10_000,
+  pingInterval_ms: 500,
+  deadAfter_ms: 2_000,
+}
+
+export interface Incoming {
+  message: Message
+  attachment: Buffer
+}
+
+export interface Reply {
+  message: Message
+  attachment?: Uint8Array
+}
+
+export type RequestHandler = (incoming: Incoming, from: PeerConnection) => Promise<Reply> | Reply
+export type MessageHandler = (incoming: Incoming, from: PeerConnection) => void
+
+interface Pending {
+  resolve: (r: Incoming) => void
+  reject: (e: Error) => void
+  timer: NodeJS.Timeout
+}
+
+const CLOSE_POLICY = 1008
+
+/**
+ * Events: 'close' (code: number, reason: string) once, when the connection is gone for
+ * whatever reason.
+ */
+export class PeerConnection extends EventEmitter {
+  readonly remoteName: string
+  readonly remoteRole: string
+  private readonly ws: WebSocket
+  private readonly log: Logger
+  private readonly limits: TransportLimits
+  private readonly metrics: Metrics | undefined
+  private readonly pending = new Map<number, Pending>()
+  private readonly handlers = new Map<string, MessageHandler>()
+  private readonly requestHandlers = new Map<string, RequestHandler>()
+  private nextRequestId = 1
+  private queued_bytes = 0
+  private drainWaiters: (() => void)[] = []
+  private lastPong_ms = Date.now()
+  private pingTimer: NodeJS.Timeout | undefined
+  /** Bytes of frames encoded by senders that wait for the queue to drain. */
+  private waiting_bytes = 0
+  /** close() was called: nothing received after that is acted on, nothing more is sent. */
+  private closing = false
+  private closed = false
+
+  constructor(ws: WebSocket, remote: { name: string; role: string }, opts: { log: Logger; limits?: Partial<TransportLimits>; metrics?: Metrics }) {
+    super()
+    this.ws = ws
+    this.remoteName = remote.name
+    this.remoteRole = remote.role
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.log = opts.log.child({ peer: remote.name })
+    this.metrics = opts.metrics
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
+    ws.on('pong', () => {
+      this.lastPong_ms = Date.now()
+    })
+    ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
+    ws.on('error', (err) => {
+      this.log.warn({ err: describeError(err) }, 'connection error')
+      // ws closes the socket itself after an error (e.g. 1009 for an oversize frame).
+    })
+    this.pingTimer = setInterval(() => this.probe(), this.limits.pingInterval_ms)
+    this.pingTimer.unref()
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && !this.closing
+  }
+
+  /** Handles one-way messages of type `t`. */
+  onMessage<T extends MessageType>(t: T, handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => void): this {
+    this.handlers.set(t, handler as MessageHandler)
+    return this
+  }
+
+  /** Answers requests of type `t`; a thrown HvlabError becomes an error reply with its code. */
+  onRequest<T extends MessageType>(t: T, handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => Promise<Reply> | Reply): this {
+    this.requestHandlers.set(t, handler as RequestHandler)
+    return this
+  }
+
+  /** Sends a one-way message; waits while the socket's queue is above the high-water mark. */
+  async send(message: Message, attachment?: Uint8Array): Promise<void> {
+    await this.sendEnvelope({ k: 'msg', m: message }, attachment)
+  }
+
+  /** Sends a request and resolves with the reply, or rejects with a typed HvlabError. */
+  async request(message: Message, options: { attachment?: Uint8Array; timeout_ms?: number } = {}): Promise<Incoming> {
+    if (this.pending.size >= this.limits.requestsInFlight_max) {
+      throw new HvlabError('HVLAB_E_BACKPRESSURE', `${this.limits.requestsInFlight_max} requests to ${this.remoteName} are already awaiting replies; wait for some to finish`)
+    }
+    const id = this.nextRequestId
+    this.nextRequestId = this.nextRequestId >= 0xffff_fffe ? 1 : this.nextRequestId + 1
+    const timeout_ms = options.timeout_ms ?? this.limits.requestTimeout_ms
+    const reply = new Promise<Incoming>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new HvlabError('HVLAB_E_TIMEOUT', `${this.remoteName} did not answer ${message.t} within ${timeout_ms} ms`))
+      }, timeout_ms)
+      this.pending.set(id, { resolve, reject, timer })
+    })
+    try {
+      await this.sendEnvelope({ k: 'req', id, m: message }, options.attachment)
+    } catch (e) {
+      const p = this.pending.get(id)
+      if (p) {
+        clearTimeout(p.timer)
+        this.pending.delete(id)
+      }
+      // If the connection closed meanwhile, onClosed already rejected `reply`; the
+      // caller gets `e` instead, so that rejection must not go unhandled.
+      reply.catch(() => undefined)
+      throw e
+    }
+    return reply
+  }
+
+  /** Closes the connection, telling the peer why. */
+  close(code: string, reason: string): void {
+    if (this.closed || this.closing) return
+    this.closing = true
+    this.wakeSenders()
+    try {
+      this.ws.send(encodeFrame({ k: 'msg', m: { t: 'goodbye', code, reason } }))
+    } catch {
+      // the socket may already be gone; closing below is what matters
+    }
+    this.ws.close(CLOSE_POLICY, code.slice(0, 100))
+    // If the peer never answers the close handshake (paused, partitioned), cut it.
+    setTimeout(() => this.ws.terminate(), 1000).unref()
+  }
+
+  /** Cuts the connection at once, without a close handshake. */
+  terminate(): void {
+    this.ws.terminate()
+  }
+
+  private async sendEnvelope(envelope: Envelope, attachment?: Uint8Array): Promise<void> {
+    if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} is closed`)
+    const frame = encodeFrame(envelope, attachment)
+    // Frames waiting for the socket to drain are held in memory too: they count.
+    const held_bytes = this.queued_bytes + this.waiting_bytes
+    if (held_bytes + frame.length > this.limits.sendQueue_bytes_max) {
+      throw new HvlabError('HVLAB_E_BACKPRESSURE', `send queue to ${this.remoteName} is full (${held_bytes} bytes waiting); the peer is slow or stalled`)
+    }
+    if (this.queued_bytes > this.limits.sendHighWater_bytes) {
+      this.waiting_bytes += frame.length
+      try {
+        while (this.queued_bytes > this.limits.sendHighWater_bytes && this.isOpen) {
+          await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
+        }
+      } finally {
+        this.waiting_bytes -= frame.length
+      }
+    }
+    if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed while sending`)
+    this.queued_bytes += frame.length
+    this.metrics?.framesSent.inc({ kind: envelope.k })
+    this.metrics?.bytesSent.inc(frame.length)
+    this.ws.send(frame, { binary: true }, () => {
+      this.queued_bytes -= frame.length
+      if (this.queued_bytes <= this.limits.sendHighWater_bytes) this.wakeSenders()
+    })
+  }
+
+  private wakeSenders(): void {
+    const waiters = this.drainWaiters
+    this.drainWaiters = []
+    for (const w of waiters) w()
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    // ws keeps delivering frames until the peer answers our close; after a refusal
+    // (a malformed frame, say) none of them may act.
+    if (this.closed || this.closing) return
+    let envelope: Envelope
+    let attachment: Buffer
+    try {
+      if (!isBinary) throw new HvlabError('HVLAB_E_PROTOCOL', 'text frames are not part of the protocol')
+      ;({ envelope, attachment } = decodeFrame(data))
+    } catch (e) {
+      this.refuse('HVLAB_E_PROTOCOL', describeError(e))
+      return
+    }
+    this.metrics?.framesReceived.inc({ kind: envelope.k })
+    this.metrics?.bytesReceived.inc(data.length)
+    switch (envelope.k) {
+      case 'msg':
+        this.dispatchMessage({ message: envelope.m, attachment })
+        return
+      case 'req':
+        void this.dispatchRequest(envelope.id, { message: envelope.m, attachment })
+        return
+      case 'res':
+      case 'err': {
+        const p = this.pending.get(envelope.id)
+        if (!p) {
+          this.log.debug({ id: envelope.id }, 'reply to a request that already timed out')
+          return
+        }
+        clearTimeout(p.timer)
+        this.pending.delete(envelope.id)
+        if (envelope.k === 'res') p.resolve({ message: envelope.m, attachment })
+        else p.reject(new HvlabError(asErrorCode(envelope.code), `${this.remoteName}: ${envelope.message}`))
+        return
+      }
+    }
+  }
+
+  private dispatchMessage(incoming: Incoming): void {
+    const t = incoming.message.t
+    if (t === 'goodbye') {
+      this.log.info({ code: incoming.message.code, reason: incoming.message.reason }, 'peer said goodbye')
+      return
+    }
+    const handler = this.handlers.get(t)
+    if (!handler) {
+      this.refuse('HVLAB_E_PROTOCOL', `unexpected message ${t} from ${this.remoteName}`)
+      return
+    }
+    const failed = (e: unknown): void => this.log.error({ err: describeError(e), t }, 'message handler failed')
+    try {
+      const result: unknown = handler(incoming, this)
+      if (result instanceof Promise) result.catch(failed)
+    } catch (e) {
+      failed(e)
+    }
+  }
+
+  private async dispatchRequest(id: number, incoming: Incoming): Promise<void> {
+    const handler = this.requestHandlers.get(incoming.message.t)
+    let envelope: Envelope
+    let attachment: Uint8Array | undefined
+    if (!handler) {
+      envelope = { k: 'err', id, code: 'HVLAB_E_PROTOCOL', message: `${incoming.message.t} is not a request this peer answers` }
+    } else {
+      try {
+        const reply = await handler(incoming, this)
+        envelope = { k: 'res', id, m: reply.message }
+        attachment = reply.attachment
+      } catch (e) {
+        const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+        if (code === 'HVLAB_E_INTERNAL') this.log.error({ err: describeError(e), t: incoming.message.t }, 'request handler failed')
+        envelope = { k: 'err', id, code, message: describeError(e).slice(0, 4000) }
+      }
+    }
+    try {
+      try {
+        await this.sendEnvelope(envelope, attachment)
+      } catch (e) {
+        if (!(e instanceof HvlabError && e.code === 'HVLAB_E_PROTOCOL')) throw e
+        // The handler's reply is not a valid frame: tell the requester instead of letting it time out.
+        this.log.error({ err: describeError(e), t: incoming.message.t }, 'request handler returned an invalid reply')
+        await this.sendEnvelope({ k: 'err', id, code: 'HVLAB_E_INTERNAL', message: `invalid reply to ${incoming.message.t}: ${describeError(e)}`.slice(0, 4000) })
+      }
+    } catch (e) {
+      this.log.debug({ err: describeError(e) }, 'could not send a reply')
+    }
+  }
+
+  private refuse(code: string, reason: string): void {
+    this.log.warn({ code, reason }, 'closing connection')
+    this.metrics?.connectionsRefused.inc({ reason: code })
+    this.close(code, reason)
+  }
+
+  private probe(): void {
+    if (this.closed) return
+    if (Date.now() - this.lastPong_ms > this.limits.deadAfter_ms) {
+      this.log.warn({ silent_ms: Date.now() - this.lastPong_ms }, 'peer stopped answering pings; cutting the connection')
+      this.ws.terminate()
+      return
+    }
+    try {
+      this.ws.ping()
+    } catch {
+      // closing; the close handler cleans up
+    }
+  }
+
+  private onClosed(code: number, reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.pingTimer) clearInterval(this.pingTimer)
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer)
+      p.reject(new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed before it answered (request ${id})`))
+    }
+    this.pending.clear()
+    this.wakeSenders()
+    this.emit('close', code, reason)
+  }
+}

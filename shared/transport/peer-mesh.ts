@@ -1,0 +1,126 @@
+/**
+ * The connections a lab process keeps to the peers the topology gives it: it dials the
+ * peers whose names sort after its own and accepts the others, keeps one connection per
+ * peer (a newer one replaces an older one: the peer restarted), follows the directory
+ * the controller pushes (restarted processes listen on new ports), and obeys injected
+ * partitions (blocked peers are cut and neither dialled nor admitted).
+ *
+ * Events: 'peer-up' (connection), 'peer-down' (name, reason).
+ */
+import { EventEmitter } from 'node:events'
+import type { Logger } from '../log.js'
+import type { Metrics } from '../metrics.js'
+import type { Role } from '../protocol/runtime-messages.js'
+import type { Endpoint } from './peer-client.js'
+import type { PeerConnection, TransportLimits } from './peer-connection.js'
+import { PeerLink } from './peer-link.js'
+
+export interface MeshPeer {
+  name: string
+  role: Role
+  site: string
+}
+
+export interface PeerMeshOptions {
+  self: { name: string; role: Role }
+  secret: string
+  /** The peers this process talks to, from the topology. */
+  peers: MeshPeer[]
+  /** Whether we dial `peer` (the other side dials us otherwise). */
+  dials: (self: string, peer: string) => boolean
+  log: Logger
+  metrics?: Metrics
+  limits?: Partial<TransportLimits>
+}
+
+export class PeerMesh extends EventEmitter {
+  private readonly connected = new Map<string, PeerConnection>()
+  private readonly links = new Map<string, PeerLink>()
+  private readonly known: Map<string, MeshPeer>
+  private blocked = new Set<string>()
+  private readonly log: Logger
+
+  constructor(private readonly options: PeerMeshOptions) {
+    super()
+    this.known = new Map(options.peers.map((p) => [p.name, p]))
+    this.log = options.log.child({ component: 'mesh' })
+  }
+
+  /** Names of the peers connected now, sorted. */
+  connectedPeers(): string[] {
+    return [...this.connected.keys()].sort()
+  }
+
+  connection(name: string): PeerConnection | undefined {
+    return this.connected.get(name)
+  }
+
+  blockedPeers(): string[] {
+    return [...this.blocked].sort()
+  }
+
+  /** For the server: why an authenticated peer may not connect, or undefined. */
+  admit(remote: { name: string; role: string }): string | undefined {
+    if (!this.known.has(remote.name)) return `${remote.name} is not a peer of ${this.options.self.name} in this topology`
+    if (this.blocked.has(remote.name)) return `${this.options.self.name} is partitioned from ${remote.name}`
+    return undefined
+  }
+
+  /** For the server: an inbound connection that passed `admit`. */
+  accept(connection: PeerConnection): void {
+    this.adopt(connection)
+  }
+
+  /** The controller's directory: where each peer listens now. */
+  updateDirectory(entries: { name: string; peerEndpoint: Endpoint }[]): void {
+    for (const entry of entries) {
+      if (!this.known.has(entry.name) || !this.options.dials(this.options.self.name, entry.name)) continue
+      let link = this.links.get(entry.name)
+      if (!link) {
+        link = new PeerLink({ name: this.options.self.name, role: this.options.self.role, secret: this.options.secret, expectName: entry.name, log: this.log, metrics: this.options.metrics, limits: this.options.limits })
+        link.on('up', (c: PeerConnection) => this.adopt(c))
+        this.links.set(entry.name, link)
+        link.setEndpoint(entry.peerEndpoint)
+        if (!this.blocked.has(entry.name)) link.start()
+      } else {
+        link.setEndpoint(entry.peerEndpoint)
+      }
+    }
+  }
+
+  /** The controller's partition: peers this process must not reach. */
+  setBlocked(names: string[]): void {
+    const next = new Set(names)
+    for (const name of next) {
+      if (this.blocked.has(name)) continue
+      this.links.get(name)?.stop()
+      this.connected.get(name)?.terminate()
+    }
+    for (const name of this.blocked) {
+      if (!next.has(name)) this.links.get(name)?.start()
+    }
+    this.blocked = next
+  }
+
+  stop(): void {
+    for (const link of this.links.values()) link.stop()
+    for (const c of this.connected.values()) c.terminate()
+  }
+
+  private adopt(connection: PeerConnection): void {
+    const name = connection.remoteName
+    if (this.blocked.has(name)) {
+      connection.terminate()
+      return
+    }
+    const previous = this.connected.get(name)
+    this.connected.set(name, connection)
+    if (previous) previous.terminate()
+    connection.once('close', (_code: number, reason: string) => {
+      if (this.connected.get(name) !== connection) return
+      this.connected.delete(name)
+      this.emit('peer-down', name, reason || 'connection closed')
+    })
+    this.emit('peer-up', connection)
+  }
+}

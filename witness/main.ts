@@ -1,0 +1,4 @@
+/** The file-share witness process. */
+import { runLabProcess } from '../shared/lab-process.js'
+
+await runLabProcess('witness', () => {})
