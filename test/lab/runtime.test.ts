@@ -1,0 +1,133 @@
+/**
+ * The lab runtime with real processes: the default two-site topology comes up with
+ * every process connected to its peers; a kill -9 is reported in status and events;
+ * a restart reconnects; a process that dies by itself is reported with its last log
+ * lines; bad commands get clear errors; `hvlab down` leaves no process behind.
+ */
+import t from 'tap'
+import { isAlive, startLab } from './lab-fixture.js'
+
+t.test('default two-site lab: up, kill -9, restart, crash report, down', async (t) => {
+  const { lab, status } = await startLab(t)
+  const names = status.processes.map((p) => p.name).sort()
+  t.same(names, ['array-a', 'array-b', 'host-a1', 'host-a2', 'host-b1', 'host-b2', 'witness'], 'every process of the default topology')
+  t.ok(status.lab.healthy, 'the lab reports healthy')
+  for (const p of status.processes) {
+    t.equal(p.state, 'up', `${p.name} is up`)
+    t.ok(p.pid && isAlive(p.pid), `${p.name} has a live pid`)
+    t.same([...p.peers].sort(), [...p.expectedPeers].sort(), `${p.name} is connected to all its peers`)
+  }
+  const hostA1 = status.processes.find((p) => p.name === 'host-a1')!
+  t.same(hostA1.expectedPeers.sort(), ['array-a', 'array-b', 'host-a2', 'host-b1', 'host-b2', 'witness'])
+
+  // metrics endpoint with default process metrics and transport metrics
+  const metrics = await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/metrics`)).text()
+  t.match(metrics, /hvlab_process_cpu_seconds_total/, 'default process metrics')
+  t.match(metrics, /hvlab_transport_peers_connected\{[^}]*\} \d/, 'transport metrics')
+  const own = (await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/status`)).json()) as { name: string; peers: string[] }
+  t.equal(own.name, 'host-a1', 'per-process status endpoint')
+
+  // kill -9 one host: reported down in status and events, peers see it lost
+  const killed = await lab.cli('kill', 'host-a1', '--signal', 'KILL')
+  t.equal(killed.code, 0, 'kill accepted')
+  const afterKill = await lab.waitFor('host-a1 down', async () => {
+    const s = await lab.status()
+    const p = s.processes.find((x) => x.name === 'host-a1')!
+    const a2 = s.processes.find((x) => x.name === 'host-a2')!
+    return p.state === 'down' && !a2.peers.includes('host-a1') ? s : undefined
+  })
+  const downA1 = afterKill.processes.find((p) => p.name === 'host-a1')!
+  t.equal(downA1.lastExit?.signal, 'SIGKILL', 'status shows it was killed by SIGKILL')
+  t.equal(downA1.pid, null, 'no pid while down')
+  t.notOk(isAlive(hostA1.pid!), 'the old process is gone')
+  t.notOk(afterKill.lab.healthy, 'the lab is not healthy with a host down')
+  const events1 = await lab.events()
+  t.ok(events1.some((e) => e.kind === 'process.exited' && e.details.process === 'host-a1' && e.details.signal === 'SIGKILL'), 'events: host-a1 exited by SIGKILL')
+  t.ok(events1.some((e) => e.kind === 'peer.lost' && e.source === 'host-a2' && e.details.peer === 'host-a1'), 'events: host-a2 lost host-a1')
+
+  // restart: it comes back with a new pid and reconnects to everyone
+  const lastSeq = events1.at(-1)!.seq
+  t.equal((await lab.cli('restart', 'host-a1')).code, 0, 'restart accepted')
+  const healed = await lab.waitFor('lab healthy again', async () => {
+    const s = await lab.status()
+    return s.lab.healthy ? s : undefined
+  })
+  const upA1 = healed.processes.find((p) => p.name === 'host-a1')!
+  t.not(upA1.pid, hostA1.pid, 'a new process')
+  t.equal(upA1.starts, 2, 'started twice')
+  t.same([...upA1.peers].sort(), [...upA1.expectedPeers].sort(), 'reconnected to every peer')
+  const events2 = (await lab.events()).filter((e) => e.seq > lastSeq)
+  t.ok(events2.some((e) => e.kind === 'process.up' && e.details.process === 'host-a1'), 'events: host-a1 up again')
+  t.ok(events2.some((e) => e.kind === 'peer.connected' && e.source === 'host-b1' && e.details.peer === 'host-a1'), 'events: host-b1 reconnected to host-a1')
+
+  // a process that dies by itself (killed from outside the lab) is reported, not restarted
+  const witness = healed.processes.find((p) => p.name === 'witness')!
+  process.kill(witness.pid!, 'SIGKILL')
+  const crashed = await lab.waitFor('witness reported crashed', async () => {
+    const s = await lab.status()
+    const w = s.processes.find((p) => p.name === 'witness')!
+    return w.state === 'down' ? w : undefined
+  })
+  t.equal(crashed.lastExit?.requested, false, 'the lab did not ask for it')
+  t.ok((crashed.lastExit?.lastLogLines.length ?? 0) > 0, 'the report carries its last log lines')
+  const crashEvent = (await lab.events()).find((e) => e.kind === 'process.crashed' && e.details.process === 'witness')
+  t.ok(crashEvent, 'events: process.crashed for the witness')
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal((await lab.status()).processes.find((p) => p.name === 'witness')!.state, 'down', 'not silently restarted')
+
+  // bad input: clear errors, the lab keeps running
+  const unknown = await lab.cli('kill', 'host-z9')
+  t.not(unknown.code, 0, 'unknown process refused')
+  t.match(unknown.stderr, /no process named host-z9; known: host-a1/)
+  const badSignal = await lab.cli('kill', 'host-b1', '--signal', 'HUP')
+  t.not(badSignal.code, 0, 'unknown signal refused')
+  t.match(badSignal.stderr, /Allowed choices are KILL, TERM, STOP, CONT/)
+  const notRunning = await lab.cli('kill', 'witness')
+  t.match(notRunning.stderr, /witness is not running; `hvlab restart witness` starts it/)
+  const badPartition = await lab.cli('partition', 'site-a', 'site-q')
+  t.match(badPartition.stderr, /site-q is neither a process nor a site/)
+  t.equal((await lab.status()).processes.filter((p) => p.state === 'up').length, 6, 'the rest of the lab kept running')
+
+  // down leaves no process behind
+  const controllerPid = lab.controllerPid()!
+  const pids = [controllerPid, ...(await lab.status()).processes.map((p) => p.pid).filter((p): p is number => p !== null)]
+  t.equal((await lab.cli('down')).code, 0, 'down succeeded')
+  await lab.waitFor('every process gone', async () => (pids.every((p) => !isAlive(p)) ? true : undefined), 15_000)
+  t.ok(pids.every((p) => !isAlive(p)), 'no process left behind')
+  const after = await lab.cli('status')
+  t.match(after.stderr, /no lab is running/, 'status after down says so')
+})
+
+t.test('partition and heal between sites, and pause/continue', async (t) => {
+  const { lab } = await startLab(t)
+  t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
+  const cut = await lab.waitFor('site-a cut from site-b', async () => {
+    const s = await lab.status()
+    const a1 = s.processes.find((p) => p.name === 'host-a1')!
+    const b1 = s.processes.find((p) => p.name === 'host-b1')!
+    return !a1.peers.some((p) => p.startsWith('host-b') || p === 'array-b') && !b1.peers.some((p) => p.startsWith('host-a') || p === 'array-a') ? s : undefined
+  })
+  const a1 = cut.processes.find((p) => p.name === 'host-a1')!
+  t.ok(a1.peers.includes('witness') && a1.peers.includes('host-a2'), 'site-a still reaches the witness and its own site')
+  t.same(a1.blocked, ['array-b', 'host-b1', 'host-b2'], 'host-a1 is blocked from site-b')
+  t.equal((await lab.cli('heal')).code, 0)
+  await lab.waitFor('all connected again', async () => {
+    const s = await lab.status()
+    return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
+  })
+  t.pass('healed')
+
+  // SIGSTOP pauses a process: shown paused, peers lose it; SIGCONT brings it back
+  await lab.cli('kill', 'host-b2', '--signal', 'STOP')
+  await lab.waitFor('host-b2 paused and lost by its peers', async () => {
+    const s = await lab.status()
+    return s.processes.find((p) => p.name === 'host-b2')!.state === 'paused' && !s.processes.find((p) => p.name === 'host-b1')!.peers.includes('host-b2') ? s : undefined
+  })
+  t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
+  await lab.cli('kill', 'host-b2', '--signal', 'CONT')
+  await lab.waitFor('host-b2 back', async () => {
+    const s = await lab.status()
+    return s.lab.healthy ? s : undefined
+  })
+  t.pass('continued host-b2 reconnects')
+})
