@@ -32,7 +32,7 @@ async function waitUntilHealthy(client: () => ControlClient, isAlive: () => bool
   const deadline = Date.now() + timeout_ms
   let last: LabStatus | undefined
   while (Date.now() < deadline) {
-    if (!isAlive()) throw new HvlabError('HVLAB_E_LAB', 'the lab controller exited while starting')
+    if (!isAlive()) throw new HvlabError('HVLAB_E_LAB', 'the lab controller stopped while the lab was starting')
     try {
       last = await client().get<LabStatus>('/v1/status')
       if (last.lab.healthy) return last
@@ -85,12 +85,14 @@ program
     }
     const lab = await runController({ dir: o.dir, topologyFile: o.topology })
     lab.controller.timeline.follow((e) => out(formatEvent(e)))
+    let labRunning = true
+    void lab.stopped.then(() => (labRunning = false))
     try {
-      const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => true, READY_TIMEOUT_MS)
+      const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => labRunning, READY_TIMEOUT_MS)
       out(o.json ? JSON.stringify(status, null, 2) : `\n${formatStatus(status)}\n`)
       out(`Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`)
     } catch (e) {
-      process.stderr.write(`hvlab: ${describeError(e)}\n`)
+      if (labRunning) process.stderr.write(`hvlab: ${describeError(e)}\n`)
     }
     await lab.stopped
     out('lab stopped; its logs and data stay in ' + layout.root)

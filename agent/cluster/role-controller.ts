@@ -1,0 +1,527 @@
+/**
+ * The cluster's role controller: a pure state machine that decides where each VM role
+ * runs. Driven by membership (which nodes are Up / Paused / Down, in an epoch), the
+ * agents' confirmations (started, stopped, start failed), health verdicts, operator
+ * commands and a periodic failback check; it answers with effects for its shell.
+ *
+ * Safety: a VM is never on two nodes. A role gets a start on a node only while it has
+ * no owner, and it loses its owner only when (a) the owner confirmed the stop, (b) the
+ * owner reported the start failed, or (c) membership declared the owner Down — which
+ * the membership layer does only after the quorum-loss bound, by when a node cut off
+ * from the cluster has stopped its VMs. Every move is stop-then-start (quick migration).
+ *
+ * Every start_vm / stop_vm carries an `op` number (per role, increasing); the agent echoes
+ * it in its reply, and `vm_failed` carries the op of the start that made that incarnation.
+ * A reply for any other op is stale and ignored, so a late answer can never be taken for
+ * the current one. The agent must apply a role's starts and stops in the order received.
+ *
+ * Refused operator commands throw HvlabError (HVLAB_E_USAGE / NOT_FOUND / STATE) with a
+ * message for people, before changing anything.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import {
+  DEFAULT_FAILOVER_POLICY,
+  EMPTY_HISTORY,
+  checkFailoverPolicy,
+  decideOnFailure,
+  inFailbackWindow,
+  recordDecision,
+  type FailoverPolicy,
+  type FailureHistory,
+} from './failover-policy.js'
+import { chooseNode, loadOf, planDrain, planFailback, planReturn, refusal, type MovePlan, type NodeStatus, type NodeView } from './placement.js'
+import { createVmRole, transition, type RoleState, type VmRole, type VmRoleSpec } from './vm-role.js'
+
+export interface RoleControllerConfig {
+  policy: FailoverPolicy
+  /** The most roles the cluster keeps. */
+  roles_max: number
+  /** The `source` of timeline events. */
+  source: string
+}
+
+export const DEFAULT_ROLE_CONTROLLER: Readonly<RoleControllerConfig> = Object.freeze({
+  policy: DEFAULT_FAILOVER_POLICY,
+  roles_max: 1024,
+  source: 'cluster',
+})
+
+export const NODES_MAX = 64
+
+export type RoleCommand =
+  | { readonly op: 'create'; readonly spec: VmRoleSpec }
+  | { readonly op: 'start'; readonly name: string }
+  | { readonly op: 'stop'; readonly name: string }
+  | { readonly op: 'move'; readonly name: string; readonly to: string }
+  | { readonly op: 'pause'; readonly node: string; readonly drain: boolean }
+  | { readonly op: 'resume'; readonly node: string; readonly failback: boolean }
+
+export type RoleInput =
+  /** The membership layer's view; a node is Down only after the quorum-loss bound. */
+  | { readonly type: 'membership'; readonly epoch: number; readonly nodes: readonly NodeView[] }
+  | { readonly type: 'vm_started'; readonly role: string; readonly node: string; readonly op: number }
+  | { readonly type: 'vm_start_failed'; readonly role: string; readonly node: string; readonly op: number; readonly reason: string }
+  | { readonly type: 'vm_stopped'; readonly role: string; readonly node: string; readonly op: number }
+  /**
+   * The owner reports the VM failed: a health verdict (IsAlive failed; `gone` false, the VM
+   * process still exists) or a crash or guest shutdown (`gone` true). `op` is the op of the
+   * start that made this incarnation.
+   */
+  | { readonly type: 'vm_failed'; readonly role: string; readonly node: string; readonly op: number; readonly gone: boolean; readonly reason: string }
+  /** Sent by the shell periodically with the cluster's local hour, for failback windows. */
+  | { readonly type: 'failback_check'; readonly hour_of_day: number }
+  | { readonly type: 'command'; readonly command: RoleCommand }
+
+export interface TimelineEvent {
+  readonly at_ms: number
+  readonly kind: string
+  readonly source: string
+  readonly details: Readonly<Record<string, string | number | null>>
+}
+
+export type RoleEffect =
+  | { readonly type: 'start_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly memory_mib: number }
+  | { readonly type: 'stop_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly reason: string }
+  /** The role record changed (state, owner, reason): write it to the cluster database. */
+  | { readonly type: 'persist'; readonly role: VmRole }
+  /** Record the node's paused flag in the cluster database. */
+  | { readonly type: 'set_node_paused'; readonly node: string; readonly paused: boolean }
+  | { readonly type: 'emit'; readonly event: TimelineEvent }
+
+/** What to do once the owner confirms a stop. */
+type AfterStop =
+  | { readonly kind: 'stay_stopped' }
+  | { readonly kind: 'fail'; readonly reason: string }
+  | { readonly kind: 'start_on'; readonly node: string; readonly reason: string }
+  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string }
+
+interface RoleEntry {
+  role: VmRole
+  history: FailureHistory
+  after_stop: AfterStop | null
+  /** The paused node it was drained from, for `resume --failback`. */
+  drained_from: string | null
+  /** Last reason reported for not draining it, so the timeline is not flooded. */
+  drain_stuck: string | null
+  /** The last op number used for this role. */
+  op_seq: number
+  /** The op of the start or stop whose reply is awaited (or was last received). */
+  current_op: number
+  /** The op of the start that made the incarnation now on the owner. */
+  start_op: number
+}
+
+export class RoleController {
+  private readonly config: RoleControllerConfig
+  private readonly entries = new Map<string, RoleEntry>()
+  private nodes = new Map<string, NodeView>()
+  private readonly paused = new Set<string>()
+  private readonly draining = new Set<string>()
+  private epoch = 0
+  private now_ms = 0
+  private out: RoleEffect[] = []
+
+  constructor(config: Partial<RoleControllerConfig> = {}) {
+    this.config = { ...DEFAULT_ROLE_CONTROLLER, ...config }
+    checkFailoverPolicy(this.config.policy)
+  }
+
+  step(input: RoleInput, now_ms: number): RoleEffect[] {
+    if (!Number.isFinite(now_ms)) throw new HvlabError('HVLAB_E_INTERNAL', `now_ms must be finite, got ${now_ms}`)
+    this.now_ms = Math.max(this.now_ms, now_ms)
+    this.out = []
+    switch (input.type) {
+      case 'membership':
+        this.onMembership(input.epoch, input.nodes)
+        break
+      case 'vm_started':
+        this.onStarted(input.role, input.node, input.op)
+        break
+      case 'vm_start_failed':
+        this.onStartFailed(input.role, input.node, input.op, input.reason)
+        break
+      case 'vm_stopped':
+        this.onStopped(input.role, input.node, input.op)
+        break
+      case 'vm_failed':
+        this.onFailed(input.role, input.node, input.op, input.gone, input.reason)
+        break
+      case 'failback_check':
+        this.onFailbackCheck(input.hour_of_day)
+        break
+      case 'command':
+        this.onCommand(input.command)
+        break
+    }
+    this.reconcile()
+    const out = this.out
+    this.out = []
+    return out
+  }
+
+  /** Every role, by name, for `vm list`. */
+  list(): VmRole[] {
+    return [...this.entries.values()].map((e) => e.role).sort((a, b) => (a.name < b.name ? -1 : 1))
+  }
+
+  role(name: string): VmRole | undefined {
+    return this.entries.get(name)?.role
+  }
+
+  /** The effective status of every known node (membership, overlaid with pauses). */
+  nodeViews(): NodeView[] {
+    return [...this.nodes.values()].map((n) => ({ ...n, status: this.statusOf(n) }))
+  }
+
+  get currentEpoch(): number {
+    return this.epoch
+  }
+
+  // ── inputs ────────────────────────────────────────────────────────────────────────
+
+  private onMembership(epoch: number, nodes: readonly NodeView[]): void {
+    if (!Number.isInteger(epoch) || epoch < this.epoch) {
+      this.emit('membership.stale', { epoch, current_epoch: this.epoch })
+      return
+    }
+    if (nodes.length > NODES_MAX) throw new HvlabError('HVLAB_E_INTERNAL', `membership lists ${nodes.length} nodes; at most ${NODES_MAX} are allowed`)
+    const before = this.nodes
+    this.epoch = epoch
+    this.nodes = new Map(nodes.map((n) => [n.name, { ...n }]))
+    for (const [name, old] of before) {
+      const now = this.nodes.get(name)
+      if (old.status !== 'down' && (now === undefined || now.status === 'down')) this.onNodeLost(name)
+    }
+    for (const name of [...this.draining]) if (this.nodes.get(name)?.status !== 'paused' && !this.paused.has(name)) this.draining.delete(name)
+  }
+
+  private onNodeLost(node: string): void {
+    this.emit('node.lost', { node, epoch: this.epoch })
+    this.draining.delete(node)
+    for (const e of this.sortedEntries()) {
+      const after = e.after_stop
+      if (after?.kind === 'start_on' && after.node === node && e.role.owner !== node) {
+        e.after_stop = { kind: 'place', avoid: node, reason: `${after.reason}; target ${node} is down` }
+      }
+      if (e.role.owner !== node) continue
+      e.after_stop = null
+      if (e.role.state === 'stopping' && after?.kind === 'stay_stopped') {
+        this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
+      } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
+        this.setState(e, 'failed', null, after.reason)
+      } else {
+        this.onFailure(e, node, `${node} is down`, { node_lost: true, vm_present: false })
+      }
+    }
+  }
+
+  private onStarted(name: string, node: string, op: number): void {
+    const e = this.entries.get(name)
+    if (e !== undefined && e.role.owner === node) {
+      if (e.role.state === 'starting' && op === e.current_op) this.setState(e, 'running', node, `running on ${node}`)
+      return // otherwise a stale reply; the reply to the current op follows on the same channel
+    }
+    // Not ours to run there (a late or zombie report): make sure it is off.
+    const stop_op = e === undefined ? 0 : ++e.op_seq
+    this.emit('role.stray', { role: name, node, reason: 'a node reported a vm it does not own; stopping it there' })
+    this.push({ type: 'stop_vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+  }
+
+  private onStartFailed(name: string, node: string, op: number, reason: string): void {
+    const e = this.entries.get(name)
+    if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
+    this.onFailure(e, node, `start on ${node} failed: ${reason}`, { node_lost: false, vm_present: false })
+  }
+
+  private onStopped(name: string, node: string, op: number): void {
+    const e = this.entries.get(name)
+    if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'stopping') return
+    this.finishStop(e)
+  }
+
+  private onFailed(name: string, node: string, op: number, gone: boolean, reason: string): void {
+    const e = this.entries.get(name)
+    if (e === undefined || e.role.owner !== node || op !== e.start_op) return
+    if (e.role.state !== 'running' && e.role.state !== 'starting') return
+    this.onFailure(e, node, reason, { node_lost: false, vm_present: !gone })
+  }
+
+  private onFailbackCheck(hour_of_day: number): void {
+    const eligible = this.sortedEntries().filter(
+      (e) => e.role.state === 'running' && e.after_stop === null && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
+    )
+    this.carryOut(planFailback(eligible.map((e) => e.role), this.nodeViews(), this.load()), 'failback to a preferred owner')
+  }
+
+  // ── commands ──────────────────────────────────────────────────────────────────────
+
+  private onCommand(command: RoleCommand): void {
+    switch (command.op) {
+      case 'create':
+        return this.create(command.spec)
+      case 'start':
+        return this.start(command.name)
+      case 'stop':
+        return this.stop(command.name)
+      case 'move':
+        return this.move(command.name, command.to)
+      case 'pause':
+        return this.pause(command.node, command.drain)
+      case 'resume':
+        return this.resume(command.node, command.failback)
+    }
+  }
+
+  private create(spec: VmRoleSpec): void {
+    const role = createVmRole(spec)
+    if (this.entries.has(role.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${role.name}: a vm with that name exists; pick another name`)
+    if (this.entries.size >= this.config.roles_max) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${role.name}: the cluster already has ${this.entries.size} vms, its limit; remove one first`)
+    }
+    const unknown = [...role.preferred_owners, ...(role.possible_owners ?? [])].filter((n) => !this.nodes.has(n))
+    if (unknown.length > 0) {
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `cannot create vm ${role.name}: ${unknown[0]} is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
+      )
+    }
+    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: 0, current_op: 0, start_op: 0 }
+    this.entries.set(role.name, e)
+    this.push({ type: 'persist', role })
+    this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
+  }
+
+  private start(name: string): void {
+    const e = this.entryFor(name)
+    const { state, owner } = e.role
+    if (state === 'stopping' && e.after_stop?.kind === 'stay_stopped') {
+      throw new HvlabError('HVLAB_E_STATE', `cannot start vm ${name}: it is stopping on ${owner}; wait until it is stopped, then start it`)
+    }
+    if (state === 'stopping' && e.after_stop?.kind === 'fail') {
+      e.after_stop = { kind: 'place', avoid: owner, reason: 'started by operator' }
+      e.history = EMPTY_HISTORY
+      return
+    }
+    if (state !== 'stopped' && state !== 'failed') return // already running, starting, pending or moving
+    e.history = EMPTY_HISTORY // an operator start resets the failover counters, as in WSFC
+    this.place(e, null, 'started by operator')
+  }
+
+  private stop(name: string): void {
+    const e = this.entryFor(name)
+    const { state, owner } = e.role
+    if (owner !== null && (state === 'running' || state === 'starting')) return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator')
+    if (state === 'stopping') {
+      e.after_stop = { kind: 'stay_stopped' }
+      return
+    }
+    if (state === 'pending' || state === 'failed') this.setState(e, 'stopped', null, 'stopped by operator')
+  }
+
+  private move(name: string, to: string): void {
+    const e = this.entryFor(name)
+    const { state, owner } = e.role
+    if (state !== 'running' || owner === null) {
+      const hint = state === 'stopped' || state === 'failed' ? `start it with \`hvlab vm start ${name}\` first` : 'wait until it is running'
+      throw new HvlabError('HVLAB_E_STATE', `cannot move vm ${name} to ${to}: it is ${state}${owner ? ` on ${owner}` : ''}; ${hint}`)
+    }
+    if (owner === to) throw new HvlabError('HVLAB_E_STATE', `cannot move vm ${name} to ${to}: it already runs there`)
+    const node = this.nodes.get(to)
+    const why = refusal(e.role, node && { ...node, status: this.statusOf(node) }, this.load(), to)
+    if (why !== null) throw new HvlabError(node === undefined ? 'HVLAB_E_NOT_FOUND' : 'HVLAB_E_STATE', `cannot move vm ${name} to ${to}: ${why}`)
+    this.emit('role.move-requested', { role: name, from: owner, to })
+    this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`)
+  }
+
+  private pause(node: string, drain: boolean): void {
+    const view = this.nodeFor(node, 'pause')
+    if (view.status === 'down') throw new HvlabError('HVLAB_E_STATE', `cannot pause ${node}: it is down; there is nothing to drain`)
+    if (!this.paused.has(node)) {
+      this.paused.add(node)
+      this.push({ type: 'set_node_paused', node, paused: true })
+      this.emit('node.paused', { node, drain: drain ? 1 : 0 })
+    }
+    if (drain) this.draining.add(node)
+  }
+
+  private resume(node: string, failback: boolean): void {
+    const view = this.nodeFor(node, 'resume')
+    if (this.paused.delete(node) || view.status === 'paused') {
+      this.push({ type: 'set_node_paused', node, paused: false })
+      this.emit('node.resumed', { node, failback: failback ? 1 : 0 })
+    }
+    this.draining.delete(node)
+    const drained = this.sortedEntries().filter((e) => e.drained_from === node)
+    for (const e of drained) e.drained_from = null
+    if (!failback) return
+    const movable = drained.filter((e) => e.role.state === 'running' && e.after_stop === null).map((e) => e.role)
+    this.carryOut(planReturn(node, movable, this.nodeViews(), this.load()), `failback to ${node} after resume`)
+  }
+
+  // ── decisions ─────────────────────────────────────────────────────────────────────
+
+  /** Drains paused nodes and places pending roles; runs after every input. */
+  private reconcile(): void {
+    for (const node of [...this.draining].sort()) this.drainStep(node)
+    for (const e of this.sortedEntries()) if (e.role.state === 'pending') this.place(e, null, 'placed after waiting')
+  }
+
+  private drainStep(node: string): void {
+    const onNode = this.sortedEntries().filter((e) => e.role.owner === node)
+    if (onNode.length === 0) {
+      this.draining.delete(node)
+      this.emit('node.drained', { node })
+      return
+    }
+    const movable = onNode.filter((e) => e.role.state === 'running' && e.after_stop === null)
+    const plan = planDrain(node, movable.map((e) => e.role), this.nodeViews(), this.load())
+    for (const m of plan.moves) {
+      const e = this.entries.get(m.role)
+      if (e !== undefined) e.drained_from = node
+    }
+    this.carryOut(plan, `draining ${node}`)
+    for (const s of plan.stuck) {
+      const e = this.entries.get(s.role)
+      if (e === undefined || e.drain_stuck === s.reason) continue
+      e.drain_stuck = s.reason
+      this.emit('role.drain-stuck', { role: s.role, node, reason: `cannot drain vm ${s.role} off ${node}: ${s.reason}; it keeps running there` })
+    }
+  }
+
+  private carryOut(plan: MovePlan, reason: string): void {
+    for (const m of plan.moves) {
+      const e = this.entries.get(m.role)
+      if (e === undefined || e.role.owner !== m.from || e.role.state !== 'running') continue
+      e.drain_stuck = null
+      this.emit('role.move-planned', { role: m.role, from: m.from, to: m.to, reason })
+      this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`)
+    }
+  }
+
+  /** The failover policy's answer to a failure of the role on `node`. */
+  private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean }): void {
+    const node_count = this.nodes.size
+    const decision = decideOnFailure(e.history, this.config.policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
+    e.history = recordDecision(e.history, this.config.policy, decision, this.now_ms)
+    this.emit('role.failure', { role: e.role.name, node, reason: why, action: decision.action, policy: decision.reason })
+    if (how.vm_present) {
+      const after: AfterStop =
+        decision.action === 'restart'
+          ? { kind: 'start_on', node, reason: `restarting: ${decision.reason}` }
+          : decision.action === 'failover'
+            ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}` }
+            : { kind: 'fail', reason: `${why}; ${decision.reason}` }
+      return this.stopOn(e, node, after, `${why}; stopping it (${decision.action})`)
+    }
+    this.leaveNode(e, `${why}; ${decision.reason}`)
+    if (decision.action === 'restart') return this.startOn(e, node, `restarting: ${decision.reason}`, true)
+    if (decision.action === 'failover') return this.place(e, node, `failing over: ${decision.reason}`)
+    this.setState(e, 'failed', null, `${why}; ${decision.reason}`)
+  }
+
+  private finishStop(e: RoleEntry): void {
+    const after = e.after_stop ?? { kind: 'stay_stopped' }
+    const node = e.role.owner
+    e.after_stop = null
+    if (after.kind === 'stay_stopped') return this.setState(e, 'stopped', null, `stopped on ${node}`)
+    if (after.kind === 'fail') return this.setState(e, 'failed', null, after.reason)
+    this.leaveNode(e, `stopped on ${node}`)
+    if (after.kind === 'place') return this.place(e, after.avoid, after.reason)
+    this.startOn(e, after.node, after.reason, after.node === node)
+  }
+
+  /** Starts the role on `node` if it may go there now, otherwise places it elsewhere. */
+  private startOn(e: RoleEntry, node: string, reason: string, restart_in_place: boolean): void {
+    const view = this.nodes.get(node)
+    const status = view === undefined ? undefined : this.statusOf(view)
+    // A restart in place is allowed on a paused node (the VM was already there).
+    const effective = view && { ...view, status: restart_in_place && status === 'paused' ? 'up' : (status ?? 'down') }
+    const why = refusal(e.role, effective as NodeView | undefined, this.load(), node)
+    if (why !== null) return this.place(e, null, `${reason}; cannot start on ${node} (${why})`)
+    this.sendStart(e, node, reason)
+  }
+
+  /** Places a role that is on no node: start it on the chosen node, or leave it pending. */
+  private place(e: RoleEntry, avoid: string | null, reason: string): void {
+    if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
+    const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid)
+    if (placement.ok) {
+      return this.sendStart(e, placement.node, reason)
+    }
+    const waiting = `waiting: ${placement.reason}`
+    if (e.role.state !== 'pending') return this.setState(e, 'pending', null, `${reason}; ${waiting}`)
+    if (e.role.reason.endsWith(waiting)) return // still waiting for the same thing
+    e.role = { ...e.role, reason: `${reason}; ${waiting}` }
+    this.push({ type: 'persist', role: e.role })
+    this.emit('role.pending', { role: e.role.name, node: null, from: 'pending', reason: e.role.reason })
+  }
+
+  private sendStart(e: RoleEntry, node: string, reason: string): void {
+    this.setState(e, 'starting', node, reason)
+    e.current_op = e.start_op = ++e.op_seq
+    this.push({ type: 'start_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, memory_mib: e.role.memory_mib })
+  }
+
+  private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string): void {
+    e.after_stop = after
+    this.setState(e, 'stopping', node, reason)
+    e.current_op = ++e.op_seq
+    this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
+  }
+
+  /** The owner is gone (stopped, failed to start, or down): the role is on no node now. */
+  private leaveNode(e: RoleEntry, reason: string): void {
+    if (e.role.owner !== null) e.role = transition(e.role, 'pending', null, reason)
+  }
+
+  private setState(e: RoleEntry, to: RoleState, owner: string | null, reason: string): void {
+    const from = e.role.state
+    e.role = transition(e.role, to, owner, reason)
+    this.push({ type: 'persist', role: e.role })
+    this.emit(`role.${to}`, { role: e.role.name, node: owner ?? e.role.last_owner, from, reason })
+  }
+
+  // ── views ─────────────────────────────────────────────────────────────────────────
+
+  private statusOf(node: NodeView): NodeStatus {
+    if (node.status === 'down') return 'down'
+    return this.paused.has(node.name) ? 'paused' : node.status
+  }
+
+  /** Memory per node: roles on it, plus roles promised to it by a stop-then-start. */
+  private load(): Map<string, number> {
+    const uses: Array<{ memory_mib: number; node: string | null }> = []
+    for (const e of this.entries.values()) {
+      uses.push({ memory_mib: e.role.memory_mib, node: e.role.owner })
+      const after = e.after_stop
+      if (after?.kind === 'start_on' && after.node !== e.role.owner) uses.push({ memory_mib: e.role.memory_mib, node: after.node })
+    }
+    return loadOf(uses)
+  }
+
+  private sortedEntries(): RoleEntry[] {
+    return [...this.entries.values()].sort((a, b) => (a.role.name < b.role.name ? -1 : 1))
+  }
+
+  private entryFor(name: string): RoleEntry {
+    const e = this.entries.get(name)
+    if (e === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
+    return e
+  }
+
+  private nodeFor(node: string, verb: string): NodeView {
+    const view = this.nodes.get(node)
+    if (view === undefined) {
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `cannot ${verb} ${node}: it is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`)
+    }
+    return { ...view, status: this.statusOf(view) }
+  }
+
+  private push(effect: RoleEffect): void {
+    this.out.push(effect)
+  }
+
+  private emit(kind: string, details: Record<string, string | number | null>): void {
+    this.push({ type: 'emit', event: { at_ms: this.now_ms, kind, source: this.config.source, details } })
+  }
+}

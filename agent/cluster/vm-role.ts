@@ -1,0 +1,166 @@
+/**
+ * A clustered VM role: the record the cluster keeps for one highly available VM (its
+ * name, memory, preferred and possible owners, failback setting) and the state it is in.
+ *
+ * States (WSFC's group states in the lab's words):
+ *   stopped  — not running anywhere, and the operator wants it off.
+ *   pending  — should run, but no node can take it now (none Up, or no memory left).
+ *   starting — a start was sent to `owner`; waiting for its confirmation.
+ *   running  — `owner` confirmed it runs.
+ *   stopping — a stop was sent to `owner`; waiting for its confirmation.
+ *   failed   — the failover policy gave up; it stays off until the operator starts it.
+ *
+ * Invariant: `owner` is set exactly while the role is starting, running or stopping —
+ * the only states in which the VM may exist on a node (and uses that node's memory).
+ */
+import { HvlabError } from '../../shared/errors.js'
+
+export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
+export type RoleState = (typeof ROLE_STATES)[number]
+
+/** Limits on a role's definition. */
+export const ROLE_LIMITS = {
+  memory_mib_min: 32,
+  memory_mib_max: 4 * 1024 * 1024, // 4 TiB, Hyper-V's per-VM maximum under 2022
+  owners_max: 64, // WSFC's node limit
+} as const
+
+const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
+
+/** Failback to the most preferred owner: off by default; `window` is hours of the day. */
+export interface FailbackSetting {
+  enabled: boolean
+  /** null = fail back at any hour; otherwise [start_hour, end_hour) local hours, may wrap midnight. */
+  window: { start_hour: number; end_hour: number } | null
+}
+
+export const FAILBACK_OFF: FailbackSetting = Object.freeze({ enabled: false, window: null })
+
+export interface VmRole {
+  readonly name: string
+  readonly memory_mib: number
+  /** Nodes to try first, in order. */
+  readonly preferred_owners: readonly string[]
+  /** Nodes allowed to host it; null = every node of the cluster. */
+  readonly possible_owners: readonly string[] | null
+  readonly failback: FailbackSetting
+  readonly state: RoleState
+  /** The node the VM is on (starting, running or stopping there); null otherwise. */
+  readonly owner: string | null
+  /** The last node it ran on, for `vm list` after it stopped or failed. */
+  readonly last_owner: string | null
+  /** Why it is in its state (e.g. why it failed or is pending), for people. */
+  readonly reason: string
+}
+
+export interface VmRoleSpec {
+  name: string
+  memory_mib?: number
+  preferred_owners?: readonly string[]
+  possible_owners?: readonly string[] | null
+  failback?: FailbackSetting
+}
+
+export const DEFAULT_MEMORY_MIB = 1024
+
+/** Builds a stopped role from a create request; throws HVLAB_E_USAGE with what to fix. */
+export function createVmRole(spec: VmRoleSpec): VmRole {
+  const name = spec.name
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    throw usage(`invalid vm name ${JSON.stringify(name)}: use 1–63 of a-z 0-9 . _ - starting with a letter or digit`)
+  }
+  const memory_mib = spec.memory_mib ?? DEFAULT_MEMORY_MIB
+  if (!Number.isInteger(memory_mib) || memory_mib < ROLE_LIMITS.memory_mib_min || memory_mib > ROLE_LIMITS.memory_mib_max) {
+    throw usage(
+      `cannot create vm ${name}: --memory-mib must be a whole number from ${ROLE_LIMITS.memory_mib_min} to ${ROLE_LIMITS.memory_mib_max}, got ${memory_mib}`,
+    )
+  }
+  const preferred_owners = checkOwnerList(name, 'preferred', spec.preferred_owners ?? [])
+  const possible_owners = spec.possible_owners == null ? null : checkOwnerList(name, 'possible', spec.possible_owners)
+  if (possible_owners !== null) {
+    if (possible_owners.length === 0) throw usage(`cannot create vm ${name}: possible owners is empty; name at least one host or leave it out`)
+    const outside = preferred_owners.filter((n) => !possible_owners.includes(n))
+    if (outside.length > 0) {
+      throw usage(`cannot create vm ${name}: preferred owner ${outside.join(', ')} is not a possible owner; add it to the possible owners or drop it`)
+    }
+  }
+  const failback = checkFailback(name, spec.failback ?? FAILBACK_OFF)
+  return { name, memory_mib, preferred_owners, possible_owners, failback, state: 'stopped', owner: null, last_owner: null, reason: 'created' }
+}
+
+/** True if `node` may host the role. */
+export function isPossibleOwner(role: Pick<VmRole, 'possible_owners'>, node: string): boolean {
+  return role.possible_owners === null || role.possible_owners.includes(node)
+}
+
+/** States in which the VM may exist on its owner (and uses its memory). */
+export function isOnNode(state: RoleState): boolean {
+  return state === 'starting' || state === 'running' || state === 'stopping'
+}
+
+const ALLOWED: Readonly<Record<RoleState, readonly RoleState[]>> = {
+  stopped: ['starting', 'pending'],
+  pending: ['starting', 'stopped', 'failed'],
+  starting: ['running', 'stopping', 'pending'],
+  running: ['stopping', 'pending'],
+  stopping: ['stopped', 'pending', 'failed'],
+  failed: ['starting', 'pending', 'stopped'],
+}
+
+/**
+ * The role in its next state. `owner` must be given for starting/running/stopping and
+ * must be null otherwise. A role on a node may only change node by leaving it first
+ * (through stopped/pending/failed), which is what keeps a VM on one node at a time.
+ * Throws HVLAB_E_INTERNAL on a transition the lifecycle does not allow (a bug).
+ */
+export function transition(role: VmRole, to: RoleState, owner: string | null, reason: string): VmRole {
+  if (!ALLOWED[role.state].includes(to)) {
+    throw new HvlabError('HVLAB_E_INTERNAL', `vm ${role.name}: ${role.state} → ${to} is not a valid role transition (${reason})`)
+  }
+  if (isOnNode(to) !== (owner !== null)) {
+    throw new HvlabError('HVLAB_E_INTERNAL', `vm ${role.name}: state ${to} ${owner === null ? 'needs an owner' : `cannot have owner ${owner}`}`)
+  }
+  if (isOnNode(role.state) && isOnNode(to) && role.owner !== owner) {
+    throw new HvlabError(
+      'HVLAB_E_INTERNAL',
+      `vm ${role.name}: cannot go from ${role.state} on ${role.owner} to ${to} on ${owner} without leaving ${role.owner} first`,
+    )
+  }
+  const last_owner = owner ?? role.owner ?? role.last_owner
+  return { ...role, state: to, owner, last_owner, reason }
+}
+
+function checkOwnerList(vm: string, kind: string, list: readonly string[]): readonly string[] {
+  if (!Array.isArray(list)) throw usage(`cannot create vm ${vm}: ${kind} owners must be a list of host names`)
+  if (list.length > ROLE_LIMITS.owners_max) {
+    throw usage(`cannot create vm ${vm}: ${list.length} ${kind} owners is more than the ${ROLE_LIMITS.owners_max} a cluster can have`)
+  }
+  const seen = new Set<string>()
+  for (const node of list) {
+    if (typeof node !== 'string' || !NAME_PATTERN.test(node)) {
+      throw usage(`cannot create vm ${vm}: ${kind} owner ${JSON.stringify(node)} is not a host name`)
+    }
+    if (seen.has(node)) throw usage(`cannot create vm ${vm}: ${kind} owner ${node} is listed twice`)
+    seen.add(node)
+  }
+  return Object.freeze([...list])
+}
+
+function checkFailback(vm: string, failback: FailbackSetting): FailbackSetting {
+  const w = failback.window
+  if (w !== null) {
+    for (const h of [w.start_hour, w.end_hour]) {
+      if (!Number.isInteger(h) || h < 0 || h > 23) {
+        throw usage(`cannot create vm ${vm}: failback window hours must be whole hours 0–23, got ${h}`)
+      }
+    }
+    if (w.start_hour === w.end_hour) {
+      throw usage(`cannot create vm ${vm}: failback window ${w.start_hour}–${w.end_hour} is empty; leave the window out to fail back at any hour`)
+    }
+  }
+  return { enabled: failback.enabled === true, window: w === null ? null : { ...w } }
+}
+
+function usage(message: string): HvlabError {
+  return new HvlabError('HVLAB_E_USAGE', message)
+}
