@@ -1,0 +1,1016 @@
+/**
+ * One Remote Copy group on one array, as a pure state machine (HPE 3PAR semantics).
+ *
+ *   step(input, now_ms) -> RcEffect[]
+ *
+ * No I/O, timers or clocks inside. A refused command or host write throws HvlabError and
+ * changes nothing.
+ *
+ * Contract with the shell that runs the effects:
+ * - Effects run in order. `write-local`, `preserve`, `rollback`, `persist` and
+ *   `persist-blocks` are durable before the next effect starts, and the effects of one
+ *   step finish before those of the next step start (so a `send-blocks` reads the
+ *   blocks at exactly the point where it was emitted).
+ * - `preserve` copies the current contents of blocks aside into the named snapshot
+ *   (once per block per snapshot); `send-blocks` reads each block from the 'delta'
+ *   snapshot if it holds that block, else from the volume — so a delta is always sent as
+ *   of the consistent point where its cycle began, while host writes carry on (this is
+ *   3PAR's periodic snapshot, done copy-on-write). `rollback` writes the 'rollback'
+ *   copies back; `release` drops a snapshot.
+ * - `persist` replaces the group's record; `persist-blocks` appends blocks to a set in
+ *   it. `restoreRemoteCopyGroup` folds the record and the appends after it.
+ *
+ * Roles: natural Primary/Secondary, reversed Primary-Rev/Secondary-Rev. A "source"
+ * (Primary, Primary-Rev) takes host writes and replicates; a "target" (Secondary,
+ * Secondary-Rev) takes replication only.
+ *
+ * Replication. Every change the partner may not have is in the source's per-volume dirty
+ * set. A resync *cycle* freezes the dirty sets at a consistent point, sends those blocks
+ * (batches, bounded in flight), and ends with cycle-end/cycle-done; the target preserves
+ * what it overwrites during a cycle so a failover can roll back to its last consistent
+ * point. Sync mode: while the group is started, the link up and no block is dirty,
+ * each host write goes to the partner and is acknowledged only after the partner's ack
+ * (write order = one sequence per group). Anything else (link loss, stop, a resync under
+ * way) marks blocks dirty and, under no_fail_wrt_on_err, acknowledges after the local
+ * write; cycles then run back to back until nothing is dirty, and the group is Synced
+ * again. Periodic mode: host writes are acknowledged locally and tracked; every
+ * `period_ms` (or on `sync`) a cycle sends the delta since the last one.
+ *
+ * Known limit: dirty sets are exact block sets (one entry per block), so a volume in a
+ * group is bounded by `RC_VOLUME_BLOCKS_MAX`.
+ */
+import { HvlabError, type HvlabErrorCode } from '../shared/errors.js'
+import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+
+export type RcRole = 'primary' | 'secondary' | 'primary-rev' | 'secondary-rev'
+export type RcMode = 'sync' | 'periodic'
+export type WriteErrorPolicy = 'no_fail_wrt_on_err' | 'fail_wrt_on_err'
+export type VolumeSyncState = 'New' | 'Syncing' | 'Synced' | 'NotSynced' | 'Stopped' | 'Stale'
+export type RcVerb = 'start' | 'stop' | 'sync' | 'failover' | 'recover' | 'restore' | 'reverse' | 'switchover'
+type RoleOp = 'recover' | 'restore' | 'reverse' | 'switchover'
+
+export const RC_VOLUME_BLOCKS_MAX = 1 << 20
+export const RC_GROUP_VOLUMES_MAX = 64
+export const PERIOD_MS_DEFAULT = 300_000
+export const PERIOD_MS_MIN = 1
+
+export interface RcGroupConfig {
+  group: string
+  /** The partner array's name: where `send` effects go. */
+  partner: string
+  /** The role this side is created with. */
+  role: 'primary' | 'secondary'
+  mode: RcMode
+  block_size_bytes: number
+  /** Periodic mode: time between the starts of two delta cycles. */
+  period_ms: number
+  write_error_policy: WriteErrorPolicy
+  /** Restart replication by itself when the link comes back (else the group stops). */
+  auto_recover: boolean
+  /** Resync batches sent and not yet acknowledged (resync concurrency). */
+  batches_inflight_max: number
+  batch_blocks_max: number
+  /** Sync-mode host writes sent to the partner and not yet acknowledged. */
+  sync_writes_inflight_max: number
+}
+
+export type RcGroupConfigInput = Pick<RcGroupConfig, 'group' | 'partner' | 'role' | 'mode' | 'block_size_bytes'> &
+  Partial<RcGroupConfig>
+
+export type RcInput =
+  | { kind: 'command'; verb: RcVerb; force?: boolean }
+  | { kind: 'admit'; volume: string; remote_volume: string; block_count: number }
+  | { kind: 'host-write'; write_id: number; volume: string; block: number; data: Uint8Array }
+  | { kind: 'link-up' }
+  | { kind: 'link-down' }
+  | { kind: 'peer'; message: RcPeerMessage; attachment?: Uint8Array }
+  | { kind: 'timer'; token: string }
+
+export type Snapshot = 'delta' | 'rollback'
+
+export type RcEffect =
+  | { kind: 'send'; to: string; message: RcPeerMessage; attachment?: Uint8Array }
+  /** Read these blocks of `volume` (from the 'delta' snapshot where it holds them) and send an rc-blocks. */
+  | { kind: 'send-blocks'; to: string; group: string; cycle: number; batch: number; volume: string; remote_volume: string; blocks: number[] }
+  /** Write `data` (the blocks in list order, each one block long) to `volume`, durably. */
+  | { kind: 'write-local'; volume: string; blocks: number[]; data: Uint8Array }
+  | { kind: 'preserve'; snapshot: Snapshot; volume: string; blocks: number[] }
+  | { kind: 'rollback'; volume: string; blocks: number[] }
+  | { kind: 'release'; snapshot: Snapshot }
+  | { kind: 'ack-host'; write_id: number }
+  | { kind: 'fail-host'; write_id: number; code: HvlabErrorCode; reason: string }
+  | { kind: 'persist'; record: RcGroupRecord }
+  | { kind: 'persist-blocks'; set: 'dirty' | 'rollback'; volume: string; blocks: number[] }
+  | { kind: 'set-timer'; at_ms: number; token: string }
+  | { kind: 'emit'; event: string; details: Record<string, unknown> }
+
+/** Runs of blocks: [first, count]. */
+type Runs = [number, number][]
+
+export interface RcGroupRecord {
+  format: 1
+  config: RcGroupConfig
+  role: RcRole
+  started: boolean
+  seq: number
+  cycle_seq: number
+  generation: number
+  last_sync_ms: number | null
+  bytes_resynced_total: number
+  volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs }[]
+}
+
+interface VolumeState {
+  volume: string
+  remote_volume: string
+  block_count: number
+  /** Source: blocks the partner may not have. */
+  dirty: Set<number>
+  /** A cycle has completed for this volume at least once (else it is New). */
+  synced_once: boolean
+  /** Target: blocks preserved since the last consistent point. */
+  rollback: Set<number>
+}
+
+interface Cycle {
+  id: number
+  consistent_at_ms: number
+  volumes: Set<string>
+  frozen: Map<string, Set<number>>
+  unsent: Map<string, Set<number>>
+  preserved: Map<string, Set<number>>
+  inflight: Map<number, { volume: string; blocks: number[] }>
+  next_batch: number
+  ended: boolean
+}
+
+interface PendingSyncWrite {
+  write_id: number
+  volume: string
+  blocks: number[]
+}
+
+const isSourceRole = (r: RcRole | undefined): boolean => r === 'primary' || r === 'primary-rev'
+const isTargetRole = (r: RcRole | undefined): boolean => r === 'secondary' || r === 'secondary-rev'
+const REVERSED: Record<RcRole, RcRole> = {
+  primary: 'primary-rev',
+  'primary-rev': 'primary',
+  secondary: 'secondary-rev',
+  'secondary-rev': 'secondary',
+}
+
+export function rcGroupConfig(input: RcGroupConfigInput): RcGroupConfig {
+  const c: RcGroupConfig = {
+    period_ms: PERIOD_MS_DEFAULT,
+    write_error_policy: 'no_fail_wrt_on_err',
+    auto_recover: true,
+    batches_inflight_max: 4,
+    batch_blocks_max: 64,
+    sync_writes_inflight_max: 256,
+    ...input,
+  }
+  const positive = (name: keyof RcGroupConfig, max: number): void => {
+    const v = c[name]
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) {
+      throw new HvlabError('HVLAB_E_USAGE', `remote copy group ${c.group}: ${name} must be an integer from 1 to ${max}, got ${String(v)}`)
+    }
+  }
+  positive('block_size_bytes', 1024 * 1024)
+  positive('period_ms', 7 * 24 * 3600 * 1000)
+  positive('batches_inflight_max', 1024)
+  positive('batch_blocks_max', 256)
+  positive('sync_writes_inflight_max', 65536)
+  if (c.partner.length === 0) throw new HvlabError('HVLAB_E_USAGE', `remote copy group ${c.group}: name the partner array`)
+  return c
+}
+
+export class RemoteCopyGroup {
+  readonly config: RcGroupConfig
+  private role: RcRole
+  private started = false
+  private readonly volumes = new Map<string, VolumeState>()
+  private link_up = false
+  private partner_role: RcRole | undefined
+  private seq = 0
+  private last_applied_seq = 0
+  private readonly pending_sync = new Map<number, PendingSyncWrite>()
+  private cycle: Cycle | undefined
+  private cycle_seq = 0
+  private target_cycle: number | undefined
+  private sync_due = false
+  private switching = false
+  private role_change_pending: RoleOp | undefined
+  private period_token: string | undefined
+  private timer_seq = 0
+  private last_sync_ms: number | undefined
+  private bytes_resynced_total = 0
+  /** Raised by every failover; when both sides act as primary, the higher one wins. */
+  private generation = 0
+  private partner_generation = 0
+
+  constructor(config: RcGroupConfigInput) {
+    this.config = rcGroupConfig(config)
+    this.role = this.config.role
+  }
+
+  get currentRole(): RcRole {
+    return this.role
+  }
+
+  step(input: RcInput, now_ms: number): RcEffect[] {
+    switch (input.kind) {
+      case 'command':
+        return this.command(input.verb, input.force === true, now_ms)
+      case 'admit':
+        return this.admit(input.volume, input.remote_volume, input.block_count, now_ms)
+      case 'host-write':
+        return this.hostWrite(input.write_id, input.volume, input.block, input.data)
+      case 'link-up':
+        return this.linkUp()
+      case 'link-down':
+        return this.linkDown()
+      case 'peer':
+        return this.peer(input.message, input.attachment, now_ms)
+      case 'timer':
+        return this.timer(input.token, now_ms)
+    }
+  }
+
+  // ------------------------------------------------------------------ host writes
+
+  private hostWrite(write_id: number, volume: string, block: number, data: Uint8Array): RcEffect[] {
+    const v = this.requireVolume(volume)
+    const g = this.config.group
+    if (!isSourceRole(this.role)) {
+      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: remote copy group ${g} is ${this.role} on this array, so its volumes are read-only here; write through array ${this.config.partner}, or fail over first`)
+    }
+    if (this.supersededByPartner()) {
+      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: group ${g} was failed over to array ${this.config.partner}, and this copy will be overwritten when it is recovered`)
+    }
+    if (this.switching || this.role_change_pending) {
+      throw new HvlabError('HVLAB_E_STATE', `write to volume ${volume} refused: group ${g} is changing roles (${this.role_change_pending ?? 'switchover'}); retry on the new primary`)
+    }
+    const blocks = this.blocksOf(v, block, data.length, 'write')
+    if (this.started && !this.partnerOk() && this.config.write_error_policy === 'fail_wrt_on_err') {
+      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: the link to array ${this.config.partner} is down and group ${g} has policy fail_wrt_on_err; nothing was written`)
+    }
+    if (this.replicatingSync()) {
+      if (this.pending_sync.size >= this.config.sync_writes_inflight_max) {
+        throw new HvlabError('HVLAB_E_BACKPRESSURE', `write to volume ${volume} refused: ${this.pending_sync.size} synchronous writes of group ${g} are waiting for array ${this.config.partner}; retry shortly`)
+      }
+      const seq = ++this.seq
+      this.pending_sync.set(seq, { write_id, volume, blocks })
+      return [
+        { kind: 'write-local', volume, blocks, data },
+        { kind: 'send', to: this.config.partner, message: { t: 'rc-write', group: g, seq, volume: v.remote_volume, block, blocks: blocks.length }, attachment: data },
+      ]
+    }
+    const effects = this.markDirty(v, blocks)
+    const c = this.cycle
+    const unsent = c?.unsent.get(volume)
+    if (c && unsent) {
+      const preserved = c.preserved.get(volume)!
+      const toPreserve = blocks.filter((b) => unsent.has(b) && !preserved.has(b))
+      for (const b of toPreserve) preserved.add(b)
+      if (toPreserve.length > 0) effects.push({ kind: 'preserve', snapshot: 'delta', volume, blocks: toPreserve })
+    }
+    effects.push({ kind: 'write-local', volume, blocks, data }, { kind: 'ack-host', write_id })
+    return effects
+  }
+
+  private markDirty(v: VolumeState, blocks: readonly number[]): RcEffect[] {
+    const fresh = blocks.filter((b) => !v.dirty.has(b))
+    for (const b of fresh) v.dirty.add(b)
+    return fresh.length > 0 ? [{ kind: 'persist-blocks', set: 'dirty', volume: v.volume, blocks: fresh }] : []
+  }
+
+  // ------------------------------------------------------------------ verbs
+
+  private command(verb: RcVerb, force: boolean, now_ms: number): RcEffect[] {
+    if (this.role_change_pending) {
+      throw new HvlabError('HVLAB_E_STATE', `group ${this.config.group} is waiting for array ${this.config.partner} to confirm ${this.role_change_pending}; retry ${verb} when it has`)
+    }
+    switch (verb) {
+      case 'start':
+        return this.start(now_ms)
+      case 'stop':
+        return this.stop()
+      case 'sync':
+        return this.syncNow(now_ms)
+      case 'failover':
+        return this.failover(force)
+      case 'recover':
+        return this.recover()
+      case 'restore':
+        return this.restore()
+      case 'reverse':
+        return this.reverse()
+      case 'switchover':
+        return this.switchover(now_ms)
+    }
+  }
+
+  private requireSource(verb: string): void {
+    if (!isSourceRole(this.role)) {
+      throw new HvlabError('HVLAB_E_STATE', `${verb} runs on the primary side of group ${this.config.group}; this array is ${this.role} — run it on array ${this.config.partner}`)
+    }
+  }
+
+  private start(now_ms: number): RcEffect[] {
+    this.requireSource('start')
+    if (this.started) return []
+    this.started = true
+    this.sync_due = true
+    const effects: RcEffect[] = [this.persistEffect(), this.emit('rc.started', {})]
+    effects.push(...this.hello(), ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms))
+    return effects
+  }
+
+  private stop(): RcEffect[] {
+    this.requireSource('stop')
+    if (!this.started) return []
+    this.started = false
+    this.period_token = undefined
+    const effects = this.abortCycle()
+    this.switching = false
+    effects.push(this.persistEffect(), this.emit('rc.stopped', {}), ...this.hello())
+    return effects
+  }
+
+  private syncNow(now_ms: number): RcEffect[] {
+    this.requireSource('sync')
+    if (!this.started || !this.partnerOk()) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot sync group ${this.config.group}: it is ${this.started ? 'started but the link to array ' + this.config.partner + ' is down' : 'stopped; start it first'}`)
+    }
+    this.sync_due = true
+    return this.maybeStartCycle(now_ms)
+  }
+
+  private admit(volume: string, remote_volume: string, block_count: number, now_ms: number): RcEffect[] {
+    this.requireSource('admit')
+    const g = this.config.group
+    if (this.volumes.has(volume)) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} is already in group ${g}`)
+    if (this.volumes.size >= RC_GROUP_VOLUMES_MAX) throw new HvlabError('HVLAB_E_REFUSED', `group ${g} already has ${RC_GROUP_VOLUMES_MAX} volumes (its limit)`)
+    if (!Number.isSafeInteger(block_count) || block_count < 1 || block_count > RC_VOLUME_BLOCKS_MAX) {
+      throw new HvlabError('HVLAB_E_REFUSED', `volume ${volume} has ${block_count} blocks; a remote-copied volume has 1 to ${RC_VOLUME_BLOCKS_MAX}`)
+    }
+    if (!this.partnerOk()) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g}: array ${this.config.partner} is not reachable as its secondary; restore the link first`)
+    if (this.cycle) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g} while a sync is running; wait for it to finish or stop the group`)
+    const v = this.addVolume(volume, remote_volume, block_count)
+    const all = Array.from({ length: block_count }, (_, i) => i) // New: a full sync
+    this.sync_due = true
+    return [
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-admit-peer', group: g, volume: remote_volume, remote_volume: volume, block_count } },
+      ...this.markDirty(v, all),
+      this.persistEffect(),
+      this.emit('rc.admitted', { volume, remote_volume }),
+      ...this.maybeStartCycle(now_ms),
+    ]
+  }
+
+  private failover(force: boolean): RcEffect[] {
+    const g = this.config.group
+    if (!isTargetRole(this.role)) {
+      throw new HvlabError('HVLAB_E_STATE', `failover runs on the secondary side of group ${g}; this array is already ${this.role}`)
+    }
+    if (this.started && this.link_up && isSourceRole(this.partner_role)) {
+      throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} is up and replicating group ${g}; use switchover for a planned move, or stop the group first`)
+    }
+    const incomplete = [...this.volumes.values()].filter((v) => !v.synced_once).map((v) => v.volume)
+    if (incomplete.length > 0 && !force) {
+      throw new HvlabError('HVLAB_E_STATE', `volumes ${incomplete.join(', ')} of group ${g} never completed a sync, so this copy is incomplete; fail over with force to use it anyway`)
+    }
+    const effects: RcEffect[] = []
+    for (const v of this.volumes.values()) {
+      if (v.rollback.size > 0) effects.push({ kind: 'rollback', volume: v.volume, blocks: [...v.rollback].sort((a, b) => a - b) })
+      v.rollback.clear()
+      v.dirty.clear()
+    }
+    effects.push({ kind: 'release', snapshot: 'rollback' })
+    const from = this.role
+    this.role = this.role === 'secondary' ? 'primary-rev' : 'primary'
+    this.generation = Math.max(this.generation, this.partner_generation) + 1
+    this.started = false
+    this.target_cycle = undefined
+    effects.push(this.persistEffect(), this.emit('rc.failover', { from, to: this.role, rolled_back: effects.filter((e) => e.kind === 'rollback').length > 0 }), ...this.hello())
+    return effects
+  }
+
+  private recover(): RcEffect[] {
+    this.requireSource('recover')
+    if (!this.link_up || !this.partner_role) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot recover group ${this.config.group}: array ${this.config.partner} is not reachable; restore the link first`)
+    }
+    if (!isSourceRole(this.partner_role)) {
+      throw new HvlabError('HVLAB_E_STATE', `nothing to recover in group ${this.config.group}: array ${this.config.partner} is already ${this.partner_role}; use start`)
+    }
+    if (this.partner_generation >= this.generation) {
+      throw new HvlabError('HVLAB_E_STATE', `recover runs on the array that failed over; in group ${this.config.group} that is array ${this.config.partner}, not this one`)
+    }
+    return this.beginRoleChange('recover')
+  }
+
+  private restore(): RcEffect[] {
+    if (this.role !== 'primary-rev') {
+      throw new HvlabError('HVLAB_E_STATE', `restore runs on the Primary-Rev side of group ${this.config.group}; this array is ${this.role}`)
+    }
+    this.requireInSync('restore')
+    this.role = 'secondary'
+    this.started = true
+    this.period_token = undefined
+    return [...this.beginRoleChange('restore'), this.persistEffect()]
+  }
+
+  private reverse(): RcEffect[] {
+    if (!this.link_up || !this.partner_role) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot reverse group ${this.config.group}: array ${this.config.partner} is not reachable; both arrays must agree`)
+    }
+    this.role = REVERSED[this.role]
+    return [...this.beginRoleChange('reverse'), this.persistEffect(), this.emit('rc.reversed', { role: this.role })]
+  }
+
+  private switchover(now_ms: number): RcEffect[] {
+    if (this.role !== 'primary') {
+      throw new HvlabError('HVLAB_E_STATE', `switchover runs on the Primary side of group ${this.config.group}; this array is ${this.role}${this.role === 'primary-rev' ? ' — use restore' : ''}`)
+    }
+    if (!this.started || !this.partnerOk()) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot switch over group ${this.config.group}: it must be started with array ${this.config.partner} reachable`)
+    }
+    this.switching = true
+    this.sync_due = true
+    return [this.emit('rc.switchover-started', {}), ...this.maybeStartCycle(now_ms), ...this.maybeCompleteSwitchover()]
+  }
+
+  private maybeCompleteSwitchover(): RcEffect[] {
+    if (!this.switching || !this.inSync()) return []
+    this.switching = false
+    this.role = 'secondary-rev'
+    this.period_token = undefined
+    return [...this.beginRoleChange('switchover'), this.persistEffect()]
+  }
+
+  private beginRoleChange(op: RoleOp): RcEffect[] {
+    this.role_change_pending = op
+    return [{ kind: 'send', to: this.config.partner, message: { t: 'rc-role-change', group: this.config.group, op } }]
+  }
+
+  private requireInSync(verb: string): void {
+    if (!this.started || !this.partnerOk() || !this.inSync()) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot ${verb} group ${this.config.group}: it is not in sync (${this.bytesBehind()} bytes behind${this.partnerOk() ? '' : ', link down'}); stop host writes, sync, and retry`)
+    }
+  }
+
+  // ------------------------------------------------------------------ link
+
+  private linkUp(): RcEffect[] {
+    if (this.link_up) return []
+    this.link_up = true
+    return [this.emit('rc.link-up', {}), ...this.hello()]
+  }
+
+  private linkDown(): RcEffect[] {
+    if (!this.link_up) return []
+    this.link_up = false
+    this.partner_role = undefined
+    const effects: RcEffect[] = [this.emit('rc.link-down', { pending_sync_writes: this.pending_sync.size })]
+    effects.push(...this.abortCycle(), ...this.settlePendingSyncWrites('the link to array ' + this.config.partner + ' went down'))
+    if (this.switching) {
+      this.switching = false
+      effects.push(this.emit('rc.switchover-aborted', { reason: 'link down' }))
+    }
+    if (this.role_change_pending) {
+      effects.push(this.emit('rc.role-change-unconfirmed', { op: this.role_change_pending }))
+      this.role_change_pending = undefined
+    }
+    if (isSourceRole(this.role) && this.started && !this.config.auto_recover) {
+      this.started = false
+      this.period_token = undefined
+      effects.push(this.persistEffect(), this.emit('rc.stopped', { reason: 'link down, auto_recover off' }))
+    }
+    return effects
+  }
+
+  /** Sync writes the partner never acknowledged: tracked as dirty, then answered per policy. */
+  private settlePendingSyncWrites(why: string, discarded = false): RcEffect[] {
+    const effects: RcEffect[] = []
+    for (const w of this.pending_sync.values()) {
+      effects.push(...this.markDirty(this.requireVolume(w.volume), w.blocks))
+    }
+    for (const w of this.pending_sync.values()) {
+      if (discarded) {
+        effects.push({ kind: 'fail-host', write_id: w.write_id, code: 'HVLAB_E_REFUSED', reason: `${why}; this write is discarded` })
+      } else if (this.config.write_error_policy === 'fail_wrt_on_err') {
+        effects.push({ kind: 'fail-host', write_id: w.write_id, code: 'HVLAB_E_REFUSED', reason: `${why} before the secondary had the write (policy fail_wrt_on_err); the data may be on the primary only` })
+      } else {
+        effects.push({ kind: 'ack-host', write_id: w.write_id })
+      }
+    }
+    this.pending_sync.clear()
+    return effects
+  }
+
+  private hello(): RcEffect[] {
+    if (!this.link_up) return []
+    return [{ kind: 'send', to: this.config.partner, message: { t: 'rc-hello', group: this.config.group, role: this.role, started: this.started, generation: this.generation } }]
+  }
+
+  // ------------------------------------------------------------------ peer messages
+
+  private peer(m: RcPeerMessage, attachment: Uint8Array | undefined, now_ms: number): RcEffect[] {
+    if (m.group !== this.config.group) throw new HvlabError('HVLAB_E_PROTOCOL', `message ${m.t} for group ${m.group} reached group ${this.config.group}`)
+    switch (m.t) {
+      case 'rc-hello':
+        this.partner_generation = m.generation
+        return this.onHello(m.role, m.started, now_ms)
+      case 'rc-admit-peer':
+        this.requireTarget(m.t)
+        if (this.volumes.has(m.volume)) return []
+        this.addVolume(m.volume, m.remote_volume, m.block_count)
+        return [this.persistEffect(), this.emit('rc.admitted', { volume: m.volume, remote_volume: m.remote_volume })]
+      case 'rc-write':
+        return this.onRcWrite(m.seq, m.volume, m.block, attachment)
+      case 'rc-write-ack':
+        return this.onRcWriteAck(m.seq)
+      case 'rc-cycle-begin':
+        this.requireTarget(m.t)
+        this.target_cycle = m.cycle
+        return [this.emit('rc.sync-started', { cycle: m.cycle })]
+      case 'rc-blocks':
+        return this.onBlocks(m.cycle, m.batch, m.volume, m.block_list, attachment)
+      case 'rc-blocks-ack':
+        return this.onBlocksAck(m.cycle, m.batch, now_ms)
+      case 'rc-cycle-end':
+        return this.onCycleEnd(m.cycle, m.consistent_at_ms)
+      case 'rc-cycle-done':
+        return this.onCycleDone(m.cycle, now_ms)
+      case 'rc-role-change':
+        return this.onRoleChange(m.op, now_ms)
+      case 'rc-role-change-ack':
+        return this.onRoleChangeAck(m.op, m.role, now_ms)
+      case 'rc-dirty-set':
+        return this.onDirtySet(m.volume, m.block_count, attachment)
+    }
+  }
+
+  private requireTarget(what: string): void {
+    if (!isTargetRole(this.role)) {
+      throw new HvlabError('HVLAB_E_STATE', `${what} refused: group ${this.config.group} is ${this.role} on this array, not a replication target`)
+    }
+  }
+
+  private onHello(role: RcRole, started: boolean, now_ms: number): RcEffect[] {
+    this.partner_role = role
+    if (isTargetRole(this.role)) {
+      if (isSourceRole(role)) this.started = started
+      return []
+    }
+    if (isSourceRole(role)) return [this.emit('rc.both-primary', { local: this.role, partner: role })]
+    if (!this.started) return []
+    this.sync_due = true
+    return [...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
+  }
+
+  private onRcWrite(seq: number, volume: string, block: number, data: Uint8Array | undefined): RcEffect[] {
+    this.requireTarget('rc-write')
+    const v = this.requireVolume(volume)
+    if (seq <= this.last_applied_seq) {
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${seq} of group ${this.config.group} is out of order (last applied ${this.last_applied_seq})`)
+    }
+    const blocks = this.blocksOf(v, block, data?.length ?? 0, 'rc-write')
+    this.last_applied_seq = seq
+    return [
+      { kind: 'write-local', volume, blocks, data: data! },
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-write-ack', group: this.config.group, seq } },
+    ]
+  }
+
+  private onRcWriteAck(seq: number): RcEffect[] {
+    const w = this.pending_sync.get(seq)
+    if (!w) return [] // settled already (link flap)
+    this.pending_sync.delete(seq)
+    return [{ kind: 'ack-host', write_id: w.write_id }, ...this.maybeCompleteSwitchover()]
+  }
+
+  private onBlocks(cycle: number, batch: number, volume: string, block_list: number[], data: Uint8Array | undefined): RcEffect[] {
+    this.requireTarget('rc-blocks')
+    const v = this.requireVolume(volume)
+    if (cycle !== this.target_cycle) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`)
+    const bs = this.config.block_size_bytes
+    if (!data || data.length !== block_list.length * bs) {
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks of group ${this.config.group} carries ${data?.length ?? 0} bytes for ${block_list.length} blocks of ${bs}`)
+    }
+    for (const b of block_list) if (b >= v.block_count) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`)
+    const effects: RcEffect[] = []
+    if (v.synced_once) {
+      const fresh = block_list.filter((b) => !v.rollback.has(b))
+      for (const b of fresh) v.rollback.add(b)
+      if (fresh.length > 0) {
+        effects.push({ kind: 'persist-blocks', set: 'rollback', volume, blocks: fresh }, { kind: 'preserve', snapshot: 'rollback', volume, blocks: fresh })
+      }
+    }
+    effects.push(
+      { kind: 'write-local', volume, blocks: block_list, data },
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-blocks-ack', group: this.config.group, cycle, batch } },
+    )
+    return effects
+  }
+
+  private onCycleEnd(cycle: number, consistent_at_ms: number): RcEffect[] {
+    this.requireTarget('rc-cycle-end')
+    if (cycle !== this.target_cycle) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-cycle-end for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`)
+    this.target_cycle = undefined
+    for (const v of this.volumes.values()) {
+      v.synced_once = true
+      v.rollback.clear()
+    }
+    this.last_sync_ms = consistent_at_ms
+    return [
+      { kind: 'release', snapshot: 'rollback' },
+      this.persistEffect(),
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-cycle-done', group: this.config.group, cycle } },
+      this.emit('rc.synced', { cycle, consistent_at_ms }),
+    ]
+  }
+
+  private onRoleChange(op: RoleOp, now_ms: number): RcEffect[] {
+    const expected: Record<RoleOp, RcRole[]> = {
+      recover: ['primary', 'primary-rev'],
+      restore: ['secondary-rev'],
+      switchover: ['secondary'],
+      reverse: ['primary', 'secondary', 'primary-rev', 'secondary-rev'],
+    }
+    if (!expected[op].includes(this.role)) {
+      throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} asked group ${this.config.group} to ${op}, but this side is ${this.role}`)
+    }
+    const g = this.config.group
+    const effects: RcEffect[] = []
+    const from = this.role
+    if (op === 'recover') {
+      if (this.partner_generation <= this.generation) {
+        throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} asked to recover group ${g}, but it did not fail over after this array did`)
+      }
+      effects.push(...this.abortCycle(), ...this.settlePendingSyncWrites(`group ${g} was recovered from array ${this.config.partner}`, true))
+      for (const v of this.volumes.values()) {
+        effects.push({
+          kind: 'send',
+          to: this.config.partner,
+          message: { t: 'rc-dirty-set', group: g, volume: v.remote_volume, block_count: v.block_count },
+          attachment: encodeBitmap(v.dirty, v.block_count),
+        })
+        v.dirty.clear()
+      }
+      this.role = this.role === 'primary' ? 'secondary-rev' : 'secondary'
+      this.generation = this.partner_generation
+      this.started = true
+    } else if (op === 'restore') {
+      this.role = 'primary'
+      this.started = true
+    } else if (op === 'switchover') {
+      this.role = 'primary-rev'
+      this.started = true
+    } else {
+      this.role = REVERSED[this.role]
+    }
+    this.period_token = undefined
+    this.partner_role = undefined // told again by the ack's sender's hello
+    effects.push(
+      this.persistEffect(),
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-role-change-ack', group: g, op, role: this.role } },
+      this.emit('rc.role-changed', { op, from, to: this.role }),
+      ...this.hello(),
+    )
+    if (isSourceRole(this.role) && this.started) {
+      this.sync_due = true
+      effects.push(...this.schedulePeriod(now_ms))
+    }
+    return effects
+  }
+
+  private onRoleChangeAck(op: RoleOp, partnerRole: RcRole, now_ms: number): RcEffect[] {
+    if (this.role_change_pending !== op) return []
+    this.role_change_pending = undefined
+    this.partner_role = partnerRole
+    const effects: RcEffect[] = [this.emit('rc.role-changed', { op, to: this.role, partner: partnerRole }), ...this.hello()]
+    if (op === 'recover') {
+      this.started = true
+      this.sync_due = true
+      effects.push(this.persistEffect(), ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms))
+    }
+    return effects
+  }
+
+  private onDirtySet(volume: string, block_count: number, bitmap: Uint8Array | undefined): RcEffect[] {
+    if (this.role_change_pending !== 'recover') throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for group ${this.config.group} arrived outside a recover`)
+    const v = this.requireVolume(volume)
+    if (block_count !== v.block_count || !bitmap || bitmap.length !== Math.ceil(block_count / 8)) {
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for volume ${volume} does not match its ${v.block_count} blocks`)
+    }
+    return this.markDirty(v, decodeBitmap(bitmap, block_count))
+  }
+
+  // ------------------------------------------------------------------ cycles
+
+  private timer(token: string, now_ms: number): RcEffect[] {
+    if (token !== this.period_token) return []
+    this.period_token = undefined
+    if (!isSourceRole(this.role) || !this.started) return []
+    this.sync_due = true
+    return [...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
+  }
+
+  private schedulePeriod(now_ms: number): RcEffect[] {
+    if (this.config.mode !== 'periodic' || this.period_token !== undefined) return []
+    this.period_token = `rc-period:${this.config.group}:${++this.timer_seq}`
+    return [{ kind: 'set-timer', at_ms: now_ms + this.config.period_ms, token: this.period_token }]
+  }
+
+  private maybeStartCycle(now_ms: number): RcEffect[] {
+    if (!isSourceRole(this.role) || !this.started || !this.partnerOk() || this.cycle || this.role_change_pending) return []
+    if (this.config.mode === 'periodic' && !this.sync_due) return []
+    if (![...this.volumes.values()].some((v) => v.dirty.size > 0)) {
+      this.sync_due = false
+      return []
+    }
+    this.sync_due = false
+    const c: Cycle = {
+      id: ++this.cycle_seq,
+      consistent_at_ms: now_ms,
+      volumes: new Set(this.volumes.keys()),
+      frozen: new Map(),
+      unsent: new Map(),
+      preserved: new Map(),
+      inflight: new Map(),
+      next_batch: 0,
+      ended: false,
+    }
+    for (const v of this.volumes.values()) {
+      c.frozen.set(v.volume, v.dirty)
+      c.unsent.set(v.volume, new Set(v.dirty))
+      c.preserved.set(v.volume, new Set())
+      v.dirty = new Set()
+    }
+    this.cycle = c
+    return [
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-cycle-begin', group: this.config.group, cycle: c.id, consistent_at_ms: now_ms } },
+      this.emit('rc.sync-started', { cycle: c.id, blocks: [...c.frozen.values()].reduce((n, s) => n + s.size, 0) }),
+      ...this.pump(),
+    ]
+  }
+
+  private pump(): RcEffect[] {
+    const c = this.cycle
+    if (!c || c.ended) return []
+    const effects: RcEffect[] = []
+    const bs = this.config.block_size_bytes
+    for (const [volume, unsent] of c.unsent) {
+      while (unsent.size > 0 && c.inflight.size < this.config.batches_inflight_max) {
+        const blocks: number[] = []
+        for (const b of unsent) {
+          blocks.push(b)
+          if (blocks.length === this.config.batch_blocks_max) break
+        }
+        for (const b of blocks) unsent.delete(b)
+        blocks.sort((a, b) => a - b)
+        const batch = ++c.next_batch
+        c.inflight.set(batch, { volume, blocks })
+        this.bytes_resynced_total += blocks.length * bs
+        const v = this.requireVolume(volume)
+        effects.push({ kind: 'send-blocks', to: this.config.partner, group: this.config.group, cycle: c.id, batch, volume, remote_volume: v.remote_volume, blocks })
+      }
+    }
+    if (c.inflight.size === 0 && [...c.unsent.values()].every((s) => s.size === 0)) {
+      c.ended = true
+      effects.push({ kind: 'send', to: this.config.partner, message: { t: 'rc-cycle-end', group: this.config.group, cycle: c.id, consistent_at_ms: c.consistent_at_ms } })
+    }
+    return effects
+  }
+
+  private onBlocksAck(cycle: number, batch: number, _now_ms: number): RcEffect[] {
+    const c = this.cycle
+    if (!c || c.id !== cycle || !c.inflight.delete(batch)) return [] // from an aborted cycle
+    return this.pump()
+  }
+
+  private onCycleDone(cycle: number, now_ms: number): RcEffect[] {
+    const c = this.cycle
+    if (!c || c.id !== cycle || !c.ended) return []
+    this.cycle = undefined
+    for (const name of c.volumes) {
+      const v = this.volumes.get(name)
+      if (v) v.synced_once = true
+    }
+    this.last_sync_ms = c.consistent_at_ms
+    return [
+      { kind: 'release', snapshot: 'delta' },
+      this.persistEffect(),
+      this.emit('rc.synced', { cycle, consistent_at_ms: c.consistent_at_ms, bytes_behind: this.bytesBehind() }),
+      ...this.maybeStartCycle(now_ms),
+      ...this.maybeCompleteSwitchover(),
+    ]
+  }
+
+  /** Stops the running cycle; its blocks go back into the dirty sets. */
+  private abortCycle(): RcEffect[] {
+    const c = this.cycle
+    if (!c) return []
+    this.cycle = undefined
+    for (const [name, frozen] of c.frozen) {
+      const v = this.volumes.get(name)
+      if (v) for (const b of frozen) v.dirty.add(b)
+    }
+    return [{ kind: 'release', snapshot: 'delta' }, this.emit('rc.sync-interrupted', { cycle: c.id })]
+  }
+
+  // ------------------------------------------------------------------ state
+
+  /** Both sides act as primary and the partner failed over more recently: this copy is the stale one. */
+  private supersededByPartner(): boolean {
+    return this.link_up && isSourceRole(this.role) && isSourceRole(this.partner_role) && this.partner_generation > this.generation
+  }
+
+  private partnerOk(): boolean {
+    return this.link_up && isTargetRole(this.partner_role)
+  }
+
+  private replicatingSync(): boolean {
+    return (
+      this.config.mode === 'sync' &&
+      this.started &&
+      this.partnerOk() &&
+      !this.cycle &&
+      [...this.volumes.values()].every((v) => v.dirty.size === 0 && v.synced_once)
+    )
+  }
+
+  private inSync(): boolean {
+    return !this.cycle && this.pending_sync.size === 0 && [...this.volumes.values()].every((v) => v.dirty.size === 0 && v.synced_once)
+  }
+
+  private volumeBlocksBehind(v: VolumeState): number {
+    const c = this.cycle
+    if (!c) return v.dirty.size
+    const behind = new Set(v.dirty)
+    for (const b of c.unsent.get(v.volume) ?? []) behind.add(b)
+    for (const f of c.inflight.values()) if (f.volume === v.volume) for (const b of f.blocks) behind.add(b)
+    return behind.size
+  }
+
+  private bytesBehind(): number {
+    let blocks = 0
+    for (const v of this.volumes.values()) blocks += this.volumeBlocksBehind(v)
+    for (const w of this.pending_sync.values()) blocks += w.blocks.length
+    return blocks * this.config.block_size_bytes
+  }
+
+  volumeState(volume: string): VolumeSyncState {
+    const v = this.requireVolume(volume)
+    if (isSourceRole(this.role)) {
+      if (this.cycle?.volumes.has(volume)) return 'Syncing'
+      if (!v.synced_once) return 'New'
+      if (!this.started) return 'Stopped'
+      if (!this.partnerOk()) return 'NotSynced'
+      return v.dirty.size > 0 && this.config.mode === 'sync' ? 'Syncing' : 'Synced'
+    }
+    if (!v.synced_once) return this.target_cycle !== undefined && this.link_up ? 'Syncing' : 'New'
+    if (this.target_cycle !== undefined || v.rollback.size > 0) return this.link_up ? 'Syncing' : 'Stale'
+    if (!this.started) return 'Stopped'
+    if (!this.link_up) return 'NotSynced'
+    return 'Synced'
+  }
+
+  status(): RcGroupStatus {
+    const bs = this.config.block_size_bytes
+    const s: RcGroupStatus = {
+      group: this.config.group,
+      partner: this.config.partner,
+      role: this.role,
+      mode: this.config.mode,
+      started: this.started,
+      link_up: this.link_up,
+      bytes_behind: isSourceRole(this.role) ? this.bytesBehind() : 0,
+      bytes_resynced_total: this.bytes_resynced_total,
+      volumes: [...this.volumes.values()].map((v) => ({
+        volume: v.volume,
+        remote_volume: v.remote_volume,
+        state: this.volumeState(v.volume),
+        bytes_behind: isSourceRole(this.role) ? this.volumeBlocksBehind(v) * bs : 0,
+      })),
+    }
+    if (this.last_sync_ms !== undefined) s.last_sync_ms = this.last_sync_ms
+    return s
+  }
+
+  record(): RcGroupRecord {
+    const pendingBlocks = new Map<string, number[]>()
+    for (const w of this.pending_sync.values()) pendingBlocks.set(w.volume, [...(pendingBlocks.get(w.volume) ?? []), ...w.blocks])
+    return {
+      format: 1,
+      config: { ...this.config },
+      role: this.role,
+      started: this.started,
+      seq: this.seq,
+      cycle_seq: this.cycle_seq,
+      generation: this.generation,
+      last_sync_ms: this.last_sync_ms ?? null,
+      bytes_resynced_total: this.bytes_resynced_total,
+      volumes: [...this.volumes.values()].map((v) => {
+        const dirty = new Set(v.dirty)
+        for (const b of this.cycle?.frozen.get(v.volume) ?? []) dirty.add(b)
+        for (const b of pendingBlocks.get(v.volume) ?? []) dirty.add(b)
+        return { volume: v.volume, remote_volume: v.remote_volume, block_count: v.block_count, synced_once: v.synced_once, dirty: toRuns(dirty), rollback: toRuns(v.rollback) }
+      }),
+    }
+  }
+
+  /** Rebuilds a group from its last record and the block appends after it (after a restart). */
+  static fromRecord(record: RcGroupRecord, appended: readonly Extract<RcEffect, { kind: 'persist-blocks' }>[] = []): RemoteCopyGroup {
+    if (record.format !== 1) throw new HvlabError('HVLAB_E_INTERNAL', `remote copy group record has unknown format ${String(record.format)}`)
+    const g = new RemoteCopyGroup(record.config)
+    g.role = record.role
+    g.started = record.started
+    g.seq = record.seq
+    g.cycle_seq = record.cycle_seq
+    g.generation = record.generation
+    g.last_sync_ms = record.last_sync_ms ?? undefined
+    g.bytes_resynced_total = record.bytes_resynced_total
+    for (const r of record.volumes) {
+      const v = g.addVolume(r.volume, r.remote_volume, r.block_count)
+      v.synced_once = r.synced_once
+      v.dirty = fromRuns(r.dirty)
+      v.rollback = fromRuns(r.rollback)
+    }
+    for (const a of appended) {
+      const v = g.volumes.get(a.volume)
+      if (v) for (const b of a.blocks) (a.set === 'dirty' ? v.dirty : v.rollback).add(b)
+    }
+    // Sync writes in flight at a crash were not recorded: a source that may have had
+    // some resyncs every volume in full.
+    if (isSourceRole(g.role) && g.config.mode === 'sync') {
+      for (const v of g.volumes.values()) for (let b = 0; b < v.block_count; b++) v.dirty.add(b)
+    }
+    return g
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private addVolume(volume: string, remote_volume: string, block_count: number): VolumeState {
+    const v: VolumeState = { volume, remote_volume, block_count, dirty: new Set(), synced_once: false, rollback: new Set() }
+    this.volumes.set(volume, v)
+    return v
+  }
+
+  private requireVolume(volume: string): VolumeState {
+    const v = this.volumes.get(volume)
+    if (!v) throw new HvlabError('HVLAB_E_NOT_FOUND', `volume ${volume} is not in remote copy group ${this.config.group}`)
+    return v
+  }
+
+  private blocksOf(v: VolumeState, block: number, bytes: number, what: string): number[] {
+    const bs = this.config.block_size_bytes
+    if (bytes === 0 || bytes % bs !== 0) {
+      throw new HvlabError('HVLAB_E_REFUSED', `${what} to volume ${v.volume} refused: ${bytes} bytes is not a whole number of ${bs}-byte blocks; nothing was written`)
+    }
+    const n = bytes / bs
+    if (!Number.isSafeInteger(block) || block < 0 || block + n > v.block_count) {
+      throw new HvlabError('HVLAB_E_REFUSED', `${what} to blocks ${block}..${block + n - 1} of volume ${v.volume} refused: it has blocks 0..${v.block_count - 1}; nothing was written`)
+    }
+    return Array.from({ length: n }, (_, i) => block + i)
+  }
+
+  private persistEffect(): RcEffect {
+    return { kind: 'persist', record: this.record() }
+  }
+
+  private emit(event: string, details: Record<string, unknown>): RcEffect {
+    return { kind: 'emit', event, details: { group: this.config.group, role: this.role, ...details } }
+  }
+}
+
+export function encodeBitmap(blocks: ReadonlySet<number>, block_count: number): Uint8Array {
+  const out = new Uint8Array(Math.ceil(block_count / 8))
+  for (const b of blocks) if (b < block_count) out[b >> 3]! |= 1 << (b & 7)
+  return out
+}
+
+export function decodeBitmap(bitmap: Uint8Array, block_count: number): number[] {
+  const out: number[] = []
+  for (let b = 0; b < block_count; b++) if ((bitmap[b >> 3]! >> (b & 7)) & 1) out.push(b)
+  return out
+}
+
+function toRuns(blocks: ReadonlySet<number>): Runs {
+  const sorted = [...blocks].sort((a, b) => a - b)
+  const runs: Runs = []
+  for (const b of sorted) {
+    const last = runs[runs.length - 1]
+    if (last && last[0] + last[1] === b) last[1]++
+    else runs.push([b, 1])
+  }
+  return runs
+}
+
+function fromRuns(runs: Runs): Set<number> {
+  const s = new Set<number>()
+  for (const [first, count] of runs) for (let i = 0; i < count; i++) s.add(first + i)
+  return s
+}

@@ -1,0 +1,269 @@
+/**
+ * Messages of the storage arrays: block I/O from hosts, volume and presentation admin,
+ * Remote Copy group admin, and the replication traffic between two arrays.
+ *
+ * Requests and replies ride in the codec's 'req'/'res' envelopes (errors in 'err'), so
+ * these messages carry no request ids. Block data always travels as the frame's byte
+ * attachment: `blocks` consecutive blocks (block-write, block-data, rc-write) or the
+ * blocks of `block_list` in list order (rc-blocks), each `block_size_bytes` long.
+ */
+import { z } from 'zod'
+import { defineMessage, field } from './define.js'
+
+/** Most blocks one host I/O may move (1 MiB at the default 4 KiB block). */
+export const BLOCKS_PER_IO_MAX = 256
+/** Most blocks in one resync/delta batch between arrays. */
+export const BLOCKS_PER_BATCH_MAX = 256
+export const VOLUMES_LISTED_MAX = 1024
+export const GROUPS_LISTED_MAX = 256
+export const GROUP_VOLUMES_MAX = 64
+
+const volume = field.name
+const blockCount = () => z.number().int().min(1).max(BLOCKS_PER_IO_MAX)
+/** A Fibre Channel port WWN, 16 hex digits, with or without colons (c0:03:ff:…). */
+export const wwnSchema = z
+  .string()
+  .regex(/^(?:[0-9a-fA-F]{16}|(?:[0-9a-fA-F]{2}:){7}[0-9a-fA-F]{2})$/, 'an initiator id is a WWN: 16 hex digits, optionally colon-separated')
+
+// ---------------------------------------------------------------- host block I/O
+
+/** Host → array (request): write `blocks` blocks from `block`; the attachment is the data. */
+export const blockWrite = defineMessage(
+  'block-write',
+  {
+    volume: volume(),
+    host: field.name(),
+    initiator: wwnSchema.optional(),
+    /** The writer's cluster epoch (its reservation); older than the volume's is refused. */
+    epoch: field.uint(),
+    block: field.uint(),
+    blocks: blockCount(),
+  },
+  { attachment: 'required' },
+)
+
+/** Array → host (reply to block-write): the write is durable (and on the partner, in sync mode). */
+export const blockWritten = defineMessage('block-written', {
+  volume: volume(),
+  block: field.uint(),
+  blocks: blockCount(),
+})
+
+/** Host → array (request): read `blocks` blocks from `block`. */
+export const blockRead = defineMessage('block-read', {
+  volume: volume(),
+  host: field.name(),
+  initiator: wwnSchema.optional(),
+  block: field.uint(),
+  blocks: blockCount(),
+})
+
+/** Array → host (reply to block-read); the attachment is the data. */
+export const blockData = defineMessage(
+  'block-data',
+  { volume: volume(), block: field.uint(), blocks: blockCount() },
+  { attachment: 'required' },
+)
+
+// ---------------------------------------------------------------- volume and LUN admin
+
+export const volumeCreate = defineMessage('volume-create', { volume: volume(), size_bytes: field.uint() })
+export const volumeGrow = defineMessage('volume-grow', { volume: volume(), size_bytes: field.uint() })
+export const volumeRemove = defineMessage('volume-remove', { volume: volume() })
+export const volumeList = defineMessage('volume-list', {})
+export const volumeListing = defineMessage('volume-listing', {
+  block_size_bytes: field.u32(),
+  volumes: field.list(z.strictObject({ volume: volume(), size_bytes: field.uint() }), VOLUMES_LISTED_MAX),
+})
+
+/** Present a volume to a host; with initiators, only I/O from those (VFC WWN A/B) is allowed. */
+export const lunPresent = defineMessage('lun-present', {
+  volume: volume(),
+  host: field.name(),
+  initiators: field.list(wwnSchema, 2),
+})
+export const lunUnpresent = defineMessage('lun-unpresent', { volume: volume(), host: field.name() })
+
+// ---------------------------------------------------------------- Remote Copy admin
+
+export const RC_ROLES = ['primary', 'secondary', 'primary-rev', 'secondary-rev'] as const
+export const rcRoleSchema = z.enum(RC_ROLES)
+export const RC_MODES = ['sync', 'periodic'] as const
+export const rcModeSchema = z.enum(RC_MODES)
+export const RC_WRITE_ERROR_POLICIES = ['no_fail_wrt_on_err', 'fail_wrt_on_err'] as const
+export const RC_VOLUME_STATES = ['New', 'Syncing', 'Synced', 'NotSynced', 'Stopped', 'Stale'] as const
+export const RC_VERBS = ['start', 'stop', 'sync', 'failover', 'recover', 'restore', 'reverse', 'switchover'] as const
+
+/** CLI/controller → array: create one side of a group (run on both arrays). */
+export const rcCreate = defineMessage('rc-create', {
+  group: field.name(),
+  partner: field.name(),
+  role: z.enum(['primary', 'secondary']),
+  mode: rcModeSchema,
+  period_ms: field.uint().optional(),
+  write_error_policy: z.enum(RC_WRITE_ERROR_POLICIES).optional(),
+  auto_recover: z.boolean().optional(),
+})
+
+/** CLI/controller → the primary array: add a volume pair to a group (admitrcopyvv). */
+export const rcAdmit = defineMessage('rc-admit', {
+  group: field.name(),
+  volume: volume(),
+  remote_volume: volume(),
+})
+
+/** CLI/controller → array: one of the group verbs, run where 3PAR runs it. */
+export const rcVerb = defineMessage('rc-verb', {
+  group: field.name(),
+  verb: z.enum(RC_VERBS),
+  /** failover onto volumes that never completed a sync. */
+  force: z.boolean().optional(),
+})
+
+export const rcStatusRequest = defineMessage('rc-status-request', { group: field.name().optional() })
+
+export const rcVolumeStatusSchema = z.strictObject({
+  volume: volume(),
+  remote_volume: volume(),
+  state: z.enum(RC_VOLUME_STATES),
+  bytes_behind: field.uint(),
+})
+
+export const rcGroupStatusSchema = z.strictObject({
+  group: field.name(),
+  partner: field.name(),
+  role: rcRoleSchema,
+  mode: rcModeSchema,
+  started: z.boolean(),
+  link_up: z.boolean(),
+  /** The consistent point the partner last completed (ms on this array's clock); absent if never. */
+  last_sync_ms: field.time_ms().optional(),
+  bytes_behind: field.uint(),
+  bytes_resynced_total: field.uint(),
+  volumes: field.list(rcVolumeStatusSchema, GROUP_VOLUMES_MAX),
+})
+
+export const rcStatus = defineMessage('rc-status', { groups: field.list(rcGroupStatusSchema, GROUPS_LISTED_MAX) })
+
+// ---------------------------------------------------------------- array ↔ array
+
+/** Either side on link-up and after a change: who I am in this group now. */
+export const rcHello = defineMessage('rc-hello', {
+  group: field.name(),
+  role: rcRoleSchema,
+  started: z.boolean(),
+  /** Raised by every failover; when both arrays act as primary, the higher one is current. */
+  generation: field.uint(),
+})
+
+/** Primary → secondary: a volume pair was admitted; `volume` is the receiver's name. */
+export const rcAdmitPeer = defineMessage('rc-admit-peer', {
+  group: field.name(),
+  volume: volume(),
+  remote_volume: volume(),
+  block_count: field.uint(),
+})
+
+/** Source → target: one host write, in group write order (sync mode); attachment = data. */
+export const rcWrite = defineMessage(
+  'rc-write',
+  { group: field.name(), seq: field.uint(), volume: volume(), block: field.uint(), blocks: blockCount() },
+  { attachment: 'required' },
+)
+/** Target → source: rc-write `seq` is durable on the target. */
+export const rcWriteAck = defineMessage('rc-write-ack', { group: field.name(), seq: field.uint() })
+
+/** Source → target: a resync/delta cycle starts from the consistent point taken at `consistent_at_ms`. */
+export const rcCycleBegin = defineMessage('rc-cycle-begin', {
+  group: field.name(),
+  cycle: field.uint(),
+  consistent_at_ms: field.time_ms(),
+})
+/** Source → target: a batch of changed blocks of one volume; attachment = blocks in list order. */
+export const rcBlocks = defineMessage(
+  'rc-blocks',
+  {
+    group: field.name(),
+    cycle: field.uint(),
+    batch: field.uint(),
+    volume: volume(),
+    block_list: field.list(field.uint(), BLOCKS_PER_BATCH_MAX).min(1),
+  },
+  { attachment: 'required' },
+)
+export const rcBlocksAck = defineMessage('rc-blocks-ack', { group: field.name(), cycle: field.uint(), batch: field.uint() })
+/** Source → target: every block of the cycle was acknowledged; the target is at the consistent point. */
+export const rcCycleEnd = defineMessage('rc-cycle-end', {
+  group: field.name(),
+  cycle: field.uint(),
+  consistent_at_ms: field.time_ms(),
+})
+export const rcCycleDone = defineMessage('rc-cycle-done', { group: field.name(), cycle: field.uint() })
+
+/** A role change that both arrays of a group make together. */
+export const rcRoleChange = defineMessage('rc-role-change', {
+  group: field.name(),
+  op: z.enum(['recover', 'restore', 'reverse', 'switchover']),
+})
+export const rcRoleChangeAck = defineMessage('rc-role-change-ack', {
+  group: field.name(),
+  op: z.enum(['recover', 'restore', 'reverse', 'switchover']),
+  role: rcRoleSchema,
+})
+
+/**
+ * Old primary → Primary-Rev during recover: the blocks it changed that the other side
+ * may not have. `volume` is the receiver's name; attachment = a bitmap, bit i = block i.
+ */
+export const rcDirtySet = defineMessage(
+  'rc-dirty-set',
+  { group: field.name(), volume: volume(), block_count: field.uint() },
+  { attachment: 'required' },
+)
+
+export const storageMessages = [
+  blockWrite,
+  blockWritten,
+  blockRead,
+  blockData,
+  volumeCreate,
+  volumeGrow,
+  volumeRemove,
+  volumeList,
+  volumeListing,
+  lunPresent,
+  lunUnpresent,
+  rcCreate,
+  rcAdmit,
+  rcVerb,
+  rcStatusRequest,
+  rcStatus,
+  rcHello,
+  rcAdmitPeer,
+  rcWrite,
+  rcWriteAck,
+  rcCycleBegin,
+  rcBlocks,
+  rcBlocksAck,
+  rcCycleEnd,
+  rcCycleDone,
+  rcRoleChange,
+  rcRoleChangeAck,
+  rcDirtySet,
+] as const
+
+export type RcPeerMessage =
+  | z.infer<typeof rcHello.schema>
+  | z.infer<typeof rcAdmitPeer.schema>
+  | z.infer<typeof rcWrite.schema>
+  | z.infer<typeof rcWriteAck.schema>
+  | z.infer<typeof rcCycleBegin.schema>
+  | z.infer<typeof rcBlocks.schema>
+  | z.infer<typeof rcBlocksAck.schema>
+  | z.infer<typeof rcCycleEnd.schema>
+  | z.infer<typeof rcCycleDone.schema>
+  | z.infer<typeof rcRoleChange.schema>
+  | z.infer<typeof rcRoleChangeAck.schema>
+  | z.infer<typeof rcDirtySet.schema>
+
+export type RcGroupStatus = z.infer<typeof rcGroupStatusSchema>

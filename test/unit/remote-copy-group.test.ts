@@ -1,0 +1,495 @@
+import t from 'tap'
+import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
+import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
+
+const BS = 16 // small blocks keep the harness readable; the machine does not care
+const BLOCKS = 8
+
+/** One array: the group, its volumes in memory, snapshots, and what its hosts saw. */
+class Side {
+  readonly vols = new Map<string, Buffer>()
+  readonly snaps = { delta: new Map<string, Buffer>(), rollback: new Map<string, Buffer>() }
+  readonly acked = new Set<number>()
+  readonly failed = new Set<number>()
+  readonly events: string[] = []
+  timers: { at_ms: number; token: string }[] = []
+  record: RcGroupRecord | undefined
+  /** persist-blocks appended since the last persist. */
+  journal: Extract<RcEffect, { kind: 'persist-blocks' }>[] = []
+  constructor(
+    readonly name: string,
+    public group: RemoteCopyGroup,
+  ) {
+    this.vols.set('v', Buffer.alloc(BLOCKS * BS))
+    this.vols.set('w', Buffer.alloc(BLOCKS * BS))
+  }
+  block(volume: string, b: number): number {
+    return this.vols.get(volume)![b * BS]!
+  }
+  contents(volume: string): number[] {
+    return Array.from({ length: BLOCKS }, (_, b) => this.block(volume, b))
+  }
+}
+
+interface InFlight {
+  to: Side
+  message: RcPeerMessage
+  attachment: Uint8Array | undefined
+}
+
+/** Two groups back to back over a FIFO "link" that can be cut. */
+class Lab {
+  now_ms = 0
+  link = false
+  queue: InFlight[] = []
+  writeSeq = 0
+  constructor(
+    readonly a: Side,
+    readonly b: Side,
+  ) {}
+
+  static create(over: Partial<RcGroupConfigInput> = {}): Lab {
+    const base = { group: 'rc-vm1', mode: 'sync' as const, block_size_bytes: BS, ...over }
+    const a = new Side('a', new RemoteCopyGroup({ ...base, partner: 'b', role: 'primary' }))
+    const b = new Side('b', new RemoteCopyGroup({ ...base, partner: 'a', role: 'secondary' }))
+    return new Lab(a, b)
+  }
+
+  other(s: Side): Side {
+    return s === this.a ? this.b : this.a
+  }
+
+  step(s: Side, input: RcInput): RcEffect[] {
+    const effects = s.group.step(input, this.now_ms)
+    for (const e of effects) this.apply(s, e)
+    return effects
+  }
+
+  apply(s: Side, e: RcEffect): void {
+    const key = (v: string, b: number) => `${v}:${b}`
+    switch (e.kind) {
+      case 'send':
+        if (this.link) this.queue.push({ to: this.other(s), message: e.message, attachment: e.attachment })
+        return
+      case 'send-blocks': {
+        const data = Buffer.concat(
+          e.blocks.map((b) => s.snaps.delta.get(key(e.volume, b)) ?? s.vols.get(e.volume)!.subarray(b * BS, (b + 1) * BS)),
+        )
+        const message: RcPeerMessage = { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: e.blocks }
+        if (this.link) this.queue.push({ to: this.other(s), message, attachment: Buffer.from(data) })
+        return
+      }
+      case 'write-local':
+        e.blocks.forEach((b, i) => Buffer.from(e.data).copy(s.vols.get(e.volume)!, b * BS, i * BS, (i + 1) * BS))
+        return
+      case 'preserve':
+        for (const b of e.blocks) {
+          const k = key(e.volume, b)
+          if (!s.snaps[e.snapshot].has(k)) s.snaps[e.snapshot].set(k, Buffer.from(s.vols.get(e.volume)!.subarray(b * BS, (b + 1) * BS)))
+        }
+        return
+      case 'rollback':
+        for (const b of e.blocks) s.snaps.rollback.get(key(e.volume, b))!.copy(s.vols.get(e.volume)!, b * BS)
+        return
+      case 'release':
+        s.snaps[e.snapshot].clear()
+        return
+      case 'ack-host':
+        s.acked.add(e.write_id)
+        return
+      case 'fail-host':
+        s.failed.add(e.write_id)
+        return
+      case 'persist':
+        s.record = e.record
+        s.journal = []
+        return
+      case 'persist-blocks':
+        s.journal.push(e)
+        return
+      case 'set-timer':
+        s.timers.push({ at_ms: e.at_ms, token: e.token })
+        return
+      case 'emit':
+        s.events.push(e.event)
+        return
+    }
+  }
+
+  deliverOne(): InFlight | undefined {
+    const m = this.queue.shift()
+    if (m) this.step(m.to, { kind: 'peer', message: m.message, attachment: m.attachment })
+    return m
+  }
+
+  run(limit = 10_000): void {
+    for (let i = 0; i < limit; i++) if (!this.deliverOne()) return
+    throw new Error('the link never went quiet')
+  }
+
+  linkUp(): void {
+    this.link = true
+    this.step(this.a, { kind: 'link-up' })
+    this.step(this.b, { kind: 'link-up' })
+  }
+
+  linkDown(): void {
+    this.link = false
+    this.queue = []
+    this.step(this.a, { kind: 'link-down' })
+    this.step(this.b, { kind: 'link-down' })
+  }
+
+  write(s: Side, volume: string, block: number, value: number, blocks = 1): number {
+    const id = ++this.writeSeq
+    this.step(s, { kind: 'host-write', write_id: id, volume, block, data: Buffer.alloc(blocks * BS, value) })
+    return id
+  }
+
+  advance(delta_ms: number): void {
+    const end = this.now_ms + delta_ms
+    for (;;) {
+      const due = [this.a, this.b]
+        .flatMap((s) => s.timers.map((tm) => ({ s, tm })))
+        .filter((x) => x.tm.at_ms <= end)
+        .sort((x, y) => x.tm.at_ms - y.tm.at_ms)[0]
+      if (!due) break
+      due.s.timers = due.s.timers.filter((tm) => tm !== due.tm)
+      this.now_ms = due.tm.at_ms
+      this.step(due.s, { kind: 'timer', token: due.tm.token })
+    }
+    this.now_ms = end
+  }
+
+  /** Link up, both volumes admitted, started, initial full sync done. */
+  setUp(): this {
+    this.linkUp()
+    this.run()
+    this.step(this.a, { kind: 'admit', volume: 'v', remote_volume: 'v', block_count: BLOCKS })
+    this.step(this.a, { kind: 'admit', volume: 'w', remote_volume: 'w', block_count: BLOCKS })
+    this.run()
+    this.step(this.a, { kind: 'command', verb: 'start' })
+    this.run()
+    return this
+  }
+
+  states(s: Side): string[] {
+    return s.group.status().volumes.map((v) => v.state)
+  }
+}
+
+t.test('admit + start: New volumes get one full sync, then both sides are Synced', async (t) => {
+  const lab = Lab.create()
+  lab.linkUp()
+  lab.run()
+  lab.step(lab.a, { kind: 'admit', volume: 'v', remote_volume: 'v', block_count: BLOCKS })
+  lab.run()
+  t.same(lab.states(lab.a), ['New'])
+  t.same(lab.states(lab.b), ['New'])
+  lab.write(lab.a, 'v', 0, 5) // before start: acknowledged locally, tracked
+  lab.step(lab.a, { kind: 'command', verb: 'start' })
+  t.same(lab.states(lab.a), ['Syncing'])
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced'])
+  t.same(lab.states(lab.b), ['Synced'])
+  t.same(lab.b.contents('v'), lab.a.contents('v'))
+  t.equal(lab.a.group.status().bytes_resynced_total, BLOCKS * BS, 'one full copy')
+  t.equal(lab.a.group.status().bytes_behind, 0)
+  t.ok(lab.a.group.status().last_sync_ms !== undefined)
+})
+
+t.test('sync mode: the host ack comes only after the secondary has the write', async (t) => {
+  const lab = Lab.create().setUp()
+  const id = lab.write(lab.a, 'v', 2, 0x42)
+  t.equal(lab.a.block('v', 2), 0x42, 'written locally')
+  t.notOk(lab.a.acked.has(id), 'not acknowledged yet')
+  t.equal(lab.b.block('v', 2), 0, 'secondary does not have it yet')
+  t.equal(lab.queue[0]?.message.t, 'rc-write')
+  lab.deliverOne() // rc-write reaches b, which writes it and acks
+  t.equal(lab.b.block('v', 2), 0x42, 'secondary has it')
+  t.notOk(lab.a.acked.has(id), 'ack still on its way')
+  lab.deliverOne()
+  t.ok(lab.a.acked.has(id), 'acknowledged after the secondary had it')
+  t.equal(lab.a.group.status().bytes_resynced_total, 2 * BLOCKS * BS, 'no resync for a replicated write')
+})
+
+t.test('sync mode: writes across volumes reach the secondary in write order', async (t) => {
+  const lab = Lab.create().setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.write(lab.a, 'w', 0, 2)
+  lab.write(lab.a, 'v', 0, 3)
+  const order = lab.queue.filter((m) => m.message.t === 'rc-write').map((m) => (m.message as { seq: number }).seq)
+  t.same(order, [...order].sort((x, y) => x - y))
+  lab.run()
+  t.equal(lab.b.block('v', 0), 3)
+  t.equal(lab.b.block('w', 0), 2)
+})
+
+t.test('link loss: writes are tracked; on link return only changed blocks are resent', async (t) => {
+  const lab = Lab.create().setUp()
+  const before = lab.a.group.status().bytes_resynced_total
+  const inflight = lab.write(lab.a, 'v', 7, 9) // sent, not acknowledged when the link drops
+  lab.linkDown()
+  t.ok(lab.a.acked.has(inflight), 'no_fail_wrt_on_err: acknowledged on the primary alone')
+  const ids = [lab.write(lab.a, 'v', 1, 1), lab.write(lab.a, 'v', 1, 2), lab.write(lab.a, 'w', 4, 3, 2)]
+  t.ok(ids.every((id) => lab.a.acked.has(id)), 'writes keep being accepted')
+  t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'])
+  t.equal(lab.a.group.status().bytes_behind, 4 * BS, 'v:1, v:7, w:4, w:5')
+  lab.linkUp()
+  lab.deliverOne() // a's hello reaches b
+  lab.deliverOne() // b's hello reaches a: resync starts
+  t.same(lab.states(lab.a), ['Syncing', 'Syncing'])
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.same(lab.states(lab.b), ['Synced', 'Synced'])
+  t.equal(lab.a.group.status().bytes_resynced_total - before, 4 * BS, 'only the 4 changed blocks were sent')
+  t.same(lab.b.contents('v'), lab.a.contents('v'))
+  t.same(lab.b.contents('w'), lab.a.contents('w'))
+  t.equal(lab.b.block('v', 1), 2)
+  // and synchronous replication is back
+  const id = lab.write(lab.a, 'v', 3, 7)
+  t.notOk(lab.a.acked.has(id))
+  lab.run()
+  t.ok(lab.a.acked.has(id))
+})
+
+t.test('fail_wrt_on_err refuses host writes while the link is down and writes nothing', async (t) => {
+  const lab = Lab.create({ write_error_policy: 'fail_wrt_on_err' }).setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.linkDown()
+  t.throws(() => lab.write(lab.a, 'v', 0, 2), { code: 'HVLAB_E_REFUSED', message: /link to array b is down.*fail_wrt_on_err; nothing was written/ })
+  t.equal(lab.a.block('v', 0), 1)
+  t.equal(lab.a.group.status().bytes_behind, BS, 'only the write that was in flight')
+  t.ok(lab.a.failed.has(1), 'the in-flight write was failed, not acknowledged')
+})
+
+t.test('bad input is refused and changes nothing', async (t) => {
+  const lab = Lab.create().setUp()
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 7, data: Buffer.alloc(2 * BS) }), { code: 'HVLAB_E_REFUSED', message: /blocks 7\.\.8/ })
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 0, data: Buffer.alloc(BS + 1) }), { code: 'HVLAB_E_REFUSED', message: /whole number/ })
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'zz', block: 0, data: Buffer.alloc(BS) }), { code: 'HVLAB_E_NOT_FOUND' })
+  t.throws(() => lab.write(lab.b, 'v', 0, 1), { code: 'HVLAB_E_REFUSED', message: /secondary on this array.*read-only/ })
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'failover' }), { code: 'HVLAB_E_STATE', message: /use switchover/ })
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'start' }), { code: 'HVLAB_E_STATE', message: /run it on array a/ })
+  t.equal(lab.queue.length, 0)
+  t.same(lab.a.contents('v'), Array(BLOCKS).fill(0))
+})
+
+t.test('failover, recover, restore: both sides wrote, their changed blocks are unioned', async (t) => {
+  const lab = Lab.create().setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.run()
+  lab.linkDown()
+  lab.write(lab.a, 'v', 1, 0xaa) // on the old primary after the split: will be discarded
+  lab.step(lab.b, { kind: 'command', verb: 'failover' })
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  lab.write(lab.b, 'v', 5, 0xbb) // the new primary takes writes
+  t.equal(lab.b.block('v', 0), 1, 'the secondary had every acknowledged sync write')
+  lab.linkUp()
+  lab.run()
+  t.throws(() => lab.write(lab.a, 'v', 2, 1), { code: 'HVLAB_E_REFUSED', message: /failed over to array b/ }, 'the old primary is fenced')
+  t.throws(() => lab.step(lab.a, { kind: 'command', verb: 'recover' }), { code: 'HVLAB_E_STATE', message: /array b/ })
+  const before = lab.b.group.status().bytes_resynced_total
+  lab.step(lab.b, { kind: 'command', verb: 'recover' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'secondary-rev')
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  t.equal(lab.b.group.status().bytes_resynced_total - before, 2 * BS, 'blocks 1 (old primary) and 5 (new primary), nothing else')
+  t.same(lab.a.contents('v'), lab.b.contents('v'))
+  t.equal(lab.a.block('v', 1), 0, "the old primary's unreplicated write was rolled back to the surviving copy")
+  t.same(lab.states(lab.b), ['Synced', 'Synced'])
+  // replication now runs b -> a, synchronously
+  const id = lab.write(lab.b, 'w', 3, 0xcc)
+  t.notOk(lab.b.acked.has(id))
+  lab.run()
+  t.ok(lab.b.acked.has(id))
+  t.equal(lab.a.block('w', 3), 0xcc)
+  // restore: roles back to natural, replication a -> b again
+  lab.step(lab.b, { kind: 'command', verb: 'restore' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'primary')
+  t.equal(lab.b.group.currentRole, 'secondary')
+  t.throws(() => lab.write(lab.b, 'v', 0, 1), { code: 'HVLAB_E_REFUSED' })
+  lab.write(lab.a, 'v', 6, 0xdd)
+  lab.run()
+  t.equal(lab.b.block('v', 6), 0xdd)
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+})
+
+t.test('failover onto a never-synced copy needs force', async (t) => {
+  const lab = Lab.create()
+  lab.linkUp()
+  lab.run()
+  lab.step(lab.a, { kind: 'admit', volume: 'v', remote_volume: 'v', block_count: BLOCKS })
+  lab.run()
+  lab.linkDown()
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'failover' }), { code: 'HVLAB_E_STATE', message: /never completed a sync.*force/ })
+  t.equal(lab.b.group.currentRole, 'secondary')
+  lab.step(lab.b, { kind: 'command', verb: 'failover', force: true })
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+})
+
+t.test('switchover: planned, zero-loss swap; restore and reverse afterwards', async (t) => {
+  const lab = Lab.create().setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.run()
+  lab.write(lab.a, 'v', 1, 2) // in flight when the switchover is asked for
+  lab.step(lab.a, { kind: 'command', verb: 'switchover' })
+  t.throws(() => lab.write(lab.a, 'v', 2, 3), { code: 'HVLAB_E_STATE', message: /changing roles/ })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'secondary-rev')
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  t.same(lab.b.contents('v'), lab.a.contents('v'), 'nothing lost')
+  t.equal(lab.b.block('v', 1), 2)
+  const id = lab.write(lab.b, 'v', 3, 4)
+  lab.run()
+  t.ok(lab.b.acked.has(id))
+  t.equal(lab.a.block('v', 3), 4)
+  // reverse: the current direction becomes the natural one
+  lab.step(lab.b, { kind: 'command', verb: 'reverse' })
+  lab.run()
+  t.equal(lab.b.group.currentRole, 'primary')
+  t.equal(lab.a.group.currentRole, 'secondary')
+  lab.write(lab.b, 'v', 4, 5)
+  lab.run()
+  t.equal(lab.a.block('v', 4), 5)
+  // and a switchover back
+  lab.step(lab.b, { kind: 'command', verb: 'switchover' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'primary-rev')
+  lab.step(lab.a, { kind: 'command', verb: 'restore' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'secondary')
+  t.equal(lab.b.group.currentRole, 'primary')
+})
+
+t.test('restore is refused while the group is not in sync', async (t) => {
+  const lab = Lab.create({ mode: 'periodic', period_ms: 1000 }).setUp()
+  lab.step(lab.a, { kind: 'command', verb: 'switchover' })
+  lab.run()
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  lab.write(lab.b, 'v', 0, 1)
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'restore' }), { code: 'HVLAB_E_STATE', message: /not in sync \(16 bytes behind\)/ })
+  lab.step(lab.b, { kind: 'command', verb: 'sync' })
+  lab.run()
+  lab.step(lab.b, { kind: 'command', verb: 'restore' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'primary')
+  t.equal(lab.a.block('v', 0), 1)
+})
+
+t.test('periodic: each cycle sends the delta as of its consistent point (copy-on-write)', async (t) => {
+  const lab = Lab.create({ mode: 'periodic', period_ms: 1000, batch_blocks_max: 1, batches_inflight_max: 1 }).setUp()
+  const w1 = lab.write(lab.a, 'v', 0, 1)
+  t.ok(lab.a.acked.has(w1), 'acknowledged locally')
+  t.equal(lab.b.block('v', 0), 0, 'not sent before the period')
+  lab.write(lab.a, 'v', 1, 1)
+  lab.advance(1000) // cycle starts: consistent point = v0=1, v1=1
+  t.same(lab.states(lab.a), ['Syncing', 'Syncing'])
+  lab.deliverOne() // cycle-begin
+  lab.deliverOne() // first batch: block 0
+  lab.write(lab.a, 'v', 1, 2) // after the consistent point, before block 1 was read
+  lab.run()
+  t.equal(lab.b.block('v', 0), 1)
+  t.equal(lab.b.block('v', 1), 1, 'the secondary got block 1 as of the consistent point, not the later write')
+  t.same(lab.states(lab.b), ['Synced', 'Synced'])
+  t.equal(lab.a.group.status().bytes_behind, BS, 'the later write waits for the next period')
+  lab.advance(1000)
+  lab.run()
+  t.equal(lab.b.block('v', 1), 2)
+  t.equal(lab.a.group.status().last_sync_ms, 2000)
+})
+
+t.test('periodic: an unplanned failover loses at most the writes since the last completed sync', async (t) => {
+  const lab = Lab.create({ mode: 'periodic', period_ms: 1000, batch_blocks_max: 1, batches_inflight_max: 1 }).setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.write(lab.a, 'v', 1, 1)
+  lab.advance(1000)
+  lab.run() // sync at 1000 completes: v0=1 v1=1
+  const afterSync = lab.a.contents('v')
+  lab.write(lab.a, 'v', 0, 2)
+  lab.write(lab.a, 'v', 1, 2)
+  lab.write(lab.a, 'v', 2, 2)
+  lab.advance(1000) // next cycle starts
+  lab.deliverOne() // cycle-begin
+  lab.deliverOne() // block 0 applied on b (b is now inconsistent: v0=2, v1=1)
+  t.equal(lab.b.block('v', 0), 2)
+  lab.linkDown() // primary site lost mid-cycle
+  t.same(lab.states(lab.b), ['Stale', 'Stale'])
+  lab.step(lab.b, { kind: 'command', verb: 'failover' })
+  t.same(lab.b.contents('v'), afterSync, 'rolled back to the last completed sync point')
+  t.equal(lab.b.group.status().last_sync_ms, 1000)
+})
+
+t.test('auto_recover off: the group stops on link loss and must be started again', async (t) => {
+  const lab = Lab.create({ auto_recover: false }).setUp()
+  lab.linkDown()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.linkUp()
+  lab.run()
+  t.equal(lab.b.block('v', 0), 0)
+  t.same(lab.states(lab.a), ['Stopped', 'Stopped'])
+  lab.step(lab.a, { kind: 'command', verb: 'start' })
+  lab.run()
+  t.equal(lab.b.block('v', 0), 1)
+})
+
+t.test('a restarted group keeps its roles and what it must still send', async (t) => {
+  const lab = Lab.create({ mode: 'periodic', period_ms: 1000 }).setUp()
+  lab.linkDown()
+  lab.write(lab.a, 'v', 3, 7)
+  lab.write(lab.a, 'w', 2, 8)
+  lab.write(lab.a, 'w', 2, 9)
+  t.equal(lab.a.journal.length, 2, 'a block already dirty is not appended again')
+  const record = JSON.parse(JSON.stringify(lab.a.record)) as RcGroupRecord
+  const restarted = RemoteCopyGroup.fromRecord(record, lab.a.journal)
+  t.equal(restarted.currentRole, 'primary')
+  const s = restarted.status()
+  t.equal(s.started, true)
+  t.equal(s.bytes_behind, 2 * BS, 'v:3 from the record, w:2 from the append')
+})
+
+t.test('seeded simulation: random writes and link flaps always converge to equal copies', async (t) => {
+  const runs = 40
+  for (let r = 0; r < runs; r++) {
+    const seed = 1000 + r
+    const rnd = mulberry32(seed)
+    const mode = rnd() < 0.5 ? 'sync' : 'periodic'
+    const lab = Lab.create({ mode, period_ms: 500, batch_blocks_max: 1 + Math.floor(rnd() * 3), batches_inflight_max: 1 + Math.floor(rnd() * 2) }).setUp()
+    try {
+      for (let i = 0; i < 300; i++) {
+        const x = rnd()
+        if (x < 0.45) lab.write(lab.a, rnd() < 0.5 ? 'v' : 'w', Math.floor(rnd() * BLOCKS), 1 + Math.floor(rnd() * 250))
+        else if (x < 0.8) lab.deliverOne()
+        else if (x < 0.9) lab.advance(Math.floor(rnd() * 400))
+        else if (x < 0.95 && lab.link) lab.linkDown()
+        else if (!lab.link) lab.linkUp()
+      }
+      if (!lab.link) lab.linkUp()
+      lab.run()
+      if (mode === 'periodic') {
+        lab.advance(500)
+        lab.run()
+      }
+      if (lab.a.group.status().bytes_behind !== 0 || lab.a.contents('v').join() !== lab.b.contents('v').join() || lab.a.contents('w').join() !== lab.b.contents('w').join()) {
+        throw new Error(`copies differ: a=${lab.a.contents('v')}|${lab.a.contents('w')} b=${lab.b.contents('v')}|${lab.b.contents('w')}`)
+      }
+      if (lab.a.acked.size + lab.a.failed.size !== lab.writeSeq) throw new Error(`${lab.writeSeq - lab.a.acked.size} host writes never answered`)
+    } catch (e) {
+      t.fail(`seed ${seed} (${mode}): ${(e as Error).message}`)
+      return
+    }
+  }
+  t.pass(`${runs} seeded runs converged`)
+})
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}

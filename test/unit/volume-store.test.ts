@@ -1,0 +1,116 @@
+import t from 'tap'
+import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { VolumeStore } from '../../array-emulator/volume-store.js'
+
+const BS = 4096
+
+async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'hvlab-vol-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const filled = (blocks: number, byte: number): Buffer => Buffer.alloc(blocks * BS, byte)
+
+t.test('create, write, read back; never-written blocks read as zeros', async (t) => {
+  const store = await VolumeStore.open(await tempDir(t))
+  t.teardown(() => store.close())
+  const info = await store.create('vm1-os', 16 * BS)
+  t.same(info, { volume: 'vm1-os', block_count: 16, size_bytes: 16 * BS })
+  await store.write('vm1-os', 3, filled(2, 0xab))
+  t.same(await store.read('vm1-os', 3, 2), filled(2, 0xab))
+  t.same(await store.read('vm1-os', 0, 3), filled(3, 0))
+  t.same(await store.read('vm1-os', 15, 1), filled(1, 0))
+})
+
+t.test('reopen after close (a restart) keeps volumes, sizes and data', async (t) => {
+  const dir = await tempDir(t)
+  const a = await VolumeStore.open(dir)
+  await a.create('d1', 8 * BS)
+  await a.create('d2', 4 * BS)
+  await a.write('d1', 7, filled(1, 7))
+  await a.grow('d2', 12 * BS)
+  await a.write('d2', 11, filled(1, 2))
+  await a.create('gone', 4 * BS)
+  await a.remove('gone')
+  await a.close()
+  const b = await VolumeStore.open(dir)
+  t.teardown(() => b.close())
+  t.same(b.list().map((v) => [v.volume, v.block_count]).sort(), [['d1', 8], ['d2', 12]])
+  t.same(await b.read('d1', 7, 1), filled(1, 7))
+  t.same(await b.read('d2', 11, 1), filled(1, 2))
+  t.notOk(b.has('gone'))
+  t.notOk((await readdir(dir)).includes('gone.vol'))
+})
+
+t.test('a volume file the metadata does not name (interrupted create) is removed on open', async (t) => {
+  const dir = await tempDir(t)
+  const a = await VolumeStore.open(dir)
+  await a.create('keep', 4 * BS)
+  await a.close()
+  await writeFile(join(dir, 'orphan.vol'), Buffer.alloc(BS))
+  const b = await VolumeStore.open(dir)
+  t.teardown(() => b.close())
+  t.same(b.list().map((v) => v.volume), ['keep'])
+  t.notOk((await readdir(dir)).includes('orphan.vol'))
+})
+
+t.test('bad writes are refused and write nothing; the store keeps working', async (t) => {
+  const store = await VolumeStore.open(await tempDir(t))
+  t.teardown(() => store.close())
+  await store.create('v', 4 * BS)
+  const refused = async (p: Promise<unknown>, code: string, re: RegExp) => {
+    await t.rejects(p, { code, message: re })
+  }
+  await refused(store.write('v', 3, filled(2, 1)), 'HVLAB_E_REFUSED', /blocks 3\.\.4.*has blocks 0\.\.3.*nothing was written/)
+  await refused(store.write('v', 0, Buffer.alloc(BS + 1, 1)), 'HVLAB_E_REFUSED', /not a whole number/)
+  await refused(store.write('v', 0, Buffer.alloc(0)), 'HVLAB_E_REFUSED', /not a whole number/)
+  await refused(store.write('v', -1, filled(1, 1)), 'HVLAB_E_REFUSED', /non-negative/)
+  await refused(store.write('nope', 0, filled(1, 1)), 'HVLAB_E_NOT_FOUND', /does not exist/)
+  await refused(store.read('v', 4, 1), 'HVLAB_E_REFUSED', /has blocks 0\.\.3/)
+  await refused(store.read('v', 0, 257), 'HVLAB_E_REFUSED', /at most 256 blocks/)
+  t.same(await store.read('v', 0, 4), filled(4, 0), 'nothing was written by the refused writes')
+  await store.write('v', 3, filled(1, 9))
+  t.same(await store.read('v', 3, 1), filled(1, 9), 'still serving')
+})
+
+t.test('admin input is validated', async (t) => {
+  const store = await VolumeStore.open(await tempDir(t), { volumes_max: 2, volume_bytes_max: 8 * BS })
+  t.teardown(() => store.close())
+  await t.rejects(store.create('Bad Name', BS), { code: 'HVLAB_E_USAGE' })
+  await t.rejects(store.create('odd', BS + 1), { code: 'HVLAB_E_USAGE' })
+  await t.rejects(store.create('huge', 16 * BS), { code: 'HVLAB_E_REFUSED' })
+  await store.create('a', BS)
+  await t.rejects(store.create('a', BS), { code: 'HVLAB_E_STATE' })
+  await store.create('b', BS)
+  await t.rejects(store.create('c', BS), { code: 'HVLAB_E_REFUSED' }, 'volumes_max is a limit')
+  await t.rejects(store.grow('a', 0), { code: 'HVLAB_E_USAGE' })
+  await store.grow('b', 2 * BS)
+  await t.rejects(store.grow('b', BS), { code: 'HVLAB_E_REFUSED' }, 'cannot shrink')
+})
+
+t.test('concurrent writes to one volume are all durable and applied in call order', async (t) => {
+  const dir = await tempDir(t)
+  const a = await VolumeStore.open(dir)
+  await a.create('v', 64 * BS)
+  const writes: Promise<void>[] = []
+  for (let i = 0; i < 64; i++) writes.push(a.write('v', i, filled(1, i)))
+  for (let i = 0; i < 20; i++) writes.push(a.write('v', 5, filled(1, 100 + i)))
+  await Promise.all(writes)
+  await a.close()
+  const b = await VolumeStore.open(dir)
+  t.teardown(() => b.close())
+  for (let i = 0; i < 64; i++) {
+    t.equal((await b.read('v', i, 1))[0], i === 5 ? 119 : i, `block ${i}`)
+  }
+})
+
+t.test('a store opened with another block size is refused', async (t) => {
+  const dir = await tempDir(t)
+  const a = await VolumeStore.open(dir)
+  await a.create('v', BS)
+  await a.close()
+  await t.rejects(VolumeStore.open(dir, { block_size_bytes: 512 }), { code: 'HVLAB_E_USAGE' })
+})
