@@ -99,6 +99,7 @@ function validateEnvelope(raw: unknown, hasAttachment: boolean): Envelope {
       }
       return { k: 'err', id: e.id, code: e.code, message: e.message }
     default:
-      throw new HvlabError('HVLAB_E_PROTOCOL', `envelope kind ${JSON.stringify(String(e.k).slice(0, 16))} is not msg, req, res or err`)
+      // Never String(e.k): a decoded map such as {toString: 1} throws a TypeError when converted.
+      throw new HvlabError('HVLAB_E_PROTOCOL', `envelope kind ${typeof e.k === 'string' ? JSON.stringify(e.k.slice(0, 16)) : `of type ${typeof e.k}`} is not msg, req, res or err`)
   }
 }

@@ -13,6 +13,11 @@ export function sendRaw(ws: WebSocket, message: Message): void {
   ws.send(encodeFrame({ k: 'msg', m: message }), { binary: true })
 }
 
+/** Why a connection is closed, cut to what a goodbye may carry so the reason always gets through. */
+export function goodbye(code: string, reason: string): MessageOf<'goodbye'> {
+  return { t: 'goodbye', code: code.slice(0, 64), reason: reason.length > 1024 ? `${reason.slice(0, 1021)}...` : reason }
+}
+
 /**
  * Decodes one handshake frame and checks that it is the message we expect. A goodbye
  * from the other side becomes an error with its code and reason.

@@ -9,6 +9,7 @@ import { HvlabError, asErrorCode, describeError } from '../errors.js'
 import { decodeFrame, encodeFrame, type Envelope } from '../protocol/codec.js'
 import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
 import type { Logger } from '../log.js'
+import { goodbye } from './handshake-frames.js'
 import type { Metrics } from '../metrics.js'
 
 export interface TransportLimits {
@@ -158,7 +159,7 @@ export class PeerConnection extends EventEmitter {
     this.closing = true
     this.wakeSenders()
     try {
-      this.ws.send(encodeFrame({ k: 'msg', m: { t: 'goodbye', code, reason } }))
+      this.ws.send(encodeFrame({ k: 'msg', m: goodbye(code, reason) }))
     } catch {
       // the socket may already be gone; closing below is what matters
     }

@@ -14,7 +14,7 @@ import { FRAME_BYTES_MAX } from '../protocol/codec.js'
 import { PROTOCOL_VERSION } from '../protocol/messages.js'
 import type { PartyRole } from '../protocol/runtime-messages.js'
 import { computeProof, verifyProof } from './handshake.js'
-import { HANDSHAKE_TIMEOUT_MS, expectMessage, sendRaw } from './handshake-frames.js'
+import { HANDSHAKE_TIMEOUT_MS, expectMessage, goodbye, sendRaw } from './handshake-frames.js'
 import { PeerConnection, type TransportLimits } from './peer-connection.js'
 
 export interface PeerServerOptions {
@@ -77,7 +77,7 @@ export class PeerServer {
       log.warn({ code, reason }, 'refusing connection')
       options.metrics?.connectionsRefused.inc({ reason: code })
       try {
-        sendRaw(ws, { t: 'goodbye', code, reason })
+        sendRaw(ws, goodbye(code, reason))
       } catch {
         // nothing more to tell a socket that is gone
       }

@@ -1,0 +1,145 @@
+/**
+ * Test fixtures for the transport: servers, clients and raw `ws` peers that complete
+ * (or subvert) the handshake by hand. Everything opened here is closed in t.teardown.
+ */
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import WebSocket, { WebSocketServer } from 'ws'
+import t from 'tap'
+import { silentLogger } from '../../shared/log.js'
+import { newNonce } from '../../shared/ids.js'
+import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
+import { PROTOCOL_VERSION, type Message } from '../../shared/protocol/messages.js'
+import { computeProof } from '../../shared/transport/handshake.js'
+import { connectPeer, type ConnectOptions } from '../../shared/transport/peer-client.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { PeerServer, type PeerServerOptions } from '../../shared/transport/peer-server.js'
+
+export type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
+
+export const SECRET = 'lab-secret-for-tests'
+
+export async function startServer(tt: TapTest, options: Partial<PeerServerOptions> = {}): Promise<PeerServer> {
+  const server = await PeerServer.listen({
+    name: 'server-a',
+    role: 'host',
+    secret: SECRET,
+    log: silentLogger(),
+    onPeer: () => undefined,
+    ...options,
+  })
+  tt.teardown(() => server.close())
+  return server
+}
+
+export async function connect(tt: TapTest, port: number, options: Partial<ConnectOptions> = {}): Promise<PeerConnection> {
+  const connection = await connectPeer({
+    endpoint: { host: '127.0.0.1', port },
+    name: 'client-b',
+    role: 'host',
+    secret: SECRET,
+    log: silentLogger(),
+    ...options,
+  })
+  tt.teardown(() => connection.terminate())
+  return connection
+}
+
+/** A raw ws client, closed at teardown. */
+export function rawSocket(tt: TapTest, port: number, options: WebSocket.ClientOptions = {}): WebSocket {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, ...options })
+  ws.on('error', () => undefined) // errors show up as 'close' too; the tests look at that
+  tt.teardown(() => ws.terminate())
+  return ws
+}
+
+/** Resolves with the next binary frame, decoded. */
+export async function nextMessage(ws: WebSocket): Promise<Message> {
+  const [data] = (await once(ws, 'message')) as [Buffer]
+  const { envelope } = decodeFrame(data)
+  if (envelope.k === 'err') throw new Error(`unexpected err envelope ${envelope.code}`)
+  return envelope.m
+}
+
+export const sendMessage = (ws: WebSocket, m: Message): void => ws.send(encodeFrame({ k: 'msg', m }))
+
+/** Collects every message a raw socket receives and resolves once it is closed. */
+export function recordUntilClosed(ws: WebSocket): Promise<{ code: number; messages: Message[] }> {
+  const messages: Message[] = []
+  ws.on('message', (data: Buffer) => {
+    try {
+      const { envelope } = decodeFrame(data)
+      if (envelope.k !== 'err') messages.push(envelope.m)
+    } catch {
+      // not ours to judge here
+    }
+  })
+  return new Promise((resolve) => ws.once('close', (code: number) => resolve({ code, messages })))
+}
+
+/**
+ * A raw client that completes the handshake by hand (so it can then misbehave).
+ * Resolves once the server's welcome has arrived.
+ */
+export async function rawAuthenticated(
+  tt: TapTest,
+  port: number,
+  options: { name?: string; secret?: string; protocolVersion?: number; ws?: WebSocket.ClientOptions } = {},
+): Promise<WebSocket> {
+  const ws = rawSocket(tt, port, options.ws)
+  const challengeArrives = nextMessage(ws)
+  await once(ws, 'open')
+  const challenge = await challengeArrives
+  if (challenge.t !== 'challenge') throw new Error(`expected challenge, got ${challenge.t}`)
+  const name = options.name ?? 'raw-client'
+  const nonce = newNonce()
+  const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION
+  const proof = computeProof(options.secret ?? SECRET, { side: 'client', protocolVersion, theirNonce: challenge.nonce, ourNonce: nonce, ourName: name, theirName: challenge.name })
+  const welcomeArrives = nextMessage(ws)
+  sendMessage(ws, { t: 'hello', protocolVersion, name, role: 'host', nonce, proof })
+  const welcome = await welcomeArrives
+  if (welcome.t !== 'welcome') throw new Error(`expected welcome, got ${welcome.t}`)
+  return ws
+}
+
+/**
+ * A fake server that speaks the handshake by its own rules (another secret, another
+ * protocol version) and skips checking the client. For checking what the client verifies.
+ */
+export async function fakeServer(
+  tt: TapTest,
+  behave: { protocolVersion?: number; secret?: string; name?: string },
+): Promise<number> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  tt.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate()
+        wss.close(() => resolve())
+      }),
+  )
+  const name = behave.name ?? 'impostor'
+  wss.on('connection', (ws) => {
+    ws.on('error', () => undefined)
+    const nonce = newNonce()
+    ws.once('message', (data: Buffer) => {
+      const { envelope } = decodeFrame(data)
+      if (envelope.k !== 'msg' || envelope.m.t !== 'hello') return void ws.terminate()
+      const hello = envelope.m
+      const proof = computeProof(behave.secret ?? SECRET, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: name, theirName: hello.name })
+      sendMessage(ws, { t: 'welcome', name, proof })
+    })
+    sendMessage(ws, { t: 'challenge', protocolVersion: behave.protocolVersion ?? PROTOCOL_VERSION, name, role: 'host', nonce })
+  })
+  return (wss.address() as AddressInfo).port
+}
+
+/** Resolves when the condition holds, checking on every turn of the event loop (bounded). */
+export async function until(what: string, condition: () => boolean, turns_max = 20_000): Promise<void> {
+  for (let i = 0; i < turns_max; i++) {
+    if (condition()) return
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  throw new Error(`gave up waiting for ${what}`)
+}
