@@ -11,7 +11,7 @@ import { HvlabError, describeError } from './errors.js'
 import { labLayout, type LabLayout } from './lab-layout.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
-import type { Role } from './protocol/runtime-messages.js'
+import type { EventDetails, Role } from './protocol/runtime-messages.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
 import { dials, loadTopology, peersOf, processSpec, type Topology } from './topology.js'
 import type { PeerConnection } from './transport/peer-connection.js'
@@ -95,7 +95,7 @@ export class LabProcess {
   }
 
   /** Puts an event on the lab-wide timeline (and in this process's log). */
-  emitEvent(kind: string, details: Record<string, unknown> = {}): void {
+  emitEvent(kind: string, details: EventDetails = {}): void {
     this.log.info({ event: kind, ...details }, kind)
     const c = this.controllerLink?.current
     if (!c) return

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { HvlabError, asErrorCode, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
+import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import { readRunningControl } from '../controller/lab-controller.js'
 
 export class ControlClient {
@@ -32,6 +33,13 @@ export class ControlClient {
 
   async post<T>(path: string, body: unknown = {}): Promise<T> {
     return this.call<T>('POST', path, body)
+  }
+
+  /** Sends a request message to one lab process through the controller; returns its reply. */
+  async request<T extends MessageType>(process: string, message: Message, expect: T, timeout_ms?: number): Promise<MessageOf<T>> {
+    const { message: reply } = await this.post<{ message: Message }>(`/v1/processes/${encodeURIComponent(process)}/request`, { message, ...(timeout_ms ? { timeout_ms } : {}) })
+    if (reply.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${process} answered ${reply.t}, expected ${expect}`)
+    return reply as MessageOf<T>
   }
 
   /** Streams NDJSON lines from `path` to `onLine` until the lab closes it or `signal` aborts. */

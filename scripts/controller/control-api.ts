@@ -25,6 +25,7 @@ const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
 const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
 const partitionBody = z.strictObject({ a: z.array(z.string().max(64)).min(1).max(64), b: z.array(z.string().max(64)).min(1).max(64) })
 const emptyBody = z.strictObject({})
+const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().int().min(1).max(600_000).optional() })
 
 export interface ControlApi {
   port: number
@@ -55,6 +56,10 @@ export async function startControlApi(controller: LabController, options: { log:
       parse(emptyBody, await readBody(req))
       await controller.restart(decodeURIComponent(m[1]!))
       return sendJson(res, 200, { ok: true })
+    }
+    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/request$/))) {
+      const body = parse(relayBody, await readBody(req))
+      return sendJson(res, 200, await controller.relay(decodeURIComponent(m[1]!), body.message, body.timeout_ms))
     }
     if (route === 'POST /v1/partition') {
       const body = parse(partitionBody, await readBody(req))

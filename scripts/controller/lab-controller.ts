@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
 import { createLogger, type Logger } from '../../shared/log.js'
+import { validateMessage, type Message } from '../../shared/protocol/messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
 import { loadTopology, peersOf, processesOf, type ProcessSpec, type Topology } from '../../shared/topology.js'
 import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
@@ -175,6 +176,24 @@ export class LabController {
     const r = this.record(name)
     if (r.state !== 'down') await this.stopProcess(r)
     this.spawnProcess(name)
+  }
+
+  /**
+   * Forwards an operator's request (from the CLI) to one process over its authenticated
+   * link and returns the reply. The message is validated here first; the process decides
+   * whether it answers that request type.
+   */
+  async relay(name: string, raw: unknown, timeout_ms?: number): Promise<{ message: Message }> {
+    const r = this.record(name)
+    let message: Message
+    try {
+      message = validateMessage(raw, false)
+    } catch (e) {
+      throw new HvlabError('HVLAB_E_USAGE', describeError(e))
+    }
+    if (!r.link?.isOpen) throw new HvlabError('HVLAB_E_STATE', `${name} is ${r.state}${r.state === 'down' ? `; \`hvlab restart ${name}\` starts it` : ' and not connected to the lab controller right now'}`)
+    const reply = await r.link.request(message, timeout_ms === undefined ? {} : { timeout_ms })
+    return { message: reply.message }
   }
 
   /** Cuts every process of side `a` from every process of side `b` (names or sites). */

@@ -80,12 +80,17 @@ export const peersReport = defineMessage('peers-report', {
   connected: field.list(field.name(), 1024),
 })
 
+/** An event detail: a flat, bounded JSON value (a string, number, flag, or a short list). */
+const detailScalar = z.union([z.string().max(4096), z.number().finite(), z.boolean(), z.null()])
+export const detailValue = z.union([detailScalar, z.array(detailScalar).max(64)])
+export type EventDetails = Record<string, z.infer<typeof detailValue>>
+
 /** A process → the controller: something for the lab-wide timeline. */
 export const timelineEvent = defineMessage('event', {
   at_ms: field.time_ms(),
   kind: z.string().regex(/^[a-z][a-z0-9.-]{0,63}$/),
   source: field.name(),
-  details: z.record(z.string().max(64), z.unknown()).refine((d) => Object.keys(d).length <= 64, 'at most 64 detail fields'),
+  details: z.record(z.string().max(64), detailValue).refine((d) => Object.keys(d).length <= 64, 'at most 64 detail fields'),
 })
 
 /** Liveness probe between peers, answered with the same nonce. */
