@@ -280,39 +280,3 @@ export function formatReport(r: PageDiffBenchReport): string {
   }
   return lines.join('\n')
 }
-
-function parseArgs(argv: string[]): PageDiffBenchOptions & { out: string | null } {
-  const opts = { memory_mib: 256, reps: 3, bandwidth_mib_per_s: 1200, seed: 1, out: null as string | null }
-  const num = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v)
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer ${min}–${max}, got ${v ?? 'nothing'}`)
-    return n
-  }
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]
-    const v = argv[i + 1]
-    if (flag === '--out' && v) opts.out = v
-    else if (flag === '--mib') opts.memory_mib = num(flag, v, 1, 4096)
-    else if (flag === '--reps') opts.reps = num(flag, v, 1, 100)
-    else if (flag === '--bandwidth-mib-s') opts.bandwidth_mib_per_s = num(flag, v, 1, 1_000_000)
-    else if (flag === '--seed') opts.seed = num(flag, v, 0, 0xffff_ffff)
-    else throw new Error(`unknown argument ${flag}; use --out FILE, --mib N, --reps N, --bandwidth-mib-s N, --seed N`)
-    i++
-  }
-  return opts
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  try {
-    const opts = parseArgs(process.argv.slice(2))
-    const report = await runPageDiffBench(opts)
-    console.log(formatReport(report))
-    if (opts.out) {
-      writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n')
-      console.log(`\nwrote ${opts.out}`)
-    }
-  } catch (e) {
-    console.error(`page-diff bench failed: ${e instanceof Error ? e.message : String(e)}`)
-    process.exitCode = 1
-  }
-}

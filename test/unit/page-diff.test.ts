@@ -1,0 +1,162 @@
+import t from 'tap'
+import { transferableSymbol, valueSymbol } from 'piscina'
+import { GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
+import { applyBatch, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
+import { diffPages, type PageDiffResult } from '../../agent/migration/page-diff.js'
+import runPageDiff from '../../agent/migration/page-diff-worker.js'
+import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+
+const PAGE = PAGE_SIZE_BYTES
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const bytesOf = (sab: SharedArrayBuffer, page: number): Uint8Array => new Uint8Array(sab, page * PAGE, PAGE)
+
+/**
+ * Source memory of 6 pages and a last-sent copy (= what the destination holds):
+ *   0 identical, 1 zeroed since sent, 2 a few bytes changed, 3 rewritten at random,
+ *   4 zero and never changed, 5 small change on a zero page
+ */
+function scenario(): { source: GuestMemory; last_sent: SharedArrayBuffer; dest: GuestMemory } {
+  const rnd = mulberry32(7)
+  const source = GuestMemory.create(6)
+  const dest = GuestMemory.create(6)
+  const last_sent = new SharedArrayBuffer(6 * PAGE)
+  const set = (page: number, bytes: Uint8Array): void => {
+    bytesOf(last_sent, page).set(bytes)
+    dest.pageView(page).set(bytes)
+    source.pageView(page).set(bytes)
+  }
+  for (const p of [0, 1, 2, 3]) set(p, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+  source.fill(1 * PAGE, PAGE, 0)
+  source.write(2 * PAGE + 17, Uint8Array.from([1, 2, 3]))
+  source.write(2 * PAGE + 3000, Uint8Array.from([4]))
+  source.write(3 * PAGE, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+  source.writeByte(5 * PAGE + 99, 0x77)
+  return { source, last_sent, dest }
+}
+
+t.test('diffPages classifies pages and the destination ends equal to the source', async (t) => {
+  const { source, last_sent, dest } = scenario()
+  const pages = Uint32Array.from([0, 1, 2, 3, 4, 5])
+  const { batch, stats } = diffPages({ memory: source.buffers.memory, last_sent, pages })
+  t.same(stats, {
+    scanned: 6,
+    zero: 1,
+    skipped: 2,
+    delta: 2,
+    full: 1,
+    rawBytes: 6 * PAGE,
+    encodedBytes: batch.length,
+  })
+  t.same(
+    readPageBatch(batch, 6).map((e) => [e.index, e.kind]),
+    [[1, PageKind.zero], [2, PageKind.delta], [3, PageKind.full], [5, PageKind.delta]],
+  )
+  t.ok(stats.encodedBytes < 2 * PAGE, `encoded ${stats.encodedBytes} bytes for one full page and small changes`)
+  t.same(new Uint8Array(last_sent), source.bytes, 'last-sent copy now mirrors the source')
+  applyBatch(dest, batch)
+  t.equal(dest.sha256(), source.sha256())
+  const again = diffPages({ memory: source.buffers.memory, last_sent, pages })
+  t.equal(again.stats.skipped, 6, 'a second pass without writes sends nothing')
+})
+
+t.test('diffPages refuses bad tasks', async (t) => {
+  const m = GuestMemory.create(2)
+  const last_sent = new SharedArrayBuffer(2 * PAGE)
+  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent, pages: Uint32Array.from([2]) }), { code: 'HVLAB_E_INTERNAL', message: /outside/ })
+  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent: new SharedArrayBuffer(PAGE), pages: new Uint32Array(0) }), { code: 'HVLAB_E_INTERNAL' })
+  t.throws(
+    () => diffPages({ memory: m.buffers.memory, last_sent, pages: new Uint32Array(PAGE_BATCH_PAGES_MAX + 1) }),
+    { code: 'HVLAB_E_INTERNAL', message: /split/ },
+  )
+})
+
+t.test('the worker entry returns the result with its batch buffer to transfer', async (t) => {
+  const { source, last_sent } = scenario()
+  const moved = runPageDiff({ memory: source.buffers.memory, last_sent, pages: Uint32Array.from([2, 3]) }) as Record<symbol, unknown>
+  const value = moved[valueSymbol] as PageDiffResult
+  t.equal(value.stats.delta, 1)
+  t.equal(value.stats.full, 1)
+  t.equal(moved[transferableSymbol], value.batch.buffer)
+  t.ok(value.batch.buffer.byteLength < 2 * value.batch.length + 1, 'small batches are compacted before transfer')
+})
+
+/** Random guest writes between rounds: small edits, whole pages, zeroing. */
+function guestWrites(m: GuestMemory, rnd: () => number, count: number): void {
+  for (let n = 0; n < count; n++) {
+    const page = Math.floor(rnd() * m.page_count)
+    const kind = rnd()
+    if (kind < 0.6) m.write(page * PAGE + Math.floor(rnd() * (PAGE - 8)), Uint8Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => Math.floor(rnd() * 256)))
+    else if (kind < 0.8) m.write(page * PAGE, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+    else if (kind < 0.9) m.fill(page * PAGE, PAGE, 0)
+    else m.markDirty(page) // dirtied but unchanged
+  }
+}
+
+t.test('seeded pre-copy rounds in process: destination hash equals source hash at pause', async (t) => {
+  for (const seed of [1, 2, 3, 0xc0ffee]) {
+    const rnd = mulberry32(seed)
+    const source = GuestMemory.create(300)
+    const dest = GuestMemory.create(300)
+    const last_sent = new SharedArrayBuffer(source.byte_length)
+    guestWrites(source, rnd, 400)
+    source.markAllDirty()
+    for (let round = 0; round < 5; round++) {
+      const dirty = source.takeDirty()
+      for (let at = 0; at < dirty.length; at += 64) applyBatch(dest, diffPages({ memory: source.buffers.memory, last_sent, pages: dirty.slice(at, at + 64) }).batch)
+      if (round < 4) guestWrites(source, rnd, 50)
+    }
+    if (dest.sha256() !== source.sha256()) {
+      t.fail(`seed ${seed}: destination differs from source after the final round`)
+      return
+    }
+  }
+  t.pass('4 seeds converge to equal memory')
+})
+
+t.test('pool with 2 threads: rounds with writes between them end with equal hashes', async (t) => {
+  const seed = 0xbadc0de
+  const rnd = mulberry32(seed)
+  const pool = new PageDiffPool({ threads: 2, chunk_pages: 32, idle_timeout_ms: 5_000 })
+  t.teardown(() => pool.close())
+  const source = GuestMemory.create(512)
+  const dest = GuestMemory.create(512)
+  const last_sent = new SharedArrayBuffer(source.byte_length)
+  guestWrites(source, rnd, 600)
+  source.markAllDirty()
+  const totals = { zero: 0, skipped: 0, delta: 0, full: 0 }
+  for (let round = 0; round < 6; round++) {
+    const dirty = source.takeDirty()
+    const { batches, stats } = await pool.diff(source.buffers.memory, last_sent, dirty)
+    t.equal(stats.scanned, dirty.length, `round ${round} scanned every dirty page (seed ${seed})`)
+    t.equal(batches.length, Math.ceil(dirty.length / 32))
+    t.equal(stats.encodedBytes, batches.reduce((n, b) => n + b.length, 0))
+    for (const b of batches) applyBatch(dest, b)
+    for (const k of ['zero', 'skipped', 'delta', 'full'] as const) totals[k] += stats[k]
+    if (round < 5) guestWrites(source, rnd, 80)
+  }
+  t.equal(dest.sha256(), source.sha256(), `destination equals source at pause (seed ${seed})`)
+  t.same(Buffer.compare(Buffer.from(last_sent), Buffer.from(source.bytes.buffer as SharedArrayBuffer)), 0, 'last-sent copy mirrors the source')
+  for (const k of ['zero', 'skipped', 'delta', 'full'] as const) t.ok(totals[k] > 0, `some pages went as ${k} (${totals[k]})`)
+  await pool.close()
+  await t.rejects(pool.diff(source.buffers.memory, last_sent, new Uint32Array(0)), { code: 'HVLAB_E_STATE' })
+})
+
+t.test('pool reports a failing task and refuses bad options', async (t) => {
+  t.throws(() => new PageDiffPool({ threads: 0 }), { code: 'HVLAB_E_USAGE', message: /threads/ })
+  t.throws(() => new PageDiffPool({ threads: 1, chunk_pages: PAGE_BATCH_PAGES_MAX + 1 }), { code: 'HVLAB_E_USAGE', message: /chunk_pages/ })
+  const pool = new PageDiffPool({ threads: 1, chunk_pages: 4, inflight_max: 1 })
+  t.teardown(() => pool.close())
+  const m = GuestMemory.create(8)
+  await t.rejects(pool.diff(m.buffers.memory, new SharedArrayBuffer(8 * PAGE), Uint32Array.from([0, 1, 2, 3, 8])), { message: /outside memory/ })
+})
