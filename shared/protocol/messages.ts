@@ -6,13 +6,14 @@
 import type { z } from 'zod'
 import { HvlabError } from '../errors.js'
 import type { MessageDef } from './define.js'
+import { clusterMessages } from './cluster-messages.js'
 import { runtimeMessages } from './runtime-messages.js'
 import { storageMessages } from './storage-messages.js'
 
 /** Bumped on any incompatible change; peers with another version are refused. */
 export const PROTOCOL_VERSION = 1
 
-export const ALL_MESSAGES = [...runtimeMessages, ...storageMessages] as const
+export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...storageMessages] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]
 export type Message = z.infer<AnyDef['schema']>

@@ -1,0 +1,102 @@
+/**
+ * Per-peer failure detection (pure; time is an input). A peer is down once it has
+ * missed `missed_max` heartbeats at its interval: the same-site and cross-site interval
+ * and threshold are separate (WSFC 2016: every 1 s, 10 missed within a site, 20 across).
+ */
+export interface HeartbeatSettings {
+  same_site_interval_ms: number
+  same_site_missed_max: number
+  cross_site_interval_ms: number
+  cross_site_missed_max: number
+}
+
+export const WSFC_HEARTBEAT_DEFAULTS: HeartbeatSettings = {
+  same_site_interval_ms: 1000,
+  same_site_missed_max: 10,
+  cross_site_interval_ms: 1000,
+  cross_site_missed_max: 20,
+}
+
+export function checkHeartbeatSettings(s: HeartbeatSettings): void {
+  for (const [k, v] of Object.entries(s)) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`heartbeat setting ${k} must be a positive integer, got ${v}`)
+  }
+}
+
+export class HeartbeatDetector {
+  private readonly last_heard_ms = new Map<string, number>()
+  private readonly down = new Set<string>()
+  private readonly peer_names: string[]
+
+  /** `sites` maps every node (self included) to its site. */
+  constructor(
+    private readonly self: string,
+    private readonly sites: ReadonlyMap<string, string>,
+    private readonly settings: HeartbeatSettings,
+    start_ms: number,
+  ) {
+    checkHeartbeatSettings(settings)
+    this.peer_names = [...sites.keys()].filter((n) => n !== self).sort()
+    if (!sites.has(self)) throw new RangeError(`node ${self} has no site in the topology`)
+    // A peer is given one full detection window from start before it is declared down.
+    for (const peer of this.peers()) this.last_heard_ms.set(peer, start_ms)
+  }
+
+  peers(): readonly string[] {
+    return this.peer_names
+  }
+
+  sameSite(peer: string): boolean {
+    return this.sites.get(peer) === this.sites.get(this.self)
+  }
+
+  /** How often to send a heartbeat to `peer`. */
+  intervalTo(peer: string): number {
+    return this.sameSite(peer) ? this.settings.same_site_interval_ms : this.settings.cross_site_interval_ms
+  }
+
+  /** Silence after which `peer` is down. */
+  timeoutFor(peer: string): number {
+    return this.sameSite(peer)
+      ? this.settings.same_site_interval_ms * this.settings.same_site_missed_max
+      : this.settings.cross_site_interval_ms * this.settings.cross_site_missed_max
+  }
+
+  /** Records a heartbeat (or any message) from `peer`. Returns true if the peer came back up. */
+  heard(peer: string, now_ms: number): boolean {
+    if (!this.sites.has(peer) || peer === this.self) return false
+    const prev = this.last_heard_ms.get(peer) ?? now_ms
+    this.last_heard_ms.set(peer, Math.max(prev, now_ms))
+    return this.down.delete(peer)
+  }
+
+  /** Marks a peer down at once (it announced that it leaves). */
+  markDown(peer: string): void {
+    if (this.sites.has(peer) && peer !== this.self) {
+      this.down.add(peer)
+      this.last_heard_ms.set(peer, -Infinity)
+    }
+  }
+
+  isUp(peer: string, now_ms: number): boolean {
+    if (this.down.has(peer)) return false
+    const last = this.last_heard_ms.get(peer)
+    return last !== undefined && now_ms - last <= this.timeoutFor(peer)
+  }
+
+  /** Peers that went down since the last call (each reported once). */
+  newlyDown(now_ms: number): string[] {
+    const out: string[] = []
+    for (const peer of this.peers()) {
+      if (!this.down.has(peer) && !this.isUp(peer, now_ms)) {
+        this.down.add(peer)
+        out.push(peer)
+      }
+    }
+    return out
+  }
+
+  upPeers(now_ms: number): string[] {
+    return this.peers().filter((p) => this.isUp(p, now_ms))
+  }
+}

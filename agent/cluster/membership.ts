@@ -1,0 +1,674 @@
+/**
+ * A host's cluster state machine (pure): heartbeats and failure detection, view changes
+ * agreed by the previous view's voters (one decided view per epoch), the quorum lease
+ * that lets this host run roles, the replicated cluster database, and the operator
+ * commands force-quorum, pause, resume, leave and set-config.
+ *
+ *   step(input, now_ms) -> Effect[]   (send / set-timer / persist / emit)
+ *
+ * How it stays safe: see acceptor.ts. How a view changes: a host that has had no valid
+ * lease for a while (or the coordinator, when the live hosts differ from the view's
+ * members, after letting its own lease run out) runs one Paxos round for epoch + 1 among
+ * the current view's voters; the new view's members are the hosts that promised, and
+ * its votes follow the quorum settings (quorum.ts). The decided view's coordinator then
+ * renews a quorum lease every `renew_interval_ms`; each renewal carries the database, so
+ * a configuration write is committed when a quorum confirms a renewal that carries it.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import {
+  CONFIG_ENTRIES_MAX,
+  type ClusterDatabase,
+  type ClusterMessage,
+  type ClusterMessageOf,
+  type ClusterView,
+} from '../../shared/protocol/cluster-messages.js'
+import {
+  emptyAcceptorRecord,
+  onAccept,
+  onDecided,
+  onLeaseRequest,
+  onPrepare,
+  type AcceptorRecord,
+} from './acceptor.js'
+import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from './effects.js'
+import { HeartbeatDetector, type HeartbeatSettings } from './heartbeat-detector.js'
+import { computeVotes, forcedVotes, hasQuorum, type QuorumSettings } from './quorum.js'
+import {
+  acceptedQuorum,
+  allAnswered,
+  matches,
+  newElection,
+  newestDatabase,
+  promisedQuorum,
+  valueToRepeat,
+  type ViewElection,
+} from './view-election.js'
+
+/** Database epochs: view epoch × this + writes within the view, so a new view's database is newer than any write before it. */
+export const DB_WRITES_PER_VIEW = 2 ** 16
+/** A forced quorum starts a new generation of epochs, newer than anything the other hosts hold. */
+export const EPOCHS_PER_GENERATION = 2 ** 24
+
+export interface MembershipConfig {
+  name: string
+  /** Every cluster host and its site. */
+  sites: Readonly<Record<string, string>>
+  /** The file-share witness's name, or null without a witness. */
+  witness: string | null
+  quorum: Omit<QuorumSettings, 'nodes'>
+  heartbeat: HeartbeatSettings
+  tick_ms: number
+  lease_ms: number
+  renew_interval_ms: number
+  clock_skew_ms: number
+  /** With no valid lease for this long (plus `election_stagger_ms` × rank), try to form a view. */
+  election_timeout_ms: number
+  election_stagger_ms: number
+  /** How long a proposer waits for more promises once it has a quorum. */
+  gather_ms: number
+  /** A view change not decided in this time is abandoned and retried. */
+  phase_timeout_ms: number
+  /** How long a host that lost its lease may take to stop its roles. */
+  roles_stop_bound_ms: number
+  config_writes_pending_max: number
+}
+
+export interface NodeRecord {
+  acceptor: AcceptorRecord
+  view: ClusterView
+  db: ClusterDatabase
+  /** Highest ballot number used or seen, so a restarted host never reuses one. */
+  ballot_n: number
+  left: boolean
+}
+
+export type MembershipEffect = Effect<NodeRecord>
+
+interface LeaseRound {
+  round: number
+  started_ms: number
+  db_epoch: number
+  acks: Set<string>
+  granted: boolean
+}
+
+export function checkMembershipConfig(c: MembershipConfig): void {
+  const nodes = Object.keys(c.sites)
+  const bad = (what: string): never => {
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `cluster config for ${c.name}: ${what}`)
+  }
+  if (!nodes.includes(c.name)) bad(`host ${c.name} is not one of the cluster's hosts (${nodes.join(', ')})`)
+  if (nodes.length > 64) bad('at most 64 hosts')
+  if (c.witness !== null && nodes.includes(c.witness)) bad(`the witness name ${c.witness} is also a host name`)
+  if (c.quorum.model === 'node-and-file-share-majority' && c.witness === null) bad('node-and-file-share-majority needs a witness')
+  if (!(c.renew_interval_ms < c.lease_ms)) bad('renew_interval_ms must be shorter than lease_ms, or leases lapse between renewals')
+  if (!(c.election_timeout_ms > c.lease_ms)) bad('election_timeout_ms must be longer than lease_ms')
+  for (const k of ['tick_ms', 'lease_ms', 'renew_interval_ms', 'election_timeout_ms', 'phase_timeout_ms', 'gather_ms'] as const) {
+    if (!(c[k] > 0)) bad(`${k} must be positive`)
+  }
+}
+
+/** The record of a host that has never run: the genesis view (epoch 0) with every host. */
+export function genesisRecord(c: MembershipConfig): NodeRecord {
+  const nodes = Object.keys(c.sites).sort()
+  const votes = computeVotes(nodes, { ...c.quorum, nodes })
+  return {
+    acceptor: emptyAcceptorRecord(),
+    view: { epoch: 0, members: nodes, voters: votes.voters, witness_vote: votes.witness_vote, coordinator: nodes[0] ?? c.name, forced: false },
+    db: { db_epoch: 0, config: {} },
+    ballot_n: 0,
+    left: false,
+  }
+}
+
+export class Membership {
+  private rec: NodeRecord
+  private readonly nodes: string[]
+  private readonly rank: number
+  private readonly detector: HeartbeatDetector
+  private readonly next_heartbeat_ms = new Map<string, number>()
+  private lease: { epoch: number; until_ms: number } | null = null
+  private last_lease_ms: number
+  private next_election_ms = 0
+  private election: ViewElection | null = null
+  private changing_at_ms: number | null = null
+  private leasing: LeaseRound | null = null
+  private round = 0
+  private draft_db: ClusterDatabase | null = null
+  private committed_db_epoch = 0
+  private last_catch_up_ms = -Infinity
+  private tick_at_ms: number
+  private out: MembershipEffect[] = []
+  private now_ms = 0
+
+  constructor(
+    private readonly config: MembershipConfig,
+    record: NodeRecord | null,
+    start_ms: number,
+  ) {
+    checkMembershipConfig(config)
+    this.rec = structuredClone(record ?? genesisRecord(config))
+    this.nodes = Object.keys(config.sites).sort()
+    this.rank = this.nodes.indexOf(config.name)
+    this.detector = new HeartbeatDetector(config.name, new Map(Object.entries(config.sites)), config.heartbeat, start_ms)
+    this.last_lease_ms = start_ms
+    this.tick_at_ms = start_ms
+    this.committed_db_epoch = this.rec.db.db_epoch
+  }
+
+  /** A host restarted from its persisted record: no lease, no election, roles stopped. */
+  static restore(config: MembershipConfig, record: NodeRecord, now_ms: number): Membership {
+    return new Membership(config, record, now_ms)
+  }
+
+  /** The first effects a shell runs: arm the tick timer. */
+  start(now_ms: number): MembershipEffect[] {
+    this.tick_at_ms = now_ms
+    return [{ kind: 'set-timer', at_ms: now_ms, token: 'tick' }]
+  }
+
+  // ---- what others may read -------------------------------------------------
+
+  get name(): string {
+    return this.config.name
+  }
+  view(): Readonly<ClusterView> {
+    return this.rec.view
+  }
+  database(): Readonly<ClusterDatabase> {
+    return this.rec.db
+  }
+  record(): Readonly<NodeRecord> {
+    return this.rec
+  }
+  /** May this host run roles now? Only while its quorum lease for its current view is valid. */
+  holdsLease(now_ms: number): boolean {
+    return !this.rec.left && this.lease !== null && this.lease.epoch === this.rec.view.epoch && now_ms < this.lease.until_ms
+  }
+  leaseUntil(): number {
+    return this.lease?.until_ms ?? 0
+  }
+  isCoordinator(): boolean {
+    return this.rec.view.epoch > 0 && this.rec.view.coordinator === this.config.name && !this.rec.left
+  }
+
+  // ---- step ---------------------------------------------------------------------
+
+  step(input: ClusterInput, now_ms: number): MembershipEffect[] {
+    this.now_ms = now_ms
+    this.out = []
+    switch (input.kind) {
+      case 'timer':
+        this.onTick()
+        break
+      case 'message':
+        if (!this.rec.left) this.onMessage(input.message)
+        break
+      case 'command':
+        this.onCommand(input.command)
+        break
+    }
+    const out = this.out
+    this.out = []
+    return out
+  }
+
+  // ---- tick -----------------------------------------------------------------------
+
+  private onTick(): void {
+    const now = this.now_ms
+    this.tick_at_ms = Math.max(this.tick_at_ms + this.config.tick_ms, now + 1)
+    this.out.push({ kind: 'set-timer', at_ms: this.tick_at_ms, token: 'tick' })
+    if (this.rec.left) return
+    this.sendHeartbeats()
+    for (const peer of this.detector.newlyDown(now)) this.emit('cluster.node-down', { node: peer })
+    this.checkLeaseExpiry()
+    if (this.isCoordinator()) this.coordinate()
+    if (this.election) this.checkElection()
+    else if (this.wantsElection()) this.startElection()
+  }
+
+  private sendHeartbeats(): void {
+    for (const peer of this.detector.peers()) {
+      const due = this.next_heartbeat_ms.get(peer) ?? 0
+      if (this.now_ms < due) continue
+      this.next_heartbeat_ms.set(peer, this.now_ms + this.detector.intervalTo(peer))
+      this.send(peer, { t: 'cluster-heartbeat', from: this.config.name, epoch: this.rec.view.epoch, db_epoch: this.rec.db.db_epoch, sent_ms: this.now_ms })
+    }
+  }
+
+  private checkLeaseExpiry(): void {
+    if (this.lease && !this.holdsLease(this.now_ms)) {
+      this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, lease_until_ms: this.lease.until_ms })
+      this.lease = null
+    }
+    if (this.holdsLease(this.now_ms)) this.last_lease_ms = this.now_ms
+  }
+
+  /** The hosts that should be in the view: this one and every peer that looks up. */
+  private desiredMembers(): string[] {
+    return [this.config.name, ...this.detector.upPeers(this.now_ms)].sort()
+  }
+
+  private coordinate(): void {
+    const view = this.rec.view
+    if (this.changing_at_ms === null && !sameMembers(view.members, this.desiredMembers())) {
+      // Let every lease of this view run out before any voter may help the next one form.
+      this.changing_at_ms = Math.max(this.now_ms, this.leaseUntil() + this.config.clock_skew_ms)
+      this.leasing = null
+      this.emit('cluster.view-change-wanted', { epoch: view.epoch, members: view.members, live: this.desiredMembers(), at_ms: this.changing_at_ms })
+    }
+    if (this.changing_at_ms !== null) return
+    if (!this.leasing || this.now_ms >= this.leasing.started_ms + this.config.renew_interval_ms) this.startLeaseRound()
+  }
+
+  private wantsElection(): boolean {
+    if (this.now_ms < this.next_election_ms) return false
+    if (this.changing_at_ms !== null && this.now_ms >= this.changing_at_ms) return true
+    if (this.holdsLease(this.now_ms) || this.changing_at_ms !== null) return false
+    const patience_ms = this.config.election_timeout_ms + this.rank * this.config.election_stagger_ms
+    return this.now_ms - this.last_lease_ms >= patience_ms
+  }
+
+  // ---- view change: proposer ---------------------------------------------------------
+
+  private startElection(): void {
+    const view = this.rec.view
+    this.rec = { ...this.rec, ballot_n: this.rec.ballot_n + 1 }
+    this.persist()
+    const ballot = { n: this.rec.ballot_n, node: this.config.name }
+    const expected = new Set([...view.voters, ...this.detector.upPeers(this.now_ms), this.config.name])
+    if (this.config.witness) expected.add(this.config.witness)
+    this.election = newElection(
+      view.epoch + 1,
+      ballot,
+      { voters: view.voters, witness_vote: view.witness_vote },
+      expected,
+      this.now_ms,
+      this.config.gather_ms,
+      this.config.phase_timeout_ms,
+    )
+    this.emit('cluster.election-started', { slot: view.epoch + 1, ballot })
+    this.broadcast({ t: 'cluster-prepare', from: this.config.name, slot: view.epoch + 1, ballot }, true)
+  }
+
+  private checkElection(): void {
+    const e = this.election
+    if (!e) return
+    if (e.slot !== this.rec.view.epoch + 1) {
+      this.election = null
+      return
+    }
+    if (this.now_ms >= e.deadline_ms) return this.abandonElection('no quorum answered in time')
+    if (e.phase === 'prepare') this.maybeAccept()
+  }
+
+  private abandonElection(why: string): void {
+    const e = this.election
+    if (!e) return
+    this.election = null
+    const backoff_ms = this.config.election_stagger_ms * (1 + this.rank) + this.config.tick_ms
+    this.next_election_ms = Math.max(this.now_ms + backoff_ms, e.lease_retry_at_ms)
+    this.emit('cluster.election-abandoned', { slot: e.slot, ballot: e.ballot, reason: why })
+  }
+
+  private maybeAccept(): void {
+    const e = this.election
+    const witness = this.config.witness ?? ''
+    if (!e || e.phase !== 'prepare' || !e.promises.has(this.config.name) || !promisedQuorum(e, witness)) return
+    if (!allAnswered(e) && this.now_ms < e.gather_until_ms) return
+    const value = valueToRepeat(e) ?? this.freshValue(e)
+    if (!value) return
+    e.phase = 'accept'
+    e.value = value
+    this.broadcast({ t: 'cluster-accept', from: this.config.name, slot: e.slot, ballot: e.ballot, value }, true)
+  }
+
+  private freshValue(e: ViewElection): ViewElection['value'] {
+    const choice = newestDatabase(e)
+    if (!choice.ok) {
+      this.emit('cluster.partition-in-time', {
+        slot: e.slot,
+        newest_db_epoch: choice.newest_db_epoch,
+        own_db_epoch: choice.best_db_epoch,
+        hint: 'a host with a newer cluster database must join, or an operator may force quorum on this host',
+      })
+      this.abandonElection('partition in time: our cluster database is older than one the voters have seen')
+      return null
+    }
+    const members = [...e.promises.keys()].filter((n) => this.nodes.includes(n)).sort()
+    const votes = computeVotes(members, { ...this.config.quorum, nodes: this.nodes })
+    return {
+      view: { epoch: e.slot, members, voters: votes.voters, witness_vote: votes.witness_vote, coordinator: this.config.name, forced: false },
+      db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
+    }
+  }
+
+  private onPromise(m: ClusterMessageOf<'cluster-promise'>): void {
+    const e = this.election
+    if (!e || e.phase !== 'prepare' || !matches(e, m.slot, m.ballot)) return
+    e.promises.set(m.from, m)
+    this.maybeAccept()
+  }
+
+  private onRefuse(m: ClusterMessageOf<'cluster-refuse'>): void {
+    if (m.promised) this.noteBallot(m.promised.n)
+    const e = this.election
+    if (!e || !matches(e, m.slot, m.ballot)) return
+    e.refused.add(m.from)
+    switch (m.reason) {
+      case 'behind':
+        this.send(m.from, this.commitMessage())
+        break
+      case 'lease':
+        e.lease_retry_at_ms = Math.max(e.lease_retry_at_ms, m.retry_at_ms ?? 0)
+        break
+      case 'decided':
+        if (m.from === this.config.witness) {
+          this.emit('cluster.partition-in-time', {
+            slot: e.slot,
+            witness_epoch: m.committed_epoch,
+            newest_db_epoch: m.db_epoch,
+            own_db_epoch: this.rec.db.db_epoch,
+            hint: 'the witness has seen a newer cluster; a host that was in it must join, or an operator may force quorum',
+          })
+        }
+        break
+      default:
+        break
+    }
+    if (e.phase === 'prepare') this.maybeAccept()
+  }
+
+  private onAccepted(m: ClusterMessageOf<'cluster-accepted'>): void {
+    const e = this.election
+    if (!e || e.phase !== 'accept' || !matches(e, m.slot, m.ballot) || !e.value) return
+    e.accepts.add(m.from)
+    if (!acceptedQuorum(e, this.config.witness ?? '')) return
+    const value = e.value
+    this.election = null
+    this.adoptView(value.view, value.db)
+    this.broadcast(this.commitMessage(), false)
+  }
+
+  // ---- view change: acceptor and learner ------------------------------------------------
+
+  private onPrepare(m: ClusterMessageOf<'cluster-prepare'>): void {
+    this.noteBallot(m.ballot.n)
+    const r = onPrepare(this.config.name, this.rec.acceptor, m, this.now_ms, this.config)
+    this.setAcceptor(r.record, r.changed)
+    if (r.reply.t === 'cluster-promise') {
+      this.send(m.from, { ...r.reply, db: this.rec.db })
+      return
+    }
+    if (r.reply.reason === 'decided') this.send(m.from, this.commitMessage())
+    this.send(m.from, r.reply)
+  }
+
+  private onAccept(m: ClusterMessageOf<'cluster-accept'>): void {
+    this.noteBallot(m.ballot.n)
+    const r = onAccept(this.config.name, this.rec.acceptor, m, this.now_ms, this.config)
+    this.setAcceptor(r.record, r.changed)
+    if (r.reply.t === 'cluster-refuse' && r.reply.reason === 'decided') this.send(m.from, this.commitMessage())
+    this.send(m.from, r.reply)
+  }
+
+  private onCommit(m: ClusterMessageOf<'cluster-commit'>): void {
+    const mine = this.rec.view
+    if (m.view.epoch > mine.epoch) {
+      this.adoptView(m.view, m.db)
+    } else if (m.view.epoch === mine.epoch && m.db.db_epoch > this.rec.db.db_epoch) {
+      const r = onDecided(this.rec.acceptor, m.view.epoch, m.db.db_epoch)
+      this.rec = { ...this.rec, acceptor: r.record, db: m.db }
+      this.persist()
+    }
+  }
+
+  private adoptView(view: ClusterView, db: ClusterDatabase): void {
+    const old = this.rec.view
+    const r = onDecided(this.rec.acceptor, view.epoch, db.db_epoch)
+    this.rec = { ...this.rec, acceptor: r.record, view, db }
+    this.persist()
+    if (this.lease) this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, reason: 'view changed' })
+    this.lease = null
+    this.leasing = null
+    this.changing_at_ms = null
+    this.draft_db = null
+    this.committed_db_epoch = db.db_epoch
+    if (this.election && this.election.slot <= view.epoch) this.election = null
+    this.last_lease_ms = this.now_ms
+    const removed = old.members.filter((n) => !view.members.includes(n))
+    this.emit('cluster.view-changed', {
+      epoch: view.epoch,
+      members: view.members,
+      voters: view.voters,
+      witness_vote: view.witness_vote,
+      coordinator: view.coordinator,
+      forced: view.forced,
+      db_epoch: db.db_epoch,
+      removed,
+      // Every lease of the old view ended before this view was decided; removed hosts'
+      // roles are free once they have had time to stop them.
+      roles_free_at_ms: this.now_ms + this.config.clock_skew_ms + this.config.roles_stop_bound_ms,
+    })
+    if (this.isCoordinator()) {
+      this.draft_db = db
+      this.startLeaseRound()
+    }
+  }
+
+  private onCatchUp(m: ClusterMessageOf<'cluster-catch-up'>): void {
+    if (this.rec.view.epoch > 0) this.send(m.from, this.commitMessage())
+  }
+
+  private maybeCatchUp(peer: string, epoch: number, db_epoch: number): void {
+    const behind = epoch > this.rec.view.epoch || (epoch === this.rec.view.epoch && db_epoch > this.rec.db.db_epoch)
+    if (!behind || this.now_ms - this.last_catch_up_ms < this.config.tick_ms) return
+    this.last_catch_up_ms = this.now_ms
+    this.send(peer, { t: 'cluster-catch-up', from: this.config.name, epoch: this.rec.view.epoch })
+  }
+
+  // ---- quorum lease -------------------------------------------------------------------
+
+  private startLeaseRound(): void {
+    const db = this.draft_db ?? this.rec.db
+    this.leasing = { round: ++this.round, started_ms: this.now_ms, db_epoch: db.db_epoch, acks: new Set(), granted: false }
+    const view = this.rec.view
+    const msg: ClusterMessage = { t: 'cluster-lease-request', from: this.config.name, epoch: view.epoch, round: this.round, started_ms: this.now_ms, db }
+    for (const member of view.members) if (member !== this.config.name) this.send(member, msg)
+    if (this.config.witness) this.send(this.config.witness, msg)
+    this.onLeaseRequest(msg)
+  }
+
+  private onLeaseRequest(m: ClusterMessageOf<'cluster-lease-request'>): void {
+    if (m.epoch > this.rec.view.epoch) return this.maybeCatchUp(m.from, m.epoch, m.db.db_epoch)
+    if (m.epoch < this.rec.view.epoch || m.from !== this.rec.view.coordinator) return
+    const r = onLeaseRequest(this.config.name, this.rec.acceptor, m, this.config)
+    if (!r) return
+    this.rec = { ...this.rec, acceptor: r.record, db: m.db }
+    this.persist()
+    this.send(m.from, r.ack)
+  }
+
+  private onLeaseAck(m: ClusterMessageOf<'cluster-lease-ack'>): void {
+    const l = this.leasing
+    const view = this.rec.view
+    if (!l || !this.isCoordinator() || m.epoch !== view.epoch || m.round !== l.round || l.granted) return
+    l.acks.add(m.from)
+    if (!hasQuorum(view, l.acks, this.config.witness ?? '')) return
+    l.granted = true
+    const until_ms = l.started_ms + this.config.lease_ms
+    if (l.db_epoch > this.committed_db_epoch) {
+      this.committed_db_epoch = l.db_epoch
+      this.emit('cluster.config-committed', { db_epoch: l.db_epoch, epoch: view.epoch })
+    }
+    for (const member of view.members) {
+      if (member !== this.config.name) this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: view.epoch, until_ms })
+    }
+    this.extendLease(view.epoch, until_ms)
+  }
+
+  private onLeaseGrant(m: ClusterMessageOf<'cluster-lease-grant'>): void {
+    const view = this.rec.view
+    if (m.epoch !== view.epoch || m.from !== view.coordinator || !view.members.includes(this.config.name)) return
+    this.extendLease(m.epoch, m.until_ms)
+  }
+
+  private extendLease(epoch: number, until_ms: number): void {
+    if (until_ms <= this.now_ms) return
+    const had = this.holdsLease(this.now_ms)
+    this.lease = { epoch, until_ms: Math.max(until_ms, this.lease?.epoch === epoch ? this.lease.until_ms : 0) }
+    this.last_lease_ms = this.now_ms
+    if (!had) this.emit('cluster.quorum-gained', { epoch, lease_until_ms: this.lease.until_ms, coordinator: this.rec.view.coordinator })
+  }
+
+  // ---- messages ------------------------------------------------------------------------
+
+  private onMessage(m: ClusterMessage): void {
+    const from = m.from
+    if (from === this.config.name) {
+      // Only our own loop-back deliveries; a peer claiming our name is ignored by the shell.
+    } else if (this.nodes.includes(from)) {
+      if (this.detector.heard(from, this.now_ms)) this.emit('cluster.node-up', { node: from })
+    } else if (from !== this.config.witness) {
+      return
+    }
+    switch (m.t) {
+      case 'cluster-heartbeat':
+        return this.maybeCatchUp(m.from, m.epoch, m.db_epoch)
+      case 'cluster-prepare':
+        return this.onPrepare(m)
+      case 'cluster-promise':
+        return this.onPromise(m)
+      case 'cluster-refuse':
+        return this.onRefuse(m)
+      case 'cluster-accept':
+        return this.onAccept(m)
+      case 'cluster-accepted':
+        return this.onAccepted(m)
+      case 'cluster-commit':
+        return this.onCommit(m)
+      case 'cluster-catch-up':
+        return this.onCatchUp(m)
+      case 'cluster-lease-request':
+        return this.onLeaseRequest(m)
+      case 'cluster-lease-ack':
+        return this.onLeaseAck(m)
+      case 'cluster-lease-grant':
+        return this.onLeaseGrant(m)
+      case 'cluster-config-write':
+        if (this.isCoordinator()) this.writeConfig(m.key, m.value, m.from)
+        return
+      case 'cluster-leave':
+        this.detector.markDown(m.from)
+        this.emit('cluster.node-down', { node: m.from, reason: 'left' })
+        return
+    }
+  }
+
+  // ---- operator commands ------------------------------------------------------------------
+
+  private onCommand(c: ClusterCommand): void {
+    if (this.rec.left) {
+      throw new HvlabError('HVLAB_E_STATE', `host ${this.config.name} has left the cluster; restart it with a fresh record to rejoin`)
+    }
+    switch (c.kind) {
+      case 'force-quorum':
+        return this.forceQuorum()
+      case 'pause':
+        return this.requestWrite(`node/${this.config.name}/state`, 'paused')
+      case 'resume':
+        return this.requestWrite(`node/${this.config.name}/state`, null)
+      case 'set-config':
+        return this.requestWrite(c.key, c.value)
+      case 'leave':
+        return this.leave()
+    }
+  }
+
+  private requestWrite(key: string, value: string | null): void {
+    if (this.rec.view.epoch === 0) {
+      throw new HvlabError('HVLAB_E_STATE', `cannot change the cluster configuration: no cluster has formed yet; wait for quorum`)
+    }
+    if (this.isCoordinator()) return this.writeConfig(key, value, this.config.name)
+    this.send(this.rec.view.coordinator, { t: 'cluster-config-write', from: this.config.name, key, value })
+  }
+
+  private writeConfig(key: string, value: string | null, by: string): void {
+    const db = this.draft_db ?? this.rec.db
+    const pending = db.db_epoch - this.committed_db_epoch
+    const refuse = (why: string): void => this.emit('cluster.config-write-refused', { key, by, reason: why })
+    if (this.changing_at_ms !== null || !this.holdsLease(this.now_ms)) return refuse('this coordinator holds no quorum lease (a view change is under way); retry shortly')
+    if (pending >= this.config.config_writes_pending_max) return refuse(`${pending} writes are already waiting for quorum; retry shortly`)
+    if ((db.db_epoch + 1) % DB_WRITES_PER_VIEW === 0) return refuse('too many writes in this view; they resume after the next view change')
+    const config = { ...db.config }
+    if (value === null) delete config[key]
+    else config[key] = value
+    if (Object.keys(config).length > CONFIG_ENTRIES_MAX) return refuse(`the cluster database holds at most ${CONFIG_ENTRIES_MAX} entries; delete some first`)
+    this.draft_db = { db_epoch: db.db_epoch + 1, config }
+    this.startLeaseRound()
+  }
+
+  private forceQuorum(): void {
+    const highest = Math.max(this.rec.view.epoch, this.rec.acceptor.committed_epoch + 1)
+    const epoch = (Math.floor(highest / EPOCHS_PER_GENERATION) + 1) * EPOCHS_PER_GENERATION
+    const votes = forcedVotes(this.config.name)
+    const view: ClusterView = { epoch, members: [this.config.name], voters: votes.voters, witness_vote: votes.witness_vote, coordinator: this.config.name, forced: true }
+    this.election = null
+    this.emit('cluster.forced-quorum', { epoch, db_epoch: epoch * DB_WRITES_PER_VIEW, warning: 'this host\'s cluster database is now authoritative; other hosts will join it (prevent quorum)' })
+    this.adoptView(view, { db_epoch: epoch * DB_WRITES_PER_VIEW, config: { ...this.rec.db.config } })
+    this.broadcast(this.commitMessage(), false)
+  }
+
+  private leave(): void {
+    this.rec = { ...this.rec, left: true }
+    this.persist()
+    this.lease = null
+    this.election = null
+    this.leasing = null
+    for (const peer of this.detector.peers()) this.send(peer, { t: 'cluster-leave', from: this.config.name })
+    this.emit('cluster.node-left', { epoch: this.rec.view.epoch })
+  }
+
+  // ---- small pieces ---------------------------------------------------------------------
+
+  private commitMessage(): ClusterMessageOf<'cluster-commit'> {
+    return { t: 'cluster-commit', from: this.config.name, view: this.rec.view, db: this.rec.db }
+  }
+
+  private noteBallot(n: number): void {
+    if (n > this.rec.ballot_n) this.rec = { ...this.rec, ballot_n: n }
+  }
+
+  private setAcceptor(record: AcceptorRecord, changed: boolean): void {
+    if (!changed) return
+    this.rec = { ...this.rec, acceptor: record }
+    this.persist()
+  }
+
+  /** To every other host and the witness; with `self`, also through our own acceptor. */
+  private broadcast(m: ClusterMessage, self: boolean): void {
+    for (const n of this.nodes) if (n !== this.config.name) this.send(n, m)
+    if (this.config.witness) this.send(this.config.witness, m)
+    if (self) this.onMessage(m)
+  }
+
+  private send(to: string, message: ClusterMessage): void {
+    if (to === this.config.name) return this.onMessage(message)
+    this.out.push({ kind: 'send', to, message })
+  }
+
+  private persist(): void {
+    // Records are replaced, never mutated in place, so the shell may keep this one as is.
+    this.out.push({ kind: 'persist', record: this.rec })
+  }
+
+  private emit(kind: string, details: Record<string, unknown>): void {
+    const event: ClusterEvent = { kind, source: this.config.name, details }
+    this.out.push({ kind: 'emit', event })
+  }
+}
+
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
+}

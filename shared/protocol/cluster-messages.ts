@@ -1,0 +1,166 @@
+/**
+ * Messages of the failover cluster: heartbeats, view changes (one Paxos decision per
+ * epoch: prepare / promise / accept / accepted / commit), quorum leases that also carry
+ * the cluster database, catch-up and operator requests. Hosts and the file-share
+ * witness speak them; the state machines in agent/cluster/ and witness/arbiter.ts use
+ * the inferred types below, so the simulation and the real processes share one protocol.
+ */
+import { z } from 'zod'
+import { defineMessage, field } from './define.js'
+
+/** Limits of the cluster database and of a view (a peer cannot make us allocate more). */
+export const CLUSTER_NODES_MAX = 64
+export const CONFIG_ENTRIES_MAX = 256
+export const CONFIG_KEY_CHARS_MAX = 128
+export const CONFIG_VALUE_CHARS_MAX = 1024
+
+export const ballotSchema = z.strictObject({ n: field.uint(), node: field.name() })
+export type Ballot = z.infer<typeof ballotSchema>
+
+/** One agreed membership: who is in the cluster at this epoch and who votes. */
+export const clusterViewSchema = z.strictObject({
+  epoch: field.uint(),
+  members: field.list(field.name(), CLUSTER_NODES_MAX),
+  voters: field.list(field.name(), CLUSTER_NODES_MAX),
+  witness_vote: z.boolean(),
+  coordinator: field.name(),
+  forced: z.boolean(),
+})
+export type ClusterView = z.infer<typeof clusterViewSchema>
+
+/** The replicated configuration store; `db_epoch` grows on every write and view change. */
+export const clusterDatabaseSchema = z.strictObject({
+  db_epoch: field.uint(),
+  config: z
+    .record(z.string().min(1).max(CONFIG_KEY_CHARS_MAX), z.string().max(CONFIG_VALUE_CHARS_MAX))
+    .refine((c) => Object.keys(c).length <= CONFIG_ENTRIES_MAX, `at most ${CONFIG_ENTRIES_MAX} config entries`),
+})
+export type ClusterDatabase = z.infer<typeof clusterDatabaseSchema>
+
+/** The value decided for one epoch: the next view and the database it starts with. */
+export const viewProposalSchema = z.strictObject({ view: clusterViewSchema, db: clusterDatabaseSchema })
+export type ViewProposal = z.infer<typeof viewProposalSchema>
+
+export const acceptedSchema = z.strictObject({ ballot: ballotSchema, value: viewProposalSchema })
+export type AcceptedValue = z.infer<typeof acceptedSchema>
+
+/** Host → every other host, at the same-site or cross-site interval. */
+export const clusterHeartbeat = defineMessage('cluster-heartbeat', {
+  from: field.name(),
+  epoch: field.uint(),
+  db_epoch: field.uint(),
+  sent_ms: field.time_ms(),
+})
+
+/** Proposer → hosts and witness: phase 1 for the view of epoch `slot`. */
+export const clusterPrepare = defineMessage('cluster-prepare', {
+  from: field.name(),
+  slot: field.uint(),
+  ballot: ballotSchema,
+})
+
+/** Acceptor → proposer: promised; what it accepted before, and its newest database. */
+export const clusterPromise = defineMessage('cluster-promise', {
+  from: field.name(),
+  slot: field.uint(),
+  ballot: ballotSchema,
+  accepted: acceptedSchema.nullable(),
+  db_epoch: field.uint(),
+  /** The database contents; null from the witness, which keeps only the epoch. */
+  db: clusterDatabaseSchema.nullable(),
+})
+
+export const REFUSE_REASONS = ['decided', 'behind', 'promised', 'lease', 'stale'] as const
+export const refuseReasonSchema = z.enum(REFUSE_REASONS)
+export type RefuseReason = z.infer<typeof refuseReasonSchema>
+
+/** Acceptor → proposer: not this ballot, and why. */
+export const clusterRefuse = defineMessage('cluster-refuse', {
+  from: field.name(),
+  slot: field.uint(),
+  ballot: ballotSchema,
+  reason: refuseReasonSchema,
+  committed_epoch: field.uint(),
+  db_epoch: field.uint(),
+  promised: ballotSchema.nullable(),
+  /** For 'lease': when the acceptor's promise to the current view ends. */
+  retry_at_ms: field.time_ms().nullable(),
+})
+
+/** Proposer → acceptors: phase 2. */
+export const clusterAccept = defineMessage('cluster-accept', {
+  from: field.name(),
+  slot: field.uint(),
+  ballot: ballotSchema,
+  value: viewProposalSchema,
+})
+
+export const clusterAccepted = defineMessage('cluster-accepted', {
+  from: field.name(),
+  slot: field.uint(),
+  ballot: ballotSchema,
+})
+
+/** A decided view and the current database (after a decision, and to catch a peer up). */
+export const clusterCommit = defineMessage('cluster-commit', {
+  from: field.name(),
+  view: clusterViewSchema,
+  db: clusterDatabaseSchema,
+})
+
+/** A host that saw a newer epoch → that peer: send me your view and database. */
+export const clusterCatchUp = defineMessage('cluster-catch-up', {
+  from: field.name(),
+  epoch: field.uint(),
+})
+
+/** Coordinator → members and witness: confirm quorum for this view; carries the database. */
+export const clusterLeaseRequest = defineMessage('cluster-lease-request', {
+  from: field.name(),
+  epoch: field.uint(),
+  round: field.uint(),
+  started_ms: field.time_ms(),
+  db: clusterDatabaseSchema,
+})
+
+export const clusterLeaseAck = defineMessage('cluster-lease-ack', {
+  from: field.name(),
+  epoch: field.uint(),
+  round: field.uint(),
+})
+
+/** Coordinator → members: a quorum confirmed the view; run roles until `until_ms`. */
+export const clusterLeaseGrant = defineMessage('cluster-lease-grant', {
+  from: field.name(),
+  epoch: field.uint(),
+  until_ms: field.time_ms(),
+})
+
+/** Host → coordinator: write (or, with null, delete) one configuration entry. */
+export const clusterConfigWrite = defineMessage('cluster-config-write', {
+  from: field.name(),
+  key: z.string().min(1).max(CONFIG_KEY_CHARS_MAX),
+  value: z.string().max(CONFIG_VALUE_CHARS_MAX).nullable(),
+})
+
+/** Host → every host: I am leaving the cluster (operator command); stop counting on me. */
+export const clusterLeave = defineMessage('cluster-leave', { from: field.name() })
+
+export const clusterMessages = [
+  clusterHeartbeat,
+  clusterPrepare,
+  clusterPromise,
+  clusterRefuse,
+  clusterAccept,
+  clusterAccepted,
+  clusterCommit,
+  clusterCatchUp,
+  clusterLeaseRequest,
+  clusterLeaseAck,
+  clusterLeaseGrant,
+  clusterConfigWrite,
+  clusterLeave,
+] as const
+
+export type ClusterMessage = z.infer<(typeof clusterMessages)[number]['schema']>
+export type ClusterMessageOf<T extends ClusterMessage['t']> = Extract<ClusterMessage, { t: T }>

@@ -1,0 +1,120 @@
+/**
+ * The default lab cluster for simulations: site-a (host-a1, host-a2), site-b (host-b1,
+ * host-b2), the witness in site-c; fast lab timings; and the invariant checks.
+ */
+import type { MembershipConfig } from '../../agent/cluster/membership.js'
+import type { QuorumSettings } from '../../agent/cluster/quorum.js'
+import type { ArbiterConfig } from '../../witness/arbiter.js'
+import { SimNetwork, type NetworkOptions } from './network.js'
+
+export const WITNESS_NAME = 'witness-c'
+export const DEFAULT_SITES: Record<string, string> = {
+  'host-a1': 'site-a',
+  'host-a2': 'site-a',
+  'host-b1': 'site-b',
+  'host-b2': 'site-b',
+}
+
+export interface LabOptions {
+  seed: number
+  sites?: Record<string, string>
+  quorum?: Partial<Omit<QuorumSettings, 'nodes'>>
+  witness?: boolean
+  net?: Partial<NetworkOptions>
+}
+
+export function hostConfig(name: string, sites: Record<string, string>, quorum: Omit<QuorumSettings, 'nodes'>, witness: string | null): MembershipConfig {
+  return {
+    name,
+    sites,
+    witness,
+    quorum,
+    heartbeat: { same_site_interval_ms: 100, same_site_missed_max: 5, cross_site_interval_ms: 100, cross_site_missed_max: 8 },
+    tick_ms: 100,
+    lease_ms: 600,
+    renew_interval_ms: 200,
+    clock_skew_ms: 20,
+    election_timeout_ms: 900,
+    election_stagger_ms: 150,
+    gather_ms: 150,
+    phase_timeout_ms: 500,
+    roles_stop_bound_ms: 200,
+    config_writes_pending_max: 16,
+  }
+}
+
+export function makeLab(o: LabOptions): SimNetwork {
+  const sites = o.sites ?? DEFAULT_SITES
+  const quorum: Omit<QuorumSettings, 'nodes'> = {
+    model: 'node-and-file-share-majority',
+    dynamic_quorum: true,
+    dynamic_witness: true,
+    ...o.quorum,
+  }
+  const withWitness = o.witness ?? quorum.model === 'node-and-file-share-majority'
+  const witness = withWitness ? WITNESS_NAME : null
+  const hosts = Object.keys(sites).map((n) => hostConfig(n, sites, quorum, witness))
+  const witnessConfig: ArbiterConfig | null = witness ? { name: witness, nodes: Object.keys(sites), lease_ms: 600, clock_skew_ms: 20 } : null
+  return new SimNetwork({
+    seed: o.seed,
+    hosts,
+    witness: witnessConfig,
+    delay_ms_min: 1,
+    delay_ms_max: 15,
+    spike_probability: 0,
+    spike_ms_max: 0,
+    loss_probability: 0,
+    ...o.net,
+  })
+}
+
+/** Hosts that may run roles right now. */
+export function leaseHolders(net: SimNetwork): { name: string; epoch: number }[] {
+  const out: { name: string; epoch: number }[] = []
+  for (const [name, host] of net.hosts) if (host && host.holdsLease(net.now_ms)) out.push({ name, epoch: host.view().epoch })
+  return out
+}
+
+/**
+ * Checks the safety invariants; returns a description of the first violation, or null.
+ * `seen` carries state between calls (the witness's highest epochs, views by epoch).
+ */
+export interface InvariantState {
+  witness_epoch: number
+  witness_db_epoch: number
+}
+
+export function checkSafety(net: SimNetwork, s: InvariantState): string | null {
+  let epoch = -1
+  for (const [name, host] of net.hosts) {
+    if (!host || !host.holdsLease(net.now_ms)) continue
+    const e = host.view().epoch
+    if (epoch === -1) epoch = e
+    else if (e !== epoch) return `two views hold a quorum lease at ${net.now_ms} ms: ${JSON.stringify(leaseHolders(net))} (${name})`
+  }
+  const w = net.witnessRecord
+  if (w) {
+    if (w.committed_epoch < s.witness_epoch || w.db_epoch < s.witness_db_epoch) {
+      return `witness epochs went backwards: ${s.witness_epoch}/${s.witness_db_epoch} -> ${w.committed_epoch}/${w.db_epoch}`
+    }
+    s.witness_epoch = w.committed_epoch
+    s.witness_db_epoch = w.db_epoch
+  }
+  return null
+}
+
+/** Once faults stop: every live host in one view, a member of it, holding the lease, with one database. */
+export function convergenceProblem(net: SimNetwork): string | null {
+  const live = [...net.hosts.entries()].filter(([, h]) => h !== null) as [string, NonNullable<ReturnType<SimNetwork['hosts']['get']>>][]
+  const first = live[0]?.[1]
+  if (!first) return 'no live host'
+  const view = first.view()
+  for (const [name, h] of live) {
+    const v = h.view()
+    if (v.epoch !== view.epoch) return `${name} is at epoch ${v.epoch}, ${live[0]![0]} at ${view.epoch}`
+    if (!v.members.includes(name)) return `${name} is not a member of view ${v.epoch} (${v.members.join(',')})`
+    if (!h.holdsLease(net.now_ms)) return `${name} holds no quorum lease in view ${v.epoch}`
+    if (h.database().db_epoch !== first.database().db_epoch) return `${name} has database ${h.database().db_epoch}, ${live[0]![0]} has ${first.database().db_epoch}`
+  }
+  return null
+}

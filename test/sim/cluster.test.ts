@@ -1,0 +1,293 @@
+/**
+ * The cluster's membership, quorum and witness state machines on a simulated network:
+ * readable scripted scenarios, then thousands of seeded random fault schedules with
+ * the safety invariants checked after every step. A failing seed is printed; rerun it
+ * alone with CLUSTER_SIM_SEED=<seed>.
+ */
+import t from 'tap'
+import type { ClusterEvent } from '../../agent/cluster/effects.js'
+import {
+  checkSafety,
+  convergenceProblem,
+  leaseHolders,
+  makeLab,
+  WITNESS_NAME,
+  type InvariantState,
+  type LabOptions,
+} from './cluster-fixture.js'
+import type { SimNetwork } from './network.js'
+
+const A1 = 'host-a1'
+const A2 = 'host-a2'
+const B1 = 'host-b1'
+const B2 = 'host-b2'
+const SITE_A = [A1, A2]
+const SITE_B = [B1, B2]
+
+/** A lab whose every step is checked for safety; throws on the first violation. */
+function checkedLab(o: LabOptions): SimNetwork {
+  const net = makeLab({ ...o, net: { validate_messages: true, ...o.net } })
+  watchViews(net)
+  return net
+}
+
+function watchViews(net: SimNetwork): { problem: string | null } {
+  const views = new Map<number, string>()
+  const watch = { problem: null as string | null }
+  net.onEvent = (e: ClusterEvent) => {
+    if (e.kind !== 'cluster.view-changed') return
+    const d = e.details
+    const key = JSON.stringify([d.members, d.voters, d.witness_vote, d.coordinator, d.forced])
+    const epoch = d.epoch as number
+    const seen = views.get(epoch)
+    if (seen === undefined) views.set(epoch, key)
+    else if (seen !== key && !watch.problem) watch.problem = `two different views decided for epoch ${epoch}: ${seen} and ${key}`
+  }
+  return watch
+}
+
+function runChecked(net: SimNetwork, duration_ms: number): void {
+  const s: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }
+  net.runFor(duration_ms, (n) => {
+    const problem = checkSafety(n, s)
+    if (problem) throw new Error(problem)
+  })
+}
+
+function holders(net: SimNetwork): string[] {
+  return leaseHolders(net).map((h) => h.name).sort()
+}
+
+t.test('the four hosts and the witness form one cluster and agree on the database', async (t) => {
+  const net = checkedLab({ seed: 1 })
+  runChecked(net, 5000)
+  t.equal(convergenceProblem(net), null)
+  t.same(holders(net), [A1, A2, B1, B2])
+  const view = net.hosts.get(A1)!.view()
+  t.same(view.members, [A1, A2, B1, B2])
+  t.equal(view.witness_vote, true, 'four node votes are even: the witness votes')
+
+  net.command(B2, { kind: 'set-config', key: 'vm/web1/owner', value: A1 })
+  net.command(A2, { kind: 'pause' })
+  runChecked(net, 1000)
+  for (const [name, host] of net.hosts) {
+    t.equal(host!.database().config['vm/web1/owner'], A1, `${name} has the write`)
+    t.equal(host!.database().config[`node/${A2}/state`], 'paused', `${name} sees host-a2 paused`)
+  }
+  t.ok(net.witnessRecord!.db_epoch >= net.hosts.get(A1)!.database().db_epoch, 'the witness recorded the newest database epoch')
+})
+
+t.test('kill a node: the others remove it and keep quorum; it rejoins and catches up', async (t) => {
+  const net = checkedLab({ seed: 2 })
+  runChecked(net, 5000)
+  net.kill(B2)
+  runChecked(net, 5000)
+  t.equal(convergenceProblem(net), null)
+  const view = net.hosts.get(A1)!.view()
+  t.same(view.members, [A1, A2, B1])
+  t.same(view.voters, [A1, A2, B1], 'dynamic quorum: the dead node lost its vote')
+  t.equal(view.witness_vote, false, 'dynamic witness: three node votes are odd')
+  net.command(A1, { kind: 'set-config', key: 'while-away', value: 'yes' })
+  runChecked(net, 1000)
+  net.restart(B2)
+  runChecked(net, 5000)
+  t.equal(convergenceProblem(net), null)
+  t.same(net.hosts.get(B2)!.view().members, [A1, A2, B1, B2])
+  t.equal(net.hosts.get(B2)!.database().config['while-away'], 'yes', 'the rejoined node caught up')
+})
+
+t.test('site-a cut from site-b, both reach the witness: exactly one side keeps quorum', async (t) => {
+  const net = checkedLab({ seed: 3 })
+  runChecked(net, 5000)
+  net.split([[...SITE_A, WITNESS_NAME], [...SITE_B, WITNESS_NAME]])
+  runChecked(net, 8000)
+  const h = holders(net)
+  const sideA = h.every((n) => SITE_A.includes(n)) && h.length === 2
+  const sideB = h.every((n) => SITE_B.includes(n)) && h.length === 2
+  t.ok(sideA !== sideB, `exactly one site holds quorum (holders: ${h.join(',')})`)
+  net.heal()
+  runChecked(net, 6000)
+  t.equal(convergenceProblem(net), null, 'after healing, one view again')
+})
+
+function witnessAndHostsLost(dynamic: boolean): string[] {
+  const net = checkedLab({ seed: 4, quorum: { dynamic_quorum: dynamic, dynamic_witness: dynamic } })
+  runChecked(net, 5000)
+  net.kill(WITNESS_NAME)
+  runChecked(net, 4000)
+  net.kill(B2)
+  runChecked(net, 4000)
+  net.kill(B1)
+  runChecked(net, 6000)
+  return holders(net)
+}
+
+t.test('witness lost, then hosts b2 and b1 one after the other: kept with dynamic quorum, lost without', async (t) => {
+  t.same(witnessAndHostsLost(true), [A1, A2], 'dynamic quorum: votes follow the failures, site-a keeps quorum')
+  t.same(witnessAndHostsLost(false), [], 'static votes: 2 of 5 is no quorum')
+})
+
+t.test('witness and one of four hosts lost at once: 3 of 5 votes keep quorum either way', async (t) => {
+  for (const dynamic of [true, false]) {
+    const net = checkedLab({ seed: 5, quorum: { dynamic_quorum: dynamic, dynamic_witness: dynamic } })
+    runChecked(net, 5000)
+    net.kill(WITNESS_NAME)
+    net.kill(B2)
+    runChecked(net, 6000)
+    t.same(holders(net), [A1, A2, B1], `dynamic=${dynamic}`)
+  }
+})
+
+t.test('partition in time: a host with an old database cannot form the cluster; forced quorum and prevent quorum', async (t) => {
+  const sites = { 'host-a1': 'site-a', 'host-b1': 'site-b' }
+  const net = checkedLab({ seed: 6, sites, net: { events_kept_max: 100_000 } })
+  runChecked(net, 5000)
+  t.same(holders(net), [A1, B1])
+  net.kill(B1)
+  runChecked(net, 4000)
+  t.same(holders(net), [A1], 'host-a1 and the witness carry on')
+  net.command(A1, { kind: 'set-config', key: 'written-while-b1-was-down', value: '1' })
+  runChecked(net, 1000)
+  net.kill(A1)
+  net.restart(B1)
+  runChecked(net, 8000)
+  t.same(holders(net), [], 'host-b1 (old database) cannot form the cluster, even with the witness')
+  t.ok(net.events.some((e) => e.source === B1 && e.kind === 'cluster.partition-in-time'), 'and says why')
+
+  net.command(B1, { kind: 'force-quorum' })
+  runChecked(net, 1000)
+  t.same(holders(net), [B1], 'forced quorum: host-b1 runs the cluster alone')
+  net.restart(A1)
+  runChecked(net, 6000)
+  t.equal(convergenceProblem(net), null)
+  t.same(holders(net), [A1, B1], 'host-a1 joined the forced cluster instead of forming its own')
+  t.equal(net.hosts.get(A1)!.database().config['written-while-b1-was-down'], undefined, "the forced host's database is authoritative")
+})
+
+t.test('leave: the node stops and the others remove it', async (t) => {
+  const net = checkedLab({ seed: 7 })
+  runChecked(net, 5000)
+  net.command(B2, { kind: 'leave' })
+  runChecked(net, 4000)
+  t.same(holders(net), [A1, A2, B1])
+  t.same(net.hosts.get(A1)!.view().members, [A1, A2, B1])
+})
+
+// ---- seeded random fault schedules ------------------------------------------------------
+
+type Fault = (net: SimNetwork, pick: <T>(xs: readonly T[]) => T) => string
+
+const HOSTS = [A1, A2, B1, B2]
+const FAULTS: Fault[] = [
+  (net) => (net.split([[A1, A2], [B1, B2, WITNESS_NAME]]), 'halves, witness with site-b'),
+  (net) => (net.split([[A1, A2, WITNESS_NAME], [B1, B2]]), 'halves, witness with site-a'),
+  (net) => (net.split([[A1, A2, WITNESS_NAME], [B1, B2, WITNESS_NAME]]), 'halves, both reach the witness'),
+  (net, pick) => {
+    const n = pick(HOSTS)
+    net.split([HOSTS.filter((h) => h !== n).concat(WITNESS_NAME)])
+    return `isolate ${n}`
+  },
+  (net, pick) => {
+    const bridge = pick(HOSTS)
+    const others = HOSTS.filter((h) => h !== bridge)
+    net.split([[bridge, others[0]!, WITNESS_NAME], [bridge, others[1]!, others[2]!]])
+    return `bridge through ${bridge}`
+  },
+  (net) => {
+    const ring = [A1, A2, B1, B2, WITNESS_NAME]
+    net.partition((a, b) => {
+      const i = ring.indexOf(a)
+      const j = ring.indexOf(b)
+      return Math.abs(i - j) === 1 || Math.abs(i - j) === ring.length - 1
+    })
+    return 'majorities ring'
+  },
+  (net) => (net.split([HOSTS]), 'witness cut off'),
+  (net) => (net.heal(), 'heal'),
+  (net, pick) => {
+    const n = pick([...HOSTS, WITNESS_NAME])
+    net.kill(n)
+    return `kill ${n}`
+  },
+  (net, pick) => {
+    const n = pick([...HOSTS, WITNESS_NAME])
+    net.restart(n)
+    return `restart ${n}`
+  },
+  (net, pick) => {
+    const n = pick(HOSTS)
+    if (!net.isAlive(n)) return `no write (${n} down)`
+    try {
+      net.command(n, { kind: 'set-config', key: `k${Math.floor(net.rng() * 8)}`, value: String(net.now_ms) })
+    } catch {
+      // no cluster formed yet: the command is refused with a clear error, which is fine here
+    }
+    return `write via ${n}`
+  },
+]
+
+const QUORUM_VARIANTS: LabOptions['quorum'][] = [
+  { model: 'node-and-file-share-majority', dynamic_quorum: true, dynamic_witness: true },
+  { model: 'node-and-file-share-majority', dynamic_quorum: false, dynamic_witness: false },
+  { model: 'node-majority', dynamic_quorum: true, dynamic_witness: false },
+]
+
+interface SeedResult {
+  problem: string | null
+  schedule: string[]
+  steps: number
+}
+
+function runSeed(seed: number): SeedResult {
+  const quorum = QUORUM_VARIANTS[seed % QUORUM_VARIANTS.length]
+  const net = makeLab({
+    seed,
+    quorum,
+    witness: true,
+    net: { delay_ms_min: 1, delay_ms_max: 20, spike_probability: 0.02, spike_ms_max: 300, loss_probability: 0.01 },
+  })
+  const views = watchViews(net)
+  const s: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }
+  const schedule: string[] = [`quorum ${JSON.stringify(quorum)}`]
+  let problem: string | null = null
+  const check = (n: SimNetwork): void => {
+    if (!problem) problem = checkSafety(n, s) ?? views.problem
+  }
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(net.rng() * xs.length)]!
+  const faults_until_ms = 8_000
+  while (net.now_ms < faults_until_ms && !problem) {
+    net.runFor(300 + Math.floor(net.rng() * 1500), check)
+    schedule.push(`${net.now_ms} ms: ${pick(FAULTS)(net, pick)}`)
+  }
+  // Faults stop: heal, restart everything, no more loss or spikes.
+  net.heal()
+  for (const n of net.allNames()) net.restart(n)
+  net.options.loss_probability = 0
+  net.options.spike_probability = 0
+  schedule.push(`${net.now_ms} ms: faults stop`)
+  if (!problem) net.runFor(10_000, check)
+  if (!problem) {
+    const c = convergenceProblem(net)
+    if (c) problem = `did not converge 10 s after faults stopped: ${c}`
+  }
+  return { problem, schedule, steps: net.steps }
+}
+
+t.test('seeded random partitions, kills, restarts and delays keep the invariants', async (t) => {
+  const only = process.env.CLUSTER_SIM_SEED
+  const seeds = only ? [Number(only)] : Array.from({ length: Number(process.env.CLUSTER_SIM_SEEDS ?? 2000) }, (_, i) => i + 1)
+  let failures = 0
+  let steps = 0
+  for (const seed of seeds) {
+    const r = runSeed(seed)
+    steps += r.steps
+    if (r.problem) {
+      failures++
+      const how = `rerun: CLUSTER_SIM_SEED=${seed} npx tap --allow-incomplete-coverage test/sim/cluster.test.ts`
+      t.comment(`FAILING SEED ${seed}: ${r.problem}\n${how}\nschedule:\n  ${r.schedule.join('\n  ')}`)
+      t.fail(`seed ${seed}: ${r.problem} (${how})`)
+      if (failures >= 3) break
+    }
+  }
+  t.equal(failures, 0, `${seeds.length} seeds, ${steps} steps checked`)
+})
