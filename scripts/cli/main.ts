@@ -4,29 +4,25 @@
 import { spawn } from 'node:child_process'
 import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { Command, InvalidArgumentError, Option } from 'commander'
+import { Command, Option } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import { DEFAULT_LAB_DIR, labLayout } from '../../shared/lab-layout.js'
+import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology, DEFAULT_TOPOLOGY_FILE } from '../../shared/topology.js'
 import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
 import { SIGNALS, readRunningControl, type LabStatus, type SignalName } from '../controller/lab-controller.js'
 import { runController } from '../controller/run.js'
 import type { TimelineEvent } from '../controller/timeline.js'
 import { lastLines } from '../controller/log-tail.js'
+import { registerClusterCommands } from './cluster-commands.js'
 import { ControlClient } from './control-client.js'
+import { dirOption, intIn, nameList, out, printJson } from './options.js'
+import { registerStorageCommands } from './storage-commands.js'
 import { formatEvent, formatStatus } from './format.js'
 
 const READY_TIMEOUT_MS = 60_000
 
-const out = (s: string): void => void process.stdout.write(s + '\n')
-const json = (v: unknown): void => out(JSON.stringify(v, null, 2))
-
-const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
-const list = (v: string): string[] => {
-  const items = v.split(',').map((s) => s.trim()).filter(Boolean)
-  if (items.length === 0) throw new InvalidArgumentError('a comma-separated list of process or site names')
-  return items
-}
+const json = printJson
+const list = nameList
 
 async function waitUntilHealthy(client: () => ControlClient, isAlive: () => boolean, timeout_ms: number): Promise<LabStatus> {
   const deadline = Date.now() + timeout_ms
@@ -160,11 +156,7 @@ program
   .addOption(dirOption())
   .option('--follow', 'keep printing new events until Ctrl-C')
   .option('--json', 'one JSON object per line: {"seq","at_ms","kind","source","details"}')
-  .option('--after <seq>', 'only events after this sequence number', (v) => {
-    const n = Number(v)
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a non-negative integer')
-    return n
-  })
+  .option('--after <seq>', 'only events after this sequence number', intIn(0, Number.MAX_SAFE_INTEGER))
   .action(async (o: { dir: string; follow?: boolean; json?: boolean; after?: number }) => {
     const client = ControlClient.forDir(o.dir)
     const abort = new AbortController()
@@ -180,6 +172,9 @@ program
     await ControlClient.forDir(o.dir).post('/v1/down')
     out(`lab stopped; logs and data are in ${labLayout(o.dir).root}`)
   })
+
+registerClusterCommands(program)
+registerStorageCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -1,0 +1,22 @@
+/** Options and output helpers every `hvlab` command shares. */
+import { InvalidArgumentError, Option } from 'commander'
+import { DEFAULT_LAB_DIR } from '../../shared/lab-layout.js'
+
+export const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
+
+export const out = (s: string): void => void process.stdout.write(s + '\n')
+export const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2))
+
+/** Parses a comma-separated list of names. */
+export const nameList = (v: string): string[] => {
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean)
+  if (items.length === 0) throw new InvalidArgumentError('a comma-separated list of names')
+  return items
+}
+
+/** Parses an integer within bounds. */
+export const intIn = (min: number, max: number) => (v: string): number => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max}`)
+  return n
+}
