@@ -11,6 +11,7 @@ import { HvlabError, describeError } from './errors.js'
 import { labLayout, type LabLayout } from './lab-layout.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
+import type { Message, MessageOf, MessageType } from './protocol/messages.js'
 import type { EventDetails, Role } from './protocol/runtime-messages.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
 import { dials, loadTopology, peersOf, processSpec, type Topology } from './topology.js'
@@ -53,6 +54,7 @@ export class LabProcess {
   private controllerLink: PeerLink | undefined
   private readonly peerHandlers: ((c: PeerConnection) => void)[] = []
   private readonly statusParts: (() => Record<string, unknown>)[] = []
+  private readonly operatorHandlers: ((c: PeerConnection) => void)[] = []
 
   private constructor(
     readonly name: string,
@@ -87,6 +89,19 @@ export class LabProcess {
       const c = this.mesh.connection(name)
       if (c) handler(c)
     }
+  }
+
+  /**
+   * Role code: answers an operator's request of type `t`, which the CLI sends through the
+   * lab controller (`ControlClient.request`). A thrown HvlabError reaches the CLI as is.
+   */
+  serveOperator<T extends MessageType>(t: T, handler: (message: MessageOf<T>) => Promise<Message> | Message): void {
+    const attach = (c: PeerConnection): void => {
+      c.onRequest(t, async ({ message }) => ({ message: await handler(message) }))
+    }
+    this.operatorHandlers.push(attach)
+    const current = this.controllerLink?.current
+    if (current) attach(current)
   }
 
   /** Role code: adds fields to GET /status. */
@@ -149,6 +164,7 @@ export class LabProcess {
   }
 
   private async register(c: PeerConnection): Promise<void> {
+    for (const attach of this.operatorHandlers) attach(c)
     c.onMessage('directory', ({ message }) => this.mesh.updateDirectory(message.entries))
     c.onMessage('partition-set', ({ message }) => {
       this.log.info({ blocked: message.blocked }, 'partition set by the lab')
