@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, SerialQueue, writeDurableJson } from './durable-json.js'
+import { readDurableJson, SerialQueue, writeDurableJson } from '../shared/durable-json.js'
 
 export const RESERVATIONS_FILE = 'reservations.json'
 export const FENCED_VOLUMES_MAX_DEFAULT = 4096

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, SerialQueue, writeDurableJson } from './durable-json.js'
+import { readDurableJson, SerialQueue, writeDurableJson } from '../shared/durable-json.js'
 
 export const PRESENTATIONS_FILE = 'presentations.json'
 export const INITIATORS_PER_HOST_MAX = 2

@@ -17,7 +17,7 @@
 import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, removeIfPresent, SerialQueue, syncDirectory, writeDurableJson } from './durable-json.js'
+import { readDurableJson, removeIfPresent, SerialQueue, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
 
 export const BLOCK_SIZE_BYTES_DEFAULT = 4096
 export const BLOCKS_PER_IO_MAX_DEFAULT = 256

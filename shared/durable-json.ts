@@ -5,7 +5,7 @@
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { HvlabError } from '../shared/errors.js'
+import { HvlabError } from './errors.js'
 
 /** Metadata files stay small; a bigger one is a bug, not data. */
 export const DURABLE_JSON_BYTES_MAX = 4 * 1024 * 1024
