@@ -48,6 +48,9 @@ export class ManualClock implements Clock {
   }
   /** Moves time forward by `delta_ms`, firing every timer that falls due on the way. */
   advance(delta_ms: number): void {
+    if (!(delta_ms >= 0) || !Number.isFinite(delta_ms)) {
+      throw new RangeError(`a clock only moves forward: advance() needs a finite delta_ms >= 0, got ${delta_ms}`)
+    }
     const end_ms = this.now_ms + delta_ms
     for (;;) {
       const next = this.nextDue(end_ms)

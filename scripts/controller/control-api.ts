@@ -12,6 +12,8 @@ import type { Logger } from '../../shared/log.js'
 import { SIGNALS, type LabController } from './lab-controller.js'
 
 const BODY_BYTES_MAX = 64 * 1024
+/** How much of an oversize body is still read (and dropped) so its sender gets the 400. */
+const DRAIN_BYTES_MAX = 1024 * 1024
 
 const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
   HVLAB_E_USAGE: 400,
@@ -85,6 +87,8 @@ export async function startControlApi(controller: LabController, options: { log:
     const limit = intParam(url, 'limit', 10_000)
     const follow = url.searchParams.get('follow') === '1'
     res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    // A follower with nothing to read yet must still get the headers, or its fetch waits for the next event.
+    res.flushHeaders()
     for (const e of controller.timeline.since(after, limit)) res.write(JSON.stringify(e) + '\n')
     if (!follow) {
       res.end()
@@ -136,9 +140,12 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > BODY_BYTES_MAX) throw new HvlabError('HVLAB_E_USAGE', `request body is over ${BODY_BYTES_MAX} bytes`)
-    chunks.push(chunk as Buffer)
+    // Leaving the loop destroys the socket under the client, which then sees a reset instead
+    // of our 400; so an oversize body is read and dropped, up to DRAIN_BYTES_MAX.
+    if (size > DRAIN_BYTES_MAX) break
+    if (size <= BODY_BYTES_MAX) chunks.push(chunk as Buffer)
   }
+  if (size > BODY_BYTES_MAX) throw new HvlabError('HVLAB_E_USAGE', `request body is over ${BODY_BYTES_MAX} bytes`)
   if (size === 0) return {}
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))

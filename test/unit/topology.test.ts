@@ -1,0 +1,176 @@
+import t from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { HvlabError } from '../../shared/errors.js'
+import { DEFAULT_TOPOLOGY_FILE, dials, loadTopology, parseTopology, peersOf, processSpec, processesOf, type Topology } from '../../shared/topology.js'
+
+/** A valid three-site topology as raw JSON, to break one field at a time. */
+function validRaw(): Record<string, unknown> {
+  return {
+    name: 'test-lab',
+    sites: [{ name: 'site-a' }, { name: 'site-b' }, { name: 'site-c' }],
+    hosts: [
+      { name: 'host-a1', site: 'site-a' },
+      { name: 'host-b1', site: 'site-b' },
+    ],
+    arrays: [
+      { name: 'array-a', site: 'site-a' },
+      { name: 'array-b', site: 'site-b' },
+    ],
+    witness: { name: 'witness', site: 'site-c' },
+    quorum: { model: 'node-and-file-share-majority' },
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'hvlab-topology-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+let fileSeq = 0
+
+function writeTopology(content: string): string {
+  const file = join(dir, `topology-${++fileSeq}.json`)
+  writeFileSync(file, content)
+  return file
+}
+
+/** Loads `raw` from a real file and asserts a topology error naming the file and `mentions`. */
+function rejects(t: Asserts, raw: unknown, mentions: (string | RegExp)[], what: string): void {
+  const file = writeTopology(JSON.stringify(raw))
+  let caught: unknown
+  try {
+    loadTopology(file)
+  } catch (e) {
+    caught = e
+  }
+  t.ok(caught instanceof HvlabError, `${what}: throws an HvlabError`)
+  const err = caught as HvlabError
+  t.equal(err.code, 'HVLAB_E_TOPOLOGY', `${what}: code`)
+  t.match(err.message, file, `${what}: names the file`)
+  for (const m of mentions) t.match(err.message, m, `${what}: mentions ${String(m)}`)
+}
+
+/** The few assertions `rejects` uses, so it takes any tap test. */
+interface Asserts {
+  ok(value: unknown, message: string): boolean
+  equal(found: unknown, wanted: unknown, message: string): boolean
+  match(found: unknown, pattern: string | RegExp, message: string): boolean
+}
+
+t.test('the default topology loads', async (t) => {
+  const topo = loadTopology()
+  t.equal(topo.name, 'two-site')
+  t.equal(topo.quorum.model, 'node-and-file-share-majority')
+  t.same(
+    processesOf(topo).map((p) => `${p.role}:${p.name}@${p.site}`),
+    ['host:host-a1@site-a', 'host:host-a2@site-a', 'host:host-b1@site-b', 'host:host-b2@site-b', 'witness:witness@site-c', 'array:array-a@site-a', 'array:array-b@site-b'],
+    'hosts first, then the witness, then arrays',
+  )
+  t.same(loadTopology(DEFAULT_TOPOLOGY_FILE), topo, 'DEFAULT_TOPOLOGY_FILE is the default')
+})
+
+t.test('defaults are filled in', async (t) => {
+  const topo = parseTopology({ name: 'tiny', sites: [{ name: 's' }], hosts: [{ name: 'h1', site: 's' }] })
+  t.same(topo.arrays, [])
+  t.equal(topo.witness, undefined)
+  t.same(topo.quorum, { model: 'node-majority', dynamicQuorum: true, dynamicWitness: true })
+  t.equal(topo.hosts[0]?.memory_mib, 8192)
+  t.equal(topo.timeScale, 1)
+  t.ok(topo.heartbeat.sameSite.interval_ms > 0)
+})
+
+t.test('a valid non-default topology loads from a file', async (t) => {
+  const topo = loadTopology(writeTopology(JSON.stringify(validRaw())))
+  t.equal(topo.name, 'test-lab')
+  t.equal(topo.witness?.site, 'site-c')
+})
+
+t.test('validation errors name the file and the field', async (t) => {
+  const raw = validRaw
+  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-z' }] }, ['host-a1', 'unknown site site-z', 'site-a'], 'host in an unknown site')
+  rejects(t, { ...raw(), arrays: [{ name: 'array-z', site: 'site-z' }] }, ['array array-z', 'unknown site site-z'], 'array in an unknown site')
+  rejects(t, { ...raw(), witness: { name: 'witness', site: 'nowhere' } }, ['witness witness', 'unknown site nowhere'], 'witness in an unknown site')
+  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a' }, { name: 'host-a1', site: 'site-b' }] }, ['host-a1', 'more than one process'], 'duplicate host name')
+  rejects(t, { ...raw(), arrays: [{ name: 'host-a1', site: 'site-a' }] }, ['host-a1', 'more than one process'], 'array named like a host')
+  rejects(t, { ...raw(), witness: { name: 'array-a', site: 'site-c' } }, ['array-a', 'more than one process'], 'witness named like an array')
+  rejects(t, { ...raw(), sites: [{ name: 'site-a' }, { name: 'site-b' }, { name: 'site-c' }, { name: 'site-b' }] }, ['site site-b is declared twice'], 'duplicate site')
+  const { witness: _w, ...noWitness } = raw()
+  rejects(t, noWitness, ['node-and-file-share-majority', 'witness'], 'witness missing for node-and-file-share-majority')
+  rejects(t, { ...raw(), quorum: { model: 'node-majority' } }, ['witness', 'node-majority'], 'witness declared with node-majority')
+  rejects(t, { ...raw(), witness: { name: 'witness', site: 'site-a' } }, ['witness shares site site-a with hosts'], 'witness sharing a site with hosts')
+})
+
+t.test('schema errors name the field path', async (t) => {
+  const raw = validRaw
+  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a', memory_mib: '8192' }] }, ['hosts.0.memory_mib'], 'memory_mib as a string')
+  rejects(t, { ...raw(), hosts: 'host-a1' }, [/\bhosts\b/], 'hosts not an array')
+  rejects(t, { ...raw(), hosts: [] }, [/\bhosts\b/], 'no hosts')
+  rejects(t, { ...raw(), timeScale: 2 }, ['timeScale'], 'timeScale above 1')
+  rejects(t, { ...raw(), timeScale: 0 }, ['timeScale'], 'timeScale of 0')
+  rejects(t, { ...raw(), quorum: { model: 'majority-of-vibes' } }, ['quorum.model'], 'unknown quorum model')
+  rejects(t, { ...raw(), heartbeat: { sameSite: { interval_ms: 1, missed_max: 3 }, crossSite: { interval_ms: 1000, missed_max: 3 } } }, ['heartbeat.sameSite.interval_ms'], 'heartbeat too fast')
+  rejects(t, { ...raw(), name: 42 }, [/\bname\b/], 'name as a number')
+  rejects(t, [raw()], ['(top level)'], 'an array instead of an object')
+  rejects(t, null, ['(top level)'], 'null')
+})
+
+t.test('unknown fields are refused, wherever they are', async (t) => {
+  rejects(t, { ...validRaw(), colour: 'blue' }, ['colour'], 'extra top-level field')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'host-a1', site: 'site-a', cpus: 4 }] }, ['hosts.0', 'cpus'], 'extra host field')
+  rejects(t, { ...validRaw(), quorum: { model: 'node-and-file-share-majority', dynamicQuorm: true } }, ['quorum', 'dynamicQuorm'], 'misspelt quorum field')
+})
+
+t.test('bad names are refused', async (t) => {
+  rejects(t, { ...validRaw(), hosts: [{ name: 'Host-A1', site: 'site-a' }] }, ['hosts.0.name', 'a-z'], 'upper case')
+  rejects(t, { ...validRaw(), hosts: [{ name: '-host', site: 'site-a' }] }, ['hosts.0.name'], 'leading dash')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'host a1', site: 'site-a' }] }, ['hosts.0.name'], 'space')
+  rejects(t, { ...validRaw(), hosts: [{ name: '', site: 'site-a' }] }, ['hosts.0.name'], 'empty')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'h'.repeat(64), site: 'site-a' }] }, ['hosts.0.name'], 'too long')
+  rejects(t, { ...validRaw(), sites: [{ name: 'site/a' }] }, ['sites.0.name'], 'slash in a site name')
+})
+
+t.test('bad JSON and a missing file', async (t) => {
+  const bad = writeTopology('{ "name": "x", ')
+  t.throws(() => loadTopology(bad), { name: 'HvlabError', code: 'HVLAB_E_TOPOLOGY', message: new RegExp(`${escape(bad)} is not valid JSON`) })
+  const missing = join(dir, 'no-such-topology.json')
+  t.throws(() => loadTopology(missing), { name: 'HvlabError', code: 'HVLAB_E_TOPOLOGY', message: new RegExp(`cannot read topology file ${escape(missing)}`) })
+})
+
+t.test('parseTopology names its source', async (t) => {
+  t.throws(() => parseTopology({ name: 'x' }, 'my-lab.json'), { code: 'HVLAB_E_TOPOLOGY', message: /^my-lab\.json: sites: / })
+})
+
+t.test('processSpec finds a process or says which exist', async (t) => {
+  const topo = loadTopology()
+  t.same(processSpec(topo, 'array-b'), { name: 'array-b', role: 'array', site: 'site-b' })
+  t.throws(() => processSpec(topo, 'host-z9'), { code: 'HVLAB_E_NOT_FOUND', message: /host-z9.*known: host-a1, .*array-b/ })
+})
+
+t.test('who talks to whom', async (t) => {
+  const topo = loadTopology()
+  const names = (name: string) => peersOf(topo, name).map((p) => p.name)
+  t.same(names('host-a1'), ['host-a2', 'host-b1', 'host-b2', 'witness', 'array-a', 'array-b'], 'a host talks to everyone else')
+  t.same(names('array-a'), ['host-a1', 'host-a2', 'host-b1', 'host-b2', 'array-b'], 'an array talks to hosts and arrays')
+  t.same(names('witness'), ['host-a1', 'host-a2', 'host-b1', 'host-b2'], 'the witness talks only to hosts')
+  t.throws(() => peersOf(topo, 'nobody'), { code: 'HVLAB_E_NOT_FOUND' })
+
+  // Talking is symmetric, and nobody talks to itself.
+  for (const p of processesOf(topo)) {
+    t.notOk(names(p.name).includes(p.name), `${p.name} is not its own peer`)
+    for (const q of names(p.name)) t.ok(names(q).includes(p.name), `${p.name} -> ${q} is mutual`)
+  }
+})
+
+t.test('exactly one side dials each pair', async (t) => {
+  const topo: Topology = loadTopology()
+  for (const p of processesOf(topo)) {
+    for (const q of peersOf(topo, p.name)) {
+      t.not(dials(p.name, q.name), dials(q.name, p.name), `${p.name} / ${q.name}`)
+    }
+  }
+  t.equal(dials('array-a', 'host-a1'), true)
+  t.equal(dials('host-a1', 'array-a'), false)
+})
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
