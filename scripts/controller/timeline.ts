@@ -5,6 +5,7 @@
  * `memory_max` are kept in memory for `hvlab events`, and followers get each new one.
  */
 import { appendFileSync } from 'node:fs'
+import { lastLines } from './log-tail.js'
 
 export interface TimelineEvent {
   seq: number
@@ -23,7 +24,10 @@ export class Timeline {
   constructor(
     private readonly file: string | undefined,
     private readonly memory_max = 10_000,
-  ) {}
+  ) {
+    // A lab restarted in the same data dir continues the numbering of its events file.
+    if (file) this.nextSeq = lastSeqIn(file) + 1
+  }
 
   append(e: Omit<TimelineEvent, 'seq'>): TimelineEvent {
     const event: TimelineEvent = { seq: this.nextSeq++, ...e }
@@ -43,5 +47,16 @@ export class Timeline {
   follow(f: (e: TimelineEvent) => void): () => void {
     this.followers.add(f)
     return () => this.followers.delete(f)
+  }
+}
+
+function lastSeqIn(file: string): number {
+  const [line] = lastLines(file, 1)
+  if (!line) return 0
+  try {
+    const seq = (JSON.parse(line) as { seq?: unknown }).seq
+    return typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0 ? seq : 0
+  } catch {
+    return 0
   }
 }

@@ -56,3 +56,14 @@ t.test('events are appended to the file, one JSON object per line', async (t) =>
   t.same(events.map((e) => e.seq), [1, 2, 3, 4], 'the file keeps everything, not only what memory holds')
   t.same(events[3], { seq: 4, ...ev(3) })
 })
+
+t.test('a timeline reopened on the same file continues its numbering', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-timeline-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'events.jsonl')
+  const first = new Timeline(file)
+  first.append({ at_ms: 1, kind: 'a', source: 'lab', details: {} })
+  first.append({ at_ms: 2, kind: 'b', source: 'lab', details: {} })
+  const second = new Timeline(file)
+  t.equal(second.append({ at_ms: 3, kind: 'c', source: 'lab', details: {} }).seq, 3)
+})
