@@ -19,7 +19,7 @@ import { dirOption, intIn, nameList, out, printJson } from './options.js'
 import { registerStorageCommands } from './storage-commands.js'
 import { formatEvent, formatStatus } from './format.js'
 
-const READY_TIMEOUT_MS = 60_000
+const READY_TIMEOUT_MS = 120_000
 
 const json = printJson
 const list = nameList
