@@ -23,6 +23,7 @@ import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
 import { PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const PAGE = PAGE_SIZE_BYTES
 const MiB = 1024 * 1024
@@ -60,16 +61,6 @@ export interface PageDiffBenchReport {
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Workload {
   memory: GuestMemory

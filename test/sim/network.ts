@@ -9,18 +9,8 @@ import { Membership, type MembershipConfig, type NodeRecord } from '../../agent/
 import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
 import { clusterMessages } from '../../shared/protocol/cluster-messages.js'
 import { Arbiter, type ArbiterConfig, type ArbiterRecord } from '../../witness/arbiter.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
-/** mulberry32: a small, good-enough seeded PRNG returning [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface SimEvent {
   at_ms: number

@@ -18,6 +18,7 @@ import {
   type Envelope,
 } from '../../shared/protocol/codec.js'
 import { messageDef, validateMessage, type Message } from '../../shared/protocol/messages.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const NONCE = '0123456789abcdef0123456789abcdef'
 const PROOF = 'ab'.repeat(32)
@@ -83,16 +84,6 @@ function throwsProtocol(tt: TapTest, data: Uint8Array, what: string): void {
   }
 }
 
-// Deterministic PRNG (mulberry32): the fuzz below must be reproducible from its seed.
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 const SEED = process.env.HVLAB_SEED ? Number(process.env.HVLAB_SEED) : 0x5eed_c0de
 
 t.test('every sample message round-trips in every envelope kind', async (tt) => {
@@ -114,7 +105,7 @@ t.test('every sample message round-trips in every envelope kind', async (tt) => 
 })
 
 t.test('attachments arrive byte for byte, up to ATTACHMENT_BYTES_MAX', async (tt) => {
-  const rand = prng(SEED)
+  const rand = mulberry32(SEED)
   for (const size of [1, 4096, 4 * 1024 * 1024, ATTACHMENT_BYTES_MAX]) {
     const bytes = Buffer.alloc(size)
     for (let i = 0; i < size; i += 997) bytes[i] = Math.floor(rand() * 256)
@@ -261,7 +252,7 @@ function randomValue(rand: () => number, depth: number): unknown {
 }
 
 t.test('thousands of seeded random and mutated frames never crash the decoder', async (tt) => {
-  const rand = prng(SEED)
+  const rand = mulberry32(SEED)
   const byteOf = (): number => Math.floor(rand() * 256)
   const seeds = [...SAMPLES.map((m) => encodeFrame({ k: 'req', id: 3, m })), encodeFrame({ k: 'msg', m: { t: 'blob', label: 'b' } }, Buffer.from([9, 9, 9]))]
   let failures = 0

@@ -7,19 +7,10 @@ import {
   encodeDeltaToBytes,
   validateDelta,
 } from '../../agent/migration/page-delta.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const PAGE = 4096
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const randomPage = (rnd: () => number): Uint8Array => Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256))
 

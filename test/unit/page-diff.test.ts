@@ -5,19 +5,10 @@ import { applyBatch, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../..
 import { diffPages, type PageDiffResult } from '../../agent/migration/page-diff.js'
 import runPageDiff from '../../agent/migration/page-diff-worker.js'
 import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const PAGE = PAGE_SIZE_BYTES
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const bytesOf = (sab: SharedArrayBuffer, page: number): Uint8Array => new Uint8Array(sab, page * PAGE, PAGE)
 

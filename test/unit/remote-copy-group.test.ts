@@ -1,6 +1,7 @@
 import t from 'tap'
 import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const BS = 16 // small blocks keep the harness readable; the machine does not care
 const BLOCKS = 8
@@ -483,13 +484,3 @@ t.test('seeded simulation: random writes and link flaps always converge to equal
   t.pass(`${runs} seeded runs converged`)
 })
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}

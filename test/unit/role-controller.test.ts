@@ -2,6 +2,7 @@ import t from 'tap'
 import { HvlabError } from '../../shared/errors.js'
 import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 
 const MIN = 60_000
 
@@ -239,16 +240,6 @@ t.test('stop while moving, and a target that dies during a move', async (t) => {
 
 // ── randomized: a simulated cluster of agents with ordered channels ────────────────────
 
-/** A small seeded PRNG (mulberry32). */
-function prng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Agent {
   alive: boolean
@@ -258,7 +249,7 @@ interface Agent {
 }
 
 function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }) {
-  const rand = prng(seed)
+  const rand = mulberry32(seed)
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!
   const names = ['h1', 'h2', 'h3', 'h4']
   const roles = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
