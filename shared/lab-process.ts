@@ -5,7 +5,7 @@
  * Role code plugs in through `onPeer` and `emitEvent`; it never touches sockets.
  */
 import { readFileSync } from 'node:fs'
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { RealClock, type Clock } from './clock.js'
 import { HvlabError, describeError } from './errors.js'
 import { labLayout, type LabLayout } from './lab-layout.js'
@@ -203,6 +203,8 @@ export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promis
     p = await LabProcess.start(parseLabProcessArgs(process.argv.slice(2), role))
     await setup(p)
   } catch (e) {
+    // commander has already printed its own usage error or help text
+    if (e instanceof CommanderError) process.exit(e.exitCode)
     process.stderr.write(`hvlab-${role}: ${describeError(e)}\n`)
     process.exit(2)
   }
