@@ -188,6 +188,13 @@ export class Membership {
   leaseUntil(): number {
     return this.lease?.until_ms ?? 0
   }
+  /** Peers whose heartbeats arrive in time now (the failure detector's view). */
+  upPeers(now_ms: number): string[] {
+    return [...this.detector.upPeers(now_ms)]
+  }
+  settings(): Readonly<MembershipConfig> {
+    return this.config
+  }
   isCoordinator(): boolean {
     return this.rec.view.epoch > 0 && this.rec.view.coordinator === this.config.name && !this.rec.left
   }

@@ -1,5 +1,6 @@
 /** How the CLI prints the lab's status and timeline for people (`--json` prints raw). */
-import type { LabStatus } from '../controller/lab-controller.js'
+import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
+import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import type { TimelineEvent } from '../controller/timeline.js'
 
 export function table(rows: string[][]): string {
@@ -25,6 +26,7 @@ export function formatStatus(s: LabStatus): string {
   }
   const lines = [`lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid})`, table(rows)]
   for (const p of s.partitions) lines.push(`partition: ${p.a.join(',')}  ✕  ${p.b.join(',')}`)
+  if (s.cluster) lines.push('', formatCluster(s.cluster))
   for (const p of s.processes) {
     if (p.state === 'down' && p.lastExit && !p.lastExit.requested) {
       lines.push(`${p.name} died by itself (${p.lastExit.signal ? `signal ${p.lastExit.signal}` : `exit code ${p.lastExit.code}`}); last log lines:`)
@@ -42,4 +44,30 @@ export function formatEvent(e: TimelineEvent): string {
     .join(' ')
   const lines = Array.isArray(e.details.lastLogLines) ? (e.details.lastLogLines as unknown[]).map((l) => `\n    ${String(l)}`).join('') : ''
   return `${t}  ${e.source.padEnd(9)} ${e.kind.padEnd(20)} ${details}${lines}`
+}
+
+/** The host whose view to show: a coordinator holding the lease, else any lease holder, else the first. */
+export function referenceHost(c: LabClusterStatus): ClusterStatus | undefined {
+  const all = Object.values(c.hosts)
+  return all.find((h) => h.holds_lease && h.is_coordinator) ?? all.find((h) => h.holds_lease) ?? all[0]
+}
+
+/** The failover cluster: quorum model and votes, witness vote holder, each node's state and lease. */
+export function formatCluster(c: LabClusterStatus): string {
+  const ref = referenceHost(c)
+  if (!ref) return 'cluster: no host answered'
+  const onOff = (b: boolean): string => (b ? 'on' : 'off')
+  const holders = Object.values(c.hosts).filter((h) => h.holds_lease).map((h) => h.node)
+  const lines = [
+    `cluster: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${ref.epoch}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
+    `quorum: ${ref.holds_lease ? 'HELD' : 'NOT HELD'} by ${holders.length ? holders.join(',') : 'no host'}; votes present ${ref.votes_present} of ${ref.votes_total}, needed ${ref.votes_needed}` +
+      (ref.witness ? `; witness ${ref.witness.name} ${ref.witness.votes ? 'votes' : 'does not vote (dynamic witness)'}, vote holder ${c.witness?.vote_holder ?? 'none'}` : ''),
+  ]
+  const rows = [['NODE', 'SITE', 'STATE', 'VOTE', 'QUORUM', 'EPOCH']]
+  for (const n of ref.nodes) {
+    const own = c.hosts[n.name]
+    rows.push([n.name, n.site, n.state, n.voter ? 'yes' : 'no', own ? (own.holds_lease ? 'yes' : 'no') : '-', own ? String(own.epoch) : '-'])
+  }
+  lines.push(table(rows))
+  return lines.join('\n')
 }

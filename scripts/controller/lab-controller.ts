@@ -12,6 +12,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
 import { createLogger, type Logger } from '../../shared/log.js'
 import { validateMessage, type Message } from '../../shared/protocol/messages.js'
+import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
 import { loadTopology, peersOf, processesOf, type ProcessSpec, type Topology } from '../../shared/topology.js'
 import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
@@ -66,11 +67,25 @@ export interface ProcessStatus {
   lastExit: ProcessExit | null
 }
 
+/** The failover cluster as each up host and the witness report it on GET /status (refreshed about every second). */
+export interface LabClusterStatus {
+  /** Each up host's own view of the quorum; a host that did not answer in time is absent. */
+  hosts: Record<string, ClusterStatus>
+  /** The witness's record: newest epochs seen and the coordinator holding its vote. */
+  witness: { committed_epoch: number; db_epoch: number; lease_epoch: number; vote_holder: string | null } | null
+  refreshed_ms: number
+}
+
 export interface LabStatus {
   lab: { name: string; dir: string; controllerPid: number; started_ms: number; healthy: boolean }
   processes: ProcessStatus[]
   partitions: { a: string[]; b: string[] }[]
+  cluster?: LabClusterStatus
 }
+
+/** How long the controller waits for one process's GET /status, and how often it asks. */
+const CLUSTER_STATUS_TIMEOUT_MS = 500
+const CLUSTER_STATUS_REFRESH_MS = 1000
 
 const ENTRY: Record<Role, string> = {
   host: fileURLToPath(new URL('../../agent/main.ts', import.meta.url)),
@@ -93,6 +108,8 @@ export class LabController {
   private readonly partitions: { a: string[]; b: string[] }[] = []
   private server: PeerServer | undefined
   private stopping = false
+  private clusterStatus: LabClusterStatus | undefined
+  private clusterRefresh: NodeJS.Timeout | undefined
 
   private constructor(
     readonly topology: Topology,
@@ -150,11 +167,45 @@ export class LabController {
       lastExit: r.lastExit ?? null,
     }))
     const healthy = processes.every((p) => p.state === 'up' && p.expectedPeers.every((e) => p.peers.includes(e) || p.blocked.includes(e)))
+    this.keepClusterStatusFresh()
     return {
       lab: { name: this.topology.name, dir: this.layout.root, controllerPid: process.pid, started_ms: this.started_ms, healthy },
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
+      ...(this.clusterStatus ? { cluster: this.clusterStatus } : {}),
     }
+  }
+
+  /** Starts (once) a background refresh of the `cluster` part of status from the hosts' and witness's GET /status. */
+  private keepClusterStatusFresh(): void {
+    if (this.clusterRefresh || this.stopping) return
+    const refresh = async (): Promise<void> => {
+      const fetchStatus = async (r: ProcessRecord): Promise<Record<string, unknown> | undefined> => {
+        if (r.state !== 'up' || !r.httpEndpoint) return undefined
+        try {
+          const res = await fetch(`http://${r.httpEndpoint.host}:${r.httpEndpoint.port}/status`, { signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS) })
+          return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined
+        } catch {
+          return undefined
+        }
+      }
+      const records = [...this.records.values()].filter((r) => r.spec.role === 'host' || r.spec.role === 'witness')
+      const answers = await Promise.all(records.map(async (r) => [r, await fetchStatus(r)] as const))
+      const hosts: Record<string, ClusterStatus> = {}
+      let witness: LabClusterStatus['witness'] = null
+      for (const [r, s] of answers) {
+        if (s?.cluster && r.spec.role === 'host') hosts[r.spec.name] = s.cluster as ClusterStatus
+        if (s?.witness && r.spec.role === 'witness') witness = s.witness as LabClusterStatus['witness']
+      }
+      this.clusterStatus = { hosts, witness, refreshed_ms: Date.now() }
+    }
+    const loop = (): void => {
+      if (this.stopping) return
+      void refresh().finally(() => {
+        if (!this.stopping) this.clusterRefresh = setTimeout(loop, CLUSTER_STATUS_REFRESH_MS).unref()
+      })
+    }
+    this.clusterRefresh = setTimeout(loop, 0).unref()
   }
 
   /** Sends a signal to one process: KILL/TERM end it, STOP pauses it, CONT resumes it. */

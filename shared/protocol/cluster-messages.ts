@@ -146,6 +146,40 @@ export const clusterConfigWrite = defineMessage('cluster-config-write', {
 /** Host → every host: I am leaving the cluster (operator command); stop counting on me. */
 export const clusterLeave = defineMessage('cluster-leave', { from: field.name() })
 
+// ---- operator requests (CLI → controller → a host) and their replies -----------------
+
+export const NODE_STATES = ['Up', 'Down', 'Paused', 'Joining'] as const
+export const nodeStateSchema = z.enum(NODE_STATES)
+
+/** What one host knows of the cluster right now, for `hvlab status` and `hvlab cluster status`. */
+export const clusterStatusSchema = z.strictObject({
+  node: field.name(),
+  model: z.enum(['node-majority', 'node-and-file-share-majority']),
+  dynamic_quorum: z.boolean(),
+  dynamic_witness: z.boolean(),
+  epoch: field.uint(),
+  db_epoch: field.uint(),
+  coordinator: field.name(),
+  is_coordinator: z.boolean(),
+  forced: z.boolean(),
+  holds_lease: z.boolean(),
+  lease_until_ms: field.time_ms().nullable(),
+  members: field.list(field.name(), CLUSTER_NODES_MAX),
+  voters: field.list(field.name(), CLUSTER_NODES_MAX),
+  witness: z.strictObject({ name: field.name(), votes: z.boolean(), reachable: z.boolean() }).nullable(),
+  votes_total: field.uint(),
+  votes_present: field.uint(),
+  votes_needed: field.uint(),
+  nodes: field.list(z.strictObject({ name: field.name(), site: field.name(), state: nodeStateSchema, voter: z.boolean() }), CLUSTER_NODES_MAX),
+})
+export type ClusterStatus = z.infer<typeof clusterStatusSchema>
+
+export const clusterStatusRequest = defineMessage('cluster-status-request', {})
+export const clusterStatusReply = defineMessage('cluster-status-reply', { status: clusterStatusSchema })
+
+/** Operator → the host that should form the cluster alone (it must be told directly). */
+export const clusterForceQuorumRequest = defineMessage('cluster-force-quorum-request', {})
+
 export const clusterMessages = [
   clusterHeartbeat,
   clusterPrepare,
@@ -163,4 +197,7 @@ export const clusterMessages = [
 ] as const
 
 export type ClusterMessage = z.infer<(typeof clusterMessages)[number]['schema']>
+/** Operator requests and replies; not part of the peer protocol the state machines speak. */
+export const clusterOperatorMessages = [clusterStatusRequest, clusterStatusReply, clusterForceQuorumRequest] as const
+
 export type ClusterMessageOf<T extends ClusterMessage['t']> = Extract<ClusterMessage, { t: T }>

@@ -6,14 +6,15 @@
 import type { z } from 'zod'
 import { HvlabError } from '../errors.js'
 import type { MessageDef } from './define.js'
-import { clusterMessages } from './cluster-messages.js'
+import { clusterMessages, clusterOperatorMessages } from './cluster-messages.js'
 import { runtimeMessages } from './runtime-messages.js'
 import { storageMessages } from './storage-messages.js'
+import { migrationMessages } from './migration-messages.js'
 
 /** Bumped on any incompatible change; peers with another version are refused. */
 export const PROTOCOL_VERSION = 1
 
-export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...storageMessages] as const
+export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...clusterOperatorMessages, ...storageMessages, ...migrationMessages] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]
 export type Message = z.infer<AnyDef['schema']>

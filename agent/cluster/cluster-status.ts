@@ -1,0 +1,51 @@
+/**
+ * A host's answer to "what is the quorum state?" (pure): model, votes present / needed,
+ * whether the witness votes and is reachable, the epoch and members, and each node's
+ * state in WSFC's words — Up (a member, heard), Paused (Up, drained by the operator),
+ * Joining (heard but not yet in the view), Down (not heard).
+ */
+import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
+import type { Membership } from './membership.js'
+import { totalVotes, votesHeld, votesNeeded } from './quorum.js'
+
+export function pausedKey(node: string): string {
+  return `node/${node}/state`
+}
+
+export function clusterStatus(m: Membership, now_ms: number, witnessReachable: boolean): ClusterStatus {
+  const c = m.settings()
+  const view = m.view()
+  const db = m.database()
+  const heard = new Set([c.name, ...m.upPeers(now_ms)])
+  const present = new Set(heard)
+  if (c.witness && witnessReachable) present.add(c.witness)
+  const holds = m.holdsLease(now_ms)
+  const nodes = Object.entries(c.sites)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, site]) => {
+      const member = view.members.includes(name) && view.epoch > 0
+      const up = heard.has(name)
+      const state = !up ? 'Down' : !member || (name === c.name && !holds) ? 'Joining' : db.config[pausedKey(name)] === 'paused' ? 'Paused' : 'Up'
+      return { name, site, state: state as ClusterStatus['nodes'][number]['state'], voter: view.voters.includes(name) }
+    })
+  return {
+    node: c.name,
+    model: c.quorum.model,
+    dynamic_quorum: c.quorum.dynamic_quorum,
+    dynamic_witness: c.quorum.dynamic_witness,
+    epoch: view.epoch,
+    db_epoch: db.db_epoch,
+    coordinator: view.coordinator,
+    is_coordinator: m.isCoordinator(),
+    forced: view.forced,
+    holds_lease: holds,
+    lease_until_ms: holds ? m.leaseUntil() : null,
+    members: [...view.members],
+    voters: [...view.voters],
+    witness: c.witness ? { name: c.witness, votes: view.witness_vote, reachable: witnessReachable } : null,
+    votes_total: totalVotes(view),
+    votes_present: votesHeld(view, present, c.witness ?? ''),
+    votes_needed: votesNeeded(view),
+    nodes,
+  }
+}

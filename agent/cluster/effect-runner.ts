@@ -1,0 +1,79 @@
+/**
+ * Carries out a cluster state machine's effects in order, for a real process: sends go
+ * to peers, the tick timer goes on the clock, a persist is written durably BEFORE any
+ * effect after it runs, and events go to the timeline. Batches run one after another.
+ *
+ * Persists coalesce: when several records are waiting, the newest one is written once.
+ * That is safe because a record only ever grows (a newer one includes what an older one
+ * promised), and it keeps fsyncs off the heartbeat path when leases renew quickly.
+ */
+import type { Clock } from '../../shared/clock.js'
+import { SerialQueue } from '../../shared/durable-json.js'
+import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
+import type { ClusterEvent, Effect, TimerToken } from './effects.js'
+
+export interface EffectSinks<R> {
+  clock: Clock
+  send(to: string, message: ClusterMessage): void
+  persist(record: R): Promise<void>
+  emit(event: ClusterEvent): void
+  /** The timer fired: step the state machine with it. */
+  onTimer(token: TimerToken): void
+  /** A persist failed: the process must not go on (it could break a promise it made). */
+  onFatal(error: unknown): void
+}
+
+export class EffectRunner<R> {
+  private readonly queue = new SerialQueue()
+  private latest: R | undefined
+  private written: R | undefined
+  private cancelTick: (() => void) | undefined
+  private stopped = false
+
+  constructor(private readonly sinks: EffectSinks<R>) {}
+
+  /** Queues one step's effects; they run after every earlier batch. */
+  run(effects: readonly Effect<R>[]): Promise<void> {
+    for (const e of effects) if (e.kind === 'persist') this.latest = e.record
+    return this.queue.run(() => this.carryOut(effects)).catch((e: unknown) => {
+      void this.stop()
+      this.sinks.onFatal(e)
+    })
+  }
+
+  /** Runs nothing more; resolves once a write under way has finished. */
+  stop(): Promise<void> {
+    this.stopped = true
+    this.cancelTick?.()
+    return this.queue.run(async () => {})
+  }
+
+  private async carryOut(effects: readonly Effect<R>[]): Promise<void> {
+    for (const e of effects) {
+      if (this.stopped) return
+      switch (e.kind) {
+        case 'persist':
+          if (this.latest !== undefined && this.written !== this.latest) {
+            const record = this.latest
+            await this.sinks.persist(record)
+            this.written = record
+          }
+          break
+        case 'send':
+          this.sinks.send(e.to, e.message)
+          break
+        case 'set-timer': {
+          this.cancelTick?.()
+          const token = e.token
+          this.cancelTick = this.sinks.clock.setTimer(e.at_ms - this.sinks.clock.now(), () => {
+            if (!this.stopped) this.sinks.onTimer(token)
+          })
+          break
+        }
+        case 'emit':
+          this.sinks.emit(e.event)
+          break
+      }
+    }
+  }
+}
