@@ -1,4 +1,7 @@
 /** One storage array process. */
 import { runLabProcess } from '../shared/lab-process.js'
+import { startArrayService } from './array-service.js'
 
-await runLabProcess('array', () => {})
+await runLabProcess('array', async (p) => {
+  await startArrayService(p)
+})

@@ -559,15 +559,18 @@ export class RemoteCopyGroup {
   }
 
   private onHello(role: RcRole, started: boolean, now_ms: number): RcEffect[] {
+    // The first hello since the link came up is answered: the partner may have sent its
+    // own before this side existed or listened (a group created on one array first).
+    const reply = this.partner_role === undefined ? this.hello() : []
     this.partner_role = role
     if (isTargetRole(this.role)) {
       if (isSourceRole(role)) this.started = started
-      return []
+      return reply
     }
-    if (isSourceRole(role)) return [this.emit('rc.both-primary', { local: this.role, partner: role })]
-    if (!this.started) return []
+    if (isSourceRole(role)) return [...reply, this.emit('rc.both-primary', { local: this.role, partner: role })]
+    if (!this.started) return reply
     this.sync_due = true
-    return [...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
+    return [...reply, ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
   }
 
   private onRcWrite(seq: number, volume: string, block: number, data: Uint8Array | undefined): RcEffect[] {
@@ -690,11 +693,14 @@ export class RemoteCopyGroup {
     if (this.role_change_pending !== op) return []
     this.role_change_pending = undefined
     this.partner_role = partnerRole
-    const effects: RcEffect[] = [this.emit('rc.role-changed', { op, to: this.role, partner: partnerRole }), ...this.hello()]
+    const effects: RcEffect[] = [this.emit('rc.role-changed', { op, to: this.role, partner: partnerRole })]
     if (op === 'recover') {
+      // Started before the hello: the partner (now Secondary-Rev) takes its started flag from it.
       this.started = true
       this.sync_due = true
-      effects.push(this.persistEffect(), ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms))
+      effects.push(this.persistEffect(), ...this.hello(), ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms))
+    } else {
+      effects.push(...this.hello())
     }
     return effects
   }

@@ -65,6 +65,46 @@ export const blockData = defineMessage(
   { attachment: 'required' },
 )
 
+/** Most blocks one digest request may cover (256 MiB at 4 KiB blocks); the array reads them in bounded chunks. */
+export const DIGEST_BLOCKS_MAX = 65536
+/** Longest pattern seed of a block-write-pattern. */
+export const PATTERN_SEED_CHARS_MAX = 128
+
+/**
+ * Operator → array (request, relayed by the controller, so no attachment): a test/demo
+ * write whose data the array derives from `pattern` (see array-emulator/block-pattern.ts).
+ * Masking and fencing apply exactly as for a host's block-write. Reply: block-written.
+ */
+export const blockWritePattern = defineMessage('block-write-pattern', {
+  volume: volume(),
+  host: field.name(),
+  initiator: wwnSchema.optional(),
+  epoch: field.uint(),
+  block: field.uint(),
+  blocks: blockCount(),
+  pattern: z.string().min(1).max(PATTERN_SEED_CHARS_MAX),
+})
+
+/**
+ * Operator → array (request): sha256 of `blocks` blocks from `block` (and of each block,
+ * when there are at most BLOCKS_PER_IO_MAX). With `host`, masking applies as for a host's
+ * read; without, it is an administrator's read. Reply: block-digest.
+ */
+export const blockDigestRequest = defineMessage('block-digest-request', {
+  volume: volume(),
+  host: field.name().optional(),
+  initiator: wwnSchema.optional(),
+  block: field.uint(),
+  blocks: z.number().int().min(1).max(DIGEST_BLOCKS_MAX),
+})
+export const blockDigest = defineMessage('block-digest', {
+  volume: volume(),
+  block: field.uint(),
+  blocks: z.number().int().min(1).max(DIGEST_BLOCKS_MAX),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  block_sha256: field.list(z.string().regex(/^[0-9a-f]{64}$/), BLOCKS_PER_IO_MAX).optional(),
+})
+
 // ---------------------------------------------------------------- volume and LUN admin
 
 export const volumeCreate = defineMessage('volume-create', { volume: volume(), size_bytes: field.uint() })
@@ -83,6 +123,11 @@ export const lunPresent = defineMessage('lun-present', {
   initiators: field.list(wwnSchema, 2),
 })
 export const lunUnpresent = defineMessage('lun-unpresent', { volume: volume(), host: field.name() })
+/** Array → operator (reply to lun-present/lun-unpresent): the volume's presentations now. */
+export const lunPresentations = defineMessage('lun-presentations', {
+  volume: volume(),
+  presentations: field.list(z.strictObject({ host: field.name(), initiators: field.list(z.string().max(23), 2) }), 4096),
+})
 
 // ---------------------------------------------------------------- Remote Copy admin
 
@@ -226,6 +271,9 @@ export const storageMessages = [
   blockWritten,
   blockRead,
   blockData,
+  blockWritePattern,
+  blockDigestRequest,
+  blockDigest,
   volumeCreate,
   volumeGrow,
   volumeRemove,
@@ -233,6 +281,7 @@ export const storageMessages = [
   volumeListing,
   lunPresent,
   lunUnpresent,
+  lunPresentations,
   rcCreate,
   rcAdmit,
   rcVerb,

@@ -299,6 +299,7 @@ t.test('failover, recover, restore: both sides wrote, their changed blocks are u
   t.same(lab.a.contents('v'), lab.b.contents('v'))
   t.equal(lab.a.block('v', 1), 0, "the old primary's unreplicated write was rolled back to the surviving copy")
   t.same(lab.states(lab.b), ['Synced', 'Synced'])
+  t.same(lab.states(lab.a), ['Synced', 'Synced'], 'the Secondary-Rev is started and Synced, not Stopped')
   // replication now runs b -> a, synchronously
   const id = lab.write(lab.b, 'w', 3, 0xcc)
   t.notOk(lab.b.acked.has(id))

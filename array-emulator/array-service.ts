@@ -1,0 +1,191 @@
+/**
+ * The array process's shell: opens the volumes, LUN masking, fencing table and Remote
+ * Copy groups in this process's data dir; answers host block I/O from peers (block-write
+ * with the data as attachment → block-written; block-read → block-data), the Remote Copy
+ * traffic of the partner array, and the operator's admin requests relayed from the CLI.
+ * A bad request gets a clear HvlabError reply; nothing is written and the array keeps
+ * serving everyone else.
+ */
+import { join } from 'node:path'
+import { HvlabError } from '../shared/errors.js'
+import type { LabProcess } from '../shared/lab-process.js'
+import type { MessageOf } from '../shared/protocol/messages.js'
+import type { RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import type { PeerConnection } from '../shared/transport/peer-connection.js'
+import { createArrayMetrics } from './array-metrics.js'
+import { BlockIo } from './block-io.js'
+import { patternData } from './block-pattern.js'
+import { FencingTable } from './fencing.js'
+import { LunMasking } from './lun-masking.js'
+import { RemoteCopyService } from './remote-copy-service.js'
+import { VolumeStore } from './volume-store.js'
+
+const RC_PEER_TYPES = [
+  'rc-hello',
+  'rc-admit-peer',
+  'rc-write',
+  'rc-write-ack',
+  'rc-cycle-begin',
+  'rc-blocks',
+  'rc-blocks-ack',
+  'rc-cycle-end',
+  'rc-cycle-done',
+  'rc-role-change',
+  'rc-role-change-ack',
+  'rc-dirty-set',
+] as const satisfies readonly RcPeerMessage['t'][]
+
+export interface ArrayService {
+  store: VolumeStore
+  masking: LunMasking
+  fencing: FencingTable
+  rc: RemoteCopyService
+  io: BlockIo
+  close(): Promise<void>
+}
+
+export async function startArrayService(p: LabProcess): Promise<ArrayService> {
+  const dir = p.layout.processData(p.name)
+  const log = p.log.child({ component: 'array' })
+  const metrics = createArrayMetrics(p.metrics.registry)
+  const store = await VolumeStore.open(join(dir, 'volumes'))
+  const masking = await LunMasking.open(dir)
+  const fencing = await FencingTable.open(dir)
+  const partners = p.topology.arrays.map((a) => a.name).filter((n) => n !== p.name)
+  const rc = await RemoteCopyService.open({
+    dir: join(dir, 'remote-copy'),
+    store,
+    partners,
+    timeScale: p.topology.timeScale,
+    now: () => p.clock.now(),
+    setTimer: (delay_ms, fn) => void p.clock.setTimer(delay_ms, fn),
+    send: async (to, message, attachment) => {
+      const c = p.mesh.connection(to)
+      if (!c?.isOpen) return false
+      try {
+        await c.send(message, attachment)
+        return true
+      } catch (e) {
+        log.debug({ to, t: message.t, err: String(e) }, 'could not send to the partner array; the link-down will settle it')
+        return false
+      }
+    },
+    emit: (kind, details) => p.emitEvent(kind, details),
+    log,
+    onResyncBytes: (n) => metrics.resyncBytes.inc(n),
+  })
+  const io = new BlockIo(store, masking, fencing, rc, metrics)
+  metrics.volumes.set(store.list().length)
+
+  // ---------------------------------------------------------------- peers: hosts' block I/O, partner arrays' Remote Copy
+  const sameHost = (claimed: string, c: PeerConnection): void => {
+    if (claimed !== c.remoteName) {
+      metrics.refusals.inc({ reason: 'not-presented' })
+      throw new HvlabError('HVLAB_E_REFUSED', `${c.remoteName} sent I/O in the name of host ${claimed}; a host does I/O only as itself; nothing was read or written`)
+    }
+  }
+  p.onPeer((c) => {
+    c.onRequest('block-write', async ({ message: m, attachment }) => {
+      sameHost(m.host, c)
+      await io.write(m, attachment)
+      return { message: { t: 'block-written', volume: m.volume, block: m.block, blocks: m.blocks } }
+    })
+    c.onRequest('block-read', async ({ message: m }) => {
+      sameHost(m.host, c)
+      const data = await io.read(m)
+      return { message: { t: 'block-data', volume: m.volume, block: m.block, blocks: m.blocks }, attachment: data }
+    })
+    for (const t of RC_PEER_TYPES) {
+      c.onMessage(t, ({ message, attachment }) => rc.peerMessage(c.remoteName, message as RcPeerMessage, attachment))
+    }
+  })
+  p.mesh.on('peer-up', (c: PeerConnection) => {
+    if (partners.includes(c.remoteName)) rc.linkUp(c.remoteName)
+  })
+  p.mesh.on('peer-down', (name: string) => {
+    if (partners.includes(name)) rc.linkDown(name)
+  })
+  for (const name of p.mesh.connectedPeers()) if (partners.includes(name)) rc.linkUp(name)
+
+  // ---------------------------------------------------------------- operator: volumes and LUNs
+  const listing = (): MessageOf<'volume-listing'> => ({
+    t: 'volume-listing',
+    block_size_bytes: store.block_size_bytes,
+    volumes: store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes })),
+  })
+  const presentations = (volume: string): MessageOf<'lun-presentations'> => ({
+    t: 'lun-presentations',
+    volume,
+    presentations: masking.presentations(volume).map((x) => ({ host: x.host, initiators: x.initiators })),
+  })
+  p.serveOperator('volume-list', () => listing())
+  p.serveOperator('volume-create', async (m) => {
+    const v = await store.create(m.volume, m.size_bytes)
+    metrics.volumes.set(store.list().length)
+    p.emitEvent('array.volume-created', { volume: v.volume, size_bytes: v.size_bytes })
+    return listing()
+  })
+  p.serveOperator('volume-grow', async (m) => {
+    const group = rc.groupOfVolume(m.volume)
+    if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; its size is fixed while it is replicated`)
+    const v = await store.grow(m.volume, m.size_bytes)
+    p.emitEvent('array.volume-grown', { volume: v.volume, size_bytes: v.size_bytes })
+    return listing()
+  })
+  p.serveOperator('volume-remove', async (m) => {
+    const group = rc.groupOfVolume(m.volume)
+    if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; it cannot be removed while it is replicated`)
+    await store.remove(m.volume)
+    await masking.forgetVolume(m.volume)
+    await fencing.forget(m.volume)
+    metrics.volumes.set(store.list().length)
+    p.emitEvent('array.volume-removed', { volume: m.volume })
+    return listing()
+  })
+  p.serveOperator('lun-present', async (m) => {
+    store.get(m.volume) // a clear error for an unknown volume
+    await masking.present(m.volume, m.host, m.initiators)
+    p.emitEvent('array.lun-presented', { volume: m.volume, host: m.host, initiators: m.initiators })
+    return presentations(m.volume)
+  })
+  p.serveOperator('lun-unpresent', async (m) => {
+    await masking.unpresent(m.volume, m.host)
+    p.emitEvent('array.lun-unpresented', { volume: m.volume, host: m.host })
+    return presentations(m.volume)
+  })
+
+  // ---------------------------------------------------------------- operator: test/demo I/O
+  p.serveOperator('block-write-pattern', async (m) => {
+    const bs = store.block_size_bytes
+    await io.write(m, patternData(m.pattern, m.block, m.blocks, bs))
+    return { t: 'block-written', volume: m.volume, block: m.block, blocks: m.blocks }
+  })
+  p.serveOperator('block-digest-request', async (m) => {
+    const d = await io.digest(m)
+    return { t: 'block-digest', volume: m.volume, block: m.block, blocks: m.blocks, ...d }
+  })
+
+  // ---------------------------------------------------------------- operator: Remote Copy
+  p.serveOperator('rc-create', async (m) => ({ t: 'rc-status', groups: [await rc.create(m)] }))
+  p.serveOperator('rc-admit', async (m) => ({ t: 'rc-status', groups: [await rc.admit(m.group, m.volume, m.remote_volume)] }))
+  p.serveOperator('rc-verb', async (m) => ({ t: 'rc-status', groups: [await rc.verb(m.group, m.verb, m.force === true)] }))
+  p.serveOperator('rc-status-request', (m) => ({ t: 'rc-status', groups: rc.status(m.group) }))
+
+  p.addStatus(() => ({
+    volumes: store.list().length,
+    remote_copy: rc.status().map((g) => ({ group: g.group, role: g.role, started: g.started, link_up: g.link_up, bytes_behind: g.bytes_behind })),
+  }))
+  log.info({ dir, volumes: store.list().length, groups: rc.groupNames() }, 'array service ready')
+
+  return {
+    store,
+    masking,
+    fencing,
+    rc,
+    io,
+    async close() {
+      await rc.close()
+      await store.close()
+    },
+  }
+}

@@ -1,0 +1,351 @@
+/**
+ * The shell around the array's Remote Copy groups: it keeps one `RemoteCopyGroup` per
+ * group (restored from its journal after a restart), feeds it inputs one at a time —
+ * operator verbs, host writes, the partner's messages, link up/down, timers — and carries
+ * out the effects of each step strictly in order, every disk effect finished before the
+ * next one starts and every step's effects finished before the next step. A host write
+ * to a grouped volume is answered when the group says `ack-host` (sync mode: after the
+ * partner has it durably) or `fail-host`.
+ */
+import { join } from 'node:path'
+import type { Logger } from '../shared/log.js'
+import { HvlabError, describeError } from '../shared/errors.js'
+import { SerialQueue } from '../shared/durable-json.js'
+import { messageDef } from '../shared/protocol/messages.js'
+import type { EventDetails } from '../shared/protocol/runtime-messages.js'
+import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import { BlockSnapshot } from './block-snapshot.js'
+import { GroupJournal } from './group-journal.js'
+import { PERIOD_MS_MIN, RemoteCopyGroup, type RcEffect, type RcInput, type RcMode, type RcVerb, type WriteErrorPolicy } from './remote-copy-group.js'
+import type { VolumeStore } from './volume-store.js'
+
+export const RC_GROUPS_MAX = 256
+
+export interface RemoteCopyServiceOptions {
+  /** Where the groups' journals and rollback snapshots live. */
+  dir: string
+  store: VolumeStore
+  /** The arrays this one may pair with (the topology's other arrays). */
+  partners: readonly string[]
+  /** The lab's timeScale: periods shrink with it. */
+  timeScale: number
+  now: () => number
+  setTimer: (delay_ms: number, fn: () => void) => void
+  /** Sends to a partner array; resolves false when it is not connected (the message is dropped). */
+  send: (to: string, message: RcPeerMessage, attachment?: Uint8Array) => Promise<boolean>
+  emit: (kind: string, details: EventDetails) => void
+  log: Logger
+  /** Counts bytes sent in resync/delta batches. */
+  onResyncBytes?: (bytes: number) => void
+}
+
+interface GroupRuntime {
+  group: RemoteCopyGroup
+  journal: GroupJournal
+  delta: BlockSnapshot
+  rollback: BlockSnapshot
+  queue: SerialQueue
+}
+
+interface PendingWrite {
+  resolve: () => void
+  reject: (e: Error) => void
+}
+
+export interface RcCreateRequest {
+  group: string
+  partner: string
+  role: 'primary' | 'secondary'
+  mode: RcMode
+  period_ms?: number | undefined
+  write_error_policy?: WriteErrorPolicy | undefined
+  auto_recover?: boolean | undefined
+}
+
+export class RemoteCopyService {
+  private readonly groups = new Map<string, GroupRuntime>()
+  private readonly pending = new Map<number, PendingWrite>()
+  private readonly partnersUp = new Set<string>()
+  private writeSeq = 0
+  private readonly log: Logger
+
+  private constructor(private readonly o: RemoteCopyServiceOptions) {
+    this.log = o.log.child({ component: 'remote-copy' })
+  }
+
+  /** Opens the service and restores every group persisted in `dir`. */
+  static async open(o: RemoteCopyServiceOptions): Promise<RemoteCopyService> {
+    const s = new RemoteCopyService(o)
+    for (const name of await GroupJournal.groupsIn(o.dir)) {
+      const journal = await GroupJournal.open(o.dir, name)
+      const saved = await journal.load()
+      if (!saved) continue
+      const group = RemoteCopyGroup.fromRecord(saved.record, saved.appended)
+      await s.adopt(group, journal)
+      s.log.info({ group: name, role: group.currentRole }, 'remote copy group restored')
+    }
+    return s
+  }
+
+  groupNames(): string[] {
+    return [...this.groups.keys()].sort()
+  }
+
+  /** The group holding `volume` on this array, if any. */
+  groupOfVolume(volume: string): string | undefined {
+    for (const [name, rt] of this.groups) if (rt.group.status().volumes.some((v) => v.volume === volume)) return name
+    return undefined
+  }
+
+  status(group?: string): RcGroupStatus[] {
+    if (group !== undefined) return [this.require(group).group.status()]
+    return this.groupNames().map((g) => this.groups.get(g)!.group.status())
+  }
+
+  async create(r: RcCreateRequest): Promise<RcGroupStatus> {
+    if (this.groups.has(r.group)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${r.group} already exists on this array; \`hvlab rcopy status ${r.group}\` shows it`)
+    if (!this.o.partners.includes(r.partner)) {
+      throw new HvlabError('HVLAB_E_USAGE', `${r.partner} is not another array of this lab; partners: ${this.o.partners.join(', ') || '(none)'}`)
+    }
+    if (this.groups.size >= RC_GROUPS_MAX) throw new HvlabError('HVLAB_E_REFUSED', `this array already has ${RC_GROUPS_MAX} remote copy groups (its limit)`)
+    const period_ms = r.period_ms === undefined ? undefined : Math.max(PERIOD_MS_MIN, Math.round(r.period_ms * this.o.timeScale))
+    const group = new RemoteCopyGroup({
+      group: r.group,
+      partner: r.partner,
+      role: r.role,
+      mode: r.mode,
+      block_size_bytes: this.o.store.block_size_bytes,
+      ...(period_ms === undefined ? {} : { period_ms }),
+      ...(r.write_error_policy === undefined ? {} : { write_error_policy: r.write_error_policy }),
+      ...(r.auto_recover === undefined ? {} : { auto_recover: r.auto_recover }),
+    })
+    const journal = await GroupJournal.open(this.o.dir, r.group)
+    await journal.persist(group.record())
+    const rt = await this.adopt(group, journal)
+    this.o.emit('rc.created', { group: r.group, role: r.role, partner: r.partner, mode: r.mode })
+    return rt.group.status()
+  }
+
+  async admit(group: string, volume: string, remote_volume: string): Promise<RcGroupStatus> {
+    const rt = this.require(group)
+    const other = this.groupOfVolume(volume)
+    if (other !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} is already in remote copy group ${other}`)
+    const { block_count } = this.o.store.get(volume)
+    await this.input(rt, { kind: 'admit', volume, remote_volume, block_count })
+    return rt.group.status()
+  }
+
+  async verb(group: string, verb: RcVerb, force: boolean): Promise<RcGroupStatus> {
+    const rt = this.require(group)
+    await this.input(rt, { kind: 'command', verb, force })
+    return rt.group.status()
+  }
+
+  /**
+   * A host's write to a grouped volume: resolves when the group acknowledges it, throws
+   * when the group refuses or fails it. The caller has checked masking and fencing.
+   */
+  async hostWrite(group: string, volume: string, block: number, data: Uint8Array): Promise<void> {
+    const rt = this.require(group)
+    const write_id = ++this.writeSeq
+    const acked = new Promise<void>((resolve, reject) => this.pending.set(write_id, { resolve, reject }))
+    acked.catch(() => undefined) // observed below; a refusal in step() must not leave it unhandled
+    try {
+      await this.input(rt, { kind: 'host-write', write_id, volume, block, data })
+    } catch (e) {
+      this.pending.delete(write_id)
+      throw e
+    }
+    return acked
+  }
+
+  /** A message from a lab peer; `from` is its authenticated name. */
+  peerMessage(from: string, message: RcPeerMessage, attachment: Uint8Array | undefined): void {
+    const rt = this.groups.get(message.group)
+    if (!rt) {
+      this.log.warn({ from, t: message.t, group: message.group }, 'message for a remote copy group this array does not have; create the group on both arrays')
+      return
+    }
+    if (rt.group.config.partner !== from) {
+      this.log.warn({ from, t: message.t, group: message.group, partner: rt.group.config.partner }, 'remote copy message from an array that is not the group’s partner; dropped')
+      return
+    }
+    const needsAttachment = messageDef(message.t)?.attachment === 'required'
+    void this.peerInput(rt, message, needsAttachment ? attachment : undefined)
+  }
+
+  linkUp(partner: string): void {
+    const flapped = this.partnersUp.has(partner)
+    this.partnersUp.add(partner)
+    for (const rt of this.groupsWith(partner)) {
+      // A new connection while we thought the old one up: the partner restarted; whatever was in flight is lost.
+      if (flapped) void this.input(rt, { kind: 'link-down' }).catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
+      void this.input(rt, { kind: 'link-up' }).catch((e: unknown) => this.stepFailed(rt, 'link-up', e))
+    }
+  }
+
+  linkDown(partner: string): void {
+    if (!this.partnersUp.delete(partner)) return
+    for (const rt of this.groupsWith(partner)) void this.input(rt, { kind: 'link-down' }).catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
+  }
+
+  async close(): Promise<void> {
+    for (const rt of this.groups.values()) {
+      await rt.queue.run(async () => {
+        await rt.journal.close()
+        await rt.rollback.close()
+      })
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async adopt(group: RemoteCopyGroup, journal: GroupJournal): Promise<GroupRuntime> {
+    const bs = group.config.block_size_bytes
+    const rt: GroupRuntime = {
+      group,
+      journal,
+      delta: BlockSnapshot.inMemory(bs),
+      rollback: await BlockSnapshot.durable(join(this.o.dir, `${group.config.group}.rollback`), bs),
+      queue: new SerialQueue(),
+    }
+    this.groups.set(group.config.group, rt)
+    if (this.partnersUp.has(group.config.partner)) await this.input(rt, { kind: 'link-up' })
+    return rt
+  }
+
+  private groupsWith(partner: string): GroupRuntime[] {
+    return [...this.groups.values()].filter((rt) => rt.group.config.partner === partner)
+  }
+
+  private require(group: string): GroupRuntime {
+    const rt = this.groups.get(group)
+    if (!rt) throw new HvlabError('HVLAB_E_NOT_FOUND', `remote copy group ${group} does not exist on this array; \`hvlab rcopy create\` makes one`)
+    return rt
+  }
+
+  private async peerInput(rt: GroupRuntime, message: RcPeerMessage, attachment: Uint8Array | undefined): Promise<void> {
+    try {
+      if (message.t === 'rc-admit-peer') await rt.queue.run(() => this.ensureVolume(message.volume, message.block_count))
+      await this.input(rt, { kind: 'peer', message, ...(attachment ? { attachment } : {}) })
+    } catch (e) {
+      this.stepFailed(rt, message.t, e)
+    }
+  }
+
+  private stepFailed(rt: GroupRuntime, what: string, e: unknown): void {
+    this.log.warn({ group: rt.group.config.group, input: what, err: describeError(e) }, 'remote copy group refused an input')
+  }
+
+  /** The secondary's copy of an admitted volume: created here if the operator did not. */
+  private async ensureVolume(volume: string, block_count: number): Promise<void> {
+    const size_bytes = block_count * this.o.store.block_size_bytes
+    if (!this.o.store.has(volume)) {
+      await this.o.store.create(volume, size_bytes)
+      this.o.emit('array.volume-created', { volume, size_bytes, reason: 'remote copy secondary' })
+      return
+    }
+    const have = this.o.store.get(volume)
+    if (have.block_count < block_count) await this.o.store.grow(volume, size_bytes)
+    else if (have.block_count > block_count) {
+      throw new HvlabError('HVLAB_E_STATE', `volume ${volume} here has ${have.block_count} blocks but its primary has ${block_count}; a secondary volume must be the same size`)
+    }
+  }
+
+  /** One input, then its effects in order; resolves when they are all done. */
+  private input(rt: GroupRuntime, input: RcInput): Promise<void> {
+    return rt.queue.run(async () => {
+      const effects = rt.group.step(input, this.o.now())
+      for (const e of effects) await this.apply(rt, e)
+    })
+  }
+
+  private async apply(rt: GroupRuntime, e: RcEffect): Promise<void> {
+    const store = this.o.store
+    const bs = store.block_size_bytes
+    switch (e.kind) {
+      case 'send':
+        await this.o.send(e.to, e.message, e.attachment)
+        return
+      case 'send-blocks': {
+        const parts: Buffer[] = []
+        for (const b of e.blocks) parts.push(rt.delta.get(e.volume, b) ?? (await store.read(e.volume, b, 1)))
+        const data = Buffer.concat(parts)
+        this.o.onResyncBytes?.(data.length)
+        await this.o.send(e.to, { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: e.blocks }, data)
+        return
+      }
+      case 'write-local':
+        for (const [first, count, offset] of runsOf(e.blocks)) {
+          await store.write(e.volume, first, e.data.subarray(offset * bs, (offset + count) * bs))
+        }
+        return
+      case 'preserve': {
+        const snapshot = e.snapshot === 'delta' ? rt.delta : rt.rollback
+        const current = new Map<number, Buffer>()
+        for (const b of e.blocks) current.set(b, await store.read(e.volume, b, 1))
+        await snapshot.preserve(e.volume, e.blocks, (b) => current.get(b)!)
+        return
+      }
+      case 'rollback':
+        for (const b of e.blocks) {
+          const old = rt.rollback.get(e.volume, b)
+          if (old) await store.write(e.volume, b, old)
+          else this.log.warn({ group: rt.group.config.group, volume: e.volume, block: b }, 'no preserved copy of a block to roll back (its cycle had completed); keeping the current contents')
+        }
+        return
+      case 'release':
+        await (e.snapshot === 'delta' ? rt.delta : rt.rollback).release()
+        return
+      case 'ack-host': {
+        const w = this.pending.get(e.write_id)
+        this.pending.delete(e.write_id)
+        w?.resolve()
+        return
+      }
+      case 'fail-host': {
+        const w = this.pending.get(e.write_id)
+        this.pending.delete(e.write_id)
+        w?.reject(new HvlabError(e.code, e.reason))
+        return
+      }
+      case 'persist':
+        await rt.journal.persist(e.record)
+        return
+      case 'persist-blocks':
+        await rt.journal.append(e)
+        return
+      case 'set-timer': {
+        const token = e.token
+        this.o.setTimer(Math.max(0, e.at_ms - this.o.now()), () => {
+          void this.input(rt, { kind: 'timer', token }).catch((err: unknown) => this.stepFailed(rt, 'timer', err))
+        })
+        return
+      }
+      case 'emit':
+        this.o.emit(e.event, flatDetails(e.details))
+        return
+    }
+  }
+}
+
+/** Consecutive runs of a block list: [first block, count, index of the first in the list]. */
+export function runsOf(blocks: readonly number[]): [number, number, number][] {
+  const runs: [number, number, number][] = []
+  blocks.forEach((b, i) => {
+    const last = runs[runs.length - 1]
+    if (last && last[0] + last[1] === b && last[1] < 256) last[1]++
+    else runs.push([b, 1, i])
+  })
+  return runs
+}
+
+/** Timeline details are flat: anything nested is shown as JSON text. */
+function flatDetails(details: Record<string, unknown>): EventDetails {
+  const out: EventDetails = {}
+  for (const [k, v] of Object.entries(details)) {
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v
+    else out[k] = JSON.stringify(v)?.slice(0, 4096) ?? null
+  }
+  return out
+}
