@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import { HvlabError, asErrorCode, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
-import { readRunningControl } from '../controller/lab-controller.js'
+import { readRunningControl } from '../controller/control-file.js'
 
 export class ControlClient {
   private constructor(

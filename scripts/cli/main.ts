@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
-import { loadTopology, DEFAULT_TOPOLOGY_FILE } from '../../shared/topology.js'
 import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
-import { SIGNALS, readRunningControl, type LabStatus, type SignalName } from '../controller/lab-controller.js'
-import { runController } from '../controller/run.js'
+import { readRunningControl } from '../controller/control-file.js'
+import type { LabStatus } from '../controller/lab-controller.js'
+import { SIGNALS, type SignalName } from '../controller/signals.js'
 import type { TimelineEvent } from '../controller/timeline.js'
 import { lastLines } from '../controller/log-tail.js'
 import { registerClusterCommands } from './cluster-commands.js'
@@ -51,12 +51,15 @@ const program = new Command('hvlab')
 program
   .command('up')
   .description('start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy')
-  .option('--topology <file>', 'topology file (JSON)', DEFAULT_TOPOLOGY_FILE)
+  .option('--topology <file>', 'topology file (JSON); default: topologies/two-site.json')
   .addOption(dirOption())
   .option('--detach', 'return once the lab is healthy, leaving it running')
   .option('--json', 'print the status as JSON once healthy')
-  .action(async (o: { topology: string; dir: string; detach?: boolean; json?: boolean }) => {
-    loadTopology(o.topology) // validate before anything starts, with a clear error
+  .action(async (o: { topology?: string; dir: string; detach?: boolean; json?: boolean }) => {
+    // Loaded here, not at the top: the other commands start faster without them.
+    const { loadTopology, DEFAULT_TOPOLOGY_FILE } = await import('../../shared/topology.js')
+    const topologyFile = o.topology ?? DEFAULT_TOPOLOGY_FILE
+    loadTopology(topologyFile) // validate before anything starts, with a clear error
     const layout = labLayout(o.dir)
     if (o.detach) {
       const running = readRunningControl(layout)
@@ -64,7 +67,7 @@ program
       mkdirSync(layout.logs, { recursive: true })
       const logFd = openSync(layout.controllerLog + '.stderr', 'a')
       const entry = fileURLToPath(new URL('../controller/main.ts', import.meta.url))
-      const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', o.topology], { detached: true, stdio: ['ignore', logFd, logFd] })
+      const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', topologyFile], { detached: true, stdio: ['ignore', logFd, logFd] })
       closeSync(logFd)
       let alive = true
       child.on('exit', () => (alive = false))
@@ -79,7 +82,8 @@ program
       }
       return
     }
-    const lab = await runController({ dir: o.dir, topologyFile: o.topology })
+    const { runController } = await import('../controller/run.js')
+    const lab = await runController({ dir: o.dir, topologyFile })
     lab.controller.timeline.follow((e) => out(formatEvent(e)))
     let labRunning = true
     void lab.stopped.then(() => (labRunning = false))

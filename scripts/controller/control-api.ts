@@ -9,7 +9,8 @@ import { timingSafeEqual } from 'node:crypto'
 import { z } from 'zod'
 import { HvlabError, describeError, type HvlabErrorCode } from '../../shared/errors.js'
 import type { Logger } from '../../shared/log.js'
-import { SIGNALS, type LabController } from './lab-controller.js'
+import type { LabController } from './lab-controller.js'
+import { SIGNALS } from './signals.js'
 
 const BODY_BYTES_MAX = 64 * 1024
 /** How much of an oversize body is still read (and dropped) so its sender gets the 400. */

@@ -19,12 +19,12 @@ import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
 import type { Endpoint } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
+import { readRunningControl } from './control-file.js'
 import { lastLines } from './log-tail.js'
+import type { SignalName } from './signals.js'
 import { Timeline } from './timeline.js'
 
 export type ProcessState = 'starting' | 'up' | 'down' | 'paused'
-export const SIGNALS = ['KILL', 'TERM', 'STOP', 'CONT'] as const
-export type SignalName = (typeof SIGNALS)[number]
 
 export interface ProcessExit {
   code: number | null
@@ -438,29 +438,4 @@ function ensureSecret(layout: LabLayout): string {
   writeFileSync(layout.secret, secret + '\n', { mode: 0o600 })
   chmodSync(layout.secret, 0o600)
   return secret
-}
-
-export interface ControlFile {
-  pid: number
-  httpPort: number
-  peerPort: number
-  topology: string
-  started_ms: number
-}
-
-/** The control file of a lab whose controller is still alive, or undefined. */
-export function readRunningControl(layout: LabLayout): ControlFile | undefined {
-  let control: ControlFile
-  try {
-    control = JSON.parse(readFileSync(layout.control, 'utf8')) as ControlFile
-  } catch {
-    return undefined
-  }
-  if (!Number.isInteger(control.pid) || !Number.isInteger(control.httpPort)) return undefined
-  try {
-    process.kill(control.pid, 0)
-    return control
-  } catch {
-    return undefined
-  }
 }
