@@ -40,7 +40,12 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: fal
 
 const EMPTY = Buffer.alloc(0)
 
-export function encodeFrame(envelope: Envelope, attachment: Uint8Array = EMPTY): Buffer {
+/**
+ * The frame in two parts: the header with the envelope, and the attachment as given (not
+ * copied). The transport sends them as two fragments of one WebSocket message, so a page
+ * batch is never copied on the way out.
+ */
+export function encodeFrameParts(envelope: Envelope, attachment: Uint8Array = EMPTY): { head: Buffer; attachment: Uint8Array } {
   if (envelope.k !== 'err') validateMessage(envelope.m, attachment.length > 0)
   if (attachment.length > ATTACHMENT_BYTES_MAX) {
     throw new HvlabError('HVLAB_E_PROTOCOL', `attachment of ${attachment.length} bytes is over ${ATTACHMENT_BYTES_MAX}`)
@@ -49,12 +54,17 @@ export function encodeFrame(envelope: Envelope, attachment: Uint8Array = EMPTY):
   if (body.length > ENVELOPE_BYTES_MAX) {
     throw new HvlabError('HVLAB_E_PROTOCOL', `envelope of ${body.length} bytes is over ${ENVELOPE_BYTES_MAX}`)
   }
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length + attachment.length)
-  frame[0] = FRAME_MAGIC
-  frame.writeUInt32BE(body.length, 1)
-  body.copy(frame, FRAME_HEADER_BYTES)
-  if (attachment.length > 0) frame.set(attachment, FRAME_HEADER_BYTES + body.length)
-  return frame
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length)
+  head[0] = FRAME_MAGIC
+  head.writeUInt32BE(body.length, 1)
+  body.copy(head, FRAME_HEADER_BYTES)
+  return { head, attachment }
+}
+
+/** The whole frame in one buffer. */
+export function encodeFrame(envelope: Envelope, attachment: Uint8Array = EMPTY): Buffer {
+  const parts = encodeFrameParts(envelope, attachment)
+  return parts.attachment.length === 0 ? parts.head : Buffer.concat([parts.head, parts.attachment])
 }
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff

@@ -33,9 +33,19 @@ export interface ConnectOptions {
   handshakeTimeout_ms?: number
 }
 
+const zeroMask = (mask: Buffer): void => void mask.fill(0)
+
 export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
   const { host, port } = options.endpoint
-  const ws = new WebSocket(`ws://${host}:${port}/`, { maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false, handshakeTimeout: options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS })
+  const ws = new WebSocket(`ws://${host}:${port}/`, {
+    maxPayload: FRAME_BYTES_MAX,
+    perMessageDeflate: false,
+    handshakeTimeout: options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+    // A zero masking key: ws then sends client frames without masking and copying them.
+    // Masking protects browsers' intermediaries from cache poisoning; these links are
+    // process-to-process on the lab's own network and authenticated by HMAC instead.
+    generateMask: zeroMask,
+  })
   return new Promise<PeerConnection>((resolve, reject) => {
     let settled = false
     const nonce = newNonce()

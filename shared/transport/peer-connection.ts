@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import { HvlabError, asErrorCode, describeError } from '../errors.js'
-import { decodeFrame, encodeFrame, type Envelope } from '../protocol/codec.js'
+import { decodeFrame, encodeFrame, encodeFrameParts, type Envelope } from '../protocol/codec.js'
 import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
 import type { Logger } from '../log.js'
 import { goodbye } from './handshake-frames.js'
@@ -73,6 +73,7 @@ export class PeerConnection extends EventEmitter {
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
   private lastPong_ms = Date.now()
+  private lastProbe_ms = Date.now()
   private pingTimer: NodeJS.Timeout | undefined
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
   private waiting_bytes = 0
@@ -117,7 +118,10 @@ export class PeerConnection extends EventEmitter {
     return this
   }
 
-  /** Sends a one-way message; waits while the socket's queue is above the high-water mark. */
+  /**
+   * Sends a one-way message; waits while the socket's queue is above the high-water mark.
+   * An attachment is sent as it is, not copied: do not change its bytes after the call.
+   */
   async send(message: Message, attachment?: Uint8Array): Promise<void> {
     await this.sendEnvelope({ k: 'msg', m: message }, attachment)
   }
@@ -175,30 +179,38 @@ export class PeerConnection extends EventEmitter {
 
   private async sendEnvelope(envelope: Envelope, attachment?: Uint8Array): Promise<void> {
     if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} is closed`)
-    const frame = encodeFrame(envelope, attachment)
+    const frame = encodeFrameParts(envelope, attachment)
+    const frame_bytes = frame.head.length + frame.attachment.length
     // Frames waiting for the socket to drain are held in memory too: they count.
     const held_bytes = this.queued_bytes + this.waiting_bytes
-    if (held_bytes + frame.length > this.limits.sendQueue_bytes_max) {
+    if (held_bytes + frame_bytes > this.limits.sendQueue_bytes_max) {
       throw new HvlabError('HVLAB_E_BACKPRESSURE', `send queue to ${this.remoteName} is full (${held_bytes} bytes waiting); the peer is slow or stalled`)
     }
     if (this.queued_bytes > this.limits.sendHighWater_bytes) {
-      this.waiting_bytes += frame.length
+      this.waiting_bytes += frame_bytes
       try {
         while (this.queued_bytes > this.limits.sendHighWater_bytes && this.isOpen) {
           await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
         }
       } finally {
-        this.waiting_bytes -= frame.length
+        this.waiting_bytes -= frame_bytes
       }
     }
     if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed while sending`)
-    this.queued_bytes += frame.length
+    this.queued_bytes += frame_bytes
     this.metrics?.framesSent.inc({ kind: envelope.k })
-    this.metrics?.bytesSent.inc(frame.length)
-    this.ws.send(frame, { binary: true }, () => {
-      this.queued_bytes -= frame.length
+    this.metrics?.bytesSent.inc(frame_bytes)
+    const written = (): void => {
+      this.queued_bytes -= frame_bytes
       if (this.queued_bytes <= this.limits.sendHighWater_bytes) this.wakeSenders()
-    })
+    }
+    if (frame.attachment.length === 0) {
+      this.ws.send(frame.head, { binary: true }, written)
+      return
+    }
+    // Two fragments of one message, queued back to back: the attachment is not copied.
+    this.ws.send(frame.head, { binary: true, fin: false })
+    this.ws.send(frame.attachment, { binary: true, fin: true }, written)
   }
 
   private wakeSenders(): void {
@@ -304,8 +316,15 @@ export class PeerConnection extends EventEmitter {
 
   private probe(): void {
     if (this.closed) return
-    if (Date.now() - this.lastPong_ms > this.limits.deadAfter_ms) {
-      this.log.warn({ silent_ms: Date.now() - this.lastPong_ms }, 'peer stopped answering pings; cutting the connection')
+    const now_ms = Date.now()
+    const stalled_ms = now_ms - this.lastProbe_ms - this.limits.pingInterval_ms
+    this.lastProbe_ms = now_ms
+    if (stalled_ms > this.limits.pingInterval_ms) {
+      // This process did not run for a while (a long GC, a loaded machine, SIGSTOP): the
+      // peer's pongs may be waiting unread. Judge the peer on pongs it had time to send.
+      this.lastPong_ms = Math.max(this.lastPong_ms, now_ms - this.limits.pingInterval_ms)
+    } else if (now_ms - this.lastPong_ms > this.limits.deadAfter_ms) {
+      this.log.warn({ silent_ms: now_ms - this.lastPong_ms }, 'peer stopped answering pings; cutting the connection')
       this.ws.terminate()
       return
     }

@@ -10,13 +10,18 @@ import { silentLogger } from '../../shared/log.js'
 import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
 import { PeerConnection, type TransportLimits } from '../../shared/transport/peer-connection.js'
 
-/** Stands in for a ws socket: records frames, completes writes on `flush()`. */
+/**
+ * Stands in for a ws socket: records whole messages (joining fragments sent with
+ * `fin: false`, as ws does), completes writes on `flush()`.
+ */
 class FakeSocket extends EventEmitter {
   readonly sent: Buffer[] = []
   private readonly writes: ((err?: Error) => void)[] = []
+  private fragments: Buffer[] = []
   closedWith: number | undefined
-  send(data: Buffer, _options: unknown, cb?: (err?: Error) => void): void {
-    this.sent.push(data)
+  send(data: Buffer, options: { fin?: boolean } | undefined, cb?: (err?: Error) => void): void {
+    this.fragments.push(Buffer.from(data))
+    if (options?.fin !== false) this.sent.push(Buffer.concat(this.fragments.splice(0)))
     if (cb) this.writes.push(cb)
   }
   /** Completes every write handed to the socket so far. */

@@ -211,7 +211,7 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
 })
 
 t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt) => {
-  const limits = { pingInterval_ms: 20, deadAfter_ms: 150 }
+  const limits = { pingInterval_ms: 25, deadAfter_ms: 400 }
   const { server, peers } = await echoServer(tt, { limits })
   const good = await connect(tt, server.port, { name: 'honest' })
   const mute = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
