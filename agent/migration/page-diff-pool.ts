@@ -1,7 +1,8 @@
 /**
  * A small piscina pool that diffs a round's dirty set in parallel. The dirty set is cut
  * into chunks (one batch each); at most `inflight_max` chunks are in the pool at once,
- * so neither piscina's queue nor the batches waiting in memory grow without bound.
+ * counted over every diff() call (concurrent migrations share one pool), so neither
+ * piscina's queue nor the batches waiting in memory grow without bound.
  * Workers get the guest memory and the last-sent copy as SharedArrayBuffers (shared,
  * never copied); each batch comes back by transfer.
  *
@@ -58,6 +59,9 @@ export class PageDiffPool {
   readonly inflight_max: number
   private readonly pool: Piscina<PageDiffTask, PageDiffResult>
   private closed = false
+  /** Chunks in the pool now, over every diff() call (migrations share one pool). */
+  private inflight = 0
+  private readonly slotWaiters: (() => void)[] = []
 
   constructor(options: PageDiffPoolOptions) {
     this.threads = checkInt('threads', options.threads, 1, PAGE_DIFF_THREADS_MAX)
@@ -92,6 +96,7 @@ export class PageDiffPool {
         const c = next++
         // slice(), not subarray(): a view would clone its whole buffer to the worker.
         const task: PageDiffTask = { memory, last_sent, pages: pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages) }
+        await this.acquireSlot()
         try {
           const result = await this.pool.run(task)
           batches[c] = result.batch
@@ -99,6 +104,8 @@ export class PageDiffPool {
         } catch (e) {
           failed = true
           throw e
+        } finally {
+          this.releaseSlot()
         }
       }
     }
@@ -108,6 +115,17 @@ export class PageDiffPool {
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
     if (failure) throw failure.reason
     return { batches, stats }
+  }
+
+  /** Waits until fewer than inflight_max chunks are in the pool, whoever submitted them. */
+  private async acquireSlot(): Promise<void> {
+    while (this.inflight >= this.inflight_max) await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
+    this.inflight++
+  }
+
+  private releaseSlot(): void {
+    this.inflight--
+    this.slotWaiters.shift()?.()
   }
 
   async close(): Promise<void> {

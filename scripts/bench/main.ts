@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
+import { formatMigrationReport, runMigrationBench } from './migration.js'
 import { formatReport, runPageDiffBench } from './page-diff.js'
 
 const int = (min: number, max: number) => (v: string): number => {
@@ -15,17 +16,21 @@ const int = (min: number, max: number) => (v: string): number => {
 }
 
 const program = new Command('hvlab-bench')
-  .description('benchmarks: page diff (1, 2, N workers vs native Buffer.compare) and the pre-copy model')
+  .description('benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, and live migration (stream vs raw WebSocket; blackout across dirty rates vs the model)')
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
   .option('--reps <n>', 'repetitions per measurement (best and median reported)', int(1, 100), 3)
   .option('--bandwidth-mib-s <n>', 'link bandwidth for the pre-copy model, MiB/s', int(1, 1_000_000), 1200)
   .option('--seed <n>', 'seed of the synthetic page mix', int(0, 0xffff_ffff), 1)
+  .option('--vm-mib <n>', 'VM memory for the migration runs, MiB', int(16, 4096), 128)
+  .option('--no-migration', 'skip the live-migration benchmark')
   .parse()
 
-const o = program.opts<{ out: string; mib: number; reps: number; bandwidthMibS: number; seed: number }>()
+const o = program.opts<{ out: string; mib: number; reps: number; bandwidthMibS: number; seed: number; vmMib: number; migration: boolean }>()
 const pageDiff = await runPageDiffBench({ memory_mib: o.mib, reps: o.reps, bandwidth_mib_per_s: o.bandwidthMibS, seed: o.seed })
 process.stdout.write(formatReport(pageDiff) + '\n')
+const migration = o.migration ? await runMigrationBench({ memory_mib: o.vmMib }) : null
+if (migration) process.stdout.write('\n' + formatMigrationReport(migration) + '\n')
 mkdirSync(dirname(o.out), { recursive: true })
-writeFileSync(o.out, JSON.stringify({ at: new Date().toISOString(), pageDiff }, null, 2) + '\n')
+writeFileSync(o.out, JSON.stringify({ at: new Date().toISOString(), pageDiff, migration }, null, 2) + '\n')
 process.stdout.write(`\nwrote ${o.out}\n`)

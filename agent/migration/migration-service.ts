@@ -1,0 +1,634 @@
+/**
+ * The live-migration shell of one host. Outgoing: runs MigrationSource state machines
+ * over PeerConnections (at most `outgoing_max` at once, default 2, a bounded queue
+ * beyond), diffs pages in the PageDiffPool, measures bandwidth, dirty rate and blackout
+ * (guest paused → destination running) and resolves a MigrationResult. Incoming:
+ * `attach(conn)` answers a source's requests through MigrationDestination machines and
+ * applies page batches to the arriving VM's memory.
+ *
+ * Every effect of a machine is carried out in order; long ones (a round on the wire, the
+ * storage hook, a request) run in the background and report back as the next input,
+ * and inputs are fed one at a time.
+ */
+import { RealClock, type Clock } from '../../shared/clock.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { newId } from '../../shared/ids.js'
+import type { Logger } from '../../shared/log.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
+import type { StorageMode } from '../../shared/protocol/migration-messages.js'
+import type { PeerConnection, Reply } from '../../shared/transport/peer-connection.js'
+import { GuestMemory, PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
+import { LabVm, checkDeviceState, type MigratableVm } from './migratable-vm.js'
+import { MigrationDestination, type DestinationEffect, type DestinationInput } from './migration-destination.js'
+import type { MigrationEvent } from './migration-events.js'
+import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcome } from './migration-source.js'
+import { applyBatch } from './page-batch.js'
+import type { PageDiffPool } from './page-diff-pool.js'
+import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
+import { batchEntryCount, streamRound } from './page-stream.js'
+import { csvOnlyStorage, type StorageHandOver } from './storage-hand-over.js'
+
+export const OUTGOING_MAX_DEFAULT = 2
+export const QUEUE_MAX_DEFAULT = 16
+export const INCOMING_MAX_DEFAULT = 4
+export const MIGRATION_REQUEST_TIMEOUT_MS_DEFAULT = 30_000
+export const INCOMING_BYTES_MAX_DEFAULT = 4 * 1024 * 1024 * 1024
+
+export interface MigrationServiceOptions {
+  /** This host's name. */
+  host: string
+  log: Logger
+  /** Shared by every migration of the host; the caller creates and closes it. */
+  pool: PageDiffPool
+  clock?: Clock
+  /** Outgoing migrations at once (1–16); default 2. */
+  outgoing_max?: number
+  /** Outgoing migrations waiting beyond those (0–1024); default 16. */
+  queue_max?: number
+  /** Incoming migrations at once (1–16); default 4. */
+  incoming_max?: number
+  request_timeout_ms?: number
+  /** Guest memory all incoming migrations may allocate together; default 4 GiB. */
+  incoming_bytes_max?: number
+  storage?: StorageHandOver
+  /** Timeline events (stage changes with progress). */
+  onEvent?: (event: MigrationEvent) => void
+  /** A VM arrived and runs here now: the host takes it over. */
+  onArrived?: (vm: LabVm) => void
+  /** A VM left: it runs on `destination`; the host drops it. */
+  onDeparted?: (vm: MigratableVm, destination: string) => void
+  /** The destination's announcement of the VM's new location (the virtual switch). */
+  onAnnounce?: (vm: string, host: string) => void
+}
+
+export interface MigrateOptions {
+  downtime_budget_ms?: number
+  round_cap?: number
+  /** Hash memory on both sides (adds the destination's hashing to the blackout). */
+  verify?: boolean
+}
+
+export interface MigrationRoundResult {
+  readonly round: number
+  readonly dirty_pages: number
+  readonly bytes_sent: number
+  readonly duration_ms: number
+  readonly throttle_pct: number
+}
+
+export interface MigrationResult {
+  readonly migration_id: string
+  readonly vm: string
+  readonly source: string
+  readonly destination: string
+  readonly outcome: SourceOutcome
+  /** Why it did not complete ('' when it did). */
+  readonly reason: string
+  readonly total_ms: number
+  /** Guest paused → destination running (completed migrations only). */
+  readonly blackout_ms: number | null
+  readonly expected_blackout_ms: number | null
+  readonly switch_reason: 'fits_budget' | 'round_cap' | null
+  readonly memory_bytes: number
+  /** Page batches and device state on the wire. */
+  readonly bytes_sent: number
+  /** What the same pages would have taken whole (pages looked at × 4096). */
+  readonly bytes_raw: number
+  readonly rounds: readonly MigrationRoundResult[]
+  readonly final_pages: number
+  readonly pages: { readonly scanned: number; readonly skipped: number; readonly zero: number; readonly delta: number; readonly full: number }
+  readonly bandwidth_bytes_per_s: number
+  readonly dirty_rate_bytes_per_s: number
+  readonly throttle_pct_max: number
+  /** sha256 of source memory at pause / destination memory at resume (verify only). */
+  readonly source_sha256: string | null
+  readonly destination_sha256: string | null
+}
+
+export interface MigrationHandle {
+  readonly migration_id: string
+  readonly result: Promise<MigrationResult>
+}
+
+function checkInt(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new HvlabError('HVLAB_E_USAGE', `migration service: ${name} must be an integer ${min}–${max}, got ${value}`)
+  }
+  return value
+}
+
+/** Feeds inputs to a machine one at a time, carrying out each step's effects in order. */
+class InputQueue<I> {
+  private readonly inputs: I[] = []
+  private busy = false
+  constructor(private readonly handle: (input: I) => Promise<void>, private readonly onError: (e: unknown) => void) {}
+  feed(input: I): void {
+    this.inputs.push(input)
+    if (!this.busy) void this.drain()
+  }
+  private async drain(): Promise<void> {
+    this.busy = true
+    try {
+      for (let input = this.inputs.shift(); input !== undefined; input = this.inputs.shift()) {
+        try {
+          await this.handle(input)
+        } catch (e) {
+          this.onError(e)
+        }
+      }
+    } finally {
+      this.busy = false
+    }
+  }
+}
+
+/** One outgoing migration: its machine, its connection, what it measured. */
+class OutgoingRun {
+  readonly machine: MigrationSource
+  readonly stats: PageDiffStats = emptyPageDiffStats()
+  bytes_sent = 0
+  source_sha256: string | null = null
+  destination_sha256: string | null = null
+  private readonly last_sent: SharedArrayBuffer
+  private readonly queue: InputQueue<SourceInput>
+  private readonly onClose: () => void
+  private resolve!: (r: MigrationResult) => void
+  readonly result: Promise<MigrationResult>
+
+  constructor(
+    private readonly service: MigrationService,
+    private readonly ctx: ServiceContext,
+    readonly vm: MigratableVm,
+    readonly conn: PeerConnection,
+    readonly options: MigrateOptions,
+    readonly migration_id: string,
+  ) {
+    this.machine = new MigrationSource({
+      migration_id,
+      vm: vm.name,
+      destination: conn.remoteName,
+      page_count: vm.memory.page_count,
+      storage: vm.storage,
+      ...(options.downtime_budget_ms !== undefined ? { downtime_budget_ms: options.downtime_budget_ms } : {}),
+      ...(options.round_cap !== undefined ? { round_cap: options.round_cap } : {}),
+    })
+    this.last_sent = new SharedArrayBuffer(vm.memory.byte_length)
+    this.result = new Promise((resolve) => (this.resolve = resolve))
+    this.queue = new InputQueue<SourceInput>(
+      (input) => this.handle(input),
+      (e) => {
+        ctx.log.error({ err: describeError(e), migration_id }, 'migration source step failed')
+        // A bug in the shell or machine must still leave the VM on the source.
+        if (!this.machine.done) this.queue.feed({ kind: 'failed', reason: `internal error: ${describeError(e)}` })
+      },
+    )
+    this.onClose = () => this.feed({ kind: 'failed', reason: `the connection to ${conn.remoteName} was lost` })
+  }
+
+  start(): void {
+    if (!this.conn.isOpen) {
+      this.feed({ kind: 'start' })
+      this.feed({ kind: 'failed', reason: `the connection to ${this.conn.remoteName} is closed` })
+      return
+    }
+    this.conn.once('close', this.onClose)
+    this.feed({ kind: 'start' })
+  }
+
+  feed(input: SourceInput): void {
+    this.queue.feed(input)
+  }
+
+  private async handle(input: SourceInput): Promise<void> {
+    if (this.machine.done) return
+    const effects = this.machine.step(input, this.ctx.clock.now())
+    for (const effect of effects) await this.execute(effect)
+    if (this.machine.done) this.finish()
+  }
+
+  /** Runs a long effect in the background; its outcome comes back as an input. */
+  private launch(what: string, work: () => Promise<SourceInput>): void {
+    work().then(
+      (input) => this.feed(input),
+      (e) => this.feed({ kind: 'failed', reason: `${what}: ${describeError(e)}` }),
+    )
+  }
+
+  private async execute(effect: SourceEffect): Promise<void> {
+    const { vm, conn, migration_id } = this
+    switch (effect.kind) {
+      case 'send-begin':
+        return this.launch('setup', async () => {
+          await conn.request(
+            { t: 'migration-begin', migration_id, vm: vm.name, page_count: vm.memory.page_count, storage: vm.storage, verify: this.options.verify ?? false },
+            { timeout_ms: this.ctx.request_timeout_ms },
+          )
+          return { kind: 'destination-ready' }
+        })
+      case 'copy-round':
+        return this.launch(`pre-copy round ${effect.round}`, () => this.copyRound(effect.round, effect.pages))
+      case 'copy-final':
+        return this.launch('blackout', () => this.copyFinal(effect.round))
+      case 'throttle-guest':
+        vm.throttle(effect.pct)
+        return
+      case 'pause-guest':
+        vm.pause()
+        return
+      case 'resume-guest':
+        vm.resume()
+        return
+      case 'hand-over-storage':
+        return this.launch('storage hand-over', async () => {
+          try {
+            await this.ctx.storage.handOver(this.storageRequest(effect.mode))
+            return { kind: 'storage-handed-over' }
+          } catch (e) {
+            return { kind: 'storage-refused', reason: describeError(e) }
+          }
+        })
+      case 'hand-back-storage':
+        try {
+          await this.ctx.storage.handBack(this.storageRequest(effect.mode))
+        } catch (e) {
+          this.ctx.log.error({ err: describeError(e), vm: vm.name }, 'storage hand-back failed; the array fencing protects the volume')
+        }
+        return
+      case 'resume-destination':
+        return this.launch('resume on the destination', async () => {
+          const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
+          const host = reply.message.t === 'migration-running' ? reply.message.host : conn.remoteName
+          return { kind: 'destination-running', host }
+        })
+      case 'abort-destination':
+        if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: effect.reason.slice(0, 1024) }).catch(() => undefined)
+        return
+      case 'release-vm':
+        if (this.options.verify) this.source_sha256 = vm.memory.sha256() // paused since the blackout: memory at pause
+        this.ctx.onDeparted?.(vm, conn.remoteName)
+        return
+      case 'emit':
+        this.ctx.emit(effect.event)
+        return
+    }
+  }
+
+  private storageRequest(mode: StorageMode) {
+    return { vm: this.vm.name, mode, source: this.ctx.host, destination: this.conn.remoteName }
+  }
+
+  private stopped = (): boolean => this.machine.done
+
+  private async sendPages(round: number, pages: Uint32Array): Promise<number> {
+    const r = await streamRound({ conn: this.conn, pool: this.ctx.pool, memory: this.vm.memory, last_sent: this.last_sent, pages, migration_id: this.migration_id, round, stopped: this.stopped })
+    addPageDiffStats(this.stats, r.stats)
+    this.bytes_sent += r.bytes_sent
+    return r.batches
+  }
+
+  private async copyRound(round: number, which: 'all' | 'dirty'): Promise<SourceInput> {
+    const memory = this.vm.memory
+    const taken = memory.takeDirty() // reset tracking first: what is written from now on is in the next round
+    const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
+    const bytes_before = this.bytes_sent
+    const batches = await this.sendPages(round, pages)
+    await this.conn.request({ t: 'migration-round-end', migration_id: this.migration_id, round, batches }, { timeout_ms: this.ctx.request_timeout_ms })
+    return { kind: 'round-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before, dirty_pages_now: memory.dirtyCount() }
+  }
+
+  private async copyFinal(round: number): Promise<SourceInput> {
+    const pages = this.vm.memory.takeDirty()
+    const bytes_before = this.bytes_sent
+    const batches = await this.sendPages(round, pages)
+    const state = checkDeviceState(this.vm.name, this.vm.deviceState())
+    const reply = await this.conn.request({ t: 'migration-blackout', migration_id: this.migration_id, round, batches }, { attachment: state, timeout_ms: this.ctx.request_timeout_ms })
+    this.bytes_sent += state.length
+    if (reply.message.t === 'migration-prepared') this.destination_sha256 = reply.message.memory_sha256
+    return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before }
+  }
+
+  private finish(): void {
+    this.conn.off('close', this.onClose)
+    this.resolve(this.buildResult())
+    this.service.runEnded(this)
+  }
+
+  buildResult(): MigrationResult {
+    const r = this.machine.report()
+    const now = this.ctx.clock.now()
+    const blackout_ms = r.paused_ms !== null && r.running_ms !== null ? r.running_ms - r.paused_ms : null
+    return {
+      migration_id: this.migration_id,
+      vm: this.vm.name,
+      source: this.ctx.host,
+      destination: this.conn.remoteName,
+      outcome: this.machine.outcome ?? 'failed',
+      reason: r.reason,
+      total_ms: (r.ended_ms ?? now) - (r.started_ms ?? now),
+      blackout_ms,
+      expected_blackout_ms: r.expected_blackout_ms,
+      switch_reason: r.switch_reason,
+      memory_bytes: this.vm.memory.byte_length,
+      bytes_sent: this.bytes_sent,
+      bytes_raw: this.stats.scanned * PAGE_SIZE_BYTES,
+      rounds: r.rounds.map((x) => ({ round: x.round, dirty_pages: x.pages, bytes_sent: x.bytes_sent, duration_ms: x.duration_ms, throttle_pct: x.throttle_pct })),
+      final_pages: r.final_pages,
+      pages: { scanned: this.stats.scanned, skipped: this.stats.skipped, zero: this.stats.zero, delta: this.stats.delta, full: this.stats.full },
+      bandwidth_bytes_per_s: r.bandwidth_bytes_per_s,
+      dirty_rate_bytes_per_s: r.dirty_rate_bytes_per_s,
+      throttle_pct_max: r.throttle_pct_max,
+      source_sha256: this.source_sha256,
+      destination_sha256: this.destination_sha256,
+    }
+  }
+}
+
+/** One incoming migration: its machine and the arriving VM's memory. */
+interface IncomingRun {
+  readonly machine: MigrationDestination
+  readonly conn: PeerConnection
+  readonly migration_id: string
+  readonly vm: string
+  readonly storage: StorageMode
+  readonly page_count: number
+  memory: GuestMemory | null
+  device_state: Uint8Array | null
+}
+
+interface ServiceContext {
+  readonly host: string
+  readonly log: Logger
+  readonly pool: PageDiffPool
+  readonly clock: Clock
+  readonly request_timeout_ms: number
+  readonly storage: StorageHandOver
+  readonly onDeparted: MigrationServiceOptions['onDeparted']
+  emit(event: MigrationEvent): void
+}
+
+interface Waiting {
+  readonly run: OutgoingRun
+}
+
+export class MigrationService {
+  readonly host: string
+  readonly outgoing_max: number
+  readonly queue_max: number
+  readonly incoming_max: number
+  readonly incoming_bytes_max: number
+  private readonly options: MigrationServiceOptions
+  private readonly ctx: ServiceContext
+  private readonly running = new Map<string, OutgoingRun>()
+  private readonly waiting: Waiting[] = []
+  private readonly incoming = new Map<string, IncomingRun>()
+  private readonly attached = new WeakSet<PeerConnection>()
+
+  constructor(options: MigrationServiceOptions) {
+    this.options = options
+    this.host = options.host
+    this.outgoing_max = checkInt('outgoing_max', options.outgoing_max ?? OUTGOING_MAX_DEFAULT, 1, 16)
+    this.queue_max = checkInt('queue_max', options.queue_max ?? QUEUE_MAX_DEFAULT, 0, 1024)
+    this.incoming_max = checkInt('incoming_max', options.incoming_max ?? INCOMING_MAX_DEFAULT, 1, 16)
+    this.incoming_bytes_max = checkInt('incoming_bytes_max', options.incoming_bytes_max ?? INCOMING_BYTES_MAX_DEFAULT, PAGE_SIZE_BYTES, Number.MAX_SAFE_INTEGER)
+    const log = options.log.child({ component: 'migration' })
+    this.ctx = {
+      host: options.host,
+      log,
+      pool: options.pool,
+      clock: options.clock ?? new RealClock(),
+      request_timeout_ms: checkInt('request_timeout_ms', options.request_timeout_ms ?? MIGRATION_REQUEST_TIMEOUT_MS_DEFAULT, 1, 3_600_000),
+      storage: options.storage ?? csvOnlyStorage,
+      onDeparted: options.onDeparted,
+      emit: (event) => {
+        log.info({ event: event.kind, ...event.details }, 'migration event')
+        options.onEvent?.(event)
+      },
+    }
+  }
+
+  /** Outgoing migrations running now, and waiting for a slot. */
+  get outgoing(): { running: number; queued: number } {
+    return { running: this.running.size, queued: this.waiting.length }
+  }
+
+  /**
+   * Live-migrates `vm` to the peer at the other end of `conn`. Starts at once when
+   * fewer than outgoing_max run, else queues (refused beyond queue_max). The result
+   * always resolves: outcome completed, failed, cancelled or in_doubt.
+   */
+  migrate(vm: MigratableVm, conn: PeerConnection, options: MigrateOptions = {}): MigrationHandle {
+    if (this.findOutgoing(vm.name)) {
+      throw new HvlabError('HVLAB_E_STATE', `vm ${vm.name} is already being migrated from ${this.host}; wait for it or cancel it`)
+    }
+    if (vm.paused) throw new HvlabError('HVLAB_E_STATE', `vm ${vm.name} is paused; resume it before a live migration`)
+    if (this.running.size >= this.outgoing_max && this.waiting.length >= this.queue_max) {
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `${this.host} already runs ${this.running.size} migrations and has ${this.waiting.length} queued (the limit); try again when some finish`,
+      )
+    }
+    const run = new OutgoingRun(this, this.ctx, vm, conn, options, `m-${newId(16)}`)
+    if (this.running.size < this.outgoing_max) this.startRun(run)
+    else this.waiting.push({ run })
+    return { migration_id: run.migration_id, result: run.result }
+  }
+
+  /** Cancels the VM's outgoing migration (queued or running); false when there is none. */
+  cancel(vmName: string, reason = 'cancelled by the operator'): boolean {
+    const queued = this.waiting.findIndex((w) => w.run.vm.name === vmName)
+    if (queued >= 0) {
+      const [w] = this.waiting.splice(queued, 1)
+      // Never started: nothing was sent; the machine ends cancelled in setup.
+      w?.run.feed({ kind: 'cancel', reason })
+      return true
+    }
+    const run = this.findOutgoing(vmName)
+    if (!run) return false
+    run.feed({ kind: 'cancel', reason })
+    return true
+  }
+
+  /** Answers incoming migrations from this peer. Call once per connection. */
+  attach(conn: PeerConnection): void {
+    if (this.attached.has(conn)) return
+    this.attached.add(conn)
+    conn.onRequest('migration-begin', ({ message }) => this.onBegin(conn, message))
+    conn.onMessage('migration-pages', ({ message, attachment }) => this.onPages(conn, message, attachment))
+    conn.onRequest('migration-round-end', ({ message }) =>
+      this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches }),
+    )
+    conn.onRequest('migration-blackout', ({ message, attachment }) =>
+      this.stepIncoming(conn, message.migration_id, { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length }, attachment),
+    )
+    conn.onRequest('migration-resume', ({ message }) => this.stepIncoming(conn, message.migration_id, { kind: 'resume' }))
+    conn.onMessage('migration-abort', ({ message }) => {
+      const run = this.incoming.get(message.migration_id)
+      if (run && run.conn === conn) this.runOneWay(run, { kind: 'abort', reason: message.reason })
+    })
+    conn.once('close', () => {
+      for (const run of [...this.incoming.values()]) if (run.conn === conn) this.runOneWay(run, { kind: 'link-lost', reason: 'connection closed' })
+    })
+  }
+
+  /** Called by a run when its machine has ended. */
+  runEnded(run: OutgoingRun): void {
+    if (this.running.get(run.migration_id) !== run) return // a queued run that was cancelled
+    this.running.delete(run.migration_id)
+    const next = this.waiting.shift()
+    if (next) this.startRun(next.run)
+  }
+
+  private startRun(run: OutgoingRun): void {
+    this.running.set(run.migration_id, run)
+    run.start()
+  }
+
+  private findOutgoing(vmName: string): OutgoingRun | undefined {
+    for (const run of this.running.values()) if (run.vm.name === vmName) return run
+    return this.waiting.find((w) => w.run.vm.name === vmName)?.run
+  }
+
+  private onBegin(conn: PeerConnection, m: MessageOf<'migration-begin'>): Reply {
+    if (this.incoming.has(m.migration_id)) throw new HvlabError('HVLAB_E_STATE', `migration ${m.migration_id} already began on ${this.host}`)
+    for (const run of this.incoming.values()) {
+      if (run.vm === m.vm) throw new HvlabError('HVLAB_E_STATE', `vm ${m.vm} is already arriving on ${this.host} (migration ${run.migration_id})`)
+    }
+    if (this.incoming.size >= this.incoming_max) {
+      throw new HvlabError('HVLAB_E_BACKPRESSURE', `${this.host} already receives ${this.incoming.size} migrations (the limit); try again when one finishes`)
+    }
+    let arriving_bytes = 0
+    for (const r of this.incoming.values()) arriving_bytes += r.page_count * PAGE_SIZE_BYTES
+    const bytes = m.page_count * PAGE_SIZE_BYTES
+    if (arriving_bytes + bytes > this.incoming_bytes_max) {
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${this.host} cannot take vm ${m.vm}: its ${bytes / 1048576} MiB of memory would bring arriving VMs to ${(arriving_bytes + bytes) / 1048576} MiB, over the ${this.incoming_bytes_max / 1048576} MiB allowed; pick another host or wait`,
+      )
+    }
+    const run: IncomingRun = {
+      machine: new MigrationDestination({ host: this.host, source: conn.remoteName }),
+      conn,
+      migration_id: m.migration_id,
+      vm: m.vm,
+      storage: m.storage,
+      page_count: m.page_count,
+      memory: null,
+      device_state: null,
+    }
+    this.incoming.set(m.migration_id, run)
+    const input: DestinationInput = { kind: 'begin', migration_id: m.migration_id, vm: m.vm, page_count: m.page_count, storage: m.storage, verify: m.verify }
+    return this.replied(run, input, this.runIncoming(run, input))
+  }
+
+  private onPages(conn: PeerConnection, m: MessageOf<'migration-pages'>, batch: Buffer): void {
+    const run = this.incoming.get(m.migration_id)
+    if (!run || run.conn !== conn) return // after an abort, the source's last frames may still come
+    if (batch.length < 12) {
+      this.runOneWay(run, { kind: 'failed', reason: `batch ${m.round}/${m.seq} is ${batch.length} bytes, shorter than a batch header` })
+      return
+    }
+    this.runOneWay(run, { kind: 'pages', round: m.round, seq: m.seq, entries: batchEntryCount(batch) }, batch)
+  }
+
+  /** A one-way input: a refusal has nobody to go to; the machine already aborted. */
+  private runOneWay(run: IncomingRun, input: DestinationInput, attachment?: Buffer): void {
+    try {
+      this.runIncoming(run, input, attachment)
+    } catch (e) {
+      this.ctx.log.warn({ err: describeError(e), migration_id: run.migration_id }, 'incoming migration aborted')
+    }
+  }
+
+  private stepIncoming(conn: PeerConnection, migration_id: string, input: DestinationInput, attachment?: Buffer): Reply {
+    const run = this.incoming.get(migration_id)
+    if (!run || run.conn !== conn) {
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `no migration ${migration_id} from ${conn.remoteName} is arriving on ${this.host}; it was aborted or never began`)
+    }
+    return this.replied(run, input, this.runIncoming(run, input, attachment))
+  }
+
+  private replied(run: IncomingRun, input: DestinationInput, reply: Reply | null): Reply {
+    if (!reply) throw new HvlabError('HVLAB_E_INTERNAL', `migration ${run.migration_id}: ${input.kind} produced no reply`)
+    return reply
+  }
+
+  /**
+   * Steps an incoming migration and carries out its effects (all synchronous here).
+   * Returns the reply for a request, throws its refusal.
+   */
+  private runIncoming(run: IncomingRun, input: DestinationInput, attachment?: Buffer): Reply | null {
+    let effects = run.machine.step(input, this.ctx.clock.now())
+    let reply: Reply | null = null
+    let refusal: HvlabError | null = null
+    for (let i = 0; i < effects.length; i++) {
+      const effect = effects[i] as DestinationEffect
+      try {
+        const r = this.executeIncoming(run, effect, attachment)
+        if (r) reply = r
+      } catch (e) {
+        if (effect.kind === 'refuse') {
+          refusal = e as HvlabError
+          continue
+        }
+        // Could not allocate, apply or load: the migration cannot go on here.
+        const more = run.machine.step({ kind: 'failed', reason: describeError(e) }, this.ctx.clock.now())
+        effects = [...effects.slice(0, i + 1), ...more]
+        refusal = new HvlabError('HVLAB_E_REFUSED', `${this.host} could not take vm ${run.vm}: ${describeError(e)}`)
+        reply = null
+      }
+    }
+    if (run.machine.stage === 'aborted' || run.machine.stage === 'running') this.incoming.delete(run.migration_id)
+    if (refusal) throw refusal
+    return reply
+  }
+
+  private executeIncoming(run: IncomingRun, effect: DestinationEffect, attachment?: Buffer): Reply | null {
+    switch (effect.kind) {
+      case 'allocate-memory':
+        run.memory = GuestMemory.create(effect.page_count)
+        return null
+      case 'apply-batch':
+        if (!run.memory || !attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
+        applyBatch(run.memory, attachment)
+        return null
+      case 'load-device-state':
+        if (!attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'the blackout carried no device state')
+        run.device_state = checkDeviceState(run.vm, Uint8Array.from(attachment))
+        return null
+      case 'resume-guest': {
+        if (!run.memory || !run.device_state) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
+        const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
+        this.options.onArrived?.(vm)
+        return null
+      }
+      case 'announce-location':
+        this.options.onAnnounce?.(run.vm, effect.host)
+        return null
+      case 'discard-vm':
+        run.memory = null
+        run.device_state = null
+        return null
+      case 'reply':
+        return this.replyFor(run, effect.reply)
+      case 'refuse':
+        throw new HvlabError(effect.code, effect.reason)
+      case 'emit':
+        this.ctx.emit(effect.event)
+        return null
+    }
+  }
+
+  private replyFor(run: IncomingRun, r: Extract<DestinationEffect, { kind: 'reply' }>['reply']): Reply {
+    const migration_id = run.migration_id
+    switch (r.t) {
+      case 'migration-ready':
+        return { message: { t: 'migration-ready', migration_id } }
+      case 'migration-round-ack':
+        return { message: { t: 'migration-round-ack', migration_id, round: r.round, batches: r.batches, pages: r.pages } }
+      case 'migration-prepared':
+        return { message: { t: 'migration-prepared', migration_id, memory_sha256: r.verify && run.memory ? run.memory.sha256() : null } }
+      case 'migration-running':
+        return { message: { t: 'migration-running', migration_id, host: r.host } }
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The source's data plane for one round: diff the round's dirty pages in the worker
+ * pool and send each batch as a `migration-pages` frame. Pages are diffed a slice at a
+ * time, the next slice in the workers while this one is on the wire, so at most two
+ * slices of batches are held in memory whatever the VM's size. Batches in which every
+ * page was skipped are not sent.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import type { GuestMemory } from '../vm/guest-memory.js'
+import type { PageDiffPool, PageDiffRound } from './page-diff-pool.js'
+import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
+
+/** Pages diffed per slice (16 MiB of guest memory). */
+export const STREAM_SLICE_PAGES = 4096
+const BATCH_ENTRY_COUNT_OFFSET = 8
+
+export interface PageStreamRound {
+  readonly conn: PeerConnection
+  readonly pool: PageDiffPool
+  readonly memory: GuestMemory
+  readonly last_sent: SharedArrayBuffer
+  readonly pages: Uint32Array
+  readonly migration_id: string
+  readonly round: number
+  /** Checked between batches: true once the migration ended (cancel, failure). */
+  readonly stopped: () => boolean
+}
+
+export interface PageStreamResult {
+  readonly batches: number
+  /** Bytes of the batches sent (the attachments). */
+  readonly bytes_sent: number
+  readonly stats: PageDiffStats
+}
+
+export const batchEntryCount = (batch: Uint8Array): number =>
+  new DataView(batch.buffer, batch.byteOffset, batch.byteLength).getUint32(BATCH_ENTRY_COUNT_OFFSET, true)
+
+function stoppedError(r: PageStreamRound): HvlabError {
+  return new HvlabError('HVLAB_E_STATE', `migration ${r.migration_id} ended while round ${r.round} was being sent`)
+}
+
+export async function streamRound(r: PageStreamRound): Promise<PageStreamResult> {
+  const stats = emptyPageDiffStats()
+  const slices = Math.ceil(r.pages.length / STREAM_SLICE_PAGES)
+  const diffSlice = (k: number): Promise<PageDiffRound> => {
+    const p = r.pool.diff(r.memory.buffers.memory, r.last_sent, r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES))
+    p.catch(() => undefined) // awaited below; a failure while the previous slice is sent must not go unhandled
+    return p
+  }
+  let seq = 0
+  let bytes_sent = 0
+  let next = slices > 0 ? diffSlice(0) : null
+  for (let k = 0; k < slices; k++) {
+    const diffed = await (next as Promise<PageDiffRound>)
+    next = k + 1 < slices ? diffSlice(k + 1) : null
+    addPageDiffStats(stats, diffed.stats)
+    for (const batch of diffed.batches) {
+      if (r.stopped()) {
+        if (next) await next.catch(() => undefined)
+        throw stoppedError(r)
+      }
+      if (batchEntryCount(batch) === 0) continue
+      await r.conn.send({ t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }, batch)
+      seq++
+      bytes_sent += batch.length
+    }
+  }
+  return { batches: seq, bytes_sent, stats }
+}
