@@ -20,6 +20,9 @@ import { PeerLink } from './transport/peer-link.js'
 import { PeerMesh } from './transport/peer-mesh.js'
 import { PeerServer } from './transport/peer-server.js'
 
+/** Events kept while the controller is unreachable; the oldest go first. */
+const PENDING_EVENTS_MAX = 1000
+
 export interface LabProcessArgs {
   name: string
   role: Role
@@ -55,6 +58,8 @@ export class LabProcess {
   private readonly peerHandlers: ((c: PeerConnection) => void)[] = []
   private readonly statusParts: (() => Record<string, unknown>)[] = []
   private readonly operatorHandlers: ((c: PeerConnection) => void)[] = []
+  private readonly pendingEvents: MessageOf<'event'>[] = []
+  private registered = false
 
   private constructor(
     readonly name: string,
@@ -112,9 +117,16 @@ export class LabProcess {
   /** Puts an event on the lab-wide timeline (and in this process's log). */
   emitEvent(kind: string, details: EventDetails = {}): void {
     this.log.info({ event: kind, ...details }, kind)
+    const event = { t: 'event' as const, at_ms: Date.now(), kind, source: this.name, details }
     const c = this.controllerLink?.current
-    if (!c) return
-    c.send({ t: 'event', at_ms: Date.now(), kind, source: this.name, details }).catch((e: unknown) => this.log.warn({ err: describeError(e), kind }, 'could not send event to the controller'))
+    if (c && this.registered) {
+      c.send(event).catch((e: unknown) => this.log.warn({ err: describeError(e), kind }, 'could not send event to the controller'))
+      return
+    }
+    // Not connected to the controller yet (starting, or the controller restarted): keep
+    // the newest events and send them once registered.
+    this.pendingEvents.push(event)
+    if (this.pendingEvents.length > PENDING_EVENTS_MAX) this.pendingEvents.splice(0, this.pendingEvents.length - PENDING_EVENTS_MAX)
   }
 
   status(): Record<string, unknown> {
@@ -159,6 +171,7 @@ export class LabProcess {
     })
     const link = new PeerLink({ name: this.name, role: this.role, secret: this.secret, expectName: 'controller', log: this.log, backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } }, { host: '127.0.0.1', port: controllerPort })
     link.on('up', (c: PeerConnection) => void this.register(c))
+    link.on('down', () => (this.registered = false))
     this.controllerLink = link
     link.start()
   }
@@ -181,6 +194,8 @@ export class LabProcess {
         peerEndpoint: { host: '127.0.0.1', port: this.peerServer!.port },
         httpEndpoint: { host: '127.0.0.1', port: this.statusServer!.port },
       })
+      this.registered = true
+      for (const event of this.pendingEvents.splice(0)) void c.send(event).catch(() => {})
       this.reportPeers()
     } catch (e) {
       this.log.error({ err: describeError(e) }, 'registration with the controller failed')

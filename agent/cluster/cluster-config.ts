@@ -40,7 +40,9 @@ export function leaseTimings(t: Topology): LeaseTimings {
     election_stagger_ms: Math.max(100, beat_ms),
     gather_ms: Math.max(100, beat_ms),
     phase_timeout_ms: lease_ms,
-    roles_stop_bound_ms: Math.max(500, 2 * beat_ms),
+    // A host stops its VMs only after a no-quorum grace (vm-agent.ts) that outlasts the
+    // lease gap of a view change, so the bound is a whole lease.
+    roles_stop_bound_ms: lease_ms,
   }
 }
 

@@ -71,6 +71,20 @@ export type RoleInput =
   /** Sent by the shell periodically with the cluster's local hour, for failback windows. */
   | { readonly type: 'failback_check'; readonly hour_of_day: number }
   | { readonly type: 'command'; readonly command: RoleCommand }
+  /**
+   * What `node` reports it runs (its VM inventory). `ops_at_request` is `opSnapshot()`
+   * taken when the inventory was asked for: a role whose op changed since is left alone
+   * (a start or stop crossed the question), so only settled roles are corrected.
+   */
+  | { readonly type: 'inventory'; readonly node: string; readonly vms: readonly InventoryVm[]; readonly ops_at_request: ReadonlyMap<string, number> }
+  /** After `restore`: every member was asked for its inventory; placing roles may begin. */
+  | { readonly type: 'sync_done' }
+
+export interface InventoryVm {
+  readonly role: string
+  /** The op of the start that made the VM on that host. */
+  readonly op: number
+}
 
 export interface TimelineEvent {
   readonly at_ms: number
@@ -109,7 +123,12 @@ interface RoleEntry {
   current_op: number
   /** The op of the start that made the incarnation now on the owner. */
   start_op: number
+  /** Restored from the database: its owner's inventory has not been seen yet. */
+  needs_sync: boolean
 }
+
+/** Ops of a restored controller start here × the epoch, so no reply to an older coordinator's op can match. */
+export const OPS_PER_EPOCH = 1_000_000
 
 export class RoleController {
   private readonly config: RoleControllerConfig
@@ -120,6 +139,8 @@ export class RoleController {
   private epoch = 0
   private now_ms = 0
   private out: RoleEffect[] = []
+  /** Restored and not yet synced with the hosts' inventories: do not place roles. */
+  private syncing = false
 
   constructor(config: Partial<RoleControllerConfig> = {}) {
     this.config = { ...DEFAULT_ROLE_CONTROLLER, ...config }
@@ -152,11 +173,45 @@ export class RoleController {
       case 'command':
         this.onCommand(input.command)
         break
+      case 'inventory':
+        this.onInventory(input.node, input.vms, input.ops_at_request)
+        break
+      case 'sync_done':
+        this.syncing = false
+        break
     }
     this.reconcile()
     const out = this.out
     this.out = []
     return out
+  }
+
+  /**
+   * Loads the roles a previous coordinator kept in the cluster database, for a new
+   * coordinator of `epoch`. Owners are as recorded; each role waits for its owner's
+   * inventory (`inventory` input) to learn the op that made its VM, and no role is
+   * placed until `sync_done`. Call before any step.
+   */
+  restore(roles: readonly VmRole[], paused_nodes: readonly string[], epoch: number): void {
+    if (this.entries.size > 0 || this.nodes.size > 0) throw new HvlabError('HVLAB_E_INTERNAL', 'restore is only for a fresh role controller')
+    if (roles.length > this.config.roles_max) throw new HvlabError('HVLAB_E_INTERNAL', `the database lists ${roles.length} roles; at most ${this.config.roles_max} are allowed`)
+    const op_base = epoch * OPS_PER_EPOCH
+    for (const role of roles) {
+      const after_stop: AfterStop | null =
+        role.state !== 'stopping' ? null : role.reason.startsWith('stopped by operator') ? { kind: 'stay_stopped' } : { kind: 'place', avoid: null, reason: 'restored while stopping' }
+      this.entries.set(role.name, { role, history: EMPTY_HISTORY, after_stop, drained_from: null, drain_stuck: null, op_seq: op_base, current_op: 0, start_op: 0, needs_sync: true })
+    }
+    for (const n of paused_nodes) this.paused.add(n)
+    this.syncing = true
+  }
+
+  /** The current op of every role, to pass back with an inventory asked for now. */
+  opSnapshot(): Map<string, number> {
+    return new Map([...this.entries].map(([name, e]) => [name, e.current_op]))
+  }
+
+  get isSyncing(): boolean {
+    return this.syncing
   }
 
   /** Every role, by name, for `vm list`. */
@@ -246,6 +301,53 @@ export class RoleController {
     this.onFailure(e, node, reason, { node_lost: false, vm_present: !gone })
   }
 
+  private onInventory(node: string, vms: readonly InventoryVm[], ops_at_request: ReadonlyMap<string, number>): void {
+    const settled = (e: RoleEntry): boolean => e.current_op === (ops_at_request.get(e.role.name) ?? -1)
+    const reported = new Set<string>()
+    for (const vm of [...vms].sort((a, b) => (a.role < b.role ? -1 : 1))) {
+      reported.add(vm.role)
+      const e = this.entries.get(vm.role)
+      if (e === undefined) {
+        this.emit('role.stray', { role: vm.role, node, reason: 'a node runs a vm the cluster does not know; stopping it there' })
+        this.push({ type: 'stop_vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
+        continue
+      }
+      if (!settled(e)) continue
+      const { state, owner } = e.role
+      if (owner === node) {
+        if (e.needs_sync || (state === 'starting' && vm.op === e.current_op)) this.adopt(e, node, vm.op)
+        continue
+      }
+      if (owner === null && e.needs_sync) {
+        this.adopt(e, node, vm.op)
+        continue
+      }
+      this.emit('role.stray', { role: vm.role, node, reason: `${node} runs it but the cluster has it ${owner === null ? state : `on ${owner}`}; stopping it there` })
+      e.op_seq++
+      this.push({ type: 'stop_vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+    }
+    for (const e of this.sortedEntries()) {
+      if (e.role.owner !== node || reported.has(e.role.name) || !settled(e)) continue
+      e.needs_sync = false
+      if (e.role.state === 'stopping') this.finishStop(e)
+      else this.onFailure(e, node, `vm ${e.role.name} is no longer on ${node}`, { node_lost: false, vm_present: false })
+    }
+  }
+
+  /** The VM runs on `node` (reported by its inventory): the role is running there, made by start `op`. */
+  private adopt(e: RoleEntry, node: string, op: number): void {
+    const was_syncing = e.needs_sync
+    e.needs_sync = false
+    e.start_op = e.current_op = op
+    e.op_seq = Math.max(e.op_seq, op)
+    if (e.role.state === 'stopping') {
+      // A stop of a restored role may not have reached the host: send it again.
+      return this.stopOn(e, node, e.after_stop ?? { kind: 'stay_stopped' }, 'stopping again after a coordinator change')
+    }
+    if (e.role.owner === null) this.setState(e, 'starting', node, `found running on ${node}`)
+    if (e.role.state !== 'running') this.setState(e, 'running', node, was_syncing ? `found running on ${node}` : `running on ${node}`)
+  }
+
   private onFailbackCheck(hour_of_day: number): void {
     const eligible = this.sortedEntries().filter(
       (e) => e.role.state === 'running' && e.after_stop === null && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
@@ -285,7 +387,7 @@ export class RoleController {
         `cannot create vm ${role.name}: ${unknown[0]} is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
       )
     }
-    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: 0, current_op: 0, start_op: 0 }
+    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: this.epoch * OPS_PER_EPOCH, current_op: 0, start_op: 0, needs_sync: false }
     this.entries.set(role.name, e)
     this.push({ type: 'persist', role })
     this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
@@ -362,6 +464,7 @@ export class RoleController {
 
   /** Drains paused nodes and places pending roles; runs after every input. */
   private reconcile(): void {
+    if (this.syncing) return
     for (const node of [...this.draining].sort()) this.drainStep(node)
     for (const e of this.sortedEntries()) if (e.role.state === 'pending') this.place(e, null, 'placed after waiting')
   }
@@ -446,6 +549,7 @@ export class RoleController {
     if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
     const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid)
     if (placement.ok) {
+      if (reason.startsWith('failing over')) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
       return this.sendStart(e, placement.node, reason)
     }
     const waiting = `waiting: ${placement.reason}`

@@ -122,6 +122,11 @@ export class VmHost {
       .sort((a, b) => (a.name < b.name ? -1 : 1))
   }
 
+  /** The VM object itself (for fault injection), if it runs here. */
+  instance(name: string): VmInstance | undefined {
+    return this.vms.get(name)?.vm
+  }
+
   memoryInUse(): number {
     let sum = 0
     for (const { vm } of this.vms.values()) sum += vm.memory_mib

@@ -1,14 +1,54 @@
 /** `hvlab cluster …`: the failover cluster's commands (quorum state, forced quorum). */
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
+import type { ClusterStatus, RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
+import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
-import { formatCluster } from './format.js'
-import { dirOption, out, printJson } from './options.js'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { validateCluster, validationPassed } from '../../agent/cluster/cluster-validation.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import { loadTopology } from '../../shared/topology.js'
+import { formatCluster, formatValidation, formatVmDeps, formatVmList, validationHtml } from './format.js'
+import { dirOption, intIn, nameList, out, printJson } from './options.js'
 
 /** How long one host may take to answer a cluster request. */
 const HOST_REQUEST_TIMEOUT_MS = 3000
+/** A role request may wait for a view change on the host (it forwards to the coordinator). */
+const ROLE_REQUEST_TIMEOUT_MS = 15_000
+
+/**
+ * Sends a request to an up host, trying the next one when a host cannot answer; refusals
+ * (a wrong name, a paused target …) come back at once.
+ */
+export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T): Promise<MessageOf<T>> {
+  const lab = await client.get<LabStatus>('/v1/status')
+  const up = lab.processes.filter((p) => p.role === 'host' && p.state === 'up').map((p) => p.name)
+  if (up.length === 0) throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
+  let last: unknown
+  let lastHost = ''
+  for (const host of up) {
+    lastHost = host
+    try {
+      return await client.request(host, message, expect, ROLE_REQUEST_TIMEOUT_MS)
+    } catch (e) {
+      last = e
+      const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+      if (code !== 'HVLAB_E_TIMEOUT' && code !== 'HVLAB_E_CLOSED' && code !== 'HVLAB_E_LAB') throw withoutHostPrefix(e, host)
+    }
+  }
+  throw withoutHostPrefix(last, lastHost)
+}
+
+/** The controller relays a host's refusal as "host-a1: cannot …"; the operator wants the sentence. */
+function withoutHostPrefix(e: unknown, host: string): unknown {
+  if (!(e instanceof HvlabError) || !e.message.startsWith(`${host}: `)) return e
+  return new HvlabError(e.code, e.message.slice(host.length + 2))
+}
+
+const roleCommand = (client: ControlClient, command: RoleCommandMessage): Promise<unknown> =>
+  askAnyHost(client, { t: 'role-command-request', command, forwarded: false }, 'ok')
 
 /** Every up host's own view of the quorum, asked now; the witness's vote holder from the lab status. */
 export async function clusterStatusNow(client: ControlClient): Promise<LabClusterStatus> {
@@ -30,6 +70,9 @@ export async function clusterStatusNow(client: ControlClient): Promise<LabCluste
 }
 
 export function registerClusterCommands(program: Command): void {
+  registerVmCommands(program)
+  registerNodeCommands(program)
+
   const cluster = program.command('cluster').description('the failover cluster: quorum state and operator overrides')
 
   cluster
@@ -41,6 +84,32 @@ export function registerClusterCommands(program: Command): void {
       const s = await clusterStatusNow(ControlClient.forDir(o.dir))
       if (o.json) printJson(s)
       else out(formatCluster(s))
+    })
+
+  cluster
+    .command('validate')
+    .description('check the cluster the way the validation wizard does: heartbeats between all nodes, the witness from every site, vm owners; prints the result and writes an HTML report in the data dir; exits 1 if a check failed')
+    .addOption(dirOption())
+    .option('--json', 'machine-readable: {"passed","report","checks":[{area,name,result,detail}]}')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      const client = ControlClient.forDir(o.dir)
+      const layout = labLayout(o.dir)
+      const topology = loadTopology(layout.topology)
+      const lab = await client.get<LabStatus>('/v1/status')
+      const statuses = (await clusterStatusNow(client).catch(() => ({ hosts: {} as Record<string, ClusterStatus> }))).hosts
+      const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
+      const checks = validateCluster({
+        hosts: topology.hosts,
+        witness: topology.witness ? { name: topology.witness.name, site: topology.witness.site } : null,
+        statuses,
+        roles: list?.source === 'coordinator' ? list.roles : null,
+      })
+      const report = join(layout.root, 'cluster-validation.html')
+      await writeFile(report, validationHtml(checks, { name: lab.lab.name, at: new Date().toISOString() }))
+      const passed = validationPassed(checks)
+      if (o.json) printJson({ passed, report, checks })
+      else out(formatValidation(checks, report))
+      if (!passed) process.exitCode = 1
     })
 
   cluster
@@ -58,5 +127,90 @@ export function registerClusterCommands(program: Command): void {
         throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_STATE', `cannot force quorum on ${node}: ${describeError(e)}`)
       }
       out(`forced quorum on ${node}: it now runs the cluster alone with its database; other hosts join it as they reach it. \`hvlab cluster status\` shows the result.`)
+    })
+}
+
+function registerVmCommands(program: Command): void {
+  const vm = program.command('vm').description('highly available VM roles: create, start, stop, move, list')
+
+  vm.command('create')
+    .description('create a VM role (stopped); `hvlab vm start NAME` runs it on its first preferred owner that is up and has memory')
+    .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
+    .option('--memory-mib <n>', 'memory the VM needs on its host, MiB', intIn(32, 4 * 1024 * 1024), 1024)
+    .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; memoryMib: number; preferred?: string[] }) => {
+      await roleCommand(ControlClient.forDir(o.dir), { op: 'create', spec: { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [] } })
+      out(`created vm ${name} (${o.memoryMib} MiB${o.preferred ? `, preferred ${o.preferred.join(',')}` : ''}); start it with \`hvlab vm start ${name}\``)
+    })
+
+  for (const verb of ['start', 'stop'] as const) {
+    vm.command(verb)
+      .description(verb === 'start' ? 'start a VM role on the best node (preferred owners first); resets its failover counters' : 'stop a VM role; it stays off until started')
+      .argument('<name>', 'the VM name')
+      .addOption(dirOption())
+      .action(async (name: string, o: { dir: string }) => {
+        await roleCommand(ControlClient.forDir(o.dir), { op: verb, name })
+        out(`${verb === 'start' ? 'starting' : 'stopping'} vm ${name}; \`hvlab vm list\` shows where it runs`)
+      })
+  }
+
+  vm.command('move')
+    .description('quick-move a running VM to another host: stop it, then start it there (live migration plugs in later)')
+    .argument('<name>', 'the VM name')
+    .requiredOption('--to <host>', 'the host to move it to')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; to: string }) => {
+      await roleCommand(ControlClient.forDir(o.dir), { op: 'move', name, to: o.to })
+      out(`moving vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
+    })
+
+  vm.command('deps')
+    .description('the dependency tree of a vm: vm → disks → storage resource')
+    .argument('<name>', 'the VM name')
+    .addOption(dirOption())
+    .option('--json', 'machine-readable: {"vm","state","owner","disks":[]}')
+    .action(async (name: string, o: { dir: string; json?: boolean }) => {
+      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'role-list-request', forwarded: false }, 'role-list-reply')
+      const v = r.roles.find((x) => x.name === name)
+      if (v === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
+      if (o.json) printJson({ vm: v.name, state: v.state, owner: v.owner, disks: [] })
+      else out(formatVmDeps(v))
+    })
+
+  vm.command('list')
+    .description('every VM role: name, owner, state, preferred owners, and why it is in its state')
+    .addOption(dirOption())
+    .option('--json', 'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,reason,…}]}')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'role-list-request', forwarded: false }, 'role-list-reply')
+      if (o.json) printJson({ coordinator: r.coordinator, source: r.source, roles: r.roles })
+      else out(formatVmList(r))
+    })
+}
+
+function registerNodeCommands(program: Command): void {
+  const node = program.command('node').description('node maintenance: pause (and drain) or resume a cluster node')
+
+  node
+    .command('pause')
+    .description('pause a node: no new roles go there; with --drain its roles move to other nodes (quick move)')
+    .argument('<name>', 'the host, e.g. host-a1')
+    .option('--drain', 'move its running roles off to other nodes')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; drain?: boolean }) => {
+      await roleCommand(ControlClient.forDir(o.dir), { op: 'pause', node: name, drain: o.drain === true })
+      out(`paused ${name}${o.drain ? '; draining its roles (`hvlab vm list` shows them move)' : ''}`)
+    })
+
+  node
+    .command('resume')
+    .description('resume a paused node; with --failback the roles drained from it move back')
+    .argument('<name>', 'the host, e.g. host-a1')
+    .option('--failback', 'move the roles drained from it back')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; failback?: boolean }) => {
+      await roleCommand(ControlClient.forDir(o.dir), { op: 'resume', node: name, failback: o.failback === true })
+      out(`resumed ${name}${o.failback ? '; its drained roles move back' : ''}`)
     })
 }

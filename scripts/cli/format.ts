@@ -1,5 +1,6 @@
 /** How the CLI prints the lab's status and timeline for people (`--json` prints raw). */
-import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
+import type { ValidationCheck } from '../../agent/cluster/cluster-validation.js'
+import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import type { TimelineEvent } from '../controller/timeline.js'
 
@@ -70,4 +71,58 @@ export function formatCluster(c: LabClusterStatus): string {
   }
   lines.push(table(rows))
   return lines.join('\n')
+}
+
+/** `hvlab vm list`: one row per VM role. */
+export function formatVmList(r: { coordinator: string; source: 'coordinator' | 'database'; roles: readonly VmRoleRecord[] }): string {
+  const head =
+    r.source === 'coordinator'
+      ? `vm roles as coordinator ${r.coordinator} runs them:`
+      : `vm roles from the cluster database (coordinator ${r.coordinator} did not answer; states may be stale):`
+  if (r.roles.length === 0) return `${head}\nno vms yet; create one with \`hvlab vm create NAME --preferred host-a1,host-a2\``
+  const rows = [['NAME', 'STATE', 'OWNER', 'MEMORY', 'PREFERRED', 'REASON']]
+  for (const v of r.roles) {
+    rows.push([v.name, v.state, v.owner ?? (v.last_owner ? `(${v.last_owner})` : '-'), `${v.memory_mib} MiB`, v.preferred_owners.join(',') || '-', v.reason])
+  }
+  return `${head}\n${table(rows)}`
+}
+
+/** `hvlab vm deps NAME`: VM → disks → storage resource. */
+export function formatVmDeps(v: VmRoleRecord): string {
+  return [
+    `vm ${v.name} (${v.state}${v.owner ? ` on ${v.owner}` : ''}, ${v.memory_mib} MiB)`,
+    `└─ disks: none yet — vm roles name no disks until vms get storage, so there is no storage resource to depend on`,
+  ].join('\n')
+}
+
+const MARK: Record<ValidationCheck['result'], string> = { pass: 'PASS', fail: 'FAIL', warn: 'WARN', skip: 'SKIP' }
+
+/** `hvlab cluster validate` on the terminal. */
+export function formatValidation(checks: readonly ValidationCheck[], report: string): string {
+  const rows = [['RESULT', 'AREA', 'CHECK', 'DETAIL']]
+  for (const c of checks) rows.push([MARK[c.result], c.area, c.name, c.detail])
+  const failed = checks.filter((c) => c.result === 'fail').length
+  const warned = checks.filter((c) => c.result === 'warn').length
+  const verdict = failed > 0 ? `FAILED: ${failed} check(s) failed` : `passed${warned > 0 ? ` with ${warned} warning(s)` : ''}`
+  return `${table(rows)}\n\nvalidation ${verdict}; report: ${report}`
+}
+
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+
+/** The validation report as a standalone HTML page. */
+export function validationHtml(checks: readonly ValidationCheck[], lab: { name: string; at: string }): string {
+  const color: Record<ValidationCheck['result'], string> = { pass: '#1a7f37', fail: '#cf222e', warn: '#9a6700', skip: '#6e7781' }
+  const rows = checks
+    .map((c) => `<tr><td style="color:${color[c.result]};font-weight:bold">${MARK[c.result]}</td><td>${escapeHtml(c.area)}</td><td>${escapeHtml(c.name)}</td><td>${escapeHtml(c.detail)}</td></tr>`)
+    .join('\n')
+  const failed = checks.some((c) => c.result === 'fail')
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>hvlab cluster validation — ${escapeHtml(lab.name)}</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}</style></head>
+<body><h1>Cluster validation: ${escapeHtml(lab.name)}</h1>
+<p>Run at ${escapeHtml(lab.at)}. Result: <strong>${failed ? 'FAILED' : 'passed'}</strong>.</p>
+<table><tr><th>Result</th><th>Area</th><th>Check</th><th>Detail</th></tr>
+${rows}
+</table></body></html>
+`
 }

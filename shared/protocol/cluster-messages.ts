@@ -180,6 +180,103 @@ export const clusterStatusReply = defineMessage('cluster-status-reply', { status
 /** Operator → the host that should form the cluster alone (it must be told directly). */
 export const clusterForceQuorumRequest = defineMessage('cluster-force-quorum-request', {})
 
+// ---- VM roles: coordinator ↔ hosts (requests over the mesh) and operator requests ------
+
+export const ROLES_MAX = 200
+export const ROLE_REASON_CHARS_MAX = 512
+export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
+
+export const failbackSchema = z.strictObject({
+  enabled: z.boolean(),
+  window: z.strictObject({ start_hour: z.number().int().min(0).max(23), end_hour: z.number().int().min(0).max(23) }).nullable(),
+})
+
+/** A VM role as the cluster keeps it (agent/cluster/vm-role.ts). */
+export const vmRoleSchema = z.strictObject({
+  name: field.name(),
+  memory_mib: field.uint(),
+  preferred_owners: field.list(field.name(), CLUSTER_NODES_MAX),
+  possible_owners: field.list(field.name(), CLUSTER_NODES_MAX).nullable(),
+  failback: failbackSchema,
+  state: z.enum(ROLE_STATES),
+  owner: field.name().nullable(),
+  last_owner: field.name().nullable(),
+  reason: field.text(ROLE_REASON_CHARS_MAX),
+})
+export type VmRoleRecord = z.infer<typeof vmRoleSchema>
+
+/** Coordinator → host: start this VM (op echoed in the reply; epoch fences stale coordinators). */
+export const vmStartRequest = defineMessage('vm-start-request', {
+  from: field.name(),
+  role: field.name(),
+  op: field.uint(),
+  epoch: field.uint(),
+  memory_mib: field.uint(),
+})
+
+/** Coordinator → host: stop this VM. */
+export const vmStopRequest = defineMessage('vm-stop-request', {
+  from: field.name(),
+  role: field.name(),
+  op: field.uint(),
+  epoch: field.uint(),
+  reason: field.text(ROLE_REASON_CHARS_MAX),
+})
+
+/** Host → coordinator: the answer to a start or stop; `ok` false with why for a refused start. */
+export const vmOpReply = defineMessage('vm-op-reply', {
+  role: field.name(),
+  op: field.uint(),
+  ok: z.boolean(),
+  reason: field.text(ROLE_REASON_CHARS_MAX),
+})
+
+/** Host → coordinator: a VM failed (health check: gone false; crash or stop by itself: gone true). */
+export const vmFailedReport = defineMessage('vm-failed-report', {
+  from: field.name(),
+  role: field.name(),
+  op: field.uint(),
+  gone: z.boolean(),
+  reason: field.text(ROLE_REASON_CHARS_MAX),
+})
+
+export const inventoryVmSchema = z.strictObject({
+  role: field.name(),
+  op: field.uint(),
+  epoch: field.uint(),
+  memory_mib: field.uint(),
+  state: z.enum(['running', 'stopped']),
+  guest_heartbeats: field.uint(),
+})
+export type InventoryVmRecord = z.infer<typeof inventoryVmSchema>
+
+/** Coordinator (or the CLI) → host: which VMs do you run? */
+export const vmInventoryRequest = defineMessage('vm-inventory-request', { from: field.name() })
+export const vmInventoryReply = defineMessage('vm-inventory-reply', { from: field.name(), vms: field.list(inventoryVmSchema, 256) })
+
+const ownerList = field.list(field.name(), CLUSTER_NODES_MAX)
+export const roleCommandSchema = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('create'), spec: z.strictObject({ name: field.name(), memory_mib: field.uint().optional(), preferred_owners: ownerList.optional(), possible_owners: ownerList.nullable().optional() }) }),
+  z.strictObject({ op: z.literal('start'), name: field.name() }),
+  z.strictObject({ op: z.literal('stop'), name: field.name() }),
+  z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
+  z.strictObject({ op: z.literal('pause'), node: field.name(), drain: z.boolean() }),
+  z.strictObject({ op: z.literal('resume'), node: field.name(), failback: z.boolean() }),
+])
+export type RoleCommandMessage = z.infer<typeof roleCommandSchema>
+
+/** Operator → any host (which forwards it to the coordinator): a VM role or node maintenance command. */
+export const roleCommandRequest = defineMessage('role-command-request', { command: roleCommandSchema, forwarded: z.boolean() })
+
+/** Operator → any host: every VM role; answered by the coordinator, or from the database when it cannot be reached. */
+export const roleListRequest = defineMessage('role-list-request', { forwarded: z.boolean() })
+export const roleListReply = defineMessage('role-list-reply', {
+  coordinator: field.name(),
+  /** 'coordinator': live; 'database': the last committed records (the coordinator did not answer). */
+  source: z.enum(['coordinator', 'database']),
+  roles: field.list(vmRoleSchema, ROLES_MAX),
+})
+
 export const clusterMessages = [
   clusterHeartbeat,
   clusterPrepare,
@@ -197,7 +294,23 @@ export const clusterMessages = [
 ] as const
 
 export type ClusterMessage = z.infer<(typeof clusterMessages)[number]['schema']>
-/** Operator requests and replies; not part of the peer protocol the state machines speak. */
-export const clusterOperatorMessages = [clusterStatusRequest, clusterStatusReply, clusterForceQuorumRequest] as const
+/**
+ * Operator requests and replies, and the VM role requests between the coordinator and the
+ * hosts; not part of the peer protocol the membership state machines speak.
+ */
+export const clusterOperatorMessages = [
+  clusterStatusRequest,
+  clusterStatusReply,
+  clusterForceQuorumRequest,
+  vmStartRequest,
+  vmStopRequest,
+  vmOpReply,
+  vmFailedReport,
+  vmInventoryRequest,
+  vmInventoryReply,
+  roleCommandRequest,
+  roleListRequest,
+  roleListReply,
+] as const
 
 export type ClusterMessageOf<T extends ClusterMessage['t']> = Extract<ClusterMessage, { t: T }>

@@ -1,0 +1,196 @@
+/**
+ * Puts VM roles into a host process: the host's VmAgent (runs VMs, answers the
+ * coordinator, health checks, stops its VMs after the no-quorum grace), the RoleService
+ * (runs the roles while this host is the coordinator with quorum), the role requests
+ * between hosts, the operator requests (`role-command-request`, `role-list-request`,
+ * forwarded to the coordinator by whichever host the CLI asked), and `vms` / `roles` in
+ * GET /status.
+ */
+import { HvlabError, describeError } from '../../shared/errors.js'
+import type { LabProcess } from '../../shared/lab-process.js'
+import type { InventoryVmRecord, RoleCommandMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type { Message, MessageOf } from '../../shared/protocol/messages.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import type { ClusterService } from './cluster-service.js'
+import { DEFAULT_HEALTH_CHECK, scaledHealthCheck } from './health-check.js'
+import type { RoleCommand } from './role-controller.js'
+import { decodeRoles } from './role-record.js'
+import { RoleService, type HostRequests } from './role-service.js'
+import { VmAgent, noQuorumGraceMs, type VmOpResult } from './vm-agent.js'
+
+export const ROLE_REQUEST_TIMEOUT_MS = 3000
+/** How long an operator request waits for a coordinator with quorum (a view change takes ~1 s). */
+export const OPERATOR_WAIT_MS = 8000
+const INVENTORY_INTERVAL_MS = 3000
+
+export interface RoleHost {
+  agent: VmAgent
+  service: RoleService
+}
+
+export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost {
+  const log = p.log.child({ component: 'roles' })
+  const m = cluster.membership
+  const c = m.settings()
+  const me = p.topology.hosts.find((h) => h.name === p.name)
+  if (me === undefined) throw new HvlabError('HVLAB_E_TOPOLOGY', `${p.name} is not a host of the topology`)
+
+  const coordinatorConnection = (node: string): PeerConnection => {
+    const conn = p.mesh.connection(node)
+    if (!conn?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${p.name} has no connection to ${node} now`)
+    return conn
+  }
+  const ask = async <T extends Message['t']>(node: string, message: Message, expect: T): Promise<MessageOf<T>> => {
+    const r = await coordinatorConnection(node).request(message, { timeout_ms: ROLE_REQUEST_TIMEOUT_MS })
+    if (r.message.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${r.message.t}, expected ${expect}`)
+    return r.message as MessageOf<T>
+  }
+
+  let service: RoleService | undefined
+  const agent = new VmAgent({
+    host: p.name,
+    memory_mib: me.memory_mib,
+    clock: p.clock,
+    holdsLease: (now) => m.holdsLease(now),
+    check_interval_ms: c.tick_ms,
+    no_quorum_grace_ms: noQuorumGraceMs(c.roles_stop_bound_ms, c.tick_ms),
+    health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),
+    emitEvent: (kind, details) => p.emitEvent(kind, details),
+    reportFailure: (f) => {
+      const coordinator = m.view().coordinator
+      if (coordinator === p.name) return service?.vmFailed(p.name, f.role, f.op, f.gone, f.reason)
+      ask(coordinator, { t: 'vm-failed-report', from: p.name, ...f }, 'ok').catch((e: unknown) =>
+        log.warn({ err: describeError(e), role: f.role }, 'could not report a failed vm to the coordinator; its next inventory finds it'),
+      )
+    },
+  })
+
+  const local = async (): Promise<void> => {
+    await Promise.resolve() // keep requests to ourselves asynchronous and in order, like remote ones
+  }
+  const requests: HostRequests = {
+    async start(node, r) {
+      if (node === p.name) return local().then(() => agent.startVm(r.role, r.memory_mib, r.op, r.epoch, p.name))
+      const reply = await ask(node, { t: 'vm-start-request', from: p.name, ...r }, 'vm-op-reply')
+      return { ok: reply.ok, reason: reply.reason }
+    },
+    async stop(node, r) {
+      if (node === p.name) return local().then(() => agent.stopVm(r.role, r.op, r.reason))
+      const reply = await ask(node, { t: 'vm-stop-request', from: p.name, ...r }, 'vm-op-reply')
+      return { ok: reply.ok, reason: reply.reason }
+    },
+    async inventory(node): Promise<InventoryVmRecord[]> {
+      if (node === p.name) return local().then(() => agent.inventory())
+      return (await ask(node, { t: 'vm-inventory-request', from: p.name }, 'vm-inventory-reply')).vms
+    },
+  }
+
+  const roles = new RoleService({
+    name: p.name,
+    clock: p.clock,
+    hosts: p.topology.hosts.map((h) => ({ name: h.name, memory_mib: h.memory_mib })),
+    membership: m,
+    writeConfig: (key, value) => {
+      try {
+        cluster.command({ kind: 'set-config', key, value })
+      } catch (e) {
+        log.warn({ err: describeError(e), key }, 'role record not written; retried later')
+      }
+    },
+    requests,
+    emitEvent: (kind, details) => p.emitEvent(kind, details),
+    log,
+    roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
+    tick_ms: c.tick_ms,
+    inventory_interval_ms: INVENTORY_INTERVAL_MS,
+  })
+  service = roles
+  cluster.onClusterEvent((e) => {
+    if (e.kind !== 'cluster.view-changed') return
+    const epoch = e.details.epoch
+    const free = e.details.roles_free_at_ms
+    if (typeof epoch === 'number' && typeof free === 'number') roles.onViewChanged(epoch, free)
+  })
+
+  /** Runs `fn` here if this host runs the roles, else on the coordinator; waits through a view change. */
+  const onCoordinator = async <T>(here: () => Promise<T> | T, there: (coordinator: string) => Promise<T>, forwarded: boolean): Promise<T> => {
+    const deadline = p.clock.now() + OPERATOR_WAIT_MS
+    for (;;) {
+      const coordinator = m.view().coordinator
+      try {
+        if (roles.isLeader() && roles.running) return await here()
+        if (forwarded || coordinator === p.name || m.view().epoch === 0) {
+          throw new HvlabError('HVLAB_E_STATE', `the cluster has no coordinator with quorum right now (${p.name} sees epoch ${m.view().epoch}); retry when \`hvlab cluster status\` shows quorum HELD`)
+        }
+        return await there(coordinator)
+      } catch (e) {
+        const transient = e instanceof HvlabError && (e.code === 'HVLAB_E_CLOSED' || e.code === 'HVLAB_E_TIMEOUT' || (e.code === 'HVLAB_E_STATE' && /coordinator with quorum/.test(e.message)))
+        if (forwarded || !transient || p.clock.now() >= deadline) throw unprefixed(e)
+        await new Promise((r) => setTimeout(r, 250))
+      }
+    }
+  }
+
+  const handleCommand = async (command: RoleCommandMessage, forwarded: boolean): Promise<Message> => {
+    await onCoordinator(
+      () => roles.command(command as RoleCommand),
+      async (coordinator) => {
+        await ask(coordinator, { t: 'role-command-request', command, forwarded: true }, 'ok')
+      },
+      forwarded,
+    )
+    return { t: 'ok' }
+  }
+  const handleList = async (forwarded: boolean): Promise<Message> => {
+    try {
+      return await onCoordinator(
+        () => ({ t: 'role-list-reply' as const, coordinator: p.name, source: 'coordinator' as const, roles: (roles.list() ?? []) as VmRoleRecord[] }),
+        (coordinator) => ask(coordinator, { t: 'role-list-request', forwarded: true }, 'role-list-reply'),
+        forwarded,
+      )
+    } catch (e) {
+      if (forwarded) throw e
+      // No coordinator answers: show the last committed records this host has.
+      return { t: 'role-list-reply', coordinator: m.view().coordinator, source: 'database', roles: decodeRoles(m.database().config).roles as VmRoleRecord[] }
+    }
+  }
+
+  p.onPeer((conn) => {
+    const fromPeer = (from: string): void => {
+      if (from !== conn.remoteName) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} sent a request claiming to be from ${from}`)
+    }
+    const opReply = (role: string, op: number, r: VmOpResult): Message => ({ t: 'vm-op-reply', role, op, ok: r.ok, reason: r.reason.slice(0, 512) })
+    conn.onRequest('vm-start-request', ({ message: q }) => {
+      fromPeer(q.from)
+      if (q.epoch < m.view().epoch) return { message: opReply(q.role, q.op, { ok: false, reason: `${p.name} is at cluster epoch ${m.view().epoch}; a start from epoch ${q.epoch} is stale` }) }
+      return { message: opReply(q.role, q.op, agent.startVm(q.role, q.memory_mib, q.op, q.epoch, q.from)) }
+    })
+    conn.onRequest('vm-stop-request', ({ message: q }) => {
+      fromPeer(q.from)
+      return { message: opReply(q.role, q.op, agent.stopVm(q.role, q.op, q.reason)) }
+    })
+    conn.onRequest('vm-inventory-request', () => ({ message: { t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() } }))
+    conn.onRequest('vm-failed-report', ({ message: q }) => {
+      fromPeer(q.from)
+      roles.vmFailed(q.from, q.role, q.op, q.gone, q.reason)
+      return { message: { t: 'ok' } }
+    })
+    conn.onRequest('role-command-request', async ({ message: q }) => ({ message: await handleCommand(q.command, true) }))
+    conn.onRequest('role-list-request', async () => ({ message: await handleList(true) }))
+  })
+  p.serveOperator('role-command-request', (q) => handleCommand(q.command, false))
+  p.serveOperator('role-list-request', () => handleList(false))
+  p.serveOperator('vm-inventory-request', () => ({ t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() }))
+  p.addStatus(() => ({ vms: agent.inventory(), roles: { running_here: roles.running && roles.isLeader(), count: roles.list()?.length ?? null } }))
+
+  agent.start()
+  roles.start()
+  return { agent, service: roles }
+}
+
+/** A peer's error comes back as "host-a1: message"; the operator wants the message. */
+function unprefixed(e: unknown): unknown {
+  if (!(e instanceof HvlabError)) return e
+  const m = /^[a-z0-9][a-z0-9._-]{0,62}: (.*)$/s.exec(e.message)
+  return m ? new HvlabError(e.code, m[1]!) : e
+}

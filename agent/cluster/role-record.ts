@@ -1,0 +1,66 @@
+/**
+ * How VM roles and node pauses live in the replicated cluster database: one entry per
+ * role (`role/NAME` → the role as JSON, its reason shortened to fit the value limit) and
+ * `node/NAME/state` = `paused` for a paused node. A damaged entry is skipped with a
+ * warning rather than stopping the coordinator.
+ */
+import { CONFIG_VALUE_CHARS_MAX, vmRoleSchema, type VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import { pausedKey } from './cluster-status.js'
+import type { VmRole } from './vm-role.js'
+
+export const ROLE_KEY_PREFIX = 'role/'
+/** Reasons are cut to this in the database (the full one is on the timeline). */
+export const STORED_REASON_CHARS_MAX = 240
+
+export function roleKey(name: string): string {
+  return `${ROLE_KEY_PREFIX}${name}`
+}
+
+/** The database value of a role; throws if even a shortened one would not fit (too many owners). */
+export function encodeRole(role: VmRole): string {
+  const reason = role.reason.length > STORED_REASON_CHARS_MAX ? `${role.reason.slice(0, STORED_REASON_CHARS_MAX - 1)}…` : role.reason
+  const value = JSON.stringify({ ...role, reason })
+  if (value.length > CONFIG_VALUE_CHARS_MAX) {
+    throw new Error(`vm ${role.name}: its record is ${value.length} characters; the cluster database holds at most ${CONFIG_VALUE_CHARS_MAX} per entry (list fewer owners)`)
+  }
+  return value
+}
+
+/** A role record as the role controller uses it. */
+export function toVmRole(r: VmRoleRecord): VmRole {
+  return { ...r, failback: { enabled: r.failback.enabled, window: r.failback.window && { ...r.failback.window } } }
+}
+
+export interface DecodedRoles {
+  roles: VmRole[]
+  paused: string[]
+  /** Entries that could not be read, with why (for a warning). */
+  damaged: { key: string; reason: string }[]
+}
+
+/** Every role and paused node in a database's entries. */
+export function decodeRoles(config: Readonly<Record<string, string>>): DecodedRoles {
+  const out: DecodedRoles = { roles: [], paused: [], damaged: [] }
+  for (const [key, value] of Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (key.startsWith('node/') && key.endsWith('/state')) {
+      const node = key.slice('node/'.length, -'/state'.length)
+      if (value === 'paused' && key === pausedKey(node)) out.paused.push(node)
+      continue
+    }
+    if (!key.startsWith(ROLE_KEY_PREFIX)) continue
+    let raw: unknown
+    try {
+      raw = JSON.parse(value)
+    } catch {
+      out.damaged.push({ key, reason: 'not JSON' })
+      continue
+    }
+    const r = vmRoleSchema.safeParse(raw)
+    if (!r.success || roleKey(r.data.name) !== key) {
+      out.damaged.push({ key, reason: r.success ? 'name does not match its key' : (r.error.issues[0]?.message ?? 'invalid') })
+      continue
+    }
+    out.roles.push(toVmRole(r.data))
+  }
+  return out
+}

@@ -1,0 +1,299 @@
+/**
+ * Runs the RoleController on the cluster's coordinator, and only while it holds the
+ * quorum lease. It turns the controller's start_vm / stop_vm into requests to hosts, their
+ * answers and the hosts' inventories back into inputs, and keeps the role records in the
+ * replicated cluster database (one entry per role, written through the quorum).
+ *
+ * A coordinator that takes over (new coordinator, or an epoch it did not follow) restores
+ * the roles from the database, asks every member for its VM inventory and reconciles (a VM
+ * a host reports is owned by that host) before it places any role. A host that left the
+ * view counts as Down for the roles only from the view's `roles_free_at_ms` on, when it
+ * has surely stopped its VMs (it stops them after its no-quorum grace; see vm-agent.ts);
+ * until then it is shown to the controller as paused (nothing new goes there).
+ */
+import type { Clock } from '../../shared/clock.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { ROLES_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
+import { pausedKey } from './cluster-status.js'
+import type { NodeView } from './placement.js'
+import { RoleController, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
+import { decodeRoles, encodeRole, roleKey } from './role-record.js'
+import type { VmAgent, VmOpResult } from './vm-agent.js'
+import { createVmRole, type VmRole } from './vm-role.js'
+
+/** What the role service reads from the membership state machine. */
+export interface MembershipView {
+  isCoordinator(): boolean
+  holdsLease(now_ms: number): boolean
+  view(): { readonly epoch: number; readonly members: readonly string[] }
+  database(): { readonly config: Readonly<Record<string, string>> }
+}
+
+/** Requests to a host (a local call when it is this host). */
+export interface HostRequests {
+  start(node: string, m: { role: string; op: number; epoch: number; memory_mib: number }): Promise<VmOpResult>
+  stop(node: string, m: { role: string; op: number; epoch: number; reason: string }): Promise<VmOpResult>
+  inventory(node: string): Promise<InventoryVmRecord[]>
+}
+
+export interface RoleServiceDeps {
+  name: string
+  clock: Clock
+  hosts: readonly { name: string; memory_mib: number }[]
+  membership: MembershipView
+  /** Write (or with null delete) one cluster database entry through the quorum. */
+  writeConfig(key: string, value: string | null): void
+  requests: HostRequests
+  emitEvent(kind: string, details: EventDetails): void
+  log: { info(o: object, msg: string): void; warn(o: object, msg: string): void }
+  /** When unknown for a view: how long after taking over a left host's roles count as free. */
+  roles_free_after_ms: number
+  tick_ms: number
+  inventory_interval_ms: number
+}
+
+/** Database writes started per tick (the rest wait; each write is one lease round). */
+export const WRITES_PER_TICK_MAX = 4
+/** A write not yet visible in the database is repeated after this long. */
+export const WRITE_RETRY_MS = 1500
+export const QUEUED_INPUTS_MAX = 1024
+const FAILBACK_CHECK_INTERVAL_MS = 60_000
+
+export class RoleService {
+  private ctl: RoleController | null = null
+  private gen = 0
+  private ctl_epoch = 0
+  private took_over_ms = 0
+  private sync: Promise<void> = Promise.resolve()
+  private readonly free_at = new Map<number, number>()
+  private readonly desired = new Map<string, string | null>()
+  private readonly written = new Map<string, { value: string | null; at_ms: number }>()
+  private queued: RoleInput[] = []
+  private fed_nodes = ''
+  private next_inventory_ms = 0
+  private next_failback_ms = 0
+  private cancel: (() => void) | undefined
+
+  constructor(private readonly deps: RoleServiceDeps) {}
+
+  start(): void {
+    const loop = (): void => {
+      this.tick()
+      this.cancel = this.deps.clock.setTimer(this.deps.tick_ms, loop)
+    }
+    this.cancel = this.deps.clock.setTimer(this.deps.tick_ms, loop)
+  }
+
+  stop(): void {
+    this.cancel?.()
+    this.drop()
+  }
+
+  /** From the membership's events: remember when each view's removed hosts' roles are free. */
+  onViewChanged(epoch: number, roles_free_at_ms: number): void {
+    this.free_at.set(epoch, roles_free_at_ms)
+    for (const e of [...this.free_at.keys()].sort((a, b) => a - b).slice(0, -8)) this.free_at.delete(e)
+  }
+
+  /** Is this host the coordinator holding the lease, running the roles now? */
+  isLeader(now_ms = this.deps.clock.now()): boolean {
+    return this.deps.membership.isCoordinator() && this.deps.membership.holdsLease(now_ms)
+  }
+
+  get running(): boolean {
+    return this.ctl !== null
+  }
+
+  /** Every role as the controller has it; null when this host does not run the roles. */
+  list(): VmRole[] | null {
+    return this.ctl?.list() ?? null
+  }
+
+  /** An operator command; waits for the takeover sync; a refusal throws HvlabError. */
+  async command(command: RoleCommand): Promise<void> {
+    const ctl = this.ctl
+    if (ctl === null || !this.isLeader()) throw notLeader(this.deps.name)
+    await this.sync
+    if (this.ctl !== ctl || !this.isLeader()) throw notLeader(this.deps.name)
+    if (command.op === 'create') {
+      try {
+        encodeRole(createVmRole(command.spec))
+      } catch (e) {
+        throw e instanceof HvlabError ? e : new HvlabError('HVLAB_E_USAGE', describeError(e))
+      }
+    }
+    this.carryOut(ctl.step({ type: 'command', command }, this.deps.clock.now()))
+  }
+
+  /** A host reports a VM failed. */
+  vmFailed(node: string, role: string, op: number, gone: boolean, reason: string): void {
+    this.input({ type: 'vm_failed', role, node, op, gone, reason })
+  }
+
+  /** One periodic step (public for tests). */
+  tick(): void {
+    const now = this.deps.clock.now()
+    const m = this.deps.membership
+    const epoch = m.view().epoch
+    if (!this.isLeader(now)) {
+      if (this.ctl !== null && (!m.isCoordinator() || epoch > this.ctl_epoch + 1)) this.drop()
+      return
+    }
+    if (this.ctl === null || epoch > this.ctl_epoch + 1) this.takeOver(epoch, now)
+    this.ctl_epoch = epoch
+    this.feedMembership(now, false)
+    this.replayQueued()
+    this.flushWrites(now)
+    if (now >= this.next_inventory_ms) {
+      this.next_inventory_ms = now + this.deps.inventory_interval_ms
+      void this.askInventories()
+    }
+    if (now >= this.next_failback_ms) {
+      this.next_failback_ms = now + FAILBACK_CHECK_INTERVAL_MS
+      this.input({ type: 'failback_check', hour_of_day: new Date(now).getHours() })
+    }
+  }
+
+  // ── takeover ──────────────────────────────────────────────────────────────────────
+
+  private takeOver(epoch: number, now: number): void {
+    this.drop()
+    const ctl = new RoleController({ source: this.deps.name, roles_max: ROLES_MAX })
+    const db = decodeRoles(this.deps.membership.database().config)
+    for (const d of db.damaged) this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
+    ctl.restore(db.roles, db.paused, epoch)
+    this.ctl = ctl
+    this.gen++
+    this.ctl_epoch = epoch
+    this.took_over_ms = now
+    this.deps.emitEvent('role.coordinator-started', { node: this.deps.name, epoch, roles: db.roles.length, paused: db.paused })
+    this.feedMembership(now, true)
+    this.next_inventory_ms = now + this.deps.inventory_interval_ms
+    const gen = this.gen
+    this.sync = this.askInventories().then(() => {
+      if (this.gen !== gen || this.ctl === null) return
+      this.input({ type: 'sync_done' })
+      this.deps.emitEvent('role.coordinator-synced', { node: this.deps.name, epoch, roles: this.ctl.list().length })
+    })
+  }
+
+  private drop(): void {
+    if (this.ctl === null) return
+    this.deps.log.info({ epoch: this.ctl_epoch }, 'no longer running the vm roles (not the coordinator with quorum)')
+    this.ctl = null
+    this.gen++
+    this.queued = []
+    this.desired.clear()
+    this.written.clear()
+    this.fed_nodes = ''
+    this.sync = Promise.resolve()
+  }
+
+  /** Members are up; a host outside the view is paused until its roles are free, then down. */
+  private feedMembership(now: number, initial: boolean): void {
+    const view = this.deps.membership.view()
+    const free_at = this.free_at.get(view.epoch) ?? this.took_over_ms + this.deps.roles_free_after_ms
+    const nodes: NodeView[] = this.deps.hosts.map((h) => ({
+      name: h.name,
+      memory_mib: h.memory_mib,
+      status: view.members.includes(h.name) ? 'up' : initial || now < free_at ? 'paused' : 'down',
+    }))
+    const key = JSON.stringify(nodes)
+    if (key === this.fed_nodes) return
+    this.fed_nodes = key
+    this.input({ type: 'membership', epoch: view.epoch, nodes })
+  }
+
+  /** Asks every member for its VMs and feeds the answers; resolves when all answered or failed. */
+  private async askInventories(): Promise<void> {
+    const ctl = this.ctl
+    if (ctl === null) return
+    const gen = this.gen
+    const members = [...this.deps.membership.view().members]
+    await Promise.allSettled(
+      members.map(async (node) => {
+        const ops_at_request = ctl.opSnapshot()
+        const vms = await this.deps.requests.inventory(node)
+        if (this.gen !== gen) return
+        this.input({ type: 'inventory', node, vms: vms.map((v) => ({ role: v.role, op: v.op })), ops_at_request })
+      }),
+    )
+  }
+
+  // ── inputs and effects ──────────────────────────────────────────────────────────────
+
+  private input(input: RoleInput): void {
+    if (this.ctl === null) return
+    if (!this.isLeader()) {
+      if (this.queued.length < QUEUED_INPUTS_MAX) this.queued.push(input)
+      return
+    }
+    try {
+      this.carryOut(this.ctl.step(input, this.deps.clock.now()))
+    } catch (e) {
+      this.deps.log.warn({ err: describeError(e), input: input.type }, 'the role controller refused an input')
+    }
+  }
+
+  private replayQueued(): void {
+    const q = this.queued
+    this.queued = []
+    for (const input of q) this.input(input)
+  }
+
+  private carryOut(effects: readonly RoleEffect[]): void {
+    const gen = this.gen
+    const back = (input: RoleInput): void => {
+      if (this.gen === gen) this.input(input)
+    }
+    for (const fx of effects) {
+      switch (fx.type) {
+        case 'start_vm':
+          this.deps.requests
+            .start(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, memory_mib: fx.memory_mib })
+            .then((r) => back(r.ok ? { type: 'vm_started', role: fx.role, node: fx.node, op: fx.op } : { type: 'vm_start_failed', role: fx.role, node: fx.node, op: fx.op, reason: r.reason }))
+            .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'start request got no answer; the next inventory settles it'))
+          break
+        case 'stop_vm':
+          this.deps.requests
+            .stop(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, reason: fx.reason })
+            .then(() => back({ type: 'vm_stopped', role: fx.role, node: fx.node, op: fx.op }))
+            .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'stop request got no answer; the next inventory settles it'))
+          break
+        case 'persist':
+          this.desired.set(roleKey(fx.role.name), encodeRole(fx.role))
+          break
+        case 'set_node_paused':
+          this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null)
+          break
+        case 'emit':
+          this.deps.emitEvent(fx.event.kind, fx.event.details)
+          break
+      }
+    }
+  }
+
+  /** Writes role records that differ from the database, a few per tick; repeats writes that got lost. */
+  private flushWrites(now: number): void {
+    const config = this.deps.membership.database().config
+    let started = 0
+    for (const [key, value] of this.desired) {
+      if ((config[key] ?? null) === value) {
+        this.desired.delete(key)
+        this.written.delete(key)
+        continue
+      }
+      const w = this.written.get(key)
+      if (w !== undefined && w.value === value && now - w.at_ms < WRITE_RETRY_MS) continue
+      if (started >= WRITES_PER_TICK_MAX) break
+      started++
+      this.written.set(key, { value, at_ms: now })
+      this.deps.writeConfig(key, value)
+    }
+  }
+}
+
+function notLeader(name: string): HvlabError {
+  return new HvlabError('HVLAB_E_STATE', `${name} is not the cluster coordinator with quorum right now; retry in a moment`)
+}

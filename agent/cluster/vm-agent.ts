@@ -1,0 +1,170 @@
+/**
+ * The host side of VM roles: runs the VMs the coordinator starts here (in a VmHost),
+ * answers starts, stops and inventory questions, watches each VM's guest heartbeat
+ * (LooksAlive / IsAlive) and reports a failed VM to the coordinator, and stops every VM
+ * once this host has been without a quorum lease for `no_quorum_grace_ms`.
+ *
+ * Why a grace and not "no lease → stop at once": at every view change every host is
+ * without a lease for a moment (the coordinator lets its lease run out before the next
+ * view may form), and stopping then would restart every VM of the cluster. The grace is
+ * shorter than `roles_stop_bound_ms` minus a check interval and some event-loop lag, and
+ * the majority waits `roles_free_at_ms` (lease end + skew + roles_stop_bound_ms) before
+ * it restarts a removed host's VMs elsewhere, so a VM is still never on two hosts.
+ */
+import type { Clock } from '../../shared/clock.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import { VmHost } from '../vm/vm-instance.js'
+import { nextCheckAt, runHealthCheck, startHealthCheck, type HealthCheckConfig, type HealthCheckState } from './health-check.js'
+
+export interface VmAgentDeps {
+  host: string
+  memory_mib: number
+  clock: Clock
+  /** Does this host hold a quorum lease now? */
+  holdsLease(now_ms: number): boolean
+  no_quorum_grace_ms: number
+  /** How often the lease and the guests are checked. */
+  check_interval_ms: number
+  health: HealthCheckConfig
+  /** Tell the coordinator a VM failed (`op` = the start that made it). */
+  reportFailure(failure: { role: string; op: number; gone: boolean; reason: string }): void
+  emitEvent(kind: string, details: Record<string, string | number | boolean | null | string[]>): void
+}
+
+export interface VmOpResult {
+  ok: boolean
+  reason: string
+}
+
+interface Watch {
+  health: HealthCheckState
+  beats: number
+  last_beat_ms: number | null
+  suspect_reported: boolean
+}
+
+/** Event-loop lag and check jitter the grace leaves room for. */
+export const NO_QUORUM_LAG_ALLOWANCE_MS = 250
+
+/** The longest grace that still stops VMs within `roles_stop_bound_ms` of the lease's end. */
+export function noQuorumGraceMs(roles_stop_bound_ms: number, check_interval_ms: number): number {
+  const grace = roles_stop_bound_ms - 2 * check_interval_ms - NO_QUORUM_LAG_ALLOWANCE_MS
+  if (grace <= 0) {
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `roles_stop_bound_ms ${roles_stop_bound_ms} is too short for a check every ${check_interval_ms} ms plus ${NO_QUORUM_LAG_ALLOWANCE_MS} ms of lag; slow the heartbeat profile down`)
+  }
+  return grace
+}
+
+export class VmAgent {
+  readonly vms: VmHost
+  private readonly watches = new Map<string, Watch>()
+  private without_lease_since_ms: number | null = null
+  private cancel: (() => void) | undefined
+  private stopped_for_quorum = false
+
+  constructor(private readonly deps: VmAgentDeps) {
+    this.vms = new VmHost(deps.host, deps.memory_mib, deps.clock)
+  }
+
+  /** Arms the periodic lease and health check. */
+  start(): void {
+    const loop = (): void => {
+      this.check()
+      this.cancel = this.deps.clock.setTimer(this.deps.check_interval_ms, loop)
+    }
+    this.cancel = this.deps.clock.setTimer(this.deps.check_interval_ms, loop)
+  }
+
+  stop(): void {
+    this.cancel?.()
+    this.vms.stopAll()
+    this.watches.clear()
+  }
+
+  startVm(role: string, memory_mib: number, op: number, epoch: number, from: string): VmOpResult {
+    const now = this.deps.clock.now()
+    if (!this.deps.holdsLease(now)) return { ok: false, reason: `${this.deps.host} holds no quorum lease, so it may not run vms now` }
+    try {
+      const already = this.vms.list().some((v) => v.name === role)
+      this.vms.start(role, memory_mib, op, epoch)
+      if (!already) this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
+      this.stopped_for_quorum = false
+      this.deps.emitEvent('vm.started', { vm: role, op, epoch, by: from })
+      return { ok: true, reason: `running on ${this.deps.host}` }
+    } catch (e) {
+      return { ok: false, reason: describeError(e) }
+    }
+  }
+
+  stopVm(role: string, op: number, reason: string): VmOpResult {
+    const had = this.vms.list().some((v) => v.name === role)
+    this.vms.stop(role)
+    this.watches.delete(role)
+    if (had) this.deps.emitEvent('vm.stopped', { vm: role, op, reason })
+    return { ok: true, reason: had ? `stopped on ${this.deps.host}` : `not on ${this.deps.host}` }
+  }
+
+  inventory(): InventoryVmRecord[] {
+    return this.vms.list().map((v) => ({ role: v.name, op: v.op, epoch: v.epoch, memory_mib: v.memory_mib, state: v.state, guest_heartbeats: v.guest_heartbeats }))
+  }
+
+  /** Fault injection: the guest of `role` hangs (its heartbeat stops). */
+  hang(role: string): void {
+    const vm = this.vms.instance(role)
+    if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${this.deps.host} does not run vm ${role}`)
+    vm.hang()
+  }
+
+  /** One periodic check (public for tests). */
+  check(): void {
+    const now = this.deps.clock.now()
+    this.checkLease(now)
+    this.checkGuests(now)
+  }
+
+  private checkLease(now: number): void {
+    if (this.deps.holdsLease(now)) {
+      this.without_lease_since_ms = null
+      return
+    }
+    this.without_lease_since_ms ??= now
+    const without_ms = Math.round(now - this.without_lease_since_ms)
+    if (without_ms < this.deps.no_quorum_grace_ms || this.stopped_for_quorum) return
+    this.stopped_for_quorum = true
+    const names = this.vms.stopAll()
+    this.watches.clear()
+    if (names.length > 0) {
+      this.deps.emitEvent('role.stopped-no-quorum', { node: this.deps.host, vms: names, without_lease_ms: without_ms, reason: `${this.deps.host} has had no quorum lease for ${without_ms} ms; it stops its vms so the majority may restart them` })
+    }
+  }
+
+  private checkGuests(now: number): void {
+    const running = new Map(this.vms.list().map((v) => [v.name, v]))
+    for (const [role, w] of this.watches) {
+      const vm = running.get(role)
+      if (vm === undefined) {
+        this.watches.delete(role)
+        continue
+      }
+      if (vm.guest_heartbeats !== w.beats) {
+        w.beats = vm.guest_heartbeats
+        w.last_beat_ms = now
+      }
+      if (now < nextCheckAt(w.health)) continue
+      const r = runHealthCheck(w.health, this.deps.health, w.last_beat_ms, now)
+      w.health = r.state
+      if (r.verdict === 'suspect' && !w.suspect_reported) {
+        w.suspect_reported = true
+        this.deps.emitEvent('role.health-suspect', { role, node: this.deps.host, check: r.check, reason: 'LooksAlive: no guest heartbeat lately; IsAlive follows' })
+      } else if (r.verdict === 'healthy') {
+        w.suspect_reported = false
+      } else if (r.verdict === 'unresponsive') {
+        const silent_ms = Math.round(now - (w.last_beat_ms ?? w.health.started_at_ms))
+        const reason = `IsAlive failed on ${this.deps.host}: the guest of vm ${role} has been silent for ${silent_ms} ms`
+        this.deps.emitEvent('role.health-failed', { role, node: this.deps.host, reason })
+        this.deps.reportFailure({ role, op: vm.op, gone: false, reason })
+      }
+    }
+  }
+}

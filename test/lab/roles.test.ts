@@ -1,0 +1,178 @@
+/**
+ * VM roles in the real cluster: three VMs with preferred owners; kill -9 the owner of one
+ * → it runs on another node and the timeline shows node-down, then the restart, with
+ * times; cut site-a from site-b → the side with quorum runs ALL VMs and the other side's
+ * hosts stop theirs; heal; `node pause --drain` moves roles off (and a move to a paused
+ * host is refused clearly); `hvlab down` + `up` on the same dir → the same VMs come back.
+ * Also `hvlab vm deps` and `hvlab cluster validate` on the healthy lab.
+ * Throughout, a watcher polls every host's GET /status and fails if a VM is on two hosts.
+ */
+import t from 'tap'
+import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import { runCli, startLab, type TestLab } from './lab-fixture.js'
+
+const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
+const VMS = { web1: ['host-b1', 'host-b2'], db1: ['host-a2', 'host-a1'], app1: ['host-b2', 'host-a2'] } as const
+const WAIT_MS = 60_000
+
+interface VmList {
+  coordinator: string
+  source: 'coordinator' | 'database'
+  roles: VmRoleRecord[]
+}
+
+const vmList = (lab: TestLab): Promise<VmList> => lab.json<VmList>('vm', 'list')
+
+/** Each up host's VMs from its own GET /status. */
+async function inventories(lab: TestLab): Promise<Record<string, string[]>> {
+  const s = await lab.status()
+  const out: Record<string, string[]> = {}
+  await Promise.all(
+    s.processes
+      .filter((p) => p.role === 'host' && p.state === 'up' && p.metricsPort)
+      .map(async (p) => {
+        try {
+          const r = await fetch(`http://127.0.0.1:${p.metricsPort}/status`, { signal: AbortSignal.timeout(1000) })
+          const body = (await r.json()) as { vms?: { role: string }[] }
+          out[p.name] = (body.vms ?? []).map((v) => v.role).sort()
+        } catch {
+          // a host that does not answer now (killed, restarting) runs nothing we can see
+        }
+      }),
+  )
+  return out
+}
+
+function hostsRunning(inv: Record<string, string[]>, vm: string): string[] {
+  return Object.entries(inv).filter(([, vms]) => vms.includes(vm)).map(([h]) => h)
+}
+
+/** Every VM running, each on exactly the host `vm list` names, as that host itself reports. */
+async function allRunning(lab: TestLab, where?: (vm: string, owner: string) => boolean): Promise<{ list: VmList; inv: Record<string, string[]> } | undefined> {
+  const list = await vmList(lab)
+  if (list.source !== 'coordinator' || list.roles.length !== Object.keys(VMS).length) return undefined
+  if (!list.roles.every((r) => r.state === 'running' && r.owner !== null && (!where || where(r.name, r.owner)))) return undefined
+  const inv = await inventories(lab)
+  const agree = list.roles.every((r) => hostsRunning(inv, r.name).join(',') === r.owner)
+  return agree ? { list, inv } : undefined
+}
+
+const ownerOf = (list: VmList, vm: string): string | null => list.roles.find((r) => r.name === vm)?.owner ?? null
+
+t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab restart', async (t) => {
+  const { lab } = await startLab(t)
+  await lab.waitFor('the cluster to form', async () => {
+    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? s : undefined
+  }, WAIT_MS)
+
+  // A watcher: a VM seen on two hosts in two polls in a row is a split brain.
+  const doubles: string[] = []
+  let previous = new Set<string>()
+  let watching = true
+  const watcher = (async () => {
+    while (watching) {
+      const inv = await inventories(lab).catch(() => ({}))
+      const now = new Set<string>()
+      for (const vm of Object.keys(VMS)) {
+        const on = hostsRunning(inv, vm)
+        if (on.length > 1) {
+          now.add(vm)
+          if (previous.has(vm)) doubles.push(`${vm} on ${on.join(' and ')}`)
+        }
+      }
+      previous = now
+      await new Promise((r) => setTimeout(r, 300))
+    }
+  })()
+  t.teardown(async () => {
+    watching = false
+    await watcher
+  })
+
+  // 1. three VMs with preferred owners, each runs on its first preferred owner
+  for (const [vm, preferred] of Object.entries(VMS)) {
+    const c = await lab.cli('vm', 'create', vm, '--memory-mib', '1024', '--preferred', preferred.join(','))
+    t.equal(c.code, 0, `create ${vm}: ${c.stderr}`)
+    t.equal((await lab.cli('vm', 'start', vm)).code, 0, `start ${vm}`)
+  }
+  const first = await lab.waitFor('every vm running on its first preferred owner', () => allRunning(lab, (vm, owner) => owner === VMS[vm as keyof typeof VMS][0]), WAIT_MS)
+  t.same(first.inv['host-b1'], ['web1'], 'host-b1 itself reports web1')
+  const human = await lab.cli('vm', 'list')
+  t.match(human.stdout, /web1\s+running\s+host-b1/, '`vm list` shows name, state, owner')
+  const bad = await lab.cli('vm', 'move', 'web1', '--to', 'host-zz')
+  t.not(bad.code, 0, 'a move to an unknown host is refused')
+  t.match(bad.stderr, /cannot move vm web1 to host-zz: host-zz is not a node of this cluster/)
+  t.notMatch(bad.stderr, /hvlab: host-/, 'the refusal is not prefixed with the relaying host')
+  const deps = await lab.cli('vm', 'deps', 'web1')
+  t.match(deps.stdout, /vm web1 \(running on host-b1[\s\S]*disks: none yet/, '`vm deps` shows the tree, honestly without disks')
+  const valid = await lab.cli('cluster', 'validate')
+  t.equal(valid.code, 0, 'validation passes on a healthy lab')
+  t.match(valid.stdout, /PASS\s+network\s+host-a1 sees every node[\s\S]*PASS\s+quorum\s+witness witness reachable from site-b[\s\S]*validation passed; report: .*cluster-validation\.html/)
+
+  // 2. kill -9 the owner of web1: it restarts on its next preferred owner
+  const before = (await lab.events()).at(-1)!.seq
+  t.equal((await lab.cli('kill', 'host-b1')).code, 0)
+  const failed = await lab.waitFor('web1 to run on host-b2', () => allRunning(lab, (vm, owner) => (vm === 'web1' ? owner === 'host-b2' : true)), WAIT_MS)
+  t.equal(ownerOf(failed.list, 'db1'), 'host-a2', 'the other vms did not move')
+  t.equal(ownerOf(failed.list, 'app1'), 'host-b2', 'the other vms did not move')
+  const events = (await lab.events()).filter((e) => e.seq > before)
+  const down = events.find((e) => e.kind === 'cluster.node-down' && e.details.node === 'host-b1')
+  const over = events.find((e) => e.kind === 'role.failed-over' && e.details.role === 'web1')
+  const running = events.find((e) => e.kind === 'role.running' && e.details.role === 'web1' && e.details.node === 'host-b2')
+  t.ok(down && over && running, 'timeline: node-down, then role.failed-over, then role.running')
+  if (down && over && running) {
+    t.ok(down.seq < over.seq && over.seq < running.seq, 'in that order')
+    t.comment(`host-b1 detected down ${down.at_ms - events[0]!.at_ms} ms after the kill; web1 running on host-b2 ${running.at_ms - down.at_ms} ms after detection`)
+  }
+  t.equal((await lab.cli('restart', 'host-b1')).code, 0)
+  await lab.waitFor('host-b1 back in the cluster', async () => {
+    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
+  }, WAIT_MS)
+
+  // 3. cut site-a from site-b: one side keeps quorum and runs ALL vms, the other side runs none
+  t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
+  const split = await lab.waitFor('one side to run every vm', async () => {
+    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
+    if (holders.length !== 2 || holders[0]!.slice(0, 6) !== holders[1]!.slice(0, 6)) return undefined
+    const r = await allRunning(lab, (_vm, owner) => holders.includes(owner))
+    if (!r) return undefined
+    const others = HOSTS.filter((h) => !holders.includes(h))
+    return others.every((h) => (r.inv[h] ?? []).length === 0) ? { holders, others, r } : undefined
+  }, WAIT_MS)
+  t.pass(`${split.holders.join(',')} keep quorum and run every vm; ${split.others.join(',')} run none`)
+  const stoppedEvents = (await lab.events()).filter((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source))
+  t.ok(stoppedEvents.length > 0, 'timeline: the cut-off side stopped its vms for lack of quorum')
+  t.equal((await lab.cli('heal')).code, 0)
+  await lab.waitFor('all four together after heal', async () => {
+    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
+  }, WAIT_MS)
+
+  // 4. pause --drain moves the roles off a node; a move there is refused while paused
+  const target = (await vmList(lab)).roles.find((r) => r.owner !== null)!.owner!
+  const p = await lab.cli('node', 'pause', target, '--drain')
+  t.equal(p.code, 0, `pause --drain ${target}: ${p.stderr}`)
+  const drained = await lab.waitFor(`every vm off ${target}`, () => allRunning(lab, (_vm, owner) => owner !== target), WAIT_MS)
+  t.same(drained.inv[target] ?? [], [], `${target} itself runs no vm`)
+  const refused = await lab.cli('vm', 'move', 'web1', '--to', target)
+  t.not(refused.code, 0)
+  t.match(refused.stderr, new RegExp(`cannot move vm web1 to ${target}: ${target} is paused; resume it or pick another host`))
+  t.match((await lab.cli('cluster', 'status')).stdout, new RegExp(`${target}\\s+site-.\\s+Paused`), 'cluster status shows it Paused')
+  t.equal((await lab.cli('node', 'resume', target)).code, 0)
+
+  // 5. the whole lab down and up on the same dir: the same vms come back and run
+  t.equal((await lab.cli('down')).code, 0)
+  const up = await runCli(['up', '--detach', '--dir', lab.dir])
+  t.equal(up.code, 0, `lab up again: ${up.stderr}`)
+  const back = await lab.waitFor('the vms running after a full restart', () => allRunning(lab), WAIT_MS * 2)
+  t.same(back.list.roles.map((r) => r.name).sort(), Object.keys(VMS).sort(), 'the same vms')
+  t.same(back.list.roles.find((r) => r.name === 'web1')?.preferred_owners, VMS.web1, 'with their preferred owners')
+
+  watching = false
+  await watcher
+  t.same(doubles, [], 'no vm was ever seen running on two hosts')
+})

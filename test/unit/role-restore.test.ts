@@ -1,0 +1,98 @@
+import t from 'tap'
+import { OPS_PER_EPOCH, RoleController, type RoleEffect } from '../../agent/cluster/role-controller.js'
+import { createVmRole, type VmRole } from '../../agent/cluster/vm-role.js'
+import type { NodeView } from '../../agent/cluster/placement.js'
+
+type Start = Extract<RoleEffect, { type: 'start_vm' }>
+type Stop = Extract<RoleEffect, { type: 'stop_vm' }>
+const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start_vm')
+const stops = (fx: RoleEffect[]) => fx.filter((f): f is Stop => f.type === 'stop_vm')
+const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.type === 'emit' ? [f.event.kind] : []))
+
+const NODES = ['host-a1', 'host-a2', 'host-b1']
+const nodes = (status: Partial<Record<string, NodeView['status']>> = {}): NodeView[] => NODES.map((name) => ({ name, status: status[name] ?? 'up', memory_mib: 8192 }))
+
+function role(name: string, state: VmRole['state'], owner: string | null, reason = 'x'): VmRole {
+  return { ...createVmRole({ name, preferred_owners: ['host-a1'] }), state, owner, last_owner: owner, reason }
+}
+
+/** A controller restored at epoch 7 with the given roles, fed membership; time advances 1 s a step. */
+function restored(roles: VmRole[], status: Partial<Record<string, NodeView['status']>> = {}) {
+  const c = new RoleController()
+  let now = 0
+  c.restore(roles, [], 7)
+  const step = (input: Parameters<RoleController['step']>[0]) => c.step(input, (now += 1000))
+  const first = step({ type: 'membership', epoch: 7, nodes: nodes(status) })
+  const inventory = (node: string, vms: { role: string; op: number }[], ops = c.opSnapshot()) => step({ type: 'inventory', node, vms, ops_at_request: ops })
+  return { c, step, first, inventory }
+}
+
+t.test('restored roles are not placed until sync_done; a reported vm is adopted where it runs', async (t) => {
+  const { c, first, inventory, step } = restored([role('web1', 'running', 'host-a2'), role('db1', 'pending', null), role('lost1', 'pending', null)])
+  t.same(starts(first), [], 'nothing is started while syncing')
+  t.ok(c.isSyncing)
+  const fx = inventory('host-a2', [{ role: 'web1', op: 3 }])
+  t.same(starts(fx), [])
+  t.same(stops(fx), [])
+  t.equal(c.role('web1')?.state, 'running')
+  // db1's start was made by the old coordinator but its persist was lost: host-b1 runs it
+  inventory('host-b1', [{ role: 'db1', op: 9 }])
+  t.equal(c.role('db1')?.owner, 'host-b1', 'adopted where it runs')
+  t.equal(c.role('db1')?.state, 'running')
+  inventory('host-a1', [])
+  const done = step({ type: 'sync_done' })
+  t.notOk(c.isSyncing)
+  t.same(starts(done).map((s) => [s.role, s.node]), [['lost1', 'host-a1']], 'only the role running nowhere is placed')
+  t.ok(starts(done)[0]!.op > 7 * OPS_PER_EPOCH, 'new ops are above any older coordinator’s')
+  // the adopted incarnation's op is the one the host reported: a failure report with it counts
+  const failed = step({ type: 'vm_failed', role: 'web1', node: 'host-a2', op: 3, gone: true, reason: 'guest crashed' })
+  t.ok(kinds(failed).includes('role.failure'), 'a failure of the adopted vm is acted on')
+  const stale = step({ type: 'vm_failed', role: 'db1', node: 'host-b1', op: 8, gone: true, reason: 'old' })
+  t.notOk(kinds(stale).includes('role.failure'), 'a report with another op is stale')
+})
+
+t.test('a recorded owner that no longer has the vm: running → restarted, stopping → stopped', async (t) => {
+  const { c, inventory, step } = restored([role('web1', 'running', 'host-a2'), role('db1', 'stopping', 'host-a1', 'stopped by operator')])
+  const fx = inventory('host-a2', [])
+  t.ok(kinds(fx).includes('role.failure'), 'web1 missing on its owner is a failure')
+  t.same(starts(fx).map((s) => [s.role, s.node]), [['web1', 'host-a2']], 'restarted in place (failover policy)')
+  inventory('host-a1', [])
+  t.equal(c.role('db1')?.state, 'stopped', 'an operator stop in flight ends stopped')
+  t.same(starts(step({ type: 'sync_done' })), [])
+})
+
+t.test('a vm on a host that is not its owner is stopped there; an unknown vm too', async (t) => {
+  const { c, inventory } = restored([role('web1', 'running', 'host-a2')])
+  inventory('host-a2', [{ role: 'web1', op: 2 }])
+  const fx = inventory('host-b1', [{ role: 'web1', op: 5 }, { role: 'ghost', op: 1 }])
+  t.same(stops(fx).map((s) => [s.role, s.node]).sort(), [['ghost', 'host-b1'], ['web1', 'host-b1']])
+  t.equal(c.role('web1')?.owner, 'host-a2', 'the owner is unchanged')
+})
+
+t.test('an inventory that crossed a start or stop does not touch that role', async (t) => {
+  const c = new RoleController()
+  let now = 0
+  const step = (input: Parameters<RoleController['step']>[0]) => c.step(input, (now += 1000))
+  step({ type: 'membership', epoch: 1, nodes: nodes() })
+  step({ type: 'command', command: { op: 'create', spec: { name: 'web1' } } })
+  const before = c.opSnapshot()
+  const s = starts(step({ type: 'command', command: { op: 'start', name: 'web1' } }))[0]!
+  // the host answered the inventory before it got the start
+  const fx = step({ type: 'inventory', node: s.node, vms: [], ops_at_request: before })
+  t.same(kinds(fx), [], 'no failure for a start in flight')
+  t.equal(c.role('web1')?.state, 'starting')
+  // asked after the start; the start's reply was lost: the inventory settles it
+  step({ type: 'inventory', node: s.node, vms: [{ role: 'web1', op: s.op }], ops_at_request: c.opSnapshot() })
+  t.equal(c.role('web1')?.state, 'running', 'a lost start reply is settled by the inventory')
+})
+
+t.test('the owner down (after the stop bound): its restored role fails over after sync', async (t) => {
+  const { c, step, inventory } = restored([role('web1', 'running', 'host-b1')], { 'host-b1': 'paused' })
+  inventory('host-a1', [])
+  inventory('host-a2', [])
+  t.same(starts(step({ type: 'sync_done' })), [], 'still held: host-b1 is not down yet')
+  const fx = step({ type: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
+  t.ok(kinds(fx).includes('role.failed-over'))
+  t.equal(starts(fx)[0]?.node, 'host-a1')
+  t.equal(c.role('web1')?.owner, 'host-a1')
+})

@@ -1,0 +1,138 @@
+import t from 'tap'
+import { ManualClock } from '../../shared/clock.js'
+import { RoleService, type HostRequests } from '../../agent/cluster/role-service.js'
+import { decodeRoles, encodeRole, roleKey } from '../../agent/cluster/role-record.js'
+import { createVmRole } from '../../agent/cluster/vm-role.js'
+import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+
+const HOSTS = ['host-a1', 'host-a2', 'host-b1']
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+}
+
+/** A role service on host-a1 with a fake membership, fake hosts (VMs in maps) and a clock. */
+function world(config: Record<string, string> = {}) {
+  const clock = new ManualClock(10_000)
+  const m = { coordinator: true, lease: true, epoch: 5, members: [...HOSTS], config }
+  const vms = new Map<string, Map<string, number>>(HOSTS.map((h) => [h, new Map()]))
+  const events: { kind: string; details: Record<string, unknown> }[] = []
+  const writes: string[] = []
+  let dropWrites = false
+  const requests: HostRequests = {
+    async start(node, r) {
+      vms.get(node)!.set(r.role, r.op)
+      return { ok: true, reason: 'ok' }
+    },
+    async stop(node, r) {
+      vms.get(node)!.delete(r.role)
+      return { ok: true, reason: 'ok' }
+    },
+    async inventory(node): Promise<InventoryVmRecord[]> {
+      return [...vms.get(node)!].map(([role, op]) => ({ role, op, epoch: 5, memory_mib: 1024, state: 'running', guest_heartbeats: 0 }))
+    },
+  }
+  const s = new RoleService({
+    name: 'host-a1',
+    clock,
+    hosts: HOSTS.map((name) => ({ name, memory_mib: 8192 })),
+    membership: {
+      isCoordinator: () => m.coordinator,
+      holdsLease: () => m.lease,
+      view: () => ({ epoch: m.epoch, members: m.members }),
+      database: () => ({ config: m.config }),
+    },
+    writeConfig: (key, value) => {
+      writes.push(key)
+      if (dropWrites) return
+      if (value === null) delete m.config[key]
+      else m.config[key] = value
+    },
+    requests,
+    emitEvent: (kind, details) => events.push({ kind, details }),
+    log: { info() {}, warn() {} },
+    roles_free_after_ms: 2100,
+    tick_ms: 100,
+    inventory_interval_ms: 3000,
+  })
+  const tick = async (ms = 100): Promise<void> => {
+    clock.advance(ms)
+    s.tick()
+    await flush()
+  }
+  return { s, m, vms, events, writes, tick, clock, setDropWrites: (v: boolean) => (dropWrites = v) }
+}
+
+t.test('takeover: roles come from the database, the hosts’ inventories say where they run', async (t) => {
+  const web1 = { ...createVmRole({ name: 'web1', preferred_owners: ['host-a2'] }), state: 'running' as const, owner: 'host-a2', last_owner: 'host-a2', reason: 'running' }
+  const w = world({ [roleKey('web1')]: encodeRole(web1), 'node/host-b1/state': 'paused' })
+  w.vms.get('host-a2')!.set('web1', 4)
+  await w.tick()
+  await w.tick()
+  t.ok(w.events.some((e) => e.kind === 'role.coordinator-started' && e.details.roles === 1))
+  t.ok(w.events.some((e) => e.kind === 'role.coordinator-synced'))
+  t.same(w.s.list()?.map((r) => [r.name, r.state, r.owner]), [['web1', 'running', 'host-a2']])
+  t.equal(w.vms.get('host-a2')!.get('web1'), 4, 'not restarted: adopted as it runs')
+  await t.rejects(w.s.command({ op: 'move', name: 'web1', to: 'host-b1' }), /host-b1 is paused/, 'the pause came from the database')
+})
+
+t.test('commands persist role records through the database; a lost write is repeated', async (t) => {
+  const w = world()
+  await w.tick()
+  await w.s.command({ op: 'create', spec: { name: 'db1', preferred_owners: ['host-b1'] } })
+  w.setDropWrites(true)
+  await w.s.command({ op: 'start', name: 'db1' })
+  await flush()
+  t.equal(w.vms.get('host-b1')!.has('db1'), true, 'started on its preferred owner')
+  await w.tick()
+  const before = w.writes.length
+  t.ok(before > 0, 'the write was attempted')
+  await w.tick()
+  t.equal(w.writes.length, before, 'not repeated at once')
+  w.setDropWrites(false)
+  await w.tick(1600)
+  t.ok(w.writes.length > before, 'repeated after the retry time')
+  t.same(decodeRoles(w.m.config).roles.map((r) => [r.name, r.state, r.owner]), [['db1', 'running', 'host-b1']], 'the database has the running role')
+})
+
+t.test('a host that left the view: its roles restart elsewhere only from roles_free_at_ms on', async (t) => {
+  const w = world()
+  await w.tick()
+  await w.s.command({ op: 'create', spec: { name: 'web1', preferred_owners: ['host-b1', 'host-a2'] } })
+  await w.s.command({ op: 'start', name: 'web1' })
+  await flush()
+  t.ok(w.vms.get('host-b1')!.has('web1'))
+  // host-b1 is cut off: a view change without it (the lease lapses meanwhile)
+  w.m.lease = false
+  await w.tick()
+  w.m.epoch = 6
+  w.m.members = ['host-a1', 'host-a2']
+  w.s.onViewChanged(6, w.clock.now() + 2000)
+  w.m.lease = true
+  await w.tick()
+  t.notOk(w.vms.get('host-a2')!.has('web1'), 'not restarted before its roles are free')
+  t.equal(w.s.list()?.[0]?.owner, 'host-b1')
+  await w.tick(2000)
+  t.ok(w.vms.get('host-a2')!.has('web1'), 'restarted on the next preferred owner once free')
+  t.ok(w.events.some((e) => e.kind === 'role.failed-over' && e.details.to === 'host-a2'))
+})
+
+t.test('not the coordinator with quorum: commands are refused and the roles are dropped', async (t) => {
+  const w = world()
+  await w.tick()
+  t.ok(w.s.running)
+  w.m.coordinator = false
+  w.m.lease = false
+  await w.tick()
+  t.notOk(w.s.running, 'dropped when another host coordinates')
+  await t.rejects(w.s.command({ op: 'start', name: 'x' }), /not the cluster coordinator with quorum/)
+})
+
+t.test('role records: round trip, damaged entries skipped, long reasons shortened', async (t) => {
+  const r = { ...createVmRole({ name: 'web1', preferred_owners: ['host-a1'] }), reason: 'x'.repeat(2000) }
+  const value = encodeRole(r)
+  t.ok(value.length <= 1024)
+  const d = decodeRoles({ [roleKey('web1')]: value, 'role/bad': '{', 'role/other': value, 'node/host-a1/state': 'paused', unrelated: 'v' })
+  t.same(d.roles.map((x) => x.name), ['web1'])
+  t.same(d.paused, ['host-a1'])
+  t.same(d.damaged.map((x) => x.key).sort(), ['role/bad', 'role/other'])
+})

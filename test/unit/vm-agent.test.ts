@@ -1,0 +1,82 @@
+import t from 'tap'
+import { ManualClock } from '../../shared/clock.js'
+import { VmAgent, noQuorumGraceMs } from '../../agent/cluster/vm-agent.js'
+
+const HEALTH = { looks_alive_interval_ms: 1000, is_alive_interval_ms: 5000, heartbeat_timeout_ms: 3000, unresponsive_after_ms: 6000, boot_grace_ms: 2000 }
+
+function agent(grace_ms = 1500) {
+  const clock = new ManualClock(0)
+  let lease = true
+  const failures: { role: string; op: number; gone: boolean; reason: string }[] = []
+  const events: string[] = []
+  const a = new VmAgent({
+    host: 'host-a1',
+    memory_mib: 4096,
+    clock,
+    holdsLease: () => lease,
+    no_quorum_grace_ms: grace_ms,
+    check_interval_ms: 100,
+    health: HEALTH,
+    reportFailure: (f) => failures.push(f),
+    emitEvent: (kind) => events.push(kind),
+  })
+  a.start()
+  return { a, clock, failures, events, setLease: (v: boolean) => (lease = v) }
+}
+
+t.test('the grace: a lease gap shorter than it keeps the vms; a longer one stops them all', async (t) => {
+  const { a, clock, events, setLease } = agent(1500)
+  t.ok(a.startVm('web1', 1024, 1, 3, 'host-b1').ok)
+  t.ok(a.startVm('db1', 1024, 1, 3, 'host-b1').ok)
+  setLease(false)
+  clock.advance(1000) // a view change: ~0.5–1 s without a lease
+  setLease(true)
+  clock.advance(200)
+  t.same(a.inventory().map((v) => v.role), ['db1', 'web1'], 'a short gap stops nothing')
+  setLease(false)
+  clock.advance(1400)
+  t.equal(a.inventory().length, 2, 'still within the grace')
+  clock.advance(200)
+  t.same(a.inventory(), [], 'past the grace every vm is stopped')
+  t.ok(events.includes('role.stopped-no-quorum'))
+})
+
+t.test('no lease: starts are refused with why; too little memory too', async (t) => {
+  const { a, setLease } = agent()
+  setLease(false)
+  const r = a.startVm('web1', 1024, 1, 3, 'host-b1')
+  t.notOk(r.ok)
+  t.match(r.reason, /holds no quorum lease/)
+  setLease(true)
+  const big = a.startVm('big', 8192, 1, 3, 'host-b1')
+  t.notOk(big.ok)
+  t.match(big.reason, /MiB free/)
+  t.ok(a.startVm('web1', 1024, 2, 4, 'host-b1').ok)
+  const stale = a.startVm('db1', 1024, 1, 3, 'host-b1')
+  t.notOk(stale.ok, 'a start from an older epoch than one seen is refused')
+  t.same(a.inventory().map((v) => [v.role, v.op]), [['web1', 2]])
+  t.ok(a.stopVm('web1', 3, 'operator').ok)
+  t.ok(a.stopVm('web1', 4, 'again').ok, 'stopping a vm that is not here is fine')
+})
+
+t.test('health: a hung guest fails IsAlive and is reported once with its start op', async (t) => {
+  const { a, clock, failures, events } = agent()
+  a.startVm('web1', 1024, 7, 3, 'host-b1')
+  clock.advance(8000)
+  t.same(failures, [], 'a healthy guest is not reported')
+  a.hang('web1')
+  clock.advance(4000)
+  t.ok(events.includes('role.health-suspect'), 'LooksAlive notices first')
+  clock.advance(6000)
+  t.equal(failures.length, 1)
+  t.match(failures[0], { role: 'web1', op: 7, gone: false })
+  t.match(failures[0]!.reason, /IsAlive failed/)
+  clock.advance(10_000)
+  t.equal(failures.length, 1, 'reported once')
+  t.throws(() => a.hang('nope'), /does not run vm nope/)
+})
+
+t.test('the grace fits in the stop bound, or the settings are refused', async (t) => {
+  t.equal(noQuorumGraceMs(2000, 125), 2000 - 250 - 250)
+  t.throws(() => noQuorumGraceMs(400, 125), /too short/)
+})
