@@ -11,6 +11,8 @@ export interface ArrayMetrics {
   readBytes: Counter
   refusals: Counter<'reason'>
   resyncBytes: Counter
+  /** Blocks a full resync compared by hash and did not send (the partner had them). */
+  resyncBlocksSkipped: Counter
   volumes: Gauge
 }
 
@@ -25,6 +27,7 @@ export function createArrayMetrics(registry: Registry): ArrayMetrics {
     readBytes: new Counter({ name: 'hvlab_array_read_bytes_total', help: 'Bytes of reads served', registers }),
     refusals,
     resyncBytes: new Counter({ name: 'hvlab_array_rc_resync_bytes_total', help: 'Bytes sent to a partner array in resync or periodic delta batches', registers }),
+    resyncBlocksSkipped: new Counter({ name: 'hvlab_array_rc_resync_blocks_skipped_total', help: 'Blocks a full resync compared by hash and did not send because the partner already held them', registers }),
     volumes: new Gauge({ name: 'hvlab_array_volumes', help: 'Virtual volumes on this array', registers }),
   }
 }

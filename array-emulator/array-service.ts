@@ -13,6 +13,7 @@ import type { MessageOf } from '../shared/protocol/messages.js'
 import type { RcPeerMessage } from '../shared/protocol/storage-messages.js'
 import type { PeerConnection } from '../shared/transport/peer-connection.js'
 import { createArrayMetrics } from './array-metrics.js'
+import { BlockHashPool } from './block-hash-pool.js'
 import { BlockIo } from './block-io.js'
 import { patternData } from './block-pattern.js'
 import { FencingTable } from './fencing.js'
@@ -35,6 +36,14 @@ const RC_PEER_TYPES = [
   'rc-dirty-set',
 ] as const satisfies readonly RcPeerMessage['t'][]
 
+/** Worker threads hashing blocks for resync comparison (off the event loop). */
+const HASH_THREADS = 2
+const HASH_IDLE_TIMEOUT_MS = 30_000
+/** How long a partner may take to hash one batch of blocks before the batch is sent whole. */
+const HASH_REQUEST_TIMEOUT_MS = 30_000
+/** Groups of this array that resync at once; the others wait their turn. */
+const RESYNC_GROUPS_MAX = 2
+
 export interface ArrayService {
   store: VolumeStore
   masking: LunMasking
@@ -52,6 +61,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const masking = await LunMasking.open(dir)
   const fencing = await FencingTable.open(dir)
   const partners = p.topology.arrays.map((a) => a.name).filter((n) => n !== p.name)
+  const hashPool = new BlockHashPool({ threads: HASH_THREADS, idle_timeout_ms: HASH_IDLE_TIMEOUT_MS })
   const rc = await RemoteCopyService.open({
     dir: join(dir, 'remote-copy'),
     store,
@@ -73,6 +83,16 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     emit: (kind, details) => p.emitEvent(kind, details),
     log,
     onResyncBytes: (n) => metrics.resyncBytes.inc(n),
+    onResyncBlocksSkipped: (n) => metrics.resyncBlocksSkipped.inc(n),
+    hashBlocks: (data, bs) => hashPool.hash(data, bs),
+    requestHashes: async (to, message) => {
+      const c = p.mesh.connection(to)
+      if (!c?.isOpen) return undefined
+      const r = await c.request(message, { timeout_ms: HASH_REQUEST_TIMEOUT_MS })
+      if (r.message.t !== 'rc-hash-list') throw new HvlabError('HVLAB_E_PROTOCOL', `array ${to} answered rc-hash-request with ${r.message.t}`)
+      return r.attachment
+    },
+    resync_groups_max: RESYNC_GROUPS_MAX,
   })
   const io = new BlockIo(store, masking, fencing, rc, metrics)
   metrics.volumes.set(store.list().length)
@@ -94,6 +114,10 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       sameHost(m.host, c)
       const data = await io.read(m)
       return { message: { t: 'block-data', volume: m.volume, block: m.block, blocks: m.blocks }, attachment: data }
+    })
+    c.onRequest('rc-hash-request', async ({ message: m }) => {
+      const hashes = await rc.hashRequest(c.remoteName, m)
+      return { message: { t: 'rc-hash-list', group: m.group, cycle: m.cycle, volume: m.volume, blocks: m.block_list.length }, attachment: hashes }
     })
     for (const t of RC_PEER_TYPES) {
       c.onMessage(t, ({ message, attachment }) => rc.peerMessage(c.remoteName, message as RcPeerMessage, attachment))
@@ -174,6 +198,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   p.addStatus(() => ({
     volumes: store.list().length,
     remote_copy: rc.status().map((g) => ({ group: g.group, role: g.role, started: g.started, link_up: g.link_up, bytes_behind: g.bytes_behind })),
+    resync: rc.resyncConcurrency(),
   }))
   log.info({ dir, volumes: store.list().length, groups: rc.groupNames() }, 'array service ready')
 
@@ -185,6 +210,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     io,
     async close() {
       await rc.close()
+      await hashPool.close()
       await store.close()
     },
   }

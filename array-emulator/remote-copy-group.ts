@@ -36,6 +36,19 @@
  * again. Periodic mode: host writes are acknowledged locally and tracked; every
  * `period_ms` (or on `sync`) a cycle sends the delta since the last one.
  *
+ * Full resyncs compare before they copy. When the partner may already hold some of the
+ * dirty blocks — a volume admitted onto an existing copy, a sync primary restarted after a
+ * crash (its in-flight writes unrecorded, so every block is suspect), the old primary's
+ * list during recover — the volume is marked `compare`, and its next cycle's
+ * `send-blocks` effects say so: the shell compares per-block hashes with the partner
+ * (computed off the event loop) and sends only the blocks that differ. The partner's
+ * rc-blocks-ack says how many it got; that is what `bytes_resynced_total` counts.
+ *
+ * Resync concurrency. A group may be told (`requireResyncPermits`) to run each cycle only
+ * with a permit from the array-wide limiter: it emits `request-resync-permit`, starts the
+ * cycle on the `resync-permit` input, and emits `release-resync-permit` when the cycle is
+ * done or aborted (or at once, if the permit came when no cycle could start).
+ *
  * Known limit: dirty sets are exact block sets (one entry per block), so a volume in a
  * group is bounded by `RC_VOLUME_BLOCKS_MAX`.
  */
@@ -85,13 +98,24 @@ export type RcInput =
   | { kind: 'link-down' }
   | { kind: 'peer'; message: RcPeerMessage; attachment?: Uint8Array }
   | { kind: 'timer'; token: string }
+  /** The array-wide resync limiter lets this group run one cycle (after a request-resync-permit). */
+  | { kind: 'resync-permit' }
 
 export type Snapshot = 'delta' | 'rollback'
 
 export type RcEffect =
   | { kind: 'send'; to: string; message: RcPeerMessage; attachment?: Uint8Array }
-  /** Read these blocks of `volume` (from the 'delta' snapshot where it holds them) and send an rc-blocks. */
-  | { kind: 'send-blocks'; to: string; group: string; cycle: number; batch: number; volume: string; remote_volume: string; blocks: number[] }
+  /**
+   * Read these blocks of `volume` (from the 'delta' snapshot where it holds them) and send an rc-blocks.
+   * With `compare`, first compare per-block hashes with the partner's copy (rc-hash-request) and send
+   * only the blocks that differ; when none differ, answer the batch locally with an rc-blocks-ack
+   * of 0 blocks. The partner's ack says how many blocks it got (that is what counts as resynced).
+   */
+  | { kind: 'send-blocks'; to: string; group: string; cycle: number; batch: number; volume: string; remote_volume: string; blocks: number[]; compare: boolean }
+  /** Ask the array-wide resync limiter for a permit; it answers with a resync-permit input. */
+  | { kind: 'request-resync-permit' }
+  /** Give the permit back (the cycle ended, or the permit was not needed after all). */
+  | { kind: 'release-resync-permit' }
   /** Write `data` (the blocks in list order, each one block long) to `volume`, durably. */
   | { kind: 'write-local'; volume: string; blocks: number[]; data: Uint8Array }
   | { kind: 'preserve'; snapshot: Snapshot; volume: string; blocks: number[] }
@@ -117,7 +141,7 @@ export interface RcGroupRecord {
   generation: number
   last_sync_ms: number | null
   bytes_resynced_total: number
-  volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs }[]
+  volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs; compare?: boolean }[]
 }
 
 interface VolumeState {
@@ -130,6 +154,12 @@ interface VolumeState {
   synced_once: boolean
   /** Target: blocks preserved since the last consistent point. */
   rollback: Set<number>
+  /**
+   * Source: the partner may already hold some of the dirty blocks (a volume admitted onto
+   * an existing copy, or a full resync after a restart): the next cycle compares per-block
+   * hashes and sends only blocks that differ.
+   */
+  compare: boolean
 }
 
 interface Cycle {
@@ -140,6 +170,8 @@ interface Cycle {
   unsent: Map<string, Set<number>>
   preserved: Map<string, Set<number>>
   inflight: Map<number, { volume: string; blocks: number[] }>
+  /** Volumes whose blocks this cycle compares by hash before sending. */
+  compare: Set<string>
   next_batch: number
   ended: boolean
 }
@@ -207,6 +239,10 @@ export class RemoteCopyGroup {
   /** Raised by every failover; when both sides act as primary, the higher one wins. */
   private generation = 0
   private partner_generation = 0
+  /** Cycles wait for a permit from the array-wide resync limiter (set by the shell). */
+  private permits_required = false
+  private has_permit = false
+  private permit_requested = false
 
   constructor(config: RcGroupConfigInput) {
     this.config = rcGroupConfig(config)
@@ -215,6 +251,23 @@ export class RemoteCopyGroup {
 
   get currentRole(): RcRole {
     return this.role
+  }
+
+  /** From now on every cycle first asks for a resync permit (request-resync-permit effect). */
+  requireResyncPermits(): void {
+    this.permits_required = true
+  }
+
+  /**
+   * A partner's rc-hash-request: checks that this side is a replication target holding
+   * `volume` and that every block is on it; throws (with a reason) if not.
+   */
+  checkHashRequest(volume: string, block_list: readonly number[]): void {
+    this.requireTarget('rc-hash-request')
+    const v = this.requireVolume(volume)
+    for (const b of block_list) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= v.block_count) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-hash-request names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`)
+    }
   }
 
   step(input: RcInput, now_ms: number): RcEffect[] {
@@ -233,6 +286,8 @@ export class RemoteCopyGroup {
         return this.peer(input.message, input.attachment, now_ms)
       case 'timer':
         return this.timer(input.token, now_ms)
+      case 'resync-permit':
+        return this.onPermit(now_ms)
     }
   }
 
@@ -357,7 +412,8 @@ export class RemoteCopyGroup {
     if (!this.partnerOk()) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g}: array ${this.config.partner} is not reachable as its secondary; restore the link first`)
     if (this.cycle) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g} while a sync is running; wait for it to finish or stop the group`)
     const v = this.addVolume(volume, remote_volume, block_count)
-    const all = Array.from({ length: block_count }, (_, i) => i) // New: a full sync
+    const all = Array.from({ length: block_count }, (_, i) => i) // New: a full sync…
+    v.compare = true // …of only the blocks the secondary's copy (if it has one) lacks
     this.sync_due = true
     return [
       { kind: 'send', to: this.config.partner, message: { t: 'rc-admit-peer', group: g, volume: remote_volume, remote_volume: volume, block_count } },
@@ -538,7 +594,7 @@ export class RemoteCopyGroup {
       case 'rc-blocks':
         return this.onBlocks(m.cycle, m.batch, m.volume, m.block_list, attachment)
       case 'rc-blocks-ack':
-        return this.onBlocksAck(m.cycle, m.batch, now_ms)
+        return this.onBlocksAck(m.cycle, m.batch, m.blocks)
       case 'rc-cycle-end':
         return this.onCycleEnd(m.cycle, m.consistent_at_ms)
       case 'rc-cycle-done':
@@ -613,7 +669,7 @@ export class RemoteCopyGroup {
     }
     effects.push(
       { kind: 'write-local', volume, blocks: block_list, data },
-      { kind: 'send', to: this.config.partner, message: { t: 'rc-blocks-ack', group: this.config.group, cycle, batch } },
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-blocks-ack', group: this.config.group, cycle, batch, blocks: block_list.length } },
     )
     return effects
   }
@@ -661,6 +717,7 @@ export class RemoteCopyGroup {
           attachment: encodeBitmap(v.dirty, v.block_count),
         })
         v.dirty.clear()
+        v.compare = false
       }
       this.role = this.role === 'primary' ? 'secondary-rev' : 'secondary'
       this.generation = this.partner_generation
@@ -711,7 +768,11 @@ export class RemoteCopyGroup {
     if (block_count !== v.block_count || !bitmap || bitmap.length !== Math.ceil(block_count / 8)) {
       throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for volume ${volume} does not match its ${v.block_count} blocks`)
     }
-    return this.markDirty(v, decodeBitmap(bitmap, block_count))
+    const blocks = decodeBitmap(bitmap, block_count)
+    // The old primary's list is what it may have changed, not what differs (after a crash
+    // of a sync primary it is every block): compare before sending.
+    if (blocks.length > 0) v.compare = true
+    return this.markDirty(v, blocks)
   }
 
   // ------------------------------------------------------------------ cycles
@@ -737,6 +798,11 @@ export class RemoteCopyGroup {
       this.sync_due = false
       return []
     }
+    if (this.permits_required && !this.has_permit) {
+      if (this.permit_requested) return []
+      this.permit_requested = true
+      return [{ kind: 'request-resync-permit' }]
+    }
     this.sync_due = false
     const c: Cycle = {
       id: ++this.cycle_seq,
@@ -746,6 +812,7 @@ export class RemoteCopyGroup {
       unsent: new Map(),
       preserved: new Map(),
       inflight: new Map(),
+      compare: new Set([...this.volumes.values()].filter((v) => v.compare).map((v) => v.volume)),
       next_batch: 0,
       ended: false,
     }
@@ -767,7 +834,6 @@ export class RemoteCopyGroup {
     const c = this.cycle
     if (!c || c.ended) return []
     const effects: RcEffect[] = []
-    const bs = this.config.block_size_bytes
     for (const [volume, unsent] of c.unsent) {
       while (unsent.size > 0 && c.inflight.size < this.config.batches_inflight_max) {
         const blocks: number[] = []
@@ -779,9 +845,8 @@ export class RemoteCopyGroup {
         blocks.sort((a, b) => a - b)
         const batch = ++c.next_batch
         c.inflight.set(batch, { volume, blocks })
-        this.bytes_resynced_total += blocks.length * bs
         const v = this.requireVolume(volume)
-        effects.push({ kind: 'send-blocks', to: this.config.partner, group: this.config.group, cycle: c.id, batch, volume, remote_volume: v.remote_volume, blocks })
+        effects.push({ kind: 'send-blocks', to: this.config.partner, group: this.config.group, cycle: c.id, batch, volume, remote_volume: v.remote_volume, blocks, compare: c.compare.has(volume) })
       }
     }
     if (c.inflight.size === 0 && [...c.unsent.values()].every((s) => s.size === 0)) {
@@ -791,10 +856,26 @@ export class RemoteCopyGroup {
     return effects
   }
 
-  private onBlocksAck(cycle: number, batch: number, _now_ms: number): RcEffect[] {
+  private onBlocksAck(cycle: number, batch: number, received: number | undefined): RcEffect[] {
     const c = this.cycle
-    if (!c || c.id !== cycle || !c.inflight.delete(batch)) return [] // from an aborted cycle
+    const sent = c?.id === cycle ? c.inflight.get(batch) : undefined
+    if (!c || !sent) return [] // from an aborted cycle
+    c.inflight.delete(batch)
+    this.bytes_resynced_total += Math.min(received ?? sent.blocks.length, sent.blocks.length) * this.config.block_size_bytes
     return this.pump()
+  }
+
+  private onPermit(now_ms: number): RcEffect[] {
+    this.permit_requested = false
+    this.has_permit = true
+    const effects = this.maybeStartCycle(now_ms)
+    return this.cycle ? effects : [...effects, ...this.releasePermit()]
+  }
+
+  private releasePermit(): RcEffect[] {
+    if (!this.has_permit) return []
+    this.has_permit = false
+    return [{ kind: 'release-resync-permit' }]
   }
 
   private onCycleDone(cycle: number, now_ms: number): RcEffect[] {
@@ -805,9 +886,14 @@ export class RemoteCopyGroup {
       const v = this.volumes.get(name)
       if (v) v.synced_once = true
     }
+    for (const name of c.compare) {
+      const v = this.volumes.get(name)
+      if (v) v.compare = false
+    }
     this.last_sync_ms = c.consistent_at_ms
     return [
       { kind: 'release', snapshot: 'delta' },
+      ...this.releasePermit(),
       this.persistEffect(),
       this.emit('rc.synced', { cycle, consistent_at_ms: c.consistent_at_ms, bytes_behind: this.bytesBehind() }),
       ...this.maybeStartCycle(now_ms),
@@ -824,7 +910,7 @@ export class RemoteCopyGroup {
       const v = this.volumes.get(name)
       if (v) for (const b of frozen) v.dirty.add(b)
     }
-    return [{ kind: 'release', snapshot: 'delta' }, this.emit('rc.sync-interrupted', { cycle: c.id })]
+    return [{ kind: 'release', snapshot: 'delta' }, ...this.releasePermit(), this.emit('rc.sync-interrupted', { cycle: c.id })]
   }
 
   // ------------------------------------------------------------------ state
@@ -903,6 +989,7 @@ export class RemoteCopyGroup {
       })),
     }
     if (this.last_sync_ms !== undefined) s.last_sync_ms = this.last_sync_ms
+    if (this.config.mode === 'periodic') s.period_ms = this.config.period_ms
     return s
   }
 
@@ -923,7 +1010,7 @@ export class RemoteCopyGroup {
         const dirty = new Set(v.dirty)
         for (const b of this.cycle?.frozen.get(v.volume) ?? []) dirty.add(b)
         for (const b of pendingBlocks.get(v.volume) ?? []) dirty.add(b)
-        return { volume: v.volume, remote_volume: v.remote_volume, block_count: v.block_count, synced_once: v.synced_once, dirty: toRuns(dirty), rollback: toRuns(v.rollback) }
+        return { volume: v.volume, remote_volume: v.remote_volume, block_count: v.block_count, synced_once: v.synced_once, dirty: toRuns(dirty), rollback: toRuns(v.rollback), compare: v.compare }
       }),
     }
   }
@@ -944,15 +1031,19 @@ export class RemoteCopyGroup {
       v.synced_once = r.synced_once
       v.dirty = fromRuns(r.dirty)
       v.rollback = fromRuns(r.rollback)
+      v.compare = r.compare === true
     }
     for (const a of appended) {
       const v = g.volumes.get(a.volume)
       if (v) for (const b of a.blocks) (a.set === 'dirty' ? v.dirty : v.rollback).add(b)
     }
     // Sync writes in flight at a crash were not recorded: a source that may have had
-    // some resyncs every volume in full.
+    // some resyncs every volume in full — comparing hashes, so only what differs is sent.
     if (isSourceRole(g.role) && g.config.mode === 'sync') {
-      for (const v of g.volumes.values()) for (let b = 0; b < v.block_count; b++) v.dirty.add(b)
+      for (const v of g.volumes.values()) {
+        for (let b = 0; b < v.block_count; b++) v.dirty.add(b)
+        v.compare = true
+      }
     }
     return g
   }
@@ -960,7 +1051,7 @@ export class RemoteCopyGroup {
   // ------------------------------------------------------------------ helpers
 
   private addVolume(volume: string, remote_volume: string, block_count: number): VolumeState {
-    const v: VolumeState = { volume, remote_volume, block_count, dirty: new Set(), synced_once: false, rollback: new Set() }
+    const v: VolumeState = { volume, remote_volume, block_count, dirty: new Set(), synced_once: false, rollback: new Set(), compare: false }
     this.volumes.set(volume, v)
     return v
   }

@@ -6,6 +6,13 @@
  * next one starts and every step's effects finished before the next step. A host write
  * to a grouped volume is answered when the group says `ack-host` (sync mode: after the
  * partner has it durably) or `fail-host`.
+ *
+ * Full resyncs: a `send-blocks` marked `compare` hashes its blocks (in the hash pool,
+ * off the event loop), asks the partner for its hashes of the same blocks
+ * (rc-hash-request → rc-hash-list, one batch at a time) and sends only the blocks that
+ * differ; if the comparison cannot be made, the whole batch is sent. The partner answers
+ * hash requests in its group's order of inputs. Resync concurrency is bounded across all
+ * groups of the array by one `ResyncLimiter` (`resync_groups_max`).
  */
 import { join } from 'node:path'
 import type { Logger } from '../shared/log.js'
@@ -13,9 +20,12 @@ import { HvlabError, describeError } from '../shared/errors.js'
 import { SerialQueue } from '../shared/durable-json.js'
 import { messageDef } from '../shared/protocol/messages.js'
 import type { EventDetails } from '../shared/protocol/runtime-messages.js'
+import type { MessageOf } from '../shared/protocol/messages.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import { differingBlocks, hashBlocks } from './block-hash.js'
 import { BlockSnapshot } from './block-snapshot.js'
 import { GroupJournal } from './group-journal.js'
+import { ResyncLimiter, RESYNC_GROUPS_MAX_DEFAULT } from './resync-limiter.js'
 import { PERIOD_MS_MIN, RemoteCopyGroup, type RcEffect, type RcInput, type RcMode, type RcVerb, type WriteErrorPolicy } from './remote-copy-group.js'
 import type { VolumeStore } from './volume-store.js'
 
@@ -37,6 +47,17 @@ export interface RemoteCopyServiceOptions {
   log: Logger
   /** Counts bytes sent in resync/delta batches. */
   onResyncBytes?: (bytes: number) => void
+  /** Counts blocks a compared batch did not send (the partner held them already). */
+  onResyncBlocksSkipped?: (blocks: number) => void
+  /**
+   * Asks a partner array for the hashes of blocks it holds (full resync comparison);
+   * resolves undefined when it is not connected. Without it, a full resync sends every block.
+   */
+  requestHashes?: (to: string, message: MessageOf<'rc-hash-request'>) => Promise<Uint8Array | undefined>
+  /** Hashes blocks off the event loop (block-hash-pool.ts); without it they are hashed inline (tests). */
+  hashBlocks?: (data: Uint8Array, block_size_bytes: number) => Promise<Uint8Array>
+  /** Groups of this array that may run a resync/delta cycle at once. */
+  resync_groups_max?: number
 }
 
 interface GroupRuntime {
@@ -68,9 +89,31 @@ export class RemoteCopyService {
   private readonly partnersUp = new Set<string>()
   private writeSeq = 0
   private readonly log: Logger
+  private readonly limiter: ResyncLimiter
 
   private constructor(private readonly o: RemoteCopyServiceOptions) {
     this.log = o.log.child({ component: 'remote-copy' })
+    this.limiter = new ResyncLimiter(o.resync_groups_max ?? RESYNC_GROUPS_MAX_DEFAULT)
+  }
+
+  /** Groups resyncing now and groups waiting for their turn (array-wide limit). */
+  resyncConcurrency(): { running: number; queued: number; groups_max: number } {
+    return { running: this.limiter.running, queued: this.limiter.queued, groups_max: this.limiter.groups_max }
+  }
+
+  /**
+   * A partner's rc-hash-request: the hashes of the named blocks as this array holds them,
+   * taken in the group's order of inputs (after every batch received before it).
+   */
+  async hashRequest(from: string, m: MessageOf<'rc-hash-request'>): Promise<Uint8Array> {
+    const rt = this.require(m.group)
+    if (rt.group.config.partner !== from) {
+      throw new HvlabError('HVLAB_E_REFUSED', `array ${from} asked for block hashes of group ${m.group}, but its partner is ${rt.group.config.partner}`)
+    }
+    return rt.queue.run(async () => {
+      rt.group.checkHashRequest(m.volume, m.block_list)
+      return this.hash(await this.readBlocks(m.volume, m.block_list), this.o.store.block_size_bytes)
+    })
   }
 
   /** Opens the service and restores every group persisted in `dir`. */
@@ -209,6 +252,7 @@ export class RemoteCopyService {
       rollback: await BlockSnapshot.durable(join(this.o.dir, `${group.config.group}.rollback`), bs),
       queue: new SerialQueue(),
     }
+    group.requireResyncPermits()
     this.groups.set(group.config.group, rt)
     if (this.partnersUp.has(group.config.partner)) await this.input(rt, { kind: 'link-up' })
     return rt
@@ -270,11 +314,31 @@ export class RemoteCopyService {
       case 'send-blocks': {
         const parts: Buffer[] = []
         for (const b of e.blocks) parts.push(rt.delta.get(e.volume, b) ?? (await store.read(e.volume, b, 1)))
-        const data = Buffer.concat(parts)
+        let blocks = e.blocks
+        let data = Buffer.concat(parts)
+        if (e.compare) {
+          const differ = await this.compareWithPartner(e, data)
+          if (differ !== undefined && differ.length === 0) {
+            // Nothing to send: the batch is answered here, after this step's effects.
+            void this.input(rt, { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } }).catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
+            return
+          }
+          if (differ !== undefined) {
+            const index = new Map(e.blocks.map((b, i) => [b, i]))
+            blocks = differ
+            data = Buffer.concat(differ.map((b) => parts[index.get(b)!]!))
+          }
+        }
         this.o.onResyncBytes?.(data.length)
-        await this.o.send(e.to, { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: e.blocks }, data)
+        await this.o.send(e.to, { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks }, data)
         return
       }
+      case 'request-resync-permit':
+        if (this.limiter.request(rt.group.config.group)) this.grant(rt.group.config.group)
+        return
+      case 'release-resync-permit':
+        for (const g of this.limiter.release(rt.group.config.group)) this.grant(g)
+        return
       case 'write-local':
         for (const [first, count, offset] of runsOf(e.blocks)) {
           await store.write(e.volume, first, e.data.subarray(offset * bs, (offset + count) * bs))
@@ -326,6 +390,51 @@ export class RemoteCopyService {
         this.o.emit(e.event, flatDetails(e.details))
         return
     }
+  }
+
+  /** Tells a group (after the current step) that it may run its cycle now. */
+  private grant(group: string): void {
+    const rt = this.groups.get(group)
+    if (!rt) {
+      for (const g of this.limiter.release(group)) this.grant(g)
+      return
+    }
+    void this.input(rt, { kind: 'resync-permit' }).catch((err: unknown) => {
+      this.stepFailed(rt, 'resync-permit', err)
+      for (const g of this.limiter.release(group)) this.grant(g)
+    })
+  }
+
+  /**
+   * The blocks of a batch whose hash differs from the partner's copy; undefined when the
+   * comparison could not be made (not connected, no hash service, an error): then the
+   * whole batch is sent, which is always safe.
+   */
+  private async compareWithPartner(e: Extract<RcEffect, { kind: 'send-blocks' }>, data: Buffer): Promise<number[] | undefined> {
+    if (!this.o.requestHashes) return undefined
+    try {
+      const [local, remote] = await Promise.all([
+        this.hash(data, this.o.store.block_size_bytes),
+        this.o.requestHashes(e.to, { t: 'rc-hash-request', group: e.group, cycle: e.cycle, volume: e.remote_volume, block_list: e.blocks }),
+      ])
+      if (remote === undefined) return undefined
+      const differ = differingBlocks(e.blocks, local, remote)
+      this.o.onResyncBlocksSkipped?.(e.blocks.length - differ.length)
+      return differ
+    } catch (err) {
+      this.log.warn({ group: e.group, volume: e.volume, blocks: e.blocks.length, err: describeError(err) }, 'could not compare block hashes with the partner; sending the whole batch')
+      return undefined
+    }
+  }
+
+  private hash(data: Uint8Array, block_size_bytes: number): Promise<Uint8Array> {
+    return this.o.hashBlocks ? this.o.hashBlocks(data, block_size_bytes) : Promise.resolve(hashBlocks({ data, block_size_bytes }))
+  }
+
+  private async readBlocks(volume: string, blocks: readonly number[]): Promise<Buffer> {
+    const parts: Buffer[] = []
+    for (const [first, count] of runsOf(blocks)) parts.push(await this.o.store.read(volume, first, count))
+    return Buffer.concat(parts)
   }
 }
 

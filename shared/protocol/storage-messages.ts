@@ -179,6 +179,8 @@ export const rcGroupStatusSchema = z.strictObject({
   partner: field.name(),
   role: rcRoleSchema,
   mode: rcModeSchema,
+  /** Periodic mode: time between delta cycles, already scaled by the lab's timeScale. */
+  period_ms: field.uint().optional(),
   started: z.boolean(),
   link_up: z.boolean(),
   /** The consistent point the partner last completed (ms on this array's clock); absent if never. */
@@ -236,7 +238,8 @@ export const rcBlocks = defineMessage(
   },
   { attachment: 'required' },
 )
-export const rcBlocksAck = defineMessage('rc-blocks-ack', { group: field.name(), cycle: field.uint(), batch: field.uint() })
+/** Target → source: batch `batch` is durable; `blocks`: how many blocks it carried (a compared batch sends only those that differ). */
+export const rcBlocksAck = defineMessage('rc-blocks-ack', { group: field.name(), cycle: field.uint(), batch: field.uint(), blocks: field.uint().optional() })
 /** Source → target: every block of the cycle was acknowledged; the target is at the consistent point. */
 export const rcCycleEnd = defineMessage('rc-cycle-end', {
   group: field.name(),
@@ -263,6 +266,27 @@ export const rcRoleChangeAck = defineMessage('rc-role-change-ack', {
 export const rcDirtySet = defineMessage(
   'rc-dirty-set',
   { group: field.name(), volume: volume(), block_count: field.uint() },
+  { attachment: 'required' },
+)
+
+/** sha256 is 32 bytes; a hash list is that many bytes per block, in list order. */
+export const BLOCK_HASH_BYTES = 32
+
+/**
+ * Source → target (request) during a full resync: the sha256 of each block of
+ * `block_list` of `volume` (the receiver's name) as the target holds it now, so that only
+ * blocks that differ are sent. Reply: rc-hash-list. At most BLOCKS_PER_BATCH_MAX blocks.
+ */
+export const rcHashRequest = defineMessage('rc-hash-request', {
+  group: field.name(),
+  cycle: field.uint(),
+  volume: volume(),
+  block_list: field.list(field.uint(), BLOCKS_PER_BATCH_MAX).min(1),
+})
+/** Target → source (reply to rc-hash-request); attachment = BLOCK_HASH_BYTES per block, in list order. */
+export const rcHashList = defineMessage(
+  'rc-hash-list',
+  { group: field.name(), cycle: field.uint(), volume: volume(), blocks: z.number().int().min(1).max(BLOCKS_PER_BATCH_MAX) },
   { attachment: 'required' },
 )
 
@@ -299,6 +323,8 @@ export const storageMessages = [
   rcRoleChange,
   rcRoleChangeAck,
   rcDirtySet,
+  rcHashRequest,
+  rcHashList,
 ] as const
 
 export type RcPeerMessage =
