@@ -9,7 +9,7 @@
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
 import type { LabProcess } from '../shared/lab-process.js'
-import type { MessageOf } from '../shared/protocol/messages.js'
+import type { Message, MessageOf, MessageType } from '../shared/protocol/messages.js'
 import type { RcPeerMessage } from '../shared/protocol/storage-messages.js'
 import type { PeerConnection } from '../shared/transport/peer-connection.js'
 import { createArrayMetrics } from './array-metrics.js'
@@ -131,6 +131,15 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   })
   for (const name of p.mesh.connectedPeers()) if (partners.includes(name)) rc.linkUp(name)
 
+  // ---------------------------------------------------------------- storage admin: the operator, and the hosts' CLX
+  // The array's management interface answers the operator (through the lab controller)
+  // and the cluster's hosts (Cluster Extension provisions disks and runs failovers).
+  const adminHandlers: ((c: PeerConnection) => void)[] = []
+  const serveAdmin = <T extends MessageType>(t: T, handler: (m: MessageOf<T>) => Promise<Message> | Message): void => {
+    p.serveOperator(t, handler)
+    adminHandlers.push((c) => c.onRequest(t, async ({ message }) => ({ message: await handler(message) })))
+  }
+
   // ---------------------------------------------------------------- operator: volumes and LUNs
   const listing = (): MessageOf<'volume-listing'> => ({
     t: 'volume-listing',
@@ -142,21 +151,21 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     volume,
     presentations: masking.presentations(volume).map((x) => ({ host: x.host, initiators: x.initiators })),
   })
-  p.serveOperator('volume-list', () => listing())
-  p.serveOperator('volume-create', async (m) => {
+  serveAdmin('volume-list', () => listing())
+  serveAdmin('volume-create', async (m) => {
     const v = await store.create(m.volume, m.size_bytes)
     metrics.volumes.set(store.list().length)
     p.emitEvent('array.volume-created', { volume: v.volume, size_bytes: v.size_bytes })
     return listing()
   })
-  p.serveOperator('volume-grow', async (m) => {
+  serveAdmin('volume-grow', async (m) => {
     const group = rc.groupOfVolume(m.volume)
     if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; its size is fixed while it is replicated`)
     const v = await store.grow(m.volume, m.size_bytes)
     p.emitEvent('array.volume-grown', { volume: v.volume, size_bytes: v.size_bytes })
     return listing()
   })
-  p.serveOperator('volume-remove', async (m) => {
+  serveAdmin('volume-remove', async (m) => {
     const group = rc.groupOfVolume(m.volume)
     if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; it cannot be removed while it is replicated`)
     await store.remove(m.volume)
@@ -166,13 +175,13 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     p.emitEvent('array.volume-removed', { volume: m.volume })
     return listing()
   })
-  p.serveOperator('lun-present', async (m) => {
+  serveAdmin('lun-present', async (m) => {
     store.get(m.volume) // a clear error for an unknown volume
     await masking.present(m.volume, m.host, m.initiators)
     p.emitEvent('array.lun-presented', { volume: m.volume, host: m.host, initiators: m.initiators })
     return presentations(m.volume)
   })
-  p.serveOperator('lun-unpresent', async (m) => {
+  serveAdmin('lun-unpresent', async (m) => {
     await masking.unpresent(m.volume, m.host)
     p.emitEvent('array.lun-unpresented', { volume: m.volume, host: m.host })
     return presentations(m.volume)
@@ -190,10 +199,14 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   })
 
   // ---------------------------------------------------------------- operator: Remote Copy
-  p.serveOperator('rc-create', async (m) => ({ t: 'rc-status', groups: [await rc.create(m)] }))
-  p.serveOperator('rc-admit', async (m) => ({ t: 'rc-status', groups: [await rc.admit(m.group, m.volume, m.remote_volume)] }))
-  p.serveOperator('rc-verb', async (m) => ({ t: 'rc-status', groups: [await rc.verb(m.group, m.verb, m.force === true)] }))
-  p.serveOperator('rc-status-request', (m) => ({ t: 'rc-status', groups: rc.status(m.group) }))
+  serveAdmin('rc-create', async (m) => ({ t: 'rc-status', groups: [await rc.create(m)] }))
+  serveAdmin('rc-admit', async (m) => ({ t: 'rc-status', groups: [await rc.admit(m.group, m.volume, m.remote_volume)] }))
+  serveAdmin('rc-verb', async (m) => ({ t: 'rc-status', groups: [await rc.verb(m.group, m.verb, m.force === true)] }))
+  serveAdmin('rc-status-request', (m) => ({ t: 'rc-status', groups: rc.status(m.group) }))
+
+  p.onPeer((c) => {
+    if (c.remoteRole === 'host') for (const attach of adminHandlers) attach(c)
+  })
 
   p.addStatus(() => ({
     volumes: store.list().length,
