@@ -82,6 +82,9 @@ t.test('RealClock', async (t) => {
   const a = c.now()
   t.ok(Math.abs(a - Date.now()) < 60_000, 'close to wall-clock time')
   t.ok(c.now() >= a, 'monotonic')
+  // RealClock's timers do not keep the process alive (unref); this test must, while it waits.
+  const keepAlive = setTimeout(() => {}, 10_000)
+  t.teardown(() => clearTimeout(keepAlive))
   await new Promise<void>((resolve) => c.setTimer(1, resolve))
   let fired = false
   const cancel = c.setTimer(0, () => (fired = true))
