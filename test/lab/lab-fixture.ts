@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
+import { ControlClient } from '../../scripts/cli/control-client.js'
 
 const HVLAB = fileURLToPath(new URL('../../bin/hvlab.js', import.meta.url))
 
@@ -46,14 +47,23 @@ export class TestLab {
     return JSON.parse(r.stdout) as T
   }
 
+  /**
+   * The control endpoint the CLI uses, called in-process: polling through a new CLI
+   * process every 200 ms would cost a CPU second each time. `hvlab status --json` and
+   * `hvlab events --json` print exactly these objects (the runtime test checks the CLI).
+   */
+  control(): ControlClient {
+    return ControlClient.forDir(this.dir)
+  }
+
   status(): Promise<LabStatus> {
-    return this.json<LabStatus>('status')
+    return this.control().get<LabStatus>('/v1/status')
   }
 
   async events(): Promise<{ seq: number; at_ms: number; kind: string; source: string; details: Record<string, unknown> }[]> {
-    const r = await this.cli('events', '--json')
-    if (r.code !== 0) throw new Error(`hvlab events failed: ${r.stderr}`)
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    const events: { seq: number; at_ms: number; kind: string; source: string; details: Record<string, unknown> }[] = []
+    await this.control().stream('/v1/events', (e) => events.push(e as (typeof events)[number]))
+    return events
   }
 
   /** Polls `probe` until it returns a value (not undefined) or the deadline passes. */

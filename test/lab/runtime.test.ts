@@ -5,6 +5,7 @@
  * lines; bad commands get clear errors; `hvlab down` leaves no process behind.
  */
 import t from 'tap'
+import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { isAlive, startLab } from './lab-fixture.js'
 
 t.test('default two-site lab: up, kill -9, restart, crash report, down', async (t) => {
@@ -17,6 +18,12 @@ t.test('default two-site lab: up, kill -9, restart, crash report, down', async (
     t.ok(p.pid && isAlive(p.pid), `${p.name} has a live pid`)
     t.same([...p.peers].sort(), [...p.expectedPeers].sort(), `${p.name} is connected to all its peers`)
   }
+  // the CLI's status and events in JSON (the rest of the test reads the same objects from the control endpoint)
+  const cliStatus = await lab.json<LabStatus>('status')
+  t.same(cliStatus.processes.map((p) => [p.name, p.role, p.site, p.state]), status.processes.map((p) => [p.name, p.role, p.site, 'up']), 'hvlab status --json: name, role, site, state of every process')
+  const cliEvents = await lab.cli('events', '--json')
+  const started = cliEvents.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; details: { process?: string } })
+  t.equal(started.filter((e) => e.kind === 'process.started').length, 7, 'hvlab events --json: a process.started event for each of the seven processes')
   const hostA1 = status.processes.find((p) => p.name === 'host-a1')!
   t.same(hostA1.expectedPeers.sort(), ['array-a', 'array-b', 'host-a2', 'host-b1', 'host-b2', 'witness'])
 
