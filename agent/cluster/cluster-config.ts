@@ -5,8 +5,12 @@
  *
  * Timing rule of thumb (all in ms): a lease is a few heartbeat intervals long and is
  * renewed four times per lease; a host without a lease waits longer than a lease before
- * it tries to form a view; a host that loses its lease has `roles_stop_bound_ms` to stop
- * its VMs, and the surviving side waits that out (`roles_free_at_ms`) before restarting them.
+ * it tries to form a view, except when its coordinator went silent: then it takes over
+ * right after the old lease (+ skew), `takeover_stagger_ms` later per rank, so the gap
+ * without a lease is about skew + tick + one Paxos round + one lease round — well inside
+ * the roles' no-quorum grace (default lab: ~0.5 s against 1.5 s). A host that loses its
+ * lease has `roles_stop_bound_ms` to stop its VMs, and the surviving side waits that out
+ * (`roles_free_at_ms`) before restarting them.
  */
 import type { Topology } from '../../shared/topology.js'
 import type { ArbiterConfig } from '../../witness/arbiter.js'
@@ -22,6 +26,7 @@ export interface LeaseTimings {
   clock_skew_ms: number
   election_timeout_ms: number
   election_stagger_ms: number
+  takeover_stagger_ms: number
   gather_ms: number
   phase_timeout_ms: number
   roles_stop_bound_ms: number
@@ -38,6 +43,7 @@ export function leaseTimings(t: Topology): LeaseTimings {
     clock_skew_ms: LAB_CLOCK_SKEW_MS,
     election_timeout_ms: Math.floor(lease_ms * 1.5),
     election_stagger_ms: Math.max(100, beat_ms),
+    takeover_stagger_ms: Math.max(50, Math.floor(beat_ms / 2)),
     gather_ms: Math.max(100, beat_ms),
     phase_timeout_ms: lease_ms,
     // A host stops its VMs only after a no-quorum grace (vm-agent.ts) that outlasts the

@@ -84,6 +84,16 @@ export class HeartbeatDetector {
     return last !== undefined && now_ms - last <= this.timeoutFor(peer)
   }
 
+  /**
+   * How long `peer` has been silent (Infinity once it announced that it leaves). A peer is
+   * "suspected" well before it is declared down: the membership uses this to stop waiting
+   * for a coordinator that no longer renews the lease (see Membership.takeoverDue).
+   */
+  silentFor(peer: string, now_ms: number): number {
+    const last = this.last_heard_ms.get(peer)
+    return last === undefined ? Infinity : Math.max(0, now_ms - last)
+  }
+
   /** Peers that went down since the last call (each reported once). */
   newlyDown(now_ms: number): string[] {
     const out: string[] = []

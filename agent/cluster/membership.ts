@@ -6,13 +6,21 @@
  *
  *   step(input, now_ms) -> Effect[]   (send / set-timer / persist / emit)
  *
- * How it stays safe: see acceptor.ts. How a view changes: a host that has had no valid
- * lease for a while (or the coordinator, when the live hosts differ from the view's
- * members, after letting its own lease run out) runs one Paxos round for epoch + 1 among
- * the current view's voters; the new view's members are the hosts that promised, and
- * its votes follow the quorum settings (quorum.ts). The decided view's coordinator then
- * renews a quorum lease every `renew_interval_ms`; each renewal carries the database, so
- * a configuration write is committed when a quorum confirms a renewal that carries it.
+ * How it stays safe: see acceptor.ts. How a view changes: one Paxos round for epoch + 1
+ * among the current view's voters, run by
+ *   - the coordinator, when the live hosts differ from the view's members, after letting
+ *     its own lease run out (`changing_at_ms`);
+ *   - a member that holds no lease and whose coordinator has gone silent (a takeover):
+ *     as soon as the old lease (+ clock skew) has run out, staggered briefly by rank, so
+ *     a coordinator's death costs the survivors about one Paxos round without a lease —
+ *     less than the roles' no-quorum grace (vm-agent.ts), so their VMs keep running;
+ *   - any host that has had no valid lease for `election_timeout_ms` (+ stagger × rank),
+ *     the slow path for everything else (first formation, a coordinator that is alive but
+ *     cannot renew).
+ * The new view's members are the hosts that promised, and its votes follow the quorum
+ * settings (quorum.ts). The decided view's coordinator then renews a quorum lease every
+ * `renew_interval_ms`; each renewal carries the database, so a configuration write is
+ * committed when a quorum confirms a renewal that carries it.
  */
 import { HvlabError } from '../../shared/errors.js'
 import {
@@ -24,6 +32,7 @@ import {
 } from '../../shared/protocol/cluster-messages.js'
 import {
   emptyAcceptorRecord,
+  leaseBusyUntil,
   onAccept,
   onDecided,
   onLeaseRequest,
@@ -40,6 +49,7 @@ import {
   newElection,
   newestDatabase,
   promisedQuorum,
+  quorumStillPossible,
   valueToRepeat,
   type ViewElection,
 } from './view-election.js'
@@ -64,6 +74,12 @@ export interface MembershipConfig {
   /** With no valid lease for this long (plus `election_stagger_ms` × rank), try to form a view. */
   election_timeout_ms: number
   election_stagger_ms: number
+  /**
+   * A takeover (the coordinator went silent and the lease ran out) starts this much later
+   * per rank among the surviving members: long enough for the first one's prepare to
+   * arrive, short enough that the new view holds a lease well inside the roles' grace.
+   */
+  takeover_stagger_ms: number
   /** How long a proposer waits for more promises once it has a quorum. */
   gather_ms: number
   /** A view change not decided in this time is abandoned and retried. */
@@ -88,6 +104,7 @@ interface LeaseRound {
   round: number
   started_ms: number
   db_epoch: number
+  request: ClusterMessageOf<'cluster-lease-request'>
   acks: Set<string>
   granted: boolean
 }
@@ -103,7 +120,8 @@ export function checkMembershipConfig(c: MembershipConfig): void {
   if (c.quorum.model === 'node-and-file-share-majority' && c.witness === null) bad('node-and-file-share-majority needs a witness')
   if (!(c.renew_interval_ms < c.lease_ms)) bad('renew_interval_ms must be shorter than lease_ms, or leases lapse between renewals')
   if (!(c.election_timeout_ms > c.lease_ms)) bad('election_timeout_ms must be longer than lease_ms')
-  for (const k of ['tick_ms', 'lease_ms', 'renew_interval_ms', 'election_timeout_ms', 'phase_timeout_ms', 'gather_ms'] as const) {
+  if (!(c.takeover_stagger_ms < c.election_stagger_ms + c.election_timeout_ms)) bad('takeover_stagger_ms must be shorter than the election timeout')
+  for (const k of ['tick_ms', 'lease_ms', 'renew_interval_ms', 'election_timeout_ms', 'phase_timeout_ms', 'gather_ms', 'takeover_stagger_ms'] as const) {
     if (!(c[k] > 0)) bad(`${k} must be positive`)
   }
 }
@@ -129,6 +147,14 @@ export class Membership {
   private readonly next_heartbeat_ms = new Map<string, number>()
   private lease: { epoch: number; until_ms: number } | null = null
   private last_lease_ms: number
+  /** When this host's last lease of the current view ended (0: none in this view yet). */
+  private lease_ended_ms = 0
+  /** This incarnation has held a lease of the current view (so its coordinator was heard renewing). */
+  private leased_in_view = false
+  /** When this host last promised another host's ballot (someone else is forming a view). */
+  private promised_other_at_ms = -Infinity
+  /** A lease request for a view this host has not learned yet (it overtook the commit). */
+  private early_lease_request: ClusterMessageOf<'cluster-lease-request'> | null = null
   private next_election_ms = 0
   private election: ViewElection | null = null
   private changing_at_ms: number | null = null
@@ -247,6 +273,7 @@ export class Membership {
   private checkLeaseExpiry(): void {
     if (this.lease && !this.holdsLease(this.now_ms)) {
       this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, lease_until_ms: this.lease.until_ms })
+      if (this.lease.epoch === this.rec.view.epoch) this.lease_ended_ms = Math.max(this.lease_ended_ms, this.lease.until_ms)
       this.lease = null
     }
     if (this.holdsLease(this.now_ms)) this.last_lease_ms = this.now_ms
@@ -257,6 +284,20 @@ export class Membership {
     return [this.config.name, ...this.detector.upPeers(this.now_ms)].sort()
   }
 
+  /**
+   * The coordinator renews its view's lease, or lets it run out to change the view.
+   *
+   * After a restart (even of the whole lab) a restored coordinator that sees every member
+   * up renews leases for the view it had, without a new epoch. That is deliberate and
+   * safe: a voter confirms a lease only for the epoch it last saw decided, with no
+   * successor promised and no newer database (acceptor.ts onLeaseRequest, persisted
+   * across restarts, the witness included), so a quorum of confirmations proves no newer
+   * view was decided while the hosts were down — the same proof as every renewal. A
+   * partition in time is still refused: a voter (the witness) that saw a newer epoch or
+   * database refuses the renewal, the coordinator's record is caught up by the first
+   * newer heartbeat, and a member set that changed forces a normal view change. A new
+   * epoch would add a Paxos round and a lease gap and prove nothing more.
+   */
   private coordinate(): void {
     const view = this.rec.view
     if (this.changing_at_ms === null && !sameMembers(view.members, this.desiredMembers())) {
@@ -273,8 +314,44 @@ export class Membership {
     if (this.now_ms < this.next_election_ms) return false
     if (this.changing_at_ms !== null && this.now_ms >= this.changing_at_ms) return true
     if (this.holdsLease(this.now_ms) || this.changing_at_ms !== null) return false
+    if (this.takeoverDue()) return true
     const patience_ms = this.config.election_timeout_ms + this.rank * this.config.election_stagger_ms
     return this.now_ms - this.last_lease_ms >= patience_ms
+  }
+
+  /**
+   * A member whose coordinator went silent starts the next view as soon as the old lease
+   * can have ended everywhere (its end as this host knows it, + clock skew), staggered by
+   * rank among the surviving members. Voters still refuse until their own lease promise
+   * has run out (acceptor.ts), so this is only about liveness, never safety.
+   */
+  private takeoverDue(): boolean {
+    const view = this.rec.view
+    if (view.epoch === 0 || view.coordinator === this.config.name || !view.members.includes(this.config.name)) return false
+    if (!this.coordinatorSuspected()) return false
+    // Someone else's takeover is under way: give it a phase to finish before competing.
+    if (this.now_ms - this.promised_other_at_ms < this.config.phase_timeout_ms) return false
+    return this.now_ms >= this.takeoverAtMs()
+  }
+
+  /** The coordinator is declared down, or silent for a renewal plus a heartbeat after renewing our lease. */
+  private coordinatorSuspected(): boolean {
+    const c = this.rec.view.coordinator
+    if (!this.detector.isUp(c, this.now_ms)) return true
+    return this.leased_in_view && this.peerSilent(c)
+  }
+
+  private peerSilent(peer: string): boolean {
+    return this.detector.silentFor(peer, this.now_ms) >= this.config.renew_interval_ms + this.detector.intervalTo(peer)
+  }
+
+  /** When this host may try to take over: after the old lease + skew, plus its stagger. */
+  takeoverAtMs(): number {
+    const skew_ms = this.config.clock_skew_ms
+    const old_lease_end_ms = Math.max(leaseBusyUntil(this.rec.acceptor, this.config), this.lease_ended_ms + skew_ms, this.last_lease_ms + skew_ms)
+    const view = this.rec.view
+    const survivors = view.members.filter((m) => m !== view.coordinator && (m === this.config.name || this.detector.isUp(m, this.now_ms)))
+    return old_lease_end_ms + Math.max(0, survivors.indexOf(this.config.name)) * this.config.takeover_stagger_ms
   }
 
   // ---- view change: proposer ---------------------------------------------------------
@@ -285,6 +362,8 @@ export class Membership {
     this.persist()
     const ballot = { n: this.rec.ballot_n, node: this.config.name }
     const expected = new Set([...view.voters, ...this.detector.upPeers(this.now_ms), this.config.name])
+    // A silent peer (a dead coordinator) is not waited for; if it answers in time it still counts.
+    for (const peer of this.detector.peers()) if (this.peerSilent(peer)) expected.delete(peer)
     if (this.config.witness) expected.add(this.config.witness)
     this.election = newElection(
       view.epoch + 1,
@@ -308,13 +387,26 @@ export class Membership {
     }
     if (this.now_ms >= e.deadline_ms) return this.abandonElection('no quorum answered in time')
     if (e.phase === 'prepare') this.maybeAccept()
+    this.giveUpIfHopeless()
   }
 
-  private abandonElection(why: string): void {
+  /**
+   * Every voter that could still make a quorum has refused: stop waiting for the deadline.
+   * If the refusals were old-lease promises, retry right when they end (not a duel, so no
+   * back-off); otherwise back off as usual.
+   */
+  private giveUpIfHopeless(): void {
+    const e = this.election
+    if (!e || e.phase !== 'prepare' || quorumStillPossible(e, this.config.witness ?? '')) return
+    const lease_only = e.lease_retry_at_ms > this.now_ms && [...e.refused].every((n) => e.lease_refusals.has(n))
+    this.abandonElection(lease_only ? 'the voters still keep the old lease; retrying when it ends' : 'refused by too many voters', lease_only)
+  }
+
+  private abandonElection(why: string, retry_at_lease_end = false): void {
     const e = this.election
     if (!e) return
     this.election = null
-    const backoff_ms = this.config.election_stagger_ms * (1 + this.rank) + this.config.tick_ms
+    const backoff_ms = retry_at_lease_end ? this.config.tick_ms : this.config.election_stagger_ms * (1 + this.rank) + this.config.tick_ms
     this.next_election_ms = Math.max(this.now_ms + backoff_ms, e.lease_retry_at_ms)
     this.emit('cluster.election-abandoned', { slot: e.slot, ballot: e.ballot, reason: why })
   }
@@ -369,6 +461,7 @@ export class Membership {
         break
       case 'lease':
         e.lease_retry_at_ms = Math.max(e.lease_retry_at_ms, m.retry_at_ms ?? 0)
+        e.lease_refusals.add(m.from)
         break
       case 'decided':
         if (m.from === this.config.witness) {
@@ -380,11 +473,15 @@ export class Membership {
             hint: 'the witness has seen a newer cluster; a host that was in it must join, or an operator may force quorum',
           })
         }
-        break
+        // A voter knows a newer decided view (perhaps a forced one, which no Paxos round of
+        // this slot would reveal): this host's view is stale, so it must catch up, never
+        // decide a successor of its own, even where its old view's votes would suffice.
+        return this.abandonElection(`${m.from} knows a newer view (epoch ${m.committed_epoch}); catching up first`)
       default:
         break
     }
     if (e.phase === 'prepare') this.maybeAccept()
+    this.giveUpIfHopeless()
   }
 
   private onAccepted(m: ClusterMessageOf<'cluster-accepted'>): void {
@@ -405,6 +502,7 @@ export class Membership {
     const r = onPrepare(this.config.name, this.rec.acceptor, m, this.now_ms, this.config)
     this.setAcceptor(r.record, r.changed)
     if (r.reply.t === 'cluster-promise') {
+      if (m.from !== this.config.name) this.promised_other_at_ms = this.now_ms
       this.send(m.from, { ...r.reply, db: this.rec.db })
       return
     }
@@ -444,6 +542,8 @@ export class Membership {
     this.committed_db_epoch = db.db_epoch
     if (this.election && this.election.slot <= view.epoch) this.election = null
     this.last_lease_ms = this.now_ms
+    this.lease_ended_ms = 0
+    this.leased_in_view = false
     const removed = old.members.filter((n) => !view.members.includes(n))
     this.emit('cluster.view-changed', {
       epoch: view.epoch,
@@ -462,10 +562,35 @@ export class Membership {
       this.draft_db = db
       this.startLeaseRound()
     }
+    // The new coordinator's first lease request may have overtaken its commit: answer it now
+    // (onLeaseRequest checks it against the view just adopted, as for any request).
+    const early = this.early_lease_request
+    if (early && early.epoch <= view.epoch) {
+      this.early_lease_request = null
+      if (early.epoch === view.epoch) this.onLeaseRequest(early)
+    }
   }
 
   private onCatchUp(m: ClusterMessageOf<'cluster-catch-up'>): void {
-    if (this.rec.view.epoch > 0) this.send(m.from, this.commitMessage())
+    if (this.rec.view.epoch === 0) return
+    this.send(m.from, this.commitMessage())
+    // A member that got the first lease request of a new view before its commit asks to
+    // catch up; give it the round again (or its grant, which every member gets anyway)
+    // rather than leaving it without a lease until the next renewal.
+    const l = this.leasing
+    if (!l || !this.isCoordinator()) return
+    if (!l.granted) {
+      if (this.rec.view.members.includes(m.from)) this.send(m.from, l.request)
+      return
+    }
+    this.grantLate(m.from, l)
+  }
+
+  /** A member that missed a round's grant (it learned the view late) gets it again. */
+  private grantLate(member: string, l: LeaseRound): void {
+    const until_ms = l.started_ms + this.config.lease_ms
+    if (member === this.config.name || !this.rec.view.members.includes(member) || until_ms <= this.now_ms) return
+    this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: this.rec.view.epoch, until_ms })
   }
 
   private maybeCatchUp(peer: string, epoch: number, db_epoch: number): void {
@@ -479,16 +604,20 @@ export class Membership {
 
   private startLeaseRound(): void {
     const db = this.draft_db ?? this.rec.db
-    this.leasing = { round: ++this.round, started_ms: this.now_ms, db_epoch: db.db_epoch, acks: new Set(), granted: false }
     const view = this.rec.view
-    const msg: ClusterMessage = { t: 'cluster-lease-request', from: this.config.name, epoch: view.epoch, round: this.round, started_ms: this.now_ms, db }
+    const msg: ClusterMessageOf<'cluster-lease-request'> = { t: 'cluster-lease-request', from: this.config.name, epoch: view.epoch, round: ++this.round, started_ms: this.now_ms, db }
+    this.leasing = { round: msg.round, started_ms: this.now_ms, db_epoch: db.db_epoch, request: msg, acks: new Set(), granted: false }
     for (const member of view.members) if (member !== this.config.name) this.send(member, msg)
     if (this.config.witness) this.send(this.config.witness, msg)
     this.onLeaseRequest(msg)
   }
 
   private onLeaseRequest(m: ClusterMessageOf<'cluster-lease-request'>): void {
-    if (m.epoch > this.rec.view.epoch) return this.maybeCatchUp(m.from, m.epoch, m.db.db_epoch)
+    if (m.epoch > this.rec.view.epoch) {
+      const kept = this.early_lease_request
+      if (!kept || m.epoch > kept.epoch || (m.epoch === kept.epoch && m.round > kept.round)) this.early_lease_request = m
+      return this.maybeCatchUp(m.from, m.epoch, m.db.db_epoch)
+    }
     if (m.epoch < this.rec.view.epoch || m.from !== this.rec.view.coordinator) return
     const r = onLeaseRequest(this.config.name, this.rec.acceptor, m, this.config)
     if (!r) return
@@ -500,7 +629,8 @@ export class Membership {
   private onLeaseAck(m: ClusterMessageOf<'cluster-lease-ack'>): void {
     const l = this.leasing
     const view = this.rec.view
-    if (!l || !this.isCoordinator() || m.epoch !== view.epoch || m.round !== l.round || l.granted) return
+    if (!l || !this.isCoordinator() || m.epoch !== view.epoch || m.round !== l.round) return
+    if (l.granted) return this.grantLate(m.from, l)
     l.acks.add(m.from)
     if (!hasQuorum(view, l.acks, this.config.witness ?? '')) return
     l.granted = true
@@ -526,6 +656,7 @@ export class Membership {
     const had = this.holdsLease(this.now_ms)
     this.lease = { epoch, until_ms: Math.max(until_ms, this.lease?.epoch === epoch ? this.lease.until_ms : 0) }
     this.last_lease_ms = this.now_ms
+    this.leased_in_view = true
     if (!had) this.emit('cluster.quorum-gained', { epoch, lease_until_ms: this.lease.until_ms, coordinator: this.rec.view.coordinator })
   }
 

@@ -32,6 +32,8 @@ export interface ViewElection {
   value: ViewProposal | null
   /** Earliest time a voter said it may promise again (its lease to the current view). */
   lease_retry_at_ms: number
+  /** Voters that refused only because they still keep the current view's lease. */
+  lease_refusals: Set<string>
 }
 
 export function newElection(
@@ -57,6 +59,7 @@ export function newElection(
     accepts: new Set(),
     value: null,
     lease_retry_at_ms: 0,
+    lease_refusals: new Set(),
   }
 }
 
@@ -102,4 +105,15 @@ export function newestDatabase(e: ViewElection): DatabaseChoice {
   }
   if (!best || newest > best.db_epoch) return { ok: false, newest_db_epoch: newest, best_db_epoch: best?.db_epoch ?? null }
   return { ok: true, db: best }
+}
+
+/**
+ * Can the prepare phase still reach a quorum: the promises so far plus every expected
+ * voter that has not refused? False means waiting for the deadline is pointless (for
+ * instance every live voter refused because it still keeps the old view's lease).
+ */
+export function quorumStillPossible(e: ViewElection, witness: string): boolean {
+  const maybe = new Set(e.promises.keys())
+  for (const name of e.expected) if (!e.refused.has(name)) maybe.add(name)
+  return hasQuorum(e.base_votes, maybe, witness)
 }

@@ -36,6 +36,7 @@ export function hostConfig(name: string, sites: Record<string, string>, quorum: 
     clock_skew_ms: 20,
     election_timeout_ms: 900,
     election_stagger_ms: 150,
+    takeover_stagger_ms: 100,
     gather_ms: 150,
     phase_timeout_ms: 500,
     roles_stop_bound_ms: 200,

@@ -1,0 +1,151 @@
+/**
+ * Membership timing when a host dies, on the simulated network (seeded; a failing seed is
+ * printed, rerun one with FAILOVER_SIM_SEED=<seed>):
+ *
+ * - kill the coordinator: the survivors take over as soon as the old lease (+ skew) has
+ *   run out, so a new view holds the lease within TAKEOVER_BOUND_MS of the old lease's
+ *   expiry, and no survivor is without a lease longer than the roles' grace would allow;
+ * - kill an ordinary host: the coordinator's view change leaves the others without a
+ *   lease for about one Paxos round;
+ * - restart every host at once: the restored coordinator renews its old view (documented
+ *   in Membership.coordinate), and a host with an old database still cannot form one.
+ *
+ * The roles' grace in the real lab is noQuorumGraceMs(roles_stop_bound_ms = lease_ms) =
+ * 0.75 × lease_ms (2000 → 1500 ms); the bound here is that same fraction of the sim's lease.
+ */
+import t from 'tap'
+import { checkSafety, convergenceProblem, hostConfig, makeLab, DEFAULT_SITES, type InvariantState } from './cluster-fixture.js'
+import type { SimNetwork } from './network.js'
+
+const C = hostConfig('host-a1', DEFAULT_SITES, { model: 'node-and-file-share-majority', dynamic_quorum: true, dynamic_witness: true }, 'witness-c')
+/** The sim's equivalent of the lab's no-quorum grace (1500 of 2000 ms). */
+const GRACE_MS = 0.75 * C.lease_ms
+/**
+ * Old lease end → new view's lease at every survivor: skew, up to a tick to notice, one
+ * takeover stagger (the first candidate may be dead or slow), prepare + accept + lease
+ * round trips (≤ 15 ms each way in these scenarios), and one tick of slack.
+ */
+const TAKEOVER_BOUND_MS = C.clock_skew_ms + 2 * C.tick_ms + C.takeover_stagger_ms + 6 * 15
+const SEEDS = process.env.FAILOVER_SIM_SEED ? [Number(process.env.FAILOVER_SIM_SEED)] : Array.from({ length: Number(process.env.FAILOVER_SIM_SEEDS ?? 200) }, (_, i) => i + 1)
+
+interface Gaps {
+  /** Longest time any survivor held no lease, from the end of its lease to the next one. */
+  longest_gap_ms: number
+  /** When every survivor held a lease of a view newer than `epoch_before`, or null. */
+  all_leased_new_at_ms: number | null
+  problem: string | null
+}
+
+/** Runs `duration_ms`, checking safety and measuring lease gaps of `survivors` after `from_ms`. */
+function watchGaps(net: SimNetwork, survivors: string[], epoch_before: number, duration_ms: number): Gaps {
+  const s: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }
+  const lost_at = new Map<string, number>()
+  const g: Gaps = { longest_gap_ms: 0, all_leased_new_at_ms: null, problem: null }
+  net.runFor(duration_ms, (n) => {
+    g.problem ??= checkSafety(n, s)
+    let all_new = true
+    for (const name of survivors) {
+      const h = n.hosts.get(name)
+      if (!h) continue
+      const holds = h.holdsLease(n.now_ms)
+      if (!holds && !lost_at.has(name)) lost_at.set(name, Math.max(h.leaseUntil(), n.now_ms - 1))
+      if (holds && lost_at.has(name)) {
+        g.longest_gap_ms = Math.max(g.longest_gap_ms, n.now_ms - lost_at.get(name)!)
+        lost_at.delete(name)
+      }
+      if (!holds || h.view().epoch <= epoch_before) all_new = false
+    }
+    if (all_new && g.all_leased_new_at_ms === null) g.all_leased_new_at_ms = n.now_ms
+  })
+  for (const [name, at] of lost_at) g.problem ??= `${name} has held no lease since ${at.toFixed(0)} ms`
+  return g
+}
+
+function coordinatorOf(net: SimNetwork): string {
+  return net.hosts.get('host-a2')!.view().coordinator
+}
+
+function failIf(t: { fail(message: string): unknown }, seed: number, problem: string | null, env: string): void {
+  if (problem) t.fail(`seed ${seed}: ${problem} (rerun: ${env}=${seed} npx tap --allow-incomplete-coverage test/sim/coordinator-failover.test.ts)`)
+}
+
+t.test(`kill the coordinator: a new view holds the lease within ${TAKEOVER_BOUND_MS} ms of the old lease's expiry`, async (t) => {
+  let worst_after_expiry_ms = 0
+  let worst_gap_ms = 0
+  let failures = 0
+  for (const seed of SEEDS) {
+    const net = makeLab({ seed })
+    net.runFor(3000 + Math.floor(net.rng() * 1000))
+    if (convergenceProblem(net) !== null) {
+      failIf(t, seed, `no cluster before the kill: ${convergenceProblem(net)}`, 'FAILOVER_SIM_SEED')
+      failures++
+      continue
+    }
+    const coordinator = coordinatorOf(net)
+    const survivors = [...net.hosts.keys()].filter((h) => h !== coordinator)
+    const epoch_before = net.hosts.get(survivors[0]!)!.view().epoch
+    net.kill(coordinator)
+    // No grant can come any more: the old lease ends at the latest one a survivor holds.
+    const old_expiry_ms = Math.max(...survivors.map((h) => net.hosts.get(h)!.leaseUntil()))
+    const g = watchGaps(net, survivors, epoch_before, 3000)
+    const after_ms = g.all_leased_new_at_ms === null ? Infinity : g.all_leased_new_at_ms - old_expiry_ms
+    worst_after_expiry_ms = Math.max(worst_after_expiry_ms, after_ms)
+    worst_gap_ms = Math.max(worst_gap_ms, g.longest_gap_ms)
+    const problem =
+      g.problem ??
+      (after_ms > TAKEOVER_BOUND_MS ? `the new view held the lease ${after_ms.toFixed(0)} ms after the old lease expired (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
+      (g.longest_gap_ms >= GRACE_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (grace ${GRACE_MS} ms)` : null) ??
+      (net.hosts.get(survivors[0]!)!.view().members.includes(coordinator) ? 'the dead coordinator is still a member' : null)
+    if (problem) {
+      failures++
+      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
+      if (failures >= 3) break
+    }
+  }
+  t.equal(failures, 0, `${SEEDS.length} seeds; worst: new lease ${worst_after_expiry_ms.toFixed(0)} ms after the old one expired, longest gap ${worst_gap_ms.toFixed(0)} ms`)
+  t.ok(worst_after_expiry_ms < GRACE_MS, 'inside the roles\' grace')
+})
+
+t.test('kill an ordinary host: the others are without a lease only for about one Paxos round', async (t) => {
+  let worst_gap_ms = 0
+  let failures = 0
+  for (const seed of SEEDS) {
+    const net = makeLab({ seed })
+    net.runFor(3000 + Math.floor(net.rng() * 1000))
+    const coordinator = coordinatorOf(net)
+    const others = [...net.hosts.keys()].filter((h) => h !== coordinator)
+    const victim = others[Math.floor(net.rng() * others.length)]!
+    const survivors = [...net.hosts.keys()].filter((h) => h !== victim)
+    const epoch_before = net.hosts.get(coordinator)!.view().epoch
+    net.kill(victim)
+    const g = watchGaps(net, survivors, epoch_before, 4000)
+    worst_gap_ms = Math.max(worst_gap_ms, g.longest_gap_ms)
+    const problem =
+      g.problem ??
+      (g.all_leased_new_at_ms === null ? `no new view without ${victim}` : null) ??
+      (g.longest_gap_ms > TAKEOVER_BOUND_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
+      (net.hosts.get(coordinator)!.view().coordinator !== coordinator ? 'the coordinator changed although it lives' : null)
+    if (problem) {
+      failures++
+      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
+      if (failures >= 3) break
+    }
+  }
+  t.equal(failures, 0, `${SEEDS.length} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
+})
+
+t.test('restart every host at once: the restored coordinator renews its old view', async (t) => {
+  const net = makeLab({ seed: 11 })
+  net.runFor(4000)
+  t.equal(convergenceProblem(net), null)
+  const before = net.hosts.get('host-a1')!.view()
+  for (const h of [...net.hosts.keys()]) net.kill(h)
+  net.runFor(1000)
+  for (const h of [...net.hosts.keys()]) net.restart(h)
+  const g = watchGaps(net, [...net.hosts.keys()], -1, 3000)
+  t.equal(g.problem, null)
+  t.equal(convergenceProblem(net), null, 'one cluster again')
+  const after = net.hosts.get('host-a1')!.view()
+  t.equal(after.epoch, before.epoch, 'no new epoch: every member heard, the old view is renewed')
+  t.equal(after.coordinator, before.coordinator)
+})
