@@ -8,7 +8,12 @@
  * no owner, and it loses its owner only when (a) the owner confirmed the stop, (b) the
  * owner reported the start failed, or (c) membership declared the owner Down — which
  * the membership layer does only after the quorum-loss bound, by when a node cut off
- * from the cluster has stopped its VMs. Every move is stop-then-start (quick migration).
+ * from the cluster has stopped its VMs. A move is stop-then-start, or — with
+ * `live_migration` on — a migration: the owner is asked to migrate the VM (`migrate_vm`),
+ * the role stays running on its owner meanwhile (inventory reconcile leaves it alone), and
+ * only when the owner reports the VM runs on the target (it releases its copy only after
+ * the target runs it) does the owner change, without a stop; a failed migration leaves it
+ * on the owner (the way back).
  *
  * Every start_vm / stop_vm carries an `op` number (per role, increasing); the agent echoes
  * it in its reply, and `vm_failed` carries the op of the start that made that incarnation.
@@ -38,12 +43,27 @@ export interface RoleControllerConfig {
   roles_max: number
   /** The `source` of timeline events. */
   source: string
+  /** Moves (move, drain, failback) live-migrate instead of stop-then-start. */
+  live_migration: boolean
 }
+
+/** How a role is migrated (see shared/protocol/cluster-messages.ts). */
+export interface MigrationOptions {
+  readonly mode: 'live' | 'quick'
+  readonly budget_ms: number | null
+  readonly max_rounds: number | null
+  readonly verify: boolean
+  readonly ticket: string
+}
+
+/** After a migration failed, drain and failback leave the role alone this long. */
+export const MIGRATION_RETRY_AFTER_MS = 30_000
 
 export const DEFAULT_ROLE_CONTROLLER: Readonly<RoleControllerConfig> = Object.freeze({
   policy: DEFAULT_FAILOVER_POLICY,
   roles_max: 1024,
   source: 'cluster',
+  live_migration: false,
 })
 
 export const NODES_MAX = 64
@@ -53,6 +73,7 @@ export type RoleCommand =
   | { readonly op: 'start'; readonly name: string }
   | { readonly op: 'stop'; readonly name: string }
   | { readonly op: 'move'; readonly name: string; readonly to: string }
+  | { readonly op: 'migrate'; readonly name: string; readonly to: string; readonly options: MigrationOptions }
   | { readonly op: 'pause'; readonly node: string; readonly drain: boolean }
   | { readonly op: 'resume'; readonly node: string; readonly failback: boolean }
 
@@ -79,6 +100,8 @@ export type RoleInput =
   | { readonly type: 'inventory'; readonly node: string; readonly vms: readonly InventoryVm[]; readonly ops_at_request: ReadonlyMap<string, number> }
   /** After `restore`: every member was asked for its inventory; placing roles may begin. */
   | { readonly type: 'sync_done' }
+  /** The owner `node` reports how migration `op` to `to` ended; ok: the VM runs on `to` and no longer on `node`. */
+  | { readonly type: 'vm_migrated'; readonly role: string; readonly node: string; readonly to: string; readonly op: number; readonly ok: boolean; readonly reason: string }
 
 export interface InventoryVm {
   readonly role: string
@@ -96,6 +119,8 @@ export interface TimelineEvent {
 export type RoleEffect =
   | { readonly type: 'start_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly memory_mib: number }
   | { readonly type: 'stop_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly reason: string }
+  /** Ask the owner `node` to migrate the VM to `to`, where it runs as start `op`. */
+  | { readonly type: 'migrate_vm'; readonly role: string; readonly node: string; readonly to: string; readonly op: number; readonly epoch: number; readonly options: MigrationOptions }
   /** The role record changed (state, owner, reason): write it to the cluster database. */
   | { readonly type: 'persist'; readonly role: VmRole }
   /** Record the node's paused flag in the cluster database. */
@@ -125,10 +150,17 @@ interface RoleEntry {
   start_op: number
   /** Restored from the database: its owner's inventory has not been seen yet. */
   needs_sync: boolean
+  /** A migration to `to` as op `op` is under way (the role stays running on its owner). */
+  migrating: { readonly to: string; readonly op: number } | null
+  /** When its last migration failed (drain and failback wait MIGRATION_RETRY_AFTER_MS). */
+  migrate_failed_ms: number | null
 }
 
 /** Ops of a restored controller start here × the epoch, so no reply to an older coordinator's op can match. */
 export const OPS_PER_EPOCH = 1_000_000
+
+/** The start of a role's reason while it migrates (a restored coordinator reads it). */
+export const MIGRATING_REASON = 'live-migrating to'
 
 export class RoleController {
   private readonly config: RoleControllerConfig
@@ -179,6 +211,9 @@ export class RoleController {
       case 'sync_done':
         this.syncing = false
         break
+      case 'vm_migrated':
+        this.onMigrated(input.role, input.node, input.to, input.op, input.ok, input.reason)
+        break
     }
     this.reconcile()
     const out = this.out
@@ -199,7 +234,7 @@ export class RoleController {
     for (const role of roles) {
       const after_stop: AfterStop | null =
         role.state !== 'stopping' ? null : role.reason.startsWith('stopped by operator') ? { kind: 'stay_stopped' } : { kind: 'place', avoid: null, reason: 'restored while stopping' }
-      this.entries.set(role.name, { role, history: EMPTY_HISTORY, after_stop, drained_from: null, drain_stuck: null, op_seq: op_base, current_op: 0, start_op: 0, needs_sync: true })
+      this.entries.set(role.name, { role, history: EMPTY_HISTORY, after_stop, drained_from: null, drain_stuck: null, op_seq: op_base, current_op: 0, start_op: 0, needs_sync: true, migrating: null, migrate_failed_ms: null })
     }
     for (const n of paused_nodes) this.paused.add(n)
     this.syncing = true
@@ -259,6 +294,7 @@ export class RoleController {
         e.after_stop = { kind: 'place', avoid: node, reason: `${after.reason}; target ${node} is down` }
       }
       if (e.role.owner !== node) continue
+      e.migrating = null
       e.after_stop = null
       if (e.role.state === 'stopping' && after?.kind === 'stay_stopped') {
         this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
@@ -296,7 +332,7 @@ export class RoleController {
 
   private onFailed(name: string, node: string, op: number, gone: boolean, reason: string): void {
     const e = this.entries.get(name)
-    if (e === undefined || e.role.owner !== node || op !== e.start_op) return
+    if (e === undefined || e.role.owner !== node || op !== e.start_op || e.migrating !== null) return
     if (e.role.state !== 'running' && e.role.state !== 'starting') return
     this.onFailure(e, node, reason, { node_lost: false, vm_present: !gone })
   }
@@ -312,8 +348,14 @@ export class RoleController {
         this.push({ type: 'stop_vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
         continue
       }
-      if (!settled(e)) continue
+      if (!settled(e) || e.migrating !== null) continue
       const { state, owner } = e.role
+      if (e.needs_sync && owner !== null && owner !== node && state === 'running' && e.role.reason.startsWith(`${MIGRATING_REASON} ${node} `)) {
+        // A coordinator change crossed a migration that completed: the VM runs on its target.
+        this.leaveNode(e, `migrated to ${node} while the coordinator changed`)
+        this.adopt(e, node, vm.op)
+        continue
+      }
       if (owner === node) {
         if (e.needs_sync || (state === 'starting' && vm.op === e.current_op)) this.adopt(e, node, vm.op)
         continue
@@ -327,7 +369,7 @@ export class RoleController {
       this.push({ type: 'stop_vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
     }
     for (const e of this.sortedEntries()) {
-      if (e.role.owner !== node || reported.has(e.role.name) || !settled(e)) continue
+      if (e.role.owner !== node || reported.has(e.role.name) || !settled(e) || e.migrating !== null) continue
       e.needs_sync = false
       if (e.role.state === 'stopping') this.finishStop(e)
       else this.onFailure(e, node, `vm ${e.role.name} is no longer on ${node}`, { node_lost: false, vm_present: false })
@@ -346,11 +388,16 @@ export class RoleController {
     }
     if (e.role.owner === null) this.setState(e, 'starting', node, `found running on ${node}`)
     if (e.role.state !== 'running') this.setState(e, 'running', node, was_syncing ? `found running on ${node}` : `running on ${node}`)
+    else if (e.role.reason.startsWith(MIGRATING_REASON)) {
+      // Restored mid-migration and found on its owner: the migration did not complete.
+      e.role = { ...e.role, reason: `found running on ${node}` }
+      this.push({ type: 'persist', role: e.role })
+    }
   }
 
   private onFailbackCheck(hour_of_day: number): void {
     const eligible = this.sortedEntries().filter(
-      (e) => e.role.state === 'running' && e.after_stop === null && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
+      (e) => this.movable(e) && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
     )
     this.carryOut(planFailback(eligible.map((e) => e.role), this.nodeViews(), this.load()), 'failback to a preferred owner')
   }
@@ -366,7 +413,9 @@ export class RoleController {
       case 'stop':
         return this.stop(command.name)
       case 'move':
-        return this.move(command.name, command.to)
+        return this.move(command.name, command.to, null)
+      case 'migrate':
+        return this.move(command.name, command.to, command.options)
       case 'pause':
         return this.pause(command.node, command.drain)
       case 'resume':
@@ -387,7 +436,7 @@ export class RoleController {
         `cannot create vm ${role.name}: ${unknown[0]} is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
       )
     }
-    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: this.epoch * OPS_PER_EPOCH, current_op: 0, start_op: 0, needs_sync: false }
+    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: this.epoch * OPS_PER_EPOCH, current_op: 0, start_op: 0, needs_sync: false, migrating: null, migrate_failed_ms: null }
     this.entries.set(role.name, e)
     this.push({ type: 'persist', role })
     this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
@@ -411,6 +460,7 @@ export class RoleController {
 
   private stop(name: string): void {
     const e = this.entryFor(name)
+    this.refuseWhileMigrating(e, 'stop')
     const { state, owner } = e.role
     if (owner !== null && (state === 'running' || state === 'starting')) return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator')
     if (state === 'stopping') {
@@ -420,8 +470,10 @@ export class RoleController {
     if (state === 'pending' || state === 'failed') this.setState(e, 'stopped', null, 'stopped by operator')
   }
 
-  private move(name: string, to: string): void {
+  /** `options` null: the cluster's default way (live migration when on, else stop-then-start). */
+  private move(name: string, to: string, options: MigrationOptions | null): void {
     const e = this.entryFor(name)
+    this.refuseWhileMigrating(e, 'move')
     const { state, owner } = e.role
     if (state !== 'running' || owner === null) {
       const hint = state === 'stopped' || state === 'failed' ? `start it with \`hvlab vm start ${name}\` first` : 'wait until it is running'
@@ -432,7 +484,53 @@ export class RoleController {
     const why = refusal(e.role, node && { ...node, status: this.statusOf(node) }, this.load(), to)
     if (why !== null) throw new HvlabError(node === undefined ? 'HVLAB_E_NOT_FOUND' : 'HVLAB_E_STATE', `cannot move vm ${name} to ${to}: ${why}`)
     this.emit('role.move-requested', { role: name, from: owner, to })
+    if (options !== null || this.config.live_migration) return this.migrateTo(e, to, options ?? this.defaultMigration(e), 'moved by operator')
     this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`)
+  }
+
+  private refuseWhileMigrating(e: RoleEntry, verb: string): void {
+    if (e.migrating === null) return
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `cannot ${verb} vm ${e.role.name}: it is being migrated from ${e.role.owner} to ${e.migrating.to}; wait for it, or cancel with \`hvlab vm migrate-cancel ${e.role.name}\``,
+    )
+  }
+
+  private defaultMigration(e: RoleEntry): MigrationOptions {
+    return { mode: 'live', budget_ms: null, max_rounds: null, verify: false, ticket: `op${e.op_seq + 1}` }
+  }
+
+  /** Asks the owner to migrate the VM; the role stays running on the owner until it reports. */
+  private migrateTo(e: RoleEntry, to: string, options: MigrationOptions, reason: string): void {
+    const owner = e.role.owner
+    if (owner === null || e.role.state !== 'running') throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: migrated while ${e.role.state}`)
+    const op = ++e.op_seq
+    e.current_op = op
+    e.migrating = { to, op }
+    e.role = { ...e.role, reason: `${MIGRATING_REASON} ${to} (${options.mode}, ${reason})` }
+    this.push({ type: 'persist', role: e.role })
+    this.emit('role.migrating', { role: e.role.name, from: owner, to, mode: options.mode, reason })
+    this.push({ type: 'migrate_vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
+  }
+
+  private onMigrated(name: string, node: string, to: string, op: number, ok: boolean, reason: string): void {
+    const e = this.entries.get(name)
+    if (e === undefined || e.migrating === null || e.migrating.op !== op || e.migrating.to !== to || e.role.owner !== node) return // stale
+    e.migrating = null
+    if (ok) {
+      // The owner changes without a stop: the source released its VM only after `to` ran it.
+      e.start_op = e.current_op = op
+      e.drain_stuck = null
+      e.role = { ...e.role, owner: to, last_owner: to, reason: `running on ${to}; migrated from ${node}` }
+      this.push({ type: 'persist', role: e.role })
+      this.emit('role.migrated', { role: name, from: node, to, reason })
+      return
+    }
+    e.migrate_failed_ms = this.now_ms
+    e.drained_from = null
+    e.role = { ...e.role, reason: `running on ${node}; migration to ${to} failed: ${reason}` }
+    this.push({ type: 'persist', role: e.role })
+    this.emit('role.migrate-failed', { role: name, node, to, reason })
   }
 
   private pause(node: string, drain: boolean): void {
@@ -456,7 +554,7 @@ export class RoleController {
     const drained = this.sortedEntries().filter((e) => e.drained_from === node)
     for (const e of drained) e.drained_from = null
     if (!failback) return
-    const movable = drained.filter((e) => e.role.state === 'running' && e.after_stop === null).map((e) => e.role)
+    const movable = drained.filter((e) => this.movable(e)).map((e) => e.role)
     this.carryOut(planReturn(node, movable, this.nodeViews(), this.load()), `failback to ${node} after resume`)
   }
 
@@ -476,7 +574,7 @@ export class RoleController {
       this.emit('node.drained', { node })
       return
     }
-    const movable = onNode.filter((e) => e.role.state === 'running' && e.after_stop === null)
+    const movable = onNode.filter((e) => this.movable(e))
     const plan = planDrain(node, movable.map((e) => e.role), this.nodeViews(), this.load())
     for (const m of plan.moves) {
       const e = this.entries.get(m.role)
@@ -494,11 +592,18 @@ export class RoleController {
   private carryOut(plan: MovePlan, reason: string): void {
     for (const m of plan.moves) {
       const e = this.entries.get(m.role)
-      if (e === undefined || e.role.owner !== m.from || e.role.state !== 'running') continue
+      if (e === undefined || e.role.owner !== m.from || e.role.state !== 'running' || e.migrating !== null) continue
       e.drain_stuck = null
       this.emit('role.move-planned', { role: m.role, from: m.from, to: m.to, reason })
-      this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`)
+      if (this.config.live_migration) this.migrateTo(e, m.to, this.defaultMigration(e), reason)
+      else this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`)
     }
+  }
+
+  /** Running, not being stopped or migrated, and no migration of it failed lately. */
+  private movable(e: RoleEntry): boolean {
+    if (e.role.state !== 'running' || e.after_stop !== null || e.migrating !== null) return false
+    return e.migrate_failed_ms === null || this.now_ms - e.migrate_failed_ms >= MIGRATION_RETRY_AFTER_MS
   }
 
   /** The failover policy's answer to a failure of the role on `node`. */
@@ -599,6 +704,7 @@ export class RoleController {
       uses.push({ memory_mib: e.role.memory_mib, node: e.role.owner })
       const after = e.after_stop
       if (after?.kind === 'start_on' && after.node !== e.role.owner) uses.push({ memory_mib: e.role.memory_mib, node: after.node })
+      if (e.migrating !== null) uses.push({ memory_mib: e.role.memory_mib, node: e.migrating.to })
     }
     return loadOf(uses)
   }

@@ -8,7 +8,8 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import type { InventoryVmRecord, RoleCommandMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type { InventoryVmRecord, MigrationOptionsMessage, RoleCommandMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import { startMigrationHost } from '../migration/migration-host.js'
 import type { Message, MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import type { ClusterService } from './cluster-service.js'
@@ -19,6 +20,10 @@ import { RoleService, type HostRequests } from './role-service.js'
 import { VmAgent, noQuorumGraceMs, type VmOpResult } from './vm-agent.js'
 
 export const ROLE_REQUEST_TIMEOUT_MS = 3000
+/** How long the coordinator waits for an owner to take (not finish) a migration request. */
+export const MIGRATE_REQUEST_TIMEOUT_MS = 5000
+const REPORT_RETRY_MS = 1000
+const REPORT_ATTEMPTS_MAX = 30
 /** How long an operator request waits for a coordinator with quorum (a view change takes ~1 s). */
 export const OPERATOR_WAIT_MS = 8000
 const INVENTORY_INTERVAL_MS = 3000
@@ -65,6 +70,28 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     },
   })
 
+  const migration = startMigrationHost(p, {
+    agent,
+    isMember: (node) => m.view().members.includes(node),
+    holdsLease: (now) => m.holdsLease(now),
+    roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
+    reportMigrated: (r) => {
+      const send = async (): Promise<void> => {
+        const coordinator = m.view().coordinator
+        if (coordinator === p.name) return service?.vmMigrated(p.name, r.role, r.to, r.op, r.ok, r.reason)
+        await ask(coordinator, { t: 'vm-migrated-report', from: p.name, ...r }, 'ok')
+      }
+      // A view change (e.g. the destination was killed) may cross the report: retry for a while.
+      const attempt = (left: number): void => {
+        send().catch((e: unknown) => {
+          if (left > 0) return void p.clock.setTimer(REPORT_RETRY_MS, () => attempt(left - 1))
+          log.warn({ err: describeError(e), role: r.role }, 'could not report a migration to the coordinator; a new coordinator finds where the vm runs')
+        })
+      }
+      attempt(REPORT_ATTEMPTS_MAX)
+    },
+  })
+
   const local = async (): Promise<void> => {
     await Promise.resolve() // keep requests to ourselves asynchronous and in order, like remote ones
   }
@@ -78,6 +105,13 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
       if (node === p.name) return local().then(() => agent.stopVm(r.role, r.op, r.reason))
       const reply = await ask(node, { t: 'vm-stop-request', from: p.name, ...r }, 'vm-op-reply')
       return { ok: reply.ok, reason: reply.reason }
+    },
+    async migrate(node, r) {
+      if (node === p.name) return local().then(() => migration.migrate(r))
+      const conn = coordinatorConnection(node)
+      const reply = await conn.request({ t: 'vm-migrate-request', from: p.name, ...r }, { timeout_ms: MIGRATE_REQUEST_TIMEOUT_MS })
+      if (reply.message.t !== 'vm-op-reply') throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${reply.message.t}, expected vm-op-reply`)
+      return { ok: reply.message.ok, reason: reply.message.reason }
     },
     async inventory(node): Promise<InventoryVmRecord[]> {
       if (node === p.name) return local().then(() => agent.inventory())
@@ -103,6 +137,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
     tick_ms: c.tick_ms,
     inventory_interval_ms: INVENTORY_INTERVAL_MS,
+    live_migration: true,
   })
   service = roles
   cluster.onClusterEvent((e) => {
@@ -136,6 +171,16 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
       () => roles.command(command as RoleCommand),
       async (coordinator) => {
         await ask(coordinator, { t: 'role-command-request', command, forwarded: true }, 'ok')
+      },
+      forwarded,
+    )
+    return { t: 'ok' }
+  }
+  const handleMigrate = async (q: { name: string; to: string; options: MigrationOptionsMessage }, forwarded: boolean): Promise<Message> => {
+    await onCoordinator(
+      () => roles.command({ op: 'migrate', name: q.name, to: q.to, options: q.options }),
+      async (coordinator) => {
+        await ask(coordinator, { t: 'vm-migrate-command-request', ...q, forwarded: true }, 'ok')
       },
       forwarded,
     )
@@ -177,9 +222,22 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     })
     conn.onRequest('role-command-request', async ({ message: q }) => ({ message: await handleCommand(q.command, true) }))
     conn.onRequest('role-list-request', async () => ({ message: await handleList(true) }))
+    conn.onRequest('vm-migrate-command-request', async ({ message: q }) => ({ message: await handleMigrate(q, true) }))
+    conn.onRequest('vm-migrate-request', ({ message: q }) => {
+      fromPeer(q.from)
+      if (q.epoch < m.view().epoch) return { message: opReply(q.role, q.op, { ok: false, reason: `${p.name} is at cluster epoch ${m.view().epoch}; a migration from epoch ${q.epoch} is stale` }) }
+      return { message: opReply(q.role, q.op, migration.migrate(q)) }
+    })
+    conn.onRequest('vm-migrated-report', ({ message: q }) => {
+      fromPeer(q.from)
+      if (!roles.running) throw new HvlabError('HVLAB_E_STATE', `${p.name} does not run the vm roles now; report to the coordinator`)
+      roles.vmMigrated(q.from, q.role, q.to, q.op, q.ok, q.reason)
+      return { message: { t: 'ok' } }
+    })
   })
   p.serveOperator('role-command-request', (q) => handleCommand(q.command, false))
   p.serveOperator('role-list-request', () => handleList(false))
+  p.serveOperator('vm-migrate-command-request', (q) => handleMigrate(q, false))
   p.serveOperator('vm-inventory-request', () => ({ t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() }))
   p.addStatus(() => ({ vms: agent.inventory(), roles: { running_here: roles.running && roles.isLeader(), count: roles.list()?.length ?? null } }))
 

@@ -17,7 +17,7 @@ import { ROLES_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster
 import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
 import { pausedKey } from './cluster-status.js'
 import type { NodeView } from './placement.js'
-import { RoleController, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
+import { RoleController, type MigrationOptions, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
 import { decodeRoles, encodeRole, roleKey } from './role-record.js'
 import type { VmAgent, VmOpResult } from './vm-agent.js'
 import { createVmRole, type VmRole } from './vm-role.js'
@@ -35,6 +35,8 @@ export interface HostRequests {
   start(node: string, m: { role: string; op: number; epoch: number; memory_mib: number }): Promise<VmOpResult>
   stop(node: string, m: { role: string; op: number; epoch: number; reason: string }): Promise<VmOpResult>
   inventory(node: string): Promise<InventoryVmRecord[]>
+  /** Ask the owner to migrate; resolves when it accepted (the outcome comes through vmMigrated). */
+  migrate?(node: string, m: { role: string; to: string; op: number; epoch: number; options: MigrationOptions }): Promise<VmOpResult>
 }
 
 export interface RoleServiceDeps {
@@ -51,6 +53,8 @@ export interface RoleServiceDeps {
   roles_free_after_ms: number
   tick_ms: number
   inventory_interval_ms: number
+  /** Moves, drains and failbacks live-migrate (needs requests.migrate). */
+  live_migration?: boolean
 }
 
 /** Database writes started per tick (the rest wait; each write is one lease round). */
@@ -126,6 +130,11 @@ export class RoleService {
     this.carryOut(ctl.step({ type: 'command', command }, this.deps.clock.now()))
   }
 
+  /** The owner reports how a migration ended. */
+  vmMigrated(node: string, role: string, to: string, op: number, ok: boolean, reason: string): void {
+    this.input({ type: 'vm_migrated', role, node, to, op, ok, reason })
+  }
+
   /** A host reports a VM failed. */
   vmFailed(node: string, role: string, op: number, gone: boolean, reason: string): void {
     this.input({ type: 'vm_failed', role, node, op, gone, reason })
@@ -159,7 +168,7 @@ export class RoleService {
 
   private takeOver(epoch: number, now: number): void {
     this.drop()
-    const ctl = new RoleController({ source: this.deps.name, roles_max: ROLES_MAX })
+    const ctl = new RoleController({ source: this.deps.name, roles_max: ROLES_MAX, live_migration: this.deps.live_migration === true && this.deps.requests.migrate !== undefined })
     const db = decodeRoles(this.deps.membership.database().config)
     for (const d of db.damaged) this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
     ctl.restore(db.roles, db.paused, epoch)
@@ -261,6 +270,20 @@ export class RoleService {
             .then(() => back({ type: 'vm_stopped', role: fx.role, node: fx.node, op: fx.op }))
             .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'stop request got no answer; the next inventory settles it'))
           break
+        case 'migrate_vm': {
+          const migrate = this.deps.requests.migrate
+          const failed = (reason: string): void => back({ type: 'vm_migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
+          if (migrate === undefined) {
+            failed('this cluster cannot migrate vms')
+            break
+          }
+          migrate(fx.node, { role: fx.role, to: fx.to, op: fx.op, epoch: fx.epoch, options: fx.options })
+            .then((r) => {
+              if (!r.ok) failed(r.reason)
+            })
+            .catch((e: unknown) => failed(`${fx.node} did not take the migration request: ${describeError(e)}`))
+          break
+        }
         case 'persist':
           this.desired.set(roleKey(fx.role.name), encodeRole(fx.role))
           break

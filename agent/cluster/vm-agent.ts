@@ -14,7 +14,7 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
-import { VmHost } from '../vm/vm-instance.js'
+import { VmHost, type VmInstance } from '../vm/vm-instance.js'
 import { nextCheckAt, runHealthCheck, startHealthCheck, type HealthCheckConfig, type HealthCheckState } from './health-check.js'
 
 export interface VmAgentDeps {
@@ -62,6 +62,8 @@ export class VmAgent {
   private without_lease_since_ms: number | null = null
   private cancel: (() => void) | undefined
   private stopped_for_quorum = false
+  /** VMs being migrated away: their guest may pause (blackout), so no health verdicts on them. */
+  private readonly migrating = new Set<string>()
 
   constructor(private readonly deps: VmAgentDeps) {
     this.vms = new VmHost(deps.host, deps.memory_mib, deps.clock)
@@ -103,6 +105,27 @@ export class VmAgent {
     this.watches.delete(role)
     if (had) this.deps.emitEvent('vm.stopped', { vm: role, op, reason })
     return { ok: true, reason: had ? `stopped on ${this.deps.host}` : `not on ${this.deps.host}` }
+  }
+
+  /** A VM arrived by live or quick migration and runs here now, as start `op` of `epoch`. */
+  adoptVm(vm: VmInstance, op: number, epoch: number, from: string): void {
+    this.vms.adopt(vm, op, epoch)
+    this.watches.set(vm.name, { health: startHealthCheck(this.deps.health, this.deps.clock.now()), beats: vm.guestHeartbeats, last_beat_ms: null, suspect_reported: false })
+    this.deps.emitEvent('vm.arrived', { vm: vm.name, op, epoch, from })
+  }
+
+  /** The VM left: it runs on `to` now; free it here without a stop. */
+  releaseVm(role: string, to: string): void {
+    this.vms.release(role)
+    this.watches.delete(role)
+    this.migrating.delete(role)
+    this.deps.emitEvent('vm.departed', { vm: role, to })
+  }
+
+  /** Marks a VM as being migrated away (true) or not any more (false). */
+  setMigrating(role: string, on: boolean): void {
+    if (on) this.migrating.add(role)
+    else this.migrating.delete(role)
   }
 
   inventory(): InventoryVmRecord[] {
@@ -150,6 +173,10 @@ export class VmAgent {
       if (vm.guest_heartbeats !== w.beats) {
         w.beats = vm.guest_heartbeats
         w.last_beat_ms = now
+      }
+      if (this.migrating.has(role)) {
+        w.last_beat_ms = now // a blackout or a pause in doubt is not a hung guest
+        continue
       }
       if (now < nextCheckAt(w.health)) continue
       const r = runHealthCheck(w.health, this.deps.health, w.last_beat_ms, now)

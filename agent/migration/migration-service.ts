@@ -53,15 +53,33 @@ export interface MigrationServiceOptions {
   storage?: StorageHandOver
   /** Timeline events (stage changes with progress). */
   onEvent?: (event: MigrationEvent) => void
+  /**
+   * Asked before a VM may arrive (migration-begin): throw an HvlabError to refuse (no
+   * memory, a stale coordinator epoch, no quorum lease …). The source gets the reason.
+   */
+  admit?: (arrival: Arrival) => void
   /** A VM arrived and runs here now: the host takes it over. */
-  onArrived?: (vm: LabVm) => void
+  onArrived?: (vm: LabVm, arrival: Arrival) => void
+  /** An arrival ended without the VM running here (aborted, link lost, refused later). */
+  onArrivalEnded?: (arrival: Arrival) => void
   /** A VM left: it runs on `destination`; the host drops it. */
   onDeparted?: (vm: MigratableVm, destination: string) => void
   /** The destination's announcement of the VM's new location (the virtual switch). */
   onAnnounce?: (vm: string, host: string) => void
 }
 
+/** What the destination knows of an arriving VM. */
+export interface Arrival {
+  readonly migration_id: string
+  readonly vm: string
+  readonly source: string
+  readonly page_count: number
+  readonly placement: { readonly op: number; readonly epoch: number } | null
+}
+
 export interface MigrateOptions {
+  /** The cluster's start op and epoch for the VM on the destination. */
+  placement?: { op: number; epoch: number }
   downtime_budget_ms?: number
   round_cap?: number
   /** Hash memory on both sides (adds the destination's hashing to the blackout). */
@@ -220,7 +238,15 @@ class OutgoingRun {
       case 'send-begin':
         return this.launch('setup', async () => {
           await conn.request(
-            { t: 'migration-begin', migration_id, vm: vm.name, page_count: vm.memory.page_count, storage: vm.storage, verify: this.options.verify ?? false },
+            {
+              t: 'migration-begin',
+              migration_id,
+              vm: vm.name,
+              page_count: vm.memory.page_count,
+              storage: vm.storage,
+              verify: this.options.verify ?? false,
+              ...(this.options.placement ? { placement: this.options.placement } : {}),
+            },
             { timeout_ms: this.ctx.request_timeout_ms },
           )
           return { kind: 'destination-ready' }
@@ -351,6 +377,7 @@ interface IncomingRun {
   readonly vm: string
   readonly storage: StorageMode
   readonly page_count: number
+  readonly arrival: Arrival
   memory: GuestMemory | null
   device_state: Uint8Array | null
 }
@@ -505,7 +532,10 @@ export class MigrationService {
         `${this.host} cannot take vm ${m.vm}: its ${bytes / 1048576} MiB of memory would bring arriving VMs to ${(arriving_bytes + bytes) / 1048576} MiB, over the ${this.incoming_bytes_max / 1048576} MiB allowed; pick another host or wait`,
       )
     }
+    const arrival: Arrival = { migration_id: m.migration_id, vm: m.vm, source: conn.remoteName, page_count: m.page_count, placement: m.placement ?? null }
+    this.options.admit?.(arrival)
     const run: IncomingRun = {
+      arrival,
       machine: new MigrationDestination({ host: this.host, source: conn.remoteName }),
       conn,
       migration_id: m.migration_id,
@@ -577,7 +607,9 @@ export class MigrationService {
         reply = null
       }
     }
-    if (run.machine.stage === 'aborted' || run.machine.stage === 'running') this.incoming.delete(run.migration_id)
+    if (run.machine.stage === 'aborted' || run.machine.stage === 'running') {
+      if (this.incoming.delete(run.migration_id) && run.machine.stage === 'aborted') this.options.onArrivalEnded?.(run.arrival)
+    }
     if (refusal) throw refusal
     return reply
   }
@@ -598,7 +630,7 @@ export class MigrationService {
       case 'resume-guest': {
         if (!run.memory || !run.device_state) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
         const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
-        this.options.onArrived?.(vm)
+        this.options.onArrived?.(vm, run.arrival)
         return null
       }
       case 'announce-location':

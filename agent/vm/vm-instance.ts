@@ -1,8 +1,10 @@
 /**
- * A VM as a host runs it for now: a small in-process object with a state (running /
- * stopped), its memory size, and a guest heartbeat that ticks every second while it runs
- * (what LooksAlive/IsAlive poll). The full emulated VM (guest memory, disks, workload)
- * replaces it later behind the same methods.
+ * A VM as a host runs it: a state (running / stopped), guest memory (`memory_mib` of 4 KiB
+ * pages in a SharedArrayBuffer, allocated on first use so an idle lab VM costs no RAM), a
+ * guest workload that dirties that memory at a configurable rate (`hvlab vm load`), a
+ * guest heartbeat that ticks every second while it runs (what LooksAlive/IsAlive poll),
+ * and device state (a small blob of counters and the workload settings) that moves with
+ * it. It is a MigratableVm: live migration pauses, throttles and resumes it.
  *
  * `VmHost` holds a host's VMs and fences them: `stopAll` (called when the host's quorum
  * lease has lapsed) stops every VM, and a start from a coordinator of an older epoch
@@ -10,42 +12,112 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
+import type { StorageMode } from '../../shared/protocol/migration-messages.js'
+import type { MigratableVm } from '../migration/migratable-vm.js'
+import { GuestMemory, PAGE_SIZE_BYTES } from './guest-memory.js'
+import { GuestWorkload } from './guest-workload.js'
 
 export const GUEST_HEARTBEAT_INTERVAL_MS = 1000
 export const VMS_PER_HOST_MAX = 256
+const PAGES_PER_MIB = (1024 * 1024) / PAGE_SIZE_BYTES
 
 export type VmState = 'running' | 'stopped'
 
-export class VmInstance {
+/** What `hvlab vm load` sets: MiB/s of pages dirtied and the hot share of pages. */
+export interface VmLoad {
+  dirty_mib_per_s: number
+  hot_fraction: number
+}
+
+/** The device state blob: emulated vCPU counters and the workload settings (JSON bytes, small). */
+interface DeviceState {
+  v: 1
+  heartbeats: number
+  /** Bumped every time the VM is resumed on a host (counts moves). */
+  resumes: number
+  load: VmLoad
+}
+
+export class VmInstance implements MigratableVm {
+  readonly storage: StorageMode = 'csv'
   private state_: VmState = 'stopped'
   private beats = 0
+  private resumes = 0
   private cancel: (() => void) | undefined
+  private memory_: GuestMemory | null
+  private workload_: GuestWorkload | null = null
+  private load_: VmLoad = { dirty_mib_per_s: 0, hot_fraction: 0.05 }
+  private paused_ = false
 
   constructor(
     readonly name: string,
     readonly memory_mib: number,
     private readonly clock: Clock,
-  ) {}
+    memory?: GuestMemory,
+  ) {
+    if (memory && memory.page_count !== memory_mib * PAGES_PER_MIB) {
+      throw new HvlabError('HVLAB_E_INTERNAL', `vm ${name}: ${memory.page_count} pages arrived for ${memory_mib} MiB`)
+    }
+    this.memory_ = memory ?? null
+  }
+
+  /** A VM that arrived by migration: its memory and device state are the source's at pause. */
+  static arrived(name: string, memory: GuestMemory, device_state: Uint8Array, clock: Clock): VmInstance {
+    const memory_mib = Math.ceil(memory.page_count / PAGES_PER_MIB)
+    const vm = new VmInstance(name, memory_mib, clock, memory.page_count === memory_mib * PAGES_PER_MIB ? memory : undefined)
+    if (!vm.memory_) vm.memory_ = memory
+    const s = decodeDeviceState(device_state)
+    if (s) {
+      vm.beats = s.heartbeats
+      vm.resumes = s.resumes + 1
+      vm.load_ = s.load
+    }
+    return vm
+  }
 
   get state(): VmState {
     return this.state_
   }
-  /** Guest heartbeats since the VM last started; a hung guest stops counting. */
+  /** Guest heartbeats; carried across a migration, a hung guest stops counting. */
   get guestHeartbeats(): number {
     return this.beats
+  }
+  get paused(): boolean {
+    return this.paused_
+  }
+  get load(): VmLoad {
+    return { ...this.load_ }
+  }
+  get resumeCount(): number {
+    return this.resumes
+  }
+
+  /** Guest memory, allocated on first use (zero pages cost nothing until written). */
+  get memory(): GuestMemory {
+    this.memory_ ??= GuestMemory.create(this.memory_mib * PAGES_PER_MIB)
+    return this.memory_
   }
 
   start(): void {
     if (this.state_ === 'running') return
     this.state_ = 'running'
-    this.beats = 0
+    this.paused_ = false
     this.scheduleBeat()
+    this.applyLoad()
   }
 
   stop(): void {
     this.state_ = 'stopped'
     this.cancel?.()
     this.cancel = undefined
+    this.workload_?.stop()
+    this.workload_ = null
+  }
+
+  /** Frees the VM after it left for another host (its memory goes with the last reference). */
+  release(): void {
+    this.stop()
+    this.memory_ = null
   }
 
   /** Fault injection: the guest hangs (heartbeats stop) while the VM stays "running". */
@@ -54,12 +126,66 @@ export class VmInstance {
     this.cancel = undefined
   }
 
+  /** `hvlab vm load`: changes the guest's write rate live. */
+  setLoad(load: Partial<VmLoad>): VmLoad {
+    const next = { ...this.load_, ...load }
+    if (this.workload_) this.workload_.setLoad(next)
+    else new GuestWorkload(GuestMemory.create(1), this.clock, next) // validates the numbers
+    this.load_ = next
+    this.applyLoad()
+    return this.load
+  }
+
+  pause(): void {
+    this.paused_ = true
+    this.workload_?.pause()
+  }
+
+  resume(): void {
+    this.paused_ = false
+    this.workload_?.resume()
+  }
+
+  throttle(pct: number): void {
+    this.workload_?.setThrottle(pct)
+  }
+
+  deviceState(): Uint8Array {
+    const s: DeviceState = { v: 1, heartbeats: this.beats, resumes: this.resumes, load: this.load_ }
+    return new TextEncoder().encode(JSON.stringify(s))
+  }
+
+  /** Starts the writer when there is load and the VM runs; the writer stops at 0 MiB/s. */
+  private applyLoad(): void {
+    if (this.state_ !== 'running') return
+    if (this.load_.dirty_mib_per_s === 0) {
+      this.workload_?.stop()
+      this.workload_ = null
+      return
+    }
+    if (!this.workload_) {
+      this.workload_ = new GuestWorkload(this.memory, this.clock, { ...this.load_, seed: (this.resumes + 1) * 7919 })
+      if (this.paused_) this.workload_.pause()
+      this.workload_.start()
+    }
+  }
+
   private scheduleBeat(): void {
     this.cancel = this.clock.setTimer(GUEST_HEARTBEAT_INTERVAL_MS, () => {
       if (this.state_ !== 'running') return
-      this.beats++
+      if (!this.paused_) this.beats++
       this.scheduleBeat()
     })
+  }
+}
+
+function decodeDeviceState(bytes: Uint8Array): DeviceState | null {
+  try {
+    const s = JSON.parse(new TextDecoder().decode(bytes)) as Partial<DeviceState>
+    if (s.v !== 1 || typeof s.heartbeats !== 'number' || typeof s.resumes !== 'number' || typeof s.load?.dirty_mib_per_s !== 'number' || typeof s.load.hot_fraction !== 'number') return null
+    return s as DeviceState
+  } catch {
+    return null
   }
 }
 
@@ -85,22 +211,38 @@ export class VmHost {
 
   /** Starts a VM for the coordinator of `epoch`; refuses an older epoch, missing memory, or too many VMs. */
   start(name: string, memory_mib: number, op: number, epoch: number): void {
-    if (epoch < this.newest_epoch) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${this.host} will not start vm ${name} for cluster epoch ${epoch}: it has seen epoch ${this.newest_epoch}; that coordinator is stale`)
-    }
-    this.newest_epoch = epoch
+    this.checkEpoch(name, epoch, 'start')
     const have = this.vms.get(name)
     if (have) {
       have.vm.start()
       this.vms.set(name, { ...have, op, epoch })
       return
     }
-    if (this.vms.size >= VMS_PER_HOST_MAX) throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
-    const free = this.memory_mib_max - this.memoryInUse()
-    if (memory_mib > free) throw new HvlabError('HVLAB_E_STATE', `${this.host} has ${free} MiB free, vm ${name} needs ${memory_mib} MiB`)
+    this.checkRoom(name, memory_mib, 0)
     const vm = new VmInstance(name, memory_mib, this.clock)
     vm.start()
     this.vms.set(name, { vm, op, epoch })
+  }
+
+  /** May a VM of `memory_mib` arrive here for the coordinator of `epoch`? `reserved_mib` is other arrivals. Throws why not. */
+  checkArrival(name: string, memory_mib: number, epoch: number, reserved_mib: number): void {
+    if (this.vms.has(name)) throw new HvlabError('HVLAB_E_STATE', `${this.host} already has vm ${name}`)
+    this.checkEpoch(name, epoch, 'take')
+    this.checkRoom(name, memory_mib, reserved_mib)
+  }
+
+  /** A VM arrived by migration and runs here now, as start `op` of the coordinator of `epoch`. */
+  adopt(vm: VmInstance, op: number, epoch: number): void {
+    if (this.vms.has(vm.name)) throw new HvlabError('HVLAB_E_INTERNAL', `${this.host} already has vm ${vm.name}`)
+    if (this.vms.size >= VMS_PER_HOST_MAX) throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
+    vm.start()
+    this.vms.set(vm.name, { vm, op, epoch })
+  }
+
+  /** The VM left for another host: forget it without a stop event (it runs there). */
+  release(name: string): void {
+    this.vms.get(name)?.vm.release()
+    this.vms.delete(name)
   }
 
   /** Stops and forgets a VM; stopping one that is not here is fine (the stop is what was wanted). */
@@ -122,7 +264,7 @@ export class VmHost {
       .sort((a, b) => (a.name < b.name ? -1 : 1))
   }
 
-  /** The VM object itself (for fault injection), if it runs here. */
+  /** The VM object itself, if it runs here. */
   instance(name: string): VmInstance | undefined {
     return this.vms.get(name)?.vm
   }
@@ -131,5 +273,18 @@ export class VmHost {
     let sum = 0
     for (const { vm } of this.vms.values()) sum += vm.memory_mib
     return sum
+  }
+
+  private checkEpoch(name: string, epoch: number, verb: string): void {
+    if (epoch < this.newest_epoch) {
+      throw new HvlabError('HVLAB_E_REFUSED', `${this.host} will not ${verb} vm ${name} for cluster epoch ${epoch}: it has seen epoch ${this.newest_epoch}; that coordinator is stale`)
+    }
+    this.newest_epoch = epoch
+  }
+
+  private checkRoom(name: string, memory_mib: number, reserved_mib: number): void {
+    if (this.vms.size >= VMS_PER_HOST_MAX) throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
+    const free = this.memory_mib_max - this.memoryInUse() - reserved_mib
+    if (memory_mib > free) throw new HvlabError('HVLAB_E_STATE', `${this.host} has ${free} MiB free, vm ${name} needs ${memory_mib} MiB`)
   }
 }

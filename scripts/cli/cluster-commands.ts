@@ -1,7 +1,9 @@
 /** `hvlab cluster …`: the failover cluster's commands (quorum state, forced quorum). */
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import type { ClusterStatus, RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
+import { randomBytes } from 'node:crypto'
+import { InvalidArgumentError } from 'commander'
+import type { ClusterStatus, MigrationOptionsMessage, MigrationResultMessage, RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
@@ -136,7 +138,7 @@ function registerVmCommands(program: Command): void {
   vm.command('create')
     .description('create a VM role (stopped); `hvlab vm start NAME` runs it on its first preferred owner that is up and has memory')
     .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
-    .option('--memory-mib <n>', 'memory the VM needs on its host, MiB', intIn(32, 4 * 1024 * 1024), 1024)
+    .option('--memory-mib <n>', 'guest memory, MiB (the emulated VM really has it: keep lab VMs small)', intIn(32, 4 * 1024 * 1024), 64)
     .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; memoryMib: number; preferred?: string[] }) => {
@@ -156,13 +158,79 @@ function registerVmCommands(program: Command): void {
   }
 
   vm.command('move')
-    .description('quick-move a running VM to another host: stop it, then start it there (live migration plugs in later)')
+    .description('move a running VM to another host by live migration (in the background); with --quick by quick migration: save memory and state, transfer, restore — the VM is down for the whole copy, and the command waits and reports how long')
     .argument('<name>', 'the VM name')
     .requiredOption('--to <host>', 'the host to move it to')
+    .option('--quick', 'quick migration; waits and reports the downtime')
+    .option('--json', 'with --quick: the result as one object')
     .addOption(dirOption())
-    .action(async (name: string, o: { dir: string; to: string }) => {
-      await roleCommand(ControlClient.forDir(o.dir), { op: 'move', name, to: o.to })
-      out(`moving vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
+    .action(async (name: string, o: { dir: string; to: string; quick?: boolean; json?: boolean }) => {
+      const client = ControlClient.forDir(o.dir)
+      if (!o.quick) {
+        await roleCommand(client, { op: 'move', name, to: o.to })
+        out(`live-migrating vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
+        return
+      }
+      const r = await runMigration(client, name, o.to, { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() }, o.json === true)
+      if (o.json) printJson(r)
+      else out(r.outcome === 'completed' ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mib(r.bytes_sent)} MiB sent)` : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`)
+      if (r.outcome !== 'completed') process.exitCode = 1
+    })
+
+  vm.command('migrate')
+    .description('live-migrate a running VM to another host: pre-copy rounds while it runs, then a short blackout; prints a line per round and the result. If it fails or is cancelled the VM keeps running where it was')
+    .argument('<name>', 'the VM name')
+    .requiredOption('--to <host>', 'the host to migrate it to')
+    .option('--budget-ms <n>', 'downtime budget: switch over when the rest fits in it', intIn(1, 60_000))
+    .option('--max-rounds <n>', 'pre-copy rounds at most before switching over anyway', intIn(1, 1000))
+    .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
+    .option('--json', 'machine-readable: one object {outcome,total_ms,blackoutMs,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; to: string; budgetMs?: number; maxRounds?: number; verify?: boolean; json?: boolean }) => {
+      const options: MigrationOptionsMessage = { mode: 'live', budget_ms: o.budgetMs ?? null, max_rounds: o.maxRounds ?? null, verify: o.verify === true, ticket: newTicket() }
+      const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
+      const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
+      if (o.json) printJson({ ...r, blackoutMs: r.blackout_ms, ...(options.verify ? { hashes_match } : {}) })
+      else out(formatMigration(r, options.verify, hashes_match))
+      if (r.outcome !== 'completed' || (options.verify && !hashes_match)) process.exitCode = 1
+    })
+
+  vm.command('migrate-cancel')
+    .description('cancel the live migration of a VM; it keeps running on its host')
+    .argument('<name>', 'the VM name')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string }) => {
+      const client = ControlClient.forDir(o.dir)
+      const owner = await ownerOf(client, name)
+      await client.request(owner, { t: 'vm-migrate-cancel-request', vm: name }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      out(`cancelling the migration of vm ${name}; it stays on ${owner}`)
+    })
+
+  vm.command('load')
+    .description('change the guest workload of a running VM live: how fast it dirties memory and how concentrated the writes are')
+    .argument('<name>', 'the VM name')
+    .requiredOption('--dirty-mib-s <n>', 'MiB/s of pages dirtied (0 = idle)', numberIn(0, 4096))
+    .option('--hot <fraction>', 'share of pages that take 80% of the writes (0–1, default 0.05)', numberIn(0.0001, 1))
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; dirtyMibS: number; hot?: number }) => {
+      const client = ControlClient.forDir(o.dir)
+      const owner = await ownerOf(client, name)
+      await client.request(owner, { t: 'vm-load-request', vm: name, dirty_mib_per_s: o.dirtyMibS, hot_fraction: o.hot ?? null }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      out(`vm ${name} on ${owner} now dirties ${o.dirtyMibS} MiB/s${o.hot !== undefined ? ` (hot ${o.hot})` : ''}`)
+    })
+
+  vm.command('inspect')
+    .description('one VM as its host runs it: host, paused, memory hash, guest heartbeats, load')
+    .argument('<name>', 'the VM name')
+    .option('--json', 'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,…}')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; json?: boolean }) => {
+      const client = ControlClient.forDir(o.dir)
+      const owner = await ownerOf(client, name)
+      const r = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', HOST_REQUEST_TIMEOUT_MS)
+      const { t: _t, ...rest } = r
+      if (o.json) printJson(rest)
+      else out(`vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s`)
     })
 
   vm.command('deps')
@@ -213,4 +281,64 @@ function registerNodeCommands(program: Command): void {
       await roleCommand(ControlClient.forDir(o.dir), { op: 'resume', node: name, failback: o.failback === true })
       out(`resumed ${name}${o.failback ? '; its drained roles move back' : ''}`)
     })
+}
+
+/** How often `vm migrate` polls the source for progress. */
+const MIGRATION_POLL_MS = 200
+/** A migration that shows no result in this long is reported as lost (the source may have died). */
+const MIGRATION_WAIT_MS = 10 * 60_000
+
+const newTicket = (): string => `t${randomBytes(6).toString('hex')}`
+const mib = (bytes: number): string => (bytes / 1048576).toFixed(1)
+
+const numberIn = (min: number, max: number) => (v: string): number => {
+  const n = Number(v)
+  if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`a number from ${min} to ${max}`)
+  return n
+}
+
+/** The host a VM role runs on now, from the coordinator. */
+async function ownerOf(client: ControlClient, name: string): Promise<string> {
+  const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
+  const v = r.roles.find((x) => x.name === name)
+  if (v === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
+  if (v.owner === null || v.state !== 'running') throw new HvlabError('HVLAB_E_STATE', `vm ${name} is ${v.state}; it must be running`)
+  return v.owner
+}
+
+/** Asks the coordinator to migrate, then follows the source until the migration with our ticket ended. */
+async function runMigration(client: ControlClient, name: string, to: string, options: MigrationOptionsMessage, quiet: boolean): Promise<MigrationResultMessage> {
+  const source = await ownerOf(client, name)
+  await askAnyHost(client, { t: 'vm-migrate-command-request', name, to, options, forwarded: false }, 'ok')
+  const deadline = Date.now() + MIGRATION_WAIT_MS
+  let shown = ''
+  for (;;) {
+    if (Date.now() > deadline) throw new HvlabError('HVLAB_E_TIMEOUT', `no result from ${source} for the migration of vm ${name} after ${MIGRATION_WAIT_MS / 1000} s; \`hvlab vm list\` shows where it runs`)
+    let st
+    try {
+      st = await client.request(source, { t: 'vm-migration-status-request', vm: name }, 'vm-migration-status-reply', HOST_REQUEST_TIMEOUT_MS)
+    } catch (e) {
+      throw new HvlabError('HVLAB_E_STATE', `lost track of the migration: ${source} did not answer (${describeError(e)}); \`hvlab vm list\` shows where vm ${name} runs`)
+    }
+    if (st.ticket === options.ticket) {
+      if (st.state === 'done' && st.result !== null) return st.result
+      const line = `${options.mode} ${name} ${source} → ${to}: ${st.stage} round ${st.round}, ${st.pages_left} pages left, ${mib(st.bandwidth_bytes_per_s)} MiB/s, expected blackout ${st.expected_blackout_ms === null ? '-' : `${Math.round(st.expected_blackout_ms)} ms`}`
+      if (!quiet && line !== shown) process.stderr.write(line + '\n')
+      shown = line
+    }
+    await new Promise((r) => setTimeout(r, MIGRATION_POLL_MS))
+  }
+}
+
+function formatMigration(r: MigrationResultMessage, verify: boolean, hashes_match: boolean): string {
+  const lines = [
+    r.outcome === 'completed'
+      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackoutMs ${r.blackout_ms === null ? '-' : Math.round(r.blackout_ms)} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
+      : `vm ${r.vm} stays on ${r.source}: migration ${r.outcome}: ${r.reason}`,
+    `  sent ${mib(r.bytes_sent)} MiB for ${mib(r.bytes_raw)} MiB raw (memory ${mib(r.memory_bytes)} MiB), ${mib(r.bandwidth_bytes_per_s)} MiB/s, dirty rate ${mib(r.dirty_rate_bytes_per_s)} MiB/s, throttle max ${r.throttle_pct_max}%`,
+    `  rounds: ${r.rounds.map((x) => `#${x.round} ${x.dirty_pages} pages`).join(', ') || '-'}; final ${r.final_pages} pages`,
+    `  pages: ${r.pages.scanned} scanned, ${r.pages.skipped} skipped, ${r.pages.zero} zero, ${r.pages.delta} delta, ${r.pages.full} full`,
+  ]
+  if (verify) lines.push(`  verify: source ${r.source_sha256 ?? '-'} destination ${r.destination_sha256 ?? '-'}: ${hashes_match ? 'MATCH' : 'MISMATCH'}`)
+  return lines.join('\n')
 }

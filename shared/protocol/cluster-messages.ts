@@ -277,6 +277,129 @@ export const roleListReply = defineMessage('role-list-reply', {
   roles: field.list(vmRoleSchema, ROLES_MAX),
 })
 
+
+// ── live and quick migration of VM roles ─────────────────────────────────────────────
+
+export const MIGRATION_MODES = ['live', 'quick'] as const
+export const migrationTicketSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a ticket is 1–64 of A-Z a-z 0-9 _ -')
+const migrationOptionsSchema = z.strictObject({
+  mode: z.enum(MIGRATION_MODES),
+  /** Downtime budget for the switch-over, ms (null: the engine's default). */
+  budget_ms: z.number().int().min(1).max(60_000).nullable(),
+  /** Pre-copy rounds at most (null: the engine's default). */
+  max_rounds: z.number().int().min(1).max(1000).nullable(),
+  verify: z.boolean(),
+  /** Chosen by the CLI: the source's status names the migration it started for it. */
+  ticket: migrationTicketSchema,
+})
+export type MigrationOptionsMessage = z.infer<typeof migrationOptionsSchema>
+
+/** Operator → any host (forwarded to the coordinator): move a running VM role to `to` by live or quick migration. */
+export const vmMigrateCommandRequest = defineMessage('vm-migrate-command-request', {
+  name: field.name(),
+  to: field.name(),
+  options: migrationOptionsSchema,
+  forwarded: z.boolean(),
+})
+
+/** Coordinator → the VM's owner: migrate it to `to`; the VM runs there as start `op`. Answered at once; the outcome comes as vm-migrated-report. */
+export const vmMigrateRequest = defineMessage('vm-migrate-request', {
+  from: field.name(),
+  role: field.name(),
+  to: field.name(),
+  op: field.uint(),
+  epoch: field.uint(),
+  options: migrationOptionsSchema,
+})
+
+/** Owner → coordinator: how the migration `op` of `role` ended; `ok`: it runs on `to` now and not here. */
+export const vmMigratedReport = defineMessage('vm-migrated-report', {
+  from: field.name(),
+  role: field.name(),
+  to: field.name(),
+  op: field.uint(),
+  ok: z.boolean(),
+  reason: field.text(ROLE_REASON_CHARS_MAX),
+})
+
+/** Operator → the VM's owner: cancel its outgoing migration (it stays on the owner). */
+export const vmMigrateCancelRequest = defineMessage('vm-migrate-cancel-request', { vm: field.name() })
+
+/** Operator → a host: the state of the latest migration of `vm` it started (progress, or the result when done). */
+export const vmMigrationStatusRequest = defineMessage('vm-migration-status-request', { vm: field.name() })
+
+const migrationRoundSchema = z.strictObject({
+  round: field.uint(),
+  dirty_pages: field.uint(),
+  bytes_sent: field.uint(),
+  duration_ms: field.time_ms(),
+  throttle_pct: z.number().min(0).max(100),
+})
+export const migrationResultSchema = z.strictObject({
+  migration_id: field.id(),
+  vm: field.name(),
+  mode: z.enum(MIGRATION_MODES),
+  source: field.name(),
+  destination: field.name(),
+  outcome: z.enum(['completed', 'failed', 'cancelled', 'in_doubt']),
+  reason: field.text(1024),
+  total_ms: field.time_ms(),
+  blackout_ms: field.time_ms().nullable(),
+  /** Quick migration: the VM was down from the pause on the source until it ran on the destination. */
+  downtime_ms: field.time_ms().nullable(),
+  expected_blackout_ms: field.time_ms().nullable(),
+  switch_reason: z.enum(['fits_budget', 'round_cap']).nullable(),
+  memory_bytes: field.uint(),
+  bytes_sent: field.uint(),
+  bytes_raw: field.uint(),
+  rounds: field.list(migrationRoundSchema, 1001),
+  final_pages: field.uint(),
+  pages: z.strictObject({ scanned: field.uint(), skipped: field.uint(), zero: field.uint(), delta: field.uint(), full: field.uint() }),
+  bandwidth_bytes_per_s: z.number().min(0),
+  dirty_rate_bytes_per_s: z.number().min(0),
+  throttle_pct_max: z.number().min(0).max(100),
+  source_sha256: z.string().max(64).nullable(),
+  destination_sha256: z.string().max(64).nullable(),
+})
+export type MigrationResultMessage = z.infer<typeof migrationResultSchema>
+
+export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply', {
+  vm: field.name(),
+  host: field.name(),
+  /** none: this host started no migration of it. */
+  state: z.enum(['none', 'queued', 'running', 'done']),
+  ticket: migrationTicketSchema.nullable(),
+  to: field.name().nullable(),
+  stage: field.text(64),
+  round: field.uint(),
+  pages_left: field.uint(),
+  bandwidth_bytes_per_s: z.number().min(0),
+  expected_blackout_ms: field.time_ms().nullable(),
+  result: migrationResultSchema.nullable(),
+})
+
+/** Operator → the VM's owner: change its guest workload live. */
+export const vmLoadRequest = defineMessage('vm-load-request', {
+  vm: field.name(),
+  dirty_mib_per_s: z.number().min(0).max(4096),
+  hot_fraction: z.number().gt(0).max(1).nullable(),
+})
+
+/** Operator → a host: one VM as it runs there (memory hash for checks, load, heartbeats). */
+export const vmInspectRequest = defineMessage('vm-inspect-request', { vm: field.name() })
+export const vmInspectReply = defineMessage('vm-inspect-reply', {
+  vm: field.name(),
+  host: field.name(),
+  running: z.boolean(),
+  paused: z.boolean(),
+  memory_mib: field.uint(),
+  memory_sha256: z.string().max(64).nullable(),
+  guest_heartbeats: field.uint(),
+  dirty_mib_per_s: z.number().min(0),
+  hot_fraction: z.number().min(0).max(1),
+  resumes: field.uint(),
+})
+
 export const clusterMessages = [
   clusterHeartbeat,
   clusterPrepare,
@@ -311,6 +434,15 @@ export const clusterOperatorMessages = [
   roleCommandRequest,
   roleListRequest,
   roleListReply,
+  vmMigrateCommandRequest,
+  vmMigrateRequest,
+  vmMigratedReport,
+  vmMigrateCancelRequest,
+  vmMigrationStatusRequest,
+  vmMigrationStatusReply,
+  vmLoadRequest,
+  vmInspectRequest,
+  vmInspectReply,
 ] as const
 
 export type ClusterMessageOf<T extends ClusterMessage['t']> = Extract<ClusterMessage, { t: T }>

@@ -38,6 +38,8 @@ export const migrationBegin = defineMessage('migration-begin', {
   storage: storageModeSchema,
   /** Hash destination memory once the last pages are in (costs blackout time). */
   verify: z.boolean(),
+  /** The cluster's start op and epoch the VM will run under on the destination (absent outside a cluster). */
+  placement: z.strictObject({ op: field.uint(), epoch: field.uint() }).optional(),
 })
 
 export const migrationReady = defineMessage('migration-ready', {

@@ -1,0 +1,59 @@
+/** The role controller with live migration on: moves and drains migrate, the owner changes only on the owner's report, inventories leave a migrating role alone. */
+import t from 'tap'
+import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
+import type { NodeView } from '../../agent/cluster/placement.js'
+
+type Migrate = Extract<RoleEffect, { type: 'migrate_vm' }>
+const migrations = (fx: RoleEffect[]) => fx.filter((f): f is Migrate => f.type === 'migrate_vm')
+const of = (fx: RoleEffect[], type: RoleEffect['type']) => fx.filter((f) => f.type === type)
+const HOSTS = ['host-a1', 'host-a2', 'host-b1']
+
+function lab() {
+  const c = new RoleController({ live_migration: true })
+  let now = 0
+  const step = (input: RoleInput) => c.step(input, (now += 1000))
+  const nodes: NodeView[] = HOSTS.map((name) => ({ name, status: 'up', memory_mib: 8192 }))
+  step({ type: 'membership', epoch: 1, nodes })
+  step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
+  const fx = step({ type: 'command', command: { op: 'start', name: 'web1' } })
+  const s = fx.find((f): f is Extract<RoleEffect, { type: 'start_vm' }> => f.type === 'start_vm')!
+  step({ type: 'vm_started', role: 'web1', node: s.node, op: s.op })
+  return { c, step, advance: (ms: number) => (now += ms), start_op: s.op }
+}
+
+t.test('a move migrates; the owner changes only when the owner reports success, with no stop or start', async (t) => {
+  const { c, step } = lab()
+  const fx = step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
+  const [m] = migrations(fx)
+  t.ok(m, 'a migrate_vm effect')
+  t.same([m!.node, m!.to], ['host-a1', 'host-a2'])
+  t.same(of(fx, 'stop_vm'), [], 'no stop')
+  t.equal(c.role('web1')?.owner, 'host-a1', 'still owned by the source while migrating')
+  t.throws(() => step({ type: 'command', command: { op: 'stop', name: 'web1' } }), /being migrated from host-a1 to host-a2/, 'a stop is refused while migrating')
+  // both hosts report it (destination runs it, source not yet released): nothing is stopped
+  const inv1 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
+  const inv2 = step({ type: 'inventory', node: 'host-a1', vms: [], ops_at_request: c.opSnapshot() })
+  t.same([...of(inv1, 'stop_vm'), ...of(inv2, 'stop_vm'), ...of(inv2, 'start_vm')], [], 'inventories leave a migrating role alone')
+  step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op - 1, ok: true, reason: 'stale' })
+  t.equal(c.role('web1')?.owner, 'host-a1', 'a report of another op is ignored')
+  const done = step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op, ok: true, reason: 'done' })
+  t.equal(c.role('web1')?.owner, 'host-a2', 'the owner is the destination')
+  t.equal(c.role('web1')?.state, 'running')
+  t.same([...of(done, 'stop_vm'), ...of(done, 'start_vm')], [], 'no stop/start')
+  const inv3 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
+  t.same(of(inv3, 'stop_vm'), [], 'the destination copy is the role now')
+})
+
+t.test('a failed migration leaves the role on its owner; a drain does not retry it at once', async (t) => {
+  const { c, step, advance } = lab()
+  const fx = step({ type: 'command', command: { op: 'pause', node: 'host-a1', drain: true } })
+  const [m] = migrations(fx)
+  t.ok(m, 'the drain migrates')
+  const failed = step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: m!.to, op: m!.op, ok: false, reason: 'the connection was lost' })
+  t.equal(c.role('web1')?.owner, 'host-a1', 'the way back: it stays on the source')
+  t.match(c.role('web1')?.reason, /migration to .* failed: the connection was lost/)
+  t.same(migrations(failed), [], 'no immediate retry')
+  advance(31_000)
+  const again = step({ type: 'failback_check', hour_of_day: 3 })
+  t.equal(migrations(again).length, 1, 'the drain tries again later')
+})
