@@ -3,15 +3,12 @@
  * text). Anything else gets a clear 404/405; the endpoint never throws at a client.
  */
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import { describeError } from './errors.js'
 import type { Logger } from './log.js'
+import { listenHttp, type Listening } from './http-listen.js'
 
-export interface StatusServer {
-  port: number
-  close(): Promise<void>
-}
+export type StatusServer = Listening
 
 export async function startStatusServer(options: { host?: string; registry: Registry; status: () => unknown; log: Logger }): Promise<StatusServer> {
   const server: Server = createServer((req, res) => {
@@ -38,16 +35,5 @@ export async function startStatusServer(options: { host?: string; registry: Regi
     }
     reply(404, 'text/plain', `no such endpoint ${path}; try GET /status or GET /metrics\n`)
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, options.host ?? '127.0.0.1', () => resolve())
-  })
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
+  return listenHttp(server, options.host ?? '127.0.0.1')
 }

@@ -4,13 +4,13 @@
  * validated; errors come back as `{ error: { code, message } }` with a fitting status.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { timingSafeEqual } from 'node:crypto'
 import { z } from 'zod'
 import { HvlabError, describeError, type HvlabErrorCode } from '../../shared/errors.js'
 import type { Logger } from '../../shared/log.js'
 import type { LabController } from './lab-controller.js'
 import { SIGNALS } from './signals.js'
+import { listenHttp, type Listening } from '../../shared/http-listen.js'
 
 const BODY_BYTES_MAX = 64 * 1024
 /** How much of an oversize body is still read (and dropped) so its sender gets the 400. */
@@ -30,10 +30,7 @@ const partitionBody = z.strictObject({ a: z.array(z.string().max(64)).min(1).max
 const emptyBody = z.strictObject({})
 const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().int().min(1).max(600_000).optional() })
 
-export interface ControlApi {
-  port: number
-  close(): Promise<void>
-}
+export type ControlApi = Listening
 
 export async function startControlApi(controller: LabController, options: { log: Logger; onDown: () => void }): Promise<ControlApi> {
   const expected = Buffer.from(`Bearer ${controller.secret}`)
@@ -109,18 +106,7 @@ export async function startControlApi(controller: LabController, options: { log:
     sendJson(res, HTTP_STATUS[code] ?? 500, { error: { code, message: describeError(e) } })
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
+  return listenHttp(server)
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -5,20 +5,10 @@
  * hold. A failing run prints its seed; rerun one with MIGRATION_SEED=<seed>.
  */
 import t from 'tap'
+import { mulberry32 } from '../../shared/seeded-random.js'
 import { MigrationSource, type SourceEffect, type SourceInput } from '../../agent/migration/migration-source.js'
 
 const PAGE = 4096
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface World {
   paused: boolean
