@@ -26,7 +26,13 @@ const ROLE_REQUEST_TIMEOUT_MS = 15_000
  */
 export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T): Promise<MessageOf<T>> {
   const lab = await client.get<LabStatus>('/v1/status')
-  const up = lab.processes.filter((p) => p.role === 'host' && p.state === 'up').map((p) => p.name)
+  // Hosts that hold quorum first: a host cut off from the majority can only answer from
+  // its stale copy of the cluster database.
+  const holdsQuorum = (name: string): boolean => lab.cluster?.hosts[name]?.holds_lease === true
+  const up = lab.processes
+    .filter((p) => p.role === 'host' && p.state === 'up')
+    .map((p) => p.name)
+    .sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
   if (up.length === 0) throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
   let last: unknown
   let lastHost = ''
