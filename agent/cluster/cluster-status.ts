@@ -2,7 +2,7 @@
  * A host's answer to "what is the quorum state?" (pure): model, votes present / needed,
  * whether the witness votes and is reachable, the epoch and members, and each node's
  * state in WSFC's words — Up (a member, heard), Paused (Up, drained by the operator),
- * Joining (heard but not yet in the view), Down (not heard).
+ * Joining (heard now but not yet in the view), Down (not heard, or out of the view and silent).
  */
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Membership } from './membership.js'
@@ -24,7 +24,9 @@ export function clusterStatus(m: Membership, now_ms: number, witnessReachable: b
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([name, site]) => {
       const member = view.members.includes(name) && view.epoch > 0
-      const up = heard.has(name)
+      // A node out of the view is Joining only while it is talking; one that went silent
+      // (killed, cut off) is Down even before its missed-heartbeat threshold has passed.
+      const up = heard.has(name) && (member || name === c.name || m.recentlyHeard(name, now_ms))
       const state = !up ? 'Down' : !member || (name === c.name && !holds) ? 'Joining' : db.config[pausedKey(name)] === 'paused' ? 'Paused' : 'Up'
       return { name, site, state: state as ClusterStatus['nodes'][number]['state'], voter: view.voters.includes(name) }
     })

@@ -215,6 +215,11 @@ export class Membership {
     return this.lease?.until_ms ?? 0
   }
   /** Peers whose heartbeats arrive in time now (the failure detector's view). */
+  /** Whether `peer` has been heard within two of its heartbeat intervals: it is talking now. */
+  recentlyHeard(peer: string, now_ms: number): boolean {
+    return this.detector.silentFor(peer, now_ms) < 2 * this.detector.intervalTo(peer)
+  }
+
   upPeers(now_ms: number): string[] {
     return [...this.detector.upPeers(now_ms)]
   }
