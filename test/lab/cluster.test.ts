@@ -83,8 +83,12 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
   const healed = await waitFormed(lab, HOSTS, 'all four together after heal')
 
   // 5. the witness survives kill -9 with its epochs
-  const witnessBefore = (await lab.status()).cluster?.witness
-  t.ok(witnessBefore && witnessBefore.committed_epoch >= healed.hosts['host-a1']!.epoch, 'the witness recorded the newest epoch')
+  // (the controller refreshes the witness's part of the status about every second)
+  const witnessBefore = await lab.waitFor('the witness to report the newest epoch', async () => {
+    const w = (await lab.status()).cluster?.witness
+    return w && w.committed_epoch >= healed.hosts['host-a1']!.epoch ? w : undefined
+  }, 30_000)
+  t.ok(witnessBefore.committed_epoch >= healed.hosts['host-a1']!.epoch, 'the witness recorded the newest epoch')
   t.equal((await lab.cli('kill', 'witness')).code, 0)
   await lab.waitFor('witness down', async () => ((await lab.status()).processes.find((p) => p.name === 'witness')!.state === 'down' ? true : undefined))
   t.equal((await lab.cli('restart', 'witness')).code, 0)

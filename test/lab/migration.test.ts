@@ -107,6 +107,11 @@ t.test('live migration, quick migration, cancel, kill -9 of the destination, dra
 
   // 5. node pause --drain live-migrates the VMs away
   ok(t, await lab.cli('restart', 'host-a2'), 'restart host-a2')
+  // as an operator would: drain only once the restarted host is back in the cluster
+  await lab.waitFor('host-a2 back in the cluster with quorum', async () => {
+    const hosts = (await lab.status()).cluster?.hosts ?? {}
+    return ['host-a1', 'host-a2', 'host-b1', 'host-b2'].every((h) => hosts[h]?.holds_lease && hosts[h]?.members.length === 4) ? true : undefined
+  }, WAIT_MS)
   const seq2 = Math.max(0, ...(await lab.events()).map((e) => e.seq))
   ok(t, await lab.cli('node', 'pause', 'host-a1', '--drain'), 'pause --drain host-a1')
   await lab.waitFor('every vm off host-a1', async () => {
