@@ -8,7 +8,7 @@
  * it tries to form a view, except when its coordinator went silent: then it takes over
  * right after the old lease (+ skew), `takeover_stagger_ms` later per rank, so the gap
  * without a lease is about skew + tick + one Paxos round + one lease round — well inside
- * the roles' no-quorum grace (default lab: ~0.5 s against 1.5 s). A host that loses its
+ * the roles' no-quorum grace (default lab: ~0.5 s against 3.5 s). A host that loses its
  * lease has `roles_stop_bound_ms` to stop its VMs, and the surviving side waits that out
  * (`roles_free_at_ms`) before restarting them.
  */
@@ -47,8 +47,9 @@ export function leaseTimings(t: Topology): LeaseTimings {
     gather_ms: Math.max(100, beat_ms),
     phase_timeout_ms: lease_ms,
     // A host stops its VMs only after a no-quorum grace (vm-agent.ts) that outlasts the
-    // lease gap of a view change, so the bound is a whole lease.
-    roles_stop_bound_ms: lease_ms,
+    // lease gap of a view change even on a loaded machine (event loops stalled for a
+    // second are common when 2 cores run 14 lab processes), so the bound is two leases.
+    roles_stop_bound_ms: 2 * lease_ms,
   }
 }
 
