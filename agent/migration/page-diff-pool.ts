@@ -2,21 +2,14 @@
  * A small piscina pool that diffs a round's dirty set in parallel. The dirty set is cut
  * into chunks (one batch each); at most `inflight_max` chunks are in the pool at once,
  * counted over every diff() call (concurrent migrations share one pool), so neither
- * piscina's queue nor the batches waiting in memory grow without bound.
- * Workers get the guest memory and the last-sent copy as SharedArrayBuffers (shared,
- * never copied); each batch comes back by transfer.
+ * piscina's queue nor the batches waiting in memory grow without bound
+ * (shared/bounded-worker-pool.ts). Workers get the guest memory and the last-sent copy
+ * as SharedArrayBuffers (shared, never copied); each batch comes back by transfer.
  *
  * If a diff fails, the last-sent copy no longer mirrors the destination: the migration
  * must be abandoned (the VM keeps running on the source) and started again.
- *
- * Worker loading: the worker is a TypeScript file when this module is (run under
- * `node --import tsx` or tap's TypeScript loader), a .js file once compiled. Workers get
- * the parent's `process.execArgv`, which carries the TypeScript loader (`--import tsx`
- * or tap's `--import`/`--loader` flags), so the .ts worker loads the same way the
- * parent's modules did.
  */
-import { Piscina } from 'piscina'
-import { HvlabError } from '../../shared/errors.js'
+import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
 import { PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 
@@ -39,45 +32,28 @@ export interface PageDiffRound {
 
 export const PAGE_DIFF_THREADS_MAX = 64
 export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = 256
-export const PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT = 30_000
-
-function workerFilename(): string {
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
-  return new URL(`./page-diff-worker${ext}`, import.meta.url).href
-}
-
-function checkInt(name: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new HvlabError('HVLAB_E_USAGE', `page diff pool: ${name} must be an integer ${min}–${max}, got ${value}`)
-  }
-  return value
-}
+export const PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT = WORKER_IDLE_TIMEOUT_MS_DEFAULT
+const WHAT = 'page diff pool'
 
 export class PageDiffPool {
   readonly threads: number
   readonly chunk_pages: number
   readonly inflight_max: number
-  private readonly pool: Piscina<PageDiffTask, PageDiffResult>
-  private closed = false
-  /** Chunks in the pool now, over every diff() call (migrations share one pool). */
-  private inflight = 0
-  private readonly slotWaiters: (() => void)[] = []
+  private readonly pool: BoundedWorkerPool<PageDiffTask, PageDiffResult>
 
   constructor(options: PageDiffPoolOptions) {
-    this.threads = checkInt('threads', options.threads, 1, PAGE_DIFF_THREADS_MAX)
-    this.chunk_pages = checkInt('chunk_pages', options.chunk_pages ?? PAGE_DIFF_CHUNK_PAGES_DEFAULT, 1, PAGE_BATCH_PAGES_MAX)
-    this.inflight_max = checkInt('inflight_max', options.inflight_max ?? 2 * this.threads, 1, 16 * PAGE_DIFF_THREADS_MAX)
-    const idle_timeout_ms = checkInt('idle_timeout_ms', options.idle_timeout_ms ?? PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT, 1, 24 * 3600_000)
-    this.pool = new Piscina<PageDiffTask, PageDiffResult>({
-      filename: workerFilename(),
-      // one thread stays; the others start under load and end after idle_timeout_ms
-      minThreads: 1,
-      maxThreads: this.threads,
-      idleTimeout: idle_timeout_ms,
-      // inflight_max already bounds what we submit; this is the backstop.
-      maxQueue: this.inflight_max,
-      execArgv: process.execArgv,
+    this.chunk_pages = checkPoolInt(WHAT, 'chunk_pages', options.chunk_pages ?? PAGE_DIFF_CHUNK_PAGES_DEFAULT, 1, PAGE_BATCH_PAGES_MAX)
+    this.pool = new BoundedWorkerPool<PageDiffTask, PageDiffResult>({
+      what: WHAT,
+      filename: workerModuleUrl(import.meta.url, 'page-diff-worker'),
+      threads: options.threads,
+      threads_max: PAGE_DIFF_THREADS_MAX,
+      ...(options.inflight_max === undefined ? {} : { inflight_max: options.inflight_max }),
+      ...(options.idle_timeout_ms === undefined ? {} : { idle_timeout_ms: options.idle_timeout_ms }),
+      closed_hint: 'create a new one',
     })
+    this.threads = this.pool.threads
+    this.inflight_max = this.pool.inflight_max
   }
 
   /**
@@ -85,7 +61,7 @@ export class PageDiffPool {
    * `last_sent`. Resolves with the batches in page order and the summed counts.
    */
   async diff(memory: SharedArrayBuffer, last_sent: SharedArrayBuffer, pages: Uint32Array): Promise<PageDiffRound> {
-    if (this.closed) throw new HvlabError('HVLAB_E_STATE', 'page diff pool is closed; create a new one')
+    this.pool.assertOpen()
     const chunks = Math.ceil(pages.length / this.chunk_pages)
     const batches: Uint8Array[] = new Array<Uint8Array>(chunks)
     const stats = emptyPageDiffStats()
@@ -96,7 +72,6 @@ export class PageDiffPool {
         const c = next++
         // slice(), not subarray(): a view would clone its whole buffer to the worker.
         const task: PageDiffTask = { memory, last_sent, pages: pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages) }
-        await this.acquireSlot()
         try {
           const result = await this.pool.run(task)
           batches[c] = result.batch
@@ -104,8 +79,6 @@ export class PageDiffPool {
         } catch (e) {
           failed = true
           throw e
-        } finally {
-          this.releaseSlot()
         }
       }
     }
@@ -117,20 +90,7 @@ export class PageDiffPool {
     return { batches, stats }
   }
 
-  /** Waits until fewer than inflight_max chunks are in the pool, whoever submitted them. */
-  private async acquireSlot(): Promise<void> {
-    while (this.inflight >= this.inflight_max) await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
-    this.inflight++
-  }
-
-  private releaseSlot(): void {
-    this.inflight--
-    this.slotWaiters.shift()?.()
-  }
-
   async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    await this.pool.destroy()
+    await this.pool.close()
   }
 }
