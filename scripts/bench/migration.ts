@@ -1,8 +1,7 @@
 /**
  * Benchmark of live migration, for `npm run bench` (scripts/bench/main.ts calls
- * runMigrationBench) or on its own:
- *
- *   node --import tsx scripts/bench/migration.ts [--mib 128] [--rates 0,25,50,100,200,400]
+ * runMigrationBench; `npm run bench -- --vm-mib 1024` sizes the VM, `--no-migration`
+ * skips it).
  *
  * Two IN-PROCESS endpoints: a PeerServer and a connectPeer client in this one process,
  * over real loopback WebSockets with the lab's handshake and framing (two agent
