@@ -623,7 +623,18 @@ export class RemoteCopyGroup {
       if (isSourceRole(role)) this.started = started
       return reply
     }
-    if (isSourceRole(role)) return [...reply, this.emit('rc.both-primary', { local: this.role, partner: role })]
+    if (isSourceRole(role)) {
+      const both = this.emit('rc.both-primary', { local: this.role, partner: role, generation: this.generation, partner_generation: this.partner_generation })
+      // auto_recover (as Peer Persistence does after a failover): once the link is back, the
+      // side that failed over last keeps its data and recovers the other, which becomes its
+      // secondary and receives the blocks either side changed since the split. The other
+      // side's writes after the split (acknowledged only on it) are rolled back — the price
+      // of no_fail_wrt_on_err; its hosts were fenced from it since this hello.
+      if (this.config.auto_recover && this.generation > this.partner_generation && this.role_change_pending === undefined) {
+        return [...reply, both, this.emit('rc.auto-recover', { partner: this.config.partner }), ...this.beginRoleChange('recover')]
+      }
+      return [...reply, both]
+    }
     if (!this.started) return reply
     this.sync_due = true
     return [...reply, ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
@@ -981,6 +992,7 @@ export class RemoteCopyGroup {
       link_up: this.link_up,
       bytes_behind: isSourceRole(this.role) ? this.bytesBehind() : 0,
       bytes_resynced_total: this.bytes_resynced_total,
+      generation: this.generation,
       volumes: [...this.volumes.values()].map((v) => ({
         volume: v.volume,
         remote_volume: v.remote_volume,

@@ -2,8 +2,9 @@
  * `hvlab cluster validate`, the checks (pure): what the validation wizard of the seeds
  * looks at, from what the lab can see now — every node sees every other on the heartbeat
  * network (from each host's own cluster status), the witness is reachable from every
- * site, each VM's owners are nodes of the cluster, and the storage checks that need VM
- * disks (skipped, with why, until roles name disks).
+ * site, each VM's owners are nodes of the cluster, and each VM's replicated disk: it is
+ * presented to every host that may own the VM, it exists on both arrays of its
+ * remote-copy group (as the arrays list their volumes), and no two VMs share a group.
  */
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
@@ -24,6 +25,8 @@ export interface ValidationInput {
   /** Each host's own cluster status (missing: it did not answer). */
   statuses: Readonly<Record<string, ClusterStatus>>
   roles: readonly VmRoleRecord[] | null
+  /** Each array's volumes as it lists them now, or why it did not answer; absent: not asked. */
+  arrays?: Readonly<Record<string, { volumes: readonly string[] } | { error: string }>>
 }
 
 export function validateCluster(input: ValidationInput): ValidationCheck[] {
@@ -76,12 +79,40 @@ function roleChecks(input: ValidationInput): ValidationCheck[] {
 }
 
 function storageChecks(input: ValidationInput): ValidationCheck[] {
-  const why = 'vm roles name no disks yet (storage for vms arrives with the storage issue); nothing to check'
   if (input.roles === null || input.roles.length === 0) return []
-  return [
-    { area: 'storage', name: "each vm's storage is presented to all its possible owners", result: 'skip', detail: why },
-    { area: 'storage', name: 'one vm per remote-copy group', result: 'skip', detail: why },
-  ]
+  const replicated = input.roles.flatMap((r) => (r.storage?.kind === 'replicated' ? [{ role: r, spec: r.storage }] : []))
+  if (replicated.length === 0) {
+    return [{ area: 'storage', name: "each vm's storage is presented to all its possible owners", result: 'skip', detail: 'no vm has a replicated disk (all local); nothing to check' }]
+  }
+  const nodes = input.hosts.map((h) => h.name)
+  const out: ValidationCheck[] = []
+  for (const { role, spec } of replicated) {
+    const name = `vm ${role.name}: disk ${spec.volume} presented to all its possible owners`
+    const owners = role.possible_owners ?? nodes
+    const missing = owners.filter((o) => !spec.hosts.includes(o))
+    const absent = [spec.arrays.primary, spec.arrays.secondary].flatMap((array) => {
+      const a = input.arrays?.[array]
+      if (a === undefined) return []
+      if ('error' in a) return [`array ${array} did not answer (${a.error})`]
+      return a.volumes.includes(spec.volume) ? [] : [`array ${array} has no volume ${spec.volume}`]
+    })
+    if (missing.length > 0) {
+      out.push({ area: 'storage', name, result: 'fail', detail: `not presented to ${missing.join(', ')}, which may own it; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners` })
+    } else if (absent.length > 0) {
+      out.push({ area: 'storage', name, result: 'fail', detail: `${absent.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\`` })
+    } else {
+      out.push({ area: 'storage', name, result: 'pass', detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? '; both arrays list the volume' : ''}` })
+    }
+  }
+  const byGroup = new Map<string, string[]>()
+  for (const { role, spec } of replicated) byGroup.set(spec.group, [...(byGroup.get(spec.group) ?? []), role.name])
+  const shared = [...byGroup].filter(([, vms]) => vms.length > 1)
+  out.push(
+    shared.length === 0
+      ? { area: 'storage', name: 'one vm per remote-copy group', result: 'pass', detail: `${byGroup.size} group(s), each holding one vm's disks` }
+      : { area: 'storage', name: 'one vm per remote-copy group', result: 'fail', detail: `${shared.map(([g, vms]) => `${g} holds ${vms.join(', ')}`).join('; ')}: CLX fails a group over as a whole, so these vms cannot move between sites alone; give each vm a group of its own` },
+  )
+  return out
 }
 
 /** The overall verdict: failed if any check failed. */

@@ -442,6 +442,16 @@ export class Membership {
     }
     const members = [...e.promises.keys()].filter((n) => this.nodes.includes(n)).sort()
     const votes = computeVotes(members, { ...this.config.quorum, nodes: this.nodes })
+    const current = this.rec.view
+    if (current.forced && !hasQuorum(votes, new Set(e.promises.keys()), this.config.witness ?? '')) {
+      // WSFC stays in ForceQuorum until the nodes' own votes make a quorum: a host that
+      // joins a forced cluster (prevent quorum) must not end it. Without this, with static
+      // votes the first joiner would make a view of 2 of 5 votes and nobody would hold quorum.
+      return {
+        view: { epoch: e.slot, members, voters: [...current.voters], witness_vote: current.witness_vote, coordinator: this.config.name, forced: true },
+        db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
+      }
+    }
     return {
       view: { epoch: e.slot, members, voters: votes.voters, witness_vote: votes.witness_vote, coordinator: this.config.name, forced: false },
       db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },

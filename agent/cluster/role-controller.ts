@@ -35,6 +35,7 @@ import {
   type FailureHistory,
 } from './failover-policy.js'
 import { chooseNode, loadOf, planDrain, planFailback, planReturn, refusal, type MovePlan, type NodeStatus, type NodeView } from './placement.js'
+import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import { createVmRole, transition, type RoleState, type VmRole, type VmRoleSpec } from './vm-role.js'
 
 export interface RoleControllerConfig {
@@ -56,6 +57,13 @@ export interface MigrationOptions {
   readonly ticket: string
 }
 
+/**
+ * A start's answer may take this long (the host first makes the VM's disk writable in its
+ * site: CLX status, switchover or failover, and the wait for the copy to become writable);
+ * until then an inventory that does not show the VM does not count as a failure.
+ */
+export const START_REPLY_WAIT_MS = 60_000
+
 /** After a migration failed, drain and failback leave the role alone this long. */
 export const MIGRATION_RETRY_AFTER_MS = 30_000
 
@@ -70,7 +78,8 @@ export const NODES_MAX = 64
 
 export type RoleCommand =
   | { readonly op: 'create'; readonly spec: VmRoleSpec }
-  | { readonly op: 'start'; readonly name: string }
+  /** `force_storage`: the next start may use a copy CLX would refuse as not in sync (the operator's call). */
+  | { readonly op: 'start'; readonly name: string; readonly force_storage?: boolean }
   | { readonly op: 'stop'; readonly name: string }
   | { readonly op: 'move'; readonly name: string; readonly to: string }
   | { readonly op: 'migrate'; readonly name: string; readonly to: string; readonly options: MigrationOptions }
@@ -81,7 +90,12 @@ export type RoleInput =
   /** The membership layer's view; a node is Down only after the quorum-loss bound. */
   | { readonly type: 'membership'; readonly epoch: number; readonly nodes: readonly NodeView[] }
   | { readonly type: 'vm_started'; readonly role: string; readonly node: string; readonly op: number }
-  | { readonly type: 'vm_start_failed'; readonly role: string; readonly node: string; readonly op: number; readonly reason: string }
+  /**
+   * `storage_refused`: CLX would not make the VM's disk writable on that node (stale or
+   * syncing copy …): the role fails with that reason — not a node failure the policy
+   * retries elsewhere — and stays off until the operator acts (e.g. `vm start --force-storage`).
+   */
+  | { readonly type: 'vm_start_failed'; readonly role: string; readonly node: string; readonly op: number; readonly reason: string; readonly storage_refused?: boolean }
   | { readonly type: 'vm_stopped'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * The owner reports the VM failed: a health verdict (IsAlive failed; `gone` false, the VM
@@ -117,7 +131,17 @@ export interface TimelineEvent {
 }
 
 export type RoleEffect =
-  | { readonly type: 'start_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly memory_mib: number }
+  | {
+      readonly type: 'start_vm'
+      readonly role: string
+      readonly node: string
+      readonly op: number
+      readonly epoch: number
+      readonly memory_mib: number
+      /** The VM's disk, for the host's CLX (null: local). */
+      readonly storage: VmStorageSpecRecord | null
+      readonly force_storage: boolean
+    }
   | { readonly type: 'stop_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly reason: string }
   /** Ask the owner `node` to migrate the VM to `to`, where it runs as start `op`. */
   | { readonly type: 'migrate_vm'; readonly role: string; readonly node: string; readonly to: string; readonly op: number; readonly epoch: number; readonly options: MigrationOptions }
@@ -154,6 +178,10 @@ interface RoleEntry {
   migrating: { readonly to: string; readonly op: number } | null
   /** When its last migration failed (drain and failback wait MIGRATION_RETRY_AFTER_MS). */
   migrate_failed_ms: number | null
+  /** The operator forced storage for the next start. */
+  force_storage?: boolean
+  /** When the current start was sent (an inventory without the VM is a failure only START_REPLY_WAIT_MS later). */
+  start_sent_ms?: number
 }
 
 /** Ops of a restored controller start here × the epoch, so no reply to an older coordinator's op can match. */
@@ -173,6 +201,15 @@ export class RoleController {
   private out: RoleEffect[] = []
   /** Restored and not yet synced with the hosts' inventories: do not place roles. */
   private syncing = false
+  /**
+   * Restored roles their recorded owner did not report while syncing, by role → that owner:
+   * another member may still report it (the record can be stale), so they are judged when syncing ends.
+   */
+  private readonly missing_at_sync = new Map<string, string>()
+  /** Every member's inventory was asked for and is in (`sync_done`); syncing may end. */
+  private inventories_in = false
+  /** Nodes whose inventory came in while syncing. */
+  private readonly inventoried = new Set<string>()
 
   constructor(config: Partial<RoleControllerConfig> = {}) {
     this.config = { ...DEFAULT_ROLE_CONTROLLER, ...config }
@@ -191,7 +228,7 @@ export class RoleController {
         this.onStarted(input.role, input.node, input.op)
         break
       case 'vm_start_failed':
-        this.onStartFailed(input.role, input.node, input.op, input.reason)
+        this.onStartFailed(input.role, input.node, input.op, input.reason, input.storage_refused === true)
         break
       case 'vm_stopped':
         this.onStopped(input.role, input.node, input.op)
@@ -209,12 +246,13 @@ export class RoleController {
         this.onInventory(input.node, input.vms, input.ops_at_request)
         break
       case 'sync_done':
-        this.syncing = false
+        this.inventories_in = true
         break
       case 'vm_migrated':
         this.onMigrated(input.role, input.node, input.to, input.op, input.ok, input.reason)
         break
     }
+    this.endSyncWhenSafe()
     this.reconcile()
     const out = this.out
     this.out = []
@@ -294,15 +332,23 @@ export class RoleController {
         e.after_stop = { kind: 'place', avoid: node, reason: `${after.reason}; target ${node} is down` }
       }
       if (e.role.owner !== node) continue
-      e.migrating = null
-      e.after_stop = null
-      if (e.role.state === 'stopping' && after?.kind === 'stay_stopped') {
-        this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
-      } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
-        this.setState(e, 'failed', null, after.reason)
-      } else {
-        this.onFailure(e, node, `${node} is down`, { node_lost: true, vm_present: false })
-      }
+      if (this.syncing && e.needs_sync) continue // a stale record? judged when syncing ends
+      this.lostWithNode(e, node)
+    }
+  }
+
+  /** The role's owner `node` is down: it ran there, so it runs nowhere now. */
+  private lostWithNode(e: RoleEntry, node: string): void {
+    const after = e.after_stop
+    e.needs_sync = false
+    e.migrating = null
+    e.after_stop = null
+    if (e.role.state === 'stopping' && after?.kind === 'stay_stopped') {
+      this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
+    } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
+      this.setState(e, 'failed', null, after.reason)
+    } else {
+      this.onFailure(e, node, `${node} is down`, { node_lost: true, vm_present: false })
     }
   }
 
@@ -318,9 +364,15 @@ export class RoleController {
     this.push({ type: 'stop_vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
   }
 
-  private onStartFailed(name: string, node: string, op: number, reason: string): void {
+  private onStartFailed(name: string, node: string, op: number, reason: string, storage_refused: boolean): void {
     const e = this.entries.get(name)
     if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
+    if (storage_refused) {
+      // Every node of that site would get the same answer: no restarts, no failover loop.
+      this.emit('role.storage-refused', { role: name, node, reason })
+      this.leaveNode(e, `start on ${node} refused by storage`)
+      return this.setState(e, 'failed', null, `start on ${node} refused by storage: ${reason}`)
+    }
     this.onFailure(e, node, `start on ${node} failed: ${reason}`, { node_lost: false, vm_present: false })
   }
 
@@ -339,6 +391,7 @@ export class RoleController {
 
   private onInventory(node: string, vms: readonly InventoryVm[], ops_at_request: ReadonlyMap<string, number>): void {
     const settled = (e: RoleEntry): boolean => e.current_op === (ops_at_request.get(e.role.name) ?? -1)
+    if (this.syncing) this.inventoried.add(node)
     const reported = new Set<string>()
     for (const vm of [...vms].sort((a, b) => (a.role < b.role ? -1 : 1))) {
       reported.add(vm.role)
@@ -356,8 +409,19 @@ export class RoleController {
         this.adopt(e, node, vm.op)
         continue
       }
+      if (e.needs_sync && owner !== null && owner !== node && (state === 'running' || state === 'starting')) {
+        // The last coordinator started it here and lost quorum before its record was written:
+        // the VM runs on `node`, not on the recorded owner (stopping it here while restarting
+        // it there could run it twice).
+        this.leaveNode(e, `found running on ${node}, not on ${owner}, after a coordinator change`)
+        this.adopt(e, node, vm.op)
+        continue
+      }
       if (owner === node) {
         if (e.needs_sync || (state === 'starting' && vm.op === e.current_op)) this.adopt(e, node, vm.op)
+        // Asked after the stop was sent and still there: the stop was lost (its request
+        // failed); without sending it again the role would stay stopping for good.
+        else if (state === 'stopping') this.resendStop(e, node, `stopping again on ${node}: the stop did not arrive`)
         continue
       }
       if (owner === null && e.needs_sync) {
@@ -370,10 +434,45 @@ export class RoleController {
     }
     for (const e of this.sortedEntries()) {
       if (e.role.owner !== node || reported.has(e.role.name) || !settled(e) || e.migrating !== null) continue
-      e.needs_sync = false
-      if (e.role.state === 'stopping') this.finishStop(e)
-      else this.onFailure(e, node, `vm ${e.role.name} is no longer on ${node}`, { node_lost: false, vm_present: false })
+      // A start still preparing the VM's replicated disk (CLX): its answer comes with the start reply.
+      if (!e.needs_sync && e.role.state === 'starting' && e.role.storage?.kind === 'replicated' && this.now_ms - (e.start_sent_ms ?? -Infinity) < START_REPLY_WAIT_MS) continue
+      if (e.needs_sync && this.syncing) {
+        this.missing_at_sync.set(e.role.name, node) // another member's inventory may still show it
+        continue
+      }
+      this.missingOn(e, node)
     }
+  }
+
+  /** The owner `node` does not have the VM (any more). */
+  private missingOn(e: RoleEntry, node: string): void {
+    e.needs_sync = false
+    if (e.role.state === 'stopping') this.finishStop(e)
+    else this.onFailure(e, node, `vm ${e.role.name} is no longer on ${node}`, { node_lost: false, vm_present: false })
+  }
+
+  /**
+   * Syncing ends once every member's inventory is in and every node is known not to run
+   * other VMs: it sent its inventory since the restore, or it is down (outside the view and
+   * past roles_free_at, so it stopped its VMs). Until then a restored role no node reported
+   * may be running on a node not heard yet — the last coordinator started it there just
+   * before it lost quorum, and that record never reached the database — so it is neither
+   * restarted nor placed.
+   */
+  private endSyncWhenSafe(): void {
+    if (!this.syncing || !this.inventories_in) return
+    for (const n of this.nodes.values()) if (n.status !== 'down' && !this.inventoried.has(n.name)) return
+    this.syncing = false
+    for (const e of this.sortedEntries()) {
+      const owner = e.role.owner
+      if (!e.needs_sync || owner === null || e.migrating !== null) continue
+      const status = this.nodes.get(owner)?.status
+      // Its owner is down, or said it lacks it and nobody else reported it: it runs nowhere.
+      if (status === undefined || status === 'down') this.lostWithNode(e, owner)
+      else if (this.missing_at_sync.get(e.role.name) === owner) this.missingOn(e, owner)
+    }
+    this.missing_at_sync.clear()
+    this.inventoried.clear()
   }
 
   /** The VM runs on `node` (reported by its inventory): the role is running there, made by start `op`. */
@@ -384,7 +483,7 @@ export class RoleController {
     e.op_seq = Math.max(e.op_seq, op)
     if (e.role.state === 'stopping') {
       // A stop of a restored role may not have reached the host: send it again.
-      return this.stopOn(e, node, e.after_stop ?? { kind: 'stay_stopped' }, 'stopping again after a coordinator change')
+      return this.resendStop(e, node, 'stopping again after a coordinator change')
     }
     if (e.role.owner === null) this.setState(e, 'starting', node, `found running on ${node}`)
     if (e.role.state !== 'running') this.setState(e, 'running', node, was_syncing ? `found running on ${node}` : `running on ${node}`)
@@ -409,7 +508,7 @@ export class RoleController {
       case 'create':
         return this.create(command.spec)
       case 'start':
-        return this.start(command.name)
+        return this.start(command.name, command.force_storage === true)
       case 'stop':
         return this.stop(command.name)
       case 'move':
@@ -442,7 +541,7 @@ export class RoleController {
     this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
   }
 
-  private start(name: string): void {
+  private start(name: string, force_storage: boolean): void {
     const e = this.entryFor(name)
     const { state, owner } = e.role
     if (state === 'stopping' && e.after_stop?.kind === 'stay_stopped') {
@@ -455,7 +554,8 @@ export class RoleController {
     }
     if (state !== 'stopped' && state !== 'failed') return // already running, starting, pending or moving
     e.history = EMPTY_HISTORY // an operator start resets the failover counters, as in WSFC
-    this.place(e, null, 'started by operator')
+    e.force_storage = force_storage
+    this.place(e, null, force_storage ? 'started by operator (storage forced)' : 'started by operator')
   }
 
   private stop(name: string): void {
@@ -668,7 +768,17 @@ export class RoleController {
   private sendStart(e: RoleEntry, node: string, reason: string): void {
     this.setState(e, 'starting', node, reason)
     e.current_op = e.start_op = ++e.op_seq
-    this.push({ type: 'start_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, memory_mib: e.role.memory_mib })
+    e.start_sent_ms = this.now_ms
+    const force_storage = e.force_storage === true
+    e.force_storage = false
+    this.push({ type: 'start_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, memory_mib: e.role.memory_mib, storage: e.role.storage ?? null, force_storage })
+  }
+
+  /** Sends the stop of a stopping role again, as a new op (its state, owner and plan stay). */
+  private resendStop(e: RoleEntry, node: string, reason: string): void {
+    e.after_stop ??= { kind: 'stay_stopped' }
+    e.current_op = ++e.op_seq
+    this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string): void {

@@ -18,8 +18,24 @@ import type { RoleCommand } from './role-controller.js'
 import { decodeRoles } from './role-record.js'
 import { RoleService, type HostRequests } from './role-service.js'
 import { VmAgent, noQuorumGraceMs, type VmOpResult } from './vm-agent.js'
+import { meshArrayAdmin } from '../clx/array-admin.js'
+import { checkBeforeMigration, clxStorageHandOver } from '../clx/clx-hand-over.js'
+import { ClxService, CLX_STATUS_TIMEOUT_MS_DEFAULT, CLX_VERB_TIMEOUT_MS_DEFAULT, CLX_WRITABLE_WAIT_MS_DEFAULT } from '../clx/clx-service.js'
+import { arrayOfSite, csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
+import { meshBlockIoPort } from '../vm/vm-disk.js'
+import { csvDiskPort } from '../csv/csv-disk-port.js'
+import type { CsvHost } from '../csv/csv-host.js'
+import { preferredSiteOf } from '../clx/storage-choice.js'
+import { provisionVmDisk, vmStorageContext } from '../clx/vm-storage.js'
+import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import { createVmRole } from './vm-role.js'
+import { serveGuestHang } from '../vm/guest-hang-requests.js'
 
 export const ROLE_REQUEST_TIMEOUT_MS = 3000
+/** A start may first have CLX make the VM's disk writable here (status, verb, wait for writable). */
+export const START_REQUEST_TIMEOUT_MS = CLX_STATUS_TIMEOUT_MS_DEFAULT * 2 + CLX_VERB_TIMEOUT_MS_DEFAULT * 2 + CLX_WRITABLE_WAIT_MS_DEFAULT
+/** A create may first provision the VM's replicated disk on both arrays. */
+export const CREATE_REQUEST_TIMEOUT_MS = 60_000
 /** How long the coordinator waits for an owner to take (not finish) a migration request. */
 export const MIGRATE_REQUEST_TIMEOUT_MS = 5000
 const REPORT_RETRY_MS = 1000
@@ -33,7 +49,7 @@ export interface RoleHost {
   service: RoleService
 }
 
-export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost {
+export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHost): RoleHost {
   const log = p.log.child({ component: 'roles' })
   const m = cluster.membership
   const c = m.settings()
@@ -45,13 +61,14 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     if (!conn?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${p.name} has no connection to ${node} now`)
     return conn
   }
-  const ask = async <T extends Message['t']>(node: string, message: Message, expect: T): Promise<MessageOf<T>> => {
-    const r = await coordinatorConnection(node).request(message, { timeout_ms: ROLE_REQUEST_TIMEOUT_MS })
+  const ask = async <T extends Message['t']>(node: string, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> => {
+    const r = await coordinatorConnection(node).request(message, { timeout_ms })
     if (r.message.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${r.message.t}, expected ${expect}`)
     return r.message as MessageOf<T>
   }
 
   let service: RoleService | undefined
+  const arrayPort = meshBlockIoPort(p.mesh)
   const agent = new VmAgent({
     host: p.name,
     memory_mib: me.memory_mib,
@@ -61,6 +78,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     no_quorum_grace_ms: noQuorumGraceMs(c.roles_stop_bound_ms, c.tick_ms),
     health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),
     emitEvent: (kind, details) => p.emitEvent(kind, details),
+    blockIoFor: (target: VmDiskTarget) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort),
+    writerEpoch: () => m.view().epoch,
     reportFailure: (f) => {
       const coordinator = m.view().coordinator
       if (coordinator === p.name) return service?.vmFailed(p.name, f.role, f.op, f.gone, f.reason)
@@ -70,8 +89,51 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     },
   })
 
+  // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
+  const clx = new ClxService({ host: p.name, arrays: p.topology.arrays, admin: meshArrayAdmin(p.mesh), clock: p.clock, emit: (kind, details) => p.emitEvent(kind, details) })
+  const siteOf = (host: string): string | undefined => p.topology.hosts.find((h) => h.name === host)?.site
+  /** A VM's disk from this host's copy of the cluster database (committed at create, long before any migration). */
+  const storageOf = (vm: string): VmStorageSpecRecord | null => decodeRoles(m.database().config).roles.find((r) => r.name === vm)?.storage ?? null
+  const clxMigration = {
+    clx,
+    quiesce: async (vm: string) => {
+      await agent.vms.instance(vm)?.disk?.pause()
+    },
+    siteOf,
+    storageOf,
+    onSwitched: (vm: string, site: string, result: { array: string; group: string }) => {
+      const spec = storageOf(vm)
+      if (spec?.kind === 'replicated' && site === p.site) agent.setDisk(vm, diskTargetFor(spec, result))
+    },
+  }
+  /** Starts and stops of one VM run in the order received, even while a start waits for CLX. */
+  const inOrder = perVmOrder()
+  type StartRequest = { role: string; op: number; epoch: number; memory_mib: number; storage?: VmStorageSpecRecord | null | undefined; force_storage?: boolean | undefined }
+  const startHere = (r: StartRequest, from: string): Promise<VmOpResult & { storage_refused?: boolean }> =>
+    inOrder(r.role, async () => {
+      const spec = r.storage ?? null
+      if (spec?.kind === 'csv') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, csvDiskTarget(spec)) // every node writes a CSV: nothing to prepare
+      if (spec?.kind !== 'replicated') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from)
+      try {
+        const prepared = await clx.prepareForStart(r.role, spec.group, p.site, { force: r.force_storage === true })
+        return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, diskTargetFor(spec, prepared))
+      } catch (e) {
+        log.warn({ err: describeError(e), role: r.role }, 'CLX did not make the disk writable here; the start fails')
+        return { ok: false, reason: describeError(e), storage_refused: e instanceof HvlabError && e.code === 'HVLAB_E_REFUSED' }
+      }
+    })
+  const stopHere = (role: string, op: number, reason: string): Promise<VmOpResult> => inOrder(role, async () => agent.stopVm(role, op, reason))
+
   const migration = startMigrationHost(p, {
     agent,
+    storage: clxStorageHandOver(clxMigration),
+    checkStorage: (vm, source, to) => checkBeforeMigration(clxMigration, vm, source, to),
+    diskForArrival: (vm) => {
+      const spec = storageOf(vm)
+      if (spec?.kind === 'csv') return csvDiskTarget(spec)
+      const array = arrayOfSite(p.topology.arrays, p.site)
+      return spec?.kind === 'replicated' && array !== undefined ? diskTargetFor(spec, { array, group: spec.group }) : null
+    },
     isMember: (node) => m.view().members.includes(node),
     holdsLease: (now) => m.holdsLease(now),
     roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
@@ -97,12 +159,12 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
   }
   const requests: HostRequests = {
     async start(node, r) {
-      if (node === p.name) return local().then(() => agent.startVm(r.role, r.memory_mib, r.op, r.epoch, p.name))
-      const reply = await ask(node, { t: 'vm-start-request', from: p.name, ...r }, 'vm-op-reply')
-      return { ok: reply.ok, reason: reply.reason }
+      if (node === p.name) return local().then(() => startHere(r, p.name))
+      const reply = await ask(node, { t: 'vm-start-request', from: p.name, ...r }, 'vm-op-reply', START_REQUEST_TIMEOUT_MS)
+      return { ok: reply.ok, reason: reply.reason, storage_refused: reply.storage_refused === true }
     },
     async stop(node, r) {
-      if (node === p.name) return local().then(() => agent.stopVm(r.role, r.op, r.reason))
+      if (node === p.name) return local().then(() => stopHere(r.role, r.op, r.reason))
       const reply = await ask(node, { t: 'vm-stop-request', from: p.name, ...r }, 'vm-op-reply')
       return { ok: reply.ok, reason: reply.reason }
     },
@@ -166,11 +228,38 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     }
   }
 
+  /** On the coordinator: a create provisions the VM's disk first (a failure refuses the create); other commands go as they are. */
+  const runCommand = async (command: RoleCommandMessage): Promise<void> => {
+    if (command.op !== 'create') return roles.command(command as RoleCommand)
+    const { storage: wanted, ...spec } = command.spec
+    if (wanted === undefined || wanted === null || wanted.kind === 'local') return roles.command({ op: 'create', spec: { ...spec, storage: wanted?.kind === 'local' ? wanted : null } })
+    createVmRole({ ...spec, storage: null }) // a bad name or owner list is refused before any array is touched
+    if (roles.list()?.some((r) => r.name === spec.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${spec.name}: a vm with that name exists; pick another name`)
+    if (wanted.kind === 'csv') {
+      // A region of the CSV named after the VM, allocated by the CSV's coordinator node.
+      const entry = csv.entry(wanted.csv)
+      try {
+        await csv.volume(wanted.csv).allocateRegion(spec.name, wanted.size_bytes)
+      } catch (e) {
+        throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL', `cannot create vm ${spec.name}: no region of ${wanted.size_bytes} bytes on CSV ${wanted.csv}: ${describeError(e)}`, { cause: e })
+      }
+      await roles.command({ op: 'create', spec: { ...spec, storage: { kind: 'csv', csv: wanted.csv, region: spec.name, size_bytes: wanted.size_bytes, array: entry.array, volume: entry.volume } } })
+      return
+    }
+    let storage
+    try {
+      storage = await provisionVmDisk(vmStorageContext(p), { vm: spec.name, preferredSite: preferredSiteOf(spec.preferred_owners ?? [], p.topology.hosts), size_bytes: wanted.size_bytes })
+    } catch (e) {
+      throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL', `cannot create vm ${spec.name}: its replicated disk could not be provisioned: ${describeError(e)}`, { cause: e })
+    }
+    p.emitEvent('clx.disk-provisioned', { vm: spec.name, group: storage.group, volume: storage.volume, size_bytes: storage.size_bytes, primary: storage.arrays.primary, secondary: storage.arrays.secondary })
+    await roles.command({ op: 'create', spec: { ...spec, storage } })
+  }
   const handleCommand = async (command: RoleCommandMessage, forwarded: boolean): Promise<Message> => {
     await onCoordinator(
-      () => roles.command(command as RoleCommand),
+      () => runCommand(command),
       async (coordinator) => {
-        await ask(coordinator, { t: 'role-command-request', command, forwarded: true }, 'ok')
+        await ask(coordinator, { t: 'role-command-request', command, forwarded: true }, 'ok', command.op === 'create' ? CREATE_REQUEST_TIMEOUT_MS : ROLE_REQUEST_TIMEOUT_MS)
       },
       forwarded,
     )
@@ -208,11 +297,11 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
     conn.onRequest('vm-start-request', ({ message: q }) => {
       fromPeer(q.from)
       if (q.epoch < m.view().epoch) return { message: opReply(q.role, q.op, { ok: false, reason: `${p.name} is at cluster epoch ${m.view().epoch}; a start from epoch ${q.epoch} is stale` }) }
-      return { message: opReply(q.role, q.op, agent.startVm(q.role, q.memory_mib, q.op, q.epoch, q.from)) }
+      return startHere(q, q.from).then((r) => ({ message: { ...opReply(q.role, q.op, r), ...(r.storage_refused ? { storage_refused: true } : {}) } }))
     })
-    conn.onRequest('vm-stop-request', ({ message: q }) => {
+    conn.onRequest('vm-stop-request', async ({ message: q }) => {
       fromPeer(q.from)
-      return { message: opReply(q.role, q.op, agent.stopVm(q.role, q.op, q.reason)) }
+      return { message: opReply(q.role, q.op, await stopHere(q.role, q.op, q.reason)) }
     })
     conn.onRequest('vm-inventory-request', () => ({ message: { t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() } }))
     conn.onRequest('vm-failed-report', ({ message: q }) => {
@@ -239,11 +328,26 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService): RoleHost 
   p.serveOperator('role-list-request', () => handleList(false))
   p.serveOperator('vm-migrate-command-request', (q) => handleMigrate(q, false))
   p.serveOperator('vm-inventory-request', () => ({ t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() }))
+  serveGuestHang(p, agent)
   p.addStatus(() => ({ vms: agent.inventory(), roles: { running_here: roles.running && roles.isLeader(), count: roles.list()?.length ?? null } }))
 
   agent.start()
   roles.start()
   return { agent, service: roles }
+}
+
+/** Runs each VM's operations one after another (in the order asked), different VMs independently. */
+export function perVmOrder(): <T>(vm: string, op: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>()
+  return (vm, op) => {
+    const run = (tails.get(vm) ?? Promise.resolve()).then(op, op)
+    const tail = run.catch(() => undefined)
+    tails.set(vm, tail)
+    void tail.then(() => {
+      if (tails.get(vm) === tail) tails.delete(vm)
+    })
+    return run
+  }
 }
 
 /** A peer's error comes back as "host-a1: message"; the operator wants the message. */

@@ -28,7 +28,7 @@ export function encodeRole(role: VmRole): string {
 
 /** A role record as the role controller uses it. */
 export function toVmRole(r: VmRoleRecord): VmRole {
-  return { ...r, failback: { enabled: r.failback.enabled, window: r.failback.window && { ...r.failback.window } } }
+  return { ...r, failback: { enabled: r.failback.enabled, window: r.failback.window && { ...r.failback.window } }, storage: r.storage ?? null }
 }
 
 export interface DecodedRoles {

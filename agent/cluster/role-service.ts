@@ -13,7 +13,7 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import { ROLES_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import { ROLES_MAX, type InventoryVmRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
 import { pausedKey } from './cluster-status.js'
 import type { NodeView } from './placement.js'
@@ -32,7 +32,8 @@ export interface MembershipView {
 
 /** Requests to a host (a local call when it is this host). */
 export interface HostRequests {
-  start(node: string, m: { role: string; op: number; epoch: number; memory_mib: number }): Promise<VmOpResult>
+  /** Resolves `storage_refused` true when the host's CLX refused to make the VM's disk writable there. */
+  start(node: string, m: { role: string; op: number; epoch: number; memory_mib: number; storage: VmStorageSpecRecord | null; force_storage: boolean }): Promise<VmOpResult & { storage_refused?: boolean }>
   stop(node: string, m: { role: string; op: number; epoch: number; reason: string }): Promise<VmOpResult>
   inventory(node: string): Promise<InventoryVmRecord[]>
   /** Ask the owner to migrate; resolves when it accepted (the outcome comes through vmMigrated). */
@@ -208,7 +209,9 @@ export class RoleService {
       memory_mib: h.memory_mib,
       status: view.members.includes(h.name) ? 'up' : initial || now < free_at ? 'paused' : 'down',
     }))
-    const key = JSON.stringify(nodes)
+    // The epoch is part of it: a new view with the same members must reach the controller,
+    // or its starts keep the old epoch and every host refuses them as stale.
+    const key = JSON.stringify([view.epoch, nodes])
     if (key === this.fed_nodes) return
     this.fed_nodes = key
     this.input({ type: 'membership', epoch: view.epoch, nodes })
@@ -260,8 +263,14 @@ export class RoleService {
       switch (fx.type) {
         case 'start_vm':
           this.deps.requests
-            .start(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, memory_mib: fx.memory_mib })
-            .then((r) => back(r.ok ? { type: 'vm_started', role: fx.role, node: fx.node, op: fx.op } : { type: 'vm_start_failed', role: fx.role, node: fx.node, op: fx.op, reason: r.reason }))
+            .start(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, memory_mib: fx.memory_mib, storage: fx.storage, force_storage: fx.force_storage })
+            .then((r) =>
+              back(
+                r.ok
+                  ? { type: 'vm_started', role: fx.role, node: fx.node, op: fx.op }
+                  : { type: 'vm_start_failed', role: fx.role, node: fx.node, op: fx.op, reason: r.reason, storage_refused: r.storage_refused === true },
+              ),
+            )
             .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'start request got no answer; the next inventory settles it'))
           break
         case 'stop_vm':

@@ -15,6 +15,8 @@ import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
+import type { VmDiskTarget } from '../clx/disk-target.js'
+import type { BlockIoPort } from '../vm/vm-disk.js'
 import { nextCheckAt, runHealthCheck, startHealthCheck, type HealthCheckConfig, type HealthCheckState } from './health-check.js'
 
 export interface VmAgentDeps {
@@ -30,6 +32,10 @@ export interface VmAgentDeps {
   /** Tell the coordinator a VM failed (`op` = the start that made it). */
   reportFailure(failure: { role: string; op: number; gone: boolean; reason: string }): void
   emitEvent(kind: string, details: Record<string, string | number | boolean | null | string[]>): void
+  /** Block I/O for a VM's disk writer to its target (an array, or a CSV region); without it VMs run without disk I/O. */
+  blockIoFor?(target: VmDiskTarget): BlockIoPort
+  /** The cluster epoch this host's disk writes carry (its current view's): the arrays fence older ones. */
+  writerEpoch?(): number
 }
 
 export interface VmOpResult {
@@ -64,6 +70,8 @@ export class VmAgent {
   private stopped_for_quorum = false
   /** VMs being migrated away: their guest may pause (blackout), so no health verdicts on them. */
   private readonly migrating = new Set<string>()
+  /** Where each VM's replicated disk is writable now (CLX made it so before the start / in the migration). */
+  private readonly disks = new Map<string, VmDiskTarget>()
 
   constructor(private readonly deps: VmAgentDeps) {
     this.vms = new VmHost(deps.host, deps.memory_mib, deps.clock)
@@ -84,12 +92,14 @@ export class VmAgent {
     this.watches.clear()
   }
 
-  startVm(role: string, memory_mib: number, op: number, epoch: number, from: string): VmOpResult {
+  /** `disk`: the VM's replicated disk target (from diskTargetFor after CLX prepared it); null: none. */
+  startVm(role: string, memory_mib: number, op: number, epoch: number, from: string, disk: VmDiskTarget | null = null): VmOpResult {
     const now = this.deps.clock.now()
     if (!this.deps.holdsLease(now)) return { ok: false, reason: `${this.deps.host} holds no quorum lease, so it may not run vms now` }
     try {
       const already = this.vms.list().some((v) => v.name === role)
       this.vms.start(role, memory_mib, op, epoch)
+      this.setDisk(role, disk)
       if (!already) this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
       this.stopped_for_quorum = false
       this.deps.emitEvent('vm.started', { vm: role, op, epoch, by: from })
@@ -103,6 +113,7 @@ export class VmAgent {
     const had = this.vms.list().some((v) => v.name === role)
     this.vms.stop(role)
     this.watches.delete(role)
+    this.disks.delete(role)
     if (had) this.deps.emitEvent('vm.stopped', { vm: role, op, reason })
     return { ok: true, reason: had ? `stopped on ${this.deps.host}` : `not on ${this.deps.host}` }
   }
@@ -119,6 +130,7 @@ export class VmAgent {
     this.vms.release(role)
     this.watches.delete(role)
     this.migrating.delete(role)
+    this.disks.delete(role)
     this.deps.emitEvent('vm.departed', { vm: role, to })
   }
 
@@ -128,15 +140,61 @@ export class VmAgent {
     else this.migrating.delete(role)
   }
 
+  /** Where the VM's disk I/O goes (the VM's disk writer attaches to it); undefined: no replicated disk, or not here. */
+  diskOf(role: string): VmDiskTarget | undefined {
+    return this.disks.get(role)
+  }
+
+  /**
+   * Records (or with null forgets) the VM's disk target, e.g. after a migration switched its
+   * group over, and points the VM's disk writer at it: the writer is (re)attached when the
+   * VM runs here and the target changed.
+   */
+  setDisk(role: string, disk: VmDiskTarget | null): void {
+    if (disk === null) this.disks.delete(role)
+    else this.disks.set(role, disk)
+    this.connectDisk(role)
+  }
+
+  private connectDisk(role: string): void {
+    const vm = this.vms.instance(role)
+    if (this.deps.blockIoFor === undefined || vm === undefined || vm.state !== 'running') return
+    const target = this.disks.get(role)
+    const current = vm.disk
+    if (current && target && current.target.array === target.array && current.target.volume === target.volume) return
+    const attach = (): void => {
+      if (target === undefined || vm.disk || vm.state !== 'running' || this.vms.instance(role) !== vm || this.disks.get(role) !== target) return
+      const epoch = this.deps.writerEpoch ?? (() => this.vms.list().find((v) => v.name === role)?.epoch ?? 0)
+      const io = this.deps.blockIoFor!(target)
+      vm.attachDisk({ host: this.deps.host, array: target.array, volume: target.volume, size_bytes: target.size_bytes, epoch }, io, (kind, details) => this.deps.emitEvent(kind, details))
+    }
+    if (current) void vm.detachDisk().then(attach, attach)
+    else attach()
+  }
+
   inventory(): InventoryVmRecord[] {
     return this.vms.list().map((v) => ({ role: v.name, op: v.op, epoch: v.epoch, memory_mib: v.memory_mib, state: v.state, guest_heartbeats: v.guest_heartbeats }))
   }
 
-  /** Fault injection: the guest of `role` hangs (its heartbeat stops). */
-  hang(role: string): void {
+  /**
+   * Fault injection (`hvlab vm hang`): the guest of `role` hangs — its heartbeat stops, the
+   * VM stays running — for `for_ms` or (null) until released or restarted; the health
+   * checks then restart it, and fail it over after the policy's restart limit.
+   */
+  hang(role: string, for_ms: number | null = null): void {
     const vm = this.vms.instance(role)
     if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${this.deps.host} does not run vm ${role}`)
-    vm.hang()
+    vm.hang(for_ms)
+    this.deps.emitEvent('vm.guest-hung', { vm: role, node: this.deps.host, for_ms, reason: 'operator fault injection: the guest stops answering its heartbeat' })
+  }
+
+  /** Ends a hang injected by `hang`; returns whether the guest was hung. */
+  releaseHang(role: string): boolean {
+    const vm = this.vms.instance(role)
+    if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${this.deps.host} does not run vm ${role}`)
+    const was = vm.releaseHang()
+    if (was) this.deps.emitEvent('vm.guest-released', { vm: role, node: this.deps.host })
+    return was
   }
 
   /** One periodic check (public for tests). */

@@ -14,6 +14,7 @@
  * the only states in which the VM may exist on a node (and uses that node's memory).
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
 export type RoleState = (typeof ROLE_STATES)[number]
@@ -51,6 +52,8 @@ export interface VmRole {
   readonly last_owner: string | null
   /** Why it is in its state (e.g. why it failed or is pending), for people. */
   readonly reason: string
+  /** Its disk (agent/clx/vm-storage.ts); absent or null: local to the host (no storage to fail over). */
+  readonly storage?: VmStorageSpecRecord | null
 }
 
 export interface VmRoleSpec {
@@ -59,6 +62,8 @@ export interface VmRoleSpec {
   preferred_owners?: readonly string[]
   possible_owners?: readonly string[] | null
   failback?: FailbackSetting
+  /** The disk provisioned for it before the create (null: local). */
+  storage?: VmStorageSpecRecord | null
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -85,7 +90,13 @@ export function createVmRole(spec: VmRoleSpec): VmRole {
     }
   }
   const failback = checkFailback(name, spec.failback ?? FAILBACK_OFF)
-  return { name, memory_mib, preferred_owners, possible_owners, failback, state: 'stopped', owner: null, last_owner: null, reason: 'created' }
+  const storage = spec.storage ?? null
+  if (storage?.kind === 'replicated') {
+    const owners = possible_owners ?? []
+    const unserved = owners.filter((n) => !storage.hosts.includes(n))
+    if (unserved.length > 0) throw usage(`cannot create vm ${name}: its disk ${storage.volume} is not presented to possible owner ${unserved.join(', ')}; leave that host out or present the volume to it`)
+  }
+  return { name, memory_mib, preferred_owners, possible_owners, failback, state: 'stopped', owner: null, last_owner: null, reason: 'created', storage }
 }
 
 /** True if `node` may host the role. */

@@ -7,6 +7,11 @@
  * ("remote"), and whether the operator forces.
  *
  *   local array unreachable / group unknown there      → refuse (never forceable)
+ *   local copy Primary or Primary-Rev, and the remote
+ *   array reachable holding it as a source too:
+ *     local failed over last (higher generation)       → none (the newest copy; the array fences the stale one)
+ *     else                                             → refuse 'both-primary' (this copy is the stale one; never
+ *                                                        forceable: `hvlab rcopy recover` on the other side first)
  *   local copy Primary or Primary-Rev                  → none (already writable; a move within a site lands here)
  *   local copy secondary, remote array reachable, remote copy a source:
  *     arrays linked, started, every volume Synced,
@@ -57,6 +62,7 @@ export type ClxRefusalReason =
   | 'arrays-split'
   | 'primary-linked'
   | 'no-source'
+  | 'both-primary'
 
 export type ClxDecision =
   | { readonly action: 'none'; readonly array: string; readonly why: string }
@@ -107,6 +113,15 @@ export function decideClx(input: ClxDecisionInput): ClxDecision {
     return refuse('group-unknown', false, `${cannot}: array ${local.array} has no remote copy group ${group}; check the VM's storage (hvlab vm deps ${vm}) and hvlab rcopy status`)
   }
   if (isSource(l.role)) {
+    const r = remote.reachable ? remote.status : undefined
+    if (r !== undefined && isSource(r.role) && l.generation > r.generation) {
+      // Both writable after a failover while the arrays were cut off: this copy failed over
+      // last, so it is the newest (the array fences the other; auto_recover resyncs it).
+      return { action: 'none', array: local.array, why: `array ${local.array} holds the newest writable copy of ${group} (${l.role}, generation ${l.generation}; ${remote.array}'s ${r.role} copy is stale and fenced until recovered)` }
+    }
+    if (r !== undefined && isSource(r.role)) {
+      return refuse('both-primary', false, `${cannot}: arrays ${local.array} (${l.role}) and ${remote.array} (${r.role}) both hold remote copy group ${group} as a writable copy — a failover happened while they were cut off, and writes on either may be lost; keep one with \`hvlab rcopy recover ${group}\` on the Primary-Rev side (the other becomes its secondary), then retry`)
+    }
     return { action: 'none', array: local.array, why: `array ${local.array} already holds the writable copy of ${group} (${l.role})` }
   }
   return remote.reachable ? withRemote(input, l, remote) : remoteLost(input, l, remote)

@@ -76,10 +76,10 @@ export class ClxService {
    * Before a live migration to `targetSite` starts: resolves when the migration may go
    * ahead (the group is Synced with both arrays healthy, or the target site already holds
    * the writable copy), else throws HVLAB_E_REFUSED (the VM keeps running on the source).
-   * Never changes the storage.
+   * Never changes the storage. `destination`: the host the VM moves to (for messages; default this host).
    */
-  async checkForLiveMigration(vm: string, group: string, targetSite: string): Promise<{ action: 'none' | 'switchover'; why: string }> {
-    const d = await this.decide(vm, group, targetSite, false)
+  async checkForLiveMigration(vm: string, group: string, targetSite: string, destination: string = this.o.host): Promise<{ action: 'none' | 'switchover'; why: string }> {
+    const d = await this.decide(vm, group, targetSite, false, destination)
     if (d.action === 'none' || d.action === 'switchover') {
       this.o.emit('clx.checked', { vm, group, host: this.o.host, for: 'live-migration', action: d.action })
       return { action: d.action, why: d.why }
@@ -96,8 +96,8 @@ export class ClxService {
    * the group over to `targetSite`'s array. Refuses anything but a planned, zero-loss
    * switchover (or nothing, when that site already holds the writable copy).
    */
-  async switchoverInBlackout(vm: string, group: string, targetSite: string): Promise<ClxResult> {
-    const d = await this.decide(vm, group, targetSite, false)
+  async switchoverInBlackout(vm: string, group: string, targetSite: string, destination: string = this.o.host): Promise<ClxResult> {
+    const d = await this.decide(vm, group, targetSite, false, destination)
     if (d.action === 'failover') {
       this.refused(vm, group, 'primary-lost', 'live-migration', `live migration of vm ${vm} cancelled in its blackout: ${d.why}; a live migration only switches over`)
     }
@@ -106,10 +106,10 @@ export class ClxService {
 
   // ---------------------------------------------------------------- decision
 
-  private async decide(vm: string, group: string, site: string, force: boolean): Promise<ClxDecision> {
+  private async decide(vm: string, group: string, site: string, force: boolean, host: string = this.o.host): Promise<ClxDecision> {
     const { local, remote } = this.arraysFor(site)
     const [lv, rv] = await Promise.all([this.view(local, group), this.view(remote, group)])
-    const input = { vm, group, host: this.o.host, host_site: site, local: lv, remote: rv, force }
+    const input = { vm, group, host, host_site: site, local: lv, remote: rv, force }
     const d = decideClx(input)
     if (d.action === 'refuse' && d.reason === 'syncing') {
       const group_bytes = await this.groupBytes(rv.reachable ? rv : lv)

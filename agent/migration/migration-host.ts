@@ -19,8 +19,11 @@ import type { Message } from '../../shared/protocol/messages.js'
 import type { VmAgent, VmOpResult } from '../cluster/vm-agent.js'
 import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
 import { VmInstance } from '../vm/vm-instance.js'
+import { startGuestService } from '../vm/guest-service.js'
 import { MigrationService, type MigrationResult } from './migration-service.js'
 import { PageDiffPool } from './page-diff-pool.js'
+import type { StorageHandOver } from './storage-hand-over.js'
+import type { VmDiskTarget } from '../clx/disk-target.js'
 
 const PAGES_PER_MIB = (1024 * 1024) / PAGE_SIZE_BYTES
 export const IN_DOUBT_ASK_INTERVAL_MS = 1000
@@ -36,6 +39,12 @@ export interface MigrationHostDeps {
   roles_free_after_ms: number
   /** Tell the coordinator how migration `op` ended. */
   reportMigrated(r: { role: string; to: string; op: number; ok: boolean; reason: string }): void
+  /** The storage step inside the blackout (CLX switchover across sites); default: CSV only. */
+  storage?: StorageHandOver
+  /** Before a migration starts: a promise that rejects to cancel it (CLX: group not Synced), or null when there is nothing to check. */
+  checkStorage?(vm: string, source: string, to: string): Promise<void> | null
+  /** Where an arriving VM's disk I/O goes here (null: no replicated disk). */
+  diskForArrival?(vm: string): VmDiskTarget | null
 }
 
 interface MigrationStatus {
@@ -73,6 +82,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     log: p.log,
     pool,
     clock: p.clock,
+    ...(deps.storage ? { storage: deps.storage } : {}),
     onEvent: (e) => {
       p.emitEvent(e.kind, e.details)
       const id = e.details.migration_id
@@ -99,6 +109,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       arriving.delete(a.migration_id)
       const inst = VmInstance.arrived(vm.name, vm.memory, vm.deviceState(), p.clock)
       agent.adoptVm(inst, a.placement?.op ?? 0, a.placement?.epoch ?? 0, a.source)
+      agent.setDisk(vm.name, deps.diskForArrival?.(vm.name) ?? null)
     },
     onDeparted: (vm, destination) => agent.releaseVm(vm.name, destination),
     // The virtual switch: the VM's address now leads to this host (a gratuitous ARP).
@@ -107,6 +118,8 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
   p.onPeer((conn) => {
     if (hosts.has(conn.remoteName)) service.attach(conn)
   })
+  // The guest service answers the lab's virtual switch (pings from `hvlab vm ping`) for every VM here.
+  const guests = startGuestService(p, (name) => agent.vms.instance(name))
 
   const remember = (vm: string, st: MigrationStatus): void => {
     statuses.delete(vm)
@@ -114,7 +127,36 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     while (statuses.size > STATUS_KEPT_MAX) statuses.delete(statuses.keys().next().value as string)
   }
 
-  const migrate: MigrationHost['migrate'] = ({ role, to, op, epoch, options }) => {
+  /**
+   * Checks the VM's storage first when a check applies (CLX across sites): the request is
+   * taken at once and a refusal ends the migration as failed, the VM running here.
+   */
+  const migrate: MigrationHost['migrate'] = (m) => {
+    const { role, to, op, options } = m
+    const check = deps.checkStorage?.(role, p.name, to) ?? null
+    if (check === null) return begin(m)
+    const vm = agent.vms.instance(role)
+    if (vm === undefined || vm.state !== 'running') return { ok: false, reason: `${p.name} does not run vm ${role}` }
+    const st: MigrationStatus = { ticket: options.ticket, to, mode: options.mode, state: 'running', migration_id: null, stage: 'storage-check', round: 0, pages_left: vm.memory.page_count, bandwidth_bytes_per_s: 0, expected_blackout_ms: null, result: null }
+    remember(role, st)
+    const refuse = (reason: string): void => {
+      st.result = refusedResult(role, options.mode, p.name, to, vm.memory.byte_length, reason)
+      st.state = 'done'
+      st.stage = 'failed'
+      p.emitEvent('vm.migration-ended', { vm: role, to, mode: options.mode, outcome: 'failed', reason: reason.slice(0, 300) })
+      deps.reportMigrated({ role, to, op, ok: false, reason: reason.slice(0, 500) })
+    }
+    check.then(
+      () => {
+        const r = begin(m)
+        if (!r.ok) refuse(r.reason)
+      },
+      (e: unknown) => refuse(describeError(e)),
+    )
+    return { ok: true, reason: `checking the storage of vm ${role} before migrating it to ${to}` }
+  }
+
+  const begin: MigrationHost['migrate'] = ({ role, to, op, epoch, options }) => {
     const vm = agent.vms.instance(role)
     if (vm === undefined || vm.state !== 'running') return { ok: false, reason: `${p.name} does not run vm ${role}` }
     if (to === p.name) return { ok: false, reason: `vm ${role} already runs on ${to}` }
@@ -212,8 +254,12 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
   p.serveOperator('vm-load-request', (q): Message => {
     const vm = agent.vms.instance(q.vm)
     if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${q.vm}`)
-    vm.setLoad({ dirty_mib_per_s: q.dirty_mib_per_s, ...(q.hot_fraction !== null ? { hot_fraction: q.hot_fraction } : {}) })
-    p.emitEvent('vm.load', { vm: q.vm, dirty_mib_per_s: q.dirty_mib_per_s, hot_fraction: vm.load.hot_fraction })
+    const load = vm.setLoad({
+      ...(q.dirty_mib_per_s !== undefined ? { dirty_mib_per_s: q.dirty_mib_per_s } : {}),
+      ...(q.hot_fraction !== null ? { hot_fraction: q.hot_fraction } : {}),
+      ...(q.disk_iops !== undefined ? { disk_iops: q.disk_iops } : {}),
+    })
+    p.emitEvent('vm.load', { vm: q.vm, dirty_mib_per_s: load.dirty_mib_per_s, hot_fraction: load.hot_fraction, disk_iops: load.disk_iops })
     return { t: 'ok' }
   })
   p.serveOperator('vm-inspect-request', (q): Message => {
@@ -231,11 +277,49 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       dirty_mib_per_s: vm.load.dirty_mib_per_s,
       hot_fraction: vm.load.hot_fraction,
       resumes: vm.resumeCount,
+      disk_iops: vm.load.disk_iops,
+      disk: vm.diskCounters(),
     }
   })
   p.addStatus(() => ({ migrations: { ...service.outgoing, arriving: arriving.size } }))
 
-  return { service, migrate, close: () => pool.close() }
+  return {
+    service,
+    migrate,
+    close: () => {
+      guests.close()
+      return pool.close()
+    },
+  }
+}
+
+/** The result of a migration the storage check cancelled before it began (nothing was sent). */
+function refusedResult(vm: string, mode: 'live' | 'quick', source: string, destination: string, memory_bytes: number, reason: string): MigrationResultMessage {
+  return {
+    migration_id: 'storage-check',
+    vm,
+    mode,
+    source,
+    destination,
+    outcome: 'failed',
+    reason: reason.slice(0, 1024),
+    total_ms: 0,
+    blackout_ms: null,
+    downtime_ms: null,
+    expected_blackout_ms: null,
+    switch_reason: null,
+    memory_bytes,
+    bytes_sent: 0,
+    bytes_raw: 0,
+    rounds: [],
+    final_pages: 0,
+    pages: { scanned: 0, skipped: 0, zero: 0, delta: 0, full: 0 },
+    bandwidth_bytes_per_s: 0,
+    dirty_rate_bytes_per_s: 0,
+    throttle_pct_max: 0,
+    source_sha256: null,
+    destination_sha256: null,
+  }
 }
 
 function resultMessage(r: MigrationResult, mode: 'live' | 'quick', downtime_ms: number | null): MigrationResultMessage {

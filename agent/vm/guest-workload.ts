@@ -7,11 +7,16 @@
  * random offset of one page, so most re-sent pages encode as small XBZRLE deltas.
  * Auto-converge throttles it (`setThrottle(pct)` removes pct% of the writes) and the
  * blackout pauses it. Deterministic for a seed; time comes from a Clock.
+ *
+ * The workload's settings also hold `disk_iops`, the guest's block writes per second to
+ * its disk; the VM's disk writer (vm-disk.ts) does those writes, this class only checks
+ * and keeps the number so `hvlab vm load` sets memory and disk load in one place.
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 import { PAGE_SIZE_BYTES, type GuestMemory } from './guest-memory.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import { VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
 
 export const DIRTY_MIB_PER_S_MAX = 4096
 export const WRITE_BYTES_MAX = PAGE_SIZE_BYTES
@@ -24,6 +29,8 @@ export interface GuestWorkloadOptions {
   hot_fraction?: number
   /** Share of writes that go to the hot pages (0–1); default 0.8. */
   hot_write_share?: number
+  /** Block writes per second to the VM's disk (integer 0–VM_DISK_IOPS_MAX); default 0. */
+  disk_iops?: number
   /** Bytes written per page touch (1–4096); default 64. */
   write_bytes?: number
   /** How often the writer runs; default 5 ms. */
@@ -52,6 +59,7 @@ export class GuestWorkload {
   private dirty_mib_per_s = 0
   private hot_fraction = 0.05
   private hot_write_share = 0.8
+  private disk_iops_ = 0
   private readonly tick_ms: number
   private throttle_pct_ = 0
   private paused_ = false
@@ -72,10 +80,20 @@ export class GuestWorkload {
   }
 
   /** Changes the load live (`hvlab vm load`). */
-  setLoad(load: { dirty_mib_per_s: number; hot_fraction?: number; hot_write_share?: number }): void {
-    this.dirty_mib_per_s = checkRange('dirty_mib_per_s', load.dirty_mib_per_s, 0, DIRTY_MIB_PER_S_MAX)
-    if (load.hot_fraction !== undefined) this.hot_fraction = checkRange('hot_fraction', load.hot_fraction, Number.MIN_VALUE, 1)
-    if (load.hot_write_share !== undefined) this.hot_write_share = checkRange('hot_write_share', load.hot_write_share, 0, 1)
+  setLoad(load: { dirty_mib_per_s: number; hot_fraction?: number; hot_write_share?: number; disk_iops?: number }): void {
+    const dirty = checkRange('dirty_mib_per_s', load.dirty_mib_per_s, 0, DIRTY_MIB_PER_S_MAX)
+    const hot = load.hot_fraction !== undefined ? checkRange('hot_fraction', load.hot_fraction, Number.MIN_VALUE, 1) : this.hot_fraction
+    const share = load.hot_write_share !== undefined ? checkRange('hot_write_share', load.hot_write_share, 0, 1) : this.hot_write_share
+    const iops = load.disk_iops !== undefined ? checkRange('disk_iops', load.disk_iops, 0, VM_DISK_IOPS_MAX, true) : this.disk_iops_
+    this.dirty_mib_per_s = dirty
+    this.hot_fraction = hot
+    this.hot_write_share = share
+    this.disk_iops_ = iops
+  }
+
+  /** Block writes per second the guest does to its disk (the disk writer's rate). */
+  get disk_iops(): number {
+    return this.disk_iops_
   }
 
   get throttle_pct(): number {

@@ -6,6 +6,11 @@
  * and device state (a small blob of counters and the workload settings) that moves with
  * it. It is a MigratableVm: live migration pauses, throttles and resumes it.
  *
+ * A disk (vm-disk.ts) can be attached once the VM runs (`attachDisk`): it writes blocks
+ * with the owner's epoch at the load's `disk_iops`, pauses and resumes with the VM, and
+ * stops with it. Its next write seq travels in the device state, so the destination of a
+ * migration continues the sequence a disk checker follows.
+ *
  * `VmHost` holds a host's VMs and fences them: `stopAll` (called when the host's quorum
  * lease has lapsed) stops every VM, and a start from a coordinator of an older epoch
  * than one already seen is refused, so a zombie coordinator cannot start anything.
@@ -15,7 +20,9 @@ import { HvlabError } from '../../shared/errors.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import type { MigratableVm } from '../migration/migratable-vm.js'
 import { GuestMemory, PAGE_SIZE_BYTES } from './guest-memory.js'
+import { GuestHang } from './guest-hang.js'
 import { GuestWorkload } from './guest-workload.js'
+import { VmDisk, type BlockIoPort, type DiskEventSink, type VmDiskCounters, type VmDiskWriteTarget } from './vm-disk.js'
 
 export const GUEST_HEARTBEAT_INTERVAL_MS = 1000
 export const VMS_PER_HOST_MAX = 256
@@ -23,10 +30,11 @@ const PAGES_PER_MIB = (1024 * 1024) / PAGE_SIZE_BYTES
 
 export type VmState = 'running' | 'stopped'
 
-/** What `hvlab vm load` sets: MiB/s of pages dirtied and the hot share of pages. */
+/** What `hvlab vm load` sets: MiB/s of pages dirtied, the hot share of pages, disk writes per second. */
 export interface VmLoad {
   dirty_mib_per_s: number
   hot_fraction: number
+  disk_iops: number
 }
 
 /** The device state blob: emulated vCPU counters and the workload settings (JSON bytes, small). */
@@ -36,6 +44,8 @@ interface DeviceState {
   /** Bumped every time the VM is resumed on a host (counts moves). */
   resumes: number
   load: VmLoad
+  /** The seq of the disk's next write (absent: no disk was attached). */
+  disk_seq?: number
 }
 
 export class VmInstance implements MigratableVm {
@@ -44,10 +54,14 @@ export class VmInstance implements MigratableVm {
   private beats = 0
   private resumes = 0
   private cancel: (() => void) | undefined
+  private readonly hang_ = new GuestHang()
   private memory_: GuestMemory | null
   private workload_: GuestWorkload | null = null
-  private load_: VmLoad = { dirty_mib_per_s: 0, hot_fraction: 0.05 }
+  private load_: VmLoad = { dirty_mib_per_s: 0, hot_fraction: 0.05, disk_iops: 0 }
   private paused_ = false
+  private disk_: VmDisk | null = null
+  /** Where the next disk's writes start (from the source's device state, or the last detached disk). */
+  private disk_seq = 0
 
   constructor(
     readonly name: string,
@@ -70,7 +84,8 @@ export class VmInstance implements MigratableVm {
     if (s) {
       vm.beats = s.heartbeats
       vm.resumes = s.resumes + 1
-      vm.load_ = s.load
+      vm.load_ = { ...s.load, disk_iops: s.load.disk_iops ?? 0 }
+      vm.disk_seq = s.disk_seq ?? 0
     }
     return vm
   }
@@ -112,6 +127,50 @@ export class VmInstance implements MigratableVm {
     this.cancel = undefined
     this.workload_?.stop()
     this.workload_ = null
+    void this.detachDisk()
+  }
+
+  /** The attached disk, if any. */
+  get disk(): VmDisk | null {
+    return this.disk_
+  }
+
+  /**
+   * Attaches the VM's disk (the lead's start path calls this once the storage is writable
+   * here): it writes at the load's disk_iops from now on, continuing the write sequence.
+   */
+  attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink): VmDisk {
+    if (this.state_ !== 'running') throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disk`)
+    if (this.disk_) throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} already has its disk on ${this.disk_.target.array}/${this.disk_.target.volume} attached; detach it first`)
+    const disk = new VmDisk({
+      vm: this.name,
+      target,
+      io,
+      clock: this.clock,
+      disk_iops: this.load_.disk_iops,
+      first_seq: this.disk_seq,
+      value: (seq) => this.diskValue(seq),
+      seed: (this.resumes + 1) * 104729,
+      ...(onEvent ? { onEvent } : {}),
+    })
+    if (this.paused_) void disk.pause()
+    this.disk_ = disk
+    return disk
+  }
+
+  /** Detaches the disk after its in-flight writes finish; its final counters, or null if none was attached. */
+  async detachDisk(): Promise<VmDiskCounters | null> {
+    const disk = this.disk_
+    if (!disk) return null
+    this.disk_ = null
+    const counters = await disk.detach()
+    this.disk_seq = Math.max(this.disk_seq, disk.nextSeq)
+    return counters
+  }
+
+  /** The disk's counters, or null when no disk is attached. */
+  diskCounters(): VmDiskCounters | null {
+    return this.disk_?.counters() ?? null
   }
 
   /** Frees the VM after it left for another host (its memory goes with the last reference). */
@@ -120,10 +179,22 @@ export class VmInstance implements MigratableVm {
     this.memory_ = null
   }
 
-  /** Fault injection: the guest hangs (heartbeats stop) while the VM stays "running". */
-  hang(): void {
-    this.cancel?.()
-    this.cancel = undefined
+  /**
+   * Fault injection: the guest hangs (heartbeats stop) while the VM stays "running", for
+   * `for_ms` or (null, the default) until `releaseHang` or a restart (a new instance).
+   */
+  hang(for_ms: number | null = null): void {
+    this.hang_.hang(this.clock.now(), for_ms)
+  }
+
+  /** Ends a hang; returns whether the guest was hung. */
+  releaseHang(): boolean {
+    return this.hang_.release(this.clock.now())
+  }
+
+  /** Whether the guest is hung now, and until when (`until_ms` null: until released). */
+  get hangState(): { hung: boolean; until_ms: number | null } {
+    return this.hang_.state(this.clock.now())
   }
 
   /** `hvlab vm load`: changes the guest's write rate live. */
@@ -133,17 +204,20 @@ export class VmInstance implements MigratableVm {
     else new GuestWorkload(GuestMemory.create(1), this.clock, next) // validates the numbers
     this.load_ = next
     this.applyLoad()
+    this.disk_?.setIops(next.disk_iops)
     return this.load
   }
 
   pause(): void {
     this.paused_ = true
     this.workload_?.pause()
+    if (this.disk_) void this.disk_.pause()
   }
 
   resume(): void {
     this.paused_ = false
     this.workload_?.resume()
+    this.disk_?.resume()
   }
 
   throttle(pct: number): void {
@@ -151,8 +225,18 @@ export class VmInstance implements MigratableVm {
   }
 
   deviceState(): Uint8Array {
-    const s: DeviceState = { v: 1, heartbeats: this.beats, resumes: this.resumes, load: this.load_ }
+    const disk_seq = Math.max(this.disk_seq, this.disk_?.nextSeq ?? 0)
+    const s: DeviceState = { v: 1, heartbeats: this.beats, resumes: this.resumes, load: this.load_, ...(disk_seq > 0 ? { disk_seq } : {}) }
     return new TextEncoder().encode(JSON.stringify(s))
+  }
+
+  /** A disk write's value: a word of guest memory when it exists (so disk and memory agree), else 0. */
+  private diskValue(seq: number): number {
+    const m = this.memory_
+    if (!m) return 0
+    const page = seq % m.page_count
+    const word = m.read(page * PAGE_SIZE_BYTES, 4)
+    return ((word[0] ?? 0) | ((word[1] ?? 0) << 8) | ((word[2] ?? 0) << 16) | ((word[3] ?? 0) << 24)) >>> 0
   }
 
   /** Starts the writer when there is load and the VM runs; the writer stops at 0 MiB/s. */
@@ -173,7 +257,7 @@ export class VmInstance implements MigratableVm {
   private scheduleBeat(): void {
     this.cancel = this.clock.setTimer(GUEST_HEARTBEAT_INTERVAL_MS, () => {
       if (this.state_ !== 'running') return
-      if (!this.paused_) this.beats++
+      if (!this.paused_ && !this.hang_.isHung(this.clock.now())) this.beats++
       this.scheduleBeat()
     })
   }
@@ -183,6 +267,8 @@ function decodeDeviceState(bytes: Uint8Array): DeviceState | null {
   try {
     const s = JSON.parse(new TextDecoder().decode(bytes)) as Partial<DeviceState>
     if (s.v !== 1 || typeof s.heartbeats !== 'number' || typeof s.resumes !== 'number' || typeof s.load?.dirty_mib_per_s !== 'number' || typeof s.load.hot_fraction !== 'number') return null
+    if (s.load.disk_iops !== undefined && (!Number.isInteger(s.load.disk_iops) || s.load.disk_iops < 0)) return null
+    if (s.disk_seq !== undefined && (!Number.isSafeInteger(s.disk_seq) || s.disk_seq < 0)) return null
     return s as DeviceState
   } catch {
     return null

@@ -12,8 +12,16 @@ import { join } from 'node:path'
 import { validateCluster, validationPassed } from '../../agent/cluster/cluster-validation.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology } from '../../shared/topology.js'
-import { formatCluster, formatValidation, formatVmDeps, formatVmList, validationHtml } from './format.js'
+import { formatCluster, formatValidation, formatVmList, validationHtml } from './format.js'
 import { dirOption, intIn, nameList, out, printJson } from './options.js'
+import { chooseVmStorage } from '../../agent/clx/storage-choice.js'
+import { formatVmDepsTree, vmDeps, type ArrayAnswer } from '../../agent/clx/vm-deps.js'
+
+/** `vm create` may first provision the VM's replicated disk on both arrays. */
+const CREATE_TIMEOUT_MS = 90_000
+import { formatProgressBar } from './migration-progress.js'
+import { GUEST_HANG_MS_MAX } from '../../shared/protocol/cluster-messages.js'
+import { VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
 
 /** How long one host may take to answer a cluster request. */
 const HOST_REQUEST_TIMEOUT_MS = 3000
@@ -24,7 +32,7 @@ const ROLE_REQUEST_TIMEOUT_MS = 15_000
  * Sends a request to an up host, trying the next one when a host cannot answer; refusals
  * (a wrong name, a paused target …) come back at once.
  */
-export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T): Promise<MessageOf<T>> {
+export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> {
   const lab = await client.get<LabStatus>('/v1/status')
   // Hosts that hold quorum first: a host cut off from the majority can only answer from
   // its stale copy of the cluster database.
@@ -39,7 +47,7 @@ export async function askAnyHost<T extends MessageType>(client: ControlClient, m
   for (const host of up) {
     lastHost = host
     try {
-      return await client.request(host, message, expect, ROLE_REQUEST_TIMEOUT_MS)
+      return await client.request(host, message, expect, timeout_ms)
     } catch (e) {
       last = e
       const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
@@ -106,11 +114,24 @@ export function registerClusterCommands(program: Command): void {
       const lab = await client.get<LabStatus>('/v1/status')
       const statuses = (await clusterStatusNow(client).catch(() => ({ hosts: {} as Record<string, ClusterStatus> }))).hosts
       const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
+      const arrays: Record<string, { volumes: string[] } | { error: string }> = {}
+      if (list?.roles.some((r) => r.storage?.kind === 'replicated')) {
+        await Promise.all(
+          topology.arrays.map(async (a) => {
+            try {
+              arrays[a.name] = { volumes: (await client.request(a.name, { t: 'volume-list' }, 'volume-listing', HOST_REQUEST_TIMEOUT_MS)).volumes.map((v) => v.volume) }
+            } catch (e) {
+              arrays[a.name] = { error: describeError(e) }
+            }
+          }),
+        )
+      }
       const checks = validateCluster({
         hosts: topology.hosts,
         witness: topology.witness ? { name: topology.witness.name, site: topology.witness.site } : null,
         statuses,
         roles: list?.source === 'coordinator' ? list.roles : null,
+        arrays,
       })
       const report = join(layout.root, 'cluster-validation.html')
       await writeFile(report, validationHtml(checks, { name: lab.lab.name, at: new Date().toISOString() }))
@@ -146,19 +167,30 @@ function registerVmCommands(program: Command): void {
     .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
     .option('--memory-mib <n>', 'guest memory, MiB (the emulated VM really has it: keep lab VMs small)', intIn(32, 4 * 1024 * 1024), 64)
     .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
+    .option('--storage <kind>', 'replicated: a disk on the array of the preferred owner\'s site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites\' hosts (the default with an array in each of two sites); local: no shared disk; csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it')
+    .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 64 MiB)', intIn(1, 4))
     .addOption(dirOption())
-    .action(async (name: string, o: { dir: string; memoryMib: number; preferred?: string[] }) => {
-      await roleCommand(ControlClient.forDir(o.dir), { op: 'create', spec: { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [] } })
-      out(`created vm ${name} (${o.memoryMib} MiB${o.preferred ? `, preferred ${o.preferred.join(',')}` : ''}); start it with \`hvlab vm start ${name}\``)
+    .action(async (name: string, o: { dir: string; memoryMib: number; preferred?: string[]; storage?: string; diskGib?: number }) => {
+      const storage = chooseVmStorage({ ...(o.storage !== undefined ? { storage: o.storage } : {}), ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}) }, loadTopology(labLayout(o.dir).topology).arrays)
+      await askAnyHost(ControlClient.forDir(o.dir), { t: 'role-command-request', command: { op: 'create', spec: { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [], storage } }, forwarded: false }, 'ok', CREATE_TIMEOUT_MS)
+      const disk =
+        storage.kind === 'replicated'
+          ? `, disk ${name}-disk0 of ${storage.size_bytes / 1048576} MiB in remote copy group rc-${name}`
+          : storage.kind === 'csv'
+            ? `, disk: region ${name} of ${storage.size_bytes / 1048576} MiB on Cluster Shared Volume ${storage.csv}`
+            : ', local storage'
+      out(`created vm ${name} (${o.memoryMib} MiB${o.preferred ? `, preferred ${o.preferred.join(',')}` : ''}${disk}); start it with \`hvlab vm start ${name}\`; \`hvlab vm deps ${name}\` shows its storage`)
     })
 
   for (const verb of ['start', 'stop'] as const) {
     vm.command(verb)
       .description(verb === 'start' ? 'start a VM role on the best node (preferred owners first); resets its failover counters' : 'stop a VM role; it stays off until started')
       .argument('<name>', 'the VM name')
+      .option('--force-storage', verb === 'start' ? 'let CLX use this site\'s copy of the disk even though its remote-copy group is not in sync (later writes on the other array are lost); refused while the copy is still syncing' : 'only for start')
       .addOption(dirOption())
-      .action(async (name: string, o: { dir: string }) => {
-        await roleCommand(ControlClient.forDir(o.dir), { op: verb, name })
+      .action(async (name: string, o: { dir: string; forceStorage?: boolean }) => {
+        if (verb === 'stop' && o.forceStorage) throw new HvlabError('HVLAB_E_USAGE', '--force-storage is for `hvlab vm start`')
+        await roleCommand(ControlClient.forDir(o.dir), verb === 'start' && o.forceStorage ? { op: 'start', name, force_storage: true } : { op: verb, name })
         out(`${verb === 'start' ? 'starting' : 'stopping'} vm ${name}; \`hvlab vm list\` shows where it runs`)
       })
   }
@@ -184,7 +216,7 @@ function registerVmCommands(program: Command): void {
     })
 
   vm.command('migrate')
-    .description('live-migrate a running VM to another host: pre-copy rounds while it runs, then a short blackout; prints a line per round and the result. If it fails or is cancelled the VM keeps running where it was')
+    .description('live-migrate a running VM to another host: pre-copy rounds while it runs, then a short blackout; shows a progress bar on a terminal (round, pages left, rate, expected blackout; a line per change when not a terminal) and the result. If it fails or is cancelled the VM keeps running where it was')
     .argument('<name>', 'the VM name')
     .requiredOption('--to <host>', 'the host to migrate it to')
     .option('--budget-ms <n>', 'downtime budget: switch over when the rest fits in it', intIn(1, 60_000))
@@ -213,22 +245,36 @@ function registerVmCommands(program: Command): void {
     })
 
   vm.command('load')
-    .description('change the guest workload of a running VM live: how fast it dirties memory and how concentrated the writes are')
+    .description('change the guest workload of a running VM live: how fast it dirties memory, how concentrated the writes are, and how many block writes per second it does to its disk; options left out keep their value')
     .argument('<name>', 'the VM name')
-    .requiredOption('--dirty-mib-s <n>', 'MiB/s of pages dirtied (0 = idle)', numberIn(0, 4096))
+    .option('--dirty-mib-s <n>', 'MiB/s of pages dirtied (0 = idle)', numberIn(0, 4096))
     .option('--hot <fraction>', 'share of pages that take 80% of the writes (0–1, default 0.05)', numberIn(0.0001, 1))
+    .option('--disk-iops <n>', `block writes per second to the VM's disk, each carrying the owner's epoch (0 = idle, at most ${VM_DISK_IOPS_MAX}); takes effect once its disk is attached`, intIn(0, VM_DISK_IOPS_MAX))
     .addOption(dirOption())
-    .action(async (name: string, o: { dir: string; dirtyMibS: number; hot?: number }) => {
+    .action(async (name: string, o: { dir: string; dirtyMibS?: number; hot?: number; diskIops?: number }) => {
+      if (o.dirtyMibS === undefined && o.hot === undefined && o.diskIops === undefined) {
+        throw new HvlabError('HVLAB_E_USAGE', 'say what to change: --dirty-mib-s, --hot and/or --disk-iops')
+      }
       const client = ControlClient.forDir(o.dir)
       const owner = await ownerOf(client, name)
-      await client.request(owner, { t: 'vm-load-request', vm: name, dirty_mib_per_s: o.dirtyMibS, hot_fraction: o.hot ?? null }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-      out(`vm ${name} on ${owner} now dirties ${o.dirtyMibS} MiB/s${o.hot !== undefined ? ` (hot ${o.hot})` : ''}`)
+      await client.request(
+        owner,
+        { t: 'vm-load-request', vm: name, hot_fraction: o.hot ?? null, ...(o.dirtyMibS !== undefined ? { dirty_mib_per_s: o.dirtyMibS } : {}), ...(o.diskIops !== undefined ? { disk_iops: o.diskIops } : {}) },
+        'ok',
+        HOST_REQUEST_TIMEOUT_MS,
+      )
+      const changed = [
+        ...(o.dirtyMibS !== undefined ? [`dirties ${o.dirtyMibS} MiB/s`] : []),
+        ...(o.hot !== undefined ? [`hot ${o.hot}`] : []),
+        ...(o.diskIops !== undefined ? [`writes ${o.diskIops} blocks/s to its disk`] : []),
+      ]
+      out(`vm ${name} on ${owner} now ${changed.join(', ')}`)
     })
 
   vm.command('inspect')
-    .description('one VM as its host runs it: host, paused, memory hash, guest heartbeats, load')
+    .description('one VM as its host runs it: host, paused, memory hash, guest heartbeats, load, disk writer counters')
     .argument('<name>', 'the VM name')
-    .option('--json', 'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,…}')
+    .option('--json', 'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,writes_acked,writes_refused,…}|null,…}')
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
       const client = ControlClient.forDir(o.dir)
@@ -236,20 +282,56 @@ function registerVmCommands(program: Command): void {
       const r = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', HOST_REQUEST_TIMEOUT_MS)
       const { t: _t, ...rest } = r
       if (o.json) printJson(rest)
-      else out(`vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s`)
+      else {
+        out(`vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s, disk ${r.disk_iops ?? 0} writes/s`)
+        const d = r.disk
+        if (d) out(`disk ${d.array}/${d.volume}: ${d.state}, ${d.writes_acked} acked, ${d.writes_refused} refused (stale epoch), ${d.write_errors} errors, ${d.writes_skipped} skipped (queue full), ${d.in_flight} in flight, last acked seq ${d.last_acked_seq ?? '-'}, epoch ${d.last_epoch ?? '-'}${d.last_error ? `; last error: ${d.last_error}` : ''}`)
+        else out('disk: not attached')
+      }
+    })
+
+  vm.command('hang')
+    .description('fault injection: the guest of a running VM stops answering its heartbeat (the VM still looks running); the health checks (LooksAlive, then IsAlive) restart it on its node, and fail it over after 3 restarts in 15 min. --release makes it answer again')
+    .argument('<name>', 'the VM name')
+    .option('--for-ms <n>', `hang this long, then answer again (1–${GUEST_HANG_MS_MAX}); default: until released or restarted`, intIn(1, GUEST_HANG_MS_MAX))
+    .option('--release', 'end the hang now')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; forMs?: number; release?: boolean }) => {
+      if (o.release && o.forMs !== undefined) throw new HvlabError('HVLAB_E_USAGE', 'give either --for-ms or --release, not both')
+      const client = ControlClient.forDir(o.dir)
+      const owner = await ownerOf(client, name)
+      await client.request(owner, { t: 'vm-hang-request', vm: name, for_ms: o.forMs ?? null, release: o.release === true }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      if (o.release) out(`vm ${name} on ${owner}: the guest answers its heartbeat again`)
+      else out(`vm ${name} on ${owner}: the guest hangs ${o.forMs !== undefined ? `for ${o.forMs} ms` : 'until released or restarted'}; its health checks will notice (\`hvlab events\` shows role.health-suspect, role.health-failed, then the restart)`)
     })
 
   vm.command('deps')
     .description('the dependency tree of a vm: vm → disks → storage resource')
     .argument('<name>', 'the VM name')
     .addOption(dirOption())
-    .option('--json', 'machine-readable: {"vm","state","owner","disks":[]}')
+    .option('--json', 'machine-readable: {"vm","state","owner","memory_mib","disks":[{kind,volume,size_bytes,group,mode,presented_to,arrays:[{array,natural,reachable,role,started,link_up,state,bytes_behind}]}]}')
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
-      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'role-list-request', forwarded: false }, 'role-list-reply')
+      const client = ControlClient.forDir(o.dir)
+      const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
       const v = r.roles.find((x) => x.name === name)
       if (v === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
-      if (o.json) printJson({ vm: v.name, state: v.state, owner: v.owner, disks: [] })
-      else out(formatVmDeps(v))
+      const answers: Record<string, ArrayAnswer> = {}
+      const spec = v.storage ?? null
+      if (spec?.kind === 'replicated') {
+        await Promise.all(
+          [spec.arrays.primary, spec.arrays.secondary].map(async (array) => {
+            try {
+              const s = await client.request(array, { t: 'rc-status-request', group: spec.group }, 'rc-status', HOST_REQUEST_TIMEOUT_MS)
+              answers[array] = { status: s.groups.find((g) => g.group === spec.group) }
+            } catch (e) {
+              answers[array] = e instanceof HvlabError && e.code === 'HVLAB_E_NOT_FOUND' ? { status: undefined } : { error: describeError(e) }
+            }
+          }),
+        )
+      }
+      const deps = vmDeps(v, answers)
+      if (o.json) printJson(deps)
+      else out(formatVmDepsTree(deps))
     })
 
   vm.command('list')
@@ -318,18 +400,34 @@ async function runMigration(client: ControlClient, name: string, to: string, opt
   await askAnyHost(client, { t: 'vm-migrate-command-request', name, to, options, forwarded: false }, 'ok')
   const deadline = Date.now() + MIGRATION_WAIT_MS
   let shown = ''
+  // On a terminal: one progress bar redrawn in place; otherwise (a pipe, a log) a line per change.
+  const bar = !quiet && process.stderr.isTTY === true
+  let pages_total = 0
+  const clearBar = (): void => {
+    if (bar && shown !== '') process.stderr.write(`\r${' '.repeat(Math.max(20, (process.stderr.columns ?? 100) - 1))}\r`)
+  }
   for (;;) {
-    if (Date.now() > deadline) throw new HvlabError('HVLAB_E_TIMEOUT', `no result from ${source} for the migration of vm ${name} after ${MIGRATION_WAIT_MS / 1000} s; \`hvlab vm list\` shows where it runs`)
+    if (Date.now() > deadline) {
+      clearBar()
+      throw new HvlabError('HVLAB_E_TIMEOUT', `no result from ${source} for the migration of vm ${name} after ${MIGRATION_WAIT_MS / 1000} s; \`hvlab vm list\` shows where it runs`)
+    }
     let st
     try {
       st = await client.request(source, { t: 'vm-migration-status-request', vm: name }, 'vm-migration-status-reply', HOST_REQUEST_TIMEOUT_MS)
     } catch (e) {
+      clearBar()
       throw new HvlabError('HVLAB_E_STATE', `lost track of the migration: ${source} did not answer (${describeError(e)}); \`hvlab vm list\` shows where vm ${name} runs`)
     }
     if (st.ticket === options.ticket) {
-      if (st.state === 'done' && st.result !== null) return st.result
-      const line = `${options.mode} ${name} ${source} → ${to}: ${st.stage} round ${st.round}, ${st.pages_left} pages left, ${mib(st.bandwidth_bytes_per_s)} MiB/s, expected blackout ${st.expected_blackout_ms === null ? '-' : `${Math.round(st.expected_blackout_ms)} ms`}`
-      if (!quiet && line !== shown) process.stderr.write(line + '\n')
+      if (st.state === 'done' && st.result !== null) {
+        clearBar()
+        return st.result
+      }
+      pages_total = Math.max(pages_total, st.pages_left)
+      const line = bar
+        ? formatProgressBar({ ...st, pages_total }, process.stderr.columns ?? 100)
+        : `${options.mode} ${name} ${source} → ${to}: ${st.stage} round ${st.round}, ${st.pages_left} pages left, ${mib(st.bandwidth_bytes_per_s)} MiB/s, expected blackout ${st.expected_blackout_ms === null ? '-' : `${Math.round(st.expected_blackout_ms)} ms`}`
+      if (!quiet && line !== shown) process.stderr.write(bar ? `\r${line}` : line + '\n')
       shown = line
     }
     await new Promise((r) => setTimeout(r, MIGRATION_POLL_MS))

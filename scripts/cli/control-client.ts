@@ -8,6 +8,20 @@ import { labLayout } from '../../shared/lab-layout.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import { readRunningControl } from '../controller/control-file.js'
 
+/** Where the lab running in `dir` listens and its secret; throws HVLAB_E_LAB with what to do when there is none. */
+export function runningLab(dir: string): { httpPort: number; secret: string } {
+  const layout = labLayout(dir)
+  const control = readRunningControl(layout)
+  if (!control) throw new HvlabError('HVLAB_E_LAB', `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`)
+  let secret: string
+  try {
+    secret = readFileSync(layout.secret, 'utf8').trim()
+  } catch (e) {
+    throw new HvlabError('HVLAB_E_LAB', `cannot read the lab secret ${layout.secret}: ${describeError(e)}`)
+  }
+  return { httpPort: control.httpPort, secret }
+}
+
 export class ControlClient {
   private constructor(
     private readonly base: string,
@@ -15,16 +29,8 @@ export class ControlClient {
   ) {}
 
   static forDir(dir: string): ControlClient {
-    const layout = labLayout(dir)
-    const control = readRunningControl(layout)
-    if (!control) throw new HvlabError('HVLAB_E_LAB', `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`)
-    let secret: string
-    try {
-      secret = readFileSync(layout.secret, 'utf8').trim()
-    } catch (e) {
-      throw new HvlabError('HVLAB_E_LAB', `cannot read the lab secret ${layout.secret}: ${describeError(e)}`)
-    }
-    return new ControlClient(`http://127.0.0.1:${control.httpPort}`, `Bearer ${secret}`)
+    const lab = runningLab(dir)
+    return new ControlClient(`http://127.0.0.1:${lab.httpPort}`, `Bearer ${lab.secret}`)
   }
 
   async get<T>(path: string): Promise<T> {

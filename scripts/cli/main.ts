@@ -17,6 +17,8 @@ import { registerClusterCommands } from './cluster-commands.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, nameList, out, printJson } from './options.js'
 import { registerStorageCommands } from './storage-commands.js'
+import { registerCsvCommands } from './csv-commands.js'
+import { registerGuestCommands } from './guest-commands.js'
 import { formatEvent, formatStatus } from './format.js'
 
 const READY_TIMEOUT_MS = 120_000
@@ -179,6 +181,8 @@ program
 
 registerClusterCommands(program)
 registerStorageCommands(program)
+registerCsvCommands(program)
+registerGuestCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -11,6 +11,7 @@ import type { Logger } from '../../shared/log.js'
 import type { LabController } from './lab-controller.js'
 import { SIGNALS } from './signals.js'
 import { listenHttp, type Listening } from '../../shared/http-listen.js'
+import { attachSwitchPort } from './switch-port.js'
 
 const BODY_BYTES_MAX = 64 * 1024
 /** How much of an oversize body is still read (and dropped) so its sender gets the 400. */
@@ -38,9 +39,15 @@ export async function startControlApi(controller: LabController, options: { log:
     handle(req, res).catch((e: unknown) => sendError(res, e))
   })
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const authorized = (req: IncomingMessage): boolean => {
     const given = Buffer.from(req.headers.authorization ?? '')
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  }
+  // Clients of the lab's virtual switch (`hvlab vm ping`): a WebSocket upgrade at /v1/switch.
+  const switchPort = attachSwitchPort(server, controller.vswitch, { authorized, log: options.log })
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!authorized(req)) {
       throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab secret; the CLI reads it from the lab’s data dir (--dir)')
     }
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -106,7 +113,14 @@ export async function startControlApi(controller: LabController, options: { log:
     sendJson(res, HTTP_STATUS[code] ?? 500, { error: { code, message: describeError(e) } })
   }
 
-  return listenHttp(server)
+  const listening = await listenHttp(server)
+  return {
+    port: listening.port,
+    close: () => {
+      switchPort.close()
+      return listening.close()
+    },
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

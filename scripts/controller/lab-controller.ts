@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { RealClock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
 import { createLogger, type Logger } from '../../shared/log.js'
@@ -23,6 +24,7 @@ import { readRunningControl } from './control-file.js'
 import { lastLines } from './log-tail.js'
 import type { SignalName } from './signals.js'
 import { Timeline } from './timeline.js'
+import { VirtualSwitch } from './virtual-switch.js'
 
 export type ProcessState = 'starting' | 'up' | 'down' | 'paused'
 
@@ -94,6 +96,8 @@ const ENTRY: Record<Role, string> = {
 }
 
 const STOP_GRACE_MS = 3_000
+/** A guest-ping the switch forwards may wait this long: the host holds it while the guest is paused (GUEST_HOLD_MS) plus slack. */
+const GUEST_PING_TIMEOUT_MS = 8_000
 
 export interface LabControllerOptions {
   dir: string
@@ -104,6 +108,8 @@ export interface LabControllerOptions {
 export class LabController {
   readonly timeline: Timeline
   readonly started_ms = Date.now()
+  /** The lab's virtual switch: VM addresses → the host that runs each (learned from the hosts' own announcements). */
+  readonly vswitch: VirtualSwitch
   private readonly records = new Map<string, ProcessRecord>()
   private readonly partitions: { a: string[]; b: string[] }[] = []
   private server: PeerServer | undefined
@@ -118,6 +124,16 @@ export class LabController {
     readonly log: Logger,
   ) {
     this.timeline = new Timeline(layout.events)
+    this.vswitch = new VirtualSwitch({
+      clock: new RealClock(),
+      forward: async (host, ping) => {
+        const link = this.records.get(host)?.link
+        if (!link?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${host} is not connected to the lab controller`)
+        const r = await link.request(ping, { timeout_ms: GUEST_PING_TIMEOUT_MS })
+        if (r.message.t !== 'guest-pong' && r.message.t !== 'guest-unavailable') throw new HvlabError('HVLAB_E_PROTOCOL', `${host} answered a guest-ping with ${r.message.t}`)
+        return r.message
+      },
+    })
     for (const spec of processesOf(topology)) {
       this.records.set(spec.name, { spec, state: 'down', child: undefined, pid: undefined, started_ms: undefined, peerEndpoint: undefined, httpEndpoint: undefined, peers: [], link: undefined, lastExit: undefined, starts: 0, expectExit: false, stderrTail: [] })
     }
@@ -314,6 +330,8 @@ export class LabController {
       }
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
+      // Pings that waited for this host's link go out again.
+      if (r.spec.role === 'host') queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
       return { message: { t: 'ok' } }
     })
     c.onMessage('peers-report', ({ message }) => {
@@ -321,6 +339,8 @@ export class LabController {
     })
     c.onMessage('event', ({ message }) => {
       this.timeline.append({ at_ms: message.at_ms, kind: message.kind, source: c.remoteName, details: message.details })
+      // A host's announcements (vm started / arrived / located / stopped) teach the virtual switch.
+      if (r.spec.role === 'host') this.vswitch.learn(c.remoteName, message.kind, message.details)
     })
     c.once('close', () => {
       if (r.link === c) r.link = undefined
@@ -363,6 +383,7 @@ export class LabController {
     r.state = 'down'
     r.child = undefined
     r.lastExit = exit
+    this.vswitch.forgetHost(r.spec.name)
     r.link?.terminate()
     r.link = undefined
     r.peers = []

@@ -191,6 +191,31 @@ export const failbackSchema = z.strictObject({
   window: z.strictObject({ start_hour: z.number().int().min(0).max(23), end_hour: z.number().int().min(0).max(23) }).nullable(),
 })
 
+/** A VM's disk as the cluster keeps it (agent/clx/vm-storage.ts VmStorageSpec). */
+export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('replicated'),
+    group: field.name(),
+    volume: field.name(),
+    size_bytes: field.uint(),
+    mode: z.enum(['sync', 'periodic']),
+    arrays: z.strictObject({ primary: field.name(), secondary: field.name() }),
+    hosts: field.list(field.name(), CLUSTER_NODES_MAX),
+  }),
+  z.strictObject({ kind: z.literal('local') }),
+  /** A region (named after the VM) of a Cluster Shared Volume: every node reads and writes it. */
+  z.strictObject({ kind: z.literal('csv'), csv: field.name(), region: field.name(), size_bytes: field.uint(), array: field.name(), volume: field.name() }),
+])
+export type VmStorageSpecRecord = z.infer<typeof vmStorageSpecSchema>
+
+/** What `vm create` asks for: a replicated disk of `size_bytes` (default storage), or none beyond the host (local). */
+export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('replicated'), size_bytes: field.uint() }),
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({ kind: z.literal('csv'), csv: field.name(), size_bytes: field.uint() }),
+])
+export type VmStorageRequest = z.infer<typeof vmStorageRequestSchema>
+
 /** A VM role as the cluster keeps it (agent/cluster/vm-role.ts). */
 export const vmRoleSchema = z.strictObject({
   name: field.name(),
@@ -202,6 +227,8 @@ export const vmRoleSchema = z.strictObject({
   owner: field.name().nullable(),
   last_owner: field.name().nullable(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
+  /** Its disk; absent in records written before VMs had storage (= local). */
+  storage: vmStorageSpecSchema.nullable().optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
@@ -212,6 +239,10 @@ export const vmStartRequest = defineMessage('vm-start-request', {
   op: field.uint(),
   epoch: field.uint(),
   memory_mib: field.uint(),
+  /** The VM's disk: a replicated one is made writable in the host's site (CLX) before the VM starts. */
+  storage: vmStorageSpecSchema.nullable().optional(),
+  /** The operator forces CLX to use this site's copy even though it is not in sync. */
+  force_storage: z.boolean().optional(),
 })
 
 /** Coordinator → host: stop this VM. */
@@ -229,6 +260,8 @@ export const vmOpReply = defineMessage('vm-op-reply', {
   op: field.uint(),
   ok: z.boolean(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
+  /** A start CLX refused (the disk cannot be made writable there): the role fails, it is not a node failure. */
+  storage_refused: z.boolean().optional(),
 })
 
 /** Host → coordinator: a VM failed (health check: gone false; crash or stop by itself: gone true). */
@@ -256,8 +289,8 @@ export const vmInventoryReply = defineMessage('vm-inventory-reply', { from: fiel
 
 const ownerList = field.list(field.name(), CLUSTER_NODES_MAX)
 export const roleCommandSchema = z.discriminatedUnion('op', [
-  z.strictObject({ op: z.literal('create'), spec: z.strictObject({ name: field.name(), memory_mib: field.uint().optional(), preferred_owners: ownerList.optional(), possible_owners: ownerList.nullable().optional() }) }),
-  z.strictObject({ op: z.literal('start'), name: field.name() }),
+  z.strictObject({ op: z.literal('create'), spec: z.strictObject({ name: field.name(), memory_mib: field.uint().optional(), preferred_owners: ownerList.optional(), possible_owners: ownerList.nullable().optional(), storage: vmStorageRequestSchema.optional() }) }),
+  z.strictObject({ op: z.literal('start'), name: field.name(), force_storage: z.boolean().optional() }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),
   z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
   z.strictObject({ op: z.literal('pause'), node: field.name(), drain: z.boolean() }),
@@ -378,12 +411,36 @@ export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply',
   result: migrationResultSchema.nullable(),
 })
 
-/** Operator → the VM's owner: change its guest workload live. */
+/** Most block writes per second a VM's disk writer may be asked for. */
+export const VM_DISK_IOPS_MAX = 10_000
+
+/** Operator → the VM's owner: change its guest workload live; an absent field keeps its value. */
 export const vmLoadRequest = defineMessage('vm-load-request', {
   vm: field.name(),
-  dirty_mib_per_s: z.number().min(0).max(4096),
+  dirty_mib_per_s: z.number().min(0).max(4096).optional(),
   hot_fraction: z.number().gt(0).max(1).nullable(),
+  /** Block writes per second to the VM's disk (0 = idle). */
+  disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
 })
+
+/** A VM's disk writer as its host sees it (`hvlab vm inspect`). */
+export const vmDiskCountersSchema = z.strictObject({
+  array: field.name(),
+  volume: field.name(),
+  state: z.enum(['idle', 'writing', 'paused', 'fenced', 'detached']),
+  disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX),
+  in_flight: field.uint(),
+  writes_issued: field.uint(),
+  writes_acked: field.uint(),
+  writes_refused: field.uint(),
+  write_errors: field.uint(),
+  /** Writes that were due while the queue was full (not issued). */
+  writes_skipped: field.uint(),
+  last_acked_seq: field.uint().nullable(),
+  last_epoch: field.uint().nullable(),
+  last_error: field.text(1024).nullable(),
+})
+export type VmDiskCountersMessage = z.infer<typeof vmDiskCountersSchema>
 
 /** Operator → a host: one VM as it runs there (memory hash for checks, load, heartbeats). */
 export const vmInspectRequest = defineMessage('vm-inspect-request', { vm: field.name() })
@@ -398,6 +455,20 @@ export const vmInspectReply = defineMessage('vm-inspect-reply', {
   dirty_mib_per_s: z.number().min(0),
   hot_fraction: z.number().min(0).max(1),
   resumes: field.uint(),
+  disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
+  /** The VM's disk writer; null when no disk is attached. */
+  disk: vmDiskCountersSchema.nullable().optional(),
+})
+
+/**
+ * Operator → the VM's owner (`hvlab vm hang`): the guest stops answering its heartbeat for
+ * `for_ms` (null: until released or restarted), or with `release` answers again. Reply: ok.
+ */
+export const GUEST_HANG_MS_MAX = 3_600_000
+export const vmHangRequest = defineMessage('vm-hang-request', {
+  vm: field.name(),
+  for_ms: z.number().int().min(1).max(GUEST_HANG_MS_MAX).nullable(),
+  release: z.boolean(),
 })
 
 export const clusterMessages = [
@@ -443,6 +514,7 @@ export const clusterOperatorMessages = [
   vmLoadRequest,
   vmInspectRequest,
   vmInspectReply,
+  vmHangRequest,
 ] as const
 
 export type ClusterMessageOf<T extends ClusterMessage['t']> = Extract<ClusterMessage, { t: T }>

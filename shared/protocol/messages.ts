@@ -10,11 +10,13 @@ import { clusterMessages, clusterOperatorMessages } from './cluster-messages.js'
 import { runtimeMessages } from './runtime-messages.js'
 import { storageMessages } from './storage-messages.js'
 import { migrationMessages } from './migration-messages.js'
+import { csvMessages } from './csv-messages.js'
+import { guestMessages } from './guest-messages.js'
 
 /** Bumped on any incompatible change; peers with another version are refused. */
 export const PROTOCOL_VERSION = 1
 
-export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...clusterOperatorMessages, ...storageMessages, ...migrationMessages] as const
+export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...clusterOperatorMessages, ...storageMessages, ...migrationMessages, ...guestMessages, ...csvMessages] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]
 export type Message = z.infer<AnyDef['schema']>

@@ -187,6 +187,8 @@ export const rcGroupStatusSchema = z.strictObject({
   last_sync_ms: field.time_ms().optional(),
   bytes_behind: field.uint(),
   bytes_resynced_total: field.uint(),
+  /** Raised by every failover: when both arrays act as primary, the higher one holds the current copy. */
+  generation: field.uint(),
   volumes: field.list(rcVolumeStatusSchema, GROUP_VOLUMES_MAX),
 })
 

@@ -106,7 +106,7 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.match(bad.stderr, /cannot move vm web1 to host-zz: host-zz is not a node of this cluster/)
   t.notMatch(bad.stderr, /hvlab: host-/, 'the refusal is not prefixed with the relaying host')
   const deps = await lab.cli('vm', 'deps', 'web1')
-  t.match(deps.stdout, /vm web1 \(running on host-b1[\s\S]*disks: none yet/, '`vm deps` shows the tree, honestly without disks')
+  t.match(deps.stdout, /vm web1 \(running on host-b1[\s\S]*disk web1-disk0 [\s\S]*remote copy group rc-web1/, '`vm deps` shows vm → disk → remote-copy group')
   const valid = await lab.cli('cluster', 'validate')
   t.equal(valid.code, 0, 'validation passes on a healthy lab')
   t.match(valid.stdout, /PASS\s+network\s+host-a1 sees every node[\s\S]*PASS\s+quorum\s+witness witness reachable from site-b[\s\S]*validation passed; report: .*cluster-validation\.html/)

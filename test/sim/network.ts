@@ -17,8 +17,10 @@ interface SimEvent {
   seq: number
   to: string
   incarnation: number
-  kind: 'deliver' | 'tick'
+  kind: 'deliver' | 'tick' | 'call'
   message?: ClusterMessage
+  /** For `call`: what runs (the role layer's timers and requests), unless cancelled. */
+  call?: { fn: () => void; cancelled: boolean }
 }
 
 /** A binary min-heap of events by (at_ms, seq). */
@@ -90,6 +92,9 @@ export class SimNetwork {
   readonly events: ClusterEvent[] = []
   /** Called for every emitted event (invariant checks hook in here). */
   onEvent: ((e: ClusterEvent, net: SimNetwork) => void) | null = null
+  /** Called after a host (re)started, and after one was killed (layers above the membership hook in here). */
+  onHostStarted: ((name: string) => void) | null = null
+  onHostKilled: ((name: string) => void) | null = null
   private readonly configs = new Map<string, MembershipConfig>()
   private readonly incarnations = new Map<string, number>()
   private readonly blocked = new Set<string>()
@@ -125,7 +130,10 @@ export class SimNetwork {
   kill(name: string): void {
     this.incarnations.set(name, (this.incarnations.get(name) ?? 0) + 1)
     if (name === this.witnessName) this.witness = null
-    else this.hosts.set(name, null)
+    else {
+      this.hosts.set(name, null)
+      this.onHostKilled?.(name)
+    }
   }
 
   restart(name: string): void {
@@ -144,6 +152,7 @@ export class SimNetwork {
     const host = rec ? Membership.restore(cfg, rec, this.now_ms) : new Membership(cfg, null, this.now_ms)
     this.hosts.set(name, host)
     this.apply(name, host.start(this.now_ms))
+    this.onHostStarted?.(name)
   }
 
   private key(a: string, b: string): string {
@@ -191,16 +200,44 @@ export class SimNetwork {
   /** Runs until `until_ms`, calling `afterStep` after every event processed. */
   runUntil(until_ms: number, afterStep?: (net: SimNetwork) => void): void {
     for (;;) {
-      const next = this.queue.peek()
-      if (!next || next.at_ms > until_ms) break
-      this.queue.pop()
-      this.now_ms = next.at_ms
-      if (this.incarnations.get(next.to) !== next.incarnation) continue
-      this.deliver(next)
-      this.steps++
-      afterStep?.(this)
+      const r = this.stepNext(until_ms)
+      if (r === 'none') break
+      if (r === 'stepped') afterStep?.(this)
     }
     this.now_ms = until_ms
+  }
+
+  /**
+   * Processes the next event due by `until_ms` (for callers that must do work between
+   * steps, like settling promises): 'stepped', 'skipped' (its target died or it was
+   * cancelled) or 'none' (nothing due; the clock is left where it is).
+   */
+  stepNext(until_ms: number): 'stepped' | 'skipped' | 'none' {
+    const next = this.queue.peek()
+    if (!next || next.at_ms > until_ms) return 'none'
+    this.queue.pop()
+    this.now_ms = next.at_ms
+    if (this.incarnations.get(next.to) !== next.incarnation || next.call?.cancelled) return 'skipped'
+    this.deliver(next)
+    this.steps++
+    return 'stepped'
+  }
+
+  /** How many times `name` was killed or restarted (events for an older incarnation are dropped). */
+  incarnation(name: string): number {
+    return this.incarnations.get(name) ?? 0
+  }
+
+  /**
+   * Runs `fn` at `at_ms` in host `name`'s incarnation `incarnation` (default: the current
+   * one); dropped if that incarnation has ended by then. Returns a cancel function.
+   */
+  schedule(name: string, at_ms: number, fn: () => void, incarnation = this.incarnation(name)): () => void {
+    const call = { fn, cancelled: false }
+    this.queue.push({ at_ms: Math.max(at_ms, this.now_ms), seq: this.seq++, to: name, incarnation, kind: 'call', call })
+    return () => {
+      call.cancelled = true
+    }
   }
 
   runFor(duration_ms: number, afterStep?: (net: SimNetwork) => void): void {
@@ -208,6 +245,7 @@ export class SimNetwork {
   }
 
   private deliver(e: SimEvent): void {
+    if (e.call) return e.call.fn()
     if (e.to === this.witnessName) {
       if (this.witness && e.message) this.applyWitness(this.witness.step({ kind: 'message', message: e.message }, this.now_ms))
       return

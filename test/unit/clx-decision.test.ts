@@ -17,6 +17,7 @@ function status(role: RcGroupStatus['role'], state: State, o: Partial<RcGroupSta
     link_up: true,
     bytes_behind: 0,
     bytes_resynced_total: 0,
+    generation: 0,
     volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0', state, bytes_behind: 0 }],
     ...o,
   }

@@ -277,7 +277,7 @@ t.test('bad input is refused and changes nothing', async (t) => {
 })
 
 t.test('failover, recover, restore: both sides wrote, their changed blocks are unioned', async (t) => {
-  const lab = Lab.create().setUp()
+  const lab = Lab.create({ auto_recover: false }).setUp()
   lab.write(lab.a, 'v', 0, 1)
   lab.run()
   lab.linkDown()
@@ -421,6 +421,27 @@ t.test('periodic: an unplanned failover loses at most the writes since the last 
   lab.step(lab.b, { kind: 'command', verb: 'failover' })
   t.same(lab.b.contents('v'), afterSync, 'rolled back to the last completed sync point')
   t.equal(lab.b.group.status().last_sync_ms, 1000)
+})
+
+t.test('auto_recover: after a failover during a cut, the side that failed over recovers the other once the link is back', async (t) => {
+  const lab = Lab.create().setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.run()
+  lab.linkDown()
+  lab.write(lab.a, 'v', 1, 0xaa) // on the old primary after the split: rolled back by the recovery
+  lab.step(lab.b, { kind: 'command', verb: 'failover' })
+  lab.write(lab.b, 'v', 5, 0xbb)
+  t.equal(lab.b.group.status().generation, lab.a.group.status().generation + 1, 'the failover raised b\'s generation')
+  lab.linkUp()
+  lab.run()
+  t.ok(lab.b.events.includes('rc.auto-recover'), 'b recovered a by itself')
+  t.equal(lab.a.group.currentRole, 'secondary-rev')
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  t.same(lab.a.contents('v'), lab.b.contents('v'), 'both copies equal')
+  t.equal(lab.a.block('v', 5), 0xbb, 'the new primary\'s write reached a')
+  t.equal(lab.a.block('v', 1), 0, 'the old primary\'s write after the split was rolled back')
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.notOk(lab.a.events.includes('rc.auto-recover'), 'the stale side never tries to recover the newer one')
 })
 
 t.test('auto_recover off: the group stops on link loss and must be started again', async (t) => {

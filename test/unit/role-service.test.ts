@@ -136,3 +136,21 @@ t.test('role records: round trip, damaged entries skipped, long reasons shortene
   t.same(d.paused, ['host-a1'])
   t.same(d.damaged.map((x) => x.key).sort(), ['role/bad', 'role/other'])
 })
+
+t.test('a new view with the same members reaches the controller: its starts carry the new epoch (found by the roles sim)', async (t) => {
+  const w = world()
+  const epochs: number[] = []
+  const start = w.s['deps'].requests.start
+  w.s['deps'].requests.start = async (node, r) => {
+    epochs.push(r.epoch)
+    return start(node, r)
+  }
+  await w.tick()
+  await w.tick()
+  w.m.epoch = 6 // re-formed with the same members; host-a1 stays the coordinator
+  await w.tick()
+  await w.s.command({ op: 'create', spec: { name: 'web1' } })
+  await w.s.command({ op: 'start', name: 'web1' })
+  await w.tick()
+  t.same(epochs, [6], 'the start is for epoch 6, not the stale 5 the hosts would refuse')
+})

@@ -1,0 +1,262 @@
+/**
+ * The lab's virtual switch, in the controller: every VM has a stable address (its name)
+ * and client frames addressed to it go to the host that runs it now.
+ *
+ * The table (VM → host, like a MAC table) is learned ONLY from what hosts announce on
+ * their own authenticated controller link — their timeline events, whose source is the
+ * link's process, never a name inside the message:
+ *   vm.started, vm.arrived      the VM runs on the sender now
+ *   vm.location {vm, host}      the destination of a live migration resumed it (the
+ *                               gratuitous ARP); `host` must be the sender
+ *   vm.stopped                  withdraw, if the table points at the sender
+ *   role.stopped-no-quorum {vms} withdraw each of them, same rule
+ *   (a process that exits forgets every entry pointing at it)
+ * A departure (vm.departed) changes nothing: the destination's announcement does.
+ *
+ * A ping for a VM the table does not know gets "no such address" at once. A ping the host
+ * answers `not-here` (the VM just left; the announcement may still be on its way) goes to
+ * the VM's new host if the table already has one, else it waits — bounded in time and
+ * number — for the next announcement of that VM and is forwarded then. So pings sent
+ * during a migration's blackout arrive late, never lost, as with a real switch and TCP.
+ * Likewise a ping whose host link dropped before the answer waits for that link to come
+ * back (`hostUp`) and is sent again — the guest may then have answered twice (its value
+ * skips one), the client still gets one reply. Beyond `inflight_per_host_max` pings
+ * awaiting a host's replies, further ones queue (bounded) in the switch's buffer.
+ */
+import type { Clock } from '../../shared/clock.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import type { GuestPing, GuestReply } from '../../agent/vm/guest-service.js'
+import type { SwitchClientPing, SwitchReply } from '../../shared/protocol/guest-messages.js'
+
+/** How long a ping may wait for a VM's announcement after its old host said not-here. */
+export const SWITCH_HOLD_MS = 10_000
+/** Pings forwarded and not yet answered, per host (the controller link carries operator requests too). */
+export const SWITCH_INFLIGHT_PER_HOST_MAX = 512
+/** Pings queued in the switch for one host while its in-flight limit is reached. */
+export const SWITCH_QUEUE_PER_HOST_MAX = 4096
+/** Pings a client may have outstanding in the switch (forwarded or waiting). */
+export const SWITCH_PENDING_PER_CLIENT_MAX = 1024
+/** VMs the table holds. */
+export const SWITCH_TABLE_MAX = 4096
+/** Times one ping is forwarded at most (a VM moving back and forth). */
+const FORWARDS_MAX = 4
+
+export interface VirtualSwitchDeps {
+  clock: Clock
+  /** Sends a ping to a host over its controller link; rejects if the host cannot be reached. */
+  forward(host: string, ping: GuestPing): Promise<GuestReply>
+  hold_ms?: number
+  inflight_per_host_max?: number
+  queue_per_host_max?: number
+  pending_per_client_max?: number
+}
+
+interface Pending {
+  client: string
+  ping: SwitchClientPing
+  reply: (r: SwitchReply) => void
+  forwards: number
+}
+
+interface Waiting {
+  p: Pending
+  cancel: () => void
+}
+
+type EventDetails = Record<string, unknown>
+
+export class VirtualSwitch {
+  private readonly table = new Map<string, string>()
+  private readonly waiting = new Map<string, Waiting[]>()
+  private readonly inflight = new Map<string, number>()
+  private readonly queued = new Map<string, Pending[]>()
+  private readonly perClient = new Map<string, number>()
+  private readonly hold_ms: number
+  private readonly inflight_max: number
+  private readonly queue_max: number
+  private readonly client_max: number
+  private counters = { forwarded: 0, answered: 0, unreachable: 0, rerouted: 0 }
+
+  constructor(private readonly deps: VirtualSwitchDeps) {
+    this.hold_ms = deps.hold_ms ?? SWITCH_HOLD_MS
+    this.inflight_max = deps.inflight_per_host_max ?? SWITCH_INFLIGHT_PER_HOST_MAX
+    this.queue_max = deps.queue_per_host_max ?? SWITCH_QUEUE_PER_HOST_MAX
+    this.client_max = deps.pending_per_client_max ?? SWITCH_PENDING_PER_CLIENT_MAX
+  }
+
+  /** Where the table says the VM runs. */
+  where(vm: string): string | undefined {
+    return this.table.get(vm)
+  }
+
+  /** A host's timeline event, as it came on that host's own controller link. */
+  learn(source: string, kind: string, details: EventDetails): void {
+    const vm = typeof details.vm === 'string' ? details.vm : undefined
+    switch (kind) {
+      case 'vm.started':
+      case 'vm.arrived':
+        if (vm !== undefined) this.announce(vm, source)
+        return
+      case 'vm.location':
+        if (vm !== undefined && details.host === source) this.announce(vm, source)
+        return
+      case 'vm.stopped':
+        if (vm !== undefined) this.withdraw(vm, source)
+        return
+      case 'role.stopped-no-quorum':
+        if (Array.isArray(details.vms)) for (const v of details.vms) if (typeof v === 'string') this.withdraw(v, source)
+        return
+    }
+  }
+
+  /** The VM runs on `host` now (a gratuitous ARP): waiting pings for it go there. */
+  announce(vm: string, host: string): void {
+    if (!this.table.has(vm) && this.table.size >= SWITCH_TABLE_MAX) this.table.delete(this.table.keys().next().value as string)
+    this.table.delete(vm)
+    this.table.set(vm, host)
+    this.resend(vm)
+  }
+
+  /** A host's controller link is up (again): pings that waited for it go out. */
+  hostUp(host: string): void {
+    for (const vm of [...this.waiting.keys()]) if (this.table.get(vm) === host) this.resend(vm)
+  }
+
+  /** `host` no longer runs the VM; ignored if the table already points elsewhere. */
+  withdraw(vm: string, host: string): void {
+    if (this.table.get(vm) === host) this.table.delete(vm)
+  }
+
+  /** A host process is gone: nothing runs there any more. */
+  forgetHost(host: string): void {
+    for (const [vm, h] of [...this.table]) if (h === host) this.table.delete(vm)
+  }
+
+  /** A client's ping: exactly one reply (pong or unreachable) follows, now or later. */
+  ping(client: string, ping: SwitchClientPing, reply: (r: SwitchReply) => void): void {
+    const n = this.perClient.get(client) ?? 0
+    if (n >= this.client_max) {
+      this.counters.unreachable++
+      reply({ t: 'unreachable', vm: ping.vm, seq: ping.seq, reason: `${n} pings of this client are still outstanding; slow down` })
+      return
+    }
+    this.perClient.set(client, n + 1)
+    const p: Pending = { client, ping, forwards: 0, reply: (r) => this.finish(client, r, reply) }
+    if (!this.table.has(ping.vm)) return this.unreachable(p, `no such address: no host has announced vm ${ping.vm}; is it running? (\`hvlab vm list\`)`)
+    this.send(p)
+  }
+
+  status(): { vms: number; waiting: number; inflight: number; queued: number; forwarded: number; answered: number; unreachable: number; rerouted: number } {
+    let waiting = 0
+    for (const w of this.waiting.values()) waiting += w.length
+    let inflight = 0
+    for (const n of this.inflight.values()) inflight += n
+    let queued = 0
+    for (const q of this.queued.values()) queued += q.length
+    return { vms: this.table.size, waiting, inflight, queued, ...this.counters }
+  }
+
+  /** Drops every client's outstanding pings with a reason (the controller stops). */
+  close(reason: string): void {
+    for (const [vm, ws] of [...this.waiting]) {
+      this.waiting.delete(vm)
+      for (const w of ws) {
+        w.cancel()
+        this.unreachable(w.p, reason)
+      }
+    }
+  }
+
+  private send(p: Pending): void {
+    const host = this.table.get(p.ping.vm)
+    if (host === undefined) return this.wait(p)
+    if (p.forwards >= FORWARDS_MAX) return this.unreachable(p, `vm ${p.ping.vm} moved ${FORWARDS_MAX} times while this ping was on its way`)
+    const inflight = this.inflight.get(host) ?? 0
+    if (inflight >= this.inflight_max) {
+      const q = this.queued.get(host) ?? []
+      if (q.length >= this.queue_max) return this.unreachable(p, `${inflight} pings to ${host} are awaiting replies and ${q.length} more are queued; slow down`)
+      q.push(p)
+      this.queued.set(host, q)
+      return
+    }
+    p.forwards++
+    this.inflight.set(host, inflight + 1)
+    this.counters.forwarded++
+    this.deps.forward(host, { t: 'guest-ping', vm: p.ping.vm, seq: p.ping.seq, client: p.client }).then(
+      (r) => {
+        this.done(host)
+        this.onHostReply(p, host, r)
+      },
+      (e: unknown) => {
+        this.done(host)
+        // The link dropped (or was down): like a TCP retransmit, try again once it is back.
+        if (e instanceof HvlabError && e.code === 'HVLAB_E_CLOSED') return this.wait(p)
+        this.unreachable(p, `${host} did not answer: ${describeError(e)}`)
+      },
+    )
+  }
+
+  /** A reply (or failure) from `host` freed a slot: the next queued ping for it goes out. */
+  private done(host: string): void {
+    const left = (this.inflight.get(host) ?? 1) - 1
+    if (left <= 0) this.inflight.delete(host)
+    else this.inflight.set(host, left)
+    const q = this.queued.get(host)
+    const next = q?.shift()
+    if (q !== undefined && q.length === 0) this.queued.delete(host)
+    if (next !== undefined) this.send(next)
+  }
+
+  private resend(vm: string): void {
+    const waiting = this.waiting.get(vm)
+    if (waiting === undefined) return
+    this.waiting.delete(vm)
+    for (const w of waiting) {
+      w.cancel()
+      this.send(w.p)
+    }
+  }
+
+  private onHostReply(p: Pending, host: string, r: GuestReply): void {
+    if (r.t === 'guest-pong') {
+      this.counters.answered++
+      p.reply({ t: 'pong', vm: r.vm, seq: r.seq, value: r.value, host: r.host })
+      return
+    }
+    if (r.reason === 'paused-too-long') return this.unreachable(p, `vm ${p.ping.vm} stayed paused on ${host} too long to answer`)
+    // not-here: the VM left that host. Its new host, if the table knows it already; else wait for the announcement.
+    this.counters.rerouted++
+    const now = this.table.get(p.ping.vm)
+    if (now !== undefined && now !== host) return this.send(p)
+    this.wait(p)
+  }
+
+  private wait(p: Pending): void {
+    const list = this.waiting.get(p.ping.vm) ?? []
+    const w: Waiting = {
+      p,
+      cancel: this.deps.clock.setTimer(this.hold_ms, () => {
+        const l = this.waiting.get(p.ping.vm)
+        const i = l?.indexOf(w) ?? -1
+        if (l === undefined || i < 0) return
+        l.splice(i, 1)
+        if (l.length === 0) this.waiting.delete(p.ping.vm)
+        this.unreachable(p, `vm ${p.ping.vm} left its host (or its host's link dropped) and no host announced it within ${this.hold_ms} ms`)
+      }),
+    }
+    list.push(w)
+    this.waiting.set(p.ping.vm, list)
+  }
+
+  private unreachable(p: Pending, reason: string): void {
+    this.counters.unreachable++
+    p.reply({ t: 'unreachable', vm: p.ping.vm, seq: p.ping.seq, reason: reason.slice(0, 512) })
+  }
+
+  private finish(client: string, r: SwitchReply, reply: (r: SwitchReply) => void): void {
+    const n = (this.perClient.get(client) ?? 1) - 1
+    if (n <= 0) this.perClient.delete(client)
+    else this.perClient.set(client, n)
+    reply(r)
+  }
+}
