@@ -74,6 +74,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     memory_mib: me.memory_mib,
     clock: p.clock,
     holdsLease: (now) => m.holdsLease(now),
+    leaseUntil: () => m.leaseUntil(),
     check_interval_ms: c.tick_ms,
     no_quorum_grace_ms: noQuorumGraceMs(c.roles_stop_bound_ms, c.tick_ms),
     health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),

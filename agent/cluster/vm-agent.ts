@@ -25,6 +25,12 @@ export interface VmAgentDeps {
   clock: Clock
   /** Does this host hold a quorum lease now? */
   holdsLease(now_ms: number): boolean
+  /**
+   * When the host's last lease runs or ran out (0: never had one). The grace counts from
+   * there, not from when a check noticed: a host frozen past its lease (SIGSTOP, a long
+   * GC pause) stops its VMs at its first check after waking, not a grace later.
+   */
+  leaseUntil?(): number
   no_quorum_grace_ms: number
   /** How often the lease and the guests are checked. */
   check_interval_ms: number
@@ -209,7 +215,10 @@ export class VmAgent {
       this.without_lease_since_ms = null
       return
     }
-    this.without_lease_since_ms ??= now
+    if (this.without_lease_since_ms === null) {
+      const until = this.deps.leaseUntil?.() ?? 0
+      this.without_lease_since_ms = until > 0 && until <= now ? until : now
+    }
     const without_ms = Math.round(now - this.without_lease_since_ms)
     if (without_ms < this.deps.no_quorum_grace_ms || this.stopped_for_quorum) return
     this.stopped_for_quorum = true

@@ -166,6 +166,7 @@ export class RoleLab {
       memory_mib: me.memory_mib,
       clock,
       holdsLease: (now) => membership.holdsLease(now),
+      leaseUntil: () => membership.leaseUntil(),
       check_interval_ms: c.tick_ms,
       no_quorum_grace_ms: this.grace_ms(c.tick_ms, c.roles_stop_bound_ms),
       health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, this.topology.timeScale),

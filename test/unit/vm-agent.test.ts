@@ -80,3 +80,52 @@ t.test('the grace fits in the stop bound, or the settings are refused', async (t
   t.equal(noQuorumGraceMs(2000, 125), 2000 - 250 - 250)
   t.throws(() => noQuorumGraceMs(400, 125), /too short/)
 })
+
+t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check after waking, not a grace later', async (t) => {
+  const clock = new ManualClock(0)
+  let until = 2000
+  const leased = (now: number) => now < until
+  const events: string[] = []
+  const a = new VmAgent({
+    host: 'host-a1',
+    memory_mib: 4096,
+    clock,
+    holdsLease: (now) => leased(now),
+    leaseUntil: () => until,
+    no_quorum_grace_ms: 1500,
+    check_interval_ms: 100,
+    health: HEALTH,
+    reportFailure: () => {},
+    emitEvent: (kind) => events.push(kind),
+  })
+  t.ok(a.startVm('web1', 1024, 1, 3, 'host-b1').ok)
+  // frozen: no check ran until 10 s, long after the lease ran out at 2 s
+  clock.advance(10_000)
+  a.start()
+  clock.advance(100)
+  t.same(a.inventory(), [], 'its first check stops the vm: it has been without a lease for 8 s')
+  t.ok(events.includes('role.stopped-no-quorum'))
+  a.stop()
+
+  // no lease although the last one runs until later (a new view whose lease is not granted yet): the gap counts from now
+  let d_leased = true
+  const d = new VmAgent({ host: 'host-a2', memory_mib: 4096, clock, holdsLease: () => d_leased, leaseUntil: () => clock.now() + 5000, no_quorum_grace_ms: 1500, check_interval_ms: 100, health: HEALTH, reportFailure: () => {}, emitEvent: () => {} })
+  t.ok(d.startVm('db1', 1024, 2, 4, 'host-b1').ok)
+  d.start()
+  d_leased = false
+  clock.advance(1300)
+  t.equal(d.inventory().length, 1, 'within the grace counted from when the gap was seen')
+  clock.advance(400)
+  t.same(d.inventory(), [], 'then stopped')
+  d.stop()
+
+  const c_until = clock.now() + 1000
+  const c = new VmAgent({ host: 'host-a3', memory_mib: 4096, clock, holdsLease: (now) => now < c_until, leaseUntil: () => c_until, no_quorum_grace_ms: 1500, check_interval_ms: 100, health: HEALTH, reportFailure: () => {}, emitEvent: () => {} })
+  t.ok(c.startVm('db1', 1024, 2, 4, 'host-b1').ok)
+  c.start()
+  clock.advance(2200) // the lease ended 1200 ms ago
+  t.equal(c.inventory().length, 1, 'a gap shorter than the grace since the lease ended keeps the vm')
+  clock.advance(1400)
+  t.same(c.inventory(), [], 'past the grace from the lease\'s end it is stopped')
+  c.stop()
+})
