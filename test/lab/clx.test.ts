@@ -20,16 +20,7 @@ const GROUP = 'rc-web1'
 type Event = Awaited<ReturnType<TestLab['events']>>[number]
 const ok = (t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number; stderr: string }, what: string) => t.equal(r.code, 0, `${what}: ${r.stderr}`)
 
-const roleOf = async (lab: TestLab): Promise<VmRoleRecord | undefined> => {
-  const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
-  return list.source === 'coordinator' ? list.roles.find((r) => r.name === VM) : undefined
-}
-const runningOn = (lab: TestLab, hosts: string[]) =>
-  lab.waitFor(`${VM} running on ${hosts.join(' or ')}`, async () => {
-    const r = await roleOf(lab)
-    if (r?.state === 'failed') throw new Error(`${VM} failed: ${r.reason}`)
-    return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && !r.reason.startsWith('live-migrating') ? r : undefined
-  }, WAIT_MS)
+const runningOn = (lab: TestLab, hosts: string[]) => lab.vmRunningOn(VM, hosts, WAIT_MS)
 const groupOn = async (lab: TestLab, array: string): Promise<RcGroupStatus | undefined> =>
   (await lab.control().request(array, { t: 'rc-status-request', group: GROUP }, 'rc-status', 5000)).groups.find((g) => g.group === GROUP)
 const synced = (lab: TestLab, array: string) =>

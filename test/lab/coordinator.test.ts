@@ -10,35 +10,15 @@
 import t from 'tap'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { startLab, type TestLab } from './lab-fixture.js'
+import { startLab, type HostVm, type TestLab } from './lab-fixture.js'
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VM_OF: Record<string, string> = { 'host-a1': 'vm-a1', 'host-a2': 'vm-a2', 'host-b1': 'vm-b1', 'host-b2': 'vm-b2' }
 const WAIT_MS = 60_000
 
-interface InventoryVm {
-  role: string
-  op: number
-}
-type Inventories = Record<string, InventoryVm[]>
+type Inventories = Record<string, HostVm[]>
 type TestHandle = Pick<typeof t, 'equal' | 'ok' | 'same' | 'comment'>
 type LabEvent = Awaited<ReturnType<TestLab['events']>>[number]
-
-/** Each up host's VMs (role and start op) from its own GET /status. */
-async function inventories(lab: TestLab): Promise<Inventories> {
-  const s = await lab.status()
-  const out: Inventories = {}
-  await Promise.all(
-    s.processes
-      .filter((p) => p.role === 'host' && p.state === 'up' && p.metricsPort)
-      .map(async (p) => {
-        const r = await fetch(`http://127.0.0.1:${p.metricsPort}/status`, { signal: AbortSignal.timeout(2000) })
-        const body = (await r.json()) as { vms?: InventoryVm[] }
-        out[p.name] = (body.vms ?? []).map((v) => ({ role: v.role, op: v.op }))
-      }),
-  )
-  return out
-}
 
 async function clusterOf(lab: TestLab, hosts: string[]): Promise<LabClusterStatus | undefined> {
   const s = await lab.json<LabClusterStatus>('cluster', 'status')
@@ -52,7 +32,7 @@ async function placed(lab: TestLab, where: (vm: string) => string): Promise<Inve
   const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
   if (list.source !== 'coordinator' || list.roles.length !== HOSTS.length) return undefined
   if (!list.roles.every((r) => r.state === 'running' && r.owner === where(r.name))) return undefined
-  const inv = await inventories(lab)
+  const inv = await lab.inventories()
   return list.roles.every((r) => inv[r.owner!]?.some((v) => v.role === r.name)) ? inv : undefined
 }
 
@@ -78,7 +58,7 @@ function leaseGaps(events: LabEvent[]): Record<string, number> {
  */
 async function killAndCheck(t: TestHandle, lab: TestLab, victim: string, fallback: string, alive: string[]): Promise<void> {
   const survivors = alive.filter((h) => h !== victim)
-  const before = await inventories(lab)
+  const before = await lab.inventories()
   const seq = (await lab.events()).at(-1)!.seq
   t.equal((await lab.cli('kill', victim)).code, 0, `kill -9 ${victim}`)
   await lab.waitFor(`a view of ${survivors.join(',')} holding the lease`, () => clusterOf(lab, survivors), WAIT_MS)

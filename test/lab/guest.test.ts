@@ -22,15 +22,7 @@ type PingJson = PingSummary & { vm: string }
 
 const ok = (t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number; stderr: string }, what: string) => t.equal(r.code, 0, `${what}: ${r.stderr}`)
 
-const ownerOf = async (lab: TestLab, vm: string): Promise<VmRoleRecord | undefined> => {
-  const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
-  return list.source === 'coordinator' ? list.roles.find((r) => r.name === vm) : undefined
-}
-const runningOn = (lab: TestLab, vm: string, host: string) =>
-  lab.waitFor(`${vm} running on ${host}`, async () => {
-    const r = await ownerOf(lab, vm)
-    return r?.state === 'running' && r.owner === host && !r.reason.startsWith('live-migrating') ? r : undefined
-  }, WAIT_MS)
+const runningOn = (lab: TestLab, vm: string, host: string) => lab.vmRunningOn(vm, [host], WAIT_MS)
 const switchKnows = (lab: TestLab, vm: string, host: string) =>
   lab.waitFor(`the switch routes ${vm} to ${host}`, async () => ((await lab.events()).some((e) => e.source === host && (e.kind === 'vm.started' || e.kind === 'vm.location') && e.details.vm === vm) ? true : undefined), WAIT_MS)
 

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { ControlClient } from '../../scripts/cli/control-client.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
 const HVLAB = fileURLToPath(new URL('../../bin/hvlab.js', import.meta.url))
 
@@ -32,6 +33,14 @@ export function runCli(args: string[], timeout_ms = 120_000): Promise<CliResult>
       resolve({ code, stdout, stderr })
     })
   })
+}
+
+/** A VM as its host reports it in GET /status. */
+export interface HostVm {
+  role: string
+  /** The start that made it (a restart is a new op). */
+  op: number
+  guest_heartbeats: number
 }
 
 export class TestLab {
@@ -80,6 +89,41 @@ export class TestLab {
       await new Promise((r) => setTimeout(r, 200))
     }
     throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
+  }
+
+  /** The VM role as the cluster's coordinator keeps it (undefined when a host without the roles answered). */
+  async role(vm: string): Promise<VmRoleRecord | undefined> {
+    const list = await this.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
+    return list.source === 'coordinator' ? list.roles.find((r) => r.name === vm) : undefined
+  }
+
+  /** Waits until `vm` runs on one of `hosts` (not in the middle of a live migration); a failed role's reason is in the timeout message. */
+  vmRunningOn(vm: string, hosts: string[], timeout_ms = 120_000): Promise<VmRoleRecord> {
+    return this.waitFor(`${vm} running on ${hosts.join(' or ')}`, async () => {
+      const r = await this.role(vm)
+      if (r?.state === 'failed') throw new Error(`${vm} failed: ${r.reason}`)
+      return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && !r.reason.startsWith('live-migrating') ? r : undefined
+    }, timeout_ms)
+  }
+
+  /** Each up host's VMs (role, start op, guest heartbeats) from its own GET /status; a host that does not answer runs nothing we can see. */
+  async inventories(): Promise<Record<string, HostVm[]>> {
+    const s = await this.status()
+    const out: Record<string, HostVm[]> = {}
+    await Promise.all(
+      s.processes
+        .filter((p) => p.role === 'host' && p.state === 'up' && p.metricsPort)
+        .map(async (p) => {
+          try {
+            const r = await fetch(`http://127.0.0.1:${p.metricsPort}/status`, { signal: AbortSignal.timeout(2000) })
+            const body = (await r.json()) as { vms?: HostVm[] }
+            out[p.name] = (body.vms ?? []).map((v) => ({ role: v.role, op: v.op, guest_heartbeats: v.guest_heartbeats }))
+          } catch {
+            // killed or restarting
+          }
+        }),
+    )
+    return out
   }
 
   controllerPid(): number | undefined {

@@ -22,15 +22,7 @@ interface Inspect {
   guest_heartbeats: number
 }
 
-const ownerOf = async (lab: TestLab, vm: string): Promise<VmRoleRecord | undefined> => {
-  const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
-  return list.source === 'coordinator' ? list.roles.find((r) => r.name === vm) : undefined
-}
-const runningOn = (lab: TestLab, vm: string, host: string) =>
-  lab.waitFor(`${vm} running on ${host}`, async () => {
-    const r = await ownerOf(lab, vm)
-    return r?.state === 'running' && r.owner === host && !r.reason.startsWith('live-migrating') ? r : undefined
-  }, WAIT_MS)
+const runningOn = (lab: TestLab, vm: string, host: string) => lab.vmRunningOn(vm, [host], WAIT_MS)
 
 /** Resolves once the source shows the VM's migration in pre-copy round ≥ 1. */
 const inPrecopy = (lab: TestLab, vm: string, round_min: number) =>

@@ -28,7 +28,7 @@ import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
 import { clusterStatusNow } from '../../scripts/cli/cluster-commands.js'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { startLab, type TestLab } from './lab-fixture.js'
+import { startLab, type HostVm, type TestLab } from './lab-fixture.js'
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VM_OF: Record<string, string> = { 'host-a1': 'vm-a1', 'host-a2': 'vm-a2', 'host-b1': 'vm-b1', 'host-b2': 'vm-b2' }
@@ -37,27 +37,7 @@ const STATIC_TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-static.json',
 const WAIT_MS = 90_000
 
 type TestHandle = Pick<typeof t, 'equal' | 'ok' | 'same' | 'comment' | 'match' | 'not'>
-type Inventories = Record<string, { role: string; op: number; guest_heartbeats: number }[]>
-
-/** Each up host's VMs from its own GET /status. */
-async function inventories(lab: TestLab): Promise<Inventories> {
-  const s = await lab.status()
-  const out: Inventories = {}
-  await Promise.all(
-    s.processes
-      .filter((p) => p.role === 'host' && p.state === 'up' && p.metricsPort)
-      .map(async (p) => {
-        try {
-          const r = await fetch(`http://127.0.0.1:${p.metricsPort}/status`, { signal: AbortSignal.timeout(2000) })
-          const body = (await r.json()) as { vms?: Inventories[string] }
-          out[p.name] = (body.vms ?? []).map((v) => ({ role: v.role, op: v.op, guest_heartbeats: v.guest_heartbeats }))
-        } catch {
-          // a host that does not answer now (killed, restarting) runs nothing we can see
-        }
-      }),
-  )
-  return out
-}
+type Inventories = Record<string, HostVm[]>
 
 /** The cluster status as `hvlab cluster status --json` prints it, asked in-process (no CLI spawn per poll). */
 const clusterStatus = (lab: TestLab): Promise<LabClusterStatus> => clusterStatusNow(lab.control())
@@ -75,7 +55,7 @@ async function allRunningOn(lab: TestLab, on: string[]): Promise<Inventories | u
   const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
   if (list.source !== 'coordinator' || list.roles.length !== VMS.length) return undefined
   if (!list.roles.every((r) => r.state === 'running' && r.owner !== null && on.includes(r.owner))) return undefined
-  const inv = await inventories(lab)
+  const inv = await lab.inventories()
   return list.roles.every((r) => inv[r.owner!]?.some((v) => v.role === r.name)) ? inv : undefined
 }
 
@@ -114,7 +94,7 @@ t.test('dynamic quorum (default lab): a hung guest is restarted; witness, then h
     const failed = events.find((e) => e.kind === 'role.health-failed' && e.details.role === 'vm-a1')
     const started = events.find((e) => e.kind === 'vm.started' && e.source === 'host-a1' && e.details.vm === 'vm-a1')
     if (!failed || !started) return undefined
-    const now = (await inventories(lab))['host-a1']?.find((v) => v.role === 'vm-a1')
+    const now = (await lab.inventories())['host-a1']?.find((v) => v.role === 'vm-a1')
     return now && now.op > op0 && now.guest_heartbeats > 0 ? { events, now } : undefined
   }, 120_000)
   const kinds = restarted.events.filter((e) => JSON.stringify(e.details).includes('vm-a1')).map((e) => e.kind)
@@ -134,7 +114,7 @@ t.test('dynamic quorum (default lab): a hung guest is restarted; witness, then h
   t.match(both.stderr, /either --for-ms or --release/)
 
   // 2. the witness dies: four node votes of five remain
-  const before = await inventories(lab)
+  const before = await lab.inventories()
   const seq1 = await lastSeq(lab)
   await kill(t, lab, 'witness')
   // 3. then host-b2: the three left recompute the votes (3 nodes, odd: the witness has none)
@@ -183,7 +163,7 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   const lost = await lab.waitFor('no host holding quorum and site-a running no vm', async () => {
     const s = await clusterStatus(lab)
     if (['host-a1', 'host-a2'].some((h) => !s.hosts[h] || s.hosts[h]!.holds_lease)) return undefined
-    const inv = await inventories(lab)
+    const inv = await lab.inventories()
     return ['host-a1', 'host-a2'].every((h) => inv[h] !== undefined && inv[h]!.length === 0) ? s : undefined
   }, WAIT_MS)
   t.match(lost.hosts['host-a1']!, { votes_total: 5, votes_present: 2, votes_needed: 3 }, 'static votes: 2 of 5 present, 3 needed')
