@@ -277,11 +277,8 @@ function registerVmCommands(program: Command): void {
     .option('--json', 'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,writes_acked,writes_refused,…}|null,…}')
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
-      const client = ControlClient.forDir(o.dir)
-      const owner = await ownerOf(client, name)
-      const r = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', HOST_REQUEST_TIMEOUT_MS)
-      const { t: _t, ...rest } = r
-      if (o.json) printJson(rest)
+      const r = await vmInspectNow(ControlClient.forDir(o.dir), name)
+      if (o.json) printJson(r)
       else {
         out(`vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s, disk ${r.disk_iops ?? 0} writes/s`)
         const d = r.disk
@@ -339,8 +336,8 @@ function registerVmCommands(program: Command): void {
     .addOption(dirOption())
     .option('--json', 'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,reason,…}]}')
     .action(async (o: { dir: string; json?: boolean }) => {
-      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'role-list-request', forwarded: false }, 'role-list-reply')
-      if (o.json) printJson({ coordinator: r.coordinator, source: r.source, roles: r.roles })
+      const r = await vmListNow(ControlClient.forDir(o.dir))
+      if (o.json) printJson(r)
       else out(formatVmList(r))
     })
 }
@@ -386,6 +383,19 @@ const numberIn = (min: number, max: number) => (v: string): number => {
 }
 
 /** The host a VM role runs on now, from the coordinator. */
+/** What `hvlab vm list --json` prints (tests call it in-process). */
+export async function vmListNow(client: ControlClient): Promise<Omit<MessageOf<'role-list-reply'>, 't'>> {
+  const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
+  return { coordinator: r.coordinator, source: r.source, roles: r.roles }
+}
+
+/** What `hvlab vm inspect NAME --json` prints (tests call it in-process). */
+export async function vmInspectNow(client: ControlClient, name: string): Promise<Omit<MessageOf<'vm-inspect-reply'>, 't'>> {
+  const owner = await ownerOf(client, name)
+  const { t: _t, ...rest } = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', HOST_REQUEST_TIMEOUT_MS)
+  return rest
+}
+
 async function ownerOf(client: ControlClient, name: string): Promise<string> {
   const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
   const v = r.roles.find((x) => x.name === name)

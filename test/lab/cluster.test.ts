@@ -12,7 +12,7 @@ import { runCli, startLab, type TestLab } from './lab-fixture.js'
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const FORM_TIMEOUT_MS = 60_000
 
-const clusterStatus = (lab: TestLab): Promise<LabClusterStatus> => lab.json<LabClusterStatus>('cluster', 'status')
+const clusterStatus = (lab: TestLab): Promise<LabClusterStatus> => lab.clusterStatus()
 
 /** Every host named answers, holds the lease, and all are in one view of exactly `members`. */
 function formedWith(s: LabClusterStatus, members: string[]): boolean {

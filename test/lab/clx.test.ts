@@ -34,7 +34,7 @@ type DiskCounters = { array: string; volume: string; state: string; writes_acked
 /** The VM's disk writer as `vm inspect` shows it, once it has acked more than `after` writes on `array`. */
 const diskWriting = (lab: TestLab, array: string, after = 0) =>
   lab.waitFor(`${VM}'s disk writes acked on ${array}`, async () => {
-    const i = await lab.json<{ host: string; disk: DiskCounters | null }>('vm', 'inspect', VM).catch(() => null)
+    const i = await lab.vmInspect(VM).catch(() => null)
     return i?.disk && i.disk.array === array && i.disk.state === 'writing' && i.disk.writes_acked > after ? { host: i.host, ...i.disk } : undefined
   }, WAIT_MS)
 const quickMove = async (lab: TestLab, to: string) => {

@@ -21,7 +21,7 @@ type TestHandle = Pick<typeof t, 'equal' | 'ok' | 'same' | 'comment'>
 type LabEvent = Awaited<ReturnType<TestLab['events']>>[number]
 
 async function clusterOf(lab: TestLab, hosts: string[]): Promise<LabClusterStatus | undefined> {
-  const s = await lab.json<LabClusterStatus>('cluster', 'status')
+  const s = await lab.clusterStatus()
   const views = hosts.map((h) => s.hosts[h])
   if (views.some((v) => !v?.holds_lease || v.members.join(',') !== hosts.join(','))) return undefined
   return s
@@ -29,7 +29,7 @@ async function clusterOf(lab: TestLab, hosts: string[]): Promise<LabClusterStatu
 
 /** Every VM running on the host `where` names, as that host itself reports. */
 async function placed(lab: TestLab, where: (vm: string) => string): Promise<Inventories | undefined> {
-  const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
+  const list = await lab.vmList()
   if (list.source !== 'coordinator' || list.roles.length !== HOSTS.length) return undefined
   if (!list.roles.every((r) => r.state === 'running' && r.owner === where(r.name))) return undefined
   const inv = await lab.inventories()
@@ -99,7 +99,7 @@ t.test('killing the coordinator host (then an ordinary host) does not restart th
   alive.splice(alive.indexOf(coordinator), 1)
 
   // 2. an ordinary host dies (not the new coordinator, not where the first VM went)
-  const s = await lab.json<LabClusterStatus>('cluster', 'status')
+  const s = await lab.clusterStatus()
   const coordinator2 = s.hosts[alive[0]!]!.coordinator
   const victim = alive.find((h) => h !== coordinator2 && h !== fallback1)!
   const fallback2 = HOSTS.filter((h) => h !== victim).find((h) => alive.includes(h))!

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { ControlClient } from '../../scripts/cli/control-client.js'
+import { clusterStatusNow, vmInspectNow, vmListNow } from '../../scripts/cli/cluster-commands.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
 const HVLAB = fileURLToPath(new URL('../../bin/hvlab.js', import.meta.url))
@@ -91,9 +92,26 @@ export class TestLab {
     throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
   }
 
+  /*
+   * What `hvlab vm list|inspect|cluster status --json` print, asked in-process: tests poll
+   * these every 200 ms, and a CLI process per poll costs a CPU second (the runtime, roles
+   * and cluster tests check the commands themselves).
+   */
+  vmList(): ReturnType<typeof vmListNow> {
+    return vmListNow(this.control())
+  }
+
+  vmInspect(vm: string): ReturnType<typeof vmInspectNow> {
+    return vmInspectNow(this.control(), vm)
+  }
+
+  clusterStatus(): ReturnType<typeof clusterStatusNow> {
+    return clusterStatusNow(this.control())
+  }
+
   /** The VM role as the cluster's coordinator keeps it (undefined when a host without the roles answered). */
   async role(vm: string): Promise<VmRoleRecord | undefined> {
-    const list = await this.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
+    const list = await this.vmList()
     return list.source === 'coordinator' ? list.roles.find((r) => r.name === vm) : undefined
   }
 

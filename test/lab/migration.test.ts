@@ -88,11 +88,11 @@ t.test('live migration, quick migration, cancel, kill -9 of the destination, dra
   t.equal(k.outcome, 'failed', `the migration failed: ${k.reason}`)
   await runningOn(lab, 'big1', 'host-a1')
   ok(t, await lab.cli('vm', 'load', 'big1', '--dirty-mib-s', '0'), 'stop the load')
-  const i1 = await lab.json<Inspect>('vm', 'inspect', 'big1')
+  const i1 = await lab.vmInspect('big1')
   t.equal(i1.host, 'host-a1')
   t.ok(i1.running && !i1.paused, 'the guest runs on the source, not paused')
   const i2 = await lab.waitFor('a guest heartbeat later', async () => {
-    const i = await lab.json<Inspect>('vm', 'inspect', 'big1')
+    const i = await lab.vmInspect('big1')
     return i.guest_heartbeats > i1.guest_heartbeats ? i : undefined
   }, WAIT_MS)
   t.equal(i2.memory_sha256, i1.memory_sha256, 'its memory is intact (unchanged without load)')
@@ -107,7 +107,7 @@ t.test('live migration, quick migration, cancel, kill -9 of the destination, dra
   const seq2 = Math.max(0, ...(await lab.events()).map((e) => e.seq))
   ok(t, await lab.cli('node', 'pause', 'host-a1', '--drain'), 'pause --drain host-a1')
   await lab.waitFor('every vm off host-a1', async () => {
-    const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
+    const list = await lab.vmList()
     return list.source === 'coordinator' && list.roles.every((x) => x.state === 'running' && x.owner !== null && x.owner !== 'host-a1') ? true : undefined
   }, WAIT_MS)
   const drained = (await lab.events()).filter((e) => e.seq > seq2)

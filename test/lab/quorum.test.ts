@@ -39,6 +39,19 @@ const WAIT_MS = 90_000
 type TestHandle = Pick<typeof t, 'equal' | 'ok' | 'same' | 'comment' | 'match' | 'not'>
 type Inventories = Record<string, HostVm[]>
 
+/** `hvlab cluster status` text once it matches `re` (the last text if it never does, for the assertion to show). */
+async function cliText(lab: TestLab, re: RegExp): Promise<string> {
+  let last = ''
+  try {
+    return await lab.waitFor(`cluster status text matching ${re}`, async () => {
+      last = (await lab.cli('cluster', 'status')).stdout
+      return re.test(last) ? last : undefined
+    }, 30_000)
+  } catch {
+    return last
+  }
+}
+
 /** The cluster status as `hvlab cluster status --json` prints it, asked in-process (no CLI spawn per poll). */
 const clusterStatus = (lab: TestLab): Promise<LabClusterStatus> => clusterStatusNow(lab.control())
 
@@ -52,7 +65,7 @@ async function heldBy(lab: TestLab, members: string[]): Promise<LabClusterStatus
 
 /** Every VM running on one of `on`, as `vm list` and the hosts themselves agree. */
 async function allRunningOn(lab: TestLab, on: string[]): Promise<Inventories | undefined> {
-  const list = await lab.json<{ source: string; roles: VmRoleRecord[] }>('vm', 'list')
+  const list = await lab.vmList()
   if (list.source !== 'coordinator' || list.roles.length !== VMS.length) return undefined
   if (!list.roles.every((r) => r.state === 'running' && r.owner !== null && on.includes(r.owner))) return undefined
   const inv = await lab.inventories()
@@ -122,8 +135,9 @@ t.test('dynamic quorum (default lab): a hung guest is restarted; witness, then h
   const three = await lab.waitFor('a1, a2, b1 holding quorum', () => heldBy(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
   const a1 = three.hosts['host-a1']!
   t.match(a1, { votes_total: 3, votes_present: 3, votes_needed: 2, witness: { votes: false } }, 'dynamic quorum: 3 of 3 votes, 2 needed; dynamic witness: no witness vote')
-  const text = await lab.cli('cluster', 'status')
-  t.match(text.stdout, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/, '`cluster status` shows votes present/needed')
+  // the text through the real CLI; a view change right after the probe may show a moment without quorum, so wait for it
+  const text = await cliText(lab, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/)
+  t.match(text, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/, '`cluster status` shows votes present/needed')
   await lab.waitFor('vm-b2 running on a survivor', () => allRunningOn(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
   // 4. then host-b1: two nodes are even, so the witness vote comes back; 2 of 3 present
   await kill(t, lab, 'host-b1')
@@ -169,8 +183,8 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   t.match(lost.hosts['host-a1']!, { votes_total: 5, votes_present: 2, votes_needed: 3 }, 'static votes: 2 of 5 present, 3 needed')
   const stopped = (await lab.events()).filter((e) => e.seq > seq && e.kind === 'role.stopped-no-quorum').map((e) => e.source)
   t.ok(stopped.includes('host-a1') && stopped.includes('host-a2'), `both survivors stopped their vms for lack of quorum (${stopped.join(',')})`)
-  const text = await lab.cli('cluster', 'status')
-  t.match(text.stdout, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/, '`cluster status` says so')
+  const text = await cliText(lab, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/)
+  t.match(text, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/, '`cluster status` says so')
 
   // forced quorum on host-a1: the cluster runs again (forced), host-a2 joins, the VMs start again
   const force = await lab.cli('cluster', 'force-quorum', 'host-a1')
@@ -179,7 +193,7 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   const fv = forced.hosts['host-a1']!
   t.ok(fv.forced, 'the view is forced while the nodes hold 2 of 5 votes')
   t.ok(fv.epoch >= EPOCHS_PER_GENERATION, `a new generation of epochs (${fv.epoch})`)
-  t.match((await lab.cli('cluster', 'status')).stdout, /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/, '`cluster status` shows the forced quorum')
+  t.match(await cliText(lab, /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/), /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/, '`cluster status` shows the forced quorum')
   await lab.waitFor('every vm running again in site-a', () => allRunningOn(lab, ['host-a1', 'host-a2']), WAIT_MS)
 
   // the witness, host-b1 and host-b2 come back: 3 of the OLD 5 votes, yet they join the forced cluster

@@ -22,7 +22,7 @@ interface VmList {
   roles: VmRoleRecord[]
 }
 
-const vmList = (lab: TestLab): Promise<VmList> => lab.json<VmList>('vm', 'list')
+const vmList = (lab: TestLab): Promise<VmList> => lab.vmList()
 
 /** Each up host's VMs from its own GET /status. */
 async function inventories(lab: TestLab): Promise<Record<string, string[]>> {
@@ -63,7 +63,7 @@ const ownerOf = (list: VmList, vm: string): string | null => list.roles.find((r)
 t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab restart', async (t) => {
   const { lab } = await startLab(t)
   await lab.waitFor('the cluster to form', async () => {
-    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    const s = await lab.clusterStatus()
     return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? s : undefined
   }, WAIT_MS)
 
@@ -128,14 +128,14 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   }
   t.equal((await lab.cli('restart', 'host-b1')).code, 0)
   await lab.waitFor('host-b1 back in the cluster', async () => {
-    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    const s = await lab.clusterStatus()
     return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
   }, WAIT_MS)
 
   // 3. cut site-a from site-b: one side keeps quorum and runs ALL vms, the other side runs none
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
   const split = await lab.waitFor('one side to run every vm', async () => {
-    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    const s = await lab.clusterStatus()
     const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
     if (holders.length !== 2 || holders[0]!.slice(0, 6) !== holders[1]!.slice(0, 6)) return undefined
     const r = await allRunning(lab, (_vm, owner) => holders.includes(owner))
@@ -148,7 +148,7 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.ok(stoppedEvents.length > 0, 'timeline: the cut-off side stopped its vms for lack of quorum')
   t.equal((await lab.cli('heal')).code, 0)
   await lab.waitFor('all four together after heal', async () => {
-    const s = await lab.json<LabClusterStatus>('cluster', 'status')
+    const s = await lab.clusterStatus()
     return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
   }, WAIT_MS)
 
