@@ -144,7 +144,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const listing = (): MessageOf<'volume-listing'> => ({
     t: 'volume-listing',
     block_size_bytes: store.block_size_bytes,
-    volumes: store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes })),
+    volumes: store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: masking.presentations(v.volume).map((x) => x.host) })),
   })
   const presentations = (volume: string): MessageOf<'lun-presentations'> => ({
     t: 'lun-presentations',

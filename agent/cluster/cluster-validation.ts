@@ -2,9 +2,10 @@
  * `hvlab cluster validate`, the checks (pure): what the validation wizard of the seeds
  * looks at, from what the lab can see now — every node sees every other on the heartbeat
  * network (from each host's own cluster status), the witness is reachable from every
- * site, each VM's owners are nodes of the cluster, and each VM's replicated disk: it is
- * presented to every host that may own the VM, it exists on both arrays of its
- * remote-copy group (as the arrays list their volumes), and no two VMs share a group.
+ * site, each VM's owners are nodes of the cluster, and each VM's shared disk: it is
+ * presented to every host that may own the VM (as the arrays' LUN masking has it), it
+ * exists on both arrays of its remote-copy group (or on its CSV's array), and no two VMs
+ * share a group.
  */
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
@@ -25,8 +26,11 @@ export interface ValidationInput {
   /** Each host's own cluster status (missing: it did not answer). */
   statuses: Readonly<Record<string, ClusterStatus>>
   roles: readonly VmRoleRecord[] | null
-  /** Each array's volumes as it lists them now, or why it did not answer; absent: not asked. */
-  arrays?: Readonly<Record<string, { volumes: readonly string[] } | { error: string }>>
+  /**
+   * Each array's volumes as it lists them now, with the hosts each is presented to (LUN
+   * masking), or why it did not answer; absent: not asked.
+   */
+  arrays?: Readonly<Record<string, { volumes: readonly string[]; presented?: Readonly<Record<string, readonly string[]>> } | { error: string }>>
 }
 
 export function validateCluster(input: ValidationInput): ValidationCheck[] {
@@ -81,28 +85,58 @@ function roleChecks(input: ValidationInput): ValidationCheck[] {
 function storageChecks(input: ValidationInput): ValidationCheck[] {
   if (input.roles === null || input.roles.length === 0) return []
   const replicated = input.roles.flatMap((r) => (r.storage?.kind === 'replicated' ? [{ role: r, spec: r.storage }] : []))
-  if (replicated.length === 0) {
-    return [{ area: 'storage', name: "each vm's storage is presented to all its possible owners", result: 'skip', detail: 'no vm has a replicated disk (all local); nothing to check' }]
+  const onCsv = input.roles.flatMap((r) => (r.storage?.kind === 'csv' ? [{ role: r, spec: r.storage }] : []))
+  if (replicated.length === 0 && onCsv.length === 0) {
+    return [{ area: 'storage', name: "each vm's storage is presented to all its possible owners", result: 'skip', detail: 'no vm has a shared disk (all local); nothing to check' }]
   }
   const nodes = input.hosts.map((h) => h.name)
   const out: ValidationCheck[] = []
+  /** What each array says about `volume`: problems (absent, no answer) and hosts of `owners` it is not presented to. */
+  const onArrays = (arrays: readonly string[], volume: string, owners: readonly string[]) => {
+    const problems: string[] = []
+    const unpresented: string[] = []
+    for (const array of arrays) {
+      const a = input.arrays?.[array]
+      if (a === undefined) continue
+      if ('error' in a) {
+        problems.push(`array ${array} did not answer (${a.error})`)
+        continue
+      }
+      if (!a.volumes.includes(volume)) {
+        problems.push(`array ${array} has no volume ${volume}`)
+        continue
+      }
+      const presented = a.presented?.[volume]
+      const missing = presented === undefined ? [] : owners.filter((o) => !presented.includes(o))
+      if (missing.length > 0) unpresented.push(`${array} does not present it to ${missing.join(', ')}`)
+    }
+    return { problems, unpresented }
+  }
   for (const { role, spec } of replicated) {
     const name = `vm ${role.name}: disk ${spec.volume} presented to all its possible owners`
     const owners = role.possible_owners ?? nodes
     const missing = owners.filter((o) => !spec.hosts.includes(o))
-    const absent = [spec.arrays.primary, spec.arrays.secondary].flatMap((array) => {
-      const a = input.arrays?.[array]
-      if (a === undefined) return []
-      if ('error' in a) return [`array ${array} did not answer (${a.error})`]
-      return a.volumes.includes(spec.volume) ? [] : [`array ${array} has no volume ${spec.volume}`]
-    })
-    if (missing.length > 0) {
-      out.push({ area: 'storage', name, result: 'fail', detail: `not presented to ${missing.join(', ')}, which may own it; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners` })
-    } else if (absent.length > 0) {
-      out.push({ area: 'storage', name, result: 'fail', detail: `${absent.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\`` })
+    const arrays = [spec.arrays.primary, spec.arrays.secondary]
+    const { problems, unpresented } = onArrays(arrays, spec.volume, owners)
+    if (missing.length > 0 || unpresented.length > 0) {
+      const what = missing.length > 0 ? `not presented to ${missing.join(', ')}, which may own it` : unpresented.join('; ')
+      out.push({ area: 'storage', name, result: 'fail', detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners` })
+    } else if (problems.length > 0) {
+      out.push({ area: 'storage', name, result: 'fail', detail: `${problems.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\`` })
     } else {
-      out.push({ area: 'storage', name, result: 'pass', detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? '; both arrays list the volume' : ''}` })
+      out.push({ area: 'storage', name, result: 'pass', detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? ' (as both arrays list their LUN presentations)' : ''}` })
     }
+  }
+  for (const { role, spec } of onCsv) {
+    const name = `vm ${role.name}: Cluster Shared Volume ${spec.csv} presented to all its possible owners`
+    const owners = role.possible_owners ?? nodes
+    const { problems, unpresented } = onArrays([spec.array], spec.volume, owners)
+    const bad = [...unpresented, ...problems]
+    out.push(
+      bad.length > 0
+        ? { area: 'storage', name, result: 'fail', detail: `${bad.join('; ')}; every node must reach a CSV (\`hvlab array present ${spec.array} ${spec.volume} HOST\`)` }
+        : { area: 'storage', name, result: 'pass', detail: input.arrays ? `${spec.volume} on ${spec.array} is presented to ${owners.join(', ')}` : `${spec.volume} on ${spec.array} (the array was not asked)` },
+    )
   }
   const byGroup = new Map<string, string[]>()
   for (const { role, spec } of replicated) byGroup.set(spec.group, [...(byGroup.get(spec.group) ?? []), role.name])

@@ -114,12 +114,13 @@ export function registerClusterCommands(program: Command): void {
       const lab = await client.get<LabStatus>('/v1/status')
       const statuses = (await clusterStatusNow(client).catch(() => ({ hosts: {} as Record<string, ClusterStatus> }))).hosts
       const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
-      const arrays: Record<string, { volumes: string[] } | { error: string }> = {}
-      if (list?.roles.some((r) => r.storage?.kind === 'replicated')) {
+      const arrays: Record<string, { volumes: string[]; presented: Record<string, string[]> } | { error: string }> = {}
+      if (list?.roles.some((r) => r.storage?.kind === 'replicated' || r.storage?.kind === 'csv')) {
         await Promise.all(
           topology.arrays.map(async (a) => {
             try {
-              arrays[a.name] = { volumes: (await client.request(a.name, { t: 'volume-list' }, 'volume-listing', HOST_REQUEST_TIMEOUT_MS)).volumes.map((v) => v.volume) }
+              const listing = (await client.request(a.name, { t: 'volume-list' }, 'volume-listing', HOST_REQUEST_TIMEOUT_MS)).volumes
+              arrays[a.name] = { volumes: listing.map((v) => v.volume), presented: Object.fromEntries(listing.map((v) => [v.volume, v.presented_to])) }
             } catch (e) {
               arrays[a.name] = { error: describeError(e) }
             }

@@ -113,7 +113,8 @@ export const volumeRemove = defineMessage('volume-remove', { volume: volume() })
 export const volumeList = defineMessage('volume-list', {})
 export const volumeListing = defineMessage('volume-listing', {
   block_size_bytes: field.u32(),
-  volumes: field.list(z.strictObject({ volume: volume(), size_bytes: field.uint() }), VOLUMES_LISTED_MAX),
+  /** Each volume with the hosts it is presented to (LUN masking). */
+  volumes: field.list(z.strictObject({ volume: volume(), size_bytes: field.uint(), presented_to: field.list(field.name(), 4096) }), VOLUMES_LISTED_MAX),
 })
 
 /** Present a volume to a host; with initiators, only I/O from those (VFC WWN A/B) is allowed. */

@@ -25,7 +25,7 @@ t.test('a healthy cluster passes; storage checks are skipped with why when no vm
   const checks = validateCluster({ hosts: HOSTS, witness, statuses: { 'host-a1': status('host-a1'), 'host-b1': status('host-b1') }, roles: [role('web1', ['host-b1'])] })
   t.ok(validationPassed(checks))
   t.same(checks.filter((c) => c.result === 'fail'), [])
-  t.ok(checks.some((c) => c.area === 'storage' && c.result === 'skip' && /no vm has a replicated disk/.test(c.detail)))
+  t.ok(checks.some((c) => c.area === 'storage' && c.result === 'skip' && /no vm has a shared disk/.test(c.detail)))
 })
 
 t.test('a broken heartbeat link, a witness cut off from a site and a stranger owner fail, saying what to do', async (t) => {

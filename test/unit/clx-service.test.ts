@@ -80,7 +80,7 @@ async function arraySide(lab: Lab, name: string, partner: string, dir: string): 
 
 /** What the array process answers to an admin request (array-service.ts's operator handlers). */
 async function answer(s: ArraySide, m: Message): Promise<Message> {
-  const listing = (): Message => ({ t: 'volume-listing', block_size_bytes: s.store.block_size_bytes, volumes: s.store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes })) })
+  const listing = (): Message => ({ t: 'volume-listing', block_size_bytes: s.store.block_size_bytes, volumes: s.store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: s.masking.presentations(v.volume).map((x) => x.host) })) })
   switch (m.t) {
     case 'rc-status-request':
       return { t: 'rc-status', groups: s.rc.status(m.group) }

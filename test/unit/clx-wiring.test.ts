@@ -182,7 +182,7 @@ t.test('vm deps: vm → disk → group → both arrays, and an array that did no
 })
 
 t.test('cluster validate: replicated disks presented to every possible owner, on both arrays, one vm per group', async (t) => {
-  const storageChecks = (roles: VmRoleRecord[], arrays?: Record<string, { volumes: string[] } | { error: string }>) =>
+  const storageChecks = (roles: VmRoleRecord[], arrays?: Record<string, { volumes: string[]; presented?: Record<string, string[]> } | { error: string }>) =>
     validateCluster({ hosts: HOSTS, witness: null, statuses: {}, roles, ...(arrays ? { arrays } : {}) }).filter((c) => c.area === 'storage')
   const good = storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { volumes: ['web1-disk0'] } })
   t.same(good.map((c) => c.result), ['pass', 'pass'])
@@ -191,6 +191,16 @@ t.test('cluster validate: replicated disks presented to every possible owner, on
   t.match(storageChecks([record('web1', partial, ['host-a1', 'host-a2'])]), [{ result: 'pass' }, { result: 'pass' }], 'possible owners limited to the presented hosts')
   t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { volumes: [] } }), [{ result: 'fail', detail: /array array-b has no volume web1-disk0/ }])
   t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { error: 'timed out' } }), [{ result: 'fail', detail: /array-b did not answer/ }])
+  // the arrays' own LUN masking: a host the record lists but an array does not present to fails the check
+  const all = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
+  const masked = (b: string[]) => ({ 'array-a': { volumes: ['web1-disk0'], presented: { 'web1-disk0': all } }, 'array-b': { volumes: ['web1-disk0'], presented: { 'web1-disk0': b } } })
+  t.match(storageChecks([record('web1', SPEC)], masked(all)), [{ result: 'pass', detail: /LUN presentations/ }, { result: 'pass' }])
+  t.match(storageChecks([record('web1', SPEC)], masked(['host-a1', 'host-a2', 'host-b1'])), [{ result: 'fail', detail: /array-b does not present it to host-b2/ }])
+  // a VM on a CSV: the CSV's volume must be presented to every possible owner
+  const csvSpec = { kind: 'csv' as const, csv: 'v1', region: 'db1', size_bytes: 1 << 20, array: 'array-a', volume: 'csv-v1' }
+  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': all } } }), [{ result: 'pass', name: /Cluster Shared Volume v1/ }])
+  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': ['host-a1'] } } }), [{ result: 'fail', detail: /does not present it to host-a2, host-b1, host-b2/ }])
+  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: [] } }), [{ result: 'fail', detail: /has no volume csv-v1/ }])
   const shared = storageChecks([record('web1', SPEC), record('web2', { ...SPEC, volume: 'web2-disk0' })])
   t.match(shared.at(-1), { name: 'one vm per remote-copy group', result: 'fail', detail: /rc-web1 holds web1, web2/ })
 })
