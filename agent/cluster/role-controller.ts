@@ -92,8 +92,9 @@ export type RoleInput =
   | { readonly type: 'vm_started'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * `storage_refused`: CLX would not make the VM's disk writable on that node (stale or
-   * syncing copy …): the role fails with that reason — not a node failure the policy
-   * retries elsewhere — and stays off until the operator acts (e.g. `vm start --force-storage`).
+   * syncing copy …): a failed start (role.storage-refused on the timeline) that the failover
+   * policy restarts and fails over within its limits; when they are spent the role is
+   * failed with the reason, and the operator may `vm start --force-storage`.
    */
   | { readonly type: 'vm_start_failed'; readonly role: string; readonly node: string; readonly op: number; readonly reason: string; readonly storage_refused?: boolean }
   | { readonly type: 'vm_stopped'; readonly role: string; readonly node: string; readonly op: number }
@@ -367,13 +368,11 @@ export class RoleController {
   private onStartFailed(name: string, node: string, op: number, reason: string, storage_refused: boolean): void {
     const e = this.entries.get(name)
     if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
-    if (storage_refused) {
-      // Every node of that site would get the same answer: no restarts, no failover loop.
-      this.emit('role.storage-refused', { role: name, node, reason })
-      this.leaveNode(e, `start on ${node} refused by storage`)
-      return this.setState(e, 'failed', null, `start on ${node} refused by storage: ${reason}`)
-    }
-    this.onFailure(e, node, `start on ${node} failed: ${reason}`, { node_lost: false, vm_present: false })
+    // A refusal by storage (CLX) is the resource failing to come online on that node, as in
+    // WSFC: the failover policy restarts it (a syncing copy may be Synced by then) and then
+    // fails it over — to the other site, where the writable copy may be — within its limits.
+    if (storage_refused) this.emit('role.storage-refused', { role: name, node, reason })
+    this.onFailure(e, node, `start on ${node} ${storage_refused ? 'refused by storage' : 'failed'}: ${reason}`, { node_lost: false, vm_present: false })
   }
 
   private onStopped(name: string, node: string, op: number): void {

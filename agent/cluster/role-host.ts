@@ -233,7 +233,16 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const runCommand = async (command: RoleCommandMessage): Promise<void> => {
     if (command.op !== 'create') return roles.command(command as RoleCommand)
     const { storage: wanted, ...spec } = command.spec
-    if (wanted === undefined || wanted === null || wanted.kind === 'local') return roles.command({ op: 'create', spec: { ...spec, storage: wanted?.kind === 'local' ? wanted : null } })
+    if (wanted?.kind === 'local') {
+      // A disk on one host's own storage: the VM can run only there (no failover across hosts;
+      // moving local storage with it — shared-nothing migration — is not built).
+      const home = spec.possible_owners?.length === 1 ? spec.possible_owners[0] : spec.preferred_owners?.[0]
+      if (home === undefined || (spec.possible_owners && spec.possible_owners.length > 0 && !spec.possible_owners.includes(home))) {
+        throw new HvlabError('HVLAB_E_USAGE', `cannot create vm ${spec.name} with --storage local: its disk lives on one host, so name that host with --preferred HOST (it can run nowhere else)`)
+      }
+      return roles.command({ op: 'create', spec: { ...spec, preferred_owners: [home], possible_owners: [home], storage: wanted } })
+    }
+    if (wanted === undefined || wanted === null) return roles.command({ op: 'create', spec: { ...spec, storage: null } })
     createVmRole({ ...spec, storage: null }) // a bad name or owner list is refused before any array is touched
     if (roles.list()?.some((r) => r.name === spec.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${spec.name}: a vm with that name exists; pick another name`)
     if (wanted.kind === 'csv') {

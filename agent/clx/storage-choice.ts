@@ -9,8 +9,11 @@ import { HvlabError } from '../../shared/errors.js'
 import { CSV_NAME_RE } from '../csv/csv-record.js'
 import type { VmStorageRequest } from '../../shared/protocol/cluster-messages.js'
 
-/** A lab VM's disk when --disk-gib is left out: small, like its 64 MiB of memory (the first sync copies it all). */
-export const DISK_BYTES_DEFAULT = 64 * 1024 ** 2
+/**
+ * A lab VM's disk when --disk-gib is left out: small, like lab VMs' memory — the first sync
+ * of a new group compares and copies the whole volume, which is most of a VM create's cost.
+ */
+export const DISK_BYTES_DEFAULT = 16 * 1024 ** 2
 /** An array's remote-copied volume has at most 2^20 blocks of 4 KiB. */
 export const DISK_GIB_MAX = 4
 const GIB = 1024 ** 3

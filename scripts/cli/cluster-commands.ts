@@ -168,8 +168,8 @@ function registerVmCommands(program: Command): void {
     .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
     .option('--memory-mib <n>', 'guest memory, MiB (the emulated VM really has it: keep lab VMs small)', intIn(32, 4 * 1024 * 1024), 64)
     .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
-    .option('--storage <kind>', 'replicated: a disk on the array of the preferred owner\'s site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites\' hosts (the default with an array in each of two sites); local: no shared disk; csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it')
-    .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 64 MiB)', intIn(1, 4))
+    .option('--storage <kind>', 'replicated: a disk on the array of the preferred owner\'s site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites\' hosts (the default with an array in each of two sites); local: the disk stays on its one host (the first --preferred), where alone the VM runs (no failover); csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it')
+    .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 16 MiB)', intIn(1, 4))
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; memoryMib: number; preferred?: string[]; storage?: string; diskGib?: number }) => {
       const storage = chooseVmStorage({ ...(o.storage !== undefined ? { storage: o.storage } : {}), ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}) }, loadTopology(labLayout(o.dir).topology).arrays)

@@ -2,8 +2,9 @@
  * Cluster Extension (CLX) and the VMs' default storage in the default two-site lab, one
  * lab start, through the real CLI: `vm create` gives web1 a replicated disk (volume on
  * array-a, its own synchronous group rc-web1, Synced) that `vm deps` shows and `cluster
- * validate` checks; a quick move within site-a does no storage failover; a quick move to
- * host-b1 switches the group over (array-b writable); with the group stopped a cross-site
+ * validate` checks; a quick move within site-a does no storage failover; a live migration
+ * to host-b1 switches the group over inside its blackout (array-b writable, the guest's
+ * disk writes follow with zero refused); with the group stopped a cross-site
  * move is refused with a clear message and a clx.refused event and the VM stays where it
  * was; once Synced again, kill -9 of array-b and host-b1 brings the VM up in site-a by a
  * CLX failover.
@@ -56,6 +57,11 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   const again = await lab.cli('vm', 'create', VM, '--memory-mib', '64')
   t.not(again.code, 0, 'a second create of the same name is refused')
   t.match(again.stderr, /a vm with that name exists/)
+  const local = await lab.cli('vm', 'create', 'loc1', '--storage', 'local')
+  t.not(local.code, 0, '--storage local without a host is refused')
+  t.match(local.stderr, /name that host with --preferred HOST/)
+  ok(t, await lab.cli('vm', 'create', 'loc1', '--storage', 'local', '--preferred', 'host-a2'), 'vm create --storage local --preferred host-a2')
+  t.match((await lab.vmList()).roles.find((r) => r.name === 'loc1'), { possible_owners: ['host-a2'], storage: { kind: 'local' } }, 'a local disk pins the vm to its host')
   const csv = await lab.cli('vm', 'create', 'csv1', '--storage', 'csv:vol1')
   t.not(csv.code, 0)
   t.match(csv.stderr, /there is no CSV vol1/, 'csv:NAME needs an existing CSV')
@@ -70,7 +76,7 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.equal(d1.writes_refused, 0, 'no write refused')
   const deps = await lab.cli('vm', 'deps', VM)
   ok(t, deps, 'vm deps')
-  t.match(deps.stdout, new RegExp(`vm ${VM} \\(running on host-a1[\\s\\S]*disk ${VM}-disk0 \\(64\\.0 MiB\\)[\\s\\S]*remote copy group ${GROUP} \\(synchronous\\)[\\s\\S]*array array-a \\(natural primary\\): primary, started, link up, Synced[\\s\\S]*array array-b \\(natural secondary\\): secondary`), 'vm deps shows vm → disk → group → arrays')
+  t.match(deps.stdout, new RegExp(`vm ${VM} \\(running on host-a1[\\s\\S]*disk ${VM}-disk0 \\(16\\.0 MiB\\)[\\s\\S]*remote copy group ${GROUP} \\(synchronous\\)[\\s\\S]*array array-a \\(natural primary\\): primary, started, link up, Synced[\\s\\S]*array array-b \\(natural secondary\\): secondary`), 'vm deps shows vm → disk → group → arrays')
   const validate = await lab.json<{ checks: { area: string; name: string; result: string; detail: string }[] }>('cluster', 'validate').catch(() => null)
   const storageChecks = validate?.checks.filter((c) => c.area === 'storage') ?? []
   t.ok(storageChecks.some((c) => c.name.includes(`${VM}-disk0`) && c.result === 'pass'), `cluster validate checks the disk: ${JSON.stringify(storageChecks)}`)
@@ -84,11 +90,15 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.notOk((await eventsSince(lab, seq)).some((e) => e.kind === 'clx.switchover' || e.kind === 'clx.failover'), 'no CLX switchover or failover within a site')
   t.equal((await groupOn(lab, 'array-a'))?.role, 'primary', 'array-a is still the primary')
 
-  // 3. a quick move to site-b: CLX switches the group over inside the blackout
+  // 3. a live migration to site-b while the guest writes its disk: CLX checks the group
+  //    before and switches it over inside the blackout; memory hashes match at the switch
   seq = await lastSeq(lab)
-  const across = await quickMove(lab, 'host-b1')
-  ok(t, across.cli, 'quick move to host-b1')
-  t.equal(across.result?.outcome, 'completed', `moved across sites: ${across.result?.reason}`)
+  const live = await lab.cli('vm', 'migrate', VM, '--to', 'host-b1', '--verify', '--json')
+  ok(t, live, 'live migration to host-b1')
+  const across = JSON.parse(live.stdout) as MigrationResultMessage & { blackoutMs: number | null; hashes_match?: boolean }
+  t.equal(across.outcome, 'completed', `live-migrated across sites: ${across.reason}`)
+  t.equal(across.hashes_match, true, 'memory on host-b1 equals memory on host-a2 at the pause')
+  t.comment(`cross-site live migration: blackout ${across.blackoutMs} ms (with the CLX switchover and --verify hashing inside it)`)
   await runningOn(lab, ['host-b1'])
   const d2 = await diskWriting(lab, 'array-b')
   t.equal(d2.host, 'host-b1', 'after the switchover the guest writes array-b, from host-b1')

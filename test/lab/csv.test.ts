@@ -56,7 +56,7 @@ t.test('CSV: direct and redirected I/O, coordinator takeover', async (t) => {
   // A VM whose disk is a region of the CSV, on host-b1, writing its disk.
   const created1 = await lab.cli('vm', 'create', 'db1', '--memory-mib', '64', '--preferred', 'host-b1', '--storage', 'csv:v1')
   t.equal(created1.code, 0, `vm create --storage csv:v1: ${created1.stderr}`)
-  t.match((await lab.cli('vm', 'deps', 'db1')).stdout, /region db1 \(64\.0 MiB\) of Cluster Shared Volume v1[\s\S]*volume csv-v1 on array array-a/, 'vm deps shows the CSV')
+  t.match((await lab.cli('vm', 'deps', 'db1')).stdout, /region db1 \(16\.0 MiB\) of Cluster Shared Volume v1[\s\S]*volume csv-v1 on array array-a/, 'vm deps shows the CSV')
   t.equal((await lab.cli('vm', 'start', 'db1')).code, 0, 'vm start db1')
   await lab.waitFor('db1 running', async () => ((await lab.vmList()).roles.find((r) => r.name === 'db1' && r.state === 'running') ? true : undefined), 60_000)
   t.equal((await lab.cli('vm', 'load', 'db1', '--disk-iops', '40')).code, 0, 'vm load db1 --disk-iops 40')

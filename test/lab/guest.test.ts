@@ -4,8 +4,8 @@
  * load live-migrates host-a1 → host-a2 while a client (the CLI's own ping module, in this
  * process) pings it every 3 ms: no reply is lost, the longest gap is reported, the guest's
  * value never goes backwards, both hosts answered, and memory hashes match (--verify).
- * Then "cut the network mid round": a busy VM's migration is cut by `partition host-a1
- * host-a2` during pre-copy; the migration fails, the VM keeps running on the source and
+ * Then "cut the network mid round": a busy VM's migration is cut during pre-copy by
+ * partitioning the destination off; the migration fails, the VM keeps running on the source and
  * every ping is still answered there; `heal` restores the network.
  */
 import t from 'tap'
@@ -85,7 +85,10 @@ t.test('vm ping follows a live migration without losing a reply; a cut mid pre-c
   const ping2 = backgroundPing(lab, 'big1')
   const migrating = lab.cli('vm', 'migrate', 'big1', '--to', 'host-a2', '--max-rounds', '1000', '--budget-ms', '1', '--json')
   await lab.waitFor('big1 in pre-copy', async () => ((await lab.events()).some((e) => e.seq > seq0 && e.kind === 'migration.precopy' && e.details.vm === 'big1') ? true : undefined), WAIT_MS)
-  await lab.control().post('/v1/partition', { a: ['host-a1'], b: ['host-a2'] })
+  // Cut the destination off (from the source, the other hosts and the witness): the migration
+  // fails and the cluster keeps host-a1, so big1 stays where it is. (Cutting only host-a1 from
+  // host-a2 would also make the cluster drop one of the two, which may be the source.)
+  await lab.control().post('/v1/partition', { a: ['host-a2'], b: ['host-a1', 'host-b1', 'host-b2', 'witness'] })
   const cut = await migrating
   const c = JSON.parse(cut.stdout) as Result
   t.not(c.outcome, 'completed', `the migration did not complete: ${c.outcome}: ${c.reason}`)

@@ -1,14 +1,15 @@
 /**
  * The lab runtime with real processes: the default two-site topology comes up with
  * every process connected to its peers; a kill -9 is reported in status and events;
- * a restart reconnects; a process that dies by itself is reported with its last log
- * lines; bad commands get clear errors; `hvlab down` leaves no process behind.
+ * a restart reconnects; a site partition cuts and heal restores the links; a paused
+ * (SIGSTOP) process is lost by its peers and comes back on SIGCONT; a process that dies by
+ * itself is reported with its last log lines; bad commands get clear errors; `hvlab down` leaves no process behind.
  */
 import t from 'tap'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { isAlive, startLab } from './lab-fixture.js'
 
-t.test('default two-site lab: up, kill -9, restart, crash report, down', async (t) => {
+t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
   const { lab, status } = await startLab(t)
   const names = status.processes.map((p) => p.name).sort()
   t.same(names, ['array-a', 'array-b', 'host-a1', 'host-a2', 'host-b1', 'host-b2', 'witness'], 'every process of the default topology')
@@ -67,6 +68,38 @@ t.test('default two-site lab: up, kill -9, restart, crash report, down', async (
   t.ok(events2.some((e) => e.kind === 'process.up' && e.details.process === 'host-a1'), 'events: host-a1 up again')
   t.ok(events2.some((e) => e.kind === 'peer.connected' && e.source === 'host-b1' && e.details.peer === 'host-a1'), 'events: host-b1 reconnected to host-a1')
 
+  // partition and heal between sites (one lab for the whole runtime: every lab start costs CI time)
+  t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
+  const cut = await lab.waitFor('site-a cut from site-b', async () => {
+    const s = await lab.status()
+    const a1 = s.processes.find((p) => p.name === 'host-a1')!
+    const b1 = s.processes.find((p) => p.name === 'host-b1')!
+    return !a1.peers.some((p) => p.startsWith('host-b') || p === 'array-b') && !b1.peers.some((p) => p.startsWith('host-a') || p === 'array-a') ? s : undefined
+  })
+  const a1 = cut.processes.find((p) => p.name === 'host-a1')!
+  t.ok(a1.peers.includes('witness') && a1.peers.includes('host-a2'), 'site-a still reaches the witness and its own site')
+  t.same(a1.blocked, ['array-b', 'host-b1', 'host-b2'], 'host-a1 is blocked from site-b')
+  t.equal((await lab.cli('heal')).code, 0)
+  await lab.waitFor('all connected again', async () => {
+    const s = await lab.status()
+    return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
+  })
+  t.pass('healed')
+
+  // SIGSTOP pauses a process: shown paused, peers lose it; SIGCONT brings it back
+  await lab.cli('kill', 'host-b2', '--signal', 'STOP')
+  await lab.waitFor('host-b2 paused and lost by its peers', async () => {
+    const s = await lab.status()
+    return s.processes.find((p) => p.name === 'host-b2')!.state === 'paused' && !s.processes.find((p) => p.name === 'host-b1')!.peers.includes('host-b2') ? s : undefined
+  })
+  t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
+  await lab.cli('kill', 'host-b2', '--signal', 'CONT')
+  await lab.waitFor('host-b2 back', async () => {
+    const s = await lab.status()
+    return s.lab.healthy ? s : undefined
+  })
+  t.pass('continued host-b2 reconnects')
+
   // a process that dies by itself (killed from outside the lab) is reported, not restarted
   const witness = healed.processes.find((p) => p.name === 'witness')!
   process.kill(witness.pid!, 'SIGKILL')
@@ -103,38 +136,4 @@ t.test('default two-site lab: up, kill -9, restart, crash report, down', async (
   t.ok(pids.every((p) => !isAlive(p)), 'no process left behind')
   const after = await lab.cli('status')
   t.match(after.stderr, /no lab is running/, 'status after down says so')
-})
-
-t.test('partition and heal between sites, and pause/continue', async (t) => {
-  const { lab } = await startLab(t)
-  t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
-  const cut = await lab.waitFor('site-a cut from site-b', async () => {
-    const s = await lab.status()
-    const a1 = s.processes.find((p) => p.name === 'host-a1')!
-    const b1 = s.processes.find((p) => p.name === 'host-b1')!
-    return !a1.peers.some((p) => p.startsWith('host-b') || p === 'array-b') && !b1.peers.some((p) => p.startsWith('host-a') || p === 'array-a') ? s : undefined
-  })
-  const a1 = cut.processes.find((p) => p.name === 'host-a1')!
-  t.ok(a1.peers.includes('witness') && a1.peers.includes('host-a2'), 'site-a still reaches the witness and its own site')
-  t.same(a1.blocked, ['array-b', 'host-b1', 'host-b2'], 'host-a1 is blocked from site-b')
-  t.equal((await lab.cli('heal')).code, 0)
-  await lab.waitFor('all connected again', async () => {
-    const s = await lab.status()
-    return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
-  })
-  t.pass('healed')
-
-  // SIGSTOP pauses a process: shown paused, peers lose it; SIGCONT brings it back
-  await lab.cli('kill', 'host-b2', '--signal', 'STOP')
-  await lab.waitFor('host-b2 paused and lost by its peers', async () => {
-    const s = await lab.status()
-    return s.processes.find((p) => p.name === 'host-b2')!.state === 'paused' && !s.processes.find((p) => p.name === 'host-b1')!.peers.includes('host-b2') ? s : undefined
-  })
-  t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
-  await lab.cli('kill', 'host-b2', '--signal', 'CONT')
-  await lab.waitFor('host-b2 back', async () => {
-    const s = await lab.status()
-    return s.lab.healthy ? s : undefined
-  })
-  t.pass('continued host-b2 reconnects')
 })

@@ -47,7 +47,7 @@ t.test('storage choice: replicated by default with one array in each of two site
   t.same(chooseVmStorage({ disk_gib: 2 }, ARRAYS), { kind: 'replicated', size_bytes: 2 * 1024 ** 3 })
   t.same(chooseVmStorage({}, []), { kind: 'local' })
   t.same(chooseVmStorage({ storage: 'local' }, ARRAYS), { kind: 'local' })
-  t.same(chooseVmStorage({ storage: 'csv:vol1' }, ARRAYS), { kind: 'csv', csv: 'vol1', size_bytes: 64 * 1024 ** 2 })
+  t.same(chooseVmStorage({ storage: 'csv:vol1' }, ARRAYS), { kind: 'csv', csv: 'vol1', size_bytes: DISK_BYTES_DEFAULT })
   t.same(chooseVmStorage({ storage: 'csv:vol1', disk_gib: 2 }, []), { kind: 'csv', csv: 'vol1', size_bytes: 2 * 1024 ** 3 }, 'a CSV needs no pair of sites')
   t.throws(() => chooseVmStorage({ storage: 'csv:' }, ARRAYS), /name the Cluster Shared Volume/)
   t.throws(() => chooseVmStorage({ storage: 'csv:Bad Name' }, ARRAYS), /name the Cluster Shared Volume/)
@@ -80,24 +80,33 @@ function lab() {
   return { c, step, advance: (ms: number) => (now += ms), cmd: (command: Extract<RoleInput, { type: 'command' }>['command']) => step({ type: 'command', command }) }
 }
 
-t.test('a start carries the role storage; a start CLX refused fails the role with the reason, with no retry or failover', async (t) => {
+t.test('a start carries the role storage; a start CLX refused is a failed start the failover policy retries, then fails over', async (t) => {
   const l = lab()
   l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-b1'], storage: SPEC } })
   const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
   t.match(s, { node: 'host-b1', storage: SPEC, force_storage: false })
-  const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is stopped on array-a; …'
-  const fx = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
-  t.same(starts(fx), [], 'no start anywhere else')
-  t.ok(kinds(fx).includes('role.storage-refused'))
-  t.notOk(kinds(fx).includes('role.failure'), 'not counted by the failover policy')
-  t.match(l.c.role('web1'), { state: 'failed', owner: null, last_owner: 'host-b1' })
-  t.match(l.c.role('web1')?.reason, /refused by storage: cannot start vm web1 on host-b1: remote copy group rc-web1 is stopped/)
-  t.same(starts(l.step({ type: 'failback_check', hour_of_day: 3 })), [], 'it stays failed')
+  const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing on array-b; …'
+  let fx = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
+  t.ok(kinds(fx).includes('role.storage-refused'), 'a role.storage-refused event')
+  t.ok(kinds(fx).includes('role.failure'), 'counted by the failover policy')
+  const nodes: string[] = []
+  // keep refusing on every node of site-b: the policy restarts, then fails over, and ends on another node
+  for (let i = 0; i < 12; i++) {
+    const next = starts(fx)[0]
+    if (next === undefined) break
+    nodes.push(next.node)
+    t.same(next.storage, SPEC, 'every retry carries the storage')
+    if (!next.node.startsWith('host-b')) break
+    fx = l.step({ type: 'vm_start_failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
+  }
+  t.ok(nodes.some((n) => n.startsWith('host-a')), `the policy moved it on to site-a, where the writable copy is (${nodes.join(' → ')})`)
+  t.match(l.c.role('web1')?.reason ?? '', /refused by storage|start/, 'the reason says why')
   // The operator forces: the next start (only) carries the force.
-  const [forced] = starts(l.cmd({ op: 'start', name: 'web1', force_storage: true }))
+  l.cmd({ op: 'create', spec: { name: 'web2', memory_mib: 64, preferred_owners: ['host-b1'], storage: { ...SPEC, group: 'rc-web2', volume: 'web2-disk0' } } })
+  const [forced] = starts(l.cmd({ op: 'start', name: 'web2', force_storage: true }))
   t.match(forced, { node: 'host-b1', force_storage: true })
-  const fx2 = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: forced!.op, reason: 'array-b unreachable', storage_refused: false })
-  t.ok(kinds(fx2).includes('role.failure'), 'a start that failed for another reason goes to the failover policy')
+  const fx2 = l.step({ type: 'vm_start_failed', role: 'web2', node: 'host-b1', op: forced!.op, reason: 'array-b unreachable', storage_refused: false })
+  t.ok(kinds(fx2).includes('role.failure'), 'a start that failed for another reason goes to the failover policy too')
   for (const again of starts(fx2)) t.equal(again.force_storage, false, 'the force was for one start')
 })
 
@@ -177,7 +186,7 @@ t.test('vm deps: vm → disk → group → both arrays, and an array that did no
   const d = vmDeps(record('web1', SPEC), { 'array-a': { status: status('primary', 'Synced') }, 'array-b': { error: 'timed out' } })
   t.match(d.disks, [{ kind: 'replicated', volume: 'web1-disk0', group: 'rc-web1', arrays: [{ array: 'array-a', reachable: true, role: 'primary', state: 'Synced' }, { array: 'array-b', reachable: false }] }])
   const text = formatVmDepsTree(d)
-  t.match(text, /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(64\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/)
+  t.match(text, /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/)
   t.match(formatVmDepsTree(vmDeps(record('loc1', null), {})), /disk: local to its host/)
 })
 
