@@ -80,6 +80,12 @@ export interface RcGroupConfig {
   write_error_policy: WriteErrorPolicy
   /** Restart replication by itself when the link comes back (else the group stops). */
   auto_recover: boolean
+  /**
+   * Peer Persistence-style group, failed over by the cluster (CLX) rather than by hand:
+   * after a failover during a cut, once the link is back the side that failed over last
+   * recovers the other by itself (else `recover` is the operator's).
+   */
+  auto_failover: boolean
   /** Resync batches sent and not yet acknowledged (resync concurrency). */
   batches_inflight_max: number
   batch_blocks_max: number
@@ -196,6 +202,7 @@ export function rcGroupConfig(input: RcGroupConfigInput): RcGroupConfig {
     period_ms: PERIOD_MS_DEFAULT,
     write_error_policy: 'no_fail_wrt_on_err',
     auto_recover: true,
+    auto_failover: false,
     batches_inflight_max: 4,
     batch_blocks_max: 64,
     sync_writes_inflight_max: 256,
@@ -625,12 +632,12 @@ export class RemoteCopyGroup {
     }
     if (isSourceRole(role)) {
       const both = this.emit('rc.both-primary', { local: this.role, partner: role, generation: this.generation, partner_generation: this.partner_generation })
-      // auto_recover (as Peer Persistence does after a failover): once the link is back, the
+      // auto_failover (as Peer Persistence does after a failover): once the link is back, the
       // side that failed over last keeps its data and recovers the other, which becomes its
       // secondary and receives the blocks either side changed since the split. The other
       // side's writes after the split (acknowledged only on it) are rolled back — the price
       // of no_fail_wrt_on_err; its hosts were fenced from it since this hello.
-      if (this.config.auto_recover && this.generation > this.partner_generation && this.role_change_pending === undefined) {
+      if (this.config.auto_failover && this.config.auto_recover && this.generation > this.partner_generation && this.role_change_pending === undefined) {
         return [...reply, both, this.emit('rc.auto-recover', { partner: this.config.partner }), ...this.beginRoleChange('recover')]
       }
       return [...reply, both]

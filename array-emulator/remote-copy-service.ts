@@ -81,6 +81,7 @@ export interface RcCreateRequest {
   period_ms?: number | undefined
   write_error_policy?: WriteErrorPolicy | undefined
   auto_recover?: boolean | undefined
+  auto_failover?: boolean | undefined
 }
 
 export class RemoteCopyService {
@@ -161,6 +162,7 @@ export class RemoteCopyService {
       ...(period_ms === undefined ? {} : { period_ms }),
       ...(r.write_error_policy === undefined ? {} : { write_error_policy: r.write_error_policy }),
       ...(r.auto_recover === undefined ? {} : { auto_recover: r.auto_recover }),
+      ...(r.auto_failover === undefined ? {} : { auto_failover: r.auto_failover }),
     })
     const journal = await GroupJournal.open(this.o.dir, r.group)
     await journal.persist(group.record())

@@ -134,7 +134,8 @@ class Provisioning {
     }
     if (p && !isSource(p)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${this.group} on ${this.primary} is ${p.role}, but ${this.secondary} has no side of it; fix it with hvlab rcopy, then run this again`)
     if (s && isSource(s)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${this.group} on ${this.secondary} is ${s.role}, but ${this.primary} has no side of it; fix it with hvlab rcopy, then run this again`)
-    const base = { group: this.group, mode: this.mode, ...(this.r.period_ms === undefined ? {} : { period_ms: this.r.period_ms }) }
+    // auto_failover: the cluster's CLX fails this group over, and it recovers by itself once the arrays see each other again
+    const base = { group: this.group, mode: this.mode, auto_failover: true, ...(this.r.period_ms === undefined ? {} : { period_ms: this.r.period_ms }) }
     if (!s) await this.ask(this.secondary, { t: 'rc-create', ...base, partner: this.primary, role: 'secondary' }, 'rc-status')
     if (!p) await this.ask(this.primary, { t: 'rc-create', ...base, partner: this.secondary, role: 'primary' }, 'rc-status')
     return this.primary

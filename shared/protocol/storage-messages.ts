@@ -149,6 +149,8 @@ export const rcCreate = defineMessage('rc-create', {
   period_ms: field.uint().optional(),
   write_error_policy: z.enum(RC_WRITE_ERROR_POLICIES).optional(),
   auto_recover: z.boolean().optional(),
+  /** Peer Persistence-style: the cluster (CLX) fails it over, and it recovers by itself once the link is back. */
+  auto_failover: z.boolean().optional(),
 })
 
 /** CLI/controller → the primary array: add a volume pair to a group (admitrcopyvv). */

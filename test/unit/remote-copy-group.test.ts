@@ -277,7 +277,7 @@ t.test('bad input is refused and changes nothing', async (t) => {
 })
 
 t.test('failover, recover, restore: both sides wrote, their changed blocks are unioned', async (t) => {
-  const lab = Lab.create({ auto_recover: false }).setUp()
+  const lab = Lab.create().setUp()
   lab.write(lab.a, 'v', 0, 1)
   lab.run()
   lab.linkDown()
@@ -423,8 +423,8 @@ t.test('periodic: an unplanned failover loses at most the writes since the last 
   t.equal(lab.b.group.status().last_sync_ms, 1000)
 })
 
-t.test('auto_recover: after a failover during a cut, the side that failed over recovers the other once the link is back', async (t) => {
-  const lab = Lab.create().setUp()
+t.test('auto_failover (Peer Persistence): after a failover during a cut, the side that failed over recovers the other once the link is back', async (t) => {
+  const lab = Lab.create({ auto_failover: true }).setUp()
   lab.write(lab.a, 'v', 0, 1)
   lab.run()
   lab.linkDown()
