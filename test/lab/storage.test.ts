@@ -102,8 +102,8 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
 
   await ok('array', 'volume', 'create', 'array-a', 'vol1', '--size', '1MiB')
   await ok('array', 'present', 'array-a', 'vol1', 'host-a1')
-  const listed = await lab.json<{ volumes: { volume: string; size_bytes: number }[] }>('array', 'volume', 'list', 'array-a')
-  t.same(listed.volumes, [{ volume: 'vol1', size_bytes: 1024 * 1024 }], 'volume listed')
+  const listed = await lab.json<{ volumes: { volume: string; size_bytes: number; presented_to: string[] }[] }>('array', 'volume', 'list', 'array-a')
+  t.same(listed.volumes, [{ volume: 'vol1', size_bytes: 1024 * 1024, presented_to: ['host-a1'] }], 'volume listed, with the host it is presented to')
   await ok('rcopy', 'create', 'rc1', '--primary', 'array-a', '--secondary', 'array-b', '--mode', 'sync')
   await ok('rcopy', 'admit', 'rc1', 'vol1')
   await ok('rcopy', 'start', 'rc1')
