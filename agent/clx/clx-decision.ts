@@ -154,7 +154,11 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
   if (!r.link_up) return orForce('arrays-split', `is not replicating: arrays ${remote.array} and ${local.array} cannot reach each other (${formatBytes(r.bytes_behind)} behind)`)
   if (!r.started) return orForce('stopped', `is stopped on ${remote.array}`)
   if (state === 'New') return orForce('new', `has volumes that never completed a first sync`)
-  if (state === 'NotSynced' || state === 'Stale' || state === 'Stopped' || r.bytes_behind > 0) {
+  // In sync mode a write on its way to the partner is not acknowledged to the host yet, so it
+  // counts in bytes_behind without making the group out of sync (the array's switchover drains
+  // it before swapping roles); in periodic mode bytes behind are data the secondary lacks.
+  const behind = r.mode === 'sync' ? 0 : r.bytes_behind
+  if (state === 'NotSynced' || state === 'Stale' || state === 'Stopped' || behind > 0) {
     return orForce(state === 'Stale' ? 'stale' : state === 'Stopped' ? 'stopped' : 'not-synced', `is not in sync (${state ?? 'no volumes'}, ${formatBytes(r.bytes_behind)} behind)`)
   }
   if (state === undefined) return orForce('new', 'has no volumes yet')

@@ -6,8 +6,8 @@
  * to host-b1 switches the group over inside its blackout (array-b writable, the guest's
  * disk writes follow with zero refused); with the group stopped a cross-site
  * move is refused with a clear message and a clx.refused event and the VM stays where it
- * was; once Synced again, kill -9 of array-b and host-b1 brings the VM up in site-a by a
- * CLX failover.
+ * was; once Synced again, losing site-b entirely (kill -9 of array-b, host-b1, host-b2)
+ * brings the VM up in site-a by a CLX failover, writing its disk with a newer epoch.
  */
 import t from 'tap'
 import type { MigrationResultMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
@@ -123,12 +123,14 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.equal((await runningOn(lab, ['host-b1'])).owner, 'host-b1', 'still running on host-b1')
   t.notOk((await eventsSince(lab, seq)).some((e) => e.kind === 'vm.stopped'), 'it was never stopped')
 
-  // 5. Synced again; then site-b's array and the VM's host die: CLX fails over to array-a
+  // 5. Synced again; then site-b is lost entirely (its array and both hosts): with host-a1,
+  //    host-a2 and the witness the cluster keeps quorum, and CLX fails the group over to array-a
   ok(t, await lab.cli('rcopy', 'start', GROUP), 'rcopy start')
   await synced(lab, 'array-b')
   seq = await lastSeq(lab)
   ok(t, await lab.cli('kill', 'array-b'), 'kill -9 array-b')
   ok(t, await lab.cli('kill', 'host-b1'), 'kill -9 host-b1')
+  ok(t, await lab.cli('kill', 'host-b2'), 'kill -9 host-b2')
   const after = await runningOn(lab, ['host-a1', 'host-a2'])
   t.ok(after.owner === 'host-a1' || after.owner === 'host-a2', `the vm came up in site-a (${after.owner})`)
   const fo = (await eventsSince(lab, seq)).find((e) => e.kind === 'clx.failover')

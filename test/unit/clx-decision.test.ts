@@ -68,7 +68,7 @@ t.test('Syncing: refused, and a force is refused too; the message says how far a
 t.test('New / NotSynced / Stopped / arrays split (primary reachable): refused unless forced; forced → failover on the local array', async (t) => {
   const rows: [string, RcGroupStatus, string][] = [
     ['new', status('primary', 'New'), 'new'],
-    ['not synced (bytes behind)', status('primary', 'Synced', { bytes_behind: 4096 }), 'not-synced'],
+    ['not synced (periodic, bytes behind)', status('primary', 'Synced', { bytes_behind: 4096, mode: 'periodic' }), 'not-synced'],
     ['stopped', status('primary', 'Stopped', { started: false }), 'stopped'],
     ['arrays split', status('primary', 'NotSynced', { link_up: false, bytes_behind: 8192 }), 'arrays-split'],
     ['no volumes', status('primary', 'Synced', { volumes: [] }), 'new'],
@@ -127,4 +127,10 @@ t.test('local array unreachable or without the group; remote without the group; 
     t.match(decideClx(input(up('array-b', status('secondary', 'Synced')), up('array-a', undefined), force)), { action: 'refuse', reason: 'group-unknown' })
     t.match(decideClx(input(up('array-b', status('secondary', 'Synced')), up('array-a', status('secondary-rev', 'Synced')), force)), { action: 'refuse', reason: 'no-source', forceable: false })
   }
+})
+
+t.test('sync mode: a write in flight to the partner (bytes behind, volumes Synced) does not block a switchover; periodic mode: it does', async (t) => {
+  const inFlight = { bytes_behind: 4096 }
+  t.match(decideClx(input(up('array-b', status('secondary', 'Synced')), up('array-a', status('primary', 'Synced', inFlight)))), { action: 'switchover' })
+  t.match(decideClx(input(up('array-b', status('secondary', 'Synced', { mode: 'periodic' })), up('array-a', status('primary', 'Synced', { ...inFlight, mode: 'periodic' })))), { action: 'refuse', reason: 'not-synced' })
 })
