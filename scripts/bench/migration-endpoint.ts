@@ -1,0 +1,129 @@
+/**
+ * One end of the live-migration benchmark, run as its own process (forked by
+ * scripts/bench/migration.ts with the parent's execArgv, talking to it over the fork's IPC
+ * channel): a host's migration service with its own page-diff pool, behind the lab's real
+ * transport (PeerServer / connectPeer, handshake, framing) — what an agent process runs,
+ * without the cluster around it.
+ *
+ *   node … migration-endpoint.ts destination THREADS   listens; reports { ready, port }
+ *   node … migration-endpoint.ts source THREADS        waits for commands
+ *
+ * Commands (parent → child) and replies (child → parent), one reply per command:
+ *   destination: { op: 'expect-raw', bytes }  → { op: 'raw-received', at_ms } once that many
+ *                                                attachment bytes arrived on the next connection
+ *   source:      { op: 'send-raw', port, frames }  → { op: 'raw-sent', started_at_ms }
+ *                { op: 'migrate', port, memory_mib, dirty_mib_per_s, seed, budget_ms, round_cap }
+ *                                              → { op: 'migrated', result }
+ *   both:        { op: 'exit' }
+ * Times are `performance.timeOrigin + performance.now()`: wall-clock milliseconds with
+ * sub-millisecond resolution, comparable between two processes on one machine.
+ */
+import { randomFillSync } from 'node:crypto'
+import { RealClock } from '../../shared/clock.js'
+import { silentLogger } from '../../shared/log.js'
+import { connectPeer } from '../../shared/transport/peer-client.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { PeerServer } from '../../shared/transport/peer-server.js'
+import { GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
+import { GuestWorkload } from '../../agent/vm/guest-workload.js'
+import { LabVm } from '../../agent/migration/migratable-vm.js'
+import { MigrationService } from '../../agent/migration/migration-service.js'
+import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+
+const BENCH_SECRET = 'bench-secret'
+const MiB = 1024 * 1024
+
+export type EndpointCommand =
+  | { op: 'expect-raw'; bytes: number }
+  | { op: 'send-raw'; port: number; frames: number }
+  | { op: 'migrate'; port: number; memory_mib: number; dirty_mib_per_s: number; seed: number; budget_ms: number; round_cap: number }
+  | { op: 'exit' }
+
+const now_ms = (): number => performance.timeOrigin + performance.now()
+const reply = (m: object): void => void process.send!(m)
+
+/** A VM of random (incompressible) memory, as the worst case for the page diff. */
+function randomVm(name: string, mib: number): LabVm {
+  const memory = GuestMemory.create((mib * MiB) / PAGE_SIZE_BYTES)
+  for (let off = 0; off < memory.byte_length; off += 16 * MiB) randomFillSync(memory.bytes.subarray(off, Math.min(memory.byte_length, off + 16 * MiB)))
+  return new LabVm({ name, memory })
+}
+
+async function runDestination(pool: PageDiffPool): Promise<void> {
+  const log = silentLogger()
+  const service = new MigrationService({ host: 'bench-dst', log, pool })
+  // The next connection is either a raw-transport run (counted here) or a migration (served by the service).
+  let rawExpected: { bytes: number; received: number } | null = null
+  const server = await PeerServer.listen({
+    name: 'bench-dst',
+    role: 'host',
+    secret: BENCH_SECRET,
+    log,
+    onPeer: (c) => {
+      const raw = rawExpected
+      rawExpected = null
+      if (!raw) return service.attach(c)
+      c.onMessage('migration-pages', ({ attachment }) => {
+        raw.received += attachment.length
+        if (raw.received === raw.bytes) reply({ op: 'raw-received', at_ms: now_ms() })
+      })
+    },
+  })
+  process.on('message', (m: EndpointCommand) => {
+    if (m.op === 'expect-raw') {
+      rawExpected = { bytes: m.bytes, received: 0 }
+      reply({ op: 'expecting' })
+    } else if (m.op === 'exit') void server.close().then(() => pool.close()).then(() => process.exit(0))
+  })
+  reply({ op: 'ready', port: server.port })
+}
+
+async function connect(port: number): Promise<PeerConnection> {
+  return connectPeer({ endpoint: { host: '127.0.0.1', port }, name: 'bench-src', role: 'host', secret: BENCH_SECRET, log: silentLogger() })
+}
+
+async function sendRaw(port: number, frames: number): Promise<void> {
+  const conn = await connect(port)
+  const payload = randomFillSync(new Uint8Array(MiB))
+  const started_at_ms = now_ms()
+  for (let i = 0; i < frames; i++) await conn.send({ t: 'migration-pages', migration_id: 'raw', round: 0, seq: i }, payload)
+  reply({ op: 'raw-sent', started_at_ms })
+  // closed by the next command's connection or at exit; closing now could drop frames in flight
+  setTimeout(() => conn.terminate(), 60_000).unref()
+}
+
+async function migrate(service: MigrationService, m: Extract<EndpointCommand, { op: 'migrate' }>): Promise<void> {
+  const conn = await connect(m.port)
+  const vm = randomVm(`bench-${m.dirty_mib_per_s}`, m.memory_mib)
+  const workload = new GuestWorkload(vm.memory, new RealClock(), { dirty_mib_per_s: m.dirty_mib_per_s, hot_fraction: 0.05, hot_write_share: 0.8, seed: m.seed })
+  vm.workload = workload
+  workload.start()
+  try {
+    const result = await service.migrate(vm, conn, { downtime_budget_ms: m.budget_ms, round_cap: m.round_cap }).result
+    reply({ op: 'migrated', result })
+  } finally {
+    workload.stop()
+    conn.terminate()
+  }
+}
+
+async function runSource(pool: PageDiffPool): Promise<void> {
+  const service = new MigrationService({ host: 'bench-src', log: silentLogger(), pool })
+  process.on('message', (m: EndpointCommand) => {
+    const done = m.op === 'send-raw' ? sendRaw(m.port, m.frames) : m.op === 'migrate' ? migrate(service, m) : null
+    if (m.op === 'exit') void pool.close().then(() => process.exit(0))
+    done?.catch((e: unknown) => reply({ op: 'error', message: e instanceof Error ? e.message : String(e) }))
+  })
+  reply({ op: 'ready', port: null })
+}
+
+const [role, threadsArg] = process.argv.slice(2)
+const threads = Number(threadsArg)
+if ((role !== 'source' && role !== 'destination') || !Number.isInteger(threads) || threads < 1 || !process.send) {
+  process.stderr.write('migration-endpoint: run by scripts/bench/migration.ts (fork with IPC): migration-endpoint.ts source|destination THREADS\n')
+  process.exit(2)
+}
+// The parent going away (Ctrl-C on the bench, a crash) ends this process too.
+process.on('disconnect', () => process.exit(0))
+const pool = new PageDiffPool({ threads })
+await (role === 'source' ? runSource(pool) : runDestination(pool))
