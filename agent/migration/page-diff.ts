@@ -10,7 +10,8 @@
  *   2. identical to the last-sent copy → skipped (nothing sent);
  *   3. all zero → a zero marker;
  *   4. otherwise an XBZRLE delta against the last-sent copy when it is smaller than the
- *      page, else the whole page;
+ *      page, else the whole page (whole at once when a sample shows the page changed
+ *      throughout: see looksChangedThroughout);
  *   5. the last-sent copy of the page becomes the snapshot.
  *
  * Pure apart from writing the last-sent pages it was given: no I/O, no clock.
@@ -19,7 +20,7 @@
 import { HvlabError } from '../../shared/errors.js'
 import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
 import { PageBatchBuilder, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
-import { DELTA_NOT_SMALLER, encodeDelta } from './page-delta.js'
+import { DELTA_NOT_SMALLER, encodeDelta, looksChangedThroughout } from './page-delta.js'
 
 export interface PageDiffTask {
   /** Guest memory (GuestMemory.buffers.memory). */
@@ -115,7 +116,7 @@ export function diffPages(task: PageDiffTask): PageDiffResult {
       stats.zero++
       continue
     }
-    const length = encodeDelta(sent, snapshot, builder.deltaSpace())
+    const length = looksChangedThroughout(sent, snapshot) ? DELTA_NOT_SMALLER : encodeDelta(sent, snapshot, builder.deltaSpace())
     if (length === DELTA_NOT_SMALLER) {
       builder.addFull(index, snapshot)
       stats.full++

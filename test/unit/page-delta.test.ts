@@ -5,6 +5,7 @@ import {
   decodeDelta,
   encodeDelta,
   encodeDeltaToBytes,
+  looksChangedThroughout,
   validateDelta,
 } from '../../agent/migration/page-delta.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
@@ -232,4 +233,29 @@ t.test('unaligned views (byte path) encode exactly like aligned ones (word path)
     }
   }
   t.pass('200 pages agree')
+})
+
+t.test('looksChangedThroughout: only a page changed at every sampled word, and never one whose delta is much smaller', async (t) => {
+  const rnd = mulberry32(0x5eed_0007)
+  const zero = new Uint8Array(PAGE)
+  let throughout = 0
+  for (let k = 0; k < 200; k++) {
+    const page = randomPage(rnd)
+    if (looksChangedThroughout(zero, page)) {
+      throughout++
+      t.equal(encodeDelta(zero, page, new Uint8Array(PAGE)), DELTA_NOT_SMALLER, `random page ${k} judged changed throughout has no smaller delta`)
+    }
+  }
+  t.ok(throughout > 100, `most random pages are judged changed throughout (${throughout} of 200)`)
+  t.notOk(looksChangedThroughout(zero, zero), 'an identical page is not')
+  // everything changed but one 256-byte stretch: a sample falls in it, and its delta is smaller than the page
+  const prev = randomPage(rnd)
+  const cur = prev.map((b) => b ^ 0xff)
+  cur.set(prev.subarray(1024, 1280), 1024)
+  t.notOk(looksChangedThroughout(prev, cur), 'a page with an unchanged 256-byte stretch is not')
+  t.not(encodeDelta(prev, cur, new Uint8Array(PAGE)), DELTA_NOT_SMALLER, '(its delta is smaller than the page)')
+  const oneByte = prev.slice()
+  oneByte[100] = oneByte[100]! ^ 1
+  t.notOk(looksChangedThroughout(prev, oneByte), 'a page with one changed byte is not')
+  t.notOk(looksChangedThroughout(prev.subarray(1, 4001), cur.subarray(1, 4001)), 'unaligned views are never judged (the encoder decides)')
 })
