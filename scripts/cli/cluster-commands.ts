@@ -13,6 +13,7 @@ import { validateCluster, validationPassed } from '../../agent/cluster/cluster-v
 import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology } from '../../shared/topology.js'
 import { formatCluster, formatValidation, formatVmList, validationHtml } from './format.js'
+import { currentIo, setExitCode } from './cli-io.js'
 import { dirOption, intIn, nameList, out, printJson } from './options.js'
 import { chooseVmStorage } from '../../agent/clx/storage-choice.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from '../../agent/clx/vm-deps.js'
@@ -139,7 +140,7 @@ export function registerClusterCommands(program: Command): void {
       const passed = validationPassed(checks)
       if (o.json) printJson({ passed, report, checks })
       else out(formatValidation(checks, report))
-      if (!passed) process.exitCode = 1
+      if (!passed) setExitCode(1)
     })
 
   cluster
@@ -213,7 +214,7 @@ function registerVmCommands(program: Command): void {
       const r = await runMigration(client, name, o.to, { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() }, o.json === true)
       if (o.json) printJson(r)
       else out(r.outcome === 'completed' ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mib(r.bytes_sent)} MiB sent)` : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`)
-      if (r.outcome !== 'completed') process.exitCode = 1
+      if (r.outcome !== 'completed') setExitCode(1)
     })
 
   vm.command('migrate')
@@ -231,7 +232,7 @@ function registerVmCommands(program: Command): void {
       const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
       if (o.json) printJson({ ...r, blackoutMs: r.blackout_ms, ...(options.verify ? { hashes_match } : {}) })
       else out(formatMigration(r, options.verify, hashes_match))
-      if (r.outcome !== 'completed' || (options.verify && !hashes_match)) process.exitCode = 1
+      if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
     })
 
   vm.command('migrate-cancel')
@@ -412,10 +413,11 @@ async function runMigration(client: ControlClient, name: string, to: string, opt
   const deadline = Date.now() + MIGRATION_WAIT_MS
   let shown = ''
   // On a terminal: one progress bar redrawn in place; otherwise (a pipe, a log) a line per change.
-  const bar = !quiet && process.stderr.isTTY === true
+  const io = currentIo()
+  const bar = !quiet && io.isTTY
   let pages_total = 0
   const clearBar = (): void => {
-    if (bar && shown !== '') process.stderr.write(`\r${' '.repeat(Math.max(20, (process.stderr.columns ?? 100) - 1))}\r`)
+    if (bar && shown !== '') io.stderr(`\r${' '.repeat(Math.max(20, (io.columns ?? 100) - 1))}\r`)
   }
   for (;;) {
     if (Date.now() > deadline) {
@@ -436,9 +438,9 @@ async function runMigration(client: ControlClient, name: string, to: string, opt
       }
       pages_total = Math.max(pages_total, st.pages_left)
       const line = bar
-        ? formatProgressBar({ ...st, pages_total }, process.stderr.columns ?? 100)
+        ? formatProgressBar({ ...st, pages_total }, io.columns ?? 100)
         : `${options.mode} ${name} ${source} → ${to}: ${st.stage} round ${st.round}, ${st.pages_left} pages left, ${mib(st.bandwidth_bytes_per_s)} MiB/s, expected blackout ${st.expected_blackout_ms === null ? '-' : `${Math.round(st.expected_blackout_ms)} ms`}`
-      if (!quiet && line !== shown) process.stderr.write(bar ? `\r${line}` : line + '\n')
+      if (!quiet && line !== shown) io.stderr(bar ? `\r${line}` : line + '\n')
       shown = line
     }
     await new Promise((r) => setTimeout(r, MIGRATION_POLL_MS))

@@ -1,6 +1,7 @@
 /** `hvlab vm ping`: talk to a VM's guest service through the lab's virtual switch. */
 import { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
+import { currentIo, setExitCode } from './cli-io.js'
 import { intIn, dirOption, out, printJson } from './options.js'
 import { PingTally, formatPingSummary, type PingSummary } from './ping-tally.js'
 import { SwitchClient } from './switch-client.js'
@@ -115,12 +116,19 @@ export function registerGuestCommands(program: Command): void {
       let interrupt: () => void = () => {}
       const stop = new Promise<void>((resolve) => (interrupt = resolve))
       // The first Ctrl-C stops sending and waits for the replies on their way; a second one quits.
-      process.once('SIGINT', interrupt)
+      const io = currentIo()
+      const stopListening = io.onInterrupt?.(interrupt)
+      // Replies arrive on the switch's socket: print them to this run's io whatever context the socket calls back in.
+      const print = (line: string): void => io.stdout(line + '\n')
       if (!o.json) out(`PING vm ${name} every ${o.intervalMs} ms${o.count ? `, ${o.count} pings` : ''}`)
-      const s = await pingVm({ vm: name, dir: o.dir, interval_ms: o.intervalMs, count: o.count ?? null, timeout_ms: o.timeoutMs, stop, ...(o.json ? {} : { print: out }) })
-      process.off('SIGINT', interrupt)
+      let s: PingSummary
+      try {
+        s = await pingVm({ vm: name, dir: o.dir, interval_ms: o.intervalMs, count: o.count ?? null, timeout_ms: o.timeoutMs, stop, ...(o.json ? {} : { print }) })
+      } finally {
+        stopListening?.()
+      }
       if (o.json) printJson({ vm: name, ...s })
       else out(formatPingSummary(name, s))
-      if (s.lost > 0) process.exitCode = 1
+      if (s.lost > 0) setExitCode(1)
     })
 }

@@ -1,10 +1,12 @@
 /** Options and output helpers every `hvlab` command shares. */
 import { InvalidArgumentError, Option } from 'commander'
 import { DEFAULT_LAB_DIR } from '../../shared/lab-layout.js'
+import { currentIo } from './cli-io.js'
 
 export const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
 
-export const out = (s: string): void => void process.stdout.write(s + '\n')
+/** Prints a line on the current run's stdout (the process's outside a run). */
+export const out = (s: string): void => currentIo().stdout(s + '\n')
 export const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2))
 
 /** Parses a comma-separated list of names. */

@@ -118,7 +118,11 @@ t.test('CSV: direct and redirected I/O, coordinator takeover', async (t) => {
   }, 60_000)
   t.equal(r3.owner, 'host-a1')
 
-  const kinds = (await lab.events()).map((e) => `${e.kind}:${String(e.details.node ?? e.details.to ?? '')}`)
+  // the coordinator reports the takeover on its next reconcile (every 500 ms), which may come after the new owner shows in `csv list`
+  const kinds = await lab.waitFor('the csv.coordinator-moved event for the takeover', async () => {
+    const k = (await lab.events()).map((e) => `${e.kind}:${String(e.details.node ?? e.details.to ?? '')}`)
+    return k.includes('csv.coordinator-moved:host-a1') ? k : undefined
+  }, 10_000)
   t.ok(kinds.includes('csv.io-redirected:host-b1'), 'csv.io-redirected event')
   t.ok(kinds.includes('csv.io-direct:host-b1'), 'csv.io-direct event')
   t.ok(kinds.includes('csv.coordinator-moved:host-a1'), 'csv.coordinator-moved event for the takeover')

@@ -2,6 +2,9 @@
  * Real labs for tests: start one with the real CLI (`hvlab up --detach`) in a fresh
  * temporary data dir, drive it with the CLI, and always stop it — `hvlab down`, then a
  * kill of the controller (its processes exit with it) — even when the test fails.
+ * The lab's processes are real; the CLI commands that drive it run in the test's own
+ * process (runHvlab, the binary's own entry, with a captured io): a CLI process per call
+ * costs 1–1.6 s of CPU. `spawnCli` runs the real binary where a test checks it.
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -11,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { ControlClient } from '../../scripts/cli/control-client.js'
 import { clusterStatusNow, vmInspectNow, vmListNow } from '../../scripts/cli/cluster-commands.js'
+import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
 const HVLAB = fileURLToPath(new URL('../../bin/hvlab.js', import.meta.url))
@@ -25,7 +29,12 @@ interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-export function runCli(args: string[], timeout_ms = 120_000): Promise<CliResult> {
+const CLI_TIMEOUT_MS = 120_000
+/** What `timeout` answers for a command it stopped; an in-process run that times out returns it too. */
+export const CLI_TIMED_OUT = 124
+
+/** Runs the real `hvlab` binary in a new process. */
+export function runCli(args: string[], timeout_ms = CLI_TIMEOUT_MS): Promise<CliResult> {
   return new Promise((resolve) => {
     // The CLI registers its own TypeScript loader; the test runner's must not leak in.
     const env = { ...process.env, NODE_OPTIONS: '' }
@@ -34,6 +43,28 @@ export function runCli(args: string[], timeout_ms = 120_000): Promise<CliResult>
       resolve({ code, stdout, stderr })
     })
   })
+}
+
+/**
+ * Runs an `hvlab` command line in this process, as the binary would, capturing its output.
+ * After `timeout_ms` it answers CLI_TIMED_OUT with a message on stderr; the command itself
+ * cannot be stopped and keeps running in the background (its later output is dropped).
+ */
+export async function runCliInProcess(args: string[], timeout_ms = CLI_TIMEOUT_MS): Promise<CliResult> {
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const io: CliIo = { stdout: (s) => void stdout.push(s), stderr: (s) => void stderr.push(s), isTTY: false }
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<'timed out'>((resolve) => (timer = setTimeout(() => resolve('timed out'), timeout_ms)))
+  try {
+    const code = await Promise.race([runHvlab(args, io), timedOut])
+    if (code === 'timed out') {
+      return { code: CLI_TIMED_OUT, stdout: stdout.join(''), stderr: `${stderr.join('')}hvlab ${args.join(' ')}: timed out after ${timeout_ms} ms (run in the test process; it keeps running in the background)\n` }
+    }
+    return { code, stdout: stdout.join(''), stderr: stderr.join('') }
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** A VM as its host reports it in GET /status. */
@@ -47,7 +78,13 @@ export interface HostVm {
 export class TestLab {
   constructor(readonly dir: string) {}
 
+  /** `hvlab ARGS --dir <this lab>`, run in this process (see runCliInProcess). */
   async cli(...args: string[]): Promise<CliResult> {
+    return runCliInProcess([...args, '--dir', this.dir])
+  }
+
+  /** `hvlab ARGS --dir <this lab>` through the real binary, in a new process: for tests of the binary itself. */
+  async spawnCli(...args: string[]): Promise<CliResult> {
     return runCli([...args, '--dir', this.dir])
   }
 

@@ -19,10 +19,13 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     t.ok(p.pid && isAlive(p.pid), `${p.name} has a live pid`)
     t.same([...p.peers].sort(), [...p.expectedPeers].sort(), `${p.name} is connected to all its peers`)
   }
-  // the CLI's status and events in JSON (the rest of the test reads the same objects from the control endpoint)
-  const cliStatus = await lab.json<LabStatus>('status')
+  // the CLI's status and events in JSON (the rest of the test reads the same objects from the control endpoint),
+  // through the real binary: the other CLI calls run in this process
+  const cliStatusRun = await lab.spawnCli('status', '--json')
+  t.equal(cliStatusRun.code, 0, 'hvlab status --json exits 0')
+  const cliStatus = JSON.parse(cliStatusRun.stdout) as LabStatus
   t.same(cliStatus.processes.map((p) => [p.name, p.role, p.site, p.state]), status.processes.map((p) => [p.name, p.role, p.site, 'up']), 'hvlab status --json: name, role, site, state of every process')
-  const cliEvents = await lab.cli('events', '--json')
+  const cliEvents = await lab.spawnCli('events', '--json')
   const started = cliEvents.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; details: { process?: string } })
   t.equal(started.filter((e) => e.kind === 'process.started').length, 7, 'hvlab events --json: a process.started event for each of the seven processes')
   const hostA1 = status.processes.find((p) => p.name === 'host-a1')!
@@ -115,11 +118,11 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   await new Promise((r) => setTimeout(r, 1000))
   t.equal((await lab.status()).processes.find((p) => p.name === 'witness')!.state, 'down', 'not silently restarted')
 
-  // bad input: clear errors, the lab keeps running
-  const unknown = await lab.cli('kill', 'host-z9')
+  // bad input: clear errors, the lab keeps running (the first two through the real binary: its error paths)
+  const unknown = await lab.spawnCli('kill', 'host-z9')
   t.not(unknown.code, 0, 'unknown process refused')
   t.match(unknown.stderr, /no process named host-z9; known: host-a1/)
-  const badSignal = await lab.cli('kill', 'host-b1', '--signal', 'HUP')
+  const badSignal = await lab.spawnCli('kill', 'host-b1', '--signal', 'HUP')
   t.not(badSignal.code, 0, 'unknown signal refused')
   t.match(badSignal.stderr, /Allowed choices are KILL, TERM, STOP, CONT/)
   const notRunning = await lab.cli('kill', 'witness')

@@ -1,0 +1,28 @@
+/**
+ * Runs one `hvlab` command line and returns its exit code: the one way to run it, used by
+ * the binary (with the process's streams) and by tests (in their own process, with a
+ * captured io), so the two cannot drift. Exit codes: 0 done; 1 a failed command (its error
+ * on stderr as `hvlab: …`) or one that printed its result but failed (setExitCode);
+ * 2 a usage error found by a command (HVLAB_E_USAGE); commander's own — 0 for --help,
+ * 1 for an unknown command or option, a missing argument or a bad option value, its
+ * message already written.
+ */
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { type CliIo, withCliRun } from './cli-io.js'
+import { CommandLineExit, buildProgram } from './program.js'
+
+export type { CliIo } from './cli-io.js'
+
+export async function runHvlab(argv: readonly string[], io: CliIo): Promise<number> {
+  const { result: failedWith, exitCode } = await withCliRun(io, async (): Promise<number | undefined> => {
+    try {
+      await buildProgram().parseAsync([...argv], { from: 'user' })
+      return undefined
+    } catch (e) {
+      if (e instanceof CommandLineExit) return e.exitCode
+      io.stderr(`hvlab: ${describeError(e)}\n`)
+      return e instanceof HvlabError && e.code === 'HVLAB_E_USAGE' ? 2 : 1
+    }
+  })
+  return failedWith ?? exitCode
+}

@@ -1,0 +1,160 @@
+/**
+ * runHvlab, the one way the `hvlab` command line runs (the binary and the lab tests): help,
+ * commander's usage errors, a command's own errors and exit codes, all written to the run's
+ * io and never to the process; the same code, stdout and stderr as the real binary; a
+ * captured run that hangs times out; Ctrl-C reaches a command through the io. No lab: a
+ * fake control endpoint (an HTTP server in this process) plays the controller where needed.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { currentIo, processIo, setExitCode, withCliRun } from '../../scripts/cli/cli-io.js'
+import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
+import { CLI_TIMED_OUT, runCli, runCliInProcess } from '../lab/lab-fixture.js'
+
+interface Captured {
+  io: CliIo
+  stdout(): string
+  stderr(): string
+}
+
+function captured(extra: Partial<CliIo> = {}): Captured {
+  const out: string[] = []
+  const err: string[] = []
+  return {
+    io: { stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), isTTY: false, ...extra },
+    stdout: () => out.join(''),
+    stderr: () => err.join(''),
+  }
+}
+
+const emptyDir = mkdtempSync(join(tmpdir(), 'hvlab-cli-run-'))
+t.teardown(() => rmSync(emptyDir, { recursive: true, force: true }))
+const exitCodeBefore = process.exitCode
+
+t.test('--help: the usage on stdout, exit 0', async (t) => {
+  const c = captured()
+  t.equal(await runHvlab(['--help'], c.io), 0)
+  t.match(c.stdout(), /^Usage: hvlab \[options\] \[command\]\n/)
+  t.match(c.stdout(), /\n {2}status \[options\] +every process/)
+  t.match(c.stdout(), /\n {2}csv +Cluster Shared Volumes/, 'the registered command groups are there')
+  t.equal(c.stderr(), '')
+  const sub = captured()
+  t.equal(await runHvlab(['kill', '--help'], sub.io), 0)
+  t.match(sub.stdout(), /^Usage: hvlab kill \[options\] <name>\n[^]*--signal <signal> +signal to send \(choices: "KILL", "TERM", "STOP", "CONT",/)
+})
+
+t.test('no command: the usage on stderr, exit 1', async (t) => {
+  const c = captured()
+  t.equal(await runHvlab([], c.io), 1)
+  t.equal(c.stdout(), '')
+  t.match(c.stderr(), /^Usage: hvlab \[options\] \[command\]/)
+})
+
+t.test("commander's usage errors: its message and hint on stderr, exit 1", async (t) => {
+  const cases: [string[], string][] = [
+    [['frobnicate'], "error: unknown command 'frobnicate'\n(run with --help for usage)\n"],
+    [['kill', 'host-a1', '--signal', 'HUP', '--dir', emptyDir], "error: option '--signal <signal>' argument 'HUP' is invalid. Allowed choices are KILL, TERM, STOP, CONT.\n(run with --help for usage)\n"],
+    [['events', '--after', '-3', '--dir', emptyDir], `error: option '--after <seq>' argument '-3' is invalid. an integer from 0 to ${Number.MAX_SAFE_INTEGER}\n(run with --help for usage)\n`],
+    [['kill'], "error: missing required argument 'name'\n(run with --help for usage)\n"],
+    [['status', '--bogus'], "error: unknown option '--bogus'\n(run with --help for usage)\n"],
+  ]
+  for (const [argv, stderr] of cases) {
+    const c = captured()
+    t.equal(await runHvlab(argv, c.io), 1, `hvlab ${argv.join(' ')}: exit 1`)
+    t.equal(c.stderr(), stderr, `hvlab ${argv.join(' ')}: stderr`)
+    t.equal(c.stdout(), '')
+  }
+})
+
+t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage error", async (t) => {
+  const c = captured()
+  t.equal(await runHvlab(['status', '--dir', emptyDir], c.io), 1)
+  t.equal(c.stderr(), `hvlab: no lab is running in ${emptyDir}; start one with \`hvlab up --detach --dir ${emptyDir}\` (or pass the --dir of a running lab)\n`)
+  t.equal(c.stdout(), '')
+  const usage = captured()
+  t.equal(await runHvlab(['vm', 'load', 'vm1', '--dir', emptyDir], usage.io), 2, 'HVLAB_E_USAGE exits 2')
+  t.equal(usage.stderr(), 'hvlab: say what to change: --dirty-mib-s, --hot and/or --disk-iops\n')
+})
+
+t.test('concurrent runs write to their own io only', async (t) => {
+  const a = captured()
+  const b = captured()
+  const [codeA, codeB] = await Promise.all([runHvlab(['--help'], a.io), runHvlab(['status', '--dir', emptyDir], b.io)])
+  t.same([codeA, codeB], [0, 1])
+  t.match(a.stdout(), /^Usage: hvlab/)
+  t.equal(a.stderr(), '')
+  t.equal(b.stdout(), '')
+  t.match(b.stderr(), /^hvlab: no lab is running/)
+})
+
+t.test('the exit code a command sets belongs to its run, never to the process', async (t) => {
+  const r = await withCliRun(captured().io, async () => {
+    setExitCode(1)
+    return 'printed'
+  })
+  t.same(r, { result: 'printed', exitCode: 1 })
+  t.same(await withCliRun(captured().io, async () => 'ok'), { result: 'ok', exitCode: 0 }, 'no code set: 0')
+  t.throws(() => setExitCode(1), /outside an hvlab run/, 'outside a run it refuses rather than set process.exitCode')
+  t.equal(currentIo(), processIo, 'outside a run the io is the process’s')
+  t.equal(process.exitCode, exitCodeBefore, 'process.exitCode untouched by every run so far')
+})
+
+t.test('the same code, stdout and stderr as the real binary', async (t) => {
+  for (const argv of [['kill', 'host-a1', '--signal', 'HUP', '--dir', emptyDir]]) {
+    const c = captured()
+    const code = await runHvlab(argv, c.io)
+    const real = await runCli(argv)
+    t.same({ code, stdout: c.stdout(), stderr: c.stderr() }, real, `hvlab ${argv.join(' ')}`)
+  }
+})
+
+/** A control endpoint in this process: a lab dir whose control.json points at it (pid: ours, alive). */
+async function fakeController(t: { teardown(fn: () => unknown): void }, handle: (path: string, res: ServerResponse) => void): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-cli-run-lab-'))
+  const server = createServer((req, res) => handle(req.url ?? '', res))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  writeFileSync(join(dir, 'secret'), 'test-secret\n')
+  writeFileSync(join(dir, 'control.json'), JSON.stringify({ pid: process.pid, httpPort: (server.address() as AddressInfo).port, peerPort: 1, topology: 'x', started_ms: 0 }))
+  return dir
+}
+
+t.test('an in-process run that hangs times out with code 124 and says so', async (t) => {
+  const dir = await fakeController(t, () => {}) // never answers
+  const r = await runCliInProcess(['status', '--dir', dir], 300)
+  t.equal(r.code, CLI_TIMED_OUT)
+  t.match(r.stderr, /hvlab status --dir \S+: timed out after 300 ms/)
+  t.equal(r.stdout, '')
+})
+
+t.test('Ctrl-C reaches `events --follow` through the io: it stops following, exit 0', async (t) => {
+  const dir = await fakeController(t, (path, res) => {
+    t.match(path, /^\/v1\/events\?after=0&follow=1/)
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    res.write(JSON.stringify({ seq: 1, at_ms: 0, kind: 'process.started', source: 'lab', details: { process: 'witness' } }) + '\n') // and stays open
+  })
+  let interrupt: (() => void) | undefined
+  let removed = false
+  const c = captured({
+    onInterrupt(listener) {
+      interrupt = listener
+      return () => (removed = true)
+    },
+  })
+  const run = runHvlab(['events', '--follow', '--json', '--dir', dir], c.io)
+  for (let i = 0; i < 1000 && !c.stdout().includes('\n'); i++) await new Promise((r) => setTimeout(r, 10))
+  t.ok(interrupt, 'the command listens for Ctrl-C on its io')
+  interrupt?.()
+  t.equal(await run, 0)
+  t.same(JSON.parse(c.stdout()), { seq: 1, at_ms: 0, kind: 'process.started', source: 'lab', details: { process: 'witness' } })
+  t.equal(c.stderr(), '')
+  t.ok(removed, 'it stops listening when done')
+})
