@@ -93,8 +93,10 @@ async function sendRaw(port: number, frames: number): Promise<void> {
 }
 
 async function migrate(service: MigrationService, m: Extract<EndpointCommand, { op: 'migrate' }>): Promise<void> {
-  const conn = await connect(m.port)
+  // Fill memory before connecting: filling 1 GiB blocks this event loop for seconds, and a
+  // connection that answers no ping for 2 s is cut by its peer.
   const vm = randomVm(`bench-${m.dirty_mib_per_s}`, m.memory_mib)
+  const conn = await connect(m.port)
   const workload = new GuestWorkload(vm.memory, new RealClock(), { dirty_mib_per_s: m.dirty_mib_per_s, hot_fraction: 0.05, hot_write_share: 0.8, seed: m.seed })
   vm.workload = workload
   workload.start()

@@ -154,7 +154,9 @@ async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_
 
 async function migrateOnce(source: Endpoint, destination: Endpoint, o: MigrationBenchOptions, dirty_mib_per_s: number): Promise<MigrationResult> {
   const r = await source.ask({ op: 'migrate', port: destination.port, memory_mib: o.memory_mib, dirty_mib_per_s, seed: o.seed, budget_ms: o.downtime_budget_ms, round_cap: o.round_cap })
-  return r.result as MigrationResult
+  const result = r.result as MigrationResult
+  if (result.outcome !== 'completed') process.stderr.write(`bench: the ${o.memory_mib} MiB migration at ${dirty_mib_per_s} MiB/s ${result.outcome}: ${result.reason}\n`)
+  return result
 }
 
 export async function runMigrationBench(options: Partial<MigrationBenchOptions> = {}): Promise<MigrationBenchReport> {
@@ -185,6 +187,8 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
   let stream: MigrationResult | null = null
   const streamRate = await bestAndMedian(o.reps, async () => {
     stream = await migrateOnce(source, destination, o, 0)
+    // a failed run has no rate: the model would be computed at 0 bytes/s
+    if (stream.outcome !== 'completed') throw new Error(`the stream measurement's migration ${stream.outcome}: ${stream.reason}`)
     const round0 = stream.rounds[0]
     return round0 ? (round0.bytes_sent / round0.duration_ms) * 1000 : 0
   })
