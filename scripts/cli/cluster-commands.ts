@@ -14,7 +14,7 @@ import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology } from '../../shared/topology.js'
 import { formatCluster, formatValidation, formatVmList, validationHtml } from './format.js'
 import { currentIo, setExitCode } from './cli-io.js'
-import { dirOption, intIn, nameList, out, printJson } from './options.js'
+import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'
 import { chooseVmStorage } from '../../agent/clx/storage-choice.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from '../../agent/clx/vm-deps.js'
 
@@ -99,8 +99,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--json', 'machine-readable: {"hosts":{NAME:{model,epoch,members,votes_present,votes_needed,holds_lease,nodes:[{name,state}]…}},"witness":{vote_holder,…}}')
     .action(async (o: { dir: string; json?: boolean }) => {
       const s = await clusterStatusNow(ControlClient.forDir(o.dir))
-      if (o.json) printJson(s)
-      else out(formatCluster(s))
+      printResult(o.json, s, () => formatCluster(s))
     })
 
   cluster
@@ -138,8 +137,7 @@ export function registerClusterCommands(program: Command): void {
       const report = join(layout.root, 'cluster-validation.html')
       await writeFile(report, validationHtml(checks, { name: lab.lab.name, at: new Date().toISOString() }))
       const passed = validationPassed(checks)
-      if (o.json) printJson({ passed, report, checks })
-      else out(formatValidation(checks, report))
+      printResult(o.json, { passed, report, checks }, () => formatValidation(checks, report))
       if (!passed) setExitCode(1)
     })
 
@@ -212,8 +210,7 @@ function registerVmCommands(program: Command): void {
         return
       }
       const r = await runMigration(client, name, o.to, { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() }, o.json === true)
-      if (o.json) printJson(r)
-      else out(r.outcome === 'completed' ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mib(r.bytes_sent)} MiB sent)` : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`)
+      printResult(o.json, r, () => r.outcome === 'completed' ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mib(r.bytes_sent)} MiB sent)` : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`)
       if (r.outcome !== 'completed') setExitCode(1)
     })
 
@@ -230,8 +227,7 @@ function registerVmCommands(program: Command): void {
       const options: MigrationOptionsMessage = { mode: 'live', budget_ms: o.budgetMs ?? null, max_rounds: o.maxRounds ?? null, verify: o.verify === true, ticket: newTicket() }
       const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
       const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
-      if (o.json) printJson({ ...r, blackoutMs: r.blackout_ms, ...(options.verify ? { hashes_match } : {}) })
-      else out(formatMigration(r, options.verify, hashes_match))
+      printResult(o.json, { ...r, blackoutMs: r.blackout_ms, ...(options.verify ? { hashes_match } : {}) }, () => formatMigration(r, options.verify, hashes_match))
       if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
     })
 
@@ -329,8 +325,7 @@ function registerVmCommands(program: Command): void {
         )
       }
       const deps = vmDeps(v, answers)
-      if (o.json) printJson(deps)
-      else out(formatVmDepsTree(deps))
+      printResult(o.json, deps, () => formatVmDepsTree(deps))
     })
 
   vm.command('list')
@@ -339,8 +334,7 @@ function registerVmCommands(program: Command): void {
     .option('--json', 'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,reason,…}]}')
     .action(async (o: { dir: string; json?: boolean }) => {
       const r = await vmListNow(ControlClient.forDir(o.dir))
-      if (o.json) printJson(r)
-      else out(formatVmList(r))
+      printResult(o.json, r, () => formatVmList(r))
     })
 }
 

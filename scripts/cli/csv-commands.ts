@@ -9,7 +9,7 @@ import type { CsvInfo, CsvNodeState } from '../../shared/protocol/csv-messages.j
 import type { LabStatus } from '../controller/lab-controller.js'
 import { askAnyHost } from './cluster-commands.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, out, printJson } from './options.js'
+import { dirOption, intIn, out, printResult } from './options.js'
 
 const HOST_REQUEST_TIMEOUT_MS = 5000
 /** An I/O may wait for a coordinator node to fail over. */
@@ -78,8 +78,7 @@ export function registerCsvCommands(program: Command): void {
     .option('--json', 'print the CSV as JSON')
     .action(async (name: string, o: { array: string; sizeGib: number; dir: string; json?: boolean }) => {
       const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-create-request', name, array: o.array, size_bytes: o.sizeGib * GIB }, 'csv-list-reply')
-      if (o.json) printJson(r.csvs[0])
-      else out(`CSV ${name} created: volume ${r.csvs[0]?.volume} on ${o.array}, coordinator node ${r.csvs[0]?.owner}`)
+      printResult(o.json, r.csvs[0], () => `CSV ${name} created: volume ${r.csvs[0]?.volume} on ${o.array}, coordinator node ${r.csvs[0]?.owner}`)
     })
 
   csv
@@ -89,8 +88,7 @@ export function registerCsvCommands(program: Command): void {
     .option('--json', 'print as JSON')
     .action(async (o: { dir: string; json?: boolean }) => {
       const l = await csvListing(ControlClient.forDir(o.dir))
-      if (o.json) printJson(l)
-      else out(formatListing(l))
+      printResult(o.json, l, () => formatListing(l))
     })
 
   csv
@@ -102,8 +100,7 @@ export function registerCsvCommands(program: Command): void {
     .option('--json', 'print the CSV as JSON')
     .action(async (name: string, o: { to: string; dir: string; json?: boolean }) => {
       const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-move-request', name, to: o.to }, 'csv-list-reply')
-      if (o.json) printJson(r.csvs[0])
-      else out(`CSV ${name}: coordinator node is ${r.csvs[0]?.owner}`)
+      printResult(o.json, r.csvs[0], () => `CSV ${name}: coordinator node is ${r.csvs[0]?.owner}`)
     })
 
   csv
@@ -116,8 +113,7 @@ export function registerCsvCommands(program: Command): void {
     .option('--json', 'print the allocation as JSON')
     .action(async (name: string, o: { region: string; sizeMib: number; dir: string; json?: boolean }) => {
       const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-region-request', csv: name, region: o.region, op: 'allocate', size_bytes: o.sizeMib * MIB, forwarded: false }, 'csv-region-reply')
-      if (o.json) printJson(r)
-      else out(`region ${o.region} of CSV ${name}: blocks ${r.allocation?.offset_block}..${(r.allocation?.offset_block ?? 0) + (r.allocation?.blocks ?? 0) - 1} (coordinator node ${r.owner})`)
+      printResult(o.json, r, () => `region ${o.region} of CSV ${name}: blocks ${r.allocation?.offset_block}..${(r.allocation?.offset_block ?? 0) + (r.allocation?.blocks ?? 0) - 1} (coordinator node ${r.owner})`)
     })
 
   csv
@@ -145,13 +141,11 @@ export function registerCsvCommands(program: Command): void {
     .requiredOption('--pattern <seed>', 'data seed: block b holds sha256("SEED:b") repeated')
     .action(async (name: string, o: { region: string; host: string; block: number; blocks: number; pattern: string; dir: string; json?: boolean }) => {
       const r = await ControlClient.forDir(o.dir).request(o.host, { t: 'csv-write-request', csv: name, region: o.region, block: o.block, blocks: o.blocks, pattern: o.pattern }, 'csv-io-reply', IO_REQUEST_TIMEOUT_MS)
-      if (o.json) printJson(r)
-      else out(`${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
+      printResult(o.json, r, () => `${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
     })
   ioOptions(csv.command('read').description('test read through one host\'s CSV path: the sha256 of the blocks, and whether it went direct or redirected'))
     .action(async (name: string, o: { region: string; host: string; block: number; blocks: number; dir: string; json?: boolean }) => {
       const r = await ControlClient.forDir(o.dir).request(o.host, { t: 'csv-read-request', csv: name, region: o.region, block: o.block, blocks: o.blocks }, 'csv-io-reply', IO_REQUEST_TIMEOUT_MS)
-      if (o.json) printJson(r)
-      else out(`${o.host} read ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
+      printResult(o.json, r, () => `${o.host} read ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
     })
 }

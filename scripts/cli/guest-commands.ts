@@ -2,7 +2,7 @@
 import { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { currentIo, setExitCode } from './cli-io.js'
-import { intIn, dirOption, out, printJson } from './options.js'
+import { intIn, dirOption, out, printResult } from './options.js'
 import { PingTally, formatPingSummary, type PingSummary } from './ping-tally.js'
 import { SwitchClient } from './switch-client.js'
 
@@ -127,8 +127,7 @@ export function registerGuestCommands(program: Command): void {
       } finally {
         stopListening?.()
       }
-      if (o.json) printJson({ vm: name, ...s })
-      else out(formatPingSummary(name, s))
+      printResult(o.json, { vm: name, ...s }, () => formatPingSummary(name, s))
       if (s.lost > 0) setExitCode(1)
     })
 }

@@ -8,6 +8,8 @@ export const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s da
 /** Prints a line on the current run's stdout (the process's outside a run). */
 export const out = (s: string): void => currentIo().stdout(s + '\n')
 export const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2))
+/** What a reporting command prints: `value` as JSON with --json, else the text made from it. */
+export const printResult = (json: boolean | undefined, value: unknown, text: () => string): void => (json ? printJson(value) : out(text()))
 
 /** Parses a comma-separated list of names. */
 export const nameList = (v: string): string[] => {

@@ -19,7 +19,7 @@ import { lastLines } from '../controller/log-tail.js'
 import { currentIo, processIo } from './cli-io.js'
 import { registerClusterCommands } from './cluster-commands.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, nameList, out, printJson } from './options.js'
+import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { registerStorageCommands } from './storage-commands.js'
 import { registerCsvCommands } from './csv-commands.js'
 import { registerGuestCommands } from './guest-commands.js'
@@ -27,7 +27,6 @@ import { formatEvent, formatStatus } from './format.js'
 
 const READY_TIMEOUT_MS = 120_000
 
-const json = printJson
 const list = nameList
 
 async function waitUntilHealthy(client: () => ControlClient, isAlive: () => boolean, timeout_ms: number): Promise<LabStatus> {
@@ -125,8 +124,7 @@ function registerLabCommands(program: Command): void {
         child.unref()
         try {
           const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
-          if (o.json) json(status)
-          else out(`${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
+          printResult(o.json, status, () => `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
         } catch (e) {
           const tail = lastLines(layout.controllerLog + '.stderr', 10)
           throw new HvlabError('HVLAB_E_LAB', `${describeError(e)}${tail.length ? `\ncontroller said:\n  ${tail.join('\n  ')}` : ''}`)
@@ -157,8 +155,7 @@ function registerLabCommands(program: Command): void {
     .option('--json', 'machine-readable output: {"lab":{…},"processes":[{"name","role","site","pid","state",…}],"partitions":[…]}')
     .action(async (o: { dir: string; json?: boolean }) => {
       const status = await ControlClient.forDir(o.dir).get<LabStatus>('/v1/status')
-      if (o.json) json(status)
-      else out(formatStatus(status))
+      printResult(o.json, status, () => formatStatus(status))
     })
 
   program
@@ -170,8 +167,7 @@ function registerLabCommands(program: Command): void {
     .option('--json', 'print the process’s new status as JSON')
     .action(async (name: string, o: { signal: SignalName; dir: string; json?: boolean }) => {
       const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, { signal: o.signal })
-      if (o.json) json(p)
-      else out(`sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`)
+      printResult(o.json, p, () => `sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`)
     })
 
   program
@@ -193,8 +189,7 @@ function registerLabCommands(program: Command): void {
     .option('--json', 'print the partition as JSON')
     .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {
       const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[] }>('/v1/partition', { a, b })
-      if (o.json) json(p)
-      else out(`partitioned ${p.a.join(',')}  ✕  ${p.b.join(',')}; \`hvlab heal\` removes it`)
+      printResult(o.json, p, () => `partitioned ${p.a.join(',')}  ✕  ${p.b.join(',')}; \`hvlab heal\` removes it`)
     })
 
   program

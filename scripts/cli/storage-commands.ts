@@ -10,7 +10,7 @@ import type { Message } from '../../shared/protocol/messages.js'
 import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES, type RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { ControlClient } from './control-client.js'
 import { duration, table } from './format.js'
-import { dirOption, intIn, nameList, out, printJson } from './options.js'
+import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 }
 
@@ -123,8 +123,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--json', 'print the array’s volumes as JSON')
     .action(async (a: string, v: string, o: JsonOpt & { size: number }) => {
       const r = await ask(o, a, { t: 'volume-create', volume: v, size_bytes: o.size }, 'volume-listing')
-      if (o.json) printJson(r)
-      else out(`created volume ${v} (${o.size} bytes) on ${a}`)
+      printResult(o.json, r, () => `created volume ${v} (${o.size} bytes) on ${a}`)
     })
   volume
     .command('grow')
@@ -136,8 +135,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--json', 'print the array’s volumes as JSON')
     .action(async (a: string, v: string, o: JsonOpt & { size: number }) => {
       const r = await ask(o, a, { t: 'volume-grow', volume: v, size_bytes: o.size }, 'volume-listing')
-      if (o.json) printJson(r)
-      else out(`volume ${v} on ${a} is now ${o.size} bytes`)
+      printResult(o.json, r, () => `volume ${v} on ${a} is now ${o.size} bytes`)
     })
   volume
     .command('remove')
@@ -172,8 +170,7 @@ export function registerStorageCommands(program: Command): void {
     .option('--json', 'print the volume’s presentations as JSON')
     .action(async (a: string, v: string, h: string, o: JsonOpt & { wwn?: string[] }) => {
       const r = await ask(o, a, { t: 'lun-present', volume: v, host: h, initiators: o.wwn ?? [] }, 'lun-presentations')
-      if (o.json) printJson(r)
-      else out(`volume ${v} on ${a} is presented to ${r.presentations.map((p) => p.host + (p.initiators.length ? ` (${p.initiators.join(', ')})` : '')).join(', ')}`)
+      printResult(o.json, r, () => `volume ${v} on ${a} is presented to ${r.presentations.map((p) => p.host + (p.initiators.length ? ` (${p.initiators.join(', ')})` : '')).join(', ')}`)
     })
   array
     .command('unpresent')
@@ -203,8 +200,7 @@ export function registerStorageCommands(program: Command): void {
     .action(async (a: string, v: string, o: JsonOpt & { block: number; blocks: number; host: string; initiator?: string; epoch: number; pattern: string }) => {
       const m: Message = { t: 'block-write-pattern', volume: v, host: o.host, epoch: o.epoch, block: o.block, blocks: o.blocks, pattern: o.pattern, ...(o.initiator ? { initiator: o.initiator } : {}) }
       const r = await ask(o, a, m, 'block-written', 60_000)
-      if (o.json) printJson(r)
-      else out(`wrote blocks ${r.block}..${r.block + r.blocks - 1} of ${v} on ${a} (acknowledged)`)
+      printResult(o.json, r, () => `wrote blocks ${r.block}..${r.block + r.blocks - 1} of ${v} on ${a} (acknowledged)`)
     })
   array
     .command('read')
@@ -249,8 +245,7 @@ function registerRcopyCommands(program: Command): void {
       const base = { group, mode: o.mode, ...(o.periodMs ? { period_ms: o.periodMs } : {}), ...(o.policy ? { write_error_policy: o.policy } : {}), auto_recover: o.autoRecover }
       const sec = await ask(o, o.secondary, { t: 'rc-create', ...base, partner: o.primary, role: 'secondary' }, 'rc-status')
       const pri = await ask(o, o.primary, { t: 'rc-create', ...base, partner: o.secondary, role: 'primary' }, 'rc-status')
-      if (o.json) printJson({ [o.primary]: pri.groups[0], [o.secondary]: sec.groups[0] })
-      else out(`created group ${group}: ${o.primary} primary → ${o.secondary} secondary, ${o.mode}; next: hvlab rcopy admit ${group} VOLUME, then hvlab rcopy start ${group}`)
+      printResult(o.json, { [o.primary]: pri.groups[0], [o.secondary]: sec.groups[0] }, () => `created group ${group}: ${o.primary} primary → ${o.secondary} secondary, ${o.mode}; next: hvlab rcopy admit ${group} VOLUME, then hvlab rcopy start ${group}`)
     })
 
   rcopy
@@ -264,8 +259,7 @@ function registerRcopyCommands(program: Command): void {
     .option('--json', 'print the group as JSON')
     .action(async (group: string, volume: string, o: JsonOpt & { remoteVolume?: string; array?: string }) => {
       const r = await runOnGroupSide(o, group, 'admit', { t: 'rc-admit', group, volume, remote_volume: o.remoteVolume ?? volume })
-      if (o.json) printJson(r)
-      else out(`admitted ${volume} to ${group} on ${r.array}`)
+      printResult(o.json, r, () => `admitted ${volume} to ${group} on ${r.array}`)
     })
 
   const verbs: [string, string][] = [
@@ -289,8 +283,7 @@ function registerRcopyCommands(program: Command): void {
       .option('--json', 'print the group as JSON')
       .action(async (group: string, o: JsonOpt & { force?: boolean; array?: string }) => {
         const r = await runOnGroupSide(o, group, verb, { t: 'rc-verb', group, verb: verb as 'start', ...(o.force ? { force: true } : {}) })
-        if (o.json) printJson(r)
-        else out(`${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`)
+        printResult(o.json, r, () => `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`)
       })
   }
 

@@ -7,17 +7,16 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { BlockIo } from '../../array-emulator/block-io.js'
 import { patternData } from '../../array-emulator/block-pattern.js'
 import { FencingTable } from '../../array-emulator/fencing.js'
 import { LunMasking } from '../../array-emulator/lun-masking.js'
-import { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
+import type { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
 import { VolumeStore } from '../../array-emulator/volume-store.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
+import { openTestArray } from './remote-copy-fixture.js'
 
 const BS = 4096
-const log = pino({ level: 'silent' })
 
 interface Side {
   name: string
@@ -28,21 +27,12 @@ interface Side {
 }
 
 async function side(name: string, dir: string, partner: string, link: { up: boolean; deliver: (to: string, m: RcPeerMessage, a?: Uint8Array) => void }): Promise<Side> {
-  const store = await VolumeStore.open(join(dir, 'volumes'))
-  const rc = await RemoteCopyService.open({
-    dir: join(dir, 'rc'),
-    store,
-    partners: [partner],
-    timeScale: 1,
-    now: () => Date.now(),
-    setTimer: (d, fn) => void setTimeout(fn, d).unref(),
+  const { store, rc } = await openTestArray(dir, partner, {
     send: async (to, m, a) => {
       if (!link.up) return false
       link.deliver(to, m, a)
       return true
     },
-    emit: () => {},
-    log,
   })
   const io = new BlockIo(store, await LunMasking.open(dir), await FencingTable.open(dir), rc, undefined)
   return { name, dir, store, rc, io }

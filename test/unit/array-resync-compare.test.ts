@@ -12,16 +12,15 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { BlockHashPool } from '../../array-emulator/block-hash-pool.js'
 import { patternData } from '../../array-emulator/block-pattern.js'
-import { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
-import { VolumeStore } from '../../array-emulator/volume-store.js'
+import type { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
+import type { VolumeStore } from '../../array-emulator/volume-store.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
+import { openTestArray } from './remote-copy-fixture.js'
 
 const BS = 4096
-const log = pino({ level: 'silent' })
 
 interface Side {
   name: string
@@ -45,15 +44,9 @@ interface Link {
 }
 
 async function side(name: string, dir: string, partner: string, link: Link, resync_groups_max?: number): Promise<Side> {
-  const store = await VolumeStore.open(join(dir, 'volumes'))
-  const s: Side = { name, store, rc: undefined as unknown as RemoteCopyService, sent_bytes: 0, skipped_blocks: 0, max_running: 0, max_queued: 0, max_syncing: 0 }
-  s.rc = await RemoteCopyService.open({
-    dir: join(dir, 'rc'),
-    store,
-    partners: [partner],
-    timeScale: 1,
-    now: () => Date.now(),
-    setTimer: (d, fn) => void setTimeout(fn, d).unref(),
+  // the link's callbacks use `s`; they run only once the array is open
+  const s: Side = { name, store: undefined as unknown as VolumeStore, rc: undefined as unknown as RemoteCopyService, sent_bytes: 0, skipped_blocks: 0, max_running: 0, max_queued: 0, max_syncing: 0 }
+  Object.assign(s, await openTestArray(dir, partner, {
     send: async (to, m: RcPeerMessage, a) => {
       if (!link.up) return false
       setImmediate(() => {
@@ -68,12 +61,10 @@ async function side(name: string, dir: string, partner: string, link: Link, resy
     },
     requestHashes: async (to, m: MessageOf<'rc-hash-request'>) => (link.up ? link.sides.get(to)?.rc.hashRequest(name, m) : undefined),
     ...(link.pool ? { hashBlocks: (data: Uint8Array, bs: number) => link.pool!.hash(data, bs) } : {}),
-    emit: () => {},
-    log,
     onResyncBytes: (n) => (s.sent_bytes += n),
     onResyncBlocksSkipped: (n) => (s.skipped_blocks += n),
     ...(resync_groups_max === undefined ? {} : { resync_groups_max }),
-  })
+  }))
   link.sides.set(name, s)
   return s
 }

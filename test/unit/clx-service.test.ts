@@ -9,10 +9,9 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { LunMasking } from '../../array-emulator/lun-masking.js'
-import { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
-import { VolumeStore } from '../../array-emulator/volume-store.js'
+import type { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
+import type { VolumeStore } from '../../array-emulator/volume-store.js'
 import type { ArrayAdmin } from '../../agent/clx/array-admin.js'
 import { ClxService, type ClxEventDetails } from '../../agent/clx/clx-service.js'
 import { provisionVmDisk, type VmStorageContext } from '../../agent/clx/vm-storage.js'
@@ -20,9 +19,9 @@ import { RealClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { Message } from '../../shared/protocol/messages.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
+import { openTestArray } from './remote-copy-fixture.js'
 
 const BS = 4096
-const log = pino({ level: 'silent' })
 const ARRAYS = [
   { name: 'array-a', site: 'site-a' },
   { name: 'array-b', site: 'site-b' },
@@ -53,15 +52,8 @@ interface Lab {
 }
 
 async function arraySide(lab: Lab, name: string, partner: string, dir: string): Promise<ArraySide> {
-  const store = await VolumeStore.open(join(dir, 'volumes'))
   const masking = await LunMasking.open(dir)
-  const rc = await RemoteCopyService.open({
-    dir: join(dir, 'rc'),
-    store,
-    partners: [partner],
-    timeScale: 1,
-    now: () => Date.now(),
-    setTimer: (d, fn) => void setTimeout(fn, d).unref(),
+  const { store, rc } = await openTestArray(dir, partner, {
     send: async (to, m: RcPeerMessage, a) => {
       if (!lab.up) return false
       const deliver = () => setImmediate(() => lab.sides.get(to)?.rc.peerMessage(name, m, a))
@@ -70,8 +62,6 @@ async function arraySide(lab: Lab, name: string, partner: string, dir: string): 
       return true
     },
     requestHashes: async (to, m) => (lab.up ? lab.sides.get(to)?.rc.hashRequest(name, m) : undefined),
-    emit: () => {},
-    log,
   })
   const s = { name, store, masking, rc }
   lab.sides.set(name, s)

@@ -9,7 +9,8 @@ import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { GUEST_HANG_MS_MAX, GuestHang } from '../../agent/vm/guest-hang.js'
 import { GUEST_HEARTBEAT_INTERVAL_MS, VmInstance } from '../../agent/vm/vm-instance.js'
-import { VmAgent } from '../../agent/cluster/vm-agent.js'
+import type { VmAgent } from '../../agent/cluster/vm-agent.js'
+import { testVmAgent } from './vm-agent-fixture.js'
 import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 
 t.test('GuestHang: until released, or for a time; bad durations refused', async (t) => {
@@ -56,7 +57,6 @@ t.test('VmInstance: a hung guest stops beating but stays running; it beats again
 
 // ---- the whole path: hosts' VmAgents + the coordinator's RoleController ---------------
 
-const HEALTH = { looks_alive_interval_ms: 1000, is_alive_interval_ms: 5000, heartbeat_timeout_ms: 3000, unresponsive_after_ms: 6000, boot_grace_ms: 2000 }
 const NODES = ['host-a1', 'host-a2'] as const
 
 function twoHosts() {
@@ -66,14 +66,9 @@ function twoHosts() {
   const inbox: RoleInput[] = []
   const agents = new Map<string, VmAgent>()
   for (const host of NODES) {
-    const a = new VmAgent({
+    const a = testVmAgent({
       host,
-      memory_mib: 4096,
       clock,
-      holdsLease: () => true,
-      no_quorum_grace_ms: 1500,
-      check_interval_ms: 100,
-      health: HEALTH,
       reportFailure: (f) => inbox.push({ type: 'vm_failed', node: host, ...f }),
       emitEvent: (kind, details) => events.push({ kind, details }),
     })

@@ -6,12 +6,11 @@
  */
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
-import { VmAgent } from '../../agent/cluster/vm-agent.js'
+import { testVmAgent } from './vm-agent-fixture.js'
 import { csvDiskPort } from '../../agent/csv/csv-disk-port.js'
 import type { BlockIoPort } from '../../agent/vm/vm-disk.js'
 import type { VmDiskTarget } from '../../agent/clx/disk-target.js'
 
-const HEALTH = { looks_alive_interval_ms: 1000, is_alive_interval_ms: 5000, heartbeat_timeout_ms: 3000, unresponsive_after_ms: 6000, boot_grace_ms: 2000 }
 const MiB = 1024 * 1024
 
 interface Written {
@@ -32,16 +31,8 @@ function setup() {
     },
     read: async (_array, request) => new Uint8Array(request.blocks * 4096),
   })
-  const a = new VmAgent({
-    host: 'host-a1',
-    memory_mib: 4096,
+  const a = testVmAgent({
     clock,
-    holdsLease: () => true,
-    no_quorum_grace_ms: 1500,
-    check_interval_ms: 100,
-    health: HEALTH,
-    reportFailure: () => {},
-    emitEvent: () => {},
     blockIoFor: (target) => port(target.csv ? `csv:${target.csv.name}/${target.csv.region}` : 'mesh'),
     writerEpoch: () => epoch,
   })

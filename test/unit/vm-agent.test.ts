@@ -1,22 +1,17 @@
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
-import { VmAgent, noQuorumGraceMs } from '../../agent/cluster/vm-agent.js'
-
-const HEALTH = { looks_alive_interval_ms: 1000, is_alive_interval_ms: 5000, heartbeat_timeout_ms: 3000, unresponsive_after_ms: 6000, boot_grace_ms: 2000 }
+import { noQuorumGraceMs } from '../../agent/cluster/vm-agent.js'
+import { testVmAgent } from './vm-agent-fixture.js'
 
 function agent(grace_ms = 1500) {
   const clock = new ManualClock(0)
   let lease = true
   const failures: { role: string; op: number; gone: boolean; reason: string }[] = []
   const events: string[] = []
-  const a = new VmAgent({
-    host: 'host-a1',
-    memory_mib: 4096,
+  const a = testVmAgent({
     clock,
     holdsLease: () => lease,
     no_quorum_grace_ms: grace_ms,
-    check_interval_ms: 100,
-    health: HEALTH,
     reportFailure: (f) => failures.push(f),
     emitEvent: (kind) => events.push(kind),
   })
@@ -86,18 +81,7 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
   let until = 2000
   const leased = (now: number) => now < until
   const events: string[] = []
-  const a = new VmAgent({
-    host: 'host-a1',
-    memory_mib: 4096,
-    clock,
-    holdsLease: (now) => leased(now),
-    leaseUntil: () => until,
-    no_quorum_grace_ms: 1500,
-    check_interval_ms: 100,
-    health: HEALTH,
-    reportFailure: () => {},
-    emitEvent: (kind) => events.push(kind),
-  })
+  const a = testVmAgent({ clock, holdsLease: (now) => leased(now), leaseUntil: () => until, emitEvent: (kind) => events.push(kind) })
   t.ok(a.startVm('web1', 1024, 1, 3, 'host-b1').ok)
   // frozen: no check ran until 10 s, long after the lease ran out at 2 s
   clock.advance(10_000)
@@ -109,7 +93,7 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
 
   // no lease although the last one runs until later (a new view whose lease is not granted yet): the gap counts from now
   let d_leased = true
-  const d = new VmAgent({ host: 'host-a2', memory_mib: 4096, clock, holdsLease: () => d_leased, leaseUntil: () => clock.now() + 5000, no_quorum_grace_ms: 1500, check_interval_ms: 100, health: HEALTH, reportFailure: () => {}, emitEvent: () => {} })
+  const d = testVmAgent({ host: 'host-a2', clock, holdsLease: () => d_leased, leaseUntil: () => clock.now() + 5000 })
   t.ok(d.startVm('db1', 1024, 2, 4, 'host-b1').ok)
   d.start()
   d_leased = false
@@ -120,7 +104,7 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
   d.stop()
 
   const c_until = clock.now() + 1000
-  const c = new VmAgent({ host: 'host-a3', memory_mib: 4096, clock, holdsLease: (now) => now < c_until, leaseUntil: () => c_until, no_quorum_grace_ms: 1500, check_interval_ms: 100, health: HEALTH, reportFailure: () => {}, emitEvent: () => {} })
+  const c = testVmAgent({ host: 'host-a3', clock, holdsLease: (now) => now < c_until, leaseUntil: () => c_until })
   t.ok(c.startVm('db1', 1024, 2, 4, 'host-b1').ok)
   c.start()
   clock.advance(2200) // the lease ended 1200 ms ago
