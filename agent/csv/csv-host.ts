@@ -3,7 +3,9 @@
  * the coordinator node's metadata work (region allocate/release, serialized per CSV), the
  * I/O it does for nodes that lost their path, the takeover of CSVs whose coordinator
  * node left the cluster view (decided by the cluster's coordinator with
- * coordinator-choice.ts), the operator requests (`hvlab csv …`) and `csv` in GET /status.
+ * coordinator-choice.ts), the hand-off of CSVs whose coordinator node lost its own path to
+ * the array (it checks that path every second and gives the CSV to the first member that
+ * has one), the operator requests (`hvlab csv …`) and `csv` in GET /status.
  */
 import { Counter } from 'prom-client'
 import { patternData, sha256Hex } from '../../array-emulator/block-pattern.js'
@@ -14,7 +16,7 @@ import type { CsvInfo } from '../../shared/protocol/csv-messages.js'
 import type { Message, MessageOf } from '../../shared/protocol/messages.js'
 import type { ClusterService } from '../cluster/cluster-service.js'
 import { expectReply, isUnreachable, meshArrayAdmin } from '../clx/array-admin.js'
-import { coordinatorMoves } from './coordinator-choice.js'
+import { coordinatorCandidates, coordinatorMoves } from './coordinator-choice.js'
 import { CsvDatabase } from './csv-database.js'
 import { CSVS_MAX, REGIONS_PER_CSV_MAX, blockCount, checkCsvName, checkRegionName, csvKey, csvVolumeName, encodeCsv, encodeRegion, regionKey, type CsvEntry, type RegionRecord } from './csv-record.js'
 import { CsvVolume, type CoordinatorPath, type DirectPath } from './csv-volume.js'
@@ -25,6 +27,7 @@ export const CSV_ADMIN_TIMEOUT_MS = 5000
 const PROBE_INTERVAL_MS = 1000
 const RECONCILE_INTERVAL_MS = 500
 const MOVE_PENDING_MS = 5000
+const STRANDED_LOG_INTERVAL_MS = 30_000
 
 export interface CsvHost {
   /** The I/O path of CSV `name` on this host (what a VM disk writer uses); throws if there is no such CSV. */
@@ -53,6 +56,8 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     if (e === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `there is no CSV ${name}; \`hvlab csv list\` shows the CSVs, \`hvlab csv create\` makes one`)
     return e
   }
+  const setOwner = (e: CsvEntry, owner: string): Promise<void> =>
+    db.commit(csvKey(e.name), encodeCsv({ array: e.array, volume: e.volume, size_bytes: e.size_bytes, block_size_bytes: e.block_size_bytes, owner }))
   const peer = (name: string) => {
     const c = p.mesh.connection(name)
     if (!c?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${p.name} has no connection to ${name} now`)
@@ -192,7 +197,7 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     const members = m.view().members
     if (!members.includes(q.to)) throw new HvlabError('HVLAB_E_STATE', `${q.to} is not a member of the cluster now (members: ${members.join(', ')}); pick one of them`)
     if (e.owner !== q.to) {
-      await db.commit(csvKey(q.name), encodeCsv({ array: e.array, volume: e.volume, size_bytes: e.size_bytes, block_size_bytes: e.block_size_bytes, owner: q.to }))
+      await setOwner(e, q.to)
       p.emitEvent('csv.coordinator-moved', { csv: q.name, from: e.owner, to: q.to, reason: 'operator' })
     }
     return { t: 'csv-list-reply', from: p.name, csvs: [info(mustExist(q.name))] }
@@ -242,11 +247,50 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
       bytes.inc({ path: 'served' }, data.length)
       return { message: { t: 'csv-redirect-data', csv: q.csv, blocks: q.blocks }, attachment: Buffer.from(data.buffer, data.byteOffset, data.byteLength) }
     })
-    conn.onRequest('csv-region-request', async ({ message: q }) => {
+    const fromHost = (): void => {
       if (!p.topology.hosts.some((h) => h.name === conn.remoteName)) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} is not a cluster host`)
+    }
+    conn.onRequest('csv-region-request', async ({ message: q }) => {
+      fromHost()
       return { message: await regionRequest({ ...q, forwarded: true }) }
     })
+    conn.onRequest('csv-path-check', async ({ message: q }) => {
+      fromHost()
+      mustExist(q.csv)
+      const r = await volume(q.csv).checkDirect()
+      return { message: { t: 'csv-path-checked', csv: q.csv, host: p.name, direct: r.direct, detail: r.detail.slice(0, 512) } }
+    })
   })
+
+  // ---------------------------------------------------------------- a coordinator node that lost its own path
+  const handingOff = new Set<string>()
+  let strandedLoggedAt = -Infinity
+  /** As coordinator node of `name`: check the own path; without one, hand the CSV to the first member that has one. */
+  const checkOwnPath = async (name: string): Promise<void> => {
+    const e = db.entry(name)
+    if (e === undefined || e.owner !== p.name || handingOff.has(name)) return
+    const own = await volume(name).checkDirect()
+    if (own.direct || !m.holdsLease(p.clock.now())) return
+    handingOff.add(name)
+    try {
+      for (const to of coordinatorCandidates(p.name, arraySite(e.array), m.view().members, siteOf)) {
+        const r = await ask(to, { t: 'csv-path-check', csv: name }, 'csv-path-checked').catch(() => null)
+        if (!r?.message.direct) continue
+        const current = db.entry(name)
+        if (current?.owner !== p.name) return // moved meanwhile (operator, takeover)
+        await setOwner(current, to)
+        p.emitEvent('csv.coordinator-moved', { csv: name, from: p.name, to, reason: `${p.name} lost its path to ${e.array}: ${own.detail}`.slice(0, 240) })
+        log.info({ csv: name, to }, 'lost the path to the CSV array; handed the coordinator role to a node that has one')
+        return
+      }
+      if (p.clock.now() - strandedLoggedAt >= STRANDED_LOG_INTERVAL_MS) {
+        strandedLoggedAt = p.clock.now()
+        log.warn({ csv: name, detail: own.detail }, 'lost the path to the CSV array and no other member has one; keeping the coordinator role')
+      }
+    } finally {
+      handingOff.delete(name)
+    }
+  }
 
   // ---------------------------------------------------------------- takeover and path probes
   const pending = new Map<string, { from: string; to: string; at_ms: number }>()
@@ -288,7 +332,10 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   })
   everyInterval(RECONCILE_INTERVAL_MS, reconcile)
   everyInterval(PROBE_INTERVAL_MS, async () => {
-    for (const name of db.all().csvs.keys()) await volume(name).probe()
+    for (const name of db.all().csvs.keys()) {
+      await volume(name).probe()
+      await checkOwnPath(name)
+    }
   })
   p.addStatus(() => ({ csv: states().volumes }))
 

@@ -142,13 +142,24 @@ export class CsvVolume {
 
   /** While Redirected: try the direct path (a one-block read) and switch back if it works. */
   async probe(): Promise<void> {
+    if (this.path.mode === 'Redirected') await this.checkDirect()
+  }
+
+  /**
+   * Tries the direct path now (a one-block read), whatever the mode, and records what it
+   * found: whether this node reaches the array itself, and the error if not.
+   */
+  async checkDirect(): Promise<{ direct: boolean; detail: string }> {
     const entry = this.d.entry()
-    if (this.path.mode === 'Direct' || entry === undefined) return
+    if (entry === undefined) return { direct: false, detail: `CSV ${this.d.csv} is not in ${this.d.node}'s copy of the cluster database` }
     try {
       await this.d.direct.read(entry.volume, 0, 1)
       this.feed({ kind: 'direct-ok' })
+      return { direct: true, detail: '' }
     } catch (e) {
-      if (this.d.unreachable(e)) this.feed({ kind: 'direct-unreachable', detail: describeError(e) })
+      const detail = describeError(e)
+      if (this.d.unreachable(e)) this.feed({ kind: 'direct-unreachable', detail })
+      return { direct: false, detail }
     }
   }
 

@@ -97,6 +97,14 @@ export const csvRedirectWritten = defineMessage('csv-redirect-written', { csv: c
 export const csvRedirectRead = defineMessage('csv-redirect-read', { from: field.name(), csv: csvName(), region: field.name(), block: field.uint(), blocks: blockCount() })
 export const csvRedirectData = defineMessage('csv-redirect-data', { csv: csvName(), blocks: blockCount() }, { attachment: 'required' })
 
+/**
+ * Coordinator node → another node: can you reach the CSV's array yourself? (It checks now,
+ * with a one-block read.) Asked by a coordinator node that lost its own path, to hand the
+ * CSV to a node that has one.
+ */
+export const csvPathCheck = defineMessage('csv-path-check', { csv: csvName() })
+export const csvPathChecked = defineMessage('csv-path-checked', { csv: csvName(), host: field.name(), direct: z.boolean(), detail: field.text(512) })
+
 export const csvMessages = [
   csvCreateRequest,
   csvMoveRequest,
@@ -113,4 +121,6 @@ export const csvMessages = [
   csvRedirectWritten,
   csvRedirectRead,
   csvRedirectData,
+  csvPathCheck,
+  csvPathChecked,
 ] as const

@@ -5,7 +5,8 @@
  * kill -9 of the coordinator node → a survivor takes over and I/O and allocation continue.
  * A VM on the CSV (`vm create --storage csv:v1`): its guest's disk writes land in its
  * region, keep landing (redirected) while its host has no path to the array, and a move to
- * another node changes nothing on the storage.
+ * another node changes nothing on the storage. A coordinator node partitioned from the
+ * array hands the CSV to a node that has a path.
  */
 import t from 'tap'
 import { csvListing, type CsvListing } from '../../scripts/cli/csv-commands.js'
@@ -101,9 +102,29 @@ t.test('CSV: direct and redirected I/O, coordinator takeover', async (t) => {
   t.same([d2.array, d2.volume], ['array-a', 'csv-v1'], 'on host-a1 it writes the same CSV volume')
   t.notOk((await lab.events()).some((e) => e.seq > seq && e.kind.startsWith('clx.')), 'no storage failover or switchover for a VM on a CSV')
 
-  // Operator move, then kill -9 of the coordinator node: a survivor takes over.
+  // Operator move; then the coordinator node loses its own path to the array: it hands the
+  // CSV to the first node that has one, and I/O (direct, and redirected through the new
+  // coordinator) carries on.
   const moved = await lab.json<{ owner: string }>('csv', 'move', 'v1', '--to', 'host-a2')
   t.equal(moved.owner, 'host-a2')
+  const seqCut = Math.max(0, ...(await lab.events()).map((e) => e.seq))
+  t.equal((await lab.cli('partition', 'host-a2', 'array-a')).code, 0)
+  const handed = await lab.waitFor('the coordinator handed off by host-a2', async () => {
+    const o = (await list()).csvs[0]?.owner
+    return o !== undefined && o !== 'host-a2' ? o : undefined
+  }, 60_000)
+  t.equal(handed, 'host-a1', 'to the next node in the array\'s site, which has a path')
+  const handOff = (await lab.events()).find((e) => e.seq > seqCut && e.kind === 'csv.coordinator-moved' && e.details.from === 'host-a2')
+  t.match(handOff?.details, { csv: 'v1', to: 'host-a1', reason: /host-a2 lost its path to array-a/ }, 'csv.coordinator-moved says why')
+  const w6 = await write('host-b2', 'vm1', 's6', 16)
+  t.equal(w6.path, 'direct')
+  const r6 = await read('host-a2', 'vm1', 16)
+  t.match(r6, { path: 'redirected', via: 'host-a1', sha256: w6.sha256 }, 'the old coordinator node reads through the new one')
+  t.equal((await lab.cli('heal')).code, 0)
+  await lab.waitFor('host-a2 Direct again', async () => ((await list()).csvs[0]?.nodes['host-a2']?.mode === 'Direct' ? true : undefined), 60_000)
+
+  // Operator move back, then kill -9 of the coordinator node: a survivor takes over.
+  t.equal((await lab.json<{ owner: string }>('csv', 'move', 'v1', '--to', 'host-a2')).owner, 'host-a2')
   t.equal((await lab.cli('kill', 'host-a2')).code, 0)
   const owner1 = await lab.waitFor('a new coordinator node', async () => {
     const o = (await list()).csvs[0]?.owner

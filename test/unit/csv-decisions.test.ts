@@ -1,5 +1,5 @@
 import t from 'tap'
-import { chooseCoordinator, coordinatorMoves } from '../../agent/csv/coordinator-choice.js'
+import { chooseCoordinator, coordinatorCandidates, coordinatorMoves } from '../../agent/csv/coordinator-choice.js'
 import { initialPathState, stepPathState } from '../../agent/csv/csv-path-state.js'
 import { decodeCsvs, encodeCsv, encodeRegion, csvKey, regionKey, type RegionRecord } from '../../agent/csv/csv-record.js'
 import { allocateBlocks, layoutProblems, volumeBlock } from '../../agent/csv/region-allocation.js'
@@ -35,6 +35,17 @@ t.test('coordinator choice: keeps a member, else the next member in the array si
     const members = ['host-a2', 'host-b1', 'host-b2'].sort(() => rnd.next() - 0.5)
     t.equal(chooseCoordinator('host-a1', 'site-b', members, siteOf), 'host-b1')
   }
+})
+
+t.test('coordinator candidates (a coordinator node that lost its path asks them in this order): the array site first, never the owner itself', async (t) => {
+  const siteOf = (n: string) => (n.startsWith('host-a') ? 'site-a' : 'site-b')
+  const all = ['host-b2', 'host-a1', 'host-b1', 'host-a2']
+  t.same(coordinatorCandidates('host-a2', 'site-a', all, siteOf), ['host-a1', 'host-b1', 'host-b2'], 'same site first (wrapping), then the rest after the owner')
+  t.same(coordinatorCandidates('host-a1', 'site-b', all, siteOf), ['host-b1', 'host-b2', 'host-a2'])
+  t.same(coordinatorCandidates('host-b1', null, all, siteOf), ['host-b2', 'host-a1', 'host-a2'], 'no site known: name order after the owner')
+  t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1'], siteOf), [], 'alone: nobody to hand it to')
+  t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1', 'host-a2', 'host-a2'], siteOf), ['host-a2'], 'each member once')
+  for (const owner of all) t.equal(chooseCoordinator(owner, 'site-a', all.filter((m) => m !== owner), siteOf), coordinatorCandidates(owner, 'site-a', all, siteOf)[0], `a takeover from ${owner} picks the first candidate`)
 })
 
 t.test('region allocation: first fit, never overlapping, never past the volume (seeded)', async (t) => {

@@ -88,6 +88,20 @@ t.test('direct while the path works; redirected through the coordinator when cut
   t.equal(v.state().bytes_redirected, BS, 'writes counted (the redirected read is not a write)')
 })
 
+t.test('checkDirect tries the path whatever the mode, says why it failed, and switches the mode', async (t) => {
+  const { v, state } = rig()
+  t.same(await v.checkDirect(), { direct: true, detail: '' }, 'direct: reachable')
+  state.cut = true
+  const cut = await v.checkDirect()
+  t.equal(cut.direct, false)
+  t.ok(cut.detail.length > 0, `with why: ${cut.detail}`)
+  t.equal(v.state().mode, 'Redirected', 'a failed check switches to Redirected without waiting for an I/O')
+  state.cut = false
+  t.same(await v.checkDirect(), { direct: true, detail: '' })
+  t.equal(v.state().mode, 'Direct', 'and back')
+  t.same(state.events, ['csv.io-redirected', 'csv.io-direct'])
+})
+
 t.test('I/O outside the region or with the wrong size is refused before anything moves', async (t) => {
   const { v, disk } = rig()
   await t.rejects(v.write({ region: 'vm1', block: 19, blocks: 2, data: data(9, 2), epoch: 1 }), /outside the region/)
