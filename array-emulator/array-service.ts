@@ -37,12 +37,10 @@ const RC_PEER_TYPES = [
 ] as const satisfies readonly RcPeerMessage['t'][]
 
 /** Worker threads hashing blocks for resync comparison (off the event loop). */
-const HASH_THREADS = 2
 const HASH_IDLE_TIMEOUT_MS = 30_000
 /** How long a partner may take to hash one batch of blocks before the batch is sent whole. */
 const HASH_REQUEST_TIMEOUT_MS = 30_000
 /** Groups of this array that resync at once; the others wait their turn. */
-const RESYNC_GROUPS_MAX = 2
 
 export interface ArrayService {
   store: VolumeStore
@@ -61,7 +59,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const masking = await LunMasking.open(dir)
   const fencing = await FencingTable.open(dir)
   const partners = p.topology.arrays.map((a) => a.name).filter((n) => n !== p.name)
-  const hashPool = new BlockHashPool({ threads: HASH_THREADS, idle_timeout_ms: HASH_IDLE_TIMEOUT_MS })
+  const hashPool = new BlockHashPool({ threads: p.topology.limits.block_hash_threads, idle_timeout_ms: HASH_IDLE_TIMEOUT_MS })
   const rc = await RemoteCopyService.open({
     dir: join(dir, 'remote-copy'),
     store,
@@ -92,7 +90,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       if (r.message.t !== 'rc-hash-list') throw new HvlabError('HVLAB_E_PROTOCOL', `array ${to} answered rc-hash-request with ${r.message.t}`)
       return r.attachment
     },
-    resync_groups_max: RESYNC_GROUPS_MAX,
+    resync_groups_max: p.topology.limits.resync_groups_per_array,
   })
   const io = new BlockIo(store, masking, fencing, rc, metrics)
   metrics.volumes.set(store.list().length)

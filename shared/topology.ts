@@ -1,6 +1,6 @@
 /**
  * The lab's topology: sites, Hyper-V hosts, storage arrays, the file-share witness, the
- * quorum model and timing profile. Read from a JSON file (the default lab is
+ * quorum model, timing profile and the limits of hosts and arrays. Read from a JSON file (the default lab is
  * `topologies/two-site.json`), validated with errors that name the file and the field.
  */
 import { readFileSync } from 'node:fs'
@@ -15,6 +15,31 @@ export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-si
 const heartbeatProfile = z.strictObject({
   interval_ms: z.number().int().min(10).max(60_000),
   missed_max: z.number().int().min(1).max(1000),
+})
+
+/** Limits of the hosts and arrays (DESIGN principle 9: bounded everything, each limit in config). */
+export const LIMITS_DEFAULT = {
+  /** Live/quick migrations a host sends at once (Hyper-V's default: 2); more are queued. */
+  migrations_per_host: 2,
+  /** Migrations a host queues beyond those; more are refused. */
+  migrations_queued_per_host: 16,
+  /** Migrations a host receives at once. */
+  incoming_migrations_per_host: 4,
+  /** Worker threads per host that diff pages for live migration. */
+  page_diff_threads: 2,
+  /** Remote-copy groups an array resynchronises at once; the others wait their turn. */
+  resync_groups_per_array: 2,
+  /** Worker threads per array that hash blocks for a resync's comparison. */
+  block_hash_threads: 2,
+}
+
+const limitsSchema = z.strictObject({
+  migrations_per_host: z.number().int().min(1).max(16).default(LIMITS_DEFAULT.migrations_per_host),
+  migrations_queued_per_host: z.number().int().min(0).max(1024).default(LIMITS_DEFAULT.migrations_queued_per_host),
+  incoming_migrations_per_host: z.number().int().min(1).max(16).default(LIMITS_DEFAULT.incoming_migrations_per_host),
+  page_diff_threads: z.number().int().min(1).max(64).default(LIMITS_DEFAULT.page_diff_threads),
+  resync_groups_per_array: z.number().int().min(1).max(256).default(LIMITS_DEFAULT.resync_groups_per_array),
+  block_hash_threads: z.number().int().min(1).max(64).default(LIMITS_DEFAULT.block_hash_threads),
 })
 
 const topologySchema = z.strictObject({
@@ -36,6 +61,8 @@ const topologySchema = z.strictObject({
     .default({ sameSite: { interval_ms: 1000, missed_max: 10 }, crossSite: { interval_ms: 1000, missed_max: 20 } }),
   /** Shrinks the long, human-scale intervals (Replica cycles, failover windows). */
   timeScale: z.number().positive().max(1).default(1),
+  /** Any limit left out takes its default (LIMITS_DEFAULT). */
+  limits: limitsSchema.default(LIMITS_DEFAULT),
 })
 
 export type Topology = z.infer<typeof topologySchema>

@@ -71,7 +71,8 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
   const { agent } = deps
   const log = p.log.child({ component: 'migration-host' })
   const hosts = new Set(p.topology.hosts.map((h) => h.name))
-  const pool = new PageDiffPool({ threads: 2 })
+  const limits = p.topology.limits
+  const pool = new PageDiffPool({ threads: limits.page_diff_threads })
   const statuses = new Map<string, MigrationStatus>()
   const byId = new Map<string, MigrationStatus>()
   /** MiB promised to VMs arriving now, by migration id. */
@@ -82,6 +83,9 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     log: p.log,
     pool,
     clock: p.clock,
+    outgoing_max: limits.migrations_per_host,
+    queue_max: limits.migrations_queued_per_host,
+    incoming_max: limits.incoming_migrations_per_host,
     ...(deps.storage ? { storage: deps.storage } : {}),
     onEvent: (e) => {
       p.emitEvent(e.kind, e.details)

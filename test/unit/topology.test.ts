@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
-import { DEFAULT_TOPOLOGY_FILE, dials, loadTopology, parseTopology, peersOf, processSpec, processesOf, type Topology } from '../../shared/topology.js'
+import { DEFAULT_TOPOLOGY_FILE, LIMITS_DEFAULT, dials, loadTopology, parseTopology, peersOf, processSpec, processesOf, type Topology } from '../../shared/topology.js'
 
 /** A valid three-site topology as raw JSON, to break one field at a time. */
 function validRaw(): Record<string, unknown> {
@@ -76,6 +76,9 @@ t.test('defaults are filled in', async (t) => {
   t.equal(topo.hosts[0]?.memory_mib, 8192)
   t.equal(topo.timeScale, 1)
   t.ok(topo.heartbeat.sameSite.interval_ms > 0)
+  t.same(topo.limits, LIMITS_DEFAULT, 'every limit at its default')
+  const some = parseTopology({ name: 'tiny', sites: [{ name: 's' }], hosts: [{ name: 'h1', site: 's' }], limits: { migrations_per_host: 4 } })
+  t.same(some.limits, { ...LIMITS_DEFAULT, migrations_per_host: 4 }, 'a limit given, the others at their defaults')
 })
 
 t.test('a valid non-default topology loads from a file', async (t) => {
@@ -106,6 +109,10 @@ t.test('schema errors name the field path', async (t) => {
   rejects(t, { ...raw(), hosts: [] }, [/\bhosts\b/], 'no hosts')
   rejects(t, { ...raw(), timeScale: 2 }, ['timeScale'], 'timeScale above 1')
   rejects(t, { ...raw(), timeScale: 0 }, ['timeScale'], 'timeScale of 0')
+  rejects(t, { ...raw(), limits: { migrations_per_host: 0 } }, ['limits.migrations_per_host'], 'no migrations at all')
+  rejects(t, { ...raw(), limits: { resync_groups_per_array: 1000 } }, ['limits.resync_groups_per_array'], 'resync limit too high')
+  rejects(t, { ...raw(), limits: { page_diff_threads: 1.5 } }, ['limits.page_diff_threads'], 'threads not an integer')
+  rejects(t, { ...raw(), limits: { migration_per_host: 3 } }, ['migration_per_host'], 'a misspelt limit')
   rejects(t, { ...raw(), quorum: { model: 'majority-of-vibes' } }, ['quorum.model'], 'unknown quorum model')
   rejects(t, { ...raw(), heartbeat: { sameSite: { interval_ms: 1, missed_max: 3 }, crossSite: { interval_ms: 1000, missed_max: 3 } } }, ['heartbeat.sameSite.interval_ms'], 'heartbeat too fast')
   rejects(t, { ...raw(), name: 42 }, [/\bname\b/], 'name as a number')
