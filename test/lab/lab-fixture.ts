@@ -27,6 +27,30 @@ export interface CliResult {
 
 interface Teardown {
   teardown(fn: () => unknown): void
+  /** tap's: whether every assertion so far passed. */
+  passing?(): boolean
+  comment?(...message: unknown[]): void
+}
+
+/** Timeline events printed with a failed test: what the lab did is the first thing to read. */
+const FAILED_TIMELINE_EVENTS = 400
+
+/** The last `count` events of the lab's timeline file, one line each. */
+function timelineTail(dir: string, count: number): string[] {
+  let lines: string[]
+  try {
+    lines = readFileSync(join(dir, 'events.jsonl'), 'utf8').split('\n').filter(Boolean)
+  } catch {
+    return []
+  }
+  return lines.slice(-count).map((l) => {
+    try {
+      const e = JSON.parse(l) as { seq: number; at_ms: number; kind: string; source: string; details: unknown }
+      return `${e.seq} ${new Date(e.at_ms).toISOString().slice(11, 23)} ${e.source} ${e.kind} ${JSON.stringify(e.details).slice(0, 300)}`
+    } catch {
+      return l.slice(0, 300)
+    }
+  })
 }
 
 const CLI_TIMEOUT_MS = 120_000
@@ -205,6 +229,10 @@ export async function startLab(t: Teardown, options: { topology?: string } = {})
   const lab = new TestLab(dir)
   const pids = new Set<number>()
   t.teardown(async () => {
+    if (t.passing?.() === false && t.comment) {
+      const tail = timelineTail(dir, FAILED_TIMELINE_EVENTS)
+      t.comment(`the lab's timeline (last ${tail.length} events) for the failed test:\n${tail.join('\n')}`)
+    }
     const controller = lab.controllerPid()
     if (controller !== undefined) pids.add(controller)
     if (controller !== undefined && isAlive(controller)) await lab.cli('down')

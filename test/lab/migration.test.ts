@@ -36,9 +36,13 @@ const lastSeq = async (lab: TestLab) => Math.max(0, ...(await lab.events()).map(
 const switchKnows = (lab: TestLab, vm: string, host: string) =>
   lab.waitFor(`the switch routes ${vm} to ${host}`, async () => ((await lab.events()).some((e) => e.source === host && (e.kind === 'vm.started' || e.kind === 'vm.location') && e.details.vm === vm) ? true : undefined), WAIT_MS)
 
-/** Resolves once the source shows `vm`'s migration in pre-copy round ≥ 1 after event `seq`. */
+/**
+ * Resolves once the source shows `vm`'s migration in pre-copy after event `seq`. Round 0 of a
+ * busy 256 MiB guest takes seconds; later rounds can converge fast once auto-converge
+ * throttles the guest, so a fault meant for "mid pre-copy" is injected in round 0.
+ */
 const inPrecopy = (lab: TestLab, vm: string, seq: number) =>
-  lab.waitFor(`${vm} in pre-copy round 1`, async () => ((await lab.events()).some((e) => e.seq > seq && e.kind === 'migration.precopy' && e.details.vm === vm && Number(e.details.round) >= 1) ? true : undefined), WAIT_MS)
+  lab.waitFor(`${vm} in pre-copy`, async () => ((await lab.events()).some((e) => e.seq > seq && e.kind === 'migration.precopy' && e.details.vm === vm) ? true : undefined), WAIT_MS)
 
 const everyHostInCluster = (lab: TestLab) =>
   lab.waitFor('every host back in the cluster with quorum', async () => {
@@ -132,7 +136,7 @@ t.test('live and quick migration with a client pinging the VM; cancel, kill -9 o
   await runningOn(lab, 'web1', 'host-a1')
 
   // 4. cancel mid pre-copy: stays on the source, the client sees nothing
-  ok(t, await lab.cli('vm', 'load', 'big1', '--dirty-mib-s', '400', '--hot', '0.5'), 'load big1 hard')
+  ok(t, await lab.cli('vm', 'load', 'big1', '--dirty-mib-s', '100', '--hot', '0.5'), 'load big1')
   const seq1 = await lastSeq(lab)
   const ping4 = backgroundPing(lab, 'big1')
   const cancelled = lab.cli('vm', 'migrate', 'big1', '--to', 'host-a2', '--max-rounds', '1000', '--budget-ms', '1', '--json')
@@ -169,7 +173,7 @@ t.test('live and quick migration with a client pinging the VM; cancel, kill -9 o
   // and the witness: the migration fails and the cluster keeps host-a1, so big1 stays where it
   // is. (Cutting only host-a1 from host-a2 would also make the cluster drop one of the two, which
   // may be the source: a migration-only network is not modelled.)
-  ok(t, await lab.cli('vm', 'load', 'big1', '--dirty-mib-s', '400', '--hot', '0.5'), 'load big1 hard again')
+  ok(t, await lab.cli('vm', 'load', 'big1', '--dirty-mib-s', '100', '--hot', '0.5'), 'load big1 again')
   const seq3 = await lastSeq(lab)
   const ping6 = backgroundPing(lab, 'big1')
   const migrating = lab.cli('vm', 'migrate', 'big1', '--to', 'host-a2', '--max-rounds', '1000', '--budget-ms', '1', '--json')
