@@ -114,8 +114,9 @@ t.test('CSV: direct and redirected I/O, coordinator takeover', async (t) => {
     return o !== undefined && o !== 'host-a2' ? o : undefined
   }, 60_000)
   t.equal(handed, 'host-a1', 'to the next node in the array\'s site, which has a path')
-  const handOff = (await lab.events()).find((e) => e.seq > seqCut && e.kind === 'csv.coordinator-moved' && e.details.from === 'host-a2')
-  t.match(handOff?.details, { csv: 'v1', to: 'host-a1', reason: /host-a2 lost its path to array-a/ }, 'csv.coordinator-moved says why')
+  // the event comes from host-a2 once its commit returns, which may be after `csv list` shows the new owner
+  const handOff = await lab.waitFor('the hand-off event', async () => (await lab.events()).find((e) => e.seq > seqCut && e.kind === 'csv.coordinator-moved' && e.details.from === 'host-a2'), 10_000)
+  t.match(handOff.details, { csv: 'v1', to: 'host-a1', reason: /host-a2 lost its path to array-a/ }, 'csv.coordinator-moved says why')
   const w6 = await write('host-b2', 'vm1', 's6', 16)
   t.equal(w6.path, 'direct')
   const r6 = await read('host-a2', 'vm1', 16)
