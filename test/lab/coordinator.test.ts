@@ -10,7 +10,7 @@
 import t from 'tap'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { startLab, type HostVm, type TestLab } from './lab-fixture.js'
+import { startLab, type HostVm, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VM_OF: Record<string, string> = { 'host-a1': 'vm-a1', 'host-a2': 'vm-a2', 'host-b1': 'vm-b1', 'host-b2': 'vm-b2' }
@@ -18,7 +18,6 @@ const WAIT_MS = 60_000
 
 type Inventories = Record<string, HostVm[]>
 type TestHandle = Pick<typeof t, 'equal' | 'ok' | 'same' | 'comment'>
-type LabEvent = Awaited<ReturnType<TestLab['events']>>[number]
 
 async function clusterOf(lab: TestLab, hosts: string[]): Promise<LabClusterStatus | undefined> {
   const s = await lab.clusterStatus()
@@ -64,7 +63,8 @@ async function killAndCheck(t: TestHandle, lab: TestLab, victim: string, fallbac
   await lab.waitFor(`a view of ${survivors.join(',')} holding the lease`, () => clusterOf(lab, survivors), WAIT_MS)
   const lost = VM_OF[victim]!
   const after = await lab.waitFor(`${lost} running on ${fallback}`, () => placed(lab, (vm) => (vm === lost ? fallback : (before[homeOf(vm)]?.some((v) => v.role === vm) ? homeOf(vm) : fallback))), WAIT_MS)
-  const events = (await lab.events()).filter((e) => e.seq > seq)
+  const restartedOnFallback = (e: LabEvent) => e.kind === 'vm.started' && e.source === fallback && e.details.vm === lost
+  const events = await lab.eventsAfter(seq, (evs) => evs.some(restartedOnFallback))
   for (const host of survivors) {
     for (const vm of before[host] ?? []) {
       const now = after[host]?.find((v) => v.role === vm.role)
@@ -74,7 +74,7 @@ async function killAndCheck(t: TestHandle, lab: TestLab, victim: string, fallbac
     }
   }
   t.same(events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source), [], 'no survivor stopped its vms for lack of quorum')
-  t.ok(events.some((e) => e.kind === 'vm.started' && e.source === fallback && e.details.vm === lost), `${lost} was restarted on ${fallback}`)
+  t.ok(events.some(restartedOnFallback), `${lost} was restarted on ${fallback}`)
   const gaps = leaseGaps(events)
   t.comment(`after killing ${victim}: longest time without a lease per survivor (ms): ${JSON.stringify(gaps)}`)
 }

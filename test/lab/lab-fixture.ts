@@ -91,6 +91,15 @@ export async function runCliInProcess(args: string[], timeout_ms = CLI_TIMEOUT_M
   }
 }
 
+/** One event of the lab's timeline as GET /v1/events streams it. */
+export interface LabEvent {
+  seq: number
+  at_ms: number
+  kind: string
+  source: string
+  details: Record<string, unknown>
+}
+
 /** A VM as its host reports it in GET /status. */
 export interface HostVm {
   role: string
@@ -131,10 +140,24 @@ export class TestLab {
     return this.control().get<LabStatus>('/v1/status')
   }
 
-  async events(): Promise<{ seq: number; at_ms: number; kind: string; source: string; details: Record<string, unknown> }[]> {
-    const events: { seq: number; at_ms: number; kind: string; source: string; details: Record<string, unknown> }[] = []
-    await this.control().stream('/v1/events', (e) => events.push(e as (typeof events)[number]))
+  async events(): Promise<LabEvent[]> {
+    const events: LabEvent[] = []
+    await this.control().stream('/v1/events', (e) => events.push(e as LabEvent))
     return events
+  }
+
+  /**
+   * The timeline after `seq` once `settled(events)` holds, or as it is after `timeout_ms`
+   * (so the test's assertions say what is missing). Events come from every process over its
+   * own link: one may arrive a moment after the state a test waited for became visible.
+   */
+  async eventsAfter(seq: number, settled: (events: LabEvent[]) => boolean, timeout_ms = 15_000): Promise<LabEvent[]> {
+    const deadline = Date.now() + timeout_ms
+    for (;;) {
+      const events = (await this.events()).filter((e) => e.seq > seq)
+      if (settled(events) || Date.now() >= deadline) return events
+      await new Promise((r) => setTimeout(r, 200))
+    }
   }
 
   /** Polls `probe` until it returns a value (not undefined) or the deadline passes. */

@@ -28,7 +28,7 @@ import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
 import { clusterStatusNow } from '../../scripts/cli/cluster-commands.js'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { startLab, type HostVm, type TestLab } from './lab-fixture.js'
+import { startLab, type HostVm, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VM_OF: Record<string, string> = { 'host-a1': 'vm-a1', 'host-a2': 'vm-a2', 'host-b1': 'vm-b1', 'host-b2': 'vm-b2' }
@@ -149,10 +149,11 @@ t.test('dynamic quorum (default lab): a hung guest is restarted; witness, then h
       t.equal(after[host]?.find((v) => v.role === vm.role)?.op, vm.op, `${vm.role} kept running on ${host} (same start op)`)
     }
   }
-  const events = (await lab.events()).filter((e) => e.seq > seq1)
+  const restartedVm = (vm: string) => (e: LabEvent) => e.kind === 'vm.started' && e.details.vm === vm
+  const events = await lab.eventsAfter(seq1, (evs) => evs.some(restartedVm('vm-b2')) && evs.some(restartedVm('vm-b1')))
   t.same(events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source), [], 'no survivor stopped its vms for lack of quorum')
-  t.ok(events.some((e) => e.kind === 'vm.started' && e.details.vm === 'vm-b2'), 'vm-b2 was restarted on a survivor')
-  t.ok(events.some((e) => e.kind === 'vm.started' && e.details.vm === 'vm-b1'), 'vm-b1 was restarted on a survivor')
+  t.ok(events.some(restartedVm('vm-b2')), 'vm-b2 was restarted on a survivor')
+  t.ok(events.some(restartedVm('vm-b1')), 'vm-b1 was restarted on a survivor')
 })
 
 t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; force-quorum; the others join (prevent quorum)', async (t) => {
@@ -181,7 +182,8 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
     return ['host-a1', 'host-a2'].every((h) => inv[h] !== undefined && inv[h]!.length === 0) ? s : undefined
   }, WAIT_MS)
   t.match(lost.hosts['host-a1']!, { votes_total: 5, votes_present: 2, votes_needed: 3 }, 'static votes: 2 of 5 present, 3 needed')
-  const stopped = (await lab.events()).filter((e) => e.seq > seq && e.kind === 'role.stopped-no-quorum').map((e) => e.source)
+  const stoppedBy = (evs: LabEvent[]) => evs.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source)
+  const stopped = stoppedBy(await lab.eventsAfter(seq, (evs) => ['host-a1', 'host-a2'].every((h) => stoppedBy(evs).includes(h))))
   t.ok(stopped.includes('host-a1') && stopped.includes('host-a2'), `both survivors stopped their vms for lack of quorum (${stopped.join(',')})`)
   const text = await cliText(lab, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/)
   t.match(text, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/, '`cluster status` says so')

@@ -10,7 +10,7 @@
 import t from 'tap'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { runCli, startLab, type TestLab } from './lab-fixture.js'
+import { runCli, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VMS = { web1: ['host-b1', 'host-b2'], db1: ['host-a2', 'host-a1'], app1: ['host-b2', 'host-a2'] } as const
@@ -117,10 +117,13 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   const failed = await lab.waitFor('web1 to run on host-b2', () => allRunning(lab, (vm, owner) => (vm === 'web1' ? owner === 'host-b2' : true)), WAIT_MS)
   t.equal(ownerOf(failed.list, 'db1'), 'host-a2', 'the other vms did not move')
   t.equal(ownerOf(failed.list, 'app1'), 'host-b2', 'the other vms did not move')
-  const events = (await lab.events()).filter((e) => e.seq > before)
-  const down = events.find((e) => e.kind === 'cluster.node-down' && e.details.node === 'host-b1')
-  const over = events.find((e) => e.kind === 'role.failed-over' && e.details.role === 'web1')
-  const running = events.find((e) => e.kind === 'role.running' && e.details.role === 'web1' && e.details.node === 'host-b2')
+  const isDown = (e: LabEvent) => e.kind === 'cluster.node-down' && e.details.node === 'host-b1'
+  const isOver = (e: LabEvent) => e.kind === 'role.failed-over' && e.details.role === 'web1'
+  const isRunning = (e: LabEvent) => e.kind === 'role.running' && e.details.role === 'web1' && e.details.node === 'host-b2'
+  const events = await lab.eventsAfter(before, (evs) => evs.some(isDown) && evs.some(isOver) && evs.some(isRunning))
+  const down = events.find(isDown)
+  const over = events.find(isOver)
+  const running = events.find(isRunning)
   t.ok(down && over && running, 'timeline: node-down, then role.failed-over, then role.running')
   if (down && over && running) {
     t.ok(down.seq < over.seq && over.seq < running.seq, 'in that order')
@@ -144,7 +147,7 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     return others.every((h) => (r.inv[h] ?? []).length === 0) ? { holders, others, r } : undefined
   }, WAIT_MS)
   t.pass(`${split.holders.join(',')} keep quorum and run every vm; ${split.others.join(',')} run none`)
-  const stoppedEvents = (await lab.events()).filter((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source))
+  const stoppedEvents = (await lab.eventsAfter(0, (evs) => evs.some((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source)))).filter((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source))
   t.ok(stoppedEvents.length > 0, 'timeline: the cut-off side stopped its vms for lack of quorum')
   t.equal((await lab.cli('heal')).code, 0)
   await lab.waitFor('all four together after heal', async () => {

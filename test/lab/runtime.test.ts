@@ -7,7 +7,7 @@
  */
 import t from 'tap'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
-import { isAlive, startLab } from './lab-fixture.js'
+import { isAlive, startLab, type LabEvent } from './lab-fixture.js'
 
 t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
   const { lab, status } = await startLab(t)
@@ -67,9 +67,11 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.not(upA1.pid, hostA1.pid, 'a new process')
   t.equal(upA1.starts, 2, 'started twice')
   t.same([...upA1.peers].sort(), [...upA1.expectedPeers].sort(), 'reconnected to every peer')
-  const events2 = (await lab.events()).filter((e) => e.seq > lastSeq)
-  t.ok(events2.some((e) => e.kind === 'process.up' && e.details.process === 'host-a1'), 'events: host-a1 up again')
-  t.ok(events2.some((e) => e.kind === 'peer.connected' && e.source === 'host-b1' && e.details.peer === 'host-a1'), 'events: host-b1 reconnected to host-a1')
+  const upAgain = (e: LabEvent) => e.kind === 'process.up' && e.details.process === 'host-a1'
+  const reconnected = (e: LabEvent) => e.kind === 'peer.connected' && e.source === 'host-b1' && e.details.peer === 'host-a1'
+  const events2 = await lab.eventsAfter(lastSeq, (evs) => evs.some(upAgain) && evs.some(reconnected))
+  t.ok(events2.some(upAgain), 'events: host-a1 up again')
+  t.ok(events2.some(reconnected), 'events: host-b1 reconnected to host-a1')
 
   // partition and heal between sites (one lab for the whole runtime: every lab start costs CI time)
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
