@@ -266,9 +266,10 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     p.emitEvent('vm.load', { vm: q.vm, dirty_mib_per_s: load.dirty_mib_per_s, hot_fraction: load.hot_fraction, disk_iops: load.disk_iops })
     return { t: 'ok' }
   })
-  p.serveOperator('vm-inspect-request', (q): Message => {
+  p.serveOperator('vm-inspect-request', async (q): Promise<Message> => {
     const vm = agent.vms.instance(q.vm)
     if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${q.vm}`)
+    const memory_sha256 = await vm.memory.sha256Async()
     return {
       t: 'vm-inspect-reply',
       vm: q.vm,
@@ -276,7 +277,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       running: vm.state === 'running',
       paused: vm.paused,
       memory_mib: vm.memory_mib,
-      memory_sha256: vm.memory.sha256(),
+      memory_sha256,
       guest_heartbeats: vm.guestHeartbeats,
       dirty_mib_per_s: vm.load.dirty_mib_per_s,
       hot_fraction: vm.load.hot_fraction,

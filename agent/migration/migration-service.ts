@@ -290,7 +290,7 @@ class OutgoingRun {
         if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: effect.reason.slice(0, 1024) }).catch(() => undefined)
         return
       case 'release-vm':
-        if (this.options.verify) this.source_sha256 = vm.memory.sha256() // paused since the blackout: memory at pause
+        if (this.options.verify) this.source_sha256 = await vm.memory.sha256Async() // paused since the blackout: memory at pause
         this.ctx.onDeparted?.(vm, conn.remoteName)
         return
       case 'emit':
@@ -380,6 +380,8 @@ interface IncomingRun {
   readonly arrival: Arrival
   memory: GuestMemory | null
   device_state: Uint8Array | null
+  /** Hash memory when the blackout's pages are in (`--verify`). */
+  readonly verify: boolean
 }
 
 interface ServiceContext {
@@ -484,9 +486,13 @@ export class MigrationService {
     conn.onRequest('migration-round-end', ({ message }) =>
       this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches }),
     )
-    conn.onRequest('migration-blackout', ({ message, attachment }) =>
-      this.stepIncoming(conn, message.migration_id, { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length }, attachment),
-    )
+    conn.onRequest('migration-blackout', async ({ message, attachment }) => {
+      const reply = this.stepIncoming(conn, message.migration_id, { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length }, attachment)
+      // --verify: the hash of memory as it is now (the guest is paused on both sides), sliced so this host keeps serving its heartbeats
+      const memory = this.incoming.get(message.migration_id)?.memory
+      if (reply.message.t !== 'migration-prepared' || !this.incoming.get(message.migration_id)?.verify || !memory) return reply
+      return { ...reply, message: { ...reply.message, memory_sha256: await memory.sha256Async() } }
+    })
     conn.onRequest('migration-resume', ({ message }) => this.stepIncoming(conn, message.migration_id, { kind: 'resume' }))
     conn.onMessage('migration-abort', ({ message }) => {
       const run = this.incoming.get(message.migration_id)
@@ -544,6 +550,7 @@ export class MigrationService {
       page_count: m.page_count,
       memory: null,
       device_state: null,
+      verify: m.verify,
     }
     this.incoming.set(m.migration_id, run)
     const input: DestinationInput = { kind: 'begin', migration_id: m.migration_id, vm: m.vm, page_count: m.page_count, storage: m.storage, verify: m.verify }
@@ -658,7 +665,7 @@ export class MigrationService {
       case 'migration-round-ack':
         return { message: { t: 'migration-round-ack', migration_id, round: r.round, batches: r.batches, pages: r.pages } }
       case 'migration-prepared':
-        return { message: { t: 'migration-prepared', migration_id, memory_sha256: r.verify && run.memory ? run.memory.sha256() : null } }
+        return { message: { t: 'migration-prepared', migration_id, memory_sha256: null } } // --verify: hashed by the blackout's request handler
       case 'migration-running':
         return { message: { t: 'migration-running', migration_id, host: r.host } }
     }

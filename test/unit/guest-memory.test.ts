@@ -88,6 +88,20 @@ t.test('sha256 covers all of memory', async (t) => {
   t.not(m.sha256(), before, 'the last byte counts')
 })
 
+t.test('sha256Async: the same hash, with the event loop served between slices', async (t) => {
+  const m = GuestMemory.create(4096 * 4) // 64 MiB: 16 slices
+  m.fill(0, m.byte_length, 0x5a)
+  m.writeByte(12345678, 1)
+  let served = 0
+  const ticker = setInterval(() => served++, 0)
+  try {
+    t.equal(await m.sha256Async(), m.sha256(), 'same hash as the one-go hash')
+  } finally {
+    clearInterval(ticker)
+  }
+  t.ok(served > 0, `timers ran while it hashed (${served} times): heartbeats are not held up`)
+})
+
 t.test('a worker thread writing through fromShared marks dirty bits the main thread takes', async (t) => {
   const m = GuestMemory.create(64)
   const worker = new Worker(
