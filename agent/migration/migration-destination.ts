@@ -76,7 +76,7 @@ export class MigrationDestination {
   private stage_: DestinationStage = 'idle'
   private migration_id = ''
   private vm = ''
-  private verify = false
+  private verify_ = false
   private round = 0
   private seq = 0
   private round_pages = 0
@@ -89,6 +89,11 @@ export class MigrationDestination {
 
   get stage(): DestinationStage {
     return this.stage_
+  }
+
+  /** The source asked for memory hashes (`--verify`). */
+  get verify(): boolean {
+    return this.verify_
   }
 
   /** Why it aborted ('' otherwise). */
@@ -141,7 +146,7 @@ export class MigrationDestination {
     this.stage_ = 'receiving'
     this.migration_id = input.migration_id
     this.vm = input.vm
-    this.verify = input.verify
+    this.verify_ = input.verify
     this.round = 0
     this.seq = 0
     return [
@@ -185,7 +190,7 @@ export class MigrationDestination {
     if (wrong) return this.protocolBreach(wrong)
     if (input.device_state_bytes < 1) return this.protocolBreach('the blackout brought no device state')
     this.stage_ = 'prepared'
-    return [{ kind: 'load-device-state' }, { kind: 'reply', reply: { t: 'migration-prepared', verify: this.verify } }]
+    return [{ kind: 'load-device-state' }, { kind: 'reply', reply: { t: 'migration-prepared', verify: this.verify_ } }]
   }
 
   private onResume(): DestinationEffect[] {

@@ -380,8 +380,6 @@ interface IncomingRun {
   readonly arrival: Arrival
   memory: GuestMemory | null
   device_state: Uint8Array | null
-  /** Hash memory when the blackout's pages are in (`--verify`). */
-  readonly verify: boolean
 }
 
 interface ServiceContext {
@@ -487,10 +485,11 @@ export class MigrationService {
       this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches }),
     )
     conn.onRequest('migration-blackout', async ({ message, attachment }) => {
+      const run = this.incoming.get(message.migration_id)
       const reply = this.stepIncoming(conn, message.migration_id, { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length }, attachment)
       // --verify: the hash of memory as it is now (the guest is paused on both sides), sliced so this host keeps serving its heartbeats
-      const memory = this.incoming.get(message.migration_id)?.memory
-      if (reply.message.t !== 'migration-prepared' || !this.incoming.get(message.migration_id)?.verify || !memory) return reply
+      const memory = run?.memory
+      if (reply.message.t !== 'migration-prepared' || !run?.machine.verify || !memory) return reply
       return { ...reply, message: { ...reply.message, memory_sha256: await memory.sha256Async() } }
     })
     conn.onRequest('migration-resume', ({ message }) => this.stepIncoming(conn, message.migration_id, { kind: 'resume' }))
@@ -550,7 +549,6 @@ export class MigrationService {
       page_count: m.page_count,
       memory: null,
       device_state: null,
-      verify: m.verify,
     }
     this.incoming.set(m.migration_id, run)
     const input: DestinationInput = { kind: 'begin', migration_id: m.migration_id, vm: m.vm, page_count: m.page_count, storage: m.storage, verify: m.verify }

@@ -69,15 +69,22 @@ const processOutput: OutputConfiguration = new Command().configureOutput()
  * Writes to the current run's io. Help is wrapped and coloured as commander does for the
  * process's streams when the run uses them; a captured io is not a terminal (80 columns, no colour).
  */
+/**
+ * Commander's answer for the process's streams when the run uses them, else `otherwise`
+ * (its defaults answer undefined off a terminal — 80 columns, colours off — whatever their types say).
+ */
+function onProcessStreams<T>(processAnswer: () => T | undefined, otherwise: T): T {
+  return (currentIo() === processIo ? processAnswer() : undefined) ?? otherwise
+}
+
 const runOutput: OutputConfiguration = {
   writeOut: (s) => currentIo().stdout(s),
   writeErr: (s) => currentIo().stderr(s),
   outputError: (s, write) => write(s),
-  // commander's defaults answer undefined off a terminal (80 columns; colours off), whatever their types say
-  getOutHelpWidth: () => (currentIo() === processIo ? processOutput.getOutHelpWidth?.() : undefined) ?? HELP_WIDTH_DEFAULT,
-  getErrHelpWidth: () => (currentIo() === processIo ? processOutput.getErrHelpWidth?.() : undefined) ?? HELP_WIDTH_DEFAULT,
-  getOutHasColors: () => (currentIo() === processIo ? processOutput.getOutHasColors?.() : undefined) ?? false,
-  getErrHasColors: () => (currentIo() === processIo ? processOutput.getErrHasColors?.() : undefined) ?? false,
+  getOutHelpWidth: () => onProcessStreams(() => processOutput.getOutHelpWidth?.(), HELP_WIDTH_DEFAULT),
+  getErrHelpWidth: () => onProcessStreams(() => processOutput.getErrHelpWidth?.(), HELP_WIDTH_DEFAULT),
+  getOutHasColors: () => onProcessStreams(() => processOutput.getOutHasColors?.(), false),
+  getErrHasColors: () => onProcessStreams(() => processOutput.getErrHasColors?.(), false),
 }
 
 /** The whole `hvlab` program; build one per run. Output and exit settings are set first: subcommands copy them when created. */

@@ -24,24 +24,9 @@ interface VmList {
 
 const vmList = (lab: TestLab): Promise<VmList> => lab.vmList()
 
-/** Each up host's VMs from its own GET /status. */
+/** Each up host's VM role names, sorted (TestLab.inventories). */
 async function inventories(lab: TestLab): Promise<Record<string, string[]>> {
-  const s = await lab.status()
-  const out: Record<string, string[]> = {}
-  await Promise.all(
-    s.processes
-      .filter((p) => p.role === 'host' && p.state === 'up' && p.metricsPort)
-      .map(async (p) => {
-        try {
-          const r = await fetch(`http://127.0.0.1:${p.metricsPort}/status`, { signal: AbortSignal.timeout(1000) })
-          const body = (await r.json()) as { vms?: { role: string }[] }
-          out[p.name] = (body.vms ?? []).map((v) => v.role).sort()
-        } catch {
-          // a host that does not answer now (killed, restarting) runs nothing we can see
-        }
-      }),
-  )
-  return out
+  return Object.fromEntries(Object.entries(await lab.inventories()).map(([host, vms]) => [host, vms.map((v) => v.role).sort()]))
 }
 
 function hostsRunning(inv: Record<string, string[]>, vm: string): string[] {

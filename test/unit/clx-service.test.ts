@@ -20,18 +20,9 @@ import { HvlabError } from '../../shared/errors.js'
 import type { Message } from '../../shared/protocol/messages.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
 import { openTestArray } from './remote-copy-fixture.js'
+import { ARRAYS, HOSTS } from './two-site-fixture.js'
 
 const BS = 4096
-const ARRAYS = [
-  { name: 'array-a', site: 'site-a' },
-  { name: 'array-b', site: 'site-b' },
-]
-const HOSTS = [
-  { name: 'host-a1', site: 'site-a' },
-  { name: 'host-a2', site: 'site-a' },
-  { name: 'host-b1', site: 'site-b' },
-  { name: 'host-b2', site: 'site-b' },
-]
 
 interface ArraySide {
   name: string

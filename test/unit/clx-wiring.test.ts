@@ -18,17 +18,8 @@ import { formatVmDepsTree, vmDeps } from '../../agent/clx/vm-deps.js'
 import type { ClxResult } from '../../agent/clx/clx-service.js'
 import type { VmRoleRecord, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
+import { ARRAYS, HOSTS } from './two-site-fixture.js'
 
-const ARRAYS = [
-  { name: 'array-a', site: 'site-a' },
-  { name: 'array-b', site: 'site-b' },
-]
-const HOSTS = [
-  { name: 'host-a1', site: 'site-a' },
-  { name: 'host-a2', site: 'site-a' },
-  { name: 'host-b1', site: 'site-b' },
-  { name: 'host-b2', site: 'site-b' },
-]
 const SPEC: Extract<VmStorageSpecRecord, { kind: 'replicated' }> = {
   kind: 'replicated',
   group: 'rc-web1',
