@@ -1007,6 +1007,7 @@ export class RemoteCopyGroup {
         bytes_behind: isSourceRole(this.role) ? this.volumeBlocksBehind(v) * bs : 0,
       })),
     }
+    if (this.partner_role !== undefined) s.partner_role = this.partner_role
     if (this.last_sync_ms !== undefined) s.last_sync_ms = this.last_sync_ms
     if (this.config.mode === 'periodic') s.period_ms = this.config.period_ms
     return s

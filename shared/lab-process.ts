@@ -83,7 +83,17 @@ export class LabProcess {
     const metrics = createMetrics({ role: spec.role, site: spec.site })
     const mesh = new PeerMesh({ self: { name: spec.name, role: spec.role }, secret, peers: peersOf(topology, spec.name), dials, log, metrics })
     const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh)
-    await p.listen(args.controllerPort)
+    // The shell's own listeners go first: a peer's handlers are attached, and its
+    // connection on the timeline, before role code hears of it.
+    p.mesh.on('peer-up', (c: PeerConnection) => {
+      for (const h of p.peerHandlers) h(c)
+      p.emitEvent('peer.connected', { peer: c.remoteName })
+      p.reportPeers()
+    })
+    p.mesh.on('peer-down', (name: string, reason: string) => {
+      p.emitEvent('peer.lost', { peer: name, reason })
+      p.reportPeers()
+    })
     return p
   }
 
@@ -149,7 +159,13 @@ export class LabProcess {
     await this.statusServer?.close()
   }
 
-  private async listen(controllerPort: number): Promise<void> {
+  /**
+   * Accepts peers and registers with the controller. Called once the role's setup has
+   * attached its handlers: a peer that connected earlier would send messages no handler
+   * knows yet (an array's partner sends rc-hello at once) and be refused as a protocol
+   * error, and the controller would report the process up before it can serve.
+   */
+  async serve(controllerPort: number): Promise<void> {
     this.peerServer = await PeerServer.listen({
       name: this.name,
       role: this.role,
@@ -160,15 +176,6 @@ export class LabProcess {
       onPeer: (c) => this.mesh.accept(c),
     })
     this.statusServer = await startStatusServer({ registry: this.metrics.registry, status: () => this.status(), log: this.log })
-    this.mesh.on('peer-up', (c: PeerConnection) => {
-      for (const h of this.peerHandlers) h(c)
-      this.emitEvent('peer.connected', { peer: c.remoteName })
-      this.reportPeers()
-    })
-    this.mesh.on('peer-down', (name: string, reason: string) => {
-      this.emitEvent('peer.lost', { peer: name, reason })
-      this.reportPeers()
-    })
     const link = new PeerLink({ name: this.name, role: this.role, secret: this.secret, expectName: 'controller', log: this.log, backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } }, { host: '127.0.0.1', port: controllerPort })
     link.on('up', (c: PeerConnection) => void this.register(c))
     link.on('down', () => (this.registered = false))
@@ -210,13 +217,15 @@ export class LabProcess {
 
 /**
  * The `main` of a lab process: parse arguments, start the shell, run the role's setup,
- * stop cleanly on SIGTERM/SIGINT. Bad arguments end the process with a clear message.
+ * then serve peers and the controller; stop cleanly on SIGTERM/SIGINT. Bad arguments end the process with a clear message.
  */
 export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promise<void> | void): Promise<void> {
   let p: LabProcess
   try {
-    p = await LabProcess.start(parseLabProcessArgs(process.argv.slice(2), role))
+    const args = parseLabProcessArgs(process.argv.slice(2), role)
+    p = await LabProcess.start(args)
     await setup(p)
+    await p.serve(args.controllerPort)
   } catch (e) {
     // commander has already printed its own usage error or help text
     if (e instanceof CommanderError) process.exit(e.exitCode)

@@ -79,7 +79,9 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
 }
 
 async function connect(port: number): Promise<PeerConnection> {
-  return connectPeer({ endpoint: { host: '127.0.0.1', port }, name: 'bench-src', role: 'host', secret: BENCH_SECRET, log: silentLogger() })
+  const c = await connectPeer({ endpoint: { host: '127.0.0.1', port }, name: 'bench-src', role: 'host', secret: BENCH_SECRET, log: silentLogger() })
+  c.start()
+  return c
 }
 
 async function sendRaw(port: number, frames: number): Promise<void> {

@@ -96,13 +96,13 @@ async function runOnGroupSide(o: DirOpt & { array?: string }, group: string, ver
 }
 
 function formatGroups(views: { array: string; groups: RcGroupStatus[]; error?: string }[]): string {
-  const rows = [['GROUP', 'ARRAY', 'ROLE', 'MODE', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED']]
+  const rows = [['GROUP', 'ARRAY', 'ROLE', 'PARTNER', 'MODE', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED']]
   const vols = [['GROUP', 'ARRAY', 'VOLUME', 'REMOTE', 'STATE', 'BEHIND']]
   const notes: string[] = []
   for (const v of views) {
     if (v.error) notes.push(`${v.array}: ${v.error}`)
     for (const g of v.groups) {
-      rows.push([g.group, v.array, g.role, g.mode, g.started ? 'yes' : 'no', g.link_up ? 'up' : 'down', g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`, `${g.bytes_behind}`, `${g.bytes_resynced_total}`])
+      rows.push([g.group, v.array, g.role, `${g.partner} (${g.partner_role ?? 'not heard'})`, g.mode, g.started ? 'yes' : 'no', g.link_up ? 'up' : 'down', g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`, `${g.bytes_behind}`, `${g.bytes_resynced_total}`])
       for (const x of g.volumes) vols.push([g.group, v.array, x.volume, x.remote_volume, x.state, `${x.bytes_behind}`])
     }
   }
@@ -292,7 +292,7 @@ function registerRcopyCommands(program: Command): void {
     .description('roles, states, last sync and bytes behind, as each array sees its groups')
     .argument('[group]', 'one group (default: all)')
     .addOption(dirOption())
-    .option('--json', 'machine-readable: [{"array","groups":[{"group","role","mode","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","volumes":[…]}],"error"?}]')
+    .option('--json', 'machine-readable: [{"array","groups":[{"group","role","partner","partner_role"?,"mode","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","volumes":[…]}],"error"?}]')
     .action(async (group: string | undefined, o: JsonOpt) => {
       const views = await groupViews(o, group)
       if (o.json) return printJson(views)

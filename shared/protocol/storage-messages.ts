@@ -186,6 +186,8 @@ export const rcGroupStatusSchema = z.strictObject({
   period_ms: field.uint().optional(),
   started: z.boolean(),
   link_up: z.boolean(),
+  /** The partner's role as its last rc-hello told it since the link came up; absent until then. */
+  partner_role: rcRoleSchema.optional(),
   /** The consistent point the partner last completed (ms on this array's clock); absent if never. */
   last_sync_ms: field.time_ms().optional(),
   bytes_behind: field.uint(),

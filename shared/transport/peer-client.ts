@@ -1,6 +1,7 @@
 /**
  * The dialling side: connect to a peer's endpoint, prove the lab's secret, check the
- * peer's proof in return, and hand back a PeerConnection.
+ * peer's proof in return, and hand back a PeerConnection. It is held: the caller attaches
+ * its handlers, then calls `start()` to have frames delivered.
  */
 import WebSocket from 'ws'
 import { HvlabError, describeError } from '../errors.js'
@@ -91,7 +92,7 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
         ws.removeAllListeners('message')
         ws.removeAllListeners('close')
         ws.removeAllListeners('error')
-        resolve(new PeerConnection(ws, { name: serverName, role: serverRole }, { log: options.log, limits: options.limits, metrics: options.metrics }))
+        resolve(new PeerConnection(ws, { name: serverName, role: serverRole }, { log: options.log, limits: options.limits, metrics: options.metrics, held: true }))
       } catch (e) {
         fail(e)
       }

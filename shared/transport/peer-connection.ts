@@ -54,6 +54,8 @@ interface Pending {
 }
 
 const CLOSE_POLICY = 1008
+/** Frames a held connection keeps for its owner; its owner starts it in the same tick. */
+const HELD_FRAMES_MAX = 1024
 
 /**
  * Events: 'close' (code: number, reason: string) once, when the connection is gone for
@@ -80,8 +82,15 @@ export class PeerConnection extends EventEmitter {
   /** close() was called: nothing received after that is acted on, nothing more is sent. */
   private closing = false
   private closed = false
+  /** Frames received before `start()`: delivered then, in order. Undefined once started. */
+  private held: [Buffer, boolean][] | undefined
 
-  constructor(ws: WebSocket, remote: { name: string; role: string }, opts: { log: Logger; limits?: Partial<TransportLimits>; metrics?: Metrics }) {
+  /**
+   * `held`: deliver nothing until `start()`. The dialling side creates its connection held:
+   * the server may send its first message in the same TCP segment as its welcome, and ws
+   * emits that message at once, before the dialler's owner has attached its handlers.
+   */
+  constructor(ws: WebSocket, remote: { name: string; role: string }, opts: { log: Logger; limits?: Partial<TransportLimits>; metrics?: Metrics; held?: boolean }) {
     super()
     this.ws = ws
     this.remoteName = remote.name
@@ -89,6 +98,7 @@ export class PeerConnection extends EventEmitter {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
     this.log = opts.log.child({ peer: remote.name })
     this.metrics = opts.metrics
+    if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
     ws.on('pong', () => {
       this.lastPong_ms = Date.now()
@@ -100,6 +110,16 @@ export class PeerConnection extends EventEmitter {
     })
     this.pingTimer = setInterval(() => this.probe(), this.limits.pingInterval_ms)
     this.pingTimer.unref()
+  }
+
+  /**
+   * Delivers the frames held so far, then every later one as it comes. The owner of a held
+   * connection calls it once its handlers are attached; on a started connection it does nothing.
+   */
+  start(): void {
+    const held = this.held
+    this.held = undefined
+    for (const [data, isBinary] of held ?? []) this.onFrame(data, isBinary)
   }
 
   get isOpen(): boolean {
@@ -223,6 +243,14 @@ export class PeerConnection extends EventEmitter {
     // ws keeps delivering frames until the peer answers our close; after a refusal
     // (a malformed frame, say) none of them may act.
     if (this.closed || this.closing) return
+    if (this.held) {
+      if (this.held.length >= HELD_FRAMES_MAX) {
+        this.refuse('HVLAB_E_BACKPRESSURE', `${HELD_FRAMES_MAX} frames arrived before this connection was started`)
+        return
+      }
+      this.held.push([data, isBinary])
+      return
+    }
     let envelope: Envelope
     let attachment: Buffer
     try {

@@ -88,7 +88,8 @@ export class PeerLink extends EventEmitter {
         this.emit('down', reason || 'connection closed')
         this.retry()
       })
-      this.emit('up', connection)
+      this.emit('up', connection) // its listeners attach their handlers...
+      connection.start() // ...before any frame is delivered
     } catch (e) {
       this.options.log.debug({ err: describeError(e), attempt: this.attempt }, 'dial failed')
       this.emit('dial-failed', e)

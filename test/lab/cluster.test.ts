@@ -115,4 +115,5 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
   const back = await waitFormed(lab, HOSTS, 'the cluster after a full restart')
   // From its records, not from scratch: the last view (all members back) or a newer one, never an older one.
   t.ok(lastEpoch > 0 && back.hosts['host-a1']!.epoch >= lastEpoch, `the cluster resumes at its last epoch or later (${lastEpoch} -> ${back.hosts['host-a1']!.epoch})`)
+  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through the restarts of a host, the witness and the whole lab')
 })

@@ -7,7 +7,7 @@
  * costs 1–1.6 s of CPU. `spawnCli` runs the real binary where a test checks it.
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,6 +51,32 @@ function timelineTail(dir: string, count: number): string[] {
       return l.slice(0, 300)
     }
   })
+}
+
+/** Warnings and errors from the processes' logs printed with a failed test. */
+const FAILED_LOG_LINES = 100
+
+/** The last `count` warn-or-worse lines of every process's pino log, oldest first. */
+function logWarningsTail(dir: string, count: number): string[] {
+  let files: string[]
+  try {
+    files = readdirSync(join(dir, 'logs')).filter((f) => f.endsWith('.log'))
+  } catch {
+    return []
+  }
+  const lines: { time: number; text: string }[] = []
+  for (const f of files) {
+    for (const l of readFileSync(join(dir, 'logs', f), 'utf8').split('\n')) {
+      try {
+        const { level, time, name, msg, pid: _pid, hostname: _h, ...rest } = JSON.parse(l) as Record<string, unknown>
+        if (typeof level !== 'number' || level < 40 || typeof time !== 'number') continue
+        lines.push({ time, text: `${new Date(time).toISOString().slice(11, 23)} ${String(name)} ${level >= 50 ? 'ERROR' : 'WARN'} ${String(msg)} ${JSON.stringify(rest).slice(0, 300)}` })
+      } catch {
+        // not a log record (a partial last line)
+      }
+    }
+  }
+  return lines.sort((a, b) => a.time - b.time).slice(-count).map((l) => l.text)
 }
 
 const CLI_TIMEOUT_MS = 120_000
@@ -144,6 +170,15 @@ export class TestLab {
     const events: LabEvent[] = []
     await this.control().stream('/v1/events', (e) => events.push(e as LabEvent))
     return events
+  }
+
+  /**
+   * Connections a lab process closed because a peer's frame broke the protocol. Lab
+   * processes speak it correctly, so any is a bug (a process that served a peer before its
+   * role's handlers were attached refused the peer's first message, say).
+   */
+  async protocolRefusals(): Promise<LabEvent[]> {
+    return (await this.events()).filter((e) => e.kind === 'peer.lost' && e.details.reason === 'HVLAB_E_PROTOCOL')
   }
 
   /**
@@ -255,6 +290,8 @@ export async function startLab(t: Teardown, options: { topology?: string } = {})
     if (t.passing?.() === false && t.comment) {
       const tail = timelineTail(dir, FAILED_TIMELINE_EVENTS)
       t.comment(`the lab's timeline (last ${tail.length} events) for the failed test:\n${tail.join('\n')}`)
+      const warnings = logWarningsTail(dir, FAILED_LOG_LINES)
+      t.comment(`the processes' warnings and errors (last ${warnings.length}) for the failed test:\n${warnings.join('\n')}`)
     }
     const controller = lab.controllerPid()
     if (controller !== undefined) pids.add(controller)

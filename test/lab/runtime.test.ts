@@ -133,6 +133,8 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.match(badPartition.stderr, /site-q is neither a process nor a site/)
   t.equal((await lab.status()).processes.filter((p) => p.state === 'up').length, 6, 'the rest of the lab kept running')
 
+  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9, restart, partition and pause')
+
   // down leaves no process behind
   const controllerPid = lab.controllerPid()!
   const pids = [controllerPid, ...(await lab.status()).processes.map((p) => p.pid).filter((p): p is number => p !== null)]

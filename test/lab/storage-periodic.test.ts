@@ -232,7 +232,8 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   await ok('array', 'present', 'array-b', 'pvol', 'host-b1')
   await s.write('array-b', 3, 'after-failover', 'host-b1', 2)
   await ok('restart', 'array-a')
-  await s.waitGroup('array-a', 'array-a back and linked', (g) => g.link_up)
+  // recover runs on array-b, the side that failed over: it needs array-a's hello (both Primary), not only the link
+  await s.waitGroup('array-b', 'array-b hears array-a back as Primary', (g) => g.link_up && g.partner_role === 'primary')
   await ok('rcopy', 'recover', 'rcp')
   await s.waitGroup('array-a', 'array-a is Secondary-Rev', (g) => g.role === 'secondary-rev')
   await s.waitGroup('array-b', 'Primary-Rev Synced after recover', synced)
@@ -259,4 +260,5 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   t.equal(sb.sha256, (await s.digests('array-a')).sha256, 'both copies identical after the switchover')
   const refused = await lab.cli('array', 'write', 'array-a', 'pvol', '--block', '9', '--host', 'host-a1', '--epoch', '3', '--pattern', 'old-side')
   t.not(refused.code, 0, 'the old primary refuses host writes after the switchover')
+  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9 and restart of array-a')
 })

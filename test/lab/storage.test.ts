@@ -183,7 +183,8 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
 
   // ------------------------------------------------ array-a comes back with its data; recover resyncs it as Secondary-Rev
   await ok('restart', 'array-a')
-  await s.waitGroup('array-a', 'array-a back, group restored and linked', (g) => g.link_up)
+  // recover runs on array-b, the side that failed over: it needs array-a's hello (both Primary), not only the link
+  await s.waitGroup('array-b', 'array-b hears array-a back as Primary', (g) => g.link_up && g.partner_role === 'primary')
   await ok('rcopy', 'recover', 'rc1')
   await s.waitGroup('array-a', 'array-a is Secondary-Rev', (g) => g.role === 'secondary-rev')
   await s.waitGroup('array-b', 'Primary-Rev Synced after recover', synced)
@@ -191,4 +192,5 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   const [ra, rb] = [await s.digests('array-a'), await s.digests('array-b')]
   t.equal(ra.sha256, rb.sha256, 'both copies are identical after recover')
   t.same(historyProblems(s.writes, ra.blocks), [], 'the recovered copy holds the full history')
+  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9 and restart of array-a')
 })

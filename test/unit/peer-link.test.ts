@@ -7,6 +7,7 @@ import t from 'tap'
 import { silentLogger } from '../../shared/log.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { DEFAULT_BACKOFF, PeerLink, backoffDelay_ms, type BackoffPolicy } from '../../shared/transport/peer-link.js'
+import { connectPeer } from '../../shared/transport/peer-client.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
 import { SECRET, startServer, until } from './transport-helpers.js'
 
@@ -81,4 +82,41 @@ t.test('setEndpoint moves a link that is down to a new address', async (tt) => {
   link.setEndpoint({ host: '127.0.0.1', port: server.port })
   const [c] = (await up) as [PeerConnection]
   tt.equal(c.remoteName, 'array-a')
+})
+
+t.test("a message the server sends the moment it accepts reaches the handlers the link's 'up' listener attaches", async (tt) => {
+  // The server's first message can share a TCP segment with its welcome; ws then emits it
+  // in the same tick as the welcome, before the client's code has heard of the connection.
+  const server = await startServer(tt, { name: 'array-b', onPeer: (c) => void c.send({ t: 'ping', seq: 7, sent_ms: 0 }) })
+  const received: number[] = []
+  const downs: string[] = []
+  const link = new PeerLink({ name: 'array-a', role: 'array', secret: SECRET, log: silentLogger(), backoff: { initial_ms: 5, max_ms: 40, jitter: 0.5 } }, { host: '127.0.0.1', port: server.port })
+  tt.teardown(() => link.stop())
+  link.on('up', (c: PeerConnection) => void c.onMessage('ping', ({ message }) => received.push(message.seq)))
+  link.on('down', (reason: string) => downs.push(reason))
+  link.start()
+  await until('the first message', () => received.length > 0 || downs.length > 0)
+  tt.same(received, [7], 'the message was handled')
+  tt.same(downs, [], 'the connection was not refused')
+})
+
+t.test('a dialled connection holds frames until started, then delivers them in order; one never started is cut', async (tt) => {
+  let sends: Promise<void>[] = []
+  const server = await startServer(tt, { name: 'array-b', onPeer: (c) => void (sends = [1, 2, 3].map((seq) => c.send({ t: 'ping', seq, sent_ms: 0 }))) })
+  const c = await connectPeer({ endpoint: { host: '127.0.0.1', port: server.port }, name: 'array-a', role: 'array', secret: SECRET, log: silentLogger() })
+  tt.teardown(() => c.terminate())
+  await Promise.all(sends)
+  await new Promise((r) => setTimeout(r, 50)) // let them arrive while held
+  const received: number[] = []
+  c.onMessage('ping', ({ message }) => received.push(message.seq))
+  tt.same(received, [], 'nothing delivered before start()')
+  c.start()
+  await until('the held frames', () => received.length === 3)
+  tt.same(received, [1, 2, 3], 'delivered in order once started')
+
+  const flood = await startServer(tt, { name: 'array-c', onPeer: (s) => void (async () => { for (let seq = 0; seq < 1100 && s.isOpen; seq++) await s.send({ t: 'ping', seq, sent_ms: 0 }) })() })
+  const never = await connectPeer({ endpoint: { host: '127.0.0.1', port: flood.port }, name: 'array-a', role: 'array', secret: SECRET, log: silentLogger() })
+  tt.teardown(() => never.terminate())
+  const [, reason] = (await once(never, 'close')) as [number, string]
+  tt.match(reason, /BACKPRESSURE/, 'a connection whose owner never starts it is cut rather than buffering without bound')
 })

@@ -42,6 +42,7 @@ export async function connect(tt: TapTest, port: number, options: Partial<Connec
     ...options,
   })
   tt.teardown(() => connection.terminate())
+  connection.start() // these tests' servers send nothing unasked; replies need delivery
   return connection
 }
 
