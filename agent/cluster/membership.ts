@@ -284,9 +284,18 @@ export class Membership {
     if (this.holdsLease(this.now_ms)) this.last_lease_ms = this.now_ms
   }
 
-  /** The hosts that should be in the view: this one and every peer that looks up. */
+  /**
+   * The hosts that should be in the view: this one; every member the failure detector
+   * still counts up (a member is removed only once it misses its heartbeat threshold);
+   * and every other peer that is up and heard lately. A peer a takeover left out because
+   * it went silent (the dead coordinator's site-mate, not yet past its cross-site
+   * threshold) is not asked back in: that would change the view again at once, and each
+   * view change costs the survivors a lease gap.
+   */
   private desiredMembers(): string[] {
-    return [this.config.name, ...this.detector.upPeers(this.now_ms)].sort()
+    const members = this.rec.view.members
+    const up = this.detector.upPeers(this.now_ms).filter((p) => members.includes(p) || !this.peerSilent(p))
+    return [this.config.name, ...up].sort()
   }
 
   /**

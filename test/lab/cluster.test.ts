@@ -39,8 +39,8 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
   t.equal(a1.votes_needed, 3)
   t.same(a1.nodes.map((n) => n.state), ['Up', 'Up', 'Up', 'Up'])
   t.ok(a1.witness?.votes && a1.witness.reachable, 'the witness votes and is reachable')
-  // Right after forming, the coordinator may still change the view once more (a node shows
-  // Joining for a moment, see the issue notes): read the CLI once the view has settled.
+  // A host whose promise reached the coordinator after the first view formed joins in the
+  // next one (it shows Joining meanwhile): read the CLI once the view has settled.
   const text = await lab.waitFor('`hvlab status` with the quorum held', async () => {
     const r = await lab.cli('status')
     return /quorum: HELD/.test(r.stdout) && /host-b2\s+site-b\s+Up\s+yes\s+yes/.test(r.stdout) ? r : undefined

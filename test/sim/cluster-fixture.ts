@@ -21,6 +21,8 @@ export interface LabOptions {
   quorum?: Partial<Omit<QuorumSettings, 'nodes'>>
   witness?: boolean
   net?: Partial<NetworkOptions>
+  /** Timings and heartbeat settings to use instead of the fast ones (the lab's own, say). */
+  config?: Partial<MembershipConfig>
 }
 
 export function hostConfig(name: string, sites: Record<string, string>, quorum: Omit<QuorumSettings, 'nodes'>, witness: string | null): MembershipConfig {
@@ -54,8 +56,9 @@ export function makeLab(o: LabOptions): SimNetwork {
   }
   const withWitness = o.witness ?? quorum.model === 'node-and-file-share-majority'
   const witness = withWitness ? WITNESS_NAME : null
-  const hosts = Object.keys(sites).map((n) => hostConfig(n, sites, quorum, witness))
-  const witnessConfig: ArbiterConfig | null = witness ? { name: witness, nodes: Object.keys(sites), lease_ms: 600, clock_skew_ms: 20 } : null
+  const hosts = Object.keys(sites).map((n) => ({ ...hostConfig(n, sites, quorum, witness), ...o.config }))
+  const h0 = hosts[0]!
+  const witnessConfig: ArbiterConfig | null = witness ? { name: witness, nodes: Object.keys(sites), lease_ms: h0.lease_ms, clock_skew_ms: h0.clock_skew_ms } : null
   return new SimNetwork({
     seed: o.seed,
     hosts,

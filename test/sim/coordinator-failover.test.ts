@@ -15,6 +15,8 @@
  * no event-loop stalls, so the sim holds takeover to the much tighter 0.75 × lease_ms.
  */
 import t from 'tap'
+import { leaseTimings } from '../../agent/cluster/cluster-config.js'
+import { loadTopology } from '../../shared/topology.js'
 import { checkSafety, convergenceProblem, hostConfig, makeLab, DEFAULT_SITES, type InvariantState } from './cluster-fixture.js'
 import type { SimNetwork } from './network.js'
 
@@ -149,4 +151,52 @@ t.test('restart every host at once: the restored coordinator renews its old view
   const after = net.hosts.get('host-a1')!.view()
   t.equal(after.epoch, before.epoch, 'no new epoch: every member heard, the old view is renewed')
   t.equal(after.coordinator, before.coordinator)
+})
+
+t.test("kill the coordinator with the default lab's timings: one takeover view, the dead host never asked back", async (t) => {
+  // The lab's failure thresholds are longer than its lease (same site 2.5 s, across sites
+  // 5 s, lease 2 s): the takeover view leaves the silent coordinator out while the new
+  // coordinator's detector still counts it up. Asking it back in would change the view
+  // again, and each change costs every survivor a lease gap.
+  const topology = loadTopology()
+  const timings = leaseTimings(topology)
+  const heartbeat = {
+    same_site_interval_ms: topology.heartbeat.sameSite.interval_ms,
+    same_site_missed_max: topology.heartbeat.sameSite.missed_max,
+    cross_site_interval_ms: topology.heartbeat.crossSite.interval_ms,
+    cross_site_missed_max: topology.heartbeat.crossSite.missed_max,
+  }
+  const down_after_ms = Math.max(heartbeat.same_site_interval_ms * heartbeat.same_site_missed_max, heartbeat.cross_site_interval_ms * heartbeat.cross_site_missed_max)
+  t.ok(down_after_ms > timings.lease_ms, `the scenario holds: a dead host is declared down (${down_after_ms} ms) after its lease ends (${timings.lease_ms} ms)`)
+  const seeds = SEEDS.slice(0, Number(process.env.FAILOVER_SIM_LAB_SEEDS ?? 40))
+  let failures = 0
+  let worst_gap_ms = 0
+  for (const seed of seeds) {
+    const net = makeLab({ seed, config: { ...timings, heartbeat } })
+    net.runFor(4 * timings.election_timeout_ms + Math.floor(net.rng() * 1000))
+    const formed = convergenceProblem(net)
+    const coordinator = coordinatorOf(net)
+    const survivors = [...net.hosts.keys()].filter((h) => h !== coordinator)
+    const epoch_before = net.hosts.get(survivors[0]!)!.view().epoch
+    const asked_back: number[] = []
+    net.onEvent = (e) => {
+      if (e.kind === 'cluster.view-changed' && (e.details.members as string[]).includes(coordinator) && (e.details.epoch as number) > epoch_before) asked_back.push(e.details.epoch as number)
+    }
+    net.kill(coordinator)
+    const g = watchGaps(net, survivors, epoch_before, down_after_ms + 2 * timings.lease_ms)
+    worst_gap_ms = Math.max(worst_gap_ms, g.longest_gap_ms)
+    const epochs = [...new Set(survivors.map((h) => net.hosts.get(h)!.view().epoch))]
+    const problem =
+      (formed === null ? null : `no cluster before the kill: ${formed}`) ??
+      g.problem ??
+      (asked_back.length > 0 ? `the dead coordinator ${coordinator} was put back in view ${asked_back[0]}` : null) ??
+      (epochs.length !== 1 || epochs[0]! !== epoch_before + 1 ? `the survivors ended at epochs ${epochs.join(', ')}, not one takeover view (${epoch_before + 1})` : null) ??
+      (g.longest_gap_ms >= 1.75 * timings.lease_ms ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms, past the roles' grace` : null)
+    if (problem) {
+      failures++
+      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
+      if (failures >= 3) break
+    }
+  }
+  t.equal(failures, 0, `${seeds.length} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
 })
