@@ -29,14 +29,14 @@ const READY_TIMEOUT_MS = 120_000
 
 const list = nameList
 
-async function waitUntilHealthy(client: () => ControlClient, isAlive: () => boolean, timeout_ms: number): Promise<LabStatus> {
+async function waitUntilReady(client: () => ControlClient, isAlive: () => boolean, timeout_ms: number): Promise<LabStatus> {
   const deadline = Date.now() + timeout_ms
   let last: LabStatus | undefined
   while (Date.now() < deadline) {
     if (!isAlive()) throw new HvlabError('HVLAB_E_LAB', 'the lab controller stopped while the lab was starting')
     try {
       last = await client().get<LabStatus>('/v1/status')
-      if (last.lab.healthy) return last
+      if (last.lab.healthy && last.lab.clusterFormed !== false) return last
       const dead = last.processes.find((p) => p.state === 'down' && p.lastExit && !p.lastExit.requested)
       if (dead) throw new HvlabError('HVLAB_E_LAB', `${dead.name} died while starting:\n${formatStatus(last)}`)
     } catch (e) {
@@ -45,7 +45,8 @@ async function waitUntilHealthy(client: () => ControlClient, isAlive: () => bool
     }
     await new Promise((r) => setTimeout(r, 100))
   }
-  throw new HvlabError('HVLAB_E_TIMEOUT', `the lab did not become healthy within ${timeout_ms / 1000} s${last ? `:\n${formatStatus(last)}` : ''}`)
+  const what = last?.lab.healthy ? 'its failover cluster did not form (every host in one view, holding quorum)' : 'the lab did not become healthy'
+  throw new HvlabError('HVLAB_E_TIMEOUT', `${what} within ${timeout_ms / 1000} s${last ? `:\n${formatStatus(last)}` : ''}`)
 }
 
 /** Commander ended the parse (help shown, or a usage error already written): the run ends with `exitCode`. */
@@ -107,11 +108,11 @@ export function buildProgram(): Command {
 function registerLabCommands(program: Command): void {
   program
     .command('up')
-    .description('start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy')
+    .description('start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy and the failover cluster has formed')
     .option('--topology <file>', 'topology file (JSON); default: topologies/two-site.json')
     .addOption(dirOption())
-    .option('--detach', 'return once the lab is healthy, leaving it running')
-    .option('--json', 'print the status as JSON once healthy')
+    .option('--detach', 'return once the lab is healthy and its cluster formed, leaving it running')
+    .option('--json', 'print the status as JSON once ready')
     .action(async (o: { topology?: string; dir: string; detach?: boolean; json?: boolean }) => {
       // Loaded here, not at the top: the other commands start faster without them.
       const { loadTopology, DEFAULT_TOPOLOGY_FILE } = await import('../../shared/topology.js')
@@ -130,7 +131,7 @@ function registerLabCommands(program: Command): void {
         child.on('exit', () => (alive = false))
         child.unref()
         try {
-          const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
+          const status = await waitUntilReady(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
           printResult(o.json, status, () => `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
         } catch (e) {
           const tail = lastLines(layout.controllerLog + '.stderr', 10)
@@ -145,7 +146,7 @@ function registerLabCommands(program: Command): void {
       let labRunning = true
       void lab.stopped.then(() => (labRunning = false))
       try {
-        const status = await waitUntilHealthy(() => ControlClient.forDir(o.dir), () => labRunning, READY_TIMEOUT_MS)
+        const status = await waitUntilReady(() => ControlClient.forDir(o.dir), () => labRunning, READY_TIMEOUT_MS)
         out(o.json ? JSON.stringify(status, null, 2) : `\n${formatStatus(status)}\n`)
         out(`Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`)
       } catch (e) {

@@ -79,7 +79,19 @@ export interface LabClusterStatus {
 }
 
 export interface LabStatus {
-  lab: { name: string; dir: string; controllerPid: number; started_ms: number; healthy: boolean }
+  lab: {
+    name: string
+    dir: string
+    controllerPid: number
+    started_ms: number
+    /** Every process is up and linked to every peer it is not partitioned from. */
+    healthy: boolean
+    /**
+     * The failover cluster has formed: every host of the topology holds the quorum lease of
+     * one view that has them all as members (as last refreshed). Null: no hosts, no cluster.
+     */
+    clusterFormed: boolean | null
+  }
   processes: ProcessStatus[]
   partitions: { a: string[]; b: string[] }[]
   cluster?: LabClusterStatus
@@ -185,11 +197,19 @@ export class LabController {
     const healthy = processes.every((p) => p.state === 'up' && p.expectedPeers.every((e) => p.peers.includes(e) || p.blocked.includes(e)))
     this.keepClusterStatusFresh()
     return {
-      lab: { name: this.topology.name, dir: this.layout.root, controllerPid: process.pid, started_ms: this.started_ms, healthy },
+      lab: { name: this.topology.name, dir: this.layout.root, controllerPid: process.pid, started_ms: this.started_ms, healthy, clusterFormed: this.clusterFormed() },
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
       ...(this.clusterStatus ? { cluster: this.clusterStatus } : {}),
     }
+  }
+
+  private clusterFormed(): boolean | null {
+    const names = this.topology.hosts.map((h) => h.name).sort()
+    if (names.length === 0) return null
+    const views = names.map((n) => this.clusterStatus?.hosts[n])
+    const first = views[0]
+    return views.every((v) => v !== undefined && v.holds_lease && v.epoch === first!.epoch && v.members.length === names.length && names.every((n) => v.members.includes(n)))
   }
 
   /** Starts (once) a background refresh of the `cluster` part of status from the hosts' and witness's GET /status. */

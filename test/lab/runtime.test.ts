@@ -14,6 +14,8 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const names = status.processes.map((p) => p.name).sort()
   t.same(names, ['array-a', 'array-b', 'host-a1', 'host-a2', 'host-b1', 'host-b2', 'witness'], 'every process of the default topology')
   t.ok(status.lab.healthy, 'the lab reports healthy')
+  t.equal(status.lab.clusterFormed, true, 'up --detach returned once the cluster formed')
+  for (const h of ['host-a1', 'host-a2', 'host-b1', 'host-b2']) t.ok(status.cluster?.hosts[h]?.holds_lease, `${h} holds the quorum lease`)
   for (const p of status.processes) {
     t.equal(p.state, 'up', `${p.name} is up`)
     t.ok(p.pid && isAlive(p.pid), `${p.name} has a live pid`)

@@ -76,7 +76,7 @@ t.test('every request needs the lab secret', async (t) => {
 t.test('GET /v1/status of a lab that has spawned nothing', async (t) => {
   const lab = await startLab(t)
   const s = await status(lab)
-  t.match(s.lab, { name: 'two-site', dir: labLayout(lab.dir).root, controllerPid: process.pid, healthy: false })
+  t.match(s.lab, { name: 'two-site', dir: labLayout(lab.dir).root, controllerPid: process.pid, healthy: false, clusterFormed: false })
   t.type(s.lab.started_ms, 'number')
   t.same(s.partitions, [])
   t.same(

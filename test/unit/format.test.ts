@@ -38,7 +38,7 @@ const proc = (p: Partial<ProcessStatus> & { name: string }): ProcessStatus => ({
 
 t.test('formatStatus', async (t) => {
   const s: LabStatus = {
-    lab: { name: 'two-site', dir: '/tmp/lab', controllerPid: 4242, started_ms: 0, healthy: false },
+    lab: { name: 'two-site', dir: '/tmp/lab', controllerPid: 4242, started_ms: 0, healthy: false, clusterFormed: null },
     processes: [
       proc({ name: 'host-a1', state: 'up', pid: 101, uptime_ms: 65_000, peers: ['host-a2'], expectedPeers: ['host-a2', 'witness'], metricsPort: 9100 }),
       proc({ name: 'host-a2', state: 'up', pid: 102, uptime_ms: 500, peers: ['host-a1'], expectedPeers: ['host-a1'] }),
