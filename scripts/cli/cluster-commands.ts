@@ -26,6 +26,8 @@ import { VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
 
 /** How long one host may take to answer a cluster request. */
 const HOST_REQUEST_TIMEOUT_MS = 3000
+/** `vm inspect` waits this long per MiB of guest memory on top of a request (the owner hashes it). */
+const INSPECT_HASH_MS_PER_MIB = 50
 /** A role request may wait for a view change on the host (it forwards to the coordinator). */
 const ROLE_REQUEST_TIMEOUT_MS = 15_000
 
@@ -387,17 +389,25 @@ export async function vmListNow(client: ControlClient): Promise<Omit<MessageOf<'
 
 /** What `hvlab vm inspect NAME --json` prints (tests call it in-process). */
 export async function vmInspectNow(client: ControlClient, name: string): Promise<Omit<MessageOf<'vm-inspect-reply'>, 't'>> {
-  const owner = await ownerOf(client, name)
-  const { t: _t, ...rest } = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', HOST_REQUEST_TIMEOUT_MS)
+  const { owner, memory_mib } = await runningRole(client, name)
+  // The owner hashes the guest's memory to answer, in slices that let it serve its peers
+  // between them: allow for a slow rate on a loaded machine (20 MiB/s) on top of a request.
+  const timeout_ms = HOST_REQUEST_TIMEOUT_MS + memory_mib * INSPECT_HASH_MS_PER_MIB
+  const { t: _t, ...rest } = await client.request(owner, { t: 'vm-inspect-request', vm: name }, 'vm-inspect-reply', timeout_ms)
   return rest
 }
 
 async function ownerOf(client: ControlClient, name: string): Promise<string> {
+  return (await runningRole(client, name)).owner
+}
+
+/** The VM's role, which must be running, with its owner. */
+async function runningRole(client: ControlClient, name: string): Promise<{ owner: string; memory_mib: number }> {
   const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
   const v = r.roles.find((x) => x.name === name)
   if (v === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
   if (v.owner === null || v.state !== 'running') throw new HvlabError('HVLAB_E_STATE', `vm ${name} is ${v.state}; it must be running`)
-  return v.owner
+  return { owner: v.owner, memory_mib: v.memory_mib }
 }
 
 /** Asks the coordinator to migrate, then follows the source until the migration with our ticket ended. */
