@@ -49,6 +49,8 @@ export interface ArrayService {
   rc: RemoteCopyService
   io: BlockIo
   close(): Promise<void>
+  /** A clean stop, once the process's links are down: Remote Copy groups record a clean shutdown. */
+  shutdown(): Promise<void>
 }
 
 export async function startArrayService(p: LabProcess): Promise<ArrayService> {
@@ -221,6 +223,11 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     io,
     async close() {
       await rc.close()
+      await hashPool.close()
+      await store.close()
+    },
+    async shutdown() {
+      await rc.shutdown()
       await hashPool.close()
       await store.close()
     },

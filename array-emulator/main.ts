@@ -3,5 +3,6 @@ import { runLabProcess } from '../shared/lab-process.js'
 import { startArrayService } from './array-service.js'
 
 await runLabProcess('array', async (p) => {
-  await startArrayService(p)
+  const service = await startArrayService(p)
+  return () => service.shutdown() // on SIGTERM/SIGINT, after the links are down
 })

@@ -148,6 +148,12 @@ export interface RcGroupRecord {
   last_sync_ms: number | null
   bytes_resynced_total: number
   volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs; compare?: boolean }[]
+  /**
+   * Written only by a clean shutdown (no host I/O after it; writes still waiting for the
+   * partner are in `dirty`): the restart need not suspect every block. The service
+   * persists a record without it as soon as it has read it, so a crash later is a crash.
+   */
+  clean_shutdown?: true
 }
 
 interface VolumeState {
@@ -1013,7 +1019,8 @@ export class RemoteCopyGroup {
     return s
   }
 
-  record(): RcGroupRecord {
+  /** The state to persist; `clean_shutdown` only from a clean shutdown (see RcGroupRecord). */
+  record(clean_shutdown = false): RcGroupRecord {
     const pendingBlocks = new Map<string, number[]>()
     for (const w of this.pending_sync.values()) pendingBlocks.set(w.volume, [...(pendingBlocks.get(w.volume) ?? []), ...w.blocks])
     return {
@@ -1032,6 +1039,7 @@ export class RemoteCopyGroup {
         for (const b of pendingBlocks.get(v.volume) ?? []) dirty.add(b)
         return { volume: v.volume, remote_volume: v.remote_volume, block_count: v.block_count, synced_once: v.synced_once, dirty: toRuns(dirty), rollback: toRuns(v.rollback), compare: v.compare }
       }),
+      ...(clean_shutdown ? { clean_shutdown: true as const } : {}),
     }
   }
 
@@ -1059,7 +1067,8 @@ export class RemoteCopyGroup {
     }
     // Sync writes in flight at a crash were not recorded: a source that may have had
     // some resyncs every volume in full — comparing hashes, so only what differs is sent.
-    if (isSourceRole(g.role) && g.config.mode === 'sync') {
+    // After a clean shutdown the record says exactly what the partner may lack.
+    if (isSourceRole(g.role) && g.config.mode === 'sync' && record.clean_shutdown !== true) {
       for (const v of g.volumes.values()) {
         for (let b = 0; b < v.block_count; b++) v.dirty.add(b)
         v.compare = true

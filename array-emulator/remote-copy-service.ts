@@ -88,6 +88,8 @@ export class RemoteCopyService {
   private readonly groups = new Map<string, GroupRuntime>()
   private readonly pending = new Map<number, PendingWrite>()
   private readonly partnersUp = new Set<string>()
+  /** shutdown() ran: no more input. */
+  private shutDown = false
   private writeSeq = 0
   private readonly log: Logger
   private readonly limiter: ResyncLimiter
@@ -125,6 +127,8 @@ export class RemoteCopyService {
       const saved = await journal.load()
       if (!saved) continue
       const group = RemoteCopyGroup.fromRecord(saved.record, saved.appended)
+      // A clean-shutdown mark counts once: from now on a crash must be treated as one.
+      if (saved.record.clean_shutdown) await journal.persist(group.record())
       await s.adopt(group, journal)
       s.log.info({ group: name, role: group.currentRole }, 'remote copy group restored')
     }
@@ -234,6 +238,19 @@ export class RemoteCopyService {
     for (const rt of this.groupsWith(partner)) void this.input(rt, { kind: 'link-down' }).catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
   }
 
+  /**
+   * A clean shutdown: no input after it; each group, once its queue is idle, persists a
+   * record marked clean (writes still waiting for the partner counted dirty), so a sync
+   * primary restarted from it need not suspect every block. Then closes like `close`.
+   * Call it after host I/O has stopped (the process's links are down).
+   */
+  async shutdown(): Promise<void> {
+    this.shutDown = true
+    for (const rt of this.groups.values()) await rt.queue.run(() => rt.journal.persist(rt.group.record(true)))
+    await this.close()
+  }
+
+  /** Releases the journals as they are (what a crash leaves; tests restart from it). */
   async close(): Promise<void> {
     for (const rt of this.groups.values()) {
       await rt.queue.run(async () => {
@@ -301,6 +318,7 @@ export class RemoteCopyService {
   /** One input, then its effects in order; resolves when they are all done. */
   private input(rt: GroupRuntime, input: RcInput): Promise<void> {
     return rt.queue.run(async () => {
+      if (this.shutDown) throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
       const effects = rt.group.step(input, this.o.now())
       for (const e of effects) await this.apply(rt, e)
     })

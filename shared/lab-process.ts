@@ -215,16 +215,20 @@ export class LabProcess {
   }
 }
 
+/** What a role's setup may return: its clean stop, run after the process's links are down. */
+export type Shutdown = () => Promise<void>
+
 /**
  * The `main` of a lab process: parse arguments, start the shell, run the role's setup,
  * then serve peers and the controller; stop cleanly on SIGTERM/SIGINT. Bad arguments end the process with a clear message.
  */
-export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promise<void> | void): Promise<void> {
+export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promise<Shutdown | void> | Shutdown | void): Promise<void> {
   let p: LabProcess
+  let shutdown: Shutdown | void
   try {
     const args = parseLabProcessArgs(process.argv.slice(2), role)
     p = await LabProcess.start(args)
-    await setup(p)
+    shutdown = await setup(p)
     await p.serve(args.controllerPort)
   } catch (e) {
     // commander has already printed its own usage error or help text
@@ -238,7 +242,10 @@ export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promis
     if (stopping) return
     stopping = true
     p.log.info({ signal }, 'stopping')
-    p.stop().finally(() => process.exit(0))
+    p.stop()
+      .then(() => shutdown?.())
+      .catch((e: unknown) => p.log.error({ err: describeError(e) }, 'clean shutdown failed'))
+      .finally(() => process.exit(0))
     setTimeout(() => process.exit(0), 3000).unref()
   }
   process.on('SIGTERM', () => stop('SIGTERM'))

@@ -12,6 +12,9 @@ import type { LabClusterStatus } from '../../scripts/controller/lab-controller.j
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { runCli, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
+/** The default vm disk (16 MiB) in 4 KiB blocks: a sync primary's full resync after a crash covers all of them. */
+const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
+
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VMS = { web1: ['host-b1', 'host-b2'], db1: ['host-a2', 'host-a1'], app1: ['host-b2', 'host-a2'] } as const
 const WAIT_MS = 60_000
@@ -153,12 +156,17 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.equal((await lab.cli('node', 'resume', target)).code, 0)
 
   // 5. the whole lab down and up on the same dir: the same vms come back and run
+  const beforeDown = Math.max(0, ...(await lab.events()).map((e) => e.seq))
   t.equal((await lab.cli('down')).code, 0)
   const up = await runCli(['up', '--detach', '--dir', lab.dir])
   t.equal(up.code, 0, `lab up again: ${up.stderr}`)
   const back = await lab.waitFor('the vms running after a full restart', () => allRunning(lab), WAIT_MS * 2)
   t.same(back.list.roles.map((r) => r.name).sort(), Object.keys(VMS).sort(), 'the same vms')
   t.same(back.list.roles.find((r) => r.name === 'web1')?.preferred_owners, VMS.web1, 'with their preferred owners')
+  // The arrays stopped cleanly (SIGTERM): a sync primary resumes from its record instead of
+  // suspecting every block of its volumes, as it must after a crash.
+  const fullResyncs = (await lab.events()).filter((e) => e.seq > beforeDown && e.kind === 'rc.sync-started' && e.details.role === 'primary' && Number(e.details.blocks) >= DISK_BLOCKS)
+  t.same(fullResyncs.map((e) => `${e.source} ${String(e.details.group)}`), [], 'no full resync after a clean restart of the arrays')
 
   watching = false
   await watcher

@@ -174,6 +174,39 @@ t.test('a sync primary restarted resyncs in full by comparison: only differing b
   t.same(await b.store.read('v', 0, 32), await a2.store.read('v', 0, 32), 'copies identical')
 })
 
+t.test('a sync primary stopped cleanly resumes with nothing to check; a crash after that restart is a crash again', async (t) => {
+  const { a, b, link, root } = await pair(t)
+  await a.store.create('v', 32 * BS)
+  await group(a, b, 'g')
+  await a.rc.admit('g', 'v', 'v')
+  await a.rc.verb('g', 'start', false)
+  await until('Synced', synced(a, 'g'))
+  await a.rc.hostWrite('g', 'v', 4, patternData('one', 4, 1, BS))
+  // a clean stop: the links go down first (no host I/O), then the service shuts down
+  link.up = false
+  a.rc.linkDown('b')
+  b.rc.linkDown('a')
+  await a.rc.hostWrite('g', 'v', 6, patternData('two', 6, 1, BS)) // acknowledged locally; the partner lacks it
+  await a.rc.shutdown()
+  await a.store.close()
+  await t.rejects(a.rc.hostWrite('g', 'v', 7, patternData('late', 7, 1, BS)), { code: 'HVLAB_E_CLOSED' }, 'no input after the shutdown')
+  const a2 = await side('a', join(root, 'a'), 'b', link)
+  t.equal(a2.rc.status('g')[0]!.bytes_behind, BS, 'after a clean stop only the block the partner lacks is behind, not every block')
+  link.up = true
+  a2.rc.linkUp('b')
+  b.rc.linkUp('a')
+  await until('Synced after the clean restart', synced(a2, 'g'))
+  t.same(await b.store.read('v', 0, 32), await a2.store.read('v', 0, 32), 'copies identical')
+
+  // the clean mark counted once: a crash of this instance (close without shutdown) is a crash
+  await a2.rc.close()
+  await a2.store.close()
+  link.up = false
+  b.rc.linkDown('a')
+  const a3 = await side('a', join(root, 'a'), 'b', link)
+  t.equal(a3.rc.status('g')[0]!.bytes_behind, 32 * BS, 'after a crash every block is checked again')
+})
+
 t.test('a hash request is checked: wrong partner, unknown volume, block past the end, not a target', async (t) => {
   const { a, b } = await pair(t)
   await a.store.create('v', 8 * BS)
