@@ -147,14 +147,20 @@ t.test('an empty secondary gets every non-zero block, and no zero block', async 
   t.same(await b.store.read('v', 0, 64), await a.store.read('v', 0, 64), 'copies identical')
 })
 
+/** A pair with sync group g over a 32-block volume v, Synced, and one replicated write (block 4). */
+async function syncedPrimaryWithOneWrite(t: { teardown(fn: () => unknown): void }): ReturnType<typeof pair> {
+  const p = await pair(t)
+  await p.a.store.create('v', 32 * BS)
+  await group(p.a, p.b, 'g')
+  await p.a.rc.admit('g', 'v', 'v')
+  await p.a.rc.verb('g', 'start', false)
+  await until('Synced', synced(p.a, 'g'))
+  await p.a.rc.hostWrite('g', 'v', 4, patternData('one', 4, 1, BS))
+  return p
+}
+
 t.test('a sync primary restarted resyncs in full by comparison: only differing blocks move', async (t) => {
-  const { a, b, link, root } = await pair(t)
-  await a.store.create('v', 32 * BS)
-  await group(a, b, 'g')
-  await a.rc.admit('g', 'v', 'v')
-  await a.rc.verb('g', 'start', false)
-  await until('Synced', synced(a, 'g'))
-  await a.rc.hostWrite('g', 'v', 4, patternData('one', 4, 1, BS))
+  const { a, b, link, root } = await syncedPrimaryWithOneWrite(t)
   const before = a.sent_bytes
   // crash-like restart of a: close and reopen from its dirs, then the link comes back
   await a.rc.close()
@@ -175,13 +181,7 @@ t.test('a sync primary restarted resyncs in full by comparison: only differing b
 })
 
 t.test('a sync primary stopped cleanly resumes with nothing to check; a crash after that restart is a crash again', async (t) => {
-  const { a, b, link, root } = await pair(t)
-  await a.store.create('v', 32 * BS)
-  await group(a, b, 'g')
-  await a.rc.admit('g', 'v', 'v')
-  await a.rc.verb('g', 'start', false)
-  await until('Synced', synced(a, 'g'))
-  await a.rc.hostWrite('g', 'v', 4, patternData('one', 4, 1, BS))
+  const { a, b, link, root } = await syncedPrimaryWithOneWrite(t)
   // a clean stop: the links go down first (no host I/O), then the service shuts down
   link.up = false
   a.rc.linkDown('b')
