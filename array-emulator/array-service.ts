@@ -48,9 +48,8 @@ export interface ArrayService {
   fencing: FencingTable
   rc: RemoteCopyService
   io: BlockIo
-  close(): Promise<void>
   /** A clean stop, once the process's links are down: Remote Copy groups record a clean shutdown. */
-  shutdown(): Promise<void>
+  close(): Promise<void>
 }
 
 export async function startArrayService(p: LabProcess): Promise<ArrayService> {
@@ -222,11 +221,6 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     rc,
     io,
     async close() {
-      await rc.close()
-      await hashPool.close()
-      await store.close()
-    },
-    async shutdown() {
       await rc.shutdown()
       await hashPool.close()
       await store.close()

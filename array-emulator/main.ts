@@ -4,5 +4,5 @@ import { startArrayService } from './array-service.js'
 
 await runLabProcess('array', async (p) => {
   const service = await startArrayService(p)
-  return () => service.shutdown() // on SIGTERM/SIGINT, after the links are down
+  return () => service.close() // on SIGTERM/SIGINT, after the links are down
 })

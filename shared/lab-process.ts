@@ -220,7 +220,8 @@ export type Shutdown = () => Promise<void>
 
 /**
  * The `main` of a lab process: parse arguments, start the shell, run the role's setup,
- * then serve peers and the controller; stop cleanly on SIGTERM/SIGINT. Bad arguments end the process with a clear message.
+ * then serve peers and the controller; on SIGTERM/SIGINT stop the links, then run the
+ * role's shutdown. Bad arguments end the process with a clear message.
  */
 export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promise<Shutdown | void> | Shutdown | void): Promise<void> {
   let p: LabProcess

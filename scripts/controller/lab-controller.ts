@@ -208,8 +208,8 @@ export class LabController {
     const names = this.topology.hosts.map((h) => h.name).sort()
     if (names.length === 0) return null
     const views = names.map((n) => this.clusterStatus?.hosts[n])
-    const first = views[0]
-    return views.every((v) => v !== undefined && v.holds_lease && v.epoch === first!.epoch && v.members.length === names.length && names.every((n) => v.members.includes(n)))
+    const everyone = names.join(',')
+    return views.every((v) => v !== undefined && v.holds_lease && v.epoch === views[0]!.epoch && [...v.members].sort().join(',') === everyone)
   }
 
   /** Starts (once) a background refresh of the `cluster` part of status from the hosts' and witness's GET /status. */

@@ -15,7 +15,7 @@
  * no event-loop stalls, so the sim holds takeover to the much tighter 0.75 × lease_ms.
  */
 import t from 'tap'
-import { leaseTimings } from '../../agent/cluster/cluster-config.js'
+import { leaseTimings, membershipConfig } from '../../agent/cluster/cluster-config.js'
 import { loadTopology } from '../../shared/topology.js'
 import { checkSafety, convergenceProblem, hostConfig, makeLab, DEFAULT_SITES, type InvariantState } from './cluster-fixture.js'
 import type { SimNetwork } from './network.js'
@@ -160,12 +160,7 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
   // again, and each change costs every survivor a lease gap.
   const topology = loadTopology()
   const timings = leaseTimings(topology)
-  const heartbeat = {
-    same_site_interval_ms: topology.heartbeat.sameSite.interval_ms,
-    same_site_missed_max: topology.heartbeat.sameSite.missed_max,
-    cross_site_interval_ms: topology.heartbeat.crossSite.interval_ms,
-    cross_site_missed_max: topology.heartbeat.crossSite.missed_max,
-  }
+  const { heartbeat } = membershipConfig(topology, topology.hosts[0]!.name)
   const down_after_ms = Math.max(heartbeat.same_site_interval_ms * heartbeat.same_site_missed_max, heartbeat.cross_site_interval_ms * heartbeat.cross_site_missed_max)
   t.ok(down_after_ms > timings.lease_ms, `the scenario holds: a dead host is declared down (${down_after_ms} ms) after its lease ends (${timings.lease_ms} ms)`)
   const seeds = SEEDS.slice(0, Number(process.env.FAILOVER_SIM_LAB_SEEDS ?? 40))
