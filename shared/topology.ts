@@ -31,6 +31,52 @@ export const LIMITS_DEFAULT = {
   resync_groups_per_array: 2,
   /** Worker threads per array that hash blocks for a resync's comparison. */
   block_hash_threads: 2,
+
+  // Transport: every process's peer port (shared/transport).
+  /** Authenticated peer connections a process serves at once; more are refused. */
+  peer_connections_max: 256,
+  /** Connections still in their handshake at once, per process; more are refused. */
+  unauthenticated_connections_max: 32,
+  /** Bytes a connection may send before it has proved the lab's secret; beyond, it is cut. */
+  preauth_bytes_max: 16 * 1024,
+  /** Requests from one peer being handled at once; more are answered HVLAB_E_BACKPRESSURE. */
+  inbound_requests_in_flight_max: 256,
+  /** Refusal log lines per process per second; the rest are counted, not written. */
+  refusal_logs_per_s: 10,
+
+  // HTTP listeners (control API, status and metrics).
+  /** A request's headers must arrive within this. */
+  http_headers_timeout_ms: 5_000,
+  /** A whole request must arrive within this. */
+  http_request_timeout_ms: 10_000,
+  /** Bytes of request headers at most (431 beyond). */
+  http_header_bytes_max: 16 * 1024,
+  /** Open HTTP sockets per listener at most. */
+  http_connections_max: 128,
+
+  // Timeline and logs (rotated at a size; the oldest rotated file is dropped).
+  /** events.jsonl rotates at this size. */
+  events_file_bytes_max: 16 * 1024 * 1024,
+  /** Rotated timeline files kept besides the current one. */
+  events_files_kept: 4,
+  /** Bytes of events the controller keeps in memory for `hvlab events`. */
+  timeline_memory_bytes_max: 16 * 1024 * 1024,
+  /** `hvlab events --follow` clients at once. */
+  event_followers_max: 16,
+  /** A follower that does not read is cut beyond this many unsent bytes. */
+  event_follower_queue_bytes_max: 1024 * 1024,
+  /** Each process log rotates at this size. */
+  log_file_bytes_max: 16 * 1024 * 1024,
+  /** Rotated log files kept per process besides the current one. */
+  log_files_kept: 3,
+
+  // Input queues of the protocol machines.
+  /** Inputs waiting for one Remote Copy group's machine; more are refused. */
+  rc_group_inputs_queued_max: 1024,
+  /** A synchronous write waits this long for the partner's acknowledgement, then the link counts as failed. */
+  rc_sync_write_timeout_ms: 5_000,
+  /** Inputs waiting for a host's cluster machines (membership, roles); more are refused. */
+  cluster_inputs_queued_max: 4096,
 }
 
 const limitsSchema = z.strictObject({
@@ -40,7 +86,28 @@ const limitsSchema = z.strictObject({
   page_diff_threads: z.number().int().min(1).max(64).default(LIMITS_DEFAULT.page_diff_threads),
   resync_groups_per_array: z.number().int().min(1).max(256).default(LIMITS_DEFAULT.resync_groups_per_array),
   block_hash_threads: z.number().int().min(1).max(64).default(LIMITS_DEFAULT.block_hash_threads),
+  peer_connections_max: z.number().int().min(4).max(65_536).default(LIMITS_DEFAULT.peer_connections_max),
+  unauthenticated_connections_max: z.number().int().min(1).max(4096).default(LIMITS_DEFAULT.unauthenticated_connections_max),
+  preauth_bytes_max: z.number().int().min(1024).max(1024 * 1024).default(LIMITS_DEFAULT.preauth_bytes_max),
+  inbound_requests_in_flight_max: z.number().int().min(1).max(65_536).default(LIMITS_DEFAULT.inbound_requests_in_flight_max),
+  refusal_logs_per_s: z.number().int().min(1).max(10_000).default(LIMITS_DEFAULT.refusal_logs_per_s),
+  http_headers_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_headers_timeout_ms),
+  http_request_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_request_timeout_ms),
+  http_header_bytes_max: z.number().int().min(1024).max(1024 * 1024).default(LIMITS_DEFAULT.http_header_bytes_max),
+  http_connections_max: z.number().int().min(4).max(65_536).default(LIMITS_DEFAULT.http_connections_max),
+  events_file_bytes_max: z.number().int().min(4096).max(2 ** 40).default(LIMITS_DEFAULT.events_file_bytes_max),
+  events_files_kept: z.number().int().min(1).max(1000).default(LIMITS_DEFAULT.events_files_kept),
+  timeline_memory_bytes_max: z.number().int().min(64 * 1024).max(2 ** 32).default(LIMITS_DEFAULT.timeline_memory_bytes_max),
+  event_followers_max: z.number().int().min(1).max(1024).default(LIMITS_DEFAULT.event_followers_max),
+  event_follower_queue_bytes_max: z.number().int().min(64 * 1024).max(2 ** 30).default(LIMITS_DEFAULT.event_follower_queue_bytes_max),
+  log_file_bytes_max: z.number().int().min(4096).max(2 ** 40).default(LIMITS_DEFAULT.log_file_bytes_max),
+  log_files_kept: z.number().int().min(1).max(1000).default(LIMITS_DEFAULT.log_files_kept),
+  rc_group_inputs_queued_max: z.number().int().min(16).max(1_000_000).default(LIMITS_DEFAULT.rc_group_inputs_queued_max),
+  rc_sync_write_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.rc_sync_write_timeout_ms),
+  cluster_inputs_queued_max: z.number().int().min(16).max(1_000_000).default(LIMITS_DEFAULT.cluster_inputs_queued_max),
 })
+
+export type Limits = z.infer<typeof limitsSchema>
 
 const topologySchema = z.strictObject({
   name: field.name(),
