@@ -43,12 +43,13 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
       log.fatal({ err: describeError(e) }, 'cannot write the witness record; stopping so it breaks no promise it made')
       process.exit(1)
     },
-  })
+  }, { batches_max: p.topology.limits.cluster_inputs_queued_max, log })
   const receive = (m: ClusterMessage, from: string): void => {
     if (m.from !== from) {
       log.warn({ peer: from, claimed: m.from, t: m.t }, 'dropped a cluster message whose sender is not the connected peer')
       return
     }
+    if (!runner.admits()) return
     void runner.run(arbiter.step({ kind: 'message', message: m }, p.clock.now()))
   }
   p.onPeer((conn) => attachClusterMessages(conn, receive))

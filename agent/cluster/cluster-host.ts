@@ -40,6 +40,7 @@ export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
     isConnected: (peer) => p.mesh.connection(peer)?.isOpen === true,
     emitEvent: (kind, details) => p.emitEvent(kind, details),
     log,
+    inputs_queued_max: p.topology.limits.cluster_inputs_queued_max,
     onFatal: (e) => {
       log.fatal({ err: describeError(e) }, 'cannot write the cluster record; stopping this host so it breaks no promise it made')
       process.exit(1)

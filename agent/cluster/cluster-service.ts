@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../shared/clock.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
-import { describeError } from '../../shared/errors.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
 import type { ClusterMessage, ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
 import { clusterStatus } from './cluster-status.js'
@@ -35,6 +35,8 @@ export interface ClusterServiceDeps {
   isConnected(peer: string): boolean
   emitEvent(kind: string, details: EventDetails): void
   log: ClusterLog
+  /** Effect batches queued at most; beyond, peers' messages are dropped and commands refused. */
+  inputs_queued_max: number
   /** The record could not be written: the host must stop (see EffectRunner). */
   onFatal(error: unknown): void
 }
@@ -58,7 +60,7 @@ export class ClusterService {
       emit: (e) => this.onEvent(e),
       onTimer: (token) => this.step({ kind: 'timer', token }),
       onFatal: (e) => deps.onFatal(e),
-    })
+    }, { batches_max: deps.inputs_queued_max, log: deps.log })
   }
 
   /** Reads this host's record (if any) and builds its state machine; nothing runs yet. */
@@ -101,11 +103,13 @@ export class ClusterService {
       this.deps.log.warn({ peer: authenticated_from, claimed: message.from, t: message.t }, 'dropped a cluster message whose sender is not the connected peer')
       return
     }
+    if (!this.runner.admits()) return
     this.step({ kind: 'message', message })
   }
 
   /** An operator command; a refusal throws HvlabError before anything changes. */
   command(command: ClusterCommand): void {
+    if (!this.runner.admits()) throw new HvlabError('HVLAB_E_BACKPRESSURE', `this host's cluster state machine has ${this.runner.backlog} steps waiting for its record to be written; try again shortly`)
     this.step({ kind: 'command', command })
   }
 

@@ -23,22 +23,58 @@ export interface EffectSinks<R> {
   onFatal(error: unknown): void
 }
 
+export interface InputBound {
+  batches_max: number
+  log?: { warn(o: object, msg: string): void }
+}
+
 export class EffectRunner<R> {
   private readonly queue = new SerialQueue()
   private latest: R | undefined
   private written: R | undefined
   private cancelTick: (() => void) | undefined
   private stopped = false
+  private batches_queued = 0
+  private inputs_dropped = 0
 
-  constructor(private readonly sinks: EffectSinks<R>) {}
+  /** `bound`: batches queued at most (they wait behind a persist, an fsync); see `admits`. */
+  constructor(
+    private readonly sinks: EffectSinks<R>,
+    private readonly bound: InputBound = { batches_max: Number.MAX_SAFE_INTEGER },
+  ) {}
+
+  /** Batches queued and not yet carried out. */
+  get backlog(): number {
+    return this.batches_queued
+  }
+
+  /**
+   * Whether the owner may step its machine with one more input. At the bound it may not:
+   * a peer's message is then dropped, as a lost packet (the protocols resend what
+   * matters), and a command is refused. The first drop of a run and the count of a run
+   * are logged once each, not per message.
+   */
+  admits(): boolean {
+    if (this.batches_queued < this.bound.batches_max) {
+      if (this.inputs_dropped > 0) this.bound.log?.warn({ inputs_dropped: this.inputs_dropped }, 'inputs admitted again; the effect queue has room')
+      this.inputs_dropped = 0
+      return true
+    }
+    if (this.inputs_dropped++ === 0) this.bound.log?.warn({ batches_max: this.bound.batches_max }, 'effect queue full (its persists are slow); dropping inputs until it drains')
+    return false
+  }
 
   /** Queues one step's effects; they run after every earlier batch. */
   run(effects: readonly Effect<R>[]): Promise<void> {
     for (const e of effects) if (e.kind === 'persist') this.latest = e.record
-    return this.queue.run(() => this.carryOut(effects)).catch((e: unknown) => {
-      void this.stop()
-      this.sinks.onFatal(e)
-    })
+    this.batches_queued++
+    return this.queue
+      .run(() => this.carryOut(effects))
+      .catch((e: unknown) => {
+        void this.stop()
+        this.sinks.onFatal(e)
+      })
+      .finally(() => this.batches_queued--)
   }
 
   /** Runs nothing more; resolves once a write under way has finished. */

@@ -36,7 +36,7 @@ import {
 } from './failover-policy.js'
 import { chooseNode, loadOf, planDrain, planFailback, planReturn, refusal, type MovePlan, type NodeStatus, type NodeView } from './placement.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
-import { createVmRole, transition, type RoleState, type VmRole, type VmRoleSpec } from './vm-role.js'
+import { checkFitsAHost, createVmRole, transition, type RoleState, type VmRole, type VmRoleSpec } from './vm-role.js'
 
 export interface RoleControllerConfig {
   policy: FailoverPolicy
@@ -534,6 +534,7 @@ export class RoleController {
         `cannot create vm ${role.name}: ${unknown[0]} is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
       )
     }
+    checkFitsAHost(role, this.nodes.values())
     const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: this.epoch * OPS_PER_EPOCH, current_op: 0, start_op: 0, needs_sync: false, migrating: null, migrate_failed_ms: null }
     this.entries.set(role.name, e)
     this.push({ type: 'persist', role })

@@ -28,7 +28,7 @@ import type { CsvHost } from '../csv/csv-host.js'
 import { preferredSiteOf } from '../clx/storage-choice.js'
 import { provisionVmDisk, vmStorageContext } from '../clx/vm-storage.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
-import { createVmRole } from './vm-role.js'
+import { checkFitsAHost, createVmRole } from './vm-role.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
 
 export const ROLE_REQUEST_TIMEOUT_MS = 3000
@@ -243,7 +243,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
       return roles.command({ op: 'create', spec: { ...spec, preferred_owners: [home], possible_owners: [home], storage: wanted } })
     }
     if (wanted === undefined || wanted === null) return roles.command({ op: 'create', spec: { ...spec, storage: null } })
-    createVmRole({ ...spec, storage: null }) // a bad name or owner list is refused before any array is touched
+    createVmRole({ ...spec, storage: null }) // a bad name, size or owner list is refused before any array is touched
+    checkFitsAHost(spec, p.topology.hosts)
     if (roles.list()?.some((r) => r.name === spec.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${spec.name}: a vm with that name exists; pick another name`)
     if (wanted.kind === 'csv') {
       // A region of the CSV named after the VM, allocated by the CSV's coordinator node.

@@ -68,6 +68,20 @@ export interface VmRoleSpec {
 
 export const DEFAULT_MEMORY_MIB = 1024
 
+/**
+ * Refuses a VM that no host it may run on could ever hold (HVLAB_E_USAGE, naming the
+ * largest such host). `hosts`: the cluster's hosts with their memory for VMs.
+ */
+export function checkFitsAHost(spec: Pick<VmRoleSpec, 'name' | 'memory_mib' | 'possible_owners'>, hosts: Iterable<{ name: string; memory_mib: number }>): void {
+  const memory_mib = spec.memory_mib ?? DEFAULT_MEMORY_MIB
+  const eligible = [...hosts].filter((h) => spec.possible_owners == null || spec.possible_owners.length === 0 || spec.possible_owners.includes(h.name))
+  const largest = eligible.reduce<{ name: string; memory_mib: number } | undefined>((a, h) => (a === undefined || h.memory_mib > a.memory_mib ? h : a), undefined)
+  if (largest === undefined || largest.memory_mib >= memory_mib) return
+  throw usage(
+    `cannot create vm ${spec.name}: it needs ${memory_mib} MiB and the largest host it may run on (${largest.name}) has ${largest.memory_mib} MiB; give it --memory-mib ${largest.memory_mib} or less`,
+  )
+}
+
 /** Builds a stopped role from a create request; throws HVLAB_E_USAGE with what to fix. */
 export function createVmRole(spec: VmRoleSpec): VmRole {
   const name = spec.name

@@ -62,6 +62,61 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
   t.notOk(log.some((l) => l.startsWith('send2')), 'nothing after a failed persist is sent, then or later')
 })
 
+t.test('EffectRunner: at its batch bound it admits no more inputs, logs once, and admits again once drained', async (t) => {
+  const clock = new ManualClock(0)
+  const warnings: string[] = []
+  let release!: () => void
+  const runner = new EffectRunner<{ n: number }>(
+    {
+      clock,
+      send: () => {},
+      persist: () => new Promise<void>((res) => (release = res)),
+      emit: () => {},
+      onTimer: () => {},
+      onFatal: () => {},
+    },
+    { batches_max: 3, log: { warn: (_o, m) => warnings.push(m) } },
+  )
+  const admitted: Promise<void>[] = []
+  for (let i = 0; i < 10; i++) if (runner.admits()) admitted.push(runner.run([{ kind: 'persist', record: { n: i } }]))
+  t.equal(admitted.length, 3, 'three batches admitted while the first persist is stuck, seven refused')
+  t.equal(runner.backlog, 3)
+  t.equal(warnings.length, 1, 'one warning for the whole run of drops')
+  for (let i = 0; i < 3 && runner.backlog > 0; i++) {
+    await flush()
+    release()
+  }
+  await Promise.all(admitted)
+  t.equal(runner.backlog, 0)
+  t.ok(runner.admits(), 'admits again once drained')
+  t.equal(warnings.length, 2, 'and says so once, with the count dropped')
+})
+
+t.test('ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESSURE; peers\' messages are dropped', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-cluster-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const clock = new ManualClock(1_000_000)
+  const warnings: string[] = []
+  const s = await ClusterService.open({
+    config: membershipConfig(ONE_HOST, 'host-a1'),
+    clock,
+    data_dir: dir,
+    send: () => {},
+    isConnected: () => false,
+    emitEvent: () => {},
+    log: { info: () => {}, warn: (_o, m) => warnings.push(m), error: () => {} },
+    inputs_queued_max: 1,
+    onFatal: (e) => {
+      throw e
+    },
+  })
+  s.start() // one batch queued: its persist is under way
+  t.throws(() => s.command({ kind: 'force-quorum' }), { code: 'HVLAB_E_BACKPRESSURE' }, 'a command is refused while the queue is at its bound')
+  s.receive(hb('host-b1'), 'host-b1')
+  t.match(warnings.join('\n'), /effect queue full/, 'a peer message at the bound is dropped and said so')
+  await s.stop()
+})
+
 t.test('EffectRunner: one tick timer, re-armed by each set-timer', async (t) => {
   const clock = new ManualClock(0)
   let ticks = 0
@@ -90,6 +145,7 @@ async function openHost(dir: string, clock: ManualClock, warnings: string[], eve
     isConnected: () => false,
     emitEvent: (kind) => events.push(kind),
     log: { info: () => {}, warn: (_o, m) => warnings.push(m), error: () => {} },
+    inputs_queued_max: 4096,
     onFatal: (e) => {
       throw e
     },

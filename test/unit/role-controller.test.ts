@@ -75,6 +75,13 @@ t.test('refused commands say what was wrong and what to do, and change nothing',
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', preferred_owners: ['host-q'] } }), { code: 'HVLAB_E_USAGE', message: /host-q is not a node of this cluster \(nodes: host-a1, host-a2, host-b1, host-b2\)/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'Bad Name' } }), { code: 'HVLAB_E_USAGE', message: /invalid vm name/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', memory_mib: 1 } }), { code: 'HVLAB_E_USAGE', message: /--memory-mib/ })
+  t.throws(() => l.cmd({ op: 'create', spec: { name: 'huge', memory_mib: 4 * 1024 * 1024 } }), {
+    code: 'HVLAB_E_USAGE',
+    message: 'cannot create vm huge: it needs 4194304 MiB and the largest host it may run on (host-a1) has 8192 MiB; give it --memory-mib 8192 or less',
+  })
+  t.notOk(l.c.role('huge'), 'the refused vm was not created')
+  l.cmd({ op: 'create', spec: { name: 'fits', memory_mib: 8192 } })
+  t.ok(l.c.role('fits'), 'a vm the size of the largest host is created')
   t.throws(() => l.cmd({ op: 'pause', node: 'host-q', drain: true }), { code: 'HVLAB_E_NOT_FOUND' })
   t.match(l.c.role('web1'), { state: 'running', owner: 'host-a1' })
 })
