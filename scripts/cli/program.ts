@@ -102,7 +102,36 @@ export function buildProgram(): Command {
   registerStorageCommands(program)
   registerCsvCommands(program)
   registerGuestCommands(program)
+  for (const group of commandGroups(program)) guideToSubcommand(group)
   return program
+}
+
+/** Every command below the program that has subcommands of its own (vm, array, array volume, …). */
+function commandGroups(parent: Command): Command[] {
+  return parent.commands.flatMap((c) => (c.commands.length > 0 ? [c, ...commandGroups(c)] : []))
+}
+
+/**
+ * A group called without a subcommand it knows (`hvlab vm --dir X`, `hvlab vm bogus`) says
+ * so and lists its subcommands, instead of commander's "unknown option" (the option may be
+ * right, only misplaced). With nothing after it, it shows its help as before.
+ */
+function guideToSubcommand(group: Command): void {
+  group
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(() => {
+      const path = commandPath(group)
+      const names = group.commands.map((c) => c.name()).join(', ')
+      const [given] = group.args
+      if (given === undefined) group.help({ error: true })
+      if (!given.startsWith('-')) throw new HvlabError('HVLAB_E_USAGE', `${path} has no subcommand ${given}; choose one of: ${names} (see \`${path} --help\`)`)
+      throw new HvlabError('HVLAB_E_USAGE', `${path} needs a subcommand before ${given}: one of ${names}; options go after it, e.g. \`${path} ${group.commands[0]!.name()} ${given} …\` (see \`${path} --help\`)`)
+    })
+}
+
+function commandPath(c: Command): string {
+  return c.parent ? `${commandPath(c.parent)} ${c.name()}` : c.name()
 }
 
 function registerLabCommands(program: Command): void {

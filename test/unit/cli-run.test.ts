@@ -80,6 +80,21 @@ t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage
   t.equal(usage.stderr(), 'hvlab: say what to change: --dirty-mib-s, --hot and/or --disk-iops\n')
 })
 
+t.test('a command group without its subcommand names what is missing, exit 2', async (t) => {
+  const misplaced = captured()
+  t.equal(await runHvlab(['vm', '--dir', emptyDir], misplaced.io), 2)
+  t.match(misplaced.stderr(), /^hvlab: hvlab vm needs a subcommand before --dir: one of create, start, .*list, ping; options go after it/)
+  const nested = captured()
+  t.equal(await runHvlab(['array', 'volume', '--json'], nested.io), 2)
+  t.match(nested.stderr(), /^hvlab: hvlab array volume needs a subcommand before --json: one of create/)
+  const unknown = captured()
+  t.equal(await runHvlab(['vm', 'bogus'], unknown.io), 2)
+  t.match(unknown.stderr(), /^hvlab: hvlab vm has no subcommand bogus; choose one of: create, /)
+  const bare = captured()
+  t.equal(await runHvlab(['vm'], bare.io), 1, 'with nothing after it: its help, as before')
+  t.match(bare.stderr(), /^Usage: hvlab vm \[options\] \[command\]/)
+})
+
 t.test('concurrent runs write to their own io only', async (t) => {
   const a = captured()
   const b = captured()
