@@ -135,7 +135,13 @@ function checkInt(name: string, value: number, min: number, max: number): number
   return value
 }
 
-/** Feeds inputs to a machine one at a time, carrying out each step's effects in order. */
+/**
+ * Feeds inputs to a machine one at a time, carrying out each step's effects in order.
+ * Bounded by construction (DESIGN principle 9): only the run itself feeds it (each
+ * launched effect gives back one input, and the machine launches a bounded few at a
+ * time), plus the connection's close and the operator's cancel; no peer's frame is
+ * queued here (the destination's side steps its machine synchronously, with no queue).
+ */
 class InputQueue<I> {
   private readonly inputs: I[] = []
   private busy = false
