@@ -75,7 +75,7 @@ export const LIMITS_DEFAULT = {
   rc_group_inputs_queued_max: 1024,
   /** A synchronous write waits this long for the partner's acknowledgement, then the link counts as failed. */
   rc_sync_write_timeout_ms: 5_000,
-  /** Inputs waiting for a host's cluster machines (membership, roles); more are refused. */
+  /** Steps of a host's or the witness's cluster machine waiting for their effects (behind a record write); beyond, peers' messages are dropped as lost and commands refused. */
   cluster_inputs_queued_max: 4096,
 }
 
