@@ -26,6 +26,7 @@ const RC_PEER_TYPES = [
   'rc-admit-peer',
   'rc-write',
   'rc-write-ack',
+  'rc-write-nack',
   'rc-cycle-begin',
   'rc-blocks',
   'rc-blocks-ack',
@@ -92,6 +93,8 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       return r.attachment
     },
     resync_groups_max: p.topology.limits.resync_groups_per_array,
+    sync_write_timeout_ms: p.topology.limits.rc_sync_write_timeout_ms,
+    inputs_queued_max: p.topology.limits.rc_group_inputs_queued_max,
   })
   const io = new BlockIo(store, masking, fencing, rc, metrics)
   metrics.volumes.set(store.list().length)
@@ -103,7 +106,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       throw new HvlabError('HVLAB_E_REFUSED', `${c.remoteName} sent I/O in the name of host ${claimed}; a host does I/O only as itself; nothing was read or written`)
     }
   }
-  p.onPeer((c) => {
+  const attachBlockIo = (c: PeerConnection): void => {
     c.onRequest('block-write', async ({ message: m, attachment }) => {
       sameHost(m.host, c)
       await io.write(m, attachment)
@@ -114,6 +117,8 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       const data = await io.read(m)
       return { message: { t: 'block-data', volume: m.volume, block: m.block, blocks: m.blocks }, attachment: data }
     })
+  }
+  const attachRemoteCopy = (c: PeerConnection): void => {
     c.onRequest('rc-hash-request', async ({ message: m }) => {
       const hashes = await rc.hashRequest(c.remoteName, m)
       return { message: { t: 'rc-hash-list', group: m.group, cycle: m.cycle, volume: m.volume, blocks: m.block_list.length }, attachment: hashes }
@@ -121,6 +126,12 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
     for (const t of RC_PEER_TYPES) {
       c.onMessage(t, ({ message, attachment }) => rc.peerMessage(c.remoteName, message as RcPeerMessage, attachment))
     }
+  }
+  // Each handler serves only the role that may call it: the peer's role is proved in its
+  // handshake and checked against the topology. Others are answered "not a request this peer answers".
+  p.onPeer((c) => {
+    if (c.remoteRole === 'host') attachBlockIo(c)
+    if (c.remoteRole === 'array') attachRemoteCopy(c)
   })
   p.mesh.on('peer-up', (c: PeerConnection) => {
     if (partners.includes(c.remoteName)) rc.linkUp(c.remoteName)
@@ -203,6 +214,7 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   serveAdmin('rc-verb', async (m) => ({ t: 'rc-status', groups: [await rc.verb(m.group, m.verb, m.force === true)] }))
   serveAdmin('rc-status-request', (m) => ({ t: 'rc-status', groups: rc.status(m.group) }))
 
+  // Storage admin for the cluster's hosts (CLX, CSV); the operator's come through the controller link.
   p.onPeer((c) => {
     if (c.remoteRole === 'host') for (const attach of adminHandlers) attach(c)
   })

@@ -7,19 +7,29 @@
  * - 'rollback' (target side): what the target overwrote during a cycle, so a failover can
  *   go back to its last consistent point. Durable: an append-only file, fdatasynced
  *   before `preserve` resolves, read back on restart. A torn last record never resolved,
- *   so the block was not overwritten yet; it is ignored.
+ *   so the block was not overwritten yet; it is ignored. Records are written whole
+ *   (write-all.ts loops on short writes) and the file's directory entry is made durable
+ *   when it is created. A record whose header makes no sense (damage from a torn write
+ *   of an older build, or the disk) ends the reading: what follows cannot be framed, so
+ *   `damaged` is set and the caller reports it.
  *
  * Record format: u16 volume-name length, name (utf8), f64 block number, block bytes.
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { removeIfPresent, syncDirectory } from '../shared/durable-json.js'
+import { writeAll } from './write-all.js'
 
 const key = (volume: string, block: number): string => `${volume}:${block}`
 
+/** Volume names are short (field.name: at most 63 characters). */
+const VOLUME_NAME_BYTES_MAX = 255
+
 export class BlockSnapshot {
-  private readonly saved = new Map<string, Buffer>()
+  private readonly saved = new Map<string, { volume: string; block: number; data: Buffer }>()
   private fh: FileHandle | undefined
+  /** Reading the durable file stopped at a record it could not frame (see the header). */
+  damaged = false
 
   private constructor(
     private readonly path: string | undefined,
@@ -46,7 +56,11 @@ export class BlockSnapshot {
       if (end > data.length) break // torn last record
       const volume = data.toString('utf8', at + 2, at + 2 + nameLen)
       const block = data.readDoubleLE(at + 2 + nameLen)
-      s.saved.set(key(volume, block), Buffer.from(data.subarray(end - block_size_bytes, end)))
+      if (!plausibleRecord(volume, nameLen, block)) {
+        s.damaged = true
+        break
+      }
+      s.saved.set(key(volume, block), { volume, block, data: Buffer.from(data.subarray(end - block_size_bytes, end)) })
       at = end
     }
     return s
@@ -57,7 +71,18 @@ export class BlockSnapshot {
   }
 
   get(volume: string, block: number): Buffer | undefined {
-    return this.saved.get(key(volume, block))
+    return this.saved.get(key(volume, block))?.data
+  }
+
+  /** The blocks held, per volume. */
+  blocksByVolume(): Map<string, number[]> {
+    const out = new Map<string, number[]>()
+    for (const { volume, block } of this.saved.values()) {
+      const list = out.get(volume)
+      if (list) list.push(block)
+      else out.set(volume, [block])
+    }
+    return out
   }
 
   has(volume: string, block: number): boolean {
@@ -76,7 +101,7 @@ export class BlockSnapshot {
     for (const b of fresh) {
       const data = contents(b)
       if (data.length !== this.block_size_bytes) throw new Error(`snapshot of block ${b} is ${data.length} bytes, not ${this.block_size_bytes}`)
-      this.saved.set(key(volume, b), Buffer.from(data))
+      this.saved.set(key(volume, b), { volume, block: b, data: Buffer.from(data) })
       if (this.path) {
         const head = Buffer.alloc(2 + name.length + 8)
         head.writeUInt16LE(name.length, 0)
@@ -86,8 +111,11 @@ export class BlockSnapshot {
       }
     }
     if (!this.path) return
-    if (!this.fh) this.fh = await open(this.path, 'a', 0o600)
-    await this.fh.write(Buffer.concat(records))
+    if (!this.fh) {
+      this.fh = await open(this.path, 'a', 0o600)
+      await syncDirectory(dirname(this.path)) // the file may be new: make its entry durable
+    }
+    await writeAll(this.fh, Buffer.concat(records), `preserving blocks of ${volume} in ${this.path}`)
     await this.fh.datasync()
   }
 
@@ -104,4 +132,9 @@ export class BlockSnapshot {
     await this.fh?.close()
     this.fh = undefined
   }
+}
+
+/** A record header as `preserve` writes them: a non-empty name that is valid UTF-8, a whole block number. */
+function plausibleRecord(volume: string, nameLen: number, block: number): boolean {
+  return nameLen >= 1 && nameLen <= VOLUME_NAME_BYTES_MAX && Buffer.byteLength(volume, 'utf8') === nameLen && Number.isSafeInteger(block) && block >= 0
 }

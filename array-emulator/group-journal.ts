@@ -6,20 +6,51 @@
  * leaves old appends next to a newer record, which only widens the dirty/rollback sets
  * (a superset is safe: it costs a resend, never a lost block). A torn last line is an
  * append that never completed, so nothing after it ran; it is ignored.
+ *
+ * Damage. Every append is written whole (looping on short writes, write-all.ts) and the
+ * append file's directory entry is made durable when the file is created. A line that is
+ * not a whole append anywhere else (a torn write from an older build, a disk fault) is
+ * skipped and counted in `damaged_lines`: the array still opens, and the caller must not
+ * trust the sets it rebuilt (remote-copy-service.ts resyncs by full comparison).
  */
 import { mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readDurableJson, removeIfPresent, SerialQueue, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
-import { HvlabError } from '../shared/errors.js'
 import type { RcEffect, RcGroupRecord } from './remote-copy-group.js'
+import { writeAll } from './write-all.js'
 
 export type BlockAppend = Extract<RcEffect, { kind: 'persist-blocks' }>
+
+/** What `load` found: the record, the appends it could read, and how many lines it could not. */
+export interface GroupJournalContents {
+  record: RcGroupRecord
+  appended: BlockAppend[]
+  damaged_lines: number
+}
 
 /** Appends are small (a batch of block numbers); a line over this is damage, not data. */
 const APPEND_LINE_CHARS_MAX = 4 * 1024 * 1024
 
+/** One line of the append file as a block append, or undefined when it is not a whole one. */
+export function parseAppendLine(line: string): BlockAppend | undefined {
+  if (line.length > APPEND_LINE_CHARS_MAX) return undefined
+  let a: unknown
+  try {
+    a = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  if (typeof a !== 'object' || a === null) return undefined
+  const { kind, set, volume, blocks } = a as Record<string, unknown>
+  if (kind !== 'persist-blocks' || (set !== 'dirty' && set !== 'rollback') || typeof volume !== 'string') return undefined
+  if (!Array.isArray(blocks) || !blocks.every((b) => Number.isSafeInteger(b) && (b as number) >= 0)) return undefined
+  return { kind, set, volume, blocks: blocks as number[] }
+}
+
 export class GroupJournal {
   private appends: FileHandle | undefined
+  /** The append file's directory entry is durable (synced once after this process created or first opened it). */
+  private append_file_durable = false
   private readonly queue = new SerialQueue()
 
   private constructor(
@@ -47,7 +78,7 @@ export class GroupJournal {
   }
 
   /** The last record and the appends after it; undefined if the group was never persisted. */
-  async load(): Promise<{ record: RcGroupRecord; appended: BlockAppend[] } | undefined> {
+  async load(): Promise<GroupJournalContents | undefined> {
     const record = (await readDurableJson(this.recordPath)) as RcGroupRecord | undefined
     if (record === undefined) return undefined
     let text = ''
@@ -57,15 +88,14 @@ export class GroupJournal {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
     const appended: BlockAppend[] = []
-    const lines = text.split('\n')
-    const complete = text.endsWith('\n') ? lines.slice(0, -1) : lines.slice(0, -1) // the last piece is '' or a torn line
+    let damaged_lines = 0
+    const complete = text.split('\n').slice(0, -1) // the last piece is '' or a torn last line
     for (const line of complete) {
-      if (line.length > APPEND_LINE_CHARS_MAX) throw new HvlabError('HVLAB_E_INTERNAL', `${this.appendPath} has an oversize line; it is damaged`)
-      const a = JSON.parse(line) as BlockAppend
-      if (a.kind !== 'persist-blocks' || !Array.isArray(a.blocks)) throw new HvlabError('HVLAB_E_INTERNAL', `${this.appendPath} has a line that is not a block append; it is damaged`)
-      appended.push(a)
+      const a = parseAppendLine(line)
+      if (a) appended.push(a)
+      else damaged_lines++
     }
-    return { record, appended }
+    return { record, appended, damaged_lines }
   }
 
   persist(record: RcGroupRecord): Promise<void> {
@@ -76,15 +106,27 @@ export class GroupJournal {
       const fh = await open(this.appendPath, 'w', 0o600) // truncates
       await fh.datasync()
       this.appends = fh
+      await this.makeAppendFileDurable()
     })
   }
 
   append(a: BlockAppend): Promise<void> {
     return this.queue.run(async () => {
-      if (!this.appends) this.appends = await open(this.appendPath, 'a', 0o600)
-      await this.appends.write(JSON.stringify({ kind: a.kind, set: a.set, volume: a.volume, blocks: a.blocks }) + '\n')
+      if (!this.appends) {
+        this.appends = await open(this.appendPath, 'a', 0o600)
+        await this.makeAppendFileDurable()
+      }
+      const line = JSON.stringify({ kind: a.kind, set: a.set, volume: a.volume, blocks: a.blocks }) + '\n'
+      await writeAll(this.appends, Buffer.from(line, 'utf8'), `appending to ${this.appendPath}`)
       await this.appends.datasync()
     })
+  }
+
+  /** A new file is durable only once its directory entry is: fsync the directory once. */
+  private async makeAppendFileDurable(): Promise<void> {
+    if (this.append_file_durable) return
+    await syncDirectory(this.dir)
+    this.append_file_durable = true
   }
 
   async remove(): Promise<void> {
@@ -94,6 +136,7 @@ export class GroupJournal {
       await removeIfPresent(this.recordPath)
       await removeIfPresent(this.appendPath)
       await syncDirectory(this.dir)
+      this.append_file_durable = false
     })
   }
 

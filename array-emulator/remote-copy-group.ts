@@ -49,11 +49,41 @@
  * cycle on the `resync-permit` input, and emits `release-resync-permit` when the cycle is
  * done or aborted (or at once, if the permit came when no cycle could start).
  *
+ * Link sessions (incarnations). Each side numbers its sessions with the partner: the
+ * number (`incarnation`) is raised by every link-up and every link failure, and made
+ * durable (`persist`) before the rc-hello that announces it is sent, so it never repeats,
+ * not even after a kill -9. A sync write is named by (incarnation, seq): `seq` only orders
+ * writes within a session, so it need not be durable per write (after a crash it may
+ * restart below what the partner last applied; the new session makes that harmless). The
+ * target keeps the source's incarnation from its last hello and the last seq it applied
+ * in that session: a hello with a new incarnation starts a new session (nothing applied
+ * yet), and an rc-write from any other session, or out of order within this one, is
+ * refused with an rc-write-nack (a stable code and a reason), never silently. Acks and
+ * nacks carry the incarnation, so an answer from an earlier session (about a write that
+ * was settled already) is ignored. A hello goes before anything else on a link, in order,
+ * so a restarted primary's first write is always in a session its partner has just
+ * reset. A side that hears a new incarnation from its partner also settles what it had in
+ * flight to the partner's old session. Why this design: persisting a seq high-water mark
+ * would cost a durable write per host write, and an id per process start (from the
+ * shell) would not reset a session after a link failure within one process; a counter
+ * raised on link events costs one record write per link-up or failure and stays pure.
+ *
+ * Link failure while connected. A sync write refused by the partner (rc-write-nack), or
+ * waiting longer than `sync_write_timeout_ms` (one `set-timer` for the oldest waiting
+ * write), or an input the shell could not take (`link-failed`), fails the link as a
+ * link-down would, without waiting for the transport: the cycle is aborted, waiting
+ * writes are tracked dirty and answered per the write-error policy (no_fail_wrt_on_err:
+ * acknowledged on this array alone; fail_wrt_on_err: refused), the partner is "not
+ * heard" (NotSynced) until it answers a hello with a new incarnation, and then the dirty
+ * blocks are resynced. Status counts a sync write past its bound as overdue and the group
+ * NotSynced even before the timer fires.
+ *
  * Known limit: dirty sets are exact block sets (one entry per block), so a volume in a
  * group is bounded by `RC_VOLUME_BLOCKS_MAX`.
  */
 import { HvlabError, type HvlabErrorCode } from '../shared/errors.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import { LIMITS_DEFAULT } from '../shared/topology.js'
 
 export type RcRole = 'primary' | 'secondary' | 'primary-rev' | 'secondary-rev'
 export type RcMode = 'sync' | 'periodic'
@@ -96,6 +126,19 @@ export interface RcGroupConfig {
 export type RcGroupConfigInput = Pick<RcGroupConfig, 'group' | 'partner' | 'role' | 'mode' | 'block_size_bytes'> &
   Partial<RcGroupConfig>
 
+/** Settings of the array, not of the group: not in its record, so a new topology applies at restart. */
+export interface RcGroupOptions {
+  /** A sync write waits this long for the partner's ack; then the link counts as failed. */
+  sync_write_timeout_ms?: number
+  /**
+   * The group's journal was damaged (a torn line was skipped): a source cannot trust its
+   * dirty sets and resyncs every volume by comparison; status says so until a cycle completes.
+   */
+  journal_damaged?: boolean
+}
+
+export const SYNC_WRITE_TIMEOUT_MS_DEFAULT = LIMITS_DEFAULT.rc_sync_write_timeout_ms
+
 export type RcInput =
   | { kind: 'command'; verb: RcVerb; force?: boolean }
   | { kind: 'admit'; volume: string; remote_volume: string; block_count: number }
@@ -106,6 +149,8 @@ export type RcInput =
   | { kind: 'timer'; token: string }
   /** The array-wide resync limiter lets this group run one cycle (after a request-resync-permit). */
   | { kind: 'resync-permit' }
+  /** The shell could not take a partner's message (its input queue was full): the link counts as failed. */
+  | { kind: 'link-failed'; code: HvlabErrorCode; reason: string }
 
 export type Snapshot = 'delta' | 'rollback'
 
@@ -145,6 +190,8 @@ export interface RcGroupRecord {
   seq: number
   cycle_seq: number
   generation: number
+  /** This side's last link session (see "Link sessions"); absent in records written before it existed. */
+  incarnation?: number
   last_sync_ms: number | null
   bytes_resynced_total: number
   volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs; compare?: boolean }[]
@@ -192,7 +239,17 @@ interface PendingSyncWrite {
   write_id: number
   volume: string
   blocks: number[]
+  sent_at_ms: number
 }
+
+interface LinkFailure {
+  code: HvlabErrorCode
+  reason: string
+  at_ms: number
+}
+
+/** Reasons travel in nacks and status; a longer one is cut. */
+const REASON_CHARS_MAX = 1024
 
 const isSourceRole = (r: RcRole | undefined): boolean => r === 'primary' || r === 'primary-rev'
 const isTargetRole = (r: RcRole | undefined): boolean => r === 'secondary' || r === 'secondary-rev'
@@ -236,9 +293,22 @@ export class RemoteCopyGroup {
   private readonly volumes = new Map<string, VolumeState>()
   private link_up = false
   private partner_role: RcRole | undefined
+  /** Source: the last sync write's number (ordered within a session; never reset, not durable per write). */
   private seq = 0
+  /** This side's link session with the partner (see "Link sessions"). */
+  private incarnation = 0
+  /** The partner's link session as its last hello said; undefined until one is heard. */
+  private partner_incarnation: number | undefined
+  /** Target: the last seq applied in the partner's current session. */
   private last_applied_seq = 0
+  /** Source: sync writes sent and not yet answered, oldest first (Map order = seq order). */
   private readonly pending_sync = new Map<number, PendingSyncWrite>()
+  private readonly sync_write_timeout_ms: number
+  /** The timer armed for the oldest waiting sync write (at most one at a time). */
+  private sync_wait_token: string | undefined
+  private link_failures_total = 0
+  private last_link_failure: LinkFailure | undefined
+  private journal_damaged = false
   private cycle: Cycle | undefined
   private cycle_seq = 0
   private target_cycle: number | undefined
@@ -257,9 +327,14 @@ export class RemoteCopyGroup {
   private has_permit = false
   private permit_requested = false
 
-  constructor(config: RcGroupConfigInput) {
+  constructor(config: RcGroupConfigInput, options: RcGroupOptions = {}) {
     this.config = rcGroupConfig(config)
     this.role = this.config.role
+    this.sync_write_timeout_ms = options.sync_write_timeout_ms ?? SYNC_WRITE_TIMEOUT_MS_DEFAULT
+    if (!Number.isSafeInteger(this.sync_write_timeout_ms) || this.sync_write_timeout_ms < 1) {
+      throw new HvlabError('HVLAB_E_USAGE', `remote copy group ${this.config.group}: sync_write_timeout_ms must be a positive integer, got ${String(options.sync_write_timeout_ms)}`)
+    }
+    this.journal_damaged = options.journal_damaged === true
   }
 
   get currentRole(): RcRole {
@@ -290,7 +365,7 @@ export class RemoteCopyGroup {
       case 'admit':
         return this.admit(input.volume, input.remote_volume, input.block_count, now_ms)
       case 'host-write':
-        return this.hostWrite(input.write_id, input.volume, input.block, input.data)
+        return this.hostWrite(input.write_id, input.volume, input.block, input.data, now_ms)
       case 'link-up':
         return this.linkUp()
       case 'link-down':
@@ -301,12 +376,14 @@ export class RemoteCopyGroup {
         return this.timer(input.token, now_ms)
       case 'resync-permit':
         return this.onPermit(now_ms)
+      case 'link-failed':
+        return this.linkFailed(input.code, input.reason, now_ms)
     }
   }
 
   // ------------------------------------------------------------------ host writes
 
-  private hostWrite(write_id: number, volume: string, block: number, data: Uint8Array): RcEffect[] {
+  private hostWrite(write_id: number, volume: string, block: number, data: Uint8Array, now_ms: number): RcEffect[] {
     const v = this.requireVolume(volume)
     const g = this.config.group
     if (!isSourceRole(this.role)) {
@@ -327,10 +404,11 @@ export class RemoteCopyGroup {
         throw new HvlabError('HVLAB_E_BACKPRESSURE', `write to volume ${volume} refused: ${this.pending_sync.size} synchronous writes of group ${g} are waiting for array ${this.config.partner}; retry shortly`)
       }
       const seq = ++this.seq
-      this.pending_sync.set(seq, { write_id, volume, blocks })
+      this.pending_sync.set(seq, { write_id, volume, blocks, sent_at_ms: now_ms })
       return [
         { kind: 'write-local', volume, blocks, data },
-        { kind: 'send', to: this.config.partner, message: { t: 'rc-write', group: g, seq, volume: v.remote_volume, block, blocks: blocks.length }, attachment: data },
+        { kind: 'send', to: this.config.partner, message: { t: 'rc-write', group: g, incarnation: this.incarnation, seq, volume: v.remote_volume, block, blocks: blocks.length }, attachment: data },
+        ...this.armSyncWaitTimer(),
       ]
     }
     const effects = this.markDirty(v, blocks)
@@ -534,7 +612,27 @@ export class RemoteCopyGroup {
   private linkUp(): RcEffect[] {
     if (this.link_up) return []
     this.link_up = true
-    return [this.emit('rc.link-up', {}), ...this.hello()]
+    return [this.emit('rc.link-up', {}), ...this.newSession()]
+  }
+
+  /** A new link session: durable before the hello that announces it (see "Link sessions"). */
+  private newSession(): RcEffect[] {
+    this.incarnation++
+    return [this.persistEffect(), ...this.hello()]
+  }
+
+  /**
+   * The link failed while connected (see "Link failure while connected"): like a link-down,
+   * then a new session, announced at once; the partner is not heard until it answers.
+   */
+  private linkFailed(code: HvlabErrorCode, reason: string, now_ms: number): RcEffect[] {
+    if (!this.link_up) return [] // the link-down settled everything already
+    this.link_failures_total++
+    this.last_link_failure = { code, reason: reason.slice(0, REASON_CHARS_MAX), at_ms: now_ms }
+    this.partner_role = undefined
+    const effects: RcEffect[] = [this.emit('rc.link-failed', { code, reason, pending_sync_writes: this.pending_sync.size })]
+    effects.push(...this.abortCycle(), ...this.settlePendingSyncWrites(`the link to array ${this.config.partner} failed (${code})`))
+    return [...effects, ...this.newSession()]
   }
 
   private linkDown(): RcEffect[] {
@@ -580,7 +678,36 @@ export class RemoteCopyGroup {
 
   private hello(): RcEffect[] {
     if (!this.link_up) return []
-    return [{ kind: 'send', to: this.config.partner, message: { t: 'rc-hello', group: this.config.group, role: this.role, started: this.started, generation: this.generation } }]
+    return [{ kind: 'send', to: this.config.partner, message: { t: 'rc-hello', group: this.config.group, role: this.role, started: this.started, generation: this.generation, incarnation: this.incarnation } }]
+  }
+
+  /** Arms the timer for the oldest waiting sync write, unless one is armed already. */
+  private armSyncWaitTimer(): RcEffect[] {
+    const oldest = this.oldestPendingSyncWrite()
+    if (this.sync_wait_token !== undefined || !oldest) return []
+    this.sync_wait_token = `rc-sync-wait:${this.config.group}:${++this.timer_seq}`
+    return [{ kind: 'set-timer', at_ms: oldest.sent_at_ms + this.sync_write_timeout_ms, token: this.sync_wait_token }]
+  }
+
+  private onSyncWaitTimer(now_ms: number): RcEffect[] {
+    this.sync_wait_token = undefined
+    const oldest = this.oldestPendingSyncWrite()
+    if (!oldest) return []
+    if (now_ms < oldest.sent_at_ms + this.sync_write_timeout_ms) return this.armSyncWaitTimer()
+    const waited_ms = now_ms - oldest.sent_at_ms
+    return this.linkFailed('HVLAB_E_TIMEOUT', `array ${this.config.partner} did not acknowledge a synchronous write within ${this.sync_write_timeout_ms} ms (waited ${waited_ms} ms)`, now_ms)
+  }
+
+  private oldestPendingSyncWrite(): PendingSyncWrite | undefined {
+    for (const w of this.pending_sync.values()) return w
+    return undefined
+  }
+
+  private overdueSyncWrites(now_ms: number | undefined): number {
+    if (now_ms === undefined) return 0
+    let n = 0
+    for (const w of this.pending_sync.values()) if (now_ms >= w.sent_at_ms + this.sync_write_timeout_ms) n++
+    return n
   }
 
   // ------------------------------------------------------------------ peer messages
@@ -590,16 +717,18 @@ export class RemoteCopyGroup {
     switch (m.t) {
       case 'rc-hello':
         this.partner_generation = m.generation
-        return this.onHello(m.role, m.started, now_ms)
+        return this.onHello(m.role, m.started, m.incarnation, now_ms)
       case 'rc-admit-peer':
         this.requireTarget(m.t)
         if (this.volumes.has(m.volume)) return []
         this.addVolume(m.volume, m.remote_volume, m.block_count)
         return [this.persistEffect(), this.emit('rc.admitted', { volume: m.volume, remote_volume: m.remote_volume })]
       case 'rc-write':
-        return this.onRcWrite(m.seq, m.volume, m.block, attachment)
+        return this.onRcWrite(m, attachment)
       case 'rc-write-ack':
-        return this.onRcWriteAck(m.seq)
+        return this.onRcWriteAck(m.incarnation, m.seq)
+      case 'rc-write-nack':
+        return this.onRcWriteNack(m, now_ms)
       case 'rc-cycle-begin':
         this.requireTarget(m.t)
         this.target_cycle = m.cycle
@@ -627,10 +756,13 @@ export class RemoteCopyGroup {
     }
   }
 
-  private onHello(role: RcRole, started: boolean, now_ms: number): RcEffect[] {
-    // The first hello since the link came up is answered: the partner may have sent its
-    // own before this side existed or listened (a group created on one array first).
-    const reply = this.partner_role === undefined ? this.hello() : []
+  private onHello(role: RcRole, started: boolean, incarnation: number, now_ms: number): RcEffect[] {
+    // The first hello since the link came up, or of a new partner session, is answered: the
+    // partner may have sent its own before this side existed or listened (a group created
+    // on one array first), or it is waiting to hear this side again after a link failure.
+    const new_session = incarnation !== this.partner_incarnation
+    const reply = this.partner_role === undefined || new_session ? this.hello() : []
+    if (new_session) reply.push(...this.partnerSessionChanged(incarnation))
     this.partner_role = role
     if (isTargetRole(this.role)) {
       if (isSourceRole(role)) this.started = started
@@ -653,25 +785,60 @@ export class RemoteCopyGroup {
     return [...reply, ...this.schedulePeriod(now_ms), ...this.maybeStartCycle(now_ms)]
   }
 
-  private onRcWrite(seq: number, volume: string, block: number, data: Uint8Array | undefined): RcEffect[] {
-    this.requireTarget('rc-write')
-    const v = this.requireVolume(volume)
-    if (seq <= this.last_applied_seq) {
-      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${seq} of group ${this.config.group} is out of order (last applied ${this.last_applied_seq})`)
+  /**
+   * The partner started a new link session: what it expected of this side's old session is
+   * gone (a source settles its writes in flight and aborts its cycle; they are resent), and
+   * its own writes are numbered afresh.
+   */
+  private partnerSessionChanged(incarnation: number): RcEffect[] {
+    this.partner_incarnation = incarnation
+    this.last_applied_seq = 0
+    if (!isSourceRole(this.role)) return []
+    return [...this.abortCycle(), ...this.settlePendingSyncWrites(`array ${this.config.partner} started a new link session`)]
+  }
+
+  /** A refused rc-write is answered with a nack (its stable code) and changes nothing. */
+  private onRcWrite(m: Extract<RcPeerMessage, { t: 'rc-write' }>, data: Uint8Array | undefined): RcEffect[] {
+    try {
+      return this.applyRcWrite(m, data)
+    } catch (e) {
+      if (!(e instanceof HvlabError)) throw e
+      return [this.rcWriteNack(m.incarnation, m.seq, e.code, e.message)]
     }
-    const blocks = this.blocksOf(v, block, data?.length ?? 0, 'rc-write')
-    this.last_applied_seq = seq
+  }
+
+  private rcWriteNack(incarnation: number, seq: number, code: HvlabErrorCode, reason: string): RcEffect {
+    return { kind: 'send', to: this.config.partner, message: rcWriteNackMessage(this.config.group, incarnation, seq, code, reason) }
+  }
+
+  private applyRcWrite(m: Extract<RcPeerMessage, { t: 'rc-write' }>, data: Uint8Array | undefined): RcEffect[] {
+    const g = this.config.group
+    this.requireTarget('rc-write')
+    const v = this.requireVolume(m.volume)
+    if (m.incarnation !== this.partner_incarnation) {
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${m.seq} of group ${g} belongs to link session ${m.incarnation} of array ${this.config.partner}, but its current session is ${String(this.partner_incarnation)}; nothing was written`)
+    }
+    if (m.seq <= this.last_applied_seq) {
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${m.seq} of group ${g} is out of order (last applied ${this.last_applied_seq} in session ${m.incarnation}); nothing was written`)
+    }
+    const blocks = this.blocksOf(v, m.block, data?.length ?? 0, 'rc-write')
+    this.last_applied_seq = m.seq
     return [
-      { kind: 'write-local', volume, blocks, data: data! },
-      { kind: 'send', to: this.config.partner, message: { t: 'rc-write-ack', group: this.config.group, seq } },
+      { kind: 'write-local', volume: m.volume, blocks, data: data! },
+      { kind: 'send', to: this.config.partner, message: { t: 'rc-write-ack', group: g, incarnation: m.incarnation, seq: m.seq } },
     ]
   }
 
-  private onRcWriteAck(seq: number): RcEffect[] {
-    const w = this.pending_sync.get(seq)
-    if (!w) return [] // settled already (link flap)
+  private onRcWriteAck(incarnation: number, seq: number): RcEffect[] {
+    const w = incarnation === this.incarnation ? this.pending_sync.get(seq) : undefined
+    if (!w) return [] // settled already (a link failure or flap), or an earlier session's
     this.pending_sync.delete(seq)
     return [{ kind: 'ack-host', write_id: w.write_id }, ...this.maybeCompleteSwitchover()]
+  }
+
+  private onRcWriteNack(m: Extract<RcPeerMessage, { t: 'rc-write-nack' }>, now_ms: number): RcEffect[] {
+    if (m.incarnation !== this.incarnation || !this.pending_sync.has(m.seq)) return [] // settled already
+    return this.linkFailed(m.code, `array ${this.config.partner} refused synchronous write ${m.seq}: ${m.reason}`, now_ms)
   }
 
   private onBlocks(cycle: number, batch: number, volume: string, block_list: number[], data: Uint8Array | undefined): RcEffect[] {
@@ -706,6 +873,7 @@ export class RemoteCopyGroup {
       v.synced_once = true
       v.rollback.clear()
     }
+    this.journal_damaged = false
     this.last_sync_ms = consistent_at_ms
     return [
       { kind: 'release', snapshot: 'rollback' },
@@ -802,6 +970,7 @@ export class RemoteCopyGroup {
   // ------------------------------------------------------------------ cycles
 
   private timer(token: string, now_ms: number): RcEffect[] {
+    if (token === this.sync_wait_token) return this.onSyncWaitTimer(now_ms)
     if (token !== this.period_token) return []
     this.period_token = undefined
     if (!isSourceRole(this.role) || !this.started) return []
@@ -915,6 +1084,7 @@ export class RemoteCopyGroup {
       if (v) v.compare = false
     }
     this.last_sync_ms = c.consistent_at_ms
+    if (![...this.volumes.values()].some((v) => v.compare)) this.journal_damaged = false
     return [
       { kind: 'release', snapshot: 'delta' },
       ...this.releasePermit(),
@@ -978,13 +1148,14 @@ export class RemoteCopyGroup {
     return blocks * this.config.block_size_bytes
   }
 
-  volumeState(volume: string): VolumeSyncState {
+  /** With `now_ms`, a sync write past its bound makes the volumes NotSynced even before its timer fires. */
+  volumeState(volume: string, now_ms?: number): VolumeSyncState {
     const v = this.requireVolume(volume)
     if (isSourceRole(this.role)) {
       if (this.cycle?.volumes.has(volume)) return 'Syncing'
       if (!v.synced_once) return 'New'
       if (!this.started) return 'Stopped'
-      if (!this.partnerOk()) return 'NotSynced'
+      if (!this.partnerOk() || this.overdueSyncWrites(now_ms) > 0) return 'NotSynced'
       return v.dirty.size > 0 && this.config.mode === 'sync' ? 'Syncing' : 'Synced'
     }
     if (!v.synced_once) return this.target_cycle !== undefined && this.link_up ? 'Syncing' : 'New'
@@ -994,7 +1165,8 @@ export class RemoteCopyGroup {
     return 'Synced'
   }
 
-  status(): RcGroupStatus {
+  /** The group as the operator reads it; with `now_ms`, sync writes past their bound count as overdue (stuck). */
+  status(now_ms?: number): RcGroupStatus {
     const bs = this.config.block_size_bytes
     const s: RcGroupStatus = {
       group: this.config.group,
@@ -1009,13 +1181,23 @@ export class RemoteCopyGroup {
       volumes: [...this.volumes.values()].map((v) => ({
         volume: v.volume,
         remote_volume: v.remote_volume,
-        state: this.volumeState(v.volume),
+        state: this.volumeState(v.volume, now_ms),
         bytes_behind: isSourceRole(this.role) ? this.volumeBlocksBehind(v) * bs : 0,
       })),
+      write_error_policy: this.config.write_error_policy,
+      incarnation: this.incarnation,
+      link_failures_total: this.link_failures_total,
     }
     if (this.partner_role !== undefined) s.partner_role = this.partner_role
     if (this.last_sync_ms !== undefined) s.last_sync_ms = this.last_sync_ms
     if (this.config.mode === 'periodic') s.period_ms = this.config.period_ms
+    if (this.config.mode === 'sync') {
+      s.sync_write_timeout_ms = this.sync_write_timeout_ms
+      s.sync_writes_waiting = this.pending_sync.size
+      s.sync_writes_overdue = this.overdueSyncWrites(now_ms)
+    }
+    if (this.last_link_failure) s.last_link_failure = { ...this.last_link_failure }
+    if (this.journal_damaged) s.journal_damaged = true
     return s
   }
 
@@ -1031,6 +1213,7 @@ export class RemoteCopyGroup {
       seq: this.seq,
       cycle_seq: this.cycle_seq,
       generation: this.generation,
+      incarnation: this.incarnation,
       last_sync_ms: this.last_sync_ms ?? null,
       bytes_resynced_total: this.bytes_resynced_total,
       volumes: [...this.volumes.values()].map((v) => {
@@ -1043,15 +1226,19 @@ export class RemoteCopyGroup {
     }
   }
 
-  /** Rebuilds a group from its last record and the block appends after it (after a restart). */
-  static fromRecord(record: RcGroupRecord, appended: readonly Extract<RcEffect, { kind: 'persist-blocks' }>[] = []): RemoteCopyGroup {
+  /**
+   * Rebuilds a group from its last record and the block appends after it (after a restart).
+   * With `journal_damaged`, a source resyncs every volume by comparison, as after a crash.
+   */
+  static fromRecord(record: RcGroupRecord, appended: readonly Extract<RcEffect, { kind: 'persist-blocks' }>[] = [], options: RcGroupOptions = {}): RemoteCopyGroup {
     if (record.format !== 1) throw new HvlabError('HVLAB_E_INTERNAL', `remote copy group record has unknown format ${String(record.format)}`)
-    const g = new RemoteCopyGroup(record.config)
+    const g = new RemoteCopyGroup(record.config, options)
     g.role = record.role
     g.started = record.started
     g.seq = record.seq
     g.cycle_seq = record.cycle_seq
     g.generation = record.generation
+    g.incarnation = record.incarnation ?? 0
     g.last_sync_ms = record.last_sync_ms ?? undefined
     g.bytes_resynced_total = record.bytes_resynced_total
     for (const r of record.volumes) {
@@ -1067,8 +1254,10 @@ export class RemoteCopyGroup {
     }
     // Sync writes in flight at a crash were not recorded: a source that may have had
     // some resyncs every volume in full — comparing hashes, so only what differs is sent.
-    // After a clean shutdown the record says exactly what the partner may lack.
-    if (isSourceRole(g.role) && g.config.mode === 'sync' && record.clean_shutdown !== true) {
+    // After a clean shutdown the record says exactly what the partner may lack, unless the
+    // journal after it was damaged.
+    const crashed = g.config.mode === 'sync' && record.clean_shutdown !== true
+    if (isSourceRole(g.role) && (crashed || g.journal_damaged)) {
       for (const v of g.volumes.values()) {
         for (let b = 0; b < v.block_count; b++) v.dirty.add(b)
         v.compare = true
@@ -1110,6 +1299,11 @@ export class RemoteCopyGroup {
   private emit(event: string, details: Record<string, unknown>): RcEffect {
     return { kind: 'emit', event, details: { group: this.config.group, role: this.role, ...details } }
   }
+}
+
+/** The answer to a refused rc-write (by the group, or by the shell when its queue was full). */
+export function rcWriteNackMessage(group: string, incarnation: number, seq: number, code: HvlabErrorCode, reason: string): Extract<RcPeerMessage, { t: 'rc-write-nack' }> {
+  return { t: 'rc-write-nack', group, incarnation, seq, code, reason: reason.slice(0, REASON_CHARS_MAX) }
 }
 
 export function encodeBitmap(blocks: ReadonlySet<number>, block_count: number): Uint8Array {

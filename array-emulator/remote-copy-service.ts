@@ -13,20 +13,35 @@
  * differ; if the comparison cannot be made, the whole batch is sent. The partner answers
  * hash requests in its group's order of inputs. Resync concurrency is bounded across all
  * groups of the array by one `ResyncLimiter` (`resync_groups_max`).
+ *
+ * Bounded inputs: each group's queue (group-input-queue.ts) refuses an input beyond
+ * `inputs_queued_max` with HVLAB_E_BACKPRESSURE, answered to its sender: a host or the
+ * operator gets the error; the partner gets an rc-write-nack for a refused rc-write, and
+ * for any other message it could not take the group's link counts as failed (its next
+ * session makes the partner resend what was lost). Sync writes wait at most
+ * `sync_write_timeout_ms` for the partner (remote-copy-group.ts).
+ *
+ * Damaged journals: a group whose journal has an unreadable line (or a rollback snapshot
+ * that cannot be framed) still opens. It is reported — a warning in the log, an
+ * `rc.journal-damaged` event on the timeline, `journal_damaged` in its status until a
+ * full resync completes — and what cannot be trusted is rebuilt: a source resyncs every
+ * volume by comparison; a target's rollback set also takes every block its rollback
+ * snapshot holds.
  */
 import { join } from 'node:path'
 import type { Logger } from '../shared/log.js'
-import { HvlabError, describeError } from '../shared/errors.js'
-import { SerialQueue } from '../shared/durable-json.js'
+import { HvlabError, describeError, isHvlabError } from '../shared/errors.js'
 import { messageDef } from '../shared/protocol/messages.js'
+import { LIMITS_DEFAULT } from '../shared/topology.js'
 import type { EventDetails } from '../shared/protocol/runtime-messages.js'
 import type { MessageOf } from '../shared/protocol/messages.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
 import { differingBlocks, hashBlocks } from './block-hash.js'
 import { BlockSnapshot } from './block-snapshot.js'
-import { GroupJournal } from './group-journal.js'
+import { GroupInputQueue, type InputOrigin } from './group-input-queue.js'
+import { GroupJournal, type BlockAppend, type GroupJournalContents } from './group-journal.js'
 import { ResyncLimiter, RESYNC_GROUPS_MAX_DEFAULT } from './resync-limiter.js'
-import { PERIOD_MS_MIN, RemoteCopyGroup, type RcEffect, type RcInput, type RcMode, type RcVerb, type WriteErrorPolicy } from './remote-copy-group.js'
+import { PERIOD_MS_MIN, RemoteCopyGroup, SYNC_WRITE_TIMEOUT_MS_DEFAULT, rcWriteNackMessage, type RcEffect, type RcInput, type RcMode, type RcVerb, type WriteErrorPolicy } from './remote-copy-group.js'
 import type { VolumeStore } from './volume-store.js'
 
 export const RC_GROUPS_MAX = 256
@@ -58,6 +73,10 @@ export interface RemoteCopyServiceOptions {
   hashBlocks?: (data: Uint8Array, block_size_bytes: number) => Promise<Uint8Array>
   /** Groups of this array that may run a resync/delta cycle at once. */
   resync_groups_max?: number
+  /** A sync write waits this long for the partner's ack; then the group's link counts as failed (topology: rc_sync_write_timeout_ms). */
+  sync_write_timeout_ms?: number
+  /** Inputs from hosts and the operator, and from the partner, each waiting per group at most (topology: rc_group_inputs_queued_max). */
+  inputs_queued_max?: number
 }
 
 interface GroupRuntime {
@@ -65,7 +84,9 @@ interface GroupRuntime {
   journal: GroupJournal
   delta: BlockSnapshot
   rollback: BlockSnapshot
-  queue: SerialQueue
+  queue: GroupInputQueue
+  /** A link-failed input is queued and has not run yet (one is enough). */
+  link_failure_queued: boolean
 }
 
 interface PendingWrite {
@@ -113,7 +134,7 @@ export class RemoteCopyService {
     if (rt.group.config.partner !== from) {
       throw new HvlabError('HVLAB_E_REFUSED', `array ${from} asked for block hashes of group ${m.group}, but its partner is ${rt.group.config.partner}`)
     }
-    return rt.queue.run(async () => {
+    return rt.queue.run('partner', async () => {
       rt.group.checkHashRequest(m.volume, m.block_list)
       return this.hash(await this.readBlocks(m.volume, m.block_list), this.o.store.block_size_bytes)
     })
@@ -122,17 +143,39 @@ export class RemoteCopyService {
   /** Opens the service and restores every group persisted in `dir`. */
   static async open(o: RemoteCopyServiceOptions): Promise<RemoteCopyService> {
     const s = new RemoteCopyService(o)
-    for (const name of await GroupJournal.groupsIn(o.dir)) {
-      const journal = await GroupJournal.open(o.dir, name)
-      const saved = await journal.load()
-      if (!saved) continue
-      const group = RemoteCopyGroup.fromRecord(saved.record, saved.appended)
-      // A clean-shutdown mark counts once: from now on a crash must be treated as one.
-      if (saved.record.clean_shutdown) await journal.persist(group.record())
-      await s.adopt(group, journal)
-      s.log.info({ group: name, role: group.currentRole }, 'remote copy group restored')
-    }
+    for (const name of await GroupJournal.groupsIn(o.dir)) await s.restore(name)
     return s
+  }
+
+  /** Restores one group from its journal; a damaged journal is reported and distrusted, not fatal. */
+  private async restore(name: string): Promise<void> {
+    const journal = await GroupJournal.open(this.o.dir, name)
+    const saved = await journal.load()
+    if (!saved) return
+    const rollback = await BlockSnapshot.durable(this.rollbackPath(name), saved.record.config.block_size_bytes)
+    const damaged = saved.damaged_lines > 0 || rollback.damaged
+    const appended = damaged ? [...saved.appended, ...rollbackAppends(rollback)] : saved.appended
+    const group = RemoteCopyGroup.fromRecord(saved.record, appended, { sync_write_timeout_ms: this.syncWriteTimeoutMs, journal_damaged: damaged })
+    // A clean-shutdown mark counts once: from now on a crash must be treated as one. The
+    // sets rebuilt from a damaged journal are recorded at once, and the damage with it.
+    if (saved.record.clean_shutdown || damaged) await journal.persist(group.record())
+    if (damaged) this.reportDamagedJournal(name, saved, rollback)
+    await this.adopt(group, journal, rollback)
+    this.log.info({ group: name, role: group.currentRole }, 'remote copy group restored')
+  }
+
+  private reportDamagedJournal(group: string, saved: GroupJournalContents, rollback: BlockSnapshot): void {
+    const details = { group, lines_skipped: saved.damaged_lines, rollback_snapshot_damaged: rollback.damaged }
+    this.log.warn(details, 'remote copy group journal is damaged; opened without the unreadable part: a source resyncs every volume by comparison')
+    this.o.emit('rc.journal-damaged', details)
+  }
+
+  private get syncWriteTimeoutMs(): number {
+    return this.o.sync_write_timeout_ms ?? SYNC_WRITE_TIMEOUT_MS_DEFAULT
+  }
+
+  private rollbackPath(group: string): string {
+    return join(this.o.dir, `${group}.rollback`)
   }
 
   groupNames(): string[] {
@@ -146,8 +189,9 @@ export class RemoteCopyService {
   }
 
   status(group?: string): RcGroupStatus[] {
-    if (group !== undefined) return [this.require(group).group.status()]
-    return this.groupNames().map((g) => this.groups.get(g)!.group.status())
+    const now_ms = this.o.now()
+    if (group !== undefined) return [this.require(group).group.status(now_ms)]
+    return this.groupNames().map((g) => this.groups.get(g)!.group.status(now_ms))
   }
 
   async create(r: RcCreateRequest): Promise<RcGroupStatus> {
@@ -157,22 +201,25 @@ export class RemoteCopyService {
     }
     if (this.groups.size >= RC_GROUPS_MAX) throw new HvlabError('HVLAB_E_REFUSED', `this array already has ${RC_GROUPS_MAX} remote copy groups (its limit)`)
     const period_ms = r.period_ms === undefined ? undefined : Math.max(PERIOD_MS_MIN, Math.round(r.period_ms * this.o.timeScale))
-    const group = new RemoteCopyGroup({
-      group: r.group,
-      partner: r.partner,
-      role: r.role,
-      mode: r.mode,
-      block_size_bytes: this.o.store.block_size_bytes,
-      ...(period_ms === undefined ? {} : { period_ms }),
-      ...(r.write_error_policy === undefined ? {} : { write_error_policy: r.write_error_policy }),
-      ...(r.auto_recover === undefined ? {} : { auto_recover: r.auto_recover }),
-      ...(r.auto_failover === undefined ? {} : { auto_failover: r.auto_failover }),
-    })
+    const group = new RemoteCopyGroup(
+      {
+        group: r.group,
+        partner: r.partner,
+        role: r.role,
+        mode: r.mode,
+        block_size_bytes: this.o.store.block_size_bytes,
+        ...(period_ms === undefined ? {} : { period_ms }),
+        ...(r.write_error_policy === undefined ? {} : { write_error_policy: r.write_error_policy }),
+        ...(r.auto_recover === undefined ? {} : { auto_recover: r.auto_recover }),
+        ...(r.auto_failover === undefined ? {} : { auto_failover: r.auto_failover }),
+      },
+      { sync_write_timeout_ms: this.syncWriteTimeoutMs },
+    )
     const journal = await GroupJournal.open(this.o.dir, r.group)
     await journal.persist(group.record())
-    const rt = await this.adopt(group, journal)
+    const rt = await this.adopt(group, journal, await BlockSnapshot.durable(this.rollbackPath(r.group), group.config.block_size_bytes))
     this.o.emit('rc.created', { group: r.group, role: r.role, partner: r.partner, mode: r.mode })
-    return rt.group.status()
+    return rt.group.status(this.o.now())
   }
 
   async admit(group: string, volume: string, remote_volume: string): Promise<RcGroupStatus> {
@@ -180,14 +227,14 @@ export class RemoteCopyService {
     const other = this.groupOfVolume(volume)
     if (other !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} is already in remote copy group ${other}`)
     const { block_count } = this.o.store.get(volume)
-    await this.input(rt, { kind: 'admit', volume, remote_volume, block_count })
-    return rt.group.status()
+    await this.input(rt, { kind: 'admit', volume, remote_volume, block_count }, 'caller')
+    return rt.group.status(this.o.now())
   }
 
   async verb(group: string, verb: RcVerb, force: boolean): Promise<RcGroupStatus> {
     const rt = this.require(group)
-    await this.input(rt, { kind: 'command', verb, force })
-    return rt.group.status()
+    await this.input(rt, { kind: 'command', verb, force }, 'caller')
+    return rt.group.status(this.o.now())
   }
 
   /**
@@ -200,7 +247,7 @@ export class RemoteCopyService {
     const acked = new Promise<void>((resolve, reject) => this.pending.set(write_id, { resolve, reject }))
     acked.catch(() => undefined) // observed below; a refusal in step() must not leave it unhandled
     try {
-      await this.input(rt, { kind: 'host-write', write_id, volume, block, data })
+      await this.input(rt, { kind: 'host-write', write_id, volume, block, data }, 'caller')
     } catch (e) {
       this.pending.delete(write_id)
       throw e
@@ -228,14 +275,14 @@ export class RemoteCopyService {
     this.partnersUp.add(partner)
     for (const rt of this.groupsWith(partner)) {
       // A new connection while we thought the old one up: the partner restarted; whatever was in flight is lost.
-      if (flapped) void this.input(rt, { kind: 'link-down' }).catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
-      void this.input(rt, { kind: 'link-up' }).catch((e: unknown) => this.stepFailed(rt, 'link-up', e))
+      if (flapped) void this.input(rt, { kind: 'link-down' }, 'internal').catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
+      void this.input(rt, { kind: 'link-up' }, 'internal').catch((e: unknown) => this.stepFailed(rt, 'link-up', e))
     }
   }
 
   linkDown(partner: string): void {
     if (!this.partnersUp.delete(partner)) return
-    for (const rt of this.groupsWith(partner)) void this.input(rt, { kind: 'link-down' }).catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
+    for (const rt of this.groupsWith(partner)) void this.input(rt, { kind: 'link-down' }, 'internal').catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
   }
 
   /**
@@ -246,14 +293,14 @@ export class RemoteCopyService {
    */
   async shutdown(): Promise<void> {
     this.shutDown = true
-    for (const rt of this.groups.values()) await rt.queue.run(() => rt.journal.persist(rt.group.record(true)))
+    for (const rt of this.groups.values()) await rt.queue.run('internal', () => rt.journal.persist(rt.group.record(true)))
     await this.close()
   }
 
   /** Releases the journals as they are (what a crash leaves; tests restart from it). */
   async close(): Promise<void> {
     for (const rt of this.groups.values()) {
-      await rt.queue.run(async () => {
+      await rt.queue.run('internal', async () => {
         await rt.journal.close()
         await rt.rollback.close()
       })
@@ -262,18 +309,18 @@ export class RemoteCopyService {
 
   // ------------------------------------------------------------------ internals
 
-  private async adopt(group: RemoteCopyGroup, journal: GroupJournal): Promise<GroupRuntime> {
-    const bs = group.config.block_size_bytes
+  private async adopt(group: RemoteCopyGroup, journal: GroupJournal, rollback: BlockSnapshot): Promise<GroupRuntime> {
     const rt: GroupRuntime = {
       group,
       journal,
-      delta: BlockSnapshot.inMemory(bs),
-      rollback: await BlockSnapshot.durable(join(this.o.dir, `${group.config.group}.rollback`), bs),
-      queue: new SerialQueue(),
+      delta: BlockSnapshot.inMemory(group.config.block_size_bytes),
+      rollback,
+      queue: new GroupInputQueue(group.config.group, this.o.inputs_queued_max ?? LIMITS_DEFAULT.rc_group_inputs_queued_max),
+      link_failure_queued: false,
     }
     group.requireResyncPermits()
     this.groups.set(group.config.group, rt)
-    if (this.partnersUp.has(group.config.partner)) await this.input(rt, { kind: 'link-up' })
+    if (this.partnersUp.has(group.config.partner)) await this.input(rt, { kind: 'link-up' }, 'internal')
     return rt
   }
 
@@ -289,11 +336,29 @@ export class RemoteCopyService {
 
   private async peerInput(rt: GroupRuntime, message: RcPeerMessage, attachment: Uint8Array | undefined): Promise<void> {
     try {
-      if (message.t === 'rc-admit-peer') await rt.queue.run(() => this.ensureVolume(message.volume, message.block_count))
-      await this.input(rt, { kind: 'peer', message, ...(attachment ? { attachment } : {}) })
+      if (message.t === 'rc-admit-peer') await rt.queue.run('partner', () => this.ensureVolume(message.volume, message.block_count))
+      await this.input(rt, { kind: 'peer', message, ...(attachment ? { attachment } : {}) }, 'partner')
     } catch (e) {
-      this.stepFailed(rt, message.t, e)
+      if (isHvlabError(e) && e.code === 'HVLAB_E_BACKPRESSURE') await this.refusedPartnerInput(rt, message, e)
+      else this.stepFailed(rt, message.t, e)
     }
+  }
+
+  /**
+   * A partner's message this group's queue could not take is answered: an rc-write with
+   * its nack; anything else fails the group's link (the partner resends in the next session).
+   */
+  private async refusedPartnerInput(rt: GroupRuntime, message: RcPeerMessage, e: HvlabError): Promise<void> {
+    this.stepFailed(rt, message.t, e)
+    if (message.t === 'rc-write') {
+      await this.o.send(rt.group.config.partner, rcWriteNackMessage(message.group, message.incarnation, message.seq, e.code, e.message))
+      return
+    }
+    if (rt.link_failure_queued) return
+    rt.link_failure_queued = true
+    await this.input(rt, { kind: 'link-failed', code: e.code, reason: `array ${rt.group.config.partner}'s ${message.t} was dropped: ${e.message}` }, 'internal')
+      .catch((err: unknown) => this.stepFailed(rt, 'link-failed', err))
+      .finally(() => (rt.link_failure_queued = false))
   }
 
   private stepFailed(rt: GroupRuntime, what: string, e: unknown): void {
@@ -316,8 +381,8 @@ export class RemoteCopyService {
   }
 
   /** One input, then its effects in order; resolves when they are all done. */
-  private input(rt: GroupRuntime, input: RcInput): Promise<void> {
-    return rt.queue.run(async () => {
+  private input(rt: GroupRuntime, input: RcInput, origin: InputOrigin): Promise<void> {
+    return rt.queue.run(origin, async () => {
       if (this.shutDown) throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
       const effects = rt.group.step(input, this.o.now())
       for (const e of effects) await this.apply(rt, e)
@@ -340,7 +405,7 @@ export class RemoteCopyService {
           const differ = await this.compareWithPartner(e, data)
           if (differ !== undefined && differ.length === 0) {
             // Nothing to send: the batch is answered here, after this step's effects.
-            void this.input(rt, { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } }).catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
+            void this.input(rt, { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } }, 'internal').catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
             return
           }
           if (differ !== undefined) {
@@ -402,7 +467,7 @@ export class RemoteCopyService {
       case 'set-timer': {
         const token = e.token
         this.o.setTimer(Math.max(0, e.at_ms - this.o.now()), () => {
-          void this.input(rt, { kind: 'timer', token }).catch((err: unknown) => this.stepFailed(rt, 'timer', err))
+          void this.input(rt, { kind: 'timer', token }, 'internal').catch((err: unknown) => this.stepFailed(rt, 'timer', err))
         })
         return
       }
@@ -419,7 +484,7 @@ export class RemoteCopyService {
       for (const g of this.limiter.release(group)) this.grant(g)
       return
     }
-    void this.input(rt, { kind: 'resync-permit' }).catch((err: unknown) => {
+    void this.input(rt, { kind: 'resync-permit' }, 'internal').catch((err: unknown) => {
       this.stepFailed(rt, 'resync-permit', err)
       for (const g of this.limiter.release(group)) this.grant(g)
     })
@@ -456,6 +521,11 @@ export class RemoteCopyService {
     for (const [first, count] of runsOf(blocks)) parts.push(await this.o.store.read(volume, first, count))
     return Buffer.concat(parts)
   }
+}
+
+/** A rollback snapshot's blocks as appends to the rollback set (to rebuild it after journal damage). */
+function rollbackAppends(rollback: BlockSnapshot): BlockAppend[] {
+  return [...rollback.blocksByVolume()].map(([volume, blocks]) => ({ kind: 'persist-blocks', set: 'rollback', volume, blocks }))
 }
 
 /** Consecutive runs of a block list: [first block, count, index of the first in the list]. */

@@ -13,7 +13,9 @@ export const ERROR_CODES = [
   'HVLAB_E_NOT_FOUND', // an unknown process, VM, volume, group …
   'HVLAB_E_STATE', // a command that is not allowed in the current state
   'HVLAB_E_REFUSED', // a peer refused a request (with its reason)
+  'HVLAB_E_UNSUPPORTED', // a request of a type the peer does not answer (not a request, or not from this role)
   'HVLAB_E_LAB', // the lab controller could not be reached or is not running
+  'HVLAB_E_UNSAFE_DIR', // a data dir another local user owns or may write: its secret and control file cannot be trusted
   'HVLAB_E_INTERNAL',
 ] as const
 export type HvlabErrorCode = (typeof ERROR_CODES)[number]

@@ -9,7 +9,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { RealClock, type Clock } from './clock.js'
 import { HvlabError, describeError } from './errors.js'
 import { labLayout, type LabLayout } from './lab-layout.js'
-import { createLogger, type Logger } from './log.js'
+import { createFileLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import type { Message, MessageOf, MessageType } from './protocol/messages.js'
 import type { EventDetails, Role } from './protocol/runtime-messages.js'
@@ -19,6 +19,8 @@ import type { PeerConnection } from './transport/peer-connection.js'
 import { PeerLink } from './transport/peer-link.js'
 import { PeerMesh } from './transport/peer-mesh.js'
 import { PeerServer } from './transport/peer-server.js'
+import { setRefusalLogRate } from './transport/refusal-log.js'
+import { connectionLimitsOf, listenerLimitsOf } from './transport/topology-limits.js'
 
 /** Events kept while the controller is unreachable; the oldest go first. */
 const PENDING_EVENTS_MAX = 1000
@@ -79,9 +81,10 @@ export class LabProcess {
     if (spec.role !== args.role) throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
     const layout = labLayout(args.dir)
     const secret = readFileSync(layout.secret, 'utf8').trim()
-    const log = createLogger({ name: args.name, file: layout.processLog(args.name) })
+    const log = await createFileLogger({ name: args.name, file: layout.processLog(args.name), file_bytes_max: topology.limits.log_file_bytes_max, files_kept: topology.limits.log_files_kept })
     const metrics = createMetrics({ role: spec.role, site: spec.site })
-    const mesh = new PeerMesh({ self: { name: spec.name, role: spec.role }, secret, peers: peersOf(topology, spec.name), dials, log, metrics })
+    setRefusalLogRate(topology.limits.refusal_logs_per_s)
+    const mesh = new PeerMesh({ self: { name: spec.name, role: spec.role }, secret, peers: peersOf(topology, spec.name), dials, log, metrics, limits: connectionLimitsOf(topology.limits) })
     const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh)
     // The shell's own listeners go first: a peer's handlers are attached, and its
     // connection on the timeline, before role code hears of it.
@@ -172,11 +175,16 @@ export class LabProcess {
       secret: this.secret,
       log: this.log,
       metrics: this.metrics,
+      ...listenerLimitsOf(this.topology.limits),
+      roleOf: (name) => this.mesh.roleOf(name),
       admit: (remote) => this.mesh.admit(remote),
       onPeer: (c) => this.mesh.accept(c),
     })
-    this.statusServer = await startStatusServer({ registry: this.metrics.registry, status: () => this.status(), log: this.log })
-    const link = new PeerLink({ name: this.name, role: this.role, secret: this.secret, expectName: 'controller', log: this.log, backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } }, { host: '127.0.0.1', port: controllerPort })
+    this.statusServer = await startStatusServer({ registry: this.metrics.registry, status: () => this.status(), log: this.log, limits: this.topology.limits })
+    const link = new PeerLink(
+      { name: this.name, role: this.role, secret: this.secret, expectName: 'controller', expectRole: 'controller', log: this.log, limits: connectionLimitsOf(this.topology.limits), backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } },
+      { host: '127.0.0.1', port: controllerPort },
+    )
     link.on('up', (c: PeerConnection) => void this.register(c))
     link.on('down', () => (this.registered = false))
     this.controllerLink = link
@@ -253,9 +261,14 @@ export async function runLabProcess(role: Role, setup: (p: LabProcess) => Promis
   process.on('SIGINT', () => stop('SIGINT'))
   // Started by a controller: a lab's processes never outlive it, even a kill -9 of it.
   if (process.connected) process.on('disconnect', () => stop('controller gone'))
-  process.on('uncaughtException', (e) => {
-    p.log.fatal({ err: describeError(e), stack: e.stack }, 'uncaught exception')
-    process.stderr.write(`hvlab-${role} ${p.name}: uncaught exception: ${e.stack ?? describeError(e)}\n`)
+  // Fail-stop: a process whose role state may be broken ends (exit 1), and the controller reports
+  // it crashed with these last lines; its peers see it lost, as after a kill -9. Never limp on.
+  const failStop = (what: string, e: unknown): void => {
+    const stack = e instanceof Error ? e.stack : undefined
+    p.log.fatal({ err: describeError(e), stack }, what)
+    process.stderr.write(`hvlab-${role} ${p.name}: ${what}: ${stack ?? describeError(e)}\n`)
     process.exit(1)
-  })
+  }
+  process.on('uncaughtException', (e) => failStop('uncaught exception', e))
+  process.on('unhandledRejection', (reason) => failStop('unhandled rejection', reason))
 }

@@ -1,24 +1,28 @@
 /**
  * Every process's HTTP endpoint: `GET /status` (JSON) and `GET /metrics` (Prometheus
- * text). Anything else gets a clear 404/405; the endpoint never throws at a client.
+ * text). Anything else gets a clear 400/404/405; the endpoint never throws at a client.
+ * Bounded like every HTTP listener (http-listen.ts) by the topology's limits.
  */
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import type { Registry } from 'prom-client'
 import { describeError } from './errors.js'
 import type { Logger } from './log.js'
-import { listenHttp, type Listening } from './http-listen.js'
+import { createHttpServer, listenHttp, type HttpLimits, type Listening } from './http-listen.js'
+import { parseRequestTarget } from './request-target.js'
 
 export type StatusServer = Listening
 
-export async function startStatusServer(options: { host?: string; registry: Registry; status: () => unknown; log: Logger }): Promise<StatusServer> {
-  const server: Server = createServer((req, res) => {
+export async function startStatusServer(options: { host?: string; registry: Registry; status: () => unknown; log: Logger; limits: HttpLimits }): Promise<StatusServer> {
+  const server: Server = createHttpServer(options.limits, (req, res) => {
     const reply = (code: number, type: string, body: string): void => {
-      res.writeHead(code, { 'content-type': type })
+      // A client that sent a malformed request gets no keep-alive connection to send more on.
+      res.writeHead(code, { 'content-type': type, ...(code === 400 ? { connection: 'close' } : {}) })
       res.end(body)
     }
-    const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET') return reply(405, 'text/plain', `${req.method} is not supported; use GET /status or GET /metrics\n`)
-    if (path === '/status') {
+    const target = parseRequestTarget(req.url)
+    if (!target.ok) return reply(400, 'text/plain', `${target.reason}\n`)
+    if (target.path === '/status') {
       try {
         return reply(200, 'application/json', JSON.stringify(options.status()))
       } catch (e) {
@@ -26,14 +30,14 @@ export async function startStatusServer(options: { host?: string; registry: Regi
         return reply(500, 'text/plain', `status failed: ${describeError(e)}\n`)
       }
     }
-    if (path === '/metrics') {
+    if (target.path === '/metrics') {
       options.registry.metrics().then(
         (text) => reply(200, options.registry.contentType, text),
         (e: unknown) => reply(500, 'text/plain', `metrics failed: ${describeError(e)}\n`),
       )
       return
     }
-    reply(404, 'text/plain', `no such endpoint ${path}; try GET /status or GET /metrics\n`)
+    reply(404, 'text/plain', `no such endpoint ${target.path.slice(0, 200)}; try GET /status or GET /metrics\n`)
   })
-  return listenHttp(server, options.host ?? '127.0.0.1')
+  return listenHttp(server, { log: options.log, ...(options.host ? { host: options.host } : {}) })
 }

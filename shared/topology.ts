@@ -39,8 +39,8 @@ export const LIMITS_DEFAULT = {
   unauthenticated_connections_max: 32,
   /** Bytes a connection may send before it has proved the lab's secret; beyond, it is cut. */
   preauth_bytes_max: 16 * 1024,
-  /** Requests from one peer being handled at once; more are answered HVLAB_E_BACKPRESSURE. */
-  inbound_requests_in_flight_max: 256,
+  /** Requests awaiting their answer on one connection, each way: a process sends at most this many to a peer (more are refused HVLAB_E_BACKPRESSURE at once) and handles at most this many from one (more are answered HVLAB_E_BACKPRESSURE, not run). */
+  requests_in_flight_max: 1024,
   /** Refusal log lines per process per second; the rest are counted, not written. */
   refusal_logs_per_s: 10,
 
@@ -55,7 +55,7 @@ export const LIMITS_DEFAULT = {
   http_connections_max: 128,
 
   // Timeline and logs (rotated at a size; the oldest rotated file is dropped).
-  /** events.jsonl rotates at this size. */
+  /** The timeline file (events.<n>.jsonl) rotates at this size. */
   events_file_bytes_max: 16 * 1024 * 1024,
   /** Rotated timeline files kept besides the current one. */
   events_files_kept: 4,
@@ -71,9 +71,9 @@ export const LIMITS_DEFAULT = {
   log_files_kept: 3,
 
   // Input queues of the protocol machines.
-  /** Inputs waiting for one Remote Copy group's machine; more are refused. */
+  /** Inputs waiting for one Remote Copy group's machine, from hosts and the operator (and as many from the partner); more are refused HVLAB_E_BACKPRESSURE. */
   rc_group_inputs_queued_max: 1024,
-  /** A synchronous write waits this long for the partner's acknowledgement, then the link counts as failed. */
+  /** A synchronous write waits this long for the partner's acknowledgement; then the link counts as failed (writes settle by the group's write-error policy). */
   rc_sync_write_timeout_ms: 5_000,
   /** Steps of a host's or the witness's cluster machine waiting for their effects (behind a record write); beyond, peers' messages are dropped as lost and commands refused. */
   cluster_inputs_queued_max: 4096,
@@ -89,7 +89,7 @@ const limitsSchema = z.strictObject({
   peer_connections_max: z.number().int().min(4).max(65_536).default(LIMITS_DEFAULT.peer_connections_max),
   unauthenticated_connections_max: z.number().int().min(1).max(4096).default(LIMITS_DEFAULT.unauthenticated_connections_max),
   preauth_bytes_max: z.number().int().min(1024).max(1024 * 1024).default(LIMITS_DEFAULT.preauth_bytes_max),
-  inbound_requests_in_flight_max: z.number().int().min(1).max(65_536).default(LIMITS_DEFAULT.inbound_requests_in_flight_max),
+  requests_in_flight_max: z.number().int().min(1).max(65_536).default(LIMITS_DEFAULT.requests_in_flight_max),
   refusal_logs_per_s: z.number().int().min(1).max(10_000).default(LIMITS_DEFAULT.refusal_logs_per_s),
   http_headers_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_headers_timeout_ms),
   http_request_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_request_timeout_ms),

@@ -52,7 +52,10 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
     if (!runner.admits()) return
     void runner.run(arbiter.step({ kind: 'message', message: m }, p.clock.now()))
   }
-  p.onPeer((conn) => attachClusterMessages(conn, receive))
+  // Only the cluster's hosts ask the witness (the role is proved in the handshake).
+  p.onPeer((conn) => {
+    if (conn.remoteRole === 'host') attachClusterMessages(conn, receive)
+  })
   p.addStatus(() => {
     const r = arbiter.record()
     const now = p.clock.now()

@@ -62,7 +62,10 @@ export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
       this.set(service.membership.view().epoch)
     },
   })
-  p.onPeer((conn) => attachClusterMessages(conn, (m, from) => service.receive(m, from), received))
+  // Membership is decided among the hosts and the witness; an array has no say (its role is proved in the handshake).
+  p.onPeer((conn) => {
+    if (conn.remoteRole === 'host' || conn.remoteRole === 'witness') attachClusterMessages(conn, (m, from) => service.receive(m, from), received)
+  })
   p.serveOperator('cluster-status-request', () => ({ t: 'cluster-status-reply', status: service.status() }))
   p.serveOperator('cluster-force-quorum-request', () => {
     service.command({ kind: 'force-quorum' })

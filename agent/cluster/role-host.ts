@@ -301,6 +301,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   }
 
   p.onPeer((conn) => {
+    // VMs are started, stopped and moved by the cluster's hosts only (the role is proved in the handshake).
+    if (conn.remoteRole !== 'host') return
     const fromPeer = (from: string): void => {
       if (from !== conn.remoteName) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} sent a request claiming to be from ${from}`)
     }

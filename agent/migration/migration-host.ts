@@ -120,7 +120,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     onAnnounce: (vm, host) => p.emitEvent('vm.location', { vm, host, how: 'gratuitous-arp' }),
   })
   p.onPeer((conn) => {
-    if (hosts.has(conn.remoteName)) service.attach(conn)
+    if (conn.remoteRole === 'host' && hosts.has(conn.remoteName)) service.attach(conn)
   })
   // The guest service answers the lab's virtual switch (pings from `hvlab vm ping`) for every VM here.
   const guests = startGuestService(p, (name) => agent.vms.instance(name))

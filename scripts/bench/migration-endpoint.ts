@@ -2,27 +2,38 @@
  * One end of the live-migration benchmark, run as its own process (forked by
  * scripts/bench/migration.ts with the parent's execArgv, talking to it over the fork's IPC
  * channel): a host's migration service with its own page-diff pool, behind the lab's real
- * transport (PeerServer / connectPeer, handshake, framing) — what an agent process runs,
- * without the cluster around it.
+ * transport (PeerServer / connectPeer, handshake, framing, per-frame authentication) —
+ * what an agent process runs, without the cluster around it.
  *
- *   node … migration-endpoint.ts destination THREADS   listens; reports { ready, port }
+ * For the cost of frame authentication alone, the destination also listens on a second,
+ * bare WebSocket port whose connections skip the handshake and carry the same frames,
+ * each with 16 tag bytes that are neither computed nor checked (UNSEALED): the raw
+ * baseline runs over both.
+ *
+ *   node … migration-endpoint.ts destination THREADS   listens; reports { ready, port, unsealedPort }
  *   node … migration-endpoint.ts source THREADS        waits for commands
  *
  * Commands (parent → child) and replies (child → parent), one reply per command:
  *   destination: { op: 'expect-raw', bytes }  → { op: 'raw-received', at_ms } once that many
  *                                                attachment bytes arrived on the next connection
- *   source:      { op: 'send-raw', port, frames }  → { op: 'raw-sent', started_at_ms }
+ *   source:      { op: 'send-raw', port, frames, sealed }  → { op: 'raw-sent', started_at_ms }
+ *                                                (sealed: false dials the unsealed port)
  *                { op: 'migrate', port, memory_mib, dirty_mib_per_s, seed, budget_ms, round_cap }
  *                                              → { op: 'migrated', result }
  *   both:        { op: 'exit' }
  * Times are `performance.timeOrigin + performance.now()`: wall-clock milliseconds with
  * sub-millisecond resolution, comparable between two processes on one machine.
  */
+import { once } from 'node:events'
 import { randomFillSync } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import WebSocket, { WebSocketServer } from 'ws'
 import { RealClock } from '../../shared/clock.js'
 import { silentLogger } from '../../shared/log.js'
+import { FRAME_BYTES_MAX } from '../../shared/protocol/codec.js'
+import { FRAME_TAG_BYTES } from '../../shared/transport/frame-auth.js'
 import { connectPeer } from '../../shared/transport/peer-client.js'
-import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
 import { GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
 import { GuestWorkload } from '../../agent/vm/guest-workload.js'
@@ -35,9 +46,16 @@ const MiB = 1024 * 1024
 
 export type EndpointCommand =
   | { op: 'expect-raw'; bytes: number }
-  | { op: 'send-raw'; port: number; frames: number }
+  | { op: 'send-raw'; port: number; frames: number; sealed: boolean }
   | { op: 'migrate'; port: number; memory_mib: number; dirty_mib_per_s: number; seed: number; budget_ms: number; round_cap: number }
   | { op: 'exit' }
+
+/** The baseline without frame authentication: the same 16 tag bytes on the wire, no MAC computed or checked. */
+const ZERO_TAG = Buffer.alloc(FRAME_TAG_BYTES)
+const UNSEALED = {
+  seal: (): Buffer => ZERO_TAG,
+  open: (frame: Buffer): Buffer => frame.subarray(0, frame.length - FRAME_TAG_BYTES),
+}
 
 const now_ms = (): number => performance.timeOrigin + performance.now()
 const reply = (m: object): void => void process.send!(m)
@@ -54,28 +72,33 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
   const service = new MigrationService({ host: 'bench-dst', log, pool })
   // The next connection is either a raw-transport run (counted here) or a migration (served by the service).
   let rawExpected: { bytes: number; received: number } | null = null
-  const server = await PeerServer.listen({
-    name: 'bench-dst',
-    role: 'host',
-    secret: BENCH_SECRET,
-    log,
-    onPeer: (c) => {
-      const raw = rawExpected
-      rawExpected = null
-      if (!raw) return service.attach(c)
-      c.onMessage('migration-pages', ({ attachment }) => {
-        raw.received += attachment.length
-        if (raw.received === raw.bytes) reply({ op: 'raw-received', at_ms: now_ms() })
-      })
-    },
-  })
+  const onPeer = (c: PeerConnection): void => {
+    const raw = rawExpected
+    rawExpected = null
+    if (!raw) return service.attach(c)
+    c.onMessage('migration-pages', ({ attachment }) => {
+      raw.received += attachment.length
+      if (raw.received === raw.bytes) reply({ op: 'raw-received', at_ms: now_ms() })
+    })
+  }
+  const server = await PeerServer.listen({ name: 'bench-dst', role: 'host', secret: BENCH_SECRET, log, roleOf: (name) => (name === 'bench-src' ? 'host' : undefined), onPeer })
+  const unsealed = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
+  await once(unsealed, 'listening')
+  unsealed.on('connection', (ws) => onPeer(new PeerConnection(ws, { name: 'bench-src', role: 'host' }, { log, frameAuth: UNSEALED })))
   process.on('message', (m: EndpointCommand) => {
     if (m.op === 'expect-raw') {
       rawExpected = { bytes: m.bytes, received: 0 }
       reply({ op: 'expecting' })
     } else if (m.op === 'exit') void server.close().then(() => pool.close()).then(() => process.exit(0))
   })
-  reply({ op: 'ready', port: server.port })
+  reply({ op: 'ready', port: server.port, unsealedPort: (unsealed.address() as AddressInfo).port })
+}
+
+/** A connection to the destination's unsealed port: no handshake, frames carry untested zero tags. */
+async function connectUnsealed(port: number): Promise<PeerConnection> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false, generateMask: (mask) => void mask.fill(0) })
+  await once(ws, 'open')
+  return new PeerConnection(ws, { name: 'bench-dst', role: 'host' }, { log: silentLogger(), frameAuth: UNSEALED })
 }
 
 async function connect(port: number): Promise<PeerConnection> {
@@ -84,8 +107,8 @@ async function connect(port: number): Promise<PeerConnection> {
   return c
 }
 
-async function sendRaw(port: number, frames: number): Promise<void> {
-  const conn = await connect(port)
+async function sendRaw(port: number, frames: number, sealed: boolean): Promise<void> {
+  const conn = sealed ? await connect(port) : await connectUnsealed(port)
   const payload = randomFillSync(new Uint8Array(MiB))
   const started_at_ms = now_ms()
   for (let i = 0; i < frames; i++) await conn.send({ t: 'migration-pages', migration_id: 'raw', round: 0, seq: i }, payload)
@@ -114,7 +137,7 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
 async function runSource(pool: PageDiffPool): Promise<void> {
   const service = new MigrationService({ host: 'bench-src', log: silentLogger(), pool })
   process.on('message', (m: EndpointCommand) => {
-    const done = m.op === 'send-raw' ? sendRaw(m.port, m.frames) : m.op === 'migrate' ? migrate(service, m) : null
+    const done = m.op === 'send-raw' ? sendRaw(m.port, m.frames, m.sealed) : m.op === 'migrate' ? migrate(service, m) : null
     if (m.op === 'exit') void pool.close().then(() => process.exit(0))
     done?.catch((e: unknown) => reply({ op: 'error', message: e instanceof Error ? e.message : String(e) }))
   })

@@ -10,7 +10,10 @@
  *
  *   1. Raw transport: 1 MiB attachments sent one-way from the source process to the
  *      destination process over a PeerConnection, timed from the first send to the last
- *      arrival — the baseline.
+ *      arrival — the baseline; every frame authenticated (as the lab runs), and again with
+ *      the same frames unsealed (tag bytes sent but no MAC), for the cost of frame
+ *      authentication. That cost is also measured alone in this process (seal and open
+ *      of a 1 MiB and of a small frame).
  *   2. Migration stream: an idle VM of random (incompressible) memory migrated between the
  *      same two processes: bytes on the wire / time of pre-copy round 0.
  *   3. Blackout and total time for a VM under a guest workload across dirty rates, next
@@ -20,11 +23,13 @@
  * Numbers are for reading, never for asserting in tests.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { randomFillSync } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { MigrationResult } from '../../agent/migration/migration-service.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
+import { FRAME_TAG_BYTES, deriveFrameKeys, frameTag, openFrame } from '../../shared/transport/frame-auth.js'
 import type { EndpointCommand } from './migration-endpoint.js'
 
 const MiB = 1024 * 1024
@@ -78,8 +83,11 @@ export interface MigrationBenchReport {
   cpus: number
   threads: number
   memory_mib: number
-  /** Best and median of `reps` timed runs (after a warm-up). */
+  /** Best and median of `reps` timed runs (after a warm-up); every frame authenticated. */
   raw_transport_bytes_per_s: { best: number; median: number }
+  /** The same, frames unsealed: what frame authentication costs the stream. */
+  raw_transport_unsealed_bytes_per_s: { best: number; median: number }
+  frame_auth: FrameAuthCost
   migration_stream_bytes_per_s: { best: number; median: number }
   stream_result: Pick<MigrationResult, 'total_ms' | 'blackout_ms' | 'bytes_sent' | 'bytes_raw' | 'pages'>
   downtime_budget_ms: number
@@ -87,12 +95,25 @@ export interface MigrationBenchReport {
   rows: DirtyRateRow[]
 }
 
+/** Frame authentication alone, on this process's event loop. */
+export interface FrameAuthCost {
+  seal_1mib_bytes_per_s: number
+  open_1mib_bytes_per_s: number
+  /** One small frame (a 100-byte request) sealed and opened. */
+  small_frame_seal_open_us: number
+}
+
 type Reply = { op: string; [k: string]: unknown }
 
 /** One forked endpoint process: commands in, one reply each, over the IPC channel. */
 class Endpoint {
   private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null
-  private constructor(private readonly child: ChildProcess, readonly port: number) {}
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+    /** The destination's port without the handshake and frame authentication. */
+    readonly unsealedPort: number,
+  ) {}
 
   static async start(role: 'source' | 'destination', threads: number): Promise<Endpoint> {
     const child = fork(ENDPOINT, [role, String(threads)], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -100,7 +121,7 @@ class Endpoint {
       child.once('message', (m) => resolve(m as Reply))
       child.once('exit', (code) => reject(new Error(`the ${role} endpoint exited (${code}) before it was ready`)))
     })
-    const endpoint = new Endpoint(child, Number(ready.port))
+    const endpoint = new Endpoint(child, Number(ready.port), Number(ready.unsealedPort))
     child.on('message', (m) => endpoint.settle(m as Reply))
     child.on('exit', (code, signal) => endpoint.waiting?.reject(new Error(`the ${role} endpoint exited (${code ?? signal})`)))
     return endpoint
@@ -142,12 +163,12 @@ class Endpoint {
   }
 }
 
-/** The baseline: one-way 1 MiB frames from the source process to the destination process. */
-async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_mib: number): Promise<number> {
+/** The baseline: one-way 1 MiB frames from the source process to the destination process, sealed or not. */
+async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_mib: number, sealed: boolean): Promise<number> {
   const bytes = raw_mib * MiB
   await destination.ask({ op: 'expect-raw', bytes })
   const arrival = destination.next()
-  const sent = await source.ask({ op: 'send-raw', port: destination.port, frames: raw_mib })
+  const sent = await source.ask({ op: 'send-raw', port: sealed ? destination.port : destination.unsealedPort, frames: raw_mib, sealed })
   const received = await arrival
   return (bytes / (Number(received.at_ms) - Number(sent.started_at_ms))) * 1000
 }
@@ -178,12 +199,30 @@ async function bestAndMedian(reps: number, measure: () => Promise<number>): Prom
   await measure()
   const rates: number[] = []
   for (let r = 0; r < reps; r++) rates.push(await measure())
-  rates.sort((a, b) => b - a)
-  return { best: rates[0] ?? 0, median: rates[Math.floor(rates.length / 2)] ?? 0 }
+  return summary(rates)
+}
+
+function summary(rates: number[]): { best: number; median: number } {
+  const sorted = [...rates].sort((a, b) => b - a)
+  return { best: sorted[0] ?? 0, median: sorted[Math.floor(sorted.length / 2)] ?? 0 }
+}
+
+/** The raw transport sealed and unsealed, run in turns (after a warm-up of each) so a busy moment of the machine weighs on both. */
+async function rawSealedAndUnsealed(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint) {
+  const sealed: number[] = []
+  const unsealed: number[] = []
+  for (let r = -1; r < o.reps; r++) {
+    const s = await measureRawTransport(source, destination, o.raw_mib, true)
+    const u = await measureRawTransport(source, destination, o.raw_mib, false)
+    if (r < 0) continue // the warm-up
+    sealed.push(s)
+    unsealed.push(u)
+  }
+  return { sealed: summary(sealed), unsealed: summary(unsealed) }
 }
 
 async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint): Promise<MigrationBenchReport> {
-  const raw = await bestAndMedian(o.reps, () => measureRawTransport(source, destination, o.raw_mib))
+  const { sealed: raw, unsealed } = await rawSealedAndUnsealed(o, source, destination)
   let stream: MigrationResult | null = null
   const streamRate = await bestAndMedian(o.reps, async () => {
     stream = await migrateOnce(source, destination, o, 0)
@@ -227,12 +266,43 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
     threads: o.threads,
     memory_mib: o.memory_mib,
     raw_transport_bytes_per_s: raw,
+    raw_transport_unsealed_bytes_per_s: unsealed,
+    frame_auth: measureFrameAuth(),
     migration_stream_bytes_per_s: streamRate,
     stream_result: { total_ms: last.total_ms, blackout_ms: last.blackout_ms, bytes_sent: last.bytes_sent, bytes_raw: last.bytes_raw, pages: last.pages },
     downtime_budget_ms: o.downtime_budget_ms,
     round_cap: o.round_cap,
     rows,
   }
+}
+
+/** Seal and open of a 1 MiB frame (rate) and of a 100-byte frame (time), in this process. */
+export function measureFrameAuth(): FrameAuthCost {
+  const keys = deriveFrameKeys('bench', { protocolVersion: 0, client: { name: 'a', role: 'host', nonce: '0'.repeat(32) }, server: { name: 'b', role: 'host', nonce: '1'.repeat(32) } })
+  const key = keys.clientToServer
+  const head = randomFillSync(Buffer.alloc(64))
+  const big = randomFillSync(Buffer.alloc(MiB))
+  const bigSealed = Buffer.concat([head, big, frameTag(key, 0, [head, big])])
+  const small = randomFillSync(Buffer.alloc(100))
+  const smallSealed = Buffer.concat([small, frameTag(key, 0, [small])])
+  const timed = (reps: number, once: (i: number) => void): number => {
+    const started = performance.now()
+    for (let i = 0; i < reps; i++) once(i)
+    return (performance.now() - started) / reps
+  }
+  const mustOpen = (sealed: Buffer): void => {
+    if (!openFrame(key, 0, sealed)) throw new Error('a frame sealed by the bench did not open')
+  }
+  timed(20, (i) => frameTag(key, i, [head, big])) // warm-up
+  const seal_ms = timed(100, (i) => frameTag(key, i, [head, big]))
+  timed(20, () => mustOpen(bigSealed)) // warm-up
+  const open_ms = timed(100, () => mustOpen(bigSealed))
+  timed(2000, () => mustOpen(smallSealed)) // warm-up
+  const small_ms = timed(20_000, (i) => {
+    frameTag(key, i, [small])
+    mustOpen(smallSealed)
+  })
+  return { seal_1mib_bytes_per_s: (MiB / seal_ms) * 1000, open_1mib_bytes_per_s: (MiB / open_ms) * 1000, small_frame_seal_open_us: small_ms * 1000 }
 }
 
 const fmt = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits))
@@ -243,7 +313,14 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
   const mibs = (v: number): string => (v / MiB).toFixed(0).padStart(9)
   lines.push(`${'what'.padEnd(48)} ${'best MiB/s'.padStart(10)} ${'median MiB/s'.padStart(12)}`)
   lines.push(`${'raw transport (1 MiB frames over PeerConnection)'.padEnd(48)} ${mibs(r.raw_transport_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_bytes_per_s.median).padStart(12)}`)
+  lines.push(`${'raw transport without frame auth (same frames)'.padEnd(48)} ${mibs(r.raw_transport_unsealed_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_unsealed_bytes_per_s.median).padStart(12)}`)
   lines.push(`${`migration stream (round 0, ${r.memory_mib} MiB random)`.padEnd(48)} ${mibs(r.migration_stream_bytes_per_s.best).padStart(10)} ${mibs(r.migration_stream_bytes_per_s.median).padStart(12)}`)
+  const fa = r.frame_auth
+  const perFrame_us = (MiB / r.raw_transport_bytes_per_s.median - MiB / r.raw_transport_unsealed_bytes_per_s.median) * 1e6
+  lines.push(
+    `frame auth (ChaCha20-Poly1305 tag of ${FRAME_TAG_BYTES} bytes): seal ${(fa.seal_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s, open ${(fa.open_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s per 1 MiB frame in one process; ` +
+      `a 100-byte frame sealed and opened in ${fa.small_frame_seal_open_us.toFixed(1)} µs; between the medians above, ${perFrame_us.toFixed(0)} µs per 1 MiB frame`,
+  )
   lines.push('')
   lines.push(`${r.memory_mib} MiB VM under load (5% of pages take 80% of writes), budget ${r.downtime_budget_ms} ms, cap ${r.round_cap} rounds; model at the stream's median rate`)
   lines.push(

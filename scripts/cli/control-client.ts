@@ -1,16 +1,21 @@
 /**
  * How the CLI talks to a running lab: it finds the controller through the control file
- * in the data dir, and proves itself with the lab's secret from the same dir.
+ * in the data dir, and proves itself with a token derived from the lab's secret in the
+ * same dir (never the secret itself). A data dir another user owns or may write is not
+ * trusted (HVLAB_E_UNSAFE_DIR): its control file could point the token anywhere.
  */
 import { readFileSync } from 'node:fs'
 import { HvlabError, asErrorCode, describeError } from '../../shared/errors.js'
+import { httpAuthorization } from '../../shared/http-bearer.js'
+import { checkLabDir } from '../../shared/lab-dir.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import { readRunningControl } from '../controller/control-file.js'
 
-/** Where the lab running in `dir` listens and its secret; throws HVLAB_E_LAB with what to do when there is none. */
-export function runningLab(dir: string): { httpPort: number; secret: string } {
+/** Where the lab running in `dir` listens and the Authorization header it takes; throws HVLAB_E_LAB with what to do when there is none. */
+export function runningLab(dir: string): { httpPort: number; authorization: string } {
   const layout = labLayout(dir)
+  checkLabDir(layout.root)
   const control = readRunningControl(layout)
   if (!control) throw new HvlabError('HVLAB_E_LAB', `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`)
   let secret: string
@@ -19,7 +24,7 @@ export function runningLab(dir: string): { httpPort: number; secret: string } {
   } catch (e) {
     throw new HvlabError('HVLAB_E_LAB', `cannot read the lab secret ${layout.secret}: ${describeError(e)}`)
   }
-  return { httpPort: control.httpPort, secret }
+  return { httpPort: control.httpPort, authorization: httpAuthorization(secret) }
 }
 
 export class ControlClient {
@@ -30,7 +35,7 @@ export class ControlClient {
 
   static forDir(dir: string): ControlClient {
     const lab = runningLab(dir)
-    return new ControlClient(`http://127.0.0.1:${lab.httpPort}`, `Bearer ${lab.secret}`)
+    return new ControlClient(`http://127.0.0.1:${lab.httpPort}`, lab.authorization)
   }
 
   async get<T>(path: string): Promise<T> {
@@ -48,7 +53,10 @@ export class ControlClient {
     return reply as MessageOf<T>
   }
 
-  /** Streams NDJSON lines from `path` to `onLine` until the lab closes it or `signal` aborts. */
+  /**
+   * Streams NDJSON lines from `path` to `onLine` until the lab closes it or `signal` aborts.
+   * A line `{"error":{code,message}}` is the lab ending the stream (a follower cut off): thrown.
+   */
   async stream(path: string, onLine: (value: unknown) => void, signal?: AbortSignal): Promise<void> {
     const res = await this.fetch('GET', path, undefined, signal)
     if (!res.body) return
@@ -61,11 +69,12 @@ export class ControlClient {
         while ((nl = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, nl)
           pending = pending.slice(nl + 1)
-          if (line.trim()) onLine(JSON.parse(line))
+          if (line.trim()) onLine(streamValue(line))
         }
       }
     } catch (e) {
       if (signal?.aborted) return
+      if (e instanceof HvlabError) throw e
       throw new HvlabError('HVLAB_E_LAB', `the lab stopped sending events: ${describeError(e)}`)
     }
   }
@@ -98,4 +107,12 @@ export class ControlClient {
     }
     return res
   }
+}
+
+/** One line of an NDJSON stream; the lab's error line is thrown as the HvlabError it names. */
+function streamValue(line: string): unknown {
+  const value = JSON.parse(line) as { seq?: unknown; error?: { code?: unknown; message?: unknown } } | null
+  const error = value?.seq === undefined ? value?.error : undefined
+  if (error && typeof error === 'object') throw new HvlabError(asErrorCode(String(error.code)), String(error.message))
+  return value
 }

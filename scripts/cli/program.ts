@@ -5,10 +5,11 @@
  * errors) throw a CommandLineExit instead of ending the process, so runHvlab() decides.
  */
 import { spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Command, Option, type OutputConfiguration } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { prepareLabDir } from '../../shared/lab-dir.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
 import { readRunningControl } from '../controller/control-file.js'
@@ -151,8 +152,8 @@ function registerLabCommands(program: Command): void {
       if (o.detach) {
         const running = readRunningControl(layout)
         if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); \`hvlab down --dir ${o.dir}\` stops it`)
-        mkdirSync(layout.logs, { recursive: true })
-        const logFd = openSync(layout.controllerLog + '.stderr', 'a')
+        prepareLabDir(layout) // 0700, and refused when another user owns it or may write it
+        const logFd = openSync(layout.controllerStderr, 'a')
         const entry = fileURLToPath(new URL('../controller/main.ts', import.meta.url))
         const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', topologyFile], { detached: true, stdio: ['ignore', logFd, logFd] })
         closeSync(logFd)
@@ -163,7 +164,7 @@ function registerLabCommands(program: Command): void {
           const status = await waitUntilReady(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
           printResult(o.json, status, () => `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
         } catch (e) {
-          const tail = lastLines(layout.controllerLog + '.stderr', 10)
+          const tail = lastLines(layout.controllerStderr, 10)
           throw new HvlabError('HVLAB_E_LAB', `${describeError(e)}${tail.length ? `\ncontroller said:\n  ${tail.join('\n  ')}` : ''}`)
         }
         return
@@ -181,7 +182,8 @@ function registerLabCommands(program: Command): void {
       } catch (e) {
         if (labRunning) io.stderr(`hvlab: ${describeError(e)}\n`)
       }
-      await lab.stopped
+      const end = await lab.stopped
+      if (end.aborted) throw new HvlabError('HVLAB_E_LAB', `the lab was aborted: ${end.reason}; its logs and data stay in ${layout.root}`)
       out('lab stopped; its logs and data stay in ' + layout.root)
     })
 
@@ -241,8 +243,21 @@ function registerLabCommands(program: Command): void {
   program
     .command('events')
     .description('the lab-wide timeline: process started/exited/crashed, peer connected/lost, partitions, …')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'This shows the events the controller keeps in memory: the newest 10,000 within the topology\'s',
+        'limits.timeline_memory_bytes_max (16 MiB by default). Every event is also written to the',
+        'data dir as events.<n>.jsonl, rotated at events_file_bytes_max (16 MiB); the newest',
+        'events_files_kept (4) rotated files are kept.',
+        'At most event_followers_max (16) clients --follow at once; one that falls more than',
+        'event_follower_queue_bytes_max (1 MiB) behind is cut off: it prints why and exits 1,',
+        'and --after SEQ resumes from the last event it printed.',
+      ].join('\n'),
+    )
     .addOption(dirOption())
-    .option('--follow', 'keep printing new events until Ctrl-C')
+    .option('--follow', 'keep printing new events until Ctrl-C (exit 1 with the reason if the lab cuts this follower off)')
     .option('--json', 'one JSON object per line: {"seq","at_ms","kind","source","details"}')
     .option('--after <seq>', 'only events after this sequence number', intIn(0, Number.MAX_SAFE_INTEGER))
     .action(async (o: { dir: string; follow?: boolean; json?: boolean; after?: number }) => {

@@ -95,17 +95,50 @@ async function runOnGroupSide(o: DirOpt & { array?: string }, group: string, ver
   throw last
 }
 
-function formatGroups(views: { array: string; groups: RcGroupStatus[]; error?: string }[]): string {
-  const rows = [['GROUP', 'ARRAY', 'ROLE', 'PARTNER', 'MODE', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED']]
+/** What a synchronous acknowledgement means, for the groups' policies (printed under `rcopy status`). */
+export function syncAckNote(groups: readonly RcGroupStatus[]): string | undefined {
+  const sync = groups.filter((g) => g.mode === 'sync')
+  if (sync.length === 0) return undefined
+  const timeouts = [...new Set(sync.map((g) => g.sync_write_timeout_ms).filter((ms) => ms !== undefined))]
+  const bound = timeouts.length > 0 ? `${timeouts.join('/')} ms` : 'the sync write timeout'
+  return (
+    `sync: a host write is acknowledged once the partner has it on disk. While the partner is unreachable, or a write ` +
+    `waits longer than ${bound} (rc_sync_write_timeout_ms) or is refused by it, policy no_fail_wrt_on_err (the default, ` +
+    `as on 3PAR) acknowledges writes on the primary alone and the group shows NotSynced until it has resynced; ` +
+    `fail_wrt_on_err refuses them instead.`
+  )
+}
+
+/** Sync writes waiting for the partner now, and how many are stuck past their bound. */
+function waiting(g: RcGroupStatus): string {
+  if (g.sync_writes_waiting === undefined) return '-'
+  return g.sync_writes_overdue ? `${g.sync_writes_waiting} (${g.sync_writes_overdue} stuck)` : `${g.sync_writes_waiting}`
+}
+
+/** What a person must know about one side of a group beyond the table: a link failure, a damaged journal, stuck writes. */
+function groupNotes(array: string, g: RcGroupStatus): string[] {
+  const notes: string[] = []
+  const f = g.last_link_failure
+  if (f) notes.push(`${array} ${g.group}: link failed ${duration(Math.max(0, Math.round(Date.now() - f.at_ms)))} ago (${f.code}, ${g.link_failures_total ?? 1} in all): ${f.reason}`)
+  if (g.sync_writes_overdue) notes.push(`${array} ${g.group}: ${g.sync_writes_overdue} synchronous writes are stuck past ${g.sync_write_timeout_ms} ms; the group is NotSynced and the link is about to count as failed`)
+  if (g.journal_damaged) notes.push(`${array} ${g.group}: its journal was damaged when the array opened it; every block is being resynced by comparison (see the rc.journal-damaged event)`)
+  return notes
+}
+
+export function formatGroups(views: { array: string; groups: RcGroupStatus[]; error?: string }[]): string {
+  const rows = [['GROUP', 'ARRAY', 'ROLE', 'PARTNER', 'MODE', 'POLICY', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED', 'SYNC-WAITING']]
   const vols = [['GROUP', 'ARRAY', 'VOLUME', 'REMOTE', 'STATE', 'BEHIND']]
   const notes: string[] = []
   for (const v of views) {
     if (v.error) notes.push(`${v.array}: ${v.error}`)
     for (const g of v.groups) {
-      rows.push([g.group, v.array, g.role, `${g.partner} (${g.partner_role ?? 'not heard'})`, g.mode, g.started ? 'yes' : 'no', g.link_up ? 'up' : 'down', g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`, `${g.bytes_behind}`, `${g.bytes_resynced_total}`])
+      rows.push([g.group, v.array, g.role, `${g.partner} (${g.partner_role ?? 'not heard'})`, g.mode, g.write_error_policy ?? '-', g.started ? 'yes' : 'no', g.link_up ? 'up' : 'down', g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`, `${g.bytes_behind}`, `${g.bytes_resynced_total}`, waiting(g)])
       for (const x of g.volumes) vols.push([g.group, v.array, x.volume, x.remote_volume, x.state, `${x.bytes_behind}`])
+      notes.push(...groupNotes(v.array, g))
     }
   }
+  const ack = syncAckNote(views.flatMap((v) => v.groups))
+  if (ack) notes.push(ack)
   return [rows.length > 1 ? table(rows) : 'no remote copy groups', vols.length > 1 ? '\n' + table(vols) : '', ...notes.map((n) => `note: ${n}`)].filter(Boolean).join('\n')
 }
 
@@ -236,7 +269,7 @@ function registerRcopyCommands(program: Command): void {
     .requiredOption('--secondary <array>', 'the array that holds the copy')
     .addOption(new Option('--mode <mode>', 'sync: ack after the secondary has it; periodic: delta every period').choices(RC_MODES).makeOptionMandatory())
     .option('--period-ms <ms>', 'periodic mode: time between delta cycles (scaled by the lab’s timeScale)', intIn(1, 7 * 24 * 3600 * 1000))
-    .addOption(new Option('--policy <policy>', 'what a write does when the link is down').choices(RC_WRITE_ERROR_POLICIES))
+    .addOption(new Option('--policy <policy>', 'what a write does while the partner is unreachable: no_fail_wrt_on_err (default) acknowledges it on the primary alone and the group shows NotSynced; fail_wrt_on_err refuses it').choices(RC_WRITE_ERROR_POLICIES))
     .option('--no-auto-recover', 'stop the group on link loss instead of resyncing when the link returns')
     .addOption(dirOption())
     .option('--json', 'print both sides as JSON')
@@ -292,7 +325,7 @@ function registerRcopyCommands(program: Command): void {
     .description('roles, states, last sync and bytes behind, as each array sees its groups')
     .argument('[group]', 'one group (default: all)')
     .addOption(dirOption())
-    .option('--json', 'machine-readable: [{"array","groups":[{"group","role","partner","partner_role"?,"mode","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","volumes":[…]}],"error"?}]')
+    .option('--json', 'machine-readable: [{"array","groups":[{"group","role","partner","partner_role"?,"mode","write_error_policy","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","sync_write_timeout_ms"?,"sync_writes_waiting"?,"sync_writes_overdue"?,"link_failures_total","last_link_failure"?,"journal_damaged"?,"volumes":[…]}],"error"?}]')
     .action(async (group: string | undefined, o: JsonOpt) => {
       const views = await groupViews(o, group)
       if (o.json) return printJson(views)

@@ -1,6 +1,6 @@
 /**
  * A client of the lab's virtual switch: a WebSocket to the controller's `/v1/switch` with
- * the lab secret from the data dir. Sends `{t:'ping', vm, seq}`; every reply is parsed
+ * the lab's token (derived from the secret in the data dir, as the control client's). Sends `{t:'ping', vm, seq}`; every reply is parsed
  * and validated (zod) before it is handed on.
  */
 import WebSocket from 'ws'
@@ -16,8 +16,8 @@ export class SwitchClient {
 
   /** Connects to the switch of the lab running in `dir`. */
   static async connect(dir: string, onReply: (r: SwitchReply) => void, onClose: (reason: string) => void): Promise<SwitchClient> {
-    const { httpPort, secret } = runningLab(dir)
-    const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/v1/switch`, { headers: { authorization: `Bearer ${secret}` }, maxPayload: REPLY_BYTES_MAX, handshakeTimeout: CONNECT_TIMEOUT_MS })
+    const { httpPort, authorization } = runningLab(dir)
+    const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/v1/switch`, { headers: { authorization }, maxPayload: REPLY_BYTES_MAX, handshakeTimeout: CONNECT_TIMEOUT_MS })
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
       ws.once('unexpected-response', (_req, res) => reject(new HvlabError('HVLAB_E_LAB', `the lab controller refused the switch connection: ${res.statusCode} ${res.statusMessage ?? ''}`)))

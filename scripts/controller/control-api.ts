@@ -1,16 +1,21 @@
 /**
  * The controller's HTTP control endpoint, which the `hvlab` CLI talks to. Every request
- * must carry the lab's secret (`Authorization: Bearer …`); bodies are JSON, bounded and
- * validated; errors come back as `{ error: { code, message } }` with a fitting status.
+ * must carry the lab's token (`Authorization: Bearer …`, derived from the secret:
+ * http-bearer.ts), checked before anything else is read; the request target is read
+ * without throwing (400 when it is not a path); bodies are JSON, bounded and validated;
+ * errors come back as `{ error: { code, message } }` with a fitting status. Bounded like
+ * every HTTP listener (http-listen.ts) by the topology's limits.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import { HvlabError, describeError, type HvlabErrorCode } from '../../shared/errors.js'
 import type { Logger } from '../../shared/log.js'
 import type { LabController } from './lab-controller.js'
 import { SIGNALS } from './signals.js'
-import { listenHttp, type Listening } from '../../shared/http-listen.js'
+import { bearerMatches, httpAuthorization } from '../../shared/http-bearer.js'
+import { createHttpServer, listenHttp, type Listening } from '../../shared/http-listen.js'
+import { decodePathSegment, parseRequestTarget } from '../../shared/request-target.js'
+import { EventStreams, eventStreamLimits } from './event-stream.js'
 import { attachSwitchPort } from './switch-port.js'
 
 const BODY_BYTES_MAX = 64 * 1024
@@ -24,6 +29,7 @@ const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
   HVLAB_E_STATE: 409,
   HVLAB_E_REFUSED: 409,
   HVLAB_E_TIMEOUT: 504,
+  HVLAB_E_BACKPRESSURE: 503,
 }
 
 const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
@@ -34,39 +40,37 @@ const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().
 export type ControlApi = Listening
 
 export async function startControlApi(controller: LabController, options: { log: Logger; onDown: () => void }): Promise<ControlApi> {
-  const expected = Buffer.from(`Bearer ${controller.secret}`)
-  const server: Server = createServer((req, res) => {
+  const expected = httpAuthorization(controller.secret)
+  const server: Server = createHttpServer(controller.topology.limits, (req, res) => {
     handle(req, res).catch((e: unknown) => sendError(res, e))
   })
 
-  const authorized = (req: IncomingMessage): boolean => {
-    const given = Buffer.from(req.headers.authorization ?? '')
-    return given.length === expected.length && timingSafeEqual(given, expected)
-  }
+  const authorized = (req: IncomingMessage): boolean => bearerMatches(req.headers.authorization, expected)
   // Clients of the lab's virtual switch (`hvlab vm ping`): a WebSocket upgrade at /v1/switch.
   const switchPort = attachSwitchPort(server, controller.vswitch, { authorized, log: options.log })
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!authorized(req)) {
-      throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab secret; the CLI reads it from the lab’s data dir (--dir)')
+      throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab token; the CLI derives it from the secret in the lab’s data dir (--dir)')
     }
-    const url = new URL(req.url ?? '/', 'http://localhost')
-    const route = `${req.method} ${url.pathname}`
+    const target = parseRequestTarget(req.url)
+    if (!target.ok) throw new HvlabError('HVLAB_E_USAGE', target.reason)
+    const route = `${req.method} ${target.path}`
     let m: RegExpMatchArray | null
     if (route === 'GET /v1/status') return sendJson(res, 200, controller.status())
-    if (route === 'GET /v1/events') return events(url, req, res)
+    if (route === 'GET /v1/events') return events(target.query, req, res)
     if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/kill$/))) {
       const body = parse(killBody, await readBody(req))
-      return sendJson(res, 200, controller.kill(decodeURIComponent(m[1]!), body.signal))
+      return sendJson(res, 200, controller.kill(processName(m[1]!), body.signal))
     }
     if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/restart$/))) {
       parse(emptyBody, await readBody(req))
-      await controller.restart(decodeURIComponent(m[1]!))
+      await controller.restart(processName(m[1]!))
       return sendJson(res, 200, { ok: true })
     }
     if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/request$/))) {
       const body = parse(relayBody, await readBody(req))
-      return sendJson(res, 200, await controller.relay(decodeURIComponent(m[1]!), body.message, body.timeout_ms))
+      return sendJson(res, 200, await controller.relay(processName(m[1]!), body.message, body.timeout_ms))
     }
     if (route === 'POST /v1/partition') {
       const body = parse(partitionBody, await readBody(req))
@@ -87,20 +91,10 @@ export async function startControlApi(controller: LabController, options: { log:
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no control route ${route}; is the CLI the same version as the running lab?`)
   }
 
-  function events(url: URL, req: IncomingMessage, res: ServerResponse): void {
-    const after = intParam(url, 'after', 0)
-    const limit = intParam(url, 'limit', 10_000)
-    const follow = url.searchParams.get('follow') === '1'
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
-    // A follower with nothing to read yet must still get the headers, or its fetch waits for the next event.
-    res.flushHeaders()
-    for (const e of controller.timeline.since(after, limit)) res.write(JSON.stringify(e) + '\n')
-    if (!follow) {
-      res.end()
-      return
-    }
-    const unfollow = controller.timeline.follow((e) => res.write(JSON.stringify(e) + '\n'))
-    req.on('close', unfollow)
+  // The timeline to clients (event-stream.ts): backpressure, a cap on followers, slow ones cut off.
+  const eventStreams = new EventStreams(controller.timeline, eventStreamLimits(controller.topology.limits))
+  function events(query: URLSearchParams, _req: IncomingMessage, res: ServerResponse): void {
+    eventStreams.serve(res, { after: intParam(query, 'after', 0), limit: intParam(query, 'limit', 10_000), follow: query.get('follow') === '1' })
   }
 
   function sendError(res: ServerResponse, e: unknown): void {
@@ -110,10 +104,13 @@ export async function startControlApi(controller: LabController, options: { log:
       res.end()
       return
     }
-    sendJson(res, HTTP_STATUS[code] ?? 500, { error: { code, message: describeError(e) } })
+    const status = HTTP_STATUS[code] ?? 500
+    // A malformed or unauthorized request gets no keep-alive connection to send more on.
+    if (status === 400 || status === 401) res.setHeader('connection', 'close')
+    sendJson(res, status, { error: { code, message: describeError(e) } })
   }
 
-  const listening = await listenHttp(server)
+  const listening = await listenHttp(server, { log: options.log })
   return {
     port: listening.port,
     close: () => {
@@ -128,8 +125,15 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body))
 }
 
-function intParam(url: URL, name: string, fallback: number): number {
-  const v = url.searchParams.get(name)
+/** The process name in a route, %-decoded; a malformed escape is the client's mistake (400). */
+function processName(segment: string): string {
+  const name = decodePathSegment(segment)
+  if (name === undefined) throw new HvlabError('HVLAB_E_USAGE', `process name ${JSON.stringify(segment)} has a malformed %-escape; encode it with encodeURIComponent`)
+  return name
+}
+
+function intParam(query: URLSearchParams, name: string, fallback: number): number {
+  const v = query.get(name)
   if (v === null) return fallback
   const n = Number(v)
   if (!Number.isInteger(n) || n < 0) throw new HvlabError('HVLAB_E_USAGE', `query parameter ${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 32))}`)

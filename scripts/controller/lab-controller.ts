@@ -6,12 +6,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { RealClock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
-import { createLogger, type Logger } from '../../shared/log.js'
+import { writeDurableJson } from '../../shared/durable-json.js'
+import { prepareLabDir } from '../../shared/lab-dir.js'
+import { labLayout, rotatedPaths, type LabLayout } from '../../shared/lab-layout.js'
+import { createFileLogger, type Logger } from '../../shared/log.js'
 import { validateMessage, type Message } from '../../shared/protocol/messages.js'
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
@@ -20,11 +22,13 @@ import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
 import type { Endpoint } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
-import { readRunningControl } from './control-file.js'
-import { lastLines } from './log-tail.js'
+import { setRefusalLogRate } from '../../shared/transport/refusal-log.js'
+import { listenerLimitsOf } from '../../shared/transport/topology-limits.js'
+import { readRunningControl, type ControlFile } from './control-file.js'
+import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
-import { Timeline } from './timeline.js'
-import { VirtualSwitch } from './virtual-switch.js'
+import { Timeline, timelineLimits } from './timeline.js'
+import { SWITCH_INFLIGHT_PER_HOST_MAX, VirtualSwitch } from './virtual-switch.js'
 
 export type ProcessState = 'starting' | 'up' | 'down' | 'paused'
 
@@ -134,8 +138,9 @@ export class LabController {
     readonly layout: LabLayout,
     readonly secret: string,
     readonly log: Logger,
+    timeline: Timeline,
   ) {
-    this.timeline = new Timeline(layout.events)
+    this.timeline = timeline
     this.vswitch = new VirtualSwitch({
       clock: new RealClock(),
       forward: async (host, ping) => {
@@ -145,6 +150,8 @@ export class LabController {
         if (r.message.t !== 'guest-pong' && r.message.t !== 'guest-unavailable') throw new HvlabError('HVLAB_E_PROTOCOL', `${host} answered a guest-ping with ${r.message.t}`)
         return r.message
       },
+      // Half of a link's requests in flight at most: the other half stays for the operator's.
+      inflight_per_host_max: Math.max(1, Math.min(SWITCH_INFLIGHT_PER_HOST_MAX, Math.floor(topology.limits.requests_in_flight_max / 2))),
     })
     for (const spec of processesOf(topology)) {
       this.records.set(spec.name, { spec, state: 'down', child: undefined, pid: undefined, started_ms: undefined, peerEndpoint: undefined, httpEndpoint: undefined, peers: [], link: undefined, lastExit: undefined, starts: 0, expectExit: false, stderrTail: [] })
@@ -155,14 +162,15 @@ export class LabController {
   static async create(options: LabControllerOptions): Promise<LabController> {
     const layout = labLayout(options.dir)
     const topology = loadTopology(options.topologyFile)
-    for (const d of [layout.root, layout.logs, layout.data]) mkdirSync(d, { recursive: true })
+    prepareLabDir(layout)
     const running = readRunningControl(layout)
     if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); run \`hvlab down --dir ${options.dir}\` first, or use another --dir`)
     if (options.topologyFile) copyFileSync(options.topologyFile, layout.topology)
     else writeFileSync(layout.topology, JSON.stringify(topology, null, 2))
     const secret = ensureSecret(layout)
-    const log = options.log ?? createLogger({ name: 'controller', file: layout.controllerLog })
-    const controller = new LabController(topology, layout, secret, log)
+    const log = options.log ?? (await createFileLogger({ name: 'controller', file: layout.controllerLog, file_bytes_max: topology.limits.log_file_bytes_max, files_kept: topology.limits.log_files_kept }))
+    const timeline = await Timeline.open(layout.events, timelineLimits(topology.limits), (e) => log.error({ err: describeError(e) }, 'cannot write the timeline file'))
+    const controller = new LabController(topology, layout, secret, log, timeline)
     await controller.listen()
     return controller
   }
@@ -279,8 +287,15 @@ export class LabController {
       throw new HvlabError('HVLAB_E_USAGE', describeError(e))
     }
     if (!r.link?.isOpen) throw new HvlabError('HVLAB_E_STATE', `${name} is ${r.state}${r.state === 'down' ? `; \`hvlab restart ${name}\` starts it` : ' and not connected to the lab controller right now'}`)
-    const reply = await r.link.request(message, timeout_ms === undefined ? {} : { timeout_ms })
-    return { message: reply.message }
+    try {
+      const reply = await r.link.request(message, timeout_ms === undefined ? {} : { timeout_ms })
+      return { message: reply.message }
+    } catch (e) {
+      // The message is valid (checked above), but the process does not answer it as a request
+      // (a one-way message, a reply, or not from the controller): the operator's mistake.
+      if (e instanceof HvlabError && e.code === 'HVLAB_E_UNSUPPORTED') throw new HvlabError('HVLAB_E_USAGE', `${name} refused ${message.t}: ${describeError(e)}; send a request that ${name} answers (is the CLI the same version as the running lab?)`, { cause: e })
+      throw e
+    }
   }
 
   /** Cuts every process of side `a` from every process of side `b` (names or sites). */
@@ -313,24 +328,25 @@ export class LabController {
     await this.server?.close()
     rmSync(this.layout.control, { force: true })
     this.event('lab.stopped', {})
+    this.timeline.close()
   }
 
-  writeControlFile(httpPort: number): void {
-    writeFileSync(this.layout.control, JSON.stringify({ pid: process.pid, httpPort, peerPort: this.peerPort, topology: this.topology.name, started_ms: this.started_ms }, null, 2), { mode: 0o600 })
+  /** Writes control.json atomically (temp file, rename): a reader sees the old file or the new, never a torn one that reads as "no lab running". */
+  async writeControlFile(httpPort: number): Promise<void> {
+    const control: ControlFile = { pid: process.pid, httpPort, peerPort: this.peerPort, topology: this.topology.name, started_ms: this.started_ms }
+    await writeDurableJson(this.layout.control, control)
   }
 
   private async listen(): Promise<void> {
+    setRefusalLogRate(this.topology.limits.refusal_logs_per_s)
     this.server = await PeerServer.listen({
       name: 'controller',
       role: 'controller',
       secret: this.secret,
       log: this.log,
-      admit: (remote) => {
-        const r = this.records.get(remote.name)
-        if (!r) return `${remote.name} is not a process of lab ${this.topology.name}`
-        if (r.spec.role !== remote.role) return `${remote.name} is a ${r.spec.role} in this lab, not a ${remote.role}`
-        return undefined
-      },
+      ...listenerLimitsOf(this.topology.limits),
+      // Only the topology's processes, each in its own role (HVLAB_E_AUTH otherwise).
+      roleOf: (name) => this.records.get(name)?.spec.role,
       onPeer: (c) => this.attach(c),
     })
   }
@@ -398,7 +414,7 @@ export class LabController {
       signal,
       at_ms: Date.now(),
       requested: r.expectExit || this.stopping,
-      lastLogLines: [...lastLines(this.layout.processLog(r.spec.name), 10), ...r.stderrTail.slice(-10)],
+      lastLogLines: [...lastLinesOf(rotatedPaths(this.layout.processLog(r.spec.name)), 10), ...r.stderrTail.slice(-10)],
     }
     r.state = 'down'
     r.child = undefined

@@ -1,4 +1,7 @@
-/** The detached lab controller started by `hvlab up --detach`. */
+/**
+ * The detached lab controller started by `hvlab up --detach`. Exits 0 once the lab is
+ * stopped, 1 when its error policy aborted it (error-policy.ts), 2 when it could not start.
+ */
 import { Command } from 'commander'
 import { describeError } from '../../shared/errors.js'
 import { runController } from './run.js'
@@ -13,8 +16,9 @@ try {
   program.parse(process.argv)
   const o = program.opts<{ dir: string; topology?: string }>()
   const lab = await runController({ dir: o.dir, topologyFile: o.topology })
-  await lab.stopped
-  process.exit(0)
+  const end = await lab.stopped
+  if (end.aborted) process.stderr.write(`hvlab-controller: lab aborted: ${end.reason}\n`)
+  process.exit(end.aborted ? 1 : 0)
 } catch (e) {
   process.stderr.write(`hvlab-controller: ${describeError(e)}\n`)
   process.exit(2)

@@ -30,7 +30,7 @@ import type { SwitchClientPing, SwitchReply } from '../../shared/protocol/guest-
 
 /** How long a ping may wait for a VM's announcement after its old host said not-here. */
 export const SWITCH_HOLD_MS = 10_000
-/** Pings forwarded and not yet answered, per host (the controller link carries operator requests too). */
+/** Pings forwarded and not yet answered, per host (the controller link carries operator requests too: the lab uses half its requests_in_flight_max at most). */
 export const SWITCH_INFLIGHT_PER_HOST_MAX = 512
 /** Pings queued in the switch for one host while its in-flight limit is reached. */
 export const SWITCH_QUEUE_PER_HOST_MAX = 4096

@@ -13,8 +13,11 @@ import { migrationMessages } from './migration-messages.js'
 import { csvMessages } from './csv-messages.js'
 import { guestMessages } from './guest-messages.js'
 
-/** Bumped on any incompatible change; peers with another version are refused. */
-export const PROTOCOL_VERSION = 1
+/**
+ * Bumped on any incompatible change; peers with another version are refused.
+ * 2: proofs cover both roles; every frame after the handshake ends in a 16-byte tag.
+ */
+export const PROTOCOL_VERSION = 2
 
 export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...clusterOperatorMessages, ...storageMessages, ...migrationMessages, ...guestMessages, ...csvMessages] as const
 

@@ -8,6 +8,7 @@
  * blocks of `block_list` in list order (rc-blocks), each `block_size_bytes` long.
  */
 import { z } from 'zod'
+import { ERROR_CODES } from '../errors.js'
 import { defineMessage, field } from './define.js'
 
 /** Most blocks one host I/O may move (1 MiB at the default 4 KiB block). */
@@ -195,6 +196,21 @@ export const rcGroupStatusSchema = z.strictObject({
   /** Raised by every failover: when both arrays act as primary, the higher one holds the current copy. */
   generation: field.uint(),
   volumes: field.list(rcVolumeStatusSchema, GROUP_VOLUMES_MAX),
+  /** What a write does while the partner is unreachable: no_fail_wrt_on_err acknowledges on this array alone (NotSynced), fail_wrt_on_err refuses it. */
+  write_error_policy: z.enum(RC_WRITE_ERROR_POLICIES).optional(),
+  /** Sync mode: how long a write may wait for the partner's acknowledgement before the link counts as failed. */
+  sync_write_timeout_ms: field.uint().optional(),
+  /** Sync mode: host writes waiting for the partner now, and how many of them are past sync_write_timeout_ms (stuck). */
+  sync_writes_waiting: field.uint().optional(),
+  sync_writes_overdue: field.uint().optional(),
+  /** This array's link session with the partner (rc-hello); raised by every link-up and link failure. */
+  incarnation: field.uint().optional(),
+  /** Times the link failed while connected (a write refused by the partner or past its timeout, an input dropped). */
+  link_failures_total: field.uint().optional(),
+  /** The last such failure: its stable code, a reason for people, when (ms on this array's clock). */
+  last_link_failure: z.strictObject({ code: z.enum(ERROR_CODES), reason: field.text(1024), at_ms: field.time_ms() }).optional(),
+  /** The group's journal was damaged when the array opened it; present until a full resync has completed. */
+  journal_damaged: z.literal(true).optional(),
 })
 
 export const rcStatus = defineMessage('rc-status', { groups: field.list(rcGroupStatusSchema, GROUPS_LISTED_MAX) })
@@ -208,6 +224,12 @@ export const rcHello = defineMessage('rc-hello', {
   started: z.boolean(),
   /** Raised by every failover; when both arrays act as primary, the higher one is current. */
   generation: field.uint(),
+  /**
+   * The sender's link session (raised by every link-up and link failure, durable before
+   * this hello is sent): its rc-writes carry it, and a new one resets what the receiver
+   * expects of them (remote-copy-group.ts).
+   */
+  incarnation: field.uint(),
 })
 
 /** Primary → secondary: a volume pair was admitted; `volume` is the receiver's name. */
@@ -218,14 +240,26 @@ export const rcAdmitPeer = defineMessage('rc-admit-peer', {
   block_count: field.uint(),
 })
 
-/** Source → target: one host write, in group write order (sync mode); attachment = data. */
+/** Source → target: one host write, in group write order within the source's link session `incarnation` (sync mode); attachment = data. */
 export const rcWrite = defineMessage(
   'rc-write',
-  { group: field.name(), seq: field.uint(), volume: volume(), block: field.uint(), blocks: blockCount() },
+  { group: field.name(), incarnation: field.uint(), seq: field.uint(), volume: volume(), block: field.uint(), blocks: blockCount() },
   { attachment: 'required' },
 )
-/** Target → source: rc-write `seq` is durable on the target. */
-export const rcWriteAck = defineMessage('rc-write-ack', { group: field.name(), seq: field.uint() })
+/** Target → source: rc-write (`incarnation`, `seq`) is durable on the target. */
+export const rcWriteAck = defineMessage('rc-write-ack', { group: field.name(), incarnation: field.uint(), seq: field.uint() })
+/**
+ * Target → source: rc-write (`incarnation`, `seq`) was refused and not written; `code` says
+ * why (a stale link session or order: HVLAB_E_PROTOCOL; a full input queue:
+ * HVLAB_E_BACKPRESSURE; …). The source treats it as a link failure.
+ */
+export const rcWriteNack = defineMessage('rc-write-nack', {
+  group: field.name(),
+  incarnation: field.uint(),
+  seq: field.uint(),
+  code: z.enum(ERROR_CODES),
+  reason: field.text(1024),
+})
 
 /** Source → target: a resync/delta cycle starts from the consistent point taken at `consistent_at_ms`. */
 export const rcCycleBegin = defineMessage('rc-cycle-begin', {
@@ -322,6 +356,7 @@ export const storageMessages = [
   rcAdmitPeer,
   rcWrite,
   rcWriteAck,
+  rcWriteNack,
   rcCycleBegin,
   rcBlocks,
   rcBlocksAck,
@@ -339,6 +374,7 @@ export type RcPeerMessage =
   | z.infer<typeof rcAdmitPeer.schema>
   | z.infer<typeof rcWrite.schema>
   | z.infer<typeof rcWriteAck.schema>
+  | z.infer<typeof rcWriteNack.schema>
   | z.infer<typeof rcCycleBegin.schema>
   | z.infer<typeof rcBlocks.schema>
   | z.infer<typeof rcBlocksAck.schema>

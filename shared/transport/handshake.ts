@@ -1,7 +1,7 @@
 /**
  * Challenge–response proof of the lab's secret, both ways. Pure: HMAC-SHA256 over the
- * two nonces and both names, so a proof cannot be replayed on another connection or
- * reflected back at its sender.
+ * two nonces, both names and both roles, so a proof cannot be replayed on another
+ * connection, reflected back at its sender, or kept while the role it was made for changes.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
@@ -13,11 +13,13 @@ export interface ProofInput {
   ourNonce: string
   ourName: string
   theirName: string
+  ourRole: string
+  theirRole: string
 }
 
 export function computeProof(secret: string, p: ProofInput): string {
   return createHmac('sha256', secret)
-    .update(['hvlab', p.side, p.protocolVersion, p.theirNonce, p.ourNonce, p.ourName, p.theirName].join('|'))
+    .update(['hvlab', p.side, p.protocolVersion, p.theirNonce, p.ourNonce, p.ourName, p.theirName, p.ourRole, p.theirRole].join('|'))
     .digest('hex')
 }
 

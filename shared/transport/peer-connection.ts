@@ -1,8 +1,11 @@
 /**
  * An authenticated connection to one peer: one-way messages, request/response with
- * timeouts and typed errors, byte attachments, bounded send buffering and a liveness
- * probe. Created by the server or the client once the handshake has succeeded.
+ * timeouts and typed errors, byte attachments, bounded send buffering, bounded inbound
+ * requests and a liveness probe. Created by the server or the client once the handshake
+ * has succeeded. Every frame sent ends in its tag (frame-auth.ts); a frame received that
+ * does not open closes the connection (HVLAB_E_AUTH) before anything reads it.
  */
+import { logRefusal } from './refusal-log.js'
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import { HvlabError, asErrorCode, describeError } from '../errors.js'
@@ -11,6 +14,8 @@ import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
 import type { Logger } from '../log.js'
 import { goodbye } from './handshake-frames.js'
 import type { Metrics } from '../metrics.js'
+import { LIMITS_DEFAULT } from '../topology.js'
+import { FRAME_TAG_BYTES, type FrameAuth } from './frame-auth.js'
 
 export interface TransportLimits {
   /** Above this many bytes queued in the socket, `send` waits (backpressure). */
@@ -23,15 +28,21 @@ export interface TransportLimits {
   /** Liveness: a ws ping every interval; the peer is dead after this long with no pong. */
   pingInterval_ms: number
   deadAfter_ms: number
+  /** Requests from the peer being handled at once; more are answered HVLAB_E_BACKPRESSURE at once. */
+  inboundRequestsInFlight_max: number
+  /** Bytes the other side may send before its proof is verified (the handshake); beyond, it is cut. */
+  preauth_bytes_max: number
 }
 
 export const DEFAULT_LIMITS: TransportLimits = {
   sendHighWater_bytes: 16 * 1024 * 1024,
   sendQueue_bytes_max: 64 * 1024 * 1024,
-  requestsInFlight_max: 1024,
+  requestsInFlight_max: LIMITS_DEFAULT.requests_in_flight_max,
   requestTimeout_ms: 10_000,
   pingInterval_ms: 500,
   deadAfter_ms: 2_000,
+  inboundRequestsInFlight_max: LIMITS_DEFAULT.requests_in_flight_max,
+  preauth_bytes_max: LIMITS_DEFAULT.preauth_bytes_max,
 }
 
 export interface Incoming {
@@ -68,10 +79,13 @@ export class PeerConnection extends EventEmitter {
   private readonly log: Logger
   private readonly limits: TransportLimits
   private readonly metrics: Metrics | undefined
+  private readonly frameAuth: Pick<FrameAuth, 'seal' | 'open'>
   private readonly pending = new Map<number, Pending>()
   private readonly handlers = new Map<string, MessageHandler>()
   private readonly requestHandlers = new Map<string, RequestHandler>()
   private nextRequestId = 1
+  /** Requests from the peer whose handlers have not finished (or whose replies are not sent yet). */
+  private inboundInFlight = 0
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
   private lastPong_ms = Date.now()
@@ -82,17 +96,23 @@ export class PeerConnection extends EventEmitter {
   /** close() was called: nothing received after that is acted on, nothing more is sent. */
   private closing = false
   private closed = false
-  /** Frames received before `start()`: delivered then, in order. Undefined once started. */
-  private held: [Buffer, boolean][] | undefined
+  /** Frames received (and opened) before `start()`: delivered then, in order. Undefined once started. */
+  private held: Buffer[] | undefined
 
   /**
    * `held`: deliver nothing until `start()`. The dialling side creates its connection held:
    * the server may send its first message in the same TCP segment as its welcome, and ws
    * emits that message at once, before the dialler's owner has attached its handlers.
+   * `frameAuth`: this connection's frame keys and counters, from its handshake.
    */
-  constructor(ws: WebSocket, remote: { name: string; role: string }, opts: { log: Logger; limits?: Partial<TransportLimits>; metrics?: Metrics; held?: boolean }) {
+  constructor(
+    ws: WebSocket,
+    remote: { name: string; role: string },
+    opts: { log: Logger; frameAuth: Pick<FrameAuth, 'seal' | 'open'>; limits?: Partial<TransportLimits>; metrics?: Metrics; held?: boolean },
+  ) {
     super()
     this.ws = ws
+    this.frameAuth = opts.frameAuth
     this.remoteName = remote.name
     this.remoteRole = remote.role
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
@@ -119,7 +139,10 @@ export class PeerConnection extends EventEmitter {
   start(): void {
     const held = this.held
     this.held = undefined
-    for (const [data, isBinary] of held ?? []) this.onFrame(data, isBinary)
+    for (const frame of held ?? []) {
+      if (!this.isOpen) return
+      this.deliver(frame)
+    }
   }
 
   get isOpen(): boolean {
@@ -182,14 +205,29 @@ export class PeerConnection extends EventEmitter {
     if (this.closed || this.closing) return
     this.closing = true
     this.wakeSenders()
-    try {
-      this.ws.send(encodeFrame({ k: 'msg', m: goodbye(code, reason) }))
-    } catch {
-      // the socket may already be gone; closing below is what matters
-    }
+    this.sendGoodbye(code, reason)
     this.ws.close(CLOSE_POLICY, code.slice(0, 100))
     // If the peer never answers the close handshake (paused, partitioned), cut it.
     setTimeout(() => this.ws.terminate(), 1000).unref()
+  }
+
+  /** Tells the peer why, then cuts the connection as soon as that is written: nothing more is read. */
+  private cut(code: string, reason: string): void {
+    if (this.closed || this.closing) return
+    this.closing = true
+    this.wakeSenders()
+    this.sendGoodbye(code, reason, () => this.ws.terminate())
+    setTimeout(() => this.ws.terminate(), 1000).unref()
+  }
+
+  private sendGoodbye(code: string, reason: string, written?: () => void): void {
+    try {
+      const head = encodeFrame({ k: 'msg', m: goodbye(code, reason) })
+      this.ws.send(Buffer.concat([head, this.frameAuth.seal([head])]), { binary: true }, written)
+    } catch {
+      // the socket may already be gone; closing is what matters
+      written?.()
+    }
   }
 
   /** Cuts the connection at once, without a close handshake. */
@@ -200,7 +238,7 @@ export class PeerConnection extends EventEmitter {
   private async sendEnvelope(envelope: Envelope, attachment?: Uint8Array): Promise<void> {
     if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} is closed`)
     const frame = encodeFrameParts(envelope, attachment)
-    const frame_bytes = frame.head.length + frame.attachment.length
+    const frame_bytes = frame.head.length + frame.attachment.length + FRAME_TAG_BYTES
     // Frames waiting for the socket to drain are held in memory too: they count.
     const held_bytes = this.queued_bytes + this.waiting_bytes
     if (held_bytes + frame_bytes > this.limits.sendQueue_bytes_max) {
@@ -224,13 +262,16 @@ export class PeerConnection extends EventEmitter {
       this.queued_bytes -= frame_bytes
       if (this.queued_bytes <= this.limits.sendHighWater_bytes) this.wakeSenders()
     }
+    // Sealed here, right before the frame is queued: tags are counted in the order frames go out.
+    const tag = this.frameAuth.seal([frame.head, frame.attachment])
     if (frame.attachment.length === 0) {
-      this.ws.send(frame.head, { binary: true }, written)
+      this.ws.send(Buffer.concat([frame.head, tag]), { binary: true }, written)
       return
     }
-    // Two fragments of one message, queued back to back: the attachment is not copied.
+    // Three fragments of one message, queued back to back: the attachment is not copied.
     this.ws.send(frame.head, { binary: true, fin: false })
-    this.ws.send(frame.attachment, { binary: true, fin: true }, written)
+    this.ws.send(frame.attachment, { binary: true, fin: false })
+    this.ws.send(tag, { binary: true, fin: true }, written)
   }
 
   private wakeSenders(): void {
@@ -243,18 +284,31 @@ export class PeerConnection extends EventEmitter {
     // ws keeps delivering frames until the peer answers our close; after a refusal
     // (a malformed frame, say) none of them may act.
     if (this.closed || this.closing) return
-    if (this.held) {
-      if (this.held.length >= HELD_FRAMES_MAX) {
-        this.refuse('HVLAB_E_BACKPRESSURE', `${HELD_FRAMES_MAX} frames arrived before this connection was started`)
-        return
-      }
-      this.held.push([data, isBinary])
+    if (!isBinary) {
+      this.refuse('HVLAB_E_PROTOCOL', 'text frames are not part of the protocol')
       return
     }
+    const frame = this.frameAuth.open(data)
+    if (!frame) {
+      this.refuse('HVLAB_E_AUTH', `a frame of ${data.length} bytes from ${this.remoteName} failed authentication (altered, injected, replayed, reordered or after a dropped one); nothing in it was read`)
+      return
+    }
+    if (!this.held) {
+      this.deliver(frame)
+      return
+    }
+    if (this.held.length >= HELD_FRAMES_MAX) {
+      this.refuse('HVLAB_E_BACKPRESSURE', `${HELD_FRAMES_MAX} frames arrived before this connection was started`)
+      return
+    }
+    this.held.push(frame)
+  }
+
+  /** One authenticated frame, without its tag: decoded, checked, then handed to its handler. */
+  private deliver(data: Buffer): void {
     let envelope: Envelope
     let attachment: Buffer
     try {
-      if (!isBinary) throw new HvlabError('HVLAB_E_PROTOCOL', 'text frames are not part of the protocol')
       ;({ envelope, attachment } = decodeFrame(data))
     } catch (e) {
       this.refuse('HVLAB_E_PROTOCOL', describeError(e))
@@ -267,6 +321,10 @@ export class PeerConnection extends EventEmitter {
         this.dispatchMessage({ message: envelope.m, attachment })
         return
       case 'req':
+        if (this.inboundInFlight >= this.limits.inboundRequestsInFlight_max) {
+          void this.answerBusy(envelope.id, envelope.m.t)
+          return
+        }
         void this.dispatchRequest(envelope.id, { message: envelope.m, attachment })
         return
       case 'res':
@@ -305,12 +363,31 @@ export class PeerConnection extends EventEmitter {
     }
   }
 
+  /** A request beyond inboundRequestsInFlight_max: answered at once, its handler not run. */
+  private async answerBusy(id: number, t: string): Promise<void> {
+    const message = `${this.limits.inboundRequestsInFlight_max} requests from ${this.remoteName} are being handled already; ${t} was not run; retry once some have been answered`
+    try {
+      await this.sendEnvelope({ k: 'err', id, code: 'HVLAB_E_BACKPRESSURE', message })
+    } catch (e) {
+      this.log.debug({ err: describeError(e) }, 'could not send a backpressure reply')
+    }
+  }
+
   private async dispatchRequest(id: number, incoming: Incoming): Promise<void> {
+    this.inboundInFlight++
+    try {
+      await this.runRequest(id, incoming)
+    } finally {
+      this.inboundInFlight--
+    }
+  }
+
+  private async runRequest(id: number, incoming: Incoming): Promise<void> {
     const handler = this.requestHandlers.get(incoming.message.t)
     let envelope: Envelope
     let attachment: Uint8Array | undefined
     if (!handler) {
-      envelope = { k: 'err', id, code: 'HVLAB_E_PROTOCOL', message: `${incoming.message.t} is not a request this peer answers` }
+      envelope = { k: 'err', id, code: 'HVLAB_E_UNSUPPORTED', message: `${incoming.message.t} is not a request this peer answers` }
     } else {
       try {
         const reply = await handler(incoming, this)
@@ -337,9 +414,11 @@ export class PeerConnection extends EventEmitter {
   }
 
   private refuse(code: string, reason: string): void {
-    this.log.warn({ code, reason }, 'closing connection')
+    logRefusal(this.log, { code, reason }, 'closing connection')
     this.metrics?.connectionsRefused.inc({ reason: code })
-    this.close(code, reason)
+    // A frame that failed authentication may come from someone in the path: cut, do not wait for a close handshake.
+    if (code === 'HVLAB_E_AUTH') this.cut(code, reason)
+    else this.close(code, reason)
   }
 
   private probe(): void {

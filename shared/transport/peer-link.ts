@@ -1,7 +1,8 @@
 /**
  * A link that stays up: dials a peer, and after every loss dials again with capped
  * exponential backoff and jitter, until stopped. The endpoint may change (a restarted
- * process listens on a new port); the next attempt uses the new one.
+ * process listens on a new port): the link then drops the connection it has, which leads
+ * to the old address, and dials the new one at once.
  *
  * Events: 'up' (connection), 'down' (reason: string).
  */
@@ -50,14 +51,25 @@ export class PeerLink extends EventEmitter {
     this.schedule(0)
   }
 
-  /** Points the link at a new address; reconnects at once if it is not up. */
+  /** Points the link at a new address: drops a connection to the old one and dials the new one at once. */
   setEndpoint(endpoint: Endpoint): void {
     const changed = !this.endpoint || this.endpoint.host !== endpoint.host || this.endpoint.port !== endpoint.port
+    const previous = this.endpoint
     this.endpoint = endpoint
-    if (changed && !this.current && !this.stopped) {
-      this.attempt = 0
-      this.schedule(0)
-    }
+    if (!changed || this.stopped) return
+    if (this.connection) this.drop(`${previous?.host}:${previous?.port} is no longer where the peer listens; it moved to ${endpoint.host}:${endpoint.port}`)
+    this.attempt = 0
+    this.schedule(0)
+  }
+
+  /** Forgets the current connection (its later close is not this link's loss) and cuts it. */
+  private drop(reason: string): void {
+    const old = this.connection
+    this.connection = undefined
+    if (!old) return
+    this.options.log.info({ peer: old.remoteName, reason }, 'dropping the connection to an old address')
+    old.terminate()
+    this.emit('down', reason)
   }
 
   stop(): void {
@@ -76,15 +88,19 @@ export class PeerLink extends EventEmitter {
   private async dial(): Promise<void> {
     if (this.stopped || this.dialling || this.current || !this.endpoint) return
     this.dialling = true
+    const endpoint = this.endpoint
     try {
-      const connection = await connectPeer({ ...this.options, endpoint: this.endpoint })
-      if (this.stopped) {
+      const connection = await connectPeer({ ...this.options, endpoint })
+      if (this.stopped || this.endpoint !== endpoint) {
+        // Stopped, or the peer moved while we dialled its old address: not this connection.
         connection.terminate()
+        if (!this.stopped) this.schedule(0)
         return
       }
       this.attempt = 0
       this.connection = connection
       connection.once('close', (_code: number, reason: string) => {
+        if (this.connection !== connection) return // dropped for a new address: already redialling
         this.emit('down', reason || 'connection closed')
         this.retry()
       })
@@ -93,7 +109,8 @@ export class PeerLink extends EventEmitter {
     } catch (e) {
       this.options.log.debug({ err: describeError(e), attempt: this.attempt }, 'dial failed')
       this.emit('dial-failed', e)
-      this.retry()
+      if (this.endpoint === endpoint) this.retry()
+      else this.schedule(0) // the peer moved meanwhile: the new address is worth a try at once
     } finally {
       this.dialling = false
     }

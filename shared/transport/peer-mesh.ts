@@ -59,6 +59,11 @@ export class PeerMesh extends EventEmitter {
     return [...this.blocked].sort()
   }
 
+  /** For the server: the role the topology gives peer `name`, or undefined when it is not a peer of this process. */
+  roleOf(name: string): Role | undefined {
+    return this.known.get(name)?.role
+  }
+
   /** For the server: why an authenticated peer may not connect, or undefined. */
   admit(remote: { name: string; role: string }): string | undefined {
     if (!this.known.has(remote.name)) return `${remote.name} is not a peer of ${this.options.self.name} in this topology`
@@ -77,7 +82,8 @@ export class PeerMesh extends EventEmitter {
       if (!this.known.has(entry.name) || !this.options.dials(this.options.self.name, entry.name)) continue
       let link = this.links.get(entry.name)
       if (!link) {
-        link = new PeerLink({ name: this.options.self.name, role: this.options.self.role, secret: this.options.secret, expectName: entry.name, log: this.log, metrics: this.options.metrics, limits: this.options.limits })
+        const expected = this.known.get(entry.name)!
+        link = new PeerLink({ name: this.options.self.name, role: this.options.self.role, secret: this.options.secret, expectName: expected.name, expectRole: expected.role, log: this.log, metrics: this.options.metrics, limits: this.options.limits })
         link.on('up', (c: PeerConnection) => this.adopt(c))
         this.links.set(entry.name, link)
         link.setEndpoint(entry.peerEndpoint)

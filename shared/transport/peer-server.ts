@@ -1,21 +1,34 @@
 /**
  * The listening side: a WebSocket server that authenticates every connection by
  * challenge–response before it hands it over as a PeerConnection. A peer with a wrong
- * secret, another protocol version, or a bad first frame is told why and closed; the
- * server keeps serving everyone else.
+ * secret, another protocol version, a name or role the topology does not give it, or a
+ * bad first frame is told why and closed; the server keeps serving everyone else.
+ *
+ * Before a peer has proved the secret it is bounded (preauth-gate.ts): connections still
+ * in their handshake at once, bytes each may send, time each may take; the HTTP upgrade
+ * by the lab's HTTP limits (headers size and time).
  */
-import type { AddressInfo } from 'node:net'
+import { logRefusal } from './refusal-log.js'
+import type { IncomingMessage, ServerResponse, Server as HttpServer } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { HvlabError, describeError } from '../errors.js'
+import { createHttpServer, type HttpLimits } from '../http-listen.js'
 import { newNonce } from '../ids.js'
 import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
 import { FRAME_BYTES_MAX } from '../protocol/codec.js'
-import { PROTOCOL_VERSION } from '../protocol/messages.js'
+import { PROTOCOL_VERSION, type MessageOf } from '../protocol/messages.js'
 import type { PartyRole } from '../protocol/runtime-messages.js'
+import { LIMITS_DEFAULT } from '../topology.js'
+import { FrameAuth } from './frame-auth.js'
 import { computeProof, verifyProof } from './handshake.js'
 import { HANDSHAKE_TIMEOUT_MS, expectMessage, goodbye, sendRaw } from './handshake-frames.js'
-import { PeerConnection, type TransportLimits } from './peer-connection.js'
+import { DEFAULT_LIMITS, PeerConnection, type TransportLimits } from './peer-connection.js'
+import { PreauthGate } from './preauth-gate.js'
+
+/** A socket still unauthenticated this long after the hello timeout (which says why) is destroyed. */
+const PREAUTH_GRACE_MS = 1_000
 
 export interface PeerServerOptions {
   name: string
@@ -28,54 +41,108 @@ export interface PeerServerOptions {
   metrics?: Metrics
   limits?: Partial<TransportLimits>
   handshakeTimeout_ms?: number
-  /** Open connections at most; more are refused. */
+  /** Authenticated connections at most; more are refused. */
   connections_max?: number
+  /** Connections still in their handshake at once (from the TCP connect on); more are refused. */
+  unauthenticatedConnections_max?: number
+  /** Bounds of the HTTP upgrade request. */
+  http?: HttpLimits
+  /**
+   * The role the topology gives the process `name`, or undefined when `name` may not
+   * connect here. A peer claiming another role, or an unknown name, is refused HVLAB_E_AUTH.
+   */
+  roleOf: (name: string) => PartyRole | undefined
   /** Returns a reason to refuse an authenticated peer (e.g. a partition), or undefined. */
   admit?: (remote: { name: string; role: string }) => string | undefined
   onPeer: (connection: PeerConnection) => void
 }
 
 export class PeerServer {
+  private readonly open = new Set<PeerConnection>()
+  private readonly log: Logger
+  private readonly gate: PreauthGate
+  private listeningPort = 0
+
   private constructor(
+    private readonly http: HttpServer,
     private readonly wss: WebSocketServer,
-    readonly port: number,
-    private readonly open: Set<PeerConnection>,
-  ) {}
+    private readonly options: PeerServerOptions,
+  ) {
+    this.log = options.log.child({ component: 'peer-server' })
+    this.gate = new PreauthGate(
+      {
+        unauthenticatedConnections_max: options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max,
+        preauth_bytes_max: options.limits?.preauth_bytes_max ?? DEFAULT_LIMITS.preauth_bytes_max,
+        preauth_ms_max: (options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS) + PREAUTH_GRACE_MS,
+      },
+      (_socket, code, reason) => this.logRefusal(code, reason),
+    )
+  }
 
   static async listen(options: PeerServerOptions): Promise<PeerServer> {
-    const wss = new WebSocketServer({
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 0,
-      maxPayload: FRAME_BYTES_MAX,
-      perMessageDeflate: false,
-    })
+    const http = createHttpServer(options.http ?? LIMITS_DEFAULT, upgradeRequired)
+    // The kernel-level backstop: every authenticated and every handshaking socket, no more.
+    http.maxConnections = (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) + (options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
+    const wss = new WebSocketServer({ server: http, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
+    const server = new PeerServer(http, wss, options)
+    http.on('connection', (socket: Socket) => server.onSocket(socket))
     await new Promise<void>((resolve, reject) => {
-      wss.once('listening', resolve)
-      wss.once('error', reject)
+      http.once('error', reject)
+      http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+        http.off('error', reject)
+        resolve()
+      })
     })
+    server.listeningPort = (http.address() as AddressInfo).port
     wss.on('error', (err) => options.log.error({ err: describeError(err) }, 'peer server error'))
-    const open = new Set<PeerConnection>()
-    const server = new PeerServer(wss, (wss.address() as AddressInfo).port, open)
-    wss.on('connection', (ws) => server.authenticate(ws, options))
+    wss.on('connection', (ws, req: IncomingMessage) => server.authenticate(ws, req.socket))
     return server
+  }
+
+  get port(): number {
+    return this.listeningPort
   }
 
   get connections(): PeerConnection[] {
     return [...this.open]
   }
 
-  async close(): Promise<void> {
-    for (const c of this.open) c.terminate()
-    for (const ws of this.wss.clients) ws.terminate()
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()))
+  /** Connections that have not proved the lab's secret yet. */
+  get unauthenticatedConnections(): number {
+    return this.gate.size
   }
 
-  private authenticate(ws: WebSocket, options: PeerServerOptions): void {
-    const log = options.log.child({ component: 'peer-server' })
+  async close(): Promise<void> {
+    // Stops accepting at once; resolves once every socket is gone.
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()))
+    for (const c of this.open) c.terminate()
+    for (const ws of this.wss.clients) ws.terminate()
+    this.gate.destroyAll()
+    this.http.closeAllConnections()
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()))
+    await closed
+  }
+
+  /** A new TCP connection: counted as unauthenticated, or refused at once beyond the cap. */
+  private onSocket(socket: Socket): void {
+    if (this.gate.admit(socket)) return
+    const max = this.options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max
+    this.logRefusal('HVLAB_E_BACKPRESSURE', `${max} connections are already in their handshake`)
+    socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy())
+  }
+
+  /** A connection cut before its WebSocket handshake (no goodbye can reach it). */
+  private logRefusal(code: string, reason: string): void {
+    logRefusal(this.log, { code, reason }, 'refusing connection')
+    this.options.metrics?.connectionsRefused.inc({ reason: code })
+  }
+
+  private authenticate(ws: WebSocket, socket: Socket): void {
+    const options = this.options
+    const log = this.log
     ws.on('error', (err) => log.debug({ err: describeError(err) }, 'socket error during handshake'))
     const refuse = (code: string, reason: string): void => {
-      log.warn({ code, reason }, 'refusing connection')
-      options.metrics?.connectionsRefused.inc({ reason: code })
+      this.logRefusal(code, reason)
       try {
         sendRaw(ws, goodbye(code, reason))
       } catch {
@@ -84,7 +151,8 @@ export class PeerServer {
       ws.close(1008, code)
       setTimeout(() => ws.terminate(), 1000).unref()
     }
-    if (options.connections_max !== undefined && this.open.size >= options.connections_max) {
+    const connections_max = options.connections_max ?? LIMITS_DEFAULT.peer_connections_max
+    if (this.open.size >= connections_max) {
       refuse('HVLAB_E_BACKPRESSURE', `this process already serves ${this.open.size} connections`)
       return
     }
@@ -95,29 +163,52 @@ export class PeerServer {
       clearTimeout(timer)
       try {
         const hello = expectMessage(data, isBinary, 'hello')
-        if (hello.protocolVersion !== PROTOCOL_VERSION) {
-          throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} speaks protocol version ${hello.protocolVersion}, this process speaks ${PROTOCOL_VERSION}; run the same hvlab version everywhere`)
-        }
-        const proofInput = { side: 'client' as const, protocolVersion: PROTOCOL_VERSION, theirNonce: nonce, ourNonce: hello.nonce, ourName: hello.name, theirName: options.name }
-        if (!verifyProof(options.secret, proofInput, hello.proof)) {
-          throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} did not prove it holds the lab's secret; it belongs to another lab or its secret file is wrong`)
-        }
-        const refusal = options.admit?.({ name: hello.name, role: hello.role })
-        if (refusal) throw new HvlabError('HVLAB_E_REFUSED', refusal)
-        const proof = computeProof(options.secret, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: options.name, theirName: hello.name })
-        sendRaw(ws, { t: 'welcome', name: options.name, proof })
-        const connection = new PeerConnection(ws, { name: hello.name, role: hello.role }, { log: options.log, limits: options.limits, metrics: options.metrics })
-        this.open.add(connection)
-        options.metrics?.peersConnected.inc()
-        connection.once('close', () => {
-          this.open.delete(connection)
-          options.metrics?.peersConnected.dec()
-        })
-        options.onPeer(connection)
+        this.checkHello(hello, nonce)
+        this.accept(ws, socket, hello, nonce)
       } catch (e) {
         refuse(e instanceof HvlabError ? e.code : 'HVLAB_E_PROTOCOL', describeError(e))
       }
     })
     sendRaw(ws, { t: 'challenge', protocolVersion: PROTOCOL_VERSION, name: options.name, role: options.role, nonce })
   }
+
+  /** Throws HVLAB_E_AUTH unless the hello proves the secret for the name and role the topology gives its sender. */
+  private checkHello(hello: MessageOf<'hello'>, nonce: string): void {
+    const o = this.options
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} speaks protocol version ${hello.protocolVersion}, this process speaks ${PROTOCOL_VERSION}; run the same hvlab version everywhere`)
+    }
+    const proofInput = { side: 'client' as const, protocolVersion: PROTOCOL_VERSION, theirNonce: nonce, ourNonce: hello.nonce, ourName: hello.name, theirName: o.name, ourRole: hello.role, theirRole: o.role }
+    if (!verifyProof(o.secret, proofInput, hello.proof)) {
+      throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} did not prove it holds the lab's secret; it belongs to another lab or its secret file is wrong`)
+    }
+    const role = o.roleOf(hello.name)
+    if (role === undefined) throw new HvlabError('HVLAB_E_AUTH', `${hello.name} is not a process ${o.name} serves in this lab`)
+    if (role !== hello.role) throw new HvlabError('HVLAB_E_AUTH', `${hello.name} claims the role ${hello.role}; in this lab its role is ${role}`)
+    const refusal = o.admit?.({ name: hello.name, role: hello.role })
+    if (refusal) throw new HvlabError('HVLAB_E_REFUSED', refusal)
+  }
+
+  /** Sends the server's proof and hands the connection over, its frames authenticated from here on. */
+  private accept(ws: WebSocket, socket: Socket, hello: MessageOf<'hello'>, nonce: string): void {
+    const o = this.options
+    const proof = computeProof(o.secret, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: o.name, theirName: hello.name, ourRole: o.role, theirRole: hello.role })
+    sendRaw(ws, { t: 'welcome', name: o.name, proof })
+    this.gate.authenticated(socket)
+    const transcript = { protocolVersion: PROTOCOL_VERSION, client: { name: hello.name, role: hello.role, nonce: hello.nonce }, server: { name: o.name, role: o.role, nonce } }
+    const frameAuth = FrameAuth.after('server', o.secret, transcript)
+    const connection = new PeerConnection(ws, { name: hello.name, role: hello.role }, { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics })
+    this.open.add(connection)
+    o.metrics?.peersConnected.inc()
+    connection.once('close', () => {
+      this.open.delete(connection)
+      o.metrics?.peersConnected.dec()
+    })
+    o.onPeer(connection)
+  }
+}
+
+/** A plain HTTP request on the peer port: this port speaks WebSocket only. */
+function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(426, { 'Content-Type': 'text/plain', Connection: 'close' }).end('this is an hvlab peer port: WebSocket only\n')
 }

@@ -7,7 +7,7 @@
  * costs 1–1.6 s of CPU. `spawnCli` runs the real binary where a test checks it.
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +15,8 @@ import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { ControlClient } from '../../scripts/cli/control-client.js'
 import { clusterStatusNow, vmInspectNow, vmListNow } from '../../scripts/cli/cluster-commands.js'
 import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
+import { lastLinesOf } from '../../scripts/controller/log-tail.js'
+import { labLayout, rotatedPaths } from '../../shared/lab-layout.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 
 const HVLAB = fileURLToPath(new URL('../../bin/hvlab.js', import.meta.url))
@@ -34,16 +36,13 @@ interface Teardown {
 
 /** Timeline events printed with a failed test: what the lab did is the first thing to read. */
 const FAILED_TIMELINE_EVENTS = 400
+/** How far back each timeline file is read for them. */
+const TIMELINE_TAIL_BYTES_MAX = 8 * 1024 * 1024
 
-/** The last `count` events of the lab's timeline file, one line each. */
+/** The last `count` events of the lab's timeline files (the current one and those rotated before it), one line each. */
 function timelineTail(dir: string, count: number): string[] {
-  let lines: string[]
-  try {
-    lines = readFileSync(join(dir, 'events.jsonl'), 'utf8').split('\n').filter(Boolean)
-  } catch {
-    return []
-  }
-  return lines.slice(-count).map((l) => {
+  const lines = lastLinesOf(rotatedPaths(labLayout(dir).events), count, TIMELINE_TAIL_BYTES_MAX)
+  return lines.map((l) => {
     try {
       const e = JSON.parse(l) as { seq: number; at_ms: number; kind: string; source: string; details: unknown }
       return `${e.seq} ${new Date(e.at_ms).toISOString().slice(11, 23)} ${e.source} ${e.kind} ${JSON.stringify(e.details).slice(0, 300)}`
@@ -56,17 +55,20 @@ function timelineTail(dir: string, count: number): string[] {
 /** Warnings and errors from the processes' logs printed with a failed test. */
 const FAILED_LOG_LINES = 100
 
-/** The last `count` warn-or-worse lines of every process's pino log, oldest first. */
-function logWarningsTail(dir: string, count: number): string[] {
-  let files: string[]
+/** A file's text; '' when it is gone (the running lab may have just removed an old rotated log). */
+function readIfThere(file: string): string {
   try {
-    files = readdirSync(join(dir, 'logs')).filter((f) => f.endsWith('.log'))
+    return readFileSync(file, 'utf8')
   } catch {
-    return []
+    return ''
   }
+}
+
+/** The last `count` warn-or-worse lines of every process's pino log (rotated files too), oldest first. */
+function logWarningsTail(dir: string, count: number): string[] {
   const lines: { time: number; text: string }[] = []
-  for (const f of files) {
-    for (const l of readFileSync(join(dir, 'logs', f), 'utf8').split('\n')) {
+  for (const f of labLayout(dir).logFiles()) {
+    for (const l of readIfThere(f).split('\n')) {
       try {
         const { level, time, name, msg, pid: _pid, hostname: _h, ...rest } = JSON.parse(l) as Record<string, unknown>
         if (typeof level !== 'number' || level < 40 || typeof time !== 'number') continue

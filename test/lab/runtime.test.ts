@@ -3,10 +3,13 @@
  * every process connected to its peers; a kill -9 is reported in status and events;
  * a restart reconnects; a site partition cuts and heal restores the links; a paused
  * (SIGSTOP) process is lost by its peers and comes back on SIGCONT; a process that dies by
- * itself is reported with its last log lines; bad commands get clear errors; `hvlab down` leaves no process behind.
+ * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
+ * ends nothing; `hvlab down` leaves no process behind.
  */
 import t from 'tap'
+import { runningLab } from '../../scripts/cli/control-client.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
+import { rawExchange, requestBytes } from '../unit/raw-http.js'
 import { isAlive, startLab, type LabEvent } from './lab-fixture.js'
 
 t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
@@ -39,6 +42,17 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.match(metrics, /hvlab_transport_peers_connected\{[^}]*\} \d/, 'transport metrics')
   const own = (await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/status`)).json()) as { name: string; peers: string[] }
   t.equal(own.name, 'host-a1', 'per-process status endpoint')
+
+  // one hostile request to the control port (a request target `new URL` throws on, as a WebSocket
+  // upgrade, without the token and with it) ends nothing: the controller and every process stay up
+  const control = runningLab(lab.dir)
+  const hostile = { target: 'http://x:99999/', upgrade: true }
+  t.equal((await rawExchange(t, control.httpPort, requestBytes(hostile))).status, 401, 'hostile upgrade without the token: 401')
+  t.equal((await rawExchange(t, control.httpPort, requestBytes({ ...hostile, authorization: control.authorization }))).status, 400, 'with the token: 400')
+  t.ok(isAlive(lab.controllerPid()!), 'the controller is still up')
+  const afterHostile = await lab.status()
+  t.same(afterHostile.processes.map((p) => [p.name, p.state, p.pid]), status.processes.map((p) => [p.name, 'up', p.pid]), 'every process is still up, the same pids')
+  t.ok(afterHostile.processes.every((p) => p.pid !== null && isAlive(p.pid)), 'and alive')
 
   // kill -9 one host: reported down in status and events, peers see it lost
   const killed = await lab.cli('kill', 'host-a1', '--signal', 'KILL')

@@ -10,7 +10,8 @@ import { startControlApi, type ControlApi } from '../../scripts/controller/contr
 import { LabController, type LabStatus } from '../../scripts/controller/lab-controller.js'
 import { readRunningControl } from '../../scripts/controller/control-file.js'
 import type { TimelineEvent } from '../../scripts/controller/timeline.js'
-import { labLayout } from '../../shared/lab-layout.js'
+import { httpAuthorization } from '../../shared/http-bearer.js'
+import { labLayout, rotatedPaths } from '../../shared/lab-layout.js'
 import { silentLogger } from '../../shared/log.js'
 import { DEFAULT_TOPOLOGY_FILE } from '../../shared/topology.js'
 
@@ -39,7 +40,7 @@ async function startLab(t: Teardown): Promise<Lab> {
   const api = await startControlApi(controller, { log: silentLogger(), onDown: () => void (lab.downs += 1) })
   t.teardown(() => api.close())
   const base = `http://127.0.0.1:${api.port}`
-  const auth = `Bearer ${controller.secret}`
+  const auth = httpAuthorization(controller.secret)
   const call = (path: string, init: RequestInit = {}): Promise<Response> => fetch(base + path, { ...init, headers: { authorization: auth, ...(init.headers as Record<string, string> | undefined) } })
   const post = (path: string, body: unknown = {}): Promise<Response> => call(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) })
   return Object.assign(lab, { api, base, auth, call, post }) as Lab
@@ -64,8 +65,12 @@ t.test('every request needs the lab secret', async (t) => {
   t.match(await errorOf(wrong), { status: 401, code: 'HVLAB_E_AUTH' }, 'wrong secret of the right length')
   const short = await lab.call('/v1/status', { headers: { authorization: 'Bearer x' } })
   t.match(await errorOf(short), { status: 401, code: 'HVLAB_E_AUTH' }, 'wrong secret of another length')
-  const bare = await lab.call('/v1/status', { headers: { authorization: lab.controller.secret } })
-  t.match(await errorOf(bare), { status: 401, code: 'HVLAB_E_AUTH' }, 'the secret without "Bearer "')
+  const bare = await lab.call('/v1/status', { headers: { authorization: lab.auth.slice('Bearer '.length) } })
+  t.match(await errorOf(bare), { status: 401, code: 'HVLAB_E_AUTH' }, 'the token without "Bearer "')
+  const rawSecret = await lab.call('/v1/status', { headers: { authorization: `Bearer ${lab.controller.secret}` } })
+  t.match(await errorOf(rawSecret), { status: 401, code: 'HVLAB_E_AUTH' }, 'the raw secret is not the token: only the token derived from it is')
+  t.not(lab.auth, `Bearer ${lab.controller.secret}`)
+  t.equal((await status(lab)).lab.name, 'two-site', 'the derived token is')
   const unauthDown = await fetch(`${lab.base}/v1/down`, { method: 'POST' })
   t.equal(unauthDown.status, 401, 'not even down without the secret')
   await unauthDown.body?.cancel()
@@ -229,7 +234,7 @@ t.test('unknown routes', async (t) => {
 t.test('POST /v1/down stops the lab and removes the control file', async (t) => {
   const lab = await startLab(t)
   const layout = labLayout(lab.dir)
-  lab.controller.writeControlFile(lab.api.port)
+  await lab.controller.writeControlFile(lab.api.port)
   t.ok(existsSync(layout.control))
   t.same(readRunningControl(layout), { pid: process.pid, httpPort: lab.api.port, peerPort: lab.controller.peerPort, topology: 'two-site', started_ms: lab.controller.started_ms })
   t.match(await errorOf(await lab.post('/v1/down', { now: 1 })), { status: 400, code: 'HVLAB_E_USAGE' }, 'down validates its body')
@@ -242,7 +247,7 @@ t.test('POST /v1/down stops the lab and removes the control file', async (t) => 
   t.equal(readRunningControl(layout), undefined)
   const kinds = lab.controller.timeline.since().map((e) => e.kind)
   t.same(kinds, ['lab.stopping', 'lab.stopped'])
-  const events = readFileSync(layout.events, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as TimelineEvent).kind)
+  const events = rotatedPaths(layout.events).flatMap((f) => readFileSync(f, 'utf8').trim().split('\n')).map((l) => (JSON.parse(l) as TimelineEvent).kind)
   t.same(events, kinds, 'the timeline file has the same events')
 })
 
@@ -255,7 +260,7 @@ t.test('the data dir: secret mode 0600, reuse, and one lab per dir', async (t) =
   t.equal(statSync(layout.control, { throwIfNoEntry: false }), undefined, 'no control file until writeControlFile')
   t.same(JSON.parse(readFileSync(layout.topology, 'utf8')), JSON.parse(readFileSync(DEFAULT_TOPOLOGY_FILE, 'utf8')), 'a copy of the topology')
 
-  lab.controller.writeControlFile(lab.api.port)
+  await lab.controller.writeControlFile(lab.api.port)
   t.equal(statSync(layout.control).mode & 0o777, 0o600, 'the control file is mode 0600')
   await t.rejects(LabController.create({ dir: lab.dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), { name: 'HvlabError', code: 'HVLAB_E_STATE', message: new RegExp(`already running in ${escape(layout.root)} \\(controller pid ${process.pid}\\).*hvlab down --dir`) })
   t.equal(readFileSync(layout.secret, 'utf8').trim(), lab.controller.secret, 'the refused create left the secret alone')

@@ -8,20 +8,30 @@ import t from 'tap'
 import type WebSocket from 'ws'
 import { silentLogger } from '../../shared/log.js'
 import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
+import { FrameAuth } from '../../shared/transport/frame-auth.js'
 import { PeerConnection, type TransportLimits } from '../../shared/transport/peer-connection.js'
 
+const TRANSCRIPT = { protocolVersion: 2, client: { name: 'peer-x', role: 'host', nonce: 'a'.repeat(32) }, server: { name: 'self', role: 'host', nonce: 'b'.repeat(32) } }
+
 /**
- * Stands in for a ws socket: records whole messages (joining fragments sent with
- * `fin: false`, as ws does), completes writes on `flush()`.
+ * Stands in for a ws socket and for the peer's end of the frame authentication: records
+ * whole messages (joining fragments sent with `fin: false`, as ws does) opened with the
+ * peer's keys, completes writes on `flush()`, seals the frames it receives.
  */
 class FakeSocket extends EventEmitter {
+  /** The frames sent, each opened (its tag checked and removed) as the peer would. */
   readonly sent: Buffer[] = []
+  readonly peer = FrameAuth.after('client', 'secret', TRANSCRIPT)
   private readonly writes: ((err?: Error) => void)[] = []
   private fragments: Buffer[] = []
   closedWith: number | undefined
   send(data: Buffer, options: { fin?: boolean } | undefined, cb?: (err?: Error) => void): void {
     this.fragments.push(Buffer.from(data))
-    if (options?.fin !== false) this.sent.push(Buffer.concat(this.fragments.splice(0)))
+    if (options?.fin !== false) {
+      const opened = this.peer.open(Buffer.concat(this.fragments.splice(0)))
+      if (!opened) throw new Error('a frame sent did not open with the peer keys')
+      this.sent.push(opened)
+    }
     if (cb) this.writes.push(cb)
   }
   /** Completes every write handed to the socket so far. */
@@ -35,15 +45,16 @@ class FakeSocket extends EventEmitter {
   terminate(): void {
     this.emit('close', 1006, Buffer.from(''))
   }
-  /** A frame arriving from the peer. */
+  /** A frame arriving from the peer, sealed by it. */
   receive(frame: Buffer): void {
-    this.emit('message', frame, true)
+    this.emit('message', Buffer.concat([frame, this.peer.seal([frame])]), true)
   }
 }
 
 function fakeConnection(tt: Parameters<Parameters<typeof t.test>[0]>[0], limits: Partial<TransportLimits> = {}) {
   const socket = new FakeSocket()
-  const c = new PeerConnection(socket as unknown as WebSocket, { name: 'peer-x', role: 'host' }, { log: silentLogger(), limits: { pingInterval_ms: 60_000, ...limits } })
+  const frameAuth = FrameAuth.after('server', 'secret', TRANSCRIPT)
+  const c = new PeerConnection(socket as unknown as WebSocket, { name: 'peer-x', role: 'host' }, { log: silentLogger(), frameAuth, limits: { pingInterval_ms: 60_000, ...limits } })
   tt.teardown(() => c.terminate())
   return { socket, c }
 }

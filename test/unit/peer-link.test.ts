@@ -9,7 +9,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { DEFAULT_BACKOFF, PeerLink, backoffDelay_ms, type BackoffPolicy } from '../../shared/transport/peer-link.js'
 import { connectPeer } from '../../shared/transport/peer-client.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
-import { SECRET, startServer, until } from './transport-helpers.js'
+import { SECRET, roleByName, startServer, until } from './transport-helpers.js'
 
 t.test('backoffDelay_ms grows, is capped at max_ms and jittered within bounds', async (tt) => {
   const policies: BackoffPolicy[] = [DEFAULT_BACKOFF, { initial_ms: 10, max_ms: 1000, jitter: 0.5 }, { initial_ms: 250, max_ms: 250, jitter: 0 }, { initial_ms: 1, max_ms: 60_000, jitter: 1 }]
@@ -60,7 +60,7 @@ t.test('a link reconnects after the server is closed and restarted on the same p
   tt.equal(link.current, undefined, 'no current connection while the server is gone')
   await until('a failed redial', () => dialFailures >= 2)
 
-  const second = await PeerServer.listen({ name: 'witness', role: 'witness', secret: SECRET, port, log: silentLogger(), onPeer })
+  const second = await PeerServer.listen({ name: 'witness', role: 'witness', secret: SECRET, port, log: silentLogger(), roleOf: roleByName, onPeer })
   tt.teardown(() => second.close())
   tt.equal(second.port, port, 'the new server listens on the same port')
   await until('the link to come back', () => ups.length === 2)
@@ -119,4 +119,34 @@ t.test('a dialled connection holds frames until started, then delivers them in o
   tt.teardown(() => never.terminate())
   const [, reason] = (await once(never, 'close')) as [number, string]
   tt.match(reason, /BACKPRESSURE/, 'a connection whose owner never starts it is cut rather than buffering without bound')
+})
+
+t.test('a link that is up moves when its peer moves: the connection to the old address is dropped, the new one dialled', async (tt) => {
+  // The old address may be anyone's now: the audit's relay held a killed host's old port.
+  const onPeer = (c: PeerConnection): void => void c.onRequest('ping', ({ message }) => ({ message: { t: 'pong', seq: message.seq, sent_ms: 0 } }))
+  const oldAddress = await startServer(tt, { name: 'array-a', role: 'array', onPeer })
+  const newAddress = await startServer(tt, { name: 'array-a', role: 'array', onPeer })
+  const link = new PeerLink(
+    { name: 'host-a1', role: 'host', secret: SECRET, expectName: 'array-a', expectRole: 'array', log: silentLogger(), backoff: { initial_ms: 5, max_ms: 40, jitter: 0.5 } },
+    { host: '127.0.0.1', port: oldAddress.port },
+  )
+  tt.teardown(() => link.stop())
+  const ups: PeerConnection[] = []
+  const downs: string[] = []
+  link.on('up', (c: PeerConnection) => ups.push(c))
+  link.on('down', (reason: string) => downs.push(reason))
+  link.start()
+  await until('the link to come up', () => ups.length === 1)
+
+  link.setEndpoint({ host: '127.0.0.1', port: newAddress.port })
+  await until('the link to come up at the new address', () => ups.length === 2)
+  tt.equal(link.current, ups[1], 'the new connection is the current one')
+  await until('the old address to lose the link', () => oldAddress.connections.length === 0)
+  tt.equal(newAddress.connections.length, 1, 'the new address serves it')
+  tt.match(downs, [new RegExp(`moved to 127.0.0.1:${newAddress.port}`)], 'one down, saying why')
+  tt.same((await link.current!.request({ t: 'ping', seq: 3, sent_ms: 0 })).message, { t: 'pong', seq: 3, sent_ms: 0 }, 'requests go to the new address')
+
+  link.setEndpoint({ host: '127.0.0.1', port: newAddress.port })
+  await link.current!.request({ t: 'ping', seq: 4, sent_ms: 0 })
+  tt.equal(ups.length, 2, 'the same address again changes nothing')
 })

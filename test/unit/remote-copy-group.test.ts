@@ -1,5 +1,5 @@
 import t from 'tap'
-import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
+import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcGroupOptions, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 
@@ -49,10 +49,10 @@ class Lab {
     readonly b: Side,
   ) {}
 
-  static create(over: Partial<RcGroupConfigInput> = {}): Lab {
+  static create(over: Partial<RcGroupConfigInput> = {}, options: RcGroupOptions = {}): Lab {
     const base = { group: 'rc-vm1', mode: 'sync' as const, block_size_bytes: BS, ...over }
-    const a = new Side('a', new RemoteCopyGroup({ ...base, partner: 'b', role: 'primary' }))
-    const b = new Side('b', new RemoteCopyGroup({ ...base, partner: 'a', role: 'secondary' }))
+    const a = new Side('a', new RemoteCopyGroup({ ...base, partner: 'b', role: 'primary' }, options))
+    const b = new Side('b', new RemoteCopyGroup({ ...base, partner: 'a', role: 'secondary' }, options))
     return new Lab(a, b)
   }
 
@@ -506,3 +506,126 @@ t.test('seeded simulation: random writes and link flaps always converge to equal
   t.pass(`${runs} seeded runs converged`)
 })
 
+
+// ------------------------------------------------------------------ link sessions, refused and stuck sync writes
+
+const rcWrites = (lab: Lab): InFlight[] => lab.queue.filter((m) => m.message.t === 'rc-write')
+
+t.test('a sync primary restarted from its last record (kill -9) while its secondary stayed up: the next write is acknowledged and applied', async (t) => {
+  const lab = Lab.create().setUp()
+  for (let i = 0; i < 5; i++) lab.write(lab.a, 'v', i, 10 + i)
+  lab.run()
+  t.equal(lab.a.acked.size, 5, 'five writes replicated and acknowledged before the crash')
+  const before = lab.a.group.status().incarnation!
+  // kill -9 of a: its connection is gone (b sees the link drop); a restarts from what it had on disk
+  lab.link = false
+  lab.queue = []
+  lab.step(lab.b, { kind: 'link-down' })
+  const record = JSON.parse(JSON.stringify(lab.a.record)) as RcGroupRecord
+  lab.a.group = RemoteCopyGroup.fromRecord(record, lab.a.journal)
+  lab.a.timers = []
+  lab.linkUp()
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'], 'the full comparison after the crash completed')
+  t.ok(lab.a.group.status().incarnation! > before, 'the restarted primary runs a link session it never used before')
+  const id = lab.write(lab.a, 'v', 6, 0x77)
+  lab.run()
+  t.ok(lab.a.acked.has(id), 'the first write after the restart is acknowledged')
+  t.equal(lab.b.block('v', 6), 0x77, 'and the secondary has it')
+  t.same(lab.b.contents('v'), lab.a.contents('v'))
+})
+
+t.test('an rc-write of an earlier link session is refused with a nack and not written; the source ignores that nack', async (t) => {
+  const lab = Lab.create().setUp()
+  lab.write(lab.a, 'v', 1, 1)
+  const stale = rcWrites(lab)[0]!
+  lab.run()
+  lab.linkDown() // a flap: both sides start new sessions
+  lab.linkUp()
+  lab.run()
+  lab.write(lab.a, 'v', 1, 2)
+  lab.run()
+  const answer = lab.b.group.step({ kind: 'peer', message: stale.message, attachment: stale.attachment }, lab.now_ms)
+  t.same(answer.map((e) => (e.kind === 'send' ? e.message.t : e.kind)), ['rc-write-nack'], 'answered, and nothing else')
+  const nack = answer[0] as Extract<RcEffect, { kind: 'send' }>
+  t.match(nack.message, { t: 'rc-write-nack', code: 'HVLAB_E_PROTOCOL', seq: (stale.message as { seq: number }).seq })
+  t.equal(lab.b.block('v', 1), 2, 'the stale write was not applied')
+  t.same(lab.a.group.step({ kind: 'peer', message: nack.message }, lab.now_ms), [], 'a nack of an earlier session changes nothing')
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+})
+
+t.test('a refused rc-write is answered: the primary settles its waiting writes (acknowledged on it alone), shows NotSynced, then resyncs', async (t) => {
+  const lab = Lab.create().setUp()
+  const w1 = lab.write(lab.a, 'v', 1, 0x11)
+  const w2 = lab.write(lab.a, 'v', 2, 0x22)
+  lab.queue.reverse() // the partner gets seq 2 first, then seq 1 (out of order: refused)
+  lab.deliverOne()
+  lab.deliverOne()
+  t.same(lab.queue.map((m) => m.message.t), ['rc-write-ack', 'rc-write-nack'], 'the refusal is answered, not only logged')
+  t.equal(lab.b.block('v', 1), 0, 'the refused write was not applied')
+  lab.deliverOne()
+  t.ok(lab.a.acked.has(w2), 'the applied write is acknowledged')
+  t.notOk(lab.a.acked.has(w1))
+  lab.deliverOne() // the nack: the link counts as failed
+  t.ok(lab.a.acked.has(w1), 'no_fail_wrt_on_err: the refused write is acknowledged on the primary alone')
+  t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'], 'NotSynced until the partner answers the new session')
+  const st = lab.a.group.status(lab.now_ms)
+  t.match(st, { link_failures_total: 1, last_link_failure: { code: 'HVLAB_E_PROTOCOL' }, sync_writes_waiting: 0, bytes_behind: BS })
+  t.ok(lab.a.events.includes('rc.link-failed'), 'on the timeline')
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'], 'resynced once the partner answered')
+  t.equal(lab.b.block('v', 1), 0x11, 'the refused write reached the secondary by the resync')
+  const w3 = lab.write(lab.a, 'w', 0, 0x33)
+  t.notOk(lab.a.acked.has(w3), 'synchronous again')
+  lab.run()
+  t.ok(lab.a.acked.has(w3))
+  t.same(lab.b.contents('v'), lab.a.contents('v'))
+})
+
+t.test('fail_wrt_on_err: a refused rc-write fails the host write, and writes are refused until the link is back', async (t) => {
+  const lab = Lab.create({ write_error_policy: 'fail_wrt_on_err' }).setUp()
+  const w1 = lab.write(lab.a, 'v', 1, 0x11)
+  lab.write(lab.a, 'v', 2, 0x22)
+  lab.queue.reverse()
+  lab.deliverOne()
+  lab.deliverOne()
+  lab.deliverOne()
+  lab.deliverOne()
+  t.ok(lab.a.failed.has(w1), 'the refused write failed')
+  t.throws(() => lab.write(lab.a, 'v', 3, 1), { code: 'HVLAB_E_REFUSED', message: /fail_wrt_on_err/ }, 'refused while the partner is not heard')
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.same(lab.b.contents('v'), lab.a.contents('v'), 'what the primary holds reached the secondary')
+})
+
+t.test('a sync write past sync_write_timeout_ms fails the link: status is not Synced while it is stuck; it is settled and resynced', async (t) => {
+  const lab = Lab.create({}, { sync_write_timeout_ms: 1000 }).setUp()
+  const w = lab.write(lab.a, 'v', 4, 0x44)
+  lab.queue = [] // the partner never answers
+  const waiting = lab.a.group.status(lab.now_ms + 999)
+  t.match(waiting, { sync_write_timeout_ms: 1000, sync_writes_waiting: 1, sync_writes_overdue: 0 })
+  t.same(waiting.volumes.map((v) => v.state), ['Synced', 'Synced'], 'within its bound a write in flight is normal')
+  const stuck = lab.a.group.status(lab.now_ms + 1000)
+  t.equal(stuck.sync_writes_overdue, 1)
+  t.same(stuck.volumes.map((v) => v.state), ['NotSynced', 'NotSynced'], 'past its bound: NotSynced, even before the timer fires')
+  lab.advance(999)
+  t.notOk(lab.a.acked.has(w), 'still waiting within the bound')
+  lab.advance(1)
+  t.ok(lab.a.acked.has(w), 'settled at the bound: acknowledged on the primary alone (no_fail_wrt_on_err)')
+  t.match(lab.a.group.status(lab.now_ms), { last_link_failure: { code: 'HVLAB_E_TIMEOUT' }, sync_writes_waiting: 0 })
+  t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'])
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.equal(lab.b.block('v', 4), 0x44, 'the stuck write reached the secondary by the resync')
+})
+
+t.test('a partner that could not take an input starts a new session: the source settles what it had in flight and resyncs', async (t) => {
+  const lab = Lab.create().setUp()
+  const w = lab.write(lab.a, 'v', 5, 0x55)
+  lab.step(lab.b, { kind: 'link-failed', code: 'HVLAB_E_BACKPRESSURE', reason: 'input queue full' })
+  lab.run()
+  t.ok(lab.a.acked.has(w), 'settled')
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.equal(lab.b.block('v', 5), 0x55)
+  t.equal(lab.b.group.status().last_link_failure?.code, 'HVLAB_E_BACKPRESSURE', 'the failing side records why')
+})

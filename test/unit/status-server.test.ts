@@ -1,17 +1,20 @@
 import t from 'tap'
 import { Counter, Registry } from 'prom-client'
 import { silentLogger } from '../../shared/log.js'
+import type { HttpLimits } from '../../shared/http-listen.js'
 import { startStatusServer, type StatusServer } from '../../shared/status-server.js'
+import { LIMITS_DEFAULT } from '../../shared/topology.js'
+import { rawExchange, requestBytes, silentConnection } from './raw-http.js'
 
 interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-async function start(t: Teardown, status: () => unknown): Promise<{ server: StatusServer; url: (path: string) => string; registry: Registry }> {
+async function start(t: Teardown, status: () => unknown, limits: HttpLimits = LIMITS_DEFAULT): Promise<{ server: StatusServer; url: (path: string) => string; registry: Registry }> {
   const registry = new Registry()
   const requests = new Counter({ name: 'hvlab_test_requests_total', help: 'Test counter', registers: [registry] })
   requests.inc(3)
-  const server = await startStatusServer({ registry, status, log: silentLogger() })
+  const server = await startStatusServer({ registry, status, log: silentLogger(), limits })
   t.teardown(() => server.close())
   return { server, registry, url: (path) => `http://127.0.0.1:${server.port}${path}` }
 }
@@ -68,8 +71,68 @@ t.test('a status function that throws gives a 500, and the server keeps serving'
 
 t.test('close stops listening', async (t) => {
   const registry = new Registry()
-  const server = await startStatusServer({ registry, status: () => ({}), log: silentLogger() })
+  const server = await startStatusServer({ registry, status: () => ({}), log: silentLogger(), limits: LIMITS_DEFAULT })
   t.ok(server.port > 0)
   await server.close()
   await t.rejects(fetch(`http://127.0.0.1:${server.port}/status`), 'nothing answers after close')
+})
+
+t.test('hostile request lines get a 400, as plain requests and as upgrades, and the server keeps serving', async (t) => {
+  const { server, url } = await start(t, () => ({ ok: true }))
+  for (const target of ['http://x:99999/', 'http://[/', '//x:99999/', 'http://%zz/', '*']) {
+    for (const upgrade of [false, true]) {
+      const answer = await rawExchange(t, server.port, requestBytes({ target, upgrade }))
+      t.equal(answer.status, 400, `${target}${upgrade ? ' (upgrade)' : ''}: 400`)
+      t.match(answer.text, /is not a path/)
+    }
+  }
+  const absolute = await rawExchange(t, server.port, requestBytes({ target: 'http://127.0.0.1/status' }))
+  t.equal(absolute.status, 400, 'only the origin form is served')
+  const escape = await rawExchange(t, server.port, requestBytes({ target: '/status%E0%A4%A' }))
+  t.equal(escape.status, 404, 'a malformed escape in the path is just an unknown path')
+  t.same(await (await fetch(url('/status'))).json(), { ok: true }, 'still serves')
+})
+
+t.test('headers over http_header_bytes_max get 431', async (t) => {
+  const { server, url } = await start(t, () => ({ ok: true }), { ...LIMITS_DEFAULT, http_header_bytes_max: 8 * 1024 })
+  const answer = await rawExchange(t, server.port, requestBytes({ target: '/status', extraHeaders: [`X-Pad: ${'a'.repeat(100 * 1024)}`] }))
+  t.equal(answer.status, 431)
+  const under = await rawExchange(t, server.port, requestBytes({ target: '/status', extraHeaders: [`X-Pad: ${'a'.repeat(4 * 1024)}`] }))
+  t.equal(under.status, 200, 'headers under the limit are served')
+  t.same(await (await fetch(url('/status'))).json(), { ok: true }, 'still serves')
+})
+
+t.test('a connection whose headers never finish is closed after http_headers_timeout_ms', async (t) => {
+  const { server, url } = await start(t, () => ({ ok: true }), { ...LIMITS_DEFAULT, http_headers_timeout_ms: 300, http_request_timeout_ms: 600 })
+  const slow = silentConnection(t, server.port, 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ')
+  const idle = silentConnection(t, server.port)
+  const [slowAnswer, idleAnswer] = await Promise.all([slow.answer, idle.answer])
+  t.ok(slowAnswer.closed, 'the slow-header connection was closed by the server')
+  t.equal(slowAnswer.status, 408)
+  t.ok(idleAnswer.closed, 'a connection that sends nothing is closed too')
+  t.same(await (await fetch(url('/status'))).json(), { ok: true }, 'still serves')
+})
+
+t.test('at most http_connections_max connections are open; the server serves again once they go', async (t) => {
+  const { server, url } = await start(t, () => ({ ok: true }), { ...LIMITS_DEFAULT, http_connections_max: 4 })
+  const held = []
+  for (let i = 0; i < 4; i++) {
+    const c = silentConnection(t, server.port)
+    await new Promise((resolve) => c.socket.once('connect', resolve))
+    held.push(c)
+  }
+  // The server accepts connections in the order they arrive, so the fifth finds the four counted.
+  const over = await rawExchange(t, server.port, requestBytes({ target: '/status' }))
+  t.equal(over.status, null, 'the fifth connection is dropped unanswered')
+  t.ok(over.closed)
+  for (const c of held) c.socket.destroy()
+  await Promise.all(held.map((c) => c.answer))
+  let answered = false
+  for (let i = 0; i < 50 && !answered; i++) {
+    const r = await rawExchange(t, server.port, requestBytes({ target: '/status' }))
+    answered = r.status === 200
+    if (!answered) await new Promise((r) => setTimeout(r, 20))
+  }
+  t.ok(answered, 'answers again once the held connections closed')
+  t.same(await (await fetch(url('/status'))).json(), { ok: true })
 })

@@ -16,8 +16,9 @@ const setup = async (t: { teardown(fn: () => unknown): void }) => {
   })
   sw.announce('web1', 'host-a1')
   const server = createServer((_req, res) => res.end())
-  const port = attachSwitchPort(server, sw, { authorized: (req: IncomingMessage) => req.headers.authorization === SECRET, log: createLogger({ name: 'test', level: 'silent' }) })
-  const l = await listenHttp(server)
+  const log = createLogger({ name: 'test', level: 'silent' })
+  const port = attachSwitchPort(server, sw, { authorized: (req: IncomingMessage) => req.headers.authorization === SECRET, log })
+  const l = await listenHttp(server, { log })
   t.teardown(async () => {
     port.close()
     await l.close()

@@ -6,10 +6,13 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import t from 'tap'
-import { silentLogger } from '../../shared/log.js'
+import pino from 'pino'
+import { silentLogger, type Logger } from '../../shared/log.js'
 import { newNonce } from '../../shared/ids.js'
 import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
 import { PROTOCOL_VERSION, type Message } from '../../shared/protocol/messages.js'
+import type { PartyRole } from '../../shared/protocol/runtime-messages.js'
+import { FrameAuth } from '../../shared/transport/frame-auth.js'
 import { computeProof } from '../../shared/transport/handshake.js'
 import { connectPeer, type ConnectOptions } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
@@ -19,12 +22,20 @@ export type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
 
 export const SECRET = 'lab-secret-for-tests'
 
+/** The tests' topology: a name's role is its prefix (array-…, witness…), every other name is a host. */
+export function roleByName(name: string): PartyRole {
+  if (name.startsWith('array')) return 'array'
+  if (name.startsWith('witness')) return 'witness'
+  return 'host'
+}
+
 export async function startServer(tt: TapTest, options: Partial<PeerServerOptions> = {}): Promise<PeerServer> {
   const server = await PeerServer.listen({
     name: 'server-a',
     role: 'host',
     secret: SECRET,
     log: silentLogger(),
+    roleOf: roleByName,
     onPeer: () => undefined,
     ...options,
   })
@@ -64,11 +75,19 @@ export async function nextMessage(ws: WebSocket): Promise<Message> {
 
 export const sendMessage = (ws: WebSocket, m: Message): void => ws.send(encodeFrame({ k: 'msg', m }))
 
-/** Collects every message a raw socket receives and resolves once it is closed. */
-export function recordUntilClosed(ws: WebSocket): Promise<{ code: number; messages: Message[] }> {
+/** A frame with its tag, as an authenticated peer sends it. */
+export const sealed = (auth: FrameAuth, frame: Buffer): Buffer => Buffer.concat([frame, auth.seal([frame])])
+
+/**
+ * Collects every message a raw socket receives and resolves once it is closed; with `auth`,
+ * each frame is opened first (a frame that does not open is not recorded).
+ */
+export function recordUntilClosed(ws: WebSocket, auth?: FrameAuth): Promise<{ code: number; messages: Message[] }> {
   const messages: Message[] = []
-  ws.on('message', (data: Buffer) => {
+  ws.on('message', (received: Buffer) => {
     try {
+      const data = auth ? auth.open(received) : received
+      if (!data) return
       const { envelope } = decodeFrame(data)
       if (envelope.k !== 'err') messages.push(envelope.m)
     } catch {
@@ -78,6 +97,12 @@ export function recordUntilClosed(ws: WebSocket): Promise<{ code: number; messag
   return new Promise((resolve) => ws.once('close', (code: number) => resolve({ code, messages })))
 }
 
+/** A raw client past the handshake: its socket, and its frame keys and counters to seal and open frames with. */
+export interface RawPeer {
+  ws: WebSocket
+  auth: FrameAuth
+}
+
 /**
  * A raw client that completes the handshake by hand (so it can then misbehave).
  * Resolves once the server's welcome has arrived.
@@ -85,22 +110,25 @@ export function recordUntilClosed(ws: WebSocket): Promise<{ code: number; messag
 export async function rawAuthenticated(
   tt: TapTest,
   port: number,
-  options: { name?: string; secret?: string; protocolVersion?: number; ws?: WebSocket.ClientOptions } = {},
-): Promise<WebSocket> {
+  options: { name?: string; role?: PartyRole; secret?: string; protocolVersion?: number; ws?: WebSocket.ClientOptions } = {},
+): Promise<RawPeer> {
   const ws = rawSocket(tt, port, options.ws)
   const challengeArrives = nextMessage(ws)
   await once(ws, 'open')
   const challenge = await challengeArrives
   if (challenge.t !== 'challenge') throw new Error(`expected challenge, got ${challenge.t}`)
   const name = options.name ?? 'raw-client'
+  const role = options.role ?? 'host'
   const nonce = newNonce()
   const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION
-  const proof = computeProof(options.secret ?? SECRET, { side: 'client', protocolVersion, theirNonce: challenge.nonce, ourNonce: nonce, ourName: name, theirName: challenge.name })
+  const secret = options.secret ?? SECRET
+  const proof = computeProof(secret, { side: 'client', protocolVersion, theirNonce: challenge.nonce, ourNonce: nonce, ourName: name, theirName: challenge.name, ourRole: role, theirRole: challenge.role })
   const welcomeArrives = nextMessage(ws)
-  sendMessage(ws, { t: 'hello', protocolVersion, name, role: 'host', nonce, proof })
+  sendMessage(ws, { t: 'hello', protocolVersion, name, role, nonce, proof })
   const welcome = await welcomeArrives
   if (welcome.t !== 'welcome') throw new Error(`expected welcome, got ${welcome.t}`)
-  return ws
+  const auth = FrameAuth.after('client', secret, { protocolVersion, client: { name, role, nonce }, server: { name: challenge.name, role: challenge.role, nonce: challenge.nonce } })
+  return { ws, auth }
 }
 
 /**
@@ -128,12 +156,19 @@ export async function fakeServer(
       const { envelope } = decodeFrame(data)
       if (envelope.k !== 'msg' || envelope.m.t !== 'hello') return void ws.terminate()
       const hello = envelope.m
-      const proof = computeProof(behave.secret ?? SECRET, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: name, theirName: hello.name })
+      const proof = computeProof(behave.secret ?? SECRET, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: name, theirName: hello.name, ourRole: 'host', theirRole: hello.role })
       sendMessage(ws, { t: 'welcome', name, proof })
     })
     sendMessage(ws, { t: 'challenge', protocolVersion: behave.protocolVersion ?? PROTOCOL_VERSION, name, role: 'host', nonce })
   })
   return (wss.address() as AddressInfo).port
+}
+
+/** A logger that keeps its lines (parsed) for the test to read. */
+export function capturingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
+  return { log, lines }
 }
 
 /** Resolves when the condition holds, checking on every turn of the event loop (bounded). */

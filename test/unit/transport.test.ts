@@ -18,9 +18,11 @@ import {
   rawAuthenticated,
   rawSocket,
   recordUntilClosed,
+  sealed,
   sendMessage,
   startServer,
   until,
+  type RawPeer,
   type TapTest,
 } from './transport-helpers.js'
 
@@ -60,7 +62,7 @@ t.test('request/response, typed errors, timeouts and attachments', async (tt) =>
 
   await tt.rejects(c.request({ t: 'goodbye', code: 'x', reason: 'migrate' }), { name: 'HvlabError', code: 'HVLAB_E_STATE', message: /cannot migrate now/ }, "a handler's HvlabError arrives with its code")
   await tt.rejects(c.request({ t: 'goodbye', code: 'internal', reason: 'x' }), { code: 'HVLAB_E_INTERNAL' }, 'any other thrown error arrives as HVLAB_E_INTERNAL')
-  await tt.rejects(c.request({ t: 'pong', seq: 1, sent_ms: 1 }), { code: 'HVLAB_E_PROTOCOL' }, 'a request the peer does not answer is an error reply')
+  await tt.rejects(c.request({ t: 'pong', seq: 1, sent_ms: 1 }), { code: 'HVLAB_E_UNSUPPORTED' }, 'a request the peer does not answer is an error reply')
   await tt.rejects(c.request({ t: 'ok' }, { timeout_ms: 50 }), { code: 'HVLAB_E_TIMEOUT' }, 'a request with no reply times out')
   await assertServes(tt, c, 'the connection still works after all those errors')
 
@@ -151,13 +153,13 @@ t.test('an authenticated peer that is refused by admit() gets the reason', async
   await assertServes(tt, other, 'others are admitted')
 })
 
-/** One misbehaving raw peer and one honest client on the same server. */
-async function misbehave(tt: TapTest, act: (ws: import('ws').WebSocket) => void): Promise<{ code: number; goodbye: unknown }> {
+/** One misbehaving raw peer (sealing what it sends, so the frame's content is what is judged) and one honest client on the same server. */
+async function misbehave(tt: TapTest, act: (bad: RawPeer) => void): Promise<{ code: number; goodbye: unknown }> {
   const { server, peers } = await echoServer(tt)
   const good = await connect(tt, server.port, { name: 'honest' })
   const bad = await rawAuthenticated(tt, server.port, { name: 'rogue' })
   await until('both peers on the server', () => peers.length === 2)
-  const closed = recordUntilClosed(bad)
+  const closed = recordUntilClosed(bad.ws, bad.auth)
   act(bad)
   const { code, messages } = await closed
   await until('the server to drop the rogue', () => server.connections.length === 1)
@@ -167,12 +169,12 @@ async function misbehave(tt: TapTest, act: (ws: import('ws').WebSocket) => void)
 }
 
 t.test('an oversize frame closes only that connection', async (tt) => {
-  const { code } = await misbehave(tt, (ws) => ws.send(Buffer.alloc(FRAME_BYTES_MAX + 1, 0)))
+  const { code } = await misbehave(tt, ({ ws }) => ws.send(Buffer.alloc(FRAME_BYTES_MAX + 1, 0)))
   tt.equal(code, 1009, 'closed with 1009 (message too big)')
 })
 
 t.test('a malformed frame closes only that connection', async (tt) => {
-  const { goodbye } = await misbehave(tt, (ws) => ws.send(Buffer.from([FRAME_MAGIC, 0, 0, 0, 2, 0x92, 0x01])))
+  const { goodbye } = await misbehave(tt, ({ ws, auth }) => ws.send(sealed(auth, Buffer.from([FRAME_MAGIC, 0, 0, 0, 2, 0x92, 0x01]))))
   tt.match(goodbye, { t: 'goodbye', code: 'HVLAB_E_PROTOCOL', reason: /not valid msgpack/ })
 })
 
@@ -181,17 +183,17 @@ t.test('an unknown message type closes only that connection', async (tt) => {
   const body = new Packr({ useRecords: false }).pack({ k: 'msg', m: { t: 'format-disk', volume: 'v1' } })
   const frame = Buffer.concat([Buffer.from([FRAME_MAGIC, 0, 0, 0, 0]), body])
   frame.writeUInt32BE(body.length, 1)
-  const { goodbye } = await misbehave(tt, (ws) => ws.send(frame))
+  const { goodbye } = await misbehave(tt, ({ ws, auth }) => ws.send(sealed(auth, frame)))
   tt.match(goodbye, { t: 'goodbye', code: 'HVLAB_E_PROTOCOL', reason: /unknown message type "format-disk"/ })
 })
 
 t.test('a one-way message nobody handles closes only that connection', async (tt) => {
-  const { goodbye } = await misbehave(tt, (ws) => ws.send(encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } })))
+  const { goodbye } = await misbehave(tt, ({ ws, auth }) => ws.send(sealed(auth, encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } }))))
   tt.match(goodbye, { t: 'goodbye', code: 'HVLAB_E_PROTOCOL', reason: /unexpected message partition-set/ })
 })
 
 t.test('a text frame closes only that connection', async (tt) => {
-  const { goodbye } = await misbehave(tt, (ws) => ws.send('{"k":"msg"}'))
+  const { goodbye } = await misbehave(tt, ({ ws }) => ws.send('{"k":"msg"}'))
   tt.match(goodbye, { t: 'goodbye', code: 'HVLAB_E_PROTOCOL', reason: /text frames/ })
 })
 
@@ -201,10 +203,10 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
     onPeer: (c) => c.onRequest('ping', ({ message }) => (answered++, { message: { t: 'pong', seq: message.seq, sent_ms: 0 } })),
   }).then((server) => ({ server }))
   const bad = await rawAuthenticated(tt, server.port)
-  const closed = recordUntilClosed(bad)
+  const closed = recordUntilClosed(bad.ws, bad.auth)
   // Both frames leave in one go: the garbage, then a well-formed request.
-  bad.send(Buffer.from([FRAME_MAGIC, 0, 0, 0, 1, 0xc1]))
-  bad.send(encodeFrame({ k: 'req', id: 1, m: { t: 'ping', seq: 1, sent_ms: 0 } }))
+  bad.ws.send(sealed(bad.auth, Buffer.from([FRAME_MAGIC, 0, 0, 0, 1, 0xc1])))
+  bad.ws.send(sealed(bad.auth, encodeFrame({ k: 'req', id: 1, m: { t: 'ping', seq: 1, sent_ms: 0 } })))
   const { messages } = await closed
   tt.equal(answered, 0, 'the request after the bad frame was not handled')
   tt.notOk(messages.some((m) => m.t === 'pong'), 'and not answered')
@@ -214,7 +216,7 @@ t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt)
   const limits = { pingInterval_ms: 25, deadAfter_ms: 400 }
   const { server, peers } = await echoServer(tt, { limits })
   const good = await connect(tt, server.port, { name: 'honest' })
-  const mute = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
+  const { ws: mute } = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
   const closed = recordUntilClosed(mute)
   const { code } = await closed
   tt.equal(code, 1006, 'the mute peer was cut without a close handshake')
@@ -226,7 +228,7 @@ t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt)
 t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE on a real socket', async (tt) => {
   const limits = { sendHighWater_bytes: 128 * 1024, sendQueue_bytes_max: 1024 * 1024 }
   const { server, peers } = await echoServer(tt, { limits })
-  const raw = await rawAuthenticated(tt, server.port, { name: 'slow' })
+  const { ws: raw } = await rawAuthenticated(tt, server.port, { name: 'slow' })
   await until('the server to see the peer', () => peers.length === 1)
   let received = 0
   raw.on('message', () => void received++)

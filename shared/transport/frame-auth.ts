@@ -1,0 +1,137 @@
+/**
+ * Authentication of every frame after the handshake. Pure: no sockets, no clock.
+ *
+ * Key schedule: HKDF-SHA256 with the lab's secret as input key material, the salt
+ * FRAME_KEYS_SALT, and as info the handshake's transcript — protocol version, both nonces,
+ * both names, both roles, each field length-prefixed — expanded to 64 bytes: the first 32
+ * are the client→server key, the last 32 the server→client key. A relay without the
+ * secret can forward a handshake but never learns either key.
+ *
+ * Each frame then ends in a 16-byte tag: ChaCha20-Poly1305 used as a MAC (the whole frame
+ * as additional data, empty plaintext) under its direction's key, with the frame's
+ * sequence number in that direction (0, 1, 2, …) as the nonce: 4 zero bytes, then the
+ * number as a big-endian u64. The number is not sent; both ends count. A frame that was
+ * dropped, replayed, reordered, altered or injected does not open.
+ */
+import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
+import { HvlabError } from '../errors.js'
+
+export const FRAME_TAG_BYTES = 16
+export const FRAME_KEY_BYTES = 32
+export const FRAME_KEYS_SALT = 'hvlab frame keys'
+const AEAD = 'chacha20-poly1305'
+const NONCE_BYTES = 12
+/** The AEAD is used as a MAC: everything is additional data, nothing is encrypted. */
+const EMPTY_PLAINTEXT = { plaintextLength: 0 }
+/**
+ * Additional data is handed to OpenSSL as a run of whole 4 KiB units, then the rest:
+ * measured here, one call over 1 MiB + 64 bytes ran at half the speed of the same bytes
+ * split so. The tag is the same however the bytes are split.
+ */
+const AAD_UNIT_BYTES = 4096
+
+type Mac = { setAAD(buffer: NodeJS.ArrayBufferView, options: { plaintextLength: number }): unknown }
+
+function addAad(mac: Mac, bytes: Uint8Array): void {
+  const bulk = bytes.length - (bytes.length % AAD_UNIT_BYTES)
+  if (bulk > 0) mac.setAAD(bytes.subarray(0, bulk), EMPTY_PLAINTEXT)
+  if (bulk < bytes.length) mac.setAAD(bytes.subarray(bulk), EMPTY_PLAINTEXT)
+}
+
+export interface HandshakeParty {
+  name: string
+  role: string
+  /** The nonce this party chose for the handshake. */
+  nonce: string
+}
+
+export interface HandshakeTranscript {
+  protocolVersion: number
+  client: HandshakeParty
+  server: HandshakeParty
+}
+
+export interface FrameKeys {
+  clientToServer: Buffer
+  serverToClient: Buffer
+}
+
+/** The transcript as HKDF's info: each field as a u16 big-endian byte length, then its UTF-8. */
+export function transcriptBytes(t: HandshakeTranscript): Buffer {
+  const fields = ['hvlab', String(t.protocolVersion), t.client.nonce, t.server.nonce, t.client.name, t.server.name, t.client.role, t.server.role]
+  const parts: Buffer[] = []
+  for (const field of fields) {
+    const bytes = Buffer.from(field, 'utf8')
+    const length = Buffer.alloc(2)
+    length.writeUInt16BE(bytes.length)
+    parts.push(length, bytes)
+  }
+  return Buffer.concat(parts)
+}
+
+export function deriveFrameKeys(secret: string, t: HandshakeTranscript): FrameKeys {
+  const okm = Buffer.from(hkdfSync('sha256', secret, FRAME_KEYS_SALT, transcriptBytes(t), 2 * FRAME_KEY_BYTES))
+  return { clientToServer: okm.subarray(0, FRAME_KEY_BYTES), serverToClient: okm.subarray(FRAME_KEY_BYTES) }
+}
+
+function nonceOf(seq: number): Buffer {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new HvlabError('HVLAB_E_INTERNAL', `frame sequence number ${seq} is out of range`)
+  const nonce = Buffer.alloc(NONCE_BYTES)
+  nonce.writeUInt32BE(Math.floor(seq / 2 ** 32), 4)
+  nonce.writeUInt32BE(seq >>> 0, 8)
+  return nonce
+}
+
+/** The tag of frame number `seq`, whose bytes are `parts` in order (not copied). */
+export function frameTag(key: Buffer, seq: number, parts: readonly Uint8Array[]): Buffer {
+  const mac = createCipheriv(AEAD, key, nonceOf(seq), { authTagLength: FRAME_TAG_BYTES })
+  for (const part of parts) addAad(mac, part)
+  mac.final()
+  return mac.getAuthTag()
+}
+
+/** Frame number `seq` without its tag (a view, not a copy), or undefined when the tag does not match. */
+export function openFrame(key: Buffer, seq: number, sealed: Buffer): Buffer | undefined {
+  if (sealed.length < FRAME_TAG_BYTES) return undefined
+  const body = sealed.subarray(0, sealed.length - FRAME_TAG_BYTES)
+  const mac = createDecipheriv(AEAD, key, nonceOf(seq), { authTagLength: FRAME_TAG_BYTES })
+  addAad(mac, body)
+  mac.setAuthTag(sealed.subarray(sealed.length - FRAME_TAG_BYTES))
+  try {
+    mac.final()
+    return body
+  } catch {
+    return undefined
+  }
+}
+
+/** One connection's two directions: seals what it sends and opens what it receives, counting both. */
+export class FrameAuth {
+  private sent = 0
+  private received = 0
+
+  constructor(private readonly keys: { send: Buffer; receive: Buffer }) {}
+
+  /** The frame keys of `side` after the handshake recorded in `t`. */
+  static after(side: 'client' | 'server', secret: string, t: HandshakeTranscript): FrameAuth {
+    const k = deriveFrameKeys(secret, t)
+    return side === 'client' ? new FrameAuth({ send: k.clientToServer, receive: k.serverToClient }) : new FrameAuth({ send: k.serverToClient, receive: k.clientToServer })
+  }
+
+  /** The tag to send after the next frame, whose bytes are `parts` in order. */
+  seal(parts: readonly Uint8Array[]): Buffer {
+    return frameTag(this.keys.send, this.sent++, parts)
+  }
+
+  /** The next frame received, without its tag; undefined when it is not the frame the peer sealed next. */
+  open(sealed: Buffer): Buffer | undefined {
+    const body = openFrame(this.keys.receive, this.received, sealed)
+    if (body) this.received++
+    return body
+  }
+
+  /** The number of the next frame expected, for error messages. */
+  get receivedFrames(): number {
+    return this.received
+  }
+}
