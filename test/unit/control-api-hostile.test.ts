@@ -126,6 +126,16 @@ t.test('a connection whose headers never finish is closed after http_headers_tim
   await stillServes(t, lab)
 })
 
+t.test('a request whose body never finishes is closed after http_request_timeout_ms', async (t) => {
+  const lab = await startLab(t, { http_headers_timeout_ms: 300, http_request_timeout_ms: 600 })
+  const head = `POST /v1/heal HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${lab.auth}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"`
+  const slow = silentConnection(t, lab.api.port, head)
+  const answer = await slow.answer
+  t.ok(answer.closed, 'the slow-body connection was closed by the controller')
+  t.equal(answer.status, 408, 'with 408 Request Timeout')
+  await stillServes(t, lab)
+})
+
 t.test('the switch port takes the derived token, not the raw secret', async (t) => {
   const lab = await startLab(t)
   const open = (authorization: string): Promise<number> =>
