@@ -7,7 +7,8 @@
  */
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, SerialQueue, writeDurableJson } from '../shared/durable-json.js'
+import { readDurableJson, writeDurableJson } from '../shared/durable-json.js'
+import { SerialQueue } from '../shared/serial-queue.js'
 
 export const RESERVATIONS_FILE = 'reservations.json'
 export const FENCED_VOLUMES_MAX_DEFAULT = 4096
@@ -58,14 +59,14 @@ export class FencingTable {
 
   /**
    * Resolves when a write by `host` with `epoch` may go ahead on `volume` (after any
-   * raise it causes is durable); throws HVLAB_E_REFUSED for a fenced writer.
+   * raise it causes is durable); throws HVLAB_E_FENCED (an HVLAB_E_REFUSED) for a fenced writer.
    */
   async admitWrite(volume: string, host: string, epoch: number): Promise<void> {
     const current = this.reservations.get(volume)
     const decision = fenceDecision(current, epoch)
     if (decision === 'refuse' && current) {
       throw new HvlabError(
-        'HVLAB_E_REFUSED',
+        'HVLAB_E_FENCED',
         `write to volume ${volume} by host ${host} refused: it carries reservation epoch ${epoch} but the volume is reserved at epoch ${current.epoch} (host ${current.host}); this host has been fenced — rejoin the cluster to get the current epoch; nothing was written`,
       )
     }

@@ -9,7 +9,7 @@
  * resync permits, the shutdown) are never refused; there are few by construction.
  */
 import { HvlabError } from '../shared/errors.js'
-import { SerialQueue } from '../shared/durable-json.js'
+import { SerialQueue } from '../shared/serial-queue.js'
 
 export type InputOrigin = 'caller' | 'partner' | 'internal'
 

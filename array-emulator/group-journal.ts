@@ -15,7 +15,8 @@
  */
 import { mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readDurableJson, removeIfPresent, SerialQueue, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
+import { readDurableJson, removeIfPresent, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
+import { SerialQueue } from '../shared/serial-queue.js'
 import type { RcEffect, RcGroupRecord } from './remote-copy-group.js'
 import { writeAll } from './write-all.js'
 

@@ -6,7 +6,8 @@
  */
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, SerialQueue, writeDurableJson } from '../shared/durable-json.js'
+import { readDurableJson, writeDurableJson } from '../shared/durable-json.js'
+import { SerialQueue } from '../shared/serial-queue.js'
 
 export const PRESENTATIONS_FILE = 'presentations.json'
 export const INITIATORS_PER_HOST_MAX = 2

@@ -31,6 +31,7 @@
 import { join } from 'node:path'
 import type { Logger } from '../shared/log.js'
 import { HvlabError, describeError, isHvlabError } from '../shared/errors.js'
+import { flattenEventDetails } from '../shared/event-details.js'
 import { messageDef } from '../shared/protocol/messages.js'
 import { LIMITS_DEFAULT } from '../shared/topology.js'
 import type { EventDetails } from '../shared/protocol/runtime-messages.js'
@@ -472,7 +473,7 @@ export class RemoteCopyService {
         return
       }
       case 'emit':
-        this.o.emit(e.event, flatDetails(e.details))
+        this.o.emit(e.event, flattenEventDetails(e.details))
         return
     }
   }
@@ -537,14 +538,4 @@ export function runsOf(blocks: readonly number[]): [number, number, number][] {
     else runs.push([b, 1, i])
   })
   return runs
-}
-
-/** Timeline details are flat: anything nested is shown as JSON text. */
-function flatDetails(details: Record<string, unknown>): EventDetails {
-  const out: EventDetails = {}
-  for (const [k, v] of Object.entries(details)) {
-    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v
-    else out[k] = JSON.stringify(v)?.slice(0, 4096) ?? null
-  }
-  return out
 }

@@ -17,7 +17,8 @@
 import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
-import { readDurableJson, removeIfPresent, SerialQueue, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
+import { readDurableJson, removeIfPresent, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
+import { SerialQueue } from '../shared/serial-queue.js'
 
 export const BLOCK_SIZE_BYTES_DEFAULT = 4096
 export const BLOCKS_PER_IO_MAX_DEFAULT = 256

@@ -1,6 +1,8 @@
 /**
  * Errors with stable codes a caller can switch on (like undici's `UND_ERR_*`).
- * Every message is written for a person: what was wrong and what to do.
+ * Every message is written for a person: what was wrong and what to do. Code never reads
+ * a message back: it switches on `code` (or a finer `detail`), and a relayed error names
+ * the process that raised it in `origin`, not in its message.
  */
 export const ERROR_CODES = [
   'HVLAB_E_PROTOCOL', // a frame that is malformed, oversize, unknown or out of order
@@ -20,24 +22,73 @@ export const ERROR_CODES = [
 ] as const
 export type HvlabErrorCode = (typeof ERROR_CODES)[number]
 
-/** A code received from a peer, or HVLAB_E_REFUSED when it is not one we know. */
-export function asErrorCode(code: string): HvlabErrorCode {
-  return (ERROR_CODES as readonly string[]).includes(code) ? (code as HvlabErrorCode) : 'HVLAB_E_REFUSED'
+/**
+ * Finer codes for conditions a caller decides on, each within one code above (its family).
+ * An error raised with a finer code keeps the family as its `code` (what HTTP statuses,
+ * CLI exit codes and every check on the family switch on, unchanged) and the finer code as
+ * its `detail`. The wire carries the finer code (the err envelope's `code`); a receiver
+ * splits it again (`asErrorCode` → the constructor), and one that does not know it reads
+ * HVLAB_E_REFUSED, as for any unknown code.
+ */
+export const ERROR_DETAILS = {
+  /** The cluster has no coordinator with quorum right now (a view change, or this side is cut off): retry once a view forms. */
+  HVLAB_E_NO_QUORUM: 'HVLAB_E_STATE',
+  /** A write carried an older reservation epoch than its volume's (array fencing): the writer has been fenced. */
+  HVLAB_E_FENCED: 'HVLAB_E_REFUSED',
+} as const satisfies Readonly<Record<string, HvlabErrorCode>>
+export type HvlabErrorDetail = keyof typeof ERROR_DETAILS
+/** Any code an error may be raised with and the wire may carry: a family or a finer code. */
+export type HvlabCode = HvlabErrorCode | HvlabErrorDetail
+
+const isDetail = (code: string): code is HvlabErrorDetail => Object.hasOwn(ERROR_DETAILS, code)
+
+/** A code received from a peer, or `otherwise` (HVLAB_E_REFUSED) when it is not one we know. */
+export function asErrorCode(code: string, otherwise: HvlabCode = 'HVLAB_E_REFUSED'): HvlabCode {
+  return (ERROR_CODES as readonly string[]).includes(code) || isDetail(code) ? (code as HvlabCode) : otherwise
+}
+
+export interface HvlabErrorOptions {
+  cause?: unknown
+  /** The process that raised it, when it came from another one (a peer's or the controller's error reply). */
+  origin?: string
 }
 
 export class HvlabError extends Error {
+  /** The family: what HTTP statuses, exit codes and most checks switch on. */
   readonly code: HvlabErrorCode
-  constructor(code: HvlabErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The finer code, when it was raised with one (ERROR_DETAILS). */
+  readonly detail: HvlabErrorDetail | undefined
+  /** The process that raised it, when it was relayed from another one; people see `origin: message` (describeError). */
+  readonly origin: string | undefined
+  constructor(code: HvlabCode, message: string, options?: HvlabErrorOptions) {
     super(message, options)
-    this.code = code
+    this.code = isDetail(code) ? ERROR_DETAILS[code] : code
+    this.detail = isDetail(code) ? code : undefined
+    this.origin = options?.origin
     this.name = 'HvlabError'
+  }
+
+  /** The finest code it has: the one the wire carries. */
+  get wireCode(): HvlabCode {
+    return this.detail ?? this.code
+  }
+
+  /** The same error as this process's own (no origin): for a relay that answers in its own name. */
+  withoutOrigin(): HvlabError {
+    return this.origin === undefined ? this : new HvlabError(this.wireCode, this.message)
+  }
+
+  /** Is `e` an HvlabError with `code`, as its family or its finer code? */
+  static has(e: unknown, code: HvlabCode): e is HvlabError {
+    return e instanceof HvlabError && (e.code === code || e.detail === code)
   }
 }
 
 export const isHvlabError = (e: unknown): e is HvlabError => e instanceof HvlabError
 
-/** A one-line description of any thrown value, for logs and replies. */
+/** A one-line description of any thrown value, for logs and replies; a relayed error starts with its origin. */
 export function describeError(e: unknown): string {
+  if (e instanceof HvlabError && e.origin !== undefined) return `${e.origin}: ${e.message}`
   if (e instanceof Error) return e.message
   return String(e)
 }

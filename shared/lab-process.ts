@@ -60,7 +60,8 @@ export class LabProcess {
   private readonly peerHandlers: ((c: PeerConnection) => void)[] = []
   private readonly statusParts: (() => Record<string, unknown>)[] = []
   private readonly operatorHandlers: ((c: PeerConnection) => void)[] = []
-  private readonly pendingEvents: MessageOf<'event'>[] = []
+  /** Events and VM locations for the controller, kept while it is unreachable (in order). */
+  private readonly pendingEvents: ControllerNotice[] = []
   private registered = false
 
   private constructor(
@@ -130,15 +131,23 @@ export class LabProcess {
   /** Puts an event on the lab-wide timeline (and in this process's log). */
   emitEvent(kind: string, details: EventDetails = {}): void {
     this.log.info({ event: kind, ...details }, kind)
-    const event = { t: 'event' as const, at_ms: Date.now(), kind, source: this.name, details }
+    this.notifyController({ t: 'event', at_ms: Date.now(), kind, source: this.name, details })
+  }
+
+  /** A host tells the lab's virtual switch where a VM is (guest-messages.ts vm-location); the switch never reads the timeline. */
+  announceVm(location: Omit<MessageOf<'vm-location'>, 't'>): void {
+    this.notifyController({ t: 'vm-location', ...location })
+  }
+
+  private notifyController(notice: ControllerNotice): void {
     const c = this.controllerLink?.current
     if (c && this.registered) {
-      c.send(event).catch((e: unknown) => this.log.warn({ err: describeError(e), kind }, 'could not send event to the controller'))
+      c.send(notice).catch((e: unknown) => this.log.warn({ err: describeError(e), t: notice.t, ...(notice.t === 'event' ? { kind: notice.kind } : { vm: notice.vm }) }, `could not send ${notice.t} to the controller`))
       return
     }
     // Not connected to the controller yet (starting, or the controller restarted): keep
-    // the newest events and send them once registered.
-    this.pendingEvents.push(event)
+    // the newest and send them, in order, once registered.
+    this.pendingEvents.push(notice)
     if (this.pendingEvents.length > PENDING_EVENTS_MAX) this.pendingEvents.splice(0, this.pendingEvents.length - PENDING_EVENTS_MAX)
   }
 
@@ -222,6 +231,9 @@ export class LabProcess {
     this.controllerLink?.current?.send({ t: 'peers-report', connected: this.mesh.connectedPeers() }).catch(() => {})
   }
 }
+
+/** One-way messages a process sends the controller, queued alike while it is unreachable. */
+type ControllerNotice = MessageOf<'event'> | MessageOf<'vm-location'>
 
 /** What a role's setup may return: its clean stop, run after the process's links are down. */
 export type Shutdown = () => Promise<void>

@@ -14,8 +14,8 @@ import {
   onPrepare,
   type AcceptorRecord,
   type AcceptorSettings,
-} from '../agent/cluster/acceptor.js'
-import type { ClusterEvent, ClusterInput, Effect } from '../agent/cluster/effects.js'
+} from '../shared/consensus/acceptor.js'
+import type { ClusterEvent, ClusterInput, Effect } from '../shared/consensus/cluster-effects.js'
 import type { ClusterMessage } from '../shared/protocol/cluster-messages.js'
 
 export type ArbiterRecord = AcceptorRecord

@@ -6,16 +6,16 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { arbiterConfig } from '../agent/cluster/cluster-config.js'
-import { attachClusterMessages, sendIfConnected } from '../agent/cluster/cluster-host.js'
-import { flattenDetails } from '../agent/cluster/cluster-service.js'
-import { EffectRunner } from '../agent/cluster/effect-runner.js'
-import { parseAcceptorRecord } from '../agent/cluster/record-schema.js'
+import { parseAcceptorRecord } from '../shared/consensus/acceptor-record.js'
+import { attachClusterMessages, sendIfConnected, sentByConnectedPeer } from '../shared/consensus/cluster-link.js'
 import { readDurableJson, writeDurableJson } from '../shared/durable-json.js'
 import { describeError } from '../shared/errors.js'
+import { flattenEventDetails } from '../shared/event-details.js'
 import type { LabProcess } from '../shared/lab-process.js'
+import { EffectRunner } from '../shared/machine/effect-runner.js'
 import type { ClusterMessage } from '../shared/protocol/cluster-messages.js'
 import { Arbiter, type ArbiterRecord } from './arbiter.js'
+import { arbiterConfig } from './arbiter-config.js'
 
 export const WITNESS_RECORD_FILE = 'witness.json'
 
@@ -37,7 +37,7 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
       sendIfConnected(p, to, m)
     },
     persist: (record) => writeDurableJson(file, record),
-    emit: (e) => p.emitEvent(e.kind, flattenDetails(e.details)),
+    emit: (e) => p.emitEvent(e.kind, flattenEventDetails(e.details)),
     onTimer: () => {},
     onFatal: (e) => {
       log.fatal({ err: describeError(e) }, 'cannot write the witness record; stopping so it breaks no promise it made')
@@ -45,10 +45,7 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
     },
   }, { batches_max: p.topology.limits.cluster_inputs_queued_max, log })
   const receive = (m: ClusterMessage, from: string): void => {
-    if (m.from !== from) {
-      log.warn({ peer: from, claimed: m.from, t: m.t }, 'dropped a cluster message whose sender is not the connected peer')
-      return
-    }
+    if (!sentByConnectedPeer(m, from, log)) return
     if (!runner.admits()) return
     void runner.run(arbiter.step({ kind: 'message', message: m }, p.clock.now()))
   }

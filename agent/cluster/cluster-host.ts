@@ -5,29 +5,11 @@
  * GET /status, and a few metrics.
  */
 import { Counter, Gauge } from 'prom-client'
+import { attachClusterMessages, sendIfConnected } from '../../shared/consensus/cluster-link.js'
 import { describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import { clusterMessages, type ClusterMessage } from '../../shared/protocol/cluster-messages.js'
-import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { membershipConfig } from './cluster-config.js'
 import { ClusterService } from './cluster-service.js'
-
-/** Attaches a handler for every cluster message type to one connection. */
-export function attachClusterMessages(conn: PeerConnection, receive: (m: ClusterMessage, from: string) => void, counted?: Counter<'type'>): void {
-  for (const def of clusterMessages) {
-    conn.onMessage(def.t, ({ message }) => {
-      counted?.inc({ type: def.t })
-      receive(message as ClusterMessage, conn.remoteName)
-    })
-  }
-}
-
-/** Sends a cluster message if the peer is connected now; otherwise it is lost, as on a real network. */
-export function sendIfConnected(p: LabProcess, to: string, message: ClusterMessage): void {
-  const c = p.mesh.connection(to)
-  if (!c?.isOpen) return
-  c.send(message).catch((e: unknown) => p.log.debug({ to, t: message.t, err: describeError(e) }, 'cluster message not sent'))
-}
 
 export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
   const log = p.log.child({ component: 'cluster' })

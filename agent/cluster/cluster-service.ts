@@ -8,15 +8,17 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../../shared/clock.js'
+import { sentByConnectedPeer } from '../../shared/consensus/cluster-link.js'
+import type { ClusterCommand, ClusterEvent, ClusterInput } from '../../shared/consensus/cluster-effects.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { flattenEventDetails } from '../../shared/event-details.js'
+import { EffectRunner } from '../../shared/machine/effect-runner.js'
 import type { ClusterMessage, ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
 import { clusterStatus } from './cluster-status.js'
-import { EffectRunner } from './effect-runner.js'
-import type { ClusterCommand, ClusterEvent, ClusterInput } from './effects.js'
 import { Membership, type MembershipConfig, type NodeRecord } from './membership.js'
-import { parseNodeRecord } from './record-schema.js'
+import { parseNodeRecord } from './node-record.js'
 
 export const CLUSTER_RECORD_FILE = 'cluster.json'
 
@@ -99,10 +101,7 @@ export class ClusterService {
 
   /** A cluster message from an authenticated peer; one whose `from` is someone else is dropped. */
   receive(message: ClusterMessage, authenticated_from: string): void {
-    if (message.from !== authenticated_from) {
-      this.deps.log.warn({ peer: authenticated_from, claimed: message.from, t: message.t }, 'dropped a cluster message whose sender is not the connected peer')
-      return
-    }
+    if (!sentByConnectedPeer(message, authenticated_from, this.deps.log)) return
     if (!this.runner.admits()) return
     this.step({ kind: 'message', message })
   }
@@ -125,7 +124,7 @@ export class ClusterService {
   }
 
   private onEvent(e: ClusterEvent): void {
-    this.deps.emitEvent(e.kind, flattenDetails(e.details))
+    this.deps.emitEvent(e.kind, flattenEventDetails(e.details))
     const now = this.deps.clock.now()
     for (const l of this.listeners) {
       try {
@@ -135,15 +134,4 @@ export class ClusterService {
       }
     }
   }
-}
-
-/** Timeline details are flat: nested values (a ballot) become short JSON strings. */
-export function flattenDetails(details: Record<string, unknown>): EventDetails {
-  const out: EventDetails = {}
-  for (const [k, v] of Object.entries(details)) {
-    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v
-    else if (Array.isArray(v) && v.length <= 64 && v.every((x) => x === null || ['string', 'number', 'boolean'].includes(typeof x))) out[k] = v as (string | number | boolean | null)[]
-    else out[k] = JSON.stringify(v).slice(0, 1024)
-  }
-  return out
 }

@@ -6,8 +6,8 @@
  *
  *   step(input, now_ms) -> Effect[]   (send / set-timer / persist / emit)
  *
- * How it stays safe: see acceptor.ts. How a view changes: one Paxos round for epoch + 1
- * among the current view's voters, run by
+ * How it stays safe: see shared/consensus/acceptor.ts. How a view changes: one Paxos
+ * round for epoch + 1 among the current view's voters, run by
  *   - the coordinator, when the live hosts differ from the view's members, after letting
  *     its own lease run out (`changing_at_ms`);
  *   - a member that holds no lease and whose coordinator has gone silent (a takeover):
@@ -38,8 +38,8 @@ import {
   onLeaseRequest,
   onPrepare,
   type AcceptorRecord,
-} from './acceptor.js'
-import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from './effects.js'
+} from '../../shared/consensus/acceptor.js'
+import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from '../../shared/consensus/cluster-effects.js'
 import { HeartbeatDetector, type HeartbeatSettings } from './heartbeat-detector.js'
 import { computeVotes, forcedVotes, hasQuorum, type QuorumSettings } from './quorum.js'
 import {

@@ -51,7 +51,7 @@ export function totalVotes(votes: Votes): number {
   return votes.voters.length + (votes.witness_vote ? 1 : 0)
 }
 
-/** Votes held by `responders` (node names, and WITNESS for the witness). */
+/** Votes held by `responders` (node names, and `witnessName` for the witness). */
 export function votesHeld(votes: Votes, responders: ReadonlySet<string>, witnessName: string): number {
   let held = 0
   for (const v of votes.voters) if (responders.has(v)) held++

@@ -36,7 +36,7 @@ import {
 } from './failover-policy.js'
 import { chooseNode, loadOf, planDrain, planFailback, planReturn, refusal, type MovePlan, type NodeStatus, type NodeView } from './placement.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
-import { checkFitsAHost, createVmRole, transition, type RoleState, type VmRole, type VmRoleSpec } from './vm-role.js'
+import { checkFitsAHost, createVmRole, transition, withMigration, type RoleState, type StopCause, type VmRole, type VmRoleSpec } from './vm-role.js'
 
 export interface RoleControllerConfig {
   policy: FailoverPolicy
@@ -152,12 +152,12 @@ export type RoleEffect =
   | { readonly type: 'set_node_paused'; readonly node: string; readonly paused: boolean }
   | { readonly type: 'emit'; readonly event: TimelineEvent }
 
-/** What to do once the owner confirms a stop. */
+/** What to do once the owner confirms a stop. `failover`: the placement is the failover policy's (role.failed-over). */
 type AfterStop =
   | { readonly kind: 'stay_stopped' }
   | { readonly kind: 'fail'; readonly reason: string }
   | { readonly kind: 'start_on'; readonly node: string; readonly reason: string }
-  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string }
+  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string; readonly failover?: boolean }
 
 interface RoleEntry {
   role: VmRole
@@ -183,13 +183,12 @@ interface RoleEntry {
   force_storage?: boolean
   /** When the current start was sent (an inventory without the VM is a failure only START_REPLY_WAIT_MS later). */
   start_sent_ms?: number
+  /** While pending: what placement last said it waits for (told once, until that changes). */
+  waiting?: string
 }
 
 /** Ops of a restored controller start here × the epoch, so no reply to an older coordinator's op can match. */
 export const OPS_PER_EPOCH = 1_000_000
-
-/** The start of a role's reason while it migrates (a restored coordinator reads it). */
-export const MIGRATING_REASON = 'live-migrating to'
 
 export class RoleController {
   private readonly config: RoleControllerConfig
@@ -271,8 +270,7 @@ export class RoleController {
     if (roles.length > this.config.roles_max) throw new HvlabError('HVLAB_E_INTERNAL', `the database lists ${roles.length} roles; at most ${this.config.roles_max} are allowed`)
     const op_base = epoch * OPS_PER_EPOCH
     for (const role of roles) {
-      const after_stop: AfterStop | null =
-        role.state !== 'stopping' ? null : role.reason.startsWith('stopped by operator') ? { kind: 'stay_stopped' } : { kind: 'place', avoid: null, reason: 'restored while stopping' }
+      const after_stop: AfterStop | null = role.state === 'stopping' ? afterRestoredStop(role.stop_cause) : null
       this.entries.set(role.name, { role, history: EMPTY_HISTORY, after_stop, drained_from: null, drain_stuck: null, op_seq: op_base, current_op: 0, start_op: 0, needs_sync: true, migrating: null, migrate_failed_ms: null })
     }
     for (const n of paused_nodes) this.paused.add(n)
@@ -402,7 +400,7 @@ export class RoleController {
       }
       if (!settled(e) || e.migrating !== null) continue
       const { state, owner } = e.role
-      if (e.needs_sync && owner !== null && owner !== node && state === 'running' && e.role.reason.startsWith(`${MIGRATING_REASON} ${node} `)) {
+      if (e.needs_sync && owner !== null && owner !== node && state === 'running' && e.role.migration?.to === node) {
         // A coordinator change crossed a migration that completed: the VM runs on its target.
         this.leaveNode(e, `migrated to ${node} while the coordinator changed`)
         this.adopt(e, node, vm.op)
@@ -486,9 +484,9 @@ export class RoleController {
     }
     if (e.role.owner === null) this.setState(e, 'starting', node, `found running on ${node}`)
     if (e.role.state !== 'running') this.setState(e, 'running', node, was_syncing ? `found running on ${node}` : `running on ${node}`)
-    else if (e.role.reason.startsWith(MIGRATING_REASON)) {
+    else if (e.role.migration !== undefined) {
       // Restored mid-migration and found on its owner: the migration did not complete.
-      e.role = { ...e.role, reason: `found running on ${node}` }
+      e.role = withMigration(e.role, null, `found running on ${node}`)
       this.push({ type: 'persist', role: e.role })
     }
   }
@@ -497,7 +495,7 @@ export class RoleController {
     const eligible = this.sortedEntries().filter(
       (e) => this.movable(e) && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
     )
-    this.carryOut(planFailback(eligible.map((e) => e.role), this.nodeViews(), this.load()), 'failback to a preferred owner')
+    this.carryOut(planFailback(eligible.map((e) => e.role), this.nodeViews(), this.load()), 'failback to a preferred owner', 'failback')
   }
 
   // ── commands ──────────────────────────────────────────────────────────────────────
@@ -562,7 +560,7 @@ export class RoleController {
     const e = this.entryFor(name)
     this.refuseWhileMigrating(e, 'stop')
     const { state, owner } = e.role
-    if (owner !== null && (state === 'running' || state === 'starting')) return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator')
+    if (owner !== null && (state === 'running' || state === 'starting')) return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator', 'operator')
     if (state === 'stopping') {
       e.after_stop = { kind: 'stay_stopped' }
       return
@@ -585,7 +583,7 @@ export class RoleController {
     if (why !== null) throw new HvlabError(node === undefined ? 'HVLAB_E_NOT_FOUND' : 'HVLAB_E_STATE', `cannot move vm ${name} to ${to}: ${why}`)
     this.emit('role.move-requested', { role: name, from: owner, to })
     if (options !== null || this.config.live_migration) return this.migrateTo(e, to, options ?? this.defaultMigration(e), 'moved by operator')
-    this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`)
+    this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`, 'move')
   }
 
   private refuseWhileMigrating(e: RoleEntry, verb: string): void {
@@ -607,7 +605,7 @@ export class RoleController {
     const op = ++e.op_seq
     e.current_op = op
     e.migrating = { to, op }
-    e.role = { ...e.role, reason: `${MIGRATING_REASON} ${to} (${options.mode}, ${reason})` }
+    e.role = withMigration(e.role, e.migrating, `live-migrating to ${to} (${options.mode}, ${reason})`)
     this.push({ type: 'persist', role: e.role })
     this.emit('role.migrating', { role: e.role.name, from: owner, to, mode: options.mode, reason })
     this.push({ type: 'migrate_vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
@@ -621,14 +619,14 @@ export class RoleController {
       // The owner changes without a stop: the source released its VM only after `to` ran it.
       e.start_op = e.current_op = op
       e.drain_stuck = null
-      e.role = { ...e.role, owner: to, last_owner: to, reason: `running on ${to}; migrated from ${node}` }
+      e.role = { ...withMigration(e.role, null, `running on ${to}; migrated from ${node}`), owner: to, last_owner: to }
       this.push({ type: 'persist', role: e.role })
       this.emit('role.migrated', { role: name, from: node, to, reason })
       return
     }
     e.migrate_failed_ms = this.now_ms
     e.drained_from = null
-    e.role = { ...e.role, reason: `running on ${node}; migration to ${to} failed: ${reason}` }
+    e.role = withMigration(e.role, null, `running on ${node}; migration to ${to} failed: ${reason}`)
     this.push({ type: 'persist', role: e.role })
     this.emit('role.migrate-failed', { role: name, node, to, reason })
   }
@@ -655,7 +653,7 @@ export class RoleController {
     for (const e of drained) e.drained_from = null
     if (!failback) return
     const movable = drained.filter((e) => this.movable(e)).map((e) => e.role)
-    this.carryOut(planReturn(node, movable, this.nodeViews(), this.load()), `failback to ${node} after resume`)
+    this.carryOut(planReturn(node, movable, this.nodeViews(), this.load()), `failback to ${node} after resume`, 'failback')
   }
 
   // ── decisions ─────────────────────────────────────────────────────────────────────
@@ -680,7 +678,7 @@ export class RoleController {
       const e = this.entries.get(m.role)
       if (e !== undefined) e.drained_from = node
     }
-    this.carryOut(plan, `draining ${node}`)
+    this.carryOut(plan, `draining ${node}`, 'drain')
     for (const s of plan.stuck) {
       const e = this.entries.get(s.role)
       if (e === undefined || e.drain_stuck === s.reason) continue
@@ -689,14 +687,14 @@ export class RoleController {
     }
   }
 
-  private carryOut(plan: MovePlan, reason: string): void {
+  private carryOut(plan: MovePlan, reason: string, cause: 'drain' | 'failback'): void {
     for (const m of plan.moves) {
       const e = this.entries.get(m.role)
       if (e === undefined || e.role.owner !== m.from || e.role.state !== 'running' || e.migrating !== null) continue
       e.drain_stuck = null
       this.emit('role.move-planned', { role: m.role, from: m.from, to: m.to, reason })
       if (this.config.live_migration) this.migrateTo(e, m.to, this.defaultMigration(e), reason)
-      else this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`)
+      else this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`, cause)
     }
   }
 
@@ -717,13 +715,13 @@ export class RoleController {
         decision.action === 'restart'
           ? { kind: 'start_on', node, reason: `restarting: ${decision.reason}` }
           : decision.action === 'failover'
-            ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}` }
+            ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true }
             : { kind: 'fail', reason: `${why}; ${decision.reason}` }
-      return this.stopOn(e, node, after, `${why}; stopping it (${decision.action})`)
+      return this.stopOn(e, node, after, `${why}; stopping it (${decision.action})`, 'policy')
     }
     this.leaveNode(e, `${why}; ${decision.reason}`)
     if (decision.action === 'restart') return this.startOn(e, node, `restarting: ${decision.reason}`, true)
-    if (decision.action === 'failover') return this.place(e, node, `failing over: ${decision.reason}`)
+    if (decision.action === 'failover') return this.place(e, node, `failing over: ${decision.reason}`, true)
     this.setState(e, 'failed', null, `${why}; ${decision.reason}`)
   }
 
@@ -734,7 +732,7 @@ export class RoleController {
     if (after.kind === 'stay_stopped') return this.setState(e, 'stopped', null, `stopped on ${node}`)
     if (after.kind === 'fail') return this.setState(e, 'failed', null, after.reason)
     this.leaveNode(e, `stopped on ${node}`)
-    if (after.kind === 'place') return this.place(e, after.avoid, after.reason)
+    if (after.kind === 'place') return this.place(e, after.avoid, after.reason, after.failover === true)
     this.startOn(e, after.node, after.reason, after.node === node)
   }
 
@@ -749,17 +747,25 @@ export class RoleController {
     this.sendStart(e, node, reason)
   }
 
-  /** Places a role that is on no node: start it on the chosen node, or leave it pending. */
-  private place(e: RoleEntry, avoid: string | null, reason: string): void {
+  /**
+   * Places a role that is on no node: start it on the chosen node, or leave it pending.
+   * `failover`: the failover policy moves it off `avoid` (role.failed-over).
+   */
+  private place(e: RoleEntry, avoid: string | null, reason: string, failover = false): void {
     if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
     const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid)
     if (placement.ok) {
-      if (reason.startsWith('failing over')) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
+      if (failover) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
       return this.sendStart(e, placement.node, reason)
     }
     const waiting = `waiting: ${placement.reason}`
-    if (e.role.state !== 'pending') return this.setState(e, 'pending', null, `${reason}; ${waiting}`)
-    if (e.role.reason.endsWith(waiting)) return // still waiting for the same thing
+    if (e.role.state !== 'pending') {
+      this.setState(e, 'pending', null, `${reason}; ${waiting}`)
+      e.waiting = placement.reason
+      return
+    }
+    if (e.waiting === placement.reason) return // still waiting for the same thing
+    e.waiting = placement.reason
     e.role = { ...e.role, reason: `${reason}; ${waiting}` }
     this.push({ type: 'persist', role: e.role })
     this.emit('role.pending', { role: e.role.name, node: null, from: 'pending', reason: e.role.reason })
@@ -781,21 +787,24 @@ export class RoleController {
     this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
-  private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string): void {
+  private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string, cause: StopCause): void {
     e.after_stop = after
-    this.setState(e, 'stopping', node, reason)
+    this.setState(e, 'stopping', node, reason, cause)
     e.current_op = ++e.op_seq
     this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   /** The owner is gone (stopped, failed to start, or down): the role is on no node now. */
   private leaveNode(e: RoleEntry, reason: string): void {
-    if (e.role.owner !== null) e.role = transition(e.role, 'pending', null, reason)
+    if (e.role.owner === null) return
+    e.role = transition(e.role, 'pending', null, reason)
+    delete e.waiting
   }
 
-  private setState(e: RoleEntry, to: RoleState, owner: string | null, reason: string): void {
+  private setState(e: RoleEntry, to: RoleState, owner: string | null, reason: string, stop_cause?: StopCause): void {
     const from = e.role.state
-    e.role = transition(e.role, to, owner, reason)
+    e.role = transition(e.role, to, owner, reason, stop_cause)
+    delete e.waiting
     this.push({ type: 'persist', role: e.role })
     this.emit(`role.${to}`, { role: e.role.name, node: owner ?? e.role.last_owner, from, reason })
   }
@@ -844,4 +853,14 @@ export class RoleController {
   private emit(kind: string, details: Record<string, string | number | null>): void {
     this.push({ type: 'emit', event: { at_ms: this.now_ms, kind, source: this.config.source, details } })
   }
+}
+
+/**
+ * What a new coordinator does once a restored stopping role's stop is confirmed: an
+ * operator's stop stays stopped; a stop for a move or by the failover policy places the
+ * role again. A record without a cause (written before causes were recorded) stays
+ * stopped too: the safe reading, as the operator can start it and nothing runs twice.
+ */
+function afterRestoredStop(cause: StopCause | undefined): AfterStop {
+  return cause === undefined || cause === 'operator' ? { kind: 'stay_stopped' } : { kind: 'place', avoid: null, reason: 'restored while stopping' }
 }

@@ -25,7 +25,7 @@ import { arrayOfSite, csvDiskTarget, diskTargetFor, type VmDiskTarget } from '..
 import { meshBlockIoPort } from '../vm/vm-disk.js'
 import { csvDiskPort } from '../csv/csv-disk-port.js'
 import type { CsvHost } from '../csv/csv-host.js'
-import { preferredSiteOf } from '../clx/storage-choice.js'
+import { preferredSiteOf } from '../../shared/vm-storage-choice.js'
 import { provisionVmDisk, vmStorageContext } from '../clx/vm-storage.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import { checkFitsAHost, createVmRole } from './vm-role.js'
@@ -79,6 +79,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     no_quorum_grace_ms: noQuorumGraceMs(c.roles_stop_bound_ms, c.tick_ms),
     health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),
     emitEvent: (kind, details) => p.emitEvent(kind, details),
+    announce: (location) => p.announceVm(location),
     blockIoFor: (target: VmDiskTarget) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort),
     writerEpoch: () => m.view().epoch,
     reportFailure: (f) => {
@@ -218,12 +219,13 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
       try {
         if (roles.isLeader() && roles.running) return await here()
         if (forwarded || coordinator === p.name || m.view().epoch === 0) {
-          throw new HvlabError('HVLAB_E_STATE', `the cluster has no coordinator with quorum right now (${p.name} sees epoch ${m.view().epoch}); retry when \`hvlab cluster status\` shows quorum HELD`)
+          throw new HvlabError('HVLAB_E_NO_QUORUM', `the cluster has no coordinator with quorum right now (${p.name} sees epoch ${m.view().epoch}); retry when \`hvlab cluster status\` shows quorum HELD`)
         }
         return await there(coordinator)
       } catch (e) {
-        const transient = e instanceof HvlabError && (e.code === 'HVLAB_E_CLOSED' || e.code === 'HVLAB_E_TIMEOUT' || (e.code === 'HVLAB_E_STATE' && /coordinator with quorum/.test(e.message)))
-        if (forwarded || !transient || p.clock.now() >= deadline) throw unprefixed(e)
+        const transient = HvlabError.has(e, 'HVLAB_E_CLOSED') || HvlabError.has(e, 'HVLAB_E_TIMEOUT') || HvlabError.has(e, 'HVLAB_E_NO_QUORUM')
+        // The coordinator's refusal is given as this host's own: the operator asked this host.
+        if (forwarded || !transient || p.clock.now() >= deadline) throw e instanceof HvlabError ? e.withoutOrigin() : e
         await new Promise((r) => setTimeout(r, 250))
       }
     }
@@ -361,11 +363,4 @@ export function perVmOrder(): <T>(vm: string, op: () => Promise<T>) => Promise<T
     })
     return run
   }
-}
-
-/** A peer's error comes back as "host-a1: message"; the operator wants the message. */
-function unprefixed(e: unknown): unknown {
-  if (!(e instanceof HvlabError)) return e
-  const m = /^[a-z0-9][a-z0-9._-]{0,62}: (.*)$/s.exec(e.message)
-  return m ? new HvlabError(e.code, m[1]!) : e
 }

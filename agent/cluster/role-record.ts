@@ -26,9 +26,19 @@ export function encodeRole(role: VmRole): string {
   return value
 }
 
-/** A role record as the role controller uses it. */
+/**
+ * A role record as the role controller uses it. Older records lack fields added since; each
+ * has its default: `storage` local (null), `stop_cause` unknown and `migration` none (absent).
+ */
 export function toVmRole(r: VmRoleRecord): VmRole {
-  return { ...r, failback: { enabled: r.failback.enabled, window: r.failback.window && { ...r.failback.window } }, storage: r.storage ?? null }
+  const { stop_cause, migration, ...rest } = r
+  return {
+    ...rest,
+    failback: { enabled: r.failback.enabled, window: r.failback.window && { ...r.failback.window } },
+    storage: r.storage ?? null,
+    ...(stop_cause === undefined ? {} : { stop_cause }),
+    ...(migration === undefined ? {} : { migration: { to: migration.to, op: migration.op } }),
+  }
 }
 
 export interface DecodedRoles {

@@ -327,5 +327,5 @@ export class RoleService {
 }
 
 function notLeader(name: string): HvlabError {
-  return new HvlabError('HVLAB_E_STATE', `${name} is not the cluster coordinator with quorum right now; retry in a moment`)
+  return new HvlabError('HVLAB_E_NO_QUORUM', `${name} is not the cluster coordinator with quorum right now; retry in a moment`)
 }

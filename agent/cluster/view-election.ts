@@ -9,7 +9,7 @@ import type {
   ClusterMessageOf,
   ViewProposal,
 } from '../../shared/protocol/cluster-messages.js'
-import { compareBallots } from './acceptor.js'
+import { compareBallots } from '../../shared/consensus/acceptor.js'
 import { hasQuorum, type Votes } from './quorum.js'
 
 type PromiseMsg = ClusterMessageOf<'cluster-promise'>

@@ -38,6 +38,11 @@ export interface VmAgentDeps {
   /** Tell the coordinator a VM failed (`op` = the start that made it). */
   reportFailure(failure: { role: string; op: number; gone: boolean; reason: string }): void
   emitEvent(kind: string, details: Record<string, string | number | boolean | null | string[]>): void
+  /**
+   * Tell the lab's virtual switch where a VM is: `here` once it runs on this host (started,
+   * or arrived by migration), `gone` once it stopped here; `op`/`epoch`: that incarnation's.
+   */
+  announce?(location: { vm: string; at: 'here' | 'gone'; op: number; epoch: number }): void
   /** Block I/O for a VM's disk writer to its target (an array, or a CSV region); without it VMs run without disk I/O. */
   blockIoFor?(target: VmDiskTarget): BlockIoPort
   /** The cluster epoch this host's disk writes carry (its current view's): the arrays fence older ones. */
@@ -108,6 +113,7 @@ export class VmAgent {
       this.setDisk(role, disk)
       if (!already) this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
       this.stopped_for_quorum = false
+      this.deps.announce?.({ vm: role, at: 'here', op, epoch }) // before the event: whoever sees it can reach the VM
       this.deps.emitEvent('vm.started', { vm: role, op, epoch, by: from })
       return { ok: true, reason: `running on ${this.deps.host}` }
     } catch (e) {
@@ -116,11 +122,15 @@ export class VmAgent {
   }
 
   stopVm(role: string, op: number, reason: string): VmOpResult {
-    const had = this.vms.list().some((v) => v.name === role)
+    const ran = this.vms.list().find((v) => v.name === role)
+    const had = ran !== undefined
     this.vms.stop(role)
     this.watches.delete(role)
     this.disks.delete(role)
-    if (had) this.deps.emitEvent('vm.stopped', { vm: role, op, reason })
+    if (had) {
+      this.deps.announce?.({ vm: role, at: 'gone', op: ran.op, epoch: ran.epoch })
+      this.deps.emitEvent('vm.stopped', { vm: role, op, reason })
+    }
     return { ok: true, reason: had ? `stopped on ${this.deps.host}` : `not on ${this.deps.host}` }
   }
 
@@ -128,6 +138,7 @@ export class VmAgent {
   adoptVm(vm: VmInstance, op: number, epoch: number, from: string): void {
     this.vms.adopt(vm, op, epoch)
     this.watches.set(vm.name, { health: startHealthCheck(this.deps.health, this.deps.clock.now()), beats: vm.guestHeartbeats, last_beat_ms: null, suspect_reported: false })
+    this.deps.announce?.({ vm: vm.name, at: 'here', op, epoch }) // before the event, as for a start
     this.deps.emitEvent('vm.arrived', { vm: vm.name, op, epoch, from })
   }
 
@@ -222,8 +233,10 @@ export class VmAgent {
     const without_ms = Math.round(now - this.without_lease_since_ms)
     if (without_ms < this.deps.no_quorum_grace_ms || this.stopped_for_quorum) return
     this.stopped_for_quorum = true
+    const ran = this.vms.list()
     const names = this.vms.stopAll()
     this.watches.clear()
+    for (const v of ran) this.deps.announce?.({ vm: v.name, at: 'gone', op: v.op, epoch: v.epoch })
     if (names.length > 0) {
       this.deps.emitEvent('role.stopped-no-quorum', { node: this.deps.host, vms: names, without_lease_ms: without_ms, reason: `${this.deps.host} has had no quorum lease for ${without_ms} ms; it stops its vms so the majority may restart them` })
     }

@@ -14,7 +14,7 @@
  * the only states in which the VM may exist on a node (and uses that node's memory).
  */
 import { HvlabError } from '../../shared/errors.js'
-import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { VmRoleRecord, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
 export type RoleState = (typeof ROLE_STATES)[number]
@@ -37,6 +37,22 @@ export interface FailbackSetting {
 
 export const FAILBACK_OFF: FailbackSetting = Object.freeze({ enabled: false, window: null })
 
+/**
+ * Why a role's owner was asked to stop it (recorded while it is stopping, so a new
+ * coordinator knows what the stop was for):
+ *   operator — `vm stop`: it stays stopped;
+ *   move     — `vm move` without live migration: stop here, start there;
+ *   drain / failback — a planned move (pause --drain, failback) by stop-then-start;
+ *   policy   — the failover policy after a failure (restart, fail over, or fail).
+ */
+export type StopCause = NonNullable<VmRoleRecord['stop_cause']>
+
+/** A live or quick migration asked of the owner: to `to`, where the VM runs as start `op`. */
+export interface RoleMigration {
+  readonly to: string
+  readonly op: number
+}
+
 export interface VmRole {
   readonly name: string
   readonly memory_mib: number
@@ -50,8 +66,15 @@ export interface VmRole {
   readonly owner: string | null
   /** The last node it ran on, for `vm list` after it stopped or failed. */
   readonly last_owner: string | null
-  /** Why it is in its state (e.g. why it failed or is pending), for people. */
+  /** Why it is in its state (e.g. why it failed or is pending), for people only: code never reads it back. */
   readonly reason: string
+  /**
+   * Why its owner was asked to stop it: present only while it is stopping (a record
+   * without it — none, or written before causes were recorded — reads as unknown).
+   */
+  readonly stop_cause?: StopCause
+  /** The migration under way (it stays running on its owner meanwhile): present only while one is. */
+  readonly migration?: RoleMigration
   /** Its disk (agent/clx/vm-storage.ts); absent or null: local to the host (no storage to fail over). */
   readonly storage?: VmStorageSpecRecord | null
 }
@@ -136,9 +159,11 @@ const ALLOWED: Readonly<Record<RoleState, readonly RoleState[]>> = {
  * The role in its next state. `owner` must be given for starting/running/stopping and
  * must be null otherwise. A role on a node may only change node by leaving it first
  * (through stopped/pending/failed), which is what keeps a VM on one node at a time.
+ * `stop_cause`: why, when it goes to stopping. A change of state ends any migration and
+ * clears the stop cause of a previous stop.
  * Throws HVLAB_E_INTERNAL on a transition the lifecycle does not allow (a bug).
  */
-export function transition(role: VmRole, to: RoleState, owner: string | null, reason: string): VmRole {
+export function transition(role: VmRole, to: RoleState, owner: string | null, reason: string, stop_cause?: StopCause): VmRole {
   if (!ALLOWED[role.state].includes(to)) {
     throw new HvlabError('HVLAB_E_INTERNAL', `vm ${role.name}: ${role.state} → ${to} is not a valid role transition (${reason})`)
   }
@@ -152,7 +177,14 @@ export function transition(role: VmRole, to: RoleState, owner: string | null, re
     )
   }
   const last_owner = owner ?? role.owner ?? role.last_owner
-  return { ...role, state: to, owner, last_owner, reason }
+  const { stop_cause: _stopped_for, migration: _migrating, ...rest } = role
+  return { ...rest, state: to, owner, last_owner, reason, ...(to === 'stopping' && stop_cause !== undefined ? { stop_cause } : {}) }
+}
+
+/** The role with its migration recorded (`migration` null: none under way). */
+export function withMigration(role: VmRole, migration: RoleMigration | null, reason: string): VmRole {
+  const { migration: _was, ...rest } = role
+  return migration === null ? { ...rest, reason } : { ...rest, reason, migration: { to: migration.to, op: migration.op } }
 }
 
 function checkOwnerList(vm: string, kind: string, list: readonly string[]): readonly string[] {

@@ -8,8 +8,8 @@
  * has one), the operator requests (`hvlab csv …`) and `csv` in GET /status.
  */
 import { Counter } from 'prom-client'
-import { patternData, sha256Hex } from '../../array-emulator/block-pattern.js'
-import { SerialQueue } from '../../shared/durable-json.js'
+import { patternData, sha256Hex } from '../../shared/block-pattern.js'
+import { SerialQueue } from '../../shared/serial-queue.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { CsvInfo } from '../../shared/protocol/csv-messages.js'

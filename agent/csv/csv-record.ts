@@ -7,12 +7,10 @@
  */
 import { z } from 'zod'
 import { HvlabError } from '../../shared/errors.js'
+import { CSV_NAME_CHARS_MAX, CSV_NAME_RE } from '../../shared/protocol/csv-messages.js'
 
 export const CSV_KEY_PREFIX = 'csv/'
 const REGION_INFIX = '/region/'
-/** CSV names are shorter than other names so that `csv/NAME/region/VM` fits a database key (128). */
-export const CSV_NAME_CHARS_MAX = 48
-export const CSV_NAME_RE = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${CSV_NAME_CHARS_MAX - 1}}$`)
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
 /** Most regions (VM disks) in one CSV: each is a database entry, and the database holds 256 in all. */
 export const REGIONS_PER_CSV_MAX = 64

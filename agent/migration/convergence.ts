@@ -13,7 +13,7 @@
  *   step, at most 99%.
  */
 import { HvlabError } from '../../shared/errors.js'
-import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 
 export interface ThrottlePolicy {
   /** Dirty rate / bandwidth at or above which the guest is throttled. */

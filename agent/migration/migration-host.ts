@@ -17,7 +17,7 @@ import type { LabProcess } from '../../shared/lab-process.js'
 import type { MigrationOptionsMessage, MigrationResultMessage } from '../../shared/protocol/cluster-messages.js'
 import type { Message } from '../../shared/protocol/messages.js'
 import type { VmAgent, VmOpResult } from '../cluster/vm-agent.js'
-import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { VmInstance } from '../vm/vm-instance.js'
 import { startGuestService } from '../vm/guest-service.js'
 import { MigrationService, type MigrationResult } from './migration-service.js'
@@ -116,7 +116,8 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       agent.setDisk(vm.name, deps.diskForArrival?.(vm.name) ?? null)
     },
     onDeparted: (vm, destination) => agent.releaseVm(vm.name, destination),
-    // The virtual switch: the VM's address now leads to this host (a gratuitous ARP).
+    // The VM's address now leads to this host (a gratuitous ARP), on the timeline; the virtual
+    // switch learns it from the agent's vm-location, sent when it adopted the VM (onArrived, just before).
     onAnnounce: (vm, host) => p.emitEvent('vm.location', { vm, host, how: 'gratuitous-arp' }),
   })
   p.onPeer((conn) => {

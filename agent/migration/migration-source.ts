@@ -24,7 +24,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
-import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import {
   DEFAULT_THROTTLE_POLICY,
   DOWNTIME_BUDGET_MS_DEFAULT,

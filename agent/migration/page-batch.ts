@@ -16,7 +16,8 @@
  * changes no memory.
  */
 import { HvlabError } from '../../shared/errors.js'
-import { PAGE_SIZE_BYTES, type GuestMemory } from '../vm/guest-memory.js'
+import type { GuestMemory } from '../vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { decodeDelta, validateDelta } from './page-delta.js'
 
 export const PAGE_BATCH_MAGIC = 0x42505648 // 'HVPB' as little-endian bytes

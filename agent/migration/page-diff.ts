@@ -18,7 +18,7 @@
  * Workers given disjoint page lists never touch the same last-sent page.
  */
 import { HvlabError } from '../../shared/errors.js'
-import { PAGE_SIZE_BYTES } from '../vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { PageBatchBuilder, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 import { DELTA_NOT_SMALLER, encodeDelta, looksChangedThroughout } from './page-delta.js'
 

@@ -13,8 +13,8 @@
 import { createHash } from 'node:crypto'
 import { setImmediate as serveEventLoop } from 'node:timers/promises'
 import { HvlabError } from '../../shared/errors.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 
-export const PAGE_SIZE_BYTES = 4096
 /** 4 GiB of guest memory; a lab VM is far smaller. */
 export const GUEST_PAGES_MAX = 1 << 20
 const BITS_PER_WORD = 32

@@ -18,9 +18,9 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import type { MessageOf } from '../../shared/protocol/messages.js'
+import type { GuestPing, GuestReply } from '../../shared/protocol/guest-messages.js'
 import type { GuestMemory } from './guest-memory.js'
-import { PAGE_SIZE_BYTES } from './guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 
 /** How long a ping waits for a paused guest before it is answered `paused-too-long`. */
 export const GUEST_HOLD_MS = 5_000
@@ -30,9 +30,6 @@ export const GUEST_HELD_MAX = 4_096
 export const GUEST_HOLD_POLL_MS = 1
 /** Where the three copies of the reply counter sit in the guest's last page. */
 const COUNTER_OFFSETS_IN_PAGE = [0, 1024, 2048] as const
-
-export type GuestPing = MessageOf<'guest-ping'>
-export type GuestReply = MessageOf<'guest-pong'> | MessageOf<'guest-unavailable'>
 
 /** What the guest service needs of a VM. */
 export interface GuestVmView {

@@ -14,7 +14,8 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
-import { PAGE_SIZE_BYTES, type GuestMemory } from './guest-memory.js'
+import type { GuestMemory } from './guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
 

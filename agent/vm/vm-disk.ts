@@ -93,9 +93,9 @@ export interface VmDiskOptions {
   onEvent?: DiskEventSink
 }
 
-/** Is this the array's stale-epoch refusal (array-emulator/fencing.ts)? */
+/** Is this the array's stale-epoch refusal (array-emulator/fencing.ts: HVLAB_E_FENCED, within HVLAB_E_REFUSED)? */
 export function isStaleEpochRefusal(e: unknown): boolean {
-  return e instanceof HvlabError && e.code === 'HVLAB_E_REFUSED' && /reserved at epoch \d+/.test(e.message)
+  return HvlabError.has(e, 'HVLAB_E_FENCED')
 }
 
 export function checkDiskIops(disk_iops: number): number {

@@ -4,19 +4,20 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import { randomBytes } from 'node:crypto'
 import { InvalidArgumentError } from 'commander'
 import type { ClusterStatus, MigrationOptionsMessage, MigrationResultMessage, RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
-import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
+import { askAnyHost } from './cluster-client.js'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { validateCluster, validationPassed } from '../../agent/cluster/cluster-validation.js'
+import { validateCluster, validationPassed } from './cluster-validation.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology } from '../../shared/topology.js'
 import { formatCluster, formatValidation, formatVmList, validationHtml } from './format.js'
 import { currentIo, setExitCode } from './cli-io.js'
 import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'
-import { chooseVmStorage } from '../../agent/clx/storage-choice.js'
-import { formatVmDepsTree, vmDeps, type ArrayAnswer } from '../../agent/clx/vm-deps.js'
+import { chooseVmStorage } from '../../shared/vm-storage-choice.js'
+import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 
 /** `vm create` may first provision the VM's replicated disk on both arrays. */
 const CREATE_TIMEOUT_MS = 90_000
@@ -28,43 +29,6 @@ import { VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
 const HOST_REQUEST_TIMEOUT_MS = 3000
 /** `vm inspect` waits this long per MiB of guest memory on top of a request (the owner hashes it). */
 const INSPECT_HASH_MS_PER_MIB = 50
-/** A role request may wait for a view change on the host (it forwards to the coordinator). */
-const ROLE_REQUEST_TIMEOUT_MS = 15_000
-
-/**
- * Sends a request to an up host, trying the next one when a host cannot answer; refusals
- * (a wrong name, a paused target …) come back at once.
- */
-export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> {
-  const lab = await client.get<LabStatus>('/v1/status')
-  // Hosts that hold quorum first: a host cut off from the majority can only answer from
-  // its stale copy of the cluster database.
-  const holdsQuorum = (name: string): boolean => lab.cluster?.hosts[name]?.holds_lease === true
-  const up = lab.processes
-    .filter((p) => p.role === 'host' && p.state === 'up')
-    .map((p) => p.name)
-    .sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
-  if (up.length === 0) throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
-  let last: unknown
-  let lastHost = ''
-  for (const host of up) {
-    lastHost = host
-    try {
-      return await client.request(host, message, expect, timeout_ms)
-    } catch (e) {
-      last = e
-      const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
-      if (code !== 'HVLAB_E_TIMEOUT' && code !== 'HVLAB_E_CLOSED' && code !== 'HVLAB_E_LAB') throw withoutHostPrefix(e, host)
-    }
-  }
-  throw withoutHostPrefix(last, lastHost)
-}
-
-/** The controller relays a host's refusal as "host-a1: cannot …"; the operator wants the sentence. */
-function withoutHostPrefix(e: unknown, host: string): unknown {
-  if (!(e instanceof HvlabError) || !e.message.startsWith(`${host}: `)) return e
-  return new HvlabError(e.code, e.message.slice(host.length + 2))
-}
 
 const roleCommand = (client: ControlClient, command: RoleCommandMessage): Promise<unknown> =>
   askAnyHost(client, { t: 'role-command-request', command, forwarded: false }, 'ok')

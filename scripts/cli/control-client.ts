@@ -97,13 +97,14 @@ export class ControlClient {
       throw new HvlabError('HVLAB_E_LAB', `cannot reach the lab controller at ${this.base}: ${describeError(e)}`)
     }
     if (!res.ok) {
-      let err: { error?: { code?: string; message?: string } } = {}
+      let err: { error?: { code?: string; message?: string; origin?: string; detail?: string } } = {}
       try {
         err = (await res.json()) as typeof err
       } catch {
         // not JSON: fall through to the status line
       }
-      throw new HvlabError(asErrorCode(err.error?.code ?? ''), err.error?.message ?? `the lab answered ${res.status} ${res.statusText}`)
+      const origin = typeof err.error?.origin === 'string' ? { origin: err.error.origin } : {}
+      throw new HvlabError(asErrorCode(err.error?.detail ?? '', asErrorCode(err.error?.code ?? '')), err.error?.message ?? `the lab answered ${res.status} ${res.statusText}`, origin)
     }
     return res
   }

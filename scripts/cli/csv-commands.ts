@@ -7,7 +7,7 @@
 import { Command } from 'commander'
 import type { CsvInfo, CsvNodeState } from '../../shared/protocol/csv-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
-import { askAnyHost } from './cluster-commands.js'
+import { askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out, printResult } from './options.js'
 

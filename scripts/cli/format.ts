@@ -1,5 +1,5 @@
 /** How the CLI prints the lab's status and timeline for people (`--json` prints raw). */
-import type { ValidationCheck } from '../../agent/cluster/cluster-validation.js'
+import type { ValidationCheck } from './cluster-validation.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import type { TimelineEvent } from '../controller/timeline.js'

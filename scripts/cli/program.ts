@@ -35,14 +35,18 @@ async function waitUntilReady(client: () => ControlClient, isAlive: () => boolea
   let last: LabStatus | undefined
   while (Date.now() < deadline) {
     if (!isAlive()) throw new HvlabError('HVLAB_E_LAB', 'the lab controller stopped while the lab was starting')
+    let status: LabStatus | undefined
     try {
-      last = await client().get<LabStatus>('/v1/status')
+      status = await client().get<LabStatus>('/v1/status')
+    } catch (e) {
+      // The controller not answering yet (HVLAB_E_LAB) is waited out; anything else ends the wait.
+      if (e instanceof HvlabError && e.code !== 'HVLAB_E_LAB') throw e
+    }
+    if (status !== undefined) {
+      last = status
       if (last.lab.healthy && last.lab.clusterFormed !== false) return last
       const dead = last.processes.find((p) => p.state === 'down' && p.lastExit && !p.lastExit.requested)
       if (dead) throw new HvlabError('HVLAB_E_LAB', `${dead.name} died while starting:\n${formatStatus(last)}`)
-    } catch (e) {
-      if (e instanceof HvlabError && e.code !== 'HVLAB_E_LAB') throw e
-      if (e instanceof HvlabError && e.message.includes('died while starting')) throw e
     }
     await new Promise((r) => setTimeout(r, 100))
   }

@@ -3,7 +3,8 @@
  * must carry the lab's token (`Authorization: Bearer …`, derived from the secret:
  * http-bearer.ts), checked before anything else is read; the request target is read
  * without throwing (400 when it is not a path); bodies are JSON, bounded and validated;
- * errors come back as `{ error: { code, message } }` with a fitting status. Bounded like
+ * errors come back as `{ error: { code, message, origin?, detail? } }` with a fitting status
+ * (`origin`: the process whose refusal it relays; `detail`: a finer code, errors.ts). Bounded like
  * every HTTP listener (http-listen.ts) by the topology's limits.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -107,7 +108,12 @@ export async function startControlApi(controller: LabController, options: { log:
     const status = HTTP_STATUS[code] ?? 500
     // A malformed or unauthorized request gets no keep-alive connection to send more on.
     if (status === 400 || status === 401) res.setHeader('connection', 'close')
-    sendJson(res, status, { error: { code, message: describeError(e) } })
+    // A process's own refusal, relayed: its name travels as `origin` (the CLI shows `origin: message`),
+    // and a finer code as `detail`; `code` stays the family the status was chosen by.
+    const origin = e instanceof HvlabError ? e.origin : undefined
+    const detail = e instanceof HvlabError ? e.detail : undefined
+    const message = origin === undefined ? describeError(e) : (e as HvlabError).message
+    sendJson(res, status, { error: { code, message, ...(origin === undefined ? {} : { origin }), ...(detail === undefined ? {} : { detail }) } })
   }
 
   const listening = await listenHttp(server, { log: options.log })

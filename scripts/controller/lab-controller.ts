@@ -375,8 +375,11 @@ export class LabController {
     })
     c.onMessage('event', ({ message }) => {
       this.timeline.append({ at_ms: message.at_ms, kind: message.kind, source: c.remoteName, details: message.details })
-      // A host's announcements (vm started / arrived / located / stopped) teach the virtual switch.
-      if (r.spec.role === 'host') this.vswitch.learn(c.remoteName, message.kind, message.details)
+    })
+    // A host's own announcements of where its VMs are teach the virtual switch (never the timeline).
+    c.onMessage('vm-location', ({ message }) => {
+      if (r.spec.role === 'host') this.vswitch.located(c.remoteName, message)
+      else this.log.warn({ process: c.remoteName, vm: message.vm }, 'a process that is not a host announced a vm location; ignored')
     })
     c.once('close', () => {
       if (r.link === c) r.link = undefined

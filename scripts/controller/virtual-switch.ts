@@ -2,16 +2,17 @@
  * The lab's virtual switch, in the controller: every VM has a stable address (its name)
  * and client frames addressed to it go to the host that runs it now.
  *
- * The table (VM → host, like a MAC table) is learned ONLY from what hosts announce on
- * their own authenticated controller link — their timeline events, whose source is the
- * link's process, never a name inside the message:
- *   vm.started, vm.arrived      the VM runs on the sender now
- *   vm.location {vm, host}      the destination of a live migration resumed it (the
- *                               gratuitous ARP); `host` must be the sender
- *   vm.stopped                  withdraw, if the table points at the sender
- *   role.stopped-no-quorum {vms} withdraw each of them, same rule
+ * The table (VM → host, like a MAC table) is learned ONLY from the typed `vm-location`
+ * messages hosts send on their own authenticated controller link (guest-messages.ts); the
+ * host is the link's process, never a name inside the message. The timeline is for people:
+ * the switch never reads it, so renaming an event cannot change routing.
+ *   at: here   the VM runs on the sender now (started, or resumed there after a migration:
+ *              the gratuitous ARP) — unless the table has it on another host as a newer
+ *              incarnation (a higher op): a late announcement of an older one changes nothing
+ *   at: gone   it stopped on the sender (stopped, or stopped for lost quorum): withdraw,
+ *              if the table points at the sender
  *   (a process that exits forgets every entry pointing at it)
- * A departure (vm.departed) changes nothing: the destination's announcement does.
+ * A departure changes nothing: the destination's announcement does.
  *
  * A ping for a VM the table does not know gets "no such address" at once. A ping the host
  * answers `not-here` (the VM just left; the announcement may still be on its way) goes to
@@ -25,8 +26,7 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import type { GuestPing, GuestReply } from '../../agent/vm/guest-service.js'
-import type { SwitchClientPing, SwitchReply } from '../../shared/protocol/guest-messages.js'
+import type { GuestPing, GuestReply, SwitchClientPing, SwitchReply } from '../../shared/protocol/guest-messages.js'
 
 /** How long a ping may wait for a VM's announcement after its old host said not-here. */
 export const SWITCH_HOLD_MS = 10_000
@@ -63,10 +63,22 @@ interface Waiting {
   cancel: () => void
 }
 
-type EventDetails = Record<string, unknown>
+/** A host's `vm-location` (guest-messages.ts), as the switch reads it. */
+export interface SwitchLocation {
+  vm: string
+  at: 'here' | 'gone'
+  /** The start op of the incarnation: a role's ops only grow. */
+  op: number
+}
+
+/** Where a VM runs, and the incarnation (start op) that was announced there. */
+interface TableEntry {
+  host: string
+  op: number
+}
 
 export class VirtualSwitch {
-  private readonly table = new Map<string, string>()
+  private readonly table = new Map<string, TableEntry>()
   private readonly waiting = new Map<string, Waiting[]>()
   private readonly inflight = new Map<string, number>()
   private readonly queued = new Map<string, Pending[]>()
@@ -86,50 +98,38 @@ export class VirtualSwitch {
 
   /** Where the table says the VM runs. */
   where(vm: string): string | undefined {
-    return this.table.get(vm)
+    return this.table.get(vm)?.host
   }
 
-  /** A host's timeline event, as it came on that host's own controller link. */
-  learn(source: string, kind: string, details: EventDetails): void {
-    const vm = typeof details.vm === 'string' ? details.vm : undefined
-    switch (kind) {
-      case 'vm.started':
-      case 'vm.arrived':
-        if (vm !== undefined) this.announce(vm, source)
-        return
-      case 'vm.location':
-        if (vm !== undefined && details.host === source) this.announce(vm, source)
-        return
-      case 'vm.stopped':
-        if (vm !== undefined) this.withdraw(vm, source)
-        return
-      case 'role.stopped-no-quorum':
-        if (Array.isArray(details.vms)) for (const v of details.vms) if (typeof v === 'string') this.withdraw(v, source)
-        return
-    }
+  /** A host's `vm-location`, as it came on that host's own controller link. */
+  located(host: string, location: SwitchLocation): void {
+    if (location.at === 'here') this.announce(location.vm, host, location.op)
+    else this.withdraw(location.vm, host)
   }
 
-  /** The VM runs on `host` now (a gratuitous ARP): waiting pings for it go there. */
-  announce(vm: string, host: string): void {
-    if (!this.table.has(vm) && this.table.size >= SWITCH_TABLE_MAX) this.table.delete(this.table.keys().next().value as string)
+  /** The VM runs on `host` now as start `op` (a gratuitous ARP): waiting pings for it go there. */
+  announce(vm: string, host: string, op = 0): void {
+    const known = this.table.get(vm)
+    if (known !== undefined && known.host !== host && known.op > op) return // an older incarnation, announced late
+    if (known === undefined && this.table.size >= SWITCH_TABLE_MAX) this.table.delete(this.table.keys().next().value as string)
     this.table.delete(vm)
-    this.table.set(vm, host)
+    this.table.set(vm, { host, op })
     this.resend(vm)
   }
 
   /** A host's controller link is up (again): pings that waited for it go out. */
   hostUp(host: string): void {
-    for (const vm of [...this.waiting.keys()]) if (this.table.get(vm) === host) this.resend(vm)
+    for (const vm of [...this.waiting.keys()]) if (this.table.get(vm)?.host === host) this.resend(vm)
   }
 
   /** `host` no longer runs the VM; ignored if the table already points elsewhere. */
   withdraw(vm: string, host: string): void {
-    if (this.table.get(vm) === host) this.table.delete(vm)
+    if (this.table.get(vm)?.host === host) this.table.delete(vm)
   }
 
   /** A host process is gone: nothing runs there any more. */
   forgetHost(host: string): void {
-    for (const [vm, h] of [...this.table]) if (h === host) this.table.delete(vm)
+    for (const [vm, e] of [...this.table]) if (e.host === host) this.table.delete(vm)
   }
 
   /** A client's ping: exactly one reply (pong or unreachable) follows, now or later. */
@@ -168,7 +168,7 @@ export class VirtualSwitch {
   }
 
   private send(p: Pending): void {
-    const host = this.table.get(p.ping.vm)
+    const host = this.table.get(p.ping.vm)?.host
     if (host === undefined) return this.wait(p)
     if (p.forwards >= FORWARDS_MAX) return this.unreachable(p, `vm ${p.ping.vm} moved ${FORWARDS_MAX} times while this ping was on its way`)
     const inflight = this.inflight.get(host) ?? 0
@@ -226,7 +226,7 @@ export class VirtualSwitch {
     if (r.reason === 'paused-too-long') return this.unreachable(p, `vm ${p.ping.vm} stayed paused on ${host} too long to answer`)
     // not-here: the VM left that host. Its new host, if the table knows it already; else wait for the announcement.
     this.counters.rerouted++
-    const now = this.table.get(p.ping.vm)
+    const now = this.table.get(p.ping.vm)?.host
     if (now !== undefined && now !== host) return this.send(p)
     this.wait(p)
   }

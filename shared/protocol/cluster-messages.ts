@@ -185,6 +185,8 @@ export const clusterForceQuorumRequest = defineMessage('cluster-force-quorum-req
 export const ROLES_MAX = 200
 export const ROLE_REASON_CHARS_MAX = 512
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
+/** Why a role's owner was asked to stop it (agent/cluster/vm-role.ts StopCause). */
+export const ROLE_STOP_CAUSES = ['operator', 'move', 'drain', 'failback', 'policy'] as const
 
 export const failbackSchema = z.strictObject({
   enabled: z.boolean(),
@@ -229,6 +231,10 @@ export const vmRoleSchema = z.strictObject({
   reason: field.text(ROLE_REASON_CHARS_MAX),
   /** Its disk; absent in records written before VMs had storage (= local). */
   storage: vmStorageSpecSchema.nullable().optional(),
+  /** Why its owner was asked to stop it: present only while stopping (absent in older records: unknown). */
+  stop_cause: z.enum(ROLE_STOP_CAUSES).optional(),
+  /** The migration under way, to `to` as start `op`: present only while one is (absent in older records). */
+  migration: z.strictObject({ to: field.name(), op: field.uint() }).optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 

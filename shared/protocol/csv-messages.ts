@@ -13,7 +13,11 @@ export const CSV_REGIONS_LISTED_MAX = 64
 /** Largest CSV the CLI creates (sparse files on the array). */
 export const CSV_SIZE_BYTES_MAX = 64 * 2 ** 30
 
-const csvName = () => z.string().regex(/^[a-z0-9][a-z0-9._-]{0,47}$/, 'a CSV name is 1–48 of a-z 0-9 . _ - starting with a letter or digit')
+/** CSV names are shorter than other names so that `csv/NAME/region/VM` fits a database key (128). */
+export const CSV_NAME_CHARS_MAX = 48
+export const CSV_NAME_RE = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${CSV_NAME_CHARS_MAX - 1}}$`)
+
+const csvName = () => z.string().regex(CSV_NAME_RE, `a CSV name is 1–${CSV_NAME_CHARS_MAX} of a-z 0-9 . _ - starting with a letter or digit`)
 const blockCount = () => z.number().int().min(1).max(BLOCKS_PER_IO_MAX)
 const ioPath = z.enum(['direct', 'redirected'])
 
@@ -52,7 +56,7 @@ export const csvListRequest = defineMessage('csv-list-request', {})
 export const csvListReply = defineMessage('csv-list-reply', { from: field.name(), csvs: field.list(csvInfoSchema, CSV_LISTED_MAX) })
 export const csvStateRequest = defineMessage('csv-state-request', {})
 export const csvStateReply = defineMessage('csv-state-reply', { host: field.name(), volumes: field.list(csvNodeStateSchema, CSV_LISTED_MAX) })
-/** Write test data (derived from `pattern`, see array-emulator/block-pattern.ts) through this host's CSV I/O path. */
+/** Write test data (derived from `pattern`, see shared/block-pattern.ts) through this host's CSV I/O path. */
 export const csvWriteRequest = defineMessage('csv-write-request', {
   csv: csvName(),
   region: field.name(),

@@ -6,6 +6,10 @@
  *                    → guest-unavailable  not-here: this host does not run the VM (it moved, or never ran here);
  *                                         paused-too-long: the guest stayed paused (blackout in doubt) past the hold
  *
+ * Host → controller, one-way on the same link: what the switch's table is learned from.
+ *   vm-location  { vm, at: 'here' | 'gone', op, epoch }  the VM runs on the sender now (started,
+ *                or resumed after a migration: the gratuitous ARP), or stopped there
+ *
  * Client ↔ switch, on the control API's WebSocket `/v1/switch` (JSON text frames, not part
  * of the peer union; validated with the zod schemas below after JSON.parse):
  *   client → switch  { t: 'ping', vm, seq }
@@ -39,7 +43,28 @@ export const guestUnavailable = defineMessage('guest-unavailable', {
   reason: z.enum(GUEST_UNAVAILABLE_REASONS),
 })
 
-export const guestMessages = [guestPing, guestPong, guestUnavailable] as const
+export const VM_LOCATION_AT = ['here', 'gone'] as const
+
+/**
+ * A host tells the lab's virtual switch where a VM is. The host is the link's own
+ * (authenticated) process, never a name inside the message. `at`: here — it runs on the
+ * sender now (started, or resumed after a migration); gone — it stopped there (stopped,
+ * or stopped for lost quorum). `op` and `epoch`: the start op and cluster epoch of that
+ * incarnation (a role's ops only grow, so a lower op is an older incarnation).
+ */
+export const vmLocation = defineMessage('vm-location', {
+  vm: field.name(),
+  at: z.enum(VM_LOCATION_AT),
+  op: field.uint(),
+  epoch: field.uint(),
+})
+export type VmLocation = Omit<z.infer<typeof vmLocation.schema>, 't'>
+
+export const guestMessages = [guestPing, guestPong, guestUnavailable, vmLocation] as const
+
+export type GuestPing = z.infer<typeof guestPing.schema>
+/** What a host answers a guest-ping with. */
+export type GuestReply = z.infer<typeof guestPong.schema> | z.infer<typeof guestUnavailable.schema>
 
 /** Largest client frame the switch accepts (bytes); anything bigger closes that client. */
 export const SWITCH_FRAME_BYTES_MAX = 1024

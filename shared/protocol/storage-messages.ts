@@ -73,7 +73,7 @@ export const PATTERN_SEED_CHARS_MAX = 128
 
 /**
  * Operator → array (request, relayed by the controller, so no attachment): a test/demo
- * write whose data the array derives from `pattern` (see array-emulator/block-pattern.ts).
+ * write whose data the array derives from `pattern` (see shared/block-pattern.ts).
  * Masking and fencing apply exactly as for a host's block-write. Reply: block-written.
  */
 export const blockWritePattern = defineMessage('block-write-pattern', {

@@ -337,7 +337,7 @@ export class PeerConnection extends EventEmitter {
         clearTimeout(p.timer)
         this.pending.delete(envelope.id)
         if (envelope.k === 'res') p.resolve({ message: envelope.m, attachment })
-        else p.reject(new HvlabError(asErrorCode(envelope.code), `${this.remoteName}: ${envelope.message}`))
+        else p.reject(new HvlabError(asErrorCode(envelope.code), envelope.message, { origin: this.remoteName }))
         return
       }
     }
@@ -394,7 +394,9 @@ export class PeerConnection extends EventEmitter {
         envelope = { k: 'res', id, m: reply.message }
         attachment = reply.attachment
       } catch (e) {
-        const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+        // The finest code goes on the wire (the requester splits it again: errors.ts); a
+        // relayed error keeps its origin in the text, as the requester names only us.
+        const code = e instanceof HvlabError ? e.wireCode : 'HVLAB_E_INTERNAL'
         if (code === 'HVLAB_E_INTERNAL') this.log.error({ err: describeError(e), t: incoming.message.t }, 'request handler failed')
         envelope = { k: 'err', id, code, message: describeError(e).slice(0, 4000) }
       }

@@ -35,7 +35,7 @@ type DiskCounters = { array: string; volume: string; state: string; writes_acked
 /** The VM's disk writer as `vm inspect` shows it, once it has acked more than `after` writes on `array`. */
 const diskWriting = (lab: TestLab, array: string, after = 0) =>
   lab.waitFor(`${VM}'s disk writes acked on ${array}`, async () => {
-    const i = await lab.vmInspect(VM).catch(() => null)
+    const i = await lab.vmInspect(VM) // a failed poll is retried by waitFor (and named if it times out)
     return i?.disk && i.disk.array === array && i.disk.state === 'writing' && i.disk.writes_acked > after ? { host: i.host, ...i.disk } : undefined
   }, WAIT_MS)
 const quickMove = async (lab: TestLab, to: string) => {
@@ -77,7 +77,10 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   const deps = await lab.cli('vm', 'deps', VM)
   ok(t, deps, 'vm deps')
   t.match(deps.stdout, new RegExp(`vm ${VM} \\(running on host-a1[\\s\\S]*disk ${VM}-disk0 \\(16\\.0 MiB\\)[\\s\\S]*remote copy group ${GROUP} \\(synchronous\\)[\\s\\S]*array array-a \\(natural primary\\): primary, started, link up, Synced[\\s\\S]*array array-b \\(natural secondary\\): secondary`), 'vm deps shows vm → disk → group → arrays')
-  const validate = await lab.json<{ checks: { area: string; name: string; result: string; detail: string }[] }>('cluster', 'validate').catch(() => null)
+  const validate = await lab.json<{ checks: { area: string; name: string; result: string; detail: string }[] }>('cluster', 'validate').catch((e: unknown) => {
+    t.fail(`hvlab cluster validate --json failed: ${e instanceof Error ? e.message : String(e)}`)
+    return null
+  })
   const storageChecks = validate?.checks.filter((c) => c.area === 'storage') ?? []
   t.ok(storageChecks.some((c) => c.name.includes(`${VM}-disk0`) && c.result === 'pass'), `cluster validate checks the disk: ${JSON.stringify(storageChecks)}`)
 

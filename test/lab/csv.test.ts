@@ -63,7 +63,7 @@ t.test('CSV: direct and redirected I/O, coordinator takeover', async (t) => {
   t.equal((await lab.cli('vm', 'load', 'db1', '--disk-iops', '40')).code, 0, 'vm load db1 --disk-iops 40')
   const diskAcked = (host: string, after: number) =>
     lab.waitFor(`db1's disk writes acked from ${host} (> ${after})`, async () => {
-      const v = await lab.vmInspect('db1').catch(() => null)
+      const v = await lab.vmInspect('db1') // a failed poll is retried by waitFor (and named if it times out)
       return v?.host === host && v.disk?.state === 'writing' && v.disk.writes_acked > after ? v.disk : undefined
     }, 60_000)
   const d0 = await diskAcked('host-b1', 0)

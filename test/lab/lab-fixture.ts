@@ -47,6 +47,8 @@ function timelineTail(dir: string, count: number): string[] {
       const e = JSON.parse(l) as { seq: number; at_ms: number; kind: string; source: string; details: unknown }
       return `${e.seq} ${new Date(e.at_ms).toISOString().slice(11, 23)} ${e.source} ${e.kind} ${JSON.stringify(e.details).slice(0, 300)}`
     } catch {
+      // Only a failed test's report: a line that is not a whole event (cut by a crash or a
+      // rotation) is shown as it is.
       return l.slice(0, 300)
     }
   })
@@ -59,8 +61,9 @@ const FAILED_LOG_LINES = 100
 function readIfThere(file: string): string {
   try {
     return readFileSync(file, 'utf8')
-  } catch {
-    return ''
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ''
+    throw e
   }
 }
 
@@ -241,7 +244,7 @@ export class TestLab {
     return this.waitFor(`${vm} running on ${hosts.join(' or ')}`, async () => {
       const r = await this.role(vm)
       if (r?.state === 'failed') throw new Error(`${vm} failed: ${r.reason}`)
-      return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && !r.reason.startsWith('live-migrating') ? r : undefined
+      return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && r.migration === undefined ? r : undefined
     }, timeout_ms)
   }
 
@@ -269,6 +272,7 @@ export class TestLab {
     try {
       return (JSON.parse(readFileSync(join(this.dir, 'control.json'), 'utf8')) as { pid: number }).pid
     } catch {
+      // No control file yet or any more, or one caught mid-write: no controller to name now.
       return undefined
     }
   }
@@ -278,8 +282,9 @@ export const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
     return true
-  } catch {
-    return false
+  } catch (e) {
+    // ESRCH: no such process. EPERM: it exists, owned by someone else — alive.
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

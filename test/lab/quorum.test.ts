@@ -48,6 +48,8 @@ async function cliText(lab: TestLab, re: RegExp): Promise<string> {
       return re.test(last) ? last : undefined
     }, 30_000)
   } catch {
+    // waitFor throws only its timeout (a probe's error is kept for that message): the
+    // caller's assertion then shows the last text seen.
     return last
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Membership timing when a host dies, on the simulated network (seeded; a failing seed is
- * printed, rerun one with FAILOVER_SIM_SEED=<seed>):
+ * printed with the command that reruns it alone, HVLAB_SEED=<seed>; see seed.ts):
  *
  * - kill the coordinator: the survivors take over as soon as the old lease (+ skew) has
  *   run out, so a new view holds the lease within TAKEOVER_BOUND_MS of the old lease's
@@ -15,10 +15,12 @@
  * no event-loop stalls, so the sim holds takeover to the much tighter 0.75 × lease_ms.
  */
 import t from 'tap'
-import { leaseTimings, membershipConfig } from '../../agent/cluster/cluster-config.js'
+import { membershipConfig } from '../../agent/cluster/cluster-config.js'
+import { leaseTimings } from '../../shared/consensus/lease-timings.js'
 import { loadTopology } from '../../shared/topology.js'
 import { checkSafety, convergenceProblem, hostConfig, makeLab, DEFAULT_SITES, type InvariantState } from './cluster-fixture.js'
 import type { SimNetwork } from './network.js'
+import { forEachSeed, seeds } from './seed.js'
 
 const C = hostConfig('host-a1', DEFAULT_SITES, { model: 'node-and-file-share-majority', dynamic_quorum: true, dynamic_witness: true }, 'witness-c')
 /** A bound much tighter than the lab's no-quorum grace (1500 ms for a 2000 ms lease, vs 3500). */
@@ -29,7 +31,9 @@ const GRACE_MS = 0.75 * C.lease_ms
  * round trips (≤ 15 ms each way in these scenarios), and one tick of slack.
  */
 const TAKEOVER_BOUND_MS = C.clock_skew_ms + 2 * C.tick_ms + C.takeover_stagger_ms + 6 * 15
-const SEEDS = process.env.FAILOVER_SIM_SEED ? [Number(process.env.FAILOVER_SIM_SEED)] : Array.from({ length: Number(process.env.FAILOVER_SIM_SEEDS ?? 200) }, (_, i) => i + 1)
+const SEEDS = seeds(import.meta.url, { base: 1, count: 200 })
+/** The lab's own (slower) timings: fewer seeds. */
+const LAB_TIMING_SEEDS = seeds(import.meta.url, { base: 1, count: 40 })
 
 interface Gaps {
   /** Longest time any survivor held no lease, from the end of its lease to the next one. */
@@ -68,22 +72,14 @@ function coordinatorOf(net: SimNetwork): string {
   return net.hosts.get('host-a2')!.view().coordinator
 }
 
-function failIf(t: { fail(message: string): unknown }, seed: number, problem: string | null, env: string): void {
-  if (problem) t.fail(`seed ${seed}: ${problem} (rerun: ${env}=${seed} npx tap --allow-incomplete-coverage test/sim/coordinator-failover.test.ts)`)
-}
-
 t.test(`kill the coordinator: a new view holds the lease within ${TAKEOVER_BOUND_MS} ms of the old lease's expiry`, async (t) => {
   let worst_after_expiry_ms = 0
   let worst_gap_ms = 0
-  let failures = 0
-  for (const seed of SEEDS) {
+  const { runs, failures } = await forEachSeed(t, SEEDS, (seed) => {
     const net = makeLab({ seed })
     net.runFor(3000 + Math.floor(net.rng() * 1000))
-    if (convergenceProblem(net) !== null) {
-      failIf(t, seed, `no cluster before the kill: ${convergenceProblem(net)}`, 'FAILOVER_SIM_SEED')
-      failures++
-      continue
-    }
+    const formed = convergenceProblem(net)
+    if (formed !== null) return `no cluster before the kill: ${formed}`
     const coordinator = coordinatorOf(net)
     const survivors = [...net.hosts.keys()].filter((h) => h !== coordinator)
     const epoch_before = net.hosts.get(survivors[0]!)!.view().epoch
@@ -99,20 +95,15 @@ t.test(`kill the coordinator: a new view holds the lease within ${TAKEOVER_BOUND
       (after_ms > TAKEOVER_BOUND_MS ? `the new view held the lease ${after_ms.toFixed(0)} ms after the old lease expired (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
       (g.longest_gap_ms >= GRACE_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (grace ${GRACE_MS} ms)` : null) ??
       (net.hosts.get(survivors[0]!)!.view().members.includes(coordinator) ? 'the dead coordinator is still a member' : null)
-    if (problem) {
-      failures++
-      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
-      if (failures >= 3) break
-    }
-  }
-  t.equal(failures, 0, `${SEEDS.length} seeds; worst: new lease ${worst_after_expiry_ms.toFixed(0)} ms after the old one expired, longest gap ${worst_gap_ms.toFixed(0)} ms`)
+    return problem
+  })
+  t.equal(failures, 0, `${runs} seeds; worst: new lease ${worst_after_expiry_ms.toFixed(0)} ms after the old one expired, longest gap ${worst_gap_ms.toFixed(0)} ms`)
   t.ok(worst_after_expiry_ms < GRACE_MS, 'inside the roles\' grace')
 })
 
 t.test('kill an ordinary host: the others are without a lease only for about one Paxos round', async (t) => {
   let worst_gap_ms = 0
-  let failures = 0
-  for (const seed of SEEDS) {
+  const { runs, failures } = await forEachSeed(t, SEEDS, (seed) => {
     const net = makeLab({ seed })
     net.runFor(3000 + Math.floor(net.rng() * 1000))
     const coordinator = coordinatorOf(net)
@@ -128,13 +119,9 @@ t.test('kill an ordinary host: the others are without a lease only for about one
       (g.all_leased_new_at_ms === null ? `no new view without ${victim}` : null) ??
       (g.longest_gap_ms > TAKEOVER_BOUND_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
       (net.hosts.get(coordinator)!.view().coordinator !== coordinator ? 'the coordinator changed although it lives' : null)
-    if (problem) {
-      failures++
-      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
-      if (failures >= 3) break
-    }
-  }
-  t.equal(failures, 0, `${SEEDS.length} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
+    return problem
+  })
+  t.equal(failures, 0, `${runs} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
 })
 
 t.test('restart every host at once: the restored coordinator renews its old view', async (t) => {
@@ -163,10 +150,8 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
   const { heartbeat } = membershipConfig(topology, topology.hosts[0]!.name)
   const down_after_ms = Math.max(heartbeat.same_site_interval_ms * heartbeat.same_site_missed_max, heartbeat.cross_site_interval_ms * heartbeat.cross_site_missed_max)
   t.ok(down_after_ms > timings.lease_ms, `the scenario holds: a dead host is declared down (${down_after_ms} ms) after its lease ends (${timings.lease_ms} ms)`)
-  const seeds = SEEDS.slice(0, Number(process.env.FAILOVER_SIM_LAB_SEEDS ?? 40))
-  let failures = 0
   let worst_gap_ms = 0
-  for (const seed of seeds) {
+  const { runs, failures } = await forEachSeed(t, LAB_TIMING_SEEDS, (seed) => {
     const net = makeLab({ seed, config: { ...timings, heartbeat } })
     net.runFor(4 * timings.election_timeout_ms + Math.floor(net.rng() * 1000))
     const formed = convergenceProblem(net)
@@ -187,11 +172,7 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
       (asked_back.length > 0 ? `the dead coordinator ${coordinator} was put back in view ${asked_back[0]}` : null) ??
       (epochs.length !== 1 || epochs[0]! !== epoch_before + 1 ? `the survivors ended at epochs ${epochs.join(', ')}, not one takeover view (${epoch_before + 1})` : null) ??
       (g.longest_gap_ms >= 1.75 * timings.lease_ms ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms, past the roles' grace` : null)
-    if (problem) {
-      failures++
-      failIf(t, seed, problem, 'FAILOVER_SIM_SEED')
-      if (failures >= 3) break
-    }
-  }
-  t.equal(failures, 0, `${seeds.length} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
+    return problem
+  })
+  t.equal(failures, 0, `${runs} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
 })

@@ -4,7 +4,7 @@
  * or blocked by partitions; processes are killed and restarted from what they persisted.
  * Deterministic for a given seed (no Math.random, no real time).
  */
-import type { ClusterCommand, ClusterEvent, Effect } from '../../agent/cluster/effects.js'
+import type { ClusterCommand, ClusterEvent, Effect } from '../../shared/consensus/cluster-effects.js'
 import { Membership, type MembershipConfig, type NodeRecord } from '../../agent/cluster/membership.js'
 import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
 import { clusterMessages } from '../../shared/protocol/cluster-messages.js'

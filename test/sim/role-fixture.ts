@@ -16,8 +16,9 @@
  * volume on a SimArray with its host's current epoch, which must never accept a write
  * older than one it accepted.
  */
-import { arbiterConfig, membershipConfig } from '../../agent/cluster/cluster-config.js'
-import type { ClusterEvent } from '../../agent/cluster/effects.js'
+import { membershipConfig } from '../../agent/cluster/cluster-config.js'
+import { arbiterConfig } from '../../witness/arbiter-config.js'
+import type { ClusterEvent } from '../../shared/consensus/cluster-effects.js'
 import { DEFAULT_HEALTH_CHECK, scaledHealthCheck } from '../../agent/cluster/health-check.js'
 import type { Membership } from '../../agent/cluster/membership.js'
 import type { RoleCommand } from '../../agent/cluster/role-controller.js'
@@ -27,7 +28,7 @@ import { VmAgent, noQuorumGraceMs, type VmOpResult } from '../../agent/cluster/v
 import { encodeRole, roleKey } from '../../agent/cluster/role-record.js'
 import type { VmRole, VmRoleSpec } from '../../agent/cluster/vm-role.js'
 import type { Clock } from '../../shared/clock.js'
-import { HvlabError, describeError } from '../../shared/errors.js'
+import { HvlabError, describeError, isHvlabError } from '../../shared/errors.js'
 import { loadTopology, type Topology } from '../../shared/topology.js'
 import { checkSafety, convergenceProblem, type InvariantState } from './cluster-fixture.js'
 import { SimNetwork, type NetworkOptions } from './network.js'
@@ -83,6 +84,8 @@ export class RoleLab {
   problem: string | null = null
   /** Check that no VM runs on two hosts (off only to watch the array fence a zombie). */
   check_two_hosts = true
+  /** Refusals seen by expectRefusal, by error code. */
+  readonly refusals = new Map<string, number>()
   /** Recent role and view events, for a failing seed's report. */
   readonly trace: string[] = []
   private readonly safety: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }
@@ -124,7 +127,8 @@ export class RoleLab {
       const r = this.net.stepNext(until_ms)
       if (r === 'none') break
       if (this.unsettled) await this.settle()
-      if (r === 'stepped') this.problem = this.stepProblem()
+      // ??=: a problem found during the step (two views for one epoch, an unexpected error) stays.
+      if (r === 'stepped') this.problem ??= this.stepProblem()
     }
     if (this.problem === null) {
       await this.settle()
@@ -174,7 +178,8 @@ export class RoleLab {
       reportFailure: (f) => {
         const coordinator = membership.view().coordinator
         if (coordinator === name) return service?.vmFailed(name, f.role, f.op, f.gone, f.reason)
-        this.request(name, incarnation, coordinator, (t) => t.service.vmFailed(name, f.role, f.op, f.gone, f.reason)).catch(() => undefined)
+        // role-host.ts logs a report that did not get through; the coordinator's next inventory finds the vm.
+        this.request(name, incarnation, coordinator, (t) => t.service.vmFailed(name, f.role, f.op, f.gone, f.reason)).catch(this.expectRefusal(`${name}'s report that ${f.role} failed`))
       },
     })
     const requests: HostRequests = {
@@ -191,10 +196,15 @@ export class RoleLab {
       hosts: this.topology.hosts.map((h) => ({ name: h.name, memory_mib: h.memory_mib })),
       membership,
       writeConfig: (key, value) => {
+        // A killed incarnation's service writes nothing (its process is gone), and never through its successor.
+        if (this.net.hosts.get(name) !== membership) return
         try {
           this.net.command(name, { kind: 'set-config', key, value })
-        } catch {
-          // no view yet: role-service.ts writes it again later, as in role-host.ts
+        } catch (e) {
+          // Refused while no cluster has formed yet (epoch 0) or after the host left:
+          // role-service.ts writes it again later (role-host.ts logs it). Anything else is a bug.
+          const refused = isHvlabError(e) && e.code === 'HVLAB_E_STATE' && (membership.view().epoch === 0 || membership.record().left)
+          if (!refused) this.problem ??= `${name}: writing ${key} to the cluster database threw ${describeError(e)}`
         }
       },
       requests,
@@ -272,6 +282,22 @@ export class RoleLab {
   }
 
   // ---- operator ------------------------------------------------------------------------
+
+  /**
+   * The rejection handler for a request or an operator command that may be refused: an
+   * HvlabError with a stable code is an answer (counted in `refusals` by code); anything
+   * else — a TypeError, or HVLAB_E_INTERNAL wrapping one — is a bug, and the lab's problem.
+   */
+  expectRefusal(what: string): (e: unknown) => void {
+    return (e) => {
+      this.unsettled = true
+      if (isHvlabError(e) && e.code !== 'HVLAB_E_INTERNAL') {
+        this.refusals.set(e.code, (this.refusals.get(e.code) ?? 0) + 1)
+        return
+      }
+      this.problem ??= `${what}: not a refusal with a stable code, but ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`
+    }
+  }
 
   /** The host running the roles (coordinator with the lease), if any. */
   leader(): HostRoles | undefined {

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BlockHashPool } from '../../array-emulator/block-hash-pool.js'
-import { patternData } from '../../array-emulator/block-pattern.js'
+import { patternData } from '../../shared/block-pattern.js'
 import type { RemoteCopyService } from '../../array-emulator/remote-copy-service.js'
 import type { VolumeStore } from '../../array-emulator/volume-store.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -88,8 +88,9 @@ async function pair(t: { teardown(fn: () => unknown): void }, options: { pool?: 
   const b = await side('b', join(root, 'b'), 'a', link, options.resync_groups_max)
   t.teardown(async () => {
     for (const s of link.sides.values()) {
-      await s.rc.close().catch(() => {})
-      await s.store.close().catch(() => {})
+      // Closing twice (the test may have closed one already, as a kill -9) is a no-op; a close that fails is a failure.
+      await s.rc.close()
+      await s.store.close()
     }
     await link.pool?.close()
     rmSync(root, { recursive: true, force: true })

@@ -9,7 +9,7 @@ import { differingBlocks, hashBlocks } from '../../array-emulator/block-hash.js'
 import { BlockHashPool } from '../../array-emulator/block-hash-pool.js'
 import runBlockHash from '../../array-emulator/block-hash-worker.js'
 import { valueSymbol } from 'piscina'
-import { patternData } from '../../array-emulator/block-pattern.js'
+import { patternData } from '../../shared/block-pattern.js'
 
 const BS = 4096
 

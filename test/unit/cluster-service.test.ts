@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { membershipConfig } from '../../agent/cluster/cluster-config.js'
-import { ClusterService, flattenDetails } from '../../agent/cluster/cluster-service.js'
-import { EffectRunner } from '../../agent/cluster/effect-runner.js'
-import type { Effect } from '../../agent/cluster/effects.js'
+import { ClusterService } from '../../agent/cluster/cluster-service.js'
 import { ManualClock } from '../../shared/clock.js'
+import type { Effect } from '../../shared/consensus/cluster-effects.js'
+import { flattenEventDetails } from '../../shared/event-details.js'
+import { EffectRunner } from '../../shared/machine/effect-runner.js'
 import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
 import { parseTopology } from '../../shared/topology.js'
 
@@ -199,6 +200,6 @@ t.test('ClusterService: a damaged record stops the host with a clear message', a
   await t.rejects(openHost(dir, new ManualClock(0), [], []), /cluster\.json is damaged .*move it away/)
 })
 
-t.test('flattenDetails: timeline details stay flat', async (t) => {
-  t.same(flattenDetails({ a: 1, b: 'x', c: null, d: ['p', 'q'], e: { n: 1, node: 'h' } }), { a: 1, b: 'x', c: null, d: ['p', 'q'], e: '{"n":1,"node":"h"}' })
+t.test('flattenEventDetails: timeline details stay flat', async (t) => {
+  t.same(flattenEventDetails({ a: 1, b: 'x', c: null, d: ['p', 'q'], e: { n: 1, node: 'h' } }), { a: 1, b: 'x', c: null, d: ['p', 'q'], e: '{"n":1,"node":"h"}' })
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { validateCluster, validationPassed } from '../../agent/cluster/cluster-validation.js'
+import { validateCluster, validationPassed } from '../../scripts/cli/cluster-validation.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { formatValidation, formatVmList, validationHtml } from '../../scripts/cli/format.js'
 

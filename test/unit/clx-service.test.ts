@@ -107,8 +107,9 @@ async function startLab(t: { teardown(fn: () => unknown): void }): Promise<Lab> 
   await arraySide(lab, 'array-b', 'array-a', join(root, 'b'))
   t.teardown(async () => {
     for (const s of lab.sides.values()) {
-      await s.rc.close().catch(() => {})
-      await s.store.close().catch(() => {})
+      // Closing twice (the test may have closed one already, as a kill -9) is a no-op; a close that fails is a failure.
+      await s.rc.close()
+      await s.store.close()
     }
     rmSync(root, { recursive: true, force: true })
   })

@@ -7,6 +7,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startControlApi, type ControlApi } from '../../scripts/controller/control-api.js'
+import { ControlClient } from '../../scripts/cli/control-client.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
 import { LabController, type LabStatus } from '../../scripts/controller/lab-controller.js'
 import { readRunningControl } from '../../scripts/controller/control-file.js'
 import type { TimelineEvent } from '../../scripts/controller/timeline.js'
@@ -294,6 +296,35 @@ t.test('a missing or invalid topology file is refused before anything is written
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   await t.rejects(LabController.create({ dir, topologyFile: join(dir, 'nope.json'), log: silentLogger() }), { code: 'HVLAB_E_TOPOLOGY' })
   t.notOk(existsSync(labLayout(dir).secret))
+})
+
+t.test("a process's refusal, relayed: the status by its code's family, the origin and the finer code in the body, and the CLI's client rebuilds the error", async (t) => {
+  const lab = await startLab(t)
+  const refusals = [
+    new HvlabError('HVLAB_E_NO_QUORUM', 'the cluster has no coordinator with quorum right now (host-a1 sees epoch 3); retry when `hvlab cluster status` shows quorum HELD', { origin: 'host-a1' }),
+    new HvlabError('HVLAB_E_FENCED', 'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2)', { origin: 'array-a' }),
+    new HvlabError('HVLAB_E_STATE', 'cannot move vm web1 to host-b1: it is stopped', { origin: 'host-a1' }),
+  ]
+  let next = 0
+  lab.controller.relay = async () => {
+    throw refusals[next++]
+  }
+  for (const r of refusals) {
+    const res = await lab.post('/v1/processes/host-a1/request', { message: { t: 'role-list-request', forwarded: false } })
+    const body = (await res.json()) as { error: Record<string, unknown> }
+    t.equal(res.status, 409, `${r.wireCode}: 409, as for its family ${r.code}`)
+    t.same(body.error, { code: r.code, message: r.message, origin: r.origin, ...(r.detail ? { detail: r.detail } : {}) }, `${r.wireCode}: the body`)
+  }
+  next = 0
+  const client = new (ControlClient as unknown as new (base: string, auth: string) => ControlClient)(lab.base, lab.auth) // forDir wants a running lab's control file
+  for (const r of refusals) {
+    const e = await client.request('host-a1', { t: 'role-list-request', forwarded: false }, 'role-list-reply').then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    t.ok(e instanceof HvlabError && e.code === r.code && e.detail === r.detail && e.origin === r.origin && e.message === r.message, `${r.wireCode}: rebuilt as raised`)
+    t.equal(describeError(e), `${r.origin}: ${r.message}`, 'and printed as before: origin: message')
+  }
 })
 
 async function* ndjsonLines(res: Response): AsyncGenerator<string> {

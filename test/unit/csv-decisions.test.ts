@@ -3,7 +3,9 @@ import { chooseCoordinator, coordinatorCandidates, coordinatorMoves } from '../.
 import { initialPathState, stepPathState } from '../../agent/csv/csv-path-state.js'
 import { decodeCsvs, encodeCsv, encodeRegion, csvKey, regionKey, type RegionRecord } from '../../agent/csv/csv-record.js'
 import { allocateBlocks, layoutProblems, volumeBlock } from '../../agent/csv/region-allocation.js'
+import { isHvlabError } from '../../shared/errors.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import { forEachSeed, seeds } from '../sim/seed.js'
 
 const sites: Record<string, string> = { 'host-a1': 'site-a', 'host-a2': 'site-a', 'host-b1': 'site-b', 'host-b2': 'site-b' }
 const siteOf = (n: string): string | undefined => sites[n]
@@ -48,40 +50,41 @@ t.test('coordinator candidates (a coordinator node that lost its path asks them 
   for (const owner of all) t.equal(chooseCoordinator(owner, 'site-a', all.filter((m) => m !== owner), siteOf), coordinatorCandidates(owner, 'site-a', all, siteOf)[0], `a takeover from ${owner} picks the first candidate`)
 })
 
+const ALLOCATION_SEEDS = seeds(import.meta.url, { base: 20240611, count: 1 })
+
 t.test('region allocation: first fit, never overlapping, never past the volume (seeded)', async (t) => {
-  const seed = Number(process.env.CSV_SEED ?? 20240611)
-  const rnd = { next: mulberry32(seed) }
-  const volume_blocks = 1000
-  const regions = new Map<string, RegionRecord>()
-  let n = 0
-  for (let step = 0; step < 2000; step++) {
-    if (regions.size > 0 && rnd.next() < 0.4) {
-      const names = [...regions.keys()]
-      regions.delete(names[Math.floor(rnd.next() * names.length)]!)
-      continue
-    }
-    const blocks = 1 + Math.floor(rnd.next() * 200)
-    try {
-      regions.set(`r${n++}`, allocateBlocks(regions, volume_blocks, blocks, 'test'))
-    } catch (e) {
-      const free = volume_blocks - [...regions.values()].reduce((s, r) => s + r.blocks, 0)
-      t.match(String(e), /no room/, `seed ${seed}: refusal says why`)
-      // A refusal only when no gap fits (first fit finds any gap that does).
-      const sorted = [...regions.values()].sort((a, b) => a.offset_block - b.offset_block)
-      let at = 0
-      for (const r of sorted) {
-        if (r.offset_block - at >= blocks) t.fail(`seed ${seed}: refused ${blocks} blocks although a gap at ${at} fits`)
-        at = r.offset_block + r.blocks
+  const { failures } = await forEachSeed(t, ALLOCATION_SEEDS, (seed) => {
+    const rnd = { next: mulberry32(seed) }
+    const volume_blocks = 1000
+    const regions = new Map<string, RegionRecord>()
+    let n = 0
+    for (let step = 0; step < 2000; step++) {
+      if (regions.size > 0 && rnd.next() < 0.4) {
+        const names = [...regions.keys()]
+        regions.delete(names[Math.floor(rnd.next() * names.length)]!)
+        continue
       }
-      if (volume_blocks - at >= blocks) t.fail(`seed ${seed}: refused although the tail fits`)
-      void free
+      const blocks = 1 + Math.floor(rnd.next() * 200)
+      try {
+        regions.set(`r${n++}`, allocateBlocks(regions, volume_blocks, blocks, 'test'))
+      } catch (e) {
+        if (!isHvlabError(e) || e.code !== 'HVLAB_E_REFUSED') return `step ${step}: allocating ${blocks} blocks threw ${String(e)}, not a refusal (HVLAB_E_REFUSED)`
+        t.match(String(e), /no room/, `seed ${seed}: refusal says why`)
+        // A refusal only when no gap fits (first fit finds any gap that does).
+        const sorted = [...regions.values()].sort((a, b) => a.offset_block - b.offset_block)
+        let at = 0
+        for (const r of sorted) {
+          if (r.offset_block - at >= blocks) return `refused ${blocks} blocks although a gap at ${at} fits`
+          at = r.offset_block + r.blocks
+        }
+        if (volume_blocks - at >= blocks) return 'refused although the tail fits'
+      }
+      const problems = layoutProblems(regions, volume_blocks)
+      if (problems.length) return problems.join('; ')
     }
-    const problems = layoutProblems(regions, volume_blocks)
-    if (problems.length) {
-      t.fail(`seed ${seed}: ${problems.join('; ')}`)
-      return
-    }
-  }
+    return null
+  })
+  t.equal(failures, 0, 'every allocation fits, first fit, and a refusal only when nothing fits')
   t.same(allocateBlocks(new Map(), 10, 10, 'x'), { offset_block: 0, blocks: 10 }, 'a region may fill the volume exactly')
   t.throws(() => allocateBlocks(new Map(), 10, 11, 'x'), /no room/)
   t.throws(() => allocateBlocks(new Map(), 10, 0, 'x'), /at least one block/)

@@ -6,13 +6,14 @@
  * own votes make a quorum). Prevent quorum: when the witness, host-b1 and host-b2 come
  * back — 3 of the old 5 votes, a majority of the old configuration — they join the forced
  * cluster and never decide a view of their own. The safety invariants are checked after
- * every step.
+ * every step. Seeded (three seeds in CI); HVLAB_SEED=<seed> reruns one (test/sim/seed.ts).
  */
 import t from 'tap'
-import type { ClusterEvent } from '../../agent/cluster/effects.js'
+import type { ClusterEvent } from '../../shared/consensus/cluster-effects.js'
 import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
 import { checkSafety, convergenceProblem, leaseHolders, makeLab, WITNESS_NAME, type InvariantState } from '../sim/cluster-fixture.js'
 import type { SimNetwork } from '../sim/network.js'
+import { seeds } from '../sim/seed.js'
 
 const [A1, A2, B1, B2] = ['host-a1', 'host-a2', 'host-b1', 'host-b2'] as const
 
@@ -25,7 +26,7 @@ function run(net: SimNetwork, duration_ms: number, s: InvariantState): void {
 
 const holders = (net: SimNetwork): string[] => leaseHolders(net).map((h) => h.name).sort()
 
-for (const seed of [11, 12, 13]) {
+for (const seed of seeds(import.meta.url, [11, 12, 13]).list) {
   t.test(`static votes: lost after sequential failures, forced on host-a1, others join it (seed ${seed})`, async (t) => {
     const net = makeLab({ seed, quorum: { dynamic_quorum: false, dynamic_witness: false }, net: { validate_messages: true } })
     const views: ClusterEvent[] = []

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
-import { GUEST_PAGES_MAX, GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
+import { GUEST_PAGES_MAX, GuestMemory } from '../../agent/vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 
 t.test('sizes: pages of 4 KiB, limits refused with a clear error', async (t) => {
   const m = GuestMemory.create(3)

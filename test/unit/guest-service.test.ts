@@ -1,7 +1,9 @@
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
-import { GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
-import { GuestService, bumpGuestCounter, readGuestCounter, type GuestReply, type GuestVmView } from '../../agent/vm/guest-service.js'
+import { GuestMemory } from '../../agent/vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
+import { GuestService, bumpGuestCounter, readGuestCounter, type GuestVmView } from '../../agent/vm/guest-service.js'
+import type { GuestReply } from '../../shared/protocol/guest-messages.js'
 
 interface FakeVm extends GuestVmView {
   state: 'running' | 'stopped'

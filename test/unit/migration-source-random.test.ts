@@ -2,10 +2,12 @@
  * Seeded random scripts against the source state machine: a fake shell answers every
  * effect with plausible inputs (dirty counts, rates, storage answers), and failures or
  * cancels are injected at random points. After each run the way-back invariants must
- * hold. A failing run prints its seed; rerun one with MIGRATION_SEED=<seed>.
+ * hold. A failing run prints its seed and the command that reruns it (HVLAB_SEED=<seed>;
+ * see test/sim/seed.ts).
  */
 import t from 'tap'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import { forEachSeed, seeds } from '../sim/seed.js'
 import { MigrationSource, type SourceEffect, type SourceInput } from '../../agent/migration/migration-source.js'
 
 const PAGE = 4096
@@ -137,25 +139,17 @@ function checkRun(seed: number, out: { outcome: string }): string | null {
   }
 }
 
+const SEEDS = seeds(import.meta.url, { base: 1, count: 3000 })
+
 t.test('the way back holds over seeded random fault schedules', async (t) => {
-  const only = process.env.MIGRATION_SEED
-  const seeds = only ? [Number(only)] : Array.from({ length: 3000 }, (_, i) => i + 1)
   const outcomes = new Map<string, number>()
-  for (const seed of seeds) {
-    let run: { outcome: string; broken: string | null }
-    try {
-      run = runOnce(seed)
-    } catch (e) {
-      run = { outcome: 'threw', broken: `threw: ${(e as Error).message}` }
-    }
-    if (run.broken) {
-      t.fail(`seed ${seed}: ${run.broken} (rerun with MIGRATION_SEED=${seed})`)
-      return
-    }
+  const { runs, failures } = await forEachSeed(t, SEEDS, (seed) => {
+    const run = runOnce(seed)
     outcomes.set(run.outcome, (outcomes.get(run.outcome) ?? 0) + 1)
-  }
-  t.pass(`${seeds.length} schedules kept the invariants: ${JSON.stringify(Object.fromEntries(outcomes))}`)
-  if (!only) {
+    return run.broken
+  })
+  t.equal(failures, 0, `${runs} schedules kept the invariants: ${JSON.stringify(Object.fromEntries(outcomes))}`)
+  if (!SEEDS.fromEnv) {
     // The schedules must reach every ending, or the test proves little.
     for (const outcome of ['completed', 'failed', 'cancelled', 'in_doubt']) t.ok((outcomes.get(outcome) ?? 0) > 10, `${outcome} is reached`)
   }

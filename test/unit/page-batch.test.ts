@@ -1,6 +1,7 @@
 import t from 'tap'
 import { ATTACHMENT_BYTES_MAX } from '../../shared/protocol/codec.js'
-import { GuestMemory, PAGE_SIZE_BYTES } from '../../agent/vm/guest-memory.js'
+import { GuestMemory } from '../../agent/vm/guest-memory.js'
+import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import {
   PAGE_BATCH_HEADER_BYTES,
   PAGE_BATCH_PAGES_MAX,

@@ -1,12 +1,19 @@
 import t from 'tap'
 import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcGroupOptions, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
+import { RESYNC_GROUPS_MAX_DEFAULT, ResyncLimiter } from '../../array-emulator/resync-limiter.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import { forEachSeed, seeds } from '../sim/seed.js'
 
 const BS = 16 // small blocks keep the harness readable; the machine does not care
 const BLOCKS = 8
 
-/** One array: the group, its volumes in memory, snapshots, and what its hosts saw. */
+/**
+ * One array: the group, its volumes in memory, snapshots, and what its hosts saw. Like
+ * RemoteCopyService, every group it runs (a new one, or one restarted from its record)
+ * cycles only with a permit from the array's ResyncLimiter; a new group means a new
+ * process, with a fresh limiter.
+ */
 class Side {
   readonly vols = new Map<string, Buffer>()
   readonly snaps = { delta: new Map<string, Buffer>(), rollback: new Map<string, Buffer>() }
@@ -17,12 +24,30 @@ class Side {
   record: RcGroupRecord | undefined
   /** persist-blocks appended since the last persist. */
   journal: Extract<RcEffect, { kind: 'persist-blocks' }>[] = []
+  limiter!: ResyncLimiter
+  /** Permit requests that had to wait (the limiter was full). */
+  permits_waited = 0
+  /** Groups the limiter granted a permit during the current step: each gets its resync-permit input right after it. */
+  granted: string[] = []
+  private current!: RemoteCopyGroup
   constructor(
     readonly name: string,
-    public group: RemoteCopyGroup,
+    group: RemoteCopyGroup,
+    readonly resync_groups_max = RESYNC_GROUPS_MAX_DEFAULT,
   ) {
+    this.group = group
     this.vols.set('v', Buffer.alloc(BLOCKS * BS))
     this.vols.set('w', Buffer.alloc(BLOCKS * BS))
+  }
+  get group(): RemoteCopyGroup {
+    return this.current
+  }
+  /** Runs `g` as remote-copy-service.ts adopts a group: with resync permits, in a new process (a fresh limiter). */
+  set group(g: RemoteCopyGroup) {
+    g.requireResyncPermits()
+    this.current = g
+    this.limiter = new ResyncLimiter(this.resync_groups_max)
+    this.granted = []
   }
   block(volume: string, b: number): number {
     return this.vols.get(volume)![b * BS]!
@@ -49,10 +74,10 @@ class Lab {
     readonly b: Side,
   ) {}
 
-  static create(over: Partial<RcGroupConfigInput> = {}, options: RcGroupOptions = {}): Lab {
+  static create(over: Partial<RcGroupConfigInput> = {}, options: RcGroupOptions = {}, resync_groups_max = RESYNC_GROUPS_MAX_DEFAULT): Lab {
     const base = { group: 'rc-vm1', mode: 'sync' as const, block_size_bytes: BS, ...over }
-    const a = new Side('a', new RemoteCopyGroup({ ...base, partner: 'b', role: 'primary' }, options))
-    const b = new Side('b', new RemoteCopyGroup({ ...base, partner: 'a', role: 'secondary' }, options))
+    const a = new Side('a', new RemoteCopyGroup({ ...base, partner: 'b', role: 'primary' }, options), resync_groups_max)
+    const b = new Side('b', new RemoteCopyGroup({ ...base, partner: 'a', role: 'secondary' }, options), resync_groups_max)
     return new Lab(a, b)
   }
 
@@ -60,10 +85,29 @@ class Lab {
     return s === this.a ? this.b : this.a
   }
 
+  /** One input and its effects; then, as remote-copy-service.ts grant() does, the permits granted meanwhile (each its own step). */
   step(s: Side, input: RcInput): RcEffect[] {
     const effects = s.group.step(input, this.now_ms)
     for (const e of effects) this.apply(s, e)
+    this.deliverPermits(s)
     return effects
+  }
+
+  private deliverPermits(s: Side): void {
+    while (s.granted.length > 0) {
+      const group = s.granted.shift()!
+      if (group === s.group.config.group) this.step(s, { kind: 'resync-permit' })
+    }
+  }
+
+  /** Another group of `s`'s array takes a resync permit (or waits for one), or gives it back (`release`). */
+  otherGroupResyncs(s: Side, release: boolean): void {
+    if (!release) {
+      s.limiter.request('other')
+      return
+    }
+    s.granted.push(...s.limiter.release('other'))
+    this.deliverPermits(s)
   }
 
   apply(s: Side, e: RcEffect): void {
@@ -113,6 +157,13 @@ class Lab {
         return
       case 'emit':
         s.events.push(e.event)
+        return
+      case 'request-resync-permit':
+        if (s.limiter.request(s.group.config.group)) s.granted.push(s.group.config.group)
+        else s.permits_waited++
+        return
+      case 'release-resync-permit':
+        s.granted.push(...s.limiter.release(s.group.config.group))
         return
     }
   }
@@ -472,38 +523,62 @@ t.test('a restarted group keeps its roles and what it must still send', async (t
   t.equal(s.bytes_behind, 2 * BS, 'v:3 from the record, w:2 from the append')
 })
 
-t.test('seeded simulation: random writes and link flaps always converge to equal copies', async (t) => {
-  const runs = 40
-  for (let r = 0; r < runs; r++) {
-    const seed = 1000 + r
+t.test('resync permits: a cycle waits while the array\'s other group holds the only permit, runs when it is given back, and gives its own back', async (t) => {
+  const lab = Lab.create({}, {}, 1).setUp()
+  t.equal(lab.a.limiter.running, 0, 'the initial sync gave its permit back')
+  lab.linkDown()
+  lab.write(lab.a, 'v', 3, 3)
+  lab.otherGroupResyncs(lab.a, false)
+  lab.linkUp()
+  lab.run()
+  t.equal(lab.a.group.status().bytes_behind, BS, 'block v:3 is dirty, and no cycle runs without a permit')
+  t.equal(lab.a.limiter.queued, 1, 'the group waits for a permit')
+  t.equal(lab.b.block('v', 3), 0)
+  lab.otherGroupResyncs(lab.a, true)
+  t.same(lab.states(lab.a), ['Syncing', 'Syncing'], 'the permit came: the cycle runs')
+  lab.run()
+  t.same(lab.states(lab.a), ['Synced', 'Synced'])
+  t.equal(lab.b.block('v', 3), 3)
+  t.same([lab.a.limiter.running, lab.a.limiter.queued], [0, 0], 'and the permit went back')
+})
+
+const SIM_SEEDS = seeds(import.meta.url, { base: 1000, count: 40 })
+
+t.test('seeded simulation: random writes, link flaps and busy resync permits always converge to equal copies', async (t) => {
+  let permits_waited = 0
+  const { runs, failures } = await forEachSeed(t, SIM_SEEDS, (seed) => {
     const rnd = mulberry32(seed)
     const mode = rnd() < 0.5 ? 'sync' : 'periodic'
-    const lab = Lab.create({ mode, period_ms: 500, batch_blocks_max: 1 + Math.floor(rnd() * 3), batches_inflight_max: 1 + Math.floor(rnd() * 2) }).setUp()
-    try {
-      for (let i = 0; i < 300; i++) {
-        const x = rnd()
-        if (x < 0.45) lab.write(lab.a, rnd() < 0.5 ? 'v' : 'w', Math.floor(rnd() * BLOCKS), 1 + Math.floor(rnd() * 250))
-        else if (x < 0.8) lab.deliverOne()
-        else if (x < 0.9) lab.advance(Math.floor(rnd() * 400))
-        else if (x < 0.95 && lab.link) lab.linkDown()
-        else if (!lab.link) lab.linkUp()
-      }
-      if (!lab.link) lab.linkUp()
-      lab.run()
-      if (mode === 'periodic') {
-        lab.advance(500)
-        lab.run()
-      }
-      if (lab.a.group.status().bytes_behind !== 0 || lab.a.contents('v').join() !== lab.b.contents('v').join() || lab.a.contents('w').join() !== lab.b.contents('w').join()) {
-        throw new Error(`copies differ: a=${lab.a.contents('v')}|${lab.a.contents('w')} b=${lab.b.contents('v')}|${lab.b.contents('w')}`)
-      }
-      if (lab.a.acked.size + lab.a.failed.size !== lab.writeSeq) throw new Error(`${lab.writeSeq - lab.a.acked.size} host writes never answered`)
-    } catch (e) {
-      t.fail(`seed ${seed} (${mode}): ${(e as Error).message}`)
-      return
+    // One resync permit per array; another group of array a sometimes holds it.
+    const lab = Lab.create({ mode, period_ms: 500, batch_blocks_max: 1 + Math.floor(rnd() * 3), batches_inflight_max: 1 + Math.floor(rnd() * 2) }, {}, 1).setUp()
+    let other = false
+    for (let i = 0; i < 300; i++) {
+      const x = rnd()
+      if (x < 0.45) lab.write(lab.a, rnd() < 0.5 ? 'v' : 'w', Math.floor(rnd() * BLOCKS), 1 + Math.floor(rnd() * 250))
+      else if (x < 0.8) lab.deliverOne()
+      else if (x < 0.88) lab.advance(Math.floor(rnd() * 400))
+      else if (x < 0.92) lab.otherGroupResyncs(lab.a, (other = !other) === false)
+      else if (x < 0.96 && lab.link) lab.linkDown()
+      else if (!lab.link) lab.linkUp()
     }
-  }
-  t.pass(`${runs} seeded runs converged`)
+    if (other) lab.otherGroupResyncs(lab.a, true)
+    if (!lab.link) lab.linkUp()
+    lab.run()
+    if (mode === 'periodic') {
+      lab.advance(500)
+      lab.run()
+    }
+    permits_waited += lab.a.permits_waited
+    const label = `${mode}: `
+    if (lab.a.group.status().bytes_behind !== 0 || lab.a.contents('v').join() !== lab.b.contents('v').join() || lab.a.contents('w').join() !== lab.b.contents('w').join()) {
+      return `${label}copies differ: a=${lab.a.contents('v')}|${lab.a.contents('w')} b=${lab.b.contents('v')}|${lab.b.contents('w')}`
+    }
+    if (lab.a.acked.size + lab.a.failed.size !== lab.writeSeq) return `${label}${lab.writeSeq - lab.a.acked.size} host writes never answered`
+    if (lab.a.limiter.running + lab.a.limiter.queued !== 0) return `${label}a resync permit was kept or is still waited for once the copies are equal`
+    return null
+  })
+  t.equal(failures, 0, `${runs} seeded runs converged`)
+  if (!SIM_SEEDS.fromEnv) t.ok(permits_waited > 0, `cycles did wait for a busy permit (${permits_waited} times)`)
 })
 
 

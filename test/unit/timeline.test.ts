@@ -31,8 +31,9 @@ const seqsIn = (path: string): (number | 'torn')[] =>
     .map((l) => {
       try {
         return (JSON.parse(l) as TimelineEvent).seq
-      } catch {
-        return 'torn'
+      } catch (e) {
+        if (!(e instanceof SyntaxError)) throw e
+        return 'torn' // a line cut by a crash: not JSON
       }
     })
 

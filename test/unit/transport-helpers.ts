@@ -8,6 +8,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import t from 'tap'
 import pino from 'pino'
 import { silentLogger, type Logger } from '../../shared/log.js'
+import { isHvlabError } from '../../shared/errors.js'
 import { newNonce } from '../../shared/ids.js'
 import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
 import { PROTOCOL_VERSION, type Message } from '../../shared/protocol/messages.js'
@@ -80,21 +81,26 @@ export const sealed = (auth: FrameAuth, frame: Buffer): Buffer => Buffer.concat(
 
 /**
  * Collects every message a raw socket receives and resolves once it is closed; with `auth`,
- * each frame is opened first (a frame that does not open is not recorded).
+ * each frame is opened first (a frame that does not open is not recorded). A frame the codec
+ * refuses (HVLAB_E_PROTOCOL) is counted in `undecodable`, not recorded; any other error
+ * while reading one rejects the result.
  */
-export function recordUntilClosed(ws: WebSocket, auth?: FrameAuth): Promise<{ code: number; messages: Message[] }> {
+export function recordUntilClosed(ws: WebSocket, auth?: FrameAuth): Promise<{ code: number; messages: Message[]; undecodable: number }> {
   const messages: Message[] = []
+  let undecodable = 0
+  let unexpected: unknown
   ws.on('message', (received: Buffer) => {
     try {
       const data = auth ? auth.open(received) : received
       if (!data) return
       const { envelope } = decodeFrame(data)
       if (envelope.k !== 'err') messages.push(envelope.m)
-    } catch {
-      // not ours to judge here
+    } catch (e) {
+      if (isHvlabError(e) && e.code === 'HVLAB_E_PROTOCOL') undecodable++
+      else unexpected ??= e
     }
   })
-  return new Promise((resolve) => ws.once('close', (code: number) => resolve({ code, messages })))
+  return new Promise((resolve, reject) => ws.once('close', (code: number) => (unexpected === undefined ? resolve({ code, messages, undecodable }) : reject(unexpected))))
 }
 
 /** A raw client past the handshake: its socket, and its frame keys and counters to seal and open frames with. */

@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events'
 import t from 'tap'
-import { HvlabError } from '../../shared/errors.js'
+import { HvlabError, describeError } from '../../shared/errors.js'
 import { encodeFrame, FRAME_BYTES_MAX, FRAME_MAGIC } from '../../shared/protocol/codec.js'
 import { PROTOCOL_VERSION } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
@@ -243,4 +243,37 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE o
   tt.ok(sent * attachment.length <= limits.sendQueue_bytes_max, 'what was accepted fits sendQueue_bytes_max')
   await until('the accepted frames to arrive', () => received === sent)
   tt.ok(toSlow.isOpen, 'refusing sends does not close the connection')
+})
+
+t.test('an error reply: a finer code arrives split into family and detail, the peer as its origin, the message as it said it', async (tt) => {
+  const inner = await startServer(tt, {
+    name: 'server-z',
+    onPeer: (c) =>
+      c.onRequest('ping', () => {
+        throw new HvlabError('HVLAB_E_NO_QUORUM', 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD')
+      }),
+  })
+  const hop = await connect(tt, inner.port, { name: 'server-a' })
+  // a relay: server-a asks server-z and throws what it got
+  const server = await startServer(tt, { onPeer: (c) => c.onRequest('ping', ({ message }) => hop.request(message)) })
+  const direct = await connect(tt, inner.port)
+  const e = await direct.request({ t: 'ping', seq: 1, sent_ms: 0 }).then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  tt.ok(e instanceof HvlabError)
+  if (!(e instanceof HvlabError)) return
+  tt.match(e, { code: 'HVLAB_E_STATE', detail: 'HVLAB_E_NO_QUORUM', origin: 'server-z', message: 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD' })
+  tt.ok(HvlabError.has(e, 'HVLAB_E_NO_QUORUM') && HvlabError.has(e, 'HVLAB_E_STATE'), 'switchable on either code')
+  tt.equal(describeError(e), `server-z: ${e.message}`, 'people see it as before: origin: message')
+  tt.equal(e.withoutOrigin().message, e.message)
+  tt.equal(e.withoutOrigin().origin, undefined)
+  tt.equal(e.withoutOrigin().detail, 'HVLAB_E_NO_QUORUM', 'answering in its own name keeps the code')
+
+  const c = await connect(tt, server.port)
+  await tt.rejects(
+    c.request({ t: 'ping', seq: 2, sent_ms: 0 }),
+    { code: 'HVLAB_E_STATE', detail: 'HVLAB_E_NO_QUORUM', origin: 'server-a', message: /^server-z: the cluster has no coordinator/ },
+    'relayed twice: the finer code survives, the nearer peer is the origin, the farther one stays in the text',
+  )
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
-import type { GuestPing, GuestReply } from '../../agent/vm/guest-service.js'
+import type { GuestPing, GuestReply } from '../../shared/protocol/guest-messages.js'
 import type { SwitchReply } from '../../shared/protocol/guest-messages.js'
 import { VirtualSwitch } from '../../scripts/controller/virtual-switch.js'
 
@@ -35,16 +35,19 @@ const setup = (opts: { hold_ms?: number; inflight_per_host_max?: number; queue_p
   const settle = () => new Promise((r) => setImmediate(r))
   return { clock, runs, hold, held, sw, replies, ping, settle, forwarded }
 }
+/** A host's vm-location: the VM runs on the sender now as start `op`, or stopped there. */
+const here = (vm: string, op: number) => ({ vm, at: 'here' as const, op, epoch: 1 })
+const gone = (vm: string, op: number) => ({ vm, at: 'gone' as const, op, epoch: 1 })
 
 t.test('learns locations only from the sending host, and routes pings there', async (t) => {
   const { sw, runs, replies, ping, settle } = setup()
-  sw.learn('host-a1', 'vm.started', { vm: 'web1', op: 1 })
+  sw.located('host-a1', here('web1', 1))
   runs.get('host-a1')!.add('web1')
   t.equal(sw.where('web1'), 'host-a1')
-  sw.learn('host-a2', 'vm.location', { vm: 'web1', host: 'host-a1' })
-  sw.learn('host-a2', 'vm.location', { vm: 'web1', host: 'host-b9' })
+  // The host is the sending link, never a name in the message; an older incarnation announced late changes nothing.
+  sw.located('host-a2', here('web1', 0))
   t.equal(sw.where('web1'), 'host-a1', 'a host cannot announce a VM for another host')
-  sw.learn('host-a2', 'vm.stopped', { vm: 'web1' })
+  sw.located('host-a2', gone('web1', 1))
   t.equal(sw.where('web1'), 'host-a1', 'a host cannot withdraw a VM that runs elsewhere')
   ping(0)
   ping(1)
@@ -53,7 +56,7 @@ t.test('learns locations only from the sending host, and routes pings there', as
     { t: 'pong', vm: 'web1', seq: 0, value: 1, host: 'host-a1' },
     { t: 'pong', vm: 'web1', seq: 1, value: 2, host: 'host-a1' },
   ])
-  sw.learn('host-a1', 'role.stopped-no-quorum', { node: 'host-a1', vms: ['web1'] })
+  sw.located('host-a1', gone('web1', 1)) // stopped for lost quorum
   t.equal(sw.where('web1'), undefined, 'stopped for lost quorum: withdrawn')
 })
 
@@ -67,7 +70,7 @@ t.test('an unknown address is answered at once, not left hanging', async (t) => 
 
 t.test('pings held during a blackout follow the VM to its new host: none lost', async (t) => {
   const { sw, runs, hold, held, replies, ping, settle } = setup()
-  sw.learn('host-a1', 'vm.started', { vm: 'web1' })
+  sw.located('host-a1', here('web1', 1))
   runs.get('host-a1')!.add('web1')
   ping(0)
   await settle()
@@ -86,8 +89,7 @@ t.test('pings held during a blackout follow the VM to its new host: none lost', 
   await settle()
   t.equal(replies.length, 1, 'pings 1 and 2 wait for the announcement')
   t.equal(sw.status().waiting, 2)
-  sw.learn('host-a2', 'vm.location', { vm: 'web1', host: 'host-a2', how: 'gratuitous-arp' })
-  sw.learn('host-a1', 'vm.departed', { vm: 'web1', to: 'host-a2' })
+  sw.located('host-a2', here('web1', 2)) // the destination's gratuitous ARP; the source's departure sends nothing
   ping(3)
   await settle()
   t.same(replies.map((r) => [r.t, r.seq, r.t === 'pong' ? r.host : '']).sort((a, b) => Number(a[1]) - Number(b[1])), [
@@ -101,10 +103,10 @@ t.test('pings held during a blackout follow the VM to its new host: none lost', 
 
 t.test('a not-here after the announcement goes straight to the new host', async (t) => {
   const { sw, runs, replies, ping, settle, forwarded } = setup()
-  sw.learn('host-a1', 'vm.started', { vm: 'web1' })
+  sw.located('host-a1', here('web1', 1))
   runs.get('host-a2')!.add('web1') // already moved, table not yet updated
   ping(0)
-  sw.learn('host-a2', 'vm.arrived', { vm: 'web1' })
+  sw.located('host-a2', here('web1', 2))
   await settle()
   t.same(forwarded, ['0@host-a1', '0@host-a2'])
   t.match(replies, [{ t: 'pong', seq: 0, host: 'host-a2' }])
@@ -112,7 +114,7 @@ t.test('a not-here after the announcement goes straight to the new host', async 
 
 t.test('waiting for an announcement is bounded in time', async (t) => {
   const { sw, runs, replies, ping, settle, clock } = setup({ hold_ms: 500 })
-  sw.learn('host-a1', 'vm.started', { vm: 'web1' })
+  sw.located('host-a1', here('web1', 1))
   ping(0) // host-a1 does not run it: not-here, no announcement follows
   await settle()
   t.equal(replies.length, 0)
@@ -126,11 +128,11 @@ t.test('waiting for an announcement is bounded in time', async (t) => {
 
 t.test('a host that does not answer in time, and a host that exits', async (t) => {
   const { sw, replies, ping, settle, clock } = setup({ hold_ms: 300 })
-  sw.learn('host-slow', 'vm.started', { vm: 'web1' })
+  sw.located('host-slow', here('web1', 1))
   ping(0)
   await settle()
   t.match(replies, [{ t: 'unreachable', seq: 0, reason: /host-slow did not answer: .*within 8000 ms/ }])
-  sw.learn('host-zz', 'vm.started', { vm: 'web1' })
+  sw.located('host-zz', here('web1', 1))
   ping(1)
   await settle()
   sw.forgetHost('host-zz')
@@ -141,7 +143,7 @@ t.test('a host that does not answer in time, and a host that exits', async (t) =
 
 t.test('bounds: beyond the in-flight limit per host pings queue, beyond the queue they are refused', async (t) => {
   const { sw, runs, hold, held, replies, ping, settle } = setup({ inflight_per_host_max: 2, queue_per_host_max: 1 })
-  sw.learn('host-a1', 'vm.started', { vm: 'web1' })
+  sw.located('host-a1', here('web1', 1))
   runs.get('host-a1')!.add('web1')
   hold.add('host-a1')
   for (let s = 0; s < 4; s++) ping(s)
@@ -160,7 +162,7 @@ t.test('bounds: beyond the in-flight limit per host pings queue, beyond the queu
 
 t.test('a ping whose host link dropped is sent again when the link is back', async (t) => {
   const { sw, runs, replies, ping, settle, forwarded, clock } = setup({ hold_ms: 1000 })
-  sw.learn('host-a3', 'vm.started', { vm: 'web1' }) // host-a3's link is down: forward rejects with HVLAB_E_CLOSED
+  sw.located('host-a3', here('web1', 1)) // host-a3's link is down: forward rejects with HVLAB_E_CLOSED
   ping(0)
   await settle()
   t.equal(replies.length, 0, 'not given up at once')
@@ -180,7 +182,7 @@ t.test('a ping whose host link dropped is sent again when the link is back', asy
 
 t.test('bounds: outstanding pings per client', async (t) => {
   const { sw, runs, hold, held, replies, ping, settle } = setup({ pending_per_client_max: 2 })
-  sw.learn('host-a1', 'vm.started', { vm: 'web1' })
+  sw.located('host-a1', here('web1', 1))
   runs.get('host-a1')!.add('web1')
   hold.add('host-a1')
   ping(0)
@@ -193,4 +195,21 @@ t.test('bounds: outstanding pings per client', async (t) => {
   await settle()
   ping(4)
   t.equal(held.length, 1, 'the client may send again once answered')
+})
+
+t.test('incarnations: a late announcement of an older one elsewhere is ignored; a newer one, or the same host again, moves the route', async (t) => {
+  const { sw } = setup()
+  sw.located('host-a1', here('web1', 5))
+  sw.located('host-a2', here('web1', 3)) // e.g. queued on host-a2's link while it was down, sent on reconnect
+  t.equal(sw.where('web1'), 'host-a1', 'the older incarnation does not take the route')
+  sw.located('host-a2', gone('web1', 3))
+  t.equal(sw.where('web1'), 'host-a1', 'nor does its stop withdraw it')
+  sw.located('host-a2', here('web1', 7)) // migrated or failed over: a newer op
+  t.equal(sw.where('web1'), 'host-a2')
+  sw.located('host-a2', here('web1', 7))
+  t.equal(sw.where('web1'), 'host-a2', 'announced again: unchanged')
+  sw.located('host-a2', gone('web1', 7))
+  t.equal(sw.where('web1'), undefined, 'stopped where it ran: withdrawn')
+  sw.located('host-a1', here('web1', 2))
+  t.equal(sw.where('web1'), 'host-a1', 'with nothing in the table, any announcement is taken')
 })

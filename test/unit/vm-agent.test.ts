@@ -113,3 +113,33 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
   t.same(c.inventory(), [], 'past the grace from the lease\'s end it is stopped')
   c.stop()
 })
+
+t.test("the virtual switch hears where each vm is from the agent (vm-location), before the timeline does", async (t) => {
+  const clock = new ManualClock(0)
+  let lease = true
+  const said: string[] = []
+  const a = testVmAgent({
+    clock,
+    holdsLease: () => lease,
+    emitEvent: (kind, d) => said.push(`event ${kind} ${String(d.vm ?? (d.vms as string[] | undefined)?.join(','))}`),
+    announce: (l) => said.push(`${l.at} ${l.vm} op ${l.op} epoch ${l.epoch}`),
+  })
+  a.start()
+  t.ok(a.startVm('web1', 512, 4, 2, 'host-b1').ok)
+  t.ok(a.startVm('db1', 512, 5, 2, 'host-b1').ok)
+  a.stopVm('web1', 6, 'stopped by operator')
+  a.stopVm('web1', 7, 'again') // not here any more: nothing to say
+  lease = false
+  clock.advance(2000)
+  t.same(said, [
+    'here web1 op 4 epoch 2',
+    'event vm.started web1',
+    'here db1 op 5 epoch 2',
+    'event vm.started db1',
+    'gone web1 op 4 epoch 2',
+    'event vm.stopped web1',
+    'gone db1 op 5 epoch 2',
+    'event role.stopped-no-quorum db1',
+  ])
+  a.stop()
+})

@@ -48,7 +48,7 @@ async function freshArray(t: { teardown(fn: () => Promise<void>): void }): Promi
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-vmdisk-'))
   const a = await openArray(dir, true)
   t.teardown(async () => {
-    await a.store.close().catch(() => {})
+    await a.store.close() // a no-op if the test closed it already; a close that fails is a failure
     rmSync(dir, { recursive: true, force: true })
   })
   return a
@@ -96,7 +96,7 @@ t.test('writes land durably with the epoch and pass the history checker after th
   await a.store.close()
 
   const reopened = await openArray(a.dir, false)
-  t.teardown(() => reopened.store.close().catch(() => {}))
+  t.teardown(() => reopened.store.close())
   const read = (block: number) => reopened.port.read('array-a', { volume: 'vm1-disk0', host: 'host-a1', block, blocks: 1 })
   const problems = await checkAckedWrites({ vm: 'vm1', acked: disk.history(), issued_through_seq: disk.issuedThroughSeq }, read)
   t.same(problems, [], 'every acknowledged write is on disk after reopening the array')
@@ -246,8 +246,12 @@ t.test('0 iops idles; a new rate starts it; errors that are not fencing are coun
 })
 
 t.test('the stale-epoch refusal is recognised as it comes over the wire, and nothing else is', async (t) => {
-  const wire = new HvlabError('HVLAB_E_REFUSED', 'array-a: write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2); this host has been fenced')
+  // Over the wire: the finer code HVLAB_E_FENCED (family HVLAB_E_REFUSED), the array as its origin.
+  const sentence = 'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2); this host has been fenced'
+  const wire = new HvlabError('HVLAB_E_FENCED', sentence, { origin: 'array-a' })
   t.ok(isStaleEpochRefusal(wire))
+  t.equal(wire.code, 'HVLAB_E_REFUSED', 'still a refusal to everything that switches on the family')
+  t.notOk(isStaleEpochRefusal(new HvlabError('HVLAB_E_REFUSED', sentence, { origin: 'array-a' })), 'the sentence alone decides nothing')
   t.notOk(isStaleEpochRefusal(new HvlabError('HVLAB_E_REFUSED', 'array-a: volume v is not presented to host h1')))
   t.notOk(isStaleEpochRefusal(new HvlabError('HVLAB_E_TIMEOUT', 'reserved at epoch 3')))
   t.notOk(isStaleEpochRefusal(new Error('reserved at epoch 3')))

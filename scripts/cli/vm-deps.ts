@@ -5,7 +5,7 @@
  */
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
-import { formatBytes, worstVolumeState } from './clx-decision.js'
+import { formatBytes, worstVolumeState } from '../../agent/clx/clx-decision.js'
 
 export type ArraySide =
   | { array: string; natural: 'primary' | 'secondary'; reachable: true; role: RcGroupStatus['role'] | null; started: boolean; link_up: boolean; state: string | null; bytes_behind: number }

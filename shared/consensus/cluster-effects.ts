@@ -1,9 +1,10 @@
 /**
- * What the cluster state machines take in and give out. `step(input, now_ms)` returns
- * effects that the process shell (or the simulation) carries out in order; a `persist`
- * must be durable before any effect after it runs.
+ * What the cluster state machines — a host's Membership and the witness's Arbiter — take
+ * in and give out. `step(input, now_ms)` returns effects that the process shell (or the
+ * simulation) carries out in order; a `persist` must be durable before any effect after
+ * it runs.
  */
-import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
+import type { ClusterMessage } from '../protocol/cluster-messages.js'
 
 export type ClusterCommand =
   /** Operator: start the cluster on this node without quorum; its database wins. */
@@ -34,6 +35,3 @@ export type Effect<R> =
   | { kind: 'set-timer'; at_ms: number; token: TimerToken }
   | { kind: 'persist'; record: R }
   | { kind: 'emit'; event: ClusterEvent }
-
-/** The name the witness goes by in votes and addresses. */
-export const WITNESS = 'witness'

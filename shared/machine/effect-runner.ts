@@ -1,5 +1,6 @@
 /**
- * Carries out a cluster state machine's effects in order, for a real process: sends go
+ * Carries out a cluster state machine's effects in order, for a real process (a host's
+ * ClusterService and the witness's shell both drive their machine through it): sends go
  * to peers, the tick timer goes on the clock, a persist is written durably BEFORE any
  * effect after it runs, and events go to the timeline. Batches run one after another.
  *
@@ -7,10 +8,10 @@
  * That is safe because a record only ever grows (a newer one includes what an older one
  * promised), and it keeps fsyncs off the heartbeat path when leases renew quickly.
  */
-import type { Clock } from '../../shared/clock.js'
-import { SerialQueue } from '../../shared/durable-json.js'
-import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
-import type { ClusterEvent, Effect, TimerToken } from './effects.js'
+import type { Clock } from '../clock.js'
+import type { ClusterEvent, Effect, TimerToken } from '../consensus/cluster-effects.js'
+import type { ClusterMessage } from '../protocol/cluster-messages.js'
+import { SerialQueue } from '../serial-queue.js'
 
 export interface EffectSinks<R> {
   clock: Clock

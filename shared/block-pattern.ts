@@ -1,11 +1,12 @@
 /**
- * Deterministic block contents for test and demo writes (`hvlab array write --pattern`):
- * block `b` written with seed `s` holds sha256(`${s}:${b}`) repeated. Anyone who knows
- * the seed and the block number can tell whether a block holds that write — which is
- * what the lab's history checker does with the arrays' digests.
+ * Deterministic block contents for test and demo writes (`hvlab array write --pattern`
+ * on an array, `hvlab csv write` through a host's CSV I/O path): block `b` written with
+ * seed `s` holds sha256(`${s}:${b}`) repeated. Anyone who knows the seed and the block
+ * number can tell whether a block holds that write — which is what the lab's history
+ * checker does with the arrays' digests.
  */
 import { createHash } from 'node:crypto'
-import { HvlabError } from '../shared/errors.js'
+import { HvlabError } from './errors.js'
 
 const DIGEST_BYTES = 32
 

@@ -12,7 +12,7 @@ import type {
   AcceptedValue,
   Ballot,
   ClusterMessageOf,
-} from '../../shared/protocol/cluster-messages.js'
+} from '../protocol/cluster-messages.js'
 
 export interface AcceptorRecord {
   /** Epoch of the newest view this voter knows was decided. */

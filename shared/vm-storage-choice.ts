@@ -3,11 +3,13 @@
  * and `--disk-gib N`, with the default the seeds give — a replicated disk (remote-copy
  * group of its own between the two sites' arrays) when the topology has exactly one array
  * in each of two sites, else local. `csv:NAME` puts the disk in a region of Cluster Shared
- * Volume NAME (`hvlab csv create` makes one); the coordinator allocates the region.
+ * Volume NAME (`hvlab csv create` makes one); the coordinator allocates the region. The
+ * CLI turns the options into the create request; a host (role-host.ts) uses the same
+ * rules to find the site of a new VM's primary copy.
  */
-import { HvlabError } from '../../shared/errors.js'
-import { CSV_NAME_RE } from '../csv/csv-record.js'
-import type { VmStorageRequest } from '../../shared/protocol/cluster-messages.js'
+import { HvlabError } from './errors.js'
+import type { VmStorageRequest } from './protocol/cluster-messages.js'
+import { CSV_NAME_RE } from './protocol/csv-messages.js'
 
 /**
  * A lab VM's disk when --disk-gib is left out: small, like lab VMs' memory — the first sync

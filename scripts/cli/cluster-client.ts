@@ -1,0 +1,46 @@
+/**
+ * How the CLI reaches the failover cluster: a request to any up host (those holding the
+ * quorum lease first), tried on the next host when one cannot answer. The cluster and
+ * CSV commands use it.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
+import type { LabStatus } from '../controller/lab-controller.js'
+import type { ControlClient } from './control-client.js'
+
+/** A role request may wait for a view change on the host (it forwards to the coordinator). */
+const ROLE_REQUEST_TIMEOUT_MS = 15_000
+
+/**
+ * Sends a request to an up host, trying the next one when a host cannot answer; refusals
+ * (a wrong name, a paused target …) come back at once.
+ */
+export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> {
+  const lab = await client.get<LabStatus>('/v1/status')
+  // Hosts that hold quorum first: a host cut off from the majority can only answer from
+  // its stale copy of the cluster database.
+  const holdsQuorum = (name: string): boolean => lab.cluster?.hosts[name]?.holds_lease === true
+  const up = lab.processes
+    .filter((p) => p.role === 'host' && p.state === 'up')
+    .map((p) => p.name)
+    .sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
+  if (up.length === 0) throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
+  let last: unknown
+  let lastHost = ''
+  for (const host of up) {
+    lastHost = host
+    try {
+      return await client.request(host, message, expect, timeout_ms)
+    } catch (e) {
+      last = e
+      const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+      if (code !== 'HVLAB_E_TIMEOUT' && code !== 'HVLAB_E_CLOSED' && code !== 'HVLAB_E_LAB') throw withoutHostPrefix(e, host)
+    }
+  }
+  throw withoutHostPrefix(last, lastHost)
+}
+
+/** The controller relays a host's refusal with that host as its origin ("host-a1: cannot …"); any host would have said the same, so the operator gets the sentence. */
+function withoutHostPrefix(e: unknown, host: string): unknown {
+  return e instanceof HvlabError && e.origin === host ? e.withoutOrigin() : e
+}
