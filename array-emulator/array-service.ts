@@ -89,7 +89,8 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
       const c = p.mesh.connection(to)
       if (!c?.isOpen) return undefined
       const r = await c.request(message, { timeout_ms: HASH_REQUEST_TIMEOUT_MS })
-      if (r.message.t !== 'rc-hash-list') throw new HvlabError('HVLAB_E_PROTOCOL', `array ${to} answered rc-hash-request with ${r.message.t}`)
+      if (r.message.t !== 'rc-hash-list')
+        throw new HvlabError('HVLAB_E_PROTOCOL', `array ${to} answered rc-hash-request with ${r.message.t}`)
       return r.attachment
     },
     resync_groups_max: p.topology.limits.resync_groups_per_array,
@@ -103,7 +104,10 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const sameHost = (claimed: string, c: PeerConnection): void => {
     if (claimed !== c.remoteName) {
       metrics.refusals.inc({ reason: 'not-presented' })
-      throw new HvlabError('HVLAB_E_REFUSED', `${c.remoteName} sent I/O in the name of host ${claimed}; a host does I/O only as itself; nothing was read or written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${c.remoteName} sent I/O in the name of host ${claimed}; a host does I/O only as itself; nothing was read or written`,
+      )
     }
   }
   const attachBlockIo = (c: PeerConnection): void => {
@@ -121,7 +125,10 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const attachRemoteCopy = (c: PeerConnection): void => {
     c.onRequest('rc-hash-request', async ({ message: m }) => {
       const hashes = await rc.hashRequest(c.remoteName, m)
-      return { message: { t: 'rc-hash-list', group: m.group, cycle: m.cycle, volume: m.volume, blocks: m.block_list.length }, attachment: hashes }
+      return {
+        message: { t: 'rc-hash-list', group: m.group, cycle: m.cycle, volume: m.volume, blocks: m.block_list.length },
+        attachment: hashes,
+      }
     })
     for (const t of RC_PEER_TYPES) {
       c.onMessage(t, ({ message, attachment }) => rc.peerMessage(c.remoteName, message as RcPeerMessage, attachment))
@@ -154,7 +161,9 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   const listing = (): MessageOf<'volume-listing'> => ({
     t: 'volume-listing',
     block_size_bytes: store.block_size_bytes,
-    volumes: store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: masking.presentations(v.volume).map((x) => x.host) })),
+    volumes: store
+      .list()
+      .map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: masking.presentations(v.volume).map((x) => x.host) })),
   })
   const presentations = (volume: string): MessageOf<'lun-presentations'> => ({
     t: 'lun-presentations',
@@ -170,14 +179,19 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   })
   serveAdmin('volume-grow', async (m) => {
     const group = rc.groupOfVolume(m.volume)
-    if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; its size is fixed while it is replicated`)
+    if (group !== undefined)
+      throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; its size is fixed while it is replicated`)
     const v = await store.grow(m.volume, m.size_bytes)
     p.emitEvent('array.volume-grown', { volume: v.volume, size_bytes: v.size_bytes })
     return listing()
   })
   serveAdmin('volume-remove', async (m) => {
     const group = rc.groupOfVolume(m.volume)
-    if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${m.volume} is in remote copy group ${group}; it cannot be removed while it is replicated`)
+    if (group !== undefined)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `volume ${m.volume} is in remote copy group ${group}; it cannot be removed while it is replicated`,
+      )
     await store.remove(m.volume)
     await masking.forgetVolume(m.volume)
     await fencing.forget(m.volume)
@@ -221,7 +235,9 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
 
   p.addStatus(() => ({
     volumes: store.list().length,
-    remote_copy: rc.status().map((g) => ({ group: g.group, role: g.role, started: g.started, link_up: g.link_up, bytes_behind: g.bytes_behind })),
+    remote_copy: rc
+      .status()
+      .map((g) => ({ group: g.group, role: g.role, started: g.started, link_up: g.link_up, bytes_behind: g.bytes_behind })),
     resync: rc.resyncConcurrency(),
   }))
   log.info({ dir, volumes: store.list().length, groups: rc.groupNames() }, 'array service ready')

@@ -49,7 +49,10 @@ export class BlockHashPool {
   async hash(data: Uint8Array, block_size_bytes: number): Promise<Uint8Array> {
     this.pool.assertOpen()
     if (data.length > BLOCK_HASH_TASK_BYTES_MAX) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `block hash task of ${data.length} bytes is over the ${BLOCK_HASH_TASK_BYTES_MAX}-byte limit; hash in batches`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `block hash task of ${data.length} bytes is over the ${BLOCK_HASH_TASK_BYTES_MAX}-byte limit; hash in batches`,
+      )
     }
     // A copy goes to the worker (structured clone): `data` may be a view of a shared pool buffer.
     const hashes = await this.pool.run({ data, block_size_bytes })

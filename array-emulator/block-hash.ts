@@ -22,7 +22,12 @@ export function hashBlocks(task: BlockHashTask): Uint8Array {
   const n = data.length / bs
   const out = new Uint8Array(n * BLOCK_HASH_BYTES)
   for (let i = 0; i < n; i++) {
-    out.set(createHash('sha256').update(data.subarray(i * bs, (i + 1) * bs)).digest(), i * BLOCK_HASH_BYTES)
+    out.set(
+      createHash('sha256')
+        .update(data.subarray(i * bs, (i + 1) * bs))
+        .digest(),
+      i * BLOCK_HASH_BYTES,
+    )
   }
   return out
 }
@@ -31,7 +36,10 @@ export function hashBlocks(task: BlockHashTask): Uint8Array {
 export function differingBlocks(blocks: readonly number[], local: Uint8Array, remote: Uint8Array): number[] {
   const size = blocks.length * BLOCK_HASH_BYTES
   if (local.length !== size || remote.length !== size) {
-    throw new HvlabError('HVLAB_E_PROTOCOL', `hash lists of ${local.length} and ${remote.length} bytes do not match ${blocks.length} blocks of ${BLOCK_HASH_BYTES}-byte hashes`)
+    throw new HvlabError(
+      'HVLAB_E_PROTOCOL',
+      `hash lists of ${local.length} and ${remote.length} bytes do not match ${blocks.length} blocks of ${BLOCK_HASH_BYTES}-byte hashes`,
+    )
   }
   const out: number[] = []
   blocks.forEach((b, i) => {

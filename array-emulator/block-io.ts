@@ -52,7 +52,10 @@ export class BlockIo {
     this.guard('unknown-volume', () => this.store.get(r.volume))
     this.guard('not-presented', () => this.masking.checkAccess(r.volume, r.host, r.initiator))
     if (data.length !== r.blocks * bs) {
-      this.refuse('wrong-size', `write to volume ${r.volume} refused: ${data.length} bytes of data for ${r.blocks} blocks of ${bs} bytes (expected ${r.blocks * bs}); nothing was written`)
+      this.refuse(
+        'wrong-size',
+        `write to volume ${r.volume} refused: ${data.length} bytes of data for ${r.blocks} blocks of ${bs} bytes (expected ${r.blocks * bs}); nothing was written`,
+      )
     }
     this.checkRange(r.volume, r.block, r.blocks, 'write', BLOCKS_PER_IO_MAX)
     await this.guardAsync('stale-epoch', () => this.fencing.admitWrite(r.volume, r.host, r.epoch))
@@ -81,7 +84,13 @@ export class BlockIo {
       const n = Math.min(BLOCKS_PER_IO_MAX, r.block + r.blocks - at)
       const data = await this.store.read(r.volume, at, n)
       whole.update(data)
-      if (r.blocks <= BLOCKS_PER_IO_MAX) for (let i = 0; i < n; i++) perBlock.push(createHash('sha256').update(data.subarray(i * bs, (i + 1) * bs)).digest('hex'))
+      if (r.blocks <= BLOCKS_PER_IO_MAX)
+        for (let i = 0; i < n; i++)
+          perBlock.push(
+            createHash('sha256')
+              .update(data.subarray(i * bs, (i + 1) * bs))
+              .digest('hex'),
+          )
       this.metrics?.readBytes.inc(data.length)
     }
     this.metrics?.reads.inc()
@@ -97,10 +106,16 @@ export class BlockIo {
   private checkRange(volume: string, block: number, blocks: number, what: 'read' | 'write', blocks_max: number): void {
     const { block_count } = this.store.get(volume)
     if (!Number.isSafeInteger(block) || block < 0 || !Number.isSafeInteger(blocks) || blocks < 1 || blocks > blocks_max) {
-      this.refuse('out-of-range', `${what} of ${blocks} blocks at block ${block} on volume ${volume} refused: the count must be 1 to ${blocks_max}${what === 'write' ? '; nothing was written' : ''}`)
+      this.refuse(
+        'out-of-range',
+        `${what} of ${blocks} blocks at block ${block} on volume ${volume} refused: the count must be 1 to ${blocks_max}${what === 'write' ? '; nothing was written' : ''}`,
+      )
     }
     if (block + blocks > block_count) {
-      this.refuse('out-of-range', `${what} of blocks ${block}..${block + blocks - 1} on volume ${volume} refused: the volume has blocks 0..${block_count - 1}${what === 'write' ? '; nothing was written' : ''}`)
+      this.refuse(
+        'out-of-range',
+        `${what} of blocks ${block}..${block + blocks - 1} on volume ${volume} refused: the volume has blocks 0..${block_count - 1}${what === 'write' ? '; nothing was written' : ''}`,
+      )
     }
   }
 

@@ -100,7 +100,8 @@ export class BlockSnapshot {
     const name = Buffer.from(volume, 'utf8')
     for (const b of fresh) {
       const data = contents(b)
-      if (data.length !== this.block_size_bytes) throw new Error(`snapshot of block ${b} is ${data.length} bytes, not ${this.block_size_bytes}`)
+      if (data.length !== this.block_size_bytes)
+        throw new Error(`snapshot of block ${b} is ${data.length} bytes, not ${this.block_size_bytes}`)
       this.saved.set(key(volume, b), { volume, block: b, data: Buffer.from(data) })
       if (this.path) {
         const head = Buffer.alloc(2 + name.length + 8)
@@ -136,5 +137,11 @@ export class BlockSnapshot {
 
 /** A record header as `preserve` writes them: a non-empty name that is valid UTF-8, a whole block number. */
 function plausibleRecord(volume: string, nameLen: number, block: number): boolean {
-  return nameLen >= 1 && nameLen <= VOLUME_NAME_BYTES_MAX && Buffer.byteLength(volume, 'utf8') === nameLen && Number.isSafeInteger(block) && block >= 0
+  return (
+    nameLen >= 1 &&
+    nameLen <= VOLUME_NAME_BYTES_MAX &&
+    Buffer.byteLength(volume, 'utf8') === nameLen &&
+    Number.isSafeInteger(block) &&
+    block >= 0
+  )
 }

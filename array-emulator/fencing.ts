@@ -23,7 +23,8 @@ export type FenceDecision = 'accept' | 'raise' | 'refuse'
 
 /** The pure rule: older refused, equal accepted, newer raises the reservation. */
 export function fenceDecision(current: Reservation | undefined, epoch: number): FenceDecision {
-  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new HvlabError('HVLAB_E_REFUSED', `reservation epoch ${epoch} is not a non-negative integer`)
+  if (!Number.isSafeInteger(epoch) || epoch < 0)
+    throw new HvlabError('HVLAB_E_REFUSED', `reservation epoch ${epoch} is not a non-negative integer`)
   if (current === undefined || epoch > current.epoch) return 'raise'
   if (epoch === current.epoch) return 'accept'
   return 'refuse'
@@ -95,11 +96,17 @@ export class FencingTable {
   private load(raw: unknown): void {
     const file = raw as Partial<ReservationsFile> | null
     if (!file || file.format !== 1 || typeof file.volumes !== 'object' || file.volumes === null) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `${this.path} is damaged (unknown format); restore it from a backup — without it fenced hosts could write again`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `${this.path} is damaged (unknown format); restore it from a backup — without it fenced hosts could write again`,
+      )
     }
     for (const [volume, r] of Object.entries(file.volumes)) {
       if (!Number.isSafeInteger(r?.epoch) || r.epoch < 0 || typeof r.host !== 'string') {
-        throw new HvlabError('HVLAB_E_INTERNAL', `${this.path} is damaged (volume ${volume} has an invalid reservation); restore it from a backup`)
+        throw new HvlabError(
+          'HVLAB_E_INTERNAL',
+          `${this.path} is damaged (volume ${volume} has an invalid reservation); restore it from a backup`,
+        )
       }
       this.reservations.set(volume, { epoch: r.epoch, host: r.host })
     }

@@ -24,7 +24,10 @@ export class GroupInputQueue {
     readonly inputs_queued_max: number,
   ) {
     if (!Number.isSafeInteger(inputs_queued_max) || inputs_queued_max < 1) {
-      throw new HvlabError('HVLAB_E_USAGE', `remote copy group ${group}: inputs_queued_max must be a positive integer, got ${String(inputs_queued_max)}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `remote copy group ${group}: inputs_queued_max must be a positive integer, got ${String(inputs_queued_max)}`,
+      )
     }
   }
 
@@ -38,7 +41,10 @@ export class GroupInputQueue {
     if (origin === 'internal') return this.serial.run(job)
     if (this.queued[origin] >= this.inputs_queued_max) {
       return Promise.reject(
-        new HvlabError('HVLAB_E_BACKPRESSURE', `remote copy group ${this.group} has ${this.queued[origin]} inputs from ${FROM[origin]} waiting (its limit, rc_group_inputs_queued_max); retry shortly`),
+        new HvlabError(
+          'HVLAB_E_BACKPRESSURE',
+          `remote copy group ${this.group} has ${this.queued[origin]} inputs from ${FROM[origin]} waiting (its limit, rc_group_inputs_queued_max); retry shortly`,
+        ),
       )
     }
     this.queued[origin]++

@@ -67,7 +67,10 @@ export class GroupJournal {
   /** The groups that have a record in `dir`. */
   static async groupsIn(dir: string): Promise<string[]> {
     await mkdir(dir, { recursive: true })
-    return (await readdir(dir)).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -'.json'.length)).sort()
+    return (await readdir(dir))
+      .filter((f) => f.endsWith('.json') && !f.startsWith('.'))
+      .map((f) => f.slice(0, -'.json'.length))
+      .sort()
   }
 
   private get recordPath(): string {

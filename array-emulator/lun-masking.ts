@@ -27,7 +27,10 @@ export interface Presentation {
 export function normalizeWwn(id: string): string {
   const lower = id.toLowerCase()
   if (!WWN_PATTERN.test(lower)) {
-    throw new HvlabError('HVLAB_E_USAGE', `initiator id ${JSON.stringify(id.slice(0, 40))} is not a WWN; use 16 hex digits like c0:03:ff:00:00:ff:ff:00`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `initiator id ${JSON.stringify(id.slice(0, 40))} is not a WWN; use 16 hex digits like c0:03:ff:00:00:ff:ff:00`,
+    )
   }
   const hex = lower.replaceAll(':', '')
   return hex.match(/../g)!.join(':')
@@ -57,7 +60,10 @@ export class LunMasking {
     const p = this.validate(volume, host, initiators)
     const hosts = this.byVolume.get(volume) ?? new Map<string, Presentation>()
     if (!hosts.has(host) && this.count >= this.presentations_max) {
-      throw new HvlabError('HVLAB_E_REFUSED', `cannot present volume ${volume} to host ${host}: the array already has ${this.presentations_max} presentations (its limit)`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `cannot present volume ${volume} to host ${host}: the array already has ${this.presentations_max} presentations (its limit)`,
+      )
     }
     if (!hosts.has(host)) this.count++
     hosts.set(host, p)
@@ -94,7 +100,10 @@ export class LunMasking {
   checkAccess(volume: string, host: string, initiator?: string): void {
     const p = this.byVolume.get(volume)?.get(host)
     if (!p) {
-      throw new HvlabError('HVLAB_E_REFUSED', `host ${host} may not access volume ${volume}: it is not presented to that host; present it first (lun-present); nothing was read or written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `host ${host} may not access volume ${volume}: it is not presented to that host; present it first (lun-present); nothing was read or written`,
+      )
     }
     if (p.initiators.length === 0) return
     let id: string | undefined
@@ -115,16 +124,23 @@ export class LunMasking {
     if (!NAME_PATTERN.test(volume)) throw new HvlabError('HVLAB_E_USAGE', `volume name ${JSON.stringify(volume.slice(0, 80))} is invalid`)
     if (!NAME_PATTERN.test(host)) throw new HvlabError('HVLAB_E_USAGE', `host name ${JSON.stringify(host.slice(0, 80))} is invalid`)
     if (initiators.length > INITIATORS_PER_HOST_MAX) {
-      throw new HvlabError('HVLAB_E_USAGE', `a presentation names at most ${INITIATORS_PER_HOST_MAX} initiator ids (a VFC WWN A/B pair), got ${initiators.length}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `a presentation names at most ${INITIATORS_PER_HOST_MAX} initiator ids (a VFC WWN A/B pair), got ${initiators.length}`,
+      )
     }
     const ids = initiators.map(normalizeWwn)
-    if (new Set(ids).size !== ids.length) throw new HvlabError('HVLAB_E_USAGE', `initiator ids ${ids.join(', ')} repeat; name each WWN once`)
+    if (new Set(ids).size !== ids.length)
+      throw new HvlabError('HVLAB_E_USAGE', `initiator ids ${ids.join(', ')} repeat; name each WWN once`)
     for (const hosts of this.byVolume.values()) {
       for (const other of hosts.values()) {
         if (other.host === host) continue
         const clash = ids.find((id) => other.initiators.includes(id))
         if (clash) {
-          throw new HvlabError('HVLAB_E_USAGE', `initiator ${clash} already belongs to host ${other.host} (volume ${other.volume}); a WWN identifies one host`)
+          throw new HvlabError(
+            'HVLAB_E_USAGE',
+            `initiator ${clash} already belongs to host ${other.host} (volume ${other.volume}); a WWN identifies one host`,
+          )
         }
       }
     }

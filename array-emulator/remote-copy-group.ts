@@ -123,8 +123,7 @@ export interface RcGroupConfig {
   sync_writes_inflight_max: number
 }
 
-export type RcGroupConfigInput = Pick<RcGroupConfig, 'group' | 'partner' | 'role' | 'mode' | 'block_size_bytes'> &
-  Partial<RcGroupConfig>
+export type RcGroupConfigInput = Pick<RcGroupConfig, 'group' | 'partner' | 'role' | 'mode' | 'block_size_bytes'> & Partial<RcGroupConfig>
 
 /** Settings of the array, not of the group: not in its record, so a new topology applies at restart. */
 export interface RcGroupOptions {
@@ -162,7 +161,17 @@ export type RcEffect =
    * only the blocks that differ; when none differ, answer the batch locally with an rc-blocks-ack
    * of 0 blocks. The partner's ack says how many blocks it got (that is what counts as resynced).
    */
-  | { kind: 'send-blocks'; to: string; group: string; cycle: number; batch: number; volume: string; remote_volume: string; blocks: number[]; compare: boolean }
+  | {
+      kind: 'send-blocks'
+      to: string
+      group: string
+      cycle: number
+      batch: number
+      volume: string
+      remote_volume: string
+      blocks: number[]
+      compare: boolean
+    }
   /** Ask the array-wide resync limiter for a permit; it answers with a resync-permit input. */
   | { kind: 'request-resync-permit' }
   /** Give the permit back (the cycle ended, or the permit was not needed after all). */
@@ -194,7 +203,15 @@ export interface RcGroupRecord {
   incarnation?: number
   last_sync_ms: number | null
   bytes_resynced_total: number
-  volumes: { volume: string; remote_volume: string; block_count: number; synced_once: boolean; dirty: Runs; rollback: Runs; compare?: boolean }[]
+  volumes: {
+    volume: string
+    remote_volume: string
+    block_count: number
+    synced_once: boolean
+    dirty: Runs
+    rollback: Runs
+    compare?: boolean
+  }[]
   /**
    * Written only by a clean shutdown (no host I/O after it; writes still waiting for the
    * partner are in `dirty`): the restart need not suspect every block. The service
@@ -332,7 +349,10 @@ export class RemoteCopyGroup {
     this.role = this.config.role
     this.sync_write_timeout_ms = options.sync_write_timeout_ms ?? SYNC_WRITE_TIMEOUT_MS_DEFAULT
     if (!Number.isSafeInteger(this.sync_write_timeout_ms) || this.sync_write_timeout_ms < 1) {
-      throw new HvlabError('HVLAB_E_USAGE', `remote copy group ${this.config.group}: sync_write_timeout_ms must be a positive integer, got ${String(options.sync_write_timeout_ms)}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `remote copy group ${this.config.group}: sync_write_timeout_ms must be a positive integer, got ${String(options.sync_write_timeout_ms)}`,
+      )
     }
     this.journal_damaged = options.journal_damaged === true
   }
@@ -354,7 +374,11 @@ export class RemoteCopyGroup {
     this.requireTarget('rc-hash-request')
     const v = this.requireVolume(volume)
     for (const b of block_list) {
-      if (!Number.isSafeInteger(b) || b < 0 || b >= v.block_count) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-hash-request names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`)
+      if (!Number.isSafeInteger(b) || b < 0 || b >= v.block_count)
+        throw new HvlabError(
+          'HVLAB_E_PROTOCOL',
+          `rc-hash-request names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`,
+        )
     }
   }
 
@@ -387,27 +411,47 @@ export class RemoteCopyGroup {
     const v = this.requireVolume(volume)
     const g = this.config.group
     if (!isSourceRole(this.role)) {
-      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: remote copy group ${g} is ${this.role} on this array, so its volumes are read-only here; write through array ${this.config.partner}, or fail over first`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `write to volume ${volume} refused: remote copy group ${g} is ${this.role} on this array, so its volumes are read-only here; write through array ${this.config.partner}, or fail over first`,
+      )
     }
     if (this.supersededByPartner()) {
-      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: group ${g} was failed over to array ${this.config.partner}, and this copy will be overwritten when it is recovered`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `write to volume ${volume} refused: group ${g} was failed over to array ${this.config.partner}, and this copy will be overwritten when it is recovered`,
+      )
     }
     if (this.switching || this.role_change_pending) {
-      throw new HvlabError('HVLAB_E_STATE', `write to volume ${volume} refused: group ${g} is changing roles (${this.role_change_pending ?? 'switchover'}); retry on the new primary`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `write to volume ${volume} refused: group ${g} is changing roles (${this.role_change_pending ?? 'switchover'}); retry on the new primary`,
+      )
     }
     const blocks = this.blocksOf(v, block, data.length, 'write')
     if (this.started && !this.partnerOk() && this.config.write_error_policy === 'fail_wrt_on_err') {
-      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: the link to array ${this.config.partner} is down and group ${g} has policy fail_wrt_on_err; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `write to volume ${volume} refused: the link to array ${this.config.partner} is down and group ${g} has policy fail_wrt_on_err; nothing was written`,
+      )
     }
     if (this.replicatingSync()) {
       if (this.pending_sync.size >= this.config.sync_writes_inflight_max) {
-        throw new HvlabError('HVLAB_E_BACKPRESSURE', `write to volume ${volume} refused: ${this.pending_sync.size} synchronous writes of group ${g} are waiting for array ${this.config.partner}; retry shortly`)
+        throw new HvlabError(
+          'HVLAB_E_BACKPRESSURE',
+          `write to volume ${volume} refused: ${this.pending_sync.size} synchronous writes of group ${g} are waiting for array ${this.config.partner}; retry shortly`,
+        )
       }
       const seq = ++this.seq
       this.pending_sync.set(seq, { write_id, volume, blocks, sent_at_ms: now_ms })
       return [
         { kind: 'write-local', volume, blocks, data },
-        { kind: 'send', to: this.config.partner, message: { t: 'rc-write', group: g, incarnation: this.incarnation, seq, volume: v.remote_volume, block, blocks: blocks.length }, attachment: data },
+        {
+          kind: 'send',
+          to: this.config.partner,
+          message: { t: 'rc-write', group: g, incarnation: this.incarnation, seq, volume: v.remote_volume, block, blocks: blocks.length },
+          attachment: data,
+        },
         ...this.armSyncWaitTimer(),
       ]
     }
@@ -434,7 +478,10 @@ export class RemoteCopyGroup {
 
   private command(verb: RcVerb, force: boolean, now_ms: number): RcEffect[] {
     if (this.role_change_pending) {
-      throw new HvlabError('HVLAB_E_STATE', `group ${this.config.group} is waiting for array ${this.config.partner} to confirm ${this.role_change_pending}; retry ${verb} when it has`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `group ${this.config.group} is waiting for array ${this.config.partner} to confirm ${this.role_change_pending}; retry ${verb} when it has`,
+      )
     }
     switch (verb) {
       case 'start':
@@ -458,7 +505,10 @@ export class RemoteCopyGroup {
 
   private requireSource(verb: string): void {
     if (!isSourceRole(this.role)) {
-      throw new HvlabError('HVLAB_E_STATE', `${verb} runs on the primary side of group ${this.config.group}; this array is ${this.role} — run it on array ${this.config.partner}`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `${verb} runs on the primary side of group ${this.config.group}; this array is ${this.role} — run it on array ${this.config.partner}`,
+      )
     }
   }
 
@@ -486,7 +536,10 @@ export class RemoteCopyGroup {
   private syncNow(now_ms: number): RcEffect[] {
     this.requireSource('sync')
     if (!this.started || !this.partnerOk()) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot sync group ${this.config.group}: it is ${this.started ? 'started but the link to array ' + this.config.partner + ' is down' : 'stopped; start it first'}`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot sync group ${this.config.group}: it is ${this.started ? 'started but the link to array ' + this.config.partner + ' is down' : 'stopped; start it first'}`,
+      )
     }
     this.sync_due = true
     return this.maybeStartCycle(now_ms)
@@ -496,18 +549,34 @@ export class RemoteCopyGroup {
     this.requireSource('admit')
     const g = this.config.group
     if (this.volumes.has(volume)) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} is already in group ${g}`)
-    if (this.volumes.size >= RC_GROUP_VOLUMES_MAX) throw new HvlabError('HVLAB_E_REFUSED', `group ${g} already has ${RC_GROUP_VOLUMES_MAX} volumes (its limit)`)
+    if (this.volumes.size >= RC_GROUP_VOLUMES_MAX)
+      throw new HvlabError('HVLAB_E_REFUSED', `group ${g} already has ${RC_GROUP_VOLUMES_MAX} volumes (its limit)`)
     if (!Number.isSafeInteger(block_count) || block_count < 1 || block_count > RC_VOLUME_BLOCKS_MAX) {
-      throw new HvlabError('HVLAB_E_REFUSED', `volume ${volume} has ${block_count} blocks; a remote-copied volume has 1 to ${RC_VOLUME_BLOCKS_MAX}`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `volume ${volume} has ${block_count} blocks; a remote-copied volume has 1 to ${RC_VOLUME_BLOCKS_MAX}`,
+      )
     }
-    if (!this.partnerOk()) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g}: array ${this.config.partner} is not reachable as its secondary; restore the link first`)
-    if (this.cycle) throw new HvlabError('HVLAB_E_STATE', `cannot admit ${volume} to group ${g} while a sync is running; wait for it to finish or stop the group`)
+    if (!this.partnerOk())
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot admit ${volume} to group ${g}: array ${this.config.partner} is not reachable as its secondary; restore the link first`,
+      )
+    if (this.cycle)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot admit ${volume} to group ${g} while a sync is running; wait for it to finish or stop the group`,
+      )
     const v = this.addVolume(volume, remote_volume, block_count)
     const all = Array.from({ length: block_count }, (_, i) => i) // New: a full sync…
     v.compare = true // …of only the blocks the secondary's copy (if it has one) lacks
     this.sync_due = true
     return [
-      { kind: 'send', to: this.config.partner, message: { t: 'rc-admit-peer', group: g, volume: remote_volume, remote_volume: volume, block_count } },
+      {
+        kind: 'send',
+        to: this.config.partner,
+        message: { t: 'rc-admit-peer', group: g, volume: remote_volume, remote_volume: volume, block_count },
+      },
       ...this.markDirty(v, all),
       this.persistEffect(),
       this.emit('rc.admitted', { volume, remote_volume }),
@@ -521,11 +590,17 @@ export class RemoteCopyGroup {
       throw new HvlabError('HVLAB_E_STATE', `failover runs on the secondary side of group ${g}; this array is already ${this.role}`)
     }
     if (this.started && this.link_up && isSourceRole(this.partner_role)) {
-      throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} is up and replicating group ${g}; use switchover for a planned move, or stop the group first`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `array ${this.config.partner} is up and replicating group ${g}; use switchover for a planned move, or stop the group first`,
+      )
     }
     const incomplete = [...this.volumes.values()].filter((v) => !v.synced_once).map((v) => v.volume)
     if (incomplete.length > 0 && !force) {
-      throw new HvlabError('HVLAB_E_STATE', `volumes ${incomplete.join(', ')} of group ${g} never completed a sync, so this copy is incomplete; fail over with force to use it anyway`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `volumes ${incomplete.join(', ')} of group ${g} never completed a sync, so this copy is incomplete; fail over with force to use it anyway`,
+      )
     }
     const effects: RcEffect[] = []
     for (const v of this.volumes.values()) {
@@ -539,27 +614,43 @@ export class RemoteCopyGroup {
     this.generation = Math.max(this.generation, this.partner_generation) + 1
     this.started = false
     this.target_cycle = undefined
-    effects.push(this.persistEffect(), this.emit('rc.failover', { from, to: this.role, rolled_back: effects.filter((e) => e.kind === 'rollback').length > 0 }), ...this.hello())
+    effects.push(
+      this.persistEffect(),
+      this.emit('rc.failover', { from, to: this.role, rolled_back: effects.filter((e) => e.kind === 'rollback').length > 0 }),
+      ...this.hello(),
+    )
     return effects
   }
 
   private recover(): RcEffect[] {
     this.requireSource('recover')
     if (!this.link_up || !this.partner_role) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot recover group ${this.config.group}: array ${this.config.partner} is not reachable; restore the link first`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot recover group ${this.config.group}: array ${this.config.partner} is not reachable; restore the link first`,
+      )
     }
     if (!isSourceRole(this.partner_role)) {
-      throw new HvlabError('HVLAB_E_STATE', `nothing to recover in group ${this.config.group}: array ${this.config.partner} is already ${this.partner_role}; use start`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `nothing to recover in group ${this.config.group}: array ${this.config.partner} is already ${this.partner_role}; use start`,
+      )
     }
     if (this.partner_generation >= this.generation) {
-      throw new HvlabError('HVLAB_E_STATE', `recover runs on the array that failed over; in group ${this.config.group} that is array ${this.config.partner}, not this one`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `recover runs on the array that failed over; in group ${this.config.group} that is array ${this.config.partner}, not this one`,
+      )
     }
     return this.beginRoleChange('recover')
   }
 
   private restore(): RcEffect[] {
     if (this.role !== 'primary-rev') {
-      throw new HvlabError('HVLAB_E_STATE', `restore runs on the Primary-Rev side of group ${this.config.group}; this array is ${this.role}`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `restore runs on the Primary-Rev side of group ${this.config.group}; this array is ${this.role}`,
+      )
     }
     this.requireInSync('restore')
     this.role = 'secondary'
@@ -570,7 +661,10 @@ export class RemoteCopyGroup {
 
   private reverse(): RcEffect[] {
     if (!this.link_up || !this.partner_role) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot reverse group ${this.config.group}: array ${this.config.partner} is not reachable; both arrays must agree`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot reverse group ${this.config.group}: array ${this.config.partner} is not reachable; both arrays must agree`,
+      )
     }
     this.role = REVERSED[this.role]
     return [...this.beginRoleChange('reverse'), this.persistEffect(), this.emit('rc.reversed', { role: this.role })]
@@ -578,10 +672,16 @@ export class RemoteCopyGroup {
 
   private switchover(now_ms: number): RcEffect[] {
     if (this.role !== 'primary') {
-      throw new HvlabError('HVLAB_E_STATE', `switchover runs on the Primary side of group ${this.config.group}; this array is ${this.role}${this.role === 'primary-rev' ? ' — use restore' : ''}`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `switchover runs on the Primary side of group ${this.config.group}; this array is ${this.role}${this.role === 'primary-rev' ? ' — use restore' : ''}`,
+      )
     }
     if (!this.started || !this.partnerOk()) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot switch over group ${this.config.group}: it must be started with array ${this.config.partner} reachable`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot switch over group ${this.config.group}: it must be started with array ${this.config.partner} reachable`,
+      )
     }
     this.switching = true
     this.sync_due = true
@@ -603,7 +703,10 @@ export class RemoteCopyGroup {
 
   private requireInSync(verb: string): void {
     if (!this.started || !this.partnerOk() || !this.inSync()) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot ${verb} group ${this.config.group}: it is not in sync (${this.bytesBehind()} bytes behind${this.partnerOk() ? '' : ', link down'}); stop host writes, sync, and retry`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot ${verb} group ${this.config.group}: it is not in sync (${this.bytesBehind()} bytes behind${this.partnerOk() ? '' : ', link down'}); stop host writes, sync, and retry`,
+      )
     }
   }
 
@@ -667,7 +770,12 @@ export class RemoteCopyGroup {
       if (discarded) {
         effects.push({ kind: 'fail-host', write_id: w.write_id, code: 'HVLAB_E_REFUSED', reason: `${why}; this write is discarded` })
       } else if (this.config.write_error_policy === 'fail_wrt_on_err') {
-        effects.push({ kind: 'fail-host', write_id: w.write_id, code: 'HVLAB_E_REFUSED', reason: `${why} before the secondary had the write (policy fail_wrt_on_err); the data may be on the primary only` })
+        effects.push({
+          kind: 'fail-host',
+          write_id: w.write_id,
+          code: 'HVLAB_E_REFUSED',
+          reason: `${why} before the secondary had the write (policy fail_wrt_on_err); the data may be on the primary only`,
+        })
       } else {
         effects.push({ kind: 'ack-host', write_id: w.write_id })
       }
@@ -678,7 +786,20 @@ export class RemoteCopyGroup {
 
   private hello(): RcEffect[] {
     if (!this.link_up) return []
-    return [{ kind: 'send', to: this.config.partner, message: { t: 'rc-hello', group: this.config.group, role: this.role, started: this.started, generation: this.generation, incarnation: this.incarnation } }]
+    return [
+      {
+        kind: 'send',
+        to: this.config.partner,
+        message: {
+          t: 'rc-hello',
+          group: this.config.group,
+          role: this.role,
+          started: this.started,
+          generation: this.generation,
+          incarnation: this.incarnation,
+        },
+      },
+    ]
   }
 
   /** Arms the timer for the oldest waiting sync write, unless one is armed already. */
@@ -695,7 +816,11 @@ export class RemoteCopyGroup {
     if (!oldest) return []
     if (now_ms < oldest.sent_at_ms + this.sync_write_timeout_ms) return this.armSyncWaitTimer()
     const waited_ms = now_ms - oldest.sent_at_ms
-    return this.linkFailed('HVLAB_E_TIMEOUT', `array ${this.config.partner} did not acknowledge a synchronous write within ${this.sync_write_timeout_ms} ms (waited ${waited_ms} ms)`, now_ms)
+    return this.linkFailed(
+      'HVLAB_E_TIMEOUT',
+      `array ${this.config.partner} did not acknowledge a synchronous write within ${this.sync_write_timeout_ms} ms (waited ${waited_ms} ms)`,
+      now_ms,
+    )
   }
 
   private oldestPendingSyncWrite(): PendingSyncWrite | undefined {
@@ -713,7 +838,8 @@ export class RemoteCopyGroup {
   // ------------------------------------------------------------------ peer messages
 
   private peer(m: RcPeerMessage, attachment: Uint8Array | undefined, now_ms: number): RcEffect[] {
-    if (m.group !== this.config.group) throw new HvlabError('HVLAB_E_PROTOCOL', `message ${m.t} for group ${m.group} reached group ${this.config.group}`)
+    if (m.group !== this.config.group)
+      throw new HvlabError('HVLAB_E_PROTOCOL', `message ${m.t} for group ${m.group} reached group ${this.config.group}`)
     switch (m.t) {
       case 'rc-hello':
         this.partner_generation = m.generation
@@ -752,7 +878,10 @@ export class RemoteCopyGroup {
 
   private requireTarget(what: string): void {
     if (!isTargetRole(this.role)) {
-      throw new HvlabError('HVLAB_E_STATE', `${what} refused: group ${this.config.group} is ${this.role} on this array, not a replication target`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `${what} refused: group ${this.config.group} is ${this.role} on this array, not a replication target`,
+      )
     }
   }
 
@@ -769,13 +898,23 @@ export class RemoteCopyGroup {
       return reply
     }
     if (isSourceRole(role)) {
-      const both = this.emit('rc.both-primary', { local: this.role, partner: role, generation: this.generation, partner_generation: this.partner_generation })
+      const both = this.emit('rc.both-primary', {
+        local: this.role,
+        partner: role,
+        generation: this.generation,
+        partner_generation: this.partner_generation,
+      })
       // auto_failover (as Peer Persistence does after a failover): once the link is back, the
       // side that failed over last keeps its data and recovers the other, which becomes its
       // secondary and receives the blocks either side changed since the split. The other
       // side's writes after the split (acknowledged only on it) are rolled back — the price
       // of no_fail_wrt_on_err; its hosts were fenced from it since this hello.
-      if (this.config.auto_failover && this.config.auto_recover && this.generation > this.partner_generation && this.role_change_pending === undefined) {
+      if (
+        this.config.auto_failover &&
+        this.config.auto_recover &&
+        this.generation > this.partner_generation &&
+        this.role_change_pending === undefined
+      ) {
         return [...reply, both, this.emit('rc.auto-recover', { partner: this.config.partner }), ...this.beginRoleChange('recover')]
       }
       return [...reply, both]
@@ -816,10 +955,16 @@ export class RemoteCopyGroup {
     this.requireTarget('rc-write')
     const v = this.requireVolume(m.volume)
     if (m.incarnation !== this.partner_incarnation) {
-      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${m.seq} of group ${g} belongs to link session ${m.incarnation} of array ${this.config.partner}, but its current session is ${String(this.partner_incarnation)}; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `rc-write ${m.seq} of group ${g} belongs to link session ${m.incarnation} of array ${this.config.partner}, but its current session is ${String(this.partner_incarnation)}; nothing was written`,
+      )
     }
     if (m.seq <= this.last_applied_seq) {
-      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-write ${m.seq} of group ${g} is out of order (last applied ${this.last_applied_seq} in session ${m.incarnation}); nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `rc-write ${m.seq} of group ${g} is out of order (last applied ${this.last_applied_seq} in session ${m.incarnation}); nothing was written`,
+      )
     }
     const blocks = this.blocksOf(v, m.block, data?.length ?? 0, 'rc-write')
     this.last_applied_seq = m.seq
@@ -844,30 +989,50 @@ export class RemoteCopyGroup {
   private onBlocks(cycle: number, batch: number, volume: string, block_list: number[], data: Uint8Array | undefined): RcEffect[] {
     this.requireTarget('rc-blocks')
     const v = this.requireVolume(volume)
-    if (cycle !== this.target_cycle) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`)
+    if (cycle !== this.target_cycle)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `rc-blocks for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`,
+      )
     const bs = this.config.block_size_bytes
     if (!data || data.length !== block_list.length * bs) {
-      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks of group ${this.config.group} carries ${data?.length ?? 0} bytes for ${block_list.length} blocks of ${bs}`)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `rc-blocks of group ${this.config.group} carries ${data?.length ?? 0} bytes for ${block_list.length} blocks of ${bs}`,
+      )
     }
-    for (const b of block_list) if (b >= v.block_count) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`)
+    for (const b of block_list)
+      if (b >= v.block_count)
+        throw new HvlabError('HVLAB_E_PROTOCOL', `rc-blocks names block ${b} past the end of volume ${volume} (${v.block_count} blocks)`)
     const effects: RcEffect[] = []
     if (v.synced_once) {
       const fresh = block_list.filter((b) => !v.rollback.has(b))
       for (const b of fresh) v.rollback.add(b)
       if (fresh.length > 0) {
-        effects.push({ kind: 'persist-blocks', set: 'rollback', volume, blocks: fresh }, { kind: 'preserve', snapshot: 'rollback', volume, blocks: fresh })
+        effects.push(
+          { kind: 'persist-blocks', set: 'rollback', volume, blocks: fresh },
+          { kind: 'preserve', snapshot: 'rollback', volume, blocks: fresh },
+        )
       }
     }
     effects.push(
       { kind: 'write-local', volume, blocks: block_list, data },
-      { kind: 'send', to: this.config.partner, message: { t: 'rc-blocks-ack', group: this.config.group, cycle, batch, blocks: block_list.length } },
+      {
+        kind: 'send',
+        to: this.config.partner,
+        message: { t: 'rc-blocks-ack', group: this.config.group, cycle, batch, blocks: block_list.length },
+      },
     )
     return effects
   }
 
   private onCycleEnd(cycle: number, consistent_at_ms: number): RcEffect[] {
     this.requireTarget('rc-cycle-end')
-    if (cycle !== this.target_cycle) throw new HvlabError('HVLAB_E_PROTOCOL', `rc-cycle-end for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`)
+    if (cycle !== this.target_cycle)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `rc-cycle-end for cycle ${cycle} of group ${this.config.group}, but cycle ${String(this.target_cycle)} is open`,
+      )
     this.target_cycle = undefined
     for (const v of this.volumes.values()) {
       v.synced_once = true
@@ -891,16 +1056,25 @@ export class RemoteCopyGroup {
       reverse: ['primary', 'secondary', 'primary-rev', 'secondary-rev'],
     }
     if (!expected[op].includes(this.role)) {
-      throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} asked group ${this.config.group} to ${op}, but this side is ${this.role}`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `array ${this.config.partner} asked group ${this.config.group} to ${op}, but this side is ${this.role}`,
+      )
     }
     const g = this.config.group
     const effects: RcEffect[] = []
     const from = this.role
     if (op === 'recover') {
       if (this.partner_generation <= this.generation) {
-        throw new HvlabError('HVLAB_E_STATE', `array ${this.config.partner} asked to recover group ${g}, but it did not fail over after this array did`)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `array ${this.config.partner} asked to recover group ${g}, but it did not fail over after this array did`,
+        )
       }
-      effects.push(...this.abortCycle(), ...this.settlePendingSyncWrites(`group ${g} was recovered from array ${this.config.partner}`, true))
+      effects.push(
+        ...this.abortCycle(),
+        ...this.settlePendingSyncWrites(`group ${g} was recovered from array ${this.config.partner}`, true),
+      )
       for (const v of this.volumes.values()) {
         effects.push({
           kind: 'send',
@@ -955,7 +1129,8 @@ export class RemoteCopyGroup {
   }
 
   private onDirtySet(volume: string, block_count: number, bitmap: Uint8Array | undefined): RcEffect[] {
-    if (this.role_change_pending !== 'recover') throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for group ${this.config.group} arrived outside a recover`)
+    if (this.role_change_pending !== 'recover')
+      throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for group ${this.config.group} arrived outside a recover`)
     const v = this.requireVolume(volume)
     if (block_count !== v.block_count || !bitmap || bitmap.length !== Math.ceil(block_count / 8)) {
       throw new HvlabError('HVLAB_E_PROTOCOL', `rc-dirty-set for volume ${volume} does not match its ${v.block_count} blocks`)
@@ -1017,7 +1192,11 @@ export class RemoteCopyGroup {
     }
     this.cycle = c
     return [
-      { kind: 'send', to: this.config.partner, message: { t: 'rc-cycle-begin', group: this.config.group, cycle: c.id, consistent_at_ms: now_ms } },
+      {
+        kind: 'send',
+        to: this.config.partner,
+        message: { t: 'rc-cycle-begin', group: this.config.group, cycle: c.id, consistent_at_ms: now_ms },
+      },
       this.emit('rc.sync-started', { cycle: c.id, blocks: [...c.frozen.values()].reduce((n, s) => n + s.size, 0) }),
       ...this.pump(),
     ]
@@ -1039,12 +1218,26 @@ export class RemoteCopyGroup {
         const batch = ++c.next_batch
         c.inflight.set(batch, { volume, blocks })
         const v = this.requireVolume(volume)
-        effects.push({ kind: 'send-blocks', to: this.config.partner, group: this.config.group, cycle: c.id, batch, volume, remote_volume: v.remote_volume, blocks, compare: c.compare.has(volume) })
+        effects.push({
+          kind: 'send-blocks',
+          to: this.config.partner,
+          group: this.config.group,
+          cycle: c.id,
+          batch,
+          volume,
+          remote_volume: v.remote_volume,
+          blocks,
+          compare: c.compare.has(volume),
+        })
       }
     }
     if (c.inflight.size === 0 && [...c.unsent.values()].every((s) => s.size === 0)) {
       c.ended = true
-      effects.push({ kind: 'send', to: this.config.partner, message: { t: 'rc-cycle-end', group: this.config.group, cycle: c.id, consistent_at_ms: c.consistent_at_ms } })
+      effects.push({
+        kind: 'send',
+        to: this.config.partner,
+        message: { t: 'rc-cycle-end', group: this.config.group, cycle: c.id, consistent_at_ms: c.consistent_at_ms },
+      })
     }
     return effects
   }
@@ -1220,7 +1413,15 @@ export class RemoteCopyGroup {
         const dirty = new Set(v.dirty)
         for (const b of this.cycle?.frozen.get(v.volume) ?? []) dirty.add(b)
         for (const b of pendingBlocks.get(v.volume) ?? []) dirty.add(b)
-        return { volume: v.volume, remote_volume: v.remote_volume, block_count: v.block_count, synced_once: v.synced_once, dirty: toRuns(dirty), rollback: toRuns(v.rollback), compare: v.compare }
+        return {
+          volume: v.volume,
+          remote_volume: v.remote_volume,
+          block_count: v.block_count,
+          synced_once: v.synced_once,
+          dirty: toRuns(dirty),
+          rollback: toRuns(v.rollback),
+          compare: v.compare,
+        }
       }),
       ...(clean_shutdown ? { clean_shutdown: true as const } : {}),
     }
@@ -1230,8 +1431,13 @@ export class RemoteCopyGroup {
    * Rebuilds a group from its last record and the block appends after it (after a restart).
    * With `journal_damaged`, a source resyncs every volume by comparison, as after a crash.
    */
-  static fromRecord(record: RcGroupRecord, appended: readonly Extract<RcEffect, { kind: 'persist-blocks' }>[] = [], options: RcGroupOptions = {}): RemoteCopyGroup {
-    if (record.format !== 1) throw new HvlabError('HVLAB_E_INTERNAL', `remote copy group record has unknown format ${String(record.format)}`)
+  static fromRecord(
+    record: RcGroupRecord,
+    appended: readonly Extract<RcEffect, { kind: 'persist-blocks' }>[] = [],
+    options: RcGroupOptions = {},
+  ): RemoteCopyGroup {
+    if (record.format !== 1)
+      throw new HvlabError('HVLAB_E_INTERNAL', `remote copy group record has unknown format ${String(record.format)}`)
     const g = new RemoteCopyGroup(record.config, options)
     g.role = record.role
     g.started = record.started
@@ -1283,11 +1489,17 @@ export class RemoteCopyGroup {
   private blocksOf(v: VolumeState, block: number, bytes: number, what: string): number[] {
     const bs = this.config.block_size_bytes
     if (bytes === 0 || bytes % bs !== 0) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${what} to volume ${v.volume} refused: ${bytes} bytes is not a whole number of ${bs}-byte blocks; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${what} to volume ${v.volume} refused: ${bytes} bytes is not a whole number of ${bs}-byte blocks; nothing was written`,
+      )
     }
     const n = bytes / bs
     if (!Number.isSafeInteger(block) || block < 0 || block + n > v.block_count) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${what} to blocks ${block}..${block + n - 1} of volume ${v.volume} refused: it has blocks 0..${v.block_count - 1}; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${what} to blocks ${block}..${block + n - 1} of volume ${v.volume} refused: it has blocks 0..${v.block_count - 1}; nothing was written`,
+      )
     }
     return Array.from({ length: n }, (_, i) => block + i)
   }
@@ -1302,7 +1514,13 @@ export class RemoteCopyGroup {
 }
 
 /** The answer to a refused rc-write (by the group, or by the shell when its queue was full). */
-export function rcWriteNackMessage(group: string, incarnation: number, seq: number, code: HvlabErrorCode, reason: string): Extract<RcPeerMessage, { t: 'rc-write-nack' }> {
+export function rcWriteNackMessage(
+  group: string,
+  incarnation: number,
+  seq: number,
+  code: HvlabErrorCode,
+  reason: string,
+): Extract<RcPeerMessage, { t: 'rc-write-nack' }> {
   return { t: 'rc-write-nack', group, incarnation, seq, code, reason: reason.slice(0, REASON_CHARS_MAX) }
 }
 

@@ -42,7 +42,17 @@ import { BlockSnapshot } from './block-snapshot.js'
 import { GroupInputQueue, type InputOrigin } from './group-input-queue.js'
 import { GroupJournal, type BlockAppend, type GroupJournalContents } from './group-journal.js'
 import { ResyncLimiter, RESYNC_GROUPS_MAX_DEFAULT } from './resync-limiter.js'
-import { PERIOD_MS_MIN, RemoteCopyGroup, SYNC_WRITE_TIMEOUT_MS_DEFAULT, rcWriteNackMessage, type RcEffect, type RcInput, type RcMode, type RcVerb, type WriteErrorPolicy } from './remote-copy-group.js'
+import {
+  PERIOD_MS_MIN,
+  RemoteCopyGroup,
+  SYNC_WRITE_TIMEOUT_MS_DEFAULT,
+  rcWriteNackMessage,
+  type RcEffect,
+  type RcInput,
+  type RcMode,
+  type RcVerb,
+  type WriteErrorPolicy,
+} from './remote-copy-group.js'
 import type { VolumeStore } from './volume-store.js'
 
 export const RC_GROUPS_MAX = 256
@@ -133,7 +143,10 @@ export class RemoteCopyService {
   async hashRequest(from: string, m: MessageOf<'rc-hash-request'>): Promise<Uint8Array> {
     const rt = this.require(m.group)
     if (rt.group.config.partner !== from) {
-      throw new HvlabError('HVLAB_E_REFUSED', `array ${from} asked for block hashes of group ${m.group}, but its partner is ${rt.group.config.partner}`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `array ${from} asked for block hashes of group ${m.group}, but its partner is ${rt.group.config.partner}`,
+      )
     }
     return rt.queue.run('partner', async () => {
       rt.group.checkHashRequest(m.volume, m.block_list)
@@ -156,7 +169,10 @@ export class RemoteCopyService {
     const rollback = await BlockSnapshot.durable(this.rollbackPath(name), saved.record.config.block_size_bytes)
     const damaged = saved.damaged_lines > 0 || rollback.damaged
     const appended = damaged ? [...saved.appended, ...rollbackAppends(rollback)] : saved.appended
-    const group = RemoteCopyGroup.fromRecord(saved.record, appended, { sync_write_timeout_ms: this.syncWriteTimeoutMs, journal_damaged: damaged })
+    const group = RemoteCopyGroup.fromRecord(saved.record, appended, {
+      sync_write_timeout_ms: this.syncWriteTimeoutMs,
+      journal_damaged: damaged,
+    })
     // A clean-shutdown mark counts once: from now on a crash must be treated as one. The
     // sets rebuilt from a damaged journal are recorded at once, and the damage with it.
     if (saved.record.clean_shutdown || damaged) await journal.persist(group.record())
@@ -167,7 +183,10 @@ export class RemoteCopyService {
 
   private reportDamagedJournal(group: string, saved: GroupJournalContents, rollback: BlockSnapshot): void {
     const details = { group, lines_skipped: saved.damaged_lines, rollback_snapshot_damaged: rollback.damaged }
-    this.log.warn(details, 'remote copy group journal is damaged; opened without the unreadable part: a source resyncs every volume by comparison')
+    this.log.warn(
+      details,
+      'remote copy group journal is damaged; opened without the unreadable part: a source resyncs every volume by comparison',
+    )
     this.o.emit('rc.journal-damaged', details)
   }
 
@@ -196,11 +215,19 @@ export class RemoteCopyService {
   }
 
   async create(r: RcCreateRequest): Promise<RcGroupStatus> {
-    if (this.groups.has(r.group)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${r.group} already exists on this array; \`hvlab rcopy status ${r.group}\` shows it`)
+    if (this.groups.has(r.group))
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `remote copy group ${r.group} already exists on this array; \`hvlab rcopy status ${r.group}\` shows it`,
+      )
     if (!this.o.partners.includes(r.partner)) {
-      throw new HvlabError('HVLAB_E_USAGE', `${r.partner} is not another array of this lab; partners: ${this.o.partners.join(', ') || '(none)'}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `${r.partner} is not another array of this lab; partners: ${this.o.partners.join(', ') || '(none)'}`,
+      )
     }
-    if (this.groups.size >= RC_GROUPS_MAX) throw new HvlabError('HVLAB_E_REFUSED', `this array already has ${RC_GROUPS_MAX} remote copy groups (its limit)`)
+    if (this.groups.size >= RC_GROUPS_MAX)
+      throw new HvlabError('HVLAB_E_REFUSED', `this array already has ${RC_GROUPS_MAX} remote copy groups (its limit)`)
     const period_ms = r.period_ms === undefined ? undefined : Math.max(PERIOD_MS_MIN, Math.round(r.period_ms * this.o.timeScale))
     const group = new RemoteCopyGroup(
       {
@@ -260,11 +287,17 @@ export class RemoteCopyService {
   peerMessage(from: string, message: RcPeerMessage, attachment: Uint8Array | undefined): void {
     const rt = this.groups.get(message.group)
     if (!rt) {
-      this.log.warn({ from, t: message.t, group: message.group }, 'message for a remote copy group this array does not have; create the group on both arrays')
+      this.log.warn(
+        { from, t: message.t, group: message.group },
+        'message for a remote copy group this array does not have; create the group on both arrays',
+      )
       return
     }
     if (rt.group.config.partner !== from) {
-      this.log.warn({ from, t: message.t, group: message.group, partner: rt.group.config.partner }, 'remote copy message from an array that is not the group’s partner; dropped')
+      this.log.warn(
+        { from, t: message.t, group: message.group, partner: rt.group.config.partner },
+        'remote copy message from an array that is not the group’s partner; dropped',
+      )
       return
     }
     const needsAttachment = messageDef(message.t)?.attachment === 'required'
@@ -283,7 +316,8 @@ export class RemoteCopyService {
 
   linkDown(partner: string): void {
     if (!this.partnersUp.delete(partner)) return
-    for (const rt of this.groupsWith(partner)) void this.input(rt, { kind: 'link-down' }, 'internal').catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
+    for (const rt of this.groupsWith(partner))
+      void this.input(rt, { kind: 'link-down' }, 'internal').catch((e: unknown) => this.stepFailed(rt, 'link-down', e))
   }
 
   /**
@@ -331,7 +365,8 @@ export class RemoteCopyService {
 
   private require(group: string): GroupRuntime {
     const rt = this.groups.get(group)
-    if (!rt) throw new HvlabError('HVLAB_E_NOT_FOUND', `remote copy group ${group} does not exist on this array; \`hvlab rcopy create\` makes one`)
+    if (!rt)
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `remote copy group ${group} does not exist on this array; \`hvlab rcopy create\` makes one`)
     return rt
   }
 
@@ -357,7 +392,11 @@ export class RemoteCopyService {
     }
     if (rt.link_failure_queued) return
     rt.link_failure_queued = true
-    await this.input(rt, { kind: 'link-failed', code: e.code, reason: `array ${rt.group.config.partner}'s ${message.t} was dropped: ${e.message}` }, 'internal')
+    await this.input(
+      rt,
+      { kind: 'link-failed', code: e.code, reason: `array ${rt.group.config.partner}'s ${message.t} was dropped: ${e.message}` },
+      'internal',
+    )
       .catch((err: unknown) => this.stepFailed(rt, 'link-failed', err))
       .finally(() => (rt.link_failure_queued = false))
   }
@@ -377,14 +416,18 @@ export class RemoteCopyService {
     const have = this.o.store.get(volume)
     if (have.block_count < block_count) await this.o.store.grow(volume, size_bytes)
     else if (have.block_count > block_count) {
-      throw new HvlabError('HVLAB_E_STATE', `volume ${volume} here has ${have.block_count} blocks but its primary has ${block_count}; a secondary volume must be the same size`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `volume ${volume} here has ${have.block_count} blocks but its primary has ${block_count}; a secondary volume must be the same size`,
+      )
     }
   }
 
   /** One input, then its effects in order; resolves when they are all done. */
   private input(rt: GroupRuntime, input: RcInput, origin: InputOrigin): Promise<void> {
     return rt.queue.run(origin, async () => {
-      if (this.shutDown) throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
+      if (this.shutDown)
+        throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
       const effects = rt.group.step(input, this.o.now())
       for (const e of effects) await this.apply(rt, e)
     })
@@ -406,7 +449,11 @@ export class RemoteCopyService {
           const differ = await this.compareWithPartner(e, data)
           if (differ !== undefined && differ.length === 0) {
             // Nothing to send: the batch is answered here, after this step's effects.
-            void this.input(rt, { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } }, 'internal').catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
+            void this.input(
+              rt,
+              { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } },
+              'internal',
+            ).catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
             return
           }
           if (differ !== undefined) {
@@ -416,7 +463,11 @@ export class RemoteCopyService {
           }
         }
         this.o.onResyncBytes?.(data.length)
-        await this.o.send(e.to, { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks }, data)
+        await this.o.send(
+          e.to,
+          { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks },
+          data,
+        )
         return
       }
       case 'request-resync-permit':
@@ -441,7 +492,11 @@ export class RemoteCopyService {
         for (const b of e.blocks) {
           const old = rt.rollback.get(e.volume, b)
           if (old) await store.write(e.volume, b, old)
-          else this.log.warn({ group: rt.group.config.group, volume: e.volume, block: b }, 'no preserved copy of a block to roll back (its cycle had completed); keeping the current contents')
+          else
+            this.log.warn(
+              { group: rt.group.config.group, volume: e.volume, block: b },
+              'no preserved copy of a block to roll back (its cycle had completed); keeping the current contents',
+            )
         }
         return
       case 'release':
@@ -508,7 +563,10 @@ export class RemoteCopyService {
       this.o.onResyncBlocksSkipped?.(e.blocks.length - differ.length)
       return differ
     } catch (err) {
-      this.log.warn({ group: e.group, volume: e.volume, blocks: e.blocks.length, err: describeError(err) }, 'could not compare block hashes with the partner; sending the whole batch')
+      this.log.warn(
+        { group: e.group, volume: e.volume, blocks: e.blocks.length, err: describeError(err) },
+        'could not compare block hashes with the partner; sending the whole batch',
+      )
       return undefined
     }
   }

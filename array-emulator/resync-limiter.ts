@@ -15,7 +15,10 @@ export class ResyncLimiter {
 
   constructor(readonly groups_max: number = RESYNC_GROUPS_MAX_DEFAULT) {
     if (!Number.isSafeInteger(groups_max) || groups_max < 1 || groups_max > RESYNC_GROUPS_MAX_LIMIT) {
-      throw new HvlabError('HVLAB_E_USAGE', `resync concurrency must be an integer from 1 to ${RESYNC_GROUPS_MAX_LIMIT} groups, got ${String(groups_max)}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `resync concurrency must be an integer from 1 to ${RESYNC_GROUPS_MAX_LIMIT} groups, got ${String(groups_max)}`,
+      )
     }
   }
 
@@ -41,7 +44,8 @@ export class ResyncLimiter {
       this.holders.add(next)
       granted.push(next)
     }
-    if (this.holders.size > this.groups_max) throw new HvlabError('HVLAB_E_INTERNAL', `resync limiter holds ${this.holders.size} permits over its limit ${this.groups_max}`)
+    if (this.holders.size > this.groups_max)
+      throw new HvlabError('HVLAB_E_INTERNAL', `resync limiter holds ${this.holders.size} permits over its limit ${this.groups_max}`)
     return granted
   }
 

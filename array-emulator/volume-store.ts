@@ -113,11 +113,18 @@ export class VolumeStore {
     return this.admin.run(async () => {
       this.assertOpen()
       if (!NAME_PATTERN.test(volume)) {
-        throw new HvlabError('HVLAB_E_USAGE', `volume name ${JSON.stringify(volume.slice(0, 80))} is invalid: use 1–63 of a-z 0-9 . _ - starting with a letter or digit`)
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          `volume name ${JSON.stringify(volume.slice(0, 80))} is invalid: use 1–63 of a-z 0-9 . _ - starting with a letter or digit`,
+        )
       }
-      if (this.volumes.has(volume)) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} already exists; remove it first or pick another name`)
+      if (this.volumes.has(volume))
+        throw new HvlabError('HVLAB_E_STATE', `volume ${volume} already exists; remove it first or pick another name`)
       if (this.volumes.size >= this.volumes_max) {
-        throw new HvlabError('HVLAB_E_REFUSED', `cannot create volume ${volume}: the array already holds ${this.volumes_max} volumes (its limit)`)
+        throw new HvlabError(
+          'HVLAB_E_REFUSED',
+          `cannot create volume ${volume}: the array already holds ${this.volumes_max} volumes (its limit)`,
+        )
       }
       const block_count = this.blockCountFor(volume, size_bytes)
       const path = this.pathOf(volume)
@@ -151,7 +158,10 @@ export class VolumeStore {
       const v = this.require(volume)
       const block_count = this.blockCountFor(volume, size_bytes)
       if (block_count < v.block_count) {
-        throw new HvlabError('HVLAB_E_REFUSED', `volume ${volume} is ${v.block_count * this.block_size_bytes} bytes; it can only grow, not shrink to ${size_bytes}`)
+        throw new HvlabError(
+          'HVLAB_E_REFUSED',
+          `volume ${volume} is ${v.block_count * this.block_size_bytes} bytes; it can only grow, not shrink to ${size_bytes}`,
+        )
       }
       if (block_count === v.block_count) return this.info(v)
       await v.fh.truncate(size_bytes)
@@ -217,7 +227,10 @@ export class VolumeStore {
     const v = this.require(volume)
     const bs = this.block_size_bytes
     if (data.length === 0 || data.length % bs !== 0) {
-      throw new HvlabError('HVLAB_E_REFUSED', `write to volume ${volume} refused: ${data.length} bytes is not a whole number of ${bs}-byte blocks; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `write to volume ${volume} refused: ${data.length} bytes is not a whole number of ${bs}-byte blocks; nothing was written`,
+      )
     }
     this.checkRange(v, block, data.length / bs, 'write')
     v.ios_inflight++
@@ -262,10 +275,16 @@ export class VolumeStore {
 
   private checkRange(v: OpenVolume, block: number, blocks: number, what: 'read' | 'write'): void {
     if (!Number.isSafeInteger(block) || block < 0 || !Number.isSafeInteger(blocks) || blocks < 1) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${what} of volume ${v.name} refused: block ${block} and count ${blocks} must be non-negative integers (count ≥ 1)`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${what} of volume ${v.name} refused: block ${block} and count ${blocks} must be non-negative integers (count ≥ 1)`,
+      )
     }
     if (blocks > this.blocks_per_io_max) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${what} of ${blocks} blocks on volume ${v.name} refused: one I/O moves at most ${this.blocks_per_io_max} blocks; split it`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${what} of ${blocks} blocks on volume ${v.name} refused: one I/O moves at most ${this.blocks_per_io_max} blocks; split it`,
+      )
     }
     if (block + blocks > v.block_count) {
       throw new HvlabError(
@@ -278,17 +297,27 @@ export class VolumeStore {
   private blockCountFor(volume: string, size_bytes: number): number {
     const bs = this.block_size_bytes
     if (!Number.isSafeInteger(size_bytes) || size_bytes <= 0 || size_bytes % bs !== 0) {
-      throw new HvlabError('HVLAB_E_USAGE', `volume ${volume}: size ${size_bytes} bytes must be a positive multiple of the block size (${bs} bytes)`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `volume ${volume}: size ${size_bytes} bytes must be a positive multiple of the block size (${bs} bytes)`,
+      )
     }
     if (size_bytes > this.volume_bytes_max) {
-      throw new HvlabError('HVLAB_E_REFUSED', `volume ${volume}: size ${size_bytes} bytes is over this array's limit of ${this.volume_bytes_max} bytes`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `volume ${volume}: size ${size_bytes} bytes is over this array's limit of ${this.volume_bytes_max} bytes`,
+      )
     }
     return size_bytes / bs
   }
 
   private require(volume: string): OpenVolume {
     const v = this.volumes.get(volume)
-    if (!v) throw new HvlabError('HVLAB_E_NOT_FOUND', `volume ${JSON.stringify(volume.slice(0, 80))} does not exist on this array; list volumes to see what exists`)
+    if (!v)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `volume ${JSON.stringify(volume.slice(0, 80))} does not exist on this array; list volumes to see what exists`,
+      )
     return v
   }
 
@@ -317,14 +346,21 @@ export class VolumeStore {
     const metaPath = join(this.dir, METADATA_FILE)
     const meta = parseMetadata(await readDurableJson(metaPath), metaPath)
     if (meta && meta.block_size_bytes !== this.block_size_bytes) {
-      throw new HvlabError('HVLAB_E_USAGE', `${metaPath} was created with ${meta.block_size_bytes}-byte blocks but ${this.block_size_bytes} was asked for; open it with the same block size`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `${metaPath} was created with ${meta.block_size_bytes}-byte blocks but ${this.block_size_bytes} was asked for; open it with the same block size`,
+      )
     }
     for (const entry of meta?.volumes ?? []) {
       let fh: FileHandle
       try {
         fh = await open(this.pathOf(entry.volume), 'r+')
       } catch (e) {
-        throw new HvlabError('HVLAB_E_INTERNAL', `volume ${entry.volume} is in ${metaPath} but its file is missing or unreadable (${(e as Error).message}); restore the file or remove the entry`, { cause: e })
+        throw new HvlabError(
+          'HVLAB_E_INTERNAL',
+          `volume ${entry.volume} is in ${metaPath} but its file is missing or unreadable (${(e as Error).message}); restore the file or remove the entry`,
+          { cause: e },
+        )
       }
       this.volumes.set(entry.volume, newOpenVolume(entry.volume, entry.block_count, fh))
     }

@@ -17,7 +17,10 @@ export async function writeAll(file: WritableFile, data: Uint8Array, what: strin
   while (written_bytes < data.length) {
     const { bytesWritten } = await file.write(data, written_bytes, data.length - written_bytes)
     if (!Number.isSafeInteger(bytesWritten) || bytesWritten <= 0) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `${what}: the disk took ${String(bytesWritten)} of the last ${data.length - written_bytes} bytes (${written_bytes} of ${data.length} written); the record is incomplete — check the disk (full? read-only?)`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `${what}: the disk took ${String(bytesWritten)} of the last ${data.length - written_bytes} bytes (${written_bytes} of ${data.length} written); the record is incomplete — check the disk (full? read-only?)`,
+      )
     }
     written_bytes += bytesWritten
   }

@@ -11,7 +11,8 @@ import { HvlabError } from './errors.js'
 const DIGEST_BYTES = 32
 
 export function patternBlock(seed: string, block: number, block_size_bytes: number): Buffer {
-  if (block_size_bytes % DIGEST_BYTES !== 0) throw new HvlabError('HVLAB_E_USAGE', `block size ${block_size_bytes} is not a multiple of ${DIGEST_BYTES} bytes`)
+  if (block_size_bytes % DIGEST_BYTES !== 0)
+    throw new HvlabError('HVLAB_E_USAGE', `block size ${block_size_bytes} is not a multiple of ${DIGEST_BYTES} bytes`)
   const unit = createHash('sha256').update(`${seed}:${block}`).digest()
   const out = Buffer.allocUnsafe(block_size_bytes)
   for (let i = 0; i < block_size_bytes; i += DIGEST_BYTES) unit.copy(out, i)

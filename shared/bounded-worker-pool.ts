@@ -55,7 +55,13 @@ export class BoundedWorkerPool<Task, Result> {
     const { what } = options
     this.threads = checkPoolInt(what, 'threads', options.threads, 1, options.threads_max)
     this.inflight_max = checkPoolInt(what, 'inflight_max', options.inflight_max ?? 2 * this.threads, 1, 16 * options.threads_max)
-    const idle_timeout_ms = checkPoolInt(what, 'idle_timeout_ms', options.idle_timeout_ms ?? WORKER_IDLE_TIMEOUT_MS_DEFAULT, 1, 24 * 3600_000)
+    const idle_timeout_ms = checkPoolInt(
+      what,
+      'idle_timeout_ms',
+      options.idle_timeout_ms ?? WORKER_IDLE_TIMEOUT_MS_DEFAULT,
+      1,
+      24 * 3600_000,
+    )
     this.pool = new Piscina<Task, Result>({
       filename: options.filename,
       // one worker stays warm (starting one costs more than a task); the others start

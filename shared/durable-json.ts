@@ -39,7 +39,9 @@ export async function readDurableJson(path: string): Promise<unknown> {
   try {
     return JSON.parse(text) as unknown
   } catch (e) {
-    throw new HvlabError('HVLAB_E_INTERNAL', `${path} is not valid JSON (${(e as Error).message}); restore it from a backup or remove it`, { cause: e })
+    throw new HvlabError('HVLAB_E_INTERNAL', `${path} is not valid JSON (${(e as Error).message}); restore it from a backup or remove it`, {
+      cause: e,
+    })
   }
 }
 

@@ -19,7 +19,12 @@ export function flattenEventDetails(details: Record<string, unknown>): EventDeta
   const out: EventDetails = {}
   for (const [k, v] of Object.entries(details)) {
     if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v
-    else if (Array.isArray(v) && v.length <= EVENT_DETAIL_LIST_MAX && v.every((x) => x === null || ['string', 'number', 'boolean'].includes(typeof x))) out[k] = v as (string | number | boolean | null)[]
+    else if (
+      Array.isArray(v) &&
+      v.length <= EVENT_DETAIL_LIST_MAX &&
+      v.every((x) => x === null || ['string', 'number', 'boolean'].includes(typeof x))
+    )
+      out[k] = v as (string | number | boolean | null)[]
     else out[k] = (JSON.stringify(v) as string | undefined)?.slice(0, EVENT_DETAIL_JSON_CHARS_MAX) ?? null
   }
   return out

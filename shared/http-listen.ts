@@ -12,7 +12,10 @@ import { describeError } from './errors.js'
 import type { Logger } from './log.js'
 import type { Limits } from './topology.js'
 
-export type HttpLimits = Pick<Limits, 'http_headers_timeout_ms' | 'http_request_timeout_ms' | 'http_header_bytes_max' | 'http_connections_max'>
+export type HttpLimits = Pick<
+  Limits,
+  'http_headers_timeout_ms' | 'http_request_timeout_ms' | 'http_header_bytes_max' | 'http_connections_max'
+>
 
 /** An idle keep-alive connection is closed after this (or the headers timeout, if shorter). */
 const KEEP_ALIVE_TIMEOUT_MS = 5_000

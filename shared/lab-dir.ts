@@ -34,13 +34,19 @@ export function checkLabDir(dir: string): void {
   refuseForeignOwner(dir, stats)
   if (process.getuid === undefined || (stats.mode & GROUP_OR_OTHERS_WRITE) === 0) return
   const who = [stats.mode & 0o020 ? 'group' : '', stats.mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ')
-  throw new HvlabError('HVLAB_E_UNSAFE_DIR', `data dir ${dir} is writable by ${who} (mode ${modeText(stats)}); another local user could plant its secret or control file. Run \`chmod 700 ${dir}\`, or choose another --dir`)
+  throw new HvlabError(
+    'HVLAB_E_UNSAFE_DIR',
+    `data dir ${dir} is writable by ${who} (mode ${modeText(stats)}); another local user could plant its secret or control file. Run \`chmod 700 ${dir}\`, or choose another --dir`,
+  )
 }
 
 function refuseForeignOwner(dir: string, stats: Stats): void {
   const uid = process.getuid?.()
   if (uid === undefined || stats.uid === uid) return
-  throw new HvlabError('HVLAB_E_UNSAFE_DIR', `data dir ${dir} belongs to uid ${stats.uid}, not to you (uid ${uid}); another user could plant its secret or control file. Choose a --dir of your own`)
+  throw new HvlabError(
+    'HVLAB_E_UNSAFE_DIR',
+    `data dir ${dir} belongs to uid ${stats.uid}, not to you (uid ${uid}); another user could plant its secret or control file. Choose a --dir of your own`,
+  )
 }
 
 const modeText = (stats: Stats): string => '0' + (stats.mode & 0o777).toString(8)

@@ -47,7 +47,10 @@ export function rotatedPaths(f: RotatedFile): string[] {
 /** Every process's log files in `logs` (the controller's too), rotated ones included; by name. */
 function logFilesIn(logs: string): string[] {
   try {
-    return readdirSync(logs).filter((name) => /\.[0-9]{1,15}\.log$/.test(name)).sort().map((name) => join(logs, name))
+    return readdirSync(logs)
+      .filter((name) => /\.[0-9]{1,15}\.log$/.test(name))
+      .sort()
+      .map((name) => join(logs, name))
   } catch {
     return []
   }

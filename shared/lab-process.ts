@@ -79,13 +79,27 @@ export class LabProcess {
   static async start(args: LabProcessArgs): Promise<LabProcess> {
     const topology = loadTopology(args.topologyFile)
     const spec = processSpec(topology, args.name)
-    if (spec.role !== args.role) throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
+    if (spec.role !== args.role)
+      throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
     const layout = labLayout(args.dir)
     const secret = readFileSync(layout.secret, 'utf8').trim()
-    const log = await createFileLogger({ name: args.name, file: layout.processLog(args.name), file_bytes_max: topology.limits.log_file_bytes_max, files_kept: topology.limits.log_files_kept })
+    const log = await createFileLogger({
+      name: args.name,
+      file: layout.processLog(args.name),
+      file_bytes_max: topology.limits.log_file_bytes_max,
+      files_kept: topology.limits.log_files_kept,
+    })
     const metrics = createMetrics({ role: spec.role, site: spec.site })
     setRefusalLogRate(topology.limits.refusal_logs_per_s)
-    const mesh = new PeerMesh({ self: { name: spec.name, role: spec.role }, secret, peers: peersOf(topology, spec.name), dials, log, metrics, limits: connectionLimitsOf(topology.limits) })
+    const mesh = new PeerMesh({
+      self: { name: spec.name, role: spec.role },
+      secret,
+      peers: peersOf(topology, spec.name),
+      dials,
+      log,
+      metrics,
+      limits: connectionLimitsOf(topology.limits),
+    })
     const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh)
     // The shell's own listeners go first: a peer's handlers are attached, and its
     // connection on the timeline, before role code hears of it.
@@ -142,7 +156,12 @@ export class LabProcess {
   private notifyController(notice: ControllerNotice): void {
     const c = this.controllerLink?.current
     if (c && this.registered) {
-      c.send(notice).catch((e: unknown) => this.log.warn({ err: describeError(e), t: notice.t, ...(notice.t === 'event' ? { kind: notice.kind } : { vm: notice.vm }) }, `could not send ${notice.t} to the controller`))
+      c.send(notice).catch((e: unknown) =>
+        this.log.warn(
+          { err: describeError(e), t: notice.t, ...(notice.t === 'event' ? { kind: notice.kind } : { vm: notice.vm }) },
+          `could not send ${notice.t} to the controller`,
+        ),
+      )
       return
     }
     // Not connected to the controller yet (starting, or the controller restarted): keep
@@ -189,9 +208,23 @@ export class LabProcess {
       admit: (remote) => this.mesh.admit(remote),
       onPeer: (c) => this.mesh.accept(c),
     })
-    this.statusServer = await startStatusServer({ registry: this.metrics.registry, status: () => this.status(), log: this.log, limits: this.topology.limits })
+    this.statusServer = await startStatusServer({
+      registry: this.metrics.registry,
+      status: () => this.status(),
+      log: this.log,
+      limits: this.topology.limits,
+    })
     const link = new PeerLink(
-      { name: this.name, role: this.role, secret: this.secret, expectName: 'controller', expectRole: 'controller', log: this.log, limits: connectionLimitsOf(this.topology.limits), backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 } },
+      {
+        name: this.name,
+        role: this.role,
+        secret: this.secret,
+        expectName: 'controller',
+        expectRole: 'controller',
+        log: this.log,
+        limits: connectionLimitsOf(this.topology.limits),
+        backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 },
+      },
       { host: '127.0.0.1', port: controllerPort },
     )
     link.on('up', (c: PeerConnection) => void this.register(c))

@@ -23,7 +23,8 @@ export class LogRateLimit {
     private readonly lines_per_s: number,
     readonly what: string,
   ) {
-    if (!Number.isInteger(lines_per_s) || lines_per_s < 1) throw new RangeError(`lines_per_s must be a positive integer, got ${lines_per_s}`)
+    if (!Number.isInteger(lines_per_s) || lines_per_s < 1)
+      throw new RangeError(`lines_per_s must be a positive integer, got ${lines_per_s}`)
   }
 
   /** Whether a line due at `now_ms` may be written. */

@@ -11,7 +11,10 @@ export type RequestTarget = { ok: true; path: string; query: URLSearchParams } |
 export function parseRequestTarget(raw: string | undefined): RequestTarget {
   const target = raw ?? ''
   if (!target.startsWith('/') || target.startsWith('//')) {
-    return { ok: false, reason: `request target ${JSON.stringify(target.slice(0, 64))} is not a path; send an origin-form target such as /v1/status` }
+    return {
+      ok: false,
+      reason: `request target ${JSON.stringify(target.slice(0, 64))} is not a path; send an origin-form target such as /v1/status`,
+    }
   }
   const q = target.indexOf('?')
   const path = q < 0 ? target : target.slice(0, q)

@@ -12,7 +12,13 @@ import { parseRequestTarget } from './request-target.js'
 
 export type StatusServer = Listening
 
-export async function startStatusServer(options: { host?: string; registry: Registry; status: () => unknown; log: Logger; limits: HttpLimits }): Promise<StatusServer> {
+export async function startStatusServer(options: {
+  host?: string
+  registry: Registry
+  status: () => unknown
+  log: Logger
+  limits: HttpLimits
+}): Promise<StatusServer> {
   const server: Server = createHttpServer(options.limits, (req, res) => {
     const reply = (code: number, type: string, body: string): void => {
       // A client that sent a malformed request gets no keep-alive connection to send more on.

@@ -88,19 +88,49 @@ const limitsSchema = z.strictObject({
   block_hash_threads: z.number().int().min(1).max(64).default(LIMITS_DEFAULT.block_hash_threads),
   peer_connections_max: z.number().int().min(4).max(65_536).default(LIMITS_DEFAULT.peer_connections_max),
   unauthenticated_connections_max: z.number().int().min(1).max(4096).default(LIMITS_DEFAULT.unauthenticated_connections_max),
-  preauth_bytes_max: z.number().int().min(1024).max(1024 * 1024).default(LIMITS_DEFAULT.preauth_bytes_max),
+  preauth_bytes_max: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024)
+    .default(LIMITS_DEFAULT.preauth_bytes_max),
   requests_in_flight_max: z.number().int().min(1).max(65_536).default(LIMITS_DEFAULT.requests_in_flight_max),
   refusal_logs_per_s: z.number().int().min(1).max(10_000).default(LIMITS_DEFAULT.refusal_logs_per_s),
   http_headers_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_headers_timeout_ms),
   http_request_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.http_request_timeout_ms),
-  http_header_bytes_max: z.number().int().min(1024).max(1024 * 1024).default(LIMITS_DEFAULT.http_header_bytes_max),
+  http_header_bytes_max: z
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024)
+    .default(LIMITS_DEFAULT.http_header_bytes_max),
   http_connections_max: z.number().int().min(4).max(65_536).default(LIMITS_DEFAULT.http_connections_max),
-  events_file_bytes_max: z.number().int().min(4096).max(2 ** 40).default(LIMITS_DEFAULT.events_file_bytes_max),
+  events_file_bytes_max: z
+    .number()
+    .int()
+    .min(4096)
+    .max(2 ** 40)
+    .default(LIMITS_DEFAULT.events_file_bytes_max),
   events_files_kept: z.number().int().min(1).max(1000).default(LIMITS_DEFAULT.events_files_kept),
-  timeline_memory_bytes_max: z.number().int().min(64 * 1024).max(2 ** 32).default(LIMITS_DEFAULT.timeline_memory_bytes_max),
+  timeline_memory_bytes_max: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(2 ** 32)
+    .default(LIMITS_DEFAULT.timeline_memory_bytes_max),
   event_followers_max: z.number().int().min(1).max(1024).default(LIMITS_DEFAULT.event_followers_max),
-  event_follower_queue_bytes_max: z.number().int().min(64 * 1024).max(2 ** 30).default(LIMITS_DEFAULT.event_follower_queue_bytes_max),
-  log_file_bytes_max: z.number().int().min(4096).max(2 ** 40).default(LIMITS_DEFAULT.log_file_bytes_max),
+  event_follower_queue_bytes_max: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(2 ** 30)
+    .default(LIMITS_DEFAULT.event_follower_queue_bytes_max),
+  log_file_bytes_max: z
+    .number()
+    .int()
+    .min(4096)
+    .max(2 ** 40)
+    .default(LIMITS_DEFAULT.log_file_bytes_max),
   log_files_kept: z.number().int().min(1).max(1000).default(LIMITS_DEFAULT.log_files_kept),
   rc_group_inputs_queued_max: z.number().int().min(16).max(1_000_000).default(LIMITS_DEFAULT.rc_group_inputs_queued_max),
   rc_sync_write_timeout_ms: z.number().int().min(100).max(600_000).default(LIMITS_DEFAULT.rc_sync_write_timeout_ms),
@@ -112,9 +142,29 @@ export type Limits = z.infer<typeof limitsSchema>
 const topologySchema = z.strictObject({
   name: field.name(),
   description: z.string().max(1000).optional(),
-  sites: z.array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() })).min(1).max(16),
-  hosts: z.array(z.strictObject({ name: field.name(), site: field.name(), memory_mib: z.number().int().min(64).max(4 * 1024 * 1024).default(8192) })).min(1).max(64),
-  arrays: z.array(z.strictObject({ name: field.name(), site: field.name() })).max(16).default([]),
+  sites: z
+    .array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() }))
+    .min(1)
+    .max(16),
+  hosts: z
+    .array(
+      z.strictObject({
+        name: field.name(),
+        site: field.name(),
+        memory_mib: z
+          .number()
+          .int()
+          .min(64)
+          .max(4 * 1024 * 1024)
+          .default(8192),
+      }),
+    )
+    .min(1)
+    .max(64),
+  arrays: z
+    .array(z.strictObject({ name: field.name(), site: field.name() }))
+    .max(16)
+    .default([]),
   witness: z.strictObject({ name: field.name(), site: field.name() }).optional(),
   quorum: z
     .strictObject({
@@ -146,7 +196,10 @@ export function parseTopology(raw: unknown, source = 'topology'): Topology {
   if (!result.success) {
     const issue = result.error.issues[0]
     const where = issue?.path.length ? issue.path.join('.') : '(top level)'
-    throw new HvlabError('HVLAB_E_TOPOLOGY', `${source}: ${where}: ${issue?.message ?? 'invalid'}; see topologies/two-site.json for a valid example`)
+    throw new HvlabError(
+      'HVLAB_E_TOPOLOGY',
+      `${source}: ${where}: ${issue?.message ?? 'invalid'}; see topologies/two-site.json for a valid example`,
+    )
   }
   const topology = result.data
   const problems = topologyProblems(topology)
@@ -164,9 +217,11 @@ function topologyProblems(t: Topology): string[] {
   }
   const names = new Set<string>()
   for (const p of processesOf(t)) {
-    if (names.has(p.name)) problems.push(`the name ${p.name} is used by more than one process; every host, array and witness needs its own name`)
+    if (names.has(p.name))
+      problems.push(`the name ${p.name} is used by more than one process; every host, array and witness needs its own name`)
     names.add(p.name)
-    if (!sites.has(p.site)) problems.push(`${p.role} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${[...sites].join(', ')})`)
+    if (!sites.has(p.site))
+      problems.push(`${p.role} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${[...sites].join(', ')})`)
   }
   if (t.quorum.model === 'node-and-file-share-majority' && !t.witness) {
     problems.push('quorum model node-and-file-share-majority needs a "witness" (name and site, ideally a third site)')
@@ -207,7 +262,13 @@ export function processesOf(t: Topology): ProcessSpec[] {
 
 export function processSpec(t: Topology, name: string): ProcessSpec {
   const spec = processesOf(t).find((p) => p.name === name)
-  if (!spec) throw new HvlabError('HVLAB_E_NOT_FOUND', `no process named ${name} in topology ${t.name}; known: ${processesOf(t).map((p) => p.name).join(', ')}`)
+  if (!spec)
+    throw new HvlabError(
+      'HVLAB_E_NOT_FOUND',
+      `no process named ${name} in topology ${t.name}; known: ${processesOf(t)
+        .map((p) => p.name)
+        .join(', ')}`,
+    )
   return spec
 }
 

@@ -34,34 +34,54 @@ export function defaultStorageKind(arrays: readonly { readonly site: string }[])
  * does not exist, for a bad CSV name, for replicated without two sites' arrays, or for
  * --disk-gib with local storage.
  */
-export function chooseVmStorage(o: { storage?: string; disk_gib?: number }, arrays: readonly { readonly site: string }[]): VmStorageRequest {
+export function chooseVmStorage(
+  o: { storage?: string; disk_gib?: number },
+  arrays: readonly { readonly site: string }[],
+): VmStorageRequest {
   const raw = o.storage ?? defaultStorageKind(arrays)
   if (raw.startsWith('csv:') || raw === 'csv') {
     const csv = raw.slice('csv:'.length)
-    if (!CSV_NAME_RE.test(csv)) throw new HvlabError('HVLAB_E_USAGE', `--storage ${raw}: name the Cluster Shared Volume, e.g. --storage csv:vol1 (\`hvlab csv list\` shows them)`)
+    if (!CSV_NAME_RE.test(csv))
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `--storage ${raw}: name the Cluster Shared Volume, e.g. --storage csv:vol1 (\`hvlab csv list\` shows them)`,
+      )
     return { kind: 'csv', csv, size_bytes: diskBytes(o.disk_gib) }
   }
   if (raw === 'local') {
-    if (o.disk_gib !== undefined) throw new HvlabError('HVLAB_E_USAGE', '--disk-gib sizes a replicated disk; --storage local has none to size — leave --disk-gib out')
+    if (o.disk_gib !== undefined)
+      throw new HvlabError('HVLAB_E_USAGE', '--disk-gib sizes a replicated disk; --storage local has none to size — leave --disk-gib out')
     return { kind: 'local' }
   }
-  if (raw !== 'replicated') throw new HvlabError('HVLAB_E_USAGE', `--storage ${raw} is not a kind of storage; use replicated, local or csv:NAME`)
+  if (raw !== 'replicated')
+    throw new HvlabError('HVLAB_E_USAGE', `--storage ${raw} is not a kind of storage; use replicated, local or csv:NAME`)
   if (defaultStorageKind(arrays) !== 'replicated') {
-    throw new HvlabError('HVLAB_E_USAGE', `--storage replicated needs one storage array in each of two sites; this lab has ${arrays.length} array(s) in ${new Set(arrays.map((a) => a.site)).size} site(s); use --storage local`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--storage replicated needs one storage array in each of two sites; this lab has ${arrays.length} array(s) in ${new Set(arrays.map((a) => a.site)).size} site(s); use --storage local`,
+    )
   }
   return { kind: 'replicated', size_bytes: diskBytes(o.disk_gib) }
 }
 
 function diskBytes(gib: number | undefined): number {
   if (gib === undefined) return DISK_BYTES_DEFAULT
-  if (!Number.isInteger(gib) || gib < 1 || gib > DISK_GIB_MAX) throw new HvlabError('HVLAB_E_USAGE', `--disk-gib must be a whole number from 1 to ${DISK_GIB_MAX} (an array remote-copies volumes of up to 4 GiB), got ${gib}`)
+  if (!Number.isInteger(gib) || gib < 1 || gib > DISK_GIB_MAX)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--disk-gib must be a whole number from 1 to ${DISK_GIB_MAX} (an array remote-copies volumes of up to 4 GiB), got ${gib}`,
+    )
   return gib * GIB
 }
 
 /** The site whose array holds a new VM's primary copy: its first preferred owner's, else the first host's. */
-export function preferredSiteOf(preferred_owners: readonly string[], hosts: readonly { readonly name: string; readonly site: string }[]): string {
+export function preferredSiteOf(
+  preferred_owners: readonly string[],
+  hosts: readonly { readonly name: string; readonly site: string }[],
+): string {
   const first = preferred_owners[0]
   const host = first === undefined ? hosts[0] : hosts.find((h) => h.name === first)
-  if (host === undefined) throw new HvlabError('HVLAB_E_USAGE', first === undefined ? 'the topology has no hosts' : `${first} is not a host of this lab`)
+  if (host === undefined)
+    throw new HvlabError('HVLAB_E_USAGE', first === undefined ? 'the topology has no hosts' : `${first} is not a host of this lab`)
   return host.site
 }

@@ -70,7 +70,8 @@ export class Arbiter {
         const r = onDecided(this.rec, m.view.epoch, m.db.db_epoch)
         if (!r.changed) return []
         const out = this.adopt(r.record)
-        if (r.record.committed_epoch > before) out.push(this.event('witness.epoch-recorded', { epoch: r.record.committed_epoch, db_epoch: r.record.db_epoch }))
+        if (r.record.committed_epoch > before)
+          out.push(this.event('witness.epoch-recorded', { epoch: r.record.committed_epoch, db_epoch: r.record.db_epoch }))
         return out
       }
       case 'cluster-lease-request': {

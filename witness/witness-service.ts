@@ -30,20 +30,23 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
   if (raw !== undefined) p.emitEvent('witness.restored', { epoch: arbiter.record().committed_epoch, db_epoch: arbiter.record().db_epoch })
   /** The coordinator whose quorum lease the witness confirmed last: the holder of its vote. */
   let lease_holder: string | null = null
-  const runner = new EffectRunner<ArbiterRecord>({
-    clock: p.clock,
-    send: (to, m) => {
-      if (m.t === 'cluster-lease-ack') lease_holder = to
-      sendIfConnected(p, to, m)
+  const runner = new EffectRunner<ArbiterRecord>(
+    {
+      clock: p.clock,
+      send: (to, m) => {
+        if (m.t === 'cluster-lease-ack') lease_holder = to
+        sendIfConnected(p, to, m)
+      },
+      persist: (record) => writeDurableJson(file, record),
+      emit: (e) => p.emitEvent(e.kind, flattenEventDetails(e.details)),
+      onTimer: () => {},
+      onFatal: (e) => {
+        log.fatal({ err: describeError(e) }, 'cannot write the witness record; stopping so it breaks no promise it made')
+        process.exit(1)
+      },
     },
-    persist: (record) => writeDurableJson(file, record),
-    emit: (e) => p.emitEvent(e.kind, flattenEventDetails(e.details)),
-    onTimer: () => {},
-    onFatal: (e) => {
-      log.fatal({ err: describeError(e) }, 'cannot write the witness record; stopping so it breaks no promise it made')
-      process.exit(1)
-    },
-  }, { batches_max: p.topology.limits.cluster_inputs_queued_max, log })
+    { batches_max: p.topology.limits.cluster_inputs_queued_max, log },
+  )
   const receive = (m: ClusterMessage, from: string): void => {
     if (!sentByConnectedPeer(m, from, log)) return
     if (!runner.admits()) return

@@ -13,7 +13,12 @@ import { ClusterService } from './cluster-service.js'
 
 export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
   const log = p.log.child({ component: 'cluster' })
-  const received = new Counter({ name: 'hvlab_cluster_messages_received_total', help: 'Cluster protocol messages received from peers, by type', labelNames: ['type'], registers: [p.metrics.registry] })
+  const received = new Counter({
+    name: 'hvlab_cluster_messages_received_total',
+    help: 'Cluster protocol messages received from peers, by type',
+    labelNames: ['type'],
+    registers: [p.metrics.registry],
+  })
   const service = await ClusterService.open({
     config: membershipConfig(p.topology, p.name),
     clock: p.clock,
@@ -46,7 +51,8 @@ export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
   })
   // Membership is decided among the hosts and the witness; an array has no say (its role is proved in the handshake).
   p.onPeer((conn) => {
-    if (conn.remoteRole === 'host' || conn.remoteRole === 'witness') attachClusterMessages(conn, (m, from) => service.receive(m, from), received)
+    if (conn.remoteRole === 'host' || conn.remoteRole === 'witness')
+      attachClusterMessages(conn, (m, from) => service.receive(m, from), received)
   })
   p.serveOperator('cluster-status-request', () => ({ t: 'cluster-status-reply', status: service.status() }))
   p.serveOperator('cluster-force-quorum-request', () => {

@@ -55,14 +55,17 @@ export class ClusterService {
     readonly membership: Membership,
     readonly restored: boolean,
   ) {
-    this.runner = new EffectRunner<NodeRecord>({
-      clock: deps.clock,
-      send: (to, m) => deps.send(to, m),
-      persist: (record) => writeDurableJson(this.recordFile, record),
-      emit: (e) => this.onEvent(e),
-      onTimer: (token) => this.step({ kind: 'timer', token }),
-      onFatal: (e) => deps.onFatal(e),
-    }, { batches_max: deps.inputs_queued_max, log: deps.log })
+    this.runner = new EffectRunner<NodeRecord>(
+      {
+        clock: deps.clock,
+        send: (to, m) => deps.send(to, m),
+        persist: (record) => writeDurableJson(this.recordFile, record),
+        emit: (e) => this.onEvent(e),
+        onTimer: (token) => this.step({ kind: 'timer', token }),
+        onFatal: (e) => deps.onFatal(e),
+      },
+      { batches_max: deps.inputs_queued_max, log: deps.log },
+    )
   }
 
   /** Reads this host's record (if any) and builds its state machine; nothing runs yet. */
@@ -84,7 +87,8 @@ export class ClusterService {
   /** Arms the tick; the host starts heartbeating and, when due, forming a view. */
   start(): void {
     const now = this.deps.clock.now()
-    if (this.restored) this.deps.emitEvent('cluster.node-restored', { epoch: this.membership.view().epoch, db_epoch: this.membership.database().db_epoch })
+    if (this.restored)
+      this.deps.emitEvent('cluster.node-restored', { epoch: this.membership.view().epoch, db_epoch: this.membership.database().db_epoch })
     void this.runner.run(this.membership.start(now))
   }
 
@@ -108,7 +112,11 @@ export class ClusterService {
 
   /** An operator command; a refusal throws HvlabError before anything changes. */
   command(command: ClusterCommand): void {
-    if (!this.runner.admits()) throw new HvlabError('HVLAB_E_BACKPRESSURE', `this host's cluster state machine has ${this.runner.backlog} steps waiting for its record to be written; try again shortly`)
+    if (!this.runner.admits())
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `this host's cluster state machine has ${this.runner.backlog} steps waiting for its record to be written; try again shortly`,
+      )
     this.step({ kind: 'command', command })
   }
 

@@ -27,7 +27,13 @@ export function clusterStatus(m: Membership, now_ms: number, witnessReachable: b
       // A node out of the view is Joining only while it is talking; one that went silent
       // (killed, cut off) is Down even before its missed-heartbeat threshold has passed.
       const up = heard.has(name) && (member || name === c.name || m.recentlyHeard(name, now_ms))
-      const state = !up ? 'Down' : !member || (name === c.name && !holds) ? 'Joining' : db.config[pausedKey(name)] === 'paused' ? 'Paused' : 'Up'
+      const state = !up
+        ? 'Down'
+        : !member || (name === c.name && !holds)
+          ? 'Joining'
+          : db.config[pausedKey(name)] === 'paused'
+            ? 'Paused'
+            : 'Up'
       return { name, site, state: state as ClusterStatus['nodes'][number]['state'], voter: view.voters.includes(name) }
     })
   return {

@@ -108,7 +108,9 @@ export function decideOnFailure(
   }
   const allowed = failoversAllowed(policy, failure.node_count)
   const failovers = failoversInWindow(history, policy, now_ms)
-  const why = failure.node_lost ? `${failure.node} is down` : `${restarts} restarts on ${failure.node} within ${minutes(policy.restart_period_ms)}`
+  const why = failure.node_lost
+    ? `${failure.node} is down`
+    : `${restarts} restarts on ${failure.node} within ${minutes(policy.restart_period_ms)}`
   if (failovers < allowed) {
     return { action: 'failover', reason: `${why}; failover ${failovers + 1} of ${allowed} within ${hours(policy.failover_period_ms)}` }
   }

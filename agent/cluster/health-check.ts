@@ -41,10 +41,16 @@ export function checkHealthCheckConfig(config: HealthCheckConfig): HealthCheckCo
     }
   }
   if (config.is_alive_interval_ms < config.looks_alive_interval_ms) {
-    throw new HvlabError('HVLAB_E_USAGE', `health check is_alive_interval_ms (${config.is_alive_interval_ms}) must not be shorter than looks_alive_interval_ms (${config.looks_alive_interval_ms})`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `health check is_alive_interval_ms (${config.is_alive_interval_ms}) must not be shorter than looks_alive_interval_ms (${config.looks_alive_interval_ms})`,
+    )
   }
   if (config.unresponsive_after_ms < config.heartbeat_timeout_ms) {
-    throw new HvlabError('HVLAB_E_USAGE', `health check unresponsive_after_ms (${config.unresponsive_after_ms}) must not be shorter than heartbeat_timeout_ms (${config.heartbeat_timeout_ms})`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `health check unresponsive_after_ms (${config.unresponsive_after_ms}) must not be shorter than heartbeat_timeout_ms (${config.heartbeat_timeout_ms})`,
+    )
   }
   return config
 }

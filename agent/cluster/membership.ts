@@ -120,8 +120,17 @@ export function checkMembershipConfig(c: MembershipConfig): void {
   if (c.quorum.model === 'node-and-file-share-majority' && c.witness === null) bad('node-and-file-share-majority needs a witness')
   if (!(c.renew_interval_ms < c.lease_ms)) bad('renew_interval_ms must be shorter than lease_ms, or leases lapse between renewals')
   if (!(c.election_timeout_ms > c.lease_ms)) bad('election_timeout_ms must be longer than lease_ms')
-  if (!(c.takeover_stagger_ms < c.election_stagger_ms + c.election_timeout_ms)) bad('takeover_stagger_ms must be shorter than the election timeout')
-  for (const k of ['tick_ms', 'lease_ms', 'renew_interval_ms', 'election_timeout_ms', 'phase_timeout_ms', 'gather_ms', 'takeover_stagger_ms'] as const) {
+  if (!(c.takeover_stagger_ms < c.election_stagger_ms + c.election_timeout_ms))
+    bad('takeover_stagger_ms must be shorter than the election timeout')
+  for (const k of [
+    'tick_ms',
+    'lease_ms',
+    'renew_interval_ms',
+    'election_timeout_ms',
+    'phase_timeout_ms',
+    'gather_ms',
+    'takeover_stagger_ms',
+  ] as const) {
     if (!(c[k] > 0)) bad(`${k} must be positive`)
   }
 }
@@ -132,7 +141,14 @@ export function genesisRecord(c: MembershipConfig): NodeRecord {
   const votes = computeVotes(nodes, { ...c.quorum, nodes })
   return {
     acceptor: emptyAcceptorRecord(),
-    view: { epoch: 0, members: nodes, voters: votes.voters, witness_vote: votes.witness_vote, coordinator: nodes[0] ?? c.name, forced: false },
+    view: {
+      epoch: 0,
+      members: nodes,
+      voters: votes.voters,
+      witness_vote: votes.witness_vote,
+      coordinator: nodes[0] ?? c.name,
+      forced: false,
+    },
     db: { db_epoch: 0, config: {} },
     ballot_n: 0,
     left: false,
@@ -271,7 +287,13 @@ export class Membership {
       const due = this.next_heartbeat_ms.get(peer) ?? 0
       if (this.now_ms < due) continue
       this.next_heartbeat_ms.set(peer, this.now_ms + this.detector.intervalTo(peer))
-      this.send(peer, { t: 'cluster-heartbeat', from: this.config.name, epoch: this.rec.view.epoch, db_epoch: this.rec.db.db_epoch, sent_ms: this.now_ms })
+      this.send(peer, {
+        t: 'cluster-heartbeat',
+        from: this.config.name,
+        epoch: this.rec.view.epoch,
+        db_epoch: this.rec.db.db_epoch,
+        sent_ms: this.now_ms,
+      })
     }
   }
 
@@ -318,7 +340,12 @@ export class Membership {
       // Let every lease of this view run out before any voter may help the next one form.
       this.changing_at_ms = Math.max(this.now_ms, this.leaseUntil() + this.config.clock_skew_ms)
       this.leasing = null
-      this.emit('cluster.view-change-wanted', { epoch: view.epoch, members: view.members, live: this.desiredMembers(), at_ms: this.changing_at_ms })
+      this.emit('cluster.view-change-wanted', {
+        epoch: view.epoch,
+        members: view.members,
+        live: this.desiredMembers(),
+        at_ms: this.changing_at_ms,
+      })
     }
     if (this.changing_at_ms !== null) return
     if (!this.leasing || this.now_ms >= this.leasing.started_ms + this.config.renew_interval_ms) this.startLeaseRound()
@@ -362,7 +389,11 @@ export class Membership {
   /** When this host may try to take over: after the old lease + skew, plus its stagger. */
   takeoverAtMs(): number {
     const skew_ms = this.config.clock_skew_ms
-    const old_lease_end_ms = Math.max(leaseBusyUntil(this.rec.acceptor, this.config), this.lease_ended_ms + skew_ms, this.last_lease_ms + skew_ms)
+    const old_lease_end_ms = Math.max(
+      leaseBusyUntil(this.rec.acceptor, this.config),
+      this.lease_ended_ms + skew_ms,
+      this.last_lease_ms + skew_ms,
+    )
     const view = this.rec.view
     const survivors = view.members.filter((m) => m !== view.coordinator && (m === this.config.name || this.detector.isUp(m, this.now_ms)))
     return old_lease_end_ms + Math.max(0, survivors.indexOf(this.config.name)) * this.config.takeover_stagger_ms
@@ -413,7 +444,10 @@ export class Membership {
     const e = this.election
     if (!e || e.phase !== 'prepare' || quorumStillPossible(e, this.config.witness ?? '')) return
     const lease_only = e.lease_retry_at_ms > this.now_ms && [...e.refused].every((n) => e.lease_refusals.has(n))
-    this.abandonElection(lease_only ? 'the voters still keep the old lease; retrying when it ends' : 'refused by too many voters', lease_only)
+    this.abandonElection(
+      lease_only ? 'the voters still keep the old lease; retrying when it ends' : 'refused by too many voters',
+      lease_only,
+    )
   }
 
   private abandonElection(why: string, retry_at_lease_end = false): void {
@@ -457,12 +491,26 @@ export class Membership {
       // joins a forced cluster (prevent quorum) must not end it. Without this, with static
       // votes the first joiner would make a view of 2 of 5 votes and nobody would hold quorum.
       return {
-        view: { epoch: e.slot, members, voters: [...current.voters], witness_vote: current.witness_vote, coordinator: this.config.name, forced: true },
+        view: {
+          epoch: e.slot,
+          members,
+          voters: [...current.voters],
+          witness_vote: current.witness_vote,
+          coordinator: this.config.name,
+          forced: true,
+        },
         db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
       }
     }
     return {
-      view: { epoch: e.slot, members, voters: votes.voters, witness_vote: votes.witness_vote, coordinator: this.config.name, forced: false },
+      view: {
+        epoch: e.slot,
+        members,
+        voters: votes.voters,
+        witness_vote: votes.witness_vote,
+        coordinator: this.config.name,
+        forced: false,
+      },
       db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
     }
   }
@@ -629,7 +677,14 @@ export class Membership {
   private startLeaseRound(): void {
     const db = this.draft_db ?? this.rec.db
     const view = this.rec.view
-    const msg: ClusterMessageOf<'cluster-lease-request'> = { t: 'cluster-lease-request', from: this.config.name, epoch: view.epoch, round: ++this.round, started_ms: this.now_ms, db }
+    const msg: ClusterMessageOf<'cluster-lease-request'> = {
+      t: 'cluster-lease-request',
+      from: this.config.name,
+      epoch: view.epoch,
+      round: ++this.round,
+      started_ms: this.now_ms,
+      db,
+    }
     this.leasing = { round: msg.round, started_ms: this.now_ms, db_epoch: db.db_epoch, request: msg, acks: new Set(), granted: false }
     for (const member of view.members) if (member !== this.config.name) this.send(member, msg)
     if (this.config.witness) this.send(this.config.witness, msg)
@@ -760,13 +815,15 @@ export class Membership {
     const db = this.draft_db ?? this.rec.db
     const pending = db.db_epoch - this.committed_db_epoch
     const refuse = (why: string): void => this.emit('cluster.config-write-refused', { key, by, reason: why })
-    if (this.changing_at_ms !== null || !this.holdsLease(this.now_ms)) return refuse('this coordinator holds no quorum lease (a view change is under way); retry shortly')
+    if (this.changing_at_ms !== null || !this.holdsLease(this.now_ms))
+      return refuse('this coordinator holds no quorum lease (a view change is under way); retry shortly')
     if (pending >= this.config.config_writes_pending_max) return refuse(`${pending} writes are already waiting for quorum; retry shortly`)
     if ((db.db_epoch + 1) % DB_WRITES_PER_VIEW === 0) return refuse('too many writes in this view; they resume after the next view change')
     const config = { ...db.config }
     if (value === null) delete config[key]
     else config[key] = value
-    if (Object.keys(config).length > CONFIG_ENTRIES_MAX) return refuse(`the cluster database holds at most ${CONFIG_ENTRIES_MAX} entries; delete some first`)
+    if (Object.keys(config).length > CONFIG_ENTRIES_MAX)
+      return refuse(`the cluster database holds at most ${CONFIG_ENTRIES_MAX} entries; delete some first`)
     this.draft_db = { db_epoch: db.db_epoch + 1, config }
     this.startLeaseRound()
   }
@@ -775,9 +832,20 @@ export class Membership {
     const highest = Math.max(this.rec.view.epoch, this.rec.acceptor.committed_epoch + 1)
     const epoch = (Math.floor(highest / EPOCHS_PER_GENERATION) + 1) * EPOCHS_PER_GENERATION
     const votes = forcedVotes(this.config.name)
-    const view: ClusterView = { epoch, members: [this.config.name], voters: votes.voters, witness_vote: votes.witness_vote, coordinator: this.config.name, forced: true }
+    const view: ClusterView = {
+      epoch,
+      members: [this.config.name],
+      voters: votes.voters,
+      witness_vote: votes.witness_vote,
+      coordinator: this.config.name,
+      forced: true,
+    }
     this.election = null
-    this.emit('cluster.forced-quorum', { epoch, db_epoch: epoch * DB_WRITES_PER_VIEW, warning: 'this host\'s cluster database is now authoritative; other hosts will join it (prevent quorum)' })
+    this.emit('cluster.forced-quorum', {
+      epoch,
+      db_epoch: epoch * DB_WRITES_PER_VIEW,
+      warning: "this host's cluster database is now authoritative; other hosts will join it (prevent quorum)",
+    })
     this.adoptView(view, { db_epoch: epoch * DB_WRITES_PER_VIEW, config: { ...this.rec.db.config } })
     this.broadcast(this.commitMessage(), false)
   }

@@ -34,9 +34,28 @@ import {
   type FailoverPolicy,
   type FailureHistory,
 } from './failover-policy.js'
-import { chooseNode, loadOf, planDrain, planFailback, planReturn, refusal, type MovePlan, type NodeStatus, type NodeView } from './placement.js'
+import {
+  chooseNode,
+  loadOf,
+  planDrain,
+  planFailback,
+  planReturn,
+  refusal,
+  type MovePlan,
+  type NodeStatus,
+  type NodeView,
+} from './placement.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
-import { checkFitsAHost, createVmRole, transition, withMigration, type RoleState, type StopCause, type VmRole, type VmRoleSpec } from './vm-role.js'
+import {
+  checkFitsAHost,
+  createVmRole,
+  transition,
+  withMigration,
+  type RoleState,
+  type StopCause,
+  type VmRole,
+  type VmRoleSpec,
+} from './vm-role.js'
 
 export interface RoleControllerConfig {
   policy: FailoverPolicy
@@ -96,14 +115,28 @@ export type RoleInput =
    * policy restarts and fails over within its limits; when they are spent the role is
    * failed with the reason, and the operator may `vm start --force-storage`.
    */
-  | { readonly type: 'vm_start_failed'; readonly role: string; readonly node: string; readonly op: number; readonly reason: string; readonly storage_refused?: boolean }
+  | {
+      readonly type: 'vm_start_failed'
+      readonly role: string
+      readonly node: string
+      readonly op: number
+      readonly reason: string
+      readonly storage_refused?: boolean
+    }
   | { readonly type: 'vm_stopped'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * The owner reports the VM failed: a health verdict (IsAlive failed; `gone` false, the VM
    * process still exists) or a crash or guest shutdown (`gone` true). `op` is the op of the
    * start that made this incarnation.
    */
-  | { readonly type: 'vm_failed'; readonly role: string; readonly node: string; readonly op: number; readonly gone: boolean; readonly reason: string }
+  | {
+      readonly type: 'vm_failed'
+      readonly role: string
+      readonly node: string
+      readonly op: number
+      readonly gone: boolean
+      readonly reason: string
+    }
   /** Sent by the shell periodically with the cluster's local hour, for failback windows. */
   | { readonly type: 'failback_check'; readonly hour_of_day: number }
   | { readonly type: 'command'; readonly command: RoleCommand }
@@ -112,11 +145,24 @@ export type RoleInput =
    * taken when the inventory was asked for: a role whose op changed since is left alone
    * (a start or stop crossed the question), so only settled roles are corrected.
    */
-  | { readonly type: 'inventory'; readonly node: string; readonly vms: readonly InventoryVm[]; readonly ops_at_request: ReadonlyMap<string, number> }
+  | {
+      readonly type: 'inventory'
+      readonly node: string
+      readonly vms: readonly InventoryVm[]
+      readonly ops_at_request: ReadonlyMap<string, number>
+    }
   /** After `restore`: every member was asked for its inventory; placing roles may begin. */
   | { readonly type: 'sync_done' }
   /** The owner `node` reports how migration `op` to `to` ended; ok: the VM runs on `to` and no longer on `node`. */
-  | { readonly type: 'vm_migrated'; readonly role: string; readonly node: string; readonly to: string; readonly op: number; readonly ok: boolean; readonly reason: string }
+  | {
+      readonly type: 'vm_migrated'
+      readonly role: string
+      readonly node: string
+      readonly to: string
+      readonly op: number
+      readonly ok: boolean
+      readonly reason: string
+    }
 
 export interface InventoryVm {
   readonly role: string
@@ -143,9 +189,24 @@ export type RoleEffect =
       readonly storage: VmStorageSpecRecord | null
       readonly force_storage: boolean
     }
-  | { readonly type: 'stop_vm'; readonly role: string; readonly node: string; readonly op: number; readonly epoch: number; readonly reason: string }
+  | {
+      readonly type: 'stop_vm'
+      readonly role: string
+      readonly node: string
+      readonly op: number
+      readonly epoch: number
+      readonly reason: string
+    }
   /** Ask the owner `node` to migrate the VM to `to`, where it runs as start `op`. */
-  | { readonly type: 'migrate_vm'; readonly role: string; readonly node: string; readonly to: string; readonly op: number; readonly epoch: number; readonly options: MigrationOptions }
+  | {
+      readonly type: 'migrate_vm'
+      readonly role: string
+      readonly node: string
+      readonly to: string
+      readonly op: number
+      readonly epoch: number
+      readonly options: MigrationOptions
+    }
   /** The role record changed (state, owner, reason): write it to the cluster database. */
   | { readonly type: 'persist'; readonly role: VmRole }
   /** Record the node's paused flag in the cluster database. */
@@ -266,12 +327,26 @@ export class RoleController {
    * placed until `sync_done`. Call before any step.
    */
   restore(roles: readonly VmRole[], paused_nodes: readonly string[], epoch: number): void {
-    if (this.entries.size > 0 || this.nodes.size > 0) throw new HvlabError('HVLAB_E_INTERNAL', 'restore is only for a fresh role controller')
-    if (roles.length > this.config.roles_max) throw new HvlabError('HVLAB_E_INTERNAL', `the database lists ${roles.length} roles; at most ${this.config.roles_max} are allowed`)
+    if (this.entries.size > 0 || this.nodes.size > 0)
+      throw new HvlabError('HVLAB_E_INTERNAL', 'restore is only for a fresh role controller')
+    if (roles.length > this.config.roles_max)
+      throw new HvlabError('HVLAB_E_INTERNAL', `the database lists ${roles.length} roles; at most ${this.config.roles_max} are allowed`)
     const op_base = epoch * OPS_PER_EPOCH
     for (const role of roles) {
       const after_stop: AfterStop | null = role.state === 'stopping' ? afterRestoredStop(role.stop_cause) : null
-      this.entries.set(role.name, { role, history: EMPTY_HISTORY, after_stop, drained_from: null, drain_stuck: null, op_seq: op_base, current_op: 0, start_op: 0, needs_sync: true, migrating: null, migrate_failed_ms: null })
+      this.entries.set(role.name, {
+        role,
+        history: EMPTY_HISTORY,
+        after_stop,
+        drained_from: null,
+        drain_stuck: null,
+        op_seq: op_base,
+        current_op: 0,
+        start_op: 0,
+        needs_sync: true,
+        migrating: null,
+        migrate_failed_ms: null,
+      })
     }
     for (const n of paused_nodes) this.paused.add(n)
     this.syncing = true
@@ -311,7 +386,8 @@ export class RoleController {
       this.emit('membership.stale', { epoch, current_epoch: this.epoch })
       return
     }
-    if (nodes.length > NODES_MAX) throw new HvlabError('HVLAB_E_INTERNAL', `membership lists ${nodes.length} nodes; at most ${NODES_MAX} are allowed`)
+    if (nodes.length > NODES_MAX)
+      throw new HvlabError('HVLAB_E_INTERNAL', `membership lists ${nodes.length} nodes; at most ${NODES_MAX} are allowed`)
     const before = this.nodes
     this.epoch = epoch
     this.nodes = new Map(nodes.map((n) => [n.name, { ...n }]))
@@ -319,7 +395,8 @@ export class RoleController {
       const now = this.nodes.get(name)
       if (old.status !== 'down' && (now === undefined || now.status === 'down')) this.onNodeLost(name)
     }
-    for (const name of [...this.draining]) if (this.nodes.get(name)?.status !== 'paused' && !this.paused.has(name)) this.draining.delete(name)
+    for (const name of [...this.draining])
+      if (this.nodes.get(name)?.status !== 'paused' && !this.paused.has(name)) this.draining.delete(name)
   }
 
   private onNodeLost(node: string): void {
@@ -370,7 +447,10 @@ export class RoleController {
     // WSFC: the failover policy restarts it (a syncing copy may be Synced by then) and then
     // fails it over — to the other site, where the writable copy may be — within its limits.
     if (storage_refused) this.emit('role.storage-refused', { role: name, node, reason })
-    this.onFailure(e, node, `start on ${node} ${storage_refused ? 'refused by storage' : 'failed'}: ${reason}`, { node_lost: false, vm_present: false })
+    this.onFailure(e, node, `start on ${node} ${storage_refused ? 'refused by storage' : 'failed'}: ${reason}`, {
+      node_lost: false,
+      vm_present: false,
+    })
   }
 
   private onStopped(name: string, node: string, op: number): void {
@@ -425,14 +505,24 @@ export class RoleController {
         this.adopt(e, node, vm.op)
         continue
       }
-      this.emit('role.stray', { role: vm.role, node, reason: `${node} runs it but the cluster has it ${owner === null ? state : `on ${owner}`}; stopping it there` })
+      this.emit('role.stray', {
+        role: vm.role,
+        node,
+        reason: `${node} runs it but the cluster has it ${owner === null ? state : `on ${owner}`}; stopping it there`,
+      })
       e.op_seq++
       this.push({ type: 'stop_vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
     }
     for (const e of this.sortedEntries()) {
       if (e.role.owner !== node || reported.has(e.role.name) || !settled(e) || e.migrating !== null) continue
       // A start still preparing the VM's replicated disk (CLX): its answer comes with the start reply.
-      if (!e.needs_sync && e.role.state === 'starting' && e.role.storage?.kind === 'replicated' && this.now_ms - (e.start_sent_ms ?? -Infinity) < START_REPLY_WAIT_MS) continue
+      if (
+        !e.needs_sync &&
+        e.role.state === 'starting' &&
+        e.role.storage?.kind === 'replicated' &&
+        this.now_ms - (e.start_sent_ms ?? -Infinity) < START_REPLY_WAIT_MS
+      )
+        continue
       if (e.needs_sync && this.syncing) {
         this.missing_at_sync.set(e.role.name, node) // another member's inventory may still show it
         continue
@@ -495,7 +585,15 @@ export class RoleController {
     const eligible = this.sortedEntries().filter(
       (e) => this.movable(e) && e.role.failback.enabled && inFailbackWindow(e.role.failback.window, hour_of_day),
     )
-    this.carryOut(planFailback(eligible.map((e) => e.role), this.nodeViews(), this.load()), 'failback to a preferred owner', 'failback')
+    this.carryOut(
+      planFailback(
+        eligible.map((e) => e.role),
+        this.nodeViews(),
+        this.load(),
+      ),
+      'failback to a preferred owner',
+      'failback',
+    )
   }
 
   // ── commands ──────────────────────────────────────────────────────────────────────
@@ -521,9 +619,13 @@ export class RoleController {
 
   private create(spec: VmRoleSpec): void {
     const role = createVmRole(spec)
-    if (this.entries.has(role.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${role.name}: a vm with that name exists; pick another name`)
+    if (this.entries.has(role.name))
+      throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${role.name}: a vm with that name exists; pick another name`)
     if (this.entries.size >= this.config.roles_max) {
-      throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${role.name}: the cluster already has ${this.entries.size} vms, its limit; remove one first`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot create vm ${role.name}: the cluster already has ${this.entries.size} vms, its limit; remove one first`,
+      )
     }
     const unknown = [...role.preferred_owners, ...(role.possible_owners ?? [])].filter((n) => !this.nodes.has(n))
     if (unknown.length > 0) {
@@ -533,7 +635,19 @@ export class RoleController {
       )
     }
     checkFitsAHost(role, this.nodes.values())
-    const e: RoleEntry = { role, history: EMPTY_HISTORY, after_stop: null, drained_from: null, drain_stuck: null, op_seq: this.epoch * OPS_PER_EPOCH, current_op: 0, start_op: 0, needs_sync: false, migrating: null, migrate_failed_ms: null }
+    const e: RoleEntry = {
+      role,
+      history: EMPTY_HISTORY,
+      after_stop: null,
+      drained_from: null,
+      drain_stuck: null,
+      op_seq: this.epoch * OPS_PER_EPOCH,
+      current_op: 0,
+      start_op: 0,
+      needs_sync: false,
+      migrating: null,
+      migrate_failed_ms: null,
+    }
     this.entries.set(role.name, e)
     this.push({ type: 'persist', role })
     this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
@@ -560,7 +674,8 @@ export class RoleController {
     const e = this.entryFor(name)
     this.refuseWhileMigrating(e, 'stop')
     const { state, owner } = e.role
-    if (owner !== null && (state === 'running' || state === 'starting')) return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator', 'operator')
+    if (owner !== null && (state === 'running' || state === 'starting'))
+      return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator', 'operator')
     if (state === 'stopping') {
       e.after_stop = { kind: 'stay_stopped' }
       return
@@ -580,9 +695,11 @@ export class RoleController {
     if (owner === to) throw new HvlabError('HVLAB_E_STATE', `cannot move vm ${name} to ${to}: it already runs there`)
     const node = this.nodes.get(to)
     const why = refusal(e.role, node && { ...node, status: this.statusOf(node) }, this.load(), to)
-    if (why !== null) throw new HvlabError(node === undefined ? 'HVLAB_E_NOT_FOUND' : 'HVLAB_E_STATE', `cannot move vm ${name} to ${to}: ${why}`)
+    if (why !== null)
+      throw new HvlabError(node === undefined ? 'HVLAB_E_NOT_FOUND' : 'HVLAB_E_STATE', `cannot move vm ${name} to ${to}: ${why}`)
     this.emit('role.move-requested', { role: name, from: owner, to })
-    if (options !== null || this.config.live_migration) return this.migrateTo(e, to, options ?? this.defaultMigration(e), 'moved by operator')
+    if (options !== null || this.config.live_migration)
+      return this.migrateTo(e, to, options ?? this.defaultMigration(e), 'moved by operator')
     this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`, 'move')
   }
 
@@ -601,7 +718,8 @@ export class RoleController {
   /** Asks the owner to migrate the VM; the role stays running on the owner until it reports. */
   private migrateTo(e: RoleEntry, to: string, options: MigrationOptions, reason: string): void {
     const owner = e.role.owner
-    if (owner === null || e.role.state !== 'running') throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: migrated while ${e.role.state}`)
+    if (owner === null || e.role.state !== 'running')
+      throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: migrated while ${e.role.state}`)
     const op = ++e.op_seq
     e.current_op = op
     e.migrating = { to, op }
@@ -673,7 +791,12 @@ export class RoleController {
       return
     }
     const movable = onNode.filter((e) => this.movable(e))
-    const plan = planDrain(node, movable.map((e) => e.role), this.nodeViews(), this.load())
+    const plan = planDrain(
+      node,
+      movable.map((e) => e.role),
+      this.nodeViews(),
+      this.load(),
+    )
     for (const m of plan.moves) {
       const e = this.entries.get(m.role)
       if (e !== undefined) e.drained_from = node
@@ -683,7 +806,11 @@ export class RoleController {
       const e = this.entries.get(s.role)
       if (e === undefined || e.drain_stuck === s.reason) continue
       e.drain_stuck = s.reason
-      this.emit('role.drain-stuck', { role: s.role, node, reason: `cannot drain vm ${s.role} off ${node}: ${s.reason}; it keeps running there` })
+      this.emit('role.drain-stuck', {
+        role: s.role,
+        node,
+        reason: `cannot drain vm ${s.role} off ${node}: ${s.reason}; it keeps running there`,
+      })
     }
   }
 
@@ -777,7 +904,16 @@ export class RoleController {
     e.start_sent_ms = this.now_ms
     const force_storage = e.force_storage === true
     e.force_storage = false
-    this.push({ type: 'start_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, memory_mib: e.role.memory_mib, storage: e.role.storage ?? null, force_storage })
+    this.push({
+      type: 'start_vm',
+      role: e.role.name,
+      node,
+      op: e.current_op,
+      epoch: this.epoch,
+      memory_mib: e.role.memory_mib,
+      storage: e.role.storage ?? null,
+      force_storage,
+    })
   }
 
   /** Sends the stop of a stopping role again, as a new op (its state, owner and plan stay). */
@@ -841,7 +977,10 @@ export class RoleController {
   private nodeFor(node: string, verb: string): NodeView {
     const view = this.nodes.get(node)
     if (view === undefined) {
-      throw new HvlabError('HVLAB_E_NOT_FOUND', `cannot ${verb} ${node}: it is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `cannot ${verb} ${node}: it is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
+      )
     }
     return { ...view, status: this.statusOf(view) }
   }
@@ -862,5 +1001,7 @@ export class RoleController {
  * stopped too: the safe reading, as the operator can start it and nothing runs twice.
  */
 function afterRestoredStop(cause: StopCause | undefined): AfterStop {
-  return cause === undefined || cause === 'operator' ? { kind: 'stay_stopped' } : { kind: 'place', avoid: null, reason: 'restored while stopping' }
+  return cause === undefined || cause === 'operator'
+    ? { kind: 'stay_stopped' }
+    : { kind: 'place', avoid: null, reason: 'restored while stopping' }
 }

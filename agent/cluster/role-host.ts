@@ -8,7 +8,12 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import type { InventoryVmRecord, MigrationOptionsMessage, RoleCommandMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type {
+  InventoryVmRecord,
+  MigrationOptionsMessage,
+  RoleCommandMessage,
+  VmRoleRecord,
+} from '../../shared/protocol/cluster-messages.js'
 import { startMigrationHost } from '../migration/migration-host.js'
 import type { Message, MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
@@ -61,7 +66,12 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     if (!conn?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${p.name} has no connection to ${node} now`)
     return conn
   }
-  const ask = async <T extends Message['t']>(node: string, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> => {
+  const ask = async <T extends Message['t']>(
+    node: string,
+    message: Message,
+    expect: T,
+    timeout_ms = ROLE_REQUEST_TIMEOUT_MS,
+  ): Promise<MessageOf<T>> => {
     const r = await coordinatorConnection(node).request(message, { timeout_ms })
     if (r.message.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${r.message.t}, expected ${expect}`)
     return r.message as MessageOf<T>
@@ -92,10 +102,17 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   })
 
   // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
-  const clx = new ClxService({ host: p.name, arrays: p.topology.arrays, admin: meshArrayAdmin(p.mesh), clock: p.clock, emit: (kind, details) => p.emitEvent(kind, details) })
+  const clx = new ClxService({
+    host: p.name,
+    arrays: p.topology.arrays,
+    admin: meshArrayAdmin(p.mesh),
+    clock: p.clock,
+    emit: (kind, details) => p.emitEvent(kind, details),
+  })
   const siteOf = (host: string): string | undefined => p.topology.hosts.find((h) => h.name === host)?.site
   /** A VM's disk from this host's copy of the cluster database (committed at create, long before any migration). */
-  const storageOf = (vm: string): VmStorageSpecRecord | null => decodeRoles(m.database().config).roles.find((r) => r.name === vm)?.storage ?? null
+  const storageOf = (vm: string): VmStorageSpecRecord | null =>
+    decodeRoles(m.database().config).roles.find((r) => r.name === vm)?.storage ?? null
   const clxMigration = {
     clx,
     quiesce: async (vm: string) => {
@@ -110,7 +127,14 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   }
   /** Starts and stops of one VM run in the order received, even while a start waits for CLX. */
   const inOrder = perVmOrder()
-  type StartRequest = { role: string; op: number; epoch: number; memory_mib: number; storage?: VmStorageSpecRecord | null | undefined; force_storage?: boolean | undefined }
+  type StartRequest = {
+    role: string
+    op: number
+    epoch: number
+    memory_mib: number
+    storage?: VmStorageSpecRecord | null | undefined
+    force_storage?: boolean | undefined
+  }
   const startHere = (r: StartRequest, from: string): Promise<VmOpResult & { storage_refused?: boolean }> =>
     inOrder(r.role, async () => {
       const spec = r.storage ?? null
@@ -124,7 +148,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
         return { ok: false, reason: describeError(e), storage_refused: e instanceof HvlabError && e.code === 'HVLAB_E_REFUSED' }
       }
     })
-  const stopHere = (role: string, op: number, reason: string): Promise<VmOpResult> => inOrder(role, async () => agent.stopVm(role, op, reason))
+  const stopHere = (role: string, op: number, reason: string): Promise<VmOpResult> =>
+    inOrder(role, async () => agent.stopVm(role, op, reason))
 
   const migration = startMigrationHost(p, {
     agent,
@@ -149,7 +174,10 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
       const attempt = (left: number): void => {
         send().catch((e: unknown) => {
           if (left > 0) return void p.clock.setTimer(REPORT_RETRY_MS, () => attempt(left - 1))
-          log.warn({ err: describeError(e), role: r.role }, 'could not report a migration to the coordinator; a new coordinator finds where the vm runs')
+          log.warn(
+            { err: describeError(e), role: r.role },
+            'could not report a migration to the coordinator; a new coordinator finds where the vm runs',
+          )
         })
       }
       attempt(REPORT_ATTEMPTS_MAX)
@@ -174,7 +202,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
       if (node === p.name) return local().then(() => migration.migrate(r))
       const conn = coordinatorConnection(node)
       const reply = await conn.request({ t: 'vm-migrate-request', from: p.name, ...r }, { timeout_ms: MIGRATE_REQUEST_TIMEOUT_MS })
-      if (reply.message.t !== 'vm-op-reply') throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${reply.message.t}, expected vm-op-reply`)
+      if (reply.message.t !== 'vm-op-reply')
+        throw new HvlabError('HVLAB_E_PROTOCOL', `${node} answered ${reply.message.t}, expected vm-op-reply`)
       return { ok: reply.message.ok, reason: reply.message.reason }
     },
     async inventory(node): Promise<InventoryVmRecord[]> {
@@ -212,18 +241,26 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   })
 
   /** Runs `fn` here if this host runs the roles, else on the coordinator; waits through a view change. */
-  const onCoordinator = async <T>(here: () => Promise<T> | T, there: (coordinator: string) => Promise<T>, forwarded: boolean): Promise<T> => {
+  const onCoordinator = async <T>(
+    here: () => Promise<T> | T,
+    there: (coordinator: string) => Promise<T>,
+    forwarded: boolean,
+  ): Promise<T> => {
     const deadline = p.clock.now() + OPERATOR_WAIT_MS
     for (;;) {
       const coordinator = m.view().coordinator
       try {
         if (roles.isLeader() && roles.running) return await here()
         if (forwarded || coordinator === p.name || m.view().epoch === 0) {
-          throw new HvlabError('HVLAB_E_NO_QUORUM', `the cluster has no coordinator with quorum right now (${p.name} sees epoch ${m.view().epoch}); retry when \`hvlab cluster status\` shows quorum HELD`)
+          throw new HvlabError(
+            'HVLAB_E_NO_QUORUM',
+            `the cluster has no coordinator with quorum right now (${p.name} sees epoch ${m.view().epoch}); retry when \`hvlab cluster status\` shows quorum HELD`,
+          )
         }
         return await there(coordinator)
       } catch (e) {
-        const transient = HvlabError.has(e, 'HVLAB_E_CLOSED') || HvlabError.has(e, 'HVLAB_E_TIMEOUT') || HvlabError.has(e, 'HVLAB_E_NO_QUORUM')
+        const transient =
+          HvlabError.has(e, 'HVLAB_E_CLOSED') || HvlabError.has(e, 'HVLAB_E_TIMEOUT') || HvlabError.has(e, 'HVLAB_E_NO_QUORUM')
         // The coordinator's refusal is given as this host's own: the operator asked this host.
         if (forwarded || !transient || p.clock.now() >= deadline) throw e instanceof HvlabError ? e.withoutOrigin() : e
         await new Promise((r) => setTimeout(r, 250))
@@ -240,39 +277,80 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
       // moving local storage with it — shared-nothing migration — is not built).
       const home = spec.possible_owners?.length === 1 ? spec.possible_owners[0] : spec.preferred_owners?.[0]
       if (home === undefined || (spec.possible_owners && spec.possible_owners.length > 0 && !spec.possible_owners.includes(home))) {
-        throw new HvlabError('HVLAB_E_USAGE', `cannot create vm ${spec.name} with --storage local: its disk lives on one host, so name that host with --preferred HOST (it can run nowhere else)`)
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          `cannot create vm ${spec.name} with --storage local: its disk lives on one host, so name that host with --preferred HOST (it can run nowhere else)`,
+        )
       }
       return roles.command({ op: 'create', spec: { ...spec, preferred_owners: [home], possible_owners: [home], storage: wanted } })
     }
     if (wanted === undefined || wanted === null) return roles.command({ op: 'create', spec: { ...spec, storage: null } })
     createVmRole({ ...spec, storage: null }) // a bad name, size or owner list is refused before any array is touched
     checkFitsAHost(spec, p.topology.hosts)
-    if (roles.list()?.some((r) => r.name === spec.name)) throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${spec.name}: a vm with that name exists; pick another name`)
+    if (roles.list()?.some((r) => r.name === spec.name))
+      throw new HvlabError('HVLAB_E_STATE', `cannot create vm ${spec.name}: a vm with that name exists; pick another name`)
     if (wanted.kind === 'csv') {
       // A region of the CSV named after the VM, allocated by the CSV's coordinator node.
       const entry = csv.entry(wanted.csv)
       try {
         await csv.volume(wanted.csv).allocateRegion(spec.name, wanted.size_bytes)
       } catch (e) {
-        throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL', `cannot create vm ${spec.name}: no region of ${wanted.size_bytes} bytes on CSV ${wanted.csv}: ${describeError(e)}`, { cause: e })
+        throw new HvlabError(
+          e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL',
+          `cannot create vm ${spec.name}: no region of ${wanted.size_bytes} bytes on CSV ${wanted.csv}: ${describeError(e)}`,
+          { cause: e },
+        )
       }
-      await roles.command({ op: 'create', spec: { ...spec, storage: { kind: 'csv', csv: wanted.csv, region: spec.name, size_bytes: wanted.size_bytes, array: entry.array, volume: entry.volume } } })
+      await roles.command({
+        op: 'create',
+        spec: {
+          ...spec,
+          storage: {
+            kind: 'csv',
+            csv: wanted.csv,
+            region: spec.name,
+            size_bytes: wanted.size_bytes,
+            array: entry.array,
+            volume: entry.volume,
+          },
+        },
+      })
       return
     }
     let storage
     try {
-      storage = await provisionVmDisk(vmStorageContext(p), { vm: spec.name, preferredSite: preferredSiteOf(spec.preferred_owners ?? [], p.topology.hosts), size_bytes: wanted.size_bytes })
+      storage = await provisionVmDisk(vmStorageContext(p), {
+        vm: spec.name,
+        preferredSite: preferredSiteOf(spec.preferred_owners ?? [], p.topology.hosts),
+        size_bytes: wanted.size_bytes,
+      })
     } catch (e) {
-      throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL', `cannot create vm ${spec.name}: its replicated disk could not be provisioned: ${describeError(e)}`, { cause: e })
+      throw new HvlabError(
+        e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL',
+        `cannot create vm ${spec.name}: its replicated disk could not be provisioned: ${describeError(e)}`,
+        { cause: e },
+      )
     }
-    p.emitEvent('clx.disk-provisioned', { vm: spec.name, group: storage.group, volume: storage.volume, size_bytes: storage.size_bytes, primary: storage.arrays.primary, secondary: storage.arrays.secondary })
+    p.emitEvent('clx.disk-provisioned', {
+      vm: spec.name,
+      group: storage.group,
+      volume: storage.volume,
+      size_bytes: storage.size_bytes,
+      primary: storage.arrays.primary,
+      secondary: storage.arrays.secondary,
+    })
     await roles.command({ op: 'create', spec: { ...spec, storage } })
   }
   const handleCommand = async (command: RoleCommandMessage, forwarded: boolean): Promise<Message> => {
     await onCoordinator(
       () => runCommand(command),
       async (coordinator) => {
-        await ask(coordinator, { t: 'role-command-request', command, forwarded: true }, 'ok', command.op === 'create' ? CREATE_REQUEST_TIMEOUT_MS : ROLE_REQUEST_TIMEOUT_MS)
+        await ask(
+          coordinator,
+          { t: 'role-command-request', command, forwarded: true },
+          'ok',
+          command.op === 'create' ? CREATE_REQUEST_TIMEOUT_MS : ROLE_REQUEST_TIMEOUT_MS,
+        )
       },
       forwarded,
     )
@@ -291,14 +369,24 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const handleList = async (forwarded: boolean): Promise<Message> => {
     try {
       return await onCoordinator(
-        () => ({ t: 'role-list-reply' as const, coordinator: p.name, source: 'coordinator' as const, roles: (roles.list() ?? []) as VmRoleRecord[] }),
+        () => ({
+          t: 'role-list-reply' as const,
+          coordinator: p.name,
+          source: 'coordinator' as const,
+          roles: (roles.list() ?? []) as VmRoleRecord[],
+        }),
         (coordinator) => ask(coordinator, { t: 'role-list-request', forwarded: true }, 'role-list-reply'),
         forwarded,
       )
     } catch (e) {
       if (forwarded) throw e
       // No coordinator answers: show the last committed records this host has.
-      return { t: 'role-list-reply', coordinator: m.view().coordinator, source: 'database', roles: decodeRoles(m.database().config).roles as VmRoleRecord[] }
+      return {
+        t: 'role-list-reply',
+        coordinator: m.view().coordinator,
+        source: 'database',
+        roles: decodeRoles(m.database().config).roles as VmRoleRecord[],
+      }
     }
   }
 
@@ -308,11 +396,25 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     const fromPeer = (from: string): void => {
       if (from !== conn.remoteName) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} sent a request claiming to be from ${from}`)
     }
-    const opReply = (role: string, op: number, r: VmOpResult): Message => ({ t: 'vm-op-reply', role, op, ok: r.ok, reason: r.reason.slice(0, 512) })
+    const opReply = (role: string, op: number, r: VmOpResult): Message => ({
+      t: 'vm-op-reply',
+      role,
+      op,
+      ok: r.ok,
+      reason: r.reason.slice(0, 512),
+    })
     conn.onRequest('vm-start-request', ({ message: q }) => {
       fromPeer(q.from)
-      if (q.epoch < m.view().epoch) return { message: opReply(q.role, q.op, { ok: false, reason: `${p.name} is at cluster epoch ${m.view().epoch}; a start from epoch ${q.epoch} is stale` }) }
-      return startHere(q, q.from).then((r) => ({ message: { ...opReply(q.role, q.op, r), ...(r.storage_refused ? { storage_refused: true } : {}) } }))
+      if (q.epoch < m.view().epoch)
+        return {
+          message: opReply(q.role, q.op, {
+            ok: false,
+            reason: `${p.name} is at cluster epoch ${m.view().epoch}; a start from epoch ${q.epoch} is stale`,
+          }),
+        }
+      return startHere(q, q.from).then((r) => ({
+        message: { ...opReply(q.role, q.op, r), ...(r.storage_refused ? { storage_refused: true } : {}) },
+      }))
     })
     conn.onRequest('vm-stop-request', async ({ message: q }) => {
       fromPeer(q.from)
@@ -329,7 +431,13 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     conn.onRequest('vm-migrate-command-request', async ({ message: q }) => ({ message: await handleMigrate(q, true) }))
     conn.onRequest('vm-migrate-request', ({ message: q }) => {
       fromPeer(q.from)
-      if (q.epoch < m.view().epoch) return { message: opReply(q.role, q.op, { ok: false, reason: `${p.name} is at cluster epoch ${m.view().epoch}; a migration from epoch ${q.epoch} is stale` }) }
+      if (q.epoch < m.view().epoch)
+        return {
+          message: opReply(q.role, q.op, {
+            ok: false,
+            reason: `${p.name} is at cluster epoch ${m.view().epoch}; a migration from epoch ${q.epoch} is stale`,
+          }),
+        }
       return { message: opReply(q.role, q.op, migration.migrate(q)) }
     })
     conn.onRequest('vm-migrated-report', ({ message: q }) => {
@@ -344,7 +452,10 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   p.serveOperator('vm-migrate-command-request', (q) => handleMigrate(q, false))
   p.serveOperator('vm-inventory-request', () => ({ t: 'vm-inventory-reply', from: p.name, vms: agent.inventory() }))
   serveGuestHang(p, agent)
-  p.addStatus(() => ({ vms: agent.inventory(), roles: { running_here: roles.running && roles.isLeader(), count: roles.list()?.length ?? null } }))
+  p.addStatus(() => ({
+    vms: agent.inventory(),
+    roles: { running_here: roles.running && roles.isLeader(), count: roles.list()?.length ?? null },
+  }))
 
   agent.start()
   roles.start()

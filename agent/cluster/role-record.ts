@@ -21,7 +21,9 @@ export function encodeRole(role: VmRole): string {
   const reason = role.reason.length > STORED_REASON_CHARS_MAX ? `${role.reason.slice(0, STORED_REASON_CHARS_MAX - 1)}…` : role.reason
   const value = JSON.stringify({ ...role, reason })
   if (value.length > CONFIG_VALUE_CHARS_MAX) {
-    throw new Error(`vm ${role.name}: its record is ${value.length} characters; the cluster database holds at most ${CONFIG_VALUE_CHARS_MAX} per entry (list fewer owners)`)
+    throw new Error(
+      `vm ${role.name}: its record is ${value.length} characters; the cluster database holds at most ${CONFIG_VALUE_CHARS_MAX} per entry (list fewer owners)`,
+    )
   }
   return value
 }

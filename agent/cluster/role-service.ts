@@ -33,7 +33,10 @@ export interface MembershipView {
 /** Requests to a host (a local call when it is this host). */
 export interface HostRequests {
   /** Resolves `storage_refused` true when the host's CLX refused to make the VM's disk writable there. */
-  start(node: string, m: { role: string; op: number; epoch: number; memory_mib: number; storage: VmStorageSpecRecord | null; force_storage: boolean }): Promise<VmOpResult & { storage_refused?: boolean }>
+  start(
+    node: string,
+    m: { role: string; op: number; epoch: number; memory_mib: number; storage: VmStorageSpecRecord | null; force_storage: boolean },
+  ): Promise<VmOpResult & { storage_refused?: boolean }>
   stop(node: string, m: { role: string; op: number; epoch: number; reason: string }): Promise<VmOpResult>
   inventory(node: string): Promise<InventoryVmRecord[]>
   /** Ask the owner to migrate; resolves when it accepted (the outcome comes through vmMigrated). */
@@ -169,9 +172,14 @@ export class RoleService {
 
   private takeOver(epoch: number, now: number): void {
     this.drop()
-    const ctl = new RoleController({ source: this.deps.name, roles_max: ROLES_MAX, live_migration: this.deps.live_migration === true && this.deps.requests.migrate !== undefined })
+    const ctl = new RoleController({
+      source: this.deps.name,
+      roles_max: ROLES_MAX,
+      live_migration: this.deps.live_migration === true && this.deps.requests.migrate !== undefined,
+    })
     const db = decodeRoles(this.deps.membership.database().config)
-    for (const d of db.damaged) this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
+    for (const d of db.damaged)
+      this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
     ctl.restore(db.roles, db.paused, epoch)
     this.ctl = ctl
     this.gen++
@@ -263,25 +271,50 @@ export class RoleService {
       switch (fx.type) {
         case 'start_vm':
           this.deps.requests
-            .start(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, memory_mib: fx.memory_mib, storage: fx.storage, force_storage: fx.force_storage })
+            .start(fx.node, {
+              role: fx.role,
+              op: fx.op,
+              epoch: fx.epoch,
+              memory_mib: fx.memory_mib,
+              storage: fx.storage,
+              force_storage: fx.force_storage,
+            })
             .then((r) =>
               back(
                 r.ok
                   ? { type: 'vm_started', role: fx.role, node: fx.node, op: fx.op }
-                  : { type: 'vm_start_failed', role: fx.role, node: fx.node, op: fx.op, reason: r.reason, storage_refused: r.storage_refused === true },
+                  : {
+                      type: 'vm_start_failed',
+                      role: fx.role,
+                      node: fx.node,
+                      op: fx.op,
+                      reason: r.reason,
+                      storage_refused: r.storage_refused === true,
+                    },
               ),
             )
-            .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'start request got no answer; the next inventory settles it'))
+            .catch((e: unknown) =>
+              this.deps.log.warn(
+                { err: describeError(e), node: fx.node, role: fx.role },
+                'start request got no answer; the next inventory settles it',
+              ),
+            )
           break
         case 'stop_vm':
           this.deps.requests
             .stop(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, reason: fx.reason })
             .then(() => back({ type: 'vm_stopped', role: fx.role, node: fx.node, op: fx.op }))
-            .catch((e: unknown) => this.deps.log.warn({ err: describeError(e), node: fx.node, role: fx.role }, 'stop request got no answer; the next inventory settles it'))
+            .catch((e: unknown) =>
+              this.deps.log.warn(
+                { err: describeError(e), node: fx.node, role: fx.role },
+                'stop request got no answer; the next inventory settles it',
+              ),
+            )
           break
         case 'migrate_vm': {
           const migrate = this.deps.requests.migrate
-          const failed = (reason: string): void => back({ type: 'vm_migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
+          const failed = (reason: string): void =>
+            back({ type: 'vm_migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
           if (migrate === undefined) {
             failed('this cluster cannot migrate vms')
             break

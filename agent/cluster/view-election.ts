@@ -3,12 +3,7 @@
  * sending): the promises and acceptances gathered so far, whether they make a quorum
  * of the previous view's votes, and which value Paxos obliges it to propose.
  */
-import type {
-  Ballot,
-  ClusterDatabase,
-  ClusterMessageOf,
-  ViewProposal,
-} from '../../shared/protocol/cluster-messages.js'
+import type { Ballot, ClusterDatabase, ClusterMessageOf, ViewProposal } from '../../shared/protocol/cluster-messages.js'
 import { compareBallots } from '../../shared/consensus/acceptor.js'
 import { hasQuorum, type Votes } from './quorum.js'
 

@@ -68,7 +68,10 @@ export const NO_QUORUM_LAG_ALLOWANCE_MS = 250
 export function noQuorumGraceMs(roles_stop_bound_ms: number, check_interval_ms: number): number {
   const grace = roles_stop_bound_ms - 2 * check_interval_ms - NO_QUORUM_LAG_ALLOWANCE_MS
   if (grace <= 0) {
-    throw new HvlabError('HVLAB_E_TOPOLOGY', `roles_stop_bound_ms ${roles_stop_bound_ms} is too short for a check every ${check_interval_ms} ms plus ${NO_QUORUM_LAG_ALLOWANCE_MS} ms of lag; slow the heartbeat profile down`)
+    throw new HvlabError(
+      'HVLAB_E_TOPOLOGY',
+      `roles_stop_bound_ms ${roles_stop_bound_ms} is too short for a check every ${check_interval_ms} ms plus ${NO_QUORUM_LAG_ALLOWANCE_MS} ms of lag; slow the heartbeat profile down`,
+    )
   }
   return grace
 }
@@ -111,7 +114,8 @@ export class VmAgent {
       const already = this.vms.list().some((v) => v.name === role)
       this.vms.start(role, memory_mib, op, epoch)
       this.setDisk(role, disk)
-      if (!already) this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
+      if (!already)
+        this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
       this.stopped_for_quorum = false
       this.deps.announce?.({ vm: role, at: 'here', op, epoch }) // before the event: whoever sees it can reach the VM
       this.deps.emitEvent('vm.started', { vm: role, op, epoch, by: from })
@@ -137,7 +141,12 @@ export class VmAgent {
   /** A VM arrived by live or quick migration and runs here now, as start `op` of `epoch`. */
   adoptVm(vm: VmInstance, op: number, epoch: number, from: string): void {
     this.vms.adopt(vm, op, epoch)
-    this.watches.set(vm.name, { health: startHealthCheck(this.deps.health, this.deps.clock.now()), beats: vm.guestHeartbeats, last_beat_ms: null, suspect_reported: false })
+    this.watches.set(vm.name, {
+      health: startHealthCheck(this.deps.health, this.deps.clock.now()),
+      beats: vm.guestHeartbeats,
+      last_beat_ms: null,
+      suspect_reported: false,
+    })
     this.deps.announce?.({ vm: vm.name, at: 'here', op, epoch }) // before the event, as for a start
     this.deps.emitEvent('vm.arrived', { vm: vm.name, op, epoch, from })
   }
@@ -180,17 +189,29 @@ export class VmAgent {
     const current = vm.disk
     if (current && target && current.target.array === target.array && current.target.volume === target.volume) return
     const attach = (): void => {
-      if (target === undefined || vm.disk || vm.state !== 'running' || this.vms.instance(role) !== vm || this.disks.get(role) !== target) return
+      if (target === undefined || vm.disk || vm.state !== 'running' || this.vms.instance(role) !== vm || this.disks.get(role) !== target)
+        return
       const epoch = this.deps.writerEpoch ?? (() => this.vms.list().find((v) => v.name === role)?.epoch ?? 0)
       const io = this.deps.blockIoFor!(target)
-      vm.attachDisk({ host: this.deps.host, array: target.array, volume: target.volume, size_bytes: target.size_bytes, epoch }, io, (kind, details) => this.deps.emitEvent(kind, details))
+      vm.attachDisk(
+        { host: this.deps.host, array: target.array, volume: target.volume, size_bytes: target.size_bytes, epoch },
+        io,
+        (kind, details) => this.deps.emitEvent(kind, details),
+      )
     }
     if (current) void vm.detachDisk().then(attach, attach)
     else attach()
   }
 
   inventory(): InventoryVmRecord[] {
-    return this.vms.list().map((v) => ({ role: v.name, op: v.op, epoch: v.epoch, memory_mib: v.memory_mib, state: v.state, guest_heartbeats: v.guest_heartbeats }))
+    return this.vms.list().map((v) => ({
+      role: v.name,
+      op: v.op,
+      epoch: v.epoch,
+      memory_mib: v.memory_mib,
+      state: v.state,
+      guest_heartbeats: v.guest_heartbeats,
+    }))
   }
 
   /**
@@ -202,7 +223,12 @@ export class VmAgent {
     const vm = this.vms.instance(role)
     if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${this.deps.host} does not run vm ${role}`)
     vm.hang(for_ms)
-    this.deps.emitEvent('vm.guest-hung', { vm: role, node: this.deps.host, for_ms, reason: 'operator fault injection: the guest stops answering its heartbeat' })
+    this.deps.emitEvent('vm.guest-hung', {
+      vm: role,
+      node: this.deps.host,
+      for_ms,
+      reason: 'operator fault injection: the guest stops answering its heartbeat',
+    })
   }
 
   /** Ends a hang injected by `hang`; returns whether the guest was hung. */
@@ -238,7 +264,12 @@ export class VmAgent {
     this.watches.clear()
     for (const v of ran) this.deps.announce?.({ vm: v.name, at: 'gone', op: v.op, epoch: v.epoch })
     if (names.length > 0) {
-      this.deps.emitEvent('role.stopped-no-quorum', { node: this.deps.host, vms: names, without_lease_ms: without_ms, reason: `${this.deps.host} has had no quorum lease for ${without_ms} ms; it stops its vms so the majority may restart them` })
+      this.deps.emitEvent('role.stopped-no-quorum', {
+        node: this.deps.host,
+        vms: names,
+        without_lease_ms: without_ms,
+        reason: `${this.deps.host} has had no quorum lease for ${without_ms} ms; it stops its vms so the majority may restart them`,
+      })
     }
   }
 
@@ -263,7 +294,12 @@ export class VmAgent {
       w.health = r.state
       if (r.verdict === 'suspect' && !w.suspect_reported) {
         w.suspect_reported = true
-        this.deps.emitEvent('role.health-suspect', { role, node: this.deps.host, check: r.check, reason: 'LooksAlive: no guest heartbeat lately; IsAlive follows' })
+        this.deps.emitEvent('role.health-suspect', {
+          role,
+          node: this.deps.host,
+          check: r.check,
+          reason: 'LooksAlive: no guest heartbeat lately; IsAlive follows',
+        })
       } else if (r.verdict === 'healthy') {
         w.suspect_reported = false
       } else if (r.verdict === 'unresponsive') {

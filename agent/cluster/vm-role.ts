@@ -95,10 +95,18 @@ export const DEFAULT_MEMORY_MIB = 1024
  * Refuses a VM that no host it may run on could ever hold (HVLAB_E_USAGE, naming the
  * largest such host). `hosts`: the cluster's hosts with their memory for VMs.
  */
-export function checkFitsAHost(spec: Pick<VmRoleSpec, 'name' | 'memory_mib' | 'possible_owners'>, hosts: Iterable<{ name: string; memory_mib: number }>): void {
+export function checkFitsAHost(
+  spec: Pick<VmRoleSpec, 'name' | 'memory_mib' | 'possible_owners'>,
+  hosts: Iterable<{ name: string; memory_mib: number }>,
+): void {
   const memory_mib = spec.memory_mib ?? DEFAULT_MEMORY_MIB
-  const eligible = [...hosts].filter((h) => spec.possible_owners == null || spec.possible_owners.length === 0 || spec.possible_owners.includes(h.name))
-  const largest = eligible.reduce<{ name: string; memory_mib: number } | undefined>((a, h) => (a === undefined || h.memory_mib > a.memory_mib ? h : a), undefined)
+  const eligible = [...hosts].filter(
+    (h) => spec.possible_owners == null || spec.possible_owners.length === 0 || spec.possible_owners.includes(h.name),
+  )
+  const largest = eligible.reduce<{ name: string; memory_mib: number } | undefined>(
+    (a, h) => (a === undefined || h.memory_mib > a.memory_mib ? h : a),
+    undefined,
+  )
   if (largest === undefined || largest.memory_mib >= memory_mib) return
   throw usage(
     `cannot create vm ${spec.name}: it needs ${memory_mib} MiB and the largest host it may run on (${largest.name}) has ${largest.memory_mib} MiB; give it --memory-mib ${largest.memory_mib} or less`,
@@ -120,10 +128,13 @@ export function createVmRole(spec: VmRoleSpec): VmRole {
   const preferred_owners = checkOwnerList(name, 'preferred', spec.preferred_owners ?? [])
   const possible_owners = spec.possible_owners == null ? null : checkOwnerList(name, 'possible', spec.possible_owners)
   if (possible_owners !== null) {
-    if (possible_owners.length === 0) throw usage(`cannot create vm ${name}: possible owners is empty; name at least one host or leave it out`)
+    if (possible_owners.length === 0)
+      throw usage(`cannot create vm ${name}: possible owners is empty; name at least one host or leave it out`)
     const outside = preferred_owners.filter((n) => !possible_owners.includes(n))
     if (outside.length > 0) {
-      throw usage(`cannot create vm ${name}: preferred owner ${outside.join(', ')} is not a possible owner; add it to the possible owners or drop it`)
+      throw usage(
+        `cannot create vm ${name}: preferred owner ${outside.join(', ')} is not a possible owner; add it to the possible owners or drop it`,
+      )
     }
   }
   const failback = checkFailback(name, spec.failback ?? FAILBACK_OFF)
@@ -131,9 +142,23 @@ export function createVmRole(spec: VmRoleSpec): VmRole {
   if (storage?.kind === 'replicated') {
     const owners = possible_owners ?? []
     const unserved = owners.filter((n) => !storage.hosts.includes(n))
-    if (unserved.length > 0) throw usage(`cannot create vm ${name}: its disk ${storage.volume} is not presented to possible owner ${unserved.join(', ')}; leave that host out or present the volume to it`)
+    if (unserved.length > 0)
+      throw usage(
+        `cannot create vm ${name}: its disk ${storage.volume} is not presented to possible owner ${unserved.join(', ')}; leave that host out or present the volume to it`,
+      )
   }
-  return { name, memory_mib, preferred_owners, possible_owners, failback, state: 'stopped', owner: null, last_owner: null, reason: 'created', storage }
+  return {
+    name,
+    memory_mib,
+    preferred_owners,
+    possible_owners,
+    failback,
+    state: 'stopped',
+    owner: null,
+    last_owner: null,
+    reason: 'created',
+    storage,
+  }
 }
 
 /** True if `node` may host the role. */
@@ -168,7 +193,10 @@ export function transition(role: VmRole, to: RoleState, owner: string | null, re
     throw new HvlabError('HVLAB_E_INTERNAL', `vm ${role.name}: ${role.state} → ${to} is not a valid role transition (${reason})`)
   }
   if (isOnNode(to) !== (owner !== null)) {
-    throw new HvlabError('HVLAB_E_INTERNAL', `vm ${role.name}: state ${to} ${owner === null ? 'needs an owner' : `cannot have owner ${owner}`}`)
+    throw new HvlabError(
+      'HVLAB_E_INTERNAL',
+      `vm ${role.name}: state ${to} ${owner === null ? 'needs an owner' : `cannot have owner ${owner}`}`,
+    )
   }
   if (isOnNode(role.state) && isOnNode(to) && role.owner !== owner) {
     throw new HvlabError(
@@ -212,7 +240,9 @@ function checkFailback(vm: string, failback: FailbackSetting): FailbackSetting {
       }
     }
     if (w.start_hour === w.end_hour) {
-      throw usage(`cannot create vm ${vm}: failback window ${w.start_hour}–${w.end_hour} is empty; leave the window out to fail back at any hour`)
+      throw usage(
+        `cannot create vm ${vm}: failback window ${w.start_hour}–${w.end_hour} is empty; leave the window out to fail back at any hour`,
+      )
     }
   }
   return { enabled: failback.enabled === true, window: w === null ? null : { ...w } }

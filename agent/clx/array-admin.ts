@@ -53,7 +53,12 @@ export function expectReply<T extends Message['t']>(array: string, asked: string
 /** The group's status on one array; undefined when the array has no such group. */
 export async function groupStatus(admin: ArrayAdmin, array: string, group: string, timeout_ms: number): Promise<RcGroupStatus | undefined> {
   try {
-    const r = expectReply(array, 'rc-status-request', await admin.request(array, { t: 'rc-status-request', group }, timeout_ms), 'rc-status')
+    const r = expectReply(
+      array,
+      'rc-status-request',
+      await admin.request(array, { t: 'rc-status-request', group }, timeout_ms),
+      'rc-status',
+    )
     return r.groups.find((g) => g.group === group)
   } catch (e) {
     if (e instanceof HvlabError && e.code === 'HVLAB_E_NOT_FOUND') return undefined

@@ -34,7 +34,11 @@
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 
 export type ArrayView =
-  | { readonly array: string; readonly reachable: true; /** undefined: the array has no such group. */ readonly status: RcGroupStatus | undefined }
+  | {
+      readonly array: string
+      readonly reachable: true
+      /** undefined: the array has no such group. */ readonly status: RcGroupStatus | undefined
+    }
   | { readonly array: string; readonly reachable: false; readonly error: string }
 
 export interface ClxDecisionInput {
@@ -66,7 +70,13 @@ export type ClxRefusalReason =
 
 export type ClxDecision =
   | { readonly action: 'none'; readonly array: string; readonly why: string }
-  | { readonly action: 'switchover'; readonly run_on: string; readonly verb: 'switchover' | 'restore'; readonly local_array: string; readonly why: string }
+  | {
+      readonly action: 'switchover'
+      readonly run_on: string
+      readonly verb: 'switchover' | 'restore'
+      readonly local_array: string
+      readonly why: string
+    }
   | {
       readonly action: 'failover'
       readonly run_on: string
@@ -106,21 +116,37 @@ export function decideClx(input: ClxDecisionInput): ClxDecision {
   const { vm, group, host, local, remote, force } = input
   const cannot = `cannot start vm ${vm} on ${host}`
   if (!local.reachable) {
-    return refuse('local-array-unreachable', false, `${cannot}: array ${local.array} in its site (${input.host_site}) is unreachable (${local.error}), so remote copy group ${group} cannot be made writable there; restore the path to ${local.array}, or start the VM in the other site`)
+    return refuse(
+      'local-array-unreachable',
+      false,
+      `${cannot}: array ${local.array} in its site (${input.host_site}) is unreachable (${local.error}), so remote copy group ${group} cannot be made writable there; restore the path to ${local.array}, or start the VM in the other site`,
+    )
   }
   const l = local.status
   if (!l) {
-    return refuse('group-unknown', false, `${cannot}: array ${local.array} has no remote copy group ${group}; check the VM's storage (hvlab vm deps ${vm}) and hvlab rcopy status`)
+    return refuse(
+      'group-unknown',
+      false,
+      `${cannot}: array ${local.array} has no remote copy group ${group}; check the VM's storage (hvlab vm deps ${vm}) and hvlab rcopy status`,
+    )
   }
   if (isSource(l.role)) {
     const r = remote.reachable ? remote.status : undefined
     if (r !== undefined && isSource(r.role) && l.generation > r.generation) {
       // Both writable after a failover while the arrays were cut off: this copy failed over
       // last, so it is the newest (the array fences the other; auto_recover resyncs it).
-      return { action: 'none', array: local.array, why: `array ${local.array} holds the newest writable copy of ${group} (${l.role}, generation ${l.generation}; ${remote.array}'s ${r.role} copy is stale and fenced until recovered)` }
+      return {
+        action: 'none',
+        array: local.array,
+        why: `array ${local.array} holds the newest writable copy of ${group} (${l.role}, generation ${l.generation}; ${remote.array}'s ${r.role} copy is stale and fenced until recovered)`,
+      }
     }
     if (r !== undefined && isSource(r.role)) {
-      return refuse('both-primary', false, `${cannot}: arrays ${local.array} (${l.role}) and ${remote.array} (${r.role}) both hold remote copy group ${group} as a writable copy — a failover happened while they were cut off, and writes on either may be lost; keep one with \`hvlab rcopy recover ${group}\` on the Primary-Rev side (the other becomes its secondary), then retry`)
+      return refuse(
+        'both-primary',
+        false,
+        `${cannot}: arrays ${local.array} (${l.role}) and ${remote.array} (${r.role}) both hold remote copy group ${group} as a writable copy — a failover happened while they were cut off, and writes on either may be lost; keep one with \`hvlab rcopy recover ${group}\` on the Primary-Rev side (the other becomes its secondary), then retry`,
+      )
     }
     return { action: 'none', array: local.array, why: `array ${local.array} already holds the writable copy of ${group} (${l.role})` }
   }
@@ -133,14 +159,26 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
   const cannot = `cannot start vm ${vm} on ${host}`
   const r = remote.status
   if (!r) {
-    return refuse('group-unknown', false, `${cannot}: array ${remote.array} has no remote copy group ${group}, though array ${local.array} holds its secondary copy; check hvlab rcopy status on both arrays`)
+    return refuse(
+      'group-unknown',
+      false,
+      `${cannot}: array ${remote.array} has no remote copy group ${group}, though array ${local.array} holds its secondary copy; check hvlab rcopy status on both arrays`,
+    )
   }
   if (!isSource(r.role)) {
-    return refuse('no-source', false, `${cannot}: neither array holds a writable copy of remote copy group ${group} (${local.array}: ${l.role}, ${remote.array}: ${r.role}); a role change is probably under way — retry in a moment, or check hvlab rcopy status`)
+    return refuse(
+      'no-source',
+      false,
+      `${cannot}: neither array holds a writable copy of remote copy group ${group} (${local.array}: ${l.role}, ${remote.array}: ${r.role}); a role change is probably under way — retry in a moment, or check hvlab rcopy status`,
+    )
   }
   const state = worstVolumeState(r)
   if (state === 'Syncing') {
-    return refuse('syncing', false, `${cannot}: remote copy group ${group} is syncing (${progress(r.bytes_behind, input.group_bytes)}); wait until it is Synced — a force is refused while the copy on ${local.array} is a secondary that is still being written`)
+    return refuse(
+      'syncing',
+      false,
+      `${cannot}: remote copy group ${group} is syncing (${progress(r.bytes_behind, input.group_bytes)}); wait until it is Synced — a force is refused while the copy on ${local.array} is a secondary that is still being written`,
+    )
   }
   const failover: ClxDecision = {
     action: 'failover',
@@ -150,8 +188,18 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
     why: `forced by the operator: remote copy group ${group} was not in sync; data written on ${remote.array} since the last sync is not on ${local.array}`,
   }
   const orForce = (reason: ClxRefusalReason, what: string): ClxDecision =>
-    force ? failover : refuse(reason, true, `${cannot}: remote copy group ${group} ${what}; ${host} would run it on stale data. Fix the replication and wait for Synced, or force (the copy on ${local.array} is used as it is, and later writes on ${remote.array} are lost)`)
-  if (!r.link_up) return orForce('arrays-split', `is not replicating: arrays ${remote.array} and ${local.array} cannot reach each other (${formatBytes(r.bytes_behind)} behind)`)
+    force
+      ? failover
+      : refuse(
+          reason,
+          true,
+          `${cannot}: remote copy group ${group} ${what}; ${host} would run it on stale data. Fix the replication and wait for Synced, or force (the copy on ${local.array} is used as it is, and later writes on ${remote.array} are lost)`,
+        )
+  if (!r.link_up)
+    return orForce(
+      'arrays-split',
+      `is not replicating: arrays ${remote.array} and ${local.array} cannot reach each other (${formatBytes(r.bytes_behind)} behind)`,
+    )
   if (!r.started) return orForce('stopped', `is stopped on ${remote.array}`)
   if (state === 'New') return orForce('new', `has volumes that never completed a first sync`)
   // In sync mode a write on its way to the partner is not acknowledged to the host yet, so it
@@ -159,7 +207,10 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
   // it before swapping roles); in periodic mode bytes behind are data the secondary lacks.
   const behind = r.mode === 'sync' ? 0 : r.bytes_behind
   if (state === 'NotSynced' || state === 'Stale' || state === 'Stopped' || behind > 0) {
-    return orForce(state === 'Stale' ? 'stale' : state === 'Stopped' ? 'stopped' : 'not-synced', `is not in sync (${state ?? 'no volumes'}, ${formatBytes(r.bytes_behind)} behind)`)
+    return orForce(
+      state === 'Stale' ? 'stale' : state === 'Stopped' ? 'stopped' : 'not-synced',
+      `is not in sync (${state ?? 'no volumes'}, ${formatBytes(r.bytes_behind)} behind)`,
+    )
   }
   if (state === undefined) return orForce('new', 'has no volumes yet')
   return {
@@ -176,15 +227,26 @@ function remoteLost(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
   const { vm, group, host, local, force } = input
   const cannot = `cannot start vm ${vm} on ${host}`
   if (l.link_up) {
-    return refuse('primary-linked', false, `${cannot}: ${host} cannot reach array ${remote.array} (${remote.error}), but array ${local.array} is still linked to it, so the primary copy of ${group} is alive; restore ${host}'s path to ${remote.array} and retry, or start the VM in ${remote.array}'s site`)
+    return refuse(
+      'primary-linked',
+      false,
+      `${cannot}: ${host} cannot reach array ${remote.array} (${remote.error}), but array ${local.array} is still linked to it, so the primary copy of ${group} is alive; restore ${host}'s path to ${remote.array} and retry, or start the VM in ${remote.array}'s site`,
+    )
   }
   const state = worstVolumeState(l)
   if (state === 'Syncing') {
-    return refuse('syncing', false, `${cannot}: the copy of remote copy group ${group} on ${local.array} is a secondary that is still syncing; a force is refused while it is being written`)
+    return refuse(
+      'syncing',
+      false,
+      `${cannot}: the copy of remote copy group ${group} on ${local.array} is a secondary that is still syncing; a force is refused while it is being written`,
+    )
   }
   const failover = (forced: boolean, why: string): ClxDecision => ({ action: 'failover', run_on: local.array, force: forced, why })
   if (state === 'NotSynced' || state === 'Synced') {
-    return failover(false, `array ${remote.array} (the primary of ${group}) is lost: ${remote.error}; the copy on ${local.array} is consistent at its last sync`)
+    return failover(
+      false,
+      `array ${remote.array} (the primary of ${group}) is lost: ${remote.error}; the copy on ${local.array} is consistent at its last sync`,
+    )
   }
   const what =
     state === 'New'
@@ -196,7 +258,11 @@ function remoteLost(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
           : `has no volumes`
   if (force) return failover(true, `forced by the operator: array ${remote.array} is lost and group ${group} ${what}`)
   const reason: ClxRefusalReason = state === 'New' || state === undefined ? 'new' : state === 'Stale' ? 'stale' : 'stopped'
-  return refuse(reason, true, `${cannot}: array ${remote.array} is lost (${remote.error}) and remote copy group ${group} ${what}; force to start the VM on this copy anyway`)
+  return refuse(
+    reason,
+    true,
+    `${cannot}: array ${remote.array} is lost (${remote.error}) and remote copy group ${group} ${what}; force to start the VM on this copy anyway`,
+  )
 }
 
 function refuse(reason: ClxRefusalReason, forceable: boolean, message: string): ClxDecision {

@@ -25,7 +25,12 @@ export interface ClxMigrationDeps {
 type Replicated = Extract<VmStorageSpecRecord, { kind: 'replicated' }>
 
 /** The VM's replicated disk and the two sites when a move from `source` to `destination` crosses sites; else null. */
-export function crossSiteMove(deps: Pick<ClxMigrationDeps, 'siteOf' | 'storageOf'>, vm: string, source: string, destination: string): { spec: Replicated; from_site: string; to_site: string } | null {
+export function crossSiteMove(
+  deps: Pick<ClxMigrationDeps, 'siteOf' | 'storageOf'>,
+  vm: string,
+  source: string,
+  destination: string,
+): { spec: Replicated; from_site: string; to_site: string } | null {
   const spec = deps.storageOf(vm)
   if (spec?.kind !== 'replicated') return null
   const from_site = deps.siteOf(source)

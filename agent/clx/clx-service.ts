@@ -57,8 +57,14 @@ export class ClxService {
     this.verb_timeout_ms = o.verb_timeout_ms ?? CLX_VERB_TIMEOUT_MS_DEFAULT
     this.writable_wait_ms = o.writable_wait_ms ?? CLX_WRITABLE_WAIT_MS_DEFAULT
     this.poll_ms = o.poll_ms ?? CLX_POLL_MS_DEFAULT
-    for (const [name, v] of Object.entries({ status_timeout_ms: this.status_timeout_ms, verb_timeout_ms: this.verb_timeout_ms, writable_wait_ms: this.writable_wait_ms, poll_ms: this.poll_ms })) {
-      if (!Number.isFinite(v) || v <= 0) throw new HvlabError('HVLAB_E_USAGE', `CLX ${name} must be a positive number of milliseconds, got ${v}`)
+    for (const [name, v] of Object.entries({
+      status_timeout_ms: this.status_timeout_ms,
+      verb_timeout_ms: this.verb_timeout_ms,
+      writable_wait_ms: this.writable_wait_ms,
+      poll_ms: this.poll_ms,
+    })) {
+      if (!Number.isFinite(v) || v <= 0)
+        throw new HvlabError('HVLAB_E_USAGE', `CLX ${name} must be a positive number of milliseconds, got ${v}`)
     }
   }
 
@@ -78,7 +84,12 @@ export class ClxService {
    * the writable copy), else throws HVLAB_E_REFUSED (the VM keeps running on the source).
    * Never changes the storage. `destination`: the host the VM moves to (for messages; default this host).
    */
-  async checkForLiveMigration(vm: string, group: string, targetSite: string, destination: string = this.o.host): Promise<{ action: 'none' | 'switchover'; why: string }> {
+  async checkForLiveMigration(
+    vm: string,
+    group: string,
+    targetSite: string,
+    destination: string = this.o.host,
+  ): Promise<{ action: 'none' | 'switchover'; why: string }> {
     const d = await this.decide(vm, group, targetSite, false, destination)
     if (d.action === 'none' || d.action === 'switchover') {
       this.o.emit('clx.checked', { vm, group, host: this.o.host, for: 'live-migration', action: d.action })
@@ -99,7 +110,13 @@ export class ClxService {
   async switchoverInBlackout(vm: string, group: string, targetSite: string, destination: string = this.o.host): Promise<ClxResult> {
     const d = await this.decide(vm, group, targetSite, false, destination)
     if (d.action === 'failover') {
-      this.refused(vm, group, 'primary-lost', 'live-migration', `live migration of vm ${vm} cancelled in its blackout: ${d.why}; a live migration only switches over`)
+      this.refused(
+        vm,
+        group,
+        'primary-lost',
+        'live-migration',
+        `live migration of vm ${vm} cancelled in its blackout: ${d.why}; a live migration only switches over`,
+      )
     }
     return this.carryOut(vm, group, d, 'live-migration', false)
   }
@@ -143,7 +160,12 @@ export class ClxService {
   private async groupBytes(view: ArrayView): Promise<number | undefined> {
     if (!view.reachable || !view.status) return undefined
     try {
-      const listing = expectReply(view.array, 'volume-list', await this.o.admin.request(view.array, { t: 'volume-list' }, this.status_timeout_ms), 'volume-listing')
+      const listing = expectReply(
+        view.array,
+        'volume-list',
+        await this.o.admin.request(view.array, { t: 'volume-list' }, this.status_timeout_ms),
+        'volume-listing',
+      )
       const names = new Set(view.status.volumes.map((v) => v.volume))
       return listing.volumes.filter((v) => names.has(v.volume)).reduce((n, v) => n + v.size_bytes, 0)
     } catch {
@@ -153,7 +175,13 @@ export class ClxService {
 
   // ---------------------------------------------------------------- action
 
-  private async carryOut(vm: string, group: string, d: ClxDecision, context: 'start' | 'live-migration', force: boolean): Promise<ClxResult> {
+  private async carryOut(
+    vm: string,
+    group: string,
+    d: ClxDecision,
+    context: 'start' | 'live-migration',
+    force: boolean,
+  ): Promise<ClxResult> {
     switch (d.action) {
       case 'none':
         return { action: 'none', vm, group, array: d.array, forced: false, why: d.why }
@@ -162,13 +190,27 @@ export class ClxService {
       case 'switchover': {
         await this.verb(d.run_on, group, d.verb, false)
         const s = await this.waitWritable(d.local_array, group, `${d.verb} of remote copy group ${group} from ${d.run_on}`)
-        this.o.emit('clx.switchover', { vm, group, host: this.o.host, from_array: d.run_on, to_array: d.local_array, verb: d.verb, role: s.role, context })
+        this.o.emit('clx.switchover', {
+          vm,
+          group,
+          host: this.o.host,
+          from_array: d.run_on,
+          to_array: d.local_array,
+          verb: d.verb,
+          role: s.role,
+          context,
+        })
         return { action: 'switchover', vm, group, array: d.local_array, forced: false, why: d.why }
       }
       case 'failover': {
         if (d.stop_first_on !== undefined) {
           await this.verb(d.stop_first_on, group, 'stop', false)
-          await this.waitFor(d.run_on, group, (s) => !s.started || !s.link_up, `array ${d.run_on} to see group ${group} stopped on ${d.stop_first_on}`)
+          await this.waitFor(
+            d.run_on,
+            group,
+            (s) => !s.started || !s.link_up,
+            `array ${d.run_on} to see group ${group} stopped on ${d.stop_first_on}`,
+          )
         }
         await this.verb(d.run_on, group, 'failover', d.force)
         const s = await this.waitWritable(d.run_on, group, `failover of remote copy group ${group} on ${d.run_on}`)
@@ -188,12 +230,21 @@ export class ClxService {
       const reply = await this.o.admin.request(array, { t: 'rc-verb', group, verb, ...(force ? { force } : {}) }, this.verb_timeout_ms)
       expectReply(array, 'rc-verb', reply, 'rc-status')
     } catch (e) {
-      throw new HvlabError(isUnreachable(e) ? 'HVLAB_E_TIMEOUT' : 'HVLAB_E_REFUSED', `CLX could not run ${verb} of remote copy group ${group} on array ${array}: ${describeError(e)}; check hvlab rcopy status ${group} and retry`, { cause: e })
+      throw new HvlabError(
+        isUnreachable(e) ? 'HVLAB_E_TIMEOUT' : 'HVLAB_E_REFUSED',
+        `CLX could not run ${verb} of remote copy group ${group} on array ${array}: ${describeError(e)}; check hvlab rcopy status ${group} and retry`,
+        { cause: e },
+      )
     }
   }
 
   private waitWritable(array: string, group: string, what: string): Promise<RcGroupStatus> {
-    return this.waitFor(array, group, (s) => s.role === 'primary' || s.role === 'primary-rev', `${what} to make the copy on ${array} writable`)
+    return this.waitFor(
+      array,
+      group,
+      (s) => s.role === 'primary' || s.role === 'primary-rev',
+      `${what} to make the copy on ${array} writable`,
+    )
   }
 
   /** Polls the group's status on `array` until `ok`, for at most writable_wait_ms. */
@@ -204,12 +255,17 @@ export class ClxService {
       try {
         const s = await groupStatus(this.o.admin, array, group, this.status_timeout_ms)
         if (s && ok(s)) return s
-        last = s ? `${s.role}, ${s.started ? 'started' : 'stopped'}, link ${s.link_up ? 'up' : 'down'}, ${s.bytes_behind} bytes behind` : 'no such group'
+        last = s
+          ? `${s.role}, ${s.started ? 'started' : 'stopped'}, link ${s.link_up ? 'up' : 'down'}, ${s.bytes_behind} bytes behind`
+          : 'no such group'
       } catch (e) {
         last = describeError(e)
       }
       if (this.o.clock.now() >= deadline_ms) {
-        throw new HvlabError('HVLAB_E_TIMEOUT', `waited ${this.writable_wait_ms} ms for ${what}; last seen on ${array}: ${last}; check hvlab rcopy status ${group}`)
+        throw new HvlabError(
+          'HVLAB_E_TIMEOUT',
+          `waited ${this.writable_wait_ms} ms for ${what}; last seen on ${array}: ${last}; check hvlab rcopy status ${group}`,
+        )
       }
       await new Promise<void>((resolve) => this.o.clock.setTimer(this.poll_ms, resolve))
     }

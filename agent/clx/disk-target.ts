@@ -38,7 +38,10 @@ export function diskTargetFor(spec: Replicated, result: { readonly array: string
     throw new HvlabError('HVLAB_E_INTERNAL', `CLX prepared group ${result.group}, but the disk of this vm is in group ${spec.group}`)
   }
   if (result.array !== spec.arrays.primary && result.array !== spec.arrays.secondary) {
-    throw new HvlabError('HVLAB_E_INTERNAL', `CLX made array ${result.array} writable, but the disk ${spec.volume} lives on ${spec.arrays.primary} and ${spec.arrays.secondary}`)
+    throw new HvlabError(
+      'HVLAB_E_INTERNAL',
+      `CLX made array ${result.array} writable, but the disk ${spec.volume} lives on ${spec.arrays.primary} and ${spec.arrays.secondary}`,
+    )
   }
   return { array: result.array, volume: spec.volume, group: spec.group, size_bytes: spec.size_bytes, csv: null }
 }

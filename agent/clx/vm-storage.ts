@@ -86,7 +86,10 @@ class Provisioning {
     this.timeout_ms = ctx.request_timeout_ms ?? VM_DISK_REQUEST_TIMEOUT_MS_DEFAULT
     this.wait_ms = ctx.wait_ms ?? VM_DISK_WAIT_MS_DEFAULT
     if (!Number.isSafeInteger(r.size_bytes) || r.size_bytes < 1) {
-      throw new HvlabError('HVLAB_E_USAGE', `the disk of vm ${r.vm} needs a size in bytes (a positive integer), got ${String(r.size_bytes)}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `the disk of vm ${r.vm} needs a size in bytes (a positive integer), got ${String(r.size_bytes)}`,
+      )
     }
     this.group = vmDiskGroup(r.vm)
     this.volume = vmDiskVolume(r.vm)
@@ -128,14 +131,30 @@ class Provisioning {
     const [p, s] = await Promise.all([this.status(this.primary), this.status(this.secondary)])
     if (p && s) {
       if (isSource(p) === isSource(s)) {
-        throw new HvlabError('HVLAB_E_STATE', `remote copy group ${this.group} is ${p.role} on ${this.primary} and ${s.role} on ${this.secondary}; exactly one must be the source — fix it with hvlab rcopy, then run this again`)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `remote copy group ${this.group} is ${p.role} on ${this.primary} and ${s.role} on ${this.secondary}; exactly one must be the source — fix it with hvlab rcopy, then run this again`,
+        )
       }
       return isSource(p) ? this.primary : this.secondary
     }
-    if (p && !isSource(p)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${this.group} on ${this.primary} is ${p.role}, but ${this.secondary} has no side of it; fix it with hvlab rcopy, then run this again`)
-    if (s && isSource(s)) throw new HvlabError('HVLAB_E_STATE', `remote copy group ${this.group} on ${this.secondary} is ${s.role}, but ${this.primary} has no side of it; fix it with hvlab rcopy, then run this again`)
+    if (p && !isSource(p))
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `remote copy group ${this.group} on ${this.primary} is ${p.role}, but ${this.secondary} has no side of it; fix it with hvlab rcopy, then run this again`,
+      )
+    if (s && isSource(s))
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `remote copy group ${this.group} on ${this.secondary} is ${s.role}, but ${this.primary} has no side of it; fix it with hvlab rcopy, then run this again`,
+      )
     // auto_failover: the cluster's CLX fails this group over, and it recovers by itself once the arrays see each other again
-    const base = { group: this.group, mode: this.mode, auto_failover: true, ...(this.r.period_ms === undefined ? {} : { period_ms: this.r.period_ms }) }
+    const base = {
+      group: this.group,
+      mode: this.mode,
+      auto_failover: true,
+      ...(this.r.period_ms === undefined ? {} : { period_ms: this.r.period_ms }),
+    }
     if (!s) await this.ask(this.secondary, { t: 'rc-create', ...base, partner: this.primary, role: 'secondary' }, 'rc-status')
     if (!p) await this.ask(this.primary, { t: 'rc-create', ...base, partner: this.secondary, role: 'primary' }, 'rc-status')
     return this.primary
@@ -150,7 +169,10 @@ class Provisioning {
     }
     const bs = listing.block_size_bytes
     if (Math.ceil(v.size_bytes / bs) !== Math.ceil(this.r.size_bytes / bs)) {
-      throw new HvlabError('HVLAB_E_STATE', `volume ${this.volume} already exists on ${array} with ${v.size_bytes} bytes, not ${this.r.size_bytes}; remove it or ask for its size`)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `volume ${this.volume} already exists on ${array} with ${v.size_bytes} bytes, not ${this.r.size_bytes}; remove it or ask for its size`,
+      )
     }
   }
 
@@ -158,8 +180,13 @@ class Provisioning {
     const s = await this.status(source)
     if (s?.volumes.some((v) => v.volume === this.volume)) return
     // The arrays must see each other first (the group's hellos cross after rc-create).
-    await this.until(`arrays ${source} and its partner to link group ${this.group}`, async () => (await this.status(source))?.link_up === true)
-    await this.retrying(`admitting ${this.volume} to ${this.group}`, () => this.ask(source, { t: 'rc-admit', group: this.group, volume: this.volume, remote_volume: this.volume }, 'rc-status'))
+    await this.until(
+      `arrays ${source} and its partner to link group ${this.group}`,
+      async () => (await this.status(source))?.link_up === true,
+    )
+    await this.retrying(`admitting ${this.volume} to ${this.group}`, () =>
+      this.ask(source, { t: 'rc-admit', group: this.group, volume: this.volume, remote_volume: this.volume }, 'rc-status'),
+    )
   }
 
   private async ensureStarted(source: string): Promise<void> {
@@ -170,7 +197,9 @@ class Provisioning {
   /** The copy on the target appears when its array gets the admit; retried until it has. */
   private async ensurePresented(array: string): Promise<void> {
     for (const host of this.hosts) {
-      await this.retrying(`presenting ${this.volume} on ${array} to ${host}`, () => this.ask(array, { t: 'lun-present', volume: this.volume, host, initiators: [] }, 'lun-presentations'))
+      await this.retrying(`presenting ${this.volume} on ${array} to ${host}`, () =>
+        this.ask(array, { t: 'lun-present', volume: this.volume, host, initiators: [] }, 'lun-presentations'),
+      )
     }
   }
 
@@ -193,7 +222,11 @@ class Provisioning {
       } catch (e) {
         const transient = e instanceof HvlabError && (e.code === 'HVLAB_E_STATE' || e.code === 'HVLAB_E_NOT_FOUND')
         if (!transient || this.ctx.clock.now() >= deadline_ms) {
-          throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL', `provisioning the disk of vm ${this.r.vm} failed while ${what}: ${describeError(e)}; run the same command again to finish`, { cause: e })
+          throw new HvlabError(
+            e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL',
+            `provisioning the disk of vm ${this.r.vm} failed while ${what}: ${describeError(e)}; run the same command again to finish`,
+            { cause: e },
+          )
         }
       }
       await this.sleep()
@@ -204,7 +237,10 @@ class Provisioning {
     const deadline_ms = this.ctx.clock.now() + this.wait_ms
     while (!(await ok())) {
       if (this.ctx.clock.now() >= deadline_ms) {
-        throw new HvlabError('HVLAB_E_TIMEOUT', `provisioning the disk of vm ${this.r.vm}: waited ${this.wait_ms} ms for ${what}; check that both arrays are up, then run the same command again`)
+        throw new HvlabError(
+          'HVLAB_E_TIMEOUT',
+          `provisioning the disk of vm ${this.r.vm}: waited ${this.wait_ms} ms for ${what}; check that both arrays are up, then run the same command again`,
+        )
       }
       await this.sleep()
     }

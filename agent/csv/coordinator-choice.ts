@@ -26,7 +26,12 @@ export interface CoordinatorMove {
  * The members other than `owner` in the order they would take a CSV over: those in the
  * array's site first, each group in name order starting after `owner` (wrapping around).
  */
-export function coordinatorCandidates(owner: string, array_site: string | null, members: readonly string[], siteOf: (node: string) => string | undefined): string[] {
+export function coordinatorCandidates(
+  owner: string,
+  array_site: string | null,
+  members: readonly string[],
+  siteOf: (node: string) => string | undefined,
+): string[] {
   const sorted = [...new Set(members)].filter((m) => m !== owner).sort()
   const after = sorted.findIndex((m) => m > owner)
   const cyclic = after < 0 ? sorted : [...sorted.slice(after), ...sorted.slice(0, after)]
@@ -35,13 +40,22 @@ export function coordinatorCandidates(owner: string, array_site: string | null, 
 }
 
 /** The node that should coordinate a CSV in a view of `members`; null when there is no member at all. */
-export function chooseCoordinator(owner: string, array_site: string | null, members: readonly string[], siteOf: (node: string) => string | undefined): string | null {
+export function chooseCoordinator(
+  owner: string,
+  array_site: string | null,
+  members: readonly string[],
+  siteOf: (node: string) => string | undefined,
+): string | null {
   if (members.includes(owner)) return owner
   return coordinatorCandidates(owner, array_site, members, siteOf)[0] ?? null
 }
 
 /** The coordinator moves a view of `members` calls for, in CSV name order. */
-export function coordinatorMoves(csvs: readonly CsvOwnership[], members: readonly string[], siteOf: (node: string) => string | undefined): CoordinatorMove[] {
+export function coordinatorMoves(
+  csvs: readonly CsvOwnership[],
+  members: readonly string[],
+  siteOf: (node: string) => string | undefined,
+): CoordinatorMove[] {
   const moves: CoordinatorMove[] = []
   for (const c of [...csvs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const to = chooseCoordinator(c.owner, c.array_site, members, siteOf)

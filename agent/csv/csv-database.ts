@@ -38,7 +38,11 @@ export class CsvDatabase {
     let sent_ms = -Infinity
     while (!committed()) {
       const now = this.clock.now()
-      if (now >= deadline) throw new HvlabError('HVLAB_E_TIMEOUT', `the cluster did not commit ${key} within ${timeout_ms / 1000} s (a view change or lost quorum?); check \`hvlab cluster status\` and retry`)
+      if (now >= deadline)
+        throw new HvlabError(
+          'HVLAB_E_TIMEOUT',
+          `the cluster did not commit ${key} within ${timeout_ms / 1000} s (a view change or lost quorum?); check \`hvlab cluster status\` and retry`,
+        )
       if (now - sent_ms >= COMMIT_RESEND_MS) {
         this.cluster.command({ kind: 'set-config', key, value })
         sent_ms = now
@@ -51,7 +55,11 @@ export class CsvDatabase {
   async until(what: string, probe: () => boolean, timeout_ms = COMMIT_TIMEOUT_MS): Promise<void> {
     const deadline = this.clock.now() + timeout_ms
     while (!probe()) {
-      if (this.clock.now() >= deadline) throw new HvlabError('HVLAB_E_TIMEOUT', `${what} did not reach this host's copy of the cluster database within ${timeout_ms / 1000} s`)
+      if (this.clock.now() >= deadline)
+        throw new HvlabError(
+          'HVLAB_E_TIMEOUT',
+          `${what} did not reach this host's copy of the cluster database within ${timeout_ms / 1000} s`,
+        )
       await new Promise<void>((r) => this.clock.setTimer(COMMIT_POLL_MS, r))
     }
   }

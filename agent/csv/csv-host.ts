@@ -18,7 +18,20 @@ import type { ClusterService } from '../cluster/cluster-service.js'
 import { expectReply, isUnreachable, meshArrayAdmin } from '../clx/array-admin.js'
 import { coordinatorCandidates, coordinatorMoves } from './coordinator-choice.js'
 import { CsvDatabase } from './csv-database.js'
-import { CSVS_MAX, REGIONS_PER_CSV_MAX, blockCount, checkCsvName, checkRegionName, csvKey, csvVolumeName, encodeCsv, encodeRegion, regionKey, type CsvEntry, type RegionRecord } from './csv-record.js'
+import {
+  CSVS_MAX,
+  REGIONS_PER_CSV_MAX,
+  blockCount,
+  checkCsvName,
+  checkRegionName,
+  csvKey,
+  csvVolumeName,
+  encodeCsv,
+  encodeRegion,
+  regionKey,
+  type CsvEntry,
+  type RegionRecord,
+} from './csv-record.js'
 import { CsvVolume, type CoordinatorPath, type DirectPath } from './csv-volume.js'
 import { allocateBlocks } from './region-allocation.js'
 
@@ -43,28 +56,52 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   const admin = meshArrayAdmin(p.mesh)
   const volumes = new Map<string, CsvVolume>()
   const metadataQueues = new Map<string, SerialQueue>()
-  const bytes = new Counter({ name: 'hvlab_csv_io_bytes_total', help: 'Bytes this host wrote or read on Cluster Shared Volumes, by path (direct, redirected, served for others)', labelNames: ['path'], registers: [p.metrics.registry] })
+  const bytes = new Counter({
+    name: 'hvlab_csv_io_bytes_total',
+    help: 'Bytes this host wrote or read on Cluster Shared Volumes, by path (direct, redirected, served for others)',
+    labelNames: ['path'],
+    registers: [p.metrics.registry],
+  })
   const siteOf = (node: string): string | undefined => p.topology.hosts.find((h) => h.name === node)?.site
   const arraySite = (array: string): string | null => p.topology.arrays.find((a) => a.name === array)?.site ?? null
   const sleep = (ms: number): Promise<void> => new Promise((r) => p.clock.setTimer(ms, r))
 
   const requireQuorum = (what: string): void => {
-    if (!m.holdsLease(p.clock.now())) throw new HvlabError('HVLAB_E_STATE', `cannot ${what}: ${p.name} holds no cluster quorum now; retry when \`hvlab cluster status\` shows quorum HELD`)
+    if (!m.holdsLease(p.clock.now()))
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot ${what}: ${p.name} holds no cluster quorum now; retry when \`hvlab cluster status\` shows quorum HELD`,
+      )
   }
   const mustExist = (name: string): CsvEntry => {
     const e = db.entry(name)
-    if (e === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `there is no CSV ${name}; \`hvlab csv list\` shows the CSVs, \`hvlab csv create\` makes one`)
+    if (e === undefined)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `there is no CSV ${name}; \`hvlab csv list\` shows the CSVs, \`hvlab csv create\` makes one`,
+      )
     return e
   }
   const setOwner = (e: CsvEntry, owner: string): Promise<void> =>
-    db.commit(csvKey(e.name), encodeCsv({ array: e.array, volume: e.volume, size_bytes: e.size_bytes, block_size_bytes: e.block_size_bytes, owner }))
+    db.commit(
+      csvKey(e.name),
+      encodeCsv({ array: e.array, volume: e.volume, size_bytes: e.size_bytes, block_size_bytes: e.block_size_bytes, owner }),
+    )
   const peer = (name: string) => {
     const c = p.mesh.connection(name)
     if (!c?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${p.name} has no connection to ${name} now`)
     return c
   }
-  const ask = async <T extends Message['t']>(to: string, message: Message, expect: T, attachment?: Uint8Array): Promise<{ message: MessageOf<T>; attachment: Buffer }> => {
-    const r = await peer(to).request(message, { timeout_ms: CSV_IO_TIMEOUT_MS, ...(attachment ? { attachment: Buffer.from(attachment.buffer, attachment.byteOffset, attachment.byteLength) } : {}) })
+  const ask = async <T extends Message['t']>(
+    to: string,
+    message: Message,
+    expect: T,
+    attachment?: Uint8Array,
+  ): Promise<{ message: MessageOf<T>; attachment: Buffer }> => {
+    const r = await peer(to).request(message, {
+      timeout_ms: CSV_IO_TIMEOUT_MS,
+      ...(attachment ? { attachment: Buffer.from(attachment.buffer, attachment.byteOffset, attachment.byteLength) } : {}),
+    })
     if (r.message.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${to} answered ${r.message.t}, expected ${expect}`)
     return { message: r.message as MessageOf<T>, attachment: r.attachment }
   }
@@ -75,7 +112,11 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     if (!q) metadataQueues.set(csv, (q = new SerialQueue()))
     return q.run(async () => {
       const e = mustExist(csv)
-      if (e.owner !== p.name) throw new HvlabError('HVLAB_E_STATE', `${p.name} is not the coordinator node of CSV ${csv} (${e.owner} is); retry, the request follows the coordinator`)
+      if (e.owner !== p.name)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `${p.name} is not the coordinator node of CSV ${csv} (${e.owner} is); retry, the request follows the coordinator`,
+        )
       requireQuorum(`change the regions of CSV ${csv}`)
       const existing = e.regions.get(region)
       if (size_bytes === null) {
@@ -87,9 +128,13 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
       const blocks = Math.ceil(size_bytes / e.block_size_bytes)
       if (existing !== undefined) {
         if (existing.blocks === blocks) return existing
-        throw new HvlabError('HVLAB_E_STATE', `CSV ${csv} already has region ${region} of ${existing.blocks} blocks; release it first to change its size`)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `CSV ${csv} already has region ${region} of ${existing.blocks} blocks; release it first to change its size`,
+        )
       }
-      if (e.regions.size >= REGIONS_PER_CSV_MAX) throw new HvlabError('HVLAB_E_REFUSED', `CSV ${csv} already holds ${REGIONS_PER_CSV_MAX} regions (its limit); release one first`)
+      if (e.regions.size >= REGIONS_PER_CSV_MAX)
+        throw new HvlabError('HVLAB_E_REFUSED', `CSV ${csv} already holds ${REGIONS_PER_CSV_MAX} regions (its limit); release one first`)
       const r = allocateBlocks(e.regions, blockCount(e), blocks, `allocate region ${region} in CSV ${csv}`)
       await db.commit(regionKey(csv, region), encodeRegion(r))
       p.emitEvent('csv.region-allocated', { csv, region, offset_block: r.offset_block, blocks: r.blocks, coordinator: p.name })
@@ -101,7 +146,12 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   const directPath = (csv: string): DirectPath => ({
     async write(volume, block, data, epoch) {
       const e = mustExist(csv)
-      await ask(e.array, { t: 'block-write', volume, host: p.name, epoch, block, blocks: data.length / e.block_size_bytes }, 'block-written', data)
+      await ask(
+        e.array,
+        { t: 'block-write', volume, host: p.name, epoch, block, blocks: data.length / e.block_size_bytes },
+        'block-written',
+        data,
+      )
       bytes.inc({ path: 'direct' }, data.length)
     },
     async read(volume, block, blocks) {
@@ -123,7 +173,14 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     },
     async region(owner, region, size_bytes) {
       if (owner === p.name) return changeRegion(csv, region, size_bytes)
-      const q: Message = { t: 'csv-region-request', csv, region, op: size_bytes === null ? 'release' : 'allocate', forwarded: true, ...(size_bytes === null ? {} : { size_bytes }) }
+      const q: Message = {
+        t: 'csv-region-request',
+        csv,
+        region,
+        op: size_bytes === null ? 'release' : 'allocate',
+        forwarded: true,
+        ...(size_bytes === null ? {} : { size_bytes }),
+      }
       const r = await ask(owner, q, 'csv-region-reply')
       return r.message.allocation && { offset_block: r.message.allocation.offset_block, blocks: r.message.allocation.blocks }
     },
@@ -170,15 +227,29 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     requireQuorum(`create CSV ${q.name}`)
     if (db.entry(q.name)) throw new HvlabError('HVLAB_E_STATE', `CSV ${q.name} already exists; \`hvlab csv list\` shows it`)
     if (db.all().csvs.size >= CSVS_MAX) throw new HvlabError('HVLAB_E_REFUSED', `the cluster already has ${CSVS_MAX} CSVs (its limit)`)
-    if (!p.topology.arrays.some((a) => a.name === q.array)) throw new HvlabError('HVLAB_E_USAGE', `there is no array ${q.array}; the arrays are ${p.topology.arrays.map((a) => a.name).join(', ')}`)
+    if (!p.topology.arrays.some((a) => a.name === q.array))
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `there is no array ${q.array}; the arrays are ${p.topology.arrays.map((a) => a.name).join(', ')}`,
+      )
     const vol = csvVolumeName(q.name)
     let listing: MessageOf<'volume-listing'>
     try {
-      listing = expectReply(q.array, 'volume-create', await admin.request(q.array, { t: 'volume-create', volume: vol, size_bytes: q.size_bytes }, CSV_ADMIN_TIMEOUT_MS), 'volume-listing')
+      listing = expectReply(
+        q.array,
+        'volume-create',
+        await admin.request(q.array, { t: 'volume-create', volume: vol, size_bytes: q.size_bytes }, CSV_ADMIN_TIMEOUT_MS),
+        'volume-listing',
+      )
     } catch (e) {
       // A create that failed half-way may have left the volume: reuse it if it is big enough.
       if (!(e instanceof HvlabError && e.code === 'HVLAB_E_STATE')) throw e
-      listing = expectReply(q.array, 'volume-list', await admin.request(q.array, { t: 'volume-list' }, CSV_ADMIN_TIMEOUT_MS), 'volume-listing')
+      listing = expectReply(
+        q.array,
+        'volume-list',
+        await admin.request(q.array, { t: 'volume-list' }, CSV_ADMIN_TIMEOUT_MS),
+        'volume-listing',
+      )
       const had = listing.volumes.find((v) => v.volume === vol)
       if (!had || had.size_bytes < q.size_bytes) throw e
     }
@@ -186,7 +257,10 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     for (const h of p.topology.hosts) {
       await admin.request(q.array, { t: 'lun-present', volume: vol, host: h.name, initiators: [] }, CSV_ADMIN_TIMEOUT_MS)
     }
-    await db.commit(csvKey(q.name), encodeCsv({ array: q.array, volume: vol, size_bytes, block_size_bytes: listing.block_size_bytes, owner: p.name }))
+    await db.commit(
+      csvKey(q.name),
+      encodeCsv({ array: q.array, volume: vol, size_bytes, block_size_bytes: listing.block_size_bytes, owner: p.name }),
+    )
     p.emitEvent('csv.created', { csv: q.name, array: q.array, volume: vol, size_bytes, coordinator: p.name })
     return { t: 'csv-list-reply', from: p.name, csvs: [info(mustExist(q.name))] }
   })
@@ -195,7 +269,8 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     const e = mustExist(q.name)
     requireQuorum(`move the coordinator of CSV ${q.name}`)
     const members = m.view().members
-    if (!members.includes(q.to)) throw new HvlabError('HVLAB_E_STATE', `${q.to} is not a member of the cluster now (members: ${members.join(', ')}); pick one of them`)
+    if (!members.includes(q.to))
+      throw new HvlabError('HVLAB_E_STATE', `${q.to} is not a member of the cluster now (members: ${members.join(', ')}); pick one of them`)
     if (e.owner !== q.to) {
       await setOwner(e, q.to)
       p.emitEvent('csv.coordinator-moved', { csv: q.name, from: e.owner, to: q.to, reason: 'operator' })
@@ -204,7 +279,11 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   })
 
   p.serveOperator('csv-list-request', () => ({ t: 'csv-list-reply', from: p.name, csvs: [...db.all().csvs.values()].map(info) }))
-  const states = (): MessageOf<'csv-state-reply'> => ({ t: 'csv-state-reply', host: p.name, volumes: [...db.all().csvs.keys()].map((n) => volume(n).state()) })
+  const states = (): MessageOf<'csv-state-reply'> => ({
+    t: 'csv-state-reply',
+    host: p.name,
+    volumes: [...db.all().csvs.keys()].map((n) => volume(n).state()),
+  })
   p.serveOperator('csv-state-request', () => states())
 
   p.serveOperator('csv-write-request', async (q) => {
@@ -220,20 +299,29 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   const regionRequest = async (q: MessageOf<'csv-region-request'>): Promise<Message> => {
     checkRegionName(q.region)
     const e = mustExist(q.csv)
-    if (q.op === 'allocate' && (q.size_bytes === undefined || q.size_bytes < 1)) throw new HvlabError('HVLAB_E_USAGE', `allocating region ${q.region} needs a size in bytes`)
+    if (q.op === 'allocate' && (q.size_bytes === undefined || q.size_bytes < 1))
+      throw new HvlabError('HVLAB_E_USAGE', `allocating region ${q.region} needs a size in bytes`)
     let allocation: RegionRecord | null = null
     if (q.forwarded) allocation = await changeRegion(q.csv, q.region, q.op === 'allocate' ? q.size_bytes! : null)
     else if (q.op === 'allocate') allocation = await volume(q.csv).allocateRegion(q.region, q.size_bytes!)
     else await volume(q.csv).releaseRegion(q.region)
-    return { t: 'csv-region-reply', csv: q.csv, region: q.region, allocation: allocation && { region: q.region, ...allocation }, owner: db.entry(q.csv)?.owner ?? e.owner }
+    return {
+      t: 'csv-region-reply',
+      csv: q.csv,
+      region: q.region,
+      allocation: allocation && { region: q.region, ...allocation },
+      owner: db.entry(q.csv)?.owner ?? e.owner,
+    }
   }
   p.serveOperator('csv-region-request', (q) => regionRequest({ ...q, forwarded: false }))
 
   // ---------------------------------------------------------------- host ↔ host
   p.onPeer((conn) => {
     const fromPeer = (from: string): void => {
-      if (from !== conn.remoteName) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} sent a CSV request claiming to be from ${from}`)
-      if (!p.topology.hosts.some((h) => h.name === from)) throw new HvlabError('HVLAB_E_AUTH', `${from} is not a cluster host; only hosts do CSV I/O`)
+      if (from !== conn.remoteName)
+        throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} sent a CSV request claiming to be from ${from}`)
+      if (!p.topology.hosts.some((h) => h.name === from))
+        throw new HvlabError('HVLAB_E_AUTH', `${from} is not a cluster host; only hosts do CSV I/O`)
     }
     conn.onRequest('csv-redirect-write', async ({ message: q, attachment }) => {
       fromPeer(q.from)
@@ -245,10 +333,14 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
       fromPeer(q.from)
       const data = await volume(q.csv).serveRead(q.from, { region: q.region, block: q.block, blocks: q.blocks })
       bytes.inc({ path: 'served' }, data.length)
-      return { message: { t: 'csv-redirect-data', csv: q.csv, blocks: q.blocks }, attachment: Buffer.from(data.buffer, data.byteOffset, data.byteLength) }
+      return {
+        message: { t: 'csv-redirect-data', csv: q.csv, blocks: q.blocks },
+        attachment: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+      }
     })
     const fromHost = (): void => {
-      if (!p.topology.hosts.some((h) => h.name === conn.remoteName)) throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} is not a cluster host`)
+      if (!p.topology.hosts.some((h) => h.name === conn.remoteName))
+        throw new HvlabError('HVLAB_E_AUTH', `${conn.remoteName} is not a cluster host`)
     }
     conn.onRequest('csv-region-request', async ({ message: q }) => {
       fromHost()
@@ -279,13 +371,21 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
         const current = db.entry(name)
         if (current?.owner !== p.name) return // moved meanwhile (operator, takeover)
         await setOwner(current, to)
-        p.emitEvent('csv.coordinator-moved', { csv: name, from: p.name, to, reason: `${p.name} lost its path to ${e.array}: ${own.detail}`.slice(0, 240) })
+        p.emitEvent('csv.coordinator-moved', {
+          csv: name,
+          from: p.name,
+          to,
+          reason: `${p.name} lost its path to ${e.array}: ${own.detail}`.slice(0, 240),
+        })
         log.info({ csv: name, to }, 'lost the path to the CSV array; handed the coordinator role to a node that has one')
         return
       }
       if (p.clock.now() - strandedLoggedAt >= STRANDED_LOG_INTERVAL_MS) {
         strandedLoggedAt = p.clock.now()
-        log.warn({ csv: name, detail: own.detail }, 'lost the path to the CSV array and no other member has one; keeping the coordinator role')
+        log.warn(
+          { csv: name, detail: own.detail },
+          'lost the path to the CSV array and no other member has one; keeping the coordinator role',
+        )
       }
     } finally {
       handingOff.delete(name)
@@ -300,17 +400,37 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
     for (const [name, mv] of pending) {
       const owner = csvs.get(name)?.owner
       if (owner === mv.to) {
-        p.emitEvent('csv.coordinator-moved', { csv: name, from: mv.from, to: mv.to, reason: `${mv.from} left the cluster view`, epoch: m.view().epoch })
+        p.emitEvent('csv.coordinator-moved', {
+          csv: name,
+          from: mv.from,
+          to: mv.to,
+          reason: `${mv.from} left the cluster view`,
+          epoch: m.view().epoch,
+        })
         pending.delete(name)
       } else if (owner === undefined || now - mv.at_ms > MOVE_PENDING_MS) pending.delete(name)
     }
     if (!m.isCoordinator() || !m.holdsLease(now)) return
-    const moves = coordinatorMoves([...csvs.values()].map((e) => ({ name: e.name, owner: e.owner, array_site: arraySite(e.array) })), m.view().members, siteOf)
+    const moves = coordinatorMoves(
+      [...csvs.values()].map((e) => ({ name: e.name, owner: e.owner, array_site: arraySite(e.array) })),
+      m.view().members,
+      siteOf,
+    )
     for (const mv of moves) {
       if (pending.has(mv.csv)) continue
       const e = csvs.get(mv.csv)!
       try {
-        cluster.command({ kind: 'set-config', key: csvKey(mv.csv), value: encodeCsv({ array: e.array, volume: e.volume, size_bytes: e.size_bytes, block_size_bytes: e.block_size_bytes, owner: mv.to }) })
+        cluster.command({
+          kind: 'set-config',
+          key: csvKey(mv.csv),
+          value: encodeCsv({
+            array: e.array,
+            volume: e.volume,
+            size_bytes: e.size_bytes,
+            block_size_bytes: e.block_size_bytes,
+            owner: mv.to,
+          }),
+        })
         pending.set(mv.csv, { from: mv.from, to: mv.to, at_ms: now })
         log.info({ csv: mv.csv, from: mv.from, to: mv.to }, 'CSV coordinator node left the view; moving the coordinator')
       } catch (err) {

@@ -35,12 +35,20 @@ export function initialPathState(now_ms: number): CsvPathState {
   return { mode: 'Direct', state_info: 'Direct', reason: 'NotBlockRedirected', detail: '', since_ms: now_ms }
 }
 
-export function stepPathState(s: CsvPathState, input: CsvPathInput, now_ms: number, who: { csv: string; node: string }): { state: CsvPathState; event?: CsvPathEvent } {
+export function stepPathState(
+  s: CsvPathState,
+  input: CsvPathInput,
+  now_ms: number,
+  who: { csv: string; node: string },
+): { state: CsvPathState; event?: CsvPathEvent } {
   if (input.kind === 'direct-unreachable') {
     if (s.mode === 'Redirected') return { state: { ...s, detail: input.detail } }
     return {
       state: { mode: 'Redirected', state_info: 'BlockRedirected', reason: 'NoDiskConnectivity', detail: input.detail, since_ms: now_ms },
-      event: { kind: 'csv.io-redirected', details: { csv: who.csv, node: who.node, reason: 'NoDiskConnectivity', detail: input.detail.slice(0, 240) } },
+      event: {
+        kind: 'csv.io-redirected',
+        details: { csv: who.csv, node: who.node, reason: 'NoDiskConnectivity', detail: input.detail.slice(0, 240) },
+      },
     }
   }
   if (s.mode === 'Direct') return { state: s }

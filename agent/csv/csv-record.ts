@@ -21,7 +21,11 @@ const csvRecordSchema = z.strictObject({
   array: z.string().regex(NAME_RE),
   volume: z.string().regex(NAME_RE),
   size_bytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  block_size_bytes: z.number().int().positive().max(1 << 20),
+  block_size_bytes: z
+    .number()
+    .int()
+    .positive()
+    .max(1 << 20),
   owner: z.string().regex(NAME_RE),
 })
 export type CsvRecord = z.infer<typeof csvRecordSchema>
@@ -55,11 +59,18 @@ export function regionKey(csv: string, region: string): string {
 
 export function checkCsvName(name: string): void {
   if (!CSV_NAME_RE.test(name)) {
-    throw new HvlabError('HVLAB_E_USAGE', `CSV name ${JSON.stringify(name.slice(0, 80))} is not valid: use 1–${CSV_NAME_CHARS_MAX} of a-z 0-9 . _ - starting with a letter or digit`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `CSV name ${JSON.stringify(name.slice(0, 80))} is not valid: use 1–${CSV_NAME_CHARS_MAX} of a-z 0-9 . _ - starting with a letter or digit`,
+    )
   }
 }
 export function checkRegionName(name: string): void {
-  if (!NAME_RE.test(name)) throw new HvlabError('HVLAB_E_USAGE', `region name ${JSON.stringify(name.slice(0, 80))} is not valid: use 1–63 of a-z 0-9 . _ - (a VM name)`)
+  if (!NAME_RE.test(name))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `region name ${JSON.stringify(name.slice(0, 80))} is not valid: use 1–63 of a-z 0-9 . _ - (a VM name)`,
+    )
 }
 
 export function blockCount(r: Pick<CsvRecord, 'size_bytes' | 'block_size_bytes'>): number {

@@ -92,13 +92,26 @@ export class CsvVolume {
 
   state(): CsvNodeState {
     const p = this.path
-    return { csv: this.d.csv, mode: p.mode, state_info: p.state_info, reason: p.reason, detail: p.detail.slice(0, 512), since_ms: p.since_ms, bytes_direct: this.bytes_direct, bytes_redirected: this.bytes_redirected, bytes_served: this.bytes_served }
+    return {
+      csv: this.d.csv,
+      mode: p.mode,
+      state_info: p.state_info,
+      reason: p.reason,
+      detail: p.detail.slice(0, 512),
+      since_ms: p.since_ms,
+      bytes_direct: this.bytes_direct,
+      bytes_redirected: this.bytes_redirected,
+      bytes_served: this.bytes_served,
+    }
   }
 
   async write(w: CsvWrite): Promise<{ path: IoPath; via: string | null }> {
     const { entry, start } = this.locate(w, 'write')
     if (w.data.length !== w.blocks * entry.block_size_bytes) {
-      throw new HvlabError('HVLAB_E_USAGE', `write to CSV ${this.d.csv} region ${w.region}: ${w.data.length} bytes of data for ${w.blocks} blocks of ${entry.block_size_bytes} bytes; nothing was written`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `write to CSV ${this.d.csv} region ${w.region}: ${w.data.length} bytes of data for ${w.blocks} blocks of ${entry.block_size_bytes} bytes; nothing was written`,
+      )
     }
     return this.route(
       async () => {
@@ -123,14 +136,16 @@ export class CsvVolume {
         data = await this.d.coordinator.read(owner, r)
       },
     )
-    if (data.length !== r.blocks * entry.block_size_bytes) throw new HvlabError('HVLAB_E_PROTOCOL', `read of CSV ${this.d.csv} returned ${data.length} bytes for ${r.blocks} blocks`)
+    if (data.length !== r.blocks * entry.block_size_bytes)
+      throw new HvlabError('HVLAB_E_PROTOCOL', `read of CSV ${this.d.csv} returned ${data.length} bytes for ${r.blocks} blocks`)
     return { data, ...how }
   }
 
   /** Allocates the region of `vm` (through the coordinator node); resolves once this node sees it. */
   async allocateRegion(vm: string, size_bytes: number): Promise<RegionRecord> {
     const r = await this.withCoordinator((owner) => this.d.coordinator.region(owner, vm, size_bytes))
-    if (r === null) throw new HvlabError('HVLAB_E_PROTOCOL', `the coordinator node of CSV ${this.d.csv} released instead of allocating region ${vm}`)
+    if (r === null)
+      throw new HvlabError('HVLAB_E_PROTOCOL', `the coordinator node of CSV ${this.d.csv} released instead of allocating region ${vm}`)
     await this.d.awaitRegion(vm, true)
     return r
   }
@@ -167,7 +182,8 @@ export class CsvVolume {
   serveWrite(from: string, w: CsvWrite): Promise<void> {
     return this.serveSlots.run(async () => {
       const { entry, start } = this.locate(w, `write redirected by ${from}`)
-      if (w.data.length !== w.blocks * entry.block_size_bytes) throw new HvlabError('HVLAB_E_PROTOCOL', `${from} redirected ${w.data.length} bytes for ${w.blocks} blocks`)
+      if (w.data.length !== w.blocks * entry.block_size_bytes)
+        throw new HvlabError('HVLAB_E_PROTOCOL', `${from} redirected ${w.data.length} bytes for ${w.blocks} blocks`)
       await this.direct(() => this.d.direct.write(entry.volume, start, w.data, w.epoch), from)
       this.bytes_served += w.data.length
     })
@@ -187,11 +203,20 @@ export class CsvVolume {
 
   private locate(r: CsvRead, what: string): { entry: CsvEntry; region: RegionRecord; start: number } {
     const entry = this.d.entry()
-    if (entry === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `CSV ${this.d.csv} does not exist (or ${this.d.node} has not seen it yet); \`hvlab csv list\` shows the CSVs`)
+    if (entry === undefined)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `CSV ${this.d.csv} does not exist (or ${this.d.node} has not seen it yet); \`hvlab csv list\` shows the CSVs`,
+      )
     const region = entry.regions.get(r.region)
-    if (region === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `CSV ${this.d.csv} has no region ${r.region}; allocate it first (\`hvlab csv allocate ${this.d.csv} --region ${r.region} --size-mib N\`)`)
+    if (region === undefined)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `CSV ${this.d.csv} has no region ${r.region}; allocate it first (\`hvlab csv allocate ${this.d.csv} --region ${r.region} --size-mib N\`)`,
+      )
     const start = volumeBlock(region, r.block, r.blocks, `${what} of CSV ${this.d.csv} region ${r.region}`)
-    if (start + r.blocks > blockCount(entry)) throw new HvlabError('HVLAB_E_INTERNAL', `region ${r.region} of CSV ${this.d.csv} leaves the volume; its record is damaged`)
+    if (start + r.blocks > blockCount(entry))
+      throw new HvlabError('HVLAB_E_INTERNAL', `region ${r.region} of CSV ${this.d.csv} leaves the volume; its record is damaged`)
     return { entry, region, start }
   }
 
@@ -202,13 +227,20 @@ export class CsvVolume {
     } catch (e) {
       if (!this.d.unreachable(e)) throw e
       this.feed({ kind: 'direct-unreachable', detail: describeError(e) })
-      if (forWhom !== undefined) throw new HvlabError('HVLAB_E_STATE', `coordinator node ${this.d.node} of CSV ${this.d.csv} has no path to the array either (${describeError(e)}); move the coordinator with \`hvlab csv move ${this.d.csv} --to HOST\``)
+      if (forWhom !== undefined)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `coordinator node ${this.d.node} of CSV ${this.d.csv} has no path to the array either (${describeError(e)}); move the coordinator with \`hvlab csv move ${this.d.csv} --to HOST\``,
+        )
       throw e
     }
     this.feed({ kind: 'direct-ok' })
   }
 
-  private async route(direct: () => Promise<void>, redirected: (owner: string) => Promise<void>): Promise<{ path: IoPath; via: string | null }> {
+  private async route(
+    direct: () => Promise<void>,
+    redirected: (owner: string) => Promise<void>,
+  ): Promise<{ path: IoPath; via: string | null }> {
     if (this.path.mode === 'Direct') {
       try {
         await this.direct(direct)
@@ -234,12 +266,17 @@ export class CsvVolume {
   private async withCoordinator<T>(fn: (owner: string) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const entry = this.d.entry()
-      if (entry === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `CSV ${this.d.csv} does not exist (or ${this.d.node} has not seen it yet)`)
+      if (entry === undefined)
+        throw new HvlabError('HVLAB_E_NOT_FOUND', `CSV ${this.d.csv} does not exist (or ${this.d.node} has not seen it yet)`)
       try {
         return await fn(entry.owner)
       } catch (e) {
         if (!this.d.unreachable(e) || attempt >= this.d.retry_attempts_max) {
-          if (this.d.unreachable(e)) throw new HvlabError('HVLAB_E_TIMEOUT', `CSV ${this.d.csv}: coordinator node ${entry.owner} did not answer after ${attempt + 1} attempts (${describeError(e)}); \`hvlab csv list\` shows the coordinator`)
+          if (this.d.unreachable(e))
+            throw new HvlabError(
+              'HVLAB_E_TIMEOUT',
+              `CSV ${this.d.csv}: coordinator node ${entry.owner} did not answer after ${attempt + 1} attempts (${describeError(e)}); \`hvlab csv list\` shows the coordinator`,
+            )
           throw e
         }
         await this.d.sleep(this.d.retry_delay_ms)

@@ -13,7 +13,8 @@ export class IoSlots {
     readonly in_flight_max: number,
     readonly waiting_max: number,
   ) {
-    if (!(in_flight_max >= 1) || !(waiting_max >= 0)) throw new HvlabError('HVLAB_E_USAGE', `${what}: in_flight_max must be ≥ 1 and waiting_max ≥ 0`)
+    if (!(in_flight_max >= 1) || !(waiting_max >= 0))
+      throw new HvlabError('HVLAB_E_USAGE', `${what}: in_flight_max must be ≥ 1 and waiting_max ≥ 0`)
   }
 
   get inFlight(): number {
@@ -27,7 +28,10 @@ export class IoSlots {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.in_flight_max) {
       if (this.waiting.length >= this.waiting_max) {
-        throw new HvlabError('HVLAB_E_REFUSED', `${this.what}: ${this.running} I/Os in flight and ${this.waiting.length} waiting (the limit); retry shortly`)
+        throw new HvlabError(
+          'HVLAB_E_REFUSED',
+          `${this.what}: ${this.running} I/Os in flight and ${this.waiting.length} waiting (the limit); retry shortly`,
+        )
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve))
     } else {
@@ -37,7 +41,8 @@ export class IoSlots {
       return await fn()
     } finally {
       const next = this.waiting.shift()
-      if (next) next() // the slot passes straight to the next waiter
+      if (next)
+        next() // the slot passes straight to the next waiter
       else this.running--
     }
   }

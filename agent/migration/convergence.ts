@@ -62,7 +62,11 @@ function check(name: string, value: number, ok: boolean): void {
 function checkInput(input: ConvergenceInput, policy: ThrottlePolicy): void {
   const finiteNonNeg = (v: number): boolean => Number.isFinite(v) && v >= 0
   check('round', input.round, Number.isInteger(input.round) && input.round >= 1)
-  check('remaining_dirty_pages', input.remaining_dirty_pages, Number.isInteger(input.remaining_dirty_pages) && input.remaining_dirty_pages >= 0)
+  check(
+    'remaining_dirty_pages',
+    input.remaining_dirty_pages,
+    Number.isInteger(input.remaining_dirty_pages) && input.remaining_dirty_pages >= 0,
+  )
   check('bandwidth_bytes_per_s', input.bandwidth_bytes_per_s, finiteNonNeg(input.bandwidth_bytes_per_s))
   check('dirty_rate_bytes_per_s', input.dirty_rate_bytes_per_s, finiteNonNeg(input.dirty_rate_bytes_per_s))
   check('downtime_budget_ms', input.downtime_budget_ms, Number.isFinite(input.downtime_budget_ms) && input.downtime_budget_ms > 0)
@@ -88,7 +92,8 @@ export function decideConvergence(input: ConvergenceInput, policy: ThrottlePolic
   const expected_blackout_ms = expectedBlackoutMs(input.remaining_dirty_pages, input.bandwidth_bytes_per_s, policy.switchover_overhead_ms)
   if (expected_blackout_ms <= input.downtime_budget_ms) return { action: 'switch_over', reason: 'fits_budget', expected_blackout_ms }
   if (input.round >= input.round_cap) return { action: 'switch_over', reason: 'round_cap', expected_blackout_ms }
-  const rate_high = input.dirty_rate_bytes_per_s > 0 && input.dirty_rate_bytes_per_s >= policy.throttle_trigger_ratio * input.bandwidth_bytes_per_s
+  const rate_high =
+    input.dirty_rate_bytes_per_s > 0 && input.dirty_rate_bytes_per_s >= policy.throttle_trigger_ratio * input.bandwidth_bytes_per_s
   if (input.round >= 2 && rate_high && input.throttle_pct < policy.throttle_max_pct) {
     return { action: 'throttle', throttle_pct: nextThrottlePct(input.throttle_pct, policy), expected_blackout_ms }
   }

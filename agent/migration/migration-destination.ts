@@ -129,19 +129,31 @@ export class MigrationDestination {
   }
 
   private emit(kind: MigrationEventKind, details: Record<string, MigrationEventValue> = {}): DestinationEffect {
-    return { kind: 'emit', event: { kind, details: { migration_id: this.migration_id, vm: this.vm, source: this.config.source, ...details } } }
+    return {
+      kind: 'emit',
+      event: { kind, details: { migration_id: this.migration_id, vm: this.vm, source: this.config.source, ...details } },
+    }
   }
 
   /** Refuses a request that does not fit the stage; the migration cannot go on. */
   private protocolBreach(what: string): DestinationEffect[] {
     const reason = `migration ${this.migration_id} of vm ${this.vm}: ${what}`
     const effects = this.abort(reason)
-    return [...effects, { kind: 'refuse', code: 'HVLAB_E_PROTOCOL', reason: `${reason}; the destination discarded it — start the migration again` }]
+    return [
+      ...effects,
+      { kind: 'refuse', code: 'HVLAB_E_PROTOCOL', reason: `${reason}; the destination discarded it — start the migration again` },
+    ]
   }
 
   private onBegin(input: Extract<DestinationInput, { kind: 'begin' }>): DestinationEffect[] {
     if (this.stage_ !== 'idle') {
-      return [{ kind: 'refuse', code: 'HVLAB_E_STATE', reason: `migration ${this.migration_id} of vm ${this.vm} already began on ${this.config.host}` }]
+      return [
+        {
+          kind: 'refuse',
+          code: 'HVLAB_E_STATE',
+          reason: `migration ${this.migration_id} of vm ${this.vm} already began on ${this.config.host}`,
+        },
+      ]
     }
     this.stage_ = 'receiving'
     this.migration_id = input.migration_id

@@ -100,8 +100,10 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       st.expected_blackout_ms = num('expected_blackout_ms') ?? st.expected_blackout_ms
     },
     admit: (a) => {
-      if (a.placement === null) throw new HvlabError('HVLAB_E_REFUSED', `${p.name} takes only vms the cluster migrates (with a start op and epoch)`)
-      if (!deps.holdsLease(p.clock.now())) throw new HvlabError('HVLAB_E_REFUSED', `${p.name} holds no quorum lease, so it may not take vm ${a.vm} now`)
+      if (a.placement === null)
+        throw new HvlabError('HVLAB_E_REFUSED', `${p.name} takes only vms the cluster migrates (with a start op and epoch)`)
+      if (!deps.holdsLease(p.clock.now()))
+        throw new HvlabError('HVLAB_E_REFUSED', `${p.name} holds no quorum lease, so it may not take vm ${a.vm} now`)
       const mib = Math.ceil(a.page_count / PAGES_PER_MIB)
       let reserved = 0
       for (const v of arriving.values()) reserved += v
@@ -142,7 +144,19 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     if (check === null) return begin(m)
     const vm = agent.vms.instance(role)
     if (vm === undefined || vm.state !== 'running') return { ok: false, reason: `${p.name} does not run vm ${role}` }
-    const st: MigrationStatus = { ticket: options.ticket, to, mode: options.mode, state: 'running', migration_id: null, stage: 'storage-check', round: 0, pages_left: vm.memory.page_count, bandwidth_bytes_per_s: 0, expected_blackout_ms: null, result: null }
+    const st: MigrationStatus = {
+      ticket: options.ticket,
+      to,
+      mode: options.mode,
+      state: 'running',
+      migration_id: null,
+      stage: 'storage-check',
+      round: 0,
+      pages_left: vm.memory.page_count,
+      bandwidth_bytes_per_s: 0,
+      expected_blackout_ms: null,
+      result: null,
+    }
     remember(role, st)
     const refuse = (reason: string): void => {
       st.result = refusedResult(role, options.mode, p.name, to, vm.memory.byte_length, reason)
@@ -167,7 +181,19 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     if (to === p.name) return { ok: false, reason: `vm ${role} already runs on ${to}` }
     const conn = p.mesh.connection(to)
     if (!conn?.isOpen) return { ok: false, reason: `${p.name} has no connection to ${to} now` }
-    const st: MigrationStatus = { ticket: options.ticket, to, mode: options.mode, state: 'running', migration_id: null, stage: 'queued', round: 0, pages_left: vm.memory.page_count, bandwidth_bytes_per_s: 0, expected_blackout_ms: null, result: null }
+    const st: MigrationStatus = {
+      ticket: options.ticket,
+      to,
+      mode: options.mode,
+      state: 'running',
+      migration_id: null,
+      stage: 'queued',
+      round: 0,
+      pages_left: vm.memory.page_count,
+      bandwidth_bytes_per_s: 0,
+      expected_blackout_ms: null,
+      result: null,
+    }
     let handle
     try {
       handle = service.migrate(vm, conn, {
@@ -199,8 +225,22 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
       st.state = 'done'
       st.stage = outcome.outcome
       byId.delete(handle.migration_id)
-      p.emitEvent('vm.migration-ended', { vm: role, to, mode: options.mode, outcome: outcome.outcome, total_ms: Math.round(r.total_ms), blackout_ms: r.blackout_ms, downtime_ms })
-      deps.reportMigrated({ role, to, op, ok, reason: (ok ? `${options.mode} migration completed` : outcome.reason || outcome.outcome).slice(0, 500) })
+      p.emitEvent('vm.migration-ended', {
+        vm: role,
+        to,
+        mode: options.mode,
+        outcome: outcome.outcome,
+        total_ms: Math.round(r.total_ms),
+        blackout_ms: r.blackout_ms,
+        downtime_ms,
+      })
+      deps.reportMigrated({
+        role,
+        to,
+        op,
+        ok,
+        reason: (ok ? `${options.mode} migration completed` : outcome.reason || outcome.outcome).slice(0, 500),
+      })
     })
     return { ok: true, reason: `migrating vm ${role} to ${to}` }
   }
@@ -236,7 +276,8 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
   }
 
   p.serveOperator('vm-migrate-cancel-request', (q): Message => {
-    if (!service.cancel(q.vm)) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} is not migrating vm ${q.vm}; \`hvlab vm list\` shows where it runs`)
+    if (!service.cancel(q.vm))
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} is not migrating vm ${q.vm}; \`hvlab vm list\` shows where it runs`)
     return { t: 'ok' }
   })
   p.serveOperator('vm-migration-status-request', (q): Message => {
@@ -300,7 +341,14 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
 }
 
 /** The result of a migration the storage check cancelled before it began (nothing was sent). */
-function refusedResult(vm: string, mode: 'live' | 'quick', source: string, destination: string, memory_bytes: number, reason: string): MigrationResultMessage {
+function refusedResult(
+  vm: string,
+  mode: 'live' | 'quick',
+  source: string,
+  destination: string,
+  memory_bytes: number,
+  reason: string,
+): MigrationResultMessage {
   return {
     migration_id: 'storage-check',
     vm,
@@ -345,7 +393,13 @@ function resultMessage(r: MigrationResult, mode: 'live' | 'quick', downtime_ms: 
     memory_bytes: r.memory_bytes,
     bytes_sent: r.bytes_sent,
     bytes_raw: r.bytes_raw,
-    rounds: r.rounds.slice(0, 1001).map((x) => ({ round: x.round, dirty_pages: x.dirty_pages, bytes_sent: x.bytes_sent, duration_ms: Math.max(0, x.duration_ms), throttle_pct: x.throttle_pct })),
+    rounds: r.rounds.slice(0, 1001).map((x) => ({
+      round: x.round,
+      dirty_pages: x.dirty_pages,
+      bytes_sent: x.bytes_sent,
+      duration_ms: Math.max(0, x.duration_ms),
+      throttle_pct: x.throttle_pct,
+    })),
     final_pages: r.final_pages,
     pages: { ...r.pages },
     bandwidth_bytes_per_s: Math.max(0, r.bandwidth_bytes_per_s),

@@ -115,7 +115,13 @@ export interface MigrationResult {
   readonly bytes_raw: number
   readonly rounds: readonly MigrationRoundResult[]
   readonly final_pages: number
-  readonly pages: { readonly scanned: number; readonly skipped: number; readonly zero: number; readonly delta: number; readonly full: number }
+  readonly pages: {
+    readonly scanned: number
+    readonly skipped: number
+    readonly zero: number
+    readonly delta: number
+    readonly full: number
+  }
   readonly bandwidth_bytes_per_s: number
   readonly dirty_rate_bytes_per_s: number
   readonly throttle_pct_max: number
@@ -146,7 +152,10 @@ function checkInt(name: string, value: number, min: number, max: number): number
 class InputQueue<I> {
   private readonly inputs: I[] = []
   private busy = false
-  constructor(private readonly handle: (input: I) => Promise<void>, private readonly onError: (e: unknown) => void) {}
+  constructor(
+    private readonly handle: (input: I) => Promise<void>,
+    private readonly onError: (e: unknown) => void,
+  ) {}
   feed(input: I): void {
     this.inputs.push(input)
     if (!this.busy) void this.drain()
@@ -313,7 +322,16 @@ class OutgoingRun {
   private stopped = (): boolean => this.machine.done
 
   private async sendPages(round: number, pages: Uint32Array): Promise<number> {
-    const r = await streamRound({ conn: this.conn, pool: this.ctx.pool, memory: this.vm.memory, last_sent: this.last_sent, pages, migration_id: this.migration_id, round, stopped: this.stopped })
+    const r = await streamRound({
+      conn: this.conn,
+      pool: this.ctx.pool,
+      memory: this.vm.memory,
+      last_sent: this.last_sent,
+      pages,
+      migration_id: this.migration_id,
+      round,
+      stopped: this.stopped,
+    })
     addPageDiffStats(this.stats, r.stats)
     this.bytes_sent += r.bytes_sent
     return r.batches
@@ -325,8 +343,17 @@ class OutgoingRun {
     const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
     const bytes_before = this.bytes_sent
     const batches = await this.sendPages(round, pages)
-    await this.conn.request({ t: 'migration-round-end', migration_id: this.migration_id, round, batches }, { timeout_ms: this.ctx.request_timeout_ms })
-    return { kind: 'round-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before, dirty_pages_now: memory.dirtyCount() }
+    await this.conn.request(
+      { t: 'migration-round-end', migration_id: this.migration_id, round, batches },
+      { timeout_ms: this.ctx.request_timeout_ms },
+    )
+    return {
+      kind: 'round-sent',
+      round,
+      pages: pages.length,
+      bytes_sent: this.bytes_sent - bytes_before,
+      dirty_pages_now: memory.dirtyCount(),
+    }
   }
 
   private async copyFinal(round: number): Promise<SourceInput> {
@@ -334,7 +361,10 @@ class OutgoingRun {
     const bytes_before = this.bytes_sent
     const batches = await this.sendPages(round, pages)
     const state = checkDeviceState(this.vm.name, this.vm.deviceState())
-    const reply = await this.conn.request({ t: 'migration-blackout', migration_id: this.migration_id, round, batches }, { attachment: state, timeout_ms: this.ctx.request_timeout_ms })
+    const reply = await this.conn.request(
+      { t: 'migration-blackout', migration_id: this.migration_id, round, batches },
+      { attachment: state, timeout_ms: this.ctx.request_timeout_ms },
+    )
     this.bytes_sent += state.length
     if (reply.message.t === 'migration-prepared') this.destination_sha256 = reply.message.memory_sha256
     return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before }
@@ -364,9 +394,21 @@ class OutgoingRun {
       memory_bytes: this.vm.memory.byte_length,
       bytes_sent: this.bytes_sent,
       bytes_raw: this.stats.scanned * PAGE_SIZE_BYTES,
-      rounds: r.rounds.map((x) => ({ round: x.round, dirty_pages: x.pages, bytes_sent: x.bytes_sent, duration_ms: x.duration_ms, throttle_pct: x.throttle_pct })),
+      rounds: r.rounds.map((x) => ({
+        round: x.round,
+        dirty_pages: x.pages,
+        bytes_sent: x.bytes_sent,
+        duration_ms: x.duration_ms,
+        throttle_pct: x.throttle_pct,
+      })),
       final_pages: r.final_pages,
-      pages: { scanned: this.stats.scanned, skipped: this.stats.skipped, zero: this.stats.zero, delta: this.stats.delta, full: this.stats.full },
+      pages: {
+        scanned: this.stats.scanned,
+        skipped: this.stats.skipped,
+        zero: this.stats.zero,
+        delta: this.stats.delta,
+        full: this.stats.full,
+      },
       bandwidth_bytes_per_s: r.bandwidth_bytes_per_s,
       dirty_rate_bytes_per_s: r.dirty_rate_bytes_per_s,
       throttle_pct_max: r.throttle_pct_max,
@@ -423,7 +465,12 @@ export class MigrationService {
     this.outgoing_max = checkInt('outgoing_max', options.outgoing_max ?? OUTGOING_MAX_DEFAULT, 1, 16)
     this.queue_max = checkInt('queue_max', options.queue_max ?? QUEUE_MAX_DEFAULT, 0, 1024)
     this.incoming_max = checkInt('incoming_max', options.incoming_max ?? INCOMING_MAX_DEFAULT, 1, 16)
-    this.incoming_bytes_max = checkInt('incoming_bytes_max', options.incoming_bytes_max ?? INCOMING_BYTES_MAX_DEFAULT, PAGE_SIZE_BYTES, Number.MAX_SAFE_INTEGER)
+    this.incoming_bytes_max = checkInt(
+      'incoming_bytes_max',
+      options.incoming_bytes_max ?? INCOMING_BYTES_MAX_DEFAULT,
+      PAGE_SIZE_BYTES,
+      Number.MAX_SAFE_INTEGER,
+    )
     const log = options.log.child({ component: 'migration' })
     this.ctx = {
       host: options.host,
@@ -493,7 +540,12 @@ export class MigrationService {
     )
     conn.onRequest('migration-blackout', async ({ message, attachment }) => {
       const run = this.incoming.get(message.migration_id)
-      const reply = this.stepIncoming(conn, message.migration_id, { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length }, attachment)
+      const reply = this.stepIncoming(
+        conn,
+        message.migration_id,
+        { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length },
+        attachment,
+      )
       // --verify: the hash of memory as it is now (the guest is paused on both sides), sliced so this host keeps serving its heartbeats
       const memory = run?.memory
       if (reply.message.t !== 'migration-prepared' || !run?.machine.verify || !memory) return reply
@@ -505,7 +557,8 @@ export class MigrationService {
       if (run && run.conn === conn) this.runOneWay(run, { kind: 'abort', reason: message.reason })
     })
     conn.once('close', () => {
-      for (const run of [...this.incoming.values()]) if (run.conn === conn) this.runOneWay(run, { kind: 'link-lost', reason: 'connection closed' })
+      for (const run of [...this.incoming.values()])
+        if (run.conn === conn) this.runOneWay(run, { kind: 'link-lost', reason: 'connection closed' })
     })
   }
 
@@ -528,12 +581,17 @@ export class MigrationService {
   }
 
   private onBegin(conn: PeerConnection, m: MessageOf<'migration-begin'>): Reply {
-    if (this.incoming.has(m.migration_id)) throw new HvlabError('HVLAB_E_STATE', `migration ${m.migration_id} already began on ${this.host}`)
+    if (this.incoming.has(m.migration_id))
+      throw new HvlabError('HVLAB_E_STATE', `migration ${m.migration_id} already began on ${this.host}`)
     for (const run of this.incoming.values()) {
-      if (run.vm === m.vm) throw new HvlabError('HVLAB_E_STATE', `vm ${m.vm} is already arriving on ${this.host} (migration ${run.migration_id})`)
+      if (run.vm === m.vm)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${m.vm} is already arriving on ${this.host} (migration ${run.migration_id})`)
     }
     if (this.incoming.size >= this.incoming_max) {
-      throw new HvlabError('HVLAB_E_BACKPRESSURE', `${this.host} already receives ${this.incoming.size} migrations (the limit); try again when one finishes`)
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `${this.host} already receives ${this.incoming.size} migrations (the limit); try again when one finishes`,
+      )
     }
     let arriving_bytes = 0
     for (const r of this.incoming.values()) arriving_bytes += r.page_count * PAGE_SIZE_BYTES
@@ -544,7 +602,13 @@ export class MigrationService {
         `${this.host} cannot take vm ${m.vm}: its ${bytes / 1048576} MiB of memory would bring arriving VMs to ${(arriving_bytes + bytes) / 1048576} MiB, over the ${this.incoming_bytes_max / 1048576} MiB allowed; pick another host or wait`,
       )
     }
-    const arrival: Arrival = { migration_id: m.migration_id, vm: m.vm, source: conn.remoteName, page_count: m.page_count, placement: m.placement ?? null }
+    const arrival: Arrival = {
+      migration_id: m.migration_id,
+      vm: m.vm,
+      source: conn.remoteName,
+      page_count: m.page_count,
+      placement: m.placement ?? null,
+    }
     this.options.admit?.(arrival)
     const run: IncomingRun = {
       arrival,
@@ -558,7 +622,14 @@ export class MigrationService {
       device_state: null,
     }
     this.incoming.set(m.migration_id, run)
-    const input: DestinationInput = { kind: 'begin', migration_id: m.migration_id, vm: m.vm, page_count: m.page_count, storage: m.storage, verify: m.verify }
+    const input: DestinationInput = {
+      kind: 'begin',
+      migration_id: m.migration_id,
+      vm: m.vm,
+      page_count: m.page_count,
+      storage: m.storage,
+      verify: m.verify,
+    }
     return this.replied(run, input, this.runIncoming(run, input))
   }
 
@@ -584,7 +655,10 @@ export class MigrationService {
   private stepIncoming(conn: PeerConnection, migration_id: string, input: DestinationInput, attachment?: Buffer): Reply {
     const run = this.incoming.get(migration_id)
     if (!run || run.conn !== conn) {
-      throw new HvlabError('HVLAB_E_NOT_FOUND', `no migration ${migration_id} from ${conn.remoteName} is arriving on ${this.host}; it was aborted or never began`)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `no migration ${migration_id} from ${conn.remoteName} is arriving on ${this.host}; it was aborted or never began`,
+      )
     }
     return this.replied(run, input, this.runIncoming(run, input, attachment))
   }
@@ -640,7 +714,8 @@ export class MigrationService {
         run.device_state = checkDeviceState(run.vm, Uint8Array.from(attachment))
         return null
       case 'resume-guest': {
-        if (!run.memory || !run.device_state) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
+        if (!run.memory || !run.device_state)
+          throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
         const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
         this.options.onArrived?.(vm, run.arrival)
         return null

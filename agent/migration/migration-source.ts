@@ -34,7 +34,17 @@ import {
 } from './convergence.js'
 import type { MigrationEvent, MigrationEventKind, MigrationEventValue } from './migration-events.js'
 
-export const SOURCE_STAGES = ['setup', 'precopy', 'blackout', 'storage', 'resuming', 'completed', 'failed', 'cancelled', 'in_doubt'] as const
+export const SOURCE_STAGES = [
+  'setup',
+  'precopy',
+  'blackout',
+  'storage',
+  'resuming',
+  'completed',
+  'failed',
+  'cancelled',
+  'in_doubt',
+] as const
 export type SourceStage = (typeof SOURCE_STAGES)[number]
 export type SourceOutcome = 'completed' | 'failed' | 'cancelled' | 'in_doubt'
 
@@ -159,7 +169,10 @@ export class MigrationSource {
       throw new HvlabError('HVLAB_E_USAGE', `cannot migrate vm ${c.vm}: the round cap must be 1–${ROUND_CAP_MAX}, got ${c.round_cap}`)
     }
     if (!Number.isFinite(c.downtime_budget_ms) || c.downtime_budget_ms <= 0 || c.downtime_budget_ms > 60_000) {
-      throw new HvlabError('HVLAB_E_USAGE', `cannot migrate vm ${c.vm}: the downtime budget must be above 0 and at most 60000 ms, got ${c.downtime_budget_ms}`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `cannot migrate vm ${c.vm}: the downtime budget must be above 0 and at most 60000 ms, got ${c.downtime_budget_ms}`,
+      )
     }
     if (!Number.isInteger(c.page_count) || c.page_count < 1) {
       throw new HvlabError('HVLAB_E_USAGE', `cannot migrate vm ${c.vm}: it has ${c.page_count} pages of memory`)
@@ -225,7 +238,10 @@ export class MigrationSource {
 
   private expect(stage: SourceStage, input: string): void {
     if (this.stage_ !== stage) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `migration ${this.config.migration_id}: ${input} arrived in stage ${this.stage_}, expected ${stage}`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `migration ${this.config.migration_id}: ${input} arrived in stage ${this.stage_}, expected ${stage}`,
+      )
     }
   }
 
@@ -247,7 +263,13 @@ export class MigrationSource {
     this.round = 0
     this.round_started_ms = now_ms
     return [
-      this.emit('migration.precopy', { round: 0, pages_left: this.config.page_count, rate_bytes_per_s: null, expected_blackout_ms: null, throttle_pct: 0 }),
+      this.emit('migration.precopy', {
+        round: 0,
+        pages_left: this.config.page_count,
+        rate_bytes_per_s: null,
+        expected_blackout_ms: null,
+        throttle_pct: 0,
+      }),
       { kind: 'copy-round', round: 0, pages: 'all' },
     ]
   }
@@ -255,10 +277,20 @@ export class MigrationSource {
   private onRoundSent(input: Extract<SourceInput, { kind: 'round-sent' }>, now_ms: number): SourceEffect[] {
     this.expect('precopy', 'round-sent')
     if (input.round !== this.round) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `migration ${this.config.migration_id}: round ${input.round} reported, round ${this.round} is running`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `migration ${this.config.migration_id}: round ${input.round} reported, round ${this.round} is running`,
+      )
     }
     const duration_ms = Math.max(1, now_ms - this.round_started_ms)
-    this.rounds.push({ round: input.round, pages: input.pages, bytes_sent: input.bytes_sent, duration_ms, throttle_pct: this.throttle_pct, dirty_after: input.dirty_pages_now })
+    this.rounds.push({
+      round: input.round,
+      pages: input.pages,
+      bytes_sent: input.bytes_sent,
+      duration_ms,
+      throttle_pct: this.throttle_pct,
+      dirty_after: input.dirty_pages_now,
+    })
     // The link carries at least what the fastest round showed; a small round is mostly latency.
     this.bandwidth_bytes_per_s = Math.max(this.bandwidth_bytes_per_s, (input.bytes_sent / duration_ms) * 1000)
     this.dirty_rate_bytes_per_s = ((input.dirty_pages_now * PAGE_SIZE_BYTES) / duration_ms) * 1000
@@ -283,7 +315,10 @@ export class MigrationSource {
     if (decision.action === 'throttle') {
       this.throttle_pct = decision.throttle_pct
       this.throttle_pct_max = Math.max(this.throttle_pct_max, decision.throttle_pct)
-      effects.push(this.emit('migration.throttled', { round: this.round, throttle_pct: decision.throttle_pct }), { kind: 'throttle-guest', pct: decision.throttle_pct })
+      effects.push(this.emit('migration.throttled', { round: this.round, throttle_pct: decision.throttle_pct }), {
+        kind: 'throttle-guest',
+        pct: decision.throttle_pct,
+      })
     }
     this.round++
     this.round_started_ms = now_ms
@@ -321,12 +356,18 @@ export class MigrationSource {
   private onFinalSent(input: Extract<SourceInput, { kind: 'final-sent' }>, _now_ms: number): SourceEffect[] {
     this.expect('blackout', 'final-sent')
     if (input.round !== this.round) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `migration ${this.config.migration_id}: final round ${input.round} reported, expected ${this.round}`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `migration ${this.config.migration_id}: final round ${input.round} reported, expected ${this.round}`,
+      )
     }
     this.final_pages = input.pages
     this.final_bytes = input.bytes_sent
     this.stage_ = 'storage'
-    return [this.emit('migration.storage', { mode: this.config.storage, final_pages: input.pages }), { kind: 'hand-over-storage', mode: this.config.storage }]
+    return [
+      this.emit('migration.storage', { mode: this.config.storage, final_pages: input.pages }),
+      { kind: 'hand-over-storage', mode: this.config.storage },
+    ]
   }
 
   private onStorageHandedOver(now_ms: number): SourceEffect[] {
@@ -354,7 +395,14 @@ export class MigrationSource {
     return [
       this.emit('migration.resumed', { host, blackout_ms }),
       { kind: 'release-vm' },
-      this.emit('migration.completed', { host, rounds: this.rounds.length, blackout_ms, total_ms, switch_reason: this.switch_reason, throttle_pct_max: this.throttle_pct_max }),
+      this.emit('migration.completed', {
+        host,
+        rounds: this.rounds.length,
+        blackout_ms,
+        total_ms,
+        switch_reason: this.switch_reason,
+        throttle_pct_max: this.throttle_pct_max,
+      }),
     ]
   }
 
@@ -382,7 +430,8 @@ export class MigrationSource {
       return [
         this.emit('migration.in-doubt', {
           reason,
-          detail: 'the link was lost while the destination was resuming the VM; the source copy stays paused until the cluster learns whether the destination runs it',
+          detail:
+            'the link was lost while the destination was resuming the VM; the source copy stays paused until the cluster learns whether the destination runs it',
         }),
       ]
     }
@@ -395,7 +444,14 @@ export class MigrationSource {
     this.reason = reason
     this.ended_ms = now_ms
     const paused_for_ms = wasPaused && this.paused_ms !== null ? now_ms - this.paused_ms : null
-    effects.push(this.emit(outcome === 'failed' ? 'migration.failed' : 'migration.cancelled', { reason, rounds: this.rounds.length, paused_for_ms, vm_on: 'source' }))
+    effects.push(
+      this.emit(outcome === 'failed' ? 'migration.failed' : 'migration.cancelled', {
+        reason,
+        rounds: this.rounds.length,
+        paused_for_ms,
+        vm_on: 'source',
+      }),
+    )
     return effects
   }
 }

@@ -32,8 +32,7 @@ export const PageKind = { zero: 0, delta: 1, full: 2 } as const
 export type PageKind = (typeof PageKind)[keyof typeof PageKind]
 
 /** The most bytes a batch of `pages` entries can take. */
-export const pageBatchBytesMax = (pages: number): number =>
-  PAGE_BATCH_HEADER_BYTES + pages * (PAGE_ENTRY_HEADER_BYTES + PAGE_SIZE_BYTES)
+export const pageBatchBytesMax = (pages: number): number => PAGE_BATCH_HEADER_BYTES + pages * (PAGE_ENTRY_HEADER_BYTES + PAGE_SIZE_BYTES)
 
 export interface PageBatchEntry {
   readonly index: number
@@ -154,7 +153,8 @@ const batchError = (what: string): HvlabError =>
  * entries (views into `batch`). Throws HVLAB_E_PROTOCOL on anything out of place.
  */
 export function readPageBatch(batch: Uint8Array, page_count: number): PageBatchEntry[] {
-  if (batch.length < PAGE_BATCH_HEADER_BYTES) throw batchError(`${batch.length} bytes is shorter than the ${PAGE_BATCH_HEADER_BYTES}-byte header`)
+  if (batch.length < PAGE_BATCH_HEADER_BYTES)
+    throw batchError(`${batch.length} bytes is shorter than the ${PAGE_BATCH_HEADER_BYTES}-byte header`)
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength)
   if (view.getUint32(0, true) !== PAGE_BATCH_MAGIC) throw batchError('wrong magic (not a page batch)')
   if (view.getUint8(4) !== PAGE_BATCH_VERSION) throw batchError(`version ${view.getUint8(4)}, this side speaks ${PAGE_BATCH_VERSION}`)
@@ -191,7 +191,8 @@ function checkEntryLength(e: number, kind: number, length: number): void {
   } else if (kind === PageKind.full) {
     if (length !== PAGE_SIZE_BYTES) throw batchError(`entry ${e} is a full page of ${length} bytes (must be ${PAGE_SIZE_BYTES})`)
   } else if (kind === PageKind.delta) {
-    if (length < 1 || length >= PAGE_SIZE_BYTES) throw batchError(`entry ${e} is a delta of ${length} bytes (must be 1–${PAGE_SIZE_BYTES - 1})`)
+    if (length < 1 || length >= PAGE_SIZE_BYTES)
+      throw batchError(`entry ${e} is a delta of ${length} bytes (must be 1–${PAGE_SIZE_BYTES - 1})`)
   } else {
     throw batchError(`entry ${e} has unknown kind ${kind}`)
   }

@@ -118,7 +118,6 @@ export function looksChangedThroughout(previous: Uint8Array, current: Uint8Array
   return true
 }
 
-
 /**
  * Encodes `current` against `previous` into `out` and returns the delta's length
  * (0 when the pages are identical), or DELTA_NOT_SMALLER when the delta would not be

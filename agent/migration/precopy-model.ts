@@ -42,7 +42,12 @@ export interface PrecopyModelResult {
 export const PRECOPY_ROUND_CAP_MAX = 10_000
 
 /** V_i = V_0·(D/R)^i, capped at V_0. */
-export function precopyVolumeBytes(memory_bytes: number, dirty_rate_bytes_per_s: number, bandwidth_bytes_per_s: number, round: number): number {
+export function precopyVolumeBytes(
+  memory_bytes: number,
+  dirty_rate_bytes_per_s: number,
+  bandwidth_bytes_per_s: number,
+  round: number,
+): number {
   return Math.min(memory_bytes, memory_bytes * Math.pow(dirty_rate_bytes_per_s / bandwidth_bytes_per_s, round))
 }
 

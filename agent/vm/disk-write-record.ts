@@ -37,14 +37,14 @@ export interface DiskWriteRecord {
   value: number
 }
 
-export type DecodedBlock =
-  | { kind: 'record'; record: DiskWriteRecord }
-  | { kind: 'empty' }
-  | { kind: 'foreign'; reason: string }
+export type DecodedBlock = { kind: 'record'; record: DiskWriteRecord } | { kind: 'empty' } | { kind: 'foreign'; reason: string }
 
 function checkBlockSize(block_size_bytes: number): void {
   if (!Number.isSafeInteger(block_size_bytes) || block_size_bytes < DISK_RECORD_BLOCK_BYTES_MIN || block_size_bytes % 8 !== 0) {
-    throw new HvlabError('HVLAB_E_USAGE', `a disk write record needs a block of at least ${DISK_RECORD_BLOCK_BYTES_MIN} bytes, a multiple of 8; got ${block_size_bytes}`)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `a disk write record needs a block of at least ${DISK_RECORD_BLOCK_BYTES_MIN} bytes, a multiple of 8; got ${block_size_bytes}`,
+    )
   }
 }
 
@@ -63,9 +63,15 @@ function fill(out: Uint8Array, seq: number, value: number, end: number): void {
 export function encodeDiskWrite(r: DiskWriteRecord, block_size_bytes: number): Buffer {
   checkBlockSize(block_size_bytes)
   const name = Buffer.from(r.vm, 'utf8')
-  if (name.length < 1 || name.length > NAME_BYTES_MAX) throw new HvlabError('HVLAB_E_USAGE', `vm name ${JSON.stringify(r.vm)} must be 1–${NAME_BYTES_MAX} bytes for a disk write record`)
-  for (const [what, v] of [['seq', r.seq], ['epoch', r.epoch], ['block', r.block]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new HvlabError('HVLAB_E_INTERNAL', `disk write record: ${what} ${v} is not a non-negative integer`)
+  if (name.length < 1 || name.length > NAME_BYTES_MAX)
+    throw new HvlabError('HVLAB_E_USAGE', `vm name ${JSON.stringify(r.vm)} must be 1–${NAME_BYTES_MAX} bytes for a disk write record`)
+  for (const [what, v] of [
+    ['seq', r.seq],
+    ['epoch', r.epoch],
+    ['block', r.block],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new HvlabError('HVLAB_E_INTERNAL', `disk write record: ${what} ${v} is not a non-negative integer`)
   }
   const out = Buffer.alloc(block_size_bytes)
   out.writeUInt32BE(MAGIC, 0)
@@ -89,7 +95,8 @@ export function decodeDiskWrite(data: Uint8Array): DecodedBlock {
   if (b.every((x) => x === 0)) return { kind: 'empty' }
   if (b.readUInt32BE(0) !== MAGIC || b[4] !== FORMAT) return { kind: 'foreign', reason: 'no disk write record header' }
   const end = b.length - CHECKSUM_BYTES
-  if (!createHash('sha256').update(b.subarray(0, end)).digest().equals(b.subarray(end))) return { kind: 'foreign', reason: 'checksum mismatch (torn or altered block)' }
+  if (!createHash('sha256').update(b.subarray(0, end)).digest().equals(b.subarray(end)))
+    return { kind: 'foreign', reason: 'checksum mismatch (torn or altered block)' }
   const name_len = b[5] ?? 0
   if (name_len < 1 || name_len > NAME_BYTES_MAX) return { kind: 'foreign', reason: `bad name length ${name_len}` }
   const record: DiskWriteRecord = {
@@ -130,10 +137,18 @@ export async function checkAckedWrites(check: AckedWritesCheck, readBlock: (bloc
       continue
     }
     const r = got.record
-    if (r.vm !== check.vm || r.block !== block) problems.push(`block ${block}: holds vm ${r.vm}'s write for block ${r.block}, expected vm ${check.vm}'s`)
-    else if (r.seq < want.seq) problems.push(`block ${block}: holds seq ${r.seq}, older than acked seq ${want.seq} (an acknowledged write was lost)`)
-    else if (check.issued_through_seq === null || r.seq > check.issued_through_seq) problems.push(`block ${block}: holds seq ${r.seq}, which the writer never issued (highest issued ${check.issued_through_seq ?? 'none'})`)
-    else if (r.seq === want.seq && (r.epoch !== want.epoch || r.value !== want.value)) problems.push(`block ${block}: seq ${r.seq} has epoch ${r.epoch} value ${r.value}, acked with epoch ${want.epoch} value ${want.value}`)
+    if (r.vm !== check.vm || r.block !== block)
+      problems.push(`block ${block}: holds vm ${r.vm}'s write for block ${r.block}, expected vm ${check.vm}'s`)
+    else if (r.seq < want.seq)
+      problems.push(`block ${block}: holds seq ${r.seq}, older than acked seq ${want.seq} (an acknowledged write was lost)`)
+    else if (check.issued_through_seq === null || r.seq > check.issued_through_seq)
+      problems.push(
+        `block ${block}: holds seq ${r.seq}, which the writer never issued (highest issued ${check.issued_through_seq ?? 'none'})`,
+      )
+    else if (r.seq === want.seq && (r.epoch !== want.epoch || r.value !== want.value))
+      problems.push(
+        `block ${block}: seq ${r.seq} has epoch ${r.epoch} value ${r.value}, acked with epoch ${want.epoch} value ${want.value}`,
+      )
   }
   return problems
 }

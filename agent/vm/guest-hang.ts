@@ -17,7 +17,10 @@ export class GuestHang {
   /** Hangs the guest from now_ms, for `for_ms` or (null) until released. */
   hang(now_ms: number, for_ms: number | null): void {
     if (for_ms !== null && (!Number.isInteger(for_ms) || for_ms < 1 || for_ms > GUEST_HANG_MS_MAX)) {
-      throw new HvlabError('HVLAB_E_USAGE', `a guest hang lasts 1 to ${GUEST_HANG_MS_MAX} ms, got ${for_ms}; leave --for-ms out to hang until released`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `a guest hang lasts 1 to ${GUEST_HANG_MS_MAX} ms, got ${for_ms}; leave --for-ms out to hang until released`,
+      )
     }
     this.until_ms = for_ms === null ? Infinity : now_ms + for_ms
   }

@@ -194,10 +194,7 @@ export class GuestMemory {
 
   private assertRange(offset: number, length: number): void {
     if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > this.byte_length) {
-      throw new HvlabError(
-        'HVLAB_E_USAGE',
-        `bytes ${offset}..${offset + length} are outside guest memory of ${this.byte_length} bytes`,
-      )
+      throw new HvlabError('HVLAB_E_USAGE', `bytes ${offset}..${offset + length} are outside guest memory of ${this.byte_length} bytes`)
     }
   }
 }

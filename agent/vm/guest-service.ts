@@ -80,7 +80,10 @@ export class GuestService {
     this.hold_ms = deps.hold_ms ?? GUEST_HOLD_MS
     this.held_max = deps.held_max ?? GUEST_HELD_MAX
     if (!(this.hold_ms > 0) || !Number.isInteger(this.held_max) || this.held_max < 1) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `guest service: hold_ms must be > 0 and held_max a positive integer (got ${this.hold_ms}, ${this.held_max})`)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `guest service: hold_ms must be > 0 and held_max a positive integer (got ${this.hold_ms}, ${this.held_max})`,
+      )
     }
   }
 

@@ -140,11 +140,17 @@ export class VmDisk {
     this.onEvent = o.onEvent
     this.block_size_bytes = o.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT
     if (!Number.isSafeInteger(this.block_size_bytes) || this.block_size_bytes < DISK_RECORD_BLOCK_BYTES_MIN) {
-      throw new HvlabError('HVLAB_E_USAGE', `vm ${o.vm}: disk block size ${this.block_size_bytes} is below ${DISK_RECORD_BLOCK_BYTES_MIN} bytes`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${o.vm}: disk block size ${this.block_size_bytes} is below ${DISK_RECORD_BLOCK_BYTES_MIN} bytes`,
+      )
     }
     const blocks = Math.floor(o.target.size_bytes / this.block_size_bytes)
     if (!Number.isSafeInteger(o.target.size_bytes) || blocks < 1) {
-      throw new HvlabError('HVLAB_E_USAGE', `vm ${o.vm}: volume ${o.target.volume} of ${o.target.size_bytes} bytes holds no whole ${this.block_size_bytes}-byte block`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${o.vm}: volume ${o.target.volume} of ${o.target.size_bytes} bytes holds no whole ${this.block_size_bytes}-byte block`,
+      )
     }
     this.area_blocks = Math.min(blocks, DISK_WRITE_AREA_BLOCKS_MAX)
     this.queue_depth = o.queue_depth ?? DISK_QUEUE_DEPTH
@@ -152,7 +158,8 @@ export class VmDisk {
       throw new HvlabError('HVLAB_E_USAGE', `vm ${o.vm}: disk queue depth must be 1–${DISK_QUEUE_DEPTH}, got ${this.queue_depth}`)
     }
     this.next_seq = o.first_seq ?? 0
-    if (!Number.isSafeInteger(this.next_seq) || this.next_seq < 0) throw new HvlabError('HVLAB_E_USAGE', `vm ${o.vm}: first disk seq ${this.next_seq} is not a non-negative integer`)
+    if (!Number.isSafeInteger(this.next_seq) || this.next_seq < 0)
+      throw new HvlabError('HVLAB_E_USAGE', `vm ${o.vm}: first disk seq ${this.next_seq} is not a non-negative integer`)
     const random = mulberry32(o.seed ?? 1)
     this.valueOf = o.value ?? (() => (random() * 4294967296) >>> 0)
     this.setIops(o.disk_iops ?? 0)
@@ -342,11 +349,13 @@ export function meshBlockIoPort(mesh: ArrayConnections, timeout_ms = DISK_WRITE_
   return {
     async write(array, request, data) {
       const reply = await connection(array).request({ t: 'block-write', ...request }, { attachment: data, timeout_ms })
-      if (reply.message.t !== 'block-written') throw new HvlabError('HVLAB_E_PROTOCOL', `array ${array} answered block-write with ${reply.message.t}`)
+      if (reply.message.t !== 'block-written')
+        throw new HvlabError('HVLAB_E_PROTOCOL', `array ${array} answered block-write with ${reply.message.t}`)
     },
     async read(array, request) {
       const reply = await connection(array).request({ t: 'block-read', ...request }, { timeout_ms })
-      if (reply.message.t !== 'block-data') throw new HvlabError('HVLAB_E_PROTOCOL', `array ${array} answered block-read with ${reply.message.t}`)
+      if (reply.message.t !== 'block-data')
+        throw new HvlabError('HVLAB_E_PROTOCOL', `array ${array} answered block-read with ${reply.message.t}`)
       return reply.attachment
     },
   }

@@ -141,8 +141,13 @@ export class VmInstance implements MigratableVm {
    * here): it writes at the load's disk_iops from now on, continuing the write sequence.
    */
   attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink): VmDisk {
-    if (this.state_ !== 'running') throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disk`)
-    if (this.disk_) throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} already has its disk on ${this.disk_.target.array}/${this.disk_.target.volume} attached; detach it first`)
+    if (this.state_ !== 'running')
+      throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disk`)
+    if (this.disk_)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `vm ${this.name} already has its disk on ${this.disk_.target.array}/${this.disk_.target.volume} attached; detach it first`,
+      )
     const disk = new VmDisk({
       vm: this.name,
       target,
@@ -267,7 +272,14 @@ export class VmInstance implements MigratableVm {
 function decodeDeviceState(bytes: Uint8Array): DeviceState | null {
   try {
     const s = JSON.parse(new TextDecoder().decode(bytes)) as Partial<DeviceState>
-    if (s.v !== 1 || typeof s.heartbeats !== 'number' || typeof s.resumes !== 'number' || typeof s.load?.dirty_mib_per_s !== 'number' || typeof s.load.hot_fraction !== 'number') return null
+    if (
+      s.v !== 1 ||
+      typeof s.heartbeats !== 'number' ||
+      typeof s.resumes !== 'number' ||
+      typeof s.load?.dirty_mib_per_s !== 'number' ||
+      typeof s.load.hot_fraction !== 'number'
+    )
+      return null
     if (s.load.disk_iops !== undefined && (!Number.isInteger(s.load.disk_iops) || s.load.disk_iops < 0)) return null
     if (s.disk_seq !== undefined && (!Number.isSafeInteger(s.disk_seq) || s.disk_seq < 0)) return null
     return s as DeviceState
@@ -321,7 +333,8 @@ export class VmHost {
   /** A VM arrived by migration and runs here now, as start `op` of the coordinator of `epoch`. */
   adopt(vm: VmInstance, op: number, epoch: number): void {
     if (this.vms.has(vm.name)) throw new HvlabError('HVLAB_E_INTERNAL', `${this.host} already has vm ${vm.name}`)
-    if (this.vms.size >= VMS_PER_HOST_MAX) throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
+    if (this.vms.size >= VMS_PER_HOST_MAX)
+      throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
     vm.start()
     this.vms.set(vm.name, { vm, op, epoch })
   }
@@ -347,7 +360,14 @@ export class VmHost {
 
   list(): VmRecord[] {
     return [...this.vms.values()]
-      .map(({ vm, op, epoch }) => ({ name: vm.name, memory_mib: vm.memory_mib, state: vm.state, op, epoch, guest_heartbeats: vm.guestHeartbeats }))
+      .map(({ vm, op, epoch }) => ({
+        name: vm.name,
+        memory_mib: vm.memory_mib,
+        state: vm.state,
+        op,
+        epoch,
+        guest_heartbeats: vm.guestHeartbeats,
+      }))
       .sort((a, b) => (a.name < b.name ? -1 : 1))
   }
 
@@ -364,13 +384,17 @@ export class VmHost {
 
   private checkEpoch(name: string, epoch: number, verb: string): void {
     if (epoch < this.newest_epoch) {
-      throw new HvlabError('HVLAB_E_REFUSED', `${this.host} will not ${verb} vm ${name} for cluster epoch ${epoch}: it has seen epoch ${this.newest_epoch}; that coordinator is stale`)
+      throw new HvlabError(
+        'HVLAB_E_REFUSED',
+        `${this.host} will not ${verb} vm ${name} for cluster epoch ${epoch}: it has seen epoch ${this.newest_epoch}; that coordinator is stale`,
+      )
     }
     this.newest_epoch = epoch
   }
 
   private checkRoom(name: string, memory_mib: number, reserved_mib: number): void {
-    if (this.vms.size >= VMS_PER_HOST_MAX) throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
+    if (this.vms.size >= VMS_PER_HOST_MAX)
+      throw new HvlabError('HVLAB_E_STATE', `${this.host} already runs ${VMS_PER_HOST_MAX} vms, its limit`)
     const free = this.memory_mib_max - this.memoryInUse() - reserved_mib
     if (memory_mib > free) throw new HvlabError('HVLAB_E_STATE', `${this.host} has ${free} MiB free, vm ${name} needs ${memory_mib} MiB`)
   }

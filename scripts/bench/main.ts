@@ -9,14 +9,18 @@ import { Command, InvalidArgumentError } from 'commander'
 import { formatMigrationReport, runMigrationBench } from './migration.js'
 import { formatReport, runPageDiffBench } from './page-diff.js'
 
-const int = (min: number, max: number) => (v: string): number => {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer ${min}–${max}`)
-  return n
-}
+const int =
+  (min: number, max: number) =>
+  (v: string): number => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer ${min}–${max}`)
+    return n
+  }
 
 const program = new Command('hvlab-bench')
-  .description('benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, and live migration (stream vs raw WebSocket; blackout across dirty rates vs the model)')
+  .description(
+    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, and live migration (stream vs raw WebSocket; blackout across dirty rates vs the model)',
+  )
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
   .option('--reps <n>', 'timed repetitions per measurement after one warm-up run (best and median reported)', int(1, 100), 3)

@@ -64,7 +64,8 @@ const reply = (m: object): void => void process.send!(m)
 /** A VM of random (incompressible) memory, as the worst case for the page diff. */
 function randomVm(name: string, mib: number): LabVm {
   const memory = GuestMemory.create((mib * MiB) / PAGE_SIZE_BYTES)
-  for (let off = 0; off < memory.byte_length; off += 16 * MiB) randomFillSync(memory.bytes.subarray(off, Math.min(memory.byte_length, off + 16 * MiB)))
+  for (let off = 0; off < memory.byte_length; off += 16 * MiB)
+    randomFillSync(memory.bytes.subarray(off, Math.min(memory.byte_length, off + 16 * MiB)))
   return new LabVm({ name, memory })
 }
 
@@ -82,7 +83,14 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
       if (raw.received === raw.bytes) reply({ op: 'raw-received', at_ms: now_ms() })
     })
   }
-  const server = await PeerServer.listen({ name: 'bench-dst', role: 'host', secret: BENCH_SECRET, log, roleOf: (name) => (name === 'bench-src' ? 'host' : undefined), onPeer })
+  const server = await PeerServer.listen({
+    name: 'bench-dst',
+    role: 'host',
+    secret: BENCH_SECRET,
+    log,
+    roleOf: (name) => (name === 'bench-src' ? 'host' : undefined),
+    onPeer,
+  })
   const unsealed = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
   await once(unsealed, 'listening')
   unsealed.on('connection', (ws) => onPeer(new PeerConnection(ws, { name: 'bench-src', role: 'host' }, { log, frameAuth: UNSEALED })))
@@ -90,20 +98,34 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
     if (m.op === 'expect-raw') {
       rawExpected = { bytes: m.bytes, received: 0 }
       reply({ op: 'expecting' })
-    } else if (m.op === 'exit') void server.close().then(() => pool.close()).then(() => process.exit(0))
+    } else if (m.op === 'exit')
+      void server
+        .close()
+        .then(() => pool.close())
+        .then(() => process.exit(0))
   })
   reply({ op: 'ready', port: server.port, unsealedPort: (unsealed.address() as AddressInfo).port })
 }
 
 /** A connection to the destination's unsealed port: no handshake, frames carry untested zero tags. */
 async function connectUnsealed(port: number): Promise<PeerConnection> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false, generateMask: (mask) => void mask.fill(0) })
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, {
+    maxPayload: FRAME_BYTES_MAX,
+    perMessageDeflate: false,
+    generateMask: (mask) => void mask.fill(0),
+  })
   await once(ws, 'open')
   return new PeerConnection(ws, { name: 'bench-dst', role: 'host' }, { log: silentLogger(), frameAuth: UNSEALED })
 }
 
 async function connect(port: number): Promise<PeerConnection> {
-  const c = await connectPeer({ endpoint: { host: '127.0.0.1', port }, name: 'bench-src', role: 'host', secret: BENCH_SECRET, log: silentLogger() })
+  const c = await connectPeer({
+    endpoint: { host: '127.0.0.1', port },
+    name: 'bench-src',
+    role: 'host',
+    secret: BENCH_SECRET,
+    log: silentLogger(),
+  })
   c.start()
   return c
 }
@@ -123,7 +145,12 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
   // connection that answers no ping for 2 s is cut by its peer.
   const vm = randomVm(`bench-${m.dirty_mib_per_s}`, m.memory_mib)
   const conn = await connect(m.port)
-  const workload = new GuestWorkload(vm.memory, new RealClock(), { dirty_mib_per_s: m.dirty_mib_per_s, hot_fraction: 0.05, hot_write_share: 0.8, seed: m.seed })
+  const workload = new GuestWorkload(vm.memory, new RealClock(), {
+    dirty_mib_per_s: m.dirty_mib_per_s,
+    hot_fraction: 0.05,
+    hot_write_share: 0.8,
+    seed: m.seed,
+  })
   vm.workload = workload
   workload.start()
   try {
@@ -148,7 +175,9 @@ async function runSource(pool: PageDiffPool): Promise<void> {
 const [role, threadsArg] = process.argv.slice(2)
 const threads = Number(threadsArg)
 if ((role !== 'source' && role !== 'destination') || !Number.isInteger(threads) || threads < 1 || !process.send) {
-  process.stderr.write('migration-endpoint: run by scripts/bench/migration.ts (fork with IPC): migration-endpoint.ts source|destination THREADS\n')
+  process.stderr.write(
+    'migration-endpoint: run by scripts/bench/migration.ts (fork with IPC): migration-endpoint.ts source|destination THREADS\n',
+  )
   process.exit(2)
 }
 // The parent going away (Ctrl-C on the bench, a crash) ends this process too.

@@ -173,10 +173,24 @@ async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_
   return (bytes / (Number(received.at_ms) - Number(sent.started_at_ms))) * 1000
 }
 
-async function migrateOnce(source: Endpoint, destination: Endpoint, o: MigrationBenchOptions, dirty_mib_per_s: number): Promise<MigrationResult> {
-  const r = await source.ask({ op: 'migrate', port: destination.port, memory_mib: o.memory_mib, dirty_mib_per_s, seed: o.seed, budget_ms: o.downtime_budget_ms, round_cap: o.round_cap })
+async function migrateOnce(
+  source: Endpoint,
+  destination: Endpoint,
+  o: MigrationBenchOptions,
+  dirty_mib_per_s: number,
+): Promise<MigrationResult> {
+  const r = await source.ask({
+    op: 'migrate',
+    port: destination.port,
+    memory_mib: o.memory_mib,
+    dirty_mib_per_s,
+    seed: o.seed,
+    budget_ms: o.downtime_budget_ms,
+    round_cap: o.round_cap,
+  })
   const result = r.result as MigrationResult
-  if (result.outcome !== 'completed') process.stderr.write(`bench: the ${o.memory_mib} MiB migration at ${dirty_mib_per_s} MiB/s ${result.outcome}: ${result.reason}\n`)
+  if (result.outcome !== 'completed')
+    process.stderr.write(`bench: the ${o.memory_mib} MiB migration at ${dirty_mib_per_s} MiB/s ${result.outcome}: ${result.reason}\n`)
   return result
 }
 
@@ -269,7 +283,13 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
     raw_transport_unsealed_bytes_per_s: unsealed,
     frame_auth: measureFrameAuth(),
     migration_stream_bytes_per_s: streamRate,
-    stream_result: { total_ms: last.total_ms, blackout_ms: last.blackout_ms, bytes_sent: last.bytes_sent, bytes_raw: last.bytes_raw, pages: last.pages },
+    stream_result: {
+      total_ms: last.total_ms,
+      blackout_ms: last.blackout_ms,
+      bytes_sent: last.bytes_sent,
+      bytes_raw: last.bytes_raw,
+      pages: last.pages,
+    },
     downtime_budget_ms: o.downtime_budget_ms,
     round_cap: o.round_cap,
     rows,
@@ -278,7 +298,11 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
 
 /** Seal and open of a 1 MiB frame (rate) and of a 100-byte frame (time), in this process. */
 export function measureFrameAuth(): FrameAuthCost {
-  const keys = deriveFrameKeys('bench', { protocolVersion: 0, client: { name: 'a', role: 'host', nonce: '0'.repeat(32) }, server: { name: 'b', role: 'host', nonce: '1'.repeat(32) } })
+  const keys = deriveFrameKeys('bench', {
+    protocolVersion: 0,
+    client: { name: 'a', role: 'host', nonce: '0'.repeat(32) },
+    server: { name: 'b', role: 'host', nonce: '1'.repeat(32) },
+  })
   const key = keys.clientToServer
   const head = randomFillSync(Buffer.alloc(64))
   const big = randomFillSync(Buffer.alloc(MiB))
@@ -302,7 +326,11 @@ export function measureFrameAuth(): FrameAuthCost {
     frameTag(key, i, [small])
     mustOpen(smallSealed)
   })
-  return { seal_1mib_bytes_per_s: (MiB / seal_ms) * 1000, open_1mib_bytes_per_s: (MiB / open_ms) * 1000, small_frame_seal_open_us: small_ms * 1000 }
+  return {
+    seal_1mib_bytes_per_s: (MiB / seal_ms) * 1000,
+    open_1mib_bytes_per_s: (MiB / open_ms) * 1000,
+    small_frame_seal_open_us: small_ms * 1000,
+  }
 }
 
 const fmt = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits))
@@ -312,9 +340,15 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
   lines.push(`live migration between ${r.endpoints}; ${r.cpus} CPUs, ${r.threads} diff thread(s) per process, node ${r.node}`)
   const mibs = (v: number): string => (v / MiB).toFixed(0).padStart(9)
   lines.push(`${'what'.padEnd(48)} ${'best MiB/s'.padStart(10)} ${'median MiB/s'.padStart(12)}`)
-  lines.push(`${'raw transport (1 MiB frames over PeerConnection)'.padEnd(48)} ${mibs(r.raw_transport_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_bytes_per_s.median).padStart(12)}`)
-  lines.push(`${'raw transport without frame auth (same frames)'.padEnd(48)} ${mibs(r.raw_transport_unsealed_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_unsealed_bytes_per_s.median).padStart(12)}`)
-  lines.push(`${`migration stream (round 0, ${r.memory_mib} MiB random)`.padEnd(48)} ${mibs(r.migration_stream_bytes_per_s.best).padStart(10)} ${mibs(r.migration_stream_bytes_per_s.median).padStart(12)}`)
+  lines.push(
+    `${'raw transport (1 MiB frames over PeerConnection)'.padEnd(48)} ${mibs(r.raw_transport_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_bytes_per_s.median).padStart(12)}`,
+  )
+  lines.push(
+    `${'raw transport without frame auth (same frames)'.padEnd(48)} ${mibs(r.raw_transport_unsealed_bytes_per_s.best).padStart(10)} ${mibs(r.raw_transport_unsealed_bytes_per_s.median).padStart(12)}`,
+  )
+  lines.push(
+    `${`migration stream (round 0, ${r.memory_mib} MiB random)`.padEnd(48)} ${mibs(r.migration_stream_bytes_per_s.best).padStart(10)} ${mibs(r.migration_stream_bytes_per_s.median).padStart(12)}`,
+  )
   const fa = r.frame_auth
   const perFrame_us = (MiB / r.raw_transport_bytes_per_s.median - MiB / r.raw_transport_unsealed_bytes_per_s.median) * 1e6
   lines.push(
@@ -322,7 +356,9 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
       `a 100-byte frame sealed and opened in ${fa.small_frame_seal_open_us.toFixed(1)} µs; between the medians above, ${perFrame_us.toFixed(0)} µs per 1 MiB frame`,
   )
   lines.push('')
-  lines.push(`${r.memory_mib} MiB VM under load (5% of pages take 80% of writes), budget ${r.downtime_budget_ms} ms, cap ${r.round_cap} rounds; model at the stream's median rate`)
+  lines.push(
+    `${r.memory_mib} MiB VM under load (5% of pages take 80% of writes), budget ${r.downtime_budget_ms} ms, cap ${r.round_cap} rounds; model at the stream's median rate`,
+  )
   lines.push(
     `${'dirty MiB/s'.padStart(11)} ${'outcome'.padStart(10)} ${'rounds'.padStart(6)} ${'thr %'.padStart(5)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)} ${'sent MiB'.padStart(8)} │ ${'model rounds'.padStart(12)} ${'fits'.padStart(4)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)}`,
   )

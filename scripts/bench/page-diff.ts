@@ -58,10 +58,17 @@ export interface PageDiffBenchReport {
     bandwidth_bytes_per_s: number
     downtime_budget_ms: number
     round_cap: number
-    rows: Array<{ dirty_mib_per_s: number; ratio: number; precopy_rounds: number; converges: boolean; blackout_ms: number; total_ms: number; total_mib: number }>
+    rows: Array<{
+      dirty_mib_per_s: number
+      ratio: number
+      precopy_rounds: number
+      converges: boolean
+      blackout_ms: number
+      total_ms: number
+      total_mib: number
+    }>
   }
 }
-
 
 interface Workload {
   memory: GuestMemory
@@ -147,28 +154,40 @@ function benchBaselines(w: Workload, reps: number): BenchRow[] {
   const bytes = w.pages.length * PAGE
   const mem = w.memory.buffers.memory
   let sink = 0
-  const compareMix = timeSync(reps, () => resetLastSent(w), () => {
-    for (let p = 0; p < w.pages.length; p++) {
-      sink += Buffer.compare(new Uint8Array(mem, p * PAGE, PAGE), new Uint8Array(w.last_sent, p * PAGE, PAGE))
-    }
-  })
+  const compareMix = timeSync(
+    reps,
+    () => resetLastSent(w),
+    () => {
+      for (let p = 0; p < w.pages.length; p++) {
+        sink += Buffer.compare(new Uint8Array(mem, p * PAGE, PAGE), new Uint8Array(w.last_sent, p * PAGE, PAGE))
+      }
+    },
+  )
   // identical pages: memcmp must read every byte of both
-  const compareFull = timeSync(reps, () => resetLastSent(w), () => {
-    for (let p = 0; p < w.pages.length; p++) {
-      sink += Buffer.compare(new Uint8Array(w.last_sent, p * PAGE, PAGE), w.pristine.subarray(p * PAGE, (p + 1) * PAGE))
-    }
-  })
+  const compareFull = timeSync(
+    reps,
+    () => resetLastSent(w),
+    () => {
+      for (let p = 0; p < w.pages.length; p++) {
+        sink += Buffer.compare(new Uint8Array(w.last_sent, p * PAGE, PAGE), w.pristine.subarray(p * PAGE, (p + 1) * PAGE))
+      }
+    },
+  )
   const a32 = new Uint32Array(w.last_sent)
   const b32 = new Uint32Array(w.pristine.buffer)
-  const jsLoop = timeSync(reps, () => resetLastSent(w), () => {
-    const words = PAGE / 4
-    for (let p = 0; p < w.pages.length; p++) {
-      const base = p * words
-      let i = 0
-      while (i < words && a32[base + i] === b32[base + i]) i++
-      sink += i
-    }
-  })
+  const jsLoop = timeSync(
+    reps,
+    () => resetLastSent(w),
+    () => {
+      const words = PAGE / 4
+      for (let p = 0; p < w.pages.length; p++) {
+        const base = p * words
+        let i = 0
+        while (i < words && a32[base + i] === b32[base + i]) i++
+        sink += i
+      }
+    },
+  )
   if (sink === 0.5) console.log('') // keeps the loops from being optimised away
   return [
     row('Buffer.compare, same pages (stops at first difference)', 1, bytes, compareMix),
@@ -180,21 +199,32 @@ function benchBaselines(w: Workload, reps: number): BenchRow[] {
 function benchInProcess(w: Workload, reps: number): { row: BenchRow; stats: PageDiffStats } {
   const mem = w.memory.buffers.memory
   let stats = emptyPageDiffStats()
-  const runs = timeSync(reps, () => resetLastSent(w), () => {
-    stats = emptyPageDiffStats()
-    for (let at = 0; at < w.pages.length; at += PAGE_BATCH_PAGES_MAX / 4) {
-      addPageDiffStats(stats, diffPages({ memory: mem, last_sent: w.last_sent, pages: w.pages.subarray(at, at + PAGE_BATCH_PAGES_MAX / 4) }).stats)
-    }
-  })
+  const runs = timeSync(
+    reps,
+    () => resetLastSent(w),
+    () => {
+      stats = emptyPageDiffStats()
+      for (let at = 0; at < w.pages.length; at += PAGE_BATCH_PAGES_MAX / 4) {
+        addPageDiffStats(
+          stats,
+          diffPages({ memory: mem, last_sent: w.last_sent, pages: w.pages.subarray(at, at + PAGE_BATCH_PAGES_MAX / 4) }).stats,
+        )
+      }
+    },
+  )
   return { row: row('diffPages on the main thread (no pool)', 1, w.pages.length * PAGE, runs), stats }
 }
 
 async function benchPool(w: Workload, reps: number, threads: number): Promise<BenchRow> {
   const pool = new PageDiffPool({ threads, idle_timeout_ms: 60_000 })
   try {
-    const runs = await timeAsync(reps, () => resetLastSent(w), async () => {
-      await pool.diff(w.memory.buffers.memory, w.last_sent, w.pages)
-    })
+    const runs = await timeAsync(
+      reps,
+      () => resetLastSent(w),
+      async () => {
+        await pool.diff(w.memory.buffers.memory, w.last_sent, w.pages)
+      },
+    )
     return row(`page-diff pool`, threads, w.pages.length * PAGE, runs)
   } finally {
     await pool.close()
@@ -257,14 +287,18 @@ export function formatReport(r: PageDiffBenchReport): string {
   lines.push('')
   lines.push(`${'what'.padEnd(56)} ${'threads'.padStart(7)} ${'best GB/s'.padStart(10)} ${'median GB/s'.padStart(12)}`)
   for (const x of r.rows) {
-    lines.push(`${x.name.padEnd(56)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)}`)
+    lines.push(
+      `${x.name.padEnd(56)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)}`,
+    )
   }
   const m = r.precopy_model
   lines.push('')
   lines.push(
     `pre-copy model: 1 GiB VM, link ${(m.bandwidth_bytes_per_s / MiB).toFixed(0)} MiB/s, budget ${m.downtime_budget_ms} ms, cap ${m.round_cap} rounds; V_i = V_0·(D/R)^i`,
   )
-  lines.push(`${'dirty MiB/s'.padStart(11)} ${'D/R'.padStart(6)} ${'rounds'.padStart(6)} ${'fits'.padStart(5)} ${'blackout ms'.padStart(12)} ${'total s'.padStart(8)} ${'sent MiB'.padStart(9)}`)
+  lines.push(
+    `${'dirty MiB/s'.padStart(11)} ${'D/R'.padStart(6)} ${'rounds'.padStart(6)} ${'fits'.padStart(5)} ${'blackout ms'.padStart(12)} ${'total s'.padStart(8)} ${'sent MiB'.padStart(9)}`,
+  )
   for (const x of m.rows) {
     lines.push(
       `${String(x.dirty_mib_per_s).padStart(11)} ${x.ratio.toFixed(3).padStart(6)} ${String(x.precopy_rounds).padStart(6)} ${(x.converges ? 'yes' : 'NO').padStart(5)} ${x.blackout_ms.toFixed(1).padStart(12)} ${(x.total_ms / 1000).toFixed(2).padStart(8)} ${x.total_mib.toFixed(0).padStart(9)}`,

@@ -57,7 +57,8 @@ export function currentIo(): CliIo {
 /** Sets the exit code the current run ends with (a command that printed its result but failed, e.g. a lost ping). */
 export function setExitCode(code: number): void {
   const run = runs.getStore()
-  if (run === undefined) throw new Error(`setExitCode(${code}) outside an hvlab run: commands run through runHvlab(), which carries their exit code`)
+  if (run === undefined)
+    throw new Error(`setExitCode(${code}) outside an hvlab run: commands run through runHvlab(), which carries their exit code`)
   if (!Number.isInteger(code) || code < 0 || code > 255) throw new Error(`exit code ${code} is not an integer from 0 to 255`)
   run.exitCode = code
 }

@@ -15,7 +15,12 @@ const ROLE_REQUEST_TIMEOUT_MS = 15_000
  * Sends a request to an up host, trying the next one when a host cannot answer; refusals
  * (a wrong name, a paused target …) come back at once.
  */
-export async function askAnyHost<T extends MessageType>(client: ControlClient, message: Message, expect: T, timeout_ms = ROLE_REQUEST_TIMEOUT_MS): Promise<MessageOf<T>> {
+export async function askAnyHost<T extends MessageType>(
+  client: ControlClient,
+  message: Message,
+  expect: T,
+  timeout_ms = ROLE_REQUEST_TIMEOUT_MS,
+): Promise<MessageOf<T>> {
   const lab = await client.get<LabStatus>('/v1/status')
   // Hosts that hold quorum first: a host cut off from the majority can only answer from
   // its stale copy of the cluster database.
@@ -24,7 +29,8 @@ export async function askAnyHost<T extends MessageType>(client: ControlClient, m
     .filter((p) => p.role === 'host' && p.state === 'up')
     .map((p) => p.name)
     .sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
-  if (up.length === 0) throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
+  if (up.length === 0)
+    throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
   let last: unknown
   let lastHost = ''
   for (const host of up) {

@@ -30,7 +30,9 @@ export interface ValidationInput {
    * Each array's volumes as it lists them now, with the hosts each is presented to (LUN
    * masking), or why it did not answer; absent: not asked.
    */
-  arrays?: Readonly<Record<string, { volumes: readonly string[]; presented?: Readonly<Record<string, readonly string[]>> } | { error: string }>>
+  arrays?: Readonly<
+    Record<string, { volumes: readonly string[]; presented?: Readonly<Record<string, readonly string[]>> } | { error: string }>
+  >
 }
 
 export function validateCluster(input: ValidationInput): ValidationCheck[] {
@@ -42,43 +44,98 @@ function heartbeatChecks(input: ValidationInput): ValidationCheck[] {
   for (const h of input.hosts) {
     const s = input.statuses[h.name]
     if (s === undefined) {
-      out.push({ area: 'network', name: `${h.name} sees every node`, result: 'fail', detail: `${h.name} did not answer; start it (\`hvlab restart ${h.name}\`) and validate again` })
+      out.push({
+        area: 'network',
+        name: `${h.name} sees every node`,
+        result: 'fail',
+        detail: `${h.name} did not answer; start it (\`hvlab restart ${h.name}\`) and validate again`,
+      })
       continue
     }
-    const unseen = input.hosts.filter((o) => o.name !== h.name && s.nodes.find((n) => n.name === o.name)?.state === 'Down').map((o) => o.name)
+    const unseen = input.hosts
+      .filter((o) => o.name !== h.name && s.nodes.find((n) => n.name === o.name)?.state === 'Down')
+      .map((o) => o.name)
     out.push(
       unseen.length === 0
-        ? { area: 'network', name: `${h.name} sees every node`, result: 'pass', detail: `heartbeats arrive from all ${input.hosts.length - 1} other nodes` }
-        : { area: 'network', name: `${h.name} sees every node`, result: 'fail', detail: `no heartbeats from ${unseen.join(', ')}; check the heartbeat network between them (\`hvlab status\` shows partitions; \`hvlab heal\`)` },
+        ? {
+            area: 'network',
+            name: `${h.name} sees every node`,
+            result: 'pass',
+            detail: `heartbeats arrive from all ${input.hosts.length - 1} other nodes`,
+          }
+        : {
+            area: 'network',
+            name: `${h.name} sees every node`,
+            result: 'fail',
+            detail: `no heartbeats from ${unseen.join(', ')}; check the heartbeat network between them (\`hvlab status\` shows partitions; \`hvlab heal\`)`,
+          },
     )
   }
   return out
 }
 
 function witnessChecks(input: ValidationInput): ValidationCheck[] {
-  if (input.witness === null) return [{ area: 'quorum', name: 'file-share witness', result: 'warn', detail: 'the cluster has no witness; with an even number of nodes a site failure can stop it' }]
+  if (input.witness === null)
+    return [
+      {
+        area: 'quorum',
+        name: 'file-share witness',
+        result: 'warn',
+        detail: 'the cluster has no witness; with an even number of nodes a site failure can stop it',
+      },
+    ]
   const sites = [...new Set(input.hosts.map((h) => h.site))].sort()
   return sites.map((site) => {
     const hosts = input.hosts.filter((h) => h.site === site)
     const reach = hosts.filter((h) => input.statuses[h.name]?.witness?.reachable === true).map((h) => h.name)
     const name = `witness ${input.witness!.name} reachable from ${site}`
     if (reach.length === hosts.length) return { area: 'quorum', name, result: 'pass', detail: `reachable from ${reach.join(', ')}` }
-    if (reach.length > 0) return { area: 'quorum', name, result: 'warn', detail: `reachable from ${reach.join(', ')} only; check the others' connection to ${input.witness!.site}` }
-    return { area: 'quorum', name, result: 'fail', detail: `no host of ${site} reaches ${input.witness!.name}; without it ${site} cannot win a tie — check the link to ${input.witness!.site}` }
+    if (reach.length > 0)
+      return {
+        area: 'quorum',
+        name,
+        result: 'warn',
+        detail: `reachable from ${reach.join(', ')} only; check the others' connection to ${input.witness!.site}`,
+      }
+    return {
+      area: 'quorum',
+      name,
+      result: 'fail',
+      detail: `no host of ${site} reaches ${input.witness!.name}; without it ${site} cannot win a tie — check the link to ${input.witness!.site}`,
+    }
   })
 }
 
 function roleChecks(input: ValidationInput): ValidationCheck[] {
-  if (input.roles === null) return [{ area: 'roles', name: 'vm owners', result: 'skip', detail: 'no coordinator answered for the vm roles; validate again once the cluster has quorum' }]
+  if (input.roles === null)
+    return [
+      {
+        area: 'roles',
+        name: 'vm owners',
+        result: 'skip',
+        detail: 'no coordinator answered for the vm roles; validate again once the cluster has quorum',
+      },
+    ]
   if (input.roles.length === 0) return [{ area: 'roles', name: 'vm owners', result: 'pass', detail: 'no vm roles yet' }]
   const nodes = new Set(input.hosts.map((h) => h.name))
   return input.roles.map((r) => {
     const owners = [...r.preferred_owners, ...(r.possible_owners ?? [])]
     const strangers = [...new Set(owners.filter((o) => !nodes.has(o)))]
     const name = `vm ${r.name}: possible owners are cluster nodes`
-    if (strangers.length > 0) return { area: 'roles', name, result: 'fail', detail: `${strangers.join(', ')} ${strangers.length === 1 ? 'is' : 'are'} not a node of this cluster; recreate the vm with owners from ${[...nodes].join(', ')}` }
+    if (strangers.length > 0)
+      return {
+        area: 'roles',
+        name,
+        result: 'fail',
+        detail: `${strangers.join(', ')} ${strangers.length === 1 ? 'is' : 'are'} not a node of this cluster; recreate the vm with owners from ${[...nodes].join(', ')}`,
+      }
     const possible = r.possible_owners ?? [...nodes]
-    return { area: 'roles', name, result: possible.length < 2 ? 'warn' : 'pass', detail: possible.length < 2 ? `only ${possible.join('')} may run it: it cannot fail over` : `may run on ${possible.join(', ')}` }
+    return {
+      area: 'roles',
+      name,
+      result: possible.length < 2 ? 'warn' : 'pass',
+      detail: possible.length < 2 ? `only ${possible.join('')} may run it: it cannot fail over` : `may run on ${possible.join(', ')}`,
+    }
   })
 }
 
@@ -87,7 +144,14 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
   const replicated = input.roles.flatMap((r) => (r.storage?.kind === 'replicated' ? [{ role: r, spec: r.storage }] : []))
   const onCsv = input.roles.flatMap((r) => (r.storage?.kind === 'csv' ? [{ role: r, spec: r.storage }] : []))
   if (replicated.length === 0 && onCsv.length === 0) {
-    return [{ area: 'storage', name: "each vm's storage is presented to all its possible owners", result: 'skip', detail: 'no vm has a shared disk (all local); nothing to check' }]
+    return [
+      {
+        area: 'storage',
+        name: "each vm's storage is presented to all its possible owners",
+        result: 'skip',
+        detail: 'no vm has a shared disk (all local); nothing to check',
+      },
+    ]
   }
   const nodes = input.hosts.map((h) => h.name)
   const out: ValidationCheck[] = []
@@ -120,11 +184,26 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
     const { problems, unpresented } = onArrays(arrays, spec.volume, owners)
     if (missing.length > 0 || unpresented.length > 0) {
       const what = missing.length > 0 ? `not presented to ${missing.join(', ')}, which may own it` : unpresented.join('; ')
-      out.push({ area: 'storage', name, result: 'fail', detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners` })
+      out.push({
+        area: 'storage',
+        name,
+        result: 'fail',
+        detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners`,
+      })
     } else if (problems.length > 0) {
-      out.push({ area: 'storage', name, result: 'fail', detail: `${problems.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\`` })
+      out.push({
+        area: 'storage',
+        name,
+        result: 'fail',
+        detail: `${problems.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\``,
+      })
     } else {
-      out.push({ area: 'storage', name, result: 'pass', detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? ' (as both arrays list their LUN presentations)' : ''}` })
+      out.push({
+        area: 'storage',
+        name,
+        result: 'pass',
+        detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? ' (as both arrays list their LUN presentations)' : ''}`,
+      })
     }
   }
   for (const { role, spec } of onCsv) {
@@ -134,8 +213,20 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
     const bad = [...unpresented, ...problems]
     out.push(
       bad.length > 0
-        ? { area: 'storage', name, result: 'fail', detail: `${bad.join('; ')}; every node must reach a CSV (\`hvlab array present ${spec.array} ${spec.volume} HOST\`)` }
-        : { area: 'storage', name, result: 'pass', detail: input.arrays ? `${spec.volume} on ${spec.array} is presented to ${owners.join(', ')}` : `${spec.volume} on ${spec.array} (the array was not asked)` },
+        ? {
+            area: 'storage',
+            name,
+            result: 'fail',
+            detail: `${bad.join('; ')}; every node must reach a CSV (\`hvlab array present ${spec.array} ${spec.volume} HOST\`)`,
+          }
+        : {
+            area: 'storage',
+            name,
+            result: 'pass',
+            detail: input.arrays
+              ? `${spec.volume} on ${spec.array} is presented to ${owners.join(', ')}`
+              : `${spec.volume} on ${spec.array} (the array was not asked)`,
+          },
     )
   }
   const byGroup = new Map<string, string[]>()
@@ -143,8 +234,18 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
   const shared = [...byGroup].filter(([, vms]) => vms.length > 1)
   out.push(
     shared.length === 0
-      ? { area: 'storage', name: 'one vm per remote-copy group', result: 'pass', detail: `${byGroup.size} group(s), each holding one vm's disks` }
-      : { area: 'storage', name: 'one vm per remote-copy group', result: 'fail', detail: `${shared.map(([g, vms]) => `${g} holds ${vms.join(', ')}`).join('; ')}: CLX fails a group over as a whole, so these vms cannot move between sites alone; give each vm a group of its own` },
+      ? {
+          area: 'storage',
+          name: 'one vm per remote-copy group',
+          result: 'pass',
+          detail: `${byGroup.size} group(s), each holding one vm's disks`,
+        }
+      : {
+          area: 'storage',
+          name: 'one vm per remote-copy group',
+          result: 'fail',
+          detail: `${shared.map(([g, vms]) => `${g} holds ${vms.join(', ')}`).join('; ')}: CLX fails a group over as a whole, so these vms cannot move between sites alone; give each vm a group of its own`,
+        },
   )
   return out
 }

@@ -17,7 +17,11 @@ export function runningLab(dir: string): { httpPort: number; authorization: stri
   const layout = labLayout(dir)
   checkLabDir(layout.root)
   const control = readRunningControl(layout)
-  if (!control) throw new HvlabError('HVLAB_E_LAB', `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`)
+  if (!control)
+    throw new HvlabError(
+      'HVLAB_E_LAB',
+      `no lab is running in ${layout.root}; start one with \`hvlab up --detach --dir ${dir}\` (or pass the --dir of a running lab)`,
+    )
   let secret: string
   try {
     secret = readFileSync(layout.secret, 'utf8').trim()
@@ -48,7 +52,10 @@ export class ControlClient {
 
   /** Sends a request message to one lab process through the controller; returns its reply. */
   async request<T extends MessageType>(process: string, message: Message, expect: T, timeout_ms?: number): Promise<MessageOf<T>> {
-    const { message: reply } = await this.post<{ message: Message }>(`/v1/processes/${encodeURIComponent(process)}/request`, { message, ...(timeout_ms ? { timeout_ms } : {}) })
+    const { message: reply } = await this.post<{ message: Message }>(`/v1/processes/${encodeURIComponent(process)}/request`, {
+      message,
+      ...(timeout_ms ? { timeout_ms } : {}),
+    })
     if (reply.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${process} answered ${reply.t}, expected ${expect}`)
     return reply as MessageOf<T>
   }
@@ -104,7 +111,11 @@ export class ControlClient {
         // not JSON: fall through to the status line
       }
       const origin = typeof err.error?.origin === 'string' ? { origin: err.error.origin } : {}
-      throw new HvlabError(asErrorCode(err.error?.detail ?? '', asErrorCode(err.error?.code ?? '')), err.error?.message ?? `the lab answered ${res.status} ${res.statusText}`, origin)
+      throw new HvlabError(
+        asErrorCode(err.error?.detail ?? '', asErrorCode(err.error?.code ?? '')),
+        err.error?.message ?? `the lab answered ${res.status} ${res.statusText}`,
+        origin,
+      )
     }
     return res
   }

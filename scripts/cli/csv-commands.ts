@@ -55,35 +55,56 @@ function formatListing(l: CsvListing): string {
   if (l.csvs.length === 0) return 'no Cluster Shared Volumes; create one with `hvlab csv create NAME --array ARRAY`'
   const lines: string[] = []
   for (const c of l.csvs) {
-    lines.push(`${c.name}  volume ${c.volume} on ${c.array}  ${(c.size_bytes / GIB).toFixed(2)} GiB  coordinator node ${c.owner}  ${c.regions.length} region(s)`)
-    for (const r of c.regions) lines.push(`  region ${r.region}: blocks ${r.offset_block}..${r.offset_block + r.blocks - 1} (${((r.blocks * c.block_size_bytes) / MIB).toFixed(1)} MiB)`)
+    lines.push(
+      `${c.name}  volume ${c.volume} on ${c.array}  ${(c.size_bytes / GIB).toFixed(2)} GiB  coordinator node ${c.owner}  ${c.regions.length} region(s)`,
+    )
+    for (const r of c.regions)
+      lines.push(
+        `  region ${r.region}: blocks ${r.offset_block}..${r.offset_block + r.blocks - 1} (${((r.blocks * c.block_size_bytes) / MIB).toFixed(1)} MiB)`,
+      )
     for (const [node, s] of Object.entries(c.nodes)) {
       const why = s.mode === 'Direct' ? '' : ` (${s.state_info}: ${s.reason}${s.detail ? ` — ${s.detail}` : ''})`
-      lines.push(`  ${node.padEnd(10)} ${s.mode}${why}  written/read direct ${s.bytes_direct} B, redirected ${s.bytes_redirected} B, served for others ${s.bytes_served} B`)
+      lines.push(
+        `  ${node.padEnd(10)} ${s.mode}${why}  written/read direct ${s.bytes_direct} B, redirected ${s.bytes_redirected} B, served for others ${s.bytes_served} B`,
+      )
     }
   }
   return lines.join('\n')
 }
 
 export function registerCsvCommands(program: Command): void {
-  const csv = program.command('csv').description('Cluster Shared Volumes: one LUN that every cluster node reads and writes at once; VM disks are regions in it')
+  const csv = program
+    .command('csv')
+    .description('Cluster Shared Volumes: one LUN that every cluster node reads and writes at once; VM disks are regions in it')
 
   csv
     .command('create')
-    .description('create volume csv-NAME on an array, present it to every cluster host and record it in the cluster database (needs quorum)')
+    .description(
+      'create volume csv-NAME on an array, present it to every cluster host and record it in the cluster database (needs quorum)',
+    )
     .argument('<name>', 'CSV name (1–48 of a-z 0-9 . _ -)')
     .requiredOption('--array <array>', 'the array that holds the volume, e.g. array-a')
     .option('--size-gib <n>', 'size in GiB', intIn(1, 64), 1)
     .addOption(dirOption())
     .option('--json', 'print the CSV as JSON')
     .action(async (name: string, o: { array: string; sizeGib: number; dir: string; json?: boolean }) => {
-      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-create-request', name, array: o.array, size_bytes: o.sizeGib * GIB }, 'csv-list-reply')
-      printResult(o.json, r.csvs[0], () => `CSV ${name} created: volume ${r.csvs[0]?.volume} on ${o.array}, coordinator node ${r.csvs[0]?.owner}`)
+      const r = await askAnyHost(
+        ControlClient.forDir(o.dir),
+        { t: 'csv-create-request', name, array: o.array, size_bytes: o.sizeGib * GIB },
+        'csv-list-reply',
+      )
+      printResult(
+        o.json,
+        r.csvs[0],
+        () => `CSV ${name} created: volume ${r.csvs[0]?.volume} on ${o.array}, coordinator node ${r.csvs[0]?.owner}`,
+      )
     })
 
   csv
     .command('list')
-    .description('each CSV with its coordinator node, its regions, and every node\'s I/O state (Direct, or Redirected with why) and bytes moved')
+    .description(
+      "each CSV with its coordinator node, its regions, and every node's I/O state (Direct, or Redirected with why) and bytes moved",
+    )
     .addOption(dirOption())
     .option('--json', 'print as JSON')
     .action(async (o: { dir: string; json?: boolean }) => {
@@ -107,13 +128,22 @@ export function registerCsvCommands(program: Command): void {
     .command('allocate')
     .description('allocate a region (a VM disk) inside a CSV, through its coordinator node')
     .argument('<name>', 'CSV name')
-    .requiredOption('--region <region>', 'region name (the VM\'s name)')
+    .requiredOption('--region <region>', "region name (the VM's name)")
     .requiredOption('--size-mib <n>', 'size in MiB', intIn(1, 64 * 1024))
     .addOption(dirOption())
     .option('--json', 'print the allocation as JSON')
     .action(async (name: string, o: { region: string; sizeMib: number; dir: string; json?: boolean }) => {
-      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-region-request', csv: name, region: o.region, op: 'allocate', size_bytes: o.sizeMib * MIB, forwarded: false }, 'csv-region-reply')
-      printResult(o.json, r, () => `region ${o.region} of CSV ${name}: blocks ${r.allocation?.offset_block}..${(r.allocation?.offset_block ?? 0) + (r.allocation?.blocks ?? 0) - 1} (coordinator node ${r.owner})`)
+      const r = await askAnyHost(
+        ControlClient.forDir(o.dir),
+        { t: 'csv-region-request', csv: name, region: o.region, op: 'allocate', size_bytes: o.sizeMib * MIB, forwarded: false },
+        'csv-region-reply',
+      )
+      printResult(
+        o.json,
+        r,
+        () =>
+          `region ${o.region} of CSV ${name}: blocks ${r.allocation?.offset_block}..${(r.allocation?.offset_block ?? 0) + (r.allocation?.blocks ?? 0) - 1} (coordinator node ${r.owner})`,
+      )
     })
 
   csv
@@ -123,7 +153,11 @@ export function registerCsvCommands(program: Command): void {
     .requiredOption('--region <region>', 'region name')
     .addOption(dirOption())
     .action(async (name: string, o: { region: string; dir: string }) => {
-      await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-region-request', csv: name, region: o.region, op: 'release', forwarded: false }, 'csv-region-reply')
+      await askAnyHost(
+        ControlClient.forDir(o.dir),
+        { t: 'csv-region-request', csv: name, region: o.region, op: 'release', forwarded: false },
+        'csv-region-reply',
+      )
       out(`region ${o.region} of CSV ${name} released`)
     })
 
@@ -137,15 +171,39 @@ export function registerCsvCommands(program: Command): void {
       .addOption(dirOption())
       .option('--json', 'print the result as JSON')
 
-  ioOptions(csv.command('write').description('test write: pattern data (see `hvlab array write --pattern`) through one host\'s CSV path; says whether it went direct or redirected'))
+  ioOptions(
+    csv
+      .command('write')
+      .description(
+        "test write: pattern data (see `hvlab array write --pattern`) through one host's CSV path; says whether it went direct or redirected",
+      ),
+  )
     .requiredOption('--pattern <seed>', 'data seed: block b holds sha256("SEED:b") repeated')
-    .action(async (name: string, o: { region: string; host: string; block: number; blocks: number; pattern: string; dir: string; json?: boolean }) => {
-      const r = await ControlClient.forDir(o.dir).request(o.host, { t: 'csv-write-request', csv: name, region: o.region, block: o.block, blocks: o.blocks, pattern: o.pattern }, 'csv-io-reply', IO_REQUEST_TIMEOUT_MS)
-      printResult(o.json, r, () => `${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
-    })
-  ioOptions(csv.command('read').description('test read through one host\'s CSV path: the sha256 of the blocks, and whether it went direct or redirected'))
-    .action(async (name: string, o: { region: string; host: string; block: number; blocks: number; dir: string; json?: boolean }) => {
-      const r = await ControlClient.forDir(o.dir).request(o.host, { t: 'csv-read-request', csv: name, region: o.region, block: o.block, blocks: o.blocks }, 'csv-io-reply', IO_REQUEST_TIMEOUT_MS)
-      printResult(o.json, r, () => `${o.host} read ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
-    })
+    .action(
+      async (
+        name: string,
+        o: { region: string; host: string; block: number; blocks: number; pattern: string; dir: string; json?: boolean },
+      ) => {
+        const r = await ControlClient.forDir(o.dir).request(
+          o.host,
+          { t: 'csv-write-request', csv: name, region: o.region, block: o.block, blocks: o.blocks, pattern: o.pattern },
+          'csv-io-reply',
+          IO_REQUEST_TIMEOUT_MS,
+        )
+        printResult(o.json, r, () => `${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
+      },
+    )
+  ioOptions(
+    csv
+      .command('read')
+      .description("test read through one host's CSV path: the sha256 of the blocks, and whether it went direct or redirected"),
+  ).action(async (name: string, o: { region: string; host: string; block: number; blocks: number; dir: string; json?: boolean }) => {
+    const r = await ControlClient.forDir(o.dir).request(
+      o.host,
+      { t: 'csv-read-request', csv: name, region: o.region, block: o.block, blocks: o.blocks },
+      'csv-io-reply',
+      IO_REQUEST_TIMEOUT_MS,
+    )
+    printResult(o.json, r, () => `${o.host} read ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
+  })
 }

@@ -22,15 +22,30 @@ export function formatStatus(s: LabStatus): string {
   const rows = [['NAME', 'ROLE', 'SITE', 'STATE', 'PID', 'UPTIME', 'PEERS', 'METRICS']]
   for (const p of s.processes) {
     const missing = p.expectedPeers.filter((e) => !p.peers.includes(e))
-    const peers = p.state === 'down' ? '-' : `${p.peers.length}/${p.expectedPeers.length}${missing.length ? ` (missing ${missing.join(',')})` : ''}`
-    rows.push([p.name, p.role, p.site, p.state, p.pid === null ? '-' : String(p.pid), duration(p.uptime_ms), peers, p.metricsPort ? `http://127.0.0.1:${p.metricsPort}/metrics` : '-'])
+    const peers =
+      p.state === 'down' ? '-' : `${p.peers.length}/${p.expectedPeers.length}${missing.length ? ` (missing ${missing.join(',')})` : ''}`
+    rows.push([
+      p.name,
+      p.role,
+      p.site,
+      p.state,
+      p.pid === null ? '-' : String(p.pid),
+      duration(p.uptime_ms),
+      peers,
+      p.metricsPort ? `http://127.0.0.1:${p.metricsPort}/metrics` : '-',
+    ])
   }
-  const lines = [`lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid})`, table(rows)]
+  const lines = [
+    `lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid})`,
+    table(rows),
+  ]
   for (const p of s.partitions) lines.push(`partition: ${p.a.join(',')}  ✕  ${p.b.join(',')}`)
   if (s.cluster) lines.push('', formatCluster(s.cluster))
   for (const p of s.processes) {
     if (p.state === 'down' && p.lastExit && !p.lastExit.requested) {
-      lines.push(`${p.name} died by itself (${p.lastExit.signal ? `signal ${p.lastExit.signal}` : `exit code ${p.lastExit.code}`}); last log lines:`)
+      lines.push(
+        `${p.name} died by itself (${p.lastExit.signal ? `signal ${p.lastExit.signal}` : `exit code ${p.lastExit.code}`}); last log lines:`,
+      )
       for (const l of p.lastExit.lastLogLines) lines.push(`  ${l}`)
     }
   }
@@ -58,16 +73,27 @@ export function formatCluster(c: LabClusterStatus): string {
   const ref = referenceHost(c)
   if (!ref) return 'cluster: no host answered'
   const onOff = (b: boolean): string => (b ? 'on' : 'off')
-  const holders = Object.values(c.hosts).filter((h) => h.holds_lease).map((h) => h.node)
+  const holders = Object.values(c.hosts)
+    .filter((h) => h.holds_lease)
+    .map((h) => h.node)
   const lines = [
     `cluster: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${ref.epoch}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
     `quorum: ${ref.holds_lease ? 'HELD' : 'NOT HELD'} by ${holders.length ? holders.join(',') : 'no host'}; votes present ${ref.votes_present} of ${ref.votes_total}, needed ${ref.votes_needed}` +
-      (ref.witness ? `; witness ${ref.witness.name} ${ref.witness.votes ? 'votes' : 'does not vote (dynamic witness)'}, vote holder ${c.witness?.vote_holder ?? 'none'}` : ''),
+      (ref.witness
+        ? `; witness ${ref.witness.name} ${ref.witness.votes ? 'votes' : 'does not vote (dynamic witness)'}, vote holder ${c.witness?.vote_holder ?? 'none'}`
+        : ''),
   ]
   const rows = [['NODE', 'SITE', 'STATE', 'VOTE', 'QUORUM', 'EPOCH']]
   for (const n of ref.nodes) {
     const own = c.hosts[n.name]
-    rows.push([n.name, n.site, n.state, n.voter ? 'yes' : 'no', own ? (own.holds_lease ? 'yes' : 'no') : '-', own ? String(own.epoch) : '-'])
+    rows.push([
+      n.name,
+      n.site,
+      n.state,
+      n.voter ? 'yes' : 'no',
+      own ? (own.holds_lease ? 'yes' : 'no') : '-',
+      own ? String(own.epoch) : '-',
+    ])
   }
   lines.push(table(rows))
   return lines.join('\n')
@@ -82,7 +108,14 @@ export function formatVmList(r: { coordinator: string; source: 'coordinator' | '
   if (r.roles.length === 0) return `${head}\nno vms yet; create one with \`hvlab vm create NAME --preferred host-a1,host-a2\``
   const rows = [['NAME', 'STATE', 'OWNER', 'MEMORY', 'PREFERRED', 'REASON']]
   for (const v of r.roles) {
-    rows.push([v.name, v.state, v.owner ?? (v.last_owner ? `(${v.last_owner})` : '-'), `${v.memory_mib} MiB`, v.preferred_owners.join(',') || '-', v.reason])
+    rows.push([
+      v.name,
+      v.state,
+      v.owner ?? (v.last_owner ? `(${v.last_owner})` : '-'),
+      `${v.memory_mib} MiB`,
+      v.preferred_owners.join(',') || '-',
+      v.reason,
+    ])
   }
   return `${head}\n${table(rows)}`
 }
@@ -107,13 +140,17 @@ export function formatValidation(checks: readonly ValidationCheck[], report: str
   return `${table(rows)}\n\nvalidation ${verdict}; report: ${report}`
 }
 
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
 
 /** The validation report as a standalone HTML page. */
 export function validationHtml(checks: readonly ValidationCheck[], lab: { name: string; at: string }): string {
   const color: Record<ValidationCheck['result'], string> = { pass: '#1a7f37', fail: '#cf222e', warn: '#9a6700', skip: '#6e7781' }
   const rows = checks
-    .map((c) => `<tr><td style="color:${color[c.result]};font-weight:bold">${MARK[c.result]}</td><td>${escapeHtml(c.area)}</td><td>${escapeHtml(c.name)}</td><td>${escapeHtml(c.detail)}</td></tr>`)
+    .map(
+      (c) =>
+        `<tr><td style="color:${color[c.result]};font-weight:bold">${MARK[c.result]}</td><td>${escapeHtml(c.area)}</td><td>${escapeHtml(c.name)}</td><td>${escapeHtml(c.detail)}</td></tr>`,
+    )
     .join('\n')
   const failed = checks.some((c) => c.result === 'fail')
   return `<!doctype html>

@@ -38,7 +38,8 @@ export async function pingVm(o: PingOptions): Promise<PingSummary> {
       const at = now()
       if (r.t === 'pong') {
         const kind = tally.pong(r.seq, r.value, r.host, at)
-        if (perReply && o.print) o.print(`reply from vm ${r.vm} on ${r.host}: seq=${r.seq} value=${r.value}${kind === 'duplicate' ? ' (DUP!)' : ''}`)
+        if (perReply && o.print)
+          o.print(`reply from vm ${r.vm} on ${r.host}: seq=${r.seq} value=${r.value}${kind === 'duplicate' ? ' (DUP!)' : ''}`)
       } else {
         tally.unreachable(r.seq, r.reason)
         if (perReply && o.print) o.print(`seq=${r.seq} unreachable: ${r.reason}`)
@@ -68,7 +69,9 @@ export async function pingVm(o: PingOptions): Promise<PingSummary> {
       if (!perReply && o.print && now() - lastSummary >= SUMMARY_EVERY_MS) {
         lastSummary = now()
         const s = tally.summary()
-        o.print(`${(lastSummary / 1000).toFixed(0)} s: ${s.sent} sent, ${s.received} received, ${tally.waiting} waiting, ${s.unreachable} unreachable, longest gap ${s.maxGapMs} ms, hosts ${s.hosts.join(' → ') || '-'}`)
+        o.print(
+          `${(lastSummary / 1000).toFixed(0)} s: ${s.sent} sent, ${s.received} received, ${tally.waiting} waiting, ${s.unreachable} unreachable, longest gap ${s.maxGapMs} ms, hosts ${s.hosts.join(' → ') || '-'}`,
+        )
       }
       const next_ms = seq * o.interval_ms - now()
       await sleep(Math.max(0, next_ms), (w) => (wake = w))
@@ -109,8 +112,16 @@ export function registerGuestCommands(program: Command): void {
     .argument('<name>', 'the VM name')
     .option('--interval-ms <n>', 'time between pings', intIn(1, 60_000), 10)
     .option('--count <n>', 'stop after this many pings (default: until Ctrl-C)', intIn(1, 10_000_000))
-    .option('--timeout-ms <n>', 'after the last ping, wait this long for the last replies; later ones count as lost', intIn(1, 600_000), 10_000)
-    .option('--json', 'machine-readable, at the end: {sent,received,lost,outOfOrder,duplicates,maxGapMs,hosts,unreachable,valueContinuous,…}')
+    .option(
+      '--timeout-ms <n>',
+      'after the last ping, wait this long for the last replies; later ones count as lost',
+      intIn(1, 600_000),
+      10_000,
+    )
+    .option(
+      '--json',
+      'machine-readable, at the end: {sent,received,lost,outOfOrder,duplicates,maxGapMs,hosts,unreachable,valueContinuous,…}',
+    )
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; intervalMs: number; count?: number; timeoutMs: number; json?: boolean }) => {
       let interrupt: () => void = () => {}
@@ -123,7 +134,15 @@ export function registerGuestCommands(program: Command): void {
       if (!o.json) out(`PING vm ${name} every ${o.intervalMs} ms${o.count ? `, ${o.count} pings` : ''}`)
       let s: PingSummary
       try {
-        s = await pingVm({ vm: name, dir: o.dir, interval_ms: o.intervalMs, count: o.count ?? null, timeout_ms: o.timeoutMs, stop, ...(o.json ? {} : { print }) })
+        s = await pingVm({
+          vm: name,
+          dir: o.dir,
+          interval_ms: o.intervalMs,
+          count: o.count ?? null,
+          timeout_ms: o.timeoutMs,
+          stop,
+          ...(o.json ? {} : { print }),
+        })
       } finally {
         stopListening?.()
       }

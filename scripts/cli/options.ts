@@ -3,7 +3,8 @@ import { InvalidArgumentError, Option } from 'commander'
 import { DEFAULT_LAB_DIR } from '../../shared/lab-layout.js'
 import { currentIo } from './cli-io.js'
 
-export const dirOption = (): Option => new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
+export const dirOption = (): Option =>
+  new Option('--dir <dir>', 'the lab’s data dir: secret, logs, data, control endpoint').default(DEFAULT_LAB_DIR)
 
 /** Prints a line on the current run's stdout (the process's outside a run). */
 export const out = (s: string): void => currentIo().stdout(s + '\n')
@@ -13,14 +14,19 @@ export const printResult = (json: boolean | undefined, value: unknown, text: () 
 
 /** Parses a comma-separated list of names. */
 export const nameList = (v: string): string[] => {
-  const items = v.split(',').map((s) => s.trim()).filter(Boolean)
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   if (items.length === 0) throw new InvalidArgumentError('a comma-separated list of names')
   return items
 }
 
 /** Parses an integer within bounds. */
-export const intIn = (min: number, max: number) => (v: string): number => {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max}`)
-  return n
-}
+export const intIn =
+  (min: number, max: number) =>
+  (v: string): number => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max}`)
+    return n
+  }

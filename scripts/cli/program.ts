@@ -50,7 +50,9 @@ async function waitUntilReady(client: () => ControlClient, isAlive: () => boolea
     }
     await new Promise((r) => setTimeout(r, 100))
   }
-  const what = last?.lab.healthy ? 'its failover cluster did not form (every host in one view, holding quorum)' : 'the lab did not become healthy'
+  const what = last?.lab.healthy
+    ? 'its failover cluster did not form (every host in one view, holding quorum)'
+    : 'the lab did not become healthy'
   throw new HvlabError('HVLAB_E_TIMEOUT', `${what} within ${timeout_ms / 1000} s${last ? `:\n${formatStatus(last)}` : ''}`)
 }
 
@@ -130,8 +132,12 @@ function guideToSubcommand(group: Command): void {
       const names = group.commands.map((c) => c.name()).join(', ')
       const [given] = group.args
       if (given === undefined) group.help({ error: true })
-      if (!given.startsWith('-')) throw new HvlabError('HVLAB_E_USAGE', `${path} has no subcommand ${given}; choose one of: ${names} (see \`${path} --help\`)`)
-      throw new HvlabError('HVLAB_E_USAGE', `${path} needs a subcommand before ${given}: one of ${names}; options go after it, e.g. \`${path} ${group.commands[0]!.name()} ${given} …\` (see \`${path} --help\`)`)
+      if (!given.startsWith('-'))
+        throw new HvlabError('HVLAB_E_USAGE', `${path} has no subcommand ${given}; choose one of: ${names} (see \`${path} --help\`)`)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `${path} needs a subcommand before ${given}: one of ${names}; options go after it, e.g. \`${path} ${group.commands[0]!.name()} ${given} …\` (see \`${path} --help\`)`,
+      )
     })
 }
 
@@ -142,7 +148,9 @@ function commandPath(c: Command): string {
 function registerLabCommands(program: Command): void {
   program
     .command('up')
-    .description('start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy and the failover cluster has formed')
+    .description(
+      'start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy and the failover cluster has formed',
+    )
     .option('--topology <file>', 'topology file (JSON); default: topologies/two-site.json')
     .addOption(dirOption())
     .option('--detach', 'return once the lab is healthy and its cluster formed, leaving it running')
@@ -155,18 +163,34 @@ function registerLabCommands(program: Command): void {
       const layout = labLayout(o.dir)
       if (o.detach) {
         const running = readRunningControl(layout)
-        if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); \`hvlab down --dir ${o.dir}\` stops it`)
+        if (running)
+          throw new HvlabError(
+            'HVLAB_E_STATE',
+            `a lab is already running in ${layout.root} (controller pid ${running.pid}); \`hvlab down --dir ${o.dir}\` stops it`,
+          )
         prepareLabDir(layout) // 0700, and refused when another user owns it or may write it
         const logFd = openSync(layout.controllerStderr, 'a')
         const entry = fileURLToPath(new URL('../controller/main.ts', import.meta.url))
-        const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', topologyFile], { detached: true, stdio: ['ignore', logFd, logFd] })
+        const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', topologyFile], {
+          detached: true,
+          stdio: ['ignore', logFd, logFd],
+        })
         closeSync(logFd)
         let alive = true
         child.on('exit', () => (alive = false))
         child.unref()
         try {
-          const status = await waitUntilReady(() => ControlClient.forDir(o.dir), () => alive, READY_TIMEOUT_MS)
-          printResult(o.json, status, () => `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`)
+          const status = await waitUntilReady(
+            () => ControlClient.forDir(o.dir),
+            () => alive,
+            READY_TIMEOUT_MS,
+          )
+          printResult(
+            o.json,
+            status,
+            () =>
+              `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`,
+          )
         } catch (e) {
           const tail = lastLines(layout.controllerStderr, 10)
           throw new HvlabError('HVLAB_E_LAB', `${describeError(e)}${tail.length ? `\ncontroller said:\n  ${tail.join('\n  ')}` : ''}`)
@@ -180,9 +204,15 @@ function registerLabCommands(program: Command): void {
       let labRunning = true
       void lab.stopped.then(() => (labRunning = false))
       try {
-        const status = await waitUntilReady(() => ControlClient.forDir(o.dir), () => labRunning, READY_TIMEOUT_MS)
+        const status = await waitUntilReady(
+          () => ControlClient.forDir(o.dir),
+          () => labRunning,
+          READY_TIMEOUT_MS,
+        )
         out(o.json ? JSON.stringify(status, null, 2) : `\n${formatStatus(status)}\n`)
-        out(`Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`)
+        out(
+          `Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`,
+        )
       } catch (e) {
         if (labRunning) io.stderr(`hvlab: ${describeError(e)}\n`)
       }
@@ -209,8 +239,15 @@ function registerLabCommands(program: Command): void {
     .addOption(dirOption())
     .option('--json', 'print the process’s new status as JSON')
     .action(async (name: string, o: { signal: SignalName; dir: string; json?: boolean }) => {
-      const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, { signal: o.signal })
-      printResult(o.json, p, () => `sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`)
+      const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, {
+        signal: o.signal,
+      })
+      printResult(
+        o.json,
+        p,
+        () =>
+          `sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`,
+      )
     })
 
   program
@@ -251,7 +288,7 @@ function registerLabCommands(program: Command): void {
       'after',
       [
         '',
-        'This shows the events the controller keeps in memory: the newest 10,000 within the topology\'s',
+        "This shows the events the controller keeps in memory: the newest 10,000 within the topology's",
         'limits.timeline_memory_bytes_max (16 MiB by default). Every event is also written to the',
         'data dir as events.<n>.jsonl, rotated at events_file_bytes_max (16 MiB); the newest',
         'events_files_kept (4) rotated files are kept.',
@@ -270,7 +307,11 @@ function registerLabCommands(program: Command): void {
       // Ctrl-C ends --follow quietly (exit 0)
       const stopListening = currentIo().onInterrupt?.(() => abort.abort())
       try {
-        await client.stream(`/v1/events?after=${o.after ?? 0}${o.follow ? '&follow=1' : ''}`, (e) => out(o.json ? JSON.stringify(e) : formatEvent(e as TimelineEvent)), abort.signal)
+        await client.stream(
+          `/v1/events?after=${o.after ?? 0}${o.follow ? '&follow=1' : ''}`,
+          (e) => out(o.json ? JSON.stringify(e) : formatEvent(e as TimelineEvent)),
+          abort.signal,
+        )
       } finally {
         stopListening?.()
       }

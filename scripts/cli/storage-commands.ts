@@ -7,7 +7,13 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import type { Message } from '../../shared/protocol/messages.js'
-import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES, type RcGroupStatus } from '../../shared/protocol/storage-messages.js'
+import {
+  BLOCKS_PER_IO_MAX,
+  DIGEST_BLOCKS_MAX,
+  RC_MODES,
+  RC_WRITE_ERROR_POLICIES,
+  type RcGroupStatus,
+} from '../../shared/protocol/storage-messages.js'
 import { ControlClient } from './control-client.js'
 import { duration, table } from './format.js'
 import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'
@@ -72,15 +78,21 @@ const RUNS_ON: Record<string, string[]> = {
 }
 
 /** Sends `message` to the array where `verb` runs for `group`; tries the next candidate on a state refusal. */
-async function runOnGroupSide(o: DirOpt & { array?: string }, group: string, verb: string, message: Message): Promise<{ array: string; status: RcGroupStatus }> {
+async function runOnGroupSide(
+  o: DirOpt & { array?: string },
+  group: string,
+  verb: string,
+  message: Message,
+): Promise<{ array: string; status: RcGroupStatus }> {
   const views = await groupViews(o, group)
   const roles = RUNS_ON[verb]!
-  const candidates = o.array
-    ? [o.array]
-    : views.filter((v) => v.groups.some((g) => roles.includes(g.role))).map((v) => v.array)
+  const candidates = o.array ? [o.array] : views.filter((v) => v.groups.some((g) => roles.includes(g.role))).map((v) => v.array)
   if (candidates.length === 0) {
     const seen = views.map((v) => `${v.array}: ${v.error ?? v.groups.map((g) => g.role).join(',') ?? '-'}`).join('; ')
-    throw new HvlabError('HVLAB_E_STATE', `no reachable array holds group ${group} as ${roles.join(' or ')}, which is where ${verb} runs (${seen}); \`hvlab rcopy status ${group}\` shows the sides`)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `no reachable array holds group ${group} as ${roles.join(' or ')}, which is where ${verb} runs (${seen}); \`hvlab rcopy status ${group}\` shows the sides`,
+    )
   }
   let last: unknown
   for (const array of candidates) {
@@ -119,27 +131,57 @@ function waiting(g: RcGroupStatus): string {
 function groupNotes(array: string, g: RcGroupStatus): string[] {
   const notes: string[] = []
   const f = g.last_link_failure
-  if (f) notes.push(`${array} ${g.group}: link failed ${duration(Math.max(0, Math.round(Date.now() - f.at_ms)))} ago (${f.code}, ${g.link_failures_total ?? 1} in all): ${f.reason}`)
-  if (g.sync_writes_overdue) notes.push(`${array} ${g.group}: ${g.sync_writes_overdue} synchronous writes are stuck past ${g.sync_write_timeout_ms} ms; the group is NotSynced and the link is about to count as failed`)
-  if (g.journal_damaged) notes.push(`${array} ${g.group}: its journal was damaged when the array opened it; every block is being resynced by comparison (see the rc.journal-damaged event)`)
+  if (f)
+    notes.push(
+      `${array} ${g.group}: link failed ${duration(Math.max(0, Math.round(Date.now() - f.at_ms)))} ago (${f.code}, ${g.link_failures_total ?? 1} in all): ${f.reason}`,
+    )
+  if (g.sync_writes_overdue)
+    notes.push(
+      `${array} ${g.group}: ${g.sync_writes_overdue} synchronous writes are stuck past ${g.sync_write_timeout_ms} ms; the group is NotSynced and the link is about to count as failed`,
+    )
+  if (g.journal_damaged)
+    notes.push(
+      `${array} ${g.group}: its journal was damaged when the array opened it; every block is being resynced by comparison (see the rc.journal-damaged event)`,
+    )
   return notes
 }
 
 export function formatGroups(views: { array: string; groups: RcGroupStatus[]; error?: string }[]): string {
-  const rows = [['GROUP', 'ARRAY', 'ROLE', 'PARTNER', 'MODE', 'POLICY', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED', 'SYNC-WAITING']]
+  const rows = [
+    ['GROUP', 'ARRAY', 'ROLE', 'PARTNER', 'MODE', 'POLICY', 'STARTED', 'LINK', 'LAST-SYNC', 'BEHIND', 'RESYNCED', 'SYNC-WAITING'],
+  ]
   const vols = [['GROUP', 'ARRAY', 'VOLUME', 'REMOTE', 'STATE', 'BEHIND']]
   const notes: string[] = []
   for (const v of views) {
     if (v.error) notes.push(`${v.array}: ${v.error}`)
     for (const g of v.groups) {
-      rows.push([g.group, v.array, g.role, `${g.partner} (${g.partner_role ?? 'not heard'})`, g.mode, g.write_error_policy ?? '-', g.started ? 'yes' : 'no', g.link_up ? 'up' : 'down', g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`, `${g.bytes_behind}`, `${g.bytes_resynced_total}`, waiting(g)])
+      rows.push([
+        g.group,
+        v.array,
+        g.role,
+        `${g.partner} (${g.partner_role ?? 'not heard'})`,
+        g.mode,
+        g.write_error_policy ?? '-',
+        g.started ? 'yes' : 'no',
+        g.link_up ? 'up' : 'down',
+        g.last_sync_ms === undefined ? 'never' : `${duration(Math.max(0, Math.round(Date.now() - g.last_sync_ms)))} ago`,
+        `${g.bytes_behind}`,
+        `${g.bytes_resynced_total}`,
+        waiting(g),
+      ])
       for (const x of g.volumes) vols.push([g.group, v.array, x.volume, x.remote_volume, x.state, `${x.bytes_behind}`])
       notes.push(...groupNotes(v.array, g))
     }
   }
   const ack = syncAckNote(views.flatMap((v) => v.groups))
   if (ack) notes.push(ack)
-  return [rows.length > 1 ? table(rows) : 'no remote copy groups', vols.length > 1 ? '\n' + table(vols) : '', ...notes.map((n) => `note: ${n}`)].filter(Boolean).join('\n')
+  return [
+    rows.length > 1 ? table(rows) : 'no remote copy groups',
+    vols.length > 1 ? '\n' + table(vols) : '',
+    ...notes.map((n) => `note: ${n}`),
+  ]
+    .filter(Boolean)
+    .join('\n')
 }
 
 export function registerStorageCommands(program: Command): void {
@@ -189,7 +231,14 @@ export function registerStorageCommands(program: Command): void {
     .action(async (a: string, o: JsonOpt) => {
       const r = await ask(o, a, { t: 'volume-list' }, 'volume-listing')
       if (o.json) return printJson(r)
-      out(r.volumes.length === 0 ? `no volumes on ${a}` : table([['VOLUME', 'SIZE-BYTES', 'BLOCKS'], ...r.volumes.map((x) => [x.volume, `${x.size_bytes}`, `${x.size_bytes / r.block_size_bytes}`])]))
+      out(
+        r.volumes.length === 0
+          ? `no volumes on ${a}`
+          : table([
+              ['VOLUME', 'SIZE-BYTES', 'BLOCKS'],
+              ...r.volumes.map((x) => [x.volume, `${x.size_bytes}`, `${x.size_bytes / r.block_size_bytes}`]),
+            ]),
+      )
     })
 
   array
@@ -203,7 +252,12 @@ export function registerStorageCommands(program: Command): void {
     .option('--json', 'print the volume’s presentations as JSON')
     .action(async (a: string, v: string, h: string, o: JsonOpt & { wwn?: string[] }) => {
       const r = await ask(o, a, { t: 'lun-present', volume: v, host: h, initiators: o.wwn ?? [] }, 'lun-presentations')
-      printResult(o.json, r, () => `volume ${v} on ${a} is presented to ${r.presentations.map((p) => p.host + (p.initiators.length ? ` (${p.initiators.join(', ')})` : '')).join(', ')}`)
+      printResult(
+        o.json,
+        r,
+        () =>
+          `volume ${v} on ${a} is presented to ${r.presentations.map((p) => p.host + (p.initiators.length ? ` (${p.initiators.join(', ')})` : '')).join(', ')}`,
+      )
     })
   array
     .command('unpresent')
@@ -230,11 +284,26 @@ export function registerStorageCommands(program: Command): void {
     .requiredOption('--pattern <seed>', 'seed of the data pattern')
     .addOption(dirOption())
     .option('--json', 'print the reply as JSON')
-    .action(async (a: string, v: string, o: JsonOpt & { block: number; blocks: number; host: string; initiator?: string; epoch: number; pattern: string }) => {
-      const m: Message = { t: 'block-write-pattern', volume: v, host: o.host, epoch: o.epoch, block: o.block, blocks: o.blocks, pattern: o.pattern, ...(o.initiator ? { initiator: o.initiator } : {}) }
-      const r = await ask(o, a, m, 'block-written', 60_000)
-      printResult(o.json, r, () => `wrote blocks ${r.block}..${r.block + r.blocks - 1} of ${v} on ${a} (acknowledged)`)
-    })
+    .action(
+      async (
+        a: string,
+        v: string,
+        o: JsonOpt & { block: number; blocks: number; host: string; initiator?: string; epoch: number; pattern: string },
+      ) => {
+        const m: Message = {
+          t: 'block-write-pattern',
+          volume: v,
+          host: o.host,
+          epoch: o.epoch,
+          block: o.block,
+          blocks: o.blocks,
+          pattern: o.pattern,
+          ...(o.initiator ? { initiator: o.initiator } : {}),
+        }
+        const r = await ask(o, a, m, 'block-written', 60_000)
+        printResult(o.json, r, () => `wrote blocks ${r.block}..${r.block + r.blocks - 1} of ${v} on ${a} (acknowledged)`)
+      },
+    )
   array
     .command('read')
     .description('read blocks and print their sha256 (per block, or of the whole range with --sha256)')
@@ -247,13 +316,22 @@ export function registerStorageCommands(program: Command): void {
     .option('--sha256', 'print only the sha256 of the whole range')
     .addOption(dirOption())
     .option('--json', 'machine-readable: {"volume","block","blocks","sha256","block_sha256":[…]}')
-    .action(async (a: string, v: string, o: JsonOpt & { block: number; blocks: number; host?: string; initiator?: string; sha256?: boolean }) => {
-      const m: Message = { t: 'block-digest-request', volume: v, block: o.block, blocks: o.blocks, ...(o.host ? { host: o.host } : {}), ...(o.initiator ? { initiator: o.initiator } : {}) }
-      const r = await ask(o, a, m, 'block-digest', 60_000)
-      if (o.json) return printJson(r)
-      if (o.sha256 || !r.block_sha256) return out(r.sha256)
-      out(r.block_sha256.map((h, i) => `${r.block + i}  ${h}`).join('\n'))
-    })
+    .action(
+      async (a: string, v: string, o: JsonOpt & { block: number; blocks: number; host?: string; initiator?: string; sha256?: boolean }) => {
+        const m: Message = {
+          t: 'block-digest-request',
+          volume: v,
+          block: o.block,
+          blocks: o.blocks,
+          ...(o.host ? { host: o.host } : {}),
+          ...(o.initiator ? { initiator: o.initiator } : {}),
+        }
+        const r = await ask(o, a, m, 'block-digest', 60_000)
+        if (o.json) return printJson(r)
+        if (o.sha256 || !r.block_sha256) return out(r.sha256)
+        out(r.block_sha256.map((h, i) => `${r.block + i}  ${h}`).join('\n'))
+      },
+    )
 
   registerRcopyCommands(program)
 }
@@ -267,19 +345,51 @@ function registerRcopyCommands(program: Command): void {
     .argument('<group>', 'group name, e.g. rc-vm1 (one VM = one group)')
     .requiredOption('--primary <array>', 'the array that takes host writes')
     .requiredOption('--secondary <array>', 'the array that holds the copy')
-    .addOption(new Option('--mode <mode>', 'sync: ack after the secondary has it; periodic: delta every period').choices(RC_MODES).makeOptionMandatory())
+    .addOption(
+      new Option('--mode <mode>', 'sync: ack after the secondary has it; periodic: delta every period')
+        .choices(RC_MODES)
+        .makeOptionMandatory(),
+    )
     .option('--period-ms <ms>', 'periodic mode: time between delta cycles (scaled by the lab’s timeScale)', intIn(1, 7 * 24 * 3600 * 1000))
-    .addOption(new Option('--policy <policy>', 'what a write does while the partner is unreachable: no_fail_wrt_on_err (default) acknowledges it on the primary alone and the group shows NotSynced; fail_wrt_on_err refuses it').choices(RC_WRITE_ERROR_POLICIES))
+    .addOption(
+      new Option(
+        '--policy <policy>',
+        'what a write does while the partner is unreachable: no_fail_wrt_on_err (default) acknowledges it on the primary alone and the group shows NotSynced; fail_wrt_on_err refuses it',
+      ).choices(RC_WRITE_ERROR_POLICIES),
+    )
     .option('--no-auto-recover', 'stop the group on link loss instead of resyncing when the link returns')
     .addOption(dirOption())
     .option('--json', 'print both sides as JSON')
-    .action(async (group: string, o: JsonOpt & { primary: string; secondary: string; mode: 'sync' | 'periodic'; periodMs?: number; policy?: (typeof RC_WRITE_ERROR_POLICIES)[number]; autoRecover: boolean }) => {
-      if (o.primary === o.secondary) throw new HvlabError('HVLAB_E_USAGE', 'the primary and secondary must be two different arrays')
-      const base = { group, mode: o.mode, ...(o.periodMs ? { period_ms: o.periodMs } : {}), ...(o.policy ? { write_error_policy: o.policy } : {}), auto_recover: o.autoRecover }
-      const sec = await ask(o, o.secondary, { t: 'rc-create', ...base, partner: o.primary, role: 'secondary' }, 'rc-status')
-      const pri = await ask(o, o.primary, { t: 'rc-create', ...base, partner: o.secondary, role: 'primary' }, 'rc-status')
-      printResult(o.json, { [o.primary]: pri.groups[0], [o.secondary]: sec.groups[0] }, () => `created group ${group}: ${o.primary} primary → ${o.secondary} secondary, ${o.mode}; next: hvlab rcopy admit ${group} VOLUME, then hvlab rcopy start ${group}`)
-    })
+    .action(
+      async (
+        group: string,
+        o: JsonOpt & {
+          primary: string
+          secondary: string
+          mode: 'sync' | 'periodic'
+          periodMs?: number
+          policy?: (typeof RC_WRITE_ERROR_POLICIES)[number]
+          autoRecover: boolean
+        },
+      ) => {
+        if (o.primary === o.secondary) throw new HvlabError('HVLAB_E_USAGE', 'the primary and secondary must be two different arrays')
+        const base = {
+          group,
+          mode: o.mode,
+          ...(o.periodMs ? { period_ms: o.periodMs } : {}),
+          ...(o.policy ? { write_error_policy: o.policy } : {}),
+          auto_recover: o.autoRecover,
+        }
+        const sec = await ask(o, o.secondary, { t: 'rc-create', ...base, partner: o.primary, role: 'secondary' }, 'rc-status')
+        const pri = await ask(o, o.primary, { t: 'rc-create', ...base, partner: o.secondary, role: 'primary' }, 'rc-status')
+        printResult(
+          o.json,
+          { [o.primary]: pri.groups[0], [o.secondary]: sec.groups[0] },
+          () =>
+            `created group ${group}: ${o.primary} primary → ${o.secondary} secondary, ${o.mode}; next: hvlab rcopy admit ${group} VOLUME, then hvlab rcopy start ${group}`,
+        )
+      },
+    )
 
   rcopy
     .command('admit')
@@ -316,7 +426,12 @@ function registerRcopyCommands(program: Command): void {
       .option('--json', 'print the group as JSON')
       .action(async (group: string, o: JsonOpt & { force?: boolean; array?: string }) => {
         const r = await runOnGroupSide(o, group, verb, { t: 'rc-verb', group, verb: verb as 'start', ...(o.force ? { force: true } : {}) })
-        printResult(o.json, r, () => `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`)
+        printResult(
+          o.json,
+          r,
+          () =>
+            `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`,
+        )
       })
   }
 
@@ -325,7 +440,10 @@ function registerRcopyCommands(program: Command): void {
     .description('roles, states, last sync and bytes behind, as each array sees its groups')
     .argument('[group]', 'one group (default: all)')
     .addOption(dirOption())
-    .option('--json', 'machine-readable: [{"array","groups":[{"group","role","partner","partner_role"?,"mode","write_error_policy","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","sync_write_timeout_ms"?,"sync_writes_waiting"?,"sync_writes_overdue"?,"link_failures_total","last_link_failure"?,"journal_damaged"?,"volumes":[…]}],"error"?}]')
+    .option(
+      '--json',
+      'machine-readable: [{"array","groups":[{"group","role","partner","partner_role"?,"mode","write_error_policy","started","link_up","last_sync_ms","bytes_behind","bytes_resynced_total","sync_write_timeout_ms"?,"sync_writes_waiting"?,"sync_writes_overdue"?,"link_failures_total","last_link_failure"?,"journal_damaged"?,"volumes":[…]}],"error"?}]',
+    )
     .action(async (group: string | undefined, o: JsonOpt) => {
       const views = await groupViews(o, group)
       if (o.json) return printJson(views)

@@ -17,11 +17,21 @@ export class SwitchClient {
   /** Connects to the switch of the lab running in `dir`. */
   static async connect(dir: string, onReply: (r: SwitchReply) => void, onClose: (reason: string) => void): Promise<SwitchClient> {
     const { httpPort, authorization } = runningLab(dir)
-    const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/v1/switch`, { headers: { authorization }, maxPayload: REPLY_BYTES_MAX, handshakeTimeout: CONNECT_TIMEOUT_MS })
+    const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/v1/switch`, {
+      headers: { authorization },
+      maxPayload: REPLY_BYTES_MAX,
+      handshakeTimeout: CONNECT_TIMEOUT_MS,
+    })
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
-      ws.once('unexpected-response', (_req, res) => reject(new HvlabError('HVLAB_E_LAB', `the lab controller refused the switch connection: ${res.statusCode} ${res.statusMessage ?? ''}`)))
-      ws.once('error', (e) => reject(new HvlabError('HVLAB_E_LAB', `cannot reach the lab's virtual switch on port ${httpPort}: ${describeError(e)}`)))
+      ws.once('unexpected-response', (_req, res) =>
+        reject(
+          new HvlabError('HVLAB_E_LAB', `the lab controller refused the switch connection: ${res.statusCode} ${res.statusMessage ?? ''}`),
+        ),
+      )
+      ws.once('error', (e) =>
+        reject(new HvlabError('HVLAB_E_LAB', `cannot reach the lab's virtual switch on port ${httpPort}: ${describeError(e)}`)),
+      )
     })
     ws.on('message', (data, isBinary) => {
       let r: SwitchReply

@@ -8,7 +8,16 @@ import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { formatBytes, worstVolumeState } from '../../agent/clx/clx-decision.js'
 
 export type ArraySide =
-  | { array: string; natural: 'primary' | 'secondary'; reachable: true; role: RcGroupStatus['role'] | null; started: boolean; link_up: boolean; state: string | null; bytes_behind: number }
+  | {
+      array: string
+      natural: 'primary' | 'secondary'
+      reachable: true
+      role: RcGroupStatus['role'] | null
+      started: boolean
+      link_up: boolean
+      state: string | null
+      bytes_behind: number
+    }
   | { array: string; natural: 'primary' | 'secondary'; reachable: false; error: string }
 
 export interface VmDeps {
@@ -19,7 +28,15 @@ export interface VmDeps {
   disks: Array<
     | { kind: 'local' }
     | { kind: 'csv'; csv: string; region: string; volume: string; array: string; size_bytes: number }
-    | { kind: 'replicated'; volume: string; size_bytes: number; group: string; mode: 'sync' | 'periodic'; presented_to: string[]; arrays: ArraySide[] }
+    | {
+        kind: 'replicated'
+        volume: string
+        size_bytes: number
+        group: string
+        mode: 'sync' | 'periodic'
+        presented_to: string[]
+        arrays: ArraySide[]
+      }
   >
 }
 
@@ -30,14 +47,28 @@ export function vmDeps(role: VmRoleRecord, answers: Readonly<Record<string, Arra
   const base = { vm: role.name, state: role.state, owner: role.owner, memory_mib: role.memory_mib }
   const spec = role.storage ?? null
   if (spec === null || spec.kind === 'local') return { ...base, disks: [{ kind: 'local' }] }
-  if (spec.kind === 'csv') return { ...base, disks: [{ kind: 'csv', csv: spec.csv, region: spec.region, volume: spec.volume, array: spec.array, size_bytes: spec.size_bytes }] }
+  if (spec.kind === 'csv')
+    return {
+      ...base,
+      disks: [{ kind: 'csv', csv: spec.csv, region: spec.region, volume: spec.volume, array: spec.array, size_bytes: spec.size_bytes }],
+    }
   const side = (array: string, natural: 'primary' | 'secondary'): ArraySide => {
     const a = answers[array]
     if (a === undefined) return { array, natural, reachable: false, error: 'not asked' }
     if ('error' in a) return { array, natural, reachable: false, error: a.error }
     const s = a.status
-    if (s === undefined) return { array, natural, reachable: true, role: null, started: false, link_up: false, state: null, bytes_behind: 0 }
-    return { array, natural, reachable: true, role: s.role, started: s.started, link_up: s.link_up, state: worstVolumeState(s) ?? null, bytes_behind: s.bytes_behind }
+    if (s === undefined)
+      return { array, natural, reachable: true, role: null, started: false, link_up: false, state: null, bytes_behind: 0 }
+    return {
+      array,
+      natural,
+      reachable: true,
+      role: s.role,
+      started: s.started,
+      link_up: s.link_up,
+      state: worstVolumeState(s) ?? null,
+      bytes_behind: s.bytes_behind,
+    }
   }
   return {
     ...base,
@@ -64,11 +95,15 @@ export function formatVmDepsTree(d: VmDeps): string {
     }
     if (disk.kind === 'csv') {
       lines.push(`└─ disk: region ${disk.region} (${formatBytes(disk.size_bytes)}) of Cluster Shared Volume ${disk.csv}`)
-      lines.push(`   └─ volume ${disk.volume} on array ${disk.array}, read and written by every node (no storage failover on a move; \`hvlab csv list\` shows each node's path)`)
+      lines.push(
+        `   └─ volume ${disk.volume} on array ${disk.array}, read and written by every node (no storage failover on a move; \`hvlab csv list\` shows each node's path)`,
+      )
       continue
     }
     lines.push(`└─ disk ${disk.volume} (${formatBytes(disk.size_bytes)}), presented to ${disk.presented_to.join(', ')}`)
-    lines.push(`   └─ remote copy group ${disk.group} (${disk.mode === 'sync' ? 'synchronous' : 'asynchronous periodic'}) — storage resource (CLX)`)
+    lines.push(
+      `   └─ remote copy group ${disk.group} (${disk.mode === 'sync' ? 'synchronous' : 'asynchronous periodic'}) — storage resource (CLX)`,
+    )
     disk.arrays.forEach((a, i) => {
       const branch = i === disk.arrays.length - 1 ? '└─' : '├─'
       const what = !a.reachable

@@ -95,7 +95,11 @@ export async function startControlApi(controller: LabController, options: { log:
   // The timeline to clients (event-stream.ts): backpressure, a cap on followers, slow ones cut off.
   const eventStreams = new EventStreams(controller.timeline, eventStreamLimits(controller.topology.limits))
   function events(query: URLSearchParams, _req: IncomingMessage, res: ServerResponse): void {
-    eventStreams.serve(res, { after: intParam(query, 'after', 0), limit: intParam(query, 'limit', 10_000), follow: query.get('follow') === '1' })
+    eventStreams.serve(res, {
+      after: intParam(query, 'after', 0),
+      limit: intParam(query, 'limit', 10_000),
+      follow: query.get('follow') === '1',
+    })
   }
 
   function sendError(res: ServerResponse, e: unknown): void {
@@ -113,7 +117,9 @@ export async function startControlApi(controller: LabController, options: { log:
     const origin = e instanceof HvlabError ? e.origin : undefined
     const detail = e instanceof HvlabError ? e.detail : undefined
     const message = origin === undefined ? describeError(e) : (e as HvlabError).message
-    sendJson(res, status, { error: { code, message, ...(origin === undefined ? {} : { origin }), ...(detail === undefined ? {} : { detail }) } })
+    sendJson(res, status, {
+      error: { code, message, ...(origin === undefined ? {} : { origin }), ...(detail === undefined ? {} : { detail }) },
+    })
   }
 
   const listening = await listenHttp(server, { log: options.log })
@@ -134,7 +140,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 /** The process name in a route, %-decoded; a malformed escape is the client's mistake (400). */
 function processName(segment: string): string {
   const name = decodePathSegment(segment)
-  if (name === undefined) throw new HvlabError('HVLAB_E_USAGE', `process name ${JSON.stringify(segment)} has a malformed %-escape; encode it with encodeURIComponent`)
+  if (name === undefined)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `process name ${JSON.stringify(segment)} has a malformed %-escape; encode it with encodeURIComponent`,
+    )
   return name
 }
 
@@ -142,7 +152,8 @@ function intParam(query: URLSearchParams, name: string, fallback: number): numbe
   const v = query.get(name)
   if (v === null) return fallback
   const n = Number(v)
-  if (!Number.isInteger(n) || n < 0) throw new HvlabError('HVLAB_E_USAGE', `query parameter ${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 32))}`)
+  if (!Number.isInteger(n) || n < 0)
+    throw new HvlabError('HVLAB_E_USAGE', `query parameter ${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 32))}`)
   return n
 }
 

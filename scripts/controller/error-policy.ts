@@ -53,7 +53,10 @@ export function installErrorPolicy(deps: ErrorPolicyDeps): () => void {
   const burst = deps.burst ?? new ErrorBurst()
   let aborting = false
   const onError = (origin: 'uncaughtException' | 'unhandledRejection') => (e: unknown) => {
-    deps.log.fatal({ err: describeError(e), stack: e instanceof Error ? e.stack : undefined, origin, aborting }, 'unexpected error in the lab controller')
+    deps.log.fatal(
+      { err: describeError(e), stack: e instanceof Error ? e.stack : undefined, origin, aborting },
+      'unexpected error in the lab controller',
+    )
     safely(deps, () => deps.record('controller.error', { origin, error: describeError(e).slice(0, TIMELINE_MESSAGE_CHARS_MAX) }))
     if (aborting || !burst.record(deps.now_ms())) return
     aborting = true

@@ -58,7 +58,12 @@ export class EventStreams {
     const backlog = this.timeline.since(q.after, q.limit)
     const first = backlog[0]?.seq ?? q.after + 1
     const last = backlog.at(-1)?.seq ?? q.after
-    new EventFeed(res, this.timeline, { after: first - 1, through: last }, q.follow ? this.limits.follower_queue_bytes_max : undefined).start()
+    new EventFeed(
+      res,
+      this.timeline,
+      { after: first - 1, through: last },
+      q.follow ? this.limits.follower_queue_bytes_max : undefined,
+    ).start()
   }
 }
 

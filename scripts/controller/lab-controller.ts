@@ -147,14 +147,29 @@ export class LabController {
         const link = this.records.get(host)?.link
         if (!link?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${host} is not connected to the lab controller`)
         const r = await link.request(ping, { timeout_ms: GUEST_PING_TIMEOUT_MS })
-        if (r.message.t !== 'guest-pong' && r.message.t !== 'guest-unavailable') throw new HvlabError('HVLAB_E_PROTOCOL', `${host} answered a guest-ping with ${r.message.t}`)
+        if (r.message.t !== 'guest-pong' && r.message.t !== 'guest-unavailable')
+          throw new HvlabError('HVLAB_E_PROTOCOL', `${host} answered a guest-ping with ${r.message.t}`)
         return r.message
       },
       // Half of a link's requests in flight at most: the other half stays for the operator's.
       inflight_per_host_max: Math.max(1, Math.min(SWITCH_INFLIGHT_PER_HOST_MAX, Math.floor(topology.limits.requests_in_flight_max / 2))),
     })
     for (const spec of processesOf(topology)) {
-      this.records.set(spec.name, { spec, state: 'down', child: undefined, pid: undefined, started_ms: undefined, peerEndpoint: undefined, httpEndpoint: undefined, peers: [], link: undefined, lastExit: undefined, starts: 0, expectExit: false, stderrTail: [] })
+      this.records.set(spec.name, {
+        spec,
+        state: 'down',
+        child: undefined,
+        pid: undefined,
+        started_ms: undefined,
+        peerEndpoint: undefined,
+        httpEndpoint: undefined,
+        peers: [],
+        link: undefined,
+        lastExit: undefined,
+        starts: 0,
+        expectExit: false,
+        stderrTail: [],
+      })
     }
   }
 
@@ -164,12 +179,25 @@ export class LabController {
     const topology = loadTopology(options.topologyFile)
     prepareLabDir(layout)
     const running = readRunningControl(layout)
-    if (running) throw new HvlabError('HVLAB_E_STATE', `a lab is already running in ${layout.root} (controller pid ${running.pid}); run \`hvlab down --dir ${options.dir}\` first, or use another --dir`)
+    if (running)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `a lab is already running in ${layout.root} (controller pid ${running.pid}); run \`hvlab down --dir ${options.dir}\` first, or use another --dir`,
+      )
     if (options.topologyFile) copyFileSync(options.topologyFile, layout.topology)
     else writeFileSync(layout.topology, JSON.stringify(topology, null, 2))
     const secret = ensureSecret(layout)
-    const log = options.log ?? (await createFileLogger({ name: 'controller', file: layout.controllerLog, file_bytes_max: topology.limits.log_file_bytes_max, files_kept: topology.limits.log_files_kept }))
-    const timeline = await Timeline.open(layout.events, timelineLimits(topology.limits), (e) => log.error({ err: describeError(e) }, 'cannot write the timeline file'))
+    const log =
+      options.log ??
+      (await createFileLogger({
+        name: 'controller',
+        file: layout.controllerLog,
+        file_bytes_max: topology.limits.log_file_bytes_max,
+        files_kept: topology.limits.log_files_kept,
+      }))
+    const timeline = await Timeline.open(layout.events, timelineLimits(topology.limits), (e) =>
+      log.error({ err: describeError(e) }, 'cannot write the timeline file'),
+    )
     const controller = new LabController(topology, layout, secret, log, timeline)
     await controller.listen()
     return controller
@@ -205,7 +233,14 @@ export class LabController {
     const healthy = processes.every((p) => p.state === 'up' && p.expectedPeers.every((e) => p.peers.includes(e) || p.blocked.includes(e)))
     this.keepClusterStatusFresh()
     return {
-      lab: { name: this.topology.name, dir: this.layout.root, controllerPid: process.pid, started_ms: this.started_ms, healthy, clusterFormed: this.clusterFormed() },
+      lab: {
+        name: this.topology.name,
+        dir: this.layout.root,
+        controllerPid: process.pid,
+        started_ms: this.started_ms,
+        healthy,
+        clusterFormed: this.clusterFormed(),
+      },
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
       ...(this.clusterStatus ? { cluster: this.clusterStatus } : {}),
@@ -217,7 +252,9 @@ export class LabController {
     if (names.length === 0) return null
     const views = names.map((n) => this.clusterStatus?.hosts[n])
     const everyone = names.join(',')
-    return views.every((v) => v !== undefined && v.holds_lease && v.epoch === views[0]!.epoch && [...v.members].sort().join(',') === everyone)
+    return views.every(
+      (v) => v !== undefined && v.holds_lease && v.epoch === views[0]!.epoch && [...v.members].sort().join(',') === everyone,
+    )
   }
 
   /** Starts (once) a background refresh of the `cluster` part of status from the hosts' and witness's GET /status. */
@@ -227,7 +264,9 @@ export class LabController {
       const fetchStatus = async (r: ProcessRecord): Promise<Record<string, unknown> | undefined> => {
         if (r.state !== 'up' || !r.httpEndpoint) return undefined
         try {
-          const res = await fetch(`http://${r.httpEndpoint.host}:${r.httpEndpoint.port}/status`, { signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS) })
+          const res = await fetch(`http://${r.httpEndpoint.host}:${r.httpEndpoint.port}/status`, {
+            signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS),
+          })
           return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined
         } catch {
           return undefined
@@ -256,8 +295,10 @@ export class LabController {
   kill(name: string, signal: SignalName): ProcessStatus {
     const r = this.record(name)
     if (r.state === 'down' || !r.child) throw new HvlabError('HVLAB_E_STATE', `${name} is not running; \`hvlab restart ${name}\` starts it`)
-    if (signal === 'CONT' && r.state !== 'paused') throw new HvlabError('HVLAB_E_STATE', `${name} is not paused; only a process stopped with --signal STOP can be continued`)
-    if (signal === 'STOP' && r.state === 'paused') throw new HvlabError('HVLAB_E_STATE', `${name} is already paused; use --signal CONT to resume it`)
+    if (signal === 'CONT' && r.state !== 'paused')
+      throw new HvlabError('HVLAB_E_STATE', `${name} is not paused; only a process stopped with --signal STOP can be continued`)
+    if (signal === 'STOP' && r.state === 'paused')
+      throw new HvlabError('HVLAB_E_STATE', `${name} is already paused; use --signal CONT to resume it`)
     if (signal === 'KILL' || signal === 'TERM') r.expectExit = true
     r.child.kill(`SIG${signal}`)
     if (signal === 'STOP') r.state = 'paused'
@@ -286,14 +327,23 @@ export class LabController {
     } catch (e) {
       throw new HvlabError('HVLAB_E_USAGE', describeError(e))
     }
-    if (!r.link?.isOpen) throw new HvlabError('HVLAB_E_STATE', `${name} is ${r.state}${r.state === 'down' ? `; \`hvlab restart ${name}\` starts it` : ' and not connected to the lab controller right now'}`)
+    if (!r.link?.isOpen)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `${name} is ${r.state}${r.state === 'down' ? `; \`hvlab restart ${name}\` starts it` : ' and not connected to the lab controller right now'}`,
+      )
     try {
       const reply = await r.link.request(message, timeout_ms === undefined ? {} : { timeout_ms })
       return { message: reply.message }
     } catch (e) {
       // The message is valid (checked above), but the process does not answer it as a request
       // (a one-way message, a reply, or not from the controller): the operator's mistake.
-      if (e instanceof HvlabError && e.code === 'HVLAB_E_UNSUPPORTED') throw new HvlabError('HVLAB_E_USAGE', `${name} refused ${message.t}: ${describeError(e)}; send a request that ${name} answers (is the CLI the same version as the running lab?)`, { cause: e })
+      if (e instanceof HvlabError && e.code === 'HVLAB_E_UNSUPPORTED')
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          `${name} refused ${message.t}: ${describeError(e)}; send a request that ${name} answers (is the CLI the same version as the running lab?)`,
+          { cause: e },
+        )
       throw e
     }
   }
@@ -333,7 +383,13 @@ export class LabController {
 
   /** Writes control.json atomically (temp file, rename): a reader sees the old file or the new, never a torn one that reads as "no lab running". */
   async writeControlFile(httpPort: number): Promise<void> {
-    const control: ControlFile = { pid: process.pid, httpPort, peerPort: this.peerPort, topology: this.topology.name, started_ms: this.started_ms }
+    const control: ControlFile = {
+      pid: process.pid,
+      httpPort,
+      peerPort: this.peerPort,
+      topology: this.topology.name,
+      started_ms: this.started_ms,
+    }
     await writeDurableJson(this.layout.control, control)
   }
 
@@ -356,13 +412,20 @@ export class LabController {
     r.link?.terminate()
     r.link = c
     c.onRequest('register', ({ message }) => {
-      if (message.name !== c.remoteName) throw new HvlabError('HVLAB_E_REFUSED', `registration for ${message.name} on ${c.remoteName}'s connection`)
+      if (message.name !== c.remoteName)
+        throw new HvlabError('HVLAB_E_REFUSED', `registration for ${message.name} on ${c.remoteName}'s connection`)
       r.peerEndpoint = message.peerEndpoint
       r.httpEndpoint = message.httpEndpoint
-      if (r.pid !== message.pid) this.log.warn({ process: r.spec.name, spawned: r.pid, registered: message.pid }, 'registered pid differs from spawned pid')
+      if (r.pid !== message.pid)
+        this.log.warn({ process: r.spec.name, spawned: r.pid, registered: message.pid }, 'registered pid differs from spawned pid')
       if (r.state === 'starting') {
         r.state = 'up'
-        this.event('process.up', { process: r.spec.name, pid: message.pid, peerPort: message.peerEndpoint.port, metricsPort: message.httpEndpoint.port })
+        this.event('process.up', {
+          process: r.spec.name,
+          pid: message.pid,
+          peerPort: message.peerEndpoint.port,
+          metricsPort: message.httpEndpoint.port,
+        })
       }
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
@@ -390,7 +453,18 @@ export class LabController {
     const r = this.record(name)
     if (this.stopping) throw new HvlabError('HVLAB_E_STATE', 'the lab is stopping')
     if (r.state !== 'down') throw new HvlabError('HVLAB_E_STATE', `${name} is already ${r.state}`)
-    const args = [...TS_LOADER_ARGS, ENTRY[r.spec.role], '--name', name, '--dir', this.layout.root, '--topology', this.layout.topology, '--controller-port', String(this.peerPort)]
+    const args = [
+      ...TS_LOADER_ARGS,
+      ENTRY[r.spec.role],
+      '--name',
+      name,
+      '--dir',
+      this.layout.root,
+      '--topology',
+      this.layout.topology,
+      '--controller-port',
+      String(this.peerPort),
+    ]
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } })
     r.child = child
     r.pid = child.pid
@@ -426,8 +500,16 @@ export class LabController {
     r.link?.terminate()
     r.link = undefined
     r.peers = []
-    this.event(exit.requested ? 'process.exited' : 'process.crashed', { process: r.spec.name, pid: r.pid ?? null, code, signal, requested: exit.requested, lastLogLines: exit.requested ? [] : exit.lastLogLines })
-    if (!exit.requested) this.log.error({ process: r.spec.name, code, signal, lastLogLines: exit.lastLogLines }, 'process died by itself; not restarting it')
+    this.event(exit.requested ? 'process.exited' : 'process.crashed', {
+      process: r.spec.name,
+      pid: r.pid ?? null,
+      code,
+      signal,
+      requested: exit.requested,
+      lastLogLines: exit.requested ? [] : exit.lastLogLines,
+    })
+    if (!exit.requested)
+      this.log.error({ process: r.spec.name, code, signal, lastLogLines: exit.lastLogLines }, 'process died by itself; not restarting it')
   }
 
   private async stopProcess(r: ProcessRecord): Promise<void> {
@@ -468,8 +550,15 @@ export class LabController {
     const out = new Set<string>()
     for (const n of names) {
       if (this.records.has(n)) out.add(n)
-      else if (this.topology.sites.some((s) => s.name === n)) processesOf(this.topology).filter((p) => p.site === n).forEach((p) => out.add(p.name))
-      else throw new HvlabError('HVLAB_E_NOT_FOUND', `${n} is neither a process nor a site of lab ${this.topology.name}; known sites: ${this.topology.sites.map((s) => s.name).join(', ')}`)
+      else if (this.topology.sites.some((s) => s.name === n))
+        processesOf(this.topology)
+          .filter((p) => p.site === n)
+          .forEach((p) => out.add(p.name))
+      else
+        throw new HvlabError(
+          'HVLAB_E_NOT_FOUND',
+          `${n} is neither a process nor a site of lab ${this.topology.name}; known sites: ${this.topology.sites.map((s) => s.name).join(', ')}`,
+        )
     }
     return [...out].sort()
   }

@@ -20,7 +20,10 @@ export function lastLines(file: string, lines_max = 10, bytes_max = 16 * 1024): 
     const buf = Buffer.alloc(size - start)
     readSync(fd, buf, 0, buf.length, start)
     const cut = start + length < size && buf[0] !== 0x0a
-    const all = buf.subarray(buf.length - length).toString('utf8').split('\n')
+    const all = buf
+      .subarray(buf.length - length)
+      .toString('utf8')
+      .split('\n')
     if (cut) all.shift()
     return all.filter((l) => l.length > 0).slice(-lines_max)
   } finally {
@@ -66,7 +69,7 @@ function scanBack<T>(fd: number, size: number, accept: (line: string) => T | und
   // `tail`: the bytes after the last newline seen so far (the end of a line whose start is not read yet).
   let tail: Buffer = Buffer.alloc(0)
   let tooLong = false
-  for (let end = size; end > 0; ) {
+  for (let end = size; end > 0;) {
     const start = Math.max(0, end - SCAN_CHUNK_BYTES)
     const chunk = Buffer.alloc(end - start)
     readSync(fd, chunk, 0, chunk.length, start)

@@ -26,7 +26,11 @@ export interface SwitchPort {
   close(): void
 }
 
-export function attachSwitchPort(server: Server, vswitch: VirtualSwitch, options: { authorized: (req: IncomingMessage) => boolean; log: Logger }): SwitchPort {
+export function attachSwitchPort(
+  server: Server,
+  vswitch: VirtualSwitch,
+  options: { authorized: (req: IncomingMessage) => boolean; log: Logger },
+): SwitchPort {
   const log = options.log.child({ component: 'virtual-switch' })
   const wss = new WebSocketServer({ noServer: true, maxPayload: SWITCH_FRAME_BYTES_MAX })
   let next = 1
@@ -42,8 +46,10 @@ export function attachSwitchPort(server: Server, vswitch: VirtualSwitch, options
     if (!options.authorized(req)) return refuse(socket, '401 Unauthorized', 'missing or wrong lab token')
     const target = parseRequestTarget(req.url)
     if (!target.ok) return refuse(socket, '400 Bad Request', target.reason)
-    if (target.path !== SWITCH_PATH) return refuse(socket, '404 Not Found', `no upgrade route ${target.path.slice(0, 200)}; the switch is at ${SWITCH_PATH}`)
-    if (wss.clients.size >= SWITCH_CLIENTS_MAX) return refuse(socket, '503 Service Unavailable', `${SWITCH_CLIENTS_MAX} switch clients are connected already`)
+    if (target.path !== SWITCH_PATH)
+      return refuse(socket, '404 Not Found', `no upgrade route ${target.path.slice(0, 200)}; the switch is at ${SWITCH_PATH}`)
+    if (wss.clients.size >= SWITCH_CLIENTS_MAX)
+      return refuse(socket, '503 Service Unavailable', `${SWITCH_CLIENTS_MAX} switch clients are connected already`)
     wss.handleUpgrade(req, socket, head, (ws) => serve(ws, `c${next++}`))
   })
 

@@ -142,11 +142,21 @@ export class VirtualSwitch {
     }
     this.perClient.set(client, n + 1)
     const p: Pending = { client, ping, forwards: 0, reply: (r) => this.finish(client, r, reply) }
-    if (!this.table.has(ping.vm)) return this.unreachable(p, `no such address: no host has announced vm ${ping.vm}; is it running? (\`hvlab vm list\`)`)
+    if (!this.table.has(ping.vm))
+      return this.unreachable(p, `no such address: no host has announced vm ${ping.vm}; is it running? (\`hvlab vm list\`)`)
     this.send(p)
   }
 
-  status(): { vms: number; waiting: number; inflight: number; queued: number; forwarded: number; answered: number; unreachable: number; rerouted: number } {
+  status(): {
+    vms: number
+    waiting: number
+    inflight: number
+    queued: number
+    forwarded: number
+    answered: number
+    unreachable: number
+    rerouted: number
+  } {
     let waiting = 0
     for (const w of this.waiting.values()) waiting += w.length
     let inflight = 0
@@ -174,7 +184,8 @@ export class VirtualSwitch {
     const inflight = this.inflight.get(host) ?? 0
     if (inflight >= this.inflight_max) {
       const q = this.queued.get(host) ?? []
-      if (q.length >= this.queue_max) return this.unreachable(p, `${inflight} pings to ${host} are awaiting replies and ${q.length} more are queued; slow down`)
+      if (q.length >= this.queue_max)
+        return this.unreachable(p, `${inflight} pings to ${host} are awaiting replies and ${q.length} more are queued; slow down`)
       q.push(p)
       this.queued.set(host, q)
       return

@@ -24,7 +24,10 @@ export function parseRecord<T>(schema: z.ZodType<T>, raw: unknown, file: string)
   if (r.success) return r.data
   const issue = r.error.issues[0]
   const where = issue?.path.length ? issue.path.join('.') : '(record)'
-  throw new HvlabError('HVLAB_E_INTERNAL', `${file} is damaged (${where}: ${issue?.message ?? 'invalid'}); move it away to start this process with a fresh record (it then rejoins and catches up)`)
+  throw new HvlabError(
+    'HVLAB_E_INTERNAL',
+    `${file} is damaged (${where}: ${issue?.message ?? 'invalid'}); move it away to start this process with a fresh record (it then rejoins and catches up)`,
+  )
 }
 
 export const parseAcceptorRecord = (raw: unknown, file: string): AcceptorRecord => parseRecord(acceptorRecordSchema, raw, file)

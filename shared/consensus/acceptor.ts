@@ -8,11 +8,7 @@
  * view no more. Together: every lease of a view ends before its successor is decided,
  * so no two views ever hold a valid lease at the same time.
  */
-import type {
-  AcceptedValue,
-  Ballot,
-  ClusterMessageOf,
-} from '../protocol/cluster-messages.js'
+import type { AcceptedValue, Ballot, ClusterMessageOf } from '../protocol/cluster-messages.js'
 
 export interface AcceptorRecord {
   /** Epoch of the newest view this voter knows was decided. */

@@ -20,9 +20,7 @@ export type ClusterCommand =
 export type TimerToken = 'tick'
 
 export type ClusterInput =
-  | { kind: 'message'; message: ClusterMessage }
-  | { kind: 'timer'; token: TimerToken }
-  | { kind: 'command'; command: ClusterCommand }
+  { kind: 'message'; message: ClusterMessage } | { kind: 'timer'; token: TimerToken } | { kind: 'command'; command: ClusterCommand }
 
 export interface ClusterEvent {
   kind: string

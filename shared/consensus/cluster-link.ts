@@ -10,7 +10,11 @@ import { clusterMessages, type ClusterMessage } from '../protocol/cluster-messag
 import type { PeerConnection } from '../transport/peer-connection.js'
 
 /** Attaches a handler for every cluster message type to one connection. */
-export function attachClusterMessages(conn: PeerConnection, receive: (m: ClusterMessage, from: string) => void, counted?: Counter<'type'>): void {
+export function attachClusterMessages(
+  conn: PeerConnection,
+  receive: (m: ClusterMessage, from: string) => void,
+  counted?: Counter<'type'>,
+): void {
   for (const def of clusterMessages) {
     conn.onMessage(def.t, ({ message }) => {
       counted?.inc({ type: def.t })
@@ -30,8 +34,15 @@ export function sendIfConnected(p: LabProcess, to: string, message: ClusterMessa
  * Whether a cluster message names the authenticated peer it came from as its sender. One
  * that names someone else is logged here and must be dropped.
  */
-export function sentByConnectedPeer(message: ClusterMessage, authenticated_from: string, log: { warn(o: object, msg: string): void }): boolean {
+export function sentByConnectedPeer(
+  message: ClusterMessage,
+  authenticated_from: string,
+  log: { warn(o: object, msg: string): void },
+): boolean {
   if (message.from === authenticated_from) return true
-  log.warn({ peer: authenticated_from, claimed: message.from, t: message.t }, 'dropped a cluster message whose sender is not the connected peer')
+  log.warn(
+    { peer: authenticated_from, claimed: message.from, t: message.t },
+    'dropped a cluster message whose sender is not the connected peer',
+  )
   return false
 }

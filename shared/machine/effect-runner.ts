@@ -57,11 +57,16 @@ export class EffectRunner<R> {
    */
   admits(): boolean {
     if (this.batches_queued < this.bound.batches_max) {
-      if (this.inputs_dropped > 0) this.bound.log?.warn({ inputs_dropped: this.inputs_dropped }, 'inputs admitted again; the effect queue has room')
+      if (this.inputs_dropped > 0)
+        this.bound.log?.warn({ inputs_dropped: this.inputs_dropped }, 'inputs admitted again; the effect queue has room')
       this.inputs_dropped = 0
       return true
     }
-    if (this.inputs_dropped++ === 0) this.bound.log?.warn({ batches_max: this.bound.batches_max }, 'effect queue full (its persists are slow); dropping inputs until it drains')
+    if (this.inputs_dropped++ === 0)
+      this.bound.log?.warn(
+        { batches_max: this.bound.batches_max },
+        'effect queue full (its persists are slow); dropping inputs until it drains',
+      )
     return false
   }
 

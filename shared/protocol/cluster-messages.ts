@@ -170,7 +170,10 @@ export const clusterStatusSchema = z.strictObject({
   votes_total: field.uint(),
   votes_present: field.uint(),
   votes_needed: field.uint(),
-  nodes: field.list(z.strictObject({ name: field.name(), site: field.name(), state: nodeStateSchema, voter: z.boolean() }), CLUSTER_NODES_MAX),
+  nodes: field.list(
+    z.strictObject({ name: field.name(), site: field.name(), state: nodeStateSchema, voter: z.boolean() }),
+    CLUSTER_NODES_MAX,
+  ),
 })
 export type ClusterStatus = z.infer<typeof clusterStatusSchema>
 
@@ -206,7 +209,14 @@ export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
   }),
   z.strictObject({ kind: z.literal('local') }),
   /** A region (named after the VM) of a Cluster Shared Volume: every node reads and writes it. */
-  z.strictObject({ kind: z.literal('csv'), csv: field.name(), region: field.name(), size_bytes: field.uint(), array: field.name(), volume: field.name() }),
+  z.strictObject({
+    kind: z.literal('csv'),
+    csv: field.name(),
+    region: field.name(),
+    size_bytes: field.uint(),
+    array: field.name(),
+    volume: field.name(),
+  }),
 ])
 export type VmStorageSpecRecord = z.infer<typeof vmStorageSpecSchema>
 
@@ -295,7 +305,16 @@ export const vmInventoryReply = defineMessage('vm-inventory-reply', { from: fiel
 
 const ownerList = field.list(field.name(), CLUSTER_NODES_MAX)
 export const roleCommandSchema = z.discriminatedUnion('op', [
-  z.strictObject({ op: z.literal('create'), spec: z.strictObject({ name: field.name(), memory_mib: field.uint().optional(), preferred_owners: ownerList.optional(), possible_owners: ownerList.nullable().optional(), storage: vmStorageRequestSchema.optional() }) }),
+  z.strictObject({
+    op: z.literal('create'),
+    spec: z.strictObject({
+      name: field.name(),
+      memory_mib: field.uint().optional(),
+      preferred_owners: ownerList.optional(),
+      possible_owners: ownerList.nullable().optional(),
+      storage: vmStorageRequestSchema.optional(),
+    }),
+  }),
   z.strictObject({ op: z.literal('start'), name: field.name(), force_storage: z.boolean().optional() }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),
   z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
@@ -315,7 +334,6 @@ export const roleListReply = defineMessage('role-list-reply', {
   source: z.enum(['coordinator', 'database']),
   roles: field.list(vmRoleSchema, ROLES_MAX),
 })
-
 
 // ── live and quick migration of VM roles ─────────────────────────────────────────────
 

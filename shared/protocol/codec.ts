@@ -78,7 +78,10 @@ export function decodeFrame(data: Uint8Array): Frame {
     throw new HvlabError('HVLAB_E_PROTOCOL', `envelope length ${envelopeBytes} is out of range 1..${ENVELOPE_BYTES_MAX}`)
   }
   if (FRAME_HEADER_BYTES + envelopeBytes > buf.length) {
-    throw new HvlabError('HVLAB_E_PROTOCOL', `frame is truncated: envelope says ${envelopeBytes} bytes, ${buf.length - FRAME_HEADER_BYTES} present`)
+    throw new HvlabError(
+      'HVLAB_E_PROTOCOL',
+      `frame is truncated: envelope says ${envelopeBytes} bytes, ${buf.length - FRAME_HEADER_BYTES} present`,
+    )
   }
   const attachment = buf.subarray(FRAME_HEADER_BYTES + envelopeBytes)
   if (attachment.length > ATTACHMENT_BYTES_MAX) throw new HvlabError('HVLAB_E_PROTOCOL', `attachment is over ${ATTACHMENT_BYTES_MAX} bytes`)
@@ -104,12 +107,26 @@ function validateEnvelope(raw: unknown, hasAttachment: boolean): Envelope {
       if (keys.length !== 3 || !isInt(e.id)) throw new HvlabError('HVLAB_E_PROTOCOL', `${e.k} envelope must have k, a u32 id and m`)
       return { k: e.k, id: e.id, m: validateMessage(e.m, hasAttachment) }
     case 'err':
-      if (keys.length !== 4 || !isInt(e.id) || typeof e.code !== 'string' || typeof e.message !== 'string' || e.code.length > 64 || e.message.length > 4096 || hasAttachment) {
-        throw new HvlabError('HVLAB_E_PROTOCOL', 'err envelope must have k, a u32 id, a code (≤64 chars) and a message (≤4096 chars), no attachment')
+      if (
+        keys.length !== 4 ||
+        !isInt(e.id) ||
+        typeof e.code !== 'string' ||
+        typeof e.message !== 'string' ||
+        e.code.length > 64 ||
+        e.message.length > 4096 ||
+        hasAttachment
+      ) {
+        throw new HvlabError(
+          'HVLAB_E_PROTOCOL',
+          'err envelope must have k, a u32 id, a code (≤64 chars) and a message (≤4096 chars), no attachment',
+        )
       }
       return { k: 'err', id: e.id, code: e.code, message: e.message }
     default:
       // Never String(e.k): a decoded map such as {toString: 1} throws a TypeError when converted.
-      throw new HvlabError('HVLAB_E_PROTOCOL', `envelope kind ${typeof e.k === 'string' ? JSON.stringify(e.k.slice(0, 16)) : `of type ${typeof e.k}`} is not msg, req, res or err`)
+      throw new HvlabError(
+        'HVLAB_E_PROTOCOL',
+        `envelope kind ${typeof e.k === 'string' ? JSON.stringify(e.k.slice(0, 16)) : `of type ${typeof e.k}`} is not msg, req, res or err`,
+      )
   }
 }

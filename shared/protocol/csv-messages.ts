@@ -17,7 +17,8 @@ export const CSV_SIZE_BYTES_MAX = 64 * 2 ** 30
 export const CSV_NAME_CHARS_MAX = 48
 export const CSV_NAME_RE = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${CSV_NAME_CHARS_MAX - 1}}$`)
 
-const csvName = () => z.string().regex(CSV_NAME_RE, `a CSV name is 1–${CSV_NAME_CHARS_MAX} of a-z 0-9 . _ - starting with a letter or digit`)
+const csvName = () =>
+  z.string().regex(CSV_NAME_RE, `a CSV name is 1–${CSV_NAME_CHARS_MAX} of a-z 0-9 . _ - starting with a letter or digit`)
 const blockCount = () => z.number().int().min(1).max(BLOCKS_PER_IO_MAX)
 const ioPath = z.enum(['direct', 'redirected'])
 
@@ -50,12 +51,19 @@ export type CsvNodeState = z.infer<typeof csvNodeStateSchema>
 
 // ---------------------------------------------------------------- operator → host
 
-export const csvCreateRequest = defineMessage('csv-create-request', { name: csvName(), array: field.name(), size_bytes: z.number().int().min(1).max(CSV_SIZE_BYTES_MAX) })
+export const csvCreateRequest = defineMessage('csv-create-request', {
+  name: csvName(),
+  array: field.name(),
+  size_bytes: z.number().int().min(1).max(CSV_SIZE_BYTES_MAX),
+})
 export const csvMoveRequest = defineMessage('csv-move-request', { name: csvName(), to: field.name() })
 export const csvListRequest = defineMessage('csv-list-request', {})
 export const csvListReply = defineMessage('csv-list-reply', { from: field.name(), csvs: field.list(csvInfoSchema, CSV_LISTED_MAX) })
 export const csvStateRequest = defineMessage('csv-state-request', {})
-export const csvStateReply = defineMessage('csv-state-reply', { host: field.name(), volumes: field.list(csvNodeStateSchema, CSV_LISTED_MAX) })
+export const csvStateReply = defineMessage('csv-state-reply', {
+  host: field.name(),
+  volumes: field.list(csvNodeStateSchema, CSV_LISTED_MAX),
+})
 /** Write test data (derived from `pattern`, see shared/block-pattern.ts) through this host's CSV I/O path. */
 export const csvWriteRequest = defineMessage('csv-write-request', {
   csv: csvName(),
@@ -64,7 +72,12 @@ export const csvWriteRequest = defineMessage('csv-write-request', {
   blocks: blockCount(),
   pattern: z.string().min(1).max(PATTERN_SEED_CHARS_MAX),
 })
-export const csvReadRequest = defineMessage('csv-read-request', { csv: csvName(), region: field.name(), block: field.uint(), blocks: blockCount() })
+export const csvReadRequest = defineMessage('csv-read-request', {
+  csv: csvName(),
+  region: field.name(),
+  block: field.uint(),
+  blocks: blockCount(),
+})
 export const csvIoReply = defineMessage('csv-io-reply', {
   host: field.name(),
   path: ioPath,
@@ -98,7 +111,13 @@ export const csvRedirectWrite = defineMessage(
   { attachment: 'required' },
 )
 export const csvRedirectWritten = defineMessage('csv-redirect-written', { csv: csvName(), blocks: blockCount() })
-export const csvRedirectRead = defineMessage('csv-redirect-read', { from: field.name(), csv: csvName(), region: field.name(), block: field.uint(), blocks: blockCount() })
+export const csvRedirectRead = defineMessage('csv-redirect-read', {
+  from: field.name(),
+  csv: csvName(),
+  region: field.name(),
+  block: field.uint(),
+  blocks: blockCount(),
+})
 export const csvRedirectData = defineMessage('csv-redirect-data', { csv: csvName(), blocks: blockCount() }, { attachment: 'required' })
 
 /**
@@ -107,7 +126,12 @@ export const csvRedirectData = defineMessage('csv-redirect-data', { csv: csvName
  * CSV to a node that has one.
  */
 export const csvPathCheck = defineMessage('csv-path-check', { csv: csvName() })
-export const csvPathChecked = defineMessage('csv-path-checked', { csv: csvName(), host: field.name(), direct: z.boolean(), detail: field.text(512) })
+export const csvPathChecked = defineMessage('csv-path-checked', {
+  csv: csvName(),
+  host: field.name(),
+  direct: z.boolean(),
+  detail: field.text(512),
+})
 
 export const csvMessages = [
   csvCreateRequest,

@@ -22,10 +22,7 @@ export function defineMessage<T extends string, S extends z.ZodRawShape>(
   shape: S,
   options: { attachment?: Attachment } = {},
 ): MessageDef<T, S> {
-  const schema = z.strictObject({ ...shape, t: z.literal(t) }) as unknown as z.ZodObject<
-    S & { t: z.ZodLiteral<T> },
-    z.core.$strict
-  >
+  const schema = z.strictObject({ ...shape, t: z.literal(t) }) as unknown as z.ZodObject<S & { t: z.ZodLiteral<T> }, z.core.$strict>
   return { t, schema, attachment: options.attachment ?? 'none' }
 }
 

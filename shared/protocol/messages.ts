@@ -19,7 +19,15 @@ import { guestMessages } from './guest-messages.js'
  */
 export const PROTOCOL_VERSION = 2
 
-export const ALL_MESSAGES = [...runtimeMessages, ...clusterMessages, ...clusterOperatorMessages, ...storageMessages, ...migrationMessages, ...guestMessages, ...csvMessages] as const
+export const ALL_MESSAGES = [
+  ...runtimeMessages,
+  ...clusterMessages,
+  ...clusterOperatorMessages,
+  ...storageMessages,
+  ...migrationMessages,
+  ...guestMessages,
+  ...csvMessages,
+] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]
 export type Message = z.infer<AnyDef['schema']>
@@ -50,10 +58,7 @@ export function validateMessage(raw: unknown, hasAttachment: boolean): Message {
   if (!def) throw new HvlabError('HVLAB_E_PROTOCOL', `unknown message type ${JSON.stringify(t.slice(0, 64))}`)
   const wantsAttachment = def.attachment === 'required'
   if (wantsAttachment !== hasAttachment) {
-    throw new HvlabError(
-      'HVLAB_E_PROTOCOL',
-      `message ${t} ${wantsAttachment ? 'needs' : 'must not have'} a byte attachment`,
-    )
+    throw new HvlabError('HVLAB_E_PROTOCOL', `message ${t} ${wantsAttachment ? 'needs' : 'must not have'} a byte attachment`)
   }
   const result = def.schema.safeParse(raw)
   if (!result.success) {

@@ -24,7 +24,10 @@ const blockCount = () => z.number().int().min(1).max(BLOCKS_PER_IO_MAX)
 /** A Fibre Channel port WWN, 16 hex digits, with or without colons (c0:03:ff:…). */
 export const wwnSchema = z
   .string()
-  .regex(/^(?:[0-9a-fA-F]{16}|(?:[0-9a-fA-F]{2}:){7}[0-9a-fA-F]{2})$/, 'an initiator id is a WWN: 16 hex digits, optionally colon-separated')
+  .regex(
+    /^(?:[0-9a-fA-F]{16}|(?:[0-9a-fA-F]{2}:){7}[0-9a-fA-F]{2})$/,
+    'an initiator id is a WWN: 16 hex digits, optionally colon-separated',
+  )
 
 // ---------------------------------------------------------------- host block I/O
 
@@ -115,7 +118,10 @@ export const volumeList = defineMessage('volume-list', {})
 export const volumeListing = defineMessage('volume-listing', {
   block_size_bytes: field.u32(),
   /** Each volume with the hosts it is presented to (LUN masking). */
-  volumes: field.list(z.strictObject({ volume: volume(), size_bytes: field.uint(), presented_to: field.list(field.name(), 4096) }), VOLUMES_LISTED_MAX),
+  volumes: field.list(
+    z.strictObject({ volume: volume(), size_bytes: field.uint(), presented_to: field.list(field.name(), 4096) }),
+    VOLUMES_LISTED_MAX,
+  ),
 })
 
 /** Present a volume to a host; with initiators, only I/O from those (VFC WWN A/B) is allowed. */
@@ -280,7 +286,12 @@ export const rcBlocks = defineMessage(
   { attachment: 'required' },
 )
 /** Target → source: batch `batch` is durable; `blocks`: how many blocks it carried (a compared batch sends only those that differ). */
-export const rcBlocksAck = defineMessage('rc-blocks-ack', { group: field.name(), cycle: field.uint(), batch: field.uint(), blocks: field.uint().optional() })
+export const rcBlocksAck = defineMessage('rc-blocks-ack', {
+  group: field.name(),
+  cycle: field.uint(),
+  batch: field.uint(),
+  blocks: field.uint().optional(),
+})
 /** Source → target: every block of the cycle was acknowledged; the target is at the consistent point. */
 export const rcCycleEnd = defineMessage('rc-cycle-end', {
   group: field.name(),

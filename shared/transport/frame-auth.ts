@@ -58,7 +58,16 @@ export interface FrameKeys {
 
 /** The transcript as HKDF's info: each field as a u16 big-endian byte length, then its UTF-8. */
 export function transcriptBytes(t: HandshakeTranscript): Buffer {
-  const fields = ['hvlab', String(t.protocolVersion), t.client.nonce, t.server.nonce, t.client.name, t.server.name, t.client.role, t.server.role]
+  const fields = [
+    'hvlab',
+    String(t.protocolVersion),
+    t.client.nonce,
+    t.server.nonce,
+    t.client.name,
+    t.server.name,
+    t.client.role,
+    t.server.role,
+  ]
   const parts: Buffer[] = []
   for (const field of fields) {
     const bytes = Buffer.from(field, 'utf8')
@@ -115,7 +124,9 @@ export class FrameAuth {
   /** The frame keys of `side` after the handshake recorded in `t`. */
   static after(side: 'client' | 'server', secret: string, t: HandshakeTranscript): FrameAuth {
     const k = deriveFrameKeys(secret, t)
-    return side === 'client' ? new FrameAuth({ send: k.clientToServer, receive: k.serverToClient }) : new FrameAuth({ send: k.serverToClient, receive: k.clientToServer })
+    return side === 'client'
+      ? new FrameAuth({ send: k.clientToServer, receive: k.serverToClient })
+      : new FrameAuth({ send: k.serverToClient, receive: k.clientToServer })
   }
 
   /** The tag to send after the next frame, whose bytes are `parts` in order. */

@@ -68,12 +68,21 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
       stopCounting()
       ws.removeAllListeners('message')
       ws.terminate()
-      reject(e instanceof HvlabError ? e : new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${host}:${port}: ${describeError(e)}`, { cause: e }))
+      reject(
+        e instanceof HvlabError
+          ? e
+          : new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${host}:${port}: ${describeError(e)}`, { cause: e }),
+      )
     }
-    const timer = setTimeout(() => fail(new HvlabError('HVLAB_E_TIMEOUT', `handshake with ${host}:${port} did not finish in time`)), options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => fail(new HvlabError('HVLAB_E_TIMEOUT', `handshake with ${host}:${port} did not finish in time`)),
+      options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+    )
     timer.unref()
     ws.on('error', fail)
-    ws.on('close', (code, reason) => fail(new HvlabError('HVLAB_E_CLOSED', `${host}:${port} closed the connection during the handshake (${code} ${reason.toString()})`)))
+    ws.on('close', (code, reason) =>
+      fail(new HvlabError('HVLAB_E_CLOSED', `${host}:${port} closed the connection during the handshake (${code} ${reason.toString()})`)),
+    )
     const preauth_bytes_max = options.limits?.preauth_bytes_max ?? DEFAULT_LIMITS.preauth_bytes_max
     // ws takes the socket over right after 'upgrade' (its reader, then the bytes read with
     // the response): watching starts after that, on the next tick, so ws misses no byte.
@@ -81,7 +90,12 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
       process.nextTick(() => {
         if (settled) return
         stopCounting = watchPreauthBytes(res.socket, preauth_bytes_max, (bytes) =>
-          fail(new HvlabError('HVLAB_E_PROTOCOL', `${host}:${port} sent ${bytes} bytes before proving the lab's secret; at most ${preauth_bytes_max} are allowed`)),
+          fail(
+            new HvlabError(
+              'HVLAB_E_PROTOCOL',
+              `${host}:${port} sent ${bytes} bytes before proving the lab's secret; at most ${preauth_bytes_max} are allowed`,
+            ),
+          ),
         )
       }),
     )
@@ -93,23 +107,56 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
           serverName = challenge.name
           serverRole = challenge.role
           serverNonce = challenge.nonce
-          const proof = computeProof(options.secret, { side: 'client', protocolVersion: PROTOCOL_VERSION, theirNonce: challenge.nonce, ourNonce: nonce, ourName: options.name, theirName: serverName, ourRole: options.role, theirRole: serverRole })
+          const proof = computeProof(options.secret, {
+            side: 'client',
+            protocolVersion: PROTOCOL_VERSION,
+            theirNonce: challenge.nonce,
+            ourNonce: nonce,
+            ourName: options.name,
+            theirName: serverName,
+            ourRole: options.role,
+            theirRole: serverRole,
+          })
           step = 'welcome'
           sendRaw(ws, { t: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, role: options.role, nonce, proof })
           return
         }
         const welcome = expectMessage(data, isBinary, 'welcome')
-        const ok = verifyProof(options.secret, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: nonce, ourNonce: serverNonce, ourName: serverName, theirName: options.name, ourRole: serverRole, theirRole: options.role }, welcome.proof)
-        if (!ok || welcome.name !== serverName) throw new HvlabError('HVLAB_E_AUTH', `${serverName} at ${host}:${port} could not prove it holds the lab's secret`)
+        const ok = verifyProof(
+          options.secret,
+          {
+            side: 'server',
+            protocolVersion: PROTOCOL_VERSION,
+            theirNonce: nonce,
+            ourNonce: serverNonce,
+            ourName: serverName,
+            theirName: options.name,
+            ourRole: serverRole,
+            theirRole: options.role,
+          },
+          welcome.proof,
+        )
+        if (!ok || welcome.name !== serverName)
+          throw new HvlabError('HVLAB_E_AUTH', `${serverName} at ${host}:${port} could not prove it holds the lab's secret`)
         settled = true
         clearTimeout(timer)
         stopCounting()
         ws.removeAllListeners('message')
         ws.removeAllListeners('close')
         ws.removeAllListeners('error')
-        const transcript = { protocolVersion: PROTOCOL_VERSION, client: { name: options.name, role: options.role, nonce }, server: { name: serverName, role: serverRole, nonce: serverNonce } }
+        const transcript = {
+          protocolVersion: PROTOCOL_VERSION,
+          client: { name: options.name, role: options.role, nonce },
+          server: { name: serverName, role: serverRole, nonce: serverNonce },
+        }
         const frameAuth = FrameAuth.after('client', options.secret, transcript)
-        resolve(new PeerConnection(ws, { name: serverName, role: serverRole }, { log: options.log, frameAuth, limits: options.limits, metrics: options.metrics, held: true }))
+        resolve(
+          new PeerConnection(
+            ws,
+            { name: serverName, role: serverRole },
+            { log: options.log, frameAuth, limits: options.limits, metrics: options.metrics, held: true },
+          ),
+        )
       } catch (e) {
         fail(e)
       }
@@ -122,12 +169,18 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
 function checkChallenge(challenge: { protocolVersion: number; name: string; role: string }, options: ConnectOptions): void {
   const where = `${options.endpoint.host}:${options.endpoint.port}`
   if (challenge.protocolVersion !== PROTOCOL_VERSION) {
-    throw new HvlabError('HVLAB_E_AUTH', `${challenge.name} speaks protocol version ${challenge.protocolVersion}, we speak ${PROTOCOL_VERSION}; run the same hvlab version everywhere`)
+    throw new HvlabError(
+      'HVLAB_E_AUTH',
+      `${challenge.name} speaks protocol version ${challenge.protocolVersion}, we speak ${PROTOCOL_VERSION}; run the same hvlab version everywhere`,
+    )
   }
   if (options.expectName && challenge.name !== options.expectName) {
     throw new HvlabError('HVLAB_E_AUTH', `expected ${options.expectName} at ${where}, found ${challenge.name}`)
   }
   if (options.expectRole && challenge.role !== options.expectRole) {
-    throw new HvlabError('HVLAB_E_AUTH', `expected the role ${options.expectRole} at ${where}, ${challenge.name} says its role is ${challenge.role}`)
+    throw new HvlabError(
+      'HVLAB_E_AUTH',
+      `expected the role ${options.expectRole} at ${where}, ${challenge.name} says its role is ${challenge.role}`,
+    )
   }
 }

@@ -108,7 +108,13 @@ export class PeerConnection extends EventEmitter {
   constructor(
     ws: WebSocket,
     remote: { name: string; role: string },
-    opts: { log: Logger; frameAuth: Pick<FrameAuth, 'seal' | 'open'>; limits?: Partial<TransportLimits>; metrics?: Metrics; held?: boolean },
+    opts: {
+      log: Logger
+      frameAuth: Pick<FrameAuth, 'seal' | 'open'>
+      limits?: Partial<TransportLimits>
+      metrics?: Metrics
+      held?: boolean
+    },
   ) {
     super()
     this.ws = ws
@@ -150,13 +156,19 @@ export class PeerConnection extends EventEmitter {
   }
 
   /** Handles one-way messages of type `t`. */
-  onMessage<T extends MessageType>(t: T, handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => void): this {
+  onMessage<T extends MessageType>(
+    t: T,
+    handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => void,
+  ): this {
     this.handlers.set(t, handler as MessageHandler)
     return this
   }
 
   /** Answers requests of type `t`; a thrown HvlabError becomes an error reply with its code. */
-  onRequest<T extends MessageType>(t: T, handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => Promise<Reply> | Reply): this {
+  onRequest<T extends MessageType>(
+    t: T,
+    handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => Promise<Reply> | Reply,
+  ): this {
     this.requestHandlers.set(t, handler as RequestHandler)
     return this
   }
@@ -172,7 +184,10 @@ export class PeerConnection extends EventEmitter {
   /** Sends a request and resolves with the reply, or rejects with a typed HvlabError. */
   async request(message: Message, options: { attachment?: Uint8Array; timeout_ms?: number } = {}): Promise<Incoming> {
     if (this.pending.size >= this.limits.requestsInFlight_max) {
-      throw new HvlabError('HVLAB_E_BACKPRESSURE', `${this.limits.requestsInFlight_max} requests to ${this.remoteName} are already awaiting replies; wait for some to finish`)
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `${this.limits.requestsInFlight_max} requests to ${this.remoteName} are already awaiting replies; wait for some to finish`,
+      )
     }
     const id = this.nextRequestId
     this.nextRequestId = this.nextRequestId >= 0xffff_fffe ? 1 : this.nextRequestId + 1
@@ -242,7 +257,10 @@ export class PeerConnection extends EventEmitter {
     // Frames waiting for the socket to drain are held in memory too: they count.
     const held_bytes = this.queued_bytes + this.waiting_bytes
     if (held_bytes + frame_bytes > this.limits.sendQueue_bytes_max) {
-      throw new HvlabError('HVLAB_E_BACKPRESSURE', `send queue to ${this.remoteName} is full (${held_bytes} bytes waiting); the peer is slow or stalled`)
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `send queue to ${this.remoteName} is full (${held_bytes} bytes waiting); the peer is slow or stalled`,
+      )
     }
     if (this.queued_bytes > this.limits.sendHighWater_bytes) {
       this.waiting_bytes += frame_bytes
@@ -290,7 +308,10 @@ export class PeerConnection extends EventEmitter {
     }
     const frame = this.frameAuth.open(data)
     if (!frame) {
-      this.refuse('HVLAB_E_AUTH', `a frame of ${data.length} bytes from ${this.remoteName} failed authentication (altered, injected, replayed, reordered or after a dropped one); nothing in it was read`)
+      this.refuse(
+        'HVLAB_E_AUTH',
+        `a frame of ${data.length} bytes from ${this.remoteName} failed authentication (altered, injected, replayed, reordered or after a dropped one); nothing in it was read`,
+      )
       return
     }
     if (!this.held) {
@@ -408,7 +429,12 @@ export class PeerConnection extends EventEmitter {
         if (!(e instanceof HvlabError && e.code === 'HVLAB_E_PROTOCOL')) throw e
         // The handler's reply is not a valid frame: tell the requester instead of letting it time out.
         this.log.error({ err: describeError(e), t: incoming.message.t }, 'request handler returned an invalid reply')
-        await this.sendEnvelope({ k: 'err', id, code: 'HVLAB_E_INTERNAL', message: `invalid reply to ${incoming.message.t}: ${describeError(e)}`.slice(0, 4000) })
+        await this.sendEnvelope({
+          k: 'err',
+          id,
+          code: 'HVLAB_E_INTERNAL',
+          message: `invalid reply to ${incoming.message.t}: ${describeError(e)}`.slice(0, 4000),
+        })
       }
     } catch (e) {
       this.log.debug({ err: describeError(e) }, 'could not send a reply')

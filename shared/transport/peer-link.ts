@@ -57,7 +57,8 @@ export class PeerLink extends EventEmitter {
     const previous = this.endpoint
     this.endpoint = endpoint
     if (!changed || this.stopped) return
-    if (this.connection) this.drop(`${previous?.host}:${previous?.port} is no longer where the peer listens; it moved to ${endpoint.host}:${endpoint.port}`)
+    if (this.connection)
+      this.drop(`${previous?.host}:${previous?.port} is no longer where the peer listens; it moved to ${endpoint.host}:${endpoint.port}`)
     this.attempt = 0
     this.schedule(0)
   }

@@ -83,7 +83,16 @@ export class PeerMesh extends EventEmitter {
       let link = this.links.get(entry.name)
       if (!link) {
         const expected = this.known.get(entry.name)!
-        link = new PeerLink({ name: this.options.self.name, role: this.options.self.role, secret: this.options.secret, expectName: expected.name, expectRole: expected.role, log: this.log, metrics: this.options.metrics, limits: this.options.limits })
+        link = new PeerLink({
+          name: this.options.self.name,
+          role: this.options.self.role,
+          secret: this.options.secret,
+          expectName: expected.name,
+          expectRole: expected.role,
+          log: this.log,
+          metrics: this.options.metrics,
+          limits: this.options.limits,
+        })
         link.on('up', (c: PeerConnection) => this.adopt(c))
         this.links.set(entry.name, link)
         link.setEndpoint(entry.peerEndpoint)

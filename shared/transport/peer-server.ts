@@ -82,7 +82,9 @@ export class PeerServer {
   static async listen(options: PeerServerOptions): Promise<PeerServer> {
     const http = createHttpServer(options.http ?? LIMITS_DEFAULT, upgradeRequired)
     // The kernel-level backstop: every authenticated and every handshaking socket, no more.
-    http.maxConnections = (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) + (options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
+    http.maxConnections =
+      (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) +
+      (options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
     const wss = new WebSocketServer({ server: http, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
     const server = new PeerServer(http, wss, options)
     http.on('connection', (socket: Socket) => server.onSocket(socket))
@@ -157,7 +159,10 @@ export class PeerServer {
       return
     }
     const nonce = newNonce()
-    const timer = setTimeout(() => refuse('HVLAB_E_AUTH', 'no hello within the handshake timeout'), options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => refuse('HVLAB_E_AUTH', 'no hello within the handshake timeout'),
+      options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+    )
     timer.unref()
     ws.once('message', (data, isBinary) => {
       clearTimeout(timer)
@@ -176,15 +181,31 @@ export class PeerServer {
   private checkHello(hello: MessageOf<'hello'>, nonce: string): void {
     const o = this.options
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} speaks protocol version ${hello.protocolVersion}, this process speaks ${PROTOCOL_VERSION}; run the same hvlab version everywhere`)
+      throw new HvlabError(
+        'HVLAB_E_AUTH',
+        `peer ${hello.name} speaks protocol version ${hello.protocolVersion}, this process speaks ${PROTOCOL_VERSION}; run the same hvlab version everywhere`,
+      )
     }
-    const proofInput = { side: 'client' as const, protocolVersion: PROTOCOL_VERSION, theirNonce: nonce, ourNonce: hello.nonce, ourName: hello.name, theirName: o.name, ourRole: hello.role, theirRole: o.role }
+    const proofInput = {
+      side: 'client' as const,
+      protocolVersion: PROTOCOL_VERSION,
+      theirNonce: nonce,
+      ourNonce: hello.nonce,
+      ourName: hello.name,
+      theirName: o.name,
+      ourRole: hello.role,
+      theirRole: o.role,
+    }
     if (!verifyProof(o.secret, proofInput, hello.proof)) {
-      throw new HvlabError('HVLAB_E_AUTH', `peer ${hello.name} did not prove it holds the lab's secret; it belongs to another lab or its secret file is wrong`)
+      throw new HvlabError(
+        'HVLAB_E_AUTH',
+        `peer ${hello.name} did not prove it holds the lab's secret; it belongs to another lab or its secret file is wrong`,
+      )
     }
     const role = o.roleOf(hello.name)
     if (role === undefined) throw new HvlabError('HVLAB_E_AUTH', `${hello.name} is not a process ${o.name} serves in this lab`)
-    if (role !== hello.role) throw new HvlabError('HVLAB_E_AUTH', `${hello.name} claims the role ${hello.role}; in this lab its role is ${role}`)
+    if (role !== hello.role)
+      throw new HvlabError('HVLAB_E_AUTH', `${hello.name} claims the role ${hello.role}; in this lab its role is ${role}`)
     const refusal = o.admit?.({ name: hello.name, role: hello.role })
     if (refusal) throw new HvlabError('HVLAB_E_REFUSED', refusal)
   }
@@ -192,12 +213,29 @@ export class PeerServer {
   /** Sends the server's proof and hands the connection over, its frames authenticated from here on. */
   private accept(ws: WebSocket, socket: Socket, hello: MessageOf<'hello'>, nonce: string): void {
     const o = this.options
-    const proof = computeProof(o.secret, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: o.name, theirName: hello.name, ourRole: o.role, theirRole: hello.role })
+    const proof = computeProof(o.secret, {
+      side: 'server',
+      protocolVersion: PROTOCOL_VERSION,
+      theirNonce: hello.nonce,
+      ourNonce: nonce,
+      ourName: o.name,
+      theirName: hello.name,
+      ourRole: o.role,
+      theirRole: hello.role,
+    })
     sendRaw(ws, { t: 'welcome', name: o.name, proof })
     this.gate.authenticated(socket)
-    const transcript = { protocolVersion: PROTOCOL_VERSION, client: { name: hello.name, role: hello.role, nonce: hello.nonce }, server: { name: o.name, role: o.role, nonce } }
+    const transcript = {
+      protocolVersion: PROTOCOL_VERSION,
+      client: { name: hello.name, role: hello.role, nonce: hello.nonce },
+      server: { name: o.name, role: o.role, nonce },
+    }
     const frameAuth = FrameAuth.after('server', o.secret, transcript)
-    const connection = new PeerConnection(ws, { name: hello.name, role: hello.role }, { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics })
+    const connection = new PeerConnection(
+      ws,
+      { name: hello.name, role: hello.role },
+      { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics },
+    )
     this.open.add(connection)
     o.metrics?.peersConnected.inc()
     connection.once('close', () => {

@@ -52,9 +52,16 @@ export class PreauthGate {
   admit(socket: Socket): boolean {
     if (this.pending.size >= this.limits.unauthenticatedConnections_max) return false
     const stopCounting = watchPreauthBytes(socket, this.limits.preauth_bytes_max, (bytes) =>
-      this.cut(socket, 'HVLAB_E_PROTOCOL', `sent ${bytes} bytes before proving the lab's secret; at most ${this.limits.preauth_bytes_max} are allowed`),
+      this.cut(
+        socket,
+        'HVLAB_E_PROTOCOL',
+        `sent ${bytes} bytes before proving the lab's secret; at most ${this.limits.preauth_bytes_max} are allowed`,
+      ),
     )
-    const deadline = setTimeout(() => this.cut(socket, 'HVLAB_E_AUTH', `did not prove the lab's secret within ${this.limits.preauth_ms_max} ms of connecting`), this.limits.preauth_ms_max)
+    const deadline = setTimeout(
+      () => this.cut(socket, 'HVLAB_E_AUTH', `did not prove the lab's secret within ${this.limits.preauth_ms_max} ms of connecting`),
+      this.limits.preauth_ms_max,
+    )
     deadline.unref()
     const release = (): void => {
       stopCounting()

@@ -9,10 +9,16 @@ import type { PeerServerOptions } from './peer-server.js'
 
 export function connectionLimitsOf(l: Limits): Partial<TransportLimits> {
   // The same bound both ways: a peer that keeps to its own sending bound never meets the receiving one.
-  return { requestsInFlight_max: l.requests_in_flight_max, inboundRequestsInFlight_max: l.requests_in_flight_max, preauth_bytes_max: l.preauth_bytes_max }
+  return {
+    requestsInFlight_max: l.requests_in_flight_max,
+    inboundRequestsInFlight_max: l.requests_in_flight_max,
+    preauth_bytes_max: l.preauth_bytes_max,
+  }
 }
 
-export function listenerLimitsOf(l: Limits): Pick<PeerServerOptions, 'connections_max' | 'unauthenticatedConnections_max' | 'http' | 'limits'> {
+export function listenerLimitsOf(
+  l: Limits,
+): Pick<PeerServerOptions, 'connections_max' | 'unauthenticatedConnections_max' | 'http' | 'limits'> {
   return {
     connections_max: l.peer_connections_max,
     unauthenticatedConnections_max: l.unauthenticated_connections_max,

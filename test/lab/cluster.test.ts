@@ -23,10 +23,14 @@ function formedWith(s: LabClusterStatus, members: string[]): boolean {
 }
 
 const waitFormed = (lab: TestLab, members: string[], what: string): Promise<LabClusterStatus> =>
-  lab.waitFor(what, async () => {
-    const s = await clusterStatus(lab)
-    return formedWith(s, members) ? s : undefined
-  }, FORM_TIMEOUT_MS)
+  lab.waitFor(
+    what,
+    async () => {
+      const s = await clusterStatus(lab)
+      return formedWith(s, members) ? s : undefined
+    },
+    FORM_TIMEOUT_MS,
+  )
 
 t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, whole-lab restart', async (t) => {
   const { lab } = await startLab(t)
@@ -37,14 +41,21 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
   t.equal(a1.model, 'node-and-file-share-majority')
   t.equal(a1.votes_total, 5, 'four node votes and the witness')
   t.equal(a1.votes_needed, 3)
-  t.same(a1.nodes.map((n) => n.state), ['Up', 'Up', 'Up', 'Up'])
+  t.same(
+    a1.nodes.map((n) => n.state),
+    ['Up', 'Up', 'Up', 'Up'],
+  )
   t.ok(a1.witness?.votes && a1.witness.reachable, 'the witness votes and is reachable')
   // A host whose promise reached the coordinator after the first view formed joins in the
   // next one (it shows Joining meanwhile): read the CLI once the view has settled.
-  const text = await lab.waitFor('`hvlab status` with the quorum held', async () => {
-    const r = await lab.cli('status')
-    return /quorum: HELD/.test(r.stdout) && /host-b2\s+site-b\s+Up\s+yes\s+yes/.test(r.stdout) ? r : undefined
-  }, FORM_TIMEOUT_MS)
+  const text = await lab.waitFor(
+    '`hvlab status` with the quorum held',
+    async () => {
+      const r = await lab.cli('status')
+      return /quorum: HELD/.test(r.stdout) && /host-b2\s+site-b\s+Up\s+yes\s+yes/.test(r.stdout) ? r : undefined
+    },
+    FORM_TIMEOUT_MS,
+  )
   t.match(text.stdout, /quorum: HELD/, '`hvlab status` shows the quorum')
   t.match(text.stdout, /host-b2\s+site-b\s+Up\s+yes\s+yes/, '`hvlab status` shows each node')
   const human = await lab.cli('cluster', 'status')
@@ -73,18 +84,25 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
 
   // 4. cut site-a from site-b: both reach the witness; exactly one side keeps quorum
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
-  const split = await lab.waitFor('one side to hold quorum alone', async () => {
-    const s = await clusterStatus(lab)
-    const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
-    const sites = new Set(holders.map((h) => h.slice(0, 6)))
-    return holders.length === 2 && sites.size === 1 && formedWith(s, holders) ? { s, holders } : undefined
-  }, FORM_TIMEOUT_MS)
+  const split = await lab.waitFor(
+    'one side to hold quorum alone',
+    async () => {
+      const s = await clusterStatus(lab)
+      const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
+      const sites = new Set(holders.map((h) => h.slice(0, 6)))
+      return holders.length === 2 && sites.size === 1 && formedWith(s, holders) ? { s, holders } : undefined
+    },
+    FORM_TIMEOUT_MS,
+  )
   t.equal(split.holders.length, 2, `one site keeps quorum: ${split.holders.join(',')}`)
   // it stays that way: the other side never gets quorum while cut off
   for (let i = 0; i < 5; i++) {
     const s = await clusterStatus(lab)
     const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
-    t.ok(holders.every((h) => split.holders.includes(h)), `no host of the cut-off side holds quorum (check ${i + 1})`)
+    t.ok(
+      holders.every((h) => split.holders.includes(h)),
+      `no host of the cut-off side holds quorum (check ${i + 1})`,
+    )
     await new Promise((r) => setTimeout(r, 500))
   }
   t.equal((await lab.cli('heal')).code, 0)
@@ -92,13 +110,19 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
 
   // 5. the witness survives kill -9 with its epochs
   // (the controller refreshes the witness's part of the status about every second)
-  const witnessBefore = await lab.waitFor('the witness to report the newest epoch', async () => {
-    const w = (await lab.status()).cluster?.witness
-    return w && w.committed_epoch >= healed.hosts['host-a1']!.epoch ? w : undefined
-  }, 30_000)
+  const witnessBefore = await lab.waitFor(
+    'the witness to report the newest epoch',
+    async () => {
+      const w = (await lab.status()).cluster?.witness
+      return w && w.committed_epoch >= healed.hosts['host-a1']!.epoch ? w : undefined
+    },
+    30_000,
+  )
   t.ok(witnessBefore.committed_epoch >= healed.hosts['host-a1']!.epoch, 'the witness recorded the newest epoch')
   t.equal((await lab.cli('kill', 'witness')).code, 0)
-  await lab.waitFor('witness down', async () => ((await lab.status()).processes.find((p) => p.name === 'witness')!.state === 'down' ? true : undefined))
+  await lab.waitFor('witness down', async () =>
+    (await lab.status()).processes.find((p) => p.name === 'witness')!.state === 'down' ? true : undefined,
+  )
   t.equal((await lab.cli('restart', 'witness')).code, 0)
   const witnessAfter = await lab.waitFor('witness status back', async () => {
     const w = (await lab.status()).cluster?.witness
@@ -114,6 +138,13 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
   t.equal(up.code, 0, `lab up again: ${up.stderr}`)
   const back = await waitFormed(lab, HOSTS, 'the cluster after a full restart')
   // From its records, not from scratch: the last view (all members back) or a newer one, never an older one.
-  t.ok(lastEpoch > 0 && back.hosts['host-a1']!.epoch >= lastEpoch, `the cluster resumes at its last epoch or later (${lastEpoch} -> ${back.hosts['host-a1']!.epoch})`)
-  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through the restarts of a host, the witness and the whole lab')
+  t.ok(
+    lastEpoch > 0 && back.hosts['host-a1']!.epoch >= lastEpoch,
+    `the cluster resumes at its last epoch or later (${lastEpoch} -> ${back.hosts['host-a1']!.epoch})`,
+  )
+  t.same(
+    await lab.protocolRefusals(),
+    [],
+    "no process refused a peer's frame, through the restarts of a host, the witness and the whole lab",
+  )
 })

@@ -19,25 +19,47 @@ const VM = 'web1'
 const GROUP = 'rc-web1'
 
 type Event = Awaited<ReturnType<TestLab['events']>>[number]
-const ok = (t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number; stderr: string }, what: string) => t.equal(r.code, 0, `${what}: ${r.stderr}`)
+const ok = (t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number; stderr: string }, what: string) =>
+  t.equal(r.code, 0, `${what}: ${r.stderr}`)
 
 const runningOn = (lab: TestLab, hosts: string[]) => lab.vmRunningOn(VM, hosts, WAIT_MS)
 const groupOn = async (lab: TestLab, array: string): Promise<RcGroupStatus | undefined> =>
   (await lab.control().request(array, { t: 'rc-status-request', group: GROUP }, 'rc-status', 5000)).groups.find((g) => g.group === GROUP)
 const synced = (lab: TestLab, array: string) =>
-  lab.waitFor(`${GROUP} Synced on ${array}`, async () => {
-    const g = await groupOn(lab, array)
-    return g && g.started && g.link_up && g.bytes_behind === 0 && g.volumes.length > 0 && g.volumes.every((v) => v.state === 'Synced') ? g : undefined
-  }, WAIT_MS)
+  lab.waitFor(
+    `${GROUP} Synced on ${array}`,
+    async () => {
+      const g = await groupOn(lab, array)
+      return g && g.started && g.link_up && g.bytes_behind === 0 && g.volumes.length > 0 && g.volumes.every((v) => v.state === 'Synced')
+        ? g
+        : undefined
+    },
+    WAIT_MS,
+  )
 const lastSeq = async (lab: TestLab): Promise<number> => Math.max(0, ...(await lab.events()).map((e) => e.seq))
-const eventsSince = async (lab: TestLab, seq: number): Promise<Event[]> => (await lab.events()).filter((e) => e.seq > seq && e.details.vm === VM)
-type DiskCounters = { array: string; volume: string; state: string; writes_acked: number; writes_refused: number; write_errors: number; last_epoch: number | null }
+const eventsSince = async (lab: TestLab, seq: number): Promise<Event[]> =>
+  (await lab.events()).filter((e) => e.seq > seq && e.details.vm === VM)
+type DiskCounters = {
+  array: string
+  volume: string
+  state: string
+  writes_acked: number
+  writes_refused: number
+  write_errors: number
+  last_epoch: number | null
+}
 /** The VM's disk writer as `vm inspect` shows it, once it has acked more than `after` writes on `array`. */
 const diskWriting = (lab: TestLab, array: string, after = 0) =>
-  lab.waitFor(`${VM}'s disk writes acked on ${array}`, async () => {
-    const i = await lab.vmInspect(VM) // a failed poll is retried by waitFor (and named if it times out)
-    return i?.disk && i.disk.array === array && i.disk.state === 'writing' && i.disk.writes_acked > after ? { host: i.host, ...i.disk } : undefined
-  }, WAIT_MS)
+  lab.waitFor(
+    `${VM}'s disk writes acked on ${array}`,
+    async () => {
+      const i = await lab.vmInspect(VM) // a failed poll is retried by waitFor (and named if it times out)
+      return i?.disk && i.disk.array === array && i.disk.state === 'writing' && i.disk.writes_acked > after
+        ? { host: i.host, ...i.disk }
+        : undefined
+    },
+    WAIT_MS,
+  )
 const quickMove = async (lab: TestLab, to: string) => {
   const r = await lab.cli('vm', 'move', VM, '--to', to, '--quick', '--json')
   return { cli: r, result: r.stdout.trim().startsWith('{') ? (JSON.parse(r.stdout) as MigrationResultMessage) : null }
@@ -49,9 +71,13 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   // 1. create: the disk is provisioned before the role is committed
   ok(t, await lab.cli('vm', 'create', VM, '--memory-mib', '64', '--preferred', 'host-a1'), 'vm create')
   const a = await synced(lab, 'array-a')
-  t.equal(a.role, 'primary', 'the primary copy is on array-a, the preferred owner\'s site')
+  t.equal(a.role, 'primary', "the primary copy is on array-a, the preferred owner's site")
   t.equal(a.mode, 'sync', 'a synchronous group')
-  t.same(a.volumes.map((v) => v.volume), [`${VM}-disk0`], 'one vm, one group: its disk only')
+  t.same(
+    a.volumes.map((v) => v.volume),
+    [`${VM}-disk0`],
+    'one vm, one group: its disk only',
+  )
   const b0 = await groupOn(lab, 'array-b')
   t.equal(b0?.role, 'secondary', 'array-b holds the secondary copy')
   const again = await lab.cli('vm', 'create', VM, '--memory-mib', '64')
@@ -60,8 +86,16 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   const local = await lab.cli('vm', 'create', 'loc1', '--storage', 'local')
   t.not(local.code, 0, '--storage local without a host is refused')
   t.match(local.stderr, /name that host with --preferred HOST/)
-  ok(t, await lab.cli('vm', 'create', 'loc1', '--storage', 'local', '--preferred', 'host-a2'), 'vm create --storage local --preferred host-a2')
-  t.match((await lab.vmList()).roles.find((r) => r.name === 'loc1'), { possible_owners: ['host-a2'], storage: { kind: 'local' } }, 'a local disk pins the vm to its host')
+  ok(
+    t,
+    await lab.cli('vm', 'create', 'loc1', '--storage', 'local', '--preferred', 'host-a2'),
+    'vm create --storage local --preferred host-a2',
+  )
+  t.match(
+    (await lab.vmList()).roles.find((r) => r.name === 'loc1'),
+    { possible_owners: ['host-a2'], storage: { kind: 'local' } },
+    'a local disk pins the vm to its host',
+  )
   const csv = await lab.cli('vm', 'create', 'csv1', '--storage', 'csv:vol1')
   t.not(csv.code, 0)
   t.match(csv.stderr, /there is no CSV vol1/, 'csv:NAME needs an existing CSV')
@@ -76,13 +110,24 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.equal(d1.writes_refused, 0, 'no write refused')
   const deps = await lab.cli('vm', 'deps', VM)
   ok(t, deps, 'vm deps')
-  t.match(deps.stdout, new RegExp(`vm ${VM} \\(running on host-a1[\\s\\S]*disk ${VM}-disk0 \\(16\\.0 MiB\\)[\\s\\S]*remote copy group ${GROUP} \\(synchronous\\)[\\s\\S]*array array-a \\(natural primary\\): primary, started, link up, Synced[\\s\\S]*array array-b \\(natural secondary\\): secondary`), 'vm deps shows vm → disk → group → arrays')
-  const validate = await lab.json<{ checks: { area: string; name: string; result: string; detail: string }[] }>('cluster', 'validate').catch((e: unknown) => {
-    t.fail(`hvlab cluster validate --json failed: ${e instanceof Error ? e.message : String(e)}`)
-    return null
-  })
+  t.match(
+    deps.stdout,
+    new RegExp(
+      `vm ${VM} \\(running on host-a1[\\s\\S]*disk ${VM}-disk0 \\(16\\.0 MiB\\)[\\s\\S]*remote copy group ${GROUP} \\(synchronous\\)[\\s\\S]*array array-a \\(natural primary\\): primary, started, link up, Synced[\\s\\S]*array array-b \\(natural secondary\\): secondary`,
+    ),
+    'vm deps shows vm → disk → group → arrays',
+  )
+  const validate = await lab
+    .json<{ checks: { area: string; name: string; result: string; detail: string }[] }>('cluster', 'validate')
+    .catch((e: unknown) => {
+      t.fail(`hvlab cluster validate --json failed: ${e instanceof Error ? e.message : String(e)}`)
+      return null
+    })
   const storageChecks = validate?.checks.filter((c) => c.area === 'storage') ?? []
-  t.ok(storageChecks.some((c) => c.name.includes(`${VM}-disk0`) && c.result === 'pass'), `cluster validate checks the disk: ${JSON.stringify(storageChecks)}`)
+  t.ok(
+    storageChecks.some((c) => c.name.includes(`${VM}-disk0`) && c.result === 'pass'),
+    `cluster validate checks the disk: ${JSON.stringify(storageChecks)}`,
+  )
 
   // 2. a quick move within site-a: no storage failover
   let seq = await lastSeq(lab)
@@ -90,7 +135,10 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   ok(t, inSite.cli, 'quick move to host-a2')
   t.equal(inSite.result?.outcome, 'completed')
   await runningOn(lab, ['host-a2'])
-  t.notOk((await eventsSince(lab, seq)).some((e) => e.kind === 'clx.switchover' || e.kind === 'clx.failover'), 'no CLX switchover or failover within a site')
+  t.notOk(
+    (await eventsSince(lab, seq)).some((e) => e.kind === 'clx.switchover' || e.kind === 'clx.failover'),
+    'no CLX switchover or failover within a site',
+  )
   t.equal((await groupOn(lab, 'array-a'))?.role, 'primary', 'array-a is still the primary')
 
   // 3. a live migration to site-b while the guest writes its disk: CLX checks the group
@@ -120,11 +168,18 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   const refused = await quickMove(lab, 'host-a1')
   t.not(refused.cli.code, 0, 'the move fails')
   t.equal(refused.result?.outcome, 'failed')
-  t.match(refused.result?.reason, new RegExp(`cancelled: remote copy group ${GROUP} is stopped on array-b`), `a clear reason: ${refused.result?.reason}`)
+  t.match(
+    refused.result?.reason,
+    new RegExp(`cancelled: remote copy group ${GROUP} is stopped on array-b`),
+    `a clear reason: ${refused.result?.reason}`,
+  )
   const ref = (await eventsSince(lab, seq)).find((e) => e.kind === 'clx.refused')
   t.match(ref?.details, { group: GROUP, reason: 'stopped' }, 'a clx.refused event')
   t.equal((await runningOn(lab, ['host-b1'])).owner, 'host-b1', 'still running on host-b1')
-  t.notOk((await eventsSince(lab, seq)).some((e) => e.kind === 'vm.stopped'), 'it was never stopped')
+  t.notOk(
+    (await eventsSince(lab, seq)).some((e) => e.kind === 'vm.stopped'),
+    'it was never stopped',
+  )
 
   // 5. Synced again; then site-b is lost entirely (its array and both hosts): with host-a1,
   //    host-a2 and the witness the cluster keeps quorum, and CLX fails the group over to array-a
@@ -142,7 +197,10 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   ok(t, await lab.cli('vm', 'load', VM, '--disk-iops', '40'), 'vm load --disk-iops 40 after the failover')
   const d3 = await diskWriting(lab, 'array-a')
   t.equal(d3.host, after.owner, `after the failover the guest writes array-a from ${after.owner}`)
-  t.ok((d3.last_epoch ?? 0) > (d2.last_epoch ?? 0), `with a newer cluster epoch than before the failover (${d2.last_epoch} → ${d3.last_epoch})`)
+  t.ok(
+    (d3.last_epoch ?? 0) > (d2.last_epoch ?? 0),
+    `with a newer cluster epoch than before the failover (${d2.last_epoch} → ${d3.last_epoch})`,
+  )
   const a2 = await groupOn(lab, 'array-a')
   t.ok(a2?.role === 'primary' || a2?.role === 'primary-rev', `array-a holds the writable copy (${a2?.role})`)
 })

@@ -62,7 +62,11 @@ async function killAndCheck(t: TestHandle, lab: TestLab, victim: string, fallbac
   t.equal((await lab.cli('kill', victim)).code, 0, `kill -9 ${victim}`)
   await lab.waitFor(`a view of ${survivors.join(',')} holding the lease`, () => clusterOf(lab, survivors), WAIT_MS)
   const lost = VM_OF[victim]!
-  const after = await lab.waitFor(`${lost} running on ${fallback}`, () => placed(lab, (vm) => (vm === lost ? fallback : (before[homeOf(vm)]?.some((v) => v.role === vm) ? homeOf(vm) : fallback))), WAIT_MS)
+  const after = await lab.waitFor(
+    `${lost} running on ${fallback}`,
+    () => placed(lab, (vm) => (vm === lost ? fallback : before[homeOf(vm)]?.some((v) => v.role === vm) ? homeOf(vm) : fallback)),
+    WAIT_MS,
+  )
   const restartedOnFallback = (e: LabEvent) => e.kind === 'vm.started' && e.source === fallback && e.details.vm === lost
   const events = await lab.eventsAfter(seq, (evs) => evs.some(restartedOnFallback))
   for (const host of survivors) {
@@ -70,16 +74,26 @@ async function killAndCheck(t: TestHandle, lab: TestLab, victim: string, fallbac
       const now = after[host]?.find((v) => v.role === vm.role)
       t.ok(now, `${vm.role} still runs on ${host}`)
       t.equal(now?.op, vm.op, `${vm.role} on ${host} was not restarted (same start op ${vm.op})`)
-      t.same(events.filter((e) => e.source === host && (e.kind === 'vm.started' || e.kind === 'vm.stopped') && e.details.vm === vm.role).map((e) => e.kind), [], `no vm.started / vm.stopped for ${vm.role}`)
+      t.same(
+        events
+          .filter((e) => e.source === host && (e.kind === 'vm.started' || e.kind === 'vm.stopped') && e.details.vm === vm.role)
+          .map((e) => e.kind),
+        [],
+        `no vm.started / vm.stopped for ${vm.role}`,
+      )
     }
   }
-  t.same(events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source), [], 'no survivor stopped its vms for lack of quorum')
+  t.same(
+    events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source),
+    [],
+    'no survivor stopped its vms for lack of quorum',
+  )
   t.ok(events.some(restartedOnFallback), `${lost} was restarted on ${fallback}`)
   const gaps = leaseGaps(events)
   t.comment(`after killing ${victim}: longest time without a lease per survivor (ms): ${JSON.stringify(gaps)}`)
 }
 
-t.test('killing the coordinator host (then an ordinary host) does not restart the other hosts\' vms', async (t) => {
+t.test("killing the coordinator host (then an ordinary host) does not restart the other hosts' vms", async (t) => {
   const { lab } = await startLab(t)
   const formed = await lab.waitFor('the cluster to form', () => clusterOf(lab, HOSTS), WAIT_MS)
   const coordinator = formed.hosts['host-a2']!.coordinator

@@ -75,13 +75,19 @@ function logWarningsTail(dir: string, count: number): string[] {
       try {
         const { level, time, name, msg, pid: _pid, hostname: _h, ...rest } = JSON.parse(l) as Record<string, unknown>
         if (typeof level !== 'number' || level < 40 || typeof time !== 'number') continue
-        lines.push({ time, text: `${new Date(time).toISOString().slice(11, 23)} ${String(name)} ${level >= 50 ? 'ERROR' : 'WARN'} ${String(msg)} ${JSON.stringify(rest).slice(0, 300)}` })
+        lines.push({
+          time,
+          text: `${new Date(time).toISOString().slice(11, 23)} ${String(name)} ${level >= 50 ? 'ERROR' : 'WARN'} ${String(msg)} ${JSON.stringify(rest).slice(0, 300)}`,
+        })
       } catch {
         // not a log record (a partial last line)
       }
     }
   }
-  return lines.sort((a, b) => a.time - b.time).slice(-count).map((l) => l.text)
+  return lines
+    .sort((a, b) => a.time - b.time)
+    .slice(-count)
+    .map((l) => l.text)
 }
 
 const CLI_TIMEOUT_MS = 120_000
@@ -114,7 +120,11 @@ export async function runCliInProcess(args: string[], timeout_ms = CLI_TIMEOUT_M
   try {
     const code = await Promise.race([runHvlab(args, io), timedOut])
     if (code === 'timed out') {
-      return { code: CLI_TIMED_OUT, stdout: stdout.join(''), stderr: `${stderr.join('')}hvlab ${args.join(' ')}: timed out after ${timeout_ms} ms (run in the test process; it keeps running in the background)\n` }
+      return {
+        code: CLI_TIMED_OUT,
+        stdout: stdout.join(''),
+        stderr: `${stderr.join('')}hvlab ${args.join(' ')}: timed out after ${timeout_ms} ms (run in the test process; it keeps running in the background)\n`,
+      }
     }
     return { code, stdout: stdout.join(''), stderr: stderr.join('') }
   } finally {
@@ -241,11 +251,15 @@ export class TestLab {
 
   /** Waits until `vm` runs on one of `hosts` (not in the middle of a live migration); a failed role's reason is in the timeout message. */
   vmRunningOn(vm: string, hosts: string[], timeout_ms = 120_000): Promise<VmRoleRecord> {
-    return this.waitFor(`${vm} running on ${hosts.join(' or ')}`, async () => {
-      const r = await this.role(vm)
-      if (r?.state === 'failed') throw new Error(`${vm} failed: ${r.reason}`)
-      return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && r.migration === undefined ? r : undefined
-    }, timeout_ms)
+    return this.waitFor(
+      `${vm} running on ${hosts.join(' or ')}`,
+      async () => {
+        const r = await this.role(vm)
+        if (r?.state === 'failed') throw new Error(`${vm} failed: ${r.reason}`)
+        return r?.state === 'running' && r.owner !== null && hosts.includes(r.owner) && r.migration === undefined ? r : undefined
+      },
+      timeout_ms,
+    )
   }
 
   /** Each up host's VMs (role, start op, guest heartbeats) from its own GET /status; a host that does not answer runs nothing we can see. */

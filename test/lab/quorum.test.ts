@@ -43,10 +43,14 @@ type Inventories = Record<string, HostVm[]>
 async function cliText(lab: TestLab, re: RegExp): Promise<string> {
   let last = ''
   try {
-    return await lab.waitFor(`cluster status text matching ${re}`, async () => {
-      last = (await lab.cli('cluster', 'status')).stdout
-      return re.test(last) ? last : undefined
-    }, 30_000)
+    return await lab.waitFor(
+      `cluster status text matching ${re}`,
+      async () => {
+        last = (await lab.cli('cluster', 'status')).stdout
+        return re.test(last) ? last : undefined
+      },
+      30_000,
+    )
   } catch {
     // waitFor throws only its timeout (a probe's error is kept for that message): the
     // caller's assertion then shows the last text seen.
@@ -81,82 +85,117 @@ async function createVms(t: TestHandle, lab: TestLab): Promise<Inventories> {
     t.equal(c.code, 0, `create ${vm}: ${c.stderr}`)
     t.equal((await lab.cli('vm', 'start', vm)).code, 0, `start ${vm}`)
   }
-  return lab.waitFor('every vm running on its home host', async () => {
-    const inv = await allRunningOn(lab, HOSTS)
-    return inv && HOSTS.every((h) => inv[h]?.some((v) => v.role === VM_OF[h])) ? inv : undefined
-  }, WAIT_MS)
+  return lab.waitFor(
+    'every vm running on its home host',
+    async () => {
+      const inv = await allRunningOn(lab, HOSTS)
+      return inv && HOSTS.every((h) => inv[h]?.some((v) => v.role === VM_OF[h])) ? inv : undefined
+    },
+    WAIT_MS,
+  )
 }
 
 async function kill(t: TestHandle, lab: TestLab, name: string): Promise<void> {
   t.equal((await lab.cli('kill', name)).code, 0, `kill -9 ${name}`)
-  await lab.waitFor(`${name} down`, async () => ((await lab.status()).processes.find((p) => p.name === name)?.state === 'down' ? true : undefined), WAIT_MS)
+  await lab.waitFor(
+    `${name} down`,
+    async () => ((await lab.status()).processes.find((p) => p.name === name)?.state === 'down' ? true : undefined),
+    WAIT_MS,
+  )
 }
 
 const lastSeq = async (lab: TestLab): Promise<number> => (await lab.events()).at(-1)?.seq ?? 0
 
-t.test('dynamic quorum (default lab): a hung guest is restarted; witness, then host-b2, then host-b1 die and site-a keeps quorum', async (t) => {
-  const { lab } = await startLab(t)
-  const home = await createVms(t, lab)
+t.test(
+  'dynamic quorum (default lab): a hung guest is restarted; witness, then host-b2, then host-b1 die and site-a keeps quorum',
+  async (t) => {
+    const { lab } = await startLab(t)
+    const home = await createVms(t, lab)
 
-  // 1. guest hang: LooksAlive, then IsAlive fail; the VM is restarted on its node (a fresh start op)
-  const op0 = home['host-a1']!.find((v) => v.role === 'vm-a1')!.op
-  const seq0 = await lastSeq(lab)
-  const hang = await lab.cli('vm', 'hang', 'vm-a1')
-  t.equal(hang.code, 0, `vm hang: ${hang.stderr}`)
-  t.match(hang.stdout, /vm vm-a1 on host-a1: the guest hangs until released or restarted/)
-  const restarted = await lab.waitFor('vm-a1 restarted on host-a1 by its health check', async () => {
-    const events = (await lab.events()).filter((e) => e.seq > seq0)
-    const failed = events.find((e) => e.kind === 'role.health-failed' && e.details.role === 'vm-a1')
-    const started = events.find((e) => e.kind === 'vm.started' && e.source === 'host-a1' && e.details.vm === 'vm-a1')
-    if (!failed || !started) return undefined
-    const now = (await lab.inventories())['host-a1']?.find((v) => v.role === 'vm-a1')
-    return now && now.op > op0 && now.guest_heartbeats > 0 ? { events, now } : undefined
-  }, 120_000)
-  const kinds = restarted.events.filter((e) => JSON.stringify(e.details).includes('vm-a1')).map((e) => e.kind)
-  const order = ['vm.guest-hung', 'role.health-suspect', 'role.health-failed', 'role.failure', 'vm.stopped', 'vm.started']
-  t.same(order.map((k) => kinds.indexOf(k) >= 0), order.map(() => true), `timeline: ${order.join(' → ')} (got ${kinds.join(', ')})`)
-  t.same(order.map((k) => kinds.indexOf(k)), [...order.map((k) => kinds.indexOf(k))].sort((a, b) => a - b), 'in that order')
-  const failure = restarted.events.find((e) => e.kind === 'role.failure' && e.details.role === 'vm-a1')
-  t.equal(failure?.details.action, 'restart', 'the failover policy restarts it in place first')
-  t.ok(restarted.now.op > op0, `a fresh start op (${op0} -> ${restarted.now.op}), and its guest beats again`)
-  // a hang can also be released by hand
-  t.equal((await lab.cli('vm', 'hang', 'vm-a2')).code, 0)
-  const release = await lab.cli('vm', 'hang', 'vm-a2', '--release')
-  t.equal(release.code, 0, `vm hang --release: ${release.stderr}`)
-  t.match(release.stdout, /vm vm-a2 on host-a2: the guest answers its heartbeat again/)
-  const both = await lab.cli('vm', 'hang', 'vm-a2', '--release', '--for-ms', '100')
-  t.not(both.code, 0, 'both --for-ms and --release is refused')
-  t.match(both.stderr, /either --for-ms or --release/)
+    // 1. guest hang: LooksAlive, then IsAlive fail; the VM is restarted on its node (a fresh start op)
+    const op0 = home['host-a1']!.find((v) => v.role === 'vm-a1')!.op
+    const seq0 = await lastSeq(lab)
+    const hang = await lab.cli('vm', 'hang', 'vm-a1')
+    t.equal(hang.code, 0, `vm hang: ${hang.stderr}`)
+    t.match(hang.stdout, /vm vm-a1 on host-a1: the guest hangs until released or restarted/)
+    const restarted = await lab.waitFor(
+      'vm-a1 restarted on host-a1 by its health check',
+      async () => {
+        const events = (await lab.events()).filter((e) => e.seq > seq0)
+        const failed = events.find((e) => e.kind === 'role.health-failed' && e.details.role === 'vm-a1')
+        const started = events.find((e) => e.kind === 'vm.started' && e.source === 'host-a1' && e.details.vm === 'vm-a1')
+        if (!failed || !started) return undefined
+        const now = (await lab.inventories())['host-a1']?.find((v) => v.role === 'vm-a1')
+        return now && now.op > op0 && now.guest_heartbeats > 0 ? { events, now } : undefined
+      },
+      120_000,
+    )
+    const kinds = restarted.events.filter((e) => JSON.stringify(e.details).includes('vm-a1')).map((e) => e.kind)
+    const order = ['vm.guest-hung', 'role.health-suspect', 'role.health-failed', 'role.failure', 'vm.stopped', 'vm.started']
+    t.same(
+      order.map((k) => kinds.indexOf(k) >= 0),
+      order.map(() => true),
+      `timeline: ${order.join(' → ')} (got ${kinds.join(', ')})`,
+    )
+    t.same(
+      order.map((k) => kinds.indexOf(k)),
+      [...order.map((k) => kinds.indexOf(k))].sort((a, b) => a - b),
+      'in that order',
+    )
+    const failure = restarted.events.find((e) => e.kind === 'role.failure' && e.details.role === 'vm-a1')
+    t.equal(failure?.details.action, 'restart', 'the failover policy restarts it in place first')
+    t.ok(restarted.now.op > op0, `a fresh start op (${op0} -> ${restarted.now.op}), and its guest beats again`)
+    // a hang can also be released by hand
+    t.equal((await lab.cli('vm', 'hang', 'vm-a2')).code, 0)
+    const release = await lab.cli('vm', 'hang', 'vm-a2', '--release')
+    t.equal(release.code, 0, `vm hang --release: ${release.stderr}`)
+    t.match(release.stdout, /vm vm-a2 on host-a2: the guest answers its heartbeat again/)
+    const both = await lab.cli('vm', 'hang', 'vm-a2', '--release', '--for-ms', '100')
+    t.not(both.code, 0, 'both --for-ms and --release is refused')
+    t.match(both.stderr, /either --for-ms or --release/)
 
-  // 2. the witness dies: four node votes of five remain
-  const before = await lab.inventories()
-  const seq1 = await lastSeq(lab)
-  await kill(t, lab, 'witness')
-  // 3. then host-b2: the three left recompute the votes (3 nodes, odd: the witness has none)
-  await kill(t, lab, 'host-b2')
-  const three = await lab.waitFor('a1, a2, b1 holding quorum', () => heldBy(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
-  const a1 = three.hosts['host-a1']!
-  t.match(a1, { votes_total: 3, votes_present: 3, votes_needed: 2, witness: { votes: false } }, 'dynamic quorum: 3 of 3 votes, 2 needed; dynamic witness: no witness vote')
-  // the text through the real CLI; a view change right after the probe may show a moment without quorum, so wait for it
-  const text = await cliText(lab, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/)
-  t.match(text, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/, '`cluster status` shows votes present/needed')
-  await lab.waitFor('vm-b2 running on a survivor', () => allRunningOn(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
-  // 4. then host-b1: two nodes are even, so the witness vote comes back; 2 of 3 present
-  await kill(t, lab, 'host-b1')
-  const two = await lab.waitFor('a1, a2 holding quorum', () => heldBy(lab, ['host-a1', 'host-a2']), WAIT_MS)
-  t.match(two.hosts['host-a1']!, { votes_total: 3, votes_present: 2, votes_needed: 2, voters: ['host-a1', 'host-a2'] }, 'two node votes and the (dead) witness: 2 of 3 present, quorum kept')
-  const after = await lab.waitFor('every vm running in site-a', () => allRunningOn(lab, ['host-a1', 'host-a2']), WAIT_MS)
-  for (const host of ['host-a1', 'host-a2']) {
-    for (const vm of before[host] ?? []) {
-      t.equal(after[host]?.find((v) => v.role === vm.role)?.op, vm.op, `${vm.role} kept running on ${host} (same start op)`)
+    // 2. the witness dies: four node votes of five remain
+    const before = await lab.inventories()
+    const seq1 = await lastSeq(lab)
+    await kill(t, lab, 'witness')
+    // 3. then host-b2: the three left recompute the votes (3 nodes, odd: the witness has none)
+    await kill(t, lab, 'host-b2')
+    const three = await lab.waitFor('a1, a2, b1 holding quorum', () => heldBy(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
+    const a1 = three.hosts['host-a1']!
+    t.match(
+      a1,
+      { votes_total: 3, votes_present: 3, votes_needed: 2, witness: { votes: false } },
+      'dynamic quorum: 3 of 3 votes, 2 needed; dynamic witness: no witness vote',
+    )
+    // the text through the real CLI; a view change right after the probe may show a moment without quorum, so wait for it
+    const text = await cliText(lab, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/)
+    t.match(text, /quorum: HELD by [a-z0-9,-]+; votes present 3 of 3, needed 2/, '`cluster status` shows votes present/needed')
+    await lab.waitFor('vm-b2 running on a survivor', () => allRunningOn(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
+    // 4. then host-b1: two nodes are even, so the witness vote comes back; 2 of 3 present
+    await kill(t, lab, 'host-b1')
+    const two = await lab.waitFor('a1, a2 holding quorum', () => heldBy(lab, ['host-a1', 'host-a2']), WAIT_MS)
+    t.match(
+      two.hosts['host-a1']!,
+      { votes_total: 3, votes_present: 2, votes_needed: 2, voters: ['host-a1', 'host-a2'] },
+      'two node votes and the (dead) witness: 2 of 3 present, quorum kept',
+    )
+    const after = await lab.waitFor('every vm running in site-a', () => allRunningOn(lab, ['host-a1', 'host-a2']), WAIT_MS)
+    for (const host of ['host-a1', 'host-a2']) {
+      for (const vm of before[host] ?? []) {
+        t.equal(after[host]?.find((v) => v.role === vm.role)?.op, vm.op, `${vm.role} kept running on ${host} (same start op)`)
+      }
     }
-  }
-  const restartedVm = (vm: string) => (e: LabEvent) => e.kind === 'vm.started' && e.details.vm === vm
-  const events = await lab.eventsAfter(seq1, (evs) => evs.some(restartedVm('vm-b2')) && evs.some(restartedVm('vm-b1')))
-  t.same(events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source), [], 'no survivor stopped its vms for lack of quorum')
-  t.ok(events.some(restartedVm('vm-b2')), 'vm-b2 was restarted on a survivor')
-  t.ok(events.some(restartedVm('vm-b1')), 'vm-b1 was restarted on a survivor')
-})
+    const restartedVm = (vm: string) => (e: LabEvent) => e.kind === 'vm.started' && e.details.vm === vm
+    const events = await lab.eventsAfter(seq1, (evs) => evs.some(restartedVm('vm-b2')) && evs.some(restartedVm('vm-b1')))
+    t.same(
+      events.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source),
+      [],
+      'no survivor stopped its vms for lack of quorum',
+    )
+    t.ok(events.some(restartedVm('vm-b2')), 'vm-b2 was restarted on a survivor')
+    t.ok(events.some(restartedVm('vm-b1')), 'vm-b1 was restarted on a survivor')
+  },
+)
 
 t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; force-quorum; the others join (prevent quorum)', async (t) => {
   const { lab } = await startLab(t, { topology: STATIC_TOPOLOGY })
@@ -167,26 +206,41 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   await kill(t, lab, 'witness')
   await kill(t, lab, 'host-b2')
   // (right after the view change a host may still count the dead witness as reachable for a moment: wait for 3 present)
-  const three = await lab.waitFor('a1, a2, b1 holding quorum with 3 votes present', async () => {
-    const s = await heldBy(lab, ['host-a1', 'host-a2', 'host-b1'])
-    return s?.hosts['host-a1']?.votes_present === 3 ? s : undefined
-  }, WAIT_MS)
-  t.match(three.hosts['host-a1']!, { votes_total: 5, votes_present: 3, votes_needed: 3 }, 'the witness and one host of four lost: 3 of 5 votes still hold')
+  const three = await lab.waitFor(
+    'a1, a2, b1 holding quorum with 3 votes present',
+    async () => {
+      const s = await heldBy(lab, ['host-a1', 'host-a2', 'host-b1'])
+      return s?.hosts['host-a1']?.votes_present === 3 ? s : undefined
+    },
+    WAIT_MS,
+  )
+  t.match(
+    three.hosts['host-a1']!,
+    { votes_total: 5, votes_present: 3, votes_needed: 3 },
+    'the witness and one host of four lost: 3 of 5 votes still hold',
+  )
   await lab.waitFor('vm-b2 running on a survivor', () => allRunningOn(lab, ['host-a1', 'host-a2', 'host-b1']), WAIT_MS)
 
   // host-b1 too: 2 of 5 votes. Quorum is lost and the survivors stop their VMs.
   const seq = await lastSeq(lab)
   await kill(t, lab, 'host-b1')
-  const lost = await lab.waitFor('no host holding quorum and site-a running no vm', async () => {
-    const s = await clusterStatus(lab)
-    if (['host-a1', 'host-a2'].some((h) => !s.hosts[h] || s.hosts[h]!.holds_lease)) return undefined
-    const inv = await lab.inventories()
-    return ['host-a1', 'host-a2'].every((h) => inv[h] !== undefined && inv[h]!.length === 0) ? s : undefined
-  }, WAIT_MS)
+  const lost = await lab.waitFor(
+    'no host holding quorum and site-a running no vm',
+    async () => {
+      const s = await clusterStatus(lab)
+      if (['host-a1', 'host-a2'].some((h) => !s.hosts[h] || s.hosts[h]!.holds_lease)) return undefined
+      const inv = await lab.inventories()
+      return ['host-a1', 'host-a2'].every((h) => inv[h] !== undefined && inv[h]!.length === 0) ? s : undefined
+    },
+    WAIT_MS,
+  )
   t.match(lost.hosts['host-a1']!, { votes_total: 5, votes_present: 2, votes_needed: 3 }, 'static votes: 2 of 5 present, 3 needed')
   const stoppedBy = (evs: LabEvent[]) => evs.filter((e) => e.kind === 'role.stopped-no-quorum').map((e) => e.source)
   const stopped = stoppedBy(await lab.eventsAfter(seq, (evs) => ['host-a1', 'host-a2'].every((h) => stoppedBy(evs).includes(h))))
-  t.ok(stopped.includes('host-a1') && stopped.includes('host-a2'), `both survivors stopped their vms for lack of quorum (${stopped.join(',')})`)
+  t.ok(
+    stopped.includes('host-a1') && stopped.includes('host-a2'),
+    `both survivors stopped their vms for lack of quorum (${stopped.join(',')})`,
+  )
   const text = await cliText(lab, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/)
   t.match(text, /quorum: NOT HELD by no host; votes present 2 of 5, needed 3/, '`cluster status` says so')
 
@@ -197,7 +251,11 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   const fv = forced.hosts['host-a1']!
   t.ok(fv.forced, 'the view is forced while the nodes hold 2 of 5 votes')
   t.ok(fv.epoch >= EPOCHS_PER_GENERATION, `a new generation of epochs (${fv.epoch})`)
-  t.match(await cliText(lab, /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/), /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/, '`cluster status` shows the forced quorum')
+  t.match(
+    await cliText(lab, /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/),
+    /\(FORCED\)[\s\S]*quorum: HELD by [a-z0-9,-]+; votes present 1 of 1, needed 1/,
+    '`cluster status` shows the forced quorum',
+  )
   await lab.waitFor('every vm running again in site-a', () => allRunningOn(lab, ['host-a1', 'host-a2']), WAIT_MS)
 
   // the witness, host-b1 and host-b2 come back: 3 of the OLD 5 votes, yet they join the forced cluster
@@ -216,7 +274,15 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
     if (epoch === null || epoch >= fv.epoch) return false
     return e.kind === 'cluster.quorum-gained' || (e.kind === 'cluster.view-changed' && epoch > oldEpoch)
   })
-  t.same(oldGeneration.map((e) => `${e.source} ${e.kind} ${String(e.details.epoch)}`), [], 'prevent quorum: no new view or quorum of the old generation after the force')
-  t.same(events.filter((e) => e.kind === 'cluster.forced-quorum').map((e) => e.source), [], 'nobody else forced anything')
+  t.same(
+    oldGeneration.map((e) => `${e.source} ${e.kind} ${String(e.details.epoch)}`),
+    [],
+    'prevent quorum: no new view or quorum of the old generation after the force',
+  )
+  t.same(
+    events.filter((e) => e.kind === 'cluster.forced-quorum').map((e) => e.source),
+    [],
+    'nobody else forced anything',
+  )
   await lab.waitFor('every vm running', () => allRunningOn(lab, HOSTS), WAIT_MS)
 })

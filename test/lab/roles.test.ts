@@ -34,11 +34,16 @@ async function inventories(lab: TestLab): Promise<Record<string, string[]>> {
 }
 
 function hostsRunning(inv: Record<string, string[]>, vm: string): string[] {
-  return Object.entries(inv).filter(([, vms]) => vms.includes(vm)).map(([h]) => h)
+  return Object.entries(inv)
+    .filter(([, vms]) => vms.includes(vm))
+    .map(([h]) => h)
 }
 
 /** Every VM running, each on exactly the host `vm list` names, as that host itself reports. */
-async function allRunning(lab: TestLab, where?: (vm: string, owner: string) => boolean): Promise<{ list: VmList; inv: Record<string, string[]> } | undefined> {
+async function allRunning(
+  lab: TestLab,
+  where?: (vm: string, owner: string) => boolean,
+): Promise<{ list: VmList; inv: Record<string, string[]> } | undefined> {
   const list = await vmList(lab)
   if (list.source !== 'coordinator' || list.roles.length !== Object.keys(VMS).length) return undefined
   if (!list.roles.every((r) => r.state === 'running' && r.owner !== null && (!where || where(r.name, r.owner)))) return undefined
@@ -51,10 +56,14 @@ const ownerOf = (list: VmList, vm: string): string | null => list.roles.find((r)
 
 t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab restart', async (t) => {
   const { lab } = await startLab(t)
-  await lab.waitFor('the cluster to form', async () => {
-    const s = await lab.clusterStatus()
-    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? s : undefined
-  }, WAIT_MS)
+  await lab.waitFor(
+    'the cluster to form',
+    async () => {
+      const s = await lab.clusterStatus()
+      return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? s : undefined
+    },
+    WAIT_MS,
+  )
 
   // A watcher: a VM seen on two hosts in two polls in a row is a split brain.
   const doubles: string[] = []
@@ -91,7 +100,11 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     t.equal(c.code, 0, `create ${vm}: ${c.stderr}`)
     t.equal((await lab.cli('vm', 'start', vm)).code, 0, `start ${vm}`)
   }
-  const first = await lab.waitFor('every vm running on its first preferred owner', () => allRunning(lab, (vm, owner) => owner === VMS[vm as keyof typeof VMS][0]), WAIT_MS)
+  const first = await lab.waitFor(
+    'every vm running on its first preferred owner',
+    () => allRunning(lab, (vm, owner) => owner === VMS[vm as keyof typeof VMS][0]),
+    WAIT_MS,
+  )
   t.same(first.inv['host-b1'], ['web1'], 'host-b1 itself reports web1')
   const human = await lab.cli('vm', 'list')
   t.match(human.stdout, /web1\s+running\s+host-b1/, '`vm list` shows name, state, owner')
@@ -100,15 +113,26 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.match(bad.stderr, /cannot move vm web1 to host-zz: host-zz is not a node of this cluster/)
   t.notMatch(bad.stderr, /hvlab: host-/, 'the refusal is not prefixed with the relaying host')
   const deps = await lab.cli('vm', 'deps', 'web1')
-  t.match(deps.stdout, /vm web1 \(running on host-b1[\s\S]*disk web1-disk0 [\s\S]*remote copy group rc-web1/, '`vm deps` shows vm → disk → remote-copy group')
+  t.match(
+    deps.stdout,
+    /vm web1 \(running on host-b1[\s\S]*disk web1-disk0 [\s\S]*remote copy group rc-web1/,
+    '`vm deps` shows vm → disk → remote-copy group',
+  )
   const valid = await lab.cli('cluster', 'validate')
   t.equal(valid.code, 0, 'validation passes on a healthy lab')
-  t.match(valid.stdout, /PASS\s+network\s+host-a1 sees every node[\s\S]*PASS\s+quorum\s+witness witness reachable from site-b[\s\S]*validation passed; report: .*cluster-validation\.html/)
+  t.match(
+    valid.stdout,
+    /PASS\s+network\s+host-a1 sees every node[\s\S]*PASS\s+quorum\s+witness witness reachable from site-b[\s\S]*validation passed; report: .*cluster-validation\.html/,
+  )
 
   // 2. kill -9 the owner of web1: it restarts on its next preferred owner
   const before = (await lab.events()).at(-1)!.seq
   t.equal((await lab.cli('kill', 'host-b1')).code, 0)
-  const failed = await lab.waitFor('web1 to run on host-b2', () => allRunning(lab, (vm, owner) => (vm === 'web1' ? owner === 'host-b2' : true)), WAIT_MS)
+  const failed = await lab.waitFor(
+    'web1 to run on host-b2',
+    () => allRunning(lab, (vm, owner) => (vm === 'web1' ? owner === 'host-b2' : true)),
+    WAIT_MS,
+  )
   t.equal(ownerOf(failed.list, 'db1'), 'host-a2', 'the other vms did not move')
   t.equal(ownerOf(failed.list, 'app1'), 'host-b2', 'the other vms did not move')
   const isDown = (e: LabEvent) => e.kind === 'cluster.node-down' && e.details.node === 'host-b1'
@@ -121,33 +145,49 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.ok(down && over && running, 'timeline: node-down, then role.failed-over, then role.running')
   if (down && over && running) {
     t.ok(down.seq < over.seq && over.seq < running.seq, 'in that order')
-    t.comment(`host-b1 detected down ${down.at_ms - events[0]!.at_ms} ms after the kill; web1 running on host-b2 ${running.at_ms - down.at_ms} ms after detection`)
+    t.comment(
+      `host-b1 detected down ${down.at_ms - events[0]!.at_ms} ms after the kill; web1 running on host-b2 ${running.at_ms - down.at_ms} ms after detection`,
+    )
   }
   t.equal((await lab.cli('restart', 'host-b1')).code, 0)
-  await lab.waitFor('host-b1 back in the cluster', async () => {
-    const s = await lab.clusterStatus()
-    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
-  }, WAIT_MS)
+  await lab.waitFor(
+    'host-b1 back in the cluster',
+    async () => {
+      const s = await lab.clusterStatus()
+      return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
+    },
+    WAIT_MS,
+  )
 
   // 3. cut site-a from site-b: one side keeps quorum and runs ALL vms, the other side runs none
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)
-  const split = await lab.waitFor('one side to run every vm', async () => {
-    const s = await lab.clusterStatus()
-    const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
-    if (holders.length !== 2 || holders[0]!.slice(0, 6) !== holders[1]!.slice(0, 6)) return undefined
-    const r = await allRunning(lab, (_vm, owner) => holders.includes(owner))
-    if (!r) return undefined
-    const others = HOSTS.filter((h) => !holders.includes(h))
-    return others.every((h) => (r.inv[h] ?? []).length === 0) ? { holders, others, r } : undefined
-  }, WAIT_MS)
+  const split = await lab.waitFor(
+    'one side to run every vm',
+    async () => {
+      const s = await lab.clusterStatus()
+      const holders = HOSTS.filter((h) => s.hosts[h]?.holds_lease)
+      if (holders.length !== 2 || holders[0]!.slice(0, 6) !== holders[1]!.slice(0, 6)) return undefined
+      const r = await allRunning(lab, (_vm, owner) => holders.includes(owner))
+      if (!r) return undefined
+      const others = HOSTS.filter((h) => !holders.includes(h))
+      return others.every((h) => (r.inv[h] ?? []).length === 0) ? { holders, others, r } : undefined
+    },
+    WAIT_MS,
+  )
   t.pass(`${split.holders.join(',')} keep quorum and run every vm; ${split.others.join(',')} run none`)
-  const stoppedEvents = (await lab.eventsAfter(0, (evs) => evs.some((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source)))).filter((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source))
+  const stoppedEvents = (
+    await lab.eventsAfter(0, (evs) => evs.some((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source)))
+  ).filter((e) => e.kind === 'role.stopped-no-quorum' && split.others.includes(e.source))
   t.ok(stoppedEvents.length > 0, 'timeline: the cut-off side stopped its vms for lack of quorum')
   t.equal((await lab.cli('heal')).code, 0)
-  await lab.waitFor('all four together after heal', async () => {
-    const s = await lab.clusterStatus()
-    return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
-  }, WAIT_MS)
+  await lab.waitFor(
+    'all four together after heal',
+    async () => {
+      const s = await lab.clusterStatus()
+      return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
+    },
+    WAIT_MS,
+  )
 
   // 4. pause --drain moves the roles off a node; a move there is refused while paused
   const target = (await vmList(lab)).roles.find((r) => r.owner !== null)!.owner!
@@ -171,8 +211,14 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.same(back.list.roles.find((r) => r.name === 'web1')?.preferred_owners, VMS.web1, 'with their preferred owners')
   // The arrays stopped cleanly (SIGTERM): a sync primary resumes from its record instead of
   // suspecting every block of its volumes, as it must after a crash.
-  const fullResyncs = (await lab.events()).filter((e) => e.seq > beforeDown && e.kind === 'rc.sync-started' && e.details.role === 'primary' && Number(e.details.blocks) >= DISK_BLOCKS)
-  t.same(fullResyncs.map((e) => `${e.source} ${String(e.details.group)}`), [], 'no full resync after a clean restart of the arrays')
+  const fullResyncs = (await lab.events()).filter(
+    (e) => e.seq > beforeDown && e.kind === 'rc.sync-started' && e.details.role === 'primary' && Number(e.details.blocks) >= DISK_BLOCKS,
+  )
+  t.same(
+    fullResyncs.map((e) => `${e.source} ${String(e.details.group)}`),
+    [],
+    'no full resync after a clean restart of the arrays',
+  )
 
   watching = false
   await watcher

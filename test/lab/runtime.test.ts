@@ -29,10 +29,21 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const cliStatusRun = await lab.spawnCli('status', '--json')
   t.equal(cliStatusRun.code, 0, 'hvlab status --json exits 0')
   const cliStatus = JSON.parse(cliStatusRun.stdout) as LabStatus
-  t.same(cliStatus.processes.map((p) => [p.name, p.role, p.site, p.state]), status.processes.map((p) => [p.name, p.role, p.site, 'up']), 'hvlab status --json: name, role, site, state of every process')
+  t.same(
+    cliStatus.processes.map((p) => [p.name, p.role, p.site, p.state]),
+    status.processes.map((p) => [p.name, p.role, p.site, 'up']),
+    'hvlab status --json: name, role, site, state of every process',
+  )
   const cliEvents = await lab.spawnCli('events', '--json')
-  const started = cliEvents.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind: string; details: { process?: string } })
-  t.equal(started.filter((e) => e.kind === 'process.started').length, 7, 'hvlab events --json: a process.started event for each of the seven processes')
+  const started = cliEvents.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { kind: string; details: { process?: string } })
+  t.equal(
+    started.filter((e) => e.kind === 'process.started').length,
+    7,
+    'hvlab events --json: a process.started event for each of the seven processes',
+  )
   const hostA1 = status.processes.find((p) => p.name === 'host-a1')!
   t.same(hostA1.expectedPeers.sort(), ['array-a', 'array-b', 'host-a2', 'host-b1', 'host-b2', 'witness'])
 
@@ -48,11 +59,22 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const control = runningLab(lab.dir)
   const hostile = { target: 'http://x:99999/', upgrade: true }
   t.equal((await rawExchange(t, control.httpPort, requestBytes(hostile))).status, 401, 'hostile upgrade without the token: 401')
-  t.equal((await rawExchange(t, control.httpPort, requestBytes({ ...hostile, authorization: control.authorization }))).status, 400, 'with the token: 400')
+  t.equal(
+    (await rawExchange(t, control.httpPort, requestBytes({ ...hostile, authorization: control.authorization }))).status,
+    400,
+    'with the token: 400',
+  )
   t.ok(isAlive(lab.controllerPid()!), 'the controller is still up')
   const afterHostile = await lab.status()
-  t.same(afterHostile.processes.map((p) => [p.name, p.state, p.pid]), status.processes.map((p) => [p.name, 'up', p.pid]), 'every process is still up, the same pids')
-  t.ok(afterHostile.processes.every((p) => p.pid !== null && isAlive(p.pid)), 'and alive')
+  t.same(
+    afterHostile.processes.map((p) => [p.name, p.state, p.pid]),
+    status.processes.map((p) => [p.name, 'up', p.pid]),
+    'every process is still up, the same pids',
+  )
+  t.ok(
+    afterHostile.processes.every((p) => p.pid !== null && isAlive(p.pid)),
+    'and alive',
+  )
 
   // kill -9 one host: reported down in status and events, peers see it lost
   const killed = await lab.cli('kill', 'host-a1', '--signal', 'KILL')
@@ -69,8 +91,14 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.notOk(isAlive(hostA1.pid!), 'the old process is gone')
   t.notOk(afterKill.lab.healthy, 'the lab is not healthy with a host down')
   const events1 = await lab.events()
-  t.ok(events1.some((e) => e.kind === 'process.exited' && e.details.process === 'host-a1' && e.details.signal === 'SIGKILL'), 'events: host-a1 exited by SIGKILL')
-  t.ok(events1.some((e) => e.kind === 'peer.lost' && e.source === 'host-a2' && e.details.peer === 'host-a1'), 'events: host-a2 lost host-a1')
+  t.ok(
+    events1.some((e) => e.kind === 'process.exited' && e.details.process === 'host-a1' && e.details.signal === 'SIGKILL'),
+    'events: host-a1 exited by SIGKILL',
+  )
+  t.ok(
+    events1.some((e) => e.kind === 'peer.lost' && e.source === 'host-a2' && e.details.peer === 'host-a1'),
+    'events: host-a2 lost host-a1',
+  )
 
   // restart: it comes back with a new pid and reconnects to everyone
   const lastSeq = events1.at(-1)!.seq
@@ -95,7 +123,10 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     const s = await lab.status()
     const a1 = s.processes.find((p) => p.name === 'host-a1')!
     const b1 = s.processes.find((p) => p.name === 'host-b1')!
-    return !a1.peers.some((p) => p.startsWith('host-b') || p === 'array-b') && !b1.peers.some((p) => p.startsWith('host-a') || p === 'array-a') ? s : undefined
+    return !a1.peers.some((p) => p.startsWith('host-b') || p === 'array-b') &&
+      !b1.peers.some((p) => p.startsWith('host-a') || p === 'array-a')
+      ? s
+      : undefined
   })
   const a1 = cut.processes.find((p) => p.name === 'host-a1')!
   t.ok(a1.peers.includes('witness') && a1.peers.includes('host-a2'), 'site-a still reaches the witness and its own site')
@@ -111,7 +142,10 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   await lab.cli('kill', 'host-b2', '--signal', 'STOP')
   await lab.waitFor('host-b2 paused and lost by its peers', async () => {
     const s = await lab.status()
-    return s.processes.find((p) => p.name === 'host-b2')!.state === 'paused' && !s.processes.find((p) => p.name === 'host-b1')!.peers.includes('host-b2') ? s : undefined
+    return s.processes.find((p) => p.name === 'host-b2')!.state === 'paused' &&
+      !s.processes.find((p) => p.name === 'host-b1')!.peers.includes('host-b2')
+      ? s
+      : undefined
   })
   t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
   await lab.cli('kill', 'host-b2', '--signal', 'CONT')
@@ -149,14 +183,17 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.match(badPartition.stderr, /site-q is neither a process nor a site/)
   t.equal((await lab.status()).processes.filter((p) => p.state === 'up').length, 6, 'the rest of the lab kept running')
 
-  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9, restart, partition and pause')
+  t.same(await lab.protocolRefusals(), [], "no process refused a peer's frame, through kill -9, restart, partition and pause")
 
   // down leaves no process behind
   const controllerPid = lab.controllerPid()!
   const pids = [controllerPid, ...(await lab.status()).processes.map((p) => p.pid).filter((p): p is number => p !== null)]
   t.equal((await lab.cli('down')).code, 0, 'down succeeded')
   await lab.waitFor('every process gone', async () => (pids.every((p) => !isAlive(p)) ? true : undefined), 15_000)
-  t.ok(pids.every((p) => !isAlive(p)), 'no process left behind')
+  t.ok(
+    pids.every((p) => !isAlive(p)),
+    'no process left behind',
+  )
   const after = await lab.cli('status')
   t.match(after.stderr, /no lab is running/, 'status after down says so')
 })

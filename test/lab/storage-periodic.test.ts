@@ -107,7 +107,12 @@ class Storage {
   async write(array: string, block: number, seed: string, host: string, epoch: number): Promise<void> {
     const w: TimedWrite = { block, seed, sent_ms: Date.now() }
     this.writes.push(w)
-    await this.client.request(array, { t: 'block-write-pattern', volume: this.volume, host, epoch, block, blocks: 1, pattern: seed }, 'block-written', 30_000)
+    await this.client.request(
+      array,
+      { t: 'block-write-pattern', volume: this.volume, host, epoch, block, blocks: 1, pattern: seed },
+      'block-written',
+      30_000,
+    )
     w.acked_ms = Date.now()
   }
   async digests(array: string): Promise<{ sha256: string; blocks: string[] }> {
@@ -119,10 +124,14 @@ class Storage {
     return r.groups[0]!
   }
   async waitGroup(array: string, what: string, ok: (g: RcGroupStatus) => boolean, timeout_ms = 60_000): Promise<RcGroupStatus> {
-    return this.lab.waitFor(`${array}: ${what}`, async () => {
-      const g = await this.status(array)
-      return ok(g) ? g : undefined
-    }, timeout_ms)
+    return this.lab.waitFor(
+      `${array}: ${what}`,
+      async () => {
+        const g = await this.status(array)
+        return ok(g) ? g : undefined
+      },
+      timeout_ms,
+    )
   }
   /** Writes block after block until stopped or refused; returns how many were acknowledged. */
   writer(array: string, host: string, epoch: number, prefix: string): { stop: () => Promise<number> } {
@@ -176,7 +185,19 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
 
   await ok('array', 'volume', 'create', 'array-a', 'pvol', '--size', '1MiB')
   await ok('array', 'present', 'array-a', 'pvol', 'host-a1')
-  await ok('rcopy', 'create', 'rcp', '--primary', 'array-a', '--secondary', 'array-b', '--mode', 'periodic', '--period-ms', String(PERIOD_MS))
+  await ok(
+    'rcopy',
+    'create',
+    'rcp',
+    '--primary',
+    'array-a',
+    '--secondary',
+    'array-b',
+    '--mode',
+    'periodic',
+    '--period-ms',
+    String(PERIOD_MS),
+  )
   await ok('rcopy', 'admit', 'rcp', 'pvol')
   await ok('rcopy', 'start', 'rcp')
   const first = await s.waitGroup('array-a', 'rcp Synced after the initial full sync', synced)
@@ -189,12 +210,18 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   const cyclesDone = async (): Promise<LabEvent[]> =>
     (await lab.events()).filter((e) => e.source === 'array-b' && e.kind === 'rc.synced' && e.details.group === 'rcp')
   const initial = (await cyclesDone()).length
-  await lab.waitFor('two delta cycles completed under writes', async () => ((await cyclesDone()).length >= initial + 2 ? true : undefined), 60_000)
+  await lab.waitFor(
+    'two delta cycles completed under writes',
+    async () => ((await cyclesDone()).length >= initial + 2 ? true : undefined),
+    60_000,
+  )
   const extra_ms = Math.floor(random() * period_ms)
   await new Promise((r) => setTimeout(r, extra_ms))
   const kill_ms = Date.now()
   await ok('kill', 'array-a', '--signal', 'KILL')
-  await lab.waitFor('array-a down', async () => ((await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined))
+  await lab.waitFor('array-a down', async () =>
+    (await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined,
+  )
   const acked = await w.stop()
   t.ok(acked > 0, `${acked} writes acknowledged before the kill (${extra_ms} ms into a period)`)
   await s.waitGroup('array-b', 'array-b sees the link down', (g) => !g.link_up)
@@ -205,7 +232,11 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   // ------------------------------------------------ the history: exactly which acknowledged writes were lost
   const d = await s.digests('array-b')
   const verdict = prefixOf(s.writes, d.blocks)
-  t.not(verdict.prefix, undefined, `array-b holds the volume as it was after a prefix of the writes: nothing invented, nothing out of order [seed ${seed}]`)
+  t.not(
+    verdict.prefix,
+    undefined,
+    `array-b holds the volume as it was after a prefix of the writes: nothing invented, nothing out of order [seed ${seed}]`,
+  )
   const events = await lab.events()
   const completed = events.filter((e) => e.source === 'array-b' && e.kind === 'rc.synced' && e.details.group === 'rcp')
   const last = completed[completed.length - 1]!
@@ -215,7 +246,8 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   const mustHave = s.writes.filter((x) => x.acked_ms !== undefined && x.acked_ms < cut_ms - CLOCK_TOLERANCE_MS).length
   t.ok(prefix >= mustHave, `every write acknowledged before the last consistent point is there (${prefix} ≥ ${mustHave}) [seed ${seed}]`)
   const mustNotHave = s.writes.findIndex((x) => x.sent_ms > cut_ms + CLOCK_TOLERANCE_MS)
-  if (mustNotHave >= 0) t.ok(prefix <= mustNotHave, `no write issued after the last consistent point is there (${prefix} ≤ ${mustNotHave}) [seed ${seed}]`)
+  if (mustNotHave >= 0)
+    t.ok(prefix <= mustNotHave, `no write issued after the last consistent point is there (${prefix} ≤ ${mustNotHave}) [seed ${seed}]`)
 
   // The bound the mode promises, from the cycles' own timestamps: a cycle starts every
   // period (late by however late the timer was), and a delta is safe once its transfer ends.
@@ -233,7 +265,10 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   const lostSpan_ms = Math.round(verdict.lost.length > 0 ? verdict.lost[verdict.lost.length - 1]!.acked_ms! - cut_ms : 0)
   const lostBlocks = new Set(verdict.lost.map((x) => x.block)).size
   // acked_ms is the test's clock when the ack arrived; the bound is on the arrays' clocks
-  t.ok(lostSpan_ms <= bound_ms + CLOCK_TOLERANCE_MS, `data lost spans ${lostSpan_ms} ms ≤ period ${period_ms} + timer lateness ${lateness_ms} + transfer ${transfer_ms} ms (+ ${CLOCK_TOLERANCE_MS} ms between clocks) [seed ${seed}]`)
+  t.ok(
+    lostSpan_ms <= bound_ms + CLOCK_TOLERANCE_MS,
+    `data lost spans ${lostSpan_ms} ms ≤ period ${period_ms} + timer lateness ${lateness_ms} + transfer ${transfer_ms} ms (+ ${CLOCK_TOLERANCE_MS} ms between clocks) [seed ${seed}]`,
+  )
   t.comment(
     `measured RPO: ${verdict.lost.length} acknowledged writes lost (${verdict.lost.length * BS} bytes written, ${lostBlocks * BS} bytes of distinct blocks), ` +
       `spanning ${lostSpan_ms} ms after the last consistent point; bound ${bound_ms} ms; ${s.writes.length} writes issued, ${prefix} on array-b`,
@@ -269,7 +304,20 @@ t.test('periodic remote copy: data lost on an unplanned failover is within one p
   const wrong = expected.map((e, b) => (e === sb.blocks[b] ? -1 : b)).filter((b) => b >= 0)
   t.same(wrong, [], `switchover lost nothing: every acknowledged write (${s.writes.length - before}) is on the new primary`)
   t.equal(sb.sha256, (await s.digests('array-a')).sha256, 'both copies identical after the switchover')
-  const refused = await lab.cli('array', 'write', 'array-a', 'pvol', '--block', '9', '--host', 'host-a1', '--epoch', '3', '--pattern', 'old-side')
+  const refused = await lab.cli(
+    'array',
+    'write',
+    'array-a',
+    'pvol',
+    '--block',
+    '9',
+    '--host',
+    'host-a1',
+    '--epoch',
+    '3',
+    '--pattern',
+    'old-side',
+  )
   t.not(refused.code, 0, 'the old primary refuses host writes after the switchover')
-  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9 and restart of array-a')
+  t.same(await lab.protocolRefusals(), [], "no process refused a peer's frame, through kill -9 and restart of array-a")
 })

@@ -46,7 +46,9 @@ export function historyProblems(writes: readonly Write[], digests: readonly stri
     for (const w of mine.slice(last + 1)) allowed.set(sha(patternBlock(w.seed, b, BS)), `${w.seed} (unacknowledged)`)
     if (!allowed.has(digests[b]!)) {
       const older = mine.slice(0, Math.max(0, last)).find((w) => sha(patternBlock(w.seed, b, BS)) === digests[b])
-      problems.push(`block ${b}: ${older ? `holds older write ${older.seed}, lost acknowledged ${mine[last]!.seed}` : `holds data no write put there (allowed: ${[...allowed.values()].join(', ')})`}`)
+      problems.push(
+        `block ${b}: ${older ? `holds older write ${older.seed}, lost acknowledged ${mine[last]!.seed}` : `holds data no write put there (allowed: ${[...allowed.values()].join(', ')})`}`,
+      )
     }
   }
   return problems
@@ -75,14 +77,32 @@ class Storage {
   async cliWrite(array: string, block: number, seed: string, host: string, epoch: number): Promise<CliResult> {
     const w: Write = { block, seed, acked: false }
     this.writes.push(w)
-    const r = await this.lab.cli('array', 'write', array, 'vol1', '--block', String(block), '--host', host, '--epoch', String(epoch), '--pattern', seed)
+    const r = await this.lab.cli(
+      'array',
+      'write',
+      array,
+      'vol1',
+      '--block',
+      String(block),
+      '--host',
+      host,
+      '--epoch',
+      String(epoch),
+      '--pattern',
+      seed,
+    )
     w.acked = r.code === 0
     return r
   }
   async write(array: string, block: number, seed: string, host: string, epoch: number): Promise<void> {
     const w: Write = { block, seed, acked: false }
     this.writes.push(w)
-    await this.client.request(array, { t: 'block-write-pattern', volume: 'vol1', host, epoch, block, blocks: 1, pattern: seed }, 'block-written', 30_000)
+    await this.client.request(
+      array,
+      { t: 'block-write-pattern', volume: 'vol1', host, epoch, block, blocks: 1, pattern: seed },
+      'block-written',
+      30_000,
+    )
     w.acked = true
   }
   async digests(array: string): Promise<{ sha256: string; blocks: string[] }> {
@@ -94,10 +114,14 @@ class Storage {
     return r.groups[0]!
   }
   async waitGroup(array: string, what: string, ok: (g: RcGroupStatus) => boolean, timeout_ms = 60_000): Promise<RcGroupStatus> {
-    return this.lab.waitFor(`${array}: ${what}`, async () => {
-      const g = await this.group(array)
-      return ok(g) ? g : undefined
-    }, timeout_ms)
+    return this.lab.waitFor(
+      `${array}: ${what}`,
+      async () => {
+        const g = await this.group(array)
+        return ok(g) ? g : undefined
+      },
+      timeout_ms,
+    )
   }
 }
 
@@ -114,8 +138,17 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
 
   await ok('array', 'volume', 'create', 'array-a', 'vol1', '--size', '1MiB')
   await ok('array', 'present', 'array-a', 'vol1', 'host-a1')
-  const listed = await lab.json<{ volumes: { volume: string; size_bytes: number; presented_to: string[] }[] }>('array', 'volume', 'list', 'array-a')
-  t.same(listed.volumes, [{ volume: 'vol1', size_bytes: 1024 * 1024, presented_to: ['host-a1'] }], 'volume listed, with the host it is presented to')
+  const listed = await lab.json<{ volumes: { volume: string; size_bytes: number; presented_to: string[] }[] }>(
+    'array',
+    'volume',
+    'list',
+    'array-a',
+  )
+  t.same(
+    listed.volumes,
+    [{ volume: 'vol1', size_bytes: 1024 * 1024, presented_to: ['host-a1'] }],
+    'volume listed, with the host it is presented to',
+  )
   await ok('rcopy', 'create', 'rc1', '--primary', 'array-a', '--secondary', 'array-b', '--mode', 'sync')
   await ok('rcopy', 'admit', 'rc1', 'vol1')
   await ok('rcopy', 'start', 'rc1')
@@ -130,9 +163,31 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   }
   await refused(/volume "nov" does not exist on this array/, 'nov', '--block', '0', '--host', 'host-a1', '--epoch', '1', '--pattern', 'bad')
   await refused(/blocks 0\.\.255; nothing was written/, 'vol1', '--block', '300', '--host', 'host-a1', '--epoch', '1', '--pattern', 'bad')
-  await refused(/host host-b1 may not access volume vol1: it is not presented/, 'vol1', '--block', '5', '--host', 'host-b1', '--epoch', '1', '--pattern', 'intruder')
+  await refused(
+    /host host-b1 may not access volume vol1: it is not presented/,
+    'vol1',
+    '--block',
+    '5',
+    '--host',
+    'host-b1',
+    '--epoch',
+    '1',
+    '--pattern',
+    'intruder',
+  )
   await s.write('array-a', 5, 'epoch5', 'host-a1', 5)
-  await refused(/reservation epoch 4 but the volume is reserved at epoch 5 .*fenced/, 'vol1', '--block', '6', '--host', 'host-a1', '--epoch', '4', '--pattern', 'zombie')
+  await refused(
+    /reservation epoch 4 but the volume is reserved at epoch 5 .*fenced/,
+    'vol1',
+    '--block',
+    '6',
+    '--host',
+    'host-a1',
+    '--epoch',
+    '4',
+    '--pattern',
+    'zombie',
+  )
   const bad = await lab.cli('array', 'volume', 'create', 'array-a', 'vol2', '--size', '1000')
   t.match(bad.stderr, /multiple of the block size/, 'a size that is not whole blocks is refused')
   t.equal((await lab.status()).processes.find((p) => p.name === 'array-a')!.state, 'up', 'array-a kept running')
@@ -175,7 +230,9 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   }
   t.equal(acknowledged, WRITES_BEFORE_KILL, `${acknowledged} synchronous writes acknowledged through hvlab array write`)
   await ok('kill', 'array-a', '--signal', 'KILL')
-  await lab.waitFor('array-a down', async () => ((await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined))
+  await lab.waitFor('array-a down', async () =>
+    (await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined,
+  )
   await s.waitGroup('array-b', 'array-b sees the link down', (g) => !g.link_up)
   await ok('restart', 'array-a')
   await s.waitGroup('array-a', 'the restarted primary Synced again (it compared every block)', synced)
@@ -203,7 +260,9 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   })()
   await lab.waitFor('25 acknowledged sync writes', async () => (acked >= 25 ? true : undefined))
   await ok('kill', 'array-a', '--signal', 'KILL')
-  await lab.waitFor('array-a down', async () => ((await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined))
+  await lab.waitFor('array-a down', async () =>
+    (await lab.status()).processes.find((p) => p.name === 'array-a')!.state === 'down' ? true : undefined,
+  )
   stop = true
   await writer
   t.ok(acked >= 25, `${acked} writes acknowledged before the kill`)
@@ -217,7 +276,20 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   // the new primary takes writes from its site's hosts, and fences stale epochs too
   await ok('array', 'present', 'array-b', 'vol1', 'host-b1')
   await s.write('array-b', 1, 'after-failover', 'host-b1', 7)
-  const stale = await lab.cli('array', 'write', 'array-b', 'vol1', '--block', '2', '--host', 'host-b1', '--epoch', '6', '--pattern', 'zombie')
+  const stale = await lab.cli(
+    'array',
+    'write',
+    'array-b',
+    'vol1',
+    '--block',
+    '2',
+    '--host',
+    'host-b1',
+    '--epoch',
+    '6',
+    '--pattern',
+    'zombie',
+  )
   t.match(stale.stderr, /reserved at epoch 7/, 'array-b refuses the stale epoch')
 
   // ------------------------------------------------ array-a comes back with its data; recover resyncs it as Secondary-Rev
@@ -231,5 +303,5 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
   const [ra, rb] = [await s.digests('array-a'), await s.digests('array-b')]
   t.equal(ra.sha256, rb.sha256, 'both copies are identical after recover')
   t.same(historyProblems(s.writes, ra.blocks), [], 'the recovered copy holds the full history')
-  t.same(await lab.protocolRefusals(), [], 'no process refused a peer\'s frame, through kill -9 and restart of array-a')
+  t.same(await lab.protocolRefusals(), [], "no process refused a peer's frame, through kill -9 and restart of array-a")
 })

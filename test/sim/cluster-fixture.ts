@@ -25,7 +25,12 @@ export interface LabOptions {
   config?: Partial<MembershipConfig>
 }
 
-export function hostConfig(name: string, sites: Record<string, string>, quorum: Omit<QuorumSettings, 'nodes'>, witness: string | null): MembershipConfig {
+export function hostConfig(
+  name: string,
+  sites: Record<string, string>,
+  quorum: Omit<QuorumSettings, 'nodes'>,
+  witness: string | null,
+): MembershipConfig {
   return {
     name,
     sites,
@@ -58,7 +63,9 @@ export function makeLab(o: LabOptions): SimNetwork {
   const witness = withWitness ? WITNESS_NAME : null
   const hosts = Object.keys(sites).map((n) => ({ ...hostConfig(n, sites, quorum, witness), ...o.config }))
   const h0 = hosts[0]!
-  const witnessConfig: ArbiterConfig | null = witness ? { name: witness, nodes: Object.keys(sites), lease_ms: h0.lease_ms, clock_skew_ms: h0.clock_skew_ms } : null
+  const witnessConfig: ArbiterConfig | null = witness
+    ? { name: witness, nodes: Object.keys(sites), lease_ms: h0.lease_ms, clock_skew_ms: h0.clock_skew_ms }
+    : null
   return new SimNetwork({
     seed: o.seed,
     hosts,
@@ -118,7 +125,8 @@ export function convergenceProblem(net: SimNetwork): string | null {
     if (v.epoch !== view.epoch) return `${name} is at epoch ${v.epoch}, ${live[0]![0]} at ${view.epoch}`
     if (!v.members.includes(name)) return `${name} is not a member of view ${v.epoch} (${v.members.join(',')})`
     if (!h.holdsLease(net.now_ms)) return `${name} holds no quorum lease in view ${v.epoch}`
-    if (h.database().db_epoch !== first.database().db_epoch) return `${name} has database ${h.database().db_epoch}, ${live[0]![0]} has ${first.database().db_epoch}`
+    if (h.database().db_epoch !== first.database().db_epoch)
+      return `${name} has database ${h.database().db_epoch}, ${live[0]![0]} has ${first.database().db_epoch}`
   }
   return null
 }

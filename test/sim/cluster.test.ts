@@ -70,7 +70,9 @@ function runChecked(net: SimNetwork, duration_ms: number): void {
 }
 
 function holders(net: SimNetwork): string[] {
-  return leaseHolders(net).map((h) => h.name).sort()
+  return leaseHolders(net)
+    .map((h) => h.name)
+    .sort()
 }
 
 t.test('the four hosts and the witness form one cluster and agree on the database', async (t) => {
@@ -114,7 +116,10 @@ t.test('kill a node: the others remove it and keep quorum; it rejoins and catche
 t.test('site-a cut from site-b, both reach the witness: exactly one side keeps quorum', async (t) => {
   const net = checkedLab({ seed: 3 })
   runChecked(net, 5000)
-  net.split([[...SITE_A, WITNESS_NAME], [...SITE_B, WITNESS_NAME]])
+  net.split([
+    [...SITE_A, WITNESS_NAME],
+    [...SITE_B, WITNESS_NAME],
+  ])
   runChecked(net, 8000)
   const h = holders(net)
   const sideA = h.every((n) => SITE_A.includes(n)) && h.length === 2
@@ -167,7 +172,10 @@ t.test('partition in time: a host with an old database cannot form the cluster; 
   net.restart(B1)
   runChecked(net, 8000)
   t.same(holders(net), [], 'host-b1 (old database) cannot form the cluster, even with the witness')
-  t.ok(net.events.some((e) => e.source === B1 && e.kind === 'cluster.partition-in-time'), 'and says why')
+  t.ok(
+    net.events.some((e) => e.source === B1 && e.kind === 'cluster.partition-in-time'),
+    'and says why',
+  )
 
   net.command(B1, { kind: 'force-quorum' })
   runChecked(net, 1000)
@@ -207,9 +215,27 @@ type Fault = (net: SimNetwork, pick: <T>(xs: readonly T[]) => T) => string
 
 const HOSTS = [A1, A2, B1, B2]
 const FAULTS: Fault[] = [
-  (net) => (net.split([[A1, A2], [B1, B2, WITNESS_NAME]]), 'halves, witness with site-b'),
-  (net) => (net.split([[A1, A2, WITNESS_NAME], [B1, B2]]), 'halves, witness with site-a'),
-  (net) => (net.split([[A1, A2, WITNESS_NAME], [B1, B2, WITNESS_NAME]]), 'halves, both reach the witness'),
+  (net) => (
+    net.split([
+      [A1, A2],
+      [B1, B2, WITNESS_NAME],
+    ]),
+    'halves, witness with site-b'
+  ),
+  (net) => (
+    net.split([
+      [A1, A2, WITNESS_NAME],
+      [B1, B2],
+    ]),
+    'halves, witness with site-a'
+  ),
+  (net) => (
+    net.split([
+      [A1, A2, WITNESS_NAME],
+      [B1, B2, WITNESS_NAME],
+    ]),
+    'halves, both reach the witness'
+  ),
   (net, pick) => {
     const n = pick(HOSTS)
     net.split([HOSTS.filter((h) => h !== n).concat(WITNESS_NAME)])
@@ -218,7 +244,10 @@ const FAULTS: Fault[] = [
   (net, pick) => {
     const bridge = pick(HOSTS)
     const others = HOSTS.filter((h) => h !== bridge)
-    net.split([[bridge, others[0]!, WITNESS_NAME], [bridge, others[1]!, others[2]!]])
+    net.split([
+      [bridge, others[0]!, WITNESS_NAME],
+      [bridge, others[1]!, others[2]!],
+    ])
     return `bridge through ${bridge}`
   },
   (net) => {
@@ -250,7 +279,8 @@ const FAULTS: Fault[] = [
     } catch (e) {
       // The one refusal expected here: no cluster has formed yet (epoch 0), so there is no
       // database to write to. Anything else (a TypeError in onCommand, say) fails the seed.
-      if (isHvlabError(e) && e.code === 'HVLAB_E_STATE' && net.hosts.get(n)!.view().epoch === 0) return `write via ${n} refused: no cluster yet`
+      if (isHvlabError(e) && e.code === 'HVLAB_E_STATE' && net.hosts.get(n)!.view().epoch === 0)
+        return `write via ${n} refused: no cluster yet`
       throw e
     }
     return `write via ${n}`

@@ -22,7 +22,12 @@ import { checkSafety, convergenceProblem, hostConfig, makeLab, DEFAULT_SITES, ty
 import type { SimNetwork } from './network.js'
 import { forEachSeed, seeds } from './seed.js'
 
-const C = hostConfig('host-a1', DEFAULT_SITES, { model: 'node-and-file-share-majority', dynamic_quorum: true, dynamic_witness: true }, 'witness-c')
+const C = hostConfig(
+  'host-a1',
+  DEFAULT_SITES,
+  { model: 'node-and-file-share-majority', dynamic_quorum: true, dynamic_witness: true },
+  'witness-c',
+)
 /** A bound much tighter than the lab's no-quorum grace (1500 ms for a 2000 ms lease, vs 3500). */
 const GRACE_MS = 0.75 * C.lease_ms
 /**
@@ -92,13 +97,21 @@ t.test(`kill the coordinator: a new view holds the lease within ${TAKEOVER_BOUND
     worst_gap_ms = Math.max(worst_gap_ms, g.longest_gap_ms)
     const problem =
       g.problem ??
-      (after_ms > TAKEOVER_BOUND_MS ? `the new view held the lease ${after_ms.toFixed(0)} ms after the old lease expired (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
-      (g.longest_gap_ms >= GRACE_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (grace ${GRACE_MS} ms)` : null) ??
+      (after_ms > TAKEOVER_BOUND_MS
+        ? `the new view held the lease ${after_ms.toFixed(0)} ms after the old lease expired (bound ${TAKEOVER_BOUND_MS} ms)`
+        : null) ??
+      (g.longest_gap_ms >= GRACE_MS
+        ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (grace ${GRACE_MS} ms)`
+        : null) ??
       (net.hosts.get(survivors[0]!)!.view().members.includes(coordinator) ? 'the dead coordinator is still a member' : null)
     return problem
   })
-  t.equal(failures, 0, `${runs} seeds; worst: new lease ${worst_after_expiry_ms.toFixed(0)} ms after the old one expired, longest gap ${worst_gap_ms.toFixed(0)} ms`)
-  t.ok(worst_after_expiry_ms < GRACE_MS, 'inside the roles\' grace')
+  t.equal(
+    failures,
+    0,
+    `${runs} seeds; worst: new lease ${worst_after_expiry_ms.toFixed(0)} ms after the old one expired, longest gap ${worst_gap_ms.toFixed(0)} ms`,
+  )
+  t.ok(worst_after_expiry_ms < GRACE_MS, "inside the roles' grace")
 })
 
 t.test('kill an ordinary host: the others are without a lease only for about one Paxos round', async (t) => {
@@ -117,7 +130,9 @@ t.test('kill an ordinary host: the others are without a lease only for about one
     const problem =
       g.problem ??
       (g.all_leased_new_at_ms === null ? `no new view without ${victim}` : null) ??
-      (g.longest_gap_ms > TAKEOVER_BOUND_MS ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (bound ${TAKEOVER_BOUND_MS} ms)` : null) ??
+      (g.longest_gap_ms > TAKEOVER_BOUND_MS
+        ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms (bound ${TAKEOVER_BOUND_MS} ms)`
+        : null) ??
       (net.hosts.get(coordinator)!.view().coordinator !== coordinator ? 'the coordinator changed although it lives' : null)
     return problem
   })
@@ -148,8 +163,14 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
   const topology = loadTopology()
   const timings = leaseTimings(topology)
   const { heartbeat } = membershipConfig(topology, topology.hosts[0]!.name)
-  const down_after_ms = Math.max(heartbeat.same_site_interval_ms * heartbeat.same_site_missed_max, heartbeat.cross_site_interval_ms * heartbeat.cross_site_missed_max)
-  t.ok(down_after_ms > timings.lease_ms, `the scenario holds: a dead host is declared down (${down_after_ms} ms) after its lease ends (${timings.lease_ms} ms)`)
+  const down_after_ms = Math.max(
+    heartbeat.same_site_interval_ms * heartbeat.same_site_missed_max,
+    heartbeat.cross_site_interval_ms * heartbeat.cross_site_missed_max,
+  )
+  t.ok(
+    down_after_ms > timings.lease_ms,
+    `the scenario holds: a dead host is declared down (${down_after_ms} ms) after its lease ends (${timings.lease_ms} ms)`,
+  )
   let worst_gap_ms = 0
   const { runs, failures } = await forEachSeed(t, LAB_TIMING_SEEDS, (seed) => {
     const net = makeLab({ seed, config: { ...timings, heartbeat } })
@@ -160,7 +181,12 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
     const epoch_before = net.hosts.get(survivors[0]!)!.view().epoch
     const asked_back: number[] = []
     net.onEvent = (e) => {
-      if (e.kind === 'cluster.view-changed' && (e.details.members as string[]).includes(coordinator) && (e.details.epoch as number) > epoch_before) asked_back.push(e.details.epoch as number)
+      if (
+        e.kind === 'cluster.view-changed' &&
+        (e.details.members as string[]).includes(coordinator) &&
+        (e.details.epoch as number) > epoch_before
+      )
+        asked_back.push(e.details.epoch as number)
     }
     net.kill(coordinator)
     const g = watchGaps(net, survivors, epoch_before, down_after_ms + 2 * timings.lease_ms)
@@ -170,8 +196,12 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
       (formed === null ? null : `no cluster before the kill: ${formed}`) ??
       g.problem ??
       (asked_back.length > 0 ? `the dead coordinator ${coordinator} was put back in view ${asked_back[0]}` : null) ??
-      (epochs.length !== 1 || epochs[0]! !== epoch_before + 1 ? `the survivors ended at epochs ${epochs.join(', ')}, not one takeover view (${epoch_before + 1})` : null) ??
-      (g.longest_gap_ms >= 1.75 * timings.lease_ms ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms, past the roles' grace` : null)
+      (epochs.length !== 1 || epochs[0]! !== epoch_before + 1
+        ? `the survivors ended at epochs ${epochs.join(', ')}, not one takeover view (${epoch_before + 1})`
+        : null) ??
+      (g.longest_gap_ms >= 1.75 * timings.lease_ms
+        ? `a survivor was without a lease for ${g.longest_gap_ms.toFixed(0)} ms, past the roles' grace`
+        : null)
     return problem
   })
   t.equal(failures, 0, `${runs} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)

@@ -47,7 +47,8 @@ function acceptorText(a: AcceptorRecord): string {
 }
 
 function recordText(r: NodeRecord | AcceptorRecord): string {
-  if ('view' in r) return `view=${r.view.epoch} db=${r.db.db_epoch} ${acceptorText(r.acceptor)} ballot_n=${r.ballot_n}${r.left ? ' left' : ''}`
+  if ('view' in r)
+    return `view=${r.view.epoch} db=${r.db.db_epoch} ${acceptorText(r.acceptor)} ballot_n=${r.ballot_n}${r.left ? ' left' : ''}`
   return acceptorText(r)
 }
 
@@ -122,7 +123,10 @@ class ClusterDriver implements TranscriptDriver {
         this.start(this.name(args[0]))
         break
       case 'partition':
-        this.groups = args.join(' ').split('|').map((g) => g.trim().split(/\s+/).filter(Boolean))
+        this.groups = args
+          .join(' ')
+          .split('|')
+          .map((g) => g.trim().split(/\s+/).filter(Boolean))
         break
       case 'heal':
         this.groups = null
@@ -157,7 +161,11 @@ class ClusterDriver implements TranscriptDriver {
     }
     const witness = opts.get('witness') ?? null
     const model = (opts.get('model') ?? (witness ? 'node-and-file-share-majority' : 'node-majority')) as QuorumModel
-    const quorum = { model, dynamic_quorum: opts.get('dynamic_quorum') !== 'false', dynamic_witness: opts.get('dynamic_witness') !== 'false' }
+    const quorum = {
+      model,
+      dynamic_quorum: opts.get('dynamic_quorum') !== 'false',
+      dynamic_witness: opts.get('dynamic_witness') !== 'false',
+    }
     this.delay_ms = Number(opts.get('delay') ?? 5)
     for (const host of Object.keys(sites)) {
       const c = hostConfig(host, sites, quorum, witness)
@@ -167,7 +175,11 @@ class ClusterDriver implements TranscriptDriver {
     }
     const c0 = this.configs.values().next().value!
     if (witness) {
-      this.witness = { config: { name: witness, nodes: Object.keys(sites), lease_ms: c0.lease_ms, clock_skew_ms: c0.clock_skew_ms }, arbiter: null, record: undefined }
+      this.witness = {
+        config: { name: witness, nodes: Object.keys(sites), lease_ms: c0.lease_ms, clock_skew_ms: c0.clock_skew_ms },
+        arbiter: null,
+        record: undefined,
+      }
       this.witness.arbiter = new Arbiter(this.witness.config)
       this.incarnations.set(witness, 0)
     }
@@ -190,7 +202,9 @@ class ClusterDriver implements TranscriptDriver {
     if (this.hosts.get(name)) return
     this.incarnations.set(name, this.incarnations.get(name)! + 1)
     const rec = this.records.get(name)
-    const m = rec ? Membership.restore(this.configs.get(name)!, rec, this.now_ms) : new Membership(this.configs.get(name)!, null, this.now_ms)
+    const m = rec
+      ? Membership.restore(this.configs.get(name)!, rec, this.now_ms)
+      : new Membership(this.configs.get(name)!, null, this.now_ms)
     this.hosts.set(name, m)
     this.apply(name, `${this.now_ms} ${name} <- start`, m.start(this.now_ms))
   }
@@ -199,7 +213,9 @@ class ClusterDriver implements TranscriptDriver {
     const host = this.hosts.get(name)
     if (!host) throw new Error(`${name} is not running`)
     const [kind, key, value] = args
-    const command = (kind === 'set-config' ? { kind, key: key!, value: value === undefined || value === '-' ? null : value } : { kind }) as ClusterCommand
+    const command = (
+      kind === 'set-config' ? { kind, key: key!, value: value === undefined || value === '-' ? null : value } : { kind }
+    ) as ClusterCommand
     const header = `${this.now_ms} ${name} <- command ${args.join(' ')}`
     let effects: AnyEffect[]
     try {
@@ -268,7 +284,9 @@ class ClusterDriver implements TranscriptDriver {
       }
       const v = h.view()
       const lease = h.holdsLease(this.now_ms) ? `lease until ${h.leaseUntil()}` : 'no lease'
-      this.out.push(`${name} epoch=${v.epoch} members=${fmt(v.members)} voters=${fmt(v.voters)} witness_vote=${v.witness_vote} coordinator=${v.coordinator}${v.forced ? ' forced' : ''} db=${fmt(h.database())} ${lease}`)
+      this.out.push(
+        `${name} epoch=${v.epoch} members=${fmt(v.members)} voters=${fmt(v.voters)} witness_vote=${v.witness_vote} coordinator=${v.coordinator}${v.forced ? ' forced' : ''} db=${fmt(h.database())} ${lease}`,
+      )
     }
     const w = this.witness
     if (w) this.out.push(w.arbiter ? `${w.config.name} ${acceptorText(w.arbiter.record())}` : `${w.config.name} stopped`)

@@ -11,7 +11,6 @@ import { clusterMessages } from '../../shared/protocol/cluster-messages.js'
 import { Arbiter, type ArbiterConfig, type ArbiterRecord } from '../../witness/arbiter.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 
-
 interface SimEvent {
   at_ms: number
   seq: number
@@ -297,7 +296,14 @@ export class SimNetwork {
     if (this.rng() < o.loss_probability) return
     let delay = o.delay_ms_min + this.rng() * (o.delay_ms_max - o.delay_ms_min)
     if (this.rng() < o.spike_probability) delay += this.rng() * o.spike_ms_max
-    this.queue.push({ at_ms: this.now_ms + delay, seq: this.seq++, to, incarnation: this.incarnations.get(to) ?? 0, kind: 'deliver', message })
+    this.queue.push({
+      at_ms: this.now_ms + delay,
+      seq: this.seq++,
+      to,
+      incarnation: this.incarnations.get(to) ?? 0,
+      kind: 'deliver',
+      message,
+    })
   }
 }
 

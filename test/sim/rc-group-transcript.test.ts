@@ -83,7 +83,12 @@ function blockList(blocks: readonly number[]): string {
 }
 
 function messageText(m: RcPeerMessage, attachment: Uint8Array | undefined): string {
-  const att = attachment === undefined ? '' : m.t === 'rc-dirty-set' ? ` bitmap=${blockList(decodeBitmap(attachment, m.block_count))}` : ` data=${letters(attachment)}`
+  const att =
+    attachment === undefined
+      ? ''
+      : m.t === 'rc-dirty-set'
+        ? ` bitmap=${blockList(decodeBitmap(attachment, m.block_count))}`
+        : ` data=${letters(attachment)}`
   if (m.t === 'rc-blocks') return `rc-blocks cycle=${m.cycle} batch=${m.batch} volume=${m.volume} ${blockList(m.block_list)}${att}`
   return `${m.t}${fields(m, ['t', 'group'])}${att}`
 }
@@ -179,7 +184,11 @@ class RcDriver implements TranscriptDriver {
       if (volume === undefined || block === undefined || data === undefined) throw new Error('write <volume> <block> <letters>')
       const bytes = Buffer.concat([...data].map((c) => Buffer.alloc(BS, c === '.' ? 0 : c.charCodeAt(0))))
       const write_id = ++this.write_seq
-      this.step(s, { kind: 'host-write', write_id, volume, block: Number(block), data: bytes }, `write#${write_id} ${volume} ${block} ${data}`)
+      this.step(
+        s,
+        { kind: 'host-write', write_id, volume, block: Number(block), data: bytes },
+        `write#${write_id} ${volume} ${block} ${data}`,
+      )
     } else if (verb === 'admit') {
       const volume = rest[0]!
       this.step(s, { kind: 'admit', volume, remote_volume: volume, block_count: s.volumes.get(volume)!.length / BS }, `admit ${volume}`)
@@ -207,7 +216,11 @@ class RcDriver implements TranscriptDriver {
     for (let i = 0; i < Math.min(n, 10_000); i++) {
       const m = this.queue.shift()
       if (!m) return
-      this.step(m.to, { kind: 'peer', message: m.message, ...(m.attachment ? { attachment: m.attachment } : {}) }, `${m.from.name} ${messageText(m.message, m.attachment)}`)
+      this.step(
+        m.to,
+        { kind: 'peer', message: m.message, ...(m.attachment ? { attachment: m.attachment } : {}) },
+        `${m.from.name} ${messageText(m.message, m.attachment)}`,
+      )
     }
     if (this.queue.length > 0 && n === Infinity) throw new Error('the link never went quiet')
   }
@@ -237,7 +250,9 @@ class RcDriver implements TranscriptDriver {
     const record = structuredClone(s.record)
     s.adopt(RemoteCopyGroup.fromRecord(record, s.journal))
     const st = s.group.status(this.now_ms)
-    this.out.push(`${this.now_ms} ${s.name} restarted from its record: ${st.role} ${st.started ? 'started' : 'stopped'} incarnation=${st.incarnation} bytes_behind=${st.bytes_behind}`)
+    this.out.push(
+      `${this.now_ms} ${s.name} restarted from its record: ${st.role} ${st.started ? 'started' : 'stopped'} incarnation=${st.incarnation} bytes_behind=${st.bytes_behind}`,
+    )
   }
 
   /** One input, its effects in order, then the inputs the shell queued meanwhile. */
@@ -271,7 +286,8 @@ class RcDriver implements TranscriptDriver {
         e.blocks.forEach((b, i) => Buffer.from(e.data).copy(s.volumes.get(e.volume)!, b * BS, i * BS, (i + 1) * BS))
         return `write-local ${e.volume} ${blockList(e.blocks)} ${letters(e.data)}`
       case 'preserve':
-        for (const b of e.blocks) if (!s.snaps[e.snapshot].has(key(e.volume, b))) s.snaps[e.snapshot].set(key(e.volume, b), Buffer.from(s.blockData(e.volume, b)))
+        for (const b of e.blocks)
+          if (!s.snaps[e.snapshot].has(key(e.volume, b))) s.snaps[e.snapshot].set(key(e.volume, b), Buffer.from(s.blockData(e.volume, b)))
         return `preserve ${e.snapshot} ${e.volume} ${blockList(e.blocks)}`
       case 'rollback':
         for (const b of e.blocks) s.snaps.rollback.get(key(e.volume, b))?.copy(s.volumes.get(e.volume)!, b * BS)
@@ -319,7 +335,14 @@ class RcDriver implements TranscriptDriver {
       }
     }
     const attachment = Buffer.concat(blocks.map(data))
-    const message: RcPeerMessage = { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks }
+    const message: RcPeerMessage = {
+      t: 'rc-blocks',
+      group: e.group,
+      cycle: e.cycle,
+      batch: e.batch,
+      volume: e.remote_volume,
+      block_list: blocks,
+    }
     if (!this.link) return 'not sent (link down)'
     this.queue.push({ from: s, to: partner, message, attachment })
     return `send rc-blocks ${blockList(blocks)} data=${letters(attachment)}`

@@ -179,7 +179,9 @@ export class RoleLab {
         const coordinator = membership.view().coordinator
         if (coordinator === name) return service?.vmFailed(name, f.role, f.op, f.gone, f.reason)
         // role-host.ts logs a report that did not get through; the coordinator's next inventory finds the vm.
-        this.request(name, incarnation, coordinator, (t) => t.service.vmFailed(name, f.role, f.op, f.gone, f.reason)).catch(this.expectRefusal(`${name}'s report that ${f.role} failed`))
+        this.request(name, incarnation, coordinator, (t) => t.service.vmFailed(name, f.role, f.op, f.gone, f.reason)).catch(
+          this.expectRefusal(`${name}'s report that ${f.role} failed`),
+        )
       },
     })
     const requests: HostRequests = {
@@ -246,7 +248,12 @@ export class RoleLab {
       if (!net.isAlive(to) || !net.linked(from, to)) {
         return settle(() => reject(new HvlabError('HVLAB_E_CLOSED', `${from} has no connection to ${to} now`)))
       }
-      const cancelTimeout = net.schedule(from, net.now_ms + ROLE_REQUEST_TIMEOUT_MS, () => settle(() => reject(new HvlabError('HVLAB_E_TIMEOUT', `${to} did not answer in time`))), inc)
+      const cancelTimeout = net.schedule(
+        from,
+        net.now_ms + ROLE_REQUEST_TIMEOUT_MS,
+        () => settle(() => reject(new HvlabError('HVLAB_E_TIMEOUT', `${to} did not answer in time`))),
+        inc,
+      )
       const answer = (fn: () => void): void => {
         net.schedule(
           from,
@@ -276,7 +283,10 @@ export class RoleLab {
   private arrival(from: string, to: string): number {
     const o = this.net.options
     const key = `${from}>${to}`
-    const at_ms = Math.max(this.net.now_ms + o.delay_ms_min + this.net.rng() * (o.delay_ms_max - o.delay_ms_min), this.channel_at.get(key) ?? 0)
+    const at_ms = Math.max(
+      this.net.now_ms + o.delay_ms_min + this.net.rng() * (o.delay_ms_max - o.delay_ms_min),
+      this.channel_at.get(key) ?? 0,
+    )
     this.channel_at.set(key, at_ms)
     return at_ms
   }
@@ -332,7 +342,8 @@ export class RoleLab {
     const refused: string[] = []
     const send = (command: RoleCommand): void => void this.operate(command).catch((e: unknown) => refused.push(describeError(e)))
     for (const spec of specs) send({ op: 'create', spec })
-    if (!(await this.runUntil(() => names.every((n) => this.roles()?.some((r) => r.name === n)) || refused.length > 0, left()))) return this.problem ?? 'the roles were not created'
+    if (!(await this.runUntil(() => names.every((n) => this.roles()?.some((r) => r.name === n)) || refused.length > 0, left())))
+      return this.problem ?? 'the roles were not created'
     for (const name of names) send({ op: 'start', name })
     const stored = (): boolean => {
       const config = this.leader()?.membership.database().config ?? {}
@@ -372,7 +383,8 @@ export class RoleLab {
       for (const vm of h.agent.vms.list()) {
         if (vm.state !== 'running') continue
         const other = runner.get(vm.name)
-        if (other !== undefined && this.check_two_hosts) return `vm ${vm.name} runs on ${other} and ${host} at ${now.toFixed(0)} ms (${this.leaseWords(other)}; ${this.leaseWords(host)})`
+        if (other !== undefined && this.check_two_hosts)
+          return `vm ${vm.name} runs on ${other} and ${host} at ${now.toFixed(0)} ms (${this.leaseWords(other)}; ${this.leaseWords(host)})`
         runner.set(vm.name, host)
         const fenced = this.array.write(now, vm.name, host, epoch, zombie)
         if (fenced) return fenced
@@ -399,7 +411,8 @@ export class RoleLab {
       if (!role) return `the coordinator ${leader.name} does not know vm ${name}`
       if (role.state !== 'running' || role.owner === null) return `vm ${name} is ${role.state} (${role.reason})`
       const hosts = at.get(name) ?? []
-      if (hosts.length !== 1 || hosts[0] !== role.owner) return `vm ${name} is running on ${role.owner} by the coordinator, on [${hosts.join(', ')}] by the hosts`
+      if (hosts.length !== 1 || hosts[0] !== role.owner)
+        return `vm ${name} is running on ${role.owner} by the coordinator, on [${hosts.join(', ')}] by the hosts`
     }
     for (const vm of at.keys()) if (!names.includes(vm)) return `a vm ${vm} runs that is no role`
     return null
@@ -430,7 +443,23 @@ export class RoleLab {
   private traceEvent(source: string, kind: string, details: Record<string, unknown>): void {
     if (!TRACED.test(kind)) return
     const short = Object.entries(details)
-      .filter(([k]) => ['epoch', 'members', 'coordinator', 'role', 'vm', 'vms', 'node', 'from', 'to', 'reason', 'action', 'roles_free_at_ms', 'lease_until_ms'].includes(k))
+      .filter(([k]) =>
+        [
+          'epoch',
+          'members',
+          'coordinator',
+          'role',
+          'vm',
+          'vms',
+          'node',
+          'from',
+          'to',
+          'reason',
+          'action',
+          'roles_free_at_ms',
+          'lease_until_ms',
+        ].includes(k),
+      )
       .map(([k, v]) => `${k}=${typeof v === 'number' ? Math.round(v) : Array.isArray(v) ? v.join(',') : String(v)}`)
       .join(' ')
     this.trace.push(`${this.net.now_ms.toFixed(0)} ${source} ${kind} ${short.slice(0, 200)}`)

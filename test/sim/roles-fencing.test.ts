@@ -59,31 +59,45 @@ t.test('kill the host that runs a vm: it restarts elsewhere, only after the view
     t.ok(now.length === 1 && now[0] !== victim, `${vm} moved off ${victim} (now on ${now.join(',')})`)
   }
   // The first view without the victim, as its coordinator adopted it, and the restarts.
-  const removal = lab.trace.find((l) => l.includes('cluster.view-changed') && !l.includes(victim) && l.split(' ')[1] === /coordinator=(\S+)/.exec(l)?.[1])
+  const removal = lab.trace.find(
+    (l) => l.includes('cluster.view-changed') && !l.includes(victim) && l.split(' ')[1] === /coordinator=(\S+)/.exec(l)?.[1],
+  )
   const free_at_ms = Number(/roles_free_at_ms=(\d+)/.exec(removal ?? '')?.[1])
   const restarted = lab.trace.filter((l) => l.includes('role.failed-over')).map((l) => Number(l.split(' ')[0]))
   t.ok(Number.isFinite(free_at_ms), `a view without ${victim} was decided: ${removal}`)
-  t.ok(restarted.length > 0 && restarted.every((at) => at >= free_at_ms), `restarts (${restarted.join(',')}) come after that view's roles_free_at (${free_at_ms})`)
+  t.ok(
+    restarted.length > 0 && restarted.every((at) => at >= free_at_ms),
+    `restarts (${restarted.join(',')}) come after that view's roles_free_at (${free_at_ms})`,
+  )
 })
 
-t.test('isolate a host: it stops its vms within its grace, the majority restarts them after, the array never takes a stale write', async (t) => {
-  const lab = await startedLab(t, 2)
-  const zombie = where(lab, 'db1')[0]!
-  const writes_before = lab.array.stats.zombie_writes
-  lab.net.split([HOSTS.filter((h) => h !== zombie).concat(WITNESS)])
-  t.equal(await lab.runFor(20_000), null, 'no invariant broken while cut off')
-  t.ok(lab.trace.some((l) => l.includes(`${zombie} role.stopped-no-quorum`)), `${zombie} stopped its vms for lack of quorum`)
-  t.ok(lab.array.stats.zombie_writes > writes_before, 'it went on writing within its grace (a zombie), as the bound allows')
-  t.equal(lab.array.stats.refused, 0, 'no write had to be refused: the zombie stopped before the new owner started')
-  const moved = where(lab, 'db1')
-  t.ok(moved.length === 1 && moved[0] !== zombie, `db1 runs once, on the majority side (${moved.join(',')})`)
-  lab.net.heal()
-  t.equal(await converge(lab, 60_000), null, 'after healing: one cluster, every role running once')
-})
+t.test(
+  'isolate a host: it stops its vms within its grace, the majority restarts them after, the array never takes a stale write',
+  async (t) => {
+    const lab = await startedLab(t, 2)
+    const zombie = where(lab, 'db1')[0]!
+    const writes_before = lab.array.stats.zombie_writes
+    lab.net.split([HOSTS.filter((h) => h !== zombie).concat(WITNESS)])
+    t.equal(await lab.runFor(20_000), null, 'no invariant broken while cut off')
+    t.ok(
+      lab.trace.some((l) => l.includes(`${zombie} role.stopped-no-quorum`)),
+      `${zombie} stopped its vms for lack of quorum`,
+    )
+    t.ok(lab.array.stats.zombie_writes > writes_before, 'it went on writing within its grace (a zombie), as the bound allows')
+    t.equal(lab.array.stats.refused, 0, 'no write had to be refused: the zombie stopped before the new owner started')
+    const moved = where(lab, 'db1')
+    t.ok(moved.length === 1 && moved[0] !== zombie, `db1 runs once, on the majority side (${moved.join(',')})`)
+    lab.net.heal()
+    t.equal(await converge(lab, 60_000), null, 'after healing: one cluster, every role running once')
+  },
+)
 
 t.test('site-a cut from site-b, both reach the witness: exactly one side runs every vm', async (t) => {
   const lab = await startedLab(t, 3)
-  lab.net.split([[A1, A2, WITNESS], [B1, B2, WITNESS]])
+  lab.net.split([
+    [A1, A2, WITNESS],
+    [B1, B2, WITNESS],
+  ])
   t.equal(await lab.runFor(30_000), null)
   const sides = new Set(NAMES.flatMap((n) => where(lab, n)).map((h) => h.slice(0, 6)))
   t.equal(sides.size, 1, `every vm runs in one site (${[...sides].join(',')})`)
@@ -92,20 +106,26 @@ t.test('site-a cut from site-b, both reach the witness: exactly one side runs ev
   t.equal(await converge(lab, 60_000), null)
 })
 
-t.test('the checks catch a broken bound: with a grace longer than roles_stop_bound_ms a vm runs twice, and the array refuses the zombie', async (t) => {
-  const lab = await startedLab(t, 2, 30_000)
-  const zombie = where(lab, 'db1')[0]!
-  lab.net.split([HOSTS.filter((h) => h !== zombie).concat(WITNESS)])
-  const problem = await lab.runFor(20_000)
-  t.match(problem, /^vm \S+ runs on host-\S+ and host-\S+ at/, 'the two-hosts invariant fires')
-  // Let it go on without that check: the new owner's writes carry a newer epoch, so the
-  // zombie's are refused, never accepted.
-  lab.problem = null
-  lab.check_two_hosts = false
-  t.equal(await lab.runFor(5_000), null, 'the array accepted nothing stale')
-  t.ok(lab.array.stats.zombie_refused > 0, `the zombie's writes were refused (${lab.array.stats.zombie_refused})`)
-  t.ok(lab.array.refusals.every((w) => w.host === zombie && w.zombie), 'only the zombie was refused')
-})
+t.test(
+  'the checks catch a broken bound: with a grace longer than roles_stop_bound_ms a vm runs twice, and the array refuses the zombie',
+  async (t) => {
+    const lab = await startedLab(t, 2, 30_000)
+    const zombie = where(lab, 'db1')[0]!
+    lab.net.split([HOSTS.filter((h) => h !== zombie).concat(WITNESS)])
+    const problem = await lab.runFor(20_000)
+    t.match(problem, /^vm \S+ runs on host-\S+ and host-\S+ at/, 'the two-hosts invariant fires')
+    // Let it go on without that check: the new owner's writes carry a newer epoch, so the
+    // zombie's are refused, never accepted.
+    lab.problem = null
+    lab.check_two_hosts = false
+    t.equal(await lab.runFor(5_000), null, 'the array accepted nothing stale')
+    t.ok(lab.array.stats.zombie_refused > 0, `the zombie's writes were refused (${lab.array.stats.zombie_refused})`)
+    t.ok(
+      lab.array.refusals.every((w) => w.host === zombie && w.zombie),
+      'only the zombie was refused',
+    )
+  },
+)
 
 t.test('the checks catch a broken array: one that accepts stale epochs is reported', async (t) => {
   const lab = await startedLab(t, 2, 30_000)
@@ -121,9 +141,27 @@ t.test('the checks catch a broken array: one that accepts stale epochs is report
 type Fault = (lab: RoleLab, pick: <T>(xs: readonly T[]) => T) => string
 
 const FAULTS: Fault[] = [
-  ({ net }) => (net.split([[A1, A2], [B1, B2, WITNESS]]), 'halves, witness with site-b'),
-  ({ net }) => (net.split([[A1, A2, WITNESS], [B1, B2]]), 'halves, witness with site-a'),
-  ({ net }) => (net.split([[A1, A2, WITNESS], [B1, B2, WITNESS]]), 'halves, both reach the witness'),
+  ({ net }) => (
+    net.split([
+      [A1, A2],
+      [B1, B2, WITNESS],
+    ]),
+    'halves, witness with site-b'
+  ),
+  ({ net }) => (
+    net.split([
+      [A1, A2, WITNESS],
+      [B1, B2],
+    ]),
+    'halves, witness with site-a'
+  ),
+  ({ net }) => (
+    net.split([
+      [A1, A2, WITNESS],
+      [B1, B2, WITNESS],
+    ]),
+    'halves, both reach the witness'
+  ),
   ({ net }, pick) => {
     const n = pick(HOSTS)
     net.split([HOSTS.filter((h) => h !== n).concat(WITNESS)])
@@ -132,7 +170,10 @@ const FAULTS: Fault[] = [
   ({ net }, pick) => {
     const bridge = pick(HOSTS)
     const others = HOSTS.filter((h) => h !== bridge)
-    net.split([[bridge, others[0]!, WITNESS], [bridge, others[1]!, others[2]!]])
+    net.split([
+      [bridge, others[0]!, WITNESS],
+      [bridge, others[1]!, others[2]!],
+    ])
     return `bridge through ${bridge}`
   },
   ({ net }) => {
@@ -206,7 +247,14 @@ async function runSeed(seed: number): Promise<SeedResult> {
     net: { delay_ms_min: 1, delay_ms_max: 20, spike_probability: 0.02, spike_ms_max: 300, loss_probability: 0.01 },
   })
   const schedule = [variant.label]
-  const result = (problem: string | null): SeedResult => ({ problem, schedule, trace: lab.trace, steps: lab.net.steps, zombie_writes: lab.array.stats.zombie_writes, refused: lab.array.stats.refused })
+  const result = (problem: string | null): SeedResult => ({
+    problem,
+    schedule,
+    trace: lab.trace,
+    steps: lab.net.steps,
+    zombie_writes: lab.array.stats.zombie_writes,
+    refused: lab.array.stats.refused,
+  })
   const setup = await lab.startRoles(SPECS)
   if (setup) return result(`setup: ${setup}`)
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(lab.net.rng() * xs.length)]!
@@ -249,6 +297,10 @@ t.test('seeded random partitions, kills, crashes and moves keep roles and fencin
     refused += r.refused
     return { problem: r.problem, report: `schedule:\n  ${r.schedule.join('\n  ')}\nlast events:\n  ${r.trace.slice(-40).join('\n  ')}` }
   })
-  t.equal(failures, 0, `${runs} seeds, ${steps} steps checked; ${zombie_writes} writes by hosts within their no-quorum grace, ${refused} refused by the array`)
+  t.equal(
+    failures,
+    0,
+    `${runs} seeds, ${steps} steps checked; ${zombie_writes} writes by hosts within their no-quorum grace, ${refused} refused by the array`,
+  )
   if (!SEEDS.fromEnv) t.ok(zombie_writes > 0, 'the schedules did make zombies (hosts running vms without a lease)')
 })

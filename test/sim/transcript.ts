@@ -67,7 +67,8 @@ export function parseTranscript(text: string, file = 'transcript'): Transcript {
       decor.push(l)
       inOutput = false
     } else {
-      if (!current || !inOutput) throw new Error(`${file}:${i + 1}: an output line must follow an input (or its other output lines) directly: ${JSON.stringify(l)}`)
+      if (!current || !inOutput)
+        throw new Error(`${file}:${i + 1}: an output line must follow an input (or its other output lines) directly: ${JSON.stringify(l)}`)
       ;(current as TranscriptBlock).expected.push(l)
     }
   })
@@ -111,7 +112,8 @@ export function runTranscript(text: string, driver: TranscriptDriver, file = 'tr
       output = [refusal(e)]
     }
     for (const l of output) {
-      if (isDecor(l) || l.startsWith('>')) throw new Error(`${file}:${b.line}: the driver printed a line that would not read back as output: ${JSON.stringify(l)}`)
+      if (isDecor(l) || l.startsWith('>'))
+        throw new Error(`${file}:${b.line}: the driver printed a line that would not read back as output: ${JSON.stringify(l)}`)
     }
     done.push({ before: b.before, input: b.input, output })
     if (!mismatch && !sameLines(output, b.expected)) mismatch = { line: b.line, input: b.input, expected: b.expected, actual: output }
@@ -174,7 +176,9 @@ interface SubTap {
  * what the file says.
  */
 export function transcriptTests(t: Tap, dir: string, prefix: string, makeDriver: () => TranscriptDriver): void {
-  const files = readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.txt')).sort()
+  const files = readdirSync(dir)
+    .filter((f) => f.startsWith(prefix) && f.endsWith('.txt'))
+    .sort()
   if (files.length === 0) throw new Error(`no transcripts ${prefix}*.txt in ${dir}`)
   for (const f of files) {
     const path = join(dir, f)
@@ -194,7 +198,9 @@ export function transcriptTests(t: Tap, dir: string, prefix: string, makeDriver:
       }
       const m = r.mismatch
       // Raw on stderr, so it can be pasted as it is (a tap comment would prefix every line).
-      process.stderr.write(`\n----- the whole actual transcript of ${f} (review it; paste it over the file if it is right, or rerun with ${REWRITE_VARIABLE}=1) -----\n${r.actual}----- end of ${f} -----\n`)
+      process.stderr.write(
+        `\n----- the whole actual transcript of ${f} (review it; paste it over the file if it is right, or rerun with ${REWRITE_VARIABLE}=1) -----\n${r.actual}----- end of ${f} -----\n`,
+      )
       t.same(m.actual, m.expected, `${f}:${m.line}: > ${m.input} (the first input whose output differs; the whole transcript is on stderr)`)
     })
   }

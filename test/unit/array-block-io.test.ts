@@ -26,7 +26,12 @@ interface Side {
   io: BlockIo
 }
 
-async function side(name: string, dir: string, partner: string, link: { up: boolean; deliver: (to: string, m: RcPeerMessage, a?: Uint8Array) => void }): Promise<Side> {
+async function side(
+  name: string,
+  dir: string,
+  partner: string,
+  link: { up: boolean; deliver: (to: string, m: RcPeerMessage, a?: Uint8Array) => void },
+): Promise<Side> {
   const { store, rc } = await openTestArray(dir, partner, {
     send: async (to, m, a) => {
       if (!link.up) return false
@@ -52,7 +57,10 @@ t.test('block I/O refusals write nothing and say why', async (t) => {
   await t.rejects(io.write({ ...w, volume: 'nope' }, Buffer.alloc(BS, 1)), { code: 'HVLAB_E_NOT_FOUND', message: /does not exist/ })
   await t.rejects(io.write({ ...w, host: 'h2' }, Buffer.alloc(BS, 1)), { code: 'HVLAB_E_REFUSED', message: /not presented/ })
   await t.rejects(io.write(w, Buffer.alloc(BS - 1, 1)), { code: 'HVLAB_E_REFUSED', message: /4095 bytes of data for 1 blocks/ })
-  await t.rejects(io.write({ ...w, block: 16 }, Buffer.alloc(BS, 1)), { code: 'HVLAB_E_REFUSED', message: /blocks 0\.\.15; nothing was written/ })
+  await t.rejects(io.write({ ...w, block: 16 }, Buffer.alloc(BS, 1)), {
+    code: 'HVLAB_E_REFUSED',
+    message: /blocks 0\.\.15; nothing was written/,
+  })
   t.same(await store.read('v', 0, 16), Buffer.alloc(16 * BS), 'nothing was written by any refused write')
   await io.write(w, Buffer.alloc(BS, 7))
   await t.rejects(io.write({ ...w, epoch: 2 }, Buffer.alloc(BS, 9)), { code: 'HVLAB_E_REFUSED', message: /epoch 2 .* reserved at epoch 3/ })

@@ -45,26 +45,38 @@ interface Link {
 
 async function side(name: string, dir: string, partner: string, link: Link, resync_groups_max?: number): Promise<Side> {
   // the link's callbacks use `s`; they run only once the array is open
-  const s: Side = { name, store: undefined as unknown as VolumeStore, rc: undefined as unknown as RemoteCopyService, sent_bytes: 0, skipped_blocks: 0, max_running: 0, max_queued: 0, max_syncing: 0 }
-  Object.assign(s, await openTestArray(dir, partner, {
-    send: async (to, m: RcPeerMessage, a) => {
-      if (!link.up) return false
-      setImmediate(() => {
-        link.sides.get(to)?.rc.peerMessage(name, m, a)
-        const { running, queued } = s.rc.resyncConcurrency()
-        s.max_running = Math.max(s.max_running, running)
-        s.max_queued = Math.max(s.max_queued, queued)
-        const syncing = s.rc.status().filter((g) => g.volumes.some((v) => v.state === 'Syncing')).length
-        s.max_syncing = Math.max(s.max_syncing, syncing)
-      })
-      return true
-    },
-    requestHashes: async (to, m: MessageOf<'rc-hash-request'>) => (link.up ? link.sides.get(to)?.rc.hashRequest(name, m) : undefined),
-    ...(link.pool ? { hashBlocks: (data: Uint8Array, bs: number) => link.pool!.hash(data, bs) } : {}),
-    onResyncBytes: (n) => (s.sent_bytes += n),
-    onResyncBlocksSkipped: (n) => (s.skipped_blocks += n),
-    ...(resync_groups_max === undefined ? {} : { resync_groups_max }),
-  }))
+  const s: Side = {
+    name,
+    store: undefined as unknown as VolumeStore,
+    rc: undefined as unknown as RemoteCopyService,
+    sent_bytes: 0,
+    skipped_blocks: 0,
+    max_running: 0,
+    max_queued: 0,
+    max_syncing: 0,
+  }
+  Object.assign(
+    s,
+    await openTestArray(dir, partner, {
+      send: async (to, m: RcPeerMessage, a) => {
+        if (!link.up) return false
+        setImmediate(() => {
+          link.sides.get(to)?.rc.peerMessage(name, m, a)
+          const { running, queued } = s.rc.resyncConcurrency()
+          s.max_running = Math.max(s.max_running, running)
+          s.max_queued = Math.max(s.max_queued, queued)
+          const syncing = s.rc.status().filter((g) => g.volumes.some((v) => v.state === 'Syncing')).length
+          s.max_syncing = Math.max(s.max_syncing, syncing)
+        })
+        return true
+      },
+      requestHashes: async (to, m: MessageOf<'rc-hash-request'>) => (link.up ? link.sides.get(to)?.rc.hashRequest(name, m) : undefined),
+      ...(link.pool ? { hashBlocks: (data: Uint8Array, bs: number) => link.pool!.hash(data, bs) } : {}),
+      onResyncBytes: (n) => (s.sent_bytes += n),
+      onResyncBlocksSkipped: (n) => (s.skipped_blocks += n),
+      ...(resync_groups_max === undefined ? {} : { resync_groups_max }),
+    }),
+  )
   link.sides.set(name, s)
   return s
 }
@@ -80,7 +92,10 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   throw new Error(`timed out waiting for ${what}`)
 }
 
-async function pair(t: { teardown(fn: () => unknown): void }, options: { pool?: boolean; resync_groups_max?: number } = {}): Promise<{ a: Side; b: Side; link: Link; root: string }> {
+async function pair(
+  t: { teardown(fn: () => unknown): void },
+  options: { pool?: boolean; resync_groups_max?: number } = {},
+): Promise<{ a: Side; b: Side; link: Link; root: string }> {
   const root = mkdtempSync(join(tmpdir(), 'hvlab-cmp-'))
   const link: Link = { up: true, sides: new Map() }
   if (options.pool) link.pool = new BlockHashPool({ threads: 2, idle_timeout_ms: 1000 })
@@ -107,7 +122,8 @@ async function group(a: Side, b: Side, name: string, mode: 'sync' | 'periodic' =
   for (let i = 0; i < 3; i++) await settle() // the hellos cross
 }
 
-const synced = (s: Side, g: string) => () => s.rc.status(g)[0]!.volumes.every((v) => v.state === 'Synced') && s.rc.status(g)[0]!.bytes_behind === 0
+const synced = (s: Side, g: string) => () =>
+  s.rc.status(g)[0]!.volumes.every((v) => v.state === 'Synced') && s.rc.status(g)[0]!.bytes_behind === 0
 
 t.test('a volume admitted onto a secondary that already holds a copy: exactly the k differing blocks are sent', async (t) => {
   const { a, b } = await pair(t, { pool: true })
@@ -213,7 +229,14 @@ t.test('a hash request is checked: wrong partner, unknown volume, block past the
   await a.store.create('v', 8 * BS)
   await group(a, b, 'g')
   await a.rc.admit('g', 'v', 'v')
-  const req = (over: Partial<MessageOf<'rc-hash-request'>>): MessageOf<'rc-hash-request'> => ({ t: 'rc-hash-request', group: 'g', cycle: 1, volume: 'v', block_list: [0], ...over })
+  const req = (over: Partial<MessageOf<'rc-hash-request'>>): MessageOf<'rc-hash-request'> => ({
+    t: 'rc-hash-request',
+    group: 'g',
+    cycle: 1,
+    volume: 'v',
+    block_list: [0],
+    ...over,
+  })
   await until('secondary has the volume', () => b.rc.groupOfVolume('v') === 'g')
   await t.rejects(b.rc.hashRequest('zz', req({})), { code: 'HVLAB_E_REFUSED', message: /its partner is a/ })
   await t.rejects(b.rc.hashRequest('a', req({ volume: 'nope' })), { code: 'HVLAB_E_NOT_FOUND' })

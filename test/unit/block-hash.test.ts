@@ -18,10 +18,15 @@ t.test('hashBlocks: sha256 of each block, in order', async (t) => {
   const hashes = hashBlocks({ data, block_size_bytes: BS })
   t.equal(hashes.length, 3 * 32)
   for (let i = 0; i < 3; i++) {
-    const want = createHash('sha256').update(data.subarray(i * BS, (i + 1) * BS)).digest()
+    const want = createHash('sha256')
+      .update(data.subarray(i * BS, (i + 1) * BS))
+      .digest()
     t.same(Buffer.from(hashes.subarray(i * 32, (i + 1) * 32)), want, `block ${i}`)
   }
-  t.throws(() => hashBlocks({ data: new Uint8Array(BS + 1), block_size_bytes: BS }), { code: 'HVLAB_E_INTERNAL', message: /not a whole number of 4096-byte blocks/ })
+  t.throws(() => hashBlocks({ data: new Uint8Array(BS + 1), block_size_bytes: BS }), {
+    code: 'HVLAB_E_INTERNAL',
+    message: /not a whole number of 4096-byte blocks/,
+  })
 })
 
 t.test('the worker entry hashes and hands the list back', async (t) => {
@@ -54,7 +59,11 @@ t.test('the pool hashes in workers, the same as the function, and bounds what is
   const results = await Promise.all(inputs.map((d) => pool.hash(d, BS)))
   results.forEach((r, i) => t.same(Buffer.from(r), Buffer.from(hashBlocks({ data: inputs[i]!, block_size_bytes: BS })), `task ${i}`))
   t.equal(pool.blocks_hashed_total, 6 * 8, 'every block hashed once')
-  await t.rejects(pool.hash(new Uint8Array(BS + 3), BS), { message: /not a whole number of 4096-byte blocks/ }, 'a bad task fails in the worker and is reported')
+  await t.rejects(
+    pool.hash(new Uint8Array(BS + 3), BS),
+    { message: /not a whole number of 4096-byte blocks/ },
+    'a bad task fails in the worker and is reported',
+  )
   await pool.close()
   await t.rejects(pool.hash(inputs[0]!, BS), { code: 'HVLAB_E_STATE', message: /closed/ })
 })

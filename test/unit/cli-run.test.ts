@@ -44,7 +44,10 @@ t.test('--help: the usage on stdout, exit 0', async (t) => {
   t.equal(c.stderr(), '')
   const sub = captured()
   t.equal(await runHvlab(['kill', '--help'], sub.io), 0)
-  t.match(sub.stdout(), /^Usage: hvlab kill \[options\] <name>\n[^]*--signal <signal> +signal to send \(choices: "KILL", "TERM", "STOP", "CONT",/)
+  t.match(
+    sub.stdout(),
+    /^Usage: hvlab kill \[options\] <name>\n[^]*--signal <signal> +signal to send \(choices: "KILL", "TERM", "STOP", "CONT",/,
+  )
 })
 
 t.test('no command: the usage on stderr, exit 1', async (t) => {
@@ -57,8 +60,14 @@ t.test('no command: the usage on stderr, exit 1', async (t) => {
 t.test("commander's usage errors: its message and hint on stderr, exit 1", async (t) => {
   const cases: [string[], string][] = [
     [['frobnicate'], "error: unknown command 'frobnicate'\n(run with --help for usage)\n"],
-    [['kill', 'host-a1', '--signal', 'HUP', '--dir', emptyDir], "error: option '--signal <signal>' argument 'HUP' is invalid. Allowed choices are KILL, TERM, STOP, CONT.\n(run with --help for usage)\n"],
-    [['events', '--after', '-3', '--dir', emptyDir], `error: option '--after <seq>' argument '-3' is invalid. an integer from 0 to ${Number.MAX_SAFE_INTEGER}\n(run with --help for usage)\n`],
+    [
+      ['kill', 'host-a1', '--signal', 'HUP', '--dir', emptyDir],
+      "error: option '--signal <signal>' argument 'HUP' is invalid. Allowed choices are KILL, TERM, STOP, CONT.\n(run with --help for usage)\n",
+    ],
+    [
+      ['events', '--after', '-3', '--dir', emptyDir],
+      `error: option '--after <seq>' argument '-3' is invalid. an integer from 0 to ${Number.MAX_SAFE_INTEGER}\n(run with --help for usage)\n`,
+    ],
     [['kill'], "error: missing required argument 'name'\n(run with --help for usage)\n"],
     [['status', '--bogus'], "error: unknown option '--bogus'\n(run with --help for usage)\n"],
   ]
@@ -73,7 +82,10 @@ t.test("commander's usage errors: its message and hint on stderr, exit 1", async
 t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage error", async (t) => {
   const c = captured()
   t.equal(await runHvlab(['status', '--dir', emptyDir], c.io), 1)
-  t.equal(c.stderr(), `hvlab: no lab is running in ${emptyDir}; start one with \`hvlab up --detach --dir ${emptyDir}\` (or pass the --dir of a running lab)\n`)
+  t.equal(
+    c.stderr(),
+    `hvlab: no lab is running in ${emptyDir}; start one with \`hvlab up --detach --dir ${emptyDir}\` (or pass the --dir of a running lab)\n`,
+  )
   t.equal(c.stdout(), '')
   const usage = captured()
   t.equal(await runHvlab(['vm', 'load', 'vm1', '--dir', emptyDir], usage.io), 2, 'HVLAB_E_USAGE exits 2')
@@ -128,7 +140,10 @@ t.test('the same code, stdout and stderr as the real binary', async (t) => {
 })
 
 /** A control endpoint in this process: a lab dir whose control.json points at it (pid: ours, alive). */
-async function fakeController(t: { teardown(fn: () => unknown): void }, handle: (path: string, res: ServerResponse) => void): Promise<string> {
+async function fakeController(
+  t: { teardown(fn: () => unknown): void },
+  handle: (path: string, res: ServerResponse) => void,
+): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-cli-run-lab-'))
   const server = createServer((req, res) => handle(req.url ?? '', res))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -138,7 +153,10 @@ async function fakeController(t: { teardown(fn: () => unknown): void }, handle: 
     rmSync(dir, { recursive: true, force: true })
   })
   writeFileSync(join(dir, 'secret'), 'test-secret\n')
-  writeFileSync(join(dir, 'control.json'), JSON.stringify({ pid: process.pid, httpPort: (server.address() as AddressInfo).port, peerPort: 1, topology: 'x', started_ms: 0 }))
+  writeFileSync(
+    join(dir, 'control.json'),
+    JSON.stringify({ pid: process.pid, httpPort: (server.address() as AddressInfo).port, peerPort: 1, topology: 'x', started_ms: 0 }),
+  )
   return dir
 }
 

@@ -41,7 +41,10 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
     { kind: 'send', to: 'b', message: hb('x') },
   ]
   const done = runner.run(batch)
-  void runner.run([{ kind: 'persist', record: { n: 2 } }, { kind: 'emit', event: { kind: 'later', source: 'x', details: {} } }])
+  void runner.run([
+    { kind: 'persist', record: { n: 2 } },
+    { kind: 'emit', event: { kind: 'later', source: 'x', details: {} } },
+  ])
   await flush()
   t.same(log, ['send a', 'persist 2 start'], 'the send after the persist waits; the newest record is the one written')
   release()
@@ -57,10 +60,16 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
     onTimer: () => {},
     onFatal: (e) => log.push(`fatal ${(e as Error).message}`),
   })
-  await failing.run([{ kind: 'persist', record: { n: 3 } }, { kind: 'send', to: 'c', message: hb('x') }])
+  await failing.run([
+    { kind: 'persist', record: { n: 3 } },
+    { kind: 'send', to: 'c', message: hb('x') },
+  ])
   await failing.run([{ kind: 'send', to: 'd', message: hb('x') }])
   t.ok(log.includes('fatal disk full'), 'the failure is reported')
-  t.notOk(log.some((l) => l.startsWith('send2')), 'nothing after a failed persist is sent, then or later')
+  t.notOk(
+    log.some((l) => l.startsWith('send2')),
+    'nothing after a failed persist is sent, then or later',
+  )
 })
 
 t.test('EffectRunner: at its batch bound it admits no more inputs, logs once, and admits again once drained', async (t) => {
@@ -93,7 +102,7 @@ t.test('EffectRunner: at its batch bound it admits no more inputs, logs once, an
   t.equal(warnings.length, 2, 'and says so once, with the count dropped')
 })
 
-t.test('ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESSURE; peers\' messages are dropped', async (t) => {
+t.test("ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESSURE; peers' messages are dropped", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-cluster-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const clock = new ManualClock(1_000_000)
@@ -112,7 +121,11 @@ t.test('ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESS
     },
   })
   s.start() // one batch queued: its persist is under way
-  t.throws(() => s.command({ kind: 'force-quorum' }), { code: 'HVLAB_E_BACKPRESSURE' }, 'a command is refused while the queue is at its bound')
+  t.throws(
+    () => s.command({ kind: 'force-quorum' }),
+    { code: 'HVLAB_E_BACKPRESSURE' },
+    'a command is refused while the queue is at its bound',
+  )
   s.receive(hb('host-b1'), 'host-b1')
   t.match(warnings.join('\n'), /effect queue full/, 'a peer message at the bound is dropped and said so')
   await s.stop()
@@ -121,7 +134,14 @@ t.test('ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESS
 t.test('EffectRunner: one tick timer, re-armed by each set-timer', async (t) => {
   const clock = new ManualClock(0)
   let ticks = 0
-  const runner = new EffectRunner<object>({ clock, send: () => {}, persist: async () => {}, emit: () => {}, onTimer: () => ticks++, onFatal: () => {} })
+  const runner = new EffectRunner<object>({
+    clock,
+    send: () => {},
+    persist: async () => {},
+    emit: () => {},
+    onTimer: () => ticks++,
+    onFatal: () => {},
+  })
   await runner.run([{ kind: 'set-timer', at_ms: 100, token: 'tick' }])
   await runner.run([{ kind: 'set-timer', at_ms: 50, token: 'tick' }])
   clock.advance(200)
@@ -201,5 +221,11 @@ t.test('ClusterService: a damaged record stops the host with a clear message', a
 })
 
 t.test('flattenEventDetails: timeline details stay flat', async (t) => {
-  t.same(flattenEventDetails({ a: 1, b: 'x', c: null, d: ['p', 'q'], e: { n: 1, node: 'h' } }), { a: 1, b: 'x', c: null, d: ['p', 'q'], e: '{"n":1,"node":"h"}' })
+  t.same(flattenEventDetails({ a: 1, b: 'x', c: null, d: ['p', 'q'], e: { n: 1, node: 'h' } }), {
+    a: 1,
+    b: 'x',
+    c: null,
+    d: ['p', 'q'],
+    e: '{"n":1,"node":"h"}',
+  })
 })

@@ -61,7 +61,13 @@ async function arraySide(lab: Lab, name: string, partner: string, dir: string): 
 
 /** What the array process answers to an admin request (array-service.ts's operator handlers). */
 async function answer(s: ArraySide, m: Message): Promise<Message> {
-  const listing = (): Message => ({ t: 'volume-listing', block_size_bytes: s.store.block_size_bytes, volumes: s.store.list().map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: s.masking.presentations(v.volume).map((x) => x.host) })) })
+  const listing = (): Message => ({
+    t: 'volume-listing',
+    block_size_bytes: s.store.block_size_bytes,
+    volumes: s.store
+      .list()
+      .map((v) => ({ volume: v.volume, size_bytes: v.size_bytes, presented_to: s.masking.presentations(v.volume).map((x) => x.host) })),
+  })
   switch (m.t) {
     case 'rc-status-request':
       return { t: 'rc-status', groups: s.rc.status(m.group) }
@@ -79,7 +85,11 @@ async function answer(s: ArraySide, m: Message): Promise<Message> {
     case 'lun-present':
       s.store.get(m.volume)
       await s.masking.present(m.volume, m.host, m.initiators)
-      return { t: 'lun-presentations', volume: m.volume, presentations: s.masking.presentations(m.volume).map((x) => ({ host: x.host, initiators: x.initiators })) }
+      return {
+        t: 'lun-presentations',
+        volume: m.volume,
+        presentations: s.masking.presentations(m.volume).map((x) => ({ host: x.host, initiators: x.initiators })),
+      }
     default:
       throw new HvlabError('HVLAB_E_PROTOCOL', `${m.t} is not a request this array answers`)
   }
@@ -137,7 +147,15 @@ function release(lab: Lab): void {
 const clock = new RealClock()
 const ctx = (lab: Lab): VmStorageContext => ({ arrays: ARRAYS, hosts: HOSTS, admin: lab.admin, clock, wait_ms: 60_000 })
 const clx = (lab: Lab, host: string) =>
-  new ClxService({ host, arrays: ARRAYS, admin: lab.admin, clock, emit: (kind, details) => lab.events.push({ kind, details }), poll_ms: 10, writable_wait_ms: 60_000 })
+  new ClxService({
+    host,
+    arrays: ARRAYS,
+    admin: lab.admin,
+    clock,
+    emit: (kind, details) => lab.events.push({ kind, details }),
+    poll_ms: 10,
+    writable_wait_ms: 60_000,
+  })
 
 async function until(what: string, ok: () => boolean): Promise<void> {
   const deadline = Date.now() + 60_000
@@ -160,33 +178,51 @@ async function provisioned(lab: Lab) {
   return spec
 }
 
-t.test('provisionVmDisk: volume on the preferred site, sync group paired with the other array, presented everywhere; idempotent', async (t) => {
-  const lab = await startLab(t)
-  // A crash after the first step: only the secondary side of the group exists.
-  await lab.admin.request('array-b', { t: 'rc-create', group: 'rc-web1', partner: 'array-a', role: 'secondary', mode: 'sync' }, 1000)
-  const spec = await provisioned(lab)
-  t.same(spec, {
-    kind: 'replicated',
-    group: 'rc-web1',
-    volume: 'web1-disk0',
-    size_bytes: 64 * BS,
-    mode: 'sync',
-    arrays: { primary: 'array-a', secondary: 'array-b' },
-    hosts: ['host-a1', 'host-a2', 'host-b1', 'host-b2'],
-  })
-  t.match(st(lab, 'array-a'), { role: 'primary', mode: 'sync', started: true, volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0' }] })
-  t.match(st(lab, 'array-b'), { role: 'secondary' })
-  for (const array of ['array-a', 'array-b']) {
-    const s = lab.sides.get(array)!
-    t.equal(s.store.get('web1-disk0').size_bytes, 64 * BS, `${array} holds the volume`)
-    t.same(s.masking.presentations('web1-disk0').map((p) => p.host).sort(), ['host-a1', 'host-a2', 'host-b1', 'host-b2'], `${array} presents it to both sites`)
-  }
-  // Again: nothing new, same answer.
-  t.same(await provisionVmDisk(ctx(lab), { vm: 'web1', preferredSite: 'site-a', size_bytes: 64 * BS }), spec)
-  t.equal(lab.sides.get('array-a')!.store.list().length, 1)
-  // A clash of sizes is refused clearly.
-  await t.rejects(provisionVmDisk(ctx(lab), { vm: 'web1', preferredSite: 'site-a', size_bytes: 128 * BS }), { code: 'HVLAB_E_STATE', message: /already exists on array-a with/ })
-})
+t.test(
+  'provisionVmDisk: volume on the preferred site, sync group paired with the other array, presented everywhere; idempotent',
+  async (t) => {
+    const lab = await startLab(t)
+    // A crash after the first step: only the secondary side of the group exists.
+    await lab.admin.request('array-b', { t: 'rc-create', group: 'rc-web1', partner: 'array-a', role: 'secondary', mode: 'sync' }, 1000)
+    const spec = await provisioned(lab)
+    t.same(spec, {
+      kind: 'replicated',
+      group: 'rc-web1',
+      volume: 'web1-disk0',
+      size_bytes: 64 * BS,
+      mode: 'sync',
+      arrays: { primary: 'array-a', secondary: 'array-b' },
+      hosts: ['host-a1', 'host-a2', 'host-b1', 'host-b2'],
+    })
+    t.match(st(lab, 'array-a'), {
+      role: 'primary',
+      mode: 'sync',
+      started: true,
+      volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0' }],
+    })
+    t.match(st(lab, 'array-b'), { role: 'secondary' })
+    for (const array of ['array-a', 'array-b']) {
+      const s = lab.sides.get(array)!
+      t.equal(s.store.get('web1-disk0').size_bytes, 64 * BS, `${array} holds the volume`)
+      t.same(
+        s.masking
+          .presentations('web1-disk0')
+          .map((p) => p.host)
+          .sort(),
+        ['host-a1', 'host-a2', 'host-b1', 'host-b2'],
+        `${array} presents it to both sites`,
+      )
+    }
+    // Again: nothing new, same answer.
+    t.same(await provisionVmDisk(ctx(lab), { vm: 'web1', preferredSite: 'site-a', size_bytes: 64 * BS }), spec)
+    t.equal(lab.sides.get('array-a')!.store.list().length, 1)
+    // A clash of sizes is refused clearly.
+    await t.rejects(provisionVmDisk(ctx(lab), { vm: 'web1', preferredSite: 'site-a', size_bytes: 128 * BS }), {
+      code: 'HVLAB_E_STATE',
+      message: /already exists on array-a with/,
+    })
+  },
+)
 
 t.test('prepareForStart: none within the site; planned switchover across sites and back (restore), with events', async (t) => {
   const lab = await startLab(t)
@@ -195,42 +231,51 @@ t.test('prepareForStart: none within the site; planned switchover across sites a
   t.equal(lab.events.length, 0, 'a move within the site does no storage failover')
   t.match(await clx(lab, 'host-b1').prepareForStart('web1', 'rc-web1', 'site-b'), { action: 'switchover', array: 'array-b', forced: false })
   t.equal(st(lab, 'array-b').role, 'primary-rev')
-  t.match(lab.events.at(-1), { kind: 'clx.switchover', details: { vm: 'web1', from_array: 'array-a', to_array: 'array-b', verb: 'switchover' } })
+  t.match(lab.events.at(-1), {
+    kind: 'clx.switchover',
+    details: { vm: 'web1', from_array: 'array-a', to_array: 'array-b', verb: 'switchover' },
+  })
   await until('synced after switchover', synced(lab))
   t.match(await clx(lab, 'host-a1').prepareForStart('web1', 'rc-web1', 'site-a'), { action: 'switchover', array: 'array-a' })
   t.equal(st(lab, 'array-a').role, 'primary')
   t.match(lab.events.at(-1), { kind: 'clx.switchover', details: { verb: 'restore', from_array: 'array-b', to_array: 'array-a' } })
 })
 
-t.test('a syncing group: start refused (force too), live migration cancelled; once Synced the migration check passes and the blackout switchover works', async (t) => {
-  const lab = await startLab(t)
-  await provisioned(lab)
-  await linkDown(lab)
-  const a = lab.sides.get('array-a')!
-  for (let b = 0; b < 16; b++) await a.rc.hostWrite('rc-web1', 'web1-disk0', b, new Uint8Array(BS).fill(b + 1))
-  lab.hold.add('rc-blocks-ack')
-  linkUp(lab)
-  await until('resync running', () => st(lab, 'array-a').volumes.some((v) => v.state === 'Syncing'))
-  const svc = clx(lab, 'host-b1')
-  for (const force of [false, true]) {
-    await t.rejects(svc.prepareForStart('web1', 'rc-web1', 'site-b', { force }), {
+t.test(
+  'a syncing group: start refused (force too), live migration cancelled; once Synced the migration check passes and the blackout switchover works',
+  async (t) => {
+    const lab = await startLab(t)
+    await provisioned(lab)
+    await linkDown(lab)
+    const a = lab.sides.get('array-a')!
+    for (let b = 0; b < 16; b++) await a.rc.hostWrite('rc-web1', 'web1-disk0', b, new Uint8Array(BS).fill(b + 1))
+    lab.hold.add('rc-blocks-ack')
+    linkUp(lab)
+    await until('resync running', () => st(lab, 'array-a').volumes.some((v) => v.state === 'Syncing'))
+    const svc = clx(lab, 'host-b1')
+    for (const force of [false, true]) {
+      await t.rejects(svc.prepareForStart('web1', 'rc-web1', 'site-b', { force }), {
+        code: 'HVLAB_E_REFUSED',
+        message: /^cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing \(\d+%, .* behind\); wait/,
+      })
+    }
+    t.match(lab.events.at(-1), { kind: 'clx.refused', details: { reason: 'syncing', vm: 'web1', forceable: false } })
+    await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), {
       code: 'HVLAB_E_REFUSED',
-      message: /^cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing \(\d+%, .* behind\); wait/,
+      message: /^live migration of vm web1 cancelled: remote copy group rc-web1 is syncing/,
     })
-  }
-  t.match(lab.events.at(-1), { kind: 'clx.refused', details: { reason: 'syncing', vm: 'web1', forceable: false } })
-  await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), { code: 'HVLAB_E_REFUSED', message: /^live migration of vm web1 cancelled: remote copy group rc-web1 is syncing/ })
-  t.equal(st(lab, 'array-a').role, 'primary', 'nothing changed on the arrays')
-  t.equal(st(lab, 'array-b').role, 'secondary')
-  release(lab)
-  await until('synced again', synced(lab))
-  t.match(await svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), { action: 'switchover' })
-  t.match(await svc.switchoverInBlackout('web1', 'rc-web1', 'site-b'), { action: 'switchover', array: 'array-b' })
-  t.equal(st(lab, 'array-b').role, 'primary-rev')
-  // The data the VM wrote in site-a is in site-b (zero loss).
-  const got = await lab.sides.get('array-b')!.store.read('web1-disk0', 15, 1)
-  t.equal(got[0], 16)
-})
+    t.equal(st(lab, 'array-a').role, 'primary', 'nothing changed on the arrays')
+    t.equal(st(lab, 'array-b').role, 'secondary')
+    release(lab)
+    await until('synced again', synced(lab))
+    t.match(await svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), { action: 'switchover' })
+    t.match(await svc.switchoverInBlackout('web1', 'rc-web1', 'site-b'), { action: 'switchover', array: 'array-b' })
+    t.equal(st(lab, 'array-b').role, 'primary-rev')
+    // The data the VM wrote in site-a is in site-b (zero loss).
+    const got = await lab.sides.get('array-b')!.store.read('web1-disk0', 15, 1)
+    t.equal(got[0], 16)
+  },
+)
 
 t.test('the primary site array is lost: the VM comes up in site-b after a failover; a live migration is refused instead', async (t) => {
   const lab = await startLab(t)
@@ -238,7 +283,10 @@ t.test('the primary site array is lost: the VM comes up in site-b after a failov
   await linkDown(lab)
   lab.down.add('array-a')
   const svc = clx(lab, 'host-b2')
-  await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), { code: 'HVLAB_E_REFUSED', message: /live migration of vm web1 cancelled/ })
+  await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), {
+    code: 'HVLAB_E_REFUSED',
+    message: /live migration of vm web1 cancelled/,
+  })
   t.equal(st(lab, 'array-b').role, 'secondary', 'the migration check changed nothing')
   t.match(await svc.prepareForStart('web1', 'rc-web1', 'site-b'), { action: 'failover', array: 'array-b', forced: false })
   t.equal(st(lab, 'array-b').role, 'primary-rev')
@@ -247,7 +295,10 @@ t.test('the primary site array is lost: the VM comes up in site-b after a failov
   t.match(await clx(lab, 'host-b1').prepareForStart('web1', 'rc-web1', 'site-b'), { action: 'none' })
   // The local array itself unreachable: refused.
   lab.down.add('array-b')
-  await t.rejects(clx(lab, 'host-b1').prepareForStart('web1', 'rc-web1', 'site-b'), { code: 'HVLAB_E_REFUSED', message: /array array-b in its site \(site-b\) is unreachable/ })
+  await t.rejects(clx(lab, 'host-b1').prepareForStart('web1', 'rc-web1', 'site-b'), {
+    code: 'HVLAB_E_REFUSED',
+    message: /array array-b in its site \(site-b\) is unreachable/,
+  })
 })
 
 t.test('arrays split with the primary still reachable: refused; forced → failover onto the local copy', async (t) => {
@@ -255,7 +306,10 @@ t.test('arrays split with the primary still reachable: refused; forced → failo
   await provisioned(lab)
   await linkDown(lab)
   const svc = clx(lab, 'host-b1')
-  await t.rejects(svc.prepareForStart('web1', 'rc-web1', 'site-b'), { code: 'HVLAB_E_REFUSED', message: /cannot reach each other.*or force/ })
+  await t.rejects(svc.prepareForStart('web1', 'rc-web1', 'site-b'), {
+    code: 'HVLAB_E_REFUSED',
+    message: /cannot reach each other.*or force/,
+  })
   t.match(await svc.prepareForStart('web1', 'rc-web1', 'site-b', { force: true }), { action: 'failover', array: 'array-b', forced: true })
   t.equal(st(lab, 'array-b').role, 'primary-rev')
 })

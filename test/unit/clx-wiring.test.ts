@@ -39,7 +39,11 @@ t.test('storage choice: replicated by default with one array in each of two site
   t.same(chooseVmStorage({}, []), { kind: 'local' })
   t.same(chooseVmStorage({ storage: 'local' }, ARRAYS), { kind: 'local' })
   t.same(chooseVmStorage({ storage: 'csv:vol1' }, ARRAYS), { kind: 'csv', csv: 'vol1', size_bytes: DISK_BYTES_DEFAULT })
-  t.same(chooseVmStorage({ storage: 'csv:vol1', disk_gib: 2 }, []), { kind: 'csv', csv: 'vol1', size_bytes: 2 * 1024 ** 3 }, 'a CSV needs no pair of sites')
+  t.same(
+    chooseVmStorage({ storage: 'csv:vol1', disk_gib: 2 }, []),
+    { kind: 'csv', csv: 'vol1', size_bytes: 2 * 1024 ** 3 },
+    'a CSV needs no pair of sites',
+  )
   t.throws(() => chooseVmStorage({ storage: 'csv:' }, ARRAYS), /name the Cluster Shared Volume/)
   t.throws(() => chooseVmStorage({ storage: 'csv:Bad Name' }, ARRAYS), /name the Cluster Shared Volume/)
   t.throws(() => chooseVmStorage({ storage: 'replicated' }, [ARRAYS[0]!]), /needs one storage array in each of two sites/)
@@ -52,7 +56,13 @@ t.test('storage choice: replicated by default with one array in each of two site
 })
 
 t.test('disk target: the array CLX made writable, the volume and the group; a mismatch is a bug', async (t) => {
-  t.same(diskTargetFor(SPEC, { array: 'array-b', group: 'rc-web1' }), { array: 'array-b', volume: 'web1-disk0', group: 'rc-web1', size_bytes: SPEC.size_bytes, csv: null })
+  t.same(diskTargetFor(SPEC, { array: 'array-b', group: 'rc-web1' }), {
+    array: 'array-b',
+    volume: 'web1-disk0',
+    group: 'rc-web1',
+    size_bytes: SPEC.size_bytes,
+    csv: null,
+  })
   t.throws(() => diskTargetFor(SPEC, { array: 'array-c', group: 'rc-web1' }), /array-c/)
   t.throws(() => diskTargetFor(SPEC, { array: 'array-a', group: 'rc-db1' }), /rc-db1/)
   t.equal(arrayOfSite(ARRAYS, 'site-b'), 'array-b')
@@ -68,38 +78,59 @@ function lab() {
   let now = 0
   const step = (input: RoleInput) => c.step(input, (now += 1000))
   step({ type: 'membership', epoch: 1, nodes: HOSTS.map((h) => ({ name: h.name, status: 'up' as const, memory_mib: 8192 })) })
-  return { c, step, advance: (ms: number) => (now += ms), cmd: (command: Extract<RoleInput, { type: 'command' }>['command']) => step({ type: 'command', command }) }
+  return {
+    c,
+    step,
+    advance: (ms: number) => (now += ms),
+    cmd: (command: Extract<RoleInput, { type: 'command' }>['command']) => step({ type: 'command', command }),
+  }
 }
 
-t.test('a start carries the role storage; a start CLX refused is a failed start the failover policy retries, then fails over', async (t) => {
-  const l = lab()
-  l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-b1'], storage: SPEC } })
-  const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
-  t.match(s, { node: 'host-b1', storage: SPEC, force_storage: false })
-  const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing on array-b; …'
-  let fx = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
-  t.ok(kinds(fx).includes('role.storage-refused'), 'a role.storage-refused event')
-  t.ok(kinds(fx).includes('role.failure'), 'counted by the failover policy')
-  const nodes: string[] = []
-  // keep refusing on every node of site-b: the policy restarts, then fails over, and ends on another node
-  for (let i = 0; i < 12; i++) {
-    const next = starts(fx)[0]
-    if (next === undefined) break
-    nodes.push(next.node)
-    t.same(next.storage, SPEC, 'every retry carries the storage')
-    if (!next.node.startsWith('host-b')) break
-    fx = l.step({ type: 'vm_start_failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
-  }
-  t.ok(nodes.some((n) => n.startsWith('host-a')), `the policy moved it on to site-a, where the writable copy is (${nodes.join(' → ')})`)
-  t.match(l.c.role('web1')?.reason ?? '', /refused by storage|start/, 'the reason says why')
-  // The operator forces: the next start (only) carries the force.
-  l.cmd({ op: 'create', spec: { name: 'web2', memory_mib: 64, preferred_owners: ['host-b1'], storage: { ...SPEC, group: 'rc-web2', volume: 'web2-disk0' } } })
-  const [forced] = starts(l.cmd({ op: 'start', name: 'web2', force_storage: true }))
-  t.match(forced, { node: 'host-b1', force_storage: true })
-  const fx2 = l.step({ type: 'vm_start_failed', role: 'web2', node: 'host-b1', op: forced!.op, reason: 'array-b unreachable', storage_refused: false })
-  t.ok(kinds(fx2).includes('role.failure'), 'a start that failed for another reason goes to the failover policy too')
-  for (const again of starts(fx2)) t.equal(again.force_storage, false, 'the force was for one start')
-})
+t.test(
+  'a start carries the role storage; a start CLX refused is a failed start the failover policy retries, then fails over',
+  async (t) => {
+    const l = lab()
+    l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-b1'], storage: SPEC } })
+    const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
+    t.match(s, { node: 'host-b1', storage: SPEC, force_storage: false })
+    const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing on array-b; …'
+    let fx = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
+    t.ok(kinds(fx).includes('role.storage-refused'), 'a role.storage-refused event')
+    t.ok(kinds(fx).includes('role.failure'), 'counted by the failover policy')
+    const nodes: string[] = []
+    // keep refusing on every node of site-b: the policy restarts, then fails over, and ends on another node
+    for (let i = 0; i < 12; i++) {
+      const next = starts(fx)[0]
+      if (next === undefined) break
+      nodes.push(next.node)
+      t.same(next.storage, SPEC, 'every retry carries the storage')
+      if (!next.node.startsWith('host-b')) break
+      fx = l.step({ type: 'vm_start_failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
+    }
+    t.ok(
+      nodes.some((n) => n.startsWith('host-a')),
+      `the policy moved it on to site-a, where the writable copy is (${nodes.join(' → ')})`,
+    )
+    t.match(l.c.role('web1')?.reason ?? '', /refused by storage|start/, 'the reason says why')
+    // The operator forces: the next start (only) carries the force.
+    l.cmd({
+      op: 'create',
+      spec: { name: 'web2', memory_mib: 64, preferred_owners: ['host-b1'], storage: { ...SPEC, group: 'rc-web2', volume: 'web2-disk0' } },
+    })
+    const [forced] = starts(l.cmd({ op: 'start', name: 'web2', force_storage: true }))
+    t.match(forced, { node: 'host-b1', force_storage: true })
+    const fx2 = l.step({
+      type: 'vm_start_failed',
+      role: 'web2',
+      node: 'host-b1',
+      op: forced!.op,
+      reason: 'array-b unreachable',
+      storage_refused: false,
+    })
+    t.ok(kinds(fx2).includes('role.failure'), 'a start that failed for another reason goes to the failover policy too')
+    for (const again of starts(fx2)) t.equal(again.force_storage, false, 'the force was for one start')
+  },
+)
 
 t.test('a start still preparing storage is not failed by an inventory until START_REPLY_WAIT_MS has passed', async (t) => {
   const l = lab()
@@ -127,79 +158,150 @@ t.test('role record: storage is kept; an old record without it decodes as local 
   const decoded = decodeRoles({ [roleKey('old1')]: JSON.stringify(old) })
   t.same(decoded.damaged, [])
   t.equal(decoded.roles[0]?.storage, null)
-  t.throws(() => createVmRole({ name: 'web2', possible_owners: ['host-a1', 'host-c1'], storage: SPEC }), /not presented to possible owner host-c1/)
+  t.throws(
+    () => createVmRole({ name: 'web2', possible_owners: ['host-a1', 'host-c1'], storage: SPEC }),
+    /not presented to possible owner host-c1/,
+  )
 })
 
-t.test('migration hooks: a move within a site or of a local vm does nothing; across sites CLX checks, then switches over in the blackout', async (t) => {
-  const calls: string[] = []
-  const result = (site: string): ClxResult => ({ action: 'switchover', vm: 'web1', group: 'rc-web1', array: site === 'site-a' ? 'array-a' : 'array-b', forced: false, why: 'test' })
-  let refuse = false
-  const switched: string[] = []
-  const deps = {
-    clx: {
-      checkForLiveMigration: async (vm: string, group: string, site: string, destination?: string) => {
-        calls.push(`check ${vm} ${group} ${site} ${destination}`)
-        if (refuse) throw new HvlabError('HVLAB_E_REFUSED', 'live migration of vm web1 cancelled: remote copy group rc-web1 is syncing')
-        return { action: 'switchover' as const, why: 'ok' }
+t.test(
+  'migration hooks: a move within a site or of a local vm does nothing; across sites CLX checks, then switches over in the blackout',
+  async (t) => {
+    const calls: string[] = []
+    const result = (site: string): ClxResult => ({
+      action: 'switchover',
+      vm: 'web1',
+      group: 'rc-web1',
+      array: site === 'site-a' ? 'array-a' : 'array-b',
+      forced: false,
+      why: 'test',
+    })
+    let refuse = false
+    const switched: string[] = []
+    const deps = {
+      clx: {
+        checkForLiveMigration: async (vm: string, group: string, site: string, destination?: string) => {
+          calls.push(`check ${vm} ${group} ${site} ${destination}`)
+          if (refuse) throw new HvlabError('HVLAB_E_REFUSED', 'live migration of vm web1 cancelled: remote copy group rc-web1 is syncing')
+          return { action: 'switchover' as const, why: 'ok' }
+        },
+        switchoverInBlackout: async (vm: string, group: string, site: string, destination?: string) => {
+          calls.push(`switch ${vm} ${group} ${site} ${destination}`)
+          return result(site)
+        },
       },
-      switchoverInBlackout: async (vm: string, group: string, site: string, destination?: string) => {
-        calls.push(`switch ${vm} ${group} ${site} ${destination}`)
-        return result(site)
-      },
-    },
-    siteOf: (h: string) => HOSTS.find((x) => x.name === h)?.site,
-    storageOf: (vm: string): VmStorageSpecRecord | null => (vm === 'web1' ? SPEC : vm === 'loc1' ? { kind: 'local' } : null),
-    onSwitched: (vm: string, site: string, r: ClxResult) => switched.push(`${vm} ${site} ${r.array}`),
-  }
-  t.equal(crossSiteMove(deps, 'web1', 'host-a1', 'host-a2'), null)
-  t.equal(crossSiteMove(deps, 'loc1', 'host-a1', 'host-b1'), null)
-  t.equal(checkBeforeMigration(deps, 'web1', 'host-a1', 'host-a2'), null)
-  await checkBeforeMigration(deps, 'web1', 'host-a1', 'host-b1')
-  refuse = true
-  await t.rejects(checkBeforeMigration(deps, 'web1', 'host-a1', 'host-b1')!, /cancelled: remote copy group rc-web1 is syncing/)
-  const hand = clxStorageHandOver(deps)
-  await hand.handOver({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-a2' })
-  await hand.handOver({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-b1' })
-  await hand.handBack({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-b1' })
-  t.same(calls, ['check web1 rc-web1 site-b host-b1', 'check web1 rc-web1 site-b host-b1', 'switch web1 rc-web1 site-b host-b1', 'switch web1 rc-web1 site-a host-a1'])
-  t.same(switched, ['web1 site-b array-b', 'web1 site-a array-a'])
-})
+      siteOf: (h: string) => HOSTS.find((x) => x.name === h)?.site,
+      storageOf: (vm: string): VmStorageSpecRecord | null => (vm === 'web1' ? SPEC : vm === 'loc1' ? { kind: 'local' } : null),
+      onSwitched: (vm: string, site: string, r: ClxResult) => switched.push(`${vm} ${site} ${r.array}`),
+    }
+    t.equal(crossSiteMove(deps, 'web1', 'host-a1', 'host-a2'), null)
+    t.equal(crossSiteMove(deps, 'loc1', 'host-a1', 'host-b1'), null)
+    t.equal(checkBeforeMigration(deps, 'web1', 'host-a1', 'host-a2'), null)
+    await checkBeforeMigration(deps, 'web1', 'host-a1', 'host-b1')
+    refuse = true
+    await t.rejects(checkBeforeMigration(deps, 'web1', 'host-a1', 'host-b1')!, /cancelled: remote copy group rc-web1 is syncing/)
+    const hand = clxStorageHandOver(deps)
+    await hand.handOver({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-a2' })
+    await hand.handOver({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-b1' })
+    await hand.handBack({ vm: 'web1', mode: 'csv', source: 'host-a1', destination: 'host-b1' })
+    t.same(calls, [
+      'check web1 rc-web1 site-b host-b1',
+      'check web1 rc-web1 site-b host-b1',
+      'switch web1 rc-web1 site-b host-b1',
+      'switch web1 rc-web1 site-a host-a1',
+    ])
+    t.same(switched, ['web1 site-b array-b', 'web1 site-a array-a'])
+  },
+)
 
 const record = (name: string, storage: VmStorageSpecRecord | null, possible: string[] | null = null): VmRoleRecord => ({
-  name, memory_mib: 64, preferred_owners: [], possible_owners: possible, failback: { enabled: false, window: null }, state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'running', storage,
+  name,
+  memory_mib: 64,
+  preferred_owners: [],
+  possible_owners: possible,
+  failback: { enabled: false, window: null },
+  state: 'running',
+  owner: 'host-a1',
+  last_owner: 'host-a1',
+  reason: 'running',
+  storage,
 })
 
 t.test('vm deps: vm → disk → group → both arrays, and an array that did not answer', async (t) => {
   const status = (role: RcGroupStatus['role'], state: 'Synced' | 'Syncing'): RcGroupStatus => ({
-    group: 'rc-web1', partner: 'x', role, mode: 'sync', started: true, link_up: true, bytes_behind: 0, bytes_resynced_total: 0, generation: 0,
+    group: 'rc-web1',
+    partner: 'x',
+    role,
+    mode: 'sync',
+    started: true,
+    link_up: true,
+    bytes_behind: 0,
+    bytes_resynced_total: 0,
+    generation: 0,
     volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0', state, bytes_behind: 0 }],
   })
   const d = vmDeps(record('web1', SPEC), { 'array-a': { status: status('primary', 'Synced') }, 'array-b': { error: 'timed out' } })
-  t.match(d.disks, [{ kind: 'replicated', volume: 'web1-disk0', group: 'rc-web1', arrays: [{ array: 'array-a', reachable: true, role: 'primary', state: 'Synced' }, { array: 'array-b', reachable: false }] }])
+  t.match(d.disks, [
+    {
+      kind: 'replicated',
+      volume: 'web1-disk0',
+      group: 'rc-web1',
+      arrays: [
+        { array: 'array-a', reachable: true, role: 'primary', state: 'Synced' },
+        { array: 'array-b', reachable: false },
+      ],
+    },
+  ])
   const text = formatVmDepsTree(d)
-  t.match(text, /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/)
+  t.match(
+    text,
+    /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/,
+  )
   t.match(formatVmDepsTree(vmDeps(record('loc1', null), {})), /disk: local to its host/)
 })
 
 t.test('cluster validate: replicated disks presented to every possible owner, on both arrays, one vm per group', async (t) => {
-  const storageChecks = (roles: VmRoleRecord[], arrays?: Record<string, { volumes: string[]; presented?: Record<string, string[]> } | { error: string }>) =>
+  const storageChecks = (
+    roles: VmRoleRecord[],
+    arrays?: Record<string, { volumes: string[]; presented?: Record<string, string[]> } | { error: string }>,
+  ) =>
     validateCluster({ hosts: HOSTS, witness: null, statuses: {}, roles, ...(arrays ? { arrays } : {}) }).filter((c) => c.area === 'storage')
   const good = storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { volumes: ['web1-disk0'] } })
-  t.same(good.map((c) => c.result), ['pass', 'pass'])
+  t.same(
+    good.map((c) => c.result),
+    ['pass', 'pass'],
+  )
   const partial = { ...SPEC, hosts: ['host-a1', 'host-a2'] }
   t.match(storageChecks([record('web1', partial)]), [{ result: 'fail', detail: /not presented to host-b1, host-b2/ }, { result: 'pass' }])
-  t.match(storageChecks([record('web1', partial, ['host-a1', 'host-a2'])]), [{ result: 'pass' }, { result: 'pass' }], 'possible owners limited to the presented hosts')
-  t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { volumes: [] } }), [{ result: 'fail', detail: /array array-b has no volume web1-disk0/ }])
-  t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { error: 'timed out' } }), [{ result: 'fail', detail: /array-b did not answer/ }])
+  t.match(
+    storageChecks([record('web1', partial, ['host-a1', 'host-a2'])]),
+    [{ result: 'pass' }, { result: 'pass' }],
+    'possible owners limited to the presented hosts',
+  )
+  t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { volumes: [] } }), [
+    { result: 'fail', detail: /array array-b has no volume web1-disk0/ },
+  ])
+  t.match(storageChecks([record('web1', SPEC)], { 'array-a': { volumes: ['web1-disk0'] }, 'array-b': { error: 'timed out' } }), [
+    { result: 'fail', detail: /array-b did not answer/ },
+  ])
   // the arrays' own LUN masking: a host the record lists but an array does not present to fails the check
   const all = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
-  const masked = (b: string[]) => ({ 'array-a': { volumes: ['web1-disk0'], presented: { 'web1-disk0': all } }, 'array-b': { volumes: ['web1-disk0'], presented: { 'web1-disk0': b } } })
+  const masked = (b: string[]) => ({
+    'array-a': { volumes: ['web1-disk0'], presented: { 'web1-disk0': all } },
+    'array-b': { volumes: ['web1-disk0'], presented: { 'web1-disk0': b } },
+  })
   t.match(storageChecks([record('web1', SPEC)], masked(all)), [{ result: 'pass', detail: /LUN presentations/ }, { result: 'pass' }])
-  t.match(storageChecks([record('web1', SPEC)], masked(['host-a1', 'host-a2', 'host-b1'])), [{ result: 'fail', detail: /array-b does not present it to host-b2/ }])
+  t.match(storageChecks([record('web1', SPEC)], masked(['host-a1', 'host-a2', 'host-b1'])), [
+    { result: 'fail', detail: /array-b does not present it to host-b2/ },
+  ])
   // a VM on a CSV: the CSV's volume must be presented to every possible owner
   const csvSpec = { kind: 'csv' as const, csv: 'v1', region: 'db1', size_bytes: 1 << 20, array: 'array-a', volume: 'csv-v1' }
-  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': all } } }), [{ result: 'pass', name: /Cluster Shared Volume v1/ }])
-  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': ['host-a1'] } } }), [{ result: 'fail', detail: /does not present it to host-a2, host-b1, host-b2/ }])
+  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': all } } }), [
+    { result: 'pass', name: /Cluster Shared Volume v1/ },
+  ])
+  t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: ['csv-v1'], presented: { 'csv-v1': ['host-a1'] } } }), [
+    { result: 'fail', detail: /does not present it to host-a2, host-b1, host-b2/ },
+  ])
   t.match(storageChecks([record('db1', csvSpec)], { 'array-a': { volumes: [] } }), [{ result: 'fail', detail: /has no volume csv-v1/ }])
   const shared = storageChecks([record('web1', SPEC), record('web2', { ...SPEC, volume: 'web2-disk0' })])
   t.match(shared.at(-1), { name: 'one vm per remote-copy group', result: 'fail', detail: /rc-web1 holds web1, web2/ })
@@ -236,7 +338,15 @@ t.test('a migration check names the destination host in its refusal, and changes
   const { ClxService } = await import('../../agent/clx/clx-service.js')
   const { ManualClock } = await import('../../shared/clock.js')
   const group = (role: RcGroupStatus['role'], started: boolean): RcGroupStatus => ({
-    group: 'rc-web1', partner: 'x', role, mode: 'sync', started, link_up: true, bytes_behind: 0, bytes_resynced_total: 0, generation: 0,
+    group: 'rc-web1',
+    partner: 'x',
+    role,
+    mode: 'sync',
+    started,
+    link_up: true,
+    bytes_behind: 0,
+    bytes_resynced_total: 0,
+    generation: 0,
     volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0', state: started ? 'Synced' : 'Stopped', bytes_behind: 0 }],
   })
   const asked: string[] = []
@@ -254,25 +364,67 @@ t.test('a migration check names the destination host in its refusal, and changes
       },
     },
   })
-  await t.rejects(clx.checkForLiveMigration('web1', 'rc-web1', 'site-a', 'host-a1'), /cancelled: remote copy group rc-web1 is stopped on array-b; host-a1 would run it on stale data/)
+  await t.rejects(
+    clx.checkForLiveMigration('web1', 'rc-web1', 'site-a', 'host-a1'),
+    /cancelled: remote copy group rc-web1 is stopped on array-b; host-a1 would run it on stale data/,
+  )
   t.same(events, ['clx.refused'])
-  t.ok(asked.every((a) => a.endsWith('rc-status-request')), 'only status was asked')
+  t.ok(
+    asked.every((a) => a.endsWith('rc-status-request')),
+    'only status was asked',
+  )
 })
 
-t.test('both arrays hold the group as a writable copy (a failover during a cut): the stale side is refused even forced, the newest runs', async (t) => {
-  const { decideClx } = await import('../../agent/clx/clx-decision.js')
-  const st = (role: RcGroupStatus['role'], generation = 0): RcGroupStatus => ({
-    group: 'rc-web1', partner: 'x', role, mode: 'sync', started: true, link_up: true, bytes_behind: 0, bytes_resynced_total: 0, generation,
-    volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0', state: 'Synced', bytes_behind: 0 }],
-  })
-  const input = (local: RcGroupStatus['role'], remote: RcGroupStatus['role'], force = false, local_gen = 0, remote_gen = 0) => ({
-    vm: 'web1', group: 'rc-web1', host: 'host-b1', host_site: 'site-b', force,
-    local: { array: 'array-b', reachable: true as const, status: st(local, local_gen) },
-    remote: { array: 'array-a', reachable: true as const, status: st(remote, remote_gen) },
-  })
-  t.match(decideClx(input('primary', 'primary-rev', true, 0, 1)), { action: 'refuse', reason: 'both-primary', forceable: false, message: /both hold remote copy group rc-web1 as a writable copy[\s\S]*hvlab rcopy recover rc-web1/ }, 'the stale side (lower generation) is refused, even forced')
-  t.match(decideClx(input('primary', 'primary-rev', false, 0, 0)), { action: 'refuse', reason: 'both-primary' }, 'equal generations: nobody can tell, refused')
-  t.match(decideClx(input('primary-rev', 'primary', false, 1, 0)), { action: 'none', array: 'array-b', why: /newest writable copy/ }, 'the side that failed over last runs the vm')
-  t.match(decideClx(input('primary', 'secondary')), { action: 'none', array: 'array-b' })
-  t.match(decideClx({ ...input('primary-rev', 'primary'), remote: { array: 'array-a', reachable: false, error: 'closed' } }), { action: 'none' }, 'the other array lost: nothing to compare with')
-})
+t.test(
+  'both arrays hold the group as a writable copy (a failover during a cut): the stale side is refused even forced, the newest runs',
+  async (t) => {
+    const { decideClx } = await import('../../agent/clx/clx-decision.js')
+    const st = (role: RcGroupStatus['role'], generation = 0): RcGroupStatus => ({
+      group: 'rc-web1',
+      partner: 'x',
+      role,
+      mode: 'sync',
+      started: true,
+      link_up: true,
+      bytes_behind: 0,
+      bytes_resynced_total: 0,
+      generation,
+      volumes: [{ volume: 'web1-disk0', remote_volume: 'web1-disk0', state: 'Synced', bytes_behind: 0 }],
+    })
+    const input = (local: RcGroupStatus['role'], remote: RcGroupStatus['role'], force = false, local_gen = 0, remote_gen = 0) => ({
+      vm: 'web1',
+      group: 'rc-web1',
+      host: 'host-b1',
+      host_site: 'site-b',
+      force,
+      local: { array: 'array-b', reachable: true as const, status: st(local, local_gen) },
+      remote: { array: 'array-a', reachable: true as const, status: st(remote, remote_gen) },
+    })
+    t.match(
+      decideClx(input('primary', 'primary-rev', true, 0, 1)),
+      {
+        action: 'refuse',
+        reason: 'both-primary',
+        forceable: false,
+        message: /both hold remote copy group rc-web1 as a writable copy[\s\S]*hvlab rcopy recover rc-web1/,
+      },
+      'the stale side (lower generation) is refused, even forced',
+    )
+    t.match(
+      decideClx(input('primary', 'primary-rev', false, 0, 0)),
+      { action: 'refuse', reason: 'both-primary' },
+      'equal generations: nobody can tell, refused',
+    )
+    t.match(
+      decideClx(input('primary-rev', 'primary', false, 1, 0)),
+      { action: 'none', array: 'array-b', why: /newest writable copy/ },
+      'the side that failed over last runs the vm',
+    )
+    t.match(decideClx(input('primary', 'secondary')), { action: 'none', array: 'array-b' })
+    t.match(
+      decideClx({ ...input('primary-rev', 'primary'), remote: { array: 'array-a', reachable: false, error: 'closed' } }),
+      { action: 'none' },
+      'the other array lost: nothing to compare with',
+    )
+  },
+)

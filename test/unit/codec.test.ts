@@ -82,7 +82,10 @@ function throwsProtocol(tt: TapTest, data: Uint8Array, what: string): void {
     decodeFrame(data)
     tt.fail(`${what}: decoded, but should have been refused`)
   } catch (e) {
-    tt.ok(e instanceof HvlabError && e.code === 'HVLAB_E_PROTOCOL', `${what}: refused with HVLAB_E_PROTOCOL (${e instanceof Error ? e.message : String(e)})`)
+    tt.ok(
+      e instanceof HvlabError && e.code === 'HVLAB_E_PROTOCOL',
+      `${what}: refused with HVLAB_E_PROTOCOL (${e instanceof Error ? e.message : String(e)})`,
+    )
   }
 }
 
@@ -132,7 +135,10 @@ t.test('encodeFrame refuses what decodeFrame would refuse', async (tt) => {
     ['an attachment over the limit', () => encodeFrame({ k: 'msg', m: { t: 'blob', label: 'x' } }, Buffer.alloc(ATTACHMENT_BYTES_MAX + 1))],
     ['an invalid message', () => encodeFrame({ k: 'msg', m: { t: 'ping', seq: -1, sent_ms: 0 } })],
     ['an unknown message', () => encodeFrame({ k: 'msg', m: { t: 'nope' } as unknown as Message })],
-    ['an envelope over ENVELOPE_BYTES_MAX', () => encodeFrame({ k: 'err', id: 1, code: 'HVLAB_E_STATE', message: 'x'.repeat(ENVELOPE_BYTES_MAX) })],
+    [
+      'an envelope over ENVELOPE_BYTES_MAX',
+      () => encodeFrame({ k: 'err', id: 1, code: 'HVLAB_E_STATE', message: 'x'.repeat(ENVELOPE_BYTES_MAX) }),
+    ],
   ]
   for (const [what, fn] of refusals) {
     tt.throws(fn, { name: 'HvlabError', code: 'HVLAB_E_PROTOCOL' }, what)
@@ -214,10 +220,16 @@ t.test('malformed frames are refused with HVLAB_E_PROTOCOL', async (tt) => {
     ['unknown role', { t: 'challenge', protocolVersion: 1, name: 'a', role: 'root', nonce: NONCE }],
     ['long goodbye reason', { t: 'goodbye', code: 'x', reason: 'r'.repeat(1025) }],
     ['port 0', { t: 'directory', entries: [{ name: 'a', role: 'host', site: 's', peerEndpoint: { host: 'h', port: 0 } }] }],
-    ['extra field in a nested object', { t: 'directory', entries: [{ name: 'a', role: 'host', site: 's', peerEndpoint: { host: 'h', port: 1, x: 1 } }] }],
+    [
+      'extra field in a nested object',
+      { t: 'directory', entries: [{ name: 'a', role: 'host', site: 's', peerEndpoint: { host: 'h', port: 1, x: 1 } }] },
+    ],
     ['list over its bound', { t: 'partition-set', blocked: Array.from({ length: 1025 }, (_, i) => `h${i}`) }],
     ['list of the wrong type', { t: 'peers-report', connected: 'host-a1' }],
-    ['too many event details', { t: 'event', at_ms: 0, kind: 'a', source: 'a', details: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, i])) }],
+    [
+      'too many event details',
+      { t: 'event', at_ms: 0, kind: 'a', source: 'a', details: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, i])) },
+    ],
     ['blob without its attachment', { t: 'blob', label: 'x' }],
   ]
   for (const [what, m] of messages) throwsProtocol(tt, frameOf({ k: 'msg', m }), what)
@@ -233,8 +245,40 @@ t.test('validateMessage refuses non-maps and unknown types', async (tt) => {
 
 /** A random msgpack-able value, biased towards what the codec inspects. */
 function randomValue(rand: () => number, depth: number): unknown {
-  const KEYS = ['k', 'm', 't', 'id', 'code', 'message', 'seq', 'sent_ms', 'name', 'proof', 'label', 'toString', 'valueOf', '__proto__', 'constructor', 'x']
-  const STRINGS = ['msg', 'req', 'res', 'err', 'ok', 'ping', 'pong', 'blob', 'welcome', 'goodbye', 'event', 'HVLAB_E_STATE', '', 'a'.repeat(70)]
+  const KEYS = [
+    'k',
+    'm',
+    't',
+    'id',
+    'code',
+    'message',
+    'seq',
+    'sent_ms',
+    'name',
+    'proof',
+    'label',
+    'toString',
+    'valueOf',
+    '__proto__',
+    'constructor',
+    'x',
+  ]
+  const STRINGS = [
+    'msg',
+    'req',
+    'res',
+    'err',
+    'ok',
+    'ping',
+    'pong',
+    'blob',
+    'welcome',
+    'goodbye',
+    'event',
+    'HVLAB_E_STATE',
+    '',
+    'a'.repeat(70),
+  ]
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!
   const r = rand()
   if (depth > 4 || r < 0.3) {
@@ -251,19 +295,25 @@ function randomValue(rand: () => number, depth: number): unknown {
   if (r < 0.55) return new Map([[pick(KEYS), randomValue(rand, depth + 1)]])
   const obj: Record<string, unknown> = {}
   const n = Math.floor(rand() * 5)
-  for (let i = 0; i < n; i++) Object.defineProperty(obj, pick(KEYS), { value: randomValue(rand, depth + 1), enumerable: true, configurable: true, writable: true })
+  for (let i = 0; i < n; i++)
+    Object.defineProperty(obj, pick(KEYS), { value: randomValue(rand, depth + 1), enumerable: true, configurable: true, writable: true })
   return obj
 }
 
 t.test('thousands of seeded random and mutated frames never crash the decoder', async (tt) => {
   const rand = mulberry32(SEED)
   const byteOf = (): number => Math.floor(rand() * 256)
-  const seeds = [...SAMPLES.map((m) => encodeFrame({ k: 'req', id: 3, m })), encodeFrame({ k: 'msg', m: { t: 'blob', label: 'b' } }, Buffer.from([9, 9, 9]))]
+  const seeds = [
+    ...SAMPLES.map((m) => encodeFrame({ k: 'req', id: 3, m })),
+    encodeFrame({ k: 'msg', m: { t: 'blob', label: 'b' } }, Buffer.from([9, 9, 9])),
+  ]
   let failures = 0
   const fail = (kind: string, i: number, data: Uint8Array, error: unknown): void => {
     failures++
     if (failures <= 5) {
-      tt.fail(`${kind} case ${i} (rerun: ${CODEC_SEEDS.rerun(SEED)}) threw ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}; frame ${Buffer.from(data).toString('hex').slice(0, 200)}`)
+      tt.fail(
+        `${kind} case ${i} (rerun: ${CODEC_SEEDS.rerun(SEED)}) threw ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}; frame ${Buffer.from(data).toString('hex').slice(0, 200)}`,
+      )
     }
   }
   const CASES = 4000

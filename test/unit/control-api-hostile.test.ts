@@ -85,10 +85,18 @@ t.test('a client that resets a refused upgrade does not end the controller', asy
 t.test('a malformed %-escape in a process name is a usage error (400)', async (t) => {
   const lab = await startLab(t)
   for (const route of ['kill', 'restart', 'request']) {
-    const res = await fetch(`${lab.base}/v1/processes/%E0%A4%A/${route}`, { method: 'POST', headers: { authorization: lab.auth, 'content-type': 'application/json' }, body: route === 'request' ? JSON.stringify({ message: { t: 'ok' } }) : '{}' })
+    const res = await fetch(`${lab.base}/v1/processes/%E0%A4%A/${route}`, {
+      method: 'POST',
+      headers: { authorization: lab.auth, 'content-type': 'application/json' },
+      body: route === 'request' ? JSON.stringify({ message: { t: 'ok' } }) : '{}',
+    })
     t.match(await errorOf(res), { status: 400, code: 'HVLAB_E_USAGE', message: /malformed %-escape/ }, route)
   }
-  const raw = await rawExchange(t, lab.api.port, `POST /v1/processes/%zz/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${lab.auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+  const raw = await rawExchange(
+    t,
+    lab.api.port,
+    `POST /v1/processes/%zz/kill HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${lab.auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+  )
   t.equal(raw.status, 400, '%zz too')
   await stillServes(t, lab)
 })
@@ -96,14 +104,28 @@ t.test('a malformed %-escape in a process name is a usage error (400)', async (t
 t.test('relaying a message the process does not answer as a request is a usage error (400)', async (t) => {
   const lab = await startLab(t)
   // Play host-a1: connect to the controller's peer port with the lab's secret, answer no requests.
-  const host = await connectPeer({ endpoint: { host: '127.0.0.1', port: lab.controller.peerPort }, name: 'host-a1', role: 'host', secret: lab.controller.secret, log: silentLogger() })
+  const host = await connectPeer({
+    endpoint: { host: '127.0.0.1', port: lab.controller.peerPort },
+    name: 'host-a1',
+    role: 'host',
+    secret: lab.controller.secret,
+    log: silentLogger(),
+  })
   t.teardown(() => host.terminate())
   host.start()
   const relay = (message: unknown): Promise<Response> =>
-    fetch(`${lab.base}/v1/processes/host-a1/request`, { method: 'POST', headers: { authorization: lab.auth, 'content-type': 'application/json' }, body: JSON.stringify({ message, timeout_ms: 5_000 }) })
+    fetch(`${lab.base}/v1/processes/host-a1/request`, {
+      method: 'POST',
+      headers: { authorization: lab.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ message, timeout_ms: 5_000 }),
+    })
   t.match(await errorOf(await relay({ t: 'ok' })), { status: 400, code: 'HVLAB_E_USAGE', message: /host-a1 refused ok/ }, 'a reply type')
   t.match(await errorOf(await relay({ t: 'peers-report', connected: [] })), { status: 400, code: 'HVLAB_E_USAGE' }, 'a one-way message')
-  t.match(await errorOf(await relay({ t: 'no-such-type' })), { status: 400, code: 'HVLAB_E_USAGE' }, 'an unknown type is refused before it is sent')
+  t.match(
+    await errorOf(await relay({ t: 'no-such-type' })),
+    { status: 400, code: 'HVLAB_E_USAGE' },
+    'an unknown type is refused before it is sent',
+  )
   t.ok(host.isOpen, 'the process stays connected')
   await stillServes(t, lab)
 })
@@ -111,7 +133,11 @@ t.test('relaying a message the process does not answer as a request is a usage e
 t.test('100 KiB of headers get 431', async (t) => {
   const lab = await startLab(t)
   for (const upgrade of [false, true]) {
-    const answer = await rawExchange(t, lab.api.port, requestBytes({ target: '/v1/status', upgrade, authorization: lab.auth, extraHeaders: [`X-Pad: ${'a'.repeat(100 * 1024)}`] }))
+    const answer = await rawExchange(
+      t,
+      lab.api.port,
+      requestBytes({ target: '/v1/status', upgrade, authorization: lab.auth, extraHeaders: [`X-Pad: ${'a'.repeat(100 * 1024)}`] }),
+    )
     t.equal(answer.status, 431, upgrade ? 'an upgrade' : 'a plain request')
   }
   await stillServes(t, lab)
@@ -119,10 +145,18 @@ t.test('100 KiB of headers get 431', async (t) => {
 
 t.test('a connection whose headers never finish is closed after http_headers_timeout_ms', async (t) => {
   const lab = await startLab(t, { http_headers_timeout_ms: 300, http_request_timeout_ms: 600 })
-  const slow = Array.from({ length: 5 }, () => silentConnection(t, lab.api.port, `GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${lab.auth}\r\nX-Slow: `))
+  const slow = Array.from({ length: 5 }, () =>
+    silentConnection(t, lab.api.port, `GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${lab.auth}\r\nX-Slow: `),
+  )
   const answers = await Promise.all(slow.map((c) => c.answer))
-  t.ok(answers.every((a) => a.closed), 'every slow-header connection was closed by the controller')
-  t.same(answers.map((a) => a.status), [408, 408, 408, 408, 408])
+  t.ok(
+    answers.every((a) => a.closed),
+    'every slow-header connection was closed by the controller',
+  )
+  t.same(
+    answers.map((a) => a.status),
+    [408, 408, 408, 408, 408],
+  )
   await stillServes(t, lab)
 })
 

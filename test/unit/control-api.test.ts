@@ -43,8 +43,14 @@ async function startLab(t: Teardown): Promise<Lab> {
   t.teardown(() => api.close())
   const base = `http://127.0.0.1:${api.port}`
   const auth = httpAuthorization(controller.secret)
-  const call = (path: string, init: RequestInit = {}): Promise<Response> => fetch(base + path, { ...init, headers: { authorization: auth, ...(init.headers as Record<string, string> | undefined) } })
-  const post = (path: string, body: unknown = {}): Promise<Response> => call(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+  const call = (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(base + path, { ...init, headers: { authorization: auth, ...(init.headers as Record<string, string> | undefined) } })
+  const post = (path: string, body: unknown = {}): Promise<Response> =>
+    call(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    })
   return Object.assign(lab, { api, base, auth, call, post }) as Lab
 }
 
@@ -70,7 +76,11 @@ t.test('every request needs the lab secret', async (t) => {
   const bare = await lab.call('/v1/status', { headers: { authorization: lab.auth.slice('Bearer '.length) } })
   t.match(await errorOf(bare), { status: 401, code: 'HVLAB_E_AUTH' }, 'the token without "Bearer "')
   const rawSecret = await lab.call('/v1/status', { headers: { authorization: `Bearer ${lab.controller.secret}` } })
-  t.match(await errorOf(rawSecret), { status: 401, code: 'HVLAB_E_AUTH' }, 'the raw secret is not the token: only the token derived from it is')
+  t.match(
+    await errorOf(rawSecret),
+    { status: 401, code: 'HVLAB_E_AUTH' },
+    'the raw secret is not the token: only the token derived from it is',
+  )
   t.not(lab.auth, `Bearer ${lab.controller.secret}`)
   t.equal((await status(lab)).lab.name, 'two-site', 'the derived token is')
   const unauthDown = await fetch(`${lab.base}/v1/down`, { method: 'POST' })
@@ -91,7 +101,11 @@ t.test('GET /v1/status of a lab that has spawned nothing', async (t) => {
     ['host-a1', 'host-a2', 'host-b1', 'host-b2', 'witness', 'array-a', 'array-b'],
   )
   for (const p of s.processes) {
-    t.match(p, { state: 'down', pid: null, uptime_ms: null, peers: [], blocked: [], peerPort: null, metricsPort: null, starts: 0, lastExit: null }, `${p.name} is down`)
+    t.match(
+      p,
+      { state: 'down', pid: null, uptime_ms: null, peers: [], blocked: [], peerPort: null, metricsPort: null, starts: 0, lastExit: null },
+      `${p.name} is down`,
+    )
   }
   const witness = s.processes.find((p) => p.name === 'witness')
   t.same(witness?.expectedPeers, ['host-a1', 'host-a2', 'host-b1', 'host-b2'])
@@ -102,16 +116,47 @@ t.test('GET /v1/status of a lab that has spawned nothing', async (t) => {
 t.test('kill', async (t) => {
   const lab = await startLab(t)
   const notRunning = await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'KILL' }))
-  t.match(notRunning, { status: 409, code: 'HVLAB_E_STATE', message: /host-a1 is not running.*hvlab restart host-a1/ }, 'a process that is not running')
-  t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill')), { status: 409, code: 'HVLAB_E_STATE' }, 'an empty body defaults to KILL')
-  t.match(await errorOf(await lab.post('/v1/processes/host-z9/kill', { signal: 'KILL' })), { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /host-z9.*known: host-a1/ }, 'an unknown process')
-  t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'HUP' })), { status: 400, code: 'HVLAB_E_USAGE', message: /signal/ }, 'an invalid signal')
-  t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'KILL', force: true })), { status: 400, code: 'HVLAB_E_USAGE', message: /force/ }, 'an extra body field')
-  t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill', '{"signal":')), { status: 400, code: 'HVLAB_E_USAGE', message: /not JSON/ }, 'a body that is not JSON')
+  t.match(
+    notRunning,
+    { status: 409, code: 'HVLAB_E_STATE', message: /host-a1 is not running.*hvlab restart host-a1/ },
+    'a process that is not running',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-a1/kill')),
+    { status: 409, code: 'HVLAB_E_STATE' },
+    'an empty body defaults to KILL',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-z9/kill', { signal: 'KILL' })),
+    { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /host-z9.*known: host-a1/ },
+    'an unknown process',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'HUP' })),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /signal/ },
+    'an invalid signal',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'KILL', force: true })),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /force/ },
+    'an extra body field',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-a1/kill', '{"signal":')),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /not JSON/ },
+    'a body that is not JSON',
+  )
   t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill', [])), { status: 400, code: 'HVLAB_E_USAGE' }, 'an array body')
-  t.match(await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'KILL', pad: 'x'.repeat(70 * 1024) })), { status: 400, code: 'HVLAB_E_USAGE', message: /over 65536 bytes/ }, 'a body over 64 KiB')
+  t.match(
+    await errorOf(await lab.post('/v1/processes/host-a1/kill', { signal: 'KILL', pad: 'x'.repeat(70 * 1024) })),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /over 65536 bytes/ },
+    'a body over 64 KiB',
+  )
   const s = await status(lab)
-  t.ok(s.processes.every((p) => p.state === 'down' && p.starts === 0), 'nothing was started or signalled')
+  t.ok(
+    s.processes.every((p) => p.state === 'down' && p.starts === 0),
+    'nothing was started or signalled',
+  )
 })
 
 t.test('a body over 64 KiB without content-length is refused too', async (t) => {
@@ -128,7 +173,11 @@ t.test('a large body gets the 400, not a reset connection', async (t) => {
   const lab = await startLab(t)
   const body = JSON.stringify({ a: ['site-a'], b: ['site-b'], pad: 'x'.repeat(900 * 1024) })
   for (let i = 0; i < 5; i++) {
-    t.match(await errorOf(await lab.post('/v1/partition', body)), { status: 400, code: 'HVLAB_E_USAGE', message: /over 65536 bytes/ }, `attempt ${i + 1}`)
+    t.match(
+      await errorOf(await lab.post('/v1/partition', body)),
+      { status: 400, code: 'HVLAB_E_USAGE', message: /over 65536 bytes/ },
+      `attempt ${i + 1}`,
+    )
   }
   t.same((await status(lab)).partitions, [], 'nothing was partitioned')
 })
@@ -142,10 +191,22 @@ t.test('restart validates its body before starting anything', async (t) => {
 
 t.test('partition and heal', async (t) => {
   const lab = await startLab(t)
-  t.match(await errorOf(await lab.post('/v1/partition', { a: ['site-a'], b: ['site-q'] })), { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /site-q.*known sites: site-a, site-b, site-c/ }, 'unknown site')
-  t.match(await errorOf(await lab.post('/v1/partition', { a: ['site-a'], b: ['host-a1', 'host-b1'] })), { status: 400, code: 'HVLAB_E_USAGE', message: /host-a1 cannot be on both sides/ }, 'overlapping sides')
+  t.match(
+    await errorOf(await lab.post('/v1/partition', { a: ['site-a'], b: ['site-q'] })),
+    { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /site-q.*known sites: site-a, site-b, site-c/ },
+    'unknown site',
+  )
+  t.match(
+    await errorOf(await lab.post('/v1/partition', { a: ['site-a'], b: ['host-a1', 'host-b1'] })),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /host-a1 cannot be on both sides/ },
+    'overlapping sides',
+  )
   t.match(await errorOf(await lab.post('/v1/partition', { a: [], b: ['site-b'] })), { status: 400, code: 'HVLAB_E_USAGE' }, 'an empty side')
-  t.match(await errorOf(await lab.post('/v1/partition', { a: ['site-a'] })), { status: 400, code: 'HVLAB_E_USAGE', message: /\bb\b/ }, 'a missing side')
+  t.match(
+    await errorOf(await lab.post('/v1/partition', { a: ['site-a'] })),
+    { status: 400, code: 'HVLAB_E_USAGE', message: /\bb\b/ },
+    'a missing side',
+  )
   t.same((await status(lab)).partitions, [], 'refused partitions leave nothing behind')
 
   const res = await lab.post('/v1/partition', { a: ['site-a'], b: ['site-b', 'witness'] })
@@ -170,7 +231,10 @@ t.test('partition and heal', async (t) => {
   t.same(await heal.json(), { ok: true })
   const healed = await status(lab)
   t.same(healed.partitions, [])
-  t.ok(healed.processes.every((x) => x.blocked.length === 0), 'nobody is blocked after heal')
+  t.ok(
+    healed.processes.every((x) => x.blocked.length === 0),
+    'nobody is blocked after heal',
+  )
   const kinds = lab.controller.timeline.since().map((e) => e.kind)
   t.same(kinds, ['network.partitioned', 'network.healed'])
 })
@@ -183,14 +247,29 @@ t.test('GET /v1/events', async (t) => {
     t.equal(res.headers.get('content-type'), 'application/x-ndjson')
     const text = await res.text()
     t.ok(text === '' || text.endsWith('\n'), 'every line ends with a newline')
-    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as TimelineEvent)
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as TimelineEvent)
   }
   const all = await read('/v1/events')
-  t.same(all.map((e) => e.seq), [1, 2, 3, 4, 5], 'in seq order')
+  t.same(
+    all.map((e) => e.seq),
+    [1, 2, 3, 4, 5],
+    'in seq order',
+  )
   t.same(all[2], { seq: 3, at_ms: 1002, kind: 'test.event', source: 'test', details: { i: 2 } })
-  t.same((await read('/v1/events?after=3')).map((e) => e.seq), [4, 5], 'after filters')
+  t.same(
+    (await read('/v1/events?after=3')).map((e) => e.seq),
+    [4, 5],
+    'after filters',
+  )
   t.same(await read('/v1/events?after=5'), [], 'nothing after the newest')
-  t.same((await read('/v1/events?limit=2')).map((e) => e.seq), [4, 5], 'limit keeps the newest')
+  t.same(
+    (await read('/v1/events?limit=2')).map((e) => e.seq),
+    [4, 5],
+    'limit keeps the newest',
+  )
   t.match(await errorOf(await lab.call('/v1/events?after=-1')), { status: 400, code: 'HVLAB_E_USAGE', message: /after/ })
   t.match(await errorOf(await lab.call('/v1/events?limit=abc')), { status: 400, code: 'HVLAB_E_USAGE', message: /limit/ })
 })
@@ -238,7 +317,13 @@ t.test('POST /v1/down stops the lab and removes the control file', async (t) => 
   const layout = labLayout(lab.dir)
   await lab.controller.writeControlFile(lab.api.port)
   t.ok(existsSync(layout.control))
-  t.same(readRunningControl(layout), { pid: process.pid, httpPort: lab.api.port, peerPort: lab.controller.peerPort, topology: 'two-site', started_ms: lab.controller.started_ms })
+  t.same(readRunningControl(layout), {
+    pid: process.pid,
+    httpPort: lab.api.port,
+    peerPort: lab.controller.peerPort,
+    topology: 'two-site',
+    started_ms: lab.controller.started_ms,
+  })
   t.match(await errorOf(await lab.post('/v1/down', { now: 1 })), { status: 400, code: 'HVLAB_E_USAGE' }, 'down validates its body')
   t.ok(existsSync(layout.control), 'a refused down changes nothing')
   const res = await lab.post('/v1/down')
@@ -249,7 +334,9 @@ t.test('POST /v1/down stops the lab and removes the control file', async (t) => 
   t.equal(readRunningControl(layout), undefined)
   const kinds = lab.controller.timeline.since().map((e) => e.kind)
   t.same(kinds, ['lab.stopping', 'lab.stopped'])
-  const events = rotatedPaths(layout.events).flatMap((f) => readFileSync(f, 'utf8').trim().split('\n')).map((l) => (JSON.parse(l) as TimelineEvent).kind)
+  const events = rotatedPaths(layout.events)
+    .flatMap((f) => readFileSync(f, 'utf8').trim().split('\n'))
+    .map((l) => (JSON.parse(l) as TimelineEvent).kind)
   t.same(events, kinds, 'the timeline file has the same events')
 })
 
@@ -260,11 +347,19 @@ t.test('the data dir: secret mode 0600, reuse, and one lab per dir', async (t) =
   t.match(readFileSync(layout.secret, 'utf8'), /^[0-9a-f]{64}\n$/)
   t.equal(readFileSync(layout.secret, 'utf8').trim(), lab.controller.secret)
   t.equal(statSync(layout.control, { throwIfNoEntry: false }), undefined, 'no control file until writeControlFile')
-  t.same(JSON.parse(readFileSync(layout.topology, 'utf8')), JSON.parse(readFileSync(DEFAULT_TOPOLOGY_FILE, 'utf8')), 'a copy of the topology')
+  t.same(
+    JSON.parse(readFileSync(layout.topology, 'utf8')),
+    JSON.parse(readFileSync(DEFAULT_TOPOLOGY_FILE, 'utf8')),
+    'a copy of the topology',
+  )
 
   await lab.controller.writeControlFile(lab.api.port)
   t.equal(statSync(layout.control).mode & 0o777, 0o600, 'the control file is mode 0600')
-  await t.rejects(LabController.create({ dir: lab.dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), { name: 'HvlabError', code: 'HVLAB_E_STATE', message: new RegExp(`already running in ${escape(layout.root)} \\(controller pid ${process.pid}\\).*hvlab down --dir`) })
+  await t.rejects(LabController.create({ dir: lab.dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), {
+    name: 'HvlabError',
+    code: 'HVLAB_E_STATE',
+    message: new RegExp(`already running in ${escape(layout.root)} \\(controller pid ${process.pid}\\).*hvlab down --dir`),
+  })
   t.equal(readFileSync(layout.secret, 'utf8').trim(), lab.controller.secret, 'the refused create left the secret alone')
 
   // Once it is down, the dir can be used again, with the same secret (tightened to 0600).
@@ -298,34 +393,52 @@ t.test('a missing or invalid topology file is refused before anything is written
   t.notOk(existsSync(labLayout(dir).secret))
 })
 
-t.test("a process's refusal, relayed: the status by its code's family, the origin and the finer code in the body, and the CLI's client rebuilds the error", async (t) => {
-  const lab = await startLab(t)
-  const refusals = [
-    new HvlabError('HVLAB_E_NO_QUORUM', 'the cluster has no coordinator with quorum right now (host-a1 sees epoch 3); retry when `hvlab cluster status` shows quorum HELD', { origin: 'host-a1' }),
-    new HvlabError('HVLAB_E_FENCED', 'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2)', { origin: 'array-a' }),
-    new HvlabError('HVLAB_E_STATE', 'cannot move vm web1 to host-b1: it is stopped', { origin: 'host-a1' }),
-  ]
-  let next = 0
-  lab.controller.relay = async () => {
-    throw refusals[next++]
-  }
-  for (const r of refusals) {
-    const res = await lab.post('/v1/processes/host-a1/request', { message: { t: 'role-list-request', forwarded: false } })
-    const body = (await res.json()) as { error: Record<string, unknown> }
-    t.equal(res.status, 409, `${r.wireCode}: 409, as for its family ${r.code}`)
-    t.same(body.error, { code: r.code, message: r.message, origin: r.origin, ...(r.detail ? { detail: r.detail } : {}) }, `${r.wireCode}: the body`)
-  }
-  next = 0
-  const client = new (ControlClient as unknown as new (base: string, auth: string) => ControlClient)(lab.base, lab.auth) // forDir wants a running lab's control file
-  for (const r of refusals) {
-    const e = await client.request('host-a1', { t: 'role-list-request', forwarded: false }, 'role-list-reply').then(
-      () => undefined,
-      (err: unknown) => err,
-    )
-    t.ok(e instanceof HvlabError && e.code === r.code && e.detail === r.detail && e.origin === r.origin && e.message === r.message, `${r.wireCode}: rebuilt as raised`)
-    t.equal(describeError(e), `${r.origin}: ${r.message}`, 'and printed as before: origin: message')
-  }
-})
+t.test(
+  "a process's refusal, relayed: the status by its code's family, the origin and the finer code in the body, and the CLI's client rebuilds the error",
+  async (t) => {
+    const lab = await startLab(t)
+    const refusals = [
+      new HvlabError(
+        'HVLAB_E_NO_QUORUM',
+        'the cluster has no coordinator with quorum right now (host-a1 sees epoch 3); retry when `hvlab cluster status` shows quorum HELD',
+        { origin: 'host-a1' },
+      ),
+      new HvlabError(
+        'HVLAB_E_FENCED',
+        'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2)',
+        { origin: 'array-a' },
+      ),
+      new HvlabError('HVLAB_E_STATE', 'cannot move vm web1 to host-b1: it is stopped', { origin: 'host-a1' }),
+    ]
+    let next = 0
+    lab.controller.relay = async () => {
+      throw refusals[next++]
+    }
+    for (const r of refusals) {
+      const res = await lab.post('/v1/processes/host-a1/request', { message: { t: 'role-list-request', forwarded: false } })
+      const body = (await res.json()) as { error: Record<string, unknown> }
+      t.equal(res.status, 409, `${r.wireCode}: 409, as for its family ${r.code}`)
+      t.same(
+        body.error,
+        { code: r.code, message: r.message, origin: r.origin, ...(r.detail ? { detail: r.detail } : {}) },
+        `${r.wireCode}: the body`,
+      )
+    }
+    next = 0
+    const client = new (ControlClient as unknown as new (base: string, auth: string) => ControlClient)(lab.base, lab.auth) // forDir wants a running lab's control file
+    for (const r of refusals) {
+      const e = await client.request('host-a1', { t: 'role-list-request', forwarded: false }, 'role-list-reply').then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      t.ok(
+        e instanceof HvlabError && e.code === r.code && e.detail === r.detail && e.origin === r.origin && e.message === r.message,
+        `${r.wireCode}: rebuilt as raised`,
+      )
+      t.equal(describeError(e), `${r.origin}: ${r.message}`, 'and printed as before: origin: message')
+    }
+  },
+)
 
 async function* ndjsonLines(res: Response): AsyncGenerator<string> {
   const decoder = new TextDecoder()

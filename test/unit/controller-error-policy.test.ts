@@ -5,14 +5,24 @@
  */
 import t from 'tap'
 import { EventEmitter } from 'node:events'
-import { ErrorBurst, UNEXPECTED_ERRORS_MAX, UNEXPECTED_ERRORS_WINDOW_MS, installErrorPolicy } from '../../scripts/controller/error-policy.js'
+import {
+  ErrorBurst,
+  UNEXPECTED_ERRORS_MAX,
+  UNEXPECTED_ERRORS_WINDOW_MS,
+  installErrorPolicy,
+} from '../../scripts/controller/error-policy.js'
 import { silentLogger } from '../../shared/log.js'
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
 
 function setup(t: TapTest, options: { recordFails?: boolean } = {}) {
   const target = new EventEmitter()
-  const seen = { records: [] as { kind: string; details: Record<string, unknown> }[], aborts: [] as string[], exits: [] as number[], now_ms: 0 }
+  const seen = {
+    records: [] as { kind: string; details: Record<string, unknown> }[],
+    aborts: [] as string[],
+    exits: [] as number[],
+    now_ms: 0,
+  }
   const remove = installErrorPolicy({
     log: silentLogger(),
     record: (kind, details) => {
@@ -59,20 +69,23 @@ t.test('an uncaught exception or unhandled rejection is logged and recorded, and
   t.end()
 })
 
-t.test(`more than ${UNEXPECTED_ERRORS_MAX} within ${UNEXPECTED_ERRORS_WINDOW_MS} ms abort the lab once, with the reason on the timeline`, (t) => {
-  const { target, seen } = setup(t)
-  for (let i = 0; i < UNEXPECTED_ERRORS_MAX; i++) target.emit('uncaughtException', new Error(`bug ${i}`))
-  t.same(seen.aborts, [], `${UNEXPECTED_ERRORS_MAX}: still serving`)
-  seen.now_ms = UNEXPECTED_ERRORS_WINDOW_MS - 1
-  target.emit('uncaughtException', new Error('one too many'))
-  t.equal(seen.aborts.length, 1, 'aborted')
-  t.match(seen.aborts[0], new RegExp(`more than ${UNEXPECTED_ERRORS_MAX} unexpected errors within ${UNEXPECTED_ERRORS_WINDOW_MS} ms`))
-  t.match(seen.records.at(-1), { kind: 'lab.aborting', details: { reason: seen.aborts[0] } })
-  target.emit('uncaughtException', new Error('while aborting'))
-  t.equal(seen.aborts.length, 1, 'an error while aborting does not abort again')
-  t.equal(seen.records.at(-1)?.kind, 'controller.error', 'but it is still recorded')
-  t.end()
-})
+t.test(
+  `more than ${UNEXPECTED_ERRORS_MAX} within ${UNEXPECTED_ERRORS_WINDOW_MS} ms abort the lab once, with the reason on the timeline`,
+  (t) => {
+    const { target, seen } = setup(t)
+    for (let i = 0; i < UNEXPECTED_ERRORS_MAX; i++) target.emit('uncaughtException', new Error(`bug ${i}`))
+    t.same(seen.aborts, [], `${UNEXPECTED_ERRORS_MAX}: still serving`)
+    seen.now_ms = UNEXPECTED_ERRORS_WINDOW_MS - 1
+    target.emit('uncaughtException', new Error('one too many'))
+    t.equal(seen.aborts.length, 1, 'aborted')
+    t.match(seen.aborts[0], new RegExp(`more than ${UNEXPECTED_ERRORS_MAX} unexpected errors within ${UNEXPECTED_ERRORS_WINDOW_MS} ms`))
+    t.match(seen.records.at(-1), { kind: 'lab.aborting', details: { reason: seen.aborts[0] } })
+    target.emit('uncaughtException', new Error('while aborting'))
+    t.equal(seen.aborts.length, 1, 'an error while aborting does not abort again')
+    t.equal(seen.records.at(-1)?.kind, 'controller.error', 'but it is still recorded')
+    t.end()
+  },
+)
 
 t.test('errors spread out in time never abort', (t) => {
   const { target, seen } = setup(t)

@@ -34,14 +34,26 @@ t.test('defaults follow the design numbers', async (t) => {
 })
 
 t.test('switches over when the remaining set fits the budget (boundary inclusive)', async (t) => {
-  t.same(decideConvergence({ ...base, remaining_dirty_pages: 100 }), { action: 'switch_over', reason: 'fits_budget', expected_blackout_ms: 100 })
-  t.same(decideConvergence({ ...base, remaining_dirty_pages: 0 }), { action: 'switch_over', reason: 'fits_budget', expected_blackout_ms: 0 })
+  t.same(decideConvergence({ ...base, remaining_dirty_pages: 100 }), {
+    action: 'switch_over',
+    reason: 'fits_budget',
+    expected_blackout_ms: 100,
+  })
+  t.same(decideConvergence({ ...base, remaining_dirty_pages: 0 }), {
+    action: 'switch_over',
+    reason: 'fits_budget',
+    expected_blackout_ms: 0,
+  })
   t.same(decideConvergence({ ...base, remaining_dirty_pages: 101 }), { action: 'next_round', throttle_pct: 0, expected_blackout_ms: 101 })
-  t.same(decideConvergence({ ...base, remaining_dirty_pages: 50 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 60 }), {
-    action: 'next_round',
-    throttle_pct: 0,
-    expected_blackout_ms: 110,
-  }, 'the fixed switch-over cost counts against the budget')
+  t.same(
+    decideConvergence({ ...base, remaining_dirty_pages: 50 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 60 }),
+    {
+      action: 'next_round',
+      throttle_pct: 0,
+      expected_blackout_ms: 110,
+    },
+    'the fixed switch-over cost counts against the budget',
+  )
 })
 
 t.test('switches over at the round cap, saying how long the blackout will be', async (t) => {
@@ -59,12 +71,20 @@ t.test('auto-converge: 20%, +10% per step, at most 99%, from round 2 on', async 
   t.same(decideConvergence({ ...hot, round: 2 }), { action: 'throttle', throttle_pct: 20, expected_blackout_ms: 1000 })
   t.equal((decideConvergence({ ...hot, throttle_pct: 20 }) as { throttle_pct: number }).throttle_pct, 30)
   t.equal((decideConvergence({ ...hot, throttle_pct: 95 }) as { throttle_pct: number }).throttle_pct, 99)
-  t.same(decideConvergence({ ...hot, throttle_pct: 99 }), { action: 'next_round', throttle_pct: 99, expected_blackout_ms: 1000 }, 'at the maximum')
-  t.same(decideConvergence({ ...hot, dirty_rate_bytes_per_s: 499 * PAGE, throttle_pct: 30 }), {
-    action: 'next_round',
-    throttle_pct: 30,
-    expected_blackout_ms: 1000,
-  }, 'below the trigger the throttle stays where it is')
+  t.same(
+    decideConvergence({ ...hot, throttle_pct: 99 }),
+    { action: 'next_round', throttle_pct: 99, expected_blackout_ms: 1000 },
+    'at the maximum',
+  )
+  t.same(
+    decideConvergence({ ...hot, dirty_rate_bytes_per_s: 499 * PAGE, throttle_pct: 30 }),
+    {
+      action: 'next_round',
+      throttle_pct: 30,
+      expected_blackout_ms: 1000,
+    },
+    'below the trigger the throttle stays where it is',
+  )
   t.same([nextThrottlePct(0), nextThrottlePct(20), nextThrottlePct(90), nextThrottlePct(99)], [20, 30, 99, 99])
 })
 
@@ -96,7 +116,13 @@ t.test('invalid inputs are refused', async (t) => {
  * A guest that dirties `dirty_pages_per_s` distinct pages per second (throttle slows it
  * proportionally) over a link of `link_pages_per_s`: drive the policy round by round.
  */
-function simulate(total_pages: number, dirty_pages_per_s: number, link_pages_per_s: number, round_cap = ROUND_CAP_DEFAULT, policy = DEFAULT_THROTTLE_POLICY) {
+function simulate(
+  total_pages: number,
+  dirty_pages_per_s: number,
+  link_pages_per_s: number,
+  round_cap = ROUND_CAP_DEFAULT,
+  policy = DEFAULT_THROTTLE_POLICY,
+) {
   let remaining = total_pages
   let throttle = 0
   const throttles: number[] = []
@@ -104,15 +130,18 @@ function simulate(total_pages: number, dirty_pages_per_s: number, link_pages_per
     const round_s = remaining / link_pages_per_s
     const rate = dirty_pages_per_s * (1 - throttle / 100)
     remaining = Math.min(total_pages, Math.round(rate * round_s))
-    const d = decideConvergence({
-      round,
-      remaining_dirty_pages: remaining,
-      bandwidth_bytes_per_s: link_pages_per_s * PAGE,
-      dirty_rate_bytes_per_s: rate * PAGE,
-      downtime_budget_ms: 100,
-      round_cap,
-      throttle_pct: throttle,
-    }, policy)
+    const d = decideConvergence(
+      {
+        round,
+        remaining_dirty_pages: remaining,
+        bandwidth_bytes_per_s: link_pages_per_s * PAGE,
+        dirty_rate_bytes_per_s: rate * PAGE,
+        downtime_budget_ms: 100,
+        round_cap,
+        throttle_pct: throttle,
+      },
+      policy,
+    )
     if (d.action === 'switch_over') return { round, decision: d, throttles }
     if (d.action === 'throttle') {
       t.ok(d.throttle_pct > throttle, 'the throttle only goes up')
@@ -131,7 +160,11 @@ t.test('a guest dirtying faster than the link is throttled and the migration end
   const longer = simulate(262_144, 40_000, 30_000, 20)
   t.equal(longer.decision.reason, 'fits_budget', `throttled, the set fits the budget in round ${longer.round}`)
   const never = simulate(262_144, 40_000, 30_000, 20, { ...DEFAULT_THROTTLE_POLICY, throttle_trigger_ratio: Number.POSITIVE_INFINITY })
-  t.same([never.throttles, never.decision.reason, never.decision.expected_blackout_ms], [[], 'round_cap', (262_144 / 30_000) * 1000], 'without auto-converge the whole memory is sent paused')
+  t.same(
+    [never.throttles, never.decision.reason, never.decision.expected_blackout_ms],
+    [[], 'round_cap', (262_144 / 30_000) * 1000],
+    'without auto-converge the whole memory is sent paused',
+  )
 })
 
 t.test('an unthrottled slow guest converges without throttling', async (t) => {
@@ -141,34 +174,76 @@ t.test('an unthrottled slow guest converges without throttling', async (t) => {
 })
 
 t.test('pre-copy model: V_i = V_0·(D/R)^i', async (t) => {
-  t.ok(Math.abs(precopyVolumeBytes(GiB, 100 * MiB, 1000 * MiB, 2) - GiB / 100) < 1e-3, "V_2 = V_0/100 at D/R = 0.1")
+  t.ok(Math.abs(precopyVolumeBytes(GiB, 100 * MiB, 1000 * MiB, 2) - GiB / 100) < 1e-3, 'V_2 = V_0/100 at D/R = 0.1')
   t.equal(precopyVolumeBytes(GiB, 2000 * MiB, 1000 * MiB, 3), GiB, 'never more than all of memory')
-  const m = modelPrecopy({ memory_bytes: GiB, bandwidth_bytes_per_s: 1000 * MiB, dirty_rate_bytes_per_s: 200 * MiB, downtime_budget_ms: 100, round_cap: 10 })
+  const m = modelPrecopy({
+    memory_bytes: GiB,
+    bandwidth_bytes_per_s: 1000 * MiB,
+    dirty_rate_bytes_per_s: 200 * MiB,
+    downtime_budget_ms: 100,
+    round_cap: 10,
+  })
   t.equal(m.converges, true)
   // V_n/R ≤ 0.1 s ⇔ 1024·0.2^n ≤ 100 ⇔ n ≥ 1.45 → 2 rounds
   t.equal(m.precopy_rounds, 2)
-  t.same(m.rounds.map((r) => r.round), [0, 1])
+  t.same(
+    m.rounds.map((r) => r.round),
+    [0, 1],
+  )
   t.ok(Math.abs(m.blackout_bytes - GiB * 0.04) < 1e-3, `blackout ${m.blackout_bytes} bytes`)
   t.ok(Math.abs(m.total_ms - (1024 + 204.8 + 40.96)) < 1e-6, `total ${m.total_ms} ms`)
-  t.equal(precopyRoundsToFit({ memory_bytes: GiB, bandwidth_bytes_per_s: 1000 * MiB, dirty_rate_bytes_per_s: 200 * MiB, downtime_budget_ms: 100 }), 2)
+  t.equal(
+    precopyRoundsToFit({
+      memory_bytes: GiB,
+      bandwidth_bytes_per_s: 1000 * MiB,
+      dirty_rate_bytes_per_s: 200 * MiB,
+      downtime_budget_ms: 100,
+    }),
+    2,
+  )
 })
 
 t.test('pre-copy model: a guest as fast as the link never converges and stops at the cap', async (t) => {
-  const m = modelPrecopy({ memory_bytes: GiB, bandwidth_bytes_per_s: 100 * MiB, dirty_rate_bytes_per_s: 150 * MiB, downtime_budget_ms: 100, round_cap: 10 })
+  const m = modelPrecopy({
+    memory_bytes: GiB,
+    bandwidth_bytes_per_s: 100 * MiB,
+    dirty_rate_bytes_per_s: 150 * MiB,
+    downtime_budget_ms: 100,
+    round_cap: 10,
+  })
   t.equal(m.converges, false)
   t.equal(m.precopy_rounds, 10)
   t.equal(m.blackout_bytes, GiB)
-  t.equal(precopyRoundsToFit({ memory_bytes: GiB, bandwidth_bytes_per_s: 100 * MiB, dirty_rate_bytes_per_s: 150 * MiB, downtime_budget_ms: 100 }), Number.POSITIVE_INFINITY)
-  const idle = modelPrecopy({ memory_bytes: GiB, bandwidth_bytes_per_s: 100 * MiB, dirty_rate_bytes_per_s: 0, downtime_budget_ms: 100, round_cap: 10 })
+  t.equal(
+    precopyRoundsToFit({ memory_bytes: GiB, bandwidth_bytes_per_s: 100 * MiB, dirty_rate_bytes_per_s: 150 * MiB, downtime_budget_ms: 100 }),
+    Number.POSITIVE_INFINITY,
+  )
+  const idle = modelPrecopy({
+    memory_bytes: GiB,
+    bandwidth_bytes_per_s: 100 * MiB,
+    dirty_rate_bytes_per_s: 0,
+    downtime_budget_ms: 100,
+    round_cap: 10,
+  })
   t.same([idle.precopy_rounds, idle.blackout_bytes, idle.converges], [1, 0, true])
-  t.throws(() => modelPrecopy({ ...idle, memory_bytes: 0, bandwidth_bytes_per_s: 1, dirty_rate_bytes_per_s: 0, downtime_budget_ms: 1, round_cap: 1 }), { code: 'HVLAB_E_USAGE' })
+  t.throws(
+    () =>
+      modelPrecopy({ ...idle, memory_bytes: 0, bandwidth_bytes_per_s: 1, dirty_rate_bytes_per_s: 0, downtime_budget_ms: 1, round_cap: 1 }),
+    { code: 'HVLAB_E_USAGE' },
+  )
 })
 
 t.test('model and policy agree on the number of rounds (no throttling)', async (t) => {
   for (const dirty_mib of [10, 50, 100, 200, 300, 400]) {
     const R = 1250 * MiB
     const D = dirty_mib * MiB
-    const model = modelPrecopy({ memory_bytes: GiB, bandwidth_bytes_per_s: R, dirty_rate_bytes_per_s: D, downtime_budget_ms: 100, round_cap: 10 })
+    const model = modelPrecopy({
+      memory_bytes: GiB,
+      bandwidth_bytes_per_s: R,
+      dirty_rate_bytes_per_s: D,
+      downtime_budget_ms: 100,
+      round_cap: 10,
+    })
     let rounds = 0
     for (let i = 1; i <= 10; i++) {
       const d = decideConvergence(

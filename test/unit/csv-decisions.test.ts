@@ -39,16 +39,37 @@ t.test('coordinator choice: keeps a member, else the next member in the array si
   }
 })
 
-t.test('coordinator candidates (a coordinator node that lost its path asks them in this order): the array site first, never the owner itself', async (t) => {
-  const siteOf = (n: string) => (n.startsWith('host-a') ? 'site-a' : 'site-b')
-  const all = ['host-b2', 'host-a1', 'host-b1', 'host-a2']
-  t.same(coordinatorCandidates('host-a2', 'site-a', all, siteOf), ['host-a1', 'host-b1', 'host-b2'], 'same site first (wrapping), then the rest after the owner')
-  t.same(coordinatorCandidates('host-a1', 'site-b', all, siteOf), ['host-b1', 'host-b2', 'host-a2'])
-  t.same(coordinatorCandidates('host-b1', null, all, siteOf), ['host-b2', 'host-a1', 'host-a2'], 'no site known: name order after the owner')
-  t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1'], siteOf), [], 'alone: nobody to hand it to')
-  t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1', 'host-a2', 'host-a2'], siteOf), ['host-a2'], 'each member once')
-  for (const owner of all) t.equal(chooseCoordinator(owner, 'site-a', all.filter((m) => m !== owner), siteOf), coordinatorCandidates(owner, 'site-a', all, siteOf)[0], `a takeover from ${owner} picks the first candidate`)
-})
+t.test(
+  'coordinator candidates (a coordinator node that lost its path asks them in this order): the array site first, never the owner itself',
+  async (t) => {
+    const siteOf = (n: string) => (n.startsWith('host-a') ? 'site-a' : 'site-b')
+    const all = ['host-b2', 'host-a1', 'host-b1', 'host-a2']
+    t.same(
+      coordinatorCandidates('host-a2', 'site-a', all, siteOf),
+      ['host-a1', 'host-b1', 'host-b2'],
+      'same site first (wrapping), then the rest after the owner',
+    )
+    t.same(coordinatorCandidates('host-a1', 'site-b', all, siteOf), ['host-b1', 'host-b2', 'host-a2'])
+    t.same(
+      coordinatorCandidates('host-b1', null, all, siteOf),
+      ['host-b2', 'host-a1', 'host-a2'],
+      'no site known: name order after the owner',
+    )
+    t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1'], siteOf), [], 'alone: nobody to hand it to')
+    t.same(coordinatorCandidates('host-a1', 'site-a', ['host-a1', 'host-a2', 'host-a2'], siteOf), ['host-a2'], 'each member once')
+    for (const owner of all)
+      t.equal(
+        chooseCoordinator(
+          owner,
+          'site-a',
+          all.filter((m) => m !== owner),
+          siteOf,
+        ),
+        coordinatorCandidates(owner, 'site-a', all, siteOf)[0],
+        `a takeover from ${owner} picks the first candidate`,
+      )
+  },
+)
 
 const ALLOCATION_SEEDS = seeds(import.meta.url, { base: 20240611, count: 1 })
 
@@ -68,7 +89,8 @@ t.test('region allocation: first fit, never overlapping, never past the volume (
       try {
         regions.set(`r${n++}`, allocateBlocks(regions, volume_blocks, blocks, 'test'))
       } catch (e) {
-        if (!isHvlabError(e) || e.code !== 'HVLAB_E_REFUSED') return `step ${step}: allocating ${blocks} blocks threw ${String(e)}, not a refusal (HVLAB_E_REFUSED)`
+        if (!isHvlabError(e) || e.code !== 'HVLAB_E_REFUSED')
+          return `step ${step}: allocating ${blocks} blocks threw ${String(e)}, not a refusal (HVLAB_E_REFUSED)`
         t.match(String(e), /no room/, `seed ${seed}: refusal says why`)
         // A refusal only when no gap fits (first fit finds any gap that does).
         const sorted = [...regions.values()].sort((a, b) => a.offset_block - b.offset_block)
@@ -88,7 +110,17 @@ t.test('region allocation: first fit, never overlapping, never past the volume (
   t.same(allocateBlocks(new Map(), 10, 10, 'x'), { offset_block: 0, blocks: 10 }, 'a region may fill the volume exactly')
   t.throws(() => allocateBlocks(new Map(), 10, 11, 'x'), /no room/)
   t.throws(() => allocateBlocks(new Map(), 10, 0, 'x'), /at least one block/)
-  t.same(layoutProblems(new Map([['a', { offset_block: 0, blocks: 5 }], ['b', { offset_block: 4, blocks: 2 }]]), 10), ['regions a and b overlap'], 'the checker catches overlap')
+  t.same(
+    layoutProblems(
+      new Map([
+        ['a', { offset_block: 0, blocks: 5 }],
+        ['b', { offset_block: 4, blocks: 2 }],
+      ]),
+      10,
+    ),
+    ['regions a and b overlap'],
+    'the checker catches overlap',
+  )
 })
 
 t.test('region I/O stays inside its region', async (t) => {

@@ -9,8 +9,23 @@ const BS = 512
 /** One array volume, a path that can be cut, and a coordinator node that does I/O for others. */
 function rig(node = 'host-b1') {
   const disk = Buffer.alloc(BS * 100)
-  const entry: CsvEntry = { name: 'v1', array: 'array-a', volume: 'csv-v1', size_bytes: BS * 100, block_size_bytes: BS, owner: 'host-a1', regions: new Map([['vm1', { offset_block: 10, blocks: 20 }]]) }
-  const state = { cut: false, ownerDown: 0, events: [] as string[], redirected: [] as { owner: string; epoch: number }[], inFlight: 0, maxInFlight: 0 }
+  const entry: CsvEntry = {
+    name: 'v1',
+    array: 'array-a',
+    volume: 'csv-v1',
+    size_bytes: BS * 100,
+    block_size_bytes: BS,
+    owner: 'host-a1',
+    regions: new Map([['vm1', { offset_block: 10, blocks: 20 }]]),
+  }
+  const state = {
+    cut: false,
+    ownerDown: 0,
+    events: [] as string[],
+    redirected: [] as { owner: string; epoch: number }[],
+    inFlight: 0,
+    maxInFlight: 0,
+  }
   const unreachable = () => new HvlabError('HVLAB_E_CLOSED', 'array array-a is not connected to this host')
   let owner: CsvVolume | undefined
   const deps: CsvVolumeDeps = {
@@ -59,7 +74,14 @@ function rig(node = 'host-b1') {
     served_in_flight_max: 8,
   }
   // The coordinator node's own volume: same array, a path that is never cut.
-  owner = new CsvVolume({ ...deps, node: 'host-a1', direct: { write: async (v, b, d) => void Buffer.from(d).copy(disk, b * BS), read: async (v, b, n) => Buffer.from(disk.subarray(b * BS, (b + n) * BS)) } })
+  owner = new CsvVolume({
+    ...deps,
+    node: 'host-a1',
+    direct: {
+      write: async (v, b, d) => void Buffer.from(d).copy(disk, b * BS),
+      read: async (v, b, n) => Buffer.from(disk.subarray(b * BS, (b + n) * BS)),
+    },
+  })
   return { v: new CsvVolume(deps), disk, state, entry }
 }
 
@@ -72,7 +94,7 @@ t.test('direct while the path works; redirected through the coordinator when cut
   state.cut = true
   t.same(await v.write({ region: 'vm1', block: 1, blocks: 1, data: data(2), epoch: 5 }), { path: 'redirected', via: 'host-a1' })
   t.equal(disk[11 * BS], 2, 'the redirected write landed')
-  t.same(state.redirected, [{ owner: 'host-a1', epoch: 5 }], 'the writer\'s epoch travels with it')
+  t.same(state.redirected, [{ owner: 'host-a1', epoch: 5 }], "the writer's epoch travels with it")
   t.equal(v.state().mode, 'Redirected')
   t.equal(v.state().reason, 'NoDiskConnectivity')
   const r = await v.read({ region: 'vm1', block: 1, blocks: 1 })
@@ -114,7 +136,11 @@ t.test('a coordinator that does not answer is retried a bounded number of times'
   const { v, state } = rig()
   state.cut = true
   state.ownerDown = 2
-  t.equal((await v.write({ region: 'vm1', block: 0, blocks: 1, data: data(3), epoch: 1 })).path, 'redirected', 'lands after two failed attempts')
+  t.equal(
+    (await v.write({ region: 'vm1', block: 0, blocks: 1, data: data(3), epoch: 1 })).path,
+    'redirected',
+    'lands after two failed attempts',
+  )
   state.ownerDown = 100
   await t.rejects(v.write({ region: 'vm1', block: 0, blocks: 1, data: data(3), epoch: 1 }), /did not answer after 4 attempts/)
 })
@@ -134,7 +160,10 @@ t.test('redirected I/O is bounded in flight and in waiting', async (t) => {
   state.cut = true
   await v.write({ region: 'vm1', block: 0, blocks: 1, data: data(1), epoch: 1 }) // switch to redirected
   const many = Array.from({ length: 6 }, (_, i) => v.write({ region: 'vm1', block: i, blocks: 1, data: data(i), epoch: 1 }))
-  const late = v.write({ region: 'vm1', block: 7, blocks: 1, data: data(7), epoch: 1 }).then(() => 'accepted', (e: unknown) => String(e))
+  const late = v.write({ region: 'vm1', block: 7, blocks: 1, data: data(7), epoch: 1 }).then(
+    () => 'accepted',
+    (e: unknown) => String(e),
+  )
   await Promise.all(many)
   t.match(await late, /in flight and 4 waiting/, 'beyond in-flight + waiting: refused at once')
   t.ok(state.maxInFlight <= 2, `at most 2 in flight (saw ${state.maxInFlight})`)

@@ -37,9 +37,15 @@ const PATTERNS: ReadonlyArray<{ what: string; re: RegExp }> = [
   // role.reason.startsWith('stopped by operator'), e.message.includes('died while starting')
   { what: 'reads the text of a sentence', re: new RegExp(String.raw`\b${SENTENCE}\s*\??\.\s*${TEXT_OP}\s*\(`) },
   // describeError(e).includes(…), String(e).startsWith(…), e.toString().match(…)
-  { what: 'reads the text of a described error', re: new RegExp(String.raw`(?:\bdescribeError\([^()]*\)|\bString\([^()]*\)|\.toString\(\))\s*\.\s*${TEXT_OP}\s*\(`) },
+  {
+    what: 'reads the text of a described error',
+    re: new RegExp(String.raw`(?:\bdescribeError\([^()]*\)|\bString\([^()]*\)|\.toString\(\))\s*\.\s*${TEXT_OP}\s*\(`),
+  },
   // /coordinator with quorum/.test(e.message), /^(.*): /.exec(err.message), re.test(describeError(e))
-  { what: 'runs a regex over a sentence', re: new RegExp(String.raw`\.(?:test|exec)\(\s*(?:describeError\(|String\(|[\w.?!]*\b${SENTENCE}\b)`) },
+  {
+    what: 'runs a regex over a sentence',
+    re: new RegExp(String.raw`\.(?:test|exec)\(\s*(?:describeError\(|String\(|[\w.?!]*\b${SENTENCE}\b)`),
+  },
   // e.message === 'no such vm', reason !== `…`
   { what: 'compares a sentence with a sentence', re: new RegExp(String.raw`\b${SENTENCE}\s*[!=]==?\s*(?:${QUOTED_SENTENCE}|\`)`) },
   { what: 'compares a sentence with a sentence', re: new RegExp(String.raw`${QUOTED_SENTENCE}\s*[!=]==?\s*[\w.?]*\b${SENTENCE}\b`) },
@@ -75,9 +81,9 @@ t.test('the scanner finds decisions on text, and leaves logging and typed fields
     "if (e instanceof HvlabError && e.message.includes('died while starting')) throw e",
     'if (!(e instanceof HvlabError) || !e.message.startsWith(`${host}: `)) return e',
     'const m = /^[a-z0-9][a-z0-9._-]{0,62}: (.*)$/s.exec(e.message)',
-    "if (/not presented/.test(describeError(e))) retry()",
+    'if (/not presented/.test(describeError(e))) retry()',
     "if (describeError(e).includes('timed out')) retry()",
-    "if (String(err).match(/ECONNRESET/)) retry()",
+    'if (String(err).match(/ECONNRESET/)) retry()',
     "if (err?.message === 'no such vm') return",
     'if (r.reason !== `stopped on ${node}`) persist()',
     "if ('stopped by operator' === role.reason) stay()",
@@ -91,9 +97,9 @@ t.test('the scanner finds decisions on text, and leaves logging and typed fields
     "if (r.reply.t === 'cluster-refuse' && r.reply.reason === 'decided') this.send(m.from, this.commitMessage())",
     "if (r.reason === 'paused-too-long') return this.unreachable(p, 'stayed paused')",
     "const transient = HvlabError.has(e, 'HVLAB_E_NO_QUORUM')",
-    "if (e.role.migration?.to === node) adopt()",
+    'if (e.role.migration?.to === node) adopt()',
     "if (message.t === 'vm-location') learn()",
-    "if (REFUSAL_REASONS.includes(reason)) count()",
+    'if (REFUSAL_REASONS.includes(reason)) count()',
     'if (e === undefined || e.drain_stuck === s.reason) continue',
     'if (r.pid !== message.pid) this.log.warn({ pid: message.pid }, `registered pid differs`)',
     "// role.reason.startsWith('stopped by operator') was how it was done",
@@ -114,7 +120,8 @@ t.test('no decision in agent/, array-emulator/, witness/, shared/ or scripts/ re
 
 const NODES: NodeView[] = ['host-a1', 'host-a2', 'host-b1'].map((name) => ({ name, status: 'up', memory_mib: 8192 }))
 const persisted = (fx: RoleEffect[]): VmRole[] => fx.flatMap((f) => (f.type === 'persist' ? [f.role] : []))
-const of = <T extends RoleEffect['type']>(fx: RoleEffect[], type: T) => fx.filter((f): f is Extract<RoleEffect, { type: T }> => f.type === type)
+const of = <T extends RoleEffect['type']>(fx: RoleEffect[], type: T) =>
+  fx.filter((f): f is Extract<RoleEffect, { type: T }> => f.type === type)
 
 /** A live controller with web1 running on host-a1. */
 function running(live_migration = false) {
@@ -135,7 +142,8 @@ function restore(roles: VmRole[], inventories: Record<string, { role: string; op
   c.restore(roles, [], 7)
   const step = (input: RoleInput) => c.step(input, (now += 1000))
   const fx = [...step({ type: 'membership', epoch: 7, nodes: NODES })]
-  for (const n of NODES) fx.push(...step({ type: 'inventory', node: n.name, vms: inventories[n.name] ?? [], ops_at_request: c.opSnapshot() }))
+  for (const n of NODES)
+    fx.push(...step({ type: 'inventory', node: n.name, vms: inventories[n.name] ?? [], ops_at_request: c.opSnapshot() }))
   fx.push(...step({ type: 'sync_done' }))
   return { c, fx }
 }
@@ -165,43 +173,84 @@ t.test('a role record says why it is stopping and where it migrates; both go onc
 
 t.test('a new coordinator decides on the stop cause and the migration, whatever the reason says', async (t) => {
   // The reason says "stopped by operator", the cause says it was a move: placed again.
-  const moved = restore([record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'stopped by operator', stop_cause: 'move' })])
-  t.same(of(moved.fx, 'start_vm').map((s) => s.role), ['web1'], 'a move in flight is placed again')
+  const moved = restore([
+    record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'stopped by operator', stop_cause: 'move' }),
+  ])
+  t.same(
+    of(moved.fx, 'start_vm').map((s) => s.role),
+    ['web1'],
+    'a move in flight is placed again',
+  )
   // A reworded reason, an operator's stop: it stays stopped.
-  const halted = restore([record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'halted at the request of the operator', stop_cause: 'operator' })])
+  const halted = restore([
+    record({
+      state: 'stopping',
+      owner: 'host-a1',
+      last_owner: 'host-a1',
+      reason: 'halted at the request of the operator',
+      stop_cause: 'operator',
+    }),
+  ])
   t.equal(halted.c.role('web1')?.state, 'stopped')
   t.same(of(halted.fx, 'start_vm'), [])
   // A migration whose reason says nothing of it: found on the target, it is adopted there.
-  const arrived = restore([record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })], { 'host-a2': [{ role: 'web1', op: 7_000_005 }] })
+  const arrived = restore(
+    [record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })],
+    { 'host-a2': [{ role: 'web1', op: 7_000_005 }] },
+  )
   t.match(arrived.c.role('web1'), { state: 'running', owner: 'host-a2', reason: 'found running on host-a2' })
   t.notOk('migration' in arrived.c.role('web1')!)
   t.same(of(arrived.fx, 'stop_vm'), [], 'nothing stopped')
   // Found on its owner: the migration did not complete, and the record says so no more.
-  const stayed = restore([record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })], { 'host-a1': [{ role: 'web1', op: 3 }] })
+  const stayed = restore(
+    [record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })],
+    { 'host-a1': [{ role: 'web1', op: 3 }] },
+  )
   t.match(stayed.c.role('web1'), { state: 'running', owner: 'host-a1', reason: 'found running on host-a1' })
   t.notOk('migration' in stayed.c.role('web1')!)
 })
 
 t.test('old records (without the fields) still load; a stopping one without a cause stays stopped', async (t) => {
-  const old = JSON.parse(encodeRole(record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'moving to host-b1' }))) as Record<string, unknown>
+  const old = JSON.parse(
+    encodeRole(record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'moving to host-b1' })),
+  ) as Record<string, unknown>
   t.notOk('stop_cause' in old || 'migration' in old, 'as an older version wrote it')
   const decoded = decodeRoles({ [roleKey('web1')]: JSON.stringify(old) })
   t.same(decoded.damaged, [])
   t.notOk('stop_cause' in decoded.roles[0]! || 'migration' in decoded.roles[0]!, 'read with the defaults: no cause known, no migration')
   t.equal(restore(decoded.roles).c.role('web1')?.state, 'stopped', 'the safe reading: nothing runs twice, the operator may start it')
-  const now = decodeRoles({ [roleKey('web1')]: encodeRole(record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'x', stop_cause: 'policy' })) })
+  const now = decodeRoles({
+    [roleKey('web1')]: encodeRole(
+      record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'x', stop_cause: 'policy' }),
+    ),
+  })
   t.equal(now.roles[0]?.stop_cause, 'policy', 'a new record round-trips')
-  t.ok(decodeRoles({ [roleKey('web1')]: JSON.stringify({ ...old, stop_cause: 'whim' }) }).damaged.length === 1, 'an unknown cause is a damaged record')
+  t.ok(
+    decodeRoles({ [roleKey('web1')]: JSON.stringify({ ...old, stop_cause: 'whim' }) }).damaged.length === 1,
+    'an unknown cause is a damaged record',
+  )
 })
 
-t.test('finer error codes: raised with one, an error keeps its family as code (statuses, exit codes) and the finer one as detail', async (t) => {
-  const e = new HvlabError('HVLAB_E_FENCED', 'write refused', { origin: 'array-a' })
-  t.match(e, { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_FENCED', wireCode: 'HVLAB_E_FENCED', origin: 'array-a', message: 'write refused' })
-  t.equal(describeError(e), 'array-a: write refused')
-  t.equal(new HvlabError('HVLAB_E_NO_QUORUM', 'x').code, 'HVLAB_E_STATE')
-  t.equal(new HvlabError('HVLAB_E_STATE', 'x').detail, undefined)
-  t.equal(asErrorCode('HVLAB_E_NO_QUORUM'), 'HVLAB_E_NO_QUORUM', 'known on the wire')
-  t.equal(asErrorCode('HVLAB_E_FROM_THE_FUTURE'), 'HVLAB_E_REFUSED', 'an unknown code reads as a refusal, as before')
-  t.equal(asErrorCode('HVLAB_E_FROM_THE_FUTURE', 'HVLAB_E_STATE'), 'HVLAB_E_STATE', 'or as the family given')
-  t.notOk(HvlabError.has(new HvlabError('HVLAB_E_STATE', 'the cluster has no coordinator with quorum right now'), 'HVLAB_E_NO_QUORUM'), 'the words alone are no code')
-})
+t.test(
+  'finer error codes: raised with one, an error keeps its family as code (statuses, exit codes) and the finer one as detail',
+  async (t) => {
+    const e = new HvlabError('HVLAB_E_FENCED', 'write refused', { origin: 'array-a' })
+    t.match(e, {
+      code: 'HVLAB_E_REFUSED',
+      detail: 'HVLAB_E_FENCED',
+      wireCode: 'HVLAB_E_FENCED',
+      origin: 'array-a',
+      message: 'write refused',
+    })
+    t.equal(describeError(e), 'array-a: write refused')
+    t.equal(new HvlabError('HVLAB_E_NO_QUORUM', 'x').code, 'HVLAB_E_STATE')
+    t.equal(new HvlabError('HVLAB_E_STATE', 'x').detail, undefined)
+    t.equal(asErrorCode('HVLAB_E_NO_QUORUM'), 'HVLAB_E_NO_QUORUM', 'known on the wire')
+    t.equal(asErrorCode('HVLAB_E_FROM_THE_FUTURE'), 'HVLAB_E_REFUSED', 'an unknown code reads as a refusal, as before')
+    t.equal(asErrorCode('HVLAB_E_FROM_THE_FUTURE', 'HVLAB_E_STATE'), 'HVLAB_E_STATE', 'or as the family given')
+    t.notOk(
+      HvlabError.has(new HvlabError('HVLAB_E_STATE', 'the cluster has no coordinator with quorum right now'), 'HVLAB_E_NO_QUORUM'),
+      'the words alone are no code',
+    )
+  },
+)

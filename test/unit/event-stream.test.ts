@@ -80,7 +80,12 @@ async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 10))
 }
 
-const padded = (i: number, pad_bytes: number) => ({ at_ms: i, kind: 'test.padded', source: 'test', details: { pad: 'p'.repeat(pad_bytes) } })
+const padded = (i: number, pad_bytes: number) => ({
+  at_ms: i,
+  kind: 'test.padded',
+  source: 'test',
+  details: { pad: 'p'.repeat(pad_bytes) },
+})
 const seqsOf = (lines: string[]): number[] => lines.map((l) => (JSON.parse(l) as TimelineEvent).seq)
 const oneTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1)
 
@@ -121,10 +126,17 @@ t.test('a follower that does not read is cut off once its unsent bytes pass the 
     await nextTurn()
   }
   t.equal(s.followers(), 0, `cut off after ${appended} events`)
-  t.ok(unsent_bytes_max <= queue_bytes_max + 1024, `never more than the limit unsent (at most ${unsent_bytes_max} bytes, with the last line)`)
+  t.ok(
+    unsent_bytes_max <= queue_bytes_max + 1024,
+    `never more than the limit unsent (at most ${unsent_bytes_max} bytes, with the last line)`,
+  )
   const lines = (await readAll(res)).split('\n').filter(Boolean)
   const last = JSON.parse(lines.pop()!) as { error: { code: string; message: string } }
-  t.match(last, { error: { code: 'HVLAB_E_BACKPRESSURE', message: /^cut off: .*event_follower_queue_bytes_max is 65536/ } }, 'the last line says why')
+  t.match(
+    last,
+    { error: { code: 'HVLAB_E_BACKPRESSURE', message: /^cut off: .*event_follower_queue_bytes_max is 65536/ } },
+    'the last line says why',
+  )
   const seqs = seqsOf(lines)
   t.same(seqs, oneTo(seqs.length), 'the events before it, in order, none missing')
   t.ok(seqs.length < appended, 'not the ones it fell behind on')
@@ -140,7 +152,10 @@ t.test('the backlog is sent only as fast as the client reads it', async (t) => {
   const served = s.responses[0]!
   await until(() => served.listenerCount('drain') > 0)
   t.ok(served.listenerCount('drain') > 0, 'it waits for the socket to drain')
-  t.ok(served.writableLength <= served.writableHighWaterMark + 9 * 1024, `at most the high-water mark and one event are buffered (${served.writableLength} bytes)`)
+  t.ok(
+    served.writableLength <= served.writableHighWaterMark + 9 * 1024,
+    `at most the high-water mark and one event are buffered (${served.writableLength} bytes)`,
+  )
   const lines = (await readAll(res)).split('\n').filter(Boolean)
   t.same(seqsOf(lines), oneTo(1000), 'then every event, in order, and the end')
 })
@@ -181,7 +196,10 @@ t.test('`hvlab events --follow` prints why it was cut off and exits 1', async (t
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-event-stream-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'secret'), 'test-secret\n')
-  writeFileSync(join(dir, 'control.json'), JSON.stringify({ pid: process.pid, httpPort: s.port, peerPort: 1, topology: 'x', started_ms: 0 }))
+  writeFileSync(
+    join(dir, 'control.json'),
+    JSON.stringify({ pid: process.pid, httpPort: s.port, peerPort: 1, topology: 'x', started_ms: 0 }),
+  )
   const out: string[] = []
   const err: string[] = []
   const io: CliIo = { stdout: (x) => void out.push(x), stderr: (x) => void err.push(x), isTTY: false }
@@ -192,7 +210,11 @@ t.test('`hvlab events --follow` prints why it was cut off and exits 1', async (t
   t.equal(await run, 1, 'exit 1')
   const printed = seqsOf(out.join('').split('\n').filter(Boolean))
   t.same(printed, oneTo(printed.length), 'the events it got were printed')
-  t.match(err.join(''), new RegExp(`^hvlab: cut off: this follower fell \\d+ bytes of events behind .*--after ${printed.length}\\n$`), 'then why it stopped')
+  t.match(
+    err.join(''),
+    new RegExp(`^hvlab: cut off: this follower fell \\d+ bytes of events behind .*--after ${printed.length}\\n$`),
+    'then why it stopped',
+  )
 })
 
 t.test('the control API serves /v1/events with the topology’s limits', async (t) => {

@@ -58,7 +58,11 @@ t.test('at most nodes−1 failovers in 6 h, then the role stays failed', async (
   const last = decideOnFailure(history, policy, { node: 'h0', node_count: 4, node_lost: true }, 6 * HOUR - 1)
   t.equal(last.action, 'fail')
   t.match(last.reason, /already failed over 3 times within 6 h \(limit 3\); start it again by hand/)
-  t.equal(decideOnFailure(history, policy, { node: 'h0', node_count: 4, node_lost: true }, 6 * HOUR).action, 'failover', 'the first failover left the window')
+  t.equal(
+    decideOnFailure(history, policy, { node: 'h0', node_count: 4, node_lost: true }, 6 * HOUR).action,
+    'failover',
+    'the first failover left the window',
+  )
 })
 
 t.test('a lost node is never restarted in place; one-node cluster cannot fail over', async (t) => {
@@ -76,9 +80,15 @@ t.test('recordDecision prunes entries that left their windows', async (t) => {
 
 t.test('failback window: plain, wrapping midnight, any hour', async (t) => {
   const day = { start_hour: 9, end_hour: 17 }
-  t.same([8, 9, 16, 17].map((h) => inFailbackWindow(day, h)), [false, true, true, false])
+  t.same(
+    [8, 9, 16, 17].map((h) => inFailbackWindow(day, h)),
+    [false, true, true, false],
+  )
   const night = { start_hour: 22, end_hour: 6 }
-  t.same([21, 22, 23, 0, 5, 6].map((h) => inFailbackWindow(night, h)), [false, true, true, true, true, false])
+  t.same(
+    [21, 22, 23, 0, 5, 6].map((h) => inFailbackWindow(night, h)),
+    [false, true, true, true, true, false],
+  )
   t.equal(inFailbackWindow(null, 13), true)
   t.throws(() => inFailbackWindow(day, 24), { code: 'HVLAB_E_INTERNAL' })
 })

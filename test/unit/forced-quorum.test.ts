@@ -24,7 +24,10 @@ function run(net: SimNetwork, duration_ms: number, s: InvariantState): void {
   })
 }
 
-const holders = (net: SimNetwork): string[] => leaseHolders(net).map((h) => h.name).sort()
+const holders = (net: SimNetwork): string[] =>
+  leaseHolders(net)
+    .map((h) => h.name)
+    .sort()
 
 for (const seed of seeds(import.meta.url, [11, 12, 13]).list) {
   t.test(`static votes: lost after sequential failures, forced on host-a1, others join it (seed ${seed})`, async (t) => {
@@ -71,7 +74,11 @@ for (const seed of seeds(import.meta.url, [11, 12, 13]).list) {
     t.equal(after.witness_vote, true)
     // (a restarted host may still catch up to an old view it missed; none newer than before the force may appear)
     const older = views.slice(seen).filter((e) => (e.details.epoch as number) > oldNewest && (e.details.epoch as number) < forced.epoch)
-    t.same(older.map((e) => e.details.epoch), [], 'prevent quorum: no new view of the old generation was decided after the force')
+    t.same(
+      older.map((e) => e.details.epoch),
+      [],
+      'prevent quorum: no new view of the old generation was decided after the force',
+    )
   })
 }
 

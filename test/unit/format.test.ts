@@ -16,7 +16,13 @@ t.test('duration', async (t) => {
 })
 
 t.test('table pads every column but the last', async (t) => {
-  t.equal(table([['A', 'BB', 'C'], ['long', 'x', 'last column']]), 'A     BB  C\nlong  x   last column')
+  t.equal(
+    table([
+      ['A', 'BB', 'C'],
+      ['long', 'x', 'last column'],
+    ]),
+    'A     BB  C\nlong  x   last column',
+  )
   t.equal(table([['ONLY']]), 'ONLY')
 })
 
@@ -40,10 +46,27 @@ t.test('formatStatus', async (t) => {
   const s: LabStatus = {
     lab: { name: 'two-site', dir: '/tmp/lab', controllerPid: 4242, started_ms: 0, healthy: false, clusterFormed: null },
     processes: [
-      proc({ name: 'host-a1', state: 'up', pid: 101, uptime_ms: 65_000, peers: ['host-a2'], expectedPeers: ['host-a2', 'witness'], metricsPort: 9100 }),
+      proc({
+        name: 'host-a1',
+        state: 'up',
+        pid: 101,
+        uptime_ms: 65_000,
+        peers: ['host-a2'],
+        expectedPeers: ['host-a2', 'witness'],
+        metricsPort: 9100,
+      }),
       proc({ name: 'host-a2', state: 'up', pid: 102, uptime_ms: 500, peers: ['host-a1'], expectedPeers: ['host-a1'] }),
-      proc({ name: 'witness', role: 'witness', site: 'site-c', lastExit: { code: 1, signal: null, at_ms: 0, requested: false, lastLogLines: ['boom', 'stack line'] } }),
-      proc({ name: 'array-a', role: 'array', lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: true, lastLogLines: ['not shown'] } }),
+      proc({
+        name: 'witness',
+        role: 'witness',
+        site: 'site-c',
+        lastExit: { code: 1, signal: null, at_ms: 0, requested: false, lastLogLines: ['boom', 'stack line'] },
+      }),
+      proc({
+        name: 'array-a',
+        role: 'array',
+        lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: true, lastLogLines: ['not shown'] },
+      }),
     ],
     partitions: [{ a: ['host-a1'], b: ['host-b1', 'host-b2'] }],
   }
@@ -59,13 +82,25 @@ t.test('formatStatus', async (t) => {
   t.notMatch(out, /array-a died/, 'a requested exit is not reported as a death')
   t.notMatch(out, /not shown/)
   t.match(formatStatus({ ...s, lab: { ...s.lab, healthy: true } }), /: healthy \(/)
-  const killed = formatStatus({ ...s, processes: [proc({ name: 'host-b1', lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: false, lastLogLines: [] } })] })
+  const killed = formatStatus({
+    ...s,
+    processes: [proc({ name: 'host-b1', lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: false, lastLogLines: [] } })],
+  })
   t.match(killed, /host-b1 died by itself \(signal SIGKILL\)/)
 })
 
 t.test('formatEvent', async (t) => {
   const at_ms = Date.UTC(2024, 0, 2, 3, 4, 5, 678)
-  t.equal(formatEvent({ seq: 1, at_ms, kind: 'peer.connected', source: 'host-a1', details: { peer: 'host-b1', n: 2, list: ['x'] } }), '03:04:05.678  host-a1   peer.connected       peer=host-b1 n=2 list=["x"]')
-  const crashed = formatEvent({ seq: 2, at_ms, kind: 'process.crashed', source: 'lab', details: { process: 'witness', lastLogLines: ['first', 'second'] } })
+  t.equal(
+    formatEvent({ seq: 1, at_ms, kind: 'peer.connected', source: 'host-a1', details: { peer: 'host-b1', n: 2, list: ['x'] } }),
+    '03:04:05.678  host-a1   peer.connected       peer=host-b1 n=2 list=["x"]',
+  )
+  const crashed = formatEvent({
+    seq: 2,
+    at_ms,
+    kind: 'process.crashed',
+    source: 'lab',
+    details: { process: 'witness', lastLogLines: ['first', 'second'] },
+  })
   t.equal(crashed, '03:04:05.678  lab       process.crashed      process=witness\n    first\n    second')
 })

@@ -7,7 +7,15 @@
  */
 import { createCipheriv, hkdfSync } from 'node:crypto'
 import t from 'tap'
-import { FRAME_TAG_BYTES, FrameAuth, deriveFrameKeys, frameTag, openFrame, transcriptBytes, type HandshakeTranscript } from '../../shared/transport/frame-auth.js'
+import {
+  FRAME_TAG_BYTES,
+  FrameAuth,
+  deriveFrameKeys,
+  frameTag,
+  openFrame,
+  transcriptBytes,
+  type HandshakeTranscript,
+} from '../../shared/transport/frame-auth.js'
 import { computeProof } from '../../shared/transport/handshake.js'
 
 const SECRET = 'lab-secret-for-tests'
@@ -31,7 +39,11 @@ t.test('the fixed test vector: keys and tags of one transcript', async (t) => {
   t.equal(keys.serverToClient.toString('hex'), 'a3eaa242207547f5058538266b3c1e032c842a68b2cf438703cc5852a21ec5a1', 'server → client key')
   t.equal(frameTag(keys.clientToServer, 0, [FRAME]).toString('hex'), '7f3469bfbaf1d6c52a588fa08460f234', 'tag of frame 0')
   t.equal(frameTag(keys.clientToServer, 1, [FRAME]).toString('hex'), '056721b310cbd3345dabb998e659de8e', 'tag of frame 1')
-  t.equal(frameTag(keys.serverToClient, 0x1_0000_0002, [FRAME]).toString('hex'), 'f9539b940086c498df512cb619df9ff0', 'a sequence number past 32 bits')
+  t.equal(
+    frameTag(keys.serverToClient, 0x1_0000_0002, [FRAME]).toString('hex'),
+    'f9539b940086c498df512cb619df9ff0',
+    'a sequence number past 32 bits',
+  )
 })
 
 t.test('the format, recomputed from its description with node:crypto alone', async (t) => {
@@ -39,7 +51,9 @@ t.test('the format, recomputed from its description with node:crypto alone', asy
     const b = Buffer.from(s, 'utf8')
     return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
   }
-  const info = Buffer.concat(['hvlab', '2', TRANSCRIPT.client.nonce, TRANSCRIPT.server.nonce, 'host-a1', 'array-a', 'host', 'array'].map(field))
+  const info = Buffer.concat(
+    ['hvlab', '2', TRANSCRIPT.client.nonce, TRANSCRIPT.server.nonce, 'host-a1', 'array-a', 'host', 'array'].map(field),
+  )
   t.same(transcriptBytes(TRANSCRIPT), info, 'info: each field u16-length-prefixed, in this order')
   const okm = Buffer.from(hkdfSync('sha256', SECRET, 'hvlab frame keys', info, 64))
   const keys = deriveFrameKeys(SECRET, TRANSCRIPT)
@@ -50,7 +64,11 @@ t.test('the format, recomputed from its description with node:crypto alone', asy
   const mac = createCipheriv('chacha20-poly1305', keys.serverToClient, nonce, { authTagLength: 16 })
   mac.setAAD(FRAME, { plaintextLength: 0 })
   mac.final()
-  t.same(frameTag(keys.serverToClient, seq, [FRAME]), mac.getAuthTag(), 'ChaCha20-Poly1305, frame as AAD, empty plaintext, nonce = 4 zero bytes + u64 BE sequence number')
+  t.same(
+    frameTag(keys.serverToClient, seq, [FRAME]),
+    mac.getAuthTag(),
+    'ChaCha20-Poly1305, frame as AAD, empty plaintext, nonce = 4 zero bytes + u64 BE sequence number',
+  )
 })
 
 t.test('a frame sealed in parts opens whole, as a view of the received bytes', async (t) => {
@@ -58,7 +76,11 @@ t.test('a frame sealed in parts opens whole, as a view of the received bytes', a
   const head = Buffer.from(FRAME)
   const attachment = Buffer.alloc(64 * 1024, 7)
   const keys = deriveFrameKeys(SECRET, TRANSCRIPT)
-  t.same(frameTag(keys.clientToServer, 5, [head, attachment]), frameTag(keys.clientToServer, 5, [Buffer.concat([head, attachment])]), 'the tag over parts is the tag over their concatenation')
+  t.same(
+    frameTag(keys.clientToServer, 5, [head, attachment]),
+    frameTag(keys.clientToServer, 5, [Buffer.concat([head, attachment])]),
+    'the tag over parts is the tag over their concatenation',
+  )
   const wire = sealedBy(client, head, attachment)
   t.equal(wire.length, head.length + attachment.length + FRAME_TAG_BYTES)
   const opened = server.open(wire)
@@ -87,7 +109,10 @@ t.test('only the next frame the peer sealed opens', async (t) => {
     const frames = [0, 1, 2].map((i) => sealedBy(client, FRAME, Buffer.alloc(100, i)))
     const received = tamper(frames)
     const opened = received.map((f) => server.open(f))
-    t.ok(opened.slice(0, -1).every((f) => f !== undefined), `${what}: the frames before it open`)
+    t.ok(
+      opened.slice(0, -1).every((f) => f !== undefined),
+      `${what}: the frames before it open`,
+    )
     t.equal(opened.at(-1), undefined, `${what}: refused`)
   }
   const { client, server } = pair()
@@ -106,7 +131,10 @@ t.test('every part of the transcript and the secret change the keys', async (t) 
     ['server name', { ...TRANSCRIPT, server: { ...TRANSCRIPT.server, name: 'array-b' } }],
     ['server role', { ...TRANSCRIPT, server: { ...TRANSCRIPT.server, role: 'host' } }],
     ['server nonce', { ...TRANSCRIPT, server: { ...TRANSCRIPT.server, nonce: '2'.repeat(32) } }],
-    ['names swapped', { ...TRANSCRIPT, client: { ...TRANSCRIPT.client, name: 'array-a' }, server: { ...TRANSCRIPT.server, name: 'host-a1' } }],
+    [
+      'names swapped',
+      { ...TRANSCRIPT, client: { ...TRANSCRIPT.client, name: 'array-a' }, server: { ...TRANSCRIPT.server, name: 'host-a1' } },
+    ],
     ['secret', TRANSCRIPT, 'another-lab'],
   ]
   for (const [what, transcript, secret] of variants) {
@@ -115,7 +143,16 @@ t.test('every part of the transcript and the secret change the keys', async (t) 
 })
 
 t.test('the handshake proof covers both roles', async (t) => {
-  const input = { side: 'client' as const, protocolVersion: 2, theirNonce: 'a'.repeat(32), ourNonce: 'b'.repeat(32), ourName: 'host-a1', theirName: 'array-a', ourRole: 'host', theirRole: 'array' }
+  const input = {
+    side: 'client' as const,
+    protocolVersion: 2,
+    theirNonce: 'a'.repeat(32),
+    ourNonce: 'b'.repeat(32),
+    ourName: 'host-a1',
+    theirName: 'array-a',
+    ourRole: 'host',
+    theirRole: 'array',
+  }
   const proof = computeProof(SECRET, input)
   t.not(computeProof(SECRET, { ...input, ourRole: 'array' }), proof, "the prover's role")
   t.not(computeProof(SECRET, { ...input, theirRole: 'host' }), proof, "the verifier's role")

@@ -23,31 +23,47 @@ function gate(): { release: () => void; job: (name: string, ran: string[]) => ()
   }
 }
 
-t.test('at the bound: the next input from the same origin is refused with HVLAB_E_BACKPRESSURE; other origins still have their places', async (t) => {
-  const q = new GroupInputQueue('rc1', MAX)
-  const g = gate()
-  const ran: string[] = []
-  const accepted = Array.from({ length: MAX }, (_, i) => q.run('caller', g.job(`c${i}`, ran)))
-  t.equal(q.queuedFrom('caller'), MAX, 'the bound is reached')
-  await t.rejects(q.run('caller', g.job('over', ran)), { code: 'HVLAB_E_BACKPRESSURE', message: /rc1 has 4 inputs from hosts and the operator waiting/ })
-  const partner = q.run('partner', g.job('p0', ran))
-  const internal = Array.from({ length: MAX + 2 }, (_, i) => q.run('internal', g.job(`i${i}`, ran)))
-  t.equal(q.queuedFrom('partner'), 1, 'the partner has its own places')
-  g.release()
-  t.same(await Promise.all([...accepted, partner, ...internal]), ['c0', 'c1', 'c2', 'c3', 'p0', 'i0', 'i1', 'i2', 'i3', 'i4', 'i5'], 'every accepted input ran, in arrival order')
-  t.same(ran, ['c0', 'c1', 'c2', 'c3', 'p0', 'i0', 'i1', 'i2', 'i3', 'i4', 'i5'], 'the refused one never ran')
-  t.equal(q.queuedFrom('caller'), 0, 'places are given back as inputs finish')
-  t.equal(await q.run('caller', async () => 'again'), 'again', 'below the bound again: accepted')
-})
+t.test(
+  'at the bound: the next input from the same origin is refused with HVLAB_E_BACKPRESSURE; other origins still have their places',
+  async (t) => {
+    const q = new GroupInputQueue('rc1', MAX)
+    const g = gate()
+    const ran: string[] = []
+    const accepted = Array.from({ length: MAX }, (_, i) => q.run('caller', g.job(`c${i}`, ran)))
+    t.equal(q.queuedFrom('caller'), MAX, 'the bound is reached')
+    await t.rejects(q.run('caller', g.job('over', ran)), {
+      code: 'HVLAB_E_BACKPRESSURE',
+      message: /rc1 has 4 inputs from hosts and the operator waiting/,
+    })
+    const partner = q.run('partner', g.job('p0', ran))
+    const internal = Array.from({ length: MAX + 2 }, (_, i) => q.run('internal', g.job(`i${i}`, ran)))
+    t.equal(q.queuedFrom('partner'), 1, 'the partner has its own places')
+    g.release()
+    t.same(
+      await Promise.all([...accepted, partner, ...internal]),
+      ['c0', 'c1', 'c2', 'c3', 'p0', 'i0', 'i1', 'i2', 'i3', 'i4', 'i5'],
+      'every accepted input ran, in arrival order',
+    )
+    t.same(ran, ['c0', 'c1', 'c2', 'c3', 'p0', 'i0', 'i1', 'i2', 'i3', 'i4', 'i5'], 'the refused one never ran')
+    t.equal(q.queuedFrom('caller'), 0, 'places are given back as inputs finish')
+    t.equal(await q.run('caller', async () => 'again'), 'again', 'below the bound again: accepted')
+  },
+)
 
 t.test('a partner at the bound is refused too, and a failing input gives its place back', async (t) => {
   const q = new GroupInputQueue('rc1', 1)
   const g = gate()
   const first = q.run('partner', g.job('p0', []))
-  await t.rejects(q.run('partner', async () => 'p1'), { code: 'HVLAB_E_BACKPRESSURE', message: /from its partner array/ })
+  await t.rejects(
+    q.run('partner', async () => 'p1'),
+    { code: 'HVLAB_E_BACKPRESSURE', message: /from its partner array/ },
+  )
   g.release()
   await first
-  await t.rejects(q.run('partner', async () => Promise.reject(new Error('step refused'))), /step refused/)
+  await t.rejects(
+    q.run('partner', async () => Promise.reject(new Error('step refused'))),
+    /step refused/,
+  )
   t.equal(q.queuedFrom('partner'), 0)
   t.equal(await q.run('partner', async () => 'p2'), 'p2')
 })

@@ -98,7 +98,11 @@ t.test('a source whose journal is damaged opens, reports it, and resyncs every b
   const [g] = rc.status('g')
   t.equal(g!.journal_damaged, true, 'status says the journal was damaged')
   t.equal(g!.bytes_behind, BLOCKS * BS, 'every block is to be resynced, not only the blocks the journal still names')
-  t.match(events, [{ kind: 'rc.journal-damaged', details: { group: 'g', lines_skipped: 1, rollback_snapshot_damaged: false } }], 'on the timeline')
+  t.match(
+    events,
+    [{ kind: 'rc.journal-damaged', details: { group: 'g', lines_skipped: 1, rollback_snapshot_damaged: false } }],
+    'on the timeline',
+  )
   const saved = JSON.parse(readFileSync(join(root, 'rc', 'g.json'), 'utf8')) as RcGroupRecord
   t.match(saved.volumes[0], { compare: true, dirty: [[0, BLOCKS]] }, 'the rebuilt sets are recorded at once: a full compare')
   t.equal(readFileSync(join(root, 'rc', 'g.blocks'), 'utf8'), '', 'and the damaged appends are gone')
@@ -120,7 +124,14 @@ t.test('a target whose journal is damaged keeps every block its rollback snapsho
   t.ok(events.includes('rc.journal-damaged'))
   t.equal(rc.status('g')[0]!.journal_damaged, true)
   const saved = JSON.parse(readFileSync(join(rcDir, 'g.json'), 'utf8')) as RcGroupRecord
-  t.same(saved.volumes[0]!.rollback, [[1, 3], [5, 1]], 'blocks 1, 2, 3 and 5 can still be rolled back')
+  t.same(
+    saved.volumes[0]!.rollback,
+    [
+      [1, 3],
+      [5, 1],
+    ],
+    'blocks 1, 2, 3 and 5 can still be rolled back',
+  )
 })
 
 t.test('short writes: journal appends and preserved blocks are written whole', async (t) => {
@@ -129,7 +140,11 @@ t.test('short writes: journal appends and preserved blocks are written whole', a
   await j.persist(record('primary'))
   const snap = await BlockSnapshot.durable(join(dir, 'g.rollback'), BS)
   await shortWrites(t, dir, 7)
-  const appends = [dirtyAppend([1, 2, 3]), dirtyAppend([200, 201]), { kind: 'persist-blocks', set: 'rollback', volume: 'w', blocks: [9] } as BlockAppend]
+  const appends = [
+    dirtyAppend([1, 2, 3]),
+    dirtyAppend([200, 201]),
+    { kind: 'persist-blocks', set: 'rollback', volume: 'w', blocks: [9] } as BlockAppend,
+  ]
   for (const a of appends) await j.append(a)
   await snap.preserve('v', [4, 9], (b) => Buffer.alloc(BS, b))
   await j.close()
@@ -145,7 +160,10 @@ t.test('short writes: journal appends and preserved blocks are written whole', a
 
 t.test('a write that makes no progress fails loudly instead of leaving a torn record', async (t) => {
   const stuck = { write: async () => ({ bytesWritten: 0 }) }
-  await t.rejects(writeAll(stuck, Buffer.from('hello'), 'appending to g.blocks'), { code: 'HVLAB_E_INTERNAL', message: /appending to g\.blocks: the disk took 0 of the last 5 bytes/ })
+  await t.rejects(writeAll(stuck, Buffer.from('hello'), 'appending to g.blocks'), {
+    code: 'HVLAB_E_INTERNAL',
+    message: /appending to g\.blocks: the disk took 0 of the last 5 bytes/,
+  })
   let calls = 0
   const short = { write: async (_b: Uint8Array, _o: number, length: number) => ({ bytesWritten: Math.min(2, length), n: ++calls }) }
   await writeAll(short, Buffer.from('hello'), 'x')

@@ -88,7 +88,11 @@ function twoHosts() {
       if (e.type === 'emit') events.push({ kind: e.event.kind, details: e.event.details })
       if (e.type === 'start_vm') {
         const r = agents.get(e.node)!.startVm(e.role, e.memory_mib, e.op, e.epoch, 'coordinator')
-        inbox.push(r.ok ? { type: 'vm_started', role: e.role, node: e.node, op: e.op } : { type: 'vm_start_failed', role: e.role, node: e.node, op: e.op, reason: r.reason })
+        inbox.push(
+          r.ok
+            ? { type: 'vm_started', role: e.role, node: e.node, op: e.op }
+            : { type: 'vm_start_failed', role: e.role, node: e.node, op: e.op, reason: r.reason },
+        )
       }
       if (e.type === 'stop_vm') {
         agents.get(e.node)!.stopVm(e.role, e.op, e.reason)
@@ -102,7 +106,12 @@ function twoHosts() {
       pump([])
     }
   }
-  pump(ctl.step({ type: 'membership', epoch: 1, nodes: NODES.map((name) => ({ name, status: 'up' as const, memory_mib: 4096 })) }, clock.now()))
+  pump(
+    ctl.step(
+      { type: 'membership', epoch: 1, nodes: NODES.map((name) => ({ name, status: 'up' as const, memory_mib: 4096 })) },
+      clock.now(),
+    ),
+  )
   return { clock, ctl, agents, events, pump, advance }
 }
 
@@ -116,7 +125,12 @@ const ownerOf = (l: ReturnType<typeof twoHosts>): { host: string; op: number } |
 
 t.test('a hung guest is restarted in place three times, then failed over', async (t) => {
   const l = twoHosts()
-  l.pump(l.ctl.step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1', 'host-a2'] } } }, l.clock.now()))
+  l.pump(
+    l.ctl.step(
+      { type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1', 'host-a2'] } } },
+      l.clock.now(),
+    ),
+  )
   l.pump(l.ctl.step({ type: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
   l.advance(3000)
   let at = ownerOf(l)
@@ -127,11 +141,17 @@ t.test('a hung guest is restarted in place three times, then failed over', async
     const seen = l.events.length
     l.agents.get('host-a1')!.hang('web1')
     l.advance(4000)
-    t.ok(l.events.slice(seen).some((e) => e.kind === 'role.health-suspect'), `hang ${restart}: LooksAlive notices`)
+    t.ok(
+      l.events.slice(seen).some((e) => e.kind === 'role.health-suspect'),
+      `hang ${restart}: LooksAlive notices`,
+    )
     t.equal(ownerOf(l)?.op, at!.op, `hang ${restart}: not restarted before IsAlive fails`)
     l.advance(6000)
     const after = l.events.slice(seen).map((e) => e.kind)
-    t.ok(after.includes('vm.guest-hung') && after.includes('role.health-failed') && after.includes('role.failure'), `hang ${restart}: the timeline has the hang, the failed IsAlive and the failure`)
+    t.ok(
+      after.includes('vm.guest-hung') && after.includes('role.health-failed') && after.includes('role.failure'),
+      `hang ${restart}: the timeline has the hang, the failed IsAlive and the failure`,
+    )
     const now = ownerOf(l)
     t.match(now, { host: 'host-a1' }, `hang ${restart}: restarted on the same node`)
     t.ok(now!.op > at!.op, `hang ${restart}: a fresh start op (${at!.op} -> ${now!.op})`)
@@ -151,7 +171,12 @@ t.test('a hung guest is restarted in place three times, then failed over', async
 
 t.test('a short hang that ends before IsAlive fails is not restarted; release ends a hang', async (t) => {
   const l = twoHosts()
-  l.pump(l.ctl.step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } }, l.clock.now()))
+  l.pump(
+    l.ctl.step(
+      { type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } },
+      l.clock.now(),
+    ),
+  )
   l.pump(l.ctl.step({ type: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
   l.advance(3000)
   const first = ownerOf(l)!

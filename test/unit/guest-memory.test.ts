@@ -12,14 +12,14 @@ t.test('sizes: pages of 4 KiB, limits refused with a clear error', async (t) => 
   for (const bad of [0, -1, 1.5, GUEST_PAGES_MAX + 1]) {
     t.throws(() => GuestMemory.create(bad), { code: 'HVLAB_E_USAGE' }, `${bad} pages`)
   }
-  t.throws(
-    () => GuestMemory.fromShared({ memory: new SharedArrayBuffer(5000), dirty: new SharedArrayBuffer(4) }),
-    { code: 'HVLAB_E_USAGE', message: /whole number/ },
-  )
-  t.throws(
-    () => GuestMemory.fromShared({ memory: new SharedArrayBuffer(33 * PAGE_SIZE_BYTES), dirty: new SharedArrayBuffer(4) }),
-    { code: 'HVLAB_E_USAGE', message: /must be 8 bytes/ },
-  )
+  t.throws(() => GuestMemory.fromShared({ memory: new SharedArrayBuffer(5000), dirty: new SharedArrayBuffer(4) }), {
+    code: 'HVLAB_E_USAGE',
+    message: /whole number/,
+  })
+  t.throws(() => GuestMemory.fromShared({ memory: new SharedArrayBuffer(33 * PAGE_SIZE_BYTES), dirty: new SharedArrayBuffer(4) }), {
+    code: 'HVLAB_E_USAGE',
+    message: /must be 8 bytes/,
+  })
 })
 
 t.test('writes mark every touched page dirty; takeDirty reads and resets', async (t) => {

@@ -65,7 +65,15 @@ t.test('a paused guest holds pings and answers them in order when it resumes', a
   vm.paused = false
   clock.advance(5)
   await Promise.all(ps)
-  t.same(got.map((r) => [r.seq, (r as { value: number }).value]), [[0, 1], [1, 2], [2, 3]], 'answered in order once resumed')
+  t.same(
+    got.map((r) => [r.seq, (r as { value: number }).value]),
+    [
+      [0, 1],
+      [1, 2],
+      [2, 3],
+    ],
+    'answered in order once resumed',
+  )
   t.equal(svc.heldCount, 0)
 })
 

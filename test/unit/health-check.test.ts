@@ -29,7 +29,10 @@ function run(end_ms: number, heartbeat: (now: number) => number | null, state: H
 t.test('a guest that keeps sending heartbeats: LooksAlive every 5 s, IsAlive every 60 s, all healthy', async (t) => {
   const { log } = run(120_000, (now) => now - 1000)
   t.ok(log.every((l) => l.verdict === 'healthy'))
-  t.same(log.filter((l) => l.check === 'is_alive').map((l) => l.at), [60_000, 120_000])
+  t.same(
+    log.filter((l) => l.check === 'is_alive').map((l) => l.at),
+    [60_000, 120_000],
+  )
   t.equal(log.filter((l) => l.check === 'looks_alive').length, 22, 'every 5 s except where IsAlive ran')
 })
 
@@ -62,7 +65,10 @@ t.test('silence just under the limits is tolerated; a heartbeat clears suspicion
 
 t.test('boot grace: no heartbeat needed until boot_grace_ms after the start', async (t) => {
   const { log } = run(119_999 + 10_000, () => null)
-  t.ok(log.every((l) => l.verdict === 'healthy'), 'silent but within grace + timeout')
+  t.ok(
+    log.every((l) => l.verdict === 'healthy'),
+    'silent but within grace + timeout',
+  )
   const { log: later } = run(200_000, () => null)
   t.same(later.find((l) => l.verdict === 'suspect')?.at, 135_000)
   t.same(later.at(-1), { at: 150_000, check: 'is_alive', verdict: 'unresponsive' })
@@ -90,8 +96,14 @@ t.test('config: scaled IsAlive interval never below LooksAlive; bad settings ref
   t.equal(s.looks_alive_interval_ms, 5000)
   t.equal(s.boot_grace_ms, 1200)
   t.equal(scaledHealthCheck(config, 0.5).is_alive_interval_ms, 30_000)
-  t.throws(() => checkHealthCheckConfig({ ...config, unresponsive_after_ms: 5000 }), { code: 'HVLAB_E_USAGE', message: /unresponsive_after_ms/ })
+  t.throws(() => checkHealthCheckConfig({ ...config, unresponsive_after_ms: 5000 }), {
+    code: 'HVLAB_E_USAGE',
+    message: /unresponsive_after_ms/,
+  })
   t.throws(() => checkHealthCheckConfig({ ...config, looks_alive_interval_ms: 0 }), { code: 'HVLAB_E_USAGE' })
-  t.throws(() => checkHealthCheckConfig({ ...config, is_alive_interval_ms: 1000 }), { code: 'HVLAB_E_USAGE', message: /is_alive_interval_ms/ })
+  t.throws(() => checkHealthCheckConfig({ ...config, is_alive_interval_ms: 1000 }), {
+    code: 'HVLAB_E_USAGE',
+    message: /is_alive_interval_ms/,
+  })
   t.equal(checkHealthCheckConfig(config), config)
 })

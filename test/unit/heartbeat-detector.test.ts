@@ -21,7 +21,12 @@ t.test('same-site and cross-site intervals and thresholds are separate (WSFC def
 })
 
 t.test('a heartbeat keeps a peer up and brings it back', async (t) => {
-  const d = new HeartbeatDetector('host-a1', sites, { same_site_interval_ms: 100, same_site_missed_max: 3, cross_site_interval_ms: 200, cross_site_missed_max: 5 }, 0)
+  const d = new HeartbeatDetector(
+    'host-a1',
+    sites,
+    { same_site_interval_ms: 100, same_site_missed_max: 3, cross_site_interval_ms: 200, cross_site_missed_max: 5 },
+    0,
+  )
   d.heard('host-a2', 250)
   t.ok(d.isUp('host-a2', 550))
   t.notOk(d.isUp('host-a2', 551))
@@ -42,6 +47,9 @@ t.test('a peer that leaves is down at once', async (t) => {
 })
 
 t.test('bad settings and topology are refused with a clear error', async (t) => {
-  t.throws(() => new HeartbeatDetector('host-a1', sites, { ...WSFC_HEARTBEAT_DEFAULTS, same_site_missed_max: 0 }, 0), /same_site_missed_max must be a positive integer/)
+  t.throws(
+    () => new HeartbeatDetector('host-a1', sites, { ...WSFC_HEARTBEAT_DEFAULTS, same_site_missed_max: 0 }, 0),
+    /same_site_missed_max must be a positive integer/,
+  )
   t.throws(() => new HeartbeatDetector('host-zz', sites, WSFC_HEARTBEAT_DEFAULTS, 0), /no site/)
 })

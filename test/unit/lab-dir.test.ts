@@ -46,7 +46,11 @@ for (const mode of [0o777, 0o770, 0o722]) {
     const dir = join(scratch(t), 'lab')
     mkdirSync(dir)
     chmodSync(dir, mode)
-    await t.rejects(LabController.create({ dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), { name: 'HvlabError', code: 'HVLAB_E_UNSAFE_DIR', message: new RegExp(`writable by .*chmod 700 ${dir}.*another --dir`) })
+    await t.rejects(LabController.create({ dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), {
+      name: 'HvlabError',
+      code: 'HVLAB_E_UNSAFE_DIR',
+      message: new RegExp(`writable by .*chmod 700 ${dir}.*another --dir`),
+    })
     t.same(readdirSync(dir), [], 'nothing was written into it')
     t.throws(() => runningLab(dir), { code: 'HVLAB_E_UNSAFE_DIR' }, 'the CLI does not read its control file or secret either')
     chmodSync(dir, 0o700)
@@ -66,14 +70,18 @@ t.test('an existing 0755 data dir is accepted as it is; its older logs/ and data
   t.equal(modeOf(layout.data), 0o700)
 })
 
-t.test('a data dir owned by another user is refused', { skip: process.getuid?.() === 0 ? false : 'changing an owner needs root' }, async (t) => {
-  const dir = join(scratch(t), 'lab')
-  mkdirSync(dir, { mode: 0o700 })
-  chownSync(dir, 65534, 65534)
-  t.throws(() => checkLabDir(dir), { code: 'HVLAB_E_UNSAFE_DIR', message: /belongs to uid 65534, not to you.*--dir of your own/ })
-  await t.rejects(LabController.create({ dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), { code: 'HVLAB_E_UNSAFE_DIR' })
-  t.throws(() => runningLab(dir), { code: 'HVLAB_E_UNSAFE_DIR' })
-})
+t.test(
+  'a data dir owned by another user is refused',
+  { skip: process.getuid?.() === 0 ? false : 'changing an owner needs root' },
+  async (t) => {
+    const dir = join(scratch(t), 'lab')
+    mkdirSync(dir, { mode: 0o700 })
+    chownSync(dir, 65534, 65534)
+    t.throws(() => checkLabDir(dir), { code: 'HVLAB_E_UNSAFE_DIR', message: /belongs to uid 65534, not to you.*--dir of your own/ })
+    await t.rejects(LabController.create({ dir, topologyFile: DEFAULT_TOPOLOGY_FILE, log: silentLogger() }), { code: 'HVLAB_E_UNSAFE_DIR' })
+    t.throws(() => runningLab(dir), { code: 'HVLAB_E_UNSAFE_DIR' })
+  },
+)
 
 t.test('a data dir that does not exist yet passes the check; a file in its place is a usage error', (t) => {
   const base = scratch(t)
@@ -92,6 +100,10 @@ t.test('control.json is replaced atomically: no temp file is left, and it reads 
   await controller.writeControlFile(4242)
   await controller.writeControlFile(4343)
   t.equal(modeOf(layout.control), 0o600, 'mode 0600')
-  t.same(readdirSync(layout.root).filter((f) => f.includes('.tmp')), [], 'no temp file left behind')
+  t.same(
+    readdirSync(layout.root).filter((f) => f.includes('.tmp')),
+    [],
+    'no temp file left behind',
+  )
   t.match(readRunningControl(layout), { pid: process.pid, httpPort: 4343, peerPort: controller.peerPort, topology: 'two-site' })
 })

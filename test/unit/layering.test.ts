@@ -29,7 +29,9 @@ function sourceFiles(folder: string): string[] {
 /** The top folder a relative specifier of `file` points into, or null for a package. */
 function targetOf(file: string, spec: string): string | null {
   if (!spec.startsWith('.')) return null
-  return relative(ROOT, resolve(ROOT, dirname(file), spec)).split(sep).join('/')
+  return relative(ROOT, resolve(ROOT, dirname(file), spec))
+    .split(sep)
+    .join('/')
 }
 
 /** Offending imports of one file: `file: 'spec' -> target`. */
@@ -57,16 +59,24 @@ t.test('the import scanner sees every form of import', async (t) => {
     "import './side-effect.js'",
   ].join('\n')
   t.same(importSpecifiers(src), ['tap', '../agent/a.js', '../scripts/b.js', './c.js', '../witness/d.js', './side-effect.js'])
-  t.same(layeringViolations('shared/x.ts', "import { a } from '../agent/a.js'\nimport { z } from 'zod'\nimport { y } from './protocol/y.js'"), [
-    "shared/x.ts: '../agent/a.js' -> agent/a.js",
-  ])
-  t.same(layeringViolations('witness/w.ts', "import { a } from '../agent/cluster/a.js'\nimport { s } from '../shared/s.js'\nimport { o } from './own.js'"), [
-    "witness/w.ts: '../agent/cluster/a.js' -> agent/cluster/a.js",
-  ])
-  t.same(layeringViolations('agent/csv/c.ts', "import { p } from '../../array-emulator/p.js'\nimport { q } from '../../scripts/cli/q.js'\nimport { r } from '../vm/r.js'"), [
-    "agent/csv/c.ts: '../../array-emulator/p.js' -> array-emulator/p.js",
-    "agent/csv/c.ts: '../../scripts/cli/q.js' -> scripts/cli/q.js",
-  ])
+  t.same(
+    layeringViolations('shared/x.ts', "import { a } from '../agent/a.js'\nimport { z } from 'zod'\nimport { y } from './protocol/y.js'"),
+    ["shared/x.ts: '../agent/a.js' -> agent/a.js"],
+  )
+  t.same(
+    layeringViolations(
+      'witness/w.ts',
+      "import { a } from '../agent/cluster/a.js'\nimport { s } from '../shared/s.js'\nimport { o } from './own.js'",
+    ),
+    ["witness/w.ts: '../agent/cluster/a.js' -> agent/cluster/a.js"],
+  )
+  t.same(
+    layeringViolations(
+      'agent/csv/c.ts',
+      "import { p } from '../../array-emulator/p.js'\nimport { q } from '../../scripts/cli/q.js'\nimport { r } from '../vm/r.js'",
+    ),
+    ["agent/csv/c.ts: '../../array-emulator/p.js' -> array-emulator/p.js", "agent/csv/c.ts: '../../scripts/cli/q.js' -> scripts/cli/q.js"],
+  )
 })
 
 t.test('roles import only shared/ and their own folder; shared/ imports only shared/', async (t) => {

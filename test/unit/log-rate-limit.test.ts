@@ -7,8 +7,15 @@ const run = (limit: LogRateLimit, times_ms: number[]) => times_ms.map((at) => li
 t.test('at most lines_per_s lines in a second; the rest are counted', async (t) => {
   const limit = new LogRateLimit(3, 'refusals')
   const first = run(limit, [1000, 1001, 1002, 1003, 1500, 1999])
-  t.same(first.map((d) => d.write), [true, true, true, false, false, false], 'three written, three not')
-  t.ok(first.every((d) => d.notLogged === 0), 'nothing to report yet')
+  t.same(
+    first.map((d) => d.write),
+    [true, true, true, false, false, false],
+    'three written, three not',
+  )
+  t.ok(
+    first.every((d) => d.notLogged === 0),
+    'nothing to report yet',
+  )
   t.equal(limit.pending, 3)
   const next = limit.take(2000)
   t.same(next, { write: true, notLogged: 3 }, 'the first line of the next second says how many were not logged')
@@ -19,15 +26,24 @@ t.test('at most lines_per_s lines in a second; the rest are counted', async (t) 
 t.test('at exactly the limit nothing is dropped', async (t) => {
   const limit = new LogRateLimit(10, 'refusals')
   for (let second = 0; second < 5; second++) {
-    const ds = run(limit, Array.from({ length: 10 }, (_, i) => second * 1000 + i * 99))
-    t.ok(ds.every((d) => d.write && d.notLogged === 0), `second ${second}: all 10 written`)
+    const ds = run(
+      limit,
+      Array.from({ length: 10 }, (_, i) => second * 1000 + i * 99),
+    )
+    t.ok(
+      ds.every((d) => d.write && d.notLogged === 0),
+      `second ${second}: all 10 written`,
+    )
   }
   t.same(limit.take(4999), { write: false, notLogged: 0 }, 'the 11th in a second is not')
 })
 
 t.test('a flood: one second’s worth written, every other line counted', async (t) => {
   const limit = new LogRateLimit(10, 'refusals')
-  const ds = run(limit, Array.from({ length: 10_000 }, (_, i) => 5000 + i / 20)) // 10,000 in 500 ms
+  const ds = run(
+    limit,
+    Array.from({ length: 10_000 }, (_, i) => 5000 + i / 20),
+  ) // 10,000 in 500 ms
   t.equal(ds.filter((d) => d.write).length, 10)
   t.equal(limit.pending, 9990)
   t.same(limit.take(6000), { write: true, notLogged: 9990 })
@@ -35,7 +51,11 @@ t.test('a flood: one second’s worth written, every other line counted', async 
 
 t.test('windows are whole seconds from their first line; a clock that steps back starts a new one', async (t) => {
   const limit = new LogRateLimit(1, 'refusals')
-  t.same(run(limit, [100, 900, 1099]).map((d) => d.write), [true, false, false], 'the window runs from 100 to 1100')
+  t.same(
+    run(limit, [100, 900, 1099]).map((d) => d.write),
+    [true, false, false],
+    'the window runs from 100 to 1100',
+  )
   t.same(limit.take(1100), { write: true, notLogged: 2 })
   t.same(limit.take(50), { write: true, notLogged: 0 }, 'time went back: a new window')
 })

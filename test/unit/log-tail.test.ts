@@ -21,7 +21,11 @@ t.test('a missing file has no lines', async (t) => {
 
 t.test('the last lines, without blank ones', async (t) => {
   t.same(lastLines(file(numbered(3))), ['line 1', 'line 2', 'line 3'])
-  t.same(lastLines(file(numbered(30))), Array.from({ length: 10 }, (_, i) => `line ${i + 21}`), 'ten by default')
+  t.same(
+    lastLines(file(numbered(30))),
+    Array.from({ length: 10 }, (_, i) => `line ${i + 21}`),
+    'ten by default',
+  )
   t.same(lastLines(file(numbered(30)), 2), ['line 29', 'line 30'])
   t.same(lastLines(file('a\n\nb\nc-without-newline')), ['a', 'b', 'c-without-newline'])
 })
@@ -62,7 +66,10 @@ t.test('lastLineThat: the last line accepted, scanning back past the lines refus
 
 t.test('lastLineThat reads lines longer than its read chunk, and skips those over line_bytes_max', async (t) => {
   const long = '9'.repeat(200 * 1024) // over three 64 KiB chunks
-  t.equal(lastLineThat(file(`1\n${long}\nbad\n`), (l) => (l === long ? 'long' : undefined)), 'long')
+  t.equal(
+    lastLineThat(file(`1\n${long}\nbad\n`), (l) => (l === long ? 'long' : undefined)),
+    'long',
+  )
   t.equal(lastLineThat(file(`5\n${'x'.repeat(200 * 1024)}\n`), digits), 5, 'a long refused line is passed over')
   t.equal(lastLineThat(file(`5\n${long}\n`), digits, 100 * 1024), 5, 'one over line_bytes_max is skipped unread')
   t.equal(lastLineThat(file(`${long}\n`), digits, 100 * 1024), undefined, 'also when it is the first line')

@@ -56,8 +56,16 @@ t.test('a process log rotates at log_file_bytes_max and keeps log_files_kept rot
   const kept = paths.flatMap(msgs)
   t.equal(kept.at(-1), 'line 99', 'the newest line is in the newest file')
   t.notOk(kept.includes('line 0'), 'the oldest files are gone')
-  t.same(rotatedPaths(layout.processLog('host-a2')).flatMap(msgs), ['a neighbour in the same logs dir'], 'another process’s log is left alone')
+  t.same(
+    rotatedPaths(layout.processLog('host-a2')).flatMap(msgs),
+    ['a neighbour in the same logs dir'],
+    'another process’s log is left alone',
+  )
   const last = lastLinesOf(paths, 40).map((l) => (JSON.parse(l) as { msg: string }).msg)
-  t.same(last, Array.from({ length: 40 }, (_, i) => `line ${60 + i}`), 'the last lines, read across the rotated files')
+  t.same(
+    last,
+    Array.from({ length: 40 }, (_, i) => `line ${60 + i}`),
+    'the last lines, read across the rotated files',
+  )
   t.ok(layout.logFiles().length >= 4, 'the layout lists every log file, rotated ones included')
 })

@@ -25,7 +25,10 @@ t.test('only presented hosts may do I/O', async (t) => {
   await m.present('vm1-os', 'host-a')
   m.checkAccess('vm1-os', 'host-a')
   m.checkAccess('vm1-os', 'host-a', WWN_A) // no initiators named: any initiator of the host
-  t.throws(() => m.checkAccess('vm1-os', 'host-b'), { code: 'HVLAB_E_REFUSED', message: /host host-b may not access volume vm1-os.*not presented/ })
+  t.throws(() => m.checkAccess('vm1-os', 'host-b'), {
+    code: 'HVLAB_E_REFUSED',
+    message: /host host-b may not access volume vm1-os.*not presented/,
+  })
   t.throws(() => m.checkAccess('other', 'host-a'), { code: 'HVLAB_E_REFUSED' })
   await m.unpresent('vm1-os', 'host-a')
   t.throws(() => m.checkAccess('vm1-os', 'host-a'), { code: 'HVLAB_E_REFUSED' })
@@ -66,7 +69,13 @@ t.test('presentations survive a restart; forgetVolume drops them', async (t) => 
   await a.present('w', 'h1')
   await a.forgetVolume('w')
   const b = await LunMasking.open(dir)
-  t.same(b.presentations('v').map((p) => p.host).sort(), ['h1', 'h2'])
+  t.same(
+    b
+      .presentations('v')
+      .map((p) => p.host)
+      .sort(),
+    ['h1', 'h2'],
+  )
   b.checkAccess('v', 'h1', WWN_A)
   t.throws(() => b.checkAccess('v', 'h1', WWN_B), { code: 'HVLAB_E_REFUSED' })
   t.throws(() => b.checkAccess('w', 'h1'), { code: 'HVLAB_E_REFUSED' })

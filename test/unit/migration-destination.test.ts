@@ -20,7 +20,9 @@ t.test('happy path: allocate, rounds in order, blackout, resume and announce', a
   const ack = d.step({ kind: 'round-end', round: 0, batches: 2 }, 3)
   t.same(ack, [{ kind: 'reply', reply: { t: 'migration-round-ack', round: 0, batches: 2, pages: 256 } }])
   d.step({ kind: 'pages', round: 1, seq: 0, entries: 10 }, 4)
-  t.same(d.step({ kind: 'round-end', round: 1, batches: 1 }, 5), [{ kind: 'reply', reply: { t: 'migration-round-ack', round: 1, batches: 1, pages: 10 } }])
+  t.same(d.step({ kind: 'round-end', round: 1, batches: 1 }, 5), [
+    { kind: 'reply', reply: { t: 'migration-round-ack', round: 1, batches: 1, pages: 10 } },
+  ])
   const prep = d.step({ kind: 'blackout', round: 2, batches: 0, device_state_bytes: 64 }, 6)
   t.same(kinds(prep), ['load-device-state', 'reply'])
   t.match(prep[1], { reply: { t: 'migration-prepared', verify: true } })

@@ -1,7 +1,14 @@
 import t from 'tap'
 import { formatProgressBar } from '../../scripts/cli/migration-progress.js'
 
-const base = { stage: 'precopy', round: 3, pages_left: 4096, pages_total: 16384, bandwidth_bytes_per_s: 85 * 1024 * 1024, expected_blackout_ms: 41.6 }
+const base = {
+  stage: 'precopy',
+  round: 3,
+  pages_left: 4096,
+  pages_total: 16384,
+  bandwidth_bytes_per_s: 85 * 1024 * 1024,
+  expected_blackout_ms: 41.6,
+}
 
 t.test('one line with round, pages left, rate and expected blackout', async (t) => {
   const line = formatProgressBar(base, 120)
@@ -14,7 +21,11 @@ t.test('one line with round, pages left, rate and expected blackout', async (t) 
 t.test('the bar at the ends, and an unknown blackout', async (t) => {
   t.match(formatProgressBar({ ...base, pages_left: 16384, expected_blackout_ms: null }), /^\[\.{20}\]   0% .*expected blackout -/)
   t.match(formatProgressBar({ ...base, pages_left: 0 }), /^\[#{20}\] 100%/)
-  t.match(formatProgressBar({ ...base, pages_total: 0, pages_left: 10 }), /^\[\.{20}\]   0%/, 'more left than the total seen counts as the total')
+  t.match(
+    formatProgressBar({ ...base, pages_total: 0, pages_left: 10 }),
+    /^\[\.{20}\]   0%/,
+    'more left than the total seen counts as the total',
+  )
 })
 
 t.test('cut to a narrow terminal', async (t) => {

@@ -33,7 +33,11 @@ interface Pair {
   announced: string[]
 }
 
-async function pair(tt: TapTest, over: Partial<MigrationServiceOptions> = {}, onSourceEvent?: (e: MigrationEvent, p: Pair) => void): Promise<Pair> {
+async function pair(
+  tt: TapTest,
+  over: Partial<MigrationServiceOptions> = {},
+  onSourceEvent?: (e: MigrationEvent, p: Pair) => void,
+): Promise<Pair> {
   const arrived: LabVm[] = []
   const sourceEvents: MigrationEvent[] = []
   const destinationEvents: MigrationEvent[] = []
@@ -51,7 +55,15 @@ async function pair(tt: TapTest, over: Partial<MigrationServiceOptions> = {}, on
   const limits = { deadAfter_ms: 30_000 }
   const server = await startServer(tt, { onPeer: (c) => destination.attach(c), limits })
   const conn = await connect(tt, server.port, { limits })
-  const p: Pair = { source: undefined as unknown as MigrationService, destination, conn, arrived, sourceEvents, destinationEvents, announced }
+  const p: Pair = {
+    source: undefined as unknown as MigrationService,
+    destination,
+    conn,
+    arrived,
+    sourceEvents,
+    destinationEvents,
+    announced,
+  }
   p.source = new MigrationService({
     host: 'client-b',
     log: process.env.MIG_DEBUG ? createLogger({ name: 'x', level: 'debug' }) : silentLogger(),
@@ -71,7 +83,9 @@ function guest(name: string, mib: number, seed: number, withWorkload: { dirty_mi
   const quarter = memory.byte_length / 4
   randomFillSync(memory.bytes.subarray(0, quarter))
   for (let i = quarter; i < 2 * quarter; i++) memory.bytes[i] = (i * 31 + seed) & 0xff
-  const workload = withWorkload ? new GuestWorkload(memory, clock, { dirty_mib_per_s: withWorkload.dirty_mib_per_s, hot_fraction: 0.05, hot_write_share: 0.8, seed }) : undefined
+  const workload = withWorkload
+    ? new GuestWorkload(memory, clock, { dirty_mib_per_s: withWorkload.dirty_mib_per_s, hot_fraction: 0.05, hot_write_share: 0.8, seed })
+    : undefined
   const device_state = new Uint8Array(64).map((_, i) => (i * 7 + seed) & 0xff)
   return new LabVm({ name, memory, storage: 'csv', device_state, ...(workload ? { workload } : {}) })
 }
@@ -97,7 +111,10 @@ t.test('a 64 MiB guest under load migrates live; memory on the destination equal
   t.equal(pg.skipped + pg.zero + pg.delta + pg.full, pg.scanned, 'every page looked at is counted once')
   t.ok(pg.skipped > 0, 'zero pages never written are skipped')
   t.ok(result.bytes_sent < result.bytes_raw, 'encoding sends fewer bytes than whole pages')
-  t.ok(result.blackout_ms !== null && result.blackout_ms >= 0 && result.blackout_ms <= result.total_ms, 'blackout is measured inside the total')
+  t.ok(
+    result.blackout_ms !== null && result.blackout_ms >= 0 && result.blackout_ms <= result.total_ms,
+    'blackout is measured inside the total',
+  )
   t.same(
     p.sourceEvents.map((e) => e.kind).filter((k) => k !== 'migration.precopy' && k !== 'migration.throttled'),
     ['migration.setup', 'migration.blackout', 'migration.storage', 'migration.resumed', 'migration.completed'],
@@ -190,7 +207,10 @@ t.test('a queued migration can be cancelled before it starts', async (t) => {
   t.ok(p.source.cancel('q1'))
   t.equal((await b.result).outcome, 'cancelled')
   t.equal((await a.result).outcome, 'completed')
-  t.same(p.arrived.map((v) => v.name), ['q0'])
+  t.same(
+    p.arrived.map((v) => v.name),
+    ['q0'],
+  )
 })
 
 t.test('a storage hook moves an owned disk inside the blackout', async (t) => {
@@ -213,7 +233,10 @@ t.test('a malformed batch from a source: the destination discards and the source
   const garbage = new Uint8Array(64).fill(0xee)
   await p.conn.send({ t: 'migration-pages', migration_id: 'm-evil', round: 0, seq: 0 }, garbage)
   await t.rejects(p.conn.request({ t: 'migration-round-end', migration_id: 'm-evil', round: 0, batches: 1 }), { code: 'HVLAB_E_NOT_FOUND' })
-  t.ok(p.destinationEvents.some((e) => e.kind === 'migration.aborted' && /malformed page batch/.test(String(e.details.reason))), 'aborted, with the reason')
+  t.ok(
+    p.destinationEvents.some((e) => e.kind === 'migration.aborted' && /malformed page batch/.test(String(e.details.reason))),
+    'aborted, with the reason',
+  )
   t.equal(p.arrived.length, 0)
   t.ok(p.conn.isOpen, 'the connection serves other migrations on')
 })

@@ -53,7 +53,13 @@ function checkRun(seed: number, out: { outcome: string }): string | null {
           break
         case 'copy-round': {
           const pages = e.pages === 'all' ? page_count : Math.floor(random() * page_count)
-          pending.push({ kind: 'round-sent', round: e.round, pages, bytes_sent: Math.floor(pages * PAGE * random()), dirty_pages_now: Math.floor(random() * page_count * random()) })
+          pending.push({
+            kind: 'round-sent',
+            round: e.round,
+            pages,
+            bytes_sent: Math.floor(pages * PAGE * random()),
+            dirty_pages_now: Math.floor(random() * page_count * random()),
+          })
           break
         }
         case 'copy-final':

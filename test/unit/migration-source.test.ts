@@ -55,7 +55,10 @@ t.test('happy path: setup, round 0, a smaller round, switch-over, storage, resum
   const r = m.report()
   t.equal(r.switch_reason, 'fits_budget')
   t.equal(r.rounds.length, 2)
-  t.same(r.rounds.map((x) => x.pages), [16384, 5000])
+  t.same(
+    r.rounds.map((x) => x.pages),
+    [16384, 5000],
+  )
   t.equal((r.running_ms ?? 0) - (r.paused_ms ?? 0), 70, 'blackout is pause → destination running')
   t.same(m.step({ kind: 'cancel', reason: 'late' }, 3000), [], 'nothing happens after the end')
 })
@@ -188,15 +191,22 @@ t.test('every effect list keeps the way back: no release before the destination 
     const all: SourceEffect[] = []
     all.push(...m.step({ kind: 'start' }, 0))
     if (stage !== 'setup') all.push(...m.step({ kind: 'destination-ready' }, 10))
-    if (stage === 'blackout' || stage === 'storage') all.push(...m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 1 }, 20))
+    if (stage === 'blackout' || stage === 'storage')
+      all.push(...m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 1 }, 20))
     if (stage === 'storage') all.push(...m.step({ kind: 'final-sent', round: 1, pages: 1, bytes_sent: PAGE }, 30))
     all.push(...m.step({ kind: 'failed', reason: `lost in ${stage}` }, 40))
     if (stage === 'storage') all.push(...m.step({ kind: 'storage-refused', reason: 'link gone' }, 50))
-    t.notOk(all.some((e) => e.kind === 'release-vm'), `${stage}: never released`)
+    t.notOk(
+      all.some((e) => e.kind === 'release-vm'),
+      `${stage}: never released`,
+    )
     const pauses = all.filter((e) => e.kind === 'pause-guest').length
     const resumes = all.filter((e) => e.kind === 'resume-guest').length
     t.equal(resumes, pauses, `${stage}: every pause is undone`)
     t.equal(m.outcome, 'failed', `${stage}: failed`)
-    t.ok(without(all, 'emit').some((e) => e.kind === 'abort-destination'), `${stage}: destination told to discard`)
+    t.ok(
+      without(all, 'emit').some((e) => e.kind === 'abort-destination'),
+      `${stage}: destination told to discard`,
+    )
   }
 })

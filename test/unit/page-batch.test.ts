@@ -42,14 +42,21 @@ t.test('a batch of zero, delta and full pages applies on the destination', async
   const entries = readPageBatch(batch, 4)
   t.same(
     entries.map((e) => [e.index, e.kind]),
-    [[0, PageKind.zero], [1, PageKind.delta], [2, PageKind.full]],
+    [
+      [0, PageKind.zero],
+      [1, PageKind.delta],
+      [2, PageKind.full],
+    ],
   )
   const dest = destination()
   t.same(applyBatch(dest, batch), { pages: 3, zero: 1, delta: 1, full: 1 })
   t.ok(dest.pageView(0).every((b) => b === 0))
   t.same(dest.pageView(1), page1)
   t.same(dest.pageView(2), page2)
-  t.ok(dest.pageView(3).every((b) => b === 0), 'pages not in the batch are untouched')
+  t.ok(
+    dest.pageView(3).every((b) => b === 0),
+    'pages not in the batch are untouched',
+  )
   t.equal(dest.dirtyCount(), 0, 'applying marks nothing dirty')
 })
 

@@ -15,7 +15,6 @@ const PAGE = 4096
 /** A seeded test's seed: its own in CI, HVLAB_SEED's when that is set (test/sim/seed.ts); failures print it. */
 const seedOf = (ci: number): number => seeds(import.meta.url, [ci]).list[0]!
 
-
 const randomPage = (rnd: () => number): Uint8Array => Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256))
 
 /** A straightforward reference of the QEMU format, without size limit. */
@@ -38,7 +37,6 @@ function referenceEncode(prev: Uint8Array, cur: Uint8Array): number[] {
   }
   return out
 }
-
 
 t.test('identical pages encode to 0 bytes and decode back', async (t) => {
   const rnd = mulberry32(1)
@@ -137,7 +135,14 @@ t.test('adversarial: every other byte changed is not smaller; every 3rd byte is'
 
 t.test('runs around the 1/2-byte length boundary (127, 128)', async (t) => {
   const prev = new Uint8Array(PAGE)
-  for (const [z, nz] of [[127, 127], [128, 128], [127, 128], [128, 1], [0, 128], [4095, 1]] as const) {
+  for (const [z, nz] of [
+    [127, 127],
+    [128, 128],
+    [127, 128],
+    [128, 1],
+    [0, 128],
+    [4095, 1],
+  ] as const) {
     const cur = prev.slice()
     cur.fill(9, z, z + nz)
     const d = encodeDeltaToBytes(prev, cur)
@@ -169,7 +174,10 @@ t.test('malformed deltas throw HVLAB_E_PROTOCOL and leave the target alone', asy
     const target = new Uint8Array(PAGE).fill(0x55)
     t.throws(() => decodeDelta(prev, Uint8Array.from(bytes), target), { name: 'HvlabError', code: 'HVLAB_E_PROTOCOL' }, what)
     t.throws(() => validateDelta(Uint8Array.from(bytes), PAGE), { name: 'HvlabError', code: 'HVLAB_E_PROTOCOL' }, `${what} (validate)`)
-    t.ok(target.every((b) => b === 0x55), `${what}: target untouched`)
+    t.ok(
+      target.every((b) => b === 0x55),
+      `${what}: target untouched`,
+    )
   }
   // the last valid position: zero run 4095, one byte
   const target = prev.slice()
@@ -230,7 +238,10 @@ t.test('unaligned views (byte path) encode exactly like aligned ones (word path)
     const unaligned = encodeDeltaToBytes(prevOdd.subarray(1), curOdd.subarray(3))
     const ref = referenceEncode(prev, cur)
     const want = ref.length < PAGE ? ref : null
-    if (JSON.stringify(aligned && Array.from(aligned)) !== JSON.stringify(want) || JSON.stringify(unaligned && Array.from(unaligned)) !== JSON.stringify(want)) {
+    if (
+      JSON.stringify(aligned && Array.from(aligned)) !== JSON.stringify(want) ||
+      JSON.stringify(unaligned && Array.from(unaligned)) !== JSON.stringify(want)
+    ) {
       t.fail(`seed ${seed} case ${n}: word and byte paths disagree with the reference`)
       return
     }
@@ -246,7 +257,11 @@ t.test('looksChangedThroughout: only a page changed at every sampled word, and n
     const page = randomPage(rnd)
     if (looksChangedThroughout(zero, page)) {
       throughout++
-      t.equal(encodeDelta(zero, page, new Uint8Array(PAGE)), DELTA_NOT_SMALLER, `random page ${k} judged changed throughout has no smaller delta`)
+      t.equal(
+        encodeDelta(zero, page, new Uint8Array(PAGE)),
+        DELTA_NOT_SMALLER,
+        `random page ${k} judged changed throughout has no smaller delta`,
+      )
     }
   }
   t.ok(throughout > 100, `most random pages are judged changed throughout (${throughout} of 200)`)

@@ -11,7 +11,6 @@ import { seeds } from '../sim/seed.js'
 
 const PAGE = PAGE_SIZE_BYTES
 
-
 const bytesOf = (sab: SharedArrayBuffer, page: number): Uint8Array => new Uint8Array(sab, page * PAGE, PAGE)
 
 /**
@@ -29,11 +28,18 @@ function scenario(): { source: GuestMemory; last_sent: SharedArrayBuffer; dest: 
     dest.pageView(page).set(bytes)
     source.pageView(page).set(bytes)
   }
-  for (const p of [0, 1, 2, 3]) set(p, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+  for (const p of [0, 1, 2, 3])
+    set(
+      p,
+      Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)),
+    )
   source.fill(1 * PAGE, PAGE, 0)
   source.write(2 * PAGE + 17, Uint8Array.from([1, 2, 3]))
   source.write(2 * PAGE + 3000, Uint8Array.from([4]))
-  source.write(3 * PAGE, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+  source.write(
+    3 * PAGE,
+    Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)),
+  )
   source.writeByte(5 * PAGE + 99, 0x77)
   return { source, last_sent, dest }
 }
@@ -53,7 +59,12 @@ t.test('diffPages classifies pages and the destination ends equal to the source'
   })
   t.same(
     readPageBatch(batch, 6).map((e) => [e.index, e.kind]),
-    [[1, PageKind.zero], [2, PageKind.delta], [3, PageKind.full], [5, PageKind.delta]],
+    [
+      [1, PageKind.zero],
+      [2, PageKind.delta],
+      [3, PageKind.full],
+      [5, PageKind.delta],
+    ],
   )
   t.ok(stats.encodedBytes < 2 * PAGE, `encoded ${stats.encodedBytes} bytes for one full page and small changes`)
   t.same(new Uint8Array(last_sent), source.bytes, 'last-sent copy now mirrors the source')
@@ -66,12 +77,17 @@ t.test('diffPages classifies pages and the destination ends equal to the source'
 t.test('diffPages refuses bad tasks', async (t) => {
   const m = GuestMemory.create(2)
   const last_sent = new SharedArrayBuffer(2 * PAGE)
-  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent, pages: Uint32Array.from([2]) }), { code: 'HVLAB_E_INTERNAL', message: /outside/ })
-  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent: new SharedArrayBuffer(PAGE), pages: new Uint32Array(0) }), { code: 'HVLAB_E_INTERNAL' })
-  t.throws(
-    () => diffPages({ memory: m.buffers.memory, last_sent, pages: new Uint32Array(PAGE_BATCH_PAGES_MAX + 1) }),
-    { code: 'HVLAB_E_INTERNAL', message: /split/ },
-  )
+  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent, pages: Uint32Array.from([2]) }), {
+    code: 'HVLAB_E_INTERNAL',
+    message: /outside/,
+  })
+  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent: new SharedArrayBuffer(PAGE), pages: new Uint32Array(0) }), {
+    code: 'HVLAB_E_INTERNAL',
+  })
+  t.throws(() => diffPages({ memory: m.buffers.memory, last_sent, pages: new Uint32Array(PAGE_BATCH_PAGES_MAX + 1) }), {
+    code: 'HVLAB_E_INTERNAL',
+    message: /split/,
+  })
 })
 
 t.test('the worker entry returns the result with its batch buffer to transfer', async (t) => {
@@ -89,8 +105,16 @@ function guestWrites(m: GuestMemory, rnd: () => number, count: number): void {
   for (let n = 0; n < count; n++) {
     const page = Math.floor(rnd() * m.page_count)
     const kind = rnd()
-    if (kind < 0.6) m.write(page * PAGE + Math.floor(rnd() * (PAGE - 8)), Uint8Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => Math.floor(rnd() * 256)))
-    else if (kind < 0.8) m.write(page * PAGE, Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)))
+    if (kind < 0.6)
+      m.write(
+        page * PAGE + Math.floor(rnd() * (PAGE - 8)),
+        Uint8Array.from({ length: 1 + Math.floor(rnd() * 8) }, () => Math.floor(rnd() * 256)),
+      )
+    else if (kind < 0.8)
+      m.write(
+        page * PAGE,
+        Uint8Array.from({ length: PAGE }, () => Math.floor(rnd() * 256)),
+      )
     else if (kind < 0.9) m.fill(page * PAGE, PAGE, 0)
     else m.markDirty(page) // dirtied but unchanged
   }
@@ -106,7 +130,8 @@ t.test('seeded pre-copy rounds in process: destination hash equals source hash a
     source.markAllDirty()
     for (let round = 0; round < 5; round++) {
       const dirty = source.takeDirty()
-      for (let at = 0; at < dirty.length; at += 64) applyBatch(dest, diffPages({ memory: source.buffers.memory, last_sent, pages: dirty.slice(at, at + 64) }).batch)
+      for (let at = 0; at < dirty.length; at += 64)
+        applyBatch(dest, diffPages({ memory: source.buffers.memory, last_sent, pages: dirty.slice(at, at + 64) }).batch)
       if (round < 4) guestWrites(source, rnd, 50)
     }
     if (dest.sha256() !== source.sha256()) {
@@ -133,13 +158,20 @@ t.test('pool with 2 threads: rounds with writes between them end with equal hash
     const { batches, stats } = await pool.diff(source.buffers.memory, last_sent, dirty)
     t.equal(stats.scanned, dirty.length, `round ${round} scanned every dirty page (seed ${seed})`)
     t.equal(batches.length, Math.ceil(dirty.length / 32))
-    t.equal(stats.encodedBytes, batches.reduce((n, b) => n + b.length, 0))
+    t.equal(
+      stats.encodedBytes,
+      batches.reduce((n, b) => n + b.length, 0),
+    )
     for (const b of batches) applyBatch(dest, b)
     for (const k of ['zero', 'skipped', 'delta', 'full'] as const) totals[k] += stats[k]
     if (round < 5) guestWrites(source, rnd, 80)
   }
   t.equal(dest.sha256(), source.sha256(), `destination equals source at pause (seed ${seed})`)
-  t.same(Buffer.compare(Buffer.from(last_sent), Buffer.from(source.bytes.buffer as SharedArrayBuffer)), 0, 'last-sent copy mirrors the source')
+  t.same(
+    Buffer.compare(Buffer.from(last_sent), Buffer.from(source.bytes.buffer as SharedArrayBuffer)),
+    0,
+    'last-sent copy mirrors the source',
+  )
   for (const k of ['zero', 'skipped', 'delta', 'full'] as const) t.ok(totals[k] > 0, `some pages went as ${k} (${totals[k]})`)
   await pool.close()
   await t.rejects(pool.diff(source.buffers.memory, last_sent, new Uint32Array(0)), { code: 'HVLAB_E_STATE' })
@@ -151,5 +183,7 @@ t.test('pool reports a failing task and refuses bad options', async (t) => {
   const pool = new PageDiffPool({ threads: 1, chunk_pages: 4, inflight_max: 1 })
   t.teardown(() => pool.close())
   const m = GuestMemory.create(8)
-  await t.rejects(pool.diff(m.buffers.memory, new SharedArrayBuffer(8 * PAGE), Uint32Array.from([0, 1, 2, 3, 8])), { message: /outside memory/ })
+  await t.rejects(pool.diff(m.buffers.memory, new SharedArrayBuffer(8 * PAGE), Uint32Array.from([0, 1, 2, 3, 8])), {
+    message: /outside memory/,
+  })
 })

@@ -11,7 +11,11 @@ import { decodeFrame, encodeFrame } from '../../shared/protocol/codec.js'
 import { FrameAuth } from '../../shared/transport/frame-auth.js'
 import { PeerConnection, type TransportLimits } from '../../shared/transport/peer-connection.js'
 
-const TRANSCRIPT = { protocolVersion: 2, client: { name: 'peer-x', role: 'host', nonce: 'a'.repeat(32) }, server: { name: 'self', role: 'host', nonce: 'b'.repeat(32) } }
+const TRANSCRIPT = {
+  protocolVersion: 2,
+  client: { name: 'peer-x', role: 'host', nonce: 'a'.repeat(32) },
+  server: { name: 'self', role: 'host', nonce: 'b'.repeat(32) },
+}
 
 /**
  * Stands in for a ws socket and for the peer's end of the frame authentication: records
@@ -54,7 +58,11 @@ class FakeSocket extends EventEmitter {
 function fakeConnection(tt: Parameters<Parameters<typeof t.test>[0]>[0], limits: Partial<TransportLimits> = {}) {
   const socket = new FakeSocket()
   const frameAuth = FrameAuth.after('server', 'secret', TRANSCRIPT)
-  const c = new PeerConnection(socket as unknown as WebSocket, { name: 'peer-x', role: 'host' }, { log: silentLogger(), frameAuth, limits: { pingInterval_ms: 60_000, ...limits } })
+  const c = new PeerConnection(
+    socket as unknown as WebSocket,
+    { name: 'peer-x', role: 'host' },
+    { log: silentLogger(), frameAuth, limits: { pingInterval_ms: 60_000, ...limits } },
+  )
   tt.teardown(() => c.terminate())
   return { socket, c }
 }
@@ -68,12 +76,20 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE, 
   const attachment = Buffer.alloc(4 * KiB, 1)
   const outcomes: Promise<'sent' | string>[] = []
   for (let i = 0; i < 100; i++) {
-    outcomes.push(c.send(label(i), attachment).then(() => 'sent', (e: { code?: string }) => e.code ?? 'other'))
+    outcomes.push(
+      c.send(label(i), attachment).then(
+        () => 'sent',
+        (e: { code?: string }) => e.code ?? 'other',
+      ),
+    )
   }
   await new Promise((resolve) => setImmediate(resolve))
   const frame_bytes = encodeFrame({ k: 'msg', m: label(50) }, attachment).length
   const handedToSocket = socket.sent.length
-  tt.ok(handedToSocket * frame_bytes <= limits.sendHighWater_bytes + frame_bytes, `only up to the high-water mark went to the socket (${handedToSocket} frames)`)
+  tt.ok(
+    handedToSocket * frame_bytes <= limits.sendHighWater_bytes + frame_bytes,
+    `only up to the high-water mark went to the socket (${handedToSocket} frames)`,
+  )
 
   socket.flush()
   for (let round = 0; round < 100 && socket.sent.length < 100; round++) {
@@ -125,7 +141,11 @@ t.test('close() stops acting on frames and refuses further sends', async (tt) =>
   tt.equal(handled, 1, 'a frame is handled while open')
   c.close('HVLAB_E_STATE', `shutting down: ${'the host is draining; '.repeat(100)}`)
   tt.equal(socket.closedWith, 1008)
-  tt.match(decodeFrame(socket.sent.at(-1)!).envelope, { k: 'msg', m: { t: 'goodbye', code: 'HVLAB_E_STATE', reason: /^shutting down/ } }, 'the peer is told why, even with a long reason')
+  tt.match(
+    decodeFrame(socket.sent.at(-1)!).envelope,
+    { k: 'msg', m: { t: 'goodbye', code: 'HVLAB_E_STATE', reason: /^shutting down/ } },
+    'the peer is told why, even with a long reason',
+  )
   tt.equal(c.isOpen, false, 'a closing connection is not open')
   socket.receive(encodeFrame({ k: 'msg', m: { t: 'ping', seq: 2, sent_ms: 0 } }))
   tt.equal(handled, 1, 'a frame that arrives while closing is ignored')
@@ -150,7 +170,11 @@ t.test('handler failures: a rejected one-way handler is logged, an invalid reply
   tt.same(unhandled, [], 'the async handler failure did not escape')
   tt.ok(c.isOpen, 'the connection stays open')
   const replies = socket.sent.map((f) => decodeFrame(f).envelope)
-  tt.match(replies, [{ k: 'err', id: 41, code: 'HVLAB_E_INTERNAL', message: /invalid reply to pong/ }], 'the requester hears why instead of timing out')
+  tt.match(
+    replies,
+    [{ k: 'err', id: 41, code: 'HVLAB_E_INTERNAL', message: /invalid reply to pong/ }],
+    'the requester hears why instead of timing out',
+  )
 })
 
 t.test('requestsInFlight_max bounds requests awaiting replies', async (tt) => {

@@ -20,11 +20,26 @@ t.test('preferred owners are tried in order, skipping nodes that are paused, dow
 t.test('other possible owners: least loaded (as a fraction), then name', async (t) => {
   const role = createVmRole({ name: 'db1', memory_mib: 1024 })
   t.same(chooseNode(role, nodes, new Map()), { ok: true, node: 'host-a1' }, 'all empty: first by name')
-  const load = new Map([['host-a1', 2048], ['host-a2', 1024], ['host-b1', 1024], ['host-b2', 3000]])
+  const load = new Map([
+    ['host-a1', 2048],
+    ['host-a2', 1024],
+    ['host-b1', 1024],
+    ['host-b2', 3000],
+  ])
   t.same(chooseNode(role, nodes, load), { ok: true, node: 'host-a2' }, 'tie on load broken by name')
   const mixed = [node('big', 'up', 16384), node('small', 'up', 4096)]
   // big: 4096/16384 = 25 %, small: 2048/4096 = 50 % → big is less loaded though it uses more.
-  t.same(chooseNode(role, mixed, new Map([['big', 4096], ['small', 2048]])), { ok: true, node: 'big' })
+  t.same(
+    chooseNode(
+      role,
+      mixed,
+      new Map([
+        ['big', 4096],
+        ['small', 2048],
+      ]),
+    ),
+    { ok: true, node: 'big' },
+  )
 })
 
 t.test('possible owners restrict placement; avoid is a last resort', async (t) => {
@@ -71,7 +86,10 @@ t.test('drain plan: biggest first, counting memory as it goes; what does not fit
     { role: 'a', from: 'h1', to: 'h3' },
     { role: 'b', from: 'h1', to: 'h2' },
   ])
-  t.same(plan.stuck.map((s) => s.role), ['c'])
+  t.same(
+    plan.stuck.map((s) => s.role),
+    ['c'],
+  )
   t.match(plan.stuck[0]?.reason, /no up node has 4096 MiB free/)
 })
 
@@ -81,13 +99,20 @@ t.test('failback plan moves a role only to a better-ranked preferred owner with 
   const r2 = { ...createVmRole({ name: 'r2', memory_mib: 4096, preferred_owners: ['h1', 'h2'] }), owner: 'h3' }
   const r3 = { ...createVmRole({ name: 'r3', memory_mib: 4096, preferred_owners: ['h1', 'h2'] }), owner: 'h2' }
   const r4 = { ...createVmRole({ name: 'r4', memory_mib: 1024 }), owner: 'h3' }
-  const load = new Map([['h3', 9216], ['h2', 4096]])
+  const load = new Map([
+    ['h3', 9216],
+    ['h2', 4096],
+  ])
   const plan = planFailback([r1, r2, r3, r4], cluster, load)
   t.same(plan.moves, [
     { role: 'r1', from: 'h3', to: 'h1' },
     { role: 'r2', from: 'h3', to: 'h1' },
   ])
-  t.same(plan.stuck.map((s) => s.role), ['r3'], 'h1 is full after r1 and r2; r3 stays on h2; r4 has no preference')
+  t.same(
+    plan.stuck.map((s) => s.role),
+    ['r3'],
+    'h1 is full after r1 and r2; r3 stays on h2; r4 has no preference',
+  )
 })
 
 t.test('return plan after resume: drained roles go back if the node has room', async (t) => {
@@ -96,6 +121,9 @@ t.test('return plan after resume: drained roles go back if the node has room', a
   const b = { ...createVmRole({ name: 'b', memory_mib: 4096 }), owner: 'h2' }
   const plan = planReturn('h1', [a, b], cluster, new Map([['h2', 6144]]))
   t.same(plan.moves, [{ role: 'b', from: 'h2', to: 'h1' }])
-  t.same(plan.stuck.map((s) => s.role), ['a'])
+  t.same(
+    plan.stuck.map((s) => s.role),
+    ['a'],
+  )
   t.same(planReturn('h1', [a], [node('h1', 'paused'), node('h2')], new Map()).moves, [], 'never onto a paused node')
 })

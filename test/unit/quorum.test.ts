@@ -3,7 +3,12 @@ import { computeVotes, forcedVotes, hasQuorum, totalVotes, votesNeeded, type Quo
 
 const NODES = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const W = 'witness-c'
-const fsm = (dynamic: boolean): QuorumSettings => ({ model: 'node-and-file-share-majority', dynamic_quorum: dynamic, dynamic_witness: dynamic, nodes: NODES })
+const fsm = (dynamic: boolean): QuorumSettings => ({
+  model: 'node-and-file-share-majority',
+  dynamic_quorum: dynamic,
+  dynamic_witness: dynamic,
+  nodes: NODES,
+})
 const nm = (dynamic: boolean): QuorumSettings => ({ model: 'node-majority', dynamic_quorum: dynamic, dynamic_witness: false, nodes: NODES })
 const set = (...xs: string[]) => new Set(xs)
 

@@ -36,7 +36,8 @@ export function silentConnection(t: Teardown, port: number, bytes = ''): { socke
 
 export function requestBytes(options: { target: string; upgrade?: boolean; authorization?: string; extraHeaders?: string[] }): string {
   const lines = [`GET ${options.target} HTTP/1.1`, 'Host: 127.0.0.1']
-  if (options.upgrade) lines.push('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==')
+  if (options.upgrade)
+    lines.push('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==')
   else lines.push('Connection: close')
   if (options.authorization) lines.push(`Authorization: ${options.authorization}`)
   lines.push(...(options.extraHeaders ?? []))

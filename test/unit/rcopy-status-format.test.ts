@@ -25,7 +25,11 @@ function group(over: Partial<RcGroupStatus> = {}): RcGroupStatus {
     sync_writes_waiting: 3,
     sync_writes_overdue: 2,
     link_failures_total: 1,
-    last_link_failure: { code: 'HVLAB_E_TIMEOUT', reason: 'array array-b did not acknowledge a synchronous write within 5000 ms', at_ms: Date.now() - 2000 },
+    last_link_failure: {
+      code: 'HVLAB_E_TIMEOUT',
+      reason: 'array array-b did not acknowledge a synchronous write within 5000 ms',
+      at_ms: Date.now() - 2000,
+    },
     ...over,
   }
 }
@@ -37,11 +41,20 @@ t.test('a sync group: policy, stuck writes, the link failure, and what an acknow
   t.match(text, /3 \(2 stuck\)/, 'waiting writes, and how many are stuck')
   t.match(text, /note: array-a rc1: link failed \d+s ago \(HVLAB_E_TIMEOUT, 1 in all\)/)
   t.match(text, /note: array-a rc1: 2 synchronous writes are stuck past 5000 ms/)
-  t.match(text, /note: sync: a host write is acknowledged once the partner has it on disk\. .*longer than 5000 ms.*no_fail_wrt_on_err \(the default, as on 3PAR\) acknowledges writes on the primary alone and the group shows NotSynced.*fail_wrt_on_err refuses them instead/)
+  t.match(
+    text,
+    /note: sync: a host write is acknowledged once the partner has it on disk\. .*longer than 5000 ms.*no_fail_wrt_on_err \(the default, as on 3PAR\) acknowledges writes on the primary alone and the group shows NotSynced.*fail_wrt_on_err refuses them instead/,
+  )
 })
 
 t.test('periodic groups only: no note on synchronous acknowledgements', async (t) => {
-  const { sync_write_timeout_ms: _a, sync_writes_waiting: _b, sync_writes_overdue: _c, last_link_failure: _d, ...periodic } = group({ mode: 'periodic', period_ms: 1000 })
+  const {
+    sync_write_timeout_ms: _a,
+    sync_writes_waiting: _b,
+    sync_writes_overdue: _c,
+    last_link_failure: _d,
+    ...periodic
+  } = group({ mode: 'periodic', period_ms: 1000 })
   const text = formatGroups([{ array: 'array-a', groups: [periodic] }])
   t.notMatch(text, /sync: a host write/)
   t.notMatch(text, /link failed/)

@@ -26,6 +26,10 @@ t.test('the table lists no limit the code lacks', async (t) => {
   const rows = [...README.matchAll(/^\| `([a-z_]+)` \| [^|]+ \| /gm)].map((m) => m[1]!)
   const known = new Set(Object.keys(LIMITS_DEFAULT))
   const limitRows = rows.filter((k) => /_(max|per_host|per_array|threads|per_s|ms|kept)$/.test(k))
-  t.same(limitRows.filter((k) => !known.has(k)), [], 'no stale rows')
+  t.same(
+    limitRows.filter((k) => !known.has(k)),
+    [],
+    'no stale rows',
+  )
   t.equal(limitRows.length, known.size, 'one row per limit')
 })

@@ -1,5 +1,12 @@
 import t from 'tap'
-import { RemoteCopyGroup, type RcEffect, type RcGroupConfigInput, type RcGroupOptions, type RcInput, type RcGroupRecord } from '../../array-emulator/remote-copy-group.js'
+import {
+  RemoteCopyGroup,
+  type RcEffect,
+  type RcGroupConfigInput,
+  type RcGroupOptions,
+  type RcInput,
+  type RcGroupRecord,
+} from '../../array-emulator/remote-copy-group.js'
 import { RESYNC_GROUPS_MAX_DEFAULT, ResyncLimiter } from '../../array-emulator/resync-limiter.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
@@ -120,7 +127,14 @@ class Lab {
         const data = Buffer.concat(
           e.blocks.map((b) => s.snaps.delta.get(key(e.volume, b)) ?? s.vols.get(e.volume)!.subarray(b * BS, (b + 1) * BS)),
         )
-        const message: RcPeerMessage = { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: e.blocks }
+        const message: RcPeerMessage = {
+          t: 'rc-blocks',
+          group: e.group,
+          cycle: e.cycle,
+          batch: e.batch,
+          volume: e.remote_volume,
+          block_list: e.blocks,
+        }
         if (this.link) this.queue.push({ to: this.other(s), message, attachment: Buffer.from(data) })
         return
       }
@@ -271,7 +285,10 @@ t.test('sync mode: writes across volumes reach the secondary in write order', as
   lab.write(lab.a, 'w', 0, 2)
   lab.write(lab.a, 'v', 0, 3)
   const order = lab.queue.filter((m) => m.message.t === 'rc-write').map((m) => (m.message as { seq: number }).seq)
-  t.same(order, [...order].sort((x, y) => x - y))
+  t.same(
+    order,
+    [...order].sort((x, y) => x - y),
+  )
   lab.run()
   t.equal(lab.b.block('v', 0), 3)
   t.equal(lab.b.block('w', 0), 2)
@@ -284,7 +301,10 @@ t.test('link loss: writes are tracked; on link return only changed blocks are re
   lab.linkDown()
   t.ok(lab.a.acked.has(inflight), 'no_fail_wrt_on_err: acknowledged on the primary alone')
   const ids = [lab.write(lab.a, 'v', 1, 1), lab.write(lab.a, 'v', 1, 2), lab.write(lab.a, 'w', 4, 3, 2)]
-  t.ok(ids.every((id) => lab.a.acked.has(id)), 'writes keep being accepted')
+  t.ok(
+    ids.every((id) => lab.a.acked.has(id)),
+    'writes keep being accepted',
+  )
   t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'])
   t.equal(lab.a.group.status().bytes_behind, 4 * BS, 'v:1, v:7, w:4, w:5')
   lab.linkUp()
@@ -309,7 +329,10 @@ t.test('fail_wrt_on_err refuses host writes while the link is down and writes no
   const lab = Lab.create({ write_error_policy: 'fail_wrt_on_err' }).setUp()
   lab.write(lab.a, 'v', 0, 1)
   lab.linkDown()
-  t.throws(() => lab.write(lab.a, 'v', 0, 2), { code: 'HVLAB_E_REFUSED', message: /link to array b is down.*fail_wrt_on_err; nothing was written/ })
+  t.throws(() => lab.write(lab.a, 'v', 0, 2), {
+    code: 'HVLAB_E_REFUSED',
+    message: /link to array b is down.*fail_wrt_on_err; nothing was written/,
+  })
   t.equal(lab.a.block('v', 0), 1)
   t.equal(lab.a.group.status().bytes_behind, BS, 'only the write that was in flight')
   t.ok(lab.a.failed.has(1), 'the in-flight write was failed, not acknowledged')
@@ -317,9 +340,17 @@ t.test('fail_wrt_on_err refuses host writes while the link is down and writes no
 
 t.test('bad input is refused and changes nothing', async (t) => {
   const lab = Lab.create().setUp()
-  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 7, data: Buffer.alloc(2 * BS) }), { code: 'HVLAB_E_REFUSED', message: /blocks 7\.\.8/ })
-  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 0, data: Buffer.alloc(BS + 1) }), { code: 'HVLAB_E_REFUSED', message: /whole number/ })
-  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'zz', block: 0, data: Buffer.alloc(BS) }), { code: 'HVLAB_E_NOT_FOUND' })
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 7, data: Buffer.alloc(2 * BS) }), {
+    code: 'HVLAB_E_REFUSED',
+    message: /blocks 7\.\.8/,
+  })
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'v', block: 0, data: Buffer.alloc(BS + 1) }), {
+    code: 'HVLAB_E_REFUSED',
+    message: /whole number/,
+  })
+  t.throws(() => lab.step(lab.a, { kind: 'host-write', write_id: 1, volume: 'zz', block: 0, data: Buffer.alloc(BS) }), {
+    code: 'HVLAB_E_NOT_FOUND',
+  })
   t.throws(() => lab.write(lab.b, 'v', 0, 1), { code: 'HVLAB_E_REFUSED', message: /secondary on this array.*read-only/ })
   t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'failover' }), { code: 'HVLAB_E_STATE', message: /use switchover/ })
   t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'start' }), { code: 'HVLAB_E_STATE', message: /run it on array a/ })
@@ -376,7 +407,10 @@ t.test('failover onto a never-synced copy needs force', async (t) => {
   lab.step(lab.a, { kind: 'admit', volume: 'v', remote_volume: 'v', block_count: BLOCKS })
   lab.run()
   lab.linkDown()
-  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'failover' }), { code: 'HVLAB_E_STATE', message: /never completed a sync.*force/ })
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'failover' }), {
+    code: 'HVLAB_E_STATE',
+    message: /never completed a sync.*force/,
+  })
   t.equal(lab.b.group.currentRole, 'secondary')
   lab.step(lab.b, { kind: 'command', verb: 'failover', force: true })
   t.equal(lab.b.group.currentRole, 'primary-rev')
@@ -422,7 +456,10 @@ t.test('restore is refused while the group is not in sync', async (t) => {
   lab.run()
   t.equal(lab.b.group.currentRole, 'primary-rev')
   lab.write(lab.b, 'v', 0, 1)
-  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'restore' }), { code: 'HVLAB_E_STATE', message: /not in sync \(16 bytes behind\)/ })
+  t.throws(() => lab.step(lab.b, { kind: 'command', verb: 'restore' }), {
+    code: 'HVLAB_E_STATE',
+    message: /not in sync \(16 bytes behind\)/,
+  })
   lab.step(lab.b, { kind: 'command', verb: 'sync' })
   lab.run()
   lab.step(lab.b, { kind: 'command', verb: 'restore' })
@@ -474,26 +511,29 @@ t.test('periodic: an unplanned failover loses at most the writes since the last 
   t.equal(lab.b.group.status().last_sync_ms, 1000)
 })
 
-t.test('auto_failover (Peer Persistence): after a failover during a cut, the side that failed over recovers the other once the link is back', async (t) => {
-  const lab = Lab.create({ auto_failover: true }).setUp()
-  lab.write(lab.a, 'v', 0, 1)
-  lab.run()
-  lab.linkDown()
-  lab.write(lab.a, 'v', 1, 0xaa) // on the old primary after the split: rolled back by the recovery
-  lab.step(lab.b, { kind: 'command', verb: 'failover' })
-  lab.write(lab.b, 'v', 5, 0xbb)
-  t.equal(lab.b.group.status().generation, lab.a.group.status().generation + 1, 'the failover raised b\'s generation')
-  lab.linkUp()
-  lab.run()
-  t.ok(lab.b.events.includes('rc.auto-recover'), 'b recovered a by itself')
-  t.equal(lab.a.group.currentRole, 'secondary-rev')
-  t.equal(lab.b.group.currentRole, 'primary-rev')
-  t.same(lab.a.contents('v'), lab.b.contents('v'), 'both copies equal')
-  t.equal(lab.a.block('v', 5), 0xbb, 'the new primary\'s write reached a')
-  t.equal(lab.a.block('v', 1), 0, 'the old primary\'s write after the split was rolled back')
-  t.same(lab.states(lab.a), ['Synced', 'Synced'])
-  t.notOk(lab.a.events.includes('rc.auto-recover'), 'the stale side never tries to recover the newer one')
-})
+t.test(
+  'auto_failover (Peer Persistence): after a failover during a cut, the side that failed over recovers the other once the link is back',
+  async (t) => {
+    const lab = Lab.create({ auto_failover: true }).setUp()
+    lab.write(lab.a, 'v', 0, 1)
+    lab.run()
+    lab.linkDown()
+    lab.write(lab.a, 'v', 1, 0xaa) // on the old primary after the split: rolled back by the recovery
+    lab.step(lab.b, { kind: 'command', verb: 'failover' })
+    lab.write(lab.b, 'v', 5, 0xbb)
+    t.equal(lab.b.group.status().generation, lab.a.group.status().generation + 1, "the failover raised b's generation")
+    lab.linkUp()
+    lab.run()
+    t.ok(lab.b.events.includes('rc.auto-recover'), 'b recovered a by itself')
+    t.equal(lab.a.group.currentRole, 'secondary-rev')
+    t.equal(lab.b.group.currentRole, 'primary-rev')
+    t.same(lab.a.contents('v'), lab.b.contents('v'), 'both copies equal')
+    t.equal(lab.a.block('v', 5), 0xbb, "the new primary's write reached a")
+    t.equal(lab.a.block('v', 1), 0, "the old primary's write after the split was rolled back")
+    t.same(lab.states(lab.a), ['Synced', 'Synced'])
+    t.notOk(lab.a.events.includes('rc.auto-recover'), 'the stale side never tries to recover the newer one')
+  },
+)
 
 t.test('auto_recover off: the group stops on link loss and must be started again', async (t) => {
   const lab = Lab.create({ auto_recover: false }).setUp()
@@ -523,24 +563,27 @@ t.test('a restarted group keeps its roles and what it must still send', async (t
   t.equal(s.bytes_behind, 2 * BS, 'v:3 from the record, w:2 from the append')
 })
 
-t.test('resync permits: a cycle waits while the array\'s other group holds the only permit, runs when it is given back, and gives its own back', async (t) => {
-  const lab = Lab.create({}, {}, 1).setUp()
-  t.equal(lab.a.limiter.running, 0, 'the initial sync gave its permit back')
-  lab.linkDown()
-  lab.write(lab.a, 'v', 3, 3)
-  lab.otherGroupResyncs(lab.a, false)
-  lab.linkUp()
-  lab.run()
-  t.equal(lab.a.group.status().bytes_behind, BS, 'block v:3 is dirty, and no cycle runs without a permit')
-  t.equal(lab.a.limiter.queued, 1, 'the group waits for a permit')
-  t.equal(lab.b.block('v', 3), 0)
-  lab.otherGroupResyncs(lab.a, true)
-  t.same(lab.states(lab.a), ['Syncing', 'Syncing'], 'the permit came: the cycle runs')
-  lab.run()
-  t.same(lab.states(lab.a), ['Synced', 'Synced'])
-  t.equal(lab.b.block('v', 3), 3)
-  t.same([lab.a.limiter.running, lab.a.limiter.queued], [0, 0], 'and the permit went back')
-})
+t.test(
+  "resync permits: a cycle waits while the array's other group holds the only permit, runs when it is given back, and gives its own back",
+  async (t) => {
+    const lab = Lab.create({}, {}, 1).setUp()
+    t.equal(lab.a.limiter.running, 0, 'the initial sync gave its permit back')
+    lab.linkDown()
+    lab.write(lab.a, 'v', 3, 3)
+    lab.otherGroupResyncs(lab.a, false)
+    lab.linkUp()
+    lab.run()
+    t.equal(lab.a.group.status().bytes_behind, BS, 'block v:3 is dirty, and no cycle runs without a permit')
+    t.equal(lab.a.limiter.queued, 1, 'the group waits for a permit')
+    t.equal(lab.b.block('v', 3), 0)
+    lab.otherGroupResyncs(lab.a, true)
+    t.same(lab.states(lab.a), ['Syncing', 'Syncing'], 'the permit came: the cycle runs')
+    lab.run()
+    t.same(lab.states(lab.a), ['Synced', 'Synced'])
+    t.equal(lab.b.block('v', 3), 3)
+    t.same([lab.a.limiter.running, lab.a.limiter.queued], [0, 0], 'and the permit went back')
+  },
+)
 
 const SIM_SEEDS = seeds(import.meta.url, { base: 1000, count: 40 })
 
@@ -550,7 +593,11 @@ t.test('seeded simulation: random writes, link flaps and busy resync permits alw
     const rnd = mulberry32(seed)
     const mode = rnd() < 0.5 ? 'sync' : 'periodic'
     // One resync permit per array; another group of array a sometimes holds it.
-    const lab = Lab.create({ mode, period_ms: 500, batch_blocks_max: 1 + Math.floor(rnd() * 3), batches_inflight_max: 1 + Math.floor(rnd() * 2) }, {}, 1).setUp()
+    const lab = Lab.create(
+      { mode, period_ms: 500, batch_blocks_max: 1 + Math.floor(rnd() * 3), batches_inflight_max: 1 + Math.floor(rnd() * 2) },
+      {},
+      1,
+    ).setUp()
     let other = false
     for (let i = 0; i < 300; i++) {
       const x = rnd()
@@ -570,45 +617,53 @@ t.test('seeded simulation: random writes, link flaps and busy resync permits alw
     }
     permits_waited += lab.a.permits_waited
     const label = `${mode}: `
-    if (lab.a.group.status().bytes_behind !== 0 || lab.a.contents('v').join() !== lab.b.contents('v').join() || lab.a.contents('w').join() !== lab.b.contents('w').join()) {
+    if (
+      lab.a.group.status().bytes_behind !== 0 ||
+      lab.a.contents('v').join() !== lab.b.contents('v').join() ||
+      lab.a.contents('w').join() !== lab.b.contents('w').join()
+    ) {
       return `${label}copies differ: a=${lab.a.contents('v')}|${lab.a.contents('w')} b=${lab.b.contents('v')}|${lab.b.contents('w')}`
     }
-    if (lab.a.acked.size + lab.a.failed.size !== lab.writeSeq) return `${label}${lab.writeSeq - lab.a.acked.size} host writes never answered`
-    if (lab.a.limiter.running + lab.a.limiter.queued !== 0) return `${label}a resync permit was kept or is still waited for once the copies are equal`
+    if (lab.a.acked.size + lab.a.failed.size !== lab.writeSeq)
+      return `${label}${lab.writeSeq - lab.a.acked.size} host writes never answered`
+    if (lab.a.limiter.running + lab.a.limiter.queued !== 0)
+      return `${label}a resync permit was kept or is still waited for once the copies are equal`
     return null
   })
   t.equal(failures, 0, `${runs} seeded runs converged`)
   if (!SIM_SEEDS.fromEnv) t.ok(permits_waited > 0, `cycles did wait for a busy permit (${permits_waited} times)`)
 })
 
-
 // ------------------------------------------------------------------ link sessions, refused and stuck sync writes
 
 const rcWrites = (lab: Lab): InFlight[] => lab.queue.filter((m) => m.message.t === 'rc-write')
 
-t.test('a sync primary restarted from its last record (kill -9) while its secondary stayed up: the next write is acknowledged and applied', async (t) => {
-  const lab = Lab.create().setUp()
-  for (let i = 0; i < 5; i++) lab.write(lab.a, 'v', i, 10 + i)
-  lab.run()
-  t.equal(lab.a.acked.size, 5, 'five writes replicated and acknowledged before the crash')
-  const before = lab.a.group.status().incarnation!
-  // kill -9 of a: its connection is gone (b sees the link drop); a restarts from what it had on disk
-  lab.link = false
-  lab.queue = []
-  lab.step(lab.b, { kind: 'link-down' })
-  const record = JSON.parse(JSON.stringify(lab.a.record)) as RcGroupRecord
-  lab.a.group = RemoteCopyGroup.fromRecord(record, lab.a.journal)
-  lab.a.timers = []
-  lab.linkUp()
-  lab.run()
-  t.same(lab.states(lab.a), ['Synced', 'Synced'], 'the full comparison after the crash completed')
-  t.ok(lab.a.group.status().incarnation! > before, 'the restarted primary runs a link session it never used before')
-  const id = lab.write(lab.a, 'v', 6, 0x77)
-  lab.run()
-  t.ok(lab.a.acked.has(id), 'the first write after the restart is acknowledged')
-  t.equal(lab.b.block('v', 6), 0x77, 'and the secondary has it')
-  t.same(lab.b.contents('v'), lab.a.contents('v'))
-})
+t.test(
+  'a sync primary restarted from its last record (kill -9) while its secondary stayed up: the next write is acknowledged and applied',
+  async (t) => {
+    const lab = Lab.create().setUp()
+    for (let i = 0; i < 5; i++) lab.write(lab.a, 'v', i, 10 + i)
+    lab.run()
+    t.equal(lab.a.acked.size, 5, 'five writes replicated and acknowledged before the crash')
+    const before = lab.a.group.status().incarnation!
+    // kill -9 of a: its connection is gone (b sees the link drop); a restarts from what it had on disk
+    lab.link = false
+    lab.queue = []
+    lab.step(lab.b, { kind: 'link-down' })
+    const record = JSON.parse(JSON.stringify(lab.a.record)) as RcGroupRecord
+    lab.a.group = RemoteCopyGroup.fromRecord(record, lab.a.journal)
+    lab.a.timers = []
+    lab.linkUp()
+    lab.run()
+    t.same(lab.states(lab.a), ['Synced', 'Synced'], 'the full comparison after the crash completed')
+    t.ok(lab.a.group.status().incarnation! > before, 'the restarted primary runs a link session it never used before')
+    const id = lab.write(lab.a, 'v', 6, 0x77)
+    lab.run()
+    t.ok(lab.a.acked.has(id), 'the first write after the restart is acknowledged')
+    t.equal(lab.b.block('v', 6), 0x77, 'and the secondary has it')
+    t.same(lab.b.contents('v'), lab.a.contents('v'))
+  },
+)
 
 t.test('an rc-write of an earlier link session is refused with a nack and not written; the source ignores that nack', async (t) => {
   const lab = Lab.create().setUp()
@@ -621,7 +676,11 @@ t.test('an rc-write of an earlier link session is refused with a nack and not wr
   lab.write(lab.a, 'v', 1, 2)
   lab.run()
   const answer = lab.b.group.step({ kind: 'peer', message: stale.message, attachment: stale.attachment }, lab.now_ms)
-  t.same(answer.map((e) => (e.kind === 'send' ? e.message.t : e.kind)), ['rc-write-nack'], 'answered, and nothing else')
+  t.same(
+    answer.map((e) => (e.kind === 'send' ? e.message.t : e.kind)),
+    ['rc-write-nack'],
+    'answered, and nothing else',
+  )
   const nack = answer[0] as Extract<RcEffect, { kind: 'send' }>
   t.match(nack.message, { t: 'rc-write-nack', code: 'HVLAB_E_PROTOCOL', seq: (stale.message as { seq: number }).seq })
   t.equal(lab.b.block('v', 1), 2, 'the stale write was not applied')
@@ -629,33 +688,40 @@ t.test('an rc-write of an earlier link session is refused with a nack and not wr
   t.same(lab.states(lab.a), ['Synced', 'Synced'])
 })
 
-t.test('a refused rc-write is answered: the primary settles its waiting writes (acknowledged on it alone), shows NotSynced, then resyncs', async (t) => {
-  const lab = Lab.create().setUp()
-  const w1 = lab.write(lab.a, 'v', 1, 0x11)
-  const w2 = lab.write(lab.a, 'v', 2, 0x22)
-  lab.queue.reverse() // the partner gets seq 2 first, then seq 1 (out of order: refused)
-  lab.deliverOne()
-  lab.deliverOne()
-  t.same(lab.queue.map((m) => m.message.t), ['rc-write-ack', 'rc-write-nack'], 'the refusal is answered, not only logged')
-  t.equal(lab.b.block('v', 1), 0, 'the refused write was not applied')
-  lab.deliverOne()
-  t.ok(lab.a.acked.has(w2), 'the applied write is acknowledged')
-  t.notOk(lab.a.acked.has(w1))
-  lab.deliverOne() // the nack: the link counts as failed
-  t.ok(lab.a.acked.has(w1), 'no_fail_wrt_on_err: the refused write is acknowledged on the primary alone')
-  t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'], 'NotSynced until the partner answers the new session')
-  const st = lab.a.group.status(lab.now_ms)
-  t.match(st, { link_failures_total: 1, last_link_failure: { code: 'HVLAB_E_PROTOCOL' }, sync_writes_waiting: 0, bytes_behind: BS })
-  t.ok(lab.a.events.includes('rc.link-failed'), 'on the timeline')
-  lab.run()
-  t.same(lab.states(lab.a), ['Synced', 'Synced'], 'resynced once the partner answered')
-  t.equal(lab.b.block('v', 1), 0x11, 'the refused write reached the secondary by the resync')
-  const w3 = lab.write(lab.a, 'w', 0, 0x33)
-  t.notOk(lab.a.acked.has(w3), 'synchronous again')
-  lab.run()
-  t.ok(lab.a.acked.has(w3))
-  t.same(lab.b.contents('v'), lab.a.contents('v'))
-})
+t.test(
+  'a refused rc-write is answered: the primary settles its waiting writes (acknowledged on it alone), shows NotSynced, then resyncs',
+  async (t) => {
+    const lab = Lab.create().setUp()
+    const w1 = lab.write(lab.a, 'v', 1, 0x11)
+    const w2 = lab.write(lab.a, 'v', 2, 0x22)
+    lab.queue.reverse() // the partner gets seq 2 first, then seq 1 (out of order: refused)
+    lab.deliverOne()
+    lab.deliverOne()
+    t.same(
+      lab.queue.map((m) => m.message.t),
+      ['rc-write-ack', 'rc-write-nack'],
+      'the refusal is answered, not only logged',
+    )
+    t.equal(lab.b.block('v', 1), 0, 'the refused write was not applied')
+    lab.deliverOne()
+    t.ok(lab.a.acked.has(w2), 'the applied write is acknowledged')
+    t.notOk(lab.a.acked.has(w1))
+    lab.deliverOne() // the nack: the link counts as failed
+    t.ok(lab.a.acked.has(w1), 'no_fail_wrt_on_err: the refused write is acknowledged on the primary alone')
+    t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'], 'NotSynced until the partner answers the new session')
+    const st = lab.a.group.status(lab.now_ms)
+    t.match(st, { link_failures_total: 1, last_link_failure: { code: 'HVLAB_E_PROTOCOL' }, sync_writes_waiting: 0, bytes_behind: BS })
+    t.ok(lab.a.events.includes('rc.link-failed'), 'on the timeline')
+    lab.run()
+    t.same(lab.states(lab.a), ['Synced', 'Synced'], 'resynced once the partner answered')
+    t.equal(lab.b.block('v', 1), 0x11, 'the refused write reached the secondary by the resync')
+    const w3 = lab.write(lab.a, 'w', 0, 0x33)
+    t.notOk(lab.a.acked.has(w3), 'synchronous again')
+    lab.run()
+    t.ok(lab.a.acked.has(w3))
+    t.same(lab.b.contents('v'), lab.a.contents('v'))
+  },
+)
 
 t.test('fail_wrt_on_err: a refused rc-write fails the host write, and writes are refused until the link is back', async (t) => {
   const lab = Lab.create({ write_error_policy: 'fail_wrt_on_err' }).setUp()
@@ -667,32 +733,47 @@ t.test('fail_wrt_on_err: a refused rc-write fails the host write, and writes are
   lab.deliverOne()
   lab.deliverOne()
   t.ok(lab.a.failed.has(w1), 'the refused write failed')
-  t.throws(() => lab.write(lab.a, 'v', 3, 1), { code: 'HVLAB_E_REFUSED', message: /fail_wrt_on_err/ }, 'refused while the partner is not heard')
+  t.throws(
+    () => lab.write(lab.a, 'v', 3, 1),
+    { code: 'HVLAB_E_REFUSED', message: /fail_wrt_on_err/ },
+    'refused while the partner is not heard',
+  )
   lab.run()
   t.same(lab.states(lab.a), ['Synced', 'Synced'])
   t.same(lab.b.contents('v'), lab.a.contents('v'), 'what the primary holds reached the secondary')
 })
 
-t.test('a sync write past sync_write_timeout_ms fails the link: status is not Synced while it is stuck; it is settled and resynced', async (t) => {
-  const lab = Lab.create({}, { sync_write_timeout_ms: 1000 }).setUp()
-  const w = lab.write(lab.a, 'v', 4, 0x44)
-  lab.queue = [] // the partner never answers
-  const waiting = lab.a.group.status(lab.now_ms + 999)
-  t.match(waiting, { sync_write_timeout_ms: 1000, sync_writes_waiting: 1, sync_writes_overdue: 0 })
-  t.same(waiting.volumes.map((v) => v.state), ['Synced', 'Synced'], 'within its bound a write in flight is normal')
-  const stuck = lab.a.group.status(lab.now_ms + 1000)
-  t.equal(stuck.sync_writes_overdue, 1)
-  t.same(stuck.volumes.map((v) => v.state), ['NotSynced', 'NotSynced'], 'past its bound: NotSynced, even before the timer fires')
-  lab.advance(999)
-  t.notOk(lab.a.acked.has(w), 'still waiting within the bound')
-  lab.advance(1)
-  t.ok(lab.a.acked.has(w), 'settled at the bound: acknowledged on the primary alone (no_fail_wrt_on_err)')
-  t.match(lab.a.group.status(lab.now_ms), { last_link_failure: { code: 'HVLAB_E_TIMEOUT' }, sync_writes_waiting: 0 })
-  t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'])
-  lab.run()
-  t.same(lab.states(lab.a), ['Synced', 'Synced'])
-  t.equal(lab.b.block('v', 4), 0x44, 'the stuck write reached the secondary by the resync')
-})
+t.test(
+  'a sync write past sync_write_timeout_ms fails the link: status is not Synced while it is stuck; it is settled and resynced',
+  async (t) => {
+    const lab = Lab.create({}, { sync_write_timeout_ms: 1000 }).setUp()
+    const w = lab.write(lab.a, 'v', 4, 0x44)
+    lab.queue = [] // the partner never answers
+    const waiting = lab.a.group.status(lab.now_ms + 999)
+    t.match(waiting, { sync_write_timeout_ms: 1000, sync_writes_waiting: 1, sync_writes_overdue: 0 })
+    t.same(
+      waiting.volumes.map((v) => v.state),
+      ['Synced', 'Synced'],
+      'within its bound a write in flight is normal',
+    )
+    const stuck = lab.a.group.status(lab.now_ms + 1000)
+    t.equal(stuck.sync_writes_overdue, 1)
+    t.same(
+      stuck.volumes.map((v) => v.state),
+      ['NotSynced', 'NotSynced'],
+      'past its bound: NotSynced, even before the timer fires',
+    )
+    lab.advance(999)
+    t.notOk(lab.a.acked.has(w), 'still waiting within the bound')
+    lab.advance(1)
+    t.ok(lab.a.acked.has(w), 'settled at the bound: acknowledged on the primary alone (no_fail_wrt_on_err)')
+    t.match(lab.a.group.status(lab.now_ms), { last_link_failure: { code: 'HVLAB_E_TIMEOUT' }, sync_writes_waiting: 0 })
+    t.same(lab.states(lab.a), ['NotSynced', 'NotSynced'])
+    lab.run()
+    t.same(lab.states(lab.a), ['Synced', 'Synced'])
+    t.equal(lab.b.block('v', 4), 0x44, 'the stuck write reached the secondary by the resync')
+  },
+)
 
 t.test('a partner that could not take an input starts a new session: the source settles what it had in flight and resyncs', async (t) => {
   const lab = Lab.create().setUp()

@@ -65,7 +65,10 @@ const synced = (s: Side) => () => {
 }
 
 /** A pair with sync group g (a → b) over volume v, Synced. */
-async function syncedPair(t: { teardown(fn: () => unknown): void }, extra: Extra = {}): Promise<{ a: Side; b: Side; link: Link; root: string }> {
+async function syncedPair(
+  t: { teardown(fn: () => unknown): void },
+  extra: Extra = {},
+): Promise<{ a: Side; b: Side; link: Link; root: string }> {
   const root = mkdtempSync(join(tmpdir(), 'hvlab-rcr-'))
   const link: Link = { up: true, sides: new Map() }
   const a = await side('a', join(root, 'a'), 'b', link, extra)
@@ -90,35 +93,41 @@ async function syncedPair(t: { teardown(fn: () => unknown): void }, extra: Extra
   return { a, b, link, root }
 }
 
-t.test('a sync primary reopened after a crash, its secondary up all along: the next write is acknowledged and reaches the secondary', async (t) => {
-  const { a, b, link, root } = await syncedPair(t)
-  for (let i = 0; i < 60; i++) await a.rc.hostWrite('g', 'v', i % BLOCKS, patternData(`w${i}`, i % BLOCKS, 1, BS))
-  // kill -9 of a: nothing more from it; b sees the link drop. a restarts from its dirs.
-  await a.rc.close()
-  await a.store.close()
-  link.up = false
-  b.rc.linkDown('a')
-  const a2 = await side('a', join(root, 'a'), 'b', link)
-  link.up = true
-  a2.rc.linkUp('b')
-  b.rc.linkUp('a')
-  await until('Synced after the restart', synced(a2))
-  await orFailAfter(a2.rc.hostWrite('g', 'v', 7, patternData('after', 7, 1, BS)), 'the first write after the restart')
-  t.pass('the first write after the restart is acknowledged')
-  t.same(await b.store.read('v', 7, 1), patternData('after', 7, 1, BS), 'the secondary has it')
-  t.same(await b.store.read('v', 0, BLOCKS), await a2.store.read('v', 0, BLOCKS), 'copies identical')
-  t.equal(a2.rc.status('g')[0]!.link_failures_total, 0, 'no write was refused on the way')
-})
+t.test(
+  'a sync primary reopened after a crash, its secondary up all along: the next write is acknowledged and reaches the secondary',
+  async (t) => {
+    const { a, b, link, root } = await syncedPair(t)
+    for (let i = 0; i < 60; i++) await a.rc.hostWrite('g', 'v', i % BLOCKS, patternData(`w${i}`, i % BLOCKS, 1, BS))
+    // kill -9 of a: nothing more from it; b sees the link drop. a restarts from its dirs.
+    await a.rc.close()
+    await a.store.close()
+    link.up = false
+    b.rc.linkDown('a')
+    const a2 = await side('a', join(root, 'a'), 'b', link)
+    link.up = true
+    a2.rc.linkUp('b')
+    b.rc.linkUp('a')
+    await until('Synced after the restart', synced(a2))
+    await orFailAfter(a2.rc.hostWrite('g', 'v', 7, patternData('after', 7, 1, BS)), 'the first write after the restart')
+    t.pass('the first write after the restart is acknowledged')
+    t.same(await b.store.read('v', 7, 1), patternData('after', 7, 1, BS), 'the secondary has it')
+    t.same(await b.store.read('v', 0, BLOCKS), await a2.store.read('v', 0, BLOCKS), 'copies identical')
+    t.equal(a2.rc.status('g')[0]!.link_failures_total, 0, 'no write was refused on the way')
+  },
+)
 
-t.test('host writes beyond rc_group_inputs_queued_max are refused with HVLAB_E_BACKPRESSURE; the accepted ones are acknowledged', async (t) => {
-  const { a, b } = await syncedPair(t, { inputs_queued_max: 4 })
-  const writes = Array.from({ length: 5 }, (_, i) => a.rc.hostWrite('g', 'v', i, patternData('burst', i, 1, BS)))
-  await t.rejects(writes[4]!, { code: 'HVLAB_E_BACKPRESSURE', message: /inputs from hosts and the operator waiting/ })
-  await orFailAfter(Promise.all(writes.slice(0, 4)), 'the accepted writes')
-  t.pass('the four accepted writes are acknowledged')
-  t.same(await b.store.read('v', 0, 4), patternData('burst', 0, 4, BS), 'and replicated')
-  t.same(await a.store.read('v', 4, 1), Buffer.alloc(BS), 'the refused write was not written on the primary')
-  t.same(await b.store.read('v', 4, 1), Buffer.alloc(BS), 'nor on the secondary')
-  await orFailAfter(a.rc.hostWrite('g', 'v', 4, patternData('later', 4, 1, BS)), 'a write below the bound')
-  t.pass('below the bound again, a write is accepted')
-})
+t.test(
+  'host writes beyond rc_group_inputs_queued_max are refused with HVLAB_E_BACKPRESSURE; the accepted ones are acknowledged',
+  async (t) => {
+    const { a, b } = await syncedPair(t, { inputs_queued_max: 4 })
+    const writes = Array.from({ length: 5 }, (_, i) => a.rc.hostWrite('g', 'v', i, patternData('burst', i, 1, BS)))
+    await t.rejects(writes[4]!, { code: 'HVLAB_E_BACKPRESSURE', message: /inputs from hosts and the operator waiting/ })
+    await orFailAfter(Promise.all(writes.slice(0, 4)), 'the accepted writes')
+    t.pass('the four accepted writes are acknowledged')
+    t.same(await b.store.read('v', 0, 4), patternData('burst', 0, 4, BS), 'and replicated')
+    t.same(await a.store.read('v', 4, 1), Buffer.alloc(BS), 'the refused write was not written on the primary')
+    t.same(await b.store.read('v', 4, 1), Buffer.alloc(BS), 'nor on the secondary')
+    await orFailAfter(a.rc.hostWrite('g', 'v', 4, patternData('later', 4, 1, BS)), 'a write below the bound')
+    t.pass('below the bound again, a write is accepted')
+  },
+)

@@ -17,7 +17,17 @@ t.test('origin-form targets: path and query', (t) => {
 })
 
 t.test('every other form is refused with a reason, never thrown', (t) => {
-  for (const target of ['http://x:99999/', 'http://[/', '//x:99999/', 'http://%zz/', '*', 'x:1', '', undefined, 'http://127.0.0.1/v1/status']) {
+  for (const target of [
+    'http://x:99999/',
+    'http://[/',
+    '//x:99999/',
+    'http://%zz/',
+    '*',
+    'x:1',
+    '',
+    undefined,
+    'http://127.0.0.1/v1/status',
+  ]) {
     const r = parseRequestTarget(target)
     t.equal(r.ok, false, JSON.stringify(target))
     if (!r.ok) t.match(r.reason, /is not a path/)

@@ -54,6 +54,13 @@ t.test('a group that needs permits waits for one, and gives it back', async (t) 
   t.ok(kinds(g.step({ kind: 'command', verb: 'sync' }, 6)).includes('request-resync-permit'), 'the next cycle asks again')
   g.step({ kind: 'link-down' }, 7)
   t.same(kinds(g.step({ kind: 'resync-permit' }, 8)), ['release-resync-permit'], 'a permit that cannot be used is given back at once')
-  const released = g.step({ kind: 'peer', message: { t: 'rc-hello', group: 'g', role: 'secondary', started: true, generation: 0, incarnation: 1 } }, 9)
-  t.same(released.filter((e) => e.kind === 'send-blocks'), [], '(link is down: nothing sent)')
+  const released = g.step(
+    { kind: 'peer', message: { t: 'rc-hello', group: 'g', role: 'secondary', started: true, generation: 0, incarnation: 1 } },
+    9,
+  )
+  t.same(
+    released.filter((e) => e.kind === 'send-blocks'),
+    [],
+    '(link is down: nothing sent)',
+  )
 })

@@ -67,18 +67,28 @@ t.test('refused commands say what was wrong and what to do, and change nothing',
     code: 'HVLAB_E_STATE',
     message: 'cannot move vm web1 to host-b2: host-b2 is paused; resume it or pick another host',
   })
-  t.throws(() => l.cmd({ op: 'move', name: 'web1', to: 'host-z9' }), { code: 'HVLAB_E_NOT_FOUND', message: /host-z9 is not a node of this cluster/ })
-  t.throws(() => l.cmd({ op: 'move', name: 'nope', to: 'host-a2' }), { code: 'HVLAB_E_NOT_FOUND', message: 'no vm named nope; see `hvlab vm list`' })
+  t.throws(() => l.cmd({ op: 'move', name: 'web1', to: 'host-z9' }), {
+    code: 'HVLAB_E_NOT_FOUND',
+    message: /host-z9 is not a node of this cluster/,
+  })
+  t.throws(() => l.cmd({ op: 'move', name: 'nope', to: 'host-a2' }), {
+    code: 'HVLAB_E_NOT_FOUND',
+    message: 'no vm named nope; see `hvlab vm list`',
+  })
   t.throws(() => l.cmd({ op: 'move', name: 'web1', to: 'host-a1' }), { message: /already runs there/ })
   running(l, 'big', 8192, ['host-b1'])
   t.throws(() => l.cmd({ op: 'move', name: 'web1', to: 'host-b1' }), { message: /host-b1 has 0 MiB free and vm web1 needs 2048 MiB/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'web1' } }), { code: 'HVLAB_E_STATE', message: /exists/ })
-  t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', preferred_owners: ['host-q'] } }), { code: 'HVLAB_E_USAGE', message: /host-q is not a node of this cluster \(nodes: host-a1, host-a2, host-b1, host-b2\)/ })
+  t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', preferred_owners: ['host-q'] } }), {
+    code: 'HVLAB_E_USAGE',
+    message: /host-q is not a node of this cluster \(nodes: host-a1, host-a2, host-b1, host-b2\)/,
+  })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'Bad Name' } }), { code: 'HVLAB_E_USAGE', message: /invalid vm name/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', memory_mib: 1 } }), { code: 'HVLAB_E_USAGE', message: /--memory-mib/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'huge', memory_mib: 4 * 1024 * 1024 } }), {
     code: 'HVLAB_E_USAGE',
-    message: 'cannot create vm huge: it needs 4194304 MiB and the largest host it may run on (host-a1) has 8192 MiB; give it --memory-mib 8192 or less',
+    message:
+      'cannot create vm huge: it needs 4194304 MiB and the largest host it may run on (host-a1) has 8192 MiB; give it --memory-mib 8192 or less',
   })
   t.notOk(l.c.role('huge'), 'the refused vm was not created')
   l.cmd({ op: 'create', spec: { name: 'fits', memory_mib: 8192 } })
@@ -169,7 +179,10 @@ t.test('pending when nothing fits; placed as soon as a node comes back', async (
   t.same(starts(fx), [])
   t.match(l.c.role('b'), { state: 'pending', reason: /waiting: no up node has 4096 MiB free/ })
   t.match(starts(l.setNode('host-b1', 'up')), [{ role: 'b', node: 'host-b1' }])
-  t.match(l.c.list().map((r) => r.state), ['running', 'starting'])
+  t.match(
+    l.c.list().map((r) => r.state),
+    ['running', 'starting'],
+  )
 })
 
 t.test('pause --drain moves roles off; resume --failback brings them back', async (t) => {
@@ -179,26 +192,54 @@ t.test('pause --drain moves roles off; resume --failback brings them back', asyn
   const fx = l.cmd({ op: 'pause', node: 'host-a1', drain: true })
   t.match(fx, [{ type: 'set_node_paused', node: 'host-a1', paused: true }])
   const drainStops = stops(fx)
-  t.same(drainStops.map((s) => s.role), ['a', 'b'])
+  t.same(
+    drainStops.map((s) => s.role),
+    ['a', 'b'],
+  )
   const afterStops = drainStops.map((s) => l.stopped(s))
   const moved = afterStops.flatMap(starts)
-  t.match(moved, [{ role: 'a', node: 'host-a2' }, { role: 'b', node: 'host-b1' }], 'least loaded non-preferred hosts')
-  t.same(afterStops.map(kinds).map((k) => k.includes('node.drained')), [false, true], 'drained once the last vm left')
+  t.match(
+    moved,
+    [
+      { role: 'a', node: 'host-a2' },
+      { role: 'b', node: 'host-b1' },
+    ],
+    'least loaded non-preferred hosts',
+  )
+  t.same(
+    afterStops.map(kinds).map((k) => k.includes('node.drained')),
+    [false, true],
+    'drained once the last vm left',
+  )
   for (const s of moved) l.started(s)
   t.throws(() => l.cmd({ op: 'start', name: 'zz' }))
   const back = l.cmd({ op: 'resume', node: 'host-a1', failback: true })
   t.match(back, [{ type: 'set_node_paused', node: 'host-a1', paused: false }])
   const returning = stops(back).flatMap((s) => starts(l.stopped(s)))
-  t.match(returning, [{ role: 'a', node: 'host-a1' }, { role: 'b', node: 'host-a1' }])
+  t.match(returning, [
+    { role: 'a', node: 'host-a1' },
+    { role: 'b', node: 'host-a1' },
+  ])
 })
 
 t.test('failback policy: off by default; when on, only inside its window', async (t) => {
   const l = lab()
-  l.cmd({ op: 'create', spec: { name: 'fb', memory_mib: 1024, preferred_owners: ['host-a1'], failback: { enabled: true, window: { start_hour: 22, end_hour: 6 } } } })
+  l.cmd({
+    op: 'create',
+    spec: {
+      name: 'fb',
+      memory_mib: 1024,
+      preferred_owners: ['host-a1'],
+      failback: { enabled: true, window: { start_hour: 22, end_hour: 6 } },
+    },
+  })
   l.cmd({ op: 'create', spec: { name: 'nofb', memory_mib: 1024, preferred_owners: ['host-a1'] } })
   l.setNode('host-a1', 'down')
   for (const name of ['fb', 'nofb']) l.started(starts(l.cmd({ op: 'start', name }))[0]!)
-  t.match(l.c.list(), [{ name: 'fb', owner: 'host-a2' }, { name: 'nofb', owner: 'host-b1' }])
+  t.match(l.c.list(), [
+    { name: 'fb', owner: 'host-a2' },
+    { name: 'nofb', owner: 'host-b1' },
+  ])
   l.setNode('host-a1', 'up')
   t.same(stops(l.step({ type: 'failback_check', hour_of_day: 12 })), [], 'outside the window')
   const fx = l.step({ type: 'failback_check', hour_of_day: 23 })
@@ -227,7 +268,12 @@ t.test('replies for an older op are ignored (a late answer is never taken for th
   t.ok(second.op > first.op)
   l.started(first)
   t.match(l.c.role('web1'), { state: 'starting' }, 'the answer to the first start does not count')
-  t.same(l.step({ type: 'vm_failed', role: 'web1', node: 'host-a1', op: first.op, gone: true, reason: 'old incarnation' }).filter((f) => f.type !== 'emit'), [])
+  t.same(
+    l
+      .step({ type: 'vm_failed', role: 'web1', node: 'host-a1', op: first.op, gone: true, reason: 'old incarnation' })
+      .filter((f) => f.type !== 'emit'),
+    [],
+  )
   l.started(second)
   t.match(l.c.role('web1'), { state: 'running', owner: 'host-a1' })
 })
@@ -248,7 +294,6 @@ t.test('stop while moving, and a target that dies during a move', async (t) => {
 
 // ── randomized: a simulated cluster of agents with ordered channels ────────────────────
 
-
 interface Agent {
   alive: boolean
   declaredDown: boolean
@@ -261,7 +306,11 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!
   const names = ['h1', 'h2', 'h3', 'h4']
   const roles = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
-  const c = new RoleController(opts.generousPolicy ? { policy: { restarts_max: 3, restart_period_ms: 15 * MIN, failovers_max: 1000, failover_period_ms: 6 * 60 * MIN } } : {})
+  const c = new RoleController(
+    opts.generousPolicy
+      ? { policy: { restarts_max: 3, restart_period_ms: 15 * MIN, failovers_max: 1000, failover_period_ms: 6 * 60 * MIN } }
+      : {},
+  )
   const agents = new Map<string, Agent>(names.map((n) => [n, { alive: true, declaredDown: false, vms: new Map(), inbox: [] }]))
   const replies: RoleInput[] = [] // agents → controller, FIFO overall (ordered per node)
   const wantRunning = new Set<string>()
@@ -309,7 +358,10 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
 
   feed(membership())
   for (const r of roles) {
-    feed({ type: 'command', command: { op: 'create', spec: { name: r, memory_mib: 1024 * (1 + Math.floor(rand() * 4)), preferred_owners: [pick(names)] } } })
+    feed({
+      type: 'command',
+      command: { op: 'create', spec: { name: r, memory_mib: 1024 * (1 + Math.floor(rand() * 4)), preferred_owners: [pick(names)] } },
+    })
   }
   const command = (cmd: Extract<RoleInput, { type: 'command' }>['command']) => {
     try {
@@ -402,7 +454,8 @@ t.test('randomized: never on two nodes; every startable role ends up running onc
       const role = sim.c.role(r)!
       const on = sim.names.filter((n) => sim.agents.get(n)!.vms.has(r))
       if (['starting', 'stopping', 'pending'].includes(role.state)) problems.push(`${r} is stuck ${role.state} (${role.reason})`)
-      if (role.state === 'running' && (on.length !== 1 || on[0] !== role.owner)) problems.push(`${r} running on ${role.owner} but agents have it on [${on}]`)
+      if (role.state === 'running' && (on.length !== 1 || on[0] !== role.owner))
+        problems.push(`${r} running on ${role.owner} but agents have it on [${on}]`)
       if (role.state !== 'running' && on.length > 0) problems.push(`${r} is ${role.state} but agents have it on [${on}]`)
       const failedByPolicy = role.state === 'failed' && /failed over \d+ times/.test(role.reason)
       if (sim.wantRunning.has(r) && role.state !== 'running' && !(failedByPolicy && !generous)) {

@@ -29,7 +29,11 @@ t.test('a move migrates; the owner changes only when the owner reports success, 
   t.same([m!.node, m!.to], ['host-a1', 'host-a2'])
   t.same(of(fx, 'stop_vm'), [], 'no stop')
   t.equal(c.role('web1')?.owner, 'host-a1', 'still owned by the source while migrating')
-  t.throws(() => step({ type: 'command', command: { op: 'stop', name: 'web1' } }), /being migrated from host-a1 to host-a2/, 'a stop is refused while migrating')
+  t.throws(
+    () => step({ type: 'command', command: { op: 'stop', name: 'web1' } }),
+    /being migrated from host-a1 to host-a2/,
+    'a stop is refused while migrating',
+  )
   // both hosts report it (destination runs it, source not yet released): nothing is stopped
   const inv1 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
   const inv2 = step({ type: 'inventory', node: 'host-a1', vms: [], ops_at_request: c.opSnapshot() })
@@ -49,7 +53,15 @@ t.test('a failed migration leaves the role on its owner; a drain does not retry 
   const fx = step({ type: 'command', command: { op: 'pause', node: 'host-a1', drain: true } })
   const [m] = migrations(fx)
   t.ok(m, 'the drain migrates')
-  const failed = step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: m!.to, op: m!.op, ok: false, reason: 'the connection was lost' })
+  const failed = step({
+    type: 'vm_migrated',
+    role: 'web1',
+    node: 'host-a1',
+    to: m!.to,
+    op: m!.op,
+    ok: false,
+    reason: 'the connection was lost',
+  })
   t.equal(c.role('web1')?.owner, 'host-a1', 'the way back: it stays on the source')
   t.match(c.role('web1')?.reason, /migration to .* failed: the connection was lost/)
   t.same(migrations(failed), [], 'no immediate retry')

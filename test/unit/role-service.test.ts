@@ -63,14 +63,23 @@ function world(config: Record<string, string> = {}) {
 }
 
 t.test('takeover: roles come from the database, the hosts’ inventories say where they run', async (t) => {
-  const web1 = { ...createVmRole({ name: 'web1', preferred_owners: ['host-a2'] }), state: 'running' as const, owner: 'host-a2', last_owner: 'host-a2', reason: 'running' }
+  const web1 = {
+    ...createVmRole({ name: 'web1', preferred_owners: ['host-a2'] }),
+    state: 'running' as const,
+    owner: 'host-a2',
+    last_owner: 'host-a2',
+    reason: 'running',
+  }
   const w = world({ [roleKey('web1')]: encodeRole(web1), 'node/host-b1/state': 'paused' })
   w.vms.get('host-a2')!.set('web1', 4)
   await w.tick()
   await w.tick()
   t.ok(w.events.some((e) => e.kind === 'role.coordinator-started' && e.details.roles === 1))
   t.ok(w.events.some((e) => e.kind === 'role.coordinator-synced'))
-  t.same(w.s.list()?.map((r) => [r.name, r.state, r.owner]), [['web1', 'running', 'host-a2']])
+  t.same(
+    w.s.list()?.map((r) => [r.name, r.state, r.owner]),
+    [['web1', 'running', 'host-a2']],
+  )
   t.equal(w.vms.get('host-a2')!.get('web1'), 4, 'not restarted: adopted as it runs')
   await t.rejects(w.s.command({ op: 'move', name: 'web1', to: 'host-b1' }), /host-b1 is paused/, 'the pause came from the database')
 })
@@ -91,7 +100,11 @@ t.test('commands persist role records through the database; a lost write is repe
   w.setDropWrites(false)
   await w.tick(1600)
   t.ok(w.writes.length > before, 'repeated after the retry time')
-  t.same(decodeRoles(w.m.config).roles.map((r) => [r.name, r.state, r.owner]), [['db1', 'running', 'host-b1']], 'the database has the running role')
+  t.same(
+    decodeRoles(w.m.config).roles.map((r) => [r.name, r.state, r.owner]),
+    [['db1', 'running', 'host-b1']],
+    'the database has the running role',
+  )
 })
 
 t.test('a host that left the view: its roles restart elsewhere only from roles_free_at_ms on', async (t) => {
@@ -132,7 +145,10 @@ t.test('role records: round trip, damaged entries skipped, long reasons shortene
   const value = encodeRole(r)
   t.ok(value.length <= 1024)
   const d = decodeRoles({ [roleKey('web1')]: value, 'role/bad': '{', 'role/other': value, 'node/host-a1/state': 'paused', unrelated: 'v' })
-  t.same(d.roles.map((x) => x.name), ['web1'])
+  t.same(
+    d.roles.map((x) => x.name),
+    ['web1'],
+  )
   t.same(d.paused, ['host-a1'])
   t.same(d.damaged.map((x) => x.key).sort(), ['role/bad', 'role/other'])
 })

@@ -10,7 +10,11 @@ interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-async function start(t: Teardown, status: () => unknown, limits: HttpLimits = LIMITS_DEFAULT): Promise<{ server: StatusServer; url: (path: string) => string; registry: Registry }> {
+async function start(
+  t: Teardown,
+  status: () => unknown,
+  limits: HttpLimits = LIMITS_DEFAULT,
+): Promise<{ server: StatusServer; url: (path: string) => string; registry: Registry }> {
   const registry = new Registry()
   const requests = new Counter({ name: 'hvlab_test_requests_total', help: 'Test counter', registers: [registry] })
   requests.inc(3)
@@ -103,7 +107,11 @@ t.test('headers over http_header_bytes_max get 431', async (t) => {
 })
 
 t.test('a connection whose headers never finish is closed after http_headers_timeout_ms', async (t) => {
-  const { server, url } = await start(t, () => ({ ok: true }), { ...LIMITS_DEFAULT, http_headers_timeout_ms: 300, http_request_timeout_ms: 600 })
+  const { server, url } = await start(t, () => ({ ok: true }), {
+    ...LIMITS_DEFAULT,
+    http_headers_timeout_ms: 300,
+    http_request_timeout_ms: 600,
+  })
   const slow = silentConnection(t, server.port, 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ')
   const idle = silentConnection(t, server.port)
   const [slowAnswer, idleAnswer] = await Promise.all([slow.answer, idle.answer])

@@ -34,7 +34,10 @@ const open = (url: string, auth = SECRET) =>
     ws.once('error', reject)
   })
 const next = (ws: WebSocket) => new Promise<unknown>((resolve) => ws.once('message', (d) => resolve(JSON.parse(String(d)))))
-const closed = (ws: WebSocket) => new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+const closed = (ws: WebSocket) =>
+  new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  )
 
 t.test('a client with the secret pings through the switch', async (t) => {
   const { url } = await setup(t)

@@ -3,8 +3,16 @@ import { HeartbeatDetector } from '../../agent/cluster/heartbeat-detector.js'
 import { newElection, quorumStillPossible } from '../../agent/cluster/view-election.js'
 
 t.test('silentFor: time since the last message, Infinity after a leave', async (t) => {
-  const sites = new Map([['a', 's1'], ['b', 's1']])
-  const d = new HeartbeatDetector('a', sites, { same_site_interval_ms: 100, same_site_missed_max: 5, cross_site_interval_ms: 100, cross_site_missed_max: 5 }, 1000)
+  const sites = new Map([
+    ['a', 's1'],
+    ['b', 's1'],
+  ])
+  const d = new HeartbeatDetector(
+    'a',
+    sites,
+    { same_site_interval_ms: 100, same_site_missed_max: 5, cross_site_interval_ms: 100, cross_site_missed_max: 5 },
+    1000,
+  )
   t.equal(d.silentFor('b', 1000), 0, 'counted from start')
   d.heard('b', 1200)
   t.equal(d.silentFor('b', 1450), 250)

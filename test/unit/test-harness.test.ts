@@ -32,7 +32,8 @@ t.test('HVLAB_SEED: unset runs the CI seeds; a seed reruns it alone; seed:count 
     t.equal(s.rerun(1234), 'HVLAB_SEED=1234 npx tap test/unit/test-harness.test.ts --disable-coverage')
   })
   withSeedEnv('10:3', () => t.same(seeds(import.meta.url, [1]).list, [10, 11, 12]))
-  for (const bad of ['x', '-1', '1:0', '1:2:3', '1.5']) t.throws(() => seedFromEnv(bad), { message: /HVLAB_SEED must be a seed/ }, `refuses ${bad}`)
+  for (const bad of ['x', '-1', '1:0', '1:2:3', '1.5'])
+    t.throws(() => seedFromEnv(bad), { message: /HVLAB_SEED must be a seed/ }, `refuses ${bad}`)
 })
 
 t.test('forEachSeed reports a failing or throwing seed with its rerun command, and stops after failures_max', async (t) => {
@@ -40,11 +41,16 @@ t.test('forEachSeed reports a failing or throwing seed with its rerun command, a
   const comments: string[] = []
   const reporter = { fail: (m: string) => failed.push(m), comment: (m: unknown) => comments.push(String(m)) }
   const s = withSeedEnv(undefined, () => seeds(import.meta.url, { base: 1, count: 10 }))
-  const r = await forEachSeed(reporter, s, (seed) => {
-    if (seed === 2) return { problem: 'broken', report: 'schedule: x' }
-    if (seed === 4) throw new TypeError('a bug')
-    return seed === 6 ? 'also broken' : null
-  }, { failures_max: 2 })
+  const r = await forEachSeed(
+    reporter,
+    s,
+    (seed) => {
+      if (seed === 2) return { problem: 'broken', report: 'schedule: x' }
+      if (seed === 4) throw new TypeError('a bug')
+      return seed === 6 ? 'also broken' : null
+    },
+    { failures_max: 2 },
+  )
   t.same(r, { runs: 4, failures: 2 }, 'stopped after the second failing seed')
   t.match(failed[0], /^seed 2: broken \(rerun: HVLAB_SEED=2 npx tap test\/unit\/test-harness\.test\.ts --disable-coverage\)$/)
   t.match(failed[1], /^seed 4: threw TypeError: a bug/)
@@ -67,7 +73,14 @@ function counter(): TranscriptDriver {
 t.test('a transcript: inputs, expected output, comments; a mismatch is found and the whole actual transcript given', async (t) => {
   const text = '# title\n> add 1 2\ntotal=1\ntotal=3\n\n# refused, as output\n> refuse\nrefused HVLAB_E_STATE: not now\n> noop\n'
   const p = parseTranscript(text)
-  t.same(p.blocks.map((b) => [b.line, b.input, b.expected]), [[2, 'add 1 2', ['total=1', 'total=3']], [7, 'refuse', ['refused HVLAB_E_STATE: not now']], [9, 'noop', []]])
+  t.same(
+    p.blocks.map((b) => [b.line, b.input, b.expected]),
+    [
+      [2, 'add 1 2', ['total=1', 'total=3']],
+      [7, 'refuse', ['refused HVLAB_E_STATE: not now']],
+      [9, 'noop', []],
+    ],
+  )
   const ok = runTranscript(text, counter())
   t.equal(ok.mismatch, null)
   t.equal(ok.actual, text, 'a passing transcript prints itself back')

@@ -14,7 +14,12 @@ function eventsFile(t: { teardown(fn: () => void): void }): RotatedFile {
   return { dir, stem: 'events', ext: '.jsonl' }
 }
 
-const limits = (over: Partial<TimelineLimits> = {}): TimelineLimits => ({ memory: TIMELINE_MEMORY_DEFAULT, file_bytes_max: 1024 * 1024, files_kept: 2, ...over })
+const limits = (over: Partial<TimelineLimits> = {}): TimelineLimits => ({
+  memory: TIMELINE_MEMORY_DEFAULT,
+  file_bytes_max: 1024 * 1024,
+  files_kept: 2,
+  ...over,
+})
 
 async function open(t: { teardown(fn: () => void): void }, file: RotatedFile, l = limits()): Promise<Timeline> {
   const tl = await Timeline.open(file, l, (e) => {
@@ -51,11 +56,25 @@ t.test('events get increasing seq numbers and come back in order', async (t) => 
   const first = tl.append(ev(0))
   t.same(first, { seq: 1, ...ev(0) })
   for (let i = 1; i < 5; i++) tl.append(ev(i))
-  t.same(tl.since().map((e) => e.seq), [1, 2, 3, 4, 5])
-  t.same(tl.since(3).map((e) => e.seq), [4, 5], 'after is exclusive')
+  t.same(
+    tl.since().map((e) => e.seq),
+    [1, 2, 3, 4, 5],
+  )
+  t.same(
+    tl.since(3).map((e) => e.seq),
+    [4, 5],
+    'after is exclusive',
+  )
   t.same(tl.since(5), [])
-  t.same(tl.since(0, 2).map((e) => e.seq), [4, 5], 'limit keeps the newest')
-  t.same(tl.since(1, 2).map((e) => e.seq), [4, 5])
+  t.same(
+    tl.since(0, 2).map((e) => e.seq),
+    [4, 5],
+    'limit keeps the newest',
+  )
+  t.same(
+    tl.since(1, 2).map((e) => e.seq),
+    [4, 5],
+  )
   t.same(tl.since(0, 0), [], 'a limit of 0 gives nothing')
   t.same(tl.since(3)[0], { seq: 4, ...ev(3) }, 'events are kept as given')
   t.equal(tl.next(0)?.seq, 1, 'next: the oldest after a seq')
@@ -66,8 +85,15 @@ t.test('events get increasing seq numbers and come back in order', async (t) => 
 t.test('memory is bounded by count; seq keeps counting', async (t) => {
   const tl = new Timeline({ events_max: 3, bytes_max: 1024 * 1024 })
   for (let i = 0; i < 10; i++) tl.append(ev(i))
-  t.same(tl.since().map((e) => e.seq), [8, 9, 10], 'only the newest events_max are kept')
-  t.same(tl.since(8).map((e) => e.seq), [9, 10])
+  t.same(
+    tl.since().map((e) => e.seq),
+    [8, 9, 10],
+    'only the newest events_max are kept',
+  )
+  t.same(
+    tl.since(8).map((e) => e.seq),
+    [9, 10],
+  )
   t.equal(tl.append(ev(10)).seq, 11)
 })
 
@@ -78,12 +104,19 @@ t.test('memory is bounded by bytes: the oldest go first', async (t) => {
   const bytes_max = 4 * event_bytes + 10 // four events fit, a fifth does not
   const tl = new Timeline({ events_max: 1000, bytes_max })
   for (let i = 0; i < 9; i++) t.equal(lineBytes(tl.append(big(i))), event_bytes)
-  t.same(tl.since().map((e) => e.seq), [6, 7, 8, 9], 'the newest that fit the budget')
+  t.same(
+    tl.since().map((e) => e.seq),
+    [6, 7, 8, 9],
+    'the newest that fit the budget',
+  )
   const huge = tl.append({ ...ev(10), details: { pad: 'y'.repeat(bytes_max) } })
   t.equal(huge.seq, 10, 'an event over the whole budget still gets its seq')
   t.same(tl.since(), [], 'but is not kept in memory, nor is anything older')
   t.equal(tl.append(ev(11)).seq, 11)
-  t.same(tl.since().map((e) => e.seq), [11])
+  t.same(
+    tl.since().map((e) => e.seq),
+    [11],
+  )
 })
 
 t.test('followers get every new event, with its line, until they unfollow', async (t) => {
@@ -98,8 +131,14 @@ t.test('followers get every new event, with its line, until they unfollow', asyn
   stopA()
   tl.append(ev(3))
   t.same(a, [2, 3], 'no replay of older events; nothing after unfollow')
-  t.same(b.map((l) => (JSON.parse(l) as TimelineEvent).seq), [2, 3, 4])
-  t.ok(b.every((l) => l.endsWith('}\n')), 'each line ends with a newline')
+  t.same(
+    b.map((l) => (JSON.parse(l) as TimelineEvent).seq),
+    [2, 3, 4],
+  )
+  t.ok(
+    b.every((l) => l.endsWith('}\n')),
+    'each line ends with a newline',
+  )
 })
 
 t.test('events are written to the file, one JSON object per line', async (t) => {
@@ -112,7 +151,11 @@ t.test('events are written to the file, one JSON object per line', async (t) => 
   const lines = readFileSync(path!, 'utf8').split('\n')
   t.equal(lines.pop(), '', 'ends with a newline')
   const events = lines.map((l) => JSON.parse(l) as TimelineEvent)
-  t.same(events.map((e) => e.seq), [1, 2, 3, 4], 'the file keeps everything, not only what memory holds')
+  t.same(
+    events.map((e) => e.seq),
+    [1, 2, 3, 4],
+    'the file keeps everything, not only what memory holds',
+  )
   t.same(events[3], { seq: 4, ...ev(3) })
   t.equal(statSync(path!).mode & 0o777, 0o600, 'private to the lab’s user')
 })
@@ -147,7 +190,11 @@ t.test('the events file rotates at events_file_bytes_max and keeps events_files_
   const seqs = paths.flatMap(seqsIn)
   t.equal(seqs.at(-1), 60, 'the newest event is in the newest file')
   t.ok((seqs[0] as number) > 1, 'the oldest files are gone')
-  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => (seqs[0] as number) + i), 'the files kept hold an unbroken run of events')
+  t.same(
+    seqs,
+    Array.from({ length: seqs.length }, (_, i) => (seqs[0] as number) + i),
+    'the files kept hold an unbroken run of events',
+  )
 })
 
 t.test('a torn last line does not restart the numbering', async (t) => {

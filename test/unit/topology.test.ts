@@ -3,7 +3,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
-import { DEFAULT_TOPOLOGY_FILE, LIMITS_DEFAULT, dials, loadTopology, parseTopology, peersOf, processSpec, processesOf, type Topology } from '../../shared/topology.js'
+import {
+  DEFAULT_TOPOLOGY_FILE,
+  LIMITS_DEFAULT,
+  dials,
+  loadTopology,
+  parseTopology,
+  peersOf,
+  processSpec,
+  processesOf,
+  type Topology,
+} from '../../shared/topology.js'
 
 /** A valid three-site topology as raw JSON, to break one field at a time. */
 function validRaw(): Record<string, unknown> {
@@ -62,7 +72,15 @@ t.test('the default topology loads', async (t) => {
   t.equal(topo.quorum.model, 'node-and-file-share-majority')
   t.same(
     processesOf(topo).map((p) => `${p.role}:${p.name}@${p.site}`),
-    ['host:host-a1@site-a', 'host:host-a2@site-a', 'host:host-b1@site-b', 'host:host-b2@site-b', 'witness:witness@site-c', 'array:array-a@site-a', 'array:array-b@site-b'],
+    [
+      'host:host-a1@site-a',
+      'host:host-a2@site-a',
+      'host:host-b1@site-b',
+      'host:host-b2@site-b',
+      'witness:witness@site-c',
+      'array:array-a@site-a',
+      'array:array-b@site-b',
+    ],
     'hosts first, then the witness, then arrays',
   )
   t.same(loadTopology(DEFAULT_TOPOLOGY_FILE), topo, 'DEFAULT_TOPOLOGY_FILE is the default')
@@ -77,7 +95,12 @@ t.test('defaults are filled in', async (t) => {
   t.equal(topo.timeScale, 1)
   t.ok(topo.heartbeat.sameSite.interval_ms > 0)
   t.same(topo.limits, LIMITS_DEFAULT, 'every limit at its default')
-  const some = parseTopology({ name: 'tiny', sites: [{ name: 's' }], hosts: [{ name: 'h1', site: 's' }], limits: { migrations_per_host: 4 } })
+  const some = parseTopology({
+    name: 'tiny',
+    sites: [{ name: 's' }],
+    hosts: [{ name: 'h1', site: 's' }],
+    limits: { migrations_per_host: 4 },
+  })
   t.same(some.limits, { ...LIMITS_DEFAULT, migrations_per_host: 4 }, 'a limit given, the others at their defaults')
 })
 
@@ -89,22 +112,68 @@ t.test('a valid non-default topology loads from a file', async (t) => {
 
 t.test('validation errors name the file and the field', async (t) => {
   const raw = validRaw
-  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-z' }] }, ['host-a1', 'unknown site site-z', 'site-a'], 'host in an unknown site')
-  rejects(t, { ...raw(), arrays: [{ name: 'array-z', site: 'site-z' }] }, ['array array-z', 'unknown site site-z'], 'array in an unknown site')
-  rejects(t, { ...raw(), witness: { name: 'witness', site: 'nowhere' } }, ['witness witness', 'unknown site nowhere'], 'witness in an unknown site')
-  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a' }, { name: 'host-a1', site: 'site-b' }] }, ['host-a1', 'more than one process'], 'duplicate host name')
+  rejects(
+    t,
+    { ...raw(), hosts: [{ name: 'host-a1', site: 'site-z' }] },
+    ['host-a1', 'unknown site site-z', 'site-a'],
+    'host in an unknown site',
+  )
+  rejects(
+    t,
+    { ...raw(), arrays: [{ name: 'array-z', site: 'site-z' }] },
+    ['array array-z', 'unknown site site-z'],
+    'array in an unknown site',
+  )
+  rejects(
+    t,
+    { ...raw(), witness: { name: 'witness', site: 'nowhere' } },
+    ['witness witness', 'unknown site nowhere'],
+    'witness in an unknown site',
+  )
+  rejects(
+    t,
+    {
+      ...raw(),
+      hosts: [
+        { name: 'host-a1', site: 'site-a' },
+        { name: 'host-a1', site: 'site-b' },
+      ],
+    },
+    ['host-a1', 'more than one process'],
+    'duplicate host name',
+  )
   rejects(t, { ...raw(), arrays: [{ name: 'host-a1', site: 'site-a' }] }, ['host-a1', 'more than one process'], 'array named like a host')
-  rejects(t, { ...raw(), witness: { name: 'array-a', site: 'site-c' } }, ['array-a', 'more than one process'], 'witness named like an array')
-  rejects(t, { ...raw(), sites: [{ name: 'site-a' }, { name: 'site-b' }, { name: 'site-c' }, { name: 'site-b' }] }, ['site site-b is declared twice'], 'duplicate site')
+  rejects(
+    t,
+    { ...raw(), witness: { name: 'array-a', site: 'site-c' } },
+    ['array-a', 'more than one process'],
+    'witness named like an array',
+  )
+  rejects(
+    t,
+    { ...raw(), sites: [{ name: 'site-a' }, { name: 'site-b' }, { name: 'site-c' }, { name: 'site-b' }] },
+    ['site site-b is declared twice'],
+    'duplicate site',
+  )
   const { witness: _w, ...noWitness } = raw()
   rejects(t, noWitness, ['node-and-file-share-majority', 'witness'], 'witness missing for node-and-file-share-majority')
   rejects(t, { ...raw(), quorum: { model: 'node-majority' } }, ['witness', 'node-majority'], 'witness declared with node-majority')
-  rejects(t, { ...raw(), witness: { name: 'witness', site: 'site-a' } }, ['witness shares site site-a with hosts'], 'witness sharing a site with hosts')
+  rejects(
+    t,
+    { ...raw(), witness: { name: 'witness', site: 'site-a' } },
+    ['witness shares site site-a with hosts'],
+    'witness sharing a site with hosts',
+  )
 })
 
 t.test('schema errors name the field path', async (t) => {
   const raw = validRaw
-  rejects(t, { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a', memory_mib: '8192' }] }, ['hosts.0.memory_mib'], 'memory_mib as a string')
+  rejects(
+    t,
+    { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a', memory_mib: '8192' }] },
+    ['hosts.0.memory_mib'],
+    'memory_mib as a string',
+  )
   rejects(t, { ...raw(), hosts: 'host-a1' }, [/\bhosts\b/], 'hosts not an array')
   rejects(t, { ...raw(), hosts: [] }, [/\bhosts\b/], 'no hosts')
   rejects(t, { ...raw(), timeScale: 2 }, ['timeScale'], 'timeScale above 1')
@@ -114,7 +183,12 @@ t.test('schema errors name the field path', async (t) => {
   rejects(t, { ...raw(), limits: { page_diff_threads: 1.5 } }, ['limits.page_diff_threads'], 'threads not an integer')
   rejects(t, { ...raw(), limits: { migration_per_host: 3 } }, ['migration_per_host'], 'a misspelt limit')
   rejects(t, { ...raw(), quorum: { model: 'majority-of-vibes' } }, ['quorum.model'], 'unknown quorum model')
-  rejects(t, { ...raw(), heartbeat: { sameSite: { interval_ms: 1, missed_max: 3 }, crossSite: { interval_ms: 1000, missed_max: 3 } } }, ['heartbeat.sameSite.interval_ms'], 'heartbeat too fast')
+  rejects(
+    t,
+    { ...raw(), heartbeat: { sameSite: { interval_ms: 1, missed_max: 3 }, crossSite: { interval_ms: 1000, missed_max: 3 } } },
+    ['heartbeat.sameSite.interval_ms'],
+    'heartbeat too fast',
+  )
   rejects(t, { ...raw(), name: 42 }, [/\bname\b/], 'name as a number')
   rejects(t, [raw()], ['(top level)'], 'an array instead of an object')
   rejects(t, null, ['(top level)'], 'null')
@@ -123,7 +197,12 @@ t.test('schema errors name the field path', async (t) => {
 t.test('unknown fields are refused, wherever they are', async (t) => {
   rejects(t, { ...validRaw(), colour: 'blue' }, ['colour'], 'extra top-level field')
   rejects(t, { ...validRaw(), hosts: [{ name: 'host-a1', site: 'site-a', cpus: 4 }] }, ['hosts.0', 'cpus'], 'extra host field')
-  rejects(t, { ...validRaw(), quorum: { model: 'node-and-file-share-majority', dynamicQuorm: true } }, ['quorum', 'dynamicQuorm'], 'misspelt quorum field')
+  rejects(
+    t,
+    { ...validRaw(), quorum: { model: 'node-and-file-share-majority', dynamicQuorm: true } },
+    ['quorum', 'dynamicQuorm'],
+    'misspelt quorum field',
+  )
 })
 
 t.test('bad names are refused', async (t) => {
@@ -137,9 +216,17 @@ t.test('bad names are refused', async (t) => {
 
 t.test('bad JSON and a missing file', async (t) => {
   const bad = writeTopology('{ "name": "x", ')
-  t.throws(() => loadTopology(bad), { name: 'HvlabError', code: 'HVLAB_E_TOPOLOGY', message: new RegExp(`${escape(bad)} is not valid JSON`) })
+  t.throws(() => loadTopology(bad), {
+    name: 'HvlabError',
+    code: 'HVLAB_E_TOPOLOGY',
+    message: new RegExp(`${escape(bad)} is not valid JSON`),
+  })
   const missing = join(dir, 'no-such-topology.json')
-  t.throws(() => loadTopology(missing), { name: 'HvlabError', code: 'HVLAB_E_TOPOLOGY', message: new RegExp(`cannot read topology file ${escape(missing)}`) })
+  t.throws(() => loadTopology(missing), {
+    name: 'HvlabError',
+    code: 'HVLAB_E_TOPOLOGY',
+    message: new RegExp(`cannot read topology file ${escape(missing)}`),
+  })
 })
 
 t.test('parseTopology names its source', async (t) => {

@@ -11,7 +11,8 @@ import { WebSocketServer } from 'ws'
 import { LIMITS_DEFAULT } from '../../shared/topology.js'
 import { capturingLogger, connect, startServer, until, type TapTest } from './transport-helpers.js'
 
-const UPGRADE = 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'
+const UPGRADE =
+  'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'
 
 /** The start of a WebSocket frame that says 1 MiB follow (masked, as from a client, or not). */
 function bigFrameHeader(masked: boolean): Buffer {
@@ -48,7 +49,11 @@ t.test('a connection that sends more than preauth_bytes_max before its hello is 
   s.write(UPGRADE)
   s.write(Buffer.concat([bigFrameHeader(true), Buffer.alloc(8 * 1024, 0x41)])) // the start of an 8 MiB "hello"
   await closed
-  tt.match(refusals(lines, 'HVLAB_E_PROTOCOL')[0], { reason: /sent \d+ bytes before proving the lab's secret; at most 4096/ }, 'cut for its bytes, with the reason logged')
+  tt.match(
+    refusals(lines, 'HVLAB_E_PROTOCOL')[0],
+    { reason: /sent \d+ bytes before proving the lab's secret; at most 4096/ },
+    'cut for its bytes, with the reason logged',
+  )
   await until('the server to forget the socket', () => server.unauthenticatedConnections === 0)
   const honest = await connect(tt, server.port)
   tt.equal(honest.remoteName, 'server-a', 'an honest handshake fits the same budget')
@@ -64,7 +69,10 @@ t.test('a dialler cuts a server that sends more than preauth_bytes_max before it
     tt.teardown(() => ws.terminate())
   })
   const port = (wss.address() as AddressInfo).port
-  await tt.rejects(connect(tt, port, { limits: { preauth_bytes_max: 4096 }, handshakeTimeout_ms: 10_000 }), { code: 'HVLAB_E_PROTOCOL', message: /before proving the lab's secret; at most 4096/ })
+  await tt.rejects(connect(tt, port, { limits: { preauth_bytes_max: 4096 }, handshakeTimeout_ms: 10_000 }), {
+    code: 'HVLAB_E_PROTOCOL',
+    message: /before proving the lab's secret; at most 4096/,
+  })
 })
 
 t.test('beyond unauthenticatedConnections_max, a new connection is refused at once', async (tt) => {
@@ -74,7 +82,11 @@ t.test('beyond unauthenticatedConnections_max, a new connection is refused at on
   await until('three connections in their handshake', () => server.unauthenticatedConnections === 3)
   const fourth = await tcp(tt, server.port)
   tt.match(await readUntilClosed(fourth), /^HTTP\/1.1 503/, 'the fourth is refused')
-  await tt.rejects(connect(tt, server.port), { code: 'HVLAB_E_CLOSED', message: /503/ }, 'so is an honest one while the three hold the handshake slots')
+  await tt.rejects(
+    connect(tt, server.port),
+    { code: 'HVLAB_E_CLOSED', message: /503/ },
+    'so is an honest one while the three hold the handshake slots',
+  )
   tt.equal(refusals(lines, 'HVLAB_E_BACKPRESSURE').length, 2, 'each refusal is logged')
   tt.equal(server.unauthenticatedConnections, 3)
   for (const s of silent) s.destroy()
@@ -96,7 +108,10 @@ t.test('a connection that never finishes its HTTP upgrade is cut', async (tt) =>
 })
 
 t.test('the peer port bounds the HTTP upgrade by the lab HTTP limits', async (tt) => {
-  const server = await startServer(tt, { http: { ...LIMITS_DEFAULT, http_header_bytes_max: 2048 }, limits: { preauth_bytes_max: 64 * 1024 } })
+  const server = await startServer(tt, {
+    http: { ...LIMITS_DEFAULT, http_header_bytes_max: 2048 },
+    limits: { preauth_bytes_max: 64 * 1024 },
+  })
   const s = await tcp(tt, server.port)
   const closed = readUntilClosed(s)
   s.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'a'.repeat(4096)}\r\n\r\n`)
@@ -131,12 +146,20 @@ t.test('beyond inboundRequestsInFlight_max, a request is answered HVLAB_E_BACKPR
   const c = await connect(tt, server.port)
   const blocked = [c.request({ t: 'ok' }), c.request({ t: 'ok' })]
   await until('two handlers running', () => started === 2)
-  await tt.rejects(c.request({ t: 'ok' }), { code: 'HVLAB_E_BACKPRESSURE', message: /2 requests from client-b are being handled already/ }, 'the third is answered at once')
+  await tt.rejects(
+    c.request({ t: 'ok' }),
+    { code: 'HVLAB_E_BACKPRESSURE', message: /2 requests from client-b are being handled already/ },
+    'the third is answered at once',
+  )
   await tt.rejects(c.request({ t: 'ping', seq: 1, sent_ms: 0 }), { code: 'HVLAB_E_BACKPRESSURE' }, 'whatever its type')
   tt.equal(started, 2, 'its handler did not run')
   for (const r of release) r()
   for (const r of await Promise.all(blocked)) tt.same(r.message, { t: 'ok' })
-  tt.same((await c.request({ t: 'ping', seq: 2, sent_ms: 0 })).message, { t: 'pong', seq: 2, sent_ms: 0 }, 'served again once they finished')
+  tt.same(
+    (await c.request({ t: 'ping', seq: 2, sent_ms: 0 })).message,
+    { t: 'pong', seq: 2, sent_ms: 0 },
+    'served again once they finished',
+  )
   tt.ok(c.isOpen, 'the connection stays open')
 })
 

@@ -100,7 +100,9 @@ export function recordUntilClosed(ws: WebSocket, auth?: FrameAuth): Promise<{ co
       else unexpected ??= e
     }
   })
-  return new Promise((resolve, reject) => ws.once('close', (code: number) => (unexpected === undefined ? resolve({ code, messages, undecodable }) : reject(unexpected))))
+  return new Promise((resolve, reject) =>
+    ws.once('close', (code: number) => (unexpected === undefined ? resolve({ code, messages, undecodable }) : reject(unexpected))),
+  )
 }
 
 /** A raw client past the handshake: its socket, and its frame keys and counters to seal and open frames with. */
@@ -128,12 +130,25 @@ export async function rawAuthenticated(
   const nonce = newNonce()
   const protocolVersion = options.protocolVersion ?? PROTOCOL_VERSION
   const secret = options.secret ?? SECRET
-  const proof = computeProof(secret, { side: 'client', protocolVersion, theirNonce: challenge.nonce, ourNonce: nonce, ourName: name, theirName: challenge.name, ourRole: role, theirRole: challenge.role })
+  const proof = computeProof(secret, {
+    side: 'client',
+    protocolVersion,
+    theirNonce: challenge.nonce,
+    ourNonce: nonce,
+    ourName: name,
+    theirName: challenge.name,
+    ourRole: role,
+    theirRole: challenge.role,
+  })
   const welcomeArrives = nextMessage(ws)
   sendMessage(ws, { t: 'hello', protocolVersion, name, role, nonce, proof })
   const welcome = await welcomeArrives
   if (welcome.t !== 'welcome') throw new Error(`expected welcome, got ${welcome.t}`)
-  const auth = FrameAuth.after('client', secret, { protocolVersion, client: { name, role, nonce }, server: { name: challenge.name, role: challenge.role, nonce: challenge.nonce } })
+  const auth = FrameAuth.after('client', secret, {
+    protocolVersion,
+    client: { name, role, nonce },
+    server: { name: challenge.name, role: challenge.role, nonce: challenge.nonce },
+  })
   return { ws, auth }
 }
 
@@ -141,10 +156,7 @@ export async function rawAuthenticated(
  * A fake server that speaks the handshake by its own rules (another secret, another
  * protocol version) and skips checking the client. For checking what the client verifies.
  */
-export async function fakeServer(
-  tt: TapTest,
-  behave: { protocolVersion?: number; secret?: string; name?: string },
-): Promise<number> {
+export async function fakeServer(tt: TapTest, behave: { protocolVersion?: number; secret?: string; name?: string }): Promise<number> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   await once(wss, 'listening')
   tt.teardown(
@@ -162,7 +174,16 @@ export async function fakeServer(
       const { envelope } = decodeFrame(data)
       if (envelope.k !== 'msg' || envelope.m.t !== 'hello') return void ws.terminate()
       const hello = envelope.m
-      const proof = computeProof(behave.secret ?? SECRET, { side: 'server', protocolVersion: PROTOCOL_VERSION, theirNonce: hello.nonce, ourNonce: nonce, ourName: name, theirName: hello.name, ourRole: 'host', theirRole: hello.role })
+      const proof = computeProof(behave.secret ?? SECRET, {
+        side: 'server',
+        protocolVersion: PROTOCOL_VERSION,
+        theirNonce: hello.nonce,
+        ourNonce: nonce,
+        ourName: name,
+        theirName: hello.name,
+        ourRole: 'host',
+        theirRole: hello.role,
+      })
       sendMessage(ws, { t: 'welcome', name, proof })
     })
     sendMessage(ws, { t: 'challenge', protocolVersion: behave.protocolVersion ?? PROTOCOL_VERSION, name, role: 'host', nonce })

@@ -13,7 +13,10 @@ import { capturingLogger, connect, startServer, until, type TapTest } from './tr
 import { WsRelay, type WsMessage } from './ws-relay.js'
 
 /** The forged write of the audit: a block write in host-b2's name at a huge epoch. */
-const FORGED_WRITE = encodeFrame({ k: 'req', id: 9, m: { t: 'block-write', volume: 'r1', host: 'host-b2', epoch: 1_000_000, block: 0, blocks: 1 } }, Buffer.alloc(4096, 0xee))
+const FORGED_WRITE = encodeFrame(
+  { k: 'req', id: 9, m: { t: 'block-write', volume: 'r1', host: 'host-b2', epoch: 1_000_000, block: 0, blocks: 1 } },
+  Buffer.alloc(4096, 0xee),
+)
 
 interface Relayed {
   relay: WsRelay
@@ -77,7 +80,10 @@ t.test('a frame injected without any tag is refused', async (tt) => {
 
 t.test('a frame injected towards the client is refused', async (tt) => {
   const r = await relayed(tt)
-  r.relay.inject('toClient', Buffer.concat([encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } }), Buffer.alloc(FRAME_TAG_BYTES)]))
+  r.relay.inject(
+    'toClient',
+    Buffer.concat([encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } }), Buffer.alloc(FRAME_TAG_BYTES)]),
+  )
   await assertRefused(tt, r, 'client')
 })
 
@@ -106,7 +112,10 @@ t.test('a replayed frame is refused', async (tt) => {
   }
   // The first copy is done and may be answered before the server closes on the replay;
   // if not, the request fails because the connection closed — nothing else.
-  const outcome = await r.client.request(write(6), { attachment: Buffer.alloc(4096, 3) }).then(() => 'answered', (e: unknown) => e)
+  const outcome = await r.client.request(write(6), { attachment: Buffer.alloc(4096, 3) }).then(
+    () => 'answered',
+    (e: unknown) => e,
+  )
   if (outcome !== 'answered') tt.match(outcome, { code: 'HVLAB_E_CLOSED' }, 'the replayed write was answered, or refused as closed')
   await assertRefused(tt, r, 'server')
   tt.equal(repeated.length, 1, 'the relay sent one message twice')

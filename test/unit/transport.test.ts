@@ -58,16 +58,32 @@ t.test('request/response, typed errors, timeouts and attachments', async (tt) =>
   await assertServes(tt, c, 'a request is answered')
 
   const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => c.request({ t: 'ping', seq: i, sent_ms: 0 })))
-  tt.same(answers.map((a) => (a.message.t === 'pong' ? a.message.seq : -1)), Array.from({ length: 50 }, (_, i) => i), 'concurrent replies match their requests')
+  tt.same(
+    answers.map((a) => (a.message.t === 'pong' ? a.message.seq : -1)),
+    Array.from({ length: 50 }, (_, i) => i),
+    'concurrent replies match their requests',
+  )
 
-  await tt.rejects(c.request({ t: 'goodbye', code: 'x', reason: 'migrate' }), { name: 'HvlabError', code: 'HVLAB_E_STATE', message: /cannot migrate now/ }, "a handler's HvlabError arrives with its code")
-  await tt.rejects(c.request({ t: 'goodbye', code: 'internal', reason: 'x' }), { code: 'HVLAB_E_INTERNAL' }, 'any other thrown error arrives as HVLAB_E_INTERNAL')
-  await tt.rejects(c.request({ t: 'pong', seq: 1, sent_ms: 1 }), { code: 'HVLAB_E_UNSUPPORTED' }, 'a request the peer does not answer is an error reply')
+  await tt.rejects(
+    c.request({ t: 'goodbye', code: 'x', reason: 'migrate' }),
+    { name: 'HvlabError', code: 'HVLAB_E_STATE', message: /cannot migrate now/ },
+    "a handler's HvlabError arrives with its code",
+  )
+  await tt.rejects(
+    c.request({ t: 'goodbye', code: 'internal', reason: 'x' }),
+    { code: 'HVLAB_E_INTERNAL' },
+    'any other thrown error arrives as HVLAB_E_INTERNAL',
+  )
+  await tt.rejects(
+    c.request({ t: 'pong', seq: 1, sent_ms: 1 }),
+    { code: 'HVLAB_E_UNSUPPORTED' },
+    'a request the peer does not answer is an error reply',
+  )
   await tt.rejects(c.request({ t: 'ok' }, { timeout_ms: 50 }), { code: 'HVLAB_E_TIMEOUT' }, 'a request with no reply times out')
   await assertServes(tt, c, 'the connection still works after all those errors')
 
   const bytes = Buffer.alloc(4 * 1024 * 1024)
-  for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE(i * 2654435761 >>> 0, i)
+  for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE((i * 2654435761) >>> 0, i)
   const echoed = await c.request({ t: 'blob', label: 'pages' }, { attachment: bytes })
   tt.same(echoed.message, { t: 'blob', label: 'pages' })
   tt.ok(echoed.attachment.equals(bytes), 'a 4 MiB attachment arrives intact both ways')
@@ -95,7 +111,14 @@ t.test('a client with the wrong secret is refused; the server keeps serving', as
   const closed = recordUntilClosed(ws)
   const challenge = await nextMessage(ws)
   tt.equal(challenge.t, 'challenge')
-  sendMessage(ws, { t: 'hello', protocolVersion: PROTOCOL_VERSION, name: 'raw', role: 'host', nonce: '0'.repeat(32), proof: 'f'.repeat(64) })
+  sendMessage(ws, {
+    t: 'hello',
+    protocolVersion: PROTOCOL_VERSION,
+    name: 'raw',
+    role: 'host',
+    nonce: '0'.repeat(32),
+    proof: 'f'.repeat(64),
+  })
   const { messages } = await closed
   tt.match(messages.at(-1), { t: 'goodbye', code: 'HVLAB_E_AUTH' })
   await assertServes(tt, good, 'an authenticated connection is unaffected')
@@ -123,13 +146,24 @@ t.test('an old protocol version is refused, both ways', async (tt) => {
   const closed = recordUntilClosed(ws)
   const challenge = await nextMessage(ws)
   if (challenge.t !== 'challenge') throw new Error('no challenge')
-  sendMessage(ws, { t: 'hello', protocolVersion: PROTOCOL_VERSION + 1, name: 'raw', role: 'host', nonce: '0'.repeat(32), proof: 'f'.repeat(64) })
+  sendMessage(ws, {
+    t: 'hello',
+    protocolVersion: PROTOCOL_VERSION + 1,
+    name: 'raw',
+    role: 'host',
+    nonce: '0'.repeat(32),
+    proof: 'f'.repeat(64),
+  })
   const { messages } = await closed
   tt.match(messages.at(-1), { t: 'goodbye', code: 'HVLAB_E_AUTH', reason: /protocol version/ }, 'the server says why')
   await assertServes(tt, good, 'the server keeps serving')
 
   const oldServer = await fakeServer(tt, { protocolVersion: PROTOCOL_VERSION + 1 })
-  await tt.rejects(connect(tt, oldServer), { code: 'HVLAB_E_AUTH', message: /protocol version/ }, 'the client refuses a server of another version')
+  await tt.rejects(
+    connect(tt, oldServer),
+    { code: 'HVLAB_E_AUTH', message: /protocol version/ },
+    'the client refuses a server of another version',
+  )
 })
 
 t.test('a bad first frame or no hello is refused during the handshake', async (tt) => {
@@ -163,7 +197,11 @@ async function misbehave(tt: TapTest, act: (bad: RawPeer) => void): Promise<{ co
   act(bad)
   const { code, messages } = await closed
   await until('the server to drop the rogue', () => server.connections.length === 1)
-  tt.same(server.connections.map((c) => c.remoteName), ['honest'], 'only the rogue connection was closed')
+  tt.same(
+    server.connections.map((c) => c.remoteName),
+    ['honest'],
+    'only the rogue connection was closed',
+  )
   await assertServes(tt, good, 'the honest connection still gets answers')
   return { code, goodbye: messages.find((m) => m.t === 'goodbye') }
 }
@@ -188,7 +226,9 @@ t.test('an unknown message type closes only that connection', async (tt) => {
 })
 
 t.test('a one-way message nobody handles closes only that connection', async (tt) => {
-  const { goodbye } = await misbehave(tt, ({ ws, auth }) => ws.send(sealed(auth, encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } }))))
+  const { goodbye } = await misbehave(tt, ({ ws, auth }) =>
+    ws.send(sealed(auth, encodeFrame({ k: 'msg', m: { t: 'partition-set', blocked: [] } }))),
+  )
   tt.match(goodbye, { t: 'goodbye', code: 'HVLAB_E_PROTOCOL', reason: /unexpected message partition-set/ })
 })
 
@@ -209,7 +249,10 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
   bad.ws.send(sealed(bad.auth, encodeFrame({ k: 'req', id: 1, m: { t: 'ping', seq: 1, sent_ms: 0 } })))
   const { messages } = await closed
   tt.equal(answered, 0, 'the request after the bad frame was not handled')
-  tt.notOk(messages.some((m) => m.t === 'pong'), 'and not answered')
+  tt.notOk(
+    messages.some((m) => m.t === 'pong'),
+    'and not answered',
+  )
 })
 
 t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt) => {
@@ -235,45 +278,62 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE o
   const toSlow = peers[0]!
   const attachment = Buffer.alloc(64 * 1024, 7)
   const outcomes = await Promise.all(
-    Array.from({ length: 64 }, (_, i) => toSlow.send({ t: 'blob', label: `b${i}` }, attachment).then(() => 'sent', (e: { code?: string }) => e.code ?? 'other')),
+    Array.from({ length: 64 }, (_, i) =>
+      toSlow.send({ t: 'blob', label: `b${i}` }, attachment).then(
+        () => 'sent',
+        (e: { code?: string }) => e.code ?? 'other',
+      ),
+    ),
   )
   const sent = outcomes.filter((o) => o === 'sent').length
-  tt.equal(outcomes.filter((o) => o === 'HVLAB_E_BACKPRESSURE').length, 64 - sent, 'every send was either accepted or refused with HVLAB_E_BACKPRESSURE')
+  tt.equal(
+    outcomes.filter((o) => o === 'HVLAB_E_BACKPRESSURE').length,
+    64 - sent,
+    'every send was either accepted or refused with HVLAB_E_BACKPRESSURE',
+  )
   tt.ok(sent < 64, `${64 - sent} of 64 sends of 64 KiB were refused instead of buffered`)
   tt.ok(sent * attachment.length <= limits.sendQueue_bytes_max, 'what was accepted fits sendQueue_bytes_max')
   await until('the accepted frames to arrive', () => received === sent)
   tt.ok(toSlow.isOpen, 'refusing sends does not close the connection')
 })
 
-t.test('an error reply: a finer code arrives split into family and detail, the peer as its origin, the message as it said it', async (tt) => {
-  const inner = await startServer(tt, {
-    name: 'server-z',
-    onPeer: (c) =>
-      c.onRequest('ping', () => {
-        throw new HvlabError('HVLAB_E_NO_QUORUM', 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD')
-      }),
-  })
-  const hop = await connect(tt, inner.port, { name: 'server-a' })
-  // a relay: server-a asks server-z and throws what it got
-  const server = await startServer(tt, { onPeer: (c) => c.onRequest('ping', ({ message }) => hop.request(message)) })
-  const direct = await connect(tt, inner.port)
-  const e = await direct.request({ t: 'ping', seq: 1, sent_ms: 0 }).then(
-    () => undefined,
-    (err: unknown) => err,
-  )
-  tt.ok(e instanceof HvlabError)
-  if (!(e instanceof HvlabError)) return
-  tt.match(e, { code: 'HVLAB_E_STATE', detail: 'HVLAB_E_NO_QUORUM', origin: 'server-z', message: 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD' })
-  tt.ok(HvlabError.has(e, 'HVLAB_E_NO_QUORUM') && HvlabError.has(e, 'HVLAB_E_STATE'), 'switchable on either code')
-  tt.equal(describeError(e), `server-z: ${e.message}`, 'people see it as before: origin: message')
-  tt.equal(e.withoutOrigin().message, e.message)
-  tt.equal(e.withoutOrigin().origin, undefined)
-  tt.equal(e.withoutOrigin().detail, 'HVLAB_E_NO_QUORUM', 'answering in its own name keeps the code')
+t.test(
+  'an error reply: a finer code arrives split into family and detail, the peer as its origin, the message as it said it',
+  async (tt) => {
+    const inner = await startServer(tt, {
+      name: 'server-z',
+      onPeer: (c) =>
+        c.onRequest('ping', () => {
+          throw new HvlabError('HVLAB_E_NO_QUORUM', 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD')
+        }),
+    })
+    const hop = await connect(tt, inner.port, { name: 'server-a' })
+    // a relay: server-a asks server-z and throws what it got
+    const server = await startServer(tt, { onPeer: (c) => c.onRequest('ping', ({ message }) => hop.request(message)) })
+    const direct = await connect(tt, inner.port)
+    const e = await direct.request({ t: 'ping', seq: 1, sent_ms: 0 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    tt.ok(e instanceof HvlabError)
+    if (!(e instanceof HvlabError)) return
+    tt.match(e, {
+      code: 'HVLAB_E_STATE',
+      detail: 'HVLAB_E_NO_QUORUM',
+      origin: 'server-z',
+      message: 'the cluster has no coordinator with quorum right now; retry when it shows quorum HELD',
+    })
+    tt.ok(HvlabError.has(e, 'HVLAB_E_NO_QUORUM') && HvlabError.has(e, 'HVLAB_E_STATE'), 'switchable on either code')
+    tt.equal(describeError(e), `server-z: ${e.message}`, 'people see it as before: origin: message')
+    tt.equal(e.withoutOrigin().message, e.message)
+    tt.equal(e.withoutOrigin().origin, undefined)
+    tt.equal(e.withoutOrigin().detail, 'HVLAB_E_NO_QUORUM', 'answering in its own name keeps the code')
 
-  const c = await connect(tt, server.port)
-  await tt.rejects(
-    c.request({ t: 'ping', seq: 2, sent_ms: 0 }),
-    { code: 'HVLAB_E_STATE', detail: 'HVLAB_E_NO_QUORUM', origin: 'server-a', message: /^server-z: the cluster has no coordinator/ },
-    'relayed twice: the finer code survives, the nearer peer is the origin, the farther one stays in the text',
-  )
-})
+    const c = await connect(tt, server.port)
+    await tt.rejects(
+      c.request({ t: 'ping', seq: 2, sent_ms: 0 }),
+      { code: 'HVLAB_E_STATE', detail: 'HVLAB_E_NO_QUORUM', origin: 'server-a', message: /^server-z: the cluster has no coordinator/ },
+      'relayed twice: the finer code survives, the nearer peer is the origin, the farther one stays in the text',
+    )
+  },
+)

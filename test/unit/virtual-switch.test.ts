@@ -6,9 +6,14 @@ import type { SwitchReply } from '../../shared/protocol/guest-messages.js'
 import { VirtualSwitch } from '../../scripts/controller/virtual-switch.js'
 
 /** Hosts as the switch sees them: each answers from its own VM set; `held` pings wait for a manual answer. */
-const setup = (opts: { hold_ms?: number; inflight_per_host_max?: number; queue_per_host_max?: number; pending_per_client_max?: number } = {}) => {
+const setup = (
+  opts: { hold_ms?: number; inflight_per_host_max?: number; queue_per_host_max?: number; pending_per_client_max?: number } = {},
+) => {
   const clock = new ManualClock(0)
-  const runs = new Map<string, Set<string>>([['host-a1', new Set()], ['host-a2', new Set()]])
+  const runs = new Map<string, Set<string>>([
+    ['host-a1', new Set()],
+    ['host-a2', new Set()],
+  ])
   const counters = new Map<string, number>()
   const hold = new Set<string>()
   const held: { host: string; ping: GuestPing; answer: () => void }[] = []
@@ -92,12 +97,15 @@ t.test('pings held during a blackout follow the VM to its new host: none lost', 
   sw.located('host-a2', here('web1', 2)) // the destination's gratuitous ARP; the source's departure sends nothing
   ping(3)
   await settle()
-  t.same(replies.map((r) => [r.t, r.seq, r.t === 'pong' ? r.host : '']).sort((a, b) => Number(a[1]) - Number(b[1])), [
-    ['pong', 0, 'host-a1'],
-    ['pong', 1, 'host-a2'],
-    ['pong', 2, 'host-a2'],
-    ['pong', 3, 'host-a2'],
-  ])
+  t.same(
+    replies.map((r) => [r.t, r.seq, r.t === 'pong' ? r.host : '']).sort((a, b) => Number(a[1]) - Number(b[1])),
+    [
+      ['pong', 0, 'host-a1'],
+      ['pong', 1, 'host-a2'],
+      ['pong', 2, 'host-a2'],
+      ['pong', 3, 'host-a2'],
+    ],
+  )
   t.equal(sw.where('web1'), 'host-a2', 'a departure does not withdraw the new location')
 })
 
@@ -156,7 +164,10 @@ t.test('bounds: beyond the in-flight limit per host pings queue, beyond the queu
   t.equal(sw.status().queued, 0)
   for (const h of held.splice(0)) h.answer()
   await settle()
-  t.same(replies.filter((r) => r.t === 'pong').map((r) => r.seq), [0, 1, 2])
+  t.same(
+    replies.filter((r) => r.t === 'pong').map((r) => r.seq),
+    [0, 1, 2],
+  )
   t.equal(sw.status().inflight, 0, 'slots freed as replies came back')
 })
 
@@ -197,19 +208,22 @@ t.test('bounds: outstanding pings per client', async (t) => {
   t.equal(held.length, 1, 'the client may send again once answered')
 })
 
-t.test('incarnations: a late announcement of an older one elsewhere is ignored; a newer one, or the same host again, moves the route', async (t) => {
-  const { sw } = setup()
-  sw.located('host-a1', here('web1', 5))
-  sw.located('host-a2', here('web1', 3)) // e.g. queued on host-a2's link while it was down, sent on reconnect
-  t.equal(sw.where('web1'), 'host-a1', 'the older incarnation does not take the route')
-  sw.located('host-a2', gone('web1', 3))
-  t.equal(sw.where('web1'), 'host-a1', 'nor does its stop withdraw it')
-  sw.located('host-a2', here('web1', 7)) // migrated or failed over: a newer op
-  t.equal(sw.where('web1'), 'host-a2')
-  sw.located('host-a2', here('web1', 7))
-  t.equal(sw.where('web1'), 'host-a2', 'announced again: unchanged')
-  sw.located('host-a2', gone('web1', 7))
-  t.equal(sw.where('web1'), undefined, 'stopped where it ran: withdrawn')
-  sw.located('host-a1', here('web1', 2))
-  t.equal(sw.where('web1'), 'host-a1', 'with nothing in the table, any announcement is taken')
-})
+t.test(
+  'incarnations: a late announcement of an older one elsewhere is ignored; a newer one, or the same host again, moves the route',
+  async (t) => {
+    const { sw } = setup()
+    sw.located('host-a1', here('web1', 5))
+    sw.located('host-a2', here('web1', 3)) // e.g. queued on host-a2's link while it was down, sent on reconnect
+    t.equal(sw.where('web1'), 'host-a1', 'the older incarnation does not take the route')
+    sw.located('host-a2', gone('web1', 3))
+    t.equal(sw.where('web1'), 'host-a1', 'nor does its stop withdraw it')
+    sw.located('host-a2', here('web1', 7)) // migrated or failed over: a newer op
+    t.equal(sw.where('web1'), 'host-a2')
+    sw.located('host-a2', here('web1', 7))
+    t.equal(sw.where('web1'), 'host-a2', 'announced again: unchanged')
+    sw.located('host-a2', gone('web1', 7))
+    t.equal(sw.where('web1'), undefined, 'stopped where it ran: withdrawn')
+    sw.located('host-a1', here('web1', 2))
+    t.equal(sw.where('web1'), 'host-a1', 'with nothing in the table, any announcement is taken')
+  },
+)

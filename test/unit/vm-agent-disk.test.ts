@@ -56,7 +56,10 @@ t.test('a started vm writes its disk on the target, with the current epoch; a sw
   vm.setLoad({ disk_iops: 200 })
   await run(200)
   t.ok(written.length > 0, `writes went out (${written.length})`)
-  t.ok(written.every((w) => w.array === 'array-a' && w.volume === 'web1-disk0' && w.epoch === 7 && w.through === 'mesh'), 'to array-a, its volume, with the host\'s view epoch')
+  t.ok(
+    written.every((w) => w.array === 'array-a' && w.volume === 'web1-disk0' && w.epoch === 7 && w.through === 'mesh'),
+    "to array-a, its volume, with the host's view epoch",
+  )
   setEpoch(9)
   a.setDisk('web1', onB)
   await run(200)
@@ -83,7 +86,7 @@ t.test('a vm on a CSV writes through the CSV port; without a target there is no 
   t.equal(a.vms.instance('plain')!.disk, null, 'a vm without storage has no disk writer')
 })
 
-t.test('the CSV port writes the vm\'s blocks into its region with the writer\'s epoch', async (t) => {
+t.test("the CSV port writes the vm's blocks into its region with the writer's epoch", async (t) => {
   const calls: unknown[] = []
   const port = csvDiskPort(
     {
@@ -101,5 +104,5 @@ t.test('the CSV port writes the vm\'s blocks into its region with the writer\'s 
   await port.write('array-a', { volume: 'ignored', host: 'host-a1', epoch: 12, block: 3, blocks: 2 }, new Uint8Array(8192))
   const data = await port.read('array-a', { volume: 'ignored', host: 'host-a1', block: 5, blocks: 1 })
   t.same(calls, [{ region: 'db1', block: 3, blocks: 2, epoch: 12, bytes: 8192 }, { read: { region: 'db1', block: 5, blocks: 1 } }])
-  t.equal(data[0], 7, 'the read returns the region\'s data')
+  t.equal(data[0], 7, "the read returns the region's data")
 })

@@ -6,7 +6,13 @@
 import type { Clock } from '../../shared/clock.js'
 import { VmAgent, type VmAgentDeps } from '../../agent/cluster/vm-agent.js'
 
-export const TEST_HEALTH = { looks_alive_interval_ms: 1000, is_alive_interval_ms: 5000, heartbeat_timeout_ms: 3000, unresponsive_after_ms: 6000, boot_grace_ms: 2000 }
+export const TEST_HEALTH = {
+  looks_alive_interval_ms: 1000,
+  is_alive_interval_ms: 5000,
+  heartbeat_timeout_ms: 3000,
+  unresponsive_after_ms: 6000,
+  boot_grace_ms: 2000,
+}
 
 export function testVmAgent(deps: Partial<VmAgentDeps> & { clock: Clock }): VmAgent {
   return new VmAgent({

@@ -27,7 +27,11 @@ t.test('the grace: a lease gap shorter than it keeps the vms; a longer one stops
   clock.advance(1000) // a view change: ~0.5–1 s without a lease
   setLease(true)
   clock.advance(200)
-  t.same(a.inventory().map((v) => v.role), ['db1', 'web1'], 'a short gap stops nothing')
+  t.same(
+    a.inventory().map((v) => v.role),
+    ['db1', 'web1'],
+    'a short gap stops nothing',
+  )
   setLease(false)
   clock.advance(1400)
   t.equal(a.inventory().length, 2, 'still within the grace')
@@ -49,7 +53,10 @@ t.test('no lease: starts are refused with why; too little memory too', async (t)
   t.ok(a.startVm('web1', 1024, 2, 4, 'host-b1').ok)
   const stale = a.startVm('db1', 1024, 1, 3, 'host-b1')
   t.notOk(stale.ok, 'a start from an older epoch than one seen is refused')
-  t.same(a.inventory().map((v) => [v.role, v.op]), [['web1', 2]])
+  t.same(
+    a.inventory().map((v) => [v.role, v.op]),
+    [['web1', 2]],
+  )
   t.ok(a.stopVm('web1', 3, 'operator').ok)
   t.ok(a.stopVm('web1', 4, 'again').ok, 'stopping a vm that is not here is fine')
 })
@@ -110,11 +117,11 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
   clock.advance(2200) // the lease ended 1200 ms ago
   t.equal(c.inventory().length, 1, 'a gap shorter than the grace since the lease ended keeps the vm')
   clock.advance(1400)
-  t.same(c.inventory(), [], 'past the grace from the lease\'s end it is stopped')
+  t.same(c.inventory(), [], "past the grace from the lease's end it is stopped")
   c.stop()
 })
 
-t.test("the virtual switch hears where each vm is from the agent (vm-location), before the timeline does", async (t) => {
+t.test('the virtual switch hears where each vm is from the agent (vm-location), before the timeline does', async (t) => {
   const clock = new ManualClock(0)
   let lease = true
   const said: string[] = []

@@ -25,7 +25,13 @@ function recordingPort(): { port: BlockIoPort; writes: { r: BlockWriteRequest; d
   }
 }
 
-const target = (epoch = 2): VmDiskWriteTarget => ({ host: 'host-a1', array: 'array-a', volume: 'vm1-disk0', size_bytes: 256 * BS, epoch: () => epoch })
+const target = (epoch = 2): VmDiskWriteTarget => ({
+  host: 'host-a1',
+  array: 'array-a',
+  volume: 'vm1-disk0',
+  size_bytes: 256 * BS,
+  epoch: () => epoch,
+})
 
 async function tick(clock: ManualClock, ms: number): Promise<void> {
   for (let at = 0; at < ms; at += 10) {
@@ -41,12 +47,24 @@ t.test('attach, live disk_iops, pause with the VM, detach on stop', async (t) =>
   t.throws(() => vm.attachDisk(target(), port), { code: 'HVLAB_E_STATE', message: /not running/ })
   vm.start()
   t.equal(vm.diskCounters(), null, 'no disk yet')
-  t.same(vm.setLoad({ disk_iops: 100 }), { dirty_mib_per_s: 0, hot_fraction: 0.05, disk_iops: 100 }, 'the disk rate is part of the load, before a disk is attached')
+  t.same(
+    vm.setLoad({ disk_iops: 100 }),
+    { dirty_mib_per_s: 0, hot_fraction: 0.05, disk_iops: 100 },
+    'the disk rate is part of the load, before a disk is attached',
+  )
   const disk = vm.attachDisk(target(), port)
   t.throws(() => vm.attachDisk(target(), port), { code: 'HVLAB_E_STATE', message: /already has its disk on array-a\/vm1-disk0/ })
   await tick(clock, 100)
   t.equal(writes.length, 10, 'writes at the load rate')
-  t.match(vm.diskCounters(), { array: 'array-a', volume: 'vm1-disk0', state: 'writing', disk_iops: 100, writes_acked: 10, last_acked_seq: 9, last_epoch: 2 })
+  t.match(vm.diskCounters(), {
+    array: 'array-a',
+    volume: 'vm1-disk0',
+    state: 'writing',
+    disk_iops: 100,
+    writes_acked: 10,
+    last_acked_seq: 9,
+    last_epoch: 2,
+  })
 
   vm.setLoad({ disk_iops: 300 })
   await tick(clock, 100)
@@ -104,8 +122,16 @@ t.test('the disk sequence moves with the VM; an old device state still decodes',
   const dst = recordingPort()
   arrived.attachDisk(target(3), dst.port)
   await tick(clock, 30)
-  t.same(dst.writes.map((w) => w.r.block), [10, 11, 12], 'the destination continues the sequence')
-  t.same(dst.writes.map((w) => w.r.epoch), [3, 3, 3], "with the new owner's epoch")
+  t.same(
+    dst.writes.map((w) => w.r.block),
+    [10, 11, 12],
+    'the destination continues the sequence',
+  )
+  t.same(
+    dst.writes.map((w) => w.r.epoch),
+    [3, 3, 3],
+    "with the new owner's epoch",
+  )
   const c = await arrived.detachDisk()
   t.equal(c?.last_acked_seq, 12)
   arrived.attachDisk(target(3), dst.port)
@@ -124,7 +150,10 @@ t.test('the guest workload keeps and checks disk_iops; a refused setLoad changes
   t.equal(w.disk_iops, 200)
   w.setLoad({ dirty_mib_per_s: 2 })
   t.equal(w.disk_iops, 200, 'absent keeps it')
-  t.throws(() => w.setLoad({ dirty_mib_per_s: 3, disk_iops: 10_001 }), { code: 'HVLAB_E_USAGE', message: /disk_iops must be an integer 0–10000/ })
+  t.throws(() => w.setLoad({ dirty_mib_per_s: 3, disk_iops: 10_001 }), {
+    code: 'HVLAB_E_USAGE',
+    message: /disk_iops must be an integer 0–10000/,
+  })
   t.equal(w.disk_iops, 200)
   t.equal(w.touches_per_s, 512, 'the dirty rate was not changed by the refused call either')
   w.setLoad({ dirty_mib_per_s: 3, disk_iops: 0 })

@@ -15,7 +15,11 @@ t.test('a record round-trips; a torn, foreign or empty block is told apart', asy
   const b = encodeDiskWrite(r, BS)
   t.equal(b.length, BS)
   t.same(decodeDiskWrite(b), { kind: 'record', record: r })
-  t.same(decodeDiskWrite(encodeDiskWrite({ ...r, seq: 0, value: 0 }, 512)), { kind: 'record', record: { ...r, seq: 0, value: 0 } }, 'smallest block size')
+  t.same(
+    decodeDiskWrite(encodeDiskWrite({ ...r, seq: 0, value: 0 }, 512)),
+    { kind: 'record', record: { ...r, seq: 0, value: 0 } },
+    'smallest block size',
+  )
   const torn = Buffer.from(b)
   torn.fill(0, 2048) // second half never made it
   t.match(decodeDiskWrite(torn), { kind: 'foreign', reason: /checksum/ })
@@ -24,7 +28,15 @@ t.test('a record round-trips; a torn, foreign or empty block is told apart', asy
   t.match(decodeDiskWrite(flipped), { kind: 'foreign', reason: /checksum/ })
   t.match(decodeDiskWrite(Buffer.alloc(BS, 7)), { kind: 'foreign', reason: /header/ })
   t.same(decodeDiskWrite(Buffer.alloc(BS)), { kind: 'empty' })
-  t.not(encodeDiskWrite({ ...r, seq: 1 }, BS).subarray(100, 200).toString('hex'), encodeDiskWrite({ ...r, seq: 2 }, BS).subarray(100, 200).toString('hex'), 'the fill differs per write')
+  t.not(
+    encodeDiskWrite({ ...r, seq: 1 }, BS)
+      .subarray(100, 200)
+      .toString('hex'),
+    encodeDiskWrite({ ...r, seq: 2 }, BS)
+      .subarray(100, 200)
+      .toString('hex'),
+    'the fill differs per write',
+  )
   t.throws(() => encodeDiskWrite(r, 100), { code: 'HVLAB_E_USAGE' })
   t.throws(() => encodeDiskWrite({ ...r, vm: 'x'.repeat(65) }, BS), { code: 'HVLAB_E_USAGE' })
 })
@@ -41,7 +53,9 @@ t.test('the checker: acked writes present, lost ones and invented ones reported'
 
   put(w(6, 1)) // a newer write (issued through 6) on block 1 is fine
   t.same(await checkAckedWrites({ vm: 'vm1', acked, issued_through_seq: 6 }, read), [])
-  t.match(await checkAckedWrites({ vm: 'vm1', acked, issued_through_seq: 4 }, read), [/block 1: holds seq 6, which the writer never issued/])
+  t.match(await checkAckedWrites({ vm: 'vm1', acked, issued_through_seq: 4 }, read), [
+    /block 1: holds seq 6, which the writer never issued/,
+  ])
 
   put(w(0, 0)) // block 0 went back to the older write: the ack of seq 4 was lost
   disk.delete(2)
@@ -59,7 +73,8 @@ t.test('the mesh port sends block-write with the data as attachment and block-re
   const conn = {
     request: async (message: Message, o: { attachment?: Uint8Array; timeout_ms?: number } = {}) => {
       sent.push({ message, attachment: o.attachment, timeout_ms: o.timeout_ms })
-      if (message.t === 'block-write') return { message: { t: 'block-written', volume: 'v', block: 3, blocks: 1 } as Message, attachment: Buffer.alloc(0) }
+      if (message.t === 'block-write')
+        return { message: { t: 'block-written', volume: 'v', block: 3, blocks: 1 } as Message, attachment: Buffer.alloc(0) }
       return { message: { t: 'block-data', volume: 'v', block: 3, blocks: 1 } as Message, attachment: Buffer.alloc(BS, 9) }
     },
   }
@@ -71,7 +86,12 @@ t.test('the mesh port sends block-write with the data as attachment and block-re
   t.equal(sent[0]?.timeout_ms, 1234)
   t.same(await port.read('array-a', { volume: 'v', host: 'h1', block: 3, blocks: 1 }), Buffer.alloc(BS, 9))
   t.same(sent[1]?.message, { t: 'block-read', volume: 'v', host: 'h1', block: 3, blocks: 1 })
-  await t.rejects(port.write('array-b', { volume: 'v', host: 'h1', epoch: 4, block: 3, blocks: 1 }, data), { code: 'HVLAB_E_CLOSED', message: /no connection to array array-b/ })
-  const wrong = meshBlockIoPort({ connection: () => ({ request: async () => ({ message: { t: 'ok' } as Message, attachment: Buffer.alloc(0) }) }) })
+  await t.rejects(port.write('array-b', { volume: 'v', host: 'h1', epoch: 4, block: 3, blocks: 1 }, data), {
+    code: 'HVLAB_E_CLOSED',
+    message: /no connection to array array-b/,
+  })
+  const wrong = meshBlockIoPort({
+    connection: () => ({ request: async () => ({ message: { t: 'ok' } as Message, attachment: Buffer.alloc(0) }) }),
+  })
   await t.rejects(wrong.write('array-a', { volume: 'v', host: 'h1', epoch: 4, block: 3, blocks: 1 }, data), { code: 'HVLAB_E_PROTOCOL' })
 })

@@ -102,7 +102,8 @@ t.test('writes land durably with the epoch and pass the history checker after th
   t.same(problems, [], 'every acknowledged write is on disk after reopening the array')
   const b5 = decodeDiskWrite(await read(5))
   t.equal(b5.kind, 'record')
-  if (b5.kind === 'record') t.match(b5.record, { vm: 'vm1', seq: 69, epoch: 7, block: 5 }, 'block 5 holds the second lap (seq 69) with the epoch')
+  if (b5.kind === 'record')
+    t.match(b5.record, { vm: 'vm1', seq: 69, epoch: 7, block: 5 }, 'block 5 holds the second lap (seq 69) with the epoch')
   await disk.detach()
 })
 
@@ -125,7 +126,10 @@ t.test('a newer epoch from another writer fences the disk: refused, stops, one e
   t.equal(c.write_errors, 0, 'a stale-epoch refusal is not counted as an error')
   t.match(c.last_error, /reserved at epoch 4/)
   t.equal(events.length, 1, 'one vm.disk-fenced event')
-  t.match(events[0], { kind: 'vm.disk-fenced', details: { vm: 'vm1', host: 'host-a1', array: 'array-a', volume: 'vm1-disk0', epoch: 3, seq: 10 } })
+  t.match(events[0], {
+    kind: 'vm.disk-fenced',
+    details: { vm: 'vm1', host: 'host-a1', array: 'array-a', volume: 'vm1-disk0', epoch: 3, seq: 10 },
+  })
 
   const issued = c.writes_issued
   await run(clock, disk, 1000)
@@ -138,7 +142,11 @@ t.test('a newer epoch from another writer fences the disk: refused, stops, one e
   t.equal(disk.counters().writes_issued, issued, 'nor does a new rate')
 
   const read = (block: number) => a.port.read('array-a', { volume: 'vm1-disk0', host: 'host-a1', block, blocks: 1 })
-  t.same(await checkAckedWrites({ vm: 'vm1', acked: disk.history(), issued_through_seq: disk.issuedThroughSeq }, read), [], 'acked writes before the fence are intact')
+  t.same(
+    await checkAckedWrites({ vm: 'vm1', acked: disk.history(), issued_through_seq: disk.issuedThroughSeq }, read),
+    [],
+    'acked writes before the fence are intact',
+  )
   t.equal(decodeDiskWrite(await read(10)).kind, 'empty', 'the refused write (seq 10, block 10) did not land')
   t.match(decodeDiskWrite(await read(60)), { kind: 'record', record: { epoch: 4 } }, "the new owner's write stands")
   t.equal((await disk.detach()).state, 'detached')
@@ -177,7 +185,13 @@ t.test('at most the queue depth in flight; writes due while full are skipped, no
     write: (_array, r) => new Promise<void>((done) => pending.push({ r, done })),
     read: () => Promise.reject(new Error('no reads here')),
   }
-  const disk = new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'a', volume: 'v', size_bytes: 1024 * BS, epoch: () => 1 }, io: port, clock, disk_iops: 100 })
+  const disk = new VmDisk({
+    vm: 'vm1',
+    target: { host: 'h', array: 'a', volume: 'v', size_bytes: 1024 * BS, epoch: () => 1 },
+    io: port,
+    clock,
+    disk_iops: 100,
+  })
   clock.advance(1000)
   t.equal(pending.length, DISK_QUEUE_DEPTH, `only ${DISK_QUEUE_DEPTH} writes were sent`)
   t.equal(disk.counters().in_flight, DISK_QUEUE_DEPTH)
@@ -195,15 +209,32 @@ t.test('at most the queue depth in flight; writes due while full are skipped, no
 t.test('never two writes in flight on one block, even on a tiny volume', async (t) => {
   const clock = new ManualClock(0)
   const pending: { r: BlockWriteRequest; done: () => void }[] = []
-  const port: BlockIoPort = { write: (_a, r) => new Promise<void>((done) => pending.push({ r, done })), read: () => Promise.reject(new Error('none')) }
-  const disk = new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'a', volume: 'v', size_bytes: 3 * BS, epoch: () => 1 }, io: port, clock, disk_iops: 1000 })
+  const port: BlockIoPort = {
+    write: (_a, r) => new Promise<void>((done) => pending.push({ r, done })),
+    read: () => Promise.reject(new Error('none')),
+  }
+  const disk = new VmDisk({
+    vm: 'vm1',
+    target: { host: 'h', array: 'a', volume: 'v', size_bytes: 3 * BS, epoch: () => 1 },
+    io: port,
+    clock,
+    disk_iops: 1000,
+  })
   clock.advance(100)
-  t.same(pending.map((p) => p.r.block), [0, 1, 2], 'three blocks, three writes in flight')
+  t.same(
+    pending.map((p) => p.r.block),
+    [0, 1, 2],
+    'three blocks, three writes in flight',
+  )
   pending[1]!.done()
   pending.splice(1, 1)
   await new Promise((r) => setImmediate(r))
   clock.advance(10)
-  t.same(pending.map((p) => p.r.block), [0, 2], 'seq 3 (block 0) waits: block 0 still has a write in flight')
+  t.same(
+    pending.map((p) => p.r.block),
+    [0, 2],
+    'seq 3 (block 0) waits: block 0 still has a write in flight',
+  )
   for (const p of pending.splice(0)) p.done()
   await disk.detach()
 })
@@ -219,7 +250,12 @@ t.test('0 iops idles; a new rate starts it; errors that are not fencing are coun
     },
     read: () => Promise.reject(new Error('none')),
   }
-  const disk = new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'array-a', volume: 'v', size_bytes: 64 * BS, epoch: () => 1 }, io: port, clock })
+  const disk = new VmDisk({
+    vm: 'vm1',
+    target: { host: 'h', array: 'array-a', volume: 'v', size_bytes: 64 * BS, epoch: () => 1 },
+    io: port,
+    clock,
+  })
   t.equal(disk.state, 'idle')
   clock.advance(2000)
   t.equal(writes, 0, 'no writes at 0 iops')
@@ -247,7 +283,8 @@ t.test('0 iops idles; a new rate starts it; errors that are not fencing are coun
 
 t.test('the stale-epoch refusal is recognised as it comes over the wire, and nothing else is', async (t) => {
   // Over the wire: the finer code HVLAB_E_FENCED (family HVLAB_E_REFUSED), the array as its origin.
-  const sentence = 'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2); this host has been fenced'
+  const sentence =
+    'write to volume v by host h1 refused: it carries reservation epoch 2 but the volume is reserved at epoch 3 (host h2); this host has been fenced'
   const wire = new HvlabError('HVLAB_E_FENCED', sentence, { origin: 'array-a' })
   t.ok(isStaleEpochRefusal(wire))
   t.equal(wire.code, 'HVLAB_E_REFUSED', 'still a refusal to everything that switches on the family')
@@ -260,6 +297,19 @@ t.test('the stale-epoch refusal is recognised as it comes over the wire, and not
 t.test('a disk that does not fit is refused with a clear message', async (t) => {
   const clock = new ManualClock(0)
   const port: BlockIoPort = { write: async () => {}, read: async () => new Uint8Array(BS) }
-  t.throws(() => new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'a', volume: 'v', size_bytes: 100, epoch: () => 1 }, io: port, clock }), { code: 'HVLAB_E_USAGE', message: /holds no whole 4096-byte block/ })
-  t.throws(() => new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'a', volume: 'v', size_bytes: BS, epoch: () => 1 }, io: port, clock, queue_depth: 99 }), { code: 'HVLAB_E_USAGE', message: /queue depth/ })
+  t.throws(
+    () => new VmDisk({ vm: 'vm1', target: { host: 'h', array: 'a', volume: 'v', size_bytes: 100, epoch: () => 1 }, io: port, clock }),
+    { code: 'HVLAB_E_USAGE', message: /holds no whole 4096-byte block/ },
+  )
+  t.throws(
+    () =>
+      new VmDisk({
+        vm: 'vm1',
+        target: { host: 'h', array: 'a', volume: 'v', size_bytes: BS, epoch: () => 1 },
+        io: port,
+        clock,
+        queue_depth: 99,
+      }),
+    { code: 'HVLAB_E_USAGE', message: /queue depth/ },
+  )
 })

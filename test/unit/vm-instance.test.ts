@@ -26,7 +26,14 @@ t.test('VmHost: memory limit, VM limit, stale epochs refused, stopAll on quorum 
   t.throws(() => host.start('big', 1, 1, 5), /host-a1 has 0 MiB free, vm big needs 1 MiB/, 'memory is a limit')
   t.throws(() => host.start('old', 1, 1, 4), /epoch 4: it has seen epoch 5; that coordinator is stale/, 'an older coordinator is fenced')
   host.start('web1', 512, 2, 6)
-  t.same(host.list().map((v) => [v.name, v.op, v.epoch]), [['db1', 1, 5], ['web1', 2, 6]], 'a repeated start is idempotent and takes the new op')
+  t.same(
+    host.list().map((v) => [v.name, v.op, v.epoch]),
+    [
+      ['db1', 1, 5],
+      ['web1', 2, 6],
+    ],
+    'a repeated start is idempotent and takes the new op',
+  )
   t.same(host.stopAll(), ['db1', 'web1'], 'quorum lost: every VM stops')
   t.same(host.list(), [])
   t.equal(clock.pendingTimers(), 0)

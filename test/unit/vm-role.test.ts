@@ -5,9 +5,13 @@ t.test('a new role is stopped, with defaults and validated owners', async (t) =>
   const r = createVmRole({ name: 'web1', preferred_owners: ['host-a1'] })
   t.match(r, { state: 'stopped', owner: null, memory_mib: 1024, possible_owners: null, failback: { enabled: false, window: null } })
   t.throws(() => createVmRole({ name: 'w', preferred_owners: ['a', 'a'] }), { code: 'HVLAB_E_USAGE', message: /listed twice/ })
-  t.throws(() => createVmRole({ name: 'w', preferred_owners: ['a'], possible_owners: ['b'] }), { message: /preferred owner a is not a possible owner/ })
+  t.throws(() => createVmRole({ name: 'w', preferred_owners: ['a'], possible_owners: ['b'] }), {
+    message: /preferred owner a is not a possible owner/,
+  })
   t.throws(() => createVmRole({ name: 'w', possible_owners: [] }), { message: /possible owners is empty/ })
-  t.throws(() => createVmRole({ name: 'w', failback: { enabled: true, window: { start_hour: 5, end_hour: 5 } } }), { message: /window 5–5 is empty/ })
+  t.throws(() => createVmRole({ name: 'w', failback: { enabled: true, window: { start_hour: 5, end_hour: 5 } } }), {
+    message: /window 5–5 is empty/,
+  })
   t.throws(() => createVmRole({ name: 'w', failback: { enabled: true, window: { start_hour: 5, end_hour: 24 } } }), { message: /0–23/ })
   t.throws(() => createVmRole({ name: 'w', memory_mib: 1.5 }), { message: /whole number/ })
 })

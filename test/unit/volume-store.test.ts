@@ -38,7 +38,16 @@ t.test('reopen after close (a restart) keeps volumes, sizes and data', async (t)
   await a.close()
   const b = await VolumeStore.open(dir)
   t.teardown(() => b.close())
-  t.same(b.list().map((v) => [v.volume, v.block_count]).sort(), [['d1', 8], ['d2', 12]])
+  t.same(
+    b
+      .list()
+      .map((v) => [v.volume, v.block_count])
+      .sort(),
+    [
+      ['d1', 8],
+      ['d2', 12],
+    ],
+  )
   t.same(await b.read('d1', 7, 1), filled(1, 7))
   t.same(await b.read('d2', 11, 1), filled(1, 2))
   t.notOk(b.has('gone'))
@@ -53,7 +62,10 @@ t.test('a volume file the metadata does not name (interrupted create) is removed
   await writeFile(join(dir, 'orphan.vol'), Buffer.alloc(BS))
   const b = await VolumeStore.open(dir)
   t.teardown(() => b.close())
-  t.same(b.list().map((v) => v.volume), ['keep'])
+  t.same(
+    b.list().map((v) => v.volume),
+    ['keep'],
+  )
   t.notOk((await readdir(dir)).includes('orphan.vol'))
 })
 

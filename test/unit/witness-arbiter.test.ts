@@ -26,14 +26,22 @@ t.test('votes for one partition at a time: a lease holds off the other side', as
   // Having promised a successor, it no longer confirms host-a1's view.
   t.same(sent(msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 1100, db: db(65536) }, 1100)), [])
   // A lower ballot is refused.
-  t.match(sent(msg(w, { t: 'cluster-prepare', from: 'host-a1', slot: 2, ballot: { n: 4, node: 'host-a1' } }, 1100))[0], { reason: 'promised' })
+  t.match(sent(msg(w, { t: 'cluster-prepare', from: 'host-a1', slot: 2, ballot: { n: 4, node: 'host-a1' } }, 1100))[0], {
+    reason: 'promised',
+  })
 })
 
 t.test('records the newest epochs, persists before replying, refuses the past and survives a restart', async (t) => {
   const w = new Arbiter(cfg)
   const fx = msg(w, { t: 'cluster-prepare', from: 'host-a1', slot: 1, ballot: { n: 1, node: 'host-a1' } }, 0)
-  t.same(fx.map((f) => f.kind), ['persist', 'send'], 'persist comes before the reply')
-  const acc = sent(msg(w, { t: 'cluster-accept', from: 'host-a1', slot: 1, ballot: { n: 1, node: 'host-a1' }, value: value(1, 'host-a1') }, 0))
+  t.same(
+    fx.map((f) => f.kind),
+    ['persist', 'send'],
+    'persist comes before the reply',
+  )
+  const acc = sent(
+    msg(w, { t: 'cluster-accept', from: 'host-a1', slot: 1, ballot: { n: 1, node: 'host-a1' }, value: value(1, 'host-a1') }, 0),
+  )
   t.equal(acc[0]?.t, 'cluster-accepted')
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
   msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65540) }, 0)
@@ -45,7 +53,10 @@ t.test('records the newest epochs, persists before replying, refuses the past an
   const r = sent(msg(restarted, { t: 'cluster-prepare', from: 'host-b1', slot: 1, ballot: { n: 9, node: 'host-b1' } }, 5000))
   t.match(r[0], { t: 'cluster-refuse', reason: 'decided', committed_epoch: 1, db_epoch: 65540 })
   // An older database is not confirmed, and epochs never go back.
-  t.same(sent(msg(restarted, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 5000, db: db(65537) }, 5000)), [])
+  t.same(
+    sent(msg(restarted, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 5000, db: db(65537) }, 5000)),
+    [],
+  )
   msg(restarted, { t: 'cluster-commit', from: 'host-b1', view: value(1, 'host-b1').view, db: db(65536) }, 5000)
   t.equal(restarted.record().db_epoch, 65540)
   t.same(restarted.step({ kind: 'message', message: { t: 'cluster-leave', from: 'stranger' } }, 0), [], 'strangers are ignored')
@@ -56,5 +67,8 @@ t.test('a lease request proves its epoch was decided', async (t) => {
   const out = sent(msg(w, { t: 'cluster-lease-request', from: 'host-b1', epoch: 3, round: 1, started_ms: 10, db: db(3 * 65536) }, 10))
   t.equal(out[0]?.t, 'cluster-lease-ack')
   t.equal(w.record().committed_epoch, 3)
-  t.match(sent(msg(w, { t: 'cluster-accept', from: 'host-a1', slot: 2, ballot: { n: 1, node: 'host-a1' }, value: value(2, 'host-a1') }, 20))[0], { reason: 'decided' })
+  t.match(
+    sent(msg(w, { t: 'cluster-accept', from: 'host-a1', slot: 2, ballot: { n: 1, node: 'host-a1' }, value: value(2, 'host-a1') }, 20))[0],
+    { reason: 'decided' },
+  )
 })
