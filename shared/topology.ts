@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { HvlabError, describeError } from './errors.js'
+import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 
@@ -160,7 +161,7 @@ const topologySchema = z.strictObject({
       }),
     )
     .min(1)
-    .max(64),
+    .max(CLUSTER_NODES_MAX),
   arrays: z
     .array(z.strictObject({ name: field.name(), site: field.name() }))
     .max(16)

@@ -24,6 +24,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import {
+  CLUSTER_NODES_MAX,
   CONFIG_ENTRIES_MAX,
   type ClusterDatabase,
   type ClusterMessage,
@@ -115,7 +116,7 @@ export function checkMembershipConfig(c: MembershipConfig): void {
     throw new HvlabError('HVLAB_E_TOPOLOGY', `cluster config for ${c.name}: ${what}`)
   }
   if (!nodes.includes(c.name)) bad(`host ${c.name} is not one of the cluster's hosts (${nodes.join(', ')})`)
-  if (nodes.length > 64) bad('at most 64 hosts')
+  if (nodes.length > CLUSTER_NODES_MAX) bad(`at most ${CLUSTER_NODES_MAX} hosts`)
   if (c.witness !== null && nodes.includes(c.witness)) bad(`the witness name ${c.witness} is also a host name`)
   if (c.quorum.model === 'node-and-file-share-majority' && c.witness === null) bad('node-and-file-share-majority needs a witness')
   if (!(c.renew_interval_ms < c.lease_ms)) bad('renew_interval_ms must be shorter than lease_ms, or leases lapse between renewals')

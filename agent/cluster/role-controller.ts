@@ -9,14 +9,14 @@
  * owner reported the start failed, or (c) membership declared the owner Down — which
  * the membership layer does only after the quorum-loss bound, by when a node cut off
  * from the cluster has stopped its VMs. A move is stop-then-start, or — with
- * `live_migration` on — a migration: the owner is asked to migrate the VM (`migrate_vm`),
+ * `live_migration` on — a migration: the owner is asked to migrate the VM (`migrate-vm`),
  * the role stays running on its owner meanwhile (inventory reconcile leaves it alone), and
  * only when the owner reports the VM runs on the target (it releases its copy only after
  * the target runs it) does the owner change, without a stop; a failed migration leaves it
  * on the owner (the way back).
  *
- * Every start_vm / stop_vm carries an `op` number (per role, increasing); the agent echoes
- * it in its reply, and `vm_failed` carries the op of the start that made that incarnation.
+ * Every start-vm / stop-vm carries an `op` number (per role, increasing); the agent echoes
+ * it in its reply, and `vm-failed` carries the op of the start that made that incarnation.
  * A reply for any other op is stale and ignored, so a late answer can never be taken for
  * the current one. The agent must apply a role's starts and stops in the order received.
  *
@@ -45,7 +45,7 @@ import {
   type NodeStatus,
   type NodeView,
 } from './placement.js'
-import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import { CLUSTER_NODES_MAX, ROLES_MAX, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import {
   checkFitsAHost,
   createVmRole,
@@ -88,12 +88,10 @@ export const MIGRATION_RETRY_AFTER_MS = 30_000
 
 export const DEFAULT_ROLE_CONTROLLER: Readonly<RoleControllerConfig> = Object.freeze({
   policy: DEFAULT_FAILOVER_POLICY,
-  roles_max: 1024,
+  roles_max: ROLES_MAX,
   source: 'cluster',
   live_migration: false,
 })
-
-export const NODES_MAX = 64
 
 export type RoleCommand =
   | { readonly op: 'create'; readonly spec: VmRoleSpec }
@@ -108,7 +106,7 @@ export type RoleCommand =
 export type RoleInput =
   /** The membership layer's view; a node is Down only after the quorum-loss bound. */
   | { readonly type: 'membership'; readonly epoch: number; readonly nodes: readonly NodeView[] }
-  | { readonly type: 'vm_started'; readonly role: string; readonly node: string; readonly op: number }
+  | { readonly type: 'vm-started'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * `storage_refused`: CLX would not make the VM's disk writable on that node (stale or
    * syncing copy …): a failed start (role.storage-refused on the timeline) that the failover
@@ -116,21 +114,21 @@ export type RoleInput =
    * failed with the reason, and the operator may `vm start --force-storage`.
    */
   | {
-      readonly type: 'vm_start_failed'
+      readonly type: 'vm-start-failed'
       readonly role: string
       readonly node: string
       readonly op: number
       readonly reason: string
       readonly storage_refused?: boolean
     }
-  | { readonly type: 'vm_stopped'; readonly role: string; readonly node: string; readonly op: number }
+  | { readonly type: 'vm-stopped'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * The owner reports the VM failed: a health verdict (IsAlive failed; `gone` false, the VM
    * process still exists) or a crash or guest shutdown (`gone` true). `op` is the op of the
    * start that made this incarnation.
    */
   | {
-      readonly type: 'vm_failed'
+      readonly type: 'vm-failed'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -138,7 +136,7 @@ export type RoleInput =
       readonly reason: string
     }
   /** Sent by the shell periodically with the cluster's local hour, for failback windows. */
-  | { readonly type: 'failback_check'; readonly hour_of_day: number }
+  | { readonly type: 'failback-check'; readonly hour_of_day: number }
   | { readonly type: 'command'; readonly command: RoleCommand }
   /**
    * What `node` reports it runs (its VM inventory). `ops_at_request` is `opSnapshot()`
@@ -152,10 +150,10 @@ export type RoleInput =
       readonly ops_at_request: ReadonlyMap<string, number>
     }
   /** After `restore`: every member was asked for its inventory; placing roles may begin. */
-  | { readonly type: 'sync_done' }
+  | { readonly type: 'sync-done' }
   /** The owner `node` reports how migration `op` to `to` ended; ok: the VM runs on `to` and no longer on `node`. */
   | {
-      readonly type: 'vm_migrated'
+      readonly type: 'vm-migrated'
       readonly role: string
       readonly node: string
       readonly to: string
@@ -179,7 +177,7 @@ export interface TimelineEvent {
 
 export type RoleEffect =
   | {
-      readonly type: 'start_vm'
+      readonly type: 'start-vm'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -190,7 +188,7 @@ export type RoleEffect =
       readonly force_storage: boolean
     }
   | {
-      readonly type: 'stop_vm'
+      readonly type: 'stop-vm'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -199,7 +197,7 @@ export type RoleEffect =
     }
   /** Ask the owner `node` to migrate the VM to `to`, where it runs as start `op`. */
   | {
-      readonly type: 'migrate_vm'
+      readonly type: 'migrate-vm'
       readonly role: string
       readonly node: string
       readonly to: string
@@ -210,7 +208,7 @@ export type RoleEffect =
   /** The role record changed (state, owner, reason): write it to the cluster database. */
   | { readonly type: 'persist'; readonly role: VmRole }
   /** Record the node's paused flag in the cluster database. */
-  | { readonly type: 'set_node_paused'; readonly node: string; readonly paused: boolean }
+  | { readonly type: 'set-node-paused'; readonly node: string; readonly paused: boolean }
   | { readonly type: 'emit'; readonly event: TimelineEvent }
 
 /** What to do once the owner confirms a stop. `failover`: the placement is the failover policy's (role.failed-over). */
@@ -267,7 +265,7 @@ export class RoleController {
    * another member may still report it (the record can be stale), so they are judged when syncing ends.
    */
   private readonly missing_at_sync = new Map<string, string>()
-  /** Every member's inventory was asked for and is in (`sync_done`); syncing may end. */
+  /** Every member's inventory was asked for and is in (`sync-done`); syncing may end. */
   private inventories_in = false
   /** Nodes whose inventory came in while syncing. */
   private readonly inventoried = new Set<string>()
@@ -285,19 +283,19 @@ export class RoleController {
       case 'membership':
         this.onMembership(input.epoch, input.nodes)
         break
-      case 'vm_started':
+      case 'vm-started':
         this.onStarted(input.role, input.node, input.op)
         break
-      case 'vm_start_failed':
+      case 'vm-start-failed':
         this.onStartFailed(input.role, input.node, input.op, input.reason, input.storage_refused === true)
         break
-      case 'vm_stopped':
+      case 'vm-stopped':
         this.onStopped(input.role, input.node, input.op)
         break
-      case 'vm_failed':
+      case 'vm-failed':
         this.onFailed(input.role, input.node, input.op, input.gone, input.reason)
         break
-      case 'failback_check':
+      case 'failback-check':
         this.onFailbackCheck(input.hour_of_day)
         break
       case 'command':
@@ -306,10 +304,10 @@ export class RoleController {
       case 'inventory':
         this.onInventory(input.node, input.vms, input.ops_at_request)
         break
-      case 'sync_done':
+      case 'sync-done':
         this.inventories_in = true
         break
-      case 'vm_migrated':
+      case 'vm-migrated':
         this.onMigrated(input.role, input.node, input.to, input.op, input.ok, input.reason)
         break
     }
@@ -324,7 +322,7 @@ export class RoleController {
    * Loads the roles a previous coordinator kept in the cluster database, for a new
    * coordinator of `epoch`. Owners are as recorded; each role waits for its owner's
    * inventory (`inventory` input) to learn the op that made its VM, and no role is
-   * placed until `sync_done`. Call before any step.
+   * placed until `sync-done`. Call before any step.
    */
   restore(roles: readonly VmRole[], paused_nodes: readonly string[], epoch: number): void {
     if (this.entries.size > 0 || this.nodes.size > 0)
@@ -386,8 +384,8 @@ export class RoleController {
       this.emit('membership.stale', { epoch, current_epoch: this.epoch })
       return
     }
-    if (nodes.length > NODES_MAX)
-      throw new HvlabError('HVLAB_E_INTERNAL', `membership lists ${nodes.length} nodes; at most ${NODES_MAX} are allowed`)
+    if (nodes.length > CLUSTER_NODES_MAX)
+      throw new HvlabError('HVLAB_E_INTERNAL', `membership lists ${nodes.length} nodes; at most ${CLUSTER_NODES_MAX} are allowed`)
     const before = this.nodes
     this.epoch = epoch
     this.nodes = new Map(nodes.map((n) => [n.name, { ...n }]))
@@ -437,7 +435,7 @@ export class RoleController {
     // Not ours to run there (a late or zombie report): make sure it is off.
     const stop_op = e === undefined ? 0 : ++e.op_seq
     this.emit('role.stray', { role: name, node, reason: 'a node reported a vm it does not own; stopping it there' })
-    this.push({ type: 'stop_vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+    this.push({ type: 'stop-vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
   }
 
   private onStartFailed(name: string, node: string, op: number, reason: string, storage_refused: boolean): void {
@@ -475,7 +473,7 @@ export class RoleController {
       const e = this.entries.get(vm.role)
       if (e === undefined) {
         this.emit('role.stray', { role: vm.role, node, reason: 'a node runs a vm the cluster does not know; stopping it there' })
-        this.push({ type: 'stop_vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
+        this.push({ type: 'stop-vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
         continue
       }
       if (!settled(e) || e.migrating !== null) continue
@@ -511,7 +509,7 @@ export class RoleController {
         reason: `${node} runs it but the cluster has it ${owner === null ? state : `on ${owner}`}; stopping it there`,
       })
       e.op_seq++
-      this.push({ type: 'stop_vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+      this.push({ type: 'stop-vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
     }
     for (const e of this.sortedEntries()) {
       if (e.role.owner !== node || reported.has(e.role.name) || !settled(e) || e.migrating !== null) continue
@@ -726,7 +724,7 @@ export class RoleController {
     e.role = withMigration(e.role, e.migrating, `live-migrating to ${to} (${options.mode}, ${reason})`)
     this.push({ type: 'persist', role: e.role })
     this.emit('role.migrating', { role: e.role.name, from: owner, to, mode: options.mode, reason })
-    this.push({ type: 'migrate_vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
+    this.push({ type: 'migrate-vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
   }
 
   private onMigrated(name: string, node: string, to: string, op: number, ok: boolean, reason: string): void {
@@ -754,7 +752,7 @@ export class RoleController {
     if (view.status === 'down') throw new HvlabError('HVLAB_E_STATE', `cannot pause ${node}: it is down; there is nothing to drain`)
     if (!this.paused.has(node)) {
       this.paused.add(node)
-      this.push({ type: 'set_node_paused', node, paused: true })
+      this.push({ type: 'set-node-paused', node, paused: true })
       this.emit('node.paused', { node, drain: drain ? 1 : 0 })
     }
     if (drain) this.draining.add(node)
@@ -763,7 +761,7 @@ export class RoleController {
   private resume(node: string, failback: boolean): void {
     const view = this.nodeFor(node, 'resume')
     if (this.paused.delete(node) || view.status === 'paused') {
-      this.push({ type: 'set_node_paused', node, paused: false })
+      this.push({ type: 'set-node-paused', node, paused: false })
       this.emit('node.resumed', { node, failback: failback ? 1 : 0 })
     }
     this.draining.delete(node)
@@ -905,7 +903,7 @@ export class RoleController {
     const force_storage = e.force_storage === true
     e.force_storage = false
     this.push({
-      type: 'start_vm',
+      type: 'start-vm',
       role: e.role.name,
       node,
       op: e.current_op,
@@ -920,14 +918,14 @@ export class RoleController {
   private resendStop(e: RoleEntry, node: string, reason: string): void {
     e.after_stop ??= { kind: 'stay_stopped' }
     e.current_op = ++e.op_seq
-    this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
+    this.push({ type: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string, cause: StopCause): void {
     e.after_stop = after
     this.setState(e, 'stopping', node, reason, cause)
     e.current_op = ++e.op_seq
-    this.push({ type: 'stop_vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
+    this.push({ type: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   /** The owner is gone (stopped, failed to start, or down): the role is on no node now. */

@@ -1,6 +1,6 @@
 /**
  * Runs the RoleController on the cluster's coordinator, and only while it holds the
- * quorum lease. It turns the controller's start_vm / stop_vm into requests to hosts, their
+ * quorum lease. It turns the controller's start-vm / stop-vm into requests to hosts, their
  * answers and the hosts' inventories back into inputs, and keeps the role records in the
  * replicated cluster database (one entry per role, written through the quorum).
  *
@@ -136,12 +136,12 @@ export class RoleService {
 
   /** The owner reports how a migration ended. */
   vmMigrated(node: string, role: string, to: string, op: number, ok: boolean, reason: string): void {
-    this.input({ type: 'vm_migrated', role, node, to, op, ok, reason })
+    this.input({ type: 'vm-migrated', role, node, to, op, ok, reason })
   }
 
   /** A host reports a VM failed. */
   vmFailed(node: string, role: string, op: number, gone: boolean, reason: string): void {
-    this.input({ type: 'vm_failed', role, node, op, gone, reason })
+    this.input({ type: 'vm-failed', role, node, op, gone, reason })
   }
 
   /** One periodic step (public for tests). */
@@ -164,7 +164,7 @@ export class RoleService {
     }
     if (now >= this.next_failback_ms) {
       this.next_failback_ms = now + FAILBACK_CHECK_INTERVAL_MS
-      this.input({ type: 'failback_check', hour_of_day: new Date(now).getHours() })
+      this.input({ type: 'failback-check', hour_of_day: utcHourOf(now) })
     }
   }
 
@@ -191,7 +191,7 @@ export class RoleService {
     const gen = this.gen
     this.sync = this.askInventories().then(() => {
       if (this.gen !== gen || this.ctl === null) return
-      this.input({ type: 'sync_done' })
+      this.input({ type: 'sync-done' })
       this.deps.emitEvent('role.coordinator-synced', { node: this.deps.name, epoch, roles: this.ctl.list().length })
     })
   }
@@ -269,7 +269,7 @@ export class RoleService {
     }
     for (const fx of effects) {
       switch (fx.type) {
-        case 'start_vm':
+        case 'start-vm':
           this.deps.requests
             .start(fx.node, {
               role: fx.role,
@@ -282,9 +282,9 @@ export class RoleService {
             .then((r) =>
               back(
                 r.ok
-                  ? { type: 'vm_started', role: fx.role, node: fx.node, op: fx.op }
+                  ? { type: 'vm-started', role: fx.role, node: fx.node, op: fx.op }
                   : {
-                      type: 'vm_start_failed',
+                      type: 'vm-start-failed',
                       role: fx.role,
                       node: fx.node,
                       op: fx.op,
@@ -300,10 +300,10 @@ export class RoleService {
               ),
             )
           break
-        case 'stop_vm':
+        case 'stop-vm':
           this.deps.requests
             .stop(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, reason: fx.reason })
-            .then(() => back({ type: 'vm_stopped', role: fx.role, node: fx.node, op: fx.op }))
+            .then(() => back({ type: 'vm-stopped', role: fx.role, node: fx.node, op: fx.op }))
             .catch((e: unknown) =>
               this.deps.log.warn(
                 { err: describeError(e), node: fx.node, role: fx.role },
@@ -311,10 +311,10 @@ export class RoleService {
               ),
             )
           break
-        case 'migrate_vm': {
+        case 'migrate-vm': {
           const migrate = this.deps.requests.migrate
           const failed = (reason: string): void =>
-            back({ type: 'vm_migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
+            back({ type: 'vm-migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
           if (migrate === undefined) {
             failed('this cluster cannot migrate vms')
             break
@@ -329,7 +329,7 @@ export class RoleService {
         case 'persist':
           this.desired.set(roleKey(fx.role.name), encodeRole(fx.role))
           break
-        case 'set_node_paused':
+        case 'set-node-paused':
           this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null)
           break
         case 'emit':
@@ -361,4 +361,9 @@ export class RoleService {
 
 function notLeader(name: string): HvlabError {
   return new HvlabError('HVLAB_E_NO_QUORUM', `${name} is not the cluster coordinator with quorum right now; retry in a moment`)
+}
+
+/** The hour of the day (0–23) of `now_ms` in UTC: failback windows mean the same hours on every host, whatever its time zone. */
+export function utcHourOf(now_ms: number): number {
+  return new Date(now_ms).getUTCHours()
 }

@@ -31,7 +31,7 @@ const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
 /** Failback to the most preferred owner: off by default; `window` is hours of the day. */
 export interface FailbackSetting {
   enabled: boolean
-  /** null = fail back at any hour; otherwise [start_hour, end_hour) local hours, may wrap midnight. */
+  /** null = fail back at any hour; otherwise [start_hour, end_hour) hours of the day in UTC (the same on every host), may wrap midnight. */
   window: { start_hour: number; end_hour: number } | null
 }
 

@@ -248,7 +248,7 @@ function registerVmCommands(program: Command): void {
     .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
     .option(
       '--json',
-      'machine-readable: one object {outcome,total_ms,blackoutMs,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}',
+      'machine-readable: one object {outcome,total_ms,blackout_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}',
     )
     .addOption(dirOption())
     .action(
@@ -262,9 +262,7 @@ function registerVmCommands(program: Command): void {
         }
         const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
         const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
-        printResult(o.json, { ...r, blackoutMs: r.blackout_ms, ...(options.verify ? { hashes_match } : {}) }, () =>
-          formatMigration(r, options.verify, hashes_match),
-        )
+        printResult(o.json, { ...r, ...(options.verify ? { hashes_match } : {}) }, () => formatMigration(r, options.verify, hashes_match))
         if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
       },
     )
@@ -547,7 +545,7 @@ async function runMigration(
 function formatMigration(r: MigrationResultMessage, verify: boolean, hashes_match: boolean): string {
   const lines = [
     r.outcome === 'completed'
-      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackoutMs ${r.blackout_ms === null ? '-' : Math.round(r.blackout_ms)} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
+      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackout ${r.blackout_ms === null ? '-' : `${Math.round(r.blackout_ms)} ms`} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
       : `vm ${r.vm} stays on ${r.source}: migration ${r.outcome}: ${r.reason}`,
     `  sent ${mib(r.bytes_sent)} MiB for ${mib(r.bytes_raw)} MiB raw (memory ${mib(r.memory_bytes)} MiB), ${mib(r.bandwidth_bytes_per_s)} MiB/s, dirty rate ${mib(r.dirty_rate_bytes_per_s)} MiB/s, throttle max ${r.throttle_pct_max}%`,
     `  rounds: ${r.rounds.map((x) => `#${x.round} ${x.dirty_pages} pages`).join(', ') || '-'}; final ${r.final_pages} pages`,

@@ -37,7 +37,7 @@ export interface ConnectOptions {
   log: Logger
   metrics?: Metrics
   limits?: Partial<TransportLimits>
-  handshakeTimeout_ms?: number
+  handshake_timeout_ms?: number
 }
 
 const zeroMask = (mask: Buffer): void => void mask.fill(0)
@@ -47,7 +47,7 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
   const ws = new WebSocket(`ws://${host}:${port}/`, {
     maxPayload: FRAME_BYTES_MAX,
     perMessageDeflate: false,
-    handshakeTimeout: options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+    handshakeTimeout: options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
     // A zero masking key: ws then sends client frames without masking and copying them.
     // Masking protects browsers' intermediaries from cache poisoning; these links are
     // process-to-process on the lab's own network and every frame carries its own tag.
@@ -76,7 +76,7 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
     }
     const timer = setTimeout(
       () => fail(new HvlabError('HVLAB_E_TIMEOUT', `handshake with ${host}:${port} did not finish in time`)),
-      options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+      options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
     )
     timer.unref()
     ws.on('error', fail)

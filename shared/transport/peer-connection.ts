@@ -19,29 +19,29 @@ import { FRAME_TAG_BYTES, type FrameAuth } from './frame-auth.js'
 
 export interface TransportLimits {
   /** Above this many bytes queued in the socket, `send` waits (backpressure). */
-  sendHighWater_bytes: number
+  send_high_water_bytes: number
   /** Beyond this many queued bytes a send is refused with HVLAB_E_BACKPRESSURE. */
-  sendQueue_bytes_max: number
+  send_queue_bytes_max: number
   /** Requests awaiting a reply at once, per connection. */
-  requestsInFlight_max: number
-  requestTimeout_ms: number
+  requests_in_flight_max: number
+  request_timeout_ms: number
   /** Liveness: a ws ping every interval; the peer is dead after this long with no pong. */
-  pingInterval_ms: number
-  deadAfter_ms: number
+  ping_interval_ms: number
+  dead_after_ms: number
   /** Requests from the peer being handled at once; more are answered HVLAB_E_BACKPRESSURE at once. */
-  inboundRequestsInFlight_max: number
+  inbound_requests_in_flight_max: number
   /** Bytes the other side may send before its proof is verified (the handshake); beyond, it is cut. */
   preauth_bytes_max: number
 }
 
 export const DEFAULT_LIMITS: TransportLimits = {
-  sendHighWater_bytes: 16 * 1024 * 1024,
-  sendQueue_bytes_max: 64 * 1024 * 1024,
-  requestsInFlight_max: LIMITS_DEFAULT.requests_in_flight_max,
-  requestTimeout_ms: 10_000,
-  pingInterval_ms: 500,
-  deadAfter_ms: 2_000,
-  inboundRequestsInFlight_max: LIMITS_DEFAULT.requests_in_flight_max,
+  send_high_water_bytes: 16 * 1024 * 1024,
+  send_queue_bytes_max: 64 * 1024 * 1024,
+  requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
+  request_timeout_ms: 10_000,
+  ping_interval_ms: 500,
+  dead_after_ms: 2_000,
+  inbound_requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
   preauth_bytes_max: LIMITS_DEFAULT.preauth_bytes_max,
 }
 
@@ -88,8 +88,8 @@ export class PeerConnection extends EventEmitter {
   private inboundInFlight = 0
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
-  private lastPong_ms = Date.now()
-  private lastProbe_ms = Date.now()
+  private last_pong_ms = Date.now()
+  private last_probe_ms = Date.now()
   private pingTimer: NodeJS.Timeout | undefined
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
   private waiting_bytes = 0
@@ -127,14 +127,14 @@ export class PeerConnection extends EventEmitter {
     if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
     ws.on('pong', () => {
-      this.lastPong_ms = Date.now()
+      this.last_pong_ms = Date.now()
     })
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
       // ws closes the socket itself after an error (e.g. 1009 for an oversize frame).
     })
-    this.pingTimer = setInterval(() => this.probe(), this.limits.pingInterval_ms)
+    this.pingTimer = setInterval(() => this.probe(), this.limits.ping_interval_ms)
     this.pingTimer.unref()
   }
 
@@ -183,15 +183,15 @@ export class PeerConnection extends EventEmitter {
 
   /** Sends a request and resolves with the reply, or rejects with a typed HvlabError. */
   async request(message: Message, options: { attachment?: Uint8Array; timeout_ms?: number } = {}): Promise<Incoming> {
-    if (this.pending.size >= this.limits.requestsInFlight_max) {
+    if (this.pending.size >= this.limits.requests_in_flight_max) {
       throw new HvlabError(
         'HVLAB_E_BACKPRESSURE',
-        `${this.limits.requestsInFlight_max} requests to ${this.remoteName} are already awaiting replies; wait for some to finish`,
+        `${this.limits.requests_in_flight_max} requests to ${this.remoteName} are already awaiting replies; wait for some to finish`,
       )
     }
     const id = this.nextRequestId
     this.nextRequestId = this.nextRequestId >= 0xffff_fffe ? 1 : this.nextRequestId + 1
-    const timeout_ms = options.timeout_ms ?? this.limits.requestTimeout_ms
+    const timeout_ms = options.timeout_ms ?? this.limits.request_timeout_ms
     const reply = new Promise<Incoming>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id)
@@ -256,16 +256,16 @@ export class PeerConnection extends EventEmitter {
     const frame_bytes = frame.head.length + frame.attachment.length + FRAME_TAG_BYTES
     // Frames waiting for the socket to drain are held in memory too: they count.
     const held_bytes = this.queued_bytes + this.waiting_bytes
-    if (held_bytes + frame_bytes > this.limits.sendQueue_bytes_max) {
+    if (held_bytes + frame_bytes > this.limits.send_queue_bytes_max) {
       throw new HvlabError(
         'HVLAB_E_BACKPRESSURE',
         `send queue to ${this.remoteName} is full (${held_bytes} bytes waiting); the peer is slow or stalled`,
       )
     }
-    if (this.queued_bytes > this.limits.sendHighWater_bytes) {
+    if (this.queued_bytes > this.limits.send_high_water_bytes) {
       this.waiting_bytes += frame_bytes
       try {
-        while (this.queued_bytes > this.limits.sendHighWater_bytes && this.isOpen) {
+        while (this.queued_bytes > this.limits.send_high_water_bytes && this.isOpen) {
           await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
         }
       } finally {
@@ -278,7 +278,7 @@ export class PeerConnection extends EventEmitter {
     this.metrics?.bytesSent.inc(frame_bytes)
     const written = (): void => {
       this.queued_bytes -= frame_bytes
-      if (this.queued_bytes <= this.limits.sendHighWater_bytes) this.wakeSenders()
+      if (this.queued_bytes <= this.limits.send_high_water_bytes) this.wakeSenders()
     }
     // Sealed here, right before the frame is queued: tags are counted in the order frames go out.
     const tag = this.frameAuth.seal([frame.head, frame.attachment])
@@ -342,7 +342,7 @@ export class PeerConnection extends EventEmitter {
         this.dispatchMessage({ message: envelope.m, attachment })
         return
       case 'req':
-        if (this.inboundInFlight >= this.limits.inboundRequestsInFlight_max) {
+        if (this.inboundInFlight >= this.limits.inbound_requests_in_flight_max) {
           void this.answerBusy(envelope.id, envelope.m.t)
           return
         }
@@ -384,9 +384,9 @@ export class PeerConnection extends EventEmitter {
     }
   }
 
-  /** A request beyond inboundRequestsInFlight_max: answered at once, its handler not run. */
+  /** A request beyond inbound_requests_in_flight_max: answered at once, its handler not run. */
   private async answerBusy(id: number, t: string): Promise<void> {
-    const message = `${this.limits.inboundRequestsInFlight_max} requests from ${this.remoteName} are being handled already; ${t} was not run; retry once some have been answered`
+    const message = `${this.limits.inbound_requests_in_flight_max} requests from ${this.remoteName} are being handled already; ${t} was not run; retry once some have been answered`
     try {
       await this.sendEnvelope({ k: 'err', id, code: 'HVLAB_E_BACKPRESSURE', message })
     } catch (e) {
@@ -452,14 +452,14 @@ export class PeerConnection extends EventEmitter {
   private probe(): void {
     if (this.closed) return
     const now_ms = Date.now()
-    const stalled_ms = now_ms - this.lastProbe_ms - this.limits.pingInterval_ms
-    this.lastProbe_ms = now_ms
-    if (stalled_ms > this.limits.pingInterval_ms) {
+    const stalled_ms = now_ms - this.last_probe_ms - this.limits.ping_interval_ms
+    this.last_probe_ms = now_ms
+    if (stalled_ms > this.limits.ping_interval_ms) {
       // This process did not run for a while (a long GC, a loaded machine, SIGSTOP): the
       // peer's pongs may be waiting unread. Judge the peer on pongs it had time to send.
-      this.lastPong_ms = Math.max(this.lastPong_ms, now_ms - this.limits.pingInterval_ms)
-    } else if (now_ms - this.lastPong_ms > this.limits.deadAfter_ms) {
-      this.log.warn({ silent_ms: now_ms - this.lastPong_ms }, 'peer stopped answering pings; cutting the connection')
+      this.last_pong_ms = Math.max(this.last_pong_ms, now_ms - this.limits.ping_interval_ms)
+    } else if (now_ms - this.last_pong_ms > this.limits.dead_after_ms) {
+      this.log.warn({ silent_ms: now_ms - this.last_pong_ms }, 'peer stopped answering pings; cutting the connection')
       this.ws.terminate()
       return
     }

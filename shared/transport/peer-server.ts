@@ -40,11 +40,11 @@ export interface PeerServerOptions {
   log: Logger
   metrics?: Metrics
   limits?: Partial<TransportLimits>
-  handshakeTimeout_ms?: number
+  handshake_timeout_ms?: number
   /** Authenticated connections at most; more are refused. */
   connections_max?: number
   /** Connections still in their handshake at once (from the TCP connect on); more are refused. */
-  unauthenticatedConnections_max?: number
+  unauthenticated_connections_max?: number
   /** Bounds of the HTTP upgrade request. */
   http?: HttpLimits
   /**
@@ -71,9 +71,9 @@ export class PeerServer {
     this.log = options.log.child({ component: 'peer-server' })
     this.gate = new PreauthGate(
       {
-        unauthenticatedConnections_max: options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max,
+        unauthenticated_connections_max: options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max,
         preauth_bytes_max: options.limits?.preauth_bytes_max ?? DEFAULT_LIMITS.preauth_bytes_max,
-        preauth_ms_max: (options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS) + PREAUTH_GRACE_MS,
+        preauth_ms_max: (options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS) + PREAUTH_GRACE_MS,
       },
       (_socket, code, reason) => this.logRefusal(code, reason),
     )
@@ -84,7 +84,7 @@ export class PeerServer {
     // The kernel-level backstop: every authenticated and every handshaking socket, no more.
     http.maxConnections =
       (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) +
-      (options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
+      (options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
     const wss = new WebSocketServer({ server: http, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
     const server = new PeerServer(http, wss, options)
     http.on('connection', (socket: Socket) => server.onSocket(socket))
@@ -128,7 +128,7 @@ export class PeerServer {
   /** A new TCP connection: counted as unauthenticated, or refused at once beyond the cap. */
   private onSocket(socket: Socket): void {
     if (this.gate.admit(socket)) return
-    const max = this.options.unauthenticatedConnections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max
+    const max = this.options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max
     this.logRefusal('HVLAB_E_BACKPRESSURE', `${max} connections are already in their handshake`)
     socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy())
   }
@@ -161,7 +161,7 @@ export class PeerServer {
     const nonce = newNonce()
     const timer = setTimeout(
       () => refuse('HVLAB_E_AUTH', 'no hello within the handshake timeout'),
-      options.handshakeTimeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+      options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
     )
     timer.unref()
     ws.once('message', (data, isBinary) => {

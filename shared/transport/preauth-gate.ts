@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 
 export interface PreauthLimits {
   /** Sockets not yet authenticated, at once. */
-  unauthenticatedConnections_max: number
+  unauthenticated_connections_max: number
   /** Bytes one socket may send before it is authenticated (HTTP upgrade included). */
   preauth_bytes_max: number
   /** Time from the TCP connect to authentication. */
@@ -50,7 +50,7 @@ export class PreauthGate {
 
   /** A new TCP connection: counts it and starts its budgets; false when the cap is reached (the caller refuses it). */
   admit(socket: Socket): boolean {
-    if (this.pending.size >= this.limits.unauthenticatedConnections_max) return false
+    if (this.pending.size >= this.limits.unauthenticated_connections_max) return false
     const stopCounting = watchPreauthBytes(socket, this.limits.preauth_bytes_max, (bytes) =>
       this.cut(
         socket,

@@ -10,18 +10,18 @@ import type { PeerServerOptions } from './peer-server.js'
 export function connectionLimitsOf(l: Limits): Partial<TransportLimits> {
   // The same bound both ways: a peer that keeps to its own sending bound never meets the receiving one.
   return {
-    requestsInFlight_max: l.requests_in_flight_max,
-    inboundRequestsInFlight_max: l.requests_in_flight_max,
+    requests_in_flight_max: l.requests_in_flight_max,
+    inbound_requests_in_flight_max: l.requests_in_flight_max,
     preauth_bytes_max: l.preauth_bytes_max,
   }
 }
 
 export function listenerLimitsOf(
   l: Limits,
-): Pick<PeerServerOptions, 'connections_max' | 'unauthenticatedConnections_max' | 'http' | 'limits'> {
+): Pick<PeerServerOptions, 'connections_max' | 'unauthenticated_connections_max' | 'http' | 'limits'> {
   return {
     connections_max: l.peer_connections_max,
-    unauthenticatedConnections_max: l.unauthenticated_connections_max,
+    unauthenticated_connections_max: l.unauthenticated_connections_max,
     http: l,
     limits: connectionLimitsOf(l),
   }

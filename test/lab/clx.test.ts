@@ -146,10 +146,10 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   seq = await lastSeq(lab)
   const live = await lab.cli('vm', 'migrate', VM, '--to', 'host-b1', '--verify', '--json')
   ok(t, live, 'live migration to host-b1')
-  const across = JSON.parse(live.stdout) as MigrationResultMessage & { blackoutMs: number | null; hashes_match?: boolean }
+  const across = JSON.parse(live.stdout) as MigrationResultMessage & { hashes_match?: boolean }
   t.equal(across.outcome, 'completed', `live-migrated across sites: ${across.reason}`)
   t.equal(across.hashes_match, true, 'memory on host-b1 equals memory on host-a2 at the pause')
-  t.comment(`cross-site live migration: blackout ${across.blackoutMs} ms (with the CLX switchover and --verify hashing inside it)`)
+  t.comment(`cross-site live migration: blackout ${across.blackout_ms} ms (with the CLX switchover and --verify hashing inside it)`)
   await runningOn(lab, ['host-b1'])
   const d2 = await diskWriting(lab, 'array-b')
   t.equal(d2.host, 'host-b1', 'after the switchover the guest writes array-b, from host-b1')

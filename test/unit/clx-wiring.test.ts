@@ -69,8 +69,8 @@ t.test('disk target: the array CLX made writable, the volume and the group; a mi
   t.equal(arrayOfSite(ARRAYS, 'site-c'), undefined)
 })
 
-type Start = Extract<RoleEffect, { type: 'start_vm' }>
-const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start_vm')
+type Start = Extract<RoleEffect, { type: 'start-vm' }>
+const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start-vm')
 const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.type === 'emit' ? [f.event.kind] : []))
 
 function lab() {
@@ -94,7 +94,7 @@ t.test(
     const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
     t.match(s, { node: 'host-b1', storage: SPEC, force_storage: false })
     const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing on array-b; …'
-    let fx = l.step({ type: 'vm_start_failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
+    let fx = l.step({ type: 'vm-start-failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
     t.ok(kinds(fx).includes('role.storage-refused'), 'a role.storage-refused event')
     t.ok(kinds(fx).includes('role.failure'), 'counted by the failover policy')
     const nodes: string[] = []
@@ -105,7 +105,7 @@ t.test(
       nodes.push(next.node)
       t.same(next.storage, SPEC, 'every retry carries the storage')
       if (!next.node.startsWith('host-b')) break
-      fx = l.step({ type: 'vm_start_failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
+      fx = l.step({ type: 'vm-start-failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
     }
     t.ok(
       nodes.some((n) => n.startsWith('host-a')),
@@ -120,7 +120,7 @@ t.test(
     const [forced] = starts(l.cmd({ op: 'start', name: 'web2', force_storage: true }))
     t.match(forced, { node: 'host-b1', force_storage: true })
     const fx2 = l.step({
-      type: 'vm_start_failed',
+      type: 'vm-start-failed',
       role: 'web2',
       node: 'host-b1',
       op: forced!.op,

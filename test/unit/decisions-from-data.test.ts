@@ -130,8 +130,8 @@ function running(live_migration = false) {
   const step = (input: RoleInput) => c.step(input, (now += 1000))
   step({ type: 'membership', epoch: 1, nodes: NODES })
   step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
-  const s = of(step({ type: 'command', command: { op: 'start', name: 'web1' } }), 'start_vm')[0]!
-  step({ type: 'vm_started', role: 'web1', node: s.node, op: s.op })
+  const s = of(step({ type: 'command', command: { op: 'start', name: 'web1' } }), 'start-vm')[0]!
+  step({ type: 'vm-started', role: 'web1', node: s.node, op: s.op })
   return { c, step }
 }
 
@@ -144,7 +144,7 @@ function restore(roles: VmRole[], inventories: Record<string, { role: string; op
   const fx = [...step({ type: 'membership', epoch: 7, nodes: NODES })]
   for (const n of NODES)
     fx.push(...step({ type: 'inventory', node: n.name, vms: inventories[n.name] ?? [], ops_at_request: c.opSnapshot() }))
-  fx.push(...step({ type: 'sync_done' }))
+  fx.push(...step({ type: 'sync-done' }))
   return { c, fx }
 }
 
@@ -154,7 +154,7 @@ t.test('a role record says why it is stopping and where it migrates; both go onc
   const { c, step } = running()
   const stop = step({ type: 'command', command: { op: 'stop', name: 'web1' } })
   t.match(persisted(stop).at(-1), { state: 'stopping', stop_cause: 'operator' })
-  step({ type: 'vm_stopped', role: 'web1', node: 'host-a1', op: of(stop, 'stop_vm')[0]!.op })
+  step({ type: 'vm-stopped', role: 'web1', node: 'host-a1', op: of(stop, 'stop-vm')[0]!.op })
   t.equal(c.role('web1')?.state, 'stopped')
   t.notOk('stop_cause' in c.role('web1')!, 'no stop cause once stopped')
 
@@ -163,10 +163,10 @@ t.test('a role record says why it is stopping and where it migrates; both go onc
   t.match(persisted(move).at(-1), { state: 'stopping', stop_cause: 'move' })
 
   const live = running(true)
-  const m = of(live.step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } }), 'migrate_vm')[0]!
+  const m = of(live.step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } }), 'migrate-vm')[0]!
   t.same(live.c.role('web1')?.migration, { to: 'host-a2', op: m.op })
   t.same(JSON.parse(encodeRole(live.c.role('web1')!)).migration, { to: 'host-a2', op: m.op }, 'persisted with the record')
-  const done = live.step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m.op, ok: true, reason: 'done' })
+  const done = live.step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m.op, ok: true, reason: 'done' })
   t.match(persisted(done).at(-1), { owner: 'host-a2', state: 'running' })
   t.notOk('migration' in live.c.role('web1')!, 'no migration once it is over')
 })
@@ -177,7 +177,7 @@ t.test('a new coordinator decides on the stop cause and the migration, whatever 
     record({ state: 'stopping', owner: 'host-a1', last_owner: 'host-a1', reason: 'stopped by operator', stop_cause: 'move' }),
   ])
   t.same(
-    of(moved.fx, 'start_vm').map((s) => s.role),
+    of(moved.fx, 'start-vm').map((s) => s.role),
     ['web1'],
     'a move in flight is placed again',
   )
@@ -192,7 +192,7 @@ t.test('a new coordinator decides on the stop cause and the migration, whatever 
     }),
   ])
   t.equal(halted.c.role('web1')?.state, 'stopped')
-  t.same(of(halted.fx, 'start_vm'), [])
+  t.same(of(halted.fx, 'start-vm'), [])
   // A migration whose reason says nothing of it: found on the target, it is adopted there.
   const arrived = restore(
     [record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })],
@@ -200,7 +200,7 @@ t.test('a new coordinator decides on the stop cause and the migration, whatever 
   )
   t.match(arrived.c.role('web1'), { state: 'running', owner: 'host-a2', reason: 'found running on host-a2' })
   t.notOk('migration' in arrived.c.role('web1')!)
-  t.same(of(arrived.fx, 'stop_vm'), [], 'nothing stopped')
+  t.same(of(arrived.fx, 'stop-vm'), [], 'nothing stopped')
   // Found on its owner: the migration did not complete, and the record says so no more.
   const stayed = restore(
     [record({ state: 'running', owner: 'host-a1', last_owner: 'host-a1', reason: 'busy', migration: { to: 'host-a2', op: 7_000_005 } })],

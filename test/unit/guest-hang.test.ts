@@ -69,7 +69,7 @@ function twoHosts() {
     const a = testVmAgent({
       host,
       clock,
-      reportFailure: (f) => inbox.push({ type: 'vm_failed', node: host, ...f }),
+      reportFailure: (f) => inbox.push({ type: 'vm-failed', node: host, ...f }),
       emitEvent: (kind, details) => events.push({ kind, details }),
     })
     a.start()
@@ -86,17 +86,17 @@ function twoHosts() {
       }
       const e = queue.shift()!
       if (e.type === 'emit') events.push({ kind: e.event.kind, details: e.event.details })
-      if (e.type === 'start_vm') {
+      if (e.type === 'start-vm') {
         const r = agents.get(e.node)!.startVm(e.role, e.memory_mib, e.op, e.epoch, 'coordinator')
         inbox.push(
           r.ok
-            ? { type: 'vm_started', role: e.role, node: e.node, op: e.op }
-            : { type: 'vm_start_failed', role: e.role, node: e.node, op: e.op, reason: r.reason },
+            ? { type: 'vm-started', role: e.role, node: e.node, op: e.op }
+            : { type: 'vm-start-failed', role: e.role, node: e.node, op: e.op, reason: r.reason },
         )
       }
-      if (e.type === 'stop_vm') {
+      if (e.type === 'stop-vm') {
         agents.get(e.node)!.stopVm(e.role, e.op, e.reason)
-        inbox.push({ type: 'vm_stopped', role: e.role, node: e.node, op: e.op })
+        inbox.push({ type: 'vm-stopped', role: e.role, node: e.node, op: e.op })
       }
     }
   }

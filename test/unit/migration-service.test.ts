@@ -52,7 +52,7 @@ async function pair(
   })
   // Liveness is not under test here; on a loaded CI machine the default 2 s could cut a
   // run (correctly failing it, VM on the source) and make this test flaky.
-  const limits = { deadAfter_ms: 30_000 }
+  const limits = { dead_after_ms: 30_000 }
   const server = await startServer(tt, { onPeer: (c) => destination.attach(c), limits })
   const conn = await connect(tt, server.port, { limits })
   const p: Pair = {

@@ -61,7 +61,7 @@ function fakeConnection(tt: Parameters<Parameters<typeof t.test>[0]>[0], limits:
   const c = new PeerConnection(
     socket as unknown as WebSocket,
     { name: 'peer-x', role: 'host' },
-    { log: silentLogger(), frameAuth, limits: { pingInterval_ms: 60_000, ...limits } },
+    { log: silentLogger(), frameAuth, limits: { ping_interval_ms: 60_000, ...limits } },
   )
   tt.teardown(() => c.terminate())
   return { socket, c }
@@ -70,8 +70,8 @@ function fakeConnection(tt: Parameters<Parameters<typeof t.test>[0]>[0], limits:
 const label = (i: number) => ({ t: 'blob' as const, label: `b${i}` })
 const KiB = 1024
 
-t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE, waiting senders included', async (tt) => {
-  const limits = { sendHighWater_bytes: 8 * KiB, sendQueue_bytes_max: 64 * KiB }
+t.test('sends beyond send_queue_bytes_max are refused with HVLAB_E_BACKPRESSURE, waiting senders included', async (tt) => {
+  const limits = { send_high_water_bytes: 8 * KiB, send_queue_bytes_max: 64 * KiB }
   const { socket, c } = fakeConnection(tt, limits)
   const attachment = Buffer.alloc(4 * KiB, 1)
   const outcomes: Promise<'sent' | string>[] = []
@@ -87,7 +87,7 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE, 
   const frame_bytes = encodeFrame({ k: 'msg', m: label(50) }, attachment).length
   const handedToSocket = socket.sent.length
   tt.ok(
-    handedToSocket * frame_bytes <= limits.sendHighWater_bytes + frame_bytes,
+    handedToSocket * frame_bytes <= limits.send_high_water_bytes + frame_bytes,
     `only up to the high-water mark went to the socket (${handedToSocket} frames)`,
   )
 
@@ -101,7 +101,7 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE, 
   const refused = results.filter((r) => r === 'HVLAB_E_BACKPRESSURE').length
   tt.equal(sent + refused, 100, 'every send either went out or was refused with HVLAB_E_BACKPRESSURE')
   tt.ok(refused > 0, `${refused} sends were refused rather than buffered`)
-  tt.ok(sent * frame_bytes <= limits.sendQueue_bytes_max, `what was accepted fits the bound (${sent} frames of ${frame_bytes} bytes)`)
+  tt.ok(sent * frame_bytes <= limits.send_queue_bytes_max, `what was accepted fits the bound (${sent} frames of ${frame_bytes} bytes)`)
   tt.equal(socket.sent.length, sent, 'every accepted send reached the socket once it drained')
   tt.same(results.slice(0, sent), Array(sent).fill('sent'), 'the first sends were the ones accepted, in order')
 
@@ -113,7 +113,7 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE, 
 })
 
 t.test('a connection that closes while senders wait for a drain rejects them with HVLAB_E_CLOSED', async (tt) => {
-  const { socket, c } = fakeConnection(tt, { sendHighWater_bytes: 1 * KiB, sendQueue_bytes_max: 1024 * KiB })
+  const { socket, c } = fakeConnection(tt, { send_high_water_bytes: 1 * KiB, send_queue_bytes_max: 1024 * KiB })
   const unhandled: unknown[] = []
   const onUnhandled = (e: unknown) => unhandled.push(e)
   process.on('unhandledRejection', onUnhandled)
@@ -177,8 +177,8 @@ t.test('handler failures: a rejected one-way handler is logged, an invalid reply
   )
 })
 
-t.test('requestsInFlight_max bounds requests awaiting replies', async (tt) => {
-  const { socket, c } = fakeConnection(tt, { requestsInFlight_max: 3 })
+t.test('requests_in_flight_max bounds requests awaiting replies', async (tt) => {
+  const { socket, c } = fakeConnection(tt, { requests_in_flight_max: 3 })
   const inFlight = [1, 2, 3].map((seq) => c.request({ t: 'ping', seq, sent_ms: 0 }))
   await tt.rejects(c.request({ t: 'ping', seq: 4, sent_ms: 0 }), { code: 'HVLAB_E_BACKPRESSURE' })
   // Answer the first; a new request fits again.

@@ -3,8 +3,8 @@ import t from 'tap'
 import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
 
-type Migrate = Extract<RoleEffect, { type: 'migrate_vm' }>
-const migrations = (fx: RoleEffect[]) => fx.filter((f): f is Migrate => f.type === 'migrate_vm')
+type Migrate = Extract<RoleEffect, { type: 'migrate-vm' }>
+const migrations = (fx: RoleEffect[]) => fx.filter((f): f is Migrate => f.type === 'migrate-vm')
 const of = (fx: RoleEffect[], type: RoleEffect['type']) => fx.filter((f) => f.type === type)
 const HOSTS = ['host-a1', 'host-a2', 'host-b1']
 
@@ -16,8 +16,8 @@ function lab() {
   step({ type: 'membership', epoch: 1, nodes })
   step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
   const fx = step({ type: 'command', command: { op: 'start', name: 'web1' } })
-  const s = fx.find((f): f is Extract<RoleEffect, { type: 'start_vm' }> => f.type === 'start_vm')!
-  step({ type: 'vm_started', role: 'web1', node: s.node, op: s.op })
+  const s = fx.find((f): f is Extract<RoleEffect, { type: 'start-vm' }> => f.type === 'start-vm')!
+  step({ type: 'vm-started', role: 'web1', node: s.node, op: s.op })
   return { c, step, advance: (ms: number) => (now += ms), start_op: s.op }
 }
 
@@ -25,9 +25,9 @@ t.test('a move migrates; the owner changes only when the owner reports success, 
   const { c, step } = lab()
   const fx = step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
   const [m] = migrations(fx)
-  t.ok(m, 'a migrate_vm effect')
+  t.ok(m, 'a migrate-vm effect')
   t.same([m!.node, m!.to], ['host-a1', 'host-a2'])
-  t.same(of(fx, 'stop_vm'), [], 'no stop')
+  t.same(of(fx, 'stop-vm'), [], 'no stop')
   t.equal(c.role('web1')?.owner, 'host-a1', 'still owned by the source while migrating')
   t.throws(
     () => step({ type: 'command', command: { op: 'stop', name: 'web1' } }),
@@ -37,15 +37,15 @@ t.test('a move migrates; the owner changes only when the owner reports success, 
   // both hosts report it (destination runs it, source not yet released): nothing is stopped
   const inv1 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
   const inv2 = step({ type: 'inventory', node: 'host-a1', vms: [], ops_at_request: c.opSnapshot() })
-  t.same([...of(inv1, 'stop_vm'), ...of(inv2, 'stop_vm'), ...of(inv2, 'start_vm')], [], 'inventories leave a migrating role alone')
-  step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op - 1, ok: true, reason: 'stale' })
+  t.same([...of(inv1, 'stop-vm'), ...of(inv2, 'stop-vm'), ...of(inv2, 'start-vm')], [], 'inventories leave a migrating role alone')
+  step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op - 1, ok: true, reason: 'stale' })
   t.equal(c.role('web1')?.owner, 'host-a1', 'a report of another op is ignored')
-  const done = step({ type: 'vm_migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op, ok: true, reason: 'done' })
+  const done = step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op, ok: true, reason: 'done' })
   t.equal(c.role('web1')?.owner, 'host-a2', 'the owner is the destination')
   t.equal(c.role('web1')?.state, 'running')
-  t.same([...of(done, 'stop_vm'), ...of(done, 'start_vm')], [], 'no stop/start')
+  t.same([...of(done, 'stop-vm'), ...of(done, 'start-vm')], [], 'no stop/start')
   const inv3 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
-  t.same(of(inv3, 'stop_vm'), [], 'the destination copy is the role now')
+  t.same(of(inv3, 'stop-vm'), [], 'the destination copy is the role now')
 })
 
 t.test('a failed migration leaves the role on its owner; a drain does not retry it at once', async (t) => {
@@ -54,7 +54,7 @@ t.test('a failed migration leaves the role on its owner; a drain does not retry 
   const [m] = migrations(fx)
   t.ok(m, 'the drain migrates')
   const failed = step({
-    type: 'vm_migrated',
+    type: 'vm-migrated',
     role: 'web1',
     node: 'host-a1',
     to: m!.to,
@@ -66,6 +66,6 @@ t.test('a failed migration leaves the role on its owner; a drain does not retry 
   t.match(c.role('web1')?.reason, /migration to .* failed: the connection was lost/)
   t.same(migrations(failed), [], 'no immediate retry')
   advance(31_000)
-  const again = step({ type: 'failback_check', hour_of_day: 3 })
+  const again = step({ type: 'failback-check', hour_of_day: 3 })
   t.equal(migrations(again).length, 1, 'the drain tries again later')
 })

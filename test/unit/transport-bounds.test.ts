@@ -43,7 +43,7 @@ const refusals = (lines: Record<string, unknown>[], code: string) => lines.filte
 
 t.test('a connection that sends more than preauth_bytes_max before its hello is cut', async (tt) => {
   const { log, lines } = capturingLogger()
-  const server = await startServer(tt, { log, limits: { preauth_bytes_max: 4096 }, handshakeTimeout_ms: 10_000 })
+  const server = await startServer(tt, { log, limits: { preauth_bytes_max: 4096 }, handshake_timeout_ms: 10_000 })
   const s = await tcp(tt, server.port)
   const closed = readUntilClosed(s)
   s.write(UPGRADE)
@@ -69,15 +69,15 @@ t.test('a dialler cuts a server that sends more than preauth_bytes_max before it
     tt.teardown(() => ws.terminate())
   })
   const port = (wss.address() as AddressInfo).port
-  await tt.rejects(connect(tt, port, { limits: { preauth_bytes_max: 4096 }, handshakeTimeout_ms: 10_000 }), {
+  await tt.rejects(connect(tt, port, { limits: { preauth_bytes_max: 4096 }, handshake_timeout_ms: 10_000 }), {
     code: 'HVLAB_E_PROTOCOL',
     message: /before proving the lab's secret; at most 4096/,
   })
 })
 
-t.test('beyond unauthenticatedConnections_max, a new connection is refused at once', async (tt) => {
+t.test('beyond unauthenticated_connections_max, a new connection is refused at once', async (tt) => {
   const { log, lines } = capturingLogger()
-  const server = await startServer(tt, { log, unauthenticatedConnections_max: 3, handshakeTimeout_ms: 10_000 })
+  const server = await startServer(tt, { log, unauthenticated_connections_max: 3, handshake_timeout_ms: 10_000 })
   const silent = [await tcp(tt, server.port), await tcp(tt, server.port), await tcp(tt, server.port)]
   await until('three connections in their handshake', () => server.unauthenticatedConnections === 3)
   const fourth = await tcp(tt, server.port)
@@ -98,7 +98,7 @@ t.test('beyond unauthenticatedConnections_max, a new connection is refused at on
 
 t.test('a connection that never finishes its HTTP upgrade is cut', async (tt) => {
   const { log, lines } = capturingLogger()
-  const server = await startServer(tt, { log, handshakeTimeout_ms: 100 })
+  const server = await startServer(tt, { log, handshake_timeout_ms: 100 })
   const s = await tcp(tt, server.port)
   const closed = readUntilClosed(s)
   s.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n') // and never the rest
@@ -130,11 +130,11 @@ t.test('beyond connections_max, a new peer is refused', async (tt) => {
   await tt.rejects(connect(tt, server.port, { name: 'host-b1' }), { code: 'HVLAB_E_REFUSED', message: /already serves 2 connections/ })
 })
 
-t.test('beyond inboundRequestsInFlight_max, a request is answered HVLAB_E_BACKPRESSURE without running its handler', async (tt) => {
+t.test('beyond inbound_requests_in_flight_max, a request is answered HVLAB_E_BACKPRESSURE without running its handler', async (tt) => {
   let started = 0
   const release: (() => void)[] = []
   const server = await startServer(tt, {
-    limits: { inboundRequestsInFlight_max: 2 },
+    limits: { inbound_requests_in_flight_max: 2 },
     onPeer: (c) => {
       c.onRequest('ok', () => {
         started++
@@ -169,7 +169,7 @@ t.test('refusal log lines: at most refusal_logs_per_s per second, the rest count
   setRefusalLogRate(2, () => now_ms)
   tt.teardown(() => setRefusalLogRate(LIMITS_DEFAULT.refusal_logs_per_s))
   const { log, lines } = capturingLogger()
-  const server = await startServer(tt, { log, handshakeTimeout_ms: 10_000 })
+  const server = await startServer(tt, { log, handshake_timeout_ms: 10_000 })
   const refuseOne = async (): Promise<void> => {
     const s = await tcp(tt, server.port)
     const closed = readUntilClosed(s)

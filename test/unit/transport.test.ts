@@ -167,7 +167,7 @@ t.test('an old protocol version is refused, both ways', async (tt) => {
 })
 
 t.test('a bad first frame or no hello is refused during the handshake', async (tt) => {
-  const { server } = await echoServer(tt, { handshakeTimeout_ms: 100 })
+  const { server } = await echoServer(tt, { handshake_timeout_ms: 100 })
   const silent = rawSocket(tt, server.port)
   const silentClosed = recordUntilClosed(silent)
   const garbage = rawSocket(tt, server.port)
@@ -255,8 +255,8 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
   )
 })
 
-t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt) => {
-  const limits = { pingInterval_ms: 25, deadAfter_ms: 400 }
+t.test('a peer that stops answering pings is cut after dead_after_ms', async (tt) => {
+  const limits = { ping_interval_ms: 25, dead_after_ms: 400 }
   const { server, peers } = await echoServer(tt, { limits })
   const good = await connect(tt, server.port, { name: 'honest' })
   const { ws: mute } = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
@@ -268,8 +268,8 @@ t.test('a peer that stops answering pings is cut after deadAfter_ms', async (tt)
   await assertServes(tt, good, 'and still served')
 })
 
-t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE on a real socket', async (tt) => {
-  const limits = { sendHighWater_bytes: 128 * 1024, sendQueue_bytes_max: 1024 * 1024 }
+t.test('sends beyond send_queue_bytes_max are refused with HVLAB_E_BACKPRESSURE on a real socket', async (tt) => {
+  const limits = { send_high_water_bytes: 128 * 1024, send_queue_bytes_max: 1024 * 1024 }
   const { server, peers } = await echoServer(tt, { limits })
   const { ws: raw } = await rawAuthenticated(tt, server.port, { name: 'slow' })
   await until('the server to see the peer', () => peers.length === 1)
@@ -292,7 +292,7 @@ t.test('sends beyond sendQueue_bytes_max are refused with HVLAB_E_BACKPRESSURE o
     'every send was either accepted or refused with HVLAB_E_BACKPRESSURE',
   )
   tt.ok(sent < 64, `${64 - sent} of 64 sends of 64 KiB were refused instead of buffered`)
-  tt.ok(sent * attachment.length <= limits.sendQueue_bytes_max, 'what was accepted fits sendQueue_bytes_max')
+  tt.ok(sent * attachment.length <= limits.send_queue_bytes_max, 'what was accepted fits send_queue_bytes_max')
   await until('the accepted frames to arrive', () => received === sent)
   tt.ok(toSlow.isOpen, 'refusing sends does not close the connection')
 })
