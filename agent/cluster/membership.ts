@@ -41,6 +41,7 @@ import {
   type AcceptorRecord,
 } from '../../shared/consensus/acceptor.js'
 import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from '../../shared/consensus/cluster-effects.js'
+import type { LeaseTimings } from '../../shared/consensus/lease-timings.js'
 import { HeartbeatDetector, type HeartbeatSettings } from './heartbeat-detector.js'
 import { computeVotes, forcedVotes, hasQuorum, type QuorumSettings } from './quorum.js'
 import {
@@ -60,7 +61,8 @@ export const DB_WRITES_PER_VIEW = 2 ** 16
 /** A forced quorum starts a new generation of epochs, newer than anything the other hosts hold. */
 export const EPOCHS_PER_GENERATION = 2 ** 24
 
-export interface MembershipConfig {
+/** The lease timings (shared/consensus/lease-timings.ts) and this host's place in the cluster. */
+export interface MembershipConfig extends LeaseTimings {
   name: string
   /** Every cluster host and its site. */
   sites: Readonly<Record<string, string>>
@@ -68,25 +70,6 @@ export interface MembershipConfig {
   witness: string | null
   quorum: Omit<QuorumSettings, 'nodes'>
   heartbeat: HeartbeatSettings
-  tick_ms: number
-  lease_ms: number
-  renew_interval_ms: number
-  clock_skew_ms: number
-  /** With no valid lease for this long (plus `election_stagger_ms` × rank), try to form a view. */
-  election_timeout_ms: number
-  election_stagger_ms: number
-  /**
-   * A takeover (the coordinator went silent and the lease ran out) starts this much later
-   * per rank among the surviving members: long enough for the first one's prepare to
-   * arrive, short enough that the new view holds a lease well inside the roles' grace.
-   */
-  takeover_stagger_ms: number
-  /** How long a proposer waits for more promises once it has a quorum. */
-  gather_ms: number
-  /** A view change not decided in this time is abandoned and retried. */
-  phase_timeout_ms: number
-  /** How long a host that lost its lease may take to stop its roles. */
-  roles_stop_bound_ms: number
   config_writes_pending_max: number
 }
 

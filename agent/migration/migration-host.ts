@@ -144,19 +144,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     if (check === null) return begin(m)
     const vm = agent.vms.instance(role)
     if (vm === undefined || vm.state !== 'running') return { ok: false, reason: `${p.name} does not run vm ${role}` }
-    const st: MigrationStatus = {
-      ticket: options.ticket,
-      to,
-      mode: options.mode,
-      state: 'running',
-      migration_id: null,
-      stage: 'storage-check',
-      round: 0,
-      pages_left: vm.memory.page_count,
-      bandwidth_bytes_per_s: 0,
-      expected_blackout_ms: null,
-      result: null,
-    }
+    const st = runningStatus(options, to, vm.memory.page_count, 'storage-check')
     remember(role, st)
     const refuse = (reason: string): void => {
       st.result = refusedResult(role, options.mode, p.name, to, vm.memory.byte_length, reason)
@@ -181,19 +169,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     if (to === p.name) return { ok: false, reason: `vm ${role} already runs on ${to}` }
     const conn = p.mesh.connection(to)
     if (!conn?.isOpen) return { ok: false, reason: `${p.name} has no connection to ${to} now` }
-    const st: MigrationStatus = {
-      ticket: options.ticket,
-      to,
-      mode: options.mode,
-      state: 'running',
-      migration_id: null,
-      stage: 'queued',
-      round: 0,
-      pages_left: vm.memory.page_count,
-      bandwidth_bytes_per_s: 0,
-      expected_blackout_ms: null,
-      result: null,
-    }
+    const st = runningStatus(options, to, vm.memory.page_count, 'queued')
     let handle
     try {
       handle = service.migrate(vm, conn, {
@@ -407,5 +383,27 @@ function resultMessage(r: MigrationResult, mode: 'live' | 'quick', downtime_ms: 
     throttle_pct_max: r.throttle_pct_max,
     source_sha256: r.source_sha256,
     destination_sha256: r.destination_sha256,
+  }
+}
+
+/** The status of a migration that has just begun, at `stage`, with every page still to send. */
+function runningStatus(
+  options: Pick<MigrationStatus, 'ticket' | 'mode'>,
+  to: string,
+  page_count: number,
+  stage: MigrationStatus['stage'],
+): MigrationStatus {
+  return {
+    ticket: options.ticket,
+    to,
+    mode: options.mode,
+    state: 'running',
+    migration_id: null,
+    stage,
+    round: 0,
+    pages_left: page_count,
+    bandwidth_bytes_per_s: 0,
+    expected_blackout_ms: null,
+    result: null,
   }
 }

@@ -22,11 +22,20 @@ export interface LeaseTimings {
   lease_ms: number
   renew_interval_ms: number
   clock_skew_ms: number
+  /** With no valid lease for this long (plus `election_stagger_ms` × rank), try to form a view. */
   election_timeout_ms: number
   election_stagger_ms: number
+  /**
+   * A takeover (the coordinator went silent and the lease ran out) starts this much later
+   * per rank among the surviving members: long enough for the first one's prepare to
+   * arrive, short enough that the new view holds a lease well inside the roles' grace.
+   */
   takeover_stagger_ms: number
+  /** How long a proposer waits for more promises once it has a quorum. */
   gather_ms: number
+  /** A view change not decided in this time is abandoned and retried. */
   phase_timeout_ms: number
+  /** How long a host that lost its lease may take to stop its roles. */
   roles_stop_bound_ms: number
 }
 
