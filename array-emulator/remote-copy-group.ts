@@ -82,7 +82,9 @@
  * group is bounded by `RC_VOLUME_BLOCKS_MAX`.
  */
 import { HvlabError, type HvlabErrorCode } from '../shared/errors.js'
+import type { PersistEffect, SendEffect, SetTimerEffect } from '../shared/machine/effect.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import { rcEmit, type RcEmitEffect, type RcEventKind, type RcGroupDetailsOf } from '../shared/timeline/rc-events.js'
 import { LIMITS_DEFAULT } from '../shared/topology.js'
 
 export type RcRole = 'primary' | 'secondary' | 'primary-rev' | 'secondary-rev'
@@ -154,7 +156,7 @@ export type RcInput =
 export type Snapshot = 'delta' | 'rollback'
 
 export type RcEffect =
-  | { kind: 'send'; to: string; message: RcPeerMessage; attachment?: Uint8Array }
+  | (SendEffect<RcPeerMessage> & { readonly attachment?: Uint8Array })
   /**
    * Read these blocks of `volume` (from the 'delta' snapshot where it holds them) and send an rc-blocks.
    * With `compare`, first compare per-block hashes with the partner's copy (rc-hash-request) and send
@@ -183,10 +185,10 @@ export type RcEffect =
   | { kind: 'release'; snapshot: Snapshot }
   | { kind: 'ack-host'; write_id: number }
   | { kind: 'fail-host'; write_id: number; code: HvlabErrorCode; reason: string }
-  | { kind: 'persist'; record: RcGroupRecord }
+  | PersistEffect<RcGroupRecord>
   | { kind: 'persist-blocks'; set: 'dirty' | 'rollback'; volume: string; blocks: number[] }
-  | { kind: 'set-timer'; at_ms: number; token: string }
-  | { kind: 'emit'; event: string; details: Record<string, unknown> }
+  | SetTimerEffect
+  | RcEmitEffect
 
 /** Runs of blocks: [first, count]. */
 type Runs = [number, number][]
@@ -1508,8 +1510,8 @@ export class RemoteCopyGroup {
     return { kind: 'persist', record: this.record() }
   }
 
-  private emit(event: string, details: Record<string, unknown>): RcEffect {
-    return { kind: 'emit', event, details: { group: this.config.group, role: this.role, ...details } }
+  private emit<K extends RcEventKind>(event: K, details: RcGroupDetailsOf<K>): RcEffect {
+    return rcEmit(event, { group: this.config.group, role: this.role }, details)
   }
 }
 

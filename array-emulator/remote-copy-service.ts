@@ -31,10 +31,11 @@
 import { join } from 'node:path'
 import type { Logger } from '../shared/log.js'
 import { HvlabError, describeError, isHvlabError } from '../shared/errors.js'
-import { flattenEventDetails } from '../shared/event-details.js'
+import { MachineDriver, type EffectHandlers } from '../shared/machine/driver.js'
+import { flattenEventDetails } from '../shared/timeline/flatten.js'
+import type { EmitEvent } from '../shared/timeline/events.js'
 import { messageDef } from '../shared/protocol/messages.js'
 import { LIMITS_DEFAULT } from '../shared/topology.js'
-import type { EventDetails } from '../shared/protocol/runtime-messages.js'
 import type { MessageOf } from '../shared/protocol/messages.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
 import { differingBlocks, hashBlocks } from './block-hash.js'
@@ -69,7 +70,7 @@ export interface RemoteCopyServiceOptions {
   setTimer: (delay_ms: number, fn: () => void) => void
   /** Sends to a partner array; resolves false when it is not connected (the message is dropped). */
   send: (to: string, message: RcPeerMessage, attachment?: Uint8Array) => Promise<boolean>
-  emit: (kind: string, details: EventDetails) => void
+  emit: EmitEvent
   log: Logger
   /** Counts bytes sent in resync/delta batches. */
   onResyncBytes?: (bytes: number) => void
@@ -96,6 +97,8 @@ interface GroupRuntime {
   delta: BlockSnapshot
   rollback: BlockSnapshot
   queue: GroupInputQueue
+  /** Steps the group and carries out its effects in order; `queue` decides when (one input at a time, bounded per origin). */
+  driver: MachineDriver<RcInput, RcEffect>
   /** A link-failed input is queued and has not run yet (one is enough). */
   link_failure_queued: boolean
 }
@@ -351,6 +354,10 @@ export class RemoteCopyService {
       delta: BlockSnapshot.inMemory(group.config.block_size_bytes),
       rollback,
       queue: new GroupInputQueue(group.config.group, this.o.inputs_queued_max ?? LIMITS_DEFAULT.rc_group_inputs_queued_max),
+      driver: new MachineDriver<RcInput, RcEffect>({
+        step: (input) => this.step(rt, input),
+        handlers: this.handlers(() => rt),
+      }),
       link_failure_queued: false,
     }
     group.requireResyncPermits()
@@ -423,113 +430,108 @@ export class RemoteCopyService {
     }
   }
 
-  /** One input, then its effects in order; resolves when they are all done. */
+  /**
+   * One input, then its effects in order; resolves when they are all done, rejects with a
+   * refusal or a failed effect (its caller answers whoever sent it, or logs it: stepFailed).
+   */
   private input(rt: GroupRuntime, input: RcInput, origin: InputOrigin): Promise<void> {
-    return rt.queue.run(origin, async () => {
-      if (this.shutDown)
-        throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
-      const effects = rt.group.step(input, this.o.now())
-      for (const e of effects) await this.apply(rt, e)
-    })
+    return rt.queue.run(origin, () => rt.driver.feedSettled(input))
   }
 
-  private async apply(rt: GroupRuntime, e: RcEffect): Promise<void> {
+  private step(rt: GroupRuntime, input: RcInput): readonly RcEffect[] {
+    if (this.shutDown) throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
+    return rt.group.step(input, this.o.now())
+  }
+
+  /** Every disk effect resolves once durable, so the next effect waits for it. */
+  private handlers(of: () => GroupRuntime): EffectHandlers<RcEffect> {
     const store = this.o.store
-    const bs = store.block_size_bytes
-    switch (e.kind) {
-      case 'send':
-        await this.o.send(e.to, e.message, e.attachment)
-        return
-      case 'send-blocks': {
-        const parts: Buffer[] = []
-        for (const b of e.blocks) parts.push(rt.delta.get(e.volume, b) ?? (await store.read(e.volume, b, 1)))
-        let blocks = e.blocks
-        let data = Buffer.concat(parts)
-        if (e.compare) {
-          const differ = await this.compareWithPartner(e, data)
-          if (differ !== undefined && differ.length === 0) {
-            // Nothing to send: the batch is answered here, after this step's effects.
-            void this.input(
-              rt,
-              { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } },
-              'internal',
-            ).catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
-            return
-          }
-          if (differ !== undefined) {
-            const index = new Map(e.blocks.map((b, i) => [b, i]))
-            blocks = differ
-            data = Buffer.concat(differ.map((b) => parts[index.get(b)!]!))
-          }
-        }
-        this.o.onResyncBytes?.(data.length)
-        await this.o.send(
-          e.to,
-          { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks },
-          data,
-        )
-        return
-      }
-      case 'request-resync-permit':
-        if (this.limiter.request(rt.group.config.group)) this.grant(rt.group.config.group)
-        return
-      case 'release-resync-permit':
-        for (const g of this.limiter.release(rt.group.config.group)) this.grant(g)
-        return
-      case 'write-local':
-        for (const [first, count, offset] of runsOf(e.blocks)) {
+    return {
+      send: async (e) => void (await this.o.send(e.to, e.message, e.attachment)),
+      'send-blocks': (e) => this.sendBlocks(of(), e),
+      'request-resync-permit': () => {
+        if (this.limiter.request(of().group.config.group)) this.grant(of().group.config.group)
+      },
+      'release-resync-permit': () => {
+        for (const g of this.limiter.release(of().group.config.group)) this.grant(g)
+      },
+      'write-local': async (e) => {
+        const bs = store.block_size_bytes
+        for (const [first, count, offset] of runsOf(e.blocks))
           await store.write(e.volume, first, e.data.subarray(offset * bs, (offset + count) * bs))
-        }
-        return
-      case 'preserve': {
-        const snapshot = e.snapshot === 'delta' ? rt.delta : rt.rollback
-        const current = new Map<number, Buffer>()
-        for (const b of e.blocks) current.set(b, await store.read(e.volume, b, 1))
-        await snapshot.preserve(e.volume, e.blocks, (b) => current.get(b)!)
-        return
-      }
-      case 'rollback':
-        for (const b of e.blocks) {
-          const old = rt.rollback.get(e.volume, b)
-          if (old) await store.write(e.volume, b, old)
-          else
-            this.log.warn(
-              { group: rt.group.config.group, volume: e.volume, block: b },
-              'no preserved copy of a block to roll back (its cycle had completed); keeping the current contents',
-            )
-        }
-        return
-      case 'release':
-        await (e.snapshot === 'delta' ? rt.delta : rt.rollback).release()
-        return
-      case 'ack-host': {
+      },
+      preserve: (e) => this.preserve(of(), e),
+      rollback: (e) => this.rollBack(of(), e),
+      release: (e) => (e.snapshot === 'delta' ? of().delta : of().rollback).release(),
+      'ack-host': (e) => {
         const w = this.pending.get(e.write_id)
         this.pending.delete(e.write_id)
         w?.resolve()
-        return
-      }
-      case 'fail-host': {
+      },
+      'fail-host': (e) => {
         const w = this.pending.get(e.write_id)
         this.pending.delete(e.write_id)
         w?.reject(new HvlabError(e.code, e.reason))
-        return
-      }
-      case 'persist':
-        await rt.journal.persist(e.record)
-        return
-      case 'persist-blocks':
-        await rt.journal.append(e)
-        return
-      case 'set-timer': {
+      },
+      persist: (e) => of().journal.persist(e.record),
+      'persist-blocks': (e) => of().journal.append(e),
+      'set-timer': (e) => {
+        const rt = of()
         const token = e.token
         this.o.setTimer(Math.max(0, e.at_ms - this.o.now()), () => {
           void this.input(rt, { kind: 'timer', token }, 'internal').catch((err: unknown) => this.stepFailed(rt, 'timer', err))
         })
+      },
+      emit: (e) => this.o.emit(e.event, flattenEventDetails(e.details)),
+    }
+  }
+
+  private async sendBlocks(rt: GroupRuntime, e: Extract<RcEffect, { kind: 'send-blocks' }>): Promise<void> {
+    const parts: Buffer[] = []
+    for (const b of e.blocks) parts.push(rt.delta.get(e.volume, b) ?? (await this.o.store.read(e.volume, b, 1)))
+    let blocks = e.blocks
+    let data = Buffer.concat(parts)
+    if (e.compare) {
+      const differ = await this.compareWithPartner(e, data)
+      if (differ !== undefined && differ.length === 0) {
+        // Nothing to send: the batch is answered here, after this step's effects.
+        void this.input(
+          rt,
+          { kind: 'peer', message: { t: 'rc-blocks-ack', group: e.group, cycle: e.cycle, batch: e.batch, blocks: 0 } },
+          'internal',
+        ).catch((err: unknown) => this.stepFailed(rt, 'rc-blocks-ack', err))
         return
       }
-      case 'emit':
-        this.o.emit(e.event, flattenEventDetails(e.details))
-        return
+      if (differ !== undefined) {
+        const index = new Map(e.blocks.map((b, i) => [b, i]))
+        blocks = differ
+        data = Buffer.concat(differ.map((b) => parts[index.get(b)!]!))
+      }
+    }
+    this.o.onResyncBytes?.(data.length)
+    await this.o.send(
+      e.to,
+      { t: 'rc-blocks', group: e.group, cycle: e.cycle, batch: e.batch, volume: e.remote_volume, block_list: blocks },
+      data,
+    )
+  }
+
+  private async preserve(rt: GroupRuntime, e: Extract<RcEffect, { kind: 'preserve' }>): Promise<void> {
+    const snapshot = e.snapshot === 'delta' ? rt.delta : rt.rollback
+    const current = new Map<number, Buffer>()
+    for (const b of e.blocks) current.set(b, await this.o.store.read(e.volume, b, 1))
+    await snapshot.preserve(e.volume, e.blocks, (b) => current.get(b)!)
+  }
+
+  private async rollBack(rt: GroupRuntime, e: Extract<RcEffect, { kind: 'rollback' }>): Promise<void> {
+    for (const b of e.blocks) {
+      const old = rt.rollback.get(e.volume, b)
+      if (old) await this.o.store.write(e.volume, b, old)
+      else
+        this.log.warn(
+          { group: rt.group.config.group, volume: e.volume, block: b },
+          'no preserved copy of a block to roll back (its cycle had completed); keeping the current contents',
+        )
     }
   }
 

@@ -12,8 +12,9 @@ import { labLayout, type LabLayout } from './lab-layout.js'
 import { createFileLogger, type Logger } from './log.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import type { Message, MessageOf, MessageType } from './protocol/messages.js'
-import type { EventDetails, Role } from './protocol/runtime-messages.js'
+import type { Role } from './protocol/runtime-messages.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
+import type { DetailsOf, EventKind } from './timeline/events.js'
 import { dials, loadTopology, peersOf, processSpec, type Topology } from './topology.js'
 import type { PeerConnection } from './transport/peer-connection.js'
 import { PeerLink } from './transport/peer-link.js'
@@ -52,7 +53,6 @@ export function parseLabProcessArgs(argv: string[], role: Role): LabProcessArgs 
 }
 
 export class LabProcess {
-  readonly clock: Clock = new RealClock()
   readonly started_ms = Date.now()
   private peerServer: PeerServer | undefined
   private statusServer: StatusServer | undefined
@@ -74,6 +74,7 @@ export class LabProcess {
     readonly log: Logger,
     readonly metrics: Metrics,
     readonly mesh: PeerMesh,
+    readonly clock: Clock,
   ) {}
 
   static async start(args: LabProcessArgs): Promise<LabProcess> {
@@ -91,6 +92,7 @@ export class LabProcess {
     })
     const metrics = createMetrics({ role: spec.role, site: spec.site })
     setRefusalLogRate(topology.limits.refusal_logs_per_s)
+    const clock = new RealClock()
     const mesh = new PeerMesh({
       self: { name: spec.name, role: spec.role },
       secret,
@@ -99,8 +101,9 @@ export class LabProcess {
       log,
       metrics,
       limits: connectionLimitsOf(topology.limits),
+      clock,
     })
-    const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh)
+    const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh, clock)
     // The shell's own listeners go first: a peer's handlers are attached, and its
     // connection on the timeline, before role code hears of it.
     p.mesh.on('peer-up', (c: PeerConnection) => {
@@ -142,9 +145,10 @@ export class LabProcess {
     this.statusParts.push(part)
   }
 
-  /** Puts an event on the lab-wide timeline (and in this process's log). */
-  emitEvent(kind: string, details: EventDetails = {}): void {
-    this.log.info({ event: kind, ...details }, kind)
+  /** Puts an event on the lab-wide timeline (and in this process's log); its kind and details are declared in shared/timeline/. */
+  emitEvent<K extends EventKind>(kind: K, details: DetailsOf<K>): void {
+    const fields: Record<string, unknown> = { event: kind, ...details }
+    this.log.info(fields, kind as string)
     this.notifyController({ t: 'event', at_ms: Date.now(), kind, source: this.name, details })
   }
 
@@ -207,6 +211,7 @@ export class LabProcess {
       roleOf: (name) => this.mesh.roleOf(name),
       admit: (remote) => this.mesh.admit(remote),
       onPeer: (c) => this.mesh.accept(c),
+      clock: this.clock,
     })
     this.statusServer = await startStatusServer({
       registry: this.metrics.registry,
@@ -224,6 +229,7 @@ export class LabProcess {
         log: this.log,
         limits: connectionLimitsOf(this.topology.limits),
         backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 },
+        clock: this.clock,
       },
       { host: '127.0.0.1', port: controllerPort },
     )

@@ -17,6 +17,7 @@ import {
 } from '../shared/consensus/acceptor.js'
 import type { ClusterEvent, ClusterInput, Effect } from '../shared/consensus/cluster-effects.js'
 import type { ClusterMessage } from '../shared/protocol/cluster-messages.js'
+import type { ClusterDetailsOf, WitnessEventKind } from '../shared/timeline/cluster-events.js'
 
 export type ArbiterRecord = AcceptorRecord
 export type ArbiterEffect = Effect<ArbiterRecord>
@@ -103,8 +104,8 @@ export class Arbiter {
     return out
   }
 
-  private event(kind: string, details: Record<string, unknown>): ArbiterEffect {
-    const event: ClusterEvent = { kind, source: this.config.name, details }
+  private event<K extends WitnessEventKind>(kind: K, details: ClusterDetailsOf<K>): ArbiterEffect {
+    const event = { kind, source: this.config.name, details } as ClusterEvent
     return { kind: 'emit', event }
   }
 }

@@ -10,9 +10,9 @@ import { parseAcceptorRecord } from '../shared/consensus/acceptor-record.js'
 import { attachClusterMessages, sendIfConnected, sentByConnectedPeer } from '../shared/consensus/cluster-link.js'
 import { readDurableJson, writeDurableJson } from '../shared/durable-json.js'
 import { describeError } from '../shared/errors.js'
-import { flattenEventDetails } from '../shared/event-details.js'
+import { flattenEventDetails } from '../shared/timeline/flatten.js'
 import type { LabProcess } from '../shared/lab-process.js'
-import { EffectRunner } from '../shared/machine/effect-runner.js'
+import { clusterDriver, timerOn } from '../shared/machine/cluster-driver.js'
 import type { ClusterMessage } from '../shared/protocol/cluster-messages.js'
 import { Arbiter, type ArbiterRecord } from './arbiter.js'
 import { arbiterConfig } from './arbiter-config.js'
@@ -30,9 +30,10 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
   if (raw !== undefined) p.emitEvent('witness.restored', { epoch: arbiter.record().committed_epoch, db_epoch: arbiter.record().db_epoch })
   /** The coordinator whose quorum lease the witness confirmed last: the holder of its vote. */
   let lease_holder: string | null = null
-  const runner = new EffectRunner<ArbiterRecord>(
+  const runner = clusterDriver<ArbiterRecord>(
+    (input) => arbiter.step(input, p.clock.now()),
     {
-      clock: p.clock,
+      armTimer: timerOn(p.clock),
       send: (to, m) => {
         if (m.t === 'cluster-lease-ack') lease_holder = to
         sendIfConnected(p, to, m)
@@ -45,12 +46,12 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
         process.exit(1)
       },
     },
-    { batches_max: p.topology.limits.cluster_inputs_queued_max, log },
+    { bound: { batches_max: p.topology.limits.cluster_inputs_queued_max, log }, defer_start: true },
   )
   const receive = (m: ClusterMessage, from: string): void => {
     if (!sentByConnectedPeer(m, from, log)) return
     if (!runner.admits()) return
-    void runner.run(arbiter.step({ kind: 'message', message: m }, p.clock.now()))
+    runner.feed({ kind: 'message', message: m })
   }
   // Only the cluster's hosts ask the witness (the role is proved in the handshake).
   p.onPeer((conn) => {

@@ -2,8 +2,8 @@
  * The shell that runs a host's Membership state machine in a real process: it restores
  * the host's record from disk (so a restarted host rejoins with its epochs and catches
  * up), feeds it the cluster messages peers send (after checking that `from` is the
- * authenticated peer), ticks it on the clock, and carries out its effects through an
- * EffectRunner (a persist is durable in cluster.json before the effects after it run).
+ * authenticated peer), ticks it on the clock, and carries out its effects through the
+ * cluster driver (a persist is durable in cluster.json before the effects after it run).
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -12,10 +12,10 @@ import { sentByConnectedPeer } from '../../shared/consensus/cluster-link.js'
 import type { ClusterCommand, ClusterEvent, ClusterInput } from '../../shared/consensus/cluster-effects.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import { flattenEventDetails } from '../../shared/event-details.js'
-import { EffectRunner } from '../../shared/machine/effect-runner.js'
+import type { EmitEvent } from '../../shared/timeline/events.js'
+import { flattenEventDetails } from '../../shared/timeline/flatten.js'
+import { clusterDriver, timerOn, type ClusterDriver } from '../../shared/machine/cluster-driver.js'
 import type { ClusterMessage, ClusterStatus } from '../../shared/protocol/cluster-messages.js'
-import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
 import { clusterStatus } from './cluster-status.js'
 import { Membership, type MembershipConfig, type NodeRecord } from './membership.js'
 import { parseNodeRecord } from './node-record.js'
@@ -35,18 +35,18 @@ export interface ClusterServiceDeps {
   data_dir: string
   send(to: string, message: ClusterMessage): void
   isConnected(peer: string): boolean
-  emitEvent(kind: string, details: EventDetails): void
+  emitEvent: EmitEvent
   log: ClusterLog
   /** Effect batches queued at most; beyond, peers' messages are dropped and commands refused. */
   inputs_queued_max: number
-  /** The record could not be written: the host must stop (see EffectRunner). */
+  /** The record could not be written: the host must stop (see cluster-driver.ts). */
   onFatal(error: unknown): void
 }
 
 export type ClusterEventListener = (event: ClusterEvent, now_ms: number) => void
 
 export class ClusterService {
-  private readonly runner: EffectRunner<NodeRecord>
+  private readonly runner: ClusterDriver<NodeRecord>
   private readonly listeners: ClusterEventListener[] = []
   private stopped = false
 
@@ -55,16 +55,17 @@ export class ClusterService {
     readonly membership: Membership,
     readonly restored: boolean,
   ) {
-    this.runner = new EffectRunner<NodeRecord>(
+    this.runner = clusterDriver<NodeRecord>(
+      (input) => membership.step(input, deps.clock.now()),
       {
-        clock: deps.clock,
+        armTimer: timerOn(deps.clock),
         send: (to, m) => deps.send(to, m),
         persist: (record) => writeDurableJson(this.recordFile, record),
         emit: (e) => this.onEvent(e),
         onTimer: (token) => this.step({ kind: 'timer', token }),
         onFatal: (e) => deps.onFatal(e),
       },
-      { batches_max: deps.inputs_queued_max, log: deps.log },
+      { bound: { batches_max: deps.inputs_queued_max, log: deps.log }, defer_start: true },
     )
   }
 
@@ -127,8 +128,7 @@ export class ClusterService {
 
   private step(input: ClusterInput): void {
     if (this.stopped) return
-    const effects = this.membership.step(input, this.deps.clock.now())
-    void this.runner.run(effects)
+    this.runner.feed(input)
   }
 
   private onEvent(e: ClusterEvent): void {

@@ -42,6 +42,7 @@ import {
 } from '../../shared/consensus/acceptor.js'
 import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from '../../shared/consensus/cluster-effects.js'
 import type { LeaseTimings } from '../../shared/consensus/lease-timings.js'
+import type { ClusterDetailsOf, ClusterEventKind } from '../../shared/timeline/cluster-events.js'
 import { HeartbeatDetector, type HeartbeatSettings } from './heartbeat-detector.js'
 import { computeVotes, forcedVotes, hasQuorum, type QuorumSettings } from './quorum.js'
 import {
@@ -877,8 +878,8 @@ export class Membership {
     this.out.push({ kind: 'persist', record: this.rec })
   }
 
-  private emit(kind: string, details: Record<string, unknown>): void {
-    const event: ClusterEvent = { kind, source: this.config.name, details }
+  private emit<K extends ClusterEventKind>(kind: K, details: ClusterDetailsOf<K>): void {
+    const event = { kind, source: this.config.name, details } as ClusterEvent
     this.out.push({ kind: 'emit', event })
   }
 }

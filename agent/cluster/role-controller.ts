@@ -24,6 +24,9 @@
  * message for people, before changing anything.
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { EmitEffect } from '../../shared/machine/effect.js'
+import type { DetailsOf } from '../../shared/timeline/events.js'
+import type { RoleEvent, RoleEventKind } from '../../shared/timeline/role-events.js'
 import {
   DEFAULT_FAILOVER_POLICY,
   EMPTY_HISTORY,
@@ -105,8 +108,8 @@ export type RoleCommand =
 
 export type RoleInput =
   /** The membership layer's view; a node is Down only after the quorum-loss bound. */
-  | { readonly type: 'membership'; readonly epoch: number; readonly nodes: readonly NodeView[] }
-  | { readonly type: 'vm-started'; readonly role: string; readonly node: string; readonly op: number }
+  | { readonly kind: 'membership'; readonly epoch: number; readonly nodes: readonly NodeView[] }
+  | { readonly kind: 'vm-started'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * `storage_refused`: CLX would not make the VM's disk writable on that node (stale or
    * syncing copy …): a failed start (role.storage-refused on the timeline) that the failover
@@ -114,21 +117,21 @@ export type RoleInput =
    * failed with the reason, and the operator may `vm start --force-storage`.
    */
   | {
-      readonly type: 'vm-start-failed'
+      readonly kind: 'vm-start-failed'
       readonly role: string
       readonly node: string
       readonly op: number
       readonly reason: string
       readonly storage_refused?: boolean
     }
-  | { readonly type: 'vm-stopped'; readonly role: string; readonly node: string; readonly op: number }
+  | { readonly kind: 'vm-stopped'; readonly role: string; readonly node: string; readonly op: number }
   /**
    * The owner reports the VM failed: a health verdict (IsAlive failed; `gone` false, the VM
    * process still exists) or a crash or guest shutdown (`gone` true). `op` is the op of the
    * start that made this incarnation.
    */
   | {
-      readonly type: 'vm-failed'
+      readonly kind: 'vm-failed'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -136,24 +139,24 @@ export type RoleInput =
       readonly reason: string
     }
   /** Sent by the shell periodically with the cluster's local hour, for failback windows. */
-  | { readonly type: 'failback-check'; readonly hour_of_day: number }
-  | { readonly type: 'command'; readonly command: RoleCommand }
+  | { readonly kind: 'failback-check'; readonly hour_of_day: number }
+  | { readonly kind: 'command'; readonly command: RoleCommand }
   /**
    * What `node` reports it runs (its VM inventory). `ops_at_request` is `opSnapshot()`
    * taken when the inventory was asked for: a role whose op changed since is left alone
    * (a start or stop crossed the question), so only settled roles are corrected.
    */
   | {
-      readonly type: 'inventory'
+      readonly kind: 'inventory'
       readonly node: string
       readonly vms: readonly InventoryVm[]
       readonly ops_at_request: ReadonlyMap<string, number>
     }
   /** After `restore`: every member was asked for its inventory; placing roles may begin. */
-  | { readonly type: 'sync-done' }
+  | { readonly kind: 'sync-done' }
   /** The owner `node` reports how migration `op` to `to` ended; ok: the VM runs on `to` and no longer on `node`. */
   | {
-      readonly type: 'vm-migrated'
+      readonly kind: 'vm-migrated'
       readonly role: string
       readonly node: string
       readonly to: string
@@ -168,16 +171,12 @@ export interface InventoryVm {
   readonly op: number
 }
 
-export interface TimelineEvent {
-  readonly at_ms: number
-  readonly kind: string
-  readonly source: string
-  readonly details: Readonly<Record<string, string | number | null>>
-}
+/** A role or node event for the timeline (shared/timeline/role-events.ts). */
+export type { RoleEvent }
 
 export type RoleEffect =
   | {
-      readonly type: 'start-vm'
+      readonly kind: 'start-vm'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -188,7 +187,7 @@ export type RoleEffect =
       readonly force_storage: boolean
     }
   | {
-      readonly type: 'stop-vm'
+      readonly kind: 'stop-vm'
       readonly role: string
       readonly node: string
       readonly op: number
@@ -197,7 +196,7 @@ export type RoleEffect =
     }
   /** Ask the owner `node` to migrate the VM to `to`, where it runs as start `op`. */
   | {
-      readonly type: 'migrate-vm'
+      readonly kind: 'migrate-vm'
       readonly role: string
       readonly node: string
       readonly to: string
@@ -205,17 +204,21 @@ export type RoleEffect =
       readonly epoch: number
       readonly options: MigrationOptions
     }
-  /** The role record changed (state, owner, reason): write it to the cluster database. */
-  | { readonly type: 'persist'; readonly role: VmRole }
-  /** Record the node's paused flag in the cluster database. */
-  | { readonly type: 'set-node-paused'; readonly node: string; readonly paused: boolean }
-  | { readonly type: 'emit'; readonly event: TimelineEvent }
+  /**
+   * The role record changed (state, owner, reason): the shell queues it as a desired write
+   * to the cluster database (written through the quorum a few per tick, and repeated
+   * until the database shows it); not a `persist`, which would be durable before the next effect.
+   */
+  | { readonly kind: 'write-role-record'; readonly role: VmRole }
+  /** Record the node's paused flag in the cluster database (a desired write, like write-role-record). */
+  | { readonly kind: 'set-node-paused'; readonly node: string; readonly paused: boolean }
+  | EmitEffect<RoleEvent>
 
 /** What to do once the owner confirms a stop. `failover`: the placement is the failover policy's (role.failed-over). */
 type AfterStop =
-  | { readonly kind: 'stay_stopped' }
+  | { readonly kind: 'stay-stopped' }
   | { readonly kind: 'fail'; readonly reason: string }
-  | { readonly kind: 'start_on'; readonly node: string; readonly reason: string }
+  | { readonly kind: 'start-on'; readonly node: string; readonly reason: string }
   | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string; readonly failover?: boolean }
 
 interface RoleEntry {
@@ -279,7 +282,7 @@ export class RoleController {
     if (!Number.isFinite(now_ms)) throw new HvlabError('HVLAB_E_INTERNAL', `now_ms must be finite, got ${now_ms}`)
     this.now_ms = Math.max(this.now_ms, now_ms)
     this.out = []
-    switch (input.type) {
+    switch (input.kind) {
       case 'membership':
         this.onMembership(input.epoch, input.nodes)
         break
@@ -402,7 +405,7 @@ export class RoleController {
     this.draining.delete(node)
     for (const e of this.sortedEntries()) {
       const after = e.after_stop
-      if (after?.kind === 'start_on' && after.node === node && e.role.owner !== node) {
+      if (after?.kind === 'start-on' && after.node === node && e.role.owner !== node) {
         e.after_stop = { kind: 'place', avoid: node, reason: `${after.reason}; target ${node} is down` }
       }
       if (e.role.owner !== node) continue
@@ -417,7 +420,7 @@ export class RoleController {
     e.needs_sync = false
     e.migrating = null
     e.after_stop = null
-    if (e.role.state === 'stopping' && after?.kind === 'stay_stopped') {
+    if (e.role.state === 'stopping' && after?.kind === 'stay-stopped') {
       this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
     } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
       this.setState(e, 'failed', null, after.reason)
@@ -435,7 +438,7 @@ export class RoleController {
     // Not ours to run there (a late or zombie report): make sure it is off.
     const stop_op = e === undefined ? 0 : ++e.op_seq
     this.emit('role.stray', { role: name, node, reason: 'a node reported a vm it does not own; stopping it there' })
-    this.push({ type: 'stop-vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+    this.push({ kind: 'stop-vm', role: name, node, op: stop_op, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
   }
 
   private onStartFailed(name: string, node: string, op: number, reason: string, storage_refused: boolean): void {
@@ -473,7 +476,7 @@ export class RoleController {
       const e = this.entries.get(vm.role)
       if (e === undefined) {
         this.emit('role.stray', { role: vm.role, node, reason: 'a node runs a vm the cluster does not know; stopping it there' })
-        this.push({ type: 'stop-vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
+        this.push({ kind: 'stop-vm', role: vm.role, node, op: 0, epoch: this.epoch, reason: 'the cluster has no role of this name' })
         continue
       }
       if (!settled(e) || e.migrating !== null) continue
@@ -509,7 +512,7 @@ export class RoleController {
         reason: `${node} runs it but the cluster has it ${owner === null ? state : `on ${owner}`}; stopping it there`,
       })
       e.op_seq++
-      this.push({ type: 'stop-vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
+      this.push({ kind: 'stop-vm', role: vm.role, node, op: e.op_seq, epoch: this.epoch, reason: 'this node is not the owner of this vm' })
     }
     for (const e of this.sortedEntries()) {
       if (e.role.owner !== node || reported.has(e.role.name) || !settled(e) || e.migrating !== null) continue
@@ -575,7 +578,7 @@ export class RoleController {
     else if (e.role.migration !== undefined) {
       // Restored mid-migration and found on its owner: the migration did not complete.
       e.role = withMigration(e.role, null, `found running on ${node}`)
-      this.push({ type: 'persist', role: e.role })
+      this.push({ kind: 'write-role-record', role: e.role })
     }
   }
 
@@ -647,14 +650,14 @@ export class RoleController {
       migrate_failed_ms: null,
     }
     this.entries.set(role.name, e)
-    this.push({ type: 'persist', role })
+    this.push({ kind: 'write-role-record', role })
     this.emit('role.created', { role: role.name, memory_mib: role.memory_mib, preferred_owners: role.preferred_owners.join(',') })
   }
 
   private start(name: string, force_storage: boolean): void {
     const e = this.entryFor(name)
     const { state, owner } = e.role
-    if (state === 'stopping' && e.after_stop?.kind === 'stay_stopped') {
+    if (state === 'stopping' && e.after_stop?.kind === 'stay-stopped') {
       throw new HvlabError('HVLAB_E_STATE', `cannot start vm ${name}: it is stopping on ${owner}; wait until it is stopped, then start it`)
     }
     if (state === 'stopping' && e.after_stop?.kind === 'fail') {
@@ -673,9 +676,9 @@ export class RoleController {
     this.refuseWhileMigrating(e, 'stop')
     const { state, owner } = e.role
     if (owner !== null && (state === 'running' || state === 'starting'))
-      return this.stopOn(e, owner, { kind: 'stay_stopped' }, 'stopped by operator', 'operator')
+      return this.stopOn(e, owner, { kind: 'stay-stopped' }, 'stopped by operator', 'operator')
     if (state === 'stopping') {
-      e.after_stop = { kind: 'stay_stopped' }
+      e.after_stop = { kind: 'stay-stopped' }
       return
     }
     if (state === 'pending' || state === 'failed') this.setState(e, 'stopped', null, 'stopped by operator')
@@ -698,7 +701,7 @@ export class RoleController {
     this.emit('role.move-requested', { role: name, from: owner, to })
     if (options !== null || this.config.live_migration)
       return this.migrateTo(e, to, options ?? this.defaultMigration(e), 'moved by operator')
-    this.stopOn(e, owner, { kind: 'start_on', node: to, reason: 'moved by operator' }, `moving to ${to}`, 'move')
+    this.stopOn(e, owner, { kind: 'start-on', node: to, reason: 'moved by operator' }, `moving to ${to}`, 'move')
   }
 
   private refuseWhileMigrating(e: RoleEntry, verb: string): void {
@@ -722,9 +725,9 @@ export class RoleController {
     e.current_op = op
     e.migrating = { to, op }
     e.role = withMigration(e.role, e.migrating, `live-migrating to ${to} (${options.mode}, ${reason})`)
-    this.push({ type: 'persist', role: e.role })
+    this.push({ kind: 'write-role-record', role: e.role })
     this.emit('role.migrating', { role: e.role.name, from: owner, to, mode: options.mode, reason })
-    this.push({ type: 'migrate-vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
+    this.push({ kind: 'migrate-vm', role: e.role.name, node: owner, to, op, epoch: this.epoch, options })
   }
 
   private onMigrated(name: string, node: string, to: string, op: number, ok: boolean, reason: string): void {
@@ -736,14 +739,14 @@ export class RoleController {
       e.start_op = e.current_op = op
       e.drain_stuck = null
       e.role = { ...withMigration(e.role, null, `running on ${to}; migrated from ${node}`), owner: to, last_owner: to }
-      this.push({ type: 'persist', role: e.role })
+      this.push({ kind: 'write-role-record', role: e.role })
       this.emit('role.migrated', { role: name, from: node, to, reason })
       return
     }
     e.migrate_failed_ms = this.now_ms
     e.drained_from = null
     e.role = withMigration(e.role, null, `running on ${node}; migration to ${to} failed: ${reason}`)
-    this.push({ type: 'persist', role: e.role })
+    this.push({ kind: 'write-role-record', role: e.role })
     this.emit('role.migrate-failed', { role: name, node, to, reason })
   }
 
@@ -752,7 +755,7 @@ export class RoleController {
     if (view.status === 'down') throw new HvlabError('HVLAB_E_STATE', `cannot pause ${node}: it is down; there is nothing to drain`)
     if (!this.paused.has(node)) {
       this.paused.add(node)
-      this.push({ type: 'set-node-paused', node, paused: true })
+      this.push({ kind: 'set-node-paused', node, paused: true })
       this.emit('node.paused', { node, drain: drain ? 1 : 0 })
     }
     if (drain) this.draining.add(node)
@@ -761,7 +764,7 @@ export class RoleController {
   private resume(node: string, failback: boolean): void {
     const view = this.nodeFor(node, 'resume')
     if (this.paused.delete(node) || view.status === 'paused') {
-      this.push({ type: 'set-node-paused', node, paused: false })
+      this.push({ kind: 'set-node-paused', node, paused: false })
       this.emit('node.resumed', { node, failback: failback ? 1 : 0 })
     }
     this.draining.delete(node)
@@ -819,7 +822,7 @@ export class RoleController {
       e.drain_stuck = null
       this.emit('role.move-planned', { role: m.role, from: m.from, to: m.to, reason })
       if (this.config.live_migration) this.migrateTo(e, m.to, this.defaultMigration(e), reason)
-      else this.stopOn(e, m.from, { kind: 'start_on', node: m.to, reason }, `${reason}: moving to ${m.to}`, cause)
+      else this.stopOn(e, m.from, { kind: 'start-on', node: m.to, reason }, `${reason}: moving to ${m.to}`, cause)
     }
   }
 
@@ -838,7 +841,7 @@ export class RoleController {
     if (how.vm_present) {
       const after: AfterStop =
         decision.action === 'restart'
-          ? { kind: 'start_on', node, reason: `restarting: ${decision.reason}` }
+          ? { kind: 'start-on', node, reason: `restarting: ${decision.reason}` }
           : decision.action === 'failover'
             ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true }
             : { kind: 'fail', reason: `${why}; ${decision.reason}` }
@@ -851,10 +854,10 @@ export class RoleController {
   }
 
   private finishStop(e: RoleEntry): void {
-    const after = e.after_stop ?? { kind: 'stay_stopped' }
+    const after = e.after_stop ?? { kind: 'stay-stopped' }
     const node = e.role.owner
     e.after_stop = null
-    if (after.kind === 'stay_stopped') return this.setState(e, 'stopped', null, `stopped on ${node}`)
+    if (after.kind === 'stay-stopped') return this.setState(e, 'stopped', null, `stopped on ${node}`)
     if (after.kind === 'fail') return this.setState(e, 'failed', null, after.reason)
     this.leaveNode(e, `stopped on ${node}`)
     if (after.kind === 'place') return this.place(e, after.avoid, after.reason, after.failover === true)
@@ -892,7 +895,7 @@ export class RoleController {
     if (e.waiting === placement.reason) return // still waiting for the same thing
     e.waiting = placement.reason
     e.role = { ...e.role, reason: `${reason}; ${waiting}` }
-    this.push({ type: 'persist', role: e.role })
+    this.push({ kind: 'write-role-record', role: e.role })
     this.emit('role.pending', { role: e.role.name, node: null, from: 'pending', reason: e.role.reason })
   }
 
@@ -903,7 +906,7 @@ export class RoleController {
     const force_storage = e.force_storage === true
     e.force_storage = false
     this.push({
-      type: 'start-vm',
+      kind: 'start-vm',
       role: e.role.name,
       node,
       op: e.current_op,
@@ -916,16 +919,16 @@ export class RoleController {
 
   /** Sends the stop of a stopping role again, as a new op (its state, owner and plan stay). */
   private resendStop(e: RoleEntry, node: string, reason: string): void {
-    e.after_stop ??= { kind: 'stay_stopped' }
+    e.after_stop ??= { kind: 'stay-stopped' }
     e.current_op = ++e.op_seq
-    this.push({ type: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
+    this.push({ kind: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   private stopOn(e: RoleEntry, node: string, after: AfterStop, reason: string, cause: StopCause): void {
     e.after_stop = after
     this.setState(e, 'stopping', node, reason, cause)
     e.current_op = ++e.op_seq
-    this.push({ type: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
+    this.push({ kind: 'stop-vm', role: e.role.name, node, op: e.current_op, epoch: this.epoch, reason })
   }
 
   /** The owner is gone (stopped, failed to start, or down): the role is on no node now. */
@@ -939,7 +942,7 @@ export class RoleController {
     const from = e.role.state
     e.role = transition(e.role, to, owner, reason, stop_cause)
     delete e.waiting
-    this.push({ type: 'persist', role: e.role })
+    this.push({ kind: 'write-role-record', role: e.role })
     this.emit(`role.${to}`, { role: e.role.name, node: owner ?? e.role.last_owner, from, reason })
   }
 
@@ -956,7 +959,7 @@ export class RoleController {
     for (const e of this.entries.values()) {
       uses.push({ memory_mib: e.role.memory_mib, node: e.role.owner })
       const after = e.after_stop
-      if (after?.kind === 'start_on' && after.node !== e.role.owner) uses.push({ memory_mib: e.role.memory_mib, node: after.node })
+      if (after?.kind === 'start-on' && after.node !== e.role.owner) uses.push({ memory_mib: e.role.memory_mib, node: after.node })
       if (e.migrating !== null) uses.push({ memory_mib: e.role.memory_mib, node: e.migrating.to })
     }
     return loadOf(uses)
@@ -987,8 +990,8 @@ export class RoleController {
     this.out.push(effect)
   }
 
-  private emit(kind: string, details: Record<string, string | number | null>): void {
-    this.push({ type: 'emit', event: { at_ms: this.now_ms, kind, source: this.config.source, details } })
+  private emit<K extends RoleEventKind>(kind: K, details: DetailsOf<K>): void {
+    this.push({ kind: 'emit', event: { at_ms: this.now_ms, kind, source: this.config.source, details } as RoleEvent })
   }
 }
 
@@ -1000,6 +1003,6 @@ export class RoleController {
  */
 function afterRestoredStop(cause: StopCause | undefined): AfterStop {
   return cause === undefined || cause === 'operator'
-    ? { kind: 'stay_stopped' }
+    ? { kind: 'stay-stopped' }
     : { kind: 'place', avoid: null, reason: 'restored while stopping' }
 }

@@ -14,7 +14,9 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { ROLES_MAX, type InventoryVmRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
-import type { EventDetails } from '../../shared/protocol/runtime-messages.js'
+import type { EffectHandlers } from '../../shared/machine/driver.js'
+import { MachineDriver } from '../../shared/machine/driver.js'
+import type { EmitEvent } from '../../shared/timeline/events.js'
 import { pausedKey } from './cluster-status.js'
 import type { NodeView } from './placement.js'
 import { RoleController, type MigrationOptions, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
@@ -51,7 +53,7 @@ export interface RoleServiceDeps {
   /** Write (or with null delete) one cluster database entry through the quorum. */
   writeConfig(key: string, value: string | null): void
   requests: HostRequests
-  emitEvent(kind: string, details: EventDetails): void
+  emitEvent: EmitEvent
   log: { info(o: object, msg: string): void; warn(o: object, msg: string): void }
   /** When unknown for a view: how long after taking over a left host's roles count as free. */
   roles_free_after_ms: number
@@ -70,6 +72,8 @@ const FAILBACK_CHECK_INTERVAL_MS = 60_000
 
 export class RoleService {
   private ctl: RoleController | null = null
+  /** Feeds `ctl` and carries out its effects (synchronously: every handler only starts a request or queues a write). */
+  private driver: MachineDriver<RoleInput, RoleEffect> | null = null
   private gen = 0
   private ctl_epoch = 0
   private took_over_ms = 0
@@ -131,17 +135,17 @@ export class RoleService {
         throw e instanceof HvlabError ? e : new HvlabError('HVLAB_E_USAGE', describeError(e))
       }
     }
-    this.carryOut(ctl.step({ type: 'command', command }, this.deps.clock.now()))
+    this.driver?.feed({ kind: 'command', command })
   }
 
   /** The owner reports how a migration ended. */
   vmMigrated(node: string, role: string, to: string, op: number, ok: boolean, reason: string): void {
-    this.input({ type: 'vm-migrated', role, node, to, op, ok, reason })
+    this.input({ kind: 'vm-migrated', role, node, to, op, ok, reason })
   }
 
   /** A host reports a VM failed. */
   vmFailed(node: string, role: string, op: number, gone: boolean, reason: string): void {
-    this.input({ type: 'vm-failed', role, node, op, gone, reason })
+    this.input({ kind: 'vm-failed', role, node, op, gone, reason })
   }
 
   /** One periodic step (public for tests). */
@@ -164,7 +168,7 @@ export class RoleService {
     }
     if (now >= this.next_failback_ms) {
       this.next_failback_ms = now + FAILBACK_CHECK_INTERVAL_MS
-      this.input({ type: 'failback-check', hour_of_day: utcHourOf(now) })
+      this.input({ kind: 'failback-check', hour_of_day: utcHourOf(now) })
     }
   }
 
@@ -183,6 +187,7 @@ export class RoleService {
     ctl.restore(db.roles, db.paused, epoch)
     this.ctl = ctl
     this.gen++
+    this.driver = this.driverFor(ctl, this.gen)
     this.ctl_epoch = epoch
     this.took_over_ms = now
     this.deps.emitEvent('role.coordinator-started', { node: this.deps.name, epoch, roles: db.roles.length, paused: db.paused })
@@ -191,7 +196,7 @@ export class RoleService {
     const gen = this.gen
     this.sync = this.askInventories().then(() => {
       if (this.gen !== gen || this.ctl === null) return
-      this.input({ type: 'sync-done' })
+      this.input({ kind: 'sync-done' })
       this.deps.emitEvent('role.coordinator-synced', { node: this.deps.name, epoch, roles: this.ctl.list().length })
     })
   }
@@ -200,6 +205,7 @@ export class RoleService {
     if (this.ctl === null) return
     this.deps.log.info({ epoch: this.ctl_epoch }, 'no longer running the vm roles (not the coordinator with quorum)')
     this.ctl = null
+    this.driver = null
     this.gen++
     this.queued = []
     this.desired.clear()
@@ -222,7 +228,7 @@ export class RoleService {
     const key = JSON.stringify([view.epoch, nodes])
     if (key === this.fed_nodes) return
     this.fed_nodes = key
-    this.input({ type: 'membership', epoch: view.epoch, nodes })
+    this.input({ kind: 'membership', epoch: view.epoch, nodes })
   }
 
   /** Asks every member for its VMs and feeds the answers; resolves when all answered or failed. */
@@ -236,7 +242,7 @@ export class RoleService {
         const ops_at_request = ctl.opSnapshot()
         const vms = await this.deps.requests.inventory(node)
         if (this.gen !== gen) return
-        this.input({ type: 'inventory', node, vms: vms.map((v) => ({ role: v.role, op: v.op })), ops_at_request })
+        this.input({ kind: 'inventory', node, vms: vms.map((v) => ({ role: v.role, op: v.op })), ops_at_request })
       }),
     )
   }
@@ -250,10 +256,14 @@ export class RoleService {
       return
     }
     try {
-      this.carryOut(this.ctl.step(input, this.deps.clock.now()))
+      this.driver?.feed(input)
     } catch (e) {
-      this.deps.log.warn({ err: describeError(e), input: input.type }, 'the role controller refused an input')
+      this.refused(input, e)
     }
+  }
+
+  private refused(input: RoleInput | undefined, e: unknown): void {
+    this.deps.log.warn({ err: describeError(e), input: input?.kind }, 'the role controller refused an input')
   }
 
   private replayQueued(): void {
@@ -262,81 +272,84 @@ export class RoleService {
     for (const input of q) this.input(input)
   }
 
-  private carryOut(effects: readonly RoleEffect[]): void {
-    const gen = this.gen
-    const back = (input: RoleInput): void => {
-      if (this.gen === gen) this.input(input)
+  /** The controller steps as soon as an input comes (a refused command throws to the operator at once). */
+  private driverFor(ctl: RoleController, gen: number): MachineDriver<RoleInput, RoleEffect> {
+    return new MachineDriver<RoleInput, RoleEffect>({
+      step: (input) => ctl.step(input, this.deps.clock.now()),
+      step_at: 'admission',
+      handlers: this.handlers((input) => {
+        if (this.gen === gen) this.input(input)
+      }),
+      onFailed: (e, input) => this.refused(input, e),
+    })
+  }
+
+  /** `back`: an answer for the controller that started the request (dropped once another took over). */
+  private handlers(back: (input: RoleInput) => void): EffectHandlers<RoleEffect> {
+    return {
+      'start-vm': (fx) => this.startVm(fx, back),
+      'stop-vm': (fx) => this.stopVm(fx, back),
+      'migrate-vm': (fx) => this.migrateVm(fx, back),
+      'write-role-record': (fx) => void this.desired.set(roleKey(fx.role.name), encodeRole(fx.role)),
+      'set-node-paused': (fx) => void this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null),
+      emit: (fx) => this.deps.emitEvent(fx.event.kind, fx.event.details),
     }
-    for (const fx of effects) {
-      switch (fx.type) {
-        case 'start-vm':
-          this.deps.requests
-            .start(fx.node, {
-              role: fx.role,
-              op: fx.op,
-              epoch: fx.epoch,
-              memory_mib: fx.memory_mib,
-              storage: fx.storage,
-              force_storage: fx.force_storage,
-            })
-            .then((r) =>
-              back(
-                r.ok
-                  ? { type: 'vm-started', role: fx.role, node: fx.node, op: fx.op }
-                  : {
-                      type: 'vm-start-failed',
-                      role: fx.role,
-                      node: fx.node,
-                      op: fx.op,
-                      reason: r.reason,
-                      storage_refused: r.storage_refused === true,
-                    },
-              ),
-            )
-            .catch((e: unknown) =>
-              this.deps.log.warn(
-                { err: describeError(e), node: fx.node, role: fx.role },
-                'start request got no answer; the next inventory settles it',
-              ),
-            )
-          break
-        case 'stop-vm':
-          this.deps.requests
-            .stop(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, reason: fx.reason })
-            .then(() => back({ type: 'vm-stopped', role: fx.role, node: fx.node, op: fx.op }))
-            .catch((e: unknown) =>
-              this.deps.log.warn(
-                { err: describeError(e), node: fx.node, role: fx.role },
-                'stop request got no answer; the next inventory settles it',
-              ),
-            )
-          break
-        case 'migrate-vm': {
-          const migrate = this.deps.requests.migrate
-          const failed = (reason: string): void =>
-            back({ type: 'vm-migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
-          if (migrate === undefined) {
-            failed('this cluster cannot migrate vms')
-            break
-          }
-          migrate(fx.node, { role: fx.role, to: fx.to, op: fx.op, epoch: fx.epoch, options: fx.options })
-            .then((r) => {
-              if (!r.ok) failed(r.reason)
-            })
-            .catch((e: unknown) => failed(`${fx.node} did not take the migration request: ${describeError(e)}`))
-          break
-        }
-        case 'persist':
-          this.desired.set(roleKey(fx.role.name), encodeRole(fx.role))
-          break
-        case 'set-node-paused':
-          this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null)
-          break
-        case 'emit':
-          this.deps.emitEvent(fx.event.kind, fx.event.details)
-          break
-      }
-    }
+  }
+
+  private startVm(fx: Extract<RoleEffect, { kind: 'start-vm' }>, back: (input: RoleInput) => void): void {
+    this.deps.requests
+      .start(fx.node, {
+        role: fx.role,
+        op: fx.op,
+        epoch: fx.epoch,
+        memory_mib: fx.memory_mib,
+        storage: fx.storage,
+        force_storage: fx.force_storage,
+      })
+      .then((r) =>
+        back(
+          r.ok
+            ? { kind: 'vm-started', role: fx.role, node: fx.node, op: fx.op }
+            : {
+                kind: 'vm-start-failed',
+                role: fx.role,
+                node: fx.node,
+                op: fx.op,
+                reason: r.reason,
+                storage_refused: r.storage_refused === true,
+              },
+        ),
+      )
+      .catch((e: unknown) =>
+        this.deps.log.warn(
+          { err: describeError(e), node: fx.node, role: fx.role },
+          'start request got no answer; the next inventory settles it',
+        ),
+      )
+  }
+
+  private stopVm(fx: Extract<RoleEffect, { kind: 'stop-vm' }>, back: (input: RoleInput) => void): void {
+    this.deps.requests
+      .stop(fx.node, { role: fx.role, op: fx.op, epoch: fx.epoch, reason: fx.reason })
+      .then(() => back({ kind: 'vm-stopped', role: fx.role, node: fx.node, op: fx.op }))
+      .catch((e: unknown) =>
+        this.deps.log.warn(
+          { err: describeError(e), node: fx.node, role: fx.role },
+          'stop request got no answer; the next inventory settles it',
+        ),
+      )
+  }
+
+  private migrateVm(fx: Extract<RoleEffect, { kind: 'migrate-vm' }>, back: (input: RoleInput) => void): void {
+    const migrate = this.deps.requests.migrate
+    const failed = (reason: string): void =>
+      back({ kind: 'vm-migrated', role: fx.role, node: fx.node, to: fx.to, op: fx.op, ok: false, reason })
+    if (migrate === undefined) return failed('this cluster cannot migrate vms')
+    migrate(fx.node, { role: fx.role, to: fx.to, op: fx.op, epoch: fx.epoch, options: fx.options })
+      .then((r) => {
+        if (!r.ok) failed(r.reason)
+      })
+      .catch((e: unknown) => failed(`${fx.node} did not take the migration request: ${describeError(e)}`))
   }
 
   /** Writes role records that differ from the database, a few per tick; repeats writes that got lost. */

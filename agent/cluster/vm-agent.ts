@@ -14,6 +14,7 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import type { EmitEvent } from '../../shared/timeline/events.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
@@ -37,7 +38,7 @@ export interface VmAgentDeps {
   health: HealthCheckConfig
   /** Tell the coordinator a VM failed (`op` = the start that made it). */
   reportFailure(failure: { role: string; op: number; gone: boolean; reason: string }): void
-  emitEvent(kind: string, details: Record<string, string | number | boolean | null | string[]>): void
+  emitEvent: EmitEvent
   /**
    * Tell the lab's virtual switch where a VM is: `here` once it runs on this host (started,
    * or arrived by migration), `gone` once it stopped here; `op`/`epoch`: that incarnation's.

@@ -10,6 +10,7 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
+import type { DetailsOf } from '../../shared/timeline/events.js'
 import { expectReply, groupStatus, isUnreachable, type ArrayAdmin } from './array-admin.js'
 import { decideClx, type ArrayView, type ClxDecision } from './clx-decision.js'
 
@@ -29,7 +30,7 @@ export interface ClxServiceOptions {
   arrays: readonly { name: string; site: string }[]
   admin: ArrayAdmin
   clock: Clock
-  emit(kind: ClxEventKind, details: ClxEventDetails): void
+  emit<K extends ClxEventKind>(kind: K, details: DetailsOf<K>): void
   status_timeout_ms?: number
   verb_timeout_ms?: number
   writable_wait_ms?: number

@@ -5,6 +5,7 @@
  * what its I/O and probes found; a switch comes back with the timeline event to emit.
  */
 
+import type { EventOf } from '../../shared/timeline/events.js'
 export type CsvIoMode = 'Direct' | 'Redirected'
 /** The StateInfo values this lab uses. */
 export type CsvStateInfo = 'Direct' | 'BlockRedirected'
@@ -26,10 +27,8 @@ export type CsvPathInput =
   /** A direct I/O or probe reached the array. */
   | { kind: 'direct-ok' }
 
-export interface CsvPathEvent {
-  kind: 'csv.io-redirected' | 'csv.io-direct'
-  details: Record<string, string | number>
-}
+/** A node's I/O path changed (shared/timeline/storage-events.ts). */
+export type CsvPathEvent = EventOf<'csv.io-redirected' | 'csv.io-direct'>
 
 export function initialPathState(now_ms: number): CsvPathState {
   return { mode: 'Direct', state_info: 'Direct', reason: 'NotBlockRedirected', detail: '', since_ms: now_ms }

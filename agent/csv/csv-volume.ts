@@ -15,6 +15,7 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { CsvNodeState } from '../../shared/protocol/csv-messages.js'
+import type { EmitEvent } from '../../shared/timeline/events.js'
 import { blockCount, type CsvEntry, type RegionRecord } from './csv-record.js'
 import { initialPathState, stepPathState, type CsvPathState } from './csv-path-state.js'
 import { IoSlots } from './io-slots.js'
@@ -61,7 +62,7 @@ export interface CsvVolumeDeps {
   unreachable(e: unknown): boolean
   now(): number
   sleep(ms: number): Promise<void>
-  emitEvent(kind: string, details: Record<string, string | number>): void
+  emitEvent: EmitEvent
   /** Resolves once this node's database shows the region allocated (true) or gone (false). */
   awaitRegion(region: string, present: boolean): Promise<void>
   retry_delay_ms: number

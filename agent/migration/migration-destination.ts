@@ -20,7 +20,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
-import type { MigrationEvent, MigrationEventKind, MigrationEventValue } from './migration-events.js'
+import { migrationEvent, type MigrationDetailsOf, type MigrationEvent, type MigrationEventKind } from './migration-events.js'
 
 export const DESTINATION_STAGES = ['idle', 'receiving', 'prepared', 'running', 'aborted'] as const
 export type DestinationStage = (typeof DESTINATION_STAGES)[number]
@@ -128,10 +128,10 @@ export class MigrationDestination {
     }
   }
 
-  private emit(kind: MigrationEventKind, details: Record<string, MigrationEventValue> = {}): DestinationEffect {
+  private emit<K extends MigrationEventKind>(kind: K, details: MigrationDetailsOf<K>): DestinationEffect {
     return {
       kind: 'emit',
-      event: { kind, details: { migration_id: this.migration_id, vm: this.vm, source: this.config.source, ...details } },
+      event: migrationEvent(kind, { migration_id: this.migration_id, vm: this.vm, source: this.config.source }, details),
     }
   }
 

@@ -12,6 +12,7 @@
  */
 import { RealClock, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { MachineDriver, type EffectHandlers } from '../../shared/machine/driver.js'
 import { newId } from '../../shared/ids.js'
 import type { Logger } from '../../shared/log.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -142,40 +143,6 @@ function checkInt(name: string, value: number, min: number, max: number): number
   return value
 }
 
-/**
- * Feeds inputs to a machine one at a time, carrying out each step's effects in order.
- * Bounded by construction (DESIGN principle 9): only the run itself feeds it (each
- * launched effect gives back one input, and the machine launches a bounded few at a
- * time), plus the connection's close and the operator's cancel; no peer's frame is
- * queued here (the destination's side steps its machine synchronously, with no queue).
- */
-class InputQueue<I> {
-  private readonly inputs: I[] = []
-  private busy = false
-  constructor(
-    private readonly handle: (input: I) => Promise<void>,
-    private readonly onError: (e: unknown) => void,
-  ) {}
-  feed(input: I): void {
-    this.inputs.push(input)
-    if (!this.busy) void this.drain()
-  }
-  private async drain(): Promise<void> {
-    this.busy = true
-    try {
-      for (let input = this.inputs.shift(); input !== undefined; input = this.inputs.shift()) {
-        try {
-          await this.handle(input)
-        } catch (e) {
-          this.onError(e)
-        }
-      }
-    } finally {
-      this.busy = false
-    }
-  }
-}
-
 /** One outgoing migration: its machine, its connection, what it measured. */
 class OutgoingRun {
   readonly machine: MigrationSource
@@ -184,7 +151,15 @@ class OutgoingRun {
   source_sha256: string | null = null
   destination_sha256: string | null = null
   private readonly last_sent: SharedArrayBuffer
-  private readonly queue: InputQueue<SourceInput>
+  /**
+   * Feeds the machine one input at a time, each step's effects in order. Bounded by
+   * construction (DESIGN principle 9): only the run itself feeds it (each launched effect
+   * gives back one input, and the machine launches a bounded few at a time), plus the
+   * connection's close and the operator's cancel; no peer's frame is queued here (the
+   * destination's side steps its machine synchronously, with no queue).
+   */
+  private readonly driver: MachineDriver<SourceInput, SourceEffect>
+  private finished = false
   private readonly onClose: () => void
   private resolve!: (r: MigrationResult) => void
   readonly result: Promise<MigrationResult>
@@ -208,14 +183,15 @@ class OutgoingRun {
     })
     this.last_sent = new SharedArrayBuffer(vm.memory.byte_length)
     this.result = new Promise((resolve) => (this.resolve = resolve))
-    this.queue = new InputQueue<SourceInput>(
-      (input) => this.handle(input),
-      (e) => {
+    this.driver = new MachineDriver<SourceInput, SourceEffect>({
+      step: (input) => (this.machine.done ? [] : this.machine.step(input, this.ctx.clock.now())),
+      handlers: this.handlers(),
+      onFailed: (e) => {
         ctx.log.error({ err: describeError(e), migration_id }, 'migration source step failed')
         // A bug in the shell or machine must still leave the VM on the source.
-        if (!this.machine.done) this.queue.feed({ kind: 'failed', reason: `internal error: ${describeError(e)}` })
+        if (!this.machine.done) this.feed({ kind: 'failed', reason: `internal error: ${describeError(e)}` })
       },
-    )
+    })
     this.onClose = () => this.feed({ kind: 'failed', reason: `the connection to ${conn.remoteName} was lost` })
   }
 
@@ -229,15 +205,11 @@ class OutgoingRun {
     this.feed({ kind: 'start' })
   }
 
+  /** Feeds one input; once its effects are done and the machine has ended, the run finishes. */
   feed(input: SourceInput): void {
-    this.queue.feed(input)
-  }
-
-  private async handle(input: SourceInput): Promise<void> {
-    if (this.machine.done) return
-    const effects = this.machine.step(input, this.ctx.clock.now())
-    for (const effect of effects) await this.execute(effect)
-    if (this.machine.done) this.finish()
+    void this.driver.feedSettled(input).then(() => {
+      if (this.machine.done) this.finish()
+    })
   }
 
   /** Runs a long effect in the background; its outcome comes back as an input. */
@@ -248,71 +220,69 @@ class OutgoingRun {
     )
   }
 
-  private async execute(effect: SourceEffect): Promise<void> {
+  /** Long effects run in the background (`launch`); only release-vm and hand-back-storage make the next effect wait. */
+  private handlers(): EffectHandlers<SourceEffect> {
     const { vm, conn, migration_id } = this
-    switch (effect.kind) {
-      case 'send-begin':
-        return this.launch('setup', async () => {
-          await conn.request(
-            {
-              t: 'migration-begin',
-              migration_id,
-              vm: vm.name,
-              page_count: vm.memory.page_count,
-              storage: vm.storage,
-              verify: this.options.verify ?? false,
-              ...(this.options.placement ? { placement: this.options.placement } : {}),
-            },
-            { timeout_ms: this.ctx.request_timeout_ms },
-          )
-          return { kind: 'destination-ready' }
-        })
-      case 'copy-round':
-        return this.launch(`pre-copy round ${effect.round}`, () => this.copyRound(effect.round, effect.pages))
-      case 'copy-final':
-        return this.launch('blackout', () => this.copyFinal(effect.round))
-      case 'throttle-guest':
-        vm.throttle(effect.pct)
-        return
-      case 'pause-guest':
-        vm.pause()
-        return
-      case 'resume-guest':
-        vm.resume()
-        return
-      case 'hand-over-storage':
-        return this.launch('storage hand-over', async () => {
-          try {
-            await this.ctx.storage.handOver(this.storageRequest(effect.mode))
-            return { kind: 'storage-handed-over' }
-          } catch (e) {
-            return { kind: 'storage-refused', reason: describeError(e) }
-          }
-        })
-      case 'hand-back-storage':
-        try {
-          await this.ctx.storage.handBack(this.storageRequest(effect.mode))
-        } catch (e) {
-          this.ctx.log.error({ err: describeError(e), vm: vm.name }, 'storage hand-back failed; the array fencing protects the volume')
-        }
-        return
-      case 'resume-destination':
-        return this.launch('resume on the destination', async () => {
+    return {
+      'send-begin': () => this.launch('setup', () => this.sendBegin()),
+      'copy-round': (e) => this.launch(`pre-copy round ${e.round}`, () => this.copyRound(e.round, e.pages)),
+      'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round)),
+      'throttle-guest': (e) => vm.throttle(e.pct),
+      'pause-guest': () => vm.pause(),
+      'resume-guest': () => vm.resume(),
+      'hand-over-storage': (e) => this.launch('storage hand-over', () => this.handOverStorage(e.mode)),
+      'hand-back-storage': (e) => this.handBackStorage(e.mode),
+      'resume-destination': () =>
+        this.launch('resume on the destination', async () => {
           const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
           const host = reply.message.t === 'migration-running' ? reply.message.host : conn.remoteName
           return { kind: 'destination-running', host }
-        })
-      case 'abort-destination':
-        if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: effect.reason.slice(0, 1024) }).catch(() => undefined)
-        return
-      case 'release-vm':
-        if (this.options.verify) this.source_sha256 = await vm.memory.sha256Async() // paused since the blackout: memory at pause
-        this.ctx.onDeparted?.(vm, conn.remoteName)
-        return
-      case 'emit':
-        this.ctx.emit(effect.event)
-        return
+        }),
+      'abort-destination': (e) => {
+        if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: e.reason.slice(0, 1024) }).catch(() => undefined)
+      },
+      'release-vm': () => this.releaseVm(),
+      emit: (e) => this.ctx.emit(e.event),
     }
+  }
+
+  private async sendBegin(): Promise<SourceInput> {
+    const { vm, options } = this
+    await this.conn.request(
+      {
+        t: 'migration-begin',
+        migration_id: this.migration_id,
+        vm: vm.name,
+        page_count: vm.memory.page_count,
+        storage: vm.storage,
+        verify: options.verify ?? false,
+        ...(options.placement ? { placement: options.placement } : {}),
+      },
+      { timeout_ms: this.ctx.request_timeout_ms },
+    )
+    return { kind: 'destination-ready' }
+  }
+
+  private async handOverStorage(mode: StorageMode): Promise<SourceInput> {
+    try {
+      await this.ctx.storage.handOver(this.storageRequest(mode))
+      return { kind: 'storage-handed-over' }
+    } catch (e) {
+      return { kind: 'storage-refused', reason: describeError(e) }
+    }
+  }
+
+  private async handBackStorage(mode: StorageMode): Promise<void> {
+    try {
+      await this.ctx.storage.handBack(this.storageRequest(mode))
+    } catch (e) {
+      this.ctx.log.error({ err: describeError(e), vm: this.vm.name }, 'storage hand-back failed; the array fencing protects the volume')
+    }
+  }
+
+  private async releaseVm(): Promise<void> {
+    if (this.options.verify) this.source_sha256 = await this.vm.memory.sha256Async() // paused since the blackout: memory at pause
+    this.ctx.onDeparted?.(this.vm, this.conn.remoteName)
   }
 
   private storageRequest(mode: StorageMode) {
@@ -371,6 +341,8 @@ class OutgoingRun {
   }
 
   private finish(): void {
+    if (this.finished) return
+    this.finished = true
     this.conn.off('close', this.onClose)
     this.resolve(this.buildResult())
     this.service.runEnded(this)

@@ -32,7 +32,7 @@ import {
   decideConvergence,
   type ThrottlePolicy,
 } from './convergence.js'
-import type { MigrationEvent, MigrationEventKind, MigrationEventValue } from './migration-events.js'
+import { migrationEvent, type MigrationDetailsOf, type MigrationEvent, type MigrationEventKind } from './migration-events.js'
 
 export const SOURCE_STAGES = [
   'setup',
@@ -245,9 +245,9 @@ export class MigrationSource {
     }
   }
 
-  private emit(kind: MigrationEventKind, details: Record<string, MigrationEventValue> = {}): SourceEffect {
+  private emit<K extends MigrationEventKind>(kind: K, details: MigrationDetailsOf<K>): SourceEffect {
     const c = this.config
-    return { kind: 'emit', event: { kind, details: { migration_id: c.migration_id, vm: c.vm, destination: c.destination, ...details } } }
+    return { kind: 'emit', event: migrationEvent(kind, { migration_id: c.migration_id, vm: c.vm, destination: c.destination }, details) }
   }
 
   private onStart(now_ms: number): SourceEffect[] {

@@ -20,6 +20,7 @@ import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { VM_DISK_IOPS_MAX, type VmDiskCountersMessage } from '../../shared/protocol/cluster-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import type { DetailsOf } from '../../shared/timeline/events.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { DISK_RECORD_BLOCK_BYTES_MIN, encodeDiskWrite, type DiskWriteRecord } from './disk-write-record.js'
 
@@ -75,7 +76,7 @@ export interface BlockIoPort {
   read(array: string, request: BlockReadRequest): Promise<Uint8Array>
 }
 
-export type DiskEventSink = (kind: 'vm.disk-fenced', details: Record<string, string | number | boolean | null>) => void
+export type DiskEventSink = (kind: 'vm.disk-fenced', details: DetailsOf<'vm.disk-fenced'>) => void
 
 export interface VmDiskOptions {
   vm: string

@@ -1,15 +1,18 @@
 /**
  * How the CLI reaches the failover cluster: a request to any up host (those holding the
- * quorum lease first), tried on the next host when one cannot answer. The cluster and
- * CSV commands use it.
+ * quorum lease first), tried on the next host when one cannot answer. The cluster, vm,
+ * node and CSV commands use it.
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import type { ControlClient } from './control-client.js'
 
 /** A role request may wait for a view change on the host (it forwards to the coordinator). */
 const ROLE_REQUEST_TIMEOUT_MS = 15_000
+/** How long one host may take to answer a cluster request. */
+export const HOST_REQUEST_TIMEOUT_MS = 3000
 
 /**
  * Sends a request to an up host, trying the next one when a host cannot answer; refusals
@@ -45,6 +48,10 @@ export async function askAnyHost<T extends MessageType>(
   }
   throw withoutHostPrefix(last, lastHost)
 }
+
+/** Sends a role command (create, start, move, pause …) to the cluster through any up host. */
+export const roleCommand = (client: ControlClient, command: RoleCommandMessage): Promise<unknown> =>
+  askAnyHost(client, { t: 'role-command-request', command, forwarded: false }, 'ok')
 
 /** The controller relays a host's refusal with that host as its origin ("host-a1: cannot …"); any host would have said the same, so the operator gets the sentence. */
 function withoutHostPrefix(e: unknown, host: string): unknown {

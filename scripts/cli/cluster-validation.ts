@@ -153,101 +153,115 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
       },
     ]
   }
-  const nodes = input.hosts.map((h) => h.name)
-  const out: ValidationCheck[] = []
-  /** What each array says about `volume`: problems (absent, no answer) and hosts of `owners` it is not presented to. */
-  const onArrays = (arrays: readonly string[], volume: string, owners: readonly string[]) => {
-    const problems: string[] = []
-    const unpresented: string[] = []
-    for (const array of arrays) {
-      const a = input.arrays?.[array]
-      if (a === undefined) continue
-      if ('error' in a) {
-        problems.push(`array ${array} did not answer (${a.error})`)
-        continue
-      }
-      if (!a.volumes.includes(volume)) {
-        problems.push(`array ${array} has no volume ${volume}`)
-        continue
-      }
-      const presented = a.presented?.[volume]
-      const missing = presented === undefined ? [] : owners.filter((o) => !presented.includes(o))
-      if (missing.length > 0) unpresented.push(`${array} does not present it to ${missing.join(', ')}`)
+  return [
+    ...replicated.map(({ role, spec }) => replicatedDiskCheck(input, role, spec)),
+    ...onCsv.map(({ role, spec }) => csvDiskCheck(input, role, spec)),
+    groupPerVmCheck(replicated),
+  ]
+}
+
+type ReplicatedStorage = Extract<NonNullable<VmRoleRecord['storage']>, { kind: 'replicated' }>
+type CsvStorage = Extract<NonNullable<VmRoleRecord['storage']>, { kind: 'csv' }>
+
+/** The hosts that may own `role`: its possible owners, or every node. */
+const ownersOf = (input: ValidationInput, role: VmRoleRecord): readonly string[] => role.possible_owners ?? input.hosts.map((h) => h.name)
+
+/** What each array says about `volume`: problems (absent, no answer) and hosts of `owners` it is not presented to. */
+function volumeOnArrays(
+  input: ValidationInput,
+  arrays: readonly string[],
+  volume: string,
+  owners: readonly string[],
+): { problems: string[]; unpresented: string[] } {
+  const problems: string[] = []
+  const unpresented: string[] = []
+  for (const array of arrays) {
+    const a = input.arrays?.[array]
+    if (a === undefined) continue
+    if ('error' in a) {
+      problems.push(`array ${array} did not answer (${a.error})`)
+      continue
     }
-    return { problems, unpresented }
+    if (!a.volumes.includes(volume)) {
+      problems.push(`array ${array} has no volume ${volume}`)
+      continue
+    }
+    const presented = a.presented?.[volume]
+    const missing = presented === undefined ? [] : owners.filter((o) => !presented.includes(o))
+    if (missing.length > 0) unpresented.push(`${array} does not present it to ${missing.join(', ')}`)
   }
-  for (const { role, spec } of replicated) {
-    const name = `vm ${role.name}: disk ${spec.volume} presented to all its possible owners`
-    const owners = role.possible_owners ?? nodes
-    const missing = owners.filter((o) => !spec.hosts.includes(o))
-    const arrays = [spec.arrays.primary, spec.arrays.secondary]
-    const { problems, unpresented } = onArrays(arrays, spec.volume, owners)
-    if (missing.length > 0 || unpresented.length > 0) {
-      const what = missing.length > 0 ? `not presented to ${missing.join(', ')}, which may own it` : unpresented.join('; ')
-      out.push({
-        area: 'storage',
-        name,
-        result: 'fail',
-        detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners`,
-      })
-    } else if (problems.length > 0) {
-      out.push({
-        area: 'storage',
-        name,
-        result: 'fail',
-        detail: `${problems.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\``,
-      })
-    } else {
-      out.push({
-        area: 'storage',
-        name,
-        result: 'pass',
-        detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? ' (as both arrays list their LUN presentations)' : ''}`,
-      })
+  return { problems, unpresented }
+}
+
+function replicatedDiskCheck(input: ValidationInput, role: VmRoleRecord, spec: ReplicatedStorage): ValidationCheck {
+  const name = `vm ${role.name}: disk ${spec.volume} presented to all its possible owners`
+  const owners = ownersOf(input, role)
+  const missing = owners.filter((o) => !spec.hosts.includes(o))
+  const { problems, unpresented } = volumeOnArrays(input, [spec.arrays.primary, spec.arrays.secondary], spec.volume, owners)
+  if (missing.length > 0 || unpresented.length > 0) {
+    const what = missing.length > 0 ? `not presented to ${missing.join(', ')}, which may own it` : unpresented.join('; ')
+    return {
+      area: 'storage',
+      name,
+      result: 'fail',
+      detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners`,
     }
   }
-  for (const { role, spec } of onCsv) {
-    const name = `vm ${role.name}: Cluster Shared Volume ${spec.csv} presented to all its possible owners`
-    const owners = role.possible_owners ?? nodes
-    const { problems, unpresented } = onArrays([spec.array], spec.volume, owners)
-    const bad = [...unpresented, ...problems]
-    out.push(
-      bad.length > 0
-        ? {
-            area: 'storage',
-            name,
-            result: 'fail',
-            detail: `${bad.join('; ')}; every node must reach a CSV (\`hvlab array present ${spec.array} ${spec.volume} HOST\`)`,
-          }
-        : {
-            area: 'storage',
-            name,
-            result: 'pass',
-            detail: input.arrays
-              ? `${spec.volume} on ${spec.array} is presented to ${owners.join(', ')}`
-              : `${spec.volume} on ${spec.array} (the array was not asked)`,
-          },
-    )
+  if (problems.length > 0)
+    return {
+      area: 'storage',
+      name,
+      result: 'fail',
+      detail: `${problems.join('; ')}; the disk of vm ${role.name} is incomplete — check \`hvlab vm deps ${role.name}\` and \`hvlab rcopy status ${spec.group}\``,
+    }
+  return {
+    area: 'storage',
+    name,
+    result: 'pass',
+    detail: `presented to ${owners.join(', ')} on ${spec.arrays.primary} and ${spec.arrays.secondary}${input.arrays ? ' (as both arrays list their LUN presentations)' : ''}`,
   }
+}
+
+function csvDiskCheck(input: ValidationInput, role: VmRoleRecord, spec: CsvStorage): ValidationCheck {
+  const name = `vm ${role.name}: Cluster Shared Volume ${spec.csv} presented to all its possible owners`
+  const owners = ownersOf(input, role)
+  const { problems, unpresented } = volumeOnArrays(input, [spec.array], spec.volume, owners)
+  const bad = [...unpresented, ...problems]
+  if (bad.length > 0)
+    return {
+      area: 'storage',
+      name,
+      result: 'fail',
+      detail: `${bad.join('; ')}; every node must reach a CSV (\`hvlab array present ${spec.array} ${spec.volume} HOST\`)`,
+    }
+  return {
+    area: 'storage',
+    name,
+    result: 'pass',
+    detail: input.arrays
+      ? `${spec.volume} on ${spec.array} is presented to ${owners.join(', ')}`
+      : `${spec.volume} on ${spec.array} (the array was not asked)`,
+  }
+}
+
+/** CLX fails a remote-copy group over as a whole: two vms in one group cannot move between sites alone. */
+function groupPerVmCheck(replicated: readonly { role: VmRoleRecord; spec: ReplicatedStorage }[]): ValidationCheck {
   const byGroup = new Map<string, string[]>()
   for (const { role, spec } of replicated) byGroup.set(spec.group, [...(byGroup.get(spec.group) ?? []), role.name])
   const shared = [...byGroup].filter(([, vms]) => vms.length > 1)
-  out.push(
-    shared.length === 0
-      ? {
-          area: 'storage',
-          name: 'one vm per remote-copy group',
-          result: 'pass',
-          detail: `${byGroup.size} group(s), each holding one vm's disks`,
-        }
-      : {
-          area: 'storage',
-          name: 'one vm per remote-copy group',
-          result: 'fail',
-          detail: `${shared.map(([g, vms]) => `${g} holds ${vms.join(', ')}`).join('; ')}: CLX fails a group over as a whole, so these vms cannot move between sites alone; give each vm a group of its own`,
-        },
-  )
-  return out
+  if (shared.length === 0)
+    return {
+      area: 'storage',
+      name: 'one vm per remote-copy group',
+      result: 'pass',
+      detail: `${byGroup.size} group(s), each holding one vm's disks`,
+    }
+  return {
+    area: 'storage',
+    name: 'one vm per remote-copy group',
+    result: 'fail',
+    detail: `${shared.map(([g, vms]) => `${g} holds ${vms.join(', ')}`).join('; ')}: CLX fails a group over as a whole, so these vms cannot move between sites alone; give each vm a group of its own`,
+  }
 }
 
 /** The overall verdict: failed if any check failed. */

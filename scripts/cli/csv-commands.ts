@@ -10,12 +10,12 @@ import type { LabStatus } from '../controller/lab-controller.js'
 import { askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out, printResult } from './options.js'
+import { GIB, MIB } from './units.js'
 
-const HOST_REQUEST_TIMEOUT_MS = 5000
+/** How long one host may take to report its I/O state for the CSVs (`csv list`). */
+const CSV_STATE_TIMEOUT_MS = 5000
 /** An I/O may wait for a coordinator node to fail over. */
 const IO_REQUEST_TIMEOUT_MS = 30_000
-const GIB = 2 ** 30
-const MIB = 2 ** 20
 
 export interface CsvListing {
   csvs: (CsvInfo & { nodes: Record<string, Omit<CsvNodeState, 'csv'>> })[]
@@ -30,7 +30,7 @@ export async function csvListing(client: ControlClient): Promise<CsvListing> {
   await Promise.all(
     hosts.map(async (h) => {
       try {
-        states.set(h, (await client.request(h, { t: 'csv-state-request' }, 'csv-state-reply', HOST_REQUEST_TIMEOUT_MS)).volumes)
+        states.set(h, (await client.request(h, { t: 'csv-state-request' }, 'csv-state-reply', CSV_STATE_TIMEOUT_MS)).volumes)
       } catch {
         // a host that does not answer is left out; `hvlab status` shows it
       }
@@ -76,7 +76,16 @@ export function registerCsvCommands(program: Command): void {
   const csv = program
     .command('csv')
     .description('Cluster Shared Volumes: one LUN that every cluster node reads and writes at once; VM disks are regions in it')
+  registerCsvCreate(csv)
+  registerCsvList(csv)
+  registerCsvMove(csv)
+  registerCsvAllocate(csv)
+  registerCsvRelease(csv)
+  registerCsvWrite(csv)
+  registerCsvRead(csv)
+}
 
+function registerCsvCreate(csv: Command): void {
   csv
     .command('create')
     .description(
@@ -99,7 +108,9 @@ export function registerCsvCommands(program: Command): void {
         () => `CSV ${name} created: volume ${r.csvs[0]?.volume} on ${o.array}, coordinator node ${r.csvs[0]?.owner}`,
       )
     })
+}
 
+function registerCsvList(csv: Command): void {
   csv
     .command('list')
     .description(
@@ -111,7 +122,9 @@ export function registerCsvCommands(program: Command): void {
       const l = await csvListing(ControlClient.forDir(o.dir))
       printResult(o.json, l, () => formatListing(l))
     })
+}
 
+function registerCsvMove(csv: Command): void {
   csv
     .command('move')
     .description('move the coordinator node of a CSV to another cluster member (VM I/O is not interrupted)')
@@ -123,7 +136,9 @@ export function registerCsvCommands(program: Command): void {
       const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-move-request', name, to: o.to }, 'csv-list-reply')
       printResult(o.json, r.csvs[0], () => `CSV ${name}: coordinator node is ${r.csvs[0]?.owner}`)
     })
+}
 
+function registerCsvAllocate(csv: Command): void {
   csv
     .command('allocate')
     .description('allocate a region (a VM disk) inside a CSV, through its coordinator node')
@@ -145,7 +160,9 @@ export function registerCsvCommands(program: Command): void {
           `region ${o.region} of CSV ${name}: blocks ${r.allocation?.offset_block}..${(r.allocation?.offset_block ?? 0) + (r.allocation?.blocks ?? 0) - 1} (coordinator node ${r.owner})`,
       )
     })
+}
 
+function registerCsvRelease(csv: Command): void {
   csv
     .command('release')
     .description('release a region of a CSV, through its coordinator node')
@@ -160,17 +177,29 @@ export function registerCsvCommands(program: Command): void {
       )
       out(`region ${o.region} of CSV ${name} released`)
     })
+}
 
-  const ioOptions = (c: Command): Command =>
-    c
-      .argument('<name>', 'CSV name')
-      .requiredOption('--region <region>', 'region name')
-      .requiredOption('--host <host>', 'the host whose CSV I/O path to use')
-      .option('--block <n>', 'first block inside the region', intIn(0, Number.MAX_SAFE_INTEGER), 0)
-      .option('--blocks <n>', 'number of blocks', intIn(1, 256), 1)
-      .addOption(dirOption())
-      .option('--json', 'print the result as JSON')
+/** What `csv write` and `csv read` take after their description: which blocks of which region, through which host. */
+const ioOptions = (c: Command): Command =>
+  c
+    .argument('<name>', 'CSV name')
+    .requiredOption('--region <region>', 'region name')
+    .requiredOption('--host <host>', 'the host whose CSV I/O path to use')
+    .option('--block <n>', 'first block inside the region', intIn(0, Number.MAX_SAFE_INTEGER), 0)
+    .option('--blocks <n>', 'number of blocks', intIn(1, 256), 1)
+    .addOption(dirOption())
+    .option('--json', 'print the result as JSON')
 
+interface CsvIoOptions {
+  region: string
+  host: string
+  block: number
+  blocks: number
+  dir: string
+  json?: boolean
+}
+
+function registerCsvWrite(csv: Command): void {
   ioOptions(
     csv
       .command('write')
@@ -179,25 +208,23 @@ export function registerCsvCommands(program: Command): void {
       ),
   )
     .requiredOption('--pattern <seed>', 'data seed: block b holds sha256("SEED:b") repeated')
-    .action(
-      async (
-        name: string,
-        o: { region: string; host: string; block: number; blocks: number; pattern: string; dir: string; json?: boolean },
-      ) => {
-        const r = await ControlClient.forDir(o.dir).request(
-          o.host,
-          { t: 'csv-write-request', csv: name, region: o.region, block: o.block, blocks: o.blocks, pattern: o.pattern },
-          'csv-io-reply',
-          IO_REQUEST_TIMEOUT_MS,
-        )
-        printResult(o.json, r, () => `${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
-      },
-    )
+    .action(async (name: string, o: CsvIoOptions & { pattern: string }) => {
+      const r = await ControlClient.forDir(o.dir).request(
+        o.host,
+        { t: 'csv-write-request', csv: name, region: o.region, block: o.block, blocks: o.blocks, pattern: o.pattern },
+        'csv-io-reply',
+        IO_REQUEST_TIMEOUT_MS,
+      )
+      printResult(o.json, r, () => `${o.host} wrote ${o.blocks} block(s) ${r.path}${r.via ? ` via ${r.via}` : ''}; sha256 ${r.sha256}`)
+    })
+}
+
+function registerCsvRead(csv: Command): void {
   ioOptions(
     csv
       .command('read')
       .description("test read through one host's CSV path: the sha256 of the blocks, and whether it went direct or redirected"),
-  ).action(async (name: string, o: { region: string; host: string; block: number; blocks: number; dir: string; json?: boolean }) => {
+  ).action(async (name: string, o: CsvIoOptions) => {
     const r = await ControlClient.forDir(o.dir).request(
       o.host,
       { t: 'csv-read-request', csv: name, region: o.region, block: o.block, blocks: o.blocks },

@@ -2,7 +2,7 @@
 import type { ValidationCheck } from './cluster-validation.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
-import type { TimelineEvent } from '../controller/timeline.js'
+import type { TimelineEvent } from '../../shared/timeline/events.js'
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
@@ -54,11 +54,12 @@ export function formatStatus(s: LabStatus): string {
 
 export function formatEvent(e: TimelineEvent): string {
   const t = new Date(e.at_ms).toISOString().slice(11, 23)
-  const details = Object.entries(e.details)
+  const d: Readonly<Record<string, unknown>> = e.details
+  const details = Object.entries(d)
     .filter(([k]) => k !== 'lastLogLines')
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ')
-  const lines = Array.isArray(e.details.lastLogLines) ? (e.details.lastLogLines as unknown[]).map((l) => `\n    ${String(l)}`).join('') : ''
+  const lines = Array.isArray(d.lastLogLines) ? (d.lastLogLines as unknown[]).map((l) => `\n    ${String(l)}`).join('') : ''
   return `${t}  ${e.source.padEnd(9)} ${e.kind.padEnd(20)} ${details}${lines}`
 }
 

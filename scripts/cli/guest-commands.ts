@@ -70,7 +70,7 @@ export async function pingVm(o: PingOptions): Promise<PingSummary> {
         lastSummary = now()
         const s = tally.summary()
         o.print(
-          `${(lastSummary / 1000).toFixed(0)} s: ${s.sent} sent, ${s.received} received, ${tally.waiting} waiting, ${s.unreachable} unreachable, longest gap ${s.maxGapMs} ms, hosts ${s.hosts.join(' → ') || '-'}`,
+          `${(lastSummary / 1000).toFixed(0)} s: ${s.sent} sent, ${s.received} received, ${tally.waiting} waiting, ${s.unreachable} unreachable, longest gap ${s.gap_ms_max} ms, hosts ${s.hosts.join(' → ') || '-'}`,
         )
       }
       const next_ms = seq * o.interval_ms - now()
@@ -100,8 +100,8 @@ const sleep = (ms: number, setWake: (w: (() => void) | null) => void): Promise<v
     setWake(done)
   })
 
-export function registerGuestCommands(program: Command): void {
-  const vm = program.commands.find((c) => c.name() === 'vm') ?? program.command('vm').description('VMs')
+/** `hvlab vm ping`, the last of the vm group's commands. */
+export function registerVmPing(vm: Command): void {
   vm.command('ping')
     .description(
       'ping a VM’s guest service at its stable address, through the lab’s virtual switch (it follows the VM when it migrates). ' +
@@ -120,7 +120,7 @@ export function registerGuestCommands(program: Command): void {
     )
     .option(
       '--json',
-      'machine-readable, at the end: {sent,received,lost,outOfOrder,duplicates,maxGapMs,hosts,unreachable,valueContinuous,…}',
+      'machine-readable, at the end: {sent,received,lost,out_of_order,duplicates,gap_ms_max,hosts,unreachable,value_continuous,…}',
     )
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; intervalMs: number; count?: number; timeoutMs: number; json?: boolean }) => {

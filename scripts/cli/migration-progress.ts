@@ -4,6 +4,7 @@
  * memory in round 0), then stage and round, pages left, the measured rate and the blackout
  * the source expects if it switched over now. Pure formatting; the caller adds the `\r`.
  */
+import { mibText } from './units.js'
 
 export interface MigrationProgress {
   stage: string
@@ -16,7 +17,6 @@ export interface MigrationProgress {
 }
 
 const BAR_CELLS = 20
-const MIB = 1024 * 1024
 
 export function formatProgressBar(p: MigrationProgress, columns = 100): string {
   const total = Math.max(p.pages_total, p.pages_left, 1)
@@ -24,7 +24,7 @@ export function formatProgressBar(p: MigrationProgress, columns = 100): string {
   const filled = Math.round(done * BAR_CELLS)
   const bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR_CELLS - filled)}] ${String(Math.floor(done * 100)).padStart(3)}%`
   const blackout = p.expected_blackout_ms === null ? '-' : `${Math.round(p.expected_blackout_ms)} ms`
-  const line = `${bar} ${p.stage} round ${p.round}, ${p.pages_left} pages left, ${(p.bandwidth_bytes_per_s / MIB).toFixed(1)} MiB/s, expected blackout ${blackout}`
+  const line = `${bar} ${p.stage} round ${p.round}, ${p.pages_left} pages left, ${mibText(p.bandwidth_bytes_per_s)} MiB/s, expected blackout ${blackout}`
   const width = Math.max(20, columns - 1) // the last column would wrap on some terminals
   return line.length > width ? line.slice(0, width) : line.padEnd(width)
 }

@@ -22,11 +22,18 @@ export const nameList = (v: string): string[] => {
   return items
 }
 
-/** Parses an integer within bounds. */
-export const intIn =
+/** A parser of numbers within bounds that `accept` allows; `what` names them in the error ("an integer"). */
+const boundedNumber =
+  (what: string, accept: (n: number) => boolean) =>
   (min: number, max: number) =>
   (v: string): number => {
     const n = Number(v)
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`an integer from ${min} to ${max}`)
+    if (!accept(n) || n < min || n > max) throw new InvalidArgumentError(`${what} from ${min} to ${max}`)
     return n
   }
+
+/** Parses an integer within bounds. */
+export const intIn = boundedNumber('an integer', Number.isInteger)
+
+/** Parses a number within bounds (fractions allowed). */
+export const numberIn = boundedNumber('a number', Number.isFinite)

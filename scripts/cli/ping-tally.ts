@@ -18,16 +18,16 @@ export interface PingSummary {
   lost: number
   /** Of `lost`: pings the switch answered it could not deliver (with `reasons`). */
   unreachable: number
-  outOfOrder: number
+  out_of_order: number
   duplicates: number
   /** Longest time between two consecutive replies (0 with fewer than two). */
-  maxGapMs: number
-  maxRttMs: number
+  gap_ms_max: number
+  rtt_ms_max: number
   /** Replies whose value was not above the one before (it must rise with every reply). */
-  valueBackwards: number
-  valueContinuous: boolean
-  firstValue: number | null
-  lastValue: number | null
+  value_backwards: number
+  value_continuous: boolean
+  first_value: number | null
+  last_value: number | null
   hosts: string[]
   reasons: string[]
 }
@@ -39,24 +39,24 @@ export class PingTally {
   private sent_ = 0
   private received = 0
   private unreachable_ = 0
-  private outOfOrder = 0
+  private out_of_order = 0
   private duplicates = 0
   private given_up = 0
-  private maxSeq = -1
-  private maxSeqSent = -1
-  private lastReplyMs: number | null = null
-  private maxGapMs = 0
-  private maxRttMs = 0
-  private valueBackwards = 0
-  private firstValue: number | null = null
-  private lastValue: number | null = null
+  private seq_max = -1
+  private seq_sent_max = -1
+  private last_reply_ms: number | null = null
+  private gap_ms_max = 0
+  private rtt_ms_max = 0
+  private value_backwards = 0
+  private first_value: number | null = null
+  private last_value: number | null = null
   private readonly hosts: string[] = []
   private readonly reasons: string[] = []
 
   /** A ping went out. Seqs must rise. */
   sent(seq: number, at_ms: number): void {
-    if (!Number.isInteger(seq) || seq <= this.maxSeqSent) throw new RangeError(`ping seqs must rise: ${seq} after ${this.maxSeqSent}`)
-    this.maxSeqSent = seq
+    if (!Number.isInteger(seq) || seq <= this.seq_sent_max) throw new RangeError(`ping seqs must rise: ${seq} after ${this.seq_sent_max}`)
+    this.seq_sent_max = seq
     this.sent_++
     this.outstanding.set(seq, at_ms)
     if (this.outstanding.size > OUTSTANDING_MAX) {
@@ -69,7 +69,7 @@ export class PingTally {
   pong(seq: number, value: number, host: string, at_ms: number): ReplyKind {
     const sent_ms = this.outstanding.get(seq)
     if (sent_ms === undefined) {
-      if (seq <= this.maxSeqSent) {
+      if (seq <= this.seq_sent_max) {
         this.duplicates++
         return 'duplicate'
       }
@@ -77,21 +77,21 @@ export class PingTally {
     }
     this.outstanding.delete(seq)
     this.received++
-    if (seq < this.maxSeq) this.outOfOrder++
-    this.maxSeq = Math.max(this.maxSeq, seq)
-    this.maxRttMs = Math.max(this.maxRttMs, at_ms - sent_ms)
-    if (this.lastReplyMs !== null) this.maxGapMs = Math.max(this.maxGapMs, at_ms - this.lastReplyMs)
-    this.lastReplyMs = at_ms
-    if (this.lastValue !== null && value <= this.lastValue) this.valueBackwards++
-    this.firstValue ??= value
-    this.lastValue = value
+    if (seq < this.seq_max) this.out_of_order++
+    this.seq_max = Math.max(this.seq_max, seq)
+    this.rtt_ms_max = Math.max(this.rtt_ms_max, at_ms - sent_ms)
+    if (this.last_reply_ms !== null) this.gap_ms_max = Math.max(this.gap_ms_max, at_ms - this.last_reply_ms)
+    this.last_reply_ms = at_ms
+    if (this.last_value !== null && value <= this.last_value) this.value_backwards++
+    this.first_value ??= value
+    this.last_value = value
     if (!this.hosts.includes(host)) this.hosts.push(host)
     return 'new'
   }
 
   /** The switch could not deliver this ping (no such address, host gone …): it is lost. */
   unreachable(seq: number, reason: string): ReplyKind {
-    if (!this.outstanding.delete(seq)) return seq <= this.maxSeqSent ? 'duplicate' : 'unexpected'
+    if (!this.outstanding.delete(seq)) return seq <= this.seq_sent_max ? 'duplicate' : 'unexpected'
     this.unreachable_++
     if (this.reasons.length < REASONS_MAX && !this.reasons.includes(reason)) this.reasons.push(reason)
     return 'new'
@@ -108,14 +108,14 @@ export class PingTally {
       received: this.received,
       lost: this.sent_ - this.received,
       unreachable: this.unreachable_,
-      outOfOrder: this.outOfOrder,
+      out_of_order: this.out_of_order,
       duplicates: this.duplicates,
-      maxGapMs: round1(this.maxGapMs),
-      maxRttMs: round1(this.maxRttMs),
-      valueBackwards: this.valueBackwards,
-      valueContinuous: this.valueBackwards === 0,
-      firstValue: this.firstValue,
-      lastValue: this.lastValue,
+      gap_ms_max: round1(this.gap_ms_max),
+      rtt_ms_max: round1(this.rtt_ms_max),
+      value_backwards: this.value_backwards,
+      value_continuous: this.value_backwards === 0,
+      first_value: this.first_value,
+      last_value: this.last_value,
       hosts: [...this.hosts],
       reasons: [...this.reasons],
     }
@@ -129,9 +129,9 @@ export function formatPingSummary(vm: string, s: PingSummary): string {
   const pct = s.sent === 0 ? 0 : Math.round((s.lost / s.sent) * 1000) / 10
   const lines = [
     `--- vm ${vm} ping statistics ---`,
-    `${s.sent} sent, ${s.received} received, ${s.lost} lost (${pct}%)${s.unreachable > 0 ? `, ${s.unreachable} unreachable` : ''}, ${s.outOfOrder} out of order, ${s.duplicates} duplicates`,
-    `longest gap between replies ${s.maxGapMs} ms, longest round trip ${s.maxRttMs} ms`,
-    `value ${s.firstValue ?? '-'} → ${s.lastValue ?? '-'}: ${s.valueContinuous ? 'never went backwards' : `went backwards ${s.valueBackwards} times`}; hosts ${s.hosts.join(' → ') || '-'}`,
+    `${s.sent} sent, ${s.received} received, ${s.lost} lost (${pct}%)${s.unreachable > 0 ? `, ${s.unreachable} unreachable` : ''}, ${s.out_of_order} out of order, ${s.duplicates} duplicates`,
+    `longest gap between replies ${s.gap_ms_max} ms, longest round trip ${s.rtt_ms_max} ms`,
+    `value ${s.first_value ?? '-'} → ${s.last_value ?? '-'}: ${s.value_continuous ? 'never went backwards' : `went backwards ${s.value_backwards} times`}; hosts ${s.hosts.join(' → ') || '-'}`,
   ]
   for (const r of s.reasons) lines.push(`unreachable: ${r}`)
   return lines.join('\n')

@@ -10,6 +10,7 @@
  */
 import { describeError } from '../../shared/errors.js'
 import type { Logger } from '../../shared/log.js'
+import type { EmitEvent } from '../../shared/timeline/events.js'
 
 export const UNEXPECTED_ERRORS_MAX = 5
 export const UNEXPECTED_ERRORS_WINDOW_MS = 10_000
@@ -37,7 +38,7 @@ export class ErrorBurst {
 export interface ErrorPolicyDeps {
   log: Logger
   /** Puts an event on the lab's timeline; the policy survives it failing (a full disk). */
-  record(kind: string, details: Record<string, unknown>): void
+  record: EmitEvent
   /** Starts the lab's clean stop with this reason; the caller exits once it is done. */
   abort(reason: string): void
   /** Ends the process (process.exit in production). */

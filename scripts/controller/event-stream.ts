@@ -8,7 +8,8 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { Limits } from '../../shared/topology.js'
-import type { Timeline, TimelineEvent } from './timeline.js'
+import type { TimelineEvent } from '../../shared/timeline/events.js'
+import type { Timeline } from './timeline.js'
 
 export interface EventStreamLimits {
   /** Followers at once. */

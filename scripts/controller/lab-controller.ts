@@ -24,7 +24,9 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
 import { setRefusalLogRate } from '../../shared/transport/refusal-log.js'
 import { listenerLimitsOf } from '../../shared/transport/topology-limits.js'
+import type { DetailsOf, EventKind } from '../../shared/timeline/events.js'
 import { readRunningControl, type ControlFile } from './control-file.js'
+import { takeEvent } from './event-intake.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
 import { Timeline, timelineLimits } from './timeline.js'
@@ -436,9 +438,8 @@ export class LabController {
     c.onMessage('peers-report', ({ message }) => {
       r.peers = [...message.connected].sort()
     })
-    c.onMessage('event', ({ message }) => {
-      this.timeline.append({ at_ms: message.at_ms, kind: message.kind, source: c.remoteName, details: message.details })
-    })
+    // Checked against its kind's schema first: a bad one is refused and logged, the link kept.
+    c.onMessage('event', ({ message }) => void takeEvent(this.timeline, this.log, c.remoteName, message))
     // A host's own announcements of where its VMs are teach the virtual switch (never the timeline).
     c.onMessage('vm-location', ({ message }) => {
       if (r.spec.role === 'host') this.vswitch.located(c.remoteName, message)
@@ -569,9 +570,10 @@ export class LabController {
     return r
   }
 
-  private event(kind: string, details: Record<string, unknown>): void {
+  private event<K extends EventKind>(kind: K, details: DetailsOf<K>): void {
     this.timeline.append({ at_ms: Date.now(), kind, source: 'lab', details })
-    this.log.info({ event: kind, ...details }, kind)
+    const fields: Record<string, unknown> = { event: kind, ...details }
+    this.log.info(fields, kind as string)
   }
 }
 

@@ -1,24 +1,19 @@
 /**
  * The lab-wide timeline: every event that matters (process started/exited, peer
- * connected/lost, and later quorum, migration and replication events) with its time,
- * source and details. Written to `events.<n>.jsonl` in the data dir, rotated at a size
- * (shared/rotating-file.ts); the newest events are kept in memory for `hvlab events`,
+ * connected/lost, quorum, roles, migration, storage and replication events; their kinds
+ * are declared in shared/timeline/) with its time, source and details. Written to
+ * `events.<n>.jsonl` in the data dir, rotated at a size (shared/rotating-file.ts); the newest events are kept in memory for `hvlab events`,
  * within a count and a byte budget (oldest dropped first), and followers get each new one.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { rotatedPaths, type RotatedFile } from '../../shared/lab-layout.js'
 import { openRotatingFile, type RollingStream, type RotationLimits } from '../../shared/rotating-file.js'
+import type { TimelineEvent } from '../../shared/timeline/events.js'
 import type { Limits } from '../../shared/topology.js'
 import { lastLineThat } from './log-tail.js'
 
-export interface TimelineEvent {
-  seq: number
-  /** Wall-clock time, ms since the epoch. */
-  at_ms: number
-  kind: string
-  source: string
-  details: Record<string, unknown>
-}
+/** One event on the timeline: declared once, in shared/timeline/events.ts (re-exported for the controller's readers). */
+export type { TimelineEvent }
 
 export interface TimelineMemory {
   /** Events kept in memory at most. */

@@ -4,7 +4,9 @@
  * simulation) carries out in order; a `persist` must be durable before any effect after
  * it runs.
  */
+import type { EmitEffect, PersistEffect, SendEffect, SetTimerEffect } from '../machine/effect.js'
 import type { ClusterMessage } from '../protocol/cluster-messages.js'
+import type { ClusterDetailsOf, ClusterEventKind, WitnessEventKind } from '../timeline/cluster-events.js'
 
 export type ClusterCommand =
   /** Operator: start the cluster on this node without quorum; its database wins. */
@@ -22,14 +24,10 @@ export type TimerToken = 'tick'
 export type ClusterInput =
   { kind: 'message'; message: ClusterMessage } | { kind: 'timer'; token: TimerToken } | { kind: 'command'; command: ClusterCommand }
 
-export interface ClusterEvent {
-  kind: string
-  source: string
-  details: Record<string, unknown>
-}
+/** What Membership and the Arbiter put on the timeline: a kind of their families (shared/timeline/cluster-events.ts) with its details. */
+export type ClusterEvent = {
+  [K in ClusterEventKind | WitnessEventKind]: { kind: K; source: string; details: ClusterDetailsOf<K> }
+}[ClusterEventKind | WitnessEventKind]
 
-export type Effect<R> =
-  | { kind: 'send'; to: string; message: ClusterMessage }
-  | { kind: 'set-timer'; at_ms: number; token: TimerToken }
-  | { kind: 'persist'; record: R }
-  | { kind: 'emit'; event: ClusterEvent }
+/** The shared effect vocabulary (shared/machine/effect.ts), nothing more. */
+export type Effect<R> = SendEffect<ClusterMessage> | SetTimerEffect<TimerToken> | PersistEffect<R> | EmitEffect<ClusterEvent>

@@ -4,6 +4,7 @@
  * directory, peer reports and timeline events.
  */
 import { z } from 'zod'
+import { EVENT_DETAIL_CHARS_MAX, EVENT_DETAIL_FIELDS_MAX, EVENT_DETAIL_LIST_MAX, EVENT_KIND_PATTERN } from '../timeline/details.js'
 import { defineMessage, field } from './define.js'
 
 export const ROLES = ['host', 'witness', 'array'] as const
@@ -81,16 +82,23 @@ export const peersReport = defineMessage('peers-report', {
 })
 
 /** An event detail: a flat, bounded JSON value (a string, number, flag, or a short list). */
-const detailScalar = z.union([z.string().max(4096), z.number().finite(), z.boolean(), z.null()])
-export const detailValue = z.union([detailScalar, z.array(detailScalar).max(64)])
+const detailScalar = z.union([z.string().max(EVENT_DETAIL_CHARS_MAX), z.number().finite(), z.boolean(), z.null()])
+export const detailValue = z.union([detailScalar, z.array(detailScalar).max(EVENT_DETAIL_LIST_MAX)])
 export type EventDetails = Record<string, z.infer<typeof detailValue>>
 
-/** A process → the controller: something for the lab-wide timeline. */
+/**
+ * A process → the controller: something for the lab-wide timeline. The frame is checked
+ * for the bounds every event keeps; the controller then checks `kind` and `details`
+ * against the kind's declared schema (shared/timeline/events.ts, `checkEventDetails`) and
+ * refuses, without cutting the link, an event that does not fit it.
+ */
 export const timelineEvent = defineMessage('event', {
   at_ms: field.time_ms(),
-  kind: z.string().regex(/^[a-z][a-z0-9.-]{0,63}$/),
+  kind: z.string().regex(EVENT_KIND_PATTERN),
   source: field.name(),
-  details: z.record(z.string().max(64), detailValue).refine((d) => Object.keys(d).length <= 64, 'at most 64 detail fields'),
+  details: z
+    .record(z.string().max(64), detailValue)
+    .refine((d) => Object.keys(d).length <= EVENT_DETAIL_FIELDS_MAX, `at most ${EVENT_DETAIL_FIELDS_MAX} detail fields`),
 })
 
 /** Liveness probe between peers, answered with the same nonce. */

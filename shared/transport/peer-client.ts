@@ -5,13 +5,15 @@
  * is held: the caller attaches its handlers, then calls `start()` to have frames delivered.
  * Until the server's proof is verified, what it may send is bounded (`preauth_bytes_max`).
  */
+import type { Socket } from 'node:net'
 import WebSocket from 'ws'
+import type { Clock } from '../clock.js'
 import { HvlabError, describeError } from '../errors.js'
 import { newNonce } from '../ids.js'
 import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
 import { FRAME_BYTES_MAX } from '../protocol/codec.js'
-import { PROTOCOL_VERSION } from '../protocol/messages.js'
+import { PROTOCOL_VERSION, type MessageOf } from '../protocol/messages.js'
 import type { PartyRole } from '../protocol/runtime-messages.js'
 import { FrameAuth } from './frame-auth.js'
 import { computeProof, verifyProof } from './handshake.js'
@@ -38,13 +40,20 @@ export interface ConnectOptions {
   metrics?: Metrics
   limits?: Partial<TransportLimits>
   handshake_timeout_ms?: number
+  /** The connection's clock (liveness probe, request timeouts); a RealClock when not given. */
+  clock?: Clock
 }
 
 const zeroMask = (mask: Buffer): void => void mask.fill(0)
 
 export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
+  const ws = openSocket(options)
+  return new Promise<PeerConnection>((resolve, reject) => new ClientHandshake(ws, options, resolve, reject).begin())
+}
+
+function openSocket(options: ConnectOptions): WebSocket {
   const { host, port } = options.endpoint
-  const ws = new WebSocket(`ws://${host}:${port}/`, {
+  return new WebSocket(`ws://${host}:${port}/`, {
     maxPayload: FRAME_BYTES_MAX,
     perMessageDeflate: false,
     handshakeTimeout: options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
@@ -53,116 +62,150 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
     // process-to-process on the lab's own network and every frame carries its own tag.
     generateMask: zeroMask,
   })
-  return new Promise<PeerConnection>((resolve, reject) => {
-    let settled = false
-    const nonce = newNonce()
-    let step: 'challenge' | 'welcome' = 'challenge'
-    let serverName = ''
-    let serverRole = ''
-    let serverNonce = ''
-    let stopCounting = (): void => undefined
-    const fail = (e: unknown): void => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      stopCounting()
-      ws.removeAllListeners('message')
-      ws.terminate()
-      reject(
-        e instanceof HvlabError
-          ? e
-          : new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${host}:${port}: ${describeError(e)}`, { cause: e }),
-      )
-    }
-    const timer = setTimeout(
-      () => fail(new HvlabError('HVLAB_E_TIMEOUT', `handshake with ${host}:${port} did not finish in time`)),
-      options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
+}
+
+/** One dial's handshake: the server's challenge, our hello, its welcome; it settles once, either way. */
+class ClientHandshake {
+  private settled = false
+  private readonly nonce = newNonce()
+  private step: 'challenge' | 'welcome' = 'challenge'
+  /** The server as its challenge names it (its proof is checked on its welcome). */
+  private server = { name: '', role: '', nonce: '' }
+  private stopCounting = (): void => undefined
+  private timer: NodeJS.Timeout | undefined
+  private readonly where: string
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly options: ConnectOptions,
+    private readonly resolve: (connection: PeerConnection) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {
+    this.where = `${options.endpoint.host}:${options.endpoint.port}`
+  }
+
+  begin(): void {
+    const ws = this.ws
+    // A real timer, not the lab's Clock: it bounds a socket that has proved nothing yet,
+    // alongside ws's own handshakeTimeout, and is no part of the protocol's timing.
+    this.timer = setTimeout(
+      () => this.fail(new HvlabError('HVLAB_E_TIMEOUT', `handshake with ${this.where} did not finish in time`)),
+      this.options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
     )
-    timer.unref()
-    ws.on('error', fail)
+    this.timer.unref()
+    ws.on('error', (e) => this.fail(e))
     ws.on('close', (code, reason) =>
-      fail(new HvlabError('HVLAB_E_CLOSED', `${host}:${port} closed the connection during the handshake (${code} ${reason.toString()})`)),
+      this.fail(
+        new HvlabError('HVLAB_E_CLOSED', `${this.where} closed the connection during the handshake (${code} ${reason.toString()})`),
+      ),
     )
-    const preauth_bytes_max = options.limits?.preauth_bytes_max ?? DEFAULT_LIMITS.preauth_bytes_max
     // ws takes the socket over right after 'upgrade' (its reader, then the bytes read with
     // the response): watching starts after that, on the next tick, so ws misses no byte.
-    ws.once('upgrade', (res) =>
-      process.nextTick(() => {
-        if (settled) return
-        stopCounting = watchPreauthBytes(res.socket, preauth_bytes_max, (bytes) =>
-          fail(
-            new HvlabError(
-              'HVLAB_E_PROTOCOL',
-              `${host}:${port} sent ${bytes} bytes before proving the lab's secret; at most ${preauth_bytes_max} are allowed`,
-            ),
-          ),
-        )
-      }),
+    ws.once('upgrade', (res) => process.nextTick(() => this.watchBytes(res.socket)))
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
+  }
+
+  /** Until the server's proof is verified, it may send at most `preauth_bytes_max`. */
+  private watchBytes(socket: Socket): void {
+    if (this.settled) return
+    const preauth_bytes_max = this.options.limits?.preauth_bytes_max ?? DEFAULT_LIMITS.preauth_bytes_max
+    this.stopCounting = watchPreauthBytes(socket, preauth_bytes_max, (bytes) =>
+      this.fail(
+        new HvlabError(
+          'HVLAB_E_PROTOCOL',
+          `${this.where} sent ${bytes} bytes before proving the lab's secret; at most ${preauth_bytes_max} are allowed`,
+        ),
+      ),
     )
-    const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
-      try {
-        if (step === 'challenge') {
-          const challenge = expectMessage(data, isBinary, 'challenge')
-          checkChallenge(challenge, options)
-          serverName = challenge.name
-          serverRole = challenge.role
-          serverNonce = challenge.nonce
-          const proof = computeProof(options.secret, {
-            side: 'client',
-            protocolVersion: PROTOCOL_VERSION,
-            theirNonce: challenge.nonce,
-            ourNonce: nonce,
-            ourName: options.name,
-            theirName: serverName,
-            ourRole: options.role,
-            theirRole: serverRole,
-          })
-          step = 'welcome'
-          sendRaw(ws, { t: 'hello', protocolVersion: PROTOCOL_VERSION, name: options.name, role: options.role, nonce, proof })
-          return
-        }
-        const welcome = expectMessage(data, isBinary, 'welcome')
-        const ok = verifyProof(
-          options.secret,
-          {
-            side: 'server',
-            protocolVersion: PROTOCOL_VERSION,
-            theirNonce: nonce,
-            ourNonce: serverNonce,
-            ourName: serverName,
-            theirName: options.name,
-            ourRole: serverRole,
-            theirRole: options.role,
-          },
-          welcome.proof,
-        )
-        if (!ok || welcome.name !== serverName)
-          throw new HvlabError('HVLAB_E_AUTH', `${serverName} at ${host}:${port} could not prove it holds the lab's secret`)
-        settled = true
-        clearTimeout(timer)
-        stopCounting()
-        ws.removeAllListeners('message')
-        ws.removeAllListeners('close')
-        ws.removeAllListeners('error')
-        const transcript = {
-          protocolVersion: PROTOCOL_VERSION,
-          client: { name: options.name, role: options.role, nonce },
-          server: { name: serverName, role: serverRole, nonce: serverNonce },
-        }
-        const frameAuth = FrameAuth.after('client', options.secret, transcript)
-        resolve(
-          new PeerConnection(
-            ws,
-            { name: serverName, role: serverRole },
-            { log: options.log, frameAuth, limits: options.limits, metrics: options.metrics, held: true },
-          ),
-        )
-      } catch (e) {
-        fail(e)
-      }
+  }
+
+  private onMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    try {
+      if (this.step === 'challenge') this.answerChallenge(expectMessage(data, isBinary, 'challenge'))
+      else this.checkWelcome(expectMessage(data, isBinary, 'welcome'))
+    } catch (e) {
+      this.fail(e)
     }
-    ws.on('message', onMessage)
-  })
+  }
+
+  /** Checks who the server says it is, then proves the secret to it. */
+  private answerChallenge(challenge: MessageOf<'challenge'>): void {
+    const o = this.options
+    checkChallenge(challenge, o)
+    this.server = { name: challenge.name, role: challenge.role, nonce: challenge.nonce }
+    const proof = computeProof(o.secret, {
+      side: 'client',
+      protocolVersion: PROTOCOL_VERSION,
+      theirNonce: challenge.nonce,
+      ourNonce: this.nonce,
+      ourName: o.name,
+      theirName: this.server.name,
+      ourRole: o.role,
+      theirRole: this.server.role,
+    })
+    this.step = 'welcome'
+    sendRaw(this.ws, { t: 'hello', protocolVersion: PROTOCOL_VERSION, name: o.name, role: o.role, nonce: this.nonce, proof })
+  }
+
+  /** Throws HVLAB_E_AUTH unless the welcome proves the secret; hands the connection over if it does. */
+  private checkWelcome(welcome: MessageOf<'welcome'>): void {
+    const o = this.options
+    const server = this.server
+    const ok = verifyProof(
+      o.secret,
+      {
+        side: 'server',
+        protocolVersion: PROTOCOL_VERSION,
+        theirNonce: this.nonce,
+        ourNonce: server.nonce,
+        ourName: server.name,
+        theirName: o.name,
+        ourRole: server.role,
+        theirRole: o.role,
+      },
+      welcome.proof,
+    )
+    if (!ok || welcome.name !== server.name)
+      throw new HvlabError('HVLAB_E_AUTH', `${server.name} at ${this.where} could not prove it holds the lab's secret`)
+    this.succeed()
+  }
+
+  /** The server proved the secret: the socket becomes a held PeerConnection with this handshake's frame keys. */
+  private succeed(): void {
+    const o = this.options
+    const server = this.server
+    this.settled = true
+    clearTimeout(this.timer)
+    this.stopCounting()
+    this.ws.removeAllListeners('message')
+    this.ws.removeAllListeners('close')
+    this.ws.removeAllListeners('error')
+    const transcript = {
+      protocolVersion: PROTOCOL_VERSION,
+      client: { name: o.name, role: o.role, nonce: this.nonce },
+      server: { name: server.name, role: server.role, nonce: server.nonce },
+    }
+    const frameAuth = FrameAuth.after('client', o.secret, transcript)
+    this.resolve(
+      new PeerConnection(
+        this.ws,
+        { name: server.name, role: server.role },
+        { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics, held: true, clock: o.clock },
+      ),
+    )
+  }
+
+  private fail(e: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    clearTimeout(this.timer)
+    this.stopCounting()
+    this.ws.removeAllListeners('message')
+    this.ws.terminate()
+    this.reject(
+      e instanceof HvlabError ? e : new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${this.where}: ${describeError(e)}`, { cause: e }),
+    )
+  }
 }
 
 /** Throws HVLAB_E_AUTH when the server speaks another version or is not who the caller expects. */

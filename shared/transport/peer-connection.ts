@@ -3,11 +3,13 @@
  * timeouts and typed errors, byte attachments, bounded send buffering, bounded inbound
  * requests and a liveness probe. Created by the server or the client once the handshake
  * has succeeded. Every frame sent ends in its tag (frame-auth.ts); a frame received that
- * does not open closes the connection (HVLAB_E_AUTH) before anything reads it.
+ * does not open closes the connection (HVLAB_E_AUTH) before anything reads it. The
+ * liveness probe and request timeouts wait on the connection's Clock (shared/clock.ts).
  */
 import { logRefusal } from './refusal-log.js'
 import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
+import { RealClock, type Clock } from '../clock.js'
 import { HvlabError, asErrorCode, describeError } from '../errors.js'
 import { decodeFrame, encodeFrame, encodeFrameParts, type Envelope } from '../protocol/codec.js'
 import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
@@ -61,7 +63,7 @@ export type MessageHandler = (incoming: Incoming, from: PeerConnection) => void
 interface Pending {
   resolve: (r: Incoming) => void
   reject: (e: Error) => void
-  timer: NodeJS.Timeout
+  cancelTimeout: () => void
 }
 
 const CLOSE_POLICY = 1008
@@ -80,6 +82,7 @@ export class PeerConnection extends EventEmitter {
   private readonly limits: TransportLimits
   private readonly metrics: Metrics | undefined
   private readonly frameAuth: Pick<FrameAuth, 'seal' | 'open'>
+  private readonly clock: Clock
   private readonly pending = new Map<number, Pending>()
   private readonly handlers = new Map<string, MessageHandler>()
   private readonly requestHandlers = new Map<string, RequestHandler>()
@@ -88,9 +91,9 @@ export class PeerConnection extends EventEmitter {
   private inboundInFlight = 0
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
-  private last_pong_ms = Date.now()
-  private last_probe_ms = Date.now()
-  private pingTimer: NodeJS.Timeout | undefined
+  private last_pong_ms: number
+  private last_probe_ms: number
+  private cancelProbe = (): void => undefined
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
   private waiting_bytes = 0
   /** close() was called: nothing received after that is acted on, nothing more is sent. */
@@ -104,6 +107,7 @@ export class PeerConnection extends EventEmitter {
    * the server may send its first message in the same TCP segment as its welcome, and ws
    * emits that message at once, before the dialler's owner has attached its handlers.
    * `frameAuth`: this connection's frame keys and counters, from its handshake.
+   * `clock`: what the liveness probe and request timeouts wait on; a RealClock when not given.
    */
   constructor(
     ws: WebSocket,
@@ -114,11 +118,15 @@ export class PeerConnection extends EventEmitter {
       limits?: Partial<TransportLimits>
       metrics?: Metrics
       held?: boolean
+      clock?: Clock
     },
   ) {
     super()
     this.ws = ws
     this.frameAuth = opts.frameAuth
+    this.clock = opts.clock ?? new RealClock()
+    this.last_pong_ms = this.clock.now()
+    this.last_probe_ms = this.last_pong_ms
     this.remoteName = remote.name
     this.remoteRole = remote.role
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
@@ -127,15 +135,26 @@ export class PeerConnection extends EventEmitter {
     if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
     ws.on('pong', () => {
-      this.last_pong_ms = Date.now()
+      this.last_pong_ms = this.clock.now()
     })
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
       // ws closes the socket itself after an error (e.g. 1009 for an oversize frame).
     })
-    this.pingTimer = setInterval(() => this.probe(), this.limits.ping_interval_ms)
-    this.pingTimer.unref()
+    this.scheduleProbe()
+  }
+
+  /**
+   * A probe every ping_interval_ms until the connection is closed, the next one set before
+   * this one runs (as setInterval does). RealClock's timers are unref'd, as this one always was.
+   */
+  private scheduleProbe(): void {
+    this.cancelProbe = this.clock.setTimer(this.limits.ping_interval_ms, () => {
+      if (this.closed) return
+      this.scheduleProbe()
+      this.probe()
+    })
   }
 
   /**
@@ -193,18 +212,21 @@ export class PeerConnection extends EventEmitter {
     this.nextRequestId = this.nextRequestId >= 0xffff_fffe ? 1 : this.nextRequestId + 1
     const timeout_ms = options.timeout_ms ?? this.limits.request_timeout_ms
     const reply = new Promise<Incoming>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // On the Clock: a RealClock timer is unref'd (a plain setTimeout was not). Nothing
+      // relied on that: a request is pending only while its socket is open, which keeps the
+      // process alive, and the socket's close rejects every pending request (onClosed).
+      const cancelTimeout = this.clock.setTimer(timeout_ms, () => {
         this.pending.delete(id)
         reject(new HvlabError('HVLAB_E_TIMEOUT', `${this.remoteName} did not answer ${message.t} within ${timeout_ms} ms`))
-      }, timeout_ms)
-      this.pending.set(id, { resolve, reject, timer })
+      })
+      this.pending.set(id, { resolve, reject, cancelTimeout })
     })
     try {
       await this.sendEnvelope({ k: 'req', id, m: message }, options.attachment)
     } catch (e) {
       const p = this.pending.get(id)
       if (p) {
-        clearTimeout(p.timer)
+        p.cancelTimeout()
         this.pending.delete(id)
       }
       // If the connection closed meanwhile, onClosed already rejected `reply`; the
@@ -222,7 +244,8 @@ export class PeerConnection extends EventEmitter {
     this.wakeSenders()
     this.sendGoodbye(code, reason)
     this.ws.close(CLOSE_POLICY, code.slice(0, 100))
-    // If the peer never answers the close handshake (paused, partitioned), cut it.
+    // If the peer never answers the close handshake (paused, partitioned), cut it. A real
+    // timer, not the Clock: socket hygiene after the close, no part of the protocol's timing.
     setTimeout(() => this.ws.terminate(), 1000).unref()
   }
 
@@ -232,6 +255,7 @@ export class PeerConnection extends EventEmitter {
     this.closing = true
     this.wakeSenders()
     this.sendGoodbye(code, reason, () => this.ws.terminate())
+    // Socket hygiene, as in close(): a real timer, not the Clock.
     setTimeout(() => this.ws.terminate(), 1000).unref()
   }
 
@@ -355,7 +379,7 @@ export class PeerConnection extends EventEmitter {
           this.log.debug({ id: envelope.id }, 'reply to a request that already timed out')
           return
         }
-        clearTimeout(p.timer)
+        p.cancelTimeout()
         this.pending.delete(envelope.id)
         if (envelope.k === 'res') p.resolve({ message: envelope.m, attachment })
         else p.reject(new HvlabError(asErrorCode(envelope.code), envelope.message, { origin: this.remoteName }))
@@ -451,7 +475,7 @@ export class PeerConnection extends EventEmitter {
 
   private probe(): void {
     if (this.closed) return
-    const now_ms = Date.now()
+    const now_ms = this.clock.now()
     const stalled_ms = now_ms - this.last_probe_ms - this.limits.ping_interval_ms
     this.last_probe_ms = now_ms
     if (stalled_ms > this.limits.ping_interval_ms) {
@@ -473,9 +497,9 @@ export class PeerConnection extends EventEmitter {
   private onClosed(code: number, reason: string): void {
     if (this.closed) return
     this.closed = true
-    if (this.pingTimer) clearInterval(this.pingTimer)
+    this.cancelProbe()
     for (const [id, p] of this.pending) {
-      clearTimeout(p.timer)
+      p.cancelTimeout()
       p.reject(new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed before it answered (request ${id})`))
     }
     this.pending.clear()

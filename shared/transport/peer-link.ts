@@ -2,11 +2,13 @@
  * A link that stays up: dials a peer, and after every loss dials again with capped
  * exponential backoff and jitter, until stopped. The endpoint may change (a restarted
  * process listens on a new port): the link then drops the connection it has, which leads
- * to the old address, and dials the new one at once.
+ * to the old address, and dials the new one at once. The backoff waits on the link's Clock
+ * (`options.clock`, a RealClock when not given), which the connections it dials share.
  *
  * Events: 'up' (connection), 'down' (reason: string).
  */
 import { EventEmitter } from 'node:events'
+import { RealClock, type Clock } from '../clock.js'
 import { describeError } from '../errors.js'
 import { connectPeer, type ConnectOptions, type Endpoint } from './peer-client.js'
 import type { PeerConnection } from './peer-connection.js'
@@ -30,7 +32,8 @@ export class PeerLink extends EventEmitter {
   private endpoint: Endpoint | undefined
   private connection: PeerConnection | undefined
   private attempt = 0
-  private timer: NodeJS.Timeout | undefined
+  private readonly clock: Clock
+  private cancelTimer: (() => void) | undefined
   private stopped = false
   private dialling = false
 
@@ -40,6 +43,7 @@ export class PeerLink extends EventEmitter {
   ) {
     super()
     this.endpoint = endpoint
+    this.clock = options.clock ?? new RealClock()
   }
 
   get current(): PeerConnection | undefined {
@@ -75,15 +79,15 @@ export class PeerLink extends EventEmitter {
 
   stop(): void {
     this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
+    this.cancelTimer?.()
     this.connection?.terminate()
   }
 
   private schedule(delay_ms: number): void {
     if (this.stopped) return
-    if (this.timer) clearTimeout(this.timer)
-    this.timer = setTimeout(() => void this.dial(), delay_ms)
-    this.timer.unref()
+    this.cancelTimer?.()
+    // RealClock's timers are unref'd, as this one always was.
+    this.cancelTimer = this.clock.setTimer(delay_ms, () => void this.dial())
   }
 
   private async dial(): Promise<void> {

@@ -8,6 +8,7 @@
  * Events: 'peer-up' (connection), 'peer-down' (name, reason).
  */
 import { EventEmitter } from 'node:events'
+import type { Clock } from '../clock.js'
 import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
 import type { Role } from '../protocol/runtime-messages.js'
@@ -31,6 +32,8 @@ export interface PeerMeshOptions {
   log: Logger
   metrics?: Metrics
   limits?: Partial<TransportLimits>
+  /** What the links' backoff and the connections' liveness probe and request timeouts wait on; a RealClock when not given. */
+  clock?: Clock
 }
 
 export class PeerMesh extends EventEmitter {
@@ -92,6 +95,7 @@ export class PeerMesh extends EventEmitter {
           log: this.log,
           metrics: this.options.metrics,
           limits: this.options.limits,
+          clock: this.options.clock,
         })
         link.on('up', (c: PeerConnection) => this.adopt(c))
         this.links.set(entry.name, link)

@@ -12,6 +12,7 @@ import { logRefusal } from './refusal-log.js'
 import type { IncomingMessage, ServerResponse, Server as HttpServer } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
+import type { Clock } from '../clock.js'
 import { HvlabError, describeError } from '../errors.js'
 import { createHttpServer, type HttpLimits } from '../http-listen.js'
 import { newNonce } from '../ids.js'
@@ -55,6 +56,8 @@ export interface PeerServerOptions {
   /** Returns a reason to refuse an authenticated peer (e.g. a partition), or undefined. */
   admit?: (remote: { name: string; role: string }) => string | undefined
   onPeer: (connection: PeerConnection) => void
+  /** What the accepted connections' liveness probe and request timeouts wait on; a RealClock when not given. */
+  clock?: Clock
 }
 
 export class PeerServer {
@@ -151,6 +154,7 @@ export class PeerServer {
         // nothing more to tell a socket that is gone
       }
       ws.close(1008, code)
+      // Socket hygiene after the close: a real timer, not the Clock.
       setTimeout(() => ws.terminate(), 1000).unref()
     }
     const connections_max = options.connections_max ?? LIMITS_DEFAULT.peer_connections_max
@@ -159,6 +163,8 @@ export class PeerServer {
       return
     }
     const nonce = newNonce()
+    // A real timer, not the Clock: it bounds a socket that has proved nothing yet (as the
+    // preauth gate's deadline does), no part of the protocol's timing.
     const timer = setTimeout(
       () => refuse('HVLAB_E_AUTH', 'no hello within the handshake timeout'),
       options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
@@ -234,7 +240,7 @@ export class PeerServer {
     const connection = new PeerConnection(
       ws,
       { name: hello.name, role: hello.role },
-      { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics },
+      { log: o.log, frameAuth, limits: o.limits, metrics: o.metrics, clock: o.clock },
     )
     this.open.add(connection)
     o.metrics?.peersConnected.inc()

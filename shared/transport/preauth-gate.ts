@@ -58,6 +58,7 @@ export class PreauthGate {
         `sent ${bytes} bytes before proving the lab's secret; at most ${this.limits.preauth_bytes_max} are allowed`,
       ),
     )
+    // A real timer, not the lab's Clock: it bounds a socket's real resources before it has proved anything.
     const deadline = setTimeout(
       () => this.cut(socket, 'HVLAB_E_AUTH', `did not prove the lab's secret within ${this.limits.preauth_ms_max} ms of connecting`),
       this.limits.preauth_ms_max,

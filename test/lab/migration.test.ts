@@ -80,13 +80,13 @@ async function sourceAnsweredThroughout(t: Test, ping: ReturnType<typeof backgro
   ping.stop()
   const s = await ping.done
   t.comment(
-    `ping during ${what}: sent ${s.sent}, received ${s.received}, lost ${s.lost}, out of order ${s.outOfOrder}, longest gap ${s.maxGapMs} ms`,
+    `ping during ${what}: sent ${s.sent}, received ${s.received}, lost ${s.lost}, out of order ${s.out_of_order}, longest gap ${s.gap_ms_max} ms`,
   )
   t.ok(s.sent > 100, `${what}: pinged throughout (${s.sent} pings)`)
   t.equal(s.lost, 0, `${what}: no reply lost (${s.reasons.join('; ')})`)
   t.equal(s.duplicates, 0, `${what}: no duplicates`)
   t.same(s.hosts, [source], `${what}: only the source answered`)
-  t.equal(s.valueContinuous, true, `${what}: the guest value never went backwards`)
+  t.equal(s.value_continuous, true, `${what}: the guest value never went backwards`)
 }
 
 t.test(
@@ -107,10 +107,10 @@ t.test(
     const s1 = JSON.parse(p1.stdout) as PingJson
     t.match(
       s1,
-      { sent: 20, received: 20, lost: 0, outOfOrder: 0, duplicates: 0, hosts: ['host-a1'], valueContinuous: true },
+      { sent: 20, received: 20, lost: 0, out_of_order: 0, duplicates: 0, hosts: ['host-a1'], value_continuous: true },
       'every ping answered by host-a1',
     )
-    t.equal(s1.lastValue! - s1.firstValue!, 19, 'the guest value rose by one per reply')
+    t.equal(s1.last_value! - s1.first_value!, 19, 'the guest value rose by one per reply')
     const p2 = await lab.cli('vm', 'ping', 'nosuch', '--count', '2', '--interval-ms', '5', '--json')
     t.equal(p2.code, 1, 'pinging an unknown address fails')
     const s2 = JSON.parse(p2.stdout) as PingJson
@@ -137,15 +137,15 @@ t.test(
     ping.stop()
     const s = await ping.done
     t.comment(
-      `ping during the live migration: sent ${s.sent}, received ${s.received}, lost ${s.lost}, out of order ${s.outOfOrder}, longest gap ${s.maxGapMs} ms (blackout_ms ${r.blackout_ms}), longest round trip ${s.maxRttMs} ms`,
+      `ping during the live migration: sent ${s.sent}, received ${s.received}, lost ${s.lost}, out of order ${s.out_of_order}, longest gap ${s.gap_ms_max} ms (blackout_ms ${r.blackout_ms}), longest round trip ${s.rtt_ms_max} ms`,
     )
     t.ok(s.sent > 100, `pinged throughout (${s.sent} pings)`)
     t.equal(s.lost, 0, `no reply lost (${s.reasons.join('; ')})`)
     t.equal(s.received, s.sent, 'every ping answered')
     t.equal(s.duplicates, 0, 'no duplicates')
     t.same(s.hosts, ['host-a1', 'host-a2'], 'answered by the source, then by the destination')
-    t.equal(s.valueContinuous, true, 'the guest value never went backwards: memory moved intact')
-    t.type(s.maxGapMs, 'number', 'the longest gap is reported')
+    t.equal(s.value_continuous, true, 'the guest value never went backwards: memory moved intact')
+    t.type(s.gap_ms_max, 'number', 'the longest gap is reported')
     const ev = (await lab.events()).filter((e) => e.seq > seq0 && e.details.vm === 'web1')
     const at = (kind: string) => ev.find((e) => e.kind === kind)?.seq ?? -1
     t.ok(at('migration.blackout') > 0 && at('migration.blackout') < at('vm.arrived'), 'the source paused before the destination ran')

@@ -198,11 +198,12 @@ t.test('leave: the node stops and the others remove it', async (t) => {
 
 t.test('the view check fails a run that decides two different views for one epoch', async (t) => {
   const net = checkedLab({ seed: 8 })
-  const decided = (coordinator: string): ClusterEvent => ({
-    kind: 'cluster.view-changed',
-    source: coordinator,
-    details: { epoch: 1, members: [A1, A2, B1], voters: [A1, A2, B1], witness_vote: false, coordinator, forced: false },
-  })
+  const decided = (coordinator: string): ClusterEvent =>
+    ({
+      kind: 'cluster.view-changed',
+      source: coordinator,
+      details: { epoch: 1, members: [A1, A2, B1], voters: [A1, A2, B1], witness_vote: false, coordinator, forced: false },
+    }) as ClusterEvent
   net.onEvent!(decided(A1), net)
   net.onEvent!(decided(A1), net)
   t.pass('the same view learned twice is fine')

@@ -3,8 +3,13 @@
  * Membership and the witness's Arbiter run in one process; messages are delayed, lost
  * or blocked by partitions; processes are killed and restarted from what they persisted.
  * Deterministic for a given seed (no Math.random, no real time).
+ *
+ * Each machine runs through the production cluster driver (shared/machine/cluster-driver.ts)
+ * with synchronous handlers: a persist is kept at once, a set-timer is a tick event on the
+ * simulated clock, so one step and all its effects happen within one simulated event.
  */
-import type { ClusterCommand, ClusterEvent, Effect } from '../../shared/consensus/cluster-effects.js'
+import type { ClusterCommand, ClusterEvent } from '../../shared/consensus/cluster-effects.js'
+import { clusterDriver, type ClusterDriver } from '../../shared/machine/cluster-driver.js'
 import { Membership, type MembershipConfig, type NodeRecord } from '../../agent/cluster/membership.js'
 import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
 import { clusterMessages } from '../../shared/protocol/cluster-messages.js'
@@ -18,7 +23,7 @@ interface SimEvent {
   incarnation: number
   kind: 'deliver' | 'tick' | 'call'
   message?: ClusterMessage
-  /** For `call`: what runs (the role layer's timers and requests), unless cancelled. */
+  /** For `call` and `tick`: what runs (the machine's tick, the role layer's timers and requests), unless cancelled. */
   call?: { fn: () => void; cancelled: boolean }
 }
 
@@ -88,6 +93,8 @@ export class SimNetwork {
   readonly records = new Map<string, NodeRecord | null>()
   witness: Arbiter | null = null
   witnessRecord: ArbiterRecord | undefined
+  private witnessDriver: ClusterDriver<ArbiterRecord> | null = null
+  private readonly drivers = new Map<string, ClusterDriver<NodeRecord>>()
   readonly events: ClusterEvent[] = []
   /** Called for every emitted event (invariant checks hook in here). */
   onEvent: ((e: ClusterEvent, net: SimNetwork) => void) | null = null
@@ -112,7 +119,7 @@ export class SimNetwork {
     }
     if (options.witness) {
       this.incarnations.set(options.witness.name, 0)
-      this.witness = new Arbiter(options.witness)
+      this.startWitness(new Arbiter(options.witness))
     }
   }
 
@@ -128,9 +135,12 @@ export class SimNetwork {
 
   kill(name: string): void {
     this.incarnations.set(name, (this.incarnations.get(name) ?? 0) + 1)
-    if (name === this.witnessName) this.witness = null
-    else {
+    if (name === this.witnessName) {
+      this.witness = null
+      this.witnessDriver = null
+    } else {
       this.hosts.set(name, null)
+      this.drivers.delete(name)
       this.onHostKilled?.(name)
     }
   }
@@ -140,8 +150,23 @@ export class SimNetwork {
     this.incarnations.set(name, (this.incarnations.get(name) ?? 0) + 1)
     if (name === this.witnessName) {
       const cfg = this.options.witness
-      if (cfg) this.witness = this.witnessRecord ? Arbiter.restore(cfg, this.witnessRecord) : new Arbiter(cfg)
+      if (cfg) this.startWitness(this.witnessRecord ? Arbiter.restore(cfg, this.witnessRecord) : new Arbiter(cfg))
     } else this.startHost(name)
+  }
+
+  private startWitness(witness: Arbiter): void {
+    const name = this.witnessName ?? ''
+    this.witness = witness
+    this.witnessDriver = clusterDriver<ArbiterRecord>((input) => witness.step(input, this.now_ms), {
+      armTimer: () => () => {}, // the Arbiter keeps no timer
+      send: (to, message) => this.transmit(name, to, message),
+      persist: (record) => void (this.witnessRecord = record),
+      emit: (event) => this.record(event),
+      onTimer: () => {},
+      onFatal: (e) => {
+        throw e
+      },
+    })
   }
 
   private startHost(name: string): void {
@@ -150,7 +175,9 @@ export class SimNetwork {
     const rec = this.records.get(name) ?? null
     const host = rec ? Membership.restore(cfg, rec, this.now_ms) : new Membership(cfg, null, this.now_ms)
     this.hosts.set(name, host)
-    this.apply(name, host.start(this.now_ms))
+    const driver = this.hostDriver(name, host)
+    this.drivers.set(name, driver)
+    void driver.run(host.start(this.now_ms))
     this.onHostStarted?.(name)
   }
 
@@ -191,9 +218,9 @@ export class SimNetwork {
   // ---- running --------------------------------------------------------------------
 
   command(name: string, command: ClusterCommand): void {
-    const host = this.hosts.get(name)
-    if (!host) throw new Error(`host ${name} is not running`)
-    this.apply(name, host.step({ kind: 'command', command }, this.now_ms))
+    const driver = this.drivers.get(name)
+    if (!driver) throw new Error(`host ${name} is not running`)
+    driver.feed({ kind: 'command', command })
   }
 
   /** Runs until `until_ms`, calling `afterStep` after every event processed. */
@@ -246,41 +273,32 @@ export class SimNetwork {
   private deliver(e: SimEvent): void {
     if (e.call) return e.call.fn()
     if (e.to === this.witnessName) {
-      if (this.witness && e.message) this.applyWitness(this.witness.step({ kind: 'message', message: e.message }, this.now_ms))
+      if (this.witnessDriver && e.message) this.witnessDriver.feed({ kind: 'message', message: e.message })
       return
     }
-    const host = this.hosts.get(e.to)
-    if (!host) return
-    const input = e.kind === 'tick' ? ({ kind: 'timer', token: 'tick' } as const) : ({ kind: 'message', message: e.message! } as const)
-    this.apply(e.to, host.step(input, this.now_ms))
+    const driver = this.drivers.get(e.to)
+    if (driver && e.message) driver.feed({ kind: 'message', message: e.message })
   }
 
-  private apply(from: string, effects: Effect<NodeRecord>[]): void {
-    for (const fx of effects) {
-      switch (fx.kind) {
-        case 'persist':
-          this.records.set(from, fx.record)
-          break
-        case 'set-timer':
-          this.queue.push({ at_ms: fx.at_ms, seq: this.seq++, to: from, incarnation: this.incarnations.get(from) ?? 0, kind: 'tick' })
-          break
-        case 'send':
-          this.transmit(from, fx.to, fx.message)
-          break
-        case 'emit':
-          this.record(fx.event)
-          break
-      }
-    }
-  }
-
-  private applyWitness(effects: Effect<ArbiterRecord>[]): void {
-    const name = this.witnessName ?? ''
-    for (const fx of effects) {
-      if (fx.kind === 'persist') this.witnessRecord = fx.record
-      else if (fx.kind === 'send') this.transmit(name, fx.to, fx.message)
-      else if (fx.kind === 'emit') this.record(fx.event)
-    }
+  /** A host's driver: its persists are kept in `records`, its tick is a `tick` event of its incarnation. */
+  private hostDriver(name: string, host: Membership): ClusterDriver<NodeRecord> {
+    const driver = clusterDriver<NodeRecord>((input) => host.step(input, this.now_ms), {
+      armTimer: (at_ms, fn) => {
+        const call = { fn, cancelled: false }
+        this.queue.push({ at_ms, seq: this.seq++, to: name, incarnation: this.incarnations.get(name) ?? 0, kind: 'tick', call })
+        return () => {
+          call.cancelled = true
+        }
+      },
+      send: (to, message) => this.transmit(name, to, message),
+      persist: (record) => void this.records.set(name, record),
+      emit: (event) => this.record(event),
+      onTimer: (token) => driver.feed({ kind: 'timer', token }),
+      onFatal: (e) => {
+        throw e
+      },
+    })
+    return driver
   }
 
   private record(event: ClusterEvent): void {

@@ -1,5 +1,5 @@
 /**
- * The cluster's process shell without sockets: the EffectRunner writes a persist before
+ * The cluster's process shell without sockets: the cluster driver writes a persist before
  * any effect after it, stops on a failed write, and keeps one tick timer; ClusterService
  * drops messages whose `from` is not the authenticated peer, writes its record to
  * cluster.json, and a host reopened from that record keeps its epochs.
@@ -11,20 +11,25 @@ import t from 'tap'
 import { membershipConfig } from '../../agent/cluster/cluster-config.js'
 import { ClusterService } from '../../agent/cluster/cluster-service.js'
 import { ManualClock } from '../../shared/clock.js'
-import type { Effect } from '../../shared/consensus/cluster-effects.js'
-import { flattenEventDetails } from '../../shared/event-details.js'
-import { EffectRunner } from '../../shared/machine/effect-runner.js'
+import type { ClusterEvent, Effect } from '../../shared/consensus/cluster-effects.js'
+import { flattenEventDetails } from '../../shared/timeline/flatten.js'
+import { clusterDriver, timerOn, type ClusterSinks } from '../../shared/machine/cluster-driver.js'
 import type { ClusterMessage } from '../../shared/protocol/cluster-messages.js'
 import { parseTopology } from '../../shared/topology.js'
 
 const hb = (from: string): ClusterMessage => ({ t: 'cluster-heartbeat', from, epoch: 0, db_epoch: 0, sent_ms: 0 })
+/** The cluster driver with only run() used (the batches are given, not stepped). */
+const batchDriver = <R>(
+  sinks: Omit<ClusterSinks<R>, 'armTimer'> & { clock: ManualClock },
+  bound?: { batches_max: number; log?: { warn(o: object, msg: string): void } },
+) => clusterDriver<R>(() => [], { ...sinks, armTimer: timerOn(sinks.clock) }, { defer_start: true, ...(bound ? { bound } : {}) })
 const flush = (): Promise<void> => new Promise((r) => setTimeout(r, 5))
 
-t.test('EffectRunner: a persist is written before the effects after it; a failed write stops everything', async (t) => {
+t.test('cluster driver: a persist is written before the effects after it; a failed write stops everything', async (t) => {
   const clock = new ManualClock(0)
   const log: string[] = []
   let release!: () => void
-  const runner = new EffectRunner<{ n: number }>({
+  const runner = batchDriver<{ n: number }>({
     clock,
     send: (to) => log.push(`send ${to}`),
     persist: (r) => {
@@ -43,7 +48,8 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
   const done = runner.run(batch)
   void runner.run([
     { kind: 'persist', record: { n: 2 } },
-    { kind: 'emit', event: { kind: 'later', source: 'x', details: {} } },
+    // A kind no machine emits: the driver carries out any emit in order, without reading it.
+    { kind: 'emit', event: { kind: 'later', source: 'x', details: {} } as unknown as ClusterEvent },
   ])
   await flush()
   t.same(log, ['send a', 'persist 2 start'], 'the send after the persist waits; the newest record is the one written')
@@ -52,7 +58,7 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
   await flush()
   t.same(log, ['send a', 'persist 2 start', 'persist 2 done', 'send b', 'emit later'], 'record 2 already covers the second persist')
 
-  const failing = new EffectRunner<{ n: number }>({
+  const failing = batchDriver<{ n: number }>({
     clock,
     send: (to) => log.push(`send2 ${to}`),
     persist: () => Promise.reject(new Error('disk full')),
@@ -72,11 +78,11 @@ t.test('EffectRunner: a persist is written before the effects after it; a failed
   )
 })
 
-t.test('EffectRunner: at its batch bound it admits no more inputs, logs once, and admits again once drained', async (t) => {
+t.test('cluster driver: at its batch bound it admits no more inputs, logs once, and admits again once drained', async (t) => {
   const clock = new ManualClock(0)
   const warnings: string[] = []
   let release!: () => void
-  const runner = new EffectRunner<{ n: number }>(
+  const runner = batchDriver<{ n: number }>(
     {
       clock,
       send: () => {},
@@ -131,10 +137,10 @@ t.test("ClusterService: a command at the bound is refused with HVLAB_E_BACKPRESS
   await s.stop()
 })
 
-t.test('EffectRunner: one tick timer, re-armed by each set-timer', async (t) => {
+t.test('cluster driver: one tick timer, re-armed by each set-timer', async (t) => {
   const clock = new ManualClock(0)
   let ticks = 0
-  const runner = new EffectRunner<object>({
+  const runner = batchDriver<object>({
     clock,
     send: () => {},
     persist: async () => {},

@@ -69,20 +69,20 @@ t.test('disk target: the array CLX made writable, the volume and the group; a mi
   t.equal(arrayOfSite(ARRAYS, 'site-c'), undefined)
 })
 
-type Start = Extract<RoleEffect, { type: 'start-vm' }>
-const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start-vm')
-const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.type === 'emit' ? [f.event.kind] : []))
+type Start = Extract<RoleEffect, { kind: 'start-vm' }>
+const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.kind === 'start-vm')
+const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [f.event.kind] : []))
 
 function lab() {
   const c = new RoleController()
   let now = 0
   const step = (input: RoleInput) => c.step(input, (now += 1000))
-  step({ type: 'membership', epoch: 1, nodes: HOSTS.map((h) => ({ name: h.name, status: 'up' as const, memory_mib: 8192 })) })
+  step({ kind: 'membership', epoch: 1, nodes: HOSTS.map((h) => ({ name: h.name, status: 'up' as const, memory_mib: 8192 })) })
   return {
     c,
     step,
     advance: (ms: number) => (now += ms),
-    cmd: (command: Extract<RoleInput, { type: 'command' }>['command']) => step({ type: 'command', command }),
+    cmd: (command: Extract<RoleInput, { kind: 'command' }>['command']) => step({ kind: 'command', command }),
   }
 }
 
@@ -94,7 +94,7 @@ t.test(
     const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
     t.match(s, { node: 'host-b1', storage: SPEC, force_storage: false })
     const reason = 'cannot start vm web1 on host-b1: remote copy group rc-web1 is syncing on array-b; …'
-    let fx = l.step({ type: 'vm-start-failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
+    let fx = l.step({ kind: 'vm-start-failed', role: 'web1', node: 'host-b1', op: s!.op, reason, storage_refused: true })
     t.ok(kinds(fx).includes('role.storage-refused'), 'a role.storage-refused event')
     t.ok(kinds(fx).includes('role.failure'), 'counted by the failover policy')
     const nodes: string[] = []
@@ -105,7 +105,7 @@ t.test(
       nodes.push(next.node)
       t.same(next.storage, SPEC, 'every retry carries the storage')
       if (!next.node.startsWith('host-b')) break
-      fx = l.step({ type: 'vm-start-failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
+      fx = l.step({ kind: 'vm-start-failed', role: 'web1', node: next.node, op: next.op, reason, storage_refused: true })
     }
     t.ok(
       nodes.some((n) => n.startsWith('host-a')),
@@ -120,7 +120,7 @@ t.test(
     const [forced] = starts(l.cmd({ op: 'start', name: 'web2', force_storage: true }))
     t.match(forced, { node: 'host-b1', force_storage: true })
     const fx2 = l.step({
-      type: 'vm-start-failed',
+      kind: 'vm-start-failed',
       role: 'web2',
       node: 'host-b1',
       op: forced!.op,
@@ -136,7 +136,7 @@ t.test('a start still preparing storage is not failed by an inventory until STAR
   const l = lab()
   l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'], storage: SPEC } })
   const [s] = starts(l.cmd({ op: 'start', name: 'web1' }))
-  const inventory = () => l.step({ type: 'inventory', node: 'host-a1', vms: [], ops_at_request: l.c.opSnapshot() })
+  const inventory = () => l.step({ kind: 'inventory', node: 'host-a1', vms: [], ops_at_request: l.c.opSnapshot() })
   t.notOk(kinds(inventory()).includes('role.failure'))
   t.match(l.c.role('web1'), { state: 'starting', owner: 'host-a1' })
   l.advance(START_REPLY_WAIT_MS)
@@ -145,7 +145,7 @@ t.test('a start still preparing storage is not failed by an inventory until STAR
   // A vm without a replicated disk answers at once: a missing one is a failure right away, as before.
   l.cmd({ op: 'create', spec: { name: 'loc1', memory_mib: 64, preferred_owners: ['host-a2'] } })
   l.cmd({ op: 'start', name: 'loc1' })
-  const fx = l.step({ type: 'inventory', node: 'host-a2', vms: [], ops_at_request: l.c.opSnapshot() })
+  const fx = l.step({ kind: 'inventory', node: 'host-a2', vms: [], ops_at_request: l.c.opSnapshot() })
   t.ok(kinds(fx).includes('role.failure'))
 })
 

@@ -150,7 +150,7 @@ t.test('direct/redirected state machine: one event per switch, with why', async 
   r = stepPathState(r.state, { kind: 'direct-ok' }, 50, who)
   t.equal(r.state.mode, 'Direct')
   t.equal(r.event?.kind, 'csv.io-direct')
-  t.equal(r.event?.details.redirected_ms, 30)
+  t.equal((r.event?.details as Record<string, unknown> | undefined)?.redirected_ms, 30)
 })
 
 t.test('database records round-trip; damaged entries are skipped and reported', async (t) => {

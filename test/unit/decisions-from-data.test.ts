@@ -119,19 +119,19 @@ t.test('no decision in agent/, array-emulator/, witness/, shared/ or scripts/ re
 // ── the data the decisions are made on ──────────────────────────────────────────────────
 
 const NODES: NodeView[] = ['host-a1', 'host-a2', 'host-b1'].map((name) => ({ name, status: 'up', memory_mib: 8192 }))
-const persisted = (fx: RoleEffect[]): VmRole[] => fx.flatMap((f) => (f.type === 'persist' ? [f.role] : []))
-const of = <T extends RoleEffect['type']>(fx: RoleEffect[], type: T) =>
-  fx.filter((f): f is Extract<RoleEffect, { type: T }> => f.type === type)
+const persisted = (fx: RoleEffect[]): VmRole[] => fx.flatMap((f) => (f.kind === 'write-role-record' ? [f.role] : []))
+const of = <T extends RoleEffect['kind']>(fx: RoleEffect[], type: T) =>
+  fx.filter((f): f is Extract<RoleEffect, { kind: T }> => f.kind === type)
 
 /** A live controller with web1 running on host-a1. */
 function running(live_migration = false) {
   const c = new RoleController({ live_migration })
   let now = 0
   const step = (input: RoleInput) => c.step(input, (now += 1000))
-  step({ type: 'membership', epoch: 1, nodes: NODES })
-  step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
-  const s = of(step({ type: 'command', command: { op: 'start', name: 'web1' } }), 'start-vm')[0]!
-  step({ type: 'vm-started', role: 'web1', node: s.node, op: s.op })
+  step({ kind: 'membership', epoch: 1, nodes: NODES })
+  step({ kind: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
+  const s = of(step({ kind: 'command', command: { op: 'start', name: 'web1' } }), 'start-vm')[0]!
+  step({ kind: 'vm-started', role: 'web1', node: s.node, op: s.op })
   return { c, step }
 }
 
@@ -141,10 +141,10 @@ function restore(roles: VmRole[], inventories: Record<string, { role: string; op
   let now = 0
   c.restore(roles, [], 7)
   const step = (input: RoleInput) => c.step(input, (now += 1000))
-  const fx = [...step({ type: 'membership', epoch: 7, nodes: NODES })]
+  const fx = [...step({ kind: 'membership', epoch: 7, nodes: NODES })]
   for (const n of NODES)
-    fx.push(...step({ type: 'inventory', node: n.name, vms: inventories[n.name] ?? [], ops_at_request: c.opSnapshot() }))
-  fx.push(...step({ type: 'sync-done' }))
+    fx.push(...step({ kind: 'inventory', node: n.name, vms: inventories[n.name] ?? [], ops_at_request: c.opSnapshot() }))
+  fx.push(...step({ kind: 'sync-done' }))
   return { c, fx }
 }
 
@@ -152,21 +152,21 @@ const record = (over: Partial<VmRole>): VmRole => ({ ...createVmRole({ name: 'we
 
 t.test('a role record says why it is stopping and where it migrates; both go once that is over', async (t) => {
   const { c, step } = running()
-  const stop = step({ type: 'command', command: { op: 'stop', name: 'web1' } })
+  const stop = step({ kind: 'command', command: { op: 'stop', name: 'web1' } })
   t.match(persisted(stop).at(-1), { state: 'stopping', stop_cause: 'operator' })
-  step({ type: 'vm-stopped', role: 'web1', node: 'host-a1', op: of(stop, 'stop-vm')[0]!.op })
+  step({ kind: 'vm-stopped', role: 'web1', node: 'host-a1', op: of(stop, 'stop-vm')[0]!.op })
   t.equal(c.role('web1')?.state, 'stopped')
   t.notOk('stop_cause' in c.role('web1')!, 'no stop cause once stopped')
 
   const moving = running()
-  const move = moving.step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
+  const move = moving.step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
   t.match(persisted(move).at(-1), { state: 'stopping', stop_cause: 'move' })
 
   const live = running(true)
-  const m = of(live.step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } }), 'migrate-vm')[0]!
+  const m = of(live.step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } }), 'migrate-vm')[0]!
   t.same(live.c.role('web1')?.migration, { to: 'host-a2', op: m.op })
   t.same(JSON.parse(encodeRole(live.c.role('web1')!)).migration, { to: 'host-a2', op: m.op }, 'persisted with the record')
-  const done = live.step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m.op, ok: true, reason: 'done' })
+  const done = live.step({ kind: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m.op, ok: true, reason: 'done' })
   t.match(persisted(done).at(-1), { owner: 'host-a2', state: 'running' })
   t.notOk('migration' in live.c.role('web1')!, 'no migration once it is over')
 })

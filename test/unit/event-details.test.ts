@@ -1,6 +1,6 @@
 /** flattenEventDetails: what a host's, the witness's and an array's events look like on the timeline. */
 import t from 'tap'
-import { flattenEventDetails } from '../../shared/event-details.js'
+import { flattenEventDetails } from '../../shared/timeline/flatten.js'
 import { detailValue } from '../../shared/protocol/runtime-messages.js'
 
 t.test('scalars and short lists stay; nested values become JSON text', async (t) => {

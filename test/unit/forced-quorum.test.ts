@@ -32,7 +32,7 @@ const holders = (net: SimNetwork): string[] =>
 for (const seed of seeds(import.meta.url, [11, 12, 13]).list) {
   t.test(`static votes: lost after sequential failures, forced on host-a1, others join it (seed ${seed})`, async (t) => {
     const net = makeLab({ seed, quorum: { dynamic_quorum: false, dynamic_witness: false }, net: { validate_messages: true } })
-    const views: ClusterEvent[] = []
+    const views: Extract<ClusterEvent, { kind: 'cluster.view-changed' }>[] = []
     net.onEvent = (e) => {
       if (e.kind === 'cluster.view-changed') views.push(e)
     }

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { duration, formatEvent, formatStatus, table } from '../../scripts/cli/format.js'
 import type { LabStatus, ProcessStatus } from '../../scripts/controller/lab-controller.js'
+import type { TimelineEvent } from '../../shared/timeline/events.js'
 
 t.test('duration', async (t) => {
   t.equal(duration(null), '-')
@@ -92,15 +93,23 @@ t.test('formatStatus', async (t) => {
 t.test('formatEvent', async (t) => {
   const at_ms = Date.UTC(2024, 0, 2, 3, 4, 5, 678)
   t.equal(
-    formatEvent({ seq: 1, at_ms, kind: 'peer.connected', source: 'host-a1', details: { peer: 'host-b1', n: 2, list: ['x'] } }),
+    // Details beyond what the kind declares (an older or newer lab's): printed as they are.
+    formatEvent({
+      seq: 1,
+      at_ms,
+      kind: 'peer.connected',
+      source: 'host-a1',
+      details: { peer: 'host-b1', n: 2, list: ['x'] },
+    } as unknown as TimelineEvent),
     '03:04:05.678  host-a1   peer.connected       peer=host-b1 n=2 list=["x"]',
   )
+  // And fewer than it declares.
   const crashed = formatEvent({
     seq: 2,
     at_ms,
     kind: 'process.crashed',
     source: 'lab',
     details: { process: 'witness', lastLogLines: ['first', 'second'] },
-  })
+  } as unknown as TimelineEvent)
   t.equal(crashed, '03:04:05.678  lab       process.crashed      process=witness\n    first\n    second')
 })

@@ -69,7 +69,7 @@ function twoHosts() {
     const a = testVmAgent({
       host,
       clock,
-      reportFailure: (f) => inbox.push({ type: 'vm-failed', node: host, ...f }),
+      reportFailure: (f) => inbox.push({ kind: 'vm-failed', node: host, ...f }),
       emitEvent: (kind, details) => events.push({ kind, details }),
     })
     a.start()
@@ -85,18 +85,18 @@ function twoHosts() {
         continue
       }
       const e = queue.shift()!
-      if (e.type === 'emit') events.push({ kind: e.event.kind, details: e.event.details })
-      if (e.type === 'start-vm') {
+      if (e.kind === 'emit') events.push({ kind: e.event.kind, details: e.event.details })
+      if (e.kind === 'start-vm') {
         const r = agents.get(e.node)!.startVm(e.role, e.memory_mib, e.op, e.epoch, 'coordinator')
         inbox.push(
           r.ok
-            ? { type: 'vm-started', role: e.role, node: e.node, op: e.op }
-            : { type: 'vm-start-failed', role: e.role, node: e.node, op: e.op, reason: r.reason },
+            ? { kind: 'vm-started', role: e.role, node: e.node, op: e.op }
+            : { kind: 'vm-start-failed', role: e.role, node: e.node, op: e.op, reason: r.reason },
         )
       }
-      if (e.type === 'stop-vm') {
+      if (e.kind === 'stop-vm') {
         agents.get(e.node)!.stopVm(e.role, e.op, e.reason)
-        inbox.push({ type: 'vm-stopped', role: e.role, node: e.node, op: e.op })
+        inbox.push({ kind: 'vm-stopped', role: e.role, node: e.node, op: e.op })
       }
     }
   }
@@ -108,7 +108,7 @@ function twoHosts() {
   }
   pump(
     ctl.step(
-      { type: 'membership', epoch: 1, nodes: NODES.map((name) => ({ name, status: 'up' as const, memory_mib: 4096 })) },
+      { kind: 'membership', epoch: 1, nodes: NODES.map((name) => ({ name, status: 'up' as const, memory_mib: 4096 })) },
       clock.now(),
     ),
   )
@@ -127,11 +127,11 @@ t.test('a hung guest is restarted in place three times, then failed over', async
   const l = twoHosts()
   l.pump(
     l.ctl.step(
-      { type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1', 'host-a2'] } } },
+      { kind: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1', 'host-a2'] } } },
       l.clock.now(),
     ),
   )
-  l.pump(l.ctl.step({ type: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
+  l.pump(l.ctl.step({ kind: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
   l.advance(3000)
   let at = ownerOf(l)
   t.match(at, { host: 'host-a1' }, 'runs on its first preferred owner')
@@ -173,11 +173,11 @@ t.test('a short hang that ends before IsAlive fails is not restarted; release en
   const l = twoHosts()
   l.pump(
     l.ctl.step(
-      { type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } },
+      { kind: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } },
       l.clock.now(),
     ),
   )
-  l.pump(l.ctl.step({ type: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
+  l.pump(l.ctl.step({ kind: 'command', command: { op: 'start', name: 'web1' } }, l.clock.now()))
   l.advance(3000)
   const first = ownerOf(l)!
   const a1 = l.agents.get('host-a1')!

@@ -13,13 +13,13 @@ t.test('counts sent, received, lost, gaps and hosts', async (t) => {
   t.equal(s.sent, 5)
   t.equal(s.received, 4)
   t.equal(s.lost, 1, 'seq 4 never answered')
-  t.equal(s.outOfOrder, 1, 'seq 2 came after seq 3')
-  t.equal(s.maxGapMs, 68, 'longest time between consecutive replies')
-  t.equal(s.maxRttMs, 61, 'seq 2: sent at 20, answered at 81')
+  t.equal(s.out_of_order, 1, 'seq 2 came after seq 3')
+  t.equal(s.gap_ms_max, 68, 'longest time between consecutive replies')
+  t.equal(s.rtt_ms_max, 61, 'seq 2: sent at 20, answered at 81')
   t.same(s.hosts, ['host-a1', 'host-a2'], 'hosts in the order they first answered')
-  t.equal(s.valueContinuous, true)
-  t.equal(s.firstValue, 100)
-  t.equal(s.lastValue, 103)
+  t.equal(s.value_continuous, true)
+  t.equal(s.first_value, 100)
+  t.equal(s.last_value, 103)
 })
 
 t.test('duplicates, unexpected seqs and unreachable pings', async (t) => {
@@ -48,8 +48,8 @@ t.test('a value that does not rise breaks continuity', async (t) => {
   p.pong(2, 5, 'h', 3) // went backwards: memory did not move intact
   p.pong(3, 5, 'h', 4) // repeated
   const s = p.summary()
-  t.equal(s.valueBackwards, 2)
-  t.equal(s.valueContinuous, false)
+  t.equal(s.value_backwards, 2)
+  t.equal(s.value_continuous, false)
   t.match(formatPingSummary('web1', s), /went backwards 2 times/)
 })
 

@@ -4,7 +4,7 @@
  * synchronous acknowledgement means while the partner is unreachable.
  */
 import t from 'tap'
-import { formatGroups } from '../../scripts/cli/storage-commands.js'
+import { formatGroups } from '../../scripts/cli/rcopy-status-format.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 
 function group(over: Partial<RcGroupStatus> = {}): RcGroupStatus {

@@ -7,11 +7,11 @@ import { forEachSeed, seeds } from '../sim/seed.js'
 
 const MIN = 60_000
 
-type Start = Extract<RoleEffect, { type: 'start-vm' }>
-type Stop = Extract<RoleEffect, { type: 'stop-vm' }>
-const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start-vm')
-const stops = (fx: RoleEffect[]) => fx.filter((f): f is Stop => f.type === 'stop-vm')
-const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.type === 'emit' ? [f.event.kind] : []))
+type Start = Extract<RoleEffect, { kind: 'start-vm' }>
+type Stop = Extract<RoleEffect, { kind: 'stop-vm' }>
+const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.kind === 'start-vm')
+const stops = (fx: RoleEffect[]) => fx.filter((f): f is Stop => f.kind === 'stop-vm')
+const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [f.event.kind] : []))
 
 function cluster(statuses: Record<string, NodeView['status']>, memory_mib = 8192) {
   return Object.entries(statuses).map(([name, status]) => ({ name, status, memory_mib }))
@@ -24,18 +24,18 @@ function lab(memory_mib = 8192) {
   let epoch = 1
   const statuses: Record<string, NodeView['status']> = { 'host-a1': 'up', 'host-a2': 'up', 'host-b1': 'up', 'host-b2': 'up' }
   const step = (input: RoleInput) => c.step(input, (now += 1000))
-  step({ type: 'membership', epoch, nodes: cluster(statuses, memory_mib) })
+  step({ kind: 'membership', epoch, nodes: cluster(statuses, memory_mib) })
   return {
     c,
     step,
     advance: (ms: number) => (now += ms),
     setNode: (name: string, status: NodeView['status']) => {
       statuses[name] = status
-      return step({ type: 'membership', epoch: ++epoch, nodes: cluster(statuses, memory_mib) })
+      return step({ kind: 'membership', epoch: ++epoch, nodes: cluster(statuses, memory_mib) })
     },
-    cmd: (command: Extract<RoleInput, { type: 'command' }>['command']) => step({ type: 'command', command }),
-    started: (s: Start) => step({ type: 'vm-started', role: s.role, node: s.node, op: s.op }),
-    stopped: (s: Stop) => step({ type: 'vm-stopped', role: s.role, node: s.node, op: s.op }),
+    cmd: (command: Extract<RoleInput, { kind: 'command' }>['command']) => step({ kind: 'command', command }),
+    started: (s: Start) => step({ kind: 'vm-started', role: s.role, node: s.node, op: s.op }),
+    stopped: (s: Stop) => step({ kind: 'vm-stopped', role: s.role, node: s.node, op: s.op }),
   }
 }
 
@@ -105,7 +105,7 @@ t.test('move: stop on the source first, start on the target only after the stop 
   t.same(starts(fx), [])
   t.match(l.c.role('web1'), { state: 'stopping', owner: 'host-a1' })
   // A stale reply (wrong op) changes nothing.
-  t.same(starts(l.step({ type: 'vm-stopped', role: 'web1', node: 'host-a1', op: 999 })), [])
+  t.same(starts(l.step({ kind: 'vm-stopped', role: 'web1', node: 'host-a1', op: 999 })), [])
   const fx2 = l.stopped(stops(fx)[0]!)
   t.match(starts(fx2), [{ role: 'web1', node: 'host-b2' }])
   l.started(starts(fx2)[0]!)
@@ -117,7 +117,7 @@ t.test('host crash: nothing moves until membership says Down; then preferred own
   running(l, 'web1', 2048, ['host-a1', 'host-a2'])
   running(l, 'db1', 2048, ['host-a1', 'host-b2'])
   // The host died, but until membership declares it Down (after the quorum-loss bound) nothing happens.
-  t.same(starts(l.step({ type: 'failback-check', hour_of_day: 3 })), [])
+  t.same(starts(l.step({ kind: 'failback-check', hour_of_day: 3 })), [])
   const fx = l.setNode('host-a1', 'down')
   t.match(starts(fx), [
     { role: 'db1', node: 'host-b2' },
@@ -131,7 +131,7 @@ t.test('health failures: 3 restarts in place (stop, then start on the same node)
   const l = lab()
   let s = running(l, 'web1', 2048, ['host-a1', 'host-a2'])
   for (let i = 0; i < 3; i++) {
-    const fx = l.step({ type: 'vm-failed', role: 'web1', node: 'host-a1', op: s.op, gone: false, reason: 'IsAlive failed' })
+    const fx = l.step({ kind: 'vm-failed', role: 'web1', node: 'host-a1', op: s.op, gone: false, reason: 'IsAlive failed' })
     const [stop] = stops(fx)
     t.match(stop, { node: 'host-a1' }, `restart ${i + 1}: stopped first`)
     const [start] = starts(l.stopped(stop!))
@@ -139,13 +139,13 @@ t.test('health failures: 3 restarts in place (stop, then start on the same node)
     l.started(start!)
     s = start!
   }
-  const fx = l.step({ type: 'vm-failed', role: 'web1', node: 'host-a1', op: s.op, gone: false, reason: 'IsAlive failed' })
+  const fx = l.step({ kind: 'vm-failed', role: 'web1', node: 'host-a1', op: s.op, gone: false, reason: 'IsAlive failed' })
   const [start] = starts(l.stopped(stops(fx)[0]!))
   t.match(start, { node: 'host-a2' }, 'fourth failure within 15 min: failed over')
   // After 15 minutes the restart counter on host-a1 is clear again (sliding window).
   l.started(start!)
   l.advance(16 * MIN)
-  const again = l.step({ type: 'vm-failed', role: 'web1', node: 'host-a2', op: start!.op, gone: true, reason: 'guest crashed' })
+  const again = l.step({ kind: 'vm-failed', role: 'web1', node: 'host-a2', op: start!.op, gone: true, reason: 'guest crashed' })
   t.match(starts(again), [{ node: 'host-a2' }], 'a vm that is gone restarts at once, no stop needed')
 })
 
@@ -190,7 +190,7 @@ t.test('pause --drain moves roles off; resume --failback brings them back', asyn
   running(l, 'a', 4096, ['host-a1'])
   running(l, 'b', 2048, ['host-a1'])
   const fx = l.cmd({ op: 'pause', node: 'host-a1', drain: true })
-  t.match(fx, [{ type: 'set-node-paused', node: 'host-a1', paused: true }])
+  t.match(fx, [{ kind: 'set-node-paused', node: 'host-a1', paused: true }])
   const drainStops = stops(fx)
   t.same(
     drainStops.map((s) => s.role),
@@ -214,7 +214,7 @@ t.test('pause --drain moves roles off; resume --failback brings them back', asyn
   for (const s of moved) l.started(s)
   t.throws(() => l.cmd({ op: 'start', name: 'zz' }))
   const back = l.cmd({ op: 'resume', node: 'host-a1', failback: true })
-  t.match(back, [{ type: 'set-node-paused', node: 'host-a1', paused: false }])
+  t.match(back, [{ kind: 'set-node-paused', node: 'host-a1', paused: false }])
   const returning = stops(back).flatMap((s) => starts(l.stopped(s)))
   t.match(returning, [
     { role: 'a', node: 'host-a1' },
@@ -241,8 +241,8 @@ t.test('failback policy: off by default; when on, only inside its window', async
     { name: 'nofb', owner: 'host-b1' },
   ])
   l.setNode('host-a1', 'up')
-  t.same(stops(l.step({ type: 'failback-check', hour_of_day: 12 })), [], 'outside the window')
-  const fx = l.step({ type: 'failback-check', hour_of_day: 23 })
+  t.same(stops(l.step({ kind: 'failback-check', hour_of_day: 12 })), [], 'outside the window')
+  const fx = l.step({ kind: 'failback-check', hour_of_day: 23 })
   t.match(stops(fx), [{ role: 'fb', node: 'host-a2' }], 'only the role with failback on')
   t.match(starts(l.stopped(stops(fx)[0]!)), [{ role: 'fb', node: 'host-a1' }])
 })
@@ -250,10 +250,10 @@ t.test('failback policy: off by default; when on, only inside its window', async
 t.test('a report from a node that does not own the vm gets a stop; stale epochs are ignored', async (t) => {
   const l = lab()
   running(l, 'web1', 1024, ['host-a1'])
-  const fx = l.step({ type: 'vm-started', role: 'web1', node: 'host-b2', op: 1 })
+  const fx = l.step({ kind: 'vm-started', role: 'web1', node: 'host-b2', op: 1 })
   t.match(stops(fx), [{ role: 'web1', node: 'host-b2' }])
   t.match(l.c.role('web1'), { state: 'running', owner: 'host-a1' })
-  const stale = l.step({ type: 'membership', epoch: 0, nodes: cluster({ 'host-a1': 'down' }) })
+  const stale = l.step({ kind: 'membership', epoch: 0, nodes: cluster({ 'host-a1': 'down' }) })
   t.ok(kinds(stale).includes('membership.stale'))
   t.match(l.c.role('web1'), { state: 'running', owner: 'host-a1' })
 })
@@ -270,8 +270,8 @@ t.test('replies for an older op are ignored (a late answer is never taken for th
   t.match(l.c.role('web1'), { state: 'starting' }, 'the answer to the first start does not count')
   t.same(
     l
-      .step({ type: 'vm-failed', role: 'web1', node: 'host-a1', op: first.op, gone: true, reason: 'old incarnation' })
-      .filter((f) => f.type !== 'emit'),
+      .step({ kind: 'vm-failed', role: 'web1', node: 'host-a1', op: first.op, gone: true, reason: 'old incarnation' })
+      .filter((f) => f.kind !== 'emit'),
     [],
   )
   l.started(second)
@@ -319,14 +319,14 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
   const violations: string[] = []
 
   const membership = (): RoleInput => ({
-    type: 'membership',
+    kind: 'membership',
     epoch: ++epoch,
     nodes: names.map((name) => ({ name, memory_mib: 8192, status: agents.get(name)!.declaredDown ? 'down' : 'up' })),
   })
   const feed = (input: RoleInput) => {
     now += 1 + Math.floor(rand() * 5000)
     for (const fx of c.step(input, now)) {
-      if (fx.type === 'start-vm' || fx.type === 'stop-vm') {
+      if (fx.kind === 'start-vm' || fx.kind === 'stop-vm') {
         const a = agents.get(fx.node)
         if (a?.alive && !a.declaredDown) a.inbox.push(fx)
       }
@@ -342,16 +342,16 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
   const deliverOne = (a: Agent, name: string) => {
     const fx = a.inbox.shift()
     if (!fx) return
-    if (fx.type === 'start-vm') {
+    if (fx.kind === 'start-vm') {
       if (rand() < 0.1 && !a.vms.has(fx.role)) {
-        replies.push({ type: 'vm-start-failed', role: fx.role, node: name, op: fx.op, reason: 'simulated start failure' })
+        replies.push({ kind: 'vm-start-failed', role: fx.role, node: name, op: fx.op, reason: 'simulated start failure' })
       } else {
         a.vms.set(fx.role, a.vms.get(fx.role) ?? fx.op)
-        replies.push({ type: 'vm-started', role: fx.role, node: name, op: fx.op })
+        replies.push({ kind: 'vm-started', role: fx.role, node: name, op: fx.op })
       }
-    } else if (fx.type === 'stop-vm') {
+    } else if (fx.kind === 'stop-vm') {
       a.vms.delete(fx.role)
-      replies.push({ type: 'vm-stopped', role: fx.role, node: name, op: fx.op })
+      replies.push({ kind: 'vm-stopped', role: fx.role, node: name, op: fx.op })
     }
     check()
   }
@@ -359,13 +359,13 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
   feed(membership())
   for (const r of roles) {
     feed({
-      type: 'command',
+      kind: 'command',
       command: { op: 'create', spec: { name: r, memory_mib: 1024 * (1 + Math.floor(rand() * 4)), preferred_owners: [pick(names)] } },
     })
   }
-  const command = (cmd: Extract<RoleInput, { type: 'command' }>['command']) => {
+  const command = (cmd: Extract<RoleInput, { kind: 'command' }>['command']) => {
     try {
-      feed({ type: 'command', command: cmd })
+      feed({ kind: 'command', command: cmd })
       if (cmd.op === 'start') wantRunning.add(cmd.name)
       if (cmd.op === 'stop') wantRunning.delete(cmd.name)
     } catch (e) {
@@ -405,7 +405,7 @@ function simulate(seed: number, opts: { steps: number; generousPolicy: boolean }
         const [role, op] = pick(owned)
         const gone = rand() < 0.5
         if (gone) a.vms.delete(role)
-        replies.push({ type: 'vm-failed', role, node, op, gone, reason: 'simulated guest failure' })
+        replies.push({ kind: 'vm-failed', role, node, op, gone, reason: 'simulated guest failure' })
       }
     } else if (x < 0.85) {
       command({ op: 'start', name: pick(roles) })

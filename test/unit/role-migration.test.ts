@@ -3,9 +3,9 @@ import t from 'tap'
 import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
 
-type Migrate = Extract<RoleEffect, { type: 'migrate-vm' }>
-const migrations = (fx: RoleEffect[]) => fx.filter((f): f is Migrate => f.type === 'migrate-vm')
-const of = (fx: RoleEffect[], type: RoleEffect['type']) => fx.filter((f) => f.type === type)
+type Migrate = Extract<RoleEffect, { kind: 'migrate-vm' }>
+const migrations = (fx: RoleEffect[]) => fx.filter((f): f is Migrate => f.kind === 'migrate-vm')
+const of = (fx: RoleEffect[], type: RoleEffect['kind']) => fx.filter((f) => f.kind === type)
 const HOSTS = ['host-a1', 'host-a2', 'host-b1']
 
 function lab() {
@@ -13,48 +13,48 @@ function lab() {
   let now = 0
   const step = (input: RoleInput) => c.step(input, (now += 1000))
   const nodes: NodeView[] = HOSTS.map((name) => ({ name, status: 'up', memory_mib: 8192 }))
-  step({ type: 'membership', epoch: 1, nodes })
-  step({ type: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
-  const fx = step({ type: 'command', command: { op: 'start', name: 'web1' } })
-  const s = fx.find((f): f is Extract<RoleEffect, { type: 'start-vm' }> => f.type === 'start-vm')!
-  step({ type: 'vm-started', role: 'web1', node: s.node, op: s.op })
+  step({ kind: 'membership', epoch: 1, nodes })
+  step({ kind: 'command', command: { op: 'create', spec: { name: 'web1', memory_mib: 64, preferred_owners: ['host-a1'] } } })
+  const fx = step({ kind: 'command', command: { op: 'start', name: 'web1' } })
+  const s = fx.find((f): f is Extract<RoleEffect, { kind: 'start-vm' }> => f.kind === 'start-vm')!
+  step({ kind: 'vm-started', role: 'web1', node: s.node, op: s.op })
   return { c, step, advance: (ms: number) => (now += ms), start_op: s.op }
 }
 
 t.test('a move migrates; the owner changes only when the owner reports success, with no stop or start', async (t) => {
   const { c, step } = lab()
-  const fx = step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
+  const fx = step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-a2' } })
   const [m] = migrations(fx)
   t.ok(m, 'a migrate-vm effect')
   t.same([m!.node, m!.to], ['host-a1', 'host-a2'])
   t.same(of(fx, 'stop-vm'), [], 'no stop')
   t.equal(c.role('web1')?.owner, 'host-a1', 'still owned by the source while migrating')
   t.throws(
-    () => step({ type: 'command', command: { op: 'stop', name: 'web1' } }),
+    () => step({ kind: 'command', command: { op: 'stop', name: 'web1' } }),
     /being migrated from host-a1 to host-a2/,
     'a stop is refused while migrating',
   )
   // both hosts report it (destination runs it, source not yet released): nothing is stopped
-  const inv1 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
-  const inv2 = step({ type: 'inventory', node: 'host-a1', vms: [], ops_at_request: c.opSnapshot() })
+  const inv1 = step({ kind: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
+  const inv2 = step({ kind: 'inventory', node: 'host-a1', vms: [], ops_at_request: c.opSnapshot() })
   t.same([...of(inv1, 'stop-vm'), ...of(inv2, 'stop-vm'), ...of(inv2, 'start-vm')], [], 'inventories leave a migrating role alone')
-  step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op - 1, ok: true, reason: 'stale' })
+  step({ kind: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op - 1, ok: true, reason: 'stale' })
   t.equal(c.role('web1')?.owner, 'host-a1', 'a report of another op is ignored')
-  const done = step({ type: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op, ok: true, reason: 'done' })
+  const done = step({ kind: 'vm-migrated', role: 'web1', node: 'host-a1', to: 'host-a2', op: m!.op, ok: true, reason: 'done' })
   t.equal(c.role('web1')?.owner, 'host-a2', 'the owner is the destination')
   t.equal(c.role('web1')?.state, 'running')
   t.same([...of(done, 'stop-vm'), ...of(done, 'start-vm')], [], 'no stop/start')
-  const inv3 = step({ type: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
+  const inv3 = step({ kind: 'inventory', node: 'host-a2', vms: [{ role: 'web1', op: m!.op }], ops_at_request: c.opSnapshot() })
   t.same(of(inv3, 'stop-vm'), [], 'the destination copy is the role now')
 })
 
 t.test('a failed migration leaves the role on its owner; a drain does not retry it at once', async (t) => {
   const { c, step, advance } = lab()
-  const fx = step({ type: 'command', command: { op: 'pause', node: 'host-a1', drain: true } })
+  const fx = step({ kind: 'command', command: { op: 'pause', node: 'host-a1', drain: true } })
   const [m] = migrations(fx)
   t.ok(m, 'the drain migrates')
   const failed = step({
-    type: 'vm-migrated',
+    kind: 'vm-migrated',
     role: 'web1',
     node: 'host-a1',
     to: m!.to,
@@ -66,6 +66,6 @@ t.test('a failed migration leaves the role on its owner; a drain does not retry 
   t.match(c.role('web1')?.reason, /migration to .* failed: the connection was lost/)
   t.same(migrations(failed), [], 'no immediate retry')
   advance(31_000)
-  const again = step({ type: 'failback-check', hour_of_day: 3 })
+  const again = step({ kind: 'failback-check', hour_of_day: 3 })
   t.equal(migrations(again).length, 1, 'the drain tries again later')
 })

@@ -3,11 +3,11 @@ import { OPS_PER_EPOCH, RoleController, type RoleEffect } from '../../agent/clus
 import { createVmRole, type VmRole } from '../../agent/cluster/vm-role.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
 
-type Start = Extract<RoleEffect, { type: 'start-vm' }>
-type Stop = Extract<RoleEffect, { type: 'stop-vm' }>
-const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.type === 'start-vm')
-const stops = (fx: RoleEffect[]) => fx.filter((f): f is Stop => f.type === 'stop-vm')
-const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.type === 'emit' ? [f.event.kind] : []))
+type Start = Extract<RoleEffect, { kind: 'start-vm' }>
+type Stop = Extract<RoleEffect, { kind: 'stop-vm' }>
+const starts = (fx: RoleEffect[]) => fx.filter((f): f is Start => f.kind === 'start-vm')
+const stops = (fx: RoleEffect[]) => fx.filter((f): f is Stop => f.kind === 'stop-vm')
+const kinds = (fx: RoleEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [f.event.kind] : []))
 
 const NODES = ['host-a1', 'host-a2', 'host-b1']
 const nodes = (status: Partial<Record<string, NodeView['status']>> = {}): NodeView[] =>
@@ -23,9 +23,9 @@ function restored(roles: VmRole[], status: Partial<Record<string, NodeView['stat
   let now = 0
   c.restore(roles, [], 7)
   const step = (input: Parameters<RoleController['step']>[0]) => c.step(input, (now += 1000))
-  const first = step({ type: 'membership', epoch: 7, nodes: nodes(status) })
+  const first = step({ kind: 'membership', epoch: 7, nodes: nodes(status) })
   const inventory = (node: string, vms: { role: string; op: number }[], ops = c.opSnapshot()) =>
-    step({ type: 'inventory', node, vms, ops_at_request: ops })
+    step({ kind: 'inventory', node, vms, ops_at_request: ops })
   return { c, step, first, inventory }
 }
 
@@ -46,7 +46,7 @@ t.test('restored roles are not placed until sync-done; a reported vm is adopted 
   t.equal(c.role('db1')?.owner, 'host-b1', 'adopted where it runs')
   t.equal(c.role('db1')?.state, 'running')
   inventory('host-a1', [])
-  const done = step({ type: 'sync-done' })
+  const done = step({ kind: 'sync-done' })
   t.notOk(c.isSyncing)
   t.same(
     starts(done).map((s) => [s.role, s.node]),
@@ -55,9 +55,9 @@ t.test('restored roles are not placed until sync-done; a reported vm is adopted 
   )
   t.ok(starts(done)[0]!.op > 7 * OPS_PER_EPOCH, 'new ops are above any older coordinator’s')
   // the adopted incarnation's op is the one the host reported: a failure report with it counts
-  const failed = step({ type: 'vm-failed', role: 'web1', node: 'host-a2', op: 3, gone: true, reason: 'guest crashed' })
+  const failed = step({ kind: 'vm-failed', role: 'web1', node: 'host-a2', op: 3, gone: true, reason: 'guest crashed' })
   t.ok(kinds(failed).includes('role.failure'), 'a failure of the adopted vm is acted on')
-  const stale = step({ type: 'vm-failed', role: 'db1', node: 'host-b1', op: 8, gone: true, reason: 'old' })
+  const stale = step({ kind: 'vm-failed', role: 'db1', node: 'host-b1', op: 8, gone: true, reason: 'old' })
   t.notOk(kinds(stale).includes('role.failure'), 'a report with another op is stale')
 })
 
@@ -68,7 +68,7 @@ t.test('a recorded owner that no longer has the vm: running → restarted, stopp
   t.notOk(kinds(fx).includes('role.failure'))
   inventory('host-a1', [])
   inventory('host-b1', [])
-  const done = step({ type: 'sync-done' })
+  const done = step({ kind: 'sync-done' })
   t.ok(kinds(done).includes('role.failure'), 'web1 missing on its owner and everywhere else is a failure')
   t.same(
     starts(done).map((s) => [s.role, s.node]),
@@ -96,7 +96,7 @@ t.test(
     t.equal(c.role('db1')?.owner, 'host-b1', 'a restored starting role too')
     t.equal(c.role('db1')?.state, 'running')
     inventory('host-a1', [])
-    const done = step({ type: 'sync-done' })
+    const done = step({ kind: 'sync-done' })
     t.same(starts(done), [], 'nothing restarted: both run, once')
     t.notOk(kinds(done).includes('role.failure'))
     t.same(
@@ -130,16 +130,16 @@ t.test('an inventory that crossed a start or stop does not touch that role', asy
   const c = new RoleController()
   let now = 0
   const step = (input: Parameters<RoleController['step']>[0]) => c.step(input, (now += 1000))
-  step({ type: 'membership', epoch: 1, nodes: nodes() })
-  step({ type: 'command', command: { op: 'create', spec: { name: 'web1' } } })
+  step({ kind: 'membership', epoch: 1, nodes: nodes() })
+  step({ kind: 'command', command: { op: 'create', spec: { name: 'web1' } } })
   const before = c.opSnapshot()
-  const s = starts(step({ type: 'command', command: { op: 'start', name: 'web1' } }))[0]!
+  const s = starts(step({ kind: 'command', command: { op: 'start', name: 'web1' } }))[0]!
   // the host answered the inventory before it got the start
-  const fx = step({ type: 'inventory', node: s.node, vms: [], ops_at_request: before })
+  const fx = step({ kind: 'inventory', node: s.node, vms: [], ops_at_request: before })
   t.same(kinds(fx), [], 'no failure for a start in flight')
   t.equal(c.role('web1')?.state, 'starting')
   // asked after the start; the start's reply was lost: the inventory settles it
-  step({ type: 'inventory', node: s.node, vms: [{ role: 'web1', op: s.op }], ops_at_request: c.opSnapshot() })
+  step({ kind: 'inventory', node: s.node, vms: [{ role: 'web1', op: s.op }], ops_at_request: c.opSnapshot() })
   t.equal(c.role('web1')?.state, 'running', 'a lost start reply is settled by the inventory')
 })
 
@@ -147,8 +147,8 @@ t.test('the owner down (after the stop bound): its restored role fails over afte
   const { c, step, inventory } = restored([role('web1', 'running', 'host-b1')], { 'host-b1': 'paused' })
   inventory('host-a1', [])
   inventory('host-a2', [])
-  t.same(starts(step({ type: 'sync-done' })), [], 'still held: host-b1 is not down yet')
-  const fx = step({ type: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
+  t.same(starts(step({ kind: 'sync-done' })), [], 'still held: host-b1 is not down yet')
+  const fx = step({ kind: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
   t.ok(kinds(fx).includes('role.failed-over'))
   t.equal(starts(fx)[0]?.node, 'host-a1')
   t.equal(c.role('web1')?.owner, 'host-a1')
@@ -162,10 +162,10 @@ t.test(
     const { c, inventory, step } = restored([role('web1', 'running', 'host-a2'), role('db1', 'pending', null)], { 'host-b1': 'paused' })
     inventory('host-a1', [])
     inventory('host-a2', [])
-    const done = step({ type: 'sync-done' })
+    const done = step({ kind: 'sync-done' })
     t.same(starts(done), [], 'neither restarted nor placed while host-b1 may still run them')
     t.ok(c.isSyncing, 'still syncing')
-    const free = step({ type: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
+    const free = step({ kind: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
     t.notOk(c.isSyncing)
     t.same(
       starts(free)
@@ -179,11 +179,11 @@ t.test(
 
 t.test('a restored owner that goes down while syncing: a member reporting the vm wins over the failover', async (t) => {
   const { c, inventory, step } = restored([role('web1', 'running', 'host-b1')], { 'host-b1': 'paused' })
-  const lost = step({ type: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
+  const lost = step({ kind: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
   t.same(starts(lost), [], 'no failover before the inventories are in')
   inventory('host-a2', [{ role: 'web1', op: 3 }])
   inventory('host-a1', [])
-  const done = step({ type: 'sync-done' })
+  const done = step({ kind: 'sync-done' })
   t.same(starts(done), [], 'it runs on host-a2: nothing to start')
   t.equal(c.role('web1')?.owner, 'host-a2')
   t.equal(c.role('web1')?.state, 'running')
@@ -191,10 +191,10 @@ t.test('a restored owner that goes down while syncing: a member reporting the vm
 
 t.test('a restored owner that went down while syncing and nobody reports the vm: it fails over when syncing ends', async (t) => {
   const { c, inventory, step } = restored([role('web1', 'running', 'host-b1')], { 'host-b1': 'paused' })
-  step({ type: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
+  step({ kind: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
   inventory('host-a1', [])
   inventory('host-a2', [])
-  const done = step({ type: 'sync-done' })
+  const done = step({ kind: 'sync-done' })
   t.ok(kinds(done).includes('role.failed-over'))
   t.equal(c.role('web1')?.owner, 'host-a1')
 })
@@ -205,8 +205,8 @@ t.test('a host that joins the view while syncing is heard before a restored role
   const { c, inventory, step } = restored([role('web1', 'running', 'host-a2')], { 'host-b1': 'paused' })
   inventory('host-a1', [])
   inventory('host-a2', [])
-  step({ type: 'sync-done' })
-  const joined = step({ type: 'membership', epoch: 8, nodes: nodes() })
+  step({ kind: 'sync-done' })
+  const joined = step({ kind: 'membership', epoch: 8, nodes: nodes() })
   t.same(starts(joined), [], 'host-b1 is up now but has not told what it runs: web1 is not restarted')
   t.ok(c.isSyncing)
   const fx = inventory('host-b1', [{ role: 'web1', op: 4 }])
@@ -219,21 +219,21 @@ t.test('a stop that never arrived is sent again when the owner still reports the
   const c = new RoleController()
   let now = 0
   const step = (input: Parameters<RoleController['step']>[0]) => c.step(input, (now += 1000))
-  step({ type: 'membership', epoch: 1, nodes: nodes() })
-  step({ type: 'command', command: { op: 'create', spec: { name: 'web1', preferred_owners: ['host-a1'] } } })
-  const s = starts(step({ type: 'command', command: { op: 'start', name: 'web1' } }))[0]!
-  step({ type: 'vm-started', role: 'web1', node: 'host-a1', op: s.op })
-  const first = stops(step({ type: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } }))[0]!
+  step({ kind: 'membership', epoch: 1, nodes: nodes() })
+  step({ kind: 'command', command: { op: 'create', spec: { name: 'web1', preferred_owners: ['host-a1'] } } })
+  const s = starts(step({ kind: 'command', command: { op: 'start', name: 'web1' } }))[0]!
+  step({ kind: 'vm-started', role: 'web1', node: 'host-a1', op: s.op })
+  const first = stops(step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } }))[0]!
   // the stop request failed (no connection); the next inventory still shows the vm
-  const again = stops(step({ type: 'inventory', node: 'host-a1', vms: [{ role: 'web1', op: s.op }], ops_at_request: c.opSnapshot() }))
+  const again = stops(step({ kind: 'inventory', node: 'host-a1', vms: [{ role: 'web1', op: s.op }], ops_at_request: c.opSnapshot() }))
   t.same(
     again.map((x) => x.node),
     ['host-a1'],
     'the stop is sent again',
   )
   t.ok(again[0]!.op > first.op, 'as a new op')
-  t.same(starts(step({ type: 'vm-stopped', role: 'web1', node: 'host-a1', op: first.op })), [], "the lost stop's op is stale")
-  const moved = starts(step({ type: 'vm-stopped', role: 'web1', node: 'host-a1', op: again[0]!.op }))
+  t.same(starts(step({ kind: 'vm-stopped', role: 'web1', node: 'host-a1', op: first.op })), [], "the lost stop's op is stale")
+  const moved = starts(step({ kind: 'vm-stopped', role: 'web1', node: 'host-a1', op: again[0]!.op }))
   t.same(
     moved.map((x) => x.node),
     ['host-b1'],
@@ -249,6 +249,6 @@ t.test('a restored stopping role its owner still runs: the stop is sent again (i
     ['host-a1'],
   )
   t.equal(c.role('db1')?.state, 'stopping')
-  step({ type: 'vm-stopped', role: 'db1', node: 'host-a1', op: stops(fx)[0]!.op })
+  step({ kind: 'vm-stopped', role: 'db1', node: 'host-a1', op: stops(fx)[0]!.op })
   t.equal(c.role('db1')?.state, 'stopped', 'the operator stop ends stopped')
 })

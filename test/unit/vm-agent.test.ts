@@ -128,7 +128,8 @@ t.test('the virtual switch hears where each vm is from the agent (vm-location), 
   const a = testVmAgent({
     clock,
     holdsLease: () => lease,
-    emitEvent: (kind, d) => said.push(`event ${kind} ${String(d.vm ?? (d.vms as string[] | undefined)?.join(','))}`),
+    emitEvent: (kind, d: Record<string, unknown>) =>
+      said.push(`event ${kind} ${String(d.vm ?? (d.vms as string[] | undefined)?.join(','))}`),
     announce: (l) => said.push(`${l.at} ${l.vm} op ${l.op} epoch ${l.epoch}`),
   })
   a.start()

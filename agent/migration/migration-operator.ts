@@ -1,0 +1,53 @@
+/**
+ * The operator's migration requests a host answers: cancel a migration, its progress and
+ * result (`vm migrate`), the guest's load (`hvlab vm load`) and an inspection of a VM here
+ * (memory hash, heartbeats, resumes, disk counters).
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { LabProcess } from '../../shared/lab-process.js'
+import type { Message } from '../../shared/protocol/messages.js'
+import type { VmAgent } from '../cluster/vm-agent.js'
+import type { MigrationService } from './migration-service.js'
+import type { MigrationStatusBook } from './migration-status.js'
+
+export function serveMigrationOperator(p: LabProcess, agent: VmAgent, service: MigrationService, book: MigrationStatusBook): void {
+  p.serveOperator('vm-migrate-cancel-request', (q): Message => {
+    if (!service.cancel(q.vm))
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} is not migrating vm ${q.vm}; \`hvlab vm list\` shows where it runs`)
+    return { t: 'ok' }
+  })
+  p.serveOperator('vm-migration-status-request', (q): Message => book.reply(q.vm, p.name))
+  p.serveOperator('vm-load-request', (q): Message => {
+    const vm = agent.vms.instance(q.vm)
+    if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${q.vm}`)
+    const load = vm.setLoad({
+      ...(q.dirty_mib_per_s !== undefined ? { dirty_mib_per_s: q.dirty_mib_per_s } : {}),
+      ...(q.hot_fraction !== null ? { hot_fraction: q.hot_fraction } : {}),
+      ...(q.disk_iops !== undefined ? { disk_iops: q.disk_iops } : {}),
+    })
+    p.emitEvent('vm.load', { vm: q.vm, dirty_mib_per_s: load.dirty_mib_per_s, hot_fraction: load.hot_fraction, disk_iops: load.disk_iops })
+    return { t: 'ok' }
+  })
+  p.serveOperator('vm-inspect-request', (q) => inspect(p, agent, q.vm))
+}
+
+async function inspect(p: LabProcess, agent: VmAgent, name: string): Promise<Message> {
+  const vm = agent.vms.instance(name)
+  if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${name}`)
+  const memory_sha256 = await vm.memory.sha256Async()
+  return {
+    t: 'vm-inspect-reply',
+    vm: name,
+    host: p.name,
+    running: vm.state === 'running',
+    paused: vm.paused,
+    memory_mib: vm.memory_mib,
+    memory_sha256,
+    guest_heartbeats: vm.guestHeartbeats,
+    dirty_mib_per_s: vm.load.dirty_mib_per_s,
+    hot_fraction: vm.load.hot_fraction,
+    resumes: vm.resumeCount,
+    disk_iops: vm.load.disk_iops,
+    disk: vm.diskCounters(),
+  }
+}

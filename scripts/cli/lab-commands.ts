@@ -1,0 +1,149 @@
+/**
+ * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `heal`,
+ * `events` and `down` — the processes, the faults injected into them and their network,
+ * and the lab-wide timeline. Each asks the lab controller through its control endpoint.
+ */
+import { type Command, Option } from 'commander'
+import { labLayout } from '../../shared/lab-layout.js'
+import type { LabStatus } from '../controller/lab-controller.js'
+import { SIGNALS, type SignalName } from '../controller/signals.js'
+import { currentIo } from './cli-io.js'
+import { ControlClient } from './control-client.js'
+import { formatEvent, formatStatus } from './format.js'
+import { registerUp } from './lab-up.js'
+import { dirOption, intIn, nameList, out, printResult } from './options.js'
+
+/** An event of the timeline as `hvlab events` receives it (JSON from the controller). */
+type TimelineEvent = Parameters<typeof formatEvent>[0]
+
+export function registerLabCommands(program: Command): void {
+  registerUp(program)
+  registerStatus(program)
+  registerKill(program)
+  registerRestart(program)
+  registerPartition(program)
+  registerHeal(program)
+  registerEvents(program)
+  registerDown(program)
+}
+
+function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('every process: name, role, site, pid, state (up/down/starting/paused), uptime, connected peers, metrics endpoint')
+    .addOption(dirOption())
+    .option('--json', 'machine-readable output: {"lab":{…},"processes":[{"name","role","site","pid","state",…}],"partitions":[…]}')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      const status = await ControlClient.forDir(o.dir).get<LabStatus>('/v1/status')
+      printResult(o.json, status, () => formatStatus(status))
+    })
+}
+
+function registerKill(program: Command): void {
+  program
+    .command('kill')
+    .description('fault injection: send a signal to one process (KILL is kill -9; STOP pauses it, CONT resumes it)')
+    .argument('<name>', 'process name, e.g. host-a1')
+    .addOption(new Option('--signal <signal>', 'signal to send').choices(SIGNALS).default('KILL'))
+    .addOption(dirOption())
+    .option('--json', 'print the process’s new status as JSON')
+    .action(async (name: string, o: { signal: SignalName; dir: string; json?: boolean }) => {
+      const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, {
+        signal: o.signal,
+      })
+      printResult(
+        o.json,
+        p,
+        () =>
+          `sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`,
+      )
+    })
+}
+
+function registerRestart(program: Command): void {
+  program
+    .command('restart')
+    .description('start a process again with its data intact (a running one is stopped first)')
+    .argument('<name>', 'process name')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string }) => {
+      await ControlClient.forDir(o.dir).post(`/v1/processes/${encodeURIComponent(name)}/restart`)
+      out(`restarting ${name}; \`hvlab status\` shows when it is up`)
+    })
+}
+
+function registerPartition(program: Command): void {
+  program
+    .command('partition')
+    .description('cut the network between two groups of processes (names or sites, comma-separated), both ways')
+    .argument('<a>', 'one side, e.g. site-a or host-a1,host-a2', nameList)
+    .argument('<b>', 'the other side, e.g. site-b', nameList)
+    .addOption(dirOption())
+    .option('--json', 'print the partition as JSON')
+    .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {
+      const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[] }>('/v1/partition', { a, b })
+      printResult(o.json, p, () => `partitioned ${p.a.join(',')}  ✕  ${p.b.join(',')}; \`hvlab heal\` removes it`)
+    })
+}
+
+function registerHeal(program: Command): void {
+  program
+    .command('heal')
+    .description('remove every network partition')
+    .addOption(dirOption())
+    .action(async (o: { dir: string }) => {
+      await ControlClient.forDir(o.dir).post('/v1/heal')
+      out('network healed')
+    })
+}
+
+/** What `hvlab events --help` says after the options: the timeline's limits. */
+const EVENTS_HELP_AFTER = [
+  '',
+  "This shows the events the controller keeps in memory: the newest 10,000 within the topology's",
+  'limits.timeline_memory_bytes_max (16 MiB by default). Every event is also written to the',
+  'data dir as events.<n>.jsonl, rotated at events_file_bytes_max (16 MiB); the newest',
+  'events_files_kept (4) rotated files are kept.',
+  'At most event_followers_max (16) clients --follow at once; one that falls more than',
+  'event_follower_queue_bytes_max (1 MiB) behind is cut off: it prints why and exits 1,',
+  'and --after SEQ resumes from the last event it printed.',
+].join('\n')
+
+function registerEvents(program: Command): void {
+  program
+    .command('events')
+    .description('the lab-wide timeline: process started/exited/crashed, peer connected/lost, partitions, …')
+    .addHelpText('after', EVENTS_HELP_AFTER)
+    .addOption(dirOption())
+    .option('--follow', 'keep printing new events until Ctrl-C (exit 1 with the reason if the lab cuts this follower off)')
+    .option('--json', 'one JSON object per line: {"seq","at_ms","kind","source","details"}')
+    .option('--after <seq>', 'only events after this sequence number', intIn(0, Number.MAX_SAFE_INTEGER))
+    .action(printEvents)
+}
+
+async function printEvents(o: { dir: string; follow?: boolean; json?: boolean; after?: number }): Promise<void> {
+  const client = ControlClient.forDir(o.dir)
+  const abort = new AbortController()
+  // Ctrl-C ends --follow quietly (exit 0)
+  const stopListening = currentIo().onInterrupt?.(() => abort.abort())
+  try {
+    await client.stream(
+      `/v1/events?after=${o.after ?? 0}${o.follow ? '&follow=1' : ''}`,
+      (e) => out(o.json ? JSON.stringify(e) : formatEvent(e as TimelineEvent)),
+      abort.signal,
+    )
+  } finally {
+    stopListening?.()
+  }
+}
+
+function registerDown(program: Command): void {
+  program
+    .command('down')
+    .description('stop every process of the lab; its logs and data stay in the data dir for inspection')
+    .addOption(dirOption())
+    .action(async (o: { dir: string }) => {
+      await ControlClient.forDir(o.dir).post('/v1/down')
+      out(`lab stopped; logs and data are in ${labLayout(o.dir).root}`)
+    })
+}

@@ -1,0 +1,7 @@
+/** The binary units the CLI prints sizes and rates in. */
+
+export const MIB = 2 ** 20
+export const GIB = 2 ** 30
+
+/** Bytes as MiB with one decimal, e.g. 1.5 (the unit is the caller's to print). */
+export const mibText = (bytes: number): string => (bytes / MIB).toFixed(1)

@@ -1,0 +1,162 @@
+/**
+ * `hvlab vm …`: highly available VM roles. This file makes the group and its life-cycle
+ * commands (create, start, stop, deps, list); the moves (vm-move-commands.ts), the
+ * guest's workload and faults (vm-workload-commands.ts) and `vm ping` (guest-commands.ts)
+ * register theirs among them, in the order `hvlab vm --help` lists them.
+ */
+import type { Command } from 'commander'
+import { HvlabError, describeError } from '../../shared/errors.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import { loadTopology } from '../../shared/topology.js'
+import { chooseVmStorage } from '../../shared/vm-storage-choice.js'
+import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { formatVmList } from './format.js'
+import { registerVmPing } from './guest-commands.js'
+import { dirOption, intIn, nameList, out, printResult } from './options.js'
+import { MIB } from './units.js'
+import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
+import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
+import { vmListNow, vmRole } from './vm-queries.js'
+import { registerVmHang, registerVmInspect, registerVmLoad } from './vm-workload-commands.js'
+
+/** `vm create` may first provision the VM's replicated disk on both arrays. */
+const CREATE_TIMEOUT_MS = 90_000
+/** The most guest memory `vm create` takes, MiB (4 TiB). */
+const MEMORY_MIB_MAX = 4 * 1024 * 1024
+
+export function registerVmCommands(program: Command): void {
+  const vm = program.command('vm').description('highly available VM roles: create, start, stop, move, list')
+  registerVmCreate(vm)
+  registerVmStartStop(vm, 'start')
+  registerVmStartStop(vm, 'stop')
+  registerVmMove(vm)
+  registerVmMigrate(vm)
+  registerVmMigrateCancel(vm)
+  registerVmLoad(vm)
+  registerVmInspect(vm)
+  registerVmHang(vm)
+  registerVmDeps(vm)
+  registerVmList(vm)
+  registerVmPing(vm)
+}
+
+interface VmCreateOptions {
+  dir: string
+  memoryMib: number
+  preferred?: string[]
+  storage?: string
+  diskGib?: number
+}
+
+function registerVmCreate(vm: Command): void {
+  vm.command('create')
+    .description('create a VM role (stopped); `hvlab vm start NAME` runs it on its first preferred owner that is up and has memory')
+    .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
+    .option('--memory-mib <n>', 'guest memory, MiB (the emulated VM really has it: keep lab VMs small)', intIn(32, MEMORY_MIB_MAX), 64)
+    .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
+    .option(
+      '--storage <kind>',
+      "replicated: a disk on the array of the preferred owner's site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites' hosts (the default with an array in each of two sites); local: the disk stays on its one host (the first --preferred), where alone the VM runs (no failover); csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it",
+    )
+    .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 16 MiB)', intIn(1, 4))
+    .addOption(dirOption())
+    .action(createVm)
+}
+
+async function createVm(name: string, o: VmCreateOptions): Promise<void> {
+  const storage = chooseVmStorage(
+    { ...(o.storage !== undefined ? { storage: o.storage } : {}), ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}) },
+    loadTopology(labLayout(o.dir).topology).arrays,
+  )
+  await askAnyHost(
+    ControlClient.forDir(o.dir),
+    {
+      t: 'role-command-request',
+      command: { op: 'create', spec: { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [], storage } },
+      forwarded: false,
+    },
+    'ok',
+    CREATE_TIMEOUT_MS,
+  )
+  const disk =
+    storage.kind === 'replicated'
+      ? `, disk ${name}-disk0 of ${storage.size_bytes / MIB} MiB in remote copy group rc-${name}`
+      : storage.kind === 'csv'
+        ? `, disk: region ${name} of ${storage.size_bytes / MIB} MiB on Cluster Shared Volume ${storage.csv}`
+        : ', local storage'
+  out(
+    `created vm ${name} (${o.memoryMib} MiB${o.preferred ? `, preferred ${o.preferred.join(',')}` : ''}${disk}); start it with \`hvlab vm start ${name}\`; \`hvlab vm deps ${name}\` shows its storage`,
+  )
+}
+
+function registerVmStartStop(vm: Command, verb: 'start' | 'stop'): void {
+  vm.command(verb)
+    .description(
+      verb === 'start'
+        ? 'start a VM role on the best node (preferred owners first); resets its failover counters'
+        : 'stop a VM role; it stays off until started',
+    )
+    .argument('<name>', 'the VM name')
+    .option(
+      '--force-storage',
+      verb === 'start'
+        ? "let CLX use this site's copy of the disk even though its remote-copy group is not in sync (later writes on the other array are lost); refused while the copy is still syncing"
+        : 'only for start',
+    )
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string; forceStorage?: boolean }) => {
+      if (verb === 'stop' && o.forceStorage) throw new HvlabError('HVLAB_E_USAGE', '--force-storage is for `hvlab vm start`')
+      await roleCommand(
+        ControlClient.forDir(o.dir),
+        verb === 'start' && o.forceStorage ? { op: 'start', name, force_storage: true } : { op: verb, name },
+      )
+      out(`${verb === 'start' ? 'starting' : 'stopping'} vm ${name}; \`hvlab vm list\` shows where it runs`)
+    })
+}
+
+function registerVmDeps(vm: Command): void {
+  vm.command('deps')
+    .description('the dependency tree of a vm: vm → disks → storage resource')
+    .argument('<name>', 'the VM name')
+    .addOption(dirOption())
+    .option(
+      '--json',
+      'machine-readable: {"vm","state","owner","memory_mib","disks":[{kind,volume,size_bytes,group,mode,presented_to,arrays:[{array,natural,reachable,role,started,link_up,state,bytes_behind}]}]}',
+    )
+    .action(async (name: string, o: { dir: string; json?: boolean }) => {
+      const client = ControlClient.forDir(o.dir)
+      const v = await vmRole(client, name)
+      const spec = v.storage ?? null
+      const answers = spec?.kind === 'replicated' ? await groupSides(client, spec.group, [spec.arrays.primary, spec.arrays.secondary]) : {}
+      const deps = vmDeps(v, answers)
+      printResult(o.json, deps, () => formatVmDepsTree(deps))
+    })
+}
+
+/** What each of `arrays` says about remote-copy group `group`: its side, none, or why it did not answer. */
+async function groupSides(client: ControlClient, group: string, arrays: readonly string[]): Promise<Record<string, ArrayAnswer>> {
+  const answers: Record<string, ArrayAnswer> = {}
+  await Promise.all(
+    arrays.map(async (array) => {
+      try {
+        const s = await client.request(array, { t: 'rc-status-request', group }, 'rc-status', HOST_REQUEST_TIMEOUT_MS)
+        answers[array] = { status: s.groups.find((g) => g.group === group) }
+      } catch (e) {
+        answers[array] = e instanceof HvlabError && e.code === 'HVLAB_E_NOT_FOUND' ? { status: undefined } : { error: describeError(e) }
+      }
+    }),
+  )
+  return answers
+}
+
+function registerVmList(vm: Command): void {
+  vm.command('list')
+    .description('every VM role: name, owner, state, preferred owners, and why it is in its state')
+    .addOption(dirOption())
+    .option('--json', 'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,reason,…}]}')
+    .action(async (o: { dir: string; json?: boolean }) => {
+      const r = await vmListNow(ControlClient.forDir(o.dir))
+      printResult(o.json, r, () => formatVmList(r))
+    })
+}

@@ -1,0 +1,119 @@
+/**
+ * `hvlab vm move`, `vm migrate` and `vm migrate-cancel`: moving a running VM to another
+ * host, by live migration in the background, by quick migration (waits and reports the
+ * downtime), or by live migration followed to its end with its progress and result.
+ */
+import type { Command } from 'commander'
+import type { MigrationOptionsMessage, MigrationResultMessage } from '../../shared/protocol/cluster-messages.js'
+import { setExitCode } from './cli-io.js'
+import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { newTicket, runMigration } from './migration-follow.js'
+import { dirOption, intIn, out, printResult } from './options.js'
+import { mibText } from './units.js'
+import { ownerOf } from './vm-queries.js'
+
+export function registerVmMove(vm: Command): void {
+  vm.command('move')
+    .description(
+      'move a running VM to another host by live migration (in the background); with --quick by quick migration: save memory and state, transfer, restore — the VM is down for the whole copy, and the command waits and reports how long',
+    )
+    .argument('<name>', 'the VM name')
+    .requiredOption('--to <host>', 'the host to move it to')
+    .option('--quick', 'quick migration; waits and reports the downtime')
+    .option('--json', 'with --quick: the result as one object')
+    .addOption(dirOption())
+    .action(moveVm)
+}
+
+async function moveVm(name: string, o: { dir: string; to: string; quick?: boolean; json?: boolean }): Promise<void> {
+  const client = ControlClient.forDir(o.dir)
+  if (!o.quick) {
+    await roleCommand(client, { op: 'move', name, to: o.to })
+    out(`live-migrating vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
+    return
+  }
+  const r = await runMigration(
+    client,
+    name,
+    o.to,
+    { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() },
+    o.json === true,
+  )
+  printResult(o.json, r, () =>
+    r.outcome === 'completed'
+      ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mibText(r.bytes_sent)} MiB sent)`
+      : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`,
+  )
+  if (r.outcome !== 'completed') setExitCode(1)
+}
+
+interface VmMigrateOptions {
+  dir: string
+  to: string
+  budgetMs?: number
+  maxRounds?: number
+  verify?: boolean
+  json?: boolean
+}
+
+export function registerVmMigrate(vm: Command): void {
+  vm.command('migrate')
+    .description(
+      'live-migrate a running VM to another host: pre-copy rounds while it runs, then a short blackout; shows a progress bar on a terminal (round, pages left, rate, expected blackout; a line per change when not a terminal) and the result. If it fails or is cancelled the VM keeps running where it was',
+    )
+    .argument('<name>', 'the VM name')
+    .requiredOption('--to <host>', 'the host to migrate it to')
+    .option('--budget-ms <n>', 'downtime budget: switch over when the rest fits in it', intIn(1, 60_000))
+    .option('--max-rounds <n>', 'pre-copy rounds at most before switching over anyway', intIn(1, 1000))
+    .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
+    .option(
+      '--json',
+      'machine-readable: one object {outcome,total_ms,blackout_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}',
+    )
+    .addOption(dirOption())
+    .action(migrateVm)
+}
+
+async function migrateVm(name: string, o: VmMigrateOptions): Promise<void> {
+  const options: MigrationOptionsMessage = {
+    mode: 'live',
+    budget_ms: o.budgetMs ?? null,
+    max_rounds: o.maxRounds ?? null,
+    verify: o.verify === true,
+    ticket: newTicket(),
+  }
+  const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
+  const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
+  printResult(o.json, { ...r, ...(options.verify ? { hashes_match } : {}) }, () => formatMigration(r, options.verify, hashes_match))
+  if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
+}
+
+function formatMigration(r: MigrationResultMessage, verify: boolean, hashes_match: boolean): string {
+  const lines = [
+    r.outcome === 'completed'
+      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackout ${r.blackout_ms === null ? '-' : `${Math.round(r.blackout_ms)} ms`} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
+      : `vm ${r.vm} stays on ${r.source}: migration ${r.outcome}: ${r.reason}`,
+    `  sent ${mibText(r.bytes_sent)} MiB for ${mibText(r.bytes_raw)} MiB raw (memory ${mibText(r.memory_bytes)} MiB), ${mibText(r.bandwidth_bytes_per_s)} MiB/s, dirty rate ${mibText(r.dirty_rate_bytes_per_s)} MiB/s, throttle max ${r.throttle_pct_max}%`,
+    `  rounds: ${r.rounds.map((x) => `#${x.round} ${x.dirty_pages} pages`).join(', ') || '-'}; final ${r.final_pages} pages`,
+    `  pages: ${r.pages.scanned} scanned, ${r.pages.skipped} skipped, ${r.pages.zero} zero, ${r.pages.delta} delta, ${r.pages.full} full`,
+  ]
+  if (verify)
+    lines.push(
+      `  verify: source ${r.source_sha256 ?? '-'} destination ${r.destination_sha256 ?? '-'}: ${hashes_match ? 'MATCH' : 'MISMATCH'}`,
+    )
+  return lines.join('\n')
+}
+
+export function registerVmMigrateCancel(vm: Command): void {
+  vm.command('migrate-cancel')
+    .description('cancel the live migration of a VM; it keeps running on its host')
+    .argument('<name>', 'the VM name')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string }) => {
+      const client = ControlClient.forDir(o.dir)
+      const owner = await ownerOf(client, name)
+      await client.request(owner, { t: 'vm-migrate-cancel-request', vm: name }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      out(`cancelling the migration of vm ${name}; it stays on ${owner}`)
+    })
+}

@@ -1,0 +1,42 @@
+/**
+ * The lab runtime's own events: the controller's (lab, process, network, controller
+ * errors) and every process shell's peer links (shared/lab-process.ts).
+ */
+import { z } from 'zod'
+import { defineEvents, detail } from './details.js'
+
+export const labEvents = defineEvents({
+  'lab.started': { topology: detail.name(), dir: detail.text(), processes: detail.uint() },
+  'lab.stopping': {},
+  'lab.stopped': {},
+  /** The controller's error policy gives up: too many unexpected errors (error-policy.ts). */
+  'lab.aborting': { reason: detail.text() },
+  'controller.error': { origin: detail.word(), error: detail.text() },
+})
+
+const exit = {
+  process: detail.name(),
+  pid: detail.uint().nullable(),
+  code: z.number().int().nullable(),
+  signal: detail.word().nullable(),
+  requested: detail.flag(),
+  lastLogLines: z.array(detail.text()).max(64),
+}
+
+export const processEvents = defineEvents({
+  'process.started': { process: detail.name(), role: detail.word(), site: detail.name(), pid: detail.uint().nullable() },
+  'process.up': { process: detail.name(), pid: detail.uint(), peerPort: detail.uint(), metricsPort: detail.uint() },
+  'process.signalled': { process: detail.name(), signal: detail.word() },
+  'process.exited': exit,
+  'process.crashed': exit,
+})
+
+export const networkEvents = defineEvents({
+  'network.partitioned': { a: detail.names(), b: detail.names() },
+  'network.healed': { partitionsRemoved: detail.uint() },
+})
+
+export const peerEvents = defineEvents({
+  'peer.connected': { peer: detail.name() },
+  'peer.lost': { peer: detail.name(), reason: detail.text() },
+})
