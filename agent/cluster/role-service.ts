@@ -16,6 +16,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import { ROLES_MAX, type InventoryVmRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EffectHandlers } from '../../shared/machine/driver.js'
 import { MachineDriver } from '../../shared/machine/driver.js'
+import { everyTick } from '../../shared/periodic-task.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { pausedKey } from './cluster-status.js'
 import type { NodeView } from './placement.js'
@@ -90,11 +91,7 @@ export class RoleService {
   constructor(private readonly deps: RoleServiceDeps) {}
 
   start(): void {
-    const loop = (): void => {
-      this.tick()
-      this.cancel = this.deps.clock.setTimer(this.deps.tick_ms, loop)
-    }
-    this.cancel = this.deps.clock.setTimer(this.deps.tick_ms, loop)
+    this.cancel = everyTick(this.deps.clock, this.deps.tick_ms, () => this.tick())
   }
 
   stop(): void {

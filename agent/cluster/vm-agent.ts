@@ -13,6 +13,7 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { everyTick } from '../../shared/periodic-task.js'
 import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
@@ -94,11 +95,7 @@ export class VmAgent {
 
   /** Arms the periodic lease and health check. */
   start(): void {
-    const loop = (): void => {
-      this.check()
-      this.cancel = this.deps.clock.setTimer(this.deps.check_interval_ms, loop)
-    }
-    this.cancel = this.deps.clock.setTimer(this.deps.check_interval_ms, loop)
+    this.cancel = everyTick(this.deps.clock, this.deps.check_interval_ms, () => this.check())
   }
 
   stop(): void {

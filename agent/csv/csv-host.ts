@@ -12,6 +12,7 @@
  */
 import { describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
+import { every } from '../../shared/periodic-task.js'
 import type { ClusterService } from '../cluster/cluster-service.js'
 import { CoordinatorHandOff } from './coordinator-hand-off.js'
 import { CoordinatorTakeover } from './coordinator-takeover.js'
@@ -22,7 +23,6 @@ import type { CsvEntry } from './csv-record.js'
 import { CsvRegionMetadata } from './csv-region-metadata.js'
 import type { CsvVolume } from './csv-volume.js'
 import { CsvVolumes } from './csv-volumes.js'
-import { every } from './periodic-task.js'
 
 export { CSV_IO_TIMEOUT_MS } from './csv-host-context.js'
 export { CSV_ADMIN_TIMEOUT_MS } from './csv-operator-requests.js'

@@ -2,8 +2,9 @@
  * Settles one migration left in doubt, as a pure state machine: `step(input, now_ms) →
  * effects`. The link dropped while the destination was resuming the VM, so the source
  * copy is paused and either side may be the one to run it. The shell (in-doubt-shell.ts)
- * carries the effects out — asks over the mesh, timers on the Clock, the timeline — and
- * feeds back what happened; no I/O, timers or clocks here.
+ * carries the effects out through a MachineDriver (shared/machine/driver.ts) — asks over
+ * the mesh, timers on the Clock, the timeline — and feeds back what happened; no I/O,
+ * timers or clocks here. `set-timer` and `emit` are the shared kinds (shared/machine/effect.ts).
  *
  * The rule, so that two copies never run:
  *   - ask the destination for its VM inventory; it runs the VM as op `op` → `release`
@@ -26,6 +27,7 @@
  * destination is taken only when no question is outstanding (after a failed ask), so an
  * answer already on its way is never passed over.
  */
+import type { EmitEffect, SetTimerEffect } from '../../shared/machine/effect.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
 
 export interface InDoubtSettlementConfig {
@@ -62,11 +64,17 @@ export type InDoubtInput =
 /** The timeline's `vm.migration-settled`: where the VM runs now, and why when the destination was not heard. */
 export type InDoubtSettledDetails = DetailsOf<'vm.migration-settled'>
 
+export interface InDoubtSettledEvent {
+  readonly kind: 'vm.migration-settled'
+  readonly details: InDoubtSettledDetails
+}
+
 export type InDoubtEffect =
   /** Ask the destination for its inventory, as question `ask`; no answer within `timeout_ms` → `ask-failed`. */
   | { readonly kind: 'ask'; readonly ask: number; readonly timeout_ms: number }
-  | { readonly kind: 'set-timer'; readonly at_ms: number }
-  | { readonly kind: 'emit'; readonly event: { readonly kind: 'vm.migration-settled'; readonly details: InDoubtSettledDetails } }
+  /** Step the machine with `timer` at `at_ms` (its one timer: ask again). */
+  | SetTimerEffect<undefined>
+  | EmitEffect<InDoubtSettledEvent>
   /** The destination runs the VM: free the paused copy here (it departed). */
   | { readonly kind: 'release' }
   /** The destination does not run it and never will: resume the copy here. */

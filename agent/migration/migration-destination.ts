@@ -19,6 +19,7 @@
  * batch, or a resume before the blackout aborts the migration with a reason.
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { EmitEffect } from '../../shared/machine/effect.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { migrationEvent, type MigrationDetailsOf, type MigrationEvent, type MigrationEventKind } from './migration-events.js'
 
@@ -69,7 +70,7 @@ export type DestinationEffect =
   | { readonly kind: 'discard-vm' }
   | { readonly kind: 'reply'; readonly reply: DestinationReply }
   | { readonly kind: 'refuse'; readonly code: 'HVLAB_E_STATE' | 'HVLAB_E_PROTOCOL'; readonly reason: string }
-  | { readonly kind: 'emit'; readonly event: MigrationEvent }
+  | EmitEffect<MigrationEvent>
 
 export class MigrationDestination {
   readonly config: MigrationDestinationConfig

@@ -401,6 +401,21 @@ interface IncomingRun {
   readonly arrival: Arrival
   memory: GuestMemory | null
   device_state: Uint8Array | null
+  /** Steps the machine and carries out its effects, synchronously (every handler is). */
+  readonly driver: MachineDriver<DestinationInput, DestinationEffect>
+  /** The input being carried out: what it came with, what its effects answered. */
+  call: IncomingCall
+}
+
+interface IncomingCall {
+  readonly attachment: Buffer | undefined
+  reply: Reply | null
+  refusal: HvlabError | null
+}
+
+/** The destination machine's step threw: that goes to the caller as it is, no `failed` input. */
+class IncomingStepFailed {
+  constructor(readonly error: unknown) {}
 }
 
 interface ServiceContext {
@@ -592,6 +607,8 @@ export class MigrationService {
       page_count: m.page_count,
       memory: null,
       device_state: null,
+      driver: this.incomingDriver(() => run),
+      call: { attachment: undefined, reply: null, refusal: null },
     }
     this.incoming.set(m.migration_id, run)
     const input: DestinationInput = {
@@ -645,26 +662,9 @@ export class MigrationService {
    * Returns the reply for a request, throws its refusal.
    */
   private runIncoming(run: IncomingRun, input: DestinationInput, attachment?: Buffer): Reply | null {
-    let effects = run.machine.step(input, this.ctx.clock.now())
-    let reply: Reply | null = null
-    let refusal: HvlabError | null = null
-    for (let i = 0; i < effects.length; i++) {
-      const effect = effects[i] as DestinationEffect
-      try {
-        const r = this.executeIncoming(run, effect, attachment)
-        if (r) reply = r
-      } catch (e) {
-        if (effect.kind === 'refuse') {
-          refusal = e as HvlabError
-          continue
-        }
-        // Could not allocate, apply or load: the migration cannot go on here.
-        const more = run.machine.step({ kind: 'failed', reason: describeError(e) }, this.ctx.clock.now())
-        effects = [...effects.slice(0, i + 1), ...more]
-        refusal = new HvlabError('HVLAB_E_REFUSED', `${this.host} could not take vm ${run.vm}: ${describeError(e)}`)
-        reply = null
-      }
-    }
+    run.call = { attachment, reply: null, refusal: null }
+    run.driver.feed(input)
+    const { reply, refusal } = run.call
     if (run.machine.stage === 'aborted' || run.machine.stage === 'running') {
       if (this.incoming.delete(run.migration_id) && run.machine.stage === 'aborted') this.options.onArrivalEnded?.(run.arrival)
     }
@@ -672,40 +672,61 @@ export class MigrationService {
     return reply
   }
 
-  private executeIncoming(run: IncomingRun, effect: DestinationEffect, attachment?: Buffer): Reply | null {
-    switch (effect.kind) {
-      case 'allocate-memory':
-        run.memory = GuestMemory.create(effect.page_count)
-        return null
-      case 'apply-batch':
-        if (!run.memory || !attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
-        applyBatch(run.memory, attachment)
-        return null
-      case 'load-device-state':
-        if (!attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'the blackout carried no device state')
-        run.device_state = checkDeviceState(run.vm, Uint8Array.from(attachment))
-        return null
-      case 'resume-guest': {
+  /**
+   * The driver of one incoming machine: a reply or refusal is recorded for the caller; an
+   * effect that fails (could not allocate, apply or load) skips the rest of its step, and
+   * the machine is stepped with `failed`: the migration cannot go on here.
+   */
+  private incomingDriver(run: () => IncomingRun): MachineDriver<DestinationInput, DestinationEffect> {
+    const driver = new MachineDriver<DestinationInput, DestinationEffect>({
+      step: (input) => {
+        try {
+          return run().machine.step(input, this.ctx.clock.now())
+        } catch (e) {
+          throw new IncomingStepFailed(e)
+        }
+      },
+      handlers: this.incomingHandlers(run),
+      onFailed: (e) => {
+        if (e instanceof IncomingStepFailed) throw e.error
+        const call = run().call
+        call.refusal = new HvlabError('HVLAB_E_REFUSED', `${this.host} could not take vm ${run().vm}: ${describeError(e)}`)
+        call.reply = null
+        driver.feed({ kind: 'failed', reason: describeError(e) })
+      },
+    })
+    return driver
+  }
+
+  private incomingHandlers(get: () => IncomingRun): EffectHandlers<DestinationEffect> {
+    return {
+      'allocate-memory': (e) => void (get().memory = GuestMemory.create(e.page_count)),
+      'apply-batch': () => {
+        const { memory, call } = get()
+        if (!memory || !call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
+        applyBatch(memory, call.attachment)
+      },
+      'load-device-state': () => {
+        const run = get()
+        if (!run.call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'the blackout carried no device state')
+        run.device_state = checkDeviceState(run.vm, Uint8Array.from(run.call.attachment))
+      },
+      'resume-guest': () => {
+        const run = get()
         if (!run.memory || !run.device_state)
           throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
         const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
         this.options.onArrived?.(vm, run.arrival)
-        return null
-      }
-      case 'announce-location':
-        this.options.onAnnounce?.(run.vm, effect.host)
-        return null
-      case 'discard-vm':
+      },
+      'announce-location': (e) => this.options.onAnnounce?.(get().vm, e.host),
+      'discard-vm': () => {
+        const run = get()
         run.memory = null
         run.device_state = null
-        return null
-      case 'reply':
-        return this.replyFor(run, effect.reply)
-      case 'refuse':
-        throw new HvlabError(effect.code, effect.reason)
-      case 'emit':
-        this.ctx.emit(effect.event)
-        return null
+      },
+      reply: (e) => void (get().call.reply = this.replyFor(get(), e.reply)),
+      refuse: (e) => void (get().call.refusal = new HvlabError(e.code, e.reason)),
+      emit: (e) => this.ctx.emit(e.event),
     }
   }
 

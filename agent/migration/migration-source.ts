@@ -23,6 +23,7 @@
  * the operator) must settle it by asking the destination.
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { EmitEffect } from '../../shared/machine/effect.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import {
@@ -101,7 +102,7 @@ export type SourceEffect =
   | { readonly kind: 'abort-destination'; readonly reason: string }
   /** Clean-up: the destination runs the VM; free it here. */
   | { readonly kind: 'release-vm' }
-  | { readonly kind: 'emit'; readonly event: MigrationEvent }
+  | EmitEffect<MigrationEvent>
 
 export interface SourceRound {
   readonly round: number

@@ -23,11 +23,11 @@ export interface SendEffect<M> {
   readonly message: M
 }
 
-export interface SetTimerEffect<T = string> {
+/** A machine with one timer only (`T` undefined) leaves the token out: the timer's input says which. */
+export type SetTimerEffect<T = string> = {
   readonly kind: 'set-timer'
   readonly at_ms: number
-  readonly token: T
-}
+} & ([T] extends [undefined] ? { readonly token?: undefined } : { readonly token: T })
 
 export interface PersistEffect<R> {
   readonly kind: 'persist'

@@ -3,10 +3,11 @@
  * of the two hosts of a migration and the cluster around them. The source's copy of the VM
  * is paused and its machine asks; the destination holds the VM prepared or already
  * running; the link between them and each host's place in the cluster view fail and heal
- * at random. The source's shell is modelled as in-doubt-shell.ts drives the machine: an ask
- * goes out only on an open connection, a request fails on its timeout or when the
- * connection closes, and the source's view (the destination's membership, the epoch, its
- * own lease) is read just before a failed ask is stepped.
+ * at random. The source's shell is modelled as in-doubt-shell.ts drives the machine, through
+ * the same MachineDriver (with synchronous handlers): an ask goes out only on an open
+ * connection, a request fails on its timeout or when the connection closes, and the
+ * source's view (the destination's membership, the epoch, its own lease) is read just
+ * before a failed ask is stepped.
  *
  * What production does, modelled here:
  *   - a connection that closes discards a prepared (not yet resumed) VM on the destination
@@ -36,6 +37,7 @@
  */
 import t from 'tap'
 import { InDoubtSettlement, type InDoubtEffect, type InDoubtInput } from '../../agent/migration/in-doubt-settlement.js'
+import { MachineDriver } from '../../shared/machine/driver.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { forEachSeed, seeds } from './seed.js'
 
@@ -111,6 +113,8 @@ class World {
   delay_spike = 0
   readonly role: Role = { owner: 'source', migrating: true, report: null, op_seq: OP }
   machine: InDoubtSettlement | null
+  /** Drives `machine` (as long as it is not lost with a restart). */
+  readonly driver: MachineDriver<InDoubtInput, InDoubtEffect>
   /** The question the source's shell is waiting on: its number and connection. */
   pending: { ask: number; conn: number } | null = null
   /** The cluster's view: its epoch grows at every change. */
@@ -137,6 +141,7 @@ class World {
     })
     this.hosts = { source: host('source', 'paused'), destination: host('destination', 'prepared') }
     this.machine = newMachine()
+    this.driver = sourceDriver(this, this.machine)
   }
 
   log(line: string): void {
@@ -247,36 +252,42 @@ function deliverQuestion(w: World, ask: number): void {
   send(w, 'source', () => answered(w, ask, vms), lost)
 }
 
-// ---- the source's shell (as in-doubt-shell.ts) ------------------------------------------
+// ---- the source's shell (as in-doubt-shell.ts: the machine through a MachineDriver) ----------
 
-function step(w: World, input: InDoubtInput): void {
-  const m = w.machine
-  if (m === null || !w.hosts.source.up) return
-  for (const e of m.step(input, w.now_ms)) carryOut(w, e)
+/** The source's driver: synchronous handlers, so each input's effects are carried out inside `feed`. */
+function sourceDriver(w: World, machine: InDoubtSettlement): MachineDriver<InDoubtInput, InDoubtEffect> {
+  const s = w.hosts.source
+  return new MachineDriver<InDoubtInput, InDoubtEffect>({
+    step: (input) => machine.step(input, w.now_ms),
+    handlers: {
+      ask: (e) => {
+        const inc = s.incarnation
+        w.at(0, () => inc === s.incarnation && ask(w, e.ask, e.timeout_ms))
+      },
+      'set-timer': (e) => {
+        const inc = s.incarnation
+        w.at(e.at_ms - w.now_ms, () => inc === s.incarnation && step(w, { kind: 'timer' }))
+      },
+      emit: (e) =>
+        w.log(`source: ${e.event.kind} runs_on=${e.event.details.runs_on}${e.event.details.reason ? ` (${e.event.details.reason})` : ''}`),
+      release: () => {
+        if (s.copy === 'paused') s.copy = 'none'
+        w.role.report = true
+        w.log('source releases its copy')
+      },
+      resume: () => {
+        if (s.copy === 'paused') s.copy = 'running'
+        s.copy_op = OP
+        w.role.report = false
+        w.log(`source resumes its copy (${s.copy === 'running' ? 'it runs' : 'it was stopped already'})`)
+      },
+    },
+  })
 }
 
-function carryOut(w: World, e: InDoubtEffect): void {
-  const s = w.hosts.source
-  const inc = s.incarnation
-  switch (e.kind) {
-    case 'ask':
-      return w.at(0, () => inc === s.incarnation && ask(w, e.ask, e.timeout_ms))
-    case 'set-timer':
-      return w.at(e.at_ms - w.now_ms, () => inc === s.incarnation && step(w, { kind: 'timer' }))
-    case 'emit':
-      return w.log(
-        `source: ${e.event.kind} runs_on=${e.event.details.runs_on}${e.event.details.reason ? ` (${e.event.details.reason})` : ''}`,
-      )
-    case 'release':
-      if (s.copy === 'paused') s.copy = 'none'
-      w.role.report = true
-      return w.log('source releases its copy')
-    case 'resume':
-      if (s.copy === 'paused') s.copy = 'running'
-      s.copy_op = OP
-      w.role.report = false
-      return w.log(`source resumes its copy (${s.copy === 'running' ? 'it runs' : 'it was stopped already'})`)
-  }
+function step(w: World, input: InDoubtInput): void {
+  if (w.machine === null || !w.hosts.source.up) return
+  w.driver.feed(input)
 }
 
 function ask(w: World, ask: number, timeout_ms: number): void {

@@ -8,6 +8,7 @@ import {
   type RcGroupRecord,
 } from '../../array-emulator/remote-copy-group.js'
 import { RESYNC_GROUPS_MAX_DEFAULT, ResyncLimiter } from '../../array-emulator/resync-limiter.js'
+import { MachineDriver, type EffectHandlers } from '../../shared/machine/driver.js'
 import type { RcPeerMessage } from '../../shared/protocol/storage-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { forEachSeed, seeds } from '../sim/seed.js'
@@ -76,10 +77,16 @@ class Lab {
   link = false
   queue: InFlight[] = []
   writeSeq = 0
+  /** Each side's group driven as remote-copy-service.ts drives it: a MachineDriver, a handler per effect kind. */
+  private readonly drivers: ReadonlyMap<Side, MachineDriver<RcInput, RcEffect>>
+  /** The effects of the step `step` is carrying out. */
+  private stepped: RcEffect[] = []
   constructor(
     readonly a: Side,
     readonly b: Side,
-  ) {}
+  ) {
+    this.drivers = new Map([a, b].map((s) => [s, this.driverOf(s)]))
+  }
 
   static create(over: Partial<RcGroupConfigInput> = {}, options: RcGroupOptions = {}, resync_groups_max = RESYNC_GROUPS_MAX_DEFAULT): Lab {
     const base = { group: 'rc-vm1', mode: 'sync' as const, block_size_bytes: BS, ...over }
@@ -92,12 +99,24 @@ class Lab {
     return s === this.a ? this.b : this.a
   }
 
-  /** One input and its effects; then, as remote-copy-service.ts grant() does, the permits granted meanwhile (each its own step). */
+  /**
+   * One input and its effects (carried out inside `feed`: every handler is synchronous; a
+   * refusal throws from it); then, as remote-copy-service.ts grant() does, the permits
+   * granted meanwhile (each its own step).
+   */
   step(s: Side, input: RcInput): RcEffect[] {
-    const effects = s.group.step(input, this.now_ms)
-    for (const e of effects) this.apply(s, e)
+    this.stepped = []
+    this.drivers.get(s)!.feed(input)
+    const effects = this.stepped
     this.deliverPermits(s)
     return effects
+  }
+
+  private driverOf(s: Side): MachineDriver<RcInput, RcEffect> {
+    return new MachineDriver<RcInput, RcEffect>({
+      step: (input) => (this.stepped = s.group.step(input, this.now_ms)),
+      handlers: this.handlers(s),
+    })
   }
 
   private deliverPermits(s: Side): void {
@@ -117,13 +136,11 @@ class Lab {
     this.deliverPermits(s)
   }
 
-  apply(s: Side, e: RcEffect): void {
+  private handlers(s: Side): EffectHandlers<RcEffect> {
     const key = (v: string, b: number) => `${v}:${b}`
-    switch (e.kind) {
-      case 'send':
-        if (this.link) this.queue.push({ to: this.other(s), message: e.message, attachment: e.attachment })
-        return
-      case 'send-blocks': {
+    return {
+      send: (e) => void (this.link && this.queue.push({ to: this.other(s), message: e.message, attachment: e.attachment })),
+      'send-blocks': (e) => {
         const data = Buffer.concat(
           e.blocks.map((b) => s.snaps.delta.get(key(e.volume, b)) ?? s.vols.get(e.volume)!.subarray(b * BS, (b + 1) * BS)),
         )
@@ -136,49 +153,32 @@ class Lab {
           block_list: e.blocks,
         }
         if (this.link) this.queue.push({ to: this.other(s), message, attachment: Buffer.from(data) })
-        return
-      }
-      case 'write-local':
-        e.blocks.forEach((b, i) => Buffer.from(e.data).copy(s.vols.get(e.volume)!, b * BS, i * BS, (i + 1) * BS))
-        return
-      case 'preserve':
+      },
+      'write-local': (e) => e.blocks.forEach((b, i) => Buffer.from(e.data).copy(s.vols.get(e.volume)!, b * BS, i * BS, (i + 1) * BS)),
+      preserve: (e) => {
         for (const b of e.blocks) {
           const k = key(e.volume, b)
           if (!s.snaps[e.snapshot].has(k)) s.snaps[e.snapshot].set(k, Buffer.from(s.vols.get(e.volume)!.subarray(b * BS, (b + 1) * BS)))
         }
-        return
-      case 'rollback':
+      },
+      rollback: (e) => {
         for (const b of e.blocks) s.snaps.rollback.get(key(e.volume, b))!.copy(s.vols.get(e.volume)!, b * BS)
-        return
-      case 'release':
-        s.snaps[e.snapshot].clear()
-        return
-      case 'ack-host':
-        s.acked.add(e.write_id)
-        return
-      case 'fail-host':
-        s.failed.add(e.write_id)
-        return
-      case 'persist':
+      },
+      release: (e) => s.snaps[e.snapshot].clear(),
+      'ack-host': (e) => void s.acked.add(e.write_id),
+      'fail-host': (e) => void s.failed.add(e.write_id),
+      persist: (e) => {
         s.record = e.record
         s.journal = []
-        return
-      case 'persist-blocks':
-        s.journal.push(e)
-        return
-      case 'set-timer':
-        s.timers.push({ at_ms: e.at_ms, token: e.token })
-        return
-      case 'emit':
-        s.events.push(e.event)
-        return
-      case 'request-resync-permit':
+      },
+      'persist-blocks': (e) => void s.journal.push(e),
+      'set-timer': (e) => void s.timers.push({ at_ms: e.at_ms, token: e.token }),
+      emit: (e) => void s.events.push(e.event),
+      'request-resync-permit': () => {
         if (s.limiter.request(s.group.config.group)) s.granted.push(s.group.config.group)
         else s.permits_waited++
-        return
-      case 'release-resync-permit':
-        s.granted.push(...s.limiter.release(s.group.config.group))
-        return
+      },
+      'release-resync-permit': () => void s.granted.push(...s.limiter.release(s.group.config.group)),
     }
   }
 

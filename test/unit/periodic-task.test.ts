@@ -1,0 +1,90 @@
+/**
+ * The periodic tasks of shared/periodic-task.ts on a ManualClock: `every` runs a task one
+ * interval after the last run settled, never two at once, and a failing run goes to
+ * onError while the loop goes on; `everyTick` ticks inside the timer, can be cancelled,
+ * and a tick that throws ends the loop.
+ */
+import t from 'tap'
+import { ManualClock } from '../../shared/clock.js'
+import { every, everyTick } from '../../shared/periodic-task.js'
+
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+t.test('every: first run one interval after the start, the next one an interval after it settled', async (t) => {
+  const clock = new ManualClock(0)
+  const runs: number[] = []
+  let release: (() => void) | undefined
+  every(
+    clock,
+    100,
+    () => {
+      runs.push(clock.now())
+      return new Promise<void>((r) => (release = r))
+    },
+    () => t.fail('no error expected'),
+  )
+  clock.advance(99)
+  await flush()
+  t.same(runs, [], 'not before one interval')
+  clock.advance(1)
+  await flush()
+  t.same(runs, [100])
+  clock.advance(500)
+  await flush()
+  t.same(runs, [100], 'no second run while the first has not settled')
+  release?.()
+  await flush()
+  clock.advance(99)
+  await flush()
+  t.same(runs, [100])
+  clock.advance(1)
+  await flush()
+  t.same(runs, [100, 700], 'an interval after the first settled (at 600)')
+})
+
+t.test('every: a run that throws or rejects goes to onError, and the loop goes on', async (t) => {
+  const clock = new ManualClock(0)
+  const errors: string[] = []
+  let n = 0
+  every(
+    clock,
+    10,
+    () => {
+      n++
+      if (n === 1) throw new Error('sync')
+      if (n === 2) return Promise.reject(new Error('async'))
+    },
+    (e) => errors.push((e as Error).message),
+  )
+  for (let i = 0; i < 3; i++) {
+    clock.advance(10)
+    await flush()
+  }
+  t.same(errors, ['sync', 'async'])
+  t.equal(n, 3)
+})
+
+t.test('everyTick: ticks inside the timer every interval until cancelled', async (t) => {
+  const clock = new ManualClock(0)
+  const ticks: number[] = []
+  const cancel = everyTick(clock, 50, () => ticks.push(clock.now()))
+  clock.advance(160)
+  t.same(ticks, [50, 100, 150], 'synchronously, no event-loop turn needed')
+  cancel()
+  clock.advance(1000)
+  t.same(ticks, [50, 100, 150])
+  t.equal(clock.pendingTimers(), 0)
+})
+
+t.test('everyTick: a tick that throws ends the loop, the error to the timer’s caller', async (t) => {
+  const clock = new ManualClock(0)
+  let n = 0
+  everyTick(clock, 10, () => {
+    if (++n === 2) throw new Error('bug')
+  })
+  clock.advance(10)
+  t.throws(() => clock.advance(10), { message: 'bug' })
+  clock.advance(100)
+  t.equal(n, 2)
+  t.equal(clock.pendingTimers(), 0)
+})
