@@ -44,7 +44,8 @@ export {
 } from './role-request-timeouts.js'
 export { perVmOrder } from './local-vm-ops.js'
 
-const INVENTORY_INTERVAL_MS = 3000
+/** How often the coordinator asks every host for its VM inventory (the simulation runs the same). */
+export const INVENTORY_INTERVAL_MS = 3000
 
 export interface RoleHost {
   agent: VmAgent

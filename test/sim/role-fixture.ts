@@ -5,7 +5,7 @@
  * the no-quorum grace from noQuorumGraceMs). Their clocks are the simulation's; their
  * requests to each other travel over it (delayed, lost with a cut link, timed out like
  * ROLE_REQUEST_TIMEOUT_MS, in order per pair of hosts like one connection); the thin
- * request handlers of role-host.ts are mirrored here.
+ * request handlers of role-peer-requests.ts and host-requests.ts are mirrored here.
  *
  * RoleService works with promises, so the run loop is async: after a step that touched a
  * promise, it lets the microtasks run (at the same simulated instant) before checking.
@@ -22,7 +22,7 @@ import type { ClusterEvent } from '../../shared/consensus/cluster-effects.js'
 import { DEFAULT_HEALTH_CHECK, scaledHealthCheck } from '../../agent/cluster/health-check.js'
 import type { Membership } from '../../agent/cluster/membership.js'
 import type { RoleCommand } from '../../agent/cluster/role-controller.js'
-import { ROLE_REQUEST_TIMEOUT_MS } from '../../agent/cluster/role-host.js'
+import { INVENTORY_INTERVAL_MS, ROLE_REQUEST_TIMEOUT_MS } from '../../agent/cluster/role-host.js'
 import { RoleService, type HostRequests } from '../../agent/cluster/role-service.js'
 import { VmAgent, noQuorumGraceMs, type VmOpResult } from '../../agent/cluster/vm-agent.js'
 import { encodeRole, roleKey } from '../../agent/cluster/role-record.js'
@@ -34,8 +34,7 @@ import { checkSafety, convergenceProblem, type InvariantState } from './cluster-
 import { SimNetwork, type NetworkOptions } from './network.js'
 import { SimArray } from './sim-array.js'
 
-/** role-host.ts's INVENTORY_INTERVAL_MS (not exported there). */
-export const INVENTORY_INTERVAL_MS = 3000
+export { INVENTORY_INTERVAL_MS }
 const TRACE_KEPT_MAX = 80
 const TRACED = /^(cluster\.(view-changed|quorum-lost|quorum-gained|forced-quorum)|role\.|vm\.|node\.)/
 
@@ -178,7 +177,7 @@ export class RoleLab {
       reportFailure: (f) => {
         const coordinator = membership.view().coordinator
         if (coordinator === name) return service?.vmFailed(name, f.role, f.op, f.gone, f.reason)
-        // role-host.ts logs a report that did not get through; the coordinator's next inventory finds the vm.
+        // coordinator-reports.ts logs a report that did not get through; the coordinator's next inventory finds the vm.
         this.request(name, incarnation, coordinator, (t) => t.service.vmFailed(name, f.role, f.op, f.gone, f.reason)).catch(
           this.expectRefusal(`${name}'s report that ${f.role} failed`),
         )
@@ -204,7 +203,7 @@ export class RoleLab {
           this.net.command(name, { kind: 'set-config', key, value })
         } catch (e) {
           // Refused while no cluster has formed yet (epoch 0) or after the host left:
-          // role-service.ts writes it again later (role-host.ts logs it). Anything else is a bug.
+          // role-service.ts logs it and writes it again later. Anything else is a bug.
           const refused = isHvlabError(e) && e.code === 'HVLAB_E_STATE' && (membership.view().epoch === 0 || membership.record().left)
           if (!refused) this.problem ??= `${name}: writing ${key} to the cluster database threw ${describeError(e)}`
         }
@@ -224,7 +223,7 @@ export class RoleLab {
 
   /**
    * A request from `from` (incarnation `inc`) to `to`, carried out there by `handle`: local
-   * requests run in a microtask (like role-host.ts's local()); remote ones need a link, are
+   * requests run in a microtask (like host-requests.ts's local()); remote ones need a link, are
    * delayed both ways, are lost if the link is cut or `to` restarts meanwhile, and time out.
    */
   private request<T>(from: string, inc: number, to: string, handle: (target: HostRoles) => T): Promise<T> {
@@ -467,7 +466,7 @@ export class RoleLab {
   }
 }
 
-/** role-host.ts's `vm-start-request` handler: a start from an older epoch than this host's view is stale. */
+/** role-peer-requests.ts's `vm-start-request` handler: a start from an older epoch than this host's view is stale. */
 function startRequest(t: HostRoles, from: string, r: { role: string; op: number; epoch: number; memory_mib: number }): VmOpResult {
   const epoch = t.membership.view().epoch
   if (r.epoch < epoch) return { ok: false, reason: `${t.name} is at cluster epoch ${epoch}; a start from epoch ${r.epoch} is stale` }
