@@ -40,88 +40,28 @@ const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().
 
 export type ControlApi = Listening
 
+/** What the routes act on: the lab, the token check, the timeline's streams, and what `down` ends. */
+interface ControlContext {
+  readonly controller: LabController
+  authorized(req: IncomingMessage): boolean
+  readonly eventStreams: EventStreams
+  onDown(): void
+}
+
 export async function startControlApi(controller: LabController, options: { log: Logger; onDown: () => void }): Promise<ControlApi> {
   const expected = httpAuthorization(controller.secret)
+  const ctx: ControlContext = {
+    controller,
+    authorized: (req) => bearerMatches(req.headers.authorization, expected),
+    // The timeline to clients (event-stream.ts): backpressure, a cap on followers, slow ones cut off.
+    eventStreams: new EventStreams(controller.timeline, eventStreamLimits(controller.topology.limits)),
+    onDown: options.onDown,
+  }
   const server: Server = createHttpServer(controller.topology.limits, (req, res) => {
-    handle(req, res).catch((e: unknown) => sendError(res, e))
+    handle(ctx, req, res).catch((e: unknown) => sendError(res, e, options.log))
   })
-
-  const authorized = (req: IncomingMessage): boolean => bearerMatches(req.headers.authorization, expected)
   // Clients of the lab's virtual switch (`hvlab vm ping`): a WebSocket upgrade at /v1/switch.
-  const switchPort = attachSwitchPort(server, controller.vswitch, { authorized, log: options.log })
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!authorized(req)) {
-      throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab token; the CLI derives it from the secret in the lab’s data dir (--dir)')
-    }
-    const target = parseRequestTarget(req.url)
-    if (!target.ok) throw new HvlabError('HVLAB_E_USAGE', target.reason)
-    const route = `${req.method} ${target.path}`
-    let m: RegExpMatchArray | null
-    if (route === 'GET /v1/status') return sendJson(res, 200, controller.status())
-    if (route === 'GET /v1/events') return events(target.query, req, res)
-    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/kill$/))) {
-      const body = parse(killBody, await readBody(req))
-      return sendJson(res, 200, controller.kill(processName(m[1]!), body.signal))
-    }
-    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/restart$/))) {
-      parse(emptyBody, await readBody(req))
-      await controller.restart(processName(m[1]!))
-      return sendJson(res, 200, { ok: true })
-    }
-    if ((m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/request$/))) {
-      const body = parse(relayBody, await readBody(req))
-      return sendJson(res, 200, await controller.relay(processName(m[1]!), body.message, body.timeout_ms))
-    }
-    if (route === 'POST /v1/partition') {
-      const body = parse(partitionBody, await readBody(req))
-      return sendJson(res, 200, controller.partition(body.a, body.b))
-    }
-    if (route === 'POST /v1/heal') {
-      parse(emptyBody, await readBody(req))
-      controller.heal()
-      return sendJson(res, 200, { ok: true })
-    }
-    if (route === 'POST /v1/down') {
-      parse(emptyBody, await readBody(req))
-      await controller.down()
-      sendJson(res, 200, { ok: true })
-      options.onDown()
-      return
-    }
-    throw new HvlabError('HVLAB_E_NOT_FOUND', `no control route ${route}; is the CLI the same version as the running lab?`)
-  }
-
-  // The timeline to clients (event-stream.ts): backpressure, a cap on followers, slow ones cut off.
-  const eventStreams = new EventStreams(controller.timeline, eventStreamLimits(controller.topology.limits))
-  function events(query: URLSearchParams, _req: IncomingMessage, res: ServerResponse): void {
-    eventStreams.serve(res, {
-      after: intParam(query, 'after', 0),
-      limit: intParam(query, 'limit', 10_000),
-      follow: query.get('follow') === '1',
-    })
-  }
-
-  function sendError(res: ServerResponse, e: unknown): void {
-    const code: HvlabErrorCode = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
-    if (code === 'HVLAB_E_INTERNAL') options.log.error({ err: describeError(e) }, 'control request failed')
-    if (res.headersSent) {
-      res.end()
-      return
-    }
-    const status = HTTP_STATUS[code] ?? 500
-    // A malformed or unauthorized request gets no keep-alive connection to send more on.
-    if (status === 400 || status === 401) res.setHeader('connection', 'close')
-    // A process's own refusal, relayed: its name travels as `origin` (the CLI shows `origin: message`),
-    // and a finer code as `detail`; `code` stays the family the status was chosen by.
-    const origin = e instanceof HvlabError ? e.origin : undefined
-    const detail = e instanceof HvlabError ? e.detail : undefined
-    const message = origin === undefined ? describeError(e) : (e as HvlabError).message
-    sendJson(res, status, {
-      error: { code, message, ...(origin === undefined ? {} : { origin }), ...(detail === undefined ? {} : { detail }) },
-    })
-  }
-
+  const switchPort = attachSwitchPort(server, controller.vswitch, { authorized: ctx.authorized, log: options.log })
   const listening = await listenHttp(server, { log: options.log })
   return {
     port: listening.port,
@@ -130,6 +70,91 @@ export async function startControlApi(controller: LabController, options: { log:
       return listening.close()
     },
   }
+}
+
+/** The token first, then the target (400), then the route (404). */
+async function handle(ctx: ControlContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (!ctx.authorized(req)) {
+    throw new HvlabError('HVLAB_E_AUTH', 'missing or wrong lab token; the CLI derives it from the secret in the lab’s data dir (--dir)')
+  }
+  const target = parseRequestTarget(req.url)
+  if (!target.ok) throw new HvlabError('HVLAB_E_USAGE', target.reason)
+  const route = `${req.method} ${target.path}`
+  if (route === 'GET /v1/status') return sendJson(res, 200, ctx.controller.status())
+  if (route === 'GET /v1/events') return serveEvents(ctx, target.query, res)
+  const m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/(kill|restart|request)$/)
+  if (m) return processRoute(ctx, m[2] as ProcessVerb, m[1]!, req, res)
+  return labRoute(ctx, route, req, res)
+}
+
+function serveEvents(ctx: ControlContext, query: URLSearchParams, res: ServerResponse): void {
+  ctx.eventStreams.serve(res, {
+    after: intParam(query, 'after', 0),
+    limit: intParam(query, 'limit', 10_000),
+    follow: query.get('follow') === '1',
+  })
+}
+
+type ProcessVerb = 'kill' | 'restart' | 'request'
+
+/** POST /v1/processes/NAME/VERB: the body is checked before the name is decoded. */
+async function processRoute(ctx: ControlContext, verb: ProcessVerb, segment: string, req: IncomingMessage, res: ServerResponse) {
+  const raw = await readBody(req)
+  switch (verb) {
+    case 'kill': {
+      const body = parse(killBody, raw)
+      return sendJson(res, 200, ctx.controller.kill(processName(segment), body.signal))
+    }
+    case 'restart':
+      parse(emptyBody, raw)
+      await ctx.controller.restart(processName(segment))
+      return sendJson(res, 200, { ok: true })
+    case 'request': {
+      const body = parse(relayBody, raw)
+      return sendJson(res, 200, await ctx.controller.relay(processName(segment), body.message, body.timeout_ms))
+    }
+  }
+}
+
+/** The lab-wide routes: partition, heal, down. */
+async function labRoute(ctx: ControlContext, route: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (route === 'POST /v1/partition') {
+    const body = parse(partitionBody, await readBody(req))
+    return sendJson(res, 200, ctx.controller.partition(body.a, body.b))
+  }
+  if (route === 'POST /v1/heal') {
+    parse(emptyBody, await readBody(req))
+    ctx.controller.heal()
+    return sendJson(res, 200, { ok: true })
+  }
+  if (route === 'POST /v1/down') {
+    parse(emptyBody, await readBody(req))
+    await ctx.controller.down()
+    sendJson(res, 200, { ok: true })
+    ctx.onDown()
+    return
+  }
+  throw new HvlabError('HVLAB_E_NOT_FOUND', `no control route ${route}; is the CLI the same version as the running lab?`)
+}
+
+function sendError(res: ServerResponse, e: unknown, log: Logger): void {
+  const code: HvlabErrorCode = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
+  if (code === 'HVLAB_E_INTERNAL') log.error({ err: describeError(e) }, 'control request failed')
+  if (res.headersSent) {
+    res.end()
+    return
+  }
+  const status = HTTP_STATUS[code] ?? 500
+  // A malformed or unauthorized request gets no keep-alive connection to send more on.
+  if (status === 400 || status === 401) res.setHeader('connection', 'close')
+  // A process's own refusal, relayed: its name travels as `origin` (the CLI shows `origin: message`),
+  // and a finer code as `detail`; `code` stays the family the status was chosen by.
+  const origin = e instanceof HvlabError ? e.origin : undefined
+  const detail = e instanceof HvlabError ? e.detail : undefined
+  const message = origin === undefined ? describeError(e) : (e as HvlabError).message
+  sendJson(res, status, {
+    error: { code, message, ...(origin === undefined ? {} : { origin }), ...(detail === undefined ? {} : { detail }) },
+  })
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
