@@ -9,6 +9,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { Logger } from '../../shared/log.js'
 import type { Message, MessageOf } from '../../shared/protocol/messages.js'
+import { askPeer } from '../../shared/transport/peer-ask.js'
 import type { ClusterService } from '../cluster/cluster-service.js'
 import type { Membership } from '../cluster/membership.js'
 import { CsvDatabase } from './csv-database.js'
@@ -80,13 +81,9 @@ export class CsvHostContext {
     expect: T,
     attachment?: Uint8Array,
   ): Promise<{ message: MessageOf<T>; attachment: Buffer }> {
-    const c = this.p.mesh.connection(to)
-    if (!c?.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `${this.p.name} has no connection to ${to} now`)
-    const r = await c.request(message, {
+    return askPeer(this.p.mesh, this.p.name, to, message, expect, {
       timeout_ms: CSV_IO_TIMEOUT_MS,
       ...(attachment ? { attachment: Buffer.from(attachment.buffer, attachment.byteOffset, attachment.byteLength) } : {}),
     })
-    if (r.message.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${to} answered ${r.message.t}, expected ${expect}`)
-    return { message: r.message as MessageOf<T>, attachment: r.attachment }
   }
 }
