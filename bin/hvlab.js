@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `hvlab` command: registers the TypeScript loader (tsx) and runs the CLI.
-import { register } from 'tsx/esm/api'
+// The `hvlab` command: runs the CLI's bundle (dist/cli.js), rebuilt first if a source is newer.
+import { ensureBuilt } from '../scripts/build/build.mjs'
 
-register()
-await import('../scripts/cli/main.ts')
+ensureBuilt()
+await import('../dist/cli.js')

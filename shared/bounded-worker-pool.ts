@@ -4,10 +4,11 @@
  * nor the data waiting for it grows without bound. The page-diff pool of live migration
  * and the block-hash pool of array resync are both one of these.
  *
- * Worker loading: the worker is a TypeScript file when the module that names it is (run
- * under `node --import tsx` or tap's TypeScript loader), a .js file once compiled. Workers
- * get the parent's `process.execArgv`, which carries the TypeScript loader, so a .ts
- * worker loads the same way the parent's modules did.
+ * Worker loading: the worker is a TypeScript file when the module that names it is (tap's
+ * TypeScript loader runs the sources in unit tests), and the worker's bundle in dist/ when
+ * the module is a bundle there (every lab process: scripts/build/build.mjs). Workers get
+ * the parent's `process.execArgv`, which carries tap's loader, so a .ts worker loads the
+ * same way the parent's modules did.
  */
 import { Piscina } from 'piscina'
 import { HvlabError } from './errors.js'

@@ -25,15 +25,14 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { availableParallelism } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import type { MigrationResult } from '../../agent/migration/migration-service.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
 import { FRAME_TAG_BYTES, deriveFrameKeys, frameTag, openFrame } from '../../shared/transport/frame-auth.js'
+import { bundlePath } from '../build/build.mjs'
 import type { EndpointCommand } from './migration-endpoint.js'
 
 const MiB = 1024 * 1024
-const ENDPOINT = fileURLToPath(new URL('./migration-endpoint.ts', import.meta.url))
 
 export interface MigrationBenchOptions {
   /** VM memory for the stream and the dirty-rate runs, MiB. */
@@ -116,7 +115,10 @@ class Endpoint {
   ) {}
 
   static async start(role: 'source' | 'destination', threads: number): Promise<Endpoint> {
-    const child = fork(ENDPOINT, [role, String(threads)], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const child = fork(bundlePath('bench-migration-endpoint'), [role, String(threads)], {
+      execArgv: [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
     const ready = await new Promise<Reply>((resolve, reject) => {
       child.once('message', (m) => resolve(m as Reply))
       child.once('exit', (code) => reject(new Error(`the ${role} endpoint exited (${code}) before it was ready`)))

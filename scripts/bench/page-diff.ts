@@ -1,8 +1,8 @@
 /**
  * Benchmark of the live-migration page-diff hot path.
  *
- *   npx tsx scripts/bench/page-diff.ts [--out FILE] [--mib 256] [--reps 3]
- *                                      [--bandwidth-mib-s 1200] [--seed 1]
+ *   npm run build && node dist/bench-page-diff.js [--out FILE] [--mib 256] [--reps 3]
+ *                                                [--bandwidth-mib-s 1200] [--seed 1]
  *
  * Builds guest memory with a realistic dirty mix against a last-sent copy:
  *   15% zeroed since sent (→ zero marker), 25% dirtied but unchanged (→ skipped),

@@ -4,7 +4,6 @@ import { HvlabError } from '../../shared/errors.js'
 import { currentIo, setExitCode } from './cli-io.js'
 import { intIn, dirOption, out, printResult } from './options.js'
 import { PingTally, formatPingSummary, type PingSummary } from './ping-tally.js'
-import { SwitchClient } from './switch-client.js'
 
 /** Below this interval replies are summed up once a second instead of one line each. */
 const LINE_PER_REPLY_MIN_INTERVAL_MS = 100
@@ -32,6 +31,8 @@ export async function pingVm(o: PingOptions): Promise<PingSummary> {
   const perReply = o.interval_ms >= LINE_PER_REPLY_MIN_INTERVAL_MS
   let closed: string | null = null
   let wake: (() => void) | null = null
+  // Loaded here, not at start-up: only `vm ping` needs a WebSocket client.
+  const { SwitchClient } = await import('./switch-client.js')
   const client = await SwitchClient.connect(
     o.dir,
     (r) => {

@@ -5,12 +5,11 @@
  */
 import { spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { prepareLabDir } from '../../shared/lab-dir.js'
 import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
-import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
+import { bundlePath } from '../build/build.mjs'
 import { readRunningControl } from '../controller/control-file.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { lastLines } from '../controller/log-tail.js'
@@ -61,8 +60,7 @@ async function labUpDetached(o: UpOptions, layout: LabLayout, topologyFile: stri
     )
   prepareLabDir(layout) // 0700, and refused when another user owns it or may write it
   const logFd = openSync(layout.controllerStderr, 'a')
-  const entry = fileURLToPath(new URL('../controller/main.ts', import.meta.url))
-  const child = spawn(process.execPath, [...TS_LOADER_ARGS, entry, '--dir', layout.root, '--topology', topologyFile], {
+  const child = spawn(process.execPath, [bundlePath('controller'), '--dir', layout.root, '--topology', topologyFile], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
   })

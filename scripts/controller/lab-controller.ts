@@ -7,7 +7,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { RealClock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { writeDurableJson } from '../../shared/durable-json.js'
@@ -18,7 +17,7 @@ import { validateMessage, type Message } from '../../shared/protocol/messages.js
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
 import { loadTopology, peersOf, processesOf, type ProcessSpec, type Topology } from '../../shared/topology.js'
-import { TS_LOADER_ARGS } from '../../shared/ts-runtime.js'
+import { bundlePath, type BundleName } from '../build/build.mjs'
 import type { Endpoint } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { PeerServer } from '../../shared/transport/peer-server.js'
@@ -107,11 +106,8 @@ export interface LabStatus {
 const CLUSTER_STATUS_TIMEOUT_MS = 500
 const CLUSTER_STATUS_REFRESH_MS = 1000
 
-const ENTRY: Record<Role, string> = {
-  host: fileURLToPath(new URL('../../agent/main.ts', import.meta.url)),
-  witness: fileURLToPath(new URL('../../witness/main.ts', import.meta.url)),
-  array: fileURLToPath(new URL('../../array-emulator/main.ts', import.meta.url)),
-}
+/** The bundle (dist/, scripts/build/build.mjs) each role's processes run. */
+const ROLE_BUNDLE: Record<Role, BundleName> = { host: 'host', witness: 'witness', array: 'array' }
 
 const STOP_GRACE_MS = 3_000
 /** A guest-ping the switch forwards may wait this long: the host holds it while the guest is paused (GUEST_HOLD_MS) plus slack. */
@@ -455,8 +451,7 @@ export class LabController {
     if (this.stopping) throw new HvlabError('HVLAB_E_STATE', 'the lab is stopping')
     if (r.state !== 'down') throw new HvlabError('HVLAB_E_STATE', `${name} is already ${r.state}`)
     const args = [
-      ...TS_LOADER_ARGS,
-      ENTRY[r.spec.role],
+      bundlePath(ROLE_BUNDLE[r.spec.role]),
       '--name',
       name,
       '--dir',
