@@ -143,6 +143,8 @@ export const SYNC_WRITE_TIMEOUT_MS_DEFAULT = LIMITS_DEFAULT.rc_sync_write_timeou
 export type RcInput =
   | { kind: 'command'; verb: RcVerb; force?: boolean }
   | { kind: 'admit'; volume: string; remote_volume: string; block_count: number }
+  /** The operator takes `volume` (this array's name for it) out of the group on this array (dismissrcopyvv). */
+  | { kind: 'dismiss'; volume: string }
   | { kind: 'host-write'; write_id: number; volume: string; block: number; data: Uint8Array }
   | { kind: 'link-up' }
   | { kind: 'link-down' }
@@ -390,6 +392,8 @@ export class RemoteCopyGroup {
         return this.command(input.verb, input.force === true, now_ms)
       case 'admit':
         return this.admit(input.volume, input.remote_volume, input.block_count, now_ms)
+      case 'dismiss':
+        return this.dismiss(input.volume)
       case 'host-write':
         return this.hostWrite(input.write_id, input.volume, input.block, input.data, now_ms)
       case 'link-up':
@@ -584,6 +588,38 @@ export class RemoteCopyGroup {
       this.emit('rc.admitted', { volume, remote_volume }),
       ...this.maybeStartCycle(now_ms),
     ]
+  }
+
+  /**
+   * Takes a volume out of the group on this array; it stays on the array as it is. Only
+   * while the group is stopped and quiet (no cycle, no sync write waiting, no role change):
+   * then nothing in flight names the volume. Each side dismisses its own copy.
+   */
+  private dismiss(volume: string): RcEffect[] {
+    const g = this.config.group
+    const v = this.requireVolume(volume)
+    if (this.started)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot dismiss ${volume} from group ${g}: the group is started; stop it first: \`hvlab rcopy stop ${g}\``,
+      )
+    if (this.cycle || this.pending_sync.size > 0 || this.switching || this.role_change_pending)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot dismiss ${volume} from group ${g} while a sync or role change is finishing; retry in a moment`,
+      )
+    this.volumes.delete(volume)
+    return [this.persistEffect(), this.emit('rc.volume-dismissed', { volume, remote_volume: v.remote_volume })]
+  }
+
+  /** Why this side of the group may not be removed now, or null (the service removes it: remote-copy-service.ts). */
+  removalRefusal(): HvlabError | null {
+    const g = this.config.group
+    if (this.started)
+      return new HvlabError('HVLAB_E_STATE', `cannot remove group ${g}: it is started; stop it first: \`hvlab rcopy stop ${g}\``)
+    if (this.cycle || this.pending_sync.size > 0 || this.switching || this.role_change_pending)
+      return new HvlabError('HVLAB_E_STATE', `cannot remove group ${g} while a sync or role change is finishing; retry in a moment`)
+    return null
   }
 
   private failover(force: boolean): RcEffect[] {

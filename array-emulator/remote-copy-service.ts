@@ -101,6 +101,8 @@ interface GroupRuntime {
   driver: MachineDriver<RcInput, RcEffect>
   /** A link-failed input is queued and has not run yet (one is enough). */
   link_failure_queued: boolean
+  /** The group was removed: inputs still queued for it (a timer, a late message) are refused. */
+  removed?: boolean
 }
 
 interface PendingWrite {
@@ -262,6 +264,35 @@ export class RemoteCopyService {
     return rt.group.status(this.o.now())
   }
 
+  /** Takes `volume` out of `group` on this array (dismissrcopyvv); refused while the group is started. */
+  async dismiss(group: string, volume: string): Promise<RcGroupStatus> {
+    const rt = this.require(group)
+    await this.input(rt, { kind: 'dismiss', volume }, 'caller')
+    return rt.group.status(this.o.now())
+  }
+
+  /**
+   * Removes `group` from this array (removercopygroup): refused while it is started. Its
+   * volumes leave it and stay on the array; its journal and rollback snapshot are deleted,
+   * so it stays gone after a restart. Returns the volumes it held.
+   */
+  async remove(group: string): Promise<string[]> {
+    const rt = this.require(group)
+    return rt.queue.run('caller', async () => {
+      if (rt.removed) throw this.notFound(group)
+      const why = rt.group.removalRefusal()
+      if (why !== null) throw why
+      const status = rt.group.status(this.o.now())
+      rt.removed = true
+      this.groups.delete(group)
+      for (const g of this.limiter.release(group)) this.grant(g)
+      await rt.journal.remove()
+      await rt.rollback.release()
+      this.o.emit('rc.group-removed', { group, role: status.role, volumes: status.volumes.map((v) => v.volume) })
+      return status.volumes.map((v) => v.volume)
+    })
+  }
+
   async verb(group: string, verb: RcVerb, force: boolean): Promise<RcGroupStatus> {
     const rt = this.require(group)
     await this.input(rt, { kind: 'command', verb, force }, 'caller')
@@ -372,9 +403,12 @@ export class RemoteCopyService {
 
   private require(group: string): GroupRuntime {
     const rt = this.groups.get(group)
-    if (!rt)
-      throw new HvlabError('HVLAB_E_NOT_FOUND', `remote copy group ${group} does not exist on this array; \`hvlab rcopy create\` makes one`)
+    if (!rt) throw this.notFound(group)
     return rt
+  }
+
+  private notFound(group: string): HvlabError {
+    return new HvlabError('HVLAB_E_NOT_FOUND', `remote copy group ${group} does not exist on this array; \`hvlab rcopy create\` makes one`)
   }
 
   private async peerInput(rt: GroupRuntime, message: RcPeerMessage, attachment: Uint8Array | undefined): Promise<void> {
@@ -440,6 +474,7 @@ export class RemoteCopyService {
 
   private step(rt: GroupRuntime, input: RcInput): readonly RcEffect[] {
     if (this.shutDown) throw new HvlabError('HVLAB_E_CLOSED', `array is shutting down; group ${rt.group.config.group} takes no more input`)
+    if (rt.removed) throw this.notFound(rt.group.config.group)
     return rt.group.step(input, this.o.now())
   }
 

@@ -2,7 +2,8 @@
  * The storage admin requests on the array's volumes: list, create, grow and remove. Each
  * answers with the volume listing (each volume's size and the hosts it is presented to).
  * A volume in a Remote Copy group keeps its size and cannot be removed while it is
- * replicated; a removed volume's LUN presentations and fencing entries go with it.
+ * replicated or presented to a host (`hvlab array unpresent` first); a removed volume's
+ * fencing entries go with it.
  */
 import { HvlabError } from '../shared/errors.js'
 import type { LabProcess } from '../shared/lab-process.js'
@@ -39,6 +40,26 @@ function checkNotReplicated(rc: RemoteCopyService, volume: string, fixed: string
   if (group !== undefined) throw new HvlabError('HVLAB_E_STATE', `volume ${volume} is in remote copy group ${group}; ${fixed}`)
 }
 
+/** Refuses to remove `volume` while it is in a Remote Copy group: it is dismissed from it first. */
+function checkNotInGroup(rc: RemoteCopyService, volume: string): void {
+  const group = rc.groupOfVolume(volume)
+  if (group === undefined) return
+  throw new HvlabError(
+    'HVLAB_E_STATE',
+    `volume ${volume} is in remote copy group ${group}; dismiss it first: \`hvlab rcopy dismiss ${group} ${volume}\` (with the group stopped: \`hvlab rcopy stop ${group}\`)`,
+  )
+}
+
+/** Refuses to remove `volume` while hosts may see it: each presentation is taken away first. */
+function checkNotPresented(array: string, masking: LunMasking, volume: string): void {
+  const hosts = masking.presentations(volume).map((x) => x.host)
+  if (hosts.length === 0) return
+  throw new HvlabError(
+    'HVLAB_E_STATE',
+    `volume ${volume} is presented to ${hosts.join(', ')}; unpresent it from each (\`hvlab array unpresent ${array} ${volume} HOST\`), or remove it with \`hvlab array volume remove ${array} ${volume} --unpresent\``,
+  )
+}
+
 export function serveVolumeAdmin(admin: StorageAdmin, p: LabProcess, parts: VolumeAdminParts): void {
   const { store, masking, fencing, rc, metrics } = parts
   const listing = (): MessageOf<'volume-listing'> => volumeListing(store, masking)
@@ -56,7 +77,9 @@ export function serveVolumeAdmin(admin: StorageAdmin, p: LabProcess, parts: Volu
     return listing()
   })
   admin.serve('volume-remove', async (m) => {
-    checkNotReplicated(rc, m.volume, 'it cannot be removed while it is replicated')
+    store.get(m.volume) // a clear error for an unknown volume
+    checkNotInGroup(rc, m.volume)
+    checkNotPresented(p.name, masking, m.volume)
     await store.remove(m.volume)
     await masking.forgetVolume(m.volume)
     await fencing.forget(m.volume)

@@ -35,6 +35,8 @@ export const ERROR_DETAILS = {
   HVLAB_E_NO_QUORUM: 'HVLAB_E_STATE',
   /** A write carried an older reservation epoch than its volume's (array fencing): the writer has been fenced. */
   HVLAB_E_FENCED: 'HVLAB_E_REFUSED',
+  /** The process named does not answer this request: it is of another kind (an array named where a host's command goes). */
+  HVLAB_E_WRONG_PROCESS: 'HVLAB_E_USAGE',
 } as const satisfies Readonly<Record<string, HvlabErrorCode>>
 export type HvlabErrorDetail = keyof typeof ERROR_DETAILS
 /** Any code an error may be raised with and the wire may carry: a family or a finer code. */

@@ -71,6 +71,8 @@ export function labLayout(dir: string) {
     events: rotatedFile(root, 'events', '.jsonl'),
     logs,
     data: join(root, 'data'),
+    /** The last `hvlab cluster validate` report (HTML). */
+    validationReport: join(root, 'cluster-validation.html'),
     /** The controller's own log (pino), rotated: `logs/controller.<n>.log`. */
     controllerLog: rotatedFile(logs, 'controller', '.log'),
     /** What a detached controller writes on its standard error (a crash's stack, before its log exists). */

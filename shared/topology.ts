@@ -7,9 +7,11 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { HvlabError, describeError } from './errors.js'
+import { jsonSyntaxErrorOffset, positionOf } from './json-syntax.js'
 import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
+import { issueText, problemsMessage } from './topology-issues.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
 
@@ -191,20 +193,20 @@ export interface ProcessSpec {
   site: string
 }
 
-/** Validates a parsed topology; `source` names the file in error messages. */
+/** Validates a parsed topology; `source` names the file in error messages, which list every problem found. */
 export function parseTopology(raw: unknown, source = 'topology'): Topology {
   const result = topologySchema.safeParse(raw)
-  if (!result.success) {
-    const issue = result.error.issues[0]
-    const where = issue?.path.length ? issue.path.join('.') : '(top level)'
+  if (!result.success)
     throw new HvlabError(
       'HVLAB_E_TOPOLOGY',
-      `${source}: ${where}: ${issue?.message ?? 'invalid'}; see topologies/two-site.json for a valid example`,
+      problemsMessage(
+        source,
+        result.error.issues.map((i) => issueText(i, raw)),
+      ),
     )
-  }
   const topology = result.data
   const problems = topologyProblems(topology)
-  if (problems.length > 0) throw new HvlabError('HVLAB_E_TOPOLOGY', `${source}: ${problems.join('; ')}`)
+  if (problems.length > 0) throw new HvlabError('HVLAB_E_TOPOLOGY', problemsMessage(source, problems))
   return topology
 }
 
@@ -247,7 +249,10 @@ export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
   try {
     raw = JSON.parse(text)
   } catch (e) {
-    throw new HvlabError('HVLAB_E_TOPOLOGY', `${file} is not valid JSON: ${describeError(e)}`)
+    const offset = jsonSyntaxErrorOffset(text)
+    const pos = offset === undefined ? undefined : positionOf(text, offset)
+    const at = pos ? ` at line ${pos.line}, column ${pos.column}` : ''
+    throw new HvlabError('HVLAB_E_TOPOLOGY', `${file} is not valid JSON${at}: ${describeError(e)}`)
   }
   return parseTopology(raw, file)
 }

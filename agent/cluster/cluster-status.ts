@@ -2,7 +2,9 @@
  * A host's answer to "what is the quorum state?" (pure): model, votes present / needed,
  * whether the witness votes and is reachable, the epoch and members, and each node's
  * state in WSFC's words — Up (a member, heard), Paused (Up, drained by the operator),
- * Joining (heard now but not yet in the view), Down (not heard, or out of the view and silent).
+ * Joining (heard now but not yet in the view), Down (not heard, or out of the view and silent),
+ * with its configured vote (NodeWeight) and whether that vote counts now (DynamicWeight:
+ * dynamic quorum takes the votes of nodes out of the view, and one to keep the total odd).
  */
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Membership } from './membership.js'
@@ -34,7 +36,9 @@ export function clusterStatus(m: Membership, now_ms: number, witnessReachable: b
           : db.config[pausedKey(name)] === 'paused'
             ? 'Paused'
             : 'Up'
-      return { name, site, state: state as ClusterStatus['nodes'][number]['state'], voter: view.voters.includes(name) }
+      const voter = view.voters.includes(name)
+      const node_weight = c.quorum.zero_weight_nodes?.includes(name) === true ? 0 : 1
+      return { name, site, state: state as ClusterStatus['nodes'][number]['state'], voter, node_weight, dynamic_weight: voter ? 1 : 0 }
     })
   return {
     node: c.name,

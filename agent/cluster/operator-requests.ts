@@ -15,7 +15,7 @@ import type { RoleService } from './role-service.js'
 export interface OperatorRequestsDeps {
   wait: OperatorWaitDeps
   ask: AskHost
-  roles: Pick<RoleService, 'command' | 'list'>
+  roles: Pick<RoleService, 'command' | 'list'> & Partial<Pick<RoleService, 'listExtras'>>
   /** Runs a role command on this host, the coordinator (coordinator-commands.ts). */
   runCommand(command: RoleCommandMessage): Promise<void>
   /** The last committed cluster database this host has. */
@@ -66,6 +66,7 @@ export class OperatorRequests {
           coordinator: wait.name,
           source: 'coordinator' as const,
           roles: (roles.list() ?? []) as VmRoleRecord[],
+          ...(roles.listExtras?.() ?? {}),
         }),
         (coordinator) => ask(coordinator, { t: 'role-list-request', forwarded: true }, 'role-list-reply'),
         forwarded,

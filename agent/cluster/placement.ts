@@ -1,11 +1,15 @@
 /**
- * Where a role should run. Candidates are its preferred owners in their order, then the
- * other possible owners; a node qualifies only if it is Up (not Paused, not Down) and has
- * enough free memory. Among the non-preferred ones the least loaded wins (used/capacity,
- * then name), so placement is deterministic. Also: the drain plan of a paused node and
- * the failback plan. Pure.
+ * Where a role should run. A node qualifies only if it is a possible owner, Up (not
+ * Paused, not Down) and has enough free memory. Qualifying nodes are ranked:
+ *   1. anti-affinity: nodes that hold no role of the role's anti-affinity class first
+ *      (WSFC AntiAffinityClassNames: a soft rule, broken only when nothing else fits);
+ *   2. its preferred owners in their order (the operator's explicit choice), then the others;
+ *   3. site: when the role leaves a node (drain, failover), nodes of that node's site before
+ *      the other sites' among equally ranked ones (WSFC's site-aware failover affinity);
+ *   4. least loaded first (used/capacity, then name), so placement is deterministic.
+ * Also: the drain plan of a paused node (higher priority first) and the failback plan. Pure.
  */
-import { isPossibleOwner, type VmRole } from './vm-role.js'
+import { byPriority, isPossibleOwner, type VmRole } from './vm-role.js'
 
 export type NodeStatus = 'up' | 'paused' | 'down'
 
@@ -14,6 +18,16 @@ export interface NodeView {
   readonly status: NodeStatus
   /** Memory available to VMs on this host. */
   readonly memory_mib: number
+  /** Its site (absent: site-less, as in tests that do not care). */
+  readonly site?: string
+}
+
+/** What placement weighs besides the nodes: where the role comes from, and the anti-affinity classes on each node. */
+export interface PlacementContext {
+  /** The site of the node the role leaves: its nodes go first. Absent or null: no site preference. */
+  readonly home_site?: string | null
+  /** Anti-affinity classes of the roles on (or promised to) each node. */
+  readonly classes_on?: ReadonlyMap<string, ReadonlySet<string>>
 }
 
 /** Memory in use (or promised to a pending start) per node. */
@@ -21,7 +35,7 @@ export type NodeLoad = ReadonlyMap<string, number>
 
 export type Placement = { readonly ok: true; readonly node: string } | { readonly ok: false; readonly reason: string }
 
-type PlaceableRole = Pick<VmRole, 'name' | 'memory_mib' | 'preferred_owners' | 'possible_owners'>
+type PlaceableRole = Pick<VmRole, 'name' | 'memory_mib' | 'preferred_owners' | 'possible_owners' | 'priority' | 'anti_affinity'>
 
 /** Sum of the memory of the roles on each node (starting, running or stopping there). */
 export function loadOf(roles: Iterable<{ memory_mib: number; node: string | null }>): Map<string, number> {
@@ -53,15 +67,36 @@ export function refusal(role: PlaceableRole, node: NodeView | undefined, load: N
  * The node for `role`. `avoid` is tried only when no other node qualifies (the node a
  * role just failed on). Returns why not when no node qualifies.
  */
-export function chooseNode(role: PlaceableRole, nodes: readonly NodeView[], load: NodeLoad, avoid: string | null = null): Placement {
-  const byName = new Map(nodes.map((n) => [n.name, n]))
-  const fits = (n: NodeView | undefined): n is NodeView => n !== undefined && refusal(role, n, load) === null
-  const preferred = role.preferred_owners.map((name) => byName.get(name)).filter(fits)
-  const others = nodes.filter((n) => !role.preferred_owners.includes(n.name) && fits(n)).sort((a, b) => lessLoaded(a, b, load))
-  const ordered = [...preferred, ...others]
+export function chooseNode(
+  role: PlaceableRole,
+  nodes: readonly NodeView[],
+  load: NodeLoad,
+  avoid: string | null = null,
+  context: PlacementContext = {},
+): Placement {
+  const ordered = rankNodes(
+    role,
+    nodes.filter((n) => refusal(role, n, load) === null),
+    load,
+    context,
+  )
   const pick = ordered.find((n) => n.name !== avoid) ?? ordered[0]
   if (pick !== undefined) return { ok: true, node: pick.name }
   return { ok: false, reason: noNodeReason(role, nodes, load) }
+}
+
+/** `fitting` in the order placement tries them (see the file's comment). */
+function rankNodes(role: PlaceableRole, fitting: readonly NodeView[], load: NodeLoad, context: PlacementContext): NodeView[] {
+  const conflict = (n: NodeView): number => {
+    const cls = role.anti_affinity
+    return cls != null && context.classes_on?.get(n.name)?.has(cls) === true ? 1 : 0
+  }
+  const away = (n: NodeView): number => (context.home_site != null && n.site !== context.home_site ? 1 : 0)
+  const rank = (n: NodeView): number => {
+    const i = role.preferred_owners.indexOf(n.name)
+    return i === -1 ? role.preferred_owners.length : i
+  }
+  return [...fitting].sort((a, b) => conflict(a) - conflict(b) || rank(a) - rank(b) || away(a) - away(b) || lessLoaded(a, b, load))
 }
 
 /** A node's load as a fraction, compared exactly (a·d vs c·b); ties by name. */
@@ -95,30 +130,52 @@ export interface MovePlan {
 }
 
 /**
- * Where to move the `roles` running on `node` (paused for maintenance). Biggest first,
- * then by name, each placement counting the memory of the ones before it.
+ * Where to move the `roles` running on `node` (paused for maintenance): to nodes of its
+ * site first. Higher priority first, then biggest, then by name, each placement counting
+ * the memory (and anti-affinity class) of the ones before it.
  */
 export function planDrain(
   node: string,
   roles: ReadonlyArray<PlaceableRole & { owner: string | null }>,
   nodes: readonly NodeView[],
   load: NodeLoad,
+  classes_on: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
 ): MovePlan {
   const tentative = new Map(load)
+  const classes = new Map([...classes_on].map(([n, set]) => [n, new Set(set)]))
   const moves: PlannedMove[] = []
   const stuck: Array<{ role: string; reason: string }> = []
   const candidates = nodes.filter((n) => n.name !== node)
-  const draining = roles.filter((r) => r.owner === node).sort((a, b) => b.memory_mib - a.memory_mib || (a.name < b.name ? -1 : 1))
+  const home_site = nodes.find((n) => n.name === node)?.site ?? null
+  const draining = roles
+    .filter((r) => r.owner === node)
+    .sort((a, b) => priorityRank(a, b) || b.memory_mib - a.memory_mib || (a.name < b.name ? -1 : 1))
   for (const role of draining) {
-    const placement = chooseNode(role, candidates, tentative)
+    const placement = chooseNode(role, candidates, tentative, null, { home_site, classes_on: classes })
     if (!placement.ok) {
       stuck.push({ role: role.name, reason: placement.reason })
       continue
     }
     tentative.set(placement.node, (tentative.get(placement.node) ?? 0) + role.memory_mib)
+    if (role.anti_affinity != null) classes.set(placement.node, (classes.get(placement.node) ?? new Set()).add(role.anti_affinity))
     moves.push({ role: role.name, from: node, to: placement.node })
   }
   return { moves, stuck }
+}
+
+/** High before medium before low before none (names are not compared). */
+function priorityRank(a: PlaceableRole, b: PlaceableRole): number {
+  return byPriority({ name: '', priority: a.priority }, { name: '', priority: b.priority })
+}
+
+/** The anti-affinity classes of the roles on (or promised to) each node. */
+export function classesOn(roles: Iterable<{ anti_affinity?: string | null; node: string | null }>): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const r of roles) {
+    if (r.node === null || r.anti_affinity == null) continue
+    out.set(r.node, (out.get(r.node) ?? new Set()).add(r.anti_affinity))
+  }
+  return out
 }
 
 /**

@@ -32,6 +32,7 @@ import {
   EMPTY_HISTORY,
   checkFailoverPolicy,
   decideOnFailure,
+  failoversAllowed,
   inFailbackWindow,
   recordDecision,
   type FailoverPolicy,
@@ -39,6 +40,7 @@ import {
 } from './failover-policy.js'
 import {
   chooseNode,
+  classesOn,
   loadOf,
   planDrain,
   planFailback,
@@ -48,17 +50,32 @@ import {
   type NodeStatus,
   type NodeView,
 } from './placement.js'
-import { CLUSTER_NODES_MAX, ROLES_MAX, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import { removalRefusal } from './role-removal.js'
 import {
+  CLUSTER_NODES_MAX,
+  FAILURE_HISTORY_ENTRIES_MAX,
+  ROLES_MAX,
+  type DRAIN_STATUSES,
+  type VmStorageSpecRecord,
+} from '../../shared/protocol/cluster-messages.js'
+import {
+  byPriority,
+  changeVmRole,
   checkFitsAHost,
   createVmRole,
+  isOnNode,
+  priorityOf,
   transition,
   withMigration,
   type RoleState,
   type StopCause,
   type VmRole,
+  type VmRoleChanges,
   type VmRoleSpec,
 } from './vm-role.js'
+
+/** Get-ClusterNode's DrainStatus of a node. */
+export type DrainStatus = (typeof DRAIN_STATUSES)[number]
 
 export interface RoleControllerConfig {
   policy: FailoverPolicy
@@ -101,10 +118,14 @@ export type RoleCommand =
   /** `force_storage`: the next start may use a copy CLX would refuse as not in sync (the operator's call). */
   | { readonly op: 'start'; readonly name: string; readonly force_storage?: boolean }
   | { readonly op: 'stop'; readonly name: string }
+  /** `vm set`: settings applied at once (memory only while the VM is on no node). */
+  | { readonly op: 'set'; readonly name: string; readonly changes: VmRoleChanges }
   | { readonly op: 'move'; readonly name: string; readonly to: string }
   | { readonly op: 'migrate'; readonly name: string; readonly to: string; readonly options: MigrationOptions }
   | { readonly op: 'pause'; readonly node: string; readonly drain: boolean }
   | { readonly op: 'resume'; readonly node: string; readonly failback: boolean }
+  /** Removes a stopped or failed role (role-removal.ts); its disk is the shell's (vm-removal.ts). */
+  | { readonly op: 'remove'; readonly name: string }
 
 export type RoleInput =
   /** The membership layer's view; a node is Down only after the quorum-loss bound. */
@@ -212,6 +233,8 @@ export type RoleEffect =
   | { readonly kind: 'write-role-record'; readonly role: VmRole }
   /** Record the node's paused flag in the cluster database (a desired write, like write-role-record). */
   | { readonly kind: 'set-node-paused'; readonly node: string; readonly paused: boolean }
+  /** The role was removed: delete its record from the cluster database (a desired write, like write-role-record). */
+  | { readonly kind: 'delete-role-record'; readonly role: string }
   | EmitEffect<RoleEvent>
 
 /** What to do once the owner confirms a stop. `failover`: the placement is the failover policy's (role.failed-over). */
@@ -258,6 +281,8 @@ export class RoleController {
   private nodes = new Map<string, NodeView>()
   private readonly paused = new Set<string>()
   private readonly draining = new Set<string>()
+  /** Each node's last drain (absent: NotInitiated), as Get-ClusterNode's DrainStatus. */
+  private readonly drain_status = new Map<string, DrainStatus>()
   private epoch = 0
   private now_ms = 0
   private out: RoleEffect[] = []
@@ -272,6 +297,8 @@ export class RoleController {
   private inventories_in = false
   /** Nodes whose inventory came in while syncing. */
   private readonly inventoried = new Set<string>()
+  /** The highest op a removed role used: a role created again under its name starts above it, so no late reply matches. */
+  private removed_ops_max = 0
 
   constructor(config: Partial<RoleControllerConfig> = {}) {
     this.config = { ...DEFAULT_ROLE_CONTROLLER, ...config }
@@ -337,7 +364,7 @@ export class RoleController {
       const after_stop: AfterStop | null = role.state === 'stopping' ? afterRestoredStop(role.stop_cause) : null
       this.entries.set(role.name, {
         role,
-        history: EMPTY_HISTORY,
+        history: role.failures ?? EMPTY_HISTORY, // the last coordinator's counters go on
         after_stop,
         drained_from: null,
         drain_stuck: null,
@@ -380,6 +407,22 @@ export class RoleController {
     return this.epoch
   }
 
+  /** The failover policy's limits for this cluster's size (`cluster status` shows the counters against them). */
+  failoverLimits(): { restarts_max: number; restart_period_ms: number; failovers_max: number; failover_period_ms: number } {
+    const p = this.config.policy
+    return {
+      restarts_max: p.restarts_max,
+      restart_period_ms: p.restart_period_ms,
+      failovers_max: failoversAllowed(p, this.nodes.size),
+      failover_period_ms: p.failover_period_ms,
+    }
+  }
+
+  /** Every known node's drain status, by name. */
+  drainStatuses(): Array<{ node: string; status: DrainStatus }> {
+    return [...this.nodes.keys()].sort().map((node) => ({ node, status: this.drain_status.get(node) ?? 'NotInitiated' }))
+  }
+
   // ── inputs ────────────────────────────────────────────────────────────────────────
 
   private onMembership(epoch: number, nodes: readonly NodeView[]): void {
@@ -402,8 +445,9 @@ export class RoleController {
 
   private onNodeLost(node: string): void {
     this.emit('node.lost', { node, epoch: this.epoch })
-    this.draining.delete(node)
-    for (const e of this.sortedEntries()) {
+    if (this.draining.delete(node)) this.drain_status.set(node, 'Failed')
+    // Several roles fail over at once: high priority first (WSFC's start order).
+    for (const e of this.sortedEntries().sort((a, b) => byPriority(a.role, b.role))) {
       const after = e.after_stop
       if (after?.kind === 'start-on' && after.node === node && e.role.owner !== node) {
         e.after_stop = { kind: 'place', avoid: node, reason: `${after.reason}; target ${node} is down` }
@@ -607,6 +651,8 @@ export class RoleController {
         return this.start(command.name, command.force_storage === true)
       case 'stop':
         return this.stop(command.name)
+      case 'set':
+        return this.set(command.name, command.changes)
       case 'move':
         return this.move(command.name, command.to, null)
       case 'migrate':
@@ -615,6 +661,8 @@ export class RoleController {
         return this.pause(command.node, command.drain)
       case 'resume':
         return this.resume(command.node, command.failback)
+      case 'remove':
+        return this.remove(command.name)
     }
   }
 
@@ -642,7 +690,7 @@ export class RoleController {
       after_stop: null,
       drained_from: null,
       drain_stuck: null,
-      op_seq: this.epoch * OPS_PER_EPOCH,
+      op_seq: Math.max(this.epoch * OPS_PER_EPOCH, this.removed_ops_max),
       current_op: 0,
       start_op: 0,
       needs_sync: false,
@@ -662,13 +710,44 @@ export class RoleController {
     }
     if (state === 'stopping' && e.after_stop?.kind === 'fail') {
       e.after_stop = { kind: 'place', avoid: owner, reason: 'started by operator' }
-      e.history = EMPTY_HISTORY
+      this.setHistory(e, EMPTY_HISTORY)
+      this.push({ kind: 'write-role-record', role: e.role })
       return
     }
     if (state !== 'stopped' && state !== 'failed') return // already running, starting, pending or moving
-    e.history = EMPTY_HISTORY // an operator start resets the failover counters, as in WSFC
+    this.setHistory(e, EMPTY_HISTORY) // an operator start resets the failover counters, as in WSFC
     e.force_storage = force_storage
     this.place(e, null, force_storage ? 'started by operator (storage forced)' : 'started by operator')
+  }
+
+  /**
+   * `vm set`: the new settings are checked as a create checks them and recorded at once;
+   * placement, failover and failback use them from the next decision on (a running VM is
+   * not moved for them). Memory only changes while the VM is on no node.
+   */
+  private set(name: string, changes: VmRoleChanges): void {
+    const e = this.entryFor(name)
+    const { state, owner } = e.role
+    if (changes.memory_mib !== undefined && changes.memory_mib !== e.role.memory_mib && (isOnNode(state) || e.migrating !== null)) {
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot change the memory of vm ${name} while it is ${state} on ${owner}: the emulated VM cannot change its memory live; stop it first (\`hvlab vm stop ${name}\`), set it, then start it`,
+      )
+    }
+    const role = changeVmRole(e.role, changes)
+    const unknown = role.preferred_owners.filter((n) => !this.nodes.has(n))
+    if (unknown.length > 0) {
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `cannot change vm ${name}: ${unknown[0]} is not a node of this cluster (nodes: ${[...this.nodes.keys()].sort().join(', ') || 'none'})`,
+      )
+    }
+    checkFitsAHost(role, this.nodes.values(), 'change')
+    const changed = changedSettings(e.role, role)
+    if (changed === '') return
+    e.role = role
+    this.push({ kind: 'write-role-record', role })
+    this.emit('role.settings-changed', { role: name, changes: changed })
   }
 
   private stop(name: string): void {
@@ -682,6 +761,17 @@ export class RoleController {
       return
     }
     if (state === 'pending' || state === 'failed') this.setState(e, 'stopped', null, 'stopped by operator')
+  }
+
+  /** Removes a role that runs nowhere (role-removal.ts says when); its record is deleted from the database. */
+  private remove(name: string): void {
+    const e = this.entryFor(name)
+    const why = removalRefusal(e.role, e.migrating?.to ?? null, this.syncing)
+    if (why !== null) throw why
+    this.entries.delete(name)
+    this.removed_ops_max = Math.max(this.removed_ops_max, e.op_seq)
+    this.push({ kind: 'delete-role-record', role: name })
+    this.emit('role.removed', { role: name, from: e.role.state })
   }
 
   /** `options` null: the cluster's default way (live migration when on, else stop-then-start). */
@@ -758,7 +848,10 @@ export class RoleController {
       this.push({ kind: 'set-node-paused', node, paused: true })
       this.emit('node.paused', { node, drain: drain ? 1 : 0 })
     }
-    if (drain) this.draining.add(node)
+    if (drain) {
+      this.draining.add(node)
+      this.drain_status.set(node, 'InProgress')
+    }
   }
 
   private resume(node: string, failback: boolean): void {
@@ -768,6 +861,7 @@ export class RoleController {
       this.emit('node.resumed', { node, failback: failback ? 1 : 0 })
     }
     this.draining.delete(node)
+    this.drain_status.delete(node)
     const drained = this.sortedEntries().filter((e) => e.drained_from === node)
     for (const e of drained) e.drained_from = null
     if (!failback) return
@@ -781,13 +875,16 @@ export class RoleController {
   private reconcile(): void {
     if (this.syncing) return
     for (const node of [...this.draining].sort()) this.drainStep(node)
-    for (const e of this.sortedEntries()) if (e.role.state === 'pending') this.place(e, null, 'placed after waiting')
+    const pending = this.sortedEntries().filter((e) => e.role.state === 'pending')
+    for (const e of pending.sort((a, b) => byPriority(a.role, b.role)))
+      if (e.role.state === 'pending') this.place(e, null, 'placed after waiting')
   }
 
   private drainStep(node: string): void {
     const onNode = this.sortedEntries().filter((e) => e.role.owner === node)
     if (onNode.length === 0) {
       this.draining.delete(node)
+      this.drain_status.set(node, 'Completed')
       this.emit('node.drained', { node })
       return
     }
@@ -797,7 +894,10 @@ export class RoleController {
       movable.map((e) => e.role),
       this.nodeViews(),
       this.load(),
+      this.classes(),
     )
+    // Failed while some role cannot go anywhere (it keeps being retried; InProgress again once it can).
+    this.drain_status.set(node, plan.stuck.length > 0 ? 'Failed' : 'InProgress')
     for (const m of plan.moves) {
       const e = this.entries.get(m.role)
       if (e !== undefined) e.drained_from = node
@@ -836,7 +936,7 @@ export class RoleController {
   private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean }): void {
     const node_count = this.nodes.size
     const decision = decideOnFailure(e.history, this.config.policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
-    e.history = recordDecision(e.history, this.config.policy, decision, this.now_ms)
+    this.setHistory(e, recordDecision(e.history, this.config.policy, decision, this.now_ms))
     this.emit('role.failure', { role: e.role.name, node, reason: why, action: decision.action, policy: decision.reason })
     if (how.vm_present) {
       const after: AfterStop =
@@ -881,7 +981,9 @@ export class RoleController {
    */
   private place(e: RoleEntry, avoid: string | null, reason: string, failover = false): void {
     if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
-    const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid)
+    if (failover && priorityOf(e.role) === 'none') return this.noAutoStart(e, avoid, reason)
+    const home_site = avoid === null ? null : (this.nodes.get(avoid)?.site ?? null)
+    const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid, { home_site, classes_on: this.classes() })
     if (placement.ok) {
       if (failover) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
       return this.sendStart(e, placement.node, reason)
@@ -897,6 +999,13 @@ export class RoleController {
     e.role = { ...e.role, reason: `${reason}; ${waiting}` }
     this.push({ kind: 'write-role-record', role: e.role })
     this.emit('role.pending', { role: e.role.name, node: null, from: 'pending', reason: e.role.reason })
+  }
+
+  /** Priority none (WSFC's No Auto Start): after a failure the role is not started elsewhere; it waits for the operator. */
+  private noAutoStart(e: RoleEntry, from: string | null, reason: string): void {
+    const why = `${reason}; not started elsewhere: its priority is none (no auto start); start it with \`hvlab vm start ${e.role.name}\``
+    this.emit('role.no-auto-start', { role: e.role.name, node: from, reason: why })
+    this.setState(e, 'stopped', null, why)
   }
 
   private sendStart(e: RoleEntry, node: string, reason: string): void {
@@ -915,6 +1024,25 @@ export class RoleController {
       storage: e.role.storage ?? null,
       force_storage,
     })
+  }
+
+  /**
+   * The role's failure counters, kept in its record too (written with its next state
+   * change), so a new coordinator continues them instead of starting from zero.
+   */
+  private setHistory(e: RoleEntry, history: FailureHistory): void {
+    e.history = history
+    const { failures: _was, ...rest } = e.role
+    const empty = history.restarts.length === 0 && history.failovers_ms.length === 0
+    e.role = empty
+      ? rest
+      : {
+          ...rest,
+          failures: {
+            restarts: history.restarts.slice(-FAILURE_HISTORY_ENTRIES_MAX).map((r) => ({ node: r.node, at_ms: Math.round(r.at_ms) })),
+            failovers_ms: history.failovers_ms.slice(-FAILURE_HISTORY_ENTRIES_MAX).map((at) => Math.round(at)),
+          },
+        }
   }
 
   /** Sends the stop of a stopping role again, as a new op (its state, owner and plan stay). */
@@ -965,6 +1093,18 @@ export class RoleController {
     return loadOf(uses)
   }
 
+  /** Anti-affinity classes per node: of the roles on it, and of those promised to it (a move's or migration's target). */
+  private classes(): Map<string, Set<string>> {
+    const uses: Array<{ anti_affinity?: string | null; node: string | null }> = []
+    for (const e of this.entries.values()) {
+      if (e.role.anti_affinity == null) continue
+      uses.push({ anti_affinity: e.role.anti_affinity, node: e.role.owner })
+      if (e.after_stop?.kind === 'start-on') uses.push({ anti_affinity: e.role.anti_affinity, node: e.after_stop.node })
+      if (e.migrating !== null) uses.push({ anti_affinity: e.role.anti_affinity, node: e.migrating.to })
+    }
+    return classesOn(uses)
+  }
+
   private sortedEntries(): RoleEntry[] {
     return [...this.entries.values()].sort((a, b) => (a.role.name < b.role.name ? -1 : 1))
   }
@@ -1005,4 +1145,25 @@ function afterRestoredStop(cause: StopCause | undefined): AfterStop {
   return cause === undefined || cause === 'operator'
     ? { kind: 'stay-stopped' }
     : { kind: 'place', avoid: null, reason: 'restored while stopping' }
+}
+
+/** The settings `vm set` changed, as `key=value` pairs for the timeline ('' when none did). */
+function changedSettings(before: VmRole, after: VmRole): string {
+  const show = (r: VmRole): Record<string, string> => ({
+    memory_mib: String(r.memory_mib),
+    preferred: r.preferred_owners.join(',') || '-',
+    priority: priorityOf(r),
+    failback: !r.failback.enabled
+      ? 'off'
+      : r.failback.window === null
+        ? 'immediate'
+        : `window:${r.failback.window.start_hour}-${r.failback.window.end_hour}`,
+    anti_affinity: r.anti_affinity ?? '-',
+  })
+  const a = show(before)
+  const b = show(after)
+  return Object.keys(b)
+    .filter((k) => a[k] !== b[k])
+    .map((k) => `${k}=${b[k]}`)
+    .join(' ')
 }

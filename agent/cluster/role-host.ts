@@ -11,6 +11,7 @@
  *   host-requests.ts         the coordinator's requests to a host (local or over the mesh)
  *   coordinator-commands.ts  a role command on the coordinator (a create gets its disk first)
  *   operator-requests.ts     operator requests, run on the coordinator (operator-wait.ts)
+ *   vm-remove-requests.ts    `vm remove`: the role, then its disk (vm-removal.ts)
  *   role-peer-requests.ts    the requests this host answers for its peers
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
@@ -34,6 +35,7 @@ import { serveRolePeerRequests } from './role-peer-requests.js'
 import { startRoleMigration } from './role-migration-host.js'
 import { RoleService, type HostRequests } from './role-service.js'
 import { VmAgent, noQuorumGraceMs } from './vm-agent.js'
+import { serveVmRemove } from './vm-remove-requests.js'
 
 export {
   CREATE_REQUEST_TIMEOUT_MS,
@@ -73,6 +75,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const roles = newRoleService(p, cluster, hostRequests({ name: p.name, ask, agent, local, migration }), log)
   reports.attach(roles)
   const operator = newOperatorRequests(p, cluster, csv, roles, ask)
+  serveVmRemove(p, m, roles, csv, ask)
   p.onPeer((conn) => serveRolePeerRequests(conn, { name: p.name, epoch: () => m.view().epoch, agent, local, migration, roles, operator }))
   p.serveOperator('role-command-request', (q) => operator.command(q.command, false))
   p.serveOperator('role-list-request', () => operator.list(false))
@@ -108,6 +111,7 @@ function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, report
     announce: (location) => p.announceVm(location),
     blockIoFor: (target: VmDiskTarget) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort),
     writerEpoch: () => m.view().epoch,
+    arrayReachable: (array) => p.mesh.connection(array) !== undefined,
     reportFailure: (f) => reports.vmFailed(f),
   })
 }
@@ -119,7 +123,7 @@ function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRe
   const roles = new RoleService({
     name: p.name,
     clock: p.clock,
-    hosts: p.topology.hosts.map((h) => ({ name: h.name, memory_mib: h.memory_mib })),
+    hosts: p.topology.hosts.map((h) => ({ name: h.name, memory_mib: h.memory_mib, site: h.site })),
     membership: m,
     writeConfig: (key, value) => {
       try {

@@ -8,6 +8,7 @@
  */
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { checkBeforeMigration, clxStorageHandOver, type ClxMigrationDeps } from '../clx/clx-hand-over.js'
 import type { ClxService } from '../clx/clx-service.js'
 import { arrayOfSite, csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
@@ -34,7 +35,8 @@ export function startRoleMigration(p: LabProcess, deps: RoleMigrationDeps): Migr
   return startMigrationHost(p, {
     agent: deps.agent,
     storage: clxStorageHandOver(clxMigration),
-    checkStorage: (vm, source, to) => checkBeforeMigration(clxMigration, vm, source, to),
+    checkStorage: (vm, source, to, mode) => checkBeforeMigration(clxMigration, vm, source, to, mode),
+    storageModeOf: (vm) => storageModeOf(storageOf(vm)),
     diskForArrival: (vm) => diskForArrival(p, storageOf(vm)),
     isMember: (node) => m.view().members.includes(node),
     viewEpoch: () => m.view().epoch,
@@ -66,4 +68,11 @@ function diskForArrival(p: LabProcess, spec: VmStorageSpecRecord | null): VmDisk
   if (spec?.kind === 'csv') return csvDiskTarget(spec)
   const array = arrayOfSite(p.topology.arrays, p.site)
   return spec?.kind === 'replicated' && array !== undefined ? diskTargetFor(spec, { array, group: spec.group }) : null
+}
+
+/** How a VM's disk moves in a migration: a replicated disk by CLX, a CSV region needs nothing, a host's own disk is owned. */
+function storageModeOf(spec: VmStorageSpecRecord | null): StorageMode {
+  if (spec?.kind === 'replicated') return 'clx'
+  if (spec?.kind === 'csv') return 'csv'
+  return 'owned'
 }

@@ -16,21 +16,39 @@ export function roleKey(name: string): string {
   return `${ROLE_KEY_PREFIX}${name}`
 }
 
-/** The database value of a role; throws if even a shortened one would not fit (too many owners). */
+/**
+ * The database value of a role: its reason is cut to STORED_REASON_CHARS_MAX, and further
+ * when the record would not fit otherwise, then its oldest restarts are left out (the
+ * failover counters then undercount); throws if even that would not fit (too many owners).
+ */
 export function encodeRole(role: VmRole): string {
-  const reason = role.reason.length > STORED_REASON_CHARS_MAX ? `${role.reason.slice(0, STORED_REASON_CHARS_MAX - 1)}…` : role.reason
-  const value = JSON.stringify({ ...role, reason })
-  if (value.length > CONFIG_VALUE_CHARS_MAX) {
-    throw new Error(
-      `vm ${role.name}: its record is ${value.length} characters; the cluster database holds at most ${CONFIG_VALUE_CHARS_MAX} per entry (list fewer owners)`,
-    )
+  let reason_chars = STORED_REASON_CHARS_MAX
+  let kept = role
+  for (;;) {
+    const value = JSON.stringify({ ...kept, reason: shortened(role.reason, reason_chars) })
+    if (value.length <= CONFIG_VALUE_CHARS_MAX) return value
+    if (reason_chars === 0 && kept.failures !== undefined && kept.failures.restarts.length > 0) {
+      kept = { ...kept, failures: { ...kept.failures, restarts: kept.failures.restarts.slice(1) } }
+      continue
+    }
+    if (reason_chars === 0) {
+      throw new Error(
+        `vm ${role.name}: its record is ${value.length} characters; the cluster database holds at most ${CONFIG_VALUE_CHARS_MAX} per entry (list fewer owners)`,
+      )
+    }
+    reason_chars = Math.max(0, Math.min(reason_chars - 1, reason_chars - (value.length - CONFIG_VALUE_CHARS_MAX)))
   }
-  return value
+}
+
+function shortened(reason: string, chars: number): string {
+  if (reason.length <= chars) return reason
+  return chars === 0 ? '' : `${reason.slice(0, chars - 1)}…`
 }
 
 /**
  * A role record as the role controller uses it. Older records lack fields added since; each
- * has its default: `storage` local (null), `stop_cause` unknown and `migration` none (absent).
+ * has its default: `storage` local (null), `stop_cause` unknown and `migration` none (absent),
+ * `priority` medium, `anti_affinity` none and `failures` none (absent).
  */
 export function toVmRole(r: VmRoleRecord): VmRole {
   const { stop_cause, migration, ...rest } = r

@@ -14,6 +14,7 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { ROLES_MAX, type InventoryVmRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { EffectHandlers } from '../../shared/machine/driver.js'
 import { MachineDriver } from '../../shared/machine/driver.js'
 import { everyTick } from '../../shared/periodic-task.js'
@@ -23,7 +24,7 @@ import type { NodeView } from './placement.js'
 import { RoleController, type MigrationOptions, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
 import { decodeRoles, encodeRole, roleKey } from './role-record.js'
 import type { VmAgent, VmOpResult } from './vm-agent.js'
-import { createVmRole, type VmRole } from './vm-role.js'
+import { changeVmRole, createVmRole, type VmRole } from './vm-role.js'
 
 /** What the role service reads from the membership state machine. */
 export interface MembershipView {
@@ -49,7 +50,8 @@ export interface HostRequests {
 export interface RoleServiceDeps {
   name: string
   clock: Clock
-  hosts: readonly { name: string; memory_mib: number }[]
+  /** The cluster's hosts; `site` lets placement prefer the site a role leaves. */
+  hosts: readonly { name: string; memory_mib: number; site?: string }[]
   membership: MembershipView
   /** Write (or with null delete) one cluster database entry through the quorum. */
   writeConfig(key: string, value: string | null): void
@@ -63,6 +65,8 @@ export interface RoleServiceDeps {
   /** Moves, drains and failbacks live-migrate (needs requests.migrate). */
   live_migration?: boolean
 }
+
+type RoleListExtras = Required<Pick<MessageOf<'role-list-reply'>, 'failover_policy' | 'drains'>>
 
 /** Database writes started per tick (the rest wait; each write is one lease round). */
 export const WRITES_PER_TICK_MAX = 4
@@ -119,20 +123,32 @@ export class RoleService {
     return this.ctl?.list() ?? null
   }
 
+  /** What `vm list` and `cluster status` show beside the roles: the failover limits and each node's drain; null when this host does not run the roles. */
+  listExtras(): Pick<RoleListExtras, 'failover_policy' | 'drains'> | null {
+    const ctl = this.ctl
+    return ctl === null ? null : { failover_policy: ctl.failoverLimits(), drains: ctl.drainStatuses() }
+  }
+
   /** An operator command; waits for the takeover sync; a refusal throws HvlabError. */
   async command(command: RoleCommand): Promise<void> {
     const ctl = this.ctl
     if (ctl === null || !this.isLeader()) throw notLeader(this.deps.name)
     await this.sync
     if (this.ctl !== ctl || !this.isLeader()) throw notLeader(this.deps.name)
-    if (command.op === 'create') {
-      try {
-        encodeRole(createVmRole(command.spec))
-      } catch (e) {
-        throw e instanceof HvlabError ? e : new HvlabError('HVLAB_E_USAGE', describeError(e))
-      }
+    // A record that would not fit the database is refused here, before the controller takes it.
+    const current = command.op === 'set' ? ctl.role(command.name) : undefined
+    try {
+      if (command.op === 'create') encodeRole(createVmRole(command.spec))
+      if (current !== undefined && command.op === 'set') encodeRole(changeVmRole(current, command.changes))
+    } catch (e) {
+      throw e instanceof HvlabError ? e : new HvlabError('HVLAB_E_USAGE', describeError(e))
     }
     this.driver?.feed({ kind: 'command', command })
+  }
+
+  /** Is role `name`'s record absent from the committed cluster database (a removal has reached the quorum)? */
+  roleRecordGone(name: string): boolean {
+    return !Object.hasOwn(this.deps.membership.database().config, roleKey(name))
   }
 
   /** The owner reports how a migration ended. */
@@ -218,6 +234,7 @@ export class RoleService {
     const nodes: NodeView[] = this.deps.hosts.map((h) => ({
       name: h.name,
       memory_mib: h.memory_mib,
+      ...(h.site === undefined ? {} : { site: h.site }),
       status: view.members.includes(h.name) ? 'up' : initial || now < free_at ? 'paused' : 'down',
     }))
     // The epoch is part of it: a new view with the same members must reach the controller,
@@ -289,6 +306,7 @@ export class RoleService {
       'migrate-vm': (fx) => this.migrateVm(fx, back),
       'write-role-record': (fx) => void this.desired.set(roleKey(fx.role.name), encodeRole(fx.role)),
       'set-node-paused': (fx) => void this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null),
+      'delete-role-record': (fx) => void this.desired.set(roleKey(fx.role), null),
       emit: (fx) => this.deps.emitEvent(fx.event.kind, fx.event.details),
     }
   }

@@ -14,12 +14,13 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { everyTick } from '../../shared/periodic-task.js'
-import type { InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import { ROLE_REASON_CHARS_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
 import { nextCheckAt, runHealthCheck, startHealthCheck, type HealthCheckConfig, type HealthCheckState } from './health-check.js'
+import { storageHealth, type StorageHealth } from './vm-storage-health.js'
 
 export interface VmAgentDeps {
   host: string
@@ -49,6 +50,8 @@ export interface VmAgentDeps {
   blockIoFor?(target: VmDiskTarget): BlockIoPort
   /** The cluster epoch this host's disk writes carry (its current view's): the arrays fence older ones. */
   writerEpoch?(): number
+  /** This host is connected to `array` now (absent: assumed so). */
+  arrayReachable?(array: string): boolean
 }
 
 export interface VmOpResult {
@@ -209,7 +212,16 @@ export class VmAgent {
       memory_mib: v.memory_mib,
       state: v.state,
       guest_heartbeats: v.guest_heartbeats,
+      storage: this.storageOf(v.name),
     }))
+  }
+
+  /** What this host knows of the VM's disk (`vm list`'s STORAGE column). */
+  private storageOf(role: string): StorageHealth {
+    const disk = this.vms.instance(role)?.disk ?? null
+    const writer = disk && { state: disk.state, last_write_failed: disk.lastWriteFailed, last_error: disk.counters().last_error }
+    const health = storageHealth(this.disks.get(role), writer, (array) => this.deps.arrayReachable?.(array) ?? true)
+    return { state: health.state, reason: health.reason.slice(0, ROLE_REASON_CHARS_MAX) }
   }
 
   /**

@@ -14,7 +14,8 @@
  * the only states in which the VM may exist on a node (and uses that node's memory).
  */
 import { HvlabError } from '../../shared/errors.js'
-import type { VmRoleRecord, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import { ROLE_PRIORITIES, type VmRoleRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { FailureHistory } from './failover-policy.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
 export type RoleState = (typeof ROLE_STATES)[number]
@@ -36,6 +37,21 @@ export interface FailbackSetting {
 }
 
 export const FAILBACK_OFF: FailbackSetting = Object.freeze({ enabled: false, window: null })
+
+/** WSFC's priority: high, medium, low order starts and failovers; none = No Auto Start (not started after a failure). */
+export type RolePriority = (typeof ROLE_PRIORITIES)[number]
+export const DEFAULT_PRIORITY: RolePriority = 'medium'
+
+/** The priority of a role (records without one: medium). */
+export function priorityOf(role: Pick<VmRole, 'priority'>): RolePriority {
+  return role.priority ?? DEFAULT_PRIORITY
+}
+
+/** Sorts roles high → low (none last), then by name: the order in which several roles are placed. */
+export function byPriority(a: Pick<VmRole, 'name' | 'priority'>, b: Pick<VmRole, 'name' | 'priority'>): number {
+  const rank = ROLE_PRIORITIES.indexOf(priorityOf(a)) - ROLE_PRIORITIES.indexOf(priorityOf(b))
+  return rank !== 0 ? rank : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+}
 
 /**
  * Why a role's owner was asked to stop it (recorded while it is stopping, so a new
@@ -77,6 +93,12 @@ export interface VmRole {
   readonly migration?: RoleMigration
   /** Its disk (agent/clx/vm-storage.ts); absent or null: local to the host (no storage to fail over). */
   readonly storage?: VmStorageSpecRecord | null
+  /** Absent: medium. */
+  readonly priority?: RolePriority
+  /** Its anti-affinity class (WSFC AntiAffinityClassNames); absent or null: none. */
+  readonly anti_affinity?: string | null
+  /** Restarts and failovers within the policy's windows; absent: none (kept in the record for the next coordinator). */
+  readonly failures?: FailureHistory
 }
 
 export interface VmRoleSpec {
@@ -87,17 +109,30 @@ export interface VmRoleSpec {
   failback?: FailbackSetting
   /** The disk provisioned for it before the create (null: local). */
   storage?: VmStorageSpecRecord | null
+  priority?: RolePriority
+  anti_affinity?: string | null
+}
+
+/** What `vm set` may change; an absent field keeps its value. */
+export interface VmRoleChanges {
+  preferred_owners?: readonly string[]
+  priority?: RolePriority
+  failback?: FailbackSetting
+  anti_affinity?: string | null
+  memory_mib?: number
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
 
 /**
- * Refuses a VM that no host it may run on could ever hold (HVLAB_E_USAGE, naming the
+ * Refuses a VM that no host it may run on could ever hold (HVLAB_E_REFUSED: the cluster
+ * refuses it at once rather than leave it pending for ever; the message names the
  * largest such host). `hosts`: the cluster's hosts with their memory for VMs.
  */
 export function checkFitsAHost(
   spec: Pick<VmRoleSpec, 'name' | 'memory_mib' | 'possible_owners'>,
   hosts: Iterable<{ name: string; memory_mib: number }>,
+  verb = 'create',
 ): void {
   const memory_mib = spec.memory_mib ?? DEFAULT_MEMORY_MIB
   const eligible = [...hosts].filter(
@@ -108,43 +143,36 @@ export function checkFitsAHost(
     undefined,
   )
   if (largest === undefined || largest.memory_mib >= memory_mib) return
-  throw usage(
-    `cannot create vm ${spec.name}: it needs ${memory_mib} MiB and the largest host it may run on (${largest.name}) has ${largest.memory_mib} MiB; give it --memory-mib ${largest.memory_mib} or less`,
+  throw new HvlabError(
+    'HVLAB_E_REFUSED',
+    `cannot ${verb} vm ${spec.name}: it needs ${memory_mib} MiB and the largest host it may run on (${largest.name}) has ${largest.memory_mib} MiB; give it --memory-mib ${largest.memory_mib} or less`,
   )
 }
 
-/** Builds a stopped role from a create request; throws HVLAB_E_USAGE with what to fix. */
-export function createVmRole(spec: VmRoleSpec): VmRole {
+/** Builds a stopped role from a create request; throws HVLAB_E_USAGE with what to fix. `verb` names the command in messages. */
+export function createVmRole(spec: VmRoleSpec, verb = 'create'): VmRole {
   const name = spec.name
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     throw usage(`invalid vm name ${JSON.stringify(name)}: use 1–63 of a-z 0-9 . _ - starting with a letter or digit`)
   }
+  const what = `cannot ${verb} vm ${name}`
   const memory_mib = spec.memory_mib ?? DEFAULT_MEMORY_MIB
   if (!Number.isInteger(memory_mib) || memory_mib < ROLE_LIMITS.memory_mib_min || memory_mib > ROLE_LIMITS.memory_mib_max) {
     throw usage(
-      `cannot create vm ${name}: --memory-mib must be a whole number from ${ROLE_LIMITS.memory_mib_min} to ${ROLE_LIMITS.memory_mib_max}, got ${memory_mib}`,
+      `${what}: --memory-mib must be a whole number from ${ROLE_LIMITS.memory_mib_min} to ${ROLE_LIMITS.memory_mib_max}, got ${memory_mib}`,
     )
   }
-  const preferred_owners = checkOwnerList(name, 'preferred', spec.preferred_owners ?? [])
-  const possible_owners = spec.possible_owners == null ? null : checkOwnerList(name, 'possible', spec.possible_owners)
-  if (possible_owners !== null) {
-    if (possible_owners.length === 0)
-      throw usage(`cannot create vm ${name}: possible owners is empty; name at least one host or leave it out`)
-    const outside = preferred_owners.filter((n) => !possible_owners.includes(n))
-    if (outside.length > 0) {
-      throw usage(
-        `cannot create vm ${name}: preferred owner ${outside.join(', ')} is not a possible owner; add it to the possible owners or drop it`,
-      )
-    }
-  }
-  const failback = checkFailback(name, spec.failback ?? FAILBACK_OFF)
+  const preferred_owners = checkOwnerList(what, 'preferred', spec.preferred_owners ?? [])
+  const possible_owners = spec.possible_owners == null ? null : checkOwnerList(what, 'possible', spec.possible_owners)
+  checkOwnersAgree(what, preferred_owners, possible_owners)
+  const failback = checkFailback(what, spec.failback ?? FAILBACK_OFF)
   const storage = spec.storage ?? null
   if (storage?.kind === 'replicated') {
     const owners = possible_owners ?? []
     const unserved = owners.filter((n) => !storage.hosts.includes(n))
     if (unserved.length > 0)
       throw usage(
-        `cannot create vm ${name}: its disk ${storage.volume} is not presented to possible owner ${unserved.join(', ')}; leave that host out or present the volume to it`,
+        `${what}: its disk ${storage.volume} is not presented to possible owner ${unserved.join(', ')}; leave that host out or present the volume to it`,
       )
   }
   return {
@@ -158,6 +186,58 @@ export function createVmRole(spec: VmRoleSpec): VmRole {
     last_owner: null,
     reason: 'created',
     storage,
+    ...checkPlacementHints(what, spec),
+  }
+}
+
+/**
+ * The role with `changes` applied (`vm set`), checked exactly as a create checks them;
+ * state, owner, storage and failure counters stay. Throws HVLAB_E_USAGE with what to fix.
+ */
+export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
+  const checked = createVmRole(
+    {
+      name: role.name,
+      memory_mib: changes.memory_mib ?? role.memory_mib,
+      preferred_owners: changes.preferred_owners ?? role.preferred_owners,
+      possible_owners: role.possible_owners,
+      failback: changes.failback ?? role.failback,
+      storage: role.storage ?? null,
+      priority: changes.priority ?? priorityOf(role),
+      anti_affinity: changes.anti_affinity === undefined ? (role.anti_affinity ?? null) : changes.anti_affinity,
+    },
+    'change',
+  )
+  const { memory_mib, preferred_owners, failback, priority, anti_affinity } = checked
+  return { ...role, memory_mib, preferred_owners, failback, priority: priority ?? DEFAULT_PRIORITY, anti_affinity: anti_affinity ?? null }
+}
+
+function checkOwnersAgree(what: string, preferred_owners: readonly string[], possible_owners: readonly string[] | null): void {
+  if (possible_owners === null) return
+  if (possible_owners.length === 0) throw usage(`${what}: possible owners is empty; name at least one host or leave it out`)
+  const outside = preferred_owners.filter((n) => !possible_owners.includes(n))
+  if (outside.length > 0) {
+    throw usage(`${what}: preferred owner ${outside.join(', ')} is not a possible owner; add it to the possible owners or drop it`)
+  }
+}
+
+/** Priority and anti-affinity class, when given (a record leaves out what was never set). */
+function checkPlacementHints(
+  what: string,
+  spec: Pick<VmRoleSpec, 'priority' | 'anti_affinity'>,
+): Pick<VmRole, 'priority' | 'anti_affinity'> {
+  const { priority, anti_affinity } = spec
+  if (priority !== undefined && !ROLE_PRIORITIES.includes(priority)) {
+    throw usage(`${what}: priority must be one of ${ROLE_PRIORITIES.join(', ')}, got ${JSON.stringify(priority)}`)
+  }
+  if (anti_affinity != null && (typeof anti_affinity !== 'string' || !NAME_PATTERN.test(anti_affinity))) {
+    throw usage(
+      `${what}: anti-affinity class ${JSON.stringify(anti_affinity)} must be 1–63 of a-z 0-9 . _ - starting with a letter or digit`,
+    )
+  }
+  return {
+    ...(priority === undefined ? {} : { priority }),
+    ...(anti_affinity === undefined ? {} : { anti_affinity }),
   }
 }
 
@@ -215,34 +295,32 @@ export function withMigration(role: VmRole, migration: RoleMigration | null, rea
   return migration === null ? { ...rest, reason } : { ...rest, reason, migration: { to: migration.to, op: migration.op } }
 }
 
-function checkOwnerList(vm: string, kind: string, list: readonly string[]): readonly string[] {
-  if (!Array.isArray(list)) throw usage(`cannot create vm ${vm}: ${kind} owners must be a list of host names`)
+function checkOwnerList(what: string, kind: string, list: readonly string[]): readonly string[] {
+  if (!Array.isArray(list)) throw usage(`${what}: ${kind} owners must be a list of host names`)
   if (list.length > ROLE_LIMITS.owners_max) {
-    throw usage(`cannot create vm ${vm}: ${list.length} ${kind} owners is more than the ${ROLE_LIMITS.owners_max} a cluster can have`)
+    throw usage(`${what}: ${list.length} ${kind} owners is more than the ${ROLE_LIMITS.owners_max} a cluster can have`)
   }
   const seen = new Set<string>()
   for (const node of list) {
     if (typeof node !== 'string' || !NAME_PATTERN.test(node)) {
-      throw usage(`cannot create vm ${vm}: ${kind} owner ${JSON.stringify(node)} is not a host name`)
+      throw usage(`${what}: ${kind} owner ${JSON.stringify(node)} is not a host name`)
     }
-    if (seen.has(node)) throw usage(`cannot create vm ${vm}: ${kind} owner ${node} is listed twice`)
+    if (seen.has(node)) throw usage(`${what}: ${kind} owner ${node} is listed twice`)
     seen.add(node)
   }
   return Object.freeze([...list])
 }
 
-function checkFailback(vm: string, failback: FailbackSetting): FailbackSetting {
+function checkFailback(what: string, failback: FailbackSetting): FailbackSetting {
   const w = failback.window
   if (w !== null) {
     for (const h of [w.start_hour, w.end_hour]) {
       if (!Number.isInteger(h) || h < 0 || h > 23) {
-        throw usage(`cannot create vm ${vm}: failback window hours must be whole hours 0–23, got ${h}`)
+        throw usage(`${what}: failback window hours must be whole hours 0–23, got ${h}`)
       }
     }
     if (w.start_hour === w.end_hour) {
-      throw usage(
-        `cannot create vm ${vm}: failback window ${w.start_hour}–${w.end_hour} is empty; leave the window out to fail back at any hour`,
-      )
+      throw usage(`${what}: failback window ${w.start_hour}–${w.end_hour} is empty; leave the window out to fail back at any hour`)
     }
   }
   return { enabled: failback.enabled === true, window: w === null ? null : { ...w } }

@@ -1,7 +1,8 @@
 /**
  * The port through which a host's CLX and VM-storage code talks to the storage arrays:
  * one request, one reply (the array's admin messages of shared/protocol/storage-messages.ts:
- * rc-status-request, rc-verb, rc-create, rc-admit, volume-create, volume-list, lun-present).
+ * rc-status-request, rc-verb, rc-create, rc-admit, volume-create, volume-list, lun-present,
+ * and for a VM's removal rc-dismiss, rc-remove, lun-unpresent, volume-remove).
  * `meshArrayAdmin` sends them over the host's p.mesh connection to the array; tests plug
  * in RemoteCopyService/VolumeStore instances directly.
  */
@@ -18,6 +19,10 @@ export type ArrayAdminRequest =
   | MessageOf<'volume-create'>
   | MessageOf<'volume-list'>
   | MessageOf<'lun-present'>
+  | MessageOf<'rc-dismiss'>
+  | MessageOf<'rc-remove'>
+  | MessageOf<'lun-unpresent'>
+  | MessageOf<'volume-remove'>
 
 export interface ArrayAdmin {
   /** Rejects with HvlabError: HVLAB_E_TIMEOUT / HVLAB_E_CLOSED when the array is unreachable, else the array's refusal. */

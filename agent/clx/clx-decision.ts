@@ -51,8 +51,28 @@ export interface ClxDecisionInput {
   readonly local: ArrayView
   readonly remote: ArrayView
   readonly force: boolean
+  /** What the copy is made writable for (default start): it words the refusal and its remedy (only a start can be forced). */
+  readonly operation?: ClxOperation
   /** Total bytes of the group's volumes, when known (for "73% synced"). */
   readonly group_bytes?: number
+}
+
+/** What CLX decides for: a VM start (the operator may force it), or a move that must find the group Synced. */
+export type ClxOperation = 'start' | 'live-migration' | 'quick-migration'
+
+/** "cannot start vm web1 on host-b1" / "cannot quick-migrate vm web1 to host-b1". */
+function cannotText(input: ClxDecisionInput): string {
+  const op = input.operation ?? 'start'
+  if (op === 'start') return `cannot start vm ${input.vm} on ${input.host}`
+  return `cannot ${op === 'live-migration' ? 'live-migrate' : 'quick-migrate'} vm ${input.vm} to ${input.host}`
+}
+
+/** What clears a refusal of a move (it cannot be forced): the command that fixes the group's state. */
+function moveRemedy(reason: ClxRefusalReason, group: string): string {
+  if (reason === 'stopped') return `start it with \`hvlab rcopy start ${group}\`, then move the VM again`
+  if (reason === 'arrays-split')
+    return `restore the link between the arrays (\`hvlab heal\` ends a partition), wait until \`hvlab rcopy status ${group}\` shows Synced, then move the VM again`
+  return `wait until \`hvlab rcopy status ${group}\` shows Synced, then move the VM again`
 }
 
 export type ClxRefusalReason =
@@ -113,8 +133,8 @@ function progress(bytes_behind: number, group_bytes: number | undefined): string
 }
 
 export function decideClx(input: ClxDecisionInput): ClxDecision {
-  const { vm, group, host, local, remote, force } = input
-  const cannot = `cannot start vm ${vm} on ${host}`
+  const { vm, group, local, remote } = input
+  const cannot = cannotText(input)
   if (!local.reachable) {
     return refuse(
       'local-array-unreachable',
@@ -155,8 +175,9 @@ export function decideClx(input: ClxDecisionInput): ClxDecision {
 
 /** The local copy is a secondary and the remote array answered. */
 function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<ArrayView, { reachable: true }>): ClxDecision {
-  const { vm, group, host, local, force } = input
-  const cannot = `cannot start vm ${vm} on ${host}`
+  const { group, host, local, force } = input
+  const cannot = cannotText(input)
+  const starting = (input.operation ?? 'start') === 'start'
   const r = remote.status
   if (!r) {
     return refuse(
@@ -177,7 +198,7 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
     return refuse(
       'syncing',
       false,
-      `${cannot}: remote copy group ${group} is syncing (${progress(r.bytes_behind, input.group_bytes)}); wait until it is Synced — a force is refused while the copy on ${local.array} is a secondary that is still being written`,
+      `${cannot}: remote copy group ${group} is syncing (${progress(r.bytes_behind, input.group_bytes)}); wait until it is Synced${starting ? ` — a force is refused while the copy on ${local.array} is a secondary that is still being written` : ''}`,
     )
   }
   const failover: ClxDecision = {
@@ -187,14 +208,16 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
     ...(r.started && r.link_up ? { stop_first_on: remote.array } : {}),
     why: `forced by the operator: remote copy group ${group} was not in sync; data written on ${remote.array} since the last sync is not on ${local.array}`,
   }
-  const orForce = (reason: ClxRefusalReason, what: string): ClxDecision =>
-    force
+  const orForce = (reason: ClxRefusalReason, what: string): ClxDecision => {
+    if (!starting) return refuse(reason, false, `${cannot}: remote copy group ${group} ${what}; ${moveRemedy(reason, group)}`)
+    return force
       ? failover
       : refuse(
           reason,
           true,
           `${cannot}: remote copy group ${group} ${what}; ${host} would run it on stale data. Fix the replication and wait for Synced, or force (the copy on ${local.array} is used as it is, and later writes on ${remote.array} are lost)`,
         )
+  }
   if (!r.link_up)
     return orForce(
       'arrays-split',
@@ -225,7 +248,7 @@ function withRemote(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<A
 /** The local copy is a secondary and the remote array (the primary's) did not answer. */
 function remoteLost(input: ClxDecisionInput, l: RcGroupStatus, remote: Extract<ArrayView, { reachable: false }>): ClxDecision {
   const { vm, group, host, local, force } = input
-  const cannot = `cannot start vm ${vm} on ${host}`
+  const cannot = cannotText(input)
   if (l.link_up) {
     return refuse(
       'primary-linked',

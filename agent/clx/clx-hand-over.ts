@@ -6,7 +6,7 @@
  * it back when the migration fails after that). A move within a site does nothing to the
  * storage; a VM without a replicated disk needs nothing either.
  */
-import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { MigrationOptionsMessage, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { StorageHandOver, StorageHandOverRequest } from '../migration/storage-hand-over.js'
 import type { ClxResult, ClxService } from './clx-service.js'
 
@@ -22,6 +22,7 @@ export interface ClxMigrationDeps {
   quiesce?(vm: string): Promise<void>
 }
 
+type MigrationMode = MigrationOptionsMessage['mode']
 type Replicated = Extract<VmStorageSpecRecord, { kind: 'replicated' }>
 
 /** The VM's replicated disk and the two sites when a move from `source` to `destination` crosses sites; else null. */
@@ -40,10 +41,17 @@ export function crossSiteMove(
 }
 
 /** Resolves when the migration may start; rejects HVLAB_E_REFUSED with CLX's message (nothing changed). Null: nothing to check. */
-export function checkBeforeMigration(deps: ClxMigrationDeps, vm: string, source: string, destination: string): Promise<void> | null {
+export function checkBeforeMigration(
+  deps: ClxMigrationDeps,
+  vm: string,
+  source: string,
+  destination: string,
+  mode: MigrationMode = 'live',
+): Promise<void> | null {
   const move = crossSiteMove(deps, vm, source, destination)
   if (move === null) return null
-  return deps.clx.checkForLiveMigration(vm, move.spec.group, move.to_site, destination).then(() => undefined)
+  const operation = mode === 'quick' ? 'quick-migration' : 'live-migration'
+  return deps.clx.checkForLiveMigration(vm, move.spec.group, move.to_site, destination, operation).then(() => undefined)
 }
 
 export function clxStorageHandOver(deps: ClxMigrationDeps): StorageHandOver {

@@ -12,7 +12,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
 import { expectReply, groupStatus, isUnreachable, type ArrayAdmin } from './array-admin.js'
-import { decideClx, type ArrayView, type ClxDecision } from './clx-decision.js'
+import { decideClx, type ArrayView, type ClxDecision, type ClxOperation } from './clx-decision.js'
 
 export const CLX_STATUS_TIMEOUT_MS_DEFAULT = 2_000
 export const CLX_VERB_TIMEOUT_MS_DEFAULT = 10_000
@@ -80,27 +80,30 @@ export class ClxService {
   }
 
   /**
-   * Before a live migration to `targetSite` starts: resolves when the migration may go
-   * ahead (the group is Synced with both arrays healthy, or the target site already holds
-   * the writable copy), else throws HVLAB_E_REFUSED (the VM keeps running on the source).
-   * Never changes the storage. `destination`: the host the VM moves to (for messages; default this host).
+   * Before a live or quick migration to `targetSite` starts: resolves when the migration may
+   * go ahead (the group is Synced with both arrays healthy, or the target site already holds
+   * the writable copy), else throws HVLAB_E_REFUSED naming the cause and what clears it (the
+   * VM keeps running on the source). Never changes the storage. `destination`: the host the
+   * VM moves to (for messages; default this host).
    */
   async checkForLiveMigration(
     vm: string,
     group: string,
     targetSite: string,
     destination: string = this.o.host,
+    operation: Exclude<ClxOperation, 'start'> = 'live-migration',
   ): Promise<{ action: 'none' | 'switchover'; why: string }> {
-    const d = await this.decide(vm, group, targetSite, false, destination)
+    const d = await this.decide(vm, group, targetSite, false, destination, operation)
     if (d.action === 'none' || d.action === 'switchover') {
-      this.o.emit('clx.checked', { vm, group, host: this.o.host, for: 'live-migration', action: d.action })
+      this.o.emit('clx.checked', { vm, group, host: this.o.host, for: operation, action: d.action })
       return { action: d.action, why: d.why }
     }
+    const kind = operation === 'live-migration' ? 'live migration' : 'quick migration'
     const message =
       d.action === 'refuse'
-        ? `live migration of vm ${vm} cancelled: ${d.message.replace(/^cannot start vm \S+ on \S+: /, '')}`
-        : `live migration of vm ${vm} cancelled: it needs both arrays healthy and remote copy group ${group} Synced, but ${d.why}`
-    this.refused(vm, group, d.action === 'refuse' ? d.reason : 'primary-lost', 'live-migration', message)
+        ? d.message
+        : `cannot move vm ${vm} to ${destination} by ${kind}: it needs both arrays healthy and remote copy group ${group} Synced, but ${d.why}`
+    this.refused(vm, group, d.action === 'refuse' ? d.reason : 'primary-lost', operation, message)
   }
 
   /**
@@ -124,10 +127,17 @@ export class ClxService {
 
   // ---------------------------------------------------------------- decision
 
-  private async decide(vm: string, group: string, site: string, force: boolean, host: string = this.o.host): Promise<ClxDecision> {
+  private async decide(
+    vm: string,
+    group: string,
+    site: string,
+    force: boolean,
+    host: string = this.o.host,
+    operation: ClxOperation = 'start',
+  ): Promise<ClxDecision> {
     const { local, remote } = this.arraysFor(site)
     const [lv, rv] = await Promise.all([this.view(local, group), this.view(remote, group)])
-    const input = { vm, group, host, host_site: site, local: lv, remote: rv, force }
+    const input = { vm, group, host, host_site: site, local: lv, remote: rv, force, operation }
     const d = decideClx(input)
     if (d.action === 'refuse' && d.reason === 'syncing') {
       const group_bytes = await this.groupBytes(rv.reachable ? rv : lv)

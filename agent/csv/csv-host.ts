@@ -6,7 +6,8 @@
  * (decided by the cluster's coordinator with coordinator-choice.ts; coordinator-takeover.ts),
  * the hand-off of CSVs whose coordinator node lost its own path to the array (it checks that
  * path every second and gives the CSV to the first member that has one;
- * coordinator-hand-off.ts), the operator requests (`hvlab csv …`; csv-operator-requests.ts)
+ * coordinator-hand-off.ts), the operator requests (`hvlab csv …`; csv-operator-requests.ts;
+ * `csv remove`: csv-removal.ts)
  * and `csv` in GET /status. This file wires the parts and runs the periodic work on the
  * process's Clock.
  */
@@ -19,6 +20,7 @@ import { CoordinatorTakeover } from './coordinator-takeover.js'
 import { CsvHostContext } from './csv-host-context.js'
 import { serveCsvOperator } from './csv-operator-requests.js'
 import { serveCsvPeers } from './csv-peer-requests.js'
+import { serveCsvRemoval } from './csv-removal.js'
 import type { CsvEntry } from './csv-record.js'
 import { CsvRegionMetadata } from './csv-region-metadata.js'
 import type { CsvVolume } from './csv-volume.js'
@@ -42,6 +44,7 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   const volumes = new CsvVolumes(ctx, metadata)
   serveCsvOperator(ctx, volumes, metadata)
   serveCsvPeers(ctx, volumes, metadata)
+  serveCsvRemoval(ctx, metadata)
   const takeover = new CoordinatorTakeover(ctx)
   const handOff = new CoordinatorHandOff(ctx, volumes)
   const onError = (e: unknown): void => ctx.log.warn({ err: describeError(e) }, 'CSV background task failed')

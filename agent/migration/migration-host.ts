@@ -28,6 +28,7 @@ import { MigrationService, type Arrival, type MigrationResult } from './migratio
 import { MigrationStatusBook, refusedResult, resultMessage, runningStatus, type MigrationStatus } from './migration-status.js'
 import { PageDiffPool } from './page-diff-pool.js'
 import type { StorageHandOver } from './storage-hand-over.js'
+import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 
 const PAGES_PER_MIB = (1024 * 1024) / PAGE_SIZE_BYTES
@@ -40,7 +41,9 @@ export interface MigrationHostDeps extends InDoubtShellDeps {
   /** The storage step inside the blackout (CLX switchover across sites); default: CSV only. */
   storage?: StorageHandOver
   /** Before a migration starts: a promise that rejects to cancel it (CLX: group not Synced), or null when there is nothing to check. */
-  checkStorage?(vm: string, source: string, to: string): Promise<void> | null
+  checkStorage?(vm: string, source: string, to: string, mode: MigrationOptionsMessage['mode']): Promise<void> | null
+  /** How the VM's disk moves with it (its role's storage: clx, csv or owned); default the VM's own. */
+  storageModeOf?(vm: string): StorageMode
   /** Where an arriving VM's disk I/O goes here (null: no replicated disk). */
   diskForArrival?(vm: string): VmDiskTarget | null
 }
@@ -100,6 +103,7 @@ function createService(
       p.emitEvent(e.kind, e.details)
       book.onEvent(e)
     },
+    onRoundProgress: (r) => book.onRoundProgress(r),
     admit: (a) => arrivals.admit(a),
     onArrivalEnded: (a) => arrivals.ended(a.migration_id),
     onArrived: (vm, a) => {
@@ -163,7 +167,7 @@ class OutgoingMigrations {
   migrate(m: MigrateRequest): VmOpResult {
     const { p, deps } = this
     const { role, to, op, options } = m
-    const check = deps.checkStorage?.(role, p.name, to) ?? null
+    const check = deps.checkStorage?.(role, p.name, to, options.mode) ?? null
     if (check === null) return this.begin(m)
     const vm = deps.agent.vms.instance(role)
     if (vm === undefined || vm.state !== 'running') return { ok: false, reason: `${p.name} does not run vm ${role}` }
@@ -202,6 +206,7 @@ class OutgoingMigrations {
         verify: options.verify,
         ...(options.budget_ms !== null ? { downtime_budget_ms: options.budget_ms } : {}),
         ...(options.max_rounds !== null ? { round_cap: options.max_rounds } : {}),
+        ...(deps.storageModeOf ? { storage: deps.storageModeOf(role) } : {}),
       })
     } catch (e) {
       return { ok: false, reason: describeError(e) }

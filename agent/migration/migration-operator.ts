@@ -13,13 +13,14 @@ import type { MigrationStatusBook } from './migration-status.js'
 export function serveMigrationOperator(p: LabProcess, agent: VmAgent, service: MigrationService, book: MigrationStatusBook): void {
   p.serveOperator('vm-migrate-cancel-request', (q): Message => {
     if (!service.cancel(q.vm))
-      throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} is not migrating vm ${q.vm}; \`hvlab vm list\` shows where it runs`)
+      // The relay names this host as the origin ("host-a2: …"): the message does not name it again.
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `no migration of vm ${q.vm} runs here; \`hvlab vm list\` shows where it runs`)
     return { t: 'ok' }
   })
   p.serveOperator('vm-migration-status-request', (q): Message => book.reply(q.vm, p.name))
   p.serveOperator('vm-load-request', (q): Message => {
     const vm = agent.vms.instance(q.vm)
-    if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${q.vm}`)
+    if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${q.vm} does not run here; \`hvlab vm list\` shows where it runs`)
     const load = vm.setLoad({
       ...(q.dirty_mib_per_s !== undefined ? { dirty_mib_per_s: q.dirty_mib_per_s } : {}),
       ...(q.hot_fraction !== null ? { hot_fraction: q.hot_fraction } : {}),
@@ -33,7 +34,7 @@ export function serveMigrationOperator(p: LabProcess, agent: VmAgent, service: M
 
 async function inspect(p: LabProcess, agent: VmAgent, name: string): Promise<Message> {
   const vm = agent.vms.instance(name)
-  if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `${p.name} does not run vm ${name}`)
+  if (vm === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${name} does not run here; \`hvlab vm list\` shows where it runs`)
   const memory_sha256 = await vm.memory.sha256Async()
   return {
     t: 'vm-inspect-reply',

@@ -55,6 +55,8 @@ export interface MigrationServiceOptions {
   storage?: StorageHandOver
   /** Timeline events (stage changes with progress). */
   onEvent?: (event: MigrationEvent) => void
+  /** Progress within a round, after each slice of pages sent (not on the timeline: `vm migrate` polls it). */
+  onRoundProgress?: (progress: RoundProgress) => void
   /**
    * Asked before a VM may arrive (migration-begin): throw an HvlabError to refuse (no
    * memory, a stale coordinator epoch, no quorum lease …). The source gets the reason.
@@ -86,6 +88,17 @@ export interface MigrateOptions {
   round_cap?: number
   /** Hash memory on both sides (adds the destination's hashing to the blackout). */
   verify?: boolean
+  /** How the VM's disk moves, as the cluster knows it (default: the VM's own, CSV). */
+  storage?: StorageMode
+}
+
+/** How far the round being sent is: pages sent of the round's, and the memory copied per second so far. */
+export interface RoundProgress {
+  readonly migration_id: string
+  readonly round: number
+  readonly pages_done: number
+  readonly pages_total: number
+  readonly copy_rate_bytes_per_s: number
 }
 
 export interface MigrationRoundResult {
@@ -177,7 +190,7 @@ class OutgoingRun {
       vm: vm.name,
       destination: conn.remoteName,
       page_count: vm.memory.page_count,
-      storage: vm.storage,
+      storage: options.storage ?? vm.storage,
       ...(options.downtime_budget_ms !== undefined ? { downtime_budget_ms: options.downtime_budget_ms } : {}),
       ...(options.round_cap !== undefined ? { round_cap: options.round_cap } : {}),
     })
@@ -254,7 +267,7 @@ class OutgoingRun {
         migration_id: this.migration_id,
         vm: vm.name,
         page_count: vm.memory.page_count,
-        storage: vm.storage,
+        storage: options.storage ?? vm.storage,
         verify: options.verify ?? false,
         ...(options.placement ? { placement: options.placement } : {}),
       },
@@ -292,7 +305,15 @@ class OutgoingRun {
   private stopped = (): boolean => this.machine.done
 
   private async sendPages(round: number, pages: Uint32Array): Promise<number> {
+    const started_ms = this.ctx.clock.now()
+    const onSlice = (pages_done: number): void => {
+      const elapsed_ms = Math.max(1, this.ctx.clock.now() - started_ms)
+      const copy_rate_bytes_per_s = ((pages_done * PAGE_SIZE_BYTES) / elapsed_ms) * 1000
+      const { migration_id } = this
+      this.ctx.onRoundProgress?.({ migration_id, round, pages_done, pages_total: pages.length, copy_rate_bytes_per_s })
+    }
     const r = await streamRound({
+      onSlice,
       conn: this.conn,
       pool: this.ctx.pool,
       memory: this.vm.memory,
@@ -426,6 +447,7 @@ interface ServiceContext {
   readonly request_timeout_ms: number
   readonly storage: StorageHandOver
   readonly onDeparted: MigrationServiceOptions['onDeparted']
+  readonly onRoundProgress: MigrationServiceOptions['onRoundProgress']
   emit(event: MigrationEvent): void
 }
 
@@ -467,6 +489,7 @@ export class MigrationService {
       request_timeout_ms: checkInt('request_timeout_ms', options.request_timeout_ms ?? MIGRATION_REQUEST_TIMEOUT_MS_DEFAULT, 1, 3_600_000),
       storage: options.storage ?? csvOnlyStorage,
       onDeparted: options.onDeparted,
+      onRoundProgress: options.onRoundProgress,
       emit: (event) => {
         log.info({ event: event.kind, ...event.details }, 'migration event')
         options.onEvent?.(event)

@@ -144,6 +144,8 @@ export class MigrationSource {
   private throttle_pct = 0
   private throttle_pct_max = 0
   private bandwidth_bytes_per_s = 0
+  /** Guest memory copied per second (pages × page size), the fastest round's: what the expected blackout uses. */
+  private copy_rate_bytes_per_s = 0
   private dirty_rate_bytes_per_s = 0
   private readonly rounds: SourceRound[] = []
   private final_pages = 0
@@ -294,12 +296,15 @@ export class MigrationSource {
     })
     // The link carries at least what the fastest round showed; a small round is mostly latency.
     this.bandwidth_bytes_per_s = Math.max(this.bandwidth_bytes_per_s, (input.bytes_sent / duration_ms) * 1000)
+    // What the blackout depends on is how fast pages go across (zero pages and deltas are far
+    // smaller on the wire than a page), so the decision measures memory copied per second.
+    this.copy_rate_bytes_per_s = Math.max(this.copy_rate_bytes_per_s, ((input.pages * PAGE_SIZE_BYTES) / duration_ms) * 1000)
     this.dirty_rate_bytes_per_s = ((input.dirty_pages_now * PAGE_SIZE_BYTES) / duration_ms) * 1000
     const decision = decideConvergence(
       {
         round: this.rounds.length,
         remaining_dirty_pages: input.dirty_pages_now,
-        bandwidth_bytes_per_s: this.bandwidth_bytes_per_s,
+        bandwidth_bytes_per_s: this.copy_rate_bytes_per_s,
         dirty_rate_bytes_per_s: this.dirty_rate_bytes_per_s,
         downtime_budget_ms: this.config.downtime_budget_ms,
         round_cap: this.config.round_cap,

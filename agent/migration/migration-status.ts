@@ -7,7 +7,8 @@
 import type { MigrationResultMessage } from '../../shared/protocol/cluster-messages.js'
 import type { Message } from '../../shared/protocol/messages.js'
 import type { MigrationEvent } from './migration-events.js'
-import type { MigrationResult } from './migration-service.js'
+import { expectedBlackoutMs } from './convergence.js'
+import type { MigrationResult, RoundProgress } from './migration-service.js'
 
 /** Results kept for `vm migrate` to read (one per VM, the latest; bounded). */
 const STATUS_KEPT_MAX = 256
@@ -22,6 +23,8 @@ export interface MigrationStatus {
   round: number
   pages_left: number
   bandwidth_bytes_per_s: number
+  /** Guest memory copied per second in the round being sent (0 before the first slice). */
+  copy_rate_bytes_per_s: number
   expected_blackout_ms: number | null
   result: MigrationResultMessage | null
 }
@@ -61,6 +64,18 @@ export class MigrationStatusBook {
     st.expected_blackout_ms = num('expected_blackout_ms') ?? st.expected_blackout_ms
   }
 
+  /**
+   * Progress within a round: the pages left are those of the round not sent yet, and the
+   * expected blackout is what they would take at the rate measured so far.
+   */
+  onRoundProgress(p: RoundProgress): void {
+    const st = this.byId.get(p.migration_id)
+    if (st === undefined || st.state === 'done' || p.round !== st.round) return
+    st.pages_left = Math.max(0, p.pages_total - p.pages_done)
+    st.copy_rate_bytes_per_s = p.copy_rate_bytes_per_s
+    if (p.copy_rate_bytes_per_s > 0) st.expected_blackout_ms = expectedBlackoutMs(st.pages_left, p.copy_rate_bytes_per_s)
+  }
+
   /** The answer to `vm-migration-status-request` for `vm` on `host`. */
   reply(vm: string, host: string): Message {
     const st = this.statuses.get(vm)
@@ -75,6 +90,7 @@ export class MigrationStatusBook {
       round: st?.round ?? 0,
       pages_left: st?.pages_left ?? 0,
       bandwidth_bytes_per_s: st?.bandwidth_bytes_per_s ?? 0,
+      copy_rate_bytes_per_s: st?.copy_rate_bytes_per_s ?? 0,
       expected_blackout_ms: st?.expected_blackout_ms ?? null,
       result: st?.result ?? null,
     }
@@ -168,6 +184,7 @@ export function runningStatus(
     round: 0,
     pages_left: page_count,
     bandwidth_bytes_per_s: 0,
+    copy_rate_bytes_per_s: 0,
     expected_blackout_ms: null,
     result: null,
   }

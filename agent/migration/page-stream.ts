@@ -25,6 +25,8 @@ export interface PageStreamRound {
   readonly round: number
   /** Checked between batches: true once the migration ended (cancel, failure). */
   readonly stopped: () => boolean
+  /** After each slice is on the wire: pages of the round done so far, bytes sent so far. */
+  readonly onSlice?: (pages_done: number, bytes_sent: number) => void
 }
 
 export interface PageStreamResult {
@@ -66,6 +68,7 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
       seq++
       bytes_sent += batch.length
     }
+    r.onSlice?.(Math.min(r.pages.length, (k + 1) * STREAM_SLICE_PAGES), bytes_sent)
   }
   return { batches: seq, bytes_sent, stats }
 }

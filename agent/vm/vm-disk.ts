@@ -34,6 +34,8 @@ export const DISK_WRITE_AREA_BLOCKS_MAX = 4096
 export const DISK_ACKED_HISTORY_MAX = 1024
 /** How often the writer wakes to issue what fell due. */
 export const DISK_TICK_MS = 10
+/** The achieved write rate `vm inspect` shows is measured over intervals of at least this long. */
+export const DISK_RATE_INTERVAL_MS = 1000
 /** How long one block write may take before it counts as an error. */
 export const DISK_WRITE_TIMEOUT_MS = 10_000
 
@@ -129,15 +131,20 @@ export class VmDisk {
   private drainWaiters: (() => void)[] = []
   private readonly acked: DiskWriteRecord[] = []
   private counters_ = { writes_issued: 0, writes_acked: 0, writes_refused: 0, write_errors: 0, writes_skipped: 0 }
+  /** Where the current rate interval began, with the counters then; and the rates the last interval achieved. */
+  private rate_window = { start_ms: 0, writes_acked: 0, writes_skipped: 0 }
+  private achieved = { writes_acked_per_s: 0, writes_skipped_per_s: 0 }
   private last_acked_seq: number | null = null
   private last_epoch: number | null = null
   private last_error: string | null = null
+  private last_write_failed = false
 
   constructor(o: VmDiskOptions) {
     this.vm = o.vm
     this.target = o.target
     this.io = o.io
     this.clock = o.clock
+    this.rate_window.start_ms = o.clock.now()
     this.onEvent = o.onEvent
     this.block_size_bytes = o.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT
     if (!Number.isSafeInteger(this.block_size_bytes) || this.block_size_bytes < DISK_RECORD_BLOCK_BYTES_MIN) {
@@ -209,6 +216,7 @@ export class VmDisk {
   }
 
   counters(): VmDiskCounters {
+    this.sampleRate(this.clock.now())
     return {
       array: this.target.array,
       volume: this.target.volume,
@@ -216,10 +224,16 @@ export class VmDisk {
       disk_iops: this.disk_iops_,
       in_flight: this.inFlight.size,
       ...this.counters_,
+      ...this.achieved,
       last_acked_seq: this.last_acked_seq,
       last_epoch: this.last_epoch,
       last_error: this.last_error,
     }
+  }
+
+  /** The newest write that finished failed (refused or an error); false before any finished. */
+  get lastWriteFailed(): boolean {
+    return this.last_write_failed
   }
 
   /** The last acknowledged writes (at most DISK_ACKED_HISTORY_MAX), oldest seq first. */
@@ -247,6 +261,19 @@ export class VmDisk {
     return issued
   }
 
+  /** Ends the rate interval once it is DISK_RATE_INTERVAL_MS long: writes acked and skipped per second over it. */
+  private sampleRate(now_ms: number): void {
+    const w = this.rate_window
+    const elapsed_ms = now_ms - w.start_ms
+    if (elapsed_ms < DISK_RATE_INTERVAL_MS) return
+    const perSecond = (n: number): number => Math.round(((n * 1000) / elapsed_ms) * 10) / 10
+    this.achieved = {
+      writes_acked_per_s: perSecond(this.counters_.writes_acked - w.writes_acked),
+      writes_skipped_per_s: perSecond(this.counters_.writes_skipped - w.writes_skipped),
+    }
+    this.rate_window = { start_ms: now_ms, writes_acked: this.counters_.writes_acked, writes_skipped: this.counters_.writes_skipped }
+  }
+
   private reschedule(): void {
     const run = this.state === 'writing'
     if (run && this.cancelTimer === null) {
@@ -266,6 +293,7 @@ export class VmDisk {
       const now = this.clock.now()
       this.advance(now - this.last_tick_ms)
       this.last_tick_ms = now
+      this.sampleRate(now)
       if (this.state === 'writing' && this.cancelTimer === null) this.schedule()
     })
   }
@@ -302,6 +330,7 @@ export class VmDisk {
   }
 
   private acknowledged(r: DiskWriteRecord): void {
+    this.last_write_failed = false
     this.counters_.writes_acked++
     if (this.last_acked_seq === null || r.seq > this.last_acked_seq) this.last_acked_seq = r.seq
     this.acked.push(r)
@@ -309,6 +338,7 @@ export class VmDisk {
   }
 
   private failed(r: DiskWriteRecord, e: unknown): void {
+    this.last_write_failed = true
     this.last_error = describeError(e).slice(0, 1024)
     if (!isStaleEpochRefusal(e)) {
       this.counters_.write_errors++

@@ -1,6 +1,6 @@
 /**
  * `hvlab array …`: the storage arrays' own commands — virtual volumes (create, grow,
- * remove, list), LUN presentation to hosts, and test I/O as a host would do it (`array
+ * remove: volume-remove-command.ts, list), LUN presentation to hosts, and test I/O as a host would do it (`array
  * write` / `array read`). Each one is a request to an array process (array-client.ts).
  */
 import { type Command, InvalidArgumentError } from 'commander'
@@ -10,6 +10,7 @@ import { type DirOpt, type JsonOpt, ask } from './array-client.js'
 import { table } from './format.js'
 import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'
 import { GIB, MIB } from './units.js'
+import { registerVolumeRemove } from './volume-remove-command.js'
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: MIB, mib: MIB, g: GIB, gib: GIB }
 
@@ -65,19 +66,6 @@ function registerVolumeGrow(volume: Command): void {
     .action(async (a: string, v: string, o: JsonOpt & { size: number }) => {
       const r = await ask(o, a, { t: 'volume-grow', volume: v, size_bytes: o.size }, 'volume-listing')
       printResult(o.json, r, () => `volume ${v} on ${a} is now ${o.size} bytes`)
-    })
-}
-
-function registerVolumeRemove(volume: Command): void {
-  volume
-    .command('remove')
-    .description('remove a volume and its presentations (refused while it is in a remote copy group)')
-    .argument('<array>', 'array name')
-    .argument('<volume>', 'volume name')
-    .addOption(dirOption())
-    .action(async (a: string, v: string, o: DirOpt) => {
-      await ask(o, a, { t: 'volume-remove', volume: v }, 'volume-listing')
-      out(`removed volume ${v} from ${a}`)
     })
 }
 

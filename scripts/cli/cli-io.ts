@@ -6,6 +6,7 @@
  * (an in-process run must never set the test process's exit code).
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { createInterface } from 'node:readline/promises'
 
 export interface CliIo {
   /** A chunk for stdout, newlines included (like process.stdout.write). */
@@ -17,6 +18,18 @@ export interface CliIo {
   columns?: number
   /** Calls `listener` on Ctrl-C; returns a function that removes it. Without it the run is never interrupted. */
   onInterrupt?(listener: () => void): () => void
+  /** Asks the person at the terminal and returns the line they type; absent when stdin is not a terminal (no one to ask). */
+  ask?: (question: string) => Promise<string>
+}
+
+/** A question on stderr, the answer read from stdin (a terminal). */
+async function askOnTerminal(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    return await rl.question(question)
+  } finally {
+    rl.close()
+  }
 }
 
 /** The process's own streams and Ctrl-C: what the `hvlab` binary runs with. */
@@ -32,6 +45,9 @@ export const processIo: CliIo = {
   onInterrupt(listener) {
     process.once('SIGINT', listener)
     return () => void process.off('SIGINT', listener)
+  },
+  get ask() {
+    return process.stdin.isTTY === true ? askOnTerminal : undefined
   },
 }
 

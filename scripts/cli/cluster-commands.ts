@@ -1,17 +1,17 @@
 /** `hvlab cluster …`: the failover cluster's commands (quorum state, validation, forced quorum). */
 import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import { loadTopology, type Topology } from '../../shared/topology.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
-import { setExitCode } from './cli-io.js'
+import { currentIo, setExitCode } from './cli-io.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
+import { clusterRoleStatus, formatVmCounters, type ClusterRoleStatus } from './cluster-roles.js'
 import { validateCluster, validationPassed, type ValidationInput } from './cluster-validation.js'
 import { ControlClient } from './control-client.js'
-import { formatCluster, formatValidation, validationHtml } from './format.js'
+import { formatCluster, formatEpoch, formatValidation, validationHtml } from './format.js'
 import { dirOption, out, printResult } from './options.js'
 
 /** Every up host's own view of the quorum, asked now; the witness's vote holder from the lab status. */
@@ -41,19 +41,40 @@ export function registerClusterCommands(program: Command): void {
   registerClusterForceQuorum(cluster)
 }
 
+/** What `cluster status --json` prints: the quorum as every host sees it, and the roles' drains and failure counters (null when no host answered the role list). */
+export type ClusterStatusReport = LabClusterStatus & { roles: ClusterRoleStatus | null }
+
+/** The quorum, and the coordinator's drains and failure counters (tests call it in-process). */
+export async function clusterStatusReport(client: ControlClient): Promise<ClusterStatusReport> {
+  const quorum = await clusterStatusNow(client)
+  const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
+  return { ...quorum, roles: list === null ? null : clusterRoleStatus(list, Date.now()) }
+}
+
 function registerClusterStatus(cluster: Command): void {
   cluster
     .command('status')
-    .description('quorum model, votes present/needed, witness vote holder, epoch, and each node: Up, Down, Paused or Joining')
+    .description(
+      'quorum model, votes present/needed, witness vote holder, epoch (GENERATION/EPOCH after a forced quorum); each node: Up, Down, Paused or Joining, its vote (NodeWeight), whether the vote counts now (DynamicWeight), its drain status; each vm: restarts and failovers against the failover policy, last failure',
+    )
     .addOption(dirOption())
     .option(
       '--json',
-      'machine-readable: {"hosts":{NAME:{model,epoch,members,votes_present,votes_needed,holds_lease,nodes:[{name,state}]…}},"witness":{vote_holder,…}}',
+      'machine-readable: {"hosts":{NAME:{model,epoch,members,votes_present,votes_needed,holds_lease,nodes:[{name,state,voter,node_weight,dynamic_weight}]…}},"witness":{vote_holder,…},"roles":{source,drains:{NODE:status},failover_policy:{restarts_max,restart_period_ms,failovers_max,failover_period_ms},vms:[{name,state,owner,restarts,failovers,last_failure_ms}]}}',
     )
     .action(async (o: { dir: string; json?: boolean }) => {
-      const s = await clusterStatusNow(ControlClient.forDir(o.dir))
-      printResult(o.json, s, () => formatCluster(s))
+      const s = await clusterStatusReport(ControlClient.forDir(o.dir))
+      printResult(o.json, s, () => formatClusterReport(s, Date.now()))
     })
+}
+
+/** `cluster status` for people: the quorum and nodes, then the vms' failure counters. */
+export function formatClusterReport(s: ClusterStatusReport, now_ms: number): string {
+  const drains = s.roles?.source === 'coordinator' ? s.roles.drains : undefined
+  const vms = s.roles === null ? 'vms: the role list did not answer' : formatVmCounters(s.roles, now_ms)
+  return `${formatCluster(s, drains)}
+
+${vms}`
 }
 
 function registerClusterValidate(cluster: Command): void {
@@ -83,7 +104,7 @@ async function validateClusterNow(o: { dir: string; json?: boolean }): Promise<v
     roles: list?.source === 'coordinator' ? list.roles : null,
     arrays,
   })
-  const report = join(layout.root, 'cluster-validation.html')
+  const report = layout.validationReport
   await writeFile(report, validationHtml(checks, { name: lab.lab.name, at: new Date().toISOString() }))
   const passed = validationPassed(checks)
   printResult(o.json, { passed, report, checks }, () => formatValidation(checks, report))
@@ -116,16 +137,41 @@ function registerClusterForceQuorum(cluster: Command): void {
       'DANGEROUS: start the cluster on NODE alone, without quorum. Its cluster database becomes authoritative and every other host joins it (prevent quorum); changes made on the other side since are lost. Use only when the majority is gone for good.',
     )
     .argument('<node>', 'the host to force quorum on, e.g. host-b1')
+    .option('--yes', 'force it even though the cluster holds quorum now (without a terminal to ask, it is required then)')
     .addOption(dirOption())
-    .action(async (node: string, o: { dir: string }) => {
+    .action(async (node: string, o: { dir: string; yes?: boolean }) => {
       const client = ControlClient.forDir(o.dir)
+      await confirmWhileQuorumHeld(client, node, o.yes === true)
       try {
         await client.request(node, { t: 'cluster-force-quorum-request' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
       } catch (e) {
         throw new HvlabError(e instanceof HvlabError ? e.code : 'HVLAB_E_STATE', `cannot force quorum on ${node}: ${describeError(e)}`)
       }
+      const now = await client
+        .request(node, { t: 'cluster-status-request' }, 'cluster-status-reply', HOST_REQUEST_TIMEOUT_MS)
+        .then((r) => r.status)
+        .catch(() => null)
+      const epoch = now === null ? '' : ` in epoch ${formatEpoch(now.epoch)}${now.forced ? ' (FORCED)' : ''}`
       out(
-        `forced quorum on ${node}: it now runs the cluster alone with its database; other hosts join it as they reach it. \`hvlab cluster status\` shows the result.`,
+        `forced quorum on ${node}${epoch}: it now runs the cluster alone with its database; other hosts join it as they reach it. \`hvlab cluster status\` shows the result.`,
       )
     })
+}
+
+/**
+ * Forcing quorum while a cluster holds it splits the cluster's history (the forced side's
+ * database wins and the majority's later changes are lost): ask on a terminal, else demand `--yes`.
+ */
+async function confirmWhileQuorumHeld(client: ControlClient, node: string, yes: boolean): Promise<void> {
+  if (yes) return
+  const quorum = await clusterStatusNow(client).catch(() => null)
+  const holders = Object.values(quorum?.hosts ?? {})
+    .filter((h) => h.holds_lease)
+    .map((h) => h.node)
+  if (holders.length === 0) return
+  const why = `the cluster holds quorum now (held by ${holders.join(',')}); forcing quorum on ${node} makes its database win and loses the changes the others make meanwhile`
+  const ask = currentIo().ask
+  if (ask === undefined) throw new HvlabError('HVLAB_E_USAGE', `${why}; add --yes to force it anyway`)
+  const answer = await ask(`${why}. Force quorum on ${node}? Type yes to go on: `)
+  if (answer.trim().toLowerCase() !== 'yes') throw new HvlabError('HVLAB_E_REFUSED', `not forcing quorum on ${node}: not confirmed`)
 }

@@ -10,7 +10,9 @@ import { httpAuthorization } from '../../shared/http-bearer.js'
 import { checkLabDir } from '../../shared/lab-dir.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
+import type { Role } from '../../shared/protocol/runtime-messages.js'
 import { readRunningControl } from '../controller/control-file.js'
+import { checkOutgoingRequest, wrongProcessError } from './request-words.js'
 
 /** Where the lab running in `dir` listens and the Authorization header it takes; throws HVLAB_E_LAB with what to do when there is none. */
 export function runningLab(dir: string): { httpPort: number; authorization: string } {
@@ -50,12 +52,23 @@ export class ControlClient {
     return this.call<T>('POST', path, body)
   }
 
-  /** Sends a request message to one lab process through the controller; returns its reply. */
+  /**
+   * Sends a request message to one lab process through the controller; returns its reply.
+   * A bad field, or a process of the wrong kind, is a usage error in the user's words (request-words.ts).
+   */
   async request<T extends MessageType>(process: string, message: Message, expect: T, timeout_ms?: number): Promise<MessageOf<T>> {
-    const { message: reply } = await this.post<{ message: Message }>(`/v1/processes/${encodeURIComponent(process)}/request`, {
-      message,
-      ...(timeout_ms ? { timeout_ms } : {}),
-    })
+    checkOutgoingRequest(message)
+    let reply: Message
+    try {
+      ;({ message: reply } = await this.post<{ message: Message }>(`/v1/processes/${encodeURIComponent(process)}/request`, {
+        message,
+        ...(timeout_ms ? { timeout_ms } : {}),
+      }))
+    } catch (e) {
+      if (!(e instanceof HvlabError) || (e.detail !== 'HVLAB_E_WRONG_PROCESS' && e.code !== 'HVLAB_E_UNSUPPORTED')) throw e
+      const lab = await this.get<{ processes: { name: string; role: Role }[] }>('/v1/status').catch(() => undefined)
+      throw wrongProcessError(process, message.t, lab?.processes) ?? e
+    }
     if (reply.t !== expect) throw new HvlabError('HVLAB_E_PROTOCOL', `${process} answered ${reply.t}, expected ${expect}`)
     return reply as MessageOf<T>
   }

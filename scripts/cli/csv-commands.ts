@@ -2,13 +2,15 @@
  * `hvlab csv …`: Cluster Shared Volumes — create one on an array, list them with each
  * node's I/O state (Direct / Redirected, like Get-ClusterSharedVolumeState), move the
  * coordinator node, allocate/release regions (VM disks), and test I/O through one host's
- * CSV path (`csv write` / `csv read`).
+ * CSV path (`csv write` / `csv read`), and remove one (csv-remove-command.ts).
  */
 import { Command } from 'commander'
+import { HvlabError } from '../../shared/errors.js'
 import type { CsvInfo, CsvNodeState } from '../../shared/protocol/csv-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
+import { registerCsvRemove } from './csv-remove-command.js'
 import { dirOption, intIn, out, printResult } from './options.js'
 import { GIB, MIB } from './units.js'
 
@@ -83,6 +85,7 @@ export function registerCsvCommands(program: Command): void {
   registerCsvRelease(csv)
   registerCsvWrite(csv)
   registerCsvRead(csv)
+  registerCsvRemove(csv)
 }
 
 function registerCsvCreate(csv: Command): void {
@@ -127,14 +130,26 @@ function registerCsvList(csv: Command): void {
 function registerCsvMove(csv: Command): void {
   csv
     .command('move')
-    .description('move the coordinator node of a CSV to another cluster member (VM I/O is not interrupted)')
+    .description(
+      'move the coordinator node of a CSV to another cluster member and return once it has moved (VM I/O is not interrupted); a CSV already coordinated there is left as it is',
+    )
     .argument('<name>', 'CSV name')
     .requiredOption('--to <host>', 'the new coordinator node')
     .addOption(dirOption())
     .option('--json', 'print the CSV as JSON')
     .action(async (name: string, o: { to: string; dir: string; json?: boolean }) => {
-      const r = await askAnyHost(ControlClient.forDir(o.dir), { t: 'csv-move-request', name, to: o.to }, 'csv-list-reply')
-      printResult(o.json, r.csvs[0], () => `CSV ${name}: coordinator node is ${r.csvs[0]?.owner}`)
+      const client = ControlClient.forDir(o.dir)
+      const before = (await askAnyHost(client, { t: 'csv-list-request' }, 'csv-list-reply')).csvs.find((c) => c.name === name)
+      if (before?.owner === o.to)
+        return printResult(o.json, before, () => `CSV ${name}: ${o.to} is already its coordinator node; nothing moved`)
+      // The host answers once the hand-off is recorded and the new coordinator node serves it.
+      const csv = (await askAnyHost(client, { t: 'csv-move-request', name, to: o.to }, 'csv-list-reply')).csvs[0]
+      if (csv?.owner !== o.to)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `CSV ${name} did not move: its coordinator node is ${csv?.owner ?? 'unknown'}; \`hvlab csv list\` shows it`,
+        )
+      printResult(o.json, csv, () => `CSV ${name}: coordinator node moved ${before?.owner ?? '?'} → ${csv.owner}`)
     })
 }
 

@@ -1,8 +1,12 @@
 /** How the CLI prints the lab's status and timeline for people (`--json` prints raw). */
+import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import type { DrainStatus } from './cluster-roles.js'
 import type { ValidationCheck } from './cluster-validation.js'
+import type { VmStorageView } from './vm-storage-status.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import type { TimelineEvent } from '../../shared/timeline/events.js'
+import { exitReport } from './process-exit-format.js'
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
@@ -18,12 +22,17 @@ export function duration(ms: number | null): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
 }
 
-export function formatStatus(s: LabStatus): string {
+/** The PEERS column: none while down, stale while paused (its peers are losing it), else connected of expected. */
+function peersColumn(p: LabStatus['processes'][number]): string {
+  if (p.state === 'down') return '-'
+  if (p.state === 'paused') return 'paused'
+  const missing = p.expectedPeers.filter((e) => !p.peers.includes(e))
+  return `${p.peers.length}/${p.expectedPeers.length}${missing.length ? ` (missing ${missing.join(',')})` : ''}`
+}
+
+export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
   const rows = [['NAME', 'ROLE', 'SITE', 'STATE', 'PID', 'UPTIME', 'PEERS', 'METRICS']]
   for (const p of s.processes) {
-    const missing = p.expectedPeers.filter((e) => !p.peers.includes(e))
-    const peers =
-      p.state === 'down' ? '-' : `${p.peers.length}/${p.expectedPeers.length}${missing.length ? ` (missing ${missing.join(',')})` : ''}`
     rows.push([
       p.name,
       p.role,
@@ -31,24 +40,17 @@ export function formatStatus(s: LabStatus): string {
       p.state,
       p.pid === null ? '-' : String(p.pid),
       duration(p.uptime_ms),
-      peers,
+      peersColumn(p),
       p.metricsPort ? `http://127.0.0.1:${p.metricsPort}/metrics` : '-',
     ])
   }
   const lines = [
     `lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid})`,
     table(rows),
+    ...s.processes.flatMap((p) => exitReport(p, now_ms)),
   ]
   for (const p of s.partitions) lines.push(`partition: ${p.a.join(',')}  ✕  ${p.b.join(',')}`)
   if (s.cluster) lines.push('', formatCluster(s.cluster))
-  for (const p of s.processes) {
-    if (p.state === 'down' && p.lastExit && !p.lastExit.requested) {
-      lines.push(
-        `${p.name} died by itself (${p.lastExit.signal ? `signal ${p.lastExit.signal}` : `exit code ${p.lastExit.code}`}); last log lines:`,
-      )
-      for (const l of p.lastExit.lastLogLines) lines.push(`  ${l}`)
-    }
-  }
   return lines.join('\n')
 }
 
@@ -69,8 +71,21 @@ export function referenceHost(c: LabClusterStatus): ClusterStatus | undefined {
   return all.find((h) => h.holds_lease && h.is_coordinator) ?? all.find((h) => h.holds_lease) ?? all[0]
 }
 
-/** The failover cluster: quorum model and votes, witness vote holder, each node's state and lease. */
-export function formatCluster(c: LabClusterStatus): string {
+/**
+ * An epoch for people: a forced quorum starts a new generation of epochs (the generation
+ * sits in the epoch's high bits), shown as GENERATION/EPOCH; generation 0 shows the epoch alone.
+ */
+export function formatEpoch(epoch: number): string {
+  const generation = Math.floor(epoch / EPOCHS_PER_GENERATION)
+  return generation === 0 ? String(epoch) : `${generation}/${epoch % EPOCHS_PER_GENERATION}`
+}
+
+/**
+ * The failover cluster: quorum model and votes, witness vote holder, each node's state,
+ * vote (NodeWeight), whether its vote counts now (DynamicWeight), lease and, when the
+ * coordinator's `drains` are known, its drain status.
+ */
+export function formatCluster(c: LabClusterStatus, drains?: Readonly<Record<string, DrainStatus>>): string {
   const ref = referenceHost(c)
   if (!ref) return 'cluster: no host answered'
   const onOff = (b: boolean): string => (b ? 'on' : 'off')
@@ -78,47 +93,68 @@ export function formatCluster(c: LabClusterStatus): string {
     .filter((h) => h.holds_lease)
     .map((h) => h.node)
   const lines = [
-    `cluster: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${ref.epoch}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
+    `cluster: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${formatEpoch(ref.epoch)}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
     `quorum: ${ref.holds_lease ? 'HELD' : 'NOT HELD'} by ${holders.length ? holders.join(',') : 'no host'}; votes present ${ref.votes_present} of ${ref.votes_total}, needed ${ref.votes_needed}` +
       (ref.witness
         ? `; witness ${ref.witness.name} ${ref.witness.votes ? 'votes' : 'does not vote (dynamic witness)'}, vote holder ${c.witness?.vote_holder ?? 'none'}`
         : ''),
   ]
-  const rows = [['NODE', 'SITE', 'STATE', 'VOTE', 'QUORUM', 'EPOCH']]
+  const rows = [['NODE', 'SITE', 'STATE', 'WEIGHT', 'DYNAMIC', ...(drains ? ['DRAIN'] : []), 'QUORUM', 'EPOCH']]
   for (const n of ref.nodes) {
     const own = c.hosts[n.name]
     rows.push([
       n.name,
       n.site,
       n.state,
-      n.voter ? 'yes' : 'no',
+      String(n.node_weight ?? 1),
+      String(n.dynamic_weight ?? (n.voter ? 1 : 0)),
+      ...(drains ? [drains[n.name] ?? 'NotInitiated'] : []),
       own ? (own.holds_lease ? 'yes' : 'no') : '-',
-      own ? String(own.epoch) : '-',
+      own ? formatEpoch(own.epoch) : '-',
     ])
   }
   lines.push(table(rows))
+  if (ref.nodes.some((n) => n.node_weight === 1 && n.dynamic_weight === 0 && n.state === 'Up')) {
+    lines.push('(DYNAMIC 0 on an Up node: dynamic quorum took its vote to keep the total odd)')
+  }
   return lines.join('\n')
 }
 
-/** `hvlab vm list`: one row per VM role. */
-export function formatVmList(r: { coordinator: string; source: 'coordinator' | 'database'; roles: readonly VmRoleRecord[] }): string {
+/**
+ * `hvlab vm list`: one row per VM role, with its priority and, when `storage` is given, its
+ * storage as its owner sees it (ok, lost, local for a vm without shared storage, - when it
+ * runs nowhere or its owner did not answer); why storage is lost goes in REASON.
+ */
+export function formatVmList(
+  r: { coordinator: string; source: 'coordinator' | 'database'; roles: readonly VmRoleRecord[] },
+  storage?: VmStorageView,
+): string {
   const head =
     r.source === 'coordinator'
       ? `vm roles as coordinator ${r.coordinator} runs them:`
       : `vm roles from the cluster database (coordinator ${r.coordinator} did not answer; states may be stale):`
   if (r.roles.length === 0) return `${head}\nno vms yet; create one with \`hvlab vm create NAME --preferred host-a1,host-a2\``
-  const rows = [['NAME', 'STATE', 'OWNER', 'MEMORY', 'PREFERRED', 'REASON']]
+  const rows = [['NAME', 'STATE', 'OWNER', 'MEMORY', 'PREFERRED', 'PRIORITY', ...(storage ? ['STORAGE'] : []), 'REASON']]
   for (const v of r.roles) {
+    const s = storage?.[v.name]
     rows.push([
       v.name,
       v.state,
       v.owner ?? (v.last_owner ? `(${v.last_owner})` : '-'),
       `${v.memory_mib} MiB`,
       v.preferred_owners.join(',') || '-',
-      v.reason,
+      v.priority ?? 'medium',
+      ...(storage ? [storageCell(v, s?.state)] : []),
+      s?.state === 'lost' ? `${v.reason}; storage lost: ${s.reason}` : v.reason,
     ])
   }
   return `${head}\n${table(rows)}`
+}
+
+function storageCell(v: VmRoleRecord, state: VmStorageView[string]['state'] | undefined): string {
+  if (v.storage == null || v.storage.kind === 'local') return 'local'
+  if (state === undefined || state === 'unknown') return '-'
+  return state
 }
 
 /** `hvlab vm deps NAME`: VM → disks → storage resource. */

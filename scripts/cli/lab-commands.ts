@@ -1,20 +1,18 @@
 /**
  * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `heal`,
- * `events` and `down` — the processes, the faults injected into them and their network,
+ * `events` (events-command.ts), `down` and `reset` (lab-reset.ts) — the processes, the faults injected into them and their network,
  * and the lab-wide timeline. Each asks the lab controller through its control endpoint.
  */
 import { type Command, Option } from 'commander'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { SIGNALS, type SignalName } from '../controller/signals.js'
-import { currentIo } from './cli-io.js'
 import { ControlClient } from './control-client.js'
-import { formatEvent, formatStatus } from './format.js'
+import { registerEvents } from './events-command.js'
+import { formatStatus } from './format.js'
+import { registerReset } from './lab-reset.js'
 import { registerUp } from './lab-up.js'
-import { dirOption, intIn, nameList, out, printResult } from './options.js'
-
-/** An event of the timeline as `hvlab events` receives it (JSON from the controller). */
-type TimelineEvent = Parameters<typeof formatEvent>[0]
+import { dirOption, nameList, out, printResult } from './options.js'
 
 export function registerLabCommands(program: Command): void {
   registerUp(program)
@@ -25,12 +23,15 @@ export function registerLabCommands(program: Command): void {
   registerHeal(program)
   registerEvents(program)
   registerDown(program)
+  registerReset(program)
 }
 
 function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('every process: name, role, site, pid, state (up/down/starting/paused), uptime, connected peers, metrics endpoint')
+    .description(
+      'every process: name, role, site, pid, state (up/down/starting/paused), uptime, connected peers ("paused": stale), metrics endpoint; why each down process died',
+    )
     .addOption(dirOption())
     .option('--json', 'machine-readable output: {"lab":{…},"processes":[{"name","role","site","pid","state",…}],"partitions":[…]}')
     .action(async (o: { dir: string; json?: boolean }) => {
@@ -95,46 +96,6 @@ function registerHeal(program: Command): void {
       await ControlClient.forDir(o.dir).post('/v1/heal')
       out('network healed')
     })
-}
-
-/** What `hvlab events --help` says after the options: the timeline's limits. */
-const EVENTS_HELP_AFTER = [
-  '',
-  "This shows the events the controller keeps in memory: the newest 10,000 within the topology's",
-  'limits.timeline_memory_bytes_max (16 MiB by default). Every event is also written to the',
-  'data dir as events.<n>.jsonl, rotated at events_file_bytes_max (16 MiB); the newest',
-  'events_files_kept (4) rotated files are kept.',
-  'At most event_followers_max (16) clients --follow at once; one that falls more than',
-  'event_follower_queue_bytes_max (1 MiB) behind is cut off: it prints why and exits 1,',
-  'and --after SEQ resumes from the last event it printed.',
-].join('\n')
-
-function registerEvents(program: Command): void {
-  program
-    .command('events')
-    .description('the lab-wide timeline: process started/exited/crashed, peer connected/lost, partitions, …')
-    .addHelpText('after', EVENTS_HELP_AFTER)
-    .addOption(dirOption())
-    .option('--follow', 'keep printing new events until Ctrl-C (exit 1 with the reason if the lab cuts this follower off)')
-    .option('--json', 'one JSON object per line: {"seq","at_ms","kind","source","details"}')
-    .option('--after <seq>', 'only events after this sequence number', intIn(0, Number.MAX_SAFE_INTEGER))
-    .action(printEvents)
-}
-
-async function printEvents(o: { dir: string; follow?: boolean; json?: boolean; after?: number }): Promise<void> {
-  const client = ControlClient.forDir(o.dir)
-  const abort = new AbortController()
-  // Ctrl-C ends --follow quietly (exit 0)
-  const stopListening = currentIo().onInterrupt?.(() => abort.abort())
-  try {
-    await client.stream(
-      `/v1/events?after=${o.after ?? 0}${o.follow ? '&follow=1' : ''}`,
-      (e) => out(o.json ? JSON.stringify(e) : formatEvent(e as TimelineEvent)),
-      abort.signal,
-    )
-  } finally {
-    stopListening?.()
-  }
 }
 
 function registerDown(program: Command): void {

@@ -17,6 +17,7 @@ import { currentIo } from './cli-io.js'
 import { ControlClient } from './control-client.js'
 import { formatEvent, formatStatus } from './format.js'
 import { dirOption, out, printResult } from './options.js'
+import { upHints } from './up-hints.js'
 
 const READY_TIMEOUT_MS = 120_000
 
@@ -77,8 +78,7 @@ async function labUpDetached(o: UpOptions, layout: LabLayout, topologyFile: stri
     printResult(
       o.json,
       status,
-      () =>
-        `${formatStatus(status)}\n\nThe lab runs in the background. Try: hvlab status · hvlab kill host-a1 · hvlab events --follow · hvlab down`,
+      () => `${formatStatus(status)}\n\nThe lab runs in the background. Try: ${upHints(status, o.dir, 'hvlab').join(' · ')}`,
     )
   } catch (e) {
     const tail = lastLines(layout.controllerStderr, 10)
@@ -102,7 +102,7 @@ async function labUpForeground(o: UpOptions, layout: LabLayout, topologyFile: st
     )
     out(o.json ? JSON.stringify(status, null, 2) : `\n${formatStatus(status)}\n`)
     out(
-      `Lab ${status.lab.name} is up. In another terminal: npx hvlab status · npx hvlab kill host-a1 · npx hvlab events --follow · npx hvlab down\nPress Ctrl-C to stop every process.\n`,
+      `Lab ${status.lab.name} is up. In another terminal: ${upHints(status, o.dir, 'npx hvlab').join(' · ')}\nPress Ctrl-C to stop every process.\n`,
     )
   } catch (e) {
     if (labRunning) io.stderr(`hvlab: ${describeError(e)}\n`)

@@ -61,7 +61,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput(runOutput)
     .exitOverride((e) => {
-      throw new CommandLineExit(e.exitCode, e.code)
+      // Help and --version end with commander's 0; everything else it stops for is bad usage: 2.
+      throw new CommandLineExit(e.exitCode === 0 ? 0 : 2, e.code)
     })
   registerLabCommands(program)
   registerVmCommands(program)

@@ -1,7 +1,8 @@
 /**
  * `hvlab rcopy …`: 3PAR-style Remote Copy groups between two arrays — create one on both
  * arrays, admit volumes, the verbs that run on one side of a group (start, stop, sync,
- * failover, recover, restore, reverse, switchover) and each array's view of its groups.
+ * failover, recover, restore, reverse, switchover), each array's view of its groups, and
+ * dismiss a volume or remove a group (rcopy-remove-commands.ts).
  */
 import { type Command, Option } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
@@ -9,7 +10,10 @@ import type { Message } from '../../shared/protocol/messages.js'
 import { RC_MODES, RC_WRITE_ERROR_POLICIES, type RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { type DirOpt, type JsonOpt, arraysOf, ask } from './array-client.js'
 import { dirOption, intIn, out, printJson, printResult } from './options.js'
+import { registerRcopyDismiss, registerRcopyRemove } from './rcopy-remove-commands.js'
 import { type GroupView, formatGroups } from './rcopy-status-format.js'
+import { isWaitingVerb, verbDone, verbOutcome } from './rcopy-wait.js'
+import { type WaitOpts, waitFor, waitOptions } from './wait-for.js'
 
 /** Every array's view of `group` (or of all groups); an unreachable array is reported, not fatal. */
 async function groupViews(o: DirOpt, group?: string): Promise<GroupView[]> {
@@ -19,7 +23,8 @@ async function groupViews(o: DirOpt, group?: string): Promise<GroupView[]> {
       const r = await ask(o, array, { t: 'rc-status-request', ...(group ? { group } : {}) }, 'rc-status')
       views.push({ array, groups: r.groups })
     } catch (e) {
-      views.push({ array, groups: [], error: describeError(e) })
+      // An array without the group answers NOT_FOUND: it holds none of it, which is no error.
+      views.push(HvlabError.has(e, 'HVLAB_E_NOT_FOUND') ? { array, groups: [] } : { array, groups: [], error: describeError(e) })
     }
   }
   return views
@@ -76,6 +81,8 @@ export function registerRcopyCommands(program: Command): void {
   registerRcopyAdmit(rcopy)
   for (const [verb, help] of RCOPY_VERBS) registerRcopyVerb(rcopy, verb, help)
   registerRcopyStatus(rcopy)
+  registerRcopyDismiss(rcopy)
+  registerRcopyRemove(rcopy)
 }
 
 interface RcopyCreateOptions extends JsonOpt {
@@ -160,23 +167,39 @@ const RCOPY_VERBS: readonly [string, string][] = [
   ['switchover', 'planned, zero-loss swap: drain to the secondary, then swap roles'],
 ]
 
+/** A verb waits this long by default for the state it promises (a full sync of a new volume takes a while). */
+const VERB_TIMEOUT_S = 120
+
+type RcopyVerbOptions = JsonOpt & Partial<WaitOpts> & { force?: boolean; array?: string }
+
 function registerRcopyVerb(rcopy: Command, verb: string, help: string): void {
-  rcopy
+  const command = rcopy
     .command(verb)
-    .description(help)
+    .description(isWaitingVerb(verb) ? `${help}; waits until the group is in the state the verb leads to` : help)
     .argument('<group>', 'group name')
     .option('--force', 'failover: accept volumes that never completed a sync')
     .option('--array <array>', 'run on this array instead of the side 3PAR runs it on')
+  if (isWaitingVerb(verb)) waitOptions(command, VERB_TIMEOUT_S)
+  command
     .addOption(dirOption())
     .option('--json', 'print the group as JSON')
-    .action(async (group: string, o: JsonOpt & { force?: boolean; array?: string }) => {
+    .action(async (group: string, o: RcopyVerbOptions) => {
       const r = await runOnGroupSide(o, group, verb, { t: 'rc-verb', group, verb: verb as 'start', ...(o.force ? { force: true } : {}) })
-      printResult(
-        o.json,
-        r,
-        () =>
-          `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`,
-      )
+      if (!isWaitingVerb(verb) || o.wait === false) {
+        return printResult(
+          o.json,
+          r,
+          () =>
+            `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`,
+        )
+      }
+      const status = await waitFor({
+        what: `${verb} of group ${group}`,
+        watch: `\`hvlab rcopy status ${group}\``,
+        timeout_ms: (o.timeoutS ?? VERB_TIMEOUT_S) * 1000,
+        poll: async () => verbOutcome(verb, group, r.array, await groupViews(o, group)),
+      })
+      printResult(o.json, { array: r.array, status }, () => verbDone(verb, group, r.array, status))
     })
 }
 
@@ -192,7 +215,19 @@ function registerRcopyStatus(rcopy: Command): void {
     )
     .action(async (group: string | undefined, o: JsonOpt) => {
       const views = await groupViews(o, group)
+      if (group !== undefined) requireGroupSeen(group, views)
       if (o.json) return printJson(views)
       out(formatGroups(views))
     })
+}
+
+/** A group no array holds is an error (exit 1); one that only unreachable arrays may hold says which did not answer. */
+function requireGroupSeen(group: string, views: readonly GroupView[]): void {
+  if (views.some((v) => v.groups.some((g) => g.group === group))) return
+  const silent = views.filter((v) => v.error !== undefined)
+  if (silent.length === 0) throw new HvlabError('HVLAB_E_NOT_FOUND', `no remote copy group ${group}; \`hvlab rcopy status\` lists them`)
+  throw new HvlabError(
+    'HVLAB_E_STATE',
+    `no reachable array holds remote copy group ${group}; ${silent.map((v) => `${v.array}: ${v.error}`).join('; ')}`,
+  )
 }

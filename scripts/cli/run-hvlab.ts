@@ -3,9 +3,9 @@
  * the binary (with the process's streams) and by tests (in their own process, with a
  * captured io), so the two cannot drift. Exit codes: 0 done; 1 a failed command (its error
  * on stderr as `hvlab: …`) or one that printed its result but failed (setExitCode);
- * 2 a usage error found by a command (HVLAB_E_USAGE); commander's own — 0 for --help,
- * 1 for an unknown command or option, a missing argument or a bad option value, its
- * message already written.
+ * 2 bad usage, found by a command (HVLAB_E_USAGE) or by commander (an unknown command or
+ * option, a missing argument, a bad option value: its message already written); 0 for
+ * --help.
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { type CliIo, withCliRun } from './cli-io.js'

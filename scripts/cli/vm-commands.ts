@@ -9,7 +9,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { loadTopology } from '../../shared/topology.js'
 import { chooseVmStorage } from '../../shared/vm-storage-choice.js'
-import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { formatVmList } from './format.js'
 import { registerVmPing } from './guest-commands.js'
@@ -17,7 +17,11 @@ import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { MIB } from './units.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
-import { vmListNow, vmRole } from './vm-queries.js'
+import { registerVmStart, registerVmStop } from './vm-start-stop-commands.js'
+import { vmRole } from './vm-queries.js'
+import { registerVmRemove } from './vm-remove-command.js'
+import { registerVmSet } from './vm-set-command.js'
+import { vmListReport } from './vm-storage-status.js'
 import { registerVmHang, registerVmInspect, registerVmLoad } from './vm-workload-commands.js'
 
 /** `vm create` may first provision the VM's replicated disk on both arrays. */
@@ -28,14 +32,16 @@ const MEMORY_MIB_MAX = 4 * 1024 * 1024
 export function registerVmCommands(program: Command): void {
   const vm = program.command('vm').description('highly available VM roles: create, start, stop, move, list')
   registerVmCreate(vm)
-  registerVmStartStop(vm, 'start')
-  registerVmStartStop(vm, 'stop')
+  registerVmStart(vm)
+  registerVmStop(vm)
+  registerVmSet(vm)
   registerVmMove(vm)
   registerVmMigrate(vm)
   registerVmMigrateCancel(vm)
   registerVmLoad(vm)
   registerVmInspect(vm)
   registerVmHang(vm)
+  registerVmRemove(vm)
   registerVmDeps(vm)
   registerVmList(vm)
   registerVmPing(vm)
@@ -90,31 +96,6 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
   )
 }
 
-function registerVmStartStop(vm: Command, verb: 'start' | 'stop'): void {
-  vm.command(verb)
-    .description(
-      verb === 'start'
-        ? 'start a VM role on the best node (preferred owners first); resets its failover counters'
-        : 'stop a VM role; it stays off until started',
-    )
-    .argument('<name>', 'the VM name')
-    .option(
-      '--force-storage',
-      verb === 'start'
-        ? "let CLX use this site's copy of the disk even though its remote-copy group is not in sync (later writes on the other array are lost); refused while the copy is still syncing"
-        : 'only for start',
-    )
-    .addOption(dirOption())
-    .action(async (name: string, o: { dir: string; forceStorage?: boolean }) => {
-      if (verb === 'stop' && o.forceStorage) throw new HvlabError('HVLAB_E_USAGE', '--force-storage is for `hvlab vm start`')
-      await roleCommand(
-        ControlClient.forDir(o.dir),
-        verb === 'start' && o.forceStorage ? { op: 'start', name, force_storage: true } : { op: verb, name },
-      )
-      out(`${verb === 'start' ? 'starting' : 'stopping'} vm ${name}; \`hvlab vm list\` shows where it runs`)
-    })
-}
-
 function registerVmDeps(vm: Command): void {
   vm.command('deps')
     .description('the dependency tree of a vm: vm → disks → storage resource')
@@ -152,11 +133,16 @@ async function groupSides(client: ControlClient, group: string, arrays: readonly
 
 function registerVmList(vm: Command): void {
   vm.command('list')
-    .description('every VM role: name, owner, state, preferred owners, and why it is in its state')
+    .description(
+      'every VM role: name, state, owner, memory, priority, preferred owners, its storage as its owner sees it (ok, lost, local), and why it is in its state (a role that cannot be placed says why)',
+    )
     .addOption(dirOption())
-    .option('--json', 'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,reason,…}]}')
+    .option(
+      '--json',
+      'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,priority,anti_affinity,failback,reason,…}],"storage":{NAME:{state:ok|lost|none|unknown,reason}}}',
+    )
     .action(async (o: { dir: string; json?: boolean }) => {
-      const r = await vmListNow(ControlClient.forDir(o.dir))
-      printResult(o.json, r, () => formatVmList(r))
+      const r = await vmListReport(ControlClient.forDir(o.dir))
+      printResult(o.json, r, () => formatVmList(r, r.storage))
     })
 }

@@ -4,35 +4,41 @@
  * downtime), or by live migration followed to its end with its progress and result.
  */
 import type { Command } from 'commander'
-import type { MigrationOptionsMessage, MigrationResultMessage } from '../../shared/protocol/cluster-messages.js'
+import type { MigrationOptionsMessage, MigrationResultMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import { HvlabError } from '../../shared/errors.js'
 import { setExitCode } from './cli-io.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { newTicket, runMigration } from './migration-follow.js'
+import { migrationJson } from './migration-json.js'
 import { dirOption, intIn, out, printResult } from './options.js'
 import { mibText } from './units.js'
-import { ownerOf } from './vm-queries.js'
+import { ownerOf, vmRoleNow } from './vm-queries.js'
+import { type WaitOpts, type WaitStep, done, failed, waitFor, waitOptions, waiting } from './wait-for.js'
+
+/** A move waits this long by default for the VM to run on its new host (a live migration of a big VM takes a while). */
+const MOVE_TIMEOUT_S = 120
 
 export function registerVmMove(vm: Command): void {
-  vm.command('move')
+  const move = vm
+    .command('move')
     .description(
-      'move a running VM to another host by live migration (in the background); with --quick by quick migration: save memory and state, transfer, restore — the VM is down for the whole copy, and the command waits and reports how long',
+      'move a running VM to another host by live migration and wait until it runs there (--no-wait: return at once); with --quick by quick migration: save memory and state, transfer, restore — the VM is down for the whole copy, and the command reports how long',
     )
     .argument('<name>', 'the VM name')
     .requiredOption('--to <host>', 'the host to move it to')
-    .option('--quick', 'quick migration; waits and reports the downtime')
+    .option('--quick', 'quick migration; reports the downtime')
     .option('--json', 'with --quick: the result as one object')
-    .addOption(dirOption())
-    .action(moveVm)
+  waitOptions(move, MOVE_TIMEOUT_S).addOption(dirOption()).action(moveVm)
 }
 
-async function moveVm(name: string, o: { dir: string; to: string; quick?: boolean; json?: boolean }): Promise<void> {
+type VmMoveOptions = WaitOpts & { dir: string; to: string; quick?: boolean; json?: boolean }
+
+async function moveVm(name: string, o: VmMoveOptions): Promise<void> {
+  if (o.quick && !o.wait)
+    throw new HvlabError('HVLAB_E_USAGE', '--no-wait is for a live move; a quick move always waits and reports its downtime')
   const client = ControlClient.forDir(o.dir)
-  if (!o.quick) {
-    await roleCommand(client, { op: 'move', name, to: o.to })
-    out(`live-migrating vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
-    return
-  }
+  if (!o.quick) return liveMove(client, name, o)
   const r = await runMigration(
     client,
     name,
@@ -40,12 +46,37 @@ async function moveVm(name: string, o: { dir: string; to: string; quick?: boolea
     { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() },
     o.json === true,
   )
-  printResult(o.json, r, () =>
+  printResult(o.json, migrationJson(r), () =>
     r.outcome === 'completed'
       ? `quick-migrated vm ${name} to ${o.to}: down for ${r.downtime_ms} ms (${mibText(r.bytes_sent)} MiB sent)`
       : `vm ${name} stays on ${r.source}: ${r.outcome}: ${r.reason}`,
   )
   if (r.outcome !== 'completed') setExitCode(1)
+}
+
+/** A move by the cluster's default way (live migration); waits until the role runs on `o.to` or stays where it was. */
+async function liveMove(client: ControlClient, name: string, o: VmMoveOptions): Promise<void> {
+  const from = await ownerOf(client, name)
+  await roleCommand(client, { op: 'move', name, to: o.to })
+  if (!o.wait) return out(`live-migrating vm ${name} to ${o.to}; \`hvlab vm list\` shows when it runs there`)
+  await waitFor({
+    what: `vm ${name} to run on ${o.to}`,
+    watch: '`hvlab vm list`',
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => moveStep(name, from, o.to, await vmRoleNow(client, name)),
+  })
+  out(`vm ${name} moved ${from} → ${o.to}; it runs on ${o.to}`)
+}
+
+/** Where a moving role is: on `to` (done), back on `from` with no migration under way (it failed), or on its way. */
+export function moveStep(name: string, from: string, to: string, seen: { role: VmRoleRecord; current: boolean }): WaitStep<true> {
+  const { role, current } = seen
+  if (!current) return waiting(`no coordinator answers; the last committed record says ${role.state}`)
+  if (role.state === 'running' && role.owner === to) return done(true)
+  if (role.state === 'running' && role.owner === from && role.migration === undefined)
+    return failed('HVLAB_E_REFUSED', `vm ${name} stays on ${from}: ${role.reason}`)
+  if (role.state === 'failed' || role.state === 'stopped') return failed('HVLAB_E_STATE', `vm ${name} is ${role.state}: ${role.reason}`)
+  return waiting(`${role.state}${role.owner ? ` on ${role.owner}` : ''} (${role.reason})`)
 }
 
 interface VmMigrateOptions {
@@ -85,7 +116,9 @@ async function migrateVm(name: string, o: VmMigrateOptions): Promise<void> {
   }
   const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
   const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
-  printResult(o.json, { ...r, ...(options.verify ? { hashes_match } : {}) }, () => formatMigration(r, options.verify, hashes_match))
+  printResult(o.json, { ...migrationJson(r), ...(options.verify ? { hashes_match } : {}) }, () =>
+    formatMigration(r, options.verify, hashes_match),
+  )
   if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
 }
 

@@ -35,10 +35,18 @@ export async function ownerOf(client: ControlClient, name: string): Promise<stri
 
 /** The VM's role record, from the coordinator. */
 export async function vmRole(client: ControlClient, name: string): Promise<VmRoleRecord> {
+  return (await vmRoleNow(client, name)).role
+}
+
+/**
+ * The VM's role record as a waiting command sees it: `current` false when no coordinator
+ * answered and the record is a host's last committed copy (it may be behind).
+ */
+export async function vmRoleNow(client: ControlClient, name: string): Promise<{ role: VmRoleRecord; current: boolean }> {
   const r = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply')
-  const v = r.roles.find((x) => x.name === name)
-  if (v === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
-  return v
+  const role = r.roles.find((x) => x.name === name)
+  if (role === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${name}; see \`hvlab vm list\``)
+  return { role, current: r.source === 'coordinator' }
 }
 
 /** The VM's role, which must be running, with its owner. */

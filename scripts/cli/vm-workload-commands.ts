@@ -68,7 +68,7 @@ export function registerVmInspect(vm: Command): void {
     .argument('<name>', 'the VM name')
     .option(
       '--json',
-      'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,writes_acked,writes_refused,…}|null,…}',
+      'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,disk_iops,writes_acked,writes_acked_per_s,writes_skipped,writes_skipped_per_s,writes_refused,…}|null,…}',
     )
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
@@ -80,14 +80,20 @@ export function registerVmInspect(vm: Command): void {
 
 function printInspection(r: Omit<MessageOf<'vm-inspect-reply'>, 't'>): void {
   out(
-    `vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s, disk ${r.disk_iops ?? 0} writes/s`,
+    `vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s, disk ${r.disk_iops ?? 0} writes/s requested`,
   )
   const d = r.disk
   if (d)
     out(
-      `disk ${d.array}/${d.volume}: ${d.state}, ${d.writes_acked} acked, ${d.writes_refused} refused (stale epoch), ${d.write_errors} errors, ${d.writes_skipped} skipped (queue full), ${d.in_flight} in flight, last acked seq ${d.last_acked_seq ?? '-'}, epoch ${d.last_epoch ?? '-'}${d.last_error ? `; last error: ${d.last_error}` : ''}`,
+      `disk ${d.array}/${d.volume}: ${d.state}, ${achievedRate(d)}, ${d.writes_acked} acked, ${d.writes_refused} refused (stale epoch), ${d.write_errors} errors, ${d.writes_skipped} skipped (queue full), ${d.in_flight} in flight, last acked seq ${d.last_acked_seq ?? '-'}, epoch ${d.last_epoch ?? '-'}${d.last_error ? `; last error: ${d.last_error}` : ''}`,
     )
   else out('disk: not attached')
+}
+
+/** "achieved 180.0 writes/s of 200 requested, 20.0 skipped/s" (the last interval the host measured). */
+function achievedRate(d: NonNullable<MessageOf<'vm-inspect-reply'>['disk']>): string {
+  if (d.writes_acked_per_s === undefined) return `${d.disk_iops} writes/s requested`
+  return `achieved ${d.writes_acked_per_s.toFixed(1)} writes/s of ${d.disk_iops} requested, ${(d.writes_skipped_per_s ?? 0).toFixed(1)} skipped/s`
 }
 
 export function registerVmHang(vm: Command): void {

@@ -102,7 +102,8 @@ class EventFeed {
   }
 
   private onEvent(e: TimelineEvent, line: string): void {
-    if (this.done) return
+    // Through the backlog's end is the backlog's (or before `after`, when it asked past the newest event).
+    if (this.done || e.seq <= this.backlog.through) return
     const bytes = Buffer.byteLength(line)
     this.live.push({ seq: e.seq, line, bytes })
     this.live_bytes += bytes

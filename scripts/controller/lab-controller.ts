@@ -338,7 +338,7 @@ export class LabController {
       // (a one-way message, a reply, or not from the controller): the operator's mistake.
       if (e instanceof HvlabError && e.code === 'HVLAB_E_UNSUPPORTED')
         throw new HvlabError(
-          'HVLAB_E_USAGE',
+          'HVLAB_E_WRONG_PROCESS',
           `${name} refused ${message.t}: ${describeError(e)}; send a request that ${name} answers (is the CLI the same version as the running lab?)`,
           { cause: e },
         )

@@ -149,6 +149,8 @@ export const clusterLeave = defineMessage('cluster-leave', { from: field.name() 
 // ---- operator requests (CLI → controller → a host) and their replies -----------------
 
 export const NODE_STATES = ['Up', 'Down', 'Paused', 'Joining'] as const
+/** Get-ClusterNode's DrainStatus. */
+export const DRAIN_STATUSES = ['NotInitiated', 'InProgress', 'Completed', 'Failed'] as const
 export const nodeStateSchema = z.enum(NODE_STATES)
 
 /** What one host knows of the cluster right now, for `hvlab status` and `hvlab cluster status`. */
@@ -171,7 +173,16 @@ export const clusterStatusSchema = z.strictObject({
   votes_present: field.uint(),
   votes_needed: field.uint(),
   nodes: field.list(
-    z.strictObject({ name: field.name(), site: field.name(), state: nodeStateSchema, voter: z.boolean() }),
+    z.strictObject({
+      name: field.name(),
+      site: field.name(),
+      state: nodeStateSchema,
+      voter: z.boolean(),
+      /** NodeWeight: the vote it is configured with (0 or 1). */
+      node_weight: z.number().int().min(0).max(1).optional(),
+      /** DynamicWeight: whether its vote counts now (dynamic quorum may take it away). */
+      dynamic_weight: z.number().int().min(0).max(1).optional(),
+    }),
     CLUSTER_NODES_MAX,
   ),
 })
@@ -190,6 +201,17 @@ export const ROLE_REASON_CHARS_MAX = 512
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
 /** Why a role's owner was asked to stop it (agent/cluster/vm-role.ts StopCause). */
 export const ROLE_STOP_CAUSES = ['operator', 'move', 'drain', 'failback', 'policy'] as const
+
+/** WSFC's role priority: high, medium (the default) and low order starts and failovers; none = No Auto Start. */
+export const ROLE_PRIORITIES = ['high', 'medium', 'low', 'none'] as const
+export const rolePrioritySchema = z.enum(ROLE_PRIORITIES)
+
+/** Failures counted against the failover policy, kept in the role record so a new coordinator continues them. */
+export const FAILURE_HISTORY_ENTRIES_MAX = 64
+export const failureHistorySchema = z.strictObject({
+  restarts: field.list(z.strictObject({ node: field.name(), at_ms: field.time_ms() }), FAILURE_HISTORY_ENTRIES_MAX),
+  failovers_ms: field.list(field.time_ms(), FAILURE_HISTORY_ENTRIES_MAX),
+})
 
 export const failbackSchema = z.strictObject({
   enabled: z.boolean(),
@@ -245,6 +267,12 @@ export const vmRoleSchema = z.strictObject({
   stop_cause: z.enum(ROLE_STOP_CAUSES).optional(),
   /** The migration under way, to `to` as start `op`: present only while one is (absent in older records). */
   migration: z.strictObject({ to: field.name(), op: field.uint() }).optional(),
+  /** Absent in older records: medium. */
+  priority: rolePrioritySchema.optional(),
+  /** WSFC AntiAffinityClassNames (one class): roles of a class go to different nodes when possible. Absent: none. */
+  anti_affinity: field.name().nullable().optional(),
+  /** Restarts and failovers within the policy's windows (absent in older records: none). */
+  failures: failureHistorySchema.optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
@@ -296,6 +324,8 @@ export const inventoryVmSchema = z.strictObject({
   memory_mib: field.uint(),
   state: z.enum(['running', 'stopped']),
   guest_heartbeats: field.uint(),
+  /** What the host knows of the VM's disk (agent/cluster/vm-storage-health.ts); absent from older hosts. */
+  storage: z.strictObject({ state: z.enum(['ok', 'lost', 'none']), reason: field.text(ROLE_REASON_CHARS_MAX) }).optional(),
 })
 export type InventoryVmRecord = z.infer<typeof inventoryVmSchema>
 
@@ -316,6 +346,18 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
     }),
   }),
   z.strictObject({ op: z.literal('start'), name: field.name(), force_storage: z.boolean().optional() }),
+  /** `vm set`: change a role's settings; an absent field keeps its value. */
+  z.strictObject({
+    op: z.literal('set'),
+    name: field.name(),
+    changes: z.strictObject({
+      preferred_owners: ownerList.optional(),
+      priority: rolePrioritySchema.optional(),
+      failback: failbackSchema.optional(),
+      anti_affinity: field.name().nullable().optional(),
+      memory_mib: field.uint().optional(),
+    }),
+  }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),
   z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
   z.strictObject({ op: z.literal('pause'), node: field.name(), drain: z.boolean() }),
@@ -333,6 +375,17 @@ export const roleListReply = defineMessage('role-list-reply', {
   /** 'coordinator': live; 'database': the last committed records (the coordinator did not answer). */
   source: z.enum(['coordinator', 'database']),
   roles: field.list(vmRoleSchema, ROLES_MAX),
+  /** The failover policy the failure counters are judged by (failovers_max resolved for the cluster's size). */
+  failover_policy: z
+    .strictObject({
+      restarts_max: field.uint(),
+      restart_period_ms: field.time_ms(),
+      failovers_max: field.uint(),
+      failover_period_ms: field.time_ms(),
+    })
+    .optional(),
+  /** Each node's drain as the coordinator runs it (Get-ClusterNode DrainStatus); absent from the database. */
+  drains: field.list(z.strictObject({ node: field.name(), status: z.enum(DRAIN_STATUSES) }), CLUSTER_NODES_MAX).optional(),
 })
 
 // ── live and quick migration of VM roles ─────────────────────────────────────────────
@@ -431,6 +484,8 @@ export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply',
   round: field.uint(),
   pages_left: field.uint(),
   bandwidth_bytes_per_s: z.number().min(0),
+  /** Guest memory copied per second in the round being sent (pages × page size; the wire carries less). */
+  copy_rate_bytes_per_s: z.number().min(0).optional(),
   expected_blackout_ms: field.time_ms().nullable(),
   result: migrationResultSchema.nullable(),
 })
@@ -460,6 +515,9 @@ export const vmDiskCountersSchema = z.strictObject({
   write_errors: field.uint(),
   /** Writes that were due while the queue was full (not issued). */
   writes_skipped: field.uint(),
+  /** Writes acknowledged, and skipped, per second over the last measured interval (about a second). */
+  writes_acked_per_s: z.number().min(0).optional(),
+  writes_skipped_per_s: z.number().min(0).optional(),
   last_acked_seq: field.uint().nullable(),
   last_epoch: field.uint().nullable(),
   last_error: field.text(1024).nullable(),

@@ -12,6 +12,7 @@ import { storageMessages } from './storage-messages.js'
 import { migrationMessages } from './migration-messages.js'
 import { csvMessages } from './csv-messages.js'
 import { guestMessages } from './guest-messages.js'
+import { removalMessages } from './removal-messages.js'
 
 /**
  * Bumped on any incompatible change; peers with another version are refused.
@@ -27,6 +28,7 @@ export const ALL_MESSAGES = [
   ...migrationMessages,
   ...guestMessages,
   ...csvMessages,
+  ...removalMessages,
 ] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]

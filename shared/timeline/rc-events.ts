@@ -16,6 +16,10 @@ export const rcEvents = defineEvents({
   /** With `reason` when the group stopped itself (the link went down, auto_recover off). */
   'rc.stopped': { ...group, reason: detail.text().optional() },
   'rc.admitted': { ...group, volume: detail.name(), remote_volume: detail.name() },
+  /** A volume left the group (dismissrcopyvv); it stays on the array. */
+  'rc.volume-dismissed': { ...group, volume: detail.name(), remote_volume: detail.name() },
+  /** The group was removed from this array (removercopygroup); `volumes` were dismissed with it and stay on the array. */
+  'rc.group-removed': { ...group, volumes: detail.names() },
   'rc.failover': { ...group, from: detail.word(), to: detail.word(), rolled_back: detail.flag() },
   'rc.reversed': group,
   'rc.switchover-started': group,

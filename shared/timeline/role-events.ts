@@ -22,6 +22,12 @@ export const roleStateEvents = defineEvents({
 
 export const roleEvents = defineEvents({
   'role.created': { role: detail.name(), memory_mib: detail.number(), preferred_owners: detail.text() },
+  /** The operator removed the role (`hvlab vm remove`); `from` is the state it was in (stopped or failed). */
+  'role.removed': { role: detail.name(), from: detail.word() },
+  /** `hvlab vm set`: the settings that changed, as `key=value` pairs. */
+  'role.settings-changed': { role: detail.name(), changes: detail.text() },
+  /** A role of priority none (No Auto Start) was not started elsewhere after a failure. */
+  'role.no-auto-start': { role: detail.name(), node: detail.name().nullable(), reason: detail.text() },
   'role.stray': onNode,
   'role.storage-refused': onNode,
   'role.drain-stuck': onNode,

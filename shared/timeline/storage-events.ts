@@ -30,6 +30,14 @@ export const csvEvents = defineEvents({
   },
   'csv.region-allocated': { ...region, offset_block: detail.uint(), blocks: detail.uint() },
   'csv.region-released': region,
+  /** The CSV's record left the cluster database (`hvlab csv remove`); `volume_removed`: its volume went from the array too. */
+  'csv.removed': {
+    csv: detail.name(),
+    array: detail.name(),
+    volume: detail.name(),
+    coordinator: detail.name(),
+    volume_removed: detail.flag(),
+  },
   'csv.io-redirected': { csv: detail.name(), node: detail.name(), reason: detail.word(), detail: detail.text() },
   'csv.io-direct': { csv: detail.name(), node: detail.name(), redirected_ms: detail.number() },
 })

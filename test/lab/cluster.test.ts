@@ -52,12 +52,16 @@ t.test('cluster: form, kill -9 a host, rejoin, site partition, witness restart, 
     '`hvlab status` with the quorum held',
     async () => {
       const r = await lab.cli('status')
-      return /quorum: HELD/.test(r.stdout) && /host-b2\s+site-b\s+Up\s+yes\s+yes/.test(r.stdout) ? r : undefined
+      return /quorum: HELD/.test(r.stdout) && /host-b2\s+site-b\s+Up\s+1\s+1\s+yes/.test(r.stdout) ? r : undefined
     },
     FORM_TIMEOUT_MS,
   )
   t.match(text.stdout, /quorum: HELD/, '`hvlab status` shows the quorum')
-  t.match(text.stdout, /host-b2\s+site-b\s+Up\s+yes\s+yes/, '`hvlab status` shows each node')
+  t.match(
+    text.stdout,
+    /host-b2\s+site-b\s+Up\s+1\s+1\s+yes/,
+    '`hvlab status` shows each node: state, vote (NodeWeight), whether it counts (DynamicWeight), quorum',
+  )
   const human = await lab.cli('cluster', 'status')
   t.match(human.stdout, /votes present 5 of 5, needed 3/)
 

@@ -100,7 +100,9 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.not(csv.code, 0)
   t.match(csv.stderr, /there is no CSV vol1/, 'csv:NAME needs an existing CSV')
 
-  ok(t, await lab.cli('vm', 'start', VM), 'vm start')
+  const start = await lab.cli('vm', 'start', VM)
+  ok(t, start, 'vm start')
+  t.equal(start.stdout, `vm ${VM} is running on host-a1\n`, '`vm start` waits until it runs and names the host')
   await runningOn(lab, ['host-a1'])
   // the guest writes its disk: block writes with the owner's cluster epoch to the writable copy
   ok(t, await lab.cli('vm', 'load', VM, '--disk-iops', '40'), 'vm load --disk-iops 40')
@@ -108,6 +110,16 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.equal(d1.volume, `${VM}-disk0`, 'the guest writes its own volume')
   t.ok(d1.last_epoch !== null && d1.last_epoch > 0, `writes carry the owner's cluster epoch (${d1.last_epoch})`)
   t.equal(d1.writes_refused, 0, 'no write refused')
+  const rate = await lab.waitFor(
+    'an achieved write rate in vm inspect',
+    async () => {
+      const i = (await lab.vmInspect(VM)) as { disk?: { writes_acked_per_s?: number } | null } | undefined
+      return (i?.disk?.writes_acked_per_s ?? 0) > 0 ? i!.disk!.writes_acked_per_s! : undefined
+    },
+    WAIT_MS,
+  )
+  t.ok(rate > 0, `vm inspect shows the achieved rate next to the requested one (${rate} writes/s of 40)`)
+  t.match((await lab.cli('vm', 'inspect', VM)).stdout, /achieved \d+\.\d writes\/s of 40 requested, \d+\.\d skipped\/s/)
   const deps = await lab.cli('vm', 'deps', VM)
   ok(t, deps, 'vm deps')
   t.match(
@@ -170,7 +182,9 @@ t.test('CLX: default replicated disk, moves within and across sites, a refused m
   t.equal(refused.result?.outcome, 'failed')
   t.match(
     refused.result?.reason,
-    new RegExp(`cancelled: remote copy group ${GROUP} is stopped on array-b`),
+    new RegExp(
+      `^cannot quick-migrate vm ${VM} to host-a1: remote copy group ${GROUP} is stopped on array-b; start it with \`hvlab rcopy start ${GROUP}\``,
+    ),
     `a clear reason: ${refused.result?.reason}`,
   )
   const ref = (await eventsSince(lab, seq)).find((e) => e.kind === 'clx.refused')

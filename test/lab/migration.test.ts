@@ -148,6 +148,12 @@ t.test(
     t.type(s.gap_ms_max, 'number', 'the longest gap is reported')
     const ev = (await lab.events()).filter((e) => e.seq > seq0 && e.details.vm === 'web1')
     const at = (kind: string) => ev.find((e) => e.kind === kind)?.seq ?? -1
+    const kind = (await lab.vmList()).roles.find((x) => x.name === 'web1')?.storage?.kind
+    t.equal(
+      ev.find((e) => e.kind === 'migration.setup')?.details.storage,
+      kind === 'replicated' ? 'clx' : kind === 'csv' ? 'csv' : 'owned',
+      `the migration names the VM's real storage (${kind ?? 'none'})`,
+    )
     t.ok(at('migration.blackout') > 0 && at('migration.blackout') < at('vm.arrived'), 'the source paused before the destination ran')
     t.ok(at('vm.arrived') > 0 && at('vm.arrived') < at('vm.departed'), 'the source released its copy only after the destination ran it')
     t.notOk(

@@ -98,8 +98,13 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   for (const [vm, preferred] of Object.entries(VMS)) {
     const c = await lab.cli('vm', 'create', vm, '--memory-mib', '1024', '--preferred', preferred.join(','))
     t.equal(c.code, 0, `create ${vm}: ${c.stderr}`)
-    t.equal((await lab.cli('vm', 'start', vm)).code, 0, `start ${vm}`)
+    const started = await lab.cli('vm', 'start', vm)
+    t.equal(started.code, 0, `start ${vm}: ${started.stderr}`)
+    t.equal(started.stdout, `vm ${vm} is running on ${preferred[0]}\n`, '`vm start` waits until it runs and names the host')
   }
+  const again = await lab.cli('vm', 'start', 'web1', '--force-storage')
+  t.equal(again.code, 0, 'starting a running vm is a no-op that succeeds')
+  t.match(again.stdout, /^vm web1 is already running on host-b1; --force-storage did nothing/)
   const first = await lab.waitFor(
     'every vm running on its first preferred owner',
     () => allRunning(lab, (vm, owner) => owner === VMS[vm as keyof typeof VMS][0]),
@@ -108,6 +113,26 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.same(first.inv['host-b1'], ['web1'], 'host-b1 itself reports web1')
   const human = await lab.cli('vm', 'list')
   t.match(human.stdout, /web1\s+running\s+host-b1/, '`vm list` shows name, state, owner')
+  // `vm set` on a running vm: priority and anti-affinity apply at once; memory only once it is stopped
+  const set = await lab.cli('vm', 'set', 'db1', '--priority', 'high', '--anti-affinity', 'sql')
+  t.equal(set.code, 0, `vm set db1: ${set.stderr}`)
+  t.match(
+    (await vmList(lab)).roles.find((r) => r.name === 'db1'),
+    { state: 'running', owner: 'host-a2', priority: 'high', anti_affinity: 'sql' },
+  )
+  const memory = await lab.cli('vm', 'set', 'db1', '--memory-mib', '2048')
+  t.equal(memory.code, 1, 'a memory change of a running vm is refused')
+  t.match(memory.stderr, /cannot change the memory of vm db1 while it is running on host-a2: .*stop it first/)
+  const badSet = await lab.cli('vm', 'set', 'db1', '--priority', 'urgent')
+  t.equal(badSet.code, 2, 'a bad value is a usage error')
+  t.match(
+    (await lab.cli('vm', 'list')).stdout,
+    /db1\s+running\s+host-a2\s+1024 MiB\s+host-a2,host-a1\s+high\s+ok\s/,
+    '`vm list` shows its priority and its storage as its owner sees it',
+  )
+  const huge = await lab.cli('vm', 'create', 'huge', '--memory-mib', '65536')
+  t.equal(huge.code, 1, 'a vm no host can hold is refused at once')
+  t.match(huge.stderr, /cannot create vm huge: it needs 65536 MiB and the largest host it may run on \(host-\w+\) has 8192 MiB/)
   const bad = await lab.cli('vm', 'move', 'web1', '--to', 'host-zz')
   t.not(bad.code, 0, 'a move to an unknown host is refused')
   t.match(bad.stderr, /cannot move vm web1 to host-zz: host-zz is not a node of this cluster/)
@@ -193,6 +218,11 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   const target = (await vmList(lab)).roles.find((r) => r.owner !== null)!.owner!
   const p = await lab.cli('node', 'pause', target, '--drain')
   t.equal(p.code, 0, `pause --drain ${target}: ${p.stderr}`)
+  t.match(
+    p.stdout,
+    new RegExp(`^paused ${target}; drained\n(  vm \\S+ → (?!${target})host-\\S+ \\(\\w+\\)\n)+$`),
+    `the drain waited and says where each vm went: ${p.stdout}`,
+  )
   const drained = await lab.waitFor(`every vm off ${target}`, () => allRunning(lab, (_vm, owner) => owner !== target), WAIT_MS)
   t.same(drained.inv[target] ?? [], [], `${target} itself runs no vm`)
   const refused = await lab.cli('vm', 'move', 'web1', '--to', target)
@@ -200,6 +230,17 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   t.match(refused.stderr, new RegExp(`cannot move vm web1 to ${target}: ${target} is paused; resume it or pick another host`))
   t.match((await lab.cli('cluster', 'status')).stdout, new RegExp(`${target}\\s+site-.\\s+Paused`), 'cluster status shows it Paused')
   t.equal((await lab.cli('node', 'resume', target)).code, 0)
+  await lab.waitFor(
+    `every host sees ${target} Up`,
+    async () =>
+      Object.values((await lab.clusterStatus()).hosts).every((h) => h.nodes.find((n) => n.name === target)?.state === 'Up')
+        ? true
+        : undefined,
+    WAIT_MS,
+  )
+  const twice = await lab.cli('node', 'resume', target)
+  t.equal(twice.code, 0, 'resuming a node that is not paused is a no-op that succeeds')
+  t.match(twice.stdout, new RegExp(`^${target} is not paused \\(Up\\); nothing to resume`))
 
   // 5. the whole lab down and up on the same dir: the same vms come back and run
   const beforeDown = Math.max(0, ...(await lab.events()).map((e) => e.seq))

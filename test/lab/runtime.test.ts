@@ -6,6 +6,7 @@
  * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
  * ends nothing; `hvlab down` leaves no process behind.
  */
+import { existsSync } from 'node:fs'
 import t from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
@@ -88,6 +89,8 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const downA1 = afterKill.processes.find((p) => p.name === 'host-a1')!
   t.equal(downA1.lastExit?.signal, 'SIGKILL', 'status shows it was killed by SIGKILL')
   t.equal(downA1.pid, null, 'no pid while down')
+  const statusText = (await lab.cli('status')).stdout
+  t.match(statusText, /^host-a1: killed by SIGKILL \(hvlab kill\) \S+ ago/m, 'status text: why host-a1 is down')
   t.notOk(isAlive(hostA1.pid!), 'the old process is gone')
   t.notOk(afterKill.lab.healthy, 'the lab is not healthy with a host down')
   const events1 = await lab.events()
@@ -148,6 +151,11 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
       : undefined
   })
   t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
+  t.match(
+    (await lab.cli('status')).stdout,
+    /^host-b2\s+host\s+site-b\s+paused\s+\d+\s+\S+\s+paused\s/m,
+    'status text: no stale peers for it',
+  )
   await lab.cli('kill', 'host-b2', '--signal', 'CONT')
   await lab.waitFor('host-b2 back', async () => {
     const s = await lab.status()
@@ -196,4 +204,29 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   )
   const after = await lab.cli('status')
   t.match(after.stderr, /no lab is running/, 'status after down says so')
+
+  // the timeline after down, read from the data dir's events files, with the same filters
+  const stopped = await lab.cli('events', '--json', '--source', 'lab', '--kind', 'process.crashed,process.exited')
+  t.equal(stopped.code, 0, 'events after down')
+  t.match(stopped.stderr, /no lab is running in .*; read its timeline from \d+ events file/)
+  const exits = stopped.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LabEvent)
+  t.ok(
+    exits.some((e) => e.kind === 'process.crashed' && e.details.process === 'witness'),
+    'the witness crash is there',
+  )
+  t.ok(
+    exits.every((e) => e.source === 'lab' && (e.kind === 'process.crashed' || e.kind === 'process.exited')),
+    'only what the filters select',
+  )
+  const tail = await lab.cli('events', '--json', '--tail', '1')
+  t.equal(JSON.parse(tail.stdout).kind, 'lab.stopped', 'the last event: the lab stopped')
+
+  // reset deletes the stopped lab's data dir
+  const reset = await lab.cli('reset', '--yes')
+  t.equal(reset.code, 0, reset.stderr)
+  t.match(reset.stdout, /removed: .*data\/ \(array-a, array-b, host-a1/)
+  t.notOk(existsSync(lab.dir), 'nothing of the lab is left')
 })

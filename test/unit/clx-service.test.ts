@@ -262,7 +262,8 @@ t.test(
     t.match(lab.events.at(-1), { kind: 'clx.refused', details: { reason: 'syncing', vm: 'web1', forceable: false } })
     await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), {
       code: 'HVLAB_E_REFUSED',
-      message: /^live migration of vm web1 cancelled: remote copy group rc-web1 is syncing/,
+      message:
+        /^cannot live-migrate vm web1 to host-b1: remote copy group rc-web1 is syncing \(\d+%, .* behind\); wait until it is Synced$/,
     })
     t.equal(st(lab, 'array-a').role, 'primary', 'nothing changed on the arrays')
     t.equal(st(lab, 'array-b').role, 'secondary')
@@ -285,7 +286,7 @@ t.test('the primary site array is lost: the VM comes up in site-b after a failov
   const svc = clx(lab, 'host-b2')
   await t.rejects(svc.checkForLiveMigration('web1', 'rc-web1', 'site-b'), {
     code: 'HVLAB_E_REFUSED',
-    message: /live migration of vm web1 cancelled/,
+    message: /^cannot move vm web1 to host-b2 by live migration: it needs both arrays healthy/,
   })
   t.equal(st(lab, 'array-b').role, 'secondary', 'the migration check changed nothing')
   t.match(await svc.prepareForStart('web1', 'rc-web1', 'site-b'), { action: 'failover', array: 'array-b', forced: false })

@@ -365,8 +365,9 @@ t.test('a migration check names the destination host in its refusal, and changes
     },
   })
   await t.rejects(
-    clx.checkForLiveMigration('web1', 'rc-web1', 'site-a', 'host-a1'),
-    /cancelled: remote copy group rc-web1 is stopped on array-b; host-a1 would run it on stale data/,
+    clx.checkForLiveMigration('web1', 'rc-web1', 'site-a', 'host-a1', 'quick-migration'),
+    /^cannot quick-migrate vm web1 to host-a1: remote copy group rc-web1 is stopped on array-b; start it with `hvlab rcopy start rc-web1`, then move the VM again$/,
+    'a quick move names the stopped group and the command that starts it; no force (a move has none)',
   )
   t.same(events, ['clx.refused'])
   t.ok(

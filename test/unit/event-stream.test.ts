@@ -195,6 +195,25 @@ t.test('a follower that reads gets the backlog after `after`, then each new even
   t.equal(s.followers(), 0, 'a client that leaves is unfollowed')
 })
 
+t.test('a follower asking after a seq beyond the newest gets only the events past it', async (t) => {
+  const s = await eventServer(t, { followers_max: 4, follower_queue_bytes_max: 64 * 1024 })
+  for (let i = 0; i < 3; i++) s.timeline.append(padded(i, 1))
+  const res = await pausedGet(t, s.port, '/?after=5&follow=1')
+  const got: number[] = []
+  let pending = ''
+  res.on('data', (c: Buffer) => {
+    pending += c.toString('utf8')
+    const lines = pending.split('\n')
+    pending = lines.pop()!
+    got.push(...seqsOf(lines))
+  })
+  res.resume()
+  await until(() => s.followers() === 1)
+  for (let i = 3; i < 8; i++) s.timeline.append(padded(i, 1))
+  await until(() => got.length >= 3)
+  t.same(got, [6, 7, 8], 'events 4 and 5 were not past --after 5')
+})
+
 t.test('`hvlab events --follow` prints why it was cut off and exits 1', async (t) => {
   const s = await eventServer(t, { followers_max: 4, follower_queue_bytes_max: 64 * 1024 })
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-event-stream-'))

@@ -71,7 +71,8 @@ t.test('formatStatus', async (t) => {
     ],
     partitions: [{ a: ['host-a1'], b: ['host-b1', 'host-b2'] }],
   }
-  const out = formatStatus(s)
+  const now_ms = 12_000
+  const out = formatStatus(s, now_ms)
   const lines = out.split('\n')
   t.equal(lines[0], 'lab two-site in /tmp/lab: NOT healthy (controller pid 4242)')
   t.match(lines[1], /^NAME\s+ROLE\s+SITE\s+STATE\s+PID\s+UPTIME\s+PEERS\s+METRICS$/)
@@ -79,15 +80,64 @@ t.test('formatStatus', async (t) => {
   t.match(lines[3], /^host-a2\s+host\s+site-a\s+up\s+102\s+500ms\s+1\/1\s+-$/)
   t.match(lines[4], /^witness\s+witness\s+site-c\s+down\s+-\s+-\s+-\s+-$/)
   t.match(out, /^partition: host-a1  ✕  host-b1,host-b2$/m)
-  t.match(out, /^witness died by itself \(exit code 1\); last log lines:\n  boom\n  stack line$/m)
-  t.notMatch(out, /array-a died/, 'a requested exit is not reported as a death')
-  t.notMatch(out, /not shown/)
+  t.match(
+    out,
+    /^witness: died by itself, exited with code 1 12s ago; not restarted \(`hvlab restart witness`\); last log lines:\n  boom\n  stack line$/m,
+  )
+  t.match(
+    out,
+    /^array-a: killed by SIGKILL \(hvlab kill\) 12s ago; last log: not shown$/m,
+    'a requested exit says so, with its last log line',
+  )
+  t.notMatch(out, /array-a: died/, 'a requested exit is not reported as a death')
   t.match(formatStatus({ ...s, lab: { ...s.lab, healthy: true } }), /: healthy \(/)
-  const killed = formatStatus({
-    ...s,
-    processes: [proc({ name: 'host-b1', lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: false, lastLogLines: [] } })],
-  })
-  t.match(killed, /host-b1 died by itself \(signal SIGKILL\)/)
+  const killed = formatStatus(
+    {
+      ...s,
+      processes: [proc({ name: 'host-b1', lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: false, lastLogLines: [] } })],
+    },
+    3_723_000,
+  )
+  t.match(killed, /^host-b1: died by itself, killed by SIGKILL 1h02m ago; not restarted \(`hvlab restart host-b1`\); no log lines$/m)
+  const long = formatStatus(
+    {
+      ...s,
+      processes: [proc({ name: 'x', lastExit: { code: 0, signal: null, at_ms: 0, requested: true, lastLogLines: ['y'.repeat(1000)] } })],
+    },
+    0,
+  )
+  t.match(long, /^x: exited with code 0 \(hvlab kill\) 0ms ago; last log: y{239}…$/m, 'a long log line is clipped')
+})
+
+t.test('formatStatus: a paused process shows no stale peers; an up one that is restarting shows no old exit', async (t) => {
+  const s: LabStatus = {
+    lab: { name: 'lab', dir: '/tmp/lab', controllerPid: 1, started_ms: 0, healthy: false, clusterFormed: null },
+    processes: [
+      proc({
+        name: 'witness',
+        role: 'witness',
+        state: 'paused',
+        pid: 7,
+        uptime_ms: 9000,
+        peers: ['h1', 'h2'],
+        expectedPeers: ['h1', 'h2'],
+      }),
+      proc({
+        name: 'h1',
+        state: 'up',
+        pid: 8,
+        uptime_ms: 1000,
+        peers: ['h2'],
+        expectedPeers: ['h2', 'witness'],
+        lastExit: { code: null, signal: 'SIGKILL', at_ms: 0, requested: true, lastLogLines: ['old'] },
+      }),
+    ],
+    partitions: [],
+  }
+  const out = formatStatus(s, 0)
+  t.match(out, /^witness\s+witness\s+site-a\s+paused\s+7\s+9s\s+paused\s+-$/m, 'PEERS says paused, not 2/2')
+  t.notMatch(out, /2\/2/)
+  t.notMatch(out, /old|killed/, 'a process up again has no exit line')
 })
 
 t.test('formatEvent', async (t) => {

@@ -127,3 +127,78 @@ t.test('return plan after resume: drained roles go back if the node has room', a
   )
   t.same(planReturn('h1', [a], [node('h1', 'paused'), node('h2')], new Map()).moves, [], 'never onto a paused node')
 })
+
+const sited = (name: string, site: string, status: NodeView['status'] = 'up'): NodeView => ({ name, status, memory_mib: 8192, site })
+const twoSites = [sited('host-a1', 'site-a'), sited('host-a2', 'site-a'), sited('host-b1', 'site-b'), sited('host-b2', 'site-b')]
+
+t.test('drain prefers a host of the drained host’s site, even over a less loaded one elsewhere', async (t) => {
+  const vm = { ...createVmRole({ name: 'web1', memory_mib: 1024 }), owner: 'host-a1' }
+  const load = new Map([
+    ['host-a1', 1024],
+    ['host-a2', 4096],
+  ])
+  t.same(planDrain('host-a1', [vm], twoSites, load).moves, [{ role: 'web1', from: 'host-a1', to: 'host-a2' }])
+  const a2Paused = twoSites.map((n) => (n.name === 'host-a2' ? sited('host-a2', 'site-a', 'paused') : n))
+  t.same(
+    planDrain('host-a1', [vm], a2Paused, load).moves,
+    [{ role: 'web1', from: 'host-a1', to: 'host-b1' }],
+    'the other site only when no host of its own is up',
+  )
+  const preferB = { ...createVmRole({ name: 'db1', memory_mib: 1024, preferred_owners: ['host-a1', 'host-b2'] }), owner: 'host-a1' }
+  t.same(
+    planDrain('host-a1', [preferB], twoSites, load).moves,
+    [{ role: 'db1', from: 'host-a1', to: 'host-b2' }],
+    "the operator's preferred owners come first, wherever they are; the site ranks the others",
+  )
+  const onlyB = { ...createVmRole({ name: 'app1', memory_mib: 1024, possible_owners: ['host-a1', 'host-b2'] }), owner: 'host-a1' }
+  t.same(
+    planDrain('host-a1', [onlyB], twoSites, load).moves,
+    [{ role: 'app1', from: 'host-a1', to: 'host-b2' }],
+    'possible owners still rule',
+  )
+})
+
+t.test('failover from a node prefers its site among the nodes the preferred owners do not rank', async (t) => {
+  const a1Down = twoSites.map((n) => (n.name === 'host-a1' ? sited('host-a1', 'site-a', 'down') : n))
+  const ranked = createVmRole({ name: 'web1', memory_mib: 1024, preferred_owners: ['host-a1', 'host-b1', 'host-a2'] })
+  t.same(chooseNode(ranked, a1Down, new Map(), 'host-a1', { home_site: 'site-a' }), { ok: true, node: 'host-b1' }, 'preferred order')
+  const onlyA1 = createVmRole({ name: 'web2', memory_mib: 1024, preferred_owners: ['host-a1'] })
+  const busyA2 = new Map([['host-a2', 4096]])
+  t.same(chooseNode(onlyA1, a1Down, busyA2, 'host-a1', { home_site: 'site-a' }), { ok: true, node: 'host-a2' }, 'own site first')
+  t.same(chooseNode(onlyA1, a1Down, busyA2), { ok: true, node: 'host-b1' }, 'no site to stay in: least loaded')
+})
+
+t.test('anti-affinity: roles of one class go to different nodes while others have room, then share', async (t) => {
+  const cluster = [node('h1'), node('h2')]
+  const sql2 = createVmRole({ name: 'sql2', memory_mib: 1024, preferred_owners: ['h1', 'h2'], anti_affinity: 'sql' })
+  const classes = new Map([['h1', new Set(['sql'])]])
+  t.same(chooseNode(sql2, cluster, new Map(), null, { classes_on: classes }), { ok: true, node: 'h2' }, 'h1 holds a sql role')
+  t.same(chooseNode(sql2, cluster, new Map(), null, { classes_on: new Map([['h1', new Set(['web'])]]) }), { ok: true, node: 'h1' })
+  const full = new Map([['h2', 8192]])
+  t.same(chooseNode(sql2, cluster, full, null, { classes_on: classes }), { ok: true, node: 'h1' }, 'soft: shared when nothing else fits')
+  const drained = ['s1', 's2'].map((name) => ({ ...createVmRole({ name, memory_mib: 1024, anti_affinity: 'sql' }), owner: 'h0' }))
+  const plan = planDrain('h0', drained, [node('h0', 'paused'), node('h1'), node('h2')], new Map())
+  t.same(
+    plan.moves.map((m) => m.to),
+    ['h1', 'h2'],
+    'a drain counts the class of the roles it placed before',
+  )
+})
+
+t.test('drain order: higher priority first, then biggest', async (t) => {
+  const mk = (name: string, memory_mib: number, priority?: 'high' | 'medium' | 'low' | 'none') => ({
+    ...createVmRole({ name, memory_mib, ...(priority ? { priority } : {}) }),
+    owner: 'h1',
+  })
+  const roles = [mk('big-low', 4096, 'low'), mk('small-high', 1024, 'high'), mk('mid', 2048), mk('off', 4096, 'none')]
+  const plan = planDrain('h1', roles, [node('h1', 'paused'), node('h2', 'up', 3072)], new Map())
+  t.same(
+    plan.moves.map((m) => m.role),
+    ['small-high', 'mid'],
+    'high first, then medium (the default); the host is full before the low and none ones',
+  )
+  t.same(
+    plan.stuck.map((s) => s.role),
+    ['big-low', 'off'],
+  )
+})

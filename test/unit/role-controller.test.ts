@@ -86,7 +86,7 @@ t.test('refused commands say what was wrong and what to do, and change nothing',
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'Bad Name' } }), { code: 'HVLAB_E_USAGE', message: /invalid vm name/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'x', memory_mib: 1 } }), { code: 'HVLAB_E_USAGE', message: /--memory-mib/ })
   t.throws(() => l.cmd({ op: 'create', spec: { name: 'huge', memory_mib: 4 * 1024 * 1024 } }), {
-    code: 'HVLAB_E_USAGE',
+    code: 'HVLAB_E_REFUSED',
     message:
       'cannot create vm huge: it needs 4194304 MiB and the largest host it may run on (host-a1) has 8192 MiB; give it --memory-mib 8192 or less',
   })

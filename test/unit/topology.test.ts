@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
+import { jsonSyntaxErrorOffset, positionOf } from '../../shared/json-syntax.js'
 import {
   DEFAULT_TOPOLOGY_FILE,
   LIMITS_DEFAULT,
@@ -171,7 +172,7 @@ t.test('schema errors name the field path', async (t) => {
   rejects(
     t,
     { ...raw(), hosts: [{ name: 'host-a1', site: 'site-a', memory_mib: '8192' }] },
-    ['hosts.0.memory_mib'],
+    ['hosts[host-a1].memory_mib'],
     'memory_mib as a string',
   )
   rejects(t, { ...raw(), hosts: 'host-a1' }, [/\bhosts\b/], 'hosts not an array')
@@ -196,7 +197,12 @@ t.test('schema errors name the field path', async (t) => {
 
 t.test('unknown fields are refused, wherever they are', async (t) => {
   rejects(t, { ...validRaw(), colour: 'blue' }, ['colour'], 'extra top-level field')
-  rejects(t, { ...validRaw(), hosts: [{ name: 'host-a1', site: 'site-a', cpus: 4 }] }, ['hosts.0', 'cpus'], 'extra host field')
+  rejects(
+    t,
+    { ...validRaw(), hosts: [{ name: 'host-a1', site: 'site-a', cpus: 4 }] },
+    ['hosts[host-a1]: unrecognized key cpus'],
+    'extra host field',
+  )
   rejects(
     t,
     { ...validRaw(), quorum: { model: 'node-and-file-share-majority', dynamicQuorm: true } },
@@ -206,12 +212,12 @@ t.test('unknown fields are refused, wherever they are', async (t) => {
 })
 
 t.test('bad names are refused', async (t) => {
-  rejects(t, { ...validRaw(), hosts: [{ name: 'Host-A1', site: 'site-a' }] }, ['hosts.0.name', 'a-z'], 'upper case')
-  rejects(t, { ...validRaw(), hosts: [{ name: '-host', site: 'site-a' }] }, ['hosts.0.name'], 'leading dash')
-  rejects(t, { ...validRaw(), hosts: [{ name: 'host a1', site: 'site-a' }] }, ['hosts.0.name'], 'space')
-  rejects(t, { ...validRaw(), hosts: [{ name: '', site: 'site-a' }] }, ['hosts.0.name'], 'empty')
-  rejects(t, { ...validRaw(), hosts: [{ name: 'h'.repeat(64), site: 'site-a' }] }, ['hosts.0.name'], 'too long')
-  rejects(t, { ...validRaw(), sites: [{ name: 'site/a' }] }, ['sites.0.name'], 'slash in a site name')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'Host-A1', site: 'site-a' }] }, ['hosts[Host-A1].name', 'a-z'], 'upper case')
+  rejects(t, { ...validRaw(), hosts: [{ name: '-host', site: 'site-a' }] }, ['hosts[0].name'], 'leading dash')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'host a1', site: 'site-a' }] }, ['hosts[0].name'], 'space')
+  rejects(t, { ...validRaw(), hosts: [{ name: '', site: 'site-a' }] }, ['hosts[0].name'], 'empty')
+  rejects(t, { ...validRaw(), hosts: [{ name: 'h'.repeat(64), site: 'site-a' }] }, ['hosts[0].name'], 'too long')
+  rejects(t, { ...validRaw(), sites: [{ name: 'site/a' }] }, ['sites[0].name'], 'slash in a site name')
 })
 
 t.test('bad JSON and a missing file', async (t) => {
@@ -230,7 +236,13 @@ t.test('bad JSON and a missing file', async (t) => {
 })
 
 t.test('parseTopology names its source', async (t) => {
-  t.throws(() => parseTopology({ name: 'x' }, 'my-lab.json'), { code: 'HVLAB_E_TOPOLOGY', message: /^my-lab\.json: sites: / })
+  t.throws(() => parseTopology({ name: 'x' }, 'my-lab.json'), {
+    code: 'HVLAB_E_TOPOLOGY',
+    message: /^my-lab\.json: 2 problems [^]*\n  - sites: /,
+  })
+  t.throws(() => parseTopology({ ...validRaw(), name: 7 }, 'one.json'), {
+    message: /^one\.json: name: [^\n]*; see topologies\/two-site\.json/,
+  })
 })
 
 t.test('processSpec finds a process or says which exist', async (t) => {
@@ -268,3 +280,56 @@ t.test('exactly one side dials each pair', async (t) => {
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
+
+t.test('every problem at once, list items named by their name', async (t) => {
+  const raw = {
+    ...validRaw(),
+    hosts: [
+      { name: 'host-a1', site: 'site-a', memroy_mib: 4096 },
+      { name: 'host-b1', site: 'site-b', memory_mib: 'lots' },
+    ],
+    timeScale: 5,
+  }
+  let caught: HvlabError | undefined
+  try {
+    parseTopology(raw, 'lab.json')
+  } catch (e) {
+    caught = e as HvlabError
+  }
+  t.equal(caught?.code, 'HVLAB_E_TOPOLOGY')
+  const lines = caught?.message.split('\n') ?? []
+  t.match(lines[0], /^lab\.json: 3 problems \(see topologies\/two-site\.json for a valid example\):$/)
+  t.match(caught?.message, /^  - hosts\[host-a1\]: unrecognized key memroy_mib /m)
+  t.match(caught?.message, /^  - hosts\[host-b1\]\.memory_mib: /m)
+  t.match(caught?.message, /^  - timeScale: /m)
+  const crossField = {
+    ...validRaw(),
+    sites: [{ name: 'site-a' }, { name: 'site-a' }, { name: 'site-c' }],
+    witness: { name: 'witness', site: 'site-a' },
+  }
+  t.throws(() => parseTopology(crossField, 'x.json'), {
+    message:
+      /^x\.json: \d problems[^]*site site-a is declared twice[^]*host host-b1 is in unknown site site-b[^]*witness shares site site-a/,
+  })
+})
+
+t.test('a JSON syntax error carries its line and column', async (t) => {
+  const file = writeTopology('{\n  "name": "x",\n  "sites": [ { "name": "s" } ]\n  "hosts": []\n}\n')
+  t.throws(() => loadTopology(file), {
+    code: 'HVLAB_E_TOPOLOGY',
+    message: new RegExp(`${escape(file)} is not valid JSON at line 4, column 3: `),
+  })
+  const cases: [string, number | undefined][] = [
+    ['{"a": [1, 2, 3], "b": {"c": "d\\n"}, "e": -1.5e3, "f": true, "g": null}', undefined],
+    ['{"a": 1,}', 8],
+    ['[1 2]', 3],
+    ['{"a": tru}', 6],
+    ['"unterminated', 13],
+    ['{"a": 1} x', 9],
+    ['', 0],
+    ['{"a": 01}', 7],
+    ['{"a": "tab\there"}', 10],
+  ]
+  for (const [text, offset] of cases) t.equal(jsonSyntaxErrorOffset(text), offset, JSON.stringify(text))
+  t.same(positionOf('ab\ncd\nef', 7), { line: 3, column: 2 })
+})

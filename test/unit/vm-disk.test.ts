@@ -313,3 +313,38 @@ t.test('a disk that does not fit is refused with a clear message', async (t) => 
     { code: 'HVLAB_E_USAGE', message: /queue depth/ },
   )
 })
+
+t.test('the achieved write rate: writes acked and skipped per second over the last interval, next to the requested rate', async (t) => {
+  const clock = new ManualClock(0)
+  const pending: (() => void)[] = []
+  const port: BlockIoPort = {
+    write: () => new Promise<void>((done) => pending.push(done)),
+    read: () => Promise.reject(new Error('no reads here')),
+  }
+  const disk = new VmDisk({
+    vm: 'vm1',
+    target: { host: 'h', array: 'a', volume: 'v', size_bytes: 1024 * BS, epoch: () => 1 },
+    io: port,
+    clock,
+    disk_iops: 100,
+  })
+  t.match(disk.counters(), { writes_acked_per_s: 0, writes_skipped_per_s: 0 }, 'nothing measured yet')
+  // A slow array: the queue fills, so of 100 writes due in a second 8 go out and 92 are skipped.
+  clock.advance(1000)
+  for (const done of pending.splice(0)) done()
+  await new Promise((r) => setImmediate(r))
+  const c = disk.counters()
+  t.equal(c.disk_iops, 100, 'the rate asked for')
+  t.equal(c.writes_acked_per_s, 0, 'acks came after the interval ended')
+  t.equal(c.writes_skipped_per_s, 100 - DISK_QUEUE_DEPTH, 'writes skipped per second while the queue was full')
+  // A fast array from here on: every write acked at once.
+  port.write = async () => undefined
+  for (let i = 0; i < 100; i++) {
+    clock.advance(10)
+    await new Promise((r) => setImmediate(r))
+  }
+  const fast = disk.counters()
+  t.ok(fast.writes_acked_per_s! >= 90 && fast.writes_acked_per_s! <= 110, `about 100 acked per second (${fast.writes_acked_per_s})`)
+  t.equal(fast.writes_skipped_per_s, 0, 'none skipped')
+  await disk.detach()
+})

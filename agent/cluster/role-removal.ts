@@ -1,0 +1,33 @@
+/**
+ * When the RoleController may remove a role (`hvlab vm remove`, like Remove-ClusterGroup
+ * after Remove-VM): only while it runs nowhere and nothing is about to start it — stopped
+ * or failed, not being migrated, and not while a new coordinator still syncs with the
+ * hosts' inventories (a restored record may be stale). PURE.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { VmRole } from './vm-role.js'
+
+/** The refusal of removing `role`, or null when it may go. */
+export function removalRefusal(role: VmRole, migrating_to: string | null, syncing: boolean): HvlabError | null {
+  const name = role.name
+  if (syncing) {
+    return new HvlabError(
+      'HVLAB_E_NO_QUORUM',
+      `cannot remove vm ${name} yet: the cluster's coordinator is still syncing with the hosts' inventories; retry in a moment`,
+    )
+  }
+  if (migrating_to !== null) {
+    return new HvlabError(
+      'HVLAB_E_STATE',
+      `cannot remove vm ${name}: it is being migrated from ${role.owner} to ${migrating_to}; cancel with \`hvlab vm migrate-cancel ${name}\`, then stop it first: \`hvlab vm stop ${name}\``,
+    )
+  }
+  if (role.state === 'stopped' || role.state === 'failed') return null
+  const where = role.owner === null ? '' : ` on ${role.owner}`
+  if (role.state === 'stopping')
+    return new HvlabError(
+      'HVLAB_E_STATE',
+      `cannot remove vm ${name}: it is stopping${where}; wait until \`hvlab vm list\` shows it stopped`,
+    )
+  return new HvlabError('HVLAB_E_STATE', `cannot remove vm ${name}: it is ${role.state}${where}; stop it first: \`hvlab vm stop ${name}\``)
+}
