@@ -16,10 +16,10 @@
  * 7. `node pause --drain` live-migrates the VMs away.
  */
 import t, { type Test } from 'tap'
-import type { MigrationResultMessage } from '../../shared/protocol/cluster-messages.js'
-import { pingVm } from '../../scripts/cli/guest-commands.js'
-import type { PingSummary } from '../../scripts/cli/ping-tally.js'
-import { startLab, type TestLab } from './lab-fixture.js'
+import type { MigrationResultMessage } from '../../../shared/protocol/cluster-messages.js'
+import { pingVm } from '../../../scripts/cli/guest-commands.js'
+import type { PingSummary } from '../../../scripts/cli/ping-tally.js'
+import { startLab, type TestLab } from '../lab-fixture.js'
 
 const WAIT_MS = 120_000
 const PING_INTERVAL_MS = 3
