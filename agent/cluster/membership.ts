@@ -14,9 +14,11 @@
  *     as soon as the old lease (+ clock skew) has run out, staggered briefly by rank, so
  *     a coordinator's death costs the survivors about one Paxos round without a lease —
  *     less than the roles' no-quorum grace (vm-agent.ts), so their VMs keep running;
+ *   - a host that has never seen a view, once it has heard from every host of the
+ *     topology (first formation), staggered by rank;
  *   - any host that has had no valid lease for `election_timeout_ms` (+ stagger × rank),
- *     the slow path for everything else (first formation, a coordinator that is alive but
- *     cannot renew).
+ *     the slow path for everything else (a first formation with a host missing, a
+ *     coordinator that is alive but cannot renew).
  * The new view's members are the hosts that promised, and its votes follow the quorum
  * settings (quorum.ts). The decided view's coordinator then renews a quorum lease every
  * `renew_interval_ms`; each renewal carries the database, so a configuration write is
@@ -154,6 +156,10 @@ export class Membership {
   private leased_in_view = false
   /** When this host last promised another host's ballot (someone else is forming a view). */
   private promised_other_at_ms = -Infinity
+  /** Hosts heard from since this process started; first formation waits for all of them. */
+  private readonly heard_from = new Set<string>()
+  /** When the last host of the topology was first heard from (null until then). */
+  private all_heard_at_ms: number | null = null
   /** A lease request for a view this host has not learned yet (it overtook the commit). */
   private early_lease_request: ClusterMessageOf<'cluster-lease-request'> | null = null
   private next_election_ms = 0
@@ -341,8 +347,28 @@ export class Membership {
     if (this.changing_at_ms !== null && this.now_ms >= this.changing_at_ms) return true
     if (this.holdsLease(this.now_ms) || this.changing_at_ms !== null) return false
     if (this.takeoverDue()) return true
+    if (this.firstFormationDue()) return true
     const patience_ms = this.config.election_timeout_ms + this.rank * this.config.election_stagger_ms
     return this.now_ms - this.last_lease_ms >= patience_ms
+  }
+
+  private noteHeard(host: string): void {
+    this.heard_from.add(host)
+    if (this.all_heard_at_ms === null && this.heard_from.size === this.nodes.length - 1) this.all_heard_at_ms = this.now_ms
+  }
+
+  /**
+   * First formation: a host that has never seen a view need not wait out a lease nobody
+   * can hold. Once it has heard from every host of the topology it starts at once,
+   * staggered by rank so the first-ranked host usually proposes alone, and the view of all
+   * hosts forms in one round instead of after `election_timeout_ms` (or a view of the
+   * first few to start, then a second one). Liveness only: the acceptors' rules decide
+   * safety as for any election, and a host that has not heard from all waits as before.
+   */
+  private firstFormationDue(): boolean {
+    if (this.rec.view.epoch !== 0 || this.all_heard_at_ms === null) return false
+    if (this.now_ms - this.promised_other_at_ms < this.config.phase_timeout_ms) return false
+    return this.now_ms >= this.all_heard_at_ms + this.rank * this.config.election_stagger_ms
   }
 
   /**
@@ -732,6 +758,7 @@ export class Membership {
       // Only our own loop-back deliveries; a peer claiming our name is ignored by the shell.
     } else if (this.nodes.includes(from)) {
       if (this.detector.heard(from, this.now_ms)) this.emit('cluster.node-up', { node: from })
+      this.noteHeard(from)
     } else if (from !== this.config.witness) {
       return
     }

@@ -145,10 +145,13 @@ t.test('priority: when a host dies its roles are placed high first; none is not 
   t.match(starts(l.cmd({ op: 'start', name: 'c-none' })), [{ role: 'c-none', node: 'host-b1' }], 'the operator starts it')
 })
 
-t.test('failover stays in the failed host’s site when it can', async (t) => {
-  const l = lab()
-  l.running('web1', ['host-a1', 'host-b1'])
-  t.match(starts(l.setNode('host-a1', 'down')), [{ role: 'web1', node: 'host-a2' }])
+t.test('failover follows the preferred owners; among the others it stays in the failed host’s site', async (t) => {
+  const ranked = lab()
+  ranked.running('web1', ['host-a1', 'host-b1'])
+  t.match(starts(ranked.setNode('host-a1', 'down')), [{ role: 'web1', node: 'host-b1' }], 'the next preferred owner, in site-b')
+  const unranked = lab()
+  unranked.running('web2', ['host-a1'])
+  t.match(starts(unranked.setNode('host-a1', 'down')), [{ role: 'web2', node: 'host-a2' }], 'no preference left: its own site')
 })
 
 t.test('anti-affinity: roles of one class start on different hosts', async (t) => {
