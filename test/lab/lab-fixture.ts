@@ -4,7 +4,7 @@
  * kill of the controller (its processes exit with it) — even when the test fails.
  * The lab's processes are real; the CLI commands that drive it run in the test's own
  * process (runHvlab, the binary's own entry, with a captured io): a CLI process per call
- * costs 1–1.6 s of CPU. `spawnCli` runs the real binary where a test checks it.
+ * costs about 0.4 s of CPU. `spawnCli` runs the real binary where a test checks it.
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -171,7 +171,7 @@ export class TestLab {
 
   /**
    * The control endpoint the CLI uses, called in-process: polling through a new CLI
-   * process every 200 ms would cost a CPU second each time. `hvlab status --json` and
+   * process every 200 ms would cost 0.4 s of CPU each time. `hvlab status --json` and
    * `hvlab events --json` print exactly these objects (the runtime test checks the CLI).
    */
   control(): ControlClient {
@@ -229,7 +229,7 @@ export class TestLab {
 
   /*
    * What `hvlab vm list|inspect|cluster status --json` print, asked in-process: tests poll
-   * these every 200 ms, and a CLI process per poll costs a CPU second (the runtime, roles
+   * these every 200 ms, and a CLI process per poll costs 0.4 s of CPU (the runtime, roles
    * and cluster tests check the commands themselves).
    */
   vmList(): ReturnType<typeof vmListNow> {
