@@ -17,8 +17,8 @@ import { type WaitStep, done, failed, realWaitClock, waitFor, waiting } from './
 
 /** How often `vm migrate` polls the source for progress. */
 const MIGRATION_POLL_MS = 200
-/** A migration that shows no result in this long is reported as lost (the source may have died). */
-const MIGRATION_WAIT_MS = 10 * 60_000
+/** How long `vm migrate` and `vm move --quick` follow a migration by default (`--timeout-s`), in seconds. */
+export const MIGRATION_WAIT_S = 600
 /** Erases the terminal line the cursor is on and goes back to its start. */
 const ERASE_LINE = '\r\x1b[2K'
 
@@ -33,17 +33,17 @@ export async function runMigration(
   name: string,
   to: string,
   options: MigrationOptionsMessage,
-  quiet: boolean,
+  follow: { quiet: boolean; timeout_ms: number },
 ): Promise<MigrationResultMessage> {
-  const source = await ownerOf(client, name)
-  await askAnyHost(client, { t: 'vm-migrate-command-request', name, to, options, forwarded: false }, 'ok')
+  const source = await startMigration(client, name, to, options)
+  const quiet = follow.quiet
   const view = new ProgressView(quiet, options.mode, `${options.mode} ${name} ${source} → ${to}`)
   try {
     return await waitFor(
       {
         what: `the migration of vm ${name} on ${source}`,
         watch: '`hvlab vm list`',
-        timeout_ms: MIGRATION_WAIT_MS,
+        timeout_ms: follow.timeout_ms,
         poll: async () => {
           const st = await statusOn(client, source, name)
           if (st.ticket !== options.ticket) return waiting('not started on the source yet')
@@ -58,6 +58,13 @@ export async function runMigration(
   } finally {
     view.clear()
   }
+}
+
+/** Asks the coordinator to migrate `name` to `to`; returns the host it leaves. */
+export async function startMigration(client: ControlClient, name: string, to: string, options: MigrationOptionsMessage): Promise<string> {
+  const source = await ownerOf(client, name)
+  await askAnyHost(client, { t: 'vm-migrate-command-request', name, to, options, forwarded: false }, 'ok')
+  return source
 }
 
 /** The source's status of the VM's latest migration; a source that does not answer ends the wait (it may have died). */

@@ -9,7 +9,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { setExitCode } from './cli-io.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
-import { newTicket, runMigration } from './migration-follow.js'
+import { MIGRATION_WAIT_S, newTicket, runMigration, startMigration } from './migration-follow.js'
 import { migrationJson } from './migration-json.js'
 import { dirOption, intIn, out, printResult } from './options.js'
 import { mibText } from './units.js'
@@ -44,7 +44,7 @@ async function moveVm(name: string, o: VmMoveOptions): Promise<void> {
     name,
     o.to,
     { mode: 'quick', budget_ms: null, max_rounds: null, verify: false, ticket: newTicket() },
-    o.json === true,
+    { quiet: o.json === true, timeout_ms: o.timeoutS * 1000 },
   )
   printResult(o.json, migrationJson(r), () =>
     r.outcome === 'completed'
@@ -79,7 +79,7 @@ export function moveStep(name: string, from: string, to: string, seen: { role: V
   return waiting(`${role.state}${role.owner ? ` on ${role.owner}` : ''} (${role.reason})`)
 }
 
-interface VmMigrateOptions {
+interface VmMigrateOptions extends WaitOpts {
   dir: string
   to: string
   budgetMs?: number
@@ -89,7 +89,8 @@ interface VmMigrateOptions {
 }
 
 export function registerVmMigrate(vm: Command): void {
-  vm.command('migrate')
+  const migrate = vm
+    .command('migrate')
     .description(
       'live-migrate a running VM to another host: pre-copy rounds while it runs, then a short blackout; shows a progress bar on a terminal (round, pages left, rate, expected blackout; a line per change when not a terminal) and the result. If it fails or is cancelled the VM keeps running where it was',
     )
@@ -102,8 +103,7 @@ export function registerVmMigrate(vm: Command): void {
       '--json',
       'machine-readable: one object {outcome,total_ms,blackout_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}',
     )
-    .addOption(dirOption())
-    .action(migrateVm)
+  waitOptions(migrate, MIGRATION_WAIT_S).addOption(dirOption()).action(migrateVm)
 }
 
 async function migrateVm(name: string, o: VmMigrateOptions): Promise<void> {
@@ -114,7 +114,14 @@ async function migrateVm(name: string, o: VmMigrateOptions): Promise<void> {
     verify: o.verify === true,
     ticket: newTicket(),
   }
-  const r = await runMigration(ControlClient.forDir(o.dir), name, o.to, options, o.json === true)
+  const client = ControlClient.forDir(o.dir)
+  if (!o.wait) {
+    const source = await startMigration(client, name, o.to, options)
+    return out(
+      `live-migrating vm ${name} ${source} → ${o.to}; \`hvlab vm list\` shows where it runs, \`hvlab vm migrate-cancel ${name}\` stops it`,
+    )
+  }
+  const r = await runMigration(client, name, o.to, options, { quiet: o.json === true, timeout_ms: o.timeoutS * 1000 })
   const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
   printResult(o.json, { ...migrationJson(r), ...(options.verify ? { hashes_match } : {}) }, () =>
     formatMigration(r, options.verify, hashes_match),
