@@ -12,6 +12,7 @@ import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { issueText, problemsMessage } from './topology-issues.js'
+import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, topologyProblems } from './topology-rules.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
 
@@ -148,7 +149,7 @@ const topologySchema = z.strictObject({
   sites: z
     .array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() }))
     .min(1)
-    .max(16),
+    .max(SITES_MAX),
   hosts: z
     .array(
       z.strictObject({
@@ -166,12 +167,12 @@ const topologySchema = z.strictObject({
     .max(CLUSTER_NODES_MAX),
   arrays: z
     .array(z.strictObject({ name: field.name(), site: field.name() }))
-    .max(16)
+    .max(ARRAYS_MAX)
     .default([]),
   witness: z.strictObject({ name: field.name(), site: field.name() }).optional(),
   quorum: z
     .strictObject({
-      model: z.enum(['node-majority', 'node-and-file-share-majority']),
+      model: z.enum(QUORUM_MODELS),
       dynamicQuorum: z.boolean().default(true),
       dynamicWitness: z.boolean().default(true),
     })
@@ -193,49 +194,16 @@ export interface ProcessSpec {
   site: string
 }
 
-/** Validates a parsed topology; `source` names the file in error messages, which list every problem found. */
+/**
+ * Validates a parsed topology; `source` names the file in error messages, which list every problem found:
+ * the schema's and the cross-field rules' (shared/topology-rules.ts) in one pass.
+ */
 export function parseTopology(raw: unknown, source = 'topology'): Topology {
   const result = topologySchema.safeParse(raw)
-  if (!result.success)
-    throw new HvlabError(
-      'HVLAB_E_TOPOLOGY',
-      problemsMessage(
-        source,
-        result.error.issues.map((i) => issueText(i, raw)),
-      ),
-    )
-  const topology = result.data
-  const problems = topologyProblems(topology)
-  if (problems.length > 0) throw new HvlabError('HVLAB_E_TOPOLOGY', problemsMessage(source, problems))
-  return topology
-}
-
-/** Cross-field rules the schema alone cannot state. */
-function topologyProblems(t: Topology): string[] {
-  const problems: string[] = []
-  const sites = new Set<string>()
-  for (const s of t.sites) {
-    if (sites.has(s.name)) problems.push(`site ${s.name} is declared twice`)
-    sites.add(s.name)
-  }
-  const names = new Set<string>()
-  for (const p of processesOf(t)) {
-    if (names.has(p.name))
-      problems.push(`the name ${p.name} is used by more than one process; every host, array and witness needs its own name`)
-    names.add(p.name)
-    if (!sites.has(p.site))
-      problems.push(`${p.role} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${[...sites].join(', ')})`)
-  }
-  if (t.quorum.model === 'node-and-file-share-majority' && !t.witness) {
-    problems.push('quorum model node-and-file-share-majority needs a "witness" (name and site, ideally a third site)')
-  }
-  if (t.quorum.model === 'node-majority' && t.witness) {
-    problems.push('a witness is declared but the quorum model is node-majority; use node-and-file-share-majority or remove the witness')
-  }
-  if (t.witness && t.hosts.some((h) => h.site === t.witness!.site)) {
-    problems.push(`the witness shares site ${t.witness.site} with hosts; put it in a third site so it can arbitrate between the others`)
-  }
-  return problems
+  const schemaProblems = result.success ? [] : result.error.issues.map((i) => issueText(i, raw))
+  const problems = [...schemaProblems, ...topologyProblems(raw)]
+  if (!result.success || problems.length > 0) throw new HvlabError('HVLAB_E_TOPOLOGY', problemsMessage(source, problems))
+  return result.data
 }
 
 export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {

@@ -14,6 +14,18 @@ export function pausedKey(node: string): string {
   return `node/${node}/state`
 }
 
+/**
+ * What a paused node's key holds: `paused`, or a drain under way or how the last one ended,
+ * so a new coordinator goes on draining and `cluster status` keeps showing it. Every value
+ * means paused; no key means up.
+ */
+export const PAUSED_RECORDS = ['paused', 'draining', 'drained', 'drain-failed'] as const
+export type PausedRecord = (typeof PAUSED_RECORDS)[number]
+
+export function isPausedRecord(value: unknown): value is PausedRecord {
+  return (PAUSED_RECORDS as readonly unknown[]).includes(value)
+}
+
 export function clusterStatus(m: Membership, now_ms: number, witnessReachable: boolean): ClusterStatus {
   const c = m.settings()
   const view = m.view()
@@ -33,7 +45,7 @@ export function clusterStatus(m: Membership, now_ms: number, witnessReachable: b
         ? 'Down'
         : !member || (name === c.name && !holds)
           ? 'Joining'
-          : db.config[pausedKey(name)] === 'paused'
+          : isPausedRecord(db.config[pausedKey(name)])
             ? 'Paused'
             : 'Up'
       const voter = view.voters.includes(name)

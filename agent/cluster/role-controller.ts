@@ -50,6 +50,7 @@ import {
   type NodeStatus,
   type NodeView,
 } from './placement.js'
+import type { PausedRecord } from './cluster-status.js'
 import { removalRefusal } from './role-removal.js'
 import {
   CLUSTER_NODES_MAX,
@@ -76,6 +77,20 @@ import {
 
 /** Get-ClusterNode's DrainStatus of a node. */
 export type DrainStatus = (typeof DRAIN_STATUSES)[number]
+
+/** A paused node's database record for a drain status (a drain under way is `draining` whatever its status). */
+const RECORD_OF_DRAIN_STATUS: Record<DrainStatus, PausedRecord> = {
+  NotInitiated: 'paused',
+  InProgress: 'draining',
+  Completed: 'drained',
+  Failed: 'drain-failed',
+}
+const DRAIN_STATUS_OF_RECORD: Record<PausedRecord, DrainStatus> = {
+  paused: 'NotInitiated',
+  draining: 'InProgress',
+  drained: 'Completed',
+  'drain-failed': 'Failed',
+}
 
 export interface RoleControllerConfig {
   policy: FailoverPolicy
@@ -232,7 +247,7 @@ export type RoleEffect =
    */
   | { readonly kind: 'write-role-record'; readonly role: VmRole }
   /** Record the node's paused flag in the cluster database (a desired write, like write-role-record). */
-  | { readonly kind: 'set-node-paused'; readonly node: string; readonly paused: boolean }
+  | { readonly kind: 'set-node-paused'; readonly node: string; readonly paused: boolean; readonly record?: PausedRecord }
   /** The role was removed: delete its record from the cluster database (a desired write, like write-role-record). */
   | { readonly kind: 'delete-role-record'; readonly role: string }
   | EmitEffect<RoleEvent>
@@ -283,6 +298,8 @@ export class RoleController {
   private readonly draining = new Set<string>()
   /** Each node's last drain (absent: NotInitiated), as Get-ClusterNode's DrainStatus. */
   private readonly drain_status = new Map<string, DrainStatus>()
+  /** What each paused node's database key holds as this controller last wrote or restored it. */
+  private readonly paused_records = new Map<string, PausedRecord>()
   private epoch = 0
   private now_ms = 0
   private out: RoleEffect[] = []
@@ -343,6 +360,7 @@ export class RoleController {
     }
     this.endSyncWhenSafe()
     this.reconcile()
+    this.recordPausedNodes()
     const out = this.out
     this.out = []
     return out
@@ -354,7 +372,12 @@ export class RoleController {
    * inventory (`inventory` input) to learn the op that made its VM, and no role is
    * placed until `sync-done`. Call before any step.
    */
-  restore(roles: readonly VmRole[], paused_nodes: readonly string[], epoch: number): void {
+  restore(
+    roles: readonly VmRole[],
+    paused_nodes: readonly string[],
+    epoch: number,
+    paused_records: Readonly<Record<string, PausedRecord>> = {},
+  ): void {
     if (this.entries.size > 0 || this.nodes.size > 0)
       throw new HvlabError('HVLAB_E_INTERNAL', 'restore is only for a fresh role controller')
     if (roles.length > this.config.roles_max)
@@ -376,8 +399,17 @@ export class RoleController {
         migrate_failed_ms: null,
       })
     }
-    for (const n of paused_nodes) this.paused.add(n)
+    for (const n of paused_nodes) this.restorePaused(n, paused_records[n] ?? 'paused')
     this.syncing = true
+  }
+
+  /** A paused node as the last coordinator left it: a drain under way goes on. */
+  private restorePaused(node: string, record: PausedRecord): void {
+    this.paused.add(node)
+    this.paused_records.set(node, record)
+    if (record === 'draining') this.draining.add(node)
+    const status = DRAIN_STATUS_OF_RECORD[record]
+    if (status !== 'NotInitiated') this.drain_status.set(node, status)
   }
 
   /** The current op of every role, to pass back with an inventory asked for now. */
@@ -843,19 +875,19 @@ export class RoleController {
   private pause(node: string, drain: boolean): void {
     const view = this.nodeFor(node, 'pause')
     if (view.status === 'down') throw new HvlabError('HVLAB_E_STATE', `cannot pause ${node}: it is down; there is nothing to drain`)
-    if (!this.paused.has(node)) {
-      this.paused.add(node)
-      this.push({ kind: 'set-node-paused', node, paused: true })
-      this.emit('node.paused', { node, drain: drain ? 1 : 0 })
-    }
+    const newly = !this.paused.has(node)
+    this.paused.add(node)
     if (drain) {
       this.draining.add(node)
       this.drain_status.set(node, 'InProgress')
     }
+    this.recordPaused(node) // in the database before any move of the drain
+    if (newly) this.emit('node.paused', { node, drain: drain ? 1 : 0 })
   }
 
   private resume(node: string, failback: boolean): void {
     const view = this.nodeFor(node, 'resume')
+    this.paused_records.delete(node)
     if (this.paused.delete(node) || view.status === 'paused') {
       this.push({ kind: 'set-node-paused', node, paused: false })
       this.emit('node.resumed', { node, failback: failback ? 1 : 0 })
@@ -867,6 +899,18 @@ export class RoleController {
     if (!failback) return
     const movable = drained.filter((e) => this.movable(e)).map((e) => e.role)
     this.carryOut(planReturn(node, movable, this.nodeViews(), this.load()), `failback to ${node} after resume`, 'failback')
+  }
+
+  /** Writes each paused node's record (paused, draining, drained, drain-failed) when it changed. */
+  private recordPausedNodes(): void {
+    for (const node of [...this.paused].sort()) this.recordPaused(node)
+  }
+
+  private recordPaused(node: string): void {
+    const record = this.draining.has(node) ? 'draining' : RECORD_OF_DRAIN_STATUS[this.drain_status.get(node) ?? 'NotInitiated']
+    if (this.paused_records.get(node) === record) return
+    this.paused_records.set(node, record)
+    this.push({ kind: 'set-node-paused', node, paused: true, record })
   }
 
   // ── decisions ─────────────────────────────────────────────────────────────────────

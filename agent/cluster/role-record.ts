@@ -5,7 +5,7 @@
  * warning rather than stopping the coordinator.
  */
 import { CONFIG_VALUE_CHARS_MAX, vmRoleSchema, type VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { pausedKey } from './cluster-status.js'
+import { isPausedRecord, pausedKey, type PausedRecord } from './cluster-status.js'
 import type { VmRole } from './vm-role.js'
 
 export const ROLE_KEY_PREFIX = 'role/'
@@ -64,17 +64,22 @@ export function toVmRole(r: VmRoleRecord): VmRole {
 export interface DecodedRoles {
   roles: VmRole[]
   paused: string[]
+  /** What each paused node's key holds (a drain under way, or how the last one ended). */
+  paused_records: Record<string, PausedRecord>
   /** Entries that could not be read, with why (for a warning). */
   damaged: { key: string; reason: string }[]
 }
 
 /** Every role and paused node in a database's entries. */
 export function decodeRoles(config: Readonly<Record<string, string>>): DecodedRoles {
-  const out: DecodedRoles = { roles: [], paused: [], damaged: [] }
+  const out: DecodedRoles = { roles: [], paused: [], paused_records: {}, damaged: [] }
   for (const [key, value] of Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (key.startsWith('node/') && key.endsWith('/state')) {
       const node = key.slice('node/'.length, -'/state'.length)
-      if (value === 'paused' && key === pausedKey(node)) out.paused.push(node)
+      if (isPausedRecord(value) && key === pausedKey(node)) {
+        out.paused.push(node)
+        out.paused_records[node] = value
+      }
       continue
     }
     if (!key.startsWith(ROLE_KEY_PREFIX)) continue

@@ -197,7 +197,7 @@ export class RoleService {
     const db = decodeRoles(this.deps.membership.database().config)
     for (const d of db.damaged)
       this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
-    ctl.restore(db.roles, db.paused, epoch)
+    ctl.restore(db.roles, db.paused, epoch, db.paused_records)
     this.ctl = ctl
     this.gen++
     this.driver = this.driverFor(ctl, this.gen)
@@ -305,7 +305,7 @@ export class RoleService {
       'stop-vm': (fx) => this.stopVm(fx, back),
       'migrate-vm': (fx) => this.migrateVm(fx, back),
       'write-role-record': (fx) => void this.desired.set(roleKey(fx.role.name), encodeRole(fx.role)),
-      'set-node-paused': (fx) => void this.desired.set(pausedKey(fx.node), fx.paused ? 'paused' : null),
+      'set-node-paused': (fx) => void this.desired.set(pausedKey(fx.node), fx.paused ? (fx.record ?? 'paused') : null),
       'delete-role-record': (fx) => void this.desired.set(roleKey(fx.role), null),
       emit: (fx) => this.deps.emitEvent(fx.event.kind, fx.event.details),
     }

@@ -12,7 +12,7 @@ import { type DirOpt, type JsonOpt, arraysOf, ask } from './array-client.js'
 import { dirOption, intIn, out, printJson, printResult } from './options.js'
 import { registerRcopyDismiss, registerRcopyRemove } from './rcopy-remove-commands.js'
 import { type GroupView, formatGroups } from './rcopy-status-format.js'
-import { isWaitingVerb, verbDone, verbOutcome } from './rcopy-wait.js'
+import { type WaitingVerb, verbDone, verbNoop, verbOutcome } from './rcopy-wait.js'
 import { type WaitOpts, waitFor, waitOptions } from './wait-for.js'
 
 /** Every array's view of `group` (or of all groups); an unreachable array is reported, not fatal. */
@@ -79,7 +79,7 @@ export function registerRcopyCommands(program: Command): void {
   const rcopy = program.command('rcopy').description('3PAR-style Remote Copy groups between two arrays')
   registerRcopyCreate(rcopy)
   registerRcopyAdmit(rcopy)
-  for (const [verb, help] of RCOPY_VERBS) registerRcopyVerb(rcopy, verb, help)
+  for (const [verb, help, waits] of RCOPY_VERBS) registerRcopyVerb(rcopy, verb, help, waits)
   registerRcopyStatus(rcopy)
   registerRcopyDismiss(rcopy)
   registerRcopyRemove(rcopy)
@@ -155,16 +155,32 @@ function registerRcopyAdmit(rcopy: Command): void {
     })
 }
 
-/** The verbs that run on one side of a group, with their help, in the order `hvlab rcopy --help` lists them. */
-const RCOPY_VERBS: readonly [string, string][] = [
-  ['start', 'start replication (startrcopygroup); a new volume is fully synced, then changes follow'],
-  ['stop', 'stop replication; changes are tracked for a later resync'],
-  ['sync', 'start a delta cycle now (periodic mode)'],
-  ['failover', 'make the secondary writable as Primary-Rev (after losing the primary); --force uses volumes that never completed a sync'],
-  ['recover', 'after a failover, with the old primary back: resync to it and make it Secondary-Rev'],
-  ['restore', 'return a recovered group to its natural roles (Primary-Rev must be in sync)'],
-  ['reverse', 'swap the natural roles of both sides'],
-  ['switchover', 'planned, zero-loss swap: drain to the secondary, then swap roles'],
+/** The verbs that run on one side of a group: their help and what each waits for, in the order `hvlab rcopy --help` lists them. */
+const RCOPY_VERBS: readonly [WaitingVerb, string, string][] = [
+  [
+    'start',
+    'start replication (startrcopygroup); a new volume is fully synced, then changes follow',
+    'it is started and every volume Synced',
+  ],
+  ['stop', 'stop replication; changes are tracked for a later resync', 'it is stopped'],
+  [
+    'sync',
+    'start a delta cycle now (periodic mode)',
+    'a cycle begun after the request has completed (with nothing to send, it says so at once)',
+  ],
+  [
+    'failover',
+    'make the secondary writable as Primary-Rev (after losing the primary); --force uses volumes that never completed a sync',
+    'this side is Primary-Rev',
+  ],
+  [
+    'recover',
+    'after a failover, with the old primary back: resync to it and make it Secondary-Rev',
+    'the old primary is Secondary-Rev and Synced',
+  ],
+  ['restore', 'return a recovered group to its natural roles (Primary-Rev must be in sync)', 'the natural roles are back, Synced'],
+  ['reverse', 'swap the natural roles of both sides (each run swaps them)', 'both arrays have swapped'],
+  ['switchover', 'planned, zero-loss swap: drain to the secondary, then swap roles', 'the roles are swapped'],
 ]
 
 /** A verb waits this long by default for the state it promises (a full sync of a new volume takes a while). */
@@ -172,20 +188,19 @@ const VERB_TIMEOUT_S = 120
 
 type RcopyVerbOptions = JsonOpt & Partial<WaitOpts> & { force?: boolean; array?: string }
 
-function registerRcopyVerb(rcopy: Command, verb: string, help: string): void {
+function registerRcopyVerb(rcopy: Command, verb: WaitingVerb, help: string, waits: string): void {
   const command = rcopy
     .command(verb)
-    .description(isWaitingVerb(verb) ? `${help}; waits until the group is in the state the verb leads to` : help)
+    .description(`${help}; waits until ${waits}`)
     .argument('<group>', 'group name')
     .option('--force', 'failover: accept volumes that never completed a sync')
     .option('--array <array>', 'run on this array instead of the side 3PAR runs it on')
-  if (isWaitingVerb(verb)) waitOptions(command, VERB_TIMEOUT_S)
-  command
+  waitOptions(command, VERB_TIMEOUT_S)
     .addOption(dirOption())
     .option('--json', 'print the group as JSON')
     .action(async (group: string, o: RcopyVerbOptions) => {
-      const r = await runOnGroupSide(o, group, verb, { t: 'rc-verb', group, verb: verb as 'start', ...(o.force ? { force: true } : {}) })
-      if (!isWaitingVerb(verb) || o.wait === false) {
+      const r = await runOnGroupSide(o, group, verb, { t: 'rc-verb', group, verb, ...(o.force ? { force: true } : {}) })
+      if (o.wait === false) {
         return printResult(
           o.json,
           r,
@@ -193,11 +208,13 @@ function registerRcopyVerb(rcopy: Command, verb: string, help: string): void {
             `${verb} of ${group} accepted on ${r.array}: now ${r.status.role}, ${r.status.started ? 'started' : 'stopped'}; \`hvlab rcopy status ${group}\` follows it`,
         )
       }
+      const noop = verbNoop(verb, group, r)
+      if (noop !== undefined) return printResult(o.json, r, () => noop)
       const status = await waitFor({
         what: `${verb} of group ${group}`,
         watch: `\`hvlab rcopy status ${group}\``,
         timeout_ms: (o.timeoutS ?? VERB_TIMEOUT_S) * 1000,
-        poll: async () => verbOutcome(verb, group, r.array, await groupViews(o, group)),
+        poll: async () => verbOutcome(verb, group, r, await groupViews(o, group)),
       })
       printResult(o.json, { array: r.array, status }, () => verbDone(verb, group, r.array, status))
     })

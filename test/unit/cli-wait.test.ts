@@ -2,7 +2,8 @@
  * The commands that wait, run as the binary runs them (runHvlab) against a fake lab
  * controller in this process playing one host: exit 0 when it happened (with where), 0
  * for a no-op that says so (and sends nothing), 1 when it failed (with the role's reason)
- * or the wait timed out (with the state and how to watch it), and --no-wait returning at once.
+ * or the wait timed out (with the state and how to watch it), and --no-wait returning at once;
+ * remote copy verbs against two fake arrays whose groups change one step per poll.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -26,7 +27,10 @@ interface FakeLab {
   after: Partial<FakeRole>[]
   nodeState: string
   commands: unknown[]
+  /** Each array's remote copy groups, as rc-status answers them. */
   groups: Record<string, unknown[]>
+  /** The groups once an rc-verb arrives (its reply shows them), then one step per status poll of array-a (the last step stays). */
+  rcAfter: Record<string, unknown[]>[]
 }
 
 function fakeLab(role: Partial<FakeRole>): FakeLab {
@@ -36,6 +40,7 @@ function fakeLab(role: Partial<FakeRole>): FakeLab {
     nodeState: 'Up',
     commands: [],
     groups: { 'array-a': [], 'array-b': [] },
+    rcAfter: [],
   }
 }
 
@@ -62,7 +67,14 @@ function answer(lab: FakeLab, target: string, m: { t: string; [k: string]: unkno
   }
   if (m.t === 'cluster-status-request')
     return [200, { message: { t: 'cluster-status-reply', status: { nodes: [{ name: 'host-a1', state: lab.nodeState }] } } }]
+  if (m.t === 'rc-verb') {
+    lab.commands.push({ verb: m['verb'], group: m['group'] })
+    Object.assign(lab.groups, lab.rcAfter.length > 1 ? lab.rcAfter.shift() : lab.rcAfter[0])
+    return [200, { message: { t: 'rc-status', groups: lab.groups[target] } }]
+  }
   if (m.t === 'rc-status-request') {
+    if (target === 'array-a' && lab.commands.length > 0)
+      Object.assign(lab.groups, lab.rcAfter.length > 1 ? lab.rcAfter.shift() : lab.rcAfter[0])
     const groups = (lab.groups[target] ?? []).filter((g) => (g as { group: string }).group === m['group'])
     if (groups.length === 0) return [404, { error: { code: 'HVLAB_E_NOT_FOUND', message: `no remote copy group ${String(m['group'])}` } }]
     return [200, { message: { t: 'rc-status', groups } }]
@@ -192,4 +204,91 @@ t.test('rcopy status of a group no array holds exits 1 and says how to list them
   t.equal(r.stderr, 'hvlab: no remote copy group rc-nope; `hvlab rcopy status` lists them\n')
   const all = await hvlab(await labDir(t, fakeLab({})), 'rcopy', 'status')
   t.equal(all.code, 0, 'without a group it lists none')
+})
+
+/** One array's side of group rc1 as rc-status shows it. */
+const rcSide = (over: Record<string, unknown>) => ({
+  group: 'rc1',
+  partner: 'array-b',
+  role: 'primary',
+  mode: 'periodic',
+  period_ms: 60_000,
+  started: true,
+  link_up: true,
+  partner_role: 'secondary',
+  last_sync_ms: 1000,
+  bytes_behind: 0,
+  bytes_resynced_total: 0,
+  generation: 0,
+  volumes: [{ volume: 'vol1', remote_volume: 'vol1', state: 'Synced', bytes_behind: 0 }],
+  ...over,
+})
+const SYNCING = { bytes_behind: 4096, volumes: [{ volume: 'vol1', remote_volume: 'vol1', state: 'Syncing', bytes_behind: 4096 }] }
+
+/** A lab whose group rc1 is array-a primary → array-b secondary, with `a` over array-a's side. */
+function rcLab(a: Record<string, unknown>): FakeLab {
+  const lab = fakeLab({})
+  lab.groups = { 'array-a': [rcSide(a)], 'array-b': [rcSide({ partner: 'array-a', role: 'secondary', partner_role: 'primary' })] }
+  return lab
+}
+
+t.test('rcopy sync waits until a cycle begun after the request has completed (exit 0)', async (t) => {
+  const lab = rcLab({ bytes_behind: 4096 })
+  lab.rcAfter = [{ 'array-a': [rcSide(SYNCING)] }, { 'array-a': [rcSide(SYNCING)] }, { 'array-a': [rcSide({ last_sync_ms: 7000 })] }]
+  const r = await hvlab(await labDir(t, lab), 'rcopy', 'sync', 'rc1')
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout, "group rc1 synced: array-b holds array-a's volumes as of the new sync point\n")
+  t.same(lab.commands, [{ verb: 'sync', group: 'rc1' }])
+})
+
+t.test('rcopy sync of a group with nothing to send says so (exit 0)', async (t) => {
+  const lab = rcLab({})
+  lab.rcAfter = [{ 'array-a': [rcSide({})] }]
+  const r = await hvlab(await labDir(t, lab), 'rcopy', 'sync', 'rc1')
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout, 'group rc1 is already Synced on array-a: nothing to send to array-b\n')
+})
+
+t.test('rcopy sync that cannot complete or does not finish exits 1 with the state', async (t) => {
+  const stopped = rcLab({ bytes_behind: 4096 })
+  stopped.rcAfter = [{ 'array-a': [rcSide(SYNCING)] }, { 'array-a': [rcSide({ started: false, bytes_behind: 4096 })] }]
+  const s = await hvlab(await labDir(t, stopped), 'rcopy', 'sync', 'rc1')
+  t.equal(s.code, 1)
+  t.match(s.stderr, /^hvlab: the sync of group rc1 cannot complete: array-a is primary, stopped; `hvlab rcopy status rc1` shows it/)
+  const slow = rcLab({ bytes_behind: 4096 })
+  slow.rcAfter = [{ 'array-a': [rcSide(SYNCING)] }]
+  const r = await hvlab(await labDir(t, slow), 'rcopy', 'sync', 'rc1', '--timeout-s', '1')
+  t.equal(r.code, 1)
+  t.match(
+    r.stderr,
+    /gave up waiting for sync of group rc1 after 1 s: array-a primary, started, link up, volumes vol1 Syncing; array-b secondary/,
+  )
+  t.equal(r.stdout, '')
+})
+
+t.test('rcopy reverse waits until both arrays have swapped (exit 0); --no-wait returns at once', async (t) => {
+  const lab = rcLab({})
+  const b = (over: Record<string, unknown>) => [rcSide({ partner: 'array-a', role: 'secondary', partner_role: 'primary', ...over })]
+  lab.rcAfter = [
+    { 'array-a': [rcSide({ role: 'primary-rev' })] },
+    { 'array-b': b({ role: 'secondary-rev' }) },
+    { 'array-a': [rcSide({ role: 'primary-rev', partner_role: 'secondary-rev' })] },
+  ]
+  const r = await hvlab(await labDir(t, lab), 'rcopy', 'reverse', 'rc1')
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout, 'group rc1 reversed: array-a is Primary-Rev, array-b Secondary-Rev\n')
+  t.same(lab.commands, [{ verb: 'reverse', group: 'rc1' }])
+  const quick = rcLab({})
+  quick.rcAfter = [{ 'array-a': [rcSide({ role: 'primary-rev' })] }]
+  const n = await hvlab(await labDir(t, quick), 'rcopy', 'reverse', 'rc1', '--no-wait')
+  t.equal(n.code, 0, n.stderr)
+  t.match(n.stdout, /^reverse of rc1 accepted on array-a: now primary-rev, started; /)
+})
+
+t.test('rcopy reverse the partner never confirms exits 1 after --timeout-s with both sides', async (t) => {
+  const lab = rcLab({})
+  lab.rcAfter = [{ 'array-a': [rcSide({ role: 'primary-rev' })] }]
+  const r = await hvlab(await labDir(t, lab), 'rcopy', 'reverse', 'rc1', '--timeout-s', '1')
+  t.equal(r.code, 1)
+  t.match(r.stderr, /gave up waiting for reverse of group rc1 after 1 s: array-a primary-rev, .*; array-b secondary, /)
 })

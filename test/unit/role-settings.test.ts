@@ -239,3 +239,49 @@ t.test('a record with many failures still fits the database: the reason is cut f
   t.same(kept.restarts.at(-1), restarts.at(-1), 'the newest are kept')
   t.same(kept.failovers_ms, [1_764_000_000_000])
 })
+
+t.test('a drain survives a coordinator change: its record says draining, and the next coordinator goes on', async (t) => {
+  const l = lab()
+  l.running('web1', ['host-a1'])
+  l.running('web2', ['host-a1'])
+  const before = l.c.list() // the coordinator dies after the pause record, before any move was recorded
+  const paused = l.cmd({ op: 'pause', node: 'host-a1', drain: true })
+  const written = paused.flatMap((f) => (f.kind === 'set-node-paused' ? [f] : []))
+  t.match(written, [{ node: 'host-a1', paused: true, record: 'draining' }], 'written before any move of the drain')
+  t.equal(
+    paused.findIndex((f) => f.kind === 'set-node-paused'),
+    0,
+  )
+  const config: Record<string, string> = { 'node/host-a1/state': 'draining' }
+  for (const r of before) config[roleKey(r.name)] = encodeRole(r)
+  const db = decodeRoles(config)
+  t.same(db.paused_records, { 'host-a1': 'draining' })
+
+  // The coordinator dies mid-drain: the next one restores the roles (both still on host-a1) and the drain.
+  const next = new RoleController()
+  next.restore(db.roles, db.paused, 2, db.paused_records)
+  let now = 5_000_000
+  const step = (input: RoleInput) => next.step(input, (now += 1000))
+  const nodes = Object.entries(SITES).map(([name, site]) => ({ name, site, memory_mib: 8192, status: 'up' as const }))
+  step({ kind: 'membership', epoch: 2, nodes })
+  for (const n of nodes) {
+    const vms = n.name === 'host-a1' ? before.map((r) => ({ role: r.name, op: 0 })) : []
+    step({ kind: 'inventory', node: n.name, vms, ops_at_request: next.opSnapshot() })
+  }
+  const synced = step({ kind: 'sync-done' })
+  t.equal(next.drainStatuses().find((d) => d.node === 'host-a1')?.status, 'InProgress')
+  const moves = [...synced, ...step({ kind: 'failback-check', hour_of_day: 12 })].filter(
+    (f) => f.kind === 'stop-vm' || f.kind === 'migrate-vm',
+  )
+  t.ok(moves.length > 0, 'the restored drain moves the roles off host-a1')
+
+  const resumed = next.step({ kind: 'command', command: { op: 'resume', node: 'host-a1', failback: false } }, (now += 1000))
+  t.match(
+    resumed.filter((f) => f.kind === 'set-node-paused'),
+    [{ node: 'host-a1', paused: false }],
+  )
+})
+
+t.test('a paused node record other than these is not a pause', async (t) => {
+  t.same(decodeRoles({ 'node/host-a1/state': 'drained', 'node/host-a2/state': 'bogus' }).paused, ['host-a1'])
+})

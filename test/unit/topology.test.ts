@@ -333,3 +333,75 @@ t.test('a JSON syntax error carries its line and column', async (t) => {
   for (const [text, offset] of cases) t.equal(jsonSyntaxErrorOffset(text), offset, JSON.stringify(text))
   t.same(positionOf('ab\ncd\nef', 7), { line: 3, column: 2 })
 })
+
+t.test('schema and cross-field problems are reported together, in one pass', async (t) => {
+  const raw = {
+    ...validRaw(),
+    hosts: [
+      { name: 'host-a1', site: 'site-a', memory_mib: 'lots' },
+      { name: 'host-a1', site: 'site-z' },
+    ],
+    witness: { name: 'witness', site: 'site-a' },
+    timeScale: 5,
+  }
+  const file = writeTopology(JSON.stringify(raw))
+  let caught: HvlabError | undefined
+  try {
+    loadTopology(file)
+  } catch (e) {
+    caught = e as HvlabError
+  }
+  t.equal(caught?.code, 'HVLAB_E_TOPOLOGY', 'the loader refuses the file')
+  const problems = (caught?.message.split('\n') ?? []).slice(1)
+  t.match(caught?.message, new RegExp(`^${escape(file)}: 5 problems \\(see topologies/two-site\\.json for a valid example\\):\\n`))
+  t.same(
+    problems.map((p) => p.replace(/^ {2}- ([^:; ]+).*$/, '$1')),
+    ['hosts[host-a1].memory_mib', 'timeScale', 'the', 'host', 'the'],
+    'schema problems first, then the cross-field ones',
+  )
+  t.match(problems[2], /the name host-a1 is used by more than one process/)
+  t.match(problems[3], /host host-a1 is in unknown site site-z; declare it under "sites" \(known: site-a, site-b, site-c\)/)
+  t.match(problems[4], /the witness shares site site-a with hosts/)
+})
+
+t.test('one problem of either kind keeps the one-line message', async (t) => {
+  t.throws(() => parseTopology({ ...validRaw(), timeScale: 5, quorum: { model: 'node-and-file-share-majority' } }, 'a.json'), {
+    message: /^a\.json: timeScale: [^\n]*; see topologies\/two-site\.json for a valid example$/,
+  })
+  t.throws(() => parseTopology({ ...validRaw(), quorum: { model: 'node-majority' } }, 'b.json'), {
+    message: /^b\.json: a witness is declared but the quorum model is node-majority; [^\n]*; see topologies\/two-site\.json/,
+  })
+})
+
+t.test('cross-field rules skip the parts the schema already refuses', async (t) => {
+  const problemsOf = (raw: unknown): string[] => {
+    try {
+      parseTopology(raw, 'p.json')
+    } catch (e) {
+      const message = (e as HvlabError).message
+      return message.includes('\n') ? message.split('\n').slice(1) : [message]
+    }
+    return []
+  }
+  const badHostName = problemsOf({ ...validRaw(), hosts: [{ name: 'Host A', site: 'site-z' }] })
+  t.equal(badHostName.length, 1, 'a host with a bad name is only a schema problem')
+  t.match(badHostName[0], /hosts\[0\]\.name: /)
+  const unnamedSite = problemsOf({
+    ...validRaw(),
+    sites: [{ name: 'site-a' }, { nam: 'site-b' }, { name: 'site-c' }],
+  })
+  t.notOk(
+    unnamedSite.some((p) => p.includes('unknown site')),
+    'with a site unnamed, no process is called unknown-sited',
+  )
+  t.ok(
+    unnamedSite.some((p) => p.includes('sites[1]')),
+    'the unnamed site itself is reported',
+  )
+  const badModel = problemsOf({ ...validRaw(), quorum: { model: 'majority-of-vibes' }, hosts: [{ name: 'host-a1', site: 'site-x' }] })
+  t.equal(badModel.length, 2, 'an unknown quorum model: its schema problem and the unknown site, no witness rule')
+  t.match(badModel[0], /quorum\.model: /)
+  t.match(badModel[1], /host host-a1 is in unknown site site-x/)
+  t.same(problemsOf('not a topology').length, 1, 'a file that is not an object: the schema says so, once')
+  t.same(problemsOf(validRaw()), [], 'a valid topology has no problems')
+})

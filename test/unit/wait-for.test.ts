@@ -8,7 +8,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { drainOutcome } from '../../scripts/cli/node-commands.js'
-import { verbOutcome } from '../../scripts/cli/rcopy-wait.js'
+import { verbDone, verbNoop, verbOutcome } from '../../scripts/cli/rcopy-wait.js'
 import type { SeenEvent } from '../../scripts/cli/timeline-cursor.js'
 import { moveStep } from '../../scripts/cli/vm-move-commands.js'
 import { startStep, stopStep } from '../../scripts/cli/vm-start-stop-commands.js'
@@ -180,25 +180,80 @@ const side = (over: Partial<RcGroupStatus>): RcGroupStatus =>
     ...over,
   }) as RcGroupStatus
 
+/** What the verb's reply showed on `array`. */
+const at = (array: string, over: Partial<RcGroupStatus> = {}) => ({ array, status: side(over) })
+
 t.test('a remote-copy verb waits for the state it promises', async (t) => {
   const views = (a: Partial<RcGroupStatus>, b: Partial<RcGroupStatus>) => [
     { array: 'array-a', groups: [side(a)] },
     { array: 'array-b', groups: [side({ partner: 'array-a', role: 'secondary', ...b })] },
   ]
   const syncing = { volumes: [{ volume: 'vol1', remote_volume: 'vol1', state: 'Syncing' as const, bytes_behind: 4096 }] }
-  t.match(verbOutcome('start', 'rc1', 'array-a', views(syncing, {})), {
+  t.match(verbOutcome('start', 'rc1', at('array-a'), views(syncing, {})), {
     kind: 'waiting',
     state: /array-a primary, started, link up, volumes vol1 Syncing/,
   })
-  t.match(verbOutcome('start', 'rc1', 'array-a', views({}, {})), { kind: 'done' })
-  t.match(verbOutcome('stop', 'rc1', 'array-a', views({}, {})), { kind: 'waiting' })
-  t.match(verbOutcome('stop', 'rc1', 'array-a', views({ started: false }, {})), { kind: 'done' })
-  t.match(verbOutcome('switchover', 'rc1', 'array-a', views({}, {})), { kind: 'waiting' })
-  t.match(verbOutcome('switchover', 'rc1', 'array-a', views({ role: 'secondary-rev' }, { role: 'primary-rev' })), { kind: 'done' })
-  t.match(verbOutcome('recover', 'rc1', 'array-a', views({ role: 'primary-rev' }, { role: 'primary' })), { kind: 'waiting' })
-  t.match(verbOutcome('recover', 'rc1', 'array-a', views({ role: 'primary-rev' }, { role: 'secondary-rev' })), { kind: 'done' })
-  t.match(verbOutcome('failover', 'rc1', 'array-b', [{ array: 'array-b', groups: [side({ partner: 'array-a', role: 'primary-rev' })] }]), {
-    kind: 'done',
+  t.match(verbOutcome('start', 'rc1', at('array-a'), views({}, {})), { kind: 'done' })
+  t.match(verbOutcome('stop', 'rc1', at('array-a'), views({}, {})), { kind: 'waiting' })
+  t.match(verbOutcome('stop', 'rc1', at('array-a'), views({ started: false }, {})), { kind: 'done' })
+  t.match(verbOutcome('switchover', 'rc1', at('array-a'), views({}, {})), { kind: 'waiting' })
+  t.match(verbOutcome('switchover', 'rc1', at('array-a'), views({ role: 'secondary-rev' }, { role: 'primary-rev' })), { kind: 'done' })
+  t.match(verbOutcome('recover', 'rc1', at('array-a'), views({ role: 'primary-rev' }, { role: 'primary' })), { kind: 'waiting' })
+  t.match(verbOutcome('recover', 'rc1', at('array-a'), views({ role: 'primary-rev' }, { role: 'secondary-rev' })), { kind: 'done' })
+  t.match(
+    verbOutcome('failover', 'rc1', at('array-b'), [{ array: 'array-b', groups: [side({ partner: 'array-a', role: 'primary-rev' })] }]),
+    {
+      kind: 'done',
+    },
+  )
+  t.match(verbOutcome('start', 'rc1', at('array-a'), [{ array: 'array-a', groups: [] }]), { kind: 'waiting', state: /array-a: no answer/ })
+})
+
+t.test('rcopy sync waits for a cycle completed after the request; nothing to send is a no-op', async (t) => {
+  const periodic = { mode: 'periodic' as const, last_sync_ms: 1000 }
+  const syncing = { volumes: [{ volume: 'vol1', remote_volume: 'vol1', state: 'Syncing' as const, bytes_behind: 4096 }] }
+  const accepted = at('array-a', { ...periodic, ...syncing, bytes_behind: 4096 })
+  const views = (a: Partial<RcGroupStatus>) => [{ array: 'array-a', groups: [side({ ...periodic, ...a })] }]
+  t.equal(verbNoop('sync', 'rc1', accepted), undefined, 'a cycle is running: wait')
+  t.equal(verbNoop('sync', 'rc1', at('array-a', { ...periodic, bytes_behind: 4096 })), undefined, 'blocks behind: wait')
+  t.equal(verbNoop('sync', 'rc1', at('array-a', periodic)), 'group rc1 is already Synced on array-a: nothing to send to array-b')
+  t.equal(verbNoop('reverse', 'rc1', at('array-a', periodic)), undefined, 'reverse always swaps')
+  t.match(verbOutcome('sync', 'rc1', accepted, views(syncing)), { kind: 'waiting', state: /vol1 Syncing/ })
+  t.match(verbOutcome('sync', 'rc1', accepted, views({})), { kind: 'waiting' }, 'the last sync has not moved')
+  t.match(verbOutcome('sync', 'rc1', accepted, views({ ...syncing, last_sync_ms: 2000 })), { kind: 'waiting' }, 'a next cycle runs')
+  t.match(verbOutcome('sync', 'rc1', accepted, views({ last_sync_ms: 2000 })), { kind: 'done', value: { last_sync_ms: 2000 } })
+  t.match(
+    verbOutcome('sync', 'rc1', at('array-a', { ...syncing, mode: 'periodic' }), views({ last_sync_ms: 5 })),
+    { kind: 'done' },
+    'first sync ever',
+  )
+  t.match(verbOutcome('sync', 'rc1', accepted, views({ started: false })), {
+    kind: 'failed',
+    error: { code: 'HVLAB_E_STATE', message: /^the sync of group rc1 cannot complete: array-a is primary, stopped/ },
   })
-  t.match(verbOutcome('start', 'rc1', 'array-a', [{ array: 'array-a', groups: [] }]), { kind: 'waiting', state: /array-a: no answer/ })
+  t.match(verbDone('sync', 'rc1', 'array-a', side({ bytes_behind: 8192 })), /^group rc1 synced: .*; 8192 bytes written since are behind$/)
+})
+
+t.test('rcopy reverse waits until both sides have swapped and this side has heard so', async (t) => {
+  const accepted = at('array-a', { role: 'primary-rev', partner_role: 'secondary' })
+  const views = (a: Partial<RcGroupStatus>, b: Partial<RcGroupStatus>) => [
+    { array: 'array-a', groups: [side({ role: 'primary-rev', ...a })] },
+    { array: 'array-b', groups: [side({ partner: 'array-a', role: 'secondary', ...b })] },
+  ]
+  t.match(verbOutcome('reverse', 'rc1', accepted, views({ partner_role: 'secondary' }, {})), {
+    kind: 'waiting',
+    state: /array-b secondary/,
+  })
+  t.match(verbOutcome('reverse', 'rc1', accepted, views({ partner_role: 'secondary' }, { role: 'secondary-rev' })), { kind: 'waiting' })
+  t.match(verbOutcome('reverse', 'rc1', accepted, views({ partner_role: 'secondary-rev' }, { role: 'secondary-rev' })), { kind: 'done' })
+  const back = at('array-a', { role: 'primary', partner_role: 'secondary-rev' })
+  t.match(verbOutcome('reverse', 'rc1', back, views({ role: 'primary', partner_role: 'secondary' }, {})), { kind: 'done' }, 'reversed back')
+  t.match(verbOutcome('reverse', 'rc1', accepted, views({ role: 'primary' }, {})), {
+    kind: 'failed',
+    error: { code: 'HVLAB_E_STATE', message: /^group rc1 changed roles again while reversing: array-a is primary/ },
+  })
+  t.equal(
+    verbDone('reverse', 'rc1', 'array-a', side({ role: 'primary-rev' })),
+    'group rc1 reversed: array-a is Primary-Rev, array-b Secondary-Rev',
+  )
 })
