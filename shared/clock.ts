@@ -10,6 +10,11 @@ export interface Clock {
   setTimer(delay_ms: number, fn: () => void): () => void
 }
 
+/** Resolves after `delay_ms` on `clock` (a timer of the Clock: a real one does not keep the process alive). */
+export function sleepOn(clock: Clock, delay_ms: number): Promise<void> {
+  return new Promise((resolve) => void clock.setTimer(delay_ms, resolve))
+}
+
 export class RealClock implements Clock {
   private readonly origin_ms = performance.timeOrigin
   now(): number {

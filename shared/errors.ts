@@ -89,6 +89,14 @@ export class HvlabError extends Error {
 export const isHvlabError = (e: unknown): e is HvlabError => e instanceof HvlabError
 
 /** A one-line description of any thrown value, for logs and replies; a relayed error starts with its origin. */
+/**
+ * A failure a retry may cure: no answer in time, a connection closed, no coordinator with
+ * quorum right now (a view change). Callers that retry or keep waiting switch on this.
+ */
+export function isTransientError(e: unknown): boolean {
+  return HvlabError.has(e, 'HVLAB_E_TIMEOUT') || HvlabError.has(e, 'HVLAB_E_CLOSED') || HvlabError.has(e, 'HVLAB_E_NO_QUORUM')
+}
+
 export function describeError(e: unknown): string {
   if (e instanceof HvlabError && e.origin !== undefined) return `${e.origin}: ${e.message}`
   if (e instanceof Error) return e.message

@@ -25,6 +25,7 @@
  * committed when a quorum confirms a renewal that carries it.
  */
 import { HvlabError } from '../../shared/errors.js'
+import { nextGenerationEpoch } from '../../shared/consensus/epoch-generation.js'
 import {
   CLUSTER_NODES_MAX,
   CONFIG_ENTRIES_MAX,
@@ -61,8 +62,6 @@ import {
 
 /** Database epochs: view epoch × this + writes within the view, so a new view's database is newer than any write before it. */
 export const DB_WRITES_PER_VIEW = 2 ** 16
-/** A forced quorum starts a new generation of epochs, newer than anything the other hosts hold. */
-export const EPOCHS_PER_GENERATION = 2 ** 24
 
 /** The lease timings (shared/consensus/lease-timings.ts) and this host's place in the cluster. */
 export interface MembershipConfig extends LeaseTimings {
@@ -842,7 +841,7 @@ export class Membership {
 
   private forceQuorum(): void {
     const highest = Math.max(this.rec.view.epoch, this.rec.acceptor.committed_epoch + 1)
-    const epoch = (Math.floor(highest / EPOCHS_PER_GENERATION) + 1) * EPOCHS_PER_GENERATION
+    const epoch = nextGenerationEpoch(highest)
     const votes = forcedVotes(this.config.name)
     const view: ClusterView = {
       epoch,

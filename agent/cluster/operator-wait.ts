@@ -5,8 +5,8 @@
  * OPERATOR_RETRY_MS on the Clock until OPERATOR_WAIT_MS have passed. A request that was
  * itself forwarded is tried once: the host the operator asked does the waiting.
  */
-import type { Clock } from '../../shared/clock.js'
-import { HvlabError } from '../../shared/errors.js'
+import { sleepOn, type Clock } from '../../shared/clock.js'
+import { HvlabError, isTransientError } from '../../shared/errors.js'
 import { OPERATOR_WAIT_MS } from './role-request-timeouts.js'
 
 export const OPERATOR_RETRY_MS = 250
@@ -34,8 +34,8 @@ export async function onCoordinator<T>(
       return await tryOnce(deps, here, there, forwarded)
     } catch (e) {
       // The coordinator's refusal is given as this host's own: the operator asked this host.
-      if (forwarded || !isTransient(e) || deps.clock.now() >= deadline) throw e instanceof HvlabError ? e.withoutOrigin() : e
-      await sleep(deps.clock, OPERATOR_RETRY_MS)
+      if (forwarded || !isTransientError(e) || deps.clock.now() >= deadline) throw e instanceof HvlabError ? e.withoutOrigin() : e
+      await sleepOn(deps.clock, OPERATOR_RETRY_MS)
     }
   }
 }
@@ -55,13 +55,4 @@ async function tryOnce<T>(
     )
   }
   return await there(coordinator)
-}
-
-/** A failure a view change may cure. */
-function isTransient(e: unknown): boolean {
-  return HvlabError.has(e, 'HVLAB_E_CLOSED') || HvlabError.has(e, 'HVLAB_E_TIMEOUT') || HvlabError.has(e, 'HVLAB_E_NO_QUORUM')
-}
-
-function sleep(clock: Clock, delay_ms: number): Promise<void> {
-  return new Promise((resolve) => void clock.setTimer(delay_ms, resolve))
 }

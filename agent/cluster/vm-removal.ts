@@ -7,7 +7,7 @@
  * `local` VM has no disk object in the lab. With `keep_disk` the disk stays and the reply
  * says what was kept. The reply lists exactly what was removed.
  */
-import type { Clock } from '../../shared/clock.js'
+import { sleepOn, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError, isHvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
@@ -75,7 +75,7 @@ async function untilCommitted(clock: Clock, done: () => boolean): Promise<boolea
   const deadline_ms = clock.now() + ROLE_DELETE_COMMIT_MS
   while (!done()) {
     if (clock.now() >= deadline_ms) return false
-    await new Promise<void>((resolve) => clock.setTimer(COMMIT_POLL_MS, resolve))
+    await sleepOn(clock, COMMIT_POLL_MS)
   }
   return true
 }

@@ -7,7 +7,7 @@
  * An array that does not answer a status request within `status_timeout_ms` counts as
  * lost. Refusals throw HvlabError('HVLAB_E_REFUSED', message for a person).
  */
-import type { Clock } from '../../shared/clock.js'
+import { sleepOn, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
@@ -278,7 +278,7 @@ export class ClxService {
           `waited ${this.writable_wait_ms} ms for ${what}; last seen on ${array}: ${last}; check hvlab rcopy status ${group}`,
         )
       }
-      await new Promise<void>((resolve) => this.o.clock.setTimer(this.poll_ms, resolve))
+      await sleepOn(this.o.clock, this.poll_ms)
     }
   }
 }

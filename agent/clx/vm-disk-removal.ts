@@ -7,6 +7,7 @@
  * the job. It answers with what it removed, in order, and — when a step failed — that
  * step's error and what it did not reach.
  */
+import { sleepOn } from '../../shared/clock.js'
 import { HvlabError, describeError, isHvlabError } from '../../shared/errors.js'
 import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { RemovableObject } from '../../shared/protocol/removal-messages.js'
@@ -132,7 +133,7 @@ class ReplicatedDiskRemoval {
           } catch (e) {
             if (!HvlabError.has(e, 'HVLAB_E_STATE') || this.ctx.clock.now() >= deadline_ms) throw e
           }
-          await new Promise<void>((resolve) => this.ctx.clock.setTimer(VM_DISK_POLL_MS, resolve))
+          await sleepOn(this.ctx.clock, VM_DISK_POLL_MS)
         }
       },
     }

@@ -8,7 +8,7 @@
  * after a crash (of the host, or of the CLI) finishes the job. If the group was failed over
  * or switched since, the steps run on whichever array is its source now.
  */
-import type { Clock } from '../../shared/clock.js'
+import { sleepOn, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
@@ -247,6 +247,6 @@ class Provisioning {
   }
 
   private sleep(): Promise<void> {
-    return new Promise((resolve) => this.ctx.clock.setTimer(VM_DISK_POLL_MS, resolve))
+    return sleepOn(this.ctx.clock, VM_DISK_POLL_MS)
   }
 }

@@ -2,13 +2,14 @@
  * The timeline of a lab that is not running, read from its data dir: the controller wrote
  * every event to `events.<n>.jsonl` (rotated; scripts/controller/timeline.ts). The files
  * are read oldest first, a line at a time (they may be large); a line that is not a whole
- * event — torn by a kill -9, or not the lab's — is passed over and counted.
+ * event of a declared kind with valid details — torn by a kill -9, or not the lab's — is
+ * passed over and counted.
  */
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { HvlabError } from '../../shared/errors.js'
 import { rotatedPaths, type LabLayout } from '../../shared/lab-layout.js'
-import { isEventKind, type TimelineEvent } from '../../shared/timeline/events.js'
+import { checkEventDetails, type TimelineEvent } from '../../shared/timeline/events.js'
 
 export interface EventsFileRead {
   /** The files read, oldest first. */
@@ -27,11 +28,10 @@ export function timelineEventOf(line: string): TimelineEvent | undefined {
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined
   const e = v as Record<string, unknown>
-  const details = e.details
   if (!Number.isSafeInteger(e.seq) || (e.seq as number) < 1) return undefined
-  if (typeof e.at_ms !== 'number' || !Number.isFinite(e.at_ms)) return undefined
-  if (typeof e.kind !== 'string' || !isEventKind(e.kind) || typeof e.source !== 'string') return undefined
-  if (details === null || typeof details !== 'object' || Array.isArray(details)) return undefined
+  if (typeof e.at_ms !== 'number' || !Number.isFinite(e.at_ms) || typeof e.source !== 'string') return undefined
+  // The kind and its details are checked as the controller checks an event it receives.
+  if (typeof e.kind !== 'string' || !checkEventDetails(e.kind, e.details).ok) return undefined
   return v as TimelineEvent
 }
 

@@ -1,5 +1,5 @@
 /** How the CLI prints the lab's status and timeline for people (`--json` prints raw). */
-import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import { epochParts } from '../../shared/consensus/epoch-generation.js'
 import type { DrainStatus } from './cluster-roles.js'
 import type { ValidationCheck } from './cluster-validation.js'
 import type { VmStorageView } from './vm-storage-status.js'
@@ -76,8 +76,8 @@ export function referenceHost(c: LabClusterStatus): ClusterStatus | undefined {
  * sits in the epoch's high bits), shown as GENERATION/EPOCH; generation 0 shows the epoch alone.
  */
 export function formatEpoch(epoch: number): string {
-  const generation = Math.floor(epoch / EPOCHS_PER_GENERATION)
-  return generation === 0 ? String(epoch) : `${generation}/${epoch % EPOCHS_PER_GENERATION}`
+  const { generation, within } = epochParts(epoch)
+  return generation === 0 ? String(epoch) : `${generation}/${within}`
 }
 
 /**

@@ -7,7 +7,7 @@
  * (waitOptions) and calls waitFor; nothing here reads text back.
  */
 import type { Command } from 'commander'
-import { type HvlabCode, HvlabError, describeError } from '../../shared/errors.js'
+import { HvlabError, describeError, isTransientError } from '../../shared/errors.js'
 import { intIn } from './options.js'
 
 /** What one poll found. */
@@ -68,13 +68,10 @@ async function pollOnce<T>(spec: WaitSpec<T>): Promise<WaitStep<T>> {
   try {
     return await spec.poll()
   } catch (e) {
-    if (!isTransient(e)) throw e
+    if (!isTransientError(e)) throw e
     return waiting(`no answer (${describeError(e)})`)
   }
 }
-
-const TRANSIENT: readonly HvlabCode[] = ['HVLAB_E_TIMEOUT', 'HVLAB_E_CLOSED', 'HVLAB_E_NO_QUORUM']
-const isTransient = (e: unknown): boolean => TRANSIENT.some((code) => HvlabError.has(e, code))
 
 function timedOut(spec: WaitSpec<unknown>, state: string): HvlabError {
   const s = Math.round(spec.timeout_ms / 1000)

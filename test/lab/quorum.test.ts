@@ -24,7 +24,7 @@
  */
 import t from 'tap'
 import { fileURLToPath } from 'node:url'
-import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import { EPOCHS_PER_GENERATION } from '../../shared/consensus/epoch-generation.js'
 import { clusterStatusNow } from '../../scripts/cli/cluster-commands.js'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'

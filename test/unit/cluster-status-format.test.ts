@@ -5,7 +5,7 @@
  * the host's storage verdict; and `vm set`'s option parsing (a bad value: exit 2, nothing sent).
  */
 import t from 'tap'
-import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import { EPOCHS_PER_GENERATION } from '../../shared/consensus/epoch-generation.js'
 import { storageHealth } from '../../agent/cluster/vm-storage-health.js'
 import { createVmRole } from '../../agent/cluster/vm-role.js'
 import { formatClusterReport } from '../../scripts/cli/cluster-commands.js'

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import { EPOCHS_PER_GENERATION } from '../../shared/consensus/epoch-generation.js'
 import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 

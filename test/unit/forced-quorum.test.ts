@@ -10,7 +10,7 @@
  */
 import t from 'tap'
 import type { ClusterEvent } from '../../shared/consensus/cluster-effects.js'
-import { EPOCHS_PER_GENERATION } from '../../agent/cluster/membership.js'
+import { EPOCHS_PER_GENERATION } from '../../shared/consensus/epoch-generation.js'
 import { checkSafety, convergenceProblem, leaseHolders, makeLab, WITNESS_NAME, type InvariantState } from '../sim/cluster-fixture.js'
 import type { SimNetwork } from '../sim/network.js'
 import { seeds } from '../sim/seed.js'
