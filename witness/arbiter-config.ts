@@ -5,5 +5,11 @@ import type { ArbiterConfig } from './arbiter.js'
 
 export function arbiterConfig(t: Topology, name: string): ArbiterConfig {
   const timings = leaseTimings(t)
-  return { name, nodes: t.hosts.map((h) => h.name).sort(), lease_ms: timings.lease_ms, clock_skew_ms: timings.clock_skew_ms }
+  return {
+    name,
+    nodes: t.hosts.map((h) => h.name).sort(),
+    lease_ms: timings.lease_ms,
+    clock_skew_ms: timings.clock_skew_ms,
+    renew_interval_ms: timings.renew_interval_ms,
+  }
 }

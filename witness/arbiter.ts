@@ -1,19 +1,23 @@
 /**
- * The file-share witness's state machine (pure). It is one voter of the cluster: it
- * confirms at most one view's quorum lease at a time (and helps no other view form
- * until that lease has run out), and it keeps on disk only a small record with the
- * newest view epoch and cluster-database epoch it has seen. A host whose database is
+ * The file-share witness's state machine (pure). It is one voter of the cluster, by the
+ * acceptor rules every voter follows (shared/consensus/acceptor.ts): it confirms the
+ * current view's quorum lease, reports how long the leases it confirmed last, and keeps
+ * on disk only a small record with the newest view epoch and cluster-database epoch it
+ * has seen. A host whose database is
  * older than that record cannot form the cluster with the witness's vote ("partition in
  * time"): the witness refuses it, and has no database contents to give it.
  */
 import {
+  NOT_HEARD,
   emptyAcceptorRecord,
   onAccept,
   onDecided,
   onLeaseRequest,
   onPrepare,
+  startedAcceptor,
   type AcceptorRecord,
   type AcceptorSettings,
+  type CoordinatorHeard,
 } from '../shared/consensus/acceptor.js'
 import type { ClusterEvent, ClusterInput, Effect } from '../shared/consensus/cluster-effects.js'
 import type { ClusterMessage } from '../shared/protocol/cluster-messages.js'
@@ -31,17 +35,16 @@ export interface ArbiterConfig extends AcceptorSettings {
 
 export class Arbiter {
   private rec: AcceptorRecord
+  /** The coordinator whose lease request the witness last confirmed (in memory). */
+  private heard: CoordinatorHeard = NOT_HEARD
 
+  /** A witness started at `now_ms`, fresh or (with `record`) from its persisted record. */
   constructor(
     private readonly config: ArbiterConfig,
+    now_ms: number,
     record: ArbiterRecord = emptyAcceptorRecord(),
   ) {
-    this.rec = structuredClone(record)
-  }
-
-  /** A witness restarted from its persisted record. */
-  static restore(config: ArbiterConfig, record: ArbiterRecord): Arbiter {
-    return new Arbiter(config, record)
+    this.rec = startedAcceptor(structuredClone(record), now_ms, config)
   }
 
   record(): Readonly<ArbiterRecord> {
@@ -59,11 +62,11 @@ export class Arbiter {
     const self = this.config.name
     switch (m.t) {
       case 'cluster-prepare': {
-        const r = onPrepare(self, this.rec, m, now_ms, this.config)
+        const r = onPrepare(self, this.rec, m, { now_ms, settings: this.config, heard: this.heard })
         return this.reply(m.from, r.record, r.changed, r.reply)
       }
       case 'cluster-accept': {
-        const r = onAccept(self, this.rec, m, now_ms, this.config)
+        const r = onAccept(self, this.rec, m, { now_ms, settings: this.config, heard: this.heard })
         return this.reply(m.from, r.record, r.changed, r.reply)
       }
       case 'cluster-commit': {
@@ -83,7 +86,10 @@ export class Arbiter {
         }
         const r = onLeaseRequest(self, this.rec, m, this.config)
         if (!r) return out
-        return [...out, ...this.reply(m.from, r.record, true, r.ack)]
+        this.heard = { epoch: m.epoch, coordinator: m.from, at_ms: now_ms }
+        if (r.durable) return [...out, ...this.reply(m.from, r.record, true, r.ack)]
+        this.rec = r.record
+        return [...out, { kind: 'send', to: m.from, message: r.ack }]
       }
       default:
         return []

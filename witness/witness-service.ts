@@ -26,7 +26,7 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
   const file = join(dir, WITNESS_RECORD_FILE)
   const raw = await readDurableJson(file)
   const config = arbiterConfig(p.topology, p.name)
-  const arbiter = raw === undefined ? new Arbiter(config) : Arbiter.restore(config, parseAcceptorRecord(raw, file))
+  const arbiter = new Arbiter(config, p.clock.now(), raw === undefined ? undefined : parseAcceptorRecord(raw, file))
   if (raw !== undefined) p.emitEvent('witness.restored', { epoch: arbiter.record().committed_epoch, db_epoch: arbiter.record().db_epoch })
   /** The coordinator whose quorum lease the witness confirmed last: the holder of its vote. */
   let lease_holder: string | null = null

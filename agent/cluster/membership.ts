@@ -8,17 +8,18 @@
  *
  * How it stays safe: see shared/consensus/acceptor.ts. How a view changes: one Paxos
  * round for epoch + 1 among the current view's voters, run by
- *   - the coordinator, when the live hosts differ from the view's members, after letting
- *     its own lease run out (`changing_at_ms`);
- *   - a member that holds no lease and whose coordinator has gone silent (a takeover):
- *     as soon as the old lease (+ clock skew) has run out, staggered briefly by rank, so
- *     a coordinator's death costs the survivors about one Paxos round without a lease —
- *     less than the roles' no-quorum grace (vm-agent.ts), so their VMs keep running;
+ *   - the coordinator, at once, when the live hosts differ from the view's members;
+ *   - a member whose coordinator has gone silent (a takeover), staggered briefly by rank
+ *     among the survivors, while it still holds its lease;
+ * and a member of the new view keeps the lease it holds (carried over, never extended),
+ * so a view change decided by a quorum of the old view costs its members no lease gap;
  *   - a host that has never seen a view, once it has heard from every host of the
  *     topology (first formation), staggered by rank;
  *   - any host that has had no valid lease for `election_timeout_ms` (+ stagger × rank),
  *     the slow path for everything else (a first formation with a host missing, a
  *     coordinator that is alive but cannot renew).
+ * A coordinator that took over from another runs the roles only once every lease of the
+ * views before has ended (`leases_end_ms` + skew), so two coordinators never act at once.
  * The new view's members are the hosts that promised, and its votes follow the quorum
  * settings (quorum.ts). The decided view's coordinator then renews a quorum lease every
  * `renew_interval_ms`; each renewal carries the database, so a configuration write is
@@ -35,13 +36,16 @@ import {
   type ClusterView,
 } from '../../shared/protocol/cluster-messages.js'
 import {
+  NOT_HEARD,
   emptyAcceptorRecord,
-  leaseBusyUntil,
   onAccept,
   onDecided,
   onLeaseRequest,
   onPrepare,
+  startedAcceptor,
   type AcceptorRecord,
+  type CoordinatorHeard,
+  type VoterNow,
 } from '../../shared/consensus/acceptor.js'
 import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from '../../shared/consensus/cluster-effects.js'
 import type { LeaseTimings } from '../../shared/consensus/lease-timings.js'
@@ -92,6 +96,8 @@ interface LeaseRound {
   db_epoch: number
   request: ClusterMessageOf<'cluster-lease-request'>
   acks: Set<string>
+  /** Members that answered without a vote (answerWithoutVote). */
+  alive: Set<string>
   granted: boolean
 }
 
@@ -134,6 +140,8 @@ export function genesisRecord(c: MembershipConfig): NodeRecord {
       witness_vote: votes.witness_vote,
       coordinator: nodes[0] ?? c.name,
       forced: false,
+      leases_end_ms: 0,
+      removed_lease_end_ms: 0,
     },
     db: { db_epoch: 0, config: {} },
     ballot_n: 0,
@@ -149,10 +157,20 @@ export class Membership {
   private readonly next_heartbeat_ms = new Map<string, number>()
   private lease: { epoch: number; until_ms: number } | null = null
   private last_lease_ms: number
-  /** When this host's last lease of the current view ended (0: none in this view yet). */
-  private lease_ended_ms = 0
   /** This incarnation has held a lease of the current view (so its coordinator was heard renewing). */
   private leased_in_view = false
+  /** The coordinator whose lease request this host's acceptor last confirmed. */
+  private heard: CoordinatorHeard = NOT_HEARD
+  /** As coordinator, run the roles from then on (every earlier lease has ended). */
+  private roles_from_ms = 0
+  /** The epoch whose view change this coordinator announced (once per view). */
+  private change_wanted_epoch = -1
+  /**
+   * As the coordinator of the current view since it was decided (in this incarnation):
+   * the end of the last grant sent to each member. Null when unknown (restored, or not
+   * the coordinator), and a removal then counts on `leases_end_ms` for every host.
+   */
+  private granted_until: Map<string, number> | null = null
   /** When this host last promised another host's ballot (someone else is forming a view). */
   private promised_other_at_ms = -Infinity
   /** Hosts heard from since this process started; first formation waits for all of them. */
@@ -163,7 +181,6 @@ export class Membership {
   private early_lease_request: ClusterMessageOf<'cluster-lease-request'> | null = null
   private next_election_ms = 0
   private election: ViewElection | null = null
-  private changing_at_ms: number | null = null
   private leasing: LeaseRound | null = null
   private round = 0
   private draft_db: ClusterDatabase | null = null
@@ -179,7 +196,8 @@ export class Membership {
     start_ms: number,
   ) {
     checkMembershipConfig(config)
-    this.rec = structuredClone(record ?? genesisRecord(config))
+    const rec = structuredClone(record ?? genesisRecord(config))
+    this.rec = { ...rec, acceptor: startedAcceptor(rec.acceptor, start_ms, config) }
     this.nodes = Object.keys(config.sites).sort()
     this.rank = this.nodes.indexOf(config.name)
     this.detector = new HeartbeatDetector(config.name, new Map(Object.entries(config.sites)), config.heartbeat, start_ms)
@@ -234,6 +252,13 @@ export class Membership {
   }
   isCoordinator(): boolean {
     return this.rec.view.epoch > 0 && this.rec.view.coordinator === this.config.name && !this.rec.left
+  }
+  /**
+   * May this host run the cluster's roles now: the coordinator, holding the lease, and past
+   * the end of every lease of the views before when it took over from another coordinator.
+   */
+  runsRoles(now_ms: number): boolean {
+    return this.isCoordinator() && this.holdsLease(now_ms) && now_ms >= this.roles_from_ms
   }
 
   // ---- step ---------------------------------------------------------------------
@@ -290,7 +315,6 @@ export class Membership {
   private checkLeaseExpiry(): void {
     if (this.lease && !this.holdsLease(this.now_ms)) {
       this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, lease_until_ms: this.lease.until_ms })
-      if (this.lease.epoch === this.rec.view.epoch) this.lease_ended_ms = Math.max(this.lease_ended_ms, this.lease.until_ms)
       this.lease = null
     }
     if (this.holdsLease(this.now_ms)) this.last_lease_ms = this.now_ms
@@ -311,7 +335,9 @@ export class Membership {
   }
 
   /**
-   * The coordinator renews its view's lease, or lets it run out to change the view.
+   * The coordinator renews its view's lease, or changes the view at once when the live
+   * hosts differ from its members (no renewals while its own election runs: its voters
+   * promised the next view and confirm the old one no more).
    *
    * After a restart (even of the whole lab) a restored coordinator that sees every member
    * up renews leases for the view it had, without a new epoch. That is deliberate and
@@ -326,26 +352,26 @@ export class Membership {
    */
   private coordinate(): void {
     const view = this.rec.view
-    if (this.changing_at_ms === null && !sameMembers(view.members, this.desiredMembers())) {
-      // Let every lease of this view run out before any voter may help the next one form.
-      this.changing_at_ms = Math.max(this.now_ms, this.leaseUntil() + this.config.clock_skew_ms)
-      this.leasing = null
-      this.emit('cluster.view-change-wanted', {
-        epoch: view.epoch,
-        members: view.members,
-        live: this.desiredMembers(),
-        at_ms: this.changing_at_ms,
-      })
+    if (!this.election && this.now_ms >= this.next_election_ms && !sameMembers(view.members, this.desiredMembers())) {
+      if (this.change_wanted_epoch !== view.epoch) {
+        this.change_wanted_epoch = view.epoch
+        this.emit('cluster.view-change-wanted', {
+          epoch: view.epoch,
+          members: view.members,
+          live: this.desiredMembers(),
+          at_ms: this.now_ms,
+        })
+      }
+      this.startElection()
     }
-    if (this.changing_at_ms !== null) return
+    if (this.election) return
     if (!this.leasing || this.now_ms >= this.leasing.started_ms + this.config.renew_interval_ms) this.startLeaseRound()
   }
 
   private wantsElection(): boolean {
     if (this.now_ms < this.next_election_ms) return false
-    if (this.changing_at_ms !== null && this.now_ms >= this.changing_at_ms) return true
-    if (this.holdsLease(this.now_ms) || this.changing_at_ms !== null) return false
     if (this.takeoverDue()) return true
+    if (this.holdsLease(this.now_ms)) return false
     if (this.firstFormationDue()) return true
     const patience_ms = this.config.election_timeout_ms + this.rank * this.config.election_stagger_ms
     return this.now_ms - this.last_lease_ms >= patience_ms
@@ -371,10 +397,10 @@ export class Membership {
   }
 
   /**
-   * A member whose coordinator went silent starts the next view as soon as the old lease
-   * can have ended everywhere (its end as this host knows it, + clock skew), staggered by
-   * rank among the surviving members. Voters still refuse until their own lease promise
-   * has run out (acceptor.ts), so this is only about liveness, never safety.
+   * A member whose coordinator went silent starts the next view while it still holds its
+   * lease, staggered by rank among the surviving members, so the new view forms and renews
+   * before the carried lease runs out. Voters that still hear the coordinator refuse
+   * (acceptor.ts): liveness only, never safety.
    */
   private takeoverDue(): boolean {
     const view = this.rec.view
@@ -382,7 +408,9 @@ export class Membership {
     if (!this.coordinatorSuspected()) return false
     // Someone else's takeover is under way: give it a phase to finish before competing.
     if (this.now_ms - this.promised_other_at_ms < this.config.phase_timeout_ms) return false
-    return this.now_ms >= this.takeoverAtMs()
+    const survivors = view.members.filter((m) => m !== view.coordinator && (m === this.config.name || this.detector.isUp(m, this.now_ms)))
+    const stagger_ms = Math.max(0, survivors.indexOf(this.config.name)) * this.config.takeover_stagger_ms
+    return this.detector.silentFor(view.coordinator, this.now_ms) >= this.silenceThresholdMs(view.coordinator) + stagger_ms
   }
 
   /** The coordinator is declared down, or silent for a renewal plus a heartbeat after renewing our lease. */
@@ -393,20 +421,12 @@ export class Membership {
   }
 
   private peerSilent(peer: string): boolean {
-    return this.detector.silentFor(peer, this.now_ms) >= this.config.renew_interval_ms + this.detector.intervalTo(peer)
+    return this.detector.silentFor(peer, this.now_ms) >= this.silenceThresholdMs(peer)
   }
 
-  /** When this host may try to take over: after the old lease + skew, plus its stagger. */
-  takeoverAtMs(): number {
-    const skew_ms = this.config.clock_skew_ms
-    const old_lease_end_ms = Math.max(
-      leaseBusyUntil(this.rec.acceptor, this.config),
-      this.lease_ended_ms + skew_ms,
-      this.last_lease_ms + skew_ms,
-    )
-    const view = this.rec.view
-    const survivors = view.members.filter((m) => m !== view.coordinator && (m === this.config.name || this.detector.isUp(m, this.now_ms)))
-    return old_lease_end_ms + Math.max(0, survivors.indexOf(this.config.name)) * this.config.takeover_stagger_ms
+  /** Silent this long, a peer has missed a lease renewal and a heartbeat. */
+  private silenceThresholdMs(peer: string): number {
+    return this.config.renew_interval_ms + this.detector.intervalTo(peer)
   }
 
   // ---- view change: proposer ---------------------------------------------------------
@@ -481,6 +501,27 @@ export class Membership {
     this.broadcast({ t: 'cluster-accept', from: this.config.name, slot: e.slot, ballot: e.ballot, value }, true)
   }
 
+  /** Every lease of the views before ends by then: the old view's bound and the promisers' (acceptor.ts). */
+  private leasesEndMs(e: ViewElection): number {
+    let end_ms = this.rec.view.leases_end_ms
+    for (const p of e.promises.values()) end_ms = Math.max(end_ms, p.leases_until_ms)
+    return end_ms
+  }
+
+  /**
+   * The leases of the hosts a new view of `members` leaves out end by then. The old view's
+   * coordinator knows what it granted each of them (it grants only to members that ack);
+   * a lease carried into its view ended by that view's `leases_end_ms`. Anyone else (a
+   * takeover) counts on every lease's bound.
+   */
+  private removedLeaseEndMs(e: ViewElection, members: readonly string[]): number {
+    const granted = this.granted_until
+    if (granted === null || this.rec.view.coordinator !== this.config.name) return this.leasesEndMs(e)
+    let end_ms = this.rec.view.leases_end_ms
+    for (const m of this.rec.view.members) if (!members.includes(m)) end_ms = Math.max(end_ms, granted.get(m) ?? 0)
+    return end_ms
+  }
+
   private freshValue(e: ViewElection): ViewElection['value'] {
     const choice = newestDatabase(e)
     if (!choice.ok) {
@@ -508,6 +549,8 @@ export class Membership {
           witness_vote: current.witness_vote,
           coordinator: this.config.name,
           forced: true,
+          leases_end_ms: this.leasesEndMs(e),
+          removed_lease_end_ms: this.removedLeaseEndMs(e, members),
         },
         db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
       }
@@ -520,6 +563,8 @@ export class Membership {
         witness_vote: votes.witness_vote,
         coordinator: this.config.name,
         forced: false,
+        leases_end_ms: this.leasesEndMs(e),
+        removed_lease_end_ms: this.removedLeaseEndMs(e, members),
       },
       db: { db_epoch: e.slot * DB_WRITES_PER_VIEW, config: choice.db.config },
     }
@@ -581,7 +626,7 @@ export class Membership {
 
   private onPrepare(m: ClusterMessageOf<'cluster-prepare'>): void {
     this.noteBallot(m.ballot.n)
-    const r = onPrepare(this.config.name, this.rec.acceptor, m, this.now_ms, this.config)
+    const r = onPrepare(this.config.name, this.rec.acceptor, m, this.voterNow())
     this.setAcceptor(r.record, r.changed)
     if (r.reply.t === 'cluster-promise') {
       if (m.from !== this.config.name) this.promised_other_at_ms = this.now_ms
@@ -594,7 +639,7 @@ export class Membership {
 
   private onAccept(m: ClusterMessageOf<'cluster-accept'>): void {
     this.noteBallot(m.ballot.n)
-    const r = onAccept(this.config.name, this.rec.acceptor, m, this.now_ms, this.config)
+    const r = onAccept(this.config.name, this.rec.acceptor, m, this.voterNow())
     this.setAcceptor(r.record, r.changed)
     if (r.reply.t === 'cluster-refuse' && r.reply.reason === 'decided') this.send(m.from, this.commitMessage())
     this.send(m.from, r.reply)
@@ -613,19 +658,20 @@ export class Membership {
 
   private adoptView(view: ClusterView, db: ClusterDatabase): void {
     const old = this.rec.view
+    const carried_until_ms = this.holdsLease(this.now_ms) && view.members.includes(this.config.name) ? this.leaseUntil() : null
     const r = onDecided(this.rec.acceptor, view.epoch, db.db_epoch)
     this.rec = { ...this.rec, acceptor: r.record, view, db }
     this.persist()
-    if (this.lease) this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, reason: 'view changed' })
-    this.lease = null
+    this.carryLease(carried_until_ms)
     this.leasing = null
-    this.changing_at_ms = null
     this.draft_db = null
     this.committed_db_epoch = db.db_epoch
     if (this.election && this.election.slot <= view.epoch) this.election = null
     this.last_lease_ms = this.now_ms
-    this.lease_ended_ms = 0
-    this.leased_in_view = false
+    const skew_ms = this.config.clock_skew_ms
+    const took_over = old.coordinator !== view.coordinator || old.epoch === 0
+    if (took_over) this.roles_from_ms = view.leases_end_ms + skew_ms
+    this.granted_until = view.coordinator === this.config.name ? new Map() : null
     const removed = old.members.filter((n) => !view.members.includes(n))
     this.emit('cluster.view-changed', {
       epoch: view.epoch,
@@ -636,9 +682,11 @@ export class Membership {
       forced: view.forced,
       db_epoch: db.db_epoch,
       removed,
-      // Every lease of the old view ended before this view was decided; removed hosts'
-      // roles are free once they have had time to stop them.
-      roles_free_at_ms: this.now_ms + this.config.clock_skew_ms + this.config.roles_stop_bound_ms,
+      leases_end_ms: view.leases_end_ms,
+      removed_lease_end_ms: view.removed_lease_end_ms,
+      // A removed host's lease ends by removed_lease_end_ms (+ skew); its roles are free
+      // once it has had time to stop them.
+      roles_free_at_ms: Math.max(this.now_ms, view.removed_lease_end_ms + skew_ms) + this.config.roles_stop_bound_ms,
     })
     if (this.isCoordinator()) {
       this.draft_db = db
@@ -653,25 +701,33 @@ export class Membership {
     }
   }
 
+  /** A member of the new view keeps the lease it holds (never longer); anyone else loses it. */
+  private carryLease(until_ms: number | null): void {
+    if (until_ms === null && this.lease) this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, reason: 'view changed' })
+    this.lease = until_ms === null ? null : { epoch: this.rec.view.epoch, until_ms }
+    this.leased_in_view = until_ms !== null
+  }
+
   private onCatchUp(m: ClusterMessageOf<'cluster-catch-up'>): void {
     if (this.rec.view.epoch === 0) return
     this.send(m.from, this.commitMessage())
     // A member that got the first lease request of a new view before its commit asks to
-    // catch up; give it the round again (or its grant, which every member gets anyway)
-    // rather than leaving it without a lease until the next renewal.
+    // catch up; give it the round again (its ack earns it the grant) rather than leaving
+    // it without a lease until the next renewal.
     const l = this.leasing
-    if (!l || !this.isCoordinator()) return
-    if (!l.granted) {
-      if (this.rec.view.members.includes(m.from)) this.send(m.from, l.request)
-      return
-    }
-    this.grantLate(m.from, l)
+    if (!l || !this.isCoordinator() || !this.rec.view.members.includes(m.from)) return
+    this.send(m.from, l.request)
   }
 
-  /** A member that missed a round's grant (it learned the view late) gets it again. */
-  private grantLate(member: string, l: LeaseRound): void {
+  /**
+   * The grant of round `l` to `member`, which acked it: only members that answer get a
+   * lease, so a host that stopped answering holds none past the last round it acked, and
+   * none is granted once this coordinator is changing the view (its bound is decided).
+   */
+  private grant(member: string, l: LeaseRound): void {
     const until_ms = l.started_ms + this.config.lease_ms
-    if (member === this.config.name || !this.rec.view.members.includes(member) || until_ms <= this.now_ms) return
+    if (member === this.config.name || !this.rec.view.members.includes(member) || until_ms <= this.now_ms || this.election) return
+    this.granted_until?.set(member, Math.max(this.granted_until.get(member) ?? 0, until_ms))
     this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: this.rec.view.epoch, until_ms })
   }
 
@@ -695,7 +751,15 @@ export class Membership {
       started_ms: this.now_ms,
       db,
     }
-    this.leasing = { round: msg.round, started_ms: this.now_ms, db_epoch: db.db_epoch, request: msg, acks: new Set(), granted: false }
+    this.leasing = {
+      round: msg.round,
+      started_ms: this.now_ms,
+      db_epoch: db.db_epoch,
+      request: msg,
+      acks: new Set(),
+      alive: new Set(),
+      granted: false,
+    }
     for (const member of view.members) if (member !== this.config.name) this.send(member, msg)
     if (this.config.witness) this.send(this.config.witness, msg)
     this.onLeaseRequest(msg)
@@ -709,17 +773,29 @@ export class Membership {
     }
     if (m.epoch < this.rec.view.epoch || m.from !== this.rec.view.coordinator) return
     const r = onLeaseRequest(this.config.name, this.rec.acceptor, m, this.config)
-    if (!r) return
+    if (!r) return this.answerWithoutVote(m)
+    this.heard = { epoch: m.epoch, coordinator: m.from, at_ms: this.now_ms }
     this.rec = { ...this.rec, acceptor: r.record, db: m.db }
-    this.persist()
+    if (r.durable) this.persist()
     this.send(m.from, r.ack)
+  }
+
+  /**
+   * A member whose acceptor may not confirm the lease (it promised a successor that has
+   * not been decided yet) still tells its coordinator it is alive, so it keeps its grant.
+   */
+  private answerWithoutVote(m: ClusterMessageOf<'cluster-lease-request'>): void {
+    const promised = this.rec.acceptor.promised !== null && m.epoch === this.rec.acceptor.committed_epoch
+    if (!promised || !this.rec.view.members.includes(this.config.name)) return
+    this.send(m.from, { t: 'cluster-lease-ack', from: this.config.name, epoch: m.epoch, round: m.round, vote: false })
   }
 
   private onLeaseAck(m: ClusterMessageOf<'cluster-lease-ack'>): void {
     const l = this.leasing
     const view = this.rec.view
     if (!l || !this.isCoordinator() || m.epoch !== view.epoch || m.round !== l.round) return
-    if (l.granted) return this.grantLate(m.from, l)
+    if (l.granted) return this.grant(m.from, l)
+    if (!m.vote) return void l.alive.add(m.from)
     l.acks.add(m.from)
     if (!hasQuorum(view, l.acks, this.config.witness ?? '')) return
     l.granted = true
@@ -728,9 +804,7 @@ export class Membership {
       this.committed_db_epoch = l.db_epoch
       this.emit('cluster.config-committed', { db_epoch: l.db_epoch, epoch: view.epoch })
     }
-    for (const member of view.members) {
-      if (member !== this.config.name) this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: view.epoch, until_ms })
-    }
+    for (const member of [...l.acks, ...l.alive]) this.grant(member, l)
     this.extendLease(view.epoch, until_ms)
   }
 
@@ -826,7 +900,7 @@ export class Membership {
     const db = this.draft_db ?? this.rec.db
     const pending = db.db_epoch - this.committed_db_epoch
     const refuse = (why: string): void => this.emit('cluster.config-write-refused', { key, by, reason: why })
-    if (this.changing_at_ms !== null || !this.holdsLease(this.now_ms))
+    if (this.election !== null || !this.holdsLease(this.now_ms))
       return refuse('this coordinator holds no quorum lease (a view change is under way); retry shortly')
     if (pending >= this.config.config_writes_pending_max) return refuse(`${pending} writes are already waiting for quorum; retry shortly`)
     if ((db.db_epoch + 1) % DB_WRITES_PER_VIEW === 0) return refuse('too many writes in this view; they resume after the next view change')
@@ -850,6 +924,8 @@ export class Membership {
       witness_vote: votes.witness_vote,
       coordinator: this.config.name,
       forced: true,
+      leases_end_ms: Math.max(this.rec.view.leases_end_ms, this.rec.acceptor.lease_until_ms),
+      removed_lease_end_ms: Math.max(this.rec.view.leases_end_ms, this.rec.acceptor.lease_until_ms),
     }
     this.election = null
     this.emit('cluster.forced-quorum', {
@@ -875,6 +951,10 @@ export class Membership {
 
   private commitMessage(): ClusterMessageOf<'cluster-commit'> {
     return { t: 'cluster-commit', from: this.config.name, view: this.rec.view, db: this.rec.db }
+  }
+
+  private voterNow(): VoterNow {
+    return { now_ms: this.now_ms, settings: this.config, heard: this.heard }
   }
 
   private noteBallot(n: number): void {

@@ -4,7 +4,7 @@
  * before the state machine trusts it; a damaged one stops the process with a clear message.
  */
 import { z } from 'zod'
-import { acceptorRecordSchema, parseRecord } from '../../shared/consensus/acceptor-record.js'
+import { acceptorRecordSchema, parseRecord, upgradeAcceptorRecord, upgradeView } from '../../shared/consensus/acceptor-record.js'
 import { clusterDatabaseSchema, clusterViewSchema } from '../../shared/protocol/cluster-messages.js'
 import { field } from '../../shared/protocol/define.js'
 import type { NodeRecord } from './membership.js'
@@ -17,4 +17,11 @@ export const nodeRecordSchema = z.strictObject({
   left: z.boolean(),
 })
 
-export const parseNodeRecord = (raw: unknown, file: string): NodeRecord => parseRecord(nodeRecordSchema, raw, file)
+export const parseNodeRecord = (raw: unknown, file: string): NodeRecord => parseRecord(nodeRecordSchema, upgradeNodeRecord(raw), file)
+
+/** A record of an earlier version read as this one (acceptor-record.ts upgradeView). */
+function upgradeNodeRecord(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw
+  const r = raw as Record<string, unknown>
+  return { ...r, view: upgradeView(r.view), acceptor: upgradeAcceptorRecord(r.acceptor) }
+}

@@ -30,6 +30,8 @@ import { changeVmRole, createVmRole, type VmRole } from './vm-role.js'
 export interface MembershipView {
   isCoordinator(): boolean
   holdsLease(now_ms: number): boolean
+  /** The coordinator, holding the lease, and past every earlier coordinator's lease (membership.ts). */
+  runsRoles(now_ms: number): boolean
   view(): { readonly epoch: number; readonly members: readonly string[] }
   database(): { readonly config: Readonly<Record<string, string>> }
 }
@@ -111,7 +113,7 @@ export class RoleService {
 
   /** Is this host the coordinator holding the lease, running the roles now? */
   isLeader(now_ms = this.deps.clock.now()): boolean {
-    return this.deps.membership.isCoordinator() && this.deps.membership.holdsLease(now_ms)
+    return this.deps.membership.runsRoles(now_ms)
   }
 
   get running(): boolean {

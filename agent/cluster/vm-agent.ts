@@ -4,12 +4,13 @@
  * (LooksAlive / IsAlive) and reports a failed VM to the coordinator, and stops every VM
  * once this host has been without a quorum lease for `no_quorum_grace_ms`.
  *
- * Why a grace and not "no lease → stop at once": at every view change every host is
- * without a lease for a moment (the coordinator lets its lease run out before the next
- * view may form), and stopping then would restart every VM of the cluster. The grace is
- * shorter than `roles_stop_bound_ms` minus a check interval and some event-loop lag, and
- * the majority waits `roles_free_at_ms` (lease end + skew + roles_stop_bound_ms) before
- * it restarts a removed host's VMs elsewhere, so a VM is still never on two hosts.
+ * Why a grace and not "no lease → stop at once": a coordinator whose renewals are late
+ * (a busy machine) leaves its members without a lease for a moment, and stopping then
+ * would restart every VM of the cluster. View changes leave no such gap (the lease is
+ * carried over, shared/consensus/acceptor.ts), so the grace is short: it is
+ * `roles_stop_bound_ms` minus two checks and some event-loop lag, and the majority waits
+ * `roles_free_at_ms` (lease end + skew + roles_stop_bound_ms) before it restarts a
+ * removed host's VMs elsewhere, so a VM is still never on two hosts.
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'

@@ -29,7 +29,7 @@ export class CoordinatorTakeover {
     const now = this.ctx.p.clock.now()
     const csvs = db.all().csvs
     this.settlePending(csvs, now)
-    if (!m.isCoordinator() || !m.holdsLease(now)) return
+    if (!m.runsRoles(now)) return
     const moves = coordinatorMoves(
       [...csvs.values()].map((e) => ({ name: e.name, owner: e.owner, array_site: this.ctx.arraySite(e.array) })),
       m.view().members,

@@ -30,4 +30,26 @@ export function parseRecord<T>(schema: z.ZodType<T>, raw: unknown, file: string)
   )
 }
 
-export const parseAcceptorRecord = (raw: unknown, file: string): AcceptorRecord => parseRecord(acceptorRecordSchema, raw, file)
+export const parseAcceptorRecord = (raw: unknown, file: string): AcceptorRecord =>
+  parseRecord(acceptorRecordSchema, upgradeAcceptorRecord(raw), file)
+
+/**
+ * Records written before views carried `leases_end_ms` (a lab's data dir from an earlier
+ * version) read as if it were 0: those views were decided only after every earlier lease
+ * had run out.
+ */
+export function upgradeView(view: unknown): unknown {
+  if (!isPlainObject(view) || 'leases_end_ms' in view) return view
+  return { ...view, leases_end_ms: 0, removed_lease_end_ms: 0 }
+}
+
+/** An acceptor record with its accepted value's view upgraded (see upgradeView). */
+export function upgradeAcceptorRecord(raw: unknown): unknown {
+  if (!isPlainObject(raw) || !isPlainObject(raw.accepted) || !isPlainObject(raw.accepted.value)) return raw
+  const value = { ...raw.accepted.value, view: upgradeView(raw.accepted.value.view) }
+  return { ...raw, accepted: { ...raw.accepted, value } }
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x)
+}

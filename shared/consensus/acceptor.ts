@@ -1,12 +1,25 @@
 /**
  * The acceptor rules every voter follows, hosts and the file-share witness alike (pure).
  *
- * Each epoch's view is one Paxos decision among the voters of the previous view. On
- * top of that, a voter that confirmed the current view's quorum lease (lease-ack)
- * promises not to help any other view form until that lease has run out (plus the
- * allowed clock skew), and once it has promised a successor it confirms the current
- * view no more. Together: every lease of a view ends before its successor is decided,
- * so no two views ever hold a valid lease at the same time.
+ * Each epoch's view is one Paxos decision among the voters of the previous view. On top
+ * of that, quorum leases, carried over a view change instead of dropped:
+ *   - A voter confirms a lease (lease-ack) only for the view it last saw decided and only
+ *     until it has promised a successor; it remembers when the newest lease it confirmed
+ *     ends (`lease_until_ms`, in any view) and reports that in every promise.
+ *   - So the promises of any quorum bound every lease of the old view: an ack quorum and
+ *     a promise quorum share a voter, who either confirmed before promising (and reported
+ *     it) or refused after. The proposer writes that bound (and the old view's own bound,
+ *     for leases carried into it) into the new view as `leases_end_ms`.
+ *   - A member of the new view keeps the lease it holds (never longer), so a view change
+ *     decided by a quorum of the old view costs its members no lease gap; only a host cut
+ *     off from a quorum loses its lease. A removed host's roles are free, and a new
+ *     coordinator may act, only after `leases_end_ms` + clock skew (membership.ts).
+ *   - The bound is kept in memory only (no write per renewal): a voter that (re)starts
+ *     assumes it confirmed a lease until now + lease + skew, which covers any it
+ *     confirmed before it stopped.
+ * Liveness only: a voter refuses ('lease') to help a proposer other than the coordinator
+ * whose lease requests it has heard within `coordinatorAliveMs`, so a host cut off from
+ * its coordinator cannot replace a view that still works.
  */
 import type { AcceptedValue, Ballot, ClusterMessageOf } from '../protocol/cluster-messages.js'
 
@@ -19,8 +32,9 @@ export interface AcceptorRecord {
   promised: Ballot | null
   /** Value accepted for epoch committed_epoch + 1. */
   accepted: AcceptedValue | null
-  /** The view whose lease this voter confirmed (0: none) and until when. */
+  /** The newest view whose lease this voter confirmed (0: none). */
   lease_epoch: number
+  /** Every lease this voter confirmed, in any view, ends by then (kept in memory, see above). */
   lease_until_ms: number
 }
 
@@ -28,6 +42,24 @@ export interface AcceptorSettings {
   lease_ms: number
   /** Largest difference between two hosts' clocks; a lease promise is kept this much longer. */
   clock_skew_ms: number
+  renew_interval_ms: number
+}
+
+/** In memory: the coordinator whose lease request this voter last confirmed, and when. */
+export interface CoordinatorHeard {
+  epoch: number
+  coordinator: string
+  at_ms: number
+}
+
+export const NOT_HEARD: CoordinatorHeard = { epoch: 0, coordinator: '', at_ms: -Infinity }
+
+/** How long after its last lease request a coordinator counts as alive to a voter. */
+export const coordinatorAliveMs = (settings: AcceptorSettings): number => Math.floor((settings.renew_interval_ms * 3) / 2)
+
+/** The record a voter starts from: as persisted, with a lease bound that covers any it confirmed before. */
+export function startedAcceptor(rec: AcceptorRecord, now_ms: number, settings: AcceptorSettings): AcceptorRecord {
+  return { ...rec, lease_until_ms: Math.max(rec.lease_until_ms, now_ms + settings.lease_ms + settings.clock_skew_ms) }
 }
 
 export const emptyAcceptorRecord = (): AcceptorRecord => ({
@@ -45,10 +77,10 @@ export function compareBallots(a: Ballot, b: Ballot): number {
   return a.node < b.node ? -1 : a.node > b.node ? 1 : 0
 }
 
-/** Until when this voter may not help another view form (0 if free). */
-export function leaseBusyUntil(rec: AcceptorRecord, settings: AcceptorSettings): number {
-  if (rec.lease_epoch === 0 || rec.lease_epoch !== rec.committed_epoch) return 0
-  return rec.lease_until_ms + settings.clock_skew_ms
+/** Until when this voter refuses to help `proposer` form a view (0 if free): its coordinator is alive. */
+export function coordinatorAliveUntil(rec: AcceptorRecord, heard: CoordinatorHeard, proposer: string, settings: AcceptorSettings): number {
+  if (heard.epoch !== rec.committed_epoch || heard.coordinator === proposer) return 0
+  return heard.at_ms + coordinatorAliveMs(settings)
 }
 
 type Refuse = ClusterMessageOf<'cluster-refuse'>
@@ -88,8 +120,7 @@ function obstacle(
   slot: number,
   ballot: Ballot,
   strictlyHigher: boolean,
-  now_ms: number,
-  settings: AcceptorSettings,
+  now: VoterNow,
 ): { reason: Refuse['reason']; retry_at_ms: number | null } | null {
   if (slot <= rec.committed_epoch) return { reason: 'decided', retry_at_ms: null }
   if (slot > rec.committed_epoch + 1) return { reason: 'behind', retry_at_ms: null }
@@ -97,9 +128,16 @@ function obstacle(
     const c = compareBallots(ballot, rec.promised)
     if (c < 0 || (strictlyHigher && c === 0)) return { reason: 'promised', retry_at_ms: null }
   }
-  const busy_until_ms = leaseBusyUntil(rec, settings)
-  if (now_ms < busy_until_ms) return { reason: 'lease', retry_at_ms: busy_until_ms }
+  const busy_until_ms = coordinatorAliveUntil(rec, now.heard, ballot.node, now.settings)
+  if (now.now_ms < busy_until_ms) return { reason: 'lease', retry_at_ms: busy_until_ms }
   return null
+}
+
+/** What a voter's decision depends on besides its record: the time, its settings, and its coordinator. */
+export interface VoterNow {
+  now_ms: number
+  settings: AcceptorSettings
+  heard: CoordinatorHeard
 }
 
 /** Phase 1. The reply's `db` is null here; a host fills in its database contents. */
@@ -107,10 +145,9 @@ export function onPrepare(
   self: string,
   rec: AcceptorRecord,
   msg: ClusterMessageOf<'cluster-prepare'>,
-  now_ms: number,
-  settings: AcceptorSettings,
+  now: VoterNow,
 ): AcceptorReply<Promise_> {
-  const why = obstacle(rec, msg.slot, msg.ballot, true, now_ms, settings)
+  const why = obstacle(rec, msg.slot, msg.ballot, true, now)
   if (why) return { record: rec, reply: refuse(self, rec, msg.slot, msg.ballot, why.reason, why.retry_at_ms), changed: false }
   const record = { ...rec, promised: msg.ballot }
   const reply: Promise_ = {
@@ -121,6 +158,7 @@ export function onPrepare(
     accepted: rec.accepted,
     db_epoch: rec.db_epoch,
     db: null,
+    leases_until_ms: rec.lease_until_ms,
   }
   return { record, reply, changed: true }
 }
@@ -130,10 +168,9 @@ export function onAccept(
   self: string,
   rec: AcceptorRecord,
   msg: ClusterMessageOf<'cluster-accept'>,
-  now_ms: number,
-  settings: AcceptorSettings,
+  now: VoterNow,
 ): AcceptorReply<ClusterMessageOf<'cluster-accepted'>> {
-  const why = obstacle(rec, msg.slot, msg.ballot, false, now_ms, settings)
+  const why = obstacle(rec, msg.slot, msg.ballot, false, now)
   if (why) return { record: rec, reply: refuse(self, rec, msg.slot, msg.ballot, why.reason, why.retry_at_ms), changed: false }
   if (msg.value.view.epoch !== msg.slot) {
     return { record: rec, reply: refuse(self, rec, msg.slot, msg.ballot, 'stale'), changed: false }
@@ -142,42 +179,41 @@ export function onAccept(
   return { record, reply: { t: 'cluster-accepted', from: self, slot: msg.slot, ballot: msg.ballot }, changed: true }
 }
 
-/** A decided view: move to it; the promise and accepted value of the old slot are void. */
+/**
+ * A decided view: move to it; the promise and accepted value of the old slot are void.
+ * The lease bound stays: leases confirmed in the old view may be carried into this one.
+ */
 export function onDecided(rec: AcceptorRecord, epoch: number, db_epoch: number): { record: AcceptorRecord; changed: boolean } {
   if (epoch <= rec.committed_epoch) {
     if (db_epoch > rec.db_epoch && epoch === rec.committed_epoch) return { record: { ...rec, db_epoch }, changed: true }
     return { record: rec, changed: false }
   }
   return {
-    record: {
-      committed_epoch: epoch,
-      db_epoch: Math.max(rec.db_epoch, db_epoch),
-      promised: null,
-      accepted: null,
-      lease_epoch: 0,
-      lease_until_ms: 0,
-    },
+    record: { ...rec, committed_epoch: epoch, db_epoch: Math.max(rec.db_epoch, db_epoch), promised: null, accepted: null },
     changed: true,
   }
 }
 
 /**
  * Quorum confirmation of the current view. Null: do not confirm (an older or newer
- * view, an older database, or a successor already promised).
+ * view, an older database, or a successor already promised). `durable`: the record must
+ * be persisted before the ack is sent (the database moved on); a renewal alone need not
+ * be (see startedAcceptor).
  */
 export function onLeaseRequest(
   self: string,
   rec: AcceptorRecord,
   msg: ClusterMessageOf<'cluster-lease-request'>,
   settings: AcceptorSettings,
-): { record: AcceptorRecord; ack: ClusterMessageOf<'cluster-lease-ack'> } | null {
+): { record: AcceptorRecord; ack: ClusterMessageOf<'cluster-lease-ack'>; durable: boolean } | null {
   if (msg.epoch !== rec.committed_epoch || rec.promised !== null) return null
   if (msg.db.db_epoch < rec.db_epoch) return null
   const record: AcceptorRecord = {
     ...rec,
     db_epoch: msg.db.db_epoch,
     lease_epoch: msg.epoch,
-    lease_until_ms: Math.max(rec.lease_epoch === msg.epoch ? rec.lease_until_ms : 0, msg.started_ms + settings.lease_ms),
+    lease_until_ms: Math.max(rec.lease_until_ms, msg.started_ms + settings.lease_ms),
   }
-  return { record, ack: { t: 'cluster-lease-ack', from: self, epoch: msg.epoch, round: msg.round } }
+  const durable = msg.db.db_epoch > rec.db_epoch || rec.lease_epoch !== msg.epoch
+  return { record, ack: { t: 'cluster-lease-ack', from: self, epoch: msg.epoch, round: msg.round, vote: true }, durable }
 }

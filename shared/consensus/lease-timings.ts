@@ -4,13 +4,13 @@
  * the clock skew a lease promise allows for, and when a host tries to form a view.
  *
  * Timing rule of thumb (all in ms): a lease is a few heartbeat intervals long and is
- * renewed four times per lease; a host without a lease waits longer than a lease before
- * it tries to form a view, except when its coordinator went silent: then it takes over
- * right after the old lease (+ skew), `takeover_stagger_ms` later per rank, so the gap
- * without a lease is about skew + tick + one Paxos round + one lease round — well inside
- * the roles' no-quorum grace (default lab: ~0.5 s against 3.5 s). A host that loses its
- * lease has `roles_stop_bound_ms` to stop its VMs, and the surviving side waits that out
- * (`roles_free_at_ms`) before restarting them.
+ * renewed four times per lease. A view change carries the lease over (acceptor.ts): the
+ * coordinator changes the view at once, and a member whose coordinator went silent for a
+ * renewal and a heartbeat takes over while its lease still runs, `takeover_stagger_ms`
+ * later per rank, so no member of the new view is without a lease. A host that loses its
+ * lease has `roles_stop_bound_ms` to stop its VMs (the no-quorum grace rides out a short
+ * renewal hiccup, vm-agent.ts), and the surviving side waits the lease's end + skew + that
+ * bound (`roles_free_at_ms`) before restarting them.
  */
 import type { Topology } from '../topology.js'
 
@@ -53,9 +53,9 @@ export function leaseTimings(t: Topology): LeaseTimings {
     takeover_stagger_ms: Math.max(50, Math.floor(beat_ms / 2)),
     gather_ms: Math.max(100, beat_ms),
     phase_timeout_ms: lease_ms,
-    // A host stops its VMs only after a no-quorum grace (vm-agent.ts) that outlasts the
-    // lease gap of a view change even on a loaded machine (event loops stalled for a
-    // second are common when 2 cores run 14 lab processes), so the bound is two leases.
-    roles_stop_bound_ms: 2 * lease_ms,
+    // No view change leaves a gap to ride out any more, so the bound only covers a short
+    // no-quorum grace, two checks and event-loop lag (vm-agent.ts noQuorumGraceMs): it is
+    // most of what a killed host's VMs wait after its detection (RTO, README).
+    roles_stop_bound_ms: Math.floor((3 * lease_ms) / 8),
   }
 }

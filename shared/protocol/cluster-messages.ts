@@ -25,6 +25,14 @@ export const clusterViewSchema = z.strictObject({
   witness_vote: z.boolean(),
   coordinator: field.name(),
   forced: z.boolean(),
+  /**
+   * Every quorum lease granted in an earlier view ends by then (hosts' clocks, within the
+   * clock skew): a removed host's roles are free, and a new coordinator may act, after it
+   * (shared/consensus/acceptor.ts). 0 for the genesis view and a forced one.
+   */
+  leases_end_ms: field.time_ms(),
+  /** The hosts this view left out hold no lease after then (at most `leases_end_ms`; membership.ts). */
+  removed_lease_end_ms: field.time_ms(),
 })
 export type ClusterView = z.infer<typeof clusterViewSchema>
 
@@ -68,6 +76,8 @@ export const clusterPromise = defineMessage('cluster-promise', {
   db_epoch: field.uint(),
   /** The database contents; null from the witness, which keeps only the epoch. */
   db: clusterDatabaseSchema.nullable(),
+  /** Every lease this voter confirmed ends by then. */
+  leases_until_ms: field.time_ms(),
 })
 
 export const REFUSE_REASONS = ['decided', 'behind', 'promised', 'lease', 'stale'] as const
@@ -83,7 +93,7 @@ export const clusterRefuse = defineMessage('cluster-refuse', {
   committed_epoch: field.uint(),
   db_epoch: field.uint(),
   promised: ballotSchema.nullable(),
-  /** For 'lease': when the acceptor's promise to the current view ends. */
+  /** For 'lease': when the acceptor stops counting the current view's coordinator as alive. */
   retry_at_ms: field.time_ms().nullable(),
 })
 
@@ -127,6 +137,11 @@ export const clusterLeaseAck = defineMessage('cluster-lease-ack', {
   from: field.name(),
   epoch: field.uint(),
   round: field.uint(),
+  /**
+   * False: the member is alive and in the view but has promised a successor, so its ack is
+   * no vote for the lease (acceptor.ts); it still earns the member its grant.
+   */
+  vote: z.boolean(),
 })
 
 /** Coordinator → members: a quorum confirmed the view; run roles until `until_ms`. */

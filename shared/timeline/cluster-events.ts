@@ -31,6 +31,9 @@ export const clusterEvents = defineEvents({
     forced: detail.flag(),
     db_epoch: detail.uint(),
     removed: detail.names(),
+    /** Every lease of the views before ends by then; the removed hosts' roles are free at roles_free_at_ms. */
+    leases_end_ms: detail.time_ms(),
+    removed_lease_end_ms: detail.time_ms(),
     roles_free_at_ms: detail.time_ms(),
   },
   'cluster.config-committed': { db_epoch: detail.uint(), epoch: detail.uint() },

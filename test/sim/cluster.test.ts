@@ -12,6 +12,7 @@ import {
   convergenceProblem,
   leaseHolders,
   makeLab,
+  SIM_CLOCK_SKEW_MS,
   WITNESS_NAME,
   type InvariantState,
   type LabOptions,
@@ -25,6 +26,7 @@ const B1 = 'host-b1'
 const B2 = 'host-b2'
 const SITE_A = [A1, A2]
 const SITE_B = [B1, B2]
+const HOSTS = [A1, A2, B1, B2]
 
 /**
  * A lab whose every step is checked: every message against its schema, and every view
@@ -111,6 +113,36 @@ t.test('kill a node: the others remove it and keep quorum; it rejoins and catche
   t.equal(convergenceProblem(net), null)
   t.same(net.hosts.get(B2)!.view().members, [A1, A2, B1, B2])
   t.equal(net.hosts.get(B2)!.database().config['while-away'], 'yes', 'the rejoined node caught up')
+})
+
+/** The quorum-lost events of every host but `except`. */
+function leaseLosses(net: SimNetwork, except: string): string[] {
+  return net.events
+    .filter((e) => e.kind === 'cluster.quorum-lost' && e.source !== except)
+    .map((e) => `${e.source} ${JSON.stringify(e.details)}`)
+}
+
+t.test('lease continuity: killing a member or the coordinator costs the survivors no lease', async (t) => {
+  for (const victim of ['member', 'coordinator'] as const) {
+    const net = checkedLab({ seed: 11, net: { events_kept_max: 100_000 } })
+    runChecked(net, 5000)
+    const coordinator = net.hosts.get(A1)!.view().coordinator
+    const killed = victim === 'coordinator' ? coordinator : HOSTS.find((h) => h !== coordinator)!
+    net.events.length = 0
+    net.kill(killed)
+    runChecked(net, 5000)
+    t.equal(convergenceProblem(net), null, `${victim} killed: one view of the survivors`)
+    t.notOk(
+      net.hosts
+        .get(A1 === killed ? A2 : A1)!
+        .view()
+        .members.includes(killed),
+      `${killed} was removed`,
+    )
+    t.same(leaseLosses(net, killed), [], `${victim} (${killed}) killed: no survivor lost its lease`)
+    const changes = net.events.filter((e) => e.kind === 'cluster.view-changed' && e.details.removed.includes(killed))
+    t.ok(changes.length > 0, 'the view change that removed it was announced')
+  }
 })
 
 t.test('site-a cut from site-b, both reach the witness: exactly one side keeps quorum', async (t) => {
@@ -214,7 +246,6 @@ t.test('the view check fails a run that decides two different views for one epoc
 
 type Fault = (net: SimNetwork, pick: <T>(xs: readonly T[]) => T) => string
 
-const HOSTS = [A1, A2, B1, B2]
 const FAULTS: Fault[] = [
   (net) => (
     net.split([
@@ -273,6 +304,13 @@ const FAULTS: Fault[] = [
     return `restart ${n}`
   },
   (net, pick) => {
+    // SIGSTOP: from a short stall to well past a lease (600 ms): the zombie that wakes up.
+    const n = pick([...HOSTS, WITNESS_NAME])
+    const for_ms = 100 + Math.floor(net.rng() * 1400)
+    net.pause(n, for_ms)
+    return `pause ${n} for ${for_ms} ms`
+  },
+  (net, pick) => {
     const n = pick(HOSTS)
     if (!net.isAlive(n)) return `no write (${n} down)`
     try {
@@ -306,7 +344,14 @@ function runSeed(seed: number): SeedResult {
     seed,
     quorum,
     witness: true,
-    net: { delay_ms_min: 1, delay_ms_max: 20, spike_probability: 0.02, spike_ms_max: 300, loss_probability: 0.01 },
+    net: {
+      delay_ms_min: 1,
+      delay_ms_max: 20,
+      spike_probability: 0.02,
+      spike_ms_max: 300,
+      loss_probability: 0.01,
+      clock_skew_ms: SIM_CLOCK_SKEW_MS,
+    },
   })
   const views = watchViews(net)
   const s: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }

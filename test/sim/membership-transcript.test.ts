@@ -176,11 +176,17 @@ class ClusterDriver implements TranscriptDriver {
     const c0 = this.configs.values().next().value!
     if (witness) {
       this.witness = {
-        config: { name: witness, nodes: Object.keys(sites), lease_ms: c0.lease_ms, clock_skew_ms: c0.clock_skew_ms },
+        config: {
+          name: witness,
+          nodes: Object.keys(sites),
+          lease_ms: c0.lease_ms,
+          clock_skew_ms: c0.clock_skew_ms,
+          renew_interval_ms: c0.renew_interval_ms,
+        },
         arbiter: null,
         record: undefined,
       }
-      this.witness.arbiter = new Arbiter(this.witness.config)
+      this.witness.arbiter = new Arbiter(this.witness.config, this.now_ms)
       this.incarnations.set(witness, 0)
     }
     for (const host of Object.keys(sites)) this.start(host)
@@ -196,7 +202,7 @@ class ClusterDriver implements TranscriptDriver {
     if (name === this.witness?.config.name) {
       if (this.witness.arbiter) return
       this.incarnations.set(name, this.incarnations.get(name)! + 1)
-      this.witness.arbiter = new Arbiter(this.witness.config, this.witness.record)
+      this.witness.arbiter = new Arbiter(this.witness.config, this.now_ms, this.witness.record)
       return
     }
     if (this.hosts.get(name)) return

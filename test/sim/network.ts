@@ -7,6 +7,11 @@
  * Each machine runs through the production cluster driver (shared/machine/cluster-driver.ts)
  * with synchronous handlers: a persist is kept at once, a set-timer is a tick event on the
  * simulated clock, so one step and all its effects happen within one simulated event.
+ *
+ * Each process reads its own clock: the simulated time plus an offset and a drift drawn
+ * from the seed within `clock_skew_ms` (any two clocks stay within it for `clock_span_ms`).
+ * A paused process (SIGSTOP) runs nothing until it wakes; what reached it meanwhile (its
+ * timers, messages) runs then, in order.
  */
 import type { ClusterCommand, ClusterEvent } from '../../shared/consensus/cluster-effects.js'
 import { clusterDriver, type ClusterDriver } from '../../shared/machine/cluster-driver.js'
@@ -84,6 +89,27 @@ export interface NetworkOptions {
   validate_messages?: boolean
   /** Keep the emitted events (for scripted scenarios); at most this many. */
   events_kept_max?: number
+  /** Largest difference between two processes' clocks (0: one clock for all). */
+  clock_skew_ms?: number
+  /** How long the bound must hold with drift (default 60 s). */
+  clock_span_ms?: number
+}
+
+/** One process's clock: local = offset + now × (1 + drift). */
+interface SimClock {
+  offset_ms: number
+  drift: number
+}
+
+/** The view decided for an epoch, as its first learner announced it. */
+export interface DecidedView {
+  epoch: number
+  members: readonly string[]
+  /** The hosts it left out of the view before it. */
+  removed: readonly string[]
+  leases_end_ms: number
+  removed_lease_end_ms: number
+  by: string
 }
 
 export class SimNetwork {
@@ -96,6 +122,10 @@ export class SimNetwork {
   private witnessDriver: ClusterDriver<ArbiterRecord> | null = null
   private readonly drivers = new Map<string, ClusterDriver<NodeRecord>>()
   readonly events: ClusterEvent[] = []
+  /** Every view decided so far, by epoch. */
+  readonly decided = new Map<number, DecidedView>()
+  private readonly clocks = new Map<string, SimClock>()
+  private readonly paused_until = new Map<string, number>()
   /** Called for every emitted event (invariant checks hook in here). */
   onEvent: ((e: ClusterEvent, net: SimNetwork) => void) | null = null
   /** Called after a host (re)started, and after one was killed (layers above the membership hook in here). */
@@ -110,6 +140,8 @@ export class SimNetwork {
 
   constructor(readonly options: NetworkOptions) {
     this.rng = mulberry32(options.seed)
+    for (const c of options.hosts) this.clocks.set(c.name, this.drawClock())
+    if (options.witness) this.clocks.set(options.witness.name, this.drawClock())
     for (const c of options.hosts) {
       this.configs.set(c.name, c)
       this.records.set(c.name, null)
@@ -119,8 +151,36 @@ export class SimNetwork {
     }
     if (options.witness) {
       this.incarnations.set(options.witness.name, 0)
-      this.startWitness(new Arbiter(options.witness))
+      this.startWitness(new Arbiter(options.witness, 0))
     }
+  }
+
+  /**
+   * An offset within ±skew/4 and a drift that moves the clock at most skew/4 over the span:
+   * any two clocks stay within the skew. No draw (and the same rng sequence as before) at 0.
+   */
+  private drawClock(): SimClock {
+    const skew_ms = this.options.clock_skew_ms ?? 0
+    if (skew_ms <= 0) return { offset_ms: 0, drift: 0 }
+    const quarter_ms = skew_ms / 4
+    const span_ms = this.options.clock_span_ms ?? 60_000
+    return { offset_ms: (this.rng() * 2 - 1) * quarter_ms, drift: ((this.rng() * 2 - 1) * quarter_ms) / span_ms }
+  }
+
+  /** What `name`'s clock reads now. */
+  localNow(name: string): number {
+    return this.localAt(name, this.now_ms)
+  }
+
+  private localAt(name: string, at_ms: number): number {
+    const c = this.clocks.get(name)
+    return c ? c.offset_ms + at_ms * (1 + c.drift) : at_ms
+  }
+
+  /** The simulated time at which `name`'s clock reads `local_ms`. */
+  private globalAt(name: string, local_ms: number): number {
+    const c = this.clocks.get(name)
+    return c ? (local_ms - c.offset_ms) / (1 + c.drift) : local_ms
   }
 
   get witnessName(): string | null {
@@ -131,6 +191,15 @@ export class SimNetwork {
 
   isAlive(name: string): boolean {
     return name === this.witnessName ? this.witness !== null : this.hosts.get(name) != null
+  }
+
+  /** Freezes `name` (SIGSTOP) for `for_ms`: it runs nothing until then, then everything that reached it. */
+  pause(name: string, for_ms: number): void {
+    this.paused_until.set(name, Math.max(this.paused_until.get(name) ?? 0, this.now_ms + for_ms))
+  }
+
+  isPaused(name: string): boolean {
+    return (this.paused_until.get(name) ?? 0) > this.now_ms
   }
 
   kill(name: string): void {
@@ -150,14 +219,14 @@ export class SimNetwork {
     this.incarnations.set(name, (this.incarnations.get(name) ?? 0) + 1)
     if (name === this.witnessName) {
       const cfg = this.options.witness
-      if (cfg) this.startWitness(this.witnessRecord ? Arbiter.restore(cfg, this.witnessRecord) : new Arbiter(cfg))
+      if (cfg) this.startWitness(new Arbiter(cfg, this.now_ms, this.witnessRecord))
     } else this.startHost(name)
   }
 
   private startWitness(witness: Arbiter): void {
     const name = this.witnessName ?? ''
     this.witness = witness
-    this.witnessDriver = clusterDriver<ArbiterRecord>((input) => witness.step(input, this.now_ms), {
+    this.witnessDriver = clusterDriver<ArbiterRecord>((input) => witness.step(input, this.localNow(name)), {
       armTimer: () => () => {}, // the Arbiter keeps no timer
       send: (to, message) => this.transmit(name, to, message),
       persist: (record) => void (this.witnessRecord = record),
@@ -173,11 +242,12 @@ export class SimNetwork {
     const cfg = this.configs.get(name)
     if (!cfg) throw new Error(`unknown host ${name}`)
     const rec = this.records.get(name) ?? null
-    const host = rec ? Membership.restore(cfg, rec, this.now_ms) : new Membership(cfg, null, this.now_ms)
+    const now_ms = this.localNow(name)
+    const host = rec ? Membership.restore(cfg, rec, now_ms) : new Membership(cfg, null, now_ms)
     this.hosts.set(name, host)
     const driver = this.hostDriver(name, host)
     this.drivers.set(name, driver)
-    void driver.run(host.start(this.now_ms))
+    void driver.run(host.start(now_ms))
     this.onHostStarted?.(name)
   }
 
@@ -244,6 +314,12 @@ export class SimNetwork {
     this.queue.pop()
     this.now_ms = next.at_ms
     if (this.incarnations.get(next.to) !== next.incarnation || next.call?.cancelled) return 'skipped'
+    const wake_ms = this.paused_until.get(next.to) ?? 0
+    if (wake_ms > this.now_ms) {
+      // Frozen: it runs when the process wakes, after what reached it before (a later seq).
+      this.queue.push({ ...next, at_ms: wake_ms, seq: this.seq++ })
+      return 'skipped'
+    }
     this.deliver(next)
     this.steps++
     return 'stepped'
@@ -282,10 +358,11 @@ export class SimNetwork {
 
   /** A host's driver: its persists are kept in `records`, its tick is a `tick` event of its incarnation. */
   private hostDriver(name: string, host: Membership): ClusterDriver<NodeRecord> {
-    const driver = clusterDriver<NodeRecord>((input) => host.step(input, this.now_ms), {
+    const driver = clusterDriver<NodeRecord>((input) => host.step(input, this.localNow(name)), {
       armTimer: (at_ms, fn) => {
         const call = { fn, cancelled: false }
-        this.queue.push({ at_ms, seq: this.seq++, to: name, incarnation: this.incarnations.get(name) ?? 0, kind: 'tick', call })
+        const at = Math.max(this.now_ms, this.globalAt(name, at_ms))
+        this.queue.push({ at_ms: at, seq: this.seq++, to: name, incarnation: this.incarnations.get(name) ?? 0, kind: 'tick', call })
         return () => {
           call.cancelled = true
         }
@@ -302,9 +379,17 @@ export class SimNetwork {
   }
 
   private record(event: ClusterEvent): void {
+    if (event.kind === 'cluster.view-changed') this.noteDecided(event)
     const kept = this.options.events_kept_max ?? 0
     if (this.events.length < kept) this.events.push(event)
     this.onEvent?.(event, this)
+  }
+
+  private noteDecided(event: ClusterEvent): void {
+    const d = event.details as Omit<DecidedView, 'by'>
+    if (this.decided.has(d.epoch)) return
+    const { epoch, members, removed, leases_end_ms, removed_lease_end_ms } = d
+    this.decided.set(epoch, { epoch, members, removed, leases_end_ms, removed_lease_end_ms, by: event.source })
   }
 
   private transmit(from: string, to: string, message: ClusterMessage): void {

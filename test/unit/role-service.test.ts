@@ -38,6 +38,7 @@ function world(config: Record<string, string> = {}) {
     membership: {
       isCoordinator: () => m.coordinator,
       holdsLease: () => m.lease,
+      runsRoles: () => m.coordinator && m.lease,
       view: () => ({ epoch: m.epoch, members: m.members }),
       database: () => ({ config: m.config }),
     },

@@ -27,6 +27,6 @@ t.test('quorumStillPossible: false once the voters that could still answer canno
   t.ok(quorumStillPossible(e, 'w'), 'a, b and the witness may still answer')
   e.refused.add('b')
   t.ok(quorumStillPossible(e, 'w') === false, 'a and w are 2 of 4 votes: no quorum; c is not expected (silent)')
-  e.promises.set('c', { t: 'cluster-promise', from: 'c', slot: 2, ballot, accepted: null, db_epoch: 0, db: null })
+  e.promises.set('c', { t: 'cluster-promise', from: 'c', slot: 2, ballot, accepted: null, db_epoch: 0, db: null, leases_until_ms: 0 })
   t.ok(quorumStillPossible(e, 'w'), 'a late promise from c counts')
 })

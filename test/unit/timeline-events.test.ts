@@ -35,6 +35,8 @@ t.test('a good event passes, as it was given', async (t) => {
     forced: false,
     db_epoch: 12,
     removed: [],
+    leases_end_ms: 1000,
+    removed_lease_end_ms: 900,
     roles_free_at_ms: 1234.5,
   }
   const r = checkEventDetails('cluster.view-changed', details)
