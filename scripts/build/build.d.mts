@@ -11,6 +11,7 @@ export type BundleName =
   | 'bench'
   | 'bench-migration-endpoint'
   | 'bench-page-diff'
+export declare const EXTERNAL_PACKAGES: readonly string[]
 export declare function projectRoot(fromUrl?: string): string
 export declare function sourceSnapshot(root: string): { newest_ms: number; files_sha1: string }
 export declare function staleness(root?: string): string | null

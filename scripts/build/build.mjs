@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** Each bundle in dist/ (`NAME.js`) and the source it is built from. */
@@ -36,7 +36,7 @@ export const ENTRIES = {
 }
 
 /** Packages left in node_modules: they load worker or native files by path at run time. */
-const EXTERNAL_PACKAGES = ['pino', 'pino-roll', 'piscina', 'bufferutil', 'msgpackr-extract', 'esbuild']
+export const EXTERNAL_PACKAGES = ['pino', 'pino-roll', 'piscina', 'bufferutil', 'msgpackr-extract', 'esbuild']
 
 /** The folders whose files go into the bundles: a change in any of them makes dist/ stale. */
 const SOURCE_DIRS = ['shared', 'agent', 'witness', 'array-emulator', 'scripts']
@@ -53,13 +53,15 @@ export function projectRoot(fromUrl = import.meta.url) {
 
 /** The sources as the build sees them: how many, which, and the newest modification time. */
 export function sourceSnapshot(root) {
+  const base = resolve(root)
   const files = []
   let newest_ms = 0
   for (const top of SOURCE_DIRS) {
-    for (const entry of readdirSync(join(root, top), { recursive: true, withFileTypes: true })) {
+    for (const entry of readdirSync(join(base, top), { recursive: true, withFileTypes: true })) {
       if (!entry.isFile() || !/\.(ts|mjs)$/.test(entry.name)) continue
-      const path = join(entry.parentPath ?? entry.path, entry.name)
-      files.push(relative(root, path))
+      // Concatenated and sliced, not join()ed and relative()d: this runs on every `hvlab` call.
+      const path = `${entry.parentPath ?? entry.path}${sep}${entry.name}`
+      files.push(path.slice(base.length + 1))
       newest_ms = Math.max(newest_ms, statSync(path).mtimeMs)
     }
   }

@@ -5,7 +5,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander'
 import type { Message } from '../../shared/protocol/messages.js'
-import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX } from '../../shared/protocol/storage-messages.js'
+import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX } from '../../shared/protocol/storage-limits.js'
 import { type DirOpt, type JsonOpt, ask } from './array-client.js'
 import { table } from './format.js'
 import { dirOption, intIn, nameList, out, printJson, printResult } from './options.js'

@@ -4,7 +4,7 @@ import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
-import { loadTopology, type Topology } from '../../shared/topology.js'
+import type { Topology } from '../../shared/topology.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import { currentIo, setExitCode } from './cli-io.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
@@ -91,6 +91,7 @@ function registerClusterValidate(cluster: Command): void {
 async function validateClusterNow(o: { dir: string; json?: boolean }): Promise<void> {
   const client = ControlClient.forDir(o.dir)
   const layout = labLayout(o.dir)
+  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
   const topology = loadTopology(layout.topology)
   const lab = await client.get<LabStatus>('/v1/status')
   const statuses = (await clusterStatusNow(client).catch(() => ({ hosts: {} as Record<string, ClusterStatus> }))).hosts

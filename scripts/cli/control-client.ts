@@ -13,7 +13,6 @@ import { labLayout } from '../../shared/lab-layout.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
 import { readRunningControl } from '../controller/control-file.js'
-import { checkOutgoingRequest, wrongProcessError } from './request-words.js'
 
 /** Where the lab running in `dir` listens and the Authorization header it takes; throws HVLAB_E_LAB with what to do when there is none. */
 export function runningLab(dir: string): { httpPort: number; authorization: string } {
@@ -56,8 +55,11 @@ export class ControlClient {
   /**
    * Sends a request message to one lab process through the controller; returns its reply.
    * A bad field, or a process of the wrong kind, is a usage error in the user's words (request-words.ts).
+   * The wire protocol's schemas (and zod) load here, on the first request: a command that only
+   * reads the controller's own answers (`hvlab status`) starts without them.
    */
   async request<T extends MessageType>(process: string, message: Message, expect: T, timeout_ms?: number): Promise<MessageOf<T>> {
+    const { checkOutgoingRequest, wrongProcessError } = await import('./request-words.js')
     checkOutgoingRequest(message)
     let reply: Message
     try {

@@ -1,9 +1,10 @@
 /**
  * The options of `hvlab events`, each checked as it is parsed: a bad one is a usage error
- * (HVLAB_E_USAGE, exit 2) that names the option and says what it takes.
+ * (HVLAB_E_USAGE, exit 2) that names the option and says what it takes. The --kind items
+ * are checked against the declared kinds when the command runs (resolveKinds): the kinds
+ * come with the timeline's schemas, which every other command starts without.
  */
 import { HvlabError } from '../../shared/errors.js'
-import { EVENT_KINDS } from '../../shared/timeline/events.js'
 
 /** A name as processes and VMs are named (shared/protocol/define.ts `field.name`). */
 const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
@@ -11,28 +12,34 @@ const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/
 const usage = (message: string): HvlabError => new HvlabError('HVLAB_E_USAGE', message)
 
 /** The kinds' families with their dot, e.g. `cluster.`, `role.`. */
-export function eventFamilies(): string[] {
-  return [...new Set(EVENT_KINDS.map((k) => k.slice(0, k.indexOf('.') + 1)))].sort()
+export function eventFamilies(kinds: readonly string[]): string[] {
+  return [...new Set(kinds.map((k) => k.slice(0, k.indexOf('.') + 1)))].sort()
 }
 
 /** One --kind item: an exact kind, or a family given as `cluster.` or `cluster`. */
-function kindItem(item: string): string {
-  if ((EVENT_KINDS as readonly string[]).includes(item)) return item
+function kindItem(item: string, kinds: readonly string[]): string {
+  if (kinds.includes(item)) return item
   const family = item.endsWith('.') ? item : `${item}.`
-  if (eventFamilies().includes(family)) return family
+  const families = eventFamilies(kinds)
+  if (families.includes(family)) return family
   throw usage(
-    `--kind ${item}: no event kind or family of that name; give a kind such as cluster.node-down, or a family: ${eventFamilies().join(' ')}`,
+    `--kind ${item}: no event kind or family of that name; give a kind such as cluster.node-down, or a family: ${families.join(' ')}`,
   )
 }
 
-/** --kind K, repeatable, each a comma list: the kinds and families so far. */
+/** --kind K, repeatable, each a comma list: the items so far, as given (resolveKinds checks them). */
 export function parseKinds(value: string, previous: readonly string[] = []): string[] {
   const items = value
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
   if (items.length === 0) throw usage('--kind needs a kind or a family, e.g. --kind cluster. or --kind process.crashed,peer.lost')
-  return [...previous, ...items.map(kindItem)]
+  return [...previous, ...items]
+}
+
+/** The --kind items as kinds and families (`cluster` becomes `cluster.`); an item that is neither is a usage error. */
+export function resolveKinds(items: readonly string[], kinds: readonly string[]): string[] {
+  return items.map((item) => kindItem(item, kinds))
 }
 
 /** --vm NAME or --source NAME: a name as the lab gives them. */

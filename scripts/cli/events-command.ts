@@ -9,13 +9,11 @@ import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { labLayout, type LabLayout } from '../../shared/lab-layout.js'
 import type { TimelineEvent } from '../../shared/timeline/events.js'
-import { loadTopology, processesOf } from '../../shared/topology.js'
 import { readRunningControl } from '../controller/control-file.js'
 import { currentIo } from './cli-io.js'
 import { ControlClient } from './control-client.js'
-import { checkSource, parseCount, parseKinds, parseName, parseSince } from './event-options.js'
+import { checkSource, parseCount, parseKinds, parseName, parseSince, resolveKinds } from './event-options.js'
 import { type EventSelection, EventSieve } from './event-selection.js'
-import { readEventsFiles } from './events-file.js'
 import { formatEvent } from './format.js'
 import { dirOption, out } from './options.js'
 
@@ -64,20 +62,24 @@ export function registerEvents(program: Command): void {
     .action(printEvents)
 }
 
-function selectionOf(o: EventsOptions): EventSelection {
-  return { after: o.after ?? 0, kinds: o.kind ?? [], vm: o.vm, source: o.source, since_ms: o.since }
+async function selectionOf(o: EventsOptions): Promise<EventSelection> {
+  // The declared kinds come with the timeline's schemas (and zod), loaded only by this command.
+  const kinds = o.kind === undefined ? [] : resolveKinds(o.kind, (await import('../../shared/timeline/events.js')).EVENT_KINDS)
+  return { after: o.after ?? 0, kinds, vm: o.vm, source: o.source, since_ms: o.since }
 }
 
 async function printEvents(o: EventsOptions): Promise<void> {
   const layout = labLayout(o.dir)
-  if (o.source !== undefined) checkSource(o.source, labProcesses(layout))
-  const sieve = new EventSieve(selectionOf(o), o.tail, (e) => out(o.json ? JSON.stringify(e) : formatEvent(e)))
+  const selection = await selectionOf(o)
+  if (o.source !== undefined) checkSource(o.source, await labProcesses(layout))
+  const sieve = new EventSieve(selection, o.tail, (e) => out(o.json ? JSON.stringify(e) : formatEvent(e)))
   if (readRunningControl(layout)) return printFromLab(ControlClient.forDir(o.dir), sieve, o)
   if (o.follow)
     throw new HvlabError(
       'HVLAB_E_LAB',
       `no lab is running in ${layout.root}: --follow needs one (\`hvlab up --detach --dir ${o.dir}\`); without --follow the events of the stopped lab are read from its files`,
     )
+  const { readEventsFiles } = await import('./events-file.js')
   const read = await readEventsFiles(layout, (e) => sieve.take(e))
   sieve.endOfBacklog()
   const skipped = read.lines_skipped > 0 ? `; ${read.lines_skipped} line(s) that were not whole events passed over` : ''
@@ -85,8 +87,9 @@ async function printEvents(o: EventsOptions): Promise<void> {
 }
 
 /** The names of the lab's processes from the topology copy in its data dir; undefined when it has none (or not a valid one). */
-function labProcesses(layout: LabLayout): string[] | undefined {
+async function labProcesses(layout: LabLayout): Promise<string[] | undefined> {
   if (!existsSync(layout.topology)) return undefined
+  const { loadTopology, processesOf } = await import('../../shared/topology.js')
   try {
     return processesOf(loadTopology(layout.topology)).map((p) => p.name)
   } catch (e) {

@@ -7,8 +7,6 @@
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
-import { loadTopology } from '../../shared/topology.js'
-import { chooseVmStorage } from '../../shared/vm-storage-choice.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { formatVmList } from './format.js'
@@ -71,6 +69,9 @@ function registerVmCreate(vm: Command): void {
 }
 
 async function createVm(name: string, o: VmCreateOptions): Promise<void> {
+  // Loaded when a VM is created, not when hvlab starts: the topology brings zod and its schemas.
+  const { loadTopology } = await import('../../shared/topology.js')
+  const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')
   const storage = chooseVmStorage(
     { ...(o.storage !== undefined ? { storage: o.storage } : {}), ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}) },
     loadTopology(labLayout(o.dir).topology).arrays,

@@ -8,7 +8,8 @@
  */
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
-import { ROLE_PRIORITIES, type RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
+import { ROLE_PRIORITIES } from '../../shared/protocol/cluster-limits.js'
+import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, out } from './options.js'

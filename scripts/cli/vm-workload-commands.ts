@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
-import { GUEST_HANG_MS_MAX, VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-messages.js'
+import { GUEST_HANG_MS_MAX, VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-limits.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import { ControlClient } from './control-client.js'

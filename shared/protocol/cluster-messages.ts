@@ -7,6 +7,9 @@
  */
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
+import { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX } from './cluster-limits.js'
+
+export { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX }
 
 /** Limits of the cluster database and of a view (a peer cannot make us allocate more). */
 export const CLUSTER_NODES_MAX = 64
@@ -53,22 +56,22 @@ export const acceptedSchema = z.strictObject({ ballot: ballotSchema, value: view
 export type AcceptedValue = z.infer<typeof acceptedSchema>
 
 /** Host → every other host, at the same-site or cross-site interval. */
-export const clusterHeartbeat = defineMessage('cluster-heartbeat', {
+export const clusterHeartbeat = defineMessage('cluster-heartbeat', () => ({
   from: field.name(),
   epoch: field.uint(),
   db_epoch: field.uint(),
   sent_ms: field.time_ms(),
-})
+}))
 
 /** Proposer → hosts and witness: phase 1 for the view of epoch `slot`. */
-export const clusterPrepare = defineMessage('cluster-prepare', {
+export const clusterPrepare = defineMessage('cluster-prepare', () => ({
   from: field.name(),
   slot: field.uint(),
   ballot: ballotSchema,
-})
+}))
 
 /** Acceptor → proposer: promised; what it accepted before, and its newest database. */
-export const clusterPromise = defineMessage('cluster-promise', {
+export const clusterPromise = defineMessage('cluster-promise', () => ({
   from: field.name(),
   slot: field.uint(),
   ballot: ballotSchema,
@@ -78,14 +81,14 @@ export const clusterPromise = defineMessage('cluster-promise', {
   db: clusterDatabaseSchema.nullable(),
   /** Every lease this voter confirmed ends by then. */
   leases_until_ms: field.time_ms(),
-})
+}))
 
 export const REFUSE_REASONS = ['decided', 'behind', 'promised', 'lease', 'stale'] as const
 export const refuseReasonSchema = z.enum(REFUSE_REASONS)
 export type RefuseReason = z.infer<typeof refuseReasonSchema>
 
 /** Acceptor → proposer: not this ballot, and why. */
-export const clusterRefuse = defineMessage('cluster-refuse', {
+export const clusterRefuse = defineMessage('cluster-refuse', () => ({
   from: field.name(),
   slot: field.uint(),
   ballot: ballotSchema,
@@ -95,45 +98,45 @@ export const clusterRefuse = defineMessage('cluster-refuse', {
   promised: ballotSchema.nullable(),
   /** For 'lease': when the acceptor stops counting the current view's coordinator as alive. */
   retry_at_ms: field.time_ms().nullable(),
-})
+}))
 
 /** Proposer → acceptors: phase 2. */
-export const clusterAccept = defineMessage('cluster-accept', {
+export const clusterAccept = defineMessage('cluster-accept', () => ({
   from: field.name(),
   slot: field.uint(),
   ballot: ballotSchema,
   value: viewProposalSchema,
-})
+}))
 
-export const clusterAccepted = defineMessage('cluster-accepted', {
+export const clusterAccepted = defineMessage('cluster-accepted', () => ({
   from: field.name(),
   slot: field.uint(),
   ballot: ballotSchema,
-})
+}))
 
 /** A decided view and the current database (after a decision, and to catch a peer up). */
-export const clusterCommit = defineMessage('cluster-commit', {
+export const clusterCommit = defineMessage('cluster-commit', () => ({
   from: field.name(),
   view: clusterViewSchema,
   db: clusterDatabaseSchema,
-})
+}))
 
 /** A host that saw a newer epoch → that peer: send me your view and database. */
-export const clusterCatchUp = defineMessage('cluster-catch-up', {
+export const clusterCatchUp = defineMessage('cluster-catch-up', () => ({
   from: field.name(),
   epoch: field.uint(),
-})
+}))
 
 /** Coordinator → members and witness: confirm quorum for this view; carries the database. */
-export const clusterLeaseRequest = defineMessage('cluster-lease-request', {
+export const clusterLeaseRequest = defineMessage('cluster-lease-request', () => ({
   from: field.name(),
   epoch: field.uint(),
   round: field.uint(),
   started_ms: field.time_ms(),
   db: clusterDatabaseSchema,
-})
+}))
 
-export const clusterLeaseAck = defineMessage('cluster-lease-ack', {
+export const clusterLeaseAck = defineMessage('cluster-lease-ack', () => ({
   from: field.name(),
   epoch: field.uint(),
   round: field.uint(),
@@ -142,24 +145,24 @@ export const clusterLeaseAck = defineMessage('cluster-lease-ack', {
    * no vote for the lease (acceptor.ts); it still earns the member its grant.
    */
   vote: z.boolean(),
-})
+}))
 
 /** Coordinator → members: a quorum confirmed the view; run roles until `until_ms`. */
-export const clusterLeaseGrant = defineMessage('cluster-lease-grant', {
+export const clusterLeaseGrant = defineMessage('cluster-lease-grant', () => ({
   from: field.name(),
   epoch: field.uint(),
   until_ms: field.time_ms(),
-})
+}))
 
 /** Host → coordinator: write (or, with null, delete) one configuration entry. */
-export const clusterConfigWrite = defineMessage('cluster-config-write', {
+export const clusterConfigWrite = defineMessage('cluster-config-write', () => ({
   from: field.name(),
   key: z.string().min(1).max(CONFIG_KEY_CHARS_MAX),
   value: z.string().max(CONFIG_VALUE_CHARS_MAX).nullable(),
-})
+}))
 
 /** Host → every host: I am leaving the cluster (operator command); stop counting on me. */
-export const clusterLeave = defineMessage('cluster-leave', { from: field.name() })
+export const clusterLeave = defineMessage('cluster-leave', () => ({ from: field.name() }))
 
 // ---- operator requests (CLI → controller → a host) and their replies -----------------
 
@@ -203,11 +206,11 @@ export const clusterStatusSchema = z.strictObject({
 })
 export type ClusterStatus = z.infer<typeof clusterStatusSchema>
 
-export const clusterStatusRequest = defineMessage('cluster-status-request', {})
-export const clusterStatusReply = defineMessage('cluster-status-reply', { status: clusterStatusSchema })
+export const clusterStatusRequest = defineMessage('cluster-status-request', () => ({}))
+export const clusterStatusReply = defineMessage('cluster-status-reply', () => ({ status: clusterStatusSchema }))
 
 /** Operator → the host that should form the cluster alone (it must be told directly). */
-export const clusterForceQuorumRequest = defineMessage('cluster-force-quorum-request', {})
+export const clusterForceQuorumRequest = defineMessage('cluster-force-quorum-request', () => ({}))
 
 // ---- VM roles: coordinator ↔ hosts (requests over the mesh) and operator requests ------
 
@@ -217,8 +220,6 @@ export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stoppi
 /** Why a role's owner was asked to stop it (agent/cluster/vm-role.ts StopCause). */
 export const ROLE_STOP_CAUSES = ['operator', 'move', 'drain', 'failback', 'policy'] as const
 
-/** WSFC's role priority: high, medium (the default) and low order starts and failovers; none = No Auto Start. */
-export const ROLE_PRIORITIES = ['high', 'medium', 'low', 'none'] as const
 export const rolePrioritySchema = z.enum(ROLE_PRIORITIES)
 
 /** Failures counted against the failover policy, kept in the role record so a new coordinator continues them. */
@@ -292,7 +293,7 @@ export const vmRoleSchema = z.strictObject({
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
 /** Coordinator → host: start this VM (op echoed in the reply; epoch fences stale coordinators). */
-export const vmStartRequest = defineMessage('vm-start-request', {
+export const vmStartRequest = defineMessage('vm-start-request', () => ({
   from: field.name(),
   role: field.name(),
   op: field.uint(),
@@ -302,35 +303,35 @@ export const vmStartRequest = defineMessage('vm-start-request', {
   storage: vmStorageSpecSchema.nullable().optional(),
   /** The operator forces CLX to use this site's copy even though it is not in sync. */
   force_storage: z.boolean().optional(),
-})
+}))
 
 /** Coordinator → host: stop this VM. */
-export const vmStopRequest = defineMessage('vm-stop-request', {
+export const vmStopRequest = defineMessage('vm-stop-request', () => ({
   from: field.name(),
   role: field.name(),
   op: field.uint(),
   epoch: field.uint(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
-})
+}))
 
 /** Host → coordinator: the answer to a start or stop; `ok` false with why for a refused start. */
-export const vmOpReply = defineMessage('vm-op-reply', {
+export const vmOpReply = defineMessage('vm-op-reply', () => ({
   role: field.name(),
   op: field.uint(),
   ok: z.boolean(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
   /** A start CLX refused (the disk cannot be made writable there): the role fails, it is not a node failure. */
   storage_refused: z.boolean().optional(),
-})
+}))
 
 /** Host → coordinator: a VM failed (health check: gone false; crash or stop by itself: gone true). */
-export const vmFailedReport = defineMessage('vm-failed-report', {
+export const vmFailedReport = defineMessage('vm-failed-report', () => ({
   from: field.name(),
   role: field.name(),
   op: field.uint(),
   gone: z.boolean(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
-})
+}))
 
 export const inventoryVmSchema = z.strictObject({
   role: field.name(),
@@ -345,8 +346,8 @@ export const inventoryVmSchema = z.strictObject({
 export type InventoryVmRecord = z.infer<typeof inventoryVmSchema>
 
 /** Coordinator (or the CLI) → host: which VMs do you run? */
-export const vmInventoryRequest = defineMessage('vm-inventory-request', { from: field.name() })
-export const vmInventoryReply = defineMessage('vm-inventory-reply', { from: field.name(), vms: field.list(inventoryVmSchema, 256) })
+export const vmInventoryRequest = defineMessage('vm-inventory-request', () => ({ from: field.name() }))
+export const vmInventoryReply = defineMessage('vm-inventory-reply', () => ({ from: field.name(), vms: field.list(inventoryVmSchema, 256) }))
 
 const ownerList = field.list(field.name(), CLUSTER_NODES_MAX)
 export const roleCommandSchema = z.discriminatedUnion('op', [
@@ -381,11 +382,11 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
 export type RoleCommandMessage = z.infer<typeof roleCommandSchema>
 
 /** Operator → any host (which forwards it to the coordinator): a VM role or node maintenance command. */
-export const roleCommandRequest = defineMessage('role-command-request', { command: roleCommandSchema, forwarded: z.boolean() })
+export const roleCommandRequest = defineMessage('role-command-request', () => ({ command: roleCommandSchema, forwarded: z.boolean() }))
 
 /** Operator → any host: every VM role; answered by the coordinator, or from the database when it cannot be reached. */
-export const roleListRequest = defineMessage('role-list-request', { forwarded: z.boolean() })
-export const roleListReply = defineMessage('role-list-reply', {
+export const roleListRequest = defineMessage('role-list-request', () => ({ forwarded: z.boolean() }))
+export const roleListReply = defineMessage('role-list-reply', () => ({
   coordinator: field.name(),
   /** 'coordinator': live; 'database': the last committed records (the coordinator did not answer). */
   source: z.enum(['coordinator', 'database']),
@@ -401,7 +402,7 @@ export const roleListReply = defineMessage('role-list-reply', {
     .optional(),
   /** Each node's drain as the coordinator runs it (Get-ClusterNode DrainStatus); absent from the database. */
   drains: field.list(z.strictObject({ node: field.name(), status: z.enum(DRAIN_STATUSES) }), CLUSTER_NODES_MAX).optional(),
-})
+}))
 
 // ── live and quick migration of VM roles ─────────────────────────────────────────────
 
@@ -420,38 +421,38 @@ const migrationOptionsSchema = z.strictObject({
 export type MigrationOptionsMessage = z.infer<typeof migrationOptionsSchema>
 
 /** Operator → any host (forwarded to the coordinator): move a running VM role to `to` by live or quick migration. */
-export const vmMigrateCommandRequest = defineMessage('vm-migrate-command-request', {
+export const vmMigrateCommandRequest = defineMessage('vm-migrate-command-request', () => ({
   name: field.name(),
   to: field.name(),
   options: migrationOptionsSchema,
   forwarded: z.boolean(),
-})
+}))
 
 /** Coordinator → the VM's owner: migrate it to `to`; the VM runs there as start `op`. Answered at once; the outcome comes as vm-migrated-report. */
-export const vmMigrateRequest = defineMessage('vm-migrate-request', {
+export const vmMigrateRequest = defineMessage('vm-migrate-request', () => ({
   from: field.name(),
   role: field.name(),
   to: field.name(),
   op: field.uint(),
   epoch: field.uint(),
   options: migrationOptionsSchema,
-})
+}))
 
 /** Owner → coordinator: how the migration `op` of `role` ended; `ok`: it runs on `to` now and not here. */
-export const vmMigratedReport = defineMessage('vm-migrated-report', {
+export const vmMigratedReport = defineMessage('vm-migrated-report', () => ({
   from: field.name(),
   role: field.name(),
   to: field.name(),
   op: field.uint(),
   ok: z.boolean(),
   reason: field.text(ROLE_REASON_CHARS_MAX),
-})
+}))
 
 /** Operator → the VM's owner: cancel its outgoing migration (it stays on the owner). */
-export const vmMigrateCancelRequest = defineMessage('vm-migrate-cancel-request', { vm: field.name() })
+export const vmMigrateCancelRequest = defineMessage('vm-migrate-cancel-request', () => ({ vm: field.name() }))
 
 /** Operator → a host: the state of the latest migration of `vm` it started (progress, or the result when done). */
-export const vmMigrationStatusRequest = defineMessage('vm-migration-status-request', { vm: field.name() })
+export const vmMigrationStatusRequest = defineMessage('vm-migration-status-request', () => ({ vm: field.name() }))
 
 const migrationRoundSchema = z.strictObject({
   round: field.uint(),
@@ -488,7 +489,7 @@ export const migrationResultSchema = z.strictObject({
 })
 export type MigrationResultMessage = z.infer<typeof migrationResultSchema>
 
-export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply', {
+export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply', () => ({
   vm: field.name(),
   host: field.name(),
   /** none: this host started no migration of it. */
@@ -503,19 +504,16 @@ export const vmMigrationStatusReply = defineMessage('vm-migration-status-reply',
   copy_rate_bytes_per_s: z.number().min(0).optional(),
   expected_blackout_ms: field.time_ms().nullable(),
   result: migrationResultSchema.nullable(),
-})
-
-/** Most block writes per second a VM's disk writer may be asked for. */
-export const VM_DISK_IOPS_MAX = 10_000
+}))
 
 /** Operator → the VM's owner: change its guest workload live; an absent field keeps its value. */
-export const vmLoadRequest = defineMessage('vm-load-request', {
+export const vmLoadRequest = defineMessage('vm-load-request', () => ({
   vm: field.name(),
   dirty_mib_per_s: z.number().min(0).max(4096).optional(),
   hot_fraction: z.number().gt(0).max(1).nullable(),
   /** Block writes per second to the VM's disk (0 = idle). */
   disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
-})
+}))
 
 /** A VM's disk writer as its host sees it (`hvlab vm inspect`). */
 export const vmDiskCountersSchema = z.strictObject({
@@ -540,8 +538,8 @@ export const vmDiskCountersSchema = z.strictObject({
 export type VmDiskCountersMessage = z.infer<typeof vmDiskCountersSchema>
 
 /** Operator → a host: one VM as it runs there (memory hash for checks, load, heartbeats). */
-export const vmInspectRequest = defineMessage('vm-inspect-request', { vm: field.name() })
-export const vmInspectReply = defineMessage('vm-inspect-reply', {
+export const vmInspectRequest = defineMessage('vm-inspect-request', () => ({ vm: field.name() }))
+export const vmInspectReply = defineMessage('vm-inspect-reply', () => ({
   vm: field.name(),
   host: field.name(),
   running: z.boolean(),
@@ -555,18 +553,17 @@ export const vmInspectReply = defineMessage('vm-inspect-reply', {
   disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
   /** The VM's disk writer; null when no disk is attached. */
   disk: vmDiskCountersSchema.nullable().optional(),
-})
+}))
 
 /**
  * Operator → the VM's owner (`hvlab vm hang`): the guest stops answering its heartbeat for
  * `for_ms` (null: until released or restarted), or with `release` answers again. Reply: ok.
  */
-export const GUEST_HANG_MS_MAX = 3_600_000
-export const vmHangRequest = defineMessage('vm-hang-request', {
+export const vmHangRequest = defineMessage('vm-hang-request', () => ({
   vm: field.name(),
   for_ms: z.number().int().min(1).max(GUEST_HANG_MS_MAX).nullable(),
   release: z.boolean(),
-})
+}))
 
 export const clusterMessages = [
   clusterHeartbeat,

@@ -51,87 +51,89 @@ export type CsvNodeState = z.infer<typeof csvNodeStateSchema>
 
 // ---------------------------------------------------------------- operator → host
 
-export const csvCreateRequest = defineMessage('csv-create-request', {
+export const csvCreateRequest = defineMessage('csv-create-request', () => ({
   name: csvName(),
   array: field.name(),
   size_bytes: z.number().int().min(1).max(CSV_SIZE_BYTES_MAX),
-})
-export const csvMoveRequest = defineMessage('csv-move-request', { name: csvName(), to: field.name() })
-export const csvListRequest = defineMessage('csv-list-request', {})
-export const csvListReply = defineMessage('csv-list-reply', { from: field.name(), csvs: field.list(csvInfoSchema, CSV_LISTED_MAX) })
-export const csvStateRequest = defineMessage('csv-state-request', {})
-export const csvStateReply = defineMessage('csv-state-reply', {
+}))
+export const csvMoveRequest = defineMessage('csv-move-request', () => ({ name: csvName(), to: field.name() }))
+export const csvListRequest = defineMessage('csv-list-request', () => ({}))
+export const csvListReply = defineMessage('csv-list-reply', () => ({ from: field.name(), csvs: field.list(csvInfoSchema, CSV_LISTED_MAX) }))
+export const csvStateRequest = defineMessage('csv-state-request', () => ({}))
+export const csvStateReply = defineMessage('csv-state-reply', () => ({
   host: field.name(),
   volumes: field.list(csvNodeStateSchema, CSV_LISTED_MAX),
-})
+}))
 /** Write test data (derived from `pattern`, see shared/block-pattern.ts) through this host's CSV I/O path. */
-export const csvWriteRequest = defineMessage('csv-write-request', {
+export const csvWriteRequest = defineMessage('csv-write-request', () => ({
   csv: csvName(),
   region: field.name(),
   block: field.uint(),
   blocks: blockCount(),
   pattern: z.string().min(1).max(PATTERN_SEED_CHARS_MAX),
-})
-export const csvReadRequest = defineMessage('csv-read-request', {
+}))
+export const csvReadRequest = defineMessage('csv-read-request', () => ({
   csv: csvName(),
   region: field.name(),
   block: field.uint(),
   blocks: blockCount(),
-})
-export const csvIoReply = defineMessage('csv-io-reply', {
+}))
+export const csvIoReply = defineMessage('csv-io-reply', () => ({
   host: field.name(),
   path: ioPath,
   /** The coordinator node that did redirected I/O, or null for direct. */
   via: field.name().nullable(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-})
+}))
 
 // ---------------------------------------------------------------- operator/host → coordinator node
 
 /** Allocate or release a region; a host that is not the coordinator node forwards it there (`forwarded`). */
-export const csvRegionRequest = defineMessage('csv-region-request', {
+export const csvRegionRequest = defineMessage('csv-region-request', () => ({
   csv: csvName(),
   region: field.name(),
   op: z.enum(['allocate', 'release']),
   size_bytes: field.uint().optional(),
   forwarded: z.boolean(),
-})
-export const csvRegionReply = defineMessage('csv-region-reply', {
+}))
+export const csvRegionReply = defineMessage('csv-region-reply', () => ({
   csv: csvName(),
   region: field.name(),
   /** Null after a release. */
   allocation: csvRegionSchema.nullable(),
   owner: field.name(),
-})
+}))
 
 /** Host → coordinator node: write on my behalf (I have no path to the array); attachment = data. */
 export const csvRedirectWrite = defineMessage(
   'csv-redirect-write',
-  { from: field.name(), csv: csvName(), region: field.name(), block: field.uint(), blocks: blockCount(), epoch: field.uint() },
+  () => ({ from: field.name(), csv: csvName(), region: field.name(), block: field.uint(), blocks: blockCount(), epoch: field.uint() }),
   { attachment: 'required' },
 )
-export const csvRedirectWritten = defineMessage('csv-redirect-written', { csv: csvName(), blocks: blockCount() })
-export const csvRedirectRead = defineMessage('csv-redirect-read', {
+export const csvRedirectWritten = defineMessage('csv-redirect-written', () => ({ csv: csvName(), blocks: blockCount() }))
+export const csvRedirectRead = defineMessage('csv-redirect-read', () => ({
   from: field.name(),
   csv: csvName(),
   region: field.name(),
   block: field.uint(),
   blocks: blockCount(),
+}))
+export const csvRedirectData = defineMessage('csv-redirect-data', () => ({ csv: csvName(), blocks: blockCount() }), {
+  attachment: 'required',
 })
-export const csvRedirectData = defineMessage('csv-redirect-data', { csv: csvName(), blocks: blockCount() }, { attachment: 'required' })
 
 /**
  * Coordinator node → another node: can you reach the CSV's array yourself? (It checks now,
  * with a one-block read.) Asked by a coordinator node that lost its own path, to hand the
  * CSV to a node that has one.
  */
-export const csvPathCheck = defineMessage('csv-path-check', { csv: csvName() })
-export const csvPathChecked = defineMessage('csv-path-checked', {
+export const csvPathCheck = defineMessage('csv-path-check', () => ({ csv: csvName() }))
+export const csvPathChecked = defineMessage('csv-path-checked', () => ({
   csv: csvName(),
   host: field.name(),
   direct: z.boolean(),
   detail: field.text(512),
-})
+}))
 
 export const csvMessages = [
   csvCreateRequest,

@@ -6,24 +6,39 @@
  * A message is a msgpack map with a literal `t`. A message whose `attachment` is
  * 'required' carries raw bytes (pages, blocks) after the msgpack part of its frame:
  * bulk data never travels as msgpack arrays of numbers.
+ *
+ * A message's schema is built when it is first used, from its shape given as a function
+ * (`defineMessage('ping', () => ({ seq: field.u32() }))`): a process checks a few of the
+ * hundred-odd message types, and building every schema when the protocol loads cost each
+ * CLI command about 0.1 s. A shape given as an object has its fields built at load.
  */
 import { z } from 'zod'
 
 export type Attachment = 'none' | 'required'
 
+type MessageSchema<T extends string, S extends z.ZodRawShape> = z.ZodObject<S & { t: z.ZodLiteral<T> }, z.core.$strict>
+
 export interface MessageDef<T extends string, S extends z.ZodRawShape> {
   readonly t: T
-  readonly schema: z.ZodObject<S & { t: z.ZodLiteral<T> }, z.core.$strict>
+  /** Built on first read, then kept. */
+  readonly schema: MessageSchema<T, S>
   readonly attachment: Attachment
 }
 
 export function defineMessage<T extends string, S extends z.ZodRawShape>(
   t: T,
-  shape: S,
+  shape: S | (() => S),
   options: { attachment?: Attachment } = {},
 ): MessageDef<T, S> {
-  const schema = z.strictObject({ ...shape, t: z.literal(t) }) as unknown as z.ZodObject<S & { t: z.ZodLiteral<T> }, z.core.$strict>
-  return { t, schema, attachment: options.attachment ?? 'none' }
+  let schema: MessageSchema<T, S> | undefined
+  return {
+    t,
+    get schema(): MessageSchema<T, S> {
+      schema ??= z.strictObject({ ...(typeof shape === 'function' ? shape() : shape), t: z.literal(t) }) as unknown as MessageSchema<T, S>
+      return schema
+    },
+    attachment: options.attachment ?? 'none',
+  }
 }
 
 /** Common field types with bounds, so no peer can make us allocate without limit. */

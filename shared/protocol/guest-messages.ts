@@ -21,27 +21,27 @@ import { defineMessage, field } from './define.js'
 export const GUEST_UNAVAILABLE_REASONS = ['not-here', 'paused-too-long'] as const
 export type GuestUnavailableReason = (typeof GUEST_UNAVAILABLE_REASONS)[number]
 
-export const guestPing = defineMessage('guest-ping', {
+export const guestPing = defineMessage('guest-ping', () => ({
   vm: field.name(),
   seq: field.uint(),
   /** Which switch client sent it (the switch's own id for the WebSocket). */
   client: field.id(),
-})
+}))
 
-export const guestPong = defineMessage('guest-pong', {
+export const guestPong = defineMessage('guest-pong', () => ({
   vm: field.name(),
   seq: field.uint(),
   /** The guest's reply counter, kept in guest memory: +1 per reply, so it moves with the VM. */
   value: field.u32(),
   host: field.name(),
-})
+}))
 
-export const guestUnavailable = defineMessage('guest-unavailable', {
+export const guestUnavailable = defineMessage('guest-unavailable', () => ({
   vm: field.name(),
   seq: field.uint(),
   host: field.name(),
   reason: z.enum(GUEST_UNAVAILABLE_REASONS),
-})
+}))
 
 export const VM_LOCATION_AT = ['here', 'gone'] as const
 
@@ -52,12 +52,12 @@ export const VM_LOCATION_AT = ['here', 'gone'] as const
  * or stopped for lost quorum). `op` and `epoch`: the start op and cluster epoch of that
  * incarnation (a role's ops only grow, so a lower op is an older incarnation).
  */
-export const vmLocation = defineMessage('vm-location', {
+export const vmLocation = defineMessage('vm-location', () => ({
   vm: field.name(),
   at: z.enum(VM_LOCATION_AT),
   op: field.uint(),
   epoch: field.uint(),
-})
+}))
 export type VmLocation = Omit<z.infer<typeof vmLocation.schema>, 't'>
 
 export const guestMessages = [guestPing, guestPong, guestUnavailable, vmLocation] as const

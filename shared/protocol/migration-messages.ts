@@ -31,7 +31,7 @@ export type StorageMode = z.infer<typeof storageModeSchema>
 const round = () => z.number().int().min(0).max(MIGRATION_ROUND_MAX)
 const sha256Hex = () => z.string().regex(/^[0-9a-f]{64}$/)
 
-export const migrationBegin = defineMessage('migration-begin', {
+export const migrationBegin = defineMessage('migration-begin', () => ({
   migration_id: migrationIdSchema,
   vm: field.name(),
   page_count: z.number().int().min(1).max(MIGRATION_PAGES_MAX),
@@ -40,67 +40,67 @@ export const migrationBegin = defineMessage('migration-begin', {
   verify: z.boolean(),
   /** The cluster's start op and epoch the VM will run under on the destination (absent outside a cluster). */
   placement: z.strictObject({ op: field.uint(), epoch: field.uint() }).optional(),
-})
+}))
 
-export const migrationReady = defineMessage('migration-ready', {
+export const migrationReady = defineMessage('migration-ready', () => ({
   migration_id: migrationIdSchema,
-})
+}))
 
 export const migrationPages = defineMessage(
   'migration-pages',
-  {
+  () => ({
     migration_id: migrationIdSchema,
     round: round(),
     /** 0, 1, 2 … within the round: the destination checks none is missing or repeated. */
     seq: field.u32(),
-  },
+  }),
   { attachment: 'required' },
 )
 
-export const migrationRoundEnd = defineMessage('migration-round-end', {
+export const migrationRoundEnd = defineMessage('migration-round-end', () => ({
   migration_id: migrationIdSchema,
   round: round(),
   batches: field.u32(),
-})
+}))
 
-export const migrationRoundAck = defineMessage('migration-round-ack', {
+export const migrationRoundAck = defineMessage('migration-round-ack', () => ({
   migration_id: migrationIdSchema,
   round: round(),
   batches: field.u32(),
   pages: field.uint(),
-})
+}))
 
 export const migrationBlackout = defineMessage(
   'migration-blackout',
-  {
+  () => ({
     migration_id: migrationIdSchema,
     /** The final round, whose batches were sent with the guest paused. */
     round: round(),
     batches: field.u32(),
-  },
+  }),
   { attachment: 'required' },
 )
 
-export const migrationPrepared = defineMessage('migration-prepared', {
+export const migrationPrepared = defineMessage('migration-prepared', () => ({
   migration_id: migrationIdSchema,
   /** sha256 of destination memory when the migration asked to verify, else null. */
   memory_sha256: sha256Hex().nullable(),
-})
+}))
 
-export const migrationResume = defineMessage('migration-resume', {
+export const migrationResume = defineMessage('migration-resume', () => ({
   migration_id: migrationIdSchema,
-})
+}))
 
-export const migrationRunning = defineMessage('migration-running', {
+export const migrationRunning = defineMessage('migration-running', () => ({
   migration_id: migrationIdSchema,
   /** The host the VM now runs on (announced to the virtual switch). */
   host: field.name(),
-})
+}))
 
-export const migrationAbort = defineMessage('migration-abort', {
+export const migrationAbort = defineMessage('migration-abort', () => ({
   migration_id: migrationIdSchema,
   reason: field.text(1024),
-})
+}))
 
 export const migrationMessages = [
   migrationBegin,

@@ -31,11 +31,11 @@ export const removableObjectSchema = z.strictObject({
 export type RemovableObject = z.infer<typeof removableObjectSchema>
 
 /** Operator → any host (forwarded to the coordinator): remove a stopped VM role and, unless `keep_disk`, its disk. */
-export const vmRemoveRequest = defineMessage('vm-remove-request', {
+export const vmRemoveRequest = defineMessage('vm-remove-request', () => ({
   name: field.name(),
   keep_disk: z.boolean(),
   forwarded: z.boolean(),
-})
+}))
 
 /**
  * The coordinator's answer: the role is gone (it is the first thing removed); `removed`
@@ -43,30 +43,30 @@ export const vmRemoveRequest = defineMessage('vm-remove-request', {
  * or after a step failed). `unfinished`: the step that failed, with its stable code;
  * what it did not reach is in `kept`.
  */
-export const vmRemoveReply = defineMessage('vm-remove-reply', {
+export const vmRemoveReply = defineMessage('vm-remove-reply', () => ({
   vm: field.name(),
   storage: z.enum(['replicated', 'csv', 'local', 'none']),
   removed: field.list(removableObjectSchema, REMOVED_OBJECTS_MAX),
   kept: field.list(removableObjectSchema, REMOVED_OBJECTS_MAX),
   unfinished: z.strictObject({ code: z.enum(ERROR_CODES), reason: field.text(1024) }).nullable(),
-})
+}))
 
 /** Operator/host → array: take `volume` out of `group` on this array (dismissrcopyvv); refused while the group is started. Reply: rc-status. */
-export const rcDismiss = defineMessage('rc-dismiss', { group: field.name(), volume: field.name() })
+export const rcDismiss = defineMessage('rc-dismiss', () => ({ group: field.name(), volume: field.name() }))
 
 /** Operator/host → array: remove `group` from this array (removercopygroup); refused while it is started. Its volumes stay. */
-export const rcRemove = defineMessage('rc-remove', { group: field.name() })
-export const rcRemoved = defineMessage('rc-removed', {
+export const rcRemove = defineMessage('rc-remove', () => ({ group: field.name() }))
+export const rcRemoved = defineMessage('rc-removed', () => ({
   group: field.name(),
   /** The volumes that were in it (dismissed with it; they stay on the array). */
   volumes: field.list(field.name(), 64),
-})
+}))
 
 const csvName = () => z.string().regex(CSV_NAME_RE, 'a CSV name is 1–48 of a-z 0-9 . _ - starting with a letter or digit')
 
 /** Operator → any host, forwarded to the CSV's coordinator node: remove a CSV that has no regions left. */
-export const csvRemoveRequest = defineMessage('csv-remove-request', { name: csvName(), forwarded: z.boolean() })
-export const csvRemoveReply = defineMessage('csv-remove-reply', {
+export const csvRemoveRequest = defineMessage('csv-remove-request', () => ({ name: csvName(), forwarded: z.boolean() }))
+export const csvRemoveReply = defineMessage('csv-remove-reply', () => ({
   name: csvName(),
   array: field.name(),
   volume: field.name(),
@@ -76,6 +76,6 @@ export const csvRemoveReply = defineMessage('csv-remove-reply', {
   volume_removed: z.boolean(),
   /** Why the volume stays on the array (null when it was removed). */
   volume_kept_because: z.strictObject({ code: z.enum(ERROR_CODES), reason: field.text(1024) }).nullable(),
-})
+}))
 
 export const removalMessages = [vmRemoveRequest, vmRemoveReply, rcDismiss, rcRemove, rcRemoved, csvRemoveRequest, csvRemoveReply] as const

@@ -16,33 +16,33 @@ export const partyRoleSchema = z.enum(PARTY_ROLES)
 export type PartyRole = z.infer<typeof partyRoleSchema>
 
 /** Server → client, first frame on every connection. */
-export const challenge = defineMessage('challenge', {
+export const challenge = defineMessage('challenge', () => ({
   protocolVersion: field.u32(),
   name: field.name(),
   role: partyRoleSchema,
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
-})
+}))
 
 /** Client → server: who I am, and proof that I hold the lab's secret. */
-export const hello = defineMessage('hello', {
+export const hello = defineMessage('hello', () => ({
   protocolVersion: field.u32(),
   name: field.name(),
   role: partyRoleSchema,
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
   proof: z.string().regex(/^[0-9a-f]{64}$/),
-})
+}))
 
 /** Server → client: accepted, and the server's own proof (mutual authentication). */
-export const welcome = defineMessage('welcome', {
+export const welcome = defineMessage('welcome', () => ({
   name: field.name(),
   proof: z.string().regex(/^[0-9a-f]{64}$/),
-})
+}))
 
 /** Either side, then close: why the connection is being refused or closed. */
-export const goodbye = defineMessage('goodbye', {
+export const goodbye = defineMessage('goodbye', () => ({
   code: field.text(64),
   reason: field.text(1024),
-})
+}))
 
 export const endpointSchema = z.strictObject({
   host: z.string().max(255),
@@ -50,14 +50,14 @@ export const endpointSchema = z.strictObject({
 })
 
 /** A process → the controller, once connected: where it listens. */
-export const register = defineMessage('register', {
+export const register = defineMessage('register', () => ({
   name: field.name(),
   role: roleSchema,
   site: field.name(),
   pid: field.u32(),
   peerEndpoint: endpointSchema,
   httpEndpoint: endpointSchema,
-})
+}))
 
 export const directoryEntrySchema = z.strictObject({
   name: field.name(),
@@ -67,19 +67,19 @@ export const directoryEntrySchema = z.strictObject({
 })
 
 /** Controller → process: the current addresses of the processes it should talk to. */
-export const directory = defineMessage('directory', {
+export const directory = defineMessage('directory', () => ({
   entries: field.list(directoryEntrySchema, 1024),
-})
+}))
 
 /** Controller → process: peers it must not reach (a partition injected by the lab). */
-export const partitionSet = defineMessage('partition-set', {
+export const partitionSet = defineMessage('partition-set', () => ({
   blocked: field.list(field.name(), 1024),
-})
+}))
 
 /** A process → the controller: the peers it is connected to right now. */
-export const peersReport = defineMessage('peers-report', {
+export const peersReport = defineMessage('peers-report', () => ({
   connected: field.list(field.name(), 1024),
-})
+}))
 
 /** An event detail: a flat, bounded JSON value (a string, number, flag, or a short list). */
 const detailScalar = z.union([z.string().max(EVENT_DETAIL_CHARS_MAX), z.number().finite(), z.boolean(), z.null()])
@@ -92,24 +92,24 @@ export type EventDetails = Record<string, z.infer<typeof detailValue>>
  * against the kind's declared schema (shared/timeline/events.ts, `checkEventDetails`) and
  * refuses, without cutting the link, an event that does not fit it.
  */
-export const timelineEvent = defineMessage('event', {
+export const timelineEvent = defineMessage('event', () => ({
   at_ms: field.time_ms(),
   kind: z.string().regex(EVENT_KIND_PATTERN),
   source: field.name(),
   details: z
     .record(z.string().max(64), detailValue)
     .refine((d) => Object.keys(d).length <= EVENT_DETAIL_FIELDS_MAX, `at most ${EVENT_DETAIL_FIELDS_MAX} detail fields`),
-})
+}))
 
 /** Liveness probe between peers, answered with the same nonce. */
-export const ping = defineMessage('ping', { seq: field.u32(), sent_ms: field.time_ms() })
-export const pong = defineMessage('pong', { seq: field.u32(), sent_ms: field.time_ms() })
+export const ping = defineMessage('ping', () => ({ seq: field.u32(), sent_ms: field.time_ms() }))
+export const pong = defineMessage('pong', () => ({ seq: field.u32(), sent_ms: field.time_ms() }))
 
 /** A generic success reply carrying nothing. */
-export const ok = defineMessage('ok', {})
+export const ok = defineMessage('ok', () => ({}))
 
 /** Test-only: an opaque blob with a byte attachment, used to exercise bulk frames. */
-export const blob = defineMessage('blob', { label: field.text(64) }, { attachment: 'required' })
+export const blob = defineMessage('blob', () => ({ label: field.text(64) }), { attachment: 'required' })
 
 export const runtimeMessages = [
   challenge,

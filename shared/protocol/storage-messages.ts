@@ -10,9 +10,10 @@
 import { z } from 'zod'
 import { ERROR_CODES } from '../errors.js'
 import { defineMessage, field } from './define.js'
+import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES } from './storage-limits.js'
 
-/** Most blocks one host I/O may move (1 MiB at the default 4 KiB block). */
-export const BLOCKS_PER_IO_MAX = 256
+export { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES }
+
 /** Most blocks in one resync/delta batch between arrays. */
 export const BLOCKS_PER_BATCH_MAX = 256
 export const VOLUMES_LISTED_MAX = 1024
@@ -34,7 +35,7 @@ export const wwnSchema = z
 /** Host → array (request): write `blocks` blocks from `block`; the attachment is the data. */
 export const blockWrite = defineMessage(
   'block-write',
-  {
+  () => ({
     volume: volume(),
     host: field.name(),
     initiator: wwnSchema.optional(),
@@ -42,35 +43,31 @@ export const blockWrite = defineMessage(
     epoch: field.uint(),
     block: field.uint(),
     blocks: blockCount(),
-  },
+  }),
   { attachment: 'required' },
 )
 
 /** Array → host (reply to block-write): the write is durable (and on the partner, in sync mode). */
-export const blockWritten = defineMessage('block-written', {
+export const blockWritten = defineMessage('block-written', () => ({
   volume: volume(),
   block: field.uint(),
   blocks: blockCount(),
-})
+}))
 
 /** Host → array (request): read `blocks` blocks from `block`. */
-export const blockRead = defineMessage('block-read', {
+export const blockRead = defineMessage('block-read', () => ({
   volume: volume(),
   host: field.name(),
   initiator: wwnSchema.optional(),
   block: field.uint(),
   blocks: blockCount(),
-})
+}))
 
 /** Array → host (reply to block-read); the attachment is the data. */
-export const blockData = defineMessage(
-  'block-data',
-  { volume: volume(), block: field.uint(), blocks: blockCount() },
-  { attachment: 'required' },
-)
+export const blockData = defineMessage('block-data', () => ({ volume: volume(), block: field.uint(), blocks: blockCount() }), {
+  attachment: 'required',
+})
 
-/** Most blocks one digest request may cover (256 MiB at 4 KiB blocks); the array reads them in bounded chunks. */
-export const DIGEST_BLOCKS_MAX = 65536
 /** Longest pattern seed of a block-write-pattern. */
 export const PATTERN_SEED_CHARS_MAX = 128
 
@@ -79,7 +76,7 @@ export const PATTERN_SEED_CHARS_MAX = 128
  * write whose data the array derives from `pattern` (see shared/block-pattern.ts).
  * Masking and fencing apply exactly as for a host's block-write. Reply: block-written.
  */
-export const blockWritePattern = defineMessage('block-write-pattern', {
+export const blockWritePattern = defineMessage('block-write-pattern', () => ({
   volume: volume(),
   host: field.name(),
   initiator: wwnSchema.optional(),
@@ -87,68 +84,66 @@ export const blockWritePattern = defineMessage('block-write-pattern', {
   block: field.uint(),
   blocks: blockCount(),
   pattern: z.string().min(1).max(PATTERN_SEED_CHARS_MAX),
-})
+}))
 
 /**
  * Operator → array (request): sha256 of `blocks` blocks from `block` (and of each block,
  * when there are at most BLOCKS_PER_IO_MAX). With `host`, masking applies as for a host's
  * read; without, it is an administrator's read. Reply: block-digest.
  */
-export const blockDigestRequest = defineMessage('block-digest-request', {
+export const blockDigestRequest = defineMessage('block-digest-request', () => ({
   volume: volume(),
   host: field.name().optional(),
   initiator: wwnSchema.optional(),
   block: field.uint(),
   blocks: z.number().int().min(1).max(DIGEST_BLOCKS_MAX),
-})
-export const blockDigest = defineMessage('block-digest', {
+}))
+export const blockDigest = defineMessage('block-digest', () => ({
   volume: volume(),
   block: field.uint(),
   blocks: z.number().int().min(1).max(DIGEST_BLOCKS_MAX),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   block_sha256: field.list(z.string().regex(/^[0-9a-f]{64}$/), BLOCKS_PER_IO_MAX).optional(),
-})
+}))
 
 // ---------------------------------------------------------------- volume and LUN admin
 
-export const volumeCreate = defineMessage('volume-create', { volume: volume(), size_bytes: field.uint() })
-export const volumeGrow = defineMessage('volume-grow', { volume: volume(), size_bytes: field.uint() })
-export const volumeRemove = defineMessage('volume-remove', { volume: volume() })
-export const volumeList = defineMessage('volume-list', {})
-export const volumeListing = defineMessage('volume-listing', {
+export const volumeCreate = defineMessage('volume-create', () => ({ volume: volume(), size_bytes: field.uint() }))
+export const volumeGrow = defineMessage('volume-grow', () => ({ volume: volume(), size_bytes: field.uint() }))
+export const volumeRemove = defineMessage('volume-remove', () => ({ volume: volume() }))
+export const volumeList = defineMessage('volume-list', () => ({}))
+export const volumeListing = defineMessage('volume-listing', () => ({
   block_size_bytes: field.u32(),
   /** Each volume with the hosts it is presented to (LUN masking). */
   volumes: field.list(
     z.strictObject({ volume: volume(), size_bytes: field.uint(), presented_to: field.list(field.name(), 4096) }),
     VOLUMES_LISTED_MAX,
   ),
-})
+}))
 
 /** Present a volume to a host; with initiators, only I/O from those (VFC WWN A/B) is allowed. */
-export const lunPresent = defineMessage('lun-present', {
+export const lunPresent = defineMessage('lun-present', () => ({
   volume: volume(),
   host: field.name(),
   initiators: field.list(wwnSchema, 2),
-})
-export const lunUnpresent = defineMessage('lun-unpresent', { volume: volume(), host: field.name() })
+}))
+export const lunUnpresent = defineMessage('lun-unpresent', () => ({ volume: volume(), host: field.name() }))
 /** Array → operator (reply to lun-present/lun-unpresent): the volume's presentations now. */
-export const lunPresentations = defineMessage('lun-presentations', {
+export const lunPresentations = defineMessage('lun-presentations', () => ({
   volume: volume(),
   presentations: field.list(z.strictObject({ host: field.name(), initiators: field.list(z.string().max(23), 2) }), 4096),
-})
+}))
 
 // ---------------------------------------------------------------- Remote Copy admin
 
 export const RC_ROLES = ['primary', 'secondary', 'primary-rev', 'secondary-rev'] as const
 export const rcRoleSchema = z.enum(RC_ROLES)
-export const RC_MODES = ['sync', 'periodic'] as const
 export const rcModeSchema = z.enum(RC_MODES)
-export const RC_WRITE_ERROR_POLICIES = ['no_fail_wrt_on_err', 'fail_wrt_on_err'] as const
 export const RC_VOLUME_STATES = ['New', 'Syncing', 'Synced', 'NotSynced', 'Stopped', 'Stale'] as const
 export const RC_VERBS = ['start', 'stop', 'sync', 'failover', 'recover', 'restore', 'reverse', 'switchover'] as const
 
 /** CLI/controller → array: create one side of a group (run on both arrays). */
-export const rcCreate = defineMessage('rc-create', {
+export const rcCreate = defineMessage('rc-create', () => ({
   group: field.name(),
   partner: field.name(),
   role: z.enum(['primary', 'secondary']),
@@ -158,24 +153,24 @@ export const rcCreate = defineMessage('rc-create', {
   auto_recover: z.boolean().optional(),
   /** Peer Persistence-style: the cluster (CLX) fails it over, and it recovers by itself once the link is back. */
   auto_failover: z.boolean().optional(),
-})
+}))
 
 /** CLI/controller → the primary array: add a volume pair to a group (admitrcopyvv). */
-export const rcAdmit = defineMessage('rc-admit', {
+export const rcAdmit = defineMessage('rc-admit', () => ({
   group: field.name(),
   volume: volume(),
   remote_volume: volume(),
-})
+}))
 
 /** CLI/controller → array: one of the group verbs, run where 3PAR runs it. */
-export const rcVerb = defineMessage('rc-verb', {
+export const rcVerb = defineMessage('rc-verb', () => ({
   group: field.name(),
   verb: z.enum(RC_VERBS),
   /** failover onto volumes that never completed a sync. */
   force: z.boolean().optional(),
-})
+}))
 
-export const rcStatusRequest = defineMessage('rc-status-request', { group: field.name().optional() })
+export const rcStatusRequest = defineMessage('rc-status-request', () => ({ group: field.name().optional() }))
 
 export const rcVolumeStatusSchema = z.strictObject({
   volume: volume(),
@@ -219,12 +214,12 @@ export const rcGroupStatusSchema = z.strictObject({
   journal_damaged: z.literal(true).optional(),
 })
 
-export const rcStatus = defineMessage('rc-status', { groups: field.list(rcGroupStatusSchema, GROUPS_LISTED_MAX) })
+export const rcStatus = defineMessage('rc-status', () => ({ groups: field.list(rcGroupStatusSchema, GROUPS_LISTED_MAX) }))
 
 // ---------------------------------------------------------------- array ↔ array
 
 /** Either side on link-up and after a change: who I am in this group now. */
-export const rcHello = defineMessage('rc-hello', {
+export const rcHello = defineMessage('rc-hello', () => ({
   group: field.name(),
   role: rcRoleSchema,
   started: z.boolean(),
@@ -236,90 +231,95 @@ export const rcHello = defineMessage('rc-hello', {
    * expects of them (remote-copy-group.ts).
    */
   incarnation: field.uint(),
-})
+}))
 
 /** Primary → secondary: a volume pair was admitted; `volume` is the receiver's name. */
-export const rcAdmitPeer = defineMessage('rc-admit-peer', {
+export const rcAdmitPeer = defineMessage('rc-admit-peer', () => ({
   group: field.name(),
   volume: volume(),
   remote_volume: volume(),
   block_count: field.uint(),
-})
+}))
 
 /** Source → target: one host write, in group write order within the source's link session `incarnation` (sync mode); attachment = data. */
 export const rcWrite = defineMessage(
   'rc-write',
-  { group: field.name(), incarnation: field.uint(), seq: field.uint(), volume: volume(), block: field.uint(), blocks: blockCount() },
+  () => ({
+    group: field.name(),
+    incarnation: field.uint(),
+    seq: field.uint(),
+    volume: volume(),
+    block: field.uint(),
+    blocks: blockCount(),
+  }),
   { attachment: 'required' },
 )
 /** Target → source: rc-write (`incarnation`, `seq`) is durable on the target. */
-export const rcWriteAck = defineMessage('rc-write-ack', { group: field.name(), incarnation: field.uint(), seq: field.uint() })
+export const rcWriteAck = defineMessage('rc-write-ack', () => ({ group: field.name(), incarnation: field.uint(), seq: field.uint() }))
 /**
  * Target → source: rc-write (`incarnation`, `seq`) was refused and not written; `code` says
  * why (a stale link session or order: HVLAB_E_PROTOCOL; a full input queue:
  * HVLAB_E_BACKPRESSURE; …). The source treats it as a link failure.
  */
-export const rcWriteNack = defineMessage('rc-write-nack', {
+export const rcWriteNack = defineMessage('rc-write-nack', () => ({
   group: field.name(),
   incarnation: field.uint(),
   seq: field.uint(),
   code: z.enum(ERROR_CODES),
   reason: field.text(1024),
-})
+}))
 
 /** Source → target: a resync/delta cycle starts from the consistent point taken at `consistent_at_ms`. */
-export const rcCycleBegin = defineMessage('rc-cycle-begin', {
+export const rcCycleBegin = defineMessage('rc-cycle-begin', () => ({
   group: field.name(),
   cycle: field.uint(),
   consistent_at_ms: field.time_ms(),
-})
+}))
 /** Source → target: a batch of changed blocks of one volume; attachment = blocks in list order. */
 export const rcBlocks = defineMessage(
   'rc-blocks',
-  {
+  () => ({
     group: field.name(),
     cycle: field.uint(),
     batch: field.uint(),
     volume: volume(),
     block_list: field.list(field.uint(), BLOCKS_PER_BATCH_MAX).min(1),
-  },
+  }),
   { attachment: 'required' },
 )
 /** Target → source: batch `batch` is durable; `blocks`: how many blocks it carried (a compared batch sends only those that differ). */
-export const rcBlocksAck = defineMessage('rc-blocks-ack', {
+export const rcBlocksAck = defineMessage('rc-blocks-ack', () => ({
   group: field.name(),
   cycle: field.uint(),
   batch: field.uint(),
   blocks: field.uint().optional(),
-})
+}))
 /** Source → target: every block of the cycle was acknowledged; the target is at the consistent point. */
-export const rcCycleEnd = defineMessage('rc-cycle-end', {
+export const rcCycleEnd = defineMessage('rc-cycle-end', () => ({
   group: field.name(),
   cycle: field.uint(),
   consistent_at_ms: field.time_ms(),
-})
-export const rcCycleDone = defineMessage('rc-cycle-done', { group: field.name(), cycle: field.uint() })
+}))
+export const rcCycleDone = defineMessage('rc-cycle-done', () => ({ group: field.name(), cycle: field.uint() }))
 
 /** A role change that both arrays of a group make together. */
-export const rcRoleChange = defineMessage('rc-role-change', {
+export const rcRoleChange = defineMessage('rc-role-change', () => ({
   group: field.name(),
   op: z.enum(['recover', 'restore', 'reverse', 'switchover']),
-})
-export const rcRoleChangeAck = defineMessage('rc-role-change-ack', {
+}))
+export const rcRoleChangeAck = defineMessage('rc-role-change-ack', () => ({
   group: field.name(),
   op: z.enum(['recover', 'restore', 'reverse', 'switchover']),
   role: rcRoleSchema,
-})
+}))
 
 /**
  * Old primary → Primary-Rev during recover: the blocks it changed that the other side
  * may not have. `volume` is the receiver's name; attachment = a bitmap, bit i = block i.
  */
-export const rcDirtySet = defineMessage(
-  'rc-dirty-set',
-  { group: field.name(), volume: volume(), block_count: field.uint() },
-  { attachment: 'required' },
-)
+export const rcDirtySet = defineMessage('rc-dirty-set', () => ({ group: field.name(), volume: volume(), block_count: field.uint() }), {
+  attachment: 'required',
+})
 
 /** sha256 is 32 bytes; a hash list is that many bytes per block, in list order. */
 export const BLOCK_HASH_BYTES = 32
@@ -329,16 +329,16 @@ export const BLOCK_HASH_BYTES = 32
  * `block_list` of `volume` (the receiver's name) as the target holds it now, so that only
  * blocks that differ are sent. Reply: rc-hash-list. At most BLOCKS_PER_BATCH_MAX blocks.
  */
-export const rcHashRequest = defineMessage('rc-hash-request', {
+export const rcHashRequest = defineMessage('rc-hash-request', () => ({
   group: field.name(),
   cycle: field.uint(),
   volume: volume(),
   block_list: field.list(field.uint(), BLOCKS_PER_BATCH_MAX).min(1),
-})
+}))
 /** Target → source (reply to rc-hash-request); attachment = BLOCK_HASH_BYTES per block, in list order. */
 export const rcHashList = defineMessage(
   'rc-hash-list',
-  { group: field.name(), cycle: field.uint(), volume: volume(), blocks: z.number().int().min(1).max(BLOCKS_PER_BATCH_MAX) },
+  () => ({ group: field.name(), cycle: field.uint(), volume: volume(), blocks: z.number().int().min(1).max(BLOCKS_PER_BATCH_MAX) }),
   { attachment: 'required' },
 )
 
