@@ -2,7 +2,9 @@
  * The destination side of one live migration, as a pure state machine:
  * `step(input, now_ms) → effects`. The shell (migration-service.ts) applies the batches,
  * answers the source's requests with the `reply`/`refuse` effects and reports what the
- * source or the link did as inputs.
+ * source or the link did as inputs. Batches are applied off the event loop, in the order
+ * they arrived; the shell feeds a round's end or the blackout only once every batch before
+ * it is applied, and a batch that cannot be applied comes back as `failed`.
  *
  * Stages:
  *   idle      → begin: allocate memory for the skeleton VM, reply ready.
@@ -61,7 +63,7 @@ export type DestinationReply =
 
 export type DestinationEffect =
   | { readonly kind: 'allocate-memory'; readonly page_count: number }
-  /** Apply the batch that came with the `pages` input. */
+  /** Apply the batch that came with the `pages` input, after the batches before it. */
   | { readonly kind: 'apply-batch' }
   | { readonly kind: 'load-device-state' }
   | { readonly kind: 'resume-guest' }

@@ -26,6 +26,7 @@ import { settleInDoubt, type InDoubtShellDeps } from './in-doubt-shell.js'
 import { serveMigrationOperator } from './migration-operator.js'
 import { MigrationService, type Arrival, type MigrationResult } from './migration-service.js'
 import { MigrationStatusBook, refusedResult, resultMessage, runningStatus, type MigrationStatus } from './migration-status.js'
+import { PageApplyPool } from './page-apply-pool.js'
 import { PageDiffPool } from './page-diff-pool.js'
 import type { StorageHandOver } from './storage-hand-over.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
@@ -58,10 +59,13 @@ type MigrateRequest = Parameters<MigrationHost['migrate']>[0]
 
 export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): MigrationHost {
   const hosts = new Set(p.topology.hosts.map((h) => h.name))
-  const pool = new PageDiffPool({ threads: p.topology.limits.page_diff_threads })
+  const limits = p.topology.limits
+  const pool = new PageDiffPool({ threads: limits.page_diff_threads })
+  // Each arrival applies its batches one at a time: more threads than arrivals would idle.
+  const apply_pool = new PageApplyPool({ threads: Math.min(limits.page_diff_threads, limits.incoming_migrations_per_host) })
   const book = new MigrationStatusBook()
   const arrivals = new Arrivals(p, deps)
-  const service = createService(p, deps, pool, book, arrivals)
+  const service = createService(p, deps, { pool, apply_pool }, book, arrivals)
   p.onPeer((conn) => {
     if (conn.remoteRole === 'host' && hosts.has(conn.remoteName)) service.attach(conn)
   })
@@ -75,7 +79,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
     migrate: (m) => outgoing.migrate(m),
     close: () => {
       guests.close()
-      return pool.close()
+      return Promise.all([pool.close(), apply_pool.close()]).then(() => undefined)
     },
   }
 }
@@ -84,7 +88,7 @@ export function startMigrationHost(p: LabProcess, deps: MigrationHostDeps): Migr
 function createService(
   p: LabProcess,
   deps: MigrationHostDeps,
-  pool: PageDiffPool,
+  pools: { pool: PageDiffPool; apply_pool: PageApplyPool },
   book: MigrationStatusBook,
   arrivals: Arrivals,
 ): MigrationService {
@@ -93,7 +97,7 @@ function createService(
   return new MigrationService({
     host: p.name,
     log: p.log,
-    pool,
+    ...pools,
     clock: p.clock,
     outgoing_max: limits.migrations_per_host,
     queue_max: limits.migrations_queued_per_host,

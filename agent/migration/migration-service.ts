@@ -4,7 +4,9 @@
  * beyond), diffs pages in the PageDiffPool, measures bandwidth, dirty rate and blackout
  * (guest paused → destination running) and resolves a MigrationResult. Incoming:
  * `attach(conn)` answers a source's requests through MigrationDestination machines and
- * applies page batches to the arriving VM's memory.
+ * applies page batches to the arriving VM's memory in the PageApplyPool's workers, in the
+ * order they came (page-apply-queue.ts); a round is acknowledged, and the blackout
+ * stepped, only once every batch before it is applied.
  *
  * Every effect of a machine is carried out in order; long ones (a round on the wire, the
  * storage hook, a request) run in the background and report back as the next input,
@@ -24,7 +26,8 @@ import { LabVm, checkDeviceState, type MigratableVm } from './migratable-vm.js'
 import { MigrationDestination, type DestinationEffect, type DestinationInput } from './migration-destination.js'
 import type { MigrationEvent } from './migration-events.js'
 import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcome } from './migration-source.js'
-import { applyBatch } from './page-batch.js'
+import { PageApplyPool } from './page-apply-pool.js'
+import { PageApplyQueue } from './page-apply-queue.js'
 import type { PageDiffPool } from './page-diff-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
 import { batchEntryCount, streamRound } from './page-stream.js'
@@ -35,6 +38,8 @@ export const QUEUE_MAX_DEFAULT = 16
 export const INCOMING_MAX_DEFAULT = 4
 export const MIGRATION_REQUEST_TIMEOUT_MS_DEFAULT = 30_000
 export const INCOMING_BYTES_MAX_DEFAULT = 4 * 1024 * 1024 * 1024
+/** Bytes of page batches one incoming migration may have waiting to be applied. */
+export const APPLY_QUEUE_BYTES_MAX_DEFAULT = 128 * 1024 * 1024
 
 export interface MigrationServiceOptions {
   /** This host's name. */
@@ -42,6 +47,10 @@ export interface MigrationServiceOptions {
   log: Logger
   /** Shared by every migration of the host; the caller creates and closes it. */
   pool: PageDiffPool
+  /** Applies incoming page batches; shared by every arrival; the caller creates and closes it. Default: one of 1 thread, never closed (its idle workers do not hold the process). */
+  apply_pool?: PageApplyPool
+  /** Bytes of page batches one incoming migration may have waiting to be applied; default 128 MiB. */
+  apply_queue_bytes_max?: number
   clock?: Clock
   /** Outgoing migrations at once (1–16); default 2. */
   outgoing_max?: number
@@ -421,6 +430,8 @@ interface IncomingRun {
   readonly page_count: number
   readonly arrival: Arrival
   memory: GuestMemory | null
+  /** The batches on their way into `memory`, in order (null before allocation and after discard). */
+  applies: PageApplyQueue | null
   device_state: Uint8Array | null
   /** Steps the machine and carries out its effects, synchronously (every handler is). */
   readonly driver: MachineDriver<DestinationInput, DestinationEffect>
@@ -461,7 +472,9 @@ export class MigrationService {
   readonly queue_max: number
   readonly incoming_max: number
   readonly incoming_bytes_max: number
+  readonly apply_queue_bytes_max: number
   private readonly options: MigrationServiceOptions
+  private readonly apply_pool: PageApplyPool
   private readonly ctx: ServiceContext
   private readonly running = new Map<string, OutgoingRun>()
   private readonly waiting: Waiting[] = []
@@ -480,6 +493,13 @@ export class MigrationService {
       PAGE_SIZE_BYTES,
       Number.MAX_SAFE_INTEGER,
     )
+    this.apply_queue_bytes_max = checkInt(
+      'apply_queue_bytes_max',
+      options.apply_queue_bytes_max ?? APPLY_QUEUE_BYTES_MAX_DEFAULT,
+      PAGE_SIZE_BYTES,
+      Number.MAX_SAFE_INTEGER,
+    )
+    this.apply_pool = options.apply_pool ?? new PageApplyPool({ threads: 1 })
     const log = options.log.child({ component: 'migration' })
     this.ctx = {
       host: options.host,
@@ -545,10 +565,12 @@ export class MigrationService {
     this.attached.add(conn)
     conn.onRequest('migration-begin', ({ message }) => this.onBegin(conn, message))
     conn.onMessage('migration-pages', ({ message, attachment }) => this.onPages(conn, message, attachment))
-    conn.onRequest('migration-round-end', ({ message }) =>
-      this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches }),
-    )
+    conn.onRequest('migration-round-end', async ({ message }) => {
+      await this.appliedSoFar(conn, message.migration_id)
+      return this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches })
+    })
     conn.onRequest('migration-blackout', async ({ message, attachment }) => {
+      await this.appliedSoFar(conn, message.migration_id)
       const run = this.incoming.get(message.migration_id)
       const reply = this.stepIncoming(
         conn,
@@ -570,6 +592,22 @@ export class MigrationService {
       for (const run of [...this.incoming.values()])
         if (run.conn === conn) this.runOneWay(run, { kind: 'link-lost', reason: 'connection closed' })
     })
+  }
+
+  /**
+   * Resolves once every batch of the migration that arrived so far is applied (or the
+   * migration ended: a failed batch aborts it before this resolves). A request that ends
+   * a round or begins the blackout waits for this, then steps the machine.
+   */
+  private async appliedSoFar(conn: PeerConnection, migration_id: string): Promise<void> {
+    const run = this.incoming.get(migration_id)
+    if (run && run.conn === conn) await run.applies?.idle()
+  }
+
+  /** A batch could not be applied (malformed, or the pool failed): the migration cannot go on here. */
+  private applyFailed(run: IncomingRun, e: unknown): void {
+    if (this.incoming.get(run.migration_id) !== run) return
+    this.runOneWay(run, { kind: 'failed', reason: describeError(e) })
   }
 
   /** Called by a run when its machine has ended. */
@@ -629,6 +667,7 @@ export class MigrationService {
       storage: m.storage,
       page_count: m.page_count,
       memory: null,
+      applies: null,
       device_state: null,
       driver: this.incomingDriver(() => run),
       call: { attachment: undefined, reply: null, refusal: null },
@@ -723,11 +762,11 @@ export class MigrationService {
 
   private incomingHandlers(get: () => IncomingRun): EffectHandlers<DestinationEffect> {
     return {
-      'allocate-memory': (e) => void (get().memory = GuestMemory.create(e.page_count)),
+      'allocate-memory': (e) => this.allocate(get(), e.page_count),
       'apply-batch': () => {
-        const { memory, call } = get()
-        if (!memory || !call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
-        applyBatch(memory, call.attachment)
+        const { applies, call } = get()
+        if (!applies || !call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
+        applies.push(call.attachment)
       },
       'load-device-state': () => {
         const run = get()
@@ -744,6 +783,8 @@ export class MigrationService {
       'announce-location': (e) => this.options.onAnnounce?.(get().vm, e.host),
       'discard-vm': () => {
         const run = get()
+        run.applies?.stop()
+        run.applies = null
         run.memory = null
         run.device_state = null
       },
@@ -751,6 +792,18 @@ export class MigrationService {
       refuse: (e) => void (get().call.refusal = new HvlabError(e.code, e.reason)),
       emit: (e) => this.ctx.emit(e.event),
     }
+  }
+
+  /** The arriving VM's memory, and the queue that applies its batches in the pool's workers. */
+  private allocate(run: IncomingRun, page_count: number): void {
+    this.apply_pool.warm()
+    const memory = GuestMemory.create(page_count)
+    run.memory = memory
+    run.applies = new PageApplyQueue({
+      apply: (batches) => this.apply_pool.apply(memory.buffers, batches),
+      bytes_max: this.apply_queue_bytes_max,
+      onFailed: (e) => this.applyFailed(run, e),
+    })
   }
 
   private replyFor(run: IncomingRun, r: Extract<DestinationEffect, { kind: 'reply' }>['reply']): Reply {

@@ -3,12 +3,14 @@
  * pool and send each batch as a `migration-pages` frame. Pages are diffed a slice at a
  * time, the next slice in the workers while this one is on the wire, so at most two
  * slices of batches are held in memory whatever the VM's size. Batches in which every
- * page was skipped are not sent.
+ * page was skipped are not sent. Sending (sealing a frame, queueing it on the socket)
+ * is main-thread work: the event loop is served every LOOP_SLICE_MS_DEFAULT between sends.
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import type { GuestMemory } from '../vm/guest-memory.js'
 import type { PageDiffPool, PageDiffRound } from './page-diff-pool.js'
+import { LoopSlicer } from './loop-slice.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
 
 /** Pages diffed per slice (16 MiB of guest memory). */
@@ -53,6 +55,7 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
   }
   let seq = 0
   let bytes_sent = 0
+  const slicer = new LoopSlicer()
   let next = slices > 0 ? diffSlice(0) : null
   for (let k = 0; k < slices; k++) {
     const diffed = await (next as Promise<PageDiffRound>)
@@ -67,6 +70,7 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
       await r.conn.send({ t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }, batch)
       seq++
       bytes_sent += batch.length
+      await slicer.serve()
     }
     r.onSlice?.(Math.min(r.pages.length, (k + 1) * STREAM_SLICE_PAGES), bytes_sent)
   }

@@ -29,6 +29,7 @@ export const ENTRIES = {
   witness: 'witness/main.ts',
   array: 'array-emulator/main.ts',
   'page-diff-worker': 'agent/migration/page-diff-worker.ts',
+  'page-apply-worker': 'agent/migration/page-apply-worker.ts',
   'block-hash-worker': 'array-emulator/block-hash-worker.ts',
   bench: 'scripts/bench/main.ts',
   'bench-migration-endpoint': 'scripts/bench/migration-endpoint.ts',

@@ -14,6 +14,7 @@ import { GuestWorkload } from '../../agent/vm/guest-workload.js'
 import { LabVm } from '../../agent/migration/migratable-vm.js'
 import { MigrationService, type MigrationServiceOptions } from '../../agent/migration/migration-service.js'
 import type { MigrationEvent } from '../../agent/migration/migration-events.js'
+import { PageApplyPool } from '../../agent/migration/page-apply-pool.js'
 import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
 import { connect, startServer, until, type TapTest } from './transport-helpers.js'
 
@@ -21,7 +22,10 @@ const MiB = 1024 * 1024
 const clock = new RealClock()
 // One worker pool for the file, as one host has one for all its migrations.
 const pool = new PageDiffPool({ threads: 2 })
-t.teardown(() => pool.close())
+// And one apply pool, started now: its worker loads TypeScript through tap's loader, which can take seconds on a busy machine.
+const apply_pool = new PageApplyPool({ threads: 1 })
+apply_pool.warm()
+t.teardown(() => Promise.all([pool.close(), apply_pool.close()]))
 
 interface Pair {
   source: MigrationService
@@ -46,6 +50,7 @@ async function pair(
     host: 'server-a',
     log: process.env.MIG_DEBUG ? createLogger({ name: 'x', level: 'debug' }) : silentLogger(),
     pool,
+    apply_pool,
     onArrived: (vm) => arrived.push(vm),
     onAnnounce: (vm, host) => announced.push(`${vm}@${host}`),
     onEvent: (e) => destinationEvents.push(e),

@@ -1,0 +1,102 @@
+/**
+ * The destination's piscina pool for page apply (page-apply.ts): batches are decoded into
+ * the arriving VM's memory by worker threads, so a host receiving a busy VM keeps its
+ * event loop for heartbeats and lease renewals. The pool starts on the first batch (a host
+ * that never receives a VM runs no apply worker) and its idle workers end after
+ * idle_timeout_ms. At most `inflight_max` batches are in the pool at once, over every
+ * migration (shared/bounded-worker-pool.ts). An arrival warms the pool when it begins, so
+ * the worker starts while the source diffs its first pages.
+ *
+ * Hand-over: guest memory is a SharedArrayBuffer (shared, never copied). A batch that is
+ * the whole of its ArrayBuffer is moved to the worker (transferred, not cloned: detached
+ * here); any other is copied first into one of its own. A frame's attachment is a view
+ * into a receive buffer the transport owns, which may hold other frames: it must never be
+ * detached, and posting a view would clone its whole buffer. PageApplyQueue copies each
+ * batch as it arrives (a memcpy of about 1 MiB, spread over the frames), so a hand-over
+ * moves the batches that waited without touching their bytes.
+ */
+import { move, transferableSymbol, valueSymbol } from 'piscina'
+import { HvlabError } from '../../shared/errors.js'
+import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
+import type { GuestMemoryBuffers } from '../vm/guest-memory.js'
+import { appliedCounts, type PageApplyResult, type PageApplyTask } from './page-apply.js'
+import type { ApplyCounts } from './page-batch.js'
+
+export interface PageApplyPoolOptions {
+  /** Worker threads (1–64). */
+  threads: number
+  /** How long an idle worker lives; piscina's default of 0 would end it at once. */
+  idle_timeout_ms?: number
+  /** Batches in the pool at once (running + queued); default 2 per thread. */
+  inflight_max?: number
+}
+
+export const PAGE_APPLY_THREADS_MAX = 64
+const WHAT = 'page apply pool'
+
+/** The batch itself when it is the whole of its (non-shared) ArrayBuffer, else a copy that is. */
+export function ownedBatch(batch: Uint8Array): Uint8Array {
+  const whole = batch.byteOffset === 0 && batch.byteLength === batch.buffer.byteLength && batch.buffer instanceof ArrayBuffer
+  return whole ? batch : new Uint8Array(batch)
+}
+
+export class PageApplyPool {
+  readonly threads: number
+  private readonly options: PageApplyPoolOptions
+  private pool: BoundedWorkerPool<unknown, PageApplyResult> | null = null
+  private closed = false
+
+  constructor(options: PageApplyPoolOptions) {
+    this.threads = checkPoolInt(WHAT, 'threads', options.threads, 1, PAGE_APPLY_THREADS_MAX)
+    if (options.inflight_max !== undefined) checkPoolInt(WHAT, 'inflight_max', options.inflight_max, 1, 16 * PAGE_APPLY_THREADS_MAX)
+    checkPoolInt(WHAT, 'idle_timeout_ms', options.idle_timeout_ms ?? WORKER_IDLE_TIMEOUT_MS_DEFAULT, 1, 24 * 3600_000)
+    this.options = options
+  }
+
+  /** Whether a worker was ever started (the first batch starts the pool). */
+  get started(): boolean {
+    return this.pool !== null
+  }
+
+  /** Starts the pool's first worker now, if it has not started (an arrival begins: its batches follow). */
+  warm(): void {
+    this.workers()
+  }
+
+  /**
+   * Applies `batches` to the memory in a worker, in their order. Rejects with the first
+   * refused batch's HvlabError (HVLAB_E_PROTOCOL for a malformed one: it changed no memory,
+   * the batches after it were not applied). Callers keep the order: a page's later batch
+   * must not be given before the call with its earlier one has resolved. A batch that is
+   * the whole of its ArrayBuffer is detached by the call.
+   */
+  async apply(memory: GuestMemoryBuffers, batches: readonly Uint8Array[]): Promise<ApplyCounts> {
+    const pool = this.workers()
+    const own = batches.map(ownedBatch)
+    const task: PageApplyTask = { memory, batches: own }
+    // piscina adds the transferable to the task's transfer list with concat(): an array of buffers moves each one
+    const buffers = own.map((b) => b.buffer)
+    return appliedCounts(await pool.run(move({ [transferableSymbol]: buffers, [valueSymbol]: task })))
+  }
+
+  private workers(): BoundedWorkerPool<unknown, PageApplyResult> {
+    if (this.closed) throw new HvlabError('HVLAB_E_STATE', `${WHAT} is closed; create a new one`)
+    if (this.pool) return this.pool
+    const { inflight_max, idle_timeout_ms } = this.options
+    this.pool = new BoundedWorkerPool<unknown, PageApplyResult>({
+      what: WHAT,
+      filename: workerModuleUrl(import.meta.url, 'page-apply-worker'),
+      threads: this.threads,
+      threads_max: PAGE_APPLY_THREADS_MAX,
+      ...(inflight_max === undefined ? {} : { inflight_max }),
+      ...(idle_timeout_ms === undefined ? {} : { idle_timeout_ms }),
+      closed_hint: 'create a new one',
+    })
+    return this.pool
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await this.pool?.close()
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The page batches of one incoming migration on their way into guest memory: applied in
+ * the order they arrived, in the apply pool's workers, one call at a time. The batches that
+ * waited while a call ran go together in the next one (up to `group_bytes_max`): a hand-over
+ * between threads can take tens of milliseconds on a busy machine, and one per batch would
+ * fall behind the wire.
+ *
+ * Order: a page's delta is decoded against the page as the batches before it left it,
+ * so batches are never applied out of order. The protocol would allow batches of one
+ * round to go in parallel (the source sends a page at most once per round), but nothing
+ * here checks that a source keeps to it; one call at a time keeps the result the same
+ * whatever a source sends, and a worker applies batches far faster than the wire brings them.
+ *
+ * Bound: the transport has no way to stop reading a peer, so batches that arrive faster
+ * than they are applied wait here; beyond `bytes_max` waiting, push() refuses
+ * (HVLAB_E_BACKPRESSURE) and the migration fails, the VM staying on its source.
+ *
+ * A failed apply (a malformed batch) stops the queue: the batches after it are dropped
+ * and `onFailed` is called once. idle() resolves once everything pushed so far is
+ * applied, dropped or failed: the destination acknowledges a round only after that.
+ */
+import { HvlabError } from '../../shared/errors.js'
+
+export interface PageApplyQueueOptions {
+  /** Applies batches in their order (PageApplyPool.apply on the VM's memory). */
+  readonly apply: (batches: Uint8Array[]) => Promise<unknown>
+  /** Bytes of batches that may wait at once. */
+  readonly bytes_max: number
+  /** Bytes of batches given to one apply call, at most (a larger single batch goes alone); default 16 MiB. */
+  readonly group_bytes_max?: number
+  /** An apply failed; the queue has stopped. Called once. */
+  readonly onFailed: (error: unknown) => void
+}
+
+export const APPLY_GROUP_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
+
+export class PageApplyQueue {
+  private readonly waiting: Uint8Array[] = []
+  private waiting_bytes = 0
+  private applying = false
+  private stopped = false
+  private idleWaiters: (() => void)[] = []
+  private applied = 0
+
+  constructor(private readonly o: PageApplyQueueOptions) {}
+
+  /** Batches applied so far. */
+  get applied_batches(): number {
+    return this.applied
+  }
+
+  /** Bytes of batches waiting (not yet in a worker). */
+  get queued_bytes(): number {
+    return this.waiting_bytes
+  }
+
+  /**
+   * Queues a copy of the batch (the caller's bytes are not kept: a frame's attachment is a
+   * view into the transport's receive buffer) behind the ones before it; refuses beyond
+   * bytes_max waiting.
+   */
+  push(batch: Uint8Array): void {
+    if (this.stopped) return
+    if (this.waiting_bytes + batch.length > this.o.bytes_max) {
+      throw new HvlabError(
+        'HVLAB_E_BACKPRESSURE',
+        `page batches arrive faster than this host applies them (${this.waiting_bytes} bytes waiting, ${this.o.bytes_max} allowed); the host is overloaded — migrate when it is less busy, or to another host`,
+      )
+    }
+    this.waiting.push(new Uint8Array(batch))
+    this.waiting_bytes += batch.length
+    if (!this.applying) void this.drain()
+  }
+
+  /** Resolves once every batch pushed so far is applied, or the queue has stopped. */
+  idle(): Promise<void> {
+    if (!this.applying && this.waiting.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  /** Drops the batches not yet applied (the migration ended); the one in a worker finishes. */
+  stop(): void {
+    this.stopped = true
+    this.waiting.length = 0
+    this.waiting_bytes = 0
+    if (!this.applying) this.wakeIdle()
+  }
+
+  private async drain(): Promise<void> {
+    this.applying = true
+    while (!this.stopped && this.waiting.length > 0) {
+      const group = this.takeGroup()
+      try {
+        await this.o.apply(group)
+        this.applied += group.length
+      } catch (e) {
+        if (!this.stopped) {
+          this.stop()
+          this.o.onFailed(e)
+        }
+      }
+    }
+    this.applying = false
+    this.wakeIdle()
+  }
+
+  /** The batches waiting at the head, in order: at least one, up to group_bytes_max. */
+  private takeGroup(): Uint8Array[] {
+    const bytes_max = this.o.group_bytes_max ?? APPLY_GROUP_BYTES_MAX_DEFAULT
+    let n = 1
+    let bytes = (this.waiting[0] as Uint8Array).length
+    while (n < this.waiting.length && bytes + (this.waiting[n] as Uint8Array).length <= bytes_max)
+      bytes += (this.waiting[n++] as Uint8Array).length
+    this.waiting_bytes -= bytes
+    return this.waiting.splice(0, n)
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const w of waiters) w()
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The destination's ordered apply queue: batches applied one at a time in arrival order,
+ * idle() once all are in, a failure stops it (later batches dropped, onFailed once),
+ * bounded bytes waiting. And LoopSlicer, which cuts the source's send loop.
+ */
+import { setImmediate as tick } from 'node:timers/promises'
+import t from 'tap'
+import { PageApplyQueue } from '../../agent/migration/page-apply-queue.js'
+import { LoopSlicer } from '../../agent/migration/loop-slice.js'
+import { HvlabError } from '../../shared/errors.js'
+
+interface Harness {
+  queue: PageApplyQueue
+  /** First byte of each batch, as its apply call started. */
+  started: number[]
+  finished: number[]
+  /** The batches of each apply call. */
+  calls: number[][]
+  failures: unknown[]
+  /** Most apply calls running at once. */
+  concurrent_max: number
+}
+
+/**
+ * A queue whose apply takes a few event-loop turns and, like the pool, applies a call's
+ * batches in order up to one whose first byte is 0xff (malformed), then fails.
+ */
+function harness(bytes_max = 1 << 20, group_bytes_max?: number): Harness {
+  const h: Harness = {
+    queue: undefined as unknown as PageApplyQueue,
+    started: [],
+    finished: [],
+    calls: [],
+    failures: [],
+    concurrent_max: 0,
+  }
+  let running = 0
+  h.queue = new PageApplyQueue({
+    bytes_max,
+    ...(group_bytes_max === undefined ? {} : { group_bytes_max }),
+    onFailed: (e) => h.failures.push(e),
+    apply: async (batches) => {
+      running++
+      h.concurrent_max = Math.max(h.concurrent_max, running)
+      const ids = batches.map((b) => b[0] as number)
+      h.calls.push(ids)
+      h.started.push(...ids)
+      for (let i = 0; i < 1 + ((ids[0] as number) % 3); i++) await tick()
+      running--
+      for (const id of ids) {
+        if (id === 0xff) throw new HvlabError('HVLAB_E_PROTOCOL', 'malformed page batch: test')
+        h.finished.push(id)
+      }
+    },
+  })
+  return h
+}
+
+const batch = (id: number, bytes = 16): Uint8Array => new Uint8Array(bytes).fill(id)
+
+t.test('batches are applied one at a time, in the order they came; idle() once all are in', async (t) => {
+  const h = harness()
+  await h.queue.idle() // nothing queued: at once
+  for (let i = 0; i < 10; i++) h.queue.push(batch(i))
+  t.equal(h.concurrent_max, 1, 'one at a time')
+  await h.queue.idle()
+  t.same(h.finished, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'in arrival order')
+  t.equal(h.queue.applied_batches, 10)
+  t.equal(h.queue.queued_bytes, 0)
+  h.queue.push(batch(20))
+  h.queue.push(batch(21))
+  await h.queue.idle()
+  t.same(h.finished.slice(10), [20, 21], 'a queue that went idle takes more')
+  t.equal(h.concurrent_max, 1)
+})
+
+t.test('batches that waited go together in the next call, up to group_bytes_max', async (t) => {
+  const h = harness(1 << 20, 48)
+  for (let i = 0; i < 10; i++) h.queue.push(batch(i))
+  await h.queue.idle()
+  t.same(h.calls, [[0], [1, 2, 3], [4, 5, 6], [7, 8, 9]], 'the first alone (nothing waited), then three of 16 bytes a call')
+  t.equal(h.concurrent_max, 1, 'one call at a time')
+  const big = harness(1 << 20, 8)
+  big.queue.push(batch(1))
+  big.queue.push(batch(2))
+  await big.queue.idle()
+  t.same(big.calls, [[1], [2]], 'a batch larger than a group goes alone')
+})
+
+t.test('a failed batch stops the queue: later batches are dropped, onFailed is called once', async (t) => {
+  const h = harness(1 << 20, 16)
+  for (const id of [1, 2, 0xff, 3, 4]) h.queue.push(batch(id))
+  await h.queue.idle()
+  t.same(h.finished, [1, 2], 'the batches before it went in')
+  t.same(h.started, [1, 2, 0xff], 'none after it started')
+  t.equal(h.failures.length, 1)
+  t.match(h.failures[0], { code: 'HVLAB_E_PROTOCOL' })
+  h.queue.push(batch(5))
+  await h.queue.idle()
+  t.same(h.started, [1, 2, 0xff], 'a stopped queue takes nothing more')
+})
+
+t.test('stop() drops what waits; the batch in a worker finishes; idle() resolves', async (t) => {
+  const h = harness(1 << 20, 16)
+  for (const id of [1, 2, 3]) h.queue.push(batch(id))
+  h.queue.stop()
+  await h.queue.idle()
+  t.same(h.started, [1], 'only the batch already applying ran')
+  t.same(h.failures, [], 'stopping is not a failure')
+})
+
+t.test('bytes waiting are bounded: beyond, push() refuses with HVLAB_E_BACKPRESSURE', async (t) => {
+  const h = harness(64, 32)
+  h.queue.push(batch(1, 32)) // starts at once: the first waits nowhere
+  h.queue.push(batch(2, 32))
+  h.queue.push(batch(3, 32))
+  t.equal(h.queue.queued_bytes, 64)
+  t.throws(() => h.queue.push(batch(4, 1)), { code: 'HVLAB_E_BACKPRESSURE', message: /faster than this host applies them/ })
+  await h.queue.idle()
+  t.same(h.finished, [1, 2, 3])
+})
+
+t.test('LoopSlicer serves the event loop only once its slice is used up', async (t) => {
+  let turned = false
+  setImmediate(() => (turned = true))
+  await new LoopSlicer(60_000).serve()
+  t.equal(turned, false, 'within the slice: no event-loop turn')
+  await new LoopSlicer(0).serve()
+  t.equal(turned, true, 'slice used up: the event loop ran (an immediate queued before it fired)')
+})
