@@ -218,6 +218,7 @@ export class LabProcess {
       status: () => this.status(),
       log: this.log,
       limits: this.topology.limits,
+      eventLoopLag: this.metrics.eventLoopLag,
     })
     const link = new PeerLink(
       {

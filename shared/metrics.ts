@@ -1,8 +1,20 @@
 /**
  * Prometheus metrics (prom-client): one registry per process, `hvlab_` prefix, base
- * units, `_total` counters, no ids in labels. The default process metrics come too.
+ * units, `_total` counters, no ids in labels. The default process metrics come too; their
+ * event-loop delay figures (`hvlab_nodejs_eventloop_lag_*`: since the previous scrape,
+ * the 100 ms sample period included) are too coarse for a 50 ms target: read this
+ * process's own lag window instead (`hvlab_event_loop_lag_*`, event-loop-lag.ts: 10 ms
+ * resolution, period subtracted), which the status endpoint shows too.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { EventLoopLag, registerEventLoopLag } from './event-loop-lag.js'
+
+/**
+ * How often the event-loop delay histogram samples (prom-client's default is 10 ms). Each
+ * sample wakes the process: at 10 ms an otherwise idle Node process spent 0.5 % of a core
+ * on it, at 100 ms 0.07 % (measured on this project's 2-core machine; a lab has 20 processes).
+ */
+const EVENT_LOOP_SAMPLE_INTERVAL_MS = 100
 
 export interface Metrics {
   registry: Registry
@@ -12,14 +24,22 @@ export interface Metrics {
   bytesSent: Counter
   connectionsRefused: Counter<'reason'>
   peersConnected: Gauge
+  /** This process's event-loop lag over the last 10–20 s; absent with `defaults: false`. */
+  eventLoopLag?: EventLoopLag
 }
 
 export function createMetrics(options: { role: string; site: string; defaults?: boolean }): Metrics {
   const registry = new Registry()
   registry.setDefaultLabels({ role: options.role, site: options.site })
-  if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix: 'hvlab_' })
+  let eventLoopLag: EventLoopLag | undefined
+  if (options.defaults !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'hvlab_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_INTERVAL_MS })
+    eventLoopLag = new EventLoopLag()
+    registerEventLoopLag(registry, eventLoopLag)
+  }
   return {
     registry,
+    eventLoopLag,
     framesReceived: new Counter({
       name: 'hvlab_transport_frames_received_total',
       help: 'Frames received from peers, by envelope kind',

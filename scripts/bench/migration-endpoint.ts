@@ -19,8 +19,11 @@
  *   source:      { op: 'send-raw', port, frames, sealed }  → { op: 'raw-sent', started_at_ms }
  *                                                (sealed: false dials the unsealed port)
  *                { op: 'migrate', port, memory_mib, dirty_mib_per_s, seed, budget_ms, round_cap }
- *                                              → { op: 'migrated', result }
- *   both:        { op: 'exit' }
+ *                                              → { op: 'migrated', result, lag } (lag: this process's
+ *                                                event-loop lag during the migration, its VM filled)
+ *   both:        { op: 'lag-reset' } → { op: 'lag-reset' }; { op: 'lag-read' } → { op: 'lag', lag }
+ *                (event-loop lag since the reset; the destination also resets it when a
+ *                migration connects), { op: 'exit' }
  * Times are `performance.timeOrigin + performance.now()`: wall-clock milliseconds with
  * sub-millisecond resolution, comparable between two processes on one machine.
  */
@@ -29,6 +32,7 @@ import { randomFillSync } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { RealClock } from '../../shared/clock.js'
+import { LagInterval } from '../../shared/event-loop-lag.js'
 import { silentLogger } from '../../shared/log.js'
 import { FRAME_BYTES_MAX } from '../../shared/protocol/codec.js'
 import { FRAME_TAG_BYTES } from '../../shared/transport/frame-auth.js'
@@ -49,6 +53,8 @@ export type EndpointCommand =
   | { op: 'expect-raw'; bytes: number }
   | { op: 'send-raw'; port: number; frames: number; sealed: boolean }
   | { op: 'migrate'; port: number; memory_mib: number; dirty_mib_per_s: number; seed: number; budget_ms: number; round_cap: number }
+  | { op: 'lag-reset' }
+  | { op: 'lag-read' }
   | { op: 'exit' }
 
 /** The baseline without frame authentication: the same 16 tag bytes on the wire, no MAC computed or checked. */
@@ -60,6 +66,22 @@ const UNSEALED = {
 
 const now_ms = (): number => performance.timeOrigin + performance.now()
 const reply = (m: object): void => void process.send!(m)
+/** This process's event-loop lag, as a host's: what the benchmark reports next to the idle figure. */
+const lag = new LagInterval()
+
+/** The lag commands both ends answer; false for any other command. */
+function answerLag(m: EndpointCommand): boolean {
+  if (m.op === 'lag-reset') {
+    lag.reset()
+    reply({ op: 'lag-reset' })
+    return true
+  }
+  if (m.op === 'lag-read') {
+    reply({ op: 'lag', lag: lag.read() })
+    return true
+  }
+  return false
+}
 
 /** A VM of random (incompressible) memory, as the worst case for the page diff. */
 function randomVm(name: string, mib: number): LabVm {
@@ -77,7 +99,10 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
   const onPeer = (c: PeerConnection): void => {
     const raw = rawExpected
     rawExpected = null
-    if (!raw) return service.attach(c)
+    if (!raw) {
+      lag.reset()
+      return service.attach(c)
+    }
     c.onMessage('migration-pages', ({ attachment }) => {
       raw.received += attachment.length
       if (raw.received === raw.bytes) reply({ op: 'raw-received', at_ms: now_ms() })
@@ -95,6 +120,7 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
   await once(unsealed, 'listening')
   unsealed.on('connection', (ws) => onPeer(new PeerConnection(ws, { name: 'bench-src', role: 'host' }, { log, frameAuth: UNSEALED })))
   process.on('message', (m: EndpointCommand) => {
+    if (answerLag(m)) return
     if (m.op === 'expect-raw') {
       rawExpected = { bytes: m.bytes, received: 0 }
       reply({ op: 'expecting' })
@@ -153,9 +179,10 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
   })
   vm.workload = workload
   workload.start()
+  lag.reset()
   try {
     const result = await service.migrate(vm, conn, { downtime_budget_ms: m.budget_ms, round_cap: m.round_cap }).result
-    reply({ op: 'migrated', result })
+    reply({ op: 'migrated', result, lag: lag.read() })
   } finally {
     workload.stop()
     conn.terminate()
@@ -165,6 +192,7 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
 async function runSource(pool: PageDiffPool): Promise<void> {
   const service = new MigrationService({ host: 'bench-src', log: silentLogger(), pool })
   process.on('message', (m: EndpointCommand) => {
+    if (answerLag(m)) return
     const done = m.op === 'send-raw' ? sendRaw(m.port, m.frames, m.sealed) : m.op === 'migrate' ? migrate(service, m) : null
     if (m.op === 'exit') void pool.close().then(() => process.exit(0))
     done?.catch((e: unknown) => reply({ op: 'error', message: e instanceof Error ? e.message : String(e) }))

@@ -19,15 +19,21 @@
  *   3. Blackout and total time for a VM under a guest workload across dirty rates, next
  *      to modelPrecopy() at the bandwidth measured in 2 and the dirty rate asked for.
  *      The workload writes on the source's event loop, as a guest does on an agent.
+ *   4. Event-loop lag (shared/event-loop-lag.ts) of both processes, as of two hosts: idle
+ *      (measured first, for `idle_lag_ms`), and during each migration of 2 and 3 (the
+ *      source's from its VM filled to the result, the destination's from the connection
+ *      to the result). The issue's target: p99 ≤ 50 ms under a full-speed migration (2).
  *
  * Numbers are for reading, never for asserting in tests.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { randomFillSync } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import type { MigrationResult } from '../../agent/migration/migration-service.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
+import { EVENT_LOOP_LAG_RESOLUTION_MS, parseLagFigures, type LagFigures } from '../../shared/event-loop-lag.js'
 import { FRAME_TAG_BYTES, deriveFrameKeys, frameTag, openFrame } from '../../shared/transport/frame-auth.js'
 import { bundlePath } from '../build/build.mjs'
 import type { EndpointCommand } from './migration-endpoint.js'
@@ -47,6 +53,8 @@ export interface MigrationBenchOptions {
   seed: number
   /** Timed runs of the raw transport and of the stream (after one warm-up run each). */
   reps: number
+  /** How long both processes sit idle for the idle event-loop lag, ms. */
+  idle_lag_ms: number
 }
 
 export const MIGRATION_BENCH_DEFAULTS: MigrationBenchOptions = {
@@ -59,6 +67,13 @@ export const MIGRATION_BENCH_DEFAULTS: MigrationBenchOptions = {
   round_cap: ROUND_CAP_DEFAULT,
   seed: 1,
   reps: 3,
+  idle_lag_ms: 2000,
+}
+
+/** Event-loop lag of the two endpoint processes over one measurement; null where no tick was recorded. */
+export interface EndpointLag {
+  source: LagFigures | null
+  destination: LagFigures | null
 }
 
 export interface DirtyRateRow {
@@ -70,6 +85,8 @@ export interface DirtyRateRow {
   blackout_ms: number | null
   total_ms: number
   sent_mib: number
+  /** Event-loop lag p99 during this run, ms. */
+  lag_p99_ms: { source: number | null; destination: number | null }
   model_rounds: number
   model_converges: boolean
   model_blackout_ms: number
@@ -92,6 +109,14 @@ export interface MigrationBenchReport {
   downtime_budget_ms: number
   round_cap: number
   rows: DirtyRateRow[]
+  event_loop_lag: {
+    resolution_ms: number
+    idle_ms: number
+    idle: EndpointLag
+    /** The full-speed runs of the migration stream (2): the timed run with the highest p99, for each process. */
+    stream: EndpointLag
+    stream_runs: number
+  }
 }
 
 /** Frame authentication alone, on this process's event loop. */
@@ -145,6 +170,11 @@ class Endpoint {
     return reply
   }
 
+  /** This process's event-loop lag since its last reset (or, the destination's, since a migration connected). */
+  async lag(): Promise<LagFigures | null> {
+    return parseLagFigures((await this.ask({ op: 'lag-read' })).lag)
+  }
+
   /** Resolves with the next reply without sending anything (a reply to an earlier command). */
   next(): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => (this.waiting = { resolve, reject }))
@@ -175,12 +205,21 @@ async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_
   return (bytes / (Number(received.at_ms) - Number(sent.started_at_ms))) * 1000
 }
 
+/** Both processes idle for `idle_ms`: the lag to set the migrations' next to. */
+async function idleLag(source: Endpoint, destination: Endpoint, idle_ms: number): Promise<EndpointLag> {
+  await source.ask({ op: 'lag-reset' })
+  await destination.ask({ op: 'lag-reset' })
+  await sleep(idle_ms)
+  return { source: await source.lag(), destination: await destination.lag() }
+}
+
+/** One migration: its result, and both processes' event-loop lag while it ran. */
 async function migrateOnce(
   source: Endpoint,
   destination: Endpoint,
   o: MigrationBenchOptions,
   dirty_mib_per_s: number,
-): Promise<MigrationResult> {
+): Promise<{ result: MigrationResult; lag: EndpointLag }> {
   const r = await source.ask({
     op: 'migrate',
     port: destination.port,
@@ -193,7 +232,14 @@ async function migrateOnce(
   const result = r.result as MigrationResult
   if (result.outcome !== 'completed')
     process.stderr.write(`bench: the ${o.memory_mib} MiB migration at ${dirty_mib_per_s} MiB/s ${result.outcome}: ${result.reason}\n`)
-  return result
+  return { result, lag: { source: parseLagFigures(r.lag), destination: await destination.lag() } }
+}
+
+/** Of several runs' lag, each process's run with the highest p99. */
+function worstLag(runs: readonly EndpointLag[]): EndpointLag {
+  const worst = (figures: (LagFigures | null)[]): LagFigures | null =>
+    figures.reduce<LagFigures | null>((w, f) => (f && (!w || f.p99_ms > w.p99_ms) ? f : w), null)
+  return { source: worst(runs.map((r) => r.source)), destination: worst(runs.map((r) => r.destination)) }
 }
 
 export async function runMigrationBench(options: Partial<MigrationBenchOptions> = {}): Promise<MigrationBenchReport> {
@@ -238,10 +284,14 @@ async function rawSealedAndUnsealed(o: MigrationBenchOptions, source: Endpoint, 
 }
 
 async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint): Promise<MigrationBenchReport> {
+  const idle = await idleLag(source, destination, o.idle_lag_ms)
   const { sealed: raw, unsealed } = await rawSealedAndUnsealed(o, source, destination)
   let stream: MigrationResult | null = null
+  const streamLag: EndpointLag[] = []
   const streamRate = await bestAndMedian(o.reps, async () => {
-    stream = await migrateOnce(source, destination, o, 0)
+    const run = await migrateOnce(source, destination, o, 0)
+    stream = run.result
+    streamLag.push(run.lag)
     // a failed run has no rate: the model would be computed at 0 bytes/s
     if (stream.outcome !== 'completed') throw new Error(`the stream measurement's migration ${stream.outcome}: ${stream.reason}`)
     const round0 = stream.rounds[0]
@@ -252,7 +302,7 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
 
   const rows: DirtyRateRow[] = []
   for (const rate of o.dirty_rates_mib_per_s) {
-    const result = await migrateOnce(source, destination, o, rate)
+    const { result, lag } = await migrateOnce(source, destination, o, rate)
     const model = modelPrecopy({
       memory_bytes: o.memory_mib * MiB,
       bandwidth_bytes_per_s: Math.max(1, streamRate.median),
@@ -269,6 +319,7 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
       blackout_ms: result.blackout_ms,
       total_ms: result.total_ms,
       sent_mib: result.bytes_sent / MiB,
+      lag_p99_ms: { source: lag.source?.p99_ms ?? null, destination: lag.destination?.p99_ms ?? null },
       model_rounds: model.precopy_rounds,
       model_converges: model.converges,
       model_blackout_ms: model.blackout_ms,
@@ -295,6 +346,13 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
     downtime_budget_ms: o.downtime_budget_ms,
     round_cap: o.round_cap,
     rows,
+    event_loop_lag: {
+      resolution_ms: EVENT_LOOP_LAG_RESOLUTION_MS,
+      idle_ms: o.idle_lag_ms,
+      idle,
+      stream: worstLag(streamLag.slice(1)), // not the warm-up run
+      stream_runs: streamLag.length - 1,
+    },
   }
 }
 
@@ -357,17 +415,34 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
     `frame auth (ChaCha20-Poly1305 tag of ${FRAME_TAG_BYTES} bytes): seal ${(fa.seal_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s, open ${(fa.open_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s per 1 MiB frame in one process; ` +
       `a 100-byte frame sealed and opened in ${fa.small_frame_seal_open_us.toFixed(1)} µs; between the medians above, ${perFrame_us.toFixed(0)} µs per 1 MiB frame`,
   )
-  lines.push('')
+  lines.push('', formatLagReport(r), '')
   lines.push(
     `${r.memory_mib} MiB VM under load (5% of pages take 80% of writes), budget ${r.downtime_budget_ms} ms, cap ${r.round_cap} rounds; model at the stream's median rate`,
   )
   lines.push(
-    `${'dirty MiB/s'.padStart(11)} ${'outcome'.padStart(10)} ${'rounds'.padStart(6)} ${'thr %'.padStart(5)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)} ${'sent MiB'.padStart(8)} │ ${'model rounds'.padStart(12)} ${'fits'.padStart(4)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)}`,
+    `${'dirty MiB/s'.padStart(11)} ${'outcome'.padStart(10)} ${'rounds'.padStart(6)} ${'thr %'.padStart(5)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)} ${'sent MiB'.padStart(8)} ${'lag p99 ms src/dst'.padStart(18)} │ ${'model rounds'.padStart(12)} ${'fits'.padStart(4)} ${'blackout ms'.padStart(11)} ${'total ms'.padStart(9)}`,
   )
   for (const x of r.rows) {
+    const lag = `${fmt(x.lag_p99_ms.source)}/${fmt(x.lag_p99_ms.destination)}`
     lines.push(
-      `${String(x.dirty_mib_per_s).padStart(11)} ${x.outcome.padStart(10)} ${String(x.rounds).padStart(6)} ${String(x.throttle_pct_max).padStart(5)} ${fmt(x.blackout_ms).padStart(11)} ${fmt(x.total_ms, 0).padStart(9)} ${fmt(x.sent_mib, 0).padStart(8)} │ ${String(x.model_rounds).padStart(12)} ${(x.model_converges ? 'yes' : 'NO').padStart(4)} ${fmt(x.model_blackout_ms).padStart(11)} ${fmt(x.model_total_ms, 0).padStart(9)}`,
+      `${String(x.dirty_mib_per_s).padStart(11)} ${x.outcome.padStart(10)} ${String(x.rounds).padStart(6)} ${String(x.throttle_pct_max).padStart(5)} ${fmt(x.blackout_ms).padStart(11)} ${fmt(x.total_ms, 0).padStart(9)} ${fmt(x.sent_mib, 0).padStart(8)} ${lag.padStart(18)} │ ${String(x.model_rounds).padStart(12)} ${(x.model_converges ? 'yes' : 'NO').padStart(4)} ${fmt(x.model_blackout_ms).padStart(11)} ${fmt(x.model_total_ms, 0).padStart(9)}`,
     )
   }
+  return lines.join('\n')
+}
+
+/** The two processes' event-loop lag: idle, next to the full-speed stream's worst run. */
+export function formatLagReport(r: MigrationBenchReport): string {
+  const l = r.event_loop_lag
+  const lines = [
+    `event-loop lag of each process (timer lateness, ${l.resolution_ms} ms resolution); target: p99 ≤ 50 ms during a full-speed migration`,
+    `${'what'.padEnd(44)} ${'process'.padEnd(11)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'max ms'.padStart(7)}`,
+  ]
+  const row = (what: string, process: string, f: LagFigures | null): string =>
+    `${what.padEnd(44)} ${process.padEnd(11)} ${fmt(f?.p50_ms ?? null).padStart(7)} ${fmt(f?.p99_ms ?? null).padStart(7)} ${fmt(f?.max_ms ?? null).padStart(7)}`
+  const idle = `idle (${(l.idle_ms / 1000).toFixed(1)} s, before the runs)`
+  const stream = `migration stream (worst of ${l.stream_runs} run${l.stream_runs === 1 ? '' : 's'})`
+  lines.push(row(idle, 'source', l.idle.source), row('', 'destination', l.idle.destination))
+  lines.push(row(stream, 'source', l.stream.source), row('', 'destination', l.stream.destination))
   return lines.join('\n')
 }

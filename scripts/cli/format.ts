@@ -30,8 +30,14 @@ function peersColumn(p: LabStatus['processes'][number]): string {
   return `${p.peers.length}/${p.expectedPeers.length}${missing.length ? ` (missing ${missing.join(',')})` : ''}`
 }
 
+/** Event-loop lag for the LAG P99 column: whole ms (`<1ms` below half a ms); '-' while unknown (down, starting, not answering). */
+export function lagColumn(lag: { p99_ms: number } | null | undefined): string {
+  if (!lag) return '-'
+  return lag.p99_ms < 0.5 ? '<1ms' : `${Math.round(lag.p99_ms)}ms`
+}
+
 export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
-  const rows = [['NAME', 'ROLE', 'SITE', 'STATE', 'PID', 'UPTIME', 'PEERS', 'METRICS']]
+  const rows = [['NAME', 'ROLE', 'SITE', 'STATE', 'PID', 'UPTIME', 'PEERS', 'LAG P99', 'METRICS']]
   for (const p of s.processes) {
     rows.push([
       p.name,
@@ -41,11 +47,12 @@ export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
       p.pid === null ? '-' : String(p.pid),
       duration(p.uptime_ms),
       peersColumn(p),
+      lagColumn(p.eventLoopLag),
       p.metricsPort ? `http://127.0.0.1:${p.metricsPort}/metrics` : '-',
     ])
   }
   const lines = [
-    `lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid})`,
+    `lab ${s.lab.name} in ${s.lab.dir}: ${s.lab.healthy ? 'healthy' : 'NOT healthy'} (controller pid ${s.lab.controllerPid}${s.lab.eventLoopLag ? `, lag p99 ${lagColumn(s.lab.eventLoopLag)}` : ''})`,
     table(rows),
     ...s.processes.flatMap((p) => exitReport(p, now_ms)),
   ]

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { RealClock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { parseLagFigures, type LagFigures } from '../../shared/event-loop-lag.js'
 import { writeDurableJson } from '../../shared/durable-json.js'
 import { prepareLabDir } from '../../shared/lab-dir.js'
 import { labLayout, rotatedPaths, type LabLayout } from '../../shared/lab-layout.js'
@@ -56,6 +57,8 @@ interface ProcessRecord {
   starts: number
   expectExit: boolean
   stderrTail: string[]
+  /** Its event-loop lag as its GET /status last reported it (refreshed about every second). */
+  eventLoopLag: LagFigures | null
 }
 
 export interface ProcessStatus {
@@ -72,6 +75,8 @@ export interface ProcessStatus {
   metricsPort: number | null
   starts: number
   lastExit: ProcessExit | null
+  /** Its event-loop lag over its last 10–20 s, from its GET /status (about every second); null while unknown. */
+  eventLoopLag: LagFigures | null
 }
 
 /** The failover cluster as each up host and the witness report it on GET /status (refreshed about every second). */
@@ -96,6 +101,9 @@ export interface LabStatus {
      * one view that has them all as members (as last refreshed). Null: no hosts, no cluster.
      */
     clusterFormed: boolean | null
+    /** The controller's own status/metrics port (controller-health.ts) and event-loop lag; null when it serves none. */
+    metricsPort: number | null
+    eventLoopLag: LagFigures | null
   }
   processes: ProcessStatus[]
   partitions: { a: string[]; b: string[] }[]
@@ -113,6 +121,12 @@ const STOP_GRACE_MS = 3_000
 /** A guest-ping the switch forwards may wait this long: the host holds it while the guest is paused (GUEST_HOLD_MS) plus slack. */
 const GUEST_PING_TIMEOUT_MS = 8_000
 
+/** The controller process's own status/metrics endpoint (controller-health.ts). */
+export interface ControllerHealth {
+  port: number
+  eventLoopLag: { read(): LagFigures | null }
+}
+
 export interface LabControllerOptions {
   dir: string
   topologyFile?: string
@@ -129,6 +143,7 @@ export class LabController {
   private server: PeerServer | undefined
   private stopping = false
   private clusterStatus: LabClusterStatus | undefined
+  private health: ControllerHealth | undefined
   private clusterRefresh: NodeJS.Timeout | undefined
 
   private constructor(
@@ -167,6 +182,7 @@ export class LabController {
         starts: 0,
         expectExit: false,
         stderrTail: [],
+        eventLoopLag: null,
       })
     }
   }
@@ -201,6 +217,11 @@ export class LabController {
     return controller
   }
 
+  /** The controller's own status/metrics endpoint, shown in `lab` of status. */
+  setHealth(health: ControllerHealth): void {
+    this.health = health
+  }
+
   get peerPort(): number {
     return this.server!.port
   }
@@ -227,6 +248,7 @@ export class LabController {
       metricsPort: r.state === 'down' ? null : (r.httpEndpoint?.port ?? null),
       starts: r.starts,
       lastExit: r.lastExit ?? null,
+      eventLoopLag: r.state === 'up' ? r.eventLoopLag : null,
     }))
     const healthy = processes.every((p) => p.state === 'up' && p.expectedPeers.every((e) => p.peers.includes(e) || p.blocked.includes(e)))
     this.keepClusterStatusFresh()
@@ -238,6 +260,8 @@ export class LabController {
         started_ms: this.started_ms,
         healthy,
         clusterFormed: this.clusterFormed(),
+        metricsPort: this.health?.port ?? null,
+        eventLoopLag: this.health?.eventLoopLag.read() ?? null,
       },
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
@@ -255,7 +279,10 @@ export class LabController {
     )
   }
 
-  /** Starts (once) a background refresh of the `cluster` part of status from the hosts' and witness's GET /status. */
+  /**
+   * Starts (once) a background refresh, from every up process's GET /status, of its event-loop
+   * lag and of the `cluster` part of status (the hosts' and the witness's).
+   */
   private keepClusterStatusFresh(): void {
     if (this.clusterRefresh || this.stopping) return
     const refresh = async (): Promise<void> => {
@@ -270,11 +297,12 @@ export class LabController {
           return undefined
         }
       }
-      const records = [...this.records.values()].filter((r) => r.spec.role === 'host' || r.spec.role === 'witness')
-      const answers = await Promise.all(records.map(async (r) => [r, await fetchStatus(r)] as const))
+      const answers = await Promise.all([...this.records.values()].map(async (r) => [r, await fetchStatus(r)] as const))
       const hosts: Record<string, ClusterStatus> = {}
       let witness: LabClusterStatus['witness'] = null
       for (const [r, s] of answers) {
+        // A process that did not answer within the timeout shows no lag: not a stale figure.
+        r.eventLoopLag = parseLagFigures(s?.event_loop_lag)
         if (s?.cluster && r.spec.role === 'host') hosts[r.spec.name] = s.cluster as ClusterStatus
         if (s?.witness && r.spec.role === 'witness') witness = s.witness as LabClusterStatus['witness']
       }

@@ -7,6 +7,7 @@
 import { describeError } from '../../shared/errors.js'
 import { LabController } from './lab-controller.js'
 import { startControlApi } from './control-api.js'
+import { startControllerHealth } from './controller-health.js'
 import { installErrorPolicy } from './error-policy.js'
 
 /** How a lab ended: asked to stop (a signal, `hvlab down`, `stop()`), or aborted by the error policy. */
@@ -26,11 +27,14 @@ export async function runController(options: { dir: string; topologyFile?: strin
   const stopped = new Promise<LabEnd>((r) => (resolveStopped = r))
   let stopping: Promise<void> | undefined
   const api = await startControlApi(controller, { log: controller.log, onDown: () => void stop() })
+  const health = await startControllerHealth({ topology: controller.topology, log: controller.log })
+  controller.setHealth(health)
   const stopBecause = (end: LabEnd): Promise<void> => {
     stopping ??= (async () => {
       try {
         await controller.down()
         await api.close()
+        await health.close()
       } catch (e) {
         controller.log.error({ err: describeError(e) }, 'the lab did not stop cleanly')
       } finally {

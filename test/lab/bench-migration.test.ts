@@ -1,14 +1,15 @@
 /**
  * `npm run bench`'s live-migration benchmark end to end, at a tiny size: two endpoint
  * processes come up, the raw transport and the migration stream are measured, every
- * dirty-rate run completes and is set next to the model, and both processes are gone
- * afterwards. It reads no speed: the numbers are only checked to exist.
+ * dirty-rate run completes and is set next to the model, both processes' event-loop lag is
+ * reported idle and during the runs, and both processes are gone afterwards. It reads no
+ * speed: the numbers are only checked to exist.
  */
 import t from 'tap'
 import { formatMigrationReport, runMigrationBench } from '../../scripts/bench/migration.js'
 
 t.test('the migration benchmark runs between two endpoint processes', async (t) => {
-  const r = await runMigrationBench({ memory_mib: 16, raw_mib: 4, reps: 1, dirty_rates_mib_per_s: [0, 50], threads: 1 })
+  const r = await runMigrationBench({ memory_mib: 16, raw_mib: 4, reps: 1, dirty_rates_mib_per_s: [0, 50], threads: 1, idle_lag_ms: 300 })
   t.match(r.endpoints, /two endpoint processes/)
   t.ok(
     r.raw_transport_bytes_per_s.median > 0 && r.raw_transport_bytes_per_s.best >= r.raw_transport_bytes_per_s.median,
@@ -28,5 +29,21 @@ t.test('the migration benchmark runs between two endpoint processes', async (t) 
     r.rows.every((x) => x.model_rounds >= 1),
     'each run is set next to the model',
   )
-  t.match(formatMigrationReport(r), /raw transport .*\n.*migration stream/, 'the table prints')
+  const sane = (f: { p50_ms: number; p99_ms: number; max_ms: number; samples: number } | null): boolean =>
+    f !== null && f.samples > 0 && f.p50_ms >= 0 && f.p99_ms >= f.p50_ms && f.max_ms >= f.p99_ms
+  const lag = r.event_loop_lag
+  t.ok(sane(lag.idle.source) && sane(lag.idle.destination), `idle lag of both processes: ${JSON.stringify(lag.idle)}`)
+  t.ok(sane(lag.stream.source) && sane(lag.stream.destination), `lag during the stream: ${JSON.stringify(lag.stream)}`)
+  t.equal(lag.stream_runs, 1, 'the timed stream run, not the warm-up')
+  t.ok(
+    r.rows.every((x) => (x.lag_p99_ms.source ?? -1) >= 0 && (x.lag_p99_ms.destination ?? -1) >= 0),
+    'each dirty-rate run has both processes’ lag p99',
+  )
+  const text = formatMigrationReport(r)
+  t.match(text, /raw transport .*\n.*migration stream/, 'the table prints')
+  t.match(
+    text,
+    /event-loop lag .*\n.*\nidle .* source .*\n .* destination .*\nmigration stream \(worst of 1 run\) +source/,
+    'and the lag table',
+  )
 })

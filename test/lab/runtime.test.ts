@@ -7,11 +7,61 @@
  * ends nothing; `hvlab down` leaves no process behind.
  */
 import { existsSync } from 'node:fs'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { rawExchange, requestBytes } from '../unit/raw-http.js'
-import { isAlive, startLab, type LabEvent } from './lab-fixture.js'
+import { isAlive, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
+
+/** A gauge's value in Prometheus text (the first series of that name). */
+function gaugeValue(text: string, name: string): number | undefined {
+  const m = text.match(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm'))
+  return m ? Number(m[1]) : undefined
+}
+
+/** Event-loop lag: a number ≥ 0 in a host's metrics and GET /status, in the lab's status, and the controller's own. */
+async function checkEventLoopLag(
+  t: Test,
+  lab: TestLab,
+  metrics: string,
+  own: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; resolution_ms: number } | undefined,
+): Promise<void> {
+  for (const name of [
+    'event_loop_lag_p50',
+    'event_loop_lag_p99',
+    'event_loop_lag_max',
+    'nodejs_eventloop_lag_p50',
+    'nodejs_eventloop_lag_p99',
+  ]) {
+    const v = gaugeValue(metrics, `hvlab_${name}_seconds`)
+    t.ok(v !== undefined && Number.isFinite(v) && v >= 0, `hvlab_${name}_seconds is a number ≥ 0 (${v})`)
+  }
+  t.ok(
+    own && own.samples > 0 && own.p50_ms >= 0 && own.p99_ms >= own.p50_ms && own.max_ms >= own.p99_ms,
+    `GET /status event_loop_lag: ${JSON.stringify(own)}`,
+  )
+  t.equal(own?.resolution_ms, 10, 'measured at a 10 ms resolution')
+  // the controller reads each process's lag from its GET /status about every second
+  const s = await lab.waitFor(
+    'every process’s lag in the lab status',
+    async () => {
+      const now = await lab.status()
+      return now.processes.every((p) => p.eventLoopLag !== null) && now.lab.eventLoopLag !== null ? now : undefined
+    },
+    15_000,
+  )
+  t.ok(
+    s.processes.every((p) => p.eventLoopLag!.p99_ms >= 0),
+    'hvlab status --json: eventLoopLag of every process',
+  )
+  const controllerMetrics = await (await fetch(`http://127.0.0.1:${s.lab.metricsPort}/metrics`)).text()
+  const v = gaugeValue(controllerMetrics, 'hvlab_event_loop_lag_p99_seconds')
+  t.ok(v !== undefined && v >= 0 && /role="controller"/.test(controllerMetrics), `the controller's own metrics (${v})`)
+  const table = await lab.cli('status')
+  t.match(table.stdout, /^NAME .* PEERS +LAG P99 +METRICS$/m, 'hvlab status has a LAG P99 column')
+  t.match(table.stdout, /^host-a1 .* (<1|\d+)ms +http:/m, 'with host-a1’s lag in whole ms')
+  t.match(table.stdout, /\(controller pid \d+, lag p99 (<1|\d+)ms\)/, 'and the controller’s on the lab’s line')
+}
 
 t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
   const { lab, status } = await startLab(t)
@@ -52,8 +102,13 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const metrics = await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/metrics`)).text()
   t.match(metrics, /hvlab_process_cpu_seconds_total/, 'default process metrics')
   t.match(metrics, /hvlab_transport_peers_connected\{[^}]*\} \d/, 'transport metrics')
-  const own = (await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/status`)).json()) as { name: string; peers: string[] }
+  const own = (await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/status`)).json()) as {
+    name: string
+    peers: string[]
+    event_loop_lag?: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; resolution_ms: number }
+  }
   t.equal(own.name, 'host-a1', 'per-process status endpoint')
+  await checkEventLoopLag(t, lab, metrics, own.event_loop_lag)
 
   // one hostile request to the control port (a request target `new URL` throws on, as a WebSocket
   // upgrade, without the token and with it) ends nothing: the controller and every process stay up

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { duration, formatEvent, formatStatus, table } from '../../scripts/cli/format.js'
+import { duration, formatEvent, formatStatus, lagColumn, table } from '../../scripts/cli/format.js'
 import type { LabStatus, ProcessStatus } from '../../scripts/controller/lab-controller.js'
 import type { TimelineEvent } from '../../shared/timeline/events.js'
 
@@ -40,12 +40,35 @@ const proc = (p: Partial<ProcessStatus> & { name: string }): ProcessStatus => ({
   metricsPort: null,
   starts: 0,
   lastExit: null,
+  eventLoopLag: null,
   ...p,
+})
+
+const lag = (p99_ms: number) => ({ p50_ms: 0, p99_ms, max_ms: p99_ms, samples: 100 })
+
+t.test('lagColumn: the p99 in whole ms, <1ms below half a ms, - while unknown', async (t) => {
+  t.equal(lagColumn(null), '-')
+  t.equal(lagColumn(undefined), '-')
+  t.equal(lagColumn(lag(0)), '<1ms')
+  t.equal(lagColumn(lag(0.49)), '<1ms')
+  t.equal(lagColumn(lag(0.5)), '1ms')
+  t.equal(lagColumn(lag(12.4)), '12ms')
+  t.equal(lagColumn(lag(49.6)), '50ms')
+  t.equal(lagColumn(lag(1234.5)), '1235ms')
 })
 
 t.test('formatStatus', async (t) => {
   const s: LabStatus = {
-    lab: { name: 'two-site', dir: '/tmp/lab', controllerPid: 4242, started_ms: 0, healthy: false, clusterFormed: null },
+    lab: {
+      name: 'two-site',
+      dir: '/tmp/lab',
+      controllerPid: 4242,
+      started_ms: 0,
+      healthy: false,
+      clusterFormed: null,
+      metricsPort: null,
+      eventLoopLag: null,
+    },
     processes: [
       proc({
         name: 'host-a1',
@@ -55,6 +78,7 @@ t.test('formatStatus', async (t) => {
         peers: ['host-a2'],
         expectedPeers: ['host-a2', 'witness'],
         metricsPort: 9100,
+        eventLoopLag: lag(3.6),
       }),
       proc({ name: 'host-a2', state: 'up', pid: 102, uptime_ms: 500, peers: ['host-a1'], expectedPeers: ['host-a1'] }),
       proc({
@@ -75,10 +99,15 @@ t.test('formatStatus', async (t) => {
   const out = formatStatus(s, now_ms)
   const lines = out.split('\n')
   t.equal(lines[0], 'lab two-site in /tmp/lab: NOT healthy (controller pid 4242)')
-  t.match(lines[1], /^NAME\s+ROLE\s+SITE\s+STATE\s+PID\s+UPTIME\s+PEERS\s+METRICS$/)
-  t.match(lines[2], /^host-a1\s+host\s+site-a\s+up\s+101\s+1m05s\s+1\/2 \(missing witness\)\s+http:\/\/127\.0\.0\.1:9100\/metrics$/)
-  t.match(lines[3], /^host-a2\s+host\s+site-a\s+up\s+102\s+500ms\s+1\/1\s+-$/)
-  t.match(lines[4], /^witness\s+witness\s+site-c\s+down\s+-\s+-\s+-\s+-$/)
+  t.match(lines[1], /^NAME\s+ROLE\s+SITE\s+STATE\s+PID\s+UPTIME\s+PEERS\s+LAG P99\s+METRICS$/)
+  t.match(lines[2], /^host-a1\s+host\s+site-a\s+up\s+101\s+1m05s\s+1\/2 \(missing witness\)\s+4ms\s+http:\/\/127\.0\.0\.1:9100\/metrics$/)
+  t.match(lines[3], /^host-a2\s+host\s+site-a\s+up\s+102\s+500ms\s+1\/1\s+-\s+-$/, 'no lag known yet: -')
+  t.match(lines[4], /^witness\s+witness\s+site-c\s+down\s+-\s+-\s+-\s+-\s+-$/)
+  t.equal(
+    formatStatus({ ...s, lab: { ...s.lab, eventLoopLag: lag(0.2) } }, now_ms).split('\n')[0],
+    'lab two-site in /tmp/lab: NOT healthy (controller pid 4242, lag p99 <1ms)',
+    "the controller's own lag on the lab's line",
+  )
   t.match(out, /^partition: host-a1  ✕  host-b1,host-b2$/m)
   t.match(
     out,
@@ -111,7 +140,16 @@ t.test('formatStatus', async (t) => {
 
 t.test('formatStatus: a paused process shows no stale peers; an up one that is restarting shows no old exit', async (t) => {
   const s: LabStatus = {
-    lab: { name: 'lab', dir: '/tmp/lab', controllerPid: 1, started_ms: 0, healthy: false, clusterFormed: null },
+    lab: {
+      name: 'lab',
+      dir: '/tmp/lab',
+      controllerPid: 1,
+      started_ms: 0,
+      healthy: false,
+      clusterFormed: null,
+      metricsPort: null,
+      eventLoopLag: null,
+    },
     processes: [
       proc({
         name: 'witness',
@@ -135,7 +173,7 @@ t.test('formatStatus: a paused process shows no stale peers; an up one that is r
     partitions: [],
   }
   const out = formatStatus(s, 0)
-  t.match(out, /^witness\s+witness\s+site-a\s+paused\s+7\s+9s\s+paused\s+-$/m, 'PEERS says paused, not 2/2')
+  t.match(out, /^witness\s+witness\s+site-a\s+paused\s+7\s+9s\s+paused\s+-\s+-$/m, 'PEERS says paused, not 2/2')
   t.notMatch(out, /2\/2/)
   t.notMatch(out, /old|killed/, 'a process up again has no exit line')
 })

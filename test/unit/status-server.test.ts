@@ -1,5 +1,7 @@
 import t from 'tap'
 import { Counter, Registry } from 'prom-client'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { EVENT_LOOP_LAG_RESOLUTION_MS, EventLoopLag } from '../../shared/event-loop-lag.js'
 import { silentLogger } from '../../shared/log.js'
 import type { HttpLimits } from '../../shared/http-listen.js'
 import { startStatusServer, type StatusServer } from '../../shared/status-server.js'
@@ -71,6 +73,28 @@ t.test('a status function that throws gives a 500, and the server keeps serving'
   t.match(await res.text(), /status failed: role state is broken/)
   fail = false
   t.same(await (await fetch(url('/status'))).json(), { ok: true })
+})
+
+t.test('GET /status adds the event-loop lag when given one; the status function’s fields stay', async (t) => {
+  const registry = new Registry()
+  const lag = new EventLoopLag()
+  const server = await startStatusServer({
+    registry,
+    status: () => ({ name: 'w' }),
+    log: silentLogger(),
+    limits: LIMITS_DEFAULT,
+    eventLoopLag: lag,
+  })
+  t.teardown(async () => {
+    lag.stop()
+    await server.close()
+  })
+  await sleep(3 * EVENT_LOOP_LAG_RESOLUTION_MS) // a few ticks
+  const s = (await (await fetch(`http://127.0.0.1:${server.port}/status`)).json()) as Record<string, unknown>
+  t.equal(s.name, 'w')
+  const l = s.event_loop_lag as Record<string, number>
+  t.match(l, { window_ms: 10_000, resolution_ms: EVENT_LOOP_LAG_RESOLUTION_MS })
+  t.ok(l.samples! > 0 && l.p50_ms! >= 0 && l.p99_ms! >= l.p50_ms! && l.max_ms! >= l.p99_ms!, JSON.stringify(l))
 })
 
 t.test('close stops listening', async (t) => {
