@@ -10,6 +10,8 @@ import { dirname } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
 import { formatMigrationReport, runMigrationBench } from './migration.js'
 import { formatReport, runPageDiffBench } from './page-diff.js'
+import { formatScaleReport, runScaleBench } from './scale.js'
+import { formatSmallMessageReport, runSmallMessageBench } from './small-messages.js'
 
 const int =
   (min: number, max: number) =>
@@ -21,7 +23,7 @@ const int =
 
 const program = new Command('hvlab-bench')
   .description(
-    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, and live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle)',
+    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes',
   )
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
@@ -30,9 +32,21 @@ const program = new Command('hvlab-bench')
   .option('--seed <n>', 'seed of the synthetic page mix', int(0, 0xffff_ffff), 1)
   .option('--vm-mib <n>', 'VM memory for the migration runs, MiB', int(16, 4096), 128)
   .option('--no-migration', 'skip the live-migration benchmark')
+  .option('--scale [topology]', 'also start a whole lab (default topologies/scale-16.json) and measure up time, idle CPU and view changes')
+  .option('--idle-s <n>', 'how long the --scale lab idles while its CPU is measured, seconds', int(5, 3600), 60)
   .parse()
 
-type Options = { out: string; mib: number; reps: number; bandwidthMibS: number; seed: number; vmMib: number; migration: boolean }
+type Options = {
+  out: string
+  mib: number
+  reps: number
+  bandwidthMibS: number
+  seed: number
+  vmMib: number
+  migration: boolean
+  scale?: string | true
+  idleS: number
+}
 const o = program.opts<Options>()
 
 /** One part of the run: its key in the JSON, whether the options ask for it, how it runs and prints. */
@@ -56,6 +70,19 @@ const sections: Section<unknown>[] = [
     wanted: o.migration,
     run: () => runMigrationBench({ memory_mib: o.vmMib, reps: o.reps }),
     format: formatMigrationReport,
+  }),
+  section({
+    key: 'smallMessages',
+    wanted: true,
+    run: () => runSmallMessageBench({ messages: 20_000, reps: o.reps }),
+    format: formatSmallMessageReport,
+  }),
+  section({
+    key: 'scale',
+    wanted: o.scale !== undefined,
+    run: () =>
+      runScaleBench({ topology: o.scale === true || o.scale === undefined ? 'topologies/scale-16.json' : o.scale, idle_s: o.idleS }),
+    format: formatScaleReport,
   }),
 ]
 

@@ -5,6 +5,11 @@
  * has succeeded. Every frame sent ends in its tag (frame-auth.ts); a frame received that
  * does not open closes the connection (HVLAB_E_AUTH) before anything reads it. The
  * liveness probe and request timeouts wait on the connection's Clock (shared/clock.ts).
+ *
+ * Liveness: an authenticated frame from the peer proves it alive as a pong does, so the
+ * probe pings only a peer that sent nothing since the last probe (between hosts, the
+ * cluster's heartbeats every 250 ms stand in for pings); the probes of every connection
+ * of a process run on one timer (probe-ticker.ts).
  */
 import { logRefusal } from './refusal-log.js'
 import { EventEmitter } from 'node:events'
@@ -18,6 +23,7 @@ import { goodbye } from './handshake-frames.js'
 import type { Metrics } from '../metrics.js'
 import { LIMITS_DEFAULT } from '../topology.js'
 import { FRAME_TAG_BYTES, type FrameAuth } from './frame-auth.js'
+import { ProbeTicker } from './probe-ticker.js'
 
 export interface TransportLimits {
   /** Above this many bytes queued in the socket, `send` waits (backpressure). */
@@ -27,7 +33,7 @@ export interface TransportLimits {
   /** Requests awaiting a reply at once, per connection. */
   requests_in_flight_max: number
   request_timeout_ms: number
-  /** Liveness: a ws ping every interval; the peer is dead after this long with no pong. */
+  /** Liveness: a probe every interval, which pings a peer that sent no frame since the last; the peer is dead after this long with neither a frame nor a pong. */
   ping_interval_ms: number
   dead_after_ms: number
   /** Requests from the peer being handled at once; more are answered HVLAB_E_BACKPRESSURE at once. */
@@ -67,6 +73,8 @@ interface Pending {
 }
 
 const CLOSE_POLICY = 1008
+/** The clock of connections given none: one for all, so their probes share a timer. */
+const DEFAULT_CLOCK = new RealClock()
 /** Frames a held connection keeps for its owner; its owner starts it in the same tick. */
 const HELD_FRAMES_MAX = 1024
 
@@ -91,9 +99,12 @@ export class PeerConnection extends EventEmitter {
   private inboundInFlight = 0
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
-  private last_pong_ms: number
+  /** When the peer last proved it is alive: a pong or an authenticated frame. */
+  private last_heard_ms: number
+  /** An authenticated frame arrived since the last probe: no ping needed this time. */
+  private heard_since_probe = false
   private last_probe_ms: number
-  private cancelProbe = (): void => undefined
+  private readonly probes: ProbeTicker
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
   private waiting_bytes = 0
   /** close() was called: nothing received after that is acted on, nothing more is sent. */
@@ -124,9 +135,9 @@ export class PeerConnection extends EventEmitter {
     super()
     this.ws = ws
     this.frameAuth = opts.frameAuth
-    this.clock = opts.clock ?? new RealClock()
-    this.last_pong_ms = this.clock.now()
-    this.last_probe_ms = this.last_pong_ms
+    this.clock = opts.clock ?? DEFAULT_CLOCK
+    this.last_heard_ms = this.clock.now()
+    this.last_probe_ms = this.last_heard_ms
     this.remoteName = remote.name
     this.remoteRole = remote.role
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
@@ -135,26 +146,17 @@ export class PeerConnection extends EventEmitter {
     if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
     ws.on('pong', () => {
-      this.last_pong_ms = this.clock.now()
+      this.last_heard_ms = this.clock.now()
     })
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
       // ws closes the socket itself after an error (e.g. 1009 for an oversize frame).
     })
-    this.scheduleProbe()
-  }
-
-  /**
-   * A probe every ping_interval_ms until the connection is closed, the next one set before
-   * this one runs (as setInterval does). RealClock's timers are unref'd, as this one always was.
-   */
-  private scheduleProbe(): void {
-    this.cancelProbe = this.clock.setTimer(this.limits.ping_interval_ms, () => {
-      if (this.closed) return
-      this.scheduleProbe()
-      this.probe()
-    })
+    // A probe every ping_interval_ms until the connection is closed, on the timer every
+    // connection of this clock and interval shares. RealClock's timers are unref'd, as this one always was.
+    this.probes = ProbeTicker.of(this.clock, this.limits.ping_interval_ms)
+    this.probes.add(this)
   }
 
   /**
@@ -338,6 +340,8 @@ export class PeerConnection extends EventEmitter {
       )
       return
     }
+    this.last_heard_ms = this.clock.now()
+    this.heard_since_probe = true
     if (!this.held) {
       this.deliver(frame)
       return
@@ -473,20 +477,24 @@ export class PeerConnection extends EventEmitter {
     else this.close(code, reason)
   }
 
-  private probe(): void {
+  /** The liveness check, every ping_interval_ms (the ProbeTicker calls it): cut a peer silent too long, else ping it unless it sent a frame since the last check. */
+  probe(): void {
     if (this.closed) return
     const now_ms = this.clock.now()
     const stalled_ms = now_ms - this.last_probe_ms - this.limits.ping_interval_ms
     this.last_probe_ms = now_ms
     if (stalled_ms > this.limits.ping_interval_ms) {
       // This process did not run for a while (a long GC, a loaded machine, SIGSTOP): the
-      // peer's pongs may be waiting unread. Judge the peer on pongs it had time to send.
-      this.last_pong_ms = Math.max(this.last_pong_ms, now_ms - this.limits.ping_interval_ms)
-    } else if (now_ms - this.last_pong_ms > this.limits.dead_after_ms) {
-      this.log.warn({ silent_ms: now_ms - this.last_pong_ms }, 'peer stopped answering pings; cutting the connection')
+      // peer's frames and pongs may be waiting unread. Judge the peer on what it had time to send.
+      this.last_heard_ms = Math.max(this.last_heard_ms, now_ms - this.limits.ping_interval_ms)
+    } else if (now_ms - this.last_heard_ms > this.limits.dead_after_ms) {
+      this.log.warn({ silent_ms: now_ms - this.last_heard_ms }, 'peer sent neither a frame nor a pong in time; cutting the connection')
       this.ws.terminate()
       return
     }
+    const heard = this.heard_since_probe
+    this.heard_since_probe = false
+    if (heard) return
     try {
       this.ws.ping()
     } catch {
@@ -497,7 +505,7 @@ export class PeerConnection extends EventEmitter {
   private onClosed(code: number, reason: string): void {
     if (this.closed) return
     this.closed = true
-    this.cancelProbe()
+    this.probes.remove(this)
     for (const [id, p] of this.pending) {
       p.cancelTimeout()
       p.reject(new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed before it answered (request ${id})`))

@@ -405,3 +405,26 @@ t.test('cross-field rules skip the parts the schema already refuses', async (t) 
   t.same(problemsOf('not a topology').length, 1, 'a file that is not an object: the schema says so, once')
   t.same(problemsOf(validRaw()), [], 'a valid topology has no problems')
 })
+
+t.test(
+  'topologies/scale-16.json: 8 hosts and an array in each of two sites, the witness alone in a third, within every limit',
+  async (t) => {
+    const topology = loadTopology(new URL('../../topologies/scale-16.json', import.meta.url).pathname)
+    const hostsIn = (site: string): number => topology.hosts.filter((h) => h.site === site).length
+    t.same([hostsIn('site-a'), hostsIn('site-b'), hostsIn('site-c')], [8, 8, 0], 'eight hosts in each data centre, none with the witness')
+    t.same(
+      topology.arrays.map((a) => a.site),
+      ['site-a', 'site-b'],
+      'one array per data centre',
+    )
+    t.equal(topology.witness?.site, 'site-c')
+    t.equal(topology.quorum.model, 'node-and-file-share-majority')
+    t.equal(processesOf(topology).length, 19)
+    const connections = peersOf(topology, 'host-a1').length + 1 // its peers and the controller
+    t.ok(connections <= topology.limits.peer_connections_max, `a host's ${connections} connections fit peer_connections_max`)
+    t.ok(
+      peersOf(topology, 'host-a1').length <= topology.limits.unauthenticated_connections_max,
+      'every peer of a host may be in its handshake at once (the lab starts them all together)',
+    )
+  },
+)

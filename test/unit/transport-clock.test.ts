@@ -85,6 +85,38 @@ t.test('a peer that stops answering pings is cut after dead_after_ms on the cloc
   t.equal(clock.pendingTimers(), 0, 'closing a connection cancels its probe')
 })
 
+t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it is pinged, then cut; probes share one timer', async (t) => {
+  const limits = { ping_interval_ms: 500, dead_after_ms: 2_000 }
+  const clock = new ManualClock(1_000_000)
+  // Neither answers pings: only the talker's frames can keep it connected.
+  const talker = connectionOn(clock, false, limits)
+  const mute = connectionOn(clock, false, limits)
+  let delivered = 0
+  talker.c.onMessage('ping', () => void delivered++)
+  t.equal(clock.pendingTimers(), 1, 'two connections on one clock with one interval: one probe timer')
+
+  const beat = (seq: number): void => talker.socket.receive(encodeFrame({ k: 'msg', m: { t: 'ping', seq, sent_ms: clock.now() } }))
+  for (let i = 1; i <= 40; i++) {
+    clock.advance(250)
+    beat(i)
+  }
+  t.equal(delivered, 40, 'every frame was delivered')
+  t.equal(talker.socket.pings, 0, 'a peer heard from since the last probe is not pinged')
+  t.ok(talker.c.isOpen, 'nor cut, though it answers no ping: its frames prove it alive')
+  t.equal(mute.closedAt(), 1_000_000 + limits.dead_after_ms + limits.ping_interval_ms, 'the silent one is cut as before')
+
+  const silent_from_ms = clock.now()
+  clock.advance(2 * limits.ping_interval_ms)
+  t.equal(talker.socket.pings, 1, 'its frames stopped: the first probe that heard nothing since the last one pings it')
+  clock.advance(limits.dead_after_ms)
+  t.equal(
+    talker.closedAt(),
+    silent_from_ms + limits.dead_after_ms + limits.ping_interval_ms,
+    'and it is cut dead_after_ms after its last frame',
+  )
+  t.equal(clock.pendingTimers(), 0, 'no connection left: no probe timer')
+})
+
 t.test('a request with no reply times out on the clock; one answered in time does not', async (t) => {
   const clock = new ManualClock()
   const { socket, c } = connectionOn(clock, true, { ping_interval_ms: 60_000, request_timeout_ms: 5_000 })
