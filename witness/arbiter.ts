@@ -87,9 +87,12 @@ export class Arbiter {
         const r = onLeaseRequest(self, this.rec, m, this.config)
         if (!r) return out
         this.heard = { epoch: m.epoch, coordinator: m.from, at_ms: now_ms }
-        if (r.durable) return [...out, ...this.reply(m.from, r.record, true, r.ack)]
-        this.rec = r.record
-        return [...out, { kind: 'send', to: m.from, message: r.ack }]
+        out.push({ kind: 'send', to: m.from, message: r.ack, liveness: true })
+        if (!r.durable) {
+          this.rec = r.record
+          return out
+        }
+        return [...out, ...this.reply(m.from, r.record, true, { ...r.ack, db_epoch: r.record.db_epoch })]
       }
       default:
         return []

@@ -9,8 +9,8 @@
  * How it stays safe: see shared/consensus/acceptor.ts. How a view changes: one Paxos
  * round for epoch + 1 among the current view's voters, run by
  *   - the coordinator, at once, when the live hosts differ from the view's members;
- *   - a member whose coordinator has gone silent (a takeover), staggered briefly by rank
- *     among the survivors, while it still holds its lease;
+ *   - a member whose coordinator has gone silent (a takeover), while it still holds its
+ *     lease (a renewal interval of it left, staggered briefly by rank among the survivors);
  * and a member of the new view keeps the lease it holds (carried over, never extended),
  * so a view change decided by a quorum of the old view costs its members no lease gap;
  *   - a host that has never seen a view, once it has heard from every host of the
@@ -171,6 +171,10 @@ export class Membership {
    * the coordinator), and a removal then counts on `leases_end_ms` for every host.
    */
   private granted_until: Map<string, number> | null = null
+  /** As coordinator: the newest database epoch each voter said it has on disk (this view). */
+  private readonly durable_db_epochs = new Map<string, number>()
+  /** The newest database epoch this host told its coordinator it has on disk. */
+  private durably_acked_db_epoch = 0
   /** When this host last promised another host's ballot (someone else is forming a view). */
   private promised_other_at_ms = -Infinity
   /** Hosts heard from since this process started; first formation waits for all of them. */
@@ -302,13 +306,8 @@ export class Membership {
       const due = this.next_heartbeat_ms.get(peer) ?? 0
       if (this.now_ms < due) continue
       this.next_heartbeat_ms.set(peer, this.now_ms + this.detector.intervalTo(peer))
-      this.send(peer, {
-        t: 'cluster-heartbeat',
-        from: this.config.name,
-        epoch: this.rec.view.epoch,
-        db_epoch: this.rec.db.db_epoch,
-        sent_ms: this.now_ms,
-      })
+      const heartbeat = { from: this.config.name, epoch: this.rec.view.epoch, db_epoch: this.rec.db.db_epoch, sent_ms: this.now_ms }
+      this.send(peer, { t: 'cluster-heartbeat', ...heartbeat }, true)
     }
   }
 
@@ -398,8 +397,10 @@ export class Membership {
 
   /**
    * A member whose coordinator went silent starts the next view while it still holds its
-   * lease, staggered by rank among the surviving members, so the new view forms and renews
-   * before the carried lease runs out. Voters that still hear the coordinator refuse
+   * lease: once no more than a renewal interval of it is left (staggered by rank among the
+   * surviving members), so the new view forms and renews before the carried lease runs out,
+   * while a coordinator that only stalls for less than lease − renewal interval (1.5 s in
+   * the default lab) is not replaced. Voters that still hear the coordinator refuse
    * (acceptor.ts): liveness only, never safety.
    */
   private takeoverDue(): boolean {
@@ -408,9 +409,10 @@ export class Membership {
     if (!this.coordinatorSuspected()) return false
     // Someone else's takeover is under way: give it a phase to finish before competing.
     if (this.now_ms - this.promised_other_at_ms < this.config.phase_timeout_ms) return false
+    if (!this.holdsLease(this.now_ms)) return true
     const survivors = view.members.filter((m) => m !== view.coordinator && (m === this.config.name || this.detector.isUp(m, this.now_ms)))
     const stagger_ms = Math.max(0, survivors.indexOf(this.config.name)) * this.config.takeover_stagger_ms
-    return this.detector.silentFor(view.coordinator, this.now_ms) >= this.silenceThresholdMs(view.coordinator) + stagger_ms
+    return this.leaseUntil() - this.now_ms <= this.config.renew_interval_ms - stagger_ms
   }
 
   /** The coordinator is declared down, or silent for a renewal plus a heartbeat after renewing our lease. */
@@ -672,6 +674,7 @@ export class Membership {
     const took_over = old.coordinator !== view.coordinator || old.epoch === 0
     if (took_over) this.roles_from_ms = view.leases_end_ms + skew_ms
     this.granted_until = view.coordinator === this.config.name ? new Map() : null
+    this.durable_db_epochs.clear()
     const removed = old.members.filter((n) => !view.members.includes(n))
     this.emit('cluster.view-changed', {
       epoch: view.epoch,
@@ -728,7 +731,7 @@ export class Membership {
     const until_ms = l.started_ms + this.config.lease_ms
     if (member === this.config.name || !this.rec.view.members.includes(member) || until_ms <= this.now_ms || this.election) return
     this.granted_until?.set(member, Math.max(this.granted_until.get(member) ?? 0, until_ms))
-    this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: this.rec.view.epoch, until_ms })
+    this.send(member, { t: 'cluster-lease-grant', from: this.config.name, epoch: this.rec.view.epoch, until_ms }, true)
   }
 
   private maybeCatchUp(peer: string, epoch: number, db_epoch: number): void {
@@ -760,8 +763,8 @@ export class Membership {
       alive: new Set(),
       granted: false,
     }
-    for (const member of view.members) if (member !== this.config.name) this.send(member, msg)
-    if (this.config.witness) this.send(this.config.witness, msg)
+    for (const member of view.members) if (member !== this.config.name) this.send(member, msg, true)
+    if (this.config.witness) this.send(this.config.witness, msg, true)
     this.onLeaseRequest(msg)
   }
 
@@ -776,8 +779,12 @@ export class Membership {
     if (!r) return this.answerWithoutVote(m)
     this.heard = { epoch: m.epoch, coordinator: m.from, at_ms: this.now_ms }
     this.rec = { ...this.rec, acceptor: r.record, db: m.db }
+    this.send(m.from, r.ack, true)
     if (r.durable) this.persist()
-    this.send(m.from, r.ack)
+    // Once written (this send waits behind the persist), the database epoch this host holds.
+    if (this.rec.db.db_epoch <= this.durably_acked_db_epoch) return
+    this.durably_acked_db_epoch = this.rec.db.db_epoch
+    this.send(m.from, { ...r.ack, db_epoch: this.rec.db.db_epoch })
   }
 
   /**
@@ -787,25 +794,41 @@ export class Membership {
   private answerWithoutVote(m: ClusterMessageOf<'cluster-lease-request'>): void {
     const promised = this.rec.acceptor.promised !== null && m.epoch === this.rec.acceptor.committed_epoch
     if (!promised || !this.rec.view.members.includes(this.config.name)) return
-    this.send(m.from, { t: 'cluster-lease-ack', from: this.config.name, epoch: m.epoch, round: m.round, vote: false })
+    this.send(m.from, { t: 'cluster-lease-ack', from: this.config.name, epoch: m.epoch, round: m.round, vote: false, db_epoch: null }, true)
   }
 
   private onLeaseAck(m: ClusterMessageOf<'cluster-lease-ack'>): void {
     const l = this.leasing
     const view = this.rec.view
-    if (!l || !this.isCoordinator() || m.epoch !== view.epoch || m.round !== l.round) return
+    if (!this.isCoordinator() || m.epoch !== view.epoch) return
+    if (m.db_epoch !== null) return this.noteDurable(m.from, m.db_epoch)
+    if (!l || m.round !== l.round) return
     if (l.granted) return this.grant(m.from, l)
     if (!m.vote) return void l.alive.add(m.from)
     l.acks.add(m.from)
     if (!hasQuorum(view, l.acks, this.config.witness ?? '')) return
     l.granted = true
-    const until_ms = l.started_ms + this.config.lease_ms
-    if (l.db_epoch > this.committed_db_epoch) {
-      this.committed_db_epoch = l.db_epoch
-      this.emit('cluster.config-committed', { db_epoch: l.db_epoch, epoch: view.epoch })
-    }
     for (const member of [...l.acks, ...l.alive]) this.grant(member, l)
-    this.extendLease(view.epoch, until_ms)
+    this.extendLease(view.epoch, l.started_ms + this.config.lease_ms)
+  }
+
+  /**
+   * A voter has the database up to `db_epoch` on disk: a write is committed once a quorum
+   * of the view's voters has it there (the lease may be renewed well before that: a slow
+   * disk delays commits, never the lease).
+   */
+  private noteDurable(voter: string, db_epoch: number): void {
+    const on_disk = this.durable_db_epochs
+    on_disk.set(voter, Math.max(on_disk.get(voter) ?? 0, db_epoch))
+    const view = this.rec.view
+    for (const d of [...new Set(on_disk.values())].sort((a, b) => b - a)) {
+      if (d <= this.committed_db_epoch) return
+      const holders = new Set([...on_disk].filter(([, e]) => e >= d).map(([v]) => v))
+      if (!hasQuorum(view, holders, this.config.witness ?? '')) continue
+      this.committed_db_epoch = d
+      this.emit('cluster.config-committed', { db_epoch: d, epoch: view.epoch })
+      return
+    }
   }
 
   private onLeaseGrant(m: ClusterMessageOf<'cluster-lease-grant'>): void {
@@ -974,9 +997,10 @@ export class Membership {
     if (self) this.onMessage(m)
   }
 
-  private send(to: string, message: ClusterMessage): void {
+  /** `liveness`: the message depends on no write and leaves at once (shared/machine/effect.ts). */
+  private send(to: string, message: ClusterMessage, liveness = false): void {
     if (to === this.config.name) return this.onMessage(message)
-    this.out.push({ kind: 'send', to, message })
+    this.out.push(liveness ? { kind: 'send', to, message, liveness } : { kind: 'send', to, message })
   }
 
   private persist(): void {

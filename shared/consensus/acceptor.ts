@@ -196,9 +196,10 @@ export function onDecided(rec: AcceptorRecord, epoch: number, db_epoch: number):
 
 /**
  * Quorum confirmation of the current view. Null: do not confirm (an older or newer
- * view, an older database, or a successor already promised). `durable`: the record must
- * be persisted before the ack is sent (the database moved on); a renewal alone need not
- * be (see startedAcceptor).
+ * view, an older database, or a successor already promised). The ack confirms the lease
+ * alone (`db_epoch` null) and needs no write (see startedAcceptor), so it may go at once;
+ * `durable`: the record changed (the database moved on) and must be persisted, after which
+ * the voter says so with the same ack carrying its `db_epoch`.
  */
 export function onLeaseRequest(
   self: string,
@@ -215,5 +216,5 @@ export function onLeaseRequest(
     lease_until_ms: Math.max(rec.lease_until_ms, msg.started_ms + settings.lease_ms),
   }
   const durable = msg.db.db_epoch > rec.db_epoch || rec.lease_epoch !== msg.epoch
-  return { record, ack: { t: 'cluster-lease-ack', from: self, epoch: msg.epoch, round: msg.round, vote: true }, durable }
+  return { record, ack: { t: 'cluster-lease-ack', from: self, epoch: msg.epoch, round: msg.round, vote: true, db_epoch: null }, durable }
 }

@@ -5,9 +5,9 @@
  *
  * Timing rule of thumb (all in ms): a lease is a few heartbeat intervals long and is
  * renewed four times per lease. A view change carries the lease over (acceptor.ts): the
- * coordinator changes the view at once, and a member whose coordinator went silent for a
- * renewal and a heartbeat takes over while its lease still runs, `takeover_stagger_ms`
- * later per rank, so no member of the new view is without a lease. A host that loses its
+ * coordinator changes the view at once, and a member whose coordinator went silent takes
+ * over while its lease still runs, with a renewal interval of it left (`takeover_stagger_ms`
+ * less per rank), so no member of the new view is without a lease. A host that loses its
  * lease has `roles_stop_bound_ms` to stop its VMs (the no-quorum grace rides out a short
  * renewal hiccup, vm-agent.ts), and the surviving side waits the lease's end + skew + that
  * bound (`roles_free_at_ms`) before restarting them.

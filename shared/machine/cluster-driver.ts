@@ -5,7 +5,9 @@
  * by each set-timer (the one before is cancelled), a persist is written BEFORE any effect
  * after it runs, and events go to the timeline. A failed effect is fatal.
  *
- * The machine steps as soon as an input is admitted; only its effects wait. Persists
+ * The machine steps as soon as an input is admitted; only its effects wait, except its
+ * `liveness` sends (heartbeats, lease requests, grants and acks that claim no write),
+ * which leave at once: a host whose fsync is slow still heartbeats and renews. Persists
  * coalesce: when several records are waiting, the newest one is written once. That is
  * safe because a record only ever grows (a newer one includes what an older one
  * promised), and it keeps fsyncs off the heartbeat path when leases renew quickly.
@@ -52,6 +54,7 @@ export function clusterDriver<R>(
     step,
     step_at: 'admission',
     coalesce_persists: true,
+    at_once: (e) => e.kind === 'send' && e.liveness === true,
     ...(options.defer_start === true ? { defer_start: true } : {}),
     ...(options.bound ? { bound: options.bound } : {}),
     handlers: {

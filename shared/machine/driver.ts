@@ -14,6 +14,9 @@
  *   a refusal throws to the caller at once).
  * - `defer_start`: a real process starts carrying out from the next microtask, so that
  *   inputs arriving in the same turn are stepped first and their persists coalesce.
+ * - `at_once`: with step_at 'admission', effects it picks (sends that depend on no write:
+ *   effect.ts `liveness`) are carried out inside `feed`, before the queue, with a handler
+ *   that must not return a promise; the rest wait their turn as usual.
  * - `coalesce_persists`: a persist writes the newest record of any step admitted so far,
  *   and a persist whose record is already written is skipped. Safe only for records that
  *   only ever grow (a newer one includes what an older one promised).
@@ -46,6 +49,8 @@ export interface MachineDriverOptions<I, E extends MachineEffect> {
   step_at?: 'admission' | 'turn'
   defer_start?: boolean
   coalesce_persists?: boolean
+  /** With step_at 'admission': effects carried out as the machine steps, not behind the queue. */
+  at_once?(effect: E): boolean
   bound?: InputBound
   /** An effect failed: nothing more runs, then or later (the process must not go on). */
   onFatal?(error: unknown): void
@@ -107,15 +112,31 @@ export class MachineDriver<I, E extends MachineEffect> {
   feed(input: I): void {
     if (this.stopped) return
     if (this.o.step_at !== 'admission') return this.enqueue(input, undefined, undefined)
-    const effects = this.o.step(input)
+    const effects = this.runAtOnce(this.o.step(input))
     this.notePersists(effects)
     this.enqueue(undefined, effects, undefined)
+  }
+
+  /** Carries out the effects `at_once` picks (synchronously); returns the others, in order. */
+  private runAtOnce(effects: readonly E[]): readonly E[] {
+    const pick = this.o.at_once
+    if (pick === undefined || !effects.some(pick)) return effects
+    const rest: E[] = []
+    for (const e of effects) {
+      if (!pick(e)) {
+        rest.push(e)
+        continue
+      }
+      const handler = this.o.handlers[e.kind as E['kind']] as EffectHandler<E>
+      void handler(e)
+    }
+    return rest
   }
 
   /** Feeds one input; the promise settles when its effects are done, or rejects with its failure (see options). */
   feedSettled(input: I): Promise<void> {
     if (this.stopped) return Promise.resolve()
-    if (this.o.step_at === 'admission') return this.run(this.o.step(input))
+    if (this.o.step_at === 'admission') return this.run(this.runAtOnce(this.o.step(input)))
     return this.enqueueSettled(input, undefined)
   }
 

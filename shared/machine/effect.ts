@@ -5,7 +5,10 @@
  * same thing in every machine; a machine adds its own kinds (`start-vm`, `copy-round`,
  * `write-local` …) next to them, never a second meaning for one of these.
  *
- * - `send`: a message to a peer, best effort (the protocols resend what matters).
+ * - `send`: a message to a peer, best effort (the protocols resend what matters). A send
+ *   marked `liveness` depends on no write (a heartbeat, a lease grant): the driver sends it
+ *   as the machine steps, never behind a `persist` of an earlier step (an fsync under load
+ *   must not silence a host), so it may overtake earlier sends.
  * - `set-timer`: step the machine with `token` at `at_ms` on the machine's clock.
  * - `persist`: write `record` durably, replacing the one before; no effect after it runs
  *   until it is done.
@@ -21,6 +24,8 @@ export interface SendEffect<M> {
   readonly kind: 'send'
   readonly to: string
   readonly message: M
+  /** Depends on no write: sent at once (see above). */
+  readonly liveness?: true
 }
 
 /** A machine with one timer only (`T` undefined) leaves the token out: the timer's input says which. */

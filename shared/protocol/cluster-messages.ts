@@ -145,6 +145,12 @@ export const clusterLeaseAck = defineMessage('cluster-lease-ack', () => ({
    * no vote for the lease (acceptor.ts); it still earns the member its grant.
    */
   vote: z.boolean(),
+  /**
+   * The database epoch this voter has on disk, sent after the write (what a configuration
+   * write's commit counts); null on the ack sent at once, before any write, which is a
+   * vote for the lease alone.
+   */
+  db_epoch: field.uint().nullable(),
 }))
 
 /** Coordinator → members: a quorum confirmed the view; run roles until `until_ms`. */

@@ -145,6 +145,39 @@ t.test('lease continuity: killing a member or the coordinator costs the survivor
   }
 })
 
+t.test('a coordinator that stalls for less than a lease less a renewal keeps its view', async (t) => {
+  const net = checkedLab({ seed: 12, net: { events_kept_max: 100_000 } })
+  runChecked(net, 5000)
+  const view = net.hosts.get(A1)!.view()
+  net.events.length = 0
+  net.pause(view.coordinator, 400) // the sim's lease is 800 ms, renewed every 200 ms
+  runChecked(net, 3000)
+  t.equal(net.hosts.get(A1)!.view().epoch, view.epoch, 'no view change')
+  t.same(leaseLosses(net, ''), [], 'nobody lost the lease')
+})
+
+t.test('64 hosts in two sites form one cluster, lose a member and the coordinator without a lease gap', async (t) => {
+  const sites: Record<string, string> = {}
+  for (let i = 1; i <= 32; i++) {
+    sites[`host-a${i}`] = 'site-a'
+    sites[`host-b${i}`] = 'site-b'
+  }
+  const net = makeLab({ seed: 64, sites, net: { events_kept_max: 1_000_000 } })
+  runChecked(net, 6000)
+  t.equal(convergenceProblem(net), null, 'one view of all 64, every host holding the lease')
+  const views = new Set(net.events.filter((e) => e.kind === 'cluster.view-changed').map((e) => e.details.epoch))
+  t.ok(views.size <= 64, `formation decided ${views.size} views for 64 joining hosts (at most one per host)`)
+  for (const victim of ['member', 'coordinator'] as const) {
+    const coordinator = net.hosts.get('host-a1')!.view().coordinator
+    const killed = victim === 'coordinator' ? coordinator : Object.keys(sites).find((h) => h !== coordinator && net.isAlive(h))!
+    net.events.length = 0
+    net.kill(killed)
+    runChecked(net, 6000)
+    t.equal(convergenceProblem(net), null, `${victim} ${killed} killed: one view of the survivors`)
+    t.same(leaseLosses(net, killed), [], `${victim} ${killed} killed: no survivor lost its lease`)
+  }
+})
+
 t.test('site-a cut from site-b, both reach the witness: exactly one side keeps quorum', async (t) => {
   const net = checkedLab({ seed: 3 })
   runChecked(net, 5000)

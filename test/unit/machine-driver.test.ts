@@ -192,3 +192,38 @@ t.test('stop: nothing more runs; onStop is called', async (t) => {
   t.same(log, ['step 1', 'emit e1'])
   t.equal(stopped, 1)
 })
+
+t.test('at_once: a liveness send leaves as the machine steps, never behind a slow persist', async (t) => {
+  let release!: () => void
+  const { driver, log } = toy(
+    (n) => [
+      { kind: 'send', to: 'a', message: `beat${n}`, liveness: true },
+      { kind: 'persist', record: n },
+      { kind: 'send', to: 'b', message: `ack${n}` },
+    ],
+    {
+      persist: (e) => {
+        log.push(`persist ${e.record} start`)
+        return new Promise<void>((res) => (release = () => (log.push(`persist ${e.record} done`), res())))
+      },
+    },
+    { step_at: 'admission', coalesce_persists: true, at_once: (e) => e.kind === 'send' && e.liveness === true },
+  )
+  driver.feed(1)
+  await flush()
+  driver.feed(2)
+  t.same(
+    log,
+    ['step 1', 'send a beat1', 'persist 1 start', 'step 2', 'send a beat2'],
+    'the second heartbeat went while the first write was still under way; the ordered ack waits',
+  )
+  release()
+  await flush()
+  release()
+  await flush()
+  t.same(
+    log.slice(5),
+    ['persist 1 done', 'send b ack1', 'persist 2 start', 'persist 2 done', 'send b ack2'],
+    'the rest in order, after the writes',
+  )
+})

@@ -48,15 +48,19 @@ t.test('the coordinator itself may change its view at once, during its lease', a
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
   const fx = msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65536) }, 0)
   t.same(
-    fx.map((f) => f.kind),
-    ['persist', 'send'],
-    "the first confirmation in a view is written (the view's epoch)",
+    fx.map((f) =>
+      f.kind === 'send'
+        ? `send ${f.liveness === true ? 'at once' : 'after'} db_epoch=${String((f.message as { db_epoch: unknown }).db_epoch)}`
+        : f.kind,
+    ),
+    ['send at once db_epoch=null', 'persist', 'send after db_epoch=65536'],
+    "the first confirmation in a view: the lease vote at once, then the write (the view's epoch), then the ack of what is on disk",
   )
   const renewal = msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 250, db: db(65536) }, 250)
   t.same(
-    renewal.map((f) => f.kind),
-    ['send'],
-    'a renewal alone is not written',
+    renewal.map((f) => (f.kind === 'send' && f.liveness === true ? 'send at once' : f.kind)),
+    ['send at once'],
+    'a renewal alone is not written, and its ack leaves at once',
   )
   const p = sent(msg(w, { t: 'cluster-prepare', from: 'host-a1', slot: 2, ballot: { n: 2, node: 'host-a1' } }, 300))
   t.match(p[0], { t: 'cluster-promise', leases_until_ms: 1250 })
