@@ -224,11 +224,14 @@ t.test('static votes: witness, then host-b2, then host-b1 die → quorum lost; f
   // host-b1 too: 2 of 5 votes. Quorum is lost and the survivors stop their VMs.
   const seq = await lastSeq(lab)
   await kill(t, lab, 'host-b1')
+  // (site-a loses its lease 2 s after host-b1's death and stops its VMs 250 ms later; it
+  // declares host-b1 down only after 20 missed cross-site heartbeats, 5 s: wait for both)
   const lost = await lab.waitFor(
-    'no host holding quorum and site-a running no vm',
+    'no host holding quorum, host-b1 counted absent and site-a running no vm',
     async () => {
       const s = await clusterStatus(lab)
       if (['host-a1', 'host-a2'].some((h) => !s.hosts[h] || s.hosts[h]!.holds_lease)) return undefined
+      if (s.hosts['host-a1']!.votes_present !== 2) return undefined
       const inv = await lab.inventories()
       return ['host-a1', 'host-a2'].every((h) => inv[h] !== undefined && inv[h]!.length === 0) ? s : undefined
     },

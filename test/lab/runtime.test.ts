@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
+import { EVENT_LOOP_LAG_RESOLUTION_MS } from '../../shared/event-loop-lag.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { rawExchange, requestBytes } from '../unit/raw-http.js'
 import { isAlive, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
@@ -40,7 +41,7 @@ async function checkEventLoopLag(
     own && own.samples > 0 && own.p50_ms >= 0 && own.p99_ms >= own.p50_ms && own.max_ms >= own.p99_ms,
     `GET /status event_loop_lag: ${JSON.stringify(own)}`,
   )
-  t.equal(own?.resolution_ms, 10, 'measured at a 10 ms resolution')
+  t.equal(own?.resolution_ms, EVENT_LOOP_LAG_RESOLUTION_MS, `measured at a ${EVENT_LOOP_LAG_RESOLUTION_MS} ms resolution`)
   // the controller reads each process's lag from its GET /status about every second
   const s = await lab.waitFor(
     'every process’s lag in the lab status',
