@@ -13,6 +13,7 @@ import { encodeDeltaToBytes } from '../../agent/migration/page-delta.js'
 import { diffPages } from '../../agent/migration/page-diff.js'
 import { appliedCounts, applyPageTask, type PageApplyTask } from '../../agent/migration/page-apply.js'
 import { PageApplyPool, ownedBatch } from '../../agent/migration/page-apply-pool.js'
+import { destination, sampleBatch } from './page-batch-fixture.js'
 
 const PAGE = PAGE_SIZE_BYTES
 
@@ -23,28 +24,6 @@ const task = (memory: GuestMemory, ...batches: Uint8Array[]): PageApplyTask => (
 function seeded(seed: number): { int: (n: number) => number } {
   const next = mulberry32(seed)
   return { int: (n) => Math.floor(next() * n) }
-}
-
-/** Four pages: 0x11…, 0x22…, 0x33…, zeros. */
-function destination(): GuestMemory {
-  const m = GuestMemory.create(4)
-  m.pageView(0).fill(0x11)
-  m.pageView(1).fill(0x22)
-  m.pageView(2).fill(0x33)
-  return m
-}
-
-/** Page 0 zeroed, page 1 by a delta (two bytes changed), page 2 whole. */
-function sampleBatch(): { batch: Uint8Array; page1: Uint8Array; page2: Uint8Array } {
-  const b = new PageBatchBuilder(8)
-  b.addZero(0)
-  const page1 = new Uint8Array(PAGE).fill(0x22)
-  page1[100] = 0xee
-  page1[4000] = 0xdd
-  b.addDelta(1, encodeDeltaToBytes(new Uint8Array(PAGE).fill(0x22), page1) as Uint8Array)
-  const page2 = Uint8Array.from({ length: PAGE }, (_, i) => i & 0xff)
-  b.addFull(2, page2)
-  return { batch: b.finish(), page1, page2 }
 }
 
 t.test('applyPageTask applies zero, delta and full pages into shared memory', async (t) => {

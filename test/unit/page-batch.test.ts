@@ -1,6 +1,5 @@
 import t from 'tap'
 import { ATTACHMENT_BYTES_MAX } from '../../shared/protocol/codec.js'
-import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import {
   PAGE_BATCH_HEADER_BYTES,
@@ -11,31 +10,9 @@ import {
   pageBatchBytesMax,
   readPageBatch,
 } from '../../agent/migration/page-batch.js'
-import { encodeDeltaToBytes } from '../../agent/migration/page-delta.js'
+import { destination, sampleBatch } from './page-batch-fixture.js'
 
 const PAGE = PAGE_SIZE_BYTES
-
-/** Destination with page 0 = 0x11…, page 1 = 0x22…, page 2 = 0x33…, page 3 = zeros. */
-function destination(): GuestMemory {
-  const m = GuestMemory.create(4)
-  m.pageView(0).fill(0x11)
-  m.pageView(1).fill(0x22)
-  m.pageView(2).fill(0x33)
-  return m
-}
-
-function sampleBatch(): { batch: Uint8Array; page1: Uint8Array; page2: Uint8Array } {
-  const b = new PageBatchBuilder(8)
-  b.addZero(0)
-  const page1 = new Uint8Array(PAGE).fill(0x22)
-  page1[100] = 0xee
-  page1[4000] = 0xdd
-  b.addDelta(1, encodeDeltaToBytes(new Uint8Array(PAGE).fill(0x22), page1) as Uint8Array)
-  const page2 = Uint8Array.from({ length: PAGE }, (_, i) => i & 0xff)
-  b.addFull(2, page2)
-  t.equal(b.entry_count, 3)
-  return { batch: b.finish(), page1, page2 }
-}
 
 t.test('a batch of zero, delta and full pages applies on the destination', async (t) => {
   const { batch, page1, page2 } = sampleBatch()
