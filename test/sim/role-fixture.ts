@@ -55,7 +55,7 @@ export interface HostRoles {
   service: RoleService
 }
 
-/** The simulation's clock as seen by one host incarnation: its timers die with it. */
+/** The simulation's clock as seen by one host incarnation (its own offset and drift): its timers die with it. */
 class HostClock implements Clock {
   constructor(
     private readonly net: SimNetwork,
@@ -63,7 +63,7 @@ class HostClock implements Clock {
     private readonly incarnation: number,
   ) {}
   now(): number {
-    return this.net.now_ms
+    return this.net.localNow(this.host)
   }
   setTimer(delay_ms: number, fn: () => void): () => void {
     return this.net.schedule(this.host, this.net.now_ms + Math.max(0, delay_ms), fn, this.incarnation)
@@ -377,8 +377,10 @@ export class RoleLab {
     if (quorum) return quorum
     const runner = new Map<string, string>()
     for (const [host, h] of this.hosts) {
+      // A frozen host (SIGSTOP) runs and writes nothing until it wakes; then it counts again.
+      if (this.net.isPaused(host)) continue
       const epoch = h.membership.view().epoch
-      const zombie = !h.membership.holdsLease(now)
+      const zombie = !h.membership.holdsLease(this.net.localNow(host))
       for (const vm of h.agent.vms.list()) {
         if (vm.state !== 'running') continue
         const other = runner.get(vm.name)
@@ -396,7 +398,7 @@ export class RoleLab {
     const h = this.hosts.get(host)
     if (!h) return `${host} down`
     const m = h.membership
-    return `${host} epoch ${m.view().epoch}, ${m.holdsLease(this.net.now_ms) ? 'holds a lease' : `no lease since ${m.leaseUntil().toFixed(0)} ms`}`
+    return `${host} epoch ${m.view().epoch}, ${m.holdsLease(this.net.localNow(host)) ? 'holds a lease' : `no lease since ${m.leaseUntil().toFixed(0)} ms`}`
   }
 
   /** Once faults stopped: every role the coordinator has is running, exactly once, where it says. */

@@ -14,6 +14,7 @@ import tap from 'tap'
 const t = tap
 import type { VmRoleSpec } from '../../agent/cluster/vm-role.js'
 import type { Topology } from '../../shared/topology.js'
+import { LAB_CLOCK_SKEW_MS } from '../../shared/consensus/lease-timings.js'
 import { defaultTopology, RoleLab } from './role-fixture.js'
 import { forEachSeed, seeds } from './seed.js'
 
@@ -244,7 +245,14 @@ async function runSeed(seed: number): Promise<SeedResult> {
   const lab = new RoleLab({
     seed,
     topology: variant.change(base),
-    net: { delay_ms_min: 1, delay_ms_max: 20, spike_probability: 0.02, spike_ms_max: 300, loss_probability: 0.01 },
+    net: {
+      delay_ms_min: 1,
+      delay_ms_max: 20,
+      spike_probability: 0.02,
+      spike_ms_max: 300,
+      loss_probability: 0.01,
+      clock_skew_ms: LAB_CLOCK_SKEW_MS,
+    },
   })
   const schedule = [variant.label]
   const result = (problem: string | null): SeedResult => ({
