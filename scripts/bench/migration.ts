@@ -283,15 +283,14 @@ async function rawSealedAndUnsealed(o: MigrationBenchOptions, source: Endpoint, 
   return { sealed: summary(sealed), unsealed: summary(unsealed) }
 }
 
-async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint): Promise<MigrationBenchReport> {
-  const idle = await idleLag(source, destination, o.idle_lag_ms)
-  const { sealed: raw, unsealed } = await rawSealedAndUnsealed(o, source, destination)
+/** The full-speed stream (no dirtying), `reps` runs after a warm-up: its rate, last result and each run's lag. */
+async function measureStream(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint) {
   let stream: MigrationResult | null = null
-  const streamLag: EndpointLag[] = []
-  const streamRate = await bestAndMedian(o.reps, async () => {
+  const lags: EndpointLag[] = []
+  const rate = await bestAndMedian(o.reps, async () => {
     const run = await migrateOnce(source, destination, o, 0)
     stream = run.result
-    streamLag.push(run.lag)
+    lags.push(run.lag)
     // a failed run has no rate: the model would be computed at 0 bytes/s
     if (stream.outcome !== 'completed') throw new Error(`the stream measurement's migration ${stream.outcome}: ${stream.reason}`)
     const round0 = stream.rounds[0]
@@ -299,33 +298,44 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
   })
   const last = stream as MigrationResult | null
   if (!last) throw new Error('no migration ran')
+  return { rate, last, lags }
+}
 
-  const rows: DirtyRateRow[] = []
-  for (const rate of o.dirty_rates_mib_per_s) {
-    const { result, lag } = await migrateOnce(source, destination, o, rate)
-    const model = modelPrecopy({
-      memory_bytes: o.memory_mib * MiB,
-      bandwidth_bytes_per_s: Math.max(1, streamRate.median),
-      dirty_rate_bytes_per_s: rate * MiB,
-      downtime_budget_ms: o.downtime_budget_ms,
-      round_cap: o.round_cap,
-    })
-    rows.push({
-      dirty_mib_per_s: rate,
-      outcome: result.outcome,
-      rounds: result.rounds.length,
-      throttle_pct_max: result.throttle_pct_max,
-      switch_reason: result.switch_reason,
-      blackout_ms: result.blackout_ms,
-      total_ms: result.total_ms,
-      sent_mib: result.bytes_sent / MiB,
-      lag_p99_ms: { source: lag.source?.p99_ms ?? null, destination: lag.destination?.p99_ms ?? null },
-      model_rounds: model.precopy_rounds,
-      model_converges: model.converges,
-      model_blackout_ms: model.blackout_ms,
-      model_total_ms: model.total_ms,
-    })
+/** One migration at `rate` MiB/s dirtied, next to the model at the stream's median bandwidth. */
+async function dirtyRateRow(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint, rate: number, bandwidth: number) {
+  const { result, lag } = await migrateOnce(source, destination, o, rate)
+  const model = modelPrecopy({
+    memory_bytes: o.memory_mib * MiB,
+    bandwidth_bytes_per_s: Math.max(1, bandwidth),
+    dirty_rate_bytes_per_s: rate * MiB,
+    downtime_budget_ms: o.downtime_budget_ms,
+    round_cap: o.round_cap,
+  })
+  const row: DirtyRateRow = {
+    dirty_mib_per_s: rate,
+    outcome: result.outcome,
+    rounds: result.rounds.length,
+    throttle_pct_max: result.throttle_pct_max,
+    switch_reason: result.switch_reason,
+    blackout_ms: result.blackout_ms,
+    total_ms: result.total_ms,
+    sent_mib: result.bytes_sent / MiB,
+    lag_p99_ms: { source: lag.source?.p99_ms ?? null, destination: lag.destination?.p99_ms ?? null },
+    model_rounds: model.precopy_rounds,
+    model_converges: model.converges,
+    model_blackout_ms: model.blackout_ms,
+    model_total_ms: model.total_ms,
   }
+  return row
+}
+
+async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint): Promise<MigrationBenchReport> {
+  const idle = await idleLag(source, destination, o.idle_lag_ms)
+  const { sealed: raw, unsealed } = await rawSealedAndUnsealed(o, source, destination)
+  const stream = await measureStream(o, source, destination)
+  const rows: DirtyRateRow[] = []
+  for (const rate of o.dirty_rates_mib_per_s) rows.push(await dirtyRateRow(o, source, destination, rate, stream.rate.median))
+  const last = stream.last
   return {
     endpoints: 'two endpoint processes (source, destination) over loopback WebSockets',
     node: process.version,
@@ -335,7 +345,7 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
     raw_transport_bytes_per_s: raw,
     raw_transport_unsealed_bytes_per_s: unsealed,
     frame_auth: measureFrameAuth(),
-    migration_stream_bytes_per_s: streamRate,
+    migration_stream_bytes_per_s: stream.rate,
     stream_result: {
       total_ms: last.total_ms,
       blackout_ms: last.blackout_ms,
@@ -350,8 +360,8 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
       resolution_ms: EVENT_LOOP_LAG_RESOLUTION_MS,
       idle_ms: o.idle_lag_ms,
       idle,
-      stream: worstLag(streamLag.slice(1)), // not the warm-up run
-      stream_runs: streamLag.length - 1,
+      stream: worstLag(stream.lags.slice(1)), // not the warm-up run
+      stream_runs: stream.lags.length - 1,
     },
   }
 }
