@@ -93,7 +93,6 @@ export type MembershipEffect = Effect<NodeRecord>
 interface LeaseRound {
   round: number
   started_ms: number
-  db_epoch: number
   request: ClusterMessageOf<'cluster-lease-request'>
   acks: Set<string>
   /** Members that answered without a vote (answerWithoutVote). */
@@ -754,15 +753,7 @@ export class Membership {
       started_ms: this.now_ms,
       db,
     }
-    this.leasing = {
-      round: msg.round,
-      started_ms: this.now_ms,
-      db_epoch: db.db_epoch,
-      request: msg,
-      acks: new Set(),
-      alive: new Set(),
-      granted: false,
-    }
+    this.leasing = { round: msg.round, started_ms: this.now_ms, request: msg, acks: new Set(), alive: new Set(), granted: false }
     for (const member of view.members) if (member !== this.config.name) this.send(member, msg, true)
     if (this.config.witness) this.send(this.config.witness, msg, true)
     this.onLeaseRequest(msg)

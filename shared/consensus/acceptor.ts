@@ -12,8 +12,9 @@
  *     for leases carried into it) into the new view as `leases_end_ms`.
  *   - A member of the new view keeps the lease it holds (never longer), so a view change
  *     decided by a quorum of the old view costs its members no lease gap; only a host cut
- *     off from a quorum loses its lease. A removed host's roles are free, and a new
- *     coordinator may act, only after `leases_end_ms` + clock skew (membership.ts).
+ *     off from a quorum loses its lease. A new coordinator may act only after
+ *     `leases_end_ms` + clock skew, and a removed host's roles are free only after its own
+ *     bound (`removed_lease_end_ms`) + clock skew + the time to stop them (membership.ts).
  *   - The bound is kept in memory only (no write per renewal): a voter that (re)starts
  *     assumes it confirmed a lease until now + lease + skew, which covers any it
  *     confirmed before it stopped.

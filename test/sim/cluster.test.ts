@@ -17,7 +17,7 @@ import {
   type InvariantState,
   type LabOptions,
 } from './cluster-fixture.js'
-import type { SimNetwork } from './network.js'
+import { faultyNetwork, type SimNetwork } from './network.js'
 import { forEachSeed, seeds } from './seed.js'
 
 const A1 = 'host-a1'
@@ -377,14 +377,7 @@ function runSeed(seed: number): SeedResult {
     seed,
     quorum,
     witness: true,
-    net: {
-      delay_ms_min: 1,
-      delay_ms_max: 20,
-      spike_probability: 0.02,
-      spike_ms_max: 300,
-      loss_probability: 0.01,
-      clock_skew_ms: SIM_CLOCK_SKEW_MS,
-    },
+    net: faultyNetwork(SIM_CLOCK_SKEW_MS),
   })
   const views = watchViews(net)
   const s: InvariantState = { witness_epoch: 0, witness_db_epoch: 0 }

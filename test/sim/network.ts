@@ -112,6 +112,14 @@ export interface DecidedView {
   by: string
 }
 
+/**
+ * The faulty network of the random schedules: delays up to 20 ms, 2 % of messages delayed
+ * up to 300 ms more, 1 % lost, and every clock within `clock_skew_ms` of the others.
+ */
+export function faultyNetwork(clock_skew_ms: number): Partial<NetworkOptions> {
+  return { delay_ms_min: 1, delay_ms_max: 20, spike_probability: 0.02, spike_ms_max: 300, loss_probability: 0.01, clock_skew_ms }
+}
+
 export class SimNetwork {
   now_ms = 0
   readonly rng: () => number

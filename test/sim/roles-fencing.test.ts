@@ -15,6 +15,7 @@ const t = tap
 import type { VmRoleSpec } from '../../agent/cluster/vm-role.js'
 import type { Topology } from '../../shared/topology.js'
 import { LAB_CLOCK_SKEW_MS } from '../../shared/consensus/lease-timings.js'
+import { faultyNetwork } from './network.js'
 import { defaultTopology, RoleLab } from './role-fixture.js'
 import { forEachSeed, seeds } from './seed.js'
 
@@ -245,14 +246,7 @@ async function runSeed(seed: number): Promise<SeedResult> {
   const lab = new RoleLab({
     seed,
     topology: variant.change(base),
-    net: {
-      delay_ms_min: 1,
-      delay_ms_max: 20,
-      spike_probability: 0.02,
-      spike_ms_max: 300,
-      loss_probability: 0.01,
-      clock_skew_ms: LAB_CLOCK_SKEW_MS,
-    },
+    net: faultyNetwork(LAB_CLOCK_SKEW_MS),
   })
   const schedule = [variant.label]
   const result = (problem: string | null): SeedResult => ({
