@@ -5,6 +5,7 @@
  * uses too).
  */
 import { leaseTimings } from '../../shared/consensus/lease-timings.js'
+import { tickPhaseOf } from '../../shared/periodic-task.js'
 import type { Topology } from '../../shared/topology.js'
 import type { MembershipConfig } from './membership.js'
 
@@ -23,5 +24,6 @@ export function membershipConfig(t: Topology, name: string): MembershipConfig {
     },
     ...timings,
     config_writes_pending_max: 16,
+    tick_phase: tickPhaseOf(name),
   }
 }

@@ -2,6 +2,10 @@
  * Per-peer failure detection (pure; time is an input). A peer is down once it has
  * missed `missed_max` heartbeats at its interval: the same-site and cross-site interval
  * and threshold are separate (WSFC 2016: every 1 s, 10 missed within a site, 20 across).
+ *
+ * Only the peers this host watches are judged (`watch`): the membership watches the peers
+ * that heartbeat it (membership.ts heartbeatPeers). A peer it does not watch is counted up,
+ * never silent and never declared down — someone else (the coordinator) judges it.
  */
 export interface HeartbeatSettings {
   same_site_interval_ms: number
@@ -27,6 +31,8 @@ export class HeartbeatDetector {
   private readonly last_heard_ms = new Map<string, number>()
   private readonly down = new Set<string>()
   private readonly peer_names: string[]
+  /** The peers judged; all of them until `watch` says otherwise. */
+  private watched: ReadonlySet<string>
 
   /** `sites` maps every node (self included) to its site. */
   constructor(
@@ -40,6 +46,28 @@ export class HeartbeatDetector {
     if (!sites.has(self)) throw new RangeError(`node ${self} has no site in the topology`)
     // A peer is given one full detection window from start before it is declared down.
     for (const peer of this.peers()) this.last_heard_ms.set(peer, start_ms)
+    this.watched = new Set(this.peer_names)
+  }
+
+  /**
+   * Judges only `peers` from now on. A peer watched anew is given one full detection window
+   * from `now_ms` (it heartbeated someone else until now), as every peer is at start; a peer
+   * no longer watched is no longer counted down (whoever watches it now judges it), unless
+   * it announced that it leaves.
+   */
+  watch(peers: Iterable<string>, now_ms: number): void {
+    const next = new Set([...peers].filter((p) => this.sites.has(p) && p !== this.self))
+    for (const peer of this.peer_names) {
+      const last = this.last_heard_ms.get(peer) ?? now_ms
+      if (last === -Infinity || next.has(peer) === this.watched.has(peer)) continue
+      if (next.has(peer)) this.last_heard_ms.set(peer, Math.max(last, now_ms))
+      else this.down.delete(peer)
+    }
+    this.watched = next
+  }
+
+  watches(peer: string): boolean {
+    return this.watched.has(peer)
   }
 
   peers(): readonly string[] {
@@ -80,6 +108,7 @@ export class HeartbeatDetector {
 
   isUp(peer: string, now_ms: number): boolean {
     if (this.down.has(peer)) return false
+    if (!this.watched.has(peer)) return this.sites.has(peer) && peer !== this.self
     const last = this.last_heard_ms.get(peer)
     return last !== undefined && now_ms - last <= this.timeoutFor(peer)
   }
@@ -91,7 +120,8 @@ export class HeartbeatDetector {
    */
   silentFor(peer: string, now_ms: number): number {
     const last = this.last_heard_ms.get(peer)
-    return last === undefined ? Infinity : Math.max(0, now_ms - last)
+    if (last === undefined || last === -Infinity) return Infinity
+    return this.watched.has(peer) ? Math.max(0, now_ms - last) : 0
   }
 
   /** Peers that went down since the last call (each reported once). */

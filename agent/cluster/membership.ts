@@ -50,6 +50,7 @@ import {
 import type { ClusterCommand, ClusterEvent, ClusterInput, Effect } from '../../shared/consensus/cluster-effects.js'
 import type { LeaseTimings } from '../../shared/consensus/lease-timings.js'
 import type { ClusterDetailsOf, ClusterEventKind } from '../../shared/timeline/cluster-events.js'
+import { nextTickAt } from '../../shared/periodic-task.js'
 import { HeartbeatDetector, type HeartbeatSettings } from './heartbeat-detector.js'
 import { computeVotes, forcedVotes, hasQuorum, type QuorumSettings } from './quorum.js'
 import {
@@ -77,6 +78,8 @@ export interface MembershipConfig extends LeaseTimings {
   quorum: Omit<QuorumSettings, 'nodes'>
   heartbeat: HeartbeatSettings
   config_writes_pending_max: number
+  /** Where in each tick interval this host ticks, a fraction in [0, 1) (periodic-task.ts); 0 when not given. */
+  tick_phase?: number
 }
 
 export interface NodeRecord {
@@ -113,6 +116,7 @@ export function checkMembershipConfig(c: MembershipConfig): void {
   if (!(c.election_timeout_ms > c.lease_ms)) bad('election_timeout_ms must be longer than lease_ms')
   if (!(c.takeover_stagger_ms < c.election_stagger_ms + c.election_timeout_ms))
     bad('takeover_stagger_ms must be shorter than the election timeout')
+  if (c.tick_phase !== undefined && !(c.tick_phase >= 0 && c.tick_phase < 1)) bad('tick_phase must be in [0, 1)')
   for (const k of [
     'tick_ms',
     'lease_ms',
@@ -189,9 +193,10 @@ export class Membership {
   private draft_db: ClusterDatabase | null = null
   private committed_db_epoch = 0
   private last_catch_up_ms = -Infinity
-  private tick_at_ms: number
   private out: MembershipEffect[] = []
   private now_ms = 0
+  /** When the next tick is due (on the grid of tick_ms, periodic-task.ts). */
+  private tick_at_ms = -Infinity
 
   constructor(
     private readonly config: MembershipConfig,
@@ -205,7 +210,6 @@ export class Membership {
     this.rank = this.nodes.indexOf(config.name)
     this.detector = new HeartbeatDetector(config.name, new Map(Object.entries(config.sites)), config.heartbeat, start_ms)
     this.last_lease_ms = start_ms
-    this.tick_at_ms = start_ms
     this.committed_db_epoch = this.rec.db.db_epoch
   }
 
@@ -216,7 +220,6 @@ export class Membership {
 
   /** The first effects a shell runs: arm the tick timer. */
   start(now_ms: number): MembershipEffect[] {
-    this.tick_at_ms = now_ms
     return [{ kind: 'set-timer', at_ms: now_ms, token: 'tick' }]
   }
 
@@ -289,10 +292,13 @@ export class Membership {
 
   private onTick(): void {
     const now = this.now_ms
-    this.tick_at_ms = Math.max(this.tick_at_ms + this.config.tick_ms, now + 1)
+    // After the tick that was due, even if this clock reads a hair earlier when it fires.
+    this.tick_at_ms = nextTickAt(Math.max(now, this.tick_at_ms), this.config.tick_ms, this.config.tick_phase)
     this.out.push({ kind: 'set-timer', at_ms: this.tick_at_ms, token: 'tick' })
     if (this.rec.left) return
-    this.sendHeartbeats()
+    const peers = this.heartbeatPeers()
+    this.detector.watch(peers, now)
+    this.sendHeartbeats(peers)
     for (const peer of this.detector.newlyDown(now)) this.emit('cluster.node-down', { node: peer })
     this.checkLeaseExpiry()
     if (this.isCoordinator()) this.coordinate()
@@ -300,11 +306,26 @@ export class Membership {
     else if (this.wantsElection()) this.startElection()
   }
 
-  private sendHeartbeats(): void {
-    for (const peer of this.detector.peers()) {
+  /**
+   * The peers this host heartbeats, and watches (the same rule on both ends, so each pair
+   * agrees): a member of a view heartbeats its coordinator and the hosts out of the view;
+   * the coordinator, a host out of the view and a host that has seen no view heartbeat
+   * every host. The coordinator judges the members and the members judge the coordinator
+   * — the view is the coordinator's to change — so the heartbeats grow with the hosts, not
+   * with their square (a 16-host lab: 120 a beat instead of 240 between members alone).
+   */
+  private heartbeatPeers(): string[] {
+    const view = this.rec.view
+    const all = this.detector.peers()
+    if (view.epoch === 0 || view.coordinator === this.config.name || !view.members.includes(this.config.name)) return [...all]
+    return all.filter((p) => p === view.coordinator || !view.members.includes(p))
+  }
+
+  /** A heartbeat to each of `peers` that has had no liveness message from this host for its interval. */
+  private sendHeartbeats(peers: readonly string[]): void {
+    for (const peer of peers) {
       const due = this.next_heartbeat_ms.get(peer) ?? 0
       if (this.now_ms < due) continue
-      this.next_heartbeat_ms.set(peer, this.now_ms + this.detector.intervalTo(peer))
       const heartbeat = { from: this.config.name, epoch: this.rec.view.epoch, db_epoch: this.rec.db.db_epoch, sent_ms: this.now_ms }
       this.send(peer, { t: 'cluster-heartbeat', ...heartbeat }, true)
     }
@@ -398,9 +419,10 @@ export class Membership {
    * A member whose coordinator went silent starts the next view while it still holds its
    * lease: once no more than a renewal interval of it is left (staggered by rank among the
    * surviving members), so the new view forms and renews before the carried lease runs out,
-   * while a coordinator that only stalls for less than lease − renewal interval (1.5 s in
-   * the default lab) is not replaced. Voters that still hear the coordinator refuse
-   * (acceptor.ts): liveness only, never safety.
+   * while a coordinator that renews within lease − renewal interval of its last renewal
+   * (1.5 s in the default lab) is not replaced: a stall of up to a lease less two renewal
+   * intervals (1 s) never costs it its view, wherever in a renewal interval it began.
+   * Voters that still hear the coordinator refuse (acceptor.ts): liveness only, never safety.
    */
   private takeoverDue(): boolean {
     const view = this.rec.view
@@ -991,6 +1013,8 @@ export class Membership {
   /** `liveness`: the message depends on no write and leaves at once (shared/machine/effect.ts). */
   private send(to: string, message: ClusterMessage, liveness = false): void {
     if (to === this.config.name) return this.onMessage(message)
+    // A message that leaves at once proves this host alive as a heartbeat does.
+    if (liveness && this.nodes.includes(to)) this.next_heartbeat_ms.set(to, this.now_ms + this.detector.intervalTo(to))
     this.out.push(liveness ? { kind: 'send', to, message, liveness } : { kind: 'send', to, message })
   }
 

@@ -63,6 +63,8 @@ export interface RoleServiceDeps {
   /** When unknown for a view: how long after taking over a left host's roles count as free. */
   roles_free_after_ms: number
   tick_ms: number
+  /** Where in each tick interval the ticks fall, a fraction in [0, 1): the membership's, so both tick in one wake-up (periodic-task.ts). */
+  tick_phase?: number
   inventory_interval_ms: number
   /** Moves, drains and failbacks live-migrate (needs requests.migrate). */
   live_migration?: boolean
@@ -97,7 +99,7 @@ export class RoleService {
   constructor(private readonly deps: RoleServiceDeps) {}
 
   start(): void {
-    this.cancel = everyTick(this.deps.clock, this.deps.tick_ms, () => this.tick())
+    this.cancel = everyTick(this.deps.clock, this.deps.tick_ms, () => this.tick(), this.deps.tick_phase)
   }
 
   stop(): void {

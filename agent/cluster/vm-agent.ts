@@ -38,6 +38,8 @@ export interface VmAgentDeps {
   no_quorum_grace_ms: number
   /** How often the lease and the guests are checked. */
   check_interval_ms: number
+  /** Where in each interval the checks fall, a fraction in [0, 1): the membership's tick phase (periodic-task.ts). */
+  check_phase?: number
   health: HealthCheckConfig
   /** Tell the coordinator a VM failed (`op` = the start that made it). */
   reportFailure(failure: { role: string; op: number; gone: boolean; reason: string }): void
@@ -99,7 +101,7 @@ export class VmAgent {
 
   /** Arms the periodic lease and health check. */
   start(): void {
-    this.cancel = everyTick(this.deps.clock, this.deps.check_interval_ms, () => this.check())
+    this.cancel = everyTick(this.deps.clock, this.deps.check_interval_ms, () => this.check(), this.deps.check_phase)
   }
 
   stop(): void {

@@ -102,6 +102,7 @@ async function validateClusterNow(o: { dir: string; json?: boolean }): Promise<v
     hosts: topology.hosts,
     witness: topology.witness ? { name: topology.witness.name, site: topology.witness.site } : null,
     statuses,
+    links: Object.fromEntries(lab.processes.filter((p) => p.role === 'host' && p.state === 'up').map((p) => [p.name, p.peers])),
     roles: list?.source === 'coordinator' ? list.roles : null,
     arrays,
   })

@@ -1,7 +1,8 @@
 /**
  * `hvlab cluster validate`, the checks (pure): what the validation wizard of the seeds
  * looks at, from what the lab can see now — every node sees every other on the heartbeat
- * network (from each host's own cluster status), the witness is reachable from every
+ * network (each host's own cluster status, and its live peer links: members heartbeat only
+ * their coordinator, so a cut between two members shows in the links alone), the witness is reachable from every
  * site, each VM's owners are nodes of the cluster, and each VM's shared disk: it is
  * presented to every host that may own the VM (as the arrays' LUN masking has it), it
  * exists on both arrays of its remote-copy group (or on its CSV's array), and no two VMs
@@ -25,6 +26,8 @@ export interface ValidationInput {
   witness: { name: string; site: string } | null
   /** Each host's own cluster status (missing: it did not answer). */
   statuses: Readonly<Record<string, ClusterStatus>>
+  /** The peers each host has a live link to now (the lab's status); absent: not known. */
+  links?: Readonly<Record<string, readonly string[]>>
   roles: readonly VmRoleRecord[] | null
   /**
    * Each array's volumes as it lists them now, with the hosts each is presented to (LUN
@@ -52,8 +55,10 @@ function heartbeatChecks(input: ValidationInput): ValidationCheck[] {
       })
       continue
     }
+    const links = input.links?.[h.name]
     const unseen = input.hosts
-      .filter((o) => o.name !== h.name && s.nodes.find((n) => n.name === o.name)?.state === 'Down')
+      .filter((o) => o.name !== h.name)
+      .filter((o) => s.nodes.find((n) => n.name === o.name)?.state === 'Down' || (links !== undefined && !links.includes(o.name)))
       .map((o) => o.name)
     out.push(
       unseen.length === 0

@@ -80,7 +80,7 @@ async function handle(ctx: ControlContext, req: IncomingMessage, res: ServerResp
   const target = parseRequestTarget(req.url)
   if (!target.ok) throw new HvlabError('HVLAB_E_USAGE', target.reason)
   const route = `${req.method} ${target.path}`
-  if (route === 'GET /v1/status') return sendJson(res, 200, ctx.controller.status())
+  if (route === 'GET /v1/status') return sendJson(res, 200, await ctx.controller.currentStatus())
   if (route === 'GET /v1/events') return serveEvents(ctx, target.query, res)
   const m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/(kill|restart|request)$/)
   if (m) return processRoute(ctx, m[2] as ProcessVerb, m[1]!, req, res)

@@ -6,10 +6,12 @@
  * does not open closes the connection (HVLAB_E_AUTH) before anything reads it. The
  * liveness probe and request timeouts wait on the connection's Clock (shared/clock.ts).
  *
- * Liveness: an authenticated frame from the peer proves it alive as a pong does, so the
- * probe pings only a peer that sent nothing since the last probe (between hosts, the
- * cluster's heartbeats every 250 ms stand in for pings); the probes of every connection
- * of a process run on one timer (probe-ticker.ts).
+ * Liveness: an authenticated frame, a pong or a ping from the peer proves it alive, so the
+ * probe pings only a peer silent for `ping_after_silent_ms` (between a host and its
+ * coordinator the cluster's heartbeats stand in for pings), and on an idle link the first
+ * side to ping answers for both: the other hears the ping. A peer silent for
+ * `dead_after_ms` is cut. The probes of every connection of a process run on one timer
+ * (probe-ticker.ts).
  */
 import { logRefusal } from './refusal-log.js'
 import { EventEmitter } from 'node:events'
@@ -33,8 +35,9 @@ export interface TransportLimits {
   /** Requests awaiting a reply at once, per connection. */
   requests_in_flight_max: number
   request_timeout_ms: number
-  /** Liveness: a probe every interval, which pings a peer that sent no frame since the last; the peer is dead after this long with neither a frame nor a pong. */
+  /** Liveness: a probe every interval; it pings a peer silent (no frame, pong or ping) for `ping_after_silent_ms`, and cuts one silent for `dead_after_ms`. */
   ping_interval_ms: number
+  ping_after_silent_ms: number
   dead_after_ms: number
   /** Requests from the peer being handled at once; more are answered HVLAB_E_BACKPRESSURE at once. */
   inbound_requests_in_flight_max: number
@@ -48,7 +51,11 @@ export const DEFAULT_LIMITS: TransportLimits = {
   requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
   request_timeout_ms: 10_000,
   ping_interval_ms: 500,
-  dead_after_ms: 2_000,
+  // Pinged after 1 s of silence, a live peer has 2 s to answer: longer than the cluster's
+  // own detection within a site (2.5 s of silence), so the cluster, not the transport,
+  // decides that a paused host is gone.
+  ping_after_silent_ms: 1_000,
+  dead_after_ms: 3_000,
   inbound_requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
   preauth_bytes_max: LIMITS_DEFAULT.preauth_bytes_max,
 }
@@ -99,10 +106,8 @@ export class PeerConnection extends EventEmitter {
   private inboundInFlight = 0
   private queued_bytes = 0
   private drainWaiters: (() => void)[] = []
-  /** When the peer last proved it is alive: a pong or an authenticated frame. */
+  /** When the peer last proved it is alive: an authenticated frame, a pong or a ping. */
   private last_heard_ms: number
-  /** An authenticated frame arrived since the last probe: no ping needed this time. */
-  private heard_since_probe = false
   private last_probe_ms: number
   private readonly probes: ProbeTicker
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
@@ -141,13 +146,17 @@ export class PeerConnection extends EventEmitter {
     this.remoteName = remote.name
     this.remoteRole = remote.role
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    if (!(this.limits.ping_after_silent_ms < this.limits.dead_after_ms))
+      throw new RangeError(
+        'transport limits: ping_after_silent_ms must be shorter than dead_after_ms, or a live peer is cut before it is pinged',
+      )
     this.log = opts.log.child({ peer: remote.name })
     this.metrics = opts.metrics
     if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
-    ws.on('pong', () => {
-      this.last_heard_ms = this.clock.now()
-    })
+    const heard = (): void => void (this.last_heard_ms = this.clock.now())
+    ws.on('pong', heard)
+    ws.on('ping', heard)
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
@@ -341,7 +350,6 @@ export class PeerConnection extends EventEmitter {
       return
     }
     this.last_heard_ms = this.clock.now()
-    this.heard_since_probe = true
     if (!this.held) {
       this.deliver(frame)
       return
@@ -477,7 +485,7 @@ export class PeerConnection extends EventEmitter {
     else this.close(code, reason)
   }
 
-  /** The liveness check, every ping_interval_ms (the ProbeTicker calls it): cut a peer silent too long, else ping it unless it sent a frame since the last check. */
+  /** The liveness check, every ping_interval_ms (the ProbeTicker calls it): cut a peer silent too long, else ping one silent for a while. */
   probe(): void {
     if (this.closed) return
     const now_ms = this.clock.now()
@@ -492,9 +500,7 @@ export class PeerConnection extends EventEmitter {
       this.ws.terminate()
       return
     }
-    const heard = this.heard_since_probe
-    this.heard_since_probe = false
-    if (heard) return
+    if (now_ms - this.last_heard_ms < this.limits.ping_after_silent_ms) return
     try {
       this.ws.ping()
     } catch {

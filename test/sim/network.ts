@@ -137,6 +137,8 @@ export class SimNetwork {
   /** Called for every emitted event (invariant checks hook in here). */
   onEvent: ((e: ClusterEvent, net: SimNetwork) => void) | null = null
   /** Called after a host (re)started, and after one was killed (layers above the membership hook in here). */
+  /** Called for every message a process sends (before loss, partitions and delay). */
+  onTransmit: ((from: string, to: string, message: ClusterMessage) => void) | null = null
   onHostStarted: ((name: string) => void) | null = null
   onHostKilled: ((name: string) => void) | null = null
   private readonly configs = new Map<string, MembershipConfig>()
@@ -402,6 +404,7 @@ export class SimNetwork {
 
   private transmit(from: string, to: string, message: ClusterMessage): void {
     if (this.options.validate_messages) validate(message)
+    this.onTransmit?.(from, to, message)
     if (!this.linked(from, to)) return
     const o = this.options
     if (this.rng() < o.loss_probability) return

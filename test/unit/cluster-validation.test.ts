@@ -76,6 +76,29 @@ t.test('a broken heartbeat link, a witness cut off from a site and a stranger ow
   t.match(validationHtml(checks, { name: 'lab <1>', at: 'now' }), /lab &lt;1&gt;[\s\S]*FAIL/)
 })
 
+t.test('a cut between two members shows in their links though both still see each other Up', async (t) => {
+  const hosts = [...HOSTS, { name: 'host-b2', site: 'site-b' }]
+  const up = (node: string): ClusterStatus => ({
+    ...status(node),
+    nodes: hosts.map((h) => ({ name: h.name, site: h.site, state: 'Up', voter: true })),
+  })
+  const checks = validateCluster({
+    hosts,
+    witness,
+    statuses: { 'host-a1': up('host-a1'), 'host-b1': up('host-b1'), 'host-b2': up('host-b2') },
+    links: { 'host-a1': ['host-b1', 'host-b2'], 'host-b1': ['host-a1'], 'host-b2': ['host-a1'] },
+    roles: null,
+  })
+  t.match(
+    checks.find((c) => c.name === 'host-b1 sees every node'),
+    { result: 'fail', detail: /no heartbeats from host-b2/ },
+  )
+  t.match(
+    checks.find((c) => c.name === 'host-a1 sees every node'),
+    { result: 'pass' },
+  )
+})
+
 t.test('a host that does not answer fails its check; no coordinator skips the vm checks', async (t) => {
   const checks = validateCluster({ hosts: HOSTS, witness, statuses: { 'host-a1': status('host-a1') }, roles: null })
   t.match(

@@ -53,3 +53,21 @@ t.test('bad settings and topology are refused with a clear error', async (t) => 
   )
   t.throws(() => new HeartbeatDetector('host-zz', sites, WSFC_HEARTBEAT_DEFAULTS, 0), /no site/)
 })
+
+t.test('only watched peers are judged; a peer watched anew gets a full window, one no longer watched is not down', async (t) => {
+  const s = { same_site_interval_ms: 100, same_site_missed_max: 3, cross_site_interval_ms: 100, cross_site_missed_max: 3 }
+  const d = new HeartbeatDetector('host-a1', sites, s, 0)
+  d.watch(['host-a2'], 0)
+  t.same(d.newlyDown(1000), ['host-a2'], 'the watched peer, silent, is declared down')
+  t.ok(d.isUp('host-b1', 1000), 'an unwatched peer counts up however long it is silent')
+  t.equal(d.silentFor('host-b1', 1000), 0, 'and never silent')
+  d.watch(['host-b1'], 1000)
+  t.notOk(d.watches('host-a2'))
+  t.ok(d.isUp('host-a2', 1000), 'no longer watched: no longer counted down')
+  t.ok(d.isUp('host-b1', 1300), 'watched anew at 1000: a full window from then')
+  t.same(d.newlyDown(1301), ['host-b1'])
+  d.markDown('host-a2')
+  d.watch([], 1400)
+  t.equal(d.silentFor('host-a2', 1400), Infinity, 'a peer that left stays gone, watched or not')
+  t.notOk(d.isUp('host-a2', 1400))
+})

@@ -1,12 +1,12 @@
 /**
  * The periodic tasks of shared/periodic-task.ts on a ManualClock: `every` runs a task one
  * interval after the last run settled, never two at once, and a failing run goes to
- * onError while the loop goes on; `everyTick` ticks inside the timer, can be cancelled,
- * and a tick that throws ends the loop.
+ * onError while the loop goes on; `everyTick` ticks inside the timer on the grid of its
+ * interval, can be cancelled, and a tick that throws ends the loop.
  */
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
-import { every, everyTick } from '../../shared/periodic-task.js'
+import { every, everyTick, nextTickAt, tickPhaseOf } from '../../shared/periodic-task.js'
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r))
 
@@ -74,6 +74,43 @@ t.test('everyTick: ticks inside the timer every interval until cancelled', async
   clock.advance(1000)
   t.same(ticks, [50, 100, 150])
   t.equal(clock.pendingTimers(), 0)
+})
+
+t.test('everyTick: on the grid of its interval, so ticks of one interval share a wake-up; never twice for one due time', async (t) => {
+  const clock = new ManualClock(1003)
+  const a: number[] = []
+  const b: number[] = []
+  everyTick(clock, 125, () => a.push(clock.now()))
+  clock.advance(40)
+  everyTick(clock, 125, () => b.push(clock.now()))
+  clock.advance(300)
+  t.same(a, [1125, 1250], 'the first tick at the next multiple of the interval')
+  t.same(b, a, 'a loop started later ticks at the same instants')
+  // A timer that fires a hair before its due time (one clock for timers, another read) must
+  // not tick again for the same due time (nor loop at that instant).
+  const early = { now: () => clock.now(), setTimer: (ms: number, fn: () => void) => clock.setTimer(Math.max(0, ms - 0.5), fn) }
+  const c: number[] = []
+  everyTick(early, 125, () => c.push(clock.now()))
+  clock.advance(260)
+  t.same(c, [1374.5, 1499.5], 'one tick per due time')
+})
+
+t.test('tick phases: a process ticks on its own shifted grid; names spread the processes over the interval', async (t) => {
+  t.equal(nextTickAt(1000, 125, 0.5), 1062.5)
+  t.equal(nextTickAt(1062.5, 125, 0.5), 1187.5, 'strictly after a due instant')
+  const clock = new ManualClock(0)
+  const ticks: number[] = []
+  everyTick(clock, 100, () => ticks.push(clock.now()), 0.25)
+  clock.advance(300)
+  t.same(ticks, [25, 125, 225])
+  const phases = Array.from({ length: 16 }, (_, i) => tickPhaseOf(`host-${i < 8 ? 'a' : 'b'}${(i % 8) + 1}`))
+  t.ok(
+    phases.every((p) => p >= 0 && p < 1),
+    'each in [0, 1)',
+  )
+  t.equal(tickPhaseOf('host-a1'), tickPhaseOf('host-a1'), 'the same for a name every time')
+  const eighths = new Set(phases.map((p) => Math.floor(p * 8)))
+  t.ok(eighths.size >= 5, `16 host names fall in ${eighths.size} of 8 slices of the interval`)
 })
 
 t.test('everyTick: a tick that throws ends the loop, the error to the timer’s caller', async (t) => {

@@ -1,7 +1,7 @@
 /**
  * The transport's protocol timing on a ManualClock, with no real waits: the liveness
  * probe (a peer that stops answering pings is cut after dead_after_ms, one that answers
- * is not), request timeouts, and a link's redial backoff all move only when the clock does.
+ * is not, and a peer's ping counts as hearing from it), request timeouts, and a link's redial backoff all move only when the clock does.
  */
 import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
@@ -59,15 +59,18 @@ function connectionOn(clock: ManualClock, answersPings: boolean, limits: Partial
   return { socket, c, closedAt: () => closed_at_ms }
 }
 
+const LIMITS = { ping_interval_ms: 500, ping_after_silent_ms: 1_000, dead_after_ms: 3_000 }
+
 t.test('a peer that stops answering pings is cut after dead_after_ms on the clock; one that answers is not', async (t) => {
-  const limits = { ping_interval_ms: 500, dead_after_ms: 2_000 }
+  const limits = LIMITS
   const clock = new ManualClock(1_000_000)
   const start_ms = clock.now()
   const honest = connectionOn(clock, true, limits)
   const mute = connectionOn(clock, false, limits)
 
   clock.advance(limits.dead_after_ms)
-  t.equal(mute.socket.pings, 4, 'a ping every ping_interval_ms')
+  const mutePings = (limits.dead_after_ms - limits.ping_after_silent_ms) / limits.ping_interval_ms + 1
+  t.equal(mute.socket.pings, mutePings, 'a ping every ping_interval_ms once silent for ping_after_silent_ms')
   t.ok(mute.c.isOpen, 'the mute peer is not cut before dead_after_ms has passed')
   t.equal(mute.closedAt(), undefined)
 
@@ -78,15 +81,16 @@ t.test('a peer that stops answering pings is cut after dead_after_ms on the cloc
   clock.advance(60_000)
   t.ok(honest.c.isOpen, 'the peer that answers pings under the same limits is still connected')
   t.equal(honest.closedAt(), undefined)
-  t.equal(honest.socket.pings, (limits.dead_after_ms + limits.ping_interval_ms + 60_000) / limits.ping_interval_ms, 'and still probed')
-  t.equal(mute.socket.pings, 4, 'a closed connection is probed no more')
+  const elapsed_ms = limits.dead_after_ms + limits.ping_interval_ms + 60_000
+  t.equal(honest.socket.pings, Math.floor(elapsed_ms / limits.ping_after_silent_ms), 'and still probed, once per ping_after_silent_ms')
+  t.equal(mute.socket.pings, mutePings, 'a closed connection is probed no more')
 
   honest.c.terminate()
   t.equal(clock.pendingTimers(), 0, 'closing a connection cancels its probe')
 })
 
 t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it is pinged, then cut; probes share one timer', async (t) => {
-  const limits = { ping_interval_ms: 500, dead_after_ms: 2_000 }
+  const limits = LIMITS
   const clock = new ManualClock(1_000_000)
   // Neither answers pings: only the talker's frames can keep it connected.
   const talker = connectionOn(clock, false, limits)
@@ -107,7 +111,7 @@ t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it 
 
   const silent_from_ms = clock.now()
   clock.advance(2 * limits.ping_interval_ms)
-  t.equal(talker.socket.pings, 1, 'its frames stopped: the first probe that heard nothing since the last one pings it')
+  t.equal(talker.socket.pings, 1, 'its frames stopped: the first probe after ping_after_silent_ms of silence pings it')
   clock.advance(limits.dead_after_ms)
   t.equal(
     talker.closedAt(),
@@ -115,6 +119,25 @@ t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it 
     'and it is cut dead_after_ms after its last frame',
   )
   t.equal(clock.pendingTimers(), 0, 'no connection left: no probe timer')
+})
+
+t.test("on an idle link the peer's pings count as hearing from it: only one side pings", async (t) => {
+  const clock = new ManualClock(1_000_000)
+  const quiet = connectionOn(clock, false, LIMITS)
+  for (let i = 0; i < 20; i++) {
+    clock.advance(LIMITS.ping_after_silent_ms - LIMITS.ping_interval_ms)
+    quiet.socket.emit('ping', Buffer.alloc(0))
+  }
+  t.equal(quiet.socket.pings, 0, 'never pinged back: the peer pings often enough')
+  t.ok(quiet.c.isOpen, 'nor cut: pings prove the peer alive')
+  clock.advance(LIMITS.ping_after_silent_ms)
+  t.equal(quiet.socket.pings, 1, 'once its pings stop, this side pings')
+  quiet.c.terminate()
+  t.throws(
+    () => connectionOn(clock, true, { ...LIMITS, ping_after_silent_ms: LIMITS.dead_after_ms }),
+    RangeError,
+    'a peer would be cut before it is pinged',
+  )
 })
 
 t.test('a request with no reply times out on the clock; one answered in time does not', async (t) => {

@@ -256,7 +256,7 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
 })
 
 t.test('a peer that stops answering pings is cut after dead_after_ms', async (tt) => {
-  const limits = { ping_interval_ms: 25, dead_after_ms: 400 }
+  const limits = { ping_interval_ms: 25, ping_after_silent_ms: 50, dead_after_ms: 400 }
   const { server, peers } = await echoServer(tt, { limits })
   const good = await connect(tt, server.port, { name: 'honest' })
   const { ws: mute } = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
