@@ -114,7 +114,7 @@ export interface LabStatus {
 const CLUSTER_STATUS_TIMEOUT_MS = 500
 const CLUSTER_STATUS_REFRESH_MS = 1000
 /** How long after the last status read the background refresh goes on. */
-const CLUSTER_STATUS_WATCH_MS = 30_000
+const CLUSTER_STATUS_WATCH_MS = 5_000
 
 /** One process's GET /status, or undefined when it is not up or did not answer in time. */
 async function fetchProcessStatus(r: ProcessRecord): Promise<Record<string, unknown> | undefined> {
