@@ -33,6 +33,8 @@ export class HeartbeatDetector {
   private readonly peer_names: string[]
   /** The peers judged; all of them until `watch` says otherwise. */
   private watched: ReadonlySet<string>
+  /** When each peer was last watched anew: it is not declared down within a window of that. */
+  private readonly watched_from_ms = new Map<string, number>()
 
   /** `sites` maps every node (self included) to its site. */
   constructor(
@@ -51,7 +53,8 @@ export class HeartbeatDetector {
 
   /**
    * Judges only `peers` from now on. A peer watched anew is given one full detection window
-   * from `now_ms` (it heartbeated someone else until now), as every peer is at start; a peer
+   * from `now_ms` before it is declared down (it heartbeated someone else until now), as
+   * every peer is at start, though its silence still counts from when it was last heard; a peer
    * no longer watched is no longer counted down (whoever watches it now judges it), unless
    * it announced that it leaves.
    */
@@ -60,7 +63,7 @@ export class HeartbeatDetector {
     for (const peer of this.peer_names) {
       const last = this.last_heard_ms.get(peer) ?? now_ms
       if (last === -Infinity || next.has(peer) === this.watched.has(peer)) continue
-      if (next.has(peer)) this.last_heard_ms.set(peer, Math.max(last, now_ms))
+      if (next.has(peer)) this.watched_from_ms.set(peer, now_ms)
       else this.down.delete(peer)
     }
     this.watched = next
@@ -110,7 +113,8 @@ export class HeartbeatDetector {
     if (this.down.has(peer)) return false
     if (!this.watched.has(peer)) return this.sites.has(peer) && peer !== this.self
     const last = this.last_heard_ms.get(peer)
-    return last !== undefined && now_ms - last <= this.timeoutFor(peer)
+    if (last === undefined) return false
+    return now_ms - Math.max(last, this.watched_from_ms.get(peer) ?? -Infinity) <= this.timeoutFor(peer)
   }
 
   /**

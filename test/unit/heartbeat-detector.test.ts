@@ -65,6 +65,7 @@ t.test('only watched peers are judged; a peer watched anew gets a full window, o
   t.notOk(d.watches('host-a2'))
   t.ok(d.isUp('host-a2', 1000), 'no longer watched: no longer counted down')
   t.ok(d.isUp('host-b1', 1300), 'watched anew at 1000: a full window from then')
+  t.equal(d.silentFor('host-b1', 1300), 1300, 'though its silence counts from when it was last heard (status shows it Down)')
   t.same(d.newlyDown(1301), ['host-b1'])
   d.markDown('host-a2')
   d.watch([], 1400)
