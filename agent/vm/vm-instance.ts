@@ -21,6 +21,7 @@ import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import type { MigratableVm } from '../migration/migratable-vm.js'
 import { GuestMemory } from './guest-memory.js'
+import { prefaultGuestMemory } from './guest-memory-prefault.js'
 import { GuestHang } from './guest-hang.js'
 import { GuestWorkload } from './guest-workload.js'
 import { VmDisk, type BlockIoPort, type DiskEventSink, type VmDiskCounters, type VmDiskWriteTarget } from './vm-disk.js'
@@ -254,6 +255,7 @@ export class VmInstance implements MigratableVm {
       return
     }
     if (!this.workload_) {
+      void prefaultGuestMemory(this.memory) // first writes to fresh pages off the main thread (guest-memory-prefault.ts)
       this.workload_ = new GuestWorkload(this.memory, this.clock, { ...this.load_, seed: (this.resumes + 1) * 7919 })
       if (this.paused_) this.workload_.pause()
       this.workload_.start()

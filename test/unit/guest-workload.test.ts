@@ -1,7 +1,8 @@
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
-import { GuestWorkload } from '../../agent/vm/guest-workload.js'
+import { GuestWorkload, TICK_CATCH_UP_MS_MAX } from '../../agent/vm/guest-workload.js'
+import type { Clock } from '../../shared/clock.js'
 
 const PAGES = 4096 // 16 MiB
 
@@ -55,4 +56,24 @@ t.test('runs on the clock until stopped, and is deterministic for a seed', async
   }
   t.equal(run(3), run(3))
   t.not(run(3), run(4))
+})
+
+t.test('a tick that fires late writes at most TICK_CATCH_UP_MS_MAX of the workload, not the time it missed', async (t) => {
+  let now_ms = 0
+  let due: (() => void) | null = null
+  const lateClock: Clock = { now: () => now_ms, setTimer: (_delay_ms, fn) => ((due = fn), () => (due = null)) }
+  const w = new GuestWorkload(GuestMemory.create(PAGES), lateClock, { dirty_mib_per_s: 100, seed: 5, tick_ms: 5 })
+  w.start()
+  now_ms += 1000 // the event loop was stalled for a second: the 5 ms tick fires once, late
+  ;(due as (() => void) | null)?.()
+  const per_ms = w.touches_per_s / 1000
+  t.equal(
+    w.stats.touches,
+    Math.floor(per_ms * TICK_CATCH_UP_MS_MAX),
+    `${TICK_CATCH_UP_MS_MAX} ms of touches, not a second's ${per_ms * 1000}`,
+  )
+  now_ms += 5
+  ;(due as (() => void) | null)?.()
+  t.equal(w.stats.touches, Math.floor(per_ms * (TICK_CATCH_UP_MS_MAX + 5)), 'the next tick on time writes its 5 ms')
+  w.stop()
 })
