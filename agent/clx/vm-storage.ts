@@ -194,13 +194,19 @@ class Provisioning {
     await this.ask(source, { t: 'rc-verb', group: this.group, verb: 'start' }, 'rc-status')
   }
 
-  /** The copy on the target appears when its array gets the admit; retried until it has. */
+  /**
+   * The copy on the target appears when its array gets the admit; retried until it has.
+   * Every host at once: one round trip per array instead of one per host (the array
+   * writes its table once for the presentations that arrive together: lun-masking.ts).
+   */
   private async ensurePresented(array: string): Promise<void> {
-    for (const host of this.hosts) {
-      await this.retrying(`presenting ${this.volume} on ${array} to ${host}`, () =>
-        this.ask(array, { t: 'lun-present', volume: this.volume, host, initiators: [] }, 'lun-presentations'),
-      )
-    }
+    await Promise.all(
+      this.hosts.map((host) =>
+        this.retrying(`presenting ${this.volume} on ${array} to ${host}`, () =>
+          this.ask(array, { t: 'lun-present', volume: this.volume, host, initiators: [] }, 'lun-presentations'),
+        ),
+      ),
+    )
   }
 
   // ---------------------------------------------------------------- plumbing

@@ -23,17 +23,19 @@ const int =
 
 const program = new Command('hvlab-bench')
   .description(
-    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes',
+    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes (with --vms N also N VMs created and started through the CLI, and `vm list` timed)',
   )
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
   .option('--reps <n>', 'timed repetitions per measurement after one warm-up run (best and median reported)', int(1, 100), 3)
   .option('--bandwidth-mib-s <n>', 'link bandwidth for the pre-copy model, MiB/s', int(1, 1_000_000), 1200)
   .option('--seed <n>', 'seed of the synthetic page mix', int(0, 0xffff_ffff), 1)
-  .option('--vm-mib <n>', 'VM memory for the migration runs, MiB', int(16, 4096), 128)
+  .option('--vm-mib <n>', 'VM memory, MiB: of the migration runs (default 128) and of the --scale --vms VMs (default 32)', int(16, 4096))
   .option('--no-migration', 'skip the live-migration benchmark')
   .option('--scale [topology]', 'also start a whole lab (default topologies/scale-16.json) and measure up time, idle CPU and view changes')
   .option('--idle-s <n>', 'how long the --scale lab idles while its CPU is measured, seconds', int(5, 3600), 60)
+  .option('--only-scale', 'run the --scale benchmark alone (implies --scale)')
+  .option('--vms <n>', 'with --scale: VMs to create and start through the CLI before idling (vm list timed too)', int(0, 10_000), 0)
   .parse()
 
 type Options = {
@@ -42,10 +44,12 @@ type Options = {
   reps: number
   bandwidthMibS: number
   seed: number
-  vmMib: number
+  vmMib?: number
   migration: boolean
   scale?: string | true
   idleS: number
+  vms: number
+  onlyScale?: boolean
 }
 const o = program.opts<Options>()
 
@@ -61,27 +65,32 @@ const section = <R>(s: Section<R>): Section<unknown> => s as Section<unknown>
 const sections: Section<unknown>[] = [
   section({
     key: 'pageDiff',
-    wanted: true,
+    wanted: !o.onlyScale,
     run: () => runPageDiffBench({ memory_mib: o.mib, reps: o.reps, bandwidth_mib_per_s: o.bandwidthMibS, seed: o.seed }),
     format: formatReport,
   }),
   section({
     key: 'migration',
-    wanted: o.migration,
-    run: () => runMigrationBench({ memory_mib: o.vmMib, reps: o.reps }),
+    wanted: o.migration && !o.onlyScale,
+    run: () => runMigrationBench({ memory_mib: o.vmMib ?? 128, reps: o.reps }),
     format: formatMigrationReport,
   }),
   section({
     key: 'smallMessages',
-    wanted: true,
+    wanted: !o.onlyScale,
     run: () => runSmallMessageBench({ messages: 20_000, reps: o.reps }),
     format: formatSmallMessageReport,
   }),
   section({
     key: 'scale',
-    wanted: o.scale !== undefined,
+    wanted: o.scale !== undefined || o.onlyScale === true,
     run: () =>
-      runScaleBench({ topology: o.scale === true || o.scale === undefined ? 'topologies/scale-16.json' : o.scale, idle_s: o.idleS }),
+      runScaleBench({
+        topology: o.scale === true || o.scale === undefined ? 'topologies/scale-16.json' : o.scale,
+        idle_s: o.idleS,
+        vms: o.vms,
+        vm_mib: o.vmMib ?? 32,
+      }),
     format: formatScaleReport,
   }),
 ]

@@ -3,19 +3,18 @@
  * user does, and measures how long until its cluster has formed, the CPU every process of
  * the lab (controller included) uses while it idles, and how many `cluster.view-changed`
  * events formation produced; then stops the lab with `hvlab down`, whatever happened.
+ * With `vms` > 0 it first creates and starts that many VMs through the CLI and times
+ * `hvlab vm list` (scale-vms.ts), so the idle figures are those of a lab that runs them.
  *
  * CPU is read from /proc/<pid>/stat (utime + stime of each process, worker threads
  * included), so it runs on Linux only. Numbers are for reading, never for asserting in tests.
  */
-import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
-import { projectRoot } from '../build/build.mjs'
 import type { LabStatus } from '../controller/lab-controller.js'
-
-const run = promisify(execFile)
+import { hvlab } from './hvlab-cli.js'
+import { CLI_PARALLEL_DEFAULT, formatVmPopulation, populateVms, type VmPopulationReport } from './scale-vms.js'
 
 /** Clock ticks per second of /proc's utime and stime (USER_HZ): 100 on every Linux build that matters. */
 const CLOCK_TICKS_PER_S = 100
@@ -28,6 +27,12 @@ export interface ScaleBenchOptions {
   idle_s: number
   /** The lab's data dir; default a new temporary one, removed afterwards. */
   dir?: string
+  /** VMs to create and start before idling (default 0: none). */
+  vms?: number
+  /** Guest memory of each, MiB (default 32). */
+  vm_mib?: number
+  /** CLI processes at once while creating and starting them (default CLI_PARALLEL_DEFAULT). */
+  cli_parallel?: number
 }
 
 export interface ScaleBenchReport {
@@ -38,6 +43,12 @@ export interface ScaleBenchReport {
   up_s: number
   /** CPU the lab's processes had used when `up` returned, seconds. */
   cpu_at_ready_s: number
+  /** The VMs created and started after `up` (null when none were asked for). */
+  vms: VmPopulationReport | null
+  /** CPU the lab's processes used while the VMs were created, started and listed, seconds (0 without VMs). */
+  cpu_during_vms_s: number
+  /** `cluster.view-changed` events while the VMs were created, started and listed (0 without VMs). */
+  view_changes_during_vms: number
   idle_s: number
   /** CPU of every lab process over the idle window, as a share of one core (100 = one core busy). */
   idle_cpu_percent_of_core: number
@@ -65,13 +76,6 @@ export interface ScaleBenchReport {
 interface LabProcessPid {
   name: string
   pid: number
-}
-
-/** Runs `hvlab ARGS` (the bundled CLI, as a user runs it) and returns its stdout; a non-zero exit throws with its stderr. */
-async function hvlab(args: string[]): Promise<string> {
-  const bin = join(projectRoot(import.meta.url), 'bin', 'hvlab.js')
-  const { stdout } = await run(process.execPath, [bin, ...args], { maxBuffer: 64 * 1024 * 1024 })
-  return stdout
 }
 
 /** utime + stime of one process in seconds; 0 when it has gone. */
@@ -111,16 +115,29 @@ function labPids(status: LabStatus): LabProcessPid[] {
 }
 
 interface ViewChange {
+  seq: number
   source: string
-  at_ms: number
 }
 
+/**
+ * Every `cluster.view-changed` event of the lab's timeline, read once the lab is down: from
+ * its files, which hold every event (a running lab's controller answers from memory, which
+ * keeps only the newest 10,000 events, fewer than 200 VMs make).
+ */
 async function viewChanges(dir: string): Promise<ViewChange[]> {
-  const text = await hvlab(['events', '--dir', dir, '--json', '--kind', 'cluster.view-changed'])
+  return jsonLines<ViewChange>(await hvlab(['events', '--dir', dir, '--json', '--kind', 'cluster.view-changed']))
+}
+
+/** The timeline's newest sequence number now (0 while it is empty). */
+async function lastSeq(dir: string): Promise<number> {
+  return jsonLines<{ seq: number }>(await hvlab(['events', '--dir', dir, '--json', '--tail', '1'])).at(-1)?.seq ?? 0
+}
+
+function jsonLines<T>(text: string): T[] {
   return text
     .split('\n')
     .filter((l) => l.trim().length > 0)
-    .map((l) => JSON.parse(l) as ViewChange)
+    .map((l) => JSON.parse(l) as T)
 }
 
 function perSourceMax(events: ViewChange[]): number {
@@ -137,7 +154,7 @@ async function waitGone(pid: number): Promise<void> {
   while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await sleep(100)
 }
 
-/** Starts the lab, measures it idle, stops it (always). */
+/** Starts the lab, (with opts.vms) creates and starts VMs, measures it idle, stops it (always). */
 export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBenchReport> {
   if (process.platform !== 'linux') throw new Error('the scale benchmark reads /proc and runs on Linux only')
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'hvlab-scale-'))
@@ -147,17 +164,48 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
     const ready = JSON.parse(await hvlab(['up', '--detach', '--json', '--topology', opts.topology, '--dir', dir])) as LabStatus
     const up_s = (Date.now() - started_ms) / 1000
     controllerPid = ready.lab.controllerPid
-    return await measureIdle(opts, dir, ready, up_s)
+    const atReady = await snapshot(dir, labPids(ready))
+    const vms = await runVms(opts, dir, ready)
+    const idle = await measureIdle(opts, dir, labPids(ready))
+    await hvlab(['down', '--dir', dir])
+    return scaleReport(ready, { up_s, atReady, vms, idle }, await viewChanges(dir))
   } finally {
-    await hvlab(['down', '--dir', dir]).catch(() => undefined)
+    await hvlab(['down', '--dir', dir]).catch(() => undefined) // already down unless something failed
     if (controllerPid !== undefined) await waitGone(controllerPid)
     if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
   }
 }
 
-async function measureIdle(opts: ScaleBenchOptions, dir: string, ready: LabStatus, up_s: number): Promise<ScaleBenchReport> {
-  const pids = labPids(ready)
-  const atReady = await viewChanges(dir)
+/** The lab at one moment: the timeline's newest event and the CPU its processes had used. */
+interface LabSnapshot {
+  seq: number
+  cpu_s: number
+}
+
+async function snapshot(dir: string, pids: LabProcessPid[]): Promise<LabSnapshot> {
+  return { seq: await lastSeq(dir), cpu_s: sum(pids.map((p) => cpuSecondsOf(p.pid))) }
+}
+
+/** Creates and starts opts.vms VMs (none: null), spreading them over the lab's hosts. */
+async function runVms(opts: ScaleBenchOptions, dir: string, ready: LabStatus): Promise<VmPopulationReport | null> {
+  if (opts.vms === undefined || opts.vms === 0) return null
+  const hosts = ready.processes.filter((p) => p.role === 'host').map((p) => p.name)
+  return populateVms(dir, hosts, { vms: opts.vms, vm_mib: opts.vm_mib ?? 32, cli_parallel: opts.cli_parallel ?? CLI_PARALLEL_DEFAULT })
+}
+
+/** The idle window: the lab at its start, the timeline's newest event at its end, and the CPU in between. */
+interface IdleFigures {
+  start: LabSnapshot
+  end_seq: number
+  window_s: number
+  cpu_percent_of_core: number
+  cpu_scheduler_percent_of_core: number
+  wakes_per_s: number
+  cpu_by_process: { name: string; percent_of_core: number }[]
+}
+
+async function measureIdle(opts: ScaleBenchOptions, dir: string, pids: LabProcessPid[]): Promise<IdleFigures> {
+  const start = await snapshot(dir, pids)
   const before = pids.map((p) => cpuSecondsOf(p.pid))
   const threadsBefore = pids.map((p) => threadsOf(p.pid))
   const idleStart_ms = Date.now()
@@ -166,23 +214,47 @@ async function measureIdle(opts: ScaleBenchOptions, dir: string, ready: LabStatu
   const threadsAfter = pids.map((p) => threadsOf(p.pid))
   const delta = (k: 'wakes' | 'on_cpu_s'): number => sum(threadsAfter.map((t) => t[k])) - sum(threadsBefore.map((t) => t[k]))
   const window_s = (Date.now() - idleStart_ms) / 1000
-  const atEnd = await viewChanges(dir)
   const percent = (cpu_s: number): number => round((100 * cpu_s) / window_s, 1)
   const byProcess = pids.map((p, i) => ({ name: p.name, percent_of_core: percent(after[i]! - before[i]!) }))
   return {
+    start,
+    end_seq: await lastSeq(dir),
+    window_s,
+    cpu_percent_of_core: percent(sum(after) - sum(before)),
+    cpu_scheduler_percent_of_core: percent(delta('on_cpu_s')),
+    wakes_per_s: Math.round(delta('wakes') / window_s),
+    cpu_by_process: byProcess.sort((a, b) => b.percent_of_core - a.percent_of_core),
+  }
+}
+
+/** What the run measured, before the timeline is read. */
+interface Measured {
+  up_s: number
+  atReady: LabSnapshot
+  vms: VmPopulationReport | null
+  idle: IdleFigures
+}
+
+function scaleReport(ready: LabStatus, m: Measured, views: ViewChange[]): ScaleBenchReport {
+  const within = (after: number, upTo: number): ViewChange[] => views.filter((v) => v.seq > after && v.seq <= upTo)
+  const atReady = within(0, m.atReady.seq)
+  return {
     topology: ready.lab.name,
-    processes: pids.length,
+    processes: labPids(ready).length,
     hosts: ready.processes.filter((p) => p.role === 'host').length,
-    up_s: round(up_s, 2),
-    cpu_at_ready_s: round(sum(before), 2),
-    idle_s: round(window_s, 1),
-    idle_cpu_percent_of_core: percent(sum(after) - sum(before)),
-    idle_cpu_scheduler_percent_of_core: percent(delta('on_cpu_s')),
-    idle_wakes_per_s: Math.round(delta('wakes') / window_s),
-    idle_cpu_by_process: byProcess.sort((a, b) => b.percent_of_core - a.percent_of_core),
+    up_s: round(m.up_s, 2),
+    cpu_at_ready_s: round(m.atReady.cpu_s, 2),
+    vms: m.vms,
+    cpu_during_vms_s: m.vms === null ? 0 : round(m.idle.start.cpu_s - m.atReady.cpu_s, 2),
+    view_changes_during_vms: within(m.atReady.seq, m.idle.start.seq).length,
+    idle_s: round(m.idle.window_s, 1),
+    idle_cpu_percent_of_core: m.idle.cpu_percent_of_core,
+    idle_cpu_scheduler_percent_of_core: m.idle.cpu_scheduler_percent_of_core,
+    idle_wakes_per_s: m.idle.wakes_per_s,
+    idle_cpu_by_process: m.idle.cpu_by_process,
     view_changes_at_ready: atReady.length,
     view_changes_per_host_max: perSourceMax(atReady),
-    view_changes_while_idle: atEnd.length - atReady.length,
+    view_changes_while_idle: within(m.idle.start.seq, m.idle.end_seq).length,
   }
 }
 
@@ -194,6 +266,12 @@ export function formatScaleReport(r: ScaleBenchReport): string {
   return [
     `Scale: topology ${r.topology}, ${r.hosts} hosts, ${r.processes} processes (controller included)`,
     `  up --detach until the cluster formed   ${r.up_s} s (lab CPU by then ${r.cpu_at_ready_s} s)`,
+    ...(r.vms === null
+      ? []
+      : [
+          ...formatVmPopulation(r.vms),
+          `    lab CPU meanwhile ${r.cpu_during_vms_s} s; cluster.view-changed meanwhile ${r.view_changes_during_vms}`,
+        ]),
     `  idle CPU over ${r.idle_s} s              ${r.idle_cpu_percent_of_core} % of one core (busiest: ${top})`,
     `  idle CPU by the scheduler's count      ${r.idle_cpu_scheduler_percent_of_core} % of one core`,
     `  idle wake-ups                          ${r.idle_wakes_per_s} per second (every thread of every process)`,
