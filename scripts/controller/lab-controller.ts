@@ -57,7 +57,7 @@ interface ProcessRecord {
   starts: number
   expectExit: boolean
   stderrTail: string[]
-  /** Its event-loop lag as its GET /status last reported it (refreshed about every second). */
+  /** Its event-loop lag as its GET /status last reported it (refreshed every second while someone reads status). */
   eventLoopLag: LagFigures | null
 }
 
@@ -75,11 +75,11 @@ export interface ProcessStatus {
   metricsPort: number | null
   starts: number
   lastExit: ProcessExit | null
-  /** Its event-loop lag over its last 10–20 s, from its GET /status (about every second); null while unknown. */
+  /** Its event-loop lag over its last 10–20 s, from its GET /status (every second while someone reads status); null while unknown. */
   eventLoopLag: LagFigures | null
 }
 
-/** The failover cluster as each up host and the witness report it on GET /status (refreshed about every second). */
+/** The failover cluster as each up host and the witness report it on GET /status (refreshed every second while someone reads status). */
 export interface LabClusterStatus {
   /** Each up host's own view of the quorum; a host that did not answer in time is absent. */
   hosts: Record<string, ClusterStatus>

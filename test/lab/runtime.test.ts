@@ -86,6 +86,15 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     status.processes.map((p) => [p.name, p.role, p.site, 'up']),
     'hvlab status --json: name, role, site, state of every process',
   )
+  // Nobody read status for longer than the controller polls after a read (5 s) and than a
+  // refresh counts as fresh (2 s): the next read waits for a refresh (lab-controller.ts
+  // currentStatus) rather than show what the processes said 4 s or more ago.
+  await new Promise((r) => setTimeout(r, 9_000))
+  const asked_ms = Date.now()
+  const quiet = await lab.status()
+  const age_ms = asked_ms - (quiet.cluster?.refreshed_ms ?? 0)
+  t.ok(age_ms <= 2_000, `a status read after a quiet spell carries a fresh cluster status (refreshed ${age_ms} ms before it was asked)`)
+  t.equal(quiet.lab.clusterFormed, true, 'and still shows the cluster formed')
   const cliEvents = await lab.spawnCli('events', '--json')
   const started = cliEvents.stdout
     .split('\n')
