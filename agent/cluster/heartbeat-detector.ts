@@ -61,16 +61,11 @@ export class HeartbeatDetector {
   watch(peers: Iterable<string>, now_ms: number): void {
     const next = new Set([...peers].filter((p) => this.sites.has(p) && p !== this.self))
     for (const peer of this.peer_names) {
-      const last = this.last_heard_ms.get(peer) ?? now_ms
-      if (last === -Infinity || next.has(peer) === this.watched.has(peer)) continue
+      if (this.last_heard_ms.get(peer) === -Infinity || next.has(peer) === this.watched.has(peer)) continue
       if (next.has(peer)) this.watched_from_ms.set(peer, now_ms)
       else this.down.delete(peer)
     }
     this.watched = next
-  }
-
-  watches(peer: string): boolean {
-    return this.watched.has(peer)
   }
 
   peers(): readonly string[] {

@@ -105,7 +105,7 @@ function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, report
     holdsLease: (now) => m.holdsLease(now),
     leaseUntil: () => m.leaseUntil(),
     check_interval_ms: c.tick_ms,
-    check_phase: c.tick_phase ?? 0,
+    check_phase: c.tick_phase,
     no_quorum_grace_ms: noQuorumGraceMs(c.roles_stop_bound_ms, c.tick_ms),
     health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),
     emitEvent: (kind, details) => p.emitEvent(kind, details),
@@ -138,7 +138,7 @@ function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRe
     log,
     roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
     tick_ms: c.tick_ms,
-    tick_phase: c.tick_phase ?? 0,
+    tick_phase: c.tick_phase,
     inventory_interval_ms: INVENTORY_INTERVAL_MS,
     live_migration: true,
   })

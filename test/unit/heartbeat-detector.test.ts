@@ -62,7 +62,6 @@ t.test('only watched peers are judged; a peer watched anew gets a full window, o
   t.ok(d.isUp('host-b1', 1000), 'an unwatched peer counts up however long it is silent')
   t.equal(d.silentFor('host-b1', 1000), 0, 'and never silent')
   d.watch(['host-b1'], 1000)
-  t.notOk(d.watches('host-a2'))
   t.ok(d.isUp('host-a2', 1000), 'no longer watched: no longer counted down')
   t.ok(d.isUp('host-b1', 1300), 'watched anew at 1000: a full window from then')
   t.equal(d.silentFor('host-b1', 1300), 1300, 'though its silence counts from when it was last heard (status shows it Down)')
