@@ -15,13 +15,36 @@ export function sleepOn(clock: Clock, delay_ms: number): Promise<void> {
   return new Promise((resolve) => void clock.setTimer(delay_ms, resolve))
 }
 
+/** Told how late (ms past its due time) each RealClock timer of this process fired. */
+export type TimerLatenessObserver = (late_ms: number) => void
+
+const latenessObservers = new Set<TimerLatenessObserver>()
+
+/**
+ * Reports the lateness of every RealClock timer of this process from now on (the event-loop
+ * lag figures, event-loop-lag.ts: the lab's ticks, probes and timeouts are its samples, so
+ * measuring costs no wake-up of its own). Returns the function that stops it.
+ */
+export function observeTimerLateness(observer: TimerLatenessObserver): () => void {
+  latenessObservers.add(observer)
+  return () => void latenessObservers.delete(observer)
+}
+
 export class RealClock implements Clock {
   private readonly origin_ms = performance.timeOrigin
   now(): number {
     return this.origin_ms + performance.now()
   }
   setTimer(delay_ms: number, fn: () => void): () => void {
-    const t = setTimeout(fn, Math.max(0, delay_ms))
+    const wait_ms = Math.max(0, delay_ms)
+    const due_ms = performance.now() + wait_ms
+    const t = setTimeout(() => {
+      if (latenessObservers.size > 0) {
+        const late_ms = performance.now() - due_ms
+        for (const observe of latenessObservers) observe(late_ms)
+      }
+      fn()
+    }, wait_ms)
     t.unref?.()
     return () => clearTimeout(t)
   }

@@ -2,22 +2,28 @@
  * Event-loop lag: how late a timer fires on this process's event loop — what a heartbeat,
  * a lease renewal or a status request waits for while the loop runs something else.
  *
- * Measured with `monitorEventLoopDelay` at EVENT_LOOP_LAG_RESOLUTION_MS: a native timer
- * ticks every 50 ms and records the time between ticks; lag is that time less the period
- * (so an idle loop reads about 0). That is exactly how late a timer due at that tick fired:
- * a stall of S ms reads as S − 50 to S ms, as a heartbeat due somewhere in it would wait.
- * 50 ms, not finer: each tick wakes the process, and a 16-host lab runs 20 of them. Idle
- * CPU with two monitors, measured on the project's 2-core machine (loaded): 0.63 % of a
- * core at 10 ms, 0.43 % at 20 ms, 0.18 % at 50 ms, 0.015 % without; the two histograms
- * below tick together.
+ * A lab process measures it on its own timers (`EventLoopLag`): each RealClock timer
+ * reports how far past its due time it fired (clock.ts observeTimerLateness) — the
+ * membership, roles and VM ticks (8 a second on a host of the default and scale labs), the
+ * transport's liveness probe (2 a second) and every request timeout. Those are the timers
+ * whose lateness delays a heartbeat or a renewal, and measuring them costs no wake-up:
+ * a separate 50 ms monitor woke every process 20 times a second, 380 of the 16-host
+ * lab's 1,000 wake-ups a second (issue 12). A stall of S ms is seen by every timer due in
+ * it, as up to S ms of lateness; a short stall between two ticks is seen by none, as it
+ * delays no tick.
+ *
+ * The benchmark (`LagInterval`) keeps a native monitor ticking every
+ * EVENT_LOOP_LAG_RESOLUTION_MS instead, as its endpoint processes have no regular ticks:
+ * lag is the time between ticks less the period (so an idle loop reads about 0).
  *
  * Two figures:
  * - `LagInterval`: since its last reset (the benchmark resets it before a run, reads it after);
  * - `LagWindow`: over the last 10–20 s, from two histograms reset in turn every 10 s — the
- *   older always holds one to two windows of ticks, so its percentiles are exact, never
+ *   older always holds one to two windows of samples, so its percentiles are exact, never
  *   merged from slices. The status endpoint, `hvlab status` and `hvlab_event_loop_lag_*` read it.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { createHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
+import { observeTimerLateness } from './clock.js'
 import { Gauge, type Registry } from 'prom-client'
 
 export const EVENT_LOOP_LAG_RESOLUTION_MS = 50
@@ -42,7 +48,7 @@ export interface DelayHistogram {
 const NS_PER_MS = 1e6
 const round2 = (ms: number): number => Math.round(ms * 100) / 100
 
-/** A histogram of tick-to-tick delays (ns) as lag past the tick period, in ms; null when it holds no tick. */
+/** A histogram of tick-to-tick delays (ns) as lag past the tick period (0: lateness itself), in ms; null when it holds no sample. */
 export function lagFigures(h: DelayHistogram, period_ms: number): LagFigures | null {
   if (h.count === 0) return null
   const lag = (ns: number): number => round2(Math.max(0, ns / NS_PER_MS - period_ms))
@@ -98,13 +104,17 @@ export class LagInterval {
   }
 }
 
-/** This process's lag over the last 10–20 s, kept by two native histograms and an unref'd timer. */
+/** This process's lag over the last 10–20 s: the lateness of its RealClock timers, in two histograms and an unref'd rotation timer. */
 export class EventLoopLag {
   readonly window_ms = EVENT_LOOP_LAG_WINDOW_MS
-  readonly resolution_ms = EVENT_LOOP_LAG_RESOLUTION_MS
-  private readonly histograms = [startHistogram(this.resolution_ms), startHistogram(this.resolution_ms)] as const
-  private readonly window = new LagWindow(this.histograms[0], this.histograms[1], this.resolution_ms)
+  private readonly histograms = [createHistogram(), createHistogram()] as const
+  private readonly window = new LagWindow(this.histograms[0], this.histograms[1], 0)
   private readonly rotation = setInterval(() => this.window.rotate(), this.window_ms).unref()
+  private readonly stopObserving = observeTimerLateness((late_ms) => {
+    // A histogram takes whole numbers ≥ 1: ns, a timer on time (or a hair early) as 1 ns.
+    const late_ns = Math.max(1, Math.round(late_ms * NS_PER_MS))
+    for (const h of this.histograms) h.record(late_ns)
+  })
 
   read(): LagFigures | null {
     return this.window.read()
@@ -112,7 +122,7 @@ export class EventLoopLag {
 
   stop(): void {
     clearInterval(this.rotation)
-    for (const h of this.histograms) h.disable()
+    this.stopObserving()
   }
 }
 
@@ -121,7 +131,7 @@ export function registerEventLoopLag(registry: Registry, lag: EventLoopLag): voi
   const gauge = (name: string, what: string, pick: (f: LagFigures) => number): void => {
     new Gauge({
       name: `hvlab_event_loop_lag_${name}_seconds`,
-      help: `${what} of the event loop's timer lateness over the last ${lag.window_ms / 1000}–${(2 * lag.window_ms) / 1000} s (${lag.resolution_ms} ms resolution)`,
+      help: `${what} of how late this process's timers fired (its ticks, liveness probes and timeouts) over the last ${lag.window_ms / 1000}–${(2 * lag.window_ms) / 1000} s`,
       registers: [registry],
       collect() {
         const f = lag.read()

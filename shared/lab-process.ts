@@ -22,6 +22,8 @@ import { PeerMesh } from './transport/peer-mesh.js'
 import { PeerServer } from './transport/peer-server.js'
 import { setRefusalLogRate } from './transport/refusal-log.js'
 import { connectionLimitsOf, listenerLimitsOf } from './transport/topology-limits.js'
+import { leaseTimings } from './consensus/lease-timings.js'
+import { tickPhaseOf } from './periodic-task.js'
 
 /** Events kept while the controller is unreachable; the oldest go first. */
 const PENDING_EVENTS_MAX = 1000
@@ -75,6 +77,8 @@ export class LabProcess {
     readonly metrics: Metrics,
     readonly mesh: PeerMesh,
     readonly clock: Clock,
+    /** Where in each tick this process's periodic work runs (ms): its ticks, CSV checks and liveness probes share one grid (periodic-task.ts). */
+    readonly tick_offset_ms: number,
   ) {}
 
   static async start(args: LabProcessArgs): Promise<LabProcess> {
@@ -93,6 +97,7 @@ export class LabProcess {
     const metrics = createMetrics({ role: spec.role, site: spec.site })
     setRefusalLogRate(topology.limits.refusal_logs_per_s)
     const clock = new RealClock()
+    const tick_offset_ms = tickPhaseOf(spec.name) * leaseTimings(topology).tick_ms
     const mesh = new PeerMesh({
       self: { name: spec.name, role: spec.role },
       secret,
@@ -100,10 +105,10 @@ export class LabProcess {
       dials,
       log,
       metrics,
-      limits: connectionLimitsOf(topology.limits),
+      limits: connectionLimitsOf(topology.limits, tick_offset_ms),
       clock,
     })
-    const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh, clock)
+    const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh, clock, tick_offset_ms)
     // The shell's own listeners go first: a peer's handlers are attached, and its
     // connection on the timeline, before role code hears of it.
     p.mesh.on('peer-up', (c: PeerConnection) => {
@@ -207,7 +212,7 @@ export class LabProcess {
       secret: this.secret,
       log: this.log,
       metrics: this.metrics,
-      ...listenerLimitsOf(this.topology.limits),
+      ...listenerLimitsOf(this.topology.limits, this.tick_offset_ms),
       roleOf: (name) => this.mesh.roleOf(name),
       admit: (remote) => this.mesh.admit(remote),
       onPeer: (c) => this.mesh.accept(c),
@@ -228,7 +233,7 @@ export class LabProcess {
         expectName: 'controller',
         expectRole: 'controller',
         log: this.log,
-        limits: connectionLimitsOf(this.topology.limits),
+        limits: connectionLimitsOf(this.topology.limits, this.tick_offset_ms),
         backoff: { initial_ms: 50, max_ms: 1000, jitter: 0.2 },
         clock: this.clock,
       },

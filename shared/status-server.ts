@@ -25,7 +25,7 @@ export async function startStatusServer(options: {
   const status = (): unknown => {
     const s = options.status()
     if (!lag) return s
-    return { ...(s as object), event_loop_lag: { ...lag.read(), window_ms: lag.window_ms, resolution_ms: lag.resolution_ms } }
+    return { ...(s as object), event_loop_lag: { ...lag.read(), window_ms: lag.window_ms } }
   }
   const server: Server = createHttpServer(options.limits, (req, res) => {
     const reply = (code: number, type: string, body: string): void => {

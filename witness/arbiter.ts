@@ -82,7 +82,7 @@ export class Arbiter {
         // A lease request proves its epoch was decided: the witness needs no more than the epoch.
         const out: ArbiterEffect[] = []
         if (m.epoch > this.rec.committed_epoch) {
-          out.push(...this.adopt(onDecided(this.rec, m.epoch, m.db.db_epoch).record))
+          out.push(...this.adopt(onDecided(this.rec, m.epoch, m.db_epoch).record))
         }
         const r = onLeaseRequest(self, this.rec, m, this.config)
         if (!r) return out

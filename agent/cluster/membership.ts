@@ -176,6 +176,13 @@ export class Membership {
   private granted_until: Map<string, number> | null = null
   /** As coordinator: the newest database epoch each voter said it has on disk (this view). */
   private readonly durable_db_epochs = new Map<string, number>()
+  /**
+   * As coordinator: the database epoch each member holds, learned from its vote on a lease
+   * request of that epoch (it adopted the database or already had it). A lease request
+   * leaves the database out for a member that holds its epoch; one that lost it since (a
+   * restart before its write) asks to catch up and is sent the whole request.
+   */
+  private readonly db_held = new Map<string, number>()
   /** The newest database epoch this host told its coordinator it has on disk. */
   private durably_acked_db_epoch = 0
   /** When this host last promised another host's ballot (someone else is forming a view). */
@@ -296,14 +303,14 @@ export class Membership {
     this.tick_at_ms = nextTickAt(Math.max(now, this.tick_at_ms), this.config.tick_ms, this.config.tick_phase)
     this.out.push({ kind: 'set-timer', at_ms: this.tick_at_ms, token: 'tick' })
     if (this.rec.left) return
-    const peers = this.heartbeatPeers()
-    this.detector.watch(peers, now)
-    this.sendHeartbeats(peers)
+    this.detector.watch(this.heartbeatPeers(), now)
     for (const peer of this.detector.newlyDown(now)) this.emit('cluster.node-down', { node: peer })
     this.checkLeaseExpiry()
     if (this.isCoordinator()) this.coordinate()
     if (this.election) this.checkElection()
     else if (this.wantsElection()) this.startElection()
+    // Last: a lease request or a prepare sent in this tick stands in for the heartbeat.
+    this.sendHeartbeats(this.heartbeatPeers())
   }
 
   /**
@@ -384,7 +391,18 @@ export class Membership {
       this.startElection()
     }
     if (this.election) return
-    if (!this.leasing || this.now_ms >= this.leasing.started_ms + this.config.renew_interval_ms) this.startLeaseRound()
+    if (!this.leasing || this.now_ms >= this.renewalDueMs(this.leasing.started_ms)) this.startLeaseRound()
+  }
+
+  /**
+   * A renewal interval after the last round, give or take half a tick: the tick nearest it,
+   * not the one after. Without the half tick, a round started a little late (the tick fired
+   * 1 ms after its due time) made the next one wait a whole extra tick whenever that tick
+   * fired less late, and members sent a heartbeat of their own in the gap. Renewing up to
+   * half a tick early only renews more often.
+   */
+  private renewalDueMs(started_ms: number): number {
+    return started_ms + this.config.renew_interval_ms - this.config.tick_ms / 2
   }
 
   private wantsElection(): boolean {
@@ -773,11 +791,15 @@ export class Membership {
       epoch: view.epoch,
       round: ++this.round,
       started_ms: this.now_ms,
+      db_epoch: db.db_epoch,
       db,
     }
     this.leasing = { round: msg.round, started_ms: this.now_ms, request: msg, acks: new Set(), alive: new Set(), granted: false }
-    for (const member of view.members) if (member !== this.config.name) this.send(member, msg, true)
-    if (this.config.witness) this.send(this.config.witness, msg, true)
+    const withoutDb = { ...msg, db: null }
+    for (const member of view.members) {
+      if (member !== this.config.name) this.send(member, this.db_held.get(member) === db.db_epoch ? withoutDb : msg, true)
+    }
+    if (this.config.witness) this.send(this.config.witness, withoutDb, true)
     this.onLeaseRequest(msg)
   }
 
@@ -785,13 +807,18 @@ export class Membership {
     if (m.epoch > this.rec.view.epoch) {
       const kept = this.early_lease_request
       if (!kept || m.epoch > kept.epoch || (m.epoch === kept.epoch && m.round > kept.round)) this.early_lease_request = m
-      return this.maybeCatchUp(m.from, m.epoch, m.db.db_epoch)
+      return this.maybeCatchUp(m.from, m.epoch, m.db_epoch)
     }
     if (m.epoch < this.rec.view.epoch || m.from !== this.rec.view.coordinator) return
+    if (m.db !== null && m.db.db_epoch !== m.db_epoch) return
+    // Sent without the database, as this host had its epoch: if it has not (a restart lost
+    // a write), it cannot vote for what it does not hold; the catch-up brings the whole request.
+    const db = m.db ?? (this.rec.db.db_epoch === m.db_epoch ? this.rec.db : null)
+    if (db === null) return this.rec.db.db_epoch < m.db_epoch ? this.maybeCatchUp(m.from, m.epoch, m.db_epoch) : this.answerWithoutVote(m)
     const r = onLeaseRequest(this.config.name, this.rec.acceptor, m, this.config)
     if (!r) return this.answerWithoutVote(m)
     this.heard = { epoch: m.epoch, coordinator: m.from, at_ms: this.now_ms }
-    this.rec = { ...this.rec, acceptor: r.record, db: m.db }
+    this.rec = { ...this.rec, acceptor: r.record, db }
     this.send(m.from, r.ack, true)
     if (r.durable) this.persist()
     // Once written (this send waits behind the persist), the database epoch this host holds.
@@ -816,6 +843,7 @@ export class Membership {
     if (!this.isCoordinator() || m.epoch !== view.epoch) return
     if (m.db_epoch !== null) return this.noteDurable(m.from, m.db_epoch)
     if (!l || m.round !== l.round) return
+    if (m.vote) this.db_held.set(m.from, l.request.db_epoch)
     if (l.granted) return this.grant(m.from, l)
     if (!m.vote) return void l.alive.add(m.from)
     l.acks.add(m.from)

@@ -51,8 +51,9 @@ export function startCsvHost(p: LabProcess, cluster: ClusterService): CsvHost {
   cluster.onClusterEvent((e) => {
     if (e.kind === 'cluster.view-changed') takeover.reconcile()
   })
-  every(p.clock, RECONCILE_INTERVAL_MS, () => takeover.reconcile(), onError)
-  every(p.clock, PROBE_INTERVAL_MS, () => checkPaths(ctx, volumes, handOff), onError)
+  // On the host's tick grid: both run in the wake-ups of its ticks.
+  every(p.clock, RECONCILE_INTERVAL_MS, () => takeover.reconcile(), onError, p.tick_offset_ms)
+  every(p.clock, PROBE_INTERVAL_MS, () => checkPaths(ctx, volumes, handOff), onError, p.tick_offset_ms)
   p.addStatus(() => ({ csv: volumes.states().volumes }))
   return { volume: (name) => volumes.volume(name), entry: (name) => ctx.mustExist(name) }
 }

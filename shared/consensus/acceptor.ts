@@ -209,13 +209,13 @@ export function onLeaseRequest(
   settings: AcceptorSettings,
 ): { record: AcceptorRecord; ack: ClusterMessageOf<'cluster-lease-ack'>; durable: boolean } | null {
   if (msg.epoch !== rec.committed_epoch || rec.promised !== null) return null
-  if (msg.db.db_epoch < rec.db_epoch) return null
+  if (msg.db_epoch < rec.db_epoch) return null
   const record: AcceptorRecord = {
     ...rec,
-    db_epoch: msg.db.db_epoch,
+    db_epoch: msg.db_epoch,
     lease_epoch: msg.epoch,
     lease_until_ms: Math.max(rec.lease_until_ms, msg.started_ms + settings.lease_ms),
   }
-  const durable = msg.db.db_epoch > rec.db_epoch || rec.lease_epoch !== msg.epoch
+  const durable = msg.db_epoch > rec.db_epoch || rec.lease_epoch !== msg.epoch
   return { record, ack: { t: 'cluster-lease-ack', from: self, epoch: msg.epoch, round: msg.round, vote: true, db_epoch: null }, durable }
 }

@@ -1,6 +1,6 @@
 /**
  * The lease timings hosts and the witness share, derived from the lab's topology (the
- * shortest heartbeat interval): how long a quorum lease lasts, how often it is renewed,
+ * shortest detection window): how long a quorum lease lasts, how often it is renewed,
  * the clock skew a lease promise allows for, and when a host tries to form a view.
  *
  * Timing rule of thumb (all in ms): a lease is a few heartbeat intervals long and is
@@ -39,9 +39,19 @@ export interface LeaseTimings {
   roles_stop_bound_ms: number
 }
 
-/** Lease timings scaled from the shortest heartbeat interval of the topology. */
+/**
+ * Lease timings scaled from the shortest detection window of the topology (interval ×
+ * missed, within a site or across): a tenth of it is the unit (the heartbeat interval of
+ * a profile with 10 missed, as the default lab's 250 ms × 10 and WSFC's 1 s × 10). So the
+ * leases and the RTO follow how soon a host is declared down, not how often it heartbeats:
+ * a profile that beats half as often with half the misses (500 ms × 5) keeps them.
+ */
 export function leaseTimings(t: Topology): LeaseTimings {
-  const beat_ms = Math.min(t.heartbeat.sameSite.interval_ms, t.heartbeat.crossSite.interval_ms)
+  const window_ms = Math.min(
+    t.heartbeat.sameSite.interval_ms * t.heartbeat.sameSite.missed_max,
+    t.heartbeat.crossSite.interval_ms * t.heartbeat.crossSite.missed_max,
+  )
+  const beat_ms = Math.max(1, Math.floor(window_ms / 10))
   const lease_ms = Math.max(1000, 8 * beat_ms)
   return {
     tick_ms: Math.max(20, Math.min(250, Math.floor(beat_ms / 2))),

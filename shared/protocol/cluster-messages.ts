@@ -127,13 +127,20 @@ export const clusterCatchUp = defineMessage('cluster-catch-up', () => ({
   epoch: field.uint(),
 }))
 
-/** Coordinator → members and witness: confirm quorum for this view; carries the database. */
+/**
+ * Coordinator → members and witness: confirm quorum for this view at database `db_epoch`.
+ * `db` carries that database, or is null where the receiver already holds it (it voted on
+ * a request that carried it, membership.ts; the witness keeps only the epoch): a member
+ * that does not asks to catch up. Sending it to every host twice a second cost each an
+ * unpack and a validation of the whole database per round, idle or not (issue 12).
+ */
 export const clusterLeaseRequest = defineMessage('cluster-lease-request', () => ({
   from: field.name(),
   epoch: field.uint(),
   round: field.uint(),
   started_ms: field.time_ms(),
-  db: clusterDatabaseSchema,
+  db_epoch: field.uint(),
+  db: clusterDatabaseSchema.nullable(),
 }))
 
 export const clusterLeaseAck = defineMessage('cluster-lease-ack', () => ({

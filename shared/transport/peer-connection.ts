@@ -6,12 +6,16 @@
  * does not open closes the connection (HVLAB_E_AUTH) before anything reads it. The
  * liveness probe and request timeouts wait on the connection's Clock (shared/clock.ts).
  *
- * Liveness: an authenticated frame, a pong or a ping from the peer proves it alive, so the
- * probe pings only a peer silent for `ping_after_silent_ms` (between a host and its
- * coordinator the cluster's heartbeats stand in for pings), and on an idle link the first
- * side to ping answers for both: the other hears the ping. A peer silent for
- * `dead_after_ms` is cut. The probes of every connection of a process run on one timer
- * (probe-ticker.ts).
+ * Liveness: an authenticated frame, a pong or a ping from the peer proves it alive. The
+ * probe judges a peer only while this side waits for it: from the first frame or ping sent
+ * since the peer was last heard. A peer waited on for `ping_after_silent_ms` is pinged
+ * (between a host and its coordinator the cluster's heartbeats stand in for pings), one
+ * waited on for `dead_after_ms` is cut. An idle link (nothing sent since the peer was last
+ * heard) costs a ping only every `idle_ping_ms`, and the first side to ping answers for
+ * both: the other hears the ping. So a hung peer is cut within `dead_after_ms` of being
+ * sent something, and within `idle_ping_ms` + `dead_after_ms` on a link that carries
+ * nothing (issue 12: a member host's 17 idle links each cost it a wake-up a second). The
+ * probes of every connection of a process run on one timer (probe-ticker.ts).
  */
 import { logRefusal } from './refusal-log.js'
 import { EventEmitter } from 'node:events'
@@ -35,10 +39,18 @@ export interface TransportLimits {
   /** Requests awaiting a reply at once, per connection. */
   requests_in_flight_max: number
   request_timeout_ms: number
-  /** Liveness: a probe every interval; it pings a peer silent (no frame, pong or ping) for `ping_after_silent_ms`, and cuts one silent for `dead_after_ms`. */
+  /**
+   * Liveness: a probe every interval. While this side waits for the peer (it sent a frame or
+   * a ping since it last heard from it), the probe pings a peer waited on for
+   * `ping_after_silent_ms` and cuts one waited on for `dead_after_ms`; on an idle link it
+   * pings a peer silent for `idle_ping_ms`, which starts a wait.
+   */
   ping_interval_ms: number
+  /** Where in each ping interval the probe runs (ms): a lab process's tick offset, so probes share its ticks' wake-ups. */
+  probe_offset_ms: number
   ping_after_silent_ms: number
   dead_after_ms: number
+  idle_ping_ms: number
   /** Requests from the peer being handled at once; more are answered HVLAB_E_BACKPRESSURE at once. */
   inbound_requests_in_flight_max: number
   /** Bytes the other side may send before its proof is verified (the handshake); beyond, it is cut. */
@@ -51,11 +63,16 @@ export const DEFAULT_LIMITS: TransportLimits = {
   requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
   request_timeout_ms: 10_000,
   ping_interval_ms: 500,
+  probe_offset_ms: 0,
   // Pinged after 1 s of silence, a live peer has 2 s to answer: longer than the cluster's
   // own detection within a site (2.5 s of silence), so the cluster, not the transport,
   // decides that a paused host is gone.
   ping_after_silent_ms: 1_000,
   dead_after_ms: 3_000,
+  // A link that carries nothing is checked every 30 s (a ping costs a cold process about
+  // 0.3 ms of CPU, and a member host holds 17 idle links): a hung peer on it is cut within
+  // 33.5 s, one that is sent anything within 3.5 s of that.
+  idle_ping_ms: 30_000,
   inbound_requests_in_flight_max: LIMITS_DEFAULT.requests_in_flight_max,
   preauth_bytes_max: LIMITS_DEFAULT.preauth_bytes_max,
 }
@@ -108,6 +125,8 @@ export class PeerConnection extends EventEmitter {
   private drainWaiters: (() => void)[] = []
   /** When the peer last proved it is alive: an authenticated frame, a pong or a ping. */
   private last_heard_ms: number
+  /** The first frame or ping sent since the peer was last heard; undefined while the link is idle. */
+  private waiting_since_ms: number | undefined
   private last_probe_ms: number
   private readonly probes: ProbeTicker
   /** Bytes of frames encoded by senders that wait for the queue to drain. */
@@ -150,13 +169,16 @@ export class PeerConnection extends EventEmitter {
       throw new RangeError(
         'transport limits: ping_after_silent_ms must be shorter than dead_after_ms, or a live peer is cut before it is pinged',
       )
+    if (!(this.limits.ping_after_silent_ms <= this.limits.idle_ping_ms))
+      throw new RangeError(
+        'transport limits: idle_ping_ms must be at least ping_after_silent_ms: an idle link is checked less often than a busy one',
+      )
     this.log = opts.log.child({ peer: remote.name })
     this.metrics = opts.metrics
     if (opts.held) this.held = []
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
-    const heard = (): void => void (this.last_heard_ms = this.clock.now())
-    ws.on('pong', heard)
-    ws.on('ping', heard)
+    ws.on('pong', () => this.heard())
+    ws.on('ping', () => this.heard())
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
@@ -164,7 +186,7 @@ export class PeerConnection extends EventEmitter {
     })
     // A probe every ping_interval_ms until the connection is closed, on the timer every
     // connection of this clock and interval shares. RealClock's timers are unref'd, as this one always was.
-    this.probes = ProbeTicker.of(this.clock, this.limits.ping_interval_ms)
+    this.probes = ProbeTicker.of(this.clock, this.limits.ping_interval_ms, this.limits.probe_offset_ms)
     this.probes.add(this)
   }
 
@@ -317,6 +339,7 @@ export class PeerConnection extends EventEmitter {
     }
     // Sealed here, right before the frame is queued: tags are counted in the order frames go out.
     const tag = this.frameAuth.seal([frame.head, frame.attachment])
+    this.awaitPeer()
     if (frame.attachment.length === 0) {
       this.ws.send(Buffer.concat([frame.head, tag]), { binary: true }, written)
       return
@@ -349,7 +372,7 @@ export class PeerConnection extends EventEmitter {
       )
       return
     }
-    this.last_heard_ms = this.clock.now()
+    this.heard()
     if (!this.held) {
       this.deliver(frame)
       return
@@ -485,7 +508,21 @@ export class PeerConnection extends EventEmitter {
     else this.close(code, reason)
   }
 
-  /** The liveness check, every ping_interval_ms (the ProbeTicker calls it): cut a peer silent too long, else ping one silent for a while. */
+  /** The peer proved it is alive: nothing is owed by it any more. */
+  private heard(): void {
+    this.last_heard_ms = this.clock.now()
+    this.waiting_since_ms = undefined
+  }
+
+  /** Something went to the peer: from now on (if not already) its silence counts. */
+  private awaitPeer(): void {
+    this.waiting_since_ms ??= this.clock.now()
+  }
+
+  /**
+   * The liveness check, every ping_interval_ms (the ProbeTicker calls it): cut a peer waited
+   * on too long, ping one waited on for a while, and ping an idle link now and then.
+   */
   probe(): void {
     if (this.closed) return
     const now_ms = this.clock.now()
@@ -495,12 +532,22 @@ export class PeerConnection extends EventEmitter {
       // This process did not run for a while (a long GC, a loaded machine, SIGSTOP): the
       // peer's frames and pongs may be waiting unread. Judge the peer on what it had time to send.
       this.last_heard_ms = Math.max(this.last_heard_ms, now_ms - this.limits.ping_interval_ms)
-    } else if (now_ms - this.last_heard_ms > this.limits.dead_after_ms) {
-      this.log.warn({ silent_ms: now_ms - this.last_heard_ms }, 'peer sent neither a frame nor a pong in time; cutting the connection')
+      if (this.waiting_since_ms !== undefined)
+        this.waiting_since_ms = Math.max(this.waiting_since_ms, now_ms - this.limits.ping_interval_ms)
+    }
+    const waited_ms = this.waiting_since_ms === undefined ? undefined : now_ms - this.waiting_since_ms
+    if (waited_ms !== undefined && waited_ms > this.limits.dead_after_ms) {
+      this.log.warn(
+        { waited_ms, silent_ms: now_ms - this.last_heard_ms },
+        'peer sent neither a frame nor a pong in time; cutting the connection',
+      )
       this.ws.terminate()
       return
     }
-    if (now_ms - this.last_heard_ms < this.limits.ping_after_silent_ms) return
+    const pingDue =
+      waited_ms === undefined ? now_ms - this.last_heard_ms >= this.limits.idle_ping_ms : waited_ms >= this.limits.ping_after_silent_ms
+    if (!pingDue) return
+    this.awaitPeer()
     try {
       this.ws.ping()
     } catch {

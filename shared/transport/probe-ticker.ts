@@ -5,9 +5,12 @@
  * 16-host lab holds 19 connections, each of which woke it twice a second on its own).
  *
  * The timer is armed while some connection is registered and cancelled when the last one
- * leaves, so a process (or a test on a ManualClock) with no connection has no timer.
+ * leaves, so a process (or a test on a ManualClock) with no connection has no timer. It
+ * fires on the grid of its interval shifted by `offset_ms`: a lab process passes its tick
+ * offset, so its probes run in the same wake-up as its ticks (periodic-task.ts).
  */
 import type { Clock } from '../clock.js'
+import { gridPhase, nextTickAt } from '../periodic-task.js'
 
 export interface Probed {
   /** Runs one liveness check; called every interval while registered. */
@@ -18,17 +21,21 @@ export class ProbeTicker {
   private readonly members = new Set<Probed>()
   private cancel: (() => void) | undefined
 
+  private due_ms = -Infinity
+
   private constructor(
     private readonly clock: Clock,
     private readonly interval_ms: number,
+    private readonly offset_ms: number,
   ) {}
 
-  /** The ticker of `clock` for `interval_ms`, created on first use. */
-  static of(clock: Clock, interval_ms: number): ProbeTicker {
-    let byInterval = tickers.get(clock)
-    if (!byInterval) tickers.set(clock, (byInterval = new Map()))
-    let ticker = byInterval.get(interval_ms)
-    if (!ticker) byInterval.set(interval_ms, (ticker = new ProbeTicker(clock, interval_ms)))
+  /** The ticker of `clock` for `interval_ms` on the grid shifted by `offset_ms`, created on first use. */
+  static of(clock: Clock, interval_ms: number, offset_ms = 0): ProbeTicker {
+    let byGrid = tickers.get(clock)
+    if (!byGrid) tickers.set(clock, (byGrid = new Map()))
+    const grid = `${interval_ms}+${offset_ms}`
+    let ticker = byGrid.get(grid)
+    if (!ticker) byGrid.set(grid, (ticker = new ProbeTicker(clock, interval_ms, offset_ms)))
     return ticker
   }
 
@@ -45,9 +52,11 @@ export class ProbeTicker {
     this.cancel = undefined
   }
 
-  /** The next tick set before this one runs, as setInterval does. */
+  /** The next tick (the next grid instant) set before this one runs, as setInterval does. */
   private arm(): void {
-    this.cancel = this.clock.setTimer(this.interval_ms, () => {
+    const now_ms = this.clock.now()
+    this.due_ms = nextTickAt(Math.max(now_ms, this.due_ms), this.interval_ms, gridPhase(this.offset_ms, this.interval_ms))
+    this.cancel = this.clock.setTimer(this.due_ms - now_ms, () => {
       this.arm()
       // A copy: a probe may cut its connection, which leaves the set.
       for (const m of [...this.members]) m.probe()
@@ -55,4 +64,4 @@ export class ProbeTicker {
   }
 }
 
-const tickers = new WeakMap<Clock, Map<number, ProbeTicker>>()
+const tickers = new WeakMap<Clock, Map<string, ProbeTicker>>()

@@ -9,7 +9,6 @@
 import { existsSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
-import { EVENT_LOOP_LAG_RESOLUTION_MS } from '../../shared/event-loop-lag.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { rawExchange, requestBytes } from '../unit/raw-http.js'
 import { isAlive, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
@@ -25,7 +24,7 @@ async function checkEventLoopLag(
   t: Test,
   lab: TestLab,
   metrics: string,
-  own: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; resolution_ms: number } | undefined,
+  own: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; window_ms: number } | undefined,
 ): Promise<void> {
   for (const name of [
     'event_loop_lag_p50',
@@ -41,7 +40,6 @@ async function checkEventLoopLag(
     own && own.samples > 0 && own.p50_ms >= 0 && own.p99_ms >= own.p50_ms && own.max_ms >= own.p99_ms,
     `GET /status event_loop_lag: ${JSON.stringify(own)}`,
   )
-  t.equal(own?.resolution_ms, EVENT_LOOP_LAG_RESOLUTION_MS, `measured at a ${EVENT_LOOP_LAG_RESOLUTION_MS} ms resolution`)
   // the controller reads each process's lag from its GET /status about every second
   const s = await lab.waitFor(
     'every process’s lag in the lab status',
@@ -115,7 +113,7 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const own = (await (await fetch(`http://127.0.0.1:${hostA1.metricsPort}/status`)).json()) as {
     name: string
     peers: string[]
-    event_loop_lag?: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; resolution_ms: number }
+    event_loop_lag?: { p50_ms: number; p99_ms: number; max_ms: number; samples: number; window_ms: number }
   }
   t.equal(own.name, 'host-a1', 'per-process status endpoint')
   await checkEventLoopLag(t, lab, metrics, own.event_loop_lag)
@@ -215,7 +213,7 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
       ? s
       : undefined
   })
-  t.pass('paused host-b2 is lost by host-b1 (liveness probe)')
+  t.pass('paused host-b2 is lost by host-b1 (liveness probe: an idle link is pinged every 30 s, a peer waited on is cut after 3 s)')
   t.match(
     (await lab.cli('status')).stdout,
     /^host-b2\s+host\s+site-b\s+paused\s+\d+\s+\S+\s+paused\s/m,

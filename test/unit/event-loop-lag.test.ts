@@ -2,6 +2,7 @@ import { createHistogram } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Registry } from 'prom-client'
 import t from 'tap'
+import { RealClock, sleepOn } from '../../shared/clock.js'
 import {
   EVENT_LOOP_LAG_RESOLUTION_MS,
   EventLoopLag,
@@ -105,17 +106,36 @@ t.test('LagInterval sees a stall of this event loop, at least its length less th
   t.equal(lag.read(), null, 'reset: nothing since')
 })
 
-t.test('EventLoopLag exports its window as hvlab_event_loop_lag_{p50,p99,max}_seconds', async (t) => {
-  const lag = new EventLoopLag()
-  t.teardown(() => lag.stop())
-  const registry = new Registry()
-  registerEventLoopLag(registry, lag)
-  await sleep(5 * EVENT_LOOP_LAG_RESOLUTION_MS)
-  const f = lag.read()!
-  t.ok(f.samples > 0 && f.p50_ms >= 0 && f.p99_ms >= f.p50_ms && f.max_ms >= f.p99_ms, JSON.stringify(f))
-  const text = await registry.metrics()
-  for (const q of ['p50', 'p99', 'max']) {
-    const m = text.match(new RegExp(`^hvlab_event_loop_lag_${q}_seconds (\\S+)$`, 'm'))
-    t.ok(m && Number(m[1]) >= 0, `hvlab_event_loop_lag_${q}_seconds is a number ≥ 0 (${m?.[1]})`)
-  }
-})
+t.test(
+  "EventLoopLag: how late this process's RealClock timers fired, exported as hvlab_event_loop_lag_{p50,p99,max}_seconds",
+  async (t) => {
+    const lag = new EventLoopLag()
+    t.teardown(() => lag.stop())
+    const registry = new Registry()
+    registerEventLoopLag(registry, lag)
+    const clock = new RealClock()
+    const keepAlive = setInterval(() => {}, 1_000) // RealClock timers are unref'd: this keeps the test's process up
+    t.teardown(() => clearInterval(keepAlive))
+    await sleep(60)
+    t.equal(lag.read(), null, 'no RealClock timer fired: no sample (it adds no timer of its own)')
+    for (let i = 0; i < 5; i++) await sleepOn(clock, 5)
+    const quiet = lag.read()!
+    t.equal(quiet.samples, 5, 'one sample per timer fired')
+    t.ok(quiet.p50_ms >= 0 && quiet.p99_ms >= quiet.p50_ms && quiet.max_ms >= quiet.p99_ms, JSON.stringify(quiet))
+    // a timer due in the middle of a stall fires late by what is left of it
+    const fired = sleepOn(clock, 10)
+    blockLoop(80)
+    await fired
+    const stalled = lag.read()!
+    t.equal(stalled.samples, 6)
+    t.ok(stalled.max_ms >= 70, `a timer due 10 ms into an 80 ms stall reads ≥ 70 ms late (${stalled.max_ms})`)
+    const text = await registry.metrics()
+    for (const q of ['p50', 'p99', 'max']) {
+      const m = text.match(new RegExp(`^hvlab_event_loop_lag_${q}_seconds (\\S+)$`, 'm'))
+      t.ok(m && Number(m[1]) >= 0, `hvlab_event_loop_lag_${q}_seconds is a number ≥ 0 (${m?.[1]})`)
+    }
+    lag.stop()
+    await sleepOn(clock, 5)
+    t.equal(lag.read()!.samples, 6, 'stopped: timers are no longer observed')
+  },
+)

@@ -1,17 +1,17 @@
 /**
- * The periodic tasks of shared/periodic-task.ts on a ManualClock: `every` runs a task one
- * interval after the last run settled, never two at once, and a failing run goes to
- * onError while the loop goes on; `everyTick` ticks inside the timer on the grid of its
+ * The periodic tasks of shared/periodic-task.ts on a ManualClock: `every` runs a task on
+ * the grid of its interval, at the first instant after the last run settled, never two at
+ * once, and a failing run goes to onError while the loop goes on; `everyTick` ticks inside the timer on the grid of its
  * interval, can be cancelled, and a tick that throws ends the loop.
  */
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
-import { every, everyTick, nextTickAt, tickPhaseOf } from '../../shared/periodic-task.js'
+import { every, everyTick, gridPhase, nextTickAt, tickPhaseOf } from '../../shared/periodic-task.js'
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r))
 
-t.test('every: first run one interval after the start, the next one an interval after it settled', async (t) => {
-  const clock = new ManualClock(0)
+t.test('every: runs on the grid of its interval, the next at the first grid instant after the last settled', async (t) => {
+  const clock = new ManualClock(30)
   const runs: number[] = []
   let release: (() => void) | undefined
   every(
@@ -22,24 +22,42 @@ t.test('every: first run one interval after the start, the next one an interval 
       return new Promise<void>((r) => (release = r))
     },
     () => t.fail('no error expected'),
+    25,
   )
-  clock.advance(99)
+  clock.advance(94)
   await flush()
-  t.same(runs, [], 'not before one interval')
+  t.same(runs, [], 'not before the next grid instant (125: the grid of 100 shifted by 25)')
   clock.advance(1)
   await flush()
-  t.same(runs, [100])
+  t.same(runs, [125])
   clock.advance(500)
   await flush()
-  t.same(runs, [100], 'no second run while the first has not settled')
+  t.same(runs, [125], 'no second run while the first has not settled')
   release?.()
   await flush()
   clock.advance(99)
   await flush()
-  t.same(runs, [100])
+  t.same(runs, [125], 'settled at 625, on the grid: the next instant is 725')
   clock.advance(1)
   await flush()
-  t.same(runs, [100, 700], 'an interval after the first settled (at 600)')
+  t.same(runs, [125, 725], 'the first grid instant after it settled (at 625)')
+  release?.()
+  await flush()
+  clock.advance(40)
+  release?.()
+  clock.advance(60)
+  await flush()
+  t.same(runs, [125, 725, 825], 'a run that settles within its interval keeps to every instant')
+})
+
+t.test('gridPhase: a longer interval shifted by the same ms lands on the shorter grid', async (t) => {
+  const offset_ms = 0.37 * 125
+  for (const at of [0, 1_000_003, 77]) {
+    const tick = nextTickAt(at, 500, gridPhase(offset_ms, 500))
+    t.equal((tick - offset_ms) % 125, 0, `the 500 ms grid's next instant after ${at} is a 125 ms tick`)
+  }
+  t.equal(gridPhase(-25, 100), 0.75, 'a negative offset wraps')
+  t.equal(gridPhase(250, 100), 0.5)
 })
 
 t.test('every: a run that throws or rejects goes to onError, and the loop goes on', async (t) => {

@@ -1,7 +1,8 @@
 /**
  * The transport's protocol timing on a ManualClock, with no real waits: the liveness
- * probe (a peer that stops answering pings is cut after dead_after_ms, one that answers
- * is not, and a peer's ping counts as hearing from it), request timeouts, and a link's redial backoff all move only when the clock does.
+ * probe (a peer that stops answering while this side waits for it is cut after dead_after_ms,
+ * one that answers is not, an idle link is pinged every idle_ping_ms, and a peer's ping counts
+ * as hearing from it), request timeouts, and a link's redial backoff all move only when the clock does.
  */
 import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
@@ -59,18 +60,25 @@ function connectionOn(clock: ManualClock, answersPings: boolean, limits: Partial
   return { socket, c, closedAt: () => closed_at_ms }
 }
 
-const LIMITS = { ping_interval_ms: 500, ping_after_silent_ms: 1_000, dead_after_ms: 3_000 }
+const LIMITS = { ping_interval_ms: 500, ping_after_silent_ms: 1_000, dead_after_ms: 3_000, idle_ping_ms: 10_000 }
 
-t.test('a peer that stops answering pings is cut after dead_after_ms on the clock; one that answers is not', async (t) => {
+/** A message sent to the peer (the fake socket completes the write at once). */
+async function sendTo(c: PeerConnection, seq: number, clock: ManualClock): Promise<void> {
+  await c.send({ t: 'ping', seq, sent_ms: clock.now() })
+}
+
+t.test('a peer sent a frame that stays mute is cut dead_after_ms after the send; one that answers pings is not', async (t) => {
   const limits = LIMITS
   const clock = new ManualClock(1_000_000)
   const start_ms = clock.now()
   const honest = connectionOn(clock, true, limits)
   const mute = connectionOn(clock, false, limits)
+  await sendTo(honest.c, 1, clock)
+  await sendTo(mute.c, 1, clock)
 
   clock.advance(limits.dead_after_ms)
   const mutePings = (limits.dead_after_ms - limits.ping_after_silent_ms) / limits.ping_interval_ms + 1
-  t.equal(mute.socket.pings, mutePings, 'a ping every ping_interval_ms once silent for ping_after_silent_ms')
+  t.equal(mute.socket.pings, mutePings, 'a ping every ping_interval_ms once waited on for ping_after_silent_ms')
   t.ok(mute.c.isOpen, 'the mute peer is not cut before dead_after_ms has passed')
   t.equal(mute.closedAt(), undefined)
 
@@ -82,17 +90,39 @@ t.test('a peer that stops answering pings is cut after dead_after_ms on the cloc
   t.ok(honest.c.isOpen, 'the peer that answers pings under the same limits is still connected')
   t.equal(honest.closedAt(), undefined)
   const elapsed_ms = limits.dead_after_ms + limits.ping_interval_ms + 60_000
-  t.equal(honest.socket.pings, Math.floor(elapsed_ms / limits.ping_after_silent_ms), 'and still probed, once per ping_after_silent_ms')
+  t.equal(
+    honest.socket.pings,
+    1 + Math.floor((elapsed_ms - limits.ping_after_silent_ms) / limits.idle_ping_ms),
+    'pinged once while waited on; its pong left the link idle, pinged every idle_ping_ms from then on',
+  )
   t.equal(mute.socket.pings, mutePings, 'a closed connection is probed no more')
 
   honest.c.terminate()
   t.equal(clock.pendingTimers(), 0, 'closing a connection cancels its probe')
 })
 
+t.test('a link that carries nothing is pinged every idle_ping_ms; a mute peer on it is cut dead_after_ms after that ping', async (t) => {
+  const clock = new ManualClock(1_000_000)
+  const start_ms = clock.now()
+  const mute = connectionOn(clock, false, LIMITS)
+  clock.advance(LIMITS.idle_ping_ms - LIMITS.ping_interval_ms)
+  t.equal(mute.socket.pings, 0, 'an idle link is not pinged before idle_ping_ms of silence')
+  clock.advance(LIMITS.ping_interval_ms)
+  t.equal(mute.socket.pings, 1, 'pinged once silent for idle_ping_ms')
+  clock.advance(LIMITS.dead_after_ms)
+  t.ok(mute.c.isOpen, 'not cut before dead_after_ms after the ping')
+  clock.advance(LIMITS.ping_interval_ms)
+  t.equal(
+    mute.closedAt(),
+    start_ms + LIMITS.idle_ping_ms + LIMITS.dead_after_ms + LIMITS.ping_interval_ms,
+    'cut once waited on past dead_after_ms',
+  )
+})
+
 t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it is pinged, then cut; probes share one timer', async (t) => {
   const limits = LIMITS
   const clock = new ManualClock(1_000_000)
-  // Neither answers pings: only the talker's frames can keep it connected.
+  // Neither answers pings: only the talker's frames can keep it connected. This side sends to both every 250 ms.
   const talker = connectionOn(clock, false, limits)
   const mute = connectionOn(clock, false, limits)
   let delivered = 0
@@ -100,23 +130,33 @@ t.test('a peer whose frames keep arriving is not pinged nor cut; once silent it 
   t.equal(clock.pendingTimers(), 1, 'two connections on one clock with one interval: one probe timer')
 
   const beat = (seq: number): void => talker.socket.receive(encodeFrame({ k: 'msg', m: { t: 'ping', seq, sent_ms: clock.now() } }))
+  const first_send_ms = clock.now() + 250
   for (let i = 1; i <= 40; i++) {
     clock.advance(250)
     beat(i)
+    await sendTo(talker.c, i, clock)
+    if (mute.c.isOpen) await sendTo(mute.c, i, clock)
   }
   t.equal(delivered, 40, 'every frame was delivered')
   t.equal(talker.socket.pings, 0, 'a peer heard from since the last probe is not pinged')
   t.ok(talker.c.isOpen, 'nor cut, though it answers no ping: its frames prove it alive')
-  t.equal(mute.closedAt(), 1_000_000 + limits.dead_after_ms + limits.ping_interval_ms, 'the silent one is cut as before')
+  t.equal(
+    mute.closedAt(),
+    first_send_ms + limits.dead_after_ms + limits.ping_interval_ms / 2,
+    'the silent one is cut at the first probe past dead_after_ms after the first send',
+  )
 
   const silent_from_ms = clock.now()
-  clock.advance(2 * limits.ping_interval_ms)
-  t.equal(talker.socket.pings, 1, 'its frames stopped: the first probe after ping_after_silent_ms of silence pings it')
+  for (let i = 41; i <= 44; i++) {
+    clock.advance(250)
+    await sendTo(talker.c, i, clock)
+  }
+  t.equal(talker.socket.pings, 1, 'its frames stopped: the first probe after ping_after_silent_ms of waiting pings it')
   clock.advance(limits.dead_after_ms)
   t.equal(
     talker.closedAt(),
     silent_from_ms + limits.dead_after_ms + limits.ping_interval_ms,
-    'and it is cut dead_after_ms after its last frame',
+    'and it is cut at the first probe past dead_after_ms after its last frame (sent to since)',
   )
   t.equal(clock.pendingTimers(), 0, 'no connection left: no probe timer')
 })
@@ -125,18 +165,23 @@ t.test("on an idle link the peer's pings count as hearing from it: only one side
   const clock = new ManualClock(1_000_000)
   const quiet = connectionOn(clock, false, LIMITS)
   for (let i = 0; i < 20; i++) {
-    clock.advance(LIMITS.ping_after_silent_ms - LIMITS.ping_interval_ms)
+    clock.advance(LIMITS.idle_ping_ms - LIMITS.ping_interval_ms)
     quiet.socket.emit('ping', Buffer.alloc(0))
   }
   t.equal(quiet.socket.pings, 0, 'never pinged back: the peer pings often enough')
   t.ok(quiet.c.isOpen, 'nor cut: pings prove the peer alive')
-  clock.advance(LIMITS.ping_after_silent_ms)
+  clock.advance(LIMITS.idle_ping_ms)
   t.equal(quiet.socket.pings, 1, 'once its pings stop, this side pings')
   quiet.c.terminate()
   t.throws(
     () => connectionOn(clock, true, { ...LIMITS, ping_after_silent_ms: LIMITS.dead_after_ms }),
     RangeError,
     'a peer would be cut before it is pinged',
+  )
+  t.throws(
+    () => connectionOn(clock, true, { ...LIMITS, idle_ping_ms: LIMITS.ping_after_silent_ms - 1 }),
+    RangeError,
+    'an idle link checked more often than a busy one',
   )
 })
 

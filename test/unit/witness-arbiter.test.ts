@@ -25,7 +25,7 @@ t.test('votes for one partition at a time: a live coordinator holds off the othe
   const w = new Arbiter(cfg, -10_000)
   // Epoch 1 is decided with host-a1 as coordinator; a1 confirms its lease at t=0.
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
-  const ack = sent(msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65536) }, 0))
+  const ack = sent(msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db_epoch: 65536, db: null }, 0))
   t.equal(ack[0]?.t, 'cluster-lease-ack')
   // host-b1, cut off from a1, tries to form epoch 2 at t=200: a1 renewed 200 ms ago, so it
   // counts as alive for 1.5 renewal intervals (375 ms): refused until then.
@@ -36,7 +36,10 @@ t.test('votes for one partition at a time: a live coordinator holds off the othe
   const p = sent(msg(w, { t: 'cluster-prepare', from: 'host-b1', slot: 2, ballot: { n: 5, node: 'host-b1' } }, 375))
   t.match(p[0], { t: 'cluster-promise', db_epoch: 65536, db: null, accepted: null, leases_until_ms: 1000 })
   // Having promised a successor, it no longer confirms host-a1's view.
-  t.same(sent(msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 1100, db: db(65536) }, 1100)), [])
+  t.same(
+    sent(msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 1100, db_epoch: 65536, db: null }, 1100)),
+    [],
+  )
   // A lower ballot is refused.
   t.match(sent(msg(w, { t: 'cluster-prepare', from: 'host-a1', slot: 2, ballot: { n: 4, node: 'host-a1' } }, 1100))[0], {
     reason: 'promised',
@@ -46,7 +49,7 @@ t.test('votes for one partition at a time: a live coordinator holds off the othe
 t.test('the coordinator itself may change its view at once, during its lease', async (t) => {
   const w = new Arbiter(cfg, -10_000)
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
-  const fx = msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65536) }, 0)
+  const fx = msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db_epoch: 65536, db: null }, 0)
   t.same(
     fx.map((f) =>
       f.kind === 'send'
@@ -56,7 +59,11 @@ t.test('the coordinator itself may change its view at once, during its lease', a
     ['send at once db_epoch=null', 'persist', 'send after db_epoch=65536'],
     "the first confirmation in a view: the lease vote at once, then the write (the view's epoch), then the ack of what is on disk",
   )
-  const renewal = msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 250, db: db(65536) }, 250)
+  const renewal = msg(
+    w,
+    { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 250, db_epoch: 65536, db: null },
+    250,
+  )
   t.same(
     renewal.map((f) => (f.kind === 'send' && f.liveness === true ? 'send at once' : f.kind)),
     ['send at once'],
@@ -69,8 +76,8 @@ t.test('the coordinator itself may change its view at once, during its lease', a
 t.test('a restarted witness reports a lease bound that covers any lease it confirmed before', async (t) => {
   const w = new Arbiter(cfg, 0)
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
-  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65536) }, 0)
-  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 900, db: db(65536) }, 900)
+  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db_epoch: 65536, db: null }, 0)
+  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 900, db_epoch: 65536, db: null }, 900)
   // It crashes at 950 having written only the first confirmation; it restarts at 1000.
   const restarted = new Arbiter(cfg, 1000, structuredClone(w.record()))
   const p = sent(msg(restarted, { t: 'cluster-prepare', from: 'host-b1', slot: 2, ballot: { n: 5, node: 'host-b1' } }, 1000))
@@ -93,7 +100,7 @@ t.test('records the newest epochs, persists before replying, refuses the past an
   )
   t.equal(acc[0]?.t, 'cluster-accepted')
   msg(w, { t: 'cluster-commit', from: 'host-a1', view: value(1, 'host-a1').view, db: db(65536) }, 0)
-  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db: db(65540) }, 0)
+  msg(w, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 1, started_ms: 0, db_epoch: 65540, db: null }, 0)
   t.equal(w.record().committed_epoch, 1)
   t.equal(w.record().db_epoch, 65540, 'the newest database epoch from a confirmed write')
 
@@ -103,7 +110,13 @@ t.test('records the newest epochs, persists before replying, refuses the past an
   t.match(r[0], { t: 'cluster-refuse', reason: 'decided', committed_epoch: 1, db_epoch: 65540 })
   // An older database is not confirmed, and epochs never go back.
   t.same(
-    sent(msg(restarted, { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 5000, db: db(65537) }, 5000)),
+    sent(
+      msg(
+        restarted,
+        { t: 'cluster-lease-request', from: 'host-a1', epoch: 1, round: 2, started_ms: 5000, db_epoch: 65537, db: null },
+        5000,
+      ),
+    ),
     [],
   )
   msg(restarted, { t: 'cluster-commit', from: 'host-b1', view: value(1, 'host-b1').view, db: db(65536) }, 5000)
@@ -113,7 +126,9 @@ t.test('records the newest epochs, persists before replying, refuses the past an
 
 t.test('a lease request proves its epoch was decided', async (t) => {
   const w = new Arbiter(cfg, 0)
-  const out = sent(msg(w, { t: 'cluster-lease-request', from: 'host-b1', epoch: 3, round: 1, started_ms: 10, db: db(3 * 65536) }, 10))
+  const out = sent(
+    msg(w, { t: 'cluster-lease-request', from: 'host-b1', epoch: 3, round: 1, started_ms: 10, db_epoch: 3 * 65536, db: null }, 10),
+  )
   t.equal(out[0]?.t, 'cluster-lease-ack')
   t.equal(w.record().committed_epoch, 3)
   t.match(
