@@ -522,8 +522,7 @@ export class RemoteCopyService {
   }
 
   private async sendBlocks(rt: GroupRuntime, e: Extract<RcEffect, { kind: 'send-blocks' }>): Promise<void> {
-    const parts: Buffer[] = []
-    for (const b of e.blocks) parts.push(rt.delta.get(e.volume, b) ?? (await this.o.store.read(e.volume, b, 1)))
+    const parts = await this.blocksAsSent(rt, e.volume, e.blocks)
     let blocks = e.blocks
     let data = Buffer.concat(parts)
     if (e.compare) {
@@ -551,10 +550,31 @@ export class RemoteCopyService {
     )
   }
 
+  /**
+   * Each of `blocks` as a sync sends it: the copy the delta snapshot preserved for the cycle,
+   * else the volume's current contents. The volume is read a run of consecutive blocks at a
+   * time (one read per run, not per block: a new 16 MiB volume's first sync made 4,096 reads
+   * of 4 KiB, and creating VMs spent most of an array's CPU there, issue 12).
+   */
+  private async blocksAsSent(rt: GroupRuntime, volume: string, blocks: readonly number[]): Promise<Buffer[]> {
+    const current = await this.currentBlocks(volume, blocks)
+    return blocks.map((b) => rt.delta.get(volume, b) ?? current.get(b)!)
+  }
+
+  /** The current contents of `blocks`, one view (not a copy) per block, read a run at a time. */
+  private async currentBlocks(volume: string, blocks: readonly number[]): Promise<Map<number, Buffer>> {
+    const bs = this.o.store.block_size_bytes
+    const current = new Map<number, Buffer>()
+    for (const [first, count] of runsOf(blocks)) {
+      const run = await this.o.store.read(volume, first, count)
+      for (let i = 0; i < count; i++) current.set(first + i, run.subarray(i * bs, (i + 1) * bs))
+    }
+    return current
+  }
+
   private async preserve(rt: GroupRuntime, e: Extract<RcEffect, { kind: 'preserve' }>): Promise<void> {
     const snapshot = e.snapshot === 'delta' ? rt.delta : rt.rollback
-    const current = new Map<number, Buffer>()
-    for (const b of e.blocks) current.set(b, await this.o.store.read(e.volume, b, 1))
+    const current = await this.currentBlocks(e.volume, e.blocks)
     await snapshot.preserve(e.volume, e.blocks, (b) => current.get(b)!)
   }
 
