@@ -31,7 +31,7 @@ export function hostRequests(deps: HostRequestsDeps): HostRequests {
     async start(node, r) {
       if (node === name) return local().then(() => deps.local.start(r, name))
       const reply = await ask(node, { t: 'vm-start-request', from: name, ...r }, 'vm-op-reply', START_REQUEST_TIMEOUT_MS)
-      return { ok: reply.ok, reason: reply.reason, storage_refused: reply.storage_refused === true }
+      return { ok: reply.ok, reason: reply.reason, storage_refused: reply.storage_refused === true, no_lease: reply.no_lease === true }
     },
     async stop(node, r) {
       if (node === name) return local().then(() => deps.local.stop(r.role, r.op, r.reason))

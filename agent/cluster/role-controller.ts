@@ -159,6 +159,8 @@ export type RoleInput =
       readonly op: number
       readonly reason: string
       readonly storage_refused?: boolean
+      /** The node held no quorum lease when the start came: no failure of the role (deferStart). */
+      readonly no_lease?: boolean
     }
   | { readonly kind: 'vm-stopped'; readonly role: string; readonly node: string; readonly op: number }
   /**
@@ -285,7 +287,16 @@ interface RoleEntry {
   start_sent_ms?: number
   /** While pending: what placement last said it waits for (told once, until that changes). */
   waiting?: string
+  /** While pending after a start its node refused for want of a lease: placed again from `at_ms`, away from `avoid`. */
+  retry?: { readonly at_ms: number; readonly avoid: string }
 }
+
+/**
+ * How long a role whose start a node refused for want of a quorum lease waits before it is
+ * placed again (onStartDeferred): a few lease renewals, so a lapse has passed; the next
+ * input after it (an inventory comes every 3 s) places it.
+ */
+export const NO_LEASE_RETRY_MS = 1_000
 
 /** Ops of a restored controller start here × the epoch, so no reply to an older coordinator's op can match. */
 export const OPS_PER_EPOCH = 1_000_000
@@ -334,7 +345,8 @@ export class RoleController {
         this.onStarted(input.role, input.node, input.op)
         break
       case 'vm-start-failed':
-        this.onStartFailed(input.role, input.node, input.op, input.reason, input.storage_refused === true)
+        if (input.no_lease === true) this.onStartDeferred(input.role, input.node, input.op, input.reason)
+        else this.onStartFailed(input.role, input.node, input.op, input.reason, input.storage_refused === true)
         break
       case 'vm-stopped':
         this.onStopped(input.role, input.node, input.op)
@@ -528,6 +540,20 @@ export class RoleController {
       node_lost: false,
       vm_present: false,
     })
+  }
+
+  /**
+   * `node` refused the start because it held no quorum lease just then (its lease lapsed
+   * for a moment: a stalled process, a starved machine). That is no failure of the role, so
+   * the failover policy does not count it (it used to, and a flapping cluster spent the
+   * budget and failed roles that never ran): the role waits, pending, NO_LEASE_RETRY_MS
+   * and is then placed again, away from that node if another may take it.
+   */
+  private onStartDeferred(name: string, node: string, op: number, reason: string): void {
+    const e = this.entries.get(name)
+    if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
+    this.setState(e, 'pending', null, `start on ${node} deferred: ${reason}`)
+    e.retry = { at_ms: this.now_ms + NO_LEASE_RETRY_MS, avoid: node }
   }
 
   private onStopped(name: string, node: string, op: number): void {
@@ -919,9 +945,13 @@ export class RoleController {
   private reconcile(): void {
     if (this.syncing) return
     for (const node of [...this.draining].sort()) this.drainStep(node)
-    const pending = this.sortedEntries().filter((e) => e.role.state === 'pending')
-    for (const e of pending.sort((a, b) => byPriority(a.role, b.role)))
-      if (e.role.state === 'pending') this.place(e, null, 'placed after waiting')
+    const pending = this.sortedEntries().filter((e) => e.role.state === 'pending' && !(e.retry && e.retry.at_ms > this.now_ms))
+    for (const e of pending.sort((a, b) => byPriority(a.role, b.role))) {
+      if (e.role.state !== 'pending') continue
+      const avoid = e.retry?.avoid ?? null
+      delete e.retry
+      this.place(e, avoid, 'placed after waiting')
+    }
   }
 
   private drainStep(node: string): void {
@@ -1114,6 +1144,7 @@ export class RoleController {
     const from = e.role.state
     e.role = transition(e.role, to, owner, reason, stop_cause)
     delete e.waiting
+    delete e.retry
     this.push({ kind: 'write-role-record', role: e.role })
     this.emit(`role.${to}`, { role: e.role.name, node: owner ?? e.role.last_owner, from, reason })
   }

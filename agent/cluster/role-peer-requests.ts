@@ -64,7 +64,11 @@ function serveVmOps(conn: PeerConnection, deps: RolePeerRequestsDeps): void {
     const stale = staleReply(deps, q, 'start')
     if (stale !== null) return stale
     return deps.local.start(q, q.from).then((r) => ({
-      message: { ...opReply(q.role, q.op, r), ...(r.storage_refused ? { storage_refused: true } : {}) },
+      message: {
+        ...opReply(q.role, q.op, r),
+        ...(r.storage_refused ? { storage_refused: true } : {}),
+        ...(r.no_lease ? { no_lease: true } : {}),
+      },
     }))
   })
   conn.onRequest('vm-stop-request', async ({ message: q }) => {

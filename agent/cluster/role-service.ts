@@ -336,6 +336,7 @@ export class RoleService {
                 op: fx.op,
                 reason: r.reason,
                 storage_refused: r.storage_refused === true,
+                no_lease: r.no_lease === true,
               },
         ),
       )

@@ -60,6 +60,8 @@ export interface VmAgentDeps {
 export interface VmOpResult {
   ok: boolean
   reason: string
+  /** A start refused because this host holds no quorum lease now: not the role's failure. */
+  no_lease?: boolean
 }
 
 interface Watch {
@@ -113,7 +115,8 @@ export class VmAgent {
   /** `disk`: the VM's replicated disk target (from diskTargetFor after CLX prepared it); null: none. */
   startVm(role: string, memory_mib: number, op: number, epoch: number, from: string, disk: VmDiskTarget | null = null): VmOpResult {
     const now = this.deps.clock.now()
-    if (!this.deps.holdsLease(now)) return { ok: false, reason: `${this.deps.host} holds no quorum lease, so it may not run vms now` }
+    if (!this.deps.holdsLease(now))
+      return { ok: false, reason: `${this.deps.host} holds no quorum lease, so it may not run vms now`, no_lease: true }
     try {
       const already = this.vms.list().some((v) => v.name === role)
       this.vms.start(role, memory_mib, op, epoch)

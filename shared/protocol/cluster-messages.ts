@@ -335,6 +335,12 @@ export const vmOpReply = defineMessage('vm-op-reply', () => ({
   reason: field.text(ROLE_REASON_CHARS_MAX),
   /** A start CLX refused (the disk cannot be made writable there): the role fails, it is not a node failure. */
   storage_refused: z.boolean().optional(),
+  /**
+   * A start refused because this host holds no quorum lease at that moment (its lease
+   * lapsed: a stalled process, a busy machine): no failure of the role, the coordinator
+   * places it again a little later (role-controller.ts deferStart).
+   */
+  no_lease: z.boolean().optional(),
 }))
 
 /** Host → coordinator: a VM failed (health check: gone false; crash or stop by itself: gone true). */

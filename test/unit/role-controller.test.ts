@@ -467,3 +467,33 @@ t.test('randomized: never on two nodes; every startable role ends up running onc
   })
   t.equal(failures, 0, `${runs} seeded schedules kept every invariant`)
 })
+
+t.test('a start refused for want of a quorum lease is no failure: the role waits, then starts on another node', async (t) => {
+  const l = lab()
+  l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 2048, preferred_owners: ['host-a1', 'host-a2'] } })
+  const [first] = starts(l.cmd({ op: 'start', name: 'web1' }))
+  t.equal(first?.node, 'host-a1')
+  const refused = l.step({
+    kind: 'vm-start-failed',
+    role: 'web1',
+    node: 'host-a1',
+    op: first!.op,
+    reason: 'host-a1 holds no quorum lease',
+    no_lease: true,
+  })
+  t.notOk(kinds(refused).includes('role.failure'), 'no role.failure: the failover policy does not count it')
+  t.same(starts(refused), [], 'not started again at once')
+  t.match(l.c.role('web1'), { state: 'pending', owner: null, reason: /deferred: host-a1 holds no quorum lease/ })
+  // Inputs before NO_LEASE_RETRY_MS (the test's step adds 1 s each; go back a little) leave it waiting.
+  l.advance(-900)
+  t.same(
+    starts(l.cmd({ op: 'create', spec: { name: 'other', memory_mib: 64, preferred_owners: [] } })),
+    [],
+    'still waiting within the retry delay',
+  )
+  t.equal(l.c.role('web1')?.state, 'pending')
+  const [again] = starts(l.cmd({ op: 'create', spec: { name: 'other2', memory_mib: 64, preferred_owners: [] } }))
+  t.match(again, { role: 'web1', node: 'host-a2' }, 'placed again after the delay, away from the node that refused')
+  l.started(again!)
+  t.match(l.c.role('web1'), { state: 'running', owner: 'host-a2' })
+})
