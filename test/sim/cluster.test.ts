@@ -456,3 +456,37 @@ t.test('seeded random partitions, kills, restarts and delays keep the invariants
   })
   t.equal(failures, 0, `${runs} seeds, ${steps} steps checked`)
 })
+
+t.test('a lease request without the database: voted on by a member that holds its epoch, a catch-up from one that does not', async (t) => {
+  const net = makeLab({ seed: 7 })
+  runChecked(net, 6000)
+  t.equal(convergenceProblem(net), null, 'one view, every host leased')
+  const coordinator = net.hosts.get(A1)!.view().coordinator
+  const member = [...net.hosts.keys()].find((h) => h !== coordinator && net.isAlive(h))!
+  const m = net.hosts.get(member)!
+  const { view, db } = m.record()
+  const now_ms = net.localNow(member)
+  const request = (db_epoch: number, round: number) => ({
+    kind: 'message' as const,
+    message: { t: 'cluster-lease-request' as const, from: coordinator, epoch: view.epoch, round, started_ms: now_ms, db_epoch, db: null },
+  })
+  const sent = (fx: ReturnType<typeof m.step>) => fx.flatMap((e) => (e.kind === 'send' ? [e.message] : []))
+
+  const held = sent(m.step(request(db.db_epoch, 10_000), now_ms))
+  t.match(held, [{ t: 'cluster-lease-ack', round: 10_000, vote: true }], 'it holds that epoch: a vote, the database kept')
+  t.equal(m.record().db, db, 'the same database object: nothing was replaced')
+
+  const ahead = sent(m.step(request(db.db_epoch + 1, 10_001), now_ms + 200))
+  t.same(
+    ahead.map((x) => x.t),
+    ['cluster-catch-up'],
+    'a newer epoch it does not hold: no vote (it cannot vote for what it lacks), it asks to catch up',
+  )
+  t.equal(m.record().db.db_epoch, db.db_epoch, 'its database is unchanged')
+
+  const mismatched = {
+    kind: 'message' as const,
+    message: { ...request(db.db_epoch, 10_002).message, db: { ...db, db_epoch: db.db_epoch + 1 } },
+  }
+  t.same(sent(m.step(mismatched, now_ms + 400)), [], 'a request whose database disagrees with its db_epoch is ignored')
+})
