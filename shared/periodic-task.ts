@@ -29,17 +29,14 @@ export function every(
   onError: (e: unknown) => void,
   offset_ms = 0,
 ): void {
-  const phase = gridPhase(offset_ms, interval_ms)
-  let due_ms = -Infinity
-  const arm = (): void => {
-    const now_ms = clock.now()
-    due_ms = nextTickAt(Math.max(now_ms, due_ms), interval_ms, phase)
-    clock.setTimer(due_ms - now_ms, run)
-  }
+  const next = gridTimer(clock, interval_ms, gridPhase(offset_ms, interval_ms))
   const run = (): void => {
-    Promise.resolve().then(task).catch(onError).finally(arm)
+    Promise.resolve()
+      .then(task)
+      .catch(onError)
+      .finally(() => next(run))
   }
-  arm()
+  next(run)
 }
 
 /** The phase (a fraction of `interval_ms`) of the grid shifted by `offset_ms`: ticks of a shorter interval that divides it fall on it. */
@@ -65,19 +62,28 @@ export function nextTickAt(now_ms: number, interval_ms: number, phase = 0): numb
   return (Math.floor((now_ms - offset_ms) / interval_ms) + 1) * interval_ms + offset_ms
 }
 
+/** Ticks `tick` on the grid; the function it returns cancels the next tick, also from inside a tick. */
 export function everyTick(clock: Clock, interval_ms: number, tick: () => void, phase = 0): () => void {
-  let cancel: () => void
-  let due_ms = -Infinity
-  const arm = (): void => {
-    // After the tick that was due, even if the clock reads a hair earlier when it fires.
-    const now_ms = clock.now()
-    due_ms = nextTickAt(Math.max(now_ms, due_ms), interval_ms, phase)
-    cancel = clock.setTimer(due_ms - now_ms, loop)
-  }
+  const next = gridTimer(clock, interval_ms, phase)
+  let stopped = false
   const loop = (): void => {
     tick()
-    arm()
+    if (!stopped) cancel = next(loop)
   }
-  arm()
-  return () => cancel()
+  let cancel = next(loop)
+  return () => {
+    stopped = true
+    cancel()
+  }
+}
+
+/** Sets each function it is given for the first grid instant after now and after the instant it last set. */
+function gridTimer(clock: Clock, interval_ms: number, phase: number): (fn: () => void) => () => void {
+  let due_ms = -Infinity
+  return (fn) => {
+    // After the instant that was due, even if the clock reads a hair earlier when it fires.
+    const now_ms = clock.now()
+    due_ms = nextTickAt(Math.max(now_ms, due_ms), interval_ms, phase)
+    return clock.setTimer(due_ms - now_ms, fn)
+  }
 }

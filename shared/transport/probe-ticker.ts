@@ -10,7 +10,7 @@
  * offset, so its probes run in the same wake-up as its ticks (periodic-task.ts).
  */
 import type { Clock } from '../clock.js'
-import { gridPhase, nextTickAt } from '../periodic-task.js'
+import { everyTick, gridPhase } from '../periodic-task.js'
 
 export interface Probed {
   /** Runs one liveness check; called every interval while registered. */
@@ -20,8 +20,6 @@ export interface Probed {
 export class ProbeTicker {
   private readonly members = new Set<Probed>()
   private cancel: (() => void) | undefined
-
-  private due_ms = -Infinity
 
   private constructor(
     private readonly clock: Clock,
@@ -42,7 +40,13 @@ export class ProbeTicker {
   /** Probes `member` every interval from the next tick on, until `remove`. */
   add(member: Probed): void {
     this.members.add(member)
-    if (!this.cancel) this.arm()
+    // A copy of the members: a probe may cut its connection, which leaves the set (and may stop the ticks).
+    this.cancel ??= everyTick(
+      this.clock,
+      this.interval_ms,
+      () => [...this.members].forEach((m) => m.probe()),
+      gridPhase(this.offset_ms, this.interval_ms),
+    )
   }
 
   remove(member: Probed): void {
@@ -50,17 +54,6 @@ export class ProbeTicker {
     if (this.members.size > 0 || !this.cancel) return
     this.cancel()
     this.cancel = undefined
-  }
-
-  /** The next tick (the next grid instant) set before this one runs, as setInterval does. */
-  private arm(): void {
-    const now_ms = this.clock.now()
-    this.due_ms = nextTickAt(Math.max(now_ms, this.due_ms), this.interval_ms, gridPhase(this.offset_ms, this.interval_ms))
-    this.cancel = this.clock.setTimer(this.due_ms - now_ms, () => {
-      this.arm()
-      // A copy: a probe may cut its connection, which leaves the set.
-      for (const m of [...this.members]) m.probe()
-    })
   }
 }
 

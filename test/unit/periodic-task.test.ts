@@ -143,3 +143,14 @@ t.test('everyTick: a tick that throws ends the loop, the error to the timer’s 
   t.equal(n, 2)
   t.equal(clock.pendingTimers(), 0)
 })
+
+t.test('everyTick: cancelled from inside a tick, it ticks no more and leaves no timer', async (t) => {
+  const clock = new ManualClock(0)
+  let ticks = 0
+  const cancel: () => void = everyTick(clock, 100, () => {
+    if (++ticks === 2) cancel()
+  })
+  clock.advance(1_000)
+  t.equal(ticks, 2, 'the tick that cancelled was the last')
+  t.equal(clock.pendingTimers(), 0, 'no timer left behind')
+})
