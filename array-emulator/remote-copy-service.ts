@@ -38,7 +38,7 @@ import { messageDef } from '../shared/protocol/messages.js'
 import { LIMITS_DEFAULT } from '../shared/topology.js'
 import type { MessageOf } from '../shared/protocol/messages.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
-import { differingBlocks, hashBlocks } from './block-hash.js'
+import { differingBlocks, hashBlocks, hashBlocksSkippingZeros } from './block-hash.js'
 import { BlockSnapshot } from './block-snapshot.js'
 import { GroupInputQueue, type InputOrigin } from './group-input-queue.js'
 import { GroupJournal, type BlockAppend, type GroupJournalContents } from './group-journal.js'
@@ -628,8 +628,11 @@ export class RemoteCopyService {
     }
   }
 
+  /** Blocks of zeros (a new volume's unwritten ones) are not hashed: block-hash.ts. */
   private hash(data: Uint8Array, block_size_bytes: number): Promise<Uint8Array> {
-    return this.o.hashBlocks ? this.o.hashBlocks(data, block_size_bytes) : Promise.resolve(hashBlocks({ data, block_size_bytes }))
+    return hashBlocksSkippingZeros(data, block_size_bytes, (nonZero) =>
+      this.o.hashBlocks ? this.o.hashBlocks(nonZero, block_size_bytes) : Promise.resolve(hashBlocks({ data: nonZero, block_size_bytes })),
+    )
   }
 
   private async readBlocks(volume: string, blocks: readonly number[]): Promise<Buffer> {

@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { HvlabError } from '../shared/errors.js'
 import { readDurableJson, removeIfPresent, syncDirectory, writeDurableJson } from '../shared/durable-json.js'
 import { SerialQueue } from '../shared/serial-queue.js'
+import { WrittenRegions } from './written-regions.js'
 
 export const BLOCK_SIZE_BYTES_DEFAULT = 4096
 export const BLOCKS_PER_IO_MAX_DEFAULT = 256
@@ -58,6 +59,8 @@ interface OpenVolume {
   nextSync: Promise<void> | undefined
   currentSync: Promise<void> | undefined
   ios_inflight: number
+  /** Regions written since this array created the volume; reads of the others skip the file. */
+  written: WrittenRegions
 }
 
 export class VolumeStore {
@@ -138,7 +141,7 @@ export class VolumeStore {
         await removeIfPresent(path)
         throw e
       }
-      const v = newOpenVolume(volume, block_count, fh)
+      const v = newOpenVolume(volume, block_count, fh, WrittenRegions.empty(block_count))
       this.volumes.set(volume, v)
       try {
         await this.saveMetadata()
@@ -174,6 +177,7 @@ export class VolumeStore {
         v.block_count = before
         throw e
       }
+      v.written.grow(block_count)
       return this.info(v)
     })
   }
@@ -204,6 +208,7 @@ export class VolumeStore {
     const v = this.require(volume)
     this.checkRange(v, block, blocks, 'read')
     const out = Buffer.alloc(blocks * this.block_size_bytes)
+    if (!v.written.anyWritten(block, blocks)) return out
     v.ios_inflight++
     try {
       let done = 0
@@ -233,6 +238,7 @@ export class VolumeStore {
       )
     }
     this.checkRange(v, block, data.length / bs, 'write')
+    v.written.markWritten(block, data.length / bs)
     v.ios_inflight++
     try {
       await v.writes.run(() => writeFully(v.fh, data, block * bs))
@@ -362,7 +368,7 @@ export class VolumeStore {
           { cause: e },
         )
       }
-      this.volumes.set(entry.volume, newOpenVolume(entry.volume, entry.block_count, fh))
+      this.volumes.set(entry.volume, newOpenVolume(entry.volume, entry.block_count, fh, WrittenRegions.unknown()))
     }
     for (const file of await readdir(this.dir)) {
       if (!file.endsWith(VOLUME_SUFFIX)) continue
@@ -372,8 +378,8 @@ export class VolumeStore {
   }
 }
 
-function newOpenVolume(name: string, block_count: number, fh: FileHandle): OpenVolume {
-  return { name, block_count, fh, writes: new SerialQueue(), nextSync: undefined, currentSync: undefined, ios_inflight: 0 }
+function newOpenVolume(name: string, block_count: number, fh: FileHandle, written: WrittenRegions): OpenVolume {
+  return { name, block_count, fh, writes: new SerialQueue(), nextSync: undefined, currentSync: undefined, ios_inflight: 0, written }
 }
 
 async function writeFully(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {

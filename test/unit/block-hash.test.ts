@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { differingBlocks, hashBlocks } from '../../array-emulator/block-hash.js'
+import { differingBlocks, hashBlocks, hashBlocksSkippingZeros } from '../../array-emulator/block-hash.js'
 import { BlockHashPool } from '../../array-emulator/block-hash-pool.js'
 import runBlockHash from '../../array-emulator/block-hash-worker.js'
 import { valueSymbol } from 'piscina'
@@ -35,6 +35,31 @@ t.test('the worker entry hashes and hands the list back', async (t) => {
   const value = moved[valueSymbol]
   t.ok(value instanceof Uint8Array, 'a Uint8Array is moved back')
   t.same(Buffer.from(value as Uint8Array), Buffer.from(hashBlocks({ data, block_size_bytes: BS })))
+})
+
+t.test('hashBlocksSkippingZeros: the same hashes as hashBlocks; blocks of zeros never reach the hasher', async (t) => {
+  const data = Buffer.concat([Buffer.alloc(BS), patternData('z', 1, 1, BS), Buffer.alloc(2 * BS), patternData('z', 4, 1, BS)])
+  data[3 * BS + 7] = 1 // block 3 is not all zeros: one byte decides
+  const handed: number[] = []
+  const hasher = async (d: Uint8Array): Promise<Uint8Array> => {
+    handed.push(d.length / BS)
+    return hashBlocks({ data: d, block_size_bytes: BS })
+  }
+  const got = await hashBlocksSkippingZeros(data, BS, hasher)
+  t.same(Buffer.from(got), Buffer.from(hashBlocks({ data, block_size_bytes: BS })))
+  t.same(handed, [3], 'blocks 1, 3 and 4 went to the hasher, in one call')
+  handed.length = 0
+  const zeros = await hashBlocksSkippingZeros(Buffer.alloc(3 * BS), BS, hasher)
+  t.same(Buffer.from(zeros), Buffer.from(hashBlocks({ data: Buffer.alloc(3 * BS), block_size_bytes: BS })))
+  t.same(handed, [], 'all zeros: the hasher is not called')
+  const full = patternData('f', 0, 2, BS)
+  t.same(Buffer.from(await hashBlocksSkippingZeros(full, BS, hasher)), Buffer.from(hashBlocks({ data: full, block_size_bytes: BS })))
+  t.same(handed, [2], 'no zeros: the data goes as it is')
+  await t.rejects(
+    hashBlocksSkippingZeros(new Uint8Array(BS + 1), BS, async (d) => hashBlocks({ data: d, block_size_bytes: BS })),
+    { code: 'HVLAB_E_INTERNAL' },
+    'a ragged batch is refused by the hasher',
+  )
 })
 
 t.test('differingBlocks: exactly the blocks whose hashes differ', async (t) => {

@@ -3,6 +3,7 @@ import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { VolumeStore } from '../../array-emulator/volume-store.js'
+import { REGION_BLOCKS, WrittenRegions } from '../../array-emulator/written-regions.js'
 
 const BS = 4096
 
@@ -23,6 +24,42 @@ t.test('create, write, read back; never-written blocks read as zeros', async (t)
   t.same(await store.read('vm1-os', 3, 2), filled(2, 0xab))
   t.same(await store.read('vm1-os', 0, 3), filled(3, 0))
   t.same(await store.read('vm1-os', 15, 1), filled(1, 0))
+})
+
+t.test('WrittenRegions: a region counts from its first write; unknown counts all; growing adds unwritten regions', async (t) => {
+  const r = WrittenRegions.empty(3 * REGION_BLOCKS)
+  t.notOk(r.anyWritten(0, 3 * REGION_BLOCKS), 'a new volume: nothing written')
+  r.markWritten(REGION_BLOCKS - 1, 2) // the last block of region 0 and the first of region 1
+  t.ok(r.anyWritten(0, 1), 'region 0')
+  t.ok(r.anyWritten(REGION_BLOCKS + 5, 1), 'region 1')
+  t.notOk(r.anyWritten(2 * REGION_BLOCKS, REGION_BLOCKS), 'region 2 untouched')
+  t.ok(r.anyWritten(REGION_BLOCKS + 10, REGION_BLOCKS), 'a range that reaches into a written region')
+  r.grow(5 * REGION_BLOCKS)
+  t.ok(r.anyWritten(0, 1), 'growing keeps what was written')
+  t.notOk(r.anyWritten(3 * REGION_BLOCKS, 2 * REGION_BLOCKS), 'the new regions are unwritten')
+  const unknown = WrittenRegions.unknown()
+  unknown.markWritten(0, 1)
+  unknown.grow(10 * REGION_BLOCKS)
+  t.ok(unknown.anyWritten(9 * REGION_BLOCKS, 1), 'a volume opened from disk counts as written throughout')
+})
+
+t.test('regions never written through the store read as zeros without the file; a reopened volume reads its file', async (t) => {
+  const dir = await tempDir(t)
+  const a = await VolumeStore.open(dir)
+  await a.create('thin', 2 * REGION_BLOCKS * BS)
+  // Bytes that reach the file behind the store's back show only where the store reads the file.
+  await writeFile(join(dir, 'thin.vol'), filled(1, 0x5a), { flag: 'r+' })
+  t.same(await a.read('thin', 0, 1), filled(1, 0), 'region 0 was never written: zeros, the file untouched')
+  await a.write('thin', 1, filled(1, 0xab))
+  t.same(await a.read('thin', 0, 2), Buffer.concat([filled(1, 0x5a), filled(1, 0xab)]), 'written: read from the file')
+  t.same(await a.read('thin', REGION_BLOCKS, 1), filled(1, 0), 'region 1: zeros')
+  await a.close()
+  const b = await VolumeStore.open(dir)
+  t.teardown(() => b.close())
+  await writeFile(join(dir, 'thin.vol'), filled(1, 0x77), { flag: 'r+' })
+  t.same(await b.read('thin', 0, 1), filled(1, 0x77), 'after a reopen every region is read from the file')
+  await b.grow('thin', 3 * REGION_BLOCKS * BS)
+  t.same(await b.read('thin', 2 * REGION_BLOCKS, 1), filled(1, 0))
 })
 
 t.test('reopen after close (a restart) keeps volumes, sizes and data', async (t) => {
