@@ -188,6 +188,7 @@ export class LabProcess {
       uptime_ms: Date.now() - this.started_ms,
       peers: this.mesh.connectedPeers(),
       blocked: this.mesh.blockedPeers(),
+      link_faults: this.mesh.linkFaults().map(({ shape, ...f }) => ({ ...f, ...shape })),
       ...Object.assign({}, ...this.statusParts.map((f) => f())),
     }
   }
@@ -252,6 +253,12 @@ export class LabProcess {
       this.log.info({ blocked: message.blocked }, 'partition set by the lab')
       this.mesh.setBlocked(message.blocked)
       this.reportPeers()
+    })
+    c.onMessage('link-set', ({ message }) => {
+      this.log.info({ links: message.links }, 'link faults set by the lab')
+      this.mesh.setLinkFaults(
+        message.links.map(({ peer, deaf, no_new_connections, ...shape }) => ({ peer, deaf, no_new_connections, shape })),
+      )
     })
     try {
       await c.request({

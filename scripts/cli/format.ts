@@ -5,6 +5,7 @@ import type { ValidationCheck } from './cluster-validation.js'
 import type { VmStorageView } from './vm-storage-status.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
+import type { LinkRow } from '../controller/link-table.js'
 import type { TimelineEvent } from '../../shared/timeline/events.js'
 import { exitReport } from './process-exit-format.js'
 
@@ -57,6 +58,9 @@ export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
     ...s.processes.flatMap((p) => exitReport(p, now_ms)),
   ]
   for (const p of s.partitions) lines.push(`partition: ${p.a.join(',')}  ✕  ${p.b.join(',')}`)
+  if (s.links.length > STATUS_LINKS_LISTED_MAX)
+    lines.push(`links: ${s.links.length} directions with a fault (\`hvlab link show\` lists them)`)
+  else for (const l of s.links) lines.push(formatLink(l))
   if (s.cluster) lines.push('', formatCluster(s.cluster))
   return lines.join('\n')
 }
@@ -206,4 +210,23 @@ export function validationHtml(checks: readonly ValidationCheck[], lab: { name: 
 ${rows}
 </table></body></html>
 `
+}
+
+/** `hvlab status` lists the links with a fault up to this many, and counts them beyond. */
+const STATUS_LINKS_LISTED_MAX = 8
+
+/** One line per direction with a fault, or a line that says there is none. */
+export function formatLinks(links: readonly LinkRow[]): string {
+  if (links.length === 0) return 'every link is clear'
+  return links.map(formatLink).join('\n')
+}
+
+export function formatLink(r: LinkRow): string {
+  if (r.cut) return `link ${r.from} → ${r.to}: cut (one-way partition)`
+  const parts = [
+    r.latency_ms > 0 || r.jitter_ms > 0 ? `${r.latency_ms} ms${r.jitter_ms > 0 ? ` ± ${r.jitter_ms}` : ''}` : '',
+    r.mbit > 0 ? `${r.mbit} Mbit/s` : '',
+    r.loss > 0 ? `loss ${r.loss}` : '',
+  ].filter((p) => p !== '')
+  return `link ${r.from} → ${r.to}: ${parts.join(', ')}`
 }

@@ -1,5 +1,6 @@
 /**
- * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `heal`,
+ * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `link`
+ * (link-commands.ts), `heal`,
  * `events` (events-command.ts), `down` and `reset` (lab-reset.ts) — the processes, the faults injected into them and their network,
  * and the lab-wide timeline. Each asks the lab controller through its control endpoint.
  */
@@ -11,6 +12,7 @@ import { ControlClient } from './control-client.js'
 import { registerEvents } from './events-command.js'
 import { formatStatus } from './format.js'
 import { registerReset } from './lab-reset.js'
+import { registerLinkCommands } from './link-commands.js'
 import { registerUp } from './lab-up.js'
 import { dirOption, nameList, out, printResult } from './options.js'
 
@@ -20,6 +22,7 @@ export function registerLabCommands(program: Command): void {
   registerKill(program)
   registerRestart(program)
   registerPartition(program)
+  registerLinkCommands(program)
   registerHeal(program)
   registerEvents(program)
   registerDown(program)
@@ -76,21 +79,32 @@ function registerRestart(program: Command): void {
 function registerPartition(program: Command): void {
   program
     .command('partition')
-    .description('cut the network between two groups of processes (names or sites, comma-separated), both ways')
+    .description(
+      'cut the network between two groups of processes (names or sites, comma-separated): both ways (their connections are cut at once), or --one-way',
+    )
     .argument('<a>', 'one side, e.g. site-a or host-a1,host-a2', nameList)
     .argument('<b>', 'the other side, e.g. site-b', nameList)
+    .option(
+      '--one-way',
+      'only what <a> sends <b> is lost: <b> hears nothing from <a> (not even pings) while <a> still hears <b>; open connections live on until a side gives up on them, no new one can be made',
+    )
     .addOption(dirOption())
     .option('--json', 'print the partition as JSON')
-    .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {
-      const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[] }>('/v1/partition', { a, b })
-      printResult(o.json, p, () => `partitioned ${p.a.join(',')}  ✕  ${p.b.join(',')}; \`hvlab heal\` removes it`)
+    .action(async (a: string[], b: string[], o: { dir: string; json?: boolean; oneWay?: boolean }) => {
+      const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[]; one_way: boolean }>('/v1/partition', {
+        a,
+        b,
+        one_way: o.oneWay === true,
+      })
+      const sign = p.one_way ? '→ ✕' : '✕'
+      printResult(o.json, p, () => `partitioned ${p.a.join(',')}  ${sign}  ${p.b.join(',')}; \`hvlab heal\` removes it`)
     })
 }
 
 function registerHeal(program: Command): void {
   program
     .command('heal')
-    .description('remove every network partition')
+    .description('remove every network partition and link fault (`hvlab link set`)')
     .addOption(dirOption())
     .action(async (o: { dir: string }) => {
       await ControlClient.forDir(o.dir).post('/v1/heal')

@@ -34,7 +34,18 @@ const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
 }
 
 const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
-const partitionBody = z.strictObject({ a: z.array(z.string().max(64)).min(1).max(64), b: z.array(z.string().max(64)).min(1).max(64) })
+const side = z.array(z.string().max(64)).min(1).max(64)
+const partitionBody = z.strictObject({ a: side, b: side, one_way: z.boolean().default(false) })
+// Ranges are checked by the link table, which says which option is out of range.
+const linkBody = z.strictObject({
+  a: side,
+  b: side,
+  one_way: z.boolean().default(false),
+  latency_ms: z.number().default(0),
+  jitter_ms: z.number().default(0),
+  mbit: z.number().default(0),
+  loss: z.number().default(0),
+})
 const emptyBody = z.strictObject({})
 const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().int().min(1).max(600_000).optional() })
 
@@ -116,12 +127,17 @@ async function processRoute(ctx: ControlContext, verb: ProcessVerb, segment: str
   }
 }
 
-/** The lab-wide routes: partition, heal, down. */
+/** The lab-wide routes: partition, links, heal, down. */
 async function labRoute(ctx: ControlContext, route: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (route === 'POST /v1/partition') {
     const body = parse(partitionBody, await readBody(req))
-    return sendJson(res, 200, ctx.controller.partition(body.a, body.b))
+    return sendJson(res, 200, ctx.controller.partition(body.a, body.b, body.one_way))
   }
+  if (route === 'POST /v1/links') {
+    const { a, b, one_way, ...shaping } = parse(linkBody, await readBody(req))
+    return sendJson(res, 200, { links: ctx.controller.setLinks(a, b, shaping, one_way) })
+  }
+  if (route === 'GET /v1/links') return sendJson(res, 200, { links: ctx.controller.linkRows() })
   if (route === 'POST /v1/heal') {
     parse(emptyBody, await readBody(req))
     ctx.controller.heal()

@@ -27,6 +27,7 @@ import { listenerLimitsOf } from '../../shared/transport/topology-limits.js'
 import type { DetailsOf, EventKind } from '../../shared/timeline/events.js'
 import { readRunningControl, type ControlFile } from './control-file.js'
 import { takeEvent } from './event-intake.js'
+import { LinkTable, type LinkRow, type LinkShaping } from './link-table.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
 import { Timeline, timelineLimits } from './timeline.js'
@@ -70,6 +71,7 @@ export interface ProcessStatus {
   uptime_ms: number | null
   peers: string[]
   expectedPeers: string[]
+  /** Peers it cannot make a connection with: partitioned either way, or one way (link-table.ts). */
   blocked: string[]
   peerPort: number | null
   metricsPort: number | null
@@ -107,6 +109,8 @@ export interface LabStatus {
   }
   processes: ProcessStatus[]
   partitions: { a: string[]; b: string[] }[]
+  /** Each direction of a link with a fault (link-table.ts): shaping, or a one-way cut. */
+  links: LinkRow[]
   cluster?: LabClusterStatus
 }
 
@@ -155,6 +159,7 @@ export class LabController {
   readonly vswitch: VirtualSwitch
   private readonly records = new Map<string, ProcessRecord>()
   private readonly partitions: { a: string[]; b: string[] }[] = []
+  private readonly links = new LinkTable()
   private server: PeerServer | undefined
   private stopping = false
   private clusterStatus: LabClusterStatus | undefined
@@ -260,7 +265,7 @@ export class LabController {
       uptime_ms: r.state === 'down' || r.started_ms === undefined ? null : now - r.started_ms,
       peers: r.state === 'down' ? [] : r.peers,
       expectedPeers: peersOf(this.topology, r.spec.name).map((p) => p.name),
-      blocked: this.blockedFor(r.spec.name),
+      blocked: this.unreachableFrom(r.spec.name),
       peerPort: r.state === 'down' ? null : (r.peerEndpoint?.port ?? null),
       metricsPort: r.state === 'down' ? null : (r.httpEndpoint?.port ?? null),
       starts: r.starts,
@@ -282,6 +287,7 @@ export class LabController {
       },
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
+      links: this.links.list(),
       ...(this.clusterStatus ? { cluster: this.clusterStatus } : {}),
     }
   }
@@ -401,25 +407,54 @@ export class LabController {
     }
   }
 
-  /** Cuts every process of side `a` from every process of side `b` (names or sites). */
-  partition(a: string[], b: string[]): { a: string[]; b: string[] } {
-    const sideA = this.expand(a)
-    const sideB = this.expand(b)
-    const overlap = sideA.filter((n) => sideB.includes(n))
-    if (overlap.length > 0) throw new HvlabError('HVLAB_E_USAGE', `${overlap.join(', ')} cannot be on both sides of a partition`)
-    const p = { a: sideA, b: sideB }
-    this.partitions.push(p)
-    this.pushPartitions()
+  /**
+   * Cuts every process of side `a` from every process of side `b` (names or sites): both
+   * ways (connections cut at once), or `one_way`: what `a` sends `b` is lost (link-table.ts).
+   */
+  partition(a: string[], b: string[], one_way = false): { a: string[]; b: string[]; one_way: boolean } {
+    const p = { ...this.sides(a, b, 'a partition'), one_way }
+    if (one_way) {
+      this.links.cut(p.a, p.b)
+      this.pushLinks()
+    } else {
+      this.partitions.push({ a: p.a, b: p.b })
+      this.pushPartitions()
+    }
     this.event('network.partitioned', p)
     return p
   }
 
-  /** Removes every partition. */
+  /** Shapes the links from side `a` to side `b`, and back unless `one_way` (replacing their shaping). */
+  setLinks(a: string[], b: string[], shaping: LinkShaping, one_way = false): LinkRow[] {
+    const { a: sideA, b: sideB } = this.sides(a, b, 'a link')
+    this.links.shape(sideA, sideB, shaping)
+    if (!one_way) this.links.shape(sideB, sideA, shaping)
+    this.pushLinks()
+    this.event('network.link-set', { a: sideA, b: sideB, one_way, ...shaping })
+    return this.links.list()
+  }
+
+  linkRows(): LinkRow[] {
+    return this.links.list()
+  }
+
+  /** Removes every partition and every link fault. */
   heal(): void {
     const had = this.partitions.length
+    const links = this.links.list().length
     this.partitions.length = 0
+    this.links.clear()
     this.pushPartitions()
-    this.event('network.healed', { partitionsRemoved: had })
+    this.pushLinks()
+    this.event('network.healed', { partitionsRemoved: had, linksCleared: links })
+  }
+
+  private sides(a: string[], b: string[], what: string): { a: string[]; b: string[] } {
+    const sideA = this.expand(a)
+    const sideB = this.expand(b)
+    const overlap = sideA.filter((n) => sideB.includes(n))
+    if (overlap.length > 0) throw new HvlabError('HVLAB_E_USAGE', `${overlap.join(', ')} cannot be on both sides of ${what}`)
+    return { a: sideA, b: sideB }
   }
 
   /** Stops every process (TERM, then KILL after a grace period) and the controller's servers. */
@@ -482,6 +517,7 @@ export class LabController {
       }
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
+      void c.send({ t: 'link-set', links: this.links.faultsFor(r.spec.name) }).catch(() => {})
       // Pings that waited for this host's link go out again.
       if (r.spec.role === 'host') queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
       return { message: { t: 'ok' } }
@@ -584,6 +620,19 @@ export class LabController {
 
   private pushPartitions(): void {
     for (const r of this.records.values()) void r.link?.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
+  }
+
+  private pushLinks(): void {
+    for (const r of this.records.values()) void r.link?.send({ t: 'link-set', links: this.links.faultsFor(r.spec.name) }).catch(() => {})
+  }
+
+  /** Peers `name` cannot make a connection with: partitioned from it either way or one way. */
+  private unreachableFrom(name: string): string[] {
+    const cut = this.links
+      .faultsFor(name)
+      .filter((f) => f.no_new_connections)
+      .map((f) => f.peer)
+    return [...new Set([...this.blockedFor(name), ...cut])].sort()
   }
 
   private blockedFor(name: string): string[] {

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { EVENT_DETAIL_CHARS_MAX, EVENT_DETAIL_FIELDS_MAX, EVENT_DETAIL_LIST_MAX, EVENT_KIND_PATTERN } from '../timeline/details.js'
+import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../link-limits.js'
 import { defineMessage, field } from './define.js'
 
 export const ROLES = ['host', 'witness', 'array'] as const
@@ -76,6 +77,22 @@ export const partitionSet = defineMessage('partition-set', () => ({
   blocked: field.list(field.name(), 1024),
 }))
 
+/** One link's faults as one process applies them (shared/transport/peer-mesh.ts LinkFault). */
+export const linkFaultSchema = z.strictObject({
+  peer: field.name(),
+  latency_ms: z.number().finite().min(0).max(LINK_LATENCY_MS_MAX),
+  jitter_ms: z.number().finite().min(0).max(LINK_LATENCY_MS_MAX),
+  mbit: z.number().finite().min(0).max(LINK_MBIT_MAX),
+  loss: z.number().finite().min(0).max(LINK_LOSS_MAX),
+  deaf: z.boolean(),
+  no_new_connections: z.boolean(),
+})
+
+/** Controller → process: the faults on its links (every peer not named has a clear link). */
+export const linkSet = defineMessage('link-set', () => ({
+  links: field.list(linkFaultSchema, 1024),
+}))
+
 /** A process → the controller: the peers it is connected to right now. */
 export const peersReport = defineMessage('peers-report', () => ({
   connected: field.list(field.name(), 1024),
@@ -119,6 +136,7 @@ export const runtimeMessages = [
   register,
   directory,
   partitionSet,
+  linkSet,
   peersReport,
   timelineEvent,
   ping,

@@ -32,8 +32,19 @@ export const processEvents = defineEvents({
 })
 
 export const networkEvents = defineEvents({
-  'network.partitioned': { a: detail.names(), b: detail.names() },
-  'network.healed': { partitionsRemoved: detail.uint() },
+  /** `one_way`: only what `a` sends `b` is lost. */
+  'network.partitioned': { a: detail.names(), b: detail.names(), one_way: detail.flag() },
+  /** Every direction from a process of `a` to one of `b` (and back unless `one_way`) shaped so from now on. */
+  'network.link-set': {
+    a: detail.names(),
+    b: detail.names(),
+    one_way: detail.flag(),
+    latency_ms: detail.number(),
+    jitter_ms: detail.number(),
+    mbit: detail.number(),
+    loss: detail.number(),
+  },
+  'network.healed': { partitionsRemoved: detail.uint(), linksCleared: detail.uint() },
 })
 
 export const peerEvents = defineEvents({

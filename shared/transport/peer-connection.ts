@@ -29,6 +29,7 @@ import { goodbye } from './handshake-frames.js'
 import type { Metrics } from '../metrics.js'
 import { LIMITS_DEFAULT } from '../topology.js'
 import { FRAME_TAG_BYTES, type FrameAuth } from './frame-auth.js'
+import { LinkShaper, type LinkShape } from './link-shaper.js'
 import { ProbeTicker } from './probe-ticker.js'
 
 export interface TransportLimits {
@@ -136,6 +137,12 @@ export class PeerConnection extends EventEmitter {
   private closed = false
   /** Frames received (and opened) before `start()`: delivered then, in order. Undefined once started. */
   private held: Buffer[] | undefined
+  /** The lab's network faults on what this side sends (link-shaper.ts). */
+  private readonly shaper: LinkShaper
+  /** A one-way partition towards this side: nothing from the peer is read, not even a ping or pong. */
+  private deaf = false
+  /** Frames were ignored while deaf: the peer's frame counter is ahead of ours. */
+  private missed_frames = false
 
   /**
    * `held`: deliver nothing until `start()`. The dialling side creates its connection held:
@@ -176,9 +183,10 @@ export class PeerConnection extends EventEmitter {
     this.log = opts.log.child({ peer: remote.name })
     this.metrics = opts.metrics
     if (opts.held) this.held = []
+    this.shaper = new LinkShaper(this.clock)
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
-    ws.on('pong', () => this.heard())
-    ws.on('ping', () => this.heard())
+    ws.on('pong', () => this.deaf || this.heard())
+    ws.on('ping', () => this.deaf || this.heard())
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
     ws.on('error', (err) => {
       this.log.warn({ err: describeError(err) }, 'connection error')
@@ -205,6 +213,22 @@ export class PeerConnection extends EventEmitter {
 
   get isOpen(): boolean {
     return !this.closed && !this.closing
+  }
+
+  /** The lab's shaping of the frames this side sends from now on (frames already held keep their times). */
+  setLinkShape(shape: LinkShape): void {
+    this.shaper.setShape(shape)
+  }
+
+  /**
+   * A one-way partition from the peer to this side (`deaf`), or its end. While deaf nothing
+   * the peer sends is read, so its frame counter moves ahead of ours: a connection that
+   * missed frames is cut when the partition ends, as TCP would have reset it, and the mesh
+   * dials again.
+   */
+  setDeaf(deaf: boolean): void {
+    this.deaf = deaf
+    if (!deaf && this.missed_frames) this.terminate()
   }
 
   /** Handles one-way messages of type `t`. */
@@ -337,16 +361,22 @@ export class PeerConnection extends EventEmitter {
       this.queued_bytes -= frame_bytes
       if (this.queued_bytes <= this.limits.send_high_water_bytes) this.wakeSenders()
     }
-    // Sealed here, right before the frame is queued: tags are counted in the order frames go out.
+    // Sealed here, right before the frame is queued: tags are counted in the order frames go out
+    // (the shaper keeps that order).
     const tag = this.frameAuth.seal([frame.head, frame.attachment])
     this.awaitPeer()
-    if (frame.attachment.length === 0) {
-      this.ws.send(Buffer.concat([frame.head, tag]), { binary: true }, written)
+    this.shaper.push(frame_bytes, () => this.writeFrame(frame.head, frame.attachment, tag, written))
+  }
+
+  private writeFrame(head: Uint8Array, attachment: Uint8Array, tag: Uint8Array, written: () => void): void {
+    if (this.closed || this.closing) return // a frame the shaper held past the close goes nowhere
+    if (attachment.length === 0) {
+      this.ws.send(Buffer.concat([head, tag]), { binary: true }, written)
       return
     }
     // Three fragments of one message, queued back to back: the attachment is not copied.
-    this.ws.send(frame.head, { binary: true, fin: false })
-    this.ws.send(frame.attachment, { binary: true, fin: false })
+    this.ws.send(head, { binary: true, fin: false })
+    this.ws.send(attachment, { binary: true, fin: false })
     this.ws.send(tag, { binary: true, fin: true }, written)
   }
 
@@ -360,6 +390,10 @@ export class PeerConnection extends EventEmitter {
     // ws keeps delivering frames until the peer answers our close; after a refusal
     // (a malformed frame, say) none of them may act.
     if (this.closed || this.closing) return
+    if (this.deaf) {
+      this.missed_frames = true
+      return
+    }
     if (!isBinary) {
       this.refuse('HVLAB_E_PROTOCOL', 'text frames are not part of the protocol')
       return
@@ -559,6 +593,7 @@ export class PeerConnection extends EventEmitter {
     if (this.closed) return
     this.closed = true
     this.probes.remove(this)
+    this.shaper.clear()
     for (const [id, p] of this.pending) {
       p.cancelTimeout()
       p.reject(new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed before it answered (request ${id})`))

@@ -78,9 +78,17 @@ export class PeerLink extends EventEmitter {
   }
 
   stop(): void {
+    this.hold()
+    this.connection?.terminate()
+  }
+
+  /**
+   * Stops dialling but keeps the connection it has (a one-way partition: an open TCP
+   * connection lives on until a side gives up on it, a new one cannot be made). `start` dials again.
+   */
+  hold(): void {
     this.stopped = true
     this.cancelTimer?.()
-    this.connection?.terminate()
   }
 
   private schedule(delay_ms: number): void {

@@ -3,7 +3,8 @@
  * peers whose names sort after its own and accepts the others, keeps one connection per
  * peer (a newer one replaces an older one: the peer restarted), follows the directory
  * the controller pushes (restarted processes listen on new ports), and obeys injected
- * partitions (blocked peers are cut and neither dialled nor admitted).
+ * partitions (blocked peers are cut and neither dialled nor admitted) and link faults
+ * (`setLinkFaults`: shaping of what this process sends a peer, a one-way partition).
  *
  * Events: 'peer-up' (connection), 'peer-down' (name, reason).
  */
@@ -13,8 +14,20 @@ import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
 import type { Role } from '../protocol/runtime-messages.js'
 import type { Endpoint } from './peer-client.js'
+import { LINK_SHAPE_CLEAR, type LinkShape } from './link-shaper.js'
 import type { PeerConnection, TransportLimits } from './peer-connection.js'
 import { PeerLink } from './peer-link.js'
+
+/** What the lab does to the link with one peer, as this process sees it. */
+export interface LinkFault {
+  peer: string
+  /** Shaping of the frames this process sends the peer. */
+  shape: LinkShape
+  /** The peer's frames do not reach this process (a one-way partition towards it). */
+  deaf: boolean
+  /** A one-way partition either way: an open connection lives on, no new one can be made. */
+  no_new_connections: boolean
+}
 
 export interface MeshPeer {
   name: string
@@ -41,6 +54,7 @@ export class PeerMesh extends EventEmitter {
   private readonly links = new Map<string, PeerLink>()
   private readonly known: Map<string, MeshPeer>
   private blocked = new Set<string>()
+  private faults = new Map<string, LinkFault>()
   private readonly log: Logger
 
   constructor(private readonly options: PeerMeshOptions) {
@@ -62,6 +76,10 @@ export class PeerMesh extends EventEmitter {
     return [...this.blocked].sort()
   }
 
+  linkFaults(): LinkFault[] {
+    return [...this.faults.values()].sort((a, b) => a.peer.localeCompare(b.peer))
+  }
+
   /** For the server: the role the topology gives peer `name`, or undefined when it is not a peer of this process. */
   roleOf(name: string): Role | undefined {
     return this.known.get(name)?.role
@@ -71,6 +89,8 @@ export class PeerMesh extends EventEmitter {
   admit(remote: { name: string; role: string }): string | undefined {
     if (!this.known.has(remote.name)) return `${remote.name} is not a peer of ${this.options.self.name} in this topology`
     if (this.blocked.has(remote.name)) return `${this.options.self.name} is partitioned from ${remote.name}`
+    if (this.faults.get(remote.name)?.no_new_connections)
+      return `a one-way partition between ${this.options.self.name} and ${remote.name} lets no new connection through`
     return undefined
   }
 
@@ -100,7 +120,7 @@ export class PeerMesh extends EventEmitter {
         link.on('up', (c: PeerConnection) => this.adopt(c))
         this.links.set(entry.name, link)
         link.setEndpoint(entry.peerEndpoint)
-        if (!this.blocked.has(entry.name)) link.start()
+        if (this.mayConnect(entry.name)) link.start()
       } else {
         link.setEndpoint(entry.peerEndpoint)
       }
@@ -115,10 +135,23 @@ export class PeerMesh extends EventEmitter {
       this.links.get(name)?.stop()
       this.connected.get(name)?.terminate()
     }
-    for (const name of this.blocked) {
-      if (!next.has(name)) this.links.get(name)?.start()
-    }
+    const unblocked = [...this.blocked].filter((name) => !next.has(name))
     this.blocked = next
+    for (const name of unblocked) if (this.mayConnect(name)) this.links.get(name)?.start()
+  }
+
+  /** The lab's link faults, one per peer that has any; a peer not named has a clear link. */
+  setLinkFaults(faults: readonly LinkFault[]): void {
+    const before = this.faults
+    this.faults = new Map(faults.map((f) => [f.peer, f]))
+    for (const name of new Set([...before.keys(), ...this.faults.keys()])) {
+      const c = this.connected.get(name)
+      if (c) this.applyFault(c)
+      const link = this.links.get(name)
+      if (!link || this.blocked.has(name)) continue
+      if (!this.mayConnect(name)) link.hold()
+      else if (before.get(name)?.no_new_connections) link.start()
+    }
   }
 
   stop(): void {
@@ -126,12 +159,23 @@ export class PeerMesh extends EventEmitter {
     for (const c of this.connected.values()) c.terminate()
   }
 
+  private mayConnect(name: string): boolean {
+    return !this.blocked.has(name) && !this.faults.get(name)?.no_new_connections
+  }
+
+  private applyFault(connection: PeerConnection): void {
+    const fault = this.faults.get(connection.remoteName)
+    connection.setLinkShape(fault?.shape ?? LINK_SHAPE_CLEAR)
+    connection.setDeaf(fault?.deaf ?? false)
+  }
+
   private adopt(connection: PeerConnection): void {
     const name = connection.remoteName
-    if (this.blocked.has(name)) {
+    if (!this.mayConnect(name)) {
       connection.terminate()
       return
     }
+    this.applyFault(connection)
     const previous = this.connected.get(name)
     this.connected.set(name, connection)
     if (previous) previous.terminate()

@@ -1,7 +1,9 @@
 /**
  * The lab runtime with real processes: the default two-site topology comes up with
  * every process connected to its peers; a kill -9 is reported in status and events;
- * a restart reconnects; a site partition cuts and heal restores the links; a paused
+ * a restart reconnects; a site partition cuts and heal restores the links; a one-way cut
+ * leaves the deaf side without the peer and no new connection, link shaping reaches the
+ * processes, and heal clears both; a paused
  * (SIGSTOP) process is lost by its peers and comes back on SIGCONT; a process that dies by
  * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
  * ends nothing; `hvlab down` leaves no process behind.
@@ -60,6 +62,41 @@ async function checkEventLoopLag(
   t.match(table.stdout, /^NAME .* PEERS +LAG P99 +METRICS$/m, 'hvlab status has a LAG P99 column')
   t.match(table.stdout, /^host-a1 .* (<1|\d+)ms +http:/m, 'with host-a1’s lag in whole ms')
   t.match(table.stdout, /\(controller pid \d+, lag p99 (<1|\d+)ms\)/, 'and the controller’s on the lab’s line')
+}
+
+/**
+ * A one-way cut from the coordinator to a member: the member hears nothing from it (not even
+ * pings), gives up on the connection, and no new one can be made; shaping reaches the
+ * processes; heal reconnects them.
+ */
+async function checkLinkFaults(t: Test, lab: TestLab): Promise<void> {
+  const before = await lab.status()
+  const coordinator = before.cluster!.hosts['host-b2']!.coordinator
+  const member = ['host-a2', 'host-b1', 'host-b2'].find((h) => h !== coordinator)!
+  t.equal((await lab.cli('partition', coordinator, member, '--one-way')).code, 0, `one-way cut ${coordinator} → ${member}`)
+  const cut = await lab.waitFor(`${member} and ${coordinator} apart`, async () => {
+    const s = await lab.status()
+    const m = s.processes.find((p) => p.name === member)!
+    const c = s.processes.find((p) => p.name === coordinator)!
+    return !m.peers.includes(coordinator) && !c.peers.includes(member) ? s : undefined
+  })
+  t.ok(cut.lab.healthy, 'no new connection is expected across a one-way cut: the lab counts as healthy')
+  const memberStatus = async (): Promise<{ link_faults: Record<string, unknown>[] }> => {
+    const port = cut.processes.find((p) => p.name === member)!.metricsPort
+    return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { link_faults: Record<string, unknown>[] }
+  }
+  t.match((await memberStatus()).link_faults, [{ peer: coordinator, deaf: true, no_new_connections: true }], 'the member is deaf to it')
+  t.equal((await lab.cli('link', 'set', member, 'witness', '--latency-ms', '30', '--mbit', '200')).code, 0)
+  await lab.waitFor('the shaping applied by the member', async () =>
+    (await memberStatus()).link_faults.some((f) => f.peer === 'witness' && f.latency_ms === 30 && f.mbit === 200) ? true : undefined,
+  )
+  t.match((await lab.cli('status')).stdout, new RegExp(`link ${member} → witness: 30 ms, 200 Mbit/s`), 'status lists the link')
+  t.equal((await lab.cli('heal')).code, 0)
+  await lab.waitFor('all connected again after the one-way cut', async () => {
+    const s = await lab.status()
+    return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
+  })
+  t.same((await memberStatus()).link_faults, [], 'heal cleared the faults in the processes too')
 }
 
 t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
@@ -203,6 +240,7 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
   })
   t.pass('healed')
+  await checkLinkFaults(t, lab)
 
   // SIGSTOP pauses a process: shown paused, peers lose it; SIGCONT brings it back
   await lab.cli('kill', 'host-b2', '--signal', 'STOP')

@@ -16,6 +16,7 @@ import { httpAuthorization } from '../../shared/http-bearer.js'
 import { labLayout, rotatedPaths } from '../../shared/lab-layout.js'
 import { silentLogger } from '../../shared/log.js'
 import { DEFAULT_TOPOLOGY_FILE } from '../../shared/topology.js'
+import type { LinkRow } from '../../scripts/controller/link-table.js'
 
 /** A test's own event: a kind no process emits (the timeline stores any), so it is cast past the declared union. */
 const stored = (e: { at_ms: number; kind: string; source: string; details: Record<string, unknown> }) =>
@@ -216,7 +217,7 @@ t.test('partition and heal', async (t) => {
   const res = await lab.post('/v1/partition', { a: ['site-a'], b: ['site-b', 'witness'] })
   t.equal(res.status, 200)
   const p = { a: ['array-a', 'host-a1', 'host-a2'], b: ['array-b', 'host-b1', 'host-b2', 'witness'] }
-  t.same(await res.json(), p, 'sites expand to their processes, sorted')
+  t.same(await res.json(), { ...p, one_way: false }, 'sites expand to their processes, sorted')
   const s = await status(lab)
   t.same(s.partitions, [p])
   const blocked = Object.fromEntries(s.processes.map((x) => [x.name, x.blocked]))
@@ -241,6 +242,59 @@ t.test('partition and heal', async (t) => {
   )
   const kinds = lab.controller.timeline.since().map((e) => e.kind)
   t.same(kinds, ['network.partitioned', 'network.healed'])
+})
+
+t.test('one-way partitions and link shaping: the table, who cannot connect, bad values refused, heal clears them', async (t) => {
+  const lab = await startLab(t)
+  const oneWay = await lab.post('/v1/partition', { a: ['host-a1'], b: ['host-a2'], one_way: true })
+  t.same(await oneWay.json(), { a: ['host-a1'], b: ['host-a2'], one_way: true })
+  const shaped = await lab.post('/v1/links', { a: ['host-a1'], b: ['site-b'], latency_ms: 20, jitter_ms: 5, mbit: 100 })
+  t.equal(shaped.status, 200)
+  const { links } = (await shaped.json()) as { links: LinkRow[] }
+  const row = (from: string, to: string) => links.find((l) => l.from === from && l.to === to)
+  t.same(row('host-a1', 'host-a2'), { from: 'host-a1', to: 'host-a2', latency_ms: 0, jitter_ms: 0, mbit: 0, loss: 0, cut: true })
+  t.same(
+    row('host-b1', 'host-a1'),
+    { from: 'host-b1', to: 'host-a1', latency_ms: 20, jitter_ms: 5, mbit: 100, loss: 0, cut: false },
+    'both ways',
+  )
+  t.equal(links.length, 1 + 2 * 3, 'one cut, and host-a1 with each of site-b’s three processes both ways')
+  const s = await status(lab)
+  t.same(s.partitions, [], 'a one-way cut is no both-way partition')
+  t.same(s.processes.find((x) => x.name === 'host-a1')!.blocked, ['host-a2'], 'no new connection either way')
+  t.same(s.processes.find((x) => x.name === 'host-a2')!.blocked, ['host-a1'])
+  t.same(s.links, links)
+  const usage = { status: 400, code: 'HVLAB_E_USAGE' }
+  for (const [body, refusal] of [
+    [
+      { a: ['host-a1'], b: ['host-a2'], loss: 0.9 },
+      { ...usage, message: /--loss must be a number from 0 to 0.5, got 0.9/ },
+    ],
+    [
+      { a: ['host-a1'], b: ['host-a2'], latency_ms: -1 },
+      { ...usage, message: /--latency-ms must be a number from 0 to 10000/ },
+    ],
+    [
+      { a: ['host-a1'], b: ['host-a1'] },
+      { ...usage, message: /cannot be on both sides of a link/ },
+    ],
+    [
+      { a: ['host-a1'], b: ['host-a2'], mbit: '100' },
+      { ...usage, message: /mbit/ },
+    ],
+    [
+      { a: ['host-a1'], b: ['host-z9'] },
+      { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /host-z9 is neither a process nor a site/ },
+    ],
+  ] as const) {
+    t.match(await errorOf(await lab.post('/v1/links', body)), refusal, JSON.stringify(body))
+  }
+  t.same(((await (await lab.call('/v1/links')).json()) as { links: LinkRow[] }).links, links, 'refused requests changed nothing')
+  await lab.post('/v1/heal')
+  const healed = await status(lab)
+  t.same(healed.links, [], 'heal clears link faults')
+  t.ok(healed.processes.every((x) => x.blocked.length === 0))
+  t.match(lab.controller.timeline.since().at(-1), { kind: 'network.healed', details: { partitionsRemoved: 0, linksCleared: 7 } })
 })
 
 t.test('GET /v1/events', async (t) => {

@@ -94,6 +94,7 @@ t.test('formatStatus', async (t) => {
       }),
     ],
     partitions: [{ a: ['host-a1'], b: ['host-b1', 'host-b2'] }],
+    links: [],
   }
   const now_ms = 12_000
   const out = formatStatus(s, now_ms)
@@ -171,6 +172,7 @@ t.test('formatStatus: a paused process shows no stale peers; an up one that is r
       }),
     ],
     partitions: [],
+    links: [],
   }
   const out = formatStatus(s, 0)
   t.match(out, /^witness\s+witness\s+site-a\s+paused\s+7\s+9s\s+paused\s+-\s+-$/m, 'PEERS says paused, not 2/2')

@@ -256,7 +256,7 @@ t.test('nothing after a protocol violation is acted on', async (tt) => {
 })
 
 t.test('a peer that stops answering pings is cut after dead_after_ms', async (tt) => {
-  const limits = { ping_interval_ms: 25, ping_after_silent_ms: 50, dead_after_ms: 400 }
+  const limits = { ping_interval_ms: 25, ping_after_silent_ms: 50, dead_after_ms: 400, idle_ping_ms: 100 }
   const { server, peers } = await echoServer(tt, { limits })
   const good = await connect(tt, server.port, { name: 'honest' })
   const { ws: mute } = await rawAuthenticated(tt, server.port, { name: 'mute', ws: { autoPong: false } })
@@ -267,6 +267,40 @@ t.test('a peer that stops answering pings is cut after dead_after_ms', async (tt
   tt.ok(peers.find((p) => p.remoteName === 'honest')?.isOpen, 'the peer that answers pings under the same limits is still connected')
   await assertServes(tt, good, 'and still served')
 })
+
+t.test(
+  'link faults on a real socket: a bandwidth cap holds a bulk frame back and keeps order; a deaf side hears nothing, then resets',
+  async (tt) => {
+    const { server } = await echoServer(tt)
+    const c = await connect(tt, server.port)
+    await assertServes(tt, c, 'a clear link')
+    c.setLinkShape({ latency_ms: 0, jitter_ms: 0, mbit: 40, loss: 0 }) // 5 MB/s: 1 MiB needs 210 ms of wire
+    const bytes = Buffer.alloc(1024 * 1024, 7)
+    const answered: string[] = []
+    const sent_ms = performance.now()
+    await Promise.all([
+      c.request({ t: 'blob', label: 'bulk' }, { attachment: bytes }).then(() => answered.push('blob')),
+      c.request({ t: 'ping', seq: 1, sent_ms: 0 }).then(() => answered.push('ping')),
+    ])
+    const took_ms = performance.now() - sent_ms
+    // A lower bound the shaper sets (the frame's bits at the cap), not a speed of this machine.
+    tt.ok(took_ms >= (bytes.length * 8) / (40 * 1000) - 1, `the 1 MiB frame waited for its bits at 40 Mbit/s (${took_ms.toFixed(0)} ms)`)
+    tt.same(answered, ['blob', 'ping'], 'the small frame behind it was not delivered first')
+
+    c.setLinkShape({ latency_ms: 0, jitter_ms: 0, mbit: 0, loss: 0 })
+    c.setDeaf(true)
+    await tt.rejects(
+      c.request({ t: 'ping', seq: 2, sent_ms: 0 }, { timeout_ms: 300 }),
+      { code: 'HVLAB_E_TIMEOUT' },
+      'a deaf side hears no reply',
+    )
+    tt.ok(c.isOpen, 'the connection lives on while deaf')
+    const closed = once(c, 'close')
+    c.setDeaf(false)
+    await closed
+    tt.notOk(c.isOpen, 'it missed frames: reset when it hears again, as TCP would have')
+  },
+)
 
 t.test('sends beyond send_queue_bytes_max are refused with HVLAB_E_BACKPRESSURE on a real socket', async (tt) => {
   const limits = { send_high_water_bytes: 128 * 1024, send_queue_bytes_max: 1024 * 1024 }
