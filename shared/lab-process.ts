@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { RealClock, type Clock } from './clock.js'
+import { RealClock } from './clock.js'
+import { SkewedClock } from './skewed-clock.js'
 import { HvlabError, describeError } from './errors.js'
 import { labLayout, type LabLayout } from './lab-layout.js'
 import { createFileLogger, type Logger } from './log.js'
@@ -76,7 +77,8 @@ export class LabProcess {
     readonly log: Logger,
     readonly metrics: Metrics,
     readonly mesh: PeerMesh,
-    readonly clock: Clock,
+    /** Every timestamp, lease, tick and timeout of the process: the real clock, or skewed by the lab (`hvlab clock set`). */
+    readonly clock: SkewedClock,
     /** Where in each tick this process's periodic work runs (ms): its ticks, CSV checks and liveness probes share one grid (periodic-task.ts). */
     readonly tick_offset_ms: number,
   ) {}
@@ -96,7 +98,7 @@ export class LabProcess {
     })
     const metrics = createMetrics({ role: spec.role, site: spec.site })
     setRefusalLogRate(topology.limits.refusal_logs_per_s)
-    const clock = new RealClock()
+    const clock = new SkewedClock(new RealClock())
     const tick_offset_ms = tickPhaseOf(spec.name) * leaseTimings(topology).tick_ms
     const mesh = new PeerMesh({
       self: { name: spec.name, role: spec.role },
@@ -189,6 +191,7 @@ export class LabProcess {
       peers: this.mesh.connectedPeers(),
       blocked: this.mesh.blockedPeers(),
       link_faults: this.mesh.linkFaults().map(({ shape, ...f }) => ({ ...f, ...shape })),
+      clock_skew: this.clock.skew(),
       ...Object.assign({}, ...this.statusParts.map((f) => f())),
     }
   }
@@ -253,6 +256,10 @@ export class LabProcess {
       this.log.info({ blocked: message.blocked }, 'partition set by the lab')
       this.mesh.setBlocked(message.blocked)
       this.reportPeers()
+    })
+    c.onMessage('clock-set', ({ message }) => {
+      this.log.info({ offset_ms: message.offset_ms, drift: message.drift }, 'clock skew set by the lab')
+      this.clock.setSkew({ offset_ms: message.offset_ms, drift: message.drift })
     })
     c.onMessage('link-set', ({ message }) => {
       this.log.info({ links: message.links }, 'link faults set by the lab')

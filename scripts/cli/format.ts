@@ -58,6 +58,7 @@ export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
     ...s.processes.flatMap((p) => exitReport(p, now_ms)),
   ]
   for (const p of s.partitions) lines.push(`partition: ${p.a.join(',')}  ✕  ${p.b.join(',')}`)
+  for (const p of s.processes) if (p.clockSkew) lines.push(`clock ${p.name}: ${formatClockSkew(p.clockSkew)}`)
   if (s.links.length > STATUS_LINKS_LISTED_MAX)
     lines.push(`links: ${s.links.length} directions with a fault (\`hvlab link show\` lists them)`)
   else for (const l of s.links) lines.push(formatLink(l))
@@ -229,4 +230,12 @@ export function formatLink(r: LinkRow): string {
     r.loss > 0 ? `loss ${r.loss}` : '',
   ].filter((p) => p !== '')
   return `link ${r.from} → ${r.to}: ${parts.join(', ')}`
+}
+
+/** "300 ms ahead, gaining 1 %" / "the real clock". */
+export function formatClockSkew(skew: { offset_ms: number; drift: number }): string {
+  if (skew.offset_ms === 0 && skew.drift === 0) return 'the real clock'
+  const offset = skew.offset_ms === 0 ? 'on time' : `${Math.abs(skew.offset_ms)} ms ${skew.offset_ms > 0 ? 'ahead' : 'behind'}`
+  const drift = skew.drift === 0 ? '' : `, ${skew.drift > 0 ? 'gaining' : 'losing'} ${+(Math.abs(skew.drift) * 100).toPrecision(6)} %`
+  return offset + drift
 }

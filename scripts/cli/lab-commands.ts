@@ -1,6 +1,6 @@
 /**
  * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `link`
- * (link-commands.ts), `heal`,
+ * (link-commands.ts), `heal`, `clock` (clock-commands.ts),
  * `events` (events-command.ts), `down` and `reset` (lab-reset.ts) — the processes, the faults injected into them and their network,
  * and the lab-wide timeline. Each asks the lab controller through its control endpoint.
  */
@@ -8,6 +8,7 @@ import { type Command, Option } from 'commander'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { SIGNALS, type SignalName } from '../controller/signals.js'
+import { registerClockCommands } from './clock-commands.js'
 import { ControlClient } from './control-client.js'
 import { registerEvents } from './events-command.js'
 import { formatStatus } from './format.js'
@@ -24,6 +25,7 @@ export function registerLabCommands(program: Command): void {
   registerPartition(program)
   registerLinkCommands(program)
   registerHeal(program)
+  registerClockCommands(program)
   registerEvents(program)
   registerDown(program)
   registerReset(program)

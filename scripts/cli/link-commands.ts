@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander'
 import type { LinkRow } from '../controller/link-table.js'
-import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/link-limits.js'
+import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/fault-limits.js'
 import { ControlClient } from './control-client.js'
 import { formatLinks } from './format.js'
 import { dirOption, nameList, numberIn, printResult } from './options.js'

@@ -46,6 +46,8 @@ const linkBody = z.strictObject({
   mbit: z.number().default(0),
   loss: z.number().default(0),
 })
+// Ranges are checked by the controller (clock-skews.ts), which says which option is out of range.
+const clockBody = z.strictObject({ offset_ms: z.number().default(0), drift: z.number().default(0) })
 const emptyBody = z.strictObject({})
 const relayBody = z.strictObject({ message: z.unknown(), timeout_ms: z.number().int().min(1).max(600_000).optional() })
 
@@ -93,7 +95,7 @@ async function handle(ctx: ControlContext, req: IncomingMessage, res: ServerResp
   const route = `${req.method} ${target.path}`
   if (route === 'GET /v1/status') return sendJson(res, 200, await ctx.controller.currentStatus())
   if (route === 'GET /v1/events') return serveEvents(ctx, target.query, res)
-  const m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/(kill|restart|request)$/)
+  const m = route.match(/^POST \/v1\/processes\/([^/]{1,64})\/(kill|restart|request|clock)$/)
   if (m) return processRoute(ctx, m[2] as ProcessVerb, m[1]!, req, res)
   return labRoute(ctx, route, req, res)
 }
@@ -106,7 +108,7 @@ function serveEvents(ctx: ControlContext, query: URLSearchParams, res: ServerRes
   })
 }
 
-type ProcessVerb = 'kill' | 'restart' | 'request'
+type ProcessVerb = 'kill' | 'restart' | 'request' | 'clock'
 
 /** POST /v1/processes/NAME/VERB: the body is checked before the name is decoded. */
 async function processRoute(ctx: ControlContext, verb: ProcessVerb, segment: string, req: IncomingMessage, res: ServerResponse) {
@@ -123,6 +125,10 @@ async function processRoute(ctx: ControlContext, verb: ProcessVerb, segment: str
     case 'request': {
       const body = parse(relayBody, raw)
       return sendJson(res, 200, await ctx.controller.relay(processName(segment), body.message, body.timeout_ms))
+    }
+    case 'clock': {
+      const body = parse(clockBody, raw)
+      return sendJson(res, 200, ctx.controller.setClock(processName(segment), body))
     }
   }
 }

@@ -27,9 +27,11 @@ import { listenerLimitsOf } from '../../shared/transport/topology-limits.js'
 import type { DetailsOf, EventKind } from '../../shared/timeline/events.js'
 import { readRunningControl, type ControlFile } from './control-file.js'
 import { takeEvent } from './event-intake.js'
+import { checkClockSkew } from './clock-skews.js'
 import { LinkTable, type LinkRow, type LinkShaping } from './link-table.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
+import type { ClockSkew } from '../../shared/skewed-clock.js'
 import { Timeline, timelineLimits } from './timeline.js'
 import { SWITCH_INFLIGHT_PER_HOST_MAX, VirtualSwitch } from './virtual-switch.js'
 
@@ -73,6 +75,8 @@ export interface ProcessStatus {
   expectedPeers: string[]
   /** Peers it cannot make a connection with: partitioned either way, or one way (link-table.ts). */
   blocked: string[]
+  /** The skew the lab set on its clock (`hvlab clock set`), or null. */
+  clockSkew: ClockSkew | null
   peerPort: number | null
   metricsPort: number | null
   starts: number
@@ -160,6 +164,8 @@ export class LabController {
   private readonly records = new Map<string, ProcessRecord>()
   private readonly partitions: { a: string[]; b: string[] }[] = []
   private readonly links = new LinkTable()
+  /** Each process's clock skew as the lab set it (`hvlab clock set`); absent: none. */
+  private readonly clockSkews = new Map<string, ClockSkew>()
   private server: PeerServer | undefined
   private stopping = false
   private clusterStatus: LabClusterStatus | undefined
@@ -266,6 +272,7 @@ export class LabController {
       peers: r.state === 'down' ? [] : r.peers,
       expectedPeers: peersOf(this.topology, r.spec.name).map((p) => p.name),
       blocked: this.unreachableFrom(r.spec.name),
+      clockSkew: this.clockSkews.get(r.spec.name) ?? null,
       peerPort: r.state === 'down' ? null : (r.peerEndpoint?.port ?? null),
       metricsPort: r.state === 'down' ? null : (r.httpEndpoint?.port ?? null),
       starts: r.starts,
@@ -364,6 +371,21 @@ export class LabController {
     if (signal === 'CONT') r.state = r.link?.isOpen ? 'up' : 'starting'
     this.event('process.signalled', { process: name, signal: `SIG${signal}` })
     return this.status().processes.find((p) => p.name === name)!
+  }
+
+  /**
+   * Sets a process's clock skew (shared/skewed-clock.ts) from now on; it is set again
+   * when the process restarts, as a machine's clock stays off across a restart. A zero
+   * offset and drift clears it.
+   */
+  setClock(name: string, skew: ClockSkew): ClockSkew {
+    const r = this.record(name)
+    checkClockSkew(skew)
+    if (skew.offset_ms === 0 && skew.drift === 0) this.clockSkews.delete(name)
+    else this.clockSkews.set(name, { ...skew })
+    void r.link?.send({ t: 'clock-set', ...skew }).catch(() => {})
+    this.event('clock.set', { process: name, offset_ms: skew.offset_ms, drift: skew.drift })
+    return { ...skew }
   }
 
   /** Starts a process again with its data intact; a running one is stopped first. */
@@ -518,6 +540,8 @@ export class LabController {
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
       void c.send({ t: 'link-set', links: this.links.faultsFor(r.spec.name) }).catch(() => {})
+      const skew = this.clockSkews.get(r.spec.name)
+      if (skew) void c.send({ t: 'clock-set', ...skew }).catch(() => {})
       // Pings that waited for this host's link go out again.
       if (r.spec.role === 'host') queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
       return { message: { t: 'ok' } }

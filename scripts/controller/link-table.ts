@@ -7,7 +7,7 @@
  * the controller's partition list: they cut the connections at once.
  */
 import { HvlabError } from '../../shared/errors.js'
-import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/link-limits.js'
+import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/fault-limits.js'
 import type { linkFaultSchema } from '../../shared/protocol/runtime-messages.js'
 import type { z } from 'zod'
 

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { EVENT_DETAIL_CHARS_MAX, EVENT_DETAIL_FIELDS_MAX, EVENT_DETAIL_LIST_MAX, EVENT_KIND_PATTERN } from '../timeline/details.js'
-import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../link-limits.js'
+import { CLOCK_DRIFT_MAX, CLOCK_OFFSET_MS_MAX, LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../fault-limits.js'
 import { defineMessage, field } from './define.js'
 
 export const ROLES = ['host', 'witness', 'array'] as const
@@ -93,6 +93,12 @@ export const linkSet = defineMessage('link-set', () => ({
   links: field.list(linkFaultSchema, 1024),
 }))
 
+/** Controller → process: its clock from now on reads `offset_ms` ahead of the real one and gains `drift` per ms (shared/skewed-clock.ts). */
+export const clockSet = defineMessage('clock-set', () => ({
+  offset_ms: z.number().finite().min(-CLOCK_OFFSET_MS_MAX).max(CLOCK_OFFSET_MS_MAX),
+  drift: z.number().finite().min(-CLOCK_DRIFT_MAX).max(CLOCK_DRIFT_MAX),
+}))
+
 /** A process → the controller: the peers it is connected to right now. */
 export const peersReport = defineMessage('peers-report', () => ({
   connected: field.list(field.name(), 1024),
@@ -137,6 +143,7 @@ export const runtimeMessages = [
   directory,
   partitionSet,
   linkSet,
+  clockSet,
   peersReport,
   timelineEvent,
   ping,

@@ -10,7 +10,7 @@ import type { z } from 'zod'
 import { clusterEvents, witnessEvents } from './cluster-events.js'
 import { clxEvents } from './clx-events.js'
 import { EVENT_DETAIL_FIELDS_MAX } from './details.js'
-import { labEvents, networkEvents, peerEvents, processEvents } from './lab-events.js'
+import { clockEvents, labEvents, networkEvents, peerEvents, processEvents } from './lab-events.js'
 import { migrationEvents } from './migration-events.js'
 import { rcEvents } from './rc-events.js'
 import { nodeEvents, roleEvents, roleStateEvents } from './role-events.js'
@@ -21,6 +21,7 @@ export const EVENT_SCHEMAS = {
   ...labEvents,
   ...processEvents,
   ...networkEvents,
+  ...clockEvents,
   ...peerEvents,
   ...clusterEvents,
   ...witnessEvents,

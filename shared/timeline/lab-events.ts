@@ -47,6 +47,11 @@ export const networkEvents = defineEvents({
   'network.healed': { partitionsRemoved: detail.uint(), linksCleared: detail.uint() },
 })
 
+export const clockEvents = defineEvents({
+  /** The lab set a process's clock skew (`hvlab clock set`): it reads `offset_ms` ahead and gains `drift` per ms. */
+  'clock.set': { process: detail.name(), offset_ms: detail.number(), drift: detail.number() },
+})
+
 export const peerEvents = defineEvents({
   'peer.connected': { peer: detail.name() },
   'peer.lost': { peer: detail.name(), reason: detail.text() },

@@ -3,7 +3,8 @@
  * every process connected to its peers; a kill -9 is reported in status and events;
  * a restart reconnects; a site partition cuts and heal restores the links; a one-way cut
  * leaves the deaf side without the peer and no new connection, link shaping reaches the
- * processes, and heal clears both; a paused
+ * processes, and heal clears both; a clock skew reaches the process and survives its
+ * restart; a paused
  * (SIGSTOP) process is lost by its peers and comes back on SIGCONT; a process that dies by
  * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
  * ends nothing; `hvlab down` leaves no process behind.
@@ -97,6 +98,43 @@ async function checkLinkFaults(t: Test, lab: TestLab): Promise<void> {
     return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
   })
   t.same((await memberStatus()).link_faults, [], 'heal cleared the faults in the processes too')
+}
+
+/** `hvlab clock set`: the process's clock follows it, and keeps it across a restart; no options clear it. */
+async function checkClockSkew(t: Test, lab: TestLab): Promise<void> {
+  const name = 'host-b1'
+  const clockOf = async (): Promise<{ offset_ms: number; drift: number }> => {
+    const port = (await lab.status()).processes.find((p) => p.name === name)!.metricsPort
+    return ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { clock_skew: { offset_ms: number; drift: number } })
+      .clock_skew
+  }
+  // Within the lab's 100 ms tolerance for the rest of the test: 40 ms, gaining 1 ms a second.
+  const set = await lab.cli('clock', 'set', name, '--offset-ms', '40', '--drift', '0.001')
+  t.equal(set.code, 0, set.stderr)
+  t.match(set.stdout, /clock host-b1: 40 ms ahead, gaining 0.1 %/)
+  const applied = await lab.waitFor('the skew applied', async () => ((await clockOf()).drift === 0.001 ? clockOf() : undefined))
+  t.ok(applied.offset_ms >= 40 && applied.offset_ms < 100, `host-b1 reads ${applied.offset_ms.toFixed(1)} ms ahead`)
+  t.match((await lab.cli('status')).stdout, /^clock host-b1: 40 ms ahead, gaining 0.1 %$/m, 'status shows it')
+  t.equal((await lab.cli('restart', name)).code, 0)
+  await lab.waitFor('host-b1 up again', async () =>
+    (await lab.status()).processes.find((p) => p.name === name)!.state === 'up' ? true : undefined,
+  )
+  const again = await lab.waitFor('the skew set again after the restart', async () =>
+    (await clockOf()).drift === 0.001 ? clockOf() : undefined,
+  )
+  t.ok(again.offset_ms >= 40, 'a restarted process gets its skew again')
+  t.match(
+    await errorText(lab.cli('clock', 'set', name, '--drift', '0.9')),
+    /option '--drift <rate>' argument '0.9' is invalid. a number from -0.5 to 0.5/,
+    'a drift beyond the bound is refused',
+  )
+  t.equal((await lab.cli('clock', 'set', name)).code, 0)
+  await lab.waitFor('the real clock again', async () => ((await clockOf()).drift === 0 ? true : undefined))
+  t.equal((await lab.status()).processes.find((p) => p.name === name)!.clockSkew, null, 'cleared')
+}
+
+async function errorText(run: Promise<{ stderr: string }>): Promise<string> {
+  return (await run).stderr
 }
 
 t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/continue, crash report, down', async (t) => {
@@ -291,6 +329,8 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   const badPartition = await lab.cli('partition', 'site-a', 'site-q')
   t.match(badPartition.stderr, /site-q is neither a process nor a site/)
   t.equal((await lab.status()).processes.filter((p) => p.state === 'up').length, 6, 'the rest of the lab kept running')
+
+  await checkClockSkew(t, lab)
 
   t.same(await lab.protocolRefusals(), [], "no process refused a peer's frame, through kill -9, restart, partition and pause")
 

@@ -297,6 +297,41 @@ t.test('one-way partitions and link shaping: the table, who cannot connect, bad 
   t.match(lab.controller.timeline.since().at(-1), { kind: 'network.healed', details: { partitionsRemoved: 0, linksCleared: 7 } })
 })
 
+t.test('POST /v1/processes/NAME/clock: the skew is kept and shown, bad values refused, zeros clear it', async (t) => {
+  const lab = await startLab(t)
+  const set = await lab.post('/v1/processes/host-a1/clock', { offset_ms: 300, drift: 0.01 })
+  t.equal(set.status, 200)
+  t.same(await set.json(), { offset_ms: 300, drift: 0.01 })
+  t.same((await status(lab)).processes.find((p) => p.name === 'host-a1')!.clockSkew, { offset_ms: 300, drift: 0.01 })
+  t.equal((await status(lab)).processes.find((p) => p.name === 'host-a2')!.clockSkew, null, 'the others keep the real clock')
+  const usage = { status: 400, code: 'HVLAB_E_USAGE' }
+  for (const [path, body, refusal] of [
+    ['/v1/processes/host-a1/clock', { drift: 0.6 }, { ...usage, message: /--drift must be a number from -0.5 to 0.5, got 0.6/ }],
+    ['/v1/processes/host-a1/clock', { offset_ms: -700_000 }, { ...usage, message: /--offset-ms must be a number from -600000/ }],
+    ['/v1/processes/host-a1/clock', { offset_ms: 'soon' }, { ...usage, message: /offset_ms/ }],
+    ['/v1/processes/host-z9/clock', { offset_ms: 1 }, { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /no process named host-z9/ }],
+  ] as const) {
+    t.match(await errorOf(await lab.post(path, body)), refusal, `${path} ${JSON.stringify(body)}`)
+  }
+  t.same(
+    (await status(lab)).processes.find((p) => p.name === 'host-a1')!.clockSkew,
+    { offset_ms: 300, drift: 0.01 },
+    'refusals changed nothing',
+  )
+  await lab.post('/v1/processes/host-a1/clock', {})
+  t.equal((await status(lab)).processes.find((p) => p.name === 'host-a1')!.clockSkew, null, 'no options: cleared')
+  t.same(
+    lab.controller.timeline
+      .since()
+      .filter((e) => e.kind === 'clock.set')
+      .map((e) => e.details),
+    [
+      { process: 'host-a1', offset_ms: 300, drift: 0.01 },
+      { process: 'host-a1', offset_ms: 0, drift: 0 },
+    ],
+  )
+})
+
 t.test('GET /v1/events', async (t) => {
   const lab = await startLab(t)
   for (let i = 0; i < 5; i++)

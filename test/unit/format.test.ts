@@ -36,6 +36,7 @@ const proc = (p: Partial<ProcessStatus> & { name: string }): ProcessStatus => ({
   peers: [],
   expectedPeers: [],
   blocked: [],
+  clockSkew: null,
   peerPort: null,
   metricsPort: null,
   starts: 0,
@@ -110,6 +111,35 @@ t.test('formatStatus', async (t) => {
     "the controller's own lag on the lab's line",
   )
   t.match(out, /^partition: host-a1  ✕  host-b1,host-b2$/m)
+  const row = (from: string, to: string, extra = {}) => ({
+    from,
+    to,
+    latency_ms: 20,
+    jitter_ms: 5,
+    mbit: 100,
+    loss: 0,
+    cut: false,
+    ...extra,
+  })
+  const withFaults = formatStatus(
+    {
+      ...s,
+      processes: s.processes.map((p) => (p.name === 'host-a2' ? { ...p, clockSkew: { offset_ms: -300, drift: 0.01 } } : p)),
+      links: [
+        row('host-a1', 'host-b1'),
+        row('host-a1', 'host-a2', { cut: true }),
+        row('host-b1', 'host-a1', { jitter_ms: 0, mbit: 0, loss: 0.01 }),
+      ],
+    },
+    now_ms,
+  )
+  t.match(withFaults, /^clock host-a2: 300 ms behind, gaining 1 %$/m, 'a skewed clock')
+  t.match(withFaults, /^link host-a1 → host-b1: 20 ms ± 5, 100 Mbit\/s$/m, 'a shaped direction')
+  t.match(withFaults, /^link host-a1 → host-a2: cut \(one-way partition\)$/m, 'a one-way cut')
+  t.match(withFaults, /^link host-b1 → host-a1: 20 ms, loss 0.01$/m)
+  const many = formatStatus({ ...s, links: Array.from({ length: 9 }, (_, i) => row('host-a1', `host-b${i}`)) }, now_ms)
+  t.match(many, /^links: 9 directions with a fault \(`hvlab link show` lists them\)$/m, 'more than 8: counted')
+  t.notMatch(many, /^link host-a1/m)
   t.match(
     out,
     /^witness: died by itself, exited with code 1 12s ago; not restarted \(`hvlab restart witness`\); last log lines:\n  boom\n  stack line$/m,

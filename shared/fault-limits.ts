@@ -1,0 +1,12 @@
+/**
+ * Bounds of the lab's faults (issue 13): beyond them a lab stops being a network or a
+ * clock. A module of its own, without zod, so that the CLI shows them without loading the
+ * protocol.
+ */
+export const LINK_LATENCY_MS_MAX = 10_000
+export const LINK_MBIT_MAX = 100_000
+export const LINK_LOSS_MAX = 0.5
+/** A process's clock may be set this far ahead or behind the real clock, ms. */
+export const CLOCK_OFFSET_MS_MAX = 600_000
+/** …and run this much faster or slower (0.5: half again as fast, or half as fast). */
+export const CLOCK_DRIFT_MAX = 0.5
