@@ -1,12 +1,13 @@
 /**
- * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition`, `link`
+ * The lab's own commands: `hvlab up`, `status`, `kill`, `restart`, `partition` (partition-command.ts), `link`
  * (link-commands.ts), `heal`, `clock` (clock-commands.ts),
  * `events` (events-command.ts), `down` and `reset` (lab-reset.ts) — the processes, the faults injected into them and their network,
  * and the lab-wide timeline. Each asks the lab controller through its control endpoint.
  */
 import { type Command, Option } from 'commander'
 import { labLayout } from '../../shared/lab-layout.js'
-import type { LabStatus } from '../controller/lab-controller.js'
+import { HvlabError } from '../../shared/errors.js'
+import type { LabStatus, ProcessStatus } from '../controller/lab-controller.js'
 import { SIGNALS, type SignalName } from '../controller/signals.js'
 import { registerClockCommands } from './clock-commands.js'
 import { ControlClient } from './control-client.js'
@@ -14,8 +15,9 @@ import { registerEvents } from './events-command.js'
 import { formatStatus } from './format.js'
 import { registerReset } from './lab-reset.js'
 import { registerLinkCommands } from './link-commands.js'
+import { registerPartition } from './partition-command.js'
 import { registerUp } from './lab-up.js'
-import { dirOption, nameList, out, printResult } from './options.js'
+import { dirOption, out, printResult } from './options.js'
 
 export function registerLabCommands(program: Command): void {
   registerUp(program)
@@ -48,20 +50,30 @@ function registerStatus(program: Command): void {
 function registerKill(program: Command): void {
   program
     .command('kill')
-    .description('fault injection: send a signal to one process (KILL is kill -9; STOP pauses it, CONT resumes it)')
-    .argument('<name>', 'process name, e.g. host-a1')
+    .description(
+      'fault injection: send a signal to one process, or to every process of a site (KILL is kill -9; STOP pauses, CONT resumes)',
+    )
+    .argument('[name]', 'process name, e.g. host-a1')
+    .option('--site <site>', 'every process of this site instead, e.g. site-b (a whole site lost at once)')
     .addOption(new Option('--signal <signal>', 'signal to send').choices(SIGNALS).default('KILL'))
     .addOption(dirOption())
-    .option('--json', 'print the process’s new status as JSON')
-    .action(async (name: string, o: { signal: SignalName; dir: string; json?: boolean }) => {
-      const p = await ControlClient.forDir(o.dir).post<{ name: string; state: string }>(`/v1/processes/${encodeURIComponent(name)}/kill`, {
-        signal: o.signal,
-      })
-      printResult(
-        o.json,
-        p,
-        () =>
-          `sent SIG${o.signal} to ${name}${o.signal === 'STOP' || o.signal === 'CONT' ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`,
+    .option('--json', 'print the new status of each process signalled as JSON')
+    .action(async (name: string | undefined, o: { signal: SignalName; dir: string; json?: boolean; site?: string }) => {
+      if ((name === undefined) === (o.site === undefined))
+        throw new HvlabError('HVLAB_E_USAGE', 'name one process or one --site; see hvlab kill --help')
+      const client = ControlClient.forDir(o.dir)
+      const processes =
+        o.site === undefined
+          ? [await client.post<ProcessStatus>(`/v1/processes/${encodeURIComponent(name!)}/kill`, { signal: o.signal })]
+          : (await client.post<{ processes: ProcessStatus[] }>(`/v1/sites/${encodeURIComponent(o.site)}/kill`, { signal: o.signal }))
+              .processes
+      const paused = o.signal === 'STOP' || o.signal === 'CONT'
+      printResult(o.json, o.site === undefined ? processes[0] : processes, () =>
+        processes
+          .map(
+            (p) => `sent SIG${o.signal} to ${p.name}${paused ? ` (now ${p.state})` : '; `hvlab status` shows it down once it has exited'}`,
+          )
+          .join('\n'),
       )
     })
 }
@@ -75,31 +87,6 @@ function registerRestart(program: Command): void {
     .action(async (name: string, o: { dir: string }) => {
       await ControlClient.forDir(o.dir).post(`/v1/processes/${encodeURIComponent(name)}/restart`)
       out(`restarting ${name}; \`hvlab status\` shows when it is up`)
-    })
-}
-
-function registerPartition(program: Command): void {
-  program
-    .command('partition')
-    .description(
-      'cut the network between two groups of processes (names or sites, comma-separated): both ways (their connections are cut at once), or --one-way',
-    )
-    .argument('<a>', 'one side, e.g. site-a or host-a1,host-a2', nameList)
-    .argument('<b>', 'the other side, e.g. site-b', nameList)
-    .option(
-      '--one-way',
-      'only what <a> sends <b> is lost: <b> hears nothing from <a> (not even pings) while <a> still hears <b>; open connections live on until a side gives up on them, no new one can be made',
-    )
-    .addOption(dirOption())
-    .option('--json', 'print the partition as JSON')
-    .action(async (a: string[], b: string[], o: { dir: string; json?: boolean; oneWay?: boolean }) => {
-      const p = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[]; one_way: boolean }>('/v1/partition', {
-        a,
-        b,
-        one_way: o.oneWay === true,
-      })
-      const sign = p.one_way ? '→ ✕' : '✕'
-      printResult(o.json, p, () => `partitioned ${p.a.join(',')}  ${sign}  ${p.b.join(',')}; \`hvlab heal\` removes it`)
     })
 }
 

@@ -17,6 +17,7 @@ import { bearerMatches, httpAuthorization } from '../../shared/http-bearer.js'
 import { createHttpServer, listenHttp, type Listening } from '../../shared/http-listen.js'
 import { decodePathSegment, parseRequestTarget } from '../../shared/request-target.js'
 import { EventStreams, eventStreamLimits } from './event-stream.js'
+import { PARTITION_SHAPES } from './partition-shapes.js'
 import { attachSwitchPort } from './switch-port.js'
 
 const BODY_BYTES_MAX = 64 * 1024
@@ -36,6 +37,11 @@ const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
 const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
 const side = z.array(z.string().max(64)).min(1).max(64)
 const partitionBody = z.strictObject({ a: side, b: side, one_way: z.boolean().default(false) })
+const shapeBody = z.strictObject({
+  shape: z.enum(PARTITION_SHAPES),
+  isolate: z.string().max(64).optional(),
+  seed: z.number().int().min(0).max(0xffff_ffff).optional(),
+})
 // Ranges are checked by the link table, which says which option is out of range.
 const linkBody = z.strictObject({
   a: side,
@@ -139,6 +145,15 @@ async function labRoute(ctx: ControlContext, route: string, req: IncomingMessage
     const body = parse(partitionBody, await readBody(req))
     return sendJson(res, 200, ctx.controller.partition(body.a, body.b, body.one_way))
   }
+  const site = route.match(/^POST \/v1\/sites\/([^/]{1,64})\/kill$/)
+  if (site) {
+    const body = parse(killBody, await readBody(req))
+    return sendJson(res, 200, { processes: ctx.controller.killSite(processName(site[1]!), body.signal) })
+  }
+  if (route === 'POST /v1/partition-shape') {
+    const { shape, ...options } = parse(shapeBody, await readBody(req))
+    return sendJson(res, 200, ctx.controller.partitionShaped(shape, options))
+  }
   if (route === 'POST /v1/links') {
     const { a, b, one_way, ...shaping } = parse(linkBody, await readBody(req))
     return sendJson(res, 200, { links: ctx.controller.setLinks(a, b, shaping, one_way) })
@@ -185,13 +200,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 }
 
 /** The process name in a route, %-decoded; a malformed escape is the client's mistake (400). */
+/** A process or site name from a path segment. */
 function processName(segment: string): string {
   const name = decodePathSegment(segment)
   if (name === undefined)
-    throw new HvlabError(
-      'HVLAB_E_USAGE',
-      `process name ${JSON.stringify(segment)} has a malformed %-escape; encode it with encodeURIComponent`,
-    )
+    throw new HvlabError('HVLAB_E_USAGE', `name ${JSON.stringify(segment)} has a malformed %-escape; encode it with encodeURIComponent`)
   return name
 }
 

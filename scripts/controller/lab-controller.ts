@@ -29,9 +29,11 @@ import { readRunningControl, type ControlFile } from './control-file.js'
 import { takeEvent } from './event-intake.js'
 import { checkClockSkew } from './clock-skews.js'
 import { LinkTable, type LinkRow, type LinkShaping } from './link-table.js'
+import { partitionShape, type Cut, type PartitionShape } from './partition-shapes.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
 import type { ClockSkew } from '../../shared/skewed-clock.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
 import { Timeline, timelineLimits } from './timeline.js'
 import { SWITCH_INFLIGHT_PER_HOST_MAX, VirtualSwitch } from './virtual-switch.js'
 
@@ -374,6 +376,21 @@ export class LabController {
   }
 
   /**
+   * Sends a signal to every process of a site that it applies to (a running one for KILL,
+   * TERM and STOP, a paused one for CONT): a whole site lost at once.
+   */
+  killSite(site: string, signal: SignalName): ProcessStatus[] {
+    if (!this.topology.sites.some((s) => s.name === site))
+      throw new HvlabError('HVLAB_E_NOT_FOUND', `no site named ${site}; known: ${this.topology.sites.map((s) => s.name).join(', ')}`)
+    const applies = (r: ProcessRecord): boolean =>
+      signal === 'CONT' ? r.state === 'paused' : r.state !== 'down' && r.child !== undefined && !(signal === 'STOP' && r.state === 'paused')
+    const targets = [...this.records.values()].filter((r) => r.spec.site === site && applies(r))
+    if (targets.length === 0)
+      throw new HvlabError('HVLAB_E_STATE', `no process of site ${site} can take SIG${signal} now (\`hvlab status\` shows their states)`)
+    return targets.map((r) => this.kill(r.spec.name, signal))
+  }
+
+  /**
    * Sets a process's clock skew (shared/skewed-clock.ts) from now on; it is set again
    * when the process restarts, as a machine's clock stays off across a restart. A zero
    * offset and drift clears it.
@@ -444,6 +461,23 @@ export class LabController {
     }
     this.event('network.partitioned', p)
     return p
+  }
+
+  /**
+   * A partition of one of Jepsen's shapes over every process of the lab (partition-shapes.ts):
+   * its both-way cuts join the partition list. The seed (random when not given) decides
+   * the halves, the bridge and the ring, and is returned so the same shape can be asked again.
+   */
+  partitionShaped(
+    shape: PartitionShape,
+    options: { isolate?: string; seed?: number },
+  ): { shape: PartitionShape; seed: number; cuts: Cut[] } {
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
+    const cuts = partitionShape(shape, [...this.records.keys()], mulberry32(seed), options.isolate)
+    for (const c of cuts) this.partitions.push(c)
+    this.pushPartitions()
+    for (const c of cuts) this.event('network.partitioned', { ...c, one_way: false })
+    return { shape, seed, cuts }
   }
 
   /** Shapes the links from side `a` to side `b`, and back unless `one_way` (replacing their shaping). */

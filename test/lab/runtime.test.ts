@@ -326,6 +326,11 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
   t.match(badSignal.stderr, /Allowed choices are KILL, TERM, STOP, CONT/)
   const notRunning = await lab.cli('kill', 'witness')
   t.match(notRunning.stderr, /witness is not running; `hvlab restart witness` starts it/)
+  t.match(
+    (await lab.cli('kill', '--site', 'site-c')).stderr,
+    /no process of site site-c can take SIGKILL now/,
+    'a site whose processes are all down: nothing to kill',
+  )
   const badPartition = await lab.cli('partition', 'site-a', 'site-q')
   t.match(badPartition.stderr, /site-q is neither a process nor a site/)
   t.equal((await lab.status()).processes.filter((p) => p.state === 'up').length, 6, 'the rest of the lab kept running')

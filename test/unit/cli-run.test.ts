@@ -46,7 +46,7 @@ t.test('--help: the usage on stdout, exit 0', async (t) => {
   t.equal(await runHvlab(['kill', '--help'], sub.io), 0)
   t.match(
     sub.stdout(),
-    /^Usage: hvlab kill \[options\] <name>\n[^]*--signal <signal> +signal to send \(choices: "KILL", "TERM", "STOP", "CONT",/,
+    /^Usage: hvlab kill \[options\] \[name\]\n[^]*--signal <signal> +signal to send \(choices: "KILL", "TERM", "STOP", "CONT",/,
   )
 })
 
@@ -64,7 +64,7 @@ t.test("commander's usage errors: its message and hint on stderr, exit 2 as ever
       ['kill', 'host-a1', '--signal', 'HUP', '--dir', emptyDir],
       "error: option '--signal <signal>' argument 'HUP' is invalid. Allowed choices are KILL, TERM, STOP, CONT.\n(run with --help for usage)\n",
     ],
-    [['kill'], "error: missing required argument 'name'\n(run with --help for usage)\n"],
+    [['restart'], "error: missing required argument 'name'\n(run with --help for usage)\n"],
     [['status', '--bogus'], "error: unknown option '--bogus'\n(run with --help for usage)\n"],
   ]
   for (const [argv, stderr] of cases) {
@@ -86,6 +86,20 @@ t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage
   const usage = captured()
   t.equal(await runHvlab(['vm', 'load', 'vm1', '--dir', emptyDir], usage.io), 2, 'HVLAB_E_USAGE exits 2')
   t.equal(usage.stderr(), 'hvlab: say what to change: --dirty-mib-s, --hot and/or --disk-iops\n')
+  const faults: [string[], string][] = [
+    [['kill'], 'name one process or one --site'],
+    [['kill', 'host-a1', '--site', 'site-a'], 'name one process or one --site'],
+    [['partition', '--halves', '--ring'], 'pick one shape, not halves and ring'],
+    [['partition', 'site-a'], 'name two sides (A B) or a shape'],
+    [['partition', 'site-a', 'site-b', '--isolate', 'witness'], 'a shape (--isolate) covers every process: name no sides'],
+    [['partition', '--bridge', '--one-way'], '--one-way cuts one direction between two named sides, not a shape'],
+    [['partition', 'site-a', 'site-b', '--seed', '3'], '--seed orders the processes of a shape'],
+  ]
+  for (const [argv, why] of faults) {
+    const c = captured()
+    t.equal(await runHvlab([...argv, '--dir', emptyDir], c.io), 2, `hvlab ${argv.join(' ')}: exit 2`)
+    t.match(c.stderr(), `hvlab: ${why}`, `hvlab ${argv.join(' ')}: why`)
+  }
 })
 
 t.test('a command group without its subcommand names what is missing, exit 2', async (t) => {

@@ -297,6 +297,36 @@ t.test('one-way partitions and link shaping: the table, who cannot connect, bad 
   t.match(lab.controller.timeline.since().at(-1), { kind: 'network.healed', details: { partitionsRemoved: 0, linksCleared: 7 } })
 })
 
+t.test('POST /v1/partition-shape and /v1/sites/SITE/kill: shapes join the partition list, bad input refused', async (t) => {
+  const lab = await startLab(t)
+  const isolate = await lab.post('/v1/partition-shape', { shape: 'isolate', isolate: 'witness' })
+  t.equal(isolate.status, 200)
+  t.match(await isolate.json(), {
+    shape: 'isolate',
+    cuts: [{ a: ['witness'], b: ['array-a', 'array-b', 'host-a1', 'host-a2', 'host-b1', 'host-b2'] }],
+  })
+  const ring = (await (await lab.post('/v1/partition-shape', { shape: 'ring', seed: 9 })).json()) as { seed: number; cuts: unknown[] }
+  t.equal(ring.seed, 9, 'the seed given is the seed used')
+  t.same((await status(lab)).partitions.length, 1 + ring.cuts.length, 'every cut is in the partition list')
+  const usage = { status: 400, code: 'HVLAB_E_USAGE' }
+  for (const [path, body, refusal] of [
+    ['/v1/partition-shape', { shape: 'star' }, usage],
+    ['/v1/partition-shape', { shape: 'isolate', isolate: 'host-z9' }, { ...usage, message: /--isolate needs a process of the lab/ }],
+    ['/v1/partition-shape', { shape: 'halves', seed: -1 }, usage],
+    [
+      '/v1/sites/site-q/kill',
+      {},
+      { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /no site named site-q; known: site-a, site-b, site-c/ },
+    ],
+    ['/v1/sites/site-b/kill', { signal: 'HUP' }, usage],
+    ['/v1/sites/site-b/kill', {}, { status: 409, code: 'HVLAB_E_STATE', message: /no process of site site-b can take SIGKILL now/ }],
+  ] as const) {
+    t.match(await errorOf(await lab.post(path, body)), refusal, `${path} ${JSON.stringify(body)}`)
+  }
+  await lab.post('/v1/heal')
+  t.same((await status(lab)).partitions, [], 'heal removes the shaped cuts too')
+})
+
 t.test('POST /v1/processes/NAME/clock: the skew is kept and shown, bad values refused, zeros clear it', async (t) => {
   const lab = await startLab(t)
   const set = await lab.post('/v1/processes/host-a1/clock', { offset_ms: 300, drift: 0.01 })
