@@ -79,6 +79,7 @@ function arrayStatus(store: VolumeStore, rc: RemoteCopyService): Record<string, 
       .status()
       .map((g) => ({ group: g.group, role: g.role, started: g.started, link_up: g.link_up, bytes_behind: g.bytes_behind })),
     resync: rc.resyncConcurrency(),
+    disk_faults: store.diskFaults(),
   }
 }
 
@@ -108,6 +109,13 @@ export async function startArrayService(p: LabProcess): Promise<ArrayService> {
   serveLunAdmin(admin, p, store, masking)
   serveOperatorBlockIo(p, store, io)
   serveRemoteCopyAdmin(admin, rc)
+  // The operator's alone (hvlab array disk), not a host's: a disk fault is the lab's to inject.
+  p.serveOperator('disk-fault-set', (m) => {
+    const { fsync_delay_ms, fsync_fails, full } = m
+    store.setDiskFaults({ fsync_delay_ms, fsync_fails, full })
+    p.emitEvent('array.disk-faults-set', { fsync_delay_ms, fsync_fails, full })
+    return { t: 'disk-faults', ...store.diskFaults() }
+  })
   admin.serveHosts()
 
   p.addStatus(() => arrayStatus(store, rc))

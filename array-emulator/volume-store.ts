@@ -9,6 +9,12 @@
  * before they resolve. After a kill -9 and `VolumeStore.open` on the same dir, every
  * resolved write and every resolved create/grow/remove is there.
  *
+ * Disk faults (issue 13, `hvlab array disk`): with the disk full every write, create and
+ * grow is refused before anything is written (HVLAB_E_DISK_FULL); a slow disk delays each
+ * fdatasync; a failing one fails it, and every write that waited on it is refused
+ * (HVLAB_E_DISK_IO), never acknowledged, though its bytes may be in the file (read back
+ * by a later read, as after a real failed fsync).
+ *
  * Order of the steps, so a crash in between leaves nothing half-done that matters:
  * create = file (sized, fsynced) then metadata; grow = file then metadata;
  * remove = metadata then file. A volume file that the metadata does not name is an
@@ -36,6 +42,14 @@ export interface VolumeStoreOptions {
   volumes_max?: number
   volume_bytes_max?: number
 }
+
+export interface DiskFaults {
+  fsync_delay_ms: number
+  fsync_fails: boolean
+  full: boolean
+}
+
+export const NO_DISK_FAULTS: DiskFaults = { fsync_delay_ms: 0, fsync_fails: false, full: false }
 
 export interface VolumeInfo {
   volume: string
@@ -71,6 +85,7 @@ export class VolumeStore {
   private readonly volumes = new Map<string, OpenVolume>()
   private readonly admin = new SerialQueue()
   private closed = false
+  private faults: DiskFaults = NO_DISK_FAULTS
 
   private constructor(
     readonly dir: string,
@@ -98,6 +113,15 @@ export class VolumeStore {
     const store = new VolumeStore(dir, full)
     await store.recover()
     return store
+  }
+
+  /** The disk's faults from now on (NO_DISK_FAULTS: a healthy disk). */
+  setDiskFaults(faults: DiskFaults): void {
+    this.faults = { ...faults }
+  }
+
+  diskFaults(): DiskFaults {
+    return { ...this.faults }
   }
 
   list(): VolumeInfo[] {
@@ -130,6 +154,7 @@ export class VolumeStore {
         )
       }
       const block_count = this.blockCountFor(volume, size_bytes)
+      this.refuseWhenFull(`creating volume ${volume}`)
       const path = this.pathOf(volume)
       const fh = await open(path, 'w+', 0o600)
       try {
@@ -167,6 +192,7 @@ export class VolumeStore {
         )
       }
       if (block_count === v.block_count) return this.info(v)
+      this.refuseWhenFull(`growing volume ${volume}`)
       await v.fh.truncate(size_bytes)
       await v.fh.sync()
       const before = v.block_count
@@ -238,6 +264,7 @@ export class VolumeStore {
       )
     }
     this.checkRange(v, block, data.length / bs, 'write')
+    this.refuseWhenFull(`a write to volume ${volume}`)
     v.written.markWritten(block, data.length / bs)
     v.ios_inflight++
     try {
@@ -269,7 +296,7 @@ export class VolumeStore {
         .catch(() => undefined)
         .then(() => {
           v.nextSync = undefined
-          const running = v.fh.datasync()
+          const running = this.faultySync(v)
           v.currentSync = running
           return running.finally(() => {
             if (v.currentSync === running) v.currentSync = undefined
@@ -277,6 +304,26 @@ export class VolumeStore {
         })
     }
     return v.nextSync
+  }
+
+  /** fdatasync as the disk's faults let it: delayed, or failed after it ran. */
+  private async faultySync(v: OpenVolume): Promise<void> {
+    const { fsync_delay_ms, fsync_fails } = this.faults
+    if (fsync_delay_ms > 0) await new Promise((resolve) => setTimeout(resolve, fsync_delay_ms))
+    await v.fh.datasync()
+    if (fsync_fails)
+      throw new HvlabError(
+        'HVLAB_E_DISK_IO',
+        `fsync of volume ${v.name} failed (a disk fault): its writes are not acknowledged; \`hvlab array disk\` with no options clears the fault`,
+      )
+  }
+
+  private refuseWhenFull(what: string): void {
+    if (this.faults.full)
+      throw new HvlabError(
+        'HVLAB_E_DISK_FULL',
+        `${what} refused: the array's disk is full (a disk fault), nothing was written; \`hvlab array disk\` with no options clears the fault`,
+      )
   }
 
   private checkRange(v: OpenVolume, block: number, blocks: number, what: 'read' | 'write'): void {

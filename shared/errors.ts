@@ -37,6 +37,10 @@ export const ERROR_DETAILS = {
   HVLAB_E_FENCED: 'HVLAB_E_REFUSED',
   /** The process named does not answer this request: it is of another kind (an array named where a host's command goes). */
   HVLAB_E_WRONG_PROCESS: 'HVLAB_E_USAGE',
+  /** An array's disk is full (a disk fault): the write was refused, nothing written. */
+  HVLAB_E_DISK_FULL: 'HVLAB_E_REFUSED',
+  /** An array's fsync failed (a disk fault): the write may or may not be on disk, and is not acknowledged. */
+  HVLAB_E_DISK_IO: 'HVLAB_E_REFUSED',
 } as const satisfies Readonly<Record<string, HvlabErrorCode>>
 export type HvlabErrorDetail = keyof typeof ERROR_DETAILS
 /** Any code an error may be raised with and the wire may carry: a family or a finer code. */

@@ -10,3 +10,5 @@ export const LINK_LOSS_MAX = 0.5
 export const CLOCK_OFFSET_MS_MAX = 600_000
 /** …and run this much faster or slower (0.5: half again as fast, or half as fast). */
 export const CLOCK_DRIFT_MAX = 0.5
+/** An array's fsync may be delayed this long (a slow disk), ms. */
+export const DISK_FSYNC_DELAY_MS_MAX = 60_000

@@ -1,10 +1,11 @@
 /**
  * `hvlab array …`: the storage arrays' own commands — virtual volumes (create, grow,
  * remove: volume-remove-command.ts, list), LUN presentation to hosts, and test I/O as a host would do it (`array
- * write` / `array read`). Each one is a request to an array process (array-client.ts).
+ * write` / `array read`), and disk faults (`array disk`). Each one is a request to an array process (array-client.ts).
  */
 import { type Command, InvalidArgumentError } from 'commander'
 import type { Message } from '../../shared/protocol/messages.js'
+import { DISK_FSYNC_DELAY_MS_MAX } from '../../shared/fault-limits.js'
 import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX } from '../../shared/protocol/storage-limits.js'
 import { type DirOpt, type JsonOpt, ask } from './array-client.js'
 import { table } from './format.js'
@@ -37,6 +38,40 @@ export function registerArrayCommands(program: Command): void {
   registerUnpresent(array)
   registerArrayWrite(array)
   registerArrayRead(array)
+  registerArrayDisk(array)
+}
+
+function registerArrayDisk(array: Command): void {
+  array
+    .command('disk')
+    .description(
+      'disk faults on an array from now on (until set again or the array restarts); no options: a healthy disk. The array refuses or delays the writes it cannot make durable and never acknowledges them',
+    )
+    .argument('<array>', 'array name, e.g. array-a')
+    .option(
+      '--fsync-delay-ms <ms>',
+      'each fsync takes this much longer (a slow disk); writes are acknowledged that much later',
+      intIn(0, DISK_FSYNC_DELAY_MS_MAX),
+      0,
+    )
+    .option(
+      '--fsync-fails',
+      'every fsync fails: the writes that waited on it are refused (their bytes may be in the file, as after a real failed fsync)',
+    )
+    .option('--full', 'the disk is full: every write, volume create and grow is refused before anything is written')
+    .addOption(dirOption())
+    .option('--json', 'print the disk faults now in force: {"fsync_delay_ms","fsync_fails","full"}')
+    .action(async (a: string, o: JsonOpt & { fsyncDelayMs: number; fsyncFails?: boolean; full?: boolean }) => {
+      const faults = { fsync_delay_ms: o.fsyncDelayMs, fsync_fails: o.fsyncFails === true, full: o.full === true }
+      const r = await ask(o, a, { t: 'disk-fault-set', ...faults }, 'disk-faults')
+      const { t: _t, ...now } = r
+      const said = [
+        now.fsync_delay_ms > 0 && `fsync ${now.fsync_delay_ms} ms slower`,
+        now.fsync_fails && 'fsync fails',
+        now.full && 'full',
+      ].filter(Boolean)
+      printResult(o.json, now, () => `disk of ${a}: ${said.length === 0 ? 'healthy' : said.join(', ')}`)
+    })
 }
 
 function registerVolumeCreate(volume: Command): void {

@@ -11,6 +11,7 @@ import { z } from 'zod'
 import { ERROR_CODES } from '../errors.js'
 import { defineMessage, field } from './define.js'
 import { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES } from './storage-limits.js'
+import { DISK_FSYNC_DELAY_MS_MAX } from '../fault-limits.js'
 
 export { BLOCKS_PER_IO_MAX, DIGEST_BLOCKS_MAX, RC_MODES, RC_WRITE_ERROR_POLICIES }
 
@@ -120,6 +121,16 @@ export const volumeListing = defineMessage('volume-listing', () => ({
     VOLUMES_LISTED_MAX,
   ),
 }))
+
+/** An array's disk faults (issue 13): fsyncs that take longer or fail, or a full disk. */
+export const diskFaultsSchema = z.strictObject({
+  fsync_delay_ms: z.number().int().min(0).max(DISK_FSYNC_DELAY_MS_MAX),
+  fsync_fails: z.boolean(),
+  full: z.boolean(),
+})
+/** Operator → array: its disk's faults from now on (all off: a healthy disk); answered with disk-faults. */
+export const diskFaultSet = defineMessage('disk-fault-set', () => diskFaultsSchema.shape)
+export const diskFaults = defineMessage('disk-faults', () => diskFaultsSchema.shape)
 
 /** Present a volume to a host; with initiators, only I/O from those (VFC WWN A/B) is allowed. */
 export const lunPresent = defineMessage('lun-present', () => ({
@@ -355,6 +366,8 @@ export const storageMessages = [
   volumeRemove,
   volumeList,
   volumeListing,
+  diskFaultSet,
+  diskFaults,
   lunPresent,
   lunUnpresent,
   lunPresentations,

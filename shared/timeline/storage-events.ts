@@ -14,6 +14,8 @@ export const arrayEvents = defineEvents({
   'array.volume-removed': { volume: detail.name() },
   'array.lun-presented': { volume: detail.name(), host: detail.name(), initiators: detail.names() },
   'array.lun-unpresented': { volume: detail.name(), host: detail.name() },
+  /** The lab set the array's disk faults (`hvlab array disk`): all off is a healthy disk. */
+  'array.disk-faults-set': { fsync_delay_ms: detail.uint(), fsync_fails: detail.flag(), full: detail.flag() },
 })
 
 const region = { csv: detail.name(), region: detail.name(), coordinator: detail.name() }

@@ -1,7 +1,7 @@
 /**
  * Storage arrays and Remote Copy with real processes (seed 000_*): a volume on array-a in
- * a synchronous group with array-b; bad input refused clearly while the array keeps
- * running; a stale epoch fenced; a link cut and heal under writes resends only the
+ * a synchronous group with array-b; bad input and a full disk's refusal clear while the
+ * array keeps running; a stale epoch fenced; a link cut and heal under writes resends only the
  * changed blocks and ends Synced with identical copies; after a few hundred synchronous
  * writes (`hvlab array write`) a kill -9 and restart of array-a, the primary, does not
  * wedge the group: once it has resynced, the very next write is acknowledged and is on
@@ -188,6 +188,12 @@ t.test('arrays, remote copy, fencing, link cut, kill -9 and failover on the defa
     '--pattern',
     'zombie',
   )
+  // a disk fault: a full disk refuses a new volume before creating anything
+  await ok('array', 'disk', 'array-a', '--full')
+  const full = await lab.cli('array', 'volume', 'create', 'array-a', 'vol3', '--size', '1MiB')
+  t.match(full.stderr, /creating volume vol3 refused: the array's disk is full \(a disk fault\), nothing was written/)
+  await ok('array', 'disk', 'array-a')
+  t.notOk((await lab.cli('array', 'volume', 'list', 'array-a')).stdout.includes('vol3'), 'no vol3 on array-a')
   const bad = await lab.cli('array', 'volume', 'create', 'array-a', 'vol2', '--size', '1000')
   t.match(bad.stderr, /multiple of the block size/, 'a size that is not whole blocks is refused')
   t.equal((await lab.status()).processes.find((p) => p.name === 'array-a')!.state, 'up', 'array-a kept running')

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { VolumeStore } from '../../array-emulator/volume-store.js'
+import { NO_DISK_FAULTS, VolumeStore } from '../../array-emulator/volume-store.js'
 import { REGION_BLOCKS, WrittenRegions } from '../../array-emulator/written-regions.js'
 
 const BS = 4096
@@ -61,6 +61,37 @@ t.test('regions never written through the store read as zeros without the file; 
   await b.grow('thin', 3 * REGION_BLOCKS * BS)
   t.same(await b.read('thin', 2 * REGION_BLOCKS, 1), filled(1, 0))
 })
+
+t.test(
+  'disk faults: a full disk refuses before writing, a failing fsync refuses the writes that waited on it, a slow one delays them',
+  async (t) => {
+    const store = await VolumeStore.open(await tempDir(t))
+    t.teardown(() => store.close())
+    await store.create('v', 8 * BS)
+    store.setDiskFaults({ ...NO_DISK_FAULTS, full: true })
+    await t.rejects(store.write('v', 0, filled(1, 1)), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL', message: /disk is full/ })
+    await t.rejects(store.create('w', 8 * BS), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL' }, 'no volume is created on a full disk')
+    await t.rejects(store.grow('v', 16 * BS), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL' })
+    t.same(await store.read('v', 0, 1), filled(1, 0), 'nothing was written')
+    t.notOk(store.has('w'))
+    store.setDiskFaults({ ...NO_DISK_FAULTS, fsync_fails: true })
+    const both = await Promise.allSettled([store.write('v', 0, filled(1, 2)), store.write('v', 1, filled(1, 3))])
+    t.same(
+      both.map((r) => r.status === 'rejected' && (r.reason as { detail?: string }).detail),
+      ['HVLAB_E_DISK_IO', 'HVLAB_E_DISK_IO'],
+      'every write that waited on the failed fsync is refused, none acknowledged',
+    )
+    store.setDiskFaults({ ...NO_DISK_FAULTS, fsync_delay_ms: 150 })
+    const started_ms = performance.now()
+    await store.write('v', 2, filled(1, 4))
+    // A lower bound the fault sets, not a speed of this machine.
+    t.ok(performance.now() - started_ms >= 149, 'a slow fsync delays the acknowledgement by at least its delay')
+    t.same(store.diskFaults(), { ...NO_DISK_FAULTS, fsync_delay_ms: 150 })
+    store.setDiskFaults(NO_DISK_FAULTS)
+    await store.write('v', 3, filled(1, 5))
+    t.same(await store.read('v', 3, 1), filled(1, 5), 'a healthy disk again')
+  },
+)
 
 t.test('reopen after close (a restart) keeps volumes, sizes and data', async (t) => {
   const dir = await tempDir(t)
