@@ -70,7 +70,11 @@ t.test(
     await store.create('v', 8 * BS)
     store.setDiskFaults({ ...NO_DISK_FAULTS, full: true })
     await t.rejects(store.write('v', 0, filled(1, 1)), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL', message: /disk is full/ })
-    await t.rejects(store.create('w', 8 * BS), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL' }, 'no volume is created on a full disk')
+    await t.rejects(
+      store.create('w', 8 * BS),
+      { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL' },
+      'no volume is created on a full disk',
+    )
     await t.rejects(store.grow('v', 16 * BS), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_FULL' })
     t.same(await store.read('v', 0, 1), filled(1, 0), 'nothing was written')
     t.notOk(store.has('w'))
