@@ -261,6 +261,10 @@ export class LabProcess {
       this.log.info({ offset_ms: message.offset_ms, drift: message.drift }, 'clock skew set by the lab')
       this.clock.setSkew({ offset_ms: message.offset_ms, drift: message.drift })
     })
+    c.onMessage('link-reset', ({ message }) => {
+      this.log.info({ peers: message.peers }, 'connections reset by the lab')
+      this.mesh.resetConnections(message.peers)
+    })
     c.onMessage('link-set', ({ message }) => {
       this.log.info({ links: message.links }, 'link faults set by the lab')
       this.mesh.setLinkFaults(

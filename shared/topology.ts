@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { HvlabError, describeError } from './errors.js'
+import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from './fault-limits.js'
 import { jsonSyntaxErrorOffset, positionOf } from './json-syntax.js'
 import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
@@ -143,6 +144,14 @@ const limitsSchema = z.strictObject({
 
 export type Limits = z.infer<typeof limitsSchema>
 
+/** One direction's shaping of a link (shared/transport/link-shaper.ts); a field left out is 0. */
+const linkProfile = z.strictObject({
+  latency_ms: z.number().min(0).max(LINK_LATENCY_MS_MAX).default(0),
+  jitter_ms: z.number().min(0).max(LINK_LATENCY_MS_MAX).default(0),
+  mbit: z.number().min(0).max(LINK_MBIT_MAX).default(0),
+  loss: z.number().min(0).max(LINK_LOSS_MAX).default(0),
+})
+
 const topologySchema = z.strictObject({
   name: field.name(),
   description: z.string().max(1000).optional(),
@@ -180,6 +189,11 @@ const topologySchema = z.strictObject({
   heartbeat: z
     .strictObject({ sameSite: heartbeatProfile, crossSite: heartbeatProfile })
     .default({ sameSite: { interval_ms: 1000, missed_max: 10 }, crossSite: { interval_ms: 1000, missed_max: 20 } }),
+  /**
+   * The network every link starts with and `hvlab heal` returns to: `lan` between two
+   * processes of one site, `wan` between sites (for example 20 ms and 100 Mbit/s). None: clear links.
+   */
+  network: z.strictObject({ lan: linkProfile.optional(), wan: linkProfile.optional() }).default({}),
   /** Shrinks the long, human-scale intervals (Replica cycles, failover windows). */
   timeScale: z.number().positive().max(1).default(1),
   /** Any limit left out takes its default (LIMITS_DEFAULT). */

@@ -93,7 +93,7 @@ function registerRestart(program: Command): void {
 function registerHeal(program: Command): void {
   program
     .command('heal')
-    .description('remove every network partition and link fault (`hvlab link set`)')
+    .description("remove every network partition and link fault (`hvlab link set`): links return to the topology's network")
     .addOption(dirOption())
     .action(async (o: { dir: string }) => {
       await ControlClient.forDir(o.dir).post('/v1/heal')

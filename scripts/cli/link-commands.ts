@@ -1,5 +1,5 @@
 /**
- * `hvlab link set|show`: the lab's link faults (issue 13) between processes or sites —
+ * `hvlab link set|reset|show`: the lab's link faults (issue 13) between processes or sites —
  * latency with jitter, a bandwidth cap and loss, per direction (scripts/controller/link-table.ts,
  * shared/transport/link-shaper.ts). `hvlab partition --one-way` cuts one direction;
  * `hvlab heal` clears partitions and link faults alike.
@@ -28,7 +28,7 @@ export function registerLinkCommands(program: Command): void {
   link
     .command('set')
     .description(
-      'shape every link between two groups of processes (names or sites, comma-separated), both ways unless --one-way; replaces their earlier shaping (all options 0: clear)',
+      "shape every link between two groups of processes (names or sites, comma-separated), both ways unless --one-way; replaces their earlier shaping (all options 0: a clear link; `hvlab heal` returns to the topology's network)",
     )
     .argument('<a>', 'one side, e.g. site-a or host-a1', nameList)
     .argument('<b>', 'the other side, e.g. site-b', nameList)
@@ -48,6 +48,17 @@ export function registerLinkCommands(program: Command): void {
       const body = { a, b, one_way: o.oneWay === true, latency_ms: o.latencyMs, jitter_ms: o.jitterMs, mbit: o.mbit, loss: o.loss }
       const r = await ControlClient.forDir(o.dir).post<{ links: LinkRow[] }>('/v1/links', body)
       printResult(o.json, r, () => formatLinks(r.links))
+    })
+  link
+    .command('reset')
+    .description('reset every connection between two groups of processes now (as a TCP reset would): both ends lose it, and dial again')
+    .argument('<a>', 'one side, e.g. host-a1', nameList)
+    .argument('<b>', 'the other side, e.g. witness or site-c', nameList)
+    .addOption(dirOption())
+    .option('--json', 'print the two sides as JSON')
+    .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {
+      const r = await ControlClient.forDir(o.dir).post<{ a: string[]; b: string[] }>('/v1/link-reset', { a, b })
+      printResult(o.json, r, () => `reset the connections between ${r.a.join(',')} and ${r.b.join(',')}; they dial again`)
     })
   link
     .command('show')

@@ -37,6 +37,7 @@ const HTTP_STATUS: Partial<Record<HvlabErrorCode, number>> = {
 const killBody = z.strictObject({ signal: z.enum(SIGNALS).default('KILL') })
 const side = z.array(z.string().max(64)).min(1).max(64)
 const partitionBody = z.strictObject({ a: side, b: side, one_way: z.boolean().default(false) })
+const resetBody = z.strictObject({ a: side, b: side })
 const shapeBody = z.strictObject({
   shape: z.enum(PARTITION_SHAPES),
   isolate: z.string().max(64).optional(),
@@ -157,6 +158,10 @@ async function labRoute(ctx: ControlContext, route: string, req: IncomingMessage
   if (route === 'POST /v1/links') {
     const { a, b, one_way, ...shaping } = parse(linkBody, await readBody(req))
     return sendJson(res, 200, { links: ctx.controller.setLinks(a, b, shaping, one_way) })
+  }
+  if (route === 'POST /v1/link-reset') {
+    const body = parse(resetBody, await readBody(req))
+    return sendJson(res, 200, ctx.controller.resetLinks(body.a, body.b))
   }
   if (route === 'GET /v1/links') return sendJson(res, 200, { links: ctx.controller.linkRows() })
   if (route === 'POST /v1/heal') {

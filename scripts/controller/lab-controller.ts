@@ -28,7 +28,7 @@ import type { DetailsOf, EventKind } from '../../shared/timeline/events.js'
 import { readRunningControl, type ControlFile } from './control-file.js'
 import { takeEvent } from './event-intake.js'
 import { checkClockSkew } from './clock-skews.js'
-import { LinkTable, type LinkRow, type LinkShaping } from './link-table.js'
+import { LinkTable, topologyNetwork, type LinkRow, type LinkShaping } from './link-table.js'
 import { partitionShape, type Cut, type PartitionShape } from './partition-shapes.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
@@ -165,7 +165,7 @@ export class LabController {
   readonly vswitch: VirtualSwitch
   private readonly records = new Map<string, ProcessRecord>()
   private readonly partitions: { a: string[]; b: string[] }[] = []
-  private readonly links = new LinkTable()
+  private readonly links: LinkTable
   /** Each process's clock skew as the lab set it (`hvlab clock set`); absent: none. */
   private readonly clockSkews = new Map<string, ClockSkew>()
   private server: PeerServer | undefined
@@ -184,6 +184,7 @@ export class LabController {
     timeline: Timeline,
   ) {
     this.timeline = timeline
+    this.links = new LinkTable(topologyNetwork(topology))
     this.vswitch = new VirtualSwitch({
       clock: new RealClock(),
       forward: async (host, ping) => {
@@ -490,6 +491,23 @@ export class LabController {
     return this.links.list()
   }
 
+  /** Resets every connection between a process of side `a` and one of side `b` now (both ends cut it; they dial again). */
+  resetLinks(a: string[], b: string[]): { a: string[]; b: string[] } {
+    const p = this.sides(a, b, 'a reset')
+    for (const [side, other] of [
+      [p.a, p.b],
+      [p.b, p.a],
+    ] as const) {
+      for (const name of side)
+        void this.records
+          .get(name)
+          ?.link?.send({ t: 'link-reset', peers: other })
+          .catch(() => {})
+    }
+    this.event('network.reset', p)
+    return p
+  }
+
   linkRows(): LinkRow[] {
     return this.links.list()
   }
@@ -573,7 +591,7 @@ export class LabController {
       }
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
-      void c.send({ t: 'link-set', links: this.links.faultsFor(r.spec.name) }).catch(() => {})
+      void c.send({ t: 'link-set', links: this.linkFaultsFor(r.spec.name) }).catch(() => {})
       const skew = this.clockSkews.get(r.spec.name)
       if (skew) void c.send({ t: 'clock-set', ...skew }).catch(() => {})
       // Pings that waited for this host's link go out again.
@@ -681,13 +699,20 @@ export class LabController {
   }
 
   private pushLinks(): void {
-    for (const r of this.records.values()) void r.link?.send({ t: 'link-set', links: this.links.faultsFor(r.spec.name) }).catch(() => {})
+    for (const r of this.records.values()) void r.link?.send({ t: 'link-set', links: this.linkFaultsFor(r.spec.name) }).catch(() => {})
+  }
+
+  /** What `name` applies on its links: its faults over the topology's network. */
+  private linkFaultsFor(name: string) {
+    return this.links.faultsFor(
+      name,
+      peersOf(this.topology, name).map((p) => p.name),
+    )
   }
 
   /** Peers `name` cannot make a connection with: partitioned from it either way or one way. */
   private unreachableFrom(name: string): string[] {
-    const cut = this.links
-      .faultsFor(name)
+    const cut = this.linkFaultsFor(name)
       .filter((f) => f.no_new_connections)
       .map((f) => f.peer)
     return [...new Set([...this.blockedFor(name), ...cut])].sort()

@@ -93,6 +93,11 @@ export const linkSet = defineMessage('link-set', () => ({
   links: field.list(linkFaultSchema, 1024),
 }))
 
+/** Controller → process: cut its connections to these peers now (a connection reset); they are dialled again at once. */
+export const linkReset = defineMessage('link-reset', () => ({
+  peers: field.list(field.name(), 1024),
+}))
+
 /** Controller → process: its clock from now on reads `offset_ms` ahead of the real one and gains `drift` per ms (shared/skewed-clock.ts). */
 export const clockSet = defineMessage('clock-set', () => ({
   offset_ms: z.number().finite().min(-CLOCK_OFFSET_MS_MAX).max(CLOCK_OFFSET_MS_MAX),
@@ -143,6 +148,7 @@ export const runtimeMessages = [
   directory,
   partitionSet,
   linkSet,
+  linkReset,
   clockSet,
   peersReport,
   timelineEvent,

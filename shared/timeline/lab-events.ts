@@ -44,6 +44,8 @@ export const networkEvents = defineEvents({
     mbit: detail.number(),
     loss: detail.number(),
   },
+  /** Every connection between a process of `a` and one of `b` cut at once (`hvlab link reset`); they dial again. */
+  'network.reset': { a: detail.names(), b: detail.names() },
   'network.healed': { partitionsRemoved: detail.uint(), linksCleared: detail.uint() },
 })
 

@@ -140,6 +140,11 @@ export class PeerMesh extends EventEmitter {
     for (const name of unblocked) if (this.mayConnect(name)) this.links.get(name)?.start()
   }
 
+  /** A connection reset: cuts the connections to `names` now; the links dial again, as after any loss. */
+  resetConnections(names: readonly string[]): void {
+    for (const name of names) this.connected.get(name)?.terminate()
+  }
+
   /** The lab's link faults, one per peer that has any; a peer not named has a clear link. */
   setLinkFaults(faults: readonly LinkFault[]): void {
     const before = this.faults

@@ -3,7 +3,7 @@
  * every process connected to its peers; a kill -9 is reported in status and events;
  * a restart reconnects; a site partition cuts and heal restores the links; a one-way cut
  * leaves the deaf side without the peer and no new connection, link shaping reaches the
- * processes, and heal clears both; a clock skew reaches the process and survives its
+ * processes, heal clears both, and a connection reset is dialled again; a clock skew reaches the process and survives its
  * restart; a paused
  * (SIGSTOP) process is lost by its peers and comes back on SIGCONT; a process that dies by
  * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
@@ -98,6 +98,14 @@ async function checkLinkFaults(t: Test, lab: TestLab): Promise<void> {
     return s.processes.every((p) => p.peers.length === p.expectedPeers.length) ? s : undefined
   })
   t.same((await memberStatus()).link_faults, [], 'heal cleared the faults in the processes too')
+
+  // a connection reset: both ends lose the connection at once, and dial it again
+  const last = (await lab.events()).at(-1)!.seq
+  t.equal((await lab.cli('link', 'reset', member, 'witness')).code, 0)
+  const lost = (e: LabEvent) => e.kind === 'peer.lost' && e.source === member && e.details.peer === 'witness'
+  const back = (e: LabEvent) => e.kind === 'peer.connected' && e.source === member && e.details.peer === 'witness'
+  const after = await lab.eventsAfter(last, (evs) => evs.some(lost) && evs.some(back))
+  t.ok(after.findIndex(lost) < after.findIndex(back), `${member} lost the witness and connected to it again`)
 }
 
 /** `hvlab clock set`: the process's clock follows it, and keeps it across a restart; no options clear it. */

@@ -290,6 +290,14 @@ t.test('one-way partitions and link shaping: the table, who cannot connect, bad 
     t.match(await errorOf(await lab.post('/v1/links', body)), refusal, JSON.stringify(body))
   }
   t.same(((await (await lab.call('/v1/links')).json()) as { links: LinkRow[] }).links, links, 'refused requests changed nothing')
+  const reset = await lab.post('/v1/link-reset', { a: ['host-a1'], b: ['site-c'] })
+  t.same(await reset.json(), { a: ['host-a1'], b: ['witness'] }, 'a reset between two sides')
+  t.match(lab.controller.timeline.since().at(-1), { kind: 'network.reset', details: { a: ['host-a1'], b: ['witness'] } })
+  t.match(await errorOf(await lab.post('/v1/link-reset', { a: ['host-a1'], b: [] })), usage, 'an empty side')
+  t.match(await errorOf(await lab.post('/v1/link-reset', { a: ['host-a1'], b: ['site-a'] })), {
+    ...usage,
+    message: /cannot be on both sides of a reset/,
+  })
   await lab.post('/v1/heal')
   const healed = await status(lab)
   t.same(healed.links, [], 'heal clears link faults')

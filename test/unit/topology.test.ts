@@ -190,6 +190,12 @@ t.test('schema errors name the field path', async (t) => {
     ['heartbeat.sameSite.interval_ms'],
     'heartbeat too fast',
   )
+  rejects(t, { ...raw(), network: { wan: { loss: 0.9 } } }, ['network.wan.loss'], 'a loss beyond the bound')
+  rejects(t, { ...raw(), network: { wan: { latency_ms: -5 } } }, ['network.wan.latency_ms'], 'a negative latency')
+  rejects(t, { ...raw(), network: { metro: {} } }, ['metro'], 'a profile of an unknown kind')
+  t.same(parseTopology({ ...raw(), network: { wan: { latency_ms: 20, mbit: 100 } } }).network, {
+    wan: { latency_ms: 20, jitter_ms: 0, mbit: 100, loss: 0 },
+  })
   rejects(t, { ...raw(), name: 42 }, [/\bname\b/], 'name as a number')
   rejects(t, [raw()], ['(top level)'], 'an array instead of an object')
   rejects(t, null, ['(top level)'], 'null')
