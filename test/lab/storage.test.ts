@@ -15,6 +15,7 @@ import { patternBlock } from '../../shared/block-pattern.js'
 import { ControlClient } from '../../scripts/cli/control-client.js'
 import { isHvlabError } from '../../shared/errors.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
+import { writeProblems, type WriteProblem } from '../../scripts/soak/write-history.js'
 import { startLab, type CliResult, type TestLab } from './lab-fixture.js'
 
 const BS = 4096
@@ -30,42 +31,14 @@ interface Write {
 }
 
 /**
- * Every block must hold its last acknowledged write, or a write issued after it that was
- * never acknowledged; never an older write, a refused one, or anything else. Blocks never
- * written must be zeros.
+ * The write checker the soak uses (scripts/soak/write-history.ts), on this test's writes:
+ * every block must hold its last acknowledged write, or one issued after it that was never
+ * acknowledged; never an older write, a refused one, or anything else; zeros if never written.
  */
-export function historyProblems(writes: readonly Write[], digests: readonly string[]): string[] {
-  const problems: string[] = []
-  for (let b = 0; b < digests.length; b++) {
-    const mine = writes.filter((w) => w.block === b)
-    let last = -1
-    mine.forEach((w, i) => (w.acked ? (last = i) : undefined))
-    const allowed = new Map<string, string>()
-    if (last < 0) allowed.set(ZERO, 'zeros')
-    else allowed.set(sha(patternBlock(mine[last]!.seed, b, BS)), mine[last]!.seed)
-    for (const w of mine.slice(last + 1)) allowed.set(sha(patternBlock(w.seed, b, BS)), `${w.seed} (unacknowledged)`)
-    if (!allowed.has(digests[b]!)) {
-      const older = mine.slice(0, Math.max(0, last)).find((w) => sha(patternBlock(w.seed, b, BS)) === digests[b])
-      problems.push(
-        `block ${b}: ${older ? `holds older write ${older.seed}, lost acknowledged ${mine[last]!.seed}` : `holds data no write put there (allowed: ${[...allowed.values()].join(', ')})`}`,
-      )
-    }
-  }
-  return problems
+function historyProblems(writes: readonly Write[], digests: readonly string[]): WriteProblem[] {
+  const records = writes.map((w) => ({ block: w.block, value: sha(patternBlock(w.seed, w.block, BS)), acked: w.acked }))
+  return writeProblems(records, new Map(digests.map((d, block) => [block, d])), ZERO)
 }
-
-t.test('history checker catches a lost write and an invented one', async (t) => {
-  const good = sha(patternBlock('w2', 0, BS))
-  const w: Write[] = [
-    { block: 0, seed: 'w1', acked: true },
-    { block: 0, seed: 'w2', acked: true },
-    { block: 1, seed: 'w3', acked: false },
-  ]
-  t.same(historyProblems(w, [good, ZERO]), [], 'last acked present, in-doubt absent: fine')
-  t.same(historyProblems(w, [good, sha(patternBlock('w3', 1, BS))]), [], 'in-doubt present: fine')
-  t.match(historyProblems(w, [sha(patternBlock('w1', 0, BS)), ZERO])[0], /older write w1, lost acknowledged w2/)
-  t.match(historyProblems(w, [good, sha(patternBlock('zz', 1, BS))])[0], /no write put there/)
-})
 
 class Storage {
   readonly writes: Write[] = []

@@ -1,0 +1,109 @@
+/**
+ * writeProblems on hand-made histories: the last acknowledged write must be there (or a
+ * later one in doubt); an older one is a lost write, data no write put there is invented,
+ * a block never written holds zeros; under an RPO, losses within it are reported and
+ * forgiven, a loss beyond it is a violation.
+ */
+import t from 'tap'
+import { isViolation, writeProblems, type WriteRecord } from '../../scripts/soak/write-history.js'
+
+const ZERO = 'zero'
+const final = (entries: [number, string][]): Map<number, string> => new Map(entries)
+
+t.test('the last acknowledged write, or a later one in doubt: no problem', async (t) => {
+  const writes: WriteRecord[] = [
+    { block: 0, value: 'w1', acked: true },
+    { block: 0, value: 'w2', acked: true },
+    { block: 0, value: 'w3', acked: false },
+    { block: 1, value: 'w4', acked: false },
+  ]
+  t.same(
+    writeProblems(
+      writes,
+      final([
+        [0, 'w2'],
+        [1, ZERO],
+        [2, ZERO],
+      ]),
+      ZERO,
+    ),
+    [],
+    'in doubt and absent',
+  )
+  t.same(
+    writeProblems(
+      writes,
+      final([
+        [0, 'w3'],
+        [1, 'w4'],
+      ]),
+      ZERO,
+    ),
+    [],
+    'in doubt and present',
+  )
+})
+
+t.test('one lost write, one invented block, one never written that is not zeros', async (t) => {
+  const writes: WriteRecord[] = [
+    { block: 0, value: 'w1', acked: true },
+    { block: 0, value: 'w2', acked: true },
+    { block: 1, value: 'w3', acked: true },
+  ]
+  const problems = writeProblems(
+    writes,
+    final([
+      [0, 'w1'],
+      [1, 'zz'],
+      [2, 'w3'],
+      [3, ZERO],
+    ]),
+    ZERO,
+  )
+  t.same(problems, [
+    { kind: 'lost', block: 0, lost: 'w2', holds: 'w1' },
+    { kind: 'invented', block: 1, holds: 'zz' },
+    { kind: 'invented', block: 2, holds: 'w3' },
+  ])
+  t.ok(problems.every(isViolation))
+  t.same(
+    writeProblems(writes, final([[1, ZERO]]), ZERO),
+    [{ kind: 'lost', block: 1, lost: 'w3', holds: ZERO }],
+    'zeros where a write was acknowledged',
+  )
+})
+
+t.test('asynchronous replication: losses within the RPO are reported, not violations; one beyond it is (an RPO breach)', async (t) => {
+  const writes: WriteRecord[] = [
+    { block: 0, value: 'old', acked: true, acked_ms: 1_000 },
+    { block: 0, value: 'recent', acked: true, acked_ms: 9_500 },
+    { block: 1, value: 'first', acked: true, acked_ms: 9_800 },
+    { block: 2, value: 'long-ago', acked: true, acked_ms: 2_000 },
+  ]
+  const rpo = { failover_ms: 10_000, rpo_ms: 1_000 }
+  const problems = writeProblems(
+    writes,
+    final([
+      [0, 'old'],
+      [1, ZERO],
+      [2, ZERO],
+    ]),
+    ZERO,
+    rpo,
+  )
+  t.same(problems, [
+    { kind: 'lost-within-rpo', block: 0, lost: 'recent', holds: 'old' },
+    { kind: 'lost-within-rpo', block: 1, lost: 'first', holds: ZERO },
+    { kind: 'lost', block: 2, lost: 'long-ago', holds: ZERO },
+  ])
+  t.same(
+    problems.filter(isViolation),
+    [{ kind: 'lost', block: 2, lost: 'long-ago', holds: ZERO }],
+    'only the loss beyond the RPO breaks the promise',
+  )
+  t.same(
+    writeProblems(writes, final([[0, 'old']]), ZERO),
+    [{ kind: 'lost', block: 0, lost: 'recent', holds: 'old' }],
+    'without an RPO every loss is a violation',
+  )
+})
