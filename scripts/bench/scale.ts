@@ -2,7 +2,8 @@
  * Benchmark of a lab at scale (issue 12): starts a topology with `hvlab up --detach`, as a
  * user does, and measures how long until its cluster has formed, the CPU every process of
  * the lab (controller included) uses while it idles, and how many `cluster.view-changed`
- * events formation produced; then stops the lab with `hvlab down`, whatever happened.
+ * events formation produced; then stops the lab with `hvlab down`, whatever happened (a
+ * failure, Ctrl-C or SIGTERM).
  * With `vms` > 0 it first creates and starts that many VMs through the CLI and times
  * `hvlab vm list` (scale-vms.ts), so the idle figures are those of a lab that runs them.
  *
@@ -160,6 +161,15 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'hvlab-scale-'))
   const started_ms = Date.now()
   let controllerPid: number | undefined
+  // The lab runs detached: a bench stopped by Ctrl-C or kill stops it too, not only one that fails.
+  const stopLab = (signal: NodeJS.Signals): void =>
+    void hvlab(['down', '--dir', dir])
+      .catch(() => undefined)
+      .finally(() => {
+        if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
+        process.exit(signal === 'SIGINT' ? 130 : 143)
+      })
+  process.once('SIGINT', stopLab).once('SIGTERM', stopLab)
   try {
     const ready = JSON.parse(await hvlab(['up', '--detach', '--json', '--topology', opts.topology, '--dir', dir])) as LabStatus
     const up_s = (Date.now() - started_ms) / 1000
@@ -170,6 +180,7 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
     await hvlab(['down', '--dir', dir])
     return scaleReport(ready, { up_s, atReady, vms, idle }, await viewChanges(dir))
   } finally {
+    process.off('SIGINT', stopLab).off('SIGTERM', stopLab)
     await hvlab(['down', '--dir', dir]).catch(() => undefined) // already down unless something failed
     if (controllerPid !== undefined) await waitGone(controllerPid)
     if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
