@@ -159,6 +159,8 @@ export class Membership {
   private readonly detector: HeartbeatDetector
   private readonly next_heartbeat_ms = new Map<string, number>()
   private lease: { epoch: number; until_ms: number } | null = null
+  /** When the last lease this host held ended (0: none yet): what `leaseUntil` says once it is gone. */
+  private ended_lease_until_ms = 0
   private last_lease_ms: number
   /** This incarnation has held a lease of the current view (so its coordinator was heard renewing). */
   private leased_in_view = false
@@ -248,8 +250,13 @@ export class Membership {
   holdsLease(now_ms: number): boolean {
     return !this.rec.left && this.lease !== null && this.lease.epoch === this.rec.view.epoch && now_ms < this.lease.until_ms
   }
+  /**
+   * When this host's lease runs out, or ran out (0: it never had one). Kept after the lease
+   * is dropped: a host frozen past its lease (SIGSTOP) notices only when it wakes, and its
+   * VMs' grace must count from the lease's end, not from then (vm-agent.ts).
+   */
   leaseUntil(): number {
-    return this.lease?.until_ms ?? 0
+    return this.lease?.until_ms ?? this.ended_lease_until_ms
   }
   /** Peers whose heartbeats arrive in time now (the failure detector's view). */
   /** Whether `peer` has been heard within two of its heartbeat intervals: it is talking now. */
@@ -338,10 +345,15 @@ export class Membership {
     }
   }
 
+  private dropLease(): void {
+    if (this.lease) this.ended_lease_until_ms = Math.max(this.ended_lease_until_ms, this.lease.until_ms)
+    this.lease = null
+  }
+
   private checkLeaseExpiry(): void {
     if (this.lease && !this.holdsLease(this.now_ms)) {
       this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, lease_until_ms: this.lease.until_ms })
-      this.lease = null
+      this.dropLease()
     }
     if (this.holdsLease(this.now_ms)) this.last_lease_ms = this.now_ms
   }
@@ -746,7 +758,8 @@ export class Membership {
   /** A member of the new view keeps the lease it holds (never longer); anyone else loses it. */
   private carryLease(until_ms: number | null): void {
     if (until_ms === null && this.lease) this.emit('cluster.quorum-lost', { epoch: this.lease.epoch, reason: 'view changed' })
-    this.lease = until_ms === null ? null : { epoch: this.rec.view.epoch, until_ms }
+    if (until_ms === null) this.dropLease()
+    else this.lease = { epoch: this.rec.view.epoch, until_ms }
     this.leased_in_view = until_ms !== null
   }
 
@@ -1004,7 +1017,7 @@ export class Membership {
   private leave(): void {
     this.rec = { ...this.rec, left: true }
     this.persist()
-    this.lease = null
+    this.dropLease()
     this.election = null
     this.leasing = null
     for (const peer of this.detector.peers()) this.send(peer, { t: 'cluster-leave', from: this.config.name })

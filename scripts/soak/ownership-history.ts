@@ -3,7 +3,8 @@
  * time. It reads the lab's timeline, whose events carry the emitting process's wall clock
  * (one machine's clock, not the lab's skewable process clocks), and rebuilds when each VM
  * ran on each host:
- * - a host's VM runs from its `vm.started` or `vm.arrived` to its `vm.stopped` or `vm.departed`;
+ * - a host's VM runs from its `vm.started` or `vm.arrived` to its `vm.stopped` or `vm.departed`,
+ *   or to the host's `role.stopped-no-quorum` that names it;
  * - a host killed or exited (`process.exited`/`process.crashed`) runs nothing from then on;
  * - a paused host (`process.signalled` SIGSTOP) runs nothing until SIGCONT, when the VMs it
  *   had run again (the zombie that wakes up still thinking it owns them);
@@ -59,6 +60,8 @@ export function vmRuns(events: readonly HistoryEvent[]): Run[] {
       if (!open.has(key(vm, e.source))) open.set(key(vm, e.source), { vm, host: e.source, from_ms: e.at_ms, to_ms: e.at_ms })
     } else if ((e.kind === 'vm.stopped' || e.kind === 'vm.departed') && vm) {
       close(key(vm, e.source), e.at_ms)
+    } else if (e.kind === 'role.stopped-no-quorum' && Array.isArray(e.details.vms)) {
+      for (const name of e.details.vms) if (typeof name === 'string') close(key(name, e.source), e.at_ms)
     } else if ((e.kind === 'process.exited' || e.kind === 'process.crashed') && process) {
       for (const k of ofHost(process)) close(k, e.at_ms)
       frozen.delete(process)

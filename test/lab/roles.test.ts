@@ -1,7 +1,8 @@
 /**
  * VM roles in the real cluster: three VMs with preferred owners; kill -9 the owner of one
  * → it runs on another node and the timeline shows node-down, then the restart, with
- * times; cut site-a from site-b → the side with quorum runs ALL VMs and the other side's
+ * times; the owner of another paused (SIGSTOP) past its lease → it runs elsewhere, and the
+ * owner, woken, stops it at once (the soak's ownership checker reads the timeline); cut site-a from site-b → the side with quorum runs ALL VMs and the other side's
  * hosts stop theirs; heal; `node pause --drain` moves roles off (and a move to a paused
  * host is refused clearly); `hvlab down` + `up` on the same dir → the same VMs come back.
  * Also `hvlab vm deps` and `hvlab cluster validate` on the healthy lab.
@@ -11,6 +12,7 @@ import t from 'tap'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { isHvlabError } from '../../shared/errors.js'
+import { doubleOwners } from '../../scripts/soak/ownership-history.js'
 import { runCli, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 /** The default vm disk (16 MiB) in 4 KiB blocks: a sync primary's full resync after a crash covers all of them. */
@@ -19,6 +21,8 @@ const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VMS = { web1: ['host-b1', 'host-b2'], db1: ['host-a2', 'host-a1'], app1: ['host-b2', 'host-a2'] } as const
 const WAIT_MS = 60_000
+/** A woken host's guests may run until its VM agent's first check: one check interval, 125 ms. */
+const ZOMBIE_TOLERANCE_MS = 150
 
 interface VmList {
   coordinator: string
@@ -183,6 +187,33 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     },
     WAIT_MS,
   )
+
+  // 2b. the zombie: db1's owner paused past its lease; db1 restarts elsewhere; the owner wakes
+  // and must stop db1 at its first check (its grace counts from its lease's end, not from
+  // when it woke). The soak's ownership checker reads the timeline: no overlap beyond one
+  // check interval (125 ms) of the woken host. Before the fix it ran db1 for about 400 ms
+  // when its membership tick fired before its VM check (timer order; the sim
+  // coordinator-failover.test.ts pins the cause: the lease's end was forgotten).
+  const zombie = ownerOf(await vmList(lab), 'db1')!
+  t.equal((await lab.cli('kill', zombie, '--signal', 'STOP')).code, 0)
+  await lab.waitFor(
+    `db1 to run elsewhere than the paused ${zombie}`,
+    async () => {
+      const db1 = (await vmList(lab)).roles.find((r) => r.name === 'db1')
+      return db1?.state === 'running' && db1.owner !== zombie ? true : undefined
+    },
+    WAIT_MS,
+  )
+  t.equal((await lab.cli('kill', zombie, '--signal', 'CONT')).code, 0)
+  await lab.waitFor(
+    `${zombie} back in the cluster`,
+    async () => {
+      const s = await lab.clusterStatus()
+      return HOSTS.every((h) => s.hosts[h]?.holds_lease && s.hosts[h]?.members.length === 4) ? true : undefined
+    },
+    WAIT_MS,
+  )
+  t.same(doubleOwners(await lab.events(), ZOMBIE_TOLERANCE_MS), [], 'the ownership checker finds no vm on two hosts')
 
   // 3. cut site-a from site-b: one side keeps quorum and runs ALL vms, the other side runs none
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)

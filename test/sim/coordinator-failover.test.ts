@@ -206,3 +206,28 @@ t.test("kill the coordinator with the default lab's timings: one takeover view, 
   })
   t.equal(failures, 0, `${runs} seeds; longest gap ${worst_gap_ms.toFixed(0)} ms`)
 })
+
+t.test(
+  'a member paused past its lease still knows, once awake, when that lease ended (the grace of its VMs counts from there)',
+  async (t) => {
+    const { runs, failures } = await forEachSeed(t, seeds(import.meta.url, { base: 1, count: 40 }), (seed) => {
+      const net = makeLab({ seed })
+      net.runFor(3000 + Math.floor(net.rng() * 1000))
+      const formed = convergenceProblem(net)
+      if (formed !== null) return `no cluster before the pause: ${formed}`
+      const coordinator = coordinatorOf(net)
+      const member = [...net.hosts.keys()].find((h) => h !== coordinator)!
+      const host = net.hosts.get(member)!
+      const until_ms = host.leaseUntil()
+      const wake_ms = net.now_ms + 4 * C.lease_ms
+      net.pause(member, 4 * C.lease_ms)
+      net.runFor(4 * C.lease_ms + C.tick_ms) // it wakes, and its first tick finds the lease gone
+      if (host.holdsLease(net.now_ms)) return null // renewed already: nothing to remember (rare)
+      const ended_ms = host.leaseUntil()
+      return ended_ms >= until_ms && ended_ms < wake_ms
+        ? null
+        : `awake without a lease, it says its lease ended at ${ended_ms} (held until ${until_ms} before the pause, woke at ${wake_ms})`
+    })
+    t.equal(failures, 0, `${runs} seeds`)
+  },
+)

@@ -58,6 +58,12 @@ t.test('the zombie: a paused owner is replaced, then wakes up and runs its VM un
     stopped(10_000, 'host-a2'),
   ]
   t.same(doubleOwners(stoppedWhilePaused), [], 'a paused owner killed before it woke: none')
+  const stoppedOnWaking = [
+    ...events.slice(0, 4),
+    ev(8_010, 'role.stopped-no-quorum', 'host-a1', { node: 'host-a1', vms: ['vm1'] }),
+    stopped(10_000, 'host-a2'),
+  ]
+  t.same(doubleOwners(stoppedOnWaking, 20), [], 'stopped for want of quorum as it woke: within the tolerance')
 })
 
 t.test('a live migration hands over at the arrival, however late the departure is stamped', async (t) => {
