@@ -9,7 +9,7 @@ import type { LinkRow } from '../controller/link-table.js'
 import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/fault-limits.js'
 import { ControlClient } from './control-client.js'
 import { formatLinks } from './format.js'
-import { dirOption, nameList, numberIn, printResult } from './options.js'
+import { dirOption, numberIn, printResult, sideA, sideB } from './options.js'
 
 interface LinkSetOptions {
   dir: string
@@ -30,8 +30,8 @@ export function registerLinkCommands(program: Command): void {
     .description(
       "shape every link between two groups of processes (names or sites, comma-separated), both ways unless --one-way; replaces their earlier shaping (all options 0: a clear link; `hvlab heal` returns to the topology's network)",
     )
-    .argument('<a>', 'one side, e.g. site-a or host-a1', nameList)
-    .argument('<b>', 'the other side, e.g. site-b', nameList)
+    .addArgument(sideA())
+    .addArgument(sideB())
     .option('--latency-ms <ms>', 'one-way delay added to every frame', numberIn(0, LINK_LATENCY_MS_MAX), 0)
     .option('--jitter-ms <ms>', "each frame's delay varies by up to ± this (frames stay in order)", numberIn(0, LINK_LATENCY_MS_MAX), 0)
     .option('--mbit <n>', 'bandwidth cap in Mbit/s (0: none); bulk traffic slows down to it', numberIn(0, LINK_MBIT_MAX), 0)
@@ -52,8 +52,8 @@ export function registerLinkCommands(program: Command): void {
   link
     .command('reset')
     .description('reset every connection between two groups of processes now (as a TCP reset would): both ends lose it, and dial again')
-    .argument('<a>', 'one side, e.g. host-a1', nameList)
-    .argument('<b>', 'the other side, e.g. witness or site-c', nameList)
+    .addArgument(sideA())
+    .addArgument(sideB())
     .addOption(dirOption())
     .option('--json', 'print the two sides as JSON')
     .action(async (a: string[], b: string[], o: { dir: string; json?: boolean }) => {

@@ -1,5 +1,5 @@
 /** Options and output helpers every `hvlab` command shares. */
-import { InvalidArgumentError, Option } from 'commander'
+import { Argument, InvalidArgumentError, Option } from 'commander'
 import { DEFAULT_LAB_DIR } from '../../shared/lab-layout.js'
 import { currentIo } from './cli-io.js'
 
@@ -37,3 +37,11 @@ export const intIn = boundedNumber('an integer', Number.isInteger)
 
 /** Parses a number within bounds (fractions allowed). */
 export const numberIn = boundedNumber('a number', Number.isFinite)
+
+/** The sides of a partition, a link or a reset: process or site names, comma-separated (optional where a shape may stand instead). */
+export const sideA = (optional = false): Argument =>
+  new Argument(optional ? '[a]' : '<a>', 'one side: processes or sites, comma-separated, e.g. site-a or host-a1,host-a2').argParser(
+    nameList,
+  )
+export const sideB = (optional = false): Argument =>
+  new Argument(optional ? '[b]' : '<b>', 'the other side, e.g. site-b or witness').argParser(nameList)

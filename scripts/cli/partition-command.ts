@@ -6,7 +6,7 @@
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, nameList, printResult } from './options.js'
+import { dirOption, intIn, printResult, sideA, sideB } from './options.js'
 
 interface PartitionOptions {
   dir: string
@@ -30,8 +30,8 @@ export function registerPartition(program: Command): void {
     .description(
       'cut the network between two groups of processes (names or sites, comma-separated): both ways (their connections are cut at once), or --one-way; or over every process in a shape: --isolate NAME, --halves, --bridge, --ring',
     )
-    .argument('[a]', 'one side, e.g. site-a or host-a1,host-a2', nameList)
-    .argument('[b]', 'the other side, e.g. site-b', nameList)
+    .addArgument(sideA(true))
+    .addArgument(sideB(true))
     .option(
       '--one-way',
       'only what <a> sends <b> is lost: <b> hears nothing from <a> (not even pings) while <a> still hears <b>; open connections live on until a side gives up on them, no new one can be made',

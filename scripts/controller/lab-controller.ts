@@ -27,13 +27,14 @@ import { listenerLimitsOf } from '../../shared/transport/topology-limits.js'
 import type { DetailsOf, EventKind } from '../../shared/timeline/events.js'
 import { readRunningControl, type ControlFile } from './control-file.js'
 import { takeEvent } from './event-intake.js'
-import { checkClockSkew } from './clock-skews.js'
-import { LinkTable, topologyNetwork, type LinkRow, type LinkShaping } from './link-table.js'
+import { LinkTable, topologyNetwork, type LinkRow } from './link-table.js'
 import { partitionShape, type Cut, type PartitionShape } from './partition-shapes.js'
 import { lastLinesOf } from './log-tail.js'
 import type { SignalName } from './signals.js'
 import type { ClockSkew } from '../../shared/skewed-clock.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import { CLOCK_DRIFT_MAX, CLOCK_OFFSET_MS_MAX, checkFaultOption } from '../../shared/fault-limits.js'
+import type { LinkShape } from '../../shared/transport/link-shaper.js'
 import { Timeline, timelineLimits } from './timeline.js'
 import { SWITCH_INFLIGHT_PER_HOST_MAX, VirtualSwitch } from './virtual-switch.js'
 
@@ -398,7 +399,8 @@ export class LabController {
    */
   setClock(name: string, skew: ClockSkew): ClockSkew {
     const r = this.record(name)
-    checkClockSkew(skew)
+    checkFaultOption('--offset-ms', skew.offset_ms, -CLOCK_OFFSET_MS_MAX, CLOCK_OFFSET_MS_MAX)
+    checkFaultOption('--drift', skew.drift, -CLOCK_DRIFT_MAX, CLOCK_DRIFT_MAX)
     if (skew.offset_ms === 0 && skew.drift === 0) this.clockSkews.delete(name)
     else this.clockSkews.set(name, { ...skew })
     void r.link?.send({ t: 'clock-set', ...skew }).catch(() => {})
@@ -482,7 +484,7 @@ export class LabController {
   }
 
   /** Shapes the links from side `a` to side `b`, and back unless `one_way` (replacing their shaping). */
-  setLinks(a: string[], b: string[], shaping: LinkShaping, one_way = false): LinkRow[] {
+  setLinks(a: string[], b: string[], shaping: LinkShape, one_way = false): LinkRow[] {
     const { a: sideA, b: sideB } = this.sides(a, b, 'a link')
     this.links.shape(sideA, sideB, shaping)
     if (!one_way) this.links.shape(sideB, sideA, shaping)
@@ -494,16 +496,15 @@ export class LabController {
   /** Resets every connection between a process of side `a` and one of side `b` now (both ends cut it; they dial again). */
   resetLinks(a: string[], b: string[]): { a: string[]; b: string[] } {
     const p = this.sides(a, b, 'a reset')
-    for (const [side, other] of [
-      [p.a, p.b],
-      [p.b, p.a],
-    ] as const) {
+    const tell = (side: string[], peers: string[]): void => {
       for (const name of side)
         void this.records
           .get(name)
-          ?.link?.send({ t: 'link-reset', peers: other })
+          ?.link?.send({ t: 'link-reset', peers })
           .catch(() => {})
     }
+    tell(p.a, p.b)
+    tell(p.b, p.a)
     this.event('network.reset', p)
     return p
   }

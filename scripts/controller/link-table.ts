@@ -10,41 +10,32 @@
  * between sites): the shaping of every direction that has no fault of its own, and what
  * `clear()` (`hvlab heal`) returns to.
  */
-import { HvlabError } from '../../shared/errors.js'
-import { LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/fault-limits.js'
+import { checkFaultOption, LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../../shared/fault-limits.js'
 import type { linkFaultSchema } from '../../shared/protocol/runtime-messages.js'
 import type { z } from 'zod'
 import { processesOf, type Topology } from '../../shared/topology.js'
+import { isClearShape, LINK_SHAPE_CLEAR, type LinkShape } from '../../shared/transport/link-shaper.js'
 
 export type LinkFaultWire = z.infer<typeof linkFaultSchema>
 
-/** One direction's shaping; all zero: a clear link. */
-export interface LinkShaping {
-  latency_ms: number
-  jitter_ms: number
-  mbit: number
-  loss: number
-}
-
 /** One direction of a link with a fault, as `hvlab link show` lists it. */
-export interface LinkRow extends LinkShaping {
+export interface LinkRow extends LinkShape {
   from: string
   to: string
   /** Nothing sent this way arrives (a one-way partition). */
   cut: boolean
 }
 
-const CLEAR: LinkShaping = { latency_ms: 0, jitter_ms: 0, mbit: 0, loss: 0 }
 const key = (from: string, to: string): string => `${from}>${to}`
 
 export class LinkTable {
   private readonly rows = new Map<string, LinkRow>()
 
   /** `baseline`: the shaping of a direction without a fault of its own (the topology's network). */
-  constructor(private readonly baseline: (from: string, to: string) => LinkShaping = () => CLEAR) {}
+  constructor(private readonly baseline: (from: string, to: string) => LinkShape = () => LINK_SHAPE_CLEAR) {}
 
   /** Shapes every direction from a process of `from` to one of `to` (replacing what it had). */
-  shape(from: readonly string[], to: readonly string[], shaping: LinkShaping): void {
+  shape(from: readonly string[], to: readonly string[], shaping: LinkShape): void {
     checkShaping(shaping)
     for (const [f, t] of pairs(from, to)) this.put({ ...this.row(f, t), ...shaping })
   }
@@ -71,7 +62,7 @@ export class LinkTable {
       const back = this.row(peer, name)
       const { latency_ms, jitter_ms, mbit, loss } = there
       const f = { peer, latency_ms, jitter_ms, mbit, loss, deaf: back.cut, no_new_connections: there.cut || back.cut }
-      if (!isClear(f) || f.deaf || f.no_new_connections) out.push(f)
+      if (!isClearShape(f) || f.deaf || f.no_new_connections) out.push(f)
     }
     return out
   }
@@ -90,26 +81,20 @@ export class LinkTable {
   }
 }
 
-const isClear = (s: LinkShaping): boolean => s.latency_ms === 0 && s.jitter_ms === 0 && s.mbit === 0 && s.loss === 0
-
 /** The topology's network as a baseline: `lan` between two processes of one site, `wan` between sites. */
-export function topologyNetwork(topology: Topology): (from: string, to: string) => LinkShaping {
+export function topologyNetwork(topology: Topology): (from: string, to: string) => LinkShape {
   const site = new Map(processesOf(topology).map((p) => [p.name, p.site]))
   const { lan, wan } = topology.network
-  return (from, to) => (site.get(from) === site.get(to) ? lan : wan) ?? CLEAR
+  return (from, to) => (site.get(from) === site.get(to) ? lan : wan) ?? LINK_SHAPE_CLEAR
 }
 
 function* pairs(from: readonly string[], to: readonly string[]): Generator<[string, string]> {
   for (const f of from) for (const t of to) if (f !== t) yield [f, t]
 }
 
-function checkShaping(s: LinkShaping): void {
-  const bad = (what: string, max: number, v: number): never => {
-    throw new HvlabError('HVLAB_E_USAGE', `${what} must be a number from 0 to ${max}, got ${v}`)
-  }
-  const within = (v: number, max: number): boolean => Number.isFinite(v) && v >= 0 && v <= max
-  if (!within(s.latency_ms, LINK_LATENCY_MS_MAX)) bad('--latency-ms', LINK_LATENCY_MS_MAX, s.latency_ms)
-  if (!within(s.jitter_ms, LINK_LATENCY_MS_MAX)) bad('--jitter-ms', LINK_LATENCY_MS_MAX, s.jitter_ms)
-  if (!within(s.mbit, LINK_MBIT_MAX)) bad('--mbit', LINK_MBIT_MAX, s.mbit)
-  if (!within(s.loss, LINK_LOSS_MAX)) bad('--loss', LINK_LOSS_MAX, s.loss)
+function checkShaping(s: LinkShape): void {
+  checkFaultOption('--latency-ms', s.latency_ms, 0, LINK_LATENCY_MS_MAX)
+  checkFaultOption('--jitter-ms', s.jitter_ms, 0, LINK_LATENCY_MS_MAX)
+  checkFaultOption('--mbit', s.mbit, 0, LINK_MBIT_MAX)
+  checkFaultOption('--loss', s.loss, 0, LINK_LOSS_MAX)
 }
