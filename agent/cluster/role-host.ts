@@ -34,7 +34,7 @@ import { OperatorRequests } from './operator-requests.js'
 import { serveRolePeerRequests } from './role-peer-requests.js'
 import { startRoleMigration } from './role-migration-host.js'
 import { RoleService, type HostRequests } from './role-service.js'
-import { VmAgent, noQuorumGraceMs } from './vm-agent.js'
+import { VmAgent, noQuorumGraceMs, type VmAgentDeps } from './vm-agent.js'
 import { serveVmRemove } from './vm-remove-requests.js'
 
 export {
@@ -54,12 +54,15 @@ export interface RoleHost {
   service: RoleService
 }
 
-export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHost): RoleHost {
+/** What the lab's environment adds to the host's VmAgent (agent/host-lab-env.ts): the disk write journal, unsafe test settings. */
+export type RoleHostOptions = Pick<VmAgentDeps, 'disk_write_journal' | 'unsafe_ignore_quorum_loss'>
+
+export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHost, options: RoleHostOptions = {}): RoleHost {
   const log = p.log.child({ component: 'roles' })
   const m = cluster.membership
   const ask = hostAsker(p)
   const reports = new CoordinatorReports({ name: p.name, clock: p.clock, coordinator: () => m.view().coordinator, ask, log })
-  const agent = newVmAgent(p, cluster, csv, reports)
+  const agent = newVmAgent(p, cluster, csv, reports, options)
   // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
   const clx = new ClxService({
     host: p.name,
@@ -92,7 +95,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
 }
 
 /** The host's VmAgent: runs its VMs on the lease, their disk I/O to an array or a CSV region. */
-function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, reports: CoordinatorReports): VmAgent {
+function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, reports: CoordinatorReports, options: RoleHostOptions): VmAgent {
   const m = cluster.membership
   const c = m.settings()
   const me = p.topology.hosts.find((h) => h.name === p.name)
@@ -114,6 +117,7 @@ function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, report
     writerEpoch: () => m.view().epoch,
     arrayReachable: (array) => p.mesh.connection(array) !== undefined,
     reportFailure: (f) => reports.vmFailed(f),
+    ...options,
   })
 }
 

@@ -11,6 +11,10 @@
  * `roles_stop_bound_ms` minus two checks and some event-loop lag, and the majority waits
  * `roles_free_at_ms` (lease end + skew + roles_stop_bound_ms) before it restarts a
  * removed host's VMs elsewhere, so a VM is still never on two hosts.
+ *
+ * Unless `unsafe_ignore_quorum_loss` (HVLAB_UNSAFE_TEST_ONLY=ignore-quorum-loss, for tests
+ * only): then a host without a lease keeps its VMs running — the broken behaviour a test
+ * uses to prove the soak's ownership checker catches a VM on two hosts.
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
@@ -19,7 +23,7 @@ import { ROLE_REASON_CHARS_MAX, type InventoryVmRecord } from '../../shared/prot
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
-import type { BlockIoPort } from '../vm/vm-disk.js'
+import type { BlockIoPort, DiskWriteSink } from '../vm/vm-disk.js'
 import { nextCheckAt, runHealthCheck, startHealthCheck, type HealthCheckConfig, type HealthCheckState } from './health-check.js'
 import { storageHealth, type StorageHealth } from './vm-storage-health.js'
 
@@ -55,6 +59,10 @@ export interface VmAgentDeps {
   writerEpoch?(): number
   /** This host is connected to `array` now (absent: assumed so). */
   arrayReachable?(array: string): boolean
+  /** Hears of every disk write of every VM here (the host's disk write journal); absent: nobody does. */
+  disk_write_journal?: DiskWriteSink
+  /** UNSAFE, tests only: keep the VMs running after the lease lapsed (a VM may then run on two hosts). */
+  unsafe_ignore_quorum_loss?: boolean
 }
 
 export interface VmOpResult {
@@ -204,6 +212,7 @@ export class VmAgent {
         { host: this.deps.host, array: target.array, volume: target.volume, size_bytes: target.size_bytes, epoch },
         io,
         (kind, details) => this.deps.emitEvent(kind, details),
+        this.deps.disk_write_journal,
       )
     }
     if (current) void vm.detachDisk().then(attach, attach)
@@ -274,6 +283,7 @@ export class VmAgent {
     }
     const without_ms = Math.round(now - this.without_lease_since_ms)
     if (without_ms < this.deps.no_quorum_grace_ms || this.stopped_for_quorum) return
+    if (this.deps.unsafe_ignore_quorum_loss === true) return // deliberately broken (tests only): the VMs run on
     this.stopped_for_quorum = true
     const ran = this.vms.list()
     const names = this.vms.stopAll()

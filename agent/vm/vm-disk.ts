@@ -15,9 +15,13 @@
  * array slows the guest's disk, it does not build a backlog. `pause()` (migration
  * blackout) stops issuing and resolves once nothing is in flight; `detach()` stops for
  * good and waits for in-flight writes.
+ *
+ * A write sink (`journal`, disk-write-journal.ts) hears of each write right before it is
+ * sent and once it has completed (acked, refused or failed), so a checker can hold every
+ * write's outcome against what the arrays hold.
  */
 import type { Clock } from '../../shared/clock.js'
-import { HvlabError, describeError } from '../../shared/errors.js'
+import { HvlabError, describeError, type HvlabCode } from '../../shared/errors.js'
 import { VM_DISK_IOPS_MAX, type VmDiskCountersMessage } from '../../shared/protocol/cluster-messages.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
@@ -80,6 +84,29 @@ export interface BlockIoPort {
 
 export type DiskEventSink = (kind: 'vm.disk-fenced', details: DetailsOf<'vm.disk-fenced'>) => void
 
+/** How a block write ended: acknowledged, refused by the array (nothing written), or failed (in doubt: it may have landed). */
+export type DiskWriteOutcome = 'acked' | 'refused' | 'failed'
+
+/** Where a write goes: the writing host, the array and the volume. */
+export type DiskWritePlace = Pick<VmDiskWriteTarget, 'host' | 'array' | 'volume'>
+
+/**
+ * Told of every block write: `issued` right before it is sent, `completed` once it has
+ * ended, with the error's stable code when it did not succeed (null for an ack or an error
+ * that is not an HvlabError). Neither may throw; disk-write-journal.ts keeps them in a file.
+ */
+export interface DiskWriteSink {
+  issued(r: DiskWriteRecord, to: DiskWritePlace): void
+  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome, code: HvlabCode | null, to: DiskWritePlace): void
+}
+
+/**
+ * The refusals that guarantee nothing was written: a stale epoch (checked before the write)
+ * and a full disk (refused before anything is written). A plain HVLAB_E_REFUSED does not: a
+ * sync remote-copy write failed under fail_wrt_on_err may be on the primary.
+ */
+export const DISK_WRITE_REFUSAL_CODES: readonly HvlabCode[] = ['HVLAB_E_FENCED', 'HVLAB_E_DISK_FULL']
+
 export interface VmDiskOptions {
   vm: string
   target: VmDiskWriteTarget
@@ -94,11 +121,20 @@ export interface VmDiskOptions {
   value?: (seq: number) => number
   seed?: number
   onEvent?: DiskEventSink
+  /** Hears of every write (the host's disk write journal); absent: nobody does. */
+  journal?: DiskWriteSink
 }
 
 /** Is this the array's stale-epoch refusal (array-emulator/fencing.ts: HVLAB_E_FENCED, within HVLAB_E_REFUSED)? */
 export function isStaleEpochRefusal(e: unknown): boolean {
   return HvlabError.has(e, 'HVLAB_E_FENCED')
+}
+
+/** How a write that threw ended: 'refused' for a refusal that wrote nothing, else 'failed' (in doubt); and its stable code. */
+export function failedWriteOutcome(e: unknown): { outcome: 'refused' | 'failed'; code: HvlabCode | null } {
+  if (!(e instanceof HvlabError)) return { outcome: 'failed', code: null }
+  const refused = DISK_WRITE_REFUSAL_CODES.some((c) => HvlabError.has(e, c))
+  return { outcome: refused ? 'refused' : 'failed', code: e.wireCode }
 }
 
 export function checkDiskIops(disk_iops: number): number {
@@ -119,6 +155,7 @@ export class VmDisk {
   private readonly clock: Clock
   private readonly valueOf: (seq: number) => number
   private readonly onEvent: DiskEventSink | undefined
+  private readonly journal: DiskWriteSink | undefined
   private disk_iops_ = 0
   private paused_ = false
   private fenced_ = false
@@ -146,6 +183,7 @@ export class VmDisk {
     this.clock = o.clock
     this.rate_window.start_ms = o.clock.now()
     this.onEvent = o.onEvent
+    this.journal = o.journal
     this.block_size_bytes = o.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT
     if (!Number.isSafeInteger(this.block_size_bytes) || this.block_size_bytes < DISK_RECORD_BLOCK_BYTES_MIN) {
       throw new HvlabError(
@@ -317,6 +355,7 @@ export class VmDisk {
     }
     this.counters_.writes_issued++
     this.last_epoch = epoch
+    this.journal?.issued(record, this.target) // before it is sent: a kill from here on leaves the write on record
     const write = (async () => this.io.write(this.target.array, request, data))().then(
       () => this.acknowledged(record),
       (e: unknown) => this.failed(record, e),
@@ -330,6 +369,7 @@ export class VmDisk {
   }
 
   private acknowledged(r: DiskWriteRecord): void {
+    this.journal?.completed(r, 'acked', null, this.target)
     this.last_write_failed = false
     this.counters_.writes_acked++
     if (this.last_acked_seq === null || r.seq > this.last_acked_seq) this.last_acked_seq = r.seq
@@ -338,6 +378,10 @@ export class VmDisk {
   }
 
   private failed(r: DiskWriteRecord, e: unknown): void {
+    if (this.journal) {
+      const { outcome, code } = failedWriteOutcome(e)
+      this.journal.completed(r, outcome, code, this.target)
+    }
     this.last_write_failed = true
     this.last_error = describeError(e).slice(0, 1024)
     if (!isStaleEpochRefusal(e)) {

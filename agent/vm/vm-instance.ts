@@ -24,7 +24,7 @@ import { GuestMemory } from './guest-memory.js'
 import { prefaultGuestMemory } from './guest-memory-prefault.js'
 import { GuestHang } from './guest-hang.js'
 import { GuestWorkload } from './guest-workload.js'
-import { VmDisk, type BlockIoPort, type DiskEventSink, type VmDiskCounters, type VmDiskWriteTarget } from './vm-disk.js'
+import { VmDisk, type BlockIoPort, type DiskEventSink, type DiskWriteSink, type VmDiskCounters, type VmDiskWriteTarget } from './vm-disk.js'
 
 export const GUEST_HEARTBEAT_INTERVAL_MS = 1000
 export const VMS_PER_HOST_MAX = 256
@@ -140,8 +140,9 @@ export class VmInstance implements MigratableVm {
   /**
    * Attaches the VM's disk (the lead's start path calls this once the storage is writable
    * here): it writes at the load's disk_iops from now on, continuing the write sequence.
+   * `journal` hears of each of its writes (the host's disk write journal).
    */
-  attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink): VmDisk {
+  attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink, journal?: DiskWriteSink): VmDisk {
     if (this.state_ !== 'running')
       throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disk`)
     if (this.disk_)
@@ -159,6 +160,7 @@ export class VmInstance implements MigratableVm {
       value: (seq) => this.diskValue(seq),
       seed: (this.resumes + 1) * 104729,
       ...(onEvent ? { onEvent } : {}),
+      ...(journal ? { journal } : {}),
     })
     if (this.paused_) void disk.pause()
     this.disk_ = disk

@@ -14,6 +14,18 @@ import { CommandLineExit, buildProgram } from './program.js'
 export type { CliIo } from './cli-io.js'
 
 export async function runHvlab(argv: readonly string[], io: CliIo): Promise<number> {
+  return (await runHvlabOutcome(argv, io)).exit
+}
+
+/** How a command line ended: its exit code, and the stable code of the error that ended it (null when none did). */
+export interface CliOutcome {
+  exit: number
+  error_code: string | null
+}
+
+/** runHvlab, also giving the failed command's stable error code (for callers that decide on it, never on its text). */
+export async function runHvlabOutcome(argv: readonly string[], io: CliIo): Promise<CliOutcome> {
+  let error_code: string | null = null
   const { result: failedWith, exitCode } = await withCliRun(io, async (): Promise<number | undefined> => {
     try {
       await buildProgram().parseAsync([...argv], { from: 'user' })
@@ -21,8 +33,9 @@ export async function runHvlab(argv: readonly string[], io: CliIo): Promise<numb
     } catch (e) {
       if (e instanceof CommandLineExit) return e.exitCode
       io.stderr(`hvlab: ${describeError(e)}\n`)
+      error_code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
       return e instanceof HvlabError && e.code === 'HVLAB_E_USAGE' ? 2 : 1
     }
   })
-  return failedWith ?? exitCode
+  return { exit: failedWith ?? exitCode, error_code }
 }

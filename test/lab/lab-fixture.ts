@@ -95,11 +95,11 @@ const CLI_TIMEOUT_MS = 120_000
 /** What `timeout` answers for a command it stopped; an in-process run that times out returns it too. */
 export const CLI_TIMED_OUT = 124
 
-/** Runs the real `hvlab` binary in a new process. */
-export function runCli(args: string[], timeout_ms = CLI_TIMEOUT_MS): Promise<CliResult> {
+/** Runs the real `hvlab` binary in a new process (with `extraEnv` added to this process's environment). */
+export function runCli(args: string[], timeout_ms = CLI_TIMEOUT_MS, extraEnv: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     // The CLI registers its own TypeScript loader; the test runner's must not leak in.
-    const env = { ...process.env, NODE_OPTIONS: '' }
+    const env = { ...process.env, ...extraEnv, NODE_OPTIONS: '' }
     execFile(process.execPath, [HVLAB, ...args], { env, timeout: timeout_ms, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0
       resolve({ code, stdout, stderr })

@@ -151,3 +151,40 @@ t.test('the virtual switch hears where each vm is from the agent (vm-location), 
   ])
   a.stop()
 })
+
+t.test('UNSAFE ignore-quorum-loss: a host past the grace without a lease keeps its vms running; without it they stop', async (t) => {
+  for (const unsafe of [true, false]) {
+    const clock = new ManualClock(0)
+    let lease = true
+    const said: string[] = []
+    const a = testVmAgent({
+      clock,
+      holdsLease: () => lease,
+      emitEvent: (kind) => said.push(kind),
+      announce: (l) => said.push(`${l.at} ${l.vm}`),
+      ...(unsafe ? { unsafe_ignore_quorum_loss: true } : {}),
+    })
+    a.start()
+    t.ok(a.startVm('web1', 512, 1, 3, 'host-b1').ok)
+    t.ok(a.startVm('db1', 512, 2, 3, 'host-b1').ok)
+    lease = false
+    clock.advance(10_000) // far past the 1.5 s grace
+    const running = a.inventory().filter((v) => v.state === 'running')
+    if (unsafe) {
+      t.same(
+        running.map((v) => v.role),
+        ['db1', 'web1'],
+        'with the unsafe setting both vms still run',
+      )
+      t.notOk(said.includes('role.stopped-no-quorum'), 'nothing stopped, nothing said')
+      t.notOk(
+        said.some((s) => s.startsWith('gone')),
+        'the switch is not told they left',
+      )
+    } else {
+      t.same(running, [], 'without it both vms stopped')
+      t.ok(said.includes('role.stopped-no-quorum'))
+    }
+    a.stop()
+  }
+})

@@ -1,0 +1,98 @@
+/**
+ * The guest disk writes of a soak's history, checked: every write the hosts' journals
+ * recorded (issued, then acknowledged, refused or failed; a host killed in between leaves
+ * it in doubt) against what each block holds at the end (its sha256), with the write
+ * checker (write-history.ts): a block must hold its last acknowledged write or one issued
+ * after it. A write is told apart by its record's digest: the block a disk writer writes is
+ * a pure function of (vm, seq, epoch, block, value) (agent/vm/disk-write-record.ts).
+ *
+ * And the arrays' fencing, from the same journals: once an array has acknowledged a VM's
+ * write carrying epoch E, it must refuse that VM's writes with an older epoch issued after
+ * that acknowledgement (a stale owner's).
+ */
+import { createHash } from 'node:crypto'
+import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
+import type { History, RecordOf } from './history.js'
+import { writeProblems, type WriteProblem, type WriteRecord } from './write-history.js'
+
+type Issued = RecordOf<'disk-issued'>
+type Done = RecordOf<'disk-done'>
+
+export interface DiskWrite extends Issued {
+  outcome: Done['outcome'] | 'unknown'
+  done_ms: number | null
+}
+
+export interface VmWriteProblem {
+  vm: string
+  problem: WriteProblem
+}
+
+export interface StaleWrite {
+  vm: string
+  array: string
+  /** The older-epoch write the array took. */
+  stale: DiskWrite
+  /** The newer-epoch write it had acknowledged before that one was issued. */
+  newer: DiskWrite
+}
+
+const writeKey = (w: { vm: string; host: string; epoch: number; seq: number; block: number }): string =>
+  `${w.vm}\u0000${w.host}\u0000${w.epoch}\u0000${w.seq}\u0000${w.block}`
+
+/**
+ * Each issued write with how it ended, in the order issued. A key can repeat (a VM restarted
+ * on the same host in the same epoch starts its seqs again): each completion goes to the
+ * earliest issue of its key not yet completed.
+ */
+export function diskWrites(h: Pick<History, 'disk_issued' | 'disk_done'>): DiskWrite[] {
+  const writes: DiskWrite[] = h.disk_issued.map((w) => ({ ...w, outcome: 'unknown', done_ms: null }))
+  const open = new Map<string, DiskWrite[]>()
+  for (const w of writes) open.set(writeKey(w), [...(open.get(writeKey(w)) ?? []), w])
+  for (const d of h.disk_done) {
+    const w = open.get(writeKey(d))?.shift()
+    if (w) Object.assign(w, { outcome: d.outcome, done_ms: d.at_ms })
+  }
+  return writes.sort((a, b) => a.at_ms - b.at_ms)
+}
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+
+/** The digest of the block a write puts on the disk. */
+export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | 'value'>, block_size_bytes: number): string {
+  return sha256(encodeDiskWrite({ vm: w.vm, seq: w.seq, epoch: w.epoch, block: w.block, value: w.value }, block_size_bytes))
+}
+
+/** The write checker's problems of each VM whose final blocks the history holds. */
+export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'disk_final' | 'meta'>): VmWriteProblem[] {
+  const bs = h.meta.block_size_bytes
+  const zero = sha256(Buffer.alloc(bs))
+  const out: VmWriteProblem[] = []
+  for (const vm of new Set(h.disk_final.map((f) => f.vm))) {
+    const final = new Map(h.disk_final.filter((f) => f.vm === vm).map((f) => [f.block, f.sha256]))
+    const records: WriteRecord[] = writes
+      .filter((w) => w.vm === vm && final.has(w.block))
+      .map((w) => ({ block: w.block, value: writeDigest(w, bs), acked: w.outcome === 'acked' }))
+    for (const problem of writeProblems(records, final, zero)) out.push({ vm, problem })
+  }
+  return out
+}
+
+/** Writes an array took from a stale owner: an older epoch issued after it acknowledged a newer one. */
+export function staleWrites(writes: readonly DiskWrite[]): StaleWrite[] {
+  const newest = new Map<string, DiskWrite>() // vm/array → the newest-epoch acked write, by ack time
+  const acked = writes.filter((w) => w.outcome === 'acked' && w.done_ms !== null)
+  const events = [
+    ...acked.map((w) => ({ at_ms: w.done_ms!, w, kind: 'ack' as const })),
+    ...acked.map((w) => ({ at_ms: w.at_ms, w, kind: 'issue' as const })),
+  ].sort((a, b) => a.at_ms - b.at_ms || (a.kind === 'issue' ? -1 : 1)) // a tie is no proof: issue first
+  const out: StaleWrite[] = []
+  for (const { w, kind } of events) {
+    const key = `${w.vm}\u0000${w.array}`
+    const n = newest.get(key)
+    if (kind === 'issue') {
+      if (n && n.epoch > w.epoch) out.push({ vm: w.vm, array: w.array, stale: w, newer: n })
+    } else if (!n || w.epoch > n.epoch) newest.set(key, w)
+  }
+  return out
+}

@@ -1,0 +1,84 @@
+/**
+ * The disk half of a soak's history: the hosts' disk write journals (every guest write,
+ * issued and then acknowledged, refused or failed; agent/vm/disk-write-journal.ts), and,
+ * once the writers are stopped, the sha256 of every block each VM wrote, read from the
+ * array its disk is on (the copy the VM writes to: the primary of its group).
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DISK_WRITE_JOURNAL_FILE, parseDiskJournalLine } from '../../agent/vm/disk-write-journal.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import { BLOCKS_PER_IO_MAX } from '../../shared/protocol/storage-limits.js'
+import type { Topology } from '../../shared/topology.js'
+import { vmInspectNow } from '../cli/vm-queries.js'
+import type { RecordOf } from './history.js'
+import type { SoakLab } from './soak-lab.js'
+
+type DiskRecord = RecordOf<'disk-issued'> | RecordOf<'disk-done'>
+
+const DIGEST_TIMEOUT_MS = 30_000
+const DRAIN_WAIT_MS = 30_000
+
+/** Every line of every host's journal, as history records; a line that is not whole (cut by a kill) is skipped. */
+export function collectDiskJournals(dir: string, topology: Topology): DiskRecord[] {
+  const out: DiskRecord[] = []
+  for (const h of topology.hosts) {
+    let text = ''
+    try {
+      text = readFileSync(join(labLayout(dir).processData(h.name), DISK_WRITE_JOURNAL_FILE), 'utf8')
+    } catch {
+      continue // a host that never wrote
+    }
+    for (const line of text.split('\n')) {
+      const j = line.length > 0 ? parseDiskJournalLine(line) : null
+      if (j === null) continue
+      if (j.t === 'issued') out.push({ ...j, t: 'disk-issued' })
+      else
+        out.push({
+          t: 'disk-done',
+          vm: j.vm,
+          host: j.host,
+          epoch: j.epoch,
+          seq: j.seq,
+          block: j.block,
+          outcome: j.t,
+          code: j.code,
+          at_ms: j.at_ms,
+        })
+    }
+  }
+  return out
+}
+
+/** Stops each VM's disk writer and waits until none of its writes is in flight. */
+export async function stopDiskWriters(lab: SoakLab, vms: readonly string[]): Promise<void> {
+  for (const vm of vms) await lab.cli('vm', 'load', vm, '--disk-iops', '0')
+  const deadline = Date.now() + DRAIN_WAIT_MS
+  for (const vm of vms) {
+    while (Date.now() < deadline) {
+      const r = await vmInspectNow(lab.control(), vm).catch(() => null)
+      if (!r || !r.disk || r.disk.in_flight === 0) break
+      await new Promise((res) => setTimeout(res, 100))
+    }
+  }
+}
+
+/** The digest of every block each VM wrote, from the array its disk is on now; a VM not running now is skipped (the checker reports it unrecovered). */
+export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal: readonly DiskRecord[]): Promise<RecordOf<'disk-final'>[]> {
+  const out: RecordOf<'disk-final'>[] = []
+  for (const vm of vms) {
+    const disk = (await vmInspectNow(lab.control(), vm).catch(() => null))?.disk
+    const written = journal.filter((j) => j.t === 'disk-issued' && j.vm === vm).map((j) => j.block)
+    if (!disk || written.length === 0) continue
+    const blocks = Math.max(...written) + 1
+    for (let block = 0; block < blocks; block += BLOCKS_PER_IO_MAX) {
+      const count = Math.min(BLOCKS_PER_IO_MAX, blocks - block)
+      const r = await lab
+        .control()
+        .request(disk.array, { t: 'block-digest-request', volume: disk.volume, block, blocks: count }, 'block-digest', DIGEST_TIMEOUT_MS)
+      for (const [i, sha256] of (r.block_sha256 ?? []).entries())
+        out.push({ t: 'disk-final', vm, array: disk.array, volume: disk.volume, block: block + i, sha256 })
+    }
+  }
+  return out
+}

@@ -1,0 +1,81 @@
+/**
+ * The soak runner with real labs (issue 13), through the real binary as `npm run soak` runs it:
+ * - a one-minute soak with a fixed seed passes: faults were injected, the clients were
+ *   answered, guest writes were acknowledged and none was lost, and the report's three
+ *   files are there;
+ * - the checker is itself tested: with the test-only unsafe setting that makes hosts ignore
+ *   the loss of quorum (HVLAB_UNSAFE_TEST_ONLY=ignore-quorum-loss), a short soak of pauses
+ *   must end in a reported double owner, exit 1, and print the seed and the command that
+ *   reproduces it.
+ * Each soak stops its own lab; a test that fails stops it too (`hvlab down`).
+ */
+import t from 'tap'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { SoakReport } from '../../scripts/soak/report-types.js'
+import { runCli, type CliResult } from './lab-fixture.js'
+
+const SOAK_TIMEOUT_MS = 8 * 60_000
+
+interface Teardown {
+  teardown(fn: () => unknown): void
+  passing(): boolean
+  comment(...message: unknown[]): void
+}
+
+function soakDir(t: Teardown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-soak-'))
+  t.teardown(async () => {
+    await runCli(['down', '--dir', join(dir, 'lab')]).catch(() => undefined)
+    if (t.passing()) rmSync(dir, { recursive: true, force: true })
+    else t.comment(`soak data kept in ${dir}`)
+  })
+  return dir
+}
+
+async function soak(dir: string, args: string[], env: Record<string, string> = {}): Promise<{ r: CliResult; report: SoakReport | null }> {
+  const r = await runCli(['soak', 'run', '--dir', dir, ...args], SOAK_TIMEOUT_MS, env)
+  const file = join(dir, 'report.json')
+  return { r, report: existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SoakReport) : null }
+}
+
+t.test('a one-minute seeded soak passes', async (t) => {
+  const dir = soakDir(t)
+  const { r, report } = await soak(dir, ['--minutes', '1', '--seed', '20261206', '--vms', '3'])
+  t.equal(r.code, 0, `exit 0\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`)
+  t.ok(report, 'report.json written')
+  if (!report) return
+  t.equal(report.verdict, 'pass')
+  t.same(report.violations, [])
+  t.ok(report.summary.faults >= 2, `faults injected: ${report.summary.faults}`)
+  t.ok(report.summary.client_replies > 100, `client replies: ${report.summary.client_replies}`)
+  t.ok(report.summary.disk_writes_acked > 100, `acknowledged writes: ${report.summary.disk_writes_acked}`)
+  t.equal(report.summary.acked_writes_lost, 0)
+  t.equal(report.seed, 20261206)
+  t.match(report.reproduce, /npm run soak -- --minutes 1 --seed 20261206/)
+  t.ok(existsSync(join(dir, 'report.md')) && existsSync(join(dir, 'report.html')), 'report.md and report.html written')
+  t.match(r.stdout, /soak \d+:\d\d \/ 1:00 +faults \d+ +violations so far 0/, 'a progress line')
+  const again = await runCli(['soak', 'report', dir, '--json'])
+  t.equal(again.code, 0, 'soak report re-renders from the history')
+  const rerendered = JSON.parse(again.stdout) as SoakReport
+  t.same(rerendered.summary, report.summary, 'the same verdict and figures from the recorded history')
+})
+
+t.test('a host that ignores the loss of quorum is caught as a double owner', async (t) => {
+  const dir = soakDir(t)
+  const { r, report } = await soak(dir, ['--minutes', '0.5', '--seed', '7', '--vms', '4', '--faults', 'pause'], {
+    HVLAB_UNSAFE_TEST_ONLY: 'ignore-quorum-loss',
+  })
+  t.equal(r.code, 1, `exit 1 on a violation\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`)
+  t.ok(report, 'report.json written')
+  if (!report) return
+  t.equal(report.verdict, 'fail')
+  const doubles = report.violations.filter((v) => v.kind === 'double-owner')
+  t.ok(doubles.length > 0, `double owners reported: ${report.violations.map((v) => v.summary).join('; ')}`)
+  t.ok(
+    doubles.every((v) => v.events_around.length > 0),
+    'each with the events around it',
+  )
+  t.match(r.stdout, /FAILED: \d+ violation\(s\); seed 7; reproduce with: npm run soak -- --minutes 0.5 --seed 7 --faults pause --vms 4/)
+})

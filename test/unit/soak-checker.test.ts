@@ -1,0 +1,255 @@
+/**
+ * The soak's checker on hand-made histories: a clean run passes with its figures (the
+ * detection, the RTO the client saw, a migration's blackouts); each broken promise is
+ * reported as its violation — a VM on two hosts, a lost and an invented write, a write
+ * from a stale owner the array took, a VM that never answered again, two memberships at
+ * the end, a crash, a leak — and a history file with a bad line is refused, naming it.
+ */
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { checkHistory } from '../../scripts/soak/checker.js'
+import { writeDigest } from '../../scripts/soak/disk-history.js'
+import { historyOf, readHistory, type History, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
+
+const T0 = 1_800_000_000_000
+const BS = 4096
+const MIB = 1024 * 1024
+
+function meta(): RecordOf<'meta'> {
+  return {
+    t: 'meta',
+    format: 1,
+    seed: 9,
+    minutes: 1,
+    topology: 'two-site.json',
+    faults: ['kill'],
+    vms: ['vm1'],
+    reproduce: 'npm run soak -- --minutes 1 --seed 9',
+    started_ms: T0,
+    recovery_bound_ms: 10_000,
+    block_size_bytes: BS,
+    vm_memory_mib: 64,
+    ping_interval_ms: 100,
+  }
+}
+
+let seq = 0
+const ev = (at: number, source: string, kind: string, details: Record<string, unknown>): RecordOf<'event'> => ({
+  t: 'event',
+  seq: ++seq,
+  at_ms: T0 + at,
+  kind,
+  source,
+  details,
+})
+
+/** vm1 pinged every 100 ms from 0 to `end` s, answering from `host` except within `gaps` ([from, to] in ms). */
+function pings(end_ms: number, host: (at: number) => string, gaps: [number, number][] = []): RecordOf<'ping'>[] {
+  const out: RecordOf<'ping'>[] = []
+  for (let at = 0, s = 1; at <= end_ms; at += 100, s++) {
+    const lost = gaps.some(([a, b]) => at >= a && at < b)
+    out.push({
+      t: 'ping',
+      vm: 'vm1',
+      seq: s,
+      sent_ms: T0 + at,
+      reply_ms: lost ? null : T0 + at + 2,
+      host: lost ? null : host(at),
+      outcome: lost ? 'lost' : 'reply',
+    })
+  }
+  return out
+}
+
+interface Write {
+  host: string
+  epoch: number
+  seq: number
+  block: number
+  at: number
+  outcome: 'acked' | 'failed' | 'refused' | null
+  done_at?: number
+}
+
+function disk(writes: Write[]): HistoryRecord[] {
+  return writes.flatMap((w) => {
+    const issued: RecordOf<'disk-issued'> = {
+      t: 'disk-issued',
+      vm: 'vm1',
+      host: w.host,
+      array: 'array-a',
+      volume: 'vm1-disk0',
+      epoch: w.epoch,
+      seq: w.seq,
+      block: w.block,
+      value: w.seq * 7,
+      at_ms: T0 + w.at,
+    }
+    if (w.outcome === null) return [issued]
+    const done: RecordOf<'disk-done'> = {
+      t: 'disk-done',
+      vm: 'vm1',
+      host: w.host,
+      epoch: w.epoch,
+      seq: w.seq,
+      block: w.block,
+      outcome: w.outcome,
+      code: null,
+      at_ms: T0 + (w.done_at ?? w.at + 5),
+    }
+    return [issued, done]
+  })
+}
+
+const digestOf = (w: Write): string => writeDigest({ vm: 'vm1', seq: w.seq, epoch: w.epoch, block: w.block, value: w.seq * 7 }, BS)
+const final = (block: number, sha256: string): RecordOf<'disk-final'> => ({
+  t: 'disk-final',
+  vm: 'vm1',
+  array: 'array-a',
+  volume: 'vm1-disk0',
+  block,
+  sha256,
+})
+
+const W1: Write = { host: 'host-a1', epoch: 1, seq: 1, block: 0, at: 1000, outcome: 'acked' }
+const W2: Write = { host: 'host-a2', epoch: 2, seq: 0, block: 0, at: 9000, outcome: 'acked' }
+
+/** A clean run: vm1 on host-a1, host-a1 killed at 5 s, vm1 back on host-a2 at 8 s, then a live migration to host-b1 at 15 s. */
+function cleanRecords(): HistoryRecord[] {
+  seq = 0
+  return [
+    meta(),
+    ev(0, 'host-a1', 'vm.started', { vm: 'vm1', op: 1, epoch: 1, by: 'host-a1' }),
+    ev(100, 'host-a1', 'cluster.view-changed', { epoch: 1 }),
+    { t: 'fault', id: 1, kind: 'kill', target: 'host-a1', phase: 'start', at_ms: T0 + 5000, processes: ['host-a1'] },
+    ev(5001, 'lab', 'process.exited', { process: 'host-a1', requested: true }),
+    ev(7500, 'host-a2', 'node.lost', { node: 'host-a1', epoch: 2 }),
+    ev(7600, 'host-a2', 'role.failed-over', { role: 'vm1', from: 'host-a1', to: 'host-a2' }),
+    ev(8000, 'host-a2', 'vm.started', { vm: 'vm1', op: 2, epoch: 2, by: 'host-a2' }),
+    { t: 'fault', id: 1, kind: 'kill', target: 'host-a1', phase: 'heal', at_ms: T0 + 12_000, processes: ['host-a1'] },
+    ev(15_000, 'host-a2', 'vm.migration-started', { vm: 'vm1', to: 'host-b1', mode: 'live', op: 3, migration_id: 'm1' }),
+    ev(15_900, 'host-b1', 'vm.arrived', { vm: 'vm1', op: 3, epoch: 2, from: 'host-a2' }),
+    ev(16_000, 'host-a2', 'vm.migration-ended', { vm: 'vm1', to: 'host-b1', mode: 'live', outcome: 'completed', blackout_ms: 40 }),
+    ev(16_000, 'host-a2', 'vm.departed', { vm: 'vm1', to: 'host-b1' }),
+    ev(20_000, 'host-a2', 'cluster.view-changed', { epoch: 3 }),
+    ev(20_000, 'host-b1', 'cluster.view-changed', { epoch: 3 }),
+    ev(20_000, 'host-a1', 'cluster.view-changed', { epoch: 3 }),
+    ...pings(30_000, (at) => (at < 5000 ? 'host-a1' : at < 15_900 ? 'host-a2' : 'host-b1'), [
+      [4990, 8010],
+      [15_850, 15_950],
+    ]),
+    ...disk([W1, W2]),
+    final(0, digestOf(W2)),
+    { t: 'sample', at_ms: T0 + 1000, process: 'host-a2', role: 'host', rss_bytes: 200 * MIB, fds: 40 },
+    { t: 'end', faults_stopped_ms: T0 + 20_000, ended_ms: T0 + 30_000 },
+  ]
+}
+
+const check = (records: HistoryRecord[]) => checkHistory(historyOf(records, 'test'))
+const kinds = (records: HistoryRecord[]) => check(records).violations.map((v) => v.kind)
+
+t.test('a clean history passes, with its figures', async (t) => {
+  const r = check(cleanRecords())
+  t.same(r.violations, [])
+  t.equal(r.verdict, 'pass')
+  t.equal(r.faults[0]!.detection_ms, 2500, 'node.lost 2.5 s after the kill')
+  t.equal(r.faults[0]!.failovers, 1)
+  t.same(r.faults[0]!.rto_ms_by_vm, [{ vm: 'vm1', rto_ms: 3200 }], 'last reply 4.9 s, next 8.1 s')
+  t.same(
+    r.migrations.map((m) => [m.vm, m.from, m.to, m.ok, m.reported_blackout_ms, m.client_gap_ms]),
+    [['vm1', 'host-a2', 'host-b1', true, 40, 200]],
+  )
+  t.equal(r.summary.disk_writes_acked, 2)
+  t.equal(r.summary.acked_writes_lost, 0)
+  t.same(r.summary.rto, { count: 1, p50_ms: 3200, p99_ms: 3200, max_ms: 3200 })
+  t.same(
+    r.series[0]!.runs.map((x) => x[2]),
+    ['host-a1', 'host-a2', 'host-b1'],
+    'where vm1 ran',
+  )
+})
+
+t.test('a VM on two hosts at once', async (t) => {
+  const records = cleanRecords()
+  // host-a1 comes back from a pause still running vm1 while host-a2 runs it.
+  records.push(ev(9000, 'lab', 'process.signalled', { process: 'host-b2', signal: 'SIGCONT' }))
+  records.push(ev(9000, 'host-b2', 'vm.started', { vm: 'vm1', op: 9, epoch: 1, by: 'host-b2' }))
+  records.push(ev(9400, 'host-b2', 'vm.stopped', { vm: 'vm1', op: 9, reason: 'x' }))
+  const v = check(records).violations
+  t.same(
+    v.map((x) => x.kind),
+    ['double-owner'],
+  )
+  t.match(v[0]!.summary, /vm1 ran on host-a2 and host-b2 at once for 400 ms/)
+  t.ok(v[0]!.events_around.length > 0, 'with the events around it')
+})
+
+t.test('a lost write, and an invented one', async (t) => {
+  const lost = cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))
+  t.same(kinds(lost), ['write-lost'], 'the block holds the older write')
+  const r = check(lost)
+  t.equal(r.summary.acked_writes_lost, 1)
+  t.equal(r.summary.acked_bytes_lost, BS)
+  t.same(kinds(cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, 'f'.repeat(64)) : r))), ['write-invented'])
+  const inDoubt = cleanRecords().filter((r) => !(r.t === 'disk-done' && r.epoch === 2))
+  t.same(kinds(inDoubt.map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))), [], 'W2 never acknowledged: W1 may be there')
+})
+
+t.test("an array that took a stale owner's write", async (t) => {
+  const stale: Write = { host: 'host-a1', epoch: 1, seq: 2, block: 1, at: 9500, outcome: 'acked' }
+  const records = [...cleanRecords(), ...disk([stale]), final(1, digestOf(stale))]
+  const v = check(records).violations
+  t.same(
+    v.map((x) => x.kind),
+    ['stale-write-accepted'],
+  )
+  t.match(v[0]!.summary, /epoch 1, from host-a1.*epoch 2/)
+  const refused = [
+    ...cleanRecords(),
+    ...disk([{ ...stale, outcome: 'refused' }]),
+    final(1, writeDigest({ vm: 'x', seq: 0, epoch: 0, block: 1, value: 0 }, BS)),
+  ]
+  t.same(kinds(refused), ['write-invented'], 'a refused write is no acceptance (and the invented block is still caught)')
+})
+
+t.test('not recovered, two memberships, a crash, a leak', async (t) => {
+  const silent = cleanRecords().filter((r) => !(r.t === 'ping' && r.sent_ms >= T0 + 20_000))
+  t.same(kinds(silent), ['not-recovered'], 'no answer after the faults stopped')
+  const split = [...cleanRecords(), ev(21_000, 'host-b1', 'cluster.view-changed', { epoch: 4 })]
+  t.same(kinds(split), ['split-membership'])
+  const crash = [...cleanRecords(), ev(3000, 'lab', 'process.crashed', { process: 'array-b', code: 1, signal: null, requested: false })]
+  t.same(kinds(crash), ['crash'])
+  const leak: HistoryRecord[] = [
+    ...cleanRecords(),
+    { t: 'sample', at_ms: T0 + 2000, process: 'witness', role: 'witness', rss_bytes: 900 * MIB, fds: 2000 },
+  ]
+  t.same(kinds(leak), ['resource-leak', 'resource-leak'], 'memory and open files')
+  const hostMemory: HistoryRecord[] = [
+    ...cleanRecords(),
+    { t: 'sample', at_ms: T0 + 2000, process: 'host-b1', role: 'host', rss_bytes: 800 * MIB, fds: 40 },
+  ]
+  t.same(kinds(hostMemory), [], "a host's bound includes the VMs' memory")
+})
+
+t.test('a history file is validated line by line', async (t) => {
+  const dir = t.testdir()
+  const good = join(dir, 'good.jsonl')
+  writeFileSync(
+    good,
+    cleanRecords()
+      .map((r) => JSON.stringify(r))
+      .join('\n') + '\n',
+  )
+  const h: History = await readHistory(good)
+  t.equal(h.pings.length, 301)
+  const bad = join(dir, 'bad.jsonl')
+  writeFileSync(bad, [JSON.stringify(meta()), '{"t":"ping","vm":"vm1","seq":-1}'].join('\n'))
+  await t.rejects(readHistory(bad), { code: 'HVLAB_E_USAGE', message: /bad\.jsonl line 2: .*seq/ })
+  const noMeta = join(dir, 'nometa.jsonl')
+  writeFileSync(noMeta, JSON.stringify({ t: 'end', faults_stopped_ms: 1, ended_ms: 2 }) + '\n')
+  await t.rejects(readHistory(noMeta), { code: 'HVLAB_E_USAGE', message: /meta/ })
+  await t.rejects(readHistory(join(dir, 'none.jsonl')), { code: 'HVLAB_E_NOT_FOUND' })
+  writeFileSync(bad, 'not json\n')
+  await t.rejects(readHistory(bad), { message: /line 1: not JSON/ })
+})
