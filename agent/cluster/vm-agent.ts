@@ -21,6 +21,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import { everyTick } from '../../shared/periodic-task.js'
 import { ROLE_REASON_CHARS_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
+import { gatedClock } from '../vm/guest-clock.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 import type { BlockIoPort, DiskWriteSink } from '../vm/vm-disk.js'
@@ -105,8 +106,12 @@ export class VmAgent {
   /** Where each VM's replicated disk is writable now (CLX made it so before the start / in the migration). */
   private readonly disks = new Map<string, VmDiskTarget>()
 
+  /** The clock this host's guests run on: each guest timer checks the lease first (guest-clock.ts). */
+  readonly guestClock: Clock
+
   constructor(private readonly deps: VmAgentDeps) {
-    this.vms = new VmHost(deps.host, deps.memory_mib, deps.clock)
+    this.guestClock = gatedClock(deps.clock, () => this.checkLease(deps.clock.now()))
+    this.vms = new VmHost(deps.host, deps.memory_mib, this.guestClock)
   }
 
   /** Arms the periodic lease and health check. */

@@ -112,7 +112,7 @@ function createService(
     onArrivalEnded: (a) => arrivals.ended(a.migration_id),
     onArrived: (vm, a) => {
       arrivals.ended(a.migration_id)
-      const inst = VmInstance.arrived(vm.name, vm.memory, vm.deviceState(), p.clock)
+      const inst = VmInstance.arrived(vm.name, vm.memory, vm.deviceState(), agent.guestClock)
       agent.adoptVm(inst, a.placement?.op ?? 0, a.placement?.epoch ?? 0, a.source)
       agent.setDisk(vm.name, deps.diskForArrival?.(vm.name) ?? null)
     },

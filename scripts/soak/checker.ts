@@ -21,7 +21,12 @@ import type { EventExcerpt, FaultOutcome, MigrationOutcome, SoakReport, Violatio
 import { resourceViolations, processResources } from './resource-bounds.js'
 import { durationStats } from './stats.js'
 
-/** Two runs of one VM may overlap this long: a woken host's guests run until its VM agent's next lease check (≤ 125 ms). */
+/**
+ * Two runs of one VM may overlap this long. A host woken past its lease stops its VMs in its
+ * first guest timer (agent/vm/guest-clock.ts), but the history sees its run from the
+ * controller's SIGCONT to the host's own stop event: the time the woken process takes to be
+ * scheduled and run that timer (7 ms on an idle machine, more on a busy one).
+ */
 export const DOUBLE_OWNER_TOLERANCE_MS = 150
 /** Events shown either side of a violation. */
 const AROUND_MS = 3_000

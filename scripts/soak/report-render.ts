@@ -211,7 +211,7 @@ function reportBlocks(r: SoakReport): Block[] {
  * format, link, open HTML or split a cell is backslash-escaped; line breaks become `<br>`.
  */
 export function markdownText(text: string): string {
-  return text.replace(/[\\`*_[\]<>|&~$]/g, '\\$&').replace(/\r\n|\r|\n/g, '<br>')
+  return text.replace(/[\\`*_[\]<>&~$]/g, '\\$&').replace(/\r\n|\r|\n/g, '<br>')
 }
 
 /** A code span around `text` (on one line); in a table its `|` is escaped, as GFM reads it there. */
@@ -417,7 +417,7 @@ const TIMELINE_SCRIPT = String.raw`(() => {
   const vms = [...new Set(r.vms.concat(r.series.map((s) => s.vm)))]
   const rowOf = new Map(vms.map((vm, i) => [vm, i]))
   const hosts = [...new Set(r.series.flatMap((s) => s.runs.map((run) => run[2])))].sort()
-  const ganttTop = 64, ganttHeight = Math.max(vms.length, 2) * 28
+  const ganttTop = 84, ganttHeight = Math.max(vms.length, 2) * 28
   const rttTop = ganttTop + ganttHeight + 84, rttHeight = 220, zoomTop = rttTop + rttHeight + 44
   const bar = (share) => (params, api) => {
     const row = api.value(2), from = api.coord([api.value(0), row]), to = api.coord([api.value(1), row])
@@ -436,9 +436,21 @@ const TIMELINE_SCRIPT = String.raw`(() => {
     ({ value: [sec(g.from_ms), sec(g.to_ms), rowOf.get(s.vm)], tip: s.vm + ': no reply for ' + Math.round(g.to_ms - g.from_ms) + ' ms\n' + at(g.from_ms) + ' to ' + at(g.to_ms) }))))
   const violationMarks = { type: 'scatter', name: 'violations', symbol: 'triangle', symbolSize: 12, itemStyle: { color: RED }, z: 5, xAxisIndex: 0, yAxisIndex: 0,
     data: r.violations.filter((v) => rowOf.has(v.vm)).map((v) => ({ value: [sec(v.at_ms), rowOf.get(v.vm)], tip: 'violation: ' + v.kind + '\n' + v.summary })) }
-  const faultAreas = r.faults.map((f) => [{ xAxis: sec(f.start_ms), name: 'fault ' + f.id + ': ' + f.kind + ' ' + f.target + '\n' + at(f.start_ms) + ' to ' +
-    (f.heal_ms === null ? 'the end (not healed)' : at(f.heal_ms)) + '\ndetection: ' + (f.detection_ms === null ? 'none' : Math.round(f.detection_ms) + ' ms') +
-    '\nRTO: ' + (f.rto_ms_by_vm.map((x) => x.vm + ' ' + Math.round(x.rto_ms) + ' ms').join(', ') || 'none') + '\nfailovers: ' + f.failovers }, { xAxis: sec(f.heal_ms === null ? r.ended_ms : f.heal_ms) }])
+  const end = Math.max(sec(r.ended_ms), 1)
+  const element = document.getElementById('timeline')
+  const plotWidth = Math.max((element.clientWidth || 1000) - 170, 200)
+  const faultLabel = (f, from, to, pxPerSecond) => {
+    const full = short('#' + f.id + ' ' + f.kind + ' ' + f.target), width = (to - from) * pxPerSecond
+    const text = width >= full.length * 5.5 + 6 ? full : width >= 8 + 6 * String(f.id).length ? '#' + f.id : ''
+    return { show: text !== '', formatter: () => text }
+  }
+  const faultAreas = (pxPerSecond) => r.faults.map((f) => {
+    const from = sec(f.start_ms), to = sec(f.heal_ms === null ? r.ended_ms : f.heal_ms)
+    const tip = 'fault ' + f.id + ': ' + f.kind + ' ' + f.target + '\n' + at(f.start_ms) + ' to ' + (f.heal_ms === null ? 'the end (not healed)' : at(f.heal_ms)) +
+      '\ndetection: ' + (f.detection_ms === null ? 'none' : Math.round(f.detection_ms) + ' ms') +
+      '\nRTO: ' + (f.rto_ms_by_vm.map((x) => x.vm + ' ' + Math.round(x.rto_ms) + ' ms').join(', ') || 'none') + '\nfailovers: ' + f.failovers
+    return [{ xAxis: from, name: tip, label: faultLabel(f, from, to, pxPerSecond) }, { xAxis: to }]
+  })
   const migrationLines = r.migrations.map((m) => ({ x: sec(m.end_ms), tip: 'migration: ' + m.vm + ' ' + m.from + ' \u2192 ' + m.to + ' (' + m.mode + (m.ok ? ', ok' : ', failed') + ')\n' + at(m.start_ms) +
     ' to ' + at(m.end_ms) + '\nblackout reported: ' + (m.reported_blackout_ms === null ? 'none' : m.reported_blackout_ms + ' ms') + ', client gap: ' + (m.client_gap_ms === null ? 'none' : m.client_gap_ms + ' ms') }))
   const failoverLines = []
@@ -452,20 +464,20 @@ const TIMELINE_SCRIPT = String.raw`(() => {
   }
   const violationLines = r.violations.map((v) => ({ x: sec(v.at_ms), tip: 'violation: ' + v.kind + (v.vm ? ' ' + v.vm : '') + (v.process ? ' ' + v.process : '') + '\n' + v.summary }))
   const phaseLines = [{ x: sec(r.faults_stopped_ms), tip: 'faults stopped' }, { x: sec(r.faults_stopped_ms + r.recovery_bound_ms), tip: 'recovery deadline' }]
-  const lines = (name, grid, items, colour, type) => ({
-    type: 'line', name: name, xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: colour },
-    markLine: { symbol: 'none', animation: false, lineStyle: { color: colour, type: type, width: 1.5 },
-      label: { show: grid === 0 && items.length <= 20, position: 'insideEndTop', fontSize: 10, color: colour, formatter: (p) => short(p.name) },
+  const lines = (name, grid, items, colour, type, labelsUpTo) => ({
+    type: 'line', name: name, xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: colour }, z: 4,
+    markLine: { symbol: 'none', animation: false, lineStyle: { color: colour, type: type, width: 1.2, opacity: 0.85 },
+      label: { show: grid === 0 && items.length <= labelsUpTo, position: 'insideEndTop', fontSize: 10, color: colour, formatter: (p) => short(p.name) },
       data: items.map((l) => ({ xAxis: l.x, name: l.tip })) },
   })
   const marks = (grid) => [
-    { type: 'line', name: 'faults', xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: '#f28e2b' },
-      markArea: { itemStyle: { color: 'rgba(242,142,43,0.15)' }, data: faultAreas,
-        label: { show: grid === 0 && r.faults.length <= 30, position: 'insideTopLeft', fontSize: 10, color: ORANGE, formatter: (p) => short(p.name) } } },
-    lines('migrations', grid, migrationLines, BLUE, 'dashed'),
-    lines('failovers', grid, failoverLines, PURPLE, 'solid'),
-    lines('violations', grid, violationLines, RED, 'solid'),
-    lines('run phases', grid, phaseLines, '#444', 'dotted'),
+    { type: 'line', id: 'faults-' + grid, name: 'faults', xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: '#f28e2b' }, z: 0,
+      markArea: { itemStyle: { color: 'rgba(242,142,43,' + (r.faults.length > 60 ? 0.1 : 0.18) + ')' }, data: faultAreas(plotWidth / end),
+        label: { show: grid === 0, position: 'top', distance: 2, fontSize: 10, color: ORANGE } } },
+    lines('migrations', grid, migrationLines, BLUE, 'dashed', 10),
+    lines('failovers', grid, failoverLines, PURPLE, 'solid', 0),
+    lines('violations', grid, violationLines, RED, 'solid', 10),
+    lines('run phases', grid, phaseLines, '#444', 'dotted', 2),
   ]
   const rttSeries = r.series.map((s) => ({ type: 'scatter', name: s.vm + ' rtt', xAxisIndex: 1, yAxisIndex: 1, symbolSize: 3, large: true, largeThreshold: 2000,
     itemStyle: { color: VM_COLOURS[rowOf.get(s.vm) % VM_COLOURS.length] }, data: s.rtt.map((p) => [sec(p[0]), Math.max(p[1], 0.1)]) }))
@@ -475,9 +487,7 @@ const TIMELINE_SCRIPT = String.raw`(() => {
     if (p.seriesType === 'scatter' && Array.isArray(p.data)) return p.seriesName + ': ' + p.data[1] + ' ms at ' + p.data[0].toFixed(3) + ' s'
     return p.seriesName
   }
-  const end = Math.max(sec(r.ended_ms), 1)
   const xAxis = (grid) => ({ type: 'value', gridIndex: grid, min: 0, max: end, name: grid === 1 ? 'seconds since the start' : '', nameLocation: 'middle', nameGap: 28, axisLabel: { formatter: (v) => v + ' s' } })
-  const element = document.getElementById('timeline')
   element.style.height = zoomTop + 56 + 'px'
   const chart = echarts.init(element)
   chart.setOption({
@@ -499,6 +509,10 @@ const TIMELINE_SCRIPT = String.raw`(() => {
       { type: 'slider', xAxisIndex: [0, 1], filterMode: 'none', top: zoomTop, height: 22, labelFormatter: (v) => Number(v).toFixed(1) + ' s' },
     ],
     series: runSeries.concat([gapSeries, violationMarks], marks(0), marks(1), rttSeries),
+  })
+  chart.on('datazoom', () => {
+    const zoom = chart.getOption().dataZoom[0], shown = Math.max((end * (zoom.end - zoom.start)) / 100, 0.001)
+    chart.setOption({ series: [{ id: 'faults-0', markArea: { data: faultAreas(plotWidth / shown) } }] })
   })
   window.addEventListener('resize', () => chart.resize())
 })()

@@ -12,6 +12,7 @@ import t from 'tap'
 import type { LabClusterStatus } from '../../scripts/controller/lab-controller.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { isHvlabError } from '../../shared/errors.js'
+import { DOUBLE_OWNER_TOLERANCE_MS } from '../../scripts/soak/checker.js'
 import { doubleOwners } from '../../scripts/soak/ownership-history.js'
 import { runCli, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
@@ -21,8 +22,6 @@ const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 const VMS = { web1: ['host-b1', 'host-b2'], db1: ['host-a2', 'host-a1'], app1: ['host-b2', 'host-a2'] } as const
 const WAIT_MS = 60_000
-/** A woken host's guests may run until its VM agent's first check: one check interval, 125 ms. */
-const ZOMBIE_TOLERANCE_MS = 150
 
 interface VmList {
   coordinator: string
@@ -189,9 +188,9 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   )
 
   // 2b. the zombie: db1's owner paused past its lease; db1 restarts elsewhere; the owner wakes
-  // and must stop db1 at its first check (its grace counts from its lease's end, not from
-  // when it woke). The soak's ownership checker reads the timeline: no overlap beyond one
-  // check interval (125 ms) of the woken host. Before the fix it ran db1 for about 400 ms
+  // and must stop db1 in its first guest timer (its grace counts from its lease's end, not from
+  // when it woke; agent/vm/guest-clock.ts). The soak's ownership checker reads the timeline:
+  // no overlap beyond the time a woken process takes to run (DOUBLE_OWNER_TOLERANCE_MS). Before the fix it ran db1 for about 400 ms
   // when its membership tick fired before its VM check (timer order; the sim
   // coordinator-failover.test.ts pins the cause: the lease's end was forgotten).
   const zombie = ownerOf(await vmList(lab), 'db1')!
@@ -213,7 +212,7 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     },
     WAIT_MS,
   )
-  t.same(doubleOwners(await lab.events(), ZOMBIE_TOLERANCE_MS), [], 'the ownership checker finds no vm on two hosts')
+  t.same(doubleOwners(await lab.events(), DOUBLE_OWNER_TOLERANCE_MS), [], 'the ownership checker finds no vm on two hosts')
 
   // 3. cut site-a from site-b: one side keeps quorum and runs ALL vms, the other side runs none
   t.equal((await lab.cli('partition', 'site-a', 'site-b')).code, 0)

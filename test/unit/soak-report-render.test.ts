@@ -223,11 +223,13 @@ t.test('HTML: null statistics and no violations read none', async (t) => {
 interface FakeElement {
   textContent: string
   style: { height?: string }
+  clientWidth?: number
 }
 interface Chart {
   dispose(): void
   getOption(): { series: { name?: string; markArea?: { data: unknown[] } }[]; tooltip: { formatter: (p: unknown) => string }[] }
   renderToSVGString(): string
+  dispatchAction(action: { type: 'dataZoom'; start: number; end: number }): void
 }
 
 /** Runs the page's own script against the real ECharts, drawing server-side into an SVG. */
@@ -235,7 +237,10 @@ function drawTimeline(t: Test, html: string): Chart {
   const echarts = createRequire(import.meta.url)('echarts') as Record<string, unknown> & {
     init(dom: null, theme: null, opts: { renderer: 'svg'; ssr: true; width: number; height: number }): Chart
   }
-  const elements: Record<string, FakeElement> = { 'soak-data': { textContent: '', style: {} }, timeline: { textContent: '', style: {} } }
+  const elements: Record<string, FakeElement> = {
+    'soak-data': { textContent: '', style: {} },
+    timeline: { textContent: '', style: {}, clientWidth: 1200 },
+  }
   const all = scripts(html)
   elements['soak-data']!.textContent = all[0]!.text
   let chart: Chart | undefined
@@ -255,7 +260,18 @@ function drawTimeline(t: Test, html: string): Chart {
 t.test('HTML: the page script draws faults, runs, gaps, migrations and violations with ECharts', async (t) => {
   const chart = drawTimeline(t, reportHtml(sampleReport()))
   const svg = chart.renderToSVGString()
-  for (const text of ['vm-1', 'vm-2', 'fault 1: kill host-a1', 'fault 2: partition site-a | s', 'host-b2', 'client gaps', 'vm-1 rtt'])
+  for (const text of [
+    'vm-1',
+    'vm-2',
+    '#1 kill host-a1',
+    '#2 partition site-a | site-b',
+    'host-b2',
+    'client gaps',
+    'vm-1 rtt',
+    'migration: vm-2 host-a2',
+    'violation: double-owner',
+    'faults stopped',
+  ])
     t.ok(svg.includes(text), `the plot shows ${text}`)
   const option = chart.getOption()
   const faults = option.series.find((s) => s.name === 'faults')
@@ -280,12 +296,12 @@ t.test('HTML: many VMs and faults, or none at all, still draw', async (t) => {
     heal_ms: T0 + i * 200 + 150,
   }))
   const series = vms.map((vm) => ({ ...r.series[0]!, vm }))
-  t.ok(
-    drawTimeline(t, reportHtml({ ...r, vms, faults, series }))
-      .renderToSVGString()
-      .includes('vm-16'),
-    '16 VMs, 500 faults',
-  )
+  const chart = drawTimeline(t, reportHtml({ ...r, vms, faults, series }))
+  const full = chart.renderToSVGString()
+  t.ok(full.includes('vm-16'), '16 VMs, 500 faults')
+  t.notMatch(full, />#\d+[ <]/, 'no fault labels where bands are a few pixels wide')
+  chart.dispatchAction({ type: 'dataZoom', start: 0, end: 2 })
+  t.match(chart.renderToSVGString(), />#1</, 'zoomed in, the bands are labelled')
   const empty = { ...quietReport(), vms: [], series: [], processes: [] }
   t.ok(drawTimeline(t, reportHtml(empty)).renderToSVGString().startsWith('<svg'), 'nothing at all')
 })

@@ -121,6 +121,22 @@ t.test('a host frozen past its lease (SIGSTOP) stops its vms at its first check 
   c.stop()
 })
 
+t.test("a guest's own timers check the lease first: a woken host's guest takes no step on a lapsed lease", async (t) => {
+  const clock = new ManualClock(0)
+  const until = 2000
+  const events: string[] = []
+  const a = testVmAgent({ clock, holdsLease: (now) => now < until, leaseUntil: () => until, emitEvent: (kind) => events.push(kind) })
+  t.ok(a.startVm('web1', 1024, 1, 3, 'host-b1').ok)
+  // The agent's periodic check is not armed (as if its timer came after the guest's on waking):
+  // only the guest's heartbeat timer fires, and its gate stops the vm once past the grace.
+  clock.advance(1000)
+  const beats = a.inventory()[0]!.guest_heartbeats
+  t.ok(beats >= 1, 'the guest ran while leased')
+  clock.advance(10_000)
+  t.same(a.inventory(), [], "stopped by the guest's own timer")
+  t.ok(events.includes('role.stopped-no-quorum'))
+})
+
 t.test('the virtual switch hears where each vm is from the agent (vm-location), before the timeline does', async (t) => {
   const clock = new ManualClock(0)
   let lease = true
