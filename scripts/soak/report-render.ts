@@ -15,6 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { TIMELINE_SCRIPT } from './report-timeline-script.js'
 import type {
   DurationStats,
   EventExcerpt,
@@ -49,7 +50,7 @@ type Block =
 const pad = (n: number, width = 2): string => String(n).padStart(width, '0')
 
 /** `+HH:MM:SS.mmm` from the run's start to `at_ms` (`-` before it). */
-export function runClock(at_ms: number, started_ms: number): string {
+function runClock(at_ms: number, started_ms: number): string {
   const offset_ms = Math.round(at_ms - started_ms)
   const a = Math.abs(offset_ms)
   const hms = `${pad(Math.floor(a / 3_600_000))}:${pad(Math.floor(a / 60_000) % 60)}:${pad(Math.floor(a / 1000) % 60)}`
@@ -210,8 +211,8 @@ function reportBlocks(r: SoakReport): Block[] {
  * Text that Markdown shows as written, in a table cell too: its punctuation that could
  * format, link, open HTML or split a cell is backslash-escaped; line breaks become `<br>`.
  */
-export function markdownText(text: string): string {
-  return text.replace(/[\\`*_[\]<>&~$]/g, '\\$&').replace(/\r\n|\r|\n/g, '<br>')
+function markdownText(text: string): string {
+  return text.replace(/[\\`*_[\]<>|&~$]/g, '\\$&').replace(/\r\n|\r|\n/g, '<br>')
 }
 
 /** A code span around `text` (on one line); in a table its `|` is escaped, as GFM reads it there. */
@@ -266,7 +267,7 @@ export function reportMarkdown(r: SoakReport): string {
 const HTML_ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
 
 /** Text that HTML shows as written, in element content and in quoted attribute values. */
-export function escapeHtml(text: string): string {
+function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c)
 }
 
@@ -287,8 +288,10 @@ function htmlBlock(b: Block): string {
       return `<h3>${escapeHtml(b.text)}</h3>`
     case 'text':
       return `<p>${escapeHtml(b.text)}</p>`
-    case 'facts':
-      return `<ul class="facts">${b.facts.map(([label, value]) => `<li><b>${escapeHtml(label)}</b>: ${htmlCell(value)}</li>`).join('')}</ul>`
+    case 'facts': {
+      const items = b.facts.map(([label, value]) => `<li><b>${escapeHtml(label)}</b>: ${htmlCell(value)}</li>`)
+      return `<ul class="facts">${items.join('')}</ul>`
+    }
     case 'table':
       return htmlTable(b.table)
   }
@@ -298,7 +301,7 @@ function htmlBlock(b: Block): string {
  * The report as JSON text to put inside a `<script>` element: every `<` is written as
  * `\u003c`, so no string in it can close the element (`</script>`) or open a comment (`<!--`).
  */
-export function jsonForScript(r: SoakReport): string {
+function jsonForScript(r: SoakReport): string {
   return JSON.stringify(r).replace(/</g, '\\u003c')
 }
 
@@ -319,7 +322,10 @@ function echartsBrowserBuild(): string {
   return readFileSync(path, 'utf8')
 }
 
-/** Script text that cannot end its `<script>` element early: `</script` and `<!--` get their `<` as `\x3C` (the same in JS strings, regexes and comments). */
+/**
+ * Script text that cannot end its `<script>` element early: `</script` and `<!--` get their
+ * `<` as `\x3C`, which means the same in JS strings, regexes and comments.
+ */
 const inlineScript = (code: string): string => code.replace(/<(\/script|!--)/gi, '\\x3C$1')
 
 /** Only the page's own scripts run (by hash: no injected element or handler does), and nothing loads from anywhere. */
@@ -394,126 +400,3 @@ export function writeReport(dir: string, r: SoakReport): { json: string; markdow
   writeFileSync(paths.html, html)
   return paths
 }
-
-// ---- The page's own script: the timeline plot ----
-
-/**
- * Runs in the browser, after ECharts: reads the report from #soak-data and draws the
- * timeline into #timeline. The top grid has one row per VM (runs per host, client gaps,
- * violations); the bottom one the clients' round trips; fault bands and event lines are on
- * both, sharing one zoomable x axis in seconds since the run's start. Every text that
- * reaches a tooltip (HTML) goes through `esc`; labels and legends are drawn on the canvas.
- */
-const TIMELINE_SCRIPT = String.raw`(() => {
-  'use strict'
-  const r = JSON.parse(document.getElementById('soak-data').textContent)
-  const RED = '#d62728', ORANGE = '#c45a00', BLUE = '#1f77b4', PURPLE = '#9467bd'
-  const HOST_COLOURS = ['#4e79a7', '#59a14f', '#edc948', '#b07aa1', '#76b7b2', '#f28e2b', '#9c755f', '#bab0ac', '#86bcb6', '#8cd17d', '#499894', '#d4a6c8']
-  const VM_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#31a354']
-  const sec = (ms) => (ms - r.started_ms) / 1000
-  const at = (ms) => sec(ms).toFixed(1) + ' s'
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';')
-  const short = (s) => { const line = String(s).split('\n')[0]; return line.length > 32 ? line.slice(0, 31) + '\u2026' : line }
-  const vms = [...new Set(r.vms.concat(r.series.map((s) => s.vm)))]
-  const rowOf = new Map(vms.map((vm, i) => [vm, i]))
-  const hosts = [...new Set(r.series.flatMap((s) => s.runs.map((run) => run[2])))].sort()
-  const ganttTop = 84, ganttHeight = Math.max(vms.length, 2) * 28
-  const rttTop = ganttTop + ganttHeight + 84, rttHeight = 220, zoomTop = rttTop + rttHeight + 44
-  const bar = (share) => (params, api) => {
-    const row = api.value(2), from = api.coord([api.value(0), row]), to = api.coord([api.value(1), row])
-    const h = api.size([0, 1])[1] * share
-    const rect = { x: from[0], y: from[1] - h / 2, width: Math.max(to[0] - from[0], 2), height: h }
-    const shape = echarts.graphic.clipRectByRect(rect, params.coordSys)
-    return shape && { type: 'rect', shape: shape, style: { fill: api.visual('color') } }
-  }
-  const spans = (name, colour, share, z, items) => ({
-    type: 'custom', name: name, renderItem: bar(share), itemStyle: { color: colour }, encode: { x: [0, 1], y: 2 }, z: z,
-    xAxisIndex: 0, yAxisIndex: 0, data: items,
-  })
-  const runSeries = hosts.map((host, i) => spans(host, HOST_COLOURS[i % HOST_COLOURS.length], 0.6, 2, r.series.flatMap((s) =>
-    s.runs.filter((run) => run[2] === host).map((run) => ({ value: [sec(run[0]), sec(run[1]), rowOf.get(s.vm)], tip: s.vm + ' ran on ' + host + '\n' + at(run[0]) + ' to ' + at(run[1]) })))))
-  const gapSeries = spans('client gaps', RED, 0.3, 3, r.series.flatMap((s) => s.gaps.map((g) =>
-    ({ value: [sec(g.from_ms), sec(g.to_ms), rowOf.get(s.vm)], tip: s.vm + ': no reply for ' + Math.round(g.to_ms - g.from_ms) + ' ms\n' + at(g.from_ms) + ' to ' + at(g.to_ms) }))))
-  const violationMarks = { type: 'scatter', name: 'violations', symbol: 'triangle', symbolSize: 12, itemStyle: { color: RED }, z: 5, xAxisIndex: 0, yAxisIndex: 0,
-    data: r.violations.filter((v) => rowOf.has(v.vm)).map((v) => ({ value: [sec(v.at_ms), rowOf.get(v.vm)], tip: 'violation: ' + v.kind + '\n' + v.summary })) }
-  const end = Math.max(sec(r.ended_ms), 1)
-  const element = document.getElementById('timeline')
-  const plotWidth = Math.max((element.clientWidth || 1000) - 170, 200)
-  const faultLabel = (f, from, to, pxPerSecond) => {
-    const full = short('#' + f.id + ' ' + f.kind + ' ' + f.target), width = (to - from) * pxPerSecond
-    const text = width >= full.length * 5.5 + 6 ? full : width >= 8 + 6 * String(f.id).length ? '#' + f.id : ''
-    return { show: text !== '', formatter: () => text }
-  }
-  const faultAreas = (pxPerSecond) => r.faults.map((f) => {
-    const from = sec(f.start_ms), to = sec(f.heal_ms === null ? r.ended_ms : f.heal_ms)
-    const tip = 'fault ' + f.id + ': ' + f.kind + ' ' + f.target + '\n' + at(f.start_ms) + ' to ' + (f.heal_ms === null ? 'the end (not healed)' : at(f.heal_ms)) +
-      '\ndetection: ' + (f.detection_ms === null ? 'none' : Math.round(f.detection_ms) + ' ms') +
-      '\nRTO: ' + (f.rto_ms_by_vm.map((x) => x.vm + ' ' + Math.round(x.rto_ms) + ' ms').join(', ') || 'none') + '\nfailovers: ' + f.failovers
-    return [{ xAxis: from, name: tip, label: faultLabel(f, from, to, pxPerSecond) }, { xAxis: to }]
-  })
-  const migrationLines = r.migrations.map((m) => ({ x: sec(m.end_ms), tip: 'migration: ' + m.vm + ' ' + m.from + ' \u2192 ' + m.to + ' (' + m.mode + (m.ok ? ', ok' : ', failed') + ')\n' + at(m.start_ms) +
-    ' to ' + at(m.end_ms) + '\nblackout reported: ' + (m.reported_blackout_ms === null ? 'none' : m.reported_blackout_ms + ' ms') + ', client gap: ' + (m.client_gap_ms === null ? 'none' : m.client_gap_ms + ' ms') }))
-  const failoverLines = []
-  for (const s of r.series) {
-    const runs = s.runs.slice().sort((a, b) => a[0] - b[0])
-    for (let i = 1; i < runs.length; i++) {
-      const before = runs[i - 1], run = runs[i]
-      const migrated = r.migrations.some((m) => m.vm === s.vm && m.to === run[2] && run[0] >= m.start_ms - 1000 && run[0] <= m.end_ms + 1000)
-      if (before[2] !== run[2] && !migrated) failoverLines.push({ x: sec(run[0]), tip: 'failover or move: ' + s.vm + ' ' + before[2] + ' \u2192 ' + run[2] + ' at ' + at(run[0]) })
-    }
-  }
-  const violationLines = r.violations.map((v) => ({ x: sec(v.at_ms), tip: 'violation: ' + v.kind + (v.vm ? ' ' + v.vm : '') + (v.process ? ' ' + v.process : '') + '\n' + v.summary }))
-  const phaseLines = [{ x: sec(r.faults_stopped_ms), tip: 'faults stopped' }, { x: sec(r.faults_stopped_ms + r.recovery_bound_ms), tip: 'recovery deadline' }]
-  const lines = (name, grid, items, colour, type, labelsUpTo) => ({
-    type: 'line', name: name, xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: colour }, z: 4,
-    markLine: { symbol: 'none', animation: false, lineStyle: { color: colour, type: type, width: 1.2, opacity: 0.85 },
-      label: { show: grid === 0 && items.length <= labelsUpTo, position: 'insideEndTop', fontSize: 10, color: colour, formatter: (p) => short(p.name) },
-      data: items.map((l) => ({ xAxis: l.x, name: l.tip })) },
-  })
-  const marks = (grid) => [
-    { type: 'line', id: 'faults-' + grid, name: 'faults', xAxisIndex: grid, yAxisIndex: grid, data: [], itemStyle: { color: '#f28e2b' }, z: 0,
-      markArea: { itemStyle: { color: 'rgba(242,142,43,' + (r.faults.length > 60 ? 0.1 : 0.18) + ')' }, data: faultAreas(plotWidth / end),
-        label: { show: grid === 0, position: 'top', distance: 2, fontSize: 10, color: ORANGE } } },
-    lines('migrations', grid, migrationLines, BLUE, 'dashed', 10),
-    lines('failovers', grid, failoverLines, PURPLE, 'solid', 0),
-    lines('violations', grid, violationLines, RED, 'solid', 10),
-    lines('run phases', grid, phaseLines, '#444', 'dotted', 2),
-  ]
-  const rttSeries = r.series.map((s) => ({ type: 'scatter', name: s.vm + ' rtt', xAxisIndex: 1, yAxisIndex: 1, symbolSize: 3, large: true, largeThreshold: 2000,
-    itemStyle: { color: VM_COLOURS[rowOf.get(s.vm) % VM_COLOURS.length] }, data: s.rtt.map((p) => [sec(p[0]), Math.max(p[1], 0.1)]) }))
-  const tipOf = (p) => {
-    if (p.componentType === 'markArea' || p.componentType === 'markLine') return p.name
-    if (p.data && typeof p.data.tip === 'string') return p.data.tip
-    if (p.seriesType === 'scatter' && Array.isArray(p.data)) return p.seriesName + ': ' + p.data[1] + ' ms at ' + p.data[0].toFixed(3) + ' s'
-    return p.seriesName
-  }
-  const xAxis = (grid) => ({ type: 'value', gridIndex: grid, min: 0, max: end, name: grid === 1 ? 'seconds since the start' : '', nameLocation: 'middle', nameGap: 28, axisLabel: { formatter: (v) => v + ' s' } })
-  element.style.height = zoomTop + 56 + 'px'
-  const chart = echarts.init(element)
-  chart.setOption({
-    animation: false,
-    tooltip: { trigger: 'item', confine: true, formatter: (p) => esc(tipOf(p)).replace(/\n/g, '<br>') },
-    toolbox: { right: 10, top: 0, feature: { dataZoom: { yAxisIndex: 'none' }, restore: {}, saveAsImage: {} } },
-    legend: [
-      { type: 'scroll', top: 0, left: 10, right: 120, data: hosts.concat(['client gaps', 'faults', 'migrations', 'failovers', 'violations', 'run phases']) },
-      { type: 'scroll', top: rttTop - 44, left: 10, right: 10, data: r.series.map((s) => s.vm + ' rtt') },
-    ],
-    grid: [{ left: 130, right: 40, top: ganttTop, height: ganttHeight }, { left: 130, right: 40, top: rttTop, height: rttHeight }],
-    xAxis: [xAxis(0), xAxis(1)],
-    yAxis: [
-      { type: 'category', gridIndex: 0, data: vms, inverse: true, axisTick: { show: false }, splitLine: { show: true, lineStyle: { color: '#eee' } }, axisLabel: { width: 120, overflow: 'truncate' } },
-      { type: 'log', gridIndex: 1, name: 'client round trip, ms', nameTextStyle: { align: 'left' } },
-    ],
-    dataZoom: [
-      { type: 'inside', xAxisIndex: [0, 1], filterMode: 'none', zoomOnMouseWheel: 'ctrl', moveOnMouseWheel: false },
-      { type: 'slider', xAxisIndex: [0, 1], filterMode: 'none', top: zoomTop, height: 22, labelFormatter: (v) => Number(v).toFixed(1) + ' s' },
-    ],
-    series: runSeries.concat([gapSeries, violationMarks], marks(0), marks(1), rttSeries),
-  })
-  chart.on('datazoom', () => {
-    const zoom = chart.getOption().dataZoom[0], shown = Math.max((end * (zoom.end - zoom.start)) / 100, 0.001)
-    chart.setOption({ series: [{ id: 'faults-0', markArea: { data: faultAreas(plotWidth / shown) } }] })
-  })
-  window.addEventListener('resize', () => chart.resize())
-})()
-`

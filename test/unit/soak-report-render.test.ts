@@ -223,7 +223,6 @@ t.test('HTML: null statistics and no violations read none', async (t) => {
 interface FakeElement {
   textContent: string
   style: { height?: string }
-  clientWidth?: number
 }
 interface Chart {
   dispose(): void
@@ -239,7 +238,7 @@ function drawTimeline(t: Test, html: string): Chart {
   }
   const elements: Record<string, FakeElement> = {
     'soak-data': { textContent: '', style: {} },
-    timeline: { textContent: '', style: {}, clientWidth: 1200 },
+    timeline: { textContent: '', style: {} },
   }
   const all = scripts(html)
   elements['soak-data']!.textContent = all[0]!.text
