@@ -25,9 +25,10 @@ import { setRefusalLogRate } from './transport/refusal-log.js'
 import { connectionLimitsOf, listenerLimitsOf } from './transport/topology-limits.js'
 import { leaseTimings } from './consensus/lease-timings.js'
 import { tickPhaseOf } from './periodic-task.js'
+import { NoticeOutbox } from './notice-outbox.js'
 
-/** Events kept while the controller is unreachable; the oldest go first. */
-const PENDING_EVENTS_MAX = 1000
+/** Notices (events, VM locations) kept to send again after a reconnect; the oldest go first. */
+const RECENT_NOTICES_MAX = 1000
 
 export interface LabProcessArgs {
   name: string
@@ -63,8 +64,8 @@ export class LabProcess {
   private readonly peerHandlers: ((c: PeerConnection) => void)[] = []
   private readonly statusParts: (() => Record<string, unknown>)[] = []
   private readonly operatorHandlers: ((c: PeerConnection) => void)[] = []
-  /** Events and VM locations for the controller, kept while it is unreachable (in order). */
-  private readonly pendingEvents: ControllerNotice[] = []
+  /** Events and VM locations for the controller, numbered and kept to send again after a reconnect (notice-outbox.ts). */
+  private readonly notices = new NoticeOutbox<ControllerNotice>(RECENT_NOTICES_MAX)
   private registered = false
 
   private constructor(
@@ -164,7 +165,9 @@ export class LabProcess {
     this.notifyController({ t: 'vm-location', ...location })
   }
 
-  private notifyController(notice: ControllerNotice): void {
+  private notifyController(unnumbered: ControllerNotice): void {
+    // Kept whether or not it goes out now: a connection can die with it unread (see register).
+    const notice = this.notices.add(unnumbered)
     const c = this.controllerLink?.current
     if (c && this.registered) {
       c.send(notice).catch((e: unknown) =>
@@ -173,12 +176,7 @@ export class LabProcess {
           `could not send ${notice.t} to the controller`,
         ),
       )
-      return
     }
-    // Not connected to the controller yet (starting, or the controller restarted): keep
-    // the newest and send them, in order, once registered.
-    this.pendingEvents.push(notice)
-    if (this.pendingEvents.length > PENDING_EVENTS_MAX) this.pendingEvents.splice(0, this.pendingEvents.length - PENDING_EVENTS_MAX)
   }
 
   status(): Record<string, unknown> {
@@ -272,7 +270,7 @@ export class LabProcess {
       )
     })
     try {
-      await c.request({
+      const reply = await c.request({
         t: 'register',
         name: this.name,
         role: this.role,
@@ -282,7 +280,9 @@ export class LabProcess {
         httpEndpoint: { host: '127.0.0.1', port: this.statusServer!.port },
       })
       this.registered = true
-      for (const event of this.pendingEvents.splice(0)) void c.send(event).catch(() => {})
+      // What the controller has not taken from this process goes again, in order.
+      const through = reply.message.t === 'registered' ? reply.message.notices_through : 0
+      for (const notice of this.notices.after(through)) void c.send(notice).catch(() => {})
       this.reportPeers()
     } catch (e) {
       this.log.error({ err: describeError(e) }, 'registration with the controller failed')

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { RealClock } from '../../shared/clock.js'
+import { NoticeIntake } from '../../shared/notice-outbox.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { parseLagFigures, type LagFigures } from '../../shared/event-loop-lag.js'
 import { writeDurableJson } from '../../shared/durable-json.js'
@@ -65,6 +66,8 @@ interface ProcessRecord {
   stderrTail: string[]
   /** Its event-loop lag as its GET /status last reported it (refreshed every second while someone reads status). */
   eventLoopLag: LagFigures | null
+  /** The numbered notices taken from it (shared/notice-outbox.ts). */
+  notices: NoticeIntake
 }
 
 export interface ProcessStatus {
@@ -215,6 +218,7 @@ export class LabController {
         expectExit: false,
         stderrTail: [],
         eventLoopLag: null,
+        notices: new NoticeIntake(),
       })
     }
   }
@@ -590,6 +594,7 @@ export class LabController {
           metricsPort: message.httpEndpoint.port,
         })
       }
+      const notices_through = r.notices.register(message.pid)
       this.pushDirectory()
       void c.send({ t: 'partition-set', blocked: this.blockedFor(r.spec.name) }).catch(() => {})
       void c.send({ t: 'link-set', links: this.linkFaultsFor(r.spec.name) }).catch(() => {})
@@ -597,15 +602,18 @@ export class LabController {
       if (skew) void c.send({ t: 'clock-set', ...skew }).catch(() => {})
       // Pings that waited for this host's link go out again.
       if (r.spec.role === 'host') queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
-      return { message: { t: 'ok' } }
+      return { message: { t: 'registered', notices_through } }
     })
     c.onMessage('peers-report', ({ message }) => {
       r.peers = [...message.connected].sort()
     })
     // Checked against its kind's schema first: a bad one is refused and logged, the link kept.
-    c.onMessage('event', ({ message }) => void takeEvent(this.timeline, this.log, c.remoteName, message))
+    c.onMessage('event', ({ message }) => {
+      if (r.notices.fresh(message.n)) takeEvent(this.timeline, this.log, c.remoteName, message)
+    })
     // A host's own announcements of where its VMs are teach the virtual switch (never the timeline).
     c.onMessage('vm-location', ({ message }) => {
+      if (!r.notices.fresh(message.n)) return
       if (r.spec.role === 'host') this.vswitch.located(c.remoteName, message)
       else this.log.warn({ process: c.remoteName, vm: message.vm }, 'a process that is not a host announced a vm location; ignored')
     })

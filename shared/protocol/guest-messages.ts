@@ -53,6 +53,8 @@ export const VM_LOCATION_AT = ['here', 'gone'] as const
  * incarnation (a role's ops only grow, so a lower op is an older incarnation).
  */
 export const vmLocation = defineMessage('vm-location', () => ({
+  /** The process's notice number, as an event's (runtime-messages.ts `registered`). */
+  n: field.uint().optional(),
   vm: field.name(),
   at: z.enum(VM_LOCATION_AT),
   op: field.uint(),

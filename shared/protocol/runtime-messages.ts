@@ -60,6 +60,14 @@ export const register = defineMessage('register', () => ({
   httpEndpoint: endpointSchema,
 }))
 
+/**
+ * Controller → process (reply to register): the last of this process's numbered notices
+ * (events and VM locations, `n`) the controller has taken from it (this pid). The process
+ * sends again every one it still holds after that: a notice written to a connection that
+ * died under it (the controller closed it while the process was paused) is not lost.
+ */
+export const registered = defineMessage('registered', () => ({ notices_through: field.uint() }))
+
 export const directoryEntrySchema = z.strictObject({
   name: field.name(),
   role: roleSchema,
@@ -121,6 +129,8 @@ export type EventDetails = Record<string, z.infer<typeof detailValue>>
  * refuses, without cutting the link, an event that does not fit it.
  */
 export const timelineEvent = defineMessage('event', () => ({
+  /** The process's notice number (rises by one per notice); absent: never sent again. */
+  n: field.uint().optional(),
   at_ms: field.time_ms(),
   kind: z.string().regex(EVENT_KIND_PATTERN),
   source: field.name(),
@@ -145,6 +155,7 @@ export const runtimeMessages = [
   welcome,
   goodbye,
   register,
+  registered,
   directory,
   partitionSet,
   linkSet,

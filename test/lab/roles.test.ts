@@ -17,6 +17,8 @@ import { doubleOwners } from '../../scripts/soak/ownership-history.js'
 import { runCli, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 /** The default vm disk (16 MiB) in 4 KiB blocks: a sync primary's full resync after a crash covers all of them. */
+/** Longer than the controller's dead_after_ms (3 s, shared/transport/peer-connection.ts): it has cut a paused process's link by then. */
+const CONTROLLER_LINK_CUT_WAIT_MS = 4_000
 const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
 
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
@@ -203,6 +205,12 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     },
     WAIT_MS,
   )
+  // Paused past the controller's dead_after_ms (3 s) too, so the controller has cut its link
+  // and the woken host reconnects: its stop must reach the timeline either way. (A busy host
+  // that wakes into its timers writes the stop to the dead connection first; it is sent again
+  // after the reconnect — shared/notice-outbox.ts, whose unit test pins it. An idle host reads
+  // the close first, so this test cannot force that order; a 30-minute soak found it.)
+  await new Promise((r) => setTimeout(r, CONTROLLER_LINK_CUT_WAIT_MS))
   t.equal((await lab.cli('kill', zombie, '--signal', 'CONT')).code, 0)
   await lab.waitFor(
     `${zombie} back in the cluster`,
