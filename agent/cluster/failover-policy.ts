@@ -155,3 +155,15 @@ function hours(ms: number): string {
   const h = ms / HOUR_MS
   return h >= 1 ? `${Math.round(h * 10) / 10} h` : minutes(ms)
 }
+
+/** The cluster's policy with a role's own failover threshold and period (WSFC group properties), where it has them. */
+export function rolePolicy(
+  policy: FailoverPolicy,
+  role: { failover_threshold?: number | null; failover_period_h?: number },
+): FailoverPolicy {
+  return {
+    ...policy,
+    ...(role.failover_threshold != null ? { failovers_max: role.failover_threshold } : {}),
+    ...(role.failover_period_h !== undefined ? { failover_period_ms: role.failover_period_h * HOUR_MS } : {}),
+  }
+}

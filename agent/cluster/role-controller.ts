@@ -35,6 +35,7 @@ import {
   failoversAllowed,
   inFailbackWindow,
   recordDecision,
+  rolePolicy,
   type FailoverPolicy,
   type FailureHistory,
 } from './failover-policy.js'
@@ -1009,8 +1010,9 @@ export class RoleController {
   /** The failover policy's answer to a failure of the role on `node`. */
   private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean }): void {
     const node_count = this.nodes.size
-    const decision = decideOnFailure(e.history, this.config.policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
-    this.setHistory(e, recordDecision(e.history, this.config.policy, decision, this.now_ms))
+    const policy = rolePolicy(this.config.policy, e.role)
+    const decision = decideOnFailure(e.history, policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
+    this.setHistory(e, recordDecision(e.history, policy, decision, this.now_ms))
     this.emit('role.failure', { role: e.role.name, node, reason: why, action: decision.action, policy: decision.reason })
     if (how.vm_present) {
       const after: AfterStop =
@@ -1234,6 +1236,8 @@ function changedSettings(before: VmRole, after: VmRole): string {
         ? 'immediate'
         : `window:${r.failback.window.start_hour}-${r.failback.window.end_hour}`,
     anti_affinity: r.anti_affinity ?? '-',
+    failover_threshold: r.failover_threshold == null ? 'cluster' : String(r.failover_threshold),
+    failover_period_h: r.failover_period_h === undefined ? 'cluster' : String(r.failover_period_h),
   })
   const a = show(before)
   const b = show(after)

@@ -18,8 +18,8 @@ export function roleKey(name: string): string {
 
 /**
  * The database value of a role: its reason is cut to STORED_REASON_CHARS_MAX, and further
- * when the record would not fit otherwise, then its oldest restarts are left out (the
- * failover counters then undercount); throws if even that would not fit (too many owners).
+ * when the record would not fit otherwise, then its oldest restarts, then its oldest
+ * failovers are left out (the failure counters then undercount); throws if even that would not fit (too many owners).
  */
 export function encodeRole(role: VmRole): string {
   let reason_chars = STORED_REASON_CHARS_MAX
@@ -29,6 +29,11 @@ export function encodeRole(role: VmRole): string {
     if (value.length <= CONFIG_VALUE_CHARS_MAX) return value
     if (reason_chars === 0 && kept.failures !== undefined && kept.failures.restarts.length > 0) {
       kept = { ...kept, failures: { ...kept.failures, restarts: kept.failures.restarts.slice(1) } }
+      continue
+    }
+    // A role allowed more failovers than its record holds (vm set --failover-threshold) counts the newest that fit.
+    if (reason_chars === 0 && kept.failures !== undefined && kept.failures.failovers_ms.length > 0) {
+      kept = { ...kept, failures: { ...kept.failures, failovers_ms: kept.failures.failovers_ms.slice(1) } }
       continue
     }
     if (reason_chars === 0) {

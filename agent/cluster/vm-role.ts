@@ -14,6 +14,11 @@
  * the only states in which the VM may exist on a node (and uses that node's memory).
  */
 import { HvlabError } from '../../shared/errors.js'
+import {
+  ROLE_FAILOVER_PERIOD_H_MAX,
+  ROLE_FAILOVER_PERIOD_H_MIN,
+  ROLE_FAILOVER_THRESHOLD_MAX,
+} from '../../shared/protocol/cluster-limits.js'
 import { ROLE_PRIORITIES, type VmRoleRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { FailureHistory } from './failover-policy.js'
 
@@ -97,6 +102,10 @@ export interface VmRole {
   readonly priority?: RolePriority
   /** Its anti-affinity class (WSFC AntiAffinityClassNames); absent or null: none. */
   readonly anti_affinity?: string | null
+  /** WSFC FailoverThreshold: failovers within its period; absent or null: the cluster's policy (nodes − 1). */
+  readonly failover_threshold?: number | null
+  /** WSFC FailoverPeriod, hours; absent: the cluster's policy (6). */
+  readonly failover_period_h?: number
   /** Restarts and failovers within the policy's windows; absent: none (kept in the record for the next coordinator). */
   readonly failures?: FailureHistory
 }
@@ -120,6 +129,9 @@ export interface VmRoleChanges {
   failback?: FailbackSetting
   anti_affinity?: string | null
   memory_mib?: number
+  /** null: back to the cluster's policy. */
+  failover_threshold?: number | null
+  failover_period_h?: number
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -209,7 +221,35 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     'change',
   )
   const { memory_mib, preferred_owners, failback, priority, anti_affinity } = checked
-  return { ...role, memory_mib, preferred_owners, failback, priority: priority ?? DEFAULT_PRIORITY, anti_affinity: anti_affinity ?? null }
+  return {
+    ...role,
+    memory_mib,
+    preferred_owners,
+    failback,
+    priority: priority ?? DEFAULT_PRIORITY,
+    anti_affinity: anti_affinity ?? null,
+    ...failoverLimitsChanged(role, changes),
+  }
+}
+
+/** The role's own failover threshold and period after `changes`, checked (WSFC FailoverThreshold, FailoverPeriod). */
+function failoverLimitsChanged(role: VmRole, changes: VmRoleChanges): Pick<VmRole, 'failover_threshold' | 'failover_period_h'> {
+  const threshold = changes.failover_threshold === undefined ? role.failover_threshold : changes.failover_threshold
+  const period_h = changes.failover_period_h ?? role.failover_period_h
+  const what = `cannot change vm ${role.name}`
+  if (threshold != null && (!Number.isInteger(threshold) || threshold < 0 || threshold > ROLE_FAILOVER_THRESHOLD_MAX))
+    throw usage(`${what}: the failover threshold must be a whole number from 0 to ${ROLE_FAILOVER_THRESHOLD_MAX}, got ${threshold}`)
+  if (
+    period_h !== undefined &&
+    (!Number.isInteger(period_h) || period_h < ROLE_FAILOVER_PERIOD_H_MIN || period_h > ROLE_FAILOVER_PERIOD_H_MAX)
+  )
+    throw usage(
+      `${what}: the failover period must be a whole number of hours from ${ROLE_FAILOVER_PERIOD_H_MIN} to ${ROLE_FAILOVER_PERIOD_H_MAX}, got ${period_h}`,
+    )
+  return {
+    ...(threshold === undefined ? {} : { failover_threshold: threshold }),
+    ...(period_h === undefined ? {} : { failover_period_h: period_h }),
+  }
 }
 
 function checkOwnersAgree(what: string, preferred_owners: readonly string[], possible_owners: readonly string[] | null): void {

@@ -8,7 +8,12 @@
  */
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
-import { ROLE_PRIORITIES } from '../../shared/protocol/cluster-limits.js'
+import {
+  ROLE_FAILOVER_PERIOD_H_MAX,
+  ROLE_FAILOVER_PERIOD_H_MIN,
+  ROLE_FAILOVER_THRESHOLD_MAX,
+  ROLE_PRIORITIES,
+} from '../../shared/protocol/cluster-limits.js'
 import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
@@ -24,6 +29,8 @@ interface VmSetOptions {
   failback?: string
   antiAffinity?: string
   memoryMib?: string
+  failoverThreshold?: string
+  failoverPeriodH?: string
 }
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
@@ -48,6 +55,14 @@ export function registerVmSet(vm: Command): void {
     )
     .option('--anti-affinity <class>', 'its anti-affinity class: roles of one class run on different hosts when possible; "none" clears it')
     .option('--memory-mib <n>', `guest memory, MiB (${MEMORY_MIB_MIN}–${MEMORY_MIB_MAX}); only while the VM is stopped`)
+    .option(
+      '--failover-threshold <n>',
+      `WSFC's FailoverThreshold: failovers allowed within the failover period before the role stays failed (0–${ROLE_FAILOVER_THRESHOLD_MAX}); "default": the cluster's, nodes − 1. The record keeps the newest failovers that fit in it (about 30): a higher threshold counts only those`,
+    )
+    .option(
+      '--failover-period-h <hours>',
+      `WSFC's FailoverPeriod: the window the failovers are counted in, hours (${ROLE_FAILOVER_PERIOD_H_MIN}–${ROLE_FAILOVER_PERIOD_H_MAX}; the cluster's is 6)`,
+    )
     .addOption(dirOption())
     .action(async (name: string, o: VmSetOptions) => {
       const changes = parseChanges(o)
@@ -64,8 +79,12 @@ export function parseChanges(o: Omit<VmSetOptions, 'dir'>): Changes {
   if (o.failback !== undefined) changes.failback = parseFailback(o.failback)
   if (o.antiAffinity !== undefined) changes.anti_affinity = parseClass(o.antiAffinity)
   if (o.memoryMib !== undefined) changes.memory_mib = parseMemory(o.memoryMib)
+  if (o.failoverThreshold !== undefined) changes.failover_threshold = parseThreshold(o.failoverThreshold)
+  if (o.failoverPeriodH !== undefined) changes.failover_period_h = parsePeriodH(o.failoverPeriodH)
   if (Object.keys(changes).length === 0) {
-    throw usage('nothing to change: give at least one of --preferred, --priority, --failback, --anti-affinity, --memory-mib')
+    throw usage(
+      'nothing to change: give at least one of --preferred, --priority, --failback, --anti-affinity, --memory-mib, --failover-threshold, --failover-period-h',
+    )
   }
   return changes
 }
@@ -116,6 +135,23 @@ function parseMemory(v: string): number {
   return n
 }
 
+function parseThreshold(v: string): number | null {
+  if (v === 'default') return null
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > ROLE_FAILOVER_THRESHOLD_MAX)
+    throw usage(`--failover-threshold ${JSON.stringify(v)}: write a whole number from 0 to ${ROLE_FAILOVER_THRESHOLD_MAX}, or default`)
+  return n
+}
+
+function parsePeriodH(v: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n < ROLE_FAILOVER_PERIOD_H_MIN || n > ROLE_FAILOVER_PERIOD_H_MAX)
+    throw usage(
+      `--failover-period-h ${JSON.stringify(v)}: write a whole number of hours from ${ROLE_FAILOVER_PERIOD_H_MIN} to ${ROLE_FAILOVER_PERIOD_H_MAX}`,
+    )
+  return n
+}
+
 function describeChanges(c: Changes): string {
   const parts: string[] = []
   if (c.preferred_owners) parts.push(`preferred ${c.preferred_owners.join(',') || 'none'}`)
@@ -126,6 +162,8 @@ function describeChanges(c: Changes): string {
   }
   if (c.anti_affinity !== undefined) parts.push(`anti-affinity ${c.anti_affinity ?? 'none'}`)
   if (c.memory_mib !== undefined) parts.push(`memory ${c.memory_mib} MiB`)
+  if (c.failover_threshold !== undefined) parts.push(`failover threshold ${c.failover_threshold ?? "the cluster's"}`)
+  if (c.failover_period_h !== undefined) parts.push(`failover period ${c.failover_period_h} h`)
   return parts.join(', ')
 }
 

@@ -40,6 +40,8 @@ export const SOAK_VM_MEMORY_MIB = 64
 export const SOAK_DIRTY_MIB_PER_S = 2
 export const SOAK_DISK_IOPS = 20
 export const SOAK_PING_INTERVAL_MS = 100
+/** Failovers each soak VM may make within an hour before it stays failed (vm set --failover-threshold). */
+export const SOAK_FAILOVER_THRESHOLD = 1000
 const PING_TIMEOUT_MS = 2_000
 /** Every VM must answer again this long after the faults stopped (README: soak). */
 export const RECOVERY_BOUND_MS = 60_000
@@ -99,6 +101,9 @@ async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[
   const hosts = topology.hosts.map((h) => h.name)
   for (const [i, vm] of vms.entries()) {
     await lab.must('vm', 'create', vm, '--memory-mib', String(SOAK_VM_MEMORY_MIB), '--preferred', hosts[i % hosts.length]!)
+    // WSFC's default (nodes − 1 failovers in 6 h) leaves a VM failed after the few failovers a
+    // soak causes in minutes; an administrator testing a cluster raises it, as here.
+    await lab.must('vm', 'set', vm, '--failover-threshold', String(SOAK_FAILOVER_THRESHOLD), '--failover-period-h', '1')
     await lab.must('vm', 'start', vm)
     await lab.must('vm', 'load', vm, '--dirty-mib-s', String(SOAK_DIRTY_MIB_PER_S), '--disk-iops', String(SOAK_DISK_IOPS))
   }

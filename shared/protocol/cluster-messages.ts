@@ -7,7 +7,14 @@
  */
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
-import { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX } from './cluster-limits.js'
+import {
+  GUEST_HANG_MS_MAX,
+  ROLE_FAILOVER_PERIOD_H_MAX,
+  ROLE_FAILOVER_PERIOD_H_MIN,
+  ROLE_FAILOVER_THRESHOLD_MAX,
+  ROLE_PRIORITIES,
+  VM_DISK_IOPS_MAX,
+} from './cluster-limits.js'
 
 export { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX }
 
@@ -280,6 +287,9 @@ export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
 export type VmStorageRequest = z.infer<typeof vmStorageRequestSchema>
 
 /** A VM role as the cluster keeps it (agent/cluster/vm-role.ts). */
+const failoverThreshold = () => z.number().int().min(0).max(ROLE_FAILOVER_THRESHOLD_MAX)
+const failoverPeriodH = () => z.number().int().min(ROLE_FAILOVER_PERIOD_H_MIN).max(ROLE_FAILOVER_PERIOD_H_MAX)
+
 export const vmRoleSchema = z.strictObject({
   name: field.name(),
   memory_mib: field.uint(),
@@ -300,6 +310,10 @@ export const vmRoleSchema = z.strictObject({
   priority: rolePrioritySchema.optional(),
   /** WSFC AntiAffinityClassNames (one class): roles of a class go to different nodes when possible. Absent: none. */
   anti_affinity: field.name().nullable().optional(),
+  /** WSFC FailoverThreshold: failovers allowed within the period. Absent or null: the cluster's (nodes − 1). */
+  failover_threshold: failoverThreshold().nullable().optional(),
+  /** WSFC FailoverPeriod, hours. Absent: the cluster's (6). */
+  failover_period_h: failoverPeriodH().optional(),
   /** Restarts and failovers within the policy's windows (absent in older records: none). */
   failures: failureHistorySchema.optional(),
 })
@@ -391,6 +405,9 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       failback: failbackSchema.optional(),
       anti_affinity: field.name().nullable().optional(),
       memory_mib: field.uint().optional(),
+      /** null: back to the cluster's (nodes − 1). */
+      failover_threshold: failoverThreshold().nullable().optional(),
+      failover_period_h: failoverPeriodH().optional(),
     }),
   }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),

@@ -214,6 +214,43 @@ t.test('failure counters live in the role record: a new coordinator continues th
   t.match(c2.failoverLimits(), { failovers_max: 3, restarts_max: 3 })
 })
 
+t.test("a role's own failover threshold and period (WSFC FailoverThreshold, FailoverPeriod) replace the cluster's", async (t) => {
+  const failoverAfterHostLoss = (l: ReturnType<typeof lab>, host: string) => {
+    const fx = l.setNode(host, 'down')
+    const failure = fx.find((f) => f.kind === 'emit' && f.event.kind === 'role.failure')
+    const [start] = starts(fx)
+    if (start) l.started(start)
+    l.setNode(host, 'up')
+    return failure?.kind === 'emit' ? (failure.event.details as { action?: string; policy?: string }) : undefined
+  }
+  const hosts = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
+  const byDefault = lab()
+  byDefault.running('web1', hosts)
+  const actions = [0, 1, 2, 3].map(() => failoverAfterHostLoss(byDefault, byDefault.c.role('web1')!.owner!))
+  t.match(actions.at(-1), { action: 'fail' }, "the cluster's: 3 failovers (nodes − 1), then it stays failed")
+  const raised = lab()
+  raised.running('web1', hosts)
+  const fx = raised.cmd({ op: 'set', name: 'web1', changes: { failover_threshold: 10, failover_period_h: 1 } })
+  t.match(records(fx).at(-1), { failover_threshold: 10, failover_period_h: 1 }, 'kept in the record')
+  t.ok(kinds(fx).includes('role.settings-changed'))
+  const more = [0, 1, 2, 3, 4].map(() => failoverAfterHostLoss(raised, raised.c.role('web1')!.owner!))
+  t.ok(
+    more.every((d) => d?.action === 'failover'),
+    `five failovers allowed: ${more.map((d) => d?.policy).join('; ')}`,
+  )
+  t.match(more.at(-1), { policy: /failover 5 of 10 within 1 h/ })
+  raised.cmd({ op: 'set', name: 'web1', changes: { failover_threshold: null } })
+  t.equal(raised.c.role('web1')!.failover_threshold, null, "default: back to the cluster's")
+  t.throws(
+    () => raised.cmd({ op: 'set', name: 'web1', changes: { failover_period_h: 0 } }),
+    refusedWith('HVLAB_E_USAGE', /failover period/),
+  )
+  t.throws(
+    () => raised.cmd({ op: 'set', name: 'web1', changes: { failover_threshold: 1001 } }),
+    refusedWith('HVLAB_E_USAGE', /failover threshold/),
+  )
+})
+
 t.test('an operator start clears the counters in the record', async (t) => {
   const l = lab()
   const s = l.running('web1', ['host-a1'])
@@ -238,6 +275,12 @@ t.test('a record with many failures still fits the database: the reason is cut f
   t.ok(kept.restarts.length < 40 && kept.restarts.length > 0, `${kept.restarts.length} restarts kept`)
   t.same(kept.restarts.at(-1), restarts.at(-1), 'the newest are kept')
   t.same(kept.failovers_ms, [1_764_000_000_000])
+  const failovers_ms = Array.from({ length: 200 }, (_, i) => 1_764_000_000_000 + i)
+  const many = encodeRole({ ...base, failover_threshold: 1000, failures: { restarts: [], failovers_ms } })
+  t.ok(many.length <= 1024, 'a role allowed 1000 failovers still fits')
+  const left = decodeRoles({ [roleKey('web1')]: many }).roles[0]!.failures!.failovers_ms
+  t.ok(left.length > 10 && left.length < 200, `the newest ${left.length} failovers kept`)
+  t.equal(left.at(-1), failovers_ms.at(-1))
 })
 
 t.test('a drain survives a coordinator change: its record says draining, and the next coordinator goes on', async (t) => {
