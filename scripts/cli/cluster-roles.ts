@@ -17,6 +17,9 @@ export interface VmFailureCounters {
   /** Restarts on its owner (or last owner) within the restart period. */
   restarts: number
   failovers: number
+  /** Its own failover threshold and period (vm set), when it has them; else the cluster's apply. */
+  failovers_max?: number
+  failover_period_ms?: number
   /** The newest restart or failover, ms since the epoch; null: none in the windows. */
   last_failure_ms: number | null
 }
@@ -38,7 +41,12 @@ export function clusterRoleStatus(list: RoleList, now_ms: number): ClusterRoleSt
     const restarts = (r.failures?.restarts ?? []).filter(
       (x) => x.node === node && (policy === null || x.at_ms > now_ms - policy.restart_period_ms),
     )
-    const failovers = (r.failures?.failovers_ms ?? []).filter((at) => policy === null || at > now_ms - policy.failover_period_ms)
+    const own = {
+      ...(r.failover_threshold != null ? { failovers_max: r.failover_threshold } : {}),
+      ...(r.failover_period_h !== undefined ? { failover_period_ms: r.failover_period_h * 3_600_000 } : {}),
+    }
+    const window_ms = own.failover_period_ms ?? policy?.failover_period_ms
+    const failovers = (r.failures?.failovers_ms ?? []).filter((at) => window_ms === undefined || at > now_ms - window_ms)
     const times = [...(r.failures?.restarts ?? []).map((x) => x.at_ms), ...(r.failures?.failovers_ms ?? [])]
     return {
       name: r.name,
@@ -46,6 +54,7 @@ export function clusterRoleStatus(list: RoleList, now_ms: number): ClusterRoleSt
       owner: r.owner,
       restarts: restarts.length,
       failovers: failovers.length,
+      ...own,
       last_failure_ms: times.length === 0 ? null : Math.max(...times),
     }
   })
@@ -66,7 +75,7 @@ export function formatVmCounters(s: ClusterRoleStatus, now_ms: number): string {
       v.state,
       v.owner ?? '-',
       of(v.restarts, p?.restarts_max, p?.restart_period_ms),
-      of(v.failovers, p?.failovers_max, p?.failover_period_ms),
+      of(v.failovers, v.failovers_max ?? p?.failovers_max, v.failover_period_ms ?? p?.failover_period_ms),
       v.last_failure_ms === null
         ? '-'
         : `${new Date(v.last_failure_ms).toISOString().slice(11, 19)} (${duration(Math.max(0, Math.round(now_ms - v.last_failure_ms)))} ago)`,

@@ -82,6 +82,12 @@ t.test('cluster status: weights, drain status, epochs, and each vm’s counters 
           },
         }),
         record({ name: 'db1' }),
+        record({
+          name: 'soak1',
+          failover_threshold: 1000,
+          failover_period_h: 1,
+          failures: { restarts: [], failovers_ms: [NOW - 2 * HOUR, NOW - 60_000] },
+        }),
       ],
       failover_policy: { restarts_max: 3, restart_period_ms: 15 * 60_000, failovers_max: 3, failover_period_ms: 6 * HOUR },
       drains: [
@@ -96,6 +102,7 @@ t.test('cluster status: weights, drain status, epochs, and each vm’s counters 
     [
       { name: 'web1', restarts: 1, failovers: 1, last_failure_ms: NOW - 30_000 },
       { name: 'db1', restarts: 0, failovers: 0, last_failure_ms: null },
+      { name: 'soak1', failovers: 1, failovers_max: 1000, failover_period_ms: HOUR },
     ],
     'only the owner’s restarts and the failovers inside the windows count',
   )
@@ -108,6 +115,7 @@ t.test('cluster status: weights, drain status, epochs, and each vm’s counters 
   t.match(text, /DYNAMIC 0 on an Up node/)
   t.match(text, /web1 +running +host-b1 +1 of 3 in 15 min +1 of 3 in 6 h +11:59:30 \(30s ago\)/)
   t.match(text, /db1 +running +host-a1 +0 of 3 in 15 min +0 of 3 in 6 h +-/)
+  t.match(text, /soak1 +running +host-a1 +0 of 3 in 15 min +1 of 1000 in 1 h /, "a role's own failover threshold and period")
   const fromDb = formatVmCounters({ ...roles, source: 'database' }, NOW)
   t.match(fromDb, /from the cluster database/)
   const noRoles = formatClusterReport({ hosts: { 'host-a1': status() }, witness: null, refreshed_ms: NOW, roles: null }, NOW)
