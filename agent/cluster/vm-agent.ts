@@ -161,6 +161,7 @@ export class VmAgent {
   /** A VM arrived by live or quick migration and runs here now, as start `op` of `epoch`. */
   adoptVm(vm: VmInstance, op: number, epoch: number, from: string): void {
     this.vms.adopt(vm, op, epoch)
+    this.stopped_for_quorum = false // as for a start: a later lapse must stop it
     this.watches.set(vm.name, {
       health: startHealthCheck(this.deps.health, this.deps.clock.now()),
       beats: vm.guestHeartbeats,
@@ -279,7 +280,9 @@ export class VmAgent {
 
   private checkLease(now: number): void {
     if (this.deps.holdsLease(now)) {
+      // A new lease: the next lapse stops whatever runs here then (VMs started or migrated in since).
       this.without_lease_since_ms = null
+      this.stopped_for_quorum = false
       return
     }
     if (this.without_lease_since_ms === null) {

@@ -6,6 +6,7 @@
 import { doubleOwners, type HistoryEvent } from './ownership-history.js'
 import { DOUBLE_OWNER_TOLERANCE_MS } from './checker.js'
 import type { SoakLab } from './soak-lab.js'
+import { historyRecord } from './history.js'
 
 const EVERY_MS = 5_000
 
@@ -43,9 +44,10 @@ export class SoakProgress {
     await this.lab
       .control()
       .stream(`/v1/events?after=${this.after}`, (e) => {
-        const ev = e as HistoryEvent & { seq: number }
-        this.after = Math.max(this.after, ev.seq)
-        this.events.push(ev)
+        const r = historyRecord.safeParse({ ...(e as object), t: 'event' })
+        if (!r.success || r.data.t !== 'event') return
+        this.after = Math.max(this.after, r.data.seq)
+        this.events.push(r.data)
       })
       .catch(() => undefined)
     const violations =

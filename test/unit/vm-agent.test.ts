@@ -2,6 +2,7 @@ import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { noQuorumGraceMs } from '../../agent/cluster/vm-agent.js'
 import { testVmAgent } from './vm-agent-fixture.js'
+import { VmInstance } from '../../agent/vm/vm-instance.js'
 
 function agent(grace_ms = 1500) {
   const clock = new ManualClock(0)
@@ -135,6 +136,23 @@ t.test("a guest's own timers check the lease first: a woken host's guest takes n
   clock.advance(10_000)
   t.same(a.inventory(), [], "stopped by the guest's own timer")
   t.ok(events.includes('role.stopped-no-quorum'))
+})
+
+t.test('every lapse of the lease stops what runs then, also VMs that arrived by migration after an earlier lapse', async (t) => {
+  const { a, clock, events, setLease } = agent(1500)
+  t.ok(a.startVm('web1', 1024, 1, 3, 'host-b1').ok)
+  setLease(false)
+  clock.advance(2000)
+  t.same(a.inventory(), [], 'the first lapse stops web1')
+  setLease(true)
+  clock.advance(500)
+  // db1 arrives by live migration (no start on this host), then the lease lapses again.
+  a.adoptVm(new VmInstance('db1', 64, clock), 2, 4, 'host-a2')
+  clock.advance(500)
+  setLease(false)
+  clock.advance(2000)
+  t.same(a.inventory(), [], 'the second lapse stops db1 too')
+  t.equal(events.filter((e) => e === 'role.stopped-no-quorum').length, 2, 'one stop per lapse')
 })
 
 t.test('the virtual switch hears where each vm is from the agent (vm-location), before the timeline does', async (t) => {
