@@ -72,7 +72,8 @@ export class BoundedWorkerPool<Task, Result> {
       idleTimeout: idle_timeout_ms,
       // inflight_max already bounds what is submitted; this is the backstop.
       maxQueue: this.inflight_max,
-      execArgv: process.execArgv,
+      // A worker refuses process-wide V8 flags such as --expose-gc (shared/large-buffer-release.ts).
+      execArgv: process.execArgv.filter((arg) => arg !== '--expose-gc'),
     })
   }
 

@@ -14,6 +14,7 @@
  */
 import { RealClock, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
+import { largeBuffersReleased } from '../../shared/large-buffer-release.js'
 import { MachineDriver, type EffectHandlers } from '../../shared/machine/driver.js'
 import { newId } from '../../shared/ids.js'
 import type { Logger } from '../../shared/log.js'
@@ -614,6 +615,7 @@ export class MigrationService {
   runEnded(run: OutgoingRun): void {
     if (this.running.get(run.migration_id) !== run) return // a queued run that was cancelled
     this.running.delete(run.migration_id)
+    largeBuffersReleased() // its copy of the pages it sent
     const next = this.waiting.shift()
     if (next) this.startRun(next.run)
   }
@@ -728,7 +730,10 @@ export class MigrationService {
     run.driver.feed(input)
     const { reply, refusal } = run.call
     if (run.machine.stage === 'aborted' || run.machine.stage === 'running') {
-      if (this.incoming.delete(run.migration_id) && run.machine.stage === 'aborted') this.options.onArrivalEnded?.(run.arrival)
+      if (this.incoming.delete(run.migration_id) && run.machine.stage === 'aborted') {
+        this.options.onArrivalEnded?.(run.arrival)
+        largeBuffersReleased() // the guest memory that was arriving
+      }
     }
     if (refusal) throw refusal
     return reply

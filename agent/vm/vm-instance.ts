@@ -16,6 +16,7 @@
  * than one already seen is refused, so a zombie coordinator cannot start anything.
  */
 import type { Clock } from '../../shared/clock.js'
+import { largeBuffersReleased } from '../../shared/large-buffer-release.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
@@ -347,12 +348,13 @@ export class VmHost {
   release(name: string): void {
     this.vms.get(name)?.vm.release()
     this.vms.delete(name)
+    largeBuffersReleased()
   }
 
   /** Stops and forgets a VM; stopping one that is not here is fine (the stop is what was wanted). */
   stop(name: string): void {
     this.vms.get(name)?.vm.stop()
-    this.vms.delete(name)
+    if (this.vms.delete(name)) largeBuffersReleased()
   }
 
   /** Quorum lost: every VM stops now. Returns the names stopped. */

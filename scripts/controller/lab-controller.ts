@@ -627,6 +627,8 @@ export class LabController {
     if (this.stopping) throw new HvlabError('HVLAB_E_STATE', 'the lab is stopping')
     if (r.state !== 'down') throw new HvlabError('HVLAB_E_STATE', `${name} is already ${r.state}`)
     const args = [
+      // shared/large-buffer-release.ts: a process collects once after it lets go of large buffers.
+      '--expose-gc',
       bundlePath(ROLE_BUNDLE[r.spec.role]),
       '--name',
       name,
