@@ -73,7 +73,7 @@ export function checkHistory(h: History): SoakReport {
       disk_writes_acked: writes.filter((w) => w.outcome === 'acked').length,
       acked_writes_lost: lost,
       acked_bytes_lost: lost * h.meta.block_size_bytes,
-      writes_lost_within_rpo: problems.filter((p) => p.problem.kind === 'lost-within-rpo').length,
+      writes_lost_allowed: problems.filter((p) => p.problem.kind === 'lost-allowed').length,
       violations: violations.length,
       detection: durationStats(faults.flatMap((f) => (f.detection_ms === null ? [] : [f.detection_ms]))),
       rto: durationStats(faults.flatMap((f) => f.rto_ms_by_vm.map((r) => r.rto_ms))),
@@ -130,7 +130,7 @@ function writeViolations(h: History, writes: ReturnType<typeof diskWrites>): Fou
   }))
   const firstIssue = (vm: string, block: number): number => writes.find((w) => w.vm === vm && w.block === block)?.at_ms ?? h.meta.started_ms
   const lost: Found[] = diskProblems(writes, h).flatMap(({ vm, problem: p }) =>
-    p.kind === 'lost-within-rpo'
+    p.kind === 'lost-allowed'
       ? []
       : [
           {

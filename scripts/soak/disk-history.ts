@@ -6,6 +6,11 @@
  * after it. A write is told apart by its record's digest: the block a disk writer writes is
  * a pure function of (vm, seq, epoch, block, value) (agent/vm/disk-write-record.ts).
  *
+ * A synchronous remote-copy group promises no loss only for what both copies had: a write
+ * an array acknowledged while its group's link was down or stopped (until the group was
+ * Synced again) was on one copy only, and a failover to the other may lose it, as 3PAR's
+ * no_fail_wrt_on_err allows. Those are `unprotected`: their loss is reported, not a breach.
+ *
  * And the arrays' fencing, from the same journals: once an array has acknowledged a VM's
  * write carrying epoch E, it must refuse that VM's writes with an older epoch issued after
  * that acknowledgement (a stale owner's).
@@ -64,7 +69,8 @@ export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | '
 }
 
 /** The write checker's problems of each VM whose final blocks the history holds. */
-export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'disk_final' | 'meta'>): VmWriteProblem[] {
+export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'disk_final' | 'meta' | 'events'>): VmWriteProblem[] {
+  const unprotected = outOfSyncWindows(h.events)
   const bs = h.meta.block_size_bytes
   const zero = sha256(Buffer.alloc(bs))
   const out: VmWriteProblem[] = []
@@ -72,7 +78,12 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
     const final = new Map(h.disk_final.filter((f) => f.vm === vm).map((f) => [f.block, f.sha256]))
     const records: WriteRecord[] = writes
       .filter((w) => w.vm === vm && final.has(w.block))
-      .map((w) => ({ block: w.block, value: writeDigest(w, bs), acked: w.outcome === 'acked' }))
+      .map((w) => ({
+        block: w.block,
+        value: writeDigest(w, bs),
+        acked: w.outcome === 'acked',
+        unprotected: w.done_ms !== null && unprotected(w.vm, w.array, w.done_ms),
+      }))
     for (const problem of writeProblems(records, final, zero)) out.push({ vm, problem })
   }
   return out
@@ -95,4 +106,34 @@ export function staleWrites(writes: readonly DiskWrite[]): StaleWrite[] {
     } else if (!n || w.epoch > n.epoch) newest.set(key, w)
   }
   return out
+}
+
+type Event = History['events'][number]
+
+/**
+ * Whether `array` acknowledged a write of `vm` while the VM's group there was out of sync:
+ * from the array's `rc.link-down`, `rc.link-failed` or `rc.stopped` for the group to its
+ * next `rc.synced`. The VM's group is learned from events that name both (clx.*).
+ */
+export function outOfSyncWindows(events: readonly Event[]): (vm: string, array: string, at_ms: number) => boolean {
+  const groupOf = new Map<string, string>()
+  const windows = new Map<string, { from_ms: number; to_ms: number }[]>() // array/group → windows
+  const open = new Map<string, number>()
+  for (const e of [...events].sort((a, b) => a.at_ms - b.at_ms)) {
+    const { vm, group } = e.details
+    if (typeof group !== 'string') continue
+    if (typeof vm === 'string') groupOf.set(vm, group)
+    const key = `${e.source}\u0000${group}`
+    if ((e.kind === 'rc.link-down' || e.kind === 'rc.link-failed' || e.kind === 'rc.stopped') && !open.has(key)) open.set(key, e.at_ms)
+    if (e.kind === 'rc.synced' && open.has(key)) {
+      windows.set(key, [...(windows.get(key) ?? []), { from_ms: open.get(key)!, to_ms: e.at_ms }])
+      open.delete(key)
+    }
+  }
+  for (const [key, from_ms] of open) windows.set(key, [...(windows.get(key) ?? []), { from_ms, to_ms: Infinity }])
+  return (vm, array, at_ms) => {
+    const group = groupOf.get(vm)
+    if (group === undefined) return false
+    return (windows.get(`${array}\u0000${group}`) ?? []).some((w) => at_ms >= w.from_ms && at_ms <= w.to_ms)
+  }
 }

@@ -101,7 +101,7 @@ function summaryTable(s: SoakSummary): Table {
     ['client replies', String(s.client_replies)],
     ['disk writes acknowledged', `${s.disk_writes_acked} of ${s.disk_writes}`],
     ['acknowledged writes lost', `${s.acked_writes_lost} (${s.acked_bytes_lost} bytes)`],
-    ['writes lost within the RPO', String(s.writes_lost_within_rpo)],
+    ['acknowledged writes lost where allowed (RPO, a group out of sync)', String(s.writes_lost_allowed)],
     ['violations', String(s.violations)],
   ]
   return { head: ['measure', 'value'], rows, numeric: [1] }

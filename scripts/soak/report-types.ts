@@ -128,8 +128,11 @@ export interface SoakSummary {
   disk_writes_acked: number
   acked_writes_lost: number
   acked_bytes_lost: number
-  /** Acknowledged writes lost within the promised RPO under asynchronous replication (no violation). */
-  writes_lost_within_rpo: number
+  /**
+   * Acknowledged writes lost where the configuration allows it (no violation): within the
+   * RPO of asynchronous replication, or taken by a synchronous group while its link was down.
+   */
+  writes_lost_allowed: number
   violations: number
   detection: DurationStats | null
   rto: DurationStats | null

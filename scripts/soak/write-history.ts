@@ -5,8 +5,11 @@
  * that were lost and the data that no write put there. A block must hold its last
  * acknowledged write, or a write issued after it that was never acknowledged (in doubt:
  * it may or may not have landed); never an older write, and a block never written holds
- * zeros. Under asynchronous replication a failover may lose what was acknowledged within
- * the promised RPO before it: `rpo` allows that much, and a loss beyond it is a breach.
+ * zeros. Some losses are what the configuration allows, reported and forgiven: under
+ * asynchronous replication a failover may lose what was acknowledged within the promised
+ * RPO before it (`rpo`), and a synchronous remote-copy group that kept taking writes while
+ * its link was down (3PAR's no_fail_wrt_on_err) may lose those if the other side is failed
+ * over to (`unprotected` writes). Any other loss is a breach.
  */
 
 export interface WriteRecord {
@@ -17,6 +20,8 @@ export interface WriteRecord {
   acked: boolean
   /** When it was acknowledged (ms on the history's clock); needed only with `rpo`. */
   acked_ms?: number
+  /** Acknowledged while no copy but one had it (a synchronous group out of sync): its loss is allowed. */
+  unprotected?: boolean
 }
 
 /** What a lost write may be forgiven under asynchronous replication: writes acknowledged within `rpo_ms` before `failover_ms`. */
@@ -30,11 +35,11 @@ export type WriteProblem =
   | { kind: 'lost'; block: number; lost: string; holds: string }
   /** The block holds data that no write to it put there. A violation. */
   | { kind: 'invented'; block: number; holds: string }
-  /** Acknowledged writes lost within the RPO (`rpo`): what asynchronous replication may cost; reported, no violation. */
-  | { kind: 'lost-within-rpo'; block: number; lost: string; holds: string }
+  /** Acknowledged writes whose loss the configuration allows (within the RPO, or unprotected); reported, no violation. */
+  | { kind: 'lost-allowed'; block: number; lost: string; holds: string }
 
 /** The kinds of problem that break a promise. */
-export const isViolation = (p: WriteProblem): boolean => p.kind !== 'lost-within-rpo'
+export const isViolation = (p: WriteProblem): boolean => p.kind !== 'lost-allowed'
 
 /**
  * The problems of each block in `final` (block → the value it holds), in block order.
@@ -71,14 +76,15 @@ function blockProblem(
   if (allowed.has(holds)) {
     // Older than the last acknowledged write: forgiven within the RPO, and reported.
     const older = lastAcked > required && mine.slice(lastAcked).every((w) => w.value !== holds)
-    return older ? { kind: 'lost-within-rpo', block, lost: mine[lastAcked]!.value, holds } : undefined
+    return older ? { kind: 'lost-allowed', block, lost: mine[lastAcked]!.value, holds } : undefined
   }
   if (!mine.some((w) => w.value === holds) && holds !== zero) return { kind: 'invented', block, holds }
   return { kind: 'lost', block, lost: mine[required]!.value, holds }
 }
 
-/** Acknowledged within the RPO before the failover: its loss is what asynchronous replication may cost. */
+/** Its loss is what the configuration may cost: acknowledged unprotected, or within the RPO before the failover. */
 function forgivable(w: WriteRecord, rpo?: RpoAllowance): boolean {
+  if (w.unprotected === true) return true
   return rpo !== undefined && w.acked_ms !== undefined && w.acked_ms > rpo.failover_ms - rpo.rpo_ms
 }
 

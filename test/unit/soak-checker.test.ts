@@ -213,6 +213,20 @@ t.test("an array that took a stale owner's write", async (t) => {
   t.same(kinds(refused), ['write-invented'], 'a refused write is no acceptance (and the invented block is still caught)')
 })
 
+t.test('a write acknowledged while its synchronous group was out of sync may be lost: reported, no violation', async (t) => {
+  const records = cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))
+  // W2 was acknowledged at 9.005 s by array-a while rc-vm1's link was down there (8.5 s to 9.5 s).
+  records.push(ev(100, 'host-a1', 'clx.checked', { vm: 'vm1', group: 'rc-vm1' }))
+  records.push(ev(8500, 'array-a', 'rc.link-down', { group: 'rc-vm1', role: 'primary', pending_sync_writes: 0 }))
+  records.push(ev(9500, 'array-a', 'rc.synced', { group: 'rc-vm1', role: 'primary', cycle: 1 }))
+  const r = check(records)
+  t.same(r.violations, [], 'allowed')
+  t.equal(r.summary.writes_lost_allowed, 1, 'and reported')
+  t.equal(r.summary.acked_writes_lost, 0)
+  const synced = records.filter((x) => !(x.t === 'event' && x.kind === 'rc.link-down'))
+  t.same(kinds(synced), ['write-lost'], 'acknowledged while in sync: a violation')
+})
+
 t.test('not recovered, two memberships, a crash, a leak', async (t) => {
   const silent = cleanRecords().filter((r) => !(r.t === 'ping' && r.sent_ms >= T0 + 20_000))
   t.same(kinds(silent), ['not-recovered'], 'no answer after the faults stopped')

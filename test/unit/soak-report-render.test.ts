@@ -41,7 +41,7 @@ function sampleReport(): SoakReport {
       disk_writes_acked: 498,
       acked_writes_lost: 1,
       acked_bytes_lost: 4096,
-      writes_lost_within_rpo: 0,
+      writes_lost_allowed: 0,
       violations: 1,
       detection: { count: 2, p50_ms: 1500, p99_ms: 2100, max_ms: 2100 },
       rto: { count: 2, p50_ms: 6200.4, p99_ms: 9100, max_ms: 9100 },

@@ -92,8 +92,8 @@ t.test('asynchronous replication: losses within the RPO are reported, not violat
     rpo,
   )
   t.same(problems, [
-    { kind: 'lost-within-rpo', block: 0, lost: 'recent', holds: 'old' },
-    { kind: 'lost-within-rpo', block: 1, lost: 'first', holds: ZERO },
+    { kind: 'lost-allowed', block: 0, lost: 'recent', holds: 'old' },
+    { kind: 'lost-allowed', block: 1, lost: 'first', holds: ZERO },
     { kind: 'lost', block: 2, lost: 'long-ago', holds: ZERO },
   ])
   t.same(
@@ -105,5 +105,20 @@ t.test('asynchronous replication: losses within the RPO are reported, not violat
     writeProblems(writes, final([[0, 'old']]), ZERO),
     [{ kind: 'lost', block: 0, lost: 'recent', holds: 'old' }],
     'without an RPO every loss is a violation',
+  )
+})
+
+t.test('an unprotected write (acknowledged by one copy only) may be lost; the protected one before it may not', async (t) => {
+  const writes: WriteRecord[] = [
+    { block: 0, value: 'synced', acked: true },
+    { block: 0, value: 'one-copy', acked: true, unprotected: true },
+  ]
+  const allowed = writeProblems(writes, final([[0, 'synced']]), ZERO)
+  t.same(allowed, [{ kind: 'lost-allowed', block: 0, lost: 'one-copy', holds: 'synced' }])
+  t.notOk(allowed.some(isViolation))
+  t.same(
+    writeProblems(writes, final([[0, ZERO]]), ZERO),
+    [{ kind: 'lost', block: 0, lost: 'synced', holds: ZERO }],
+    'the synced one must be there',
   )
 })
