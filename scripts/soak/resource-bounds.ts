@@ -4,8 +4,10 @@
  *   VM of the run (all of them may end up on one host); any other process below RSS_BASE_BYTES;
  * - open files: below FDS_MAX;
  * - no steady growth: in a run of at least GROWTH_CHECK_MIN_MS, the largest resident set of
- *   the last quarter is at most twice that of the first quarter plus GROWTH_SLACK_BYTES, and
- *   its open files at most the first quarter's plus GROWTH_FDS_SLACK.
+ *   the last quarter is at most twice that of the first quarter plus GROWTH_SLACK_BYTES (a
+ *   host's also plus twice the memory of every VM of the run: its memory follows the VMs
+ *   the schedule moves onto it, each with a copy of its pages while it migrates), and its
+ *   open files at most the first quarter's plus GROWTH_FDS_SLACK.
  * Also, per process, how often it crashed (`process.crashed`) and how often the schedule
  * killed it (`process.exited` that was asked for).
  */
@@ -54,19 +56,19 @@ export function resourceViolations(h: History): Found[] {
       out.push(leak(name, worst.at_ms, `resident memory ${mib(worst.rss_bytes)} MiB above its bound of ${mib(rssBound)} MiB`))
     const most = samples.reduce((a, b) => (b.fds > a.fds ? b : a))
     if (most.fds > FDS_MAX) out.push(leak(name, most.at_ms, `${most.fds} open files, above ${FDS_MAX}`))
-    out.push(...growth(name, samples))
+    out.push(...growth(name, samples, samples[0]!.role === 'host' ? 2 * vmMemory : 0))
   }
   return out
 }
 
-function growth(name: string, samples: readonly Sample[]): Found[] {
+function growth(name: string, samples: readonly Sample[], load_bytes: number): Found[] {
   const from = samples[0]!.at_ms
   const span = samples.at(-1)!.at_ms - from
   if (span < GROWTH_CHECK_MIN_MS) return []
   const first = samples.filter((s) => s.at_ms <= from + span / 4)
   const last = samples.filter((s) => s.at_ms >= from + (3 * span) / 4)
   const out: Found[] = []
-  if (maxOf(last, 'rss_bytes') > 2 * maxOf(first, 'rss_bytes') + GROWTH_SLACK_BYTES)
+  if (maxOf(last, 'rss_bytes') > 2 * maxOf(first, 'rss_bytes') + GROWTH_SLACK_BYTES + load_bytes)
     out.push(
       leak(name, last[0]!.at_ms, `resident memory grew from ${mib(maxOf(first, 'rss_bytes'))} to ${mib(maxOf(last, 'rss_bytes'))} MiB`),
     )

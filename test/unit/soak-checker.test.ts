@@ -244,6 +244,20 @@ t.test('not recovered, two memberships, a crash, a leak', async (t) => {
     { t: 'sample', at_ms: T0 + 2000, process: 'host-b1', role: 'host', rss_bytes: 800 * MIB, fds: 40 },
   ]
   t.same(kinds(hostMemory), [], "a host's bound includes the VMs' memory")
+  const grow = (process: string, role: string, to_mib: number): HistoryRecord[] => [
+    ...cleanRecords(),
+    ...[0, 1, 2, 3, 4, 5, 6].map((m): HistoryRecord => ({
+      t: 'sample',
+      at_ms: T0 + m * 60_000,
+      process,
+      role,
+      rss_bytes: (m < 6 ? 100 : to_mib) * MIB,
+      fds: 40,
+    })),
+  ]
+  t.same(kinds(grow('witness', 'witness', 400)), ['resource-leak'], 'a witness that grows from 100 to 400 MiB over 6 min leaks')
+  t.same(kinds(grow('host-b1', 'host', 400)), [], 'a host may grow by twice its VMs (guest memory and a migration copy)')
+  t.same(kinds(grow('host-b1', 'host', 500)), ['resource-leak'], 'not beyond')
 })
 
 t.test('a history file is validated line by line', async (t) => {
