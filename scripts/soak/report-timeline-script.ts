@@ -5,8 +5,9 @@
  * both, sharing one zoomable x axis in seconds since the run's start. Every text that
  * reaches a tooltip (HTML) goes through `esc`; labels and legends are drawn on the canvas.
  */
-export const TIMELINE_SCRIPT = String.raw`(() => {
-  'use strict'
+
+/** Colours, text helpers, and the layout every part of the plot shares (rows, sizes, times in seconds). */
+const COLOURS_AND_LAYOUT = String.raw`
   const RED = '#d62728', ORANGE = '#c45a00', BLUE = '#1f77b4', PURPLE = '#9467bd', GREY = '#444'
   const HOST_COLOURS = ['#4e79a7', '#59a14f', '#edc948', '#b07aa1', '#76b7b2', '#f28e2b', '#9c755f', '#bab0ac', '#86bcb6', '#8cd17d']
   const VM_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
@@ -34,7 +35,10 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
       ganttTop, ganttHeight, rttTop, rttHeight, zoomTop: rttTop + rttHeight + 44,
     }
   }
+`
 
+/** The VMs' series: where each ran (a Gantt row per VM, a colour per host), its client's gaps, its round trips. */
+const VM_SERIES = String.raw`
   /** Draws a bar from value 0 to value 1 on row value 2, share of the row high, at least 2 px wide. */
   const bar = (share) => (params, api) => {
     const row = api.value(2), from = api.coord([api.value(0), row]), to = api.coord([api.value(1), row])
@@ -66,6 +70,14 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
    * Each fault's label at pxPerSecond: its kind and target where its band is wide enough, else its id where that
    * fits, else none; and none where it would overlap the label before it.
    */
+  /** The bottom grid: each VM's client round trips (ms, at least 0.1 on the log scale; the tooltip tells the real one). */
+  const rttSeries = (p) => p.r.series.map((s) => ({ type: 'scatter', name: s.vm + ' rtt', xAxisIndex: 1, yAxisIndex: 1, symbolSize: 3,
+    large: true, largeThreshold: 2000, itemStyle: { color: VM_COLOURS[p.rowOf.get(s.vm) % VM_COLOURS.length] },
+    data: s.rtt.map((x) => [p.sec(x[0]), Math.max(x[1], 0.1), x[1]]) }))
+`
+
+/** Faults as bands on both grids, labelled where the zoom leaves room. */
+const FAULT_MARKS = String.raw`
   function faultLabels(p, pxPerSecond) {
     const labels = new Map()
     let free_px = -Infinity
@@ -95,6 +107,10 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
   }
 
   /** A VM starting on another host than its last run's, outside a migration to there: a failover or a move. */
+`
+
+/** Failovers, migrations and violations as lines on both grids, and the series that carry the marks. */
+const EVENT_MARKS = String.raw`
   function failoverLines(p) {
     const lines = []
     for (const s of p.r.series) {
@@ -139,12 +155,10 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
     return [faults, marked('migrations', lines.migrations, BLUE, 'dashed', 10), marked('failovers', lines.failovers, PURPLE, 'solid', 0),
       marked('violations', lines.violations, RED, 'solid', 10), marked('run phases', lines.phases, GREY, 'dotted', 2)]
   }
+`
 
-  /** The bottom grid: each VM's client round trips (ms, at least 0.1 on the log scale; the tooltip tells the real one). */
-  const rttSeries = (p) => p.r.series.map((s) => ({ type: 'scatter', name: s.vm + ' rtt', xAxisIndex: 1, yAxisIndex: 1, symbolSize: 3,
-    large: true, largeThreshold: 2000, itemStyle: { color: VM_COLOURS[p.rowOf.get(s.vm) % VM_COLOURS.length] },
-    data: s.rtt.map((x) => [p.sec(x[0]), Math.max(x[1], 0.1), x[1]]) }))
-
+/** The tooltip and the whole chart option: two grids on one zoomable x axis. */
+const CHART_OPTION = String.raw`
   function tipOf(item) {
     if (item.componentType === 'markArea' || item.componentType === 'markLine') return item.name
     if (item.data && typeof item.data.tip === 'string') return item.data.tip
@@ -175,7 +189,10 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
       series: ganttSeries(p).concat(markSeries(p, lines, 0, pxPerSecond), markSeries(p, lines, 1, pxPerSecond), rttSeries(p)),
     }
   }
+`
 
+/** Reads the report, draws the chart, and relabels the fault bands on zoom and resize. */
+const START = String.raw`
   const element = document.getElementById('timeline')
   const p = layout(JSON.parse(document.getElementById('soak-data').textContent))
   element.style.height = p.zoomTop + 56 + 'px'
@@ -192,5 +209,18 @@ export const TIMELINE_SCRIPT = String.raw`(() => {
     chart.resize()
     relabel()
   })
-})()
 `
+
+/** The page's whole script: the parts above, in one strict-mode function run at once. */
+export const TIMELINE_SCRIPT = [
+  '(() => {',
+  "  'use strict'",
+  COLOURS_AND_LAYOUT,
+  VM_SERIES,
+  FAULT_MARKS,
+  EVENT_MARKS,
+  CHART_OPTION,
+  START,
+  '})()',
+  '',
+].join('\n')
