@@ -7,16 +7,15 @@
  * soak that asked for it would otherwise check writes nobody recorded.
  */
 import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
 import { HvlabError, describeError } from '../shared/errors.js'
 import { HVLAB_DISK_WRITE_JOURNAL, HVLAB_UNSAFE_TEST_ONLY, UNSAFE_SETTING_EFFECTS, type LabEnv } from '../shared/lab-env.js'
 import type { LabProcess } from '../shared/lab-process.js'
 import type { RoleHostOptions } from './cluster/role-host.js'
-import { DISK_WRITE_JOURNAL_FILE, DiskWriteJournal } from './vm/disk-write-journal.js'
+import { DiskWriteJournal } from './vm/disk-write-journal.js'
 
 /** The host's journal file: `<lab>/data/<host>/disk-writes.jsonl`. */
 export function diskWriteJournalPath(p: Pick<LabProcess, 'layout' | 'name'>): string {
-  return join(p.layout.processData(p.name), DISK_WRITE_JOURNAL_FILE)
+  return p.layout.diskWriteJournal(p.name)
 }
 
 /**

@@ -80,6 +80,8 @@ export function labLayout(dir: string) {
     /** A lab process's log (pino), rotated: `logs/<name>.<n>.log`. */
     processLog: (name: string) => rotatedFile(logs, name, '.log'),
     processData: (name: string) => join(root, 'data', name),
+    /** A host's journal of its VMs' disk writes (HVLAB_DISK_WRITE_JOURNAL=1; agent/vm/disk-write-journal.ts). */
+    diskWriteJournal: (host: string) => join(root, 'data', host, 'disk-writes.jsonl'),
     /** Every log file of the lab now on disk, rotated ones included. */
     logFiles: () => logFilesIn(logs),
   }

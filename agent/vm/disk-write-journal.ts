@@ -27,8 +27,6 @@ import { field } from '../../shared/protocol/define.js'
 import type { DiskWriteRecord } from './disk-write-record.js'
 import type { DiskWriteOutcome, DiskWritePlace, DiskWriteSink } from './vm-disk.js'
 
-/** The journal's file name in the host's data dir. */
-export const DISK_WRITE_JOURNAL_FILE = 'disk-writes.jsonl'
 /** A line longer than this is not one the journal wrote. */
 export const DISK_JOURNAL_LINE_CHARS_MAX = 2048
 const NAME_CHARS_MAX = 128

@@ -19,7 +19,7 @@ import type { History, RecordOf } from './history.js'
 import { doubleOwners, vmRuns, type HistoryEvent } from './ownership-history.js'
 import type { EventExcerpt, FaultOutcome, MigrationOutcome, SoakReport, Violation } from './report-types.js'
 import { resourceViolations, processResources } from './resource-bounds.js'
-import { durationStats } from './stats.js'
+import { durationStats, largest } from './stats.js'
 
 /**
  * Two runs of one VM may overlap this long. A host woken past its lease stops its VMs in its
@@ -100,12 +100,18 @@ export function checkHistory(h: History): SoakReport {
 const gapThreshold = (h: History): number => 3 * h.meta.ping_interval_ms
 
 function lastTime(h: History): number {
-  return Math.max(h.meta.started_ms, ...h.events.map((e) => e.at_ms), ...h.pings.map((p) => p.sent_ms))
+  return largest([...h.events.map((e) => e.at_ms), ...h.pings.map((p) => p.sent_ms)], h.meta.started_ms)
 }
 
 /** When the schedule stopped and healed everything (the end record), else after the last heal. */
 function faultsStopped(h: History): number {
-  return h.end?.faults_stopped_ms ?? Math.max(h.meta.started_ms, ...h.faults.map((f) => f.at_ms))
+  return (
+    h.end?.faults_stopped_ms ??
+    largest(
+      h.faults.map((f) => f.at_ms),
+      h.meta.started_ms,
+    )
+  )
 }
 
 type Found = Omit<Violation, 'events_around'>

@@ -5,13 +5,13 @@
  * array its disk is on (the copy the VM writes to: the primary of its group).
  */
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { DISK_WRITE_JOURNAL_FILE, parseDiskJournalLine } from '../../agent/vm/disk-write-journal.js'
+import { parseDiskJournalLine } from '../../agent/vm/disk-write-journal.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { BLOCKS_PER_IO_MAX } from '../../shared/protocol/storage-limits.js'
 import type { Topology } from '../../shared/topology.js'
 import { vmInspectNow } from '../cli/vm-queries.js'
 import type { RecordOf } from './history.js'
+import { largest } from './stats.js'
 import type { SoakLab } from './soak-lab.js'
 
 type DiskRecord = RecordOf<'disk-issued'> | RecordOf<'disk-done'>
@@ -25,7 +25,7 @@ export function collectDiskJournals(dir: string, topology: Topology): DiskRecord
   for (const h of topology.hosts) {
     let text = ''
     try {
-      text = readFileSync(join(labLayout(dir).processData(h.name), DISK_WRITE_JOURNAL_FILE), 'utf8')
+      text = readFileSync(labLayout(dir).diskWriteJournal(h.name), 'utf8')
     } catch {
       continue // a host that never wrote
     }
@@ -68,9 +68,11 @@ export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal:
   const out: RecordOf<'disk-final'>[] = []
   for (const vm of vms) {
     const disk = (await vmInspectNow(lab.control(), vm).catch(() => null))?.disk
-    const written = journal.filter((j) => j.t === 'disk-issued' && j.vm === vm).map((j) => j.block)
-    if (!disk || written.length === 0) continue
-    const blocks = Math.max(...written) + 1
+    const blocks = largest(
+      journal.flatMap((j) => (j.t === 'disk-issued' && j.vm === vm ? [j.block + 1] : [])),
+      0,
+    )
+    if (!disk || blocks === 0) continue
     for (let block = 0; block < blocks; block += BLOCKS_PER_IO_MAX) {
       const count = Math.min(BLOCKS_PER_IO_MAX, blocks - block)
       const r = await lab

@@ -14,6 +14,7 @@
 import type { History } from './history.js'
 import type { HistoryEvent } from './ownership-history.js'
 import type { ProcessResources, Violation } from './report-types.js'
+import { largest } from './stats.js'
 
 const MIB = 1024 * 1024
 export const RSS_BASE_BYTES = 768 * MIB
@@ -31,7 +32,11 @@ function byProcess(h: History): Map<string, Sample[]> {
   return m
 }
 
-const maxOf = (xs: readonly Sample[], k: 'rss_bytes' | 'fds'): number => Math.max(0, ...xs.map((s) => s[k]))
+const maxOf = (xs: readonly Sample[], k: 'rss_bytes' | 'fds'): number =>
+  largest(
+    xs.map((s) => s[k]),
+    0,
+  )
 
 export function processResources(h: History, events: readonly HistoryEvent[]): ProcessResources[] {
   const count = (name: string, kind: string, requested?: boolean): number =>

@@ -19,3 +19,13 @@ export function durationStats(durations_ms: readonly number[]): DurationStats | 
     max_ms: Math.round(sorted.at(-1)!),
   }
 }
+
+/**
+ * The largest of `values`, or `floor` when there are none or all are below it. A loop, not
+ * Math.max(...values): a long soak's history has more values than a call may take arguments.
+ */
+export function largest(values: Iterable<number>, floor: number): number {
+  let max = floor
+  for (const v of values) if (v > max) max = v
+  return max
+}
