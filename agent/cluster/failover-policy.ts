@@ -2,8 +2,10 @@
  * The failover policy of a role (WSFC defaults): when a role fails on a node, restart it
  * there up to `restarts_max` times within `restart_period_ms`; after that fail it over to
  * another node, at most `failovers_max` times (default nodes − 1) within
- * `failover_period_ms`; after that the role stays failed. Failback to a preferred owner
- * is allowed only inside its window of hours. Pure: times are inputs.
+ * `failover_period_ms`; after that the role is failed, and tried again
+ * `retry_period_on_failure_ms` later. Each restart or failover after a failure on a live
+ * node waits `restart_delay_ms` first. Failback to a preferred owner is allowed only
+ * inside its window of hours. Pure: times are inputs.
  */
 import { scaled } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
@@ -15,6 +17,15 @@ export interface FailoverPolicy {
   /** Failovers within `failover_period_ms`; null = nodes − 1 (WSFC's default). */
   failovers_max: number | null
   failover_period_ms: number
+  /**
+   * WSFC RestartDelay: after a failure on a node that is still up (a crash, a failed
+   * health check, a start the node or its storage refused), the restart or failover waits
+   * this long, so a start refused at once cannot spend the whole budget in a tight loop.
+   * A failover from a node that is down does not wait.
+   */
+  restart_delay_ms: number
+  /** WSFC RetryPeriodOnFailure: a role the policy failed is placed again this long after it failed. */
+  retry_period_on_failure_ms: number
 }
 
 const MINUTE_MS = 60_000
@@ -25,6 +36,8 @@ export const DEFAULT_FAILOVER_POLICY: Readonly<FailoverPolicy> = Object.freeze({
   restart_period_ms: 15 * MINUTE_MS,
   failovers_max: null,
   failover_period_ms: 6 * HOUR_MS,
+  restart_delay_ms: 500,
+  retry_period_on_failure_ms: HOUR_MS,
 })
 
 /** Upper bound on restarts_max/failovers_max, which also bounds each history list. */
@@ -36,6 +49,7 @@ export function scaledFailoverPolicy(policy: FailoverPolicy, timeScale: number):
     ...policy,
     restart_period_ms: scaled(policy.restart_period_ms, timeScale),
     failover_period_ms: scaled(policy.failover_period_ms, timeScale),
+    retry_period_on_failure_ms: scaled(policy.retry_period_on_failure_ms, timeScale),
   }
 }
 
@@ -51,11 +65,17 @@ export function checkFailoverPolicy(policy: FailoverPolicy): FailoverPolicy {
       throw new HvlabError('HVLAB_E_USAGE', `failover policy ${key} must be a whole number from 0 to ${POLICY_COUNT_MAX}, got ${value}`)
     }
   }
-  for (const key of ['restart_period_ms', 'failover_period_ms'] as const) {
+  for (const key of ['restart_period_ms', 'failover_period_ms', 'retry_period_on_failure_ms'] as const) {
     const value = policy[key]
     if (!Number.isFinite(value) || value <= 0) {
       throw new HvlabError('HVLAB_E_USAGE', `failover policy ${key} must be a positive number of milliseconds, got ${value}`)
     }
+  }
+  if (!Number.isFinite(policy.restart_delay_ms) || policy.restart_delay_ms < 0) {
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `failover policy restart_delay_ms must be zero or more milliseconds, got ${policy.restart_delay_ms}`,
+    )
   }
   return policy
 }
@@ -145,6 +165,11 @@ export function inFailbackWindow(window: { start_hour: number; end_hour: number 
   const { start_hour, end_hour } = window
   if (start_hour < end_hour) return hour_of_day >= start_hour && hour_of_day < end_hour
   return hour_of_day >= start_hour || hour_of_day < end_hour
+}
+
+/** A policy's interval for people: "15 min", "2.5 s", "1 h". */
+export function policyInterval(ms: number): string {
+  return hours(ms)
 }
 
 function minutes(ms: number): string {

@@ -35,6 +35,7 @@ import {
   failoversAllowed,
   inFailbackWindow,
   recordDecision,
+  policyInterval,
   rolePolicy,
   type FailoverPolicy,
   type FailureHistory,
@@ -193,6 +194,8 @@ export type RoleInput =
     }
   /** After `restore`: every member was asked for its inventory; placing roles may begin. */
   | { readonly kind: 'sync-done' }
+  /** Time passed: starts held until now (nextHeldStartMs) are carried out. */
+  | { readonly kind: 'timer' }
   /** The owner `node` reports how migration `op` to `to` ended; ok: the VM runs on `to` and no longer on `node`. */
   | {
       readonly kind: 'vm-migrated'
@@ -259,8 +262,15 @@ export type RoleEffect =
 type AfterStop =
   | { readonly kind: 'stay-stopped' }
   | { readonly kind: 'fail'; readonly reason: string }
-  | { readonly kind: 'start-on'; readonly node: string; readonly reason: string }
-  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string; readonly failover?: boolean }
+  /** `not_before_ms`: the start waits until then (the policy's restart delay after a failure). */
+  | { readonly kind: 'start-on'; readonly node: string; readonly reason: string; readonly not_before_ms?: number }
+  | {
+      readonly kind: 'place'
+      readonly avoid: string | null
+      readonly reason: string
+      readonly failover?: boolean
+      readonly not_before_ms?: number
+    }
 
 interface RoleEntry {
   role: VmRole
@@ -288,9 +298,22 @@ interface RoleEntry {
   start_sent_ms?: number
   /** While pending: what placement last said it waits for (told once, until that changes). */
   waiting?: string
-  /** While pending after a start its node refused for want of a lease: placed again from `at_ms`, away from `avoid`. */
-  retry?: { readonly at_ms: number; readonly avoid: string }
+  /** A start held back until `at_ms` (see HeldStart); the role is pending or failed meanwhile. */
+  hold?: HeldStart
 }
+
+/**
+ * A start the controller holds back: after a failure on a live node (the policy's
+ * restart delay), after the policy failed the role (its retry period), or after a node
+ * refused the start for want of a lease. At `at_ms` the role is restarted on `node` or
+ * placed away from `avoid`; a timer input (or any other) after that carries it out.
+ */
+type HeldStart = { readonly at_ms: number; readonly then: StartPlan }
+
+/** `start-on` with `in_place`: a restart on the node it ran on (allowed even if that node is paused). */
+type StartPlan =
+  | { readonly kind: 'start-on'; readonly node: string; readonly reason: string; readonly in_place: boolean }
+  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string; readonly failover: boolean }
 
 /**
  * How long a role whose start a node refused for want of a quorum lease waits before it is
@@ -370,6 +393,8 @@ export class RoleController {
       case 'vm-migrated':
         this.onMigrated(input.role, input.node, input.to, input.op, input.ok, input.reason)
         break
+      case 'timer':
+        break // held starts that are due are carried out by reconcile
     }
     this.endSyncWhenSafe()
     this.reconcile()
@@ -383,13 +408,16 @@ export class RoleController {
    * Loads the roles a previous coordinator kept in the cluster database, for a new
    * coordinator of `epoch`. Owners are as recorded; each role waits for its owner's
    * inventory (`inventory` input) to learn the op that made its VM, and no role is
-   * placed until `sync-done`. Call before any step.
+   * placed until `sync-done`. A failed role is tried again the policy's retry period
+   * after `now_ms` (its failure time is not recorded, so never sooner than that). Call
+   * before any step.
    */
   restore(
     roles: readonly VmRole[],
     paused_nodes: readonly string[],
     epoch: number,
     paused_records: Readonly<Record<string, PausedRecord>> = {},
+    now_ms = 0,
   ): void {
     if (this.entries.size > 0 || this.nodes.size > 0)
       throw new HvlabError('HVLAB_E_INTERNAL', 'restore is only for a fresh role controller')
@@ -412,6 +440,8 @@ export class RoleController {
         migrate_failed_ms: null,
       })
     }
+    this.now_ms = Math.max(this.now_ms, now_ms)
+    for (const e of this.entries.values()) if (e.role.state === 'failed') this.holdFailedRetry(e)
     for (const n of paused_nodes) this.restorePaused(n, paused_records[n] ?? 'paused')
     this.syncing = true
   }
@@ -423,6 +453,13 @@ export class RoleController {
     if (record === 'draining') this.draining.add(node)
     const status = DRAIN_STATUS_OF_RECORD[record]
     if (status !== 'NotInitiated') this.drain_status.set(node, status)
+  }
+
+  /** When the earliest held start falls due (feed a `timer` input then); null when none is held. */
+  nextHeldStartMs(): number | null {
+    let next: number | null = null
+    for (const e of this.entries.values()) if (e.hold !== undefined && (next === null || e.hold.at_ms < next)) next = e.hold.at_ms
+    return next
   }
 
   /** The current op of every role, to pass back with an inventory asked for now. */
@@ -512,7 +549,7 @@ export class RoleController {
     if (e.role.state === 'stopping' && after?.kind === 'stay-stopped') {
       this.setState(e, 'stopped', null, `${node} went down while it was stopping`)
     } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
-      this.setState(e, 'failed', null, after.reason)
+      this.failRole(e, after.reason)
     } else {
       this.onFailure(e, node, `${node} is down`, { node_lost: true, vm_present: false })
     }
@@ -554,7 +591,10 @@ export class RoleController {
     const e = this.entries.get(name)
     if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
     this.setState(e, 'pending', null, `start on ${node} deferred: ${reason}`)
-    e.retry = { at_ms: this.now_ms + NO_LEASE_RETRY_MS, avoid: node }
+    e.hold = {
+      at_ms: this.now_ms + NO_LEASE_RETRY_MS,
+      then: { kind: 'place', avoid: node, reason: 'placed after waiting', failover: false },
+    }
   }
 
   private onStopped(name: string, node: string, op: number): void {
@@ -946,13 +986,33 @@ export class RoleController {
   private reconcile(): void {
     if (this.syncing) return
     for (const node of [...this.draining].sort()) this.drainStep(node)
-    const pending = this.sortedEntries().filter((e) => e.role.state === 'pending' && !(e.retry && e.retry.at_ms > this.now_ms))
-    for (const e of pending.sort((a, b) => byPriority(a.role, b.role))) {
-      if (e.role.state !== 'pending') continue
-      const avoid = e.retry?.avoid ?? null
-      delete e.retry
-      this.place(e, avoid, 'placed after waiting')
+    const due = (e: RoleEntry): boolean => e.hold === undefined || e.hold.at_ms <= this.now_ms
+    const ready = (e: RoleEntry): boolean => due(e) && (e.role.state === 'pending' || (e.role.state === 'failed' && e.hold !== undefined))
+    for (const e of this.sortedEntries()
+      .filter(ready)
+      .sort((a, b) => byPriority(a.role, b.role))) {
+      if (!ready(e)) continue
+      const plan = e.hold?.then ?? { kind: 'place', avoid: null, reason: 'placed after waiting', failover: false }
+      delete e.hold
+      this.carryOutStart(e, plan)
     }
+  }
+
+  private carryOutStart(e: RoleEntry, plan: StartPlan): void {
+    if (plan.kind === 'start-on') return this.startOn(e, plan.node, plan.reason, plan.in_place)
+    this.place(e, plan.avoid, plan.reason, plan.failover)
+  }
+
+  /** Carries out `plan` now, or, if `at_ms` is later, leaves the role pending (on no node) until then. */
+  private startAt(e: RoleEntry, plan: StartPlan, at_ms: number, why: string): void {
+    if (at_ms <= this.now_ms) {
+      this.leaveNode(e, why)
+      return this.carryOutStart(e, plan)
+    }
+    const doing =
+      plan.kind === 'start-on' ? (plan.in_place ? 'restarting' : `starting on ${plan.node}`) : plan.failover ? 'failing over' : 'placing'
+    this.setState(e, 'pending', null, `${why}; ${doing} in ${policyInterval(at_ms - this.now_ms)}`)
+    e.hold = { at_ms, then: plan }
   }
 
   private drainStep(node: string): void {
@@ -1014,19 +1074,32 @@ export class RoleController {
     const decision = decideOnFailure(e.history, policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
     this.setHistory(e, recordDecision(e.history, policy, decision, this.now_ms))
     this.emit('role.failure', { role: e.role.name, node, reason: why, action: decision.action, policy: decision.reason })
+    const not_before_ms = how.node_lost ? this.now_ms : this.now_ms + policy.restart_delay_ms
+    const plan: StartPlan | null =
+      decision.action === 'restart'
+        ? { kind: 'start-on', node, reason: `restarting: ${decision.reason}`, in_place: true }
+        : decision.action === 'failover'
+          ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true }
+          : null
     if (how.vm_present) {
-      const after: AfterStop =
-        decision.action === 'restart'
-          ? { kind: 'start-on', node, reason: `restarting: ${decision.reason}` }
-          : decision.action === 'failover'
-            ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true }
-            : { kind: 'fail', reason: `${why}; ${decision.reason}` }
+      const after: AfterStop = plan === null ? { kind: 'fail', reason: `${why}; ${decision.reason}` } : { ...plan, not_before_ms }
       return this.stopOn(e, node, after, `${why}; stopping it (${decision.action})`, 'policy')
     }
+    if (plan !== null) return this.startAt(e, plan, not_before_ms, `${why}; ${decision.reason}`)
     this.leaveNode(e, `${why}; ${decision.reason}`)
-    if (decision.action === 'restart') return this.startOn(e, node, `restarting: ${decision.reason}`, true)
-    if (decision.action === 'failover') return this.place(e, node, `failing over: ${decision.reason}`, true)
-    this.setState(e, 'failed', null, `${why}; ${decision.reason}`)
+    this.failRole(e, `${why}; ${decision.reason}`)
+  }
+
+  /** The policy gave up on the role: failed, and placed again after the policy's retry period (WSFC RetryPeriodOnFailure). */
+  private failRole(e: RoleEntry, reason: string): void {
+    const retry_ms = this.config.policy.retry_period_on_failure_ms
+    this.setState(e, 'failed', null, `${reason}; tried again in ${policyInterval(retry_ms)}`)
+    this.holdFailedRetry(e)
+  }
+
+  private holdFailedRetry(e: RoleEntry): void {
+    const at_ms = this.now_ms + this.config.policy.retry_period_on_failure_ms
+    e.hold = { at_ms, then: { kind: 'place', avoid: null, reason: 'tried again after its retry period on failure', failover: false } }
   }
 
   private finishStop(e: RoleEntry): void {
@@ -1034,10 +1107,12 @@ export class RoleController {
     const node = e.role.owner
     e.after_stop = null
     if (after.kind === 'stay-stopped') return this.setState(e, 'stopped', null, `stopped on ${node}`)
-    if (after.kind === 'fail') return this.setState(e, 'failed', null, after.reason)
-    this.leaveNode(e, `stopped on ${node}`)
-    if (after.kind === 'place') return this.place(e, after.avoid, after.reason, after.failover === true)
-    this.startOn(e, after.node, after.reason, after.node === node)
+    if (after.kind === 'fail') return this.failRole(e, after.reason)
+    const plan: StartPlan =
+      after.kind === 'place'
+        ? { kind: 'place', avoid: after.avoid, reason: after.reason, failover: after.failover === true }
+        : { kind: 'start-on', node: after.node, reason: after.reason, in_place: after.node === node }
+    this.startAt(e, plan, after.not_before_ms ?? this.now_ms, `stopped on ${node}`)
   }
 
   /** Starts the role on `node` if it may go there now, otherwise places it elsewhere. */
@@ -1146,7 +1221,7 @@ export class RoleController {
     const from = e.role.state
     e.role = transition(e.role, to, owner, reason, stop_cause)
     delete e.waiting
-    delete e.retry
+    delete e.hold
     this.push({ kind: 'write-role-record', role: e.role })
     this.emit(`role.${to}`, { role: e.role.name, node: owner ?? e.role.last_owner, from, reason })
   }

@@ -178,6 +178,8 @@ export class RoleService {
     this.ctl_epoch = epoch
     this.feedMembership(now, false)
     this.replayQueued()
+    const held_until = this.ctl?.nextHeldStartMs() ?? null
+    if (held_until !== null && held_until <= now) this.input({ kind: 'timer' })
     this.flushWrites(now)
     if (now >= this.next_inventory_ms) {
       this.next_inventory_ms = now + this.deps.inventory_interval_ms
@@ -201,7 +203,7 @@ export class RoleService {
     const db = decodeRoles(this.deps.membership.database().config)
     for (const d of db.damaged)
       this.deps.log.warn({ key: d.key, reason: d.reason }, 'skipped a damaged role record in the cluster database')
-    ctl.restore(db.roles, db.paused, epoch, db.paused_records)
+    ctl.restore(db.roles, db.paused, epoch, db.paused_records, now)
     this.ctl = ctl
     this.gen++
     this.driver = this.driverFor(ctl, this.gen)

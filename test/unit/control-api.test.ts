@@ -344,7 +344,7 @@ t.test('POST /v1/processes/NAME/clock: the skew is kept and shown, bad values re
   t.equal((await status(lab)).processes.find((p) => p.name === 'host-a2')!.clockSkew, null, 'the others keep the real clock')
   const usage = { status: 400, code: 'HVLAB_E_USAGE' }
   for (const [path, body, refusal] of [
-    ['/v1/processes/host-a1/clock', { drift: 0.6 }, { ...usage, message: /--drift must be a number from -0.5 to 0.5, got 0.6/ }],
+    ['/v1/processes/host-a1/clock', { drift: 0.95 }, { ...usage, message: /--drift must be a number from -0.9 to 0.9, got 0.95/ }],
     ['/v1/processes/host-a1/clock', { offset_ms: -700_000 }, { ...usage, message: /--offset-ms must be a number from -600000/ }],
     ['/v1/processes/host-a1/clock', { offset_ms: 'soon' }, { ...usage, message: /offset_ms/ }],
     ['/v1/processes/host-z9/clock', { offset_ms: 1 }, { status: 404, code: 'HVLAB_E_NOT_FOUND', message: /no process named host-z9/ }],

@@ -95,7 +95,17 @@ t.test('failback window: plain, wrapping midnight, any hour', async (t) => {
 
 t.test('scaled policy shrinks only the periods; bad settings are refused', async (t) => {
   const s = scaledFailoverPolicy(policy, 0.001)
-  t.same(s, { ...policy, restart_period_ms: 900, failover_period_ms: 21_600 })
+  t.same(
+    s,
+    { ...policy, restart_period_ms: 900, failover_period_ms: 21_600, retry_period_on_failure_ms: 3600 },
+    'the restart delay is not a long period',
+  )
+  t.throws(() => checkFailoverPolicy({ ...policy, restart_delay_ms: -1 }), { code: 'HVLAB_E_USAGE', message: /restart_delay_ms/ })
+  t.throws(() => checkFailoverPolicy({ ...policy, retry_period_on_failure_ms: 0 }), {
+    code: 'HVLAB_E_USAGE',
+    message: /retry_period_on_failure_ms/,
+  })
+  t.equal(checkFailoverPolicy({ ...policy, restart_delay_ms: 0 }).restart_delay_ms, 0, 'no restart delay is allowed')
   t.throws(() => checkFailoverPolicy({ ...policy, restarts_max: -1 }), { code: 'HVLAB_E_USAGE', message: /restarts_max/ })
   t.throws(() => checkFailoverPolicy({ ...policy, failover_period_ms: 0 }), { code: 'HVLAB_E_USAGE', message: /failover_period_ms/ })
   t.equal(checkFailoverPolicy(policy), policy)

@@ -103,7 +103,8 @@ function twoHosts() {
   const advance = (ms: number): void => {
     for (let i = 0; i < ms / 100; i++) {
       clock.advance(100)
-      pump([])
+      const held_until = ctl.nextHeldStartMs() // as role-service's tick does
+      pump(held_until !== null && held_until <= clock.now() ? ctl.step({ kind: 'timer' }, clock.now()) : [])
     }
   }
   pump(

@@ -6,6 +6,7 @@
  * under its name gets ops above the removed one's, so no late reply can match.
  */
 import t from 'tap'
+import { DEFAULT_FAILOVER_POLICY } from '../../agent/cluster/failover-policy.js'
 import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
 import { createVmRole } from '../../agent/cluster/vm-role.js'
@@ -104,7 +105,11 @@ t.test('a failed role may be removed; a pending one may not', async (t) => {
   t.match(events(l.cmd({ op: 'remove', name: 'big4' })), ['role.removed'])
 
   // A policy that gives up at once: the first failure leaves the role failed.
-  const m = lab(new RoleController({ policy: { restarts_max: 0, restart_period_ms: 1, failovers_max: 0, failover_period_ms: 1 } }))
+  const m = lab(
+    new RoleController({
+      policy: { ...DEFAULT_FAILOVER_POLICY, restarts_max: 0, restart_period_ms: 1, failovers_max: 0, failover_period_ms: 1 },
+    }),
+  )
   const s = runningWeb1(m)
   m.step({ kind: 'vm-failed', role: 'web1', node: s.node, op: s.op, gone: true, reason: 'crashed' })
   t.match(m.c.role('web1'), { state: 'failed', owner: null })

@@ -70,10 +70,11 @@ t.test('a recorded owner that no longer has the vm: running → restarted, stopp
   inventory('host-b1', [])
   const done = step({ kind: 'sync-done' })
   t.ok(kinds(done).includes('role.failure'), 'web1 missing on its owner and everywhere else is a failure')
+  t.equal(c.role('web1')?.state, 'pending', 'held for the restart delay')
   t.same(
-    starts(done).map((s) => [s.role, s.node]),
+    starts(step({ kind: 'timer' })).map((s) => [s.role, s.node]),
     [['web1', 'host-a2']],
-    'restarted in place (failover policy)',
+    'then restarted in place (failover policy)',
   )
   t.equal(c.role('db1')?.state, 'stopped', 'an operator stop in flight ends stopped')
 })
@@ -168,11 +169,14 @@ t.test(
     const free = step({ kind: 'membership', epoch: 7, nodes: nodes({ 'host-b1': 'down' }) })
     t.notOk(c.isSyncing)
     t.same(
-      starts(free)
-        .map((s) => s.role)
-        .sort(),
-      ['db1', 'web1'],
-      'host-b1 is down (it stopped its vms): now both start',
+      starts(free).map((s) => s.role),
+      ['db1'],
+      'host-b1 is down (it stopped its vms): the pending role starts',
+    )
+    t.same(
+      starts(step({ kind: 'timer' })).map((s) => s.role),
+      ['web1'],
+      'and the one missing on its owner after the restart delay',
     )
   },
 )

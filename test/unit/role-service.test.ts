@@ -130,6 +130,24 @@ t.test('a host that left the view: its roles restart elsewhere only from roles_f
   t.ok(w.events.some((e) => e.kind === 'role.failed-over' && e.details.to === 'host-a2'))
 })
 
+t.test('a vm that crashed is restarted by the tick once the restart delay is over, with no other input', async (t) => {
+  const w = world()
+  await w.tick()
+  await w.s.command({ op: 'create', spec: { name: 'web1', preferred_owners: ['host-a2'] } })
+  await w.s.command({ op: 'start', name: 'web1' })
+  await flush()
+  const op = w.vms.get('host-a2')!.get('web1')!
+  w.vms.get('host-a2')!.delete('web1')
+  w.s.vmFailed('host-a2', 'web1', op, true, 'guest crashed')
+  await flush()
+  t.equal(w.s.list()?.[0]?.state, 'pending', 'held for the restart delay')
+  await w.tick(100)
+  t.notOk(w.vms.get('host-a2')!.has('web1'), 'not within the delay')
+  for (let i = 0; i < 5; i++) await w.tick(100)
+  t.ok(w.vms.get('host-a2')!.has('web1'), 'restarted in place on a tick after the delay')
+  t.ok(w.vms.get('host-a2')!.get('web1')! > op, 'as a new start')
+})
+
 t.test('not the coordinator with quorum: commands are refused and the roles are dropped', async (t) => {
   const w = world()
   await w.tick()
