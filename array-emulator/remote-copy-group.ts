@@ -84,6 +84,7 @@
 import { HvlabError, type HvlabErrorCode } from '../shared/errors.js'
 import type { PersistEffect, SendEffect, SetTimerEffect } from '../shared/machine/effect.js'
 import type { RcGroupStatus, RcPeerMessage } from '../shared/protocol/storage-messages.js'
+import { RC_PERIOD_MS_MAX } from '../shared/protocol/storage-limits.js'
 import { rcEmit, type RcEmitEffect, type RcEventKind, type RcGroupDetailsOf } from '../shared/timeline/rc-events.js'
 import { LIMITS_DEFAULT } from '../shared/topology.js'
 
@@ -97,7 +98,6 @@ type RoleOp = 'recover' | 'restore' | 'reverse' | 'switchover'
 export const RC_VOLUME_BLOCKS_MAX = 1 << 20
 export const RC_GROUP_VOLUMES_MAX = 64
 export const PERIOD_MS_DEFAULT = 300_000
-export const PERIOD_MS_MIN = 1
 
 export interface RcGroupConfig {
   group: string
@@ -301,7 +301,7 @@ export function rcGroupConfig(input: RcGroupConfigInput): RcGroupConfig {
     }
   }
   positive('block_size_bytes', 1024 * 1024)
-  positive('period_ms', 7 * 24 * 3600 * 1000)
+  positive('period_ms', RC_PERIOD_MS_MAX)
   positive('batches_inflight_max', 1024)
   positive('batch_blocks_max', 256)
   positive('sync_writes_inflight_max', 65536)

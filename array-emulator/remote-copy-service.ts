@@ -29,6 +29,7 @@
  * snapshot holds.
  */
 import { join } from 'node:path'
+import { scaled } from '../shared/clock.js'
 import type { Logger } from '../shared/log.js'
 import { HvlabError, describeError, isHvlabError } from '../shared/errors.js'
 import { MachineDriver, type EffectHandlers } from '../shared/machine/driver.js'
@@ -44,7 +45,6 @@ import { GroupInputQueue, type InputOrigin } from './group-input-queue.js'
 import { GroupJournal, type BlockAppend, type GroupJournalContents } from './group-journal.js'
 import { ResyncLimiter, RESYNC_GROUPS_MAX_DEFAULT } from './resync-limiter.js'
 import {
-  PERIOD_MS_MIN,
   RemoteCopyGroup,
   SYNC_WRITE_TIMEOUT_MS_DEFAULT,
   rcWriteNackMessage,
@@ -233,7 +233,7 @@ export class RemoteCopyService {
     }
     if (this.groups.size >= RC_GROUPS_MAX)
       throw new HvlabError('HVLAB_E_REFUSED', `this array already has ${RC_GROUPS_MAX} remote copy groups (its limit)`)
-    const period_ms = r.period_ms === undefined ? undefined : Math.max(PERIOD_MS_MIN, Math.round(r.period_ms * this.o.timeScale))
+    const period_ms = r.period_ms === undefined ? undefined : scaled(r.period_ms, this.o.timeScale)
     const group = new RemoteCopyGroup(
       {
         group: r.group,

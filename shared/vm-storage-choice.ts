@@ -1,6 +1,6 @@
 /**
- * What storage `hvlab vm create` gives a VM (PURE): `--storage replicated|local|csv:NAME`
- * and `--disk-gib N`, with the default the seeds give — a replicated disk (remote-copy
+ * What storage `hvlab vm create` gives a VM (PURE): `--storage replicated|local|csv:NAME`,
+ * `--disk-gib N` and `--rc-period-ms N` (a periodic group instead of a synchronous one), with the default the seeds give — a replicated disk (remote-copy
  * group of its own between the two sites' arrays) when the topology has exactly one array
  * in each of two sites, else local. `csv:NAME` puts the disk in a region of Cluster Shared
  * Volume NAME (`hvlab csv create` makes one); the coordinator allocates the region. The
@@ -10,6 +10,7 @@
 import { HvlabError } from './errors.js'
 import type { VmStorageRequest } from './protocol/cluster-messages.js'
 import { CSV_NAME_RE } from './protocol/csv-messages.js'
+import { RC_PERIOD_MS_MAX } from './protocol/storage-limits.js'
 
 /**
  * A lab VM's disk when --disk-gib is left out: small, like lab VMs' memory — the first sync
@@ -35,10 +36,15 @@ export function defaultStorageKind(arrays: readonly { readonly site: string }[])
  * --disk-gib with local storage.
  */
 export function chooseVmStorage(
-  o: { storage?: string; disk_gib?: number },
+  o: { storage?: string; disk_gib?: number; rc_period_ms?: number },
   arrays: readonly { readonly site: string }[],
 ): VmStorageRequest {
   const raw = o.storage ?? defaultStorageKind(arrays)
+  if (o.rc_period_ms !== undefined && raw !== 'replicated')
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--rc-period-ms makes a replicated disk's group periodic; --storage ${raw} has no remote-copy group — leave --rc-period-ms out`,
+    )
   if (raw.startsWith('csv:') || raw === 'csv') {
     const csv = raw.slice('csv:'.length)
     if (!CSV_NAME_RE.test(csv))
@@ -61,7 +67,17 @@ export function chooseVmStorage(
       `--storage replicated needs one storage array in each of two sites; this lab has ${arrays.length} array(s) in ${new Set(arrays.map((a) => a.site)).size} site(s); use --storage local`,
     )
   }
-  return { kind: 'replicated', size_bytes: diskBytes(o.disk_gib) }
+  return {
+    kind: 'replicated',
+    size_bytes: diskBytes(o.disk_gib),
+    ...(o.rc_period_ms === undefined ? {} : { period_ms: rcPeriodMs(o.rc_period_ms) }),
+  }
+}
+
+function rcPeriodMs(ms: number): number {
+  if (!Number.isInteger(ms) || ms < 1 || ms > RC_PERIOD_MS_MAX)
+    throw new HvlabError('HVLAB_E_USAGE', `--rc-period-ms must be a whole number of ms from 1 to ${RC_PERIOD_MS_MAX} (a week), got ${ms}`)
+  return ms
 }
 
 function diskBytes(gib: number | undefined): number {

@@ -5,6 +5,7 @@
  * replicated disk provisioned on both arrays. Other commands go to the RoleService as
  * they are.
  */
+import { scaled } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { RoleCommandMessage, VmStorageRequest } from '../../shared/protocol/cluster-messages.js'
@@ -85,6 +86,7 @@ async function createReplicated(deps: CoordinatorCommandsDeps, spec: CreateSpec,
       vm: spec.name,
       preferredSite: preferredSiteOf(spec.preferred_owners ?? [], p.topology.hosts),
       size_bytes: wanted.size_bytes,
+      ...(wanted.period_ms === undefined ? {} : { mode: 'periodic', period_ms: wanted.period_ms }),
     })
   } catch (e) {
     throw new HvlabError(
@@ -100,6 +102,8 @@ async function createReplicated(deps: CoordinatorCommandsDeps, spec: CreateSpec,
     size_bytes: storage.size_bytes,
     primary: storage.arrays.primary,
     secondary: storage.arrays.secondary,
+    mode: storage.mode,
+    ...(wanted.period_ms === undefined ? {} : { period_ms: scaled(wanted.period_ms, p.topology.timeScale) }),
   })
   await deps.roles.command({ op: 'create', spec: { ...spec, storage } })
 }

@@ -7,7 +7,7 @@
 import { type Command, Option } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { Message } from '../../shared/protocol/messages.js'
-import { RC_MODES, RC_WRITE_ERROR_POLICIES } from '../../shared/protocol/storage-limits.js'
+import { RC_MODES, RC_PERIOD_MS_MAX, RC_WRITE_ERROR_POLICIES } from '../../shared/protocol/storage-limits.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { type DirOpt, type JsonOpt, arraysOf, ask } from './array-client.js'
 import { dirOption, intIn, out, printJson, printResult } from './options.js'
@@ -107,7 +107,7 @@ function registerRcopyCreate(rcopy: Command): void {
         .choices(RC_MODES)
         .makeOptionMandatory(),
     )
-    .option('--period-ms <ms>', 'periodic mode: time between delta cycles (scaled by the lab’s timeScale)', intIn(1, 7 * 24 * 3600 * 1000))
+    .option('--period-ms <ms>', 'periodic mode: time between delta cycles (scaled by the lab’s timeScale)', intIn(1, RC_PERIOD_MS_MAX))
     .addOption(
       new Option(
         '--policy <policy>',

@@ -13,6 +13,7 @@ import { formatVmList } from './format.js'
 import { registerVmPing } from './guest-commands.js'
 import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { MIB } from './units.js'
+import { RC_PERIOD_MS_MAX } from '../../shared/protocol/storage-limits.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
 import { registerVmStart, registerVmStop } from './vm-start-stop-commands.js'
@@ -51,6 +52,7 @@ interface VmCreateOptions {
   preferred?: string[]
   storage?: string
   diskGib?: number
+  rcPeriodMs?: number
 }
 
 function registerVmCreate(vm: Command): void {
@@ -64,6 +66,11 @@ function registerVmCreate(vm: Command): void {
       "replicated: a disk on the array of the preferred owner's site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites' hosts (the default with an array in each of two sites); local: the disk stays on its one host (the first --preferred), where alone the VM runs (no failover); csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it",
     )
     .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 16 MiB)', intIn(1, 4))
+    .option(
+      '--rc-period-ms <ms>',
+      "replicated only: the disk's remote-copy group is periodic (asynchronous: the changes are sent every period, scaled by the lab's timeScale; a failover to the other site loses what the last period had not sent) instead of synchronous",
+      intIn(1, RC_PERIOD_MS_MAX),
+    )
     .addOption(dirOption())
     .action(createVm)
 }
@@ -73,7 +80,11 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
   const { loadTopology } = await import('../../shared/topology.js')
   const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')
   const storage = chooseVmStorage(
-    { ...(o.storage !== undefined ? { storage: o.storage } : {}), ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}) },
+    {
+      ...(o.storage !== undefined ? { storage: o.storage } : {}),
+      ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}),
+      ...(o.rcPeriodMs !== undefined ? { rc_period_ms: o.rcPeriodMs } : {}),
+    },
     loadTopology(labLayout(o.dir).topology).arrays,
   )
   await askAnyHost(
@@ -88,7 +99,7 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
   )
   const disk =
     storage.kind === 'replicated'
-      ? `, disk ${name}-disk0 of ${storage.size_bytes / MIB} MiB in remote copy group rc-${name}`
+      ? `, disk ${name}-disk0 of ${storage.size_bytes / MIB} MiB in ${storage.period_ms === undefined ? 'synchronous' : `periodic (every ${storage.period_ms} ms)`} remote copy group rc-${name}`
       : storage.kind === 'csv'
         ? `, disk: region ${name} of ${storage.size_bytes / MIB} MiB on Cluster Shared Volume ${storage.csv}`
         : ', local storage'

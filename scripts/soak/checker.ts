@@ -3,8 +3,9 @@
  * lab kept its promises and measures what the design promises, as a SoakReport:
  * - no VM ran on two hosts at once (ownership-history.ts, from the hosts' own events);
  * - no array took a write from a stale owner, and no acknowledged write was lost or
- *   invented (disk-history.ts; the default lab's VM disks are synchronously replicated,
- *   which promises no loss);
+ *   invented where the storage promises none (disk-history.ts: shared storage, a
+ *   synchronous group while in sync), nor beyond its RPO under asynchronous replication
+ *   (async-replication.ts);
  * - every VM answered again within the recovery bound once the faults stopped, and the
  *   hosts ended in one membership;
  * - no process crashed (`process.crashed`: an exit nobody asked for), and each process's
@@ -135,16 +136,18 @@ function writeViolations(h: History, writes: ReturnType<typeof diskWrites>): Fou
     process: s.array,
   }))
   const firstIssue = (vm: string, block: number): number => writes.find((w) => w.vm === vm && w.block === block)?.at_ms ?? h.meta.started_ms
-  const lost: Found[] = diskProblems(writes, h).flatMap(({ vm, problem: p }) =>
+  const lost: Found[] = diskProblems(writes, h).flatMap(({ vm, problem: p, beyond_rpo }) =>
     p.kind === 'lost-allowed'
       ? []
       : [
           {
-            kind: p.kind === 'lost' ? ('write-lost' as const) : ('write-invented' as const),
+            kind: p.kind === 'invented' ? ('write-invented' as const) : beyond_rpo ? ('rpo-breached' as const) : ('write-lost' as const),
             summary:
-              p.kind === 'lost'
-                ? `vm ${vm} block ${p.block}: an acknowledged write is gone (the block holds an older one or zeros)`
-                : `vm ${vm} block ${p.block}: holds data no write put there`,
+              p.kind === 'invented'
+                ? `vm ${vm} block ${p.block}: holds data no write put there`
+                : beyond_rpo
+                  ? `vm ${vm} block ${p.block}: a failover lost a write acknowledged later than the RPO after the secondary's last consistent point (asynchronous replication fell further behind than it promises)`
+                  : `vm ${vm} block ${p.block}: an acknowledged write is gone (the block holds an older one or zeros)`,
             at_ms: firstIssue(vm, p.block),
             vm,
             process: null,

@@ -10,6 +10,9 @@
  * an array acknowledged while its group's link was down or stopped (until the group was
  * Synced again) was on one copy only, and a failover to the other may lose it, as 3PAR's
  * no_fail_wrt_on_err allows. Those are `unprotected`: their loss is reported, not a breach.
+ * A periodic group promises an RPO instead (async-replication.ts): a loss since the
+ * failover's consistent point and within the RPO is reported; one later than the RPO is an
+ * RPO breach.
  *
  * And the arrays' fencing, from the same journals: once an array has acknowledged a VM's
  * write carrying epoch E, it must refuse that VM's writes with an older epoch issued after
@@ -18,6 +21,7 @@
 import { createHash } from 'node:crypto'
 import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
 import type { History, RecordOf } from './history.js'
+import { asyncLoss, groupFailovers, periodicVms, type AsyncLoss } from './async-replication.js'
 import { writeProblems, type WriteProblem, type WriteRecord } from './write-history.js'
 
 type Issued = RecordOf<'disk-issued'>
@@ -31,6 +35,8 @@ export interface DiskWrite extends Issued {
 export interface VmWriteProblem {
   vm: string
   problem: WriteProblem
+  /** The lost write was on asynchronous replication, acknowledged after the failover's consistent point but later than the RPO. */
+  beyond_rpo?: boolean
 }
 
 export interface StaleWrite {
@@ -71,20 +77,30 @@ export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | '
 /** The write checker's problems of each VM whose final blocks the history holds. */
 export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'disk_final' | 'meta' | 'events'>): VmWriteProblem[] {
   const unprotected = outOfSyncWindows(h.events)
+  const periodic = periodicVms(h.events)
+  const failovers = groupFailovers(h.events)
   const bs = h.meta.block_size_bytes
   const zero = sha256(Buffer.alloc(bs))
   const out: VmWriteProblem[] = []
   for (const vm of new Set(h.disk_final.map((f) => f.vm))) {
+    const async = periodic.get(vm)
+    const asyncLossOf = (w: DiskWrite): AsyncLoss =>
+      async === undefined || w.outcome !== 'acked' || w.done_ms === null
+        ? 'forbidden'
+        : asyncLoss({ array: w.array, acked_ms: w.done_ms }, async, failovers)
     const final = new Map(h.disk_final.filter((f) => f.vm === vm).map((f) => [f.block, f.sha256]))
-    const records: WriteRecord[] = writes
-      .filter((w) => w.vm === vm && final.has(w.block))
-      .map((w) => ({
-        block: w.block,
-        value: writeDigest(w, bs),
-        acked: w.outcome === 'acked',
-        unprotected: w.done_ms !== null && unprotected(w.vm, w.array, w.done_ms),
-      }))
-    for (const problem of writeProblems(records, final, zero)) out.push({ vm, problem })
+    const mine = writes.filter((w) => w.vm === vm && final.has(w.block)).map((w) => ({ w, digest: writeDigest(w, bs) }))
+    const byDigest = new Map(mine.map(({ w, digest }) => [digest, w]))
+    const records: WriteRecord[] = mine.map(({ w, digest }) => ({
+      block: w.block,
+      value: digest,
+      acked: w.outcome === 'acked',
+      loss_allowed: (w.done_ms !== null && unprotected(w.vm, w.array, w.done_ms)) || asyncLossOf(w) === 'allowed',
+    }))
+    for (const problem of writeProblems(records, final, zero)) {
+      const lost = problem.kind === 'lost' ? byDigest.get(problem.lost) : undefined
+      out.push({ vm, problem, ...(lost !== undefined && asyncLossOf(lost) === 'beyond-rpo' ? { beyond_rpo: true } : {}) })
+    }
   }
   return out
 }

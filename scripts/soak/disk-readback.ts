@@ -9,7 +9,9 @@ import { parseDiskJournalLine } from '../../agent/vm/disk-write-journal.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { BLOCKS_PER_IO_MAX } from '../../shared/protocol/storage-limits.js'
 import type { Topology } from '../../shared/topology.js'
+import { csvListing } from '../cli/csv-commands.js'
 import { vmInspectNow } from '../cli/vm-queries.js'
+import type { CsvInfo } from '../../shared/protocol/csv-messages.js'
 import type { RecordOf } from './history.js'
 import { largest } from './stats.js'
 import type { SoakLab } from './soak-lab.js'
@@ -63,9 +65,14 @@ export async function stopDiskWriters(lab: SoakLab, vms: readonly string[]): Pro
   }
 }
 
-/** The digest of every block each VM wrote, from the array its disk is on now; a VM not running now is skipped (the checker reports it unrecovered). */
+/**
+ * The digest of every block each VM wrote, from the array its disk is on now (for a disk on
+ * a Cluster Shared Volume, its region of the CSV's volume); a VM not running now is skipped
+ * (the checker reports it unrecovered). Blocks are the VM's own numbers, as in the journal.
+ */
 export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal: readonly DiskRecord[]): Promise<RecordOf<'disk-final'>[]> {
   const out: RecordOf<'disk-final'>[] = []
+  const csvs = (await csvListing(lab.control())).csvs
   for (const vm of vms) {
     const disk = (await vmInspectNow(lab.control(), vm).catch(() => null))?.disk
     const blocks = largest(
@@ -73,14 +80,20 @@ export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal:
       0,
     )
     if (!disk || blocks === 0) continue
+    const first = regionStart(csvs, disk, vm)
     for (let block = 0; block < blocks; block += BLOCKS_PER_IO_MAX) {
       const count = Math.min(BLOCKS_PER_IO_MAX, blocks - block)
-      const r = await lab
-        .control()
-        .request(disk.array, { t: 'block-digest-request', volume: disk.volume, block, blocks: count }, 'block-digest', DIGEST_TIMEOUT_MS)
+      const request = { t: 'block-digest-request', volume: disk.volume, block: first + block, blocks: count } as const
+      const r = await lab.control().request(disk.array, request, 'block-digest', DIGEST_TIMEOUT_MS)
       for (const [i, sha256] of (r.block_sha256 ?? []).entries())
         out.push({ t: 'disk-final', vm, array: disk.array, volume: disk.volume, block: block + i, sha256 })
     }
   }
   return out
+}
+
+/** Where the VM's block 0 is on its volume: the first block of its region when the volume is a CSV's, else 0. */
+export function regionStart(csvs: readonly CsvInfo[], disk: { array: string; volume: string }, vm: string): number {
+  const csv = csvs.find((c) => c.array === disk.array && c.volume === disk.volume)
+  return csv?.regions.find((r) => r.region === vm)?.offset_block ?? 0
 }

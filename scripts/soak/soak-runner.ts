@@ -10,6 +10,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Topology } from '../../shared/topology.js'
+import { defaultStorageKind } from '../../shared/vm-storage-choice.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT } from '../../agent/vm/vm-disk.js'
 import { collectDiskJournals, finalBlocks, stopDiskWriters } from './disk-readback.js'
 import { FaultSchedule, faultTarget, type FaultKind, type ScheduleLab, type ScheduleStep } from './fault-schedule.js'
@@ -96,11 +97,39 @@ async function startLab(lab: SoakLab, o: SoakOptions): Promise<void> {
   await lab.must('up', '--detach', '--topology', o.topologyFile)
 }
 
+/** The Cluster Shared Volume the soak's last VM has its disk on (when it runs 3 VMs or more). */
+export const SOAK_CSV = 'soak-csv'
+/** The period of the soak's asynchronous (periodic) remote-copy group: an RPO of 2 periods. */
+export const SOAK_RC_PERIOD_MS = 2_000
+
+export type SoakStorage = 'sync' | 'periodic' | 'csv'
+
+/**
+ * Each kind of storage the soak checks a promise of: with 3 VMs or more the last one's disk
+ * is a region of SOAK_CSV (shared storage: no loss) and the one before it is in a periodic
+ * group (asynchronous: losses within its RPO); every other disk is synchronously replicated.
+ */
+export function soakStorage(vms: readonly string[], vm: string): SoakStorage {
+  if (vms.length < 3) return 'sync'
+  return vm === vms.at(-1) ? 'csv' : vm === vms.at(-2) ? 'periodic' : 'sync'
+}
+
+/** The `vm create` options for that storage; none (the lab's default storage) where the topology cannot give it. */
+function storageOptions(kind: SoakStorage, topology: Topology): string[] {
+  if (kind === 'csv' && topology.arrays.length > 0) return ['--storage', `csv:${SOAK_CSV}`]
+  if (kind === 'periodic' && defaultStorageKind(topology.arrays) === 'replicated') return ['--rc-period-ms', String(SOAK_RC_PERIOD_MS)]
+  return []
+}
+
 /** Creates and starts the VMs, spread over the hosts, each dirtying memory and writing its disk. */
 async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[]): Promise<void> {
   const hosts = topology.hosts.map((h) => h.name)
+  const csv_array = topology.arrays[0]?.name
+  if (csv_array !== undefined && vms.some((vm) => soakStorage(vms, vm) === 'csv'))
+    await lab.must('csv', 'create', SOAK_CSV, '--array', csv_array, '--size-gib', '1')
   for (const [i, vm] of vms.entries()) {
-    await lab.must('vm', 'create', vm, '--memory-mib', String(SOAK_VM_MEMORY_MIB), '--preferred', hosts[i % hosts.length]!)
+    const storage = storageOptions(soakStorage(vms, vm), topology)
+    await lab.must('vm', 'create', vm, '--memory-mib', String(SOAK_VM_MEMORY_MIB), '--preferred', hosts[i % hosts.length]!, ...storage)
     // WSFC's default (nodes − 1 failovers in 6 h) leaves a VM failed after the few failovers a
     // soak causes in minutes; an administrator testing a cluster raises it, as here.
     await lab.must('vm', 'set', vm, '--failover-threshold', String(SOAK_FAILOVER_THRESHOLD), '--failover-period-h', '1')

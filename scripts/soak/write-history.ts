@@ -5,11 +5,12 @@
  * that were lost and the data that no write put there. A block must hold its last
  * acknowledged write, or a write issued after it that was never acknowledged (in doubt:
  * it may or may not have landed); never an older write, and a block never written holds
- * zeros. Some losses are what the configuration allows, reported and forgiven: under
- * asynchronous replication a failover may lose what was acknowledged within the promised
- * RPO before it (`rpo`), and a synchronous remote-copy group that kept taking writes while
- * its link was down (3PAR's no_fail_wrt_on_err) may lose those if the other side is failed
- * over to (`unprotected` writes). Any other loss is a breach.
+ * zeros. Some losses are what the configuration allows (`loss_allowed`), reported and
+ * forgiven: under asynchronous replication a failover may lose what was acknowledged since
+ * the secondary's last consistent point, within the promised RPO (async-replication.ts),
+ * and a synchronous remote-copy group that kept taking writes while its link was down
+ * (3PAR's no_fail_wrt_on_err) may lose those if the other side is failed over to
+ * (disk-history.ts). Any other loss is a breach.
  */
 
 export interface WriteRecord {
@@ -18,16 +19,8 @@ export interface WriteRecord {
   value: string
   /** true: acknowledged; false: in doubt (the request failed, it may or may not be there). */
   acked: boolean
-  /** When it was acknowledged (ms on the history's clock); needed only with `rpo`. */
-  acked_ms?: number
-  /** Acknowledged while no copy but one had it (a synchronous group out of sync): its loss is allowed. */
-  unprotected?: boolean
-}
-
-/** What a lost write may be forgiven under asynchronous replication: writes acknowledged within `rpo_ms` before `failover_ms`. */
-export interface RpoAllowance {
-  failover_ms: number
-  rpo_ms: number
+  /** The configuration allows its loss (acknowledged by one copy only, or within an RPO): reported, no breach. */
+  loss_allowed?: boolean
 }
 
 export type WriteProblem =
@@ -35,7 +28,7 @@ export type WriteProblem =
   | { kind: 'lost'; block: number; lost: string; holds: string }
   /** The block holds data that no write to it put there. A violation. */
   | { kind: 'invented'; block: number; holds: string }
-  /** Acknowledged writes whose loss the configuration allows (within the RPO, or unprotected); reported, no violation. */
+  /** Acknowledged writes whose loss the configuration allows (`loss_allowed`); reported, no violation. */
   | { kind: 'lost-allowed'; block: number; lost: string; holds: string }
 
 /** The kinds of problem that break a promise. */
@@ -45,47 +38,30 @@ export const isViolation = (p: WriteProblem): boolean => p.kind !== 'lost-allowe
  * The problems of each block in `final` (block → the value it holds), in block order.
  * `zero` is the value of a block never written.
  */
-export function writeProblems(
-  writes: readonly WriteRecord[],
-  final: ReadonlyMap<number, string>,
-  zero: string,
-  rpo?: RpoAllowance,
-): WriteProblem[] {
+export function writeProblems(writes: readonly WriteRecord[], final: ReadonlyMap<number, string>, zero: string): WriteProblem[] {
   const byBlock = new Map<number, WriteRecord[]>()
   for (const w of writes) byBlock.set(w.block, [...(byBlock.get(w.block) ?? []), w])
   const problems: WriteProblem[] = []
   for (const [block, holds] of [...final].sort((a, b) => a[0] - b[0])) {
-    const problem = blockProblem(block, byBlock.get(block) ?? [], holds, zero, rpo)
+    const problem = blockProblem(block, byBlock.get(block) ?? [], holds, zero)
     if (problem) problems.push(problem)
   }
   return problems
 }
 
-function blockProblem(
-  block: number,
-  mine: readonly WriteRecord[],
-  holds: string,
-  zero: string,
-  rpo?: RpoAllowance,
-): WriteProblem | undefined {
-  const required = lastIndex(mine, (w) => w.acked && !forgivable(w, rpo))
+function blockProblem(block: number, mine: readonly WriteRecord[], holds: string, zero: string): WriteProblem | undefined {
+  const required = lastIndex(mine, (w) => w.acked && w.loss_allowed !== true)
   const lastAcked = lastIndex(mine, (w) => w.acked)
   // What the block may hold: the newest write it must keep, or zeros if none; anything after that.
   const allowed = new Set(mine.slice(Math.max(0, required)).map((w) => w.value))
   if (required < 0) allowed.add(zero)
   if (allowed.has(holds)) {
-    // Older than the last acknowledged write: forgiven within the RPO, and reported.
+    // Older than the last acknowledged write: its loss is allowed, and reported.
     const older = lastAcked > required && mine.slice(lastAcked).every((w) => w.value !== holds)
     return older ? { kind: 'lost-allowed', block, lost: mine[lastAcked]!.value, holds } : undefined
   }
   if (!mine.some((w) => w.value === holds) && holds !== zero) return { kind: 'invented', block, holds }
   return { kind: 'lost', block, lost: mine[required]!.value, holds }
-}
-
-/** Its loss is what the configuration may cost: acknowledged unprotected, or within the RPO before the failover. */
-function forgivable(w: WriteRecord, rpo?: RpoAllowance): boolean {
-  if (w.unprotected === true) return true
-  return rpo !== undefined && w.acked_ms !== undefined && w.acked_ms > rpo.failover_ms - rpo.rpo_ms
 }
 
 function lastIndex<T>(items: readonly T[], match: (item: T) => boolean): number {

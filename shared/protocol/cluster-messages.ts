@@ -15,6 +15,7 @@ import {
   ROLE_PRIORITIES,
   VM_DISK_IOPS_MAX,
 } from './cluster-limits.js'
+import { RC_PERIOD_MS_MAX } from './storage-limits.js'
 
 export { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX }
 
@@ -278,9 +279,17 @@ export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
 ])
 export type VmStorageSpecRecord = z.infer<typeof vmStorageSpecSchema>
 
-/** What `vm create` asks for: a replicated disk of `size_bytes` (default storage), or none beyond the host (local). */
+/**
+ * What `vm create` asks for: a replicated disk of `size_bytes` (default storage; with
+ * `period_ms` its group is periodic, a delta every period, else synchronous), a CSV region,
+ * or none beyond the host (local).
+ */
 export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('replicated'), size_bytes: field.uint() }),
+  z.strictObject({
+    kind: z.literal('replicated'),
+    size_bytes: field.uint(),
+    period_ms: z.number().int().min(1).max(RC_PERIOD_MS_MAX).optional(),
+  }),
   z.strictObject({ kind: z.literal('local') }),
   z.strictObject({ kind: z.literal('csv'), csv: field.name(), size_bytes: field.uint() }),
 ])

@@ -14,5 +14,8 @@ export const DIGEST_BLOCKS_MAX = 65536
 /** How a Remote Copy group replicates: every write at once, or in periodic deltas. */
 export const RC_MODES = ['sync', 'periodic'] as const
 
+/** The longest period of a periodic group, ms (a week). */
+export const RC_PERIOD_MS_MAX = 7 * 24 * 3600 * 1000
+
 /** What a synchronous group does with a host write when the partner cannot take it. */
 export const RC_WRITE_ERROR_POLICIES = ['no_fail_wrt_on_err', 'fail_wrt_on_err'] as const

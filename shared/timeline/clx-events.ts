@@ -26,5 +26,8 @@ export const clxEvents = defineEvents({
     size_bytes: detail.uint(),
     primary: detail.name(),
     secondary: detail.name(),
+    /** sync, or periodic with its period as the array runs it (the lab's timeScale applied); absent in events of older labs: sync. */
+    mode: detail.word().optional(),
+    period_ms: detail.uint().optional(),
   },
 })

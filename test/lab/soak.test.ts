@@ -1,8 +1,9 @@
 /**
  * The soak runner with real labs (issue 13), through the real binary as `npm run soak` runs it:
  * - a one-minute soak with a fixed seed passes: faults were injected, the clients were
- *   answered, guest writes were acknowledged and none was lost, and the report's three
- *   files are there;
+ *   answered, guest writes were acknowledged and none was lost where none may be (the
+ *   first VM's disk synchronously replicated, the second's in a periodic group, the
+ *   third's a region of a Cluster Shared Volume), and the report's three files are there;
  * - the checker is itself tested: with the test-only unsafe setting that makes hosts ignore
  *   the loss of quorum (HVLAB_UNSAFE_TEST_ONLY=ignore-quorum-loss), a short soak of pauses
  *   must end in a reported double owner, exit 1, and print the seed and the command that
@@ -14,6 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SoakReport } from '../../scripts/soak/report-types.js'
+import { SOAK_CSV, SOAK_RC_PERIOD_MS } from '../../scripts/soak/soak-runner.js'
 import { runCli, type CliResult } from './lab-fixture.js'
 
 const SOAK_TIMEOUT_MS = 8 * 60_000
@@ -52,6 +54,25 @@ t.test('a one-minute seeded soak passes', async (t) => {
   t.ok(report.summary.client_replies > 100, `client replies: ${report.summary.client_replies}`)
   t.ok(report.summary.disk_writes_acked > 100, `acknowledged writes: ${report.summary.disk_writes_acked}`)
   t.equal(report.summary.acked_writes_lost, 0)
+  const lines = readFileSync(join(dir, 'history.jsonl'), 'utf8').split('\n')
+  const finals = lines.filter((l) => l.includes('"t":"disk-final"')).map((l) => JSON.parse(l) as { vm: string; volume: string })
+  const finalsOf = (vm: string, volume: string) => finals.some((f) => f.vm === vm && f.volume === volume)
+  t.ok(
+    finalsOf('soak-vm3', `csv-${SOAK_CSV}`),
+    'the third VM writes a region of the soak CSV, and its blocks were read back for the checker',
+  )
+  t.ok(finalsOf('soak-vm2', 'soak-vm2-disk0') && finalsOf('soak-vm1', 'soak-vm1-disk0'), 'the others a replicated disk')
+  const provisioned = lines
+    .filter((l) => l.includes('"kind":"clx.disk-provisioned"'))
+    .map((l) => (JSON.parse(l) as { details: { vm: string; mode?: string; period_ms?: number } }).details)
+  t.same(
+    provisioned.map((d) => [d.vm, d.mode, d.period_ms]),
+    [
+      ['soak-vm1', 'sync', undefined],
+      ['soak-vm2', 'periodic', SOAK_RC_PERIOD_MS],
+    ],
+    "the second VM's group is periodic (asynchronous; the checker holds its losses to the RPO), the first's synchronous",
+  )
   t.equal(report.seed, 20261206)
   t.match(report.reproduce, /npm run soak -- --minutes 1 --seed 20261206/)
   t.ok(existsSync(join(dir, 'report.md')) && existsSync(join(dir, 'report.html')), 'report.md and report.html written')

@@ -50,6 +50,14 @@ t.test('storage choice: replicated by default with one array in each of two site
   t.throws(() => chooseVmStorage({ storage: 'local', disk_gib: 1 }, ARRAYS), /leave --disk-gib out/)
   t.throws(() => chooseVmStorage({ storage: 'nfs' }, ARRAYS), /not a kind of storage/)
   t.throws(() => chooseVmStorage({ disk_gib: 5 }, ARRAYS), /from 1 to 4/)
+  t.same(
+    chooseVmStorage({ rc_period_ms: 2000 }, ARRAYS),
+    { kind: 'replicated', size_bytes: DISK_BYTES_DEFAULT, period_ms: 2000 },
+    '--rc-period-ms: a periodic group',
+  )
+  t.throws(() => chooseVmStorage({ storage: 'csv:vol1', rc_period_ms: 2000 }, ARRAYS), /no remote-copy group — leave --rc-period-ms out/)
+  t.throws(() => chooseVmStorage({ rc_period_ms: 2000 }, [ARRAYS[0]!]), /no remote-copy group/, 'local by default with one array')
+  t.throws(() => chooseVmStorage({ rc_period_ms: 0 }, ARRAYS), /--rc-period-ms must be a whole number of ms from 1/)
   t.equal(preferredSiteOf(['host-b2', 'host-a1'], HOSTS), 'site-b', 'the first preferred owner decides')
   t.equal(preferredSiteOf([], HOSTS), 'site-a', 'no preferred owner: the first host')
   t.throws(() => preferredSiteOf(['host-zz'], HOSTS), /host-zz is not a host/)

@@ -227,6 +227,52 @@ t.test('a write acknowledged while its synchronous group was out of sync may be 
   t.same(kinds(synced), ['write-lost'], 'acknowledged while in sync: a violation')
 })
 
+t.test(
+  'asynchronous replication: a failover may lose what came after the consistent point, within the RPO; later than the RPO is a breach',
+  async (t) => {
+    // vm1's disk is in a periodic group (1 s period: RPO 2 s). W2 (acknowledged by array-a at
+    // 9.005 s) is lost: array-b was failed over at 9.5 s with its copy as of its last cycle.
+    const withConsistentPoint = (consistent_at: number) => {
+      const records = cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))
+      records.push(
+        ev(50, 'host-a1', 'clx.disk-provisioned', {
+          vm: 'vm1',
+          group: 'rc-vm1',
+          volume: 'vm1-disk0',
+          size_bytes: BS,
+          primary: 'array-a',
+          secondary: 'array-b',
+          mode: 'periodic',
+          period_ms: 1000,
+        }),
+        ev(consistent_at + 100, 'array-b', 'rc.synced', {
+          group: 'rc-vm1',
+          role: 'secondary',
+          cycle: 3,
+          consistent_at_ms: T0 + consistent_at,
+        }),
+        ev(9500, 'array-b', 'rc.failover', { group: 'rc-vm1', from: 'secondary', to: 'primary-rev', rolled_back: false }),
+      )
+      return check(records)
+    }
+    const within = withConsistentPoint(8000)
+    t.same(within.violations, [], 'acknowledged 1 s after the consistent point: within the RPO')
+    t.equal(within.summary.writes_lost_allowed, 1, 'and reported')
+    const late = withConsistentPoint(6000)
+    t.same(
+      late.violations.map((v) => v.kind),
+      ['rpo-breached'],
+      'acknowledged 3 s after the consistent point: replication was further behind than the RPO',
+    )
+    t.match(late.violations[0]!.summary, /later than the RPO/)
+    t.same(
+      withConsistentPoint(9100).violations.map((v) => v.kind),
+      ['write-lost'],
+      'acknowledged before the consistent point: the cycle had it, so its loss is a plain loss',
+    )
+  },
+)
+
 t.test('not recovered, two memberships, a crash, a leak', async (t) => {
   const silent = cleanRecords().filter((r) => !(r.t === 'ping' && r.sent_ms >= T0 + 20_000))
   t.same(kinds(silent), ['not-recovered'], 'no answer after the faults stopped')
