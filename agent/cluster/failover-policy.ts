@@ -181,14 +181,19 @@ function hours(ms: number): string {
   return h >= 1 ? `${Math.round(h * 10) / 10} h` : minutes(ms)
 }
 
-/** The cluster's policy with a role's own failover threshold and period (WSFC group properties), where it has them. */
+/**
+ * The cluster's policy with a role's own failover threshold and period (WSFC group
+ * properties), where it has them; the role's period is scaled by the lab's timeScale, as
+ * the cluster's own periods are (scaledFailoverPolicy).
+ */
 export function rolePolicy(
   policy: FailoverPolicy,
   role: { failover_threshold?: number | null; failover_period_h?: number },
+  timeScale = 1,
 ): FailoverPolicy {
   return {
     ...policy,
     ...(role.failover_threshold != null ? { failovers_max: role.failover_threshold } : {}),
-    ...(role.failover_period_h !== undefined ? { failover_period_ms: role.failover_period_h * HOUR_MS } : {}),
+    ...(role.failover_period_h !== undefined ? { failover_period_ms: scaled(role.failover_period_h * HOUR_MS, timeScale) } : {}),
   }
 }

@@ -95,7 +95,10 @@ const DRAIN_STATUS_OF_RECORD: Record<PausedRecord, DrainStatus> = {
 }
 
 export interface RoleControllerConfig {
+  /** The cluster's failover policy, its periods already scaled by the lab's timeScale (scaledFailoverPolicy). */
   policy: FailoverPolicy
+  /** The lab's timeScale, for the periods a role sets itself (`vm set --failover-period-h`). */
+  time_scale: number
   /** The most roles the cluster keeps. */
   roles_max: number
   /** The `source` of timeline events. */
@@ -125,6 +128,7 @@ export const MIGRATION_RETRY_AFTER_MS = 30_000
 
 export const DEFAULT_ROLE_CONTROLLER: Readonly<RoleControllerConfig> = Object.freeze({
   policy: DEFAULT_FAILOVER_POLICY,
+  time_scale: 1,
   roles_max: ROLES_MAX,
   source: 'cluster',
   live_migration: false,
@@ -1070,7 +1074,7 @@ export class RoleController {
   /** The failover policy's answer to a failure of the role on `node`. */
   private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean }): void {
     const node_count = this.nodes.size
-    const policy = rolePolicy(this.config.policy, e.role)
+    const policy = rolePolicy(this.config.policy, e.role, this.config.time_scale)
     const decision = decideOnFailure(e.history, policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
     this.setHistory(e, recordDecision(e.history, policy, decision, this.now_ms))
     this.emit('role.failure', { role: e.role.name, node, reason: why, action: decision.action, policy: decision.reason })

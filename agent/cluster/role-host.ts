@@ -145,6 +145,7 @@ function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRe
     tick_phase: c.tick_phase,
     inventory_interval_ms: INVENTORY_INTERVAL_MS,
     live_migration: true,
+    time_scale: p.topology.timeScale,
   })
   cluster.onClusterEvent((e) => {
     if (e.kind !== 'cluster.view-changed') return

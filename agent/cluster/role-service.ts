@@ -20,6 +20,7 @@ import { MachineDriver } from '../../shared/machine/driver.js'
 import { everyTick } from '../../shared/periodic-task.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { pausedKey } from './cluster-status.js'
+import { DEFAULT_FAILOVER_POLICY, scaledFailoverPolicy } from './failover-policy.js'
 import type { NodeView } from './placement.js'
 import { RoleController, type MigrationOptions, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
 import { decodeRoles, encodeRole, roleKey } from './role-record.js'
@@ -68,6 +69,8 @@ export interface RoleServiceDeps {
   inventory_interval_ms: number
   /** Moves, drains and failbacks live-migrate (needs requests.migrate). */
   live_migration?: boolean
+  /** The lab's timeScale: the failover policy's periods shrink with it (default 1). */
+  time_scale?: number
 }
 
 type RoleListExtras = Required<Pick<MessageOf<'role-list-reply'>, 'failover_policy' | 'drains'>>
@@ -195,7 +198,10 @@ export class RoleService {
 
   private takeOver(epoch: number, now: number): void {
     this.drop()
+    const time_scale = this.deps.time_scale ?? 1
     const ctl = new RoleController({
+      policy: scaledFailoverPolicy(DEFAULT_FAILOVER_POLICY, time_scale),
+      time_scale,
       source: this.deps.name,
       roles_max: ROLES_MAX,
       live_migration: this.deps.live_migration === true && this.deps.requests.migrate !== undefined,

@@ -34,7 +34,7 @@ const NAME_CHARS_MAX = 128
 const name = () => z.string().min(1).max(NAME_CHARS_MAX)
 const errorCode = () => z.string().regex(/^HVLAB_E_[A-Z_]{1,48}$/)
 
-const issuedLine = z.strictObject({
+export const diskJournalIssuedLine = z.strictObject({
   t: z.literal('issued'),
   vm: name(),
   host: name(),
@@ -47,7 +47,7 @@ const issuedLine = z.strictObject({
   at_ms: field.uint(),
 })
 
-const completedLine = z.strictObject({
+export const diskJournalCompletedLine = z.strictObject({
   t: z.enum(['acked', 'refused', 'failed']),
   vm: name(),
   host: name(),
@@ -59,10 +59,10 @@ const completedLine = z.strictObject({
 })
 
 /** One line of a disk write journal. */
-export const diskJournalLine = z.union([issuedLine, completedLine])
+export const diskJournalLine = z.union([diskJournalIssuedLine, diskJournalCompletedLine])
 export type DiskJournalLine = z.infer<typeof diskJournalLine>
-export type DiskJournalIssued = z.infer<typeof issuedLine>
-export type DiskJournalCompleted = z.infer<typeof completedLine>
+export type DiskJournalIssued = z.infer<typeof diskJournalIssuedLine>
+export type DiskJournalCompleted = z.infer<typeof diskJournalCompletedLine>
 
 /** One line (without its newline) as the journal wrote it, or null when it is not one (torn, foreign, out of bounds). */
 export function parseDiskJournalLine(text: string): DiskJournalLine | null {

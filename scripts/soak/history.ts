@@ -11,6 +11,7 @@
 import { appendFileSync, createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { z } from 'zod'
+import { diskJournalCompletedLine, diskJournalIssuedLine } from '../../agent/vm/disk-write-journal.js'
 import { HvlabError } from '../../shared/errors.js'
 
 /** Longest history line read; a longer one is refused. */
@@ -91,30 +92,9 @@ const event = z.strictObject({
   details: z.record(z.string().max(64), z.unknown()),
 })
 
-const diskIssued = z.strictObject({
-  t: z.literal('disk-issued'),
-  vm: name,
-  host: name,
-  array: name,
-  volume: name,
-  epoch: uint,
-  seq: uint,
-  block: uint,
-  value: uint,
-  at_ms: time_ms,
-})
-
-const diskDone = z.strictObject({
-  t: z.literal('disk-done'),
-  vm: name,
-  host: name,
-  epoch: uint,
-  seq: uint,
-  block: uint,
-  outcome: z.enum(['acked', 'refused', 'failed']),
-  code: word.nullable(),
-  at_ms: time_ms,
-})
+/** A host's disk write journal line (agent/vm/disk-write-journal.ts), as the history keeps it. */
+const diskIssued = diskJournalIssuedLine.extend({ t: z.literal('disk-issued') })
+const diskDone = diskJournalCompletedLine.extend({ t: z.literal('disk-done'), outcome: diskJournalCompletedLine.shape.t })
 
 const diskFinal = z.strictObject({
   t: z.literal('disk-final'),

@@ -215,6 +215,7 @@ export class RoleLab {
       tick_ms: c.tick_ms,
       inventory_interval_ms: INVENTORY_INTERVAL_MS,
       live_migration: false,
+      time_scale: this.topology.timeScale,
     })
     this.hosts.set(name, { name, membership, agent, service })
     agent.start()

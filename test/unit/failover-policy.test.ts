@@ -7,6 +7,7 @@ import {
   failoversAllowed,
   inFailbackWindow,
   recordDecision,
+  rolePolicy,
   scaledFailoverPolicy,
   type FailureHistory,
 } from '../../agent/cluster/failover-policy.js'
@@ -109,4 +110,14 @@ t.test('scaled policy shrinks only the periods; bad settings are refused', async
   t.throws(() => checkFailoverPolicy({ ...policy, restarts_max: -1 }), { code: 'HVLAB_E_USAGE', message: /restarts_max/ })
   t.throws(() => checkFailoverPolicy({ ...policy, failover_period_ms: 0 }), { code: 'HVLAB_E_USAGE', message: /failover_period_ms/ })
   t.equal(checkFailoverPolicy(policy), policy)
+})
+
+t.test("a role's own failover period is scaled by the lab's timeScale like the cluster's", async (t) => {
+  t.equal(rolePolicy(DEFAULT_FAILOVER_POLICY, { failover_period_h: 1 }).failover_period_ms, 3_600_000)
+  t.equal(rolePolicy(DEFAULT_FAILOVER_POLICY, { failover_period_h: 1 }, 0.001).failover_period_ms, 3600)
+  t.equal(
+    rolePolicy(DEFAULT_FAILOVER_POLICY, {}, 0.001).failover_period_ms,
+    DEFAULT_FAILOVER_POLICY.failover_period_ms,
+    'no period of its own: the policy as given',
+  )
 })

@@ -535,6 +535,37 @@ t.test(
   },
 )
 
+t.test('periodic: cycles go on after a failover, its automatic recover, and a restore', async (t) => {
+  const lab = Lab.create({ mode: 'periodic', period_ms: 1000, auto_failover: true }).setUp()
+  lab.write(lab.a, 'v', 0, 1)
+  lab.advance(1000)
+  lab.run()
+  t.equal(lab.b.block('v', 0), 1, 'first cycle')
+  lab.linkDown()
+  lab.step(lab.b, { kind: 'command', verb: 'failover' })
+  lab.write(lab.b, 'v', 1, 2)
+  lab.linkUp()
+  lab.run()
+  t.equal(lab.b.group.currentRole, 'primary-rev')
+  t.equal(lab.a.group.currentRole, 'secondary-rev')
+  lab.write(lab.b, 'v', 2, 3)
+  for (let i = 0; i < 3; i++) {
+    lab.advance(1000)
+    lab.run()
+  }
+  t.equal(lab.a.block('v', 2), 3, 'cycles from b after the recover')
+  lab.step(lab.b, { kind: 'command', verb: 'restore' })
+  lab.run()
+  t.equal(lab.a.group.currentRole, 'primary')
+  t.equal(lab.b.group.currentRole, 'secondary')
+  lab.write(lab.a, 'v', 3, 4)
+  for (let i = 0; i < 3; i++) {
+    lab.advance(1000)
+    lab.run()
+  }
+  t.equal(lab.b.block('v', 3), 4, 'cycles from a after the restore')
+})
+
 t.test('auto_recover off: the group stops on link loss and must be started again', async (t) => {
   const lab = Lab.create({ auto_recover: false }).setUp()
   lab.linkDown()

@@ -11,7 +11,7 @@ const flush = async (): Promise<void> => {
 }
 
 /** A role service on host-a1 with a fake membership, fake hosts (VMs in maps) and a clock. */
-function world(config: Record<string, string> = {}) {
+function world(config: Record<string, string> = {}, time_scale?: number) {
   const clock = new ManualClock(10_000)
   const m = { coordinator: true, lease: true, epoch: 5, members: [...HOSTS], config }
   const vms = new Map<string, Map<string, number>>(HOSTS.map((h) => [h, new Map()]))
@@ -54,6 +54,7 @@ function world(config: Record<string, string> = {}) {
     roles_free_after_ms: 2100,
     tick_ms: 100,
     inventory_interval_ms: 3000,
+    ...(time_scale === undefined ? {} : { time_scale }),
   })
   const tick = async (ms = 100): Promise<void> => {
     clock.advance(ms)
@@ -146,6 +147,19 @@ t.test('a vm that crashed is restarted by the tick once the restart delay is ove
   for (let i = 0; i < 5; i++) await w.tick(100)
   t.ok(w.vms.get('host-a2')!.has('web1'), 'restarted in place on a tick after the delay')
   t.ok(w.vms.get('host-a2')!.get('web1')! > op, 'as a new start')
+})
+
+t.test('the failover policy’s periods shrink with the lab’s timeScale', async (t) => {
+  const w = world({}, 0.001)
+  await w.tick()
+  t.match(w.s.listExtras()?.failover_policy, { restart_period_ms: 900, failover_period_ms: 21_600 }, '15 min and 6 h at 1/1000')
+  const real = world()
+  await real.tick()
+  t.match(
+    real.s.listExtras()?.failover_policy,
+    { restart_period_ms: 15 * 60_000, failover_period_ms: 6 * 3_600_000 },
+    'unscaled by default',
+  )
 })
 
 t.test('not the coordinator with quorum: commands are refused and the roles are dropped', async (t) => {

@@ -1,0 +1,200 @@
+/**
+ * The primary side of one VM's replication (Hyper-V Replica, seed 002), a pure state
+ * machine: `step(input, now_ms) → effects`. Every guest write goes to the VM's replica
+ * log (replica-log.ts). Every cycle (the frequency) the log is closed and its shipment sent
+ * to the replica server; the next cycle's log fills meanwhile. One shipment is in flight at
+ * a time, and it is sent again, unchanged, until the replica answers for it, so the replica
+ * applies cycles in order and stays crash-consistent. A cycle that comes while one is still
+ * in flight is missed (the health goes to Warning, then Critical; replica-health.ts).
+ *
+ * A resync (`resync` effect) is asked for when the log cannot be trusted any more: it grew
+ * past half of the disk, or the replica refused a shipment because cycles are missing. The
+ * log is emptied and goes on taking writes; the shell compares every block and sends only
+ * the differences, then tells the machine (`resynced`) and the replica which cycle comes
+ * next (`nextCycle`). A write that lands after its block was compared is in the log, so the
+ * first cycle after the resync brings the replica level.
+ * `flush` closes and sends the log at once (a planned failover's last changes).
+ *
+ * Inputs and effects are plain data; nothing here reads a clock, a socket or a disk.
+ */
+import type { EmitEffect, SetTimerEffect } from '../../shared/machine/effect.js'
+import { replicationHealth, type HealthThresholds, type ReplicationHealth } from './replica-health.js'
+import { ReplicaLog, type LogShipment } from './replica-log.js'
+import type { ShipmentRefusal } from './shipment-check.js'
+
+export interface ReplicaSenderConfig {
+  readonly vm: string
+  readonly block_size_bytes: number
+  readonly disk_blocks: number
+  readonly thresholds: HealthThresholds
+}
+
+export type ReplicaSenderInput =
+  | { readonly kind: 'write'; readonly block: number; readonly data: Uint8Array }
+  | { readonly kind: 'timer' }
+  /** The replica's answer for shipment `cycle`: applied, ignored as already applied, or refused. */
+  | {
+      readonly kind: 'answer'
+      readonly cycle: number
+      readonly outcome: 'applied' | 'ignored' | 'refused'
+      readonly refusal?: ShipmentRefusal
+      readonly resync?: boolean
+    }
+  /** Sending shipment `cycle` failed (no connection, a timeout): it goes again at the next cycle. */
+  | { readonly kind: 'send-failed'; readonly cycle: number }
+  /** Close and send the log now (a planned failover). */
+  | { readonly kind: 'flush' }
+  /** The resync the machine asked for is done (the replica expects `nextCycle` next). */
+  | { readonly kind: 'resynced' }
+
+export type ReplicaSenderEvent =
+  | {
+      readonly kind: 'replica.cycle-sent'
+      readonly vm: string
+      readonly cycle: number
+      readonly blocks: number
+      readonly bytes: number
+      readonly again: boolean
+    }
+  | { readonly kind: 'replica.cycle-applied'; readonly vm: string; readonly cycle: number }
+  | { readonly kind: 'replica.cycle-missed'; readonly vm: string; readonly in_flight: number }
+  | { readonly kind: 'replica.resync-needed'; readonly vm: string; readonly why: 'log-over-half-disk' | 'cycles-missing' }
+  | { readonly kind: 'replica.health'; readonly vm: string; readonly health: ReplicationHealth }
+
+export type ReplicaSenderEffect =
+  | { readonly kind: 'ship'; readonly shipment: LogShipment }
+  | { readonly kind: 'resync' }
+  | SetTimerEffect<undefined>
+  | EmitEffect<ReplicaSenderEvent>
+
+export class ReplicaSender {
+  private readonly log: ReplicaLog
+  private in_flight: LogShipment | null = null
+  private next_cycle_ms: number
+  private last_applied_ms: number
+  private resyncing = false
+  private health: ReplicationHealth = 'Normal'
+  private out: ReplicaSenderEffect[] = []
+
+  /** Starts after the initial replication, finished at `now_ms`; the first cycle is one frequency later. */
+  constructor(
+    private readonly config: ReplicaSenderConfig,
+    now_ms: number,
+  ) {
+    this.log = new ReplicaLog({ vm: config.vm, block_size_bytes: config.block_size_bytes, disk_blocks: config.disk_blocks })
+    this.next_cycle_ms = now_ms + config.thresholds.frequency_ms
+    this.last_applied_ms = now_ms
+  }
+
+  /** The first effects: the cycle timer. */
+  start(): ReplicaSenderEffect[] {
+    return [{ kind: 'set-timer', at_ms: this.next_cycle_ms }]
+  }
+
+  step(input: ReplicaSenderInput, now_ms: number): ReplicaSenderEffect[] {
+    this.out = []
+    switch (input.kind) {
+      case 'write':
+        this.onWrite(input.block, input.data, now_ms)
+        break
+      case 'timer':
+        if (now_ms >= this.next_cycle_ms) this.onCycle(now_ms)
+        break
+      case 'answer':
+        this.onAnswer(input, now_ms)
+        break
+      case 'send-failed':
+        break // the shipment stays in flight and goes again at the next cycle
+      case 'flush':
+        if (this.in_flight === null && !this.resyncing) this.closeAndShip(now_ms)
+        break
+      case 'resynced':
+        this.resyncing = false
+        this.last_applied_ms = now_ms
+        if (this.log.needsResync) this.askResync('log-over-half-disk', now_ms)
+        break
+    }
+    this.updateHealth(now_ms)
+    return this.out
+  }
+
+  /** Replication's state for `replica status`. */
+  status(now_ms: number): {
+    health: ReplicationHealth
+    lag_ms: number
+    pending_bytes: number
+    in_flight: number | null
+    resyncing: boolean
+  } {
+    return {
+      health: replicationHealth({ last_applied_ms: this.last_applied_ms, resyncing: this.resyncing }, this.config.thresholds, now_ms),
+      lag_ms: now_ms - this.last_applied_ms,
+      pending_bytes: this.log.pendingBytes + (this.in_flight?.blocks.length ?? 0) * this.config.block_size_bytes,
+      in_flight: this.in_flight?.cycle ?? null,
+      resyncing: this.resyncing,
+    }
+  }
+
+  /** The cycle the replica applies next (after a resync: the first one after it). */
+  get nextCycle(): number {
+    return this.in_flight?.cycle ?? this.log.openCycle
+  }
+
+  private onWrite(block: number, data: Uint8Array, now_ms: number): void {
+    this.log.append(block, data)
+    if (this.log.needsResync && !this.resyncing) this.askResync('log-over-half-disk', now_ms)
+  }
+
+  private onCycle(now_ms: number): void {
+    this.next_cycle_ms = now_ms + this.config.thresholds.frequency_ms
+    this.out.push({ kind: 'set-timer', at_ms: this.next_cycle_ms })
+    if (this.resyncing) return
+    if (this.in_flight !== null) {
+      this.emit({ kind: 'replica.cycle-missed', vm: this.config.vm, in_flight: this.in_flight.cycle })
+      return this.ship(this.in_flight, true)
+    }
+    this.closeAndShip(now_ms)
+  }
+
+  private closeAndShip(now_ms: number): void {
+    const shipment = this.log.close(now_ms)
+    this.in_flight = shipment
+    this.ship(shipment, false)
+  }
+
+  private ship(shipment: LogShipment, again: boolean): void {
+    this.out.push({ kind: 'ship', shipment })
+    const bytes = shipment.blocks.length * this.config.block_size_bytes
+    this.emit({ kind: 'replica.cycle-sent', vm: this.config.vm, cycle: shipment.cycle, blocks: shipment.blocks.length, bytes, again })
+  }
+
+  private onAnswer(a: Extract<ReplicaSenderInput, { kind: 'answer' }>, now_ms: number): void {
+    if (this.in_flight === null || a.cycle !== this.in_flight.cycle) return // a late answer to an earlier send
+    if (a.outcome === 'refused') {
+      if (a.resync === true) this.askResync('cycles-missing', now_ms)
+      return // otherwise sent again at the next cycle
+    }
+    this.in_flight = null
+    this.last_applied_ms = now_ms
+    this.emit({ kind: 'replica.cycle-applied', vm: this.config.vm, cycle: a.cycle })
+  }
+
+  private askResync(why: 'log-over-half-disk' | 'cycles-missing', now_ms: number): void {
+    this.resyncing = true
+    this.in_flight = null
+    this.log.close(now_ms) // dropped: the resync compares every block; the log starts again from here
+    this.out.push({ kind: 'resync' })
+    this.emit({ kind: 'replica.resync-needed', vm: this.config.vm, why })
+  }
+
+  private updateHealth(now_ms: number): void {
+    const h = replicationHealth({ last_applied_ms: this.last_applied_ms, resyncing: this.resyncing }, this.config.thresholds, now_ms)
+    if (h === this.health) return
+    this.health = h
+    this.emit({ kind: 'replica.health', vm: this.config.vm, health: h })
+  }
+
+  private emit(event: ReplicaSenderEvent): void {
+    this.out.push({ kind: 'emit', event })
+  }
+}
