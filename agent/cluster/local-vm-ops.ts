@@ -5,7 +5,7 @@
  * region starts at once (every node writes a CSV).
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
-import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { GuestLoadSetting, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ClxService } from '../clx/clx-service.js'
 import { csvDiskTarget, diskTargetFor } from '../clx/disk-target.js'
 import type { VmAgent, VmOpResult } from './vm-agent.js'
@@ -17,6 +17,8 @@ export interface StartRequest {
   memory_mib: number
   storage?: VmStorageSpecRecord | null | undefined
   force_storage?: boolean | undefined
+  /** The guest load the role keeps, applied as the VM starts. */
+  load?: GuestLoadSetting | undefined
 }
 
 export type StartResult = VmOpResult & { storage_refused?: boolean }
@@ -45,11 +47,12 @@ export class LocalVmOps {
   private async startNow(r: StartRequest, from: string): Promise<StartResult> {
     const { agent, clx } = this.deps
     const spec = r.storage ?? null
-    if (spec?.kind === 'csv') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, csvDiskTarget(spec)) // every node writes a CSV: nothing to prepare
-    if (spec?.kind !== 'replicated') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from)
+    const load = r.load ?? null
+    if (spec?.kind === 'csv') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, csvDiskTarget(spec), load) // every node writes a CSV: nothing to prepare
+    if (spec?.kind !== 'replicated') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, null, load)
     try {
       const prepared = await clx.prepareForStart(r.role, spec.group, this.deps.site, { force: r.force_storage === true })
-      return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, diskTargetFor(spec, prepared))
+      return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, diskTargetFor(spec, prepared), load)
     } catch (e) {
       this.deps.log.warn({ err: describeError(e), role: r.role }, 'CLX did not make the disk writable here; the start fails')
       return { ok: false, reason: describeError(e), storage_refused: e instanceof HvlabError && e.code === 'HVLAB_E_REFUSED' }

@@ -59,6 +59,7 @@ import {
   FAILURE_HISTORY_ENTRIES_MAX,
   ROLES_MAX,
   type DRAIN_STATUSES,
+  type GuestLoadSetting,
   type VmStorageSpecRecord,
 } from '../../shared/protocol/cluster-messages.js'
 import {
@@ -231,6 +232,8 @@ export type RoleEffect =
       /** The VM's disk, for the host's CLX (null: local). */
       readonly storage: VmStorageSpecRecord | null
       readonly force_storage: boolean
+      /** The guest load the role keeps (`vm load`), applied as it starts; null: idle. */
+      readonly load: GuestLoadSetting | null
     }
   | {
       readonly kind: 'stop-vm'
@@ -1178,6 +1181,7 @@ export class RoleController {
       memory_mib: e.role.memory_mib,
       storage: e.role.storage ?? null,
       force_storage,
+      load: e.role.load ?? null,
     })
   }
 
@@ -1317,6 +1321,7 @@ function changedSettings(before: VmRole, after: VmRole): string {
     anti_affinity: r.anti_affinity ?? '-',
     failover_threshold: r.failover_threshold == null ? 'cluster' : String(r.failover_threshold),
     failover_period_h: r.failover_period_h === undefined ? 'cluster' : String(r.failover_period_h),
+    load: r.load === undefined ? '-' : JSON.stringify(r.load),
   })
   const a = show(before)
   const b = show(after)

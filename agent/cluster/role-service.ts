@@ -13,7 +13,12 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
-import { ROLES_MAX, type InventoryVmRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import {
+  ROLES_MAX,
+  type GuestLoadSetting,
+  type InventoryVmRecord,
+  type VmStorageSpecRecord,
+} from '../../shared/protocol/cluster-messages.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { EffectHandlers } from '../../shared/machine/driver.js'
 import { MachineDriver } from '../../shared/machine/driver.js'
@@ -42,7 +47,15 @@ export interface HostRequests {
   /** Resolves `storage_refused` true when the host's CLX refused to make the VM's disk writable there. */
   start(
     node: string,
-    m: { role: string; op: number; epoch: number; memory_mib: number; storage: VmStorageSpecRecord | null; force_storage: boolean },
+    m: {
+      role: string
+      op: number
+      epoch: number
+      memory_mib: number
+      storage: VmStorageSpecRecord | null
+      force_storage: boolean
+      load?: GuestLoadSetting
+    },
   ): Promise<VmOpResult & { storage_refused?: boolean }>
   stop(node: string, m: { role: string; op: number; epoch: number; reason: string }): Promise<VmOpResult>
   inventory(node: string): Promise<InventoryVmRecord[]>
@@ -332,6 +345,7 @@ export class RoleService {
         memory_mib: fx.memory_mib,
         storage: fx.storage,
         force_storage: fx.force_storage,
+        ...(fx.load === null ? {} : { load: fx.load }),
       })
       .then((r) =>
         back(

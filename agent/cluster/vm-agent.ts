@@ -19,7 +19,7 @@
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { everyTick } from '../../shared/periodic-task.js'
-import { ROLE_REASON_CHARS_MAX, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
+import { ROLE_REASON_CHARS_MAX, type GuestLoadSetting, type InventoryVmRecord } from '../../shared/protocol/cluster-messages.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { gatedClock } from '../vm/guest-clock.js'
 import { VmHost, type VmInstance } from '../vm/vm-instance.js'
@@ -125,8 +125,20 @@ export class VmAgent {
     this.watches.clear()
   }
 
-  /** `disk`: the VM's replicated disk target (from diskTargetFor after CLX prepared it); null: none. */
-  startVm(role: string, memory_mib: number, op: number, epoch: number, from: string, disk: VmDiskTarget | null = null): VmOpResult {
+  /**
+   * `disk`: the VM's disk target (from diskTargetFor after CLX prepared it); null: none.
+   * `load`: the guest load the role keeps, applied as it starts (a restarted guest runs its
+   * applications again); null: idle.
+   */
+  startVm(
+    role: string,
+    memory_mib: number,
+    op: number,
+    epoch: number,
+    from: string,
+    disk: VmDiskTarget | null = null,
+    load: GuestLoadSetting | null = null,
+  ): VmOpResult {
     const now = this.deps.clock.now()
     if (!this.deps.holdsLease(now))
       return { ok: false, reason: `${this.deps.host} holds no quorum lease, so it may not run vms now`, no_lease: true }
@@ -134,6 +146,7 @@ export class VmAgent {
       const already = this.vms.list().some((v) => v.name === role)
       this.vms.start(role, memory_mib, op, epoch)
       this.setDisk(role, disk)
+      if (load !== null) this.vms.instance(role)?.setLoad(load)
       if (!already)
         this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
       this.stopped_for_quorum = false

@@ -19,7 +19,12 @@ import {
   ROLE_FAILOVER_PERIOD_H_MIN,
   ROLE_FAILOVER_THRESHOLD_MAX,
 } from '../../shared/protocol/cluster-limits.js'
-import { ROLE_PRIORITIES, type VmRoleRecord, type VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import {
+  ROLE_PRIORITIES,
+  type GuestLoadSetting,
+  type VmRoleRecord,
+  type VmStorageSpecRecord,
+} from '../../shared/protocol/cluster-messages.js'
 import type { FailureHistory } from './failover-policy.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
@@ -108,6 +113,8 @@ export interface VmRole {
   readonly failover_period_h?: number
   /** Restarts and failovers within the policy's windows; absent: none (kept in the record for the next coordinator). */
   readonly failures?: FailureHistory
+  /** The guest load `vm load` set, applied at every start (a restarted guest runs its applications again); absent: idle. */
+  readonly load?: GuestLoadSetting
 }
 
 export interface VmRoleSpec {
@@ -132,6 +139,8 @@ export interface VmRoleChanges {
   /** null: back to the cluster's policy. */
   failover_threshold?: number | null
   failover_period_h?: number
+  /** Merged into the role's load: what `vm load` changed. */
+  load?: GuestLoadSetting
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -229,6 +238,7 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     priority: priority ?? DEFAULT_PRIORITY,
     anti_affinity: anti_affinity ?? null,
     ...failoverLimitsChanged(role, changes),
+    ...(changes.load === undefined ? {} : { load: { ...role.load, ...changes.load } }),
   }
 }
 

@@ -7,7 +7,7 @@ import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { GUEST_HANG_MS_MAX, VM_DISK_IOPS_MAX } from '../../shared/protocol/cluster-limits.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out, printJson } from './options.js'
 import { ownerOf, vmInspectNow } from './vm-queries.js'
@@ -22,7 +22,7 @@ interface VmLoadOptions {
 export function registerVmLoad(vm: Command): void {
   vm.command('load')
     .description(
-      'change the guest workload of a running VM live: how fast it dirties memory, how concentrated the writes are, and how many block writes per second it does to its disk; options left out keep their value',
+      'change the guest workload of a running VM live: how fast it dirties memory, how concentrated the writes are, and how many block writes per second it does to its disk; options left out keep their value. The role keeps it: every later start (a failover, a restart) applies it again',
     )
     .argument('<name>', 'the VM name')
     .option('--dirty-mib-s <n>', 'MiB/s of pages dirtied (0 = idle)', numberIn(0, 4096))
@@ -41,19 +41,15 @@ async function loadVm(name: string, o: VmLoadOptions): Promise<void> {
     throw new HvlabError('HVLAB_E_USAGE', 'say what to change: --dirty-mib-s, --hot and/or --disk-iops')
   }
   const client = ControlClient.forDir(o.dir)
+  const load = {
+    ...(o.dirtyMibS !== undefined ? { dirty_mib_per_s: o.dirtyMibS } : {}),
+    ...(o.hot !== undefined ? { hot_fraction: o.hot } : {}),
+    ...(o.diskIops !== undefined ? { disk_iops: o.diskIops } : {}),
+  }
   const owner = await ownerOf(client, name)
-  await client.request(
-    owner,
-    {
-      t: 'vm-load-request',
-      vm: name,
-      hot_fraction: o.hot ?? null,
-      ...(o.dirtyMibS !== undefined ? { dirty_mib_per_s: o.dirtyMibS } : {}),
-      ...(o.diskIops !== undefined ? { disk_iops: o.diskIops } : {}),
-    },
-    'ok',
-    HOST_REQUEST_TIMEOUT_MS,
-  )
+  // Kept in the role first, so every later start applies it too (a guest restarted by a failover runs its applications again).
+  await roleCommand(client, { op: 'set', name, changes: { load } })
+  await client.request(owner, { t: 'vm-load-request', vm: name, hot_fraction: o.hot ?? null, ...load }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   const changed = [
     ...(o.dirtyMibS !== undefined ? [`dirties ${o.dirtyMibS} MiB/s`] : []),
     ...(o.hot !== undefined ? [`hot ${o.hot}`] : []),

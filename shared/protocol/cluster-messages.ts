@@ -295,6 +295,19 @@ export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
 ])
 export type VmStorageRequest = z.infer<typeof vmStorageRequestSchema>
 
+/**
+ * A VM's guest workload as `vm load` sets it (each field optional: only what the operator
+ * set). The role keeps it, and every start of the VM applies it again: a guest restarted by
+ * a failover runs its applications again.
+ */
+export const guestLoadSchema = z.strictObject({
+  dirty_mib_per_s: z.number().min(0).max(4096).optional(),
+  hot_fraction: z.number().gt(0).max(1).optional(),
+  /** Block writes per second to the VM's disk (0 = idle). */
+  disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
+})
+export type GuestLoadSetting = z.infer<typeof guestLoadSchema>
+
 /** A VM role as the cluster keeps it (agent/cluster/vm-role.ts). */
 const failoverThreshold = () => z.number().int().min(0).max(ROLE_FAILOVER_THRESHOLD_MAX)
 const failoverPeriodH = () => z.number().int().min(ROLE_FAILOVER_PERIOD_H_MIN).max(ROLE_FAILOVER_PERIOD_H_MAX)
@@ -325,6 +338,8 @@ export const vmRoleSchema = z.strictObject({
   failover_period_h: failoverPeriodH().optional(),
   /** Restarts and failovers within the policy's windows (absent in older records: none). */
   failures: failureHistorySchema.optional(),
+  /** The guest load `vm load` set; absent: none (idle). */
+  load: guestLoadSchema.optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
@@ -339,6 +354,8 @@ export const vmStartRequest = defineMessage('vm-start-request', () => ({
   storage: vmStorageSpecSchema.nullable().optional(),
   /** The operator forces CLX to use this site's copy even though it is not in sync. */
   force_storage: z.boolean().optional(),
+  /** The guest load the role keeps, applied as the VM starts. */
+  load: guestLoadSchema.optional(),
 }))
 
 /** Coordinator → host: stop this VM. */
@@ -417,6 +434,8 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       /** null: back to the cluster's (nodes − 1). */
       failover_threshold: failoverThreshold().nullable().optional(),
       failover_period_h: failoverPeriodH().optional(),
+      /** Merged into the role's load (`vm load`). */
+      load: guestLoadSchema.optional(),
     }),
   }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),

@@ -155,7 +155,8 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
     /PASS\s+network\s+host-a1 sees every node[\s\S]*PASS\s+quorum\s+witness witness reachable from site-b[\s\S]*validation passed; report: .*cluster-validation\.html/,
   )
 
-  // 2. kill -9 the owner of web1: it restarts on its next preferred owner
+  // 2. kill -9 the owner of web1: it restarts on its next preferred owner, with the guest load the role keeps
+  t.equal((await lab.cli('vm', 'load', 'web1', '--dirty-mib-s', '1', '--disk-iops', '5')).code, 0)
   const before = (await lab.events()).at(-1)!.seq
   t.equal((await lab.cli('kill', 'host-b1')).code, 0)
   const failed = await lab.waitFor(
@@ -165,6 +166,11 @@ t.test('vm roles: create, kill -9 an owner, site partition, drain, whole-lab res
   )
   t.equal(ownerOf(failed.list, 'db1'), 'host-a2', 'the other vms did not move')
   t.equal(ownerOf(failed.list, 'app1'), 'host-b2', 'the other vms did not move')
+  t.match(
+    await lab.json('vm', 'inspect', 'web1', '--json'),
+    { host: 'host-b2', dirty_mib_per_s: 1, disk_iops: 5 },
+    'the restarted guest runs the load `vm load` gave it (a real guest restarts its applications)',
+  )
   const isDown = (e: LabEvent) => e.kind === 'cluster.node-down' && e.details.node === 'host-b1'
   const isOver = (e: LabEvent) => e.kind === 'role.failed-over' && e.details.role === 'web1'
   const isRunning = (e: LabEvent) => e.kind === 'role.running' && e.details.role === 'web1' && e.details.node === 'host-b2'

@@ -85,6 +85,22 @@ t.test('set: settings change at once and are recorded; memory only while the vm 
   t.match(starts(l.cmd({ op: 'start', name: 'web1' })), [{ node: 'host-b1', memory_mib: 2048 }], 'the new preferred owner and memory')
 })
 
+t.test('the guest load (vm load) is kept in the role, merged, and carried by every start', async (t) => {
+  const l = lab()
+  l.running('web1', ['host-a1', 'host-a2'])
+  const fx = l.cmd({ op: 'set', name: 'web1', changes: { load: { disk_iops: 20 } } })
+  t.match(records(fx).at(-1), { load: { disk_iops: 20 } }, 'recorded')
+  t.ok(kinds(fx).includes('role.settings-changed'))
+  l.cmd({ op: 'set', name: 'web1', changes: { load: { dirty_mib_per_s: 2 } } })
+  t.same(l.c.role('web1')?.load, { disk_iops: 20, dirty_mib_per_s: 2 }, 'merged: what was not given keeps its value')
+  const [restart] = starts(l.setNode('host-a1', 'down'))
+  t.match(restart, { node: 'host-a2', load: { disk_iops: 20, dirty_mib_per_s: 2 } }, 'the failover start carries it')
+  const back = decodeRoles({ [roleKey('web1')]: encodeRole(l.c.role('web1')!) })
+  t.same(back.roles[0]?.load, { disk_iops: 20, dirty_mib_per_s: 2 }, 'and the record keeps it for the next coordinator')
+  l.cmd({ op: 'create', spec: { name: 'idle', memory_mib: 64, preferred_owners: ['host-b1'] } })
+  t.match(starts(l.cmd({ op: 'start', name: 'idle' })), [{ role: 'idle', load: null }], 'a role never loaded starts idle')
+})
+
 t.test('set: the same checks as create, with what to fix', async (t) => {
   const l = lab()
   l.cmd({ op: 'create', spec: { name: 'web1', memory_mib: 1024 } })
