@@ -18,6 +18,8 @@
  * Inputs and effects are plain data; nothing here reads a clock, a socket or a disk.
  */
 import type { EmitEffect, SetTimerEffect } from '../../shared/machine/effect.js'
+import type { DetailsOf } from '../../shared/timeline/events.js'
+import type { ReplicaEvent, ReplicaEventKind } from '../../shared/timeline/replica-events.js'
 import { replicationHealth, type HealthThresholds, type ReplicationHealth } from './replica-health.js'
 import { ReplicaLog, type LogShipment } from './replica-log.js'
 import type { ShipmentRefusal } from './shipment-check.js'
@@ -47,19 +49,8 @@ export type ReplicaSenderInput =
   /** The resync the machine asked for is done (the replica expects `nextCycle` next). */
   | { readonly kind: 'resynced' }
 
-export type ReplicaSenderEvent =
-  | {
-      readonly kind: 'replica.cycle-sent'
-      readonly vm: string
-      readonly cycle: number
-      readonly blocks: number
-      readonly bytes: number
-      readonly again: boolean
-    }
-  | { readonly kind: 'replica.cycle-applied'; readonly vm: string; readonly cycle: number }
-  | { readonly kind: 'replica.cycle-missed'; readonly vm: string; readonly in_flight: number }
-  | { readonly kind: 'replica.resync-needed'; readonly vm: string; readonly why: 'log-over-half-disk' | 'cycles-missing' }
-  | { readonly kind: 'replica.health'; readonly vm: string; readonly health: ReplicationHealth }
+/** What the sender puts on the timeline (shared/timeline/replica-events.ts). */
+export type ReplicaSenderEvent = ReplicaEvent
 
 export type ReplicaSenderEffect =
   | { readonly kind: 'ship'; readonly shipment: LogShipment }
@@ -150,7 +141,7 @@ export class ReplicaSender {
     this.out.push({ kind: 'set-timer', at_ms: this.next_cycle_ms })
     if (this.resyncing) return
     if (this.in_flight !== null) {
-      this.emit({ kind: 'replica.cycle-missed', vm: this.config.vm, in_flight: this.in_flight.cycle })
+      this.emit('replica.cycle-missed', { vm: this.config.vm, in_flight: this.in_flight.cycle })
       return this.ship(this.in_flight, true)
     }
     this.closeAndShip(now_ms)
@@ -165,7 +156,7 @@ export class ReplicaSender {
   private ship(shipment: LogShipment, again: boolean): void {
     this.out.push({ kind: 'ship', shipment })
     const bytes = shipment.blocks.length * this.config.block_size_bytes
-    this.emit({ kind: 'replica.cycle-sent', vm: this.config.vm, cycle: shipment.cycle, blocks: shipment.blocks.length, bytes, again })
+    this.emit('replica.cycle-sent', { vm: this.config.vm, cycle: shipment.cycle, blocks: shipment.blocks.length, bytes, again })
   }
 
   private onAnswer(a: Extract<ReplicaSenderInput, { kind: 'answer' }>, now_ms: number): void {
@@ -176,7 +167,7 @@ export class ReplicaSender {
     }
     this.in_flight = null
     this.last_applied_ms = now_ms
-    this.emit({ kind: 'replica.cycle-applied', vm: this.config.vm, cycle: a.cycle })
+    this.emit('replica.cycle-applied', { vm: this.config.vm, cycle: a.cycle })
   }
 
   private askResync(why: 'log-over-half-disk' | 'cycles-missing', now_ms: number): void {
@@ -184,17 +175,17 @@ export class ReplicaSender {
     this.in_flight = null
     this.log.close(now_ms) // dropped: the resync compares every block; the log starts again from here
     this.out.push({ kind: 'resync' })
-    this.emit({ kind: 'replica.resync-needed', vm: this.config.vm, why })
+    this.emit('replica.resync-needed', { vm: this.config.vm, why })
   }
 
   private updateHealth(now_ms: number): void {
     const h = replicationHealth({ last_applied_ms: this.last_applied_ms, resyncing: this.resyncing }, this.config.thresholds, now_ms)
     if (h === this.health) return
     this.health = h
-    this.emit({ kind: 'replica.health', vm: this.config.vm, health: h })
+    this.emit('replica.health', { vm: this.config.vm, health: h })
   }
 
-  private emit(event: ReplicaSenderEvent): void {
-    this.out.push({ kind: 'emit', event })
+  private emit<K extends ReplicaEventKind>(kind: K, details: DetailsOf<K>): void {
+    this.out.push({ kind: 'emit', event: { kind, details } as ReplicaEvent })
   }
 }

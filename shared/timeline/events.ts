@@ -13,6 +13,7 @@ import { EVENT_DETAIL_FIELDS_MAX } from './details.js'
 import { clockEvents, labEvents, networkEvents, peerEvents, processEvents } from './lab-events.js'
 import { migrationEvents } from './migration-events.js'
 import { rcEvents } from './rc-events.js'
+import { replicaEvents } from './replica-events.js'
 import { nodeEvents, roleEvents, roleStateEvents } from './role-events.js'
 import { arrayEvents, csvEvents } from './storage-events.js'
 import { vmEvents } from './vm-events.js'
@@ -34,6 +35,7 @@ export const EVENT_SCHEMAS = {
   ...arrayEvents,
   ...rcEvents,
   ...clxEvents,
+  ...replicaEvents,
 } as const
 
 type Schemas = typeof EVENT_SCHEMAS

@@ -14,7 +14,8 @@ const F = 300_000 // the 5-minute frequency
 const th = healthThresholds(F, 1)
 const data = (v: number) => new Uint8Array(BS).fill(v)
 const ships = (fx: ReplicaSenderEffect[]) => fx.flatMap((f) => (f.kind === 'ship' ? [f.shipment] : []))
-const events = (fx: ReplicaSenderEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [f.event] : []))
+/** The timeline events, each flattened to its kind and details. */
+const events = (fx: ReplicaSenderEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [{ kind: f.event.kind, ...f.event.details }] : []))
 const kinds = (fx: ReplicaSenderEffect[]) => events(fx).map((e) => e.kind)
 
 function sender(disk_blocks = 64) {

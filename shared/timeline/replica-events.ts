@@ -1,0 +1,23 @@
+/**
+ * Hyper-V Replica on the timeline (agent/replica/): a VM's replication cycles as its
+ * primary sends them and the replica answers, missed cycles, resyncs and the health.
+ */
+import type { EventOf } from './events.js'
+import { defineEvents, detail } from './details.js'
+
+const vm = { vm: detail.name() }
+
+export const replicaEvents = defineEvents({
+  /** A cycle's shipment went to the replica (`again`: the unanswered one, sent again). */
+  'replica.cycle-sent': { ...vm, cycle: detail.uint(), blocks: detail.uint(), bytes: detail.uint(), again: detail.flag() },
+  'replica.cycle-applied': { ...vm, cycle: detail.uint() },
+  /** A cycle came while the last shipment was still unanswered. */
+  'replica.cycle-missed': { ...vm, in_flight: detail.uint() },
+  /** `why`: log-over-half-disk or cycles-missing. */
+  'replica.resync-needed': { ...vm, why: detail.word() },
+  /** Normal, Warning or Critical. */
+  'replica.health': { ...vm, health: detail.word() },
+})
+
+export type ReplicaEventKind = keyof typeof replicaEvents
+export type ReplicaEvent = EventOf<ReplicaEventKind>
