@@ -2,7 +2,8 @@
  * A host's journal of its VMs' disk writes (`HVLAB_DISK_WRITE_JOURNAL=1`,
  * shared/lab-env.ts): one JSON line per write when it is issued (before it is sent) and
  * one when it has completed, appended to `<lab>/data/<host>/disk-writes.jsonl`. The soak's
- * checker (scripts/soak) reads every host's journal with `parseDiskJournalLine` and holds
+ * checker (scripts/soak) reads every host's journal with `parseDiskJournalLine`
+ * (shared/disk-journal-format.ts, the line format) and holds
  * the outcomes against what the arrays hold: no acknowledged write lost, no stale owner's
  * write accepted.
  *
@@ -21,61 +22,10 @@
  * it never throws into the disk writer.
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
-import { z } from 'zod'
 import type { HvlabCode } from '../../shared/errors.js'
-import { field } from '../../shared/protocol/define.js'
+import { type DiskJournalCompleted, type DiskJournalIssued, type DiskJournalLine } from '../../shared/disk-journal-format.js'
 import type { DiskWriteRecord } from './disk-write-record.js'
 import type { DiskWriteOutcome, DiskWritePlace, DiskWriteSink } from './vm-disk.js'
-
-/** A line longer than this is not one the journal wrote. */
-export const DISK_JOURNAL_LINE_CHARS_MAX = 2048
-const NAME_CHARS_MAX = 128
-
-const name = () => z.string().min(1).max(NAME_CHARS_MAX)
-const errorCode = () => z.string().regex(/^HVLAB_E_[A-Z_]{1,48}$/)
-
-export const diskJournalIssuedLine = z.strictObject({
-  t: z.literal('issued'),
-  vm: name(),
-  host: name(),
-  array: name(),
-  volume: name(),
-  epoch: field.uint(),
-  seq: field.uint(),
-  block: field.uint(),
-  value: field.u32(),
-  at_ms: field.uint(),
-})
-
-export const diskJournalCompletedLine = z.strictObject({
-  t: z.enum(['acked', 'refused', 'failed']),
-  vm: name(),
-  host: name(),
-  epoch: field.uint(),
-  seq: field.uint(),
-  block: field.uint(),
-  at_ms: field.uint(),
-  code: errorCode().nullable(),
-})
-
-/** One line of a disk write journal. */
-export const diskJournalLine = z.union([diskJournalIssuedLine, diskJournalCompletedLine])
-export type DiskJournalLine = z.infer<typeof diskJournalLine>
-export type DiskJournalIssued = z.infer<typeof diskJournalIssuedLine>
-export type DiskJournalCompleted = z.infer<typeof diskJournalCompletedLine>
-
-/** One line (without its newline) as the journal wrote it, or null when it is not one (torn, foreign, out of bounds). */
-export function parseDiskJournalLine(text: string): DiskJournalLine | null {
-  if (text.length > DISK_JOURNAL_LINE_CHARS_MAX) return null
-  let raw: unknown
-  try {
-    raw = JSON.parse(text)
-  } catch {
-    return null
-  }
-  const parsed = diskJournalLine.safeParse(raw)
-  return parsed.success ? parsed.data : null
-}
 
 export interface DiskWriteJournalOptions {
   /** Told once, when the journal cannot be opened or written; it stops journaling then. */

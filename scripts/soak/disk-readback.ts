@@ -5,7 +5,7 @@
  * array its disk is on (the copy the VM writes to: the primary of its group).
  */
 import { readFileSync } from 'node:fs'
-import { parseDiskJournalLine } from '../../agent/vm/disk-write-journal.js'
+import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { BLOCKS_PER_IO_MAX } from '../../shared/protocol/storage-limits.js'
 import type { Topology } from '../../shared/topology.js'

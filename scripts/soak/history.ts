@@ -11,7 +11,7 @@
 import { appendFileSync, createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { z } from 'zod'
-import { diskJournalCompletedLine, diskJournalIssuedLine } from '../../agent/vm/disk-write-journal.js'
+import { diskJournalCompletedLine, diskJournalIssuedLine } from '../../shared/disk-journal-format.js'
 import { HvlabError } from '../../shared/errors.js'
 
 /** Longest history line read; a longer one is refused. */

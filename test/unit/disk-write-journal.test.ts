@@ -11,13 +11,13 @@
 import t from 'tap'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DiskWriteJournal } from '../../agent/vm/disk-write-journal.js'
 import {
-  DiskWriteJournal,
   parseDiskJournalLine,
   type DiskJournalCompleted,
   type DiskJournalIssued,
   type DiskJournalLine,
-} from '../../agent/vm/disk-write-journal.js'
+} from '../../shared/disk-journal-format.js'
 import type { DiskWriteRecord } from '../../agent/vm/disk-write-record.js'
 import { VmDisk, failedWriteOutcome, type BlockIoPort } from '../../agent/vm/vm-disk.js'
 import { ManualClock } from '../../shared/clock.js'

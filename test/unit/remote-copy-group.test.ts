@@ -548,22 +548,21 @@ t.test('periodic: cycles go on after a failover, its automatic recover, and a re
   lab.run()
   t.equal(lab.b.group.currentRole, 'primary-rev')
   t.equal(lab.a.group.currentRole, 'secondary-rev')
-  lab.write(lab.b, 'v', 2, 3)
-  for (let i = 0; i < 3; i++) {
-    lab.advance(1000)
-    lab.run()
+  /** A write on `from`, then three periods: does it reach `to`? */
+  const replicated = (from: typeof lab.a, to: typeof lab.a, block: number, value: number): number => {
+    lab.write(from, 'v', block, value)
+    for (let i = 0; i < 3; i++) {
+      lab.advance(1000)
+      lab.run()
+    }
+    return to.block('v', block)
   }
-  t.equal(lab.a.block('v', 2), 3, 'cycles from b after the recover')
+  t.equal(replicated(lab.b, lab.a, 2, 3), 3, 'cycles from b after the recover')
   lab.step(lab.b, { kind: 'command', verb: 'restore' })
   lab.run()
   t.equal(lab.a.group.currentRole, 'primary')
   t.equal(lab.b.group.currentRole, 'secondary')
-  lab.write(lab.a, 'v', 3, 4)
-  for (let i = 0; i < 3; i++) {
-    lab.advance(1000)
-    lab.run()
-  }
-  t.equal(lab.b.block('v', 3), 4, 'cycles from a after the restore')
+  t.equal(replicated(lab.a, lab.b, 3, 4), 4, 'cycles from a after the restore')
 })
 
 t.test('auto_recover off: the group stops on link loss and must be started again', async (t) => {
