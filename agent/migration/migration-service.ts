@@ -183,7 +183,7 @@ class OutgoingRun {
    */
   private readonly driver: MachineDriver<SourceInput, SourceEffect>
   private finished = false
-  private readonly onClose: () => void
+  private readonly onClose: (code: number, reason: string) => void
   private resolve!: (r: MigrationResult) => void
   readonly result: Promise<MigrationResult>
 
@@ -215,7 +215,12 @@ class OutgoingRun {
         if (!this.machine.done) this.feed({ kind: 'failed', reason: `internal error: ${describeError(e)}` })
       },
     })
-    this.onClose = () => this.feed({ kind: 'failed', reason: `the connection to ${conn.remoteName} was lost` })
+    // The close code says who ended it: 1006 cut (a liveness probe, a crash), 1008 refused by a side (the code in `why`).
+    this.onClose = (code, why) =>
+      this.feed({
+        kind: 'failed',
+        reason: `the connection to ${conn.remoteName} was lost (WebSocket close ${code}${why ? `: ${why}` : ''})`,
+      })
   }
 
   start(): void {

@@ -24,6 +24,7 @@
  *   both:        { op: 'lag-reset' } → { op: 'lag-reset' }; { op: 'lag-read' } → { op: 'lag', lag }
  *                (event-loop lag since the reset; the destination also resets it when a
  *                migration connects), { op: 'exit' }
+ * Warnings go to standard error (a cut connection, an aborted migration): a failed run says why.
  * Times are `performance.timeOrigin + performance.now()`: wall-clock milliseconds with
  * sub-millisecond resolution, comparable between two processes on one machine.
  */
@@ -33,7 +34,7 @@ import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { RealClock } from '../../shared/clock.js'
 import { LagInterval } from '../../shared/event-loop-lag.js'
-import { silentLogger } from '../../shared/log.js'
+import { createLogger } from '../../shared/log.js'
 import { FRAME_BYTES_MAX } from '../../shared/protocol/codec.js'
 import { FRAME_TAG_BYTES } from '../../shared/transport/frame-auth.js'
 import { connectPeer } from '../../shared/transport/peer-client.js'
@@ -64,6 +65,9 @@ const UNSEALED = {
   open: (frame: Buffer): Buffer => frame.subarray(0, frame.length - FRAME_TAG_BYTES),
 }
 
+/** Warnings and errors to standard error (the bench's own): why a connection was cut or a migration failed. */
+const log = createLogger({ name: `bench-${process.argv[2] === 'source' ? 'src' : 'dst'}`, level: 'warn' })
+
 const now_ms = (): number => performance.timeOrigin + performance.now()
 const reply = (m: object): void => void process.send!(m)
 /** This process's event-loop lag, as a host's: what the benchmark reports next to the idle figure. */
@@ -92,7 +96,6 @@ function randomVm(name: string, mib: number): LabVm {
 }
 
 async function runDestination(pool: PageDiffPool): Promise<void> {
-  const log = silentLogger()
   const service = new MigrationService({ host: 'bench-dst', log, pool })
   // The next connection is either a raw-transport run (counted here) or a migration (served by the service).
   let rawExpected: { bytes: number; received: number } | null = null
@@ -141,7 +144,7 @@ async function connectUnsealed(port: number): Promise<PeerConnection> {
     generateMask: (mask) => void mask.fill(0),
   })
   await once(ws, 'open')
-  return new PeerConnection(ws, { name: 'bench-dst', role: 'host' }, { log: silentLogger(), frameAuth: UNSEALED })
+  return new PeerConnection(ws, { name: 'bench-dst', role: 'host' }, { log, frameAuth: UNSEALED })
 }
 
 async function connect(port: number): Promise<PeerConnection> {
@@ -150,7 +153,7 @@ async function connect(port: number): Promise<PeerConnection> {
     name: 'bench-src',
     role: 'host',
     secret: BENCH_SECRET,
-    log: silentLogger(),
+    log,
   })
   c.start()
   return c
@@ -190,7 +193,7 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
 }
 
 async function runSource(pool: PageDiffPool): Promise<void> {
-  const service = new MigrationService({ host: 'bench-src', log: silentLogger(), pool })
+  const service = new MigrationService({ host: 'bench-src', log, pool })
   process.on('message', (m: EndpointCommand) => {
     if (answerLag(m)) return
     const done = m.op === 'send-raw' ? sendRaw(m.port, m.frames, m.sealed) : m.op === 'migrate' ? migrate(service, m) : null
