@@ -10,9 +10,10 @@
  *   another VM's, blocks out of order or outside
  *   the disk, a block of the wrong size          → refuse (corrupt or truncated)
  */
+import type { ShipmentRefusal } from '../../shared/protocol/replica-messages.js'
 import type { LogShipment } from './replica-log.js'
 
-export type ShipmentRefusal = 'replayed' | 'cycle-gap' | 'from-future' | 'wrong-vm' | 'malformed'
+export type { ShipmentRefusal }
 
 export type ShipmentVerdict =
   | { readonly action: 'apply' }

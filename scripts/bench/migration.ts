@@ -3,8 +3,8 @@
  * runMigrationBench; `npm run bench -- --vm-mib 1024` sizes the VM, `--no-migration`
  * skips it).
  *
- * Two endpoint PROCESSES (scripts/bench/migration-endpoint.ts, forked with this process's
- * execArgv): a source and a destination, each with a host's migration service and its own
+ * Two endpoint PROCESSES (scripts/bench/migration-endpoint.ts, the built bundle, each in
+ * its own session as a lab's processes are): a source and a destination, each with a host's migration service and its own
  * page-diff pool, over the lab's real transport on loopback (handshake, framing,
  * backpressure) — what two agent processes run, without the cluster around them.
  *
@@ -142,6 +142,10 @@ class Endpoint {
   static async start(role: 'source' | 'destination', threads: number): Promise<Endpoint> {
     const child = fork(bundlePath('bench-migration-endpoint'), [role, String(threads)], {
       execArgv: [],
+      // Its own session, as a lab's processes have (scripts/cli/lab-up.ts): its own scheduler
+      // autogroup, so its nice-19 data-plane workers yield to its own event loop, not to every
+      // other process of the session that runs the bench (a test runner's, on CI).
+      detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })
     const ready = await new Promise<Reply>((resolve, reject) => {

@@ -13,6 +13,7 @@ import { migrationMessages } from './migration-messages.js'
 import { csvMessages } from './csv-messages.js'
 import { guestMessages } from './guest-messages.js'
 import { removalMessages } from './removal-messages.js'
+import { replicaMessages } from './replica-messages.js'
 
 /**
  * Bumped on any incompatible change; peers with another version are refused.
@@ -29,6 +30,7 @@ export const ALL_MESSAGES = [
   ...guestMessages,
   ...csvMessages,
   ...removalMessages,
+  ...replicaMessages,
 ] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]

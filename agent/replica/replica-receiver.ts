@@ -1,0 +1,130 @@
+/**
+ * The replica server's side of one VM's replication (seed 002), PURE over a block device:
+ * log parts arrive (shipment-frames.ts stages them), the whole shipment is judged
+ * (shipment-check.ts) and only then applied, block by block, each block's old content
+ * first kept by the newest recovery point (recovery-points.ts). So the replica disk is
+ * always the primary's disk as it was when some log was closed: crash-consistent.
+ *
+ * A recovery point is taken after a cycle is applied once `point_every_ms` has passed since
+ * the last one (hourly in Replica, scaled by the lab's timeScale). A resync clears the
+ * points (the seed: a resync makes them meaningless) and says which cycle comes next.
+ *
+ * Every part gets an answer (replica-log-answer); nothing a primary sends can throw out of
+ * `onPart` or write a block of a shipment that is not applied whole.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
+import { RecoveryPoints, type RecoveryPoint } from './recovery-points.js'
+import { ShipmentAssembler, type AssembledPart } from './shipment-frames.js'
+import { judgeShipment } from './shipment-check.js'
+import type { LogShipment } from './replica-log.js'
+
+/** The replica's copy of the VM's disk, a block at a time. */
+export interface ReplicaDisk {
+  readonly blocks: number
+  readonly block_size_bytes: number
+  readBlock(block: number): Uint8Array
+  writeBlock(block: number, data: Uint8Array): void
+}
+
+export interface ReplicaReceiverOptions {
+  readonly vm: string
+  readonly disk: ReplicaDisk
+  /** Recovery points kept (0–24). */
+  readonly recovery_points: number
+  /** A point is taken after an apply once this long has passed since the last one. */
+  readonly point_every_ms: number
+  /** How far ahead of this server's clock a log's close may lie (the lab's clock tolerance). */
+  readonly clock_skew_ms: number
+  /** Bytes of one shipment staged at most. */
+  readonly staged_bytes_max: number
+  /** The last cycle applied (0: the initial replication only). */
+  readonly applied_cycle: number
+}
+
+type Answer = MessageOf<'replica-log-answer'>
+
+export class ReplicaReceiver {
+  private readonly assembler: ShipmentAssembler
+  private readonly points: RecoveryPoints
+  private applied: number
+  private last_point_ms = -Infinity
+
+  constructor(private readonly o: ReplicaReceiverOptions) {
+    this.assembler = new ShipmentAssembler({ vm: o.vm, staged_bytes_max: o.staged_bytes_max })
+    this.points = new RecoveryPoints(o.recovery_points)
+    this.applied = o.applied_cycle
+  }
+
+  get appliedCycle(): number {
+    return this.applied
+  }
+
+  recoveryPoints(): RecoveryPoint[] {
+    return this.points.list()
+  }
+
+  /** One part from the primary: staged, or with the last, the shipment applied, ignored or refused. */
+  onPart(m: MessageOf<'replica-log-part'>, attachment: Uint8Array, now_ms: number): Answer {
+    const answer = (outcome: Answer['outcome'], extra: Partial<Answer> = {}): Answer => ({
+      t: 'replica-log-answer',
+      vm: this.o.vm,
+      cycle: m.cycle,
+      part: m.part,
+      outcome,
+      resync: false,
+      ...extra,
+    })
+    const assembled = this.stage(m, attachment)
+    if (assembled === null) return answer('refused', { refusal: 'malformed' })
+    if (assembled.kind === 'staged') return answer('staged')
+    const verdict = judgeShipment(
+      assembled.shipment,
+      { vm: this.o.vm, applied_cycle: this.applied, disk_blocks: this.o.disk.blocks, block_size_bytes: this.o.disk.block_size_bytes },
+      now_ms,
+      this.o.clock_skew_ms,
+    )
+    if (verdict.action !== 'apply')
+      return answer(verdict.action === 'ignore' ? 'ignored' : 'refused', { refusal: verdict.refusal, resync: verdict.resync })
+    this.apply(assembled.shipment, now_ms)
+    return answer('applied')
+  }
+
+  /** The part staged (null: malformed, the staged parts dropped). */
+  private stage(m: MessageOf<'replica-log-part'>, attachment: Uint8Array): AssembledPart | null {
+    try {
+      return this.assembler.add(m, attachment)
+    } catch (e) {
+      if (e instanceof HvlabError && e.code === 'HVLAB_E_PROTOCOL') return null
+      throw e
+    }
+  }
+
+  private apply(s: LogShipment, now_ms: number): void {
+    for (const b of s.blocks) {
+      this.points.beforeWrite(b.block, this.o.disk.readBlock(b.block))
+      this.o.disk.writeBlock(b.block, b.data)
+    }
+    this.applied = s.cycle
+    if (now_ms - this.last_point_ms >= this.o.point_every_ms) {
+      this.points.take({ cycle: s.cycle, at_ms: s.closed_at_ms, app_consistent: false })
+      this.last_point_ms = now_ms
+    }
+  }
+
+  /** Returns the disk to the recovery point of `cycle` (an unplanned failover to an earlier point). */
+  revertTo(cycle: number): void {
+    for (const [block, data] of this.points.revertTo(cycle)) this.o.disk.writeBlock(block, data)
+    this.applied = cycle
+    this.points.clear()
+    this.assembler.drop()
+  }
+
+  /** A resync made the disk equal to the primary's: the points are cleared and `next_cycle` comes next. */
+  resynced(next_cycle: number): void {
+    this.points.clear()
+    this.assembler.drop()
+    this.applied = next_cycle - 1
+    this.last_point_ms = -Infinity
+  }
+}
