@@ -91,6 +91,7 @@ export function checkHistory(h: History): SoakReport {
       end_ms: o.end_ms,
       ok: o.ok,
       error_code: o.error_code,
+      said: o.said ?? null,
     })),
     processes: processResources(h, events),
     series: client.vms.map((vm) => client.series(vm, gap_ms, runsOf(runs, vm))),

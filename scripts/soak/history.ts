@@ -63,6 +63,9 @@ const fault = z.strictObject({
   processes: z.array(name).max(256),
 })
 
+/** Characters of a failed action's message kept in the history. */
+export const OP_SAID_CHARS_MAX = 300
+
 const op = z.strictObject({
   t: z.literal('op'),
   kind: word,
@@ -71,6 +74,8 @@ const op = z.strictObject({
   end_ms: time_ms,
   ok: z.boolean(),
   error_code: word.nullable(),
+  /** What the CLI printed on standard error when it failed (for the reader; nothing decides on it). */
+  said: z.string().max(OP_SAID_CHARS_MAX).optional(),
 })
 
 const sample = z.strictObject({

@@ -7,7 +7,7 @@
  */
 import { ownerOf, vmListNow } from '../cli/vm-queries.js'
 import type { OperatorPlan } from './fault-schedule.js'
-import type { RecordOf } from './history.js'
+import { OP_SAID_CHARS_MAX, type RecordOf } from './history.js'
 import type { SoakLab } from './soak-lab.js'
 
 /** How long an action's command may wait for its outcome. */
@@ -21,7 +21,10 @@ export interface HostSite {
 export async function runOperatorAction(lab: SoakLab, plan: OperatorPlan, hosts: readonly HostSite[]): Promise<RecordOf<'op'>> {
   const start_ms = Date.now()
   const { target, args, after } = await commandOf(lab, plan, hosts)
-  const r = args === null ? { exit: 1, error_code: 'HVLAB_E_STATE' } : await lab.cli(...args, '--timeout-s', ACTION_TIMEOUT_S)
+  const r =
+    args === null
+      ? { exit: 1, error_code: 'HVLAB_E_STATE', stderr: 'nothing to act on now' }
+      : await lab.cli(...args, '--timeout-s', ACTION_TIMEOUT_S)
   if (after) await lab.cli(...after)
   return {
     t: 'op',
@@ -31,6 +34,7 @@ export async function runOperatorAction(lab: SoakLab, plan: OperatorPlan, hosts:
     end_ms: Date.now(),
     ok: r.exit === 0,
     error_code: r.exit === 0 ? null : r.error_code,
+    ...(r.exit === 0 ? {} : { said: r.stderr.trim().slice(0, OP_SAID_CHARS_MAX) }),
   }
 }
 

@@ -171,8 +171,13 @@ function operatorActionsTable(r: SoakReport): Table {
     seconds(a.end_ms - a.start_ms),
     yesNo(a.ok),
     a.error_code ?? '–',
+    a.said ?? '–',
   ]
-  return { head: ['kind', 'target', 'start s', 'duration s', 'ok', 'error code'], rows: r.operator_actions.map(row), numeric: [2, 3] }
+  return {
+    head: ['kind', 'target', 'start s', 'duration s', 'ok', 'error code', 'what it said'],
+    rows: r.operator_actions.map(row),
+    numeric: [2, 3],
+  }
 }
 
 function processesTable(r: SoakReport): Table {

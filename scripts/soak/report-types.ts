@@ -94,6 +94,8 @@ export interface OperatorActionOutcome {
   ok: boolean
   /** The CLI's stable error code when it failed. */
   error_code: string | null
+  /** What the CLI said when it failed, for the reader. */
+  said: string | null
 }
 
 export interface ProcessResources {

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkHistory } from '../../scripts/soak/checker.js'
 import { writeDigest } from '../../scripts/soak/disk-history.js'
-import { historyOf, readHistory, type History, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
+import { historyOf, parseHistoryLine, readHistory, type History, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
 
 const T0 = 1_800_000_000_000
 const BS = 4096
@@ -326,4 +326,17 @@ t.test('a history file is validated line by line', async (t) => {
   await t.rejects(readHistory(join(dir, 'none.jsonl')), { code: 'HVLAB_E_NOT_FOUND' })
   writeFileSync(bad, 'not json\n')
   await t.rejects(readHistory(bad), { message: /line 1: not JSON/ })
+  const op = { t: 'op', kind: 'quick-move', target: 'vm1 → host-b1', start_ms: 1, end_ms: 2, ok: false, error_code: null }
+  t.equal(
+    parseHistoryLine(JSON.stringify({ ...op, said: 'move failed: the destination refused' }), 3, 'h').t,
+    'op',
+    "a failed action's message is kept",
+  )
+  t.throws(
+    () => parseHistoryLine(JSON.stringify({ ...op, said: 'x'.repeat(301) }), 3, 'h'),
+    { code: 'HVLAB_E_USAGE' },
+    'up to 300 characters',
+  )
+  const [checked] = check([meta(), { ...op, said: 'it said why' } as HistoryRecord]).operator_actions
+  t.equal(checked?.said, 'it said why', 'and carried into the report')
 })

@@ -34,7 +34,7 @@ function sampleReport(): SoakReport {
     recovery_bound_ms: 20_000,
     summary: {
       faults: 2,
-      operator_actions: 1,
+      operator_actions: 2,
       client_requests: 2400,
       client_replies: 2391,
       disk_writes: 500,
@@ -96,7 +96,18 @@ function sampleReport(): SoakReport {
         client_gap_ms: 420,
       },
     ],
-    operator_actions: [{ kind: 'live-migrate', target: 'vm-2', start_ms: T0 + 30_000, end_ms: T0 + 33_100, ok: true, error_code: null }],
+    operator_actions: [
+      { kind: 'live-migrate', target: 'vm-2', start_ms: T0 + 30_000, end_ms: T0 + 33_100, ok: true, error_code: null, said: null },
+      {
+        kind: 'quick-move',
+        target: 'vm-1 → host-b1',
+        start_ms: T0 + 40_000,
+        end_ms: T0 + 40_500,
+        ok: false,
+        error_code: null,
+        said: 'move of vm-1 failed: a | b\nsecond line',
+      },
+    ],
     processes: [
       { name: 'host-a1', rss_max_bytes: 96 * 1024 * 1024, fds_max: 41, crashes: 0, kills: 1 },
       { name: 'array-a', rss_max_bytes: 64 * 1024 * 1024, fds_max: 30, crashes: 0, kills: 0 },
@@ -156,7 +167,12 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
   t.match(md, '- at: +00:01:01.234 (05:01:01.234 UTC)', 'violation time, since the start and on the clock')
   t.match(md, '| +00:01:00.000 | host-a1 | process.signalled | `{"process":"host-a1","signal":"SIGCONT"}` |', 'event around it')
   t.match(md, '| vm-2 | host-a2 → host-b2 | live | 30.0 | 3.0 | yes | 180 | 420 |', 'migration')
-  t.match(md, '| live-migrate | vm-2 | 30.0 | 3.1 | yes | – |', 'operator action')
+  t.match(md, '| live-migrate | vm-2 | 30.0 | 3.1 | yes | – | – |', 'operator action')
+  t.match(
+    md,
+    '| quick-move | vm-1 → host-b1 | 40.0 | 0.5 | no | – | move of vm-1 failed: a \\| b<br>second line |',
+    'a failed one says why',
+  )
   t.match(md, '| host-a1 | 96.0 | 41 | 0 | 1 |', 'process')
   t.match(md, "| RTO (the client's longest gap per fault) | 2 | 6200 | 9100 | 9100 |", 'RTO stats')
   const outsideCode = md.replace(/`[^`\n]*`/g, '')
