@@ -74,7 +74,7 @@ const op = z.strictObject({
   end_ms: time_ms,
   ok: z.boolean(),
   error_code: word.nullable(),
-  /** What the CLI printed on standard error when it failed (for the reader; nothing decides on it). */
+  /** What the CLI printed when it failed: its error, else its result (for the reader; nothing decides on it). */
   said: z.string().max(OP_SAID_CHARS_MAX).optional(),
 })
 

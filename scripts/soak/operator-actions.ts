@@ -23,7 +23,7 @@ export async function runOperatorAction(lab: SoakLab, plan: OperatorPlan, hosts:
   const { target, args, after } = await commandOf(lab, plan, hosts)
   const r =
     args === null
-      ? { exit: 1, error_code: 'HVLAB_E_STATE', stderr: 'nothing to act on now' }
+      ? { exit: 1, error_code: 'HVLAB_E_STATE', stderr: 'nothing to act on now', stdout: '' }
       : await lab.cli(...args, '--timeout-s', ACTION_TIMEOUT_S)
   if (after) await lab.cli(...after)
   return {
@@ -34,7 +34,8 @@ export async function runOperatorAction(lab: SoakLab, plan: OperatorPlan, hosts:
     end_ms: Date.now(),
     ok: r.exit === 0,
     error_code: r.exit === 0 ? null : r.error_code,
-    ...(r.exit === 0 ? {} : { said: r.stderr.trim().slice(0, OP_SAID_CHARS_MAX) }),
+    // a refusal goes to stderr; a move that ran and failed prints its result, on stdout
+    ...(r.exit === 0 ? {} : { said: (r.stderr.trim() || r.stdout.trim()).slice(0, OP_SAID_CHARS_MAX) }),
   }
 }
 
