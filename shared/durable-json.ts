@@ -15,10 +15,15 @@ export async function writeDurableJson(path: string, value: unknown): Promise<vo
   if (Buffer.byteLength(text) > DURABLE_JSON_BYTES_MAX) {
     throw new HvlabError('HVLAB_E_INTERNAL', `${basename(path)} would be over ${DURABLE_JSON_BYTES_MAX} bytes; refusing to write it`)
   }
+  await writeDurableFile(path, text)
+}
+
+/** Replaces `path` atomically and durably (a temp file, synced, renamed over it, the folder synced). */
+export async function writeDurableFile(path: string, content: string | Uint8Array): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.tmp`)
   const fh = await open(tmp, 'w', 0o600)
   try {
-    await fh.writeFile(text)
+    await fh.writeFile(content)
     await fh.sync()
   } finally {
     await fh.close()

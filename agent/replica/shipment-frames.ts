@@ -72,7 +72,8 @@ export function shipmentParts(s: LogShipment, o: ShipmentPartOptions): ShipmentP
   return out
 }
 
-function encodeBody(blocks: readonly ShippedBlock[], block_size_bytes: number): Buffer {
+/** A part's body before deflation: count, block numbers, block data. */
+export function encodeBody(blocks: readonly ShippedBlock[], block_size_bytes: number): Buffer {
   const body = Buffer.allocUnsafe(COUNT_BYTES + blocks.length * (BLOCK_NUMBER_BYTES + block_size_bytes))
   body.writeUInt32LE(blocks.length, 0)
   const data_at = COUNT_BYTES + blocks.length * BLOCK_NUMBER_BYTES

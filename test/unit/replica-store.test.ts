@@ -1,0 +1,122 @@
+/**
+ * A replica disk on the replica server's storage (agent/replica/replica-store.ts): what was
+ * persisted is there after a reopen; a crash at either step of persisting (the redo log
+ * durable, the blocks written) ends, at the next open, with the whole cycle applied; a
+ * stale redo log is dropped; a folder that is another VM's, or whose files are damaged, is
+ * refused with a clear error and nothing is changed.
+ */
+import t from 'tap'
+import { existsSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
+import { join } from 'node:path'
+import { ReplicaLog, type LogShipment } from '../../agent/replica/replica-log.js'
+import { ReplicaStore } from '../../agent/replica/replica-store.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
+
+const BS = 512
+const BLOCKS = 32
+const G = { vm: 'vm1', block_size_bytes: BS, disk_blocks: BLOCKS }
+
+/** Cycles of random writes, and the disk each leaves. */
+function cycles(n: number, seed = 11): { shipments: LogShipment[]; images: Uint8Array[] } {
+  const rand = mulberry32(seed)
+  const log = new ReplicaLog({ vm: 'vm1', block_size_bytes: BS, disk_blocks: BLOCKS })
+  const disk = new Uint8Array(BLOCKS * BS)
+  const shipments: LogShipment[] = []
+  const images: Uint8Array[] = []
+  for (let c = 1; c <= n; c++) {
+    for (let i = 0; i < 10; i++) {
+      const block = Math.floor(rand() * BLOCKS)
+      const data = new Uint8Array(BS).fill(1 + Math.floor(rand() * 255))
+      disk.set(data, block * BS)
+      log.append(block, data)
+    }
+    shipments.push(log.close(c * 1000))
+    images.push(disk.slice())
+  }
+  return { shipments, images }
+}
+
+const diskOf = (store: ReplicaStore): Uint8Array => {
+  const out = new Uint8Array(BLOCKS * BS)
+  for (let b = 0; b < BLOCKS; b++) out.set(store.disk.readBlock(b), b * BS)
+  return out
+}
+
+/** Applies a shipment in memory, as ReplicaReceiver does before the store persists it. */
+function applyInMemory(store: ReplicaStore, s: LogShipment): void {
+  for (const b of s.blocks) store.disk.writeBlock(b.block, b.data)
+}
+
+t.test('a new replica is all zeros at cycle 0; what was persisted is there after a reopen', async (t) => {
+  const dir = t.testdir()
+  const { shipments, images } = cycles(2)
+  const store = await ReplicaStore.open(dir, G)
+  t.equal(store.appliedCycle, 0)
+  t.same(diskOf(store), new Uint8Array(BLOCKS * BS))
+  for (const s of shipments) {
+    applyInMemory(store, s)
+    await store.persist(s)
+  }
+  const again = await ReplicaStore.open(dir, G)
+  t.equal(again.appliedCycle, 2)
+  t.same(diskOf(again), images[1], 'the disk of cycle 2')
+  t.same(new Uint8Array(readFileSync(join(dir, 'disk.img'))), images[1], 'and so is disk.img')
+  t.notOk(existsSync(join(dir, 'pending.hrl')), 'no redo log left')
+})
+
+for (const crashAfter of ['the redo log', 'the blocks'] as const) {
+  t.test(`a crash after ${crashAfter}: the next open applies the whole cycle`, async (t) => {
+    const dir = t.testdir()
+    const { shipments, images } = cycles(2)
+    const store = await ReplicaStore.open(dir, G)
+    applyInMemory(store, shipments[0]!)
+    await store.persist(shipments[0]!)
+    await store.logPending(shipments[1]!)
+    if (crashAfter === 'the blocks') await store.writeBlocks(shipments[1]!)
+    // the process dies here: state.json still says cycle 1
+    const reopened = await ReplicaStore.open(dir, G)
+    t.equal(reopened.appliedCycle, 2)
+    t.same(diskOf(reopened), images[1], 'the disk of cycle 2, in memory')
+    t.same(new Uint8Array(readFileSync(join(dir, 'disk.img'))), images[1], 'and on disk')
+    t.notOk(existsSync(join(dir, 'pending.hrl')))
+  })
+}
+
+t.test('a redo log of a cycle already applied is dropped', async (t) => {
+  const dir = t.testdir()
+  const { shipments, images } = cycles(2)
+  const store = await ReplicaStore.open(dir, G)
+  for (const s of shipments) {
+    applyInMemory(store, s)
+    await store.persist(s)
+  }
+  await store.logPending(shipments[0]!) // an old one, as if its removal was lost
+  const reopened = await ReplicaStore.open(dir, G)
+  t.equal(reopened.appliedCycle, 2)
+  t.same(diskOf(reopened), images[1], 'cycle 1 was not written over cycle 2')
+  t.notOk(existsSync(join(dir, 'pending.hrl')))
+})
+
+t.test("another VM's folder or damaged files are refused, and left as they are", async (t) => {
+  const dir = t.testdir()
+  const { shipments } = cycles(1)
+  const store = await ReplicaStore.open(dir, G)
+  applyInMemory(store, shipments[0]!)
+  await store.persist(shipments[0]!)
+  await t.rejects(ReplicaStore.open(dir, { ...G, vm: 'vm2' }), { code: 'HVLAB_E_STATE', message: /vm vm1's/ })
+  await t.rejects(ReplicaStore.open(dir, { ...G, disk_blocks: 64 }), { code: 'HVLAB_E_STATE' })
+  const disk = readFileSync(join(dir, 'disk.img'))
+  truncateSync(join(dir, 'disk.img'), 100)
+  await t.rejects(ReplicaStore.open(dir, G), { code: 'HVLAB_E_STATE', message: /disk\.img is 100 bytes/ })
+  writeFileSync(join(dir, 'disk.img'), disk)
+  writeFileSync(join(dir, 'pending.hrl'), '{"cycle":2}\nxx')
+  await t.rejects(ReplicaStore.open(dir, G), { code: 'HVLAB_E_STATE', message: /pending\.hrl/ })
+  writeFileSync(
+    join(dir, 'pending.hrl'),
+    JSON.stringify({ cycle: 2, closed_at_ms: 1, writes_logged: 1, logged_bytes: 1, body_bytes: 9 }) + '\nshort',
+  )
+  await t.rejects(ReplicaStore.open(dir, G), { code: 'HVLAB_E_STATE', message: /blocks its header says/ })
+  writeFileSync(join(dir, 'state.json'), '{"format":1}')
+  await t.rejects(ReplicaStore.open(dir, G), { code: 'HVLAB_E_STATE', message: /not a replica state/ })
+  t.same(readFileSync(join(dir, 'disk.img')), disk, 'disk.img untouched throughout')
+})
