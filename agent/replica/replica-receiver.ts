@@ -10,7 +10,9 @@
  * points (the seed: a resync makes them meaningless) and says which cycle comes next.
  *
  * Every part gets an answer (replica-log-answer); nothing a primary sends can throw out of
- * `onPart` or write a block of a shipment that is not applied whole.
+ * `onPart` or write a block of a shipment that is not applied whole. A shipment applied
+ * comes back with its answer: the shell makes it durable (ReplicaStore.persist) before it
+ * sends the answer, so the primary hears `applied` only for a cycle that survives a crash.
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -44,6 +46,12 @@ export interface ReplicaReceiverOptions {
 
 type Answer = MessageOf<'replica-log-answer'>
 
+export interface PartOutcome {
+  readonly answer: Answer
+  /** The shipment this part completed and that was applied (in memory); null otherwise. */
+  readonly applied: LogShipment | null
+}
+
 export class ReplicaReceiver {
   private readonly assembler: ShipmentAssembler
   private readonly points: RecoveryPoints
@@ -65,15 +73,10 @@ export class ReplicaReceiver {
   }
 
   /** One part from the primary: staged, or with the last, the shipment applied, ignored or refused. */
-  onPart(m: MessageOf<'replica-log-part'>, attachment: Uint8Array, now_ms: number): Answer {
-    const answer = (outcome: Answer['outcome'], extra: Partial<Answer> = {}): Answer => ({
-      t: 'replica-log-answer',
-      vm: this.o.vm,
-      cycle: m.cycle,
-      part: m.part,
-      outcome,
-      resync: false,
-      ...extra,
+  onPart(m: MessageOf<'replica-log-part'>, attachment: Uint8Array, now_ms: number): PartOutcome {
+    const answer = (outcome: Answer['outcome'], extra: Partial<Answer> = {}): PartOutcome => ({
+      answer: { t: 'replica-log-answer', vm: this.o.vm, cycle: m.cycle, part: m.part, outcome, resync: false, ...extra },
+      applied: null,
     })
     const assembled = this.stage(m, attachment)
     if (assembled === null) return answer('refused', { refusal: 'malformed' })
@@ -87,7 +90,7 @@ export class ReplicaReceiver {
     if (verdict.action !== 'apply')
       return answer(verdict.action === 'ignore' ? 'ignored' : 'refused', { refusal: verdict.refusal, resync: verdict.resync })
     this.apply(assembled.shipment, now_ms)
-    return answer('applied')
+    return { ...answer('applied'), applied: assembled.shipment }
   }
 
   /** The part staged (null: malformed, the staged parts dropped). */

@@ -63,7 +63,7 @@ function replica(points = 24, point_every_ms = 0) {
 /** Sends a shipment in parts of 8 blocks; the answer to its last part. */
 function send(t: Test, r: ReplicaReceiver, s: LogShipment, now_ms: number) {
   const parts = shipmentParts(s, { block_size_bytes: BS, compression: 'deflate', part_body_bytes_max: 4 + 8 * (4 + BS) })
-  const answers = parts.map((p) => r.onPart(p.message, p.attachment, now_ms))
+  const answers = parts.map((p) => r.onPart(p.message, p.attachment, now_ms).answer)
   t.ok(
     answers.slice(0, -1).every((a) => a.outcome === 'staged'),
     'every part but the last is staged',
@@ -102,7 +102,11 @@ t.test('replays, gaps, logs from the future and corrupt parts change nothing', a
   t.match(send(t, receiver, future, 4000), { outcome: 'refused', refusal: 'from-future' }, 'a log from the future')
   const [part] = shipmentParts({ ...future, closed_at_ms: 4000 }, { block_size_bytes: BS, compression: 'none' })
   const torn = part!.attachment.subarray(0, part!.attachment.length - 7)
-  t.match(receiver.onPart(part!.message, torn, 4000), { outcome: 'refused', refusal: 'malformed', resync: false }, 'a truncated part')
+  t.match(
+    receiver.onPart(part!.message, torn, 4000).answer,
+    { outcome: 'refused', refusal: 'malformed', resync: false },
+    'a truncated part',
+  )
   t.same(disk.bytes, before, 'the replica is unharmed')
   t.equal(receiver.appliedCycle, 1)
 })

@@ -45,7 +45,7 @@ function wire(r: ReplicaReceiver, tamper: (reply: Message, n: number) => Message
     async request(message: Message, options: { attachment?: Uint8Array }) {
       if (message.t !== 'replica-log-part') throw new Error('only parts')
       const n = conn.sent++
-      return { message: tamper(r.onPart(message, options.attachment ?? new Uint8Array(), 1000), n) }
+      return { message: tamper(r.onPart(message, options.attachment ?? new Uint8Array(), 1000).answer, n) }
     },
   }
   return conn

@@ -3,13 +3,16 @@
  * persisted is there after a reopen; a crash at either step of persisting (the redo log
  * durable, the blocks written) ends, at the next open, with the whole cycle applied; a
  * stale redo log is dropped; a folder that is another VM's, or whose files are damaged, is
- * refused with a clear error and nothing is changed.
+ * refused with a clear error and nothing is changed. With the receiver in front of it, a
+ * replica server that restarts between cycles goes on from where it was.
  */
 import t from 'tap'
 import { existsSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
 import { join } from 'node:path'
 import { ReplicaLog, type LogShipment } from '../../agent/replica/replica-log.js'
+import { ReplicaReceiver } from '../../agent/replica/replica-receiver.js'
 import { ReplicaStore } from '../../agent/replica/replica-store.js'
+import { shipmentParts } from '../../agent/replica/shipment-frames.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 
 const BS = 512
@@ -119,4 +122,32 @@ t.test("another VM's folder or damaged files are refused, and left as they are",
   writeFileSync(join(dir, 'state.json'), '{"format":1}')
   await t.rejects(ReplicaStore.open(dir, G), { code: 'HVLAB_E_STATE', message: /not a replica state/ })
   t.same(readFileSync(join(dir, 'disk.img')), disk, 'disk.img untouched throughout')
+})
+
+t.test('the receiver applies into the store; the shell persists before answering; a restart goes on', async (t) => {
+  const dir = t.testdir()
+  const { shipments, images } = cycles(3, 5)
+  const serve = async (store: ReplicaStore, s: LogShipment) => {
+    const receiver = new ReplicaReceiver({
+      vm: 'vm1',
+      disk: store.disk,
+      recovery_points: 0,
+      point_every_ms: 0,
+      clock_skew_ms: 1000,
+      staged_bytes_max: 1 << 20,
+      applied_cycle: store.appliedCycle,
+    })
+    const parts = shipmentParts(s, { block_size_bytes: BS, compression: 'deflate', part_body_bytes_max: 4 + 4 * (4 + BS) })
+    let last = null
+    for (const p of parts) last = receiver.onPart(p.message, p.attachment, s.closed_at_ms)
+    if (last?.applied) await store.persist(last.applied)
+    return last?.answer
+  }
+  let store = await ReplicaStore.open(dir, G)
+  t.match(await serve(store, shipments[0]!), { outcome: 'applied', cycle: 1 })
+  t.match(await serve(store, shipments[1]!), { outcome: 'applied', cycle: 2 })
+  store = await ReplicaStore.open(dir, G) // the replica server restarted
+  t.match(await serve(store, shipments[1]!), { outcome: 'ignored', refusal: 'replayed' }, 'cycle 2 again: already applied')
+  t.match(await serve(store, shipments[2]!), { outcome: 'applied', cycle: 3 })
+  t.same(diskOf(await ReplicaStore.open(dir, G)), images[2], 'the disk of cycle 3 after another restart')
 })
