@@ -3,7 +3,9 @@
  * journal files): a synchronous primary closed as a kill -9 leaves it and reopened from
  * its dirs, while its secondary stayed up (and had applied every earlier write), takes
  * its next write synchronously — acknowledged, and on the secondary; and host writes
- * beyond the group's input bound are refused with HVLAB_E_BACKPRESSURE.
+ * beyond the group's input bound are refused with HVLAB_E_BACKPRESSURE; a synchronous write
+ * whose local write fails (a failed fsync) is refused, and the copies converge once the
+ * disk is healthy again.
  */
 import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -129,5 +131,25 @@ t.test(
     t.same(await b.store.read('v', 4, 1), Buffer.alloc(BS), 'nor on the secondary')
     await orFailAfter(a.rc.hostWrite('g', 'v', 4, patternData('later', 4, 1, BS)), 'a write below the bound')
     t.pass('below the bound again, a write is accepted')
+  },
+)
+
+t.test(
+  "a synchronous write whose primary's local write fails is refused, not acknowledged, and the copies converge once the disk is healthy",
+  async (t) => {
+    const { a, b } = await syncedPair(t)
+    await a.rc.hostWrite('g', 'v', 3, patternData('before', 3, 1, BS))
+    a.store.setDiskFaults({ fsync_delay_ms: 0, fsync_fails: true, full: false })
+    await t.rejects(
+      a.rc.hostWrite('g', 'v', 5, patternData('failing', 5, 1, BS)),
+      { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_DISK_IO' },
+      'refused, never acknowledged',
+    )
+    a.store.setDiskFaults({ fsync_delay_ms: 0, fsync_fails: false, full: false })
+    await orFailAfter(a.rc.hostWrite('g', 'v', 6, patternData('after', 6, 1, BS)), 'a write on the healthy disk')
+    await until('Synced again', synced(a))
+    t.same(await b.store.read('v', 0, BLOCKS), await a.store.read('v', 0, BLOCKS), 'copies identical, block 5 included')
+    t.same(await b.store.read('v', 3, 1), patternData('before', 3, 1, BS), 'the acknowledged write before the fault is on both')
+    t.same(await b.store.read('v', 6, 1), patternData('after', 6, 1, BS), 'and the one after it')
   },
 )
