@@ -19,6 +19,7 @@ import { readDurableJson, removeIfPresent, syncDirectory, writeDurableJson } fro
 import { SerialQueue } from '../shared/serial-queue.js'
 import type { RcEffect, RcGroupRecord } from './remote-copy-group.js'
 import { writeAll } from './write-all.js'
+import { parseJsonLine } from '../shared/json-syntax.js'
 
 export type BlockAppend = Extract<RcEffect, { kind: 'persist-blocks' }>
 
@@ -34,13 +35,7 @@ const APPEND_LINE_CHARS_MAX = 4 * 1024 * 1024
 
 /** One line of the append file as a block append, or undefined when it is not a whole one. */
 export function parseAppendLine(line: string): BlockAppend | undefined {
-  if (line.length > APPEND_LINE_CHARS_MAX) return undefined
-  let a: unknown
-  try {
-    a = JSON.parse(line)
-  } catch {
-    return undefined
-  }
+  const a = parseJsonLine(line, APPEND_LINE_CHARS_MAX)
   if (typeof a !== 'object' || a === null) return undefined
   const { kind, set, volume, blocks } = a as Record<string, unknown>
   if (kind !== 'persist-blocks' || (set !== 'dirty' && set !== 'rollback') || typeof volume !== 'string') return undefined

@@ -7,6 +7,7 @@
  *   {"t":"acked"|"refused"|"failed","vm":"web1","host":"host-a1","epoch":7,"seq":12,"block":12,"at_ms":…,"code":"HVLAB_E_…"|null}
  */
 import { z } from 'zod'
+import { parseJsonLine } from './json-syntax.js'
 import { field } from './protocol/define.js'
 
 /** A line longer than this is not one the journal wrote. */
@@ -48,13 +49,6 @@ export type DiskJournalCompleted = z.infer<typeof diskJournalCompletedLine>
 
 /** One line (without its newline) as the journal wrote it, or null when it is not one (torn, foreign, out of bounds). */
 export function parseDiskJournalLine(text: string): DiskJournalLine | null {
-  if (text.length > DISK_JOURNAL_LINE_CHARS_MAX) return null
-  let raw: unknown
-  try {
-    raw = JSON.parse(text)
-  } catch {
-    return null
-  }
-  const parsed = diskJournalLine.safeParse(raw)
+  const parsed = diskJournalLine.safeParse(parseJsonLine(text, DISK_JOURNAL_LINE_CHARS_MAX))
   return parsed.success ? parsed.data : null
 }

@@ -100,3 +100,13 @@ export function positionOf(text: string, offset: number): TextPosition {
   const line = before.split('\n').length
   return { line, column: offset - (before.lastIndexOf('\n') + 1) + 1 }
 }
+
+/** A line of JSON (a journal's, a log's), or undefined when it is longer than `chars_max` or not JSON: a torn or foreign line. */
+export function parseJsonLine(line: string, chars_max: number): unknown {
+  if (line.length > chars_max) return undefined
+  try {
+    return JSON.parse(line) as unknown
+  } catch {
+    return undefined
+  }
+}

@@ -96,6 +96,7 @@ export function decodePartBody(m: PartMessage, attachment: Uint8Array): ShippedB
       : Buffer.from(attachment.buffer, attachment.byteOffset, attachment.byteLength)
   const where = `part ${m.part} of shipment ${m.cycle} of vm ${m.vm}`
   if (body.length !== m.body_bytes) throw refuse(`${where}: its body is ${body.length} bytes, its header says ${m.body_bytes}`)
+  if (body.length < COUNT_BYTES) throw refuse(`${where}: a body of ${body.length} bytes has no block count`)
   const count = body.readUInt32LE(0)
   if (body.length !== COUNT_BYTES + count * (BLOCK_NUMBER_BYTES + m.block_size_bytes))
     throw refuse(`${where}: ${count} blocks of ${m.block_size_bytes} bytes do not fill a body of ${body.length} bytes (truncated?)`)
@@ -133,7 +134,6 @@ export class ShipmentAssembler {
   private first: PartMessage | null = null
   private next_part = 0
   private blocks: ShippedBlock[] = []
-  private staged_bytes = 0
 
   constructor(
     private readonly o: {
@@ -145,7 +145,7 @@ export class ShipmentAssembler {
 
   /** Bytes of block data staged now. */
   get stagedBytes(): number {
-    return this.staged_bytes
+    return this.first === null ? 0 : this.blocks.length * this.first.block_size_bytes
   }
 
   /** Takes the next part; part 0 always starts a shipment afresh (a resend drops what was staged). */
@@ -154,8 +154,7 @@ export class ShipmentAssembler {
     try {
       this.checkPlace(m)
       const blocks = decodePartBody(m, attachment)
-      this.staged_bytes += blocks.length * m.block_size_bytes
-      if (this.staged_bytes > this.o.staged_bytes_max)
+      if ((this.blocks.length + blocks.length) * m.block_size_bytes > this.o.staged_bytes_max)
         throw refuse(`shipment ${m.cycle} of vm ${m.vm} is over the ${this.o.staged_bytes_max} bytes this server stages for one VM`)
       this.first ??= m
       this.next_part += 1
@@ -182,7 +181,6 @@ export class ShipmentAssembler {
     this.first = null
     this.next_part = 0
     this.blocks = []
-    this.staged_bytes = 0
   }
 
   private checkPlace(m: PartMessage): void {

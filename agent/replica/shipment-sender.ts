@@ -47,7 +47,8 @@ export async function sendShipment(
       resync: reply.resync,
     }
   }
-  return failed // not reached: the last part's answer returns above
+  // the last part's answer returned above (answersPart takes no `staged` for it), and there is always a last part
+  throw new HvlabError('HVLAB_E_INTERNAL', `shipment ${s.cycle} of vm ${s.vm} ended without an answer for its last part`)
 }
 
 /** The reply is the replica's answer for this very part: `staged` before the last, a verdict on the last or a refusal on any. */

@@ -4,8 +4,8 @@
  * skips it).
  *
  * Two endpoint PROCESSES (scripts/bench/migration-endpoint.ts, the built bundle, each in
- * its own session as a lab's processes are): a source and a destination, each with a host's migration service and its own
- * page-diff pool, over the lab's real transport on loopback (handshake, framing,
+ * its own session as a lab's processes are): a source and a destination, each with a
+ * host's migration service and its own page-diff pool, over the lab's real transport on loopback (handshake, framing,
  * backpressure) — what two agent processes run, without the cluster around them.
  *
  *   1. Raw transport: 1 MiB attachments sent one-way from the source process to the
