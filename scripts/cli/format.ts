@@ -80,7 +80,9 @@ export function formatEvent(e: TimelineEvent): string {
 /** The host whose view to show: a coordinator holding the lease, else any lease holder, else the first. */
 export function referenceHost(c: LabClusterStatus): ClusterStatus | undefined {
   const all = Object.values(c.hosts)
-  return all.find((h) => h.holds_lease && h.is_coordinator) ?? all.find((h) => h.holds_lease) ?? all[0]
+  // With no lease held, the last view's coordinator: it alone judges every member (a member
+  // watches only its coordinator), so another member's view may still count a dead one present.
+  return all.find((h) => h.holds_lease && h.is_coordinator) ?? all.find((h) => h.holds_lease) ?? all.find((h) => h.is_coordinator) ?? all[0]
 }
 
 /**

@@ -10,7 +10,7 @@ import { storageHealth } from '../../agent/cluster/vm-storage-health.js'
 import { createVmRole } from '../../agent/cluster/vm-role.js'
 import { formatClusterReport } from '../../scripts/cli/cluster-commands.js'
 import { clusterRoleStatus, formatVmCounters } from '../../scripts/cli/cluster-roles.js'
-import { formatEpoch, formatVmList } from '../../scripts/cli/format.js'
+import { formatEpoch, formatVmList, referenceHost } from '../../scripts/cli/format.js'
 import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
 import { parseChanges, parseFailback } from '../../scripts/cli/vm-set-command.js'
 import { storageView } from '../../scripts/cli/vm-storage-status.js'
@@ -232,4 +232,14 @@ t.test('`hvlab vm set` with a bad value: exit 2 and what to write, before any la
   const io: CliIo = { stdout: () => undefined, stderr: (s) => void err.push(s), isTTY: false }
   t.equal(await runHvlab(['vm', 'set', 'web1', '--failback', 'later', '--dir', '/nonexistent-hvlab-dir'], io), 2)
   t.match(err.join(''), /--failback "later": write off, immediate, or window:HH-HH/)
+})
+
+t.test('with no lease held, status is read from the last view coordinator: it alone judges every member', async (t) => {
+  const hosts = {
+    'host-a1': status({ node: 'host-a1', holds_lease: false, is_coordinator: false, votes_present: 3 }),
+    'host-a2': status({ node: 'host-a2', holds_lease: false, is_coordinator: true, votes_present: 2 }),
+  }
+  t.equal(referenceHost({ hosts } as never)?.node, 'host-a2', 'not host-a1, whose member view still counts a dead member')
+  const holder = { ...hosts, 'host-a1': { ...hosts['host-a1'], holds_lease: true } }
+  t.equal(referenceHost({ hosts: holder } as never)?.node, 'host-a1', 'a lease holder first')
 })
