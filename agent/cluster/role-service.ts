@@ -25,6 +25,7 @@ import { MachineDriver } from '../../shared/machine/driver.js'
 import { everyTick } from '../../shared/periodic-task.js'
 import type { EmitEvent } from '../../shared/timeline/events.js'
 import { pausedKey } from './cluster-status.js'
+import { CommitWaits, type DatabaseWrites } from './commit-waits.js'
 import { DEFAULT_FAILOVER_POLICY, scaledFailoverPolicy } from './failover-policy.js'
 import type { NodeView } from './placement.js'
 import { RoleController, type MigrationOptions, type RoleCommand, type RoleEffect, type RoleInput } from './role-controller.js'
@@ -106,6 +107,10 @@ export class RoleService {
   private readonly free_at = new Map<number, number>()
   private readonly desired = new Map<string, string | null>()
   private readonly written = new Map<string, { value: string | null; at_ms: number }>()
+  /** Operator commands waiting for their writes to reach the quorum (commit-waits.ts). */
+  private readonly commits = new CommitWaits()
+  /** While a command steps: the writes it causes. */
+  private recording: Map<string, string | null> | null = null
   private queued: RoleInput[] = []
   private fed_nodes = ''
   private next_inventory_ms = 0
@@ -163,7 +168,39 @@ export class RoleService {
     } catch (e) {
       throw e instanceof HvlabError ? e : new HvlabError('HVLAB_E_USAGE', describeError(e))
     }
-    this.driver?.feed({ kind: 'command', command })
+    const writes = this.writesOf(command)
+    if (writes.size === 0) return
+    const now = this.deps.clock.now()
+    this.flushWrites(now)
+    if (!this.committed(writes)) await this.commits.wait(writes, describeCommand(command), now)
+  }
+
+  /** Steps the controller with an operator command (a refusal throws); the database writes it caused. */
+  private writesOf(command: RoleCommand): DatabaseWrites {
+    const writes = new Map<string, string | null>()
+    this.recording = writes
+    try {
+      this.driver?.feed({ kind: 'command', command })
+    } finally {
+      this.recording = null
+    }
+    return writes
+  }
+
+  /** Has the quorum committed these writes, or the newest value this service wants for their entries? */
+  private committed(writes: DatabaseWrites): boolean {
+    const config = this.deps.membership.database().config
+    for (const [key, value] of writes) {
+      const now_in = config[key] ?? null
+      if (now_in !== value && this.desired.has(key) && now_in !== this.desired.get(key)) return false
+    }
+    return true
+  }
+
+  /** The service wants entry `key` to hold `value` (null: deleted); flushWrites writes it through the quorum. */
+  private want(key: string, value: string | null): void {
+    this.desired.set(key, value)
+    this.recording?.set(key, value)
   }
 
   /** Is role `name`'s record absent from the committed cluster database (a removal has reached the quorum)? */
@@ -184,6 +221,7 @@ export class RoleService {
   /** One periodic step (public for tests). */
   tick(): void {
     const now = this.deps.clock.now()
+    this.commits.settle((writes) => this.committed(writes), now)
     const m = this.deps.membership
     const epoch = m.view().epoch
     if (!this.isLeader(now)) {
@@ -242,6 +280,7 @@ export class RoleService {
   private drop(): void {
     if (this.ctl === null) return
     this.deps.log.info({ epoch: this.ctl_epoch }, 'no longer running the vm roles (not the coordinator with quorum)')
+    this.commits.failAll(`${this.deps.name} stopped coordinating before they reached the quorum`)
     this.ctl = null
     this.driver = null
     this.gen++
@@ -329,9 +368,9 @@ export class RoleService {
       'start-vm': (fx) => this.startVm(fx, back),
       'stop-vm': (fx) => this.stopVm(fx, back),
       'migrate-vm': (fx) => this.migrateVm(fx, back),
-      'write-role-record': (fx) => void this.desired.set(roleKey(fx.role.name), encodeRole(fx.role)),
-      'set-node-paused': (fx) => void this.desired.set(pausedKey(fx.node), fx.paused ? (fx.record ?? 'paused') : null),
-      'delete-role-record': (fx) => void this.desired.set(roleKey(fx.role), null),
+      'write-role-record': (fx) => this.want(roleKey(fx.role.name), encodeRole(fx.role)),
+      'set-node-paused': (fx) => this.want(pausedKey(fx.node), fx.paused ? (fx.record ?? 'paused') : null),
+      'delete-role-record': (fx) => this.want(roleKey(fx.role), null),
       emit: (fx) => this.deps.emitEvent(fx.event.kind, fx.event.details),
     }
   }
@@ -411,6 +450,19 @@ export class RoleService {
       this.written.set(key, { value, at_ms: now })
       this.deps.writeConfig(key, value)
     }
+  }
+}
+
+/** What an operator command changes, for its error: "the change to vm web1", "the pause of host-b1". */
+function describeCommand(c: RoleCommand): string {
+  switch (c.op) {
+    case 'create':
+      return `the creation of vm ${c.spec.name}`
+    case 'pause':
+    case 'resume':
+      return `the ${c.op} of ${c.node}`
+    default:
+      return `the ${c.op} of vm ${c.name}`
   }
 }
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
+import { COMMIT_WAIT_MS } from '../../agent/cluster/commit-waits.js'
 import { RoleService, type HostRequests } from '../../agent/cluster/role-service.js'
 import { decodeRoles, encodeRole, roleKey } from '../../agent/cluster/role-record.js'
 import { createVmRole } from '../../agent/cluster/vm-role.js'
@@ -90,8 +91,10 @@ t.test('commands persist role records through the database; a lost write is repe
   const w = world()
   await w.tick()
   await w.s.command({ op: 'create', spec: { name: 'db1', preferred_owners: ['host-b1'] } })
+  t.ok(w.m.config[roleKey('db1')], 'a command answers once its record is committed')
   w.setDropWrites(true)
-  await w.s.command({ op: 'start', name: 'db1' })
+  let answered = false
+  const started = w.s.command({ op: 'start', name: 'db1' }).then(() => (answered = true))
   await flush()
   t.equal(w.vms.get('host-b1')!.has('db1'), true, 'started on its preferred owner')
   await w.tick()
@@ -99,15 +102,44 @@ t.test('commands persist role records through the database; a lost write is repe
   t.ok(before > 0, 'the write was attempted')
   await w.tick()
   t.equal(w.writes.length, before, 'not repeated at once')
+  t.equal(answered, false, 'the command waits while its write is not committed')
   w.setDropWrites(false)
   await w.tick(1600)
   t.ok(w.writes.length > before, 'repeated after the retry time')
+  await w.tick()
+  await started
+  t.equal(answered, true, 'and answers once the repeated write is committed')
   t.same(
     decodeRoles(w.m.config).roles.map((r) => [r.name, r.state, r.owner]),
     [['db1', 'running', 'host-b1']],
     'the database has the running role',
   )
 })
+
+t.test(
+  'a command whose write does not reach the quorum is refused by code, at its deadline or when the coordinator steps down',
+  async (t) => {
+    const w = world()
+    await w.tick()
+    await w.s.command({ op: 'create', spec: { name: 'db1', preferred_owners: ['host-b1'] } })
+    w.setDropWrites(true)
+    const set = w.s.command({ op: 'set', name: 'db1', changes: { load: { dirty_mib_per_s: 1, disk_iops: 5 } } })
+    const refused = t.rejects(set, {
+      code: 'HVLAB_E_STATE',
+      message: /the set of vm db1 was accepted but not committed .*not within 2000 ms/,
+    })
+    for (let ms = 0; ms <= COMMIT_WAIT_MS; ms += 100) await w.tick()
+    await refused
+    const again = w.s.command({ op: 'set', name: 'db1', changes: { load: { dirty_mib_per_s: 2, disk_iops: 5 } } })
+    const dropped = t.rejects(again, { code: 'HVLAB_E_STATE', message: /host-a1 stopped coordinating before they reached the quorum/ })
+    await flush()
+    w.m.coordinator = false
+    w.m.lease = false
+    await w.tick()
+    await dropped
+    t.notOk(w.s.running, 'the roles were dropped')
+  },
+)
 
 t.test('a host that left the view: its roles restart elsewhere only from roles_free_at_ms on', async (t) => {
   const w = world()
