@@ -1,5 +1,5 @@
 /**
- * The shell every lab process (host, witness, array) runs in: its arguments, logger,
+ * The shell every lab process (host, witness, array, standalone host) runs in: its arguments, logger,
  * metrics and status endpoint, its peer server and mesh, and its link to the lab
  * controller (registration, directory, partitions, peer reports, timeline events).
  * Role code plugs in through `onPeer` and `emitEvent`; it never touches sockets.

@@ -1,13 +1,14 @@
 /**
  * The topology's cross-field rules, which the schema alone cannot state: sites declared once,
- * one name per process, every process in a declared site, a witness exactly when the quorum
- * model counts one, and the witness in a site without hosts.
+ * one name per process (cluster host, standalone host, array or witness), every process in a
+ * declared site, a witness exactly when the quorum model counts one, and the witness in a
+ * site without cluster hosts.
  *
  * They read the raw file, not the parsed topology, so they run beside the schema and one pass
  * reports both kinds of mistake. Each rule looks only at the parts well-formed enough for it
- * (a host, array or witness whose name and site are valid names; the declared sites only when
- * every site has a name; the quorum model only when it is one the schema knows) and leaves the
- * rest to the schema's own problems, so a mistake is not reported twice over.
+ * (a process whose name and site are valid names; the declared sites only when every site
+ * has a name; the quorum model only when it is one the schema knows) and leaves the rest to
+ * the schema's own problems, so a mistake is not reported twice over.
  */
 import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
@@ -15,11 +16,13 @@ import type { Role } from './protocol/runtime-messages.js'
 
 export const SITES_MAX = 16
 export const ARRAYS_MAX = 16
+/** Standalone Hyper-V hosts (not cluster members) at most: a few DR sites' replica servers. */
+export const STANDALONE_HOSTS_MAX = 8
 export const QUORUM_MODELS = ['node-majority', 'node-and-file-share-majority'] as const
 export type QuorumModel = (typeof QUORUM_MODELS)[number]
 const QUORUM_MODEL_DEFAULT: QuorumModel = 'node-majority'
 
-/** A host, array or witness whose name and site are valid names. */
+/** A host, standalone host, array or witness whose name and site are valid names. */
 interface PlacedProcess {
   name: string
   role: Role
@@ -32,12 +35,15 @@ interface TopologyParts {
   site_names: string[]
   /** Every declared site name; undefined when some site has none (an unknown site cannot be told then). */
   declared_sites: ReadonlySet<string> | undefined
-  /** Hosts first, then the witness, then arrays, as processesOf orders them; malformed ones left out. */
+  /** Hosts first, then the witness, arrays and standalone hosts, as processesOf orders them; malformed ones left out. */
   processes: PlacedProcess[]
   witness_declared: boolean
   /** undefined when the file names a model the schema refuses. */
   quorum_model: QuorumModel | undefined
 }
+
+/** How a problem names a process of each role. */
+const ROLE_NOUN: Readonly<Record<Role, string>> = { host: 'host', witness: 'witness', array: 'array', standalone: 'standalone host' }
 
 const NAME = field.name()
 const isName = (value: unknown): value is string => NAME.safeParse(value).success
@@ -78,6 +84,7 @@ function partsOf(t: Record<string, unknown>): TopologyParts {
       ...itemsOf(t.hosts, CLUSTER_NODES_MAX).flatMap((h) => placed(h, 'host')),
       ...placed(t.witness, 'witness'),
       ...itemsOf(t.arrays, ARRAYS_MAX).flatMap((a) => placed(a, 'array')),
+      ...itemsOf(t.standalone_hosts, STANDALONE_HOSTS_MAX).flatMap((h) => placed(h, 'standalone')),
     ],
     witness_declared: t.witness !== undefined,
     quorum_model: quorumModelOf(t.quorum),
@@ -101,10 +108,12 @@ function processProblems(parts: TopologyParts): string[] {
   const known = [...new Set(parts.site_names)].join(', ')
   for (const p of parts.processes) {
     if (names.has(p.name))
-      problems.push(`the name ${p.name} is used by more than one process; every host, array and witness needs its own name`)
+      problems.push(
+        `the name ${p.name} is used by more than one process; every host, standalone host, array and witness needs its own name`,
+      )
     names.add(p.name)
     if (sites && !sites.has(p.site))
-      problems.push(`${p.role} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${known})`)
+      problems.push(`${ROLE_NOUN[p.role]} ${p.name} is in unknown site ${p.site}; declare it under "sites" (known: ${known})`)
   }
   return problems
 }

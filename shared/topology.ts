@@ -1,5 +1,6 @@
 /**
- * The lab's topology: sites, Hyper-V hosts, storage arrays, the file-share witness, the
+ * The lab's topology: sites, Hyper-V hosts (the failover cluster's members), standalone
+ * Hyper-V hosts outside the cluster, storage arrays, the file-share witness, the
  * quorum model, timing profile and the limits of hosts and arrays. Read from a JSON file (the default lab is
  * `topologies/two-site.json`), validated with errors that name the file and the field.
  */
@@ -13,7 +14,7 @@ import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { issueText, problemsMessage } from './topology-issues.js'
-import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, topologyProblems } from './topology-rules.js'
+import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, STANDALONE_HOSTS_MAX, topologyProblems } from './topology-rules.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
 
@@ -152,6 +153,18 @@ const linkProfile = z.strictObject({
   loss: z.number().min(0).max(LINK_LOSS_MAX).default(0),
 })
 
+/** A Hyper-V host, a cluster member or a standalone one: its name, site and memory for VMs. */
+const hyperVHost = z.strictObject({
+  name: field.name(),
+  site: field.name(),
+  memory_mib: z
+    .number()
+    .int()
+    .min(64)
+    .max(4 * 1024 * 1024)
+    .default(8192),
+})
+
 const topologySchema = z.strictObject({
   name: field.name(),
   description: z.string().max(1000).optional(),
@@ -159,21 +172,14 @@ const topologySchema = z.strictObject({
     .array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() }))
     .min(1)
     .max(SITES_MAX),
-  hosts: z
-    .array(
-      z.strictObject({
-        name: field.name(),
-        site: field.name(),
-        memory_mib: z
-          .number()
-          .int()
-          .min(64)
-          .max(4 * 1024 * 1024)
-          .default(8192),
-      }),
-    )
-    .min(1)
-    .max(CLUSTER_NODES_MAX),
+  /** The failover cluster's members, and only them: every cluster rule (quorum, roles, CSVs, migration) reads this list. */
+  hosts: z.array(hyperVHost).min(1).max(CLUSTER_NODES_MAX),
+  /**
+   * Hyper-V hosts that are not cluster members, with storage of their own: a Hyper-V Replica
+   * server in a DR site (seed 002). They talk to the cluster's hosts and to each other, never
+   * to the arrays or the witness.
+   */
+  standalone_hosts: z.array(hyperVHost).max(STANDALONE_HOSTS_MAX).default([]),
   arrays: z
     .array(z.strictObject({ name: field.name(), site: field.name() }))
     .max(ARRAYS_MAX)
@@ -239,12 +245,16 @@ export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
   return parseTopology(raw, file)
 }
 
-/** Every process of the lab, hosts first, in a stable order. */
+/**
+ * Every process of the lab in a stable order: cluster hosts, the witness, arrays, then
+ * standalone hosts (last, so the order of a lab without them is what it always was).
+ */
 export function processesOf(t: Topology): ProcessSpec[] {
   return [
     ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site })),
     ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site }] : []),
     ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site })),
+    ...t.standalone_hosts.map((h) => ({ name: h.name, role: 'standalone' as const, site: h.site })),
   ]
 }
 
@@ -260,11 +270,20 @@ export function processSpec(t: Topology, name: string): ProcessSpec {
   return spec
 }
 
-/** Which roles talk to each other: hosts to everything, arrays to arrays (remote copy). */
-function talks(a: Role, b: Role): boolean {
-  if (a === 'host' || b === 'host') return true
-  return a === 'array' && b === 'array'
+/**
+ * Which roles talk to each other, both ways (a table, so a new role must be placed here):
+ * cluster hosts to everything; arrays to arrays (remote copy); standalone hosts to each
+ * other (extended replication, a replica of a replica) but never to the cluster's storage
+ * or its witness, as a DR site's own Hyper-V server has no path to either.
+ */
+const TALKS_TO: Readonly<Record<Role, readonly Role[]>> = {
+  host: ['host', 'witness', 'array', 'standalone'],
+  witness: ['host'],
+  array: ['host', 'array'],
+  standalone: ['host', 'standalone'],
 }
+
+const talks = (a: Role, b: Role): boolean => TALKS_TO[a].includes(b)
 
 /** The processes `name` keeps a connection to. */
 export function peersOf(t: Topology, name: string): ProcessSpec[] {

@@ -5,6 +5,7 @@ export type BundleName =
   | 'controller'
   | 'host'
   | 'witness'
+  | 'standalone'
   | 'array'
   | 'page-diff-worker'
   | 'block-hash-worker'

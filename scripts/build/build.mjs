@@ -27,6 +27,7 @@ export const ENTRIES = {
   controller: 'scripts/controller/main.ts',
   host: 'agent/main.ts',
   witness: 'witness/main.ts',
+  standalone: 'agent/standalone-main.ts',
   array: 'array-emulator/main.ts',
   'page-diff-worker': 'agent/migration/page-diff-worker.ts',
   'page-apply-worker': 'agent/migration/page-apply-worker.ts',

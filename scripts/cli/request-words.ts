@@ -82,6 +82,14 @@ export function checkOutgoingRequest(message: Message): void {
   throw new HvlabError('HVLAB_E_USAGE', result.error.issues.map((i) => fieldProblem(message, i)).join('; '))
 }
 
+/** What a process of each role is, in the user's words: "standalone" alone does not say it is a Hyper-V host. */
+const ROLE_WORDS: Readonly<Record<Role, string>> = {
+  host: 'host',
+  witness: 'witness',
+  array: 'array',
+  standalone: 'standalone Hyper-V host',
+}
+
 const article = (word: string): string => (/^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`)
 
 /**
@@ -96,7 +104,7 @@ export function wrongProcessError(
   const words = REQUEST_WORDS[type]
   if (!words) return undefined
   const role = lab?.find((p) => p.name === process)?.role
-  const is = role === undefined ? 'does not answer it' : `is ${article(role)}`
+  const is = role === undefined ? 'does not answer it' : `is ${article(ROLE_WORDS[role])}`
   const takers = (lab ?? []).filter((p) => p.role === words.takes).map((p) => p.name)
   const known = takers.length ? `: ${takers.join(', ')}` : ''
   return new HvlabError(

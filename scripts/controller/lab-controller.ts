@@ -144,7 +144,7 @@ async function fetchProcessStatus(r: ProcessRecord): Promise<Record<string, unkn
 }
 
 /** The bundle (dist/, scripts/build/build.mjs) each role's processes run. */
-const ROLE_BUNDLE: Record<Role, BundleName> = { host: 'host', witness: 'witness', array: 'array' }
+const ROLE_BUNDLE: Record<Role, BundleName> = { host: 'host', witness: 'witness', array: 'array', standalone: 'standalone' }
 
 const STOP_GRACE_MS = 3_000
 /** A guest-ping the switch forwards may wait this long: the host holds it while the guest is paused (GUEST_HOLD_MS) plus slack. */

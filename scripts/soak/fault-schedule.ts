@@ -6,6 +6,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
+import type { Topology } from '../../shared/topology.js'
 
 export const FAULT_KINDS = ['kill', 'pause', 'partition', 'wan', 'clock', 'array-kill', 'witness-kill', 'disk'] as const
 export type FaultKind = (typeof FAULT_KINDS)[number]
@@ -47,6 +48,7 @@ export interface ScheduleStep {
 /** What the schedule may hit. */
 export interface ScheduleLab {
   sites: string[]
+  /** The cluster's hosts only: the targets of kill, pause, clock, isolate and operator actions; their sites those of wan and site partitions. */
   hosts: { name: string; site: string }[]
   arrays: string[]
   witness: string | null
@@ -67,6 +69,23 @@ export const SCHEDULE_TIMING_DEFAULT: ScheduleTiming = {
   pause_ms_min: 4_000,
   quiet_ms: [4_000, 10_000],
   action_share: 0.5,
+}
+
+/**
+ * What the schedule may hit in a lab of topology `t`. Standalone hosts (Hyper-V Replica
+ * servers outside the cluster) are left out on purpose for now: the soak's workload and
+ * checker know the cluster's promises only, and no replication runs to a standalone host
+ * yet, so killing or pausing one would test nothing. They still take part in the partition
+ * shapes drawn over every process (halves, bridge, ring), which cut links and kill nothing.
+ */
+export function scheduleLabOf(t: Topology, vms: readonly string[]): ScheduleLab {
+  return {
+    sites: t.sites.map((s) => s.name),
+    hosts: t.hosts.map((h) => ({ name: h.name, site: h.site })),
+    arrays: t.arrays.map((a) => a.name),
+    witness: t.witness?.name ?? null,
+    vms: [...vms],
+  }
 }
 
 /** `--faults kill,pause,…` checked: each a known fault, at least one, none twice. */

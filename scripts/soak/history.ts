@@ -82,7 +82,7 @@ const sample = z.strictObject({
   t: z.literal('sample'),
   at_ms: time_ms,
   process: name,
-  /** host, array, witness or controller. */
+  /** host, array, witness, standalone or controller. */
   role: word,
   rss_bytes: uint,
   fds: uint,

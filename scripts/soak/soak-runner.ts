@@ -13,7 +13,7 @@ import type { Topology } from '../../shared/topology.js'
 import { defaultStorageKind } from '../../shared/vm-storage-choice.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT } from '../../agent/vm/vm-disk.js'
 import { collectDiskJournals, finalBlocks, stopDiskWriters } from './disk-readback.js'
-import { FaultSchedule, faultTarget, type FaultKind, type ScheduleLab, type ScheduleStep } from './fault-schedule.js'
+import { FaultSchedule, faultTarget, scheduleLabOf, type FaultKind, type ScheduleStep } from './fault-schedule.js'
 import { HISTORY_FILE, HistoryWriter, type RecordOf } from './history.js'
 import { healFault, injectFault } from './nemesis.js'
 import { allRunning, runOperatorAction } from './operator-actions.js'
@@ -138,16 +138,6 @@ async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[
   }
 }
 
-function scheduleLab(t: Topology, vms: readonly string[]): ScheduleLab {
-  return {
-    sites: t.sites.map((s) => s.name),
-    hosts: t.hosts.map((h) => ({ name: h.name, site: h.site })),
-    arrays: t.arrays.map((a) => a.name),
-    witness: t.witness?.name ?? null,
-    vms: [...vms],
-  }
-}
-
 /** The fault loop, the recovery, and the read-back of the disks; everything into the history. */
 async function runFaults(lab: SoakLab, o: SoakOptions, vms: string[], history: HistoryWriter): Promise<void> {
   const pings = new PingWorkload({
@@ -164,7 +154,7 @@ async function runFaults(lab: SoakLab, o: SoakOptions, vms: string[], history: H
   try {
     await waitAnswering(vms, pings, Date.now(), WARM_UP_MS) // a fault before the first reply would hide its RTO
     await sleep(BASELINE_MS)
-    const schedule = new FaultSchedule(o.seed, o.faults, scheduleLab(o.topology, vms))
+    const schedule = new FaultSchedule(o.seed, o.faults, scheduleLabOf(o.topology, vms))
     const end_ms = Date.now() + o.minutes * 60_000
     for (let id = 1; Date.now() < end_ms; id++) {
       await runStep(lab, o.topology, schedule.next(), id, history, end_ms)

@@ -8,7 +8,7 @@ import { EVENT_DETAIL_CHARS_MAX, EVENT_DETAIL_FIELDS_MAX, EVENT_DETAIL_LIST_MAX,
 import { CLOCK_DRIFT_MAX, CLOCK_OFFSET_MS_MAX, LINK_LATENCY_MS_MAX, LINK_LOSS_MAX, LINK_MBIT_MAX } from '../fault-limits.js'
 import { defineMessage, field } from './define.js'
 
-export const ROLES = ['host', 'witness', 'array'] as const
+export const ROLES = ['host', 'witness', 'array', 'standalone'] as const
 export const roleSchema = z.enum(ROLES)
 export type Role = z.infer<typeof roleSchema>
 /** Who may be on the other end of a connection: a lab process, the controller, or the CLI. */

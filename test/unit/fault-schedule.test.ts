@@ -2,7 +2,7 @@
  * The soak's fault schedule: the same seed gives the same steps, a different seed other
  * steps; only the faults asked for, and only those the lab can have; a paused host is held
  * longer than a lease; clock faults stay within the tolerance; bad fault lists are refused
- * with the list of known faults.
+ * with the list of known faults; a standalone host (not a cluster member) is never a target.
  */
 import t from 'tap'
 import { isHvlabError } from '../../shared/errors.js'
@@ -13,8 +13,10 @@ import {
   SCHEDULE_TIMING_DEFAULT,
   faultTarget,
   parseFaultList,
+  scheduleLabOf,
   type ScheduleLab,
 } from '../../scripts/soak/fault-schedule.js'
+import { loadTopology } from '../../shared/topology.js'
 
 const LAB: ScheduleLab = {
   sites: ['site-a', 'site-b', 'site-c'],
@@ -81,4 +83,24 @@ t.test('--faults is checked', async (t) => {
       t.match((e as Error).message, /kill, pause, partition, wan, clock, array-kill, witness-kill, disk/, 'names the known faults')
     }
   }
+})
+
+t.test('a lab with a standalone host: the schedule runs and never kills, pauses, skews or isolates it', async (t) => {
+  const dr = loadTopology(new URL('../../topologies/two-site-dr.json', import.meta.url).pathname)
+  const lab = scheduleLabOf(dr, ['vm1', 'vm2'])
+  t.same(
+    lab.hosts.map((h) => h.name),
+    ['host-a1', 'host-a2', 'host-b1', 'host-b2'],
+    'the cluster hosts only',
+  )
+  const hit = steps(11, [...FAULT_KINDS], lab, 500).flatMap(({ fault: f, action }) => [
+    ...('process' in f ? [f.process] : []),
+    ...(f.kind === 'partition' && f.shape === 'isolate' ? [f.isolate] : []),
+    ...(f.kind === 'partition' && f.shape === 'sites' ? [f.a, f.b] : []),
+    ...(f.kind === 'wan' ? [f.a, f.b] : []),
+    ...(action?.kind === 'drain' ? [action.host] : action && 'to' in action ? [action.to] : []),
+  ])
+  t.ok(hit.includes('host-a1') && hit.includes('site-b'), 'hosts and their sites are hit')
+  t.notOk(hit.includes('replica-dr1'), 'replica-dr1 never')
+  t.notOk(hit.includes('site-dr'), 'nor its site, for wan or a site partition')
 })

@@ -18,6 +18,7 @@ const LAB = [
   { name: 'host-a2', role: 'host' as const },
   { name: 'witness', role: 'witness' as const },
   { name: 'array-a', role: 'array' as const },
+  { name: 'replica-dr1', role: 'standalone' as const },
 ]
 
 t.test('a bad field of a request is the argument it came from', async (t) => {
@@ -47,6 +48,11 @@ t.test('a process of the wrong kind: the command and what it takes', async (t) =
   t.equal(
     wrongProcessError('host-a1', 'rc-status-request', LAB)?.message,
     'host-a1 is a host, not an array; `hvlab rcopy status` takes an array: array-a',
+  )
+  t.equal(
+    wrongProcessError('replica-dr1', 'role-list-request', LAB)?.message,
+    'replica-dr1 is a standalone Hyper-V host, not a host (a cluster node); `hvlab vm list` takes a host: host-a1, host-a2',
+    'a standalone host is named as a Hyper-V host outside the cluster, and is not offered as a taker',
   )
   t.match(wrongProcessError('x', 'vm-inspect-request', undefined)?.message, /^x does not answer it, not a host/)
 })

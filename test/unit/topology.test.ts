@@ -434,3 +434,96 @@ t.test(
     )
   },
 )
+
+/** validRaw() with standalone hosts: Hyper-V hosts outside the cluster, in a DR site of their own. */
+function withStandalone(...standalone_hosts: unknown[]): Record<string, unknown> {
+  const raw = validRaw()
+  return { ...raw, sites: [...(raw.sites as unknown[]), { name: 'site-dr' }], standalone_hosts }
+}
+
+t.test('topologies/two-site-dr.json: the default lab plus a standalone replica server in a DR site', async (t) => {
+  const dr = loadTopology(new URL('../../topologies/two-site-dr.json', import.meta.url).pathname)
+  const base = loadTopology()
+  t.equal(dr.name, 'two-site-dr')
+  t.same(dr.hosts, base.hosts, 'the cluster is the default lab’s: hosts holds its members only')
+  t.same(dr.standalone_hosts, [{ name: 'replica-dr1', site: 'site-dr', memory_mib: 8192 }])
+  t.match(dr.sites.find((s) => s.name === 'site-dr')?.description, /disaster-recovery site.*not a cluster member/)
+  t.same(
+    processesOf(dr).map((p) => `${p.role}:${p.name}@${p.site}`),
+    [...processesOf(base).map((p) => `${p.role}:${p.name}@${p.site}`), 'standalone:replica-dr1@site-dr'],
+    'the default lab’s processes in their order, the standalone host last',
+  )
+  t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr' })
+})
+
+t.test('standalone hosts: optional, memory as a host’s, at most 8, names of their own', async (t) => {
+  t.same(parseTopology(validRaw()).standalone_hosts, [], 'none when left out')
+  t.same(parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr' })).standalone_hosts, [
+    { name: 'replica-dr1', site: 'site-dr', memory_mib: 8192 },
+  ])
+  const nine = Array.from({ length: 9 }, (_, i) => ({ name: `replica-dr${i + 1}`, site: 'site-dr' }))
+  rejects(t, withStandalone(...nine), [/\bstandalone_hosts\b/, /8/], 'nine standalone hosts')
+  t.equal(parseTopology(withStandalone(...nine.slice(0, 8))).standalone_hosts.length, 8, 'eight are fine')
+  rejects(
+    t,
+    withStandalone({ name: 'replica-dr1', site: 'site-dr', memory_mib: 32 }),
+    ['standalone_hosts[replica-dr1].memory_mib'],
+    'less memory than a host may have',
+  )
+  rejects(
+    t,
+    withStandalone({ name: 'replica-dr1', site: 'site-dr', cluster: true }),
+    ['standalone_hosts[replica-dr1]: unrecognized key cluster'],
+    'an unknown field',
+  )
+})
+
+t.test('a standalone host’s name is unique across every list, and its site declared', async (t) => {
+  const duplicate = 'is used by more than one process; every host, standalone host, array and witness needs its own name'
+  rejects(t, withStandalone({ name: 'host-a1', site: 'site-dr' }), [`the name host-a1 ${duplicate}`], 'named like a cluster host')
+  rejects(t, withStandalone({ name: 'array-b', site: 'site-dr' }), [`the name array-b ${duplicate}`], 'named like an array')
+  rejects(t, withStandalone({ name: 'witness', site: 'site-dr' }), [`the name witness ${duplicate}`], 'named like the witness')
+  rejects(
+    t,
+    withStandalone({ name: 'replica-dr1', site: 'site-dr' }, { name: 'replica-dr1', site: 'site-a' }),
+    [`the name replica-dr1 ${duplicate}`],
+    'two standalone hosts of one name',
+  )
+  rejects(
+    t,
+    withStandalone({ name: 'replica-dr1', site: 'site-x' }),
+    ['standalone host replica-dr1 is in unknown site site-x; declare it under "sites" (known: site-a, site-b, site-c, site-dr)'],
+    'a standalone host in an unknown site',
+  )
+  t.doesNotThrow(
+    () => parseTopology(withStandalone({ name: 'replica-c1', site: 'site-c' })),
+    'beside the witness is fine: the witness rule is about cluster hosts',
+  )
+})
+
+t.test('a standalone host talks to the cluster’s hosts and other standalone hosts, not to arrays or the witness', async (t) => {
+  const topo = parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr' }, { name: 'replica-dr2', site: 'site-dr' }))
+  const names = (name: string) => peersOf(topo, name).map((p) => p.name)
+  t.same(names('replica-dr1'), ['host-a1', 'host-b1', 'replica-dr2'], 'the cluster hosts, then the other standalone host')
+  t.same(names('host-a1'), ['host-b1', 'witness', 'array-a', 'array-b', 'replica-dr1', 'replica-dr2'], 'a cluster host talks to them')
+  t.notOk(
+    names('array-a').some((n) => n.startsWith('replica-')),
+    'an array does not',
+  )
+  t.notOk(
+    names('witness').some((n) => n.startsWith('replica-')),
+    'the witness does not',
+  )
+  t.same(
+    topo.hosts.map((h) => h.name),
+    ['host-a1', 'host-b1'],
+    'hosts stays the cluster members',
+  )
+  for (const p of processesOf(topo)) {
+    t.notOk(names(p.name).includes(p.name), `${p.name} is not its own peer`)
+    for (const q of peersOf(topo, p.name)) {
+      t.ok(names(q.name).includes(p.name), `${p.name} -> ${q.name} is mutual`)
+      t.not(dials(p.name, q.name), dials(q.name, p.name), `one of ${p.name} / ${q.name} dials`)
+    }
+  }
+})
