@@ -1322,6 +1322,7 @@ function changedSettings(before: VmRole, after: VmRole): string {
     failover_threshold: r.failover_threshold == null ? 'cluster' : String(r.failover_threshold),
     failover_period_h: r.failover_period_h === undefined ? 'cluster' : String(r.failover_period_h),
     load: r.load === undefined ? '-' : JSON.stringify(r.load),
+    replication: r.replication === undefined ? '-' : JSON.stringify(r.replication),
   })
   const a = show(before)
   const b = show(after)

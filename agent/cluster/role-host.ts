@@ -22,6 +22,7 @@ import type { VmDiskTarget } from '../clx/disk-target.js'
 import { csvDiskPort } from '../csv/csv-disk-port.js'
 import type { CsvHost } from '../csv/csv-host.js'
 import { meshBlockIoPort } from '../vm/vm-disk.js'
+import { allSinks, newReplicationHost } from '../replica/replication-wiring.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
 import type { ClusterService } from './cluster-service.js'
 import { CoordinatorReports } from './coordinator-reports.js'
@@ -62,7 +63,13 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const m = cluster.membership
   const ask = hostAsker(p)
   const reports = new CoordinatorReports({ name: p.name, clock: p.clock, coordinator: () => m.view().coordinator, ask, log })
-  const agent = newVmAgent(p, cluster, csv, reports, options)
+  // Hyper-V Replica's primary side: each replicated VM running here ships its writes to its replica server (agent/replica/).
+  const replication = newReplicationHost(
+    p,
+    () => m.database(),
+    () => agent,
+  )
+  const agent = newVmAgent(p, cluster, csv, reports, { ...options, disk_write_journal: allSinks(options.disk_write_journal, replication) })
   // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
   const clx = new ClxService({
     host: p.name,
@@ -91,6 +98,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   }))
   agent.start()
   roles.start()
+  replication.start()
   return { agent, service: roles }
 }
 

@@ -88,19 +88,32 @@ export function decodeRoles(config: Readonly<Record<string, string>>): DecodedRo
       continue
     }
     if (!key.startsWith(ROLE_KEY_PREFIX)) continue
-    let raw: unknown
-    try {
-      raw = JSON.parse(value)
-    } catch {
-      out.damaged.push({ key, reason: 'not JSON' })
-      continue
-    }
-    const r = vmRoleSchema.safeParse(raw)
-    if (!r.success || roleKey(r.data.name) !== key) {
-      out.damaged.push({ key, reason: r.success ? 'name does not match its key' : (r.error.issues[0]?.message ?? 'invalid') })
-      continue
-    }
-    out.roles.push(toVmRole(r.data))
+    const r = decodeRoleEntry(key, value)
+    if (typeof r === 'string') out.damaged.push({ key, reason: r })
+    else out.roles.push(r)
   }
   return out
+}
+
+/** Role `name` as a database's entries hold it; null when it has none, or a damaged one. */
+export function decodeRole(config: Readonly<Record<string, string>>, name: string): VmRole | null {
+  const key = roleKey(name)
+  const value = Object.hasOwn(config, key) ? config[key] : undefined
+  if (value === undefined) return null
+  const r = decodeRoleEntry(key, value)
+  return typeof r === 'string' ? null : r
+}
+
+/** One role entry; a string says why it cannot be read. */
+function decodeRoleEntry(key: string, value: string): VmRole | string {
+  let raw: unknown
+  try {
+    raw = JSON.parse(value)
+  } catch {
+    return 'not JSON'
+  }
+  const r = vmRoleSchema.safeParse(raw)
+  if (!r.success) return r.error.issues[0]?.message ?? 'invalid'
+  if (roleKey(r.data.name) !== key) return 'name does not match its key'
+  return toVmRole(r.data)
 }

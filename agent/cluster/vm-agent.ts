@@ -205,6 +205,13 @@ export class VmAgent {
     return this.disks.get(role)
   }
 
+  /** The VM's disk target here and the block I/O that reaches it (Replica reads it to resync); undefined: none. */
+  diskIo(role: string): { target: VmDiskTarget; io: BlockIoPort } | undefined {
+    const target = this.disks.get(role)
+    if (target === undefined || this.deps.blockIoFor === undefined || this.vms.instance(role)?.state !== 'running') return undefined
+    return { target, io: this.deps.blockIoFor(target) }
+  }
+
   /**
    * Records (or with null forgets) the VM's disk target, e.g. after a migration switched its
    * group over, and points the VM's disk writer at it: the writer is (re)attached when the

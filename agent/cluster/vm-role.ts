@@ -25,6 +25,7 @@ import {
   type VmRoleRecord,
   type VmStorageSpecRecord,
 } from '../../shared/protocol/cluster-messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { FailureHistory } from './failover-policy.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
@@ -115,6 +116,8 @@ export interface VmRole {
   readonly failures?: FailureHistory
   /** The guest load `vm load` set, applied at every start (a restarted guest runs its applications again); absent: idle. */
   readonly load?: GuestLoadSetting
+  /** Hyper-V Replica (`hvlab replica enable`): whichever host runs the VM replicates it; absent: not replicated. */
+  readonly replication?: ReplicationSetting
 }
 
 export interface VmRoleSpec {
@@ -141,6 +144,8 @@ export interface VmRoleChanges {
   failover_period_h?: number
   /** Merged into the role's load: what `vm load` changed. */
   load?: GuestLoadSetting
+  /** `replica enable` sets it, `replica disable` (null) removes it. */
+  replication?: ReplicationSetting | null
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -230,8 +235,9 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     'change',
   )
   const { memory_mib, preferred_owners, failback, priority, anti_affinity } = checked
+  const { replication, ...kept } = role
   return {
-    ...role,
+    ...kept,
     memory_mib,
     preferred_owners,
     failback,
@@ -239,7 +245,14 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     anti_affinity: anti_affinity ?? null,
     ...failoverLimitsChanged(role, changes),
     ...(changes.load === undefined ? {} : { load: { ...role.load, ...changes.load } }),
+    ...replicationAfter(replication, changes.replication),
   }
+}
+
+/** The role's replication after a change: kept (undefined), set, or removed (null). */
+function replicationAfter(now: ReplicationSetting | undefined, change: ReplicationSetting | null | undefined): Pick<VmRole, 'replication'> {
+  const after = change === undefined ? now : (change ?? undefined)
+  return after === undefined ? {} : { replication: after }
 }
 
 /** The role's own failover threshold and period after `changes`, checked (WSFC FailoverThreshold, FailoverPeriod). */

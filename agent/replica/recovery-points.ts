@@ -10,8 +10,10 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 
+import { RECOVERY_POINTS_MAX } from '../../shared/protocol/replica-messages.js'
+
 /** Replica keeps up to 24 recovery points (hourly, a day's worth). */
-export const RECOVERY_POINTS_MAX = 24
+export { RECOVERY_POINTS_MAX }
 
 export interface RecoveryPoint {
   /** The cycle applied when it was taken. */

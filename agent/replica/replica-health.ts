@@ -8,11 +8,12 @@
  * under way is Critical until it ends. Every interval is scaled by the lab's timeScale.
  */
 import { scaled } from '../../shared/clock.js'
+import { REPLICATION_FREQUENCIES_MS } from '../../shared/protocol/replica-messages.js'
 
 export type ReplicationHealth = 'Normal' | 'Warning' | 'Critical'
 
 /** The frequencies Replica offers. */
-export const REPLICATION_FREQUENCIES_MS = [30_000, 300_000, 900_000] as const
+export { REPLICATION_FREQUENCIES_MS }
 /** After the cycle that was due, how much longer replication may lag before it is Critical (seed: 25 minutes). */
 export const CRITICAL_GRACE_MS = 25 * 60_000
 

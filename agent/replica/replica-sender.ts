@@ -29,7 +29,12 @@ export interface ReplicaSenderConfig {
   readonly block_size_bytes: number
   readonly disk_blocks: number
   readonly thresholds: HealthThresholds
+  /** The first log's cycle: one past what the replica has applied (default 1). */
+  readonly first_cycle?: number
 }
+
+/** Why the sender asks for a resync: its log cannot be trusted, or (initial) this primary has no log for the replica yet. */
+export type ResyncCause = 'log-over-half-disk' | 'cycles-missing' | 'initial'
 
 export type ReplicaSenderInput =
   | { readonly kind: 'write'; readonly block: number; readonly data: Uint8Array }
@@ -72,14 +77,25 @@ export class ReplicaSender {
     private readonly config: ReplicaSenderConfig,
     now_ms: number,
   ) {
-    this.log = new ReplicaLog({ vm: config.vm, block_size_bytes: config.block_size_bytes, disk_blocks: config.disk_blocks })
+    this.log = new ReplicaLog({
+      vm: config.vm,
+      block_size_bytes: config.block_size_bytes,
+      disk_blocks: config.disk_blocks,
+      ...(config.first_cycle === undefined ? {} : { first_cycle: config.first_cycle }),
+    })
     this.next_cycle_ms = now_ms + config.thresholds.frequency_ms
     this.last_applied_ms = now_ms
   }
 
-  /** The first effects: the cycle timer. */
-  start(): ReplicaSenderEffect[] {
-    return [{ kind: 'set-timer', at_ms: this.next_cycle_ms }]
+  /**
+   * The first effects: the cycle timer, and with `initial_resync` a resync first (the
+   * initial replication, or a primary that took the VM over without its log): the writes
+   * from here on are logged meanwhile, and the first cycle after it carries them.
+   */
+  start(initial_resync = false): ReplicaSenderEffect[] {
+    this.out = [{ kind: 'set-timer', at_ms: this.next_cycle_ms }]
+    if (initial_resync) this.askResync('initial', null)
+    return this.out
   }
 
   step(input: ReplicaSenderInput, now_ms: number): ReplicaSenderEffect[] {
@@ -89,7 +105,9 @@ export class ReplicaSender {
         this.onWrite(input.block, input.data, now_ms)
         break
       case 'timer':
+        // A timer may fire a moment early (a fractional delay rounded down): it is set again, or no cycle would ever come.
         if (now_ms >= this.next_cycle_ms) this.onCycle(now_ms)
+        else this.out.push({ kind: 'set-timer', at_ms: this.next_cycle_ms })
         break
       case 'answer':
         this.onAnswer(input, now_ms)
@@ -170,10 +188,11 @@ export class ReplicaSender {
     this.emit('replica.cycle-applied', { vm: this.config.vm, cycle: a.cycle })
   }
 
-  private askResync(why: 'log-over-half-disk' | 'cycles-missing', now_ms: number): void {
+  /** `now_ms` null: nothing logged yet to drop (the initial resync). */
+  private askResync(why: ResyncCause, now_ms: number | null): void {
     this.resyncing = true
     this.in_flight = null
-    this.log.close(now_ms) // dropped: the resync compares every block; the log starts again from here
+    if (now_ms !== null) this.log.close(now_ms) // dropped: the resync compares every block; the log starts again from here
     this.out.push({ kind: 'resync' })
     this.emit('replica.resync-needed', { vm: this.config.vm, why })
   }

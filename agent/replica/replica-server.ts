@@ -1,9 +1,134 @@
 /**
- * A standalone Hyper-V host's replica server (seed 002): takes the replication of VMs from
- * the primary servers it allows. Wired in agent/standalone-main.ts.
+ * A standalone Hyper-V host's replica server (seed 002): once enabled (`hvlab replica
+ * server enable`), it takes the replication of VMs from the primary servers it allows,
+ * one replica VM each (replica-vm.ts) under `data/<server>/replica/vms/<vm>/`. A primary
+ * begins (or, after a move or a restart, begins again) with `replica-begin`, resyncs when
+ * asked, then ships a log every cycle. Every request from a primary is checked against
+ * the allow list first: an unauthorised primary is refused with HVLAB_E_REPLICA_NOT_ALLOWED.
+ *
+ * Replica VMs open when their primary begins: after a restart of this server they are
+ * shown once their primary has been back (a resync, which sends only differing blocks).
  */
+import { join } from 'node:path'
+import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
+import type { Message, MessageOf } from '../../shared/protocol/messages.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { ReplicaServerAuthorization } from './replica-server-settings.js'
+import { ReplicaVm } from './replica-vm.js'
 
 export async function startReplicaServer(p: LabProcess): Promise<void> {
-  p.log.info({}, 'replica server not yet enabled')
+  const dir = join(p.layout.processData(p.name), 'replica')
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir))
+  p.serveOperator('replica-server-enable-request', async (q) => {
+    await server.auth.enable(q.allow_any, q.allow)
+    p.log.info({ allow_any: q.allow_any, allow: q.allow }, 'replica server enabled')
+    return { t: 'ok' }
+  })
+  p.serveOperator('replica-status-request', (q) => server.status(q.vm))
+  p.onPeer((c) => server.servePrimary(c, p.clock))
+  p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
+}
+
+export class ReplicaServer {
+  private readonly vms = new Map<string, ReplicaVm>()
+  private readonly opening = new Map<string, Promise<ReplicaVm>>()
+
+  constructor(
+    readonly name: string,
+    private readonly dir: string,
+    private readonly time_scale: number,
+    readonly auth: ReplicaServerAuthorization,
+  ) {}
+
+  get vmCount(): number {
+    return this.vms.size
+  }
+
+  /** Answers a primary's replication requests on connection `c` (each checked against the allow list). */
+  servePrimary(c: PeerConnection, clock: { now(): number }): void {
+    const from = c.remoteName
+    c.onRequest('replica-begin-request', async ({ message: m }) => {
+      this.auth.check(this.name, from)
+      const vm = await this.begin(m, from)
+      return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: vm.status().applied_cycle } }
+    })
+    c.onRequest('replica-log-part', async ({ message: m, attachment }) => {
+      this.auth.check(this.name, from)
+      const vm = this.vms.get(m.vm)
+      if (vm === undefined || vm.broken || vm.from !== from) return { message: notBegun(m) }
+      return { message: await vm.onPart(m, attachment, clock.now()) }
+    })
+    c.onRequest('replica-hashes-request', ({ message: m }) => {
+      this.auth.check(this.name, from)
+      const hashes = this.begun(m.vm, from).hashes(m.first_block, m.blocks)
+      return { message: { t: 'replica-hashes-reply', vm: m.vm, first_block: m.first_block, blocks: m.blocks }, attachment: hashes }
+    })
+    c.onRequest('replica-resync-blocks', async ({ message: m, attachment }) => {
+      this.auth.check(this.name, from)
+      await this.begun(m.vm, from).resyncBlocks(m, attachment)
+      return { message: { t: 'ok' } }
+    })
+    c.onRequest('replica-resync-done', async ({ message: m }) => {
+      this.auth.check(this.name, from)
+      await this.begun(m.vm, from).resyncDone(m.next_cycle)
+      return { message: { t: 'ok' } }
+    })
+  }
+
+  status(vm: string | null): Message {
+    const replicas = [...this.vms.values()].filter((r) => vm === null || r.vm === vm).map((r) => r.status())
+    if (vm !== null && replicas.length === 0)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `${this.name} holds no replica of vm ${vm}; \`hvlab replica status\` lists what replicates where`,
+      )
+    return { t: 'replica-status-reply', server: this.name, replica_server: this.auth.settings, replicas, primaries: [] }
+  }
+
+  /** Opens the VM's replica (or takes the open one over for `from`); its geometry must not change. */
+  private async begin(m: MessageOf<'replica-begin-request'>, from: string): Promise<ReplicaVm> {
+    const open = this.vms.get(m.vm)
+    if (open !== undefined && !open.broken) {
+      const g = open.geometry
+      if (g.block_size_bytes !== m.block_size_bytes || g.disk_blocks !== m.disk_blocks)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `vm ${m.vm}'s replica on ${this.name} is ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
+        )
+      open.from = from
+      return open
+    }
+    const pending = this.opening.get(m.vm)
+    if (pending !== undefined) return pending
+    const opened = ReplicaVm.open({
+      dir: join(this.dir, 'vms', m.vm),
+      geometry: { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks },
+      recovery_points: m.recovery_points,
+      time_scale: this.time_scale,
+      from,
+    })
+    this.opening.set(m.vm, opened)
+    try {
+      const vm = await opened
+      this.vms.set(m.vm, vm)
+      return vm
+    } finally {
+      this.opening.delete(m.vm)
+    }
+  }
+
+  private begun(vm: string, from: string): ReplicaVm {
+    const r = this.vms.get(vm)
+    if (r === undefined || r.broken || r.from !== from)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `${this.name} has no replication of vm ${vm} from ${from} under way; it begins again with replica-begin`,
+      )
+    return r
+  }
+}
+
+function notBegun(m: MessageOf<'replica-log-part'>): MessageOf<'replica-log-answer'> {
+  return { t: 'replica-log-answer', vm: m.vm, cycle: m.cycle, part: m.part, outcome: 'refused', refusal: 'not-begun', resync: true }
 }

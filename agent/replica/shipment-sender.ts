@@ -15,7 +15,10 @@ import { shipmentParts, type ShipmentPartOptions } from './shipment-frames.js'
 
 /** What the shipment needs of a connection (PeerConnection.request). */
 export interface PartRequester {
-  request(message: Message, options: { attachment?: Uint8Array; timeout_ms?: number }): Promise<{ message: Message }>
+  request(
+    message: Message,
+    options: { attachment?: Uint8Array; timeout_ms?: number },
+  ): Promise<{ message: Message; attachment?: Uint8Array }>
 }
 
 type Answer = MessageOf<'replica-log-answer'>

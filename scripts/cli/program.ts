@@ -13,6 +13,7 @@ import { registerCsvCommands } from './csv-commands.js'
 import { registerLabCommands } from './lab-commands.js'
 import { registerNodeCommands } from './node-commands.js'
 import { registerRcopyCommands } from './rcopy-commands.js'
+import { registerReplicaCommands } from './replica-commands.js'
 import { registerSoakCommands } from './soak-commands.js'
 import { registerVmCommands } from './vm-commands.js'
 
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
   registerArrayCommands(program)
   registerRcopyCommands(program)
   registerCsvCommands(program)
+  registerReplicaCommands(program)
   registerSoakCommands(program)
   for (const group of commandGroups(program)) guideToSubcommand(group)
   return program

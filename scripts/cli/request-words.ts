@@ -27,6 +27,7 @@ export const REQUEST_WORDS: Partial<Record<MessageType, RequestWords>> = {
   'vm-inspect-request': { command: 'vm inspect', takes: 'host' },
   'vm-hang-request': { command: 'vm hang', takes: 'host' },
   'vm-load-request': { command: 'vm load', takes: 'host' },
+  'replica-server-enable-request': { command: 'replica server enable', takes: 'standalone' },
   'vm-migrate-cancel-request': { command: 'vm migrate-cancel', takes: 'host' },
   'vm-migrate-command-request': { command: 'vm migrate', takes: 'host' },
   'vm-migration-status-request': { command: 'vm migrate', takes: 'host' },

@@ -5,6 +5,7 @@
  * witness speak them; the state machines in agent/cluster/ and witness/arbiter.ts use
  * the inferred types below, so the simulation and the real processes share one protocol.
  */
+import { replicationSettingSchema } from './replica-messages.js'
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
 import {
@@ -340,6 +341,8 @@ export const vmRoleSchema = z.strictObject({
   failures: failureHistorySchema.optional(),
   /** The guest load `vm load` set; absent: none (idle). */
   load: guestLoadSchema.optional(),
+  /** Hyper-V Replica (`hvlab replica enable`): whichever host runs the VM replicates it there. Absent: not replicated. */
+  replication: replicationSettingSchema.optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
@@ -436,6 +439,8 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       failover_period_h: failoverPeriodH().optional(),
       /** Merged into the role's load (`vm load`). */
       load: guestLoadSchema.optional(),
+      /** `replica enable` (a setting) or `replica disable` (null). */
+      replication: replicationSettingSchema.nullable().optional(),
     }),
   }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),

@@ -12,9 +12,18 @@
  */
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
+import {
+  HASHES_PER_REQUEST_MAX,
+  RECOVERY_POINTS_MAX,
+  REPLICA_ALLOW_MAX,
+  REPLICA_DISK_BLOCKS_MAX,
+  REPLICATION_FREQUENCIES_MS,
+} from './replica-limits.js'
 
-/** Why a replica did not apply a shipment (agent/replica/shipment-check.ts decides). */
-export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed'] as const
+export * from './replica-limits.js'
+
+/** Why a replica did not apply a shipment (agent/replica/shipment-check.ts decides; `not-begun`: the replica server holds no open replica of the VM, e.g. after its restart, so the primary resyncs). */
+export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed', 'not-begun'] as const
 export type ShipmentRefusal = (typeof SHIPMENT_REFUSALS)[number]
 
 export const SHIPMENT_COMPRESSIONS = ['none', 'deflate'] as const
@@ -69,4 +78,116 @@ export const replicaLogAnswer = defineMessage('replica-log-answer', () => ({
   resync: z.boolean(),
 }))
 
-export const replicaMessages = [replicaLogPart, replicaLogAnswer] as const
+/** A VM's replication as its role keeps it (`hvlab replica enable`): whoever runs the VM replicates it. */
+export const replicationSettingSchema = z.strictObject({
+  /** The replica server. */
+  to: field.name(),
+  frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
+  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+  compress: z.boolean(),
+})
+export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
+
+/** Operator → a standalone host: become a replica server for these primary servers (`any`: every host of the lab). */
+export const replicaServerEnableRequest = defineMessage('replica-server-enable-request', () => ({
+  allow_any: z.boolean(),
+  allow: field.list(field.name(), REPLICA_ALLOW_MAX),
+}))
+
+/** Primary → replica server: replication of `vm` begins (or goes on from another primary); the reply says where the replica stands. */
+export const replicaBeginRequest = defineMessage('replica-begin-request', () => ({
+  vm: field.name(),
+  block_size_bytes: z.number().int().min(REPLICA_BLOCK_BYTES_MIN).max(REPLICA_BLOCK_BYTES_MAX),
+  disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
+  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+}))
+export const replicaBeginReply = defineMessage('replica-begin-reply', () => ({ vm: field.name(), applied_cycle: field.uint() }))
+
+/** Primary → replica server: the SHA-256 of blocks first_block … first_block + blocks - 1 of the replica (a resync compares them). */
+export const replicaHashesRequest = defineMessage('replica-hashes-request', () => ({
+  vm: field.name(),
+  first_block: z
+    .number()
+    .int()
+    .min(0)
+    .max(REPLICA_DISK_BLOCKS_MAX - 1),
+  blocks: z.number().int().min(1).max(HASHES_PER_REQUEST_MAX),
+}))
+/** The attachment: 32 bytes per block, in block order. */
+export const replicaHashesReply = defineMessage(
+  'replica-hashes-reply',
+  () => ({ vm: field.name(), first_block: field.uint(), blocks: field.uint() }),
+  {
+    attachment: 'required',
+  },
+)
+
+/** Primary → replica server: blocks that differ, written durably (the attachment is a part body, not deflated). */
+export const replicaResyncBlocks = defineMessage(
+  'replica-resync-blocks',
+  () => ({ vm: field.name(), body_bytes: z.number().int().min(4).max(SHIPMENT_PART_BODY_BYTES_MAX) }),
+  { attachment: 'required' },
+)
+
+/** Primary → replica server: the resync is done; the replica equals the primary as of the log `next_cycle` opened. */
+export const replicaResyncDone = defineMessage('replica-resync-done', () => ({ vm: field.name(), next_cycle: z.number().int().min(1) }))
+
+/** Operator → replica server or a VM's primary: how replication stands (one VM, or all when `vm` is null). */
+export const replicaStatusRequest = defineMessage('replica-status-request', () => ({ vm: field.name().nullable() }))
+
+const replicaSideStatus = () =>
+  z.strictObject({
+    vm: field.name(),
+    from: field.name(),
+    applied_cycle: field.uint(),
+    /** When the log of the last cycle applied was closed (the primary's clock); null: none since the last resync. */
+    applied_closed_at_ms: field.time_ms().nullable(),
+    resyncing: z.boolean(),
+    recovery_points: field.list(
+      z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), app_consistent: z.boolean() }),
+      RECOVERY_POINTS_MAX,
+    ),
+    disk_bytes: field.uint(),
+  })
+const primarySideStatus = () =>
+  z.strictObject({
+    vm: field.name(),
+    to: field.name(),
+    frequency_ms: field.uint(),
+    health: z.enum(['Normal', 'Warning', 'Critical']),
+    lag_ms: field.time_ms(),
+    pending_bytes: field.uint(),
+    in_flight: field.uint().nullable(),
+    resyncing: z.boolean(),
+    cycles_applied: field.uint(),
+    last_cycle_bytes: field.uint().nullable(),
+    last_error: field.text(300).nullable(),
+    /** The last error's stable code (shared/errors.ts), for whoever decides on it. */
+    last_error_code: field.text(64).nullable(),
+  })
+export type ReplicaSideStatus = z.infer<ReturnType<typeof replicaSideStatus>>
+export type PrimarySideStatus = z.infer<ReturnType<typeof primarySideStatus>>
+
+export const replicaStatusReply = defineMessage('replica-status-reply', () => ({
+  server: field.name(),
+  /** On a replica server: whether it is enabled and whom it allows. */
+  replica_server: z
+    .strictObject({ enabled: z.boolean(), allow_any: z.boolean(), allow: field.list(field.name(), REPLICA_ALLOW_MAX) })
+    .nullable(),
+  replicas: field.list(replicaSideStatus(), 1024),
+  primaries: field.list(primarySideStatus(), 1024),
+}))
+
+export const replicaMessages = [
+  replicaLogPart,
+  replicaLogAnswer,
+  replicaServerEnableRequest,
+  replicaBeginRequest,
+  replicaBeginReply,
+  replicaHashesRequest,
+  replicaHashesReply,
+  replicaResyncBlocks,
+  replicaResyncDone,
+  replicaStatusRequest,
+  replicaStatusReply,
+] as const

@@ -13,8 +13,10 @@ export const replicaEvents = defineEvents({
   'replica.cycle-applied': { ...vm, cycle: detail.uint() },
   /** A cycle came while the last shipment was still unanswered. */
   'replica.cycle-missed': { ...vm, in_flight: detail.uint() },
-  /** `why`: log-over-half-disk or cycles-missing. */
+  /** `why`: log-over-half-disk, cycles-missing, or initial (initial replication, or a new primary without the log). */
   'replica.resync-needed': { ...vm, why: detail.word() },
+  /** A resync ended: every block compared by hash, only those that differed sent. */
+  'replica.resynced': { ...vm, blocks_compared: detail.uint(), blocks_sent: detail.uint() },
   /** Normal, Warning or Critical. */
   'replica.health': { ...vm, health: detail.word() },
 })

@@ -37,7 +37,7 @@ t.test('each cycle ships the latest write of each block; the next one waits for 
   l.write(1, 2)
   l.write(3, 3)
   l.at(F - 1)
-  t.same(ships(l.step({ kind: 'timer' })), [], 'not before the cycle')
+  t.same(l.step({ kind: 'timer' }), [{ kind: 'set-timer', at_ms: F }], 'not before the cycle: a timer that fired early is set again')
   l.at(F)
   const fx = l.step({ kind: 'timer' })
   const [s1] = ships(fx)
@@ -152,3 +152,23 @@ t.test('a log past half of the disk asks for a resync; a flush ships at once', a
   t.match(flushed, { cycle: 1, closed_at_ms: 10 })
   t.same(ships(m.step({ kind: 'flush' })), [], 'not while one is in flight')
 })
+
+t.test(
+  'an initial resync first: writes meanwhile are logged and the first cycle after it carries them, numbered from the replica',
+  async (t) => {
+    const s = new ReplicaSender({ vm: 'vm1', block_size_bytes: BS, disk_blocks: 64, thresholds: th, first_cycle: 8 }, 0)
+    const fx = s.start(true)
+    t.match(fx, [
+      { kind: 'set-timer', at_ms: F },
+      { kind: 'resync' },
+      { kind: 'emit', event: { kind: 'replica.resync-needed', details: { why: 'initial' } } },
+    ])
+    t.equal(s.status(0).health, 'Critical', 'critical until the resync is done')
+    s.step({ kind: 'write', block: 2, data: data(5) }, 10)
+    t.equal(s.nextCycle, 8, 'the replica is told the cycle after the one it applied')
+    t.same(ships(s.step({ kind: 'timer' }, F)), [], 'no cycle while the resync runs')
+    s.step({ kind: 'resynced' }, F + 1)
+    const [first] = ships(s.step({ kind: 'timer' }, 2 * F))
+    t.same([first?.cycle, first?.blocks.map((b) => [b.block, b.data[0]])], [8, [[2, 5]]])
+  },
+)

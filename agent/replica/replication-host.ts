@@ -1,0 +1,133 @@
+/**
+ * Hyper-V Replica on a cluster host (the primary server): every VM running here whose
+ * role says it is replicated (`hvlab replica enable`, kept in the cluster database, so it
+ * follows the VM through moves and failovers) gets a replication shell
+ * (replication-shell.ts); a VM that stops, leaves, or is no longer replicated loses it. A
+ * periodic check makes it so, from what runs here and what the committed database says.
+ *
+ * The host's VMs' disk writes come in as a write sink (vm-disk.ts DiskWriteSink): each
+ * write that completed acknowledged, or in doubt (it may be on the disk), goes to its
+ * VM's log; a refused one wrote nothing.
+ */
+import type { Clock } from '../../shared/clock.js'
+import { everyTick } from '../../shared/periodic-task.js'
+import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
+import { encodeDiskWrite, type DiskWriteRecord } from '../vm/disk-write-record.js'
+import type { DiskWriteOutcome, DiskWriteSink } from '../vm/vm-disk.js'
+import type { PrimaryDisk } from './primary-resync.js'
+import { ReplicationShell } from './replication-shell.js'
+import type { PartRequester } from './shipment-sender.js'
+
+/** How often the host matches its shells to the VMs it runs and their roles. */
+export const REPLICATION_CHECK_MS = 1000
+
+export interface ReplicationHostDeps {
+  readonly clock: Clock
+  readonly time_scale: number
+  /** The VMs running here now. */
+  running(): readonly string[]
+  /** Role `vm`'s replication as this host's committed cluster database has it; undefined: not replicated. */
+  settingOf(vm: string): ReplicationSetting | undefined
+  /** The VM's disk where it is writable from here now; undefined: none attached. */
+  diskOf(vm: string): PrimaryDisk | undefined
+  /** The connection to replica server `name` now. */
+  server(name: string): PartRequester | undefined
+  emit(event: ReplicaEvent): void
+}
+
+export class ReplicationHost implements DiskWriteSink {
+  private readonly shells = new Map<string, ReplicationShell>()
+  /** Replicated VMs here that cannot replicate yet, with why. */
+  private readonly waiting = new Map<string, { setting: ReplicationSetting; why: string }>()
+  private cancel: (() => void) | undefined
+
+  constructor(private readonly d: ReplicationHostDeps) {}
+
+  start(): void {
+    this.cancel = everyTick(this.d.clock, REPLICATION_CHECK_MS, () => this.check())
+  }
+
+  stop(): void {
+    this.cancel?.()
+    for (const s of this.shells.values()) s.stop()
+    this.shells.clear()
+  }
+
+  issued(): void {}
+
+  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome): void {
+    if (outcome === 'refused') return
+    const shell = this.shells.get(r.vm)
+    if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes))
+  }
+
+  /** Makes the shells match the VMs here and their settings (public for tests). */
+  check(): void {
+    const running = new Set(this.d.running())
+    for (const [vm, shell] of this.shells) {
+      if (!running.has(vm) || !sameSetting(this.d.settingOf(vm), shell.setting)) this.drop(vm)
+    }
+    this.waiting.clear()
+    for (const vm of running) {
+      const setting = this.d.settingOf(vm)
+      if (setting === undefined || this.shells.has(vm)) continue
+      const disk = this.d.diskOf(vm)
+      if (disk === undefined) {
+        this.waiting.set(vm, { setting, why: `vm ${vm} has no disk attached on this host` })
+        continue
+      }
+      const shell = new ReplicationShell({
+        vm,
+        setting,
+        disk,
+        clock: this.d.clock,
+        time_scale: this.d.time_scale,
+        server: () => this.d.server(setting.to),
+        emit: this.d.emit,
+      })
+      this.shells.set(vm, shell)
+      shell.start()
+    }
+  }
+
+  status(vm: string | null): PrimarySideStatus[] {
+    const shells = [...this.shells.entries()].filter(([name]) => vm === null || name === vm).map(([, s]) => s.status())
+    const waiting = [...this.waiting.entries()]
+      .filter(([name]) => vm === null || name === vm)
+      .map(([name, w]) => waitingStatus(name, w.setting, w.why))
+    return [...shells, ...waiting]
+  }
+
+  private drop(vm: string): void {
+    this.shells.get(vm)?.stop()
+    this.shells.delete(vm)
+  }
+}
+
+function sameSetting(a: ReplicationSetting | undefined, b: ReplicationSetting): boolean {
+  return (
+    a !== undefined &&
+    a.to === b.to &&
+    a.frequency_ms === b.frequency_ms &&
+    a.recovery_points === b.recovery_points &&
+    a.compress === b.compress
+  )
+}
+
+function waitingStatus(vm: string, setting: ReplicationSetting, why: string): PrimarySideStatus {
+  return {
+    vm,
+    to: setting.to,
+    frequency_ms: setting.frequency_ms,
+    health: 'Critical',
+    lag_ms: 0,
+    pending_bytes: 0,
+    in_flight: null,
+    resyncing: false,
+    cycles_applied: 0,
+    last_cycle_bytes: null,
+    last_error: why,
+    last_error_code: 'HVLAB_E_STATE',
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The primary's side of one VM's replication, as the host running the VM carries it out:
+ * it begins with the replica server (which says what the replica has applied), runs the
+ * sender machine (replica-sender.ts) with a resync first — the initial replication, or a
+ * new primary after a move or a failover, which has no log for the replica — and carries
+ * out its effects: shipments over the connection to the server (shipment-sender.ts), the
+ * resync (primary-resync.ts), the cycle timer, the timeline. Every guest write the VM's
+ * disk completes comes in through `write`.
+ *
+ * One shipment goes at a time: a cycle that comes while one is still on the wire sends
+ * nothing more (the machine counts it missed and sends the same shipment again later).
+ */
+import type { Clock } from '../../shared/clock.js'
+import { HvlabError, describeError, type HvlabCode } from '../../shared/errors.js'
+import { REPLICA_RETRY_MS, type PrimarySideStatus, type ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
+import { healthThresholds } from './replica-health.js'
+import { ReplicaSender, type ReplicaSenderEffect, type ReplicaSenderInput } from './replica-sender.js'
+import { resyncReplica, type PrimaryDisk } from './primary-resync.js'
+import { sendShipment, type PartRequester } from './shipment-sender.js'
+
+/** How long one request to the replica server may take (a 4 MiB part over a slow WAN link). */
+export const REPLICA_REQUEST_TIMEOUT_MS = 30_000
+export { REPLICA_RETRY_MS }
+
+export interface ReplicationShellDeps {
+  readonly vm: string
+  readonly setting: ReplicationSetting
+  readonly clock: Clock
+  readonly time_scale: number
+  /** The connection to the replica server now; undefined while there is none. */
+  server(): PartRequester | undefined
+  readonly disk: PrimaryDisk
+  emit(event: ReplicaEvent): void
+}
+
+export class ReplicationShell {
+  private sender: ReplicaSender | null = null
+  private cancelTimer: (() => void) | null = null
+  private sending = false
+  private stopped = false
+  private cycles_applied = 0
+  private shipped_bytes = new Map<number, number>()
+  private last_cycle_bytes: number | null = null
+  private last_error: string | null = null
+  private last_error_code: HvlabCode | null = null
+
+  constructor(private readonly d: ReplicationShellDeps) {}
+
+  get setting(): ReplicationSetting {
+    return this.d.setting
+  }
+
+  get blockSizeBytes(): number {
+    return this.d.disk.block_size_bytes
+  }
+
+  /** Begins with the replica server, again and again until it answers (or the shell is stopped). */
+  start(): void {
+    void this.begin()
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.cancelTimer?.()
+    this.cancelTimer = null
+  }
+
+  /** A guest write the VM's disk completed (acknowledged, or in doubt: it may be on the disk). */
+  write(block: number, data: Uint8Array): void {
+    this.step({ kind: 'write', block, data })
+  }
+
+  status(): PrimarySideStatus {
+    const now = this.d.clock.now()
+    const s = this.sender?.status(now)
+    return {
+      vm: this.d.vm,
+      to: this.d.setting.to,
+      frequency_ms: this.d.setting.frequency_ms,
+      health: s?.health ?? 'Critical',
+      lag_ms: s?.lag_ms ?? 0,
+      pending_bytes: s?.pending_bytes ?? 0,
+      in_flight: s?.in_flight ?? null,
+      resyncing: s?.resyncing ?? true,
+      cycles_applied: this.cycles_applied,
+      last_cycle_bytes: this.last_cycle_bytes,
+      last_error: this.last_error,
+      last_error_code: this.last_error_code,
+    }
+  }
+
+  private thresholds() {
+    return healthThresholds(this.d.setting.frequency_ms, this.d.time_scale)
+  }
+
+  private async begin(): Promise<void> {
+    if (this.stopped) return
+    try {
+      const applied = await this.beginRequest()
+      if (this.stopped) return
+      const o = { vm: this.d.vm, block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
+      this.sender = new ReplicaSender({ ...o, thresholds: this.thresholds(), first_cycle: applied + 1 }, this.d.clock.now())
+      this.run(this.sender.start(true))
+    } catch (e) {
+      this.failed(e)
+      this.retryLater(() => void this.begin())
+    }
+  }
+
+  private async beginRequest(): Promise<number> {
+    const reply = await this.connection().request(
+      {
+        t: 'replica-begin-request',
+        vm: this.d.vm,
+        block_size_bytes: this.d.disk.block_size_bytes,
+        disk_blocks: this.d.disk.blocks,
+        recovery_points: this.d.setting.recovery_points,
+      },
+      { timeout_ms: REPLICA_REQUEST_TIMEOUT_MS },
+    )
+    const m = reply.message
+    if (m.t !== 'replica-begin-reply' || m.vm !== this.d.vm)
+      throw new HvlabError('HVLAB_E_PROTOCOL', `the replica server answered replica-begin with ${m.t}`)
+    this.clearError()
+    return m.applied_cycle
+  }
+
+  private connection(): PartRequester {
+    const c = this.d.server()
+    if (c === undefined) throw new HvlabError('HVLAB_E_CLOSED', `no connection to replica server ${this.d.setting.to}`)
+    return c
+  }
+
+  private step(input: ReplicaSenderInput): void {
+    if (this.stopped || this.sender === null) return
+    this.run(this.sender.step(input, this.d.clock.now()))
+  }
+
+  private run(effects: readonly ReplicaSenderEffect[]): void {
+    for (const fx of effects) {
+      switch (fx.kind) {
+        case 'ship':
+          this.ship(fx.shipment)
+          break
+        case 'resync':
+          void this.resync()
+          break
+        case 'set-timer':
+          this.setTimer(fx.at_ms)
+          break
+        case 'emit':
+          this.d.emit(fx.event)
+          break
+      }
+    }
+  }
+
+  private ship(shipment: Extract<ReplicaSenderEffect, { kind: 'ship' }>['shipment']): void {
+    if (this.sending) return
+    this.sending = true
+    this.shipped_bytes.set(shipment.cycle, shipment.blocks.length * this.d.disk.block_size_bytes)
+    const o = {
+      block_size_bytes: this.d.disk.block_size_bytes,
+      compression: this.d.setting.compress ? ('deflate' as const) : ('none' as const),
+      timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,
+    }
+    const c = this.d.server()
+    const sent = c === undefined ? Promise.resolve({ kind: 'send-failed' as const, cycle: shipment.cycle }) : sendShipment(c, shipment, o)
+    sent
+      .then((outcome) => {
+        this.sending = false
+        if (outcome.kind === 'answer' && outcome.outcome !== 'refused') this.applied(outcome.cycle)
+        if (outcome.kind === 'send-failed')
+          this.failed(new HvlabError('HVLAB_E_CLOSED', `shipment ${shipment.cycle} did not reach ${this.d.setting.to}`))
+        this.step(outcome)
+      })
+      .catch((e: unknown) => {
+        this.sending = false
+        this.failed(e)
+        this.step({ kind: 'send-failed', cycle: shipment.cycle })
+      })
+  }
+
+  private applied(cycle: number): void {
+    this.cycles_applied++
+    this.last_cycle_bytes = this.shipped_bytes.get(cycle) ?? null
+    this.shipped_bytes.clear()
+    this.clearError()
+  }
+
+  private async resync(): Promise<void> {
+    if (this.stopped || this.sender === null) return
+    try {
+      await this.beginRequest() // the server may have restarted since: it opens the replica again
+      const r = await resyncReplica(this.connection(), this.d.disk, {
+        vm: this.d.vm,
+        next_cycle: this.sender.nextCycle,
+        timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,
+      })
+      this.d.emit({ kind: 'replica.resynced', details: { vm: this.d.vm, ...r } })
+      this.step({ kind: 'resynced' })
+    } catch (e) {
+      this.failed(e)
+      this.retryLater(() => void this.resync())
+    }
+  }
+
+  private setTimer(at_ms: number): void {
+    this.cancelTimer?.()
+    this.cancelTimer = this.d.clock.setTimer(Math.max(0, at_ms - this.d.clock.now()), () => {
+      this.cancelTimer = null
+      this.step({ kind: 'timer' })
+    })
+  }
+
+  private retryLater(again: () => void): void {
+    if (this.stopped) return
+    this.d.clock.setTimer(Math.min(REPLICA_RETRY_MS, this.thresholds().frequency_ms), () => {
+      if (!this.stopped) again()
+    })
+  }
+
+  private failed(e: unknown): void {
+    this.last_error = describeError(e).slice(0, 300)
+    this.last_error_code = e instanceof HvlabError ? e.wireCode : null
+  }
+
+  private clearError(): void {
+    this.last_error = null
+    this.last_error_code = null
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Puts Hyper-V Replica's primary side into a cluster host (agent/cluster/role-host.ts):
+ * the ReplicationHost reads each VM's replication from the committed cluster database,
+ * its disk through the VM agent, and reaches replica servers over the lab's mesh; it
+ * answers `hvlab replica status` for the VMs replicated from here.
+ */
+import type { LabProcess } from '../../shared/lab-process.js'
+import { decodeRole } from '../cluster/role-record.js'
+import type { VmAgent } from '../cluster/vm-agent.js'
+import { DISK_BLOCK_SIZE_BYTES_DEFAULT, type DiskWriteSink } from '../vm/vm-disk.js'
+import type { PrimaryDisk } from './primary-resync.js'
+import { ReplicationHost } from './replication-host.js'
+
+export function newReplicationHost(
+  p: LabProcess,
+  database: () => { readonly config: Readonly<Record<string, string>> },
+  agent: () => VmAgent,
+): ReplicationHost {
+  const host = new ReplicationHost({
+    clock: p.clock,
+    time_scale: p.topology.timeScale,
+    running: () =>
+      agent()
+        .vms.list()
+        .filter((v) => v.state === 'running')
+        .map((v) => v.name),
+    settingOf: (vm) => decodeRole(database().config, vm)?.replication,
+    diskOf: (vm) => primaryDisk(p.name, agent(), vm),
+    server: (name) => p.mesh.connection(name),
+    emit: (e) => p.emitEvent(e.kind, e.details as never),
+  })
+  p.serveOperator('replica-status-request', (q) => ({
+    t: 'replica-status-reply',
+    server: p.name,
+    replica_server: null,
+    replicas: [],
+    primaries: host.status(q.vm),
+  }))
+  return host
+}
+
+function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | undefined {
+  const d = agent.diskIo(vm)
+  if (d === undefined) return undefined
+  const { target, io } = d
+  const block_size_bytes = DISK_BLOCK_SIZE_BYTES_DEFAULT
+  return {
+    block_size_bytes,
+    blocks: Math.floor(target.size_bytes / block_size_bytes),
+    read: (block, blocks) => io.read(target.array, { volume: target.volume, host, block, blocks }),
+  }
+}
+
+/** Every write told to each sink in turn (the disk write journal, then Replica). */
+export function allSinks(...sinks: readonly (DiskWriteSink | undefined)[]): DiskWriteSink {
+  const present = sinks.filter((s): s is DiskWriteSink => s !== undefined)
+  return {
+    issued: (r, to) => present.forEach((s) => s.issued(r, to)),
+    completed: (r, outcome, code, to) => present.forEach((s) => s.completed(r, outcome, code, to)),
+  }
+}

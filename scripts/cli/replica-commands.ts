@@ -1,0 +1,229 @@
+/**
+ * `hvlab replica …`: Hyper-V Replica (seed 002). `replica server enable` makes a standalone
+ * host a replica server for the primaries it allows; `replica enable` replicates a VM to one
+ * (kept in the VM's role, so whichever host runs the VM replicates it) and waits until the
+ * initial replication is done; `replica disable` stops it; `replica status` shows both sides.
+ */
+import { type Command, InvalidArgumentError } from 'commander'
+import { HvlabError } from '../../shared/errors.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
+import { RECOVERY_POINTS_MAX, REPLICA_RETRY_MS, REPLICATION_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
+import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { dirOption, intIn, nameList, out, printResult } from './options.js'
+import { vmListNow } from './vm-queries.js'
+import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
+
+const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
+
+const frequency = (v: string): ReplicationSetting['frequency_ms'] => {
+  const f = FREQUENCY_WORDS[v]
+  if (f === undefined) throw new InvalidArgumentError('30s, 5m or 15m (the frequencies Replica offers)')
+  return f
+}
+
+export function registerReplicaCommands(program: Command): void {
+  const replica = program
+    .command('replica')
+    .description('Hyper-V Replica: asynchronous replication of VMs to a replica server in another site')
+  registerServerEnable(replica)
+  registerEnable(replica)
+  registerDisable(replica)
+  registerStatus(replica)
+}
+
+function registerServerEnable(replica: Command): void {
+  replica
+    .command('server')
+    .description('replica servers')
+    .command('enable')
+    .description('make a standalone host a replica server that takes replication from the primary servers it allows')
+    .argument('<server>', 'the standalone host (topology: standalone_hosts)')
+    .requiredOption('--allow <hosts>', 'comma-separated primary servers (cluster hosts) it takes replication from, or `any`', nameList)
+    .addOption(dirOption())
+    .action(async (server: string, o: { allow: string[]; dir: string }) => {
+      const allow_any = o.allow.includes('any')
+      if (allow_any && o.allow.length > 1) throw new HvlabError('HVLAB_E_USAGE', '--allow takes `any` or a list of hosts, not both')
+      const client = ControlClient.forDir(o.dir)
+      await client.request(
+        server,
+        { t: 'replica-server-enable-request', allow_any, allow: allow_any ? [] : o.allow },
+        'ok',
+        HOST_REQUEST_TIMEOUT_MS,
+      )
+      out(`${server} is a replica server; it takes replication from ${allow_any ? 'any host of the lab' : o.allow.join(', ')}`)
+    })
+}
+
+interface EnableOptions extends WaitOpts {
+  to: string
+  frequency: ReplicationSetting['frequency_ms']
+  recoveryPoints: number
+  compress?: boolean
+  dir: string
+}
+
+function registerEnable(replica: Command): void {
+  const cmd = replica
+    .command('enable')
+    .description(
+      'replicate a VM to a replica server: whichever host runs it sends its changes every cycle; the initial replication copies the blocks that differ, then the command returns',
+    )
+    .argument('<vm>', 'the VM name')
+    .requiredOption('--to <server>', 'the replica server (`hvlab replica server enable` first)')
+    .option('--frequency <f>', 'how often changes are sent: 30s, 5m or 15m (scaled by the topology timeScale)', frequency, 300_000)
+    .option(
+      '--recovery-points <n>',
+      `recovery points the replica keeps (hourly), 0–${RECOVERY_POINTS_MAX}`,
+      intIn(0, RECOVERY_POINTS_MAX),
+      0,
+    )
+    .option('--compress', 'deflate the changes on the wire')
+    .addOption(dirOption())
+  waitOptions(cmd, 120).action(enable)
+}
+
+async function enable(vm: string, o: EnableOptions): Promise<void> {
+  const client = ControlClient.forDir(o.dir)
+  const setting: ReplicationSetting = {
+    to: o.to,
+    frequency_ms: o.frequency,
+    recovery_points: o.recoveryPoints,
+    compress: o.compress === true,
+  }
+  await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
+  if (!o.wait) return out(`vm ${vm} is set to replicate to ${o.to}; \`hvlab replica status ${vm}\` shows the initial replication`)
+  let refused_since_ms: number | null = null
+  const s = await waitFor({
+    what: `the initial replication of vm ${vm} to ${o.to}`,
+    watch: `\`hvlab replica status ${vm}\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => {
+      const sides = await primaryStatus(client, vm)
+      if (sides === null) return done(null)
+      const p = sides.find((x) => x.vm === vm)
+      if (p === undefined) return waiting('the host running it has not started replicating yet')
+      // A refusal by the replica server's allow list does not cure itself: once the host's next try (REPLICA_RETRY_MS) was refused too, say so.
+      const refused = p.last_error_code === 'HVLAB_E_REPLICA_NOT_ALLOWED'
+      refused_since_ms = refused ? (refused_since_ms ?? Date.now()) : null
+      if (refused_since_ms !== null && Date.now() - refused_since_ms > REPLICA_RETRY_MS + WAIT_POLL_MS * 4)
+        return failed('HVLAB_E_REFUSED', `${p.last_error ?? 'refused'} (vm ${vm} stays set to replicate; it begins once allowed)`)
+      if (p.resyncing || p.last_error !== null) return waiting(p.last_error ?? 'the initial replication is under way')
+      return done(p)
+    },
+  })
+  if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
+  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s; the initial replication is done (health ${s.health})`)
+}
+
+function registerDisable(replica: Command): void {
+  replica
+    .command('disable')
+    .description("stop replicating a VM (the replica server keeps the replica's disk)")
+    .argument('<vm>', 'the VM name')
+    .addOption(dirOption())
+    .action(async (vm: string, o: { dir: string }) => {
+      await roleCommand(ControlClient.forDir(o.dir), { op: 'set', name: vm, changes: { replication: null } })
+      out(`vm ${vm} is no longer replicated`)
+    })
+}
+
+/** What `replica status --json` prints: each replicated VM's primary side and its replica side. */
+export interface ReplicaStatusView {
+  vm: string
+  primary_host: string | null
+  to: string
+  primary: PrimarySideStatus | null
+  replica: ReplicaSideStatus | null
+}
+
+function registerStatus(replica: Command): void {
+  replica
+    .command('status')
+    .description('how replication stands: health, RPO lag, bytes pending, cycles applied, recovery points, on both sides')
+    .argument('[vm]', 'one VM (default: every replicated VM)')
+    .option(
+      '--json',
+      'machine-readable: [{vm,primary_host,to,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
+    )
+    .addOption(dirOption())
+    .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
+      const views = await replicaStatusNow(ControlClient.forDir(o.dir), vm ?? null)
+      printResult(o.json, views, () => formatStatus(views))
+    })
+}
+
+/** Every replicated VM (or one) as its primary host and its replica server report it. */
+export async function replicaStatusNow(client: ControlClient, vm: string | null): Promise<ReplicaStatusView[]> {
+  const roles = (await vmListNow(client)).roles.filter((r) => r.replication !== undefined && (vm === null || r.name === vm))
+  if (vm !== null && roles.length === 0)
+    throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` starts it`)
+  return Promise.all(
+    roles.map(async (r) => {
+      const to = r.replication!.to
+      const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
+      const replica = await sideOf(client, to, r.name, 'replicas')
+      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, primary, replica } as ReplicaStatusView
+    }),
+  )
+}
+
+/** The primary side of `vm` on the host running it; null when it does not run. */
+async function primaryStatus(client: ControlClient, vm: string): Promise<PrimarySideStatus[] | null> {
+  const role = (await vmListNow(client)).roles.find((r) => r.name === vm)
+  if (role === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${vm}; see \`hvlab vm list\``)
+  if (role.state !== 'running' || role.owner === null) return null
+  const p = await sideOf(client, role.owner, vm, 'primaries')
+  return p === null ? [] : [p]
+}
+
+/** One side's status of `vm` from process `name`; null when it has none or does not answer. */
+async function sideOf<K extends 'primaries' | 'replicas'>(
+  client: ControlClient,
+  name: string,
+  vm: string,
+  side: K,
+): Promise<MessageOf<'replica-status-reply'>[K][number] | null> {
+  try {
+    const r = await client.request(name, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+    return (r[side] as MessageOf<'replica-status-reply'>[K]).find((x) => x.vm === vm) ?? null
+  } catch (e) {
+    if (e instanceof HvlabError && (e.code === 'HVLAB_E_TIMEOUT' || e.code === 'HVLAB_E_CLOSED' || e.code === 'HVLAB_E_NOT_FOUND'))
+      return null
+    throw e
+  }
+}
+
+function formatStatus(views: readonly ReplicaStatusView[]): string {
+  if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
+  const rows = views.map((v) => {
+    const p = v.primary
+    const r = v.replica
+    const lag = p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`
+    const health = p === null ? '-' : p.resyncing ? `${p.health} (resyncing)` : p.health
+    const points = r === null ? '-' : String(r.recovery_points.length)
+    const error = p?.last_error ?? ''
+    return [
+      v.vm,
+      v.primary_host ?? '-',
+      v.to,
+      health,
+      lag,
+      p === null ? '-' : String(p.pending_bytes),
+      r === null ? '-' : String(r.applied_cycle),
+      points,
+      error,
+    ]
+  })
+  const head = ['VM', 'PRIMARY', 'REPLICA', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  return [head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+}

@@ -1,0 +1,15 @@
+/**
+ * Hyper-V Replica's numbers, apart from its messages (replica-messages.ts) so that the CLI
+ * can name them in its options without loading the protocol's schemas at start-up.
+ */
+/** The frequencies Replica offers (seed 002): 30 s, 5 min, 15 min, before the lab's timeScale. */
+export const REPLICATION_FREQUENCIES_MS = [30_000, 300_000, 900_000] as const
+export const RECOVERY_POINTS_MAX = 24
+/** Block hashes in one replica-hashes reply at most (32 bytes each: 512 KiB). */
+export const HASHES_PER_REQUEST_MAX = 16_384
+/** A replicated disk's blocks at most (4 GiB of 4 KiB blocks). */
+export const REPLICA_DISK_BLOCKS_MAX = 1 << 20
+/** A primary's begin or resync that failed is tried again after this long (or a cycle, when shorter). */
+export const REPLICA_RETRY_MS = 5_000
+/** Primary servers a replica server's allow list names at most. */
+export const REPLICA_ALLOW_MAX = 64

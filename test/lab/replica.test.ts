@@ -1,0 +1,119 @@
+/**
+ * Hyper-V Replica in the real lab (topologies/two-site-dr.json at timeScale 0.1: a 30 s
+ * cycle takes 3 s): a standalone replica server in site-dr refuses a primary it does not
+ * allow; allowed, it takes the initial replication (only blocks that differ travel) and a
+ * cycle every 3 s while the VM's disk writes 20 blocks a second. Once the writes stop and
+ * the last cycle is applied, the replica's durable disk is the primary's volume byte for
+ * byte. Then kill -9 the primary host while the VM writes: the VM fails over within the
+ * cluster, its new host resyncs the replica (sending only the blocks that differ: none of
+ * those written before the last cycle), and the disks are identical again.
+ */
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import type { ReplicaStatusView } from '../../scripts/cli/replica-commands.js'
+import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
+
+const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', import.meta.url))
+const SERVER = 'replica-dr1'
+const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
+
+const status = async (lab: TestLab): Promise<ReplicaStatusView> =>
+  (await lab.json<ReplicaStatusView[]>('replica', 'status', 'web1', '--json'))[0]!
+
+/** The replica's disk as the replica server has it on its storage, and the primary volume's, as SHA-256s. */
+async function digests(lab: TestLab, array: string): Promise<{ replica: string; primary: string }> {
+  const image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web1', 'disk.img'))
+  const r = await lab
+    .control()
+    .request(array, { t: 'block-digest-request', volume: 'web1-disk0', block: 0, blocks: DISK_BLOCKS }, 'block-digest', 30_000)
+  return { replica: createHash('sha256').update(image).digest('hex'), primary: r.sha256 }
+}
+
+/** Waits until the writes have stopped and two more cycles were applied with nothing left to send. */
+async function caughtUp(lab: TestLab): Promise<ReplicaStatusView> {
+  const from = (await status(lab)).primary?.cycles_applied ?? 0
+  return lab.waitFor('the replica to catch up once the writes stopped', async () => {
+    const s = await status(lab)
+    const p = s.primary
+    const level = p !== null && p.cycles_applied >= from + 2 && p.pending_bytes === 0 && p.in_flight === null && !p.resyncing
+    return level ? s : undefined
+  })
+}
+
+const resynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'web1'
+
+t.test(
+  'replica: refused until allowed, initial replication, cycles, identical disks, a host failover resyncs only differences',
+  async (t) => {
+    const { lab } = await startLab(t, { topology: TOPOLOGY })
+    t.equal((await lab.cli('vm', 'create', 'web1', '--memory-mib', '512', '--preferred', 'host-a1,host-a2')).code, 0)
+    t.equal((await lab.cli('vm', 'start', 'web1')).code, 0)
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
+
+    // bad input: clear errors, nothing changed
+    const freq = await lab.cli('replica', 'enable', 'web1', '--to', SERVER, '--frequency', '10s')
+    t.equal(freq.code, 2, 'a frequency Replica does not offer is a usage error')
+    t.match(freq.stderr, /30s, 5m or 15m/)
+    const notServer = await lab.cli('replica', 'server', 'enable', 'host-a1', '--allow', 'any')
+    t.not(notServer.code, 0, 'a cluster host is not a standalone replica server')
+    t.match(notServer.stderr, /standalone/)
+
+    // an unauthorised primary is refused on both sides
+    t.equal((await lab.cli('replica', 'server', 'enable', SERVER, '--allow', 'host-b1')).code, 0)
+    const refused = await lab.cli('replica', 'enable', 'web1', '--to', SERVER, '--frequency', '30s', '--timeout-s', '30')
+    t.equal(refused.code, 1, 'replication from a primary the server does not allow is refused')
+    t.match(refused.stderr, /does not take replication from host-a1 \(it allows host-b1\)/)
+    t.match((await status(lab)).primary, { health: 'Critical', last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'the primary shows why')
+
+    // allowed: the initial replication, then a cycle every 3 s
+    t.equal((await lab.cli('replica', 'server', 'enable', SERVER, '--allow', 'any')).code, 0)
+    const before = (await lab.events()).at(-1)!.seq
+    const enabled = await lab.cli('replica', 'enable', 'web1', '--to', SERVER, '--frequency', '30s', '--timeout-s', '60')
+    t.equal(enabled.code, 0, `replica enable: ${enabled.stderr}`)
+    t.match(enabled.stdout, /vm web1 replicates to replica-dr1 every 30 s; the initial replication is done/)
+    const initial = (await lab.eventsAfter(before, (evs) => evs.some(resynced))).find(resynced)!
+    t.equal(initial.details.blocks_compared, DISK_BLOCKS, 'the initial replication compared every block')
+    t.ok((initial.details.blocks_sent as number) < DISK_BLOCKS, 'and sent only those that differ from the empty replica')
+    const cycling = await lab.waitFor('two cycles applied on the replica', async () => {
+      const s = await status(lab)
+      return (s.replica?.applied_cycle ?? 0) >= 2 ? s : undefined
+    })
+    t.match(cycling, {
+      primary_host: 'host-a1',
+      to: SERVER,
+      primary: { health: 'Normal', last_error: null },
+      replica: { from: 'host-a1', resyncing: false },
+    })
+
+    // the writes stop: once the last cycle is applied the replica is the primary's disk
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
+    const level = await caughtUp(lab)
+    t.equal(
+      level.replica?.applied_cycle,
+      (cycling.replica?.applied_cycle ?? 0) + (level.primary!.cycles_applied - cycling.primary!.cycles_applied),
+    )
+    const d1 = await digests(lab, 'array-a')
+    t.equal(d1.replica, d1.primary, "the replica's durable disk is the primary volume, byte for byte")
+
+    // kill -9 the primary host while the VM writes: it fails over in the cluster, and its new host resyncs the replica
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
+    const beforeKill = (await lab.events()).at(-1)!.seq
+    t.equal((await lab.cli('kill', 'host-a1')).code, 0)
+    await lab.vmRunningOn('web1', ['host-a2'])
+    const again = (await lab.eventsAfter(beforeKill, (evs) => evs.some(resynced), 60_000)).find(resynced)!
+    t.equal(again.source, 'host-a2', 'the new primary resynced the replica')
+    t.ok(
+      (again.details.blocks_sent as number) < DISK_BLOCKS / 4,
+      `only the blocks written since the last cycle travelled (${String(again.details.blocks_sent)})`,
+    )
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
+    const after = await caughtUp(lab)
+    t.match(after, { primary_host: 'host-a2', replica: { from: 'host-a2' } })
+    const d2 = await digests(lab, 'array-a')
+    t.equal(d2.replica, d2.primary, 'identical again after the failover')
+    t.not(d2.primary, d1.primary, 'and the disk did change in between')
+  },
+)

@@ -1,0 +1,266 @@
+/**
+ * Replica's two shells in one process, over an in-memory link that checks every message
+ * against its schema: the replica server (agent/replica/replica-server.ts, its replica VMs
+ * on a temp dir) and a primary's replication shell (replication-shell.ts) on a manual
+ * clock, and the host that gives each replicated VM its shell (replication-host.ts).
+ * The allow list refuses, the initial replication sends only what differs, cycles keep
+ * the replica's durable disk equal to the primary's, a restarted server is resynced, and
+ * bad requests are refused without harming the replica.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ManualClock } from '../../shared/clock.js'
+import { HvlabError } from '../../shared/errors.js'
+import { messageDef, type Message } from '../../shared/protocol/messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
+import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
+import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-settings.js'
+import { ReplicaServer } from '../../agent/replica/replica-server.js'
+import { ReplicationHost } from '../../agent/replica/replication-host.js'
+import { ReplicationShell } from '../../agent/replica/replication-shell.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+
+const BS = 512
+const BLOCKS = 64
+const SETTING: ReplicationSetting = { to: 'dr1', frequency_ms: 30_000, recovery_points: 2, compress: true }
+
+type Handler = (incoming: {
+  message: Message
+  attachment: Buffer
+}) => Promise<{ message: Message; attachment?: Uint8Array }> | { message: Message; attachment?: Uint8Array }
+
+/** The server's end of a primary's connection: requests go straight to its handlers, checked against their schemas both ways. */
+class Link {
+  private readonly handlers = new Map<string, Handler>()
+  constructor(readonly remoteName: string) {}
+  onRequest(t: string, h: Handler): this {
+    this.handlers.set(t, h)
+    return this
+  }
+  async request(message: Message, options: { attachment?: Uint8Array } = {}): Promise<{ message: Message; attachment?: Uint8Array }> {
+    messageDef(message.t)!.schema.parse(message)
+    const reply = await this.handlers.get(message.t)!({ message, attachment: Buffer.from(options.attachment ?? new Uint8Array()) })
+    messageDef(reply.message.t)!.schema.parse(reply.message)
+    return reply
+  }
+}
+
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+}
+
+/** Waits (real time: the replica server writes real files) until `ok()`, or fails saying what did not happen. */
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10))
+  if (!ok()) throw new Error(`${what} did not happen`)
+}
+
+function primaryDisk(): PrimaryDisk & { bytes: Uint8Array; write(block: number, v: number): Uint8Array } {
+  const bytes = new Uint8Array(BS * BLOCKS)
+  return {
+    bytes,
+    block_size_bytes: BS,
+    blocks: BLOCKS,
+    read: async (first, n) => bytes.slice(first * BS, (first + n) * BS),
+    write(block, v) {
+      const data = new Uint8Array(BS).fill(v)
+      bytes.set(data, block * BS)
+      return data
+    },
+  }
+}
+
+async function world(t: { teardown(fn: () => unknown): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-replica-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const clock = new ManualClock(1_000_000)
+  const events: ReplicaEvent[] = []
+  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir))
+  let server = await open()
+  let link = new Link('host-a1')
+  server.servePrimary(link as unknown as PeerConnection, clock)
+  const disk = primaryDisk()
+  const shell = new ReplicationShell({
+    vm: 'web1',
+    setting: SETTING,
+    clock,
+    time_scale: 1,
+    server: () => link,
+    disk,
+    emit: (e) => events.push(e),
+  })
+  const image = () => new Uint8Array(readFileSync(join(dir, 'vms', 'web1', 'disk.img')))
+  return {
+    dir,
+    clock,
+    events,
+    disk,
+    shell,
+    image,
+    server: () => server,
+    async restartServer() {
+      server = await open()
+      link = new Link('host-a1')
+      server.servePrimary(link as unknown as PeerConnection, clock)
+    },
+    async advance(ms: number) {
+      for (let done = 0; done < ms; done += 1000) {
+        clock.advance(Math.min(1000, ms - done))
+        await flush()
+      }
+    },
+  }
+}
+
+t.test('refused until allowed; the initial replication sends only what differs; cycles keep the durable replica equal', async (t) => {
+  const w = await world(t)
+  w.disk.write(3, 3)
+  w.disk.write(9, 9)
+  w.shell.start()
+  await flush()
+  t.match(w.shell.status(), { health: 'Critical', last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'not a replica server yet')
+  await w.server().auth.enable(false, ['host-b1'])
+  await w.advance(5000)
+  t.match(w.shell.status(), { last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED', last_error: /does not take replication from host-a1/ })
+  await w.server().auth.enable(false, ['host-a1'])
+  await w.advance(5000)
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  t.match(
+    w.events.filter((e) => e.kind === 'replica.resynced').map((e) => e.details),
+    [{ vm: 'web1', blocks_compared: BLOCKS, blocks_sent: 2 }],
+    'the two written blocks went, not the zeros',
+  )
+  t.match(w.shell.status(), { health: 'Normal', resyncing: false, last_error: null })
+  t.same(w.image(), w.disk.bytes, 'after the initial replication the replica is the primary')
+
+  for (const [block, v] of [
+    [1, 11],
+    [1, 12],
+    [40, 40],
+  ] as const)
+    w.shell.write(block, w.disk.write(block, v))
+  await w.advance(30_000)
+  await until('the first cycle applied', () => w.shell.status().cycles_applied === 1)
+  t.match(
+    w.shell.status(),
+    { cycles_applied: 1, last_cycle_bytes: 2 * BS, in_flight: null, pending_bytes: 0 },
+    'one cycle, each block once',
+  )
+  t.same(w.image(), w.disk.bytes, 'the durable replica equals the primary after the cycle')
+  t.match(w.server().status('web1'), { replicas: [{ vm: 'web1', from: 'host-a1', applied_cycle: 1, resyncing: false }] })
+})
+
+t.test('a restarted replica server refuses the next log as not begun; the primary resyncs and goes on', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  w.shell.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  w.shell.write(5, w.disk.write(5, 5))
+  await w.advance(30_000)
+  await until('the first cycle applied', () => w.shell.status().cycles_applied === 1)
+  await w.restartServer()
+  w.shell.write(6, w.disk.write(6, 6))
+  await w.advance(30_000)
+  const resyncs = () => w.events.filter((e) => e.kind === 'replica.resynced').map((e) => e.details)
+  await until('a resync after the restart', () => resyncs().length === 2 && !w.shell.status().resyncing)
+  t.match(resyncs().at(-1), { blocks_sent: 1 }, 'only the block of the refused cycle differed')
+  w.shell.write(7, w.disk.write(7, 7))
+  await w.advance(30_000)
+  await until('a cycle after the resync', () => w.shell.status().cycles_applied === 2)
+  t.same(w.image(), w.disk.bytes, 'equal again')
+  t.match(w.server().status(null), { replica_server: { enabled: true, allow_any: true } }, 'the allow list survived the restart')
+})
+
+t.test('bad requests are refused and leave the replica unharmed', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(false, ['host-a1'])
+  const intruder = new Link('host-b2')
+  w.server().servePrimary(intruder as unknown as PeerConnection, w.clock)
+  const begin = { t: 'replica-begin-request', vm: 'web1', block_size_bytes: BS, disk_blocks: BLOCKS, recovery_points: 0 } as const
+  await t.rejects(intruder.request(begin), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'an unauthorised primary')
+  const link = new Link('host-a1')
+  w.server().servePrimary(link as unknown as PeerConnection, w.clock)
+  await t.rejects(
+    link.request({ t: 'replica-hashes-request', vm: 'web1', first_block: 0, blocks: 1 }),
+    { code: 'HVLAB_E_STATE' },
+    'nothing begun',
+  )
+  await link.request(begin)
+  await t.rejects(link.request({ ...begin, disk_blocks: BLOCKS * 2 }), { code: 'HVLAB_E_STATE', message: /remove the replica first/ })
+  await t.rejects(link.request({ t: 'replica-hashes-request', vm: 'web1', first_block: BLOCKS - 1, blocks: 2 }), { code: 'HVLAB_E_USAGE' })
+  const body = Buffer.alloc(4 + 4 + BS)
+  body.writeUInt32LE(1, 0)
+  body.writeUInt32LE(BLOCKS, 4)
+  await t.rejects(link.request({ t: 'replica-resync-blocks', vm: 'web1', body_bytes: body.length }, { attachment: body }), {
+    code: 'HVLAB_E_PROTOCOL',
+  })
+  const part = await link.request(
+    {
+      t: 'replica-log-part',
+      vm: 'web1',
+      cycle: 1,
+      part: 0,
+      parts: 1,
+      closed_at_ms: w.clock.now() + 3_600_000,
+      block_size_bytes: BS,
+      writes_logged: 0,
+      logged_bytes: 0,
+      compression: 'none',
+      body_bytes: 4,
+    },
+    { attachment: Buffer.alloc(4) },
+  )
+  t.match(part.message, { outcome: 'refused', refusal: 'from-future' }, 'a log from the future')
+  t.same(w.image(), new Uint8Array(BS * BLOCKS), 'the replica is unharmed')
+})
+
+t.test(
+  'the host gives each replicated VM running here a shell, routes its writes, and drops it when it leaves or stops replicating',
+  async (t) => {
+    const w = await world(t)
+    await w.server().auth.enable(true, [])
+    const link = new Link('host-a1')
+    w.server().servePrimary(link as unknown as PeerConnection, w.clock)
+    const running = new Set(['web1', 'db1', 'app1'])
+    const settings = new Map<string, ReplicationSetting>([
+      ['web1', SETTING],
+      ['db1', SETTING],
+    ])
+    let connected = false
+    const host = new ReplicationHost({
+      clock: w.clock,
+      time_scale: 1,
+      running: () => [...running],
+      settingOf: (vm) => settings.get(vm),
+      diskOf: (vm) => (vm === 'web1' ? w.disk : undefined),
+      server: (name) => (connected && name === 'dr1' ? link : undefined),
+      emit: () => {},
+    })
+    host.check()
+    t.match(host.status(null), [
+      { vm: 'web1', to: 'dr1' },
+      { vm: 'db1', health: 'Critical', last_error: 'vm db1 has no disk attached on this host', last_error_code: 'HVLAB_E_STATE' },
+    ])
+    await flush()
+    t.match(host.status('web1'), [{ last_error_code: 'HVLAB_E_CLOSED', last_error: /no connection to replica server dr1/ }])
+    connected = true
+    await w.advance(5000)
+    await until('web1 begun', () => host.status('web1')[0]?.resyncing === false)
+    t.match(host.status('web1'), [{ resyncing: false, last_error: null, pending_bytes: 0 }], 'begun once connected')
+    const write = { vm: 'web1', seq: 1, epoch: 1, block: 2, value: 7 }
+    host.completed(write, 'refused')
+    t.match(host.status('web1'), [{ pending_bytes: 0 }], 'a refused write wrote nothing: not logged')
+    host.completed(write, 'failed')
+    t.match(host.status('web1'), [{ pending_bytes: BS }], 'a write in doubt is logged (it may be on the disk)')
+    settings.set('web1', { ...SETTING, frequency_ms: 300_000 })
+    host.check()
+    t.match(host.status('web1'), [{ frequency_ms: 300_000, pending_bytes: 0 }], 'a changed setting gets a new shell')
+    running.delete('web1')
+    host.check()
+    t.same(host.status('web1'), [], 'a VM that left has none')
+    host.stop()
+  },
+)
