@@ -9,20 +9,31 @@
  * Replica VMs open when their primary begins: after a restart of this server they are
  * shown once their primary has been back (a resync, which sends only differing blocks).
  */
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { Message, MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
+import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { ReplicaVm } from './replica-vm.js'
+import { readReplicaVmRecord } from './replica-vm-record.js'
+import { ReplicaVmRunner } from './replica-vm-runner.js'
 
 export async function startReplicaServer(p: LabProcess): Promise<void> {
   const dir = join(p.layout.processData(p.name), 'replica')
-  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir))
+  const me = p.topology.standalone_hosts.find((h) => h.name === p.name)
+  const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192)
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir), runner)
+  await server.openAll()
   p.serveOperator('replica-server-enable-request', async (q) => {
     await server.auth.enable(q.allow_any, q.allow)
     p.log.info({ allow_any: q.allow_any, allow: q.allow }, 'replica server enabled')
+    return { t: 'ok' }
+  })
+  p.serveOperator('replica-failover-request', async (q) => {
+    await server.failover(q.vm, q.recovery_cycle, q.load)
     return { t: 'ok' }
   })
   p.serveOperator('replica-status-request', (q) => server.status(q.vm))
@@ -39,7 +50,39 @@ export class ReplicaServer {
     private readonly dir: string,
     private readonly time_scale: number,
     readonly auth: ReplicaServerAuthorization,
+    private readonly runner?: Pick<ReplicaVmRunner, 'run' | 'running'>,
   ) {}
+
+  /** Opens every replica kept on this server's storage (its primary may never come back: a disaster). */
+  async openAll(): Promise<void> {
+    let names: string[]
+    try {
+      names = await readdir(join(this.dir, 'vms'))
+    } catch {
+      return // none yet
+    }
+    for (const name of names) {
+      const dir = join(this.dir, 'vms', name)
+      const r = await readReplicaVmRecord(dir)
+      if (r === undefined || r.vm !== name) continue
+      const { vm, block_size_bytes, disk_blocks, ...rest } = r
+      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, time_scale: this.time_scale, ...rest })
+      this.vms.set(vm, opened)
+    }
+  }
+
+  /** Starts the replica VM here from its replica (latest, or the recovery point of `recovery_cycle`). */
+  async failover(name: string, recovery_cycle: number | null, load: GuestLoadSetting | undefined): Promise<void> {
+    const vm = this.vms.get(name)
+    if (vm === undefined || vm.broken)
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `${this.name} holds no replica of vm ${name}; \`hvlab replica status\` lists what replicates where`,
+      )
+    if (this.runner === undefined) throw new HvlabError('HVLAB_E_UNSUPPORTED', `${this.name} cannot run vms`)
+    await vm.failover(recovery_cycle)
+    this.runner.run(name, vm.memory_mib, vm.store, load)
+  }
 
   get vmCount(): number {
     return this.vms.size
@@ -77,7 +120,9 @@ export class ReplicaServer {
   }
 
   status(vm: string | null): Message {
-    const replicas = [...this.vms.values()].filter((r) => vm === null || r.vm === vm).map((r) => r.status())
+    const replicas = [...this.vms.values()]
+      .filter((r) => vm === null || r.vm === vm)
+      .map((r) => ({ ...r.status(), vm_running: this.runner?.running(r.vm) ?? false }))
     if (vm !== null && replicas.length === 0)
       throw new HvlabError(
         'HVLAB_E_NOT_FOUND',
@@ -96,7 +141,7 @@ export class ReplicaServer {
           'HVLAB_E_STATE',
           `vm ${m.vm}'s replica on ${this.name} is ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
         )
-      open.from = from
+      await open.begun(from, m.memory_mib)
       return open
     }
     const pending = this.opening.get(m.vm)
@@ -106,6 +151,7 @@ export class ReplicaServer {
       geometry: { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks },
       recovery_points: m.recovery_points,
       time_scale: this.time_scale,
+      memory_mib: m.memory_mib,
       from,
     })
     this.opening.set(m.vm, opened)

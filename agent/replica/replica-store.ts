@@ -136,6 +136,13 @@ export class ReplicaStore {
     await removeIfPresent(join(this.dir, 'pending.hrl'))
   }
 
+  /** The whole disk as it is in memory, made durable, and `cycle` marked applied (a revert to a recovery point). */
+  async saveImage(cycle: number): Promise<void> {
+    const bytes = (this.disk as MemoryReplicaDisk).bytes
+    await writeDurableFile(join(this.dir, 'disk.img'), bytes)
+    await this.markApplied(cycle)
+  }
+
   private async redoPending(): Promise<void> {
     const s = await readPending(this.dir, this.g)
     if (s === undefined) return

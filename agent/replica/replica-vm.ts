@@ -19,6 +19,7 @@ import { SerialQueue } from '../../shared/serial-queue.js'
 import { ReplicaReceiver } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
 import { decodePartBody } from './shipment-frames.js'
+import { writeReplicaVmRecord } from './replica-vm-record.js'
 
 /** Replica takes a recovery point every hour (before the lab's timeScale). */
 export const RECOVERY_POINT_EVERY_MS = 3_600_000
@@ -28,9 +29,14 @@ export interface ReplicaVmOptions {
   readonly geometry: ReplicaGeometry
   readonly recovery_points: number
   readonly time_scale: number
+  readonly memory_mib: number
   /** The primary server replicating it now. */
   readonly from: string
+  /** Default replicating. */
+  readonly state?: ReplicaVmState
 }
+
+export type ReplicaVmState = 'replicating' | 'failed-over'
 
 export class ReplicaVm {
   private readonly queue = new SerialQueue()
@@ -38,18 +44,66 @@ export class ReplicaVm {
   private resyncing_ = false
   private broken_ = false
   private applied_closed_at_ms: number | null = null
+  private state_: ReplicaVmState
   from: string
+  memory_mib: number
 
   private constructor(
-    private readonly store: ReplicaStore,
+    private readonly store_: ReplicaStore,
     private readonly o: ReplicaVmOptions,
   ) {
     this.from = o.from
+    this.memory_mib = o.memory_mib
+    this.state_ = o.state ?? 'replicating'
     this.receiver = this.newReceiver()
   }
 
+  /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
   static async open(o: ReplicaVmOptions): Promise<ReplicaVm> {
-    return new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry), o)
+    const vm = new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry), o)
+    await vm.saveRecord()
+    return vm
+  }
+
+  get state(): ReplicaVmState {
+    return this.state_
+  }
+
+  /** The disk the replica VM runs on after a failover (its writes go to the replica server's storage). */
+  get store(): ReplicaStore {
+    return this.store_
+  }
+
+  /** A primary begins (again): it replicates the VM from now on. Refused once the VM failed over here. */
+  async begun(from: string, memory_mib: number): Promise<void> {
+    if (this.state_ === 'failed-over')
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `vm ${this.vm} has failed over to this replica server: it runs here now, and replication from ${from} ended`,
+      )
+    this.from = from
+    this.memory_mib = memory_mib
+    await this.saveRecord()
+  }
+
+  /**
+   * A failover: the replica is made the VM's disk, from the latest cycle applied or (a
+   * cycle) the recovery point taken after it; no shipment is applied after it. Refused
+   * while a resync runs (the replica is not consistent then).
+   */
+  failover(recovery_cycle: number | null): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over already; it runs on this replica server`)
+      if (this.resyncing_)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `vm ${this.vm}'s replica is being resynchronised and is not consistent; wait until \`hvlab replica status\` shows it done`,
+        )
+      if (recovery_cycle !== null) await this.revertTo(recovery_cycle)
+      this.state_ = 'failed-over'
+      await this.saveRecord()
+    })
   }
 
   get vm(): string {
@@ -66,9 +120,19 @@ export class ReplicaVm {
   /** One part of a shipment; the answer goes back only once an applied shipment is durable. */
   onPart(m: MessageOf<'replica-log-part'>, attachment: Uint8Array, now_ms: number): Promise<MessageOf<'replica-log-answer'>> {
     return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        return {
+          t: 'replica-log-answer',
+          vm: m.vm,
+          cycle: m.cycle,
+          part: m.part,
+          outcome: 'refused',
+          refusal: 'failed-over',
+          resync: false,
+        }
       const { answer, applied } = this.receiver.onPart(m, attachment, now_ms)
       if (applied === null) return answer
-      await this.durably(() => this.store.persist(applied))
+      await this.durably(() => this.store_.persist(applied))
       this.applied_closed_at_ms = applied.closed_at_ms
       return answer
     })
@@ -82,7 +146,7 @@ export class ReplicaVm {
     const out = Buffer.alloc(blocks * 32)
     for (let i = 0; i < blocks; i++)
       createHash('sha256')
-        .update(this.store.disk.readBlock(first_block + i))
+        .update(this.store_.disk.readBlock(first_block + i))
         .digest()
         .copy(out, i * 32)
     return out
@@ -94,15 +158,15 @@ export class ReplicaVm {
       const g = this.o.geometry
       const blocks = decodeResyncBody(m, attachment, g)
       this.resyncing_ = true
-      for (const b of blocks) this.store.disk.writeBlock(b.block, b.data)
-      await this.durably(() => this.store.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 }))
+      for (const b of blocks) this.store_.disk.writeBlock(b.block, b.data)
+      await this.durably(() => this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 }))
     })
   }
 
   /** The resync is done: the replica is the primary's disk as of the log `next_cycle` opened. */
   resyncDone(next_cycle: number): Promise<void> {
     return this.queue.run(async () => {
-      await this.durably(() => this.store.markApplied(next_cycle - 1))
+      await this.durably(() => this.store_.markApplied(next_cycle - 1))
       this.receiver.resynced(next_cycle)
       this.resyncing_ = false
       this.applied_closed_at_ms = null
@@ -117,20 +181,46 @@ export class ReplicaVm {
       applied_cycle: this.receiver.appliedCycle,
       applied_closed_at_ms: this.applied_closed_at_ms,
       resyncing: this.resyncing_,
+      state: this.state_,
+      vm_running: false,
       recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, app_consistent: p.app_consistent })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
     }
   }
 
+  private async revertTo(cycle: number): Promise<void> {
+    const points = this.receiver.recoveryPoints()
+    if (!points.some((p) => p.cycle === cycle))
+      throw new HvlabError(
+        'HVLAB_E_NOT_FOUND',
+        `vm ${this.vm}'s replica has no recovery point of cycle ${cycle} (it has ${points.map((p) => p.cycle).join(', ') || 'none'}); \`hvlab replica status ${this.vm}\` lists them`,
+      )
+    this.receiver.revertTo(cycle)
+    await this.durably(() => this.store_.saveImage(cycle))
+  }
+
+  private saveRecord(): Promise<void> {
+    const g = this.o.geometry
+    return writeReplicaVmRecord(this.o.dir, {
+      vm: g.vm,
+      block_size_bytes: g.block_size_bytes,
+      disk_blocks: g.disk_blocks,
+      memory_mib: this.memory_mib,
+      recovery_points: this.o.recovery_points,
+      from: this.from,
+      state: this.state_,
+    })
+  }
+
   private newReceiver(): ReplicaReceiver {
     return new ReplicaReceiver({
       vm: this.o.geometry.vm,
-      disk: this.store.disk,
+      disk: this.store_.disk,
       recovery_points: this.o.recovery_points,
       point_every_ms: scaled(RECOVERY_POINT_EVERY_MS, this.o.time_scale),
       clock_skew_ms: LAB_CLOCK_SKEW_MS,
       staged_bytes_max: this.o.geometry.disk_blocks * this.o.geometry.block_size_bytes + SHIPMENT_PART_BODY_BYTES_MAX, // a shipment holds each block once
-      applied_cycle: this.store.appliedCycle,
+      applied_cycle: this.store_.appliedCycle,
     })
   }
 

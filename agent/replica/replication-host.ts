@@ -21,6 +21,8 @@ import type { PartRequester } from './shipment-sender.js'
 
 /** How often the host matches its shells to the VMs it runs and their roles. */
 export const REPLICATION_CHECK_MS = 1000
+/** Ended shells whose last status is kept. */
+const ENDED_KEPT_MAX = 256
 
 export interface ReplicationHostDeps {
   readonly clock: Clock
@@ -29,6 +31,8 @@ export interface ReplicationHostDeps {
   running(): readonly string[]
   /** Role `vm`'s replication as this host's committed cluster database has it; undefined: not replicated. */
   settingOf(vm: string): ReplicationSetting | undefined
+  /** The memory of VM `vm` running here. */
+  memoryOf(vm: string): number
   /** The VM's disk where it is writable from here now; undefined: none attached. */
   diskOf(vm: string): PrimaryDisk | undefined
   /** The connection to replica server `name` now. */
@@ -41,6 +45,8 @@ export class ReplicationHost implements DiskWriteSink {
   /** Replicated VMs here that cannot replicate yet, with why. */
   private readonly waiting = new Map<string, { setting: ReplicationSetting; why: string }>()
   private cancel: (() => void) | undefined
+  /** The last status of each shell that ended after its VM stopped here. */
+  private readonly ended = new Map<string, PrimarySideStatus>()
 
   constructor(private readonly d: ReplicationHostDeps) {}
 
@@ -66,10 +72,13 @@ export class ReplicationHost implements DiskWriteSink {
   check(): void {
     const running = new Set(this.d.running())
     for (const [vm, shell] of this.shells) {
-      if (!running.has(vm) || !sameSetting(this.d.settingOf(vm), shell.setting)) this.drop(vm)
+      if (!sameSetting(this.d.settingOf(vm), shell.setting)) this.drop(vm)
+      else if (!running.has(vm)) shell.finish() // its last changes go first (a planned failover waits for them)
+      if (shell.finished !== null) this.drop(vm)
     }
     this.waiting.clear()
     for (const vm of running) {
+      this.ended.delete(vm)
       const setting = this.d.settingOf(vm)
       if (setting === undefined || this.shells.has(vm)) continue
       const disk = this.d.diskOf(vm)
@@ -81,6 +90,7 @@ export class ReplicationHost implements DiskWriteSink {
         vm,
         setting,
         disk,
+        memory_mib: this.d.memoryOf(vm),
         clock: this.d.clock,
         time_scale: this.d.time_scale,
         server: () => this.d.server(setting.to),
@@ -96,12 +106,19 @@ export class ReplicationHost implements DiskWriteSink {
     const waiting = [...this.waiting.entries()]
       .filter(([name]) => vm === null || name === vm)
       .map(([name, w]) => waitingStatus(name, w.setting, w.why))
-    return [...shells, ...waiting]
+    const ended = [...this.ended.entries()].filter(([name]) => (vm === null || name === vm) && !this.shells.has(name)).map(([, e]) => e)
+    return [...shells, ...waiting, ...ended]
   }
 
   private drop(vm: string): void {
-    this.shells.get(vm)?.stop()
+    const shell = this.shells.get(vm)
+    if (shell === undefined) return
+    const last = shell.status()
+    shell.stop()
     this.shells.delete(vm)
+    // How a stopped VM's last changes ended stays shown (a planned failover reads it), until it runs here again.
+    if (last.stopped) this.ended.set(vm, { ...last, finished: last.finished ?? 'abandoned' })
+    if (this.ended.size > ENDED_KEPT_MAX) this.ended.delete(this.ended.keys().next().value as string)
   }
 }
 
@@ -129,5 +146,7 @@ function waitingStatus(vm: string, setting: ReplicationSetting, why: string): Pr
     last_cycle_bytes: null,
     last_error: why,
     last_error_code: 'HVLAB_E_STATE',
+    stopped: false,
+    finished: null,
   }
 }

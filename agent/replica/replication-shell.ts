@@ -31,8 +31,13 @@ export interface ReplicationShellDeps {
   /** The connection to the replica server now; undefined while there is none. */
   server(): PartRequester | undefined
   readonly disk: PrimaryDisk
+  /** The VM's memory (the replica VM starts with it at a failover). */
+  readonly memory_mib: number
   emit(event: ReplicaEvent): void
 }
+
+/** A stopped VM's last changes are sent within this long, or given up (its replica then resyncs when it replicates again). */
+export const FINISH_MS_MAX = 120_000
 
 export class ReplicationShell {
   private sender: ReplicaSender | null = null
@@ -44,6 +49,8 @@ export class ReplicationShell {
   private last_cycle_bytes: number | null = null
   private last_error: string | null = null
   private last_error_code: HvlabCode | null = null
+  /** Since when the VM no longer runs here: the shell sends what is left, then ends (null: it runs). */
+  private finishing_since_ms: number | null = null
 
   constructor(private readonly d: ReplicationShellDeps) {}
 
@@ -58,6 +65,30 @@ export class ReplicationShell {
   /** Begins with the replica server, again and again until it answers (or the shell is stopped). */
   start(): void {
     void this.begin()
+  }
+
+  /**
+   * The VM stopped here (shut down for a planned failover, or moved): its last writes are
+   * logged as they complete; the log is sent now and again after each answer until nothing
+   * is left (`done`). A refusal or a resync ends it: another host replicates the VM now.
+   */
+  finish(): void {
+    if (this.finishing_since_ms !== null) return
+    this.finishing_since_ms = this.d.clock.now()
+    this.step({ kind: 'flush' })
+  }
+
+  /**
+   * How the stopped VM's last changes ended: `sent` (every one applied on the replica),
+   * `abandoned` (refused, a resync was needed, or not within FINISH_MS_MAX), or null
+   * while they are still going (or the VM runs).
+   */
+  get finished(): 'sent' | 'abandoned' | null {
+    if (this.finishing_since_ms === null) return this.stopped ? 'abandoned' : null
+    const s = this.sender?.status(this.d.clock.now())
+    if (s !== undefined && s.in_flight === null && s.pending_bytes === 0 && !s.resyncing && !this.sending) return 'sent'
+    if (this.stopped || this.d.clock.now() - this.finishing_since_ms > FINISH_MS_MAX) return 'abandoned'
+    return null
   }
 
   stop(): void {
@@ -87,6 +118,8 @@ export class ReplicationShell {
       last_cycle_bytes: this.last_cycle_bytes,
       last_error: this.last_error,
       last_error_code: this.last_error_code,
+      stopped: this.finishing_since_ms !== null,
+      finished: this.finished,
     }
   }
 
@@ -116,6 +149,7 @@ export class ReplicationShell {
         block_size_bytes: this.d.disk.block_size_bytes,
         disk_blocks: this.d.disk.blocks,
         recovery_points: this.d.setting.recovery_points,
+        memory_mib: this.d.memory_mib,
       },
       { timeout_ms: REPLICA_REQUEST_TIMEOUT_MS },
     )
@@ -171,9 +205,12 @@ export class ReplicationShell {
       .then((outcome) => {
         this.sending = false
         if (outcome.kind === 'answer' && outcome.outcome !== 'refused') this.applied(outcome.cycle)
+        if (outcome.kind === 'answer' && outcome.outcome === 'refused' && this.finishing_since_ms !== null) return this.stop()
         if (outcome.kind === 'send-failed')
           this.failed(new HvlabError('HVLAB_E_CLOSED', `shipment ${shipment.cycle} did not reach ${this.d.setting.to}`))
         this.step(outcome)
+        if (this.finishing_since_ms !== null && this.sender !== null && this.sender.status(this.d.clock.now()).pending_bytes > 0)
+          this.step({ kind: 'flush' }) // what the stopped VM left, at once
       })
       .catch((e: unknown) => {
         this.sending = false
@@ -190,6 +227,7 @@ export class ReplicationShell {
   }
 
   private async resync(): Promise<void> {
+    if (this.finishing_since_ms !== null) return this.stop() // the VM runs elsewhere now, or will resync where it runs next
     if (this.stopped || this.sender === null) return
     try {
       await this.beginRequest() // the server may have restarted since: it opens the replica again

@@ -25,6 +25,7 @@ export function newReplicationHost(
         .filter((v) => v.state === 'running')
         .map((v) => v.name),
     settingOf: (vm) => decodeRole(database().config, vm)?.replication,
+    memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
     server: (name) => p.mesh.connection(name),
     emit: (e) => p.emitEvent(e.kind, e.details as never),

@@ -5,14 +5,16 @@
  * initial replication is done; `replica disable` stops it; `replica status` shows both sides.
  */
 import { type Command, InvalidArgumentError } from 'commander'
-import { HvlabError } from '../../shared/errors.js'
+import { HvlabError, isTransientError } from '../../shared/errors.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import { RECOVERY_POINTS_MAX, REPLICA_RETRY_MS, REPLICATION_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
 import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
+import { labLayout } from '../../shared/lab-layout.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, nameList, out, printResult } from './options.js'
-import { vmListNow } from './vm-queries.js'
+import { vmListNow, vmRole } from './vm-queries.js'
 import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
 const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
@@ -30,6 +32,7 @@ export function registerReplicaCommands(program: Command): void {
   registerServerEnable(replica)
   registerEnable(replica)
   registerDisable(replica)
+  registerFailover(replica)
   registerStatus(replica)
 }
 
@@ -127,6 +130,105 @@ function registerDisable(replica: Command): void {
       await roleCommand(ControlClient.forDir(o.dir), { op: 'set', name: vm, changes: { replication: null } })
       out(`vm ${vm} is no longer replicated`)
     })
+}
+
+interface FailoverOptions extends WaitOpts {
+  planned?: boolean
+  recoveryPoint?: number
+  force?: boolean
+  dir: string
+}
+
+function registerFailover(replica: Command): void {
+  const cmd = replica
+    .command('failover')
+    .description(
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
+    )
+    .argument('<vm>', 'the VM name')
+    .option('--planned', 'a planned failover: shut down, send the last changes, start the replica (zero data loss)')
+    .option(
+      '--recovery-point <cycle>',
+      'unplanned: start from the recovery point of this cycle (`hvlab replica status VM --json` lists them)',
+      intIn(0, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
+      '--force',
+      'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
+    )
+    .addOption(dirOption())
+  waitOptions(cmd, 120).action(failover)
+}
+
+async function failover(vm: string, o: FailoverOptions): Promise<void> {
+  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true))
+    throw new HvlabError('HVLAB_E_USAGE', '--planned sends the latest changes: it takes neither --recovery-point nor --force')
+  const client = ControlClient.forDir(o.dir)
+  const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
+  const to = role?.replication?.to
+  if (role !== null && to === undefined)
+    throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
+  if (o.planned === true) await shutDownAndSend(client, vm, role!, o)
+  else if (role?.state === 'running' && o.force !== true)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
+    )
+  const server = to ?? (await serverHolding(client, o.dir, vm))
+  await client.request(
+    server,
+    { t: 'replica-failover-request', vm, recovery_cycle: o.recoveryPoint ?? null, ...(role?.load ? { load: role.load } : {}) },
+    'ok',
+    HOST_REQUEST_TIMEOUT_MS,
+  )
+  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the recovery point of cycle ${o.recoveryPoint}`
+  out(
+    `vm ${vm} failed over: it runs on ${server} from ${o.planned === true ? 'every change of its primary (planned: nothing lost)' : from}`,
+  )
+}
+
+/** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */
+async function roleIfReachable(client: ControlClient, vm: string): Promise<VmRoleRecord | null> {
+  try {
+    return await vmRole(client, vm)
+  } catch (e) {
+    if (isTransientError(e)) return null
+    throw e
+  }
+}
+
+/** With no cluster to ask: the replica server whose status names the VM. */
+async function serverHolding(client: ControlClient, dir: string, vm: string): Promise<string> {
+  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
+  for (const { name } of loadTopology(labLayout(dir).topology).standalone_hosts)
+    if ((await sideOf(client, name, vm, 'replicas')) !== null) return name
+  throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}`)
+}
+
+/** A planned failover's first half: the primary VM shut down, and its last changes applied on the replica. */
+async function shutDownAndSend(client: ControlClient, vm: string, role: VmRoleRecord, o: FailoverOptions): Promise<void> {
+  if (role.state !== 'running' || role.owner === null)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `a planned failover shuts down the running primary; vm ${vm} is ${role.state}. Without it: \`hvlab replica failover ${vm}\``,
+    )
+  const primary = role.owner
+  await roleCommand(client, { op: 'stop', name: vm })
+  await waitFor({
+    what: `vm ${vm}'s last changes to reach its replica`,
+    watch: `\`hvlab replica status ${vm}\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => {
+      const p = await sideOf(client, primary, vm, 'primaries')
+      if (p === null || !p.stopped) return waiting(`vm ${vm} is shutting down on ${primary}`)
+      if (p.finished === 'abandoned')
+        return failed(
+          'HVLAB_E_STATE',
+          `${primary} could not send vm ${vm}'s last changes (${p.last_error ?? 'abandoned'}); the VM is stopped, nothing failed over`,
+        )
+      return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
+    },
+  })
 }
 
 /** What `replica status --json` prints: each replicated VM's primary side and its replica side. */

@@ -146,6 +146,9 @@ async function fetchProcessStatus(r: ProcessRecord): Promise<Record<string, unkn
 /** The bundle (dist/, scripts/build/build.mjs) each role's processes run. */
 const ROLE_BUNDLE: Record<Role, BundleName> = { host: 'host', witness: 'witness', array: 'array', standalone: 'standalone' }
 
+/** Hyper-V hosts run VMs: cluster members, and standalone hosts (a replica server after a Replica failover). */
+const runsVms = (role: Role): boolean => role === 'host' || role === 'standalone'
+
 const STOP_GRACE_MS = 3_000
 /** A guest-ping the switch forwards may wait this long: the host holds it while the guest is paused (GUEST_HOLD_MS) plus slack. */
 const GUEST_PING_TIMEOUT_MS = 8_000
@@ -601,7 +604,7 @@ export class LabController {
       const skew = this.clockSkews.get(r.spec.name)
       if (skew) void c.send({ t: 'clock-set', ...skew }).catch(() => {})
       // Pings that waited for this host's link go out again.
-      if (r.spec.role === 'host') queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
+      if (runsVms(r.spec.role)) queueMicrotask(() => this.vswitch.hostUp(r.spec.name))
       return { message: { t: 'registered', notices_through } }
     })
     c.onMessage('peers-report', ({ message }) => {
@@ -614,8 +617,8 @@ export class LabController {
     // A host's own announcements of where its VMs are teach the virtual switch (never the timeline).
     c.onMessage('vm-location', ({ message }) => {
       if (!r.notices.fresh(message.n)) return
-      if (r.spec.role === 'host') this.vswitch.located(c.remoteName, message)
-      else this.log.warn({ process: c.remoteName, vm: message.vm }, 'a process that is not a host announced a vm location; ignored')
+      if (runsVms(r.spec.role)) this.vswitch.located(c.remoteName, message)
+      else this.log.warn({ process: c.remoteName, vm: message.vm }, 'a process that runs no vms announced a vm location; ignored')
     })
     c.once('close', () => {
       if (r.link === c) r.link = undefined

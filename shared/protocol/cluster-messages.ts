@@ -5,6 +5,7 @@
  * witness speak them; the state machines in agent/cluster/ and witness/arbiter.ts use
  * the inferred types below, so the simulation and the real processes share one protocol.
  */
+import { guestLoadSchema, type GuestLoadSetting } from './guest-load.js'
 import { replicationSettingSchema } from './replica-messages.js'
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
@@ -296,18 +297,7 @@ export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
 ])
 export type VmStorageRequest = z.infer<typeof vmStorageRequestSchema>
 
-/**
- * A VM's guest workload as `vm load` sets it (each field optional: only what the operator
- * set). The role keeps it, and every start of the VM applies it again: a guest restarted by
- * a failover runs its applications again.
- */
-export const guestLoadSchema = z.strictObject({
-  dirty_mib_per_s: z.number().min(0).max(4096).optional(),
-  hot_fraction: z.number().gt(0).max(1).optional(),
-  /** Block writes per second to the VM's disk (0 = idle). */
-  disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
-})
-export type GuestLoadSetting = z.infer<typeof guestLoadSchema>
+export { guestLoadSchema, type GuestLoadSetting }
 
 /** A VM role as the cluster keeps it (agent/cluster/vm-role.ts). */
 const failoverThreshold = () => z.number().int().min(0).max(ROLE_FAILOVER_THRESHOLD_MAX)

@@ -11,6 +11,7 @@
  * `body_bytes` is its length before deflation: the replica inflates no further than that.
  */
 import { z } from 'zod'
+import { guestLoadSchema } from './guest-load.js'
 import { defineMessage, field } from './define.js'
 import {
   HASHES_PER_REQUEST_MAX,
@@ -23,7 +24,7 @@ import {
 export * from './replica-limits.js'
 
 /** Why a replica did not apply a shipment (agent/replica/shipment-check.ts decides; `not-begun`: the replica server holds no open replica of the VM, e.g. after its restart, so the primary resyncs). */
-export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed', 'not-begun'] as const
+export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed', 'not-begun', 'failed-over'] as const
 export type ShipmentRefusal = (typeof SHIPMENT_REFUSALS)[number]
 
 export const SHIPMENT_COMPRESSIONS = ['none', 'deflate'] as const
@@ -100,6 +101,12 @@ export const replicaBeginRequest = defineMessage('replica-begin-request', () => 
   block_size_bytes: z.number().int().min(REPLICA_BLOCK_BYTES_MIN).max(REPLICA_BLOCK_BYTES_MAX),
   disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+  /** The VM's memory: the replica VM starts with it at a failover. */
+  memory_mib: z
+    .number()
+    .int()
+    .min(1)
+    .max(4 * 1024 * 1024),
 }))
 export const replicaBeginReply = defineMessage('replica-begin-reply', () => ({ vm: field.name(), applied_cycle: field.uint() }))
 
@@ -132,6 +139,18 @@ export const replicaResyncBlocks = defineMessage(
 /** Primary → replica server: the resync is done; the replica equals the primary as of the log `next_cycle` opened. */
 export const replicaResyncDone = defineMessage('replica-resync-done', () => ({ vm: field.name(), next_cycle: z.number().int().min(1) }))
 
+/**
+ * Operator → replica server: start the replica VM here from the replica (a failover), from
+ * the latest cycle applied or (`recovery_cycle`) the recovery point of that cycle; `load`:
+ * the guest load the VM's role keeps (its applications start again). Replication in this
+ * direction ends.
+ */
+export const replicaFailoverRequest = defineMessage('replica-failover-request', () => ({
+  vm: field.name(),
+  recovery_cycle: field.uint().nullable(),
+  load: guestLoadSchema.optional(),
+}))
+
 /** Operator → replica server or a VM's primary: how replication stands (one VM, or all when `vm` is null). */
 export const replicaStatusRequest = defineMessage('replica-status-request', () => ({ vm: field.name().nullable() }))
 
@@ -143,6 +162,10 @@ const replicaSideStatus = () =>
     /** When the log of the last cycle applied was closed (the primary's clock); null: none since the last resync. */
     applied_closed_at_ms: field.time_ms().nullable(),
     resyncing: z.boolean(),
+    /** replicating; failed-over: the replica VM runs here from it (replication in this direction ended). */
+    state: z.enum(['replicating', 'failed-over']),
+    /** The replica VM runs on this server now (after a failover). */
+    vm_running: z.boolean(),
     recovery_points: field.list(
       z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), app_consistent: z.boolean() }),
       RECOVERY_POINTS_MAX,
@@ -164,6 +187,10 @@ const primarySideStatus = () =>
     last_error: field.text(300).nullable(),
     /** The last error's stable code (shared/errors.ts), for whoever decides on it. */
     last_error_code: field.text(64).nullable(),
+    /** The VM no longer runs on this host: its last changes are being sent (a planned failover waits for them). */
+    stopped: z.boolean(),
+    /** How a stopped VM's last changes ended: sent (all applied on the replica) or abandoned; null while going or running. */
+    finished: z.enum(['sent', 'abandoned']).nullable(),
   })
 export type ReplicaSideStatus = z.infer<ReturnType<typeof replicaSideStatus>>
 export type PrimarySideStatus = z.infer<ReturnType<typeof primarySideStatus>>
@@ -188,6 +215,7 @@ export const replicaMessages = [
   replicaHashesReply,
   replicaResyncBlocks,
   replicaResyncDone,
+  replicaFailoverRequest,
   replicaStatusRequest,
   replicaStatusReply,
 ] as const

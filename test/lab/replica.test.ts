@@ -115,5 +115,33 @@ t.test(
     const d2 = await digests(lab, 'array-a')
     t.equal(d2.replica, d2.primary, 'identical again after the failover')
     t.not(d2.primary, d1.primary, 'and the disk did change in between')
+
+    // an unplanned failover while the primary still runs the VM is refused (it would run twice)
+    const twice = await lab.cli('replica', 'failover', 'web1')
+    t.equal(twice.code, 1, 'refused while the primary runs the VM')
+    t.match(twice.stderr, /vm web1 still runs on its primary \(host-a2\): starting the replica now would run it twice/)
+
+    // a planned failover: the VM shuts down, its last changes go, and it runs on the replica server with nothing lost
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
+    await lab.waitFor('writes not yet sent', async () => (((await status(lab)).primary?.pending_bytes ?? 0) > 0 ? true : undefined))
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0) // the replica VM then starts idle: its disk stays as it came
+    const planned = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
+    t.equal(planned.code, 0, `planned failover: ${planned.stderr}`)
+    t.match(planned.stdout, /vm web1 failed over: it runs on replica-dr1 from every change of its primary \(planned: nothing lost\)/)
+    t.match(await lab.role('web1'), { state: 'stopped' }, 'the primary VM is shut down in the cluster')
+    t.match((await status(lab)).replica, { state: 'failed-over', vm_running: true }, 'the replica VM runs on the replica server')
+    const d3 = await digests(lab, 'array-a')
+    t.equal(d3.replica, d3.primary, 'nothing lost: the replica VM starts on every write its primary made')
+    t.not(d3.primary, d2.primary, 'including those of the last seconds')
+    const ping = await lab.cli('vm', 'ping', 'web1', '--count', '5', '--interval-ms', '50', '--json')
+    t.equal(ping.code, 0, `vm ping: ${ping.stderr}`)
+    t.match(
+      JSON.parse(ping.stdout),
+      { received: 5, lost: 0, hosts: [SERVER] },
+      'clients reach it at its stable address, on the replica server',
+    )
+    const again2 = await lab.cli('replica', 'failover', 'web1', '--force')
+    t.equal(again2.code, 1, 'it cannot fail over twice')
+    t.match(again2.stderr, /has failed over already/)
   },
 )

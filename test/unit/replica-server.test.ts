@@ -78,7 +78,13 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const clock = new ManualClock(1_000_000)
   const events: ReplicaEvent[] = []
-  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir))
+  const ran: { vm: string; memory_mib: number; load: unknown }[] = []
+  /** Runs nothing: records what a failover started. */
+  const runner = {
+    run: (vm: string, memory_mib: number, _store: unknown, load: unknown) => void ran.push({ vm, memory_mib, load }),
+    running: () => ran.length > 0,
+  }
+  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner)
   let server = await open()
   let link = new Link('host-a1')
   server.servePrimary(link as unknown as PeerConnection, clock)
@@ -86,6 +92,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   const shell = new ReplicationShell({
     vm: 'web1',
     setting: SETTING,
+    memory_mib: 64,
     clock,
     time_scale: 1,
     server: () => link,
@@ -95,6 +102,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   const image = () => new Uint8Array(readFileSync(join(dir, 'vms', 'web1', 'disk.img')))
   return {
     dir,
+    ran,
     clock,
     events,
     disk,
@@ -179,7 +187,14 @@ t.test('bad requests are refused and leave the replica unharmed', async (t) => {
   await w.server().auth.enable(false, ['host-a1'])
   const intruder = new Link('host-b2')
   w.server().servePrimary(intruder as unknown as PeerConnection, w.clock)
-  const begin = { t: 'replica-begin-request', vm: 'web1', block_size_bytes: BS, disk_blocks: BLOCKS, recovery_points: 0 } as const
+  const begin = {
+    t: 'replica-begin-request',
+    vm: 'web1',
+    block_size_bytes: BS,
+    disk_blocks: BLOCKS,
+    recovery_points: 0,
+    memory_mib: 64,
+  } as const
   await t.rejects(intruder.request(begin), { code: 'HVLAB_E_REFUSED', detail: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'an unauthorised primary')
   const link = new Link('host-a1')
   w.server().servePrimary(link as unknown as PeerConnection, w.clock)
@@ -235,6 +250,7 @@ t.test(
       time_scale: 1,
       running: () => [...running],
       settingOf: (vm) => settings.get(vm),
+      memoryOf: () => 64,
       diskOf: (vm) => (vm === 'web1' ? w.disk : undefined),
       server: (name) => (connected && name === 'dr1' ? link : undefined),
       emit: () => {},
@@ -258,9 +274,95 @@ t.test(
     settings.set('web1', { ...SETTING, frequency_ms: 300_000 })
     host.check()
     t.match(host.status('web1'), [{ frequency_ms: 300_000, pending_bytes: 0 }], 'a changed setting gets a new shell')
+    await until('the new shell begun', () => host.status('web1')[0]?.resyncing === false)
+    host.completed(write, 'acked')
     running.delete('web1')
     host.check()
-    t.same(host.status('web1'), [], 'a VM that left has none')
+    t.match(host.status('web1'), [{ stopped: true, finished: null, pending_bytes: BS }], 'a VM that stopped here: its last changes go')
+    await until('the last changes sent', () => {
+      host.check()
+      return host.status('web1')[0]?.finished === 'sent'
+    })
+    t.match(host.status('web1'), [{ stopped: true, finished: 'sent', pending_bytes: 0, in_flight: null }], 'and how that ended stays shown')
+    t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 1 }] }, 'applied on the replica')
+    running.add('web1')
+    settings.delete('web1')
+    host.check()
+    t.same(host.status('web1'), [], 'running again and no longer replicated: nothing shown')
     host.stop()
   },
 )
+
+t.test('failover: from the latest cycle or a recovery point, after a restart too; then replication from the primary ends', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  w.shell.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  w.shell.write(5, w.disk.write(5, 5))
+  await w.advance(30_000)
+  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  w.shell.write(5, w.disk.write(5, 55))
+  w.shell.write(6, w.disk.write(6, 6))
+  await w.advance(30_000)
+  await until('cycle 2 applied', () => w.shell.status().cycles_applied === 2)
+  t.match(
+    w.server().status('web1'),
+    { replicas: [{ applied_cycle: 2, recovery_points: [{ cycle: 1 }] }] },
+    'a recovery point after the first cycle',
+  )
+
+  w.shell.stop()
+  await w.restartServer() // the replica server restarts while its primary is lost: it opens its replicas from storage
+  const restarted = w.server()
+  await restarted.openAll()
+  const ran = w.ran
+  t.match(
+    restarted.status('web1'),
+    { replicas: [{ vm: 'web1', from: 'host-a1', applied_cycle: 2, state: 'replicating' }] },
+    'opened again from storage',
+  )
+  await t.rejects(
+    restarted.failover('web1', 1, undefined),
+    { code: 'HVLAB_E_NOT_FOUND', message: /no recovery point of cycle 1 \(it has none\)/ },
+    'points are kept in memory only',
+  )
+  await restarted.failover('web1', null, { disk_iops: 5 })
+  t.same(ran, [{ vm: 'web1', memory_mib: 64, load: { disk_iops: 5 } }], 'the replica VM started with its memory and load')
+  t.same(w.image(), w.disk.bytes, 'from the latest cycle')
+  t.match(restarted.status('web1'), { replicas: [{ state: 'failed-over', vm_running: true }] })
+  await t.rejects(restarted.failover('web1', null, undefined), { code: 'HVLAB_E_STATE', message: /has failed over already/ })
+  const link = new Link('host-a1')
+  restarted.servePrimary(link as unknown as PeerConnection, w.clock)
+  const begin = {
+    t: 'replica-begin-request',
+    vm: 'web1',
+    block_size_bytes: BS,
+    disk_blocks: BLOCKS,
+    recovery_points: 2,
+    memory_mib: 64,
+  } as const
+  await t.rejects(
+    link.request(begin),
+    { code: 'HVLAB_E_STATE', message: /has failed over to this replica server/ },
+    'the old primary cannot begin again',
+  )
+})
+
+t.test('failover to a recovery point returns the replica to it exactly', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  w.shell.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  w.shell.write(5, w.disk.write(5, 5))
+  await w.advance(30_000)
+  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  const atPoint = w.disk.bytes.slice()
+  w.shell.write(5, w.disk.write(5, 55))
+  w.shell.write(6, w.disk.write(6, 6))
+  await w.advance(30_000)
+  await until('cycle 2 applied', () => w.shell.status().cycles_applied === 2)
+  w.shell.stop()
+  await w.server().failover('web1', 1, undefined)
+  t.same(w.image(), atPoint, "the replica's durable disk is the primary's as cycle 1 left it")
+  t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 1, state: 'failed-over', recovery_points: [] }] })
+})

@@ -1,0 +1,41 @@
+/**
+ * What a replica server keeps of each replica VM beside its disk (`vm.json`), so that it
+ * opens its replicas again when it restarts, even while their primary is down (a disaster
+ * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
+ * asked for, the primary that replicated it last, and whether it has failed over.
+ */
+import { join } from 'node:path'
+import { z } from 'zod'
+import { HvlabError } from '../../shared/errors.js'
+import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
+import { field } from '../../shared/protocol/define.js'
+import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
+
+const recordSchema = z.strictObject({
+  format: z.literal(1),
+  vm: field.name(),
+  block_size_bytes: field.u32(),
+  disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
+  memory_mib: z.number().int().min(1),
+  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+  from: field.name(),
+  state: z.enum(['replicating', 'failed-over']),
+})
+export type ReplicaVmRecord = Omit<z.infer<typeof recordSchema>, 'format'>
+
+export const recordPath = (dir: string): string => join(dir, 'vm.json')
+
+export async function writeReplicaVmRecord(dir: string, r: ReplicaVmRecord): Promise<void> {
+  await writeDurableJson(recordPath(dir), { format: 1, ...r })
+}
+
+/** The record in `dir`; undefined when there is none (a replica begun before records were kept, or never). */
+export async function readReplicaVmRecord(dir: string): Promise<ReplicaVmRecord | undefined> {
+  const raw = await readDurableJson(recordPath(dir))
+  if (raw === undefined) return undefined
+  const r = recordSchema.safeParse(raw)
+  if (!r.success)
+    throw new HvlabError('HVLAB_E_STATE', `${recordPath(dir)} is not a replica VM's record; remove the folder and replicate the VM again`)
+  const { format: _format, ...record } = r.data
+  return record
+}

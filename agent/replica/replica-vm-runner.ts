@@ -1,0 +1,68 @@
+/**
+ * A standalone Hyper-V host runs replica VMs after a failover (seed 002: "the replica VM
+ * is started"): each VM's guest runs here with its memory and its applications' load, its
+ * disk is the replica's disk on this server's storage (each block write durable before it
+ * is acknowledged), it answers its guest pings, and the lab's virtual switch learns that
+ * it runs here, so clients reach it at its stable address.
+ */
+import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
+import type { LabProcess } from '../../shared/lab-process.js'
+import { startGuestService } from '../vm/guest-service.js'
+import { VmHost } from '../vm/vm-instance.js'
+import type { BlockIoPort } from '../vm/vm-disk.js'
+import type { ReplicaStore } from './replica-store.js'
+
+/** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
+const STANDALONE_OP = 1
+const STANDALONE_EPOCH = 1
+
+export class ReplicaVmRunner {
+  readonly vms: VmHost
+
+  constructor(
+    private readonly p: LabProcess,
+    memory_mib: number,
+  ) {
+    this.vms = new VmHost(p.name, memory_mib, p.clock)
+    startGuestService(p, (name) => this.vms.instance(name))
+  }
+
+  running(vm: string): boolean {
+    return this.vms.instance(vm)?.state === 'running'
+  }
+
+  /** Starts `vm` here on the replica's disk in `store`, with the load its role kept. */
+  run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined): void {
+    this.vms.start(vm, memory_mib, STANDALONE_OP, STANDALONE_EPOCH)
+    const instance = this.vms.instance(vm)!
+    const size_bytes = store.disk.blocks * store.disk.block_size_bytes
+    instance.attachDisk(
+      { host: this.p.name, array: this.p.name, volume: vm, size_bytes, epoch: () => STANDALONE_EPOCH },
+      localDiskPort(store),
+      (kind, details) => this.p.emitEvent(kind, details),
+    )
+    if (load !== undefined) instance.setLoad(load)
+    this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
+    this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by: 'replica-failover' })
+  }
+}
+
+/** Block I/O on the replica's disk: the block in memory, then durably on this server's storage. */
+export function localDiskPort(store: ReplicaStore): BlockIoPort {
+  const bs = store.disk.block_size_bytes
+  return {
+    async write(_array, request, data) {
+      const blocks = Array.from({ length: request.blocks }, (_, i) => ({
+        block: request.block + i,
+        data: data.subarray(i * bs, (i + 1) * bs),
+      }))
+      for (const b of blocks) store.disk.writeBlock(b.block, b.data)
+      await store.writeBlocks({ vm: request.volume, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 })
+    },
+    async read(_array, request) {
+      const out = new Uint8Array(request.blocks * bs)
+      for (let i = 0; i < request.blocks; i++) out.set(store.disk.readBlock(request.block + i), i * bs)
+      return out
+    },
+  }
+}
