@@ -41,6 +41,8 @@ export const ERROR_DETAILS = {
   HVLAB_E_DISK_FULL: 'HVLAB_E_REFUSED',
   /** An array's fsync failed (a disk fault): the write may or may not be on disk, and is not acknowledged. */
   HVLAB_E_DISK_IO: 'HVLAB_E_REFUSED',
+  /** The process a request was for is down or not connected to the lab controller right now (it was up a moment ago, perhaps). */
+  HVLAB_E_PROCESS_DOWN: 'HVLAB_E_STATE',
   /** A replica server refused a primary that is not on its allow list (`hvlab replica server enable … --allow`), or is not enabled. */
   HVLAB_E_REPLICA_NOT_ALLOWED: 'HVLAB_E_REFUSED',
 } as const satisfies Readonly<Record<string, HvlabErrorCode>>

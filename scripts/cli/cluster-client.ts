@@ -42,8 +42,10 @@ export async function askAnyHost<T extends MessageType>(
       return await client.request(host, message, expect, timeout_ms)
     } catch (e) {
       last = e
+      // Another host may answer: this one did not in time, its link closed, or it went down since the status was read.
       const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
-      if (code !== 'HVLAB_E_TIMEOUT' && code !== 'HVLAB_E_CLOSED' && code !== 'HVLAB_E_LAB') throw withoutHostPrefix(e, host)
+      const next = code === 'HVLAB_E_TIMEOUT' || code === 'HVLAB_E_CLOSED' || code === 'HVLAB_E_LAB' || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')
+      if (!next) throw withoutHostPrefix(e, host)
     }
   }
   throw withoutHostPrefix(last, lastHost)

@@ -12,6 +12,7 @@ import { RECOVERY_POINTS_MAX, REPLICA_RETRY_MS, REPLICATION_FREQUENCIES_MS } fro
 import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { labLayout } from '../../shared/lab-layout.js'
+import type { LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { vmListNow, vmRole } from './vm-queries.js'
@@ -189,10 +190,12 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
 
 /** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */
 async function roleIfReachable(client: ControlClient, vm: string): Promise<VmRoleRecord | null> {
+  const lab = await client.get<LabStatus>('/v1/status')
+  if (!lab.processes.some((p) => p.role === 'host' && p.state === 'up')) return null // every cluster host is down
   try {
     return await vmRole(client, vm)
   } catch (e) {
-    if (isTransientError(e)) return null
+    if (isTransientError(e) || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')) return null // the hosts went down meanwhile
     throw e
   }
 }

@@ -437,7 +437,7 @@ export class LabController {
     }
     if (!r.link?.isOpen)
       throw new HvlabError(
-        'HVLAB_E_STATE',
+        'HVLAB_E_PROCESS_DOWN',
         `${name} is ${r.state}${r.state === 'down' ? `; \`hvlab restart ${name}\` starts it` : ' and not connected to the lab controller right now'}`,
       )
     try {
