@@ -44,7 +44,8 @@ export async function askAnyHost<T extends MessageType>(
       last = e
       // Another host may answer: this one did not in time, its link closed, or it went down since the status was read.
       const code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
-      const next = code === 'HVLAB_E_TIMEOUT' || code === 'HVLAB_E_CLOSED' || code === 'HVLAB_E_LAB' || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')
+      const next =
+        code === 'HVLAB_E_TIMEOUT' || code === 'HVLAB_E_CLOSED' || code === 'HVLAB_E_LAB' || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')
       if (!next) throw withoutHostPrefix(e, host)
     }
   }
