@@ -17,6 +17,7 @@ import type { Message, MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
+import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
 import { ReplicaVm } from './replica-vm.js'
 import { readReplicaVmRecord } from './replica-vm-record.js'
 import { ReplicaVmRunner } from './replica-vm-runner.js'
@@ -36,6 +37,11 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     await server.failover(q.vm, q.recovery_cycle, q.load)
     return { t: 'ok' }
   })
+  p.serveOperator('replica-test-failover-request', async (q) => {
+    if (q.stop) server.stopTestFailover(q.vm)
+    else await server.testFailover(q.vm, q.load)
+    return { t: 'ok' }
+  })
   p.serveOperator('replica-status-request', (q) => server.status(q.vm))
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
@@ -50,7 +56,7 @@ export class ReplicaServer {
     private readonly dir: string,
     private readonly time_scale: number,
     readonly auth: ReplicaServerAuthorization,
-    private readonly runner?: Pick<ReplicaVmRunner, 'run' | 'running'>,
+    private readonly runner: Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>,
   ) {}
 
   /** Opens every replica kept on this server's storage (its primary may never come back: a disaster). */
@@ -73,15 +79,36 @@ export class ReplicaServer {
 
   /** Starts the replica VM here from its replica (latest, or the recovery point of `recovery_cycle`). */
   async failover(name: string, recovery_cycle: number | null, load: GuestLoadSetting | undefined): Promise<void> {
+    const vm = this.replica(name)
+    if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name)) // the test copy gives way to the real one
+    await vm.failover(recovery_cycle)
+    this.runner.run(name, vm.memory_mib, vm.store, load)
+  }
+
+  /** A test failover: `VM-test` runs here on a copy of the replica, isolated, while replication goes on. */
+  async testFailover(name: string, load: GuestLoadSetting | undefined): Promise<void> {
+    const vm = this.replica(name)
+    const test_vm = testVmName(name)
+    if (this.runner.running(test_vm))
+      throw new HvlabError('HVLAB_E_STATE', `a test failover of vm ${name} runs already (${test_vm}); \`--stop\` ends it`)
+    this.runner.runIsolated(test_vm, vm.memory_mib, await vm.testCopy(), load)
+  }
+
+  stopTestFailover(name: string): void {
+    this.replica(name)
+    const test_vm = testVmName(name)
+    if (!this.runner.running(test_vm)) throw new HvlabError('HVLAB_E_STATE', `no test failover of vm ${name} runs on ${this.name}`)
+    this.runner.stop(test_vm)
+  }
+
+  private replica(name: string): ReplicaVm {
     const vm = this.vms.get(name)
     if (vm === undefined || vm.broken)
       throw new HvlabError(
         'HVLAB_E_NOT_FOUND',
         `${this.name} holds no replica of vm ${name}; \`hvlab replica status\` lists what replicates where`,
       )
-    if (this.runner === undefined) throw new HvlabError('HVLAB_E_UNSUPPORTED', `${this.name} cannot run vms`)
-    await vm.failover(recovery_cycle)
-    this.runner.run(name, vm.memory_mib, vm.store, load)
+    return vm
   }
 
   get vmCount(): number {
@@ -122,7 +149,7 @@ export class ReplicaServer {
   status(vm: string | null): Message {
     const replicas = [...this.vms.values()]
       .filter((r) => vm === null || r.vm === vm)
-      .map((r) => ({ ...r.status(), vm_running: this.runner?.running(r.vm) ?? false }))
+      .map((r) => ({ ...r.status(), vm_running: this.runner.running(r.vm), test_vm_running: this.runner.running(testVmName(r.vm)) }))
     if (vm !== null && replicas.length === 0)
       throw new HvlabError(
         'HVLAB_E_NOT_FOUND',
@@ -133,6 +160,11 @@ export class ReplicaServer {
 
   /** Opens the VM's replica (or takes the open one over for `from`); its geometry must not change. */
   private async begin(m: MessageOf<'replica-begin-request'>, from: string): Promise<ReplicaVm> {
+    if (m.disk_blocks * m.block_size_bytes > REPLICA_DISK_BYTES_MAX)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${m.vm}'s disk of ${m.disk_blocks} × ${m.block_size_bytes} bytes is over the ${REPLICA_DISK_BYTES_MAX} bytes a replica may hold`,
+      )
     const open = this.vms.get(m.vm)
     if (open !== undefined && !open.broken) {
       const g = open.geometry
@@ -174,6 +206,9 @@ export class ReplicaServer {
     return r
   }
 }
+
+/** The test failover's VM (Hyper-V names it "VM - Test"). */
+export const testVmName = (vm: string): string => `${vm.slice(0, 58)}-test`
 
 function notBegun(m: MessageOf<'replica-log-part'>): MessageOf<'replica-log-answer'> {
   return { t: 'replica-log-answer', vm: m.vm, cycle: m.cycle, part: m.part, outcome: 'refused', refusal: 'not-begun', resync: true }

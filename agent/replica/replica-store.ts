@@ -136,6 +136,11 @@ export class ReplicaStore {
     await removeIfPresent(join(this.dir, 'pending.hrl'))
   }
 
+  /** A copy of the disk as it is now, in memory only (a test failover runs on it). */
+  copy(): ReplicaDisk {
+    return new MemoryReplicaDisk((this.disk as MemoryReplicaDisk).bytes.slice(), this.g.block_size_bytes)
+  }
+
   /** The whole disk as it is in memory, made durable, and `cycle` marked applied (a revert to a recovery point). */
   async saveImage(cycle: number): Promise<void> {
     const bytes = (this.disk as MemoryReplicaDisk).bytes

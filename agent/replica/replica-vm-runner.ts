@@ -10,6 +10,7 @@ import type { LabProcess } from '../../shared/lab-process.js'
 import { startGuestService } from '../vm/guest-service.js'
 import { VmHost } from '../vm/vm-instance.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
+import type { ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
 /** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
@@ -31,20 +32,56 @@ export class ReplicaVmRunner {
     return this.vms.instance(vm)?.state === 'running'
   }
 
-  /** Starts `vm` here on the replica's disk in `store`, with the load its role kept. */
+  /** Starts `vm` here on the replica's disk in `store`, with the load its role kept; its clients reach it here. */
   run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined): void {
+    this.start(vm, memory_mib, store.disk, localDiskPort(store), load)
+    this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
+  }
+
+  /**
+   * A test failover (seed 002): `test_vm` starts here on `copy`, a copy of the replica taken
+   * now, on an isolated network (the virtual switch is not told: no client reaches it, so it
+   * cannot answer for the production VM); its writes stay in the copy, dropped at the end.
+   */
+  runIsolated(test_vm: string, memory_mib: number, copy: ReplicaDisk, load: GuestLoadSetting | undefined): void {
+    this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), load)
+  }
+
+  stop(vm: string): void {
+    if (this.vms.instance(vm) === undefined) return
+    this.vms.stop(vm)
+    this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason: 'test failover ended' })
+  }
+
+  private start(vm: string, memory_mib: number, disk: ReplicaDisk, io: BlockIoPort, load: GuestLoadSetting | undefined): void {
     this.vms.start(vm, memory_mib, STANDALONE_OP, STANDALONE_EPOCH)
     const instance = this.vms.instance(vm)!
-    const size_bytes = store.disk.blocks * store.disk.block_size_bytes
+    const size_bytes = disk.blocks * disk.block_size_bytes
     instance.attachDisk(
       { host: this.p.name, array: this.p.name, volume: vm, size_bytes, epoch: () => STANDALONE_EPOCH },
-      localDiskPort(store),
+      io,
       (kind, details) => this.p.emitEvent(kind, details),
     )
     if (load !== undefined) instance.setLoad(load)
-    this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
     this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by: 'replica-failover' })
   }
+}
+
+/** Block I/O on a disk in memory only (a test failover's copy). */
+function memoryDiskPort(disk: ReplicaDisk): BlockIoPort {
+  return {
+    async write(_array, request, data) {
+      for (let i = 0; i < request.blocks; i++)
+        disk.writeBlock(request.block + i, data.subarray(i * disk.block_size_bytes, (i + 1) * disk.block_size_bytes))
+    },
+    read: async (_array, request) => readBlocks(disk, request.block, request.blocks),
+  }
+}
+
+function readBlocks(disk: ReplicaDisk, first: number, blocks: number): Uint8Array {
+  const out = new Uint8Array(blocks * disk.block_size_bytes)
+  for (let i = 0; i < blocks; i++) out.set(disk.readBlock(first + i), i * disk.block_size_bytes)
+  return out
 }
 
 /** Block I/O on the replica's disk: the block in memory, then durably on this server's storage. */
@@ -59,10 +96,6 @@ export function localDiskPort(store: ReplicaStore): BlockIoPort {
       for (const b of blocks) store.disk.writeBlock(b.block, b.data)
       await store.writeBlocks({ vm: request.volume, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 })
     },
-    async read(_array, request) {
-      const out = new Uint8Array(request.blocks * bs)
-      for (let i = 0; i < request.blocks; i++) out.set(store.disk.readBlock(request.block + i), i * bs)
-      return out
-    },
+    read: async (_array, request) => readBlocks(store.disk, request.block, request.blocks),
   }
 }

@@ -16,7 +16,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import { SHIPMENT_PART_BODY_BYTES_MAX, type ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
-import { ReplicaReceiver } from './replica-receiver.js'
+import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
 import { decodePartBody } from './shipment-frames.js'
 import { writeReplicaVmRecord } from './replica-vm-record.js'
@@ -173,6 +173,20 @@ export class ReplicaVm {
     })
   }
 
+  /** A copy of the replica as the last cycle left it (never half a shipment), for a test failover. */
+  testCopy(): Promise<ReplicaDisk> {
+    return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over; it runs on this replica server`)
+      if (this.resyncing_)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `vm ${this.vm}'s replica is being resynchronised and is not consistent; try again once it is done`,
+        )
+      return this.store_.copy()
+    })
+  }
+
   status(): ReplicaSideStatus {
     const g = this.o.geometry
     return {
@@ -183,6 +197,7 @@ export class ReplicaVm {
       resyncing: this.resyncing_,
       state: this.state_,
       vm_running: false,
+      test_vm_running: false,
       recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, app_consistent: p.app_consistent })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
     }

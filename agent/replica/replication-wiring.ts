@@ -28,6 +28,7 @@ export function newReplicationHost(
     memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
     server: (name) => p.mesh.connection(name),
+    // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
     emit: (e) => p.emitEvent(e.kind, e.details as never),
   })
   p.serveOperator('replica-status-request', (q) => ({

@@ -34,6 +34,7 @@ export function registerReplicaCommands(program: Command): void {
   registerEnable(replica)
   registerDisable(replica)
   registerFailover(replica)
+  registerTestFailover(replica)
   registerStatus(replica)
 }
 
@@ -232,6 +233,36 @@ async function shutDownAndSend(client: ControlClient, vm: string, role: VmRoleRe
       return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
     },
   })
+}
+
+function registerTestFailover(replica: Command): void {
+  replica
+    .command('test-failover')
+    .description(
+      'start VM-test on the replica server from a copy of the replica, on an isolated network (no client reaches it), while replication goes on; --stop ends it and drops the copy',
+    )
+    .argument('<vm>', 'the VM name')
+    .option('--stop', 'end the test failover')
+    .addOption(dirOption())
+    .action(async (vm: string, o: { stop?: boolean; dir: string }) => {
+      const client = ControlClient.forDir(o.dir)
+      const role = await vmRole(client, vm)
+      const to = role.replication?.to
+      if (to === undefined)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
+      const stop = o.stop === true
+      await client.request(
+        to,
+        { t: 'replica-test-failover-request', vm, stop, ...(role.load && !stop ? { load: role.load } : {}) },
+        'ok',
+        HOST_REQUEST_TIMEOUT_MS,
+      )
+      out(
+        stop
+          ? `the test failover of vm ${vm} on ${to} ended; its copy is dropped`
+          : `${vm}-test runs on ${to} from a copy of the replica, on an isolated network; replication goes on. \`hvlab replica test-failover ${vm} --stop\` ends it`,
+      )
+    })
 }
 
 /** What `replica status --json` prints: each replicated VM's primary side and its replica side. */

@@ -9,6 +9,8 @@ export const RECOVERY_POINTS_MAX = 24
 export const HASHES_PER_REQUEST_MAX = 16_384
 /** A replicated disk's blocks at most (4 GiB of 4 KiB blocks). */
 export const REPLICA_DISK_BLOCKS_MAX = 1 << 20
+/** A replicated disk's bytes at most, whatever its block size: the lab's largest VM disk (a replica server holds each in memory). */
+export const REPLICA_DISK_BYTES_MAX = 4 * 1024 ** 3
 /** A primary's begin or resync that failed is tried again after this long (or a cycle, when shorter). */
 export const REPLICA_RETRY_MS = 5_000
 /** Primary servers a replica server's allow list names at most. */

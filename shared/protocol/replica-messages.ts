@@ -151,6 +151,13 @@ export const replicaFailoverRequest = defineMessage('replica-failover-request', 
   load: guestLoadSchema.optional(),
 }))
 
+/** Operator → replica server: a test failover of `vm` (its copy runs isolated as VM-test while replication goes on), or with `stop` its end. */
+export const replicaTestFailoverRequest = defineMessage('replica-test-failover-request', () => ({
+  vm: field.name(),
+  stop: z.boolean(),
+  load: guestLoadSchema.optional(),
+}))
+
 /** Operator → replica server or a VM's primary: how replication stands (one VM, or all when `vm` is null). */
 export const replicaStatusRequest = defineMessage('replica-status-request', () => ({ vm: field.name().nullable() }))
 
@@ -166,6 +173,8 @@ const replicaSideStatus = () =>
     state: z.enum(['replicating', 'failed-over']),
     /** The replica VM runs on this server now (after a failover). */
     vm_running: z.boolean(),
+    /** A test failover's copy (VM-test) runs on this server now, isolated. */
+    test_vm_running: z.boolean(),
     recovery_points: field.list(
       z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), app_consistent: z.boolean() }),
       RECOVERY_POINTS_MAX,
@@ -216,6 +225,7 @@ export const replicaMessages = [
   replicaResyncBlocks,
   replicaResyncDone,
   replicaFailoverRequest,
+  replicaTestFailoverRequest,
   replicaStatusRequest,
   replicaStatusReply,
 ] as const

@@ -111,6 +111,21 @@ t.test(
       replica: { from: 'host-a1', resyncing: false },
     })
 
+    // a test failover: web1-test runs on a copy, isolated; replication goes on and clients still reach the primary
+    const test = await lab.cli('replica', 'test-failover', 'web1')
+    t.equal(test.code, 0, `test failover: ${test.stderr}`)
+    const during = await lab.waitFor('a cycle applied during the test failover', async () => {
+      const s = await status(lab)
+      return s.replica !== null && s.replica.test_vm_running && s.replica.applied_cycle > (cycling.replica?.applied_cycle ?? 0)
+        ? s
+        : undefined
+    })
+    t.match(during, { primary: { health: 'Normal' }, replica: { state: 'replicating', vm_running: false } }, 'replication goes on')
+    const pinged = await lab.cli('vm', 'ping', 'web1', '--count', '3', '--interval-ms', '50', '--json')
+    t.match(JSON.parse(pinged.stdout), { received: 3, hosts: ['host-a1'] }, 'clients still reach the primary, never the isolated copy')
+    t.equal((await lab.cli('replica', 'test-failover', 'web1', '--stop')).code, 0)
+    t.match((await status(lab)).replica, { test_vm_running: false })
+
     // the writes stop: once the last cycle is applied the replica is the primary's disk
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
     const level = await caughtUp(lab)

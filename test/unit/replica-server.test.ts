@@ -21,6 +21,8 @@ import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-s
 import { ReplicaServer } from '../../agent/replica/replica-server.js'
 import { ReplicationHost } from '../../agent/replica/replication-host.js'
 import { ReplicationShell } from '../../agent/replica/replication-shell.js'
+import type { ReplicaDisk } from '../../agent/replica/replica-receiver.js'
+import type { ReplicaStore } from '../../agent/replica/replica-store.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 
 const BS = 512
@@ -80,9 +82,18 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   const events: ReplicaEvent[] = []
   const ran: { vm: string; memory_mib: number; load: unknown }[] = []
   /** Runs nothing: records what a failover started. */
+  const up = new Map<string, ReplicaDisk>()
   const runner = {
-    run: (vm: string, memory_mib: number, _store: unknown, load: unknown) => void ran.push({ vm, memory_mib, load }),
-    running: () => ran.length > 0,
+    run: (vm: string, memory_mib: number, store: ReplicaStore, load: unknown) => {
+      ran.push({ vm, memory_mib, load })
+      up.set(vm, store.disk)
+    },
+    runIsolated: (vm: string, memory_mib: number, copy: ReplicaDisk, load: unknown) => {
+      ran.push({ vm, memory_mib, load })
+      up.set(vm, copy)
+    },
+    stop: (vm: string) => void up.delete(vm),
+    running: (vm: string) => up.has(vm),
   }
   const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner)
   let server = await open()
@@ -103,6 +114,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   return {
     dir,
     ran,
+    up,
     clock,
     events,
     disk,
@@ -365,4 +377,46 @@ t.test('failover to a recovery point returns the replica to it exactly', async (
   await w.server().failover('web1', 1, undefined)
   t.same(w.image(), atPoint, "the replica's durable disk is the primary's as cycle 1 left it")
   t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 1, state: 'failed-over', recovery_points: [] }] })
+})
+
+t.test('a test failover runs a copy, isolated, while replication goes on; a failover ends it', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  w.shell.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  w.shell.write(5, w.disk.write(5, 5))
+  await w.advance(30_000)
+  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  await w.server().testFailover('web1', { disk_iops: 1 })
+  t.match(w.server().status('web1'), { replicas: [{ test_vm_running: true, vm_running: false, state: 'replicating' }] })
+  await t.rejects(w.server().testFailover('web1', undefined), { code: 'HVLAB_E_STATE', message: /runs already \(web1-test\)/ })
+  const copy = w.up.get('web1-test')!
+  copy.writeBlock(9, new Uint8Array(BS).fill(99))
+  w.shell.write(6, w.disk.write(6, 6))
+  await w.advance(30_000)
+  await until('cycle 2 applied', () => w.shell.status().cycles_applied === 2)
+  t.same(w.image(), w.disk.bytes, 'replication went on: the replica is the primary, untouched by the test VM')
+  t.equal(copy.readBlock(6)[0], 0, "and the test VM's copy stays as it was taken")
+  w.server().stopTestFailover('web1')
+  t.throws(() => w.server().stopTestFailover('web1'), { code: 'HVLAB_E_STATE' }, 'no test failover runs now')
+  await w.server().testFailover('web1', undefined)
+  w.shell.stop()
+  await w.server().failover('web1', null, undefined)
+  t.same([...w.up.keys()], ['web1'], 'a failover stops the test VM and runs the real one')
+})
+
+t.test('a replica larger than the lab allows is refused before anything is allocated', async (t) => {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  const link = new Link('host-a1')
+  w.server().servePrimary(link as unknown as PeerConnection, w.clock)
+  const huge = {
+    t: 'replica-begin-request',
+    vm: 'big',
+    block_size_bytes: 65536,
+    disk_blocks: 1 << 20,
+    recovery_points: 0,
+    memory_mib: 64,
+  } as const
+  await t.rejects(link.request(huge), { code: 'HVLAB_E_USAGE', message: /over the 4294967296 bytes a replica may hold/ })
 })
