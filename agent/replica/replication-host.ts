@@ -42,6 +42,8 @@ export interface ReplicationHostDeps {
 
 export class ReplicationHost implements DiskWriteSink {
   private readonly shells = new Map<string, ReplicationShell>()
+  /** Each VM's disk writes sent and not yet completed (from the write sink). */
+  private readonly in_flight = new Map<string, number>()
   /** Replicated VMs here that cannot replicate yet, with why. */
   private readonly waiting = new Map<string, { setting: ReplicationSetting; why: string }>()
   private cancel: (() => void) | undefined
@@ -60,9 +62,14 @@ export class ReplicationHost implements DiskWriteSink {
     this.shells.clear()
   }
 
-  issued(): void {}
+  issued(r: DiskWriteRecord): void {
+    this.in_flight.set(r.vm, (this.in_flight.get(r.vm) ?? 0) + 1)
+  }
 
   completed(r: DiskWriteRecord, outcome: DiskWriteOutcome): void {
+    const n = (this.in_flight.get(r.vm) ?? 1) - 1
+    if (n > 0) this.in_flight.set(r.vm, n)
+    else this.in_flight.delete(r.vm)
     if (outcome === 'refused') return
     const shell = this.shells.get(r.vm)
     if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes))
@@ -91,6 +98,7 @@ export class ReplicationHost implements DiskWriteSink {
         setting,
         disk,
         memory_mib: this.d.memoryOf(vm),
+        writesInFlight: () => this.in_flight.get(vm) ?? 0,
         clock: this.d.clock,
         time_scale: this.d.time_scale,
         server: () => this.d.server(setting.to),

@@ -33,6 +33,8 @@ export interface ReplicationShellDeps {
   readonly disk: PrimaryDisk
   /** The VM's memory (the replica VM starts with it at a failover). */
   readonly memory_mib: number
+  /** Its disk writes sent and not yet completed: a stopped VM's last changes are not all in the log while any are. */
+  writesInFlight(): number
   emit(event: ReplicaEvent): void
 }
 
@@ -86,7 +88,8 @@ export class ReplicationShell {
   get finished(): 'sent' | 'abandoned' | null {
     if (this.finishing_since_ms === null) return this.stopped ? 'abandoned' : null
     const s = this.sender?.status(this.d.clock.now())
-    if (s !== undefined && s.in_flight === null && s.pending_bytes === 0 && !s.resyncing && !this.sending) return 'sent'
+    const idle = s !== undefined && s.in_flight === null && s.pending_bytes === 0 && !s.resyncing && !this.sending
+    if (idle && this.d.writesInFlight() === 0) return 'sent'
     if (this.stopped || this.d.clock.now() - this.finishing_since_ms > FINISH_MS_MAX) return 'abandoned'
     return null
   }
@@ -100,6 +103,7 @@ export class ReplicationShell {
   /** A guest write the VM's disk completed (acknowledged, or in doubt: it may be on the disk). */
   write(block: number, data: Uint8Array): void {
     this.step({ kind: 'write', block, data })
+    if (this.finishing_since_ms !== null) this.step({ kind: 'flush' }) // a stopped VM's late write goes now, not a cycle later
   }
 
   status(): PrimarySideStatus {

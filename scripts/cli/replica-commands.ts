@@ -189,23 +189,34 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
   )
 }
 
-/** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */
-async function roleIfReachable(client: ControlClient, vm: string): Promise<VmRoleRecord | null> {
+/** A process that did not answer because it is down, cut off or busy: not a refusal. */
+const unreachable = (e: unknown): boolean => isTransientError(e) || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')
+
+/** What `ask` of the cluster answers, or null when the cluster cannot be reached (its hosts are down or cut off: a disaster). */
+async function ifClusterReachable<T>(client: ControlClient, ask: () => Promise<T>): Promise<T | null> {
   const lab = await client.get<LabStatus>('/v1/status')
   if (!lab.processes.some((p) => p.role === 'host' && p.state === 'up')) return null // every cluster host is down
   try {
-    return await vmRole(client, vm)
+    return await ask()
   } catch (e) {
-    if (isTransientError(e) || HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN')) return null // the hosts went down meanwhile
+    if (unreachable(e)) return null // the hosts went down meanwhile
     throw e
   }
 }
 
+/** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */
+const roleIfReachable = (client: ControlClient, vm: string): Promise<VmRoleRecord | null> =>
+  ifClusterReachable(client, () => vmRole(client, vm))
+
+/** The standalone hosts of the lab's topology (replica servers once enabled). */
+async function standaloneHosts(dir: string): Promise<string[]> {
+  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
+  return loadTopology(labLayout(dir).topology).standalone_hosts.map((h) => h.name)
+}
+
 /** With no cluster to ask: the replica server whose status names the VM. */
 async function serverHolding(client: ControlClient, dir: string, vm: string): Promise<string> {
-  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
-  for (const { name } of loadTopology(labLayout(dir).topology).standalone_hosts)
-    if ((await sideOf(client, name, vm, 'replicas')) !== null) return name
+  for (const name of await standaloneHosts(dir)) if ((await sideOf(client, name, vm, 'replicas')) !== null) return name
   throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}`)
 }
 
@@ -285,14 +296,16 @@ function registerStatus(replica: Command): void {
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
-      const views = await replicaStatusNow(ControlClient.forDir(o.dir), vm ?? null)
+      const views = await replicaStatusNow(ControlClient.forDir(o.dir), o.dir, vm ?? null)
       printResult(o.json, views, () => formatStatus(views))
     })
 }
 
 /** Every replicated VM (or one) as its primary host and its replica server report it. */
-export async function replicaStatusNow(client: ControlClient, vm: string | null): Promise<ReplicaStatusView[]> {
-  const roles = (await vmListNow(client)).roles.filter((r) => r.replication !== undefined && (vm === null || r.name === vm))
+export async function replicaStatusNow(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
+  const list = await ifClusterReachable(client, () => vmListNow(client))
+  if (list === null) return replicaSidesOnly(client, dir, vm)
+  const roles = list.roles.filter((r) => r.replication !== undefined && (vm === null || r.name === vm))
   if (vm !== null && roles.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` starts it`)
   return Promise.all(
@@ -306,6 +319,24 @@ export async function replicaStatusNow(client: ControlClient, vm: string | null)
 }
 
 /** The primary side of `vm` on the host running it; null when it does not run. */
+/** With no cluster to ask (a disaster): what the replica servers say of their replicas; no primary side. */
+async function replicaSidesOnly(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
+  const views: ReplicaStatusView[] = []
+  for (const server of await standaloneHosts(dir)) {
+    const r = await client
+      .request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+      .catch((e: unknown) => {
+        if (unreachable(e)) return null // this server is down too: it has nothing to show
+        throw e
+      })
+    for (const replica of r?.replicas ?? [])
+      if (vm === null || replica.vm === vm) views.push({ vm: replica.vm, primary_host: null, to: server, primary: null, replica })
+  }
+  if (vm !== null && views.length === 0)
+    throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
+  return views
+}
+
 async function primaryStatus(client: ControlClient, vm: string): Promise<PrimarySideStatus[] | null> {
   const role = (await vmListNow(client)).roles.find((r) => r.name === vm)
   if (role === undefined) throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${vm}; see \`hvlab vm list\``)
@@ -325,8 +356,7 @@ async function sideOf<K extends 'primaries' | 'replicas'>(
     const r = await client.request(name, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
     return (r[side] as MessageOf<'replica-status-reply'>[K]).find((x) => x.vm === vm) ?? null
   } catch (e) {
-    if (e instanceof HvlabError && (e.code === 'HVLAB_E_TIMEOUT' || e.code === 'HVLAB_E_CLOSED' || e.code === 'HVLAB_E_NOT_FOUND'))
-      return null
+    if (unreachable(e) || HvlabError.has(e, 'HVLAB_E_NOT_FOUND')) return null
     throw e
   }
 }

@@ -194,6 +194,11 @@ t.test(
     const unplanned = await lab.cli('replica', 'failover', 'web2')
     t.equal(unplanned.code, 0, `unplanned failover with no cluster left: ${unplanned.stderr}`)
     t.match(unplanned.stdout, /vm web2 failed over: it runs on replica-dr1 from its latest cycle/)
+    t.match(
+      await lab.json<ReplicaStatusView[]>('replica', 'status', 'web2', '--json'),
+      [{ vm: 'web2', primary_host: null, to: SERVER, primary: null, replica: { state: 'failed-over', vm_running: true } }],
+      'with no cluster left, replica status shows what the replica server says',
+    )
     const image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web2', 'disk.img'))
     const primary = await blockHashes(lab, 'array-a', 'web2-disk0')
     const written = (hashes: readonly string[]) => hashes.reduce((last, h, b) => (h === ZERO_BLOCK ? last : b), -1)

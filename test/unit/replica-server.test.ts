@@ -104,6 +104,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
     vm: 'web1',
     setting: SETTING,
     memory_mib: 64,
+    writesInFlight: () => 0,
     clock,
     time_scale: 1,
     server: () => link,
@@ -288,15 +289,28 @@ t.test(
     t.match(host.status('web1'), [{ frequency_ms: 300_000, pending_bytes: 0 }], 'a changed setting gets a new shell')
     await until('the new shell begun', () => host.status('web1')[0]?.resyncing === false)
     host.completed(write, 'acked')
+    const late = { ...write, seq: 2, block: 3 }
+    host.issued(late)
     running.delete('web1')
     host.check()
     t.match(host.status('web1'), [{ stopped: true, finished: null, pending_bytes: BS }], 'a VM that stopped here: its last changes go')
+    await until(
+      'the first of them applied',
+      () => host.status('web1')[0]?.pending_bytes === 0 && host.status('web1')[0]?.in_flight === null,
+    )
+    host.check()
+    t.match(
+      host.status('web1'),
+      [{ stopped: true, finished: null }],
+      'not finished while a disk write of the stopped VM is still in flight',
+    )
+    host.completed(late, 'acked')
     await until('the last changes sent', () => {
       host.check()
       return host.status('web1')[0]?.finished === 'sent'
     })
     t.match(host.status('web1'), [{ stopped: true, finished: 'sent', pending_bytes: 0, in_flight: null }], 'and how that ended stays shown')
-    t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 1 }] }, 'applied on the replica')
+    t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 2 }] }, 'both applied on the replica, the late write too')
     running.add('web1')
     settings.delete('web1')
     host.check()
