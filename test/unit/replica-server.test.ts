@@ -136,6 +136,18 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   }
 }
 
+/** A world whose server takes any primary, the initial replication done and one cycle (block 5 = 5) applied. */
+async function replicatingOneCycle(t: { teardown(fn: () => unknown): void }): Promise<Awaited<ReturnType<typeof world>>> {
+  const w = await world(t)
+  await w.server().auth.enable(true, [])
+  w.shell.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+  w.shell.write(5, w.disk.write(5, 5))
+  await w.advance(30_000)
+  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  return w
+}
+
 t.test('refused until allowed; the initial replication sends only what differs; cycles keep the durable replica equal', async (t) => {
   const w = await world(t)
   w.disk.write(3, 3)
@@ -175,13 +187,7 @@ t.test('refused until allowed; the initial replication sends only what differs; 
 })
 
 t.test('a restarted replica server refuses the next log as not begun; the primary resyncs and goes on', async (t) => {
-  const w = await world(t)
-  await w.server().auth.enable(true, [])
-  w.shell.start()
-  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
-  w.shell.write(5, w.disk.write(5, 5))
-  await w.advance(30_000)
-  await until('the first cycle applied', () => w.shell.status().cycles_applied === 1)
+  const w = await replicatingOneCycle(t)
   await w.restartServer()
   w.shell.write(6, w.disk.write(6, 6))
   await w.advance(30_000)
@@ -320,13 +326,7 @@ t.test(
 )
 
 t.test('failover: from the latest cycle or a recovery point, after a restart too; then replication from the primary ends', async (t) => {
-  const w = await world(t)
-  await w.server().auth.enable(true, [])
-  w.shell.start()
-  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
-  w.shell.write(5, w.disk.write(5, 5))
-  await w.advance(30_000)
-  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  const w = await replicatingOneCycle(t)
   w.shell.write(5, w.disk.write(5, 55))
   w.shell.write(6, w.disk.write(6, 6))
   await w.advance(30_000)
@@ -375,13 +375,7 @@ t.test('failover: from the latest cycle or a recovery point, after a restart too
 })
 
 t.test('failover to a recovery point returns the replica to it exactly', async (t) => {
-  const w = await world(t)
-  await w.server().auth.enable(true, [])
-  w.shell.start()
-  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
-  w.shell.write(5, w.disk.write(5, 5))
-  await w.advance(30_000)
-  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  const w = await replicatingOneCycle(t)
   const atPoint = w.disk.bytes.slice()
   w.shell.write(5, w.disk.write(5, 55))
   w.shell.write(6, w.disk.write(6, 6))
@@ -394,13 +388,7 @@ t.test('failover to a recovery point returns the replica to it exactly', async (
 })
 
 t.test('a test failover runs a copy, isolated, while replication goes on; a failover ends it', async (t) => {
-  const w = await world(t)
-  await w.server().auth.enable(true, [])
-  w.shell.start()
-  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
-  w.shell.write(5, w.disk.write(5, 5))
-  await w.advance(30_000)
-  await until('cycle 1 applied', () => w.shell.status().cycles_applied === 1)
+  const w = await replicatingOneCycle(t)
   await w.server().testFailover('web1', { disk_iops: 1 })
   t.match(w.server().status('web1'), { replicas: [{ test_vm_running: true, vm_running: false, state: 'replicating' }] })
   await t.rejects(w.server().testFailover('web1', undefined), { code: 'HVLAB_E_STATE', message: /runs already \(web1-test\)/ })
