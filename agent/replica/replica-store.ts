@@ -27,7 +27,7 @@ import { readDurableJson, removeIfPresent, writeDurableFile, writeDurableJson } 
 import { field } from '../../shared/protocol/define.js'
 import type { LogShipment } from './replica-log.js'
 import type { ReplicaDisk } from './replica-receiver.js'
-import { decodePartBody, encodeBody } from './shipment-frames.js'
+import { decodeBody, encodeBody } from './shipment-frames.js'
 
 export interface ReplicaGeometry {
   readonly vm: string
@@ -204,17 +204,9 @@ async function readPending(dir: string, g: ReplicaGeometry): Promise<LogShipment
     throw corrupt(dir, 'pending.hrl has no valid header')
   }
   const body = file.subarray(eol + 1)
-  const part = {
-    t: 'replica-log-part',
-    vm: g.vm,
-    part: 0,
-    parts: 1,
-    block_size_bytes: g.block_size_bytes,
-    compression: 'none',
-    ...header,
-  } as const
+  if (body.length !== header.body_bytes) throw corrupt(dir, 'pending.hrl does not hold the blocks its header says')
   try {
-    return { vm: g.vm, ...header, blocks: decodePartBody(part, body) }
+    return { vm: g.vm, ...header, blocks: decodeBody(body, g.block_size_bytes, 'pending.hrl') }
   } catch {
     throw corrupt(dir, 'pending.hrl does not hold the blocks its header says')
   }

@@ -18,7 +18,7 @@ import { SHIPMENT_PART_BODY_BYTES_MAX, type ReplicaSideStatus } from '../../shar
 import { SerialQueue } from '../../shared/serial-queue.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
-import { decodePartBody } from './shipment-frames.js'
+import { decodeBody } from './shipment-frames.js'
 import { writeReplicaVmRecord } from './replica-vm-record.js'
 
 /** Replica takes a recovery point every hour (before the lab's timeScale). */
@@ -256,20 +256,12 @@ export class ReplicaVm {
 }
 
 function decodeResyncBody(m: MessageOf<'replica-resync-blocks'>, attachment: Uint8Array, g: ReplicaGeometry) {
-  const part = {
-    t: 'replica-log-part',
-    vm: g.vm,
-    cycle: 0,
-    part: 0,
-    parts: 1,
-    closed_at_ms: 0,
-    block_size_bytes: g.block_size_bytes,
-    writes_logged: 0,
-    logged_bytes: 0,
-    compression: 'none',
-    body_bytes: m.body_bytes,
-  } as const
-  const blocks = decodePartBody(part, attachment)
+  if (attachment.length !== m.body_bytes)
+    throw new HvlabError(
+      'HVLAB_E_PROTOCOL',
+      `resync blocks of vm ${g.vm}: the body is ${attachment.length} bytes, its header says ${m.body_bytes}`,
+    )
+  const blocks = decodeBody(attachment, g.block_size_bytes, `resync blocks of vm ${g.vm}`)
   const past = blocks.find((b) => b.block >= g.disk_blocks)
   if (past !== undefined)
     throw new HvlabError('HVLAB_E_PROTOCOL', `block ${past.block} lies past vm ${g.vm}'s replica of ${g.disk_blocks} blocks`)

@@ -45,7 +45,7 @@ function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | un
   const d = agent.diskIo(vm)
   if (d === undefined) return undefined
   const { target, io } = d
-  const block_size_bytes = DISK_BLOCK_SIZE_BYTES_DEFAULT
+  const block_size_bytes = agent.vms.instance(vm)?.disk?.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT // the block its writer writes
   return {
     block_size_bytes,
     blocks: Math.floor(target.size_bytes / block_size_bytes),

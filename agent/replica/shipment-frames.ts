@@ -96,18 +96,24 @@ export function decodePartBody(m: PartMessage, attachment: Uint8Array): ShippedB
       : Buffer.from(attachment.buffer, attachment.byteOffset, attachment.byteLength)
   const where = `part ${m.part} of shipment ${m.cycle} of vm ${m.vm}`
   if (body.length !== m.body_bytes) throw refuse(`${where}: its body is ${body.length} bytes, its header says ${m.body_bytes}`)
+  return decodeBody(body, m.block_size_bytes, where)
+}
+
+/** A body as encodeBody wrote it (not deflated), checked against its block count; `where` names it in a refusal. */
+export function decodeBody(bytes: Uint8Array, block_size_bytes: number, where: string): ShippedBlock[] {
+  const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (body.length < COUNT_BYTES) throw refuse(`${where}: a body of ${body.length} bytes has no block count`)
   const count = body.readUInt32LE(0)
-  if (body.length !== COUNT_BYTES + count * (BLOCK_NUMBER_BYTES + m.block_size_bytes))
-    throw refuse(`${where}: ${count} blocks of ${m.block_size_bytes} bytes do not fill a body of ${body.length} bytes (truncated?)`)
+  if (body.length !== COUNT_BYTES + count * (BLOCK_NUMBER_BYTES + block_size_bytes))
+    throw refuse(`${where}: ${count} blocks of ${block_size_bytes} bytes do not fill a body of ${body.length} bytes (truncated?)`)
   const data_at = COUNT_BYTES + count * BLOCK_NUMBER_BYTES
   const blocks: ShippedBlock[] = []
   for (let i = 0; i < count; i++) {
-    const at = data_at + i * m.block_size_bytes
+    const at = data_at + i * block_size_bytes
     // a copy: the attachment is a view into the transport's receive buffer
     blocks.push({
       block: body.readUInt32LE(COUNT_BYTES + i * BLOCK_NUMBER_BYTES),
-      data: new Uint8Array(body.subarray(at, at + m.block_size_bytes)),
+      data: new Uint8Array(body.subarray(at, at + block_size_bytes)),
     })
   }
   return blocks
