@@ -18,6 +18,8 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
+import { readExport, type ExportHeader } from './replica-export.js'
+import type { ReplicaGeometry } from './replica-store.js'
 import { ReplicaVm } from './replica-vm.js'
 import { readReplicaVmRecord } from './replica-vm-record.js'
 import { ReplicaVmRunner } from './replica-vm-runner.js'
@@ -41,6 +43,11 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     if (q.stop) server.stopTestFailover(q.vm)
     else await server.testFailover(q.vm, q.load)
     return { t: 'ok' }
+  })
+  p.serveOperator('replica-import-request', async (q) => {
+    const imported = await server.importCopy(q.vm, q.path)
+    p.emitEvent('replica.imported', { vm: q.vm, blocks: imported.blocks_imported })
+    return { t: 'replica-import-reply', vm: q.vm, ...imported }
   })
   p.serveOperator('replica-status-request', (q) => server.status(q.vm))
   p.onPeer((c) => server.servePrimary(c, p.clock))
@@ -85,6 +92,36 @@ export class ReplicaServer {
     this.runner.run(name, vm.memory_mib, vm.store, load)
   }
 
+  /**
+   * Initial replication by media: the replica of `name` takes its initial copy from the
+   * export file at `path` (checked whole before anything is written). The VM's primary must
+   * have begun replicating it here first (`replica enable … --initial export|seed`), so the
+   * replica exists with its settings; the export must be of that VM and its disk's geometry.
+   */
+  async importCopy(name: string, path: string): Promise<{ blocks_imported: number; exported_at_ms: number }> {
+    const vm = this.vms.get(name)
+    if (vm === undefined || vm.broken)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `no replication of vm ${name} has begun on ${this.name}; \`hvlab replica enable ${name} --to ${this.name} --initial export\` first`,
+      )
+    let exported_at_ms = 0
+    const blocks_imported = await vm.importCopy(async (apply) => {
+      let blocks = 0
+      const header = await readExport(
+        path,
+        (h) => checkExportFits(h, vm.geometry),
+        async (part) => {
+          blocks += part.length
+          await apply(part)
+        },
+      )
+      exported_at_ms = header.exported_at_ms
+      return blocks
+    })
+    return { blocks_imported, exported_at_ms }
+  }
+
   /** A test failover: `VM-test` runs here on a copy of the replica, isolated, while replication goes on. */
   async testFailover(name: string, load: GuestLoadSetting | undefined): Promise<void> {
     const vm = this.replica(name)
@@ -121,7 +158,7 @@ export class ReplicaServer {
     c.onRequest('replica-begin-request', async ({ message: m }) => {
       this.auth.check(this.name, from)
       const vm = await this.begin(m, from)
-      return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: vm.status().applied_cycle } }
+      return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: vm.status().applied_cycle, has_copy: vm.hasCopy } }
     })
     c.onRequest('replica-log-part', async ({ message: m, attachment }) => {
       this.auth.check(this.name, from)
@@ -205,6 +242,15 @@ export class ReplicaServer {
       )
     return r
   }
+}
+
+function checkExportFits(h: ExportHeader, g: ReplicaGeometry): void {
+  if (h.vm !== g.vm) throw new HvlabError('HVLAB_E_USAGE', `the export is of vm ${h.vm}, not ${g.vm}; import ${g.vm}'s own export`)
+  if (h.block_size_bytes !== g.block_size_bytes || h.disk_blocks !== g.disk_blocks)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `the export of vm ${h.vm} is ${h.disk_blocks} blocks of ${h.block_size_bytes} bytes; its replica is ${g.disk_blocks} of ${g.block_size_bytes}: export it again`,
+    )
 }
 
 /** The test failover's VM (Hyper-V names it "VM - Test"). */

@@ -2,7 +2,8 @@
  * What a replica server keeps of each replica VM beside its disk (`vm.json`), so that it
  * opens its replicas again when it restarts, even while their primary is down (a disaster
  * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
- * asked for, the primary that replicated it last, and whether it has failed over.
+ * asked for, the primary that replicated it last, whether it holds an initial copy, and whether it
+ * has failed over.
  */
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -20,6 +21,8 @@ const recordSchema = z.strictObject({
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   from: field.name(),
   state: z.enum(['replicating', 'failed-over']),
+  /** It holds an initial copy (imported, or a resync finished); absent in older records: judged by its applied cycle. */
+  has_copy: z.boolean().optional(),
 })
 export type ReplicaVmRecord = Omit<z.infer<typeof recordSchema>, 'format'>
 

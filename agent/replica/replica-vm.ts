@@ -18,6 +18,7 @@ import { SHIPMENT_PART_BODY_BYTES_MAX, type ReplicaSideStatus } from '../../shar
 import { SerialQueue } from '../../shared/serial-queue.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
+import type { ShippedBlock } from './replica-log.js'
 import { decodeBody } from './shipment-frames.js'
 import { writeReplicaVmRecord } from './replica-vm-record.js'
 
@@ -34,6 +35,8 @@ export interface ReplicaVmOptions {
   readonly from: string
   /** Default replicating. */
   readonly state?: ReplicaVmState
+  /** It holds an initial copy; default: it has applied a cycle. */
+  readonly has_copy?: boolean
 }
 
 export type ReplicaVmState = 'replicating' | 'failed-over'
@@ -45,6 +48,7 @@ export class ReplicaVm {
   private broken_ = false
   private applied_closed_at_ms: number | null = null
   private state_: ReplicaVmState
+  private has_copy_: boolean
   from: string
   memory_mib: number
 
@@ -56,6 +60,7 @@ export class ReplicaVm {
     this.memory_mib = o.memory_mib
     this.state_ = o.state ?? 'replicating'
     this.receiver = this.newReceiver()
+    this.has_copy_ = o.has_copy ?? this.receiver.appliedCycle > 0
   }
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
@@ -67,6 +72,11 @@ export class ReplicaVm {
 
   get state(): ReplicaVmState {
     return this.state_
+  }
+
+  /** It holds an initial copy (imported, or a finished resync): a resync sends only what differs from it. */
+  get hasCopy(): boolean {
+    return this.has_copy_
   }
 
   /** The disk the replica VM runs on after a failover (its writes go to the replica server's storage). */
@@ -170,7 +180,36 @@ export class ReplicaVm {
       this.receiver.resynced(next_cycle)
       this.resyncing_ = false
       this.applied_closed_at_ms = null
+      await this.copyHeld()
     })
+  }
+
+  /**
+   * The initial copy from an export (replica-export.ts), its blocks written durably: the
+   * replica then holds a copy, but is not consistent (`resyncing`) until its primary has
+   * sent what changed since the export. Refused once the VM failed over here.
+   */
+  importCopy(read: (apply: (blocks: readonly ShippedBlock[]) => Promise<void>) => Promise<number>): Promise<number> {
+    return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over to this server; its replica takes no initial copy`)
+      this.resyncing_ = true
+      const g = this.o.geometry
+      const blocks = await read(async (part) => {
+        for (const b of part) this.store_.disk.writeBlock(b.block, b.data)
+        await this.durably(() =>
+          this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks: part, writes_logged: 0, logged_bytes: 0 }),
+        )
+      })
+      await this.copyHeld()
+      return blocks
+    })
+  }
+
+  private async copyHeld(): Promise<void> {
+    if (this.has_copy_) return
+    this.has_copy_ = true
+    await this.saveRecord()
   }
 
   /** A copy of the replica as the last cycle left it (never half a shipment), for a test failover. */
@@ -224,6 +263,7 @@ export class ReplicaVm {
       recovery_points: this.o.recovery_points,
       from: this.from,
       state: this.state_,
+      has_copy: this.has_copy_,
     })
   }
 

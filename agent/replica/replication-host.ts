@@ -9,6 +9,7 @@
  * write that completed acknowledged, or in doubt (it may be on the disk), goes to its
  * VM's log; a refused one wrote nothing.
  */
+import { isDeepStrictEqual } from 'node:util'
 import type { Clock } from '../../shared/clock.js'
 import { everyTick } from '../../shared/periodic-task.js'
 import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
@@ -25,6 +26,8 @@ export const REPLICATION_CHECK_MS = 1000
 const ENDED_KEPT_MAX = 256
 
 export interface ReplicationHostDeps {
+  /** This host: the primary server. */
+  readonly host: string
   readonly clock: Clock
   readonly time_scale: number
   /** The VMs running here now. */
@@ -95,6 +98,7 @@ export class ReplicationHost implements DiskWriteSink {
       }
       const shell = new ReplicationShell({
         vm,
+        host: this.d.host,
         setting,
         disk,
         memory_mib: this.d.memoryOf(vm),
@@ -130,14 +134,9 @@ export class ReplicationHost implements DiskWriteSink {
   }
 }
 
+/** A changed setting (any field of it) gets a new shell, which begins again. */
 function sameSetting(a: ReplicationSetting | undefined, b: ReplicationSetting): boolean {
-  return (
-    a !== undefined &&
-    a.to === b.to &&
-    a.frequency_ms === b.frequency_ms &&
-    a.recovery_points === b.recovery_points &&
-    a.compress === b.compress
-  )
+  return a !== undefined && isDeepStrictEqual(a, b)
 }
 
 function waitingStatus(vm: string, setting: ReplicationSetting, why: string): PrimarySideStatus {
@@ -156,5 +155,7 @@ function waitingStatus(vm: string, setting: ReplicationSetting, why: string): Pr
     last_error_code: 'HVLAB_E_STATE',
     stopped: false,
     finished: null,
+    waiting_for: null,
+    export_file: null,
   }
 }

@@ -17,6 +17,7 @@ import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import { healthThresholds } from './replica-health.js'
 import { ReplicaSender, type ReplicaSenderEffect, type ReplicaSenderInput } from './replica-sender.js'
 import { resyncReplica, type PrimaryDisk } from './primary-resync.js'
+import { exportDisk, exportFileName } from './replica-export.js'
 import { sendShipment, type PartRequester } from './shipment-sender.js'
 
 /** How long one request to the replica server may take (a 4 MiB part over a slow WAN link). */
@@ -25,6 +26,8 @@ export { REPLICA_RETRY_MS }
 
 export interface ReplicationShellDeps {
   readonly vm: string
+  /** This host (the primary server), named in an export. */
+  readonly host: string
   readonly setting: ReplicationSetting
   readonly clock: Clock
   readonly time_scale: number
@@ -53,6 +56,10 @@ export class ReplicationShell {
   private last_error_code: HvlabCode | null = null
   /** Since when the VM no longer runs here: the shell sends what is left, then ends (null: it runs). */
   private finishing_since_ms: number | null = null
+  /** What the initial replication waits for (null: nothing, or it is done). */
+  private waiting_for: PrimarySideStatus['waiting_for'] = null
+  /** `export`: the file this host exported the disk to. */
+  private export_file: string | null = null
 
   constructor(private readonly d: ReplicationShellDeps) {}
 
@@ -124,6 +131,8 @@ export class ReplicationShell {
       last_error_code: this.last_error_code,
       stopped: this.finishing_since_ms !== null,
       finished: this.finished,
+      waiting_for: this.waiting_for,
+      export_file: this.export_file,
     }
   }
 
@@ -133,9 +142,17 @@ export class ReplicationShell {
 
   private async begin(): Promise<void> {
     if (this.stopped) return
+    const start_at_ms = this.d.setting.start_at_ms ?? 0
+    if (start_at_ms > this.d.clock.now()) {
+      this.waiting_for = 'start-time' // a scheduled initial replication: nothing travels before its time
+      this.d.clock.setTimer(start_at_ms - this.d.clock.now(), () => void this.begin())
+      return
+    }
     try {
-      const applied = await this.beginRequest()
+      const { applied, has_copy } = await this.beginRequest()
       if (this.stopped) return
+      if (!has_copy && (this.d.setting.initial === 'export' || this.d.setting.initial === 'seed')) return await this.awaitCopy()
+      this.waiting_for = null
       const o = { vm: this.d.vm, block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
       this.sender = new ReplicaSender({ ...o, thresholds: this.thresholds(), first_cycle: applied + 1 }, this.d.clock.now())
       this.run(this.sender.start(true))
@@ -145,7 +162,25 @@ export class ReplicationShell {
     }
   }
 
-  private async beginRequest(): Promise<number> {
+  /**
+   * The initial copy comes by media (`export`: this host writes it first) or is to be on the
+   * replica server already (`seed`): nothing goes over the network until the server has it.
+   */
+  private async awaitCopy(): Promise<void> {
+    this.waiting_for = 'initial-copy'
+    const dir = this.d.setting.export_dir
+    if (this.d.setting.initial === 'export' && this.export_file === null && dir !== undefined) {
+      const file = exportFileName(dir, this.d.vm)
+      const header = { vm: this.d.vm, from: this.d.host, memory_mib: this.d.memory_mib, exported_at_ms: this.d.clock.now() }
+      const geometry = { block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
+      const blocks = await exportDisk(file, this.d.disk, { ...header, ...geometry })
+      this.export_file = file
+      this.d.emit({ kind: 'replica.exported', details: { vm: this.d.vm, file, blocks } })
+    }
+    this.retryLater(() => void this.begin())
+  }
+
+  private async beginRequest(): Promise<{ applied: number; has_copy: boolean }> {
     const reply = await this.connection().request(
       {
         t: 'replica-begin-request',
@@ -161,7 +196,7 @@ export class ReplicationShell {
     if (m.t !== 'replica-begin-reply' || m.vm !== this.d.vm)
       throw new HvlabError('HVLAB_E_PROTOCOL', `the replica server answered replica-begin with ${m.t}`)
     this.clearError()
-    return m.applied_cycle
+    return { applied: m.applied_cycle, has_copy: m.has_copy }
   }
 
   private connection(): PartRequester {

@@ -17,6 +17,7 @@ export function newReplicationHost(
   agent: () => VmAgent,
 ): ReplicationHost {
   const host = new ReplicationHost({
+    host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,
     running: () =>

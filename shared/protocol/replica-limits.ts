@@ -15,3 +15,10 @@ export const REPLICA_DISK_BYTES_MAX = 4 * 1024 ** 3
 export const REPLICA_RETRY_MS = 5_000
 /** Primary servers a replica server's allow list names at most. */
 export const REPLICA_ALLOW_MAX = 64
+/** How the initial copy reaches the replica (seed 004's options): over the network, by an export to media imported on the replica server, or from a copy already there. */
+export const INITIAL_REPLICATION_MODES = ['network', 'export', 'seed'] as const
+export type InitialReplicationMode = (typeof INITIAL_REPLICATION_MODES)[number]
+/** An initial replication may be scheduled up to this far ahead (Hyper-V: seven days). */
+export const INITIAL_START_AHEAD_MS_MAX = 7 * 24 * 3_600_000
+/** A path to an export folder or file, in bytes at most. */
+export const REPLICA_PATH_BYTES_MAX = 1024

@@ -15,6 +15,8 @@ import { guestLoadSchema } from './guest-load.js'
 import { defineMessage, field } from './define.js'
 import {
   HASHES_PER_REQUEST_MAX,
+  INITIAL_REPLICATION_MODES,
+  REPLICA_PATH_BYTES_MAX,
   RECOVERY_POINTS_MAX,
   REPLICA_ALLOW_MAX,
   REPLICA_DISK_BLOCKS_MAX,
@@ -79,6 +81,14 @@ export const replicaLogAnswer = defineMessage('replica-log-answer', () => ({
   resync: z.boolean(),
 }))
 
+/** An absolute path on this machine, without NUL bytes (a folder or file the operator names). */
+const absolutePath = () =>
+  z
+    .string()
+    .min(1)
+    .max(REPLICA_PATH_BYTES_MAX)
+    .refine((p) => p.startsWith('/') && !p.includes('\0'), 'an absolute path without NUL bytes')
+
 /** A VM's replication as its role keeps it (`hvlab replica enable`): whoever runs the VM replicates it. */
 export const replicationSettingSchema = z.strictObject({
   /** The replica server. */
@@ -86,6 +96,12 @@ export const replicationSettingSchema = z.strictObject({
   frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   compress: z.boolean(),
+  /** How the initial copy reaches the replica; absent: over the network. */
+  initial: z.enum(INITIAL_REPLICATION_MODES).optional(),
+  /** `export`: the folder (the offline media) the host running the VM exports its disk to. */
+  export_dir: absolutePath().optional(),
+  /** The initial replication begins at this wall-clock time, not at once (a quiet hour). */
+  start_at_ms: field.time_ms().optional(),
 })
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 
@@ -95,20 +111,38 @@ export const replicaServerEnableRequest = defineMessage('replica-server-enable-r
   allow: field.list(field.name(), REPLICA_ALLOW_MAX),
 }))
 
-/** Primary → replica server: replication of `vm` begins (or goes on from another primary); the reply says where the replica stands. */
-export const replicaBeginRequest = defineMessage('replica-begin-request', () => ({
-  vm: field.name(),
+/** A replicated VM's disk geometry and memory, as a primary tells them (a begin) and an export records them. */
+export const replicatedVmShape = () => ({
   block_size_bytes: z.number().int().min(REPLICA_BLOCK_BYTES_MIN).max(REPLICA_BLOCK_BYTES_MAX),
   disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
-  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   /** The VM's memory: the replica VM starts with it at a failover. */
   memory_mib: z
     .number()
     .int()
     .min(1)
     .max(4 * 1024 * 1024),
+})
+
+/** Primary → replica server: replication of `vm` begins (or goes on from another primary); the reply says where the replica stands. */
+export const replicaBeginRequest = defineMessage('replica-begin-request', () => ({
+  vm: field.name(),
+  ...replicatedVmShape(),
+  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
 }))
-export const replicaBeginReply = defineMessage('replica-begin-reply', () => ({ vm: field.name(), applied_cycle: field.uint() }))
+/** `has_copy`: the replica holds an initial copy (imported, or from a finished resync), so a resync sends only differences. */
+export const replicaBeginReply = defineMessage('replica-begin-reply', () => ({
+  vm: field.name(),
+  applied_cycle: field.uint(),
+  has_copy: z.boolean(),
+}))
+
+/** Operator → replica server: import the initial copy of `vm` from an export file (offline media) before its primary sends the differences. */
+export const replicaImportRequest = defineMessage('replica-import-request', () => ({ vm: field.name(), path: absolutePath() }))
+export const replicaImportReply = defineMessage('replica-import-reply', () => ({
+  vm: field.name(),
+  blocks_imported: field.uint(),
+  exported_at_ms: field.time_ms(),
+}))
 
 /** Primary → replica server: the SHA-256 of blocks first_block … first_block + blocks - 1 of the replica (a resync compares them). */
 export const replicaHashesRequest = defineMessage('replica-hashes-request', () => ({
@@ -200,6 +234,10 @@ const primarySideStatus = () =>
     stopped: z.boolean(),
     /** How a stopped VM's last changes ended: sent (all applied on the replica) or abandoned; null while going or running. */
     finished: z.enum(['sent', 'abandoned']).nullable(),
+    /** What the initial replication waits for: its scheduled start, or an initial copy imported on the replica server; null: nothing. */
+    waiting_for: z.enum(['start-time', 'initial-copy']).nullable(),
+    /** `export`: the file this host exported the VM's disk to (null until written). */
+    export_file: field.text(REPLICA_PATH_BYTES_MAX + 256).nullable(),
   })
 export type ReplicaSideStatus = z.infer<ReturnType<typeof replicaSideStatus>>
 export type PrimarySideStatus = z.infer<ReturnType<typeof primarySideStatus>>
@@ -224,6 +262,8 @@ export const replicaMessages = [
   replicaHashesReply,
   replicaResyncBlocks,
   replicaResyncDone,
+  replicaImportRequest,
+  replicaImportReply,
   replicaFailoverRequest,
   replicaTestFailoverRequest,
   replicaStatusRequest,

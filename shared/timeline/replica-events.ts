@@ -17,6 +17,10 @@ export const replicaEvents = defineEvents({
   'replica.resync-needed': { ...vm, why: detail.word() },
   /** A resync ended: every block compared by hash, only those that differed sent. */
   'replica.resynced': { ...vm, blocks_compared: detail.uint(), blocks_sent: detail.uint() },
+  /** Initial replication by media: the primary exported the VM's disk (its blocks holding data) to `file`. */
+  'replica.exported': { ...vm, file: detail.text(), blocks: detail.uint() },
+  /** The replica server imported an export as the replica's initial copy (the primary then sends only differences). */
+  'replica.imported': { ...vm, blocks: detail.uint() },
   /** Normal, Warning or Critical. */
   'replica.health': { ...vm, health: detail.word() },
 })

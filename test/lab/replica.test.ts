@@ -8,12 +8,15 @@
  * cluster, its new host resyncs the replica (sending only the blocks that differ), and the
  * disks are identical again. A planned failover with writes still unsent loses none of
  * them and the VM answers its pings from the replica server; an unplanned one while the
- * primary runs is refused. Last, a second VM's every cluster host dies at once: the
+ * primary runs is refused. A third VM's initial copy goes by media: exported by its host,
+ * nothing travels until it is imported on the replica server, then only the blocks written
+ * since the export. Last, a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -24,23 +27,23 @@ const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', impor
 const SERVER = 'replica-dr1'
 const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
 
-const status = async (lab: TestLab): Promise<ReplicaStatusView> =>
-  (await lab.json<ReplicaStatusView[]>('replica', 'status', 'web1', '--json'))[0]!
+const status = async (lab: TestLab, vm = 'web1'): Promise<ReplicaStatusView> =>
+  (await lab.json<ReplicaStatusView[]>('replica', 'status', vm, '--json'))[0]!
 
 /** The replica's disk as the replica server has it on its storage, and the primary volume's, as SHA-256s. */
-async function digests(lab: TestLab, array: string): Promise<{ replica: string; primary: string }> {
-  const image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web1', 'disk.img'))
+async function digests(lab: TestLab, array: string, vm = 'web1'): Promise<{ replica: string; primary: string }> {
+  const image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', vm, 'disk.img'))
   const r = await lab
     .control()
-    .request(array, { t: 'block-digest-request', volume: 'web1-disk0', block: 0, blocks: DISK_BLOCKS }, 'block-digest', 30_000)
+    .request(array, { t: 'block-digest-request', volume: `${vm}-disk0`, block: 0, blocks: DISK_BLOCKS }, 'block-digest', 30_000)
   return { replica: createHash('sha256').update(image).digest('hex'), primary: r.sha256 }
 }
 
 /** Waits until the writes have stopped and two more cycles were applied with nothing left to send. */
-async function caughtUp(lab: TestLab): Promise<ReplicaStatusView> {
-  const from = (await status(lab)).primary?.cycles_applied ?? 0
-  return lab.waitFor('the replica to catch up once the writes stopped', async () => {
-    const s = await status(lab)
+async function caughtUp(lab: TestLab, vm = 'web1'): Promise<ReplicaStatusView> {
+  const from = (await status(lab, vm)).primary?.cycles_applied ?? 0
+  return lab.waitFor(`the replica of ${vm} to catch up once the writes stopped`, async () => {
+    const s = await status(lab, vm)
     const p = s.primary
     const level = p !== null && p.cycles_applied >= from + 2 && p.pending_bytes === 0 && p.in_flight === null && !p.resyncing
     return level ? s : undefined
@@ -178,6 +181,64 @@ t.test(
     const again2 = await lab.cli('replica', 'failover', 'web1', '--force')
     t.equal(again2.code, 1, 'it cannot fail over twice')
     t.match(again2.stderr, /has failed over already/)
+
+    // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
+    const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
+    t.teardown(() => rmSync(media, { recursive: true, force: true }))
+    t.equal((await lab.cli('vm', 'create', 'web3', '--memory-mib', '256', '--preferred', 'host-a2')).code, 0)
+    t.equal((await lab.cli('vm', 'start', 'web3')).code, 0)
+    t.equal((await lab.cli('vm', 'load', 'web3', '--disk-iops', '20')).code, 0)
+    const noDir = await lab.cli('replica', 'enable', 'web3', '--to', SERVER, '--initial', 'export')
+    t.equal(noDir.code, 2, 'an export needs its folder')
+    t.match(noDir.stderr, /--initial export needs it/)
+    const beforeExport = (await lab.events()).at(-1)!.seq
+    const exported = await lab.cli(
+      'replica',
+      'enable',
+      'web3',
+      '--to',
+      SERVER,
+      '--frequency',
+      '30s',
+      '--initial',
+      'export',
+      '--export-dir',
+      media,
+    )
+    t.equal(exported.code, 0, `replica enable --initial export: ${exported.stderr}`)
+    const file = join(media, 'web3.hvlab-replica-export')
+    t.match(
+      exported.stdout,
+      `its disk is exported to ${file}; import it there with \`hvlab replica import web3 --on ${SERVER} --from ${file}\``,
+    )
+    const exportEvent = (await lab.eventsAfter(beforeExport, (evs) => evs.some((e) => e.kind === 'replica.exported'))).find(
+      (e) => e.kind === 'replica.exported',
+    )!
+    await new Promise((resolve) => setTimeout(resolve, 3000)) // a cycle's time: nothing may travel meanwhile
+    t.match(await status(lab, 'web3'), { primary: { waiting_for: 'initial-copy', export_file: file }, replica: { applied_cycle: 0 } })
+    t.notOk(
+      (await lab.events()).some((e) => e.seq > beforeExport && e.kind === 'replica.resynced' && e.details.vm === 'web3'),
+      'no initial copy over the network',
+    )
+    const overRunning = await lab.cli('replica', 'import', 'web1', '--on', SERVER, '--from', file)
+    t.equal(overRunning.code, 1, 'a replica that failed over and runs takes no initial copy')
+    t.match(overRunning.stderr, /vm web1 has failed over to this server; its replica takes no initial copy/)
+    const imported = await lab.cli('replica', 'import', 'web3', '--on', SERVER, '--from', file, '--timeout-s', '60')
+    t.equal(imported.code, 0, `replica import: ${imported.stderr}`)
+    t.match(imported.stdout, new RegExp(`${SERVER} imported ${String(exportEvent.details.blocks)} blocks of vm web3`))
+    t.equal((await lab.cli('vm', 'load', 'web3', '--disk-iops', '0')).code, 0)
+    const media_resync = (await lab.events()).find((e) => e.seq > beforeExport && e.kind === 'replica.resynced' && e.details.vm === 'web3')!
+    await caughtUp(lab, 'web3')
+    const d4 = await digests(lab, 'array-a', 'web3')
+    t.equal(d4.replica, d4.primary, "the replica is web3's disk, byte for byte")
+    const web3 = await blockHashes(lab, 'array-a', 'web3-disk0')
+    const writtenBlocks = web3.filter((h) => h !== ZERO_BLOCK).length
+    const sent = media_resync.details.blocks_sent as number
+    t.ok(
+      sent <= writtenBlocks - (exportEvent.details.blocks as number) + 8,
+      `over the network went only blocks written after the export (and the 8 a disk may have in flight): ${sent} of ${writtenBlocks}`,
+    )
+    t.ok(sent < writtenBlocks, 'the export carried the rest')
 
     // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
     t.equal((await lab.cli('vm', 'create', 'web2', '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)

@@ -7,7 +7,7 @@
  * the replica's durable disk equal to the primary's, a restarted server is resynced, and
  * bad requests are refused without harming the replica.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -17,6 +17,7 @@ import { messageDef, type Message } from '../../shared/protocol/messages.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
+import { exportDisk } from '../../agent/replica/replica-export.js'
 import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-settings.js'
 import { ReplicaServer } from '../../agent/replica/replica-server.js'
 import { ReplicationHost } from '../../agent/replica/replication-host.js'
@@ -75,7 +76,7 @@ function primaryDisk(): PrimaryDisk & { bytes: Uint8Array; write(block: number, 
   }
 }
 
-async function world(t: { teardown(fn: () => unknown): void }) {
+async function world(t: { teardown(fn: () => unknown): void }, setting: ReplicationSetting = SETTING) {
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-replica-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const clock = new ManualClock(1_000_000)
@@ -102,7 +103,8 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   const disk = primaryDisk()
   const shell = new ReplicationShell({
     vm: 'web1',
-    setting: SETTING,
+    host: 'host-a1',
+    setting,
     memory_mib: 64,
     writesInFlight: () => 0,
     clock,
@@ -265,6 +267,7 @@ t.test(
     ])
     let connected = false
     const host = new ReplicationHost({
+      host: 'host-a1',
       clock: w.clock,
       time_scale: 1,
       running: () => [...running],
@@ -421,4 +424,106 @@ t.test('a replica larger than the lab allows is refused before anything is alloc
     memory_mib: 64,
   } as const
   await t.rejects(link.request(huge), { code: 'HVLAB_E_USAGE', message: /over the 4294967296 bytes a replica may hold/ })
+})
+
+t.test(
+  'initial replication by export: nothing travels until the replica server imports the file; then only what changed since',
+  async (t) => {
+    const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
+    t.teardown(() => rmSync(media, { recursive: true, force: true }))
+    const w = await world(t, { ...SETTING, initial: 'export', export_dir: media })
+    await w.server().auth.enable(true, [])
+    w.disk.write(3, 3)
+    w.disk.write(9, 9)
+    w.shell.start()
+    await until('the export', () => w.shell.status().export_file !== null)
+    const file = join(media, 'web1.hvlab-replica-export')
+    t.match(w.shell.status(), { waiting_for: 'initial-copy', export_file: file, resyncing: true })
+    t.match(
+      w.events.filter((e) => e.kind === 'replica.exported').map((e) => e.details),
+      [{ vm: 'web1', file, blocks: 2 }],
+      'the blocks holding data, exported',
+    )
+    w.shell.write(4, w.disk.write(4, 4)) // a write after the export
+    await w.advance(10_000)
+    t.notOk(
+      w.events.some((e) => e.kind === 'replica.resynced'),
+      'no copy over the network while the replica has none',
+    )
+    t.match(w.server().status('web1'), { replicas: [{ applied_cycle: 0 }] })
+
+    const bad = join(media, 'bad.hvlab-replica-export')
+    const bytes = readFileSync(file)
+    writeFileSync(bad, bytes.subarray(0, bytes.length - 40))
+    await t.rejects(
+      w.server().importCopy('web1', bad),
+      { code: 'HVLAB_E_USAGE', message: /checksum does not match/ },
+      'a truncated export is refused',
+    )
+    const altered = Buffer.from(bytes)
+    altered[altered.length - 100]! ^= 1
+    writeFileSync(bad, altered)
+    await t.rejects(w.server().importCopy('web1', bad), { code: 'HVLAB_E_USAGE' }, 'an altered one too')
+    await t.rejects(w.server().importCopy('db1', file), { code: 'HVLAB_E_STATE' }, 'a VM not replicating here takes no import')
+    t.notOk(
+      w.image().some((b) => b !== 0),
+      'nothing written by the refused imports',
+    )
+
+    t.match(await w.server().importCopy('web1', file), { blocks_imported: 2 })
+    await w.advance(5000)
+    await until('the resync after the import', () => w.events.some((e) => e.kind === 'replica.resynced') && !w.shell.status().resyncing)
+    t.match(
+      w.events.filter((e) => e.kind === 'replica.resynced').map((e) => e.details),
+      [{ blocks_compared: BLOCKS, blocks_sent: 1 }],
+      'only the block written after the export travelled',
+    )
+    t.match(w.shell.status(), { waiting_for: null, health: 'Normal' })
+    t.same(w.image(), w.disk.bytes, 'the replica is the primary')
+  },
+)
+
+const exportHeader = (vm: string) => ({ vm, from: 'host-a1', memory_mib: 64, exported_at_ms: 1, block_size_bytes: BS, disk_blocks: BLOCKS })
+
+t.test('initial replication from a seed copy: the shell waits for it; a scheduled one waits for its time', async (t) => {
+  const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
+  t.teardown(() => rmSync(media, { recursive: true, force: true }))
+  const seeded = await world(t, { ...SETTING, initial: 'seed' })
+  await seeded.server().auth.enable(true, [])
+  for (let b = 0; b < 10; b++) seeded.disk.write(b, b + 1)
+  const backup = join(media, 'web1.hvlab-replica-export')
+  await exportDisk(backup, seeded.disk, exportHeader('web1'))
+  seeded.disk.write(2, 77) // the VM went on after its backup
+  seeded.shell.start()
+  await until('the seeded shell waits', () => seeded.shell.status().waiting_for === 'initial-copy')
+  await seeded.advance(10_000)
+  t.match(seeded.shell.status(), { waiting_for: 'initial-copy', export_file: null }, 'a seed is not exported by the primary')
+  const other = join(media, 'web9.hvlab-replica-export')
+  await exportDisk(other, seeded.disk, exportHeader('web9'))
+  await t.rejects(seeded.server().importCopy('web1', other), { code: 'HVLAB_E_USAGE', message: /the export is of vm web9, not web1/ })
+  t.match(await seeded.server().importCopy('web1', backup), { blocks_imported: 10 })
+  await seeded.advance(5000)
+  await until(
+    'the resync after the seed',
+    () => seeded.events.some((e) => e.kind === 'replica.resynced') && !seeded.shell.status().resyncing,
+  )
+  t.match(
+    seeded.events.find((e) => e.kind === 'replica.resynced')?.details,
+    { blocks_sent: 1 },
+    'only the block changed since the seed went',
+  )
+  t.same(seeded.image(), seeded.disk.bytes)
+
+  const scheduled = await world(t, { ...SETTING, start_at_ms: 1_000_000 + 60_000 })
+  await scheduled.server().auth.enable(true, [])
+  scheduled.shell.start()
+  await scheduled.advance(59_000)
+  t.match(scheduled.shell.status(), { waiting_for: 'start-time' })
+  t.equal(scheduled.server().vmCount, 0, 'the replica server heard nothing before the scheduled time')
+  await scheduled.advance(2000)
+  await until(
+    'the scheduled initial replication',
+    () => scheduled.events.some((e) => e.kind === 'replica.resynced') && !scheduled.shell.status().resyncing,
+  )
+  t.match(scheduled.shell.status(), { waiting_for: null, health: 'Normal' })
 })
