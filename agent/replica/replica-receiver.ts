@@ -29,6 +29,13 @@ export interface ReplicaDisk {
   writeBlock(block: number, data: Uint8Array): void
 }
 
+/** `blocks` blocks of `disk` from `first`, one after another. */
+export function readBlocks(disk: ReplicaDisk, first: number, blocks: number): Uint8Array {
+  const out = new Uint8Array(blocks * disk.block_size_bytes)
+  for (let i = 0; i < blocks; i++) out.set(disk.readBlock(first + i), i * disk.block_size_bytes)
+  return out
+}
+
 export interface ReplicaReceiverOptions {
   readonly vm: string
   readonly disk: ReplicaDisk

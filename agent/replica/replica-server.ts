@@ -18,6 +18,8 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
+import type { Extension } from '../../shared/protocol/replica-messages.js'
+import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
 import type { ReplicaGeometry } from './replica-store.js'
 import { ReplicaVm } from './replica-vm.js'
@@ -28,7 +30,15 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   const dir = join(p.layout.processData(p.name), 'replica')
   const me = p.topology.standalone_hosts.find((h) => h.name === p.name)
   const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192)
-  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir), runner)
+  const extended = new ExtendedReplication({
+    host: p.name,
+    clock: p.clock,
+    time_scale: p.topology.timeScale,
+    server: (name) => p.mesh.connection(name),
+    // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
+    emit: (e) => p.emitEvent(e.kind, e.details as never),
+  })
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir), runner, extended)
   await server.openAll()
   p.serveOperator('replica-server-enable-request', async (q) => {
     await server.auth.enable(q.allow_any, q.allow)
@@ -37,6 +47,10 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   })
   p.serveOperator('replica-failover-request', async (q) => {
     await server.failover(q.vm, q.recovery_cycle, q.load)
+    return { t: 'ok' }
+  })
+  p.serveOperator('replica-extend-request', async (q) => {
+    await server.extend(q.vm, q.extension)
     return { t: 'ok' }
   })
   p.serveOperator('replica-test-failover-request', async (q) => {
@@ -64,6 +78,7 @@ export class ReplicaServer {
     private readonly time_scale: number,
     readonly auth: ReplicaServerAuthorization,
     private readonly runner: Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>,
+    private readonly extended: ExtendedReplication | null = null,
   ) {}
 
   /** Opens every replica kept on this server's storage (its primary may never come back: a disaster). */
@@ -81,6 +96,7 @@ export class ReplicaServer {
       const { vm, block_size_bytes, disk_blocks, ...rest } = r
       const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, time_scale: this.time_scale, ...rest })
       this.vms.set(vm, opened)
+      if (opened.extension !== null && opened.state === 'replicating') this.extended?.start(opened, opened.extension)
     }
   }
 
@@ -89,6 +105,7 @@ export class ReplicaServer {
     const vm = this.replica(name)
     if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name)) // the test copy gives way to the real one
     await vm.failover(recovery_cycle)
+    this.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
   }
 
@@ -120,6 +137,16 @@ export class ReplicaServer {
       return blocks
     })
     return { blocks_imported, exported_at_ms }
+  }
+
+  /** Extended replication: forward the replica of `name` to a third server (or no longer). */
+  async extend(name: string, extension: Extension | null): Promise<void> {
+    if (this.extended === null) throw new HvlabError('HVLAB_E_STATE', `${this.name} cannot forward replicas`)
+    if (extension?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `${this.name} cannot forward vm ${name}'s replica to itself`)
+    const vm = this.replica(name)
+    await vm.extend(extension)
+    if (extension === null) this.extended.stop(vm)
+    else this.extended.start(vm, extension)
   }
 
   /** A test failover: `VM-test` runs here on a copy of the replica, isolated, while replication goes on. */
@@ -192,7 +219,8 @@ export class ReplicaServer {
         'HVLAB_E_NOT_FOUND',
         `${this.name} holds no replica of vm ${vm}; \`hvlab replica status\` lists what replicates where`,
       )
-    return { t: 'replica-status-reply', server: this.name, replica_server: this.auth.settings, replicas, primaries: [] }
+    const primaries = this.extended?.status(vm) ?? [] // the replicas this server forwards
+    return { t: 'replica-status-reply', server: this.name, replica_server: this.auth.settings, replicas, primaries }
   }
 
   /** Opens the VM's replica (or takes the open one over for `from`); its geometry must not change. */

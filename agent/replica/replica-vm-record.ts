@@ -2,8 +2,8 @@
  * What a replica server keeps of each replica VM beside its disk (`vm.json`), so that it
  * opens its replicas again when it restarts, even while their primary is down (a disaster
  * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
- * asked for, the primary that replicated it last, whether it holds an initial copy, and whether it
- * has failed over.
+ * asked for, the primary that replicated it last, whether it holds an initial copy, whether it
+ * has failed over, and where it is forwarded (extended replication).
  */
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -11,6 +11,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
+import { extensionSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
   format: z.literal(1),
@@ -23,6 +24,8 @@ const recordSchema = z.strictObject({
   state: z.enum(['replicating', 'failed-over']),
   /** It holds an initial copy (imported, or a resync finished); absent in older records: judged by its applied cycle. */
   has_copy: z.boolean().optional(),
+  /** Extended replication: where this server forwards the replica. */
+  extension: extensionSchema.optional(),
 })
 export type ReplicaVmRecord = Omit<z.infer<typeof recordSchema>, 'format'>
 

@@ -10,7 +10,7 @@ import type { LabProcess } from '../../shared/lab-process.js'
 import { startGuestService } from '../vm/guest-service.js'
 import { VmHost } from '../vm/vm-instance.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
-import type { ReplicaDisk } from './replica-receiver.js'
+import { readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
 /** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
@@ -76,12 +76,6 @@ function memoryDiskPort(disk: ReplicaDisk): BlockIoPort {
     },
     read: async (_array, request) => readBlocks(disk, request.block, request.blocks),
   }
-}
-
-function readBlocks(disk: ReplicaDisk, first: number, blocks: number): Uint8Array {
-  const out = new Uint8Array(blocks * disk.block_size_bytes)
-  for (let i = 0; i < blocks; i++) out.set(disk.readBlock(first + i), i * disk.block_size_bytes)
-  return out
 }
 
 /** Block I/O on the replica's disk: the block in memory, then durably on this server's storage. */

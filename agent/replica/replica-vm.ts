@@ -14,7 +14,7 @@ import { scaled } from '../../shared/clock.js'
 import { LAB_CLOCK_SKEW_MS } from '../../shared/consensus/lease-timings.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { SHIPMENT_PART_BODY_BYTES_MAX, type ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import { SHIPMENT_PART_BODY_BYTES_MAX, type Extension, type ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
@@ -37,18 +37,27 @@ export interface ReplicaVmOptions {
   readonly state?: ReplicaVmState
   /** It holds an initial copy; default: it has applied a cycle. */
   readonly has_copy?: boolean
+  /** Extended replication: where this server forwards the replica. */
+  readonly extension?: Extension
 }
+
+/** Hears the blocks written into the replica from its primary (applied cycles, resyncs, an import), in order. */
+export type ReplicaBlocksListener = (blocks: readonly ShippedBlock[]) => void
 
 export type ReplicaVmState = 'replicating' | 'failed-over'
 
 export class ReplicaVm {
   private readonly queue = new SerialQueue()
+  private readonly record_writes = new SerialQueue()
   private receiver: ReplicaReceiver
   private resyncing_ = false
   private broken_ = false
   private applied_closed_at_ms: number | null = null
   private state_: ReplicaVmState
   private has_copy_: boolean
+  private extension_: Extension | null
+  /** Extended replication's forwarder, once started (extended-replication.ts). */
+  onBlocks: ReplicaBlocksListener | null = null
   from: string
   memory_mib: number
 
@@ -61,6 +70,7 @@ export class ReplicaVm {
     this.state_ = o.state ?? 'replicating'
     this.receiver = this.newReceiver()
     this.has_copy_ = o.has_copy ?? this.receiver.appliedCycle > 0
+    this.extension_ = o.extension ?? null
   }
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
@@ -72,6 +82,20 @@ export class ReplicaVm {
 
   get state(): ReplicaVmState {
     return this.state_
+  }
+
+  get extension(): Extension | null {
+    return this.extension_
+  }
+
+  /** Forward the replica to a third server from now on (null: no longer), kept in its record. */
+  extend(extension: Extension | null): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over to this server; its replica is no longer forwarded`)
+      this.extension_ = extension
+      await this.saveRecord()
+    })
   }
 
   /** It holds an initial copy (imported, or a finished resync): a resync sends only what differs from it. */
@@ -144,6 +168,7 @@ export class ReplicaVm {
       if (applied === null) return answer
       await this.durably(() => this.store_.persist(applied))
       this.applied_closed_at_ms = applied.closed_at_ms
+      this.onBlocks?.(applied.blocks)
       return answer
     })
   }
@@ -170,6 +195,7 @@ export class ReplicaVm {
       this.resyncing_ = true
       for (const b of blocks) this.store_.disk.writeBlock(b.block, b.data)
       await this.durably(() => this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 }))
+      this.onBlocks?.(blocks)
     })
   }
 
@@ -200,6 +226,7 @@ export class ReplicaVm {
         await this.durably(() =>
           this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks: part, writes_logged: 0, logged_bytes: 0 }),
         )
+        this.onBlocks?.(part)
       })
       await this.copyHeld()
       return blocks
@@ -253,18 +280,22 @@ export class ReplicaVm {
     await this.durably(() => this.store_.saveImage(cycle))
   }
 
+  /** Writes the record as it is when its turn comes; one at a time (a begin and an import may both change it). */
   private saveRecord(): Promise<void> {
     const g = this.o.geometry
-    return writeReplicaVmRecord(this.o.dir, {
-      vm: g.vm,
-      block_size_bytes: g.block_size_bytes,
-      disk_blocks: g.disk_blocks,
-      memory_mib: this.memory_mib,
-      recovery_points: this.o.recovery_points,
-      from: this.from,
-      state: this.state_,
-      has_copy: this.has_copy_,
-    })
+    return this.record_writes.run(() =>
+      writeReplicaVmRecord(this.o.dir, {
+        vm: g.vm,
+        block_size_bytes: g.block_size_bytes,
+        disk_blocks: g.disk_blocks,
+        memory_mib: this.memory_mib,
+        recovery_points: this.o.recovery_points,
+        from: this.from,
+        state: this.state_,
+        has_copy: this.has_copy_,
+        ...(this.extension_ === null ? {} : { extension: this.extension_ }),
+      }),
+    )
   }
 
   private newReceiver(): ReplicaReceiver {

@@ -12,6 +12,7 @@ import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import {
+  EXTENDED_FREQUENCIES_MS,
   INITIAL_REPLICATION_MODES,
   INITIAL_START_AHEAD_MS_MAX,
   RECOVERY_POINTS_MAX,
@@ -46,6 +47,7 @@ export function registerReplicaCommands(program: Command): void {
   registerServerEnable(replica)
   registerEnable(replica)
   registerImport(replica)
+  registerExtend(replica)
   registerDisable(replica)
   registerFailover(replica)
   registerTestFailover(replica)
@@ -237,6 +239,52 @@ async function importCopy(vm: string, o: ImportOptions): Promise<void> {
     out(`vm ${vm} replicates to ${o.on}; only the blocks changed since the export travelled (health ${s.health})`)
 }
 
+const EXTENDED_FREQUENCY_WORDS: Record<string, (typeof EXTENDED_FREQUENCIES_MS)[number]> = { '5m': 300_000, '15m': 900_000 }
+
+const extendedFrequency = (v: string): (typeof EXTENDED_FREQUENCIES_MS)[number] => {
+  const f = EXTENDED_FREQUENCY_WORDS[v]
+  if (f === undefined) throw new InvalidArgumentError('5m or 15m (the frequencies extended replication offers)')
+  return f
+}
+
+interface ExtendOptions {
+  to?: string
+  frequency: (typeof EXTENDED_FREQUENCIES_MS)[number]
+  stop?: boolean
+  dir: string
+}
+
+function registerExtend(replica: Command): void {
+  replica
+    .command('extend')
+    .description(
+      "extended replication: the replica server holding a VM's replica forwards it to a third server (`replica server enable` that one, allowing the first), every 5 or 15 minutes; --stop ends it",
+    )
+    .argument('<vm>', 'the VM name')
+    .option('--to <server>', 'the third server (a standalone host)')
+    .option(
+      '--frequency <f>',
+      'how often the replica server forwards: 5m or 15m (scaled by the topology timeScale)',
+      extendedFrequency,
+      300_000,
+    )
+    .option('--stop', 'forward it no longer (the third server keeps its replica)')
+    .addOption(dirOption())
+    .action(async (vm: string, o: ExtendOptions) => {
+      if ((o.stop === true) === (o.to !== undefined)) throw new HvlabError('HVLAB_E_USAGE', 'name the third server with --to, or --stop')
+      const client = ControlClient.forDir(o.dir)
+      const role = await roleIfReachable(client, vm)
+      const from = role?.replication?.to ?? (await serverHolding(client, o.dir, vm))
+      const extension = o.to === undefined ? null : { to: o.to, frequency_ms: o.frequency }
+      await client.request(from, { t: 'replica-extend-request', vm, extension }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      out(
+        extension === null
+          ? `${from} no longer forwards vm ${vm}'s replica`
+          : `${from} forwards vm ${vm}'s replica to ${extension.to} every ${extension.frequency_ms / 60_000} min (after a first resync); \`hvlab replica status ${vm}\` shows it`,
+      )
+    })
+}
+
 function registerDisable(replica: Command): void {
   replica
     .command('disable')
@@ -251,6 +299,7 @@ function registerDisable(replica: Command): void {
 
 interface FailoverOptions extends WaitOpts {
   planned?: boolean
+  on?: string
   recoveryPoint?: number
   force?: boolean
   dir: string
@@ -273,13 +322,17 @@ function registerFailover(replica: Command): void {
       '--force',
       'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
     )
+    .option('--on <server>', "unplanned: the server whose replica starts (an extended replica; default: the VM's replica server)")
     .addOption(dirOption())
   waitOptions(cmd, 120).action(failover)
 }
 
 async function failover(vm: string, o: FailoverOptions): Promise<void> {
-  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true))
-    throw new HvlabError('HVLAB_E_USAGE', '--planned sends the latest changes: it takes neither --recovery-point nor --force')
+  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true || o.on !== undefined))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --force or --on',
+    )
   const client = ControlClient.forDir(o.dir)
   const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
   const to = role?.replication?.to
@@ -291,7 +344,7 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
       'HVLAB_E_STATE',
       `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
     )
-  const server = to ?? (await serverHolding(client, o.dir, vm))
+  const server = o.on ?? to ?? (await serverHolding(client, o.dir, vm))
   await client.request(
     server,
     { t: 'replica-failover-request', vm, recovery_cycle: o.recoveryPoint ?? null, ...(role?.load ? { load: role.load } : {}) },
@@ -398,6 +451,8 @@ export interface ReplicaStatusView {
   to: string
   primary: PrimarySideStatus | null
   replica: ReplicaSideStatus | null
+  /** Extended replication: the replica server forwarding to `to` (its side as a primary) and the third server's replica. */
+  extended: { to: string; primary: PrimarySideStatus; replica: ReplicaSideStatus | null } | null
 }
 
 function registerStatus(replica: Command): void {
@@ -428,7 +483,8 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       const to = r.replication!.to
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
       const replica = await sideOf(client, to, r.name, 'replicas')
-      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, primary, replica } as ReplicaStatusView
+      const extended = await extendedOf(client, to, r.name)
+      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, primary, replica, extended } as ReplicaStatusView
     }),
   )
 }
@@ -445,7 +501,8 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
         throw e
       })
     for (const replica of r?.replicas ?? [])
-      if (vm === null || replica.vm === vm) views.push({ vm: replica.vm, primary_host: null, to: server, primary: null, replica })
+      if (vm === null || replica.vm === vm)
+        views.push({ vm: replica.vm, primary_host: null, to: server, primary: null, replica, extended: null })
   }
   if (vm !== null && views.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
@@ -458,6 +515,13 @@ async function primaryStatus(client: ControlClient, vm: string): Promise<Primary
   if (role.state !== 'running' || role.owner === null) return null
   const p = await sideOf(client, role.owner, vm, 'primaries')
   return p === null ? [] : [p]
+}
+
+/** Where replica server `server` forwards `vm`'s replica (extended replication), and how; null: it does not. */
+async function extendedOf(client: ControlClient, server: string, vm: string): Promise<ReplicaStatusView['extended']> {
+  const forwarding = await sideOf(client, server, vm, 'primaries')
+  if (forwarding === null) return null
+  return { to: forwarding.to, primary: forwarding, replica: await sideOf(client, forwarding.to, vm, 'replicas') }
 }
 
 /** One side's status of `vm` from process `name`; null when it has none or does not answer. */
@@ -478,32 +542,7 @@ async function sideOf<K extends 'primaries' | 'replicas'>(
 
 function formatStatus(views: readonly ReplicaStatusView[]): string {
   if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
-  const rows = views.map((v) => {
-    const p = v.primary
-    const r = v.replica
-    const lag = p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`
-    const health =
-      p === null
-        ? '-'
-        : p.waiting_for !== null
-          ? `${p.health} (waiting: ${p.waiting_for})`
-          : p.resyncing
-            ? `${p.health} (resyncing)`
-            : p.health
-    const points = r === null ? '-' : String(r.recovery_points.length)
-    const error = p?.last_error ?? ''
-    return [
-      v.vm,
-      v.primary_host ?? '-',
-      v.to,
-      health,
-      lag,
-      p === null ? '-' : String(p.pending_bytes),
-      r === null ? '-' : String(r.applied_cycle),
-      points,
-      error,
-    ]
-  })
+  const rows = views.flatMap((v) => [statusRow(v.vm, v.primary_host, v.to, v.primary, v.replica), ...extendedRow(v)])
   const head = ['VM', 'PRIMARY', 'REPLICA', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   return [head, ...rows]
@@ -514,4 +553,44 @@ function formatStatus(views: readonly ReplicaStatusView[]): string {
         .trimEnd(),
     )
     .join('\n')
+}
+
+type StatusRow = [
+  vm: string,
+  primary: string,
+  replica: string,
+  health: string,
+  lag: string,
+  pending: string,
+  applied: string,
+  points: string,
+  error: string,
+]
+
+/** One direction of replication as a row: `p` the sending side, `r` the receiving one. */
+function statusRow(vm: string, from: string | null, to: string, p: PrimarySideStatus | null, r: ReplicaSideStatus | null): StatusRow {
+  return [
+    vm,
+    from ?? '-',
+    to,
+    healthWords(p, r),
+    p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`,
+    p === null ? '-' : String(p.pending_bytes),
+    r === null ? '-' : String(r.applied_cycle),
+    r === null ? '-' : String(r.recovery_points.length),
+    p?.last_error ?? '',
+  ]
+}
+
+function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): string {
+  if (r?.state === 'failed-over') return r.vm_running ? 'failed over (runs there)' : 'failed over'
+  if (p === null) return '-'
+  if (p.waiting_for !== null) return `${p.health} (waiting: ${p.waiting_for})`
+  return p.resyncing ? `${p.health} (resyncing)` : p.health
+}
+
+/** Extended replication's row: the replica server forwarding to the third. */
+function extendedRow(v: ReplicaStatusView): StatusRow[] {
+  const e = v.extended
+  return e === null ? [] : [statusRow(`${v.vm} (extended)`, v.to, e.to, e.primary, e.replica)]
 }

@@ -4,6 +4,8 @@
  */
 /** The frequencies Replica offers (seed 002): 30 s, 5 min, 15 min, before the lab's timeScale. */
 export const REPLICATION_FREQUENCIES_MS = [30_000, 300_000, 900_000] as const
+/** Extended replication (a replica forwarding to a third server) offers 5 and 15 minutes (seed 004). */
+export const EXTENDED_FREQUENCIES_MS = [300_000, 900_000] as const
 export const RECOVERY_POINTS_MAX = 24
 /** Block hashes in one replica-hashes reply at most (32 bytes each: 512 KiB). */
 export const HASHES_PER_REQUEST_MAX = 16_384

@@ -14,6 +14,7 @@ import { z } from 'zod'
 import { guestLoadSchema } from './guest-load.js'
 import { defineMessage, field } from './define.js'
 import {
+  EXTENDED_FREQUENCIES_MS,
   HASHES_PER_REQUEST_MAX,
   INITIAL_REPLICATION_MODES,
   REPLICA_PATH_BYTES_MAX,
@@ -185,6 +186,19 @@ export const replicaFailoverRequest = defineMessage('replica-failover-request', 
   load: guestLoadSchema.optional(),
 }))
 
+/** Where a replica server forwards a replica (extended replication), every 5 or 15 minutes. */
+export const extensionSchema = z.strictObject({
+  to: field.name(),
+  frequency_ms: z.union(EXTENDED_FREQUENCIES_MS.map((f) => z.literal(f))),
+})
+export type Extension = z.infer<typeof extensionSchema>
+
+/** Operator → replica server: forward `vm`'s replica to a third server (extended replication), or with null no longer. */
+export const replicaExtendRequest = defineMessage('replica-extend-request', () => ({
+  vm: field.name(),
+  extension: extensionSchema.nullable(),
+}))
+
 /** Operator → replica server: a test failover of `vm` (its copy runs isolated as VM-test while replication goes on), or with `stop` its end. */
 export const replicaTestFailoverRequest = defineMessage('replica-test-failover-request', () => ({
   vm: field.name(),
@@ -265,6 +279,7 @@ export const replicaMessages = [
   replicaImportRequest,
   replicaImportReply,
   replicaFailoverRequest,
+  replicaExtendRequest,
   replicaTestFailoverRequest,
   replicaStatusRequest,
   replicaStatusReply,

@@ -10,7 +10,8 @@
  * them and the VM answers its pings from the replica server; an unplanned one while the
  * primary runs is refused. A third VM's initial copy goes by media: exported by its host,
  * nothing travels until it is imported on the replica server, then only the blocks written
- * since the export. Last, a second VM's every cluster host dies at once: the
+ * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication). Last,
+ * a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed.
  */
@@ -25,6 +26,8 @@ import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', import.meta.url))
 const SERVER = 'replica-dr1'
+/** The third server, for extended replication. */
+const THIRD = 'replica-dr2'
 const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
 
 const status = async (lab: TestLab, vm = 'web1'): Promise<ReplicaStatusView> =>
@@ -239,6 +242,20 @@ t.test(
       `over the network went only blocks written after the export (and the 8 a disk may have in flight): ${sent} of ${writtenBlocks}`,
     )
     t.ok(sent < writtenBlocks, 'the export carried the rest')
+
+    // extended replication: replica-dr1 forwards web3's replica to replica-dr2
+    t.equal((await lab.cli('replica', 'server', 'enable', THIRD, '--allow', SERVER)).code, 0)
+    const ext = await lab.cli('replica', 'extend', 'web3', '--to', THIRD, '--frequency', '5m')
+    t.equal(ext.code, 0, `replica extend: ${ext.stderr}`)
+    t.match(ext.stdout, /replica-dr1 forwards vm web3's replica to replica-dr2 every 5 min/)
+    const extended = await lab.waitFor('the extended replica resynced', async () => {
+      const s = await status(lab, 'web3')
+      return s.extended !== null && !s.extended.primary.resyncing && s.extended.replica !== null ? s : undefined
+    })
+    t.match(extended.extended, { to: THIRD, primary: { health: 'Normal', last_error: null }, replica: { from: SERVER } })
+    const third = readFileSync(join(lab.dir, 'data', THIRD, 'replica', 'vms', 'web3', 'disk.img'))
+    t.equal(sha(third), d4.primary, "the third server holds web3's disk, byte for byte")
+    t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+Normal/)
 
     // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
     t.equal((await lab.cli('vm', 'create', 'web2', '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)

@@ -13,13 +13,14 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
-import { messageDef, type Message } from '../../shared/protocol/messages.js'
+import { messageDef, type Message, type MessageOf } from '../../shared/protocol/messages.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
 import { exportDisk } from '../../agent/replica/replica-export.js'
 import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-settings.js'
 import { ReplicaServer } from '../../agent/replica/replica-server.js'
+import { ExtendedReplication } from '../../agent/replica/extended-replication.js'
 import { ReplicationHost } from '../../agent/replica/replication-host.js'
 import { ReplicationShell } from '../../agent/replica/replication-shell.js'
 import type { ReplicaDisk } from '../../agent/replica/replica-receiver.js'
@@ -96,7 +97,16 @@ async function world(t: { teardown(fn: () => unknown): void }, setting: Replicat
     stop: (vm: string) => void up.delete(vm),
     running: (vm: string) => up.has(vm),
   }
-  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner)
+  /** Where dr1 forwards replicas (extended replication): servers by name. */
+  const forwardTo = new Map<string, Link>()
+  const extended = new ExtendedReplication({
+    host: 'dr1',
+    clock,
+    time_scale: 1,
+    server: (name) => forwardTo.get(name),
+    emit: (e) => events.push(e),
+  })
+  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner, extended)
   let server = await open()
   let link = new Link('host-a1')
   server.servePrimary(link as unknown as PeerConnection, clock)
@@ -118,6 +128,8 @@ async function world(t: { teardown(fn: () => unknown): void }, setting: Replicat
     dir,
     ran,
     up,
+    forwardTo,
+    runner,
     clock,
     events,
     disk,
@@ -526,4 +538,45 @@ t.test('initial replication from a seed copy: the shell waits for it; a schedule
     () => scheduled.events.some((e) => e.kind === 'replica.resynced') && !scheduled.shell.status().resyncing,
   )
   t.match(scheduled.shell.status(), { waiting_for: null, health: 'Normal' })
+})
+
+t.test('extended replication: the replica server forwards whole applied cycles to a third server, and stops at a failover', async (t) => {
+  const w = await replicatingOneCycle(t)
+  const dir2 = mkdtempSync(join(tmpdir(), 'hvlab-replica-dr2-'))
+  t.teardown(() => rmSync(dir2, { recursive: true, force: true }))
+  const dr2 = new ReplicaServer('dr2', dir2, 1, await ReplicaServerAuthorization.open(dir2), w.runner)
+  const link2 = new Link('dr1')
+  dr2.servePrimary(link2 as unknown as PeerConnection, w.clock)
+  w.forwardTo.set('dr2', link2)
+  const third = () => new Uint8Array(readFileSync(join(dir2, 'vms', 'web1', 'disk.img')))
+  const forwarding = () => w.server().status('web1') as MessageOf<'replica-status-reply'>
+
+  await t.rejects(w.server().extend('web1', { to: 'dr1', frequency_ms: 300_000 }), { code: 'HVLAB_E_USAGE' }, 'not to itself')
+  await t.rejects(w.server().extend('db1', { to: 'dr2', frequency_ms: 300_000 }), { code: 'HVLAB_E_NOT_FOUND' }, 'only a replica it holds')
+  await w.server().extend('web1', { to: 'dr2', frequency_ms: 300_000 })
+  await flush()
+  t.match(
+    forwarding().primaries,
+    [{ vm: 'web1', to: 'dr2', last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED' }],
+    'dr2 refuses until it allows dr1',
+  )
+  await dr2.auth.enable(false, ['dr1'])
+  await w.advance(5000)
+  await until('the extended replica resynced', () => forwarding().primaries[0]?.resyncing === false)
+  t.same(third(), w.image(), 'the first resync makes the third server hold the replica')
+
+  w.shell.write(7, w.disk.write(7, 7))
+  w.shell.write(8, w.disk.write(8, 8))
+  await w.advance(30_000)
+  await until('cycle 2 applied on dr1', () => w.shell.status().cycles_applied === 2)
+  t.notSame(third(), w.image(), 'the third server is behind until its own cycle')
+  await w.advance(300_000)
+  await until('a forwarded cycle applied (answered once durable)', () => forwarding().primaries[0]?.cycles_applied === 1)
+  t.same(third(), w.image(), 'after a forwarded cycle the third server equals the replica')
+  t.same(third(), w.disk.bytes, 'and the primary')
+  t.match(dr2.status('web1'), { replicas: [{ vm: 'web1', from: 'dr1', state: 'replicating' }] })
+
+  await w.server().failover('web1', null, undefined)
+  t.same(forwarding().primaries, [], 'a failover on the replica server ends its forwarding')
+  await t.rejects(w.server().extend('web1', { to: 'dr2', frequency_ms: 300_000 }), { code: 'HVLAB_E_STATE' })
 })

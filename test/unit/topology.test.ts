@@ -441,17 +441,20 @@ function withStandalone(...standalone_hosts: unknown[]): Record<string, unknown>
   return { ...raw, sites: [...(raw.sites as unknown[]), { name: 'site-dr' }], standalone_hosts }
 }
 
-t.test('topologies/two-site-dr.json: the default lab plus a standalone replica server in a DR site', async (t) => {
+t.test('topologies/two-site-dr.json: the default lab plus two standalone replica servers in a DR site', async (t) => {
   const dr = loadTopology(new URL('../../topologies/two-site-dr.json', import.meta.url).pathname)
   const base = loadTopology()
   t.equal(dr.name, 'two-site-dr')
   t.same(dr.hosts, base.hosts, 'the cluster is the default lab’s: hosts holds its members only')
-  t.same(dr.standalone_hosts, [{ name: 'replica-dr1', site: 'site-dr', memory_mib: 8192 }])
-  t.match(dr.sites.find((s) => s.name === 'site-dr')?.description, /disaster-recovery site.*not a cluster member/)
+  t.same(dr.standalone_hosts, [
+    { name: 'replica-dr1', site: 'site-dr', memory_mib: 8192 },
+    { name: 'replica-dr2', site: 'site-dr', memory_mib: 8192 },
+  ])
+  t.match(dr.sites.find((s) => s.name === 'site-dr')?.description, /disaster-recovery site.*not cluster members/)
   t.same(
     processesOf(dr).map((p) => `${p.role}:${p.name}@${p.site}`),
-    [...processesOf(base).map((p) => `${p.role}:${p.name}@${p.site}`), 'standalone:replica-dr1@site-dr'],
-    'the default lab’s processes in their order, the standalone host last',
+    [...processesOf(base).map((p) => `${p.role}:${p.name}@${p.site}`), 'standalone:replica-dr1@site-dr', 'standalone:replica-dr2@site-dr'],
+    'the default lab’s processes in their order, the standalone hosts last',
   )
   t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr' })
 })
