@@ -18,7 +18,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
-import { ReplicaVm } from './replica-vm.js'
+import { ReplicaVm, type ReplicaVmOptions } from './replica-vm.js'
 import { readReplicaVmRecord } from './replica-vm-record.js'
 import { ReplicaVmRunner } from './replica-vm-runner.js'
 
@@ -26,7 +26,8 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   const dir = join(p.layout.processData(p.name), 'replica')
   const me = p.topology.standalone_hosts.find((h) => h.name === p.name)
   const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192)
-  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir), runner)
+  const auth = await ReplicaServerAuthorization.open(dir)
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, auth, runner, me?.recovery_point_every_ms)
   await server.openAll()
   p.serveOperator('replica-server-enable-request', async (q) => {
     await server.auth.enable(q.allow_any, q.allow)
@@ -57,6 +58,8 @@ export class ReplicaServer {
     private readonly time_scale: number,
     readonly auth: ReplicaServerAuthorization,
     private readonly runner: Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>,
+    /** The topology's lab acceleration of recovery points (replica-vm.ts); undefined: hourly. */
+    private readonly recovery_point_every_ms?: number,
   ) {}
 
   /** Opens every replica kept on this server's storage (its primary may never come back: a disaster). */
@@ -72,7 +75,7 @@ export class ReplicaServer {
       const r = await readReplicaVmRecord(dir)
       if (r === undefined || r.vm !== name) continue
       const { vm, block_size_bytes, disk_blocks, ...rest } = r
-      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, time_scale: this.time_scale, ...rest })
+      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, ...this.timing(), ...rest })
       this.vms.set(vm, opened)
     }
   }
@@ -182,7 +185,7 @@ export class ReplicaServer {
       dir: join(this.dir, 'vms', m.vm),
       geometry: { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks },
       recovery_points: m.recovery_points,
-      time_scale: this.time_scale,
+      ...this.timing(),
       memory_mib: m.memory_mib,
       from,
     })
@@ -194,6 +197,11 @@ export class ReplicaServer {
     } finally {
       this.opening.delete(m.vm)
     }
+  }
+
+  private timing(): Pick<ReplicaVmOptions, 'time_scale' | 'recovery_point_every_ms'> {
+    const every = this.recovery_point_every_ms
+    return { time_scale: this.time_scale, ...(every === undefined ? {} : { recovery_point_every_ms: every }) }
   }
 
   private begun(vm: string, from: string): ReplicaVm {
