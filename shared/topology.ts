@@ -165,6 +165,15 @@ const hyperVHost = z.strictObject({
     .default(8192),
 })
 
+/**
+ * A standalone host. `recovery_point_every_ms` is a lab acceleration, not a Hyper-V setting:
+ * as a replica server it takes a recovery point this often (not scaled by timeScale)
+ * instead of Hyper-V's hourly one (scaled), so a short lab sees several.
+ */
+const standaloneHost = hyperVHost.extend({
+  recovery_point_every_ms: z.number().int().min(1000).max(3_600_000).optional(),
+})
+
 const topologySchema = z.strictObject({
   name: field.name(),
   description: z.string().max(1000).optional(),
@@ -179,7 +188,7 @@ const topologySchema = z.strictObject({
    * server in a DR site (seed 002). They talk to the cluster's hosts and to each other, never
    * to the arrays or the witness.
    */
-  standalone_hosts: z.array(hyperVHost).max(STANDALONE_HOSTS_MAX).default([]),
+  standalone_hosts: z.array(standaloneHost).max(STANDALONE_HOSTS_MAX).default([]),
   arrays: z
     .array(z.strictObject({ name: field.name(), site: field.name() }))
     .max(ARRAYS_MAX)

@@ -7,6 +7,10 @@
  * point, each block changed since gets the content of the first undo log after the point
  * that holds it. When there are more points than allowed the oldest is merged away: its
  * undo log is dropped, which no later point needs.
+ *
+ * The machine says what changed so that a shell can keep it durably
+ * (recovery-point-files.ts): `beforeWrite` returns the undo entry it kept, `take` the
+ * cycles merged away; `restore` starts from points read back.
  */
 import { HvlabError } from '../../shared/errors.js'
 
@@ -23,37 +27,75 @@ export interface RecoveryPoint {
   readonly app_consistent: boolean
 }
 
-interface Kept extends RecoveryPoint {
+export interface KeptPoint extends RecoveryPoint {
   /** Block → its content at this point, for the blocks overwritten since (until the next point). */
   readonly undo: Map<number, Uint8Array>
 }
 
+/** A block's content at the point of `cycle`, kept before its first overwrite since. */
+export interface UndoEntry {
+  readonly cycle: number
+  readonly block: number
+  readonly data: Uint8Array
+}
+
+/** What applying a shipment did to the recovery points (ReplicaReceiver), for the store to keep. */
+export interface PointChanges {
+  /** The undo entries kept while its blocks were written. */
+  readonly undo: readonly UndoEntry[]
+  /** The point taken after it (with this server's time), or null. */
+  readonly taken: { readonly point: RecoveryPoint; readonly taken_ms: number } | null
+  /** The cycles of the points merged away. */
+  readonly merged: readonly number[]
+}
+
+export const NO_POINT_CHANGES: PointChanges = { undo: [], taken: null, merged: [] }
+
 export class RecoveryPoints {
-  private readonly points: Kept[] = []
+  private readonly points: KeptPoint[] = []
 
   constructor(private readonly max_points: number = RECOVERY_POINTS_MAX) {
     if (!Number.isSafeInteger(max_points) || max_points < 0 || max_points > RECOVERY_POINTS_MAX)
       throw new HvlabError('HVLAB_E_USAGE', `recovery points must be a whole number from 0 to ${RECOVERY_POINTS_MAX}, got ${max_points}`)
   }
 
-  /** A new point of the disk as it is now; the oldest beyond the limit is merged away. */
-  take(point: RecoveryPoint): void {
+  /** Points read back (oldest first) with their undo logs; the cycles merged away beyond the limit. */
+  restore(points: readonly KeptPoint[]): number[] {
+    const merged: number[] = []
+    for (const p of points) merged.push(...this.keep({ ...p, undo: new Map(p.undo) }))
+    return merged
+  }
+
+  /** A new point of the disk as it is now; returns the cycles of the oldest merged away beyond the limit. */
+  take(point: RecoveryPoint): number[] {
+    return this.keep({ ...point, undo: new Map() })
+  }
+
+  private keep(point: KeptPoint): number[] {
     const last = this.points.at(-1)
     if (last !== undefined && point.cycle <= last.cycle)
       throw new HvlabError('HVLAB_E_INTERNAL', `recovery point at cycle ${point.cycle} is not after the last one (cycle ${last.cycle})`)
-    if (this.max_points === 0) return
-    this.points.push({ ...point, undo: new Map() })
-    while (this.points.length > this.max_points) this.points.shift()
+    if (this.max_points === 0) return [] // none kept
+    this.points.push(point)
+    const merged: number[] = []
+    while (this.points.length > this.max_points) merged.push(this.points.shift()!.cycle)
+    return merged
   }
 
-  /** Call before the replica overwrites `block` (holding `current`): the newest point keeps its old content once. */
-  beforeWrite(block: number, current: Uint8Array): void {
+  /**
+   * Call before the replica overwrites `block` (holding `current`): the newest point keeps
+   * its old content once. Returns the entry kept (null: none kept, no point or kept already).
+   */
+  beforeWrite(block: number, current: Uint8Array): UndoEntry | null {
     const newest = this.points.at(-1)
-    if (newest !== undefined && !newest.undo.has(block)) newest.undo.set(block, Uint8Array.from(current))
+    if (newest === undefined || newest.undo.has(block)) return null
+    const data = Uint8Array.from(current)
+    newest.undo.set(block, data)
+    return { cycle: newest.cycle, block, data }
   }
 
   list(): RecoveryPoint[] {
-    return this.points.map(({ undo: _undo, ...p }) => p)
+    return this.points.map(({ cycle, at_ms, app_consistent }) => ({ cycle, at_ms, app_consistent }))
   }
 
   /** The newest point taken at or before `at_ms` (undefined: none). */

@@ -13,10 +13,13 @@
  * `onPart` or write a block of a shipment that is not applied whole. A shipment applied
  * comes back with its answer: the shell makes it durable (ReplicaStore.persist) before it
  * sends the answer, so the primary hears `applied` only for a cycle that survives a crash.
+ * With it come the changes to the recovery points (undo entries kept, a point taken, points
+ * merged away) that the store keeps with it; a receiver opened again starts from the points
+ * the store kept.
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { RecoveryPoints, type RecoveryPoint } from './recovery-points.js'
+import { RecoveryPoints, type KeptPoint, type PointChanges, type RecoveryPoint, type UndoEntry } from './recovery-points.js'
 import { ShipmentAssembler, type AssembledPart } from './shipment-frames.js'
 import { judgeShipment } from './shipment-check.js'
 import type { LogShipment } from './replica-log.js'
@@ -49,6 +52,9 @@ export interface ReplicaReceiverOptions {
   readonly staged_bytes_max: number
   /** The last cycle applied (0: the initial replication only). */
   readonly applied_cycle: number
+  /** The points kept on disk (oldest first), and when the newest was taken (this server's clock); default none. */
+  readonly restored_points?: readonly KeptPoint[]
+  readonly last_point_ms?: number
 }
 
 type Answer = MessageOf<'replica-log-answer'>
@@ -57,6 +63,8 @@ export interface PartOutcome {
   readonly answer: Answer
   /** The shipment this part completed and that was applied (in memory); null otherwise. */
   readonly applied: LogShipment | null
+  /** What applying it did to the recovery points (null when nothing was applied). */
+  readonly points: PointChanges | null
 }
 
 export class ReplicaReceiver {
@@ -68,7 +76,9 @@ export class ReplicaReceiver {
   constructor(private readonly o: ReplicaReceiverOptions) {
     this.assembler = new ShipmentAssembler({ vm: o.vm, staged_bytes_max: o.staged_bytes_max })
     this.points = new RecoveryPoints(o.recovery_points)
+    this.points.restore(o.restored_points ?? [])
     this.applied = o.applied_cycle
+    this.last_point_ms = o.last_point_ms ?? -Infinity
   }
 
   get appliedCycle(): number {
@@ -84,6 +94,7 @@ export class ReplicaReceiver {
     const answer = (outcome: Answer['outcome'], extra: Partial<Answer> = {}): PartOutcome => ({
       answer: { t: 'replica-log-answer', vm: this.o.vm, cycle: m.cycle, part: m.part, outcome, resync: false, ...extra },
       applied: null,
+      points: null,
     })
     const assembled = this.stage(m, attachment)
     if (assembled === null) return answer('refused', { refusal: 'malformed' })
@@ -96,8 +107,8 @@ export class ReplicaReceiver {
     )
     if (verdict.action !== 'apply')
       return answer(verdict.action === 'ignore' ? 'ignored' : 'refused', { refusal: verdict.refusal, resync: verdict.resync })
-    this.apply(assembled.shipment, now_ms)
-    return { ...answer('applied'), applied: assembled.shipment }
+    const points = this.apply(assembled.shipment, now_ms)
+    return { ...answer('applied'), applied: assembled.shipment, points }
   }
 
   /** The part staged (null: malformed, the staged parts dropped). */
@@ -110,24 +121,35 @@ export class ReplicaReceiver {
     }
   }
 
-  private apply(s: LogShipment, now_ms: number): void {
+  private apply(s: LogShipment, now_ms: number): PointChanges {
+    const undo: UndoEntry[] = []
     for (const b of s.blocks) {
-      this.points.beforeWrite(b.block, this.o.disk.readBlock(b.block))
+      const kept = this.points.beforeWrite(b.block, this.o.disk.readBlock(b.block))
+      if (kept !== null) undo.push(kept)
       this.o.disk.writeBlock(b.block, b.data)
     }
     this.applied = s.cycle
-    if (now_ms - this.last_point_ms >= this.o.point_every_ms) {
-      this.points.take({ cycle: s.cycle, at_ms: s.closed_at_ms, app_consistent: false })
-      this.last_point_ms = now_ms
-    }
+    if (now_ms - this.last_point_ms < this.o.point_every_ms) return { undo, taken: null, merged: [] }
+    const point = { cycle: s.cycle, at_ms: s.closed_at_ms, app_consistent: false }
+    const merged = this.points.take(point)
+    this.last_point_ms = now_ms
+    const kept = this.points.list().at(-1)?.cycle === s.cycle
+    return { undo, taken: kept ? { point, taken_ms: now_ms } : null, merged }
   }
 
-  /** Returns the disk to the recovery point of `cycle` (an unplanned failover to an earlier point). */
-  revertTo(cycle: number): void {
-    for (const [block, data] of this.points.revertTo(cycle)) this.o.disk.writeBlock(block, data)
+  /** Returns the disk to the recovery point of `cycle` (an unplanned failover to an earlier point); the blocks written back. */
+  revertTo(cycle: number): Map<number, Uint8Array> {
+    const blocks = this.points.revertTo(cycle)
+    for (const [block, data] of blocks) this.o.disk.writeBlock(block, data)
     this.applied = cycle
     this.points.clear()
     this.assembler.drop()
+    return blocks
+  }
+
+  /** Forgets every recovery point (a resync begins, or the replica runs as the VM now). */
+  dropPoints(): void {
+    this.points.clear()
   }
 
   /** A resync made the disk equal to the primary's: the points are cleared and `next_cycle` comes next. */

@@ -22,7 +22,7 @@ import type { Extension } from '../../shared/protocol/replica-messages.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
 import type { ReplicaGeometry } from './replica-store.js'
-import { ReplicaVm } from './replica-vm.js'
+import { ReplicaVm, type ReplicaVmOptions } from './replica-vm.js'
 import { readReplicaVmRecord } from './replica-vm-record.js'
 import { ReplicaVmRunner } from './replica-vm-runner.js'
 
@@ -38,7 +38,12 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
     emit: (e) => p.emitEvent(e.kind, e.details as never),
   })
-  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, await ReplicaServerAuthorization.open(dir), runner, extended)
+  const auth = await ReplicaServerAuthorization.open(dir)
+  const every = me?.recovery_point_every_ms
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, auth, runner, {
+    extended,
+    ...(every === undefined ? {} : { recovery_point_every_ms: every }),
+  })
   await server.openAll()
   p.serveOperator('replica-server-enable-request', async (q) => {
     await server.auth.enable(q.allow_any, q.allow)
@@ -68,6 +73,13 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
 }
 
+export interface ReplicaServerOptions {
+  /** Extended replication's forwarder (none: this server forwards no replica). */
+  readonly extended?: ExtendedReplication
+  /** The topology's lab acceleration of recovery points (replica-vm.ts); undefined: hourly. */
+  readonly recovery_point_every_ms?: number
+}
+
 export class ReplicaServer {
   private readonly vms = new Map<string, ReplicaVm>()
   private readonly opening = new Map<string, Promise<ReplicaVm>>()
@@ -78,7 +90,7 @@ export class ReplicaServer {
     private readonly time_scale: number,
     readonly auth: ReplicaServerAuthorization,
     private readonly runner: Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>,
-    private readonly extended: ExtendedReplication | null = null,
+    private readonly options: ReplicaServerOptions = {},
   ) {}
 
   /** Opens every replica kept on this server's storage (its primary may never come back: a disaster). */
@@ -94,9 +106,9 @@ export class ReplicaServer {
       const r = await readReplicaVmRecord(dir)
       if (r === undefined || r.vm !== name) continue
       const { vm, block_size_bytes, disk_blocks, ...rest } = r
-      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, time_scale: this.time_scale, ...rest })
+      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, ...this.timing(), ...rest })
       this.vms.set(vm, opened)
-      if (opened.extension !== null && opened.state === 'replicating') this.extended?.start(opened, opened.extension)
+      if (opened.extension !== null && opened.state === 'replicating') this.options.extended?.start(opened, opened.extension)
     }
   }
 
@@ -105,7 +117,7 @@ export class ReplicaServer {
     const vm = this.replica(name)
     if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name)) // the test copy gives way to the real one
     await vm.failover(recovery_cycle)
-    this.extended?.stop(vm) // the replica runs here now: its forwarding ends
+    this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
   }
 
@@ -141,12 +153,13 @@ export class ReplicaServer {
 
   /** Extended replication: forward the replica of `name` to a third server (or no longer). */
   async extend(name: string, extension: Extension | null): Promise<void> {
-    if (this.extended === null) throw new HvlabError('HVLAB_E_STATE', `${this.name} cannot forward replicas`)
+    const extended = this.options.extended
+    if (extended === undefined) throw new HvlabError('HVLAB_E_STATE', `${this.name} cannot forward replicas`)
     if (extension?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `${this.name} cannot forward vm ${name}'s replica to itself`)
     const vm = this.replica(name)
     await vm.extend(extension)
-    if (extension === null) this.extended.stop(vm)
-    else this.extended.start(vm, extension)
+    if (extension === null) extended.stop(vm)
+    else extended.start(vm, extension)
   }
 
   /** A test failover: `VM-test` runs here on a copy of the replica, isolated, while replication goes on. */
@@ -219,7 +232,7 @@ export class ReplicaServer {
         'HVLAB_E_NOT_FOUND',
         `${this.name} holds no replica of vm ${vm}; \`hvlab replica status\` lists what replicates where`,
       )
-    const primaries = this.extended?.status(vm) ?? [] // the replicas this server forwards
+    const primaries = this.options.extended?.status(vm) ?? [] // the replicas this server forwards
     return { t: 'replica-status-reply', server: this.name, replica_server: this.auth.settings, replicas, primaries }
   }
 
@@ -247,7 +260,7 @@ export class ReplicaServer {
       dir: join(this.dir, 'vms', m.vm),
       geometry: { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks },
       recovery_points: m.recovery_points,
-      time_scale: this.time_scale,
+      ...this.timing(),
       memory_mib: m.memory_mib,
       from,
     })
@@ -259,6 +272,11 @@ export class ReplicaServer {
     } finally {
       this.opening.delete(m.vm)
     }
+  }
+
+  private timing(): Pick<ReplicaVmOptions, 'time_scale' | 'recovery_point_every_ms'> {
+    const every = this.options.recovery_point_every_ms
+    return { time_scale: this.time_scale, ...(every === undefined ? {} : { recovery_point_every_ms: every }) }
   }
 
   private begun(vm: string, from: string): ReplicaVm {

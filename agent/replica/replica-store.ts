@@ -6,6 +6,8 @@
  *   state.json   the geometry and the last cycle applied (shared/durable-json.ts)
  *   pending.hrl  the shipment being applied: a JSON header line, then its body
  *                (shipment-frames.ts's part body, not deflated)
+ *   points/      the recovery points, one undo log each (recovery-point-files.ts)
+ *   revert.json  a revert to a recovery point under way (a failover to an earlier point)
  *
  * Persisting a shipment is a redo log: the shipment is made durable first, then its
  * blocks are written into disk.img and synced, then state.json says it is applied, then
@@ -15,19 +17,29 @@
  * (the primary had no answer and sends the shipment again). The replica is never half a
  * cycle on reopening.
  *
+ * Before the redo log, the undo entries the shipment's blocks need (their content at the
+ * newest recovery point) are appended to that point's file and synced: a block's old
+ * content is durable no later than the shipment that overwrites it. A point taken at a
+ * cycle gets its file only once that cycle is applied, and the points merged away lose
+ * theirs after it. A revert to a point writes revert.json first: a crash in the middle
+ * reverts again at the next open (from the same undo logs, to the same content), then the
+ * points go (the replica runs from there).
+ *
  * The disk is also held in memory (`disk`, what ReplicaReceiver applies to), the size of
- * the lab's VM disks. Recovery points stay in memory: a restarted replica server keeps
- * only the latest point, as the disk is.
+ * the lab's VM disks, and so are the points' undo logs (`points`, to restore the receiver's).
  */
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { readDurableJson, removeIfPresent, writeDurableFile, writeDurableJson } from '../../shared/durable-json.js'
+import { RECOVERY_POINTS_MAX } from '../../shared/protocol/replica-limits.js'
 import { field } from '../../shared/protocol/define.js'
 import type { LogShipment } from './replica-log.js'
 import type { ReplicaDisk } from './replica-receiver.js'
 import { decodeBody, encodeBody } from './shipment-frames.js'
+import { RecoveryPointFiles, type StoredPoint } from './recovery-point-files.js'
+import { NO_POINT_CHANGES, RecoveryPoints, type PointChanges } from './recovery-points.js'
 
 export interface ReplicaGeometry {
   readonly vm: string
@@ -42,6 +54,8 @@ const stateSchema = z.strictObject({
   disk_blocks: field.uint(),
   applied_cycle: field.uint(),
 })
+
+const revertSchema = z.strictObject({ format: z.literal(1), cycle: field.uint() })
 
 const pendingHeaderSchema = z.strictObject({
   cycle: field.uint(),
@@ -71,6 +85,8 @@ class MemoryReplicaDisk implements ReplicaDisk {
 export class ReplicaStore {
   readonly disk: ReplicaDisk
   private applied: number
+  private files!: RecoveryPointFiles
+  private points_: StoredPoint[] = []
 
   private constructor(
     private readonly dir: string,
@@ -82,27 +98,68 @@ export class ReplicaStore {
     this.applied = applied_cycle
   }
 
+  /** The recovery points as the store opened them, oldest first (the receiver starts from these). */
+  get points(): readonly StoredPoint[] {
+    return this.points_
+  }
+
   /** The last cycle durably applied. */
   get appliedCycle(): number {
     return this.applied
   }
 
-  /** Opens (or creates, all zeros) the replica of `g.vm` in `dir`; a shipment left half persisted is applied again. */
-  static async open(dir: string, g: ReplicaGeometry): Promise<ReplicaStore> {
+  /**
+   * Opens (or creates, all zeros) the replica of `g.vm` in `dir` with its recovery points
+   * (the oldest beyond `points_max` merged away); a shipment left half persisted is applied
+   * again, and so is a revert left half done.
+   */
+  static async open(dir: string, g: ReplicaGeometry, points_max = RECOVERY_POINTS_MAX): Promise<ReplicaStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 })
     const state = await readState(dir, g)
     const bytes = state === undefined ? await createDisk(dir, g) : await readDisk(dir, g)
     const store = new ReplicaStore(dir, g, bytes, state?.applied_cycle ?? 0)
     if (state === undefined) await store.markApplied(0)
     await store.redoPending()
+    const { files, points } = await RecoveryPointFiles.open(dir, g, store.applied)
+    store.files = files
+    store.points_ = points
+    await store.redoRevert()
+    const excess = Math.max(0, store.points_.length - points_max) // the limit was lowered, or a merge cut short
+    await store.files.remove(store.points_.slice(0, excess).map((p) => p.cycle))
+    store.points_ = store.points_.slice(excess)
     return store
   }
 
-  /** Makes an applied shipment durable: the redo log, the blocks, the state, in that order. */
-  async persist(s: LogShipment): Promise<void> {
-    await this.logPending(s)
-    await this.writeBlocks(s)
-    await this.markApplied(s.cycle)
+  /** Makes an applied shipment durable: the undo entries, the redo log, the blocks, the state, then the points taken and merged. */
+  async persist(s: LogShipment, points: PointChanges = NO_POINT_CHANGES): Promise<void> {
+    for (const step of this.persistSteps(s, points)) await step()
+  }
+
+  /** The steps of persist, in order (a test stops after any of them, as a crash would). */
+  persistSteps(s: LogShipment, points: PointChanges = NO_POINT_CHANGES): (() => Promise<void>)[] {
+    return [
+      () => this.keepUndo(points),
+      () => this.logPending(s),
+      () => this.writeBlocks(s),
+      () => this.markApplied(s.cycle),
+      () => this.settlePoints(points),
+    ]
+  }
+
+  /** Step 0 of persist (public so a test can stop after it): the undo entries, synced. */
+  async keepUndo(points: PointChanges): Promise<void> {
+    await this.files.appendUndo(points.undo)
+  }
+
+  /** Step 4: the point taken gets its file, the points merged away lose theirs. */
+  async settlePoints(points: PointChanges): Promise<void> {
+    if (points.taken !== null) await this.files.create(points.taken.point, points.taken.taken_ms)
+    await this.files.remove(points.merged)
+  }
+
+  /** Every recovery point deleted, durably (a resync or a failover). */
+  clearPoints(): Promise<void> {
+    return this.files.clear()
   }
 
   /** Step 1 of persist (public so a test can stop after it, as a crash would): the shipment, durable. */
@@ -141,11 +198,35 @@ export class ReplicaStore {
     return new MemoryReplicaDisk((this.disk as MemoryReplicaDisk).bytes.slice(), this.g.block_size_bytes)
   }
 
-  /** The whole disk as it is in memory, made durable, and `cycle` marked applied (a revert to a recovery point). */
-  async saveImage(cycle: number): Promise<void> {
-    const bytes = (this.disk as MemoryReplicaDisk).bytes
-    await writeDurableFile(join(this.dir, 'disk.img'), bytes)
+  /**
+   * A revert to the recovery point of `cycle` (the receiver wrote `blocks` in memory), made
+   * durable: revert.json, the blocks, the state, then the points go and revert.json last.
+   */
+  async revert(cycle: number, blocks: ReadonlyMap<number, Uint8Array>): Promise<void> {
+    await writeDurableJson(join(this.dir, 'revert.json'), { format: 1, cycle })
+    const written = [...blocks].map(([block, data]) => ({ block, data }))
+    await this.writeBlocks({ vm: this.g.vm, cycle, closed_at_ms: 0, blocks: written, writes_logged: 0, logged_bytes: 0 })
     await this.markApplied(cycle)
+    await this.clearPoints()
+    this.points_ = []
+    await removeIfPresent(join(this.dir, 'revert.json'))
+  }
+
+  /** A revert cut short: done again from the points still there (or, its state written, only their deletion finished). */
+  private async redoRevert(): Promise<void> {
+    const raw = await readDurableJson(join(this.dir, 'revert.json'))
+    if (raw === undefined) return
+    const marker = revertSchema.safeParse(raw)
+    if (!marker.success) throw corrupt(this.dir, 'revert.json is not a revert')
+    const { cycle } = marker.data
+    let blocks = new Map<number, Uint8Array>()
+    if (this.points_.some((p) => p.cycle === cycle)) {
+      const points = new RecoveryPoints()
+      points.restore(this.points_)
+      blocks = points.revertTo(cycle)
+    } else if (cycle !== this.applied) throw corrupt(this.dir, `revert.json reverts to cycle ${cycle}, which has no recovery point`)
+    for (const [block, data] of blocks) this.disk.writeBlock(block, data)
+    await this.revert(cycle, blocks)
   }
 
   private async redoPending(): Promise<void> {

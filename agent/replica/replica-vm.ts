@@ -5,6 +5,10 @@
  * be trusted (block hashes out, differing blocks in). Every request of one VM runs alone,
  * in order: a shipment is durable before its answer goes back.
  *
+ * Its recovery points are kept with the disk (replica-store.ts, recovery-point-files.ts): a
+ * restarted server opens with every point it had. A resync deletes them before its first
+ * block is written, and a failover once the replica is the VM's disk (it runs from there).
+ *
  * If making a shipment durable fails, the replica in memory is ahead of its disk; it is
  * dropped (`broken`), and the primary's next request finds no replica open: its shipment is
  * refused as `not-begun`, and the resync that follows opens the store again from disk.
@@ -30,6 +34,8 @@ export interface ReplicaVmOptions {
   readonly geometry: ReplicaGeometry
   readonly recovery_points: number
   readonly time_scale: number
+  /** A lab acceleration (the topology's `recovery_point_every_ms`): a point this often, not hourly × time_scale. */
+  readonly recovery_point_every_ms?: number
   readonly memory_mib: number
   /** The primary server replicating it now. */
   readonly from: string
@@ -75,7 +81,7 @@ export class ReplicaVm {
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
   static async open(o: ReplicaVmOptions): Promise<ReplicaVm> {
-    const vm = new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry), o)
+    const vm = new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry, o.recovery_points), o)
     await vm.saveRecord()
     return vm
   }
@@ -135,6 +141,7 @@ export class ReplicaVm {
           `vm ${this.vm}'s replica is being resynchronised and is not consistent; wait until \`hvlab replica status\` shows it done`,
         )
       if (recovery_cycle !== null) await this.revertTo(recovery_cycle)
+      await this.clearPoints() // the VM writes to the replica from now on: no point describes it
       this.state_ = 'failed-over'
       await this.saveRecord()
     })
@@ -164,9 +171,9 @@ export class ReplicaVm {
           refusal: 'failed-over',
           resync: false,
         }
-      const { answer, applied } = this.receiver.onPart(m, attachment, now_ms)
+      const { answer, applied, points } = this.receiver.onPart(m, attachment, now_ms)
       if (applied === null) return answer
-      await this.durably(() => this.store_.persist(applied))
+      await this.durably(() => this.store_.persist(applied, points ?? undefined))
       this.applied_closed_at_ms = applied.closed_at_ms
       this.onBlocks?.(applied.blocks)
       return answer
@@ -191,17 +198,28 @@ export class ReplicaVm {
   resyncBlocks(m: MessageOf<'replica-resync-blocks'>, attachment: Uint8Array): Promise<void> {
     return this.queue.run(async () => {
       const g = this.o.geometry
-      const blocks = decodeResyncBody(m, attachment, g)
-      this.resyncing_ = true
-      for (const b of blocks) this.store_.disk.writeBlock(b.block, b.data)
-      await this.durably(() => this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 }))
-      this.onBlocks?.(blocks)
+      await this.writeOutsideCycles(decodeResyncBody(m, attachment, g))
     })
+  }
+
+  /**
+   * Blocks written outside the cycles (a resync's, an imported copy's), durably: the
+   * replica is not consistent until the resync is done, and no recovery point describes
+   * it any more (cleared before the first such block, which no undo log covers).
+   */
+  private async writeOutsideCycles(blocks: readonly ShippedBlock[]): Promise<void> {
+    if (!this.resyncing_) await this.clearPoints()
+    this.resyncing_ = true
+    const g = this.o.geometry
+    for (const b of blocks) this.store_.disk.writeBlock(b.block, b.data)
+    await this.durably(() => this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks, writes_logged: 0, logged_bytes: 0 }))
+    this.onBlocks?.(blocks)
   }
 
   /** The resync is done: the replica is the primary's disk as of the log `next_cycle` opened. */
   resyncDone(next_cycle: number): Promise<void> {
     return this.queue.run(async () => {
+      await this.clearPoints()
       await this.durably(() => this.store_.markApplied(next_cycle - 1))
       this.receiver.resynced(next_cycle)
       this.resyncing_ = false
@@ -219,15 +237,7 @@ export class ReplicaVm {
     return this.queue.run(async () => {
       if (this.state_ === 'failed-over')
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over to this server; its replica takes no initial copy`)
-      this.resyncing_ = true
-      const g = this.o.geometry
-      const blocks = await read(async (part) => {
-        for (const b of part) this.store_.disk.writeBlock(b.block, b.data)
-        await this.durably(() =>
-          this.store_.writeBlocks({ vm: g.vm, cycle: 0, closed_at_ms: 0, blocks: part, writes_logged: 0, logged_bytes: 0 }),
-        )
-        this.onBlocks?.(part)
-      })
+      const blocks = await read((part) => this.writeOutsideCycles(part))
       await this.copyHeld()
       return blocks
     })
@@ -276,8 +286,13 @@ export class ReplicaVm {
         'HVLAB_E_NOT_FOUND',
         `vm ${this.vm}'s replica has no recovery point of cycle ${cycle} (it has ${points.map((p) => p.cycle).join(', ') || 'none'}); \`hvlab replica status ${this.vm}\` lists them`,
       )
-    this.receiver.revertTo(cycle)
-    await this.durably(() => this.store_.saveImage(cycle))
+    const blocks = this.receiver.revertTo(cycle)
+    await this.durably(() => this.store_.revert(cycle, blocks))
+  }
+
+  private async clearPoints(): Promise<void> {
+    this.receiver.dropPoints()
+    await this.durably(() => this.store_.clearPoints())
   }
 
   /** Writes the record as it is when its turn comes; one at a time (a begin and an import may both change it). */
@@ -303,10 +318,12 @@ export class ReplicaVm {
       vm: this.o.geometry.vm,
       disk: this.store_.disk,
       recovery_points: this.o.recovery_points,
-      point_every_ms: scaled(RECOVERY_POINT_EVERY_MS, this.o.time_scale),
+      point_every_ms: this.o.recovery_point_every_ms ?? scaled(RECOVERY_POINT_EVERY_MS, this.o.time_scale),
       clock_skew_ms: LAB_CLOCK_SKEW_MS,
       staged_bytes_max: this.o.geometry.disk_blocks * this.o.geometry.block_size_bytes + SHIPMENT_PART_BODY_BYTES_MAX, // a shipment holds each block once
       applied_cycle: this.store_.appliedCycle,
+      restored_points: this.store_.points,
+      ...(this.store_.points.length > 0 ? { last_point_ms: this.store_.points.at(-1)!.taken_ms } : {}),
     })
   }
 

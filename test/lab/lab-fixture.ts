@@ -303,8 +303,11 @@ export const isAlive = (pid: number): boolean => {
   }
 }
 
-/** Starts a lab in a fresh temp dir; it is stopped and removed when the test ends. */
-export async function startLab(t: Teardown, options: { topology?: string } = {}): Promise<{ lab: TestLab; status: LabStatus }> {
+/** Starts a lab in a fresh temp dir (its processes with `env` added to theirs); it is stopped and removed when the test ends. */
+export async function startLab(
+  t: Teardown,
+  options: { topology?: string; env?: Record<string, string> } = {},
+): Promise<{ lab: TestLab; status: LabStatus }> {
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-test-'))
   const lab = new TestLab(dir)
   const pids = new Set<number>()
@@ -321,7 +324,8 @@ export async function startLab(t: Teardown, options: { topology?: string } = {})
     for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   })
-  const up = await runCli(['up', '--detach', '--json', '--dir', dir, ...(options.topology ? ['--topology', options.topology] : [])])
+  const topology = options.topology ? ['--topology', options.topology] : []
+  const up = await runCli(['up', '--detach', '--json', '--dir', dir, ...topology], CLI_TIMEOUT_MS, options.env)
   const controller = lab.controllerPid()
   if (controller !== undefined) pids.add(controller)
   if (up.code !== 0) throw new Error(`hvlab up failed (${up.code}):\n${up.stderr}\n${up.stdout}`)

@@ -13,7 +13,12 @@
  * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication). Last,
  * a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
- * crash-consistent prefix of the primary's writes, and the loss is printed.
+ * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
+ * replicating beside it keeps 2 recovery points (the fixture takes one every 6 s, a lab
+ * acceleration, and the oldest are merged away); the replica server is killed -9 and
+ * restarted, opens with the same points, and a failover to the older one gives exactly its
+ * disk: every write the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows
+ * acknowledged before that point's log closed, none after.
  */
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -21,7 +26,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
 import type { ReplicaStatusView } from '../../scripts/cli/replica-commands.js'
+import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
 import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', import.meta.url))
@@ -66,10 +74,33 @@ async function blockHashes(lab: TestLab, array: string, volume: string): Promise
   return out
 }
 
-/** When the primary closed the last log the replica server applied for `vm` (its own status, no cluster needed). */
-async function lastClosed(lab: TestLab, vm: string): Promise<number> {
+type ReplicaSide = MessageOf<'replica-status-reply'>['replicas'][number]
+
+/** The replica server's own status of `vm` (no cluster needed). */
+async function replicaSide(lab: TestLab, vm: string): Promise<ReplicaSide> {
   const r = await lab.control().request(SERVER, { t: 'replica-status-request', vm }, 'replica-status-reply', 10_000)
-  return r.replicas[0]?.applied_closed_at_ms ?? NaN
+  if (r.replicas[0] === undefined) throw new Error(`${SERVER} holds no replica of ${vm}`)
+  return r.replicas[0]
+}
+
+/** When the primary closed the last log the replica server applied for `vm`. */
+async function lastClosed(lab: TestLab, vm: string): Promise<number> {
+  return (await replicaSide(lab, vm)).applied_closed_at_ms ?? NaN
+}
+
+/** The block each of `vm`'s completed writes put on its disk (SHA-256) and when it completed, from `host`'s disk write journal. */
+function writeHistory(lab: TestLab, host: string, vm: string): Map<number, { sha256: string; done_ms: number }> {
+  const lines = readFileSync(join(lab.dir, 'data', host, 'disk-writes.jsonl'), 'utf8').split('\n')
+  const issued = new Map<number, { seq: number; epoch: number; block: number; value: number }>()
+  const out = new Map<number, { sha256: string; done_ms: number }>()
+  for (const l of lines.map(parseDiskJournalLine)) {
+    if (l === null || l.vm !== vm) continue
+    if (l.t === 'issued') issued.set(l.seq, l)
+    const w = issued.get(l.seq)
+    if (l.t !== 'issued' && l.t !== 'refused' && w !== undefined)
+      out.set(w.block, { sha256: sha(encodeDiskWrite({ vm, ...w }, 4096)), done_ms: l.at_ms })
+  }
+  return out
 }
 
 const resynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'web1'
@@ -77,7 +108,7 @@ const resynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm 
 t.test(
   'replica: refused until allowed, initial replication, cycles, a host failover resyncs only differences, planned and unplanned failover',
   async (t) => {
-    const { lab } = await startLab(t, { topology: TOPOLOGY })
+    const { lab } = await startLab(t, { topology: TOPOLOGY, env: { HVLAB_DISK_WRITE_JOURNAL: '1' } })
     t.equal((await lab.cli('vm', 'create', 'web1', '--memory-mib', '512', '--preferred', 'host-a1,host-a2')).code, 0)
     t.equal((await lab.cli('vm', 'start', 'web1')).code, 0)
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
@@ -258,17 +289,26 @@ t.test(
     t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+Normal/)
 
     // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
-    t.equal((await lab.cli('vm', 'create', 'web2', '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)
-    t.equal((await lab.cli('vm', 'start', 'web2')).code, 0)
-    t.equal((await lab.cli('vm', 'load', 'web2', '--disk-iops', '20')).code, 0)
+    // (web4 writes beside it, keeping 2 recovery points, for a failover to the older one below)
+    for (const vm of ['web2', 'web4']) {
+      t.equal((await lab.cli('vm', 'create', vm, '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)
+      t.equal((await lab.cli('vm', 'start', vm)).code, 0)
+      t.equal((await lab.cli('vm', 'load', vm, '--disk-iops', '20')).code, 0)
+    }
     t.equal((await lab.cli('replica', 'enable', 'web2', '--to', SERVER, '--frequency', '30s')).code, 0)
-    await lab.waitFor('two cycles of web2 applied', async () => {
-      const [s2] = await lab.json<ReplicaStatusView[]>('replica', 'status', 'web2', '--json')
-      return (s2?.replica?.applied_cycle ?? 0) >= 2 ? true : undefined
+    t.equal((await lab.cli('replica', 'enable', 'web4', '--to', SERVER, '--frequency', '30s', '--recovery-points', '2')).code, 0)
+    await lab.waitFor('web4 with two recovery points, an older one merged away', async () => {
+      const points = (await replicaSide(lab, 'web4')).recovery_points
+      return points.length === 2 && points[0]!.cycle > 1 ? true : undefined
     })
+    const web2At = (await replicaSide(lab, 'web2')).applied_cycle
+    await lab.waitFor('the next cycle of web2 applied', async () =>
+      (await replicaSide(lab, 'web2')).applied_cycle > web2At ? true : undefined,
+    )
     await new Promise((resolve) => setTimeout(resolve, 1500)) // half a cycle on: the primary dies mid-cycle
     const lost_at_ms = Date.now() // its kill follows within a CLI start-up (about 0.4 s)
     for (const host of ['host-a2', 'host-b1', 'host-b2']) t.equal((await lab.cli('kill', host)).code, 0)
+    const lost_closed_ms = await lastClosed(lab, 'web2')
     const unplanned = await lab.cli('replica', 'failover', 'web2')
     t.equal(unplanned.code, 0, `unplanned failover with no cluster left: ${unplanned.stderr}`)
     t.match(unplanned.stdout, /vm web2 failed over: it runs on replica-dr1 from its latest cycle/)
@@ -295,7 +335,36 @@ t.test(
       'and none after it',
     )
     t.comment(
-      `unplanned failover: ${P - S} of ${P + 1} writes lost (20 writes/s, 3 s cycles), the last applied log closed about ${Math.round(lost_at_ms - (await lastClosed(lab, 'web2')))} ms before the primary was killed`,
+      `unplanned failover: ${P - S} of ${P + 1} writes lost (20 writes/s, 3 s cycles), the last applied log closed about ${Math.round(lost_at_ms - lost_closed_ms)} ms before the primary was killed`,
     )
+
+    // web4's recovery points survive a kill -9 of the replica server; a failover to the older one gives exactly its disk
+    const kept = await replicaSide(lab, 'web4')
+    t.equal((await lab.cli('kill', SERVER)).code, 0)
+    t.equal((await lab.cli('restart', SERVER)).code, 0)
+    const reopened = await lab.waitFor('the replica server back', () => replicaSide(lab, 'web4'))
+    t.same(reopened.recovery_points, kept.recovery_points, 'the same recovery points after a kill -9 and restart of the replica server')
+    t.equal(reopened.applied_cycle, kept.applied_cycle)
+    const point = kept.recovery_points[0]!
+    t.ok(point.cycle < kept.applied_cycle, `the point of cycle ${point.cycle} is earlier than the latest (${kept.applied_cycle})`)
+    const toPoint = await lab.cli('replica', 'failover', 'web4', '--recovery-point', String(point.cycle))
+    t.equal(toPoint.code, 0, `failover to a recovery point: ${toPoint.stderr}`)
+    t.match(await replicaSide(lab, 'web4'), { state: 'failed-over', applied_cycle: point.cycle, recovery_points: [] })
+    const image4 = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web4', 'disk.img'))
+    const history = writeHistory(lab, 'host-a2', 'web4')
+    const wrong: string[] = []
+    let before_point = 0
+    for (let b = 0; b < DISK_BLOCKS; b++) {
+      const w = history.get(b)
+      const has = sha(image4.subarray(b * 4096, (b + 1) * 4096))
+      if (w !== undefined && w.done_ms < point.at_ms) before_point++
+      const ok =
+        w === undefined || w.done_ms > point.at_ms
+          ? has === ZERO_BLOCK
+          : has === w.sha256 || (w.done_ms === point.at_ms && has === ZERO_BLOCK) // completed in the very ms its log closed: either
+      if (!ok) wrong.push(`block ${b} (written ${w === undefined ? 'never' : `${w.done_ms - point.at_ms} ms after the point`})`)
+    }
+    t.same(wrong, [], 'exactly the point: every write completed before its log closed, as the guest wrote it, and none after')
+    t.ok(before_point > 0 && before_point < history.size, `the point holds ${before_point} of the ${history.size} writes web4 made`)
   },
 )

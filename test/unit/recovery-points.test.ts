@@ -58,6 +58,31 @@ t.test('returning to any kept point gives back the disk as it was then', async (
   t.same(points.list(), [], 'cleared by a resync')
 })
 
+t.test(
+  'it says what changed, for the store to keep: the undo entry kept, the points merged away; restore starts from points read back',
+  async (t) => {
+    const points = new RecoveryPoints(2)
+    t.equal(points.beforeWrite(1, Uint8Array.of(1, 1, 1, 1)), null, 'no point yet: nothing kept')
+    t.same(points.take({ cycle: 1, at_ms: 1000, app_consistent: false }), [])
+    t.same(points.beforeWrite(1, Uint8Array.of(2, 2, 2, 2)), { cycle: 1, block: 1, data: Uint8Array.of(2, 2, 2, 2) })
+    t.equal(points.beforeWrite(1, Uint8Array.of(3, 3, 3, 3)), null, 'once a point: a later overwrite keeps nothing')
+    t.same(points.take({ cycle: 2, at_ms: 2000, app_consistent: false }), [])
+    t.same(points.take({ cycle: 3, at_ms: 3000, app_consistent: false }), [1], 'the oldest merged away')
+    const restored = new RecoveryPoints(2)
+    t.same(
+      restored.restore([
+        { cycle: 1, at_ms: 1000, app_consistent: false, undo: new Map([[1, Uint8Array.of(2, 2, 2, 2)]]) },
+        { cycle: 2, at_ms: 2000, app_consistent: false, undo: new Map([[1, Uint8Array.of(4, 4, 4, 4)]]) },
+        { cycle: 3, at_ms: 3000, app_consistent: true, undo: new Map() },
+      ]),
+      [1],
+      'beyond the limit on restore: merged away too',
+    )
+    t.same(restored.revertTo(2), new Map([[1, Uint8Array.of(4, 4, 4, 4)]]))
+    t.same(new RecoveryPoints(0).take({ cycle: 1, at_ms: 0, app_consistent: false }), [], 'none kept, none merged')
+  },
+)
+
 t.test('a block overwritten many times after a point keeps its content at the point', async (t) => {
   const points = new RecoveryPoints(2)
   const r = replica(points)

@@ -7,7 +7,7 @@
  * the replica's durable disk equal to the primary's, a restarted server is resynced, and
  * bad requests are refused without harming the replica.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -106,7 +106,7 @@ async function world(t: { teardown(fn: () => unknown): void }, setting: Replicat
     server: (name) => forwardTo.get(name),
     emit: (e) => events.push(e),
   })
-  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner, extended)
+  const open = async () => new ReplicaServer('dr1', dir, 1, await ReplicaServerAuthorization.open(dir), runner, { extended })
   let server = await open()
   let link = new Link('host-a1')
   server.servePrimary(link as unknown as PeerConnection, clock)
@@ -202,12 +202,16 @@ t.test('refused until allowed; the initial replication sends only what differs; 
 
 t.test('a restarted replica server refuses the next log as not begun; the primary resyncs and goes on', async (t) => {
   const w = await replicatingOneCycle(t)
+  const points = join(w.dir, 'vms', 'web1', 'points')
+  t.same(readdirSync(points), ['1.undo'], 'the recovery point of cycle 1 is on storage')
   await w.restartServer()
   w.shell.write(6, w.disk.write(6, 6))
   await w.advance(30_000)
   const resyncs = () => w.events.filter((e) => e.kind === 'replica.resynced').map((e) => e.details)
   await until('a resync after the restart', () => resyncs().length === 2 && !w.shell.status().resyncing)
   t.match(resyncs().at(-1), { blocks_sent: 1 }, 'only the block of the refused cycle differed')
+  t.match(w.server().status('web1'), { replicas: [{ recovery_points: [] }] }, 'the resync cleared the recovery points')
+  t.same(readdirSync(points), [], 'on storage too')
   w.shell.write(7, w.disk.write(7, 7))
   await w.advance(30_000)
   await until('a cycle after the resync', () => w.shell.status().cycles_applied === 2)
@@ -340,8 +344,9 @@ t.test(
   },
 )
 
-t.test('failover: from the latest cycle or a recovery point, after a restart too; then replication from the primary ends', async (t) => {
+t.test('failover after a restart: to a recovery point kept on storage, exactly; then replication from the primary ends', async (t) => {
   const w = await replicatingOneCycle(t)
+  const atPoint = w.disk.bytes.slice()
   w.shell.write(5, w.disk.write(5, 55))
   w.shell.write(6, w.disk.write(6, 6))
   await w.advance(30_000)
@@ -359,18 +364,18 @@ t.test('failover: from the latest cycle or a recovery point, after a restart too
   const ran = w.ran
   t.match(
     restarted.status('web1'),
-    { replicas: [{ vm: 'web1', from: 'host-a1', applied_cycle: 2, state: 'replicating' }] },
-    'opened again from storage',
+    { replicas: [{ vm: 'web1', from: 'host-a1', applied_cycle: 2, state: 'replicating', recovery_points: [{ cycle: 1 }] }] },
+    'opened again from storage, its recovery point too',
   )
   await t.rejects(
-    restarted.failover('web1', 1, undefined),
-    { code: 'HVLAB_E_NOT_FOUND', message: /no recovery point of cycle 1 \(it has none\)/ },
-    'points are kept in memory only',
+    restarted.failover('web1', 2, undefined),
+    { code: 'HVLAB_E_NOT_FOUND', message: /no recovery point of cycle 2 \(it has 1\)/ },
+    'only a cycle a point was taken at',
   )
-  await restarted.failover('web1', null, { disk_iops: 5 })
+  await restarted.failover('web1', 1, { disk_iops: 5 })
   t.same(ran, [{ vm: 'web1', memory_mib: 64, load: { disk_iops: 5 } }], 'the replica VM started with its memory and load')
-  t.same(w.image(), w.disk.bytes, 'from the latest cycle')
-  t.match(restarted.status('web1'), { replicas: [{ state: 'failed-over', vm_running: true }] })
+  t.same(w.image(), atPoint, 'from the recovery point kept across the restart, exactly')
+  t.match(restarted.status('web1'), { replicas: [{ state: 'failed-over', vm_running: true, applied_cycle: 1, recovery_points: [] }] })
   await t.rejects(restarted.failover('web1', null, undefined), { code: 'HVLAB_E_STATE', message: /has failed over already/ })
   const link = new Link('host-a1')
   restarted.servePrimary(link as unknown as PeerConnection, w.clock)

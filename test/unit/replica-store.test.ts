@@ -9,35 +9,11 @@
 import t from 'tap'
 import { existsSync, readFileSync, writeFileSync, truncateSync } from 'node:fs'
 import { join } from 'node:path'
-import { ReplicaLog, type LogShipment } from '../../agent/replica/replica-log.js'
+import type { LogShipment } from '../../agent/replica/replica-log.js'
 import { ReplicaReceiver } from '../../agent/replica/replica-receiver.js'
 import { ReplicaStore } from '../../agent/replica/replica-store.js'
 import { shipmentParts } from '../../agent/replica/shipment-frames.js'
-import { mulberry32 } from '../../shared/seeded-random.js'
-
-const BS = 512
-const BLOCKS = 32
-const G = { vm: 'vm1', block_size_bytes: BS, disk_blocks: BLOCKS }
-
-/** Cycles of random writes, and the disk each leaves. */
-function cycles(n: number, seed = 11): { shipments: LogShipment[]; images: Uint8Array[] } {
-  const rand = mulberry32(seed)
-  const log = new ReplicaLog({ vm: 'vm1', block_size_bytes: BS, disk_blocks: BLOCKS })
-  const disk = new Uint8Array(BLOCKS * BS)
-  const shipments: LogShipment[] = []
-  const images: Uint8Array[] = []
-  for (let c = 1; c <= n; c++) {
-    for (let i = 0; i < 10; i++) {
-      const block = Math.floor(rand() * BLOCKS)
-      const data = new Uint8Array(BS).fill(1 + Math.floor(rand() * 255))
-      disk.set(data, block * BS)
-      log.append(block, data)
-    }
-    shipments.push(log.close(c * 1000))
-    images.push(disk.slice())
-  }
-  return { shipments, images }
-}
+import { BLOCKS, BS, G, cycles } from './replica-cycles-fixture.js'
 
 const diskOf = (store: ReplicaStore): Uint8Array => {
   const out = new Uint8Array(BLOCKS * BS)

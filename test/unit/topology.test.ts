@@ -481,6 +481,22 @@ t.test('standalone hosts: optional, memory as a host’s, at most 8, names of th
   )
 })
 
+t.test('recovery_point_every_ms: a standalone host’s lab acceleration of recovery points, 1 s to 1 h, absent by default', async (t) => {
+  const fast = parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: 6000 }))
+  t.equal(fast.standalone_hosts[0]?.recovery_point_every_ms, 6000)
+  t.equal(parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr' })).standalone_hosts[0]?.recovery_point_every_ms, undefined)
+  for (const bad of [999, 3_600_001, 1500.5, '6000'])
+    rejects(
+      t,
+      withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: bad }),
+      ['standalone_hosts[replica-dr1].recovery_point_every_ms'],
+      `recovery_point_every_ms ${JSON.stringify(bad)}`,
+    )
+  const raw = validRaw()
+  const hosts = (raw.hosts as Record<string, unknown>[]).map((h, i) => (i === 0 ? { ...h, recovery_point_every_ms: 6000 } : h))
+  t.throws(() => parseTopology({ ...raw, hosts }), /recovery_point_every_ms/, 'not a cluster host’s: it has no replica server')
+})
+
 t.test('a standalone host’s name is unique across every list, and its site declared', async (t) => {
   const duplicate = 'is used by more than one process; every host, standalone host, array and witness needs its own name'
   rejects(t, withStandalone({ name: 'host-a1', site: 'site-dr' }), [`the name host-a1 ${duplicate}`], 'named like a cluster host')
