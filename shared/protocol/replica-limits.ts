@@ -15,3 +15,8 @@ export const REPLICA_DISK_BYTES_MAX = 4 * 1024 ** 3
 export const REPLICA_RETRY_MS = 5_000
 /** Primary servers a replica server's allow list names at most. */
 export const REPLICA_ALLOW_MAX = 64
+/** The longest churn measurement (`hvlab replica size`): a week of the lab's time (the seed: "monitored over a typical week"). */
+export const SIZING_DURATION_MS_MAX = 7 * 24 * 3600_000
+/** Replication's own bandwidth cap (`replica enable --max-mbit`): 0.01 Mbit/s (10 kbit/s) to 100 Gbit/s. */
+export const REPLICATION_MBIT_MIN = 0.01
+export const REPLICATION_MBIT_MAX = 100_000

@@ -19,6 +19,8 @@ import {
   REPLICA_ALLOW_MAX,
   REPLICA_DISK_BLOCKS_MAX,
   REPLICATION_FREQUENCIES_MS,
+  REPLICATION_MBIT_MAX,
+  REPLICATION_MBIT_MIN,
 } from './replica-limits.js'
 
 export * from './replica-limits.js'
@@ -86,6 +88,8 @@ export const replicationSettingSchema = z.strictObject({
   frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   compress: z.boolean(),
+  /** Replication's own bandwidth cap, Mbit/s on average (agent/replica/send-pacer.ts); absent: none. */
+  max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
 })
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 

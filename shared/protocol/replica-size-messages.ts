@@ -9,10 +9,9 @@
  */
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
-import { REPLICATION_FREQUENCIES_MS } from './replica-limits.js'
+import { REPLICATION_FREQUENCIES_MS, SIZING_DURATION_MS_MAX } from './replica-limits.js'
 
-/** The longest measurement: a week of the lab's time (the seed: "monitored over a typical week"). */
-export const SIZING_DURATION_MS_MAX = 7 * 24 * 3600_000
+export { SIZING_DURATION_MS_MAX }
 
 export const replicaSizeRequest = defineMessage('replica-size-request', () => ({
   vm: field.name(),
