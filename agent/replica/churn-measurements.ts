@@ -153,7 +153,7 @@ export class ChurnMeasurements implements DiskWriteSink {
   }
 
   private reply(m: Measurement, state: SizeReply['state'], why: { code: HvlabCode; error: string } | null): SizeReply {
-    const elapsed_ms = Math.min(m.measured_ms, Math.max(0, this.d.clock.now() - m.started_ms))
+    const elapsed_ms = Math.round(Math.min(m.measured_ms, Math.max(0, this.d.clock.now() - m.started_ms)))
     const frequencies =
       state !== 'done'
         ? []

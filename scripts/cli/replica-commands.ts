@@ -8,13 +8,20 @@ import { type Command, InvalidArgumentError } from 'commander'
 import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { RECOVERY_POINTS_MAX, REPLICA_RETRY_MS, REPLICATION_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
+import {
+  RECOVERY_POINTS_MAX,
+  REPLICA_RETRY_MS,
+  REPLICATION_FREQUENCIES_MS,
+  REPLICATION_MBIT_MAX,
+  REPLICATION_MBIT_MIN,
+} from '../../shared/protocol/replica-limits.js'
 import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, nameList, out, printResult } from './options.js'
+import { dirOption, intIn, nameList, numberIn, out, printResult } from './options.js'
+import { registerSize } from './replica-size-command.js'
 import { vmListNow, vmRole } from './vm-queries.js'
 import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
@@ -36,6 +43,7 @@ export function registerReplicaCommands(program: Command): void {
   registerFailover(replica)
   registerTestFailover(replica)
   registerStatus(replica)
+  registerSize(replica)
 }
 
 function registerServerEnable(replica: Command): void {
@@ -66,6 +74,7 @@ interface EnableOptions extends WaitOpts {
   frequency: ReplicationSetting['frequency_ms']
   recoveryPoints: number
   compress?: boolean
+  maxMbit?: number
   dir: string
 }
 
@@ -85,6 +94,11 @@ function registerEnable(replica: Command): void {
       0,
     )
     .option('--compress', 'deflate the changes on the wire')
+    .option(
+      '--max-mbit <n>',
+      `cap replication's bandwidth: the changes and resync blocks it sends average at most N Mbit/s (${REPLICATION_MBIT_MIN}–${REPLICATION_MBIT_MAX}, fractions allowed; real, not scaled); again with another N changes it at once, without it removes it`,
+      numberIn(REPLICATION_MBIT_MIN, REPLICATION_MBIT_MAX),
+    )
     .addOption(dirOption())
   waitOptions(cmd, 120).action(enable)
 }
@@ -96,6 +110,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     frequency_ms: o.frequency,
     recovery_points: o.recoveryPoints,
     compress: o.compress === true,
+    ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
   }
   await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   if (!o.wait) return out(`vm ${vm} is set to replicate to ${o.to}; \`hvlab replica status ${vm}\` shows the initial replication`)
@@ -119,7 +134,8 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     },
   })
   if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
-  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s; the initial replication is done (health ${s.health})`)
+  const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
+  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
 }
 
 function registerDisable(replica: Command): void {
@@ -281,6 +297,8 @@ export interface ReplicaStatusView {
   vm: string
   primary_host: string | null
   to: string
+  /** Replication's bandwidth cap in the VM's role, Mbit/s (null: none, or no cluster to ask). */
+  max_mbit: number | null
   primary: PrimarySideStatus | null
   replica: ReplicaSideStatus | null
 }
@@ -288,11 +306,13 @@ export interface ReplicaStatusView {
 function registerStatus(replica: Command): void {
   replica
     .command('status')
-    .description('how replication stands: health, RPO lag, bytes pending, cycles applied, recovery points, on both sides')
+    .description(
+      'how replication stands: its bandwidth cap, health, RPO lag, bytes pending, cycles applied, recovery points, on both sides',
+    )
     .argument('[vm]', 'one VM (default: every replicated VM)')
     .option(
       '--json',
-      'machine-readable: [{vm,primary_host,to,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
+      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
@@ -313,7 +333,8 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       const to = r.replication!.to
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
       const replica = await sideOf(client, to, r.name, 'replicas')
-      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, primary, replica } as ReplicaStatusView
+      const max_mbit = r.replication!.max_mbit ?? null
+      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, max_mbit, primary, replica } as ReplicaStatusView
     }),
   )
 }
@@ -330,7 +351,8 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
         throw e
       })
     for (const replica of r?.replicas ?? [])
-      if (vm === null || replica.vm === vm) views.push({ vm: replica.vm, primary_host: null, to: server, primary: null, replica })
+      if (vm === null || replica.vm === vm)
+        views.push({ vm: replica.vm, primary_host: null, to: server, max_mbit: null, primary: null, replica })
   }
   if (vm !== null && views.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
@@ -374,6 +396,7 @@ function formatStatus(views: readonly ReplicaStatusView[]): string {
       v.vm,
       v.primary_host ?? '-',
       v.to,
+      v.max_mbit === null ? '-' : String(v.max_mbit),
       health,
       lag,
       p === null ? '-' : String(p.pending_bytes),
@@ -382,7 +405,7 @@ function formatStatus(views: readonly ReplicaStatusView[]): string {
       error,
     ]
   })
-  const head = ['VM', 'PRIMARY', 'REPLICA', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
+  const head = ['VM', 'PRIMARY', 'REPLICA', 'CAP MBIT/S', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   return [head, ...rows]
     .map((r) =>
