@@ -111,10 +111,12 @@ async function pollMeasurement(client: ControlClient, host: string, vm: string):
   if (r.state === 'done') return done(r)
   if (r.state === 'measuring') return waiting(`${seconds(r.elapsed_ms)} of ${seconds(r.measured_ms)} measured`)
   const now = await vmRole(client, vm).catch(() => null)
-  const where =
-    now?.state === 'running' && now.owner !== null && now.owner !== host
+  const runs = now?.state === 'running' && now.owner !== null
+  const where = !runs
+    ? `vm ${vm} is ${now?.state ?? 'gone'}`
+    : now.owner !== host
       ? `vm ${vm} moved to ${now.owner}`
-      : `vm ${vm} is ${now?.state ?? 'gone'}`
+      : `vm ${vm} stopped and runs again on ${host}`
   return interrupted(
     `${where}: its churn measurement on ${host} ended early`,
     vm,
