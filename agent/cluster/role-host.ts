@@ -22,6 +22,7 @@ import type { VmDiskTarget } from '../clx/disk-target.js'
 import { csvDiskPort } from '../csv/csv-disk-port.js'
 import type { CsvHost } from '../csv/csv-host.js'
 import { meshBlockIoPort } from '../vm/vm-disk.js'
+import { newChurnMeasurements } from '../replica/churn-wiring.js'
 import { allSinks, newReplicationHost } from '../replica/replication-wiring.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
 import type { ClusterService } from './cluster-service.js'
@@ -69,7 +70,10 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     () => m.database(),
     () => agent,
   )
-  const agent = newVmAgent(p, cluster, csv, reports, { ...options, disk_write_journal: allSinks(options.disk_write_journal, replication) })
+  // `hvlab replica size`: the churn of a VM running here, measured from the same writes.
+  const churn = newChurnMeasurements(p, () => agent)
+  const sinks = allSinks(options.disk_write_journal, replication, churn)
+  const agent = newVmAgent(p, cluster, csv, reports, { ...options, disk_write_journal: sinks })
   // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
   const clx = new ClxService({
     host: p.name,
@@ -99,6 +103,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   agent.start()
   roles.start()
   replication.start()
+  churn.start()
   return { agent, service: roles }
 }
 

@@ -7,26 +7,18 @@
  * the busiest cycle's bytes per frequency (peak), and at least the mean to keep up at all.
  * A hot block rewritten all the time costs once per cycle: longer frequencies need less.
  *
- * Cycles are cut from the first write's time; a last cycle shorter than the frequency is
- * left out of the peak (it did not fill) unless it is the only one, and counted in the mean.
+ * This is the whole-list form (the writes at hand): it plays them, in time order, into a
+ * ChurnRecorder (churn-recorder.ts), which a host fills as the writes happen. Cycles are
+ * cut from the first write's time; a last cycle shorter than the frequency is left out of
+ * the peak (it did not fill) unless it is the only one, and counted in the mean.
  */
-import { HvlabError } from '../../shared/errors.js'
+import { ChurnRecorder, type FrequencySizing } from './churn-recorder.js'
+
+export type { FrequencySizing }
 
 export interface MeasuredWrite {
   readonly at_ms: number
   readonly block: number
-}
-
-export interface FrequencySizing {
-  readonly frequency_ms: number
-  /** Cycles the measurement covered (the last may be partial). */
-  readonly cycles: number
-  /** Distinct blocks of the busiest full cycle, in bytes. */
-  readonly peak_cycle_bytes: number
-  /** Bytes a second the busiest full cycle needs (its bytes over the frequency). */
-  readonly peak_bytes_per_s: number
-  /** Bytes a second over the whole measurement, cycle by cycle. */
-  readonly mean_bytes_per_s: number
 }
 
 export interface SizingInput {
@@ -38,28 +30,14 @@ export interface SizingInput {
 }
 
 export function sizeBandwidth(i: SizingInput): FrequencySizing[] {
-  if (!(i.measured_ms > 0)) throw new HvlabError('HVLAB_E_USAGE', `a churn measurement needs a positive duration, got ${i.measured_ms} ms`)
-  return i.frequencies_ms.map((f) => sizeFrequency(i, f))
-}
-
-function sizeFrequency(i: SizingInput, frequency_ms: number): FrequencySizing {
-  if (!(frequency_ms > 0)) throw new HvlabError('HVLAB_E_USAGE', `a replication frequency must be positive, got ${frequency_ms} ms`)
-  const start_ms = i.writes[0]?.at_ms ?? 0
-  const cycles = Math.max(1, Math.ceil(i.measured_ms / frequency_ms))
-  const full_cycles = Math.floor(i.measured_ms / frequency_ms)
-  const distinct = Array.from({ length: cycles }, () => new Set<number>())
-  for (const w of i.writes) {
-    const c = Math.min(cycles - 1, Math.max(0, Math.floor((w.at_ms - start_ms) / frequency_ms)))
-    distinct[c]!.add(w.block)
-  }
-  const bytes = distinct.map((s) => s.size * i.block_size_bytes)
-  const peak = Math.max(0, ...bytes.slice(0, Math.max(1, full_cycles)))
-  const total = bytes.reduce((a, b) => a + b, 0)
-  return {
-    frequency_ms,
-    cycles,
-    peak_cycle_bytes: peak,
-    peak_bytes_per_s: (peak / frequency_ms) * 1000,
-    mean_bytes_per_s: (total / i.measured_ms) * 1000,
-  }
+  const writes = [...i.writes].sort((a, b) => a.at_ms - b.at_ms)
+  const recorder = new ChurnRecorder({
+    start_ms: writes[0]?.at_ms ?? 0,
+    measured_ms: i.measured_ms,
+    block_size_bytes: i.block_size_bytes,
+    disk_blocks: writes.reduce((n, w) => Math.max(n, w.block + 1), 0),
+    frequencies_ms: i.frequencies_ms,
+  })
+  for (const w of writes) recorder.record(w.block, w.at_ms)
+  return recorder.result()
 }

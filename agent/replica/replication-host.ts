@@ -8,6 +8,9 @@
  * The host's VMs' disk writes come in as a write sink (vm-disk.ts DiskWriteSink): each
  * write that completed acknowledged, or in doubt (it may be on the disk), goes to its
  * VM's log; a refused one wrote nothing.
+ *
+ * What a shell sends to its replica server is paced at the VM's bandwidth cap
+ * (`--max-mbit`, paced-requester.ts), read from the role at each send.
  */
 import { isDeepStrictEqual } from 'node:util'
 import type { Clock } from '../../shared/clock.js'
@@ -17,7 +20,9 @@ import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import { encodeDiskWrite, type DiskWriteRecord } from '../vm/disk-write-record.js'
 import type { DiskWriteOutcome, DiskWriteSink } from '../vm/vm-disk.js'
 import type { PrimaryDisk } from './primary-resync.js'
+import { pacedRequester } from './paced-requester.js'
 import { ReplicationShell } from './replication-shell.js'
+import { SendPacer } from './send-pacer.js'
 import type { PartRequester } from './shipment-sender.js'
 
 /** How often the host matches its shells to the VMs it runs and their roles. */
@@ -96,6 +101,7 @@ export class ReplicationHost implements DiskWriteSink {
         this.waiting.set(vm, { setting, why: `vm ${vm} has no disk attached on this host` })
         continue
       }
+      const pacer = new SendPacer()
       const shell = new ReplicationShell({
         vm,
         host: this.d.host,
@@ -105,7 +111,7 @@ export class ReplicationHost implements DiskWriteSink {
         writesInFlight: () => this.in_flight.get(vm) ?? 0,
         clock: this.d.clock,
         time_scale: this.d.time_scale,
-        server: () => this.d.server(setting.to),
+        server: () => this.paced(vm, setting.to, pacer),
         emit: this.d.emit,
       })
       this.shells.set(vm, shell)
@@ -122,6 +128,13 @@ export class ReplicationHost implements DiskWriteSink {
     return [...shells, ...waiting, ...ended]
   }
 
+  /** The connection to replica server `to`, its sends paced at the VM's cap as its role has it now. */
+  private paced(vm: string, to: string, pacer: SendPacer): PartRequester | undefined {
+    const conn = this.d.server(to)
+    if (conn === undefined) return undefined
+    return pacedRequester(conn, { pacer, clock: this.d.clock, maxMbit: () => this.d.settingOf(vm)?.max_mbit ?? null })
+  }
+
   private drop(vm: string): void {
     const shell = this.shells.get(vm)
     if (shell === undefined) return
@@ -134,9 +147,9 @@ export class ReplicationHost implements DiskWriteSink {
   }
 }
 
-/** A changed setting (any field of it) gets a new shell, which begins again. */
+/** The same replication but for its bandwidth cap (any other field changed gets a new shell, which begins again); a cap changed applies to the next send (paced), with no new shell and so no resync. */
 function sameSetting(a: ReplicationSetting | undefined, b: ReplicationSetting): boolean {
-  return a !== undefined && isDeepStrictEqual(a, b)
+  return a !== undefined && isDeepStrictEqual({ ...a, max_mbit: 0 }, { ...b, max_mbit: 0 })
 }
 
 function waitingStatus(vm: string, setting: ReplicationSetting, why: string): PrimarySideStatus {

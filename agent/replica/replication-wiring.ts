@@ -20,11 +20,7 @@ export function newReplicationHost(
     host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,
-    running: () =>
-      agent()
-        .vms.list()
-        .filter((v) => v.state === 'running')
-        .map((v) => v.name),
+    running: () => vmsRunning(agent()),
     settingOf: (vm) => decodeRole(database().config, vm)?.replication,
     memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
@@ -42,7 +38,8 @@ export function newReplicationHost(
   return host
 }
 
-function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | undefined {
+/** The VM's disk as its writer writes it from this host (`host`), read where it is now; undefined: none attached. */
+export function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | undefined {
   const d = agent.diskIo(vm)
   if (d === undefined) return undefined
   const { target, io } = d
@@ -52,6 +49,14 @@ function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | un
     blocks: Math.floor(target.size_bytes / block_size_bytes),
     read: (block, blocks) => io.read(target.array, { volume: target.volume, host, block, blocks }),
   }
+}
+
+/** The VMs running on this host now. */
+export function vmsRunning(agent: VmAgent): string[] {
+  return agent.vms
+    .list()
+    .filter((v) => v.state === 'running')
+    .map((v) => v.name)
 }
 
 /** Every write told to each sink in turn (the disk write journal, then Replica). */

@@ -18,6 +18,8 @@ import {
   RECOVERY_POINTS_MAX,
   REPLICA_RETRY_MS,
   REPLICATION_FREQUENCIES_MS,
+  REPLICATION_MBIT_MAX,
+  REPLICATION_MBIT_MIN,
   type InitialReplicationMode,
 } from '../../shared/protocol/replica-limits.js'
 import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
@@ -25,7 +27,8 @@ import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, nameList, out, printResult } from './options.js'
+import { dirOption, intIn, nameList, numberIn, out, printResult } from './options.js'
+import { registerSize } from './replica-size-command.js'
 import { vmListNow, vmRole } from './vm-queries.js'
 import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
@@ -52,6 +55,7 @@ export function registerReplicaCommands(program: Command): void {
   registerFailover(replica)
   registerTestFailover(replica)
   registerStatus(replica)
+  registerSize(replica)
 }
 
 function registerServerEnable(replica: Command): void {
@@ -85,6 +89,7 @@ interface EnableOptions extends WaitOpts {
   initial: InitialReplicationMode
   exportDir?: string
   startAt?: number
+  maxMbit?: number
   dir: string
 }
 
@@ -140,6 +145,11 @@ function registerEnable(replica: Command): void {
     )
     .option('--export-dir <dir>', '--initial export: the folder (the offline media) the disk is exported to', existing('folder'))
     .option('--start-at <time>', 'begin the initial replication at this time (ISO 8601, within 7 days), not now', startTime)
+    .option(
+      '--max-mbit <n>',
+      `cap replication's bandwidth: the changes and resync blocks it sends average at most N Mbit/s (${REPLICATION_MBIT_MIN}–${REPLICATION_MBIT_MAX}, fractions allowed; real, not scaled); again with another N changes it at once, without it removes it`,
+      numberIn(REPLICATION_MBIT_MIN, REPLICATION_MBIT_MAX),
+    )
     .addOption(dirOption())
   waitOptions(cmd, 120).action(enable)
 }
@@ -156,6 +166,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     ...(o.initial === 'network' ? {} : { initial: o.initial }),
     ...(o.exportDir === undefined ? {} : { export_dir: o.exportDir }),
     ...(o.startAt === undefined ? {} : { start_at_ms: o.startAt }),
+    ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
   }
   await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   if (o.startAt !== undefined)
@@ -165,7 +176,8 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   const s = await initialReplication(client, vm, o.to, o.timeoutS, copy_wanted)
   if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
   if (s.waiting_for === 'initial-copy') return out(importHint(vm, o.to, s.export_file))
-  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s; the initial replication is done (health ${s.health})`)
+  const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
+  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
 }
 
 function importHint(vm: string, to: string, file: string | null): string {
@@ -449,6 +461,8 @@ export interface ReplicaStatusView {
   vm: string
   primary_host: string | null
   to: string
+  /** Replication's bandwidth cap in the VM's role, Mbit/s (null: none, or no cluster to ask). */
+  max_mbit: number | null
   primary: PrimarySideStatus | null
   replica: ReplicaSideStatus | null
   /** Extended replication: the replica server forwarding to `to` (its side as a primary) and the third server's replica. */
@@ -458,11 +472,13 @@ export interface ReplicaStatusView {
 function registerStatus(replica: Command): void {
   replica
     .command('status')
-    .description('how replication stands: health, RPO lag, bytes pending, cycles applied, recovery points, on both sides')
+    .description(
+      'how replication stands: its bandwidth cap, health, RPO lag, bytes pending, cycles applied, recovery points, on both sides',
+    )
     .argument('[vm]', 'one VM (default: every replicated VM)')
     .option(
       '--json',
-      'machine-readable: [{vm,primary_host,to,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
+      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
@@ -484,7 +500,16 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
       const replica = await sideOf(client, to, r.name, 'replicas')
       const extended = await extendedOf(client, to, r.name)
-      return { vm: r.name, primary_host: r.state === 'running' ? r.owner : null, to, primary, replica, extended } as ReplicaStatusView
+      const max_mbit = r.replication!.max_mbit ?? null
+      return {
+        vm: r.name,
+        primary_host: r.state === 'running' ? r.owner : null,
+        to,
+        max_mbit,
+        primary,
+        replica,
+        extended,
+      } as ReplicaStatusView
     }),
   )
 }
@@ -502,7 +527,7 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
       })
     for (const replica of r?.replicas ?? [])
       if (vm === null || replica.vm === vm)
-        views.push({ vm: replica.vm, primary_host: null, to: server, primary: null, replica, extended: null })
+        views.push({ vm: replica.vm, primary_host: null, to: server, max_mbit: null, primary: null, replica, extended: null })
   }
   if (vm !== null && views.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
@@ -542,8 +567,8 @@ async function sideOf<K extends 'primaries' | 'replicas'>(
 
 function formatStatus(views: readonly ReplicaStatusView[]): string {
   if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
-  const rows = views.flatMap((v) => [statusRow(v.vm, v.primary_host, v.to, v.primary, v.replica), ...extendedRow(v)])
-  const head = ['VM', 'PRIMARY', 'REPLICA', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
+  const rows = views.flatMap((v) => [statusRow(v.vm, v.primary_host, v.to, v.max_mbit, v.primary, v.replica), ...extendedRow(v)])
+  const head = ['VM', 'PRIMARY', 'REPLICA', 'CAP MBIT/S', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   return [head, ...rows]
     .map((r) =>
@@ -559,6 +584,7 @@ type StatusRow = [
   vm: string,
   primary: string,
   replica: string,
+  cap_mbit: string,
   health: string,
   lag: string,
   pending: string,
@@ -568,11 +594,19 @@ type StatusRow = [
 ]
 
 /** One direction of replication as a row: `p` the sending side, `r` the receiving one. */
-function statusRow(vm: string, from: string | null, to: string, p: PrimarySideStatus | null, r: ReplicaSideStatus | null): StatusRow {
+function statusRow(
+  vm: string,
+  from: string | null,
+  to: string,
+  max_mbit: number | null,
+  p: PrimarySideStatus | null,
+  r: ReplicaSideStatus | null,
+): StatusRow {
   return [
     vm,
     from ?? '-',
     to,
+    max_mbit === null ? '-' : String(max_mbit),
     healthWords(p, r),
     p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`,
     p === null ? '-' : String(p.pending_bytes),
@@ -592,5 +626,5 @@ function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): 
 /** Extended replication's row: the replica server forwarding to the third. */
 function extendedRow(v: ReplicaStatusView): StatusRow[] {
   const e = v.extended
-  return e === null ? [] : [statusRow(`${v.vm} (extended)`, v.to, e.to, e.primary, e.replica)]
+  return e === null ? [] : [statusRow(`${v.vm} (extended)`, v.to, e.to, null, e.primary, e.replica)]
 }

@@ -14,6 +14,7 @@ import { csvMessages } from './csv-messages.js'
 import { guestMessages } from './guest-messages.js'
 import { removalMessages } from './removal-messages.js'
 import { replicaMessages } from './replica-messages.js'
+import { replicaSizeMessages } from './replica-size-messages.js'
 
 /**
  * Bumped on any incompatible change; peers with another version are refused.
@@ -31,6 +32,7 @@ export const ALL_MESSAGES = [
   ...csvMessages,
   ...removalMessages,
   ...replicaMessages,
+  ...replicaSizeMessages,
 ] as const
 
 type AnyDef = (typeof ALL_MESSAGES)[number]

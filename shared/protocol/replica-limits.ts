@@ -24,3 +24,8 @@ export type InitialReplicationMode = (typeof INITIAL_REPLICATION_MODES)[number]
 export const INITIAL_START_AHEAD_MS_MAX = 7 * 24 * 3_600_000
 /** A path to an export folder or file, in bytes at most. */
 export const REPLICA_PATH_BYTES_MAX = 1024
+/** The longest churn measurement (`hvlab replica size`): a week of the lab's time (the seed: "monitored over a typical week"). */
+export const SIZING_DURATION_MS_MAX = 7 * 24 * 3600_000
+/** Replication's own bandwidth cap (`replica enable --max-mbit`): 0.01 Mbit/s (10 kbit/s) to 100 Gbit/s. */
+export const REPLICATION_MBIT_MIN = 0.01
+export const REPLICATION_MBIT_MAX = 100_000

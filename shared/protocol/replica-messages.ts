@@ -22,6 +22,8 @@ import {
   REPLICA_ALLOW_MAX,
   REPLICA_DISK_BLOCKS_MAX,
   REPLICATION_FREQUENCIES_MS,
+  REPLICATION_MBIT_MAX,
+  REPLICATION_MBIT_MIN,
 } from './replica-limits.js'
 
 export * from './replica-limits.js'
@@ -103,6 +105,8 @@ export const replicationSettingSchema = z.strictObject({
   export_dir: absolutePath().optional(),
   /** The initial replication begins at this wall-clock time, not at once (a quiet hour). */
   start_at_ms: field.time_ms().optional(),
+  /** Replication's own bandwidth cap, Mbit/s on average (agent/replica/send-pacer.ts); absent: none. */
+  max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
 })
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 

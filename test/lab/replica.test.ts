@@ -30,6 +30,7 @@ import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
 import type { ReplicaStatusView } from '../../scripts/cli/replica-commands.js'
 import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
+import type { ReplicaSizeView } from '../../scripts/cli/replica-size-command.js'
 import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', import.meta.url))
@@ -103,6 +104,23 @@ function writeHistory(lab: TestLab, host: string, vm: string): Map<number, { sha
   return out
 }
 
+/** How web1's churn measurement on host-a1 stands (undefined: none yet). */
+async function sizeState(lab: TestLab): Promise<string | undefined> {
+  const ask = { t: 'replica-size-status-request', vm: 'web1' } as const
+  return (
+    await lab
+      .control()
+      .request('host-a1', ask, 'replica-size-reply', 10_000)
+      .catch(() => undefined)
+  )?.state
+}
+
+/** The writes web1's disk writer has completed (acknowledged, or failed: in doubt), and has in flight. */
+async function diskWrites(lab: TestLab): Promise<{ completed: number; in_flight: number }> {
+  const d = (await lab.vmInspect('web1')).disk!
+  return { completed: d.writes_acked + d.write_errors, in_flight: d.in_flight } // a refused write wrote nothing: not churn
+}
+
 const resynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'web1'
 
 t.test(
@@ -111,6 +129,59 @@ t.test(
     const { lab } = await startLab(t, { topology: TOPOLOGY, env: { HVLAB_DISK_WRITE_JOURNAL: '1' } })
     t.equal((await lab.cli('vm', 'create', 'web1', '--memory-mib', '512', '--preferred', 'host-a1,host-a2')).code, 0)
     t.equal((await lab.cli('vm', 'start', 'web1')).code, 0)
+
+    // replica size (web1 is not replicated): its guest writes 40 blocks a second for a while, all within the measurement
+    t.equal((await lab.cli('replica', 'size', 'web1', '--minutes', '0')).code, 2, 'a duration that is not positive is a usage error')
+    t.equal((await lab.cli('replica', 'size', 'web1', '--minutes', '20000')).code, 2, 'and one longer than a week')
+    const unknown = await lab.cli('replica', 'size', 'nosuch', '--minutes', '1')
+    t.equal(unknown.code, 1)
+    t.match(unknown.stderr, /no vm named nosuch/)
+    const idle = await diskWrites(lab)
+    const sizing = lab.cli('replica', 'size', 'web1', '--minutes', '2', '--json') // 12 s at timeScale 0.1
+    await lab.waitFor('the measurement to begin', async () => ((await sizeState(lab)) === 'measuring' ? true : undefined))
+    const again_size = await lab.cli('replica', 'size', 'web1', '--minutes', '1')
+    t.equal(again_size.code, 1, 'one measurement of a VM at a time')
+    t.match(again_size.stderr, /vm web1 is being measured on host-a1 already/)
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '40')).code, 0)
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
+    const wrote = await lab.waitFor('no write in flight', async () => {
+      const d = await diskWrites(lab)
+      return d.in_flight === 0 ? d : undefined
+    })
+    t.equal(
+      await sizeState(lab),
+      'measuring',
+      'the writes began and ended within the measurement (else this machine is too slow for the check)',
+    )
+    const measured = await sizing
+    t.equal(measured.code, 0, `replica size: ${measured.stderr}`)
+    const size = JSON.parse(measured.stdout) as ReplicaSizeView
+    const writes = wrote.completed - idle.completed
+    t.ok(writes > 0, `the guest wrote ${writes} blocks`)
+    t.match(size, {
+      vm: 'web1',
+      host: 'host-a1',
+      time_scale: 0.1,
+      duration_ms: 120_000,
+      measured_ms: 12_000,
+      block_size_bytes: 4096,
+      writes,
+    })
+    t.match(size.frequencies, [
+      { frequency_ms: 30_000, cycle_ms: 3_000, cycles: 4, full_cycles: 4 },
+      { frequency_ms: 300_000, cycle_ms: 30_000, cycles: 1, full_cycles: 0, peak_cycle_bytes: writes * 4096 },
+      { frequency_ms: 900_000, cycle_ms: 90_000, cycles: 1, full_cycles: 0, peak_cycle_bytes: writes * 4096 },
+    ])
+    for (const f of size.frequencies)
+      t.equal(
+        f.total_bytes,
+        writes * 4096,
+        `${f.frequency_ms / 1000} s: each write a block of its own (a ring of 4096), so every write travels once`,
+      )
+    const peak30 = size.frequencies[0]!.peak_cycle_bytes
+    t.ok(peak30 > 0 && peak30 <= writes * 4096, 'the busiest 3 s cycle holds some or all of them')
+
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
 
     // bad input: clear errors, nothing changed
@@ -131,9 +202,21 @@ t.test(
     // allowed: the initial replication, then a cycle every 3 s
     t.equal((await lab.cli('replica', 'server', 'enable', SERVER, '--allow', 'any')).code, 0)
     const before = (await lab.events()).at(-1)!.seq
-    const enabled = await lab.cli('replica', 'enable', 'web1', '--to', SERVER, '--frequency', '30s', '--timeout-s', '60')
+    const enabled = await lab.cli(
+      'replica',
+      'enable',
+      'web1',
+      '--to',
+      SERVER,
+      '--frequency',
+      '30s',
+      '--max-mbit',
+      '100',
+      '--timeout-s',
+      '60',
+    )
     t.equal(enabled.code, 0, `replica enable: ${enabled.stderr}`)
-    t.match(enabled.stdout, /vm web1 replicates to replica-dr1 every 30 s; the initial replication is done/)
+    t.match(enabled.stdout, /vm web1 replicates to replica-dr1 every 30 s at most 100 Mbit\/s; the initial replication is done/)
     const initial = (await lab.eventsAfter(before, (evs) => evs.some(resynced))).find(resynced)!
     t.equal(initial.details.blocks_compared, DISK_BLOCKS, 'the initial replication compared every block')
     t.ok((initial.details.blocks_sent as number) < DISK_BLOCKS, 'and sent only those that differ from the empty replica')
@@ -144,6 +227,7 @@ t.test(
     t.match(cycling, {
       primary_host: 'host-a1',
       to: SERVER,
+      max_mbit: 100,
       primary: { health: 'Normal', last_error: null },
       replica: { from: 'host-a1', resyncing: false },
     })
@@ -173,7 +257,12 @@ t.test(
     // kill -9 the primary host while the VM writes: it fails over in the cluster, and its new host resyncs the replica
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
     const beforeKill = (await lab.events()).at(-1)!.seq
+    const cut = lab.cli('replica', 'size', 'web1', '--minutes', '10')
+    await lab.waitFor('a measurement under way', async () => ((await sizeState(lab)) === 'measuring' ? true : undefined))
     t.equal((await lab.cli('kill', 'host-a1')).code, 0)
+    const interrupted = await cut
+    t.equal(interrupted.code, 1, 'a measurement whose host dies ends, and says so')
+    t.match(interrupted.stderr, /host-a1 went down during the churn measurement of vm web1/)
     await lab.vmRunningOn('web1', ['host-a2'])
     const again = (await lab.eventsAfter(beforeKill, (evs) => evs.some(resynced), 60_000)).find(resynced)!
     t.equal(again.source, 'host-a2', 'the new primary resynced the replica')
@@ -286,12 +375,15 @@ t.test(
     t.match(extended.extended, { to: THIRD, primary: { health: 'Normal', last_error: null }, replica: { from: SERVER } })
     const third = readFileSync(join(lab.dir, 'data', THIRD, 'replica', 'vms', 'web3', 'disk.img'))
     t.equal(sha(third), d4.primary, "the third server holds web3's disk, byte for byte")
-    t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+Normal/)
+    t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+-\s+Normal/)
 
     // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
     // (web4 writes beside it, keeping 2 recovery points, for a failover to the older one below)
+    for (const vm of ['web2', 'web4']) t.equal((await lab.cli('vm', 'create', vm, '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)
+    const stopped = await lab.cli('replica', 'size', 'web2', '--minutes', '1')
+    t.equal(stopped.code, 1)
+    t.match(stopped.stderr, /vm web2 is stopped: its churn is measured while it runs/)
     for (const vm of ['web2', 'web4']) {
-      t.equal((await lab.cli('vm', 'create', vm, '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)
       t.equal((await lab.cli('vm', 'start', vm)).code, 0)
       t.equal((await lab.cli('vm', 'load', vm, '--disk-iops', '20')).code, 0)
     }
