@@ -37,6 +37,8 @@ export interface VmWriteProblem {
   problem: WriteProblem
   /** The lost write was on asynchronous replication, acknowledged after the failover's consistent point but later than the RPO. */
   beyond_rpo?: boolean
+  /** When the lost write (lost, lost-allowed) was acknowledged; null for an invented block. */
+  lost_acked_ms: number | null
 }
 
 export interface StaleWrite {
@@ -98,8 +100,9 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
       loss_allowed: (w.done_ms !== null && unprotected(w.vm, w.array, w.done_ms)) || asyncLossOf(w) === 'allowed',
     }))
     for (const problem of writeProblems(records, final, zero)) {
-      const lost = problem.kind === 'lost' ? byDigest.get(problem.lost) : undefined
-      out.push({ vm, problem, ...(lost !== undefined && asyncLossOf(lost) === 'beyond-rpo' ? { beyond_rpo: true } : {}) })
+      const lost = problem.kind === 'invented' ? undefined : byDigest.get(problem.lost)
+      const beyond = problem.kind === 'lost' && lost !== undefined && asyncLossOf(lost) === 'beyond-rpo'
+      out.push({ vm, problem, ...(beyond ? { beyond_rpo: true } : {}), lost_acked_ms: lost?.done_ms ?? null })
     }
   }
   return out

@@ -137,15 +137,24 @@ function violationBlocks(v: Violation, n: number, r: SoakReport): Block[] {
   return [{ kind: 'subheading', text: `${n}. ${v.kind}: ${v.summary}` }, { kind: 'facts', facts }, events]
 }
 
+/** `0`, or `8192 (2 writes)`. */
+const bytesOfWrites = (bytes: number, writes: number): string =>
+  writes === 0 ? '0' : `${bytes} (${writes} write${writes === 1 ? '' : 's'})`
+
 function faultRow(f: FaultOutcome, r: SoakReport): Cell[] {
   const duration = f.heal_ms === null ? 'not healed' : seconds(f.heal_ms - f.start_ms)
   const rto = listOrNone(f.rto_ms_by_vm.map((x) => `${x.vm} ${wholeMs(x.rto_ms)}`))
-  return [String(f.id), f.kind, f.target, sinceStart(f.start_ms, r), duration, msOrNone(f.detection_ms), rto, String(f.failovers)]
+  return [
+    ...[String(f.id), f.kind, f.target, sinceStart(f.start_ms, r), duration, msOrNone(f.detection_ms), rto, String(f.failovers)],
+    bytesOfWrites(f.bytes_lost, f.writes_lost),
+    bytesOfWrites(f.bytes_lost_allowed, f.writes_lost_allowed),
+  ]
 }
 
 function faultsTable(r: SoakReport): Table {
   const head = ['id', 'kind', 'target', 'start s', 'duration s', 'detection ms', 'RTO ms per VM', 'failovers']
-  return { head, rows: r.faults.map((f) => faultRow(f, r)), numeric: [0, 3, 4, 5, 7] }
+  const lost = ['bytes lost', 'bytes lost where allowed']
+  return { head: [...head, ...lost], rows: r.faults.map((f) => faultRow(f, r)), numeric: [0, 3, 4, 5, 7, 8, 9] }
 }
 
 function migrationsTable(r: SoakReport): Table {

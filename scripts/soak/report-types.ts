@@ -69,6 +69,15 @@ export interface FaultOutcome {
   rto_ms_by_vm: { vm: string; rto_ms: number }[]
   /** `role.failed-over` events that followed before the next fault. */
   failovers: number
+  /**
+   * Acknowledged writes lost that go to this fault (loss-attribution.ts: the first fault not
+   * yet healed when the write was acknowledged), and their bytes: violations …
+   */
+  writes_lost: number
+  bytes_lost: number
+  /** … and losses the configuration allows (within an RPO, a group out of sync). */
+  writes_lost_allowed: number
+  bytes_lost_allowed: number
 }
 
 export interface MigrationOutcome {

@@ -162,6 +162,7 @@ t.test('a clean history passes, with its figures', async (t) => {
   )
   t.equal(r.summary.disk_writes_acked, 2)
   t.equal(r.summary.acked_writes_lost, 0)
+  t.match(r.faults[0], { writes_lost: 0, bytes_lost: 0, writes_lost_allowed: 0, bytes_lost_allowed: 0 }, 'no bytes lost')
   t.same(r.summary.rto, { count: 1, p50_ms: 3200, p99_ms: 3200, max_ms: 3200 })
   t.same(
     r.series[0]!.runs.map((x) => x[2]),
@@ -191,6 +192,11 @@ t.test('a lost write, and an invented one', async (t) => {
   const r = check(lost)
   t.equal(r.summary.acked_writes_lost, 1)
   t.equal(r.summary.acked_bytes_lost, BS)
+  t.match(
+    r.faults[0],
+    { writes_lost: 1, bytes_lost: BS, writes_lost_allowed: 0, bytes_lost_allowed: 0 },
+    'W2, acknowledged at 9 s while host-a1 was down, goes to the kill',
+  )
   t.same(kinds(cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, 'f'.repeat(64)) : r))), ['write-invented'])
   const inDoubt = cleanRecords().filter((r) => !(r.t === 'disk-done' && r.epoch === 2))
   t.same(kinds(inDoubt.map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))), [], 'W2 never acknowledged: W1 may be there')
@@ -223,6 +229,7 @@ t.test('a write acknowledged while its synchronous group was out of sync may be 
   t.same(r.violations, [], 'allowed')
   t.equal(r.summary.writes_lost_allowed, 1, 'and reported')
   t.equal(r.summary.acked_writes_lost, 0)
+  t.match(r.faults[0], { writes_lost: 0, bytes_lost: 0, writes_lost_allowed: 1, bytes_lost_allowed: BS }, 'per fault, as allowed')
   const synced = records.filter((x) => !(x.t === 'event' && x.kind === 'rc.link-down'))
   t.same(kinds(synced), ['write-lost'], 'acknowledged while in sync: a violation')
 })

@@ -71,6 +71,10 @@ function sampleReport(): SoakReport {
         detection_ms: 1500,
         rto_ms_by_vm: [{ vm: 'vm-1', rto_ms: 9100 }],
         failovers: 1,
+        writes_lost: 1,
+        bytes_lost: 4096,
+        writes_lost_allowed: 0,
+        bytes_lost_allowed: 0,
       },
       {
         id: 2,
@@ -81,6 +85,10 @@ function sampleReport(): SoakReport {
         detection_ms: null,
         rto_ms_by_vm: [],
         failovers: 0,
+        writes_lost: 0,
+        bytes_lost: 0,
+        writes_lost_allowed: 3,
+        bytes_lost_allowed: 12_288,
       },
     ],
     migrations: [
@@ -161,7 +169,8 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
   const md = reportMarkdown(sampleReport())
   const lines = md.split('\n')
   t.equal(lines[0], '# Soak FAIL · seed 4242 · reproduce: `npx hvlab soak --seed 4242 --faults kill,partition`', 'first line')
-  t.match(md, '| 1 | kill | host-a1 | 10.0 | 15.0 | 1500 | vm-1 9100 | 1 |', 'fault 1')
+  t.match(md, '| 1 | kill | host-a1 | 10.0 | 15.0 | 1500 | vm-1 9100 | 1 | 4096 (1 write) | 0 |', 'fault 1, with the bytes it lost')
+  t.match(md, '| 0 | 12288 (3 writes) |', 'fault 2 lost only what was allowed')
   t.match(md, '| 2 | partition | site-a \\| site-b | 50.0 | not healed | none | none | 0 |', 'fault 2, its pipe escaped')
   t.match(md, '### 1. double-owner: vm-1 ran on host-a1 and host-b1 for 1200 ms: host-a1 said \\</script\\>\\<img', 'violation heading')
   t.match(md, '- at: +00:01:01.234 (05:01:01.234 UTC)', 'violation time, since the start and on the clock')
@@ -212,6 +221,8 @@ t.test('HTML: self-contained, ECharts inline, nothing from the data breaks out, 
   t.notOk(html.includes('</script><img'), 'the raw markup from the data is not in the page')
   t.notOk(html.replace(echarts, '').includes('<img'), 'no img element outside ECharts')
   t.ok(html.includes('host-a1 said &lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; | &lt;!-- oops'), 'escaped in the tables')
+  t.match(html, '<th class="num">bytes lost</th><th class="num">bytes lost where allowed</th>', 'the faults table has the bytes lost')
+  t.match(html, '<td class="num">4096 (1 write)</td><td class="num">0</td>', "and fault 1's")
   const all = scripts(html)
   t.equal(all.length, 3, 'three script elements: the data, ECharts, the page script; none ended early')
   const data = all.find((s) => s.attrs.includes('id="soak-data"'))
