@@ -6,6 +6,9 @@
  *   invented where the storage promises none (disk-history.ts: shared storage, a
  *   synchronous group while in sync), nor beyond its RPO under asynchronous replication
  *   (async-replication.ts);
+ * - a VM replicated with Hyper-V Replica had each acknowledged write on its replica within
+ *   the RPO unless a fault on the path held it back, and its replica ended equal to its
+ *   disk (replica-check.ts);
  * - every VM answered again within the recovery bound once the faults stopped, and the
  *   hosts ended in one membership;
  * - no process crashed (`process.crashed`: an exit nobody asked for), and each process's
@@ -19,6 +22,7 @@ import { diskProblems, diskWrites, staleWrites, type VmWriteProblem } from './di
 import type { History, RecordOf } from './history.js'
 import { lossByFault, noLoss, type LostWrite } from './loss-attribution.js'
 import { doubleOwners, vmRuns, type HistoryEvent } from './ownership-history.js'
+import { checkReplication } from './replica-check.js'
 import type { EventExcerpt, FaultOutcome, MigrationOutcome, SoakReport, Violation } from './report-types.js'
 import { resourceViolations, processResources } from './resource-bounds.js'
 import { durationStats, largest } from './stats.js'
@@ -44,9 +48,11 @@ export function checkHistory(h: History): SoakReport {
   const writes = diskWrites(h)
   const runs = vmRuns(events)
   const problems = diskProblems(writes, h)
+  const replication = checkReplication(h, writes)
   const violations = [
     ...ownershipViolations(events),
     ...writeViolations(h, writes, problems),
+    ...replication.violations,
     ...recoveryViolations(h, client, events),
     ...crashViolations(events),
     ...resourceViolations(h),
@@ -94,6 +100,7 @@ export function checkHistory(h: History): SoakReport {
       error_code: o.error_code,
       said: o.said ?? null,
     })),
+    replication: replication.outcomes,
     processes: processResources(h, events),
     series: client.vms.map((vm) => client.series(vm, gap_ms, runsOf(runs, vm))),
   }

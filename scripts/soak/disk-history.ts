@@ -71,6 +71,9 @@ export function diskWrites(h: Pick<History, 'disk_issued' | 'disk_done'>): DiskW
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
+/** The digest of a block never written (zeros). */
+export const zeroDigest = (block_size_bytes: number): string => sha256(Buffer.alloc(block_size_bytes))
+
 /** The digest of the block a write puts on the disk. */
 export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | 'value'>, block_size_bytes: number): string {
   return sha256(encodeDiskWrite({ vm: w.vm, seq: w.seq, epoch: w.epoch, block: w.block, value: w.value }, block_size_bytes))
@@ -82,7 +85,7 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
   const periodic = periodicVms(h.events)
   const failovers = groupFailovers(h.events)
   const bs = h.meta.block_size_bytes
-  const zero = sha256(Buffer.alloc(bs))
+  const zero = zeroDigest(bs)
   const out: VmWriteProblem[] = []
   for (const vm of new Set(h.disk_final.map((f) => f.vm))) {
     const async = periodic.get(vm)

@@ -116,6 +116,32 @@ function sampleReport(): SoakReport {
         said: 'move of vm-1 failed: a | b\nsecond line',
       },
     ],
+    replication: [
+      {
+        vm: 'vm-1',
+        server: 'replica-dr1',
+        frequency_ms: 3000,
+        rpo_ms: 6000,
+        cycles_applied: 35,
+        resyncs: 2,
+        writes_judged: 2000,
+        lag: { count: 2000, p50_ms: 1600, p99_ms: 5900, max_ms: 14_000 },
+        late: [
+          {
+            from_ms: T0 + 50_000,
+            to_ms: T0 + 52_000,
+            writes: 40,
+            lag_max_ms: 14_000,
+            reached_ms: T0 + 64_000,
+            cause: 'fault 2 partition site-a | site-dr',
+          },
+          { from_ms: T0 + 80_000, to_ms: T0 + 80_500, writes: 10, lag_max_ms: 7000, reached_ms: T0 + 87_000, cause: null },
+        ],
+        caught_up_ms: T0 + 110_000,
+        blocks_compared: 1000,
+        blocks_differing: 0,
+      },
+    ],
     processes: [
       { name: 'host-a1', rss_max_bytes: 96 * 1024 * 1024, fds_max: 41, crashes: 0, kills: 1 },
       { name: 'array-a', rss_max_bytes: 64 * 1024 * 1024, fds_max: 30, crashes: 0, kills: 0 },
@@ -154,7 +180,7 @@ function sampleReport(): SoakReport {
 function quietReport(): SoakReport {
   const r = sampleReport()
   const summary = { ...r.summary, violations: 0, detection: null, rto: null, blackout: null, client_blackout: null }
-  return { ...r, verdict: 'pass', summary, violations: [], faults: [], migrations: [], operator_actions: [] }
+  return { ...r, verdict: 'pass', summary, violations: [], faults: [], migrations: [], operator_actions: [], replication: [] }
 }
 
 /** A Markdown table row's cells, split where GFM splits them: at pipes no backslash escapes. */
@@ -183,12 +209,15 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
     'a failed one says why',
   )
   t.match(md, '| host-a1 | 96.0 | 41 | 0 | 1 |', 'process')
+  t.match(md, '| vm-1 → replica-dr1 | 3.0 | 6.0 | 35 | 2 | 2000 | 1600 / 5900 / 14000 | 40 | 10 | 110.0 | 0 of 1000 |', 'Replica')
+  t.match(md, '| vm-1 | 50.0 | 52.0 | 40 | 14000 | 64.0 | fault 2 partition site-a \\| site-dr |', 'writes held back by a fault')
+  t.match(md, '| vm-1 | 80.0 | 80.5 | 10 | 7000 | 87.0 | nothing on the path: a violation |', 'and late ones with no excuse')
   t.match(md, "| RTO (the client's longest gap per fault) | 2 | 6200 | 9100 | 9100 |", 'RTO stats')
   const outsideCode = md.replace(/`[^`\n]*`/g, '')
   t.notMatch(outsideCode, /(?<!\\)<(img|\/script)/, 'no raw HTML from the data outside code spans')
   t.match(md, '`{"vm":"vm-1","error":"host-a1 said </script><img src=x onerror=alert(1)> \\| <!-- oops"}`', 'in a code span as written')
   const tables = md.split('\n\n').filter((b) => b.startsWith('|'))
-  t.equal(tables.length, 7, 'summary, durations, events, faults, migrations, operator actions, processes')
+  t.equal(tables.length, 9, 'summary, durations, events, faults, migrations, operator actions, replication, late writes, processes')
   for (const table of tables) {
     const [head, ...rows] = table.trimEnd().split('\n')
     for (const row of rows) t.equal(cellsOf(row).length, cellsOf(head!).length, `cells of ${row.slice(0, 40)}`)
@@ -202,6 +231,7 @@ t.test('Markdown: null statistics and no violations read none', async (t) => {
   t.match(md, '| blackout as the client saw it | none | – | – | – |')
   t.match(md, '## Violations (0)\n\nNone: every check held.')
   t.match(md, '## Faults (0)\n\nNone.')
+  t.notMatch(md, 'Replication', 'no Replica section without a replicated VM')
 })
 
 t.test('Markdown: a reproduce command with backticks stays one code span', async (t) => {
