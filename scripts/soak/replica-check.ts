@@ -13,14 +13,16 @@
  *   nothing in flight) within the soak's wait; a run where it never did is a
  *   `replica-rpo-breached`.
  * - **Nothing lost, nothing invented.** Then every block of the replica holds what the
- *   primary's disk holds (whose own writes the write checker judges): a block holding an
- *   older write of the VM or zeros is a `replica-write-lost`, one holding data no write put
- *   there a `replica-write-invented`.
+ *   primary's disk holds (whose own writes the write checker judges), or else what the
+ *   write checker allows a disk: its last acknowledged write or a later one in doubt. A
+ *   block holding an older write or zeros (or missing from the read-back) is a
+ *   `replica-write-lost`, one holding data no write put there a `replica-write-invented`.
  */
 import { diskWrites, writeDigest, zeroDigest, type DiskWrite } from './disk-history.js'
 import type { History, RecordOf } from './history.js'
 import { deliveries, logDrops, reachedBy, type Delivery } from './replica-deliveries.js'
 import { excuseFor, excuses, type Excuse } from './replica-excuses.js'
+import { writeProblems, type WriteRecord } from './write-history.js'
 import type { LateWrites, ReplicationOutcome, Violation } from './report-types.js'
 import { durationStats, largest } from './stats.js'
 
@@ -68,6 +70,7 @@ export function checkReplication(
       caught_up_ms,
       blocks_compared: final.compared,
       blocks_differing: final.lost.length + final.invented.length,
+      blocks_in_doubt: final.in_doubt.length,
     })
     violations.push(...rpoViolations(r, late, rpo_ms), ...finalViolations(r, final, caught_up_ms, end_ms))
   }
@@ -117,26 +120,45 @@ function rpoViolations(r: RecordOf<'replica'>, late: readonly LateWrites[], rpo_
 
 interface FinalComparison {
   compared: number
-  /** Blocks holding an older write of the VM (or zeros) than the primary's disk. */
+  /** Blocks lacking the primary's last acknowledged write (an older write, zeros, or missing from the read-back). */
   lost: number[]
   /** Blocks holding data no write put there. */
   invented: number[]
+  /** Blocks that differ from the primary's only by a write in doubt (failed, it may or may not be on a disk). */
+  in_doubt: number[]
 }
 
-/** The replica's blocks at the end against the primary disk's. */
+/**
+ * The replica's blocks at the end against the primary disk's. A block that differs is
+ * judged as the write checker judges a disk (write-history.ts): it must hold its last
+ * acknowledged write or one issued after it that was never acknowledged. A write that
+ * failed on the primary's array goes to the replica log all the same (it may be on the
+ * disk: agent/replica/replication-host.ts), so the replica can hold a write the primary's
+ * disk does not: in doubt, reported, no violation.
+ */
 function compareFinal(h: History, r: RecordOf<'replica'>, writes: readonly DiskWrite[]): FinalComparison {
   const bs = h.meta.block_size_bytes
-  const primary = new Map(h.disk_final.filter((f) => f.vm === r.vm).map((f) => [f.block, f.sha256]))
-  const known = new Set([zeroDigest(bs), ...writes.filter((w) => w.vm === r.vm).map((w) => writeDigest(w, bs))])
-  const out: FinalComparison = { compared: 0, lost: [], invented: [] }
-  for (const f of h.replica_final) {
-    const want = primary.get(f.block)
-    if (f.vm !== r.vm || f.server !== r.server || want === undefined) continue
+  const replica = new Map(h.replica_final.filter((f) => f.vm === r.vm && f.server === r.server).map((f) => [f.block, f.sha256]))
+  const differing = new Map<number, string>()
+  const out: FinalComparison = { compared: 0, lost: [], invented: [], in_doubt: [] }
+  for (const f of h.disk_final) {
+    if (f.vm !== r.vm) continue
     out.compared++
-    if (f.sha256 === want) continue
-    if (known.has(f.sha256)) out.lost.push(f.block)
-    else out.invented.push(f.block)
+    const holds = replica.get(f.block)
+    if (holds === undefined) out.lost.push(f.block)
+    else if (holds !== f.sha256) differing.set(f.block, holds)
   }
+  const records: WriteRecord[] = writes
+    .filter((w) => w.vm === r.vm && differing.has(w.block))
+    .map((w) => ({ block: w.block, value: writeDigest(w, bs), acked: w.outcome === 'acked' }))
+  const problems = new Map(writeProblems(records, differing, zeroDigest(bs)).map((p) => [p.block, p]))
+  for (const block of differing.keys()) {
+    const p = problems.get(block)
+    if (p === undefined) out.in_doubt.push(block)
+    else if (p.kind === 'invented') out.invented.push(block)
+    else out.lost.push(block)
+  }
+  out.lost.sort((a, b) => a - b)
   return out
 }
 

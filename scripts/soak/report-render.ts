@@ -199,10 +199,11 @@ function replicationTable(r: SoakReport): Table {
     ...[`${x.vm} → ${x.server}`, seconds(x.frequency_ms), seconds(x.rpo_ms), String(x.cycles_applied), String(x.resyncs)],
     ...[String(x.writes_judged), stats(x), lateWrites(x, true), lateWrites(x, false)],
     ...[x.caught_up_ms === null ? 'never' : sinceStart(x.caught_up_ms, r), `${x.blocks_differing} of ${x.blocks_compared}`],
+    String(x.blocks_in_doubt),
   ]
   const head = ['vm → replica server', 'cycle s', 'RPO s', 'cycles applied', 'resyncs', 'writes judged', 'lag p50 / p99 / max ms']
-  const tail = ['late, allowed', 'late, no excuse', 'caught up at s', 'replica blocks differing']
-  return { head: [...head, ...tail], rows: r.replication.map(row), numeric: [1, 2, 3, 4, 5, 7, 8, 9] }
+  const tail = ['late, allowed', 'late, no excuse', 'caught up at s', 'replica blocks differing', 'differing by a write in doubt']
+  return { head: [...head, ...tail], rows: r.replication.map(row), numeric: [1, 2, 3, 4, 5, 7, 8, 9, 11] }
 }
 
 function lateWritesTable(r: SoakReport): Table {

@@ -116,9 +116,11 @@ export interface ReplicationOutcome {
   late: LateWrites[]
   /** When replication had caught up once the writers stopped; null: it never did. */
   caught_up_ms: number | null
-  /** Blocks of the replica compared with the primary's disk at the end, and how many differed. */
+  /** Blocks of the replica compared with the primary's disk at the end, and how many differed (a violation) … */
   blocks_compared: number
   blocks_differing: number
+  /** … or differed only by a write in doubt (it failed on the primary's array yet reached the replica log; allowed). */
+  blocks_in_doubt: number
 }
 
 export interface MigrationOutcome {

@@ -11,7 +11,7 @@
  */
 import t from 'tap'
 import { checkHistory } from '../../scripts/soak/checker.js'
-import { writeDigest } from '../../scripts/soak/disk-history.js'
+import { writeDigest, zeroDigest } from '../../scripts/soak/disk-history.js'
 import { historyOf, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
 import { carries, deliveries, logDrops } from '../../scripts/soak/replica-deliveries.js'
 
@@ -196,7 +196,7 @@ t.test('the same lag under a WAN fault on the DR link is allowed, with its measu
 })
 
 t.test('a lost write, an invented one, and a replication that never caught up', async (t) => {
-  const lost = records({ replicaHolds: (n) => (n === 7 ? digestOf(3) : digestOf(n)) })
+  const lost = records({ replicaHolds: (n) => (n === 7 ? zeroDigest(BS) : digestOf(n)) })
   t.same(replicaViolations(lost), ['replica-write-lost'])
   t.match(
     check(lost).violations[0]!.summary,
@@ -204,6 +204,39 @@ t.test('a lost write, an invented one, and a replication that never caught up', 
   )
   t.same(replicaViolations(records({ replicaHolds: (n) => (n === 9 ? 'a'.repeat(64) : digestOf(n)) })), ['replica-write-invented'])
   t.same(replicaViolations(records({ caught_up: false })), ['replica-rpo-breached'])
+  const failed: HistoryRecord[] = [
+    {
+      t: 'disk-issued',
+      vm: 'vm1',
+      host: 'host-a1',
+      array: 'array-a',
+      volume: 'vm1-disk0',
+      epoch: 1,
+      seq: 40,
+      block: 40,
+      value: 40,
+      at_ms: T0 + 21_000,
+    },
+    {
+      t: 'disk-done',
+      vm: 'vm1',
+      host: 'host-a1',
+      epoch: 1,
+      seq: 40,
+      block: 40,
+      outcome: 'failed',
+      code: 'HVLAB_E_CLOSED',
+      at_ms: T0 + 21_100,
+    },
+    { t: 'disk-final', vm: 'vm1', array: 'array-a', volume: 'vm1-disk0', block: 40, sha256: zeroDigest(BS) },
+    { t: 'replica-final', vm: 'vm1', server: 'replica-dr1', block: 40, sha256: digestOf(40) },
+  ]
+  const inDoubt = records({ extra: failed })
+  t.same(replicaViolations(inDoubt), [], 'a write that failed on the array yet reached the replica log is in doubt: no violation')
+  t.match(check(inDoubt).replication[0], { blocks_compared: 41, blocks_differing: 0, blocks_in_doubt: 1 }, 'and reported')
+  const unread = records().filter((x) => !(x.t === 'replica-final' && x.block >= 30))
+  t.same(replicaViolations(unread), ['replica-write-lost'], 'blocks the read-back lacks are lost')
+  t.match(check(unread).replication[0], { blocks_compared: 40, blocks_differing: 10 })
 })
 
 t.test("a host's cycle carries its own writes since its last log drop; a resync every write before it", async (t) => {

@@ -140,6 +140,7 @@ function sampleReport(): SoakReport {
         caught_up_ms: T0 + 110_000,
         blocks_compared: 1000,
         blocks_differing: 0,
+        blocks_in_doubt: 3,
       },
     ],
     processes: [
@@ -209,7 +210,7 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
     'a failed one says why',
   )
   t.match(md, '| host-a1 | 96.0 | 41 | 0 | 1 |', 'process')
-  t.match(md, '| vm-1 → replica-dr1 | 3.0 | 6.0 | 35 | 2 | 2000 | 1600 / 5900 / 14000 | 40 | 10 | 110.0 | 0 of 1000 |', 'Replica')
+  t.match(md, '| vm-1 → replica-dr1 | 3.0 | 6.0 | 35 | 2 | 2000 | 1600 / 5900 / 14000 | 40 | 10 | 110.0 | 0 of 1000 | 3 |', 'Replica')
   t.match(md, '| vm-1 | 50.0 | 52.0 | 40 | 14000 | 64.0 | fault 2 partition site-a \\| site-dr |', 'writes held back by a fault')
   t.match(md, '| vm-1 | 80.0 | 80.5 | 10 | 7000 | 87.0 | nothing on the path: a violation |', 'and late ones with no excuse')
   t.match(md, "| RTO (the client's longest gap per fault) | 2 | 6200 | 9100 | 9100 |", 'RTO stats')
