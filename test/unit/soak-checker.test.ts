@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkHistory } from '../../scripts/soak/checker.js'
 import { writeDigest } from '../../scripts/soak/disk-history.js'
+import { eventMaker } from './soak-history-fixture.js'
 import { historyOf, parseHistoryLine, readHistory, type History, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
 
 const T0 = 1_800_000_000_000
@@ -34,15 +35,7 @@ function meta(): RecordOf<'meta'> {
   }
 }
 
-let seq = 0
-const ev = (at: number, source: string, kind: string, details: Record<string, unknown>): RecordOf<'event'> => ({
-  t: 'event',
-  seq: ++seq,
-  at_ms: T0 + at,
-  kind,
-  source,
-  details,
-})
+const { ev, restart } = eventMaker(T0)
 
 /** vm1 pinged every 100 ms from 0 to `end` s, answering from `host` except within `gaps` ([from, to] in ms). */
 function pings(end_ms: number, host: (at: number) => string, gaps: [number, number][] = []): RecordOf<'ping'>[] {
@@ -117,7 +110,7 @@ const W2: Write = { host: 'host-a2', epoch: 2, seq: 0, block: 0, at: 9000, outco
 
 /** A clean run: vm1 on host-a1, host-a1 killed at 5 s, vm1 back on host-a2 at 8 s, then a live migration to host-b1 at 15 s. */
 function cleanRecords(): HistoryRecord[] {
-  seq = 0
+  restart()
   return [
     meta(),
     ev(0, 'host-a1', 'vm.started', { vm: 'vm1', op: 1, epoch: 1, by: 'host-a1' }),

@@ -12,6 +12,7 @@
 import t from 'tap'
 import { checkHistory } from '../../scripts/soak/checker.js'
 import { writeDigest, zeroDigest } from '../../scripts/soak/disk-history.js'
+import { eventMaker } from './soak-history-fixture.js'
 import { historyOf, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
 import { carries, deliveries, logDrops } from '../../scripts/soak/replica-deliveries.js'
 
@@ -20,15 +21,7 @@ const BS = 4096
 const FREQ = 3000
 const END = 40_000
 
-let seq = 0
-const ev = (at: number, source: string, kind: string, details: Record<string, unknown>): RecordOf<'event'> => ({
-  t: 'event',
-  seq: ++seq,
-  at_ms: T0 + at,
-  kind,
-  source,
-  details,
-})
+const { ev, restart } = eventMaker(T0)
 
 const meta: RecordOf<'meta'> = {
   t: 'meta',
@@ -50,23 +43,16 @@ const meta: RecordOf<'meta'> = {
 const WRITES = Array.from({ length: 40 }, (_, n) => ({ n, acked: 1000 + 500 * n }))
 const digestOf = (n: number): string => writeDigest({ vm: 'vm1', seq: n, epoch: 1, block: n, value: n }, BS)
 
-function writeRecords(): HistoryRecord[] {
-  return WRITES.flatMap(({ n, acked }): HistoryRecord[] => [
-    {
-      t: 'disk-issued',
-      vm: 'vm1',
-      host: 'host-a1',
-      array: 'array-a',
-      volume: 'vm1-disk0',
-      epoch: 1,
-      seq: n,
-      block: n,
-      value: n,
-      at_ms: T0 + acked - 5,
-    },
-    { t: 'disk-done', vm: 'vm1', host: 'host-a1', epoch: 1, seq: n, block: n, outcome: 'acked', code: null, at_ms: T0 + acked },
-  ])
+/** Write n (to block n) issued by host-a1 at `at` ms and ended `outcome` at `done` ms. */
+function write(n: number, at: number, done: number, outcome: 'acked' | 'failed'): HistoryRecord[] {
+  const key = { vm: 'vm1', host: 'host-a1', epoch: 1, seq: n, block: n }
+  return [
+    { t: 'disk-issued', ...key, array: 'array-a', volume: 'vm1-disk0', value: n, at_ms: T0 + at },
+    { t: 'disk-done', ...key, outcome, code: outcome === 'acked' ? null : 'HVLAB_E_CLOSED', at_ms: T0 + done },
+  ]
 }
+
+const writeRecords = (): HistoryRecord[] => WRITES.flatMap(({ n, acked }) => write(n, acked - 5, acked, 'acked'))
 
 /** Cycle c closes at c × 3 s and is applied 200 ms later. */
 function cycles(): RecordOf<'event'>[] {
@@ -96,7 +82,7 @@ const SLOW = (): RecordOf<'event'>[] =>
 function records(
   o: { cycleEvents?: RecordOf<'event'>[]; extra?: HistoryRecord[]; replicaHolds?: (n: number) => string; caught_up?: boolean } = {},
 ): HistoryRecord[] {
-  seq = 0
+  restart()
   const holds = o.replicaHolds ?? digestOf
   return [
     meta,
@@ -205,29 +191,7 @@ t.test('a lost write, an invented one, and a replication that never caught up', 
   t.same(replicaViolations(records({ replicaHolds: (n) => (n === 9 ? 'a'.repeat(64) : digestOf(n)) })), ['replica-write-invented'])
   t.same(replicaViolations(records({ caught_up: false })), ['replica-rpo-breached'])
   const failed: HistoryRecord[] = [
-    {
-      t: 'disk-issued',
-      vm: 'vm1',
-      host: 'host-a1',
-      array: 'array-a',
-      volume: 'vm1-disk0',
-      epoch: 1,
-      seq: 40,
-      block: 40,
-      value: 40,
-      at_ms: T0 + 21_000,
-    },
-    {
-      t: 'disk-done',
-      vm: 'vm1',
-      host: 'host-a1',
-      epoch: 1,
-      seq: 40,
-      block: 40,
-      outcome: 'failed',
-      code: 'HVLAB_E_CLOSED',
-      at_ms: T0 + 21_100,
-    },
+    ...write(40, 21_000, 21_100, 'failed'),
     { t: 'disk-final', vm: 'vm1', array: 'array-a', volume: 'vm1-disk0', block: 40, sha256: zeroDigest(BS) },
     { t: 'replica-final', vm: 'vm1', server: 'replica-dr1', block: 40, sha256: digestOf(40) },
   ]
@@ -240,7 +204,7 @@ t.test('a lost write, an invented one, and a replication that never caught up', 
 })
 
 t.test("a host's cycle carries its own writes since its last log drop; a resync every write before it", async (t) => {
-  seq = 0
+  restart()
   const events = [
     ev(3000, 'host-a1', 'replica.cycle-sent', { vm: 'vm1', cycle: 1, blocks: 1, bytes: BS, again: false }),
     ev(3100, 'host-a1', 'replica.cycle-applied', { vm: 'vm1', cycle: 1 }),
