@@ -70,9 +70,10 @@ export function logDrops(events: readonly Event[], vm: string): Map<string, numb
 
 /** Whether delivery `d` carries write `w` (host H's log drops given by `drops`). */
 export function carries(d: Delivery, w: AckedWrite, drops: ReadonlyMap<string, readonly number[]>): boolean {
-  if (w.acked_ms >= d.carries_before_ms) return false
-  if (d.kind === 'resync') return true
-  if (d.host !== w.host) return false
+  // A resync reads the blocks after it began: it has a write acknowledged as it began. A
+  // write acknowledged in the millisecond a log closed may be in it or in the next: the next.
+  if (d.kind === 'resync') return w.acked_ms <= d.carries_before_ms
+  if (w.acked_ms >= d.carries_before_ms || d.host !== w.host) return false
   return !(drops.get(d.host) ?? []).some((at) => at >= w.acked_ms && at <= d.carries_before_ms)
 }
 

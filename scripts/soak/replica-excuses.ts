@@ -71,18 +71,22 @@ function networkWindows(events: readonly Event[], host: string, server: string, 
   return out
 }
 
+/**
+ * From a resync's start to the next `replica.resynced` of the VM, by whichever host: a host
+ * killed mid-resync never ends its own, and the host that takes the VM over resyncs anew.
+ */
 function resyncWindows(events: readonly Event[], vm: string, end_ms: number): Excuse[] {
   const out: Excuse[] = []
-  const open = new Map<string, number>()
+  let open: { from_ms: number; host: string } | null = null
   for (const e of [...events].sort((a, b) => a.at_ms - b.at_ms || a.seq - b.seq)) {
     if (e.details.vm !== vm) continue
-    if (e.kind === 'replica.resync-needed' && !open.has(e.source)) open.set(e.source, e.at_ms)
-    if (e.kind === 'replica.resynced' && open.has(e.source)) {
-      out.push({ from_ms: open.get(e.source)!, to_ms: e.at_ms, cause: `resync by ${e.source}` })
-      open.delete(e.source)
+    if (e.kind === 'replica.resync-needed' && open === null) open = { from_ms: e.at_ms, host: e.source }
+    if (e.kind === 'replica.resynced' && open !== null) {
+      out.push({ from_ms: open.from_ms, to_ms: e.at_ms, cause: `resync by ${open.host}` })
+      open = null
     }
   }
-  for (const [host, from_ms] of open) out.push({ from_ms, to_ms: end_ms, cause: `resync by ${host} (never done)` })
+  if (open !== null) out.push({ from_ms: open.from_ms, to_ms: end_ms, cause: `resync by ${open.host} (never done)` })
   return out
 }
 

@@ -181,6 +181,36 @@ t.test('the same lag under a WAN fault on the DR link is allowed, with its measu
   )
 })
 
+t.test('writes held back by a resync are allowed, with the resync as the cause', async (t) => {
+  // host-a1's log grows past half the disk at 9.5 s: it drops it and resyncs until 18 s; cycles go on from 21 s
+  const resync = (): RecordOf<'event'>[] => [
+    ...cyclesAt([
+      [3000, 3200],
+      [6000, 6200],
+      [9000, 9200],
+    ]),
+    ev(9500, 'host-a1', 'replica.resync-needed', { vm: 'vm1', why: 'log-over-half-disk' }),
+    ev(18_000, 'host-a1', 'replica.resynced', { vm: 'vm1', blocks_compared: 4096, blocks_sent: 20 }),
+    ...[21_000, 24_000, 27_000, 30_000]
+      .map((c, i) => [
+        ev(c, 'host-a1', 'replica.cycle-sent', { vm: 'vm1', cycle: 4 + i, blocks: 6, bytes: 6 * BS, again: false }),
+        ev(c + 200, 'host-a1', 'replica.cycle-applied', { vm: 'vm1', cycle: 4 + i }),
+      ])
+      .flat(),
+  ]
+  const r = check(records({ cycleEvents: resync() }))
+  t.same(replicaViolations(records({ cycleEvents: resync() })), [])
+  t.match(r.replication[0], { resyncs: 1, cycles_applied: 7 })
+  t.match(
+    r.replication[0]!.late,
+    [
+      { from_ms: T0 + 9000, to_ms: T0 + 9500, writes: 2, lag_max_ms: 9000, reached_ms: T0 + 18_000, cause: 'resync by host-a1' },
+      { from_ms: T0 + 10_000, to_ms: T0 + 15_000, writes: 11, lag_max_ms: 11_200, reached_ms: T0 + 21_200, cause: 'resync by host-a1' },
+    ],
+    'the writes of 9 s (as cycle 3 closed) and 9.5 s (as the log was dropped) went with the resync; those after it with the first cycle after it',
+  )
+})
+
 t.test('a lost write, an invented one, and a replication that never caught up', async (t) => {
   const lost = records({ replicaHolds: (n) => (n === 7 ? zeroDigest(BS) : digestOf(n)) })
   t.same(replicaViolations(lost), ['replica-write-lost'])
