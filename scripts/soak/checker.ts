@@ -6,18 +6,23 @@
  *   invented where the storage promises none (disk-history.ts: shared storage, a
  *   synchronous group while in sync), nor beyond its RPO under asynchronous replication
  *   (async-replication.ts);
+ * - a VM replicated with Hyper-V Replica had each acknowledged write on its replica within
+ *   the RPO unless a fault on the path held it back, and its replica ended equal to its
+ *   disk (replica-check.ts);
  * - every VM answered again within the recovery bound once the faults stopped, and the
  *   hosts ended in one membership;
  * - no process crashed (`process.crashed`: an exit nobody asked for), and each process's
  *   memory and open files stayed within their bounds (resource-bounds.ts);
- * and, per fault, the detection time, each interrupted VM's RTO as its client saw it and
- * the failovers that followed; per migration, the blackout its source reported and the one
+ * and, per fault, the detection time, each interrupted VM's RTO as its client saw it, the
+ * failovers that followed and the acknowledged writes lost that go to it (loss-attribution.ts); per migration, the blackout its source reported and the one
  * its client saw.
  */
 import { ClientHistory } from './client-history.js'
-import { diskProblems, diskWrites, staleWrites } from './disk-history.js'
+import { diskProblems, diskWrites, staleWrites, type VmWriteProblem } from './disk-history.js'
 import type { History, RecordOf } from './history.js'
+import { lossByFault, noLoss, type LostWrite } from './loss-attribution.js'
 import { doubleOwners, vmRuns, type HistoryEvent } from './ownership-history.js'
+import { checkReplication } from './replica-check.js'
 import type { EventExcerpt, FaultOutcome, MigrationOutcome, SoakReport, Violation } from './report-types.js'
 import { resourceViolations, processResources } from './resource-bounds.js'
 import { durationStats, largest } from './stats.js'
@@ -42,16 +47,18 @@ export function checkHistory(h: History): SoakReport {
   const gap_ms = gapThreshold(h)
   const writes = diskWrites(h)
   const runs = vmRuns(events)
+  const problems = diskProblems(writes, h)
+  const replication = checkReplication(h, writes)
   const violations = [
     ...ownershipViolations(events),
-    ...writeViolations(h, writes),
+    ...writeViolations(h, writes, problems),
+    ...replication.violations,
     ...recoveryViolations(h, client, events),
     ...crashViolations(events),
     ...resourceViolations(h),
   ].map((v) => ({ ...v, events_around: around(h.events, v.at_ms) }))
-  const faults = faultOutcomes(h, client, events, gap_ms)
+  const faults = faultOutcomes(h, client, events, gap_ms, lostWrites(problems, h.meta.block_size_bytes))
   const migrations = migrationOutcomes(events, client)
-  const problems = diskProblems(writes, h)
   const lost = problems.filter((p) => p.problem.kind === 'lost').length
   return {
     format: 1,
@@ -93,6 +100,7 @@ export function checkHistory(h: History): SoakReport {
       error_code: o.error_code,
       said: o.said ?? null,
     })),
+    replication: replication.outcomes,
     processes: processResources(h, events),
     series: client.vms.map((vm) => client.series(vm, gap_ms, runsOf(runs, vm))),
   }
@@ -128,7 +136,7 @@ function ownershipViolations(events: readonly HistoryEvent[]): Found[] {
   }))
 }
 
-function writeViolations(h: History, writes: ReturnType<typeof diskWrites>): Found[] {
+function writeViolations(h: History, writes: ReturnType<typeof diskWrites>, problems: readonly VmWriteProblem[]): Found[] {
   const stale: Found[] = staleWrites(writes).map((s) => ({
     kind: 'stale-write-accepted',
     summary: `${s.array} acknowledged vm ${s.vm}'s write (epoch ${s.stale.epoch}, from ${s.stale.host}) issued after it had acknowledged one with epoch ${s.newer.epoch} (from ${s.newer.host})`,
@@ -137,7 +145,7 @@ function writeViolations(h: History, writes: ReturnType<typeof diskWrites>): Fou
     process: s.array,
   }))
   const firstIssue = (vm: string, block: number): number => writes.find((w) => w.vm === vm && w.block === block)?.at_ms ?? h.meta.started_ms
-  const lost: Found[] = diskProblems(writes, h).flatMap(({ vm, problem: p, beyond_rpo }) =>
+  const lost: Found[] = problems.flatMap(({ vm, problem: p, beyond_rpo }) =>
     p.kind === 'lost-allowed'
       ? []
       : [
@@ -217,11 +225,31 @@ function around(events: readonly Event[], at_ms: number): EventExcerpt[] {
     .map((e) => ({ at_ms: e.at_ms, source: e.source, kind: e.kind, details: JSON.stringify(e.details).slice(0, 300) }))
 }
 
-function faultOutcomes(h: History, client: ClientHistory, events: readonly HistoryEvent[], gap_ms: number): FaultOutcome[] {
+/** Each lost acknowledged write (one per block the write checker found lost), with its bytes. */
+function lostWrites(problems: readonly VmWriteProblem[], block_size_bytes: number): LostWrite[] {
+  return problems.flatMap(({ problem, lost_acked_ms }) =>
+    problem.kind === 'invented' || lost_acked_ms === null
+      ? []
+      : [{ acked_ms: lost_acked_ms, bytes: block_size_bytes, allowed: problem.kind === 'lost-allowed' }],
+  )
+}
+
+function faultOutcomes(
+  h: History,
+  client: ClientHistory,
+  events: readonly HistoryEvent[],
+  gap_ms: number,
+  lost: readonly LostWrite[],
+): FaultOutcome[] {
   const starts = h.faults.filter((f) => f.phase === 'start').sort((a, b) => a.at_ms - b.at_ms)
   const end_ms = h.end?.ended_ms ?? lastTime(h)
+  const healOf = (id: number) => h.faults.find((x) => x.phase === 'heal' && x.id === id)
+  const losses = lossByFault(
+    starts.map((f) => ({ id: f.id, start_ms: f.at_ms, heal_ms: healOf(f.id)?.at_ms ?? null })),
+    lost,
+  )
   return starts.map((f, i) => {
-    const heal = h.faults.find((x) => x.phase === 'heal' && x.id === f.id)
+    const heal = healOf(f.id)
     const until_ms = starts[i + 1]?.at_ms ?? end_ms
     const within = events.filter((e) => e.at_ms >= f.at_ms && e.at_ms < until_ms)
     const lost = within.find((e) => e.kind === 'node.lost')
@@ -238,6 +266,7 @@ function faultOutcomes(h: History, client: ClientHistory, events: readonly Histo
         return rto_ms > 0 ? [{ vm, rto_ms }] : []
       }),
       failovers: within.filter((e) => e.kind === 'role.failed-over').length,
+      ...(losses.get(f.id) ?? noLoss()),
     }
   })
 }

@@ -37,6 +37,8 @@ export interface VmWriteProblem {
   problem: WriteProblem
   /** The lost write was on asynchronous replication, acknowledged after the failover's consistent point but later than the RPO. */
   beyond_rpo?: boolean
+  /** When the lost write (lost, lost-allowed) was acknowledged; null for an invented block. */
+  lost_acked_ms: number | null
 }
 
 export interface StaleWrite {
@@ -69,6 +71,9 @@ export function diskWrites(h: Pick<History, 'disk_issued' | 'disk_done'>): DiskW
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
+/** The digest of a block never written (zeros). */
+export const zeroDigest = (block_size_bytes: number): string => sha256(Buffer.alloc(block_size_bytes))
+
 /** The digest of the block a write puts on the disk. */
 export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | 'value'>, block_size_bytes: number): string {
   return sha256(encodeDiskWrite({ vm: w.vm, seq: w.seq, epoch: w.epoch, block: w.block, value: w.value }, block_size_bytes))
@@ -80,7 +85,7 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
   const periodic = periodicVms(h.events)
   const failovers = groupFailovers(h.events)
   const bs = h.meta.block_size_bytes
-  const zero = sha256(Buffer.alloc(bs))
+  const zero = zeroDigest(bs)
   const out: VmWriteProblem[] = []
   for (const vm of new Set(h.disk_final.map((f) => f.vm))) {
     const async = periodic.get(vm)
@@ -98,8 +103,9 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
       loss_allowed: (w.done_ms !== null && unprotected(w.vm, w.array, w.done_ms)) || asyncLossOf(w) === 'allowed',
     }))
     for (const problem of writeProblems(records, final, zero)) {
-      const lost = problem.kind === 'lost' ? byDigest.get(problem.lost) : undefined
-      out.push({ vm, problem, ...(lost !== undefined && asyncLossOf(lost) === 'beyond-rpo' ? { beyond_rpo: true } : {}) })
+      const lost = problem.kind === 'invented' ? undefined : byDigest.get(problem.lost)
+      const beyond = problem.kind === 'lost' && lost !== undefined && asyncLossOf(lost) === 'beyond-rpo'
+      out.push({ vm, problem, ...(beyond ? { beyond_rpo: true } : {}), lost_acked_ms: lost?.done_ms ?? null })
     }
   }
   return out

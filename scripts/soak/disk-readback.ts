@@ -75,10 +75,7 @@ export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal:
   const csvs = (await csvListing(lab.control())).csvs
   for (const vm of vms) {
     const disk = (await vmInspectNow(lab.control(), vm).catch(() => null))?.disk
-    const blocks = largest(
-      journal.flatMap((j) => (j.t === 'disk-issued' && j.vm === vm ? [j.block + 1] : [])),
-      0,
-    )
+    const blocks = blocksWritten(journal, vm)
     if (!disk || blocks === 0) continue
     const first = regionStart(csvs, disk, vm)
     for (let block = 0; block < blocks; block += BLOCKS_PER_IO_MAX) {
@@ -90,6 +87,14 @@ export async function finalBlocks(lab: SoakLab, vms: readonly string[], journal:
     }
   }
   return out
+}
+
+/** How many blocks from block 0 cover every block the journals say `vm` wrote. */
+export function blocksWritten(journal: readonly DiskRecord[], vm: string): number {
+  return largest(
+    journal.flatMap((j) => (j.t === 'disk-issued' && j.vm === vm ? [j.block + 1] : [])),
+    0,
+  )
 }
 
 /** Where the VM's block 0 is on its volume: the first block of its region when the volume is a CSV's, else 0. */

@@ -48,8 +48,10 @@ export interface ScheduleStep {
 /** What the schedule may hit. */
 export interface ScheduleLab {
   sites: string[]
-  /** The cluster's hosts only: the targets of kill, pause, clock, isolate and operator actions; their sites those of wan and site partitions. */
+  /** The cluster's hosts: the targets of kill, pause, clock, isolate and operator actions; their sites those of wan and site partitions. */
   hosts: { name: string; site: string }[]
+  /** Standalone hosts (Hyper-V Replica servers): targets of kill, pause and isolate too, and their sites of wan and site partitions. */
+  standalone: { name: string; site: string }[]
   arrays: string[]
   witness: string | null
   vms: string[]
@@ -72,16 +74,17 @@ export const SCHEDULE_TIMING_DEFAULT: ScheduleTiming = {
 }
 
 /**
- * What the schedule may hit in a lab of topology `t`. Standalone hosts (Hyper-V Replica
- * servers outside the cluster) are left out on purpose for now: the soak's workload and
- * checker know the cluster's promises only, and no replication runs to a standalone host
- * yet, so killing or pausing one would test nothing. They still take part in the partition
- * shapes drawn over every process (halves, bridge, ring), which cut links and kill nothing.
+ * What the schedule may hit in a lab of topology `t`. Standalone hosts are the replica
+ * servers the soak replicates a VM to (soak-replica.ts): a kill, pause or isolation of one,
+ * and a WAN fault or partition on its site's link, hold replication back, which the
+ * checker judges (replica-check.ts). Clock faults and operator actions stay on the
+ * cluster's hosts, whose leases and roles they test.
  */
 export function scheduleLabOf(t: Topology, vms: readonly string[]): ScheduleLab {
   return {
     sites: t.sites.map((s) => s.name),
     hosts: t.hosts.map((h) => ({ name: h.name, site: h.site })),
+    standalone: t.standalone_hosts.map((h) => ({ name: h.name, site: h.site })),
     arrays: t.arrays.map((a) => a.name),
     witness: t.witness?.name ?? null,
     vms: [...vms],
@@ -101,13 +104,15 @@ export function parseFaultList(text: string): FaultKind[] {
   return [...new Set(names)] as FaultKind[]
 }
 
+/** The sites with a Hyper-V host (of the cluster or standalone), in name order: those a WAN fault or a site partition picks from. */
+const hostSites = (lab: ScheduleLab): string[] => [...new Set([...lab.hosts, ...lab.standalone].map((h) => h.site))].sort()
+
 /** The faults of `wanted` this lab can have (a witness-kill needs a witness, a wan two sites with hosts). */
 export function possibleFaults(wanted: readonly FaultKind[], lab: ScheduleLab): FaultKind[] {
-  const hostSites = new Set(lab.hosts.map((h) => h.site))
   return wanted.filter((k) => {
     if (k === 'witness-kill') return lab.witness !== null
     if (k === 'array-kill' || k === 'disk') return lab.arrays.length > 0
-    if (k === 'wan') return hostSites.size >= 2
+    if (k === 'wan') return hostSites(lab).length >= 2
     return lab.hosts.length > 0
   })
 }
@@ -145,20 +150,21 @@ export class FaultSchedule {
 
   private fault(kind: FaultKind): FaultPlan {
     const hosts = this.lab.hosts.map((h) => h.name)
-    if (kind === 'kill' || kind === 'pause') return { kind, process: this.pick(hosts) }
+    const anyHost = [...hosts, ...this.lab.standalone.map((h) => h.name)]
+    if (kind === 'kill' || kind === 'pause') return { kind, process: this.pick(anyHost) }
     if (kind === 'array-kill') return { kind, process: this.pick(this.lab.arrays) }
     if (kind === 'witness-kill') return { kind, process: this.lab.witness! }
     if (kind === 'clock') return this.clockFault(hosts)
     if (kind === 'disk') return this.diskFault()
     if (kind === 'wan') return this.wanFault()
-    return this.partitionFault(hosts)
+    return this.partitionFault(anyHost)
   }
 
   private partitionFault(hosts: string[]): FaultPlan {
     const shape = this.pick(['isolate', 'halves', 'bridge', 'ring', 'sites'] as const)
-    const hostSites = [...new Set(this.lab.hosts.map((h) => h.site))].sort()
-    if (shape === 'sites' && hostSites.length >= 2) {
-      const [a, b] = this.pickTwo(hostSites)
+    const sites = hostSites(this.lab)
+    if (shape === 'sites' && sites.length >= 2) {
+      const [a, b] = this.pickTwo(sites)
       return { kind: 'partition', shape, a, b }
     }
     const drawn = shape === 'sites' ? 'isolate' : shape
@@ -166,7 +172,7 @@ export class FaultSchedule {
   }
 
   private wanFault(): FaultPlan {
-    const [a, b] = this.pickTwo([...new Set(this.lab.hosts.map((h) => h.site))].sort())
+    const [a, b] = this.pickTwo(hostSites(this.lab))
     return {
       kind: 'wan',
       a,

@@ -3,8 +3,9 @@
  * the checker needs and nothing it must trust blindly — what was run (meta), every client
  * ping and its reply, every fault and its heal, every operator action, samples of each
  * process's memory and open files, the lab's timeline events, every guest disk write with
- * its outcome (the hosts' journals), what each written block holds at the end, and when
- * the run ended. `hvlab soak report DIR` re-reads it, so every line is validated as input
+ * its outcome (the hosts' journals), what each written block holds at the end, the VMs it
+ * replicated with Hyper-V Replica and what each block of their replicas holds at the end,
+ * and when the run ended. `hvlab soak report DIR` re-reads it, so every line is validated as input
  * from outside. Times are ms on the machine's wall clock (Date.now()), never a process's
  * skewable clock.
  */
@@ -110,13 +111,56 @@ const diskFinal = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
 })
 
+/** A VM the soak replicates with Hyper-V Replica (a topology with a standalone host: soak-replica.ts). */
+const replica = z.strictObject({
+  t: z.literal('replica'),
+  vm: name,
+  /** The replica server. */
+  server: name,
+  /** The replication cycle as the lab runs it (the topology's timeScale applied), ms. */
+  frequency_ms: uint,
+  /** When its initial replication was done. */
+  enabled_ms: time_ms,
+})
+
+/** What a block of the replica holds once the writers stopped and replication caught up. */
+const replicaFinal = z.strictObject({
+  t: z.literal('replica-final'),
+  vm: name,
+  server: name,
+  block: uint,
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+})
+
+/** How the wait for replication to catch up at the end went: when it had (nothing pending, nothing in flight), or null if it never did. */
+const replicaEnd = z.strictObject({
+  t: z.literal('replica-end'),
+  vm: name,
+  server: name,
+  caught_up_ms: time_ms.nullable(),
+})
+
 const end = z.strictObject({
   t: z.literal('end'),
   faults_stopped_ms: time_ms,
   ended_ms: time_ms,
 })
 
-export const historyRecord = z.discriminatedUnion('t', [meta, ping, fault, op, sample, event, diskIssued, diskDone, diskFinal, end])
+export const historyRecord = z.discriminatedUnion('t', [
+  meta,
+  ping,
+  fault,
+  op,
+  sample,
+  event,
+  diskIssued,
+  diskDone,
+  diskFinal,
+  replica,
+  replicaFinal,
+  replicaEnd,
+  end,
+])
 export type HistoryRecord = z.infer<typeof historyRecord>
 export type RecordOf<T extends HistoryRecord['t']> = Extract<HistoryRecord, { t: T }>
 
@@ -131,6 +175,9 @@ export interface History {
   disk_issued: RecordOf<'disk-issued'>[]
   disk_done: RecordOf<'disk-done'>[]
   disk_final: RecordOf<'disk-final'>[]
+  replicas: RecordOf<'replica'>[]
+  replica_final: RecordOf<'replica-final'>[]
+  replica_end: RecordOf<'replica-end'>[]
   end: RecordOf<'end'> | null
 }
 
@@ -175,13 +222,18 @@ export function historyOf(records: Iterable<HistoryRecord>, file: string): Histo
   for (const r of records) {
     if (h === null) {
       if (r.t !== 'meta') throw new HvlabError('HVLAB_E_USAGE', `${file} does not start with a meta record; is it a soak's history?`)
-      h = { meta: r, pings: [], faults: [], ops: [], samples: [], events: [], disk_issued: [], disk_done: [], disk_final: [], end: null }
+      h = emptyHistory(r)
       continue
     }
     addRecord(h, r)
   }
   if (h === null) throw new HvlabError('HVLAB_E_USAGE', `${file} is empty; is it a soak's history?`)
   return h
+}
+
+function emptyHistory(meta: RecordOf<'meta'>): History {
+  const none = { pings: [], faults: [], ops: [], samples: [], events: [], disk_issued: [], disk_done: [], disk_final: [] }
+  return { meta, ...none, replicas: [], replica_final: [], replica_end: [], end: null }
 }
 
 function addRecord(h: History, r: HistoryRecord): void {
@@ -193,6 +245,9 @@ function addRecord(h: History, r: HistoryRecord): void {
   else if (r.t === 'disk-issued') h.disk_issued.push(r)
   else if (r.t === 'disk-done') h.disk_done.push(r)
   else if (r.t === 'disk-final') h.disk_final.push(r)
+  else if (r.t === 'replica') h.replicas.push(r)
+  else if (r.t === 'replica-final') h.replica_final.push(r)
+  else if (r.t === 'replica-end') h.replica_end.push(r)
   else if (r.t === 'end') h.end = r
   // a second meta record is ignored: the first says what was run
 }

@@ -23,6 +23,7 @@ import type {
   MigrationOutcome,
   OperatorActionOutcome,
   ProcessResources,
+  ReplicationOutcome,
   SoakReport,
   SoakSummary,
   Violation,
@@ -137,15 +138,24 @@ function violationBlocks(v: Violation, n: number, r: SoakReport): Block[] {
   return [{ kind: 'subheading', text: `${n}. ${v.kind}: ${v.summary}` }, { kind: 'facts', facts }, events]
 }
 
+/** `0`, or `8192 (2 writes)`. */
+const bytesOfWrites = (bytes: number, writes: number): string =>
+  writes === 0 ? '0' : `${bytes} (${writes} write${writes === 1 ? '' : 's'})`
+
 function faultRow(f: FaultOutcome, r: SoakReport): Cell[] {
   const duration = f.heal_ms === null ? 'not healed' : seconds(f.heal_ms - f.start_ms)
   const rto = listOrNone(f.rto_ms_by_vm.map((x) => `${x.vm} ${wholeMs(x.rto_ms)}`))
-  return [String(f.id), f.kind, f.target, sinceStart(f.start_ms, r), duration, msOrNone(f.detection_ms), rto, String(f.failovers)]
+  return [
+    ...[String(f.id), f.kind, f.target, sinceStart(f.start_ms, r), duration, msOrNone(f.detection_ms), rto, String(f.failovers)],
+    bytesOfWrites(f.bytes_lost, f.writes_lost),
+    bytesOfWrites(f.bytes_lost_allowed, f.writes_lost_allowed),
+  ]
 }
 
 function faultsTable(r: SoakReport): Table {
   const head = ['id', 'kind', 'target', 'start s', 'duration s', 'detection ms', 'RTO ms per VM', 'failovers']
-  return { head, rows: r.faults.map((f) => faultRow(f, r)), numeric: [0, 3, 4, 5, 7] }
+  const lost = ['bytes lost', 'bytes lost where allowed']
+  return { head: [...head, ...lost], rows: r.faults.map((f) => faultRow(f, r)), numeric: [0, 3, 4, 5, 7, 8, 9] }
 }
 
 function migrationsTable(r: SoakReport): Table {
@@ -180,6 +190,38 @@ function operatorActionsTable(r: SoakReport): Table {
   }
 }
 
+function replicationTable(r: SoakReport): Table {
+  const stats = (x: ReplicationOutcome): string =>
+    x.lag === null ? 'none' : `${wholeMs(x.lag.p50_ms)} / ${wholeMs(x.lag.p99_ms)} / ${wholeMs(x.lag.max_ms)}`
+  const lateWrites = (x: ReplicationOutcome, allowed: boolean): string =>
+    String(x.late.filter((g) => (g.cause !== null) === allowed).reduce((n, g) => n + g.writes, 0))
+  const row = (x: ReplicationOutcome): Cell[] => [
+    ...[`${x.vm} → ${x.server}`, seconds(x.frequency_ms), seconds(x.rpo_ms), String(x.cycles_applied), String(x.resyncs)],
+    ...[String(x.writes_judged), stats(x), lateWrites(x, true), lateWrites(x, false)],
+    ...[x.caught_up_ms === null ? 'never' : sinceStart(x.caught_up_ms, r), `${x.blocks_differing} of ${x.blocks_compared}`],
+    String(x.blocks_in_doubt),
+  ]
+  const head = ['vm → replica server', 'cycle s', 'RPO s', 'cycles applied', 'resyncs', 'writes judged', 'lag p50 / p99 / max ms']
+  const tail = ['late, allowed', 'late, no excuse', 'caught up at s', 'replica blocks differing', 'differing by a write in doubt']
+  return { head: [...head, ...tail], rows: r.replication.map(row), numeric: [1, 2, 3, 4, 5, 7, 8, 9, 11] }
+}
+
+function lateWritesTable(r: SoakReport): Table {
+  const rows = r.replication.flatMap((x) =>
+    x.late.map((g): Cell[] => [
+      x.vm,
+      sinceStart(g.from_ms, r),
+      sinceStart(g.to_ms, r),
+      String(g.writes),
+      wholeMs(g.lag_max_ms),
+      g.reached_ms === null ? 'never' : sinceStart(g.reached_ms, r),
+      g.cause ?? 'nothing on the path: a violation',
+    ]),
+  )
+  const head = ['vm', 'acknowledged from s', 'to s', 'writes', 'lag max ms', 'on the replica at s', 'held back by']
+  return { head, rows, numeric: [1, 2, 3, 4, 5] }
+}
+
 function processesTable(r: SoakReport): Table {
   const row = (p: ProcessResources): Cell[] => [p.name, mib(p.rss_max_bytes), String(p.fds_max), String(p.crashes), String(p.kills)]
   return { head: ['process', 'rss max MiB', 'fds max', 'crashes', 'kills'], rows: r.processes.map(row), numeric: [1, 2, 3, 4] }
@@ -189,6 +231,12 @@ function processesTable(r: SoakReport): Table {
 function section(title: string, table: Table): Block[] {
   const body: Block = table.rows.length === 0 ? { kind: 'text', text: 'None.' } : { kind: 'table', table }
   return [{ kind: 'heading', text: `${title} (${table.rows.length})` }, body]
+}
+
+/** Hyper-V Replica's figures and the writes that reached the replica later than the RPO; nothing when no VM was replicated. */
+function replicationBlocks(r: SoakReport): Block[] {
+  if (r.replication.length === 0) return []
+  return [...section('Replication', replicationTable(r)), ...section('Writes later than the RPO', lateWritesTable(r))]
 }
 
 /** Everything after the report's header, in reading order. */
@@ -206,6 +254,7 @@ function reportBlocks(r: SoakReport): Block[] {
     ...section('Faults', faultsTable(r)),
     ...section('Migrations', migrationsTable(r)),
     ...section('Operator actions', operatorActionsTable(r)),
+    ...replicationBlocks(r),
     ...section('Processes', processesTable(r)),
   ]
 }

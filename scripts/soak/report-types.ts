@@ -32,6 +32,12 @@ export type ViolationKind =
   | 'crash'
   /** A process's memory or open files grew beyond their bound. */
   | 'resource-leak'
+  /** Hyper-V Replica: acknowledged writes reached the replica later than the RPO with nothing on the path to excuse it, or replication never caught up at the end. */
+  | 'replica-rpo-breached'
+  /** Hyper-V Replica: once caught up, a replica block lacks what the primary's disk holds. */
+  | 'replica-write-lost'
+  /** Hyper-V Replica: a replica block holds data no write put there. */
+  | 'replica-write-invented'
 
 /** One timeline event, as shown next to a violation. */
 export interface EventExcerpt {
@@ -69,6 +75,52 @@ export interface FaultOutcome {
   rto_ms_by_vm: { vm: string; rto_ms: number }[]
   /** `role.failed-over` events that followed before the next fault. */
   failovers: number
+  /**
+   * Acknowledged writes lost that go to this fault (loss-attribution.ts: the first fault not
+   * yet healed when the write was acknowledged), and their bytes: violations …
+   */
+  writes_lost: number
+  bytes_lost: number
+  /** … and losses the configuration allows (within an RPO, a group out of sync). */
+  writes_lost_allowed: number
+  bytes_lost_allowed: number
+}
+
+/** Acknowledged writes of a replicated VM that reached the replica later than the RPO, all carried by one delivery. */
+export interface LateWrites {
+  from_ms: number
+  /** When the last of them was acknowledged. */
+  to_ms: number
+  writes: number
+  /** The longest wait from an acknowledgement to the replica having it. */
+  lag_max_ms: number
+  /** When the delivery that carried them reached the replica; null: none did. */
+  reached_ms: number | null
+  /** What on the replication path held them back (allowed), or null: nothing did (a violation). */
+  cause: string | null
+}
+
+/** How a VM's Hyper-V Replica kept its promises (replica-check.ts). */
+export interface ReplicationOutcome {
+  vm: string
+  server: string
+  frequency_ms: number
+  /** A write reaches the replica within this: one cycle to wait for its log to close, one for the transfer (2 × frequency). */
+  rpo_ms: number
+  cycles_applied: number
+  resyncs: number
+  /** Acknowledged writes since the initial replication, each judged against the RPO. */
+  writes_judged: number
+  /** From each judged write's acknowledgement to the replica having it. */
+  lag: DurationStats | null
+  late: LateWrites[]
+  /** When replication had caught up once the writers stopped; null: it never did. */
+  caught_up_ms: number | null
+  /** Blocks of the replica compared with the primary's disk at the end, and how many differed (a violation) … */
+  blocks_compared: number
+  blocks_differing: number
+  /** … or differed only by a write in doubt (it failed on the primary's array yet reached the replica log; allowed). */
+  blocks_in_doubt: number
 }
 
 export interface MigrationOutcome {
@@ -164,6 +216,8 @@ export interface SoakReport {
   faults: FaultOutcome[]
   migrations: MigrationOutcome[]
   operator_actions: OperatorActionOutcome[]
+  /** One per VM the soak replicated with Hyper-V Replica (none without a standalone host). */
+  replication: ReplicationOutcome[]
   processes: ProcessResources[]
   series: VmSeries[]
 }

@@ -4,7 +4,9 @@
  * address, and runs the seeded fault schedule (fault, hold, heal, quiet with an operator
  * action now and then) for the minutes asked; then stops the faults, waits for every VM to
  * answer again, stops the disk writers, reads what each written block holds, and puts it
- * all in `<dir>/history.jsonl`. The lab is always stopped, whatever happens (a failure,
+ * all in `<dir>/history.jsonl`. With a standalone host in the topology, the first VM is
+ * also replicated to it with Hyper-V Replica (soak-replica.ts), and its replica read back
+ * once replication caught up. The lab is always stopped, whatever happens (a failure,
  * Ctrl-C, SIGTERM). checker.ts turns the history into the report.
  */
 import { mkdirSync } from 'node:fs'
@@ -12,7 +14,7 @@ import { join } from 'node:path'
 import type { Topology } from '../../shared/topology.js'
 import { defaultStorageKind } from '../../shared/vm-storage-choice.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT } from '../../agent/vm/vm-disk.js'
-import { collectDiskJournals, finalBlocks, stopDiskWriters } from './disk-readback.js'
+import { blocksWritten, collectDiskJournals, finalBlocks, stopDiskWriters } from './disk-readback.js'
 import { FaultSchedule, faultTarget, scheduleLabOf, type FaultKind, type ScheduleStep } from './fault-schedule.js'
 import { HISTORY_FILE, HistoryWriter, type RecordOf } from './history.js'
 import { healFault, injectFault } from './nemesis.js'
@@ -22,6 +24,14 @@ import { SoakProgress } from './soak-progress.js'
 import { SoakLab } from './soak-lab.js'
 import { sampleAll, type SampledProcess } from './resource-sampler.js'
 import { readTimeline } from './timeline-files.js'
+import {
+  enableReplicaServer,
+  enableReplication,
+  replicaFinalBlocks,
+  soakReplicaOf,
+  waitReplicaCaughtUp,
+  type SoakReplica,
+} from './soak-replica.js'
 
 export interface SoakOptions {
   minutes: number
@@ -61,11 +71,15 @@ export async function runSoak(o: SoakOptions): Promise<string> {
   const vms = Array.from({ length: o.vms }, (_, i) => `soak-vm${i + 1}`)
   const stop = (): void => void lab.cli('down').finally(() => process.exit(130))
   process.once('SIGINT', stop).once('SIGTERM', stop)
+  const replica = soakReplicaOf(o.topology, vms)
   try {
     history.write(metaRecord(o, vms))
     await startLab(lab, o)
-    await createVms(lab, o.topology, vms)
-    await runFaults(lab, o, vms, history)
+    if (replica) await enableReplicaServer(lab, replica)
+    await createVms(lab, o.topology, vms, async (vm) => {
+      if (replica?.vm === vm) history.write(await enableReplication(lab, replica))
+    })
+    await runFaults(lab, o, vms, history, replica)
     return history.file
   } finally {
     process.off('SIGINT', stop).off('SIGTERM', stop)
@@ -121,8 +135,11 @@ function storageOptions(kind: SoakStorage, topology: Topology): string[] {
   return []
 }
 
-/** Creates and starts the VMs, spread over the hosts, each dirtying memory and writing its disk. */
-async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[]): Promise<void> {
+/**
+ * Creates and starts the VMs, spread over the hosts, each dirtying memory and writing its
+ * disk; `started(vm)` runs between its start and its load (Replica's initial replication).
+ */
+async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[], started: (vm: string) => Promise<void>): Promise<void> {
   const hosts = topology.hosts.map((h) => h.name)
   const csv_array = topology.arrays[0]?.name
   if (csv_array !== undefined && vms.some((vm) => soakStorage(vms, vm) === 'csv'))
@@ -134,12 +151,13 @@ async function createVms(lab: SoakLab, topology: Topology, vms: readonly string[
     // soak causes in minutes; an administrator testing a cluster raises it, as here.
     await lab.must('vm', 'set', vm, '--failover-threshold', String(SOAK_FAILOVER_THRESHOLD), '--failover-period-h', '1')
     await lab.must('vm', 'start', vm)
+    await started(vm)
     await lab.must('vm', 'load', vm, '--dirty-mib-s', String(SOAK_DIRTY_MIB_PER_S), '--disk-iops', String(SOAK_DISK_IOPS))
   }
 }
 
 /** The fault loop, the recovery, and the read-back of the disks; everything into the history. */
-async function runFaults(lab: SoakLab, o: SoakOptions, vms: string[], history: HistoryWriter): Promise<void> {
+async function runFaults(lab: SoakLab, o: SoakOptions, vms: string[], history: HistoryWriter, replica: SoakReplica | null): Promise<void> {
   const pings = new PingWorkload({
     dir: lab.dir,
     vms,
@@ -163,10 +181,12 @@ async function runFaults(lab: SoakLab, o: SoakOptions, vms: string[], history: H
     const faults_stopped_ms = await stopAllFaults(lab, o.topology)
     await waitRecovered(lab, vms, pings, faults_stopped_ms)
     await stopDiskWriters(lab, vms)
+    if (replica) history.write(await waitReplicaCaughtUp(lab, replica))
     await pings.stop()
     const journals = collectDiskJournals(lab.dir, o.topology)
     history.writeAll(journals)
     history.writeAll(await finalBlocks(lab, vms, journals))
+    if (replica) history.writeAll(replicaFinalBlocks(lab.dir, replica, blocksWritten(journals, replica.vm), DISK_BLOCK_SIZE_BYTES_DEFAULT))
     history.writeAll(readTimeline(lab.dir))
     history.write({ t: 'end', faults_stopped_ms, ended_ms: Date.now() })
   } finally {

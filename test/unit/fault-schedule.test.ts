@@ -2,7 +2,9 @@
  * The soak's fault schedule: the same seed gives the same steps, a different seed other
  * steps; only the faults asked for, and only those the lab can have; a paused host is held
  * longer than a lease; clock faults stay within the tolerance; bad fault lists are refused
- * with the list of known faults; a standalone host (not a cluster member) is never a target.
+ * with the list of known faults; a standalone host (a replica server) is killed, paused,
+ * isolated and cut off by a WAN fault on its site's link, but never given a clock fault or
+ * an operator action.
  */
 import t from 'tap'
 import { isHvlabError } from '../../shared/errors.js'
@@ -25,6 +27,7 @@ const LAB: ScheduleLab = {
     { name: 'host-a2', site: 'site-a' },
     { name: 'host-b1', site: 'site-b' },
   ],
+  standalone: [],
   arrays: ['array-a', 'array-b'],
   witness: 'witness',
   vms: ['vm1', 'vm2'],
@@ -85,22 +88,32 @@ t.test('--faults is checked', async (t) => {
   }
 })
 
-t.test('a lab with a standalone host: the schedule runs and never kills, pauses, skews or isolates it', async (t) => {
+t.test('a lab with a standalone host: the replica server and its site are hit too, but by no clock fault or operator action', async (t) => {
   const dr = loadTopology(new URL('../../topologies/two-site-dr.json', import.meta.url).pathname)
   const lab = scheduleLabOf(dr, ['vm1', 'vm2'])
   t.same(
     lab.hosts.map((h) => h.name),
     ['host-a1', 'host-a2', 'host-b1', 'host-b2'],
-    'the cluster hosts only',
+    'the cluster hosts',
   )
-  const hit = steps(11, [...FAULT_KINDS], lab, 500).flatMap(({ fault: f, action }) => [
-    ...('process' in f ? [f.process] : []),
-    ...(f.kind === 'partition' && f.shape === 'isolate' ? [f.isolate] : []),
-    ...(f.kind === 'partition' && f.shape === 'sites' ? [f.a, f.b] : []),
-    ...(f.kind === 'wan' ? [f.a, f.b] : []),
-    ...(action?.kind === 'drain' ? [action.host] : action && 'to' in action ? [action.to] : []),
-  ])
-  t.ok(hit.includes('host-a1') && hit.includes('site-b'), 'hosts and their sites are hit')
-  t.notOk(hit.includes('replica-dr1'), 'replica-dr1 never')
-  t.notOk(hit.includes('site-dr'), 'nor its site, for wan or a site partition')
+  t.same(lab.standalone, [{ name: 'replica-dr1', site: 'site-dr' }], 'and the replica server')
+  const drawn = steps(11, [...FAULT_KINDS], lab, 500)
+  const hitBy = (kinds: string[]) =>
+    drawn
+      .filter(({ fault: f }) => kinds.includes(f.kind))
+      .flatMap(({ fault: f }) => [
+        ...('process' in f ? [f.process] : []),
+        ...(f.kind === 'partition' && f.shape === 'isolate' ? [f.isolate] : []),
+        ...(f.kind === 'partition' && f.shape === 'sites' ? [f.a, f.b] : []),
+        ...(f.kind === 'wan' ? [f.a, f.b] : []),
+      ])
+  t.ok(hitBy(['kill']).includes('replica-dr1') && hitBy(['pause']).includes('replica-dr1'), 'killed and paused')
+  t.ok(hitBy(['partition']).includes('replica-dr1'), 'isolated')
+  t.ok(hitBy(['wan']).includes('site-dr') && hitBy(['partition']).includes('site-dr'), "its site's link shaped and cut")
+  t.ok(hitBy(['kill']).includes('host-a1') && hitBy(['wan']).includes('site-b'), 'the cluster hosts and their sites still')
+  t.notOk(hitBy(['clock']).includes('replica-dr1'), 'no clock fault')
+  const acted = drawn.flatMap(({ action }) => (action?.kind === 'drain' ? [action.host] : action && 'to' in action ? [action.to] : []))
+  t.notOk(acted.includes('replica-dr1'), 'and no operator action moves a VM there')
+  const defaultLab = scheduleLabOf(loadTopology(new URL('../../topologies/two-site.json', import.meta.url).pathname), ['vm1'])
+  t.same(defaultLab.standalone, [], 'the default lab has none, so its schedules are as before')
 })

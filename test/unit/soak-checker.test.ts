@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { checkHistory } from '../../scripts/soak/checker.js'
 import { writeDigest } from '../../scripts/soak/disk-history.js'
+import { eventMaker } from './soak-history-fixture.js'
 import { historyOf, parseHistoryLine, readHistory, type History, type HistoryRecord, type RecordOf } from '../../scripts/soak/history.js'
 
 const T0 = 1_800_000_000_000
@@ -34,15 +35,7 @@ function meta(): RecordOf<'meta'> {
   }
 }
 
-let seq = 0
-const ev = (at: number, source: string, kind: string, details: Record<string, unknown>): RecordOf<'event'> => ({
-  t: 'event',
-  seq: ++seq,
-  at_ms: T0 + at,
-  kind,
-  source,
-  details,
-})
+const { ev, restart } = eventMaker(T0)
 
 /** vm1 pinged every 100 ms from 0 to `end` s, answering from `host` except within `gaps` ([from, to] in ms). */
 function pings(end_ms: number, host: (at: number) => string, gaps: [number, number][] = []): RecordOf<'ping'>[] {
@@ -117,7 +110,7 @@ const W2: Write = { host: 'host-a2', epoch: 2, seq: 0, block: 0, at: 9000, outco
 
 /** A clean run: vm1 on host-a1, host-a1 killed at 5 s, vm1 back on host-a2 at 8 s, then a live migration to host-b1 at 15 s. */
 function cleanRecords(): HistoryRecord[] {
-  seq = 0
+  restart()
   return [
     meta(),
     ev(0, 'host-a1', 'vm.started', { vm: 'vm1', op: 1, epoch: 1, by: 'host-a1' }),
@@ -162,6 +155,7 @@ t.test('a clean history passes, with its figures', async (t) => {
   )
   t.equal(r.summary.disk_writes_acked, 2)
   t.equal(r.summary.acked_writes_lost, 0)
+  t.match(r.faults[0], { writes_lost: 0, bytes_lost: 0, writes_lost_allowed: 0, bytes_lost_allowed: 0 }, 'no bytes lost')
   t.same(r.summary.rto, { count: 1, p50_ms: 3200, p99_ms: 3200, max_ms: 3200 })
   t.same(
     r.series[0]!.runs.map((x) => x[2]),
@@ -191,6 +185,11 @@ t.test('a lost write, and an invented one', async (t) => {
   const r = check(lost)
   t.equal(r.summary.acked_writes_lost, 1)
   t.equal(r.summary.acked_bytes_lost, BS)
+  t.match(
+    r.faults[0],
+    { writes_lost: 1, bytes_lost: BS, writes_lost_allowed: 0, bytes_lost_allowed: 0 },
+    'W2, acknowledged at 9 s while host-a1 was down, goes to the kill',
+  )
   t.same(kinds(cleanRecords().map((r) => (r.t === 'disk-final' ? final(0, 'f'.repeat(64)) : r))), ['write-invented'])
   const inDoubt = cleanRecords().filter((r) => !(r.t === 'disk-done' && r.epoch === 2))
   t.same(kinds(inDoubt.map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))), [], 'W2 never acknowledged: W1 may be there')
@@ -223,6 +222,7 @@ t.test('a write acknowledged while its synchronous group was out of sync may be 
   t.same(r.violations, [], 'allowed')
   t.equal(r.summary.writes_lost_allowed, 1, 'and reported')
   t.equal(r.summary.acked_writes_lost, 0)
+  t.match(r.faults[0], { writes_lost: 0, bytes_lost: 0, writes_lost_allowed: 1, bytes_lost_allowed: BS }, 'per fault, as allowed')
   const synced = records.filter((x) => !(x.t === 'event' && x.kind === 'rc.link-down'))
   t.same(kinds(synced), ['write-lost'], 'acknowledged while in sync: a violation')
 })

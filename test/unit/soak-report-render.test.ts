@@ -71,6 +71,10 @@ function sampleReport(): SoakReport {
         detection_ms: 1500,
         rto_ms_by_vm: [{ vm: 'vm-1', rto_ms: 9100 }],
         failovers: 1,
+        writes_lost: 1,
+        bytes_lost: 4096,
+        writes_lost_allowed: 0,
+        bytes_lost_allowed: 0,
       },
       {
         id: 2,
@@ -81,6 +85,10 @@ function sampleReport(): SoakReport {
         detection_ms: null,
         rto_ms_by_vm: [],
         failovers: 0,
+        writes_lost: 0,
+        bytes_lost: 0,
+        writes_lost_allowed: 3,
+        bytes_lost_allowed: 12_288,
       },
     ],
     migrations: [
@@ -106,6 +114,33 @@ function sampleReport(): SoakReport {
         ok: false,
         error_code: null,
         said: 'move of vm-1 failed: a | b\nsecond line',
+      },
+    ],
+    replication: [
+      {
+        vm: 'vm-1',
+        server: 'replica-dr1',
+        frequency_ms: 3000,
+        rpo_ms: 6000,
+        cycles_applied: 35,
+        resyncs: 2,
+        writes_judged: 2000,
+        lag: { count: 2000, p50_ms: 1600, p99_ms: 5900, max_ms: 14_000 },
+        late: [
+          {
+            from_ms: T0 + 50_000,
+            to_ms: T0 + 52_000,
+            writes: 40,
+            lag_max_ms: 14_000,
+            reached_ms: T0 + 64_000,
+            cause: 'fault 2 partition site-a | site-dr',
+          },
+          { from_ms: T0 + 80_000, to_ms: T0 + 80_500, writes: 10, lag_max_ms: 7000, reached_ms: T0 + 87_000, cause: null },
+        ],
+        caught_up_ms: T0 + 110_000,
+        blocks_compared: 1000,
+        blocks_differing: 0,
+        blocks_in_doubt: 3,
       },
     ],
     processes: [
@@ -146,7 +181,7 @@ function sampleReport(): SoakReport {
 function quietReport(): SoakReport {
   const r = sampleReport()
   const summary = { ...r.summary, violations: 0, detection: null, rto: null, blackout: null, client_blackout: null }
-  return { ...r, verdict: 'pass', summary, violations: [], faults: [], migrations: [], operator_actions: [] }
+  return { ...r, verdict: 'pass', summary, violations: [], faults: [], migrations: [], operator_actions: [], replication: [] }
 }
 
 /** A Markdown table row's cells, split where GFM splits them: at pipes no backslash escapes. */
@@ -161,7 +196,8 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
   const md = reportMarkdown(sampleReport())
   const lines = md.split('\n')
   t.equal(lines[0], '# Soak FAIL · seed 4242 · reproduce: `npx hvlab soak --seed 4242 --faults kill,partition`', 'first line')
-  t.match(md, '| 1 | kill | host-a1 | 10.0 | 15.0 | 1500 | vm-1 9100 | 1 |', 'fault 1')
+  t.match(md, '| 1 | kill | host-a1 | 10.0 | 15.0 | 1500 | vm-1 9100 | 1 | 4096 (1 write) | 0 |', 'fault 1, with the bytes it lost')
+  t.match(md, '| 0 | 12288 (3 writes) |', 'fault 2 lost only what was allowed')
   t.match(md, '| 2 | partition | site-a \\| site-b | 50.0 | not healed | none | none | 0 |', 'fault 2, its pipe escaped')
   t.match(md, '### 1. double-owner: vm-1 ran on host-a1 and host-b1 for 1200 ms: host-a1 said \\</script\\>\\<img', 'violation heading')
   t.match(md, '- at: +00:01:01.234 (05:01:01.234 UTC)', 'violation time, since the start and on the clock')
@@ -174,12 +210,15 @@ t.test('Markdown: the verdict line, a row per fault, the violation, pipes escape
     'a failed one says why',
   )
   t.match(md, '| host-a1 | 96.0 | 41 | 0 | 1 |', 'process')
+  t.match(md, '| vm-1 → replica-dr1 | 3.0 | 6.0 | 35 | 2 | 2000 | 1600 / 5900 / 14000 | 40 | 10 | 110.0 | 0 of 1000 | 3 |', 'Replica')
+  t.match(md, '| vm-1 | 50.0 | 52.0 | 40 | 14000 | 64.0 | fault 2 partition site-a \\| site-dr |', 'writes held back by a fault')
+  t.match(md, '| vm-1 | 80.0 | 80.5 | 10 | 7000 | 87.0 | nothing on the path: a violation |', 'and late ones with no excuse')
   t.match(md, "| RTO (the client's longest gap per fault) | 2 | 6200 | 9100 | 9100 |", 'RTO stats')
   const outsideCode = md.replace(/`[^`\n]*`/g, '')
   t.notMatch(outsideCode, /(?<!\\)<(img|\/script)/, 'no raw HTML from the data outside code spans')
   t.match(md, '`{"vm":"vm-1","error":"host-a1 said </script><img src=x onerror=alert(1)> \\| <!-- oops"}`', 'in a code span as written')
   const tables = md.split('\n\n').filter((b) => b.startsWith('|'))
-  t.equal(tables.length, 7, 'summary, durations, events, faults, migrations, operator actions, processes')
+  t.equal(tables.length, 9, 'summary, durations, events, faults, migrations, operator actions, replication, late writes, processes')
   for (const table of tables) {
     const [head, ...rows] = table.trimEnd().split('\n')
     for (const row of rows) t.equal(cellsOf(row).length, cellsOf(head!).length, `cells of ${row.slice(0, 40)}`)
@@ -193,6 +232,7 @@ t.test('Markdown: null statistics and no violations read none', async (t) => {
   t.match(md, '| blackout as the client saw it | none | – | – | – |')
   t.match(md, '## Violations (0)\n\nNone: every check held.')
   t.match(md, '## Faults (0)\n\nNone.')
+  t.notMatch(md, 'Replication', 'no Replica section without a replicated VM')
 })
 
 t.test('Markdown: a reproduce command with backticks stays one code span', async (t) => {
@@ -212,6 +252,8 @@ t.test('HTML: self-contained, ECharts inline, nothing from the data breaks out, 
   t.notOk(html.includes('</script><img'), 'the raw markup from the data is not in the page')
   t.notOk(html.replace(echarts, '').includes('<img'), 'no img element outside ECharts')
   t.ok(html.includes('host-a1 said &lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; | &lt;!-- oops'), 'escaped in the tables')
+  t.match(html, '<th class="num">bytes lost</th><th class="num">bytes lost where allowed</th>', 'the faults table has the bytes lost')
+  t.match(html, '<td class="num">4096 (1 write)</td><td class="num">0</td>', "and fault 1's")
   const all = scripts(html)
   t.equal(all.length, 3, 'three script elements: the data, ECharts, the page script; none ended early')
   const data = all.find((s) => s.attrs.includes('id="soak-data"'))
