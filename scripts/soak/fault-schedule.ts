@@ -50,7 +50,7 @@ export interface ScheduleLab {
   sites: string[]
   /** The cluster's hosts: the targets of kill, pause, clock, isolate and operator actions; their sites those of wan and site partitions. */
   hosts: { name: string; site: string }[]
-  /** Standalone hosts (Hyper-V Replica servers): targets of kill, pause and isolate too, and their sites of wan and site partitions. */
+  /** The standalone host the soak uses (its Hyper-V Replica server): a target of kill, pause and isolate too, its site of wan and site partitions. */
   standalone: { name: string; site: string }[]
   arrays: string[]
   witness: string | null
@@ -84,7 +84,8 @@ export function scheduleLabOf(t: Topology, vms: readonly string[]): ScheduleLab 
   return {
     sites: t.sites.map((s) => s.name),
     hosts: t.hosts.map((h) => ({ name: h.name, site: h.site })),
-    standalone: t.standalone_hosts.map((h) => ({ name: h.name, site: h.site })),
+    // the replica server the soak replicates to (soak-replica.ts: the first); others stand idle, not worth a fault
+    standalone: t.standalone_hosts.slice(0, 1).map((h) => ({ name: h.name, site: h.site })),
     arrays: t.arrays.map((a) => a.name),
     witness: t.witness?.name ?? null,
     vms: [...vms],

@@ -1,0 +1,207 @@
+/**
+ * `hvlab replica enable` replicates a VM to a replica server (kept in the VM's role, so
+ * whichever host runs the VM replicates it) and waits until the initial replication is
+ * done, or, by media, until the disk is exported; `hvlab replica import` takes an export in
+ * on the replica server, and waits while the primary sends what changed since.
+ */
+import { statSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { type Command, InvalidArgumentError } from 'commander'
+import { HvlabError } from '../../shared/errors.js'
+import {
+  INITIAL_REPLICATION_MODES,
+  INITIAL_START_AHEAD_MS_MAX,
+  RECOVERY_POINTS_MAX,
+  REPLICA_RETRY_MS,
+  REPLICATION_FREQUENCIES_MS,
+  REPLICATION_MBIT_MAX,
+  REPLICATION_MBIT_MIN,
+  type InitialReplicationMode,
+} from '../../shared/protocol/replica-limits.js'
+import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import { roleCommand } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { dirOption, intIn, numberIn, out } from './options.js'
+import { primaryStatus } from './replica-queries.js'
+import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
+
+const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
+
+const frequency = (v: string): ReplicationSetting['frequency_ms'] => {
+  const f = FREQUENCY_WORDS[v]
+  if (f === undefined) throw new InvalidArgumentError('30s, 5m or 15m (the frequencies Replica offers)')
+  return f
+}
+
+/** An import reads and writes the whole disk on the replica server. */
+const IMPORT_TIMEOUT_MS = 120_000
+
+interface EnableOptions extends WaitOpts {
+  to: string
+  frequency: ReplicationSetting['frequency_ms']
+  recoveryPoints: number
+  compress?: boolean
+  initial: InitialReplicationMode
+  exportDir?: string
+  startAt?: number
+  maxMbit?: number
+  dir: string
+}
+
+const initialMode = (v: string): InitialReplicationMode => {
+  if (!(INITIAL_REPLICATION_MODES as readonly string[]).includes(v)) throw new InvalidArgumentError('network, export or seed')
+  return v as InitialReplicationMode
+}
+
+/** A time within the next seven days, as ISO 8601 (`2026-12-07T02:00` is local time). */
+const startTime = (v: string): number => {
+  const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(v) ? Date.parse(v) : NaN
+  if (Number.isNaN(at)) throw new InvalidArgumentError('an ISO 8601 date and time, e.g. 2026-12-07T02:00 (local) or 2026-12-07T01:00Z')
+  if (at <= Date.now() || at - Date.now() > INITIAL_START_AHEAD_MS_MAX) throw new InvalidArgumentError('a time in the next seven days')
+  return at
+}
+
+/** An existing folder or file named by the operator, as an absolute path (the lab's processes resolve nothing). */
+const existing =
+  (kind: 'folder' | 'file') =>
+  (v: string): string => {
+    const path = resolve(v)
+    let st
+    try {
+      st = statSync(path)
+    } catch {
+      throw new InvalidArgumentError(`an existing ${kind}; ${path} does not exist`)
+    }
+    if (kind === 'folder' ? !st.isDirectory() : !st.isFile()) throw new InvalidArgumentError(`a ${kind}; ${path} is not one`)
+    return path
+  }
+
+export function registerEnable(replica: Command): void {
+  const cmd = replica
+    .command('enable')
+    .description(
+      'replicate a VM to a replica server: whichever host runs it sends its changes every cycle; the initial replication copies the blocks that differ, then the command returns',
+    )
+    .argument('<vm>', 'the VM name')
+    .requiredOption('--to <server>', 'the replica server (`hvlab replica server enable` first)')
+    .option('--frequency <f>', 'how often changes are sent: 30s, 5m or 15m (scaled by the topology timeScale)', frequency, 300_000)
+    .option(
+      '--recovery-points <n>',
+      `recovery points the replica keeps (hourly), 0–${RECOVERY_POINTS_MAX}`,
+      intIn(0, RECOVERY_POINTS_MAX),
+      0,
+    )
+    .option('--compress', 'deflate the changes on the wire')
+    .option(
+      '--initial <how>',
+      'how the initial copy reaches the replica: network (default); export (the host exports the disk to --export-dir, you import it on the server with `hvlab replica import`); seed (a copy you import on the server); then only differing blocks travel',
+      initialMode,
+      'network',
+    )
+    .option('--export-dir <dir>', '--initial export: the folder (the offline media) the disk is exported to', existing('folder'))
+    .option('--start-at <time>', 'begin the initial replication at this time (ISO 8601, within 7 days), not now', startTime)
+    .option(
+      '--max-mbit <n>',
+      `cap replication's bandwidth: the changes and resync blocks it sends average at most N Mbit/s (${REPLICATION_MBIT_MIN}–${REPLICATION_MBIT_MAX}, fractions allowed; real, not scaled); again with another N changes it at once, without it removes it`,
+      numberIn(REPLICATION_MBIT_MIN, REPLICATION_MBIT_MAX),
+    )
+    .addOption(dirOption())
+  waitOptions(cmd, 120).action(enable)
+}
+
+async function enable(vm: string, o: EnableOptions): Promise<void> {
+  if ((o.initial === 'export') !== (o.exportDir !== undefined))
+    throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
+  const client = ControlClient.forDir(o.dir)
+  const setting: ReplicationSetting = {
+    to: o.to,
+    frequency_ms: o.frequency,
+    recovery_points: o.recoveryPoints,
+    compress: o.compress === true,
+    ...(o.initial === 'network' ? {} : { initial: o.initial }),
+    ...(o.exportDir === undefined ? {} : { export_dir: o.exportDir }),
+    ...(o.startAt === undefined ? {} : { start_at_ms: o.startAt }),
+    ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
+  }
+  await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
+  if (o.startAt !== undefined)
+    return out(`vm ${vm} is set to replicate to ${o.to}; its initial replication begins at ${new Date(o.startAt).toISOString()}`)
+  if (!o.wait) return out(`vm ${vm} is set to replicate to ${o.to}; \`hvlab replica status ${vm}\` shows the initial replication`)
+  const copy_wanted = o.initial === 'export' ? 'exported' : o.initial === 'seed' ? 'wanted' : 'no'
+  const s = await initialReplication(client, vm, o.to, o.timeoutS, copy_wanted)
+  if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
+  if (s.waiting_for === 'initial-copy') return out(importHint(vm, o.to, s.export_file))
+  const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
+  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
+}
+
+function importHint(vm: string, to: string, file: string | null): string {
+  const from = file ?? 'FILE'
+  const what = file === null ? `it waits for its initial copy on ${to}` : `its disk is exported to ${file}`
+  return `vm ${vm}: ${what}; import it there with \`hvlab replica import ${vm} --on ${to} --from ${from}\`, then only the blocks changed since travel`
+}
+
+/**
+ * Waits until the initial replication of `vm` is done, or (`copy_wanted`) until it waits
+ * for a copy to be imported: at once with `wanted`, once the disk is exported with
+ * `exported`, never with `no` (the copy is being imported). Null when the VM does not run.
+ */
+async function initialReplication(
+  client: ControlClient,
+  vm: string,
+  to: string,
+  timeout_s: number,
+  copy_wanted: 'wanted' | 'exported' | 'no',
+): Promise<PrimarySideStatus | null> {
+  let refused_since_ms: number | null = null
+  return waitFor({
+    what: `the initial replication of vm ${vm} to ${to}`,
+    watch: `\`hvlab replica status ${vm}\``,
+    timeout_ms: timeout_s * 1000,
+    poll: async () => {
+      const sides = await primaryStatus(client, vm)
+      if (sides === null) return done(null)
+      const p = sides.find((x) => x.vm === vm)
+      if (p === undefined) return waiting('the host running it has not started replicating yet')
+      // A refusal by the replica server's allow list does not cure itself: once the host's next try (REPLICA_RETRY_MS) was refused too, say so.
+      const refused = p.last_error_code === 'HVLAB_E_REPLICA_NOT_ALLOWED'
+      refused_since_ms = refused ? (refused_since_ms ?? Date.now()) : null
+      if (refused_since_ms !== null && Date.now() - refused_since_ms > REPLICA_RETRY_MS + WAIT_POLL_MS * 4)
+        return failed('HVLAB_E_REFUSED', `${p.last_error ?? 'refused'} (vm ${vm} stays set to replicate; it begins once allowed)`)
+      if (p.waiting_for === 'initial-copy' && copy_wanted !== 'no' && (copy_wanted === 'wanted' || p.export_file !== null)) return done(p)
+      if (p.waiting_for === 'initial-copy')
+        return waiting(copy_wanted === 'exported' ? 'the disk is being exported' : 'the initial copy to be imported')
+      if (p.resyncing || p.last_error !== null) return waiting(p.last_error ?? 'the initial replication is under way')
+      return done(p)
+    },
+  })
+}
+
+interface ImportOptions extends WaitOpts {
+  on: string
+  from: string
+  dir: string
+}
+
+export function registerImport(replica: Command): void {
+  const cmd = replica
+    .command('import')
+    .description(
+      "initial replication by media: the replica server takes a VM's initial copy from an export file (checked whole first); its primary then sends only the blocks changed since, and the command waits for that",
+    )
+    .argument('<vm>', 'the VM name')
+    .requiredOption('--on <server>', "the replica server holding the VM's replica")
+    .requiredOption('--from <file>', 'the export file (`replica enable --initial export` names it)', existing('file'))
+    .addOption(dirOption())
+  waitOptions(cmd, 120).action(importCopy)
+}
+
+async function importCopy(vm: string, o: ImportOptions): Promise<void> {
+  const client = ControlClient.forDir(o.dir)
+  const r = await client.request(o.on, { t: 'replica-import-request', vm, path: o.from }, 'replica-import-reply', IMPORT_TIMEOUT_MS)
+  out(`${o.on} imported ${r.blocks_imported} blocks of vm ${vm} exported at ${new Date(r.exported_at_ms).toISOString()}`)
+  if (!o.wait) return
+  const s = await initialReplication(client, vm, o.on, o.timeoutS, 'no')
+  if (s !== null && s.waiting_for === null)
+    out(`vm ${vm} replicates to ${o.on}; only the blocks changed since the export travelled (health ${s.health})`)
+}

@@ -1,0 +1,155 @@
+/**
+ * `hvlab replica status [VM] [--json]`: each replicated VM's primary side (the host running
+ * it) and replica side (its replica server), and the extended replica's when the replica
+ * is forwarded; with no cluster to ask, what the replica servers say.
+ */
+import type { Command } from 'commander'
+import { HvlabError } from '../../shared/errors.js'
+import type { PrimarySideStatus, ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { dirOption, printResult } from './options.js'
+import { extendedOf, ifClusterReachable, sideOf, standaloneHosts, unreachable, type ExtendedView } from './replica-queries.js'
+import { vmListNow } from './vm-queries.js'
+
+/** What `replica status --json` prints: each replicated VM's primary side and its replica side. */
+export interface ReplicaStatusView {
+  vm: string
+  primary_host: string | null
+  to: string
+  /** Replication's bandwidth cap in the VM's role, Mbit/s (null: none, or no cluster to ask). */
+  max_mbit: number | null
+  primary: PrimarySideStatus | null
+  replica: ReplicaSideStatus | null
+  /** Extended replication: the replica server forwarding to `to` (its side as a primary) and the third server's replica. */
+  extended: ExtendedView | null
+}
+
+export function registerStatus(replica: Command): void {
+  replica
+    .command('status')
+    .description(
+      'how replication stands: its bandwidth cap, health, RPO lag, bytes pending, cycles applied, recovery points, on both sides',
+    )
+    .argument('[vm]', 'one VM (default: every replicated VM)')
+    .option(
+      '--json',
+      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
+    )
+    .addOption(dirOption())
+    .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
+      const views = await replicaStatusNow(ControlClient.forDir(o.dir), o.dir, vm ?? null)
+      printResult(o.json, views, () => formatStatus(views))
+    })
+}
+
+/** Every replicated VM (or one) as its primary host and its replica server report it. */
+export async function replicaStatusNow(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
+  const list = await ifClusterReachable(client, () => vmListNow(client))
+  if (list === null) return replicaSidesOnly(client, dir, vm)
+  const roles = list.roles.filter((r) => r.replication !== undefined && (vm === null || r.name === vm))
+  if (vm !== null && roles.length === 0)
+    throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` starts it`)
+  return Promise.all(
+    roles.map(async (r) => {
+      const to = r.replication!.to
+      const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
+      const replica = await sideOf(client, to, r.name, 'replicas')
+      const extended = await extendedOf(client, to, r.name)
+      const max_mbit = r.replication!.max_mbit ?? null
+      return {
+        vm: r.name,
+        primary_host: r.state === 'running' ? r.owner : null,
+        to,
+        max_mbit,
+        primary,
+        replica,
+        extended,
+      } as ReplicaStatusView
+    }),
+  )
+}
+
+/** The primary side of `vm` on the host running it; null when it does not run. */
+/** With no cluster to ask (a disaster): what the replica servers say of their replicas; no primary side. */
+async function replicaSidesOnly(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
+  const views: ReplicaStatusView[] = []
+  for (const server of await standaloneHosts(dir)) {
+    const r = await client
+      .request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+      .catch((e: unknown) => {
+        if (unreachable(e)) return null // this server is down too: it has nothing to show
+        throw e
+      })
+    for (const replica of r?.replicas ?? [])
+      if (vm === null || replica.vm === vm)
+        views.push({ vm: replica.vm, primary_host: null, to: server, max_mbit: null, primary: null, replica, extended: null })
+  }
+  if (vm !== null && views.length === 0)
+    throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
+  return views
+}
+
+function formatStatus(views: readonly ReplicaStatusView[]): string {
+  if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
+  const rows = views.flatMap((v) => [statusRow(v.vm, v.primary_host, v.to, v.max_mbit, v.primary, v.replica), ...extendedRow(v)])
+  const head = ['VM', 'PRIMARY', 'REPLICA', 'CAP MBIT/S', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  return [head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+}
+
+type StatusRow = [
+  vm: string,
+  primary: string,
+  replica: string,
+  cap_mbit: string,
+  health: string,
+  lag: string,
+  pending: string,
+  applied: string,
+  points: string,
+  error: string,
+]
+
+/** One direction of replication as a row: `p` the sending side, `r` the receiving one. */
+function statusRow(
+  vm: string,
+  from: string | null,
+  to: string,
+  max_mbit: number | null,
+  p: PrimarySideStatus | null,
+  r: ReplicaSideStatus | null,
+): StatusRow {
+  return [
+    vm,
+    from ?? '-',
+    to,
+    max_mbit === null ? '-' : String(max_mbit),
+    healthWords(p, r),
+    p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`,
+    p === null ? '-' : String(p.pending_bytes),
+    r === null ? '-' : String(r.applied_cycle),
+    r === null ? '-' : String(r.recovery_points.length),
+    p?.last_error ?? '',
+  ]
+}
+
+function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): string {
+  if (r?.state === 'failed-over') return r.vm_running ? 'failed over (runs there)' : 'failed over'
+  if (p === null) return '-'
+  if (p.waiting_for !== null) return `${p.health} (waiting: ${p.waiting_for})`
+  return p.resyncing ? `${p.health} (resyncing)` : p.health
+}
+
+/** Extended replication's row: the replica server forwarding to the third. */
+function extendedRow(v: ReplicaStatusView): StatusRow[] {
+  const e = v.extended
+  return e === null ? [] : [statusRow(`${v.vm} (extended)`, v.to, e.to, null, e.primary, e.replica)]
+}
