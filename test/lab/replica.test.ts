@@ -14,7 +14,7 @@
  * a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
- * replicating beside it keeps 2 recovery points (the fixture takes one every 6 s, a lab
+ * replicating beside it keeps 2 recovery points (the fixture takes one every 3 s, a lab
  * acceleration, and the oldest are merged away); the replica server is killed -9 and
  * restarted, opens with the same points, and a failover to the older one gives exactly its
  * disk: every write the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows
