@@ -180,7 +180,10 @@ async function readParts(
     await fh.read(length, 0, LENGTH_BYTES, at)
     const n = length.readUInt32LE(0)
     at += LENGTH_BYTES
-    if (n === 0) return at === end ? undefined : Promise.reject(notAnExport(path, 'it goes on after its end'))
+    if (n === 0) {
+      if (at !== end) throw notAnExport(path, 'it goes on after its end')
+      return
+    }
     if (n > body_max || at + n > end) throw notAnExport(path, `a part of ${n} bytes does not fit`)
     const body = Buffer.alloc(n)
     await fh.read(body, 0, n, at)

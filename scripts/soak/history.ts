@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline'
 import { z } from 'zod'
 import { diskJournalCompletedLine, diskJournalIssuedLine } from '../../shared/disk-journal-format.js'
 import { HvlabError } from '../../shared/errors.js'
+import { field } from '../../shared/protocol/define.js'
 
 /** Longest history line read; a longer one is refused. */
 export const HISTORY_LINE_CHARS_MAX = 64 * 1024
@@ -108,7 +109,7 @@ const diskFinal = z.strictObject({
   array: name,
   volume: name,
   block: uint,
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: field.sha256Hex(),
 })
 
 /** A VM the soak replicates with Hyper-V Replica (a topology with a standalone host: soak-replica.ts). */
@@ -129,7 +130,7 @@ const replicaFinal = z.strictObject({
   vm: name,
   server: name,
   block: uint,
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: field.sha256Hex(),
 })
 
 /** How the wait for replication to catch up at the end went: when it had (nothing pending, nothing in flight), or null if it never did. */

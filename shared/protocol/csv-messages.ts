@@ -83,7 +83,7 @@ export const csvIoReply = defineMessage('csv-io-reply', () => ({
   path: ioPath,
   /** The coordinator node that did redirected I/O, or null for direct. */
   via: field.name().nullable(),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: field.sha256Hex(),
 }))
 
 // ---------------------------------------------------------------- operator/host → coordinator node

@@ -51,5 +51,7 @@ export const field = {
   /** A non-negative integer that still fits a double exactly (epochs, offsets, byte counts). */
   uint: () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   time_ms: () => z.number().finite().min(0),
+  /** A SHA-256 as 64 lowercase hex digits. */
+  sha256Hex: () => z.string().regex(/^[0-9a-f]{64}$/),
   list: <T extends z.ZodType>(item: T, max: number) => z.array(item).max(max),
 }

@@ -29,7 +29,6 @@ export const storageModeSchema = z.enum(STORAGE_MODES)
 export type StorageMode = z.infer<typeof storageModeSchema>
 
 const round = () => z.number().int().min(0).max(MIGRATION_ROUND_MAX)
-const sha256Hex = () => z.string().regex(/^[0-9a-f]{64}$/)
 
 export const migrationBegin = defineMessage('migration-begin', () => ({
   migration_id: migrationIdSchema,
@@ -84,7 +83,7 @@ export const migrationBlackout = defineMessage(
 export const migrationPrepared = defineMessage('migration-prepared', () => ({
   migration_id: migrationIdSchema,
   /** sha256 of destination memory when the migration asked to verify, else null. */
-  memory_sha256: sha256Hex().nullable(),
+  memory_sha256: field.sha256Hex().nullable(),
 }))
 
 export const migrationResume = defineMessage('migration-resume', () => ({

@@ -30,13 +30,13 @@ export const hello = defineMessage('hello', () => ({
   name: field.name(),
   role: partyRoleSchema,
   nonce: z.string().regex(/^[0-9a-f]{32}$/),
-  proof: z.string().regex(/^[0-9a-f]{64}$/),
+  proof: field.sha256Hex(),
 }))
 
 /** Server → client: accepted, and the server's own proof (mutual authentication). */
 export const welcome = defineMessage('welcome', () => ({
   name: field.name(),
-  proof: z.string().regex(/^[0-9a-f]{64}$/),
+  proof: field.sha256Hex(),
 }))
 
 /** Either side, then close: why the connection is being refused or closed. */

@@ -103,8 +103,8 @@ export const blockDigest = defineMessage('block-digest', () => ({
   volume: volume(),
   block: field.uint(),
   blocks: z.number().int().min(1).max(DIGEST_BLOCKS_MAX),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  block_sha256: field.list(z.string().regex(/^[0-9a-f]{64}$/), BLOCKS_PER_IO_MAX).optional(),
+  sha256: field.sha256Hex(),
+  block_sha256: field.list(field.sha256Hex(), BLOCKS_PER_IO_MAX).optional(),
 }))
 
 // ---------------------------------------------------------------- volume and LUN admin
