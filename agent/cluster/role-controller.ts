@@ -821,6 +821,12 @@ export class RoleController {
       return
     }
     if (state !== 'stopped' && state !== 'failed') return // already running, starting, pending or moving
+    const reversed = e.role.replication?.reversed_to
+    if (reversed !== undefined)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `cannot start vm ${name}: it runs on its replica server ${e.role.replication!.to} after a planned failover, replicating back to ${reversed}; fail it back: hvlab replica failover ${name} --planned`,
+      )
     this.setHistory(e, EMPTY_HISTORY) // an operator start resets the failover counters, as in WSFC
     e.force_storage = force_storage
     this.place(e, null, force_storage ? 'started by operator (storage forced)' : 'started by operator')

@@ -21,9 +21,10 @@ import { ClxService } from '../clx/clx-service.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 import { csvDiskPort } from '../csv/csv-disk-port.js'
 import type { CsvHost } from '../csv/csv-host.js'
-import { meshBlockIoPort } from '../vm/vm-disk.js'
+import { meshBlockIoPort, type BlockIoPort } from '../vm/vm-disk.js'
 import { newChurnMeasurements } from '../replica/churn-wiring.js'
 import { allSinks, newReplicationHost } from '../replica/replication-wiring.js'
+import { startReverseReplicaServer } from '../replica/reverse-replica-server.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
 import type { ClusterService } from './cluster-service.js'
 import { CoordinatorReports } from './coordinator-reports.js'
@@ -65,15 +66,19 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const ask = hostAsker(p)
   const reports = new CoordinatorReports({ name: p.name, clock: p.clock, coordinator: () => m.view().coordinator, ask, log })
   // Hyper-V Replica's primary side: each replicated VM running here ships its writes to its replica server (agent/replica/).
+  const blockIoFor = hostBlockIo(p, csv)
+  // Reverse replication's receiving end: a VM failed over (planned) to its replica server sends its changes back into its own disk here.
+  const reverse = startReverseReplicaServer(p, { database: () => m.database(), clx: () => clx, blockIoFor, epoch: () => m.view().epoch })
   const replication = newReplicationHost(
     p,
     () => m.database(),
     () => agent,
+    (vm) => reverse.replicaStatus(vm),
   )
   // `hvlab replica size`: the churn of a VM running here, measured from the same writes.
   const churn = newChurnMeasurements(p, () => agent)
   const sinks = allSinks(options.disk_write_journal, replication, churn)
-  const agent = newVmAgent(p, cluster, csv, reports, { ...options, disk_write_journal: sinks })
+  const agent = newVmAgent(p, cluster, blockIoFor, reports, { ...options, disk_write_journal: sinks })
   // Cluster Extension: one per host; makes a VM's remote-copy group writable in this site before it runs here.
   const clx = new ClxService({
     host: p.name,
@@ -108,12 +113,17 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
 }
 
 /** The host's VmAgent: runs its VMs on the lease, their disk I/O to an array or a CSV region. */
-function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, reports: CoordinatorReports, options: RoleHostOptions): VmAgent {
+function newVmAgent(
+  p: LabProcess,
+  cluster: ClusterService,
+  blockIoFor: (target: VmDiskTarget) => BlockIoPort,
+  reports: CoordinatorReports,
+  options: RoleHostOptions,
+): VmAgent {
   const m = cluster.membership
   const c = m.settings()
   const me = p.topology.hosts.find((h) => h.name === p.name)
   if (me === undefined) throw new HvlabError('HVLAB_E_TOPOLOGY', `${p.name} is not a host of the topology`)
-  const arrayPort = meshBlockIoPort(p.mesh)
   return new VmAgent({
     host: p.name,
     memory_mib: me.memory_mib,
@@ -126,12 +136,18 @@ function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, report
     health: scaledHealthCheck(DEFAULT_HEALTH_CHECK, p.topology.timeScale),
     emitEvent: (kind, details) => p.emitEvent(kind, details),
     announce: (location) => p.announceVm(location),
-    blockIoFor: (target: VmDiskTarget) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort),
+    blockIoFor,
     writerEpoch: () => m.view().epoch,
     arrayReachable: (array) => p.mesh.connection(array) !== undefined,
     reportFailure: (f) => reports.vmFailed(f),
     ...options,
   })
+}
+
+/** How this host reaches a VM's disk: an array over the mesh, or its region of a CSV through the host's CsvVolume. */
+function hostBlockIo(p: LabProcess, csv: CsvHost): (target: VmDiskTarget) => BlockIoPort {
+  const arrayPort = meshBlockIoPort(p.mesh)
+  return (target) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort)
 }
 
 /** The RoleService, told of every view change; a role record it cannot write now is written again later. */

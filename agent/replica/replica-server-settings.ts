@@ -54,8 +54,8 @@ export class ReplicaServerAuthorization {
     this.settings_ = settings
   }
 
-  /** Throws HVLAB_E_REPLICA_NOT_ALLOWED unless `primary` may replicate here. */
-  check(server: string, primary: string): void {
+  /** Throws HVLAB_E_REPLICA_NOT_ALLOWED unless `primary` may replicate here (any of its VMs). */
+  check(server: string, primary: string, _vm?: string): void {
     const s = this.settings_
     if (!s.enabled)
       throw new HvlabError(

@@ -9,27 +9,35 @@
  * Replica VMs open when their primary begins: after a restart of this server they are
  * shown once their primary has been back (a resync, which sends only differing blocks).
  */
-import { readdir } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import type { Message, MessageOf } from '../../shared/protocol/messages.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
-import type { Extension } from '../../shared/protocol/replica-messages.js'
+import type { Extension, ReplicaSideStatus, Reverse } from '../../shared/protocol/replica-messages.js'
+import type { DiskImage } from './disk-image.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
 import type { ReplicaGeometry } from './replica-store.js'
 import { ReplicaVm, type ReplicaVmOptions } from './replica-vm.js'
 import { readReplicaVmRecord } from './replica-vm-record.js'
 import { ReplicaVmRunner } from './replica-vm-runner.js'
+import { newReverseReplication } from './reverse-replication.js'
 
 export async function startReplicaServer(p: LabProcess): Promise<void> {
   const dir = join(p.layout.processData(p.name), 'replica')
   const me = p.topology.standalone_hosts.find((h) => h.name === p.name)
-  const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192)
+  // Reverse replication: the VMs failed over here (planned) replicate their changes back to the cluster.
+  const reverse = newReverseReplication(
+    p,
+    () => server,
+    () => runner,
+  )
+  const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192, reverse)
   const extended = new ExtendedReplication({
     host: p.name,
     clock: p.clock,
@@ -46,12 +54,17 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   })
   await server.openAll()
   p.serveOperator('replica-server-enable-request', async (q) => {
-    await server.auth.enable(q.allow_any, q.allow)
+    await auth.enable(q.allow_any, q.allow)
     p.log.info({ allow_any: q.allow_any, allow: q.allow }, 'replica server enabled')
     return { t: 'ok' }
   })
   p.serveOperator('replica-failover-request', async (q) => {
-    await server.failover(q.vm, q.recovery_cycle, q.load)
+    await server.failover(q.vm, q.recovery_cycle, q.load, q.reverse ?? null)
+    return { t: 'ok' }
+  })
+  p.serveOperator('replica-failback-request', async (q) => {
+    if (q.step === 'stop-vm') server.stopForFailBack(q.vm)
+    else await server.failBack(q.vm)
     return { t: 'ok' }
   })
   p.serveOperator('replica-extend-request', async (q) => {
@@ -68,19 +81,31 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     p.emitEvent('replica.imported', { vm: q.vm, blocks: imported.blocks_imported })
     return { t: 'replica-import-reply', vm: q.vm, ...imported }
   })
-  p.serveOperator('replica-status-request', (q) => server.status(q.vm))
+  p.serveOperator('replica-status-request', (q) => {
+    const r = server.status(q.vm)
+    return { ...r, primaries: [...r.primaries, ...reverse.status(q.vm)] } // the reverse replications' sending side is here
+  })
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
+  reverse.start()
 }
+
+/** Who may replicate which VM here: `check` throws HVLAB_E_REPLICA_NOT_ALLOWED (replica-server-settings.ts: the allow list). */
+export type ReplicaAuthorization = Pick<ReplicaServerAuthorization, 'settings' | 'check'>
+
+/** What runs a replica VM after a failover (replica-vm-runner.ts). */
+export type ReplicaRunner = Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>
 
 export interface ReplicaServerOptions {
   /** Extended replication's forwarder (none: this server forwards no replica). */
   readonly extended?: ExtendedReplication
   /** The topology's lab acceleration of recovery points (replica-vm.ts); undefined: hourly. */
   readonly recovery_point_every_ms?: number
+  /** Where a replica's disk lies (default: disk.img on this server's storage); such a disk is the VM's own, so it holds a copy. */
+  readonly image?: (g: ReplicaGeometry) => Promise<DiskImage>
 }
 
-export class ReplicaServer {
+export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthorization> {
   private readonly vms = new Map<string, ReplicaVm>()
   private readonly opening = new Map<string, Promise<ReplicaVm>>()
 
@@ -88,8 +113,8 @@ export class ReplicaServer {
     readonly name: string,
     private readonly dir: string,
     private readonly time_scale: number,
-    readonly auth: ReplicaServerAuthorization,
-    private readonly runner: Pick<ReplicaVmRunner, 'run' | 'runIsolated' | 'stop' | 'running'>,
+    readonly auth: A,
+    private readonly runner: ReplicaRunner,
     private readonly options: ReplicaServerOptions = {},
   ) {}
 
@@ -112,13 +137,52 @@ export class ReplicaServer {
     }
   }
 
-  /** Starts the replica VM here from its replica (latest, or the recovery point of `recovery_cycle`). */
-  async failover(name: string, recovery_cycle: number | null, load: GuestLoadSetting | undefined): Promise<void> {
+  /**
+   * Starts the replica VM here from its replica (latest, or the recovery point of
+   * `recovery_cycle`); `reverse` (a planned failover): its changes replicate back there.
+   */
+  async failover(
+    name: string,
+    recovery_cycle: number | null,
+    load: GuestLoadSetting | undefined,
+    reverse: Reverse | null = null,
+  ): Promise<void> {
     const vm = this.replica(name)
-    if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name)) // the test copy gives way to the real one
-    await vm.failover(recovery_cycle)
+    if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name), 'test failover ended') // the test copy gives way to the real one
+    await vm.failover(recovery_cycle, reverse)
     this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
+  }
+
+  /** A fail-back's first step here: the failed-over VM shuts down (its last changes then replicate back). */
+  stopForFailBack(name: string): void {
+    const vm = this.replica(name)
+    if (vm.state !== 'failed-over' || vm.reverse === null)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `vm ${name} has not failed over to ${this.name} with replication reversed; nothing to fail back`,
+      )
+    if (this.runner.running(name)) this.runner.stop(name, 'fail-back')
+  }
+
+  /** A fail-back's last step here: the VM no longer runs here, and its replica is its primary's replica again. */
+  async failBack(name: string): Promise<void> {
+    if (this.runner.running(name))
+      throw new HvlabError('HVLAB_E_STATE', `vm ${name} still runs on ${this.name}; its fail-back stops it first`)
+    const vm = this.replica(name)
+    await vm.failBack()
+    if (vm.extension !== null) this.options.extended?.start(vm, vm.extension) // forwarded again, as it was before the failover
+  }
+
+  /** The replicas failed over here whose changes replicate back (reverse replication). */
+  get reversed(): readonly ReplicaVm[] {
+    return [...this.vms.values()].filter((v) => v.state === 'failed-over' && v.reverse !== null && !v.broken)
+  }
+
+  /** Drops the replica of `name` and its folder (a reverse replica after the fail-back: its disk was the VM's own, which stays). */
+  async drop(name: string): Promise<void> {
+    this.vms.delete(name)
+    await rm(join(this.dir, 'vms', name), { recursive: true, force: true })
   }
 
   /**
@@ -175,7 +239,7 @@ export class ReplicaServer {
     this.replica(name)
     const test_vm = testVmName(name)
     if (!this.runner.running(test_vm)) throw new HvlabError('HVLAB_E_STATE', `no test failover of vm ${name} runs on ${this.name}`)
-    this.runner.stop(test_vm)
+    this.runner.stop(test_vm, 'test failover ended')
   }
 
   private replica(name: string): ReplicaVm {
@@ -196,37 +260,42 @@ export class ReplicaServer {
   servePrimary(c: PeerConnection, clock: { now(): number }): void {
     const from = c.remoteName
     c.onRequest('replica-begin-request', async ({ message: m }) => {
-      this.auth.check(this.name, from)
+      this.auth.check(this.name, from, m.vm)
       const vm = await this.begin(m, from)
       return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: vm.status().applied_cycle, has_copy: vm.hasCopy } }
     })
     c.onRequest('replica-log-part', async ({ message: m, attachment }) => {
-      this.auth.check(this.name, from)
+      this.auth.check(this.name, from, m.vm)
       const vm = this.vms.get(m.vm)
       if (vm === undefined || vm.broken || vm.from !== from) return { message: notBegun(m) }
       return { message: await vm.onPart(m, attachment, clock.now()) }
     })
     c.onRequest('replica-hashes-request', ({ message: m }) => {
-      this.auth.check(this.name, from)
+      this.auth.check(this.name, from, m.vm)
       const hashes = this.begun(m.vm, from).hashes(m.first_block, m.blocks)
       return { message: { t: 'replica-hashes-reply', vm: m.vm, first_block: m.first_block, blocks: m.blocks }, attachment: hashes }
     })
     c.onRequest('replica-resync-blocks', async ({ message: m, attachment }) => {
-      this.auth.check(this.name, from)
+      this.auth.check(this.name, from, m.vm)
       await this.begun(m.vm, from).resyncBlocks(m, attachment)
       return { message: { t: 'ok' } }
     })
     c.onRequest('replica-resync-done', async ({ message: m }) => {
-      this.auth.check(this.name, from)
+      this.auth.check(this.name, from, m.vm)
       await this.begun(m.vm, from).resyncDone(m.next_cycle)
       return { message: { t: 'ok' } }
     })
   }
 
-  status(vm: string | null): Message {
-    const replicas = [...this.vms.values()]
+  /** The replica side of each replica here (or of `vm`'s only). */
+  replicaStatus(vm: string | null): ReplicaSideStatus[] {
+    return [...this.vms.values()]
       .filter((r) => vm === null || r.vm === vm)
       .map((r) => ({ ...r.status(), vm_running: this.runner.running(r.vm), test_vm_running: this.runner.running(testVmName(r.vm)) }))
+  }
+
+  status(vm: string | null): MessageOf<'replica-status-reply'> {
+    const replicas = this.replicaStatus(vm)
     if (vm !== null && replicas.length === 0)
       throw new HvlabError(
         'HVLAB_E_NOT_FOUND',
@@ -256,14 +325,18 @@ export class ReplicaServer {
     }
     const pending = this.opening.get(m.vm)
     if (pending !== undefined) return pending
-    const opened = ReplicaVm.open({
-      dir: join(this.dir, 'vms', m.vm),
-      geometry: { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks },
-      recovery_points: m.recovery_points,
-      ...this.timing(),
-      memory_mib: m.memory_mib,
-      from,
-    })
+    const geometry = { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks }
+    const opened = this.openImage(geometry).then((image) =>
+      ReplicaVm.open({
+        dir: join(this.dir, 'vms', m.vm),
+        geometry,
+        recovery_points: m.recovery_points,
+        ...this.timing(),
+        memory_mib: m.memory_mib,
+        from,
+        ...(image === undefined ? {} : { image, has_copy: true }),
+      }),
+    )
     this.opening.set(m.vm, opened)
     try {
       const vm = await opened
@@ -272,6 +345,10 @@ export class ReplicaServer {
     } finally {
       this.opening.delete(m.vm)
     }
+  }
+
+  private async openImage(g: ReplicaGeometry): Promise<DiskImage | undefined> {
+    return this.options.image === undefined ? undefined : this.options.image(g)
   }
 
   private timing(): Pick<ReplicaVmOptions, 'time_scale' | 'recovery_point_every_ms'> {

@@ -2,7 +2,8 @@
  * A replica server's copy of one VM's disk on its host-local storage, durable across a
  * kill -9 (seed 002: the replica applies each log whole). In a folder of its own:
  *
- *   disk.img     the replica disk, block_size_bytes × disk_blocks
+ *   disk.img     the replica disk, block_size_bytes × disk_blocks (a reverse replica's
+ *                disk is the VM's own volume on the cluster's storage instead: disk-image.ts)
  *   state.json   the geometry and the last cycle applied (shared/durable-json.ts)
  *   pending.hrl  the shipment being applied: a JSON header line, then its body
  *                (shipment-frames.ts's part body, not deflated)
@@ -28,13 +29,14 @@
  * The disk is also held in memory (`disk`, what ReplicaReceiver applies to), the size of
  * the lab's VM disks, and so are the points' undo logs (`points`, to restore the receiver's).
  */
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { HvlabError, describeError } from '../../shared/errors.js'
+import { HvlabError } from '../../shared/errors.js'
 import { readDurableJson, removeIfPresent, writeDurableFile, writeDurableJson } from '../../shared/durable-json.js'
 import { RECOVERY_POINTS_MAX } from '../../shared/protocol/replica-limits.js'
 import { field } from '../../shared/protocol/define.js'
+import { DiskImageUnreadable, fileDiskImage, type DiskImage } from './disk-image.js'
 import type { LogShipment } from './replica-log.js'
 import type { ReplicaDisk } from './replica-receiver.js'
 import { decodeBody, encodeBody } from './shipment-frames.js'
@@ -91,6 +93,7 @@ export class ReplicaStore {
   private constructor(
     private readonly dir: string,
     private readonly g: ReplicaGeometry,
+    private readonly image: DiskImage,
     bytes: Uint8Array,
     applied_cycle: number,
   ) {
@@ -111,13 +114,20 @@ export class ReplicaStore {
   /**
    * Opens (or creates, all zeros) the replica of `g.vm` in `dir` with its recovery points
    * (the oldest beyond `points_max` merged away); a shipment left half persisted is applied
-   * again, and so is a revert left half done.
+   * again, and so is a revert left half done. The disk lies in `image` (default: disk.img).
    */
-  static async open(dir: string, g: ReplicaGeometry, points_max = RECOVERY_POINTS_MAX): Promise<ReplicaStore> {
+  static async open(
+    dir: string,
+    g: ReplicaGeometry,
+    points_max = RECOVERY_POINTS_MAX,
+    image: DiskImage = fileDiskImage(dir, g.block_size_bytes),
+  ): Promise<ReplicaStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 })
     const state = await readState(dir, g)
-    const bytes = state === undefined ? await createDisk(dir, g) : await readDisk(dir, g)
-    const store = new ReplicaStore(dir, g, bytes, state?.applied_cycle ?? 0)
+    const bytes = await image.load(g, state === undefined).catch((e: unknown) => {
+      throw e instanceof DiskImageUnreadable ? corrupt(dir, e.message) : e
+    })
+    const store = new ReplicaStore(dir, g, image, bytes, state?.applied_cycle ?? 0)
     if (state === undefined) await store.markApplied(0)
     await store.redoPending()
     const { files, points } = await RecoveryPointFiles.open(dir, g, store.applied)
@@ -175,15 +185,9 @@ export class ReplicaStore {
     await writeDurableFile(join(this.dir, 'pending.hrl'), Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body]))
   }
 
-  /** Step 2: the shipment's blocks into disk.img, synced. */
+  /** Step 2: the shipment's blocks into the disk image, durably. */
   async writeBlocks(s: LogShipment): Promise<void> {
-    const fh = await open(join(this.dir, 'disk.img'), 'r+')
-    try {
-      for (const b of s.blocks) await fh.write(b.data, 0, b.data.length, b.block * this.g.block_size_bytes)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
+    await this.image.write(s.blocks)
   }
 
   /** Step 3: state.json says `cycle` is applied; the redo log goes. */
@@ -252,20 +256,6 @@ async function readState(dir: string, g: ReplicaGeometry): Promise<z.infer<typeo
   if (d.vm !== g.vm || d.block_size_bytes !== g.block_size_bytes || d.disk_blocks !== g.disk_blocks)
     throw corrupt(dir, `it is vm ${d.vm}'s, ${d.disk_blocks} blocks of ${d.block_size_bytes} bytes`)
   return d
-}
-
-async function createDisk(dir: string, g: ReplicaGeometry): Promise<Uint8Array> {
-  const bytes = new Uint8Array(g.disk_blocks * g.block_size_bytes)
-  await writeFile(join(dir, 'disk.img'), bytes, { mode: 0o600 })
-  return bytes
-}
-
-async function readDisk(dir: string, g: ReplicaGeometry): Promise<Uint8Array> {
-  const bytes = await readFile(join(dir, 'disk.img')).catch((e: unknown) => {
-    throw corrupt(dir, `disk.img cannot be read: ${describeError(e)}`)
-  })
-  if (bytes.length !== g.disk_blocks * g.block_size_bytes) throw corrupt(dir, `disk.img is ${bytes.length} bytes`)
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** The redo log, or undefined when there is none (it is written whole: a temp file renamed into place). */

@@ -3,7 +3,8 @@
  * opens its replicas again when it restarts, even while their primary is down (a disaster
  * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
  * asked for, the primary that replicated it last, whether it holds an initial copy, whether it
- * has failed over, and where it is forwarded (extended replication).
+ * has failed over (and where its changes replicate back to), and where it is forwarded
+ * (extended replication).
  */
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -11,7 +12,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
-import { extensionSchema } from '../../shared/protocol/replica-messages.js'
+import { extensionSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
   format: z.literal(1),
@@ -26,6 +27,8 @@ const recordSchema = z.strictObject({
   has_copy: z.boolean().optional(),
   /** Extended replication: where this server forwards the replica. */
   extension: extensionSchema.optional(),
+  /** Failed over (planned): where the VM's changes replicate back to (reverse replication). */
+  reverse: reverseSchema.optional(),
 })
 export type ReplicaVmRecord = Omit<z.infer<typeof recordSchema>, 'format'>
 

@@ -3,13 +3,15 @@
  * is started"): each VM's guest runs here with its memory and its applications' load, its
  * disk is the replica's disk on this server's storage (each block write durable before it
  * is acknowledged), it answers its guest pings, and the lab's virtual switch learns that
- * it runs here, so clients reach it at its stable address.
+ * it runs here, so clients reach it at its stable address. `hvlab vm load` reaches its
+ * guest here too; its disk writes go to a sink (reverse replication hears them).
  */
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import { startGuestService } from '../vm/guest-service.js'
 import { VmHost } from '../vm/vm-instance.js'
-import type { BlockIoPort } from '../vm/vm-disk.js'
+import type { BlockIoPort, DiskWriteSink } from '../vm/vm-disk.js'
+import { inspectVm, setVmLoad } from '../migration/migration-operator.js'
 import { readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
@@ -20,12 +22,16 @@ const STANDALONE_EPOCH = 1
 export class ReplicaVmRunner {
   readonly vms: VmHost
 
+  /** `sink` hears the failed-over VMs' disk writes (reverse replication), not a test copy's. */
   constructor(
     private readonly p: LabProcess,
     memory_mib: number,
+    private readonly sink?: DiskWriteSink,
   ) {
     this.vms = new VmHost(p.name, memory_mib, p.clock)
     startGuestService(p, (name) => this.vms.instance(name))
+    p.serveOperator('vm-load-request', (q) => setVmLoad(p, this.vms, q))
+    p.serveOperator('vm-inspect-request', (q) => inspectVm(p, this.vms, q.vm))
   }
 
   running(vm: string): boolean {
@@ -34,7 +40,7 @@ export class ReplicaVmRunner {
 
   /** Starts `vm` here on the replica's disk in `store`, with the load its role kept; its clients reach it here. */
   run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined): void {
-    this.start(vm, memory_mib, store.disk, localDiskPort(store), load)
+    this.start(vm, memory_mib, store.disk, localDiskPort(store), load, this.sink)
     this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
   }
 
@@ -47,13 +53,20 @@ export class ReplicaVmRunner {
     this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), load)
   }
 
-  stop(vm: string): void {
+  stop(vm: string, reason: 'test failover ended' | 'fail-back'): void {
     if (this.vms.instance(vm) === undefined) return
     this.vms.stop(vm)
-    this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason: 'test failover ended' })
+    this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason })
   }
 
-  private start(vm: string, memory_mib: number, disk: ReplicaDisk, io: BlockIoPort, load: GuestLoadSetting | undefined): void {
+  private start(
+    vm: string,
+    memory_mib: number,
+    disk: ReplicaDisk,
+    io: BlockIoPort,
+    load: GuestLoadSetting | undefined,
+    sink?: DiskWriteSink,
+  ): void {
     this.vms.start(vm, memory_mib, STANDALONE_OP, STANDALONE_EPOCH)
     const instance = this.vms.instance(vm)!
     const size_bytes = disk.blocks * disk.block_size_bytes
@@ -61,6 +74,7 @@ export class ReplicaVmRunner {
       { host: this.p.name, array: this.p.name, volume: vm, size_bytes, epoch: () => STANDALONE_EPOCH },
       io,
       (kind, details) => this.p.emitEvent(kind, details),
+      sink,
     )
     if (load !== undefined) instance.setLoad(load)
     this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by: 'replica-failover' })

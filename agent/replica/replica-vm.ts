@@ -18,8 +18,14 @@ import { scaled } from '../../shared/clock.js'
 import { LAB_CLOCK_SKEW_MS } from '../../shared/consensus/lease-timings.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { SHIPMENT_PART_BODY_BYTES_MAX, type Extension, type ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import {
+  SHIPMENT_PART_BODY_BYTES_MAX,
+  type Extension,
+  type ReplicaSideStatus,
+  type Reverse,
+} from '../../shared/protocol/replica-messages.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
+import type { DiskImage } from './disk-image.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
 import type { ShippedBlock } from './replica-log.js'
@@ -45,6 +51,10 @@ export interface ReplicaVmOptions {
   readonly has_copy?: boolean
   /** Extended replication: where this server forwards the replica. */
   readonly extension?: Extension
+  /** Failed over (planned): where the VM's changes replicate back to. */
+  readonly reverse?: Reverse
+  /** Where the disk lies (default: disk.img in `dir`). */
+  readonly image?: DiskImage
 }
 
 /** Hears the blocks written into the replica from its primary (applied cycles, resyncs, an import), in order. */
@@ -62,6 +72,7 @@ export class ReplicaVm {
   private state_: ReplicaVmState
   private has_copy_: boolean
   private extension_: Extension | null
+  private reverse_: Reverse | null
   /** Extended replication's forwarder, once started (extended-replication.ts). */
   onBlocks: ReplicaBlocksListener | null = null
   from: string
@@ -77,11 +88,12 @@ export class ReplicaVm {
     this.receiver = this.newReceiver()
     this.has_copy_ = o.has_copy ?? this.receiver.appliedCycle > 0
     this.extension_ = o.extension ?? null
+    this.reverse_ = o.reverse ?? null
   }
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
   static async open(o: ReplicaVmOptions): Promise<ReplicaVm> {
-    const vm = new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry, o.recovery_points), o)
+    const vm = new ReplicaVm(await ReplicaStore.open(o.dir, o.geometry, o.recovery_points, o.image), o)
     await vm.saveRecord()
     return vm
   }
@@ -92,6 +104,11 @@ export class ReplicaVm {
 
   get extension(): Extension | null {
     return this.extension_
+  }
+
+  /** Failed over (planned) and reversed: where the VM's changes replicate back to; null otherwise. */
+  get reverse(): Reverse | null {
+    return this.reverse_
   }
 
   /** Forward the replica to a third server from now on (null: no longer), kept in its record. */
@@ -129,9 +146,10 @@ export class ReplicaVm {
   /**
    * A failover: the replica is made the VM's disk, from the latest cycle applied or (a
    * cycle) the recovery point taken after it; no shipment is applied after it. Refused
-   * while a resync runs (the replica is not consistent then).
+   * while a resync runs (the replica is not consistent then). `reverse` (a planned
+   * failover): the VM's changes replicate back there from now on.
    */
-  failover(recovery_cycle: number | null): Promise<void> {
+  failover(recovery_cycle: number | null, reverse: Reverse | null = null): Promise<void> {
     return this.queue.run(async () => {
       if (this.state_ === 'failed-over')
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over already; it runs on this replica server`)
@@ -143,6 +161,23 @@ export class ReplicaVm {
       if (recovery_cycle !== null) await this.revertTo(recovery_cycle)
       await this.clearPoints() // the VM writes to the replica from now on: no point describes it
       this.state_ = 'failed-over'
+      this.reverse_ = reverse
+      await this.saveRecord()
+    })
+  }
+
+  /**
+   * A fail-back is done (the VM stopped here and its last changes went back): the replica is
+   * a replica again, of the disk the VM left here, which is now its primary's, so the
+   * primary's resync finds nothing that differs.
+   */
+  failBack(): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.state_ !== 'failed-over' || this.reverse_ === null)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over here with replication reversed; nothing to fail back`)
+      this.state_ = 'replicating'
+      this.reverse_ = null
+      this.has_copy_ = true
       await this.saveRecord()
     })
   }
@@ -309,6 +344,7 @@ export class ReplicaVm {
         state: this.state_,
         has_copy: this.has_copy_,
         ...(this.extension_ === null ? {} : { extension: this.extension_ }),
+        ...(this.reverse_ === null ? {} : { reverse: this.reverse_ }),
       }),
     )
   }

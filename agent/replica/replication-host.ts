@@ -124,7 +124,10 @@ export class ReplicationHost implements DiskWriteSink {
     const waiting = [...this.waiting.entries()]
       .filter(([name]) => vm === null || name === vm)
       .map(([name, w]) => waitingStatus(name, w.setting, w.why))
-    const ended = [...this.ended.entries()].filter(([name]) => (vm === null || name === vm) && !this.shells.has(name)).map(([, e]) => e)
+    const running = new Set(this.d.running()) // a VM running here again shows no more how it ended, even before its new shell
+    const ended = [...this.ended.entries()]
+      .filter(([name]) => (vm === null || name === vm) && !this.shells.has(name) && !running.has(name))
+      .map(([, e]) => e)
     return [...shells, ...waiting, ...ended]
   }
 

@@ -2,9 +2,11 @@
  * Puts Hyper-V Replica's primary side into a cluster host (agent/cluster/role-host.ts):
  * the ReplicationHost reads each VM's replication from the committed cluster database,
  * its disk through the VM agent, and reaches replica servers over the lab's mesh; it
- * answers `hvlab replica status` for the VMs replicated from here.
+ * answers `hvlab replica status` for the VMs replicated from here (and for the reverse
+ * replicas it holds).
  */
 import type { LabProcess } from '../../shared/lab-process.js'
+import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import { decodeRole } from '../cluster/role-record.js'
 import type { VmAgent } from '../cluster/vm-agent.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT, type DiskWriteSink } from '../vm/vm-disk.js'
@@ -15,6 +17,7 @@ export function newReplicationHost(
   p: LabProcess,
   database: () => { readonly config: Readonly<Record<string, string>> },
   agent: () => VmAgent,
+  replicas: (vm: string | null) => ReplicaSideStatus[] = () => [],
 ): ReplicationHost {
   const host = new ReplicationHost({
     host: p.name,
@@ -32,7 +35,7 @@ export function newReplicationHost(
     t: 'replica-status-reply',
     server: p.name,
     replica_server: null,
-    replicas: [],
+    replicas: replicas(q.vm), // reverse replicas (reverse-replica-server.ts)
     primaries: host.status(q.vm),
   }))
   return host

@@ -14,6 +14,7 @@ import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, nameList, out } from './options.js'
 import { registerEnable, registerImport } from './replica-enable-commands.js'
+import { registerFailover } from './replica-failover-command.js'
 import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
 import { registerSize } from './replica-size-command.js'
 import { registerStatus } from './replica-status-command.js'
@@ -114,92 +115,6 @@ function registerDisable(replica: Command): void {
       await roleCommand(ControlClient.forDir(o.dir), { op: 'set', name: vm, changes: { replication: null } })
       out(`vm ${vm} is no longer replicated`)
     })
-}
-
-interface FailoverOptions extends WaitOpts {
-  planned?: boolean
-  on?: string
-  recoveryPoint?: number
-  force?: boolean
-  dir: string
-}
-
-function registerFailover(replica: Command): void {
-  const cmd = replica
-    .command('failover')
-    .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
-    )
-    .argument('<vm>', 'the VM name')
-    .option('--planned', 'a planned failover: shut down, send the last changes, start the replica (zero data loss)')
-    .option(
-      '--recovery-point <cycle>',
-      'unplanned: start from the recovery point of this cycle (`hvlab replica status VM --json` lists them)',
-      intIn(0, Number.MAX_SAFE_INTEGER),
-    )
-    .option(
-      '--force',
-      'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
-    )
-    .option('--on <server>', "unplanned: the server whose replica starts (an extended replica; default: the VM's replica server)")
-    .addOption(dirOption())
-  waitOptions(cmd, 120).action(failover)
-}
-
-async function failover(vm: string, o: FailoverOptions): Promise<void> {
-  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true || o.on !== undefined))
-    throw new HvlabError(
-      'HVLAB_E_USAGE',
-      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --force or --on',
-    )
-  const client = ControlClient.forDir(o.dir)
-  const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
-  const to = role?.replication?.to
-  if (role !== null && to === undefined)
-    throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
-  if (o.planned === true) await shutDownAndSend(client, vm, role!, o)
-  else if (role?.state === 'running' && o.force !== true)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
-    )
-  const server = o.on ?? to ?? (await serverHolding(client, o.dir, vm))
-  await client.request(
-    server,
-    { t: 'replica-failover-request', vm, recovery_cycle: o.recoveryPoint ?? null, ...(role?.load ? { load: role.load } : {}) },
-    'ok',
-    HOST_REQUEST_TIMEOUT_MS,
-  )
-  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the recovery point of cycle ${o.recoveryPoint}`
-  out(
-    `vm ${vm} failed over: it runs on ${server} from ${o.planned === true ? 'every change of its primary (planned: nothing lost)' : from}`,
-  )
-}
-
-/** A planned failover's first half: the primary VM shut down, and its last changes applied on the replica. */
-async function shutDownAndSend(client: ControlClient, vm: string, role: VmRoleRecord, o: FailoverOptions): Promise<void> {
-  if (role.state !== 'running' || role.owner === null)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `a planned failover shuts down the running primary; vm ${vm} is ${role.state}. Without it: \`hvlab replica failover ${vm}\``,
-    )
-  const primary = role.owner
-  await roleCommand(client, { op: 'stop', name: vm })
-  await waitFor({
-    what: `vm ${vm}'s last changes to reach its replica`,
-    watch: `\`hvlab replica status ${vm}\``,
-    timeout_ms: o.timeoutS * 1000,
-    poll: async () => {
-      const p = await sideOf(client, primary, vm, 'primaries')
-      if (p === null || !p.stopped) return waiting(`vm ${vm} is shutting down on ${primary}`)
-      if (p.finished === 'abandoned')
-        return failed(
-          'HVLAB_E_STATE',
-          `${primary} could not send vm ${vm}'s last changes (${p.last_error ?? 'abandoned'}); the VM is stopped, nothing failed over`,
-        )
-      return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
-    },
-  })
 }
 
 function registerTestFailover(replica: Command): void {

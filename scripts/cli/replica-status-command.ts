@@ -23,6 +23,14 @@ export interface ReplicaStatusView {
   replica: ReplicaSideStatus | null
   /** Extended replication: the replica server forwarding to `to` (its side as a primary) and the third server's replica. */
   extended: ExtendedView | null
+  /** Reverse replication (after a planned failover): the replica server sending the VM's changes back to the cluster host `to`. */
+  reverse: ReverseView | null
+}
+
+export interface ReverseView {
+  to: string
+  primary: PrimarySideStatus | null
+  replica: ReplicaSideStatus | null
 }
 
 export function registerStatus(replica: Command): void {
@@ -34,7 +42,7 @@ export function registerStatus(replica: Command): void {
     .argument('[vm]', 'one VM (default: every replicated VM)')
     .option(
       '--json',
-      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null}]',
+      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null,extended:{to,primary,replica}|null,reverse:{to,primary,replica}|null}]',
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
@@ -57,6 +65,11 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       const replica = await sideOf(client, to, r.name, 'replicas')
       const extended = await extendedOf(client, to, r.name)
       const max_mbit = r.replication!.max_mbit ?? null
+      const back = r.replication!.reversed_to
+      const reverse =
+        back === undefined
+          ? null
+          : { to: back, primary: await sideOf(client, to, r.name, 'primaries'), replica: await sideOf(client, back, r.name, 'replicas') }
       return {
         vm: r.name,
         primary_host: r.state === 'running' ? r.owner : null,
@@ -65,6 +78,7 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
         primary,
         replica,
         extended,
+        reverse,
       } as ReplicaStatusView
     }),
   )
@@ -83,7 +97,16 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
       })
     for (const replica of r?.replicas ?? [])
       if (vm === null || replica.vm === vm)
-        views.push({ vm: replica.vm, primary_host: null, to: server, max_mbit: null, primary: null, replica, extended: null })
+        views.push({
+          vm: replica.vm,
+          primary_host: null,
+          to: server,
+          max_mbit: null,
+          primary: null,
+          replica,
+          extended: null,
+          reverse: null,
+        })
   }
   if (vm !== null && views.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
@@ -92,7 +115,11 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
 
 function formatStatus(views: readonly ReplicaStatusView[]): string {
   if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
-  const rows = views.flatMap((v) => [statusRow(v.vm, v.primary_host, v.to, v.max_mbit, v.primary, v.replica), ...extendedRow(v)])
+  const rows = views.flatMap((v) => [
+    statusRow(v.vm, v.primary_host, v.to, v.max_mbit, v.primary, v.replica),
+    ...extendedRow(v),
+    ...reverseRow(v),
+  ])
   const head = ['VM', 'PRIMARY', 'REPLICA', 'CAP MBIT/S', 'HEALTH', 'RPO LAG', 'PENDING B', 'APPLIED', 'POINTS', 'LAST ERROR']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   return [head, ...rows]
@@ -146,6 +173,12 @@ function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): 
   if (p === null) return '-'
   if (p.waiting_for !== null) return `${p.health} (waiting: ${p.waiting_for})`
   return p.resyncing ? `${p.health} (resyncing)` : p.health
+}
+
+/** Reverse replication's row: the replica server running the VM, sending its changes back to the cluster host. */
+function reverseRow(v: ReplicaStatusView): StatusRow[] {
+  const r = v.reverse
+  return r === null ? [] : [statusRow(`${v.vm} (reverse)`, v.to, r.to, null, r.primary, r.replica)]
 }
 
 /** Extended replication's row: the replica server forwarding to the third. */

@@ -28,7 +28,7 @@ export async function vmInspectNow(client: ControlClient, name: string): Promise
   return rest
 }
 
-/** The host a VM role runs on now, from the coordinator (it must be running). */
+/** The host a VM role runs on now, from the coordinator (it must be running), or its replica server after a planned failover. */
 export async function ownerOf(client: ControlClient, name: string): Promise<string> {
   return (await runningRole(client, name)).owner
 }
@@ -52,6 +52,8 @@ export async function vmRoleNow(client: ControlClient, name: string): Promise<{ 
 /** The VM's role, which must be running, with its owner. */
 async function runningRole(client: ControlClient, name: string): Promise<{ owner: string; memory_mib: number }> {
   const v = await vmRole(client, name)
+  const failedOverTo = v.replication?.reversed_to !== undefined ? v.replication.to : null
+  if (failedOverTo !== null) return { owner: failedOverTo, memory_mib: v.memory_mib } // a planned failover: it runs on its replica server
   if (v.owner === null || v.state !== 'running') throw new HvlabError('HVLAB_E_STATE', `vm ${name} is ${v.state}; it must be running`)
   return { owner: v.owner, memory_mib: v.memory_mib }
 }

@@ -107,8 +107,22 @@ export const replicationSettingSchema = z.strictObject({
   start_at_ms: field.time_ms().optional(),
   /** Replication's own bandwidth cap, Mbit/s on average (agent/replica/send-pacer.ts); absent: none. */
   max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
+  /**
+   * Reverse replication: after a planned failover the VM runs on its replica server `to`,
+   * which replicates its changes back to this cluster host, into the VM's own disk on the
+   * cluster's storage. The cluster does not start the VM until it fails back.
+   */
+  reversed_to: field.name().optional(),
 })
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
+
+/** Reverse replication as the replica server running a failed-over VM keeps it: back to the cluster host `to`. */
+export const reverseSchema = z.strictObject({
+  to: field.name(),
+  frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
+  compress: z.boolean(),
+})
+export type Reverse = z.infer<typeof reverseSchema>
 
 /** Operator → a standalone host: become a replica server for these primary servers (`any`: every host of the lab). */
 export const replicaServerEnableRequest = defineMessage('replica-server-enable-request', () => ({
@@ -182,13 +196,28 @@ export const replicaResyncDone = defineMessage('replica-resync-done', () => ({ v
  * Operator → replica server: start the replica VM here from the replica (a failover), from
  * the latest cycle applied or (`recovery_cycle`) the recovery point of that cycle; `load`:
  * the guest load the VM's role keeps (its applications start again). Replication in this
- * direction ends.
+ * direction ends; `reverse` (a planned failover): the VM's changes replicate back from here.
  */
 export const replicaFailoverRequest = defineMessage('replica-failover-request', () => ({
   vm: field.name(),
   recovery_cycle: field.uint().nullable(),
   load: guestLoadSchema.optional(),
+  reverse: reverseSchema.optional(),
 }))
+
+/**
+ * Operator → the replica server a VM failed over to (planned, reversed): a fail-back's two
+ * steps there. `stop-vm`: shut the VM down (its last changes then go back); `replicate-forward`:
+ * once they are sent, the replica takes its primary's replication again (its disk is the one
+ * the VM left, so the resync that follows sends nothing that did not change).
+ */
+export const replicaFailbackRequest = defineMessage('replica-failback-request', () => ({
+  vm: field.name(),
+  step: z.enum(['stop-vm', 'replicate-forward']),
+}))
+
+/** Operator → the cluster host a VM's changes replicated back to: the fail-back is done, drop the reverse replica (its disk is the VM's own). */
+export const replicaReverseDropRequest = defineMessage('replica-reverse-drop-request', () => ({ vm: field.name() }))
 
 /** Where a replica server forwards a replica (extended replication), every 5 or 15 minutes. */
 export const extensionSchema = z.strictObject({
@@ -283,6 +312,8 @@ export const replicaMessages = [
   replicaImportRequest,
   replicaImportReply,
   replicaFailoverRequest,
+  replicaFailbackRequest,
+  replicaReverseDropRequest,
   replicaExtendRequest,
   replicaTestFailoverRequest,
   replicaStatusRequest,

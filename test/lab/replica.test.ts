@@ -303,7 +303,37 @@ t.test(
     )
     const again2 = await lab.cli('replica', 'failover', 'web1', '--force')
     t.equal(again2.code, 1, 'it cannot fail over twice')
-    t.match(again2.stderr, /has failed over already/)
+    t.match(again2.stderr, /vm web1 runs on its replica server replica-dr1 already \(a planned failover\)/)
+
+    // replication is reversed: what web1 writes on the replica server goes back to host-a2, into its own volume on the cluster's storage
+    const started = await lab.cli('vm', 'start', 'web1')
+    t.equal(started.code, 1, 'the cluster does not start a VM that runs on its replica server')
+    t.match(started.stderr, /runs on its replica server replica-dr1 after a planned failover, replicating back to host-a2/)
+    const beforeBack = (await lab.events()).at(-1)!.seq
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0, 'vm load reaches the VM on its replica server')
+    const reversed = await lab.waitFor('two reverse cycles applied while web1 writes on the replica server', async () => {
+      const r = (await status(lab)).reverse
+      return (r?.replica?.applied_cycle ?? 0) >= 2 && (r?.primary?.last_cycle_bytes ?? 0) > 0 ? r : undefined
+    })
+    t.match(reversed, { to: 'host-a2', primary: { to: 'host-a2', health: 'Normal' }, replica: { from: SERVER, state: 'replicating' } })
+    const back = (await lab.eventsAfter(beforeBack, (evs) => evs.some(resynced))).find(resynced)!
+    t.equal(back.source, SERVER, 'the replica server resynced the reverse replica first')
+    t.ok(
+      (back.details.blocks_sent as number) < DISK_BLOCKS / 8,
+      `against web1's own volume: only blocks written since the failover travelled (${String(back.details.blocks_sent)})`,
+    )
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0) // the VM then starts idle in the cluster: its disk stays as it came
+    const failback = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
+    t.equal(failback.code, 0, `fail-back: ${failback.stderr}`)
+    t.match(failback.stdout, /vm web1 failed back: it runs on host-a\d from every change it made on replica-dr1 \(planned: nothing lost\)/)
+    const dBack = await digests(lab, 'array-a')
+    t.equal(dBack.replica, dBack.primary, 'nothing lost: the cluster starts web1 on every write it made on the replica server')
+    t.not(dBack.primary, d3.primary, 'including those')
+    const fromCluster = (e: LabEvent) => resynced(e) && e.source !== SERVER
+    const forward = (await lab.eventsAfter(beforeBack, (evs) => evs.some(fromCluster))).find(fromCluster)!
+    t.equal(forward.details.blocks_sent, 0, 'replication goes forward again; its resync after the fail-back found nothing that differs')
+    t.match(await status(lab), { primary_host: forward.source, reverse: null, replica: { state: 'replicating', from: forward.source } })
+    t.equal((await lab.cli('vm', 'stop', 'web1')).code, 0) // the rest of the test runs without it
 
     // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
     const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
@@ -343,9 +373,10 @@ t.test(
       (await lab.events()).some((e) => e.seq > beforeExport && e.kind === 'replica.resynced' && e.details.vm === 'web3'),
       'no initial copy over the network',
     )
-    const overRunning = await lab.cli('replica', 'import', 'web1', '--on', SERVER, '--from', file)
-    t.equal(overRunning.code, 1, 'a replica that failed over and runs takes no initial copy')
-    t.match(overRunning.stderr, /vm web1 has failed over to this server; its replica takes no initial copy/)
+    // (an import over a failed-over replica is refused too: test/unit/reverse-replication.test.ts)
+    const otherVm = await lab.cli('replica', 'import', 'web1', '--on', SERVER, '--from', file)
+    t.equal(otherVm.code, 2, "another VM's export is refused (a usage error)")
+    t.match(otherVm.stderr, /the export is of vm web3, not web1; import web1's own export/)
     const imported = await lab.cli('replica', 'import', 'web3', '--on', SERVER, '--from', file, '--timeout-s', '60')
     t.equal(imported.code, 0, `replica import: ${imported.stderr}`)
     t.match(imported.stdout, new RegExp(`${SERVER} imported ${String(exportEvent.details.blocks)} blocks of vm web3`))

@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { Link } from './replica-link-fixture.js'
 import { ManualClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 import { messageDef, type Message, type MessageOf } from '../../shared/protocol/messages.js'
@@ -30,27 +31,6 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 const BS = 512
 const BLOCKS = 64
 const SETTING: ReplicationSetting = { to: 'dr1', frequency_ms: 30_000, recovery_points: 2, compress: true }
-
-type Handler = (incoming: {
-  message: Message
-  attachment: Buffer
-}) => Promise<{ message: Message; attachment?: Uint8Array }> | { message: Message; attachment?: Uint8Array }
-
-/** The server's end of a primary's connection: requests go straight to its handlers, checked against their schemas both ways. */
-class Link {
-  private readonly handlers = new Map<string, Handler>()
-  constructor(readonly remoteName: string) {}
-  onRequest(t: string, h: Handler): this {
-    this.handlers.set(t, h)
-    return this
-  }
-  async request(message: Message, options: { attachment?: Uint8Array } = {}): Promise<{ message: Message; attachment?: Uint8Array }> {
-    messageDef(message.t)!.schema.parse(message)
-    const reply = await this.handlers.get(message.t)!({ message, attachment: Buffer.from(options.attachment ?? new Uint8Array()) })
-    messageDef(reply.message.t)!.schema.parse(reply.message)
-    return reply
-  }
-}
 
 const flush = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))

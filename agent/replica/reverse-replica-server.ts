@@ -1,0 +1,92 @@
+/**
+ * A cluster host as the receiving end of reverse replication (reverse-replication.ts):
+ * after a planned failover the VM runs on its replica server, which sends its changes back
+ * here, to the host that was its primary, into the VM's own disk on the cluster's storage
+ * (volume-disk-image.ts) — the disk the VM starts from when it fails back, with nothing to
+ * copy then. The replica's state (the cycle applied, the shipment being applied) is kept
+ * under `data/<host>/replica-reverse/`, so a restart of this host goes on from it.
+ *
+ * Whom it takes changes from is data, not a list: the VM's role in the committed cluster
+ * database must say the VM failed over, reversed to this host, from that replica server.
+ * A cluster host runs no replica VM itself: the VM fails back through the cluster.
+ */
+import { join } from 'node:path'
+import { HvlabError } from '../../shared/errors.js'
+import type { LabProcess } from '../../shared/lab-process.js'
+import { csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
+import type { ClxService } from '../clx/clx-service.js'
+import { decodeRole } from '../cluster/role-record.js'
+import type { BlockIoPort } from '../vm/vm-disk.js'
+import type { DiskImage } from './disk-image.js'
+import { ReplicaServer, type ReplicaAuthorization, type ReplicaRunner } from './replica-server.js'
+import type { ReplicaGeometry } from './replica-store.js'
+import { volumeDiskImage } from './volume-disk-image.js'
+
+export interface ReverseReplicaDeps {
+  /** The committed cluster database as this host has it. */
+  database(): { readonly config: Readonly<Record<string, string>> }
+  clx(): ClxService
+  blockIoFor(target: VmDiskTarget): BlockIoPort
+  /** The cluster epoch this host holds now (its writes carry it). */
+  epoch(): number
+}
+
+export type ReverseReplicaServer = ReplicaServer<ReplicaAuthorization>
+
+export function startReverseReplicaServer(p: LabProcess, d: ReverseReplicaDeps): ReverseReplicaServer {
+  const dir = join(p.layout.processData(p.name), 'replica-reverse')
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, reverseAuthorization(d.database), NO_RUNNER, {
+    image: (g) => volumeImage(p, d, g),
+  })
+  p.onPeer((c) => server.servePrimary(c, p.clock))
+  p.serveOperator('replica-reverse-drop-request', async (q) => {
+    await server.drop(q.vm)
+    p.log.info({ vm: q.vm }, 'reverse replica dropped: the VM failed back')
+    return { t: 'ok' }
+  })
+  return server
+}
+
+/** Takes a VM's changes back only from the replica server its committed role says it failed over to, reversed to this host. */
+export function reverseAuthorization(database: ReverseReplicaDeps['database']): ReplicaAuthorization {
+  return {
+    settings: { enabled: false, allow_any: false, allow: [] }, // not a replica server of its own: reverse replication only
+    check(host, primary, vm) {
+      const r = vm === undefined ? undefined : decodeRole(database().config, vm)?.replication
+      if (r?.reversed_to !== host || r.to !== primary)
+        throw new HvlabError(
+          'HVLAB_E_REPLICA_NOT_ALLOWED',
+          `${host} takes a VM's changes back only from the replica server it failed over to (\`hvlab replica failover VM --planned\`); vm ${vm ?? '?'} has not failed over to ${primary} with replication reversed to ${host}`,
+        )
+    },
+  }
+}
+
+/** The VM's volume, made writable from this host's site (CLX) for a replicated disk; a CSV region is writable from every node. */
+async function volumeImage(p: LabProcess, d: ReverseReplicaDeps, g: ReplicaGeometry): Promise<DiskImage> {
+  const spec = decodeRole(d.database().config, g.vm)?.storage
+  let target: VmDiskTarget
+  if (spec?.kind === 'csv') target = csvDiskTarget(spec)
+  else if (spec?.kind === 'replicated') target = diskTargetFor(spec, await d.clx().prepareForStart(g.vm, spec.group, p.site))
+  else
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${g.vm} has no disk on the cluster's storage for its changes to replicate back to; fail it back by replicating it again`,
+    )
+  return volumeDiskImage({ host: p.name, target, io: d.blockIoFor(target), epoch: d.epoch })
+}
+
+/** A cluster host runs no replica VM outside the cluster: its VMs fail back through the cluster. */
+const NO_RUNNER: ReplicaRunner = {
+  running: () => false,
+  run: refuseToRun,
+  runIsolated: refuseToRun,
+  stop: () => undefined,
+}
+
+function refuseToRun(): never {
+  throw new HvlabError(
+    'HVLAB_E_STATE',
+    'a cluster host runs no replica VM outside the cluster; fail the VM back with `hvlab replica failover VM --planned`',
+  )
+}

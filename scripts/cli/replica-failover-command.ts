@@ -1,0 +1,173 @@
+/**
+ * `hvlab replica failover VM`: start the VM on its replica server (seed 002).
+ *
+ * - Planned (`--planned`, the VM runs in the cluster): shut it down, send its last changes,
+ *   start the replica with nothing lost, and reverse replication: the replica server sends
+ *   the VM's changes back to the host that was its primary, into the VM's own disk on the
+ *   cluster's storage; the cluster will not start the VM meanwhile.
+ * - Planned again (`--planned`, the VM runs on its replica server, reversed): the fail-back.
+ *   The VM shuts down there, its last changes go back, the cluster starts it on its own disk
+ *   with nothing lost, and replication goes forward again (its resync finds nothing that
+ *   differs beyond what changed since).
+ * - Unplanned (the primary is lost): the replica starts from its latest cycle or a recovery
+ *   point; refused while the primary still runs the VM, unless --force. Not reversed: to get
+ *   back, replicate the VM again (the seed: "the policy is broken").
+ */
+import type { Command } from 'commander'
+import { HvlabError } from '../../shared/errors.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
+import { ControlClient } from './control-client.js'
+import { dirOption, intIn, out } from './options.js'
+import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
+import { startStep } from './vm-start-stop-commands.js'
+import { vmRole, vmRoleNow } from './vm-queries.js'
+import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
+
+interface FailoverOptions extends WaitOpts {
+  planned?: boolean
+  on?: string
+  recoveryPoint?: number
+  force?: boolean
+  dir: string
+}
+
+export function registerFailover(replica: Command): void {
+  const cmd = replica
+    .command('failover')
+    .description(
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to its primary host); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
+    )
+    .argument('<vm>', 'the VM name')
+    .option(
+      '--planned',
+      'a planned failover: shut down, send the last changes, start the replica (zero data loss), reverse replication; on a VM failed over this way, its fail-back to the cluster',
+    )
+    .option(
+      '--recovery-point <cycle>',
+      'unplanned: start from the recovery point of this cycle (`hvlab replica status VM --json` lists them)',
+      intIn(0, Number.MAX_SAFE_INTEGER),
+    )
+    .option(
+      '--force',
+      'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
+    )
+    .option('--on <server>', "unplanned: the server whose replica starts (an extended replica; default: the VM's replica server)")
+    .addOption(dirOption())
+  waitOptions(cmd, 120).action(failover)
+}
+
+async function failover(vm: string, o: FailoverOptions): Promise<void> {
+  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true || o.on !== undefined))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --force or --on',
+    )
+  const client = ControlClient.forDir(o.dir)
+  const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
+  const setting = role?.replication
+  if (role !== null && setting === undefined)
+    throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
+  if (setting?.reversed_to !== undefined) {
+    if (o.planned === true) return failBack(client, vm, setting, o)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} runs on its replica server ${setting.to} already (a planned failover); \`hvlab replica failover ${vm} --planned\` fails it back`,
+    )
+  }
+  if (o.planned === true) return plannedFailover(client, vm, role!, setting!, o)
+  if (role?.state === 'running' && o.force !== true)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
+    )
+  const server = o.on ?? setting?.to ?? (await serverHolding(client, o.dir, vm))
+  await startReplica(client, server, vm, role, o.recoveryPoint ?? null)
+  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the recovery point of cycle ${o.recoveryPoint}`
+  out(`vm ${vm} failed over: it runs on ${server} from ${from}`)
+}
+
+function startReplica(
+  client: ControlClient,
+  server: string,
+  vm: string,
+  role: VmRoleRecord | null,
+  recovery_cycle: number | null,
+  reverse?: { to: string; frequency_ms: ReplicationSetting['frequency_ms']; compress: boolean },
+): Promise<unknown> {
+  const load = role?.load ? { load: role.load } : {}
+  const message = { t: 'replica-failover-request' as const, vm, recovery_cycle, ...load, ...(reverse ? { reverse } : {}) }
+  return client.request(server, message, 'ok', HOST_REQUEST_TIMEOUT_MS)
+}
+
+/** Shut down, send the last changes, start the replica, and reverse: its changes go back to the host that ran it. */
+async function plannedFailover(
+  client: ControlClient,
+  vm: string,
+  role: VmRoleRecord,
+  setting: ReplicationSetting,
+  o: FailoverOptions,
+): Promise<void> {
+  if (role.state !== 'running' || role.owner === null)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `a planned failover shuts down the running primary; vm ${vm} is ${role.state}. Without it: \`hvlab replica failover ${vm}\``,
+    )
+  const primary = role.owner
+  await roleCommand(client, { op: 'stop', name: vm })
+  await lastChangesSent(client, primary, vm, o)
+  // The role says so first: the host takes the changes back only from the server its role names, and the cluster starts it no more.
+  await setReplication(client, vm, { ...setting, reversed_to: primary })
+  try {
+    await startReplica(client, setting.to, vm, role, null, { to: primary, frequency_ms: setting.frequency_ms, compress: setting.compress })
+  } catch (e) {
+    await setReplication(client, vm, setting)
+    throw e
+  }
+  out(
+    `vm ${vm} failed over: it runs on ${setting.to} from every change of its primary (planned: nothing lost); replication is reversed, its changes go back to ${primary}. \`hvlab replica failover ${vm} --planned\` fails it back`,
+  )
+}
+
+/** The fail-back: shut down on the replica server, its last changes back into its disk, then the cluster starts it; replication goes forward again. */
+async function failBack(client: ControlClient, vm: string, setting: ReplicationSetting, o: FailoverOptions): Promise<void> {
+  const { reversed_to: host, ...forward } = setting
+  await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  await lastChangesSent(client, setting.to, vm, o)
+  await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  await client.request(host!, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  await setReplication(client, vm, forward)
+  await roleCommand(client, { op: 'start', name: vm })
+  const owner = await waitFor({
+    what: `vm ${vm} to run in the cluster`,
+    watch: '`hvlab vm list`',
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => startStep(vm, await vmRoleNow(client, vm)),
+  })
+  out(
+    `vm ${vm} failed back: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost); it replicates to ${setting.to} again`,
+  )
+}
+
+const setReplication = (client: ControlClient, vm: string, replication: ReplicationSetting): Promise<unknown> =>
+  roleCommand(client, { op: 'set', name: vm, changes: { replication } })
+
+/** Waits until `sender` (the VM stopped there) has its last changes applied on the other side. */
+async function lastChangesSent(client: ControlClient, sender: string, vm: string, o: FailoverOptions): Promise<void> {
+  await waitFor({
+    what: `vm ${vm}'s last changes to reach its replica`,
+    watch: `\`hvlab replica status ${vm}\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => {
+      const p = await sideOf(client, sender, vm, 'primaries')
+      if (p === null || !p.stopped) return waiting(`vm ${vm} is shutting down on ${sender}`)
+      if (p.finished === 'abandoned')
+        return failed(
+          'HVLAB_E_STATE',
+          `${sender} could not send vm ${vm}'s last changes (${p.last_error ?? 'abandoned'}); the VM is stopped, nothing failed over`,
+        )
+      return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
+    },
+  })
+}

@@ -1,0 +1,233 @@
+/**
+ * Reverse replication in one process (agent/replica/reverse-replication.ts,
+ * reverse-replica-server.ts): a VM replicated from host-a1 to dr1 fails over planned, its
+ * writes on dr1 go back to host-a1 into the VM's own disk (a disk image standing in for its
+ * volume), only from the server the role names; the fail-back makes dr1's replica a replica
+ * again, and the primary's resync then finds nothing that differs.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { Link } from './replica-link-fixture.js'
+import { ManualClock } from '../../shared/clock.js'
+import { messageDef, type Message } from '../../shared/protocol/messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
+import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import { encodeRole } from '../../agent/cluster/role-record.js'
+import { createVmRole } from '../../agent/cluster/vm-role.js'
+import type { DiskImage } from '../../agent/replica/disk-image.js'
+import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
+import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-settings.js'
+import { ReplicaServer, type ReplicaRunner } from '../../agent/replica/replica-server.js'
+import { readReplicaVmRecord } from '../../agent/replica/replica-vm-record.js'
+import { ReplicationShell } from '../../agent/replica/replication-shell.js'
+import { reverseReplicationHost } from '../../agent/replica/reverse-replication.js'
+import { reverseAuthorization } from '../../agent/replica/reverse-replica-server.js'
+import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
+
+const BS = 512
+const BLOCKS = 64
+const SETTING: ReplicationSetting = { to: 'dr1', frequency_ms: 30_000, recovery_points: 0, compress: false }
+
+async function until(what: string, ok: () => boolean, clock?: ManualClock): Promise<void> {
+  for (let i = 0; i < 500 && !ok(); i++) {
+    clock?.advance(100)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  if (!ok()) throw new Error(`${what} did not happen`)
+}
+
+/** The VM's volume on the cluster's storage: bytes, with every write counted. */
+function volume(): DiskImage & { bytes: Uint8Array; written: number[] } {
+  const bytes = new Uint8Array(BS * BLOCKS)
+  const written: number[] = []
+  return {
+    bytes,
+    written,
+    load: async () => bytes,
+    async write(blocks) {
+      for (const b of blocks) {
+        bytes.set(b.data, b.block * BS)
+        written.push(b.block)
+      }
+    },
+  }
+}
+
+const diskOver = (bytes: Uint8Array): PrimaryDisk => ({
+  block_size_bytes: BS,
+  blocks: BLOCKS,
+  read: async (first, n) => bytes.slice(first * BS, (first + n) * BS),
+})
+
+async function world(t: { teardown(fn: () => unknown): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-reverse-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const clock = new ManualClock(1_000_000)
+  const events: ReplicaEvent[] = []
+  const up = new Set<string>()
+  const runner: ReplicaRunner = {
+    run: (vm) => void up.add(vm),
+    runIsolated: (vm) => void up.add(vm),
+    stop: (vm) => void up.delete(vm),
+    running: (vm) => up.has(vm),
+  }
+  const auth = await ReplicaServerAuthorization.open(join(dir, 'dr1'))
+  await auth.enable(true, [])
+  const dr1 = new ReplicaServer('dr1', join(dir, 'dr1'), 1, auth, runner)
+  // host-a1's committed database: web1's role, with its replication as the CLI sets it
+  const config: Record<string, string> = {}
+  const setRole = (replication: ReplicationSetting) => {
+    config['role/web1'] = encodeRole({ ...createVmRole({ name: 'web1', memory_mib: 64 }), replication })
+  }
+  setRole(SETTING)
+  const vol = volume()
+  const a1 = new ReplicaServer(
+    'host-a1',
+    join(dir, 'a1'),
+    1,
+    reverseAuthorization(() => ({ config })),
+    runner,
+    { image: async () => vol },
+  )
+  const links = { toDr1: new Link('host-a1'), toA1: new Link('dr1'), strangerToA1: new Link('dr2') }
+  dr1.servePrimary(links.toDr1 as unknown as PeerConnection, clock)
+  a1.servePrimary(links.toA1 as unknown as PeerConnection, clock)
+  a1.servePrimary(links.strangerToA1 as unknown as PeerConnection, clock)
+  const shell = (from: string, to: Link, setting: ReplicationSetting, bytes: Uint8Array) =>
+    new ReplicationShell({
+      vm: 'web1',
+      host: from,
+      setting,
+      memory_mib: 64,
+      writesInFlight: () => 0,
+      clock,
+      time_scale: 1,
+      server: () => to,
+      disk: diskOver(bytes),
+      emit: (e) => events.push(e),
+    })
+  const reverse = reverseReplicationHost({
+    host: 'dr1',
+    clock,
+    time_scale: 1,
+    reversed: () => dr1.reversed,
+    running: (vm) => runner.running(vm),
+    server: (name) => (name === 'host-a1' ? links.toA1 : undefined) as never,
+    emit: (e) => events.push(e),
+  })
+  return { dir, clock, events, up, dr1, a1, vol, links, shell, reverse, setRole }
+}
+
+const resyncs = (events: readonly ReplicaEvent[], source?: string) =>
+  events.filter((e) => e.kind === 'replica.resynced').map((e) => ({ ...e.details, source }))
+
+t.test(
+  'a planned failover reverses replication into the VM own disk; the fail-back replicates forward with nothing to resend',
+  async (t) => {
+    const w = await world(t)
+    // forward: host-a1 replicates web1 (its volume's bytes) to dr1
+    w.vol.bytes.fill(7, 3 * BS, 4 * BS)
+    const forward = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+    forward.start()
+    await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !forward.status().resyncing)
+    forward.stop()
+
+    // the planned failover: dr1 runs web1 and replicates it back to host-a1
+    const reverse = { to: 'host-a1', frequency_ms: 30_000 as const, compress: false }
+    const refusedBefore = w.shell('dr1', w.links.toA1, { ...SETTING, to: 'host-a1' }, new Uint8Array(BS * BLOCKS))
+    refusedBefore.start()
+    await until('a refusal', () => refusedBefore.status().last_error_code !== null)
+    t.match(
+      refusedBefore.status(),
+      { last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED' },
+      'refused while the role does not say it is reversed',
+    )
+    refusedBefore.stop()
+    w.setRole({ ...SETTING, reversed_to: 'host-a1' })
+    await w.dr1.failover('web1', null, undefined, reverse)
+    t.ok(w.up.has('web1'), 'web1 runs on dr1')
+    t.same(
+      w.dr1.reversed.map((r) => r.vm),
+      ['web1'],
+    )
+    t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'failed-over', reverse }, 'kept in its record')
+
+    const stranger = w.shell('dr2', w.links.strangerToA1, { ...SETTING, to: 'host-a1' }, new Uint8Array(BS * BLOCKS))
+    stranger.start()
+    await until('a refusal', () => stranger.status().last_error_code !== null)
+    t.match(stranger.status(), {
+      last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED',
+      last_error: /only from the replica server it failed over to/,
+    })
+    stranger.stop()
+
+    // web1 writes on dr1 (as its disk port does: the replica's disk, then the sink hears the write)
+    w.reverse.start()
+    await until('the reverse resync', () => resyncs(w.events).length === 2 && !w.reverse.status('web1')[0]!.resyncing, w.clock)
+    t.match(resyncs(w.events)[1], { blocks_compared: BLOCKS, blocks_sent: 0 }, "the reverse replica is the VM's own disk: nothing to send")
+    const store = w.dr1.reversed[0]!.store
+    for (const [seq, block] of [
+      [1, 10],
+      [2, 11],
+      [3, 10],
+    ] as const) {
+      const record = { vm: 'web1', seq, epoch: 1, block, value: seq }
+      store.disk.writeBlock(block, encodeDiskWrite(record, BS))
+      w.reverse.issued(record)
+      w.reverse.completed(record, 'acked')
+    }
+    await until('a reverse cycle applied', () => (w.reverse.status('web1')[0]?.cycles_applied ?? 0) >= 1, w.clock)
+    t.same(w.vol.written.sort(), [10, 11], 'each block written on dr1 went back once, into the volume')
+    t.same(w.vol.bytes, allOf(store), "the volume is dr1's disk")
+    t.match(w.a1.replicaStatus('web1'), [{ vm: 'web1', from: 'dr1', state: 'replicating', applied_cycle: 1 }])
+
+    // the fail-back: the VM stops on dr1, its last write goes back, dr1's replica is a replica again
+    const last = { vm: 'web1', seq: 4, epoch: 1, block: 12, value: 4 }
+    store.disk.writeBlock(12, encodeDiskWrite(last, BS))
+    w.reverse.completed(last, 'acked')
+    await t.rejects(w.dr1.failBack('web1'), { code: 'HVLAB_E_STATE' }, 'not while the VM runs there')
+    w.dr1.stopForFailBack('web1')
+    t.notOk(w.up.has('web1'))
+    await until('the last changes sent', () => w.reverse.status('web1')[0]?.finished === 'sent', w.clock)
+    t.same(w.vol.bytes, allOf(store), 'the last write went back before the fail-back goes on')
+    await w.dr1.failBack('web1')
+    t.same(w.dr1.reversed, [])
+    t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'replicating', reverse: undefined })
+    await w.a1.drop('web1')
+    t.same(w.a1.replicaStatus(null), [], 'host-a1 holds no reverse replica any more')
+
+    w.setRole(SETTING)
+    const again = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+    again.start()
+    await until('the forward resync', () => resyncs(w.events).length === 3 && !again.status().resyncing, w.clock)
+    t.match(resyncs(w.events)[2], { blocks_compared: BLOCKS, blocks_sent: 0 }, 'forward again: nothing differs')
+    again.stop()
+    w.reverse.stop()
+  },
+)
+
+t.test('a fail-back is refused for a VM that did not fail over reversed', async (t) => {
+  const w = await world(t)
+  const forward = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+  forward.start()
+  await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !forward.status().resyncing)
+  forward.stop()
+  t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'replicating: nothing to fail back')
+  await w.dr1.failover('web1', null, undefined) // unplanned: not reversed
+  t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'an unplanned failover is not reversed')
+  await t.rejects(
+    w.dr1.importCopy('web1', join(w.dir, 'no-export')),
+    { code: 'HVLAB_E_STATE', message: /takes no initial copy/ },
+    'a replica that failed over takes no initial copy',
+  )
+  t.same(w.dr1.reversed, [])
+})
+
+function allOf(store: { disk: { readBlock(b: number): Uint8Array } }): Uint8Array {
+  const out = new Uint8Array(BS * BLOCKS)
+  for (let b = 0; b < BLOCKS; b++) out.set(store.disk.readBlock(b), b * BS)
+  return out
+}
