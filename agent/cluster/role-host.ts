@@ -134,7 +134,7 @@ function newVmAgent(p: LabProcess, cluster: ClusterService, csv: CsvHost, report
   })
 }
 
-/** The RoleService, told of every view change; a role record it cannot write now is written again later. */
+/** The RoleService (it reads the view from the membership); a role record it cannot write now is written again later. */
 function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRequests, log: LabProcess['log']): RoleService {
   const m = cluster.membership
   const c = m.settings()
@@ -153,18 +153,11 @@ function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRe
     requests,
     emitEvent: (kind, details) => p.emitEvent(kind, details),
     log,
-    roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
     tick_ms: c.tick_ms,
     tick_phase: c.tick_phase,
     inventory_interval_ms: INVENTORY_INTERVAL_MS,
     live_migration: true,
     time_scale: p.topology.timeScale,
-  })
-  cluster.onClusterEvent((e) => {
-    if (e.kind !== 'cluster.view-changed') return
-    const epoch = e.details.epoch
-    const free = e.details.roles_free_at_ms
-    if (typeof epoch === 'number' && typeof free === 'number') roles.onViewChanged(epoch, free)
   })
   return roles
 }
