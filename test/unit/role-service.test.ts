@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { COMMIT_WAIT_MS } from '../../agent/cluster/commit-waits.js'
 import { RoleService, type HostRequests } from '../../agent/cluster/role-service.js'
@@ -141,13 +141,19 @@ t.test(
   },
 )
 
-t.test('a host that left the view: its roles restart elsewhere only from roles_free_at_ms on', async (t) => {
+/** A world whose web1 runs on host-b1 (host-a2 its next preferred owner). */
+async function web1OnB1(t: Test) {
   const w = world()
   await w.tick()
   await w.s.command({ op: 'create', spec: { name: 'web1', preferred_owners: ['host-b1', 'host-a2'] } })
   await w.s.command({ op: 'start', name: 'web1' })
   await flush()
   t.ok(w.vms.get('host-b1')!.has('web1'))
+  return w
+}
+
+t.test('a host that left the view: its roles restart elsewhere only from roles_free_at_ms on', async (t) => {
+  const w = await web1OnB1(t)
   // host-b1 is cut off: a view change without it (the lease lapses meanwhile)
   w.m.lease = false
   await w.tick()
@@ -239,12 +245,7 @@ t.test('a new view with the same members reaches the controller: its starts carr
 t.test('a view read before its view-changed event: a host outside it is not taken for down before its roles are free', async (t) => {
   // The membership steps at once and its events wait for its record's fsync (cluster-driver.ts):
   // a tick in between sees the new view, and its removed host's VMs may still run then.
-  const w = world()
-  await w.tick()
-  await w.s.command({ op: 'create', spec: { name: 'web1', preferred_owners: ['host-b1', 'host-a2'] } })
-  await w.s.command({ op: 'start', name: 'web1' })
-  await flush()
-  t.ok(w.vms.get('host-b1')!.has('web1'))
+  const w = await web1OnB1(t)
   await w.tick(5000) // long after the takeover
   w.m.epoch = 6
   w.m.members = ['host-a1', 'host-a2']
