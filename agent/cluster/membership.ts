@@ -168,6 +168,8 @@ export class Membership {
   private heard: CoordinatorHeard = NOT_HEARD
   /** As coordinator, run the roles from then on (every earlier lease has ended). */
   private roles_from_ms = 0
+  /** When the hosts outside the current view have surely stopped their VMs (the view's `roles_free_at_ms`). */
+  private roles_free_at_ms: number
   /** The epoch whose view change this coordinator announced (once per view). */
   private change_wanted_epoch = -1
   /**
@@ -220,6 +222,7 @@ export class Membership {
     this.detector = new HeartbeatDetector(config.name, new Map(Object.entries(config.sites)), config.heartbeat, start_ms)
     this.last_lease_ms = start_ms
     this.committed_db_epoch = this.rec.db.db_epoch
+    this.roles_free_at_ms = this.rolesFreeAt(this.rec.view, start_ms) // restored: counted from the restart, later than from its adoption
   }
 
   /** A host restarted from its persisted record: no lease, no election, roles stopped. */
@@ -279,6 +282,15 @@ export class Membership {
    */
   runsRoles(now_ms: number): boolean {
     return this.isCoordinator() && this.holdsLease(now_ms) && now_ms >= this.roles_from_ms
+  }
+  /**
+   * From when the hosts outside the current view have surely stopped their VMs, so their
+   * roles may start elsewhere: the `roles_free_at_ms` of the view's `cluster.view-changed`.
+   * Read it here, with `view()`: the machine adopts a view at once while its events wait
+   * for its record's fsync (cluster-driver.ts), so the event may come after the view.
+   */
+  rolesFreeAtMs(): number {
+    return this.roles_free_at_ms
   }
 
   // ---- step ---------------------------------------------------------------------
@@ -727,6 +739,7 @@ export class Membership {
     this.granted_until = view.coordinator === this.config.name ? new Map() : null
     this.durable_db_epochs.clear()
     const removed = old.members.filter((n) => !view.members.includes(n))
+    this.roles_free_at_ms = this.rolesFreeAt(view, this.now_ms)
     this.emit('cluster.view-changed', {
       epoch: view.epoch,
       members: view.members,
@@ -738,9 +751,7 @@ export class Membership {
       removed,
       leases_end_ms: view.leases_end_ms,
       removed_lease_end_ms: view.removed_lease_end_ms,
-      // A removed host's lease ends by removed_lease_end_ms (+ skew); its roles are free
-      // once it has had time to stop them.
-      roles_free_at_ms: Math.max(this.now_ms, view.removed_lease_end_ms + skew_ms) + this.config.roles_stop_bound_ms,
+      roles_free_at_ms: this.roles_free_at_ms,
     })
     if (this.isCoordinator()) {
       this.draft_db = db
@@ -753,6 +764,14 @@ export class Membership {
       this.early_lease_request = null
       if (early.epoch === view.epoch) this.onLeaseRequest(early)
     }
+  }
+
+  /**
+   * A removed host's lease ends by the view's removed_lease_end_ms (+ skew); its roles are
+   * free once it has had time to stop them, and never sooner than a stop bound from `now_ms`.
+   */
+  private rolesFreeAt(view: ClusterView, now_ms: number): number {
+    return Math.max(now_ms, view.removed_lease_end_ms + this.config.clock_skew_ms) + this.config.roles_stop_bound_ms
   }
 
   /** A member of the new view keeps the lease it holds (never longer); anyone else loses it. */

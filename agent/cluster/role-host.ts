@@ -150,7 +150,7 @@ function hostBlockIo(p: LabProcess, csv: CsvHost): (target: VmDiskTarget) => Blo
   return (target) => (target.csv ? csvDiskPort(csv.volume(target.csv.name), target.csv.region) : arrayPort)
 }
 
-/** The RoleService, told of every view change; a role record it cannot write now is written again later. */
+/** The RoleService (it reads the view from the membership); a role record it cannot write now is written again later. */
 function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRequests, log: LabProcess['log']): RoleService {
   const m = cluster.membership
   const c = m.settings()
@@ -169,18 +169,11 @@ function newRoleService(p: LabProcess, cluster: ClusterService, requests: HostRe
     requests,
     emitEvent: (kind, details) => p.emitEvent(kind, details),
     log,
-    roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
     tick_ms: c.tick_ms,
     tick_phase: c.tick_phase,
     inventory_interval_ms: INVENTORY_INTERVAL_MS,
     live_migration: true,
     time_scale: p.topology.timeScale,
-  })
-  cluster.onClusterEvent((e) => {
-    if (e.kind !== 'cluster.view-changed') return
-    const epoch = e.details.epoch
-    const free = e.details.roles_free_at_ms
-    if (typeof epoch === 'number' && typeof free === 'number') roles.onViewChanged(epoch, free)
   })
   return roles
 }

@@ -9,7 +9,10 @@
  * a host reports is owned by that host) before it places any role. A host that left the
  * view counts as Down for the roles only from the view's `roles_free_at_ms` on, when it
  * has surely stopped its VMs (it stops them after its no-quorum grace; see vm-agent.ts);
- * until then it is shown to the controller as paused (nothing new goes there).
+ * until then it is shown to the controller as paused (nothing new goes there). That time
+ * is read from the membership with the view, never from its `cluster.view-changed` event:
+ * the event waits for the record's fsync, and a tick in between would see the new view
+ * without it (a host just removed, still running its VMs, taken for down at once).
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
@@ -40,6 +43,8 @@ export interface MembershipView {
   /** The coordinator, holding the lease, and past every earlier coordinator's lease (membership.ts). */
   runsRoles(now_ms: number): boolean
   view(): { readonly epoch: number; readonly members: readonly string[] }
+  /** From when the hosts outside the current view have surely stopped their VMs (membership.ts). */
+  rolesFreeAtMs(): number
   database(): { readonly config: Readonly<Record<string, string>> }
 }
 
@@ -75,8 +80,6 @@ export interface RoleServiceDeps {
   requests: HostRequests
   emitEvent: EmitEvent
   log: { info(o: object, msg: string): void; warn(o: object, msg: string): void }
-  /** When unknown for a view: how long after taking over a left host's roles count as free. */
-  roles_free_after_ms: number
   tick_ms: number
   /** Where in each tick interval the ticks fall, a fraction in [0, 1): the membership's, so both tick in one wake-up (periodic-task.ts). */
   tick_phase?: number
@@ -102,9 +105,7 @@ export class RoleService {
   private driver: MachineDriver<RoleInput, RoleEffect> | null = null
   private gen = 0
   private ctl_epoch = 0
-  private took_over_ms = 0
   private sync: Promise<void> = Promise.resolve()
-  private readonly free_at = new Map<number, number>()
   private readonly desired = new Map<string, string | null>()
   private readonly written = new Map<string, { value: string | null; at_ms: number }>()
   /** Operator commands waiting for their writes to reach the quorum (commit-waits.ts). */
@@ -126,12 +127,6 @@ export class RoleService {
   stop(): void {
     this.cancel?.()
     this.drop()
-  }
-
-  /** From the membership's events: remember when each view's removed hosts' roles are free. */
-  onViewChanged(epoch: number, roles_free_at_ms: number): void {
-    this.free_at.set(epoch, roles_free_at_ms)
-    for (const e of [...this.free_at.keys()].sort((a, b) => a - b).slice(0, -8)) this.free_at.delete(e)
   }
 
   /** Is this host the coordinator holding the lease, running the roles now? */
@@ -265,7 +260,6 @@ export class RoleService {
     this.gen++
     this.driver = this.driverFor(ctl, this.gen)
     this.ctl_epoch = epoch
-    this.took_over_ms = now
     this.deps.emitEvent('role.coordinator-started', { node: this.deps.name, epoch, roles: db.roles.length, paused: db.paused })
     this.feedMembership(now, true)
     this.next_inventory_ms = now + this.deps.inventory_interval_ms
@@ -294,7 +288,7 @@ export class RoleService {
   /** Members are up; a host outside the view is paused until its roles are free, then down. */
   private feedMembership(now: number, initial: boolean): void {
     const view = this.deps.membership.view()
-    const free_at = this.free_at.get(view.epoch) ?? this.took_over_ms + this.deps.roles_free_after_ms
+    const free_at = this.deps.membership.rolesFreeAtMs()
     const nodes: NodeView[] = this.deps.hosts.map((h) => ({
       name: h.name,
       memory_mib: h.memory_mib,

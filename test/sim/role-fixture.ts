@@ -211,7 +211,6 @@ export class RoleLab {
       requests,
       emitEvent,
       log: { info: () => undefined, warn: () => undefined },
-      roles_free_after_ms: c.clock_skew_ms + c.roles_stop_bound_ms,
       tick_ms: c.tick_ms,
       inventory_interval_ms: INVENTORY_INTERVAL_MS,
       live_migration: false,
@@ -435,9 +434,6 @@ export class RoleLab {
       const seen = this.views.get(epoch)
       if (seen === undefined) this.views.set(epoch, key)
       else if (seen !== key) this.problem ??= `two different views decided for epoch ${epoch}: ${seen} and ${key}`
-      const free = d.roles_free_at_ms
-      const h = this.hosts.get(e.source)
-      if (h && h.membership === this.net.hosts.get(e.source) && typeof free === 'number') h.service.onViewChanged(epoch, free)
     }
     this.traceEvent(e.source, e.kind, e.details)
   }
