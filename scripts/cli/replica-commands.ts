@@ -14,6 +14,7 @@ import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, nameList, out } from './options.js'
 import { registerEnable, registerImport } from './replica-enable-commands.js'
+import { latestAppConsistentCycle } from './replica-point-choice.js'
 import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
 import { registerSize } from './replica-size-command.js'
 import { registerStatus } from './replica-status-command.js'
@@ -120,6 +121,7 @@ interface FailoverOptions extends WaitOpts {
   planned?: boolean
   on?: string
   recoveryPoint?: number
+  latestAppConsistent?: boolean
   force?: boolean
   dir: string
 }
@@ -137,6 +139,7 @@ function registerFailover(replica: Command): void {
       'unplanned: start from the recovery point of this cycle (`hvlab replica status VM --json` lists them)',
       intIn(0, Number.MAX_SAFE_INTEGER),
     )
+    .option('--latest-app-consistent', 'unplanned: start from the newest application-consistent recovery point')
     .option(
       '--force',
       'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
@@ -147,11 +150,13 @@ function registerFailover(replica: Command): void {
 }
 
 async function failover(vm: string, o: FailoverOptions): Promise<void> {
-  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true || o.on !== undefined))
+  if (o.planned === true && (o.recoveryPoint !== undefined || o.latestAppConsistent === true || o.force === true || o.on !== undefined))
     throw new HvlabError(
       'HVLAB_E_USAGE',
-      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --force or --on',
+      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --latest-app-consistent, --force or --on',
     )
+  if (o.recoveryPoint !== undefined && o.latestAppConsistent === true)
+    throw new HvlabError('HVLAB_E_USAGE', '--recovery-point and --latest-app-consistent each name the point: give one')
   const client = ControlClient.forDir(o.dir)
   const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
   const to = role?.replication?.to
@@ -164,13 +169,15 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
       `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
     )
   const server = o.on ?? to ?? (await serverHolding(client, o.dir, vm))
+  if (o.latestAppConsistent === true) o.recoveryPoint = await latestAppConsistentCycle(client, server, vm)
   await client.request(
     server,
     { t: 'replica-failover-request', vm, recovery_cycle: o.recoveryPoint ?? null, ...(role?.load ? { load: role.load } : {}) },
     'ok',
     HOST_REQUEST_TIMEOUT_MS,
   )
-  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the recovery point of cycle ${o.recoveryPoint}`
+  const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
+  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
   out(
     `vm ${vm} failed over: it runs on ${server} from ${o.planned === true ? 'every change of its primary (planned: nothing lost)' : from}`,
   )
