@@ -3,8 +3,10 @@
  * beside the replica disk, so a restarted server (kill -9 included) has every point it had.
  * One file a point, `points/<cycle>.undo`:
  *
- *   a JSON header line   the point (cycle, at_ms, app_consistent), when this server took it
- *                        (taken_ms) and the block size; written whole (a temp file renamed)
+ *   a JSON header line   the point (cycle, at_ms, kind: crash or application), when this
+ *                        server took it (taken_ms) and the block size; written whole (a temp
+ *                        file renamed). Format 2; a format 1 header (before points had a
+ *                        kind, `app_consistent` false in every one written) is read as crash.
  *   then batches         u32 entries, entries × (u32 block, the block's content at the
  *                        point), the SHA-256 of all that: one batch per shipment applied
  *
@@ -24,6 +26,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { removeIfPresent, syncDirectory, writeDurableFile } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
+import { RECOVERY_POINT_KINDS } from '../../shared/protocol/replica-limits.js'
 import type { KeptPoint, RecoveryPoint, UndoEntry } from './recovery-points.js'
 
 /** A point read back, with when this server took it (its own clock). */
@@ -36,14 +39,20 @@ export interface PointFilesGeometry {
   readonly disk_blocks: number
 }
 
-const headerSchema = z.strictObject({
-  format: z.literal(1),
+const headerFields = {
   cycle: field.uint(),
   at_ms: field.time_ms(),
-  app_consistent: z.boolean(),
   taken_ms: z.number().finite(),
   block_size_bytes: field.u32(),
-})
+}
+const headerSchema = z.union([
+  z.strictObject({ format: z.literal(2), ...headerFields, kind: z.enum(RECOVERY_POINT_KINDS) }),
+  z.strictObject({ format: z.literal(1), ...headerFields, app_consistent: z.boolean() }).transform(({ app_consistent, ...h }) => ({
+    ...h,
+    format: 2 as const,
+    kind: app_consistent ? ('application' as const) : ('crash' as const),
+  })),
+])
 
 const FILE = /^([0-9]{1,15})\.undo$/
 const SHA256_BYTES = 32
@@ -93,10 +102,10 @@ export class RecoveryPointFiles {
   /** A new point's file, durable (after the shipment it was taken at is). */
   async create(p: RecoveryPoint, taken_ms: number): Promise<void> {
     const header = {
-      format: 1,
+      format: 2,
       cycle: p.cycle,
       at_ms: p.at_ms,
-      app_consistent: p.app_consistent,
+      kind: p.kind,
       taken_ms,
       block_size_bytes: this.g.block_size_bytes,
     }

@@ -12,19 +12,28 @@
  * (recovery-point-files.ts): `beforeWrite` returns the undo entry it kept, `take` the
  * cycles merged away; `restore` starts from points read back.
  */
+import { scaled } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 
-import { RECOVERY_POINTS_MAX } from '../../shared/protocol/replica-messages.js'
+import { RECOVERY_POINTS_MAX, type RecoveryPointKind } from '../../shared/protocol/replica-messages.js'
 
 /** Replica keeps up to 24 recovery points (hourly, a day's worth). */
 export { RECOVERY_POINTS_MAX }
+
+/** Replica takes a recovery point every hour (before the lab's timeScale). */
+export const RECOVERY_POINT_EVERY_MS = 3_600_000
+
+/** How often a replica server takes a point: hourly scaled by `time_scale`, or the topology's lab acceleration when set. */
+export function recoveryPointEveryMs(time_scale: number, lab_every_ms?: number): number {
+  return lab_every_ms ?? scaled(RECOVERY_POINT_EVERY_MS, time_scale)
+}
 
 export interface RecoveryPoint {
   /** The cycle applied when it was taken. */
   readonly cycle: number
   readonly at_ms: number
-  /** Taken from a shipment whose log the guest had quiesced (a VSS snapshot), not just crash-consistent. */
-  readonly app_consistent: boolean
+  /** `application`: taken from a shipment whose log closed while the guest was quiesced (a VSS snapshot); `crash`: as a crash would leave the disk. */
+  readonly kind: RecoveryPointKind
 }
 
 export interface KeptPoint extends RecoveryPoint {
@@ -95,7 +104,7 @@ export class RecoveryPoints {
   }
 
   list(): RecoveryPoint[] {
-    return this.points.map(({ cycle, at_ms, app_consistent }) => ({ cycle, at_ms, app_consistent }))
+    return this.points.map(({ cycle, at_ms, kind }) => ({ cycle, at_ms, kind }))
   }
 
   /** The newest point taken at or before `at_ms` (undefined: none). */

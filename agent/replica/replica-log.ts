@@ -11,6 +11,7 @@
  * must be resynchronised instead (`needsResync`).
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { RecoveryPointKind } from '../../shared/protocol/replica-limits.js'
 
 export interface ReplicaLogOptions {
   readonly vm: string
@@ -38,6 +39,8 @@ export interface LogShipment {
   readonly writes_logged: number
   /** Bytes the log grew by during the cycle (every write appended). */
   readonly logged_bytes: number
+  /** `application`: the log closed while the guest was quiesced (the replica takes an application-consistent point); absent: crash-consistent. */
+  readonly point_kind?: RecoveryPointKind
 }
 
 export class ReplicaLog {
@@ -97,8 +100,8 @@ export class ReplicaLog {
     return this.bytes > (this.o.disk_blocks * this.o.block_size_bytes) / 2
   }
 
-  /** Closes the open log at `now_ms` into a shipment (the seed's reverse-order replay) and opens the next. */
-  close(now_ms: number): LogShipment {
+  /** Closes the open log at `now_ms` into a shipment (the seed's reverse-order replay) and opens the next; `point_kind` application: the guest is quiesced now. */
+  close(now_ms: number, point_kind: RecoveryPointKind = 'crash'): LogShipment {
     const blocks = [...this.latest].sort((a, b) => a[0] - b[0]).map(([block, data]) => ({ block, data }))
     const shipment: LogShipment = {
       vm: this.o.vm,
@@ -107,6 +110,7 @@ export class ReplicaLog {
       blocks,
       writes_logged: this.writes,
       logged_bytes: this.bytes,
+      ...(point_kind === 'application' ? { point_kind } : {}),
     }
     this.latest = new Map()
     this.writes = 0

@@ -6,7 +6,9 @@
  * always the primary's disk as it was when some log was closed: crash-consistent.
  *
  * A recovery point is taken after a cycle is applied once `point_every_ms` has passed since
- * the last one (hourly in Replica, scaled by the lab's timeScale). A resync clears the
+ * the last one (hourly in Replica, scaled by the lab's timeScale), and after every cycle
+ * whose log closed while the guest was quiesced (`point_kind` application, the primary's
+ * VSS snapshot every N hours): an application-consistent point, whenever it comes. A resync clears the
  * points (the seed: a resync makes them meaningless) and says which cycle comes next.
  *
  * Every part gets an answer (replica-log-answer); nothing a primary sends can throw out of
@@ -129,8 +131,9 @@ export class ReplicaReceiver {
       this.o.disk.writeBlock(b.block, b.data)
     }
     this.applied = s.cycle
-    if (now_ms - this.last_point_ms < this.o.point_every_ms) return { undo, taken: null, merged: [] }
-    const point = { cycle: s.cycle, at_ms: s.closed_at_ms, app_consistent: false }
+    const kind = s.point_kind ?? 'crash'
+    if (kind === 'crash' && now_ms - this.last_point_ms < this.o.point_every_ms) return { undo, taken: null, merged: [] }
+    const point: RecoveryPoint = { cycle: s.cycle, at_ms: s.closed_at_ms, kind }
     const merged = this.points.take(point)
     this.last_point_ms = now_ms
     const kept = this.points.list().at(-1)?.cycle === s.cycle

@@ -15,11 +15,16 @@
  * first cycle after the resync brings the replica level.
  * `flush` closes and sends the log at once (a planned failover's last changes).
  *
+ * With `app_consistent`, some cycles are application-consistent (app-consistent-cycles.ts):
+ * the machine asks the guest to quiesce (`quiesce`), closes the log when it answers
+ * (`quiesced`) or crash-consistent at the timeout, and lets it resume (`thaw`) either way.
+ *
  * Inputs and effects are plain data; nothing here reads a clock, a socket or a disk.
  */
 import type { EmitEffect, SetTimerEffect } from '../../shared/machine/effect.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
 import type { ReplicaEvent, ReplicaEventKind } from '../../shared/timeline/replica-events.js'
+import { AppConsistentCycles, type AppConsistentOptions } from './app-consistent-cycles.js'
 import { replicationHealth, type HealthThresholds, type ReplicationHealth } from './replica-health.js'
 import { ReplicaLog, type LogShipment } from './replica-log.js'
 import type { ShipmentRefusal } from './shipment-check.js'
@@ -31,6 +36,8 @@ export interface ReplicaSenderConfig {
   readonly thresholds: HealthThresholds
   /** The first log's cycle: one past what the replica has applied (default 1). */
   readonly first_cycle?: number
+  /** Application-consistent cycles every so often (`--app-consistent-every-h`); absent: every cycle crash-consistent. */
+  readonly app_consistent?: AppConsistentOptions
 }
 
 /** Why the sender asks for a resync: its log cannot be trusted, or (initial) this primary has no log for the replica yet. */
@@ -53,6 +60,8 @@ export type ReplicaSenderInput =
   | { readonly kind: 'flush' }
   /** The resync the machine asked for is done (the replica expects `nextCycle` next). */
   | { readonly kind: 'resynced' }
+  /** The guest quiesced as `quiesce` asked for `cycle`: its application holds its writes until `thaw`. */
+  | { readonly kind: 'quiesced'; readonly cycle: number }
 
 /** What the sender puts on the timeline (shared/timeline/replica-events.ts). */
 export type ReplicaSenderEvent = ReplicaEvent
@@ -60,6 +69,9 @@ export type ReplicaSenderEvent = ReplicaEvent
 export type ReplicaSenderEffect =
   | { readonly kind: 'ship'; readonly shipment: LogShipment }
   | { readonly kind: 'resync' }
+  /** Ask the guest to quiesce before the log of `cycle` closes (answered with `quiesced`); `thaw` lets it resume. */
+  | { readonly kind: 'quiesce'; readonly cycle: number }
+  | { readonly kind: 'thaw'; readonly cycle: number }
   | SetTimerEffect<undefined>
   | EmitEffect<ReplicaSenderEvent>
 
@@ -71,6 +83,8 @@ export class ReplicaSender {
   private resyncing = false
   private health: ReplicationHealth = 'Normal'
   private out: ReplicaSenderEffect[] = []
+  private readonly app: AppConsistentCycles | null
+  private quiesce_timeouts = 0
 
   /** Starts after the initial replication, finished at `now_ms`; the first cycle is one frequency later. */
   constructor(
@@ -85,6 +99,7 @@ export class ReplicaSender {
     })
     this.next_cycle_ms = now_ms + config.thresholds.frequency_ms
     this.last_applied_ms = now_ms
+    this.app = config.app_consistent === undefined ? null : new AppConsistentCycles(config.app_consistent, now_ms)
   }
 
   /**
@@ -105,9 +120,7 @@ export class ReplicaSender {
         this.onWrite(input.block, input.data, now_ms)
         break
       case 'timer':
-        // A timer may fire a moment early (a fractional delay rounded down): it is set again, or no cycle would ever come.
-        if (now_ms >= this.next_cycle_ms) this.onCycle(now_ms)
-        else this.out.push({ kind: 'set-timer', at_ms: this.next_cycle_ms })
+        this.onTimer(now_ms)
         break
       case 'answer':
         this.onAnswer(input, now_ms)
@@ -115,7 +128,11 @@ export class ReplicaSender {
       case 'send-failed':
         break // the shipment stays in flight and goes again at the next cycle
       case 'flush':
+        this.stopQuiesce()
         if (this.in_flight === null && !this.resyncing) this.closeAndShip(now_ms)
+        break
+      case 'quiesced':
+        this.onQuiesced(input.cycle, now_ms)
         break
       case 'resynced':
         this.resyncing = false
@@ -134,6 +151,7 @@ export class ReplicaSender {
     pending_bytes: number
     in_flight: number | null
     resyncing: boolean
+    quiesce_timeouts: number
   } {
     return {
       health: replicationHealth({ last_applied_ms: this.last_applied_ms, resyncing: this.resyncing }, this.config.thresholds, now_ms),
@@ -141,6 +159,7 @@ export class ReplicaSender {
       pending_bytes: this.log.pendingBytes + (this.in_flight?.blocks.length ?? 0) * this.config.block_size_bytes,
       in_flight: this.in_flight?.cycle ?? null,
       resyncing: this.resyncing,
+      quiesce_timeouts: this.quiesce_timeouts,
     }
   }
 
@@ -154,6 +173,24 @@ export class ReplicaSender {
     if (this.log.needsResync && !this.resyncing) this.askResync('log-over-half-disk', now_ms)
   }
 
+  private onTimer(now_ms: number): void {
+    const late = this.app?.timedOut(now_ms) ?? null
+    if (late !== null) {
+      this.quiesce_timeouts += 1
+      this.emit('replica.quiesce-timeout', { vm: this.config.vm, ...late })
+      this.out.push({ kind: 'thaw', cycle: late.cycle })
+      if (this.in_flight === null && !this.resyncing) this.closeAndShip(now_ms) // crash-consistent: nothing waits for the guest
+    }
+    // A timer may fire a moment early (a fractional delay rounded down): it is set again, or no cycle would ever come.
+    if (now_ms >= this.next_cycle_ms) this.onCycle(now_ms)
+    else this.out.push(this.nextTimer())
+  }
+
+  /** The cycle timer, or the quiesce's timeout when that comes first. */
+  private nextTimer(): SetTimerEffect<undefined> {
+    return { kind: 'set-timer', at_ms: Math.min(this.next_cycle_ms, this.app?.deadlineMs ?? Infinity) }
+  }
+
   private onCycle(now_ms: number): void {
     this.next_cycle_ms = now_ms + this.config.thresholds.frequency_ms
     this.out.push({ kind: 'set-timer', at_ms: this.next_cycle_ms })
@@ -162,11 +199,31 @@ export class ReplicaSender {
       this.emit('replica.cycle-missed', { vm: this.config.vm, in_flight: this.in_flight.cycle })
       return this.ship(this.in_flight, true)
     }
+    if (this.app?.atCycle(this.log.openCycle, now_ms).action === 'quiesce') {
+      this.out.push({ kind: 'quiesce', cycle: this.log.openCycle }, this.nextTimer())
+      return // the log closes when the guest answers, or at the timeout
+    }
     this.closeAndShip(now_ms)
   }
 
-  private closeAndShip(now_ms: number): void {
-    const shipment = this.log.close(now_ms)
+  /** The guest quiesced: the log closes application-consistent now, if it was asked for this cycle and in time. */
+  private onQuiesced(cycle: number, now_ms: number): void {
+    const in_time = this.app?.answered(cycle, now_ms) ?? null
+    if (in_time !== null && this.in_flight === null && !this.resyncing) {
+      this.emit('replica.guest-quiesced', { vm: this.config.vm, cycle, waited_ms: in_time.waited_ms })
+      this.closeAndShip(now_ms, 'application')
+    }
+    this.out.push({ kind: 'thaw', cycle }) // the guest resumes whatever became of the ask
+  }
+
+  /** Drops an ask under way (a resync or a flush closes the log otherwise) and lets the guest resume. */
+  private stopQuiesce(): void {
+    const cycle = this.app?.cancel() ?? null
+    if (cycle !== null) this.out.push({ kind: 'thaw', cycle })
+  }
+
+  private closeAndShip(now_ms: number, point_kind: 'crash' | 'application' = 'crash'): void {
+    const shipment = this.log.close(now_ms, point_kind)
     this.in_flight = shipment
     this.ship(shipment, false)
   }
@@ -190,6 +247,7 @@ export class ReplicaSender {
 
   /** `now_ms` null: nothing logged yet to drop (the initial resync). */
   private askResync(why: ResyncCause, now_ms: number | null): void {
+    this.stopQuiesce()
     this.resyncing = true
     this.in_flight = null
     if (now_ms !== null) this.log.close(now_ms) // dropped: the resync compares every block; the log starts again from here

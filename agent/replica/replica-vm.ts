@@ -14,7 +14,6 @@
  * refused as `not-begun`, and the resync that follows opens the store again from disk.
  */
 import { createHash } from 'node:crypto'
-import { scaled } from '../../shared/clock.js'
 import { LAB_CLOCK_SKEW_MS } from '../../shared/consensus/lease-timings.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -27,13 +26,13 @@ import {
 import { SerialQueue } from '../../shared/serial-queue.js'
 import type { DiskImage } from './disk-image.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
+import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
 import type { ShippedBlock } from './replica-log.js'
 import { decodeBody } from './shipment-frames.js'
 import { writeReplicaVmRecord } from './replica-vm-record.js'
 
-/** Replica takes a recovery point every hour (before the lab's timeScale). */
-export const RECOVERY_POINT_EVERY_MS = 3_600_000
+export { RECOVERY_POINT_EVERY_MS } from './recovery-points.js'
 
 export interface ReplicaVmOptions {
   readonly dir: string
@@ -309,7 +308,7 @@ export class ReplicaVm {
       state: this.state_,
       vm_running: false,
       test_vm_running: false,
-      recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, app_consistent: p.app_consistent })),
+      recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, kind: p.kind })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
     }
   }
@@ -354,7 +353,7 @@ export class ReplicaVm {
       vm: this.o.geometry.vm,
       disk: this.store_.disk,
       recovery_points: this.o.recovery_points,
-      point_every_ms: this.o.recovery_point_every_ms ?? scaled(RECOVERY_POINT_EVERY_MS, this.o.time_scale),
+      point_every_ms: recoveryPointEveryMs(this.o.time_scale, this.o.recovery_point_every_ms),
       clock_skew_ms: LAB_CLOCK_SKEW_MS,
       staged_bytes_max: this.o.geometry.disk_blocks * this.o.geometry.block_size_bytes + SHIPMENT_PART_BODY_BYTES_MAX, // a shipment holds each block once
       applied_cycle: this.store_.appliedCycle,

@@ -19,6 +19,7 @@ import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protoco
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import { encodeDiskWrite, type DiskWriteRecord } from '../vm/disk-write-record.js'
 import type { DiskWriteOutcome, DiskWriteSink } from '../vm/vm-disk.js'
+import type { GuestQuiescer } from '../vm/guest-quiesce.js'
 import type { PrimaryDisk } from './primary-resync.js'
 import { pacedRequester } from './paced-requester.js'
 import { ReplicationShell } from './replication-shell.js'
@@ -45,6 +46,10 @@ export interface ReplicationHostDeps {
   diskOf(vm: string): PrimaryDisk | undefined
   /** The connection to replica server `name` now. */
   server(name: string): PartRequester | undefined
+  /** How often replica server `name` takes a recovery point; absent: hourly, scaled. */
+  pointEveryMs?(name: string): number
+  /** The integration service of the guest of VM `vm` running here (application-consistent points). */
+  guestOf?(vm: string): GuestQuiescer | undefined
   emit(event: ReplicaEvent): void
 }
 
@@ -113,6 +118,8 @@ export class ReplicationHost implements DiskWriteSink {
         time_scale: this.d.time_scale,
         server: () => this.paced(vm, setting.to, pacer),
         emit: this.d.emit,
+        ...(this.d.pointEveryMs ? { point_every_ms: this.d.pointEveryMs(setting.to) } : {}),
+        guest: () => this.d.guestOf?.(vm),
       })
       this.shells.set(vm, shell)
       shell.start()

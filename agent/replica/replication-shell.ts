@@ -7,6 +7,10 @@
  * resync (primary-resync.ts), the cycle timer, the timeline. Every guest write the VM's
  * disk completes comes in through `write`.
  *
+ * With `--app-consistent-every-h` the machine asks the guest's integration service
+ * (agent/vm/guest-quiesce.ts) to quiesce before some cycles; the shell passes the answer
+ * back and lets the guest resume when the machine says so.
+ *
  * One shipment goes at a time: a cycle that comes while one is still on the wire sends
  * nothing more (the machine counts it missed and sends the same shipment again later).
  */
@@ -14,7 +18,10 @@ import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError, type HvlabCode } from '../../shared/errors.js'
 import { REPLICA_RETRY_MS, type PrimarySideStatus, type ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
+import type { GuestQuiescer } from '../vm/guest-quiesce.js'
+import { appConsistentOptions } from './app-consistent-cycles.js'
 import { healthThresholds } from './replica-health.js'
+import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicaSender, type ReplicaSenderEffect, type ReplicaSenderInput } from './replica-sender.js'
 import { resyncReplica, type PrimaryDisk } from './primary-resync.js'
 import { exportDisk, exportFileName } from './replica-export.js'
@@ -38,6 +45,10 @@ export interface ReplicationShellDeps {
   readonly memory_mib: number
   /** Its disk writes sent and not yet completed: a stopped VM's last changes are not all in the log while any are. */
   writesInFlight(): number
+  /** How often the replica server takes a recovery point (`--app-consistent-every-h` counts in those); default hourly, scaled. */
+  readonly point_every_ms?: number
+  /** The guest's integration service now (undefined, or absent: none, and a quiesce times out). */
+  guest?(): GuestQuiescer | undefined
   emit(event: ReplicaEvent): void
 }
 
@@ -125,6 +136,7 @@ export class ReplicationShell {
       pending_bytes: s?.pending_bytes ?? 0,
       in_flight: s?.in_flight ?? null,
       resyncing: s?.resyncing ?? true,
+      ...(s !== undefined && this.d.setting.app_consistent_every_h !== undefined ? { quiesce_timeouts: s.quiesce_timeouts } : {}),
       cycles_applied: this.cycles_applied,
       last_cycle_bytes: this.last_cycle_bytes,
       last_error: this.last_error,
@@ -154,7 +166,9 @@ export class ReplicationShell {
       if (!has_copy && (this.d.setting.initial === 'export' || this.d.setting.initial === 'seed')) return await this.awaitCopy()
       this.waiting_for = null
       const o = { vm: this.d.vm, block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
-      this.sender = new ReplicaSender({ ...o, thresholds: this.thresholds(), first_cycle: applied + 1 }, this.d.clock.now())
+      const app_consistent = this.appConsistent()
+      const config = { ...o, thresholds: this.thresholds(), first_cycle: applied + 1, ...(app_consistent ? { app_consistent } : {}) }
+      this.sender = new ReplicaSender(config, this.d.clock.now())
       this.run(this.sender.start(true))
     } catch (e) {
       this.failed(e)
@@ -222,6 +236,12 @@ export class ReplicationShell {
         case 'set-timer':
           this.setTimer(fx.at_ms)
           break
+        case 'quiesce':
+          this.quiesce(fx.cycle)
+          break
+        case 'thaw':
+          this.d.guest?.()?.thaw()
+          break
         case 'emit':
           this.d.emit(fx.event)
           break
@@ -256,6 +276,25 @@ export class ReplicationShell {
         this.failed(e)
         this.step({ kind: 'send-failed', cycle: shipment.cycle })
       })
+  }
+
+  /** `--app-consistent-every-h` as the lab runs it (undefined: not set). */
+  private appConsistent() {
+    const point_every_ms = this.d.point_every_ms ?? recoveryPointEveryMs(this.d.time_scale)
+    return appConsistentOptions(this.d.setting.app_consistent_every_h, point_every_ms, this.thresholds().frequency_ms)
+  }
+
+  /** Asks the guest to quiesce for `cycle`, holding at most the machine's timeout; its answer goes to the machine. */
+  private quiesce(cycle: number): void {
+    const guest = this.d.guest?.()
+    const hold_ms = this.appConsistent()?.timeout_ms
+    if (guest === undefined || hold_ms === undefined) return // the machine's timeout closes the cycle crash-consistent
+    guest.quiesce(hold_ms).then(
+      (answered) => {
+        if (answered) this.step({ kind: 'quiesced', cycle })
+      },
+      (e: unknown) => this.failed(e),
+    )
   }
 
   private applied(cycle: number): void {

@@ -10,7 +10,9 @@ import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.j
 import { decodeRole } from '../cluster/role-record.js'
 import type { VmAgent } from '../cluster/vm-agent.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT, type DiskWriteSink } from '../vm/vm-disk.js'
+import { guestQuiescer } from '../vm/guest-quiesce.js'
 import type { PrimaryDisk } from './primary-resync.js'
+import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicationHost } from './replication-host.js'
 
 export function newReplicationHost(
@@ -28,6 +30,12 @@ export function newReplicationHost(
     memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
     server: (name) => p.mesh.connection(name),
+    pointEveryMs: (name) =>
+      recoveryPointEveryMs(p.topology.timeScale, p.topology.standalone_hosts.find((h) => h.name === name)?.recovery_point_every_ms),
+    guestOf: (vm) => {
+      const instance = agent().vms.instance(vm)
+      return instance === undefined ? undefined : guestQuiescer(instance, p.clock)
+    },
     // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
     emit: (e) => p.emitEvent(e.kind, e.details as never),
   })

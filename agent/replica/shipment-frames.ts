@@ -65,6 +65,7 @@ export function shipmentParts(s: LogShipment, o: ShipmentPartOptions): ShipmentP
         logged_bytes: s.logged_bytes,
         compression: o.compression,
         body_bytes: body.length,
+        ...(s.point_kind === undefined ? {} : { point_kind: s.point_kind }),
       },
       attachment: o.compression === 'deflate' ? deflateRawSync(body, { level: 1 }) : body,
     })
@@ -132,7 +133,7 @@ function inflateBounded(m: PartMessage, attachment: Uint8Array): Buffer {
 export type AssembledPart = { readonly kind: 'staged' } | { readonly kind: 'complete'; readonly shipment: LogShipment }
 
 /** The header fields every part of one shipment repeats: a part that changes one is not of this shipment. */
-const SAME_IN_EVERY_PART = ['cycle', 'parts', 'closed_at_ms', 'block_size_bytes', 'writes_logged', 'logged_bytes'] as const
+const SAME_IN_EVERY_PART = ['cycle', 'parts', 'closed_at_ms', 'block_size_bytes', 'writes_logged', 'logged_bytes', 'point_kind'] as const
 
 /** One replicated VM's parts in staging on its replica server. */
 export class ShipmentAssembler {
@@ -177,6 +178,7 @@ export class ShipmentAssembler {
       blocks: this.blocks,
       writes_logged: m.writes_logged,
       logged_bytes: m.logged_bytes,
+      ...(m.point_kind === 'application' ? { point_kind: m.point_kind } : {}),
     }
     this.drop()
     return { kind: 'complete', shipment }

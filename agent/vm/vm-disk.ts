@@ -16,6 +16,13 @@
  * blackout) stops issuing and resolves once nothing is in flight; `detach()` stops for
  * good and waits for in-flight writes.
  *
+ * The guest's application writes in transactions of two blocks: the write of an even seq
+ * is a transaction's data, the next (odd) seq its commit record (disk-transactions.ts tells
+ * a torn one: one of the two on a disk without the other). Up to `queue_depth` writes are
+ * in flight, so a crash may catch a transaction half written. `freeze()` is the
+ * application's part of a VSS snapshot: it finishes the transaction it has open (writes its
+ * commit record), holds new ones, and resolves once nothing is in flight; `thaw()` resumes.
+ *
  * A write sink (`journal`, disk-write-journal.ts) hears of each write right before it is
  * sent and once it has completed (acked, refused or failed), so a checker can hold every
  * write's outcome against what the arrays hold.
@@ -158,6 +165,9 @@ export class VmDisk {
   private readonly journal: DiskWriteSink | undefined
   private disk_iops_ = 0
   private paused_ = false
+  /** The freeze holding new transactions (its generation), or null. */
+  private frozen: number | null = null
+  private freezes = 0
   private fenced_ = false
   private detached_ = false
   private next_seq: number
@@ -214,7 +224,7 @@ export class VmDisk {
   get state(): VmDiskState {
     if (this.detached_) return 'detached'
     if (this.fenced_) return 'fenced'
-    if (this.paused_) return 'paused'
+    if (this.paused_ || this.frozen !== null) return 'paused'
     return this.disk_iops_ === 0 ? 'idle' : 'writing'
   }
 
@@ -243,6 +253,34 @@ export class VmDisk {
   resume(): void {
     this.paused_ = false
     this.reschedule()
+  }
+
+  /**
+   * A VSS freeze: no new transaction begins; the open one is finished (its commit record
+   * written). Resolves with the freeze's generation once nothing is in flight.
+   */
+  async freeze(): Promise<number> {
+    const generation = ++this.freezes
+    this.frozen = generation
+    this.reschedule()
+    await this.drained()
+    if (this.next_seq % 2 === 1 && !this.fenced_ && !this.detached_ && this.frozen === generation) {
+      this.issue() // the open transaction's commit record (its block has nothing in flight now)
+      await this.drained()
+    }
+    return generation
+  }
+
+  /** Ends the freeze (of `generation` only, when given): transactions begin again. */
+  thaw(generation?: number): void {
+    if (this.frozen === null || (generation !== undefined && generation !== this.frozen)) return
+    this.frozen = null
+    this.reschedule()
+  }
+
+  /** The freeze under way (its generation), or null. */
+  get frozenGeneration(): number | null {
+    return this.frozen
   }
 
   /** Stops for good; resolves with the final counters once no write is in flight. */

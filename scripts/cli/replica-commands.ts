@@ -8,18 +8,16 @@
  */
 import { type Command, InvalidArgumentError } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
-import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { EXTENDED_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
-import { dirOption, intIn, nameList, out } from './options.js'
+import { dirOption, nameList, out } from './options.js'
 import { registerEnable, registerImport } from './replica-enable-commands.js'
 import { registerFailover } from './replica-failover-command.js'
-import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
+import { roleIfReachable, serverHolding } from './replica-queries.js'
 import { registerSize } from './replica-size-command.js'
 import { registerStatus } from './replica-status-command.js'
 import { vmRole } from './vm-queries.js'
-import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
 export function registerReplicaCommands(program: Command): void {
   const replica = program

@@ -9,6 +9,8 @@ import { resolve } from 'node:path'
 import { type Command, InvalidArgumentError } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import {
+  APP_CONSISTENT_EVERY_H_MAX,
+  APP_CONSISTENT_EVERY_H_MIN,
   INITIAL_REPLICATION_MODES,
   INITIAL_START_AHEAD_MS_MAX,
   RECOVERY_POINTS_MAX,
@@ -45,6 +47,7 @@ interface EnableOptions extends WaitOpts {
   exportDir?: string
   startAt?: number
   maxMbit?: number
+  appConsistentEveryH?: number
   dir: string
 }
 
@@ -91,6 +94,11 @@ export function registerEnable(replica: Command): void {
       intIn(0, RECOVERY_POINTS_MAX),
       0,
     )
+    .option(
+      '--app-consistent-every-h <n>',
+      `every N hours (${APP_CONSISTENT_EVERY_H_MIN}–${APP_CONSISTENT_EVERY_H_MAX}, scaled like the points) a recovery point is application-consistent: the guest quiesces (VSS) before that cycle closes; needs --recovery-points N or more`,
+      intIn(APP_CONSISTENT_EVERY_H_MIN, APP_CONSISTENT_EVERY_H_MAX),
+    )
     .option('--compress', 'deflate the changes on the wire')
     .option(
       '--initial <how>',
@@ -112,6 +120,11 @@ export function registerEnable(replica: Command): void {
 async function enable(vm: string, o: EnableOptions): Promise<void> {
   if ((o.initial === 'export') !== (o.exportDir !== undefined))
     throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
+  if (o.appConsistentEveryH !== undefined && o.appConsistentEveryH > o.recoveryPoints)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--app-consistent-every-h ${o.appConsistentEveryH} needs --recovery-points ${o.appConsistentEveryH} or more (the points it makes application-consistent), got ${o.recoveryPoints}`,
+    )
   const client = ControlClient.forDir(o.dir)
   const setting: ReplicationSetting = {
     to: o.to,
@@ -122,6 +135,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     ...(o.exportDir === undefined ? {} : { export_dir: o.exportDir }),
     ...(o.startAt === undefined ? {} : { start_at_ms: o.startAt }),
     ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
+    ...(o.appConsistentEveryH !== undefined ? { app_consistent_every_h: o.appConsistentEveryH } : {}),
   }
   await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   if (o.startAt !== undefined)

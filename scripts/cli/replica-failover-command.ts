@@ -10,7 +10,7 @@
  *   with nothing lost, and replication goes forward again (its resync finds nothing that
  *   differs beyond what changed since).
  * - Unplanned (the primary is lost): the replica starts from its latest cycle or a recovery
- *   point; refused while the primary still runs the VM, unless --force. Not reversed: to get
+ *   point (`--latest-app-consistent`: the newest application-consistent one); refused while the primary still runs the VM, unless --force. Not reversed: to get
  *   back, replicate the VM again (the seed: "the policy is broken").
  */
 import type { Command } from 'commander'
@@ -20,6 +20,7 @@ import type { ReplicationSetting } from '../../shared/protocol/replica-messages.
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
+import { latestAppConsistentCycle } from './replica-point-choice.js'
 import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
 import { startStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
@@ -29,6 +30,7 @@ interface FailoverOptions extends WaitOpts {
   planned?: boolean
   on?: string
   recoveryPoint?: number
+  latestAppConsistent?: boolean
   force?: boolean
   dir: string
 }
@@ -49,6 +51,7 @@ export function registerFailover(replica: Command): void {
       'unplanned: start from the recovery point of this cycle (`hvlab replica status VM --json` lists them)',
       intIn(0, Number.MAX_SAFE_INTEGER),
     )
+    .option('--latest-app-consistent', 'unplanned: start from the newest application-consistent recovery point')
     .option(
       '--force',
       'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
@@ -59,11 +62,13 @@ export function registerFailover(replica: Command): void {
 }
 
 async function failover(vm: string, o: FailoverOptions): Promise<void> {
-  if (o.planned === true && (o.recoveryPoint !== undefined || o.force === true || o.on !== undefined))
+  if (o.planned === true && (o.recoveryPoint !== undefined || o.latestAppConsistent === true || o.force === true || o.on !== undefined))
     throw new HvlabError(
       'HVLAB_E_USAGE',
-      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --force or --on',
+      '--planned sends the latest changes to the replica server: it takes no --recovery-point, --latest-app-consistent, --force or --on',
     )
+  if (o.recoveryPoint !== undefined && o.latestAppConsistent === true)
+    throw new HvlabError('HVLAB_E_USAGE', '--recovery-point and --latest-app-consistent each name the point: give one')
   const client = ControlClient.forDir(o.dir)
   const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
   const setting = role?.replication
@@ -83,8 +88,10 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
       `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
     )
   const server = o.on ?? setting?.to ?? (await serverHolding(client, o.dir, vm))
+  if (o.latestAppConsistent === true) o.recoveryPoint = await latestAppConsistentCycle(client, server, vm)
   await startReplica(client, server, vm, role, o.recoveryPoint ?? null)
-  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the recovery point of cycle ${o.recoveryPoint}`
+  const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
+  const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
   out(`vm ${vm} failed over: it runs on ${server} from ${from}`)
 }
 

@@ -42,7 +42,7 @@ export function registerStatus(replica: Command): void {
     .argument('[vm]', 'one VM (default: every replicated VM)')
     .option(
       '--json',
-      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points,…}|null,extended:{to,primary,replica}|null,reverse:{to,primary,replica}|null}]',
+      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points:[{cycle,at_ms,kind}],…}|null,extended:{to,primary,replica}|null,reverse:{to,primary,replica}|null}]',
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
@@ -163,9 +163,15 @@ function statusRow(
     p === null ? '-' : `${(p.lag_ms / 1000).toFixed(1)} s`,
     p === null ? '-' : String(p.pending_bytes),
     r === null ? '-' : String(r.applied_cycle),
-    r === null ? '-' : String(r.recovery_points.length),
+    r === null ? '-' : pointsWords(r.recovery_points),
     p?.last_error ?? '',
   ]
+}
+
+/** The points kept, and how many of them are application-consistent when any are. */
+function pointsWords(points: ReplicaSideStatus['recovery_points']): string {
+  const app = points.filter((p) => p.kind === 'application').length
+  return app === 0 ? String(points.length) : `${points.length} (${app} app)`
 }
 
 function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): string {

@@ -29,3 +29,12 @@ export const SIZING_DURATION_MS_MAX = 7 * 24 * 3600_000
 /** Replication's own bandwidth cap (`replica enable --max-mbit`): 0.01 Mbit/s (10 kbit/s) to 100 Gbit/s. */
 export const REPLICATION_MBIT_MIN = 0.01
 export const REPLICATION_MBIT_MAX = 100_000
+/**
+ * `replica enable --app-consistent-every-h N`: every N hours (Hyper-V's VSS snapshot
+ * frequency, 1 to 12) a recovery point is application-consistent (the guest quiesced).
+ */
+export const APP_CONSISTENT_EVERY_H_MIN = 1
+export const APP_CONSISTENT_EVERY_H_MAX = 12
+/** What a recovery point holds: the disk as a crash would leave it, or as the guest's quiesced application left it. */
+export const RECOVERY_POINT_KINDS = ['crash', 'application'] as const
+export type RecoveryPointKind = (typeof RECOVERY_POINT_KINDS)[number]

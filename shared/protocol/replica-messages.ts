@@ -14,6 +14,8 @@ import { z } from 'zod'
 import { guestLoadSchema } from './guest-load.js'
 import { defineMessage, field } from './define.js'
 import {
+  APP_CONSISTENT_EVERY_H_MAX,
+  APP_CONSISTENT_EVERY_H_MIN,
   EXTENDED_FREQUENCIES_MS,
   HASHES_PER_REQUEST_MAX,
   INITIAL_REPLICATION_MODES,
@@ -24,6 +26,7 @@ import {
   REPLICATION_FREQUENCIES_MS,
   REPLICATION_MBIT_MAX,
   REPLICATION_MBIT_MIN,
+  RECOVERY_POINT_KINDS,
 } from './replica-limits.js'
 
 export * from './replica-limits.js'
@@ -68,6 +71,8 @@ export const replicaLogPart = defineMessage(
     logged_bytes: field.uint(),
     compression: z.enum(SHIPMENT_COMPRESSIONS),
     body_bytes: z.number().int().min(4).max(SHIPMENT_PART_BODY_BYTES_MAX),
+    /** `application`: the guest was quiesced when the log closed, so the replica takes an application-consistent point of it; absent: crash. */
+    point_kind: z.enum(RECOVERY_POINT_KINDS).optional(),
   }),
   { attachment: 'required' },
 )
@@ -93,27 +98,34 @@ const absolutePath = () =>
     .refine((p) => p.startsWith('/') && !p.includes('\0'), 'an absolute path without NUL bytes')
 
 /** A VM's replication as its role keeps it (`hvlab replica enable`): whoever runs the VM replicates it. */
-export const replicationSettingSchema = z.strictObject({
-  /** The replica server. */
-  to: field.name(),
-  frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
-  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
-  compress: z.boolean(),
-  /** How the initial copy reaches the replica; absent: over the network. */
-  initial: z.enum(INITIAL_REPLICATION_MODES).optional(),
-  /** `export`: the folder (the offline media) the host running the VM exports its disk to. */
-  export_dir: absolutePath().optional(),
-  /** The initial replication begins at this wall-clock time, not at once (a quiet hour). */
-  start_at_ms: field.time_ms().optional(),
-  /** Replication's own bandwidth cap, Mbit/s on average (agent/replica/send-pacer.ts); absent: none. */
-  max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
-  /**
-   * Reverse replication: after a planned failover the VM runs on its replica server `to`,
-   * which replicates its changes back to this cluster host, into the VM's own disk on the
-   * cluster's storage. The cluster does not start the VM until it fails back.
-   */
-  reversed_to: field.name().optional(),
-})
+export const replicationSettingSchema = z
+  .strictObject({
+    /** The replica server. */
+    to: field.name(),
+    frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
+    recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+    compress: z.boolean(),
+    /** How the initial copy reaches the replica; absent: over the network. */
+    initial: z.enum(INITIAL_REPLICATION_MODES).optional(),
+    /** `export`: the folder (the offline media) the host running the VM exports its disk to. */
+    export_dir: absolutePath().optional(),
+    /** The initial replication begins at this wall-clock time, not at once (a quiet hour). */
+    start_at_ms: field.time_ms().optional(),
+    /** Replication's own bandwidth cap, Mbit/s on average (agent/replica/send-pacer.ts); absent: none. */
+    max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
+    /**
+     * Reverse replication: after a planned failover the VM runs on its replica server `to`,
+     * which replicates its changes back to this cluster host, into the VM's own disk on the
+     * cluster's storage. The cluster does not start the VM until it fails back.
+     */
+    reversed_to: field.name().optional(),
+    /** Every this many hours (scaled like the points) a recovery point is application-consistent; absent: all crash-consistent. */
+    app_consistent_every_h: z.number().int().min(APP_CONSISTENT_EVERY_H_MIN).max(APP_CONSISTENT_EVERY_H_MAX).optional(),
+  })
+  .refine(
+    (s) => s.app_consistent_every_h === undefined || s.app_consistent_every_h <= s.recovery_points,
+    'app_consistent_every_h needs at least that many recovery_points (the history it refers to)',
+  )
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 
 /** Reverse replication as the replica server running a failed-over VM keeps it: back to the cluster host `to`. */
@@ -257,7 +269,7 @@ const replicaSideStatus = () =>
     /** A test failover's copy (VM-test) runs on this server now, isolated. */
     test_vm_running: z.boolean(),
     recovery_points: field.list(
-      z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), app_consistent: z.boolean() }),
+      z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), kind: z.enum(RECOVERY_POINT_KINDS) }),
       RECOVERY_POINTS_MAX,
     ),
     disk_bytes: field.uint(),
@@ -272,6 +284,8 @@ const primarySideStatus = () =>
     pending_bytes: field.uint(),
     in_flight: field.uint().nullable(),
     resyncing: z.boolean(),
+    /** With `--app-consistent-every-h`: the cycles that closed crash-consistent because the guest did not quiesce in time. */
+    quiesce_timeouts: field.uint().optional(),
     cycles_applied: field.uint(),
     last_cycle_bytes: field.uint().nullable(),
     last_error: field.text(300).nullable(),

@@ -21,6 +21,10 @@ export const replicaEvents = defineEvents({
   'replica.exported': { ...vm, file: detail.text(), blocks: detail.uint() },
   /** The replica server imported an export as the replica's initial copy (the primary then sends only differences). */
   'replica.imported': { ...vm, blocks: detail.uint() },
+  /** The guest quiesced (a VSS snapshot) and the cycle's log closed then: the replica takes an application-consistent point of it. */
+  'replica.guest-quiesced': { ...vm, cycle: detail.uint(), waited_ms: detail.uint() },
+  /** The guest did not quiesce in time: the cycle closed crash-consistent instead, and the guest resumed. */
+  'replica.quiesce-timeout': { ...vm, cycle: detail.uint(), waited_ms: detail.uint() },
   /** Normal, Warning or Critical. */
   'replica.health': { ...vm, health: detail.word() },
 })

@@ -32,7 +32,7 @@ t.test('returning to any kept point gives back the disk as it was then', async (
   for (let cycle = 1; cycle <= 12; cycle++) {
     for (let i = 0; i < 10; i++) r.write(Math.floor(rand() * BLOCKS), new Uint8Array(BS).fill(Math.floor(rand() * 256)))
     if (cycle % 2 === 0) {
-      points.take({ cycle, at_ms: cycle * 1000, app_consistent: cycle % 4 === 0 })
+      points.take({ cycle, at_ms: cycle * 1000, kind: cycle % 4 === 0 ? 'application' : 'crash' })
       seen.set(cycle, r.snapshot())
     }
   }
@@ -42,8 +42,8 @@ t.test('returning to any kept point gives back the disk as it was then', async (
     'five kept: the oldest merged away',
   )
   t.same(
-    points.list().map((p) => p.app_consistent),
-    [true, false, true, false, true],
+    points.list().map((p) => p.kind),
+    ['application', 'crash', 'application', 'crash', 'application'],
   )
   for (const p of points.list()) {
     const back = r.snapshot()
@@ -53,7 +53,7 @@ t.test('returning to any kept point gives back the disk as it was then', async (
   t.equal(points.atOrBefore(9_500)?.cycle, 8)
   t.equal(points.atOrBefore(100), undefined)
   t.throws(() => points.revertTo(2), /no recovery point at cycle 2; the replica has 4, 6, 8, 10, 12/)
-  t.throws(() => points.take({ cycle: 12, at_ms: 0, app_consistent: false }), /not after the last one/)
+  t.throws(() => points.take({ cycle: 12, at_ms: 0, kind: 'crash' }), /not after the last one/)
   points.clear()
   t.same(points.list(), [], 'cleared by a resync')
 })
@@ -63,23 +63,23 @@ t.test(
   async (t) => {
     const points = new RecoveryPoints(2)
     t.equal(points.beforeWrite(1, Uint8Array.of(1, 1, 1, 1)), null, 'no point yet: nothing kept')
-    t.same(points.take({ cycle: 1, at_ms: 1000, app_consistent: false }), [])
+    t.same(points.take({ cycle: 1, at_ms: 1000, kind: 'crash' }), [])
     t.same(points.beforeWrite(1, Uint8Array.of(2, 2, 2, 2)), { cycle: 1, block: 1, data: Uint8Array.of(2, 2, 2, 2) })
     t.equal(points.beforeWrite(1, Uint8Array.of(3, 3, 3, 3)), null, 'once a point: a later overwrite keeps nothing')
-    t.same(points.take({ cycle: 2, at_ms: 2000, app_consistent: false }), [])
-    t.same(points.take({ cycle: 3, at_ms: 3000, app_consistent: false }), [1], 'the oldest merged away')
+    t.same(points.take({ cycle: 2, at_ms: 2000, kind: 'crash' }), [])
+    t.same(points.take({ cycle: 3, at_ms: 3000, kind: 'crash' }), [1], 'the oldest merged away')
     const restored = new RecoveryPoints(2)
     t.same(
       restored.restore([
-        { cycle: 1, at_ms: 1000, app_consistent: false, undo: new Map([[1, Uint8Array.of(2, 2, 2, 2)]]) },
-        { cycle: 2, at_ms: 2000, app_consistent: false, undo: new Map([[1, Uint8Array.of(4, 4, 4, 4)]]) },
-        { cycle: 3, at_ms: 3000, app_consistent: true, undo: new Map() },
+        { cycle: 1, at_ms: 1000, kind: 'crash', undo: new Map([[1, Uint8Array.of(2, 2, 2, 2)]]) },
+        { cycle: 2, at_ms: 2000, kind: 'crash', undo: new Map([[1, Uint8Array.of(4, 4, 4, 4)]]) },
+        { cycle: 3, at_ms: 3000, kind: 'application', undo: new Map() },
       ]),
       [1],
       'beyond the limit on restore: merged away too',
     )
     t.same(restored.revertTo(2), new Map([[1, Uint8Array.of(4, 4, 4, 4)]]))
-    t.same(new RecoveryPoints(0).take({ cycle: 1, at_ms: 0, app_consistent: false }), [], 'none kept, none merged')
+    t.same(new RecoveryPoints(0).take({ cycle: 1, at_ms: 0, kind: 'crash' }), [], 'none kept, none merged')
   },
 )
 
@@ -87,7 +87,7 @@ t.test('a block overwritten many times after a point keeps its content at the po
   const points = new RecoveryPoints(2)
   const r = replica(points)
   r.write(3, new Uint8Array(BS).fill(1))
-  points.take({ cycle: 1, at_ms: 0, app_consistent: false })
+  points.take({ cycle: 1, at_ms: 0, kind: 'crash' })
   for (let v = 2; v < 10; v++) r.write(3, new Uint8Array(BS).fill(v))
   t.same(Array.from(points.revertTo(1).get(3)!), [1, 1, 1, 1])
   t.same(new RecoveryPoints(0).list(), [], 'none kept')
