@@ -24,14 +24,18 @@ export const unreachable = (e: unknown): boolean => isTransientError(e) || Hvlab
 
 /** What `ask` of the cluster answers, or null when the cluster cannot be reached (its hosts are down or cut off: a disaster). */
 export async function ifClusterReachable<T>(client: ControlClient, ask: () => Promise<T>): Promise<T | null> {
-  const lab = await client.get<LabStatus>('/v1/status')
-  if (!lab.processes.some((p) => p.role === 'host' && p.state === 'up')) return null // every cluster host is down
+  if (!(await anyHostUp(client))) return null // every cluster host is down
   try {
     return await ask()
   } catch (e) {
-    if (unreachable(e)) return null // the hosts went down meanwhile
+    if (unreachable(e) || !(await anyHostUp(client))) return null // the hosts went down meanwhile
     throw e
   }
+}
+
+async function anyHostUp(client: ControlClient): Promise<boolean> {
+  const lab = await client.get<LabStatus>('/v1/status')
+  return lab.processes.some((p) => p.role === 'host' && p.state === 'up')
 }
 
 /** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */

@@ -247,6 +247,24 @@ t.test(
     t.equal((await lab.cli('replica', 'test-failover', 'web1', '--stop')).code, 0)
     t.match((await status(lab)).replica, { test_vm_running: false })
 
+    // a live migration and back: replication follows web1 (the role keeps it); each new host resyncs by block hashes, so only what differs travels
+    for (const to of ['host-a2', 'host-a1']) {
+      const beforeMove = (await lab.events()).at(-1)!.seq
+      const moved = await lab.cli('vm', 'migrate', 'web1', '--to', to, '--timeout-s', '60')
+      t.equal(moved.code, 0, moved.code === 0 ? `live migration to ${to}` : moved.stderr)
+      const there = (e: LabEvent) => resynced(e) && e.source === to
+      const r = (await lab.eventsAfter(beforeMove, (evs) => evs.some(there), 60_000)).find(there)!
+      t.ok(
+        (r.details.blocks_sent as number) < DISK_BLOCKS / 4,
+        `replication followed web1 to ${to}, resyncing ${String(r.details.blocks_sent)} blocks`,
+      )
+    }
+    const movedBack = await lab.waitFor('a cycle applied from host-a1 again', async () => {
+      const s = await status(lab)
+      return s.primary_host === 'host-a1' && (s.primary?.cycles_applied ?? 0) >= 1 && s.primary?.resyncing === false ? s : undefined
+    })
+    t.match(movedBack.primary, { health: 'Normal', last_error: null }, 'and goes on there')
+
     // the writes stop: once the last cycle is applied the replica is the primary's disk
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
     const level = await caughtUp(lab)
