@@ -172,6 +172,12 @@ const hyperVHost = z.strictObject({
  */
 const standaloneHost = hyperVHost.extend({
   recovery_point_every_ms: z.number().int().min(1000).max(3_600_000).optional(),
+  /**
+   * The organisation that runs this host, when it is not the lab's own (`lab`): a hosting
+   * provider's DR host. Its links with the lab's processes run over mutual TLS with
+   * certificates of the lab's CA (shared/pki/), never on the lab's secret.
+   */
+  organisation: field.name().optional(),
 })
 
 const topologySchema = z.strictObject({
@@ -221,7 +227,12 @@ export interface ProcessSpec {
   name: string
   role: Role
   site: string
+  /** Who runs the process: LAB_ORGANISATION, or a standalone host's own `organisation`. */
+  organisation: string
 }
+
+/** The lab's own organisation: every process but a standalone host given another one. */
+export const LAB_ORGANISATION = 'lab'
 
 /**
  * Validates a parsed topology; `source` names the file in error messages, which list every problem found:
@@ -260,10 +271,15 @@ export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
  */
 export function processesOf(t: Topology): ProcessSpec[] {
   return [
-    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site })),
-    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site }] : []),
-    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site })),
-    ...t.standalone_hosts.map((h) => ({ name: h.name, role: 'standalone' as const, site: h.site })),
+    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site, organisation: LAB_ORGANISATION })),
+    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site, organisation: LAB_ORGANISATION }] : []),
+    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site, organisation: LAB_ORGANISATION })),
+    ...t.standalone_hosts.map((h) => ({
+      name: h.name,
+      role: 'standalone' as const,
+      site: h.site,
+      organisation: h.organisation ?? LAB_ORGANISATION,
+    })),
   ]
 }
 
@@ -293,6 +309,11 @@ const TALKS_TO: Readonly<Record<Role, readonly Role[]>> = {
 }
 
 const talks = (a: Role, b: Role): boolean => TALKS_TO[a].includes(b)
+
+/** Every organisation with a process in the lab, the lab's own first. */
+export function organisationsOf(t: Topology): string[] {
+  return [...new Set([LAB_ORGANISATION, ...processesOf(t).map((p) => p.organisation)])]
+}
 
 /** The processes `name` keeps a connection to. */
 export function peersOf(t: Topology, name: string): ProcessSpec[] {
