@@ -321,5 +321,16 @@ export function peersOf(t: Topology, name: string): ProcessSpec[] {
   return processesOf(t).filter((p) => p.name !== name && talks(self.role, p.role))
 }
 
+/** The peers of `name` that another organisation runs than its own: the links over mutual TLS. */
+export function foreignPeersOf(t: Topology, name: string): ProcessSpec[] {
+  const self = processSpec(t, name)
+  return peersOf(t, name).filter((p) => p.organisation !== self.organisation)
+}
+
+/** The processes with a peer of another organisation: those that need a certificate. */
+export function processesWithForeignPeers(t: Topology): ProcessSpec[] {
+  return processesOf(t).filter((p) => foreignPeersOf(t, p.name).length > 0)
+}
+
 /** Of two peers, the one whose name sorts first dials the other: one connection per pair. */
 export const dials = (self: string, peer: string): boolean => self < peer
