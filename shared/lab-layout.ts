@@ -4,7 +4,7 @@
  */
 import { readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { LAB_ORGANISATION } from './topology.js'
+import { LAB_ORGANISATION } from './organisation.js'
 
 export const DEFAULT_LAB_DIR = '.hvlab'
 

@@ -14,6 +14,7 @@ import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { issueText, problemsMessage } from './topology-issues.js'
+import { LAB_ORGANISATION } from './organisation.js'
 import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, STANDALONE_HOSTS_MAX, topologyProblems } from './topology-rules.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
@@ -230,9 +231,6 @@ export interface ProcessSpec {
   /** Who runs the process: LAB_ORGANISATION, or a standalone host's own `organisation`. */
   organisation: string
 }
-
-/** The lab's own organisation: every process but a standalone host given another one. */
-export const LAB_ORGANISATION = 'lab'
 
 /**
  * Validates a parsed topology; `source` names the file in error messages, which list every problem found:

@@ -19,7 +19,6 @@ import { validateMessage, type Message } from '../../shared/protocol/messages.js
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
 import {
-  LAB_ORGANISATION,
   loadTopology,
   organisationsOf,
   peersOf,
@@ -29,6 +28,7 @@ import {
   type Topology,
 } from '../../shared/topology.js'
 import { prepareLabPki } from '../../shared/pki/lab-pki.js'
+import { LAB_ORGANISATION } from '../../shared/organisation.js'
 import { bundlePath, type BundleName } from '../build/build.mjs'
 import type { Endpoint } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'

@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { HvlabError, describeError } from '../errors.js'
 import type { LabLayout } from '../lab-layout.js'
-import { LAB_ORGANISATION } from '../topology.js'
+import { LAB_ORGANISATION } from '../organisation.js'
 import { issueAuthority, issueCertificate, type CertificateSubject, type IssuedPem, type Validity } from './certificate-issuer.js'
 
 const DAY_MS = 86_400_000

@@ -104,3 +104,12 @@ t.test('a server certificate the client must refuse: HVLAB_E_CERT, and the serve
     tt.match(refusals()[0], /^HVLAB_E_CERT TLS handshake failed/)
   }
 })
+
+t.test('closing the server ends its TLS links', async (tt) => {
+  const { server } = await replicaServer(tt)
+  const c = await dial(tt, server.port, certs.client)
+  const closed = new Promise<void>((resolve) => c.once('close', () => resolve()))
+  await server.close()
+  await closed
+  tt.notOk(c.isOpen, 'the dialler sees its link closed')
+})
