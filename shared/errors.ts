@@ -47,6 +47,11 @@ export const ERROR_DETAILS = {
   HVLAB_E_REPLICA_NOT_ALLOWED: 'HVLAB_E_REFUSED',
   /** A churn measurement (`hvlab replica size`) ended early: its VM stopped, or left the host measuring it (moved or failed over). */
   HVLAB_E_SIZING_INTERRUPTED: 'HVLAB_E_STATE',
+  /**
+   * A link between organisations refused for its certificate (shared/pki/): not issued by
+   * this lab's CA, expired, or for another name or organisation than the peer claims.
+   */
+  HVLAB_E_CERT: 'HVLAB_E_AUTH',
 } as const satisfies Readonly<Record<string, HvlabErrorCode>>
 export type HvlabErrorDetail = keyof typeof ERROR_DETAILS
 /** Any code an error may be raised with and the wire may carry: a family or a finer code. */

@@ -1,9 +1,10 @@
 /**
- * Where a lab keeps its state inside its data dir (default `./.hvlab`): the secret,
- * the control endpoint, each process's log and data, the timeline.
+ * Where a lab keeps its state inside its data dir (default `./.hvlab`): the secret, its
+ * certificate authority, the control endpoint, each process's log and data, the timeline.
  */
 import { readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { LAB_ORGANISATION } from './organisation.js'
 
 export const DEFAULT_LAB_DIR = '.hvlab'
 
@@ -59,10 +60,27 @@ function logFilesIn(logs: string): string[] {
 export function labLayout(dir: string) {
   const root = resolve(dir)
   const logs = join(root, 'logs')
+  const secret = join(root, 'secret')
+  const pki = join(root, 'pki')
   return {
     root,
-    /** The lab's shared secret, mode 0600. */
-    secret: join(root, 'secret'),
+    /** The lab's shared secret, mode 0600: the proof of its own organisation's processes, and the CLI's token. */
+    secret,
+    /**
+     * The secret of the processes of `organisation` (mode 0600): the lab's own is `secret`,
+     * another organisation's is `pki/<organisation>.secret`, which the lab's own processes never read.
+     */
+    secretOf: (organisation: string) => (organisation === LAB_ORGANISATION ? secret : join(pki, `${organisation}.secret`)),
+    /**
+     * The lab's certificate authority and the certificates it issues, made at each `hvlab up`
+     * (shared/pki/lab-pki.ts): `ca.crt`, `ca.key`, and `<process>.crt`, `<process>.key` in
+     * `processes/`; every key mode 0600.
+     */
+    pki,
+    caCert: join(pki, 'ca.crt'),
+    caKey: join(pki, 'ca.key'),
+    processCert: (name: string) => join(pki, 'processes', `${name}.crt`),
+    processKey: (name: string) => join(pki, 'processes', `${name}.key`),
     /** Where the running controller listens: { pid, httpPort, peerPort }. */
     control: join(root, 'control.json'),
     /** The topology the lab was started with (a copy). */

@@ -16,11 +16,12 @@ import type { Message, MessageOf, MessageType } from './protocol/messages.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
 import type { DetailsOf, EventKind } from './timeline/events.js'
-import { dials, loadTopology, peersOf, processSpec, type Topology } from './topology.js'
+import { dials, foreignPeersOf, loadTopology, peersOf, processSpec, type ProcessSpec, type Topology } from './topology.js'
+import { readTlsIdentity, type TlsIdentity } from './pki/lab-pki.js'
 import type { PeerConnection } from './transport/peer-connection.js'
 import { PeerLink } from './transport/peer-link.js'
 import { PeerMesh } from './transport/peer-mesh.js'
-import { PeerServer } from './transport/peer-server.js'
+import { PeerServer, type PeerServerTls } from './transport/peer-server.js'
 import { setRefusalLogRate } from './transport/refusal-log.js'
 import { connectionLimitsOf, listenerLimitsOf } from './transport/topology-limits.js'
 import { leaseTimings } from './consensus/lease-timings.js'
@@ -67,6 +68,8 @@ export class LabProcess {
   /** Events and VM locations for the controller, numbered and kept to send again after a reconnect (notice-outbox.ts). */
   private readonly notices = new NoticeOutbox<ControllerNotice>(RECENT_NOTICES_MAX)
   private registered = false
+  /** For the peer server: the peers of other organisations that dial this process (over TLS). */
+  private serverTls: PeerServerTls | undefined
 
   private constructor(
     readonly name: string,
@@ -90,7 +93,8 @@ export class LabProcess {
     if (spec.role !== args.role)
       throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
     const layout = labLayout(args.dir)
-    const secret = readFileSync(layout.secret, 'utf8').trim()
+    const secret = readFileSync(layout.secretOf(spec.organisation), 'utf8').trim()
+    const tls = tlsOf(topology, spec, layout)
     const log = await createFileLogger({
       name: args.name,
       file: layout.processLog(args.name),
@@ -102,8 +106,9 @@ export class LabProcess {
     const clock = new SkewedClock(new RealClock())
     const tick_offset_ms = tickPhaseOf(spec.name) * leaseTimings(topology).tick_ms
     const mesh = new PeerMesh({
-      self: { name: spec.name, role: spec.role },
+      self: { name: spec.name, role: spec.role, organisation: spec.organisation },
       secret,
+      tls: tls?.identity,
       peers: peersOf(topology, spec.name),
       dials,
       log,
@@ -112,6 +117,7 @@ export class LabProcess {
       clock,
     })
     const p = new LabProcess(spec.name, spec.role, spec.site, topology, layout, secret, log, metrics, mesh, clock, tick_offset_ms)
+    p.serverTls = tls?.server
     // The shell's own listeners go first: a peer's handlers are attached, and its
     // connection on the timeline, before role code hears of it.
     p.mesh.on('peer-up', (c: PeerConnection) => {
@@ -212,6 +218,7 @@ export class LabProcess {
       name: this.name,
       role: this.role,
       secret: this.secret,
+      tls: this.serverTls,
       log: this.log,
       metrics: this.metrics,
       ...listenerLimitsOf(this.topology.limits, this.tick_offset_ms),
@@ -293,6 +300,22 @@ export class LabProcess {
   private reportPeers(): void {
     this.controllerLink?.current?.send({ t: 'peers-report', connected: this.mesh.connectedPeers() }).catch(() => {})
   }
+}
+
+/**
+ * A process with peers of other organisations reads its certificate (it dials them over
+ * TLS), and serves TLS when one of them dials it; one without reads none.
+ */
+function tlsOf(topology: Topology, spec: ProcessSpec, layout: LabLayout): { identity: TlsIdentity; server?: PeerServerTls } | undefined {
+  const others = foreignPeersOf(topology, spec.name)
+  if (others.length === 0) return undefined
+  const identity = readTlsIdentity(layout, spec.name)
+  const organisations = new Map(peersOf(topology, spec.name).map((p) => [p.name, p.organisation]))
+  const dialsUs = others.some((p) => dials(p.name, spec.name))
+  const server = dialsUs
+    ? { identity, organisation: spec.organisation, organisationOf: (name: string) => organisations.get(name) }
+    : undefined
+  return { identity, server }
 }
 
 /** One-way messages a process sends the controller, queued alike while it is unreachable. */

@@ -14,6 +14,7 @@ import { CLUSTER_NODES_MAX } from './protocol/cluster-messages.js'
 import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { issueText, problemsMessage } from './topology-issues.js'
+import { LAB_ORGANISATION } from './organisation.js'
 import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, STANDALONE_HOSTS_MAX, topologyProblems } from './topology-rules.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
@@ -172,6 +173,12 @@ const hyperVHost = z.strictObject({
  */
 const standaloneHost = hyperVHost.extend({
   recovery_point_every_ms: z.number().int().min(1000).max(3_600_000).optional(),
+  /**
+   * The organisation that runs this host, when it is not the lab's own (`lab`): a hosting
+   * provider's DR host. Its links with the lab's processes run over mutual TLS with
+   * certificates of the lab's CA (shared/pki/), never on the lab's secret.
+   */
+  organisation: field.name().optional(),
 })
 
 const topologySchema = z.strictObject({
@@ -221,6 +228,8 @@ export interface ProcessSpec {
   name: string
   role: Role
   site: string
+  /** Who runs the process: LAB_ORGANISATION, or a standalone host's own `organisation`. */
+  organisation: string
 }
 
 /**
@@ -260,10 +269,15 @@ export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
  */
 export function processesOf(t: Topology): ProcessSpec[] {
   return [
-    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site })),
-    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site }] : []),
-    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site })),
-    ...t.standalone_hosts.map((h) => ({ name: h.name, role: 'standalone' as const, site: h.site })),
+    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site, organisation: LAB_ORGANISATION })),
+    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site, organisation: LAB_ORGANISATION }] : []),
+    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site, organisation: LAB_ORGANISATION })),
+    ...t.standalone_hosts.map((h) => ({
+      name: h.name,
+      role: 'standalone' as const,
+      site: h.site,
+      organisation: h.organisation ?? LAB_ORGANISATION,
+    })),
   ]
 }
 
@@ -294,10 +308,26 @@ const TALKS_TO: Readonly<Record<Role, readonly Role[]>> = {
 
 const talks = (a: Role, b: Role): boolean => TALKS_TO[a].includes(b)
 
+/** Every organisation with a process in the lab, the lab's own first. */
+export function organisationsOf(t: Topology): string[] {
+  return [...new Set([LAB_ORGANISATION, ...processesOf(t).map((p) => p.organisation)])]
+}
+
 /** The processes `name` keeps a connection to. */
 export function peersOf(t: Topology, name: string): ProcessSpec[] {
   const self = processSpec(t, name)
   return processesOf(t).filter((p) => p.name !== name && talks(self.role, p.role))
+}
+
+/** The peers of `name` that another organisation runs than its own: the links over mutual TLS. */
+export function foreignPeersOf(t: Topology, name: string): ProcessSpec[] {
+  const self = processSpec(t, name)
+  return peersOf(t, name).filter((p) => p.organisation !== self.organisation)
+}
+
+/** The processes with a peer of another organisation: those that need a certificate. */
+export function processesWithForeignPeers(t: Topology): ProcessSpec[] {
+  return processesOf(t).filter((p) => foreignPeersOf(t, p.name).length > 0)
 }
 
 /** Of two peers, the one whose name sorts first dials the other: one connection per pair. */

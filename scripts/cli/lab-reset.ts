@@ -1,7 +1,7 @@
 /**
  * `hvlab reset`: stops the lab of a data dir if it runs and deletes what the lab put
  * there — its processes' data (VM roles, cluster database, the arrays' volumes), the
- * timeline, the logs, its secret, topology copy, control file and validation report — after
+ * timeline, the logs, its secret and certificates, topology copy, control file and validation report — after
  * the person at the terminal confirms (or --yes). It deletes only the entries a lab makes
  * (shared/lab-layout.ts), only in a dir that is a lab's data dir, leaves anything else
  * and says what it removed and what it left.
@@ -40,7 +40,9 @@ export interface LabEntries {
 /** The entries of `layout.root` that are the lab's; throws HVLAB_E_STATE when the dir is not a lab's data dir. */
 export function labEntries(layout: LabLayout): LabEntries {
   const names = readdirSync(layout.root)
-  const fixed = [layout.secret, layout.control, layout.topology, layout.logs, layout.data, layout.validationReport].map((p) => basename(p))
+  const fixed = [layout.secret, layout.pki, layout.control, layout.topology, layout.logs, layout.data, layout.validationReport].map((p) =>
+    basename(p),
+  )
   const events = rotatedPaths(layout.events).map((p) => basename(p))
   const isOurs = (n: string): boolean => fixed.includes(n) || events.includes(n)
   if (!names.includes(basename(layout.secret)) || !names.some((n) => n !== basename(layout.secret) && isOurs(n)))

@@ -18,7 +18,17 @@ import { createFileLogger, type Logger } from '../../shared/log.js'
 import { validateMessage, type Message } from '../../shared/protocol/messages.js'
 import type { ClusterStatus } from '../../shared/protocol/cluster-messages.js'
 import type { Role } from '../../shared/protocol/runtime-messages.js'
-import { loadTopology, peersOf, processesOf, type ProcessSpec, type Topology } from '../../shared/topology.js'
+import {
+  loadTopology,
+  organisationsOf,
+  peersOf,
+  processesOf,
+  processesWithForeignPeers,
+  type ProcessSpec,
+  type Topology,
+} from '../../shared/topology.js'
+import { prepareLabPki } from '../../shared/pki/lab-pki.js'
+import { LAB_ORGANISATION } from '../../shared/organisation.js'
 import { bundlePath, type BundleName } from '../build/build.mjs'
 import type { Endpoint } from '../../shared/transport/peer-client.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
@@ -189,6 +199,8 @@ export class LabController {
     readonly secret: string,
     readonly log: Logger,
     timeline: Timeline,
+    /** Each organisation's secret (the lab's own is `secret`): a process proves its organisation's. */
+    private readonly organisationSecrets: ReadonlyMap<string, string>,
   ) {
     this.timeline = timeline
     this.links = new LinkTable(topologyNetwork(topology))
@@ -226,7 +238,7 @@ export class LabController {
     }
   }
 
-  /** Prepares the data dir (secret, topology copy) and listens; spawns nothing yet. */
+  /** Prepares the data dir (secrets, certificates, topology copy) and listens; spawns nothing yet. */
   static async create(options: LabControllerOptions): Promise<LabController> {
     const layout = labLayout(options.dir)
     const topology = loadTopology(options.topologyFile)
@@ -239,7 +251,11 @@ export class LabController {
       )
     if (options.topologyFile) copyFileSync(options.topologyFile, layout.topology)
     else writeFileSync(layout.topology, JSON.stringify(topology, null, 2))
-    const secret = ensureSecret(layout)
+    // Certificates only where a link runs between organisations: a lab of one issues none.
+    const needCertificates = processesWithForeignPeers(topology)
+    if (needCertificates.length > 0) await prepareLabPki(layout, needCertificates)
+    const secrets = new Map(organisationsOf(topology).map((o) => [o, ensureSecret(layout.secretOf(o))]))
+    const secret = secrets.get(LAB_ORGANISATION)!
     const log =
       options.log ??
       (await createFileLogger({
@@ -251,7 +267,7 @@ export class LabController {
     const timeline = await Timeline.open(layout.events, timelineLimits(topology.limits), (e) =>
       log.error({ err: describeError(e) }, 'cannot write the timeline file'),
     )
-    const controller = new LabController(topology, layout, secret, log, timeline)
+    const controller = new LabController(topology, layout, secret, log, timeline, secrets)
     await controller.listen()
     return controller
   }
@@ -568,7 +584,10 @@ export class LabController {
     this.server = await PeerServer.listen({
       name: 'controller',
       role: 'controller',
-      secret: this.secret,
+      secret: (name) => {
+        const organisation = this.records.get(name)?.spec.organisation
+        return organisation === undefined ? undefined : this.organisationSecrets.get(organisation)
+      },
       log: this.log,
       ...listenerLimitsOf(this.topology.limits),
       // Only the topology's processes, each in its own role (HVLAB_E_AUTH otherwise).
@@ -773,16 +792,17 @@ export class LabController {
   }
 }
 
-function ensureSecret(layout: LabLayout): string {
-  if (existsSync(layout.secret)) {
-    const s = readFileSync(layout.secret, 'utf8').trim()
+/** The secret in `file` (mode 0600), a new one when it has none that is whole. */
+function ensureSecret(file: string): string {
+  if (existsSync(file)) {
+    const s = readFileSync(file, 'utf8').trim()
     if (/^[0-9a-f]{64}$/.test(s)) {
-      chmodSync(layout.secret, 0o600)
+      chmodSync(file, 0o600)
       return s
     }
   }
   const secret = randomBytes(32).toString('hex')
-  writeFileSync(layout.secret, secret + '\n', { mode: 0o600 })
-  chmodSync(layout.secret, 0o600)
+  writeFileSync(file, secret + '\n', { mode: 0o600 })
+  chmodSync(file, 0o600)
   return secret
 }

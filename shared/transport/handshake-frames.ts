@@ -28,7 +28,8 @@ export function expectMessage<T extends MessageType>(data: unknown, isBinary: bo
   if (envelope.k !== 'msg') throw new HvlabError('HVLAB_E_PROTOCOL', `expected ${t} during the handshake, got a ${envelope.k} envelope`)
   const m = envelope.m
   if (m.t === 'goodbye' && t !== 'goodbye') {
-    throw new HvlabError(m.code === 'HVLAB_E_AUTH' ? 'HVLAB_E_AUTH' : 'HVLAB_E_REFUSED', `refused by peer: ${m.reason}`)
+    const code = m.code === 'HVLAB_E_AUTH' || m.code === 'HVLAB_E_CERT' ? m.code : 'HVLAB_E_REFUSED'
+    throw new HvlabError(code, `refused by peer: ${m.reason}`)
   }
   if (m.t !== t) throw new HvlabError('HVLAB_E_PROTOCOL', `expected ${t} during the handshake, got ${m.t}`)
   return m as MessageOf<T>

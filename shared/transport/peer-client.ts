@@ -4,8 +4,11 @@
  * PeerConnection whose frames are authenticated with keys derived from this handshake. It
  * is held: the caller attaches its handlers, then calls `start()` to have frames delivered.
  * Until the server's proof is verified, what it may send is bounded (`preauth_bytes_max`).
+ * A peer of another organisation is dialled over mutual TLS (tls-link.ts): the proofs are
+ * then made with the TLS session's secret, not the lab's.
  */
 import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import WebSocket from 'ws'
 import type { Clock } from '../clock.js'
 import { HvlabError, describeError } from '../errors.js'
@@ -20,6 +23,8 @@ import { computeProof, verifyProof } from './handshake.js'
 import { HANDSHAKE_TIMEOUT_MS, expectMessage, sendRaw } from './handshake-frames.js'
 import { DEFAULT_LIMITS, PeerConnection, type TransportLimits } from './peer-connection.js'
 import { watchPreauthBytes } from './preauth-gate.js'
+import type { TlsIdentity } from '../pki/lab-pki.js'
+import { CERT_ADVICE, clientTlsOptions, sessionSecret, verifyErrorText, type ExpectedPeer } from './tls-link.js'
 
 export interface Endpoint {
   host: string
@@ -31,7 +36,10 @@ export interface ConnectOptions {
   /** Who we are, as the peer will see us. */
   name: string
   role: PartyRole
+  /** What we prove on a plain link: our organisation's secret (not used over TLS). */
   secret: string
+  /** Dial over mutual TLS with `identity`, and accept only a server whose certificate is `peer`'s (who must be `expectName` too). */
+  tls?: { identity: TlsIdentity; peer: ExpectedPeer }
   /** Refuse the connection unless the server says it is this process. */
   expectName?: string
   /** Refuse the connection unless the server's (proved) role is this one. */
@@ -53,7 +61,9 @@ export function connectPeer(options: ConnectOptions): Promise<PeerConnection> {
 
 function openSocket(options: ConnectOptions): WebSocket {
   const { host, port } = options.endpoint
-  return new WebSocket(`ws://${host}:${port}/`, {
+  const tls = options.tls && clientTlsOptions(options.tls.identity, options.tls.peer)
+  return new WebSocket(`${tls ? 'wss' : 'ws'}://${host}:${port}/`, {
+    ...tls,
     maxPayload: FRAME_BYTES_MAX,
     perMessageDeflate: false,
     handshakeTimeout: options.handshake_timeout_ms ?? HANDSHAKE_TIMEOUT_MS,
@@ -74,6 +84,8 @@ class ClientHandshake {
   private stopCounting = (): void => undefined
   private timer: NodeJS.Timeout | undefined
   private readonly where: string
+  /** What the proofs and frame keys are made with: our secret, or over TLS the session's. */
+  private secret: string
 
   constructor(
     private readonly ws: WebSocket,
@@ -82,6 +94,7 @@ class ClientHandshake {
     private readonly reject: (e: unknown) => void,
   ) {
     this.where = `${options.endpoint.host}:${options.endpoint.port}`
+    this.secret = options.secret
   }
 
   begin(): void {
@@ -101,7 +114,10 @@ class ClientHandshake {
     )
     // ws takes the socket over right after 'upgrade' (its reader, then the bytes read with
     // the response): watching starts after that, on the next tick, so ws misses no byte.
-    ws.once('upgrade', (res) => process.nextTick(() => this.watchBytes(res.socket)))
+    ws.once('upgrade', (res) => {
+      if (this.options.tls) this.secret = sessionSecret(res.socket as TLSSocket)
+      process.nextTick(() => this.watchBytes(res.socket))
+    })
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary))
   }
 
@@ -133,7 +149,7 @@ class ClientHandshake {
     const o = this.options
     checkChallenge(challenge, o)
     this.server = { name: challenge.name, role: challenge.role, nonce: challenge.nonce }
-    const proof = computeProof(o.secret, {
+    const proof = computeProof(this.secret, {
       side: 'client',
       protocolVersion: PROTOCOL_VERSION,
       theirNonce: challenge.nonce,
@@ -152,7 +168,7 @@ class ClientHandshake {
     const o = this.options
     const server = this.server
     const ok = verifyProof(
-      o.secret,
+      this.secret,
       {
         side: 'server',
         protocolVersion: PROTOCOL_VERSION,
@@ -185,7 +201,7 @@ class ClientHandshake {
       client: { name: o.name, role: o.role, nonce: this.nonce },
       server: { name: server.name, role: server.role, nonce: server.nonce },
     }
-    const frameAuth = FrameAuth.after('client', o.secret, transcript)
+    const frameAuth = FrameAuth.after('client', this.secret, transcript)
     this.resolve(
       new PeerConnection(
         this.ws,
@@ -202,9 +218,21 @@ class ClientHandshake {
     this.stopCounting()
     this.ws.removeAllListeners('message')
     this.ws.terminate()
-    this.reject(
-      e instanceof HvlabError ? e : new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${this.where}: ${describeError(e)}`, { cause: e }),
-    )
+    this.reject(e instanceof HvlabError ? e : this.connectError(e))
+  }
+
+  /** A socket's error as ours: a refused TLS certificate of the server is HVLAB_E_CERT, anything else HVLAB_E_CLOSED. */
+  private connectError(e: unknown): HvlabError {
+    const refused = this.options.tls && verifyErrorText((e as { code?: unknown }).code)
+    if (refused)
+      return new HvlabError(
+        'HVLAB_E_CERT',
+        `the certificate of ${this.options.tls!.peer.name} at ${this.where} ${refused}; ${CERT_ADVICE}`,
+        {
+          cause: e,
+        },
+      )
+    return new HvlabError('HVLAB_E_CLOSED', `cannot connect to ${this.where}: ${describeError(e)}`, { cause: e })
   }
 }
 
@@ -217,8 +245,9 @@ function checkChallenge(challenge: { protocolVersion: number; name: string; role
       `${challenge.name} speaks protocol version ${challenge.protocolVersion}, we speak ${PROTOCOL_VERSION}; run the same hvlab version everywhere`,
     )
   }
-  if (options.expectName && challenge.name !== options.expectName) {
-    throw new HvlabError('HVLAB_E_AUTH', `expected ${options.expectName} at ${where}, found ${challenge.name}`)
+  const expectName = options.expectName ?? options.tls?.peer.name
+  if (expectName && challenge.name !== expectName) {
+    throw new HvlabError('HVLAB_E_AUTH', `expected ${expectName} at ${where}, found ${challenge.name}`)
   }
   if (options.expectRole && challenge.role !== options.expectRole) {
     throw new HvlabError(

@@ -5,6 +5,8 @@
  * the controller pushes (restarted processes listen on new ports), and obeys injected
  * partitions (blocked peers are cut and neither dialled nor admitted) and link faults
  * (`setLinkFaults`: shaping of what this process sends a peer, a one-way partition).
+ * A peer of another organisation is dialled over mutual TLS (tls-link.ts), every other on
+ * the lab's secret.
  *
  * Events: 'peer-up' (connection), 'peer-down' (name, reason).
  */
@@ -13,10 +15,13 @@ import type { Clock } from '../clock.js'
 import type { Logger } from '../log.js'
 import type { Metrics } from '../metrics.js'
 import type { Role } from '../protocol/runtime-messages.js'
+import { HvlabError } from '../errors.js'
+import { LAB_ORGANISATION } from '../organisation.js'
 import type { Endpoint } from './peer-client.js'
 import { LINK_SHAPE_CLEAR, type LinkShape } from './link-shaper.js'
 import type { PeerConnection, TransportLimits } from './peer-connection.js'
 import { PeerLink } from './peer-link.js'
+import type { TlsIdentity } from '../pki/lab-pki.js'
 
 /** What the lab does to the link with one peer, as this process sees it. */
 export interface LinkFault {
@@ -33,11 +38,17 @@ export interface MeshPeer {
   name: string
   role: Role
   site: string
+  /** Who runs it (topology.ts LAB_ORGANISATION when not given). */
+  organisation?: string
 }
 
 export interface PeerMeshOptions {
-  self: { name: string; role: Role }
+  /** This process; its organisation is LAB_ORGANISATION when not given. */
+  self: { name: string; role: Role; organisation?: string }
+  /** Our organisation's secret, proved on the links with its processes. */
   secret: string
+  /** This process's certificate, for the links with processes of other organisations (required when it has any). */
+  tls?: TlsIdentity
   /** The peers this process talks to, from the topology. */
   peers: MeshPeer[]
   /** Whether we dial `peer` (the other side dials us otherwise). */
@@ -110,6 +121,7 @@ export class PeerMesh extends EventEmitter {
           name: this.options.self.name,
           role: this.options.self.role,
           secret: this.options.secret,
+          tls: this.tlsTowards(expected),
           expectName: expected.name,
           expectRole: expected.role,
           log: this.log,
@@ -162,6 +174,15 @@ export class PeerMesh extends EventEmitter {
   stop(): void {
     for (const link of this.links.values()) link.stop()
     for (const c of this.connected.values()) c.terminate()
+  }
+
+  /** TLS towards a peer of another organisation, with the certificate it must show; undefined towards one of ours. */
+  private tlsTowards(peer: MeshPeer): { identity: TlsIdentity; peer: { name: string; organisation: string } } | undefined {
+    const organisation = peer.organisation ?? LAB_ORGANISATION
+    if (organisation === (this.options.self.organisation ?? LAB_ORGANISATION)) return undefined
+    if (!this.options.tls)
+      throw new HvlabError('HVLAB_E_INTERNAL', `no certificate to dial ${peer.name} of the organisation ${organisation}`)
+    return { identity: this.options.tls, peer: { name: peer.name, organisation } }
   }
 
   private mayConnect(name: string): boolean {

@@ -4,13 +4,17 @@
  * secret, another protocol version, a name or role the topology does not give it, or a
  * bad first frame is told why and closed; the server keeps serving everyone else.
  *
+ * A process that serves peers of other organisations (tls-link.ts) takes them on the same
+ * port over mutual TLS: their certificates prove who they are, the lab's secret is not used.
+ *
  * Before a peer has proved the secret it is bounded (preauth-gate.ts): connections still
  * in their handshake at once, bytes each may send, time each may take; the HTTP upgrade
  * by the lab's HTTP limits (headers size and time).
  */
 import { logRefusal } from './refusal-log.js'
 import type { IncomingMessage, ServerResponse, Server as HttpServer } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { Clock } from '../clock.js'
 import { HvlabError, describeError } from '../errors.js'
@@ -27,14 +31,31 @@ import { computeProof, verifyProof } from './handshake.js'
 import { HANDSHAKE_TIMEOUT_MS, expectMessage, goodbye, sendRaw } from './handshake-frames.js'
 import { DEFAULT_LIMITS, PeerConnection, type TransportLimits } from './peer-connection.js'
 import { PreauthGate } from './preauth-gate.js'
+import type { TlsIdentity } from '../pki/lab-pki.js'
+import { CERT_ADVICE, PeerTlsRouter, certificateName, clientCertificateProblem, identityProblem, sessionSecret } from './tls-link.js'
 
 /** A socket still unauthenticated this long after the hello timeout (which says why) is destroyed. */
 const PREAUTH_GRACE_MS = 1_000
 
+/** What a listener needs to serve peers of other organisations over mutual TLS. */
+export interface PeerServerTls {
+  identity: TlsIdentity
+  /** This process's organisation. */
+  organisation: string
+  /** The organisation the topology gives process `name` (undefined: not a process of this lab). */
+  organisationOf: (name: string) => string | undefined
+}
+
 export interface PeerServerOptions {
   name: string
   role: PartyRole
-  secret: string
+  /**
+   * What a peer on a plain link proves: the lab's secret, or, for the controller that serves
+   * every organisation's processes, the secret of the organisation of the peer named.
+   */
+  secret: string | ((peerName: string) => string | undefined)
+  /** Peers of other organisations, over mutual TLS on the same port; absent: plain links only. */
+  tls?: PeerServerTls
   host?: string
   /** 0 (the default) picks a free port. */
   port?: number
@@ -64,6 +85,9 @@ export class PeerServer {
   private readonly open = new Set<PeerConnection>()
   private readonly log: Logger
   private readonly gate: PreauthGate
+  /** What listens: the HTTP server itself, or in front of it a TCP server that routes TLS links apart. */
+  private readonly front: NetServer
+  private readonly tlsRouter: PeerTlsRouter | undefined
   private listeningPort = 0
 
   private constructor(
@@ -72,6 +96,15 @@ export class PeerServer {
     private readonly options: PeerServerOptions,
   ) {
     this.log = options.log.child({ component: 'peer-server' })
+    this.tlsRouter = options.tls
+      ? new PeerTlsRouter(options.tls.identity, http, (_socket, reason) =>
+          this.logRefusal(
+            'HVLAB_E_CERT',
+            `TLS handshake failed: ${reason} (when the peer refused this process's certificate, its log says why)`,
+          ),
+        )
+      : undefined
+    this.front = this.tlsRouter ? createNetServer() : http
     this.gate = new PreauthGate(
       {
         unauthenticated_connections_max: options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max,
@@ -84,21 +117,22 @@ export class PeerServer {
 
   static async listen(options: PeerServerOptions): Promise<PeerServer> {
     const http = createHttpServer(options.http ?? LIMITS_DEFAULT, upgradeRequired)
-    // The kernel-level backstop: every authenticated and every handshaking socket, no more.
-    http.maxConnections =
-      (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) +
-      (options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
     const wss = new WebSocketServer({ server: http, maxPayload: FRAME_BYTES_MAX, perMessageDeflate: false })
     const server = new PeerServer(http, wss, options)
-    http.on('connection', (socket: Socket) => server.onSocket(socket))
+    const front = server.front
+    // The kernel-level backstop: every authenticated and every handshaking socket, no more.
+    front.maxConnections =
+      (options.connections_max ?? LIMITS_DEFAULT.peer_connections_max) +
+      (options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max)
+    front.on('connection', (socket: Socket) => server.onSocket(socket))
     await new Promise<void>((resolve, reject) => {
-      http.once('error', reject)
-      http.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-        http.off('error', reject)
+      front.once('error', reject)
+      front.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+        front.off('error', reject)
         resolve()
       })
     })
-    server.listeningPort = (http.address() as AddressInfo).port
+    server.listeningPort = (front.address() as AddressInfo).port
     wss.on('error', (err) => options.log.error({ err: describeError(err) }, 'peer server error'))
     wss.on('connection', (ws, req: IncomingMessage) => server.authenticate(ws, req.socket))
     return server
@@ -119,7 +153,7 @@ export class PeerServer {
 
   async close(): Promise<void> {
     // Stops accepting at once; resolves once every socket is gone.
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()))
+    const closed = new Promise<void>((resolve) => this.front.close(() => resolve()))
     for (const c of this.open) c.terminate()
     for (const ws of this.wss.clients) ws.terminate()
     this.gate.destroyAll()
@@ -130,7 +164,10 @@ export class PeerServer {
 
   /** A new TCP connection: counted as unauthenticated, or refused at once beyond the cap. */
   private onSocket(socket: Socket): void {
-    if (this.gate.admit(socket)) return
+    if (this.gate.admit(socket)) {
+      this.tlsRouter?.route(socket)
+      return
+    }
     const max = this.options.unauthenticated_connections_max ?? LIMITS_DEFAULT.unauthenticated_connections_max
     this.logRefusal('HVLAB_E_BACKPRESSURE', `${max} connections are already in their handshake`)
     socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', () => socket.destroy())
@@ -162,6 +199,12 @@ export class PeerServer {
       refuse('HVLAB_E_BACKPRESSURE', `this process already serves ${this.open.size} connections`)
       return
     }
+    const tlsSocket = socket instanceof TLSSocket ? socket : undefined
+    const certificate = tlsSocket && clientCertificateProblem(tlsSocket)
+    if (certificate) {
+      refuse('HVLAB_E_CERT', `the certificate of ${certificateName(tlsSocket) ?? 'a peer'} ${certificate}; ${CERT_ADVICE}`)
+      return
+    }
     const nonce = newNonce()
     // A real timer, not the Clock: it bounds a socket that has proved nothing yet (as the
     // preauth gate's deadline does), no part of the protocol's timing.
@@ -174,17 +217,45 @@ export class PeerServer {
       clearTimeout(timer)
       try {
         const hello = expectMessage(data, isBinary, 'hello')
-        this.checkHello(hello, nonce)
-        this.accept(ws, socket, hello, nonce)
+        const secret = this.secretFor(hello.name, tlsSocket)
+        this.checkHello(hello, nonce, secret, tlsSocket)
+        this.accept(ws, socket, hello, nonce, secret)
       } catch (e) {
-        refuse(e instanceof HvlabError ? e.code : 'HVLAB_E_PROTOCOL', describeError(e))
+        refuse(e instanceof HvlabError ? e.wireCode : 'HVLAB_E_PROTOCOL', describeError(e))
       }
     })
     sendRaw(ws, { t: 'challenge', protocolVersion: PROTOCOL_VERSION, name: options.name, role: options.role, nonce })
   }
 
-  /** Throws HVLAB_E_AUTH unless the hello proves the secret for the name and role the topology gives its sender. */
-  private checkHello(hello: MessageOf<'hello'>, nonce: string): void {
+  /** What the peer named must prove: its TLS session's secret on a TLS link, else its organisation's secret. */
+  private secretFor(name: string, tlsSocket: TLSSocket | undefined): string {
+    if (tlsSocket) return sessionSecret(tlsSocket)
+    const secret = typeof this.options.secret === 'string' ? this.options.secret : this.options.secret(name)
+    if (secret === undefined) throw new HvlabError('HVLAB_E_AUTH', `${name} is not a process ${this.options.name} serves in this lab`)
+    return secret
+  }
+
+  /**
+   * Throws HVLAB_E_CERT unless a peer of another organisation came over TLS with a
+   * certificate for its own name and organisation; a peer of ours may come either way.
+   */
+  private checkOrganisation(name: string, tlsSocket: TLSSocket | undefined): void {
+    const tls = this.options.tls
+    const organisation = tls?.organisationOf(name)
+    if (!tls || organisation === undefined) return
+    if (!tlsSocket) {
+      if (organisation === tls.organisation) return
+      throw new HvlabError(
+        'HVLAB_E_CERT',
+        `${name} belongs to the organisation ${organisation}, ${this.options.name} to ${tls.organisation}: a link between organisations runs over mutual TLS with certificates of the lab's CA, not on a secret`,
+      )
+    }
+    const problem = identityProblem(tlsSocket.getPeerX509Certificate()!, { name, organisation })
+    if (problem) throw new HvlabError('HVLAB_E_CERT', `the certificate of the peer claiming to be ${name} ${problem}; ${CERT_ADVICE}`)
+  }
+
+  /** Throws HVLAB_E_AUTH unless the hello proves `secret` for the name and role the topology gives its sender. */
+  private checkHello(hello: MessageOf<'hello'>, nonce: string, secret: string, tlsSocket: TLSSocket | undefined): void {
     const o = this.options
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new HvlabError(
@@ -202,7 +273,8 @@ export class PeerServer {
       ourRole: hello.role,
       theirRole: o.role,
     }
-    if (!verifyProof(o.secret, proofInput, hello.proof)) {
+    this.checkOrganisation(hello.name, tlsSocket)
+    if (!verifyProof(secret, proofInput, hello.proof)) {
       throw new HvlabError(
         'HVLAB_E_AUTH',
         `peer ${hello.name} did not prove it holds the lab's secret; it belongs to another lab or its secret file is wrong`,
@@ -217,9 +289,9 @@ export class PeerServer {
   }
 
   /** Sends the server's proof and hands the connection over, its frames authenticated from here on. */
-  private accept(ws: WebSocket, socket: Socket, hello: MessageOf<'hello'>, nonce: string): void {
+  private accept(ws: WebSocket, socket: Socket, hello: MessageOf<'hello'>, nonce: string, secret: string): void {
     const o = this.options
-    const proof = computeProof(o.secret, {
+    const proof = computeProof(secret, {
       side: 'server',
       protocolVersion: PROTOCOL_VERSION,
       theirNonce: hello.nonce,
@@ -230,13 +302,13 @@ export class PeerServer {
       theirRole: hello.role,
     })
     sendRaw(ws, { t: 'welcome', name: o.name, proof })
-    this.gate.authenticated(socket)
+    this.gate.authenticated(this.tlsRouter?.rawOf(socket) ?? socket)
     const transcript = {
       protocolVersion: PROTOCOL_VERSION,
       client: { name: hello.name, role: hello.role, nonce: hello.nonce },
       server: { name: o.name, role: o.role, nonce },
     }
-    const frameAuth = FrameAuth.after('server', o.secret, transcript)
+    const frameAuth = FrameAuth.after('server', secret, transcript)
     const connection = new PeerConnection(
       ws,
       { name: hello.name, role: hello.role },

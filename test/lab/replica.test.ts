@@ -10,7 +10,9 @@
  * them and the VM answers its pings from the replica server; an unplanned one while the
  * primary runs is refused. A third VM's initial copy goes by media: exported by its host,
  * nothing travels until it is imported on the replica server, then only the blocks written
- * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication). Last,
+ * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication), a
+ * hosting provider's server, over mutual TLS: a dialler with a certificate of another CA, or
+ * without TLS, is refused there (HVLAB_E_CERT). Last,
  * a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
@@ -32,12 +34,18 @@ import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { ReplicaSizeView } from '../../scripts/cli/replica-size-command.js'
 import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import { silentLogger } from '../../shared/log.js'
+import { issueAuthority, issueCertificate } from '../../shared/pki/certificate-issuer.js'
+import { connectPeer } from '../../shared/transport/peer-client.js'
 
 const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-site-dr-fast.json', import.meta.url))
 const SERVER = 'replica-dr1'
 /** The third server, for extended replication. */
 const THIRD = 'replica-dr2'
 const DISK_BLOCKS = (16 * 1024 * 1024) / 4096
+
+type Tap = Pick<typeof t, 'rejects' | 'equal' | 'match'>
 
 const status = async (lab: TestLab, vm = 'web1'): Promise<ReplicaStatusView> =>
   (await lab.json<ReplicaStatusView[]>('replica', 'status', vm, '--json'))[0]!
@@ -119,6 +127,39 @@ async function sizeState(lab: TestLab): Promise<string | undefined> {
 async function diskWrites(lab: TestLab): Promise<{ completed: number; in_flight: number }> {
   const d = (await lab.vmInspect('web1')).disk!
   return { completed: d.writes_acked + d.write_errors, in_flight: d.in_flight } // a refused write wrote nothing: not churn
+}
+
+/**
+ * replica-dr2 is a hosting provider's (the fixture's `organisation`), so replica-dr1 reached it
+ * over mutual TLS above: a dialler claiming to be host-a1 with a certificate of another CA, or
+ * over a plain link with the lab's secret, is refused HVLAB_E_CERT, and replica-dr2 counts it
+ * and serves on.
+ */
+async function refusesWrongCertificates(t: Tap, lab: TestLab): Promise<void> {
+  const replica = (await lab.status()).processes.find((p) => p.name === THIRD)!
+  const layout = labLayout(lab.dir)
+  const validity = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) }
+  const stranger = await issueCertificate(
+    await issueAuthority('hvlab lab ca', 'lab', validity),
+    { name: 'host-a1', organisation: 'lab' },
+    validity,
+  )
+  const dial = { endpoint: { host: '127.0.0.1', port: replica.peerPort! }, name: 'host-a1', role: 'host' as const, log: silentLogger() }
+  const peer = { name: THIRD, organisation: 'hoster' }
+  await t.rejects(
+    connectPeer({ ...dial, secret: '', tls: { identity: { ca: readFileSync(layout.caCert, 'utf8'), ...stranger }, peer } }),
+    { detail: 'HVLAB_E_CERT', message: /refused by peer: the certificate of host-a1 was not issued by this lab's CA/ },
+    'a certificate of another CA',
+  )
+  await t.rejects(
+    connectPeer({ ...dial, secret: readFileSync(layout.secret, 'utf8').trim() }),
+    { detail: 'HVLAB_E_CERT', message: /host-a1 belongs to the organisation lab, replica-dr2 to hoster/ },
+    "the lab's secret on a plain link",
+  )
+  const metrics = await (await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`)).text()
+  const refused = /hvlab_transport_connections_refused_total\{[^}]*reason="HVLAB_E_CERT"[^}]*\} (\d+)/.exec(metrics)
+  t.equal(Number(refused?.[1]), 2, `${THIRD} counted both refusals`)
+  t.match(await status(lab, 'web3'), { extended: { primary: { health: 'Normal', last_error: null } } }, 'and replicates on')
 }
 
 const resynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'web1'
@@ -425,6 +466,7 @@ t.test(
     const third = readFileSync(join(lab.dir, 'data', THIRD, 'replica', 'vms', 'web3', 'disk.img'))
     t.equal(sha(third), d4.primary, "the third server holds web3's disk, byte for byte")
     t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+-\s+Normal/)
+    await refusesWrongCertificates(t, lab)
 
     // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
     // (web4 writes beside it, keeping 2 recovery points, for a failover to the older one below)

@@ -12,6 +12,7 @@ import {
   parseTopology,
   peersOf,
   processSpec,
+  organisationsOf,
   processesOf,
   type Topology,
 } from '../../shared/topology.js'
@@ -253,7 +254,7 @@ t.test('parseTopology names its source', async (t) => {
 
 t.test('processSpec finds a process or says which exist', async (t) => {
   const topo = loadTopology()
-  t.same(processSpec(topo, 'array-b'), { name: 'array-b', role: 'array', site: 'site-b' })
+  t.same(processSpec(topo, 'array-b'), { name: 'array-b', role: 'array', site: 'site-b', organisation: 'lab' })
   t.throws(() => processSpec(topo, 'host-z9'), { code: 'HVLAB_E_NOT_FOUND', message: /host-z9.*known: host-a1, .*array-b/ })
 })
 
@@ -448,7 +449,7 @@ t.test('topologies/two-site-dr.json: the default lab plus two standalone replica
   t.same(dr.hosts, base.hosts, 'the cluster is the default lab’s: hosts holds its members only')
   t.same(dr.standalone_hosts, [
     { name: 'replica-dr1', site: 'site-dr', memory_mib: 8192 },
-    { name: 'replica-dr2', site: 'site-dr', memory_mib: 8192 },
+    { name: 'replica-dr2', site: 'site-dr', memory_mib: 8192, organisation: 'hoster' },
   ])
   t.match(dr.sites.find((s) => s.name === 'site-dr')?.description, /disaster-recovery site.*not cluster members/)
   t.same(
@@ -456,7 +457,7 @@ t.test('topologies/two-site-dr.json: the default lab plus two standalone replica
     [...processesOf(base).map((p) => `${p.role}:${p.name}@${p.site}`), 'standalone:replica-dr1@site-dr', 'standalone:replica-dr2@site-dr'],
     'the default lab’s processes in their order, the standalone hosts last',
   )
-  t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr' })
+  t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr', organisation: 'lab' })
 })
 
 t.test('standalone hosts: optional, memory as a host’s, at most 8, names of their own', async (t) => {
@@ -495,6 +496,30 @@ t.test('recovery_point_every_ms: a standalone host’s lab acceleration of recov
   const raw = validRaw()
   const hosts = (raw.hosts as Record<string, unknown>[]).map((h, i) => (i === 0 ? { ...h, recovery_point_every_ms: 6000 } : h))
   t.throws(() => parseTopology({ ...raw, hosts }), /recovery_point_every_ms/, 'not a cluster host’s: it has no replica server')
+})
+
+t.test('organisation: a standalone host of another organisation (a hosting provider); absent, the lab’s own', async (t) => {
+  const lab = parseTopology(
+    withStandalone({ name: 'replica-dr1', site: 'site-dr' }, { name: 'replica-dr2', site: 'site-dr', organisation: 'hoster' }),
+  )
+  t.same(
+    processesOf(lab)
+      .map((p) => `${p.name}:${p.organisation}`)
+      .slice(-3),
+    ['array-b:lab', 'replica-dr1:lab', 'replica-dr2:hoster'],
+    'every other process is the lab’s',
+  )
+  t.same(organisationsOf(lab), ['lab', 'hoster'])
+  for (const bad of ['Hoster Ltd', '', 42])
+    rejects(
+      t,
+      withStandalone({ name: 'replica-dr1', site: 'site-dr', organisation: bad }),
+      ['standalone_hosts[replica-dr1].organisation'],
+      `organisation ${JSON.stringify(bad)}`,
+    )
+  const raw = validRaw()
+  const hosts = (raw.hosts as Record<string, unknown>[]).map((h, i) => (i === 0 ? { ...h, organisation: 'hoster' } : h))
+  t.throws(() => parseTopology({ ...raw, hosts }), /organisation/, 'not a cluster host’s: a cluster is one organisation’s')
 })
 
 t.test('a standalone host’s name is unique across every list, and its site declared', async (t) => {
