@@ -83,7 +83,9 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   })
   p.serveOperator('replica-status-request', (q) => {
     const r = server.status(q.vm)
-    return { ...r, primaries: [...r.primaries, ...reverse.status(q.vm)] } // the reverse replications' sending side is here
+    // The reverse replications' sending side is here, while their VM has failed over here (an ended one's last status goes with the fail-back).
+    const reversed = reverse.status(q.vm).filter((p) => server.reversed.some((v) => v.vm === p.vm))
+    return { ...r, primaries: [...r.primaries, ...reversed] }
   })
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))

@@ -63,9 +63,9 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       const to = r.replication!.to
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
       const replica = await sideOf(client, to, r.name, 'replicas')
-      const extended = await extendedOf(client, to, r.name)
-      const max_mbit = r.replication!.max_mbit ?? null
       const back = r.replication!.reversed_to
+      const extended = back === undefined ? await extendedOf(client, to, r.name) : null // failed over: the server sends back, it forwards nothing
+      const max_mbit = r.replication!.max_mbit ?? null
       const reverse =
         back === undefined
           ? null

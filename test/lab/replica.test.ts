@@ -375,6 +375,7 @@ t.test(
       return (r?.replica?.applied_cycle ?? 0) >= 2 && (r?.primary?.last_cycle_bytes ?? 0) > 0 ? r : undefined
     })
     t.match(reversed, { to: 'host-a2', primary: { to: 'host-a2', health: 'Normal' }, replica: { from: SERVER, state: 'replicating' } })
+    t.equal((await status(lab)).extended, null, 'what replica-dr1 sends back is not shown as a forwarding (extended replication)')
     const back = (await lab.eventsAfter(beforeBack, (evs) => evs.some(resynced))).find(resynced)!
     t.equal(back.source, SERVER, 'the replica server resynced the reverse replica first')
     t.ok(
