@@ -23,7 +23,6 @@ export interface VolumeDiskImageOptions {
 
 export function volumeDiskImage(o: VolumeDiskImageOptions): DiskImage {
   const { target, io, host } = o
-  let block_size_bytes = 0
   return {
     async load(g) {
       const blocks = Math.floor(target.size_bytes / g.block_size_bytes)
@@ -32,7 +31,7 @@ export function volumeDiskImage(o: VolumeDiskImageOptions): DiskImage {
           'HVLAB_E_STATE',
           `vm ${g.vm}'s volume ${target.volume} holds ${blocks} blocks of ${g.block_size_bytes} bytes; its replica has ${g.disk_blocks}: the disks differ, replicate the VM again`,
         )
-      block_size_bytes = g.block_size_bytes
+      const block_size_bytes = g.block_size_bytes
       const bytes = new Uint8Array(blocks * block_size_bytes)
       for (let block = 0; block < blocks; block += BLOCKS_PER_IO_MAX) {
         const n = Math.min(BLOCKS_PER_IO_MAX, blocks - block)
