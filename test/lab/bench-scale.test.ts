@@ -7,6 +7,9 @@
 import t from 'tap'
 import { formatScaleReport, runScaleBench } from '../../scripts/bench/scale.js'
 import { vmNames } from '../../scripts/bench/scale-vms.js'
+import { childrenWithoutCoverage } from './lab-fixture.js'
+
+childrenWithoutCoverage() // the lab and the CLI runs the benchmark starts (lab-fixture.ts labProcessEnv)
 
 t.test('VM names sort in the order they were made', async (t) => {
   t.same(vmNames(3), ['scale-vm-1', 'scale-vm-2', 'scale-vm-3'])

@@ -95,11 +95,34 @@ const CLI_TIMEOUT_MS = 120_000
 /** What `timeout` answers for a command it stopped; an in-process run that times out returns it too. */
 export const CLI_TIMED_OUT = 124
 
-/** Runs the real `hvlab` binary in a new process (with `extraEnv` added to this process's environment). */
+/**
+ * The environment of a process a lab test starts (the `hvlab` binary, and through it the lab's
+ * processes): this one's, without the test runner's loader (NODE_OPTIONS) and without V8
+ * coverage (NODE_V8_COVERAGE). Coverage is what the unit and simulation tests reach (.taprc);
+ * collecting it in every lab process as well cost CI time it does not have: the lab tests keep
+ * both cores busy, and coverage made them use more CPU (cgroup CPU time of one run each on
+ * 2026-12-07: roles.test.ts 159 s with it, 129 s without; cluster.test.ts 90 s and 83 s with,
+ * 85 s without; one lab's `up` and `down` 20 s with, 17 s without, 3 runs each).
+ */
+export function labProcessEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '' }
+  delete env.NODE_V8_COVERAGE
+  return env
+}
+
+/**
+ * For a test whose processes are started by code that takes this process's environment
+ * (the benchmarks' runners): its children run without V8 coverage, as labProcessEnv()'s do.
+ * This process's own coverage is unaffected (Node reads the variable once, at start).
+ */
+export function childrenWithoutCoverage(): void {
+  delete process.env.NODE_V8_COVERAGE
+}
+
+/** Runs the real `hvlab` binary in a new process (with `extraEnv` added to labProcessEnv()). */
 export function runCli(args: string[], timeout_ms = CLI_TIMEOUT_MS, extraEnv: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    // The CLI registers its own TypeScript loader; the test runner's must not leak in.
-    const env = { ...process.env, ...extraEnv, NODE_OPTIONS: '' }
+    const env = { ...labProcessEnv(), ...extraEnv }
     execFile(process.execPath, [HVLAB, ...args], { env, timeout: timeout_ms, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0
       resolve({ code, stdout, stderr })
