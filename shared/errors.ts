@@ -48,6 +48,12 @@ export const ERROR_DETAILS = {
   /** A churn measurement (`hvlab replica size`) ended early: its VM stopped, or left the host measuring it (moved or failed over). */
   HVLAB_E_SIZING_INTERRUPTED: 'HVLAB_E_STATE',
   /**
+   * The VM runs on its replica server after a planned failover: the cluster neither starts
+   * it, removes it nor lets its replication setting be changed or dropped until it fails
+   * back (`hvlab replica failover VM --planned`).
+   */
+  HVLAB_E_REPLICA_FAILED_OVER: 'HVLAB_E_STATE',
+  /**
    * A link between organisations refused for its certificate (shared/pki/): not issued by
    * this lab's CA, expired, or for another name or organisation than the peer claims.
    */

@@ -24,6 +24,7 @@
  * message for people, before changing anything.
  */
 import { HvlabError } from '../../shared/errors.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { EmitEffect } from '../../shared/machine/effect.js'
 import type { DetailsOf } from '../../shared/timeline/events.js'
 import type { RoleEvent, RoleEventKind } from '../../shared/timeline/role-events.js'
@@ -53,6 +54,7 @@ import {
   type NodeView,
 } from './placement.js'
 import type { PausedRecord } from './cluster-status.js'
+import { failBackRefusal, failedOverRefusal, failedOverTo, replicationChangeRefusal } from './replica-failover-guard.js'
 import { removalRefusal } from './role-removal.js'
 import {
   CLUSTER_NODES_MAX,
@@ -142,6 +144,8 @@ export type RoleCommand =
   | { readonly op: 'stop'; readonly name: string }
   /** `vm set`: settings applied at once (memory only while the VM is on no node). */
   | { readonly op: 'set'; readonly name: string; readonly changes: VmRoleChanges }
+  /** The VM left its replica server (a fail-back): its replication goes forward again as `replication`, and the cluster may start it. */
+  | { readonly op: 'fail-back'; readonly name: string; readonly replication: ReplicationSetting }
   | { readonly op: 'move'; readonly name: string; readonly to: string }
   | { readonly op: 'migrate'; readonly name: string; readonly to: string; readonly options: MigrationOptions }
   | { readonly op: 'pause'; readonly node: string; readonly drain: boolean }
@@ -759,6 +763,8 @@ export class RoleController {
         return this.stop(command.name)
       case 'set':
         return this.set(command.name, command.changes)
+      case 'fail-back':
+        return this.failBack(command.name, command.replication)
       case 'move':
         return this.move(command.name, command.to, null)
       case 'migrate':
@@ -821,12 +827,7 @@ export class RoleController {
       return
     }
     if (state !== 'stopped' && state !== 'failed') return // already running, starting, pending or moving
-    const reversed = e.role.replication?.reversed_to
-    if (reversed !== undefined)
-      throw new HvlabError(
-        'HVLAB_E_STATE',
-        `cannot start vm ${name}: it runs on its replica server ${e.role.replication!.to} after a planned failover, replicating back to ${reversed}; fail it back: hvlab replica failover ${name} --planned`,
-      )
+    if (failedOverTo(e.role) !== null) throw failedOverRefusal(e.role, 'start')
     this.setHistory(e, EMPTY_HISTORY) // an operator start resets the failover counters, as in WSFC
     e.force_storage = force_storage
     this.place(e, null, force_storage ? 'started by operator (storage forced)' : 'started by operator')
@@ -846,6 +847,10 @@ export class RoleController {
         `cannot change the memory of vm ${name} while it is ${state} on ${owner}: the emulated VM cannot change its memory live; stop it first (\`hvlab vm stop ${name}\`), set it, then start it`,
       )
     }
+    if (changes.replication !== undefined) {
+      const why = replicationChangeRefusal(e.role, changes.replication, state !== 'stopped' || e.migrating !== null)
+      if (why !== null) throw why
+    }
     const role = changeVmRole(e.role, changes)
     const unknown = role.preferred_owners.filter((n) => !this.nodes.has(n))
     if (unknown.length > 0) {
@@ -860,6 +865,20 @@ export class RoleController {
     e.role = role
     this.push({ kind: 'write-role-record', role })
     this.emit('role.settings-changed', { role: name, changes: changed })
+  }
+
+  /**
+   * The VM runs on its replica server no more (`replica failover --planned` failed it back,
+   * or its planned failover did not start it there): replication goes forward again as
+   * `forward`, and the cluster may start it.
+   */
+  private failBack(name: string, forward: ReplicationSetting): void {
+    const e = this.entryFor(name)
+    const why = failBackRefusal(e.role, forward)
+    if (why !== null) throw why
+    e.role = { ...e.role, replication: forward }
+    this.push({ kind: 'write-role-record', role: e.role })
+    this.emit('role.settings-changed', { role: name, changes: `replication=${JSON.stringify(forward)} (failed back)` })
   }
 
   private stop(name: string): void {

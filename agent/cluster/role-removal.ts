@@ -1,10 +1,12 @@
 /**
  * When the RoleController may remove a role (`hvlab vm remove`, like Remove-ClusterGroup
  * after Remove-VM): only while it runs nowhere and nothing is about to start it — stopped
- * or failed, not being migrated, and not while a new coordinator still syncs with the
- * hosts' inventories (a restored record may be stale). PURE.
+ * or failed, not being migrated, not while it runs on its replica server after a planned
+ * failover (its disk takes the changes made there), and not while a new coordinator still
+ * syncs with the hosts' inventories (a restored record may be stale). PURE.
  */
 import { HvlabError } from '../../shared/errors.js'
+import { failedOverRefusal, failedOverTo } from './replica-failover-guard.js'
 import type { VmRole } from './vm-role.js'
 
 /** The refusal of removing `role`, or null when it may go. */
@@ -22,6 +24,7 @@ export function removalRefusal(role: VmRole, migrating_to: string | null, syncin
       `cannot remove vm ${name}: it is being migrated from ${role.owner} to ${migrating_to}; cancel with \`hvlab vm migrate-cancel ${name}\`, then stop it first: \`hvlab vm stop ${name}\``,
     )
   }
+  if (failedOverTo(role) !== null) return failedOverRefusal(role, 'remove') // its disk takes the changes made on the replica server
   if (role.state === 'stopped' || role.state === 'failed') return null
   const where = role.owner === null ? '' : ` on ${role.owner}`
   if (role.state === 'stopping')

@@ -14,7 +14,8 @@
  * A guest that does not answer within `timeout_ms` (hung, paused, its writes stuck) holds
  * nothing up: the cycle closes crash-consistent at the timeout (the shell says so on the
  * timeline), and an answer after it is ignored. An answer names the cycle it was asked for,
- * so a late one is never taken for a later ask.
+ * so a late one is never taken for a later ask. Waits are told in whole ms (a host's clock
+ * has fractions; the timeline takes whole ones).
  */
 import { HvlabError } from '../../shared/errors.js'
 
@@ -83,7 +84,7 @@ export class AppConsistentCycles {
   /** The guest quiesced for `cycle`: how long it took when the cycle closes application-consistent now; null: not asked, or too late. */
   answered(cycle: number, now_ms: number): { readonly waited_ms: number } | null {
     if (this.asked === null || this.asked.cycle !== cycle || now_ms >= this.deadlineMs!) return null
-    const waited_ms = now_ms - this.asked.since_ms
+    const waited_ms = Math.round(now_ms - this.asked.since_ms)
     this.asked = null
     return { waited_ms }
   }
@@ -93,7 +94,7 @@ export class AppConsistentCycles {
     if (this.asked === null || now_ms < this.deadlineMs!) return null
     const { cycle, since_ms } = this.asked
     this.asked = null
-    return { cycle, waited_ms: now_ms - since_ms }
+    return { cycle, waited_ms: Math.round(now_ms - since_ms) }
   }
 
   /** Drops the ask under way (a resync or a flush closes the log otherwise); the cycle asked for, or null. */

@@ -82,17 +82,35 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
     )
   }
   if (o.planned === true) return plannedFailover(client, vm, role!, setting!, o)
-  if (role?.state === 'running' && o.force !== true)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`,
-    )
+  const why = o.force === true || role === null ? null : unplannedRefusal(role)
+  if (why !== null) throw why
   const server = o.on ?? setting?.to ?? (await serverHolding(client, o.dir, vm))
   if (o.latestAppConsistent === true) o.recoveryPoint = await latestAppConsistentCycle(client, server, vm)
   await startReplica(client, server, vm, role, o.recoveryPoint ?? null)
   const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
   const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
   out(`vm ${vm} failed over: it runs on ${server} from ${from}`)
+}
+
+/**
+ * The refusal of an unplanned failover of `role` (the cluster answered), or null: the
+ * cluster must have it stopped, else it runs it, or will start it (pending, failed: retried,
+ * starting, stopping to restart), and the VM would run twice.
+ */
+export function unplannedRefusal(role: Pick<VmRoleRecord, 'name' | 'state' | 'owner'>): HvlabError | null {
+  const vm = role.name
+  if (role.state === 'stopped') return null
+  const on = role.owner === null ? '' : ` on ${role.owner}`
+  const how = `stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`
+  if (role.state === 'running')
+    return new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, ${how}`,
+    )
+  return new HvlabError(
+    'HVLAB_E_STATE',
+    `vm ${vm} is ${role.state}${on} in the cluster, which may start it: starting the replica now could run it twice; ${how}`,
+  )
 }
 
 function startReplica(
@@ -129,7 +147,7 @@ async function plannedFailover(
   try {
     await startReplica(client, setting.to, vm, role, null, { to: primary, frequency_ms: setting.frequency_ms, compress: setting.compress })
   } catch (e) {
-    await setReplication(client, vm, setting)
+    await roleCommand(client, { op: 'fail-back', name: vm, replication: setting }) // it does not run there: the cluster may start it again
     throw e
   }
   out(
@@ -144,7 +162,7 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   await lastChangesSent(client, setting.to, vm, o)
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await client.request(host!, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-  await setReplication(client, vm, forward)
+  await roleCommand(client, { op: 'fail-back', name: vm, replication: forward })
   await roleCommand(client, { op: 'start', name: vm })
   const owner = await waitFor({
     what: `vm ${vm} to run in the cluster`,

@@ -433,6 +433,8 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       replication: replicationSettingSchema.nullable().optional(),
     }),
   }),
+  /** `replica failover --planned` of a VM on its replica server, once it left there: its replication goes forward again, and the cluster may start it. */
+  z.strictObject({ op: z.literal('fail-back'), name: field.name(), replication: replicationSettingSchema }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),
   z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
   z.strictObject({ op: z.literal('pause'), node: field.name(), drain: z.boolean() }),

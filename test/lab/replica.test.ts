@@ -17,10 +17,11 @@
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
  * replicating beside it keeps 2 recovery points (the fixture takes one every 3 s, a lab
- * acceleration, and the oldest are merged away); the replica server is killed -9 and
- * restarted, opens with the same points, and a failover to the older one gives exactly its
- * disk: every write the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows
- * acknowledged before that point's log closed, none after.
+ * acceleration, and the oldest are merged away), each application-consistent, and stops;
+ * the replica server is killed -9 and restarted, opens with the same points, and a
+ * failover to the latest application-consistent one gives exactly its disk: every write
+ * the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows acknowledged before
+ * that point's log closed, none after, and no two-block transaction of its guest torn.
  */
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -28,7 +29,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { seqsOnDisk, tornTransactions } from '../../agent/vm/disk-transactions.js'
 import { encodeDiskWrite } from '../../agent/vm/disk-write-record.js'
+import { DISK_WRITE_AREA_BLOCKS_MAX } from '../../agent/vm/vm-disk.js'
 import type { ReplicaStatusView } from '../../scripts/cli/replica-status-command.js'
 import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -480,10 +483,17 @@ t.test(
       t.equal((await lab.cli('vm', 'load', vm, '--disk-iops', '20')).code, 0)
     }
     t.equal((await lab.cli('replica', 'enable', 'web2', '--to', SERVER, '--frequency', '30s')).code, 0)
-    t.equal((await lab.cli('replica', 'enable', 'web4', '--to', SERVER, '--frequency', '30s', '--recovery-points', '2')).code, 0)
+    const app = ['--recovery-points', '2', '--app-consistent-every-h', '1'] // a point an hour (3 s here), every one application-consistent (unless its guest is slow to quiesce)
+    t.equal((await lab.cli('replica', 'enable', 'web4', '--to', SERVER, '--frequency', '30s', ...app)).code, 0)
     await lab.waitFor('web4 with two recovery points, an older one merged away', async () => {
       const points = (await replicaSide(lab, 'web4')).recovery_points
       return points.length === 2 && points[0]!.cycle > 1 ? true : undefined
+    })
+    // web4 stops: its last changes go in a crash-consistent cycle, after its last application-consistent point
+    t.equal((await lab.cli('vm', 'stop', 'web4')).code, 0)
+    await lab.waitFor("web4's last changes applied", async () => {
+      const r = await lab.control().request('host-a2', { t: 'replica-status-request', vm: 'web4' }, 'replica-status-reply', 10_000)
+      return r.primaries[0]?.finished === 'sent' ? true : undefined
     })
     const web2At = (await replicaSide(lab, 'web2')).applied_cycle
     await lab.waitFor('the next cycle of web2 applied', async () =>
@@ -529,10 +539,12 @@ t.test(
     const reopened = await lab.waitFor('the replica server back', () => replicaSide(lab, 'web4'))
     t.same(reopened.recovery_points, kept.recovery_points, 'the same recovery points after a kill -9 and restart of the replica server')
     t.equal(reopened.applied_cycle, kept.applied_cycle)
-    const point = kept.recovery_points[0]!
+    const point = kept.recovery_points.filter((p) => p.kind === 'application').at(-1)!
+    t.ok(point !== undefined, `an application-consistent point among ${JSON.stringify(kept.recovery_points)}`)
     t.ok(point.cycle < kept.applied_cycle, `the point of cycle ${point.cycle} is earlier than the latest (${kept.applied_cycle})`)
-    const toPoint = await lab.cli('replica', 'failover', 'web4', '--recovery-point', String(point.cycle))
-    t.equal(toPoint.code, 0, `failover to a recovery point: ${toPoint.stderr}`)
+    const toPoint = await lab.cli('replica', 'failover', 'web4', '--latest-app-consistent')
+    t.equal(toPoint.code, 0, `failover to the latest application-consistent point: ${toPoint.stderr}`)
+    t.match(toPoint.stdout, `from the application-consistent recovery point of cycle ${point.cycle}`)
     t.match(await replicaSide(lab, 'web4'), { state: 'failed-over', applied_cycle: point.cycle, recovery_points: [] })
     const image4 = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web4', 'disk.img'))
     const history = writeHistory(lab, 'host-a2', 'web4')
@@ -550,5 +562,10 @@ t.test(
     }
     t.same(wrong, [], 'exactly the point: every write completed before its log closed, as the guest wrote it, and none after')
     t.ok(before_point > 0 && before_point < history.size, `the point holds ${before_point} of the ${history.size} writes web4 made`)
+    // its guest writes two-block transactions (data, then commit record): the quiesced cycle holds none half written
+    const area_blocks = Math.min(DISK_BLOCKS, DISK_WRITE_AREA_BLOCKS_MAX)
+    const seqs = seqsOnDisk(image4, 4096, 'web4', area_blocks)
+    t.ok(seqs.size > 1, `the point holds ${seqs.size} blocks of web4's transactions`)
+    t.same(tornTransactions(seqs, area_blocks), [], 'application-consistent: no transaction torn')
   },
 )

@@ -6,6 +6,7 @@
  * point kind, the timeline events and the count of timeouts in its status.
  */
 import t from 'tap'
+import { checkEventDetails } from '../../shared/timeline/events.js'
 import { AppConsistentCycles, appConsistentOptions } from '../../agent/replica/app-consistent-cycles.js'
 import { healthThresholds } from '../../agent/replica/replica-health.js'
 import { ReplicaSender, type ReplicaSenderEffect } from '../../agent/replica/replica-sender.js'
@@ -123,6 +124,27 @@ t.test('the sender: a guest that does not answer in time gives a crash-consisten
   const late = l.step({ kind: 'quiesced', cycle: 1 })
   t.same(ships(late), [], 'a late answer closes nothing')
   t.same(only(late, 'thaw'), [{ kind: 'thaw', cycle: 1 }], 'but the guest it froze resumes')
+})
+
+t.test("the sender's quiesce events fit the timeline on a host's clock, whose ms have fractions: waited in whole ms", async (t) => {
+  const events = (fx: ReplicaSenderEffect[]) =>
+    fx.flatMap((f) => (f.kind === 'emit' && f.event.kind !== 'replica.cycle-sent' ? [f.event] : []))
+  const l = sender()
+  l.cycle(F + 0.25)
+  l.at(F + 30.5)
+  const quiesced = events(l.step({ kind: 'quiesced', cycle: 1 }))
+  const late = sender()
+  late.cycle(F + 0.25)
+  const timedOut = events(late.cycle(F + TIMEOUT + 0.6))
+  t.match(
+    [...quiesced, ...timedOut],
+    [
+      { kind: 'replica.guest-quiesced', details: { cycle: 1, waited_ms: 30 } },
+      { kind: 'replica.quiesce-timeout', details: { cycle: 1, waited_ms: TIMEOUT } },
+    ],
+  )
+  for (const e of [...quiesced, ...timedOut])
+    t.match(checkEventDetails(e.kind, e.details), { ok: true }, `${e.kind}: the timeline takes it`)
 })
 
 t.test('the sender: a flush or a resync drops the ask and thaws the guest', async (t) => {

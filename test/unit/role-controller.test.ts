@@ -505,3 +505,47 @@ t.test('a start refused for want of a quorum lease is no failure: the role waits
   l.started(again!)
   t.match(l.c.role('web1'), { state: 'running', owner: 'host-a2' })
 })
+
+t.test('a VM on its replica server after a planned failover: nothing lets the cluster run it too until the fail-back', async (t) => {
+  const l = lab()
+  const forward = { to: 'dr1', frequency_ms: 30_000, recovery_points: 0, compress: false } as const
+  running(l, 'web1', 2048, ['host-a1'])
+  l.cmd({ op: 'set', name: 'web1', changes: { replication: forward } })
+  const reversing = { op: 'set', name: 'web1', changes: { replication: { ...forward, reversed_to: 'host-a1' } } } as const
+  t.throws(() => l.cmd(reversing), {
+    code: 'HVLAB_E_STATE',
+    message: /cannot reverse the replication of vm web1: it is running on host-a1/,
+  })
+  t.same(l.c.role('web1')?.replication, forward, 'not reversed while it runs in the cluster')
+  l.stopped(stops(l.cmd({ op: 'stop', name: 'web1' }))[0]!)
+  l.cmd(reversing) // the planned failover, once the cluster stopped it
+  const failedOver = {
+    code: 'HVLAB_E_STATE',
+    detail: 'HVLAB_E_REPLICA_FAILED_OVER',
+    message: /fail it back first: hvlab replica failover web1 --planned$/,
+  }
+  const refusals: [string, Extract<RoleInput, { kind: 'command' }>['command']][] = [
+    ['replica disable', { op: 'set', name: 'web1', changes: { replication: null } }],
+    ['replica enable again', { op: 'set', name: 'web1', changes: { replication: forward } }],
+    ['vm start', { op: 'start', name: 'web1' }],
+    ['vm remove', { op: 'remove', name: 'web1' }],
+  ]
+  for (const [what, command] of refusals) {
+    const before = l.c.role('web1')
+    t.throws(() => l.cmd(command), failedOver, `${what} is refused`)
+    t.same(l.c.role('web1'), before, `${what} changed nothing`)
+  }
+  t.same(l.c.role('web1')?.replication, { ...forward, reversed_to: 'host-a1' })
+  for (const node of ['host-a2', 'host-b1']) l.setNode(node, 'down')
+  l.advance(60 * MIN)
+  t.same(starts(l.setNode('host-a2', 'up')), [], 'nor does the cluster start it by itself')
+  t.match(l.c.role('web1'), { state: 'stopped', owner: null })
+
+  t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: { ...forward, reversed_to: 'host-a1' } }), { code: 'HVLAB_E_USAGE' })
+  l.cmd({ op: 'fail-back', name: 'web1', replication: forward })
+  t.same(l.c.role('web1')?.replication, forward, 'the fail-back: replication goes forward again')
+  t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: forward }), { code: 'HVLAB_E_STATE', message: /no planned failover/ })
+  t.match(starts(l.cmd({ op: 'start', name: 'web1' })), [{ role: 'web1' }], 'and the cluster starts it')
+  l.cmd({ op: 'set', name: 'web1', changes: { replication: null } })
+  t.equal(l.c.role('web1')?.replication, undefined, 'replica disable works again')
+})
