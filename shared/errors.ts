@@ -45,6 +45,8 @@ export const ERROR_DETAILS = {
   HVLAB_E_PROCESS_DOWN: 'HVLAB_E_STATE',
   /** A replica server refused a primary that is not on its allow list (`hvlab replica server enable … --allow`), or is not enabled. */
   HVLAB_E_REPLICA_NOT_ALLOWED: 'HVLAB_E_REFUSED',
+  /** Reverse replication needs the cluster to be a replica server: it has no Replica Broker (`hvlab replica server enable cluster`). */
+  HVLAB_E_REPLICA_NO_BROKER: 'HVLAB_E_STATE',
   /** A churn measurement (`hvlab replica size`) ended early: its VM stopped, or left the host measuring it (moved or failed over). */
   HVLAB_E_SIZING_INTERRUPTED: 'HVLAB_E_STATE',
   /**

@@ -6,6 +6,7 @@
  * refused, so that none clears the setting first (`replica disable`, `replica enable`
  * again, a raw `set`): only the fail-back (`fail-back`) takes `reversed_to` away. PURE.
  */
+import { isDeepStrictEqual } from 'node:util'
 import { HvlabError } from '../../shared/errors.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { VmRole } from './vm-role.js'
@@ -28,12 +29,27 @@ export function failedOverRefusal(role: VmRole, what: string): HvlabError {
  * when it may change. `moving`: the role is on a node, on its way to one, or migrating.
  */
 export function replicationChangeRefusal(role: VmRole, change: ReplicationSetting | null, moving: boolean): HvlabError | null {
-  if (failedOverTo(role) !== null) return failedOverRefusal(role, change === null ? 'stop replicating' : 'change the replication of')
+  if (failedOverTo(role) !== null) {
+    if (isReplacement(role, change)) return null
+    return failedOverRefusal(role, change === null ? 'stop replicating' : 'change the replication of')
+  }
   if (change?.reversed_to === undefined || !moving) return null
   return new HvlabError(
     'HVLAB_E_STATE',
     `cannot reverse the replication of vm ${role.name}: it is ${role.state}${role.owner === null ? '' : ` on ${role.owner}`}, and a VM runs on its replica server only once the cluster has stopped it; \`hvlab replica failover ${role.name} --planned\` stops it first`,
   )
+}
+
+/**
+ * The Replica Broker placing a failed-over VM's reverse replica on another member: the same
+ * setting, still reversed, to another member. The only change allowed while it runs on its
+ * replica server, and it keeps it failed over.
+ */
+function isReplacement(role: VmRole, change: ReplicationSetting | null): boolean {
+  if (change === null || change.reversed_to === undefined || role.replication === undefined) return false
+  const { reversed_to: _now, ...kept } = role.replication
+  const { reversed_to: _next, ...asked } = change
+  return isDeepStrictEqual(kept, asked)
 }
 
 /** The refusal of a fail-back of `role` to `forward`, or null: it must run on its replica server, and `forward` replicate forward. */

@@ -1348,6 +1348,7 @@ function changedSettings(before: VmRole, after: VmRole): string {
     failover_period_h: r.failover_period_h === undefined ? 'cluster' : String(r.failover_period_h),
     load: r.load === undefined ? '-' : JSON.stringify(r.load),
     replication: r.replication === undefined ? '-' : JSON.stringify(r.replication),
+    replica_broker: r.replica_broker === undefined ? '-' : JSON.stringify(r.replica_broker),
   })
   const a = show(before)
   const b = show(after)

@@ -13,6 +13,7 @@
  *   operator-requests.ts     operator requests, run on the coordinator (operator-wait.ts)
  *   vm-remove-requests.ts    `vm remove`: the role, then its disk (vm-removal.ts)
  *   role-peer-requests.ts    the requests this host answers for its peers
+ *   replica-broker-service.ts the Replica Broker's placements, where its role runs
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
@@ -24,6 +25,7 @@ import type { CsvHost } from '../csv/csv-host.js'
 import { meshBlockIoPort, type BlockIoPort } from '../vm/vm-disk.js'
 import { newChurnMeasurements } from '../replica/churn-wiring.js'
 import { allSinks, newReplicationHost } from '../replica/replication-wiring.js'
+import { serveReplicaBroker } from '../replica/replica-broker-service.js'
 import { startReverseReplicaServer } from '../replica/reverse-replica-server.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
 import type { ClusterService } from './cluster-service.js'
@@ -95,6 +97,8 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   reports.attach(roles)
   const operator = newOperatorRequests(p, cluster, csv, roles, ask)
   serveVmRemove(p, m, roles, csv, ask)
+  // The Replica Broker (a role like a VM's): where it runs, it places failed-over VMs' reverse replicas.
+  serveReplicaBroker(p, { database: () => m.database(), members: () => m.view().members, roleCommand: (c) => operator.command(c, false) })
   p.onPeer((conn) => serveRolePeerRequests(conn, { name: p.name, epoch: () => m.view().epoch, agent, local, migration, roles, operator }))
   p.serveOperator('role-command-request', (q) => operator.command(q.command, false))
   p.serveOperator('role-list-request', () => operator.list(false))

@@ -25,7 +25,8 @@ import {
   type VmRoleRecord,
   type VmStorageSpecRecord,
 } from '../../shared/protocol/cluster-messages.js'
-import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
+import type { ReplicaBrokerSettings, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { FailureHistory } from './failover-policy.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
@@ -118,6 +119,8 @@ export interface VmRole {
   readonly load?: GuestLoadSetting
   /** Hyper-V Replica (`hvlab replica enable`): whichever host runs the VM replicates it; absent: not replicated. */
   readonly replication?: ReplicationSetting
+  /** The cluster's Replica Broker role (REPLICA_BROKER_ROLE) only: its settings (`hvlab replica server enable cluster`). */
+  readonly replica_broker?: ReplicaBrokerSettings
 }
 
 export interface VmRoleSpec {
@@ -146,6 +149,8 @@ export interface VmRoleChanges {
   load?: GuestLoadSetting
   /** `replica enable` sets it, `replica disable` (null) removes it. */
   replication?: ReplicationSetting | null
+  /** `replica server enable cluster`: the Replica Broker's settings (that role only). */
+  replica_broker?: ReplicaBrokerSettings
 }
 
 export const DEFAULT_MEMORY_MIB = 1024
@@ -235,6 +240,7 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     'change',
   )
   const { memory_mib, preferred_owners, failback, priority, anti_affinity } = checked
+  checkBrokerChanges(role.name, changes)
   const { replication, ...kept } = role
   return {
     ...kept,
@@ -246,7 +252,18 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
     ...failoverLimitsChanged(role, changes),
     ...(changes.load === undefined ? {} : { load: { ...role.load, ...changes.load } }),
     ...replicationAfter(replication, changes.replication),
+    ...(changes.replica_broker === undefined ? {} : { replica_broker: changes.replica_broker }),
   }
+}
+
+/** Only the Replica Broker's role keeps broker settings, and it replicates nothing itself. */
+function checkBrokerChanges(name: string, changes: VmRoleChanges): void {
+  if (changes.replica_broker !== undefined && name !== REPLICA_BROKER_ROLE)
+    throw usage(
+      `vm ${name} is not the cluster's Replica Broker (${REPLICA_BROKER_ROLE}): \`hvlab replica server enable cluster\` sets its settings`,
+    )
+  if (changes.replication != null && name === REPLICA_BROKER_ROLE)
+    throw usage(`${REPLICA_BROKER_ROLE} is the cluster's Replica Broker, not a VM to replicate`)
 }
 
 /** The role's replication after a change: kept (undefined), set, or removed (null). */

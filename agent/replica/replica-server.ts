@@ -32,7 +32,7 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   const dir = join(p.layout.processData(p.name), 'replica')
   const me = p.topology.standalone_hosts.find((h) => h.name === p.name)
   // Reverse replication: the VMs failed over here (planned) replicate their changes back to the cluster.
-  const reverse = newReverseReplication(
+  const { host: reverse, placements } = newReverseReplication(
     p,
     () => server,
     () => runner,
@@ -90,6 +90,7 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
   reverse.start()
+  placements.start()
 }
 
 /** Who may replicate which VM here: `check` throws HVLAB_E_REPLICA_NOT_ALLOWED (replica-server-settings.ts: the allow list). */

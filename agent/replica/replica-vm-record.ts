@@ -27,9 +27,16 @@ const recordSchema = z.strictObject({
   has_copy: z.boolean().optional(),
   /** Extended replication: where this server forwards the replica. */
   extension: extensionSchema.optional(),
-  /** Failed over (planned): where the VM's changes replicate back to (reverse replication). */
-  reverse: reverseSchema.optional(),
+  /** Failed over (planned): how the VM's changes replicate back to the cluster (reverse replication). */
+  reverse: z.preprocess(withoutReverseHost, reverseSchema).optional(),
 })
+/** A record written before the Replica Broker names the one host the changes went back to (`to`): the broker places them now. */
+function withoutReverseHost(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || !('to' in v)) return v
+  const { to: _to, ...rest } = v as Record<string, unknown>
+  return rest
+}
+
 export type ReplicaVmRecord = Omit<z.infer<typeof recordSchema>, 'format'>
 
 export const recordPath = (dir: string): string => join(dir, 'vm.json')

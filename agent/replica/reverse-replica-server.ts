@@ -1,13 +1,15 @@
 /**
  * A cluster host as the receiving end of reverse replication (reverse-replication.ts):
  * after a planned failover the VM runs on its replica server, which sends its changes back
- * here, to the host that was its primary, into the VM's own disk on the cluster's storage
+ * to the cluster: here, when the cluster's Replica Broker placed the VM's reverse replica on
+ * this host (replica-broker-service.ts), into the VM's own disk on the cluster's storage
  * (volume-disk-image.ts) — the disk the VM starts from when it fails back, with nothing to
  * copy then. The replica's state (the cycle applied, the shipment being applied) is kept
  * under `data/<host>/replica-reverse/`, so a restart of this host goes on from it.
  *
- * Whom it takes changes from is data, not a list: the VM's role in the committed cluster
- * database must say the VM failed over, reversed to this host, from that replica server.
+ * Whom it takes changes from is data, not a list: the broker's allow list, and the VM's role
+ * in the committed cluster database must say the VM failed over to that replica server, its
+ * reverse replica placed on this host.
  * A cluster host runs no replica VM itself: the VM fails back through the cluster.
  */
 import { join } from 'node:path'
@@ -15,6 +17,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import { csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
 import type { ClxService } from '../clx/clx-service.js'
+import { brokerOf, checkBrokerAllows } from '../cluster/replica-broker.js'
 import { decodeRole } from '../cluster/role-record.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
 import type { DiskImage } from './disk-image.js'
@@ -47,16 +50,27 @@ export function startReverseReplicaServer(p: LabProcess, d: ReverseReplicaDeps):
   return server
 }
 
-/** Takes a VM's changes back only from the replica server its committed role says it failed over to, reversed to this host. */
+/**
+ * Takes a VM's changes back only from a replica server the cluster's Replica Broker allows,
+ * and only the VM's whose committed role says it failed over to that server, its reverse
+ * replica placed on this host by the broker.
+ */
 export function reverseAuthorization(database: ReverseReplicaDeps['database']): ReplicaAuthorization {
   return {
     settings: { enabled: false, allow_any: false, allow: [] }, // not a replica server of its own: reverse replication only
     check(host, primary, vm) {
+      const broker = brokerOf(database().config)
+      if (broker === null)
+        throw new HvlabError(
+          'HVLAB_E_REPLICA_NOT_ALLOWED',
+          `the cluster takes a VM's changes back through its Replica Broker, and has none; enable it: hvlab replica server enable cluster --allow ${primary}`,
+        )
+      checkBrokerAllows(broker.settings, primary)
       const r = vm === undefined ? undefined : decodeRole(database().config, vm)?.replication
       if (r?.reversed_to !== host || r.to !== primary)
         throw new HvlabError(
           'HVLAB_E_REPLICA_NOT_ALLOWED',
-          `${host} takes a VM's changes back only from the replica server it failed over to (\`hvlab replica failover VM --planned\`); vm ${vm ?? '?'} has not failed over to ${primary} with replication reversed to ${host}`,
+          `${host} takes a VM's changes back only from the replica server it failed over to (\`hvlab replica failover VM --planned\`), once the Replica Broker placed its reverse replica here; vm ${vm ?? '?'} has not failed over to ${primary} with its reverse replica on ${host}`,
         )
     },
   }

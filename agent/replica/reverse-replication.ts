@@ -2,36 +2,55 @@
  * Reverse replication on a replica server (seed 002: after a planned failover "the
  * replication policy is reversed so that changes in the DR site are replicated to the now
  * offline VMs in the primary site"). Each VM that failed over here planned and runs here
- * replicates its changes back to the cluster host that was its primary, into the VM's own
- * disk on the cluster's storage (reverse-replica-server.ts), with the machinery a cluster
+ * replicates its changes back to the cluster: to the member its Replica Broker placed the
+ * VM's reverse replica on (reverse-placement.ts), into the VM's own disk on the cluster's
+ * storage (reverse-replica-server.ts), with the machinery a cluster
  * host's primary side uses (replication-host.ts): its disk writes to its log, a cycle at its
  * frequency, a resync first that compares block hashes, so only what changed here travels.
  * A fail-back stops the VM here: its last changes go back first.
  */
 import type { LabProcess } from '../../shared/lab-process.js'
+import { openConnection } from '../../shared/transport/peer-ask.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { readBlocks } from './replica-receiver.js'
 import type { ReplicaServer } from './replica-server.js'
 import type { ReplicaVm } from './replica-vm.js'
 import type { ReplicaVmRunner } from './replica-vm-runner.js'
 import { ReplicationHost, type ReplicationHostDeps } from './replication-host.js'
+import { ReversePlacements } from './reverse-placement.js'
 
-export function newReverseReplication(p: LabProcess, server: () => ReplicaServer, runner: () => ReplicaVmRunner): ReplicationHost {
-  return reverseReplicationHost({
+export function newReverseReplication(
+  p: LabProcess,
+  server: () => ReplicaServer,
+  runner: () => ReplicaVmRunner,
+): { host: ReplicationHost; placements: ReversePlacements } {
+  const placements = new ReversePlacements({
+    server: p.name,
+    clock: p.clock,
+    members: p.topology.hosts.map((h) => h.name),
+    reversed: () => server().reversed.map((r) => r.vm),
+    ask: async (node, message, timeout_ms) => (await openConnection(p.mesh, p.name, node).request(message, { timeout_ms })).message,
+    log: p.log,
+  })
+  const host = reverseReplicationHost({
     host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,
     reversed: () => server().reversed,
+    placedOn: (vm) => placements.hostOf(vm),
     running: (vm) => runner().running(vm),
     server: (name) => p.mesh.connection(name),
     // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
     emit: (e) => p.emitEvent(e.kind, e.details as never),
   })
+  return { host, placements }
 }
 
 export interface ReverseReplicationDeps extends Pick<ReplicationHostDeps, 'host' | 'clock' | 'time_scale' | 'server' | 'emit'> {
   /** The replicas failed over here (planned) whose changes replicate back (ReplicaServer.reversed). */
   reversed(): readonly ReplicaVm[]
+  /** The cluster member the Replica Broker placed `vm`'s reverse replica on (reverse-placement.ts); undefined: none yet. */
+  placedOn(vm: string): string | undefined
   /** The failed-over VM runs here now. */
   running(vm: string): boolean
 }
@@ -48,7 +67,7 @@ export function reverseReplicationHost(d: ReverseReplicationDeps): ReplicationHo
         .reversed()
         .filter((r) => d.running(r.vm))
         .map((r) => r.vm),
-    settingOf: (vm) => reverseSetting(reversed(vm)),
+    settingOf: (vm) => reverseSetting(reversed(vm), d.placedOn(vm)),
     memoryOf: (vm) => reversed(vm)?.memory_mib ?? 1,
     diskOf: (vm) => {
       const disk = reversed(vm)?.store.disk
@@ -64,8 +83,13 @@ export function reverseReplicationHost(d: ReverseReplicationDeps): ReplicationHo
   })
 }
 
-/** The reverse direction as a replication: no recovery points (the cluster side keeps the VM's disk only). */
-function reverseSetting(vm: ReplicaVm | undefined): ReplicationSetting | undefined {
+/**
+ * The reverse direction as a replication to the member holding the reverse replica: no
+ * recovery points (the cluster side keeps the VM's disk only). Another member placed gives
+ * another setting, so the replication begins again there.
+ */
+function reverseSetting(vm: ReplicaVm | undefined, placed: string | undefined): ReplicationSetting | undefined {
   const r = vm?.reverse
-  return r === null || r === undefined ? undefined : { to: r.to, frequency_ms: r.frequency_ms, recovery_points: 0, compress: r.compress }
+  if (r === null || r === undefined || placed === undefined) return undefined
+  return { to: placed, frequency_ms: r.frequency_ms, recovery_points: 0, compress: r.compress }
 }

@@ -8,6 +8,7 @@ import type { Topology } from '../../shared/topology.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
 import { currentIo, setExitCode } from './cli-io.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
+import { brokerView, formatBroker, type BrokerView } from './replica-broker-commands.js'
 import { clusterRoleStatus, formatVmCounters, type ClusterRoleStatus } from './cluster-roles.js'
 import { validateCluster, validationPassed, type ValidationInput } from './cluster-validation.js'
 import { ControlClient } from './control-client.js'
@@ -42,13 +43,14 @@ export function registerClusterCommands(program: Command): void {
 }
 
 /** What `cluster status --json` prints: the quorum as every host sees it, and the roles' drains and failure counters (null when no host answered the role list). */
-export type ClusterStatusReport = LabClusterStatus & { roles: ClusterRoleStatus | null }
+export type ClusterStatusReport = LabClusterStatus & { roles: ClusterRoleStatus | null; replica_broker?: BrokerView | null }
 
 /** The quorum, and the coordinator's drains and failure counters (tests call it in-process). */
 export async function clusterStatusReport(client: ControlClient): Promise<ClusterStatusReport> {
   const quorum = await clusterStatusNow(client)
   const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
-  return { ...quorum, roles: list === null ? null : clusterRoleStatus(list, Date.now()) }
+  if (list === null) return { ...quorum, roles: null }
+  return { ...quorum, roles: clusterRoleStatus(list, Date.now()), replica_broker: brokerView(list.roles) }
 }
 
 function registerClusterStatus(cluster: Command): void {
@@ -60,7 +62,7 @@ function registerClusterStatus(cluster: Command): void {
     .addOption(dirOption())
     .option(
       '--json',
-      'machine-readable: {"hosts":{NAME:{model,epoch,members,votes_present,votes_needed,holds_lease,nodes:[{name,state,voter,node_weight,dynamic_weight}]…}},"witness":{vote_holder,…},"roles":{source,drains:{NODE:status},failover_policy:{restarts_max,restart_period_ms,failovers_max,failover_period_ms},vms:[{name,state,owner,restarts,failovers,last_failure_ms}]}}',
+      'machine-readable: {"hosts":{NAME:{model,epoch,members,votes_present,votes_needed,holds_lease,nodes:[{name,state,voter,node_weight,dynamic_weight}]…}},"witness":{vote_holder,…},"roles":{source,drains:{NODE:status},failover_policy:{restarts_max,restart_period_ms,failovers_max,failover_period_ms},vms:[{name,state,owner,restarts,failovers,last_failure_ms}]},"replica_broker":{state,owner,allow_any,allow}|null}',
     )
     .action(async (o: { dir: string; json?: boolean }) => {
       const s = await clusterStatusReport(ControlClient.forDir(o.dir))
@@ -72,9 +74,10 @@ function registerClusterStatus(cluster: Command): void {
 export function formatClusterReport(s: ClusterStatusReport, now_ms: number): string {
   const drains = s.roles?.source === 'coordinator' ? s.roles.drains : undefined
   const vms = s.roles === null ? 'vms: the role list did not answer' : formatVmCounters(s.roles, now_ms)
+  const broker = s.replica_broker === undefined ? '' : `\n${formatBroker(s.replica_broker)}`
   return `${formatCluster(s, drains)}
 
-${vms}`
+${vms}${broker}`
 }
 
 function registerClusterValidate(cluster: Command): void {

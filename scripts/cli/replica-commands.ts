@@ -1,6 +1,7 @@
 /**
  * `hvlab replica …`: Hyper-V Replica (seed 002). `replica server enable` makes a standalone
- * host a replica server for the primaries it allows; `replica enable` and `replica import`
+ * host a replica server for the primaries it allows, or the cluster one through its Replica
+ * Broker (replica-broker-commands.ts, `replica server disable cluster` removes it); `replica enable` and `replica import`
  * (replica-enable-commands.ts) replicate a VM to one; `replica extend` forwards a replica
  * to a third server; `replica disable` stops replication; `replica failover` and
  * `replica test-failover` start the replica; `replica size` (replica-size-command.ts)
@@ -8,10 +9,12 @@
  */
 import { type Command, InvalidArgumentError } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
-import { EXTENDED_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
+import { EXTENDED_FREQUENCIES_MS, REPLICA_BROKER_ALLOW_MAX } from '../../shared/protocol/replica-limits.js'
+import type { ReplicaBrokerSettings } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, nameList, out } from './options.js'
+import { disableBroker, enableBroker } from './replica-broker-commands.js'
 import { registerEnable, registerImport } from './replica-enable-commands.js'
 import { registerFailover } from './replica-failover-command.js'
 import { roleIfReachable, serverHolding } from './replica-queries.js'
@@ -35,26 +38,51 @@ export function registerReplicaCommands(program: Command): void {
 }
 
 function registerServerEnable(replica: Command): void {
-  replica
-    .command('server')
-    .description('replica servers')
+  const server = replica.command('server').description('replica servers: standalone hosts, or the cluster (its Replica Broker)')
+  server
     .command('enable')
-    .description('make a standalone host a replica server that takes replication from the primary servers it allows')
-    .argument('<server>', 'the standalone host (topology: standalone_hosts)')
-    .requiredOption('--allow <hosts>', 'comma-separated primary servers (cluster hosts) it takes replication from, or `any`', nameList)
+    .description(
+      "make a standalone host a replica server that takes replication from the primary servers it allows; `cluster`: the cluster's Replica Broker (a highly available cluster role, made once; again changes its settings), which takes reverse replication from the replica servers it allows",
+    )
+    .argument('<server>', 'the standalone host (topology: standalone_hosts), or `cluster`')
+    .requiredOption(
+      '--allow <hosts>',
+      'comma-separated servers it takes replication from (for a standalone host: cluster hosts; for `cluster`: replica servers), or `any`',
+      nameList,
+    )
     .addOption(dirOption())
-    .action(async (server: string, o: { allow: string[]; dir: string }) => {
+    .action(async (name: string, o: { allow: string[]; dir: string }) => {
       const allow_any = o.allow.includes('any')
       if (allow_any && o.allow.length > 1) throw new HvlabError('HVLAB_E_USAGE', '--allow takes `any` or a list of hosts, not both')
+      const allow = allow_any ? [] : [...new Set(o.allow)].sort()
       const client = ControlClient.forDir(o.dir)
-      await client.request(
-        server,
-        { t: 'replica-server-enable-request', allow_any, allow: allow_any ? [] : o.allow },
-        'ok',
-        HOST_REQUEST_TIMEOUT_MS,
-      )
-      out(`${server} is a replica server; it takes replication from ${allow_any ? 'any host of the lab' : o.allow.join(', ')}`)
+      if (name === 'cluster') return enableBroker(client, brokerSettings(allow_any, allow))
+      await client.request(name, { t: 'replica-server-enable-request', allow_any, allow }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+      out(`${name} is a replica server; it takes replication from ${allow_any ? 'any host of the lab' : allow.join(', ')}`)
     })
+  server
+    .command('disable')
+    .description("`cluster`: remove the cluster's Replica Broker (refused while a failed-over VM replicates back through it)")
+    .argument('<server>', '`cluster`')
+    .addOption(dirOption())
+    .action(async (name: string, o: { dir: string }) => {
+      if (name !== 'cluster')
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          '`replica server disable` takes `cluster` (its Replica Broker); a standalone replica server cannot be disabled yet',
+        )
+      await disableBroker(ControlClient.forDir(o.dir))
+    })
+}
+
+/** The broker's settings from --allow (the cluster checks each name as it checks any). */
+function brokerSettings(allow_any: boolean, allow: string[]): ReplicaBrokerSettings {
+  if (allow.length > REPLICA_BROKER_ALLOW_MAX)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--allow for the cluster takes \`any\` or at most ${REPLICA_BROKER_ALLOW_MAX} replica servers (its settings fit one cluster database entry), got ${allow.length}`,
+    )
+  return { allow_any, allow }
 }
 
 const EXTENDED_FREQUENCY_WORDS: Record<string, (typeof EXTENDED_FREQUENCIES_MS)[number]> = { '5m': 300_000, '15m': 900_000 }

@@ -3,8 +3,10 @@
  *
  * - Planned (`--planned`, the VM runs in the cluster): shut it down, send its last changes,
  *   start the replica with nothing lost, and reverse replication: the replica server sends
- *   the VM's changes back to the host that was its primary, into the VM's own disk on the
- *   cluster's storage; the cluster will not start the VM meanwhile.
+ *   the VM's changes back to the cluster, to the member its Replica Broker places the
+ *   reverse replica on, into the VM's own disk on the cluster's storage; the cluster will not
+ *   start the VM meanwhile. Refused up front without a broker that allows the server
+ *   (`hvlab replica server enable cluster --allow SERVER`).
  * - Planned again (`--planned`, the VM runs on its replica server, reversed): the fail-back.
  *   The VM shuts down there, its last changes go back, the cluster starts it on its own disk
  *   with nothing lost, and replication goes forward again (its resync finds nothing that
@@ -14,15 +16,16 @@
  *   back, replicate the VM again (the seed: "the policy is broken").
  */
 import type { Command } from 'commander'
-import { HvlabError } from '../../shared/errors.js'
+import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
-import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
+import { brokerFor, roleRecords } from './replica-broker-commands.js'
 import { latestAppConsistentCycle } from './replica-point-choice.js'
 import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
-import { startStep } from './vm-start-stop-commands.js'
+import { startStep, stopStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
 import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
@@ -39,7 +42,7 @@ export function registerFailover(replica: Command): void {
   const cmd = replica
     .command('failover')
     .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to its primary host); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
     )
     .argument('<vm>', 'the VM name')
     .option(
@@ -119,14 +122,18 @@ function startReplica(
   vm: string,
   role: VmRoleRecord | null,
   recovery_cycle: number | null,
-  reverse?: { to: string; frequency_ms: ReplicationSetting['frequency_ms']; compress: boolean },
+  reverse?: { frequency_ms: ReplicationSetting['frequency_ms']; compress: boolean },
 ): Promise<unknown> {
   const load = role?.load ? { load: role.load } : {}
   const message = { t: 'replica-failover-request' as const, vm, recovery_cycle, ...load, ...(reverse ? { reverse } : {}) }
   return client.request(server, message, 'ok', HOST_REQUEST_TIMEOUT_MS)
 }
 
-/** Shut down, send the last changes, start the replica, and reverse: its changes go back to the host that ran it. */
+/**
+ * Shut down, send the last changes, start the replica, and reverse: its changes go back to
+ * the cluster, on the member its Replica Broker places the reverse replica on. Refused up
+ * front, before anything stops, unless the cluster's broker takes replication from the server.
+ */
 async function plannedFailover(
   client: ControlClient,
   vm: string,
@@ -139,20 +146,51 @@ async function plannedFailover(
       'HVLAB_E_STATE',
       `a planned failover shuts down the running primary; vm ${vm} is ${role.state}. Without it: \`hvlab replica failover ${vm}\``,
     )
+  await brokerFor(await roleRecords(client), vm, setting.to)
   const primary = role.owner
   await roleCommand(client, { op: 'stop', name: vm })
   await lastChangesSent(client, primary, vm, o)
-  // The role says so first: the host takes the changes back only from the server its role names, and the cluster starts it no more.
-  await setReplication(client, vm, { ...setting, reversed_to: primary })
+  // The broker records the placement in the role first: that member takes the changes back only from the server the role names, and the cluster starts the VM no more.
+  const host = await firstPlacement(client, vm, setting.to, o)
   try {
-    await startReplica(client, setting.to, vm, role, null, { to: primary, frequency_ms: setting.frequency_ms, compress: setting.compress })
+    await startReplica(client, setting.to, vm, role, null, { frequency_ms: setting.frequency_ms, compress: setting.compress })
   } catch (e) {
     await roleCommand(client, { op: 'fail-back', name: vm, replication: setting }) // it does not run there: the cluster may start it again
     throw e
   }
   out(
-    `vm ${vm} failed over: it runs on ${setting.to} from every change of its primary (planned: nothing lost); replication is reversed, its changes go back to ${primary}. \`hvlab replica failover ${vm} --planned\` fails it back`,
+    `vm ${vm} failed over: it runs on ${setting.to} from every change of its primary (planned: nothing lost); replication is reversed, its changes go back to the cluster (the Replica Broker placed its reverse replica on ${host}). \`hvlab replica failover ${vm} --planned\` fails it back`,
   )
+}
+
+/**
+ * The broker places the stopped VM's reverse replica (and records it in the role). Waits for
+ * the role to be stopped, and while the broker has no owner (it fails over) or its copy of
+ * the cluster database does not show the VM stopped yet (HVLAB_E_STATE: it lags the coordinator's).
+ */
+async function firstPlacement(client: ControlClient, vm: string, server: string, o: FailoverOptions): Promise<string> {
+  const timeout_ms = o.timeoutS * 1000
+  await waitFor({ what: `vm ${vm} to stop`, watch: '`hvlab vm list`', timeout_ms, poll: async () => stopStep(await vmRoleNow(client, vm)) })
+  const q = { t: 'replica-broker-place-request' as const, vm, server, first: true }
+  const ask = async (): Promise<string | null> => {
+    const r = await askAnyHost(client, q, 'replica-broker-place-reply')
+    if (r.host !== null || r.broker_owner === null) return r.host
+    return (await client.request(r.broker_owner, q, 'replica-broker-place-reply', HOST_REQUEST_TIMEOUT_MS)).host
+  }
+  return waitFor({
+    what: `the Replica Broker to place vm ${vm}'s reverse replica`,
+    watch: '`hvlab vm list`',
+    timeout_ms,
+    poll: async () => {
+      const placed = await ask().catch((e: unknown) => {
+        if (HvlabError.has(e, 'HVLAB_E_STATE') && !HvlabError.has(e, 'HVLAB_E_REPLICA_NO_BROKER')) return null
+        throw e
+      })
+      return placed === null
+        ? waiting(`the Replica Broker has not placed it yet (it runs nowhere now, or has not seen vm ${vm} stop)`)
+        : done(placed)
+    },
+  })
 }
 
 /** The fail-back: shut down on the replica server, its last changes back into its disk, then the cluster starts it; replication goes forward again. */
@@ -161,7 +199,7 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(client, setting.to, vm, o)
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-  await client.request(host!, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  await dropReverseReplica(client, host!, vm)
   await roleCommand(client, { op: 'fail-back', name: vm, replication: forward })
   await roleCommand(client, { op: 'start', name: vm })
   const owner = await waitFor({
@@ -175,8 +213,14 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   )
 }
 
-const setReplication = (client: ControlClient, vm: string, replication: ReplicationSetting): Promise<unknown> =>
-  roleCommand(client, { op: 'set', name: vm, changes: { replication } })
+/** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */
+async function dropReverseReplica(client: ControlClient, host: string, vm: string): Promise<void> {
+  try {
+    await client.request(host, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  } catch (e) {
+    if (!isTransientError(e) && !HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN') && !HvlabError.has(e, 'HVLAB_E_LAB')) throw e
+  }
+}
 
 /** Waits until `sender` (the VM stopped there) has its last changes applied on the other side. */
 async function lastChangesSent(client: ControlClient, sender: string, vm: string, o: FailoverOptions): Promise<void> {

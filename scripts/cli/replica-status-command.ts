@@ -10,6 +10,7 @@ import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, printResult } from './options.js'
 import { extendedOf, ifClusterReachable, sideOf, standaloneHosts, unreachable, type ExtendedView } from './replica-queries.js'
+import { brokerView, formatBroker } from './replica-broker-commands.js'
 import { vmListNow } from './vm-queries.js'
 
 /** What `replica status --json` prints: each replicated VM's primary side and its replica side. */
@@ -23,7 +24,7 @@ export interface ReplicaStatusView {
   replica: ReplicaSideStatus | null
   /** Extended replication: the replica server forwarding to `to` (its side as a primary) and the third server's replica. */
   extended: ExtendedView | null
-  /** Reverse replication (after a planned failover): the replica server sending the VM's changes back to the cluster host `to`. */
+  /** Reverse replication (after a planned failover): the replica server sending the VM's changes back to the cluster, to the member `to` its Replica Broker placed them on. */
   reverse: ReverseView | null
 }
 
@@ -46,8 +47,12 @@ export function registerStatus(replica: Command): void {
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
-      const views = await replicaStatusNow(ControlClient.forDir(o.dir), o.dir, vm ?? null)
-      printResult(o.json, views, () => formatStatus(views))
+      const client = ControlClient.forDir(o.dir)
+      const views = await replicaStatusNow(client, o.dir, vm ?? null)
+      if (o.json === true) return printResult(o.json, views, () => '')
+      const list = await ifClusterReachable(client, () => vmListNow(client))
+      const broker = list === null ? '' : `\n${formatBroker(brokerView(list.roles))}`
+      printResult(o.json, views, () => `${formatStatus(views)}${broker}`)
     })
 }
 

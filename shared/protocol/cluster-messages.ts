@@ -6,7 +6,7 @@
  * the inferred types below, so the simulation and the real processes share one protocol.
  */
 import { guestLoadSchema, type GuestLoadSetting } from './guest-load.js'
-import { replicationSettingSchema } from './replica-messages.js'
+import { replicaBrokerSettingsSchema, replicationSettingSchema } from './replica-messages.js'
 import { z } from 'zod'
 import { defineMessage, field } from './define.js'
 import {
@@ -333,6 +333,8 @@ export const vmRoleSchema = z.strictObject({
   load: guestLoadSchema.optional(),
   /** Hyper-V Replica (`hvlab replica enable`): whichever host runs the VM replicates it there. Absent: not replicated. */
   replication: replicationSettingSchema.optional(),
+  /** The cluster's Replica Broker role (REPLICA_BROKER_ROLE) keeps its settings here; absent on every other role. */
+  replica_broker: replicaBrokerSettingsSchema.optional(),
 })
 export type VmRoleRecord = z.infer<typeof vmRoleSchema>
 
@@ -431,6 +433,8 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       load: guestLoadSchema.optional(),
       /** `replica enable` (a setting) or `replica disable` (null). */
       replication: replicationSettingSchema.nullable().optional(),
+      /** `replica server enable cluster`: the Replica Broker's settings (its role only). */
+      replica_broker: replicaBrokerSettingsSchema.optional(),
     }),
   }),
   /** `replica failover --planned` of a VM on its replica server, once it left there: its replication goes forward again, and the cluster may start it. */

@@ -17,6 +17,10 @@ export const REPLICA_DISK_BYTES_MAX = 4 * 1024 ** 3
 export const REPLICA_RETRY_MS = 5_000
 /** Primary servers a replica server's allow list names at most. */
 export const REPLICA_ALLOW_MAX = 64
+/** The cluster's Replica Broker role (`hvlab replica server enable cluster`): one per cluster, this name. */
+export const REPLICA_BROKER_ROLE = 'replica-broker'
+/** Replica servers a broker's allow list names at most (its settings live in one cluster database entry). */
+export const REPLICA_BROKER_ALLOW_MAX = 8
 /** How the initial copy reaches the replica (seed 004's options): over the network, by an export to media imported on the replica server, or from a copy already there. */
 export const INITIAL_REPLICATION_MODES = ['network', 'export', 'seed'] as const
 export type InitialReplicationMode = (typeof INITIAL_REPLICATION_MODES)[number]

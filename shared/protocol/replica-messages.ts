@@ -22,6 +22,7 @@ import {
   REPLICA_PATH_BYTES_MAX,
   RECOVERY_POINTS_MAX,
   REPLICA_ALLOW_MAX,
+  REPLICA_BROKER_ALLOW_MAX,
   REPLICA_DISK_BLOCKS_MAX,
   REPLICATION_FREQUENCIES_MS,
   REPLICATION_MBIT_MAX,
@@ -115,8 +116,10 @@ export const replicationSettingSchema = z
     max_mbit: z.number().min(REPLICATION_MBIT_MIN).max(REPLICATION_MBIT_MAX).optional(),
     /**
      * Reverse replication: after a planned failover the VM runs on its replica server `to`,
-     * which replicates its changes back to this cluster host, into the VM's own disk on the
-     * cluster's storage. The cluster does not start the VM until it fails back.
+     * which replicates its changes back to the cluster, into the VM's own disk on the
+     * cluster's storage, through this member: where the cluster's Replica Broker placed the
+     * reverse replica (it places it again when that member is gone). The cluster does not
+     * start the VM until it fails back.
      */
     reversed_to: field.name().optional(),
     /** Every this many hours (scaled like the points) a recovery point is application-consistent; absent: all crash-consistent. */
@@ -128,13 +131,41 @@ export const replicationSettingSchema = z
   )
 export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 
-/** Reverse replication as the replica server running a failed-over VM keeps it: back to the cluster host `to`. */
+/**
+ * Reverse replication as the replica server running a failed-over VM keeps it: back to the
+ * cluster, whose Replica Broker places the replica on a member (agent/replica/reverse-placement.ts).
+ */
 export const reverseSchema = z.strictObject({
-  to: field.name(),
   frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
   compress: z.boolean(),
 })
 export type Reverse = z.infer<typeof reverseSchema>
+
+/** The Replica Broker's settings, kept in its role in the cluster database: the replica servers it takes replication from. */
+export const replicaBrokerSettingsSchema = z
+  .strictObject({
+    allow_any: z.boolean(),
+    allow: field.list(field.name(), REPLICA_BROKER_ALLOW_MAX),
+  })
+  .refine((s) => !(s.allow_any && s.allow.length > 0), 'allow_any takes no allow list')
+export type ReplicaBrokerSettings = z.infer<typeof replicaBrokerSettingsSchema>
+
+/**
+ * Operator (a planned failover, `first`) or the replica server running a failed-over VM →
+ * any cluster member: where does `vm`'s reverse replica from `server` go? The broker's owner
+ * places it (and records it in the role); another member names the owner (`broker_owner`).
+ */
+export const replicaBrokerPlaceRequest = defineMessage('replica-broker-place-request', () => ({
+  vm: field.name(),
+  server: field.name(),
+  first: z.boolean(),
+}))
+/** `host`: the member holding the reverse replica (null: ask `broker_owner`, which may be null while the broker has no owner). */
+export const replicaBrokerPlaceReply = defineMessage('replica-broker-place-reply', () => ({
+  vm: field.name(),
+  host: field.name().nullable(),
+  broker_owner: field.name().nullable(),
+}))
 
 /** Operator → a standalone host: become a replica server for these primary servers (`any`: every host of the lab). */
 export const replicaServerEnableRequest = defineMessage('replica-server-enable-request', () => ({
@@ -328,6 +359,8 @@ export const replicaMessages = [
   replicaFailoverRequest,
   replicaFailbackRequest,
   replicaReverseDropRequest,
+  replicaBrokerPlaceRequest,
+  replicaBrokerPlaceReply,
   replicaExtendRequest,
   replicaTestFailoverRequest,
   replicaStatusRequest,

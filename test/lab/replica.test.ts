@@ -6,9 +6,12 @@
  * the last cycle is applied, the replica's durable disk is the primary's volume byte for
  * byte. Then kill -9 the primary host while the VM writes: the VM fails over within the
  * cluster, its new host resyncs the replica (sending only the blocks that differ), and the
- * disks are identical again. A planned failover with writes still unsent loses none of
- * them and the VM answers its pings from the replica server; an unplanned one while the
- * primary runs is refused. A third VM's initial copy goes by media: exported by its host,
+ * disks are identical again. A planned failover is refused until the cluster's Replica
+ * Broker allows the replica server; then, with writes still unsent, it loses none of them
+ * and the VM answers its pings from the replica server; an unplanned one while the primary
+ * runs is refused. Its changes go back to the member the broker placed the reverse replica
+ * on; that member killed, the broker places it on another and the reverse replication goes
+ * on there; the fail-back gives a volume byte for byte the replica's disk. A third VM's initial copy goes by media: exported by its host,
  * nothing travels until it is imported on the replica server, then only the blocks written
  * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication), a
  * hosting provider's server, over mutual TLS: a dialler with a certificate of another CA, or
@@ -344,6 +347,21 @@ t.test(
     t.equal(twice.code, 1, 'refused while the primary runs the VM')
     t.match(twice.stderr, /vm web1 still runs on its primary \(host-a2\): starting the replica now would run it twice/)
 
+    // a planned failover reverses replication to the cluster: it must be a replica server first (its Replica Broker), else refused before anything stops
+    const noBroker = await lab.cli('replica', 'failover', 'web1', '--planned')
+    t.equal(noBroker.code, 1, 'refused without the Replica Broker')
+    t.match(noBroker.stderr, /hvlab replica server enable cluster --allow replica-dr1; nothing was shut down/)
+    const otherServer = await lab.cli('replica', 'server', 'enable', 'cluster', '--allow', THIRD)
+    t.equal(otherServer.code, 0, `replica server enable cluster: ${otherServer.stderr}`)
+    t.match(otherServer.stdout, /the cluster is a replica server: its Replica Broker runs on host-\w+ \(role replica-broker\)/)
+    const notAllowed = await lab.cli('replica', 'failover', 'web1', '--planned')
+    t.equal(notAllowed.code, 1, "refused while the broker's allow list leaves the replica server out")
+    t.match(notAllowed.stderr, /does not take replication from replica-dr1 .*--allow replica-dr2,replica-dr1/)
+    t.match(await lab.role('web1'), { state: 'running', owner: 'host-a2' }, 'nothing was shut down')
+    const broker = await lab.cli('replica', 'server', 'enable', 'cluster', '--allow', SERVER)
+    t.equal(broker.code, 0, `replica server enable cluster again: ${broker.stderr}`)
+    t.match(broker.stdout, /Replica Broker's settings changed; it runs on host-\w+ .*it takes replication from replica-dr1/)
+
     // a planned failover: the VM shuts down, its last changes go, and it runs on the replica server with nothing lost
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
     await lab.waitFor('writes not yet sent', async () => (((await status(lab)).primary?.pending_bytes ?? 0) > 0 ? true : undefined))
@@ -385,10 +403,29 @@ t.test(
       (back.details.blocks_sent as number) < DISK_BLOCKS / 8,
       `against web1's own volume: only blocks written since the failover travelled (${String(back.details.blocks_sent)})`,
     )
+
+    // the member holding the reverse replica dies: the broker places it again on host-a1 (restarted: web1's other preferred owner, in its site) and the reverse goes on there
+    t.equal((await lab.cli('restart', 'host-a1')).code, 0)
+    await lab.waitFor('host-a1 back in the cluster', async () => {
+      const s = (await lab.clusterStatus()).hosts['host-a1']
+      return s?.holds_lease === true && s.members.includes('host-a2') ? true : undefined
+    })
+    const beforeLoss = (await lab.events()).at(-1)!.seq
+    t.equal((await lab.cli('kill', 'host-a2')).code, 0)
+    const placedAgain = await lab.waitFor('the reverse replica placed on host-a1 and two cycles applied there', async () => {
+      const r = (await status(lab)).reverse
+      return r?.to === 'host-a1' && r.primary?.to === 'host-a1' && !r.primary.resyncing && r.primary.cycles_applied >= 2 ? r : undefined
+    })
+    t.match(placedAgain, { replica: { from: SERVER, state: 'replicating' } })
+    const again3 = (await lab.eventsAfter(beforeLoss, (evs) => evs.some(resynced))).find(resynced)!
+    t.ok(
+      again3.source === SERVER && (again3.details.blocks_sent as number) < DISK_BLOCKS / 8,
+      `the reverse replication began again on host-a1 with a compare resync against web1's volume (${String(again3.details.blocks_sent)} blocks sent)`,
+    )
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0) // the VM then starts idle in the cluster: its disk stays as it came
     const failback = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
     t.equal(failback.code, 0, `fail-back: ${failback.stderr}`)
-    t.match(failback.stdout, /vm web1 failed back: it runs on host-a\d from every change it made on replica-dr1 \(planned: nothing lost\)/)
+    t.match(failback.stdout, /vm web1 failed back: it runs on host-a1 from every change it made on replica-dr1 \(planned: nothing lost\)/)
     const dBack = await digests(lab, 'array-a')
     t.equal(dBack.replica, dBack.primary, 'nothing lost: the cluster starts web1 on every write it made on the replica server')
     t.not(dBack.primary, d3.primary, 'including those')
@@ -401,7 +438,7 @@ t.test(
     // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
     const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
     t.teardown(() => rmSync(media, { recursive: true, force: true }))
-    t.equal((await lab.cli('vm', 'create', 'web3', '--memory-mib', '256', '--preferred', 'host-a2')).code, 0)
+    t.equal((await lab.cli('vm', 'create', 'web3', '--memory-mib', '256', '--preferred', 'host-a1')).code, 0)
     t.equal((await lab.cli('vm', 'start', 'web3')).code, 0)
     t.equal((await lab.cli('vm', 'load', 'web3', '--disk-iops', '20')).code, 0)
     const noDir = await lab.cli('replica', 'enable', 'web3', '--to', SERVER, '--initial', 'export')
@@ -472,9 +509,9 @@ t.test(
     t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+-\s+Normal/)
     await refusesWrongCertificates(t, lab)
 
-    // unplanned: web2 writes on host-a2 while every cluster host dies at once; the replica starts from its last cycle
+    // unplanned: web2 writes on host-a1 while every cluster host left dies at once; the replica starts from its last cycle
     // (web4 writes beside it, keeping 2 recovery points, for a failover to the older one below)
-    for (const vm of ['web2', 'web4']) t.equal((await lab.cli('vm', 'create', vm, '--memory-mib', '512', '--preferred', 'host-a2')).code, 0)
+    for (const vm of ['web2', 'web4']) t.equal((await lab.cli('vm', 'create', vm, '--memory-mib', '512', '--preferred', 'host-a1')).code, 0)
     const stopped = await lab.cli('replica', 'size', 'web2', '--minutes', '1')
     t.equal(stopped.code, 1)
     t.match(stopped.stderr, /vm web2 is stopped: its churn is measured while it runs/)
@@ -501,7 +538,7 @@ t.test(
     )
     await new Promise((resolve) => setTimeout(resolve, 1500)) // half a cycle on: the primary dies mid-cycle
     const lost_at_ms = Date.now() // its kill follows within a CLI start-up (about 0.4 s)
-    for (const host of ['host-a2', 'host-b1', 'host-b2']) t.equal((await lab.cli('kill', host)).code, 0)
+    for (const host of ['host-a1', 'host-b1', 'host-b2']) t.equal((await lab.cli('kill', host)).code, 0)
     const lost_closed_ms = await lastClosed(lab, 'web2')
     const unplanned = await lab.cli('replica', 'failover', 'web2')
     t.equal(unplanned.code, 0, `unplanned failover with no cluster left: ${unplanned.stderr}`)
@@ -547,7 +584,7 @@ t.test(
     t.match(toPoint.stdout, `from the application-consistent recovery point of cycle ${point.cycle}`)
     t.match(await replicaSide(lab, 'web4'), { state: 'failed-over', applied_cycle: point.cycle, recovery_points: [] })
     const image4 = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web4', 'disk.img'))
-    const history = writeHistory(lab, 'host-a2', 'web4')
+    const history = writeHistory(lab, 'host-a1', 'web4')
     const wrong: string[] = []
     let before_point = 0
     for (let b = 0; b < DISK_BLOCKS; b++) {

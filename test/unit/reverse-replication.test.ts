@@ -1,8 +1,9 @@
 /**
  * Reverse replication in one process (agent/replica/reverse-replication.ts,
  * reverse-replica-server.ts): a VM replicated from host-a1 to dr1 fails over planned, its
- * writes on dr1 go back to host-a1 into the VM's own disk (a disk image standing in for its
- * volume), only from the server the role names; the fail-back makes dr1's replica a replica
+ * writes on dr1 go back to host-a1 (where the broker placed its reverse replica) into the
+ * VM's own disk (a disk image standing in for its volume), only from the server the role
+ * names and the cluster's Replica Broker allows; the fail-back makes dr1's replica a replica
  * again, and the primary's resync then finds nothing that differs.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -12,10 +13,11 @@ import t from 'tap'
 import { Link } from './replica-link-fixture.js'
 import { ManualClock } from '../../shared/clock.js'
 import { messageDef, type Message } from '../../shared/protocol/messages.js'
+import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
-import { encodeRole } from '../../agent/cluster/role-record.js'
+import { encodeRole, roleKey } from '../../agent/cluster/role-record.js'
 import { createVmRole } from '../../agent/cluster/vm-role.js'
 import type { DiskImage } from '../../agent/replica/disk-image.js'
 import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
@@ -83,6 +85,16 @@ async function world(t: { teardown(fn: () => unknown): void }) {
     config['role/web1'] = encodeRole({ ...createVmRole({ name: 'web1', memory_mib: 64 }), replication })
   }
   setRole(SETTING)
+  // the cluster's Replica Broker role: its allow list (null: the cluster has none)
+  const setBroker = (allow: string[] | null) => {
+    if (allow === null) delete config[roleKey(REPLICA_BROKER_ROLE)]
+    else
+      config[roleKey(REPLICA_BROKER_ROLE)] = encodeRole({
+        ...createVmRole({ name: REPLICA_BROKER_ROLE, memory_mib: 32 }),
+        replica_broker: { allow_any: false, allow },
+      })
+  }
+  setBroker(['dr1', 'dr2']) // dr2: allowed by the broker, yet not the server web1 failed over to
   const vol = volume()
   const a1 = new ReplicaServer(
     'host-a1',
@@ -114,11 +126,12 @@ async function world(t: { teardown(fn: () => unknown): void }) {
     clock,
     time_scale: 1,
     reversed: () => dr1.reversed,
+    placedOn: () => 'host-a1', // where the broker placed web1's reverse replica (reverse-placement.ts)
     running: (vm) => runner.running(vm),
     server: (name) => (name === 'host-a1' ? links.toA1 : undefined) as never,
     emit: (e) => events.push(e),
   })
-  return { dir, clock, events, up, dr1, a1, vol, links, shell, reverse, setRole }
+  return { dir, clock, events, up, dr1, a1, vol, links, shell, reverse, setRole, setBroker }
 }
 
 const resyncs = (events: readonly ReplicaEvent[], source?: string) =>
@@ -136,7 +149,7 @@ t.test(
     forward.stop()
 
     // the planned failover: dr1 runs web1 and replicates it back to host-a1
-    const reverse = { to: 'host-a1', frequency_ms: 30_000 as const, compress: false }
+    const reverse = { frequency_ms: 30_000 as const, compress: false }
     const refusedBefore = w.shell('dr1', w.links.toA1, { ...SETTING, to: 'host-a1' }, new Uint8Array(BS * BLOCKS))
     refusedBefore.start()
     await until('a refusal', () => refusedBefore.status().last_error_code !== null)
@@ -163,6 +176,27 @@ t.test(
       last_error: /only from the replica server it failed over to/,
     })
     stranger.stop()
+    w.setBroker(['dr2'])
+    const notAllowed = w.shell('dr1', w.links.toA1, { ...SETTING, to: 'host-a1' }, new Uint8Array(BS * BLOCKS))
+    notAllowed.start()
+    await until('a refusal', () => notAllowed.status().last_error_code !== null)
+    t.match(
+      notAllowed.status(),
+      { last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED', last_error: /Replica Broker does not take replication from dr1/ },
+      "refused while the broker's allow list leaves dr1 out",
+    )
+    notAllowed.stop()
+    w.setBroker(null)
+    const noBroker = w.shell('dr1', w.links.toA1, { ...SETTING, to: 'host-a1' }, new Uint8Array(BS * BLOCKS))
+    noBroker.start()
+    await until('a refusal', () => noBroker.status().last_error_code !== null)
+    t.match(
+      noBroker.status(),
+      { last_error_code: 'HVLAB_E_REPLICA_NOT_ALLOWED', last_error: /replica server enable cluster/ },
+      'refused while the cluster has no broker',
+    )
+    noBroker.stop()
+    w.setBroker(['dr1', 'dr2'])
 
     // web1 writes on dr1 (as its disk port does: the replica's disk, then the sink hears the write)
     w.reverse.start()

@@ -527,6 +527,10 @@ t.test('a VM on its replica server after a planned failover: nothing lets the cl
   const refusals: [string, Extract<RoleInput, { kind: 'command' }>['command']][] = [
     ['replica disable', { op: 'set', name: 'web1', changes: { replication: null } }],
     ['replica enable again', { op: 'set', name: 'web1', changes: { replication: forward } }],
+    [
+      'another setting, still reversed',
+      { op: 'set', name: 'web1', changes: { replication: { ...forward, compress: true, reversed_to: 'host-a2' } } },
+    ],
     ['vm start', { op: 'start', name: 'web1' }],
     ['vm remove', { op: 'remove', name: 'web1' }],
   ]
@@ -536,6 +540,13 @@ t.test('a VM on its replica server after a planned failover: nothing lets the cl
     t.same(l.c.role('web1'), before, `${what} changed nothing`)
   }
   t.same(l.c.role('web1')?.replication, { ...forward, reversed_to: 'host-a1' })
+  l.cmd({ op: 'set', name: 'web1', changes: { replication: { ...forward, reversed_to: 'host-a2' } } })
+  t.same(
+    l.c.role('web1')?.replication,
+    { ...forward, reversed_to: 'host-a2' },
+    'the Replica Broker places the reverse replica on another member',
+  )
+  l.cmd({ op: 'set', name: 'web1', changes: { replication: { ...forward, reversed_to: 'host-a1' } } })
   for (const node of ['host-a2', 'host-b1']) l.setNode(node, 'down')
   l.advance(60 * MIN)
   t.same(starts(l.setNode('host-a2', 'up')), [], 'nor does the cluster start it by itself')

@@ -1,0 +1,82 @@
+/**
+ * The Replica Broker's service on a cluster host: answers where a failed-over VM's reverse
+ * replica goes (`replica-broker-place-request`), from the operator (a planned failover,
+ * `first`) or from the replica server running the VM (which asks again and again, so a
+ * replica whose member is gone is placed again). Only the member the broker's role runs on
+ * places (agent/cluster/replica-broker.ts); another names that member. The placement is
+ * recorded in the VM's role (`replication.reversed_to`, through the coordinator like any
+ * role change), which is also what lets that member take the VM's changes
+ * (reverse-replica-server.ts).
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { LabProcess } from '../../shared/lab-process.js'
+import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
+import { brokerOf, checkBrokerAllows, placeReverseReplica } from '../cluster/replica-broker.js'
+import { decodeRole } from '../cluster/role-record.js'
+
+export interface ReplicaBrokerDeps {
+  /** The committed cluster database as this host has it. */
+  database(): { readonly config: Readonly<Record<string, string>> }
+  /** The cluster's members now (its current view). */
+  members(): readonly string[]
+  /** Runs a role command where the roles run (operator-requests.ts). */
+  roleCommand(command: RoleCommandMessage): Promise<unknown>
+}
+
+type PlaceRequest = MessageOf<'replica-broker-place-request'>
+type PlaceReply = MessageOf<'replica-broker-place-reply'>
+
+export function serveReplicaBroker(p: LabProcess, d: ReplicaBrokerDeps): void {
+  const sites = Object.fromEntries(p.topology.hosts.map((h) => [h.name, h.site]))
+  const place = (q: PlaceRequest): Promise<PlaceReply> => placeReverse(p.name, sites, d, q)
+  p.serveOperator('replica-broker-place-request', place)
+  p.onPeer((c) =>
+    c.onRequest('replica-broker-place-request', async ({ message: q }) => {
+      // A replica server asks for its own reverse replicas only.
+      if (q.server !== c.remoteName)
+        throw new HvlabError(
+          'HVLAB_E_REPLICA_NOT_ALLOWED',
+          `${c.remoteName} asked for ${q.server}'s reverse replica; a server asks for its own`,
+        )
+      return { message: await place(q) }
+    }),
+  )
+}
+
+async function placeReverse(
+  me: string,
+  sites: Readonly<Record<string, string>>,
+  d: ReplicaBrokerDeps,
+  q: PlaceRequest,
+): Promise<PlaceReply> {
+  const config = d.database().config
+  const broker = brokerOf(config)
+  if (broker === null)
+    throw new HvlabError(
+      'HVLAB_E_REPLICA_NO_BROKER',
+      `the cluster has no Replica Broker to take vm ${q.vm}'s changes back; enable it: hvlab replica server enable cluster --allow ${q.server}`,
+    )
+  if (broker.running_on !== me) return { t: 'replica-broker-place-reply', vm: q.vm, host: null, broker_owner: broker.running_on }
+  checkBrokerAllows(broker.settings, q.server)
+  const role = decodeRole(config, q.vm)
+  if (role === null) throw new HvlabError('HVLAB_E_NOT_FOUND', `the cluster has no vm ${q.vm}`)
+  const r = role.replication
+  if (r?.to !== q.server)
+    throw new HvlabError(
+      'HVLAB_E_REPLICA_NOT_ALLOWED',
+      `vm ${q.vm} does not replicate to ${q.server}; its changes come back only from its replica server`,
+    )
+  if (q.first ? r.reversed_to !== undefined || role.state !== 'stopped' : r.reversed_to === undefined)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      q.first
+        ? `vm ${q.vm} is ${role.state}${r.reversed_to === undefined ? '' : ', failed over already'}: a planned failover places its reverse replica once it has stopped`
+        : `vm ${q.vm} has not failed over planned (\`hvlab replica failover ${q.vm} --planned\`); nothing to replicate back`,
+    )
+  const host = placeReverseReplica({ broker_node: me, members: d.members(), sites, vm: role, current: r.reversed_to })
+  if (host === null)
+    throw new HvlabError('HVLAB_E_STATE', `no member of the cluster up now can write vm ${q.vm}'s volume; its changes go back once one is`)
+  if (host !== r.reversed_to) await d.roleCommand({ op: 'set', name: q.vm, changes: { replication: { ...r, reversed_to: host } } })
+  return { t: 'replica-broker-place-reply', vm: q.vm, host, broker_owner: me }
+}

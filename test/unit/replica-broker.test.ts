@@ -1,0 +1,228 @@
+/**
+ * The cluster's Replica Broker (agent/cluster/replica-broker.ts): its settings as the cluster
+ * database keeps them, its allow list, where it places a failed-over VM's reverse replica;
+ * and a replica server asking it (agent/replica/reverse-placement.ts): through any member, the
+ * broker's owner named by another member, the last placement kept while nobody answers; its
+ * role in the role controller; a replica's record written before it.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { ManualClock } from '../../shared/clock.js'
+import { HvlabError } from '../../shared/errors.js'
+import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { Message } from '../../shared/protocol/messages.js'
+import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
+import { replicaBrokerSettingsSchema } from '../../shared/protocol/replica-messages.js'
+import { brokerOf, checkBrokerAllows, placeReverseReplica, type ReversePlacementInput } from '../../agent/cluster/replica-broker.js'
+import { encodeRole, roleKey } from '../../agent/cluster/role-record.js'
+import { changeVmRole, createVmRole } from '../../agent/cluster/vm-role.js'
+import { readReplicaVmRecord, recordPath } from '../../agent/replica/replica-vm-record.js'
+import { ReversePlacements } from '../../agent/replica/reverse-placement.js'
+import { RoleController, type RoleCommand, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
+
+const SITES = { a1: 'site-a', a2: 'site-a', b1: 'site-b', b2: 'site-b' }
+const RC: VmStorageSpecRecord = {
+  kind: 'replicated',
+  group: 'rc-web1',
+  volume: 'web1-disk0',
+  size_bytes: 1 << 20,
+  mode: 'sync',
+  arrays: { primary: 'array-a', secondary: 'array-b' },
+  hosts: ['a1', 'a2', 'b1', 'b2'],
+}
+const CSV: VmStorageSpecRecord = { kind: 'csv', csv: 'csv1', region: 'web1', size_bytes: 1 << 20, array: 'array-a', volume: 'csv1-vol' }
+
+const input = (o: Omit<Partial<ReversePlacementInput>, 'vm'> & { vm?: Partial<ReversePlacementInput['vm']> }): ReversePlacementInput => ({
+  broker_node: 'b1',
+  members: ['a1', 'a2', 'b1', 'b2'],
+  sites: SITES,
+  current: undefined,
+  ...o,
+  vm: { preferred_owners: [], possible_owners: null, storage: RC, last_owner: 'a1', ...o.vm },
+})
+
+t.test('placement: a member that can write the VM volume, in the site it last ran in', async (t) => {
+  t.equal(placeReverseReplica(input({ broker_node: 'a2' })), 'a2', "the broker's own node when it can")
+  t.equal(
+    placeReverseReplica(input({ vm: { preferred_owners: ['b2', 'a2', 'a1'] } })),
+    'a2',
+    "else the VM's first preferred owner in its site",
+  )
+  t.equal(placeReverseReplica(input({})), 'a1', 'else the members of its site by name')
+  t.equal(placeReverseReplica(input({ members: ['b1', 'b2'] })), 'b1', "its site down: the broker's node in the other")
+  t.equal(placeReverseReplica(input({ current: 'a2', broker_node: 'a1' })), 'a2', 'a placed member that is up keeps it')
+  t.equal(placeReverseReplica(input({ current: 'a2', members: ['a1', 'b1', 'b2'] })), 'a1', 'a placed member gone: placed again')
+  t.equal(
+    placeReverseReplica(input({ broker_node: 'a1', vm: { storage: { ...RC, hosts: ['a2', 'b1'] } } })),
+    'a2',
+    'only a host the volume is presented to',
+  )
+  t.equal(placeReverseReplica(input({ broker_node: 'a1', vm: { possible_owners: ['a2', 'b2'] } })), 'a2', 'only a possible owner')
+  t.equal(placeReverseReplica(input({ broker_node: 'b1', vm: { storage: CSV } })), 'b1', 'a CSV region: writable from every node')
+  t.equal(placeReverseReplica(input({ vm: { storage: { kind: 'local' } } })), null, 'a local disk: nowhere')
+  t.equal(placeReverseReplica(input({ vm: { storage: null } })), null, 'no disk: nowhere')
+  t.equal(placeReverseReplica(input({ members: [] })), null, 'no member up: nowhere')
+})
+
+t.test("the broker's settings: validated, kept in its role, read back from the database", async (t) => {
+  t.ok(replicaBrokerSettingsSchema.safeParse({ allow_any: false, allow: ['dr1'] }).success)
+  t.notOk(replicaBrokerSettingsSchema.safeParse({ allow_any: true, allow: ['dr1'] }).success, 'any and a list: refused')
+  t.notOk(replicaBrokerSettingsSchema.safeParse({ allow_any: false, allow: ['DR 1'] }).success, 'a bad name: refused')
+  const nine = Array.from({ length: 9 }, (_, i) => `dr${i}`)
+  t.notOk(replicaBrokerSettingsSchema.safeParse({ allow_any: false, allow: nine }).success, 'more than 8: refused')
+
+  const config: Record<string, string> = {}
+  t.equal(brokerOf(config), null, 'none')
+  const role = changeVmRole(createVmRole({ name: REPLICA_BROKER_ROLE, memory_mib: 32 }), {
+    replica_broker: { allow_any: false, allow: ['dr1'] },
+  })
+  config[roleKey(REPLICA_BROKER_ROLE)] = encodeRole(role)
+  t.same(brokerOf(config), { settings: { allow_any: false, allow: ['dr1'] }, running_on: null }, 'stopped: runs nowhere')
+  config[roleKey(REPLICA_BROKER_ROLE)] = encodeRole({ ...role, state: 'running', owner: 'a2' })
+  t.same(brokerOf(config)?.running_on, 'a2')
+  config[roleKey(REPLICA_BROKER_ROLE)] = encodeRole({ ...role, state: 'starting', owner: 'a2' })
+  t.same(brokerOf(config)?.running_on, null, 'starting: not yet')
+
+  t.throws(
+    () => changeVmRole(createVmRole({ name: 'web1' }), { replica_broker: { allow_any: true, allow: [] } }),
+    { code: 'HVLAB_E_USAGE' },
+    'another role takes no broker settings',
+  )
+  t.throws(
+    () => changeVmRole(role, { replication: { to: 'dr1', frequency_ms: 30_000, recovery_points: 0, compress: false } }),
+    { code: 'HVLAB_E_USAGE' },
+    'the broker is not replicated',
+  )
+})
+
+t.test("the broker's allow list", async (t) => {
+  t.doesNotThrow(() => checkBrokerAllows({ allow_any: false, allow: ['dr1'] }, 'dr1'))
+  t.doesNotThrow(() => checkBrokerAllows({ allow_any: true, allow: [] }, 'dr9'))
+  t.throws(() => checkBrokerAllows({ allow_any: false, allow: ['dr1'] }, 'dr2'), {
+    code: 'HVLAB_E_REFUSED',
+    detail: 'HVLAB_E_REPLICA_NOT_ALLOWED',
+    message: /--allow dr1,dr2/,
+  })
+})
+
+/** A replica server's placements over members answering from `answers` (a member absent: not connected). */
+function placements(answers: Record<string, (q: Message) => Message>, reversed = ['web1']) {
+  const asked: string[] = []
+  const p = new ReversePlacements({
+    server: 'dr1',
+    clock: new ManualClock(0),
+    members: ['a1', 'a2', 'b1'],
+    reversed: () => reversed,
+    ask: async (node, q) => {
+      asked.push(node)
+      const answer = answers[node]
+      if (answer === undefined) throw new HvlabError('HVLAB_E_CLOSED', `no connection to ${node}`)
+      return answer(q)
+    },
+    log: { info: () => undefined, warn: () => undefined },
+  })
+  return { p, asked }
+}
+
+const reply = (host: string | null, broker_owner: string | null) => (): Message => ({
+  t: 'replica-broker-place-reply',
+  vm: 'web1',
+  host,
+  broker_owner,
+})
+
+t.test('a replica server asks the broker where its reverse replicas go', async (t) => {
+  const answers: Record<string, (q: Message) => Message> = { a2: reply(null, 'b1'), b1: reply('a2', 'b1') }
+  const { p, asked } = placements(answers)
+  await p.refresh()
+  t.equal(p.hostOf('web1'), 'a2', "the broker's owner placed it")
+  t.same(asked, ['a1', 'a2', 'b1'], 'a1 not connected, a2 named the owner')
+  asked.length = 0
+  await p.refresh()
+  t.same(asked, ['b1'], 'the owner is asked first from then on')
+
+  answers.b1 = reply('a1', 'b1')
+  await p.refresh()
+  t.equal(p.hostOf('web1'), 'a1', 'placed again: the next answer says so')
+
+  delete answers.b1
+  delete answers.a2
+  await p.refresh()
+  t.equal(p.hostOf('web1'), 'a1', 'nobody answers: the last placement stays')
+
+  answers.a2 = () => {
+    throw new HvlabError('HVLAB_E_REPLICA_NOT_ALLOWED', 'the broker does not take replication from dr1')
+  }
+  await p.refresh()
+  t.match(p.errorOf('web1'), { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'a refusal is kept for the status')
+})
+
+t.test('a VM no longer replicated back loses its placement', async (t) => {
+  const reversed = ['web1']
+  const { p } = placements({ a1: reply('a1', 'a1') }, reversed)
+  await p.refresh()
+  t.equal(p.hostOf('web1'), 'a1')
+  reversed.pop()
+  await p.refresh()
+  t.equal(p.hostOf('web1'), undefined)
+})
+
+t.test(
+  'the broker is a role of the role controller: settings changed again are recorded, and it fails over when its node dies',
+  async (t) => {
+    const c = new RoleController()
+    let now = 1_000_000
+    const up = { a1: 'up', a2: 'up', b1: 'up' } as Record<string, 'up' | 'down'>
+    const view = () => Object.entries(up).map(([name, status]) => ({ name, status, memory_mib: 8192 }))
+    let epoch = 1
+    const step = (input: RoleInput) => c.step(input, (now += 1000))
+    step({ kind: 'membership', epoch, nodes: view() })
+    const cmd = (command: RoleCommand) => step({ kind: 'command', command })
+    cmd({ op: 'create', spec: { name: REPLICA_BROKER_ROLE, memory_mib: 32 } })
+    const settings = (allow: string[]) => ({ allow_any: false, allow })
+    const written = (fx: RoleEffect[]) => fx.flatMap((f) => (f.kind === 'write-role-record' ? [f.role] : []))
+    t.match(written(cmd({ op: 'set', name: REPLICA_BROKER_ROLE, changes: { replica_broker: settings(['dr2']) } })), [
+      { replica_broker: settings(['dr2']) },
+    ])
+    t.match(
+      written(cmd({ op: 'set', name: REPLICA_BROKER_ROLE, changes: { replica_broker: settings(['dr1']) } })),
+      [{ replica_broker: settings(['dr1']) }],
+      'enabling again changes its settings',
+    )
+    const start = (fx: RoleEffect[]) => fx.find((f): f is Extract<RoleEffect, { kind: 'start-vm' }> => f.kind === 'start-vm')
+    const first = start(cmd({ op: 'start', name: REPLICA_BROKER_ROLE }))!
+    step({ kind: 'vm-started', role: first.role, node: first.node, op: first.op })
+    t.match(c.role(REPLICA_BROKER_ROLE), { state: 'running', owner: first.node })
+    up[first.node] = 'down'
+    const again = start(step({ kind: 'membership', epoch: ++epoch, nodes: view() }))
+    t.ok(again !== undefined && again.node !== first.node, `its node died: started again on another (${again?.node ?? 'none'})`)
+    t.match(c.role(REPLICA_BROKER_ROLE), { replica_broker: settings(['dr1']) }, 'with its settings')
+  },
+)
+
+t.test(
+  'a failed-over replica recorded before the broker (its changes went back to one host) is read, the broker placing them now',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvlab-broker-record-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const record = {
+      vm: 'web1',
+      block_size_bytes: 4096,
+      disk_blocks: 64,
+      memory_mib: 64,
+      recovery_points: 0,
+      from: 'host-a1',
+      state: 'failed-over',
+    }
+    writeFileSync(
+      recordPath(dir),
+      JSON.stringify({ format: 1, ...record, reverse: { to: 'host-a1', frequency_ms: 30_000, compress: false } }),
+    )
+    t.match(await readReplicaVmRecord(dir), { ...record, reverse: { frequency_ms: 30_000, compress: false } })
+    t.notOk('to' in ((await readReplicaVmRecord(dir))?.reverse ?? {}), 'the old host is dropped')
+    writeFileSync(recordPath(dir), JSON.stringify({ format: 1, ...record, reverse: { to: 'host-a1', frequency_ms: 7, compress: false } }))
+    await t.rejects(readReplicaVmRecord(dir), { code: 'HVLAB_E_STATE' }, 'the rest is checked as ever')
+  },
+)
