@@ -92,6 +92,8 @@ export class ReplicationHost implements DiskWriteSink {
     if (n > 0) this.in_flight.set(r.vm, n)
     else this.in_flight.delete(r.vm)
     if (outcome === 'refused') return
+    // The VM runs here again while the shell of its last run here still sends what that left: this write is the new run's.
+    if (this.shells.get(r.vm)?.leaving === true && this.d.running().includes(r.vm)) this.drop(r.vm)
     const shell = this.shells.get(r.vm) ?? this.shellNow(r.vm)
     if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes))
   }

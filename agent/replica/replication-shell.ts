@@ -161,6 +161,11 @@ export class ReplicationShell {
     )
   }
 
+  /** Its VM stopped here (`finish`): it sends what is left, and logs nothing of a later run of the VM here. */
+  get leaving(): boolean {
+    return this.finishing_since_ms !== null
+  }
+
   /**
    * How the stopped VM's last changes ended: `sent` (every one applied on the replica),
    * `abandoned` (refused, a resync was needed, or not within FINISH_MS_MAX), or null
@@ -196,7 +201,7 @@ export class ReplicationShell {
       frequency_ms: this.d.setting.frequency_ms,
       health: s?.health ?? 'Critical',
       lag_ms: s?.lag_ms ?? 0,
-      pending_bytes: s?.pending_bytes ?? 0,
+      pending_bytes: this.machine.status(now).pending_bytes, // also what a moved VM logged before its shell began
       in_flight: s?.in_flight ?? null,
       resyncing: s?.resyncing ?? true,
       ...(s !== undefined && this.d.setting.app_consistent_every_h !== undefined ? { quiesce_timeouts: s.quiesce_timeouts } : {}),

@@ -76,19 +76,19 @@ async function world(t: { teardown(fn: () => unknown): void }) {
     bytes.set(data, block * BS)
     on.write(block, data)
   }
-  /** host-a2's primary side as its host runs it: web1 runs there now, after its `moves`-th move. */
-  const host = (name: string, moves: number) => {
+  /** A host's primary side as it runs it: web1 runs there while `runs.here`, after its `runs.moves`-th move. */
+  const host = (name: string, runs = { here: true, moves: 1 }) => {
     const link = new Link(name)
     server.servePrimary(link as unknown as PeerConnection, clock)
     return new ReplicationHost({
       host: name,
       clock,
       time_scale: 1,
-      running: () => ['web1'],
+      running: () => (runs.here ? ['web1'] : []),
       settingOf: () => SETTING,
       memoryOf: () => 64,
       diskOf: () => disk,
-      movesOf: () => moves,
+      movesOf: () => runs.moves,
       server: () => link,
       emit: (e) => events.push({ ...e, host: name }),
     })
@@ -231,7 +231,7 @@ t.test('a clean end of another move, or a VM started afresh, is a resync', async
 t.test("the new host logs the VM's writes from the first, before its periodic check", async (t) => {
   const w = await replicating(t)
   await leaves(w)
-  const a2 = w.host('host-a2', 1)
+  const a2 = w.host('host-a2')
   const bytes = encodeDiskWrite({ vm: 'web1', seq: 9, epoch: 1, block: 7, value: 77 }, BS)
   w.bytes.set(bytes, 7 * BS) // the VM resumed on host-a2 and wrote block 7 at once
   a2.completed({ vm: 'web1', seq: 9, epoch: 1, block: 7, value: 77 }, 'acked')
@@ -242,4 +242,22 @@ t.test("the new host logs the VM's writes from the first, before its periodic ch
   await until('a cycle from host-a2', () => a2.status('web1')[0]?.cycles_applied === 1)
   t.same(w.of('host-a2', 'replica.resync-needed'), [], 'no resync')
   t.same(w.image(), w.bytes, "its first write there is on the replica: the host's first write made the shell")
+})
+
+t.test('a VM back on a host whose shell of its last run there still sends what that left: its writes go to a new shell', async (t) => {
+  const w = await world(t)
+  const runs = { here: true, moves: 0 }
+  const a1 = w.host('host-a1', runs)
+  const write = (seq: number, block: number) => ({ vm: 'web1', seq, epoch: 1, block, value: seq })
+  a1.issued(write(1, 3)) // a write that will not complete soon: the shell of this run cannot finish
+  a1.completed(write(2, 4), 'acked')
+  a1.start()
+  t.teardown(() => a1.stop())
+  await until('web1 begun on host-a1', () => a1.status('web1')[0]?.resyncing === false)
+  runs.here = false // it leaves
+  a1.check()
+  t.match(a1.status('web1'), [{ stopped: true, finished: null }], 'its last run here still has a write in flight')
+  Object.assign(runs, { here: true, moves: 2 }) // and comes back by migration before that ended
+  a1.completed(write(3, 5), 'acked')
+  t.match(a1.status('web1'), [{ stopped: false, pending_bytes: BS }], "the new run's write is in a new shell's log, not the old one's")
 })
