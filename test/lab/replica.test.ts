@@ -529,7 +529,7 @@ t.test(
     // web4 stops: its last changes go in a crash-consistent cycle, after its last application-consistent point
     t.equal((await lab.cli('vm', 'stop', 'web4')).code, 0)
     await lab.waitFor("web4's last changes applied", async () => {
-      const r = await lab.control().request('host-a2', { t: 'replica-status-request', vm: 'web4' }, 'replica-status-reply', 10_000)
+      const r = await lab.control().request('host-a1', { t: 'replica-status-request', vm: 'web4' }, 'replica-status-reply', 10_000)
       return r.primaries[0]?.finished === 'sent' ? true : undefined
     })
     const web2At = (await replicaSide(lab, 'web2')).applied_cycle
