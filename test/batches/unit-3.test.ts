@@ -1,0 +1,3 @@
+import { runBatchOf } from './run-batch.js'
+
+await runBatchOf(import.meta.url)
