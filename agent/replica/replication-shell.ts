@@ -144,11 +144,13 @@ export class ReplicationShell {
   /**
    * Once the stopped VM's last changes are all applied (`finished` sent), tells the replica
    * server this primary ended cleanly at its last cycle, with the VM's moves: the VM's next
-   * host goes on from there without a resync. Once; a refusal only means that host resyncs.
+   * host goes on from there without a resync. Once, and the shell stops: a cycle after its
+   * end would leave the replica past it. A refusal only means that host resyncs.
    */
   end(): void {
     if (this.end_told || this.finished !== 'sent' || this.sender === null) return
     this.end_told = true
+    this.stop() // no cycle after the end, not even an empty one the timer was due to send: the replica must stand where it ended
     const c = this.d.server()
     if (c === undefined) return
     const end = { t: 'replica-primary-end', vm: this.d.vm, cycle: this.sender.nextCycle - 1, moves: this.moves } as const

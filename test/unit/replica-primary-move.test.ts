@@ -174,6 +174,18 @@ t.test('a live migration after a clean end: the new primary goes on at the next 
   t.same(w.image(), w.bytes, 'equal again')
 })
 
+t.test('a primary that ended sends no more cycles, though its timer was set and the host has not yet dropped it', async (t) => {
+  const w = await replicating(t)
+  await leaves(w)
+  const last = w.server.status('web1').replicas[0]!.applied_cycle
+  await w.advance(F) // host-a1's cycle timer was due: an empty cycle after its end would undo the end
+  t.equal(w.server.status('web1').replicas[0]!.applied_cycle, last, 'no cycle from host-a1 after its end')
+  const a2 = w.shell('host-a2', 1)
+  a2.start()
+  await until('host-a2 to go on from host-a1', () => a2.status().continued_from !== null)
+  t.same(w.of('host-a2', 'replica.resync-needed'), [], 'no resync on host-a2')
+})
+
 t.test('a new primary that begins before the old one ended waits for its end, then goes on', async (t) => {
   const w = await replicating(t, 2)
   const a2 = w.shell('host-a2', 3)
