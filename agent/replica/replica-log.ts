@@ -48,6 +48,8 @@ export class ReplicaLog {
   private writes = 0
   private bytes = 0
   private cycle: number
+  /** A log was closed (its cycle is spoken for). */
+  private closed = false
 
   constructor(private readonly o: ReplicaLogOptions) {
     if (!Number.isSafeInteger(o.block_size_bytes) || o.block_size_bytes <= 0)
@@ -78,6 +80,22 @@ export class ReplicaLog {
     this.latest.set(block, Uint8Array.from(data))
     this.writes += 1
     this.bytes += data.length
+  }
+
+  /**
+   * Numbers the open log `cycle`, and the ones after it from there: a log opened as the VM
+   * resumed on this host, before the replica server said where the replica stands. Only
+   * before the first close, whose number would otherwise have been shipped already.
+   */
+  numberFrom(cycle: number): void {
+    if (this.closed)
+      throw new HvlabError(
+        'HVLAB_E_INTERNAL',
+        `replica log of vm ${this.o.vm}: cycle ${this.cycle - 1} was closed, it cannot be renumbered`,
+      )
+    if (!Number.isSafeInteger(cycle) || cycle < 1)
+      throw new HvlabError('HVLAB_E_INTERNAL', `replica log of vm ${this.o.vm}: a cycle is a whole number from 1, got ${cycle}`)
+    this.cycle = cycle
   }
 
   /** The cycle the open log will ship as. */
@@ -116,6 +134,7 @@ export class ReplicaLog {
     this.writes = 0
     this.bytes = 0
     this.cycle += 1
+    this.closed = true
     return shipment
   }
 }

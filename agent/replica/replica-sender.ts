@@ -15,6 +15,12 @@
  * first cycle after the resync brings the replica level.
  * `flush` closes and sends the log at once (a planned failover's last changes).
  *
+ * A sender may log before it knows where the replica stands (the VM resumed on this host,
+ * and the replica server has not answered yet): it takes writes only, until `begun` says
+ * which cycle comes next and whether the VM moved here from a primary that ended cleanly
+ * (primary-handover.ts). Then that log, every write since the VM resumed here, ships as
+ * that cycle, one frequency after it opened, with no resync; otherwise a resync comes first.
+ *
  * With `app_consistent`, some cycles are application-consistent (app-consistent-cycles.ts):
  * the machine asks the guest to quiesce (`quiesce`), closes the log when it answers
  * (`quiesced`) or crash-consistent at the timeout, and lets it resume (`thaw`) either way.
@@ -38,6 +44,8 @@ export interface ReplicaSenderConfig {
   readonly first_cycle?: number
   /** Application-consistent cycles every so often (`--app-consistent-every-h`); absent: every cycle crash-consistent. */
   readonly app_consistent?: AppConsistentOptions
+  /** Created before the replica server said where the replica stands: it only logs until `begun` (default: `first_cycle` is known). */
+  readonly begins_later?: boolean
 }
 
 /** Why the sender asks for a resync: its log cannot be trusted, or (initial) this primary has no log for the replica yet. */
@@ -62,6 +70,12 @@ export type ReplicaSenderInput =
   | { readonly kind: 'resynced' }
   /** The guest quiesced as `quiesce` asked for `cycle`: its application holds its writes until `thaw`. */
   | { readonly kind: 'quiesced'; readonly cycle: number }
+  /**
+   * The replica server answered the begin of a sender not `start`ed: `first_cycle` comes next.
+   * `moved`: the VM moved here (`to`) and its previous primary `from` ended cleanly at the
+   * cycle before, so the log kept so far goes on as `first_cycle`; absent: a resync first.
+   */
+  | { readonly kind: 'begun'; readonly first_cycle: number; readonly moved?: { readonly from: string; readonly to: string } }
 
 /** What the sender puts on the timeline (shared/timeline/replica-events.ts). */
 export type ReplicaSenderEvent = ReplicaEvent
@@ -85,6 +99,8 @@ export class ReplicaSender {
   private out: ReplicaSenderEffect[] = []
   private readonly app: AppConsistentCycles | null
   private quiesce_timeouts = 0
+  /** It knows where the replica stands (from its creation, or once `begun`); before, it only logs. */
+  private began: boolean
 
   /** Starts after the initial replication, finished at `now_ms`; the first cycle is one frequency later. */
   constructor(
@@ -100,6 +116,7 @@ export class ReplicaSender {
     this.next_cycle_ms = now_ms + config.thresholds.frequency_ms
     this.last_applied_ms = now_ms
     this.app = config.app_consistent === undefined ? null : new AppConsistentCycles(config.app_consistent, now_ms)
+    this.began = config.begins_later !== true
   }
 
   /**
@@ -115,6 +132,7 @@ export class ReplicaSender {
 
   step(input: ReplicaSenderInput, now_ms: number): ReplicaSenderEffect[] {
     this.out = []
+    if (!this.began && input.kind !== 'write' && input.kind !== 'begun') return this.out // nothing to do but log until it knows
     switch (input.kind) {
       case 'write':
         this.onWrite(input.block, input.data, now_ms)
@@ -133,6 +151,9 @@ export class ReplicaSender {
         break
       case 'quiesced':
         this.onQuiesced(input.cycle, now_ms)
+        break
+      case 'begun':
+        this.onBegun(input, now_ms)
         break
       case 'resynced':
         this.resyncing = false
@@ -163,6 +184,11 @@ export class ReplicaSender {
     }
   }
 
+  /** It knows where the replica stands: it ships and resyncs (before, it only logs). */
+  get begun(): boolean {
+    return this.began
+  }
+
   /** The cycle the replica applies next (after a resync: the first one after it). */
   get nextCycle(): number {
     return this.in_flight?.cycle ?? this.log.openCycle
@@ -170,7 +196,25 @@ export class ReplicaSender {
 
   private onWrite(block: number, data: Uint8Array, now_ms: number): void {
     this.log.append(block, data)
-    if (this.log.needsResync && !this.resyncing) this.askResync('log-over-half-disk', now_ms)
+    if (this.began && this.log.needsResync && !this.resyncing) this.askResync('log-over-half-disk', now_ms)
+  }
+
+  /** Once: the log numbered from `first_cycle`; it goes on after a clean move, or is dropped for a resync. */
+  private onBegun(b: Extract<ReplicaSenderInput, { kind: 'begun' }>, now_ms: number): void {
+    if (this.began) return
+    this.began = true
+    this.log.numberFrom(b.first_cycle)
+    this.last_applied_ms = now_ms
+    if (b.moved !== undefined && !this.log.needsResync) {
+      this.emit('replica.primary-moved', { vm: this.config.vm, ...b.moved, cycle: b.first_cycle - 1 })
+      this.out.push({ kind: 'set-timer', at_ms: Math.max(now_ms, this.next_cycle_ms) }) // one frequency after the log opened
+      return
+    }
+    this.next_cycle_ms = now_ms + this.config.thresholds.frequency_ms
+    this.out.push(this.nextTimer())
+    // Not moved: what it logged is on the disk, and the resync reads every block after this. Moved, its log past half of the disk: dropped.
+    if (b.moved === undefined) this.askResync('initial', null)
+    else this.askResync('log-over-half-disk', now_ms)
   }
 
   private onTimer(now_ms: number): void {

@@ -18,7 +18,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
-import type { Extension, ReplicaSideStatus, Reverse } from '../../shared/protocol/replica-messages.js'
+import type { Extension, PrimaryHandover, ReplicaSideStatus, Reverse } from '../../shared/protocol/replica-messages.js'
 import type { DiskImage } from './disk-image.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
@@ -264,8 +264,14 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     const from = c.remoteName
     c.onRequest('replica-begin-request', async ({ message: m }) => {
       this.auth.check(this.name, from, m.vm)
-      const vm = await this.begin(m, from)
-      return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: vm.status().applied_cycle, has_copy: vm.hasCopy } }
+      const { vm, handover, previous } = await this.begin(m, from)
+      const { applied_cycle } = vm.status()
+      return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle, has_copy: vm.hasCopy, handover, previous } }
+    })
+    c.onRequest('replica-primary-end', async ({ message: m }) => {
+      this.auth.check(this.name, from, m.vm)
+      await this.begun(m.vm, from).primaryEnded({ from, cycle: m.cycle, moves: m.moves })
+      return { message: { t: 'ok' } }
     })
     c.onRequest('replica-log-part', async ({ message: m, attachment }) => {
       this.auth.check(this.name, from, m.vm)
@@ -308,8 +314,11 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     return { t: 'replica-status-reply', server: this.name, replica_server: this.auth.settings, replicas, primaries }
   }
 
-  /** Opens the VM's replica (or takes the open one over for `from`); its geometry must not change. */
-  private async begin(m: MessageOf<'replica-begin-request'>, from: string): Promise<ReplicaVm> {
+  /**
+   * Opens the VM's replica (or hands the open one over to `from`: primary-handover.ts); its
+   * geometry must not change. `previous`: the primary before (null: a replica opened now).
+   */
+  private async begin(m: MessageOf<'replica-begin-request'>, from: string): Promise<BeginOutcome> {
     if (m.disk_blocks * m.block_size_bytes > REPLICA_DISK_BYTES_MAX)
       throw new HvlabError(
         'HVLAB_E_USAGE',
@@ -323,11 +332,11 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
           'HVLAB_E_STATE',
           `vm ${m.vm}'s replica on ${this.name} is ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
         )
-      await open.begun(from, m.memory_mib)
-      return open
+      const ask = { from, ...(m.arrived === undefined ? {} : { arrived: m.arrived }) }
+      return { vm: open, ...(await open.begin(ask, m.memory_mib)) }
     }
     const pending = this.opening.get(m.vm)
-    if (pending !== undefined) return pending
+    if (pending !== undefined) return { vm: await pending, handover: 'take-over', previous: null }
     const geometry = { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks }
     const opened = this.openImage(geometry).then((image) =>
       ReplicaVm.open({
@@ -344,7 +353,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     try {
       const vm = await opened
       this.vms.set(m.vm, vm)
-      return vm
+      return { vm, handover: 'take-over', previous: null }
     } finally {
       this.opening.delete(m.vm)
     }
@@ -377,6 +386,12 @@ function checkExportFits(h: ExportHeader, g: ReplicaGeometry): void {
       'HVLAB_E_USAGE',
       `the export of vm ${h.vm} is ${h.disk_blocks} blocks of ${h.block_size_bytes} bytes; its replica is ${g.disk_blocks} of ${g.block_size_bytes}: export it again`,
     )
+}
+
+interface BeginOutcome {
+  readonly vm: ReplicaVm
+  readonly handover: PrimaryHandover
+  readonly previous: string | null
 }
 
 /** The test failover's VM (Hyper-V names it "VM - Test"). */

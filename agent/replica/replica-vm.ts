@@ -20,11 +20,13 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import {
   SHIPMENT_PART_BODY_BYTES_MAX,
   type Extension,
+  type PrimaryHandover,
   type ReplicaSideStatus,
   type Reverse,
 } from '../../shared/protocol/replica-messages.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
 import type { DiskImage } from './disk-image.js'
+import { judgeBegin, judgeEnd, type BeginAsk, type CleanEnd, type ReplicaStanding } from './primary-handover.js'
 import { ReplicaReceiver, type ReplicaDisk } from './replica-receiver.js'
 import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicaStore, type ReplicaGeometry } from './replica-store.js'
@@ -72,6 +74,8 @@ export class ReplicaVm {
   private has_copy_: boolean
   private extension_: Extension | null
   private reverse_: Reverse | null
+  /** The last primary's clean end (primary-handover.ts), kept in memory only: a restarted server has none, and its next primary resyncs. */
+  private ended: CleanEnd | null = null
   /** Extended replication's forwarder, once started (extended-replication.ts). */
   onBlocks: ReplicaBlocksListener | null = null
   from: string
@@ -130,16 +134,46 @@ export class ReplicaVm {
     return this.store_
   }
 
-  /** A primary begins (again): it replicates the VM from now on. Refused once the VM failed over here. */
-  async begun(from: string, memory_mib: number): Promise<void> {
-    if (this.state_ === 'failed-over')
-      throw new HvlabError(
-        'HVLAB_E_STATE',
-        `vm ${this.vm} has failed over to this replica server: it runs here now, and replication from ${from} ended`,
-      )
-    this.from = from
-    this.memory_mib = memory_mib
-    await this.saveRecord()
+  /**
+   * A primary begins (again): unless told to wait for the previous one (primary-handover.ts),
+   * it replicates the VM from now on, going on from the previous primary's clean end or
+   * (`take-over`) with a resync. In turn with the shipments, so it judges the replica as the
+   * last one applied left it. Refused once the VM failed over here.
+   */
+  begin(ask: BeginAsk, memory_mib: number): Promise<{ handover: PrimaryHandover; previous: string }> {
+    return this.queue.run(async () => {
+      if (this.state_ === 'failed-over')
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `vm ${this.vm} has failed over to this replica server: it runs here now, and replication from ${ask.from} ended`,
+        )
+      const handover = judgeBegin(this.standing(), ask)
+      const previous = handover === 'continue' ? this.ended!.from : this.from
+      if (handover === 'wait') return { handover, previous }
+      if (handover === 'take-over') this.ended = null
+      this.from = ask.from
+      this.memory_mib = memory_mib
+      await this.saveRecord()
+      return { handover, previous }
+    })
+  }
+
+  /** Its primary says it ended cleanly (its VM left it) with every change applied up to `end.cycle`; refused HVLAB_E_STATE otherwise. */
+  primaryEnded(end: CleanEnd): Promise<void> {
+    return this.queue.run(async () => {
+      const judged = judgeEnd(this.standing(), end)
+      if ('refused' in judged)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `the replica of vm ${this.vm} does not stand where ${end.from} ended (${judged.refused}); its next primary resyncs it`,
+        )
+      this.ended = judged.ended
+    })
+  }
+
+  private standing(): ReplicaStanding {
+    const steady = this.state_ === 'replicating' && !this.resyncing_ && !this.broken_
+    return { from: this.from, applied_cycle: this.receiver.appliedCycle, steady, ended: this.ended }
   }
 
   /**
@@ -157,6 +191,7 @@ export class ReplicaVm {
           'HVLAB_E_STATE',
           `vm ${this.vm}'s replica is being resynchronised and is not consistent; wait until \`hvlab replica status\` shows it done`,
         )
+      this.ended = null // the VM runs from the replica now: no primary goes on from it
       if (recovery_cycle !== null) await this.revertTo(recovery_cycle)
       await this.clearPoints() // the VM writes to the replica from now on: no point describes it
       this.state_ = 'failed-over'
@@ -177,6 +212,7 @@ export class ReplicaVm {
       this.state_ = 'replicating'
       this.reverse_ = null
       this.has_copy_ = true
+      this.ended = null
       await this.saveRecord()
     })
   }
@@ -242,6 +278,7 @@ export class ReplicaVm {
    * it any more (cleared before the first such block, which no undo log covers).
    */
   private async writeOutsideCycles(blocks: readonly ShippedBlock[]): Promise<void> {
+    this.ended = null // no cycle carried these: no primary goes on without a resync
     if (!this.resyncing_) await this.clearPoints()
     this.resyncing_ = true
     const g = this.o.geometry
@@ -256,6 +293,7 @@ export class ReplicaVm {
       await this.clearPoints()
       await this.durably(() => this.store_.markApplied(next_cycle - 1))
       this.receiver.resynced(next_cycle)
+      this.ended = null
       this.resyncing_ = false
       this.applied_closed_at_ms = null
       await this.copyHeld()

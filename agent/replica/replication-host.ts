@@ -7,7 +7,11 @@
  *
  * The host's VMs' disk writes come in as a write sink (vm-disk.ts DiskWriteSink): each
  * write that completed acknowledged, or in doubt (it may be on the disk), goes to its
- * VM's log; a refused one wrote nothing.
+ * VM's log; a refused one wrote nothing. A replicated VM running here without a shell yet
+ * (it just resumed here after a move) gets it at its first write, not at the next check,
+ * so its log misses none of its writes here (the shell's replication may go on from it).
+ * A shell whose stopped VM's last changes were all applied tells the replica server so
+ * before it goes (ReplicationShell.end).
  *
  * What a shell sends to its replica server is paced at the VM's bandwidth cap
  * (`--max-mbit`, paced-requester.ts), read from the role at each send.
@@ -48,6 +52,8 @@ export interface ReplicationHostDeps {
   server(name: string): PartRequester | undefined
   /** How often replica server `name` takes a recovery point; absent: hourly, scaled. */
   pointEveryMs?(name: string): number
+  /** How many times VM `vm` running here had moved by migration (its device state counts them); absent: 0, it started here. */
+  movesOf?(vm: string): number
   /** The integration service of the guest of VM `vm` running here (application-consistent points). */
   guestOf?(vm: string): GuestQuiescer | undefined
   emit(event: ReplicaEvent): void
@@ -60,6 +66,8 @@ export class ReplicationHost implements DiskWriteSink {
   /** Replicated VMs here that cannot replicate yet, with why. */
   private readonly waiting = new Map<string, { setting: ReplicationSetting; why: string }>()
   private cancel: (() => void) | undefined
+  /** VMs running here at the last check that are not replicated: their writes look for no shell until the next. */
+  private readonly unreplicated = new Set<string>()
   /** The last status of each shell that ended after its VM stopped here. */
   private readonly ended = new Map<string, PrimarySideStatus>()
 
@@ -84,8 +92,18 @@ export class ReplicationHost implements DiskWriteSink {
     if (n > 0) this.in_flight.set(r.vm, n)
     else this.in_flight.delete(r.vm)
     if (outcome === 'refused') return
-    const shell = this.shells.get(r.vm)
+    // The VM runs here again while the shell of its last run here still sends what that left: this write is the new run's.
+    if (this.shells.get(r.vm)?.leaving === true && this.d.running().includes(r.vm)) this.drop(r.vm)
+    const shell = this.shells.get(r.vm) ?? this.shellNow(r.vm)
     if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes))
+  }
+
+  /** A new shell for `vm` if it runs here, replicated, with its disk attached; undefined otherwise. */
+  private shellNow(vm: string): ReplicationShell | undefined {
+    if (this.unreplicated.has(vm)) return undefined
+    const setting = this.d.settingOf(vm)
+    if (setting === undefined || !this.d.running().includes(vm)) return undefined
+    return this.newShell(vm, setting)
   }
 
   /** Makes the shells match the VMs here and their settings (public for tests). */
@@ -97,33 +115,39 @@ export class ReplicationHost implements DiskWriteSink {
       if (shell.finished !== null) this.drop(vm)
     }
     this.waiting.clear()
+    this.unreplicated.clear()
     for (const vm of running) {
       this.ended.delete(vm)
       const setting = this.d.settingOf(vm)
+      if (setting === undefined) this.unreplicated.add(vm)
       if (setting === undefined || this.shells.has(vm)) continue
-      const disk = this.d.diskOf(vm)
-      if (disk === undefined) {
-        this.waiting.set(vm, { setting, why: `vm ${vm} has no disk attached on this host` })
-        continue
-      }
-      const pacer = new SendPacer()
-      const shell = new ReplicationShell({
-        vm,
-        host: this.d.host,
-        setting,
-        disk,
-        memory_mib: this.d.memoryOf(vm),
-        writesInFlight: () => this.in_flight.get(vm) ?? 0,
-        clock: this.d.clock,
-        time_scale: this.d.time_scale,
-        server: () => this.paced(vm, setting.to, pacer),
-        emit: this.d.emit,
-        ...(this.d.pointEveryMs ? { point_every_ms: this.d.pointEveryMs(setting.to) } : {}),
-        guest: () => this.d.guestOf?.(vm),
-      })
-      this.shells.set(vm, shell)
-      shell.start()
+      if (this.newShell(vm, setting) === undefined) this.waiting.set(vm, { setting, why: `vm ${vm} has no disk attached on this host` })
     }
+  }
+
+  /** Starts replicating `vm` from here (undefined: it has no disk attached here). */
+  private newShell(vm: string, setting: ReplicationSetting): ReplicationShell | undefined {
+    const disk = this.d.diskOf(vm)
+    if (disk === undefined) return undefined
+    const pacer = new SendPacer()
+    const shell = new ReplicationShell({
+      vm,
+      host: this.d.host,
+      setting,
+      disk,
+      memory_mib: this.d.memoryOf(vm),
+      writesInFlight: () => this.in_flight.get(vm) ?? 0,
+      moves: this.d.movesOf?.(vm) ?? 0,
+      clock: this.d.clock,
+      time_scale: this.d.time_scale,
+      server: () => this.paced(vm, setting.to, pacer),
+      emit: this.d.emit,
+      ...(this.d.pointEveryMs ? { point_every_ms: this.d.pointEveryMs(setting.to) } : {}),
+      guest: () => this.d.guestOf?.(vm),
+    })
+    this.shells.set(vm, shell)
+    shell.start()
+    return shell
   }
 
   status(vm: string | null): PrimarySideStatus[] {
@@ -149,6 +173,7 @@ export class ReplicationHost implements DiskWriteSink {
     const shell = this.shells.get(vm)
     if (shell === undefined) return
     const last = shell.status()
+    shell.end() // its last changes all applied: the VM's next host goes on from here
     shell.stop()
     this.shells.delete(vm)
     // How a stopped VM's last changes ended stays shown (a planned failover reads it), until it runs here again.
@@ -180,5 +205,6 @@ function waitingStatus(vm: string, setting: ReplicationSetting, why: string): Pr
     finished: null,
     waiting_for: null,
     export_file: null,
+    continued_from: null,
   }
 }

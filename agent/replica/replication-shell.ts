@@ -2,10 +2,18 @@
  * The primary's side of one VM's replication, as the host running the VM carries it out:
  * it begins with the replica server (which says what the replica has applied), runs the
  * sender machine (replica-sender.ts) with a resync first — the initial replication, or a
- * new primary after a move or a failover, which has no log for the replica — and carries
- * out its effects: shipments over the connection to the server (shipment-sender.ts), the
- * resync (primary-resync.ts), the cycle timer, the timeline. Every guest write the VM's
- * disk completes comes in through `write`.
+ * new primary after a failover, which has no log for the replica — and carries out its
+ * effects: shipments over the connection to the server (shipment-sender.ts), the resync
+ * (primary-resync.ts), the cycle timer, the timeline. Every guest write the VM's disk
+ * completes comes in through `write`.
+ *
+ * A VM that moved here by a live or quick migration (`moves` > 0) is logged from the shell's
+ * creation, before the server answers: if its previous primary ended cleanly (its last
+ * changes applied, replica-primary-end) the server says `continue`, and that log goes on as
+ * the next cycle with no resync (primary-handover.ts). While the previous primary has not
+ * ended, the shell asks again for up to PREVIOUS_PRIMARY_WAIT_MS, then takes the replica
+ * over and resyncs. When its own VM leaves and its last changes are all applied, the shell
+ * says so to the server (`end`), so that the VM's next host goes on from here.
  *
  * With `--app-consistent-every-h` the machine asks the guest's integration service
  * (agent/vm/guest-quiesce.ts) to quiesce before some cycles; the shell passes the answer
@@ -16,7 +24,12 @@
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError, type HvlabCode } from '../../shared/errors.js'
-import { REPLICA_RETRY_MS, type PrimarySideStatus, type ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import {
+  REPLICA_RETRY_MS,
+  type PrimaryHandover,
+  type PrimarySideStatus,
+  type ReplicationSetting,
+} from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import type { GuestQuiescer } from '../vm/guest-quiesce.js'
 import { appConsistentOptions } from './app-consistent-cycles.js'
@@ -45,6 +58,8 @@ export interface ReplicationShellDeps {
   readonly memory_mib: number
   /** Its disk writes sent and not yet completed: a stopped VM's last changes are not all in the log while any are. */
   writesInFlight(): number
+  /** How many times the VM had moved (live or quick migration) when it began running here; 0 or absent: it started here. */
+  readonly moves?: number
   /** How often the replica server takes a recovery point (`--app-consistent-every-h` counts in those); default hourly, scaled. */
   readonly point_every_ms?: number
   /** The guest's integration service now (undefined, or absent: none, and a quiesce times out). */
@@ -54,9 +69,19 @@ export interface ReplicationShellDeps {
 
 /** A stopped VM's last changes are sent within this long, or given up (its replica then resyncs when it replicates again). */
 export const FINISH_MS_MAX = 120_000
+/** A VM that moved here waits this long at most for its previous primary's clean end before it takes the replica over with a resync. */
+export const PREVIOUS_PRIMARY_WAIT_MS = 15_000
+/** How often it asks the replica server again meanwhile. */
+export const PREVIOUS_PRIMARY_POLL_MS = 250
 
 export class ReplicationShell {
-  private sender: ReplicaSender | null = null
+  /** The sender machine, from the shell's creation: a VM that moved here is logged before the server answers. */
+  private readonly machine: ReplicaSender
+  private readonly created_ms: number
+  /** Replication went on here from the previous primary's clean end (null: it began with a resync, or has not begun). */
+  private continued_from: PrimarySideStatus['continued_from'] = null
+  /** This primary told the server it ended cleanly. */
+  private end_told = false
   private cancelTimer: (() => void) | null = null
   private sending = false
   private stopped = false
@@ -72,7 +97,24 @@ export class ReplicationShell {
   /** `export`: the file this host exported the disk to. */
   private export_file: string | null = null
 
-  constructor(private readonly d: ReplicationShellDeps) {}
+  constructor(private readonly d: ReplicationShellDeps) {
+    this.created_ms = d.clock.now()
+    const app_consistent = this.appConsistent()
+    const geometry = { vm: d.vm, block_size_bytes: d.disk.block_size_bytes, disk_blocks: d.disk.blocks }
+    this.machine = new ReplicaSender(
+      { ...geometry, thresholds: this.thresholds(), ...(app_consistent ? { app_consistent } : {}), begins_later: true },
+      this.created_ms,
+    )
+  }
+
+  /** The machine once it knows where the replica stands (null before: it only logs). */
+  private get sender(): ReplicaSender | null {
+    return this.machine.begun ? this.machine : null
+  }
+
+  private get moves(): number {
+    return this.d.moves ?? 0
+  }
 
   get setting(): ReplicationSetting {
     return this.d.setting
@@ -95,7 +137,35 @@ export class ReplicationShell {
   finish(): void {
     if (this.finishing_since_ms !== null) return
     this.finishing_since_ms = this.d.clock.now()
+    if (this.sender === null) return this.stop() // it left before replication began here: nothing of it goes, its next host resyncs
     this.step({ kind: 'flush' })
+  }
+
+  /**
+   * Once the stopped VM's last changes are all applied (`finished` sent), tells the replica
+   * server this primary ended cleanly at its last cycle, with the VM's moves: the VM's next
+   * host goes on from there without a resync. Once, and the shell stops: a cycle after its
+   * end would leave the replica past it. A refusal only means that host resyncs.
+   */
+  end(): void {
+    if (this.end_told || this.finished !== 'sent' || this.sender === null) return
+    this.end_told = true
+    this.stop() // no cycle after the end, not even an empty one the timer was due to send: the replica must stand where it ended
+    const c = this.d.server()
+    if (c === undefined) return
+    const end = { t: 'replica-primary-end', vm: this.d.vm, cycle: this.sender.nextCycle - 1, moves: this.moves } as const
+    c.request(end, { timeout_ms: REPLICA_REQUEST_TIMEOUT_MS }).then(
+      (reply) => {
+        if (reply.message.t !== 'ok')
+          this.failed(new HvlabError('HVLAB_E_PROTOCOL', `the replica server answered replica-primary-end with ${reply.message.t}`))
+      },
+      (e: unknown) => this.failed(e),
+    )
+  }
+
+  /** Its VM stopped here (`finish`): it sends what is left, and logs nothing of a later run of the VM here. */
+  get leaving(): boolean {
+    return this.finishing_since_ms !== null
   }
 
   /**
@@ -133,7 +203,7 @@ export class ReplicationShell {
       frequency_ms: this.d.setting.frequency_ms,
       health: s?.health ?? 'Critical',
       lag_ms: s?.lag_ms ?? 0,
-      pending_bytes: s?.pending_bytes ?? 0,
+      pending_bytes: this.machine.status(now).pending_bytes, // also what a moved VM logged before its shell began
       in_flight: s?.in_flight ?? null,
       resyncing: s?.resyncing ?? true,
       ...(s !== undefined && this.d.setting.app_consistent_every_h !== undefined ? { quiesce_timeouts: s.quiesce_timeouts } : {}),
@@ -145,6 +215,7 @@ export class ReplicationShell {
       finished: this.finished,
       waiting_for: this.waiting_for,
       export_file: this.export_file,
+      continued_from: this.continued_from,
     }
   }
 
@@ -161,15 +232,15 @@ export class ReplicationShell {
       return
     }
     try {
-      const { applied, has_copy } = await this.beginRequest()
+      const { applied, has_copy, handover, previous } = await this.beginRequest(this.arrived())
       if (this.stopped) return
+      if (handover === 'wait') return this.again(PREVIOUS_PRIMARY_POLL_MS, () => void this.begin()) // its last changes may still come
       if (!has_copy && (this.d.setting.initial === 'export' || this.d.setting.initial === 'seed')) return await this.awaitCopy()
       this.waiting_for = null
-      const o = { vm: this.d.vm, block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
-      const app_consistent = this.appConsistent()
-      const config = { ...o, thresholds: this.thresholds(), first_cycle: applied + 1, ...(app_consistent ? { app_consistent } : {}) }
-      this.sender = new ReplicaSender(config, this.d.clock.now())
-      this.run(this.sender.start(true))
+      const moved = handover === 'continue' && previous !== null ? { from: previous, to: this.d.host } : undefined
+      this.step({ kind: 'begun', first_cycle: applied + 1, ...(moved === undefined ? {} : { moved }) })
+      if (moved !== undefined && this.sender?.status(this.d.clock.now()).resyncing === false)
+        this.continued_from = { host: moved.from, cycle: applied }
     } catch (e) {
       this.failed(e)
       this.retryLater(() => void this.begin())
@@ -194,7 +265,17 @@ export class ReplicationShell {
     this.retryLater(() => void this.begin())
   }
 
-  private async beginRequest(): Promise<{ applied: number; has_copy: boolean }> {
+  /** A VM that moved here asks to go on from its previous primary, waiting for its end while PREVIOUS_PRIMARY_WAIT_MS lasts. */
+  private arrived(): { moves: number; wait: boolean } | undefined {
+    if (this.moves === 0) return undefined
+    return { moves: this.moves, wait: this.d.clock.now() - this.created_ms < PREVIOUS_PRIMARY_WAIT_MS }
+  }
+
+  /** Begins with the replica server (`arrived`: the VM moved here; absent: this primary takes the replica over). */
+  private async beginRequest(arrived?: {
+    moves: number
+    wait: boolean
+  }): Promise<{ applied: number; has_copy: boolean; handover: PrimaryHandover; previous: string | null }> {
     const reply = await this.connection().request(
       {
         t: 'replica-begin-request',
@@ -203,6 +284,7 @@ export class ReplicationShell {
         disk_blocks: this.d.disk.blocks,
         recovery_points: this.d.setting.recovery_points,
         memory_mib: this.d.memory_mib,
+        ...(arrived === undefined ? {} : { arrived }),
       },
       { timeout_ms: REPLICA_REQUEST_TIMEOUT_MS },
     )
@@ -210,7 +292,7 @@ export class ReplicationShell {
     if (m.t !== 'replica-begin-reply' || m.vm !== this.d.vm)
       throw new HvlabError('HVLAB_E_PROTOCOL', `the replica server answered replica-begin with ${m.t}`)
     this.clearError()
-    return { applied: m.applied_cycle, has_copy: m.has_copy }
+    return { applied: m.applied_cycle, has_copy: m.has_copy, handover: m.handover, previous: m.previous }
   }
 
   private connection(): PartRequester {
@@ -220,8 +302,9 @@ export class ReplicationShell {
   }
 
   private step(input: ReplicaSenderInput): void {
-    if (this.stopped || this.sender === null) return
-    this.run(this.sender.step(input, this.d.clock.now()))
+    if (this.stopped) return
+    if (this.sender === null && input.kind === 'write' && this.moves === 0) return // a resync comes first: it reads what the log would hold
+    this.run(this.machine.step(input, this.d.clock.now()))
   }
 
   private run(effects: readonly ReplicaSenderEffect[]): void {
@@ -270,6 +353,7 @@ export class ReplicationShell {
         this.step(outcome)
         if (this.finishing_since_ms !== null && this.sender !== null && this.sender.status(this.d.clock.now()).pending_bytes > 0)
           this.step({ kind: 'flush' }) // what the stopped VM left, at once
+        this.end() // all of it applied: the VM's next host goes on from here
       })
       .catch((e: unknown) => {
         this.sending = false
@@ -331,8 +415,12 @@ export class ReplicationShell {
   }
 
   private retryLater(again: () => void): void {
+    this.again(Math.min(REPLICA_RETRY_MS, this.thresholds().frequency_ms), again)
+  }
+
+  private again(after_ms: number, again: () => void): void {
     if (this.stopped) return
-    this.d.clock.setTimer(Math.min(REPLICA_RETRY_MS, this.thresholds().frequency_ms), () => {
+    this.d.clock.setTimer(after_ms, () => {
       if (!this.stopped) again()
     })
   }

@@ -28,6 +28,7 @@ export function newReplicationHost(
     running: () => vmsRunning(agent()),
     settingOf: (vm) => decodeRole(database().config, vm)?.replication,
     memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
+    movesOf: (vm) => agent().vms.instance(vm)?.resumeCount ?? 0,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
     server: (name) => p.mesh.connection(name),
     pointEveryMs: (name) =>

@@ -9,8 +9,11 @@
  *   with the host on one side and the server on the other: a partition, a WAN fault on the
  *   DR site's link), until the next `network.healed`;
  * - a resync of the VM (`replica.resync-needed` to `replica.resynced`): a host that took
- *   the VM over (a failover, a migration) has no log for it and compares every block
- *   first, as the README says; the replica is Critical meanwhile.
+ *   the VM over after a failover has no log for it and compares every block first, as the
+ *   README says; the replica is Critical meanwhile;
+ * - a move's handover (`vm.arrived` to the new host's `replica.primary-moved`, or its
+ *   `replica.resync-needed`): the VM's new host logs from its arrival but ships only once its
+ *   previous primary's last changes are applied and it has ended (agent/replica/primary-handover.ts).
  *
  * Each window is followed by one RPO: the backlog it left needs a cycle and its transfer.
  */
@@ -41,6 +44,7 @@ export function excuses(
     ...faultWindows(h, host, server, end_ms),
     ...networkWindows(h.events, host, server, end_ms),
     ...resyncWindows(h.events, vm, end_ms),
+    ...handoverWindows(h.events, vm, end_ms),
   ].map((x) => ({ ...x, to_ms: x.to_ms + rpo_ms }))
 }
 
@@ -87,6 +91,24 @@ function resyncWindows(events: readonly Event[], vm: string, end_ms: number): Ex
     }
   }
   if (open !== null) out.push({ from_ms: open.from_ms, to_ms: end_ms, cause: `resync by ${open.host} (never done)` })
+  return out
+}
+
+/** From the VM's arrival on a host by migration until replication goes on there (or its resync begins, a window of its own). */
+function handoverWindows(events: readonly Event[], vm: string, end_ms: number): Excuse[] {
+  const out: Excuse[] = []
+  let open = null as { from_ms: number; host: string } | null
+  for (const e of [...events].sort((a, b) => a.at_ms - b.at_ms || a.seq - b.seq)) {
+    if (e.details.vm !== vm) continue
+    // moved on again before replication went on: one window
+    if (e.kind === 'vm.arrived') open = { from_ms: open === null ? e.at_ms : open.from_ms, host: e.source }
+    const begun = e.kind === 'replica.primary-moved' || e.kind === 'replica.resync-needed'
+    if (begun && open !== null && e.source === open.host) {
+      out.push({ from_ms: open.from_ms, to_ms: e.at_ms, cause: `move to ${open.host}` })
+      open = null
+    }
+  }
+  if (open !== null) out.push({ from_ms: open.from_ms, to_ms: end_ms, cause: `move to ${open.host} (replication never went on there)` })
   return out
 }
 

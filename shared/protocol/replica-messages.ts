@@ -36,6 +36,10 @@ export * from './replica-limits.js'
 export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed', 'not-begun', 'failed-over'] as const
 export type ShipmentRefusal = (typeof SHIPMENT_REFUSALS)[number]
 
+/** What a replica server tells a primary that begins (replica-begin-reply `handover`). */
+export const PRIMARY_HANDOVERS = ['continue', 'take-over', 'wait'] as const
+export type PrimaryHandover = (typeof PRIMARY_HANDOVERS)[number]
+
 export const SHIPMENT_COMPRESSIONS = ['none', 'deflate'] as const
 export type ShipmentCompression = (typeof SHIPMENT_COMPRESSIONS)[number]
 
@@ -185,18 +189,46 @@ export const replicatedVmShape = () => ({
     .max(4 * 1024 * 1024),
 })
 
-/** Primary → replica server: replication of `vm` begins (or goes on from another primary); the reply says where the replica stands. */
+/** How many times a VM has moved by migration (its device state counts them); a VM started afresh has 0. */
+const vmMoves = () =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31)
+
+/**
+ * Primary → replica server: replication of `vm` begins (or goes on from another primary); the reply says where the replica stands.
+ * `arrived`: the VM came here by a live or quick migration, its `moves`-th: if its previous primary ended cleanly (replica-primary-end
+ * of move `moves - 1`) at the cycle the replica applied last, this primary goes on from it without a resync; `wait`: while the
+ * previous primary has not ended, leave the replica to it and say so (`handover: wait`) rather than take it over.
+ */
 export const replicaBeginRequest = defineMessage('replica-begin-request', () => ({
   vm: field.name(),
   ...replicatedVmShape(),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
+  arrived: z.strictObject({ moves: vmMoves().min(1), wait: z.boolean() }).optional(),
 }))
-/** `has_copy`: the replica holds an initial copy (imported, or from a finished resync), so a resync sends only differences. */
+/**
+ * `has_copy`: the replica holds an initial copy (imported, or from a finished resync), so a resync sends only differences.
+ * `handover` (agent/replica/primary-handover.ts): `continue` from the clean end of `previous` (its last cycle is `applied_cycle`),
+ * `take-over` (this primary replicates the VM now and resyncs first), or `wait` (nothing changed: `previous` has not ended yet).
+ */
 export const replicaBeginReply = defineMessage('replica-begin-reply', () => ({
   vm: field.name(),
   applied_cycle: field.uint(),
   has_copy: z.boolean(),
+  handover: z.enum(PRIMARY_HANDOVERS),
+  /** The primary before this one (null: none). */
+  previous: field.name().nullable(),
 }))
+
+/**
+ * Primary → replica server: the VM left this primary (a migration, a shutdown) and every change it made here is applied, up to
+ * `cycle`; nothing more comes from here. `moves`: the VM's moves when it ran here. The next primary, the VM's next move, goes on
+ * from it without a resync (replica-begin `arrived`). Answered `ok`, or refused HVLAB_E_STATE when the replica does not stand there.
+ */
+export const replicaPrimaryEnd = defineMessage('replica-primary-end', () => ({ vm: field.name(), cycle: field.uint(), moves: vmMoves() }))
 
 /** Operator → replica server: import the initial copy of `vm` from an export file (offline media) before its primary sends the differences. */
 export const replicaImportRequest = defineMessage('replica-import-request', () => ({ vm: field.name(), path: absolutePath() }))
@@ -330,6 +362,8 @@ const primarySideStatus = () =>
     waiting_for: z.enum(['start-time', 'initial-copy']).nullable(),
     /** `export`: the file this host exported the VM's disk to (null until written). */
     export_file: field.text(REPLICA_PATH_BYTES_MAX + 256).nullable(),
+    /** The VM moved here and replication went on from its previous primary's clean end at `cycle`, without a resync; null: it began with one (or has not begun). */
+    continued_from: z.strictObject({ host: field.name(), cycle: field.uint() }).nullable(),
   })
 export type ReplicaSideStatus = z.infer<ReturnType<typeof replicaSideStatus>>
 export type PrimarySideStatus = z.infer<ReturnType<typeof primarySideStatus>>
@@ -350,6 +384,7 @@ export const replicaMessages = [
   replicaServerEnableRequest,
   replicaBeginRequest,
   replicaBeginReply,
+  replicaPrimaryEnd,
   replicaHashesRequest,
   replicaHashesReply,
   replicaResyncBlocks,

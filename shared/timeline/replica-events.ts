@@ -15,6 +15,8 @@ export const replicaEvents = defineEvents({
   'replica.cycle-missed': { ...vm, in_flight: detail.uint() },
   /** `why`: log-over-half-disk, cycles-missing, or initial (initial replication, or a new primary without the log). */
   'replica.resync-needed': { ...vm, why: detail.word() },
+  /** The VM moved (a live or quick migration) from `from` to `to`, and replication went on there from `from`'s last cycle `cycle`, without a resync. */
+  'replica.primary-moved': { ...vm, from: detail.name(), to: detail.name(), cycle: detail.uint() },
   /** A resync ended: every block compared by hash, only those that differed sent. */
   'replica.resynced': { ...vm, blocks_compared: detail.uint(), blocks_sent: detail.uint() },
   /** Initial replication by media: the primary exported the VM's disk (its blocks holding data) to `file`. */

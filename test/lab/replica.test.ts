@@ -2,7 +2,8 @@
  * Hyper-V Replica in the real lab (topologies/two-site-dr.json at timeScale 0.1: a 30 s
  * cycle takes 3 s): a standalone replica server in site-dr refuses a primary it does not
  * allow; allowed, it takes the initial replication (only blocks that differ travel) and a
- * cycle every 3 s while the VM's disk writes 20 blocks a second. Once the writes stop and
+ * cycle every 3 s while the VM's disk writes 20 blocks a second; a live migration to host-a2
+ * and back goes on from each host's last cycle with no resync. Once the writes stop and
  * the last cycle is applied, the replica's durable disk is the primary's volume byte for
  * byte. Then kill -9 the primary host while the VM writes: the VM fails over within the
  * cluster, its new host resyncs the replica (sending only the blocks that differ), and the
@@ -294,23 +295,23 @@ t.test(
     t.equal((await lab.cli('replica', 'test-failover', 'web1', '--stop')).code, 0)
     t.match((await status(lab)).replica, { test_vm_running: false })
 
-    // a live migration and back: replication follows web1 (the role keeps it); each new host resyncs by block hashes, so only what differs travels
+    // a live migration and back: replication follows web1 (the role keeps it); each new host goes on from the last cycle of the one before, no resync
+    const beforeMoves = (await lab.events()).at(-1)!.seq
+    let from = 'host-a1'
     for (const to of ['host-a2', 'host-a1']) {
       const beforeMove = (await lab.events()).at(-1)!.seq
       const moved = await lab.cli('vm', 'migrate', 'web1', '--to', to, '--timeout-s', '60')
       t.equal(moved.code, 0, moved.code === 0 ? `live migration to ${to}` : moved.stderr)
-      const there = (e: LabEvent) => resynced(e) && e.source === to
-      const r = (await lab.eventsAfter(beforeMove, (evs) => evs.some(there), 60_000)).find(there)!
-      t.ok(
-        (r.details.blocks_sent as number) < DISK_BLOCKS / 4,
-        `replication followed web1 to ${to}, resyncing ${String(r.details.blocks_sent)} blocks`,
-      )
+      const there = (e: LabEvent) => e.kind === 'replica.primary-moved' && e.details.vm === 'web1' && e.source === to
+      const m = (await lab.eventsAfter(beforeMove, (evs) => evs.some(there), 60_000)).find(there)
+      t.match(m?.details, { from, to }, `replication followed web1 to ${to}, going on from ${from}'s cycle ${String(m?.details.cycle)}`)
+      from = to
     }
     const movedBack = await lab.waitFor('a cycle applied from host-a1 again', async () => {
       const s = await status(lab)
       return s.primary_host === 'host-a1' && (s.primary?.cycles_applied ?? 0) >= 1 && s.primary?.resyncing === false ? s : undefined
     })
-    t.match(movedBack.primary, { health: 'Normal', last_error: null }, 'and goes on there')
+    t.match(movedBack.primary, { health: 'Normal', last_error: null, continued_from: { host: 'host-a2' } }, 'and goes on there')
 
     // the writes stop: once the last cycle is applied the replica is the primary's disk
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
@@ -318,6 +319,14 @@ t.test(
     t.ok((level.replica?.applied_cycle ?? 0) > (cycling.replica?.applied_cycle ?? 0), 'more cycles applied since')
     const d1 = await digests(lab, 'array-a')
     t.equal(d1.replica, d1.primary, "the replica's durable disk is the primary volume, byte for byte")
+    const compared = (await lab.eventsAfter(beforeMoves, () => true)).filter(
+      (e) => e.details.vm === 'web1' && (e.kind === 'replica.resync-needed' || e.kind === 'replica.resynced'),
+    )
+    t.same(
+      compared.map((e) => [e.source, e.kind, e.details.why ?? e.details.blocks_sent]),
+      [],
+      'the moves resynced nothing: no block compared or sent, yet nothing missing',
+    )
 
     // kill -9 the primary host while the VM writes: it fails over in the cluster, and its new host resyncs the replica
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)

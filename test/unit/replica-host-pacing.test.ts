@@ -29,7 +29,9 @@ function fakeServer(clock: ManualClock) {
       switch (m.t) {
         case 'replica-begin-request':
           begins++
-          return { message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: 0, has_copy: false } }
+          return {
+            message: { t: 'replica-begin-reply', vm: m.vm, applied_cycle: 0, has_copy: false, handover: 'take-over', previous: null },
+          }
         case 'replica-hashes-request':
           return {
             message: { t: 'replica-hashes-reply', vm: m.vm, first_block: m.first_block, blocks: m.blocks },

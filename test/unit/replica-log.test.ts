@@ -64,3 +64,14 @@ t.test('a log past half of the disk asks for a resync; a write off the disk or o
   t.throws(() => log.append(1, new Uint8Array(3)), /not one 8-byte block/)
   t.throws(() => new ReplicaLog({ vm: 'x', block_size_bytes: 0, disk_blocks: 1 }), /block size/)
 })
+
+t.test('a log opened before its cycle was known is numbered once, before its first close', async (t) => {
+  const log = new ReplicaLog({ vm: 'vm1', block_size_bytes: BS, disk_blocks: 16 })
+  log.append(2, new Uint8Array(BS).fill(2))
+  log.numberFrom(12)
+  t.equal(log.openCycle, 12)
+  t.match(log.close(5), { cycle: 12, blocks: [{ block: 2 }] }, 'the writes logged before are its')
+  t.equal(log.openCycle, 13)
+  t.throws(() => log.numberFrom(20), /cycle 12 was closed, it cannot be renumbered/)
+  t.throws(() => new ReplicaLog({ vm: 'x', block_size_bytes: BS, disk_blocks: 1 }).numberFrom(0), /a cycle is a whole number from 1/)
+})

@@ -18,9 +18,9 @@ const ships = (fx: ReplicaSenderEffect[]) => fx.flatMap((f) => (f.kind === 'ship
 const events = (fx: ReplicaSenderEffect[]) => fx.flatMap((f) => (f.kind === 'emit' ? [{ kind: f.event.kind, ...f.event.details }] : []))
 const kinds = (fx: ReplicaSenderEffect[]) => events(fx).map((e) => e.kind)
 
-function sender(disk_blocks = 64) {
+function sender(disk_blocks = 64, begins_later = false) {
   let now = 0
-  const s = new ReplicaSender({ vm: 'vm1', block_size_bytes: BS, disk_blocks, thresholds: th }, now)
+  const s = new ReplicaSender({ vm: 'vm1', block_size_bytes: BS, disk_blocks, thresholds: th, begins_later }, now)
   return {
     s,
     at: (ms: number) => (now = ms),
@@ -172,3 +172,66 @@ t.test(
     t.same([first?.cycle, first?.blocks.map((b) => [b.block, b.data[0]])], [8, [[2, 5]]])
   },
 )
+
+t.test('a moved VM: logged before the replica server answers, that log goes on as the next cycle with no resync', async (t) => {
+  const l = sender(64, true) // created at 0, as the VM resumed here
+  t.same(l.step({ kind: 'timer' }), [], 'nothing but logging before it knows where the replica stands')
+  l.at(100)
+  l.write(3, 1)
+  l.write(3, 2)
+  l.write(9, 9)
+  t.same(l.step({ kind: 'flush' }), [], 'not even a flush')
+  t.notOk(l.s.begun)
+  l.at(2_000)
+  const fx = l.step({ kind: 'begun', first_cycle: 8, moved: { from: 'host-a1', to: 'host-a2' } })
+  t.notOk(
+    fx.some((f) => f.kind === 'resync'),
+    'no resync',
+  )
+  t.same(events(fx), [{ kind: 'replica.primary-moved', vm: 'vm1', from: 'host-a1', to: 'host-a2', cycle: 7 }])
+  t.same(
+    fx.filter((f) => f.kind === 'set-timer'),
+    [{ kind: 'set-timer', at_ms: F }],
+    'its first cycle one frequency after the log opened',
+  )
+  t.match(l.s.status(2_000), { resyncing: false, health: 'Normal' })
+  l.at(F)
+  const [first] = ships(l.step({ kind: 'timer' }))
+  t.same(
+    [first?.cycle, first?.writes_logged, first?.blocks.map((b) => [b.block, b.data[0]])],
+    [
+      8,
+      3,
+      [
+        [3, 2],
+        [9, 9],
+      ],
+    ],
+    'every write since the VM resumed here, as cycle 8',
+  )
+  t.same(l.step({ kind: 'begun', first_cycle: 20 }), [], 'it begins once')
+})
+
+t.test('begun without a clean move: the log kept so far is not trusted, a resync comes first', async (t) => {
+  const l = sender(64, true)
+  l.write(3, 1)
+  l.at(500)
+  const fx = l.step({ kind: 'begun', first_cycle: 4 })
+  t.match(fx, [
+    { kind: 'set-timer', at_ms: 500 + F },
+    { kind: 'resync' },
+    { kind: 'emit', event: { kind: 'replica.resync-needed', details: { why: 'initial' } } },
+  ])
+  t.equal(l.s.nextCycle, 4, 'the replica is told the cycle after the one it applied')
+  t.notOk(events(fx).some((e) => e.kind === 'replica.primary-moved'))
+})
+
+t.test('a moved VM whose log grew past half of the disk before it began resyncs instead', async (t) => {
+  const l = sender(4, true)
+  for (let i = 0; i < 3; i++) l.write(i, i + 1)
+  t.match(
+    events(l.step({ kind: 'begun', first_cycle: 2, moved: { from: 'host-a1', to: 'host-a2' } })),
+    [{ kind: 'replica.resync-needed', why: 'log-over-half-disk' }],
+    'its log is not worth shipping: it does not go on from it',
+  )
+})

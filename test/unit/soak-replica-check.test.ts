@@ -262,3 +262,18 @@ t.test("a host's cycle carries its own writes since its last log drop; a resync 
   t.ok(carries(ds[1]!, w('host-b1', 3500), drops), 'the resync carries it, whoever acknowledged it')
   t.ok(carries(ds[2]!, w('host-a1', 5000), drops), 'a write after the drop is in the next cycle')
 })
+
+t.test("writes held back by a move's handover are allowed, with the move as the cause", async (t) => {
+  // vm1 arrived on host-a1 at 0.5 s; host-b1's end came late, so host-a1's log went on only at 8 s, as its first cycle
+  const handover = (): RecordOf<'event'>[] => [
+    ev(500, 'host-a1', 'vm.arrived', { vm: 'vm1', op: 2, epoch: 1, from: 'host-b1' }),
+    ev(8000, 'host-a1', 'replica.primary-moved', { vm: 'vm1', from: 'host-b1', to: 'host-a1', cycle: 0 }),
+    ...cyclesAt([8000, 11_000, 14_000, 17_000, 20_000, 23_000, 26_000].map((c): [number, number] => [c, c + 200])),
+  ]
+  t.same(replicaViolations(records({ cycleEvents: handover() })), [])
+  t.match(check(records({ cycleEvents: handover() })).replication[0]!.late, [
+    { from_ms: T0 + 1000, to_ms: T0 + 2000, writes: 3, lag_max_ms: 7200, reached_ms: T0 + 8200, cause: 'move to host-a1' },
+  ])
+  const unexcused = handover().filter((e) => e.kind !== 'vm.arrived')
+  t.same(replicaViolations(records({ cycleEvents: unexcused })), ['replica-rpo-breached'], 'the same lag with no move is a breach')
+})
