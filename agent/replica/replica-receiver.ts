@@ -34,6 +34,11 @@ export interface ReplicaDisk {
   writeBlock(block: number, data: Uint8Array): void
 }
 
+/** Every block of `disk`, in order. */
+export function* blocksOf(disk: ReplicaDisk): Generator<Uint8Array> {
+  for (let b = 0; b < disk.blocks; b++) yield disk.readBlock(b)
+}
+
 /** `blocks` blocks of `disk` from `first`, one after another. */
 export function readBlocks(disk: ReplicaDisk, first: number, blocks: number): Uint8Array {
   const out = new Uint8Array(blocks * disk.block_size_bytes)

@@ -62,6 +62,10 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     await server.failover(q.vm, q.recovery_cycle, q.load, q.reverse ?? null)
     return { t: 'ok' }
   })
+  p.serveOperator('replica-reverse-request', async (q) => {
+    await server.replicateBack(q.vm, q.reverse)
+    return { t: 'ok' }
+  })
   p.serveOperator('replica-failback-request', async (q) => {
     if (q.step === 'stop-vm') server.stopForFailBack(q.vm)
     else await server.failBack(q.vm)
@@ -155,6 +159,14 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     await vm.failover(recovery_cycle, reverse)
     this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
+  }
+
+  /** The VM that failed over here unplanned and runs here replicates back to the cluster from now on (`reverse`). */
+  async replicateBack(name: string, reverse: Reverse): Promise<void> {
+    const vm = this.replica(name)
+    if (!this.runner.running(name))
+      throw new HvlabError('HVLAB_E_STATE', `vm ${name} does not run on ${this.name}; only a VM running here replicates back from here`)
+    await vm.replicateBack(reverse)
   }
 
   /** A fail-back's first step here: the failed-over VM shuts down (its last changes then replicate back). */

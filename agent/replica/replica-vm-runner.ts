@@ -10,9 +10,10 @@ import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import { startGuestService } from '../vm/guest-service.js'
 import { VmHost } from '../vm/vm-instance.js'
+import { nextWriteSeq } from '../vm/disk-write-record.js'
 import type { BlockIoPort, DiskWriteSink } from '../vm/vm-disk.js'
 import { inspectVm, setVmLoad } from '../migration/migration-operator.js'
-import { readBlocks, type ReplicaDisk } from './replica-receiver.js'
+import { blocksOf, readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
 /** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
@@ -40,7 +41,9 @@ export class ReplicaVmRunner {
 
   /** Starts `vm` here on the replica's disk in `store`, with the load its role kept; its clients reach it here. */
   run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined): void {
-    this.start(vm, memory_mib, store.disk, localDiskPort(store), load, this.sink)
+    // A VM started here before (failed over and back, then over again) wrote this disk with this host's one epoch: it goes on past those writes.
+    const next_seq = nextWriteSeq(vm, blocksOf(store.disk))
+    this.start(vm, memory_mib, store.disk, localDiskPort(store), load, this.sink, next_seq)
     this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
   }
 
@@ -66,9 +69,11 @@ export class ReplicaVmRunner {
     io: BlockIoPort,
     load: GuestLoadSetting | undefined,
     sink?: DiskWriteSink,
+    next_seq = 0,
   ): void {
     this.vms.start(vm, memory_mib, STANDALONE_OP, STANDALONE_EPOCH)
     const instance = this.vms.instance(vm)!
+    instance.continueDiskSeq(next_seq)
     const size_bytes = disk.blocks * disk.block_size_bytes
     instance.attachDisk(
       { host: this.p.name, array: this.p.name, volume: vm, size_bytes, epoch: () => STANDALONE_EPOCH },

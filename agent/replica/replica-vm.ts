@@ -201,6 +201,21 @@ export class ReplicaVm {
   }
 
   /**
+   * The VM failed over here unplanned (not reversed) replicates back from now on: its
+   * changes go to the cluster (`reverse`), as after a planned failover. Refused unless it
+   * failed over here and does not replicate back already.
+   */
+  replicateBack(reverse: Reverse): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.state_ !== 'failed-over')
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over to this replica server; it replicates here`)
+      if (this.reverse_ !== null) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates back to the cluster already`)
+      this.reverse_ = reverse
+      await this.saveRecord()
+    })
+  }
+
+  /**
    * A fail-back is done (the VM stopped here and its last changes went back): the replica is
    * a replica again, of the disk the VM left here, which is now its primary's, so the
    * primary's resync finds nothing that differs.

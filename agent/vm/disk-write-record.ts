@@ -109,6 +109,20 @@ export function decodeDiskWrite(data: Uint8Array): DecodedBlock {
   return { kind: 'record', record }
 }
 
+/**
+ * The seq after the newest write of `vm` that `blocks` hold (0: none): a VM started on a
+ * disk holding its earlier writes (a replica after a failover) goes on past them, so no write
+ * of the new run has the seq, and so the bytes, of one before.
+ */
+export function nextWriteSeq(vm: string, blocks: Iterable<Uint8Array>): number {
+  let next = 0
+  for (const data of blocks) {
+    const d = decodeDiskWrite(data)
+    if (d.kind === 'record' && d.record.vm === vm) next = Math.max(next, d.record.seq + 1)
+  }
+  return next
+}
+
 export interface AckedWritesCheck {
   vm: string
   /** Acknowledged writes (any order, any subset, e.g. the writer's bounded history). */

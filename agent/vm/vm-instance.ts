@@ -168,6 +168,11 @@ export class VmInstance implements MigratableVm {
     return disk
   }
 
+  /** Its disk's next writes take seqs from `next_seq` on at least (a disk that holds its earlier writes; before `attachDisk`). */
+  continueDiskSeq(next_seq: number): void {
+    this.disk_seq = Math.max(this.disk_seq, next_seq)
+  }
+
   /** Detaches the disk after its in-flight writes finish; its final counters, or null if none was attached. */
   async detachDisk(): Promise<VmDiskCounters | null> {
     const disk = this.disk_

@@ -71,16 +71,22 @@ export async function disableBroker(client: ControlClient): Promise<void> {
 }
 
 /**
- * Before a planned failover of a clustered VM to `server`: the cluster must be a replica
- * server that takes replication from it, for the VM's changes to come back (as in Hyper-V).
+ * Before a clustered VM's changes replicate back from `server` (a planned failover, or
+ * replication to the cluster after an unplanned one): the cluster must be a replica server
+ * that takes replication from it (as in Hyper-V). `unchanged`: what the refusal left as it was.
  * Throws HVLAB_E_REPLICA_NO_BROKER or HVLAB_E_REPLICA_NOT_ALLOWED; else the member it runs on (null: none now).
  */
-export async function brokerFor(all: readonly VmRoleRecord[], vm: string, server: string): Promise<string | null> {
+export async function brokerFor(
+  all: readonly VmRoleRecord[],
+  vm: string,
+  server: string,
+  unchanged = 'nothing was shut down',
+): Promise<string | null> {
   const broker = all.find((r) => r.name === REPLICA_BROKER_ROLE)
   if (broker?.replica_broker === undefined)
     throw new HvlabError(
       'HVLAB_E_REPLICA_NO_BROKER',
-      `a planned failover reverses replication, so the cluster must be a replica server for ${server} to send vm ${vm}'s changes back: hvlab replica server enable cluster --allow ${server}; nothing was shut down`,
+      `vm ${vm}'s changes replicate back from ${server} to the cluster, so the cluster must be a replica server for ${server} (its Replica Broker): hvlab replica server enable cluster --allow ${server}; ${unchanged}`,
     )
   const { checkBrokerAllows } = await import('../../agent/cluster/replica-broker.js') // not when hvlab starts: it brings zod
   checkBrokerAllows(broker.replica_broker, server)

@@ -25,6 +25,7 @@ import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out } from './options.js'
 import { primaryStatus } from './replica-queries.js'
+import { replicateToCluster } from './replica-to-cluster.js'
 import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
 const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
@@ -86,7 +87,10 @@ export function registerEnable(replica: Command): void {
       'replicate a VM to a replica server: whichever host runs it sends its changes every cycle; the initial replication copies the blocks that differ, then the command returns',
     )
     .argument('<vm>', 'the VM name')
-    .requiredOption('--to <server>', 'the replica server (`hvlab replica server enable` first)')
+    .requiredOption(
+      '--to <server>',
+      'the replica server (`hvlab replica server enable` first); `cluster`: a VM failed over to its replica server (unplanned) replicates back to the cluster, into its own volume (its Replica Broker places it), so that `replica failover VM --planned` fails it back',
+    )
     .option('--frequency <f>', 'how often changes are sent: 30s, 5m or 15m (scaled by the topology timeScale)', frequency, 300_000)
     .option(
       '--recovery-points <n>',
@@ -118,6 +122,7 @@ export function registerEnable(replica: Command): void {
 }
 
 async function enable(vm: string, o: EnableOptions): Promise<void> {
+  if (o.to === 'cluster') return toCluster(vm, o)
   if ((o.initial === 'export') !== (o.exportDir !== undefined))
     throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
   if (o.appConsistentEveryH !== undefined && o.appConsistentEveryH > o.recoveryPoints)
@@ -147,6 +152,23 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   if (s.waiting_for === 'initial-copy') return out(importHint(vm, o.to, s.export_file))
   const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
   out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
+}
+
+/** `--to cluster`: a VM failed over unplanned replicates back to the cluster (replica-to-cluster.ts), with a frequency and compression only. */
+async function toCluster(vm: string, o: EnableOptions): Promise<void> {
+  const other =
+    o.recoveryPoints !== 0 ||
+    o.appConsistentEveryH !== undefined ||
+    o.initial !== 'network' ||
+    o.exportDir !== undefined ||
+    o.startAt !== undefined ||
+    o.maxMbit !== undefined
+  if (other)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      "--to cluster takes --frequency and --compress only: the VM's own volume is the replica (compared block by block first), with no recovery points",
+    )
+  await replicateToCluster(ControlClient.forDir(o.dir), vm, { ...o, compress: o.compress === true })
 }
 
 function importHint(vm: string, to: string, file: string | null): string {

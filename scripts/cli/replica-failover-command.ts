@@ -13,7 +13,7 @@
  *   differs beyond what changed since).
  * - Unplanned (the primary is lost): the replica starts from its latest cycle or a recovery
  *   point (`--latest-app-consistent`: the newest application-consistent one); refused while the primary still runs the VM, unless --force. Not reversed: to get
- *   back, replicate the VM again (the seed: "the policy is broken").
+ *   back, replicate it to the cluster (`replica enable VM --to cluster`, replica-to-cluster.ts; the seed: "the policy is broken"), then fail it back.
  */
 import type { Command } from 'commander'
 import { HvlabError, isTransientError } from '../../shared/errors.js'
@@ -151,7 +151,7 @@ async function plannedFailover(
   await roleCommand(client, { op: 'stop', name: vm })
   await lastChangesSent(client, primary, vm, o)
   // The broker records the placement in the role first: that member takes the changes back only from the server the role names, and the cluster starts the VM no more.
-  const host = await firstPlacement(client, vm, setting.to, o)
+  const host = await firstPlacement(client, vm, setting.to, o.timeoutS)
   try {
     await startReplica(client, setting.to, vm, role, null, { frequency_ms: setting.frequency_ms, compress: setting.compress })
   } catch (e) {
@@ -168,8 +168,8 @@ async function plannedFailover(
  * the role to be stopped, and while the broker has no owner (it fails over) or its copy of
  * the cluster database does not show the VM stopped yet (HVLAB_E_STATE: it lags the coordinator's).
  */
-async function firstPlacement(client: ControlClient, vm: string, server: string, o: FailoverOptions): Promise<string> {
-  const timeout_ms = o.timeoutS * 1000
+export async function firstPlacement(client: ControlClient, vm: string, server: string, timeout_s: number): Promise<string> {
+  const timeout_ms = timeout_s * 1000
   await waitFor({ what: `vm ${vm} to stop`, watch: '`hvlab vm list`', timeout_ms, poll: async () => stopStep(await vmRoleNow(client, vm)) })
   const q = { t: 'replica-broker-place-request' as const, vm, server, first: true }
   const ask = async (): Promise<string | null> => {

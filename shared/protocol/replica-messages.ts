@@ -291,6 +291,13 @@ export const replicaFailbackRequest = defineMessage('replica-failback-request', 
   step: z.enum(['stop-vm', 'replicate-forward']),
 }))
 
+/**
+ * Operator → the replica server a VM failed over to unplanned (not reversed): replicate its
+ * changes back to the cluster from now on (seed 002: after an unplanned failover "to get back
+ * to the primary site, you will have to reconfigure replication"), as a planned failover would have.
+ */
+export const replicaReverseRequest = defineMessage('replica-reverse-request', () => ({ vm: field.name(), reverse: reverseSchema }))
+
 /** Operator → the cluster host a VM's changes replicated back to: the fail-back is done, drop the reverse replica (its disk is the VM's own). */
 export const replicaReverseDropRequest = defineMessage('replica-reverse-drop-request', () => ({ vm: field.name() }))
 
@@ -393,6 +400,7 @@ export const replicaMessages = [
   replicaImportReply,
   replicaFailoverRequest,
   replicaFailbackRequest,
+  replicaReverseRequest,
   replicaReverseDropRequest,
   replicaBrokerPlaceRequest,
   replicaBrokerPlaceReply,

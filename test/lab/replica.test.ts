@@ -442,6 +442,40 @@ t.test(
     const forward = (await lab.eventsAfter(beforeBack, (evs) => evs.some(fromCluster))).find(fromCluster)!
     t.equal(forward.details.blocks_sent, 0, 'replication goes forward again; its resync after the fail-back found nothing that differs')
     t.match(await status(lab), { primary_host: forward.source, reverse: null, replica: { state: 'replicating', from: forward.source } })
+
+    // unplanned and back: not reversed (seed 002: "the policy is broken"); replicated to the cluster again (standalone host to cluster), it fails back with nothing lost
+    const stillRuns = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster')
+    t.equal(stillRuns.code, 1, 'a VM the cluster runs does not replicate to the cluster')
+    t.match(stillRuns.stderr, /vm web1 is running on host-a\d in the cluster; .*hvlab vm stop web1/)
+    const noPoints = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster', '--recovery-points', '2')
+    t.match(noPoints.stderr, /--to cluster takes --frequency and --compress only/)
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0) // the replica VM starts with its role's load: it writes there
+    t.equal((await lab.cli('vm', 'stop', 'web1')).code, 0)
+    const unplannedWeb1 = await lab.cli('replica', 'failover', 'web1')
+    t.equal(unplannedWeb1.code, 0, `unplanned failover of the stopped web1: ${unplannedWeb1.stderr}`)
+    t.match(await status(lab), { reverse: null, replica: { state: 'failed-over', vm_running: true } }, 'not reversed')
+    const beforeToCluster = (await lab.events()).at(-1)!.seq
+    const toCluster = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster', '--frequency', '30s', '--timeout-s', '60')
+    t.equal(toCluster.code, 0, `replica enable web1 --to cluster: ${toCluster.stderr}`)
+    t.match(toCluster.stdout, /vm web1 replicates from replica-dr1 to the cluster every 30 s, into its own volume on host-[ab]\d/)
+    const toClusterResync = (await lab.eventsAfter(beforeToCluster, (evs) => evs.some(resynced))).find(resynced)!
+    t.ok(
+      toClusterResync.source === SERVER && (toClusterResync.details.blocks_sent as number) < DISK_BLOCKS / 8,
+      `the cluster's replica is web1's own volume: only blocks that differ travelled (${String(toClusterResync.details.blocks_sent)})`,
+    )
+    const startedTwice = await lab.cli('vm', 'start', 'web1')
+    t.equal(startedTwice.code, 1, 'meanwhile the cluster does not start it')
+    t.match(startedTwice.stderr, /runs on its replica server replica-dr1/)
+    await lab.waitFor('a cycle of web1 written on the replica server applied in the cluster', async () => {
+      const r = (await status(lab)).reverse
+      return (r?.replica?.applied_cycle ?? 0) >= 1 && (r?.primary?.last_cycle_bytes ?? 0) > 0 ? r : undefined
+    })
+    t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
+    const backAgain = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
+    t.equal(backAgain.code, 0, `fail-back after the unplanned failover: ${backAgain.stderr}`)
+    const dAgain = await digests(lab, 'array-a')
+    t.equal(dAgain.replica, dAgain.primary, 'nothing lost: the cluster starts web1 on every write it made on the replica server since')
+    t.not(dAgain.primary, dBack.primary, 'including those')
     t.equal((await lab.cli('vm', 'stop', 'web1')).code, 0) // the rest of the test runs without it
 
     // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
@@ -536,6 +570,11 @@ t.test(
       return points.length === 2 && points[0]!.cycle > 1 ? true : undefined
     })
     // web4 stops: its last changes go in a crash-consistent cycle, after its last application-consistent point
+    // (with writes logged since the last cycle closed: a stop that came just after a cycle left every write in the point, 1 run in 3)
+    await lab.waitFor('web4 writes not yet in a cycle', async () => {
+      const r = await lab.control().request('host-a1', { t: 'replica-status-request', vm: 'web4' }, 'replica-status-reply', 10_000)
+      return (r.primaries[0]?.pending_bytes ?? 0) > 0 ? true : undefined
+    })
     t.equal((await lab.cli('vm', 'stop', 'web4')).code, 0)
     await lab.waitFor("web4's last changes applied", async () => {
       const r = await lab.control().request('host-a1', { t: 'replica-status-request', vm: 'web4' }, 'replica-status-reply', 10_000)

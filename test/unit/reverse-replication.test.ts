@@ -265,3 +265,43 @@ function allOf(store: { disk: { readBlock(b: number): Uint8Array } }): Uint8Arra
   for (let b = 0; b < BLOCKS; b++) out.set(store.disk.readBlock(b), b * BS)
   return out
 }
+
+t.test(
+  'after an unplanned failover the VM replicates to the cluster once reconfigured: a compare resync sends only what differs from its volume',
+  async (t) => {
+    const w = await world(t)
+    const forward = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+    forward.start()
+    await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !forward.status().resyncing)
+    forward.stop()
+    const reverse = { frequency_ms: 30_000 as const, compress: false }
+    await t.rejects(w.dr1.replicateBack('web1', reverse), { code: 'HVLAB_E_STATE' }, 'refused while it replicates here')
+
+    await w.dr1.failover('web1', null, undefined) // unplanned: not reversed
+    t.same(w.dr1.reversed, [], 'an unplanned failover is not reversed')
+    w.up.delete('web1')
+    await t.rejects(
+      w.dr1.replicateBack('web1', reverse),
+      { code: 'HVLAB_E_STATE', message: /does not run on dr1/ },
+      'refused while the VM does not run here',
+    )
+    w.up.add('web1')
+    w.setRole({ ...SETTING, reversed_to: 'host-a1' }) // the broker placed it (replica-to-cluster.ts)
+    await w.dr1.replicateBack('web1', reverse)
+    await t.rejects(w.dr1.replicateBack('web1', reverse), { code: 'HVLAB_E_STATE', message: /already/ }, 'once')
+    t.same(
+      w.dr1.reversed.map((r) => r.vm),
+      ['web1'],
+    )
+    t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'failed-over', reverse }, 'kept in its record')
+    // web1 wrote on dr1 since the failover, before replication to the cluster began: its volume does not have these
+    const store = w.dr1.reversed[0]!.store
+    for (const block of [20, 21])
+      store.disk.writeBlock(block, encodeDiskWrite({ vm: 'web1', seq: block, epoch: 1, block, value: block }, BS))
+    w.reverse.start()
+    await until('the resync to the cluster', () => resyncs(w.events).length === 2 && !w.reverse.status('web1')[0]!.resyncing, w.clock)
+    t.match(resyncs(w.events)[1], { blocks_compared: BLOCKS, blocks_sent: 2 }, 'only the two blocks written since the failover')
+    t.same(w.vol.bytes, allOf(store), "the volume is dr1's disk")
+    w.reverse.stop()
+  },
+)

@@ -4,7 +4,7 @@
  * writes; and the production block I/O port's requests over a (fake) mesh connection.
  */
 import t from 'tap'
-import { checkAckedWrites, decodeDiskWrite, encodeDiskWrite, type DiskWriteRecord } from '../../agent/vm/disk-write-record.js'
+import { checkAckedWrites, decodeDiskWrite, encodeDiskWrite, nextWriteSeq, type DiskWriteRecord } from '../../agent/vm/disk-write-record.js'
 import { meshBlockIoPort } from '../../agent/vm/vm-disk.js'
 import type { Message } from '../../shared/protocol/messages.js'
 
@@ -94,4 +94,13 @@ t.test('the mesh port sends block-write with the data as attachment and block-re
     connection: () => ({ request: async () => ({ message: { t: 'ok' } as Message, attachment: Buffer.alloc(0) }) }),
   })
   await t.rejects(wrong.write('array-a', { volume: 'v', host: 'h1', epoch: 4, block: 3, blocks: 1 }, data), { code: 'HVLAB_E_PROTOCOL' })
+})
+
+t.test('a VM started on a disk holding its earlier writes goes on past the newest of its own', async (t) => {
+  const bs = 512
+  const block = (vm: string, seq: number) => encodeDiskWrite({ vm, seq, epoch: 1, block: seq % 4, value: 7 }, bs)
+  const torn = block('web1', 99)
+  torn[200] = (torn[200] ?? 0) ^ 1
+  t.equal(nextWriteSeq('web1', [new Uint8Array(bs), block('web1', 3), block('web1', 12), block('web2', 40), torn]), 13)
+  t.equal(nextWriteSeq('web1', [new Uint8Array(bs), block('web2', 5)]), 0, 'none of its own: from 0')
 })
