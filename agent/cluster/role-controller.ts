@@ -324,7 +324,14 @@ type HeldStart = { readonly at_ms: number; readonly then: StartPlan }
 /** `start-on` with `in_place`: a restart on the node it ran on (allowed even if that node is paused). */
 type StartPlan =
   | { readonly kind: 'start-on'; readonly node: string; readonly reason: string; readonly in_place: boolean }
-  | { readonly kind: 'place'; readonly avoid: string | null; readonly reason: string; readonly failover: boolean }
+  | {
+      readonly kind: 'place'
+      readonly avoid: string | null
+      readonly reason: string
+      readonly failover: boolean
+      /** The node to start it on if it can take it (the destination of a migration its lost source left in doubt). */
+      readonly prefer?: string
+    }
 
 /**
  * How long a role whose start a node refused for want of a quorum lease waits before it is
@@ -551,9 +558,17 @@ export class RoleController {
     }
   }
 
-  /** The role's owner `node` is down: it ran there, so it runs nowhere now. */
+  /**
+   * The role's owner `node` is down: it ran there, so it runs nowhere now — unless it was
+   * migrating: its destination may run it already (the source asked it to resume before it
+   * was lost). The failover then goes to that destination if it can take it, where a start
+   * keeps a VM that runs (VmHost.start) and a source's late resume is refused; a destination
+   * down too has lost (or fenced) its copy. Placed elsewhere, two copies would run until the
+   * destination's next inventory had its copy stopped.
+   */
   private lostWithNode(e: RoleEntry, node: string): void {
     const after = e.after_stop
+    const destination = e.migrating?.to
     e.needs_sync = false
     e.migrating = null
     e.after_stop = null
@@ -562,7 +577,11 @@ export class RoleController {
     } else if (e.role.state === 'stopping' && after?.kind === 'fail') {
       this.failRole(e, after.reason)
     } else {
-      this.onFailure(e, node, `${node} is down`, { node_lost: true, vm_present: false })
+      this.onFailure(e, node, `${node} is down`, {
+        node_lost: true,
+        vm_present: false,
+        ...(destination ? { migrated_to: destination } : {}),
+      })
     }
   }
 
@@ -1032,7 +1051,7 @@ export class RoleController {
 
   private carryOutStart(e: RoleEntry, plan: StartPlan): void {
     if (plan.kind === 'start-on') return this.startOn(e, plan.node, plan.reason, plan.in_place)
-    this.place(e, plan.avoid, plan.reason, plan.failover)
+    this.place(e, plan.avoid, plan.reason, plan.failover, plan.prefer ?? null)
   }
 
   /** Carries out `plan` now, or, if `at_ms` is later, leaves the role pending (on no node) until then. */
@@ -1100,7 +1119,7 @@ export class RoleController {
   }
 
   /** The failover policy's answer to a failure of the role on `node`. */
-  private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean }): void {
+  private onFailure(e: RoleEntry, node: string, why: string, how: { node_lost: boolean; vm_present: boolean; migrated_to?: string }): void {
     const node_count = this.nodes.size
     const policy = rolePolicy(this.config.policy, e.role, this.config.time_scale)
     const decision = decideOnFailure(e.history, policy, { node, node_count, node_lost: how.node_lost }, this.now_ms)
@@ -1111,7 +1130,7 @@ export class RoleController {
       decision.action === 'restart'
         ? { kind: 'start-on', node, reason: `restarting: ${decision.reason}`, in_place: true }
         : decision.action === 'failover'
-          ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true }
+          ? { kind: 'place', avoid: node, reason: `failing over: ${decision.reason}`, failover: true, ...preferring(how.migrated_to) }
           : null
     if (how.vm_present) {
       const after: AfterStop = plan === null ? { kind: 'fail', reason: `${why}; ${decision.reason}` } : { ...plan, not_before_ms }
@@ -1148,6 +1167,12 @@ export class RoleController {
   }
 
   /** Starts the role on `node` if it may go there now, otherwise places it elsewhere. */
+  /** Node `node` is up and can take `e` now (memory, anti-affinity, …). */
+  private mayStartOn(e: RoleEntry, node: string): boolean {
+    const view = this.nodes.get(node)
+    return view !== undefined && refusal(e.role, { ...view, status: this.statusOf(view) }, this.load(), node) === null
+  }
+
   private startOn(e: RoleEntry, node: string, reason: string, restart_in_place: boolean): void {
     const view = this.nodes.get(node)
     const status = view === undefined ? undefined : this.statusOf(view)
@@ -1162,11 +1187,14 @@ export class RoleController {
    * Places a role that is on no node: start it on the chosen node, or leave it pending.
    * `failover`: the failover policy moves it off `avoid` (role.failed-over).
    */
-  private place(e: RoleEntry, avoid: string | null, reason: string, failover = false): void {
+  private place(e: RoleEntry, avoid: string | null, reason: string, failover = false, prefer: string | null = null): void {
     if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
     if (failover && priorityOf(e.role) === 'none') return this.noAutoStart(e, avoid, reason)
     const home_site = avoid === null ? null : (this.nodes.get(avoid)?.site ?? null)
-    const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid, { home_site, classes_on: this.classes() })
+    const placement =
+      prefer !== null && this.mayStartOn(e, prefer)
+        ? { ok: true as const, node: prefer }
+        : chooseNode(e.role, this.nodeViews(), this.load(), avoid, { home_site, classes_on: this.classes() })
     if (placement.ok) {
       if (failover) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
       return this.sendStart(e, placement.node, reason)
@@ -1356,4 +1384,9 @@ function changedSettings(before: VmRole, after: VmRole): string {
     .filter((k) => a[k] !== b[k])
     .map((k) => `${k}=${b[k]}`)
     .join(' ')
+}
+
+/** A failover's preference for the destination of the migration its lost owner left in doubt. */
+function preferring(migrated_to: string | undefined): { prefer?: string } {
+  return migrated_to === undefined ? {} : { prefer: migrated_to }
 }

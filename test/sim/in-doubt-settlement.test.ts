@@ -22,10 +22,13 @@
  *     grows at every change;
  *   - the cluster: the source's report moves the role (ok: to the destination); a role whose
  *     owner has been out of the view for `roles_free_after_ms`, or whose owner is in the view
- *     without the VM, is restarted by policy on a member (the other host first). Here the
- *     modelled cluster does what production's role controller does not (yet): a role lost
- *     mid-migration is first asked of the destination, or the destination waited out; the
- *     last test shows what restarting it blind does.
+ *     without the VM, is restarted by policy on a member (the other host first). A role lost
+ *     mid-migration is first asked of the destination, or the destination waited out.
+ *     Production's role controller does part of this (lostWithNode): it fails such a role
+ *     over to the destination when that one is up and can take it (a start there keeps a VM
+ *     that runs); it does not wait out a destination in the view without a lease (its start
+ *     is refused and the role placed elsewhere a second later). The last test shows what
+ *     restarting it blind, as production did before, does.
  *
  * After every step: never two running copies (a copy runs from the moment the machine's
  * `resume` reaches a paused copy, the destination resumes it, or the cluster starts it,
@@ -94,7 +97,7 @@ interface Role {
 interface Variant {
   /** The settlement sees no view epochs and always a lease (the rule before it counted within one epoch). */
   view_blind?: boolean
-  /** The cluster restarts a role whose source was lost mid-migration without asking the destination (role-controller.ts lostWithNode). */
+  /** The cluster restarts a role whose source was lost mid-migration without asking the destination (role-controller.ts lostWithNode before it preferred the destination). */
   cluster_restarts_blind?: boolean
 }
 
@@ -615,7 +618,7 @@ t.test('the checks catch the rule before the fix: an absence counted across view
 })
 
 t.test('the checks catch a cluster that restarts a vm lost mid-migration without asking the destination', async (t) => {
-  // What role-controller.ts lostWithNode does today when a migrating role's owner is lost: the
+  // What role-controller.ts lostWithNode did before it preferred the destination, when a migrating role's owner is lost: the
   // destination may run the vm already. Here the modelled cluster asks it first (or waits it out).
   const seed = 4066
   t.match(

@@ -69,3 +69,33 @@ t.test('a failed migration leaves the role on its owner; a drain does not retry 
   const again = step({ kind: 'failback-check', hour_of_day: 3 })
   t.equal(migrations(again).length, 1, 'the drain tries again later')
 })
+
+t.test("a source lost mid-migration: the failover goes to the migration's destination, which may run the VM already", async (t) => {
+  const { c, step } = lab()
+  const [m] = migrations(step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } }))
+  t.same([m!.node, m!.to], ['host-a1', 'host-b1'])
+  // host-a1 is lost before it reports: it may have asked host-b1 to resume the VM
+  const nodes: NodeView[] = ['host-a2', 'host-b1'].map((name) => ({ name, status: 'up', memory_mib: 8192 }))
+  const fx = step({ kind: 'membership', epoch: 2, nodes })
+  t.same(
+    of(fx, 'start-vm').map((f) => (f as Extract<RoleEffect, { kind: 'start-vm' }>).node),
+    ['host-b1'],
+    'started where it may run already (a start keeps a VM that runs there), not on host-a2 beside it',
+  )
+  t.match(c.role('web1'), { owner: 'host-b1', state: 'starting' })
+})
+
+t.test('a source lost mid-migration to a destination that cannot take it: placed as any failover', async (t) => {
+  const { c, step } = lab()
+  step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } })
+  const nodes: NodeView[] = [
+    { name: 'host-a2', status: 'up', memory_mib: 8192 },
+    { name: 'host-b1', status: 'paused', memory_mib: 8192 },
+  ]
+  const fx = step({ kind: 'membership', epoch: 2, nodes })
+  t.same(
+    of(fx, 'start-vm').map((f) => (f as Extract<RoleEffect, { kind: 'start-vm' }>).node),
+    ['host-a2'],
+  )
+  t.match(c.role('web1'), { owner: 'host-a2' })
+})
