@@ -14,6 +14,8 @@ import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import { brokerOf, checkBrokerAllows, placeReverseReplica } from '../cluster/replica-broker.js'
 import { decodeRole } from '../cluster/role-record.js'
+import type { VmRole } from '../cluster/vm-role.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 
 export interface ReplicaBrokerDeps {
   /** The committed cluster database as this host has it. */
@@ -44,7 +46,7 @@ export function serveReplicaBroker(p: LabProcess, d: ReplicaBrokerDeps): void {
   )
 }
 
-async function placeReverse(
+export async function placeReverse(
   me: string,
   sites: Readonly<Record<string, string>>,
   d: ReplicaBrokerDeps,
@@ -67,16 +69,26 @@ async function placeReverse(
       'HVLAB_E_REPLICA_NOT_ALLOWED',
       `vm ${q.vm} does not replicate to ${q.server}; its changes come back only from its replica server`,
     )
-  if (q.first ? r.reversed_to !== undefined || role.state !== 'stopped' : r.reversed_to === undefined)
+  if (q.first) checkFirstPlacement(role, r)
+  else if (r.reversed_to === undefined)
     throw new HvlabError(
       'HVLAB_E_STATE',
-      q.first
-        ? `vm ${q.vm} is ${role.state}${r.reversed_to === undefined ? '' : ', failed over already'}: a planned failover places its reverse replica once it has stopped`
-        : `vm ${q.vm} has not failed over planned (\`hvlab replica failover ${q.vm} --planned\`); nothing to replicate back`,
+      `vm ${q.vm} does not replicate back to the cluster (\`hvlab replica failover ${q.vm} --planned\`, or \`replica enable ${q.vm} --to cluster\` after an unplanned one); nothing to place`,
     )
   const host = placeReverseReplica({ broker_node: me, members: d.members(), sites, vm: role, current: r.reversed_to })
   if (host === null)
     throw new HvlabError('HVLAB_E_STATE', `no member of the cluster up now can write vm ${q.vm}'s volume; its changes go back once one is`)
   if (host !== r.reversed_to) await d.roleCommand({ op: 'set', name: q.vm, changes: { replication: { ...r, reversed_to: host } } })
   return { t: 'replica-broker-place-reply', vm: q.vm, host, broker_owner: me }
+}
+
+/** The operator's first placement (a planned failover, or `replica enable VM --to cluster`): the cluster has the VM stopped, not yet placed. */
+function checkFirstPlacement(role: VmRole, r: ReplicationSetting): void {
+  if (r.reversed_to !== undefined)
+    throw new HvlabError('HVLAB_E_STATE', `vm ${role.name} replicates back to the cluster already (placed on ${r.reversed_to})`)
+  if (role.state !== 'stopped')
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${role.name} is ${role.state}: its replica is placed in the cluster only once the cluster has it stopped`,
+    )
 }

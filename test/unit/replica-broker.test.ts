@@ -11,15 +11,16 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ManualClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
-import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
+import type { RoleCommandMessage, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { Message } from '../../shared/protocol/messages.js'
 import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
-import { replicaBrokerSettingsSchema } from '../../shared/protocol/replica-messages.js'
+import { replicaBrokerSettingsSchema, type ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { brokerOf, checkBrokerAllows, placeReverseReplica, type ReversePlacementInput } from '../../agent/cluster/replica-broker.js'
 import { encodeRole, roleKey } from '../../agent/cluster/role-record.js'
 import { changeVmRole, createVmRole } from '../../agent/cluster/vm-role.js'
 import { readReplicaVmRecord, recordPath } from '../../agent/replica/replica-vm-record.js'
 import { ReversePlacements } from '../../agent/replica/reverse-placement.js'
+import { placeReverse } from '../../agent/replica/replica-broker-service.js'
 import { RoleController, type RoleCommand, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 
 const SITES = { a1: 'site-a', a2: 'site-a', b1: 'site-b', b2: 'site-b' }
@@ -226,3 +227,60 @@ t.test(
     await t.rejects(readReplicaVmRecord(dir), { code: 'HVLAB_E_STATE' }, 'the rest is checked as ever')
   },
 )
+
+t.test("the broker's answer to a placement request: refusals by typed code, the placement recorded in the role", async (t) => {
+  const config: Record<string, string> = {}
+  const setRole = (state: 'stopped' | 'running', replication?: ReplicationSetting) => {
+    config[roleKey('web1')] = encodeRole({
+      ...createVmRole({ name: 'web1', memory_mib: 64, preferred_owners: ['a1'], storage: RC }),
+      state,
+      owner: state === 'running' ? 'a1' : null,
+      ...(replication === undefined ? {} : { replication }),
+    })
+  }
+  const setBroker = (allow: string[], owner = 'b1') => {
+    config[roleKey(REPLICA_BROKER_ROLE)] = encodeRole({
+      ...createVmRole({ name: REPLICA_BROKER_ROLE, memory_mib: 32 }),
+      state: 'running',
+      owner,
+      replica_broker: { allow_any: false, allow },
+    })
+  }
+  const commands: RoleCommandMessage[] = []
+  const deps = {
+    database: () => ({ config }),
+    members: () => ['a1', 'a2', 'b1', 'b2'],
+    roleCommand: async (c: RoleCommandMessage) => void commands.push(c),
+  }
+  const ask = (first: boolean, server = 'dr1') =>
+    placeReverse('b1', SITES, deps, { t: 'replica-broker-place-request', vm: 'web1', server, first })
+  const FORWARD: ReplicationSetting = { to: 'dr1', frequency_ms: 30_000, recovery_points: 0, compress: false }
+
+  await t.rejects(ask(true), { detail: 'HVLAB_E_REPLICA_NO_BROKER', message: /replica server enable cluster/ }, 'no broker')
+  setBroker(['dr1'], 'a2')
+  t.match(await ask(true), { host: null, broker_owner: 'a2' }, 'another member names the owner')
+  setBroker(['dr2'])
+  await t.rejects(
+    ask(true),
+    { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not take replication from dr1/ },
+    'a server the broker does not allow',
+  )
+  setBroker(['dr1', 'dr2'])
+  await t.rejects(ask(true), { code: 'HVLAB_E_NOT_FOUND' }, 'no such vm')
+  setRole('stopped', FORWARD)
+  await t.rejects(
+    ask(true, 'dr2'),
+    { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not replicate to dr2/ },
+    'not the vm replica server',
+  )
+  await t.rejects(ask(false), { code: 'HVLAB_E_STATE' }, 'asked again before it was placed: nothing replicates back')
+  setRole('running', FORWARD)
+  await t.rejects(ask(true), { code: 'HVLAB_E_STATE', message: /only once the cluster has it stopped/ }, 'the cluster runs it')
+  setRole('stopped', FORWARD)
+  t.match(await ask(true), { host: 'b1', broker_owner: 'b1' }, 'placed on its own node, which can write the volume')
+  t.same(commands, [{ op: 'set', name: 'web1', changes: { replication: { ...FORWARD, reversed_to: 'b1' } } }], 'recorded in the role')
+  setRole('stopped', { ...FORWARD, reversed_to: 'b1' })
+  await t.rejects(ask(true), { code: 'HVLAB_E_STATE', message: /already/ }, 'a first placement once')
+  t.match(await ask(false), { host: 'b1' }, 'asked again: it stays')
+  t.equal(commands.length, 1, 'and nothing is recorded again')
+})
