@@ -303,6 +303,8 @@ interface RoleEntry {
   migrating: { readonly to: string; readonly op: number } | null
   /** When its last migration failed (drain and failback wait MIGRATION_RETRY_AFTER_MS). */
   migrate_failed_ms: number | null
+  /** Its owner was lost mid-migration to this node, which may run it: tried there while it stays in the cluster (lostWithNode). */
+  in_doubt_on?: string
   /** The operator forced storage for the next start. */
   force_storage?: boolean
   /** When the current start was sent (an inventory without the VM is a failure only START_REPLY_WAIT_MS later). */
@@ -562,13 +564,15 @@ export class RoleController {
    * The role's owner `node` is down: it ran there, so it runs nowhere now — unless it was
    * migrating: its destination may run it already (the source asked it to resume before it
    * was lost). The failover then goes to that destination if it can take it, where a start
-   * keeps a VM that runs (VmHost.start) and a source's late resume is refused; a destination
-   * down too has lost (or fenced) its copy. Placed elsewhere, two copies would run until the
-   * destination's next inventory had its copy stopped.
+   * keeps a VM that runs (VmHost.start) and a source's late resume is refused; while the
+   * destination stays in the cluster without taking it, nothing starts it elsewhere
+   * (awaitInDoubt); a destination out of the cluster has stopped its copy. Placed elsewhere at
+   * once, two copies would run until the destination's next inventory had its copy stopped.
    */
   private lostWithNode(e: RoleEntry, node: string): void {
     const after = e.after_stop
     const destination = e.migrating?.to
+    if (destination !== undefined) e.in_doubt_on = destination
     e.needs_sync = false
     e.migrating = null
     e.after_stop = null
@@ -588,7 +592,10 @@ export class RoleController {
   private onStarted(name: string, node: string, op: number): void {
     const e = this.entries.get(name)
     if (e !== undefined && e.role.owner === node) {
-      if (e.role.state === 'starting' && op === e.current_op) this.setState(e, 'running', node, `running on ${node}`)
+      if (e.role.state === 'starting' && op === e.current_op) {
+        delete e.in_doubt_on // one copy runs, the cluster's
+        this.setState(e, 'running', node, `running on ${node}`)
+      }
       return // otherwise a stale reply; the reply to the current op follows on the same channel
     }
     // Not ours to run there (a late or zombie report): make sure it is off.
@@ -621,9 +628,19 @@ export class RoleController {
     const e = this.entries.get(name)
     if (e === undefined || e.role.owner !== node || op !== e.current_op || e.role.state !== 'starting') return
     this.setState(e, 'pending', null, `start on ${node} deferred: ${reason}`)
+    // The destination of a migration its lost source left in doubt may run the VM until its own lease lapses: tried again there, never beside it, while it stays in the cluster.
+    const in_doubt = e.in_doubt_on === node
     e.hold = {
       at_ms: this.now_ms + NO_LEASE_RETRY_MS,
-      then: { kind: 'place', avoid: node, reason: 'placed after waiting', failover: false },
+      then: in_doubt
+        ? {
+            kind: 'place',
+            avoid: null,
+            reason: `${node} may run it (its migration was left in doubt): tried there again`,
+            failover: false,
+            prefer: node,
+          }
+        : { kind: 'place', avoid: node, reason: 'placed after waiting', failover: false },
     }
   }
 
@@ -1167,10 +1184,25 @@ export class RoleController {
   }
 
   /** Starts the role on `node` if it may go there now, otherwise places it elsewhere. */
-  /** Node `node` is up and can take `e` now (memory, anti-affinity, …). */
+  /** Node `node` is up and can take `e` now (memory, anti-affinity, …); paused too when it may run it already (in doubt). */
   private mayStartOn(e: RoleEntry, node: string): boolean {
     const view = this.nodes.get(node)
-    return view !== undefined && refusal(e.role, { ...view, status: this.statusOf(view) }, this.load(), node) === null
+    if (view === undefined) return false
+    const status = this.statusOf(view)
+    const effective = e.in_doubt_on === node && status === 'paused' ? 'up' : status
+    return refusal(e.role, { ...view, status: effective }, this.load(), node) === null
+  }
+
+  private inCluster(node: string): boolean {
+    const view = this.nodes.get(node)
+    return view !== undefined && this.statusOf(view) !== 'down'
+  }
+
+  /** The destination that may run `e` cannot take it now but is still in the cluster: nothing starts it beside it; tried again shortly. */
+  private awaitInDoubt(e: RoleEntry, node: string): void {
+    const why = `${node} may run it (its migration was left in doubt) and cannot take it now; it is not started elsewhere while ${node} is in the cluster`
+    if (e.role.state !== 'pending' || e.role.reason !== why) this.setState(e, 'pending', null, why)
+    e.hold = { at_ms: this.now_ms + NO_LEASE_RETRY_MS, then: { kind: 'place', avoid: null, reason: why, failover: false, prefer: node } }
   }
 
   private startOn(e: RoleEntry, node: string, reason: string, restart_in_place: boolean): void {
@@ -1190,11 +1222,14 @@ export class RoleController {
   private place(e: RoleEntry, avoid: string | null, reason: string, failover = false, prefer: string | null = null): void {
     if (e.role.owner !== null) throw new HvlabError('HVLAB_E_INTERNAL', `vm ${e.role.name}: placed while still on ${e.role.owner}`)
     if (failover && priorityOf(e.role) === 'none') return this.noAutoStart(e, avoid, reason)
+    if (prefer !== null && this.mayStartOn(e, prefer)) {
+      if (failover) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: prefer, reason })
+      return this.sendStart(e, prefer, reason)
+    }
+    if (prefer !== null && prefer === e.in_doubt_on && this.inCluster(prefer)) return this.awaitInDoubt(e, prefer)
+    delete e.in_doubt_on // its destination left the cluster: a host out of it has stopped its VMs
     const home_site = avoid === null ? null : (this.nodes.get(avoid)?.site ?? null)
-    const placement =
-      prefer !== null && this.mayStartOn(e, prefer)
-        ? { ok: true as const, node: prefer }
-        : chooseNode(e.role, this.nodeViews(), this.load(), avoid, { home_site, classes_on: this.classes() })
+    const placement = chooseNode(e.role, this.nodeViews(), this.load(), avoid, { home_site, classes_on: this.classes() })
     if (placement.ok) {
       if (failover) this.emit('role.failed-over', { role: e.role.name, from: avoid, to: placement.node, reason })
       return this.sendStart(e, placement.node, reason)

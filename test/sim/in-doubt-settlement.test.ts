@@ -24,11 +24,10 @@
  *     owner has been out of the view for `roles_free_after_ms`, or whose owner is in the view
  *     without the VM, is restarted by policy on a member (the other host first). A role lost
  *     mid-migration is first asked of the destination, or the destination waited out.
- *     Production's role controller does part of this (lostWithNode): it fails such a role
- *     over to the destination when that one is up and can take it (a start there keeps a VM
- *     that runs); it does not wait out a destination in the view without a lease (its start
- *     is refused and the role placed elsewhere a second later). The last test shows what
- *     restarting it blind, as production did before, does.
+ *     Production's role controller does the same (lostWithNode): it fails such a role over to
+ *     the destination (a start there keeps a VM that runs), and while the destination stays
+ *     in the cluster without taking it (no lease) starts it nowhere else. The last test shows
+ *     what restarting it blind, as production did before, does.
  *
  * After every step: never two running copies (a copy runs from the moment the machine's
  * `resume` reaches a paused copy, the destination resumes it, or the cluster starts it,

@@ -1,6 +1,6 @@
 /** The role controller with live migration on: moves and drains migrate, the owner changes only on the owner's report, inventories leave a migrating role alone. */
 import t from 'tap'
-import { RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
+import { NO_LEASE_RETRY_MS, RoleController, type RoleEffect, type RoleInput } from '../../agent/cluster/role-controller.js'
 import type { NodeView } from '../../agent/cluster/placement.js'
 
 type Migrate = Extract<RoleEffect, { kind: 'migrate-vm' }>
@@ -85,17 +85,47 @@ t.test("a source lost mid-migration: the failover goes to the migration's destin
   t.match(c.role('web1'), { owner: 'host-b1', state: 'starting' })
 })
 
-t.test('a source lost mid-migration to a destination that cannot take it: placed as any failover', async (t) => {
+const starts = (fx: RoleEffect[]) => of(fx, 'start-vm').map((f) => (f as Extract<RoleEffect, { kind: 'start-vm' }>).node)
+const view = (...up: [string, NodeView['status']][]): NodeView[] => up.map(([name, status]) => ({ name, status, memory_mib: 8192 }))
+
+t.test('a source lost mid-migration to a paused destination: started there all the same (the VM may be there)', async (t) => {
+  const { step } = lab()
+  step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } })
+  const fx = step({ kind: 'membership', epoch: 2, nodes: view(['host-a2', 'up'], ['host-b1', 'paused']) })
+  t.same(starts(fx), ['host-b1'])
+})
+
+t.test('a source lost mid-migration to a destination down too: placed as any failover', async (t) => {
   const { c, step } = lab()
   step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } })
-  const nodes: NodeView[] = [
-    { name: 'host-a2', status: 'up', memory_mib: 8192 },
-    { name: 'host-b1', status: 'paused', memory_mib: 8192 },
-  ]
-  const fx = step({ kind: 'membership', epoch: 2, nodes })
-  t.same(
-    of(fx, 'start-vm').map((f) => (f as Extract<RoleEffect, { kind: 'start-vm' }>).node),
-    ['host-a2'],
-  )
+  const left = view(['host-a2', 'up'], ['host-b2', 'up']) // (a host joined: the failover policy allows one failover per node left but one)
+  const fx = step({ kind: 'membership', epoch: 2, nodes: left })
+  t.same(starts(fx), ['host-a2'], 'a host out of the cluster has stopped its VMs')
   t.match(c.role('web1'), { owner: 'host-a2' })
+})
+
+t.test('the destination in doubt refuses the start for want of a lease: tried there again, never beside it, until it leaves', async (t) => {
+  const { c, step, advance } = lab()
+  step({ kind: 'command', command: { op: 'move', name: 'web1', to: 'host-b1' } })
+  const lost = step({ kind: 'membership', epoch: 2, nodes: view(['host-a2', 'up'], ['host-b1', 'up']) })
+  const first = of(lost, 'start-vm')[0] as Extract<RoleEffect, { kind: 'start-vm' }>
+  step({ kind: 'vm-start-failed', role: 'web1', node: 'host-b1', op: first.op, reason: 'no lease', storage_refused: false, no_lease: true })
+  t.match(c.role('web1'), { state: 'pending' })
+  advance(NO_LEASE_RETRY_MS)
+  const again = step({ kind: 'membership', epoch: 2, nodes: view(['host-a2', 'up'], ['host-b1', 'up']) })
+  t.same(starts(again), ['host-b1'], 'tried on host-b1 again: it may still run the VM until its lease lapses')
+  const second = of(again, 'start-vm')[0] as Extract<RoleEffect, { kind: 'start-vm' }>
+  step({
+    kind: 'vm-start-failed',
+    role: 'web1',
+    node: 'host-b1',
+    op: second.op,
+    reason: 'no lease',
+    storage_refused: false,
+    no_lease: true,
+  })
+  const gone = step({ kind: 'membership', epoch: 3, nodes: view(['host-a2', 'up']) })
+  advance(NO_LEASE_RETRY_MS)
+  const placed = [...starts(gone), ...starts(step({ kind: 'membership', epoch: 3, nodes: view(['host-a2', 'up']) }))]
+  t.same(placed, ['host-a2'], 'host-b1 left the cluster (its VMs stopped): placed on host-a2')
 })
