@@ -13,6 +13,7 @@ import { formatVmList } from './format.js'
 import { registerVmPing } from './guest-commands.js'
 import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { MIB } from './units.js'
+import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
 import { RC_PERIOD_MS_MAX } from '../../shared/protocol/storage-limits.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
@@ -76,6 +77,11 @@ function registerVmCreate(vm: Command): void {
 }
 
 async function createVm(name: string, o: VmCreateOptions): Promise<void> {
+  if (name === REPLICA_BROKER_ROLE)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `${name} is the name of the cluster's Replica Broker role (\`hvlab replica server enable cluster\` makes it); name the VM otherwise`,
+    )
   // Loaded when a VM is created, not when hvlab starts: the topology brings zod and its schemas.
   const { loadTopology } = await import('../../shared/topology.js')
   const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')

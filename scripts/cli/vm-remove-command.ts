@@ -4,6 +4,7 @@
  * exactly what was removed, and what was kept with the commands that remove it later;
  * it exits 1 when a step of the disk's removal failed (the role is gone all the same).
  */
+import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
@@ -28,6 +29,11 @@ export function registerVmRemove(vm: Command): void {
     .addOption(dirOption())
     .option('--json', 'machine-readable: {"vm","storage","removed":[{kind,name,on,host,group}],"kept":[…],"unfinished":{code,reason}|null}')
     .action(async (name: string, o: { dir: string; keepDisk?: boolean; json?: boolean }) => {
+      if (name === REPLICA_BROKER_ROLE)
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          `${name} is the cluster's Replica Broker: \`hvlab replica server disable cluster\` removes it (refused while a failed-over VM replicates back through it)`,
+        )
       const { t: _t, ...r } = await askAnyHost(
         ControlClient.forDir(o.dir),
         { t: 'vm-remove-request', name, keep_disk: o.keepDisk === true, forwarded: false },

@@ -94,6 +94,8 @@ t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage
     [['partition', 'site-a', 'site-b', '--isolate', 'witness'], 'a shape (--isolate) covers every process: name no sides'],
     [['partition', '--bridge', '--one-way'], '--one-way cuts one direction between two named sides, not a shape'],
     [['partition', 'site-a', 'site-b', '--seed', '3'], '--seed orders the processes of a shape'],
+    [['vm', 'create', 'replica-broker'], "replica-broker is the name of the cluster's Replica Broker role"],
+    [['vm', 'remove', 'replica-broker'], "replica-broker is the cluster's Replica Broker"],
   ]
   for (const [argv, why] of faults) {
     const c = captured()
