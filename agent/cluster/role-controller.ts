@@ -1184,13 +1184,17 @@ export class RoleController {
   }
 
   /** Starts the role on `node` if it may go there now, otherwise places it elsewhere. */
-  /** Node `node` is up and can take `e` now (memory, anti-affinity, …); paused too when it may run it already (in doubt). */
+  /** Node `node` can take `e` now (memory, anti-affinity, …); paused too when it may run it already (in doubt). */
   private mayStartOn(e: RoleEntry, node: string): boolean {
+    return this.startRefusal(e, node, e.in_doubt_on === node) === null
+  }
+
+  /** Why `e` cannot start on `node` now, or null; `vm_there`: the VM may be there already, so a paused node takes it. */
+  private startRefusal(e: RoleEntry, node: string, vm_there: boolean): string | null {
     const view = this.nodes.get(node)
-    if (view === undefined) return false
-    const status = this.statusOf(view)
-    const effective = e.in_doubt_on === node && status === 'paused' ? 'up' : status
-    return refusal(e.role, { ...view, status: effective }, this.load(), node) === null
+    const status = view === undefined ? undefined : this.statusOf(view)
+    const effective = view && { ...view, status: vm_there && status === 'paused' ? 'up' : (status ?? 'down') }
+    return refusal(e.role, effective as NodeView | undefined, this.load(), node)
   }
 
   private inCluster(node: string): boolean {
@@ -1206,11 +1210,7 @@ export class RoleController {
   }
 
   private startOn(e: RoleEntry, node: string, reason: string, restart_in_place: boolean): void {
-    const view = this.nodes.get(node)
-    const status = view === undefined ? undefined : this.statusOf(view)
-    // A restart in place is allowed on a paused node (the VM was already there).
-    const effective = view && { ...view, status: restart_in_place && status === 'paused' ? 'up' : (status ?? 'down') }
-    const why = refusal(e.role, effective as NodeView | undefined, this.load(), node)
+    const why = this.startRefusal(e, node, restart_in_place) // a restart in place is allowed on a paused node (the VM was already there)
     if (why !== null) return this.place(e, null, `${reason}; cannot start on ${node} (${why})`)
     this.sendStart(e, node, reason)
   }
