@@ -17,7 +17,7 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
-import { REPLICA_DISK_BYTES_MAX } from '../../shared/protocol/replica-limits.js'
+import { REPLICA_DISK_BYTES_MAX, STANDALONE_VM_BLOCK_BYTES } from '../../shared/protocol/replica-limits.js'
 import type { Extension, PrimaryHandover, ReplicaSideStatus, Reverse } from '../../shared/protocol/replica-messages.js'
 import type { DiskImage } from './disk-image.js'
 import { ExtendedReplication } from './extended-replication.js'
@@ -60,6 +60,11 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   })
   p.serveOperator('replica-failover-request', async (q) => {
     await server.failover(q.vm, q.recovery_cycle, q.load, q.reverse ?? null)
+    return { t: 'ok' }
+  })
+  p.serveOperator('standalone-vm-create-request', async (q) => {
+    const geometry = { vm: q.vm, block_size_bytes: STANDALONE_VM_BLOCK_BYTES, disk_blocks: q.disk_bytes / STANDALONE_VM_BLOCK_BYTES }
+    await server.createHere(geometry, q.memory_mib, q.load)
     return { t: 'ok' }
   })
   p.serveOperator('replica-reverse-request', async (q) => {
@@ -172,11 +177,8 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
   /** A fail-back's first step here: the failed-over VM shuts down (its last changes then replicate back). */
   stopForFailBack(name: string): void {
     const vm = this.replica(name)
-    if (vm.state !== 'failed-over' || vm.reverse === null)
-      throw new HvlabError(
-        'HVLAB_E_STATE',
-        `vm ${name} has not failed over to ${this.name} with replication reversed; nothing to fail back`,
-      )
+    if (!vm.runsHere || vm.reverse === null)
+      throw new HvlabError('HVLAB_E_STATE', `vm ${name} does not replicate from ${this.name} to the cluster; nothing to fail back`)
     if (this.runner.running(name)) this.runner.stop(name, 'fail-back')
   }
 
@@ -189,9 +191,35 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     if (vm.extension !== null) this.options.extended?.start(vm, vm.extension) // forwarded again, as it was before the failover
   }
 
-  /** The replicas failed over here whose changes replicate back (reverse replication). */
+  /** The VMs running here (failed over, or created here) whose changes replicate to the cluster (reverse replication). */
   get reversed(): readonly ReplicaVm[] {
-    return [...this.vms.values()].filter((v) => v.state === 'failed-over' && v.reverse !== null && !v.broken)
+    return [...this.vms.values()].filter((v) => v.runsHere && v.reverse !== null && !v.broken)
+  }
+
+  /**
+   * A VM of this host's own (`hvlab vm create NAME --on HOST`): a new, blank disk of
+   * `geometry` on this host's storage, and the VM started on it at once with `load`. It is
+   * kept as the replicas are (`created-here`), so it can replicate to the cluster
+   * (`replicateBack`) and fail over there the way a failed-over VM fails back.
+   */
+  async createHere(geometry: ReplicaGeometry, memory_mib: number, load: GuestLoadSetting | undefined): Promise<void> {
+    const name = geometry.vm
+    if (this.vms.has(name) || this.opening.has(name) || this.runner.running(name) || this.runner.running(testVmName(name)))
+      throw new HvlabError('HVLAB_E_STATE', `this host has a vm named ${name} already; name the new one otherwise`)
+    const dir = join(this.dir, 'vms', name)
+    const o = { dir, geometry, recovery_points: 0, ...this.timing(), memory_mib, from: this.name, state: 'created-here' as const }
+    const opened = ReplicaVm.open({ ...o, has_copy: true })
+    this.opening.set(name, opened)
+    try {
+      const vm = await opened
+      this.runner.run(name, memory_mib, vm.store, load, 'create')
+      this.vms.set(name, vm)
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true }) // not started (no memory for it): nothing of it stays
+      throw e
+    } finally {
+      this.opening.delete(name)
+    }
   }
 
   /** Drops the replica of `name` and its folder (a reverse replica after the fail-back: its disk was the VM's own, which stays). */

@@ -2,7 +2,7 @@
  * What a replica server keeps of each replica VM beside its disk (`vm.json`), so that it
  * opens its replicas again when it restarts, even while their primary is down (a disaster
  * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
- * asked for, the primary that replicated it last, whether it holds an initial copy, whether it
+ * asked for, the primary that replicated it last (itself, for a VM created here), whether it holds an initial copy, whether it
  * has failed over (and where its changes replicate back to), and where it is forwarded
  * (extended replication).
  */
@@ -12,7 +12,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
-import { extensionSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
+import { REPLICA_VM_STATES, extensionSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
   format: z.literal(1),
@@ -22,7 +22,7 @@ const recordSchema = z.strictObject({
   memory_mib: z.number().int().min(1),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   from: field.name(),
-  state: z.enum(['replicating', 'failed-over']),
+  state: z.enum(REPLICA_VM_STATES),
   /** It holds an initial copy (imported, or a resync finished); absent in older records: judged by its applied cycle. */
   has_copy: z.boolean().optional(),
   /** Extended replication: where this server forwards the replica. */

@@ -16,6 +16,9 @@ import { inspectVm, setVmLoad } from '../migration/migration-operator.js'
 import { blocksOf, readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
+/** Why a VM starts on this standalone host: its replica failed over here, or it was created here (`hvlab vm create --on`). */
+export type StartedBy = 'replica-failover' | 'create'
+
 /** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
 const STANDALONE_OP = 1
 const STANDALONE_EPOCH = 1
@@ -39,11 +42,14 @@ export class ReplicaVmRunner {
     return this.vms.instance(vm)?.state === 'running'
   }
 
-  /** Starts `vm` here on the replica's disk in `store`, with the load its role kept; its clients reach it here. */
-  run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined): void {
+  /**
+   * Starts `vm` here on the replica's disk in `store` (`by`: a failover, or a VM created
+   * here on a new disk), with the load its role kept; its clients reach it here.
+   */
+  run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined, by: StartedBy = 'replica-failover'): void {
     // A VM started here before (failed over and back, then over again) wrote this disk with this host's one epoch: it goes on past those writes.
     const next_seq = nextWriteSeq(vm, blocksOf(store.disk))
-    this.start(vm, memory_mib, store.disk, localDiskPort(store), load, this.sink, next_seq)
+    this.start(vm, memory_mib, store.disk, localDiskPort(store), by, load, this.sink, next_seq)
     this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
   }
 
@@ -53,7 +59,7 @@ export class ReplicaVmRunner {
    * cannot answer for the production VM); its writes stay in the copy, dropped at the end.
    */
   runIsolated(test_vm: string, memory_mib: number, copy: ReplicaDisk, load: GuestLoadSetting | undefined): void {
-    this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), load)
+    this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), 'test-failover', load)
   }
 
   stop(vm: string, reason: 'test failover ended' | 'fail-back'): void {
@@ -67,6 +73,7 @@ export class ReplicaVmRunner {
     memory_mib: number,
     disk: ReplicaDisk,
     io: BlockIoPort,
+    by: StartedBy | 'test-failover',
     load: GuestLoadSetting | undefined,
     sink?: DiskWriteSink,
     next_seq = 0,
@@ -82,7 +89,7 @@ export class ReplicaVmRunner {
       sink,
     )
     if (load !== undefined) instance.setLoad(load)
-    this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by: 'replica-failover' })
+    this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by })
   }
 }
 

@@ -22,6 +22,7 @@ import {
   type Extension,
   type PrimaryHandover,
   type ReplicaSideStatus,
+  type ReplicaVmState,
   type Reverse,
 } from '../../shared/protocol/replica-messages.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
@@ -44,9 +45,9 @@ export interface ReplicaVmOptions {
   /** A lab acceleration (the topology's `recovery_point_every_ms`): a point this often, not hourly × time_scale. */
   readonly recovery_point_every_ms?: number
   readonly memory_mib: number
-  /** The primary server replicating it now. */
+  /** The primary server replicating it now (this server, for a VM created here). */
   readonly from: string
-  /** Default replicating. */
+  /** Default replicating (created-here: a VM of this server's own, its disk new). */
   readonly state?: ReplicaVmState
   /** It holds an initial copy; default: it has applied a cycle. */
   readonly has_copy?: boolean
@@ -61,7 +62,7 @@ export interface ReplicaVmOptions {
 /** Hears the blocks written into the replica from its primary (applied cycles, resyncs, an import), in order. */
 export type ReplicaBlocksListener = (blocks: readonly ShippedBlock[]) => void
 
-export type ReplicaVmState = 'replicating' | 'failed-over'
+export type { ReplicaVmState }
 
 export class ReplicaVm {
   private readonly queue = new SerialQueue()
@@ -105,6 +106,17 @@ export class ReplicaVm {
     return this.state_
   }
 
+  /** The VM runs from this disk (failed over here, or created here): it is no replica now. */
+  get runsHere(): boolean {
+    return this.state_ !== 'replicating'
+  }
+
+  private get runsHereWords(): string {
+    return this.state_ === 'created-here'
+      ? `vm ${this.vm} was created on this server and runs from its disk here`
+      : `vm ${this.vm} has failed over to this replica server and runs from its replica here`
+  }
+
   get extension(): Extension | null {
     return this.extension_
   }
@@ -117,8 +129,7 @@ export class ReplicaVm {
   /** Forward the replica to a third server from now on (null: no longer), kept in its record. */
   extend(extension: Extension | null): Promise<void> {
     return this.queue.run(async () => {
-      if (this.state_ === 'failed-over')
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over to this server; its replica is no longer forwarded`)
+      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it is no replica to forward`)
       this.extension_ = extension
       await this.saveRecord()
     })
@@ -142,11 +153,7 @@ export class ReplicaVm {
    */
   begin(ask: BeginAsk, memory_mib: number): Promise<{ handover: PrimaryHandover; previous: string }> {
     return this.queue.run(async () => {
-      if (this.state_ === 'failed-over')
-        throw new HvlabError(
-          'HVLAB_E_STATE',
-          `vm ${this.vm} has failed over to this replica server: it runs here now, and replication from ${ask.from} ended`,
-        )
+      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it takes no replication from ${ask.from}`)
       const handover = judgeBegin(this.standing(), ask)
       const previous = handover === 'continue' ? this.ended!.from : this.from
       if (handover === 'wait') return { handover, previous }
@@ -186,6 +193,7 @@ export class ReplicaVm {
     return this.queue.run(async () => {
       if (this.state_ === 'failed-over')
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over already; it runs on this replica server`)
+      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it has no replica to fail over to`)
       if (this.resyncing_)
         throw new HvlabError(
           'HVLAB_E_STATE',
@@ -201,13 +209,13 @@ export class ReplicaVm {
   }
 
   /**
-   * The VM failed over here unplanned (not reversed) replicates back from now on: its
-   * changes go to the cluster (`reverse`), as after a planned failover. Refused unless it
-   * failed over here and does not replicate back already.
+   * The VM failed over here unplanned (not reversed), or created here, replicates to the
+   * cluster from now on: its changes go there (`reverse`), as after a planned failover.
+   * Refused unless it runs from this disk and does not replicate to the cluster already.
    */
   replicateBack(reverse: Reverse): Promise<void> {
     return this.queue.run(async () => {
-      if (this.state_ !== 'failed-over')
+      if (!this.runsHere)
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over to this replica server; it replicates here`)
       if (this.reverse_ !== null) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates back to the cluster already`)
       this.reverse_ = reverse
@@ -218,12 +226,13 @@ export class ReplicaVm {
   /**
    * A fail-back is done (the VM stopped here and its last changes went back): the replica is
    * a replica again, of the disk the VM left here, which is now its primary's, so the
-   * primary's resync finds nothing that differs.
+   * primary's resync finds nothing that differs. For a VM created here, this is its planned
+   * failover to the cluster: the same steps, and this disk becomes its replica.
    */
   failBack(): Promise<void> {
     return this.queue.run(async () => {
-      if (this.state_ !== 'failed-over' || this.reverse_ === null)
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over here with replication reversed; nothing to fail back`)
+      if (!this.runsHere || this.reverse_ === null)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} does not replicate from here to the cluster; nothing to fail back`)
       this.state_ = 'replicating'
       this.reverse_ = null
       this.has_copy_ = true
@@ -246,7 +255,7 @@ export class ReplicaVm {
   /** One part of a shipment; the answer goes back only once an applied shipment is durable. */
   onPart(m: MessageOf<'replica-log-part'>, attachment: Uint8Array, now_ms: number): Promise<MessageOf<'replica-log-answer'>> {
     return this.queue.run(async () => {
-      if (this.state_ === 'failed-over')
+      if (this.runsHere)
         return {
           t: 'replica-log-answer',
           vm: m.vm,
@@ -322,8 +331,7 @@ export class ReplicaVm {
    */
   importCopy(read: (apply: (blocks: readonly ShippedBlock[]) => Promise<void>) => Promise<number>): Promise<number> {
     return this.queue.run(async () => {
-      if (this.state_ === 'failed-over')
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over to this server; its replica takes no initial copy`)
+      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it takes no initial copy`)
       const blocks = await read((part) => this.writeOutsideCycles(part))
       await this.copyHeld()
       return blocks
@@ -339,8 +347,7 @@ export class ReplicaVm {
   /** A copy of the replica as the last cycle left it (never half a shipment), for a test failover. */
   testCopy(): Promise<ReplicaDisk> {
     return this.queue.run(async () => {
-      if (this.state_ === 'failed-over')
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over; it runs on this replica server`)
+      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; there is no replica to test`)
       if (this.resyncing_)
         throw new HvlabError(
           'HVLAB_E_STATE',
@@ -361,6 +368,7 @@ export class ReplicaVm {
       state: this.state_,
       vm_running: false,
       test_vm_running: false,
+      memory_mib: this.memory_mib,
       recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, kind: p.kind })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
     }

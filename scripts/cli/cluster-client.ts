@@ -52,6 +52,13 @@ export async function askAnyHost<T extends MessageType>(
   throw withoutHostPrefix(last, lastHost)
 }
 
+/** `vm create` may first provision the VM's replicated disk on both arrays. */
+const CREATE_TIMEOUT_MS = 90_000
+
+/** Creates a VM role (stopped) with its disk, through any up host. */
+export const createRole = (client: ControlClient, spec: Extract<RoleCommandMessage, { op: 'create' }>['spec']): Promise<unknown> =>
+  askAnyHost(client, { t: 'role-command-request', command: { op: 'create', spec }, forwarded: false }, 'ok', CREATE_TIMEOUT_MS)
+
 /** Sends a role command (create, start, move, pause …) to the cluster through any up host. */
 export const roleCommand = (client: ControlClient, command: RoleCommandMessage): Promise<unknown> =>
   askAnyHost(client, { t: 'role-command-request', command, forwarded: false }, 'ok')

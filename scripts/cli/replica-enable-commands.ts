@@ -89,7 +89,7 @@ export function registerEnable(replica: Command): void {
     .argument('<vm>', 'the VM name')
     .requiredOption(
       '--to <server>',
-      'the replica server (`hvlab replica server enable` first); `cluster`: a VM failed over to its replica server (unplanned) replicates back to the cluster, into its own volume (its Replica Broker places it), so that `replica failover VM --planned` fails it back',
+      'the replica server (`hvlab replica server enable` first); `cluster`: a VM failed over to its replica server (unplanned) replicates back to the cluster, into its own volume (its Replica Broker places it), so that `replica failover VM --planned` fails it back; a VM created on a standalone host (`vm create NAME --on HOST`) replicates to the cluster the same way, into a new volume, and `replica failover VM --planned` moves it into the cluster',
     )
     .option('--frequency <f>', 'how often changes are sent: 30s, 5m or 15m (scaled by the topology timeScale)', frequency, 300_000)
     .option(
@@ -154,7 +154,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
 }
 
-/** `--to cluster`: a VM failed over unplanned replicates back to the cluster (replica-to-cluster.ts), with a frequency and compression only. */
+/** `--to cluster`: a VM failed over unplanned, or created on a standalone host, replicates to the cluster (replica-to-cluster.ts), with a frequency and compression only. */
 async function toCluster(vm: string, o: EnableOptions): Promise<void> {
   const other =
     o.recoveryPoints !== 0 ||

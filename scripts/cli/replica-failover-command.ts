@@ -19,6 +19,7 @@ import type { Command } from 'commander'
 import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { LabStatus } from '../controller/lab-controller.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
@@ -193,9 +194,15 @@ export async function firstPlacement(client: ControlClient, vm: string, server: 
   })
 }
 
-/** The fail-back: shut down on the replica server, its last changes back into its disk, then the cluster starts it; replication goes forward again. */
+/**
+ * The fail-back: shut down on the replica server, its last changes back into its disk, then
+ * the cluster starts it; replication goes forward again. A VM created on that standalone
+ * host comes into the cluster this way (its planned failover), and replicates back there.
+ */
 async function failBack(client: ControlClient, vm: string, setting: ReplicationSetting, o: FailoverOptions): Promise<void> {
   const { reversed_to: host, ...forward } = setting
+  const createdThere = (await sideOf(client, setting.to, vm, 'replicas'))?.state === 'created-here' // it comes into the cluster for the first time
+  if (createdThere) await checkTakesReplicationFromCluster(client, setting.to, vm)
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(client, setting.to, vm, o)
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
@@ -208,9 +215,28 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
     timeout_ms: o.timeoutS * 1000,
     poll: async () => startStep(vm, await vmRoleNow(client, vm)),
   })
+  const how = createdThere ? 'failed over to the cluster' : 'failed back'
   out(
-    `vm ${vm} failed back: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost); it replicates to ${setting.to} again`,
+    `vm ${vm} ${how}: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost); it replicates to ${setting.to} ${createdThere ? 'from there' : 'again'}`,
   )
+}
+
+/**
+ * A VM created on standalone host `server` replicates back there once it runs in the cluster:
+ * refused up front, before it stops there, unless `server` is a replica server taking
+ * replication from every cluster host (any of them may run it).
+ */
+async function checkTakesReplicationFromCluster(client: ControlClient, server: string, vm: string): Promise<void> {
+  const lab = await client.get<LabStatus>('/v1/status')
+  const members = lab.processes.filter((p) => p.role === 'host').map((p) => p.name)
+  const s = await client.request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+  const settings = s.replica_server
+  const refused = members.filter((m) => settings?.enabled !== true || (!settings.allow_any && !settings.allow.includes(m)))
+  if (refused.length > 0)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `once vm ${vm} runs in the cluster it replicates back to ${server}, which must take replication from every cluster host; it does not from ${refused.join(', ')}: hvlab replica server enable ${server} --allow ${members.join(',')} first (nothing was stopped)`,
+    )
 }
 
 /** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */

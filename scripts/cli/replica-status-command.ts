@@ -181,6 +181,7 @@ function pointsWords(points: ReplicaSideStatus['recovery_points']): string {
 
 function healthWords(p: PrimarySideStatus | null, r: ReplicaSideStatus | null): string {
   if (r?.state === 'failed-over') return r.vm_running ? 'failed over (runs there)' : 'failed over'
+  if (r?.state === 'created-here') return r.vm_running ? 'created there (runs there)' : 'created there'
   if (p === null) return '-'
   if (p.waiting_for !== null) return `${p.health} (waiting: ${p.waiting_for})`
   return p.resyncing ? `${p.health} (resyncing)` : p.health

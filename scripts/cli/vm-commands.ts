@@ -7,7 +7,7 @@
 import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
-import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, createRole } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { formatVmList } from './format.js'
 import { registerVmPing } from './guest-commands.js'
@@ -18,14 +18,13 @@ import { RC_PERIOD_MS_MAX } from '../../shared/protocol/storage-limits.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
 import { registerVmStart, registerVmStop } from './vm-start-stop-commands.js'
+import { createOnStandalone, formatStandaloneVms, refuseStandaloneName, standaloneVmsNow } from './standalone-vms.js'
 import { vmRole } from './vm-queries.js'
 import { registerVmRemove } from './vm-remove-command.js'
 import { registerVmSet } from './vm-set-command.js'
 import { vmListReport } from './vm-storage-status.js'
 import { registerVmHang, registerVmInspect, registerVmLoad } from './vm-workload-commands.js'
 
-/** `vm create` may first provision the VM's replicated disk on both arrays. */
-const CREATE_TIMEOUT_MS = 90_000
 /** The most guest memory `vm create` takes, MiB (4 TiB). */
 const MEMORY_MIB_MAX = 4 * 1024 * 1024
 
@@ -54,11 +53,14 @@ interface VmCreateOptions {
   storage?: string
   diskGib?: number
   rcPeriodMs?: number
+  on?: string
 }
 
 function registerVmCreate(vm: Command): void {
   vm.command('create')
-    .description('create a VM role (stopped); `hvlab vm start NAME` runs it on its first preferred owner that is up and has memory')
+    .description(
+      'create a VM role (stopped); `hvlab vm start NAME` runs it on its first preferred owner that is up and has memory. With --on HOST: a VM of standalone host HOST instead, created and started there',
+    )
     .argument('<name>', 'the VM name: 1–63 of a-z 0-9 . _ -')
     .option('--memory-mib <n>', 'guest memory, MiB (the emulated VM really has it: keep lab VMs small)', intIn(32, MEMORY_MIB_MAX), 64)
     .option('--preferred <hosts>', 'preferred owners in order, comma-separated, e.g. host-a1,host-a2', nameList)
@@ -66,11 +68,15 @@ function registerVmCreate(vm: Command): void {
       '--storage <kind>',
       "replicated: a disk on the array of the preferred owner's site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites' hosts (the default with an array in each of two sites); local: the disk stays on its one host (the first --preferred), where alone the VM runs (no failover); csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it",
     )
-    .option('--disk-gib <n>', 'size of the replicated or CSV disk in GiB (default 16 MiB)', intIn(1, 4))
+    .option('--disk-gib <n>', 'size of the replicated, CSV or standalone disk in GiB (default 16 MiB)', intIn(1, 4))
     .option(
       '--rc-period-ms <ms>',
       "replicated only: the disk's remote-copy group is periodic (asynchronous: the changes are sent every period, scaled by the lab's timeScale; a failover to the other site loses what the last period had not sent) instead of synchronous",
       intIn(1, RC_PERIOD_MS_MAX),
+    )
+    .option(
+      '--on <host>',
+      "a standalone Hyper-V host (not a cluster member, e.g. replica-dr1 of topologies/two-site-dr.json): the VM is that host's own, on its own storage, not a cluster role, and starts at once; `hvlab replica enable NAME --to cluster` replicates it to the cluster",
     )
     .addOption(dirOption())
     .action(createVm)
@@ -84,7 +90,16 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
     )
   // Loaded when a VM is created, not when hvlab starts: the topology brings zod and its schemas.
   const { loadTopology } = await import('../../shared/topology.js')
-  const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')
+  const { chooseVmStorage, DISK_BYTES_DEFAULT } = await import('../../shared/vm-storage-choice.js')
+  if (o.on !== undefined) {
+    if (o.preferred !== undefined || o.storage !== undefined || o.rcPeriodMs !== undefined)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `--on ${o.on} creates the VM on that standalone host's own storage, where alone it runs: leave out --preferred, --storage and --rc-period-ms`,
+      )
+    const disk_bytes = o.diskGib === undefined ? DISK_BYTES_DEFAULT : o.diskGib * 1024 * MIB
+    return createOnStandalone(ControlClient.forDir(o.dir), o.dir, name, { host: o.on, memory_mib: o.memoryMib, disk_bytes })
+  }
   const storage = chooseVmStorage(
     {
       ...(o.storage !== undefined ? { storage: o.storage } : {}),
@@ -93,16 +108,9 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
     },
     loadTopology(labLayout(o.dir).topology).arrays,
   )
-  await askAnyHost(
-    ControlClient.forDir(o.dir),
-    {
-      t: 'role-command-request',
-      command: { op: 'create', spec: { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [], storage } },
-      forwarded: false,
-    },
-    'ok',
-    CREATE_TIMEOUT_MS,
-  )
+  const client = ControlClient.forDir(o.dir)
+  await refuseStandaloneName(client, o.dir, name)
+  await createRole(client, { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [], storage })
   const disk =
     storage.kind === 'replicated'
       ? `, disk ${name}-disk0 of ${storage.size_bytes / MIB} MiB in ${storage.period_ms === undefined ? 'synchronous' : `periodic (every ${storage.period_ms} ms)`} remote copy group rc-${name}`
@@ -152,15 +160,16 @@ async function groupSides(client: ControlClient, group: string, arrays: readonly
 function registerVmList(vm: Command): void {
   vm.command('list')
     .description(
-      'every VM role: name, state, owner, memory, priority, preferred owners, its storage as its owner sees it (ok, lost, local), and why it is in its state (a role that cannot be placed says why)',
+      'every VM role: name, state, owner, memory, priority, preferred owners, its storage as its owner sees it (ok, lost, local), and why it is in its state (a role that cannot be placed says why); then the VMs standalone hosts run from their own disks (created there, or failed over there)',
     )
     .addOption(dirOption())
     .option(
       '--json',
-      'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,priority,anti_affinity,failback,reason,…}],"storage":{NAME:{state:ok|lost|none|unknown,reason}}}',
+      'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,priority,anti_affinity,failback,reason,…}],"storage":{NAME:{state:ok|lost|none|unknown,reason}},"standalone":[{vm,host,state:created-here|failed-over,running,memory_mib}]}',
     )
     .action(async (o: { dir: string; json?: boolean }) => {
-      const r = await vmListReport(ControlClient.forDir(o.dir))
-      printResult(o.json, r, () => formatVmList(r, r.storage))
+      const client = ControlClient.forDir(o.dir)
+      const r = { ...(await vmListReport(client)), standalone: await standaloneVmsNow(client, o.dir) }
+      printResult(o.json, r, () => `${formatVmList(r, r.storage)}${formatStandaloneVms(r.standalone)}`)
     })
 }

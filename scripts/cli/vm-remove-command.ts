@@ -15,7 +15,7 @@ import { dirOption, printResult } from './options.js'
 import { objectLines, removalCommands } from './removal-format.js'
 
 /** The coordinator may take down a replicated disk on two arrays, step by step. */
-const REMOVE_TIMEOUT_MS = 90_000
+export const REMOVE_TIMEOUT_MS = 90_000
 
 type VmRemoveReply = MessageOf<'vm-remove-reply'>
 

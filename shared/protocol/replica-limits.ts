@@ -42,3 +42,8 @@ export const APP_CONSISTENT_EVERY_H_MAX = 12
 /** What a recovery point holds: the disk as a crash would leave it, or as the guest's quiesced application left it. */
 export const RECOVERY_POINT_KINDS = ['crash', 'application'] as const
 export type RecoveryPointKind = (typeof RECOVERY_POINT_KINDS)[number]
+/** A VM created on a standalone host (`hvlab vm create --on HOST`): its disk's block, as a cluster VM's (agent/vm/vm-disk.ts). */
+export const STANDALONE_VM_BLOCK_BYTES = 4096
+/** Its memory, MiB: as `hvlab vm create` takes for a role (the host's own memory bounds it further). */
+export const STANDALONE_VM_MEMORY_MIB_MIN = 32
+export const STANDALONE_VM_MEMORY_MIB_MAX = 4 * 1024 * 1024

@@ -28,6 +28,10 @@ import {
   REPLICATION_MBIT_MAX,
   REPLICATION_MBIT_MIN,
   RECOVERY_POINT_KINDS,
+  REPLICA_DISK_BYTES_MAX,
+  STANDALONE_VM_BLOCK_BYTES,
+  STANDALONE_VM_MEMORY_MIB_MAX,
+  STANDALONE_VM_MEMORY_MIB_MIN,
 } from './replica-limits.js'
 
 export * from './replica-limits.js'
@@ -35,6 +39,14 @@ export * from './replica-limits.js'
 /** Why a replica did not apply a shipment (agent/replica/shipment-check.ts decides; `not-begun`: the replica server holds no open replica of the VM, e.g. after its restart, so the primary resyncs). */
 export const SHIPMENT_REFUSALS = ['replayed', 'cycle-gap', 'from-future', 'wrong-vm', 'malformed', 'not-begun', 'failed-over'] as const
 export type ShipmentRefusal = (typeof SHIPMENT_REFUSALS)[number]
+
+/**
+ * A VM on a replica server: `replicating` (its replica, from its primary), `failed-over` (the
+ * VM runs here from its replica), `created-here` (a VM of this standalone host's own, created
+ * here: its primary copy, which may replicate to the cluster).
+ */
+export const REPLICA_VM_STATES = ['replicating', 'failed-over', 'created-here'] as const
+export type ReplicaVmState = (typeof REPLICA_VM_STATES)[number]
 
 /** What a replica server tells a primary that begins (replica-begin-reply `handover`). */
 export const PRIMARY_HANDOVERS = ['continue', 'take-over', 'wait'] as const
@@ -298,6 +310,24 @@ export const replicaFailbackRequest = defineMessage('replica-failback-request', 
  */
 export const replicaReverseRequest = defineMessage('replica-reverse-request', () => ({ vm: field.name(), reverse: reverseSchema }))
 
+/**
+ * Operator → a standalone Hyper-V host: create VM `vm` there and start it, on a new disk of
+ * `disk_bytes` on the host's own storage, with `memory_mib` of memory and the guest `load`.
+ * Not a cluster role: it runs there alone until it replicates to the cluster
+ * (`hvlab replica enable VM --to cluster`).
+ */
+export const standaloneVmCreateRequest = defineMessage('standalone-vm-create-request', () => ({
+  vm: field.name(),
+  memory_mib: z.number().int().min(STANDALONE_VM_MEMORY_MIB_MIN).max(STANDALONE_VM_MEMORY_MIB_MAX),
+  disk_bytes: z
+    .number()
+    .int()
+    .min(STANDALONE_VM_BLOCK_BYTES)
+    .max(REPLICA_DISK_BYTES_MAX)
+    .refine((n) => n % STANDALONE_VM_BLOCK_BYTES === 0, `a whole number of ${STANDALONE_VM_BLOCK_BYTES}-byte blocks`),
+  load: guestLoadSchema.optional(),
+}))
+
 /** Operator → the cluster host a VM's changes replicated back to: the fail-back is done, drop the reverse replica (its disk is the VM's own). */
 export const replicaReverseDropRequest = defineMessage('replica-reverse-drop-request', () => ({ vm: field.name() }))
 
@@ -332,10 +362,11 @@ const replicaSideStatus = () =>
     /** When the log of the last cycle applied was closed (the primary's clock); null: none since the last resync. */
     applied_closed_at_ms: field.time_ms().nullable(),
     resyncing: z.boolean(),
-    /** replicating; failed-over: the replica VM runs here from it (replication in this direction ended). */
-    state: z.enum(['replicating', 'failed-over']),
-    /** The replica VM runs on this server now (after a failover). */
+    /** replicating; failed-over: the replica VM runs here from it (replication in this direction ended); created-here: a VM of this host's own. */
+    state: z.enum(REPLICA_VM_STATES),
+    /** The VM runs on this server now (after a failover, or created here). */
     vm_running: z.boolean(),
+    memory_mib: field.uint(),
     /** A test failover's copy (VM-test) runs on this server now, isolated. */
     test_vm_running: z.boolean(),
     recovery_points: field.list(
@@ -402,6 +433,7 @@ export const replicaMessages = [
   replicaFailbackRequest,
   replicaReverseRequest,
   replicaReverseDropRequest,
+  standaloneVmCreateRequest,
   replicaBrokerPlaceRequest,
   replicaBrokerPlaceReply,
   replicaExtendRequest,

@@ -12,7 +12,10 @@
  * and the VM answers its pings from the replica server; an unplanned one while the primary
  * runs is refused. Its changes go back to the member the broker placed the reverse replica
  * on; that member killed, the broker places it on another and the reverse replication goes
- * on there; the fail-back gives a volume byte for byte the replica's disk. A third VM's initial copy goes by media: exported by its host,
+ * on there; the fail-back gives a volume byte for byte the replica's disk. A VM created on
+ * the replica server itself (a branch office's host) replicates to the cluster into a new
+ * volume and moves into the cluster by a planned failover with nothing lost, replicating back
+ * to that host from there. A third VM's initial copy goes by media: exported by its host,
  * nothing travels until it is imported on the replica server, then only the blocks written
  * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication), a
  * hosting provider's server, over mutual TLS: a dialler with a certificate of another CA, or
@@ -40,6 +43,7 @@ import type { ReplicaStatusView } from '../../scripts/cli/replica-status-command
 import { parseDiskJournalLine } from '../../shared/disk-journal-format.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { ReplicaSizeView } from '../../scripts/cli/replica-size-command.js'
+import type { StandaloneVmView } from '../../scripts/cli/standalone-vms.js'
 import { startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { silentLogger } from '../../shared/log.js'
@@ -477,6 +481,54 @@ t.test(
     t.equal(dAgain.replica, dAgain.primary, 'nothing lost: the cluster starts web1 on every write it made on the replica server since')
     t.not(dAgain.primary, dBack.primary, 'including those')
     t.equal((await lab.cli('vm', 'stop', 'web1')).code, 0) // the rest of the test runs without it
+
+    // a VM of the replica server's own (a branch office's host): created there, replicated to the cluster into a blank volume, moved into the cluster by a planned failover with nothing lost
+    const branch = await lab.cli('vm', 'create', 'branch1', '--on', SERVER, '--memory-mib', '128')
+    t.equal(branch.code, 0, `vm create --on: ${branch.stderr}`)
+    const clash = await lab.cli('vm', 'create', 'branch1')
+    t.equal(clash.code, 1, 'the cluster makes no second vm of that name')
+    t.match(clash.stderr, /replica-dr1 has a vm named branch1 of its own/)
+    const listed = await lab.json<{ standalone: StandaloneVmView[] }>('vm', 'list', '--json')
+    t.same(
+      listed.standalone,
+      [{ vm: 'branch1', host: SERVER, state: 'created-here', running: true, memory_mib: 128 }],
+      '`vm list` shows it',
+    )
+    t.equal((await lab.cli('vm', 'load', 'branch1', '--disk-iops', '20')).code, 0)
+    const branchImage = join(lab.dir, 'data', SERVER, 'replica', 'vms', 'branch1', 'disk.img')
+    await lab.waitFor('branch1 to write on its disk on replica-dr1', async () =>
+      readFileSync(branchImage).some((b) => b !== 0) ? true : undefined,
+    )
+    const beforeBranch = (await lab.events()).at(-1)!.seq
+    const branchIn = await lab.cli('replica', 'enable', 'branch1', '--to', 'cluster', '--frequency', '30s', '--timeout-s', '60')
+    t.equal(branchIn.code, 0, `replica enable branch1 --to cluster: ${branchIn.stderr}`)
+    t.match(branchIn.stdout, /vm branch1 replicates from replica-dr1 to the cluster every 30 s, .*sent every block it had written/)
+    const branchResynced = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'branch1'
+    const branchCopy = (await lab.eventsAfter(beforeBranch, (evs) => evs.some(branchResynced))).find(branchResynced)!
+    t.ok(
+      branchCopy.source === SERVER && (branchCopy.details.blocks_sent as number) > 0,
+      `replica-dr1 sent the blocks branch1 wrote into its new volume (${String(branchCopy.details.blocks_sent)})`,
+    )
+    t.equal((await lab.cli('vm', 'start', 'branch1')).code, 1, 'the cluster does not start it while it runs on replica-dr1')
+    await lab.waitFor('a cycle of branch1 applied in the cluster', async () => {
+      const r = (await status(lab, 'branch1')).reverse
+      return (r?.replica?.applied_cycle ?? 0) >= 1 && (r?.primary?.last_cycle_bytes ?? 0) > 0 ? r : undefined
+    })
+    t.equal((await lab.cli('vm', 'load', 'branch1', '--disk-iops', '0')).code, 0)
+    const beforeMove = (await lab.events()).at(-1)!.seq
+    const branchMoved = await lab.cli('replica', 'failover', 'branch1', '--planned', '--timeout-s', '60')
+    t.equal(branchMoved.code, 0, `planned failover of branch1 into the cluster: ${branchMoved.stderr}`)
+    t.match(
+      branchMoved.stdout,
+      /vm branch1 failed over to the cluster: it runs on host-[ab]\d from every change it made on replica-dr1 \(planned: nothing lost\); it replicates to replica-dr1 from there/,
+    )
+    const dBranch = await digests(lab, 'array-a', 'branch1')
+    t.equal(dBranch.replica, dBranch.primary, 'nothing lost: the cluster runs branch1 on every write it made on replica-dr1')
+    t.not(dBranch.primary, sha(new Uint8Array(DISK_BLOCKS * 4096)), 'and it had written')
+    const branchForward = (e: LabEvent) => branchResynced(e) && e.source !== SERVER
+    const branchBack = (await lab.eventsAfter(beforeMove, (evs) => evs.some(branchForward))).find(branchForward)!
+    t.equal(branchBack.details.blocks_sent, 0, "from the cluster to replica-dr1: its disk there is branch1's replica, nothing differs")
+    t.equal((await lab.cli('vm', 'stop', 'branch1')).code, 0)
 
     // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
     const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))

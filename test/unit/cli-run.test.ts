@@ -96,6 +96,10 @@ t.test("a command's own errors: `hvlab: …` on stderr, exit 1, or 2 for a usage
     [['partition', 'site-a', 'site-b', '--seed', '3'], '--seed orders the processes of a shape'],
     [['vm', 'create', 'replica-broker'], "replica-broker is the name of the cluster's Replica Broker role"],
     [['vm', 'remove', 'replica-broker'], "replica-broker is the cluster's Replica Broker"],
+    [
+      ['vm', 'create', 'b1', '--on', 'replica-dr1', '--storage', 'local'],
+      "--on replica-dr1 creates the VM on that standalone host's own storage",
+    ],
   ]
   for (const [argv, why] of faults) {
     const c = captured()

@@ -305,3 +305,57 @@ t.test(
     w.reverse.stop()
   },
 )
+
+t.test(
+  'a VM created on a standalone host runs there, takes no replication, replicates to the cluster into a blank volume, and its planned failover there makes its disk a replica',
+  async (t) => {
+    const w = await world(t)
+    const geometry = { vm: 'web1', block_size_bytes: BS, disk_blocks: BLOCKS }
+    await w.dr1.createHere(geometry, 64, undefined)
+    t.ok(w.up.has('web1'), 'it runs on dr1 at once')
+    t.match(w.dr1.replicaStatus('web1'), [{ vm: 'web1', from: 'dr1', state: 'created-here', memory_mib: 64, vm_running: true }])
+    t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'created-here', recovery_points: 0 }, 'kept')
+    await t.rejects(w.dr1.createHere(geometry, 64, undefined), { code: 'HVLAB_E_STATE', message: /has a vm named web1 already/ })
+    await t.rejects(w.dr1.failover('web1', null, undefined), { code: 'HVLAB_E_STATE', message: /created on this server/ })
+    await t.rejects(w.dr1.testFailover('web1', undefined), { code: 'HVLAB_E_STATE', message: /no replica to test/ })
+    t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'it does not replicate to the cluster yet')
+    const intruder = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+    intruder.start()
+    await until('a refusal', () => intruder.status().last_error_code !== null)
+    t.match(intruder.status(), { last_error: /created on this server/ }, 'a primary replicating a VM of the same name is refused')
+    intruder.stop()
+
+    // it replicates to the cluster, having written on dr1: its blank volume there takes every block written
+    const reverse = { frequency_ms: 30_000 as const, compress: false }
+    w.setRole({ ...SETTING, reversed_to: 'host-a1' }) // the role the cluster made for it, placed by the broker (replica-to-cluster.ts)
+    await w.dr1.replicateBack('web1', reverse)
+    t.same(
+      w.dr1.reversed.map((r) => r.vm),
+      ['web1'],
+    )
+    const store = w.dr1.reversed[0]!.store
+    for (const block of [5, 6, 40])
+      store.disk.writeBlock(block, encodeDiskWrite({ vm: 'web1', seq: block, epoch: 1, block, value: block }, BS))
+    w.reverse.start()
+    await until(
+      'the initial replication to the cluster',
+      () => resyncs(w.events).length === 1 && !w.reverse.status('web1')[0]!.resyncing,
+      w.clock,
+    )
+    t.match(resyncs(w.events)[0], { blocks_compared: BLOCKS, blocks_sent: 3 }, 'the three blocks it wrote, nothing else')
+    t.same(w.vol.bytes, allOf(store), "the volume is dr1's disk")
+
+    // its planned failover into the cluster: it stops on dr1, and dr1's disk becomes its replica
+    w.dr1.stopForFailBack('web1')
+    await until('the last changes sent', () => w.reverse.status('web1')[0]?.finished === 'sent', w.clock)
+    await w.dr1.failBack('web1')
+    t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'replicating', reverse: undefined })
+    w.setRole(SETTING)
+    const forward = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
+    forward.start()
+    await until('the forward resync', () => resyncs(w.events).length === 2 && !forward.status().resyncing, w.clock)
+    t.match(resyncs(w.events)[1], { blocks_compared: BLOCKS, blocks_sent: 0 }, 'from the cluster to dr1: nothing differs')
+    forward.stop()
+    w.reverse.stop()
+  },
+)

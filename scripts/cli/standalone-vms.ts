@@ -1,0 +1,103 @@
+/**
+ * VMs of a standalone Hyper-V host's own (`hvlab vm create NAME --on HOST`): a host outside
+ * the failover cluster (a branch office's, a hosting provider's) runs VMs on its own storage,
+ * not as cluster roles. Such a VM runs there alone; `hvlab replica enable NAME --to cluster`
+ * replicates it to the cluster (replica-to-cluster.ts), whose planned failover then moves it
+ * there. The host keeps it as it keeps its replicas (agent/replica/replica-server.ts,
+ * state `created-here`), so `hvlab vm list`, `replica status` and `vm load` find it there.
+ */
+import { HvlabError } from '../../shared/errors.js'
+import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import type { ControlClient } from './control-client.js'
+import { out } from './options.js'
+import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
+import { table } from './format.js'
+import { ifClusterReachable, sideOf, standaloneHosts, unreachable } from './replica-queries.js'
+import { MIB } from './units.js'
+import { vmListNow } from './vm-queries.js'
+
+/** Creating a VM writes its blank disk on the host's storage first (up to 4 GiB). */
+const STANDALONE_CREATE_TIMEOUT_MS = 60_000
+
+export interface StandaloneVmSpec {
+  readonly host: string
+  readonly memory_mib: number
+  readonly disk_bytes: number
+}
+
+/** Creates VM `name` on standalone host `spec.host` and starts it; refused for a name the cluster or that host has already. */
+export async function createOnStandalone(client: ControlClient, dir: string, name: string, spec: StandaloneVmSpec): Promise<void> {
+  const hosts = await standaloneHosts(dir)
+  if (!hosts.includes(spec.host))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--on ${spec.host}: not a standalone host of this lab (${hosts.join(', ') || 'its topology has none'}); a cluster VM is created without --on`,
+    )
+  const roles = await ifClusterReachable(client, () => vmListNow(client))
+  if (roles?.roles.some((r) => r.name === name) === true)
+    throw new HvlabError('HVLAB_E_STATE', `the cluster has a vm named ${name}; name the new one otherwise`)
+  const message = { t: 'standalone-vm-create-request' as const, vm: name, memory_mib: spec.memory_mib, disk_bytes: spec.disk_bytes }
+  await client.request(spec.host, message, 'ok', STANDALONE_CREATE_TIMEOUT_MS)
+  out(
+    `created vm ${name} on ${spec.host} (${spec.memory_mib} MiB, a disk of ${spec.disk_bytes / MIB} MiB on ${spec.host}'s own storage) and started it; it is not a cluster role: \`hvlab replica enable ${name} --to cluster\` replicates it to the cluster`,
+  )
+}
+
+/** The standalone host that has `vm` as a VM of its own (created there), with its status there; null: none has. */
+export async function createdOnStandalone(
+  client: ControlClient,
+  dir: string,
+  vm: string,
+): Promise<{ host: string; side: ReplicaSideStatus } | null> {
+  for (const host of await standaloneHosts(dir)) {
+    const side = await sideOf(client, host, vm, 'replicas')
+    if (side?.state === 'created-here') return { host, side }
+  }
+  return null
+}
+
+/** Refuses a cluster VM named as a standalone host's own VM (the name then means two VMs, and `replica enable --to cluster` could not tell them apart). */
+export async function refuseStandaloneName(client: ControlClient, dir: string, name: string): Promise<void> {
+  const found = await createdOnStandalone(client, dir, name)
+  if (found !== null) throw new HvlabError('HVLAB_E_STATE', `${found.host} has a vm named ${name} of its own; name the new one otherwise`)
+}
+
+/** A VM running from a standalone host's own disk, as `vm list` shows it: created there, or failed over there. */
+export interface StandaloneVmView {
+  vm: string
+  host: string
+  state: Exclude<ReplicaSideStatus['state'], 'replicating'>
+  running: boolean
+  memory_mib: number
+}
+
+/** Every VM the standalone hosts run from their own disks (a host that does not answer shows none). */
+export async function standaloneVmsNow(client: ControlClient, dir: string): Promise<StandaloneVmView[]> {
+  const views: StandaloneVmView[] = []
+  for (const host of await standaloneHosts(dir)) {
+    const r = await client
+      .request(host, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+      .catch((e: unknown) => {
+        if (unreachable(e)) return null
+        throw e
+      })
+    for (const side of r?.replicas ?? [])
+      if (side.state !== 'replicating')
+        views.push({ vm: side.vm, host, state: side.state, running: side.vm_running, memory_mib: side.memory_mib })
+  }
+  return views
+}
+
+/** PURE: `vm list`'s section for the standalone hosts' VMs; empty when there are none. */
+export function formatStandaloneVms(views: readonly StandaloneVmView[]): string {
+  if (views.length === 0) return ''
+  const rows = [['NAME', 'HOST', 'STATE', 'MEMORY']]
+  for (const v of views)
+    rows.push([
+      v.vm,
+      v.host,
+      `${v.running ? 'running' : 'stopped'} (${v.state === 'created-here' ? 'created there' : 'failed over there'})`,
+      `${v.memory_mib} MiB`,
+    ])
+  return `\nvms on standalone hosts, from their own disks:\n${table(rows)}`
+}
