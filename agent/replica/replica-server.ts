@@ -37,7 +37,7 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     () => server,
     () => runner,
   )
-  const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192, reverse)
+  const runner = new ReplicaVmRunner(p, me?.memory_mib ?? 8192, reverse, (vm, load): Promise<void> => server.loadChanged(vm, load))
   const extended = new ExtendedReplication({
     host: p.name,
     clock: p.clock,
@@ -67,12 +67,18 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     await server.createHere(geometry, q.memory_mib, q.load)
     return { t: 'ok' }
   })
+  p.serveOperator('standalone-vm-request', async (q) => {
+    if (q.op === 'start') await server.startHere(q.vm)
+    else if (q.op === 'stop') await server.stopHere(q.vm)
+    else await server.removeHere(q.vm)
+    return { t: 'ok' }
+  })
   p.serveOperator('replica-reverse-request', async (q) => {
     await server.replicateBack(q.vm, q.reverse)
     return { t: 'ok' }
   })
   p.serveOperator('replica-failback-request', async (q) => {
-    if (q.step === 'stop-vm') server.stopForFailBack(q.vm)
+    if (q.step === 'stop-vm') await server.stopForFailBack(q.vm)
     else await server.failBack(q.vm)
     return { t: 'ok' }
   })
@@ -146,6 +152,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
       const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, ...this.timing(), ...rest })
       this.vms.set(vm, opened)
       if (opened.extension !== null && opened.state === 'replicating') this.options.extended?.start(opened, opened.extension)
+      if (opened.startsWithServer) this.runner.run(vm, opened.memory_mib, opened.store, opened.load, 'automatic-start')
     }
   }
 
@@ -164,6 +171,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     await vm.failover(recovery_cycle, reverse)
     this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
+    await vm.ranWith(load)
   }
 
   /** The VM that failed over here unplanned and runs here replicates back to the cluster from now on (`reverse`). */
@@ -175,11 +183,54 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
   }
 
   /** A fail-back's first step here: the failed-over VM shuts down (its last changes then replicate back). */
-  stopForFailBack(name: string): void {
+  async stopForFailBack(name: string): Promise<void> {
     const vm = this.replica(name)
     if (!vm.runsHere || vm.reverse === null)
       throw new HvlabError('HVLAB_E_STATE', `vm ${name} does not replicate from ${this.name} to the cluster; nothing to fail back`)
     if (this.runner.running(name)) this.runner.stop(name, 'fail-back')
+    await vm.stoppedHere()
+  }
+
+  /** `hvlab vm stop` of a VM that runs here (created here, or failed over unplanned): it stays off, a restart of this server too. */
+  async stopHere(name: string): Promise<void> {
+    const vm = this.runningHere(name)
+    if (vm.reverse !== null)
+      throw new HvlabError(
+        'HVLAB_E_STATE',
+        `vm ${name} replicates from ${this.name} to the cluster; \`hvlab replica failover ${name} --planned\` stops it here and starts it there`,
+      )
+    if (this.runner.running(name)) this.runner.stop(name, 'stopped')
+    await vm.stoppedHere()
+  }
+
+  /** `hvlab vm start` of a VM that runs here, stopped: it starts with the guest load it last had. */
+  async startHere(name: string): Promise<void> {
+    const vm = this.runningHere(name)
+    if (this.runner.running(name)) return
+    this.runner.run(name, vm.memory_mib, vm.store, vm.load, 'start')
+    await vm.ranWith(vm.load)
+  }
+
+  /** `hvlab vm remove` of a VM created here, stopped: it and its disk go. */
+  async removeHere(name: string): Promise<void> {
+    const vm = this.runningHere(name)
+    if (vm.state !== 'created-here')
+      throw new HvlabError('HVLAB_E_STATE', `vm ${name} failed over to ${this.name}; it is removed in the cluster (\`hvlab vm remove\`)`)
+    if (this.runner.running(name)) throw new HvlabError('HVLAB_E_STATE', `vm ${name} runs on ${this.name}; \`hvlab vm stop ${name}\` first`)
+    await this.drop(name)
+  }
+
+  /** The guest load of a VM running here changed (`hvlab vm load`): it starts with it again. */
+  async loadChanged(name: string, load: GuestLoadSetting): Promise<void> {
+    const vm = this.vms.get(name)
+    if (vm?.runsHere === true) await vm.ranWith(load)
+  }
+
+  /** A VM that runs from its disk here (created here, or failed over), whether started or stopped. */
+  private runningHere(name: string): ReplicaVm {
+    const vm = this.replica(name)
+    if (!vm.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.name} holds a replica of vm ${name}; the VM runs on its primary`)
+    return vm
   }
 
   /** A fail-back's last step here: the VM no longer runs here, and its replica is its primary's replica again. */
@@ -214,6 +265,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
       const vm = await opened
       this.runner.run(name, memory_mib, vm.store, load, 'create')
       this.vms.set(name, vm)
+      await vm.ranWith(load)
     } catch (e) {
       await rm(dir, { recursive: true, force: true }) // not started (no memory for it): nothing of it stays
       throw e

@@ -4,7 +4,8 @@
  * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
  * asked for, the primary that replicated it last (itself, for a VM created here), whether it holds an initial copy, whether it
  * has failed over (and where its changes replicate back to), and where it is forwarded
- * (extended replication).
+ * (extended replication); for a VM that runs here, whether it was stopped and its guest's
+ * load, so that it starts again with the server (Hyper-V's automatic start action).
  */
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -12,6 +13,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
+import { guestLoadSchema } from '../../shared/protocol/guest-load.js'
 import { REPLICA_VM_STATES, extensionSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
@@ -29,6 +31,10 @@ const recordSchema = z.strictObject({
   extension: extensionSchema.optional(),
   /** Failed over (planned): how the VM's changes replicate back to the cluster (reverse replication). */
   reverse: z.preprocess(withoutReverseHost, reverseSchema).optional(),
+  /** A VM that runs here (failed over, or created here) was stopped (`vm stop`, a fail-back): it does not start again with the server. */
+  stopped: z.literal(true).optional(),
+  /** The guest load it last ran with here: it starts again with it. */
+  load: guestLoadSchema.optional(),
 })
 /** A record written before the Replica Broker names the one host the changes went back to (`to`): the broker places them now. */
 function withoutReverseHost(v: unknown): unknown {

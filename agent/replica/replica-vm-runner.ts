@@ -17,7 +17,7 @@ import { blocksOf, readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
 /** Why a VM starts on this standalone host: its replica failed over here, or it was created here (`hvlab vm create --on`). */
-export type StartedBy = 'replica-failover' | 'create'
+export type StartedBy = 'replica-failover' | 'create' | 'start' | 'automatic-start'
 
 /** A failed-over VM is this host's own: its start op and epoch never change (no cluster starts it). */
 const STANDALONE_OP = 1
@@ -26,15 +26,23 @@ const STANDALONE_EPOCH = 1
 export class ReplicaVmRunner {
   readonly vms: VmHost
 
-  /** `sink` hears the failed-over VMs' disk writes (reverse replication), not a test copy's. */
+  /**
+   * `sink` hears the failed-over VMs' disk writes (reverse replication), not a test copy's;
+   * `onLoad` hears a VM's guest load once `hvlab vm load` changed it.
+   */
   constructor(
     private readonly p: LabProcess,
     memory_mib: number,
     private readonly sink?: DiskWriteSink,
+    onLoad?: (vm: string, load: GuestLoadSetting) => Promise<void>,
   ) {
     this.vms = new VmHost(p.name, memory_mib, p.clock)
     startGuestService(p, (name) => this.vms.instance(name))
-    p.serveOperator('vm-load-request', (q) => setVmLoad(p, this.vms, q))
+    p.serveOperator('vm-load-request', async (q) => {
+      const ok = setVmLoad(p, this.vms, q)
+      await onLoad?.(q.vm, this.vms.instance(q.vm)!.load)
+      return ok
+    })
     p.serveOperator('vm-inspect-request', (q) => inspectVm(p, this.vms, q.vm))
   }
 
@@ -62,7 +70,7 @@ export class ReplicaVmRunner {
     this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), 'test-failover', load)
   }
 
-  stop(vm: string, reason: 'test failover ended' | 'fail-back'): void {
+  stop(vm: string, reason: 'test failover ended' | 'fail-back' | 'stopped'): void {
     if (this.vms.instance(vm) === undefined) return
     this.vms.stop(vm)
     this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason })

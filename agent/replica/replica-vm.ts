@@ -25,6 +25,7 @@ import {
   type ReplicaVmState,
   type Reverse,
 } from '../../shared/protocol/replica-messages.js'
+import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { SerialQueue } from '../../shared/serial-queue.js'
 import type { DiskImage } from './disk-image.js'
 import { judgeBegin, judgeEnd, type BeginAsk, type CleanEnd, type ReplicaStanding } from './primary-handover.js'
@@ -55,6 +56,10 @@ export interface ReplicaVmOptions {
   readonly extension?: Extension
   /** Failed over (planned): where the VM's changes replicate back to. */
   readonly reverse?: Reverse
+  /** It runs here (failed over, or created here) and was stopped: it does not start with the server. */
+  readonly stopped?: true
+  /** The guest load it last ran with here. */
+  readonly load?: GuestLoadSetting
   /** Where the disk lies (default: disk.img in `dir`). */
   readonly image?: DiskImage
 }
@@ -75,6 +80,8 @@ export class ReplicaVm {
   private has_copy_: boolean
   private extension_: Extension | null
   private reverse_: Reverse | null
+  private stopped_: boolean
+  private load_: GuestLoadSetting | undefined
   /** The last primary's clean end (primary-handover.ts), kept in memory only: a restarted server has none, and its next primary resyncs. */
   private ended: CleanEnd | null = null
   /** Extended replication's forwarder, once started (extended-replication.ts). */
@@ -93,6 +100,8 @@ export class ReplicaVm {
     this.has_copy_ = o.has_copy ?? this.receiver.appliedCycle > 0
     this.extension_ = o.extension ?? null
     this.reverse_ = o.reverse ?? null
+    this.stopped_ = o.stopped === true
+    this.load_ = o.load
   }
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
@@ -109,6 +118,35 @@ export class ReplicaVm {
   /** The VM runs from this disk (failed over here, or created here): it is no replica now. */
   get runsHere(): boolean {
     return this.state_ !== 'replicating'
+  }
+
+  /**
+   * It runs here (failed over, or created here) unless stopped: a restarted server starts it
+   * again, with the guest load it last had (`load`), as Hyper-V's automatic start action does.
+   */
+  get startsWithServer(): boolean {
+    return this.runsHere && !this.stopped_ && !this.broken_
+  }
+
+  get stopped(): boolean {
+    return this.stopped_
+  }
+
+  get load(): GuestLoadSetting | undefined {
+    return this.load_
+  }
+
+  /** It runs here now with `load` (started, or its load changed), kept in its record. */
+  ranWith(load: GuestLoadSetting | undefined): Promise<void> {
+    this.stopped_ = false
+    this.load_ = load
+    return this.saveRecord()
+  }
+
+  /** It was stopped here: it stays off, a restart of the server too. */
+  stoppedHere(): Promise<void> {
+    this.stopped_ = true
+    return this.saveRecord()
   }
 
   private get runsHereWords(): string {
@@ -405,6 +443,8 @@ export class ReplicaVm {
         has_copy: this.has_copy_,
         ...(this.extension_ === null ? {} : { extension: this.extension_ }),
         ...(this.reverse_ === null ? {} : { reverse: this.reverse_ }),
+        ...(this.stopped_ && this.runsHere ? { stopped: true as const } : {}),
+        ...(this.load_ === undefined ? {} : { load: this.load_ }),
       }),
     )
   }

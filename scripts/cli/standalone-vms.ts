@@ -101,3 +101,32 @@ export function formatStandaloneVms(views: readonly StandaloneVmView[]): string 
     ])
   return `\nvms on standalone hosts, from their own disks:\n${table(rows)}`
 }
+
+/**
+ * What `vm start|stop|remove|load NAME` acts on: the cluster's role NAME (`onRole`), or, when
+ * the cluster has none or cannot be reached (a disaster: the DR host's VMs matter then), the
+ * VM a standalone host created as NAME (`onStandalone`, with that host).
+ */
+export async function roleOrStandalone<T>(
+  client: ControlClient,
+  dir: string,
+  name: string,
+  onRole: () => Promise<T>,
+  onStandalone: (host: string) => Promise<T>,
+): Promise<T> {
+  const inCluster = await ifClusterReachable(client, async () => (await vmListNow(client)).roles.some((r) => r.name === name))
+  if (inCluster === true) return onRole()
+  const found = await createdOnStandalone(client, dir, name)
+  if (found !== null) return onStandalone(found.host)
+  if (inCluster === null)
+    throw new HvlabError('HVLAB_E_STATE', `no cluster host answers, and no standalone host has a vm named ${name} of its own`)
+  return onRole() // the cluster's own answer: no such vm
+}
+
+/** Starts, stops or removes VM `vm` on standalone host `host`, and says so. */
+export async function standaloneVmOp(client: ControlClient, host: string, vm: string, op: 'start' | 'stop' | 'remove'): Promise<void> {
+  await client.request(host, { t: 'standalone-vm-request', vm, op }, 'ok', STANDALONE_CREATE_TIMEOUT_MS)
+  if (op === 'start') out(`vm ${vm} is running on ${host} (a VM of its own, not a cluster role)`)
+  else if (op === 'stop') out(`vm ${vm} is stopped on ${host}; it stays off, a restart of ${host} too, until \`hvlab vm start ${vm}\``)
+  else out(`removed vm ${vm} from ${host}, and its disk on ${host}'s storage`)
+}

@@ -3,13 +3,15 @@
  * or stopped, unless --no-wait. A start of a running VM and a stop of a stopped one are
  * no-ops that say so and succeed; a start that fails (the role failed, CLX refused its
  * storage …) exits 1 with the role's reason. Decided from the role record's state and
- * owner, never from its reason text.
+ * owner, never from its reason text. A VM a standalone host created (no role of that name)
+ * is started or stopped there (standalone-vms.ts).
  */
 import type { Command } from 'commander'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, out } from './options.js'
+import { roleOrStandalone, standaloneVmOp } from './standalone-vms.js'
 import { vmRoleNow } from './vm-queries.js'
 import { type WaitOpts, type WaitStep, done, failed, waitFor, waitOptions, waiting } from './wait-for.js'
 
@@ -23,7 +25,7 @@ export function registerVmStart(vm: Command): void {
   const start = vm
     .command('start')
     .description(
-      'start a VM role on the best node (preferred owners first) and wait until it runs (prints the host); resets its failover counters; a running VM is left as it is',
+      'start a VM role on the best node (preferred owners first) and wait until it runs (prints the host); resets its failover counters; a running VM is left as it is. A VM of a standalone host (`vm create --on`) starts there',
     )
     .argument('<name>', 'the VM name')
     .option(
@@ -36,13 +38,25 @@ export function registerVmStart(vm: Command): void {
 export function registerVmStop(vm: Command): void {
   const stop = vm
     .command('stop')
-    .description('stop a VM role and wait until it is stopped; it stays off until started')
+    .description(
+      'stop a VM role and wait until it is stopped; it stays off until started. A VM of a standalone host (`vm create --on`) stops there, and stays off when that host restarts',
+    )
     .argument('<name>', 'the VM name')
   waitOptions(stop, STOP_TIMEOUT_S).addOption(dirOption()).action(stopVm)
 }
 
 async function startVm(name: string, o: StartStopOptions): Promise<void> {
   const client = ControlClient.forDir(o.dir)
+  return roleOrStandalone(
+    client,
+    o.dir,
+    name,
+    () => startRole(client, name, o),
+    (host) => standaloneVmOp(client, host, name, 'start'),
+  )
+}
+
+async function startRole(client: ControlClient, name: string, o: StartStopOptions): Promise<void> {
   const { role } = await vmRoleNow(client, name)
   if (role.state === 'running') {
     const flag = o.forceStorage ? '; --force-storage did nothing (it only applies when the VM starts)' : ''
@@ -75,6 +89,16 @@ export function startStep(name: string, seen: { role: VmRoleRecord; current: boo
 
 async function stopVm(name: string, o: StartStopOptions): Promise<void> {
   const client = ControlClient.forDir(o.dir)
+  return roleOrStandalone(
+    client,
+    o.dir,
+    name,
+    () => stopRole(client, name, o),
+    (host) => standaloneVmOp(client, host, name, 'stop'),
+  )
+}
+
+async function stopRole(client: ControlClient, name: string, o: StartStopOptions): Promise<void> {
   const { role } = await vmRoleNow(client, name)
   if (role.state === 'stopped') return out(`vm ${name} is already stopped`)
   await roleCommand(client, { op: 'stop', name })

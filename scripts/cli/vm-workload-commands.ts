@@ -11,7 +11,7 @@ import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out, printJson } from './options.js'
 import { ownerOf, vmInspectNow } from './vm-queries.js'
-import { createdOnStandalone } from './standalone-vms.js'
+import { roleOrStandalone } from './standalone-vms.js'
 
 interface VmLoadOptions {
   dir: string
@@ -23,7 +23,7 @@ interface VmLoadOptions {
 export function registerVmLoad(vm: Command): void {
   vm.command('load')
     .description(
-      'change the guest workload of a running VM live: how fast it dirties memory, how concentrated the writes are, and how many block writes per second it does to its disk; options left out keep their value. The role keeps it: every later start (a failover, a restart) applies it again (a VM created on a standalone host has no role: its guest keeps it while it runs)',
+      'change the guest workload of a running VM live: how fast it dirties memory, how concentrated the writes are, and how many block writes per second it does to its disk; options left out keep their value. The role keeps it: every later start (a failover, a restart) applies it again (a VM created on a standalone host has no role: that host keeps it, and starts it with it again)',
     )
     .argument('<name>', 'the VM name')
     .option('--dirty-mib-s <n>', 'MiB/s of pages dirtied (0 = idle)', numberIn(0, 4096))
@@ -37,18 +37,6 @@ export function registerVmLoad(vm: Command): void {
     .action(loadVm)
 }
 
-/** Where `vm load` reaches the VM: its role's owner, or (no such role) the standalone host it was created on, which keeps no role. */
-async function loadTarget(client: ControlClient, dir: string, name: string): Promise<{ owner: string; role: boolean }> {
-  try {
-    return { owner: await ownerOf(client, name), role: true }
-  } catch (e) {
-    if (!HvlabError.has(e, 'HVLAB_E_NOT_FOUND')) throw e
-    const standalone = await createdOnStandalone(client, dir, name)
-    if (standalone === null) throw e
-    return { owner: standalone.host, role: false }
-  }
-}
-
 async function loadVm(name: string, o: VmLoadOptions): Promise<void> {
   if (o.dirtyMibS === undefined && o.hot === undefined && o.diskIops === undefined) {
     throw new HvlabError('HVLAB_E_USAGE', 'say what to change: --dirty-mib-s, --hot and/or --disk-iops')
@@ -59,9 +47,18 @@ async function loadVm(name: string, o: VmLoadOptions): Promise<void> {
     ...(o.hot !== undefined ? { hot_fraction: o.hot } : {}),
     ...(o.diskIops !== undefined ? { disk_iops: o.diskIops } : {}),
   }
-  const { owner, role } = await loadTarget(client, o.dir, name)
-  // Kept in the role first, so every later start applies it too (a guest restarted by a failover runs its applications again).
-  if (role) await roleCommand(client, { op: 'set', name, changes: { load } })
+  // A role keeps it first, so every later start applies it too (a guest restarted by a failover runs its applications again); a standalone host keeps its own VM's.
+  const owner = await roleOrStandalone(
+    client,
+    o.dir,
+    name,
+    async () => {
+      const owner = await ownerOf(client, name)
+      await roleCommand(client, { op: 'set', name, changes: { load } })
+      return owner
+    },
+    async (host) => host,
+  )
   await client.request(owner, { t: 'vm-load-request', vm: name, hot_fraction: o.hot ?? null, ...load }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   const changed = [
     ...(o.dirtyMibS !== undefined ? [`dirties ${o.dirtyMibS} MiB/s`] : []),

@@ -328,6 +328,12 @@ export const standaloneVmCreateRequest = defineMessage('standalone-vm-create-req
   load: guestLoadSchema.optional(),
 }))
 
+/** Operator → a standalone Hyper-V host: start, stop or remove a VM that runs from its disk there (created there; start and stop: or failed over there). */
+export const standaloneVmRequest = defineMessage('standalone-vm-request', () => ({
+  vm: field.name(),
+  op: z.enum(['start', 'stop', 'remove']),
+}))
+
 /** Operator → the cluster host a VM's changes replicated back to: the fail-back is done, drop the reverse replica (its disk is the VM's own). */
 export const replicaReverseDropRequest = defineMessage('replica-reverse-drop-request', () => ({ vm: field.name() }))
 
@@ -434,6 +440,7 @@ export const replicaMessages = [
   replicaReverseRequest,
   replicaReverseDropRequest,
   standaloneVmCreateRequest,
+  standaloneVmRequest,
   replicaBrokerPlaceRequest,
   replicaBrokerPlaceReply,
   replicaExtendRequest,

@@ -25,7 +25,8 @@
  * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
  * replicating beside it keeps 2 recovery points (the fixture takes one every 3 s, a lab
  * acceleration, and the oldest are merged away), each application-consistent, and stops;
- * the replica server is killed -9 and restarted, opens with the same points, and a
+ * the replica server is killed -9 and restarted, opens with the same points (and starts
+ * the VM of its own that ran, not the one stopped), and a
  * failover to the latest application-consistent one gives exactly its disk: every write
  * the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows acknowledged before
  * that point's log closed, none after, and no two-block transaction of its guest torn.
@@ -670,10 +671,37 @@ t.test(
     )
 
     // web4's recovery points survive a kill -9 of the replica server; a failover to the older one gives exactly its disk
+    // beside them, VMs of the replica server's own, made with no cluster to ask: one writing, one stopped
+    t.equal((await lab.cli('vm', 'create', 'shop1', '--on', SERVER)).code, 0)
+    t.equal((await lab.cli('vm', 'load', 'shop1', '--disk-iops', '5')).code, 0)
+    t.equal((await lab.cli('vm', 'create', 'shop2', '--on', SERVER)).code, 0)
+    const stopShop2 = await lab.cli('vm', 'stop', 'shop2')
+    t.equal(stopShop2.code, 0, `vm stop of a standalone host's vm with the cluster down: ${stopShop2.stderr}`)
+    t.match(stopShop2.stdout, /vm shop2 is stopped on replica-dr1; it stays off/)
     const kept = await replicaSide(lab, 'web4')
+    const beforeRestart = (await lab.events()).at(-1)!.seq
     t.equal((await lab.cli('kill', SERVER)).code, 0)
     t.equal((await lab.cli('restart', SERVER)).code, 0)
     const reopened = await lab.waitFor('the replica server back', () => replicaSide(lab, 'web4'))
+    const startedAgain = (e: LabEvent) => e.kind === 'vm.started' && e.source === SERVER
+    const restarted = await lab.eventsAfter(beforeRestart, (evs) => evs.filter(startedAgain).length >= 2)
+    t.same(
+      restarted
+        .filter(startedAgain)
+        .map((e) => `${String(e.details.vm)} by ${String(e.details.by)}`)
+        .sort(),
+      ['shop1 by automatic-start', 'web2 by automatic-start'],
+      'the restarted server starts the VMs that ran from its disks (automatic start action: web2 failed over, shop1 its own), not the stopped shop2',
+    )
+    t.equal((await lab.cli('vm', 'start', 'shop2')).code, 0)
+    const removeRunning = await lab.cli('vm', 'remove', 'shop2')
+    t.equal(removeRunning.code, 1, 'a running vm is not removed')
+    t.match(removeRunning.stderr, /vm stop shop2/)
+    t.equal((await lab.cli('vm', 'stop', 'shop2')).code, 0)
+    const removed = await lab.cli('vm', 'remove', 'shop2')
+    t.equal(removed.code, 0, `vm remove shop2: ${removed.stderr}`)
+    t.match(removed.stdout, /removed vm shop2 from replica-dr1, and its disk/)
+    await t.rejects(replicaSide(lab, 'shop2'), { code: 'HVLAB_E_NOT_FOUND' }, 'gone from replica-dr1')
     t.same(reopened.recovery_points, kept.recovery_points, 'the same recovery points after a kill -9 and restart of the replica server')
     t.equal(reopened.applied_cycle, kept.applied_cycle)
     const point = kept.recovery_points.filter((p) => p.kind === 'application').at(-1)!

@@ -223,7 +223,7 @@ t.test(
     store.disk.writeBlock(12, encodeDiskWrite(last, BS))
     w.reverse.completed(last, 'acked')
     await t.rejects(w.dr1.failBack('web1'), { code: 'HVLAB_E_STATE' }, 'not while the VM runs there')
-    w.dr1.stopForFailBack('web1')
+    await w.dr1.stopForFailBack('web1')
     t.notOk(w.up.has('web1'))
     await until('the last changes sent', () => w.reverse.status('web1')[0]?.finished === 'sent', w.clock)
     t.same(w.vol.bytes, allOf(store), 'the last write went back before the fail-back goes on')
@@ -249,9 +249,9 @@ t.test('a fail-back is refused for a VM that did not fail over reversed', async 
   forward.start()
   await until('the initial replication', () => w.events.some((e) => e.kind === 'replica.resynced') && !forward.status().resyncing)
   forward.stop()
-  t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'replicating: nothing to fail back')
+  await t.rejects(w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'replicating: nothing to fail back')
   await w.dr1.failover('web1', null, undefined) // unplanned: not reversed
-  t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'an unplanned failover is not reversed')
+  await t.rejects(w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'an unplanned failover is not reversed')
   await t.rejects(
     w.dr1.importCopy('web1', join(w.dir, 'no-export')),
     { code: 'HVLAB_E_STATE', message: /takes no initial copy/ },
@@ -318,7 +318,7 @@ t.test(
     await t.rejects(w.dr1.createHere(geometry, 64, undefined), { code: 'HVLAB_E_STATE', message: /has a vm named web1 already/ })
     await t.rejects(w.dr1.failover('web1', null, undefined), { code: 'HVLAB_E_STATE', message: /created on this server/ })
     await t.rejects(w.dr1.testFailover('web1', undefined), { code: 'HVLAB_E_STATE', message: /no replica to test/ })
-    t.throws(() => w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'it does not replicate to the cluster yet')
+    await t.rejects(w.dr1.stopForFailBack('web1'), { code: 'HVLAB_E_STATE' }, 'it does not replicate to the cluster yet')
     const intruder = w.shell('host-a1', w.links.toDr1, SETTING, w.vol.bytes)
     intruder.start()
     await until('a refusal', () => intruder.status().last_error_code !== null)
@@ -346,7 +346,7 @@ t.test(
     t.same(w.vol.bytes, allOf(store), "the volume is dr1's disk")
 
     // its planned failover into the cluster: it stops on dr1, and dr1's disk becomes its replica
-    w.dr1.stopForFailBack('web1')
+    await w.dr1.stopForFailBack('web1')
     await until('the last changes sent', () => w.reverse.status('web1')[0]?.finished === 'sent', w.clock)
     await w.dr1.failBack('web1')
     t.match(await readReplicaVmRecord(join(w.dir, 'dr1', 'vms', 'web1')), { state: 'replicating', reverse: undefined })
@@ -357,5 +357,61 @@ t.test(
     t.match(resyncs(w.events)[1], { blocks_compared: BLOCKS, blocks_sent: 0 }, 'from the cluster to dr1: nothing differs')
     forward.stop()
     w.reverse.stop()
+  },
+)
+
+t.test(
+  'a VM that runs on a standalone host stops, starts with the load it last had, starts again with a restarted server unless stopped, and is removed with its disk',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'hvlab-standalone-vm-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const starts: { vm: string; load: unknown; by: unknown }[] = []
+    const up = new Set<string>()
+    const runner: ReplicaRunner = {
+      run: (vm, _memory, _store, load, by) => {
+        starts.push({ vm, load, by })
+        up.add(vm)
+      },
+      runIsolated: () => undefined,
+      stop: (vm) => void up.delete(vm),
+      running: (vm) => up.has(vm),
+    }
+    const open = async () => {
+      const auth = await ReplicaServerAuthorization.open(join(dir, 'dr1'))
+      const server = new ReplicaServer('dr1', join(dir, 'dr1'), 1, auth, runner)
+      await server.openAll()
+      return server
+    }
+    const dr1 = await open()
+    const geometry = (vm: string) => ({ vm, block_size_bytes: BS, disk_blocks: BLOCKS })
+    await dr1.createHere(geometry('shop1'), 64, { disk_iops: 5 })
+    await dr1.createHere(geometry('shop2'), 64, undefined)
+    await dr1.loadChanged('shop1', { disk_iops: 9, dirty_mib_per_s: 1 })
+    await t.rejects(dr1.removeHere('shop2'), { code: 'HVLAB_E_STATE', message: /vm stop shop2/ }, 'not while it runs')
+    await dr1.stopHere('shop2')
+    t.notOk(up.has('shop2'))
+    t.match(await readReplicaVmRecord(join(dir, 'dr1', 'vms', 'shop2')), { state: 'created-here', stopped: true })
+
+    // the server restarts (its VMs stopped with it): shop1 starts again with the load it last had, shop2 stays off
+    up.clear()
+    starts.length = 0
+    const again = await open()
+    t.same(starts, [{ vm: 'shop1', load: { disk_iops: 9, dirty_mib_per_s: 1 }, by: 'automatic-start' }])
+    await again.startHere('shop2')
+    t.match(starts[1], { vm: 'shop2', by: 'start' })
+    t.notOk((await readReplicaVmRecord(join(dir, 'dr1', 'vms', 'shop2')))?.stopped, 'started: it starts with the server again')
+    await again.stopHere('shop2')
+    await again.removeHere('shop2')
+    t.same(
+      again.replicaStatus(null).map((r) => r.vm),
+      ['shop1'],
+      'shop2 and its disk are gone',
+    )
+    t.equal(await readReplicaVmRecord(join(dir, 'dr1', 'vms', 'shop2')), undefined)
+
+    // replicating to the cluster, it is stopped by its planned failover there, not by `vm stop`
+    await again.replicateBack('shop1', { frequency_ms: 30_000, compress: false })
+    await t.rejects(again.stopHere('shop1'), { code: 'HVLAB_E_STATE', message: /replica failover shop1 --planned/ })
+    await t.rejects(again.startHere('nosuch'), { code: 'HVLAB_E_NOT_FOUND' })
   },
 )
