@@ -18,7 +18,13 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX, STANDALONE_VM_BLOCK_BYTES } from '../../shared/protocol/replica-limits.js'
-import type { Extension, PrimaryHandover, ReplicaSideStatus, Reverse } from '../../shared/protocol/replica-messages.js'
+import type {
+  Extension,
+  PrimaryHandover,
+  ReplicaSideStatus,
+  ReplicationSetting,
+  Reverse,
+} from '../../shared/protocol/replica-messages.js'
 import type { DiskImage } from './disk-image.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
@@ -59,12 +65,16 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
     return { t: 'ok' }
   })
   p.serveOperator('replica-failover-request', async (q) => {
-    await server.failover(q.vm, q.recovery_cycle, q.load, q.reverse ?? null)
+    await server.failover(q.vm, q.recovery_cycle, q.load, q.reverse ?? null, q.replication ?? null)
     return { t: 'ok' }
   })
   p.serveOperator('standalone-vm-create-request', async (q) => {
     const geometry = { vm: q.vm, block_size_bytes: STANDALONE_VM_BLOCK_BYTES, disk_blocks: q.disk_bytes / STANDALONE_VM_BLOCK_BYTES }
     await server.createHere(geometry, q.memory_mib, q.load)
+    return { t: 'ok' }
+  })
+  p.serveOperator('standalone-replicate-request', async (q) => {
+    await server.replicateTo(q.vm, q.replication)
     return { t: 'ok' }
   })
   p.serveOperator('standalone-vm-request', async (q) => {
@@ -99,8 +109,8 @@ export async function startReplicaServer(p: LabProcess): Promise<void> {
   p.serveOperator('replica-status-request', (q) => {
     const r = server.status(q.vm)
     // The reverse replications' sending side is here, while their VM has failed over here (an ended one's last status goes with the fail-back).
-    const reversed = reverse.status(q.vm).filter((p) => server.reversed.some((v) => v.vm === p.vm))
-    return { ...r, primaries: [...r.primaries, ...reversed] }
+    const sending = reverse.status(q.vm).filter((p) => server.sending.some((v) => v.vm === p.vm))
+    return { ...r, primaries: [...r.primaries, ...sending] }
   })
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.addStatus(() => ({ replica_server: { ...server.auth.settings, vms: server.vmCount } }))
@@ -158,17 +168,21 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
 
   /**
    * Starts the replica VM here from its replica (latest, or the recovery point of
-   * `recovery_cycle`); `reverse` (a planned failover): its changes replicate back there.
+   * `recovery_cycle`); `reverse` (a planned failover from the cluster): its changes
+   * replicate back there; `replication` (a planned failover from a standalone host): its
+   * changes replicate to that host.
    */
   async failover(
     name: string,
     recovery_cycle: number | null,
     load: GuestLoadSetting | undefined,
     reverse: Reverse | null = null,
+    replication: ReplicationSetting | null = null,
   ): Promise<void> {
     const vm = this.replica(name)
+    if (replication?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `vm ${name} cannot replicate to ${this.name} from ${this.name}`)
     if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name), 'test failover ended') // the test copy gives way to the real one
-    await vm.failover(recovery_cycle, reverse)
+    await vm.failover(recovery_cycle, reverse, replication)
     this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
     this.runner.run(name, vm.memory_mib, vm.store, load)
     await vm.ranWith(load)
@@ -185,8 +199,8 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
   /** A fail-back's first step here: the failed-over VM shuts down (its last changes then replicate back). */
   async stopForFailBack(name: string): Promise<void> {
     const vm = this.replica(name)
-    if (!vm.runsHere || vm.reverse === null)
-      throw new HvlabError('HVLAB_E_STATE', `vm ${name} does not replicate from ${this.name} to the cluster; nothing to fail back`)
+    if (!vm.sendsChanges)
+      throw new HvlabError('HVLAB_E_STATE', `vm ${name} does not replicate from ${this.name}; nothing to fail over or back`)
     if (this.runner.running(name)) this.runner.stop(name, 'fail-back')
     await vm.stoppedHere()
   }
@@ -245,6 +259,17 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
   /** The VMs running here (failed over, or created here) whose changes replicate to the cluster (reverse replication). */
   get reversed(): readonly ReplicaVm[] {
     return [...this.vms.values()].filter((v) => v.runsHere && v.reverse !== null && !v.broken)
+  }
+
+  /** The VMs running here whose changes replicate from here: to the cluster, or to a standalone host. */
+  get sending(): readonly ReplicaVm[] {
+    return [...this.vms.values()].filter((v) => v.sendsChanges)
+  }
+
+  /** `hvlab replica enable|disable` of a VM that runs here and is no cluster role's: it replicates to standalone host `setting.to` (null: no longer). */
+  async replicateTo(name: string, setting: ReplicationSetting | null): Promise<void> {
+    if (setting?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `vm ${name} runs on ${this.name}; replicate it to another server`)
+    await this.runningHere(name).replicateTo(setting)
   }
 
   /**

@@ -14,7 +14,7 @@ import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
 import { guestLoadSchema } from '../../shared/protocol/guest-load.js'
-import { REPLICA_VM_STATES, extensionSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
+import { REPLICA_VM_STATES, extensionSchema, replicationSettingSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
   format: z.literal(1),
@@ -35,6 +35,8 @@ const recordSchema = z.strictObject({
   stopped: z.literal(true).optional(),
   /** The guest load it last ran with here: it starts again with it. */
   load: guestLoadSchema.optional(),
+  /** A VM that runs here and is no cluster role's: the standalone host it replicates to (`hvlab replica enable`). */
+  replication: replicationSettingSchema.optional(),
 })
 /** A record written before the Replica Broker names the one host the changes went back to (`to`): the broker places them now. */
 function withoutReverseHost(v: unknown): unknown {

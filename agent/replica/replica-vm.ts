@@ -23,6 +23,7 @@ import {
   type PrimaryHandover,
   type ReplicaSideStatus,
   type ReplicaVmState,
+  type ReplicationSetting,
   type Reverse,
 } from '../../shared/protocol/replica-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
@@ -60,6 +61,8 @@ export interface ReplicaVmOptions {
   readonly stopped?: true
   /** The guest load it last ran with here. */
   readonly load?: GuestLoadSetting
+  /** It runs here, no cluster role's: the standalone host it replicates to. */
+  readonly replication?: ReplicationSetting
   /** Where the disk lies (default: disk.img in `dir`). */
   readonly image?: DiskImage
 }
@@ -81,6 +84,7 @@ export class ReplicaVm {
   private extension_: Extension | null
   private reverse_: Reverse | null
   private stopped_: boolean
+  private replication_: ReplicationSetting | null
   private load_: GuestLoadSetting | undefined
   /** The last primary's clean end (primary-handover.ts), kept in memory only: a restarted server has none, and its next primary resyncs. */
   private ended: CleanEnd | null = null
@@ -101,6 +105,7 @@ export class ReplicaVm {
     this.extension_ = o.extension ?? null
     this.reverse_ = o.reverse ?? null
     this.stopped_ = o.stopped === true
+    this.replication_ = o.replication ?? null
     this.load_ = o.load
   }
 
@@ -157,6 +162,31 @@ export class ReplicaVm {
 
   get extension(): Extension | null {
     return this.extension_
+  }
+
+  /** It runs here, no cluster role's, and replicates to another standalone host: how; null otherwise. */
+  get replication(): ReplicationSetting | null {
+    return this.replication_
+  }
+
+  /**
+   * The VM that runs here (created here, or failed over here from another standalone host)
+   * replicates to a standalone host from now on (null: no longer). Refused while it
+   * replicates to the cluster, and for a replica.
+   */
+  replicateTo(setting: ReplicationSetting | null): Promise<void> {
+    return this.queue.run(async () => {
+      if (!this.runsHere) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} is a replica here; it replicates from its primary`)
+      if (this.reverse_ !== null)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates to the cluster; its replication is the cluster's to change`)
+      this.replication_ = setting
+      await this.saveRecord()
+    })
+  }
+
+  /** Its changes go somewhere: to the cluster (`reverse`) or to a standalone host (`replication`). */
+  get sendsChanges(): boolean {
+    return this.runsHere && (this.reverse_ !== null || this.replication_ !== null) && !this.broken_
   }
 
   /** Failed over (planned) and reversed: where the VM's changes replicate back to; null otherwise. */
@@ -227,7 +257,7 @@ export class ReplicaVm {
    * while a resync runs (the replica is not consistent then). `reverse` (a planned
    * failover): the VM's changes replicate back there from now on.
    */
-  failover(recovery_cycle: number | null, reverse: Reverse | null = null): Promise<void> {
+  failover(recovery_cycle: number | null, reverse: Reverse | null = null, replication: ReplicationSetting | null = null): Promise<void> {
     return this.queue.run(async () => {
       if (this.state_ === 'failed-over')
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has failed over already; it runs on this replica server`)
@@ -242,6 +272,7 @@ export class ReplicaVm {
       await this.clearPoints() // the VM writes to the replica from now on: no point describes it
       this.state_ = 'failed-over'
       this.reverse_ = reverse
+      this.replication_ = replication
       await this.saveRecord()
     })
   }
@@ -256,6 +287,8 @@ export class ReplicaVm {
       if (!this.runsHere)
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over to this replica server; it replicates here`)
       if (this.reverse_ !== null) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates back to the cluster already`)
+      if (this.replication_ !== null)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates to ${this.replication_.to}; \`hvlab replica disable ${this.vm}\` first`)
       this.reverse_ = reverse
       await this.saveRecord()
     })
@@ -269,10 +302,11 @@ export class ReplicaVm {
    */
   failBack(): Promise<void> {
     return this.queue.run(async () => {
-      if (!this.runsHere || this.reverse_ === null)
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} does not replicate from here to the cluster; nothing to fail back`)
+      if (!this.sendsChanges)
+        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} does not replicate from here; nothing to fail back`)
       this.state_ = 'replicating'
       this.reverse_ = null
+      this.replication_ = null
       this.has_copy_ = true
       this.ended = null
       await this.saveRecord()
@@ -407,6 +441,8 @@ export class ReplicaVm {
       vm_running: false,
       test_vm_running: false,
       memory_mib: this.memory_mib,
+      replication: this.replication_,
+      ...(this.load_ === undefined ? {} : { load: this.load_ }),
       recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, kind: p.kind })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
     }
@@ -445,6 +481,7 @@ export class ReplicaVm {
         ...(this.reverse_ === null ? {} : { reverse: this.reverse_ }),
         ...(this.stopped_ && this.runsHere ? { stopped: true as const } : {}),
         ...(this.load_ === undefined ? {} : { load: this.load_ }),
+        ...(this.replication_ === null ? {} : { replication: this.replication_ }),
       }),
     )
   }

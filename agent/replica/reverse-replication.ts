@@ -36,7 +36,7 @@ export function newReverseReplication(
     host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,
-    reversed: () => server().reversed,
+    sending: () => server().sending,
     placedOn: (vm) => placements.hostOf(vm),
     running: (vm) => runner().running(vm),
     server: (name) => p.mesh.connection(name),
@@ -47,27 +47,33 @@ export function newReverseReplication(
 }
 
 export interface ReverseReplicationDeps extends Pick<ReplicationHostDeps, 'host' | 'clock' | 'time_scale' | 'server' | 'emit'> {
-  /** The replicas failed over here (planned) whose changes replicate back (ReplicaServer.reversed). */
-  reversed(): readonly ReplicaVm[]
+  /** The VMs running here whose changes replicate from here (ReplicaServer.sending): back to the cluster, or to a standalone host. */
+  sending(): readonly ReplicaVm[]
   /** The cluster member the Replica Broker placed `vm`'s reverse replica on (reverse-placement.ts); undefined: none yet. */
   placedOn(vm: string): string | undefined
   /** The failed-over VM runs here now. */
   running(vm: string): boolean
 }
 
-/** The primary side of every reversed VM running here, as a cluster host has it for the VMs it runs. */
+/**
+ * The primary side of every VM running here whose changes replicate (reversed to the
+ * cluster, or to a standalone host), as a cluster host has it for the VMs it runs.
+ */
 export function reverseReplicationHost(d: ReverseReplicationDeps): ReplicationHost {
-  const reversed = (vm: string): ReplicaVm | undefined => d.reversed().find((r) => r.vm === vm)
+  const reversed = (vm: string): ReplicaVm | undefined => d.sending().find((r) => r.vm === vm)
   return new ReplicationHost({
     host: d.host,
     clock: d.clock,
     time_scale: d.time_scale,
     running: () =>
       d
-        .reversed()
+        .sending()
         .filter((r) => d.running(r.vm))
         .map((r) => r.vm),
-    settingOf: (vm) => reverseSetting(reversed(vm), d.placedOn(vm)),
+    settingOf: (vm) => {
+      const r = reversed(vm)
+      return r?.replication ?? reverseSetting(r, d.placedOn(vm))
+    },
     memoryOf: (vm) => reversed(vm)?.memory_mib ?? 1,
     diskOf: (vm) => {
       const disk = reversed(vm)?.store.disk

@@ -17,9 +17,11 @@ import { dirOption, nameList, out } from './options.js'
 import { disableBroker, enableBroker } from './replica-broker-commands.js'
 import { registerEnable, registerImport } from './replica-enable-commands.js'
 import { registerFailover } from './replica-failover-command.js'
-import { roleIfReachable, serverHolding } from './replica-queries.js'
+import { noRole, roleIfReachable, serverHolding } from './replica-queries.js'
 import { registerSize } from './replica-size-command.js'
+import { disableOnStandalone } from './replica-standalone.js'
 import { registerStatus } from './replica-status-command.js'
+import { roleOrStandalone } from './standalone-vms.js'
 import { vmRole } from './vm-queries.js'
 
 export function registerReplicaCommands(program: Command): void {
@@ -119,7 +121,7 @@ function registerExtend(replica: Command): void {
     .action(async (vm: string, o: ExtendOptions) => {
       if ((o.stop === true) === (o.to !== undefined)) throw new HvlabError('HVLAB_E_USAGE', 'name the third server with --to, or --stop')
       const client = ControlClient.forDir(o.dir)
-      const role = await roleIfReachable(client, vm)
+      const role = await roleIfReachable(client, vm).catch(noRole)
       const from = role?.replication?.to ?? (await serverHolding(client, o.dir, vm))
       const extension = o.to === undefined ? null : { to: o.to, frequency_ms: o.frequency }
       await client.request(from, { t: 'replica-extend-request', vm, extension }, 'ok', HOST_REQUEST_TIMEOUT_MS)
@@ -138,7 +140,14 @@ function registerDisable(replica: Command): void {
     .argument('<vm>', 'the VM name')
     .addOption(dirOption())
     .action(async (vm: string, o: { dir: string }) => {
-      await roleCommand(ControlClient.forDir(o.dir), { op: 'set', name: vm, changes: { replication: null } })
+      const client = ControlClient.forDir(o.dir)
+      await roleOrStandalone(
+        client,
+        o.dir,
+        vm,
+        () => roleCommand(client, { op: 'set', name: vm, changes: { replication: null } }),
+        (host, side) => disableOnStandalone(client, vm, { host, side }),
+      )
       out(`vm ${vm} is no longer replicated`)
     })
 }
@@ -154,14 +163,22 @@ function registerTestFailover(replica: Command): void {
     .addOption(dirOption())
     .action(async (vm: string, o: { stop?: boolean; dir: string }) => {
       const client = ControlClient.forDir(o.dir)
-      const role = await vmRole(client, vm)
-      const to = role.replication?.to
+      const { to, load } = await roleOrStandalone(
+        client,
+        o.dir,
+        vm,
+        async () => {
+          const role = await vmRole(client, vm)
+          return { to: role.replication?.to, load: role.load }
+        },
+        async (_host, side) => ({ to: side.replication?.to, load: side.load }),
+      )
       if (to === undefined)
         throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
       const stop = o.stop === true
       await client.request(
         to,
-        { t: 'replica-test-failover-request', vm, stop, ...(role.load && !stop ? { load: role.load } : {}) },
+        { t: 'replica-test-failover-request', vm, stop, ...(load && !stop ? { load } : {}) },
         'ok',
         HOST_REQUEST_TIMEOUT_MS,
       )

@@ -14,19 +14,20 @@ import {
   INITIAL_REPLICATION_MODES,
   INITIAL_START_AHEAD_MS_MAX,
   RECOVERY_POINTS_MAX,
-  REPLICA_RETRY_MS,
   REPLICATION_FREQUENCIES_MS,
   REPLICATION_MBIT_MAX,
   REPLICATION_MBIT_MIN,
   type InitialReplicationMode,
 } from '../../shared/protocol/replica-limits.js'
-import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out } from './options.js'
-import { primaryStatus } from './replica-queries.js'
+import { initialReplication } from './replica-initial-wait.js'
+import { enableOnStandalone } from './replica-standalone.js'
+import { roleOrStandalone } from './standalone-vms.js'
 import { replicateToCluster } from './replica-to-cluster.js'
-import { WAIT_POLL_MS, done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
+import { waitOptions, type WaitOpts } from './wait-for.js'
 
 const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
 
@@ -142,6 +143,14 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
     ...(o.appConsistentEveryH !== undefined ? { app_consistent_every_h: o.appConsistentEveryH } : {}),
   }
+  const own = await roleOrStandalone(
+    client,
+    o.dir,
+    vm,
+    async () => null,
+    async (host, side) => ({ host, side }),
+  )
+  if (own !== null) return enableOnStandalone(client, vm, own, setting, o)
   await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   if (o.startAt !== undefined)
     return out(`vm ${vm} is set to replicate to ${o.to}; its initial replication begins at ${new Date(o.startAt).toISOString()}`)
@@ -175,42 +184,6 @@ function importHint(vm: string, to: string, file: string | null): string {
   const from = file ?? 'FILE'
   const what = file === null ? `it waits for its initial copy on ${to}` : `its disk is exported to ${file}`
   return `vm ${vm}: ${what}; import it there with \`hvlab replica import ${vm} --on ${to} --from ${from}\`, then only the blocks changed since travel`
-}
-
-/**
- * Waits until the initial replication of `vm` is done, or (`copy_wanted`) until it waits
- * for a copy to be imported: at once with `wanted`, once the disk is exported with
- * `exported`, never with `no` (the copy is being imported). Null when the VM does not run.
- */
-async function initialReplication(
-  client: ControlClient,
-  vm: string,
-  to: string,
-  timeout_s: number,
-  copy_wanted: 'wanted' | 'exported' | 'no',
-): Promise<PrimarySideStatus | null> {
-  let refused_since_ms: number | null = null
-  return waitFor({
-    what: `the initial replication of vm ${vm} to ${to}`,
-    watch: `\`hvlab replica status ${vm}\``,
-    timeout_ms: timeout_s * 1000,
-    poll: async () => {
-      const sides = await primaryStatus(client, vm)
-      if (sides === null) return done(null)
-      const p = sides.find((x) => x.vm === vm)
-      if (p === undefined) return waiting('the host running it has not started replicating yet')
-      // A refusal by the replica server's allow list does not cure itself: once the host's next try (REPLICA_RETRY_MS) was refused too, say so.
-      const refused = p.last_error_code === 'HVLAB_E_REPLICA_NOT_ALLOWED'
-      refused_since_ms = refused ? (refused_since_ms ?? Date.now()) : null
-      if (refused_since_ms !== null && Date.now() - refused_since_ms > REPLICA_RETRY_MS + WAIT_POLL_MS * 4)
-        return failed('HVLAB_E_REFUSED', `${p.last_error ?? 'refused'} (vm ${vm} stays set to replicate; it begins once allowed)`)
-      if (p.waiting_for === 'initial-copy' && copy_wanted !== 'no' && (copy_wanted === 'wanted' || p.export_file !== null)) return done(p)
-      if (p.waiting_for === 'initial-copy')
-        return waiting(copy_wanted === 'exported' ? 'the disk is being exported' : 'the initial copy to be imported')
-      if (p.resyncing || p.last_error !== null) return waiting(p.last_error ?? 'the initial replication is under way')
-      return done(p)
-    },
-  })
 }
 
 interface ImportOptions extends WaitOpts {

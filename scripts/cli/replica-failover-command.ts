@@ -14,10 +14,13 @@
  * - Unplanned (the primary is lost): the replica starts from its latest cycle or a recovery
  *   point (`--latest-app-consistent`: the newest application-consistent one); refused while the primary still runs the VM, unless --force. Not reversed: to get
  *   back, replicate it to the cluster (`replica enable VM --to cluster`, replica-to-cluster.ts; the seed: "the policy is broken"), then fail it back.
+ * - A standalone host's own VM replicating to another standalone host (no role):
+ *   replica-standalone.ts, planned and unplanned alike.
  */
 import type { Command } from 'commander'
 import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
@@ -25,7 +28,9 @@ import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
 import { brokerFor, roleRecords } from './replica-broker-commands.js'
 import { latestAppConsistentCycle } from './replica-point-choice.js'
-import { roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
+import { noRole, roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
+import { plannedStandaloneFailover, unplannedStandaloneRefusal } from './replica-standalone.js'
+import { ownOnStandalone } from './standalone-vms.js'
 import { startStep, stopStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
 import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
@@ -43,7 +48,7 @@ export function registerFailover(replica: Command): void {
   const cmd = replica
     .command('failover')
     .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force',
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host',
     )
     .argument('<vm>', 'the VM name')
     .option(
@@ -74,7 +79,11 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
   if (o.recoveryPoint !== undefined && o.latestAppConsistent === true)
     throw new HvlabError('HVLAB_E_USAGE', '--recovery-point and --latest-app-consistent each name the point: give one')
   const client = ControlClient.forDir(o.dir)
-  const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm)
+  const own = await ownOnStandalone(client, o.dir, vm) // a standalone host's VM (no role) replicating to another: replica-standalone.ts
+  const standalone = own !== null && own.side.replication !== null ? own : null
+  if (o.planned === true && standalone !== null)
+    return plannedStandaloneFailover(client, vm, standalone, (sender) => lastChangesSent(client, sender, vm, o))
+  const role = o.planned === true ? await vmRole(client, vm) : await roleIfReachable(client, vm).catch(noRole)
   const setting = role?.replication
   if (role !== null && setting === undefined)
     throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
@@ -86,11 +95,11 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
     )
   }
   if (o.planned === true) return plannedFailover(client, vm, role!, setting!, o)
-  const why = o.force === true || role === null ? null : unplannedRefusal(role)
+  const server = o.on ?? setting?.to ?? standalone?.side.replication?.to ?? (await serverHolding(client, o.dir, vm))
+  const why = o.force === true ? null : role === null ? unplannedStandaloneRefusal(vm, own, server) : unplannedRefusal(role)
   if (why !== null) throw why
-  const server = o.on ?? setting?.to ?? (await serverHolding(client, o.dir, vm))
   if (o.latestAppConsistent === true) o.recoveryPoint = await latestAppConsistentCycle(client, server, vm)
-  await startReplica(client, server, vm, role, o.recoveryPoint ?? null)
+  await startReplica(client, server, vm, role?.load ?? own?.side.load, o.recoveryPoint ?? null)
   const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
   const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
   out(`vm ${vm} failed over: it runs on ${server} from ${from}`)
@@ -121,11 +130,11 @@ function startReplica(
   client: ControlClient,
   server: string,
   vm: string,
-  role: VmRoleRecord | null,
+  guest_load: GuestLoadSetting | undefined,
   recovery_cycle: number | null,
   reverse?: { frequency_ms: ReplicationSetting['frequency_ms']; compress: boolean },
 ): Promise<unknown> {
-  const load = role?.load ? { load: role.load } : {}
+  const load = guest_load ? { load: guest_load } : {}
   const message = { t: 'replica-failover-request' as const, vm, recovery_cycle, ...load, ...(reverse ? { reverse } : {}) }
   return client.request(server, message, 'ok', HOST_REQUEST_TIMEOUT_MS)
 }
@@ -154,7 +163,7 @@ async function plannedFailover(
   // The broker records the placement in the role first: that member takes the changes back only from the server the role names, and the cluster starts the VM no more.
   const host = await firstPlacement(client, vm, setting.to, o.timeoutS)
   try {
-    await startReplica(client, setting.to, vm, role, null, { frequency_ms: setting.frequency_ms, compress: setting.compress })
+    await startReplica(client, setting.to, vm, role.load, null, { frequency_ms: setting.frequency_ms, compress: setting.compress })
   } catch (e) {
     await roleCommand(client, { op: 'fail-back', name: vm, replication: setting }) // it does not run there: the cluster may start it again
     throw e

@@ -42,15 +42,21 @@ async function anyHostUp(client: ControlClient): Promise<boolean> {
 export const roleIfReachable = (client: ControlClient, vm: string): Promise<VmRoleRecord | null> =>
   ifClusterReachable(client, () => vmRole(client, vm))
 
+/** For a `.catch`: a VM the cluster does not know (a standalone host's own VM) has no role, as when the cluster cannot be reached. */
+export function noRole(e: unknown): null {
+  if (HvlabError.has(e, 'HVLAB_E_NOT_FOUND')) return null
+  throw e
+}
+
 /** The standalone hosts of the lab's topology (replica servers once enabled). */
 export async function standaloneHosts(dir: string): Promise<string[]> {
   const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
   return loadTopology(labLayout(dir).topology).standalone_hosts.map((h) => h.name)
 }
 
-/** With no cluster to ask: the replica server whose status names the VM. */
+/** With no cluster to ask (or a VM no cluster role's): the replica server holding the VM's replica. */
 export async function serverHolding(client: ControlClient, dir: string, vm: string): Promise<string> {
-  for (const name of await standaloneHosts(dir)) if ((await sideOf(client, name, vm, 'replicas')) !== null) return name
+  for (const name of await standaloneHosts(dir)) if ((await sideOf(client, name, vm, 'replicas'))?.state === 'replicating') return name
   throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}`)
 }
 

@@ -11,6 +11,7 @@ import { ControlClient } from './control-client.js'
 import { dirOption, printResult } from './options.js'
 import { extendedOf, ifClusterReachable, sideOf, standaloneHosts, unreachable, type ExtendedView } from './replica-queries.js'
 import { brokerView, formatBroker } from './replica-broker-commands.js'
+import { standaloneStatusRows } from './replica-standalone.js'
 import { vmListNow } from './vm-queries.js'
 
 /** What `replica status --json` prints: each replicated VM's primary side and its replica side. */
@@ -61,9 +62,10 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
   const list = await ifClusterReachable(client, () => vmListNow(client))
   if (list === null) return replicaSidesOnly(client, dir, vm)
   const roles = list.roles.filter((r) => r.replication !== undefined && (vm === null || r.name === vm))
-  if (vm !== null && roles.length === 0)
+  const standalone = await standaloneStatusRows(client, dir, vm, new Set(list.roles.map((r) => r.name)))
+  if (vm !== null && roles.length === 0 && standalone.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` starts it`)
-  return Promise.all(
+  const clustered = await Promise.all(
     roles.map(async (r) => {
       const to = r.replication!.to
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
@@ -87,12 +89,14 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
       } as ReplicaStatusView
     }),
   )
+  return [...clustered, ...standalone]
 }
 
 /** The primary side of `vm` on the host running it; null when it does not run. */
 /** With no cluster to ask (a disaster): what the replica servers say of their replicas; no primary side. */
 async function replicaSidesOnly(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
   const views: ReplicaStatusView[] = []
+  const standalone = await standaloneStatusRows(client, dir, vm, new Set()) // a standalone host's own VMs replicating to another: one row each
   for (const server of await standaloneHosts(dir)) {
     const r = await client
       .request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
@@ -101,7 +105,7 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
         throw e
       })
     for (const replica of r?.replicas ?? [])
-      if (vm === null || replica.vm === vm)
+      if ((vm === null || replica.vm === vm) && replica.state !== 'created-here' && !standalone.some((s) => s.vm === replica.vm))
         views.push({
           vm: replica.vm,
           primary_host: null,
@@ -113,6 +117,7 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
           reverse: null,
         })
   }
+  views.push(...standalone)
   if (vm !== null && views.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no replica server holds a replica of vm ${vm}, and the cluster cannot be reached`)
   return views

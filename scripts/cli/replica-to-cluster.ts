@@ -24,7 +24,7 @@ import { out } from './options.js'
 import { brokerFor, roleRecords } from './replica-broker-commands.js'
 import { firstPlacement } from './replica-failover-command.js'
 import { sideOf } from './replica-queries.js'
-import { createdOnStandalone } from './standalone-vms.js'
+import { ownOnStandalone } from './standalone-vms.js'
 import { REMOVE_TIMEOUT_MS } from './vm-remove-command.js'
 import { vmListNow } from './vm-queries.js'
 import { done, waitFor, waiting, type WaitOpts } from './wait-for.js'
@@ -60,7 +60,7 @@ export async function replicateToCluster(client: ControlClient, vm: string, o: T
  * `replica failover VM --planned` moves it into the cluster.
  */
 async function createdHereToCluster(client: ControlClient, vm: string, o: ToClusterOptions): Promise<void> {
-  const found = await createdOnStandalone(client, o.dir, vm)
+  const found = await ownOnStandalone(client, o.dir, vm)
   if (found === null)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `no vm named ${vm}, in the cluster or created on a standalone host; see \`hvlab vm list\``)
   const { host, side } = found

@@ -39,26 +39,32 @@ export async function createOnStandalone(client: ControlClient, dir: string, nam
   const message = { t: 'standalone-vm-create-request' as const, vm: name, memory_mib: spec.memory_mib, disk_bytes: spec.disk_bytes }
   await client.request(spec.host, message, 'ok', STANDALONE_CREATE_TIMEOUT_MS)
   out(
-    `created vm ${name} on ${spec.host} (${spec.memory_mib} MiB, a disk of ${spec.disk_bytes / MIB} MiB on ${spec.host}'s own storage) and started it; it is not a cluster role: \`hvlab replica enable ${name} --to cluster\` replicates it to the cluster`,
+    `created vm ${name} on ${spec.host} (${spec.memory_mib} MiB, a disk of ${spec.disk_bytes / MIB} MiB on ${spec.host}'s own storage) and started it; it is not a cluster role: \`hvlab replica enable ${name} --to cluster|SERVER\` replicates it to the cluster or a replica server`,
   )
 }
 
-/** The standalone host that has `vm` as a VM of its own (created there), with its status there; null: none has. */
-export async function createdOnStandalone(
+/**
+ * The standalone host where `vm` runs from its disk (created there, or failed over there),
+ * the one running it first, with its status there; null: none has it. Asked for a VM that is
+ * no cluster role's (roleOrStandalone), this is that VM's one host (two only after an
+ * unplanned failover while its primary was cut off).
+ */
+export async function ownOnStandalone(
   client: ControlClient,
   dir: string,
   vm: string,
 ): Promise<{ host: string; side: ReplicaSideStatus } | null> {
+  const found: { host: string; side: ReplicaSideStatus }[] = []
   for (const host of await standaloneHosts(dir)) {
     const side = await sideOf(client, host, vm, 'replicas')
-    if (side?.state === 'created-here') return { host, side }
+    if (side !== null && side.state !== 'replicating') found.push({ host, side })
   }
-  return null
+  return found.find((f) => f.side.vm_running) ?? found[0] ?? null
 }
 
 /** Refuses a cluster VM named as a standalone host's own VM (the name then means two VMs, and `replica enable --to cluster` could not tell them apart). */
 export async function refuseStandaloneName(client: ControlClient, dir: string, name: string): Promise<void> {
-  const found = await createdOnStandalone(client, dir, name)
+  const found = await ownOnStandalone(client, dir, name)
   if (found !== null) throw new HvlabError('HVLAB_E_STATE', `${found.host} has a vm named ${name} of its own; name the new one otherwise`)
 }
 
@@ -112,12 +118,12 @@ export async function roleOrStandalone<T>(
   dir: string,
   name: string,
   onRole: () => Promise<T>,
-  onStandalone: (host: string) => Promise<T>,
+  onStandalone: (host: string, side: ReplicaSideStatus) => Promise<T>,
 ): Promise<T> {
   const inCluster = await ifClusterReachable(client, async () => (await vmListNow(client)).roles.some((r) => r.name === name))
   if (inCluster === true) return onRole()
-  const found = await createdOnStandalone(client, dir, name)
-  if (found !== null) return onStandalone(found.host)
+  const found = await ownOnStandalone(client, dir, name)
+  if (found !== null) return onStandalone(found.host, found.side)
   if (inCluster === null)
     throw new HvlabError('HVLAB_E_STATE', `no cluster host answers, and no standalone host has a vm named ${name} of its own`)
   return onRole() // the cluster's own answer: no such vm

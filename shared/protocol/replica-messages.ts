@@ -290,6 +290,8 @@ export const replicaFailoverRequest = defineMessage('replica-failover-request', 
   recovery_cycle: field.uint().nullable(),
   load: guestLoadSchema.optional(),
   reverse: reverseSchema.optional(),
+  /** A planned failover between standalone hosts: the VM's changes replicate to that host from now on. */
+  replication: replicationSettingSchema.optional(),
 }))
 
 /**
@@ -326,6 +328,12 @@ export const standaloneVmCreateRequest = defineMessage('standalone-vm-create-req
     .max(REPLICA_DISK_BYTES_MAX)
     .refine((n) => n % STANDALONE_VM_BLOCK_BYTES === 0, `a whole number of ${STANDALONE_VM_BLOCK_BYTES}-byte blocks`),
   load: guestLoadSchema.optional(),
+}))
+
+/** Operator → a standalone Hyper-V host: VM `vm`, which runs there and is no cluster role's, replicates to standalone host `replication.to` from now on (null: no longer). */
+export const standaloneReplicateRequest = defineMessage('standalone-replicate-request', () => ({
+  vm: field.name(),
+  replication: replicationSettingSchema.nullable(),
 }))
 
 /** Operator → a standalone Hyper-V host: start, stop or remove a VM that runs from its disk there (created there; start and stop: or failed over there). */
@@ -373,6 +381,10 @@ const replicaSideStatus = () =>
     /** The VM runs on this server now (after a failover, or created here). */
     vm_running: z.boolean(),
     memory_mib: field.uint(),
+    /** A VM that runs here and is no cluster role's: the standalone host it replicates to, and how; null: none. */
+    replication: replicationSettingSchema.nullable(),
+    /** A VM that runs here: the guest load it last ran with (a planned failover starts it with that load elsewhere). */
+    load: guestLoadSchema.optional(),
     /** A test failover's copy (VM-test) runs on this server now, isolated. */
     test_vm_running: z.boolean(),
     recovery_points: field.list(
@@ -441,6 +453,7 @@ export const replicaMessages = [
   replicaReverseDropRequest,
   standaloneVmCreateRequest,
   standaloneVmRequest,
+  standaloneReplicateRequest,
   replicaBrokerPlaceRequest,
   replicaBrokerPlaceReply,
   replicaExtendRequest,

@@ -19,7 +19,9 @@
  * nothing travels until it is imported on the replica server, then only the blocks written
  * since the export, and replica-dr1 forwards it to replica-dr2 (extended replication), a
  * hosting provider's server, over mutual TLS: a dialler with a certificate of another CA, or
- * without TLS, is refused there (HVLAB_E_CERT). Last,
+ * without TLS, is refused there (HVLAB_E_CERT). A VM of replica-dr1's own replicates to
+ * replica-dr2 (standalone host to standalone host) and fails over there planned with nothing
+ * lost, replication reversed. Last,
  * a second VM's every cluster host dies at once: the
  * unplanned failover (no cluster left to ask) starts it from the replica's last cycle, a
  * crash-consistent prefix of the primary's writes, and the loss is printed. A fourth VM
@@ -604,6 +606,30 @@ t.test(
     t.equal(sha(third), d4.primary, "the third server holds web3's disk, byte for byte")
     t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+-\s+Normal/)
     await refusesWrongCertificates(t, lab)
+
+    // standalone host to standalone host (a small business's host replicating to a hosting provider's): shop3, replica-dr1's own, to replica-dr2 over mutual TLS
+    t.equal((await lab.cli('vm', 'create', 'shop3', '--on', SERVER)).code, 0)
+    t.equal((await lab.cli('vm', 'load', 'shop3', '--disk-iops', '20')).code, 0)
+    const shopEnabled = await lab.cli('replica', 'enable', 'shop3', '--to', THIRD, '--frequency', '30s', '--timeout-s', '60')
+    t.equal(shopEnabled.code, 0, `replica enable shop3 --to ${THIRD}: ${shopEnabled.stderr}`)
+    t.match(shopEnabled.stdout, /vm shop3 replicates from replica-dr1 to replica-dr2 every 30 s; the initial replication is done/)
+    t.match(await status(lab, 'shop3'), { primary_host: SERVER, to: THIRD, replica: { state: 'replicating', from: SERVER } })
+    t.equal((await lab.cli('vm', 'load', 'shop3', '--disk-iops', '0')).code, 0) // it then runs idle on replica-dr2: its disk stays as it came
+    const beforeShop = (await lab.events()).at(-1)!.seq
+    const shopMoved = await lab.cli('replica', 'failover', 'shop3', '--planned', '--timeout-s', '60')
+    t.equal(shopMoved.code, 0, `planned failover of shop3 to ${THIRD}: ${shopMoved.stderr}`)
+    t.match(
+      shopMoved.stdout,
+      /vm shop3 failed over: it runs on replica-dr2 from every change it made on replica-dr1 \(planned: nothing lost\)/,
+    )
+    const shopDisk = (server: string) => readFileSync(join(lab.dir, 'data', server, 'replica', 'vms', 'shop3', 'disk.img'))
+    t.equal(sha(shopDisk(THIRD)), sha(shopDisk(SERVER)), 'nothing lost: replica-dr2 runs shop3 on every write it made on replica-dr1')
+    t.not(sha(shopDisk(THIRD)), sha(new Uint8Array(DISK_BLOCKS * 4096)), 'and it had written')
+    const shopBack = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'shop3' && e.source === THIRD
+    const reversedShop = (await lab.eventsAfter(beforeShop, (evs) => evs.some(shopBack))).find(shopBack)!
+    t.equal(reversedShop.details.blocks_sent, 0, "reversed: replica-dr1's disk is shop3's replica, nothing differs")
+    t.match(await status(lab, 'shop3'), { primary_host: THIRD, to: SERVER, replica: { state: 'replicating', from: THIRD } })
+    t.equal((await lab.cli('vm', 'stop', 'shop3')).code, 0)
 
     // unplanned: web2 writes on host-a1 while every cluster host left dies at once; the replica starts from its last cycle
     // (web4 writes beside it, keeping 2 recovery points, for a failover to the older one below)

@@ -125,7 +125,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
     host: 'dr1',
     clock,
     time_scale: 1,
-    reversed: () => dr1.reversed,
+    sending: () => dr1.sending,
     placedOn: () => 'host-a1', // where the broker placed web1's reverse replica (reverse-placement.ts)
     running: (vm) => runner.running(vm),
     server: (name) => (name === 'host-a1' ? links.toA1 : undefined) as never,
