@@ -60,12 +60,25 @@ export interface PointChanges {
 
 export const NO_POINT_CHANGES: PointChanges = { undo: [], taken: null, merged: [] }
 
+function checkPointsMax(max_points: number): void {
+  if (!Number.isSafeInteger(max_points) || max_points < 0 || max_points > RECOVERY_POINTS_MAX)
+    throw new HvlabError('HVLAB_E_USAGE', `recovery points must be a whole number from 0 to ${RECOVERY_POINTS_MAX}, got ${max_points}`)
+}
+
 export class RecoveryPoints {
   private readonly points: KeptPoint[] = []
 
-  constructor(private readonly max_points: number = RECOVERY_POINTS_MAX) {
-    if (!Number.isSafeInteger(max_points) || max_points < 0 || max_points > RECOVERY_POINTS_MAX)
-      throw new HvlabError('HVLAB_E_USAGE', `recovery points must be a whole number from 0 to ${RECOVERY_POINTS_MAX}, got ${max_points}`)
+  constructor(private max_points: number = RECOVERY_POINTS_MAX) {
+    checkPointsMax(max_points)
+  }
+
+  /** Keep at most `max_points` from now on (`replica enable` again with another count); returns the cycles of the oldest merged away beyond it. */
+  limit(max_points: number): number[] {
+    checkPointsMax(max_points)
+    this.max_points = max_points
+    const merged: number[] = []
+    while (this.points.length > max_points) merged.push(this.points.shift()!.cycle)
+    return merged
   }
 
   /** Points read back (oldest first) with their undo logs; the cycles merged away beyond the limit. */

@@ -92,6 +92,11 @@ export class ReplicaReceiver {
     return this.applied
   }
 
+  /** Keep at most `n` recovery points from now on; the cycles of those merged away beyond it. */
+  limitPoints(n: number): number[] {
+    return this.points.limit(n)
+  }
+
   recoveryPoints(): RecoveryPoint[] {
     return this.points.list()
   }

@@ -18,13 +18,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import { REPLICA_DISK_BYTES_MAX, STANDALONE_VM_BLOCK_BYTES } from '../../shared/protocol/replica-limits.js'
-import type {
-  Extension,
-  PrimaryHandover,
-  ReplicaSideStatus,
-  ReplicationSetting,
-  Reverse,
-} from '../../shared/protocol/replica-messages.js'
+import type { Extension, PrimaryHandover, ReplicaSideStatus, ReplicationSetting, Reverse } from '../../shared/protocol/replica-messages.js'
 import type { DiskImage } from './disk-image.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { readExport, type ExportHeader } from './replica-export.js'
@@ -180,7 +174,8 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     replication: ReplicationSetting | null = null,
   ): Promise<void> {
     const vm = this.replica(name)
-    if (replication?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `vm ${name} cannot replicate to ${this.name} from ${this.name}`)
+    if (replication?.to === this.name)
+      throw new HvlabError('HVLAB_E_USAGE', `vm ${name} cannot replicate to ${this.name} from ${this.name}`)
     if (this.runner.running(testVmName(name))) this.runner.stop(testVmName(name), 'test failover ended') // the test copy gives way to the real one
     await vm.failover(recovery_cycle, reverse, replication)
     this.options.extended?.stop(vm) // the replica runs here now: its forwarding ends
@@ -450,7 +445,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
           `vm ${m.vm}'s replica on ${this.name} is ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
         )
       const ask = { from, ...(m.arrived === undefined ? {} : { arrived: m.arrived }) }
-      return { vm: open, ...(await open.begin(ask, m.memory_mib)) }
+      return { vm: open, ...(await open.begin(ask, m.memory_mib, m.recovery_points)) }
     }
     const pending = this.opening.get(m.vm)
     if (pending !== undefined) return { vm: await pending, handover: 'take-over', previous: null }

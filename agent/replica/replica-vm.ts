@@ -85,6 +85,8 @@ export class ReplicaVm {
   private reverse_: Reverse | null
   private stopped_: boolean
   private replication_: ReplicationSetting | null
+  /** Recovery points kept: as opened, then as its primary's latest begin asks. */
+  private recovery_points_: number
   private load_: GuestLoadSetting | undefined
   /** The last primary's clean end (primary-handover.ts), kept in memory only: a restarted server has none, and its next primary resyncs. */
   private ended: CleanEnd | null = null
@@ -106,6 +108,7 @@ export class ReplicaVm {
     this.reverse_ = o.reverse ?? null
     this.stopped_ = o.stopped === true
     this.replication_ = o.replication ?? null
+    this.recovery_points_ = o.recovery_points
     this.load_ = o.load
   }
 
@@ -219,7 +222,11 @@ export class ReplicaVm {
    * (`take-over`) with a resync. In turn with the shipments, so it judges the replica as the
    * last one applied left it. Refused once the VM failed over here.
    */
-  begin(ask: BeginAsk, memory_mib: number): Promise<{ handover: PrimaryHandover; previous: string }> {
+  begin(
+    ask: BeginAsk,
+    memory_mib: number,
+    recovery_points = this.recovery_points_,
+  ): Promise<{ handover: PrimaryHandover; previous: string }> {
     return this.queue.run(async () => {
       if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it takes no replication from ${ask.from}`)
       const handover = judgeBegin(this.standing(), ask)
@@ -228,9 +235,18 @@ export class ReplicaVm {
       if (handover === 'take-over') this.ended = null
       this.from = ask.from
       this.memory_mib = memory_mib
+      await this.keepPoints(recovery_points)
       await this.saveRecord()
       return { handover, previous }
     })
+  }
+
+  /** Keeps at most `n` recovery points from now on (its replication set again with another count): the oldest beyond it merged away, durably. */
+  private async keepPoints(n: number): Promise<void> {
+    if (n === this.recovery_points_) return
+    const merged = this.receiver.limitPoints(n)
+    this.recovery_points_ = n
+    await this.durably(() => this.store_.settlePoints({ undo: [], taken: null, merged }))
   }
 
   /** Its primary says it ended cleanly (its VM left it) with every change applied up to `end.cycle`; refused HVLAB_E_STATE otherwise. */
@@ -288,7 +304,10 @@ export class ReplicaVm {
         throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} has not failed over to this replica server; it replicates here`)
       if (this.reverse_ !== null) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates back to the cluster already`)
       if (this.replication_ !== null)
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} replicates to ${this.replication_.to}; \`hvlab replica disable ${this.vm}\` first`)
+        throw new HvlabError(
+          'HVLAB_E_STATE',
+          `vm ${this.vm} replicates to ${this.replication_.to}; \`hvlab replica disable ${this.vm}\` first`,
+        )
       this.reverse_ = reverse
       await this.saveRecord()
     })
@@ -302,8 +321,7 @@ export class ReplicaVm {
    */
   failBack(): Promise<void> {
     return this.queue.run(async () => {
-      if (!this.sendsChanges)
-        throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} does not replicate from here; nothing to fail back`)
+      if (!this.sendsChanges) throw new HvlabError('HVLAB_E_STATE', `vm ${this.vm} does not replicate from here; nothing to fail back`)
       this.state_ = 'replicating'
       this.reverse_ = null
       this.replication_ = null
@@ -473,7 +491,7 @@ export class ReplicaVm {
         block_size_bytes: g.block_size_bytes,
         disk_blocks: g.disk_blocks,
         memory_mib: this.memory_mib,
-        recovery_points: this.o.recovery_points,
+        recovery_points: this.recovery_points_,
         from: this.from,
         state: this.state_,
         has_copy: this.has_copy_,

@@ -21,6 +21,7 @@ import type { PrimaryDisk } from '../../agent/replica/primary-resync.js'
 import { exportDisk } from '../../agent/replica/replica-export.js'
 import { ReplicaServerAuthorization } from '../../agent/replica/replica-server-settings.js'
 import { ReplicaServer } from '../../agent/replica/replica-server.js'
+import { readReplicaVmRecord } from '../../agent/replica/replica-vm-record.js'
 import { ExtendedReplication } from '../../agent/replica/extended-replication.js'
 import { ReplicationHost } from '../../agent/replica/replication-host.js'
 import { ReplicationShell } from '../../agent/replica/replication-shell.js'
@@ -565,3 +566,36 @@ t.test('extended replication: the replica server forwards whole applied cycles t
   t.same(forwarding().primaries, [], 'a failover on the replica server ends its forwarding')
   await t.rejects(w.server().extend('web1', { to: 'dr2', frequency_ms: 300_000 }), { code: 'HVLAB_E_STATE' })
 })
+
+t.test(
+  'replication set again with another count of recovery points: the replica keeps that many from then on, the oldest merged away durably',
+  async (t) => {
+    const w = await replicatingOneCycle(t)
+    w.shell.write(6, w.disk.write(6, 6))
+    await w.advance(30_000)
+    await until('cycle 2 applied', () => w.shell.status().cycles_applied === 2)
+    t.match(w.server().status('web1'), { replicas: [{ recovery_points: [{ cycle: 1 }] }] }, 'a point kept (2 allowed)')
+    w.shell.stop()
+    const link = new Link('host-a1')
+    w.server().servePrimary(link as unknown as PeerConnection, w.clock)
+    const begin = (recovery_points: number) =>
+      link.request({ t: 'replica-begin-request', vm: 'web1', block_size_bytes: BS, disk_blocks: BLOCKS, recovery_points, memory_mib: 64 })
+    await begin(0)
+    t.match(w.server().status('web1'), { replicas: [{ recovery_points: [] }] }, 'none kept now')
+    t.match(await readReplicaVmRecord(join(w.dir, 'vms', 'web1')), { recovery_points: 0 })
+    await w.restartServer()
+    await w.server().openAll()
+    t.match(w.server().status('web1'), { replicas: [{ recovery_points: [] }] }, 'merged away on storage too: a restart finds none')
+    const link2 = new Link('host-a1')
+    w.server().servePrimary(link2 as unknown as PeerConnection, w.clock)
+    await link2.request({
+      t: 'replica-begin-request',
+      vm: 'web1',
+      block_size_bytes: BS,
+      disk_blocks: BLOCKS,
+      recovery_points: 3,
+      memory_mib: 64,
+    })
+    t.match(await readReplicaVmRecord(join(w.dir, 'vms', 'web1')), { recovery_points: 3 }, 'more: kept from then on')
+  },
+)
