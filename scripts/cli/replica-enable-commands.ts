@@ -24,7 +24,7 @@ import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out } from './options.js'
 import { initialReplication } from './replica-initial-wait.js'
-import { enableOnStandalone } from './replica-standalone.js'
+import { setOnStandalone, standaloneSides } from './replica-standalone.js'
 import { roleOrStandalone } from './standalone-vms.js'
 import { replicateToCluster } from './replica-to-cluster.js'
 import { waitOptions, type WaitOpts } from './wait-for.js'
@@ -150,13 +150,13 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     async () => null,
     async (host, side) => ({ host, side }),
   )
-  if (own !== null) return enableOnStandalone(client, vm, own, setting, o)
-  await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
+  if (own !== null) await setOnStandalone(client, vm, own, setting)
+  else await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   if (o.startAt !== undefined)
     return out(`vm ${vm} is set to replicate to ${o.to}; its initial replication begins at ${new Date(o.startAt).toISOString()}`)
   if (!o.wait) return out(`vm ${vm} is set to replicate to ${o.to}; \`hvlab replica status ${vm}\` shows the initial replication`)
   const copy_wanted = o.initial === 'export' ? 'exported' : o.initial === 'seed' ? 'wanted' : 'no'
-  const s = await initialReplication(client, vm, o.to, o.timeoutS, copy_wanted)
+  const s = await initialReplication(client, vm, o.to, o.timeoutS, copy_wanted, own === null ? undefined : standaloneSides(client, vm, own))
   if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
   if (s.waiting_for === 'initial-copy') return out(importHint(vm, o.to, s.export_file))
   const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
@@ -210,7 +210,14 @@ async function importCopy(vm: string, o: ImportOptions): Promise<void> {
   const r = await client.request(o.on, { t: 'replica-import-request', vm, path: o.from }, 'replica-import-reply', IMPORT_TIMEOUT_MS)
   out(`${o.on} imported ${r.blocks_imported} blocks of vm ${vm} exported at ${new Date(r.exported_at_ms).toISOString()}`)
   if (!o.wait) return
-  const s = await initialReplication(client, vm, o.on, o.timeoutS, 'no')
+  const sides = await roleOrStandalone(
+    client,
+    o.dir,
+    vm,
+    async () => undefined,
+    async (host, side) => standaloneSides(client, vm, { host, side }),
+  )
+  const s = await initialReplication(client, vm, o.on, o.timeoutS, 'no', sides)
   if (s !== null && s.waiting_for === null)
     out(`vm ${vm} replicates to ${o.on}; only the blocks changed since the export travelled (health ${s.health})`)
 }

@@ -9,14 +9,12 @@
  * becomes its replica); an unplanned one is refused while its host still runs it.
  */
 import { HvlabError } from '../../shared/errors.js'
-import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
-import { initialReplication } from './replica-initial-wait.js'
 import { sideOf, standaloneHosts } from './replica-queries.js'
 import type { ReplicaStatusView } from './replica-status-command.js'
-import type { WaitOpts } from './wait-for.js'
 
 /** A VM a standalone host runs from its disk: the host and its status there. */
 export interface StandaloneVm {
@@ -24,31 +22,18 @@ export interface StandaloneVm {
   readonly side: ReplicaSideStatus
 }
 
-/** `replica enable VM --to SERVER` of a standalone host's VM: it replicates there from now on; waits for the initial replication. */
-export async function enableOnStandalone(
-  client: ControlClient,
-  vm: string,
-  own: StandaloneVm,
-  setting: ReplicationSetting,
-  o: WaitOpts,
-): Promise<void> {
-  if (setting.initial !== undefined || setting.start_at_ms !== undefined)
-    throw new HvlabError(
-      'HVLAB_E_USAGE',
-      `vm ${vm} runs on standalone host ${own.host}: its initial copy goes over the network, now (--initial export|seed and --start-at are for cluster VMs so far)`,
-    )
+/** `replica enable VM --to SERVER` of a standalone host's VM: it replicates there from now on (its old stopped copy there, if any, becomes the replica first). */
+export async function setOnStandalone(client: ControlClient, vm: string, own: StandaloneVm, setting: ReplicationSetting): Promise<void> {
   await replicaThereFirst(client, vm, setting.to)
   await client.request(own.host, { t: 'standalone-replicate-request', vm, replication: setting }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-  if (!o.wait) return out(`vm ${vm} is set to replicate from ${own.host} to ${setting.to}; \`hvlab replica status ${vm}\` shows it`)
-  const primary = async () => {
+}
+
+/** The primary side of a standalone host's VM, as `replica enable` waits on it: none yet while it runs, null when it does not run. */
+export function standaloneSides(client: ControlClient, vm: string, own: StandaloneVm): () => Promise<PrimarySideStatus[] | null> {
+  return async () => {
     const p = await sideOf(client, own.host, vm, 'primaries')
     return p === null ? (own.side.vm_running ? [] : null) : [p]
   }
-  const s = await initialReplication(client, vm, setting.to, o.timeoutS, 'no', primary)
-  if (s === null) return out(`vm ${vm} is not running on ${own.host}; it replicates to ${setting.to} from when it runs`)
-  out(
-    `vm ${vm} replicates from ${own.host} to ${s.to} every ${s.frequency_ms / 1000} s; the initial replication is done (health ${s.health})`,
-  )
 }
 
 /**
