@@ -5,7 +5,7 @@
  * hosts; it runs none of the cluster's parts (membership, roles, CSVs).
  */
 import { runLabProcess } from '../shared/lab-process.js'
-import { startReplicaServer } from './replica/replica-server.js'
+import { startReplicaServer } from './replica/standalone-host.js'
 
 await runLabProcess('standalone', async (p) => {
   await startReplicaServer(p)

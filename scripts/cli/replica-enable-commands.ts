@@ -160,7 +160,8 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   if (s === null) return out(`vm ${vm} is not running; it replicates to ${o.to} from when it runs (its host replicates it first in full)`)
   if (s.waiting_for === 'initial-copy') return out(importHint(vm, o.to, s.export_file))
   const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
-  out(`vm ${vm} replicates to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
+  const from = own === null ? '' : ` from ${own.host}`
+  out(`vm ${vm} replicates${from} to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
 }
 
 /** `--to cluster`: a VM failed over unplanned, or created on a standalone host, replicates to the cluster (replica-to-cluster.ts), with a frequency and compression only. */

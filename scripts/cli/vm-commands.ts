@@ -15,6 +15,7 @@ import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { MIB } from './units.js'
 import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
 import { RC_PERIOD_MS_MAX } from '../../shared/protocol/storage-limits.js'
+import { ifClusterReachable } from './replica-queries.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
 import { registerVmStart, registerVmStop } from './vm-start-stop-commands.js'
@@ -165,11 +166,17 @@ function registerVmList(vm: Command): void {
     .addOption(dirOption())
     .option(
       '--json',
-      'machine-readable: {"coordinator","source","roles":[{name,owner,state,preferred_owners,memory_mib,priority,anti_affinity,failback,reason,…}],"storage":{NAME:{state:ok|lost|none|unknown,reason}},"standalone":[{vm,host,state:created-here|failed-over,running,memory_mib}]}',
+      'machine-readable: {"coordinator","source":coordinator|database|none (no cluster host answers),"roles":[{name,owner,state,preferred_owners,memory_mib,priority,anti_affinity,failback,reason,…}],"storage":{NAME:{state:ok|lost|none|unknown,reason}},"standalone":[{vm,host,state:created-here|failed-over,running,memory_mib}]}',
     )
     .action(async (o: { dir: string; json?: boolean }) => {
       const client = ControlClient.forDir(o.dir)
-      const r = { ...(await vmListReport(client)), standalone: await standaloneVmsNow(client, o.dir) }
+      const cluster = await ifClusterReachable(client, () => vmListReport(client))
+      const standalone = await standaloneVmsNow(client, o.dir)
+      if (cluster === null) {
+        const r = { coordinator: null, source: 'none' as const, roles: [], storage: {}, standalone }
+        return printResult(o.json, r, () => `no cluster host answers: its vm roles cannot be listed${formatStandaloneVms(standalone)}`)
+      }
+      const r = { ...cluster, standalone }
       printResult(o.json, r, () => `${formatVmList(r, r.storage)}${formatStandaloneVms(r.standalone)}`)
     })
 }

@@ -32,7 +32,7 @@ export function registerVmStart(vm: Command): void {
       '--force-storage',
       "let CLX use this site's copy of the disk even though its remote-copy group is not in sync (later writes on the other array are lost); refused while the copy is still syncing",
     )
-  waitOptions(start, START_TIMEOUT_S).addOption(dirOption()).action(startVm)
+  waitOptions(start, START_TIMEOUT_S).addOption(dirOption()).action(roleOrStandaloneAction('start', startRole))
 }
 
 export function registerVmStop(vm: Command): void {
@@ -42,18 +42,21 @@ export function registerVmStop(vm: Command): void {
       'stop a VM role and wait until it is stopped; it stays off until started. A VM of a standalone host (`vm create --on`) stops there, and stays off when that host restarts',
     )
     .argument('<name>', 'the VM name')
-  waitOptions(stop, STOP_TIMEOUT_S).addOption(dirOption()).action(stopVm)
+  waitOptions(stop, STOP_TIMEOUT_S).addOption(dirOption()).action(roleOrStandaloneAction('stop', stopRole))
 }
 
-async function startVm(name: string, o: StartStopOptions): Promise<void> {
-  const client = ControlClient.forDir(o.dir)
-  return roleOrStandalone(
-    client,
-    o.dir,
-    name,
-    () => startRole(client, name, o),
-    (host) => standaloneVmOp(client, host, name, 'start'),
-  )
+/** `vm start|stop NAME`: `onRole` for the cluster's role NAME, else `op` on the standalone host whose own VM it is. */
+function roleOrStandaloneAction(op: 'start' | 'stop', onRole: (client: ControlClient, name: string, o: StartStopOptions) => Promise<void>) {
+  return async (name: string, o: StartStopOptions): Promise<void> => {
+    const client = ControlClient.forDir(o.dir)
+    return roleOrStandalone(
+      client,
+      o.dir,
+      name,
+      () => onRole(client, name, o),
+      (host) => standaloneVmOp(client, host, name, op),
+    )
+  }
 }
 
 async function startRole(client: ControlClient, name: string, o: StartStopOptions): Promise<void> {
@@ -85,17 +88,6 @@ export function startStep(name: string, seen: { role: VmRoleRecord; current: boo
     )
   if (role.state === 'stopped') return failed('HVLAB_E_STATE', `vm ${name} did not start, it is stopped: ${role.reason}`)
   return waiting(`${role.state}${role.owner ? ` on ${role.owner}` : ''} (${role.reason})`)
-}
-
-async function stopVm(name: string, o: StartStopOptions): Promise<void> {
-  const client = ControlClient.forDir(o.dir)
-  return roleOrStandalone(
-    client,
-    o.dir,
-    name,
-    () => stopRole(client, name, o),
-    (host) => standaloneVmOp(client, host, name, 'stop'),
-  )
 }
 
 async function stopRole(client: ControlClient, name: string, o: StartStopOptions): Promise<void> {

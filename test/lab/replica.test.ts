@@ -704,6 +704,16 @@ t.test(
     const stopShop2 = await lab.cli('vm', 'stop', 'shop2')
     t.equal(stopShop2.code, 0, `vm stop of a standalone host's vm with the cluster down: ${stopShop2.stderr}`)
     t.match(stopShop2.stdout, /vm shop2 is stopped on replica-dr1; it stays off/)
+    const listedDown = await lab.json<{ source: string; standalone: StandaloneVmView[] }>('vm', 'list', '--json')
+    t.equal(listedDown.source, 'none', 'vm list with no cluster host answering')
+    t.same(
+      listedDown.standalone
+        .filter((v) => v.vm === 'shop1' || v.vm === 'shop2' || v.vm === 'web2')
+        .map((v) => `${v.vm} ${v.state} ${v.running ? 'running' : 'stopped'}`)
+        .sort(),
+      ['shop1 created-here running', 'shop2 created-here stopped', 'web2 failed-over running'],
+      'still lists what the standalone hosts run',
+    )
     const kept = await replicaSide(lab, 'web4')
     const beforeRestart = (await lab.events()).at(-1)!.seq
     t.equal((await lab.cli('kill', SERVER)).code, 0)
