@@ -21,6 +21,16 @@ export async function vmListNow(client: ControlClient): Promise<Omit<MessageOf<'
 /** What `hvlab vm inspect NAME --json` prints (tests call it in-process). */
 export async function vmInspectNow(client: ControlClient, name: string): Promise<Omit<MessageOf<'vm-inspect-reply'>, 't'>> {
   const { owner, memory_mib } = await runningRole(client, name)
+  return inspectOn(client, owner, name, memory_mib)
+}
+
+/** `vm inspect` of VM `name` on host `owner` (a cluster host, or a standalone host running it). */
+export async function inspectOn(
+  client: ControlClient,
+  owner: string,
+  name: string,
+  memory_mib: number,
+): Promise<Omit<MessageOf<'vm-inspect-reply'>, 't'>> {
   // The owner hashes the guest's memory to answer, in slices that let it serve its peers
   // between them: allow for a slow rate on a loaded machine (20 MiB/s) on top of a request.
   const timeout_ms = HOST_REQUEST_TIMEOUT_MS + memory_mib * INSPECT_HASH_MS_PER_MIB

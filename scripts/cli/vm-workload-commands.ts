@@ -10,7 +10,7 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out, printJson } from './options.js'
-import { ownerOf, vmInspectNow } from './vm-queries.js'
+import { inspectOn, ownerOf, vmInspectNow } from './vm-queries.js'
 import { roleOrStandalone } from './standalone-vms.js'
 
 interface VmLoadOptions {
@@ -70,7 +70,9 @@ async function loadVm(name: string, o: VmLoadOptions): Promise<void> {
 
 export function registerVmInspect(vm: Command): void {
   vm.command('inspect')
-    .description('one VM as its host runs it: host, paused, memory hash, guest heartbeats, load, disk writer counters')
+    .description(
+      'one VM as its host runs it: host, paused, memory hash, guest heartbeats, load, disk writer counters (a cluster VM, or a standalone host’s own)',
+    )
     .argument('<name>', 'the VM name')
     .option(
       '--json',
@@ -78,7 +80,14 @@ export function registerVmInspect(vm: Command): void {
     )
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
-      const r = await vmInspectNow(ControlClient.forDir(o.dir), name)
+      const client = ControlClient.forDir(o.dir)
+      const r = await roleOrStandalone(
+        client,
+        o.dir,
+        name,
+        () => vmInspectNow(client, name),
+        (host, side) => inspectOn(client, host, name, side.memory_mib),
+      )
       if (o.json) printJson(r)
       else printInspection(r)
     })

@@ -729,6 +729,8 @@ t.test(
       ['shop1 by automatic-start', 'web2 by automatic-start'],
       'the restarted server starts the VMs that ran from its disks (automatic start action: web2 failed over, shop1 its own), not the stopped shop2',
     )
+    const shop1 = await lab.json<{ host: string; running: boolean; disk_iops: number | null }>('vm', 'inspect', 'shop1', '--json')
+    t.match(shop1, { host: SERVER, running: true, disk_iops: 5 }, 'started again with the load it last had')
     t.equal((await lab.cli('vm', 'start', 'shop2')).code, 0)
     const removeRunning = await lab.cli('vm', 'remove', 'shop2')
     t.equal(removeRunning.code, 1, 'a running vm is not removed')
