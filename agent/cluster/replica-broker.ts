@@ -35,6 +35,20 @@ export function checkBrokerAllows(settings: ReplicaBrokerSettings, server: strin
   )
 }
 
+/**
+ * The refusal of removing the broker (`replica server disable cluster`, or a raw removal of
+ * its role) while VMs replicate back to the cluster through it: they run on their replica
+ * server, and their changes come back only while the broker allows it; null when none does.
+ */
+export function brokerRemovalRefusal(roles: readonly Pick<VmRole, 'name' | 'replication'>[]): HvlabError | null {
+  const using = roles.filter((r) => r.replication?.reversed_to !== undefined).map((r) => r.name)
+  if (using.length === 0) return null
+  return new HvlabError(
+    'HVLAB_E_STATE',
+    `vm ${using.join(', ')} replicate${using.length === 1 ? 's' : ''} to the cluster through the Replica Broker; fail ${using.length === 1 ? 'it' : 'them'} over or back into the cluster first: hvlab replica failover ${using[0]} --planned`,
+  )
+}
+
 /** What the broker places a reverse replica from. */
 export interface ReversePlacementInput {
   /** The member the broker runs on. */

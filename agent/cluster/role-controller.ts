@@ -933,7 +933,8 @@ export class RoleController {
   /** Removes a role that runs nowhere (role-removal.ts says when); its record is deleted from the database. */
   private remove(name: string): void {
     const e = this.entryFor(name)
-    const why = removalRefusal(e.role, e.migrating?.to ?? null, this.syncing)
+    const roles = [...this.entries.values()].map((x) => x.role)
+    const why = removalRefusal(e.role, e.migrating?.to ?? null, this.syncing, roles)
     if (why !== null) throw why
     this.entries.delete(name)
     this.removed_ops_max = Math.max(this.removed_ops_max, e.op_seq)

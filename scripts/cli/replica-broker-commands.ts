@@ -53,12 +53,10 @@ export async function disableBroker(client: ControlClient): Promise<void> {
       'HVLAB_E_NOT_FOUND',
       'the cluster has no Replica Broker (`hvlab replica server enable cluster --allow …` makes one)',
     )
-  const using = all.filter((r) => r.replication?.reversed_to !== undefined).map((r) => r.name)
-  if (using.length > 0)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${using.join(', ')} failed over and replicate${using.length === 1 ? 's' : ''} back through the Replica Broker; fail ${using.length === 1 ? 'it' : 'them'} back first: hvlab replica failover ${using[0]} --planned`,
-    )
+  // Refused before it stops, too: the coordinator refuses the removal itself (role-removal.ts).
+  const { brokerRemovalRefusal } = await import('../../agent/cluster/replica-broker.js') // not when hvlab starts: it brings zod
+  const inUse = brokerRemovalRefusal(all)
+  if (inUse !== null) throw inUse
   await roleCommand(client, { op: 'stop', name: REPLICA_BROKER_ROLE })
   await waitFor({
     what: `the Replica Broker role (${REPLICA_BROKER_ROLE}) to stop`,

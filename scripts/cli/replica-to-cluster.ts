@@ -68,11 +68,13 @@ async function createdHereToCluster(client: ControlClient, vm: string, o: ToClus
     throw new HvlabError('HVLAB_E_STATE', `vm ${vm} does not run on ${host}; only a running VM replicates to the cluster`)
   await brokerFor(await roleRecords(client), vm, host, 'nothing was changed')
   await createRole(client, { name: vm, memory_mib: side.memory_mib, storage: await clusterDisk(o.dir, side.disk_bytes) })
+  const setting = { to: host, frequency_ms: o.frequency, recovery_points: 0, compress: o.compress }
+  // Undone if nothing replicates: the placement goes (a role running on its replica server is not removed), then the role and its blank volume.
   const remove = async () => {
+    await roleCommand(client, { op: 'fail-back', name: vm, replication: setting }).catch(() => undefined) // not placed yet: nothing to take back
     await askAnyHost(client, { t: 'vm-remove-request', name: vm, keep_disk: false, forwarded: false }, 'vm-remove-reply', REMOVE_TIMEOUT_MS)
   }
   try {
-    const setting = { to: host, frequency_ms: o.frequency, recovery_points: 0, compress: o.compress }
     await roleCommand(client, { op: 'set', name: vm, changes: { replication: setting } })
   } catch (e) {
     await remove()
@@ -97,7 +99,8 @@ async function clusterDisk(dir: string, size_bytes: number): Promise<VmStorageRe
 /**
  * The broker places the VM's replica (the role is stopped: it waits for that), and `server`
  * replicates the VM's changes there from now on, beginning with a compare resync against
- * the VM's volume (`initial_sent` says what that sends); `undo` when the server refuses.
+ * the VM's volume (`initial_sent` says what that sends); `undo` when no placement is made or
+ * the server refuses.
  */
 async function reverseFrom(
   client: ControlClient,
@@ -107,12 +110,13 @@ async function reverseFrom(
   initial_sent: string,
   o: ToClusterOptions,
 ): Promise<void> {
-  const host = await firstPlacement(client, vm, server, o.timeoutS)
+  let host: string
   try {
+    host = await firstPlacement(client, vm, server, o.timeoutS)
     const reverse = { frequency_ms: o.frequency, compress: o.compress }
     await client.request(server, { t: 'replica-reverse-request', vm, reverse }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   } catch (e) {
-    await undo()
+    await undo().catch(() => undefined) // best effort: the first error is the one to report
     throw e
   }
   const then = `\`hvlab replica failover ${vm} --planned\` then runs it in the cluster with nothing lost`

@@ -203,6 +203,28 @@ t.test(
   },
 )
 
+t.test('the broker is not removed while a VM replicates to the cluster through it, whoever asks', async (t) => {
+  const c = new RoleController()
+  let now = 1_000_000
+  const step = (input: RoleInput) => c.step(input, (now += 1000))
+  step({ kind: 'membership', epoch: 1, nodes: [{ name: 'a1', status: 'up', memory_mib: 8192 }] })
+  const cmd = (command: RoleCommand) => step({ kind: 'command', command })
+  cmd({ op: 'create', spec: { name: REPLICA_BROKER_ROLE, memory_mib: 32 } })
+  cmd({ op: 'set', name: REPLICA_BROKER_ROLE, changes: { replica_broker: { allow_any: false, allow: ['dr1'] } } })
+  cmd({ op: 'create', spec: { name: 'web1', memory_mib: 64 } })
+  const reversed: ReplicationSetting = { to: 'dr1', frequency_ms: 30_000, recovery_points: 0, compress: false, reversed_to: 'a1' }
+  cmd({ op: 'set', name: 'web1', changes: { replication: reversed } })
+  t.throws(
+    () => cmd({ op: 'remove', name: REPLICA_BROKER_ROLE }),
+    { code: 'HVLAB_E_STATE', message: /vm web1 replicates to the cluster through the Replica Broker/ },
+    'a raw removal is refused as `replica server disable cluster` is',
+  )
+  t.ok(c.role(REPLICA_BROKER_ROLE), 'the broker stays')
+  cmd({ op: 'fail-back', name: 'web1', replication: { ...reversed, reversed_to: undefined } })
+  cmd({ op: 'remove', name: REPLICA_BROKER_ROLE })
+  t.equal(c.role(REPLICA_BROKER_ROLE), undefined, 'removed once none replicates through it')
+})
+
 t.test(
   'a failed-over replica recorded before the broker (its changes went back to one host) is read, the broker placing them now',
   async (t) => {
