@@ -21,7 +21,7 @@ import type { Command } from 'commander'
 import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
-import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
@@ -98,11 +98,40 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
   const server = o.on ?? setting?.to ?? standalone?.side.replication?.to ?? (await serverHolding(client, o.dir, vm))
   const why = o.force === true ? null : role === null ? unplannedStandaloneRefusal(vm, own, server) : unplannedRefusal(role)
   if (why !== null) throw why
+  await unplannedFailover(client, vm, server, role?.load ?? own?.side.load, o)
+}
+
+/** Starts the replica on `server` from its latest cycle or the point asked for; says what that loses (the RPO) and how long the start took. */
+async function unplannedFailover(
+  client: ControlClient,
+  vm: string,
+  server: string,
+  load: GuestLoadSetting | undefined,
+  o: FailoverOptions,
+): Promise<void> {
   if (o.latestAppConsistent === true) o.recoveryPoint = await latestAppConsistentCycle(client, server, vm)
-  await startReplica(client, server, vm, role?.load ?? own?.side.load, o.recoveryPoint ?? null)
+  const replica = await sideOf(client, server, vm, 'replicas')
+  const started_ms = Date.now()
+  await startReplica(client, server, vm, load, o.recoveryPoint ?? null)
+  const took_s = ((Date.now() - started_ms) / 1000).toFixed(1)
   const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
   const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
-  out(`vm ${vm} failed over: it runs on ${server} from ${from}`)
+  out(`vm ${vm} failed over: it runs on ${server} from ${from}${lossWords(replica, o.recoveryPoint, started_ms)}; started in ${took_s} s`)
+}
+
+/**
+ * PURE: what an unplanned failover at `failover_ms` loses: the writes made after the log its
+ * replica stands at was closed (the latest applied, or the recovery point's), the RPO of that
+ * moment; empty when the replica does not say.
+ */
+export function lossWords(replica: ReplicaSideStatus | null, recovery_cycle: number | undefined, failover_ms: number): string {
+  const closed_ms =
+    recovery_cycle === undefined
+      ? (replica?.applied_closed_at_ms ?? null)
+      : (replica?.recovery_points.find((p) => p.cycle === recovery_cycle)?.at_ms ?? null)
+  if (closed_ms === null) return ''
+  const s = (Math.max(0, failover_ms - closed_ms) / 1000).toFixed(1)
+  return `, whose log closed ${s} s before the failover: what was written after it is lost (the RPO)`
 }
 
 /**
