@@ -33,6 +33,7 @@ import { plannedStandaloneFailover, unplannedStandaloneRefusal } from './replica
 import { ownOnStandalone } from './standalone-vms.js'
 import { startStep, stopStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
+import { secondsText } from './units.js'
 import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
 
 interface FailoverOptions extends WaitOpts {
@@ -113,10 +114,11 @@ async function unplannedFailover(
   const replica = await sideOf(client, server, vm, 'replicas')
   const started_ms = Date.now()
   await startReplica(client, server, vm, load, o.recoveryPoint ?? null)
-  const took_s = ((Date.now() - started_ms) / 1000).toFixed(1)
   const kind = o.latestAppConsistent === true ? 'application-consistent ' : ''
   const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
-  out(`vm ${vm} failed over: it runs on ${server} from ${from}${lossWords(replica, o.recoveryPoint, started_ms)}; started in ${took_s} s`)
+  out(
+    `vm ${vm} failed over: it runs on ${server} from ${from}${lossWords(replica, o.recoveryPoint, started_ms)}; started in ${secondsText(Date.now() - started_ms)} s`,
+  )
 }
 
 /**
@@ -130,8 +132,7 @@ export function lossWords(replica: ReplicaSideStatus | null, recovery_cycle: num
       ? (replica?.applied_closed_at_ms ?? null)
       : (replica?.recovery_points.find((p) => p.cycle === recovery_cycle)?.at_ms ?? null)
   if (closed_ms === null) return ''
-  const s = (Math.max(0, failover_ms - closed_ms) / 1000).toFixed(1)
-  return `, whose log closed ${s} s before the failover: what was written after it is lost (the RPO)`
+  return `, whose log closed ${secondsText(failover_ms - closed_ms)} s before the failover: what was written after it is lost (the RPO)`
 }
 
 /**
@@ -187,6 +188,7 @@ async function plannedFailover(
     )
   await brokerFor(await roleRecords(client), vm, setting.to)
   const primary = role.owner
+  const stopped_ms = Date.now()
   await roleCommand(client, { op: 'stop', name: vm })
   await lastChangesSent(client, primary, vm, o)
   // The broker records the placement in the role first: that member takes the changes back only from the server the role names, and the cluster starts the VM no more.
@@ -198,7 +200,7 @@ async function plannedFailover(
     throw e
   }
   out(
-    `vm ${vm} failed over: it runs on ${setting.to} from every change of its primary (planned: nothing lost); replication is reversed, its changes go back to the cluster (the Replica Broker placed its reverse replica on ${host}). \`hvlab replica failover ${vm} --planned\` fails it back`,
+    `vm ${vm} failed over: it runs on ${setting.to} from every change of its primary (planned: nothing lost; down ${secondsText(Date.now() - stopped_ms)} s); replication is reversed, its changes go back to the cluster (the Replica Broker placed its reverse replica on ${host}). \`hvlab replica failover ${vm} --planned\` fails it back`,
   )
 }
 
@@ -241,6 +243,7 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   const { reversed_to: host, ...forward } = setting
   const createdThere = (await sideOf(client, setting.to, vm, 'replicas'))?.state === 'created-here' // it comes into the cluster for the first time
   if (createdThere) await checkTakesReplicationFromCluster(client, setting.to, vm)
+  const stopped_ms = Date.now()
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(client, setting.to, vm, o)
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
@@ -255,7 +258,7 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   })
   const how = createdThere ? 'failed over to the cluster' : 'failed back'
   out(
-    `vm ${vm} ${how}: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost); it replicates to ${setting.to} ${createdThere ? 'from there' : 'again'}`,
+    `vm ${vm} ${how}: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost; down ${secondsText(Date.now() - stopped_ms)} s); it replicates to ${setting.to} ${createdThere ? 'from there' : 'again'}`,
   )
 }
 

@@ -14,6 +14,7 @@ import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
 import { sideOf, standaloneHosts } from './replica-queries.js'
+import { secondsText } from './units.js'
 import type { ReplicaStatusView } from './replica-status-command.js'
 
 /** A VM a standalone host runs from its disk: the host and its status there. */
@@ -115,15 +116,17 @@ export async function plannedStandaloneFailover(
   const setting = own.side.replication!
   const { host: from } = own
   await checkTakesReplicationFrom(client, from, setting.to, vm)
+  const stopped_ms = Date.now()
   await client.request(from, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(from)
   const back: ReplicationSetting = { ...setting, to: from }
   const load = own.side.load === undefined ? {} : { load: own.side.load }
   const failover = { t: 'replica-failover-request' as const, vm, recovery_cycle: null, ...load, replication: back }
   await client.request(setting.to, failover, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  const down_s = secondsText(Date.now() - stopped_ms)
   await client.request(from, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   out(
-    `vm ${vm} failed over: it runs on ${setting.to} from every change it made on ${from} (planned: nothing lost); replication is reversed, it replicates to ${from} from there`,
+    `vm ${vm} failed over: it runs on ${setting.to} from every change it made on ${from} (planned: nothing lost; down ${down_s} s); replication is reversed, it replicates to ${from} from there`,
   )
 }
 
