@@ -6,8 +6,12 @@
  * asked, then ships a log every cycle. Every request from a primary is checked against
  * the allow list first: an unauthorised primary is refused with HVLAB_E_REPLICA_NOT_ALLOWED.
  *
- * Replica VMs open when their primary begins: after a restart of this server they are
- * shown once their primary has been back (a resync, which sends only differing blocks).
+ * Every replica kept on its storage opens when the server starts (openAll), its primary
+ * down or not: a disaster is when a failover is wanted. The server also keeps the VMs that
+ * run from their disks here, failed over here or created here (`hvlab vm create --on`,
+ * state `created-here`): it starts them again when it restarts unless they were stopped,
+ * and says which of them send their changes on (`sending`: to the cluster, or to another
+ * standalone host).
  */
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'

@@ -7,7 +7,10 @@
  * storage (reverse-replica-server.ts), with the machinery a cluster
  * host's primary side uses (replication-host.ts): its disk writes to its log, a cycle at its
  * frequency, a resync first that compares block hashes, so only what changed here travels.
- * A fail-back stops the VM here: its last changes go back first.
+ * A fail-back stops the VM here: its last changes go back first. The same sending side
+ * serves a VM running here that replicates to another standalone host (its own
+ * `replication` setting, after `hvlab replica enable` of a standalone host's VM or a planned
+ * failover between standalone hosts).
  */
 import type { LabProcess } from '../../shared/lab-process.js'
 import { openConnection } from '../../shared/transport/peer-ask.js'

@@ -4,7 +4,9 @@
  * not as cluster roles. Such a VM runs there alone; `hvlab replica enable NAME --to cluster`
  * replicates it to the cluster (replica-to-cluster.ts), whose planned failover then moves it
  * there. The host keeps it as it keeps its replicas (agent/replica/replica-server.ts,
- * state `created-here`), so `hvlab vm list`, `replica status` and `vm load` find it there.
+ * state `created-here`), so `hvlab vm list|load|start|stop|remove|inspect` and `replica
+ * status` find it there (roleOrStandalone); it may replicate to another standalone host too
+ * (replica-standalone.ts).
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
