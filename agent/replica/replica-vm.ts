@@ -136,10 +136,6 @@ export class ReplicaVm {
     return this.runsHere && !this.stopped_ && !this.broken_
   }
 
-  get stopped(): boolean {
-    return this.stopped_
-  }
-
   get load(): GuestLoadSetting | undefined {
     return this.load_
   }

@@ -28,7 +28,7 @@ import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
 import { brokerFor, roleRecords } from './replica-broker-commands.js'
 import { latestAppConsistentCycle } from './replica-point-choice.js'
-import { noRole, roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
+import { checkTakesReplicationFrom, noRole, roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
 import { plannedStandaloneFailover, unplannedStandaloneRefusal } from './replica-standalone.js'
 import { ownOnStandalone } from './standalone-vms.js'
 import { startStep, stopStep } from './vm-start-stop-commands.js'
@@ -242,7 +242,7 @@ export async function firstPlacement(client: ControlClient, vm: string, server: 
 async function failBack(client: ControlClient, vm: string, setting: ReplicationSetting, o: FailoverOptions): Promise<void> {
   const { reversed_to: host, ...forward } = setting
   const createdThere = (await sideOf(client, setting.to, vm, 'replicas'))?.state === 'created-here' // it comes into the cluster for the first time
-  if (createdThere) await checkTakesReplicationFromCluster(client, setting.to, vm)
+  if (createdThere) await checkTakesReplicationFrom(client, setting.to, await clusterHosts(client), vm, 'in the cluster')
   const stopped_ms = Date.now()
   await client.request(setting.to, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(client, setting.to, vm, o)
@@ -262,22 +262,10 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   )
 }
 
-/**
- * A VM created on standalone host `server` replicates back there once it runs in the cluster:
- * refused up front, before it stops there, unless `server` is a replica server taking
- * replication from every cluster host (any of them may run it).
- */
-async function checkTakesReplicationFromCluster(client: ControlClient, server: string, vm: string): Promise<void> {
+/** The cluster's hosts (any of them may run a VM that comes into the cluster). */
+async function clusterHosts(client: ControlClient): Promise<string[]> {
   const lab = await client.get<LabStatus>('/v1/status')
-  const members = lab.processes.filter((p) => p.role === 'host').map((p) => p.name)
-  const s = await client.request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
-  const settings = s.replica_server
-  const refused = members.filter((m) => settings?.enabled !== true || (!settings.allow_any && !settings.allow.includes(m)))
-  if (refused.length > 0)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `once vm ${vm} runs in the cluster it replicates back to ${server}, which must take replication from every cluster host; it does not from ${refused.join(', ')}: hvlab replica server enable ${server} --allow ${members.join(',')} first (nothing was stopped)`,
-    )
+  return lab.processes.filter((p) => p.role === 'host').map((p) => p.name)
 }
 
 /** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */

@@ -54,6 +54,46 @@ export async function standaloneHosts(dir: string): Promise<string[]> {
   return loadTopology(labLayout(dir).topology).standalone_hosts.map((h) => h.name)
 }
 
+/** Each standalone host's replica status (replicas, primaries, settings); a host down or cut off is left out. */
+export async function standaloneReplies(
+  client: ControlClient,
+  dir: string,
+): Promise<{ host: string; reply: MessageOf<'replica-status-reply'> }[]> {
+  const replies: { host: string; reply: MessageOf<'replica-status-reply'> }[] = []
+  for (const host of await standaloneHosts(dir)) {
+    const reply = await client
+      .request(host, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+      .catch((e: unknown) => {
+        if (unreachable(e)) return null // down too: it has nothing to show
+        throw e
+      })
+    if (reply !== null) replies.push({ host, reply })
+  }
+  return replies
+}
+
+/**
+ * Before a VM moves off replica server `server` (nothing stopped yet): once it runs on one
+ * of `sources` (`where` says where, for the refusal) it replicates back to `server`, which
+ * must take replication from every one of them. Throws HVLAB_E_STATE naming those it does not.
+ */
+export async function checkTakesReplicationFrom(
+  client: ControlClient,
+  server: string,
+  sources: readonly string[],
+  vm: string,
+  where: string,
+): Promise<void> {
+  const s = await client.request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
+  const settings = s.replica_server
+  const refused = sources.filter((m) => settings?.enabled !== true || (!settings.allow_any && !settings.allow.includes(m)))
+  if (refused.length === 0) return
+  throw new HvlabError(
+    'HVLAB_E_STATE',
+    `once vm ${vm} runs ${where} it replicates back to ${server}, which must take replication from ${sources.join(', ')}; it does not from ${refused.join(', ')}: hvlab replica server enable ${server} --allow ${sources.join(',')} first (nothing was stopped)`,
+  )
+}
+
 /** With no cluster to ask (or a VM no cluster role's): the replica server holding the VM's replica. */
 export async function serverHolding(client: ControlClient, dir: string, vm: string): Promise<string> {
   for (const name of await standaloneHosts(dir)) if ((await sideOf(client, name, vm, 'replicas'))?.state === 'replicating') return name

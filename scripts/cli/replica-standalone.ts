@@ -13,7 +13,7 @@ import type { PrimarySideStatus, ReplicaSideStatus, ReplicationSetting } from '.
 import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
-import { sideOf, standaloneHosts } from './replica-queries.js'
+import { checkTakesReplicationFrom, sideOf, standaloneReplies } from './replica-queries.js'
 import { secondsText } from './units.js'
 import type { ReplicaStatusView } from './replica-status-command.js'
 
@@ -70,11 +70,8 @@ export async function standaloneStatusRows(
   roles: ReadonlySet<string>,
 ): Promise<ReplicaStatusView[]> {
   const rows: ReplicaStatusView[] = []
-  for (const host of await standaloneHosts(dir)) {
-    const r = await client
-      .request(host, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
-      .catch(() => null) // down or cut off: its VMs show no row
-    for (const side of r?.replicas ?? []) {
+  for (const { host, reply } of await standaloneReplies(client, dir)) {
+    for (const side of reply.replicas) {
       const setting = side.replication
       if (setting === null || roles.has(side.vm) || (vm !== null && side.vm !== vm)) continue
       rows.push({
@@ -82,7 +79,7 @@ export async function standaloneStatusRows(
         primary_host: side.vm_running ? host : null,
         to: setting.to,
         max_mbit: setting.max_mbit ?? null,
-        primary: r!.primaries.find((p) => p.vm === side.vm) ?? null,
+        primary: reply.primaries.find((p) => p.vm === side.vm) ?? null,
         replica: await sideOf(client, setting.to, side.vm, 'replicas'),
         extended: null,
         reverse: null,
@@ -115,7 +112,7 @@ export async function plannedStandaloneFailover(
 ): Promise<void> {
   const setting = own.side.replication!
   const { host: from } = own
-  await checkTakesReplicationFrom(client, from, setting.to, vm)
+  await checkTakesReplicationFrom(client, from, [setting.to], vm, `on ${setting.to}`)
   const stopped_ms = Date.now()
   await client.request(from, { t: 'replica-failback-request', vm, step: 'stop-vm' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   await lastChangesSent(from)
@@ -127,16 +124,5 @@ export async function plannedStandaloneFailover(
   await client.request(from, { t: 'replica-failback-request', vm, step: 'replicate-forward' }, 'ok', HOST_REQUEST_TIMEOUT_MS)
   out(
     `vm ${vm} failed over: it runs on ${setting.to} from every change it made on ${from} (planned: nothing lost; down ${down_s} s); replication is reversed, it replicates to ${from} from there`,
-  )
-}
-
-/** `from` must be a replica server taking replication from `to` once the VM runs there; refused before anything stops. */
-async function checkTakesReplicationFrom(client: ControlClient, from: string, to: string, vm: string): Promise<void> {
-  const s = await client.request(from, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
-  const settings = s.replica_server
-  if (settings?.enabled === true && (settings.allow_any || settings.allow.includes(to))) return
-  throw new HvlabError(
-    'HVLAB_E_STATE',
-    `once vm ${vm} runs on ${to} it replicates back to ${from}, which must take replication from ${to}: hvlab replica server enable ${from} --allow ${to} first (nothing was stopped)`,
   )
 }

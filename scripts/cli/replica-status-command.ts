@@ -6,10 +6,9 @@
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import type { PrimarySideStatus, ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
-import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, printResult } from './options.js'
-import { extendedOf, ifClusterReachable, sideOf, standaloneHosts, unreachable, type ExtendedView } from './replica-queries.js'
+import { extendedOf, ifClusterReachable, sideOf, standaloneReplies, type ExtendedView } from './replica-queries.js'
 import { brokerView, formatBroker } from './replica-broker-commands.js'
 import { standaloneStatusRows } from './replica-standalone.js'
 import { vmListNow } from './vm-queries.js'
@@ -97,14 +96,8 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
 async function replicaSidesOnly(client: ControlClient, dir: string, vm: string | null): Promise<ReplicaStatusView[]> {
   const views: ReplicaStatusView[] = []
   const standalone = await standaloneStatusRows(client, dir, vm, new Set()) // a standalone host's own VMs replicating to another: one row each
-  for (const server of await standaloneHosts(dir)) {
-    const r = await client
-      .request(server, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
-      .catch((e: unknown) => {
-        if (unreachable(e)) return null // this server is down too: it has nothing to show
-        throw e
-      })
-    for (const replica of r?.replicas ?? [])
+  for (const { host: server, reply } of await standaloneReplies(client, dir)) {
+    for (const replica of reply.replicas)
       if ((vm === null || replica.vm === vm) && replica.state !== 'created-here' && !standalone.some((s) => s.vm === replica.vm))
         views.push({
           vm: replica.vm,

@@ -12,9 +12,8 @@ import { HvlabError } from '../../shared/errors.js'
 import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
-import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import { table } from './format.js'
-import { ifClusterReachable, sideOf, standaloneHosts, unreachable } from './replica-queries.js'
+import { ifClusterReachable, sideOf, standaloneHosts, standaloneReplies } from './replica-queries.js'
 import { MIB } from './units.js'
 import { vmListNow } from './vm-queries.js'
 
@@ -82,17 +81,10 @@ export interface StandaloneVmView {
 /** Every VM the standalone hosts run from their own disks (a host that does not answer shows none). */
 export async function standaloneVmsNow(client: ControlClient, dir: string): Promise<StandaloneVmView[]> {
   const views: StandaloneVmView[] = []
-  for (const host of await standaloneHosts(dir)) {
-    const r = await client
-      .request(host, { t: 'replica-status-request', vm: null }, 'replica-status-reply', HOST_REQUEST_TIMEOUT_MS)
-      .catch((e: unknown) => {
-        if (unreachable(e)) return null
-        throw e
-      })
-    for (const side of r?.replicas ?? [])
+  for (const { host, reply } of await standaloneReplies(client, dir))
+    for (const side of reply.replicas)
       if (side.state !== 'replicating')
         views.push({ vm: side.vm, host, state: side.state, running: side.vm_running, memory_mib: side.memory_mib })
-  }
   return views
 }
 
