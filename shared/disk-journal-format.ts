@@ -5,6 +5,9 @@
  *
  *   {"t":"issued","vm":"web1","host":"host-a1","array":"array-a","volume":"web1-disk0","epoch":7,"seq":12,"block":12,"value":9,"at_ms":…}
  *   {"t":"acked"|"refused"|"failed","vm":"web1","host":"host-a1","epoch":7,"seq":12,"block":12,"at_ms":…,"code":"HVLAB_E_…"|null}
+ *
+ * A data disk's lines (`vm create --disks N`) carry `"disk":K` (1…): each disk has its own
+ * write sequence; absent: disk 0.
  */
 import { z } from 'zod'
 import { parseJsonLine } from './json-syntax.js'
@@ -28,6 +31,7 @@ export const diskJournalIssuedLine = z.strictObject({
   block: field.uint(),
   value: field.u32(),
   at_ms: field.uint(),
+  disk: field.uint().optional(),
 })
 
 export const diskJournalCompletedLine = z.strictObject({
@@ -39,6 +43,7 @@ export const diskJournalCompletedLine = z.strictObject({
   block: field.uint(),
   at_ms: field.uint(),
   code: errorCode().nullable(),
+  disk: field.uint().optional(),
 })
 
 /** One line of a disk write journal. */

@@ -1,6 +1,7 @@
 /**
  * What storage `hvlab vm create` gives a VM (PURE): `--storage replicated|local|csv:NAME`,
- * `--disk-gib N` and `--rc-period-ms N` (a periodic group instead of a synchronous one), with the default the seeds give — a replicated disk (remote-copy
+ * `--disk-gib N`, `--disks N` (that many disks of that size: disk 0 and its data disks) and
+ * `--rc-period-ms N` (a periodic group instead of a synchronous one), with the default the seeds give — a replicated disk (remote-copy
  * group of its own between the two sites' arrays) when the topology has exactly one array
  * in each of two sites, else local. `csv:NAME` puts the disk in a region of Cluster Shared
  * Volume NAME (`hvlab csv create` makes one); the coordinator allocates the region. The
@@ -10,7 +11,7 @@
 import { HvlabError } from './errors.js'
 import type { VmStorageRequest } from './protocol/cluster-messages.js'
 import { CSV_NAME_RE } from './protocol/csv-messages.js'
-import { RC_PERIOD_MS_MAX } from './protocol/storage-limits.js'
+import { RC_PERIOD_MS_MAX, VM_DISKS_MAX } from './protocol/storage-limits.js'
 
 /**
  * A lab VM's disk when --disk-gib is left out: small, like lab VMs' memory — the first sync
@@ -36,10 +37,11 @@ export function defaultStorageKind(arrays: readonly { readonly site: string }[])
  * --disk-gib with local storage.
  */
 export function chooseVmStorage(
-  o: { storage?: string; disk_gib?: number; rc_period_ms?: number },
+  o: { storage?: string; disk_gib?: number; rc_period_ms?: number; disks?: number },
   arrays: readonly { readonly site: string }[],
 ): VmStorageRequest {
   const raw = o.storage ?? defaultStorageKind(arrays)
+  const disks = o.disks === undefined || o.disks === 1 ? {} : { disks: diskCount(o.disks) }
   if (o.rc_period_ms !== undefined && raw !== 'replicated')
     throw new HvlabError(
       'HVLAB_E_USAGE',
@@ -52,11 +54,13 @@ export function chooseVmStorage(
         'HVLAB_E_USAGE',
         `--storage ${raw}: name the Cluster Shared Volume, e.g. --storage csv:vol1 (\`hvlab csv list\` shows them)`,
       )
-    return { kind: 'csv', csv, size_bytes: diskBytes(o.disk_gib) }
+    return { kind: 'csv', csv, size_bytes: diskBytes(o.disk_gib), ...disks }
   }
   if (raw === 'local') {
     if (o.disk_gib !== undefined)
       throw new HvlabError('HVLAB_E_USAGE', '--disk-gib sizes a replicated disk; --storage local has none to size — leave --disk-gib out')
+    if (o.disks !== undefined)
+      throw new HvlabError('HVLAB_E_USAGE', '--disks counts replicated or CSV disks; --storage local has none to count — leave --disks out')
     return { kind: 'local' }
   }
   if (raw !== 'replicated')
@@ -71,7 +75,15 @@ export function chooseVmStorage(
     kind: 'replicated',
     size_bytes: diskBytes(o.disk_gib),
     ...(o.rc_period_ms === undefined ? {} : { period_ms: rcPeriodMs(o.rc_period_ms) }),
+    ...disks,
   }
+}
+
+/** `--disks N`: 1 to VM_DISKS_MAX. */
+export function diskCount(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > VM_DISKS_MAX)
+    throw new HvlabError('HVLAB_E_USAGE', `--disks must be a whole number from 1 to ${VM_DISKS_MAX}, got ${n}`)
+  return n
 }
 
 function rcPeriodMs(ms: number): number {

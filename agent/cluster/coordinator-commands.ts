@@ -10,7 +10,7 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { RoleCommandMessage, VmStorageRequest } from '../../shared/protocol/cluster-messages.js'
 import { preferredSiteOf } from '../../shared/vm-storage-choice.js'
-import { provisionVmDisk, vmStorageContext } from '../clx/vm-storage.js'
+import { provisionVmDisk, vmDiskRegion, vmStorageContext } from '../clx/vm-storage.js'
 import type { CsvHost } from '../csv/csv-host.js'
 import type { RoleCommand } from './role-controller.js'
 import type { RoleService } from './role-service.js'
@@ -54,25 +54,33 @@ function createOnLocal(deps: CoordinatorCommandsDeps, spec: CreateSpec, wanted: 
   return deps.roles.command({ op: 'create', spec: { ...spec, preferred_owners: [home], possible_owners: [home], storage: wanted } })
 }
 
-/** A region of the CSV named after the VM, allocated by the CSV's coordinator node. */
+/** Regions of the CSV named after the VM (vmDiskRegion: one per disk), allocated by the CSV's coordinator node; all or none. */
 async function createOnCsv(deps: CoordinatorCommandsDeps, spec: CreateSpec, wanted: StorageWanted<'csv'>): Promise<void> {
   const entry = deps.csv.entry(wanted.csv)
+  const regions = Array.from({ length: wanted.disks ?? 1 }, (_, disk) => vmDiskRegion(spec.name, disk))
+  const volume = deps.csv.volume(wanted.csv)
+  const allocated: string[] = []
   try {
-    await deps.csv.volume(wanted.csv).allocateRegion(spec.name, wanted.size_bytes)
+    for (const region of regions) {
+      await volume.allocateRegion(region, wanted.size_bytes)
+      allocated.push(region)
+    }
   } catch (e) {
+    for (const region of allocated) await volume.releaseRegion(region).catch(() => undefined) // the next create or `csv release` finishes it
     throw new HvlabError(
       e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL',
-      `cannot create vm ${spec.name}: no region of ${wanted.size_bytes} bytes on CSV ${wanted.csv}: ${describeError(e)}`,
+      `cannot create vm ${spec.name}: no region ${regions[allocated.length]} of ${wanted.size_bytes} bytes on CSV ${wanted.csv}: ${describeError(e)}`,
       { cause: e },
     )
   }
   const storage = {
     kind: 'csv',
     csv: wanted.csv,
-    region: spec.name,
+    region: regions[0]!,
     size_bytes: wanted.size_bytes,
     array: entry.array,
     volume: entry.volume,
+    ...(regions.length > 1 ? { data_regions: regions.slice(1) } : {}),
   } as const
   await deps.roles.command({ op: 'create', spec: { ...spec, storage } })
 }
@@ -86,6 +94,7 @@ async function createReplicated(deps: CoordinatorCommandsDeps, spec: CreateSpec,
       vm: spec.name,
       preferredSite: preferredSiteOf(spec.preferred_owners ?? [], p.topology.hosts),
       size_bytes: wanted.size_bytes,
+      disks: wanted.disks ?? 1,
       ...(wanted.period_ms === undefined ? {} : { mode: 'periodic', period_ms: wanted.period_ms }),
     })
   } catch (e) {
@@ -103,6 +112,7 @@ async function createReplicated(deps: CoordinatorCommandsDeps, spec: CreateSpec,
     primary: storage.arrays.primary,
     secondary: storage.arrays.secondary,
     mode: storage.mode,
+    ...(storage.data_volumes === undefined ? {} : { disks: storage.data_volumes.length + 1 }),
     ...(wanted.period_ms === undefined ? {} : { period_ms: scaled(wanted.period_ms, p.topology.timeScale) }),
   })
   await deps.roles.command({ op: 'create', spec: { ...spec, storage } })

@@ -7,7 +7,7 @@
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { GuestLoadSetting, VmStorageSpecRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ClxService } from '../clx/clx-service.js'
-import { csvDiskTarget, diskTargetFor } from '../clx/disk-target.js'
+import { csvDiskTargets, diskTargetsFor } from '../clx/disk-target.js'
 import type { VmAgent, VmOpResult } from './vm-agent.js'
 
 export interface StartRequest {
@@ -48,11 +48,11 @@ export class LocalVmOps {
     const { agent, clx } = this.deps
     const spec = r.storage ?? null
     const load = r.load ?? null
-    if (spec?.kind === 'csv') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, csvDiskTarget(spec), load) // every node writes a CSV: nothing to prepare
-    if (spec?.kind !== 'replicated') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, null, load)
+    if (spec?.kind === 'csv') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, csvDiskTargets(spec), load) // every node writes a CSV: nothing to prepare
+    if (spec?.kind !== 'replicated') return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, [], load)
     try {
       const prepared = await clx.prepareForStart(r.role, spec.group, this.deps.site, { force: r.force_storage === true })
-      return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, diskTargetFor(spec, prepared), load)
+      return agent.startVm(r.role, r.memory_mib, r.op, r.epoch, from, diskTargetsFor(spec, prepared), load)
     } catch (e) {
       this.deps.log.warn({ err: describeError(e), role: r.role }, 'CLX did not make the disk writable here; the start fails')
       return { ok: false, reason: describeError(e), storage_refused: e instanceof HvlabError && e.code === 'HVLAB_E_REFUSED' }

@@ -11,7 +11,7 @@ import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { checkBeforeMigration, clxStorageHandOver, type ClxMigrationDeps } from '../clx/clx-hand-over.js'
 import type { ClxService } from '../clx/clx-service.js'
-import { arrayOfSite, csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
+import { arrayOfSite, csvDiskTargets, diskTargetsFor, type VmDiskTarget } from '../clx/disk-target.js'
 import { startMigrationHost, type MigrationHost } from '../migration/migration-host.js'
 import type { CoordinatorReports } from './coordinator-reports.js'
 import type { Membership } from './membership.js'
@@ -37,7 +37,7 @@ export function startRoleMigration(p: LabProcess, deps: RoleMigrationDeps): Migr
     storage: clxStorageHandOver(clxMigration),
     checkStorage: (vm, source, to, mode) => checkBeforeMigration(clxMigration, vm, source, to, mode),
     storageModeOf: (vm) => storageModeOf(storageOf(vm)),
-    diskForArrival: (vm) => diskForArrival(p, storageOf(vm)),
+    disksForArrival: (vm) => disksForArrival(p, storageOf(vm)),
     isMember: (node) => m.view().members.includes(node),
     viewEpoch: () => m.view().epoch,
     holdsLease: (now) => m.holdsLease(now),
@@ -52,22 +52,22 @@ function clxMigrationOf(p: LabProcess, deps: RoleMigrationDeps, storageOf: (vm: 
   return {
     clx: deps.clx,
     quiesce: async (vm: string) => {
-      await agent.vms.instance(vm)?.disk?.pause()
+      await Promise.all(agent.vms.instance(vm)?.disks.map((d) => d.pause()) ?? [])
     },
     siteOf: (host: string): string | undefined => p.topology.hosts.find((h) => h.name === host)?.site,
     storageOf,
     onSwitched: (vm: string, site: string, result: { array: string; group: string }) => {
       const spec = storageOf(vm)
-      if (spec?.kind === 'replicated' && site === p.site) agent.setDisk(vm, diskTargetFor(spec, result))
+      if (spec?.kind === 'replicated' && site === p.site) agent.setDisks(vm, diskTargetsFor(spec, result))
     },
   }
 }
 
-/** Where an arriving VM's disk I/O goes on this host (null: no disk to write). */
-function diskForArrival(p: LabProcess, spec: VmStorageSpecRecord | null): VmDiskTarget | null {
-  if (spec?.kind === 'csv') return csvDiskTarget(spec)
+/** Where an arriving VM's disks' I/O goes on this host, disk 0 first (none: no disk to write). */
+function disksForArrival(p: LabProcess, spec: VmStorageSpecRecord | null): VmDiskTarget[] {
+  if (spec?.kind === 'csv') return csvDiskTargets(spec)
   const array = arrayOfSite(p.topology.arrays, p.site)
-  return spec?.kind === 'replicated' && array !== undefined ? diskTargetFor(spec, { array, group: spec.group }) : null
+  return spec?.kind === 'replicated' && array !== undefined ? diskTargetsFor(spec, { array, group: spec.group }) : []
 }
 
 /** How a VM's disk moves in a migration: a replicated disk by CLX, a CSV region needs nothing, a host's own disk is owned. */

@@ -103,8 +103,8 @@ export class VmAgent {
   private stopped_for_quorum = false
   /** VMs being migrated away: their guest may pause (blackout), so no health verdicts on them. */
   private readonly migrating = new Set<string>()
-  /** Where each VM's replicated disk is writable now (CLX made it so before the start / in the migration). */
-  private readonly disks = new Map<string, VmDiskTarget>()
+  /** Where each VM's disks are writable now, disk 0 first (CLX made them so before the start / in the migration). */
+  private readonly disks = new Map<string, readonly VmDiskTarget[]>()
 
   /** The clock this host's guests run on: each guest timer checks the lease first (guest-clock.ts). */
   readonly guestClock: Clock
@@ -126,7 +126,7 @@ export class VmAgent {
   }
 
   /**
-   * `disk`: the VM's disk target (from diskTargetFor after CLX prepared it); null: none.
+   * `disks`: the VM's disk targets, disk 0 first (from diskTargetsFor after CLX prepared them); none: no disk.
    * `load`: the guest load the role keeps, applied as it starts (a restarted guest runs its
    * applications again); null: idle.
    */
@@ -136,7 +136,7 @@ export class VmAgent {
     op: number,
     epoch: number,
     from: string,
-    disk: VmDiskTarget | null = null,
+    disks: readonly VmDiskTarget[] = [],
     load: GuestLoadSetting | null = null,
   ): VmOpResult {
     const now = this.deps.clock.now()
@@ -145,7 +145,7 @@ export class VmAgent {
     try {
       const already = this.vms.list().some((v) => v.name === role)
       this.vms.start(role, memory_mib, op, epoch)
-      this.setDisk(role, disk)
+      this.setDisks(role, disks)
       if (load !== null) this.vms.instance(role)?.setLoad(load)
       if (!already)
         this.watches.set(role, { health: startHealthCheck(this.deps.health, now), beats: 0, last_beat_ms: null, suspect_reported: false })
@@ -200,48 +200,63 @@ export class VmAgent {
     else this.migrating.delete(role)
   }
 
-  /** Where the VM's disk I/O goes (the VM's disk writer attaches to it); undefined: no replicated disk, or not here. */
-  diskOf(role: string): VmDiskTarget | undefined {
-    return this.disks.get(role)
+  /** Where the VM's disks' I/O goes, disk 0 first (the VM's disk writers attach to them); none: no disk, or not here. */
+  disksOf(role: string): readonly VmDiskTarget[] {
+    return this.disks.get(role) ?? []
   }
 
-  /** The VM's disk target here and the block I/O that reaches it (Replica reads it to resync); undefined: none. */
-  diskIo(role: string): { target: VmDiskTarget; io: BlockIoPort } | undefined {
-    const target = this.disks.get(role)
-    if (target === undefined || this.deps.blockIoFor === undefined || this.vms.instance(role)?.state !== 'running') return undefined
-    return { target, io: this.deps.blockIoFor(target) }
+  /** The VM's disk targets here, disk 0 first, and the block I/O that reaches each (Replica reads them to resync); none: no disk, or not running here. */
+  disksIo(role: string): { target: VmDiskTarget; io: BlockIoPort }[] {
+    const targets = this.disks.get(role) ?? []
+    if (this.deps.blockIoFor === undefined || this.vms.instance(role)?.state !== 'running') return []
+    return targets.map((target) => ({ target, io: this.deps.blockIoFor!(target) }))
   }
 
   /**
-   * Records (or with null forgets) the VM's disk target, e.g. after a migration switched its
-   * group over, and points the VM's disk writer at it: the writer is (re)attached when the
-   * VM runs here and the target changed.
+   * Records (or with none forgets) the VM's disk targets, e.g. after a migration switched
+   * its group over, and points the VM's disk writers at them: the writers are (re)attached
+   * when the VM runs here and the targets changed.
    */
-  setDisk(role: string, disk: VmDiskTarget | null): void {
-    if (disk === null) this.disks.delete(role)
-    else this.disks.set(role, disk)
-    this.connectDisk(role)
+  setDisks(role: string, disks: readonly VmDiskTarget[]): void {
+    if (disks.length === 0) this.disks.delete(role)
+    else this.disks.set(role, disks)
+    this.connectDisks(role)
   }
 
-  private connectDisk(role: string): void {
+  private connectDisks(role: string): void {
     const vm = this.vms.instance(role)
     if (this.deps.blockIoFor === undefined || vm === undefined || vm.state !== 'running') return
-    const target = this.disks.get(role)
-    const current = vm.disk
-    if (current && target && current.target.array === target.array && current.target.volume === target.volume) return
+    const targets = this.disks.get(role)
+    const current = vm.disks
+    if (
+      current.length > 0 &&
+      targets &&
+      sameDisks(
+        current.map((d) => d.target),
+        targets,
+      )
+    )
+      return
     const attach = (): void => {
-      if (target === undefined || vm.disk || vm.state !== 'running' || this.vms.instance(role) !== vm || this.disks.get(role) !== target)
+      if (
+        targets === undefined ||
+        vm.disks.length > 0 ||
+        vm.state !== 'running' ||
+        this.vms.instance(role) !== vm ||
+        this.disks.get(role) !== targets
+      )
         return
       const epoch = this.deps.writerEpoch ?? (() => this.vms.list().find((v) => v.name === role)?.epoch ?? 0)
-      const io = this.deps.blockIoFor!(target)
-      vm.attachDisk(
-        { host: this.deps.host, array: target.array, volume: target.volume, size_bytes: target.size_bytes, epoch },
-        io,
+      vm.attachDisks(
+        targets.map((t) => ({
+          target: { host: this.deps.host, array: t.array, volume: t.volume, size_bytes: t.size_bytes, epoch },
+          io: this.deps.blockIoFor!(t),
+        })),
         (kind, details) => this.deps.emitEvent(kind, details),
         this.deps.disk_write_journal,
       )
     }
-    if (current) void vm.detachDisk().then(attach, attach)
+    if (current.length > 0) void vm.detachDisks().then(attach, attach)
     else attach()
   }
 
@@ -257,11 +272,16 @@ export class VmAgent {
     }))
   }
 
-  /** What this host knows of the VM's disk (`vm list`'s STORAGE column). */
+  /** What this host knows of the VM's disks (`vm list`'s STORAGE column): the first disk not ok, else disk 0's. */
   private storageOf(role: string): StorageHealth {
-    const disk = this.vms.instance(role)?.disk ?? null
-    const writer = disk && { state: disk.state, last_write_failed: disk.lastWriteFailed, last_error: disk.counters().last_error }
-    const health = storageHealth(this.disks.get(role), writer, (array) => this.deps.arrayReachable?.(array) ?? true)
+    const writers = this.vms.instance(role)?.disks ?? []
+    const targets = this.disks.get(role) ?? []
+    const each = (targets.length === 0 ? [undefined] : targets).map((target, k) => {
+      const disk = writers[k]
+      const writer = disk && { state: disk.state, last_write_failed: disk.lastWriteFailed, last_error: disk.counters().last_error }
+      return storageHealth(target, writer ?? null, (array) => this.deps.arrayReachable?.(array) ?? true)
+    })
+    const health = each.find((h) => h.state !== 'ok') ?? each[0]!
     return { state: health.state, reason: health.reason.slice(0, ROLE_REASON_CHARS_MAX) }
   }
 
@@ -364,4 +384,9 @@ export class VmAgent {
       }
     }
   }
+}
+
+/** Do the writers' targets name the same array and volume as the disk targets, disk by disk? */
+function sameDisks(writing: readonly { array: string; volume: string }[], targets: readonly VmDiskTarget[]): boolean {
+  return writing.length === targets.length && targets.every((t, k) => writing[k]!.array === t.array && writing[k]!.volume === t.volume)
 }

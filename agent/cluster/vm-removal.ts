@@ -2,8 +2,8 @@
  * `hvlab vm remove` as the coordinator runs it (like Remove-ClusterGroup + Remove-VM):
  * the RoleController removes the role first — refused while it runs, starts, stops or
  * migrates (role-removal.ts) — and once the cluster database has committed the record's
- * deletion, nothing can start the VM again, so its disk can go: a replicated disk's group
- * and volumes on both arrays (agent/clx/vm-disk-removal.ts), a CSV disk's region; a
+ * deletion, nothing can start the VM again, so its disks can go: a replicated VM's group
+ * and volumes on both arrays (agent/clx/vm-disk-removal.ts), a CSV VM's regions; a
  * `local` VM has no disk object in the lab. With `keep_disk` the disk stays and the reply
  * says what was kept. The reply lists exactly what was removed.
  */
@@ -15,6 +15,7 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { RemovableObject } from '../../shared/protocol/removal-messages.js'
 import { diskObject, removeReplicatedDisk, replicatedDiskObjects, type DiskRemoval } from '../clx/vm-disk-removal.js'
 import { vmStorageContext } from '../clx/vm-storage.js'
+import { vmRegions } from '../clx/disk-target.js'
 import type { CsvHost } from '../csv/csv-host.js'
 import type { RoleService } from './role-service.js'
 
@@ -53,21 +54,26 @@ export async function removeVm(deps: VmRemovalDeps, name: string, keep_disk: boo
 /** The disk objects of `storage` that stay when it is kept. */
 function keptDisk(storage: VmStorageSpecRecord | null): RemovableObject[] {
   if (storage?.kind === 'replicated') return replicatedDiskObjects(storage)
-  if (storage?.kind === 'csv') return [diskObject('csv-region', storage.region, storage.csv)]
+  if (storage?.kind === 'csv') return vmRegions(storage).map((r) => diskObject('csv-region', r, storage.csv))
   return []
 }
 
 async function removeDisk(deps: VmRemovalDeps, storage: VmStorageSpecRecord | null): Promise<DiskRemoval> {
   if (storage?.kind === 'replicated') return removeReplicatedDisk(vmStorageContext(deps.p), storage)
   if (storage?.kind !== 'csv') return { removed: [], kept: [], unfinished: null } // local: no disk object in the lab
-  const region = diskObject('csv-region', storage.region, storage.csv)
-  try {
-    await deps.csv.volume(storage.csv).releaseRegion(storage.region)
-    return { removed: [region], kept: [], unfinished: null }
-  } catch (e) {
-    if (HvlabError.has(e, 'HVLAB_E_NOT_FOUND')) return { removed: [], kept: [], unfinished: null } // the CSV is gone already
-    return { removed: [], kept: [region], unfinished: { code: isHvlabError(e) ? e.code : 'HVLAB_E_INTERNAL', reason: describeError(e) } }
+  const regions = vmRegions(storage)
+  const removed: RemovableObject[] = []
+  for (const [i, name] of regions.entries()) {
+    try {
+      await deps.csv.volume(storage.csv).releaseRegion(name)
+      removed.push(diskObject('csv-region', name, storage.csv))
+    } catch (e) {
+      if (HvlabError.has(e, 'HVLAB_E_NOT_FOUND')) continue // the CSV, or that region, is gone already
+      const kept = regions.slice(i).map((r) => diskObject('csv-region', r, storage.csv))
+      return { removed, kept, unfinished: { code: isHvlabError(e) ? e.code : 'HVLAB_E_INTERNAL', reason: describeError(e) } }
+    }
   }
+  return { removed, kept: [], unfinished: null }
 }
 
 /** Polls `done` on the clock until it holds (true) or ROLE_DELETE_COMMIT_MS have passed (false). */

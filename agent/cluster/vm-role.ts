@@ -27,6 +27,7 @@ import {
 } from '../../shared/protocol/cluster-messages.js'
 import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
 import type { ReplicaBrokerSettings, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import { vmDiskCount } from '../clx/disk-target.js'
 import type { FailureHistory } from './failover-policy.js'
 
 export const ROLE_STATES = ['stopped', 'pending', 'starting', 'running', 'stopping', 'failed'] as const
@@ -241,6 +242,7 @@ export function changeVmRole(role: VmRole, changes: VmRoleChanges): VmRole {
   )
   const { memory_mib, preferred_owners, failback, priority, anti_affinity } = checked
   checkBrokerChanges(role.name, changes)
+  checkReplicatedDisks(role, changes.replication)
   const { replication, ...kept } = role
   return {
     ...kept,
@@ -264,6 +266,16 @@ function checkBrokerChanges(name: string, changes: VmRoleChanges): void {
     )
   if (changes.replication != null && name === REPLICA_BROKER_ROLE)
     throw usage(`${REPLICA_BROKER_ROLE} is the cluster's Replica Broker, not a VM to replicate`)
+}
+
+/** `replica enable --disks` names disks the VM has. */
+function checkReplicatedDisks(role: VmRole, replication: ReplicationSetting | null | undefined): void {
+  const n = vmDiskCount(role.storage)
+  const missing = replication?.disks?.find((k) => k >= n)
+  if (missing !== undefined)
+    throw usage(
+      `vm ${role.name} has ${n} disk(s), 0–${n - 1}; it has no disk ${missing} to replicate (\`hvlab vm deps ${role.name}\` lists them)`,
+    )
 }
 
 /** The role's replication after a change: kept (undefined), set, or removed (null). */

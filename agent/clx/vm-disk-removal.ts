@@ -1,7 +1,7 @@
 /**
- * Removes a VM's replicated disk (what vm-storage.ts provisioned), once its role is gone:
- * the remote-copy group `rc-<vm>` is stopped where it is a source, the volume dismissed
- * from it on both arrays, the group removed from both, then on each array the volume is
+ * Removes a VM's replicated disks (what vm-storage.ts provisioned), once its role is gone:
+ * the remote-copy group `rc-<vm>` is stopped where it is a source, its volumes dismissed
+ * from it on both arrays, the group removed from both, then on each array each volume is
  * unpresented from every host and removed. Each step looks first and does only what is
  * there, so running it again (or by hand, with `hvlab rcopy` and `hvlab array`) finishes
  * the job. It answers with what it removed, in order, and — when a step failed — that
@@ -13,6 +13,7 @@ import type { VmStorageSpecRecord } from '../../shared/protocol/cluster-messages
 import type { RemovableObject } from '../../shared/protocol/removal-messages.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { expectReply, groupStatus, type ArrayAdminRequest } from './array-admin.js'
+import { vmVolumes } from './disk-target.js'
 import { VM_DISK_POLL_MS, VM_DISK_REQUEST_TIMEOUT_MS_DEFAULT, type VmStorageContext } from './vm-storage.js'
 
 type Replicated = Extract<VmStorageSpecRecord, { kind: 'replicated' }>
@@ -39,10 +40,13 @@ export const diskObject = (
   extra: { host?: string; group?: string } = {},
 ): RemovableObject => ({ kind, name, on, host: extra.host ?? null, group: extra.group ?? null })
 
-/** What stays of a replicated disk that is kept: its group and its volume on both arrays. */
+/** What stays of a replicated disk that is kept: its group and its volumes on both arrays. */
 export function replicatedDiskObjects(spec: Replicated): RemovableObject[] {
   const arrays = [spec.arrays.primary, spec.arrays.secondary]
-  return [...arrays.map((a) => diskObject('rc-group', spec.group, a)), ...arrays.map((a) => diskObject('volume', spec.volume, a))]
+  return [
+    ...arrays.map((a) => diskObject('rc-group', spec.group, a)),
+    ...arrays.flatMap((a) => vmVolumes(spec).map((v) => diskObject('volume', v, a))),
+  ]
 }
 
 export async function removeReplicatedDisk(
@@ -91,29 +95,34 @@ class ReplicatedDiskRemoval {
 
   /** Looks at both arrays and lists the steps for what is there, in the order they must run. */
   async plan(): Promise<Step[]> {
-    const { group, volume } = this.spec
+    const { group } = this.spec
+    const volumes = vmVolumes(this.spec)
     const sides = await Promise.all(this.arrays.map(async (array) => ({ array, status: await this.status(array) })))
     const held = sides.filter((s): s is { array: string; status: RcGroupStatus } => s.status !== undefined)
     const steps: Step[] = held
       .filter((s) => isSource(s.status) && s.status.started)
       .map((s) => ({ object: null, run: () => this.ask(s.array, { t: 'rc-verb', group, verb: 'stop' }) }))
-    for (const s of held) {
-      if (s.status.volumes.some((v) => v.volume === volume))
-        steps.push(this.settled(diskObject('rc-volume', volume, s.array, { group }), { t: 'rc-dismiss', group, volume }))
-    }
+    for (const s of held)
+      for (const volume of volumes)
+        if (s.status.volumes.some((v) => v.volume === volume))
+          steps.push(this.settled(diskObject('rc-volume', volume, s.array, { group }), { t: 'rc-dismiss', group, volume }))
     for (const s of held) steps.push(this.settled(diskObject('rc-group', group, s.array), { t: 'rc-remove', group }))
-    for (const array of this.arrays) steps.push(...(await this.volumeSteps(array)))
+    for (const array of this.arrays) steps.push(...(await this.volumeSteps(array, volumes)))
     return steps
   }
 
-  /** Unpresent the volume from each host it is presented to on `array`, then remove it. */
-  private async volumeSteps(array: string): Promise<Step[]> {
-    const { volume } = this.spec
+  /** Unpresent each of `volumes` from each host it is presented to on `array`, then remove it. */
+  private async volumeSteps(array: string, volumes: readonly string[]): Promise<Step[]> {
     const listing = expectReply(array, 'volume-list', await this.request(array, { t: 'volume-list' }), 'volume-listing')
-    const v = listing.volumes.find((x) => x.volume === volume)
-    if (v === undefined) return []
+    return volumes.flatMap((volume) => {
+      const v = listing.volumes.find((x) => x.volume === volume)
+      return v === undefined ? [] : this.removeVolume(array, volume, v.presented_to)
+    })
+  }
+
+  private removeVolume(array: string, volume: string, presented_to: readonly string[]): Step[] {
     return [
-      ...v.presented_to.map((host) => ({
+      ...presented_to.map((host) => ({
         object: diskObject('lun', volume, array, { host }),
         run: () => this.ask(array, { t: 'lun-unpresent', volume, host }),
       })),

@@ -1,8 +1,9 @@
 /**
- * A VM's default storage (seed 000, the multi-site CLX layout): a volume `<vm>-disk0` on
- * the array of the VM's preferred owner's site, in a remote-copy group `rc-<vm>` of its
- * own (synchronous by default) paired with the other site's array, admitted, started, and
- * presented to the hosts of both sites.
+ * A VM's default storage (seed 000, the multi-site CLX layout): a volume `<vm>-disk0` (and
+ * `<vm>-disk1`… for its data disks) on the array of the VM's preferred owner's site, in a
+ * remote-copy group `rc-<vm>` of its own (synchronous by default) paired with the other
+ * site's array, admitted, started, and presented to the hosts of both sites. The group
+ * holds every disk of the VM, so they fail over together and stay consistent together.
  *
  * Idempotent: every step looks first and does only what is missing, so running it again
  * after a crash (of the host, or of the CLI) finishes the job. If the group was failed over
@@ -27,6 +28,8 @@ export type VmStorageSpec =
       /** The volume's name on both arrays, `<vm>-disk0`. */
       volume: string
       size_bytes: number
+      /** Its data disks' volumes (`<vm>-disk1`…), each of `size_bytes`; absent: none. */
+      data_volumes?: string[]
       mode: 'sync' | 'periodic'
       /** The natural roles: primary = the preferred owner's site's array. */
       arrays: { primary: string; secondary: string }
@@ -40,6 +43,8 @@ export interface VmDiskRequest {
   /** The site of the VM's preferred owner: its array holds the primary copy. */
   preferredSite: string
   size_bytes: number
+  /** Disks of `size_bytes` each (default 1). */
+  disks?: number
   mode?: 'sync' | 'periodic'
   /** Periodic mode only: the period before timeScale. */
   period_ms?: number
@@ -59,7 +64,9 @@ export function vmStorageContext(p: Pick<LabProcess, 'topology' | 'mesh' | 'cloc
   return { arrays: p.topology.arrays, hosts: p.topology.hosts, admin: meshArrayAdmin(p.mesh), clock: p.clock }
 }
 
-export const vmDiskVolume = (vm: string): string => `${vm}-disk0`
+export const vmDiskVolume = (vm: string, disk = 0): string => `${vm}-disk${disk}`
+/** A VM's region of a CSV for its disk `disk`: disk 0's is named after the VM, a data disk's `<vm>-diskN`. */
+export const vmDiskRegion = (vm: string, disk = 0): string => (disk === 0 ? vm : vmDiskVolume(vm, disk))
 export const vmDiskGroup = (vm: string): string => `rc-${vm}`
 
 export async function provisionVmDisk(ctx: VmStorageContext, r: VmDiskRequest): Promise<Extract<VmStorageSpec, { kind: 'replicated' }>> {
@@ -73,7 +80,8 @@ class Provisioning {
   private readonly timeout_ms: number
   private readonly wait_ms: number
   private readonly group: string
-  private readonly volume: string
+  /** Disk 0's volume first, then the data disks'. */
+  private readonly volumes: string[]
   private readonly mode: 'sync' | 'periodic'
   private readonly primary: string
   private readonly secondary: string
@@ -92,7 +100,7 @@ class Provisioning {
       )
     }
     this.group = vmDiskGroup(r.vm)
-    this.volume = vmDiskVolume(r.vm)
+    this.volumes = Array.from({ length: r.disks ?? 1 }, (_, disk) => vmDiskVolume(r.vm, disk))
     this.mode = r.mode ?? 'sync'
     const here = ctx.arrays.filter((a) => a.site === r.preferredSite)
     const there = ctx.arrays.filter((a) => a.site !== r.preferredSite)
@@ -111,18 +119,19 @@ class Provisioning {
   async go(): Promise<Extract<VmStorageSpec, { kind: 'replicated' }>> {
     const source = await this.ensureGroup()
     const target = source === this.primary ? this.secondary : this.primary
-    await this.ensureVolume(source)
-    await this.ensureAdmitted(source)
+    for (const volume of this.volumes) await this.ensureVolume(source, volume)
+    for (const volume of this.volumes) await this.ensureAdmitted(source, volume)
     await this.ensureStarted(source)
-    for (const array of [source, target]) await this.ensurePresented(array)
+    for (const array of [source, target]) for (const volume of this.volumes) await this.ensurePresented(array, volume)
     return {
       kind: 'replicated',
       group: this.group,
-      volume: this.volume,
+      volume: this.volumes[0]!,
       size_bytes: this.r.size_bytes,
       mode: this.mode,
       arrays: { primary: this.primary, secondary: this.secondary },
       hosts: [...this.hosts],
+      ...(this.volumes.length > 1 ? { data_volumes: this.volumes.slice(1) } : {}),
     }
   }
 
@@ -160,32 +169,32 @@ class Provisioning {
     return this.primary
   }
 
-  private async ensureVolume(array: string): Promise<void> {
+  private async ensureVolume(array: string, volume: string): Promise<void> {
     const listing = await this.ask(array, { t: 'volume-list' }, 'volume-listing')
-    const v = listing.volumes.find((x) => x.volume === this.volume)
+    const v = listing.volumes.find((x) => x.volume === volume)
     if (!v) {
-      await this.ask(array, { t: 'volume-create', volume: this.volume, size_bytes: this.r.size_bytes }, 'volume-listing')
+      await this.ask(array, { t: 'volume-create', volume, size_bytes: this.r.size_bytes }, 'volume-listing')
       return
     }
     const bs = listing.block_size_bytes
     if (Math.ceil(v.size_bytes / bs) !== Math.ceil(this.r.size_bytes / bs)) {
       throw new HvlabError(
         'HVLAB_E_STATE',
-        `volume ${this.volume} already exists on ${array} with ${v.size_bytes} bytes, not ${this.r.size_bytes}; remove it or ask for its size`,
+        `volume ${volume} already exists on ${array} with ${v.size_bytes} bytes, not ${this.r.size_bytes}; remove it or ask for its size`,
       )
     }
   }
 
-  private async ensureAdmitted(source: string): Promise<void> {
+  private async ensureAdmitted(source: string, volume: string): Promise<void> {
     const s = await this.status(source)
-    if (s?.volumes.some((v) => v.volume === this.volume)) return
+    if (s?.volumes.some((v) => v.volume === volume)) return
     // The arrays must see each other first (the group's hellos cross after rc-create).
     await this.until(
       `arrays ${source} and its partner to link group ${this.group}`,
       async () => (await this.status(source))?.link_up === true,
     )
-    await this.retrying(`admitting ${this.volume} to ${this.group}`, () =>
-      this.ask(source, { t: 'rc-admit', group: this.group, volume: this.volume, remote_volume: this.volume }, 'rc-status'),
+    await this.retrying(`admitting ${volume} to ${this.group}`, () =>
+      this.ask(source, { t: 'rc-admit', group: this.group, volume, remote_volume: volume }, 'rc-status'),
     )
   }
 
@@ -199,11 +208,11 @@ class Provisioning {
    * Every host at once: one round trip per array instead of one per host (the array
    * writes its table once for the presentations that arrive together: lun-masking.ts).
    */
-  private async ensurePresented(array: string): Promise<void> {
+  private async ensurePresented(array: string, volume: string): Promise<void> {
     await Promise.all(
       this.hosts.map((host) =>
-        this.retrying(`presenting ${this.volume} on ${array} to ${host}`, () =>
-          this.ask(array, { t: 'lun-present', volume: this.volume, host, initiators: [] }, 'lun-presentations'),
+        this.retrying(`presenting ${volume} on ${array} to ${host}`, () =>
+          this.ask(array, { t: 'lun-present', volume, host, initiators: [] }, 'lun-presentations'),
         ),
       ),
     )

@@ -45,8 +45,8 @@ export interface MigrationHostDeps extends InDoubtShellDeps {
   checkStorage?(vm: string, source: string, to: string, mode: MigrationOptionsMessage['mode']): Promise<void> | null
   /** How the VM's disk moves with it (its role's storage: clx, csv or owned); default the VM's own. */
   storageModeOf?(vm: string): StorageMode
-  /** Where an arriving VM's disk I/O goes here (null: no replicated disk). */
-  diskForArrival?(vm: string): VmDiskTarget | null
+  /** Where an arriving VM's disks' I/O goes here, disk 0 first (none: no disk to write). */
+  disksForArrival?(vm: string): VmDiskTarget[]
 }
 
 export interface MigrationHost {
@@ -114,7 +114,7 @@ function createService(
       arrivals.ended(a.migration_id)
       const inst = VmInstance.arrived(vm.name, vm.memory, vm.deviceState(), agent.guestClock)
       agent.adoptVm(inst, a.placement?.op ?? 0, a.placement?.epoch ?? 0, a.source)
-      agent.setDisk(vm.name, deps.diskForArrival?.(vm.name) ?? null)
+      agent.setDisks(vm.name, deps.disksForArrival?.(vm.name) ?? [])
     },
     onDeparted: (vm, destination) => agent.releaseVm(vm.name, destination),
     // The VM's address now leads to this host (a gratuitous ARP), on the timeline; the virtual

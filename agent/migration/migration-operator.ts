@@ -55,5 +55,6 @@ export async function inspectVm(p: LabProcess, vms: VmHost, name: string): Promi
     resumes: vm.resumeCount,
     disk_iops: vm.load.disk_iops,
     disk: vm.diskCounters(),
+    ...(vm.disks.length > 1 ? { data_disks: vm.disks.slice(1).map((d) => d.counters()) } : {}),
   }
 }

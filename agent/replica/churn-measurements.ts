@@ -22,7 +22,7 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import { REPLICATION_FREQUENCIES_MS } from '../../shared/protocol/replica-limits.js'
 import { SIZING_DURATION_MS_MAX } from '../../shared/protocol/replica-size-messages.js'
 import type { DiskWriteRecord } from '../vm/disk-write-record.js'
-import type { DiskWriteOutcome, DiskWriteSink } from '../vm/vm-disk.js'
+import type { DiskWriteOutcome, DiskWritePlace, DiskWriteSink } from '../vm/vm-disk.js'
 import { ChurnRecorder } from './churn-recorder.js'
 
 /** Measurements under way on one host at most. */
@@ -41,7 +41,7 @@ export interface ChurnMeasurementsDeps {
   /** The VMs running here now. */
   running(): readonly string[]
   /** The VM's disk as its writer writes it here; undefined: none attached. */
-  diskOf(vm: string): { readonly block_size_bytes: number; readonly blocks: number } | undefined
+  diskOf(vm: string): { readonly block_size_bytes: number; readonly blocks: number; readonly disks?: number } | undefined
 }
 
 interface Measurement {
@@ -50,6 +50,8 @@ interface Measurement {
   readonly measured_ms: number
   readonly started_ms: number
   readonly block_size_bytes: number
+  /** Blocks of each of the VM's disks: a data disk's writes count in the one block space (disk-set.ts). */
+  readonly blocks_per_disk: number
   readonly recorder: ChurnRecorder
   cancelEnd: () => void
 }
@@ -104,6 +106,7 @@ export class ChurnMeasurements implements DiskWriteSink {
       measured_ms,
       started_ms,
       block_size_bytes: disk.block_size_bytes,
+      blocks_per_disk: disk.blocks / (disk.disks ?? 1),
       recorder,
       cancelEnd: () => {},
     }
@@ -124,13 +127,13 @@ export class ChurnMeasurements implements DiskWriteSink {
 
   issued(): void {}
 
-  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome): void {
+  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome, _code?: HvlabCode | null, to?: DiskWritePlace): void {
     if (outcome === 'refused') return
     const m = this.under_way.get(r.vm)
     if (m === undefined) return
     const now = this.d.clock.now()
     if (now - m.started_ms >= m.measured_ms) return this.end(m, null) // its end is due (the timer is late): a later write is not in it
-    m.recorder.record(r.block, now)
+    m.recorder.record((to?.disk ?? 0) * m.blocks_per_disk + r.block, now) // the VM's disks as one block space (disk-set.ts)
   }
 
   /** Ends the measurement of every VM that no longer runs here (public for tests). */

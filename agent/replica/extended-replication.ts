@@ -43,14 +43,14 @@ export class ExtendedReplication {
       clock: this.d.clock,
       time_scale: this.d.time_scale,
       server: () => this.d.server(extension.to),
-      disk: replicaAsPrimary(vm.store.disk),
+      disk: replicaAsPrimary(vm.store.disk, vm.store.disks),
       memory_mib: vm.memory_mib,
       writesInFlight: () => 0,
       emit: this.d.emit,
     })
     this.shells.set(vm.vm, shell)
     vm.onBlocks = (blocks) => {
-      for (const b of blocks) shell.write(b.block, b.data)
+      for (const b of blocks) shell.write(b.block, b.data) // blocks of the replica's one block space: disk 0's numbering (disk-set.ts)
     }
     shell.start()
   }
@@ -67,6 +67,11 @@ export class ExtendedReplication {
 }
 
 /** The replica's disk, read as a primary's (its resync against the third server). */
-function replicaAsPrimary(disk: ReplicaDisk): PrimaryDisk {
-  return { block_size_bytes: disk.block_size_bytes, blocks: disk.blocks, read: async (first, blocks) => readBlocks(disk, first, blocks) }
+function replicaAsPrimary(disk: ReplicaDisk, disks: number): PrimaryDisk {
+  return {
+    block_size_bytes: disk.block_size_bytes,
+    blocks: disk.blocks,
+    disks,
+    read: async (first, blocks) => readBlocks(disk, first, blocks),
+  }
 }

@@ -14,10 +14,13 @@ import type { ShippedBlock } from './replica-log.js'
 import { blocksPerPart, encodeBody } from './shipment-frames.js'
 import type { PartRequester } from './shipment-sender.js'
 
-/** The primary VM's disk as the resync reads it. */
+/** The primary VM's disks as the resync reads them: one block space (disk-set.ts). */
 export interface PrimaryDisk {
   readonly block_size_bytes: number
+  /** Blocks of every disk together. */
   readonly blocks: number
+  /** How many disks those blocks are, of blocks / disks each (absent: 1). */
+  readonly disks?: number
   /** `blocks` blocks from `first`, read from where the VM's disk is now. */
   read(first: number, blocks: number): Promise<Uint8Array>
 }

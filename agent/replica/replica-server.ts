@@ -70,8 +70,9 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
       const dir = join(this.dir, 'vms', name)
       const r = await readReplicaVmRecord(dir)
       if (r === undefined || r.vm !== name) continue
-      const { vm, block_size_bytes, disk_blocks, ...rest } = r
-      const opened = await ReplicaVm.open({ dir, geometry: { vm, block_size_bytes, disk_blocks }, ...this.timing(), ...rest })
+      const { vm, block_size_bytes, disk_blocks, disks, ...rest } = r
+      const geometry = { vm, block_size_bytes, disk_blocks, ...(disks === undefined ? {} : { disks }) }
+      const opened = await ReplicaVm.open({ dir, geometry, ...this.timing(), ...rest })
       this.vms.set(vm, opened)
       if (opened.extension !== null && opened.state === 'replicating') this.options.extended?.start(opened, opened.extension)
       if (opened.startsWithServer) this.runner.run(vm, opened.memory_mib, opened.store, opened.load, 'automatic-start')
@@ -182,7 +183,14 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
   /** `hvlab replica enable|disable` of a VM that runs here and is no cluster role's: it replicates to standalone host `setting.to` (null: no longer). */
   async replicateTo(name: string, setting: ReplicationSetting | null): Promise<void> {
     if (setting?.to === this.name) throw new HvlabError('HVLAB_E_USAGE', `vm ${name} runs on ${this.name}; replicate it to another server`)
-    await this.runningHere(name).replicateTo(setting)
+    const vm = this.runningHere(name)
+    const missing = setting?.disks?.find((k) => k >= vm.store.disks)
+    if (missing !== undefined)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${name} has ${vm.store.disks} disk(s), 0–${vm.store.disks - 1}; it has no disk ${missing} to replicate`,
+      )
+    await vm.replicateTo(setting)
   }
 
   /**
@@ -265,7 +273,7 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     const test_vm = testVmName(name)
     if (this.runner.running(test_vm))
       throw new HvlabError('HVLAB_E_STATE', `a test failover of vm ${name} runs already (${test_vm}); \`--stop\` ends it`)
-    this.runner.runIsolated(test_vm, vm.memory_mib, await vm.testCopy(), load)
+    this.runner.runIsolated(test_vm, vm.memory_mib, await vm.testCopy(), vm.store.disks, load)
   }
 
   stopTestFailover(name: string): void {
@@ -357,22 +365,26 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     const open = this.vms.get(m.vm)
     if (open !== undefined && !open.broken) {
       const g = open.geometry
-      if (g.block_size_bytes !== m.block_size_bytes || g.disk_blocks !== m.disk_blocks)
+      if (g.block_size_bytes !== m.block_size_bytes || g.disk_blocks !== m.disk_blocks || (g.disks ?? 1) !== (m.disks ?? 1))
         throw new HvlabError(
           'HVLAB_E_STATE',
-          `vm ${m.vm}'s replica on ${this.name} is ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
+          `vm ${m.vm}'s replica on ${this.name} is ${g.disks ?? 1} disk(s), ${g.disk_blocks} blocks of ${g.block_size_bytes} bytes, not ${m.disks ?? 1}, ${m.disk_blocks} of ${m.block_size_bytes}; remove the replica first`,
         )
       const ask = { from, ...(m.arrived === undefined ? {} : { arrived: m.arrived }) }
-      return { vm: open, ...(await open.begin(ask, m.memory_mib, m.recovery_points)) }
+      return { vm: open, ...(await open.begin(ask, m.memory_mib, m.recovery_points, m.included_disks ?? null)) }
     }
     const pending = this.opening.get(m.vm)
     if (pending !== undefined) return { vm: await pending, handover: 'take-over', previous: null }
-    const geometry = { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks }
+    const disks = m.disks ?? 1
+    if (m.disk_blocks % disks !== 0)
+      throw new HvlabError('HVLAB_E_USAGE', `vm ${m.vm}'s ${m.disk_blocks} blocks are not ${disks} disks of one size`)
+    const geometry = { vm: m.vm, block_size_bytes: m.block_size_bytes, disk_blocks: m.disk_blocks, ...(disks > 1 ? { disks } : {}) }
     const opened = this.openImage(geometry).then((image) =>
       ReplicaVm.open({
         dir: join(this.dir, 'vms', m.vm),
         geometry,
         recovery_points: m.recovery_points,
+        ...(m.included_disks === undefined ? {} : { included_disks: m.included_disks }),
         ...this.timing(),
         memory_mib: m.memory_mib,
         from,

@@ -46,7 +46,10 @@ import { NO_POINT_CHANGES, RecoveryPoints, type PointChanges } from './recovery-
 export interface ReplicaGeometry {
   readonly vm: string
   readonly block_size_bytes: number
+  /** Blocks of every disk of the VM together (disk-set.ts). */
   readonly disk_blocks: number
+  /** How many disks those are, of disk_blocks / disks each; absent: 1. */
+  readonly disks?: number
 }
 
 const stateSchema = z.strictObject({
@@ -104,6 +107,11 @@ export class ReplicaStore {
   /** The recovery points as the store opened them, oldest first (the receiver starts from these). */
   get points(): readonly StoredPoint[] {
     return this.points_
+  }
+
+  /** The VM's disks its disk holds, of blocks / disks each (disk-set.ts). */
+  get disks(): number {
+    return this.g.disks ?? 1
   }
 
   /** The last cycle durably applied. */

@@ -1,7 +1,7 @@
 /**
  * What a replica server keeps of each replica VM beside its disk (`vm.json`), so that it
  * opens its replicas again when it restarts, even while their primary is down (a disaster
- * is when a failover is wanted): the disk's geometry, the VM's memory, the recovery points
+ * is when a failover is wanted): the disks' geometry (and which of them replicate), the VM's memory, the recovery points
  * asked for, the primary that replicated it last (itself, for a VM created here), whether it holds an initial copy, whether it
  * has failed over (and where its changes replicate back to), and where it is forwarded
  * (extended replication); for a VM that runs here, whether it was stopped and its guest's
@@ -14,6 +14,7 @@ import { readDurableJson, writeDurableJson } from '../../shared/durable-json.js'
 import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
 import { guestLoadSchema } from '../../shared/protocol/guest-load.js'
+import { VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
 import { REPLICA_VM_STATES, extensionSchema, replicationSettingSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
@@ -21,6 +22,19 @@ const recordSchema = z.strictObject({
   vm: field.name(),
   block_size_bytes: field.u32(),
   disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
+  /** The VM's disks, of disk_blocks / disks blocks each (agent/replica/disk-set.ts); absent: 1. */
+  disks: z.number().int().min(2).max(VM_DISKS_MAX).optional(),
+  /** The disks its primary replicates (`replica enable --disks`); absent: every one. */
+  included_disks: field
+    .list(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(VM_DISKS_MAX - 1),
+      VM_DISKS_MAX,
+    )
+    .optional(),
   memory_mib: z.number().int().min(1),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   from: field.name(),

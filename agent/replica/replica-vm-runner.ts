@@ -1,8 +1,8 @@
 /**
  * A standalone Hyper-V host runs replica VMs after a failover (seed 002: "the replica VM
  * is started"): each VM's guest runs here with its memory and its applications' load, its
- * disk is the replica's disk on this server's storage (each block write durable before it
- * is acknowledged), it answers its guest pings, and the lab's virtual switch learns that
+ * disks are the replica's disk on this server's storage, one slice per disk (disk-set.ts;
+ * each block write durable before it is acknowledged), it answers its guest pings, and the lab's virtual switch learns that
  * it runs here, so clients reach it at its stable address. `hvlab vm load` reaches its
  * guest here too; its disk writes go to a sink (reverse replication hears them).
  */
@@ -13,7 +13,7 @@ import { VmHost } from '../vm/vm-instance.js'
 import { nextWriteSeq } from '../vm/disk-write-record.js'
 import type { BlockIoPort, DiskWriteSink } from '../vm/vm-disk.js'
 import { inspectVm, setVmLoad } from '../migration/migration-operator.js'
-import { blocksOf, readBlocks, type ReplicaDisk } from './replica-receiver.js'
+import { readBlocks, type ReplicaDisk } from './replica-receiver.js'
 import type { ReplicaStore } from './replica-store.js'
 
 /** Why a VM starts on this standalone host: its replica failed over here, or it was created here (`hvlab vm create --on`). */
@@ -55,9 +55,7 @@ export class ReplicaVmRunner {
    * here on a new disk), with the load its role kept; its clients reach it here.
    */
   run(vm: string, memory_mib: number, store: ReplicaStore, load: GuestLoadSetting | undefined, by: StartedBy = 'replica-failover'): void {
-    // A VM started here before (failed over and back, then over again) wrote this disk with this host's one epoch: it goes on past those writes.
-    const next_seq = nextWriteSeq(vm, blocksOf(store.disk))
-    this.start(vm, memory_mib, store.disk, localDiskPort(store), by, load, this.sink, next_seq)
+    this.start(vm, memory_mib, { disk: store.disk, disks: store.disks }, localDiskPort(store), by, load, this.sink)
     this.p.announceVm({ vm, at: 'here', op: STANDALONE_OP, epoch: STANDALONE_EPOCH })
   }
 
@@ -66,8 +64,8 @@ export class ReplicaVmRunner {
    * now, on an isolated network (the virtual switch is not told: no client reaches it, so it
    * cannot answer for the production VM); its writes stay in the copy, dropped at the end.
    */
-  runIsolated(test_vm: string, memory_mib: number, copy: ReplicaDisk, load: GuestLoadSetting | undefined): void {
-    this.start(test_vm, memory_mib, copy, memoryDiskPort(copy), 'test-failover', load)
+  runIsolated(test_vm: string, memory_mib: number, copy: ReplicaDisk, disks: number, load: GuestLoadSetting | undefined): void {
+    this.start(test_vm, memory_mib, { disk: copy, disks }, memoryDiskPort(copy), 'test-failover', load)
   }
 
   stop(vm: string, reason: 'test failover ended' | 'fail-back' | 'stopped'): void {
@@ -76,28 +74,50 @@ export class ReplicaVmRunner {
     this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason })
   }
 
+  /** Starts `vm` on `image`: its disks are slices of it, disk 0 first, each written through `io` at its offset. */
   private start(
     vm: string,
     memory_mib: number,
-    disk: ReplicaDisk,
+    image: { disk: ReplicaDisk; disks: number },
     io: BlockIoPort,
     by: StartedBy | 'test-failover',
     load: GuestLoadSetting | undefined,
     sink?: DiskWriteSink,
-    next_seq = 0,
   ): void {
     this.vms.start(vm, memory_mib, STANDALONE_OP, STANDALONE_EPOCH)
     const instance = this.vms.instance(vm)!
-    instance.continueDiskSeq(next_seq)
-    const size_bytes = disk.blocks * disk.block_size_bytes
-    instance.attachDisk(
-      { host: this.p.name, array: this.p.name, volume: vm, size_bytes, epoch: () => STANDALONE_EPOCH },
-      io,
-      (kind, details) => this.p.emitEvent(kind, details),
-      sink,
-    )
+    const { disk } = image
+    const per_disk = disk.blocks / image.disks
+    const disks = Array.from({ length: image.disks }, (_, k) => {
+      const first = k * per_disk
+      // A VM started here before (failed over and back, then over again) wrote this disk with this host's one epoch: it goes on past those writes.
+      instance.continueDiskSeq(nextWriteSeq(vm, sliceBlocks(disk, first, per_disk)), k)
+      const target = {
+        host: this.p.name,
+        array: this.p.name,
+        volume: vm,
+        size_bytes: per_disk * disk.block_size_bytes,
+        epoch: () => STANDALONE_EPOCH,
+      }
+      return { target, io: shiftedPort(io, first) }
+    })
+    instance.attachDisks(disks, (kind, details) => this.p.emitEvent(kind, details), sink)
     if (load !== undefined) instance.setLoad(load)
     this.p.emitEvent('vm.started', { vm, op: STANDALONE_OP, epoch: STANDALONE_EPOCH, by })
+  }
+}
+
+/** The blocks of one disk's slice of the image. */
+function* sliceBlocks(disk: ReplicaDisk, first: number, blocks: number): Generator<Uint8Array> {
+  for (let b = first; b < first + blocks; b++) yield disk.readBlock(b)
+}
+
+/** Block I/O of one disk whose blocks start at block `first` of the image. */
+function shiftedPort(io: BlockIoPort, first: number): BlockIoPort {
+  if (first === 0) return io
+  return {
+    write: (array, request, data) => io.write(array, { ...request, block: request.block + first }, data),
+    read: (array, request) => io.read(array, { ...request, block: request.block + first }),
   }
 }
 

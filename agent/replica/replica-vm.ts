@@ -61,6 +61,8 @@ export interface ReplicaVmOptions {
   readonly stopped?: true
   /** The guest load it last ran with here. */
   readonly load?: GuestLoadSetting
+  /** The disks its primary replicates (disk-set.ts); absent: every one. */
+  readonly included_disks?: readonly number[]
   /** It runs here, no cluster role's: the standalone host it replicates to. */
   readonly replication?: ReplicationSetting
   /** Where the disk lies (default: disk.img in `dir`). */
@@ -88,6 +90,8 @@ export class ReplicaVm {
   /** Recovery points kept: as opened, then as its primary's latest begin asks. */
   private recovery_points_: number
   private load_: GuestLoadSetting | undefined
+  /** The disks its primary replicates (null: every one). */
+  private included_: readonly number[] | null
   /** The last primary's clean end (primary-handover.ts), kept in memory only: a restarted server has none, and its next primary resyncs. */
   private ended: CleanEnd | null = null
   /** Extended replication's forwarder, once started (extended-replication.ts). */
@@ -110,6 +114,7 @@ export class ReplicaVm {
     this.replication_ = o.replication ?? null
     this.recovery_points_ = o.recovery_points
     this.load_ = o.load
+    this.included_ = o.included_disks ?? null
   }
 
   /** Opens (or creates) the replica in `o.dir` and records what it is (replica-vm-record.ts). */
@@ -222,14 +227,18 @@ export class ReplicaVm {
     ask: BeginAsk,
     memory_mib: number,
     recovery_points = this.recovery_points_,
+    included: readonly number[] | null = this.included_,
   ): Promise<{ handover: PrimaryHandover; previous: string }> {
     return this.queue.run(async () => {
       if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it takes no replication from ${ask.from}`)
-      const handover = judgeBegin(this.standing(), ask)
+      const judged = judgeBegin(this.standing(), ask)
+      // Other disks replicate now: a resync sends the newly included ones and blanks those left out (disk-set.ts).
+      const handover = judged === 'continue' && !sameIncluded(included, this.included_) ? 'take-over' : judged
       const previous = handover === 'continue' ? this.ended!.from : this.from
       if (handover === 'wait') return { handover, previous }
       if (handover === 'take-over') this.ended = null
       this.from = ask.from
+      this.included_ = included
       this.memory_mib = memory_mib
       await this.keepPoints(recovery_points)
       await this.saveRecord()
@@ -459,6 +468,8 @@ export class ReplicaVm {
       ...(this.load_ === undefined ? {} : { load: this.load_ }),
       recovery_points: this.receiver.recoveryPoints().map((p) => ({ cycle: p.cycle, at_ms: p.at_ms, kind: p.kind })),
       disk_bytes: g.disk_blocks * g.block_size_bytes,
+      ...(g.disks === undefined || g.disks === 1 ? {} : { disks: g.disks }),
+      ...(this.included_ === null ? {} : { included_disks: [...this.included_] }),
     }
   }
 
@@ -486,6 +497,8 @@ export class ReplicaVm {
         vm: g.vm,
         block_size_bytes: g.block_size_bytes,
         disk_blocks: g.disk_blocks,
+        ...(g.disks === undefined || g.disks === 1 ? {} : { disks: g.disks }),
+        ...(this.included_ === null ? {} : { included_disks: [...this.included_] }),
         memory_mib: this.memory_mib,
         recovery_points: this.recovery_points_,
         from: this.from,
@@ -541,4 +554,9 @@ function decodeResyncBody(m: MessageOf<'replica-resync-blocks'>, attachment: Uin
   if (past !== undefined)
     throw new HvlabError('HVLAB_E_PROTOCOL', `block ${past.block} lies past vm ${g.vm}'s replica of ${g.disk_blocks} blocks`)
   return blocks
+}
+
+/** The same disks replicate (null: every one). */
+function sameIncluded(a: readonly number[] | null, b: readonly number[] | null): boolean {
+  return a === b || (a !== null && b !== null && a.length === b.length && a.every((k, i) => k === b[i]))
 }

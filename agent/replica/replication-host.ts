@@ -22,7 +22,8 @@ import { everyTick } from '../../shared/periodic-task.js'
 import type { PrimarySideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { ReplicaEvent } from '../../shared/timeline/replica-events.js'
 import { encodeDiskWrite, type DiskWriteRecord } from '../vm/disk-write-record.js'
-import type { DiskWriteOutcome, DiskWriteSink } from '../vm/vm-disk.js'
+import type { HvlabCode } from '../../shared/errors.js'
+import type { DiskWriteOutcome, DiskWritePlace, DiskWriteSink } from '../vm/vm-disk.js'
 import type { GuestQuiescer } from '../vm/guest-quiesce.js'
 import type { PrimaryDisk } from './primary-resync.js'
 import { pacedRequester } from './paced-requester.js'
@@ -87,7 +88,7 @@ export class ReplicationHost implements DiskWriteSink {
     this.in_flight.set(r.vm, (this.in_flight.get(r.vm) ?? 0) + 1)
   }
 
-  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome): void {
+  completed(r: DiskWriteRecord, outcome: DiskWriteOutcome, _code?: HvlabCode | null, to?: DiskWritePlace): void {
     const n = (this.in_flight.get(r.vm) ?? 1) - 1
     if (n > 0) this.in_flight.set(r.vm, n)
     else this.in_flight.delete(r.vm)
@@ -95,7 +96,7 @@ export class ReplicationHost implements DiskWriteSink {
     // The VM runs here again while the shell of its last run here still sends what that left: this write is the new run's.
     if (this.shells.get(r.vm)?.leaving === true && this.d.running().includes(r.vm)) this.drop(r.vm)
     const shell = this.shells.get(r.vm) ?? this.shellNow(r.vm)
-    if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes))
+    if (shell !== undefined) shell.write(r.block, encodeDiskWrite(r, shell.blockSizeBytes), to?.disk ?? 0)
   }
 
   /** A new shell for `vm` if it runs here, replicated, with its disk attached; undefined otherwise. */

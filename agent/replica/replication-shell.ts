@@ -37,6 +37,7 @@ import { healthThresholds } from './replica-health.js'
 import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicaSender, type ReplicaSenderEffect, type ReplicaSenderInput } from './replica-sender.js'
 import { resyncReplica, type PrimaryDisk } from './primary-resync.js'
+import { diskSet, isIncluded, readSet, setBlockOf, type DiskSet } from './disk-set.js'
 import { exportDisk, exportFileName } from './replica-export.js'
 import { sendShipment, type PartRequester } from './shipment-sender.js'
 
@@ -96,9 +97,22 @@ export class ReplicationShell {
   private waiting_for: PrimarySideStatus['waiting_for'] = null
   /** `export`: the file this host exported the disk to. */
   private export_file: string | null = null
+  /** The VM's disks and which of them replicate (disk-set.ts). */
+  private readonly set: DiskSet
+  /** The VM's disks as the replica gets them: a disk left out reads as blank. */
+  private readonly disk: PrimaryDisk
 
   constructor(private readonly d: ReplicationShellDeps) {
     this.created_ms = d.clock.now()
+    const disks = d.disk.disks ?? 1
+    this.set = diskSet(disks, d.disk.blocks / disks, d.setting.disks)
+    this.disk = {
+      block_size_bytes: d.disk.block_size_bytes,
+      blocks: d.disk.blocks,
+      disks,
+      read: (first, blocks) =>
+        readSet(this.set, d.disk.block_size_bytes, first, blocks, (disk, at, n) => d.disk.read(setBlockOf(this.set, disk, at), n)),
+    }
     const app_consistent = this.appConsistent()
     const geometry = { vm: d.vm, block_size_bytes: d.disk.block_size_bytes, disk_blocks: d.disk.blocks }
     this.machine = new ReplicaSender(
@@ -121,7 +135,7 @@ export class ReplicationShell {
   }
 
   get blockSizeBytes(): number {
-    return this.d.disk.block_size_bytes
+    return this.disk.block_size_bytes
   }
 
   /** Begins with the replica server, again and again until it answers (or the shell is stopped). */
@@ -188,9 +202,13 @@ export class ReplicationShell {
     this.cancelTimer = null
   }
 
-  /** A guest write the VM's disk completed (acknowledged, or in doubt: it may be on the disk). */
-  write(block: number, data: Uint8Array): void {
-    this.step({ kind: 'write', block, data })
+  /**
+   * A guest write of block `block` of the VM's disk `disk` completed (acknowledged, or in
+   * doubt: it may be on the disk); a disk left out of replication is not logged.
+   */
+  write(block: number, data: Uint8Array, disk = 0): void {
+    if (!isIncluded(this.set, disk)) return
+    this.step({ kind: 'write', block: setBlockOf(this.set, disk, block), data })
     if (this.finishing_since_ms !== null) this.step({ kind: 'flush' }) // a stopped VM's late write goes now, not a cycle later
   }
 
@@ -257,8 +275,8 @@ export class ReplicationShell {
     if (this.d.setting.initial === 'export' && this.export_file === null && dir !== undefined) {
       const file = exportFileName(dir, this.d.vm)
       const header = { vm: this.d.vm, from: this.d.host, memory_mib: this.d.memory_mib, exported_at_ms: this.d.clock.now() }
-      const geometry = { block_size_bytes: this.d.disk.block_size_bytes, disk_blocks: this.d.disk.blocks }
-      const blocks = await exportDisk(file, this.d.disk, { ...header, ...geometry })
+      const geometry = { block_size_bytes: this.disk.block_size_bytes, disk_blocks: this.disk.blocks }
+      const blocks = await exportDisk(file, this.disk, { ...header, ...geometry })
       this.export_file = file
       this.d.emit({ kind: 'replica.exported', details: { vm: this.d.vm, file, blocks } })
     }
@@ -280,8 +298,10 @@ export class ReplicationShell {
       {
         t: 'replica-begin-request',
         vm: this.d.vm,
-        block_size_bytes: this.d.disk.block_size_bytes,
-        disk_blocks: this.d.disk.blocks,
+        block_size_bytes: this.disk.block_size_bytes,
+        disk_blocks: this.disk.blocks,
+        ...(this.set.disks > 1 ? { disks: this.set.disks } : {}),
+        ...(this.set.included.length < this.set.disks ? { included_disks: [...this.set.included] } : {}),
         recovery_points: this.d.setting.recovery_points,
         memory_mib: this.d.memory_mib,
         ...(arrived === undefined ? {} : { arrived }),
@@ -335,9 +355,9 @@ export class ReplicationShell {
   private ship(shipment: Extract<ReplicaSenderEffect, { kind: 'ship' }>['shipment']): void {
     if (this.sending) return
     this.sending = true
-    this.shipped_bytes.set(shipment.cycle, shipment.blocks.length * this.d.disk.block_size_bytes)
+    this.shipped_bytes.set(shipment.cycle, shipment.blocks.length * this.disk.block_size_bytes)
     const o = {
-      block_size_bytes: this.d.disk.block_size_bytes,
+      block_size_bytes: this.disk.block_size_bytes,
       compression: this.d.setting.compress ? ('deflate' as const) : ('none' as const),
       timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,
     }
@@ -393,7 +413,7 @@ export class ReplicationShell {
     if (this.stopped || this.sender === null) return
     try {
       await this.beginRequest() // the server may have restarted since: it opens the replica again
-      const r = await resyncReplica(this.connection(), this.d.disk, {
+      const r = await resyncReplica(this.connection(), this.disk, {
         vm: this.d.vm,
         next_cycle: this.sender.nextCycle,
         timeout_ms: REPLICA_REQUEST_TIMEOUT_MS,

@@ -12,6 +12,7 @@ import type { VmAgent } from '../cluster/vm-agent.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT, type DiskWriteSink } from '../vm/vm-disk.js'
 import { guestQuiescer } from '../vm/guest-quiesce.js'
 import type { PrimaryDisk } from './primary-resync.js'
+import { diskSet, readSet, setBlocks } from './disk-set.js'
 import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicationHost } from './replication-host.js'
 
@@ -50,16 +51,21 @@ export function newReplicationHost(
   return host
 }
 
-/** The VM's disk as its writer writes it from this host (`host`), read where it is now; undefined: none attached. */
+/** The VM's disks as their writers write them from this host (`host`), read where they are now, as one block space (disk-set.ts); undefined: none attached. */
 export function primaryDisk(host: string, agent: VmAgent, vm: string): PrimaryDisk | undefined {
-  const d = agent.diskIo(vm)
-  if (d === undefined) return undefined
-  const { target, io } = d
-  const block_size_bytes = agent.vms.instance(vm)?.disk?.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT // the block its writer writes
+  const disks = agent.disksIo(vm)
+  if (disks.length === 0) return undefined
+  const block_size_bytes = agent.vms.instance(vm)?.disk?.block_size_bytes ?? DISK_BLOCK_SIZE_BYTES_DEFAULT // the block its writers write
+  const set = diskSet(disks.length, Math.floor(disks[0]!.target.size_bytes / block_size_bytes))
   return {
     block_size_bytes,
-    blocks: Math.floor(target.size_bytes / block_size_bytes),
-    read: (block, blocks) => io.read(target.array, { volume: target.volume, host, block, blocks }),
+    blocks: setBlocks(set),
+    disks: set.disks,
+    read: (first, blocks) =>
+      readSet(set, block_size_bytes, first, blocks, (disk, at, n) => {
+        const { target, io } = disks[disk]!
+        return io.read(target.array, { volume: target.volume, host, block: at, blocks: n })
+      }),
   }
 }
 

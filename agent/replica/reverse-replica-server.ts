@@ -15,7 +15,7 @@
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
-import { csvDiskTarget, diskTargetFor, type VmDiskTarget } from '../clx/disk-target.js'
+import { csvDiskTargets, diskTargetsFor, type VmDiskTarget } from '../clx/disk-target.js'
 import type { ClxService } from '../clx/clx-service.js'
 import { brokerOf, checkBrokerAllows } from '../cluster/replica-broker.js'
 import { decodeRole } from '../cluster/role-record.js'
@@ -76,18 +76,18 @@ export function reverseAuthorization(database: ReverseReplicaDeps['database']): 
   }
 }
 
-/** The VM's volume, made writable from this host's site (CLX) for a replicated disk; a CSV region is writable from every node. */
+/** The VM's volumes, made writable from this host's site (CLX) for replicated disks; CSV regions are writable from every node. */
 async function volumeImage(p: LabProcess, d: ReverseReplicaDeps, g: ReplicaGeometry): Promise<DiskImage> {
   const spec = decodeRole(d.database().config, g.vm)?.storage
-  let target: VmDiskTarget
-  if (spec?.kind === 'csv') target = csvDiskTarget(spec)
-  else if (spec?.kind === 'replicated') target = diskTargetFor(spec, await d.clx().prepareForStart(g.vm, spec.group, p.site))
+  let targets: VmDiskTarget[]
+  if (spec?.kind === 'csv') targets = csvDiskTargets(spec)
+  else if (spec?.kind === 'replicated') targets = diskTargetsFor(spec, await d.clx().prepareForStart(g.vm, spec.group, p.site))
   else
     throw new HvlabError(
       'HVLAB_E_STATE',
       `vm ${g.vm} has no disk on the cluster's storage for its changes to replicate back to; fail it back by replicating it again`,
     )
-  return volumeDiskImage({ host: p.name, target, io: d.blockIoFor(target), epoch: d.epoch })
+  return volumeDiskImage({ host: p.name, disks: targets.map((target) => ({ target, io: d.blockIoFor(target) })), epoch: d.epoch })
 }
 
 /** A cluster host runs no replica VM outside the cluster: its VMs fail back through the cluster. */

@@ -79,11 +79,13 @@ export function reverseReplicationHost(d: ReverseReplicationDeps): ReplicationHo
     },
     memoryOf: (vm) => reversed(vm)?.memory_mib ?? 1,
     diskOf: (vm) => {
-      const disk = reversed(vm)?.store.disk
-      if (disk === undefined) return undefined
+      const store = reversed(vm)?.store
+      if (store === undefined) return undefined
+      const { disk, disks } = store
       return {
         block_size_bytes: disk.block_size_bytes,
         blocks: disk.blocks,
+        disks,
         read: async (block, blocks) => readBlocks(disk, block, blocks),
       }
     },

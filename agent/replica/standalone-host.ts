@@ -7,7 +7,8 @@
  */
 import { join } from 'node:path'
 import type { LabProcess } from '../../shared/lab-process.js'
-import { STANDALONE_VM_BLOCK_BYTES } from '../../shared/protocol/replica-limits.js'
+import { HvlabError } from '../../shared/errors.js'
+import { REPLICA_DISK_BYTES_MAX, STANDALONE_VM_BLOCK_BYTES } from '../../shared/protocol/replica-limits.js'
 import { ExtendedReplication } from './extended-replication.js'
 import { ReplicaServer } from './replica-server.js'
 import { ReplicaServerAuthorization } from './replica-server-settings.js'
@@ -92,7 +93,14 @@ function serveReplicaRequests(p: LabProcess, server: ReplicaServer): void {
 /** The operator's requests about this host's own VMs (`vm create --on`, start, stop, remove) and their replication to another standalone host. */
 function serveOwnVmRequests(p: LabProcess, server: ReplicaServer): void {
   p.serveOperator('standalone-vm-create-request', async (q) => {
-    const geometry = { vm: q.vm, block_size_bytes: STANDALONE_VM_BLOCK_BYTES, disk_blocks: q.disk_bytes / STANDALONE_VM_BLOCK_BYTES }
+    const disks = q.disks ?? 1
+    if (disks * q.disk_bytes > REPLICA_DISK_BYTES_MAX)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${q.vm}'s ${disks} disks of ${q.disk_bytes} bytes are over the ${REPLICA_DISK_BYTES_MAX} bytes a standalone host's VM may have; ask for fewer or smaller disks`,
+      )
+    const disk_blocks = (disks * q.disk_bytes) / STANDALONE_VM_BLOCK_BYTES
+    const geometry = { vm: q.vm, block_size_bytes: STANDALONE_VM_BLOCK_BYTES, disk_blocks, ...(disks > 1 ? { disks } : {}) }
     await server.createHere(geometry, q.memory_mib, q.load)
     return { t: 'ok' }
   })

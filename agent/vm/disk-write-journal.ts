@@ -10,6 +10,8 @@
  *   {"t":"issued","vm":"web1","host":"host-a1","array":"array-a","volume":"web1-disk0","epoch":7,"seq":12,"block":12,"value":9,"at_ms":…}
  *   {"t":"acked"|"refused"|"failed","vm":"web1","host":"host-a1","epoch":7,"seq":12,"block":12,"at_ms":…,"code":"HVLAB_E_…"|null}
  *
+ * A data disk's lines carry `"disk":K` (its own write sequence; shared/disk-journal-format.ts).
+ *
  * refused: the array refused it and wrote nothing (vm-disk.ts DISK_WRITE_REFUSAL_CODES);
  * failed: anything else (a timeout, a lost link, another refusal), in doubt — it may or may
  * not have landed. `code` is the error's stable code, null for an ack or a foreign error.
@@ -70,6 +72,7 @@ export class DiskWriteJournal implements DiskWriteSink {
       block: r.block,
       value: r.value,
       at_ms: this.now_ms(),
+      ...(to.disk ? { disk: to.disk } : {}),
     }
     this.append(line)
   }
@@ -84,6 +87,7 @@ export class DiskWriteJournal implements DiskWriteSink {
       block: r.block,
       at_ms: this.now_ms(),
       code,
+      ...(to.disk ? { disk: to.disk } : {}),
     }
     this.append(line)
   }

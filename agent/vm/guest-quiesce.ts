@@ -2,7 +2,7 @@
  * The guest's VSS integration service for an application-consistent recovery point
  * (agent/replica/app-consistent-cycles.ts): asked to quiesce, the guest's application
  * finishes the transaction it has open and holds new ones (VmDisk.freeze), and the service
- * answers once nothing is in flight; the primary closes its replica log then and says
+ * answers once nothing is in flight on any of the VM's disks; the primary closes its replica log then and says
  * `thaw`. A guest that cannot answer does not: a stopped, paused (a migration's blackout)
  * or hung one answers false at once, and its primary's timeout gives a crash-consistent
  * point instead.
@@ -19,7 +19,7 @@ export interface QuiescibleVm {
   readonly state: 'running' | 'stopped'
   readonly paused: boolean
   readonly hangState: { readonly hung: boolean }
-  readonly disk: Pick<VmDisk, 'freeze' | 'thaw' | 'frozenGeneration'> | null
+  readonly disks: readonly Pick<VmDisk, 'freeze' | 'thaw' | 'frozenGeneration'>[]
 }
 
 /** The primary's view of a guest's integration service. */
@@ -32,16 +32,17 @@ export interface GuestQuiescer {
 export function guestQuiescer(vm: QuiescibleVm, clock: Clock): GuestQuiescer {
   return {
     async quiesce(hold_ms) {
-      const disk = vm.disk
       if (vm.state !== 'running' || vm.paused || vm.hangState.hung) return false
-      if (disk === null) return true // no application writes to hold
-      const frozen = disk.freeze()
-      const generation = disk.frozenGeneration
-      clock.setTimer(hold_ms, () => disk.thaw(generation ?? undefined))
-      return (await frozen) === disk.frozenGeneration // still held, not thawed by the bound meanwhile
+      const held = vm.disks.map(async (disk) => {
+        const frozen = disk.freeze()
+        const generation = disk.frozenGeneration
+        clock.setTimer(hold_ms, () => disk.thaw(generation ?? undefined))
+        return (await frozen) === disk.frozenGeneration // still held, not thawed by the bound meanwhile
+      })
+      return (await Promise.all(held)).every(Boolean) // no disk: no application writes to hold
     },
     thaw() {
-      vm.disk?.thaw()
+      for (const disk of vm.disks) disk.thaw()
     },
   }
 }

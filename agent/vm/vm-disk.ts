@@ -63,6 +63,8 @@ export interface VmDiskWriteTarget {
   /** The owner's reservation epoch now (the cluster epoch this host holds). */
   epoch(): number
   initiator?: string
+  /** Which of the VM's disks this is (0: its first; data disks 1…); absent: 0. */
+  disk?: number
 }
 
 export interface BlockWriteRequest {
@@ -94,8 +96,8 @@ export type DiskEventSink = (kind: 'vm.disk-fenced', details: DetailsOf<'vm.disk
 /** How a block write ended: acknowledged, refused by the array (nothing written), or failed (in doubt: it may have landed). */
 export type DiskWriteOutcome = 'acked' | 'refused' | 'failed'
 
-/** Where a write goes: the writing host, the array and the volume. */
-export type DiskWritePlace = Pick<VmDiskWriteTarget, 'host' | 'array' | 'volume'>
+/** Where a write goes: the writing host, the array, the volume and which of the VM's disks it is (absent: 0). */
+export type DiskWritePlace = Pick<VmDiskWriteTarget, 'host' | 'array' | 'volume' | 'disk'>
 
 /**
  * Told of every block write: `issued` right before it is sent, `completed` once it has

@@ -6,10 +6,11 @@
  * and device state (a small blob of counters and the workload settings) that moves with
  * it. It is a MigratableVm: live migration pauses, throttles and resumes it.
  *
- * A disk (vm-disk.ts) can be attached once the VM runs (`attachDisk`): it writes blocks
- * with the owner's epoch at the load's `disk_iops`, pauses and resumes with the VM, and
- * stops with it. Its next write seq travels in the device state, so the destination of a
- * migration continues the sequence a disk checker follows.
+ * Its disks (vm-disk.ts: disk 0 and its data disks) are attached once the VM runs
+ * (`attachDisks`): each writes blocks with the owner's epoch at the load's `disk_iops`,
+ * pauses and resumes with the VM, and stops with it. Each disk's next write seq travels in
+ * the device state, so the destination of a migration continues the sequences a disk
+ * checker follows.
  *
  * `VmHost` holds a host's VMs and fences them: `stopAll` (called when the host's quorum
  * lease has lapsed) stops every VM, and a start from a coordinator of an older epoch
@@ -20,6 +21,7 @@ import { largeBuffersReleased } from '../../shared/large-buffer-release.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
+import { VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
 import type { MigratableVm } from '../migration/migratable-vm.js'
 import { GuestMemory } from './guest-memory.js'
 import { prefaultGuestMemory } from './guest-memory-prefault.js'
@@ -47,8 +49,10 @@ interface DeviceState {
   /** Bumped every time the VM is resumed on a host (counts moves). */
   resumes: number
   load: VmLoad
-  /** The seq of the disk's next write (absent: no disk was attached). */
+  /** The seq of disk 0's next write (absent: no disk was attached). */
   disk_seq?: number
+  /** Every disk's next write seq, disk 0 first (absent: one disk at most, `disk_seq`). */
+  disk_seqs?: number[]
 }
 
 export class VmInstance implements MigratableVm {
@@ -62,9 +66,9 @@ export class VmInstance implements MigratableVm {
   private workload_: GuestWorkload | null = null
   private load_: VmLoad = { dirty_mib_per_s: 0, hot_fraction: 0.05, disk_iops: 0 }
   private paused_ = false
-  private disk_: VmDisk | null = null
-  /** Where the next disk's writes start (from the source's device state, or the last detached disk). */
-  private disk_seq = 0
+  private disks_: VmDisk[] = []
+  /** Where each disk's next writes start, disk 0 first (from the source's device state, or the last detached disks). */
+  private disk_seqs: number[] = []
 
   constructor(
     readonly name: string,
@@ -88,7 +92,7 @@ export class VmInstance implements MigratableVm {
       vm.beats = s.heartbeats
       vm.resumes = s.resumes + 1
       vm.load_ = { ...s.load, disk_iops: s.load.disk_iops ?? 0 }
-      vm.disk_seq = s.disk_seq ?? 0
+      vm.disk_seqs = s.disk_seqs ?? (s.disk_seq === undefined ? [] : [s.disk_seq])
     }
     return vm
   }
@@ -130,62 +134,83 @@ export class VmInstance implements MigratableVm {
     this.cancel = undefined
     this.workload_?.stop()
     this.workload_ = null
-    void this.detachDisk()
+    void this.detachDisks()
   }
 
-  /** The attached disk, if any. */
+  /** Disk 0, if attached. */
   get disk(): VmDisk | null {
-    return this.disk_
+    return this.disks_[0] ?? null
+  }
+
+  /** The attached disks, disk 0 first. */
+  get disks(): readonly VmDisk[] {
+    return this.disks_
   }
 
   /**
-   * Attaches the VM's disk (the lead's start path calls this once the storage is writable
-   * here): it writes at the load's disk_iops from now on, continuing the write sequence.
-   * `journal` hears of each of its writes (the host's disk write journal).
+   * Attaches the VM's disks, disk 0 first (the lead's start path calls this once the
+   * storage is writable here): each writes at the load's disk_iops from now on, continuing
+   * its write sequence. `journal` hears of each of their writes (the host's disk write journal).
    */
-  attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink, journal?: DiskWriteSink): VmDisk {
+  attachDisks(
+    disks: readonly { target: VmDiskWriteTarget; io: BlockIoPort }[],
+    onEvent?: DiskEventSink,
+    journal?: DiskWriteSink,
+  ): VmDisk[] {
     if (this.state_ !== 'running')
-      throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disk`)
-    if (this.disk_)
+      throw new HvlabError('HVLAB_E_STATE', `vm ${this.name} is not running; start it before attaching its disks`)
+    if (this.disks_.length > 0)
       throw new HvlabError(
         'HVLAB_E_STATE',
-        `vm ${this.name} already has its disk on ${this.disk_.target.array}/${this.disk_.target.volume} attached; detach it first`,
+        `vm ${this.name} already has its disks on ${this.disks_[0]!.target.array}/${this.disks_[0]!.target.volume}… attached; detach them first`,
       )
-    const disk = new VmDisk({
-      vm: this.name,
-      target,
-      io,
-      clock: this.clock,
-      disk_iops: this.load_.disk_iops,
-      first_seq: this.disk_seq,
-      value: (seq) => this.diskValue(seq),
-      seed: (this.resumes + 1) * 104729,
-      ...(onEvent ? { onEvent } : {}),
-      ...(journal ? { journal } : {}),
+    this.disks_ = disks.map(({ target, io }, disk) => {
+      const d = new VmDisk({
+        vm: this.name,
+        target: { ...target, disk },
+        io,
+        clock: this.clock,
+        disk_iops: this.load_.disk_iops,
+        first_seq: this.disk_seqs[disk] ?? 0,
+        value: (seq) => this.diskValue(seq + disk),
+        seed: (this.resumes + 1) * 104729 + disk,
+        ...(onEvent ? { onEvent } : {}),
+        ...(journal ? { journal } : {}),
+      })
+      if (this.paused_) void d.pause()
+      return d
     })
-    if (this.paused_) void disk.pause()
-    this.disk_ = disk
-    return disk
+    return this.disks_
   }
 
-  /** Its disk's next writes take seqs from `next_seq` on at least (a disk that holds its earlier writes; before `attachDisk`). */
-  continueDiskSeq(next_seq: number): void {
-    this.disk_seq = Math.max(this.disk_seq, next_seq)
+  /** One disk: `attachDisks` with one. */
+  attachDisk(target: VmDiskWriteTarget, io: BlockIoPort, onEvent?: DiskEventSink, journal?: DiskWriteSink): VmDisk {
+    return this.attachDisks([{ target, io }], onEvent, journal)[0]!
   }
 
-  /** Detaches the disk after its in-flight writes finish; its final counters, or null if none was attached. */
-  async detachDisk(): Promise<VmDiskCounters | null> {
-    const disk = this.disk_
-    if (!disk) return null
-    this.disk_ = null
-    const counters = await disk.detach()
-    this.disk_seq = Math.max(this.disk_seq, disk.nextSeq)
+  /** Disk `disk`'s next writes take seqs from `next_seq` on at least (a disk that holds its earlier writes; before `attachDisks`). */
+  continueDiskSeq(next_seq: number, disk = 0): void {
+    while (this.disk_seqs.length <= disk) this.disk_seqs.push(0)
+    this.disk_seqs[disk] = Math.max(this.disk_seqs[disk]!, next_seq)
+  }
+
+  /** Detaches the disks after their in-flight writes finish; their final counters (none when none was attached). */
+  async detachDisks(): Promise<VmDiskCounters[]> {
+    const disks = this.disks_
+    this.disks_ = []
+    const counters = await Promise.all(disks.map((d) => d.detach()))
+    disks.forEach((d, disk) => this.continueDiskSeq(d.nextSeq, disk))
     return counters
   }
 
-  /** The disk's counters, or null when no disk is attached. */
+  /** Disk 0's final counters after `detachDisks`, or null if none was attached. */
+  async detachDisk(): Promise<VmDiskCounters | null> {
+    return (await this.detachDisks())[0] ?? null
+  }
+
+  /** Disk 0's counters, or null when no disk is attached. */
   diskCounters(): VmDiskCounters | null {
-    return this.disk_?.counters() ?? null
+    return this.disk?.counters() ?? null
   }
 
   /** Frees the VM after it left for another host (its memory goes with the last reference). */
@@ -219,20 +244,20 @@ export class VmInstance implements MigratableVm {
     else new GuestWorkload(GuestMemory.create(1), this.clock, next) // validates the numbers
     this.load_ = next
     this.applyLoad()
-    this.disk_?.setIops(next.disk_iops)
+    for (const d of this.disks_) d.setIops(next.disk_iops)
     return this.load
   }
 
   pause(): void {
     this.paused_ = true
     this.workload_?.pause()
-    if (this.disk_) void this.disk_.pause()
+    for (const d of this.disks_) void d.pause()
   }
 
   resume(): void {
     this.paused_ = false
     this.workload_?.resume()
-    this.disk_?.resume()
+    for (const d of this.disks_) d.resume()
   }
 
   throttle(pct: number): void {
@@ -240,8 +265,16 @@ export class VmInstance implements MigratableVm {
   }
 
   deviceState(): Uint8Array {
-    const disk_seq = Math.max(this.disk_seq, this.disk_?.nextSeq ?? 0)
-    const s: DeviceState = { v: 1, heartbeats: this.beats, resumes: this.resumes, load: this.load_, ...(disk_seq > 0 ? { disk_seq } : {}) }
+    const n = Math.max(this.disk_seqs.length, this.disks_.length)
+    const seqs = Array.from({ length: n }, (_, k) => Math.max(this.disk_seqs[k] ?? 0, this.disks_[k]?.nextSeq ?? 0))
+    const s: DeviceState = {
+      v: 1,
+      heartbeats: this.beats,
+      resumes: this.resumes,
+      load: this.load_,
+      ...((seqs[0] ?? 0) > 0 ? { disk_seq: seqs[0] } : {}),
+      ...(n > 1 ? { disk_seqs: seqs } : {}),
+    }
     return new TextEncoder().encode(JSON.stringify(s))
   }
 
@@ -291,7 +324,10 @@ function decodeDeviceState(bytes: Uint8Array): DeviceState | null {
     )
       return null
     if (s.load.disk_iops !== undefined && (!Number.isInteger(s.load.disk_iops) || s.load.disk_iops < 0)) return null
-    if (s.disk_seq !== undefined && (!Number.isSafeInteger(s.disk_seq) || s.disk_seq < 0)) return null
+    const seq = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0
+    if (s.disk_seq !== undefined && !seq(s.disk_seq)) return null
+    if (s.disk_seqs !== undefined && (!Array.isArray(s.disk_seqs) || s.disk_seqs.length > VM_DISKS_MAX || !s.disk_seqs.every(seq)))
+      return null
     return s as DeviceState
   } catch {
     return null

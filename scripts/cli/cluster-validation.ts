@@ -159,7 +159,9 @@ function storageChecks(input: ValidationInput): ValidationCheck[] {
     ]
   }
   return [
-    ...replicated.map(({ role, spec }) => replicatedDiskCheck(input, role, spec)),
+    ...replicated.flatMap(({ role, spec }) =>
+      [spec.volume, ...(spec.data_volumes ?? [])].map((volume) => replicatedDiskCheck(input, role, spec, volume)),
+    ),
     ...onCsv.map(({ role, spec }) => csvDiskCheck(input, role, spec)),
     groupPerVmCheck(replicated),
   ]
@@ -198,18 +200,19 @@ function volumeOnArrays(
   return { problems, unpresented }
 }
 
-function replicatedDiskCheck(input: ValidationInput, role: VmRoleRecord, spec: ReplicatedStorage): ValidationCheck {
-  const name = `vm ${role.name}: disk ${spec.volume} presented to all its possible owners`
+/** One of the VM's disks, `volume`, on both arrays, presented to every host that may own the VM. */
+function replicatedDiskCheck(input: ValidationInput, role: VmRoleRecord, spec: ReplicatedStorage, volume: string): ValidationCheck {
+  const name = `vm ${role.name}: disk ${volume} presented to all its possible owners`
   const owners = ownersOf(input, role)
   const missing = owners.filter((o) => !spec.hosts.includes(o))
-  const { problems, unpresented } = volumeOnArrays(input, [spec.arrays.primary, spec.arrays.secondary], spec.volume, owners)
+  const { problems, unpresented } = volumeOnArrays(input, [spec.arrays.primary, spec.arrays.secondary], volume, owners)
   if (missing.length > 0 || unpresented.length > 0) {
     const what = missing.length > 0 ? `not presented to ${missing.join(', ')}, which may own it` : unpresented.join('; ')
     return {
       area: 'storage',
       name,
       result: 'fail',
-      detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${spec.volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners`,
+      detail: `${what}; present it on both arrays (\`hvlab array present ${spec.arrays.primary} ${volume} HOST\`, and the same on ${spec.arrays.secondary}), or narrow the vm's possible owners`,
     }
   }
   if (problems.length > 0)

@@ -19,6 +19,7 @@ import {
   REPLICATION_MBIT_MIN,
   type InitialReplicationMode,
 } from '../../shared/protocol/replica-limits.js'
+import { VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
@@ -50,7 +51,19 @@ interface EnableOptions extends WaitOpts {
   startAt?: number
   maxMbit?: number
   appConsistentEveryH?: number
+  disks?: number[]
   dir: string
+}
+
+/** `--disks 0,2`: distinct disk numbers, disk 0 (the VM's system disk) among them, ascending. */
+const diskList = (v: string): number[] => {
+  const parts = v.split(',')
+  const disks = parts.map((p) => (/^\d{1,2}$/.test(p) ? Number(p) : NaN))
+  if (disks.some((k) => !Number.isInteger(k) || k >= VM_DISKS_MAX))
+    throw new InvalidArgumentError(`disk numbers 0–${VM_DISKS_MAX - 1}, comma-separated, e.g. 0,2`)
+  const sorted = [...new Set(disks)].sort((a, b) => a - b)
+  if (sorted[0] !== 0) throw new InvalidArgumentError("disk 0 (the VM's system disk: it boots from it) must replicate; e.g. 0,2")
+  return sorted
 }
 
 const initialMode = (v: string): InitialReplicationMode => {
@@ -106,6 +119,11 @@ export function registerEnable(replica: Command): void {
     )
     .option('--compress', 'deflate the changes on the wire')
     .option(
+      '--disks <list>',
+      "which of the VM's disks replicate, e.g. 0,2 (disk 0 among them; default all): a disk left out (a paging disk) is never sent, and the VM fails over with it blank; again with another list, a resync sends the disks added and blanks those left out",
+      diskList,
+    )
+    .option(
       '--initial <how>',
       'how the initial copy reaches the replica: network (default); export (the host exports the disk to --export-dir, you import it on the server with `hvlab replica import`); seed (a copy you import on the server); then only differing blocks travel',
       initialMode,
@@ -142,6 +160,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
     ...(o.startAt === undefined ? {} : { start_at_ms: o.startAt }),
     ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
     ...(o.appConsistentEveryH !== undefined ? { app_consistent_every_h: o.appConsistentEveryH } : {}),
+    ...(o.disks !== undefined ? { disks: o.disks } : {}),
   }
   const own = await roleOrStandalone(
     client,
@@ -172,7 +191,8 @@ async function toCluster(vm: string, o: EnableOptions): Promise<void> {
     o.initial !== 'network' ||
     o.exportDir !== undefined ||
     o.startAt !== undefined ||
-    o.maxMbit !== undefined
+    o.maxMbit !== undefined ||
+    o.disks !== undefined
   if (other)
     throw new HvlabError(
       'HVLAB_E_USAGE',

@@ -67,7 +67,8 @@ async function createdHereToCluster(client: ControlClient, vm: string, o: ToClus
   if (!side.vm_running)
     throw new HvlabError('HVLAB_E_STATE', `vm ${vm} does not run on ${host}; only a running VM replicates to the cluster`)
   await brokerFor(await roleRecords(client), vm, host, 'nothing was changed')
-  await createRole(client, { name: vm, memory_mib: side.memory_mib, storage: await clusterDisk(o.dir, side.disk_bytes) })
+  const disks = side.disks ?? 1
+  await createRole(client, { name: vm, memory_mib: side.memory_mib, storage: await clusterDisk(o.dir, side.disk_bytes / disks, disks) })
   const setting = { to: host, frequency_ms: o.frequency, recovery_points: 0, compress: o.compress }
   // Undone if nothing replicates: the placement goes (a role running on its replica server is not removed), then the role and its blank volume.
   const remove = async () => {
@@ -83,8 +84,8 @@ async function createdHereToCluster(client: ControlClient, vm: string, o: ToClus
   await reverseFrom(client, vm, host, remove, 'every block it had written (its volume was blank)', o)
 }
 
-/** The disk of a VM coming into the cluster: the kind `vm create` gives by default, of `size_bytes`; it must be the cluster's storage. */
-async function clusterDisk(dir: string, size_bytes: number): Promise<VmStorageRequest> {
+/** The disks of a VM coming into the cluster: the kind `vm create` gives by default, `disks` of `size_bytes`; it must be the cluster's storage. */
+async function clusterDisk(dir: string, size_bytes: number, disks: number): Promise<VmStorageRequest> {
   const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
   const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')
   const storage = chooseVmStorage({}, loadTopology(labLayout(dir).topology).arrays)
@@ -93,7 +94,7 @@ async function clusterDisk(dir: string, size_bytes: number): Promise<VmStorageRe
       'HVLAB_E_STATE',
       "the cluster has no shared storage for the VM's replica (replicated storage needs one array in each of two sites); nothing was changed",
     )
-  return { ...storage, size_bytes }
+  return { ...storage, size_bytes, ...(disks > 1 ? { disks } : {}) }
 }
 
 /**

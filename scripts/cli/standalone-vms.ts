@@ -23,7 +23,10 @@ const STANDALONE_CREATE_TIMEOUT_MS = 60_000
 export interface StandaloneVmSpec {
   readonly host: string
   readonly memory_mib: number
+  /** Bytes of each disk. */
   readonly disk_bytes: number
+  /** Disks (`--disks`); absent: 1. */
+  readonly disks?: number
 }
 
 /** Creates VM `name` on standalone host `spec.host` and starts it; refused for a name the cluster or that host has already. */
@@ -37,10 +40,18 @@ export async function createOnStandalone(client: ControlClient, dir: string, nam
   const roles = await ifClusterReachable(client, () => vmListNow(client))
   if (roles?.roles.some((r) => r.name === name) === true)
     throw new HvlabError('HVLAB_E_STATE', `the cluster has a vm named ${name}; name the new one otherwise`)
-  const message = { t: 'standalone-vm-create-request' as const, vm: name, memory_mib: spec.memory_mib, disk_bytes: spec.disk_bytes }
+  const disks = spec.disks ?? 1
+  const message = {
+    t: 'standalone-vm-create-request' as const,
+    vm: name,
+    memory_mib: spec.memory_mib,
+    disk_bytes: spec.disk_bytes,
+    ...(disks > 1 ? { disks } : {}),
+  }
   await client.request(spec.host, message, 'ok', STANDALONE_CREATE_TIMEOUT_MS)
+  const what = disks > 1 ? `${disks} disks of ${spec.disk_bytes / MIB} MiB` : `a disk of ${spec.disk_bytes / MIB} MiB`
   out(
-    `created vm ${name} on ${spec.host} (${spec.memory_mib} MiB, a disk of ${spec.disk_bytes / MIB} MiB on ${spec.host}'s own storage) and started it; it is not a cluster role: \`hvlab replica enable ${name} --to cluster|SERVER\` replicates it to the cluster or a replica server`,
+    `created vm ${name} on ${spec.host} (${spec.memory_mib} MiB, ${what} on ${spec.host}'s own storage) and started it; it is not a cluster role: \`hvlab replica enable ${name} --to cluster|SERVER\` replicates it to the cluster or a replica server`,
   )
 }
 

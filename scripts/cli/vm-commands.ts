@@ -14,7 +14,7 @@ import { registerVmPing } from './guest-commands.js'
 import { dirOption, intIn, nameList, out, printResult } from './options.js'
 import { MIB } from './units.js'
 import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
-import { RC_PERIOD_MS_MAX } from '../../shared/protocol/storage-limits.js'
+import { RC_PERIOD_MS_MAX, VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
 import { ifClusterReachable } from './replica-queries.js'
 import { formatVmDepsTree, vmDeps, type ArrayAnswer } from './vm-deps.js'
 import { registerVmMigrate, registerVmMigrateCancel, registerVmMove } from './vm-move-commands.js'
@@ -54,6 +54,7 @@ interface VmCreateOptions {
   storage?: string
   diskGib?: number
   rcPeriodMs?: number
+  disks?: number
   on?: string
 }
 
@@ -70,6 +71,11 @@ function registerVmCreate(vm: Command): void {
       "replicated: a disk on the array of the preferred owner's site in a synchronous remote-copy group of its own (rc-NAME), presented to both sites' hosts (the default with an array in each of two sites); local: the disk stays on its one host (the first --preferred), where alone the VM runs (no failover); csv:NAME: a region of Cluster Shared Volume NAME (`hvlab csv create`), every node reads and writes it",
     )
     .option('--disk-gib <n>', 'size of the replicated, CSV or standalone disk in GiB (default 16 MiB)', intIn(1, 4))
+    .option(
+      '--disks <n>',
+      `the VM has N disks of --disk-gib each (disk 0 and its data disks NAME-disk1…; default 1): volumes in the VM's one remote-copy group, failing over and consistent together; regions of the CSV; or, with --on, slices of the standalone host's one image. Each writes at the load's --disk-iops`,
+      intIn(1, VM_DISKS_MAX),
+    )
     .option(
       '--rc-period-ms <ms>',
       "replicated only: the disk's remote-copy group is periodic (asynchronous: the changes are sent every period, scaled by the lab's timeScale; a failover to the other site loses what the last period had not sent) instead of synchronous",
@@ -99,24 +105,29 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
         `--on ${o.on} creates the VM on that standalone host's own storage, where alone it runs: leave out --preferred, --storage and --rc-period-ms`,
       )
     const disk_bytes = o.diskGib === undefined ? DISK_BYTES_DEFAULT : o.diskGib * 1024 * MIB
-    return createOnStandalone(ControlClient.forDir(o.dir), o.dir, name, { host: o.on, memory_mib: o.memoryMib, disk_bytes })
+    const disks = o.disks === undefined ? {} : { disks: o.disks }
+    return createOnStandalone(ControlClient.forDir(o.dir), o.dir, name, { host: o.on, memory_mib: o.memoryMib, disk_bytes, ...disks })
   }
   const storage = chooseVmStorage(
     {
       ...(o.storage !== undefined ? { storage: o.storage } : {}),
       ...(o.diskGib !== undefined ? { disk_gib: o.diskGib } : {}),
       ...(o.rcPeriodMs !== undefined ? { rc_period_ms: o.rcPeriodMs } : {}),
+      ...(o.disks !== undefined ? { disks: o.disks } : {}),
     },
     loadTopology(labLayout(o.dir).topology).arrays,
   )
   const client = ControlClient.forDir(o.dir)
   await refuseStandaloneName(client, o.dir, name)
   await createRole(client, { name, memory_mib: o.memoryMib, preferred_owners: o.preferred ?? [], storage })
+  const n = storage.kind === 'local' ? 1 : (storage.disks ?? 1)
+  const disks = n === 1 ? 'disk' : `${n} disks`
+  const names = (first: string): string => (n === 1 ? first : `${first}…${name}-disk${n - 1}`)
   const disk =
     storage.kind === 'replicated'
-      ? `, disk ${name}-disk0 of ${storage.size_bytes / MIB} MiB in ${storage.period_ms === undefined ? 'synchronous' : `periodic (every ${storage.period_ms} ms)`} remote copy group rc-${name}`
+      ? `, ${disks} ${names(`${name}-disk0`)} of ${storage.size_bytes / MIB} MiB in ${storage.period_ms === undefined ? 'synchronous' : `periodic (every ${storage.period_ms} ms)`} remote copy group rc-${name}`
       : storage.kind === 'csv'
-        ? `, disk: region ${name} of ${storage.size_bytes / MIB} MiB on Cluster Shared Volume ${storage.csv}`
+        ? `, ${disks}: region ${names(name)} of ${storage.size_bytes / MIB} MiB on Cluster Shared Volume ${storage.csv}`
         : ', local storage'
   out(
     `created vm ${name} (${o.memoryMib} MiB${o.preferred ? `, preferred ${o.preferred.join(',')}` : ''}${disk}); start it with \`hvlab vm start ${name}\`; \`hvlab vm deps ${name}\` shows its storage`,

@@ -1,11 +1,12 @@
 /**
- * `hvlab vm deps NAME`: the VM's dependency chain — vm → disk (volume, size) → remote-copy
- * group (mode) → each array's side of it (role, started, link, volume state, bytes
- * behind). PURE: the CLI gathers the arrays' answers and this builds and prints the tree.
+ * `hvlab vm deps NAME`: the VM's dependency chain — vm → each disk (volume, size) →
+ * remote-copy group (mode; one for all the VM's disks) → each array's side of it (role,
+ * started, link, volume state, bytes behind). PURE: the CLI gathers the arrays' answers and this builds and prints the tree.
  */
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { RcGroupStatus } from '../../shared/protocol/storage-messages.js'
 import { formatBytes, worstVolumeState } from '../../agent/clx/clx-decision.js'
+import { vmRegions, vmVolumes } from '../../agent/clx/disk-target.js'
 
 export type ArraySide =
   | {
@@ -50,7 +51,14 @@ export function vmDeps(role: VmRoleRecord, answers: Readonly<Record<string, Arra
   if (spec.kind === 'csv')
     return {
       ...base,
-      disks: [{ kind: 'csv', csv: spec.csv, region: spec.region, volume: spec.volume, array: spec.array, size_bytes: spec.size_bytes }],
+      disks: vmRegions(spec).map((region) => ({
+        kind: 'csv' as const,
+        csv: spec.csv,
+        region,
+        volume: spec.volume,
+        array: spec.array,
+        size_bytes: spec.size_bytes,
+      })),
     }
   const side = (array: string, natural: 'primary' | 'secondary'): ArraySide => {
     const a = answers[array]
@@ -70,39 +78,40 @@ export function vmDeps(role: VmRoleRecord, answers: Readonly<Record<string, Arra
       bytes_behind: s.bytes_behind,
     }
   }
+  const arrays = [side(spec.arrays.primary, 'primary'), side(spec.arrays.secondary, 'secondary')]
   return {
     ...base,
-    disks: [
-      {
-        kind: 'replicated',
-        volume: spec.volume,
-        size_bytes: spec.size_bytes,
-        group: spec.group,
-        mode: spec.mode,
-        presented_to: [...spec.hosts],
-        arrays: [side(spec.arrays.primary, 'primary'), side(spec.arrays.secondary, 'secondary')],
-      },
-    ],
+    disks: vmVolumes(spec).map((volume) => ({
+      kind: 'replicated' as const,
+      volume,
+      size_bytes: spec.size_bytes,
+      group: spec.group,
+      mode: spec.mode,
+      presented_to: [...spec.hosts],
+      arrays,
+    })),
   }
 }
 
 export function formatVmDepsTree(d: VmDeps): string {
   const lines = [`vm ${d.vm} (${d.state}${d.owner ? ` on ${d.owner}` : ''}, ${d.memory_mib} MiB)`]
-  for (const disk of d.disks) {
+  d.disks.forEach((disk, n) => {
+    const last = n === d.disks.length - 1
+    const [head, under] = last ? ['└─', '   '] : ['├─', '│  ']
     if (disk.kind === 'local') {
-      lines.push('└─ disk: local to its host (no shared storage, no storage failover)')
-      continue
+      lines.push(`${head} disk: local to its host (no shared storage, no storage failover)`)
+      return
     }
     if (disk.kind === 'csv') {
-      lines.push(`└─ disk: region ${disk.region} (${formatBytes(disk.size_bytes)}) of Cluster Shared Volume ${disk.csv}`)
+      lines.push(`${head} disk ${n}: region ${disk.region} (${formatBytes(disk.size_bytes)}) of Cluster Shared Volume ${disk.csv}`)
       lines.push(
-        `   └─ volume ${disk.volume} on array ${disk.array}, read and written by every node (no storage failover on a move; \`hvlab csv list\` shows each node's path)`,
+        `${under}└─ volume ${disk.volume} on array ${disk.array}, read and written by every node (no storage failover on a move; \`hvlab csv list\` shows each node's path)`,
       )
-      continue
+      return
     }
-    lines.push(`└─ disk ${disk.volume} (${formatBytes(disk.size_bytes)}), presented to ${disk.presented_to.join(', ')}`)
+    lines.push(`${head} disk ${n}: ${disk.volume} (${formatBytes(disk.size_bytes)}), presented to ${disk.presented_to.join(', ')}`)
     lines.push(
-      `   └─ remote copy group ${disk.group} (${disk.mode === 'sync' ? 'synchronous' : 'asynchronous periodic'}) — storage resource (CLX)`,
+      `${under}└─ remote copy group ${disk.group} (${disk.mode === 'sync' ? 'synchronous' : 'asynchronous periodic'}) — storage resource (CLX)`,
     )
     disk.arrays.forEach((a, i) => {
       const branch = i === disk.arrays.length - 1 ? '└─' : '├─'
@@ -111,8 +120,8 @@ export function formatVmDepsTree(d: VmDeps): string {
         : a.role === null
           ? 'has no side of this group'
           : `${a.role}, ${a.started ? 'started' : 'stopped'}, link ${a.link_up ? 'up' : 'down'}, ${a.state ?? 'no volumes'}, ${formatBytes(a.bytes_behind)} behind`
-      lines.push(`      ${branch} array ${a.array} (natural ${a.natural}): ${what}`)
+      lines.push(`${under}   ${branch} array ${a.array} (natural ${a.natural}): ${what}`)
     })
-  }
+  })
   return lines.join('\n')
 }

@@ -76,7 +76,7 @@ export function registerVmInspect(vm: Command): void {
     .argument('<name>', 'the VM name')
     .option(
       '--json',
-      'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,disk_iops,writes_acked,writes_acked_per_s,writes_skipped,writes_skipped_per_s,writes_refused,…}|null,…}',
+      'machine-readable: {vm,host,running,paused,memory_mib,memory_sha256,guest_heartbeats,dirty_mib_per_s,disk_iops,disk:{state,disk_iops,writes_acked,writes_acked_per_s,writes_skipped,writes_skipped_per_s,writes_refused,…}|null,data_disks:[…, the same for disks 1…],…}',
     )
     .addOption(dirOption())
     .action(async (name: string, o: { dir: string; json?: boolean }) => {
@@ -97,12 +97,13 @@ function printInspection(r: Omit<MessageOf<'vm-inspect-reply'>, 't'>): void {
   out(
     `vm ${r.vm} on ${r.host}: ${r.running ? (r.paused ? 'paused' : 'running') : 'stopped'}, ${r.memory_mib} MiB, sha256 ${r.memory_sha256 ?? '-'}, ${r.guest_heartbeats} guest heartbeats, load ${r.dirty_mib_per_s} MiB/s, disk ${r.disk_iops ?? 0} writes/s requested`,
   )
-  const d = r.disk
-  if (d)
+  if (!r.disk) return out('disk: not attached')
+  const disks = [r.disk, ...(r.data_disks ?? [])]
+  disks.forEach((d, n) =>
     out(
-      `disk ${d.array}/${d.volume}: ${d.state}, ${achievedRate(d)}, ${d.writes_acked} acked, ${d.writes_refused} refused (stale epoch), ${d.write_errors} errors, ${d.writes_skipped} skipped (queue full), ${d.in_flight} in flight, last acked seq ${d.last_acked_seq ?? '-'}, epoch ${d.last_epoch ?? '-'}${d.last_error ? `; last error: ${d.last_error}` : ''}`,
-    )
-  else out('disk: not attached')
+      `disk ${disks.length > 1 ? `${n} ` : ''}${d.array}/${d.volume}: ${d.state}, ${achievedRate(d)}, ${d.writes_acked} acked, ${d.writes_refused} refused (stale epoch), ${d.write_errors} errors, ${d.writes_skipped} skipped (queue full), ${d.in_flight} in flight, last acked seq ${d.last_acked_seq ?? '-'}, epoch ${d.last_epoch ?? '-'}${d.last_error ? `; last error: ${d.last_error}` : ''}`,
+    ),
+  )
 }
 
 /** "achieved 180.0 writes/s of 200 requested, 20.0 skipped/s" (the last interval the host measured). */

@@ -17,7 +17,7 @@ import {
   ROLE_PRIORITIES,
   VM_DISK_IOPS_MAX,
 } from './cluster-limits.js'
-import { RC_PERIOD_MS_MAX } from './storage-limits.js'
+import { RC_PERIOD_MS_MAX, VM_DISKS_MAX } from './storage-limits.js'
 
 export { GUEST_HANG_MS_MAX, ROLE_PRIORITIES, VM_DISK_IOPS_MAX }
 
@@ -257,6 +257,10 @@ export const failbackSchema = z.strictObject({
   window: z.strictObject({ start_hour: z.number().int().min(0).max(23), end_hour: z.number().int().min(0).max(23) }).nullable(),
 })
 
+const dataDisks = field.list(field.name(), VM_DISKS_MAX - 1)
+/** Disks of a VM (`--disks`); absent: 1. */
+const diskCount = z.number().int().min(1).max(VM_DISKS_MAX)
+
 /** A VM's disk as the cluster keeps it (agent/clx/vm-storage.ts VmStorageSpec). */
 export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -267,6 +271,8 @@ export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
     mode: z.enum(['sync', 'periodic']),
     arrays: z.strictObject({ primary: field.name(), secondary: field.name() }),
     hosts: field.list(field.name(), CLUSTER_NODES_MAX),
+    /** The VM's data disks (disks 1…), volumes of `size_bytes` in the same group; absent: none. */
+    data_volumes: dataDisks.optional(),
   }),
   z.strictObject({ kind: z.literal('local') }),
   /** A region (named after the VM) of a Cluster Shared Volume: every node reads and writes it. */
@@ -277,6 +283,8 @@ export const vmStorageSpecSchema = z.discriminatedUnion('kind', [
     size_bytes: field.uint(),
     array: field.name(),
     volume: field.name(),
+    /** The VM's data disks (disks 1…), regions of `size_bytes` of the same CSV; absent: none. */
+    data_regions: dataDisks.optional(),
   }),
 ])
 export type VmStorageSpecRecord = z.infer<typeof vmStorageSpecSchema>
@@ -284,16 +292,17 @@ export type VmStorageSpecRecord = z.infer<typeof vmStorageSpecSchema>
 /**
  * What `vm create` asks for: a replicated disk of `size_bytes` (default storage; with
  * `period_ms` its group is periodic, a delta every period, else synchronous), a CSV region,
- * or none beyond the host (local).
+ * or none beyond the host (local); `disks` of that size each (default 1).
  */
 export const vmStorageRequestSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('replicated'),
     size_bytes: field.uint(),
     period_ms: z.number().int().min(1).max(RC_PERIOD_MS_MAX).optional(),
+    disks: diskCount.optional(),
   }),
   z.strictObject({ kind: z.literal('local') }),
-  z.strictObject({ kind: z.literal('csv'), csv: field.name(), size_bytes: field.uint() }),
+  z.strictObject({ kind: z.literal('csv'), csv: field.name(), size_bytes: field.uint(), disks: diskCount.optional() }),
 ])
 export type VmStorageRequest = z.infer<typeof vmStorageRequestSchema>
 
@@ -616,8 +625,10 @@ export const vmInspectReply = defineMessage('vm-inspect-reply', () => ({
   hot_fraction: z.number().min(0).max(1),
   resumes: field.uint(),
   disk_iops: z.number().int().min(0).max(VM_DISK_IOPS_MAX).optional(),
-  /** The VM's disk writer; null when no disk is attached. */
+  /** The VM's disk writer (disk 0); null when no disk is attached. */
   disk: vmDiskCountersSchema.nullable().optional(),
+  /** Its data disks' writers (disks 1…), in order; absent or empty: none. */
+  data_disks: field.list(vmDiskCountersSchema, VM_DISKS_MAX - 1).optional(),
 }))
 
 /**

@@ -34,6 +34,8 @@ import {
   STANDALONE_VM_MEMORY_MIB_MIN,
 } from './replica-limits.js'
 
+import { VM_DISKS_MAX } from './storage-limits.js'
+
 export * from './replica-limits.js'
 
 /** Why a replica did not apply a shipment (agent/replica/shipment-check.ts decides; `not-begun`: the replica server holds no open replica of the VM, e.g. after its restart, so the primary resyncs). */
@@ -114,6 +116,19 @@ const absolutePath = () =>
     .max(REPLICA_PATH_BYTES_MAX)
     .refine((p) => p.startsWith('/') && !p.includes('\0'), 'an absolute path without NUL bytes')
 
+/** Disks of a VM that replicate: distinct numbers 0…VM_DISKS_MAX-1, ascending, disk 0 (the VM's system disk) among them. */
+const includedDisks = () =>
+  field
+    .list(
+      z
+        .number()
+        .int()
+        .min(0)
+        .max(VM_DISKS_MAX - 1),
+      VM_DISKS_MAX,
+    )
+    .refine((d) => d[0] === 0 && d.every((k, i) => i === 0 || k > d[i - 1]!), 'distinct disk numbers in ascending order, disk 0 first')
+
 /** A VM's replication as its role keeps it (`hvlab replica enable`): whoever runs the VM replicates it. */
 export const replicationSettingSchema = z
   .strictObject({
@@ -140,6 +155,8 @@ export const replicationSettingSchema = z
     reversed_to: field.name().optional(),
     /** Every this many hours (scaled like the points) a recovery point is application-consistent; absent: all crash-consistent. */
     app_consistent_every_h: z.number().int().min(APP_CONSISTENT_EVERY_H_MIN).max(APP_CONSISTENT_EVERY_H_MAX).optional(),
+    /** The VM's disks that replicate (`--disks`), disk 0 among them; absent: every one. A disk left out fails over blank. */
+    disks: includedDisks().optional(),
   })
   .refine(
     (s) => s.app_consistent_every_h === undefined || s.app_consistent_every_h <= s.recovery_points,
@@ -192,7 +209,12 @@ export const replicaServerEnableRequest = defineMessage('replica-server-enable-r
 /** A replicated VM's disk geometry and memory, as a primary tells them (a begin) and an export records them. */
 export const replicatedVmShape = () => ({
   block_size_bytes: z.number().int().min(REPLICA_BLOCK_BYTES_MIN).max(REPLICA_BLOCK_BYTES_MAX),
+  /** Blocks of every disk of the VM together (agent/replica/disk-set.ts). */
   disk_blocks: z.number().int().min(1).max(REPLICA_DISK_BLOCKS_MAX),
+  /** How many disks of disk_blocks / disks each; absent: 1. */
+  disks: z.number().int().min(1).max(VM_DISKS_MAX).optional(),
+  /** Which of them replicate; absent: every one. */
+  included_disks: includedDisks().optional(),
   /** The VM's memory: the replica VM starts with it at a failover. */
   memory_mib: z
     .number()
@@ -313,8 +335,8 @@ export const replicaFailbackRequest = defineMessage('replica-failback-request', 
 export const replicaReverseRequest = defineMessage('replica-reverse-request', () => ({ vm: field.name(), reverse: reverseSchema }))
 
 /**
- * Operator → a standalone Hyper-V host: create VM `vm` there and start it, on a new disk of
- * `disk_bytes` on the host's own storage, with `memory_mib` of memory and the guest `load`.
+ * Operator → a standalone Hyper-V host: create VM `vm` there and start it, on new disks of
+ * `disk_bytes` each on the host's own storage, with `memory_mib` of memory and the guest `load`.
  * Not a cluster role: it runs there alone until it replicates to the cluster
  * (`hvlab replica enable VM --to cluster`).
  */
@@ -327,6 +349,8 @@ export const standaloneVmCreateRequest = defineMessage('standalone-vm-create-req
     .min(STANDALONE_VM_BLOCK_BYTES)
     .max(REPLICA_DISK_BYTES_MAX)
     .refine((n) => n % STANDALONE_VM_BLOCK_BYTES === 0, `a whole number of ${STANDALONE_VM_BLOCK_BYTES}-byte blocks`),
+  /** Disks of `disk_bytes` each (`--disks`); absent: 1. Together at most REPLICA_DISK_BYTES_MAX. */
+  disks: z.number().int().min(1).max(VM_DISKS_MAX).optional(),
   load: guestLoadSchema.optional(),
 }))
 
@@ -391,7 +415,21 @@ const replicaSideStatus = () =>
       z.strictObject({ cycle: field.uint(), at_ms: field.time_ms(), kind: z.enum(RECOVERY_POINT_KINDS) }),
       RECOVERY_POINTS_MAX,
     ),
+    /** Bytes of every disk of the VM together. */
     disk_bytes: field.uint(),
+    /** How many disks those are, of disk_bytes / disks each; absent: 1. */
+    disks: z.number().int().min(2).max(VM_DISKS_MAX).optional(),
+    /** The disks its primary replicates; absent: every one. */
+    included_disks: field
+      .list(
+        z
+          .number()
+          .int()
+          .min(0)
+          .max(VM_DISKS_MAX - 1),
+        VM_DISKS_MAX,
+      )
+      .optional(),
   })
 const primarySideStatus = () =>
   z.strictObject({

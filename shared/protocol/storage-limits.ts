@@ -19,3 +19,10 @@ export const RC_PERIOD_MS_MAX = 7 * 24 * 3600 * 1000
 
 /** What a synchronous group does with a host write when the partner cannot take it. */
 export const RC_WRITE_ERROR_POLICIES = ['no_fail_wrt_on_err', 'fail_wrt_on_err'] as const
+
+/**
+ * Virtual disks a lab VM has at most (`vm create --disks N`): disk 0 and its data disks,
+ * all of one size. A replicated VM's disks are volumes in its one remote-copy group (the
+ * array keeps them consistent together); a CSV VM's are regions of one CSV.
+ */
+export const VM_DISKS_MAX = 8

@@ -29,5 +29,7 @@ export const clxEvents = defineEvents({
     /** sync, or periodic with its period as the array runs it (the lab's timeScale applied); absent in events of older labs: sync. */
     mode: detail.word().optional(),
     period_ms: detail.uint().optional(),
+    /** Disks of the VM, each a volume of `size_bytes` in the group (`volume` is disk 0); absent: 1. */
+    disks: detail.uint().optional(),
   },
 })

@@ -69,7 +69,7 @@ function lab(seed: number, hung: () => boolean) {
     get hangState() {
       return { hung: hung() }
     },
-    disk,
+    disks: [disk],
   }
   const guest = guestQuiescer(vm, clock)
   let cancelTimer: (() => void) | null = null

@@ -12,7 +12,7 @@ import { createVmRole } from '../../agent/cluster/vm-role.js'
 import { validateCluster } from '../../scripts/cli/cluster-validation.js'
 import { perVmOrder } from '../../agent/cluster/role-host.js'
 import { chooseVmStorage, defaultStorageKind, DISK_BYTES_DEFAULT, preferredSiteOf } from '../../shared/vm-storage-choice.js'
-import { arrayOfSite, diskTargetFor } from '../../agent/clx/disk-target.js'
+import { arrayOfSite, diskTargetsFor } from '../../agent/clx/disk-target.js'
 import { checkBeforeMigration, clxStorageHandOver, crossSiteMove } from '../../agent/clx/clx-hand-over.js'
 import { formatVmDepsTree, vmDeps } from '../../scripts/cli/vm-deps.js'
 import type { ClxResult } from '../../agent/clx/clx-service.js'
@@ -48,6 +48,12 @@ t.test('storage choice: replicated by default with one array in each of two site
   t.throws(() => chooseVmStorage({ storage: 'csv:Bad Name' }, ARRAYS), /name the Cluster Shared Volume/)
   t.throws(() => chooseVmStorage({ storage: 'replicated' }, [ARRAYS[0]!]), /needs one storage array in each of two sites/)
   t.throws(() => chooseVmStorage({ storage: 'local', disk_gib: 1 }, ARRAYS), /leave --disk-gib out/)
+  t.throws(() => chooseVmStorage({ storage: 'local', disks: 2 }, ARRAYS), /leave --disks out/)
+  t.throws(() => chooseVmStorage({ disks: 9 }, ARRAYS), /--disks must be a whole number from 1 to 8/)
+  t.throws(() => chooseVmStorage({ disks: 0 }, ARRAYS), /--disks must be/)
+  t.match(chooseVmStorage({ disks: 3 }, ARRAYS), { kind: 'replicated', disks: 3 }, 'three disks of the default size')
+  t.match(chooseVmStorage({ storage: 'csv:vol1', disks: 2 }, ARRAYS), { kind: 'csv', csv: 'vol1', disks: 2 })
+  t.notOk('disks' in chooseVmStorage({ disks: 1 }, ARRAYS), 'one disk is the default: not named')
   t.throws(() => chooseVmStorage({ storage: 'nfs' }, ARRAYS), /not a kind of storage/)
   t.throws(() => chooseVmStorage({ disk_gib: 5 }, ARRAYS), /from 1 to 4/)
   t.same(
@@ -64,15 +70,15 @@ t.test('storage choice: replicated by default with one array in each of two site
 })
 
 t.test('disk target: the array CLX made writable, the volume and the group; a mismatch is a bug', async (t) => {
-  t.same(diskTargetFor(SPEC, { array: 'array-b', group: 'rc-web1' }), {
+  t.same(diskTargetsFor(SPEC, { array: 'array-b', group: 'rc-web1' })[0], {
     array: 'array-b',
     volume: 'web1-disk0',
     group: 'rc-web1',
     size_bytes: SPEC.size_bytes,
     csv: null,
   })
-  t.throws(() => diskTargetFor(SPEC, { array: 'array-c', group: 'rc-web1' }), /array-c/)
-  t.throws(() => diskTargetFor(SPEC, { array: 'array-a', group: 'rc-db1' }), /rc-db1/)
+  t.throws(() => diskTargetsFor(SPEC, { array: 'array-c', group: 'rc-web1' }), /array-c/)
+  t.throws(() => diskTargetsFor(SPEC, { array: 'array-a', group: 'rc-db1' }), /rc-db1/)
   t.equal(arrayOfSite(ARRAYS, 'site-b'), 'array-b')
   t.equal(arrayOfSite(ARRAYS, 'site-c'), undefined)
 })
@@ -266,9 +272,16 @@ t.test('vm deps: vm → disk → group → both arrays, and an array that did no
   const text = formatVmDepsTree(d)
   t.match(
     text,
-    /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/,
+    /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk 0: web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/,
   )
   t.match(formatVmDepsTree(vmDeps(record('loc1', null), {})), /disk: local to its host/)
+  const two = vmDeps(record('web1', { ...SPEC, data_volumes: ['web1-disk1'] }), { 'array-a': { status: status('primary', 'Synced') } })
+  t.same(
+    two.disks.map((x) => (x.kind === 'replicated' ? `${x.volume} in ${x.group}` : x.kind)),
+    ['web1-disk0 in rc-web1', 'web1-disk1 in rc-web1'],
+    'a data disk: a volume of its own in the one group',
+  )
+  t.match(formatVmDepsTree(two), /├─ disk 0: web1-disk0[^\n]*\n│  └─ remote copy group[\s\S]*└─ disk 1: web1-disk1/)
 })
 
 t.test('cluster validate: replicated disks presented to every possible owner, on both arrays, one vm per group', async (t) => {
@@ -282,6 +295,15 @@ t.test('cluster validate: replicated disks presented to every possible owner, on
     good.map((c) => c.result),
     ['pass', 'pass'],
   )
+  const data = storageChecks([record('web1', { ...SPEC, data_volumes: ['web1-disk1'] })], {
+    'array-a': { volumes: ['web1-disk0', 'web1-disk1'] },
+    'array-b': { volumes: ['web1-disk0'] },
+  })
+  t.match(data, [
+    { name: /disk web1-disk0/, result: 'pass' },
+    { name: /disk web1-disk1/, result: 'fail', detail: /array-b has no volume web1-disk1/ },
+    { result: 'pass' },
+  ])
   const partial = { ...SPEC, hosts: ['host-a1', 'host-a2'] }
   t.match(storageChecks([record('web1', partial)]), [{ result: 'fail', detail: /not presented to host-b1, host-b2/ }, { result: 'pass' }])
   t.match(

@@ -235,9 +235,9 @@ t.test('the host wiring: HVLAB_DISK_WRITE_JOURNAL=1 puts every vm of the host in
     writerEpoch: () => 4,
     ...options,
   })
-  const disk = (vm: string) => ({ array: 'array-a', volume: `${vm}-disk0`, group: null, size_bytes: 64 * BS, csv: null })
+  const disk = (vm: string, n = 0) => ({ array: 'array-a', volume: `${vm}-disk${n}`, group: null, size_bytes: 64 * BS, csv: null })
   for (const vm of ['web1', 'db1']) {
-    t.ok(a.startVm(vm, 64, 1, 4, 'host-b1', disk(vm)).ok)
+    t.ok(a.startVm(vm, 64, 1, 4, 'host-b1', vm === 'web1' ? [disk(vm), disk(vm, 1)] : [disk(vm)]).ok)
     a.vms.instance(vm)!.setLoad({ disk_iops: 100 })
   }
   await tick(clock, 100)
@@ -250,6 +250,16 @@ t.test('the host wiring: HVLAB_DISK_WRITE_JOURNAL=1 puts every vm of the host in
   )
   const vms = new Set(lines.map((l) => `${l!.vm} on ${l!.host}, ${l!.t}`))
   t.same([...vms].sort(), ['db1 on host-a1, acked', 'db1 on host-a1, issued', 'web1 on host-a1, acked', 'web1 on host-a1, issued'])
+  const data = lines.filter((l) => l!.disk === 1)
+  t.ok(data.length > 0, "web1's data disk's writes are journaled as disk 1")
+  t.ok(
+    data.every((l) => l!.vm === 'web1' && (l!.t !== 'issued' || l!.volume === 'web1-disk1')),
+    'to its own volume; no disk field on disk 0',
+  )
+  t.ok(
+    lines.some((l) => l!.vm === 'web1' && l!.disk === undefined),
+    'disk 0 lines carry no disk field',
+  )
   options.disk_write_journal?.issued(record, place) // never closed by the host: it stays open
   t.equal(linesOf(diskWriteJournalPath(p)).length, lines.length + 1)
 })

@@ -6,7 +6,7 @@
  * dr2 that sends nothing; refusals: replicating to itself, a replica that is asked to
  * replicate, replicating to a standalone host while it replicates to the cluster.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -114,5 +114,56 @@ t.test(
     await until('the resync from dr2', () => resyncs(w.events).length === 2 && !w.fromDr2.status('shop1')[0]!.resyncing, w.clock)
     t.match(resyncs(w.events)[1], { vm: 'shop1', blocks_sent: 0 }, "dr1's disk is the replica: nothing differs")
     w.fromDr2.stop()
+  },
+)
+
+t.test(
+  'a VM with two disks replicates as one block space; a disk left out is never sent and stays blank; put back in, a resync sends it',
+  async (t) => {
+    const w = await hosts(t)
+    await w.dr1.server.createHere({ vm: 'shop2', block_size_bytes: BS, disk_blocks: 2 * BLOCKS, disks: 2 }, 64, undefined)
+    await t.rejects(w.dr1.server.replicateTo('shop2', { ...TO_DR2, disks: [0, 2] }), { code: 'HVLAB_E_USAGE', message: /no disk 2/ })
+    await w.dr1.server.replicateTo('shop2', { ...TO_DR2, disks: [0] })
+    const disk = w.dr1.server.sending[0]!.store.disk
+    const write = (block: number, seq: number) =>
+      disk.writeBlock(block, encodeDiskWrite({ vm: 'shop2', seq, epoch: 1, block: block % BLOCKS, value: seq }, BS))
+    write(3, 1) // disk 0, block 3
+    write(BLOCKS + 5, 1) // disk 1 (the paging disk), block 5
+    w.fromDr1.start()
+    await until('the initial replication to dr2', () => resyncs(w.events).length === 1 && !w.fromDr1.status('shop2')[0]!.resyncing, w.clock)
+    t.match(resyncs(w.events)[0], { vm: 'shop2', blocks_compared: 2 * BLOCKS, blocks_sent: 1 }, "disk 0's block only")
+    const replica = () => w.dr2.server.replicaStatus('shop2')[0]!
+    t.match(replica(), { disks: 2, included_disks: [0], disk_bytes: 2 * BLOCKS * BS })
+    const image = join(w.dir, 'dr2', 'vms', 'shop2', 'disk.img')
+    const onDr2 = async (block: number) =>
+      readFileSync(image)
+        .subarray(block * BS, (block + 1) * BS)
+        .some((b) => b !== 0)
+    t.ok(await onDr2(3), "disk 0's block is on the replica")
+    t.notOk(await onDr2(BLOCKS + 5), "disk 1's is not: it stays blank")
+
+    // guest writes, as the VM's disk writers report them: disk 1's are not logged
+    const record = (block: number, seq: number) => ({ vm: 'shop2', seq, epoch: 1, block, value: seq })
+    const place = (n: number) => ({ host: 'dr1', array: 'dr1', volume: 'shop2', disk: n })
+    write(7, 2)
+    w.fromDr1.completed(record(7, 2), 'acked', null, place(0))
+    write(BLOCKS + 7, 2)
+    w.fromDr1.completed(record(7, 2), 'acked', null, place(1))
+    await until('a cycle applied', () => w.events.some((e) => e.kind === 'replica.cycle-applied'), w.clock)
+    t.ok(await onDr2(7), "disk 0's write travelled")
+    t.notOk(await onDr2(BLOCKS + 7), "disk 1's did not")
+
+    // every disk from now on: the replica is resynchronised, and only disk 1's two blocks differ
+    await w.dr1.server.replicateTo('shop2', TO_DR2)
+    w.fromDr1.check()
+    await until(
+      'the resync for the new disk set',
+      () => resyncs(w.events).length === 2 && !w.fromDr1.status('shop2')[0]?.resyncing,
+      w.clock,
+    )
+    t.match(resyncs(w.events)[1], { vm: 'shop2', blocks_sent: 2 }, "disk 1's two blocks")
+    t.ok((await onDr2(BLOCKS + 5)) && (await onDr2(BLOCKS + 7)), 'disk 1 is on the replica now')
+    t.notOk('included_disks' in replica(), 'every disk replicates')
+    w.fromDr1.stop()
   },
 )

@@ -10,6 +10,7 @@ import { testVmAgent } from './vm-agent-fixture.js'
 import { csvDiskPort } from '../../agent/csv/csv-disk-port.js'
 import type { BlockIoPort } from '../../agent/vm/vm-disk.js'
 import type { VmDiskTarget } from '../../agent/clx/disk-target.js'
+import { VmInstance } from '../../agent/vm/vm-instance.js'
 
 const MiB = 1024 * 1024
 
@@ -50,7 +51,7 @@ const onB: VmDiskTarget = { ...onA, array: 'array-b' }
 
 t.test('a started vm writes its disk on the target, with the current epoch; a switchover moves it; a stop detaches it', async (t) => {
   const { a, written, run, setEpoch } = setup()
-  t.ok(a.startVm('web1', 64, 1, 5, 'host-b1', onA).ok)
+  t.ok(a.startVm('web1', 64, 1, 5, 'host-b1', [onA]).ok)
   const vm = a.vms.instance('web1')!
   t.equal(vm.disk?.target.array, 'array-a', 'the writer is attached to array-a')
   vm.setLoad({ disk_iops: 200 })
@@ -61,12 +62,12 @@ t.test('a started vm writes its disk on the target, with the current epoch; a sw
     "to array-a, its volume, with the host's view epoch",
   )
   setEpoch(9)
-  a.setDisk('web1', onB)
+  a.setDisks('web1', [onB])
   await run(200)
   t.equal(vm.disk?.target.array, 'array-b', 'the writer moved to array-b')
   const after = written.slice(written.findIndex((w) => w.array === 'array-b'))
   t.ok(after.length > 0 && after.every((w) => w.array === 'array-b' && w.epoch === 9), 'later writes go to array-b with the newer epoch')
-  a.setDisk('web1', onB)
+  a.setDisks('web1', [onB])
   t.equal(vm.disk?.target.array, 'array-b', 'the same target again changes nothing')
   t.ok(a.stopVm('web1', 2, 'operator').ok)
   await run(50)
@@ -75,10 +76,48 @@ t.test('a started vm writes its disk on the target, with the current epoch; a sw
   t.equal(written.length, n, 'a stopped vm writes nothing')
 })
 
+t.test('a vm with data disks writes every one; a switchover moves them all; a migration carries each write sequence', async (t) => {
+  const { a, written, run } = setup()
+  const disk1: VmDiskTarget = { ...onA, volume: 'web1-disk1' }
+  t.ok(a.startVm('web1', 64, 1, 5, 'host-b1', [onA, disk1]).ok)
+  const vm = a.vms.instance('web1')!
+  vm.setLoad({ disk_iops: 200 })
+  await run(200)
+  const volumes = new Set(written.map((w) => w.volume))
+  t.same([...volumes].sort(), ['web1-disk0', 'web1-disk1'], 'both disks are written, each at the load')
+  t.same(
+    vm.disks.map((d) => d.target.disk ?? 0),
+    [0, 1],
+    'each writer knows its disk',
+  )
+  a.setDisks('web1', [onB, { ...disk1, array: 'array-b' }])
+  await run(200)
+  t.same(
+    vm.disks.map((d) => d.target.array),
+    ['array-b', 'array-b'],
+    'both writers moved',
+  )
+  const seqs = vm.disks.map((d) => d.nextSeq)
+  const arrived = VmInstance.arrived('web1', vm.memory, vm.deviceState(), new ManualClock(0))
+  arrived.start()
+  const port: BlockIoPort = { write: async () => {}, read: async (_a, r) => new Uint8Array(r.blocks * 4096) }
+  arrived.attachDisks([
+    { target: { host: 'h', array: 'array-b', volume: 'web1-disk0', size_bytes: 64 * MiB, epoch: () => 5 }, io: port },
+    { target: { host: 'h', array: 'array-b', volume: 'web1-disk1', size_bytes: 64 * MiB, epoch: () => 5 }, io: port },
+  ])
+  t.same(
+    arrived.disks.map((d) => d.nextSeq),
+    seqs,
+    "the destination goes on with each disk's own sequence",
+  )
+  await arrived.detachDisks()
+  a.stopVm('web1', 2, 'operator')
+})
+
 t.test('a vm on a CSV writes through the CSV port; without a target there is no disk', async (t) => {
   const { a, written, run } = setup()
   const csv: VmDiskTarget = { array: 'array-a', volume: 'csv-vol1', group: null, size_bytes: 8 * MiB, csv: { name: 'vol1', region: 'db1' } }
-  t.ok(a.startVm('db1', 64, 1, 5, 'host-b1', csv).ok)
+  t.ok(a.startVm('db1', 64, 1, 5, 'host-b1', [csv]).ok)
   a.vms.instance('db1')!.setLoad({ disk_iops: 200 })
   await run(200)
   t.ok(written.length > 0 && written.every((w) => w.through === 'csv:vol1/db1'), 'writes go through the CSV port of its region')

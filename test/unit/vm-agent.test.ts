@@ -43,7 +43,7 @@ t.test('the grace: a lease gap shorter than it keeps the vms; a longer one stops
 
 t.test('a start applies the guest load the role keeps; without one the guest is idle', async (t) => {
   const { a } = agent()
-  t.ok(a.startVm('web1', 64, 1, 3, 'host-b1', null, { dirty_mib_per_s: 2, disk_iops: 20 }).ok)
+  t.ok(a.startVm('web1', 64, 1, 3, 'host-b1', [], { dirty_mib_per_s: 2, disk_iops: 20 }).ok)
   t.match(a.vms.instance('web1')?.load, { dirty_mib_per_s: 2, disk_iops: 20, hot_fraction: 0.05 })
   t.ok(a.startVm('db1', 64, 1, 3, 'host-b1').ok)
   t.match(a.vms.instance('db1')?.load, { dirty_mib_per_s: 0, disk_iops: 0 })

@@ -53,7 +53,7 @@ t.test('attach, live disk_iops, pause with the VM, detach on stop', async (t) =>
     'the disk rate is part of the load, before a disk is attached',
   )
   const disk = vm.attachDisk(target(), port)
-  t.throws(() => vm.attachDisk(target(), port), { code: 'HVLAB_E_STATE', message: /already has its disk on array-a\/vm1-disk0/ })
+  t.throws(() => vm.attachDisk(target(), port), { code: 'HVLAB_E_STATE', message: /already has its disks on array-a\/vm1-disk0/ })
   await tick(clock, 100)
   t.equal(writes.length, 10, 'writes at the load rate')
   t.match(vm.diskCounters(), {
