@@ -6,9 +6,10 @@
  * (crash-consistent across them, as Replica's one log per VM is).
  *
  * A disk left out of replication (`replica enable --disks`, Hyper-V's excluded paging disk)
- * is never logged and reads as blank on the primary's side: a resync finds nothing of it
- * to send (and blanks what an earlier setting had sent), so its range on the replica stays
- * blank, and a VM that fails over starts with that disk blank.
+ * costs no bandwidth: it is never logged, a resync does not compare it, and an export reads
+ * it as blank. The replica keeps its range blank by itself (replica-vm.ts blanks what an
+ * earlier setting sent there, or what the VM wrote while it ran there), so a VM that fails
+ * over starts with that disk blank.
  */
 import { HvlabError } from '../../shared/errors.js'
 

@@ -21,6 +21,8 @@ export interface PrimaryDisk {
   readonly blocks: number
   /** How many disks those blocks are, of blocks / disks each (absent: 1). */
   readonly disks?: number
+  /** The stretches a resync compares (the disks that replicate: disk-set.ts); absent: every block. */
+  readonly ranges?: readonly { readonly first: number; readonly blocks: number }[]
   /** `blocks` blocks from `first`, read from where the VM's disk is now. */
   read(first: number, blocks: number): Promise<Uint8Array>
 }
@@ -40,15 +42,20 @@ export async function resyncReplica(
 ): Promise<ResyncResult> {
   const stretch = Math.min(HASHES_PER_REQUEST_MAX, blocksPerPart(disk.block_size_bytes, SHIPMENT_PART_BODY_BYTES_MAX))
   let sent = 0
-  for (let first = 0; first < disk.blocks; first += stretch) {
-    const count = Math.min(stretch, disk.blocks - first)
-    const theirs = await replicaHashes(conn, o.vm, first, count, o.timeout_ms)
-    const differing = await differingBlocks(disk, first, count, theirs)
-    if (differing.length > 0) await sendBlocks(conn, o.vm, differing, disk.block_size_bytes, o.timeout_ms)
-    sent += differing.length
+  let compared = 0
+  for (const range of disk.ranges ?? [{ first: 0, blocks: disk.blocks }]) {
+    const end = range.first + range.blocks
+    for (let first = range.first; first < end; first += stretch) {
+      const count = Math.min(stretch, end - first)
+      const theirs = await replicaHashes(conn, o.vm, first, count, o.timeout_ms)
+      const differing = await differingBlocks(disk, first, count, theirs)
+      if (differing.length > 0) await sendBlocks(conn, o.vm, differing, disk.block_size_bytes, o.timeout_ms)
+      sent += differing.length
+    }
+    compared += range.blocks
   }
   await expect(conn.request({ t: 'replica-resync-done', vm: o.vm, next_cycle: o.next_cycle }, { timeout_ms: o.timeout_ms }), 'ok')
-  return { blocks_compared: disk.blocks, blocks_sent: sent }
+  return { blocks_compared: compared, blocks_sent: sent }
 }
 
 async function replicaHashes(conn: PartRequester, vm: string, first: number, count: number, timeout_ms: number): Promise<Uint8Array> {

@@ -57,6 +57,8 @@ const stateSchema = z.strictObject({
   vm: field.name(),
   block_size_bytes: field.u32(),
   disk_blocks: field.uint(),
+  /** Absent: 1 (ReplicaGeometry). */
+  disks: field.uint().optional(),
   applied_cycle: field.uint(),
 })
 
@@ -261,8 +263,8 @@ async function readState(dir: string, g: ReplicaGeometry): Promise<z.infer<typeo
   const state = stateSchema.safeParse(raw)
   if (!state.success) throw corrupt(dir, 'state.json is not a replica state')
   const d = state.data
-  if (d.vm !== g.vm || d.block_size_bytes !== g.block_size_bytes || d.disk_blocks !== g.disk_blocks)
-    throw corrupt(dir, `it is vm ${d.vm}'s, ${d.disk_blocks} blocks of ${d.block_size_bytes} bytes`)
+  if (d.vm !== g.vm || d.block_size_bytes !== g.block_size_bytes || d.disk_blocks !== g.disk_blocks || (d.disks ?? 1) !== (g.disks ?? 1))
+    throw corrupt(dir, `it is vm ${d.vm}'s, ${d.disks ?? 1} disk(s), ${d.disk_blocks} blocks of ${d.block_size_bytes} bytes`)
   return d
 }
 

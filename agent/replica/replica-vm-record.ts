@@ -15,7 +15,13 @@ import { field } from '../../shared/protocol/define.js'
 import { RECOVERY_POINTS_MAX, REPLICA_DISK_BLOCKS_MAX } from '../../shared/protocol/replica-limits.js'
 import { guestLoadSchema } from '../../shared/protocol/guest-load.js'
 import { VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
-import { REPLICA_VM_STATES, extensionSchema, replicationSettingSchema, reverseSchema } from '../../shared/protocol/replica-messages.js'
+import {
+  REPLICA_VM_STATES,
+  extensionSchema,
+  includedDisks,
+  replicationSettingSchema,
+  reverseSchema,
+} from '../../shared/protocol/replica-messages.js'
 
 const recordSchema = z.strictObject({
   format: z.literal(1),
@@ -25,16 +31,7 @@ const recordSchema = z.strictObject({
   /** The VM's disks, of disk_blocks / disks blocks each (agent/replica/disk-set.ts); absent: 1. */
   disks: z.number().int().min(2).max(VM_DISKS_MAX).optional(),
   /** The disks its primary replicates (`replica enable --disks`); absent: every one. */
-  included_disks: field
-    .list(
-      z
-        .number()
-        .int()
-        .min(0)
-        .max(VM_DISKS_MAX - 1),
-      VM_DISKS_MAX,
-    )
-    .optional(),
+  included_disks: includedDisks().optional(),
   memory_mib: z.number().int().min(1),
   recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX),
   from: field.name(),

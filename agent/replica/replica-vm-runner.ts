@@ -95,7 +95,7 @@ export class ReplicaVmRunner {
       const target = {
         host: this.p.name,
         array: this.p.name,
-        volume: vm,
+        volume: k === 0 ? vm : `${vm}-disk${k}`, // a name for people: the slice is where its I/O goes
         size_bytes: per_disk * disk.block_size_bytes,
         epoch: () => STANDALONE_EPOCH,
       }

@@ -239,11 +239,32 @@ export class ReplicaVm {
       if (handover === 'take-over') this.ended = null
       this.from = ask.from
       this.included_ = included
+      if (handover === 'take-over') await this.blankLeftOut() // a resync compares the disks that replicate only
       this.memory_mib = memory_mib
       await this.keepPoints(recovery_points)
       await this.saveRecord()
       return { handover, previous }
     })
+  }
+
+  /**
+   * The disks its primary leaves out are blank here (disk-set.ts): written blank now where
+   * they are not (left out since the last begin, or written while the VM ran here), as a
+   * resync's blocks are. No block travels for them.
+   */
+  private async blankLeftOut(): Promise<void> {
+    const g = this.o.geometry
+    const disks = g.disks ?? 1
+    if (this.included_ === null || this.included_.length === disks) return
+    const per_disk = g.disk_blocks / disks
+    const blank = new Uint8Array(g.block_size_bytes)
+    const blocks: ShippedBlock[] = []
+    for (let k = 0; k < disks; k++) {
+      if (this.included_.includes(k)) continue
+      for (let b = k * per_disk; b < (k + 1) * per_disk; b++)
+        if (this.store_.disk.readBlock(b).some((x) => x !== 0)) blocks.push({ block: b, data: blank })
+    }
+    if (blocks.length > 0) await this.writeOutsideCycles(blocks)
   }
 
   /** Keeps at most `n` recovery points from now on (its replication set again with another count): the oldest beyond it merged away, durably. */

@@ -99,17 +99,19 @@ export class ReplicationShell {
   private export_file: string | null = null
   /** The VM's disks and which of them replicate (disk-set.ts). */
   private readonly set: DiskSet
-  /** The VM's disks as the replica gets them: a disk left out reads as blank. */
+  /** The VM's disks as the replica gets them: a disk left out reads as blank, and a resync does not compare it. */
   private readonly disk: PrimaryDisk
 
   constructor(private readonly d: ReplicationShellDeps) {
     this.created_ms = d.clock.now()
     const disks = d.disk.disks ?? 1
     this.set = diskSet(disks, d.disk.blocks / disks, d.setting.disks)
+    const per_disk = this.set.blocks_per_disk
     this.disk = {
       block_size_bytes: d.disk.block_size_bytes,
       blocks: d.disk.blocks,
       disks,
+      ranges: this.set.included.map((k) => ({ first: k * per_disk, blocks: per_disk })),
       read: (first, blocks) =>
         readSet(this.set, d.disk.block_size_bytes, first, blocks, (disk, at, n) => d.disk.read(setBlockOf(this.set, disk, at), n)),
     }

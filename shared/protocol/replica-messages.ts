@@ -117,7 +117,7 @@ const absolutePath = () =>
     .refine((p) => p.startsWith('/') && !p.includes('\0'), 'an absolute path without NUL bytes')
 
 /** Disks of a VM that replicate: distinct numbers 0…VM_DISKS_MAX-1, ascending, disk 0 (the VM's system disk) among them. */
-const includedDisks = () =>
+export const includedDisks = () =>
   field
     .list(
       z
@@ -420,16 +420,7 @@ const replicaSideStatus = () =>
     /** How many disks those are, of disk_bytes / disks each; absent: 1. */
     disks: z.number().int().min(2).max(VM_DISKS_MAX).optional(),
     /** The disks its primary replicates; absent: every one. */
-    included_disks: field
-      .list(
-        z
-          .number()
-          .int()
-          .min(0)
-          .max(VM_DISKS_MAX - 1),
-        VM_DISKS_MAX,
-      )
-      .optional(),
+    included_disks: includedDisks().optional(),
   })
 const primarySideStatus = () =>
   z.strictObject({

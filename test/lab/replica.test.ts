@@ -87,6 +87,10 @@ async function caughtUp(lab: TestLab, vm = 'web1'): Promise<ReplicaStatusView> {
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 const ZERO_BLOCK = sha(new Uint8Array(4096))
 
+/** The SHA-256 of every block of a disk image. */
+const imageHashes = (image: Uint8Array): string[] =>
+  Array.from({ length: image.length / 4096 }, (_, b) => sha(image.subarray(b * 4096, (b + 1) * 4096)))
+
 /** The SHA-256 of every block of a volume on an array, 256 at a time. */
 async function blockHashes(lab: TestLab, array: string, volume: string): Promise<string[]> {
   const out: string[] = []
@@ -494,7 +498,7 @@ t.test(
     t.equal((await lab.cli('vm', 'stop', 'web1')).code, 0) // the rest of the test runs without it
 
     // a VM of the replica server's own (a branch office's host): created there, replicated to the cluster into a blank volume, moved into the cluster by a planned failover with nothing lost
-    const branch = await lab.cli('vm', 'create', 'branch1', '--on', SERVER, '--memory-mib', '128')
+    const branch = await lab.cli('vm', 'create', 'branch1', '--on', SERVER, '--memory-mib', '128', '--disks', '2')
     t.equal(branch.code, 0, `vm create --on: ${branch.stderr}`)
     const clash = await lab.cli('vm', 'create', 'branch1')
     t.equal(clash.code, 1, 'the cluster makes no second vm of that name')
@@ -534,9 +538,13 @@ t.test(
       branchMoved.stdout,
       /vm branch1 failed over to the cluster: it runs on host-[ab]\d from every change it made on replica-dr1 \(planned: nothing lost; down \d+\.\d s\); it replicates to replica-dr1 from there/,
     )
-    const dBranch = await digests(lab, 'array-a', 'branch1')
-    t.equal(dBranch.replica, dBranch.primary, 'nothing lost: the cluster runs branch1 on every write it made on replica-dr1')
-    t.not(dBranch.primary, sha(new Uint8Array(DISK_BLOCKS * 4096)), 'and it had written')
+    const branchImage2 = readFileSync(branchImage)
+    const inCluster = [...(await blockHashes(lab, 'array-a', 'branch1-disk0')), ...(await blockHashes(lab, 'array-a', 'branch1-disk1'))]
+    t.same(imageHashes(branchImage2), inCluster, 'nothing lost: the cluster runs branch1 on every write both its disks had on replica-dr1')
+    t.ok(
+      inCluster.slice(0, DISK_BLOCKS).some((h) => h !== ZERO_BLOCK) && inCluster.slice(DISK_BLOCKS).some((h) => h !== ZERO_BLOCK),
+      'and it had written on both',
+    )
     const branchForward = (e: LabEvent) => branchResynced(e) && e.source !== SERVER
     const branchBack = (await lab.eventsAfter(beforeMove, (evs) => evs.some(branchForward))).find(branchForward)!
     t.equal(branchBack.details.blocks_sent, 0, "from the cluster to replica-dr1: its disk there is branch1's replica, nothing differs")
@@ -545,7 +553,8 @@ t.test(
     // initial replication by media: web3's disk is exported to a folder, imported on the replica server, and only what changed since travels
     const media = mkdtempSync(join(tmpdir(), 'hvlab-media-'))
     t.teardown(() => rmSync(media, { recursive: true, force: true }))
-    t.equal((await lab.cli('vm', 'create', 'web3', '--memory-mib', '256', '--preferred', 'host-a1')).code, 0)
+    // (web3 has two disks: volumes web3-disk0 and web3-disk1 in its one remote-copy group, replicated as one)
+    t.equal((await lab.cli('vm', 'create', 'web3', '--memory-mib', '256', '--preferred', 'host-a1', '--disks', '2')).code, 0)
     t.equal((await lab.cli('vm', 'start', 'web3')).code, 0)
     t.equal((await lab.cli('vm', 'load', 'web3', '--disk-iops', '20')).code, 0)
     const noDir = await lab.cli('replica', 'enable', 'web3', '--to', SERVER, '--initial', 'export')
@@ -590,14 +599,18 @@ t.test(
     t.equal((await lab.cli('vm', 'load', 'web3', '--disk-iops', '0')).code, 0)
     const media_resync = (await lab.events()).find((e) => e.seq > beforeExport && e.kind === 'replica.resynced' && e.details.vm === 'web3')!
     await caughtUp(lab, 'web3')
-    const d4 = await digests(lab, 'array-a', 'web3')
-    t.equal(d4.replica, d4.primary, "the replica is web3's disk, byte for byte")
-    const web3 = await blockHashes(lab, 'array-a', 'web3-disk0')
+    const web3Image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web3', 'disk.img'))
+    const web3 = [...(await blockHashes(lab, 'array-a', 'web3-disk0')), ...(await blockHashes(lab, 'array-a', 'web3-disk1'))]
+    t.same(imageHashes(web3Image), web3, "the replica is web3's two disks, one after the other, byte for byte")
+    t.ok(
+      web3.slice(DISK_BLOCKS).some((h) => h !== ZERO_BLOCK),
+      'its data disk was written too',
+    )
     const writtenBlocks = web3.filter((h) => h !== ZERO_BLOCK).length
     const sent = media_resync.details.blocks_sent as number
     t.ok(
-      sent <= writtenBlocks - (exportEvent.details.blocks as number) + 8,
-      `over the network went only blocks written after the export (and the 8 a disk may have in flight): ${sent} of ${writtenBlocks}`,
+      sent <= writtenBlocks - (exportEvent.details.blocks as number) + 16,
+      `over the network went only blocks written after the export (and the 8 each disk may have in flight): ${sent} of ${writtenBlocks}`,
     )
     t.ok(sent < writtenBlocks, 'the export carried the rest')
 
@@ -612,14 +625,40 @@ t.test(
     })
     t.match(extended.extended, { to: THIRD, primary: { health: 'Normal', last_error: null }, replica: { from: SERVER } })
     const third = readFileSync(join(lab.dir, 'data', THIRD, 'replica', 'vms', 'web3', 'disk.img'))
-    t.equal(sha(third), d4.primary, "the third server holds web3's disk, byte for byte")
+    t.equal(sha(third), sha(web3Image), "the third server holds web3's disks, byte for byte")
     t.match((await lab.cli('replica', 'status', 'web3')).stdout, /web3 \(extended\)\s+replica-dr1\s+replica-dr2\s+-\s+Normal/)
     await refusesWrongCertificates(t, lab)
 
+    // web3's two disks go with it to the other site: CLX switches their one group over, and both write there
+    const across = await lab.cli('vm', 'migrate', 'web3', '--to', 'host-b1', '--timeout-s', '60')
+    t.equal(across.code, 0, `live migration of web3 to site-b: ${across.stderr}`)
+    t.match(
+      await lab.json('vm', 'inspect', 'web3', '--json'),
+      { host: 'host-b1', disk: { array: 'array-b', volume: 'web3-disk0' }, data_disks: [{ array: 'array-b', volume: 'web3-disk1' }] },
+      'both disks are written on array-b now',
+    )
+    t.equal((await lab.cli('vm', 'stop', 'web3')).code, 0) // the rest of the test runs without it
+
     // standalone host to standalone host (a small business's host replicating to a hosting provider's): shop3, replica-dr1's own, to replica-dr2 over mutual TLS
-    t.equal((await lab.cli('vm', 'create', 'shop3', '--on', SERVER)).code, 0)
+    // (shop3 has a data disk, its paging disk, that is not replicated: --disks 0)
+    t.equal((await lab.cli('vm', 'create', 'shop3', '--on', SERVER, '--disks', '2')).code, 0)
     t.equal((await lab.cli('vm', 'load', 'shop3', '--disk-iops', '20')).code, 0)
-    const shopEnabled = await lab.cli('replica', 'enable', 'shop3', '--to', THIRD, '--frequency', '30s', '--timeout-s', '60')
+    const noSuchDisk = await lab.cli('replica', 'enable', 'shop3', '--to', THIRD, '--disks', '0,2')
+    t.equal(noSuchDisk.code, 2, 'a disk the VM does not have is a usage error')
+    t.match(noSuchDisk.stderr, /vm shop3 has 2 disk\(s\), 0–1; it has no disk 2 to replicate/)
+    const shopEnabled = await lab.cli(
+      'replica',
+      'enable',
+      'shop3',
+      '--to',
+      THIRD,
+      '--frequency',
+      '30s',
+      '--disks',
+      '0',
+      '--timeout-s',
+      '60',
+    )
     t.equal(shopEnabled.code, 0, `replica enable shop3 --to ${THIRD}: ${shopEnabled.stderr}`)
     t.match(shopEnabled.stdout, /vm shop3 replicates from replica-dr1 to replica-dr2 every 30 s; the initial replication is done/)
     t.match(await status(lab, 'shop3'), { primary_host: SERVER, to: THIRD, replica: { state: 'replicating', from: SERVER } })
@@ -632,9 +671,22 @@ t.test(
       shopMoved.stdout,
       /vm shop3 failed over: it runs on replica-dr2 from every change it made on replica-dr1 \(planned: nothing lost; down \d+\.\d s\)/,
     )
-    const shopDisk = (server: string) => readFileSync(join(lab.dir, 'data', server, 'replica', 'vms', 'shop3', 'disk.img'))
-    t.equal(sha(shopDisk(THIRD)), sha(shopDisk(SERVER)), 'nothing lost: replica-dr2 runs shop3 on every write it made on replica-dr1')
-    t.not(sha(shopDisk(THIRD)), sha(new Uint8Array(DISK_BLOCKS * 4096)), 'and it had written')
+    const shopDisk = (server: string, disk: number) =>
+      readFileSync(join(lab.dir, 'data', server, 'replica', 'vms', 'shop3', 'disk.img')).subarray(
+        disk * DISK_BLOCKS * 4096,
+        (disk + 1) * DISK_BLOCKS * 4096,
+      )
+    const blank = sha(new Uint8Array(DISK_BLOCKS * 4096))
+    t.equal(
+      sha(shopDisk(THIRD, 0)),
+      sha(shopDisk(SERVER, 0)),
+      'nothing lost: replica-dr2 runs shop3 on every write its disk 0 had on replica-dr1',
+    )
+    t.not(sha(shopDisk(THIRD, 0)), blank, 'and it had written')
+    t.not(sha(shopDisk(SERVER, 1)), blank, 'its paging disk was written on replica-dr1')
+    t.equal(sha(shopDisk(THIRD, 1)), blank, 'but never replicated: shop3 runs on replica-dr2 with it blank')
+    const shopThere = await lab.json<{ host: string; data_disks?: { volume: string }[] }>('vm', 'inspect', 'shop3', '--json')
+    t.match(shopThere, { host: THIRD, data_disks: [{ volume: 'shop3-disk1' }] }, 'with both its disks')
     const shopBack = (e: LabEvent) => e.kind === 'replica.resynced' && e.details.vm === 'shop3' && e.source === THIRD
     const reversedShop = (await lab.eventsAfter(beforeShop, (evs) => evs.some(shopBack))).find(shopBack)!
     t.equal(reversedShop.details.blocks_sent, 0, "reversed: replica-dr1's disk is shop3's replica, nothing differs")
@@ -692,7 +744,7 @@ t.test(
     const image = readFileSync(join(lab.dir, 'data', SERVER, 'replica', 'vms', 'web2', 'disk.img'))
     const primary = await blockHashes(lab, 'array-a', 'web2-disk0')
     const written = (hashes: readonly string[]) => hashes.reduce((last, h, b) => (h === ZERO_BLOCK ? last : b), -1)
-    const replicaHashes = Array.from({ length: DISK_BLOCKS }, (_, b) => sha(image.subarray(b * 4096, (b + 1) * 4096)))
+    const replicaHashes = imageHashes(image)
     const S = written(replicaHashes)
     const P = written(primary)
     t.ok(P < DISK_BLOCKS - 1, 'the guest wrote each block at most once (block = seq), so the newest block is the newest write')

@@ -131,7 +131,11 @@ t.test(
     write(BLOCKS + 5, 1) // disk 1 (the paging disk), block 5
     w.fromDr1.start()
     await until('the initial replication to dr2', () => resyncs(w.events).length === 1 && !w.fromDr1.status('shop2')[0]!.resyncing, w.clock)
-    t.match(resyncs(w.events)[0], { vm: 'shop2', blocks_compared: 2 * BLOCKS, blocks_sent: 1 }, "disk 0's block only")
+    t.match(
+      resyncs(w.events)[0],
+      { vm: 'shop2', blocks_compared: BLOCKS, blocks_sent: 1 },
+      "disk 0's block only: disk 1 is not even compared",
+    )
     const replica = () => w.dr2.server.replicaStatus('shop2')[0]!
     t.match(replica(), { disks: 2, included_disks: [0], disk_bytes: 2 * BLOCKS * BS })
     const image = join(w.dir, 'dr2', 'vms', 'shop2', 'disk.img')
@@ -164,6 +168,30 @@ t.test(
     t.match(resyncs(w.events)[1], { vm: 'shop2', blocks_sent: 2 }, "disk 1's two blocks")
     t.ok((await onDr2(BLOCKS + 5)) && (await onDr2(BLOCKS + 7)), 'disk 1 is on the replica now')
     t.notOk('included_disks' in replica(), 'every disk replicates')
+
+    // disk 1 left out again: the replica blanks it by itself, nothing travels for it
+    await w.dr1.server.replicateTo('shop2', { ...TO_DR2, disks: [0] })
+    w.fromDr1.check()
+    await until('the resync for disk 0 alone', () => resyncs(w.events).length === 3 && !w.fromDr1.status('shop2')[0]?.resyncing, w.clock)
+    t.match(resyncs(w.events)[2], { vm: 'shop2', blocks_compared: BLOCKS, blocks_sent: 0 }, 'disk 0 is level; disk 1 is not compared')
+    t.notOk((await onDr2(BLOCKS + 5)) || (await onDr2(BLOCKS + 7)), 'disk 1 is blank on the replica again')
+    t.ok(await onDr2(3), 'disk 0 is kept')
     w.fromDr1.stop()
+
+    // both servers restarted: each opens its two-disk replica or VM as it was
+    for (const name of ['dr1', 'dr2']) {
+      const ran: string[] = []
+      const runner: ReplicaRunner = {
+        run: (vm) => void ran.push(vm),
+        runIsolated: () => undefined,
+        stop: () => undefined,
+        running: () => false,
+      }
+      const auth = await ReplicaServerAuthorization.open(join(w.dir, name))
+      const again = new ReplicaServer(name, join(w.dir, name), 1, auth, runner)
+      await again.openAll()
+      t.match(again.replicaStatus('shop2'), [{ disks: 2, included_disks: name === 'dr1' ? undefined : [0] }], `${name} reopened shop2`)
+      t.same(ran, name === 'dr1' ? ['shop2'] : [], name === 'dr1' ? 'its own VM starts again' : 'a replica stays a replica')
+    }
   },
 )

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createVmRole, transition } from '../../agent/cluster/vm-role.js'
+import { changeVmRole, createVmRole, transition } from '../../agent/cluster/vm-role.js'
 
 t.test('a new role is stopped, with defaults and validated owners', async (t) => {
   const r = createVmRole({ name: 'web1', preferred_owners: ['host-a1'] })
@@ -27,4 +27,27 @@ t.test('transitions: the owner is set exactly while on a node, and never changes
   const pending = transition(running, 'pending', null, 'host down')
   t.match(pending, { owner: null, last_owner: 'h1' })
   t.match(transition(pending, 'starting', 'h2', 'failover'), { owner: 'h2' })
+})
+
+t.test("replica enable --disks names disks the VM has: its storage's disk 0 and data disks", async (t) => {
+  const storage = {
+    kind: 'replicated' as const,
+    group: 'rc-db1',
+    volume: 'db1-disk0',
+    data_volumes: ['db1-disk1'],
+    size_bytes: 16 * 1024 * 1024,
+    mode: 'sync' as const,
+    arrays: { primary: 'array-a', secondary: 'array-b' },
+    hosts: ['host-a1'],
+  }
+  const two = createVmRole({ name: 'db1', storage })
+  const to = { to: 'replica-dr1', frequency_ms: 30_000 as const, recovery_points: 0, compress: false }
+  t.match(changeVmRole(two, { replication: { ...to, disks: [0, 1] } }).replication, { disks: [0, 1] })
+  t.throws(() => changeVmRole(two, { replication: { ...to, disks: [0, 2] } }), {
+    code: 'HVLAB_E_USAGE',
+    message: /vm db1 has 2 disk\(s\), 0–1; it has no disk 2 to replicate/,
+  })
+  const one = createVmRole({ name: 'web1' })
+  t.throws(() => changeVmRole(one, { replication: { ...to, disks: [0, 1] } }), { message: /has 1 disk\(s\)/ }, 'no storage: one disk')
+  t.same(changeVmRole(one, { replication: { ...to, disks: [0] } }).replication?.disks, [0])
 })
