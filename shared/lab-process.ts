@@ -16,7 +16,17 @@ import type { Message, MessageOf, MessageType } from './protocol/messages.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { startStatusServer, type StatusServer } from './status-server.js'
 import type { DetailsOf, EventKind } from './timeline/events.js'
-import { dials, foreignPeersOf, loadTopology, peersOf, processSpec, type ProcessSpec, type Topology } from './topology.js'
+import {
+  clusterView,
+  dials,
+  isClusterPeer,
+  foreignPeersOf,
+  loadTopology,
+  peersOf,
+  processSpec,
+  type ProcessSpec,
+  type Topology,
+} from './topology.js'
 import { readTlsIdentity, type TlsIdentity } from './pki/lab-pki.js'
 import type { PeerConnection } from './transport/peer-connection.js'
 import { PeerLink } from './transport/peer-link.js'
@@ -88,13 +98,15 @@ export class LabProcess {
   ) {}
 
   static async start(args: LabProcessArgs): Promise<LabProcess> {
-    const topology = loadTopology(args.topologyFile)
-    const spec = processSpec(topology, args.name)
+    const full = loadTopology(args.topologyFile)
+    const spec = processSpec(full, args.name)
+    // A cluster's process sees its own cluster as the topology's (clusterView); its peers and links come from the whole lab.
+    const topology = spec.cluster === null ? full : clusterView(full, spec.cluster)
     if (spec.role !== args.role)
       throw new HvlabError('HVLAB_E_TOPOLOGY', `${args.name} is a ${spec.role} in the topology, not a ${args.role}`)
     const layout = labLayout(args.dir)
     const secret = readFileSync(layout.secretOf(spec.organisation), 'utf8').trim()
-    const tls = tlsOf(topology, spec, layout)
+    const tls = tlsOf(full, spec, layout)
     const log = await createFileLogger({
       name: args.name,
       file: layout.processLog(args.name),
@@ -109,7 +121,7 @@ export class LabProcess {
       self: { name: spec.name, role: spec.role, organisation: spec.organisation },
       secret,
       tls: tls?.identity,
-      peers: peersOf(topology, spec.name),
+      peers: peersOf(full, spec.name),
       dials,
       log,
       metrics,
@@ -130,6 +142,11 @@ export class LabProcess {
       p.reportPeers()
     })
     return p
+  }
+
+  /** Is `conn` a fellow member of this process's cluster, or with `witness` its witness (topology.ts isClusterPeer)? */
+  isClusterPeer(conn: Pick<PeerConnection, 'remoteName' | 'remoteRole'>, witness = false): boolean {
+    return isClusterPeer(this.topology, conn, witness)
   }
 
   /** Role code: called for every new connection to a lab peer, to attach its handlers. */

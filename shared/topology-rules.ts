@@ -1,8 +1,8 @@
 /**
  * The topology's cross-field rules, which the schema alone cannot state: sites declared once,
  * one name per process (cluster host, standalone host, array or witness), every process in a
- * declared site, a witness exactly when the quorum model counts one, and the witness in a
- * site without cluster hosts.
+ * declared site, one name per failover cluster, and in each cluster a witness exactly when
+ * its quorum model counts one, in a site without that cluster's hosts.
  *
  * They read the raw file, not the parsed topology, so they run beside the schema and one pass
  * reports both kinds of mistake. Each rule looks only at the parts well-formed enough for it
@@ -18,6 +18,10 @@ export const SITES_MAX = 16
 export const ARRAYS_MAX = 16
 /** Standalone Hyper-V hosts (not cluster members) at most: a few DR sites' replica servers. */
 export const STANDALONE_HOSTS_MAX = 8
+/** Failover clusters in one lab at most (the first, top-level one among them). */
+export const CLUSTERS_MAX = 4
+/** The first cluster's name when the topology gives none (`cluster_name`). */
+export const DEFAULT_CLUSTER_NAME = 'main'
 export const QUORUM_MODELS = ['node-majority', 'node-and-file-share-majority'] as const
 export type QuorumModel = (typeof QUORUM_MODELS)[number]
 const QUORUM_MODEL_DEFAULT: QuorumModel = 'node-majority'
@@ -29,6 +33,17 @@ interface PlacedProcess {
   site: string
 }
 
+/** What the rules can read of one failover cluster. */
+interface ClusterParts {
+  /** Its name; undefined when it has none the schema takes. */
+  name: string | undefined
+  /** Its hosts, witness and arrays, malformed ones left out. */
+  processes: PlacedProcess[]
+  witness_declared: boolean
+  /** undefined when the file names a model the schema refuses. */
+  quorum_model: QuorumModel | undefined
+}
+
 /** What the rules can read from a raw topology, whatever else is wrong with it. */
 interface TopologyParts {
   /** The valid site names, in file order, a name given twice listed twice. */
@@ -37,9 +52,8 @@ interface TopologyParts {
   declared_sites: ReadonlySet<string> | undefined
   /** Hosts first, then the witness, arrays and standalone hosts, as processesOf orders them; malformed ones left out. */
   processes: PlacedProcess[]
-  witness_declared: boolean
-  /** undefined when the file names a model the schema refuses. */
-  quorum_model: QuorumModel | undefined
+  /** The first (top-level) cluster first, then the further ones. */
+  clusters: ClusterParts[]
 }
 
 /** How a problem names a process of each role. */
@@ -74,20 +88,33 @@ function quorumModelOf(quorum: unknown): QuorumModel | undefined {
   return QUORUM_MODELS.find((m) => m === model)
 }
 
+function clusterParts(c: Record<string, unknown>, name: unknown): ClusterParts {
+  return {
+    name: isName(name) ? name : undefined,
+    processes: [
+      ...itemsOf(c.hosts, CLUSTER_NODES_MAX).flatMap((h) => placed(h, 'host')),
+      ...placed(c.witness, 'witness'),
+      ...itemsOf(c.arrays, ARRAYS_MAX).flatMap((a) => placed(a, 'array')),
+    ],
+    witness_declared: c.witness !== undefined,
+    quorum_model: quorumModelOf(c.quorum),
+  }
+}
+
 function partsOf(t: Record<string, unknown>): TopologyParts {
+  const first = clusterParts(t, t.cluster_name ?? DEFAULT_CLUSTER_NAME)
+  const more = itemsOf(t.clusters, CLUSTERS_MAX).flatMap((c) => {
+    const r = recordOf(c)
+    return r ? [clusterParts(r, r.name)] : []
+  })
+  const standalone = itemsOf(t.standalone_hosts, STANDALONE_HOSTS_MAX).flatMap((h) => placed(h, 'standalone'))
   return {
     site_names: itemsOf(t.sites, SITES_MAX)
       .map((s) => recordOf(s)?.name)
       .filter(isName),
     declared_sites: declaredSites(t.sites),
-    processes: [
-      ...itemsOf(t.hosts, CLUSTER_NODES_MAX).flatMap((h) => placed(h, 'host')),
-      ...placed(t.witness, 'witness'),
-      ...itemsOf(t.arrays, ARRAYS_MAX).flatMap((a) => placed(a, 'array')),
-      ...itemsOf(t.standalone_hosts, STANDALONE_HOSTS_MAX).flatMap((h) => placed(h, 'standalone')),
-    ],
-    witness_declared: t.witness !== undefined,
-    quorum_model: quorumModelOf(t.quorum),
+    processes: [...first.processes, ...standalone, ...more.flatMap((c) => c.processes)],
+    clusters: [first, ...more],
   }
 }
 
@@ -118,15 +145,32 @@ function processProblems(parts: TopologyParts): string[] {
   return problems
 }
 
-function witnessProblems(parts: TopologyParts): string[] {
+function clusterNameProblems(parts: TopologyParts): string[] {
+  const seen = new Set<string>()
   const problems: string[] = []
-  if (parts.quorum_model === 'node-and-file-share-majority' && !parts.witness_declared)
-    problems.push('quorum model node-and-file-share-majority needs a "witness" (name and site, ideally a third site)')
-  if (parts.quorum_model === 'node-majority' && parts.witness_declared)
-    problems.push('a witness is declared but the quorum model is node-majority; use node-and-file-share-majority or remove the witness')
-  const witness = parts.processes.find((p) => p.role === 'witness')
-  if (witness && parts.processes.some((p) => p.role === 'host' && p.site === witness.site))
-    problems.push(`the witness shares site ${witness.site} with hosts; put it in a third site so it can arbitrate between the others`)
+  for (const c of parts.clusters) {
+    if (c.name === undefined) continue
+    if (seen.has(c.name))
+      problems.push(
+        `the cluster name ${c.name} is used twice; every failover cluster needs its own (\`cluster_name\`, \`clusters[].name\`)`,
+      )
+    seen.add(c.name)
+  }
+  return problems
+}
+
+function witnessProblems(c: ClusterParts, several: boolean): string[] {
+  const of = several && c.name !== undefined ? ` (cluster ${c.name})` : ''
+  const problems: string[] = []
+  if (c.quorum_model === 'node-and-file-share-majority' && !c.witness_declared)
+    problems.push(`quorum model node-and-file-share-majority${of} needs a "witness" (name and site, ideally a third site)`)
+  if (c.quorum_model === 'node-majority' && c.witness_declared)
+    problems.push(
+      `a witness is declared${of} but the quorum model is node-majority; use node-and-file-share-majority or remove the witness`,
+    )
+  const witness = c.processes.find((p) => p.role === 'witness')
+  if (witness && c.processes.some((p) => p.role === 'host' && p.site === witness.site))
+    problems.push(`the witness${of} shares site ${witness.site} with hosts; put it in a third site so it can arbitrate between the others`)
   return problems
 }
 
@@ -135,5 +179,11 @@ export function topologyProblems(raw: unknown): string[] {
   const t = recordOf(raw)
   if (!t) return []
   const parts = partsOf(t)
-  return [...siteProblems(parts), ...processProblems(parts), ...witnessProblems(parts)]
+  const several = parts.clusters.length > 1
+  return [
+    ...siteProblems(parts),
+    ...processProblems(parts),
+    ...clusterNameProblems(parts),
+    ...parts.clusters.flatMap((c) => witnessProblems(c, several)),
+  ]
 }

@@ -15,7 +15,15 @@ import { field } from './protocol/define.js'
 import type { Role } from './protocol/runtime-messages.js'
 import { issueText, problemsMessage } from './topology-issues.js'
 import { LAB_ORGANISATION } from './organisation.js'
-import { ARRAYS_MAX, QUORUM_MODELS, SITES_MAX, STANDALONE_HOSTS_MAX, topologyProblems } from './topology-rules.js'
+import {
+  ARRAYS_MAX,
+  CLUSTERS_MAX,
+  DEFAULT_CLUSTER_NAME,
+  QUORUM_MODELS,
+  SITES_MAX,
+  STANDALONE_HOSTS_MAX,
+  topologyProblems,
+} from './topology-rules.js'
 
 export const DEFAULT_TOPOLOGY_FILE = fileURLToPath(new URL('../topologies/two-site.json', import.meta.url))
 
@@ -181,6 +189,29 @@ const standaloneHost = hyperVHost.extend({
   organisation: field.name().optional(),
 })
 
+const placedProcess = z.strictObject({ name: field.name(), site: field.name() })
+const quorumSchema = z
+  .strictObject({
+    model: z.enum(QUORUM_MODELS),
+    dynamicQuorum: z.boolean().default(true),
+    dynamicWitness: z.boolean().default(true),
+  })
+  .default({ model: 'node-majority', dynamicQuorum: true, dynamicWitness: true })
+
+/**
+ * A failover cluster besides the lab's first (the top-level `hosts`, `witness`, `quorum` and
+ * `arrays`): its own members, its own file-share witness and its own storage arrays. Its
+ * hosts reach the other clusters' hosts (Hyper-V Replica between clusters) but never their
+ * witness or arrays, and no cluster takes commands from another's hosts.
+ */
+const clusterSchema = z.strictObject({
+  name: field.name(),
+  hosts: z.array(hyperVHost).min(1).max(CLUSTER_NODES_MAX),
+  witness: placedProcess.optional(),
+  quorum: quorumSchema,
+  arrays: z.array(placedProcess).max(ARRAYS_MAX).default([]),
+})
+
 const topologySchema = z.strictObject({
   name: field.name(),
   description: z.string().max(1000).optional(),
@@ -188,26 +219,27 @@ const topologySchema = z.strictObject({
     .array(z.strictObject({ name: field.name(), description: z.string().max(200).optional() }))
     .min(1)
     .max(SITES_MAX),
-  /** The failover cluster's members, and only them: every cluster rule (quorum, roles, CSVs, migration) reads this list. */
+  /** The name of the lab's first failover cluster, whose members are `hosts` (`hvlab --cluster NAME`, `replica enable --to cluster:NAME`). */
+  cluster_name: field.name().default(DEFAULT_CLUSTER_NAME),
+  /**
+   * The first failover cluster's members, and only them: every cluster rule (quorum, roles,
+   * CSVs, migration) reads this list — of the process's own cluster (clusterView).
+   */
   hosts: z.array(hyperVHost).min(1).max(CLUSTER_NODES_MAX),
+  /** Further failover clusters, each with its own members, witness and arrays (a DR site's cluster). */
+  clusters: z
+    .array(clusterSchema)
+    .max(CLUSTERS_MAX - 1)
+    .default([]),
   /**
    * Hyper-V hosts that are not cluster members, with storage of their own: a Hyper-V Replica
    * server in a DR site (seed 002). They talk to the cluster's hosts and to each other, never
    * to the arrays or the witness.
    */
   standalone_hosts: z.array(standaloneHost).max(STANDALONE_HOSTS_MAX).default([]),
-  arrays: z
-    .array(z.strictObject({ name: field.name(), site: field.name() }))
-    .max(ARRAYS_MAX)
-    .default([]),
-  witness: z.strictObject({ name: field.name(), site: field.name() }).optional(),
-  quorum: z
-    .strictObject({
-      model: z.enum(QUORUM_MODELS),
-      dynamicQuorum: z.boolean().default(true),
-      dynamicWitness: z.boolean().default(true),
-    })
-    .default({ model: 'node-majority', dynamicQuorum: true, dynamicWitness: true }),
+  arrays: z.array(placedProcess).max(ARRAYS_MAX).default([]),
+  witness: placedProcess.optional(),
+  quorum: quorumSchema,
   heartbeat: z
     .strictObject({ sameSite: heartbeatProfile, crossSite: heartbeatProfile })
     .default({ sameSite: { interval_ms: 1000, missed_max: 10 }, crossSite: { interval_ms: 1000, missed_max: 20 } }),
@@ -224,12 +256,63 @@ const topologySchema = z.strictObject({
 
 export type Topology = z.infer<typeof topologySchema>
 
+/** One failover cluster of the topology: its members, witness, quorum model and storage arrays. */
+export type ClusterSpec = z.infer<typeof clusterSchema>
+
 export interface ProcessSpec {
   name: string
   role: Role
   site: string
   /** Who runs the process: LAB_ORGANISATION, or a standalone host's own `organisation`. */
   organisation: string
+  /** The failover cluster it belongs to (a host, witness or array); null: a standalone host, in none. */
+  cluster: string | null
+}
+
+/** Every failover cluster of the lab, the first (top-level) one first. */
+export function clustersOf(t: Topology): ClusterSpec[] {
+  const first = { name: t.cluster_name, hosts: t.hosts, quorum: t.quorum, arrays: t.arrays }
+  return [t.witness === undefined ? first : { ...first, witness: t.witness }, ...t.clusters]
+}
+
+/** The cluster named `name`; HVLAB_E_NOT_FOUND with the names there are. */
+export function clusterNamed(t: Topology, name: string): ClusterSpec {
+  const c = clustersOf(t).find((x) => x.name === name)
+  if (c === undefined)
+    throw new HvlabError(
+      'HVLAB_E_NOT_FOUND',
+      `no failover cluster named ${name} in topology ${t.name}; its clusters: ${clustersOf(t)
+        .map((x) => x.name)
+        .join(', ')}`,
+    )
+  return c
+}
+
+/**
+ * The topology as a process of cluster `name` sees it: that cluster's members, witness,
+ * quorum and arrays in the top-level fields every cluster rule reads, the rest as it is (the
+ * other clusters stay listed in `clusters`, the first one included, for Replica between them).
+ */
+export function clusterView(t: Topology, name: string): Topology {
+  const c = clusterNamed(t, name)
+  if (name === t.cluster_name) return t
+  const { witness: _witness, ...rest } = t
+  const first: ClusterSpec = {
+    name: t.cluster_name,
+    hosts: t.hosts,
+    quorum: t.quorum,
+    arrays: t.arrays,
+    ...(t.witness ? { witness: t.witness } : {}),
+  }
+  return {
+    ...rest,
+    cluster_name: c.name,
+    hosts: c.hosts,
+    quorum: c.quorum,
+    arrays: c.arrays,
+    ...(c.witness ? { witness: c.witness } : {}),
+    clusters: [first, ...t.clusters.filter((x) => x.name !== name)],
+  }
 }
 
 /**
@@ -264,21 +347,34 @@ export function loadTopology(file: string = DEFAULT_TOPOLOGY_FILE): Topology {
 }
 
 /**
- * Every process of the lab in a stable order: cluster hosts, the witness, arrays, then
- * standalone hosts (last, so the order of a lab without them is what it always was).
+ * Every process of the lab in a stable order: the first cluster's hosts, its witness and
+ * arrays, then standalone hosts, then each further cluster's (so the order of a lab without
+ * them is what it always was).
  */
 export function processesOf(t: Topology): ProcessSpec[] {
+  const [first, ...more] = clustersOf(t)
   return [
-    ...t.hosts.map((h) => ({ name: h.name, role: 'host' as const, site: h.site, organisation: LAB_ORGANISATION })),
-    ...(t.witness ? [{ name: t.witness.name, role: 'witness' as const, site: t.witness.site, organisation: LAB_ORGANISATION }] : []),
-    ...t.arrays.map((a) => ({ name: a.name, role: 'array' as const, site: a.site, organisation: LAB_ORGANISATION })),
+    ...processesOfCluster(first!),
     ...t.standalone_hosts.map((h) => ({
       name: h.name,
       role: 'standalone' as const,
       site: h.site,
       organisation: h.organisation ?? LAB_ORGANISATION,
+      cluster: null,
     })),
+    ...more.flatMap(processesOfCluster),
   ]
+}
+
+function processesOfCluster(c: ClusterSpec): ProcessSpec[] {
+  const of = (role: 'host' | 'witness' | 'array', p: { name: string; site: string }): ProcessSpec => ({
+    name: p.name,
+    role,
+    site: p.site,
+    organisation: LAB_ORGANISATION,
+    cluster: c.name,
+  })
+  return [...c.hosts.map((h) => of('host', h)), ...(c.witness ? [of('witness', c.witness)] : []), ...c.arrays.map((a) => of('array', a))]
 }
 
 export function processSpec(t: Topology, name: string): ProcessSpec {
@@ -297,7 +393,8 @@ export function processSpec(t: Topology, name: string): ProcessSpec {
  * Which roles talk to each other, both ways (a table, so a new role must be placed here):
  * cluster hosts to everything; arrays to arrays (remote copy); standalone hosts to each
  * other (extended replication, a replica of a replica) but never to the cluster's storage
- * or its witness, as a DR site's own Hyper-V server has no path to either.
+ * or its witness, as a DR site's own Hyper-V server has no path to either. Across
+ * clusters only hosts talk (Replica): a cluster's witness and arrays serve its own hosts.
  */
 const TALKS_TO: Readonly<Record<Role, readonly Role[]>> = {
   host: ['host', 'witness', 'array', 'standalone'],
@@ -306,7 +403,9 @@ const TALKS_TO: Readonly<Record<Role, readonly Role[]>> = {
   standalone: ['host', 'standalone'],
 }
 
-const talks = (a: Role, b: Role): boolean => TALKS_TO[a].includes(b)
+const talks = (a: ProcessSpec, b: ProcessSpec): boolean =>
+  TALKS_TO[a.role].includes(b.role) &&
+  (a.cluster === b.cluster || a.cluster === null || b.cluster === null || (a.role === 'host' && b.role === 'host'))
 
 /** Every organisation with a process in the lab, the lab's own first. */
 export function organisationsOf(t: Topology): string[] {
@@ -316,7 +415,7 @@ export function organisationsOf(t: Topology): string[] {
 /** The processes `name` keeps a connection to. */
 export function peersOf(t: Topology, name: string): ProcessSpec[] {
   const self = processSpec(t, name)
-  return processesOf(t).filter((p) => p.name !== name && talks(self.role, p.role))
+  return processesOf(t).filter((p) => p.name !== name && talks(self, p))
 }
 
 /** The peers of `name` that another organisation runs than its own: the links over mutual TLS. */
@@ -332,3 +431,18 @@ export function processesWithForeignPeers(t: Topology): ProcessSpec[] {
 
 /** Of two peers, the one whose name sorts first dials the other: one connection per pair. */
 export const dials = (self: string, peer: string): boolean => self < peer
+
+/**
+ * Is `peer` (a connection's proven name and role) a fellow member of the cluster `view` is
+ * the view of (clusterView), or with `witness` its witness? A host of another cluster is a
+ * host too (Replica between clusters), but no member: it may not command this cluster, nor
+ * take part in its membership.
+ */
+export function isClusterPeer(
+  view: Topology,
+  peer: { readonly remoteName: string; readonly remoteRole: string },
+  witness = false,
+): boolean {
+  if (peer.remoteRole === 'host') return view.hosts.some((h) => h.name === peer.remoteName)
+  return witness && peer.remoteRole === 'witness' && view.witness?.name === peer.remoteName
+}

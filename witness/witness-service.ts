@@ -55,7 +55,7 @@ export async function startWitness(p: LabProcess): Promise<Arbiter> {
   }
   // Only the cluster's hosts ask the witness (the role is proved in the handshake).
   p.onPeer((conn) => {
-    if (conn.remoteRole === 'host') attachClusterMessages(conn, receive)
+    if (p.isClusterPeer(conn)) attachClusterMessages(conn, receive)
   })
   p.addStatus(() => {
     const r = arbiter.record()

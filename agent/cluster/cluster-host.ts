@@ -49,10 +49,9 @@ export async function startClusterHost(p: LabProcess): Promise<ClusterService> {
       this.set(service.membership.view().epoch)
     },
   })
-  // Membership is decided among the hosts and the witness; an array has no say (its role is proved in the handshake).
+  // Membership is decided among the cluster's hosts and its witness; an array, or another cluster's host, has no say (roles are proved in the handshake).
   p.onPeer((conn) => {
-    if (conn.remoteRole === 'host' || conn.remoteRole === 'witness')
-      attachClusterMessages(conn, (m, from) => service.receive(m, from), received)
+    if (p.isClusterPeer(conn, true)) attachClusterMessages(conn, (m, from) => service.receive(m, from), received)
   })
   p.serveOperator('cluster-status-request', () => ({ t: 'cluster-status-reply', status: service.status() }))
   p.serveOperator('cluster-force-quorum-request', () => {

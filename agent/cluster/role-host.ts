@@ -99,7 +99,10 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   serveVmRemove(p, m, roles, csv, ask)
   // The Replica Broker (a role like a VM's): where it runs, it places failed-over VMs' reverse replicas.
   serveReplicaBroker(p, { database: () => m.database(), members: () => m.view().members, roleCommand: (c) => operator.command(c, false) })
-  p.onPeer((conn) => serveRolePeerRequests(conn, { name: p.name, epoch: () => m.view().epoch, agent, local, migration, roles, operator }))
+  p.onPeer((conn) => {
+    if (p.isClusterPeer(conn))
+      serveRolePeerRequests(conn, { name: p.name, epoch: () => m.view().epoch, agent, local, migration, roles, operator })
+  })
   p.serveOperator('role-command-request', (q) => operator.command(q.command, false))
   p.serveOperator('role-list-request', () => operator.list(false))
   p.serveOperator('vm-migrate-command-request', (q) => operator.migrate(q, false))

@@ -27,7 +27,7 @@ export interface RolePeerRequestsDeps {
   operator: OperatorRequests
 }
 
-/** Attaches the role request handlers to a new connection (a host's only). */
+/** Attaches the role request handlers to a new connection of a fellow member (LabProcess.isClusterPeer). */
 export function serveRolePeerRequests(conn: PeerConnection, deps: RolePeerRequestsDeps): void {
   if (conn.remoteRole !== 'host') return
   serveVmOps(conn, deps)

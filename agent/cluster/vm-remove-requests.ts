@@ -32,6 +32,6 @@ export function serveVmRemove(p: LabProcess, m: Membership, roles: RoleService, 
     )
   p.serveOperator('vm-remove-request', (q) => handle(q, false))
   p.onPeer((conn) => {
-    if (conn.remoteRole === 'host') conn.onRequest('vm-remove-request', async ({ message: q }) => ({ message: await handle(q, true) }))
+    if (p.isClusterPeer(conn)) conn.onRequest('vm-remove-request', async ({ message: q }) => ({ message: await handle(q, true) }))
   })
 }

@@ -27,7 +27,7 @@ export function serveCsvRemoval(ctx: CsvHostContext, metadata: CsvRegionMetadata
     removeCsv(ctx, metadata, admin, q.name, forwarded)
   ctx.p.serveOperator('csv-remove-request', (q) => handle(q, false))
   ctx.p.onPeer((conn) => {
-    if (conn.remoteRole === 'host') conn.onRequest('csv-remove-request', async ({ message: q }) => ({ message: await handle(q, true) }))
+    if (ctx.p.isClusterPeer(conn)) conn.onRequest('csv-remove-request', async ({ message: q }) => ({ message: await handle(q, true) }))
   })
 }
 

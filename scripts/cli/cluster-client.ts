@@ -1,12 +1,14 @@
 /**
- * How the CLI reaches the failover cluster: a request to any up host (those holding the
- * quorum lease first), tried on the next host when one cannot answer. The cluster, vm,
- * node and CSV commands use it.
+ * How the CLI reaches the failover cluster (the one `hvlab --cluster NAME` chose:
+ * cluster-choice.ts): a request to any of its up hosts (those holding the quorum lease
+ * first), tried on the next host when one cannot answer. The cluster, vm, node and CSV
+ * commands use it.
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import type { Message, MessageOf, MessageType } from '../../shared/protocol/messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
+import { chosenClusterStatus, chosenHostsUp } from './cluster-choice.js'
 import type { ControlClient } from './control-client.js'
 
 /** A role request may wait for a view change on the host (it forwards to the coordinator). */
@@ -27,11 +29,8 @@ export async function askAnyHost<T extends MessageType>(
   const lab = await client.get<LabStatus>('/v1/status')
   // Hosts that hold quorum first: a host cut off from the majority can only answer from
   // its stale copy of the cluster database.
-  const holdsQuorum = (name: string): boolean => lab.cluster?.hosts[name]?.holds_lease === true
-  const up = lab.processes
-    .filter((p) => p.role === 'host' && p.state === 'up')
-    .map((p) => p.name)
-    .sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
+  const holdsQuorum = (name: string): boolean => chosenClusterStatus(lab)?.hosts[name]?.holds_lease === true
+  const up = chosenHostsUp(lab).sort((a, b) => Number(holdsQuorum(b)) - Number(holdsQuorum(a)))
   if (up.length === 0)
     throw new HvlabError('HVLAB_E_STATE', 'no host is up; start the lab with `hvlab up` or restart a host with `hvlab restart NAME`')
   let last: unknown

@@ -12,6 +12,7 @@ import { brokerView, formatBroker, type BrokerView } from './replica-broker-comm
 import { clusterRoleStatus, formatVmCounters, type ClusterRoleStatus } from './cluster-roles.js'
 import { validateCluster, validationPassed, type ValidationInput } from './cluster-validation.js'
 import { ControlClient } from './control-client.js'
+import { chosenClusterName, chosenClusterStatus, chosenHosts, chosenHostsUp, chosenTopology } from './cluster-choice.js'
 import { formatCluster, formatEpoch, formatValidation, validationHtml } from './format.js'
 import { dirOption, out, printResult } from './options.js'
 
@@ -19,12 +20,11 @@ import { dirOption, out, printResult } from './options.js'
 export async function clusterStatusNow(client: ControlClient): Promise<LabClusterStatus> {
   const lab = await client.get<LabStatus>('/v1/status')
   const hosts: Record<string, ClusterStatus> = {}
-  const up = lab.processes.filter((p) => p.role === 'host' && p.state === 'up')
   await Promise.all(
-    up.map(async (p) => {
+    chosenHostsUp(lab).map(async (name) => {
       try {
-        const r = await client.request(p.name, { t: 'cluster-status-request' }, 'cluster-status-reply', HOST_REQUEST_TIMEOUT_MS)
-        hosts[p.name] = r.status
+        const r = await client.request(name, { t: 'cluster-status-request' }, 'cluster-status-reply', HOST_REQUEST_TIMEOUT_MS)
+        hosts[name] = r.status
       } catch {
         // a host that does not answer in time is left out; `hvlab status` shows its process state
       }
@@ -32,7 +32,8 @@ export async function clusterStatusNow(client: ControlClient): Promise<LabCluste
   )
   if (Object.keys(hosts).length === 0)
     throw new HvlabError('HVLAB_E_STATE', 'no host of the cluster answered; `hvlab status` shows which processes are up')
-  return { hosts, witness: lab.cluster?.witness ?? null, refreshed_ms: Date.now() }
+  const status = chosenClusterStatus(lab)
+  return { ...(status?.name === undefined ? {} : { name: status.name }), hosts, witness: status?.witness ?? null, refreshed_ms: Date.now() }
 }
 
 export function registerClusterCommands(program: Command): void {
@@ -75,7 +76,7 @@ export function formatClusterReport(s: ClusterStatusReport, now_ms: number): str
   const drains = s.roles?.source === 'coordinator' ? s.roles.drains : undefined
   const vms = s.roles === null ? 'vms: the role list did not answer' : formatVmCounters(s.roles, now_ms)
   const broker = s.replica_broker === undefined ? '' : `\n${formatBroker(s.replica_broker)}`
-  return `${formatCluster(s, drains)}
+  return `${formatCluster(s, drains, chosenClusterName() !== null)}
 
 ${vms}${broker}`
 }
@@ -94,8 +95,7 @@ function registerClusterValidate(cluster: Command): void {
 async function validateClusterNow(o: { dir: string; json?: boolean }): Promise<void> {
   const client = ControlClient.forDir(o.dir)
   const layout = labLayout(o.dir)
-  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
-  const topology = loadTopology(layout.topology)
+  const topology = await chosenTopology(layout.topology)
   const lab = await client.get<LabStatus>('/v1/status')
   const statuses = (await clusterStatusNow(client).catch(() => ({ hosts: {} as Record<string, ClusterStatus> }))).hosts
   const list = await askAnyHost(client, { t: 'role-list-request', forwarded: false }, 'role-list-reply').catch(() => null)
@@ -105,7 +105,11 @@ async function validateClusterNow(o: { dir: string; json?: boolean }): Promise<v
     hosts: topology.hosts,
     witness: topology.witness ? { name: topology.witness.name, site: topology.witness.site } : null,
     statuses,
-    links: Object.fromEntries(lab.processes.filter((p) => p.role === 'host' && p.state === 'up').map((p) => [p.name, p.peers])),
+    links: Object.fromEntries(
+      chosenHosts(lab)
+        .filter((p) => p.state === 'up')
+        .map((p) => [p.name, p.peers]),
+    ),
     roles: list?.source === 'coordinator' ? list.roles : null,
     arrays,
   })

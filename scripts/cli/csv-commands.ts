@@ -8,6 +8,7 @@ import { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import type { CsvInfo, CsvNodeState } from '../../shared/protocol/csv-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
+import { chosenHostsUp } from './cluster-choice.js'
 import { askAnyHost } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { registerCsvRemove } from './csv-remove-command.js'
@@ -27,7 +28,7 @@ export interface CsvListing {
 export async function csvListing(client: ControlClient): Promise<CsvListing> {
   const list = await askAnyHost(client, { t: 'csv-list-request' }, 'csv-list-reply')
   const lab = await client.get<LabStatus>('/v1/status')
-  const hosts = lab.processes.filter((p) => p.role === 'host' && p.state === 'up').map((p) => p.name)
+  const hosts = chosenHostsUp(lab)
   const states = new Map<string, CsvNodeState[]>()
   await Promise.all(
     hosts.map(async (h) => {

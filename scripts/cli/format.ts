@@ -62,7 +62,8 @@ export function formatStatus(s: LabStatus, now_ms = Date.now()): string {
   if (s.links.length > STATUS_LINKS_LISTED_MAX)
     lines.push(`links: ${s.links.length} directions with a fault (\`hvlab link show\` lists them)`)
   else for (const l of s.links) lines.push(formatLink(l))
-  if (s.cluster) lines.push('', formatCluster(s.cluster))
+  const clusters = [...(s.cluster ? [s.cluster] : []), ...(s.clusters ?? [])]
+  for (const c of clusters) lines.push('', formatCluster(c, undefined, clusters.length > 1))
   return lines.join('\n')
 }
 
@@ -95,19 +96,20 @@ export function formatEpoch(epoch: number): string {
 }
 
 /**
- * The failover cluster: quorum model and votes, witness vote holder, each node's state,
+ * A failover cluster (`named`: headed by its name, in a lab of several): quorum model and votes, witness vote holder, each node's state,
  * vote (NodeWeight), whether its vote counts now (DynamicWeight), lease and, when the
  * coordinator's `drains` are known, its drain status.
  */
-export function formatCluster(c: LabClusterStatus, drains?: Readonly<Record<string, DrainStatus>>): string {
+export function formatCluster(c: LabClusterStatus, drains?: Readonly<Record<string, DrainStatus>>, named = false): string {
   const ref = referenceHost(c)
-  if (!ref) return 'cluster: no host answered'
+  const cluster = named && c.name !== undefined ? `cluster ${c.name}` : 'cluster'
+  if (!ref) return `${cluster}: no host answered`
   const onOff = (b: boolean): string => (b ? 'on' : 'off')
   const holders = Object.values(c.hosts)
     .filter((h) => h.holds_lease)
     .map((h) => h.node)
   const lines = [
-    `cluster: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${formatEpoch(ref.epoch)}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
+    `${cluster}: ${ref.model}, dynamic quorum ${onOff(ref.dynamic_quorum)}, dynamic witness ${onOff(ref.dynamic_witness)}; epoch ${formatEpoch(ref.epoch)}${ref.forced ? ' (FORCED)' : ''}, coordinator ${ref.coordinator}, as ${ref.node} sees it`,
     `quorum: ${ref.holds_lease ? 'HELD' : 'NOT HELD'} by ${holders.length ? holders.join(',') : 'no host'}; votes present ${ref.votes_present} of ${ref.votes_total}, needed ${ref.votes_needed}` +
       (ref.witness
         ? `; witness ${ref.witness.name} ${ref.witness.votes ? 'votes' : 'does not vote (dynamic witness)'}, vote holder ${c.witness?.vote_holder ?? 'none'}`

@@ -32,11 +32,11 @@ export function registerUp(program: Command): void {
   program
     .command('up')
     .description(
-      'start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy and the failover cluster has formed',
+      'start a lab: in the foreground (Ctrl-C stops it), or with --detach in the background once every process is healthy and every failover cluster has formed',
     )
     .option('--topology <file>', 'topology file (JSON); default: topologies/two-site.json')
     .addOption(dirOption())
-    .option('--detach', 'return once the lab is healthy and its cluster formed, leaving it running')
+    .option('--detach', 'return once the lab is healthy and each of its clusters formed, leaving it running')
     .option('--json', 'print the status as JSON once ready')
     .action(labUp)
 }

@@ -4,10 +4,11 @@
  * Output goes to the current run's io (cli-io.ts); commander's own exits (--help, usage
  * errors) throw a CommandLineExit instead of ending the process, so runHvlab() decides.
  */
-import { Command, type OutputConfiguration } from 'commander'
+import { Command, InvalidArgumentError, type OutputConfiguration } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { registerArrayCommands } from './array-commands.js'
 import { currentIo, processIo } from './cli-io.js'
+import { chooseCluster } from './cluster-choice.js'
 import { registerClusterCommands } from './cluster-commands.js'
 import { registerCsvCommands } from './csv-commands.js'
 import { registerLabCommands } from './lab-commands.js'
@@ -66,6 +67,13 @@ export function buildProgram(): Command {
       // Help and --version end with commander's 0; everything else it stops for is bad usage: 2.
       throw new CommandLineExit(e.exitCode === 0 ? 0 : 2, e.code)
     })
+    .option(
+      '--cluster <name>',
+      "the failover cluster the cluster, vm, node, csv and replica commands address, in a lab of several (topology `clusters`), before the command: `hvlab --cluster dr vm list`; default: the lab's first",
+      clusterName,
+    )
+    .hook('preAction', () => chooseCluster(program.opts<{ cluster?: string }>().cluster ?? null))
+  chooseCluster(null) // one choice per run: a program built again starts from the first cluster
   registerLabCommands(program)
   registerVmCommands(program)
   registerNodeCommands(program)
@@ -109,4 +117,11 @@ function guideToSubcommand(group: Command): void {
 
 function commandPath(c: Command): string {
   return c.parent ? `${commandPath(c.parent)} ${c.name()}` : c.name()
+}
+
+/** `--cluster NAME`: a name as the topology allows them (which clusters the lab has, the command's first request tells). */
+function clusterName(v: string): string {
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(v))
+    throw new InvalidArgumentError('a cluster name: 1–63 of a-z 0-9 . _ -, as the topology names it')
+  return v
 }

@@ -23,6 +23,7 @@ import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
+import { chosenHosts } from './cluster-choice.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
@@ -265,7 +266,7 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
 /** The cluster's hosts (any of them may run a VM that comes into the cluster). */
 async function clusterHosts(client: ControlClient): Promise<string[]> {
   const lab = await client.get<LabStatus>('/v1/status')
-  return lab.processes.filter((p) => p.role === 'host').map((p) => p.name)
+  return chosenHosts(lab).map((p) => p.name)
 }
 
 /** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */

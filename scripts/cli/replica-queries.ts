@@ -9,6 +9,7 @@ import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { PrimarySideStatus, ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import type { LabStatus } from '../controller/lab-controller.js'
+import { chosenHostsUp } from './cluster-choice.js'
 import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 import { vmListNow, vmRole } from './vm-queries.js'
@@ -35,7 +36,7 @@ export async function ifClusterReachable<T>(client: ControlClient, ask: () => Pr
 
 async function anyHostUp(client: ControlClient): Promise<boolean> {
   const lab = await client.get<LabStatus>('/v1/status')
-  return lab.processes.some((p) => p.role === 'host' && p.state === 'up')
+  return chosenHostsUp(lab).length > 0
 }
 
 /** The VM's role, or null when the cluster cannot be reached (its site is lost: an unplanned failover is why). */

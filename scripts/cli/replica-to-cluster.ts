@@ -19,6 +19,7 @@ import type { ReplicationSetting } from '../../shared/protocol/replica-messages.
 import { labLayout } from '../../shared/lab-layout.js'
 import type { VmStorageRequest } from '../../shared/protocol/cluster-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, createRole, roleCommand } from './cluster-client.js'
+import { chosenTopology } from './cluster-choice.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
 import { brokerFor, roleRecords } from './replica-broker-commands.js'
@@ -86,9 +87,8 @@ async function createdHereToCluster(client: ControlClient, vm: string, o: ToClus
 
 /** The disks of a VM coming into the cluster: the kind `vm create` gives by default, `disks` of `size_bytes`; it must be the cluster's storage. */
 async function clusterDisk(dir: string, size_bytes: number, disks: number): Promise<VmStorageRequest> {
-  const { loadTopology } = await import('../../shared/topology.js') // not when hvlab starts: it brings zod
   const { chooseVmStorage } = await import('../../shared/vm-storage-choice.js')
-  const storage = chooseVmStorage({}, loadTopology(labLayout(dir).topology).arrays)
+  const storage = chooseVmStorage({}, (await chosenTopology(labLayout(dir).topology)).arrays)
   if (storage.kind === 'local')
     throw new HvlabError(
       'HVLAB_E_STATE',

@@ -8,12 +8,13 @@ import { HvlabError, describeError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { CsvInfo } from '../../shared/protocol/csv-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
+import { chosenHosts } from './cluster-choice.js'
 import { askAnyHost } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 
 async function hasHosts(client: ControlClient): Promise<boolean> {
   const lab = await client.get<LabStatus>('/v1/status')
-  return lab.processes.some((p) => p.role === 'host')
+  return chosenHosts(lab).length > 0
 }
 
 /** Asks the cluster; a failure to ask is a refusal of `what` (nobody can tell whether it is in use). */

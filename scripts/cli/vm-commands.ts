@@ -8,6 +8,7 @@ import type { Command } from 'commander'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
 import { HOST_REQUEST_TIMEOUT_MS, createRole } from './cluster-client.js'
+import { chosenTopology } from './cluster-choice.js'
 import { ControlClient } from './control-client.js'
 import { formatVmList } from './format.js'
 import { registerVmPing } from './guest-commands.js'
@@ -96,7 +97,6 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
       `${name} is the name of the cluster's Replica Broker role (\`hvlab replica server enable cluster\` makes it); name the VM otherwise`,
     )
   // Loaded when a VM is created, not when hvlab starts: the topology brings zod and its schemas.
-  const { loadTopology } = await import('../../shared/topology.js')
   const { chooseVmStorage, DISK_BYTES_DEFAULT } = await import('../../shared/vm-storage-choice.js')
   if (o.on !== undefined) {
     if (o.preferred !== undefined || o.storage !== undefined || o.rcPeriodMs !== undefined)
@@ -115,7 +115,7 @@ async function createVm(name: string, o: VmCreateOptions): Promise<void> {
       ...(o.rcPeriodMs !== undefined ? { rc_period_ms: o.rcPeriodMs } : {}),
       ...(o.disks !== undefined ? { disks: o.disks } : {}),
     },
-    loadTopology(labLayout(o.dir).topology).arrays,
+    (await chosenTopology(labLayout(o.dir).topology)).arrays,
   )
   const client = ControlClient.forDir(o.dir)
   await refuseStandaloneName(client, o.dir, name)

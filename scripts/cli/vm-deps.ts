@@ -98,18 +98,21 @@ export function formatVmDepsTree(d: VmDeps): string {
   d.disks.forEach((disk, n) => {
     const last = n === d.disks.length - 1
     const [head, under] = last ? ['└─', '   '] : ['├─', '│  ']
+    const which = d.disks.length > 1 ? ` ${n}` : '' // a VM of one disk: no number
     if (disk.kind === 'local') {
       lines.push(`${head} disk: local to its host (no shared storage, no storage failover)`)
       return
     }
     if (disk.kind === 'csv') {
-      lines.push(`${head} disk ${n}: region ${disk.region} (${formatBytes(disk.size_bytes)}) of Cluster Shared Volume ${disk.csv}`)
+      lines.push(`${head} disk${which}: region ${disk.region} (${formatBytes(disk.size_bytes)}) of Cluster Shared Volume ${disk.csv}`)
       lines.push(
         `${under}└─ volume ${disk.volume} on array ${disk.array}, read and written by every node (no storage failover on a move; \`hvlab csv list\` shows each node's path)`,
       )
       return
     }
-    lines.push(`${head} disk ${n}: ${disk.volume} (${formatBytes(disk.size_bytes)}), presented to ${disk.presented_to.join(', ')}`)
+    lines.push(
+      `${head} disk${which ? `${which}:` : ''} ${disk.volume} (${formatBytes(disk.size_bytes)}), presented to ${disk.presented_to.join(', ')}`,
+    )
     lines.push(
       `${under}└─ remote copy group ${disk.group} (${disk.mode === 'sync' ? 'synchronous' : 'asynchronous periodic'}) — storage resource (CLX)`,
     )

@@ -21,6 +21,7 @@ import type { Role } from '../../shared/protocol/runtime-messages.js'
 import {
   loadTopology,
   organisationsOf,
+  clustersOf,
   peersOf,
   processesOf,
   processesWithForeignPeers,
@@ -84,6 +85,8 @@ export interface ProcessStatus {
   name: string
   role: Role
   site: string
+  /** The failover cluster of a host, witness or array; null: a standalone host. */
+  cluster: string | null
   pid: number | null
   state: ProcessState
   uptime_ms: number | null
@@ -101,8 +104,10 @@ export interface ProcessStatus {
   eventLoopLag: LagFigures | null
 }
 
-/** The failover cluster as each up host and the witness report it on GET /status (refreshed every second while someone reads status). */
+/** A failover cluster as each up host and its witness report it on GET /status (refreshed every second while someone reads status). */
 export interface LabClusterStatus {
+  /** The cluster's name (absent in the status of older labs: the only one). */
+  name?: string
   /** Each up host's own view of the quorum; a host that did not answer in time is absent. */
   hosts: Record<string, ClusterStatus>
   /** The witness's record: newest epochs seen and the coordinator holding its vote. */
@@ -119,8 +124,8 @@ export interface LabStatus {
     /** Every process is up and linked to every peer it is not partitioned from. */
     healthy: boolean
     /**
-     * The failover cluster has formed: every host of the topology holds the quorum lease of
-     * one view that has them all as members (as last refreshed). Null: no hosts, no cluster.
+     * Every failover cluster has formed: each of its hosts holds the quorum lease of one
+     * view that has them all as members (as last refreshed). Null: no hosts, no cluster.
      */
     clusterFormed: boolean | null
     /** The controller's own status/metrics port (controller-health.ts) and event-loop lag; null when it serves none. */
@@ -131,7 +136,10 @@ export interface LabStatus {
   partitions: { a: string[]; b: string[] }[]
   /** Each direction of a link with a fault (link-table.ts): shaping, or a one-way cut. */
   links: LinkRow[]
+  /** The first failover cluster (the topology's top-level one). */
   cluster?: LabClusterStatus
+  /** Every further cluster (topology `clusters`), in topology order; absent when there is none. */
+  clusters?: LabClusterStatus[]
 }
 
 /** How long the controller waits for one process's GET /status, and how often it asks. */
@@ -187,7 +195,8 @@ export class LabController {
   private readonly clockSkews = new Map<string, ClockSkew>()
   private server: PeerServer | undefined
   private stopping = false
-  private clusterStatus: LabClusterStatus | undefined
+  /** Each cluster's status, the first cluster first (as last refreshed); empty before the first refresh. */
+  private clusterStatuses: LabClusterStatus[] = []
   private health: ControllerHealth | undefined
   private clusterRefresh: NodeJS.Timeout | undefined
   private refreshing: Promise<void> | undefined
@@ -292,6 +301,7 @@ export class LabController {
     const processes = [...this.records.values()].map((r): ProcessStatus => ({
       name: r.spec.name,
       role: r.spec.role,
+      cluster: r.spec.cluster,
       site: r.spec.site,
       pid: r.state === 'down' ? null : (r.pid ?? null),
       state: r.state,
@@ -322,18 +332,21 @@ export class LabController {
       processes,
       partitions: this.partitions.map((p) => ({ a: [...p.a], b: [...p.b] })),
       links: this.links.list(),
-      ...(this.clusterStatus ? { cluster: this.clusterStatus } : {}),
+      ...(this.clusterStatuses[0] ? { cluster: this.clusterStatuses[0] } : {}),
+      ...(this.clusterStatuses.length > 1 ? { clusters: this.clusterStatuses.slice(1) } : {}),
     }
   }
 
   private clusterFormed(): boolean | null {
-    const names = this.topology.hosts.map((h) => h.name).sort()
-    if (names.length === 0) return null
-    const views = names.map((n) => this.clusterStatus?.hosts[n])
-    const everyone = names.join(',')
-    return views.every(
-      (v) => v !== undefined && v.holds_lease && v.epoch === views[0]!.epoch && [...v.members].sort().join(',') === everyone,
-    )
+    if (this.clusterStatuses.length === 0) return false
+    return clustersOf(this.topology).every((c, i) => {
+      const names = c.hosts.map((h) => h.name).sort()
+      const views = names.map((n) => this.clusterStatuses[i]?.hosts[n])
+      const everyone = names.join(',')
+      return views.every(
+        (v) => v !== undefined && v.holds_lease && v.epoch === views[0]!.epoch && [...v.members].sort().join(',') === everyone,
+      )
+    })
   }
 
   /**
@@ -342,7 +355,8 @@ export class LabController {
    * has stopped, and this waits for one refresh first (at most CLUSTER_STATUS_TIMEOUT_MS).
    */
   async currentStatus(): Promise<LabStatus> {
-    const fresh = this.clusterStatus && Date.now() - this.clusterStatus.refreshed_ms <= 2 * CLUSTER_STATUS_REFRESH_MS
+    const first = this.clusterStatuses[0]
+    const fresh = first !== undefined && Date.now() - first.refreshed_ms <= 2 * CLUSTER_STATUS_REFRESH_MS
     if (!fresh) await this.refreshClusterStatus()
     return this.status()
   }
@@ -373,15 +387,17 @@ export class LabController {
 
   private async fetchClusterStatus(): Promise<void> {
     const answers = await Promise.all([...this.records.values()].map(async (r) => [r, await fetchProcessStatus(r)] as const))
-    const hosts: Record<string, ClusterStatus> = {}
-    let witness: LabClusterStatus['witness'] = null
+    const refreshed_ms = Date.now()
+    const statuses = clustersOf(this.topology).map((c): LabClusterStatus => ({ name: c.name, hosts: {}, witness: null, refreshed_ms }))
     for (const [r, s] of answers) {
       // A process that did not answer within the timeout shows no lag: not a stale figure.
       r.eventLoopLag = parseLagFigures(s?.event_loop_lag)
-      if (s?.cluster && r.spec.role === 'host') hosts[r.spec.name] = s.cluster as ClusterStatus
-      if (s?.witness && r.spec.role === 'witness') witness = s.witness as LabClusterStatus['witness']
+      const status = statuses.find((c) => c.name === r.spec.cluster)
+      if (status === undefined) continue
+      if (s?.cluster && r.spec.role === 'host') status.hosts[r.spec.name] = s.cluster as ClusterStatus
+      if (s?.witness && r.spec.role === 'witness') status.witness = s.witness as LabClusterStatus['witness']
     }
-    this.clusterStatus = { hosts, witness, refreshed_ms: Date.now() }
+    this.clusterStatuses = statuses
   }
 
   /** Sends a signal to one process: KILL/TERM end it, STOP pauses it, CONT resumes it. */

@@ -272,7 +272,7 @@ t.test('vm deps: vm → disk → group → both arrays, and an array that did no
   const text = formatVmDepsTree(d)
   t.match(
     text,
-    /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk 0: web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/,
+    /vm web1 \(running on host-a1, 64 MiB\)\n└─ disk web1-disk0 \(16\.0 MiB\)[^\n]*\n   └─ remote copy group rc-web1 \(synchronous\)[^\n]*\n      ├─ array array-a \(natural primary\): primary, started, link up, Synced, 0 B behind\n      └─ array array-b \(natural secondary\): did not answer: timed out/,
   )
   t.match(formatVmDepsTree(vmDeps(record('loc1', null), {})), /disk: local to its host/)
   const two = vmDeps(record('web1', { ...SPEC, data_volumes: ['web1-disk1'] }), { 'array-a': { status: status('primary', 'Synced') } })

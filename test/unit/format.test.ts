@@ -29,6 +29,7 @@ t.test('table pads every column but the last', async (t) => {
 
 const proc = (p: Partial<ProcessStatus> & { name: string }): ProcessStatus => ({
   role: 'host',
+  cluster: 'main',
   site: 'site-a',
   pid: null,
   state: 'down',

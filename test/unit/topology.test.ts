@@ -254,7 +254,7 @@ t.test('parseTopology names its source', async (t) => {
 
 t.test('processSpec finds a process or says which exist', async (t) => {
   const topo = loadTopology()
-  t.same(processSpec(topo, 'array-b'), { name: 'array-b', role: 'array', site: 'site-b', organisation: 'lab' })
+  t.same(processSpec(topo, 'array-b'), { name: 'array-b', role: 'array', site: 'site-b', organisation: 'lab', cluster: 'main' })
   t.throws(() => processSpec(topo, 'host-z9'), { code: 'HVLAB_E_NOT_FOUND', message: /host-z9.*known: host-a1, .*array-b/ })
 })
 
@@ -457,7 +457,7 @@ t.test('topologies/two-site-dr.json: the default lab plus two standalone replica
     [...processesOf(base).map((p) => `${p.role}:${p.name}@${p.site}`), 'standalone:replica-dr1@site-dr', 'standalone:replica-dr2@site-dr'],
     'the default lab’s processes in their order, the standalone hosts last',
   )
-  t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr', organisation: 'lab' })
+  t.same(processSpec(dr, 'replica-dr1'), { name: 'replica-dr1', role: 'standalone', site: 'site-dr', organisation: 'lab', cluster: null })
 })
 
 t.test('standalone hosts: optional, memory as a host’s, at most 8, names of their own', async (t) => {
