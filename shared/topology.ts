@@ -446,3 +446,8 @@ export function isClusterPeer(
   if (peer.remoteRole === 'host') return view.hosts.some((h) => h.name === peer.remoteName)
   return witness && peer.remoteRole === 'witness' && view.witness?.name === peer.remoteName
 }
+
+/** The failover cluster host `host` is a member of; null: no cluster host of this lab (a standalone host, an unknown name). */
+export function clusterOfHost(t: Topology, host: string): string | null {
+  return clustersOf(t).find((c) => c.hosts.some((h) => h.name === host))?.name ?? null
+}

@@ -8,7 +8,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import { REPLICA_BROKER_ROLE } from '../../shared/protocol/replica-limits.js'
-import type { ReplicaBrokerSettings } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaBrokerSettings, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { decodeRole } from './role-record.js'
 import type { VmRole } from './vm-role.js'
 
@@ -27,8 +27,13 @@ export function brokerOf(config: Readonly<Record<string, string>>): Broker | nul
 }
 
 /** Throws HVLAB_E_REPLICA_NOT_ALLOWED unless the broker takes replication from replica server `server`. */
-export function checkBrokerAllows(settings: ReplicaBrokerSettings, server: string): void {
-  if (settings.allow_any || settings.allow.includes(server)) return
+export function checkBrokerAllows(
+  settings: ReplicaBrokerSettings,
+  server: string,
+  clusterOf: (host: string) => string | null = () => null,
+): void {
+  const cluster = clusterOf(server)
+  if (settings.allow_any || settings.allow.includes(server) || (cluster !== null && settings.allow.includes(cluster))) return
   throw new HvlabError(
     'HVLAB_E_REPLICA_NOT_ALLOWED',
     `the cluster's Replica Broker does not take replication from ${server} (it allows ${settings.allow.join(', ') || 'none'}); add it: hvlab replica server enable cluster --allow ${[...settings.allow, server].join(',')}`,
@@ -84,4 +89,13 @@ export function placeReverseReplica(i: ReversePlacementInput): string | null {
   const away = (n: string): number => (home === undefined || i.sites[n] === home ? 0 : 1)
   const ordered = [...eligible].sort((a, b) => away(a) - away(b) || rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0))
   return ordered[0] ?? null
+}
+
+/**
+ * Does `server` send the replication `r` keeps? Its replica server itself, or, for a VM of
+ * another cluster (`to_cluster`: `to` names the cluster it runs in), any member of that
+ * cluster: whichever runs the VM now.
+ */
+export function isReplicationSource(r: ReplicationSetting, server: string, clusterOf: (host: string) => string | null): boolean {
+  return r.to === server || (r.to_cluster === true && clusterOf(server) === r.to)
 }

@@ -17,6 +17,7 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
+import { clusterOfHost } from '../../shared/topology.js'
 import { meshArrayAdmin } from '../clx/array-admin.js'
 import { ClxService } from '../clx/clx-service.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
@@ -70,7 +71,14 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   // Hyper-V Replica's primary side: each replicated VM running here ships its writes to its replica server (agent/replica/).
   const blockIoFor = hostBlockIo(p, csv)
   // Reverse replication's receiving end: a VM failed over (planned) to its replica server sends its changes back into its own disk here.
-  const reverse = startReverseReplicaServer(p, { database: () => m.database(), clx: () => clx, blockIoFor, epoch: () => m.view().epoch })
+  const clusterOf = (host: string): string | null => clusterOfHost(p.topology, host)
+  const reverse = startReverseReplicaServer(p, {
+    database: () => m.database(),
+    clx: () => clx,
+    blockIoFor,
+    epoch: () => m.view().epoch,
+    clusterOf,
+  })
   const replication = newReplicationHost(
     p,
     () => m.database(),
@@ -98,7 +106,12 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const operator = newOperatorRequests(p, cluster, csv, roles, ask)
   serveVmRemove(p, m, roles, csv, ask)
   // The Replica Broker (a role like a VM's): where it runs, it places failed-over VMs' reverse replicas.
-  serveReplicaBroker(p, { database: () => m.database(), members: () => m.view().members, roleCommand: (c) => operator.command(c, false) })
+  serveReplicaBroker(p, {
+    database: () => m.database(),
+    members: () => m.view().members,
+    clusterOf,
+    roleCommand: (c) => operator.command(c, false),
+  })
   p.onPeer((conn) => {
     if (p.isClusterPeer(conn))
       serveRolePeerRequests(conn, { name: p.name, epoch: () => m.view().epoch, agent, local, migration, roles, operator })

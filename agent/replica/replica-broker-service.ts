@@ -12,7 +12,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
-import { brokerOf, checkBrokerAllows, placeReverseReplica } from '../cluster/replica-broker.js'
+import { brokerOf, checkBrokerAllows, isReplicationSource, placeReverseReplica } from '../cluster/replica-broker.js'
 import { decodeRole } from '../cluster/role-record.js'
 import type { VmRole } from '../cluster/vm-role.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
@@ -22,6 +22,8 @@ export interface ReplicaBrokerDeps {
   database(): { readonly config: Readonly<Record<string, string>> }
   /** The cluster's members now (its current view). */
   members(): readonly string[]
+  /** The failover cluster host `host` is a member of (a VM of another cluster replicates from whichever of its hosts runs it); null: none. */
+  clusterOf(host: string): string | null
   /** Runs a role command where the roles run (operator-requests.ts). */
   roleCommand(command: RoleCommandMessage): Promise<unknown>
 }
@@ -60,11 +62,11 @@ export async function placeReverse(
       `the cluster has no Replica Broker to take vm ${q.vm}'s changes back; enable it: hvlab replica server enable cluster --allow ${q.server}`,
     )
   if (broker.running_on !== me) return { t: 'replica-broker-place-reply', vm: q.vm, host: null, broker_owner: broker.running_on }
-  checkBrokerAllows(broker.settings, q.server)
+  checkBrokerAllows(broker.settings, q.server, d.clusterOf)
   const role = decodeRole(config, q.vm)
   if (role === null) throw new HvlabError('HVLAB_E_NOT_FOUND', `the cluster has no vm ${q.vm}`)
   const r = role.replication
-  if (r?.to !== q.server)
+  if (r === undefined || !isReplicationSource(r, q.server, d.clusterOf))
     throw new HvlabError(
       'HVLAB_E_REPLICA_NOT_ALLOWED',
       `vm ${q.vm} does not replicate to ${q.server}; its changes come back only from its replica server`,

@@ -49,8 +49,8 @@ export interface ReplicationHostDeps {
   memoryOf(vm: string): number
   /** The VM's disk where it is writable from here now; undefined: none attached. */
   diskOf(vm: string): PrimaryDisk | undefined
-  /** The connection to replica server `name` now. */
-  server(name: string): PartRequester | undefined
+  /** The connection to replica server `name` for `vm` now (`name` a cluster: the member its broker placed `vm`'s replica on). */
+  server(name: string, vm: string): PartRequester | undefined
   /** How often replica server `name` takes a recovery point; absent: hourly, scaled. */
   pointEveryMs?(name: string): number
   /** How many times VM `vm` running here had moved by migration (its device state counts them); absent: 0, it started here. */
@@ -165,7 +165,7 @@ export class ReplicationHost implements DiskWriteSink {
 
   /** The connection to replica server `to`, its sends paced at the VM's cap as its role has it now. */
   private paced(vm: string, to: string, pacer: SendPacer): PartRequester | undefined {
-    const conn = this.d.server(to)
+    const conn = this.d.server(to, vm)
     if (conn === undefined) return undefined
     return pacedRequester(conn, { pacer, clock: this.d.clock, maxMbit: () => this.d.settingOf(vm)?.max_mbit ?? null })
   }

@@ -1,6 +1,8 @@
 /**
  * Puts Hyper-V Replica's primary side into a cluster host (agent/cluster/role-host.ts):
- * the ReplicationHost reads each VM's replication from the committed cluster database,
+ * the ReplicationHost reads each VM's replication from the committed cluster database (to
+ * another cluster: its requests go where that cluster's broker placed the replica,
+ * to-cluster-placements.ts),
  * its disk through the VM agent, and reaches replica servers over the lab's mesh; it
  * answers `hvlab replica status` for the VMs replicated from here (and for the reverse
  * replicas it holds).
@@ -15,6 +17,7 @@ import type { PrimaryDisk } from './primary-resync.js'
 import { diskSet, readSet, setBlocks } from './disk-set.js'
 import { recoveryPointEveryMs } from './recovery-points.js'
 import { ReplicationHost } from './replication-host.js'
+import { ToClusterPlacements } from './to-cluster-placements.js'
 
 export function newReplicationHost(
   p: LabProcess,
@@ -22,16 +25,25 @@ export function newReplicationHost(
   agent: () => VmAgent,
   replicas: (vm: string | null) => ReplicaSideStatus[] = () => [],
 ): ReplicationHost {
+  const settingOf = (vm: string) => decodeRole(database().config, vm)?.replication
+  // To another cluster: its requests go to the member that cluster's broker placed the replica on (to-cluster-placements.ts).
+  const toClusters = new ToClusterPlacements(p, () =>
+    vmsRunning(agent()).flatMap((vm) => {
+      const setting = settingOf(vm)
+      return setting === undefined ? [] : [{ vm, setting }]
+    }),
+  )
+  toClusters.start()
   const host = new ReplicationHost({
     host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,
     running: () => vmsRunning(agent()),
-    settingOf: (vm) => decodeRole(database().config, vm)?.replication,
+    settingOf,
     memoryOf: (vm) => agent().vms.instance(vm)?.memory_mib ?? 1,
     movesOf: (vm) => agent().vms.instance(vm)?.resumeCount ?? 0,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
-    server: (name) => p.mesh.connection(name),
+    server: (name, vm) => p.mesh.connection(toClusters.hostFor(vm, name) ?? name),
     pointEveryMs: (name) =>
       recoveryPointEveryMs(p.topology.timeScale, p.topology.standalone_hosts.find((h) => h.name === name)?.recovery_point_every_ms),
     guestOf: (vm) => {

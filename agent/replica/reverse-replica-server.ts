@@ -8,8 +8,10 @@
  * under `data/<host>/replica-reverse/`, so a restart of this host goes on from it.
  *
  * Whom it takes changes from is data, not a list: the broker's allow list, and the VM's role
- * in the committed cluster database must say the VM failed over to that replica server, its
- * reverse replica placed on this host.
+ * in the committed cluster database must say the VM failed over to that replica server (or,
+ * for a VM of another cluster, runs in that cluster: any of its members sends), its reverse
+ * replica placed on this host. The same end takes a VM of another cluster's replica
+ * (`replica enable VM --to cluster:NAME` there).
  * A cluster host runs no replica VM itself: the VM fails back through the cluster.
  */
 import { join } from 'node:path'
@@ -17,7 +19,7 @@ import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import { csvDiskTargets, diskTargetsFor, type VmDiskTarget } from '../clx/disk-target.js'
 import type { ClxService } from '../clx/clx-service.js'
-import { brokerOf, checkBrokerAllows } from '../cluster/replica-broker.js'
+import { brokerOf, checkBrokerAllows, isReplicationSource } from '../cluster/replica-broker.js'
 import { decodeRole } from '../cluster/role-record.js'
 import type { BlockIoPort } from '../vm/vm-disk.js'
 import type { DiskImage } from './disk-image.js'
@@ -32,13 +34,15 @@ export interface ReverseReplicaDeps {
   blockIoFor(target: VmDiskTarget): BlockIoPort
   /** The cluster epoch this host holds now (its writes carry it). */
   epoch(): number
+  /** The failover cluster host `host` is a member of (a VM of another cluster replicates from whichever of its hosts runs it); null: none. */
+  clusterOf(host: string): string | null
 }
 
 export type ReverseReplicaServer = ReplicaServer<ReplicaAuthorization>
 
 export function startReverseReplicaServer(p: LabProcess, d: ReverseReplicaDeps): ReverseReplicaServer {
   const dir = join(p.layout.processData(p.name), 'replica-reverse')
-  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, reverseAuthorization(d.database), NO_RUNNER, {
+  const server = new ReplicaServer(p.name, dir, p.topology.timeScale, reverseAuthorization(d.database, d.clusterOf), NO_RUNNER, {
     image: (g) => volumeImage(p, d, g),
   })
   p.onPeer((c) => server.servePrimary(c, p.clock))
@@ -55,7 +59,10 @@ export function startReverseReplicaServer(p: LabProcess, d: ReverseReplicaDeps):
  * and only the VM's whose committed role says it failed over to that server, its reverse
  * replica placed on this host by the broker.
  */
-export function reverseAuthorization(database: ReverseReplicaDeps['database']): ReplicaAuthorization {
+export function reverseAuthorization(
+  database: ReverseReplicaDeps['database'],
+  clusterOf: ReverseReplicaDeps['clusterOf'] = () => null,
+): ReplicaAuthorization {
   return {
     settings: { enabled: false, allow_any: false, allow: [] }, // not a replica server of its own: reverse replication only
     check(host, primary, vm) {
@@ -65,9 +72,9 @@ export function reverseAuthorization(database: ReverseReplicaDeps['database']): 
           'HVLAB_E_REPLICA_NOT_ALLOWED',
           `the cluster takes a VM's changes back through its Replica Broker, and has none; enable it: hvlab replica server enable cluster --allow ${primary}`,
         )
-      checkBrokerAllows(broker.settings, primary)
+      checkBrokerAllows(broker.settings, primary, clusterOf)
       const r = vm === undefined ? undefined : decodeRole(database().config, vm)?.replication
-      if (r?.reversed_to !== host || r.to !== primary)
+      if (r?.reversed_to !== host || !isReplicationSource(r, primary, clusterOf))
         throw new HvlabError(
           'HVLAB_E_REPLICA_NOT_ALLOWED',
           `${host} takes a VM's changes back only from the replica server it failed over to (\`hvlab replica failover VM --planned\`), once the Replica Broker placed its reverse replica here; vm ${vm ?? '?'} has not failed over to ${primary} with its reverse replica on ${host}`,

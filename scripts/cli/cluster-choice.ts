@@ -15,6 +15,20 @@ export function chooseCluster(name: string | null): void {
   chosen = name
 }
 
+/**
+ * Runs `f` with the commands addressing cluster `name` (a command that works on two
+ * clusters: Replica from one to the other), then the chosen one again.
+ */
+export async function inCluster<T>(name: string, f: () => Promise<T>): Promise<T> {
+  const before = chosen
+  chosen = name
+  try {
+    return await f()
+  } finally {
+    chosen = before
+  }
+}
+
 /** The name `--cluster` gave, or null (the lab's first cluster). */
 export const chosenClusterName = (): string | null => chosen
 

@@ -49,16 +49,25 @@ function registerServerEnable(replica: Command): void {
     .argument('<server>', 'the standalone host (topology: standalone_hosts), or `cluster`')
     .requiredOption(
       '--allow <hosts>',
-      'comma-separated servers it takes replication from (for a standalone host: cluster hosts; for `cluster`: replica servers), or `any`',
+      'comma-separated servers it takes replication from (for a standalone host: cluster hosts; for `cluster`: replica servers, or another failover cluster by name: any of its hosts), or `any`',
       nameList,
     )
+    .option(
+      '--storage <where>',
+      "`cluster` only: where the replicas of another cluster's VMs go, csv:NAME (a Cluster Shared Volume of this cluster, as Hyper-V's broker keeps replica files on a CSV); default: the kind `vm create` gives",
+    )
     .addOption(dirOption())
-    .action(async (name: string, o: { allow: string[]; dir: string }) => {
+    .action(async (name: string, o: { allow: string[]; storage?: string; dir: string }) => {
       const allow_any = o.allow.includes('any')
       if (allow_any && o.allow.length > 1) throw new HvlabError('HVLAB_E_USAGE', '--allow takes `any` or a list of hosts, not both')
       const allow = allow_any ? [] : [...new Set(o.allow)].sort()
       const client = ControlClient.forDir(o.dir)
-      if (name === 'cluster') return enableBroker(client, brokerSettings(allow_any, allow))
+      if (name === 'cluster') return enableBroker(client, brokerSettings(allow_any, allow, o.storage))
+      if (o.storage !== undefined)
+        throw new HvlabError(
+          'HVLAB_E_USAGE',
+          "--storage is the cluster's (its broker keeps replicas there); a standalone host keeps its replicas on its own storage",
+        )
       await client.request(name, { t: 'replica-server-enable-request', allow_any, allow }, 'ok', HOST_REQUEST_TIMEOUT_MS)
       out(`${name} is a replica server; it takes replication from ${allow_any ? 'any host of the lab' : allow.join(', ')}`)
     })
@@ -78,13 +87,18 @@ function registerServerEnable(replica: Command): void {
 }
 
 /** The broker's settings from --allow (the cluster checks each name as it checks any). */
-function brokerSettings(allow_any: boolean, allow: string[]): ReplicaBrokerSettings {
+function brokerSettings(allow_any: boolean, allow: string[], storage: string | undefined): ReplicaBrokerSettings {
+  if (storage !== undefined && !/^csv:[a-z0-9][a-z0-9._-]{0,47}$/.test(storage))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--storage ${storage}: name a Cluster Shared Volume of the cluster, e.g. --storage csv:v1 (\`hvlab csv list\`)`,
+    )
   if (allow.length > REPLICA_BROKER_ALLOW_MAX)
     throw new HvlabError(
       'HVLAB_E_USAGE',
       `--allow for the cluster takes \`any\` or at most ${REPLICA_BROKER_ALLOW_MAX} replica servers (its settings fit one cluster database entry), got ${allow.length}`,
     )
-  return { allow_any, allow }
+  return { allow_any, allow, ...(storage === undefined ? {} : { storage }) }
 }
 
 const EXTENDED_FREQUENCY_WORDS: Record<string, (typeof EXTENDED_FREQUENCIES_MS)[number]> = { '5m': 300_000, '15m': 900_000 }

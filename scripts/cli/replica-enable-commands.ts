@@ -28,6 +28,7 @@ import { initialReplication } from './replica-initial-wait.js'
 import { setOnStandalone, standaloneSides } from './replica-standalone.js'
 import { roleOrStandalone } from './standalone-vms.js'
 import { replicateToCluster } from './replica-to-cluster.js'
+import { replicateToOtherCluster } from './replica-to-other-cluster.js'
 import { waitOptions, type WaitOpts } from './wait-for.js'
 
 const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
@@ -103,7 +104,7 @@ export function registerEnable(replica: Command): void {
     .argument('<vm>', 'the VM name')
     .requiredOption(
       '--to <server>',
-      'the replica server (`hvlab replica server enable` first); `cluster`: a VM failed over to its replica server (unplanned) replicates back to the cluster, into its own volume (its Replica Broker places it), so that `replica failover VM --planned` fails it back; a VM created on a standalone host (`vm create NAME --on HOST`) replicates to the cluster the same way, into a new volume, and `replica failover VM --planned` moves it into the cluster',
+      'the replica server (`hvlab replica server enable` first); `cluster:NAME`: another failover cluster of the lab, whose Replica Broker places the replica on one of its members (`hvlab --cluster NAME replica server enable cluster --allow THIS --storage csv:V` first); `cluster`: a VM failed over to its replica server (unplanned) replicates back to the cluster, into its own volume (its Replica Broker places it), so that `replica failover VM --planned` fails it back; a VM created on a standalone host (`vm create NAME --on HOST`) replicates to the cluster the same way, into a new volume, and `replica failover VM --planned` moves it into the cluster',
     )
     .option('--frequency <f>', 'how often changes are sent: 30s, 5m or 15m (scaled by the topology timeScale)', frequency, 300_000)
     .option(
@@ -142,6 +143,7 @@ export function registerEnable(replica: Command): void {
 
 async function enable(vm: string, o: EnableOptions): Promise<void> {
   if (o.to === 'cluster') return toCluster(vm, o)
+  if (o.to.startsWith('cluster:')) return toOtherCluster(vm, o)
   if ((o.initial === 'export') !== (o.exportDir !== undefined))
     throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
   if (o.appConsistentEveryH !== undefined && o.appConsistentEveryH > o.recoveryPoints)
@@ -199,6 +201,34 @@ async function toCluster(vm: string, o: EnableOptions): Promise<void> {
       "--to cluster takes --frequency and --compress only: the VM's own volume is the replica (compared block by block first), with no recovery points",
     )
   await replicateToCluster(ControlClient.forDir(o.dir), vm, { ...o, compress: o.compress === true })
+}
+
+/** `--to cluster:NAME`: a VM of this cluster to another cluster of the lab (replica-to-other-cluster.ts); its replica is that cluster's volume, with no recovery points. */
+async function toOtherCluster(vm: string, o: EnableOptions): Promise<void> {
+  const there = o.to.slice('cluster:'.length)
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(there))
+    throw new HvlabError('HVLAB_E_USAGE', `--to ${o.to}: name a failover cluster of the lab, e.g. --to cluster:dr (topology \`clusters\`)`)
+  const other =
+    o.recoveryPoints !== 0 ||
+    o.appConsistentEveryH !== undefined ||
+    o.initial !== 'network' ||
+    o.exportDir !== undefined ||
+    o.startAt !== undefined
+  if (other)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--to ${o.to} takes --frequency, --compress, --disks and --max-mbit: the replica is the VM's own volume in that cluster (compared block by block first), with no recovery points`,
+    )
+  const setting: ReplicationSetting = {
+    to: there,
+    to_cluster: true,
+    frequency_ms: o.frequency,
+    recovery_points: 0,
+    compress: o.compress === true,
+    ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
+    ...(o.disks !== undefined ? { disks: o.disks } : {}),
+  }
+  await replicateToOtherCluster(ControlClient.forDir(o.dir), vm, { ...o, setting })
 }
 
 function importHint(vm: string, to: string, file: string | null): string {

@@ -157,6 +157,12 @@ export const replicationSettingSchema = z
     app_consistent_every_h: z.number().int().min(APP_CONSISTENT_EVERY_H_MIN).max(APP_CONSISTENT_EVERY_H_MAX).optional(),
     /** The VM's disks that replicate (`--disks`), disk 0 among them; absent: every one. A disk left out fails over blank. */
     disks: includedDisks().optional(),
+    /**
+     * `to` names a failover cluster of the lab, not a server (`replica enable VM --to
+     * cluster:NAME`): that cluster's Replica Broker places the replica on one of its members,
+     * and the VM's role there keeps this setting with `to` the cluster it runs in.
+     */
+    to_cluster: z.literal(true).optional(),
   })
   .refine(
     (s) => s.app_consistent_every_h === undefined || s.app_consistent_every_h <= s.recovery_points,
@@ -178,7 +184,13 @@ export type Reverse = z.infer<typeof reverseSchema>
 export const replicaBrokerSettingsSchema = z
   .strictObject({
     allow_any: z.boolean(),
+    /** Servers, hosts, or failover clusters (by name: every member of it) the cluster takes replication from. */
     allow: field.list(field.name(), REPLICA_BROKER_ALLOW_MAX),
+    /** Where the replica of a VM from another cluster goes: `csv:NAME`, or absent: the cluster's default storage (`vm create`'s). */
+    storage: z
+      .string()
+      .regex(/^csv:[a-z0-9][a-z0-9._-]{0,47}$/)
+      .optional(),
   })
   .refine((s) => !(s.allow_any && s.allow.length > 0), 'allow_any takes no allow list')
 export type ReplicaBrokerSettings = z.infer<typeof replicaBrokerSettingsSchema>

@@ -5,14 +5,30 @@
  * there), the default stays main, and an unknown cluster is a usage error. A host of main
  * reaches dr's hosts (Replica between clusters) but not dr's witness or array (and dr takes no
  * command from it: test/unit/topology-clusters.test.ts). A dr host killed: its VM fails over
- * within dr, and main does not notice.
+ * within dr, and main does not notice. Replica from main to dr (`replica enable web1 --to
+ * cluster:dr`): refused until dr's broker allows main; then dr keeps web1's replica as a
+ * stopped role on its CSV (it does not start it), placed by its broker; replication follows
+ * web1 through a live migration in main, and once caught up dr's replica is web1's two
+ * disks byte for byte.
  */
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
-import { startLab } from './lab-fixture.js'
+import { startLab, type TestLab } from './lab-fixture.js'
 
 const TOPOLOGY = fileURLToPath(new URL('./fixtures/two-cluster-fast.json', import.meta.url))
+/** A VM's disk: 16 MiB of 4 KiB blocks. */
+const DISK_BLOCKS = 4096
+
+/** The SHA-256 of each 256 blocks of a CSV region, read through `host`. */
+async function regionHashes(lab: TestLab, host: string, csv: string, region: string): Promise<string[]> {
+  const out: string[] = []
+  for (let block = 0; block < DISK_BLOCKS; block += 256) {
+    const r = await lab.control().request(host, { t: 'csv-read-request', csv, region, block, blocks: 256 }, 'csv-io-reply', 10_000)
+    out.push(r.sha256 ?? '')
+  }
+  return out
+}
 
 interface VmListView {
   source: string
@@ -60,6 +76,45 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   const nope = await lab.cli('--cluster', 'nope', 'vm', 'list')
   t.equal(nope.code, 2, 'an unknown cluster is a usage error')
   t.match(nope.stderr, /--cluster nope: this lab has no failover cluster of that name \(its clusters: main, dr\)/)
+
+  // Replica from main to dr: web1 on a CSV of main, its replica on dr's CSV, placed by dr's broker
+  t.equal((await lab.cli('csv', 'create', 'va', '--array', 'array-a')).code, 0)
+  t.equal((await lab.cli('vm', 'create', 'web1', '--storage', 'csv:va', '--disks', '2', '--preferred', 'host-a1,host-a2')).code, 0)
+  t.equal((await lab.cli('vm', 'start', 'web1')).code, 0)
+  t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
+  const noBroker = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster:dr')
+  t.equal(noBroker.code, 1, 'refused while dr is no replica server')
+  t.match(noBroker.stderr, /hvlab --cluster dr replica server enable cluster --allow main first; nothing was changed/)
+  const broker = await lab.cli('--cluster', 'dr', 'replica', 'server', 'enable', 'cluster', '--allow', 'main', '--storage', 'csv:v1')
+  t.equal(broker.code, 0, `dr's broker: ${broker.stderr}`)
+  t.equal((await lab.cli('replica', 'enable', 'web1', '--to', 'cluster:nope')).code, 1, 'an unknown cluster')
+  const enabled = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster:dr', '--frequency', '30s', '--timeout-s', '60')
+  t.equal(enabled.code, 0, `replica enable --to cluster:dr: ${enabled.stderr}`)
+  t.match(
+    enabled.stdout,
+    /vm web1 replicates from cluster main \(host-a1\) to cluster dr every 30 s, into its own volume\(s\) on host-dr[12] \(placed by dr's Replica Broker\); the initial replication is done/,
+  )
+  const replicaRole = (await lab.json<VmListView>('--cluster', 'dr', 'vm', 'list')).roles.find((r) => r.name === 'web1')!
+  t.match(replicaRole, { state: 'stopped', replication: { to: 'main', to_cluster: true } }, "dr keeps web1's replica as a stopped role")
+  const startThere = await lab.cli('--cluster', 'dr', 'vm', 'start', 'web1')
+  t.equal(startThere.code, 1, 'dr does not start it: it runs in main')
+  // it follows web1 through a live migration within main
+  const moved = await lab.cli('vm', 'migrate', 'web1', '--to', 'host-a2', '--timeout-s', '60')
+  t.equal(moved.code, 0, `live migration in main: ${moved.stderr}`)
+  t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0)
+  const level = await lab.waitFor('web1 replicated from host-a2, caught up', async () => {
+    const r = await lab.control().request('host-a2', { t: 'replica-status-request', vm: 'web1' }, 'replica-status-reply', 10_000)
+    const p = r.primaries[0]
+    return p !== undefined && p.cycles_applied >= 2 && p.pending_bytes === 0 && p.in_flight === null && !p.resyncing ? p : undefined
+  })
+  t.equal(level.to, 'dr', 'to cluster dr')
+  t.match(level.continued_from, { host: 'host-a1' }, 'going on from host-a1, no resync')
+  for (const region of ['web1', 'web1-disk1'])
+    t.same(
+      await regionHashes(lab, 'host-dr1', 'v1', region),
+      await regionHashes(lab, 'host-a1', 'va', region),
+      `dr's replica of ${region} is main's, byte for byte`,
+    )
 
   // a dr host dies: db1 fails over within dr; main's view does not change
   const mainEpoch = (await lab.status()).cluster!.hosts['host-a1']!.epoch

@@ -272,6 +272,7 @@ t.test("the broker's answer to a placement request: refusals by typed code, the 
   const deps = {
     database: () => ({ config }),
     members: () => ['a1', 'a2', 'b1', 'b2'],
+    clusterOf: (host: string) => (host.startsWith('m') ? 'main' : null), // m1, m2: hosts of another cluster, main
     roleCommand: async (c: RoleCommandMessage) => void commands.push(c),
   }
   const ask = (first: boolean, server = 'dr1') =>
@@ -305,4 +306,22 @@ t.test("the broker's answer to a placement request: refusals by typed code, the 
   await t.rejects(ask(true), { code: 'HVLAB_E_STATE', message: /already/ }, 'a first placement once')
   t.match(await ask(false), { host: 'b1' }, 'asked again: it stays')
   t.equal(commands.length, 1, 'and nothing is recorded again')
+
+  // a VM of another cluster, main: whichever of main's hosts runs it asks, once the broker allows main
+  const FROM_MAIN: ReplicationSetting = { to: 'main', to_cluster: true, frequency_ms: 30_000, recovery_points: 0, compress: false }
+  setRole('stopped', { ...FROM_MAIN, reversed_to: 'b1' })
+  await t.rejects(
+    ask(false, 'm2'),
+    { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not take replication from m2/ },
+    'main not allowed',
+  )
+  setBroker(['main'])
+  t.match(await ask(false, 'm2'), { host: 'b1' }, 'a host of main: the VM runs there')
+  t.match(await ask(false, 'm1'), { host: 'b1' }, 'any of them (the VM moved)')
+  setBroker(['main', 'dr1'])
+  await t.rejects(
+    ask(false, 'dr1'),
+    { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not replicate to dr1/ },
+    'not from a server elsewhere',
+  )
 })

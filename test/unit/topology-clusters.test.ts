@@ -27,7 +27,7 @@ t.test('each cluster with its hosts, witness and arrays; the first one first', a
     clustersOf(top).map(
       (c) => `${c.name}: ${c.hosts.map((h) => h.name).join(',')} / ${c.witness?.name} / ${c.arrays.map((a) => a.name).join(',')}`,
     ),
-    ['main: host-a1,host-a2 / witness-a / ', 'dr: host-dr1,host-dr2 / witness-dr / array-dr'],
+    ['main: host-a1,host-a2 / witness-a / array-a', 'dr: host-dr1,host-dr2 / witness-dr / array-dr'],
   )
   t.same(
     processesOf(top).map((p) => `${p.name} ${p.role} ${p.cluster}`),
@@ -35,6 +35,7 @@ t.test('each cluster with its hosts, witness and arrays; the first one first', a
       'host-a1 host main',
       'host-a2 host main',
       'witness-a witness main',
+      'array-a array main',
       'host-dr1 host dr',
       'host-dr2 host dr',
       'witness-dr witness dr',
@@ -76,7 +77,7 @@ t.test("a dr process sees dr as the topology's cluster, the others listed beside
 t.test('across clusters only hosts talk; a witness or array serves its own cluster', async (t) => {
   const top = topology()
   const peers = (name: string) => peersOf(top, name).map((p) => p.name)
-  t.same(peers('host-a1'), ['host-a2', 'witness-a', 'host-dr1', 'host-dr2'])
+  t.same(peers('host-a1'), ['host-a2', 'witness-a', 'array-a', 'host-dr1', 'host-dr2'])
   t.same(peers('witness-dr'), ['host-dr1', 'host-dr2'])
   t.same(peers('array-dr'), ['host-dr1', 'host-dr2'])
 })
