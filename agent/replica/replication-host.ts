@@ -78,6 +78,11 @@ export class ReplicationHost implements DiskWriteSink {
     this.cancel = everyTick(this.d.clock, REPLICATION_CHECK_MS, () => this.check())
   }
 
+  /** The VMs with a shell here: running and replicated, or stopped with their last changes still going. */
+  get replicating(): string[] {
+    return [...this.shells.keys()]
+  }
+
   stop(): void {
     this.cancel?.()
     for (const s of this.shells.values()) s.stop()

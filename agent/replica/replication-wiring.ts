@@ -8,7 +8,7 @@
  * replicas it holds).
  */
 import type { LabProcess } from '../../shared/lab-process.js'
-import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { decodeRole } from '../cluster/role-record.js'
 import type { VmAgent } from '../cluster/vm-agent.js'
 import { DISK_BLOCK_SIZE_BYTES_DEFAULT, type DiskWriteSink } from '../vm/vm-disk.js'
@@ -27,14 +27,15 @@ export function newReplicationHost(
 ): ReplicationHost {
   const settingOf = (vm: string) => decodeRole(database().config, vm)?.replication
   // To another cluster: its requests go to the member that cluster's broker placed the replica on (to-cluster-placements.ts).
-  const toClusters = new ToClusterPlacements(p, () =>
-    vmsRunning(agent()).flatMap((vm) => {
+  // The VMs running here, and those stopped whose last changes still go (a planned failover waits for them).
+  const toClusters: ToClusterPlacements = new ToClusterPlacements(p, (): { vm: string; setting: ReplicationSetting }[] =>
+    [...new Set([...vmsRunning(agent()), ...host.replicating])].flatMap((vm) => {
       const setting = settingOf(vm)
       return setting === undefined ? [] : [{ vm, setting }]
     }),
   )
   toClusters.start()
-  const host = new ReplicationHost({
+  const host: ReplicationHost = new ReplicationHost({
     host: p.name,
     clock: p.clock,
     time_scale: p.topology.timeScale,

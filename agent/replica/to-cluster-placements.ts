@@ -15,7 +15,7 @@ import { ReversePlacements } from './reverse-placement.js'
 export class ToClusterPlacements {
   private readonly byCluster = new Map<string, ReversePlacements>()
 
-  /** `replicatedHere()`: the VMs running here with their replication setting. */
+  /** `replicatedHere()`: the VMs replicated from here (running, or sending their last changes) with their replication setting. */
   constructor(p: LabProcess, replicatedHere: () => readonly { vm: string; setting: ReplicationSetting }[]) {
     for (const c of clustersOf(p.topology).slice(1)) {
       const placements = new ReversePlacements({

@@ -18,13 +18,13 @@
  *   replica-standalone.ts, planned and unplanned alike.
  */
 import type { Command } from 'commander'
-import { HvlabError, isTransientError } from '../../shared/errors.js'
+import { HvlabError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
 import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { chosenHosts } from './cluster-choice.js'
-import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, out } from './options.js'
 import { brokerFor, roleRecords } from './replica-broker-commands.js'
@@ -32,10 +32,12 @@ import { latestAppConsistentCycle } from './replica-point-choice.js'
 import { checkTakesReplicationFrom, noRole, roleIfReachable, serverHolding, sideOf } from './replica-queries.js'
 import { plannedStandaloneFailover, unplannedStandaloneRefusal } from './replica-standalone.js'
 import { ownOnStandalone } from './standalone-vms.js'
-import { startStep, stopStep } from './vm-start-stop-commands.js'
+import { startStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
 import { secondsText } from './units.js'
-import { done, failed, waitFor, waitOptions, waiting, type WaitOpts } from './wait-for.js'
+import { waitFor, waitOptions, type WaitOpts } from './wait-for.js'
+import { plannedBetweenClusters } from './replica-failover-clusters.js'
+import { dropReverseReplica, firstPlacement, lastChangesSent } from './replica-failover-steps.js'
 
 interface FailoverOptions extends WaitOpts {
   planned?: boolean
@@ -50,7 +52,7 @@ export function registerFailover(replica: Command): void {
   const cmd = replica
     .command('failover')
     .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host',
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host. A VM replicated to another cluster (`--to cluster:NAME`) fails over there --planned (and back the same way), not yet unplanned',
     )
     .argument('<vm>', 'the VM name')
     .option(
@@ -89,6 +91,13 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
   const setting = role?.replication
   if (role !== null && setting === undefined)
     throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
+  if (setting?.to_cluster === true) {
+    if (o.planned === true) return plannedBetweenClusters(client, o.dir, role!, setting, o)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `vm ${vm} replicates between failover clusters, where an unplanned failover is not built yet; \`hvlab replica failover ${vm} --planned\` moves it with nothing lost`,
+    )
+  }
   if (setting?.reversed_to !== undefined) {
     if (o.planned === true) return failBack(client, vm, setting, o)
     throw new HvlabError(
@@ -206,36 +215,6 @@ async function plannedFailover(
 }
 
 /**
- * The broker places the stopped VM's reverse replica (and records it in the role). Waits for
- * the role to be stopped, and while the broker has no owner (it fails over) or its copy of
- * the cluster database does not show the VM stopped yet (HVLAB_E_STATE: it lags the coordinator's).
- */
-export async function firstPlacement(client: ControlClient, vm: string, server: string, timeout_s: number): Promise<string> {
-  const timeout_ms = timeout_s * 1000
-  await waitFor({ what: `vm ${vm} to stop`, watch: '`hvlab vm list`', timeout_ms, poll: async () => stopStep(await vmRoleNow(client, vm)) })
-  const q = { t: 'replica-broker-place-request' as const, vm, server, first: true }
-  const ask = async (): Promise<string | null> => {
-    const r = await askAnyHost(client, q, 'replica-broker-place-reply')
-    if (r.host !== null || r.broker_owner === null) return r.host
-    return (await client.request(r.broker_owner, q, 'replica-broker-place-reply', HOST_REQUEST_TIMEOUT_MS)).host
-  }
-  return waitFor({
-    what: `the Replica Broker to place vm ${vm}'s reverse replica`,
-    watch: '`hvlab vm list`',
-    timeout_ms,
-    poll: async () => {
-      const placed = await ask().catch((e: unknown) => {
-        if (HvlabError.has(e, 'HVLAB_E_STATE') && !HvlabError.has(e, 'HVLAB_E_REPLICA_NO_BROKER')) return null
-        throw e
-      })
-      return placed === null
-        ? waiting(`the Replica Broker has not placed it yet (it runs nowhere now, or has not seen vm ${vm} stop)`)
-        : done(placed)
-    },
-  })
-}
-
-/**
  * The fail-back: shut down on the replica server, its last changes back into its disk, then
  * the cluster starts it; replication goes forward again. A VM created on that standalone
  * host comes into the cluster this way (its planned failover), and replicates back there.
@@ -267,32 +246,4 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
 async function clusterHosts(client: ControlClient): Promise<string[]> {
   const lab = await client.get<LabStatus>('/v1/status')
   return chosenHosts(lab).map((p) => p.name)
-}
-
-/** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */
-async function dropReverseReplica(client: ControlClient, host: string, vm: string): Promise<void> {
-  try {
-    await client.request(host, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-  } catch (e) {
-    if (!isTransientError(e) && !HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN') && !HvlabError.has(e, 'HVLAB_E_LAB')) throw e
-  }
-}
-
-/** Waits until `sender` (the VM stopped there) has its last changes applied on the other side. */
-async function lastChangesSent(client: ControlClient, sender: string, vm: string, o: FailoverOptions): Promise<void> {
-  await waitFor({
-    what: `vm ${vm}'s last changes to reach its replica`,
-    watch: `\`hvlab replica status ${vm}\``,
-    timeout_ms: o.timeoutS * 1000,
-    poll: async () => {
-      const p = await sideOf(client, sender, vm, 'primaries')
-      if (p === null || !p.stopped) return waiting(`vm ${vm} is shutting down on ${sender}`)
-      if (p.finished === 'abandoned')
-        return failed(
-          'HVLAB_E_STATE',
-          `${sender} could not send vm ${vm}'s last changes (${p.last_error ?? 'abandoned'}); the VM is stopped, nothing failed over`,
-        )
-      return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
-    },
-  })
 }

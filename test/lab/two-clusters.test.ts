@@ -9,7 +9,9 @@
  * cluster:dr`): refused until dr's broker allows main; then dr keeps web1's replica as a
  * stopped role on its CSV (it does not start it), placed by its broker; replication follows
  * web1 through a live migration in main, and once caught up dr's replica is web1's two
- * disks byte for byte.
+ * disks byte for byte. A planned failover to dr (refused until main's broker takes the
+ * changes back) loses nothing, dr runs web1 replicating back into main's volumes (nothing
+ * differs), and a planned failover back returns it to main.
  */
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -115,6 +117,41 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
       await regionHashes(lab, 'host-a1', 'va', region),
       `dr's replica of ${region} is main's, byte for byte`,
     )
+
+  // a planned failover to dr: refused until main's broker takes web1's changes back from dr; then nothing is lost, and back again
+  t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '20')).code, 0)
+  const noWayBack = await lab.cli('replica', 'failover', 'web1', '--planned')
+  t.equal(noWayBack.code, 1, 'refused: main has no broker to take the changes back')
+  t.match(noWayBack.stderr, /hvlab --cluster main replica server enable cluster --allow dr; nothing was shut down/)
+  t.match(await lab.role('web1'), { state: 'running' }, 'web1 runs on in main')
+  t.equal((await lab.cli('replica', 'server', 'enable', 'cluster', '--allow', 'dr')).code, 0)
+  await lab.waitFor('writes not yet sent', async () => {
+    const r = await lab.control().request('host-a2', { t: 'replica-status-request', vm: 'web1' }, 'replica-status-reply', 10_000)
+    return (r.primaries[0]?.pending_bytes ?? 0) > 0 ? true : undefined
+  })
+  t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0) // the load stays with main's role: it runs idle in dr
+  const toDr = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
+  t.equal(toDr.code, 0, `planned failover to dr: ${toDr.stderr}`)
+  t.comment(toDr.stdout.trim())
+  t.match(
+    toDr.stdout,
+    /vm web1 failed over to cluster dr: it runs on host-dr[12] from every change it made in cluster main \(planned: nothing lost; down \d+\.\d s\); replication is reversed, its changes go back to cluster main \(placed on host-a[12]\)/,
+  )
+  t.match(await lab.role('web1'), { state: 'stopped', replication: { to: 'dr', to_cluster: true, reversed_to: /^host-a[12]$/ } })
+  const inDrNow = (await lab.json<VmListView>('--cluster', 'dr', 'vm', 'list')).roles.find((r) => r.name === 'web1')
+  t.match(inDrNow, { state: 'running', replication: { to: 'main', to_cluster: true } }, 'dr runs it, replicating back to main')
+  t.notOk(inDrNow?.replication?.reversed_to, 'no longer a replica there')
+  for (const region of ['web1', 'web1-disk1'])
+    t.same(await regionHashes(lab, 'host-dr1', 'v1', region), await regionHashes(lab, 'host-a1', 'va', region), `nothing lost: ${region}`)
+  const backResync = await lab.waitFor("dr's first cycle back to main", async () => {
+    const e = (await lab.events()).find((x) => x.kind === 'replica.resynced' && x.details.vm === 'web1' && /^host-dr/.test(x.source))
+    return e
+  })
+  t.equal(backResync.details.blocks_sent, 0, "main's volumes are web1's replica now: nothing differs")
+  const back = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
+  t.equal(back.code, 0, `planned failover back to main: ${back.stderr}`)
+  t.match(back.stdout, /vm web1 failed over to cluster main: it runs on host-a[12] from every change it made in cluster dr/)
+  t.match(await lab.role('web1'), { state: 'running', replication: { to: 'dr', to_cluster: true } })
 
   // a dr host dies: db1 fails over within dr; main's view does not change
   const mainEpoch = (await lab.status()).cluster!.hosts['host-a1']!.epoch

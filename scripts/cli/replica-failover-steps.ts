@@ -1,0 +1,71 @@
+/**
+ * The steps a planned failover is made of, shared by every direction of it (the cluster and
+ * a standalone host, two standalone hosts, two clusters): the broker's first placement of a
+ * stopped VM's replica, the last changes of a stopped VM reaching its replica, and a
+ * member dropping a reverse replica once the VM runs from it.
+ */
+import { HvlabError, isTransientError } from '../../shared/errors.js'
+import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
+import type { ControlClient } from './control-client.js'
+import { sideOf } from './replica-queries.js'
+import { stopStep } from './vm-start-stop-commands.js'
+import { vmRoleNow } from './vm-queries.js'
+import { done, failed, waitFor, waiting } from './wait-for.js'
+
+/**
+ * The broker places the stopped VM's reverse replica (and records it in the role). Waits for
+ * the role to be stopped, and while the broker has no owner (it fails over) or its copy of
+ * the cluster database does not show the VM stopped yet (HVLAB_E_STATE: it lags the coordinator's).
+ */
+export async function firstPlacement(client: ControlClient, vm: string, server: string, timeout_s: number): Promise<string> {
+  const timeout_ms = timeout_s * 1000
+  await waitFor({ what: `vm ${vm} to stop`, watch: '`hvlab vm list`', timeout_ms, poll: async () => stopStep(await vmRoleNow(client, vm)) })
+  const q = { t: 'replica-broker-place-request' as const, vm, server, first: true }
+  const ask = async (): Promise<string | null> => {
+    const r = await askAnyHost(client, q, 'replica-broker-place-reply')
+    if (r.host !== null || r.broker_owner === null) return r.host
+    return (await client.request(r.broker_owner, q, 'replica-broker-place-reply', HOST_REQUEST_TIMEOUT_MS)).host
+  }
+  return waitFor({
+    what: `the Replica Broker to place vm ${vm}'s reverse replica`,
+    watch: '`hvlab vm list`',
+    timeout_ms,
+    poll: async () => {
+      const placed = await ask().catch((e: unknown) => {
+        if (HvlabError.has(e, 'HVLAB_E_STATE') && !HvlabError.has(e, 'HVLAB_E_REPLICA_NO_BROKER')) return null
+        throw e
+      })
+      return placed === null
+        ? waiting(`the Replica Broker has not placed it yet (it runs nowhere now, or has not seen vm ${vm} stop)`)
+        : done(placed)
+    },
+  })
+}
+
+/** The member holding the reverse replica drops it (its disk is the VM's own); a member down now keeps its copy of the replica's state, which nothing uses again. */
+export async function dropReverseReplica(client: ControlClient, host: string, vm: string): Promise<void> {
+  try {
+    await client.request(host, { t: 'replica-reverse-drop-request', vm }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  } catch (e) {
+    if (!isTransientError(e) && !HvlabError.has(e, 'HVLAB_E_PROCESS_DOWN') && !HvlabError.has(e, 'HVLAB_E_LAB')) throw e
+  }
+}
+
+/** Waits until `sender` (the VM stopped there) has its last changes applied on the other side. */
+export async function lastChangesSent(client: ControlClient, sender: string, vm: string, o: { readonly timeoutS: number }): Promise<void> {
+  await waitFor({
+    what: `vm ${vm}'s last changes to reach its replica`,
+    watch: `\`hvlab replica status ${vm}\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => {
+      const p = await sideOf(client, sender, vm, 'primaries')
+      if (p === null || !p.stopped) return waiting(`vm ${vm} is shutting down on ${sender}`)
+      if (p.finished === 'abandoned')
+        return failed(
+          'HVLAB_E_STATE',
+          `${sender} could not send vm ${vm}'s last changes (${p.last_error ?? 'abandoned'}); the VM is stopped, nothing failed over`,
+        )
+      return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
+    },
+  })
+}
