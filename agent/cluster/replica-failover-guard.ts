@@ -18,9 +18,15 @@ export function failedOverTo(role: VmRole): string | null {
 
 /** The refusal for anything that would let the cluster run `role` while it runs on its replica server. */
 export function failedOverRefusal(role: VmRole, what: string): HvlabError {
+  const r = role.replication!
+  const where =
+    r.to_cluster === true
+      ? `it runs in cluster ${r.to}, and this cluster holds its replica (on ${r.reversed_to})`
+      : `it runs on its replica server ${r.to} after a planned failover, replicating back to ${r.reversed_to}`
+  const how = r.to_cluster === true ? 'run it here by a failover' : 'fail it back first'
   return new HvlabError(
     'HVLAB_E_REPLICA_FAILED_OVER',
-    `cannot ${what} vm ${role.name}: it runs on its replica server ${role.replication!.to} after a planned failover, replicating back to ${role.replication!.reversed_to}; fail it back first: hvlab replica failover ${role.name} --planned`,
+    `cannot ${what} vm ${role.name}: ${where}; ${how}: hvlab replica failover ${role.name} --planned`,
   )
 }
 

@@ -5,6 +5,7 @@ import type { ValidationCheck } from './cluster-validation.js'
 import type { VmStorageView } from './vm-storage-status.js'
 import type { ClusterStatus, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { LabClusterStatus, LabStatus } from '../controller/lab-controller.js'
+import { chosenClusterName } from './cluster-choice.js'
 import type { LinkRow } from '../controller/link-table.js'
 import type { TimelineEvent } from '../../shared/timeline/events.js'
 import { exitReport } from './process-exit-format.js'
@@ -149,7 +150,10 @@ export function formatVmList(
     r.source === 'coordinator'
       ? `vm roles as coordinator ${r.coordinator} runs them:`
       : `vm roles from the cluster database (coordinator ${r.coordinator} did not answer; states may be stale):`
-  if (r.roles.length === 0) return `${head}\nno vms yet; create one with \`hvlab vm create NAME --preferred host-a1,host-a2\``
+  const cluster = chosenClusterName() // a hint for the cluster asked: its hosts are its own
+  const create =
+    cluster === null ? 'hvlab vm create NAME --preferred host-a1,host-a2' : `hvlab --cluster ${cluster} vm create NAME --preferred HOST,…`
+  if (r.roles.length === 0) return `${head}\nno vms yet; create one with \`${create}\``
   const rows = [['NAME', 'STATE', 'OWNER', 'MEMORY', 'PREFERRED', 'PRIORITY', ...(storage ? ['STORAGE'] : []), 'REASON']]
   for (const v of r.roles) {
     const s = storage?.[v.name]

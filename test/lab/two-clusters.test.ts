@@ -51,6 +51,9 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   const text = await lab.cli('status')
   t.match(text.stdout, /cluster main: node-and-file-share-majority[\s\S]*cluster dr: node-and-file-share-majority/)
 
+  const emptyDr = await lab.cli('--cluster', 'dr', 'vm', 'list')
+  t.match(emptyDr.stdout, /no vms yet; create one with `hvlab --cluster dr vm create NAME --preferred HOST,…`/, "a hint for dr's own hosts")
+
   // dr: a CSV on its own array, a VM with two disks on it
   const csv = await lab.cli('--cluster', 'dr', 'csv', 'create', 'v1', '--array', 'array-dr')
   t.equal(csv.code, 0, `csv create in dr: ${csv.stderr}`)
@@ -100,6 +103,10 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   t.match(replicaRole, { state: 'stopped', replication: { to: 'main', to_cluster: true } }, "dr keeps web1's replica as a stopped role")
   const startThere = await lab.cli('--cluster', 'dr', 'vm', 'start', 'web1')
   t.equal(startThere.code, 1, 'dr does not start it: it runs in main')
+  t.match(
+    startThere.stderr,
+    /cannot start vm web1: it runs in cluster main, and this cluster holds its replica \(on host-dr[12]\); run it here by a failover/,
+  )
   // it follows web1 through a live migration within main
   const moved = await lab.cli('vm', 'migrate', 'web1', '--to', 'host-a2', '--timeout-s', '60')
   t.equal(moved.code, 0, `live migration in main: ${moved.stderr}`)
