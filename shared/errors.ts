@@ -56,6 +56,12 @@ export const ERROR_DETAILS = {
    */
   HVLAB_E_REPLICA_FAILED_OVER: 'HVLAB_E_STATE',
   /**
+   * The VM failed over unplanned to another failover cluster and runs there as its own,
+   * replicating back to none: the copy that asked (in the cluster it ran in before) is the
+   * older one, and its host stops it (agent/replica/to-cluster-placements.ts).
+   */
+  HVLAB_E_REPLICA_RUNS_ELSEWHERE: 'HVLAB_E_STATE',
+  /**
    * A link between organisations refused for its certificate (shared/pki/): not issued by
    * this lab's CA, expired, or for another name or organisation than the peer claims.
    */

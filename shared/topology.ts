@@ -162,7 +162,13 @@ const linkProfile = z.strictObject({
   loss: z.number().min(0).max(LINK_LOSS_MAX).default(0),
 })
 
-/** A Hyper-V host, a cluster member or a standalone one: its name, site and memory for VMs. */
+/**
+ * A Hyper-V host, a cluster member or a standalone one: its name, site and memory for VMs.
+ * `recovery_point_every_ms` is a lab acceleration, not a Hyper-V setting: a replica it holds
+ * (a standalone replica server's, or a cluster member's of another cluster's VM) takes a
+ * recovery point this often (not scaled by timeScale) instead of Hyper-V's hourly one
+ * (scaled), so a short lab sees several.
+ */
 const hyperVHost = z.strictObject({
   name: field.name(),
   site: field.name(),
@@ -172,15 +178,11 @@ const hyperVHost = z.strictObject({
     .min(64)
     .max(4 * 1024 * 1024)
     .default(8192),
+  recovery_point_every_ms: z.number().int().min(1000).max(3_600_000).optional(),
 })
 
-/**
- * A standalone host. `recovery_point_every_ms` is a lab acceleration, not a Hyper-V setting:
- * as a replica server it takes a recovery point this often (not scaled by timeScale)
- * instead of Hyper-V's hourly one (scaled), so a short lab sees several.
- */
+/** A standalone host: a Hyper-V host in no failover cluster, with storage of its own. */
 const standaloneHost = hyperVHost.extend({
-  recovery_point_every_ms: z.number().int().min(1000).max(3_600_000).optional(),
   /**
    * The organisation that runs this host, when it is not the lab's own (`lab`): a hosting
    * provider's DR host. Its links with the lab's processes run over mutual TLS with
@@ -273,6 +275,17 @@ export interface ProcessSpec {
 export function clustersOf(t: Topology): ClusterSpec[] {
   const first = { name: t.cluster_name, hosts: t.hosts, quorum: t.quorum, arrays: t.arrays }
   return [t.witness === undefined ? first : { ...first, witness: t.witness }, ...t.clusters]
+}
+
+/**
+ * How often a replica kept by `server` takes a recovery point, as the topology accelerates
+ * it (undefined: hourly, scaled): a Hyper-V host's own value, or for a cluster's name (a VM
+ * replicated to another cluster) its first member's.
+ */
+export function recoveryPointEveryMsOf(t: Topology, server: string): number | undefined {
+  const clusters = clustersOf(t)
+  const host = [...clusters.flatMap((c) => c.hosts), ...t.standalone_hosts].find((h) => h.name === server)
+  return (host ?? clusters.find((c) => c.name === server)?.hosts[0])?.recovery_point_every_ms
 }
 
 /** The cluster named `name`; HVLAB_E_NOT_FOUND with the names there are. */

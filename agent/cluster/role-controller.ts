@@ -144,8 +144,8 @@ export type RoleCommand =
   | { readonly op: 'stop'; readonly name: string }
   /** `vm set`: settings applied at once (memory only while the VM is on no node). */
   | { readonly op: 'set'; readonly name: string; readonly changes: VmRoleChanges }
-  /** The VM left its replica server (a fail-back): its replication goes forward again as `replication`, and the cluster may start it. */
-  | { readonly op: 'fail-back'; readonly name: string; readonly replication: ReplicationSetting }
+  /** The VM left its replica server (a fail-back): its replication goes forward again as `replication` (null: none, an unplanned failover here), and the cluster may start it. */
+  | { readonly op: 'fail-back'; readonly name: string; readonly replication: ReplicationSetting | null }
   | { readonly op: 'move'; readonly name: string; readonly to: string }
   | { readonly op: 'migrate'; readonly name: string; readonly to: string; readonly options: MigrationOptions }
   | { readonly op: 'pause'; readonly node: string; readonly drain: boolean }
@@ -906,15 +906,20 @@ export class RoleController {
   /**
    * The VM runs on its replica server no more (`replica failover --planned` failed it back,
    * or its planned failover did not start it there): replication goes forward again as
-   * `forward`, and the cluster may start it.
+   * `forward`, and the cluster may start it. `forward` null: the VM's replica here runs it
+   * from now on (an unplanned failover from another cluster), replicating nowhere.
    */
-  private failBack(name: string, forward: ReplicationSetting): void {
+  private failBack(name: string, forward: ReplicationSetting | null): void {
     const e = this.entryFor(name)
     const why = failBackRefusal(e.role, forward)
     if (why !== null) throw why
-    e.role = { ...e.role, replication: forward }
+    const { replication: _failedOver, ...rest } = e.role
+    e.role = forward === null ? rest : { ...rest, replication: forward }
     this.push({ kind: 'write-role-record', role: e.role })
-    this.emit('role.settings-changed', { role: name, changes: `replication=${JSON.stringify(forward)} (failed back)` })
+    this.emit('role.settings-changed', {
+      role: name,
+      changes: forward === null ? 'replication=none (failed over here, unplanned)' : `replication=${JSON.stringify(forward)} (failed back)`,
+    })
   }
 
   private stop(name: string): void {

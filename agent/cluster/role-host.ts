@@ -17,6 +17,7 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
+import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
 import { clusterOfHost } from '../../shared/topology.js'
 import { meshArrayAdmin } from '../clx/array-admin.js'
 import { ClxService } from '../clx/clx-service.js'
@@ -84,6 +85,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
     () => m.database(),
     () => agent,
     (vm) => reverse.replicaStatus(vm),
+    olderCopyStopper((c) => operator.command(c, false), log),
   )
   // `hvlab replica size`: the churn of a VM running here, measured from the same writes.
   const churn = newChurnMeasurements(p, () => agent)
@@ -107,6 +109,7 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   serveVmRemove(p, m, roles, csv, ask)
   // The Replica Broker (a role like a VM's): where it runs, it places failed-over VMs' reverse replicas.
   serveReplicaBroker(p, {
+    cluster: p.topology.cluster_name,
     database: () => m.database(),
     members: () => m.view().members,
     clusterOf,
@@ -133,6 +136,28 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
 }
 
 /** The host's VmAgent: runs its VMs on the lease, their disk I/O to an array or a CSV region. */
+/**
+ * Another cluster runs a VM of ours as its own now (an unplanned failover there,
+ * to-cluster-placements.ts): the copy here is the older one. The cluster stops it and its
+ * replication ends (seed 002: the policy is broken; it is set up again the other way). One
+ * stop at a time per VM; the next placement check asks again if this one fails (no quorum).
+ */
+function olderCopyStopper(
+  command: (c: RoleCommandMessage) => Promise<unknown>,
+  log: LabProcess['log'],
+): (vm: string, cluster: string) => void {
+  const stopping = new Set<string>()
+  return (vm, cluster) => {
+    if (stopping.has(vm)) return
+    stopping.add(vm)
+    log.warn({ vm, cluster }, 'the VM failed over to another cluster and runs there: the older copy here stops')
+    void command({ op: 'stop', name: vm })
+      .then(() => command({ op: 'set', name: vm, changes: { replication: null } }))
+      .catch((e: unknown) => log.warn({ vm, err: describeError(e) }, 'the older copy did not stop; the next placement check asks again'))
+      .finally(() => stopping.delete(vm))
+  }
+}
+
 function newVmAgent(
   p: LabProcess,
   cluster: ClusterService,

@@ -18,6 +18,8 @@ import type { VmRole } from '../cluster/vm-role.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 
 export interface ReplicaBrokerDeps {
+  /** The failover cluster this host is a member of. */
+  readonly cluster: string
   /** The committed cluster database as this host has it. */
   database(): { readonly config: Readonly<Record<string, string>> }
   /** The cluster's members now (its current view). */
@@ -66,6 +68,7 @@ export async function placeReverse(
   const role = decodeRole(config, q.vm)
   if (role === null) throw new HvlabError('HVLAB_E_NOT_FOUND', `the cluster has no vm ${q.vm}`)
   const r = role.replication
+  checkNotRunningHere(role, q.server, d)
   if (r === undefined || !isReplicationSource(r, q.server, d.clusterOf))
     throw new HvlabError(
       'HVLAB_E_REPLICA_NOT_ALLOWED',
@@ -82,6 +85,21 @@ export async function placeReverse(
     throw new HvlabError('HVLAB_E_STATE', `no member of the cluster up now can write vm ${q.vm}'s volume; its changes go back once one is`)
   if (host !== r.reversed_to) await d.roleCommand({ op: 'set', name: q.vm, changes: { replication: { ...r, reversed_to: host } } })
   return { t: 'replica-broker-place-reply', vm: q.vm, host, broker_owner: me }
+}
+
+/**
+ * A host of another cluster asks for the replica of a VM this cluster runs as its own: it
+ * failed over here unplanned (its replication ended), so the asker's copy is the stale one.
+ * HVLAB_E_REPLICA_FAILED_OVER tells that host to stop it (to-cluster-placements.ts).
+ */
+function checkNotRunningHere(role: VmRole, server: string, d: Pick<ReplicaBrokerDeps, 'cluster' | 'clusterOf'>): void {
+  const from = d.clusterOf(server)
+  const r = role.replication
+  if (from === null || from === d.cluster || (r?.to_cluster === true && r.to === from)) return
+  throw new HvlabError(
+    'HVLAB_E_REPLICA_RUNS_ELSEWHERE',
+    `vm ${role.name} failed over to cluster ${d.cluster} and runs there, replicating to no cluster ${from}: the copy in cluster ${from} is older and stays stopped; to protect the VM again, replicate it back: hvlab --cluster ${d.cluster} replica enable ${role.name} --to cluster:${from}`,
+  )
 }
 
 /** The operator's first placement (a planned failover, or `replica enable VM --to cluster`): the cluster has the VM stopped, not yet placed. */

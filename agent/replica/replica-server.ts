@@ -220,6 +220,17 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     }
   }
 
+  /**
+   * An unplanned failover into the cluster holding this replica (reverse-replica-server.ts):
+   * the disk, the VM's own, returns to the recovery point of `recovery_cycle` (null: it stays
+   * at the latest cycle applied, never half a shipment), then the replica is dropped; the
+   * cluster starts the VM from that disk.
+   */
+  async handOver(name: string, recovery_cycle: number | null): Promise<void> {
+    await this.replica(name).failover(recovery_cycle)
+    await this.drop(name)
+  }
+
   /** Drops the replica of `name` and its folder (a reverse replica after the fail-back: its disk was the VM's own, which stays). */
   async drop(name: string): Promise<void> {
     this.vms.delete(name)

@@ -7,6 +7,7 @@
  * answers `hvlab replica status` for the VMs replicated from here (and for the reverse
  * replicas it holds).
  */
+import { recoveryPointEveryMsOf } from '../../shared/topology.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { decodeRole } from '../cluster/role-record.js'
@@ -24,15 +25,19 @@ export function newReplicationHost(
   database: () => { readonly config: Readonly<Record<string, string>> },
   agent: () => VmAgent,
   replicas: (vm: string | null) => ReplicaSideStatus[] = () => [],
+  runsElsewhere: (vm: string, cluster: string) => void = () => undefined,
 ): ReplicationHost {
   const settingOf = (vm: string) => decodeRole(database().config, vm)?.replication
   // To another cluster: its requests go to the member that cluster's broker placed the replica on (to-cluster-placements.ts).
   // The VMs running here, and those stopped whose last changes still go (a planned failover waits for them).
-  const toClusters: ToClusterPlacements = new ToClusterPlacements(p, (): { vm: string; setting: ReplicationSetting }[] =>
-    [...new Set([...vmsRunning(agent()), ...host.replicating])].flatMap((vm) => {
-      const setting = settingOf(vm)
-      return setting === undefined ? [] : [{ vm, setting }]
-    }),
+  const toClusters: ToClusterPlacements = new ToClusterPlacements(
+    p,
+    (): { vm: string; setting: ReplicationSetting }[] =>
+      [...new Set([...vmsRunning(agent()), ...host.replicating])].flatMap((vm) => {
+        const setting = settingOf(vm)
+        return setting === undefined ? [] : [{ vm, setting }]
+      }),
+    runsElsewhere,
   )
   toClusters.start()
   const host: ReplicationHost = new ReplicationHost({
@@ -45,8 +50,7 @@ export function newReplicationHost(
     movesOf: (vm) => agent().vms.instance(vm)?.resumeCount ?? 0,
     diskOf: (vm) => primaryDisk(p.name, agent(), vm),
     server: (name, vm) => p.mesh.connection(toClusters.hostFor(vm, name) ?? name),
-    pointEveryMs: (name) =>
-      recoveryPointEveryMs(p.topology.timeScale, p.topology.standalone_hosts.find((h) => h.name === name)?.recovery_point_every_ms),
+    pointEveryMs: (name) => recoveryPointEveryMs(p.topology.timeScale, recoveryPointEveryMsOf(p.topology, name)),
     guestOf: (vm) => {
       const instance = agent().vms.instance(vm)
       return instance === undefined ? undefined : guestQuiescer(instance, p.clock)

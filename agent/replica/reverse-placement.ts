@@ -27,6 +27,8 @@ export interface ReversePlacementDeps {
   reversed(): readonly string[]
   /** Sends a request to `node` and resolves its reply; rejects with an HvlabError (none connected: HVLAB_E_CLOSED). */
   ask(node: string, message: Message, timeout_ms: number): Promise<Message>
+  /** The broker says `vm` runs in its cluster as its own (HVLAB_E_REPLICA_RUNS_ELSEWHERE): the copy here is the older one. */
+  runsElsewhere?(vm: string): void
   readonly log: { info(details: object, message: string): void; warn(details: object, message: string): void }
 }
 
@@ -71,6 +73,7 @@ export class ReversePlacements {
         if (host !== undefined) this.placed.set(vm, host)
       } catch (e) {
         if (e instanceof HvlabError) this.errors.set(vm, e)
+        if (HvlabError.has(e, 'HVLAB_E_REPLICA_RUNS_ELSEWHERE')) this.d.runsElsewhere?.(vm)
         this.d.log.warn({ vm, err: describeError(e) }, 'the Replica Broker did not place the reverse replica')
       }
     }

@@ -17,6 +17,7 @@
 import { join } from 'node:path'
 import { HvlabError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
+import { recoveryPointEveryMsOf } from '../../shared/topology.js'
 import { csvDiskTargets, diskTargetsFor, type VmDiskTarget } from '../clx/disk-target.js'
 import type { ClxService } from '../clx/clx-service.js'
 import { brokerOf, checkBrokerAllows, isReplicationSource } from '../cluster/replica-broker.js'
@@ -42,13 +43,20 @@ export type ReverseReplicaServer = ReplicaServer<ReplicaAuthorization>
 
 export function startReverseReplicaServer(p: LabProcess, d: ReverseReplicaDeps): ReverseReplicaServer {
   const dir = join(p.layout.processData(p.name), 'replica-reverse')
+  const every = recoveryPointEveryMsOf(p.topology, p.name)
   const server = new ReplicaServer(p.name, dir, p.topology.timeScale, reverseAuthorization(d.database, d.clusterOf), NO_RUNNER, {
     image: (g) => volumeImage(p, d, g),
+    ...(every === undefined ? {} : { recovery_point_every_ms: every }),
   })
   p.onPeer((c) => server.servePrimary(c, p.clock))
   p.serveOperator('replica-reverse-drop-request', async (q) => {
     await server.drop(q.vm)
     p.log.info({ vm: q.vm }, 'reverse replica dropped: the VM failed back')
+    return { t: 'ok' }
+  })
+  p.serveOperator('replica-reverse-takeover-request', async (q) => {
+    await server.handOver(q.vm, q.recovery_cycle)
+    p.log.info({ vm: q.vm, recovery_cycle: q.recovery_cycle }, 'replica handed over: the VM fails over into this cluster')
     return { t: 'ok' }
   })
   return server

@@ -5,6 +5,8 @@
  * through any member of it, every few seconds), then replicates there as to any replica
  * server. The broker places it again when that member is gone; the next answer says so, and
  * replication begins again there (a resync by block hashes). One asker per other cluster.
+ * When that broker answers that the VM failed over there unplanned and runs there as its own
+ * (HVLAB_E_REPLICA_RUNS_ELSEWHERE), the copy here is the older one: `runsElsewhere` stops it.
  */
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
@@ -15,8 +17,15 @@ import { ReversePlacements } from './reverse-placement.js'
 export class ToClusterPlacements {
   private readonly byCluster = new Map<string, ReversePlacements>()
 
-  /** `replicatedHere()`: the VMs replicated from here (running, or sending their last changes) with their replication setting. */
-  constructor(p: LabProcess, replicatedHere: () => readonly { vm: string; setting: ReplicationSetting }[]) {
+  /**
+   * `replicatedHere()`: the VMs replicated from here (running, or sending their last changes)
+   * with their replication setting; `runsElsewhere(vm, cluster)`: cluster `cluster` runs `vm` as its own.
+   */
+  constructor(
+    p: LabProcess,
+    replicatedHere: () => readonly { vm: string; setting: ReplicationSetting }[],
+    runsElsewhere: (vm: string, cluster: string) => void = () => undefined,
+  ) {
     for (const c of clustersOf(p.topology).slice(1)) {
       const placements = new ReversePlacements({
         server: p.name,
@@ -24,6 +33,7 @@ export class ToClusterPlacements {
         members: c.hosts.map((h) => h.name),
         reversed: () => replicatedHere().flatMap((r) => (isToCluster(r.setting, c.name) ? [r.vm] : [])),
         ask: async (node, message, timeout_ms) => (await openConnection(p.mesh, p.name, node).request(message, { timeout_ms })).message,
+        runsElsewhere: (vm) => runsElsewhere(vm, c.name),
         log: p.log,
       })
       this.byCluster.set(c.name, placements)

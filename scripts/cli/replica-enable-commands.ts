@@ -146,11 +146,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   if (o.to.startsWith('cluster:')) return toOtherCluster(vm, o)
   if ((o.initial === 'export') !== (o.exportDir !== undefined))
     throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
-  if (o.appConsistentEveryH !== undefined && o.appConsistentEveryH > o.recoveryPoints)
-    throw new HvlabError(
-      'HVLAB_E_USAGE',
-      `--app-consistent-every-h ${o.appConsistentEveryH} needs --recovery-points ${o.appConsistentEveryH} or more (the points it makes application-consistent), got ${o.recoveryPoints}`,
-    )
+  checkAppConsistent(o)
   const client = ControlClient.forDir(o.dir)
   const setting: ReplicationSetting = {
     to: o.to,
@@ -185,6 +181,15 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   out(`vm ${vm} replicates${from} to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
 }
 
+/** --app-consistent-every-h makes some of the recovery points application-consistent: it needs as many. */
+function checkAppConsistent(o: EnableOptions): void {
+  if (o.appConsistentEveryH !== undefined && o.appConsistentEveryH > o.recoveryPoints)
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--app-consistent-every-h ${o.appConsistentEveryH} needs --recovery-points ${o.appConsistentEveryH} or more (the points it makes application-consistent), got ${o.recoveryPoints}`,
+    )
+}
+
 /** `--to cluster`: a VM failed over unplanned, or created on a standalone host, replicates to the cluster (replica-to-cluster.ts), with a frequency and compression only. */
 async function toCluster(vm: string, o: EnableOptions): Promise<void> {
   const other =
@@ -203,28 +208,24 @@ async function toCluster(vm: string, o: EnableOptions): Promise<void> {
   await replicateToCluster(ControlClient.forDir(o.dir), vm, { ...o, compress: o.compress === true })
 }
 
-/** `--to cluster:NAME`: a VM of this cluster to another cluster of the lab (replica-to-other-cluster.ts); its replica is that cluster's volume, with no recovery points. */
+/** `--to cluster:NAME`: a VM of this cluster to another cluster of the lab (replica-to-other-cluster.ts); its replica is that cluster's volume, its recovery points kept by the member holding it. */
 async function toOtherCluster(vm: string, o: EnableOptions): Promise<void> {
   const there = o.to.slice('cluster:'.length)
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(there))
     throw new HvlabError('HVLAB_E_USAGE', `--to ${o.to}: name a failover cluster of the lab, e.g. --to cluster:dr (topology \`clusters\`)`)
-  const other =
-    o.recoveryPoints !== 0 ||
-    o.appConsistentEveryH !== undefined ||
-    o.initial !== 'network' ||
-    o.exportDir !== undefined ||
-    o.startAt !== undefined
-  if (other)
+  if (o.initial !== 'network' || o.exportDir !== undefined || o.startAt !== undefined)
     throw new HvlabError(
       'HVLAB_E_USAGE',
-      `--to ${o.to} takes --frequency, --compress, --disks and --max-mbit: the replica is the VM's own volume in that cluster (compared block by block first), with no recovery points`,
+      `--to ${o.to} takes --frequency, --recovery-points, --app-consistent-every-h, --compress, --disks and --max-mbit: the replica is the VM's own volume in that cluster, compared block by block first (no --initial, --export-dir or --start-at)`,
     )
+  checkAppConsistent(o)
   const setting: ReplicationSetting = {
     to: there,
     to_cluster: true,
     frequency_ms: o.frequency,
-    recovery_points: 0,
+    recovery_points: o.recoveryPoints,
     compress: o.compress === true,
+    ...(o.appConsistentEveryH !== undefined ? { app_consistent_every_h: o.appConsistentEveryH } : {}),
     ...(o.maxMbit !== undefined ? { max_mbit: o.maxMbit } : {}),
     ...(o.disks !== undefined ? { disks: o.disks } : {}),
   }

@@ -6,6 +6,13 @@
  * replica, and that cluster starts the VM from its volumes with nothing lost, replicating
  * back to the first. Run again, it fails back the same way. Each side's broker must take
  * replication from the other cluster, checked before anything stops.
+ *
+ * Unplanned (the VM's cluster is lost: `hvlab --cluster NAME replica failover VM`, addressed
+ * to the cluster holding the replica): refused while the VM's own cluster answers and runs
+ * it (unless --force). The role there stops taking changes, the member holding the replica
+ * returns its volumes to the latest cycle applied or a recovery point and drops the replica,
+ * and the cluster starts the VM from them. Replication ends there, as the seed says: it is
+ * set up again from the cluster the VM runs in.
  */
 import { HvlabError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
@@ -16,7 +23,10 @@ import { roleCommand } from './cluster-client.js'
 import { chosenTopology, inCluster } from './cluster-choice.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
-import { dropReverseReplica, firstPlacement, lastChangesSent } from './replica-failover-steps.js'
+import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
+import { latestAppConsistentCycle } from './replica-point-choice.js'
+import { dropReverseReplica, firstPlacement, lastChangesSent, lossWords, unplannedRefusal } from './replica-failover-steps.js'
+import { noRole, roleIfReachable, sideOf } from './replica-queries.js'
 import { secondsText } from './units.js'
 import { startStep } from './vm-start-stop-commands.js'
 import { vmListNow, vmRoleNow } from './vm-queries.js'
@@ -34,8 +44,7 @@ export async function plannedBetweenClusters(
   setting: ReplicationSetting,
   o: WaitOpts,
 ): Promise<void> {
-  const here = (await chosenTopology(labLayout(dir).topology)).cluster_name
-  const [from, to] = setting.reversed_to === undefined ? [here, setting.to] : [setting.to, here]
+  const [from, to] = await direction(dir, setting)
   const vm = role.name
   const source = await inCluster(from, () => roleIn(client, vm))
   const target = await inCluster(to, () => roleIn(client, vm))
@@ -55,20 +64,94 @@ export async function plannedBetweenClusters(
   })
   const owner = await inCluster(to, async () => {
     await dropReverseReplica(client, target.replication!.reversed_to!, vm)
-    const back = { ...target.replication!, to: from, to_cluster: true as const }
-    delete back.reversed_to
-    await roleCommand(client, { op: 'fail-back', name: vm, replication: back })
+    const { reversed_to: _placed, ...forward } = source.replication! // its settings, the other way
+    await roleCommand(client, { op: 'fail-back', name: vm, replication: { ...forward, to: from, to_cluster: true } })
     await roleCommand(client, { op: 'start', name: vm })
-    return waitFor({
-      what: `vm ${vm} to run in cluster ${to}`,
-      watch: `\`hvlab --cluster ${to} vm list\``,
-      timeout_ms: o.timeoutS * 1000,
-      poll: async () => startStep(vm, await vmRoleNow(client, vm)),
-    })
+    return startedIn(client, vm, to, o)
   })
   out(
     `vm ${vm} failed over to cluster ${to}: it runs on ${owner} from every change it made in cluster ${from} (planned: nothing lost; down ${secondsText(Date.now() - stopped_ms)} s); replication is reversed, its changes go back to cluster ${from} (placed on ${placed}). \`hvlab replica failover ${vm} --planned\` fails it back`,
   )
+}
+
+export interface UnplannedOptions extends WaitOpts {
+  recoveryPoint?: number
+  latestAppConsistent?: boolean
+  force?: boolean
+}
+
+/**
+ * The unplanned failover: `role` is the VM's role in the cluster the command addresses; the
+ * VM runs in the one whose role has no `reversed_to` and starts from its replica in the other.
+ */
+export async function unplannedBetweenClusters(
+  client: ControlClient,
+  dir: string,
+  role: VmRoleRecord,
+  setting: ReplicationSetting,
+  o: UnplannedOptions,
+): Promise<void> {
+  const [from, to] = await direction(dir, setting)
+  const vm = role.name
+  const member = (await inCluster(to, () => roleIn(client, vm))).replication?.reversed_to
+  if (member === undefined)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `cluster ${to} holds no replica of vm ${vm} yet (its Replica Broker has not placed it); nothing was changed`,
+    )
+  const source = o.force === true ? null : await inCluster(from, () => roleIfReachable(client, vm).catch(noRole))
+  const why = source === null ? null : unplannedRefusal(source)
+  if (why !== null) throw why
+  const cycle = o.latestAppConsistent === true ? await latestAppConsistentCycle(client, member, vm) : (o.recoveryPoint ?? null)
+  const replica = await heldReplica(client, member, vm, to, cycle)
+  const started_ms = Date.now()
+  const owner = await inCluster(to, async () => {
+    await roleCommand(client, { op: 'fail-back', name: vm, replication: null }) // the member takes no more of its changes
+    await client.request(member, { t: 'replica-reverse-takeover-request', vm, recovery_cycle: cycle }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+    await roleCommand(client, { op: 'start', name: vm })
+    return startedIn(client, vm, to, o)
+  })
+  const point = cycle === null ? 'its latest cycle' : `the recovery point of cycle ${cycle}`
+  out(
+    `vm ${vm} failed over to cluster ${to} (unplanned): it runs on ${owner} from ${point}${lossWords(replica, cycle ?? undefined, started_ms)}; started in ${secondsText(Date.now() - started_ms)} s. Its replication has ended: protect it again with \`hvlab --cluster ${to} replica enable ${vm} --to cluster:${from}\` once cluster ${from} is back`,
+  )
+}
+
+/** The replica `member` holds of `vm`, with the recovery point of `cycle` when one is asked for; refused, nothing changed, when it cannot be used. */
+async function heldReplica(client: ControlClient, member: string, vm: string, to: string, cycle: number | null) {
+  const replica = await sideOf(client, member, vm, 'replicas')
+  if (replica === null)
+    throw new HvlabError(
+      'HVLAB_E_PROCESS_DOWN',
+      `${member}, which holds vm ${vm}'s replica in cluster ${to}, does not answer: restart it (\`hvlab restart ${member}\`) and fail over again; nothing was changed`,
+    )
+  if (replica.resyncing)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm}'s replica on ${member} is being resynchronised and is not consistent; nothing was changed`,
+    )
+  if (cycle !== null && !replica.recovery_points.some((p) => p.cycle === cycle))
+    throw new HvlabError(
+      'HVLAB_E_NOT_FOUND',
+      `vm ${vm}'s replica on ${member} has no recovery point of cycle ${cycle} (it has ${replica.recovery_points.map((p) => p.cycle).join(', ') || 'none'}); \`hvlab --cluster ${to} replica status ${vm} --json\` lists them; nothing was changed`,
+    )
+  return replica
+}
+
+/** Waits until the cluster the commands address runs `vm`; its owner. */
+function startedIn(client: ControlClient, vm: string, cluster: string, o: WaitOpts): Promise<string> {
+  return waitFor({
+    what: `vm ${vm} to run in cluster ${cluster}`,
+    watch: `\`hvlab --cluster ${cluster} vm list\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => startStep(vm, await vmRoleNow(client, vm)),
+  })
+}
+
+/** The cluster the VM runs in and the one holding its replica, from the setting of its role in the cluster the command addresses. */
+async function direction(dir: string, setting: ReplicationSetting): Promise<[from: string, to: string]> {
+  const here = (await chosenTopology(labLayout(dir).topology)).cluster_name
+  return setting.reversed_to === undefined ? [here, setting.to] : [setting.to, here]
 }
 
 /** The VM's role in the cluster the commands address now; it must replicate to or from another cluster. */

@@ -21,7 +21,7 @@ import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
-import type { ReplicaSideStatus, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { chosenHosts } from './cluster-choice.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
@@ -36,8 +36,8 @@ import { startStep } from './vm-start-stop-commands.js'
 import { vmRole, vmRoleNow } from './vm-queries.js'
 import { secondsText } from './units.js'
 import { waitFor, waitOptions, type WaitOpts } from './wait-for.js'
-import { plannedBetweenClusters } from './replica-failover-clusters.js'
-import { dropReverseReplica, firstPlacement, lastChangesSent } from './replica-failover-steps.js'
+import { plannedBetweenClusters, unplannedBetweenClusters } from './replica-failover-clusters.js'
+import { dropReverseReplica, firstPlacement, lastChangesSent, lossWords, unplannedRefusal } from './replica-failover-steps.js'
 
 interface FailoverOptions extends WaitOpts {
   planned?: boolean
@@ -52,7 +52,7 @@ export function registerFailover(replica: Command): void {
   const cmd = replica
     .command('failover')
     .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host. A VM replicated to another cluster (`--to cluster:NAME`) fails over there --planned (and back the same way), not yet unplanned',
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host. A VM replicated to another cluster (`--to cluster:NAME`) fails over there --planned (and back the same way), or unplanned (\`hvlab --cluster NAME replica failover VM\` when its own cluster is lost), its replication then ended',
     )
     .argument('<vm>', 'the VM name')
     .option(
@@ -91,13 +91,10 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
   const setting = role?.replication
   if (role !== null && setting === undefined)
     throw new HvlabError('HVLAB_E_STATE', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` first`)
-  if (setting?.to_cluster === true) {
-    if (o.planned === true) return plannedBetweenClusters(client, o.dir, role!, setting, o)
-    throw new HvlabError(
-      'HVLAB_E_USAGE',
-      `vm ${vm} replicates between failover clusters, where an unplanned failover is not built yet; \`hvlab replica failover ${vm} --planned\` moves it with nothing lost`,
-    )
-  }
+  if (setting?.to_cluster === true)
+    return o.planned === true
+      ? plannedBetweenClusters(client, o.dir, role!, setting, o)
+      : unplannedBetweenClusters(client, o.dir, role!, setting, o)
   if (setting?.reversed_to !== undefined) {
     if (o.planned === true) return failBack(client, vm, setting, o)
     throw new HvlabError(
@@ -128,41 +125,6 @@ async function unplannedFailover(
   const from = o.recoveryPoint === undefined ? 'its latest cycle' : `the ${kind}recovery point of cycle ${o.recoveryPoint}`
   out(
     `vm ${vm} failed over: it runs on ${server} from ${from}${lossWords(replica, o.recoveryPoint, started_ms)}; started in ${secondsText(Date.now() - started_ms)} s`,
-  )
-}
-
-/**
- * PURE: what an unplanned failover at `failover_ms` loses: the writes made after the log its
- * replica stands at was closed (the latest applied, or the recovery point's), the RPO of that
- * moment; empty when the replica does not say.
- */
-export function lossWords(replica: ReplicaSideStatus | null, recovery_cycle: number | undefined, failover_ms: number): string {
-  const closed_ms =
-    recovery_cycle === undefined
-      ? (replica?.applied_closed_at_ms ?? null)
-      : (replica?.recovery_points.find((p) => p.cycle === recovery_cycle)?.at_ms ?? null)
-  if (closed_ms === null) return ''
-  return `, whose log closed ${secondsText(failover_ms - closed_ms)} s before the failover: what was written after it is lost (the RPO)`
-}
-
-/**
- * The refusal of an unplanned failover of `role` (the cluster answered), or null: the
- * cluster must have it stopped, else it runs it, or will start it (pending, failed: retried,
- * starting, stopping to restart), and the VM would run twice.
- */
-export function unplannedRefusal(role: Pick<VmRoleRecord, 'name' | 'state' | 'owner'>): HvlabError | null {
-  const vm = role.name
-  if (role.state === 'stopped') return null
-  const on = role.owner === null ? '' : ` on ${role.owner}`
-  const how = `stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`
-  if (role.state === 'running')
-    return new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, ${how}`,
-    )
-  return new HvlabError(
-    'HVLAB_E_STATE',
-    `vm ${vm} is ${role.state}${on} in the cluster, which may start it: starting the replica now could run it twice; ${how}`,
   )
 }
 

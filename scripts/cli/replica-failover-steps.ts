@@ -2,12 +2,16 @@
  * The steps a planned failover is made of, shared by every direction of it (the cluster and
  * a standalone host, two standalone hosts, two clusters): the broker's first placement of a
  * stopped VM's replica, the last changes of a stopped VM reaching its replica, and a
- * member dropping a reverse replica once the VM runs from it.
+ * member dropping a reverse replica once the VM runs from it; and what an unplanned
+ * failover checks first (the primary stopped) and says after (what it lost).
  */
 import { HvlabError, isTransientError } from '../../shared/errors.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
+import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
 import type { ControlClient } from './control-client.js'
 import { sideOf } from './replica-queries.js'
+import { secondsText } from './units.js'
 import { stopStep } from './vm-start-stop-commands.js'
 import { vmRoleNow } from './vm-queries.js'
 import { done, failed, waitFor, waiting } from './wait-for.js'
@@ -68,4 +72,39 @@ export async function lastChangesSent(client: ControlClient, sender: string, vm:
       return p.finished === 'sent' ? done(p) : waiting(`${p.pending_bytes} bytes still to send`)
     },
   })
+}
+
+/**
+ * PURE: what an unplanned failover at `failover_ms` loses: the writes made after the log its
+ * replica stands at was closed (the latest applied, or the recovery point's), the RPO of that
+ * moment; empty when the replica does not say.
+ */
+export function lossWords(replica: ReplicaSideStatus | null, recovery_cycle: number | undefined, failover_ms: number): string {
+  const closed_ms =
+    recovery_cycle === undefined
+      ? (replica?.applied_closed_at_ms ?? null)
+      : (replica?.recovery_points.find((p) => p.cycle === recovery_cycle)?.at_ms ?? null)
+  if (closed_ms === null) return ''
+  return `, whose log closed ${secondsText(failover_ms - closed_ms)} s before the failover: what was written after it is lost (the RPO)`
+}
+
+/**
+ * The refusal of an unplanned failover of `role` (the cluster answered), or null: the
+ * cluster must have it stopped, else it runs it, or will start it (pending, failed: retried,
+ * starting, stopping to restart), and the VM would run twice.
+ */
+export function unplannedRefusal(role: Pick<VmRoleRecord, 'name' | 'state' | 'owner'>): HvlabError | null {
+  const vm = role.name
+  if (role.state === 'stopped') return null
+  const on = role.owner === null ? '' : ` on ${role.owner}`
+  const how = `stop it first (\`hvlab vm stop ${vm}\`), or --force if the primary is cut off for good`
+  if (role.state === 'running')
+    return new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} still runs on its primary (${role.owner}): starting the replica now would run it twice. Use --planned, ${how}`,
+    )
+  return new HvlabError(
+    'HVLAB_E_STATE',
+    `vm ${vm} is ${role.state}${on} in the cluster, which may start it: starting the replica now could run it twice; ${how}`,
+  )
 }

@@ -5,7 +5,10 @@
  */
 import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
+import { labLayout } from '../../shared/lab-layout.js'
+import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { PrimarySideStatus, ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
+import { chosenTopology, inCluster } from './cluster-choice.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, printResult } from './options.js'
 import { extendedOf, ifClusterReachable, sideOf, standaloneReplies, type ExtendedView } from './replica-queries.js'
@@ -18,6 +21,8 @@ export interface ReplicaStatusView {
   vm: string
   primary_host: string | null
   to: string
+  /** Replica between failover clusters (`to` a cluster): the member of it holding the replica, as its broker placed it; absent otherwise. */
+  replica_host?: string | null
   /** Replication's bandwidth cap in the VM's role, Mbit/s (null: none, or no cluster to ask). */
   max_mbit: number | null
   primary: PrimarySideStatus | null
@@ -43,7 +48,7 @@ export function registerStatus(replica: Command): void {
     .argument('[vm]', 'one VM (default: every replicated VM)')
     .option(
       '--json',
-      'machine-readable: [{vm,primary_host,to,max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points:[{cycle,at_ms,kind}],…}|null,extended:{to,primary,replica}|null,reverse:{to,primary,replica}|null}]',
+      'machine-readable: [{vm,primary_host,to,replica_host (between clusters),max_mbit,primary:{health,lag_ms,pending_bytes,…}|null,replica:{applied_cycle,recovery_points:[{cycle,at_ms,kind}],…}|null,extended:{to,primary,replica}|null,reverse:{to,primary,replica}|null}]',
     )
     .addOption(dirOption())
     .action(async (vm: string | undefined, o: { json?: boolean; dir: string }) => {
@@ -64,8 +69,11 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
   const standalone = await standaloneStatusRows(client, dir, vm, new Set(list.roles.map((r) => r.name)))
   if (vm !== null && roles.length === 0 && standalone.length === 0)
     throw new HvlabError('HVLAB_E_NOT_FOUND', `vm ${vm} is not replicated; \`hvlab replica enable ${vm} --to SERVER\` starts it`)
+  const here = (await chosenTopology(labLayout(dir).topology)).cluster_name
+  const others = await otherClustersRoles(client, roles)
   const clustered = await Promise.all(
     roles.map(async (r) => {
+      if (r.replication!.to_cluster === true) return betweenClusters(client, here, r, others.get(r.replication!.to) ?? null)
       const to = r.replication!.to
       const primary = r.state === 'running' && r.owner !== null ? await sideOf(client, r.owner, r.name, 'primaries') : null
       const replica = await sideOf(client, to, r.name, 'replicas')
@@ -89,6 +97,47 @@ export async function replicaStatusNow(client: ControlClient, dir: string, vm: s
     }),
   )
   return [...clustered, ...standalone]
+}
+
+/**
+ * A VM replicated between two failover clusters, seen from cluster `here`: the VM runs in
+ * the one whose role has no `reversed_to` (its owner the primary), and the other cluster's
+ * role names the member holding its replica (`replica_host`). Each side as far as it answers.
+ */
+async function betweenClusters(
+  client: ControlClient,
+  here: string,
+  role: VmRoleRecord,
+  otherRoles: readonly VmRoleRecord[] | null,
+): Promise<ReplicaStatusView> {
+  const r = role.replication!
+  const other = otherRoles?.find((x) => x.name === role.name) ?? null
+  const [running, holding, to] = r.reversed_to === undefined ? [role, other, r.to] : [other, role, here]
+  const primary_host = running?.state === 'running' ? running.owner : null
+  const replica_host = holding?.replication?.reversed_to ?? null
+  return {
+    vm: role.name,
+    primary_host,
+    to,
+    replica_host,
+    max_mbit: running?.replication?.max_mbit ?? null,
+    primary: primary_host === null ? null : await sideOf(client, primary_host, role.name, 'primaries'),
+    replica: replica_host === null ? null : await sideOf(client, replica_host, role.name, 'replicas'),
+    extended: null,
+    reverse: null,
+  }
+}
+
+/** The roles of each other cluster `roles` replicate to or from, one cluster after the other (inCluster is one choice at a time); null: that cluster cannot be reached (lost). */
+async function otherClustersRoles(client: ControlClient, roles: readonly VmRoleRecord[]): Promise<Map<string, VmRoleRecord[] | null>> {
+  const byCluster = new Map<string, VmRoleRecord[] | null>()
+  for (const r of roles) {
+    const other = r.replication?.to_cluster === true ? r.replication.to : null
+    if (other === null || byCluster.has(other)) continue
+    const list = await inCluster(other, () => ifClusterReachable(client, () => vmListNow(client)))
+    byCluster.set(other, list?.roles ?? null)
+  }
+  return byCluster
 }
 
 /** The primary side of `vm` on the host running it; null when it does not run. */
@@ -119,7 +168,7 @@ async function replicaSidesOnly(client: ControlClient, dir: string, vm: string |
 function formatStatus(views: readonly ReplicaStatusView[]): string {
   if (views.length === 0) return 'no vm is replicated; `hvlab replica enable VM --to SERVER` starts one'
   const rows = views.flatMap((v) => [
-    statusRow(v.vm, v.primary_host, v.to, v.max_mbit, v.primary, v.replica),
+    statusRow(v.vm, v.primary_host, v.replica_host == null ? v.to : `${v.to} (${v.replica_host})`, v.max_mbit, v.primary, v.replica),
     ...extendedRow(v),
     ...reverseRow(v),
   ])

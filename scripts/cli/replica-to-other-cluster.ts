@@ -7,8 +7,10 @@
  * cluster (`replication` to this cluster, `to_cluster`), so NAME does not start it; NAME's
  * broker places the replica on a member that can write those disks. Then this cluster's role
  * gets `replication` to NAME: whichever host runs the VM asks NAME's broker where the replica
- * is (agent/replica/to-cluster-placements.ts) and sends every block it wrote (the disks
- * there are blank), then each cycle. Undone, nothing left, if that does not come about.
+ * is (agent/replica/to-cluster-placements.ts) and sends every block that differs (all it
+ * wrote, the disks there being blank), then each cycle. Undone, nothing left, if that does
+ * not come about. After an unplanned failover from NAME, the VM's older copy there (stopped,
+ * replicating nowhere) becomes the replica instead: only what differs travels back.
  */
 import { HvlabError } from '../../shared/errors.js'
 import { labLayout } from '../../shared/lab-layout.js'
@@ -41,7 +43,7 @@ export async function replicateToOtherCluster(client: ControlClient, vm: string,
     throw new HvlabError('HVLAB_E_USAGE', `vm ${vm} runs in cluster ${here}; --to cluster:NAME names another cluster of the lab`)
   const role = await vmRole(client, vm)
   const storage = await replicaStorage(client, role, here, there, target.arrays)
-  await inCluster(there, () => createRole(client, { name: vm, memory_mib: role.memory_mib, storage }))
+  if (storage !== OLDER_COPY) await inCluster(there, () => createRole(client, { name: vm, memory_mib: role.memory_mib, storage }))
   const back: ReplicationSetting = {
     to: here,
     to_cluster: true,
@@ -52,6 +54,7 @@ export async function replicateToOtherCluster(client: ControlClient, vm: string,
   const undo = async (): Promise<void> => {
     await roleCommand(client, { op: 'set', name: vm, changes: { replication: null } }).catch(() => undefined)
     await inCluster(there, async () => {
+      if (storage === OLDER_COPY) return roleCommand(client, { op: 'fail-back', name: vm, replication: null }) // placed: it stays, as it was
       await roleCommand(client, { op: 'fail-back', name: vm, replication: back }).catch(() => undefined) // not placed yet: nothing to take back
       await askAnyHost(
         client,
@@ -93,7 +96,7 @@ async function replicaStorage(
   here: string,
   there: string,
   arrays: readonly { readonly site: string }[],
-): Promise<VmStorageRequest> {
+): Promise<VmStorageRequest | typeof OLDER_COPY> {
   const vm = role.name
   const { vmDiskCount } = await import('../../agent/clx/disk-target.js')
   const { checkBrokerAllows } = await import('../../agent/cluster/replica-broker.js')
@@ -112,9 +115,9 @@ async function replicaStorage(
       `cluster ${there} is no replica server (no Replica Broker): hvlab --cluster ${there} replica server enable cluster --allow ${here} first; nothing was changed`,
     )
   checkBrokerAllows(broker, here)
-  if (roles.some((r) => r.name === vm))
-    throw new HvlabError('HVLAB_E_STATE', `cluster ${there} has a vm named ${vm} already; nothing was changed`)
   const disks = vmDiskCount(spec)
+  const older = roles.find((r) => r.name === vm)
+  if (older !== undefined) return olderCopy(older, spec, there)
   const sized = { size_bytes: spec.size_bytes, ...(disks > 1 ? { disks } : {}) }
   if (broker.storage !== undefined) return { kind: 'csv', csv: broker.storage.slice('csv:'.length), ...sized }
   const kind = chooseVmStorage({}, arrays)
@@ -124,6 +127,34 @@ async function replicaStorage(
       `cluster ${there} has no default shared storage for the replica; give its broker a CSV: hvlab --cluster ${there} replica server enable cluster --allow ${here} --storage csv:NAME; nothing was changed`,
     )
   return { ...kind, ...sized }
+}
+
+/** `replicaStorage`'s answer when the other cluster has the VM's older copy: its role and volumes become the replica. */
+const OLDER_COPY = 'older-copy'
+
+/**
+ * Cluster `there` has a role named like the VM: the VM's older copy, left there by an
+ * unplanned failover from there (stopped, replicating nowhere, disks of the same number and
+ * size), becomes its replica, and only the blocks that differ travel (seed 002: reverse
+ * replication after an unplanned failover). Any other VM of that name is refused.
+ */
+async function olderCopy(
+  older: VmRoleRecord,
+  spec: Exclude<NonNullable<VmRoleRecord['storage']>, { kind: 'local' }>,
+  there: string,
+): Promise<typeof OLDER_COPY> {
+  const { vmDiskCount } = await import('../../agent/clx/disk-target.js')
+  const same =
+    older.storage != null &&
+    older.storage.kind !== 'local' &&
+    older.storage.size_bytes === spec.size_bytes &&
+    vmDiskCount(older.storage) === vmDiskCount(spec)
+  if (!same || older.replication !== undefined || older.state !== 'stopped')
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `cluster ${there} has a vm named ${older.name} already (${older.state}${older.replication === undefined ? '' : ', replicated'}); only its older copy, stopped, replicating nowhere and with disks of the same number and size, becomes its replica; nothing was changed`,
+    )
+  return OLDER_COPY
 }
 
 /** Waits until the host running the VM has sent its initial replication to cluster `there` (to the member its broker placed the replica on). */

@@ -9,6 +9,7 @@
  */
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { type CliIo, withCliRun } from './cli-io.js'
+import { chooseCluster } from './cluster-choice.js'
 import { CommandLineExit, buildProgram } from './program.js'
 
 export type { CliIo } from './cli-io.js'
@@ -35,6 +36,8 @@ export async function runHvlabOutcome(argv: readonly string[], io: CliIo): Promi
       io.stderr(`hvlab: ${describeError(e)}\n`)
       error_code = e instanceof HvlabError ? e.code : 'HVLAB_E_INTERNAL'
       return e instanceof HvlabError && e.code === 'HVLAB_E_USAGE' ? 2 : 1
+    } finally {
+      chooseCluster(null) // the choice was this run's: code run in the same process after it (a test) addresses the first cluster again
     }
   })
   return { exit: failedWith ?? exitCode, error_code }

@@ -446,8 +446,11 @@ export const roleCommandSchema = z.discriminatedUnion('op', [
       replica_broker: replicaBrokerSettingsSchema.optional(),
     }),
   }),
-  /** `replica failover --planned` of a VM on its replica server, once it left there: its replication goes forward again, and the cluster may start it. */
-  z.strictObject({ op: z.literal('fail-back'), name: field.name(), replication: replicationSettingSchema }),
+  /**
+   * `replica failover --planned` of a VM on its replica server, once it left there: its replication goes forward again, and the cluster may start it;
+   * null: the VM runs from its replica here now (an unplanned failover from another cluster), replicating nowhere until set up again.
+   */
+  z.strictObject({ op: z.literal('fail-back'), name: field.name(), replication: replicationSettingSchema.nullable() }),
   z.strictObject({ op: z.literal('stop'), name: field.name() }),
   z.strictObject({ op: z.literal('move'), name: field.name(), to: field.name() }),
   z.strictObject({ op: z.literal('pause'), node: field.name(), drain: z.boolean() }),

@@ -381,6 +381,16 @@ export const standaloneVmRequest = defineMessage('standalone-vm-request', () => 
 /** Operator → the cluster host a VM's changes replicated back to: the fail-back is done, drop the reverse replica (its disk is the VM's own). */
 export const replicaReverseDropRequest = defineMessage('replica-reverse-drop-request', () => ({ vm: field.name() }))
 
+/**
+ * Operator → the member holding the replica of another cluster's VM, at an unplanned failover
+ * into this cluster: return the VM's disks to the recovery point of `recovery_cycle` (null:
+ * the latest cycle applied), then drop the replica; the cluster starts the VM from them.
+ */
+export const replicaReverseTakeoverRequest = defineMessage('replica-reverse-takeover-request', () => ({
+  vm: field.name(),
+  recovery_cycle: field.uint().nullable(),
+}))
+
 /** Where a replica server forwards a replica (extended replication), every 5 or 15 minutes. */
 export const extensionSchema = z.strictObject({
   to: field.name(),
@@ -492,6 +502,7 @@ export const replicaMessages = [
   replicaFailbackRequest,
   replicaReverseRequest,
   replicaReverseDropRequest,
+  replicaReverseTakeoverRequest,
   standaloneVmCreateRequest,
   standaloneVmRequest,
   standaloneReplicateRequest,

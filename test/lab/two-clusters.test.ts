@@ -11,10 +11,14 @@
  * web1 through a live migration in main, and once caught up dr's replica is web1's two
  * disks byte for byte. A planned failover to dr (refused until main's broker takes the
  * changes back) loses nothing, dr runs web1 replicating back into main's volumes (nothing
- * differs), and a planned failover back returns it to main.
+ * differs), and a planned failover back returns it to main, its settings with it. Then web2
+ * replicates to dr with recovery points (`replica status` names the member of dr holding it,
+ * from either cluster); main's hosts are killed, and an unplanned failover (refused while
+ * main ran it) starts web2 in dr from a recovery point, exactly as it was; main's hosts come
+ * back and stop their older copy; dr replicates web2 back into it, sending only what differs.
  */
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { startLab, type TestLab } from './lab-fixture.js'
 
@@ -30,6 +34,24 @@ async function regionHashes(lab: TestLab, host: string, csv: string, region: str
     out.push(r.sha256 ?? '')
   }
   return out
+}
+
+/** `replica enable VM --to cluster:dr`, every 30 s, keeping 4 recovery points. */
+const replicateToDr = (lab: TestLab, vm: string) =>
+  lab.cli('replica', 'enable', vm, '--to', 'cluster:dr', '--frequency', '30s', '--recovery-points', '4', '--timeout-s', '60')
+
+/** `vm`'s replica as `host` (a member of dr) holds it. */
+async function replicaOn(lab: TestLab, host: string, vm: string) {
+  const r = await lab.control().request(host, { t: 'replica-status-request', vm }, 'replica-status-reply', 10_000)
+  return r.replicas.find((x) => x.vm === vm)
+}
+
+interface StatusView {
+  vm: string
+  primary_host: string | null
+  to: string
+  replica_host?: string | null
+  replica: { recovery_points: { cycle: number }[] } | null
 }
 
 interface VmListView {
@@ -93,7 +115,7 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   const broker = await lab.cli('--cluster', 'dr', 'replica', 'server', 'enable', 'cluster', '--allow', 'main', '--storage', 'csv:v1')
   t.equal(broker.code, 0, `dr's broker: ${broker.stderr}`)
   t.equal((await lab.cli('replica', 'enable', 'web1', '--to', 'cluster:nope')).code, 1, 'an unknown cluster')
-  const enabled = await lab.cli('replica', 'enable', 'web1', '--to', 'cluster:dr', '--frequency', '30s', '--timeout-s', '60')
+  const enabled = await replicateToDr(lab, 'web1')
   t.equal(enabled.code, 0, `replica enable --to cluster:dr: ${enabled.stderr}`)
   t.match(
     enabled.stdout,
@@ -158,7 +180,14 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   const back = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
   t.equal(back.code, 0, `planned failover back to main: ${back.stderr}`)
   t.match(back.stdout, /vm web1 failed over to cluster main: it runs on host-a[12] from every change it made in cluster dr/)
-  t.match(await lab.role('web1'), { state: 'running', replication: { to: 'dr', to_cluster: true } })
+  t.match(
+    await lab.role('web1'),
+    { state: 'running', replication: { to: 'dr', to_cluster: true, recovery_points: 4 } },
+    'its settings went there and back',
+  )
+
+  // main is lost: an unplanned failover to dr from a recovery point, main's older copy stopped when it returns, then replicated back
+  await unplannedToDr(t, lab)
 
   // a dr host dies: db1 fails over within dr; main's view does not change
   const mainEpoch = (await lab.status()).cluster!.hosts['host-a1']!.epoch
@@ -174,3 +203,121 @@ t.test('two clusters: each its own quorum, witness and roles; --cluster picks on
   t.equal(after.cluster!.hosts['host-a1']!.epoch, mainEpoch, "main's view did not change")
   t.match(after.clusters, [{ name: 'dr', hosts: { 'host-dr1': { members: ['host-dr1'] } } }])
 })
+
+/**
+ * web2, a VM of main that never restarts before the disaster (a restarted VM writes its
+ * first boot's records again, which would hide what changed), replicates to dr with
+ * recovery points. A point is taken once it is caught up and idle (its disk then is H); it
+ * writes on; the failover is refused while main runs it; main's hosts are killed; the
+ * failover to dr from that point restores H exactly. main's hosts come back: its older copy
+ * stops and replicates nowhere; dr replicates web2 back into it, and only what differs travels.
+ */
+async function unplannedToDr(t: Test, lab: TestLab): Promise<void> {
+  const disk = (host: string, csv: string) => regionHashes(lab, host, csv, 'web2')
+  const inDr = async () => (await lab.json<VmListView>('--cluster', 'dr', 'vm', 'list')).roles.find((r) => r.name === 'web2')
+  const inMain = async () => (await lab.json<VmListView>('vm', 'list')).roles.find((r) => r.name === 'web2')
+  t.equal((await lab.cli('vm', 'create', 'web2', '--storage', 'csv:va', '--preferred', 'host-a1,host-a2')).code, 0)
+  t.equal((await lab.cli('vm', 'start', 'web2')).code, 0)
+  const enabled = await replicateToDr(lab, 'web2')
+  t.equal(enabled.code, 0, `web2 to dr: ${enabled.stderr}`)
+  const member = (await inDr())!.replication!.reversed_to!
+  const owner = (await inMain())!.owner!
+  t.equal((await lab.cli('vm', 'load', 'web2', '--disk-iops', '20')).code, 0)
+  await lab.waitFor('web2 written to dr', async () => ((await replicaOn(lab, member, 'web2'))?.applied_cycle ?? 0) >= 2 || undefined)
+  t.equal((await lab.cli('vm', 'load', 'web2', '--disk-iops', '0')).code, 0)
+  await lab.waitFor('web2 caught up, idle', async () => {
+    const r = await lab.control().request(owner, { t: 'replica-status-request', vm: 'web2' }, 'replica-status-reply', 10_000)
+    const p = r.primaries[0]
+    return p !== undefined && p.pending_bytes === 0 && p.in_flight === null && !p.resyncing ? p : undefined
+  })
+  const applied = (await replicaOn(lab, member, 'web2'))!.applied_cycle
+  const point = await lab.waitFor('a recovery point of web2 idle', async () =>
+    (await replicaOn(lab, member, 'web2'))?.recovery_points.find((p) => p.cycle >= applied),
+  )
+  const seen = await lab.json<StatusView[]>('replica', 'status', 'web2')
+  t.match(seen, [{ vm: 'web2', primary_host: owner, to: 'dr', replica_host: member }], 'replica status: the member of dr holding it')
+  t.ok(
+    seen[0]?.replica?.recovery_points.some((p) => p.cycle === point.cycle),
+    'with its recovery points',
+  )
+  const fromDr = await lab.json<StatusView[]>('--cluster', 'dr', 'replica', 'status', 'web2')
+  t.match(fromDr, [{ vm: 'web2', primary_host: owner, to: 'dr', replica_host: member }], 'the same seen from dr')
+  const atPoint = await disk('host-dr1', 'v1')
+  t.same(atPoint, await disk('host-a1', 'va'), "at the point dr's replica is main's web2")
+  t.equal((await lab.cli('vm', 'load', 'web2', '--disk-iops', '20')).code, 0)
+  await lab.waitFor('cycles with writes applied after the point', async () => {
+    const r = await replicaOn(lab, member, 'web2')
+    return r !== undefined && r.applied_cycle >= point.cycle + 2 ? r : undefined
+  })
+  t.notSame(await disk('host-dr1', 'v1'), atPoint, 'the replica moved on from the point')
+  const whileRunning = await lab.cli('--cluster', 'dr', 'replica', 'failover', 'web2', '--recovery-point', String(point.cycle))
+  t.equal(whileRunning.code, 1, 'refused while main runs web2')
+  t.match(whileRunning.stderr, /vm web2 still runs on its primary \(host-a[12]\): starting the replica now would run it twice/)
+
+  for (const host of ['host-a1', 'host-a2']) t.equal((await lab.cli('kill', host)).code, 0)
+  const lost = await lab.json<StatusView[]>('--cluster', 'dr', 'replica', 'status', 'web2')
+  t.match(lost, [{ vm: 'web2', primary_host: null, replica_host: member }], 'main lost: dr still lists the replica')
+  t.ok(
+    lost[0]?.replica?.recovery_points.some((p) => p.cycle === point.cycle),
+    'and its points',
+  )
+  const failover = await lab.cli(
+    '--cluster',
+    'dr',
+    'replica',
+    'failover',
+    'web2',
+    '--recovery-point',
+    String(point.cycle),
+    '--timeout-s',
+    '60',
+  )
+  t.equal(failover.code, 0, `unplanned failover to dr: ${failover.stderr}`)
+  t.comment(failover.stdout.trim())
+  t.match(
+    failover.stdout,
+    new RegExp(
+      `vm web2 failed over to cluster dr \\(unplanned\\): it runs on host-dr[12] from the recovery point of cycle ${point.cycle}, whose log closed \\d+\\.\\d s before the failover[^]*hvlab --cluster dr replica enable web2 --to cluster:main`,
+    ),
+  )
+  const running = await inDr()
+  t.match(running, { state: 'running' })
+  t.equal(running?.replication, undefined, 'its replication ended')
+  t.same(await disk('host-dr1', 'v1'), atPoint, 'it runs from the recovery point, exactly')
+  t.equal(await replicaOn(lab, member, 'web2'), undefined, `${member} holds no replica of it any more`)
+
+  // main returns: its older copy stops, replicating nowhere; dr replicates web2 back into it
+  for (const host of ['host-a1', 'host-a2']) t.equal((await lab.cli('restart', host)).code, 0)
+  const older = await lab.waitFor("main's older copy stopped, replicating nowhere", async () => {
+    const r = await inMain().catch(() => undefined)
+    return r?.state === 'stopped' && r.replication === undefined ? r : undefined
+  })
+  t.match(older, { state: 'stopped' })
+  t.match(await inDr(), { state: 'running' }, 'dr runs it on')
+  const since = (await lab.events()).length
+  const back = await lab.cli(
+    '--cluster',
+    'dr',
+    'replica',
+    'enable',
+    'web2',
+    '--to',
+    'cluster:main',
+    '--frequency',
+    '30s',
+    '--timeout-s',
+    '60',
+  )
+  t.equal(back.code, 0, `replicated back to main: ${back.stderr}`)
+  t.match(
+    back.stdout,
+    /vm web2 replicates from cluster dr \(host-dr[12]\) to cluster main every 30 s, into its own volume\(s\) on host-a[12]/,
+  )
+  const resynced = await lab.waitFor('the resync into the older copy', async () =>
+    (await lab.events()).slice(since).find((x) => x.kind === 'replica.resynced' && x.details.vm === 'web2'),
+  )
+  const sent = Number(resynced.details.blocks_sent)
+  t.ok(sent > 0 && sent < DISK_BLOCKS, `only what differs travels: ${sent} blocks of ${DISK_BLOCKS}`)
+  t.match(await inMain(), { state: 'stopped', replication: { to: 'dr', to_cluster: true, reversed_to: /^host-a[12]$/ } })
+  t.same(await disk('host-a1', 'va'), await disk('host-dr1', 'v1'), "main's copy is dr's web2 again")
+}

@@ -109,9 +109,10 @@ t.test("the broker's allow list", async (t) => {
 })
 
 /** A replica server's placements over members answering from `answers` (a member absent: not connected). */
-function placements(answers: Record<string, (q: Message) => Message>, reversed = ['web1']) {
+function placements(answers: Record<string, (q: Message) => Message>, reversed = ['web1'], elsewhere: string[] = []) {
   const asked: string[] = []
   const p = new ReversePlacements({
+    runsElsewhere: (vm) => void elsewhere.push(vm),
     server: 'dr1',
     clock: new ManualClock(0),
     members: ['a1', 'a2', 'b1'],
@@ -158,6 +159,25 @@ t.test('a replica server asks the broker where its reverse replicas go', async (
   }
   await p.refresh()
   t.match(p.errorOf('web1'), { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED' }, 'a refusal is kept for the status')
+})
+
+t.test('the broker says the VM runs in its cluster as its own: the asker is told its copy is the older', async (t) => {
+  const elsewhere: string[] = []
+  const refusal = new HvlabError('HVLAB_E_REPLICA_NOT_ALLOWED', 'not allowed')
+  const answers: Record<string, (q: Message) => Message> = {
+    a1: () => {
+      throw refusal
+    },
+  }
+  const { p } = placements(answers, ['web1'], elsewhere)
+  await p.refresh()
+  t.same(elsewhere, [], 'another refusal is no such word')
+  answers.a1 = () => {
+    throw new HvlabError('HVLAB_E_REPLICA_RUNS_ELSEWHERE', 'vm web1 failed over to cluster dr and runs there')
+  }
+  await p.refresh()
+  t.same(elsewhere, ['web1'], 'the stable code is')
+  t.equal(p.hostOf('web1'), undefined, 'and nothing is placed')
 })
 
 t.test('a VM no longer replicated back loses its placement', async (t) => {
@@ -270,6 +290,7 @@ t.test("the broker's answer to a placement request: refusals by typed code, the 
   }
   const commands: RoleCommandMessage[] = []
   const deps = {
+    cluster: 'dr',
     database: () => ({ config }),
     members: () => ['a1', 'a2', 'b1', 'b2'],
     clusterOf: (host: string) => (host.startsWith('m') ? 'main' : null), // m1, m2: hosts of another cluster, main
@@ -324,4 +345,22 @@ t.test("the broker's answer to a placement request: refusals by typed code, the 
     { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not replicate to dr1/ },
     'not from a server elsewhere',
   )
+
+  // an unplanned failover made it this cluster's own: a host of main that runs it still is told its copy is the older
+  setRole('running', { ...FROM_MAIN })
+  await t.rejects(
+    ask(false, 'm1'),
+    { code: 'HVLAB_E_STATE', message: /does not replicate back/ },
+    'a planned failover: it replicates back to main',
+  )
+  setRole('running')
+  const elsewhere = {
+    detail: 'HVLAB_E_REPLICA_RUNS_ELSEWHERE',
+    message: /failed over to cluster dr and runs there.*--cluster dr replica enable web1 --to cluster:main/,
+  }
+  await t.rejects(ask(false, 'm1'), elsewhere, 'failed over unplanned: replicating nowhere')
+  setRole('running', FORWARD)
+  await t.rejects(ask(false, 'm1'), elsewhere, 'or to a server, not back to main')
+  await t.rejects(ask(false, 'dr1'), { code: 'HVLAB_E_STATE', message: /does not replicate back/ }, 'a standalone server is never told so')
+  t.equal(commands.length, 1, 'nothing recorded')
 })

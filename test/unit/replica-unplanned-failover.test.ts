@@ -5,7 +5,7 @@
  * replica runs (scripts/cli/replica-failover-command.ts); and what it says it loses.
  */
 import t from 'tap'
-import { lossWords, unplannedRefusal } from '../../scripts/cli/replica-failover-command.js'
+import { lossWords, unplannedRefusal } from '../../scripts/cli/replica-failover-steps.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
 

@@ -553,6 +553,11 @@ t.test('a VM on its replica server after a planned failover: nothing lets the cl
   t.match(l.c.role('web1'), { state: 'stopped', owner: null })
 
   t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: { ...forward, reversed_to: 'host-a1' } }), { code: 'HVLAB_E_USAGE' })
+  t.throws(
+    () => l.cmd({ op: 'fail-back', name: 'web1', replication: null }),
+    { code: 'HVLAB_E_USAGE' },
+    'a replica server is no cluster: replication goes forward',
+  )
   l.cmd({ op: 'fail-back', name: 'web1', replication: forward })
   t.same(l.c.role('web1')?.replication, forward, 'the fail-back: replication goes forward again')
   t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: forward }), { code: 'HVLAB_E_STATE', message: /no planned failover/ })
@@ -560,3 +565,19 @@ t.test('a VM on its replica server after a planned failover: nothing lets the cl
   l.cmd({ op: 'set', name: 'web1', changes: { replication: null } })
   t.equal(l.c.role('web1')?.replication, undefined, 'replica disable works again')
 })
+
+t.test(
+  'a VM of another cluster whose replica this cluster holds: an unplanned failover here ends its replication, and the cluster may start it',
+  async (t) => {
+    const l = lab()
+    const back = { to: 'main', to_cluster: true, frequency_ms: 30_000, recovery_points: 0, compress: false } as const
+    running(l, 'web1', 2048, ['host-a1'])
+    l.stopped(stops(l.cmd({ op: 'stop', name: 'web1' }))[0]!)
+    l.cmd({ op: 'set', name: 'web1', changes: { replication: { ...back, reversed_to: 'host-a1' } } })
+    t.throws(() => l.cmd({ op: 'start', name: 'web1' }), { detail: 'HVLAB_E_REPLICA_FAILED_OVER', message: /runs in cluster main/ })
+    l.cmd({ op: 'fail-back', name: 'web1', replication: null })
+    t.equal(l.c.role('web1')?.replication, undefined, 'its replication ended: it must be set up again from here')
+    t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: null }), { code: 'HVLAB_E_STATE', message: /no planned failover/ })
+    t.match(starts(l.cmd({ op: 'start', name: 'web1' })), [{ role: 'web1' }], 'the cluster starts it from its replica')
+  },
+)

@@ -14,6 +14,7 @@ import {
   processSpec,
   organisationsOf,
   processesOf,
+  recoveryPointEveryMsOf,
   type Topology,
 } from '../../shared/topology.js'
 
@@ -482,21 +483,30 @@ t.test('standalone hosts: optional, memory as a host’s, at most 8, names of th
   )
 })
 
-t.test('recovery_point_every_ms: a standalone host’s lab acceleration of recovery points, 1 s to 1 h, absent by default', async (t) => {
-  const fast = parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: 6000 }))
-  t.equal(fast.standalone_hosts[0]?.recovery_point_every_ms, 6000)
-  t.equal(parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr' })).standalone_hosts[0]?.recovery_point_every_ms, undefined)
-  for (const bad of [999, 3_600_001, 1500.5, '6000'])
-    rejects(
-      t,
-      withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: bad }),
-      ['standalone_hosts[replica-dr1].recovery_point_every_ms'],
-      `recovery_point_every_ms ${JSON.stringify(bad)}`,
-    )
-  const raw = validRaw()
-  const hosts = (raw.hosts as Record<string, unknown>[]).map((h, i) => (i === 0 ? { ...h, recovery_point_every_ms: 6000 } : h))
-  t.throws(() => parseTopology({ ...raw, hosts }), /recovery_point_every_ms/, 'not a cluster host’s: it has no replica server')
-})
+t.test(
+  'recovery_point_every_ms: a Hyper-V host’s lab acceleration of the recovery points of replicas it holds, 1 s to 1 h, absent by default',
+  async (t) => {
+    const fast = parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: 6000 }))
+    t.equal(fast.standalone_hosts[0]?.recovery_point_every_ms, 6000)
+    t.equal(parseTopology(withStandalone({ name: 'replica-dr1', site: 'site-dr' })).standalone_hosts[0]?.recovery_point_every_ms, undefined)
+    for (const bad of [999, 3_600_001, 1500.5, '6000'])
+      rejects(
+        t,
+        withStandalone({ name: 'replica-dr1', site: 'site-dr', recovery_point_every_ms: bad }),
+        ['standalone_hosts[replica-dr1].recovery_point_every_ms'],
+        `recovery_point_every_ms ${JSON.stringify(bad)}`,
+      )
+    const raw = validRaw()
+    const hosts = (raw.hosts as Record<string, unknown>[]).map((h, i) => (i === 0 ? { ...h, recovery_point_every_ms: 6000 } : h))
+    const member = parseTopology({ ...raw, hosts })
+    t.equal(member.hosts[0]?.recovery_point_every_ms, 6000, 'a cluster host’s too: it holds replicas of another cluster’s VMs')
+    t.equal(recoveryPointEveryMsOf(member, member.hosts[0]!.name), 6000)
+    t.equal(recoveryPointEveryMsOf(member, member.cluster_name), 6000, 'a cluster’s: its first member’s')
+    t.equal(recoveryPointEveryMsOf(member, member.hosts[1]!.name), undefined, 'hourly where it is not set')
+    t.equal(recoveryPointEveryMsOf(fast, 'replica-dr1'), 6000)
+    t.equal(recoveryPointEveryMsOf(fast, 'nowhere'), undefined)
+  },
+)
 
 t.test('organisation: a standalone host of another organisation (a hosting provider); absent, the lab’s own', async (t) => {
   const lab = parseTopology(
