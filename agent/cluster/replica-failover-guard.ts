@@ -60,17 +60,13 @@ function isReplacement(role: VmRole, change: ReplicationSetting | null): boolean
 
 /**
  * The refusal of a fail-back of `role` to `forward`, or null: it must run on its replica
- * server, and `forward` replicate forward; null (an unplanned failover into this cluster)
- * only for a VM of another cluster, whose replica this cluster holds.
+ * server (or in the other cluster), and `forward` replicate forward; null: an unplanned
+ * failover into this cluster from the replica it holds, replicating nowhere from then on.
  */
 export function failBackRefusal(role: VmRole, forward: ReplicationSetting | null): HvlabError | null {
   if (failedOverTo(role) === null)
     return new HvlabError('HVLAB_E_STATE', `cannot fail back vm ${role.name}: it does not run on its replica server (no planned failover)`)
-  if (forward === null)
-    return role.replication?.to_cluster === true
-      ? null
-      : new HvlabError('HVLAB_E_USAGE', `vm ${role.name} fails back to the cluster with its replication going forward; give its setting`)
-  if (forward.reversed_to !== undefined)
+  if (forward !== null && forward.reversed_to !== undefined)
     return new HvlabError('HVLAB_E_USAGE', `a fail-back of vm ${role.name} replicates forward: its setting takes no reversed_to`)
   return null
 }

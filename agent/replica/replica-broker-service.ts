@@ -68,7 +68,7 @@ export async function placeReverse(
   const role = decodeRole(config, q.vm)
   if (role === null) throw new HvlabError('HVLAB_E_NOT_FOUND', `the cluster has no vm ${q.vm}`)
   const r = role.replication
-  checkNotRunningHere(role, q.server, d)
+  if (!q.first) checkNotRunningHere(role, q.server, d)
   if (r === undefined || !isReplicationSource(r, q.server, d.clusterOf))
     throw new HvlabError(
       'HVLAB_E_REPLICA_NOT_ALLOWED',
@@ -88,17 +88,24 @@ export async function placeReverse(
 }
 
 /**
- * A host of another cluster asks for the replica of a VM this cluster runs as its own: it
- * failed over here unplanned (its replication ended), so the asker's copy is the stale one.
- * HVLAB_E_REPLICA_FAILED_OVER tells that host to stop it (to-cluster-placements.ts).
+ * A replica server, or a host of another cluster, asks where its changes of a VM go, and the
+ * VM's role here replicates from it no more: the VM failed over (or back) here unplanned and
+ * runs here as this cluster's own, its replication ended. The asker's copy is the older one:
+ * HVLAB_E_REPLICA_RUNS_ELSEWHERE tells it to stop it (reverse-replication.ts,
+ * to-cluster-placements.ts).
  */
 function checkNotRunningHere(role: VmRole, server: string, d: Pick<ReplicaBrokerDeps, 'cluster' | 'clusterOf'>): void {
   const from = d.clusterOf(server)
   const r = role.replication
-  if (from === null || from === d.cluster || (r?.to_cluster === true && r.to === from)) return
+  if (from === d.cluster || r?.reversed_to !== undefined) return // a replica this cluster holds of a VM running elsewhere
+  if (r !== undefined && isReplicationSource(r, server, d.clusterOf)) return
+  const [there, how] =
+    from === null
+      ? [server, `hvlab replica enable ${role.name} --to ${server}`]
+      : [`cluster ${from}`, `hvlab --cluster ${d.cluster} replica enable ${role.name} --to cluster:${from}`]
   throw new HvlabError(
     'HVLAB_E_REPLICA_RUNS_ELSEWHERE',
-    `vm ${role.name} failed over to cluster ${d.cluster} and runs there, replicating to no cluster ${from}: the copy in cluster ${from} is older and stays stopped; to protect the VM again, replicate it back: hvlab --cluster ${d.cluster} replica enable ${role.name} --to cluster:${from}`,
+    `vm ${role.name} runs in cluster ${d.cluster} as its own, replicating from ${there} no more (an unplanned failover): the copy on ${there} is older and stops; to protect the VM again, replicate it back: ${how}`,
   )
 }
 

@@ -170,6 +170,19 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
     if (vm.extension !== null) this.options.extended?.start(vm, vm.extension) // forwarded again, as it was before the failover
   }
 
+  /**
+   * The cluster runs `name` again (it failed back unplanned while this server was cut off;
+   * its broker says so, HVLAB_E_REPLICA_RUNS_ELSEWHERE): the copy here is the older one. It
+   * stops, and its disk is its primary's replica again, as after a fail-back: the next
+   * replication here compares it block by block, so only what differs travels.
+   */
+  async retire(name: string): Promise<void> {
+    const vm = this.replica(name)
+    if (!vm.sendsChanges) return
+    if (this.runner.running(name)) this.runner.stop(name, 'runs in the cluster')
+    await vm.failBack()
+  }
+
   /** The VMs running here (failed over, or created here) whose changes replicate to the cluster (reverse replication). */
   get reversed(): readonly ReplicaVm[] {
     return [...this.vms.values()].filter((v) => v.runsHere && v.reverse !== null && !v.broken)

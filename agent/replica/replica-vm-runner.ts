@@ -68,7 +68,7 @@ export class ReplicaVmRunner {
     this.start(test_vm, memory_mib, { disk: copy, disks }, memoryDiskPort(copy), 'test-failover', load)
   }
 
-  stop(vm: string, reason: 'test failover ended' | 'fail-back' | 'stopped'): void {
+  stop(vm: string, reason: 'test failover ended' | 'fail-back' | 'stopped' | 'runs in the cluster'): void {
     if (this.vms.instance(vm) === undefined) return
     this.vms.stop(vm)
     this.p.emitEvent('vm.stopped', { vm, op: STANDALONE_OP, reason })

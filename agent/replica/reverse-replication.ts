@@ -12,6 +12,7 @@
  * `replication` setting, after `hvlab replica enable` of a standalone host's VM or a planned
  * failover between standalone hosts).
  */
+import { describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import { openConnection } from '../../shared/transport/peer-ask.js'
 import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
@@ -33,6 +34,14 @@ export function newReverseReplication(
     members: p.topology.hosts.map((h) => h.name),
     reversed: () => server().reversed.map((r) => r.vm),
     ask: async (node, message, timeout_ms) => (await openConnection(p.mesh, p.name, node).request(message, { timeout_ms })).message,
+    runsElsewhere: (vm) => {
+      p.log.warn({ vm }, 'the VM runs in the cluster again (failed back unplanned): the older copy here stops')
+      server()
+        .retire(vm)
+        .catch((e: unknown) =>
+          p.log.warn({ vm, err: describeError(e) }, 'the older copy did not stop; the next placement check asks again'),
+        )
+    },
     log: p.log,
   })
   const host = reverseReplicationHost({
@@ -95,12 +104,12 @@ export function reverseReplicationHost(d: ReverseReplicationDeps): ReplicationHo
 }
 
 /**
- * The reverse direction as a replication to the member holding the reverse replica: no
- * recovery points (the cluster side keeps the VM's disk only). Another member placed gives
- * another setting, so the replication begins again there.
+ * The reverse direction as a replication to the member holding the reverse replica, with the
+ * recovery points the forward direction kept (the member keeps them beside the VM's disk).
+ * Another member placed gives another setting, so the replication begins again there.
  */
 function reverseSetting(vm: ReplicaVm | undefined, placed: string | undefined): ReplicationSetting | undefined {
   const r = vm?.reverse
   if (r === null || r === undefined || placed === undefined) return undefined
-  return { to: placed, frequency_ms: r.frequency_ms, recovery_points: 0, compress: r.compress }
+  return { to: placed, frequency_ms: r.frequency_ms, recovery_points: r.recovery_points ?? 0, compress: r.compress }
 }

@@ -23,14 +23,19 @@ import { roleCommand } from './cluster-client.js'
 import { chosenTopology, inCluster } from './cluster-choice.js'
 import type { ControlClient } from './control-client.js'
 import { out } from './options.js'
-import { HOST_REQUEST_TIMEOUT_MS } from './cluster-client.js'
-import { latestAppConsistentCycle } from './replica-point-choice.js'
-import { dropReverseReplica, firstPlacement, lastChangesSent, lossWords, unplannedRefusal } from './replica-failover-steps.js'
-import { noRole, roleIfReachable, sideOf } from './replica-queries.js'
+import {
+  dropReverseReplica,
+  firstPlacement,
+  lastChangesSent,
+  startedIn,
+  startFromHeldReplica,
+  unplannedRefusal,
+  type PointChoice,
+} from './replica-failover-steps.js'
+import { noRole, roleIfReachable } from './replica-queries.js'
 import { secondsText } from './units.js'
-import { startStep } from './vm-start-stop-commands.js'
-import { vmListNow, vmRoleNow } from './vm-queries.js'
-import { waitFor, type WaitOpts } from './wait-for.js'
+import { vmListNow } from './vm-queries.js'
+import type { WaitOpts } from './wait-for.js'
 
 /**
  * `role` is the VM's role in the cluster the command addresses, replicating to or from
@@ -74,9 +79,7 @@ export async function plannedBetweenClusters(
   )
 }
 
-export interface UnplannedOptions extends WaitOpts {
-  recoveryPoint?: number
-  latestAppConsistent?: boolean
+export interface UnplannedOptions extends PointChoice {
   force?: boolean
 }
 
@@ -102,50 +105,10 @@ export async function unplannedBetweenClusters(
   const source = o.force === true ? null : await inCluster(from, () => roleIfReachable(client, vm).catch(noRole))
   const why = source === null ? null : unplannedRefusal(source)
   if (why !== null) throw why
-  const cycle = o.latestAppConsistent === true ? await latestAppConsistentCycle(client, member, vm) : (o.recoveryPoint ?? null)
-  const replica = await heldReplica(client, member, vm, to, cycle)
-  const started_ms = Date.now()
-  const owner = await inCluster(to, async () => {
-    await roleCommand(client, { op: 'fail-back', name: vm, replication: null }) // the member takes no more of its changes
-    await client.request(member, { t: 'replica-reverse-takeover-request', vm, recovery_cycle: cycle }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-    await roleCommand(client, { op: 'start', name: vm })
-    return startedIn(client, vm, to, o)
-  })
-  const point = cycle === null ? 'its latest cycle' : `the recovery point of cycle ${cycle}`
+  const started = await inCluster(to, () => startFromHeldReplica(client, vm, member, to, o))
   out(
-    `vm ${vm} failed over to cluster ${to} (unplanned): it runs on ${owner} from ${point}${lossWords(replica, cycle ?? undefined, started_ms)}; started in ${secondsText(Date.now() - started_ms)} s. Its replication has ended: protect it again with \`hvlab --cluster ${to} replica enable ${vm} --to cluster:${from}\` once cluster ${from} is back`,
+    `vm ${vm} failed over to cluster ${to} (unplanned): ${started}. Its replication has ended: protect it again with \`hvlab --cluster ${to} replica enable ${vm} --to cluster:${from}\` once cluster ${from} is back`,
   )
-}
-
-/** The replica `member` holds of `vm`, with the recovery point of `cycle` when one is asked for; refused, nothing changed, when it cannot be used. */
-async function heldReplica(client: ControlClient, member: string, vm: string, to: string, cycle: number | null) {
-  const replica = await sideOf(client, member, vm, 'replicas')
-  if (replica === null)
-    throw new HvlabError(
-      'HVLAB_E_PROCESS_DOWN',
-      `${member}, which holds vm ${vm}'s replica in cluster ${to}, does not answer: restart it (\`hvlab restart ${member}\`) and fail over again; nothing was changed`,
-    )
-  if (replica.resyncing)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${vm}'s replica on ${member} is being resynchronised and is not consistent; nothing was changed`,
-    )
-  if (cycle !== null && !replica.recovery_points.some((p) => p.cycle === cycle))
-    throw new HvlabError(
-      'HVLAB_E_NOT_FOUND',
-      `vm ${vm}'s replica on ${member} has no recovery point of cycle ${cycle} (it has ${replica.recovery_points.map((p) => p.cycle).join(', ') || 'none'}); \`hvlab --cluster ${to} replica status ${vm} --json\` lists them; nothing was changed`,
-    )
-  return replica
-}
-
-/** Waits until the cluster the commands address runs `vm`; its owner. */
-function startedIn(client: ControlClient, vm: string, cluster: string, o: WaitOpts): Promise<string> {
-  return waitFor({
-    what: `vm ${vm} to run in cluster ${cluster}`,
-    watch: `\`hvlab --cluster ${cluster} vm list\``,
-    timeout_ms: o.timeoutS * 1000,
-    poll: async () => startStep(vm, await vmRoleNow(client, vm)),
-  })
 }
 
 /** The cluster the VM runs in and the one holding its replica, from the setting of its role in the cluster the command addresses. */

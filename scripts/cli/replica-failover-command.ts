@@ -10,7 +10,8 @@
  * - Planned again (`--planned`, the VM runs on its replica server, reversed): the fail-back.
  *   The VM shuts down there, its last changes go back, the cluster starts it on its own disk
  *   with nothing lost, and replication goes forward again (its resync finds nothing that
- *   differs beyond what changed since).
+ *   differs beyond what changed since). Without --planned, when the replica server is lost:
+ *   the cluster starts it from its reverse replica (unplannedBack), replicating nowhere.
  * - Unplanned (the primary is lost): the replica starts from its latest cycle or a recovery
  *   point (`--latest-app-consistent`: the newest application-consistent one); refused while the primary still runs the VM, unless --force. Not reversed: to get
  *   back, replicate it to the cluster (`replica enable VM --to cluster`, replica-to-cluster.ts; the seed: "the policy is broken"), then fail it back.
@@ -21,7 +22,7 @@ import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { GuestLoadSetting } from '../../shared/protocol/guest-load.js'
-import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { ReplicationSetting, Reverse } from '../../shared/protocol/replica-messages.js'
 import type { LabStatus } from '../controller/lab-controller.js'
 import { chosenHosts } from './cluster-choice.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
@@ -37,7 +38,14 @@ import { vmRole, vmRoleNow } from './vm-queries.js'
 import { secondsText } from './units.js'
 import { waitFor, waitOptions, type WaitOpts } from './wait-for.js'
 import { plannedBetweenClusters, unplannedBetweenClusters } from './replica-failover-clusters.js'
-import { dropReverseReplica, firstPlacement, lastChangesSent, lossWords, unplannedRefusal } from './replica-failover-steps.js'
+import {
+  dropReverseReplica,
+  firstPlacement,
+  lastChangesSent,
+  lossWords,
+  startFromHeldReplica,
+  unplannedRefusal,
+} from './replica-failover-steps.js'
 
 interface FailoverOptions extends WaitOpts {
   planned?: boolean
@@ -52,7 +60,7 @@ export function registerFailover(replica: Command): void {
   const cmd = replica
     .command('failover')
     .description(
-      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first); --planned again fails it back the same way. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host. A VM replicated to another cluster (`--to cluster:NAME`) fails over there --planned (and back the same way), or unplanned (\`hvlab --cluster NAME replica failover VM\` when its own cluster is lost), its replication then ended',
+      'start a VM on its replica server. --planned: shut the VM down on its primary, send its last changes, then start the replica: nothing is lost, and replication is reversed (its changes go back to the cluster, placed by its Replica Broker: `replica server enable cluster` first, with its recovery points); --planned again fails it back the same way, and without --planned (the replica server is lost) the cluster starts it from that reverse replica, its latest cycle or a recovery point. Unplanned (the primary is lost): start the replica from its latest cycle or a recovery point; refused while the primary still runs the VM, unless --force. A VM created on a standalone host (`vm create --on`) fails over the same ways to the standalone host it replicates to, --planned reversing replication to its old host. A VM replicated to another cluster (`--to cluster:NAME`) fails over there --planned (and back the same way), or unplanned (\`hvlab --cluster NAME replica failover VM\` when its own cluster is lost), its replication then ended',
     )
     .argument('<vm>', 'the VM name')
     .option(
@@ -95,13 +103,8 @@ async function failover(vm: string, o: FailoverOptions): Promise<void> {
     return o.planned === true
       ? plannedBetweenClusters(client, o.dir, role!, setting, o)
       : unplannedBetweenClusters(client, o.dir, role!, setting, o)
-  if (setting?.reversed_to !== undefined) {
-    if (o.planned === true) return failBack(client, vm, setting, o)
-    throw new HvlabError(
-      'HVLAB_E_STATE',
-      `vm ${vm} runs on its replica server ${setting.to} already (a planned failover); \`hvlab replica failover ${vm} --planned\` fails it back`,
-    )
-  }
+  if (setting?.reversed_to !== undefined)
+    return o.planned === true ? failBack(client, vm, setting, o) : unplannedBack(client, vm, setting, o)
   if (o.planned === true) return plannedFailover(client, vm, role!, setting!, o)
   const server = o.on ?? setting?.to ?? standalone?.side.replication?.to ?? (await serverHolding(client, o.dir, vm))
   const why = o.force === true ? null : role === null ? unplannedStandaloneRefusal(vm, own, server) : unplannedRefusal(role)
@@ -134,7 +137,7 @@ function startReplica(
   vm: string,
   guest_load: GuestLoadSetting | undefined,
   recovery_cycle: number | null,
-  reverse?: { frequency_ms: ReplicationSetting['frequency_ms']; compress: boolean },
+  reverse?: Reverse,
 ): Promise<unknown> {
   const load = guest_load ? { load: guest_load } : {}
   const message = { t: 'replica-failover-request' as const, vm, recovery_cycle, ...load, ...(reverse ? { reverse } : {}) }
@@ -166,7 +169,8 @@ async function plannedFailover(
   // The broker records the placement in the role first: that member takes the changes back only from the server the role names, and the cluster starts the VM no more.
   const host = await firstPlacement(client, vm, setting.to, o.timeoutS)
   try {
-    await startReplica(client, setting.to, vm, role.load, null, { frequency_ms: setting.frequency_ms, compress: setting.compress })
+    const reverse = { frequency_ms: setting.frequency_ms, compress: setting.compress, recovery_points: setting.recovery_points }
+    await startReplica(client, setting.to, vm, role.load, null, reverse)
   } catch (e) {
     await roleCommand(client, { op: 'fail-back', name: vm, replication: setting }) // it does not run there: the cluster may start it again
     throw e
@@ -201,6 +205,28 @@ async function failBack(client: ControlClient, vm: string, setting: ReplicationS
   const how = createdThere ? 'failed over to the cluster' : 'failed back'
   out(
     `vm ${vm} ${how}: it runs on ${owner} from every change it made on ${setting.to} (planned: nothing lost; down ${secondsText(Date.now() - stopped_ms)} s); it replicates to ${setting.to} ${createdThere ? 'from there' : 'again'}`,
+  )
+}
+
+/**
+ * The fail-back when the replica server running the VM (after a planned failover) is lost:
+ * the cluster starts it from its reverse replica, from the latest cycle applied or a recovery
+ * point the member holding it keeps, and its replication ends (set up again once the server
+ * is back: `replica enable VM --to SERVER`, compared block by block). Refused while the
+ * server answers and runs it (--planned loses nothing then), unless --force. The server,
+ * once back, is told the VM runs in the cluster and stops its older copy (reverse-replication.ts).
+ */
+async function unplannedBack(client: ControlClient, vm: string, setting: ReplicationSetting, o: FailoverOptions): Promise<void> {
+  const server = setting.to
+  const there = o.force === true ? null : await sideOf(client, server, vm, 'replicas')
+  if (there?.vm_running === true)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm} runs on its replica server ${server}, which answers: starting it in the cluster now would run it twice. \`hvlab replica failover ${vm} --planned\` fails it back with nothing lost; --force if ${server} is cut off for good`,
+    )
+  const started = await startFromHeldReplica(client, vm, setting.reversed_to!, null, o)
+  out(
+    `vm ${vm} failed back to the cluster (unplanned): ${started}. Its replication has ended: protect it again with \`hvlab replica enable ${vm} --to ${server}\` once ${server} is back (it stops its older copy then)`,
   )
 }
 

@@ -8,13 +8,14 @@
 import { HvlabError, isTransientError } from '../../shared/errors.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import type { ReplicaSideStatus } from '../../shared/protocol/replica-messages.js'
-import { HOST_REQUEST_TIMEOUT_MS, askAnyHost } from './cluster-client.js'
+import { HOST_REQUEST_TIMEOUT_MS, askAnyHost, roleCommand } from './cluster-client.js'
+import { latestAppConsistentCycle } from './replica-point-choice.js'
 import type { ControlClient } from './control-client.js'
 import { sideOf } from './replica-queries.js'
 import { secondsText } from './units.js'
-import { stopStep } from './vm-start-stop-commands.js'
+import { startStep, stopStep } from './vm-start-stop-commands.js'
 import { vmRoleNow } from './vm-queries.js'
-import { done, failed, waitFor, waiting } from './wait-for.js'
+import { done, failed, waitFor, waiting, type WaitOpts } from './wait-for.js'
 
 /**
  * The broker places the stopped VM's reverse replica (and records it in the role). Waits for
@@ -107,4 +108,73 @@ export function unplannedRefusal(role: Pick<VmRoleRecord, 'name' | 'state' | 'ow
     'HVLAB_E_STATE',
     `vm ${vm} is ${role.state}${on} in the cluster, which may start it: starting the replica now could run it twice; ${how}`,
   )
+}
+
+/** The replica `member` holds of `vm`, with the recovery point of `cycle` when one is asked for; refused, nothing changed, when it cannot be used. */
+export async function heldReplica(client: ControlClient, member: string, vm: string, to: string | null, cycle: number | null) {
+  const { within, flag } = clusterWords(to)
+  const replica = await sideOf(client, member, vm, 'replicas')
+  if (replica === null)
+    throw new HvlabError(
+      'HVLAB_E_PROCESS_DOWN',
+      `${member}, which holds vm ${vm}'s replica ${within}, does not answer: restart it (\`hvlab restart ${member}\`) and fail over again; nothing was changed`,
+    )
+  if (replica.resyncing)
+    throw new HvlabError(
+      'HVLAB_E_STATE',
+      `vm ${vm}'s replica on ${member} is being resynchronised and is not consistent; nothing was changed`,
+    )
+  if (cycle !== null && !replica.recovery_points.some((p) => p.cycle === cycle))
+    throw new HvlabError(
+      'HVLAB_E_NOT_FOUND',
+      `vm ${vm}'s replica on ${member} has no recovery point of cycle ${cycle} (it has ${replica.recovery_points.map((p) => p.cycle).join(', ') || 'none'}); \`hvlab ${flag}replica status ${vm} --json\` lists them; nothing was changed`,
+    )
+  return replica
+}
+
+/** Waits until the cluster the commands address (named `cluster`; null: the only one the words need) runs `vm`; its owner. */
+export function startedIn(client: ControlClient, vm: string, cluster: string | null, o: WaitOpts): Promise<string> {
+  const { within, flag } = clusterWords(cluster)
+  return waitFor({
+    what: `vm ${vm} to run ${within}`,
+    watch: `\`hvlab ${flag}vm list\``,
+    timeout_ms: o.timeoutS * 1000,
+    poll: async () => startStep(vm, await vmRoleNow(client, vm)),
+  })
+}
+
+/** How the words name cluster `name` (null: the cluster, the only one they need). */
+function clusterWords(name: string | null): { within: string; flag: string } {
+  return name === null ? { within: 'in the cluster', flag: '' } : { within: `in cluster ${name}`, flag: `--cluster ${name} ` }
+}
+
+export interface PointChoice extends WaitOpts {
+  recoveryPoint?: number
+  latestAppConsistent?: boolean
+}
+
+/**
+ * An unplanned failover into the cluster the commands address (named `cluster`, null: the
+ * only one the words need) from the replica its `member` holds: the role stops taking the
+ * VM's changes and will replicate nowhere, the member returns the VM's volumes to the latest
+ * cycle applied or the recovery point chosen and drops the replica, and the cluster starts
+ * the VM. Refused, nothing changed, when the member cannot hand it over. Says where it runs,
+ * from what, and what was lost.
+ */
+export async function startFromHeldReplica(
+  client: ControlClient,
+  vm: string,
+  member: string,
+  cluster: string | null,
+  o: PointChoice,
+): Promise<string> {
+  const cycle = o.latestAppConsistent === true ? await latestAppConsistentCycle(client, member, vm) : (o.recoveryPoint ?? null)
+  const replica = await heldReplica(client, member, vm, cluster, cycle)
+  const started_ms = Date.now()
+  await roleCommand(client, { op: 'fail-back', name: vm, replication: null }) // the member takes no more of its changes
+  await client.request(member, { t: 'replica-reverse-takeover-request', vm, recovery_cycle: cycle }, 'ok', HOST_REQUEST_TIMEOUT_MS)
+  await roleCommand(client, { op: 'start', name: vm })
+  const owner = await startedIn(client, vm, cluster, o)
+  const point = cycle === null ? 'its latest cycle' : `the recovery point of cycle ${cycle}`
+  return `it runs on ${owner} from ${point}${lossWords(replica, cycle ?? undefined, started_ms)}; started in ${secondsText(Date.now() - started_ms)} s`
 }

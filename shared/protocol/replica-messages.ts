@@ -177,6 +177,8 @@ export type ReplicationSetting = z.infer<typeof replicationSettingSchema>
 export const reverseSchema = z.strictObject({
   frequency_ms: z.union(REPLICATION_FREQUENCIES_MS.map((f) => z.literal(f))),
   compress: z.boolean(),
+  /** The recovery points the member holding the reverse replica keeps (absent: none, as before they could be kept). */
+  recovery_points: z.number().int().min(0).max(RECOVERY_POINTS_MAX).optional(),
 })
 export type Reverse = z.infer<typeof reverseSchema>
 

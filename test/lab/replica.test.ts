@@ -12,7 +12,12 @@
  * and the VM answers its pings from the replica server; an unplanned one while the primary
  * runs is refused. Its changes go back to the member the broker placed the reverse replica
  * on; that member killed, the broker places it on another and the reverse replication goes
- * on there; the fail-back gives a volume byte for byte the replica's disk. A VM created on
+ * on there; an unplanned fail-back while the replica server answers is refused. The replica
+ * server is then killed -9 and the VM fails back unplanned, from the reverse replica's latest
+ * cycle, replicating nowhere; the server, restarted, starts its older copy, is told the VM
+ * runs in the cluster and stops it, and replicating to it again sends only what differs. An
+ * unplanned failover to the server and a planned fail-back later give a volume byte for
+ * byte the replica's disk. A VM created on
  * the replica server itself (a branch office's host) replicates to the cluster into a new
  * volume and moves into the cluster by a planned failover with nothing lost, replicating back
  * to that host from there. A third VM's initial copy goes by media: exported by its host,
@@ -405,9 +410,9 @@ t.test(
       { received: 5, lost: 0, hosts: [SERVER] },
       'clients reach it at its stable address, on the replica server',
     )
-    const again2 = await lab.cli('replica', 'failover', 'web1', '--force')
-    t.equal(again2.code, 1, 'it cannot fail over twice')
-    t.match(again2.stderr, /vm web1 runs on its replica server replica-dr1 already \(a planned failover\)/)
+    const again2 = await lab.cli('replica', 'failover', 'web1')
+    t.equal(again2.code, 1, 'the cluster does not start it unplanned while the replica server runs it and answers')
+    t.match(again2.stderr, /vm web1 runs on its replica server replica-dr1, which answers: .*--planned\` fails it back with nothing lost/)
 
     // replication is reversed: what web1 writes on the replica server goes back to host-a2, into its own volume on the cluster's storage
     const started = await lab.cli('vm', 'start', 'web1')
@@ -446,20 +451,40 @@ t.test(
       again3.source === SERVER && (again3.details.blocks_sent as number) < DISK_BLOCKS / 8,
       `the reverse replication began again on host-a1 with a compare resync against web1's volume (${String(again3.details.blocks_sent)} blocks sent)`,
     )
+    // the replica server is lost while web1 runs there: the cluster starts web1 from its reverse replica on host-a1 (unplanned, its latest cycle)
     t.equal((await lab.cli('vm', 'load', 'web1', '--disk-iops', '0')).code, 0) // the VM then starts idle in the cluster: its disk stays as it came
-    const failback = await lab.cli('replica', 'failover', 'web1', '--planned', '--timeout-s', '60')
-    t.equal(failback.code, 0, `fail-back: ${failback.stderr}`)
+    t.equal((await lab.cli('kill', SERVER)).code, 0)
+    const failback = await lab.cli('replica', 'failover', 'web1', '--timeout-s', '60')
+    t.equal(failback.code, 0, `unplanned fail-back: ${failback.stderr}`)
     t.comment(failback.stdout.trim())
     t.match(
       failback.stdout,
-      /vm web1 failed back: it runs on host-a1 from every change it made on replica-dr1 \(planned: nothing lost; down \d+\.\d s\)/,
+      /vm web1 failed back to the cluster \(unplanned\): it runs on host-a1 from its latest cycle, whose log closed \d+\.\d s before the failover[^]*hvlab replica enable web1 --to replica-dr1/,
     )
+    t.match(await lab.role('web1'), { state: 'running', owner: 'host-a1' })
+    t.equal((await lab.role('web1'))?.replication, undefined, 'its replication ended (the policy is broken)')
+    // replica-dr1 returns: it starts web1 (its automatic start action), is told web1 runs in the cluster, and stops its older copy
+    const beforeReturn = (await lab.events()).at(-1)!.seq
+    t.equal((await lab.cli('restart', SERVER)).code, 0)
+    const retired = (e: LabEvent) => e.kind === 'vm.stopped' && e.source === SERVER && e.details.reason === 'runs in the cluster'
+    await lab.eventsAfter(beforeReturn, (evs) => evs.some(retired))
+    const olderCopy = await lab.waitFor("replica-dr1's older copy a replica again", async () => {
+      const r = (await lab.control().request(SERVER, { t: 'replica-status-request', vm: null }, 'replica-status-reply', 10_000)).replicas
+      return r.find((x) => x.vm === 'web1' && x.state === 'replicating' && !x.vm_running)
+    })
+    t.match(olderCopy, { state: 'replicating', vm_running: false })
+    const beforeForward = (await lab.events()).at(-1)!.seq
+    const protectedAgain = await lab.cli('replica', 'enable', 'web1', '--to', SERVER, '--frequency', '30s', '--timeout-s', '60')
+    t.equal(protectedAgain.code, 0, `replicated to replica-dr1 again: ${protectedAgain.stderr}`)
+    const forward = (await lab.eventsAfter(beforeForward, (evs) => evs.some(resynced))).find(resynced)!
+    t.ok(
+      forward.source !== SERVER && (forward.details.blocks_sent as number) < DISK_BLOCKS / 8,
+      `its older copy on replica-dr1 is the seed: only blocks that differ travelled (${String(forward.details.blocks_sent)})`,
+    )
+    await caughtUp(lab)
     const dBack = await digests(lab, 'array-a')
-    t.equal(dBack.replica, dBack.primary, 'nothing lost: the cluster starts web1 on every write it made on the replica server')
-    t.not(dBack.primary, d3.primary, 'including those')
-    const fromCluster = (e: LabEvent) => resynced(e) && e.source !== SERVER
-    const forward = (await lab.eventsAfter(beforeBack, (evs) => evs.some(fromCluster))).find(fromCluster)!
-    t.equal(forward.details.blocks_sent, 0, 'replication goes forward again; its resync after the fail-back found nothing that differs')
+    t.equal(dBack.replica, dBack.primary, "replica-dr1's copy is web1's disk again")
+    t.not(dBack.primary, d3.primary, 'with what web1 wrote on replica-dr1 before it was lost')
     t.match(await status(lab), { primary_host: forward.source, reverse: null, replica: { state: 'replicating', from: forward.source } })
 
     // unplanned and back: not reversed (seed 002: "the policy is broken"); replicated to the cluster again (standalone host to cluster), it fails back with nothing lost

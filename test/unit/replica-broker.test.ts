@@ -356,11 +356,25 @@ t.test("the broker's answer to a placement request: refusals by typed code, the 
   setRole('running')
   const elsewhere = {
     detail: 'HVLAB_E_REPLICA_RUNS_ELSEWHERE',
-    message: /failed over to cluster dr and runs there.*--cluster dr replica enable web1 --to cluster:main/,
+    message: /runs in cluster dr as its own, replicating from cluster main no more.*--cluster dr replica enable web1 --to cluster:main/,
   }
   await t.rejects(ask(false, 'm1'), elsewhere, 'failed over unplanned: replicating nowhere')
   setRole('running', FORWARD)
   await t.rejects(ask(false, 'm1'), elsewhere, 'or to a server, not back to main')
-  await t.rejects(ask(false, 'dr1'), { code: 'HVLAB_E_STATE', message: /does not replicate back/ }, 'a standalone server is never told so')
+  await t.rejects(ask(false, 'dr1'), { code: 'HVLAB_E_STATE', message: /does not replicate back/ }, 'its replica server is not told so')
+  setRole('running')
+  await t.rejects(
+    ask(false, 'dr1'),
+    {
+      detail: 'HVLAB_E_REPLICA_RUNS_ELSEWHERE',
+      message: /runs in cluster dr as its own, replicating from dr1 no more.*hvlab replica enable web1 --to dr1/,
+    },
+    'failed back unplanned: the replica server that ran it is told its copy is the older',
+  )
+  await t.rejects(
+    ask(true, 'dr1'),
+    { detail: 'HVLAB_E_REPLICA_NOT_ALLOWED', message: /does not replicate to dr1/ },
+    "the operator's first placement is answered as before",
+  )
   t.equal(commands.length, 1, 'nothing recorded')
 })

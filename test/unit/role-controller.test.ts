@@ -553,11 +553,6 @@ t.test('a VM on its replica server after a planned failover: nothing lets the cl
   t.match(l.c.role('web1'), { state: 'stopped', owner: null })
 
   t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: { ...forward, reversed_to: 'host-a1' } }), { code: 'HVLAB_E_USAGE' })
-  t.throws(
-    () => l.cmd({ op: 'fail-back', name: 'web1', replication: null }),
-    { code: 'HVLAB_E_USAGE' },
-    'a replica server is no cluster: replication goes forward',
-  )
   l.cmd({ op: 'fail-back', name: 'web1', replication: forward })
   t.same(l.c.role('web1')?.replication, forward, 'the fail-back: replication goes forward again')
   t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: forward }), { code: 'HVLAB_E_STATE', message: /no planned failover/ })
@@ -579,5 +574,20 @@ t.test(
     t.equal(l.c.role('web1')?.replication, undefined, 'its replication ended: it must be set up again from here')
     t.throws(() => l.cmd({ op: 'fail-back', name: 'web1', replication: null }), { code: 'HVLAB_E_STATE', message: /no planned failover/ })
     t.match(starts(l.cmd({ op: 'start', name: 'web1' })), [{ role: 'web1' }], 'the cluster starts it from its replica')
+  },
+)
+
+t.test(
+  'a VM on its replica server whose server is lost: an unplanned failover back ends its replication, and the cluster starts it',
+  async (t) => {
+    const l = lab()
+    const forward = { to: 'dr1', frequency_ms: 30_000, recovery_points: 2, compress: false } as const
+    running(l, 'web1', 2048, ['host-a1'])
+    l.cmd({ op: 'set', name: 'web1', changes: { replication: forward } })
+    l.stopped(stops(l.cmd({ op: 'stop', name: 'web1' }))[0]!)
+    l.cmd({ op: 'set', name: 'web1', changes: { replication: { ...forward, reversed_to: 'host-a1' } } })
+    l.cmd({ op: 'fail-back', name: 'web1', replication: null })
+    t.equal(l.c.role('web1')?.replication, undefined, 'replicating nowhere: it is set up again once the server is back')
+    t.match(starts(l.cmd({ op: 'start', name: 'web1' })), [{ role: 'web1' }])
   },
 )
