@@ -386,6 +386,12 @@ export class ReplicaServer<A extends ReplicaAuthorization = ReplicaServerAuthori
         'HVLAB_E_USAGE',
         `vm ${m.vm}'s disk of ${m.disk_blocks} × ${m.block_size_bytes} bytes is over the ${REPLICA_DISK_BYTES_MAX} bytes a replica may hold`,
       )
+    const beyond = m.included_disks?.find((k) => k >= (m.disks ?? 1))
+    if (beyond !== undefined)
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `vm ${m.vm} has ${m.disks ?? 1} disk(s), 0–${(m.disks ?? 1) - 1}; its primary named disk ${beyond} among those it replicates`,
+      )
     const open = this.vms.get(m.vm)
     if (open !== undefined && !open.broken) {
       const g = open.geometry

@@ -144,25 +144,27 @@ function writeViolations(h: History, writes: ReturnType<typeof diskWrites>, prob
     vm: s.vm,
     process: s.array,
   }))
-  const firstIssue = (vm: string, block: number): number => writes.find((w) => w.vm === vm && w.block === block)?.at_ms ?? h.meta.started_ms
-  const lost: Found[] = problems.flatMap(({ vm, problem: p, beyond_rpo }) =>
-    p.kind === 'lost-allowed'
+  const firstIssue = (vm: string, disk: number, block: number): number =>
+    writes.find((w) => w.vm === vm && (w.disk ?? 0) === disk && w.block === block)?.at_ms ?? h.meta.started_ms
+  const lost: Found[] = problems.flatMap(({ vm, disk, problem: p, beyond_rpo }) => {
+    const where = `vm ${vm}${disk === 0 ? '' : ` disk ${disk}`} block ${p.block}`
+    return p.kind === 'lost-allowed'
       ? []
       : [
           {
             kind: p.kind === 'invented' ? ('write-invented' as const) : beyond_rpo ? ('rpo-breached' as const) : ('write-lost' as const),
             summary:
               p.kind === 'invented'
-                ? `vm ${vm} block ${p.block}: holds data no write put there`
+                ? `${where}: holds data no write put there`
                 : beyond_rpo
-                  ? `vm ${vm} block ${p.block}: a failover lost a write acknowledged later than the RPO after the secondary's last consistent point (asynchronous replication fell further behind than it promises)`
-                  : `vm ${vm} block ${p.block}: an acknowledged write is gone (the block holds an older one or zeros)`,
-            at_ms: firstIssue(vm, p.block),
+                  ? `${where}: a failover lost a write acknowledged later than the RPO after the secondary's last consistent point (asynchronous replication fell further behind than it promises)`
+                  : `${where}: an acknowledged write is gone (the block holds an older one or zeros)`,
+            at_ms: firstIssue(vm, disk, p.block),
             vm,
             process: null,
           },
-        ],
-  )
+        ]
+  })
   return [...stale, ...lost]
 }
 

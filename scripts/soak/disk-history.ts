@@ -34,6 +34,8 @@ export interface DiskWrite extends Issued {
 
 export interface VmWriteProblem {
   vm: string
+  /** The VM's disk the block is on (0: its first). */
+  disk: number
   problem: WriteProblem
   /** The lost write was on asynchronous replication, acknowledged after the failover's consistent point but later than the RPO. */
   beyond_rpo?: boolean
@@ -50,8 +52,11 @@ export interface StaleWrite {
   newer: DiskWrite
 }
 
-const writeKey = (w: { vm: string; host: string; epoch: number; seq: number; block: number }): string =>
-  `${w.vm}\u0000${w.host}\u0000${w.epoch}\u0000${w.seq}\u0000${w.block}`
+const writeKey = (w: { vm: string; disk?: number; host: string; epoch: number; seq: number; block: number }): string =>
+  `${w.vm}\u0000${w.disk ?? 0}\u0000${w.host}\u0000${w.epoch}\u0000${w.seq}\u0000${w.block}`
+
+/** One disk of one VM (disk 0 unless a data disk's: `vm create --disks N`), each with its own writes and blocks. */
+const diskOf = (x: { vm: string; disk?: number }): string => `${x.vm}\u0000${x.disk ?? 0}`
 
 /**
  * Each issued write with how it ended, in the order issued. A key can repeat (a VM restarted
@@ -79,7 +84,7 @@ export function writeDigest(w: Pick<Issued, 'vm' | 'seq' | 'epoch' | 'block' | '
   return sha256(encodeDiskWrite({ vm: w.vm, seq: w.seq, epoch: w.epoch, block: w.block, value: w.value }, block_size_bytes))
 }
 
-/** The write checker's problems of each VM whose final blocks the history holds. */
+/** The write checker's problems of each VM disk whose final blocks the history holds (each disk of a VM on its own: its own seqs and blocks). */
 export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'disk_final' | 'meta' | 'events'>): VmWriteProblem[] {
   const unprotected = outOfSyncWindows(h.events)
   const periodic = periodicVms(h.events)
@@ -87,14 +92,15 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
   const bs = h.meta.block_size_bytes
   const zero = zeroDigest(bs)
   const out: VmWriteProblem[] = []
-  for (const vm of new Set(h.disk_final.map((f) => f.vm))) {
+  const disks = new Map(h.disk_final.map((f) => [diskOf(f), { vm: f.vm, disk: f.disk ?? 0 }]))
+  for (const [key, { vm, disk }] of disks) {
     const async = periodic.get(vm)
     const asyncLossOf = (w: DiskWrite): AsyncLoss =>
       async === undefined || w.outcome !== 'acked' || w.done_ms === null
         ? 'forbidden'
         : asyncLoss({ array: w.array, acked_ms: w.done_ms }, async, failovers)
-    const final = new Map(h.disk_final.filter((f) => f.vm === vm).map((f) => [f.block, f.sha256]))
-    const mine = writes.filter((w) => w.vm === vm && final.has(w.block)).map((w) => ({ w, digest: writeDigest(w, bs) }))
+    const final = new Map(h.disk_final.filter((f) => diskOf(f) === key).map((f) => [f.block, f.sha256]))
+    const mine = writes.filter((w) => diskOf(w) === key && final.has(w.block)).map((w) => ({ w, digest: writeDigest(w, bs) }))
     const byDigest = new Map(mine.map(({ w, digest }) => [digest, w]))
     const records: WriteRecord[] = mine.map(({ w, digest }) => ({
       block: w.block,
@@ -105,7 +111,7 @@ export function diskProblems(writes: readonly DiskWrite[], h: Pick<History, 'dis
     for (const problem of writeProblems(records, final, zero)) {
       const lost = problem.kind === 'invented' ? undefined : byDigest.get(problem.lost)
       const beyond = problem.kind === 'lost' && lost !== undefined && asyncLossOf(lost) === 'beyond-rpo'
-      out.push({ vm, problem, ...(beyond ? { beyond_rpo: true } : {}), lost_acked_ms: lost?.done_ms ?? null })
+      out.push({ vm, disk, problem, ...(beyond ? { beyond_rpo: true } : {}), lost_acked_ms: lost?.done_ms ?? null })
     }
   }
   return out

@@ -106,6 +106,8 @@ const diskDone = diskJournalCompletedLine.extend({ t: z.literal('disk-done'), ou
 const diskFinal = z.strictObject({
   t: z.literal('disk-final'),
   vm: name,
+  /** A data disk (`vm create --disks N`): 1…; absent: disk 0. */
+  disk: uint.optional(),
   array: name,
   volume: name,
   block: uint,

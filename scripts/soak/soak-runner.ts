@@ -116,11 +116,14 @@ export const SOAK_CSV = 'soak-csv'
 /** The period of the soak's asynchronous (periodic) remote-copy group: an RPO of 2 periods. */
 export const SOAK_RC_PERIOD_MS = 2_000
 
+/** The disks of the soak's VM on SOAK_CSV: two, each with its own writer, write sequence and history (checked each on its own). */
+export const SOAK_CSV_VM_DISKS = 2
+
 export type SoakStorage = 'sync' | 'periodic' | 'csv'
 
 /**
- * Each kind of storage the soak checks a promise of: with 3 VMs or more the last one's disk
- * is a region of SOAK_CSV (shared storage: no loss) and the one before it is in a periodic
+ * Each kind of storage the soak checks a promise of: with 3 VMs or more the last one's disks
+ * are regions of SOAK_CSV (shared storage: no loss; two disks, SOAK_CSV_VM_DISKS) and the one before it is in a periodic
  * group (asynchronous: losses within its RPO); every other disk is synchronously replicated.
  */
 export function soakStorage(vms: readonly string[], vm: string): SoakStorage {
@@ -130,7 +133,7 @@ export function soakStorage(vms: readonly string[], vm: string): SoakStorage {
 
 /** The `vm create` options for that storage; none (the lab's default storage) where the topology cannot give it. */
 function storageOptions(kind: SoakStorage, topology: Topology): string[] {
-  if (kind === 'csv' && topology.arrays.length > 0) return ['--storage', `csv:${SOAK_CSV}`]
+  if (kind === 'csv' && topology.arrays.length > 0) return ['--storage', `csv:${SOAK_CSV}`, '--disks', String(SOAK_CSV_VM_DISKS)]
   if (kind === 'periodic' && defaultStorageKind(topology.arrays) === 'replicated') return ['--rc-period-ms', String(SOAK_RC_PERIOD_MS)]
   return []
 }

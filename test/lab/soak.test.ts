@@ -3,7 +3,8 @@
  * - a one-minute soak with a fixed seed passes: faults were injected, the clients were
  *   answered, guest writes were acknowledged and none was lost where none may be (the
  *   first VM's disk synchronously replicated, the second's in a periodic group, the
- *   third's a region of a Cluster Shared Volume), and the report's three files are there.
+ *   third's two disks regions of a Cluster Shared Volume, each checked on its own), and the
+ *   report's three files are there.
  *   It runs on two-site-dr at timeScale 0.1 (fixtures/two-site-dr-fast.json), so the first
  *   VM also replicates to replica-dr1 with Hyper-V Replica every 3 s (issue 14): about
  *   twenty cycles in the minute, each write on the replica within the RPO or excused, and
@@ -66,11 +67,14 @@ t.test('a one-minute seeded soak passes, with a VM replicated to the DR site', a
   t.ok(report.summary.disk_writes_acked > 100, `acknowledged writes: ${report.summary.disk_writes_acked}`)
   t.equal(report.summary.acked_writes_lost, 0)
   const lines = readFileSync(join(dir, 'history.jsonl'), 'utf8').split('\n')
-  const finals = lines.filter((l) => l.includes('"t":"disk-final"')).map((l) => JSON.parse(l) as { vm: string; volume: string })
-  const finalsOf = (vm: string, volume: string) => finals.some((f) => f.vm === vm && f.volume === volume)
+  const finals = lines
+    .filter((l) => l.includes('"t":"disk-final"'))
+    .map((l) => JSON.parse(l) as { vm: string; disk?: number; volume: string })
+  const finalsOf = (vm: string, volume: string, disk = 0) =>
+    finals.some((f) => f.vm === vm && (f.disk ?? 0) === disk && f.volume === volume)
   t.ok(
-    finalsOf('soak-vm3', `csv-${SOAK_CSV}`),
-    'the third VM writes a region of the soak CSV, and its blocks were read back for the checker',
+    finalsOf('soak-vm3', `csv-${SOAK_CSV}`) && finalsOf('soak-vm3', `csv-${SOAK_CSV}`, 1),
+    'the third VM writes two regions of the soak CSV (two disks), and the blocks of each were read back for the checker',
   )
   t.ok(finalsOf('soak-vm2', 'soak-vm2-disk0') && finalsOf('soak-vm1', 'soak-vm1-disk0'), 'the others a replicated disk')
   const provisioned = lines

@@ -422,6 +422,13 @@ t.test('a replica larger than the lab allows is refused before anything is alloc
     memory_mib: 64,
   } as const
   await t.rejects(link.request(huge), { code: 'HVLAB_E_USAGE', message: /over the 4294967296 bytes a replica may hold/ })
+  const beyond = { ...huge, vm: 'two', block_size_bytes: BS, disk_blocks: 64, disks: 2, included_disks: [0, 2] }
+  await t.rejects(
+    link.request(beyond),
+    { code: 'HVLAB_E_USAGE', message: /vm two has 2 disk\(s\), 0–1; its primary named disk 2 among those it replicates/ },
+    'a disk the VM does not have among those replicated',
+  )
+  t.same(w.server().replicaStatus(null), [], 'nothing was opened for either')
 })
 
 t.test(

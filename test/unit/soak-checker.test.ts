@@ -195,6 +195,24 @@ t.test('a lost write, and an invented one', async (t) => {
   t.same(kinds(inDoubt.map((r) => (r.t === 'disk-final' ? final(0, digestOf(W1)) : r))), [], 'W2 never acknowledged: W1 may be there')
 })
 
+t.test('a VM with two disks: each its own seqs and blocks, checked on its own', async (t) => {
+  /** The same writes on disk 1 (its own write sequence: the same seqs and blocks as disk 0's). */
+  const onDisk1 = (records: HistoryRecord[]): HistoryRecord[] =>
+    records.flatMap((r) => (r.t === 'disk-issued' || r.t === 'disk-done' ? [{ ...r, disk: 1 }] : []))
+  const disk1Final = (sha256: string): RecordOf<'disk-final'> => ({ ...final(0, sha256), disk: 1, volume: 'vm1-disk1' })
+  const two = [...cleanRecords(), ...onDisk1(disk([W1, W2])), disk1Final(digestOf(W2))]
+  t.same(kinds(two), [], 'both disks hold their last acknowledged write: the same seqs on two disks are no duplicate')
+  const lostOn1 = [...cleanRecords(), ...onDisk1(disk([W1, W2])), disk1Final(digestOf(W1))]
+  t.same(kinds(lostOn1), ['write-lost'], 'disk 1 holds the older write, disk 0 the newer')
+  t.match(check(lostOn1).violations[0]?.summary, /^vm vm1 disk 1 block 0: an acknowledged write is gone/)
+  const oneDone = [...cleanRecords(), ...onDisk1(disk([W1, W2])).filter((r) => !(r.t === 'disk-done' && r.epoch === 2))]
+  t.same(
+    kinds([...oneDone, disk1Final(digestOf(W1))]),
+    [],
+    "W2 never acknowledged on disk 1: its completion on disk 0 is not disk 1's (W1 may be there)",
+  )
+})
+
 t.test("an array that took a stale owner's write", async (t) => {
   const stale: Write = { host: 'host-a1', epoch: 1, seq: 2, block: 1, at: 9500, outcome: 'acked' }
   const records = [...cleanRecords(), ...disk([stale]), final(1, digestOf(stale))]
