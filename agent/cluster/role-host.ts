@@ -18,15 +18,19 @@
 import { HvlabError, describeError } from '../../shared/errors.js'
 import type { LabProcess } from '../../shared/lab-process.js'
 import type { RoleCommandMessage } from '../../shared/protocol/cluster-messages.js'
+import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { clusterOfHost } from '../../shared/topology.js'
 import { meshArrayAdmin } from '../clx/array-admin.js'
 import { ClxService } from '../clx/clx-service.js'
+import { decodeRole } from './role-record.js'
 import type { VmDiskTarget } from '../clx/disk-target.js'
 import { csvDiskPort } from '../csv/csv-disk-port.js'
 import type { CsvHost } from '../csv/csv-host.js'
 import { meshBlockIoPort, type BlockIoPort } from '../vm/vm-disk.js'
 import { newChurnMeasurements } from '../replica/churn-wiring.js'
 import { allSinks, newReplicationHost } from '../replica/replication-wiring.js'
+import type { ReplicationHost } from '../replica/replication-host.js'
+import type { Membership } from './membership.js'
 import { serveReplicaBroker } from '../replica/replica-broker-service.js'
 import { startReverseReplicaServer } from '../replica/reverse-replica-server.js'
 import { serveGuestHang } from '../vm/guest-hang-requests.js'
@@ -69,24 +73,17 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
   const m = cluster.membership
   const ask = hostAsker(p)
   const reports = new CoordinatorReports({ name: p.name, clock: p.clock, coordinator: () => m.view().coordinator, ask, log })
-  // Hyper-V Replica's primary side: each replicated VM running here ships its writes to its replica server (agent/replica/).
   const blockIoFor = hostBlockIo(p, csv)
-  // Reverse replication's receiving end: a VM failed over (planned) to its replica server sends its changes back into its own disk here.
+  // Hyper-V Replica: the VMs' replicas this host holds, and the primary side of those it runs.
   const clusterOf = (host: string): string | null => clusterOfHost(p.topology, host)
-  const reverse = startReverseReplicaServer(p, {
-    database: () => m.database(),
+  const replication = startReplicaSides(p, m, {
     clx: () => clx,
+    agent: () => agent,
+    command: (c) => operator.command(c, false),
     blockIoFor,
-    epoch: () => m.view().epoch,
     clusterOf,
+    log,
   })
-  const replication = newReplicationHost(
-    p,
-    () => m.database(),
-    () => agent,
-    (vm) => reverse.replicaStatus(vm),
-    olderCopyStopper((c) => operator.command(c, false), log),
-  )
   // `hvlab replica size`: the churn of a VM running here, measured from the same writes.
   const churn = newChurnMeasurements(p, () => agent)
   const sinks = allSinks(options.disk_write_journal, replication, churn)
@@ -137,22 +134,62 @@ export function startRoleHost(p: LabProcess, cluster: ClusterService, csv: CsvHo
 
 /** The host's VmAgent: runs its VMs on the lease, their disk I/O to an array or a CSV region. */
 /**
- * Another cluster runs a VM of ours as its own now (an unplanned failover there,
- * to-cluster-placements.ts): the copy here is the older one. The cluster stops it and its
- * replication ends (seed 002: the policy is broken; it is set up again the other way). One
- * stop at a time per VM; the next placement check asks again if this one fails (no quorum).
+ * Hyper-V Replica on this host: the receiving end of reverse replication (a VM failed over,
+ * planned, to its replica server sends its changes back into its own disk here; another
+ * cluster's VMs replicate here the same way), and the primary side of each replicated VM
+ * running here, which ships its writes to its replica server (agent/replica/).
+ */
+function startReplicaSides(
+  p: LabProcess,
+  m: Membership,
+  d: {
+    clx(): ClxService
+    agent(): VmAgent
+    command(c: RoleCommandMessage): Promise<unknown>
+    blockIoFor(target: VmDiskTarget): BlockIoPort
+    clusterOf(host: string): string | null
+    log: LabProcess['log']
+  },
+): ReplicationHost {
+  const reverse = startReverseReplicaServer(p, {
+    database: () => m.database(),
+    clx: d.clx,
+    blockIoFor: d.blockIoFor,
+    epoch: () => m.view().epoch,
+    clusterOf: d.clusterOf,
+  })
+  const stopOlderCopy = olderCopyStopper(d.command, (vm) => decodeRole(m.database().config, vm)?.replication, d.log)
+  return newReplicationHost(
+    p,
+    () => m.database(),
+    d.agent,
+    (vm) => reverse.replicaStatus(vm),
+    stopOlderCopy,
+  )
+}
+
+/**
+ * The VM's replica side runs it as its own now (an unplanned failover there: its replica
+ * server refuses the replication, replication-shell.ts, or another cluster's broker says so,
+ * to-cluster-placements.ts): the copy here is the older one, and the cluster stops it. To
+ * another cluster its replication ends too (seed 002: the policy is broken; that cluster
+ * replicates it back into this copy); to a replica server it stays, naming the server that
+ * `replica enable VM --to cluster` takes it back from. One stop at a time per VM; the next
+ * check asks again if this one fails (no quorum).
  */
 function olderCopyStopper(
   command: (c: RoleCommandMessage) => Promise<unknown>,
+  replicationOf: (vm: string) => ReplicationSetting | undefined,
   log: LabProcess['log'],
-): (vm: string, cluster: string) => void {
+): (vm: string, where: string) => void {
   const stopping = new Set<string>()
-  return (vm, cluster) => {
+  return (vm, where) => {
     if (stopping.has(vm)) return
     stopping.add(vm)
-    log.warn({ vm, cluster }, 'the VM failed over to another cluster and runs there: the older copy here stops')
+    log.warn({ vm, where }, 'the VM failed over and runs there: the older copy here stops')
+    const ends = replicationOf(vm)?.to_cluster === true
     void command({ op: 'stop', name: vm })
-      .then(() => command({ op: 'set', name: vm, changes: { replication: null } }))
+      .then(() => (ends ? command({ op: 'set', name: vm, changes: { replication: null } }) : undefined))
       .catch((e: unknown) => log.warn({ vm, err: describeError(e) }, 'the older copy did not stop; the next placement check asks again'))
       .finally(() => stopping.delete(vm))
   }

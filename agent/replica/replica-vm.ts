@@ -230,7 +230,11 @@ export class ReplicaVm {
     included: readonly number[] | null = this.included_,
   ): Promise<{ handover: PrimaryHandover; previous: string }> {
     return this.queue.run(async () => {
-      if (this.runsHere) throw new HvlabError('HVLAB_E_STATE', `${this.runsHereWords}; it takes no replication from ${ask.from}`)
+      if (this.runsHere)
+        throw new HvlabError(
+          this.state_ === 'failed-over' ? 'HVLAB_E_REPLICA_RUNS_ELSEWHERE' : 'HVLAB_E_STATE', // failed over: the primary's copy is the older one
+          `${this.runsHereWords}; it takes no replication from ${ask.from}`,
+        )
       const judged = judgeBegin(this.standing(), ask)
       // Other disks replicate now: a resync sends the newly included ones and blanks those left out (disk-set.ts).
       const handover = judged === 'continue' && !sameIncluded(included, this.included_) ? 'take-over' : judged

@@ -57,6 +57,8 @@ export interface ReplicationHostDeps {
   movesOf?(vm: string): number
   /** The integration service of the guest of VM `vm` running here (application-consistent points). */
   guestOf?(vm: string): GuestQuiescer | undefined
+  /** `vm`'s replica server `server` runs it from its replica (an unplanned failover): the copy here is the older one. */
+  runsElsewhere?(vm: string, server: string): void
   emit(event: ReplicaEvent): void
 }
 
@@ -150,6 +152,7 @@ export class ReplicationHost implements DiskWriteSink {
       emit: this.d.emit,
       ...(this.d.pointEveryMs ? { point_every_ms: this.d.pointEveryMs(setting.to) } : {}),
       guest: () => this.d.guestOf?.(vm),
+      runsElsewhere: () => this.d.runsElsewhere?.(vm, setting.to),
     })
     this.shells.set(vm, shell)
     shell.start()

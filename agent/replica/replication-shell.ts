@@ -65,6 +65,8 @@ export interface ReplicationShellDeps {
   readonly point_every_ms?: number
   /** The guest's integration service now (undefined, or absent: none, and a quiesce times out). */
   guest?(): GuestQuiescer | undefined
+  /** The replica server runs the VM from its replica (an unplanned failover there, HVLAB_E_REPLICA_RUNS_ELSEWHERE): the copy here is the older one. */
+  runsElsewhere?(): void
   emit(event: ReplicaEvent): void
 }
 
@@ -263,6 +265,7 @@ export class ReplicationShell {
         this.continued_from = { host: moved.from, cycle: applied }
     } catch (e) {
       this.failed(e)
+      if (HvlabError.has(e, 'HVLAB_E_REPLICA_RUNS_ELSEWHERE')) this.d.runsElsewhere?.()
       this.retryLater(() => void this.begin())
     }
   }

@@ -55,6 +55,7 @@ export function newReplicationHost(
       const instance = agent().vms.instance(vm)
       return instance === undefined ? undefined : guestQuiescer(instance, p.clock)
     },
+    runsElsewhere,
     // A replica event is a kind with its own details; TypeScript cannot pair them through the union, the timeline's schema checks them.
     emit: (e) => p.emitEvent(e.kind, e.details as never),
   })

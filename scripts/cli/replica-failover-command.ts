@@ -75,7 +75,7 @@ export function registerFailover(replica: Command): void {
     .option('--latest-app-consistent', 'unplanned: start from the newest application-consistent recovery point')
     .option(
       '--force',
-      'unplanned: start the replica even though the primary VM still runs (it then runs twice: the replica must stay isolated)',
+      'unplanned: start the replica even though the primary VM still runs (it runs twice until the primary reaches its replica server again, which refuses its replication; the primary then stops its copy)',
     )
     .option('--on <server>', "unplanned: the server whose replica starts (an extended replica; default: the VM's replica server)")
     .addOption(dirOption())

@@ -36,7 +36,10 @@
  * the VM of its own that ran, not the one stopped), and a
  * failover to the latest application-consistent one gives exactly its disk: every write
  * the host's disk write journal (HVLAB_DISK_WRITE_JOURNAL=1) shows acknowledged before
- * that point's log closed, none after, and no two-block transaction of its guest torn.
+ * that point's log closed, none after, and no two-block transaction of its guest torn. The
+ * cluster then returns and starts the second VM again; its replica server, which runs it since
+ * the unplanned failover, refuses its replication (HVLAB_E_REPLICA_RUNS_ELSEWHERE), and the
+ * cluster stops that older copy.
  */
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -862,5 +865,24 @@ t.test(
     const seqs = seqsOnDisk(image4, 4096, 'web4', area_blocks)
     t.ok(seqs.size > 1, `the point holds ${seqs.size} blocks of web4's transactions`)
     t.same(tornTransactions(seqs, area_blocks), [], 'application-consistent: no transaction torn')
+
+    // the cluster returns: it starts web2 again (it ran when its hosts died), whose replica server runs it since the unplanned failover; told so, the cluster stops its older copy
+    const beforeClusterBack = (await lab.events()).at(-1)!.seq
+    for (const host of ['host-a1', 'host-b1', 'host-b2']) t.equal((await lab.cli('restart', host)).code, 0) // the last view's voters (host-a2 died before them)
+    const older = await lab.waitFor(
+      "the cluster's older web2 started, then stopped",
+      async () => {
+        const evs = (await lab.events()).filter((e) => e.seq > beforeClusterBack && e.details.vm === 'web2')
+        const r = await lab.role('web2').catch(() => undefined)
+        return evs.some((e) => e.kind === 'vm.started' && e.source.startsWith('host-')) && r?.state === 'stopped' ? r : undefined
+      },
+      90_000,
+    )
+    t.match(
+      older,
+      { replication: { to: SERVER } },
+      'its replication setting stays, naming the server (`replica enable --to cluster` takes it back)',
+    )
+    t.match(await replicaSide(lab, 'web2'), { state: 'failed-over', vm_running: true }, 'web2 runs on on replica-dr1, the one copy')
   },
 )

@@ -408,6 +408,52 @@ t.test('a test failover runs a copy, isolated, while replication goes on; a fail
   t.same([...w.up.keys()], ['web1'], 'a failover stops the test VM and runs the real one')
 })
 
+t.test('a replica that failed over refuses its old primary with a stable code: the copy there is the older one', async (t) => {
+  const w = await replicatingOneCycle(t)
+  w.shell.stop()
+  await w.server().failover('web1', null, undefined)
+  const link = new Link('host-a1')
+  w.server().servePrimary(link as unknown as PeerConnection, w.clock)
+  const begin = {
+    t: 'replica-begin-request',
+    vm: 'web1',
+    block_size_bytes: BS,
+    disk_blocks: w.disk.blocks,
+    recovery_points: 0,
+    memory_mib: 64,
+  } as const
+  await t.rejects(link.request(begin), { detail: 'HVLAB_E_REPLICA_RUNS_ELSEWHERE', message: /has failed over to this replica server/ })
+  await w.server().createHere({ vm: 'shop1', block_size_bytes: BS, disk_blocks: 16 }, 64, undefined)
+  const own = { ...begin, vm: 'shop1', disk_blocks: 16 }
+  await t.rejects(
+    link.request(own),
+    { code: 'HVLAB_E_STATE', message: /was created on this server/ },
+    "a server's own VM of that name: no such word",
+  )
+  const refusal = await link.request(own).catch((e: unknown) => e)
+  t.notOk(HvlabError.has(refusal, 'HVLAB_E_REPLICA_RUNS_ELSEWHERE'), 'its primary is not told to stop')
+
+  // the old primary's shell, begun again (its cluster returned): told, it says so once per refusal
+  const told: string[] = []
+  const shell = new ReplicationShell({
+    vm: 'web1',
+    host: 'host-a1',
+    setting: SETTING,
+    memory_mib: 64,
+    writesInFlight: () => 0,
+    clock: w.clock,
+    time_scale: 1,
+    server: () => link,
+    disk: w.disk,
+    runsElsewhere: () => void told.push('web1'),
+    emit: () => undefined,
+  })
+  t.teardown(() => shell.stop())
+  shell.start()
+  await until('the refusal reported', () => told.length > 0)
+  t.same(told, ['web1'], 'the shell tells its host the copy there is the older one')
+})
+
 t.test('a replica larger than the lab allows is refused before anything is allocated', async (t) => {
   const w = await world(t)
   await w.server().auth.enable(true, [])
