@@ -7,7 +7,7 @@
  * `replica test-failover` start the replica; `replica size` (replica-size-command.ts)
  * measures a VM's churn; `replica status` (replica-status-command.ts) shows every side.
  */
-import { type Command, InvalidArgumentError } from 'commander'
+import type { Command } from 'commander'
 import { HvlabError } from '../../shared/errors.js'
 import { EXTENDED_FREQUENCIES_MS, REPLICA_BROKER_ALLOW_MAX } from '../../shared/protocol/replica-limits.js'
 import type { ReplicaBrokerSettings } from '../../shared/protocol/replica-messages.js'
@@ -21,6 +21,7 @@ import { noRole, roleIfReachable, serverHolding } from './replica-queries.js'
 import { registerSize } from './replica-size-command.js'
 import { disableOnStandalone } from './replica-standalone.js'
 import { registerStatus } from './replica-status-command.js'
+import { extendedFrequency, forwardReplica } from './replica-extension.js'
 import { roleOrStandalone } from './standalone-vms.js'
 import { vmRole } from './vm-queries.js'
 
@@ -101,14 +102,6 @@ function brokerSettings(allow_any: boolean, allow: string[], storage: string | u
   return { allow_any, allow, ...(storage === undefined ? {} : { storage }) }
 }
 
-const EXTENDED_FREQUENCY_WORDS: Record<string, (typeof EXTENDED_FREQUENCIES_MS)[number]> = { '5m': 300_000, '15m': 900_000 }
-
-const extendedFrequency = (v: string): (typeof EXTENDED_FREQUENCIES_MS)[number] => {
-  const f = EXTENDED_FREQUENCY_WORDS[v]
-  if (f === undefined) throw new InvalidArgumentError('5m or 15m (the frequencies extended replication offers)')
-  return f
-}
-
 interface ExtendOptions {
   to?: string
   frequency: (typeof EXTENDED_FREQUENCIES_MS)[number]
@@ -138,12 +131,7 @@ function registerExtend(replica: Command): void {
       const role = await roleIfReachable(client, vm).catch(noRole)
       const from = role?.replication?.to ?? (await serverHolding(client, o.dir, vm))
       const extension = o.to === undefined ? null : { to: o.to, frequency_ms: o.frequency }
-      await client.request(from, { t: 'replica-extend-request', vm, extension }, 'ok', HOST_REQUEST_TIMEOUT_MS)
-      out(
-        extension === null
-          ? `${from} no longer forwards vm ${vm}'s replica`
-          : `${from} forwards vm ${vm}'s replica to ${extension.to} every ${extension.frequency_ms / 60_000} min (after a first resync); \`hvlab replica status ${vm}\` shows it`,
-      )
+      out(await forwardReplica(client, from, vm, extension))
     })
 }
 

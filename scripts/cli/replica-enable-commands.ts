@@ -20,7 +20,7 @@ import {
   type InitialReplicationMode,
 } from '../../shared/protocol/replica-limits.js'
 import { VM_DISKS_MAX } from '../../shared/protocol/storage-limits.js'
-import type { ReplicationSetting } from '../../shared/protocol/replica-messages.js'
+import type { Extension, ReplicationSetting } from '../../shared/protocol/replica-messages.js'
 import { roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { dirOption, intIn, numberIn, out } from './options.js'
@@ -29,6 +29,7 @@ import { setOnStandalone, standaloneSides } from './replica-standalone.js'
 import { roleOrStandalone } from './standalone-vms.js'
 import { replicateToCluster } from './replica-to-cluster.js'
 import { replicateToOtherCluster } from './replica-to-other-cluster.js'
+import { extendedFrequency, forwardReplica } from './replica-extension.js'
 import { waitOptions, type WaitOpts } from './wait-for.js'
 
 const FREQUENCY_WORDS: Record<string, (typeof REPLICATION_FREQUENCIES_MS)[number]> = { '30s': 30_000, '5m': 300_000, '15m': 900_000 }
@@ -53,6 +54,8 @@ interface EnableOptions extends WaitOpts {
   maxMbit?: number
   appConsistentEveryH?: number
   disks?: number[]
+  extendTo?: string
+  extendFrequency: Extension['frequency_ms']
   dir: string
 }
 
@@ -137,6 +140,16 @@ export function registerEnable(replica: Command): void {
       `cap replication's bandwidth: the changes and resync blocks it sends average at most N Mbit/s (${REPLICATION_MBIT_MIN}–${REPLICATION_MBIT_MAX}, fractions allowed; real, not scaled); again with another N changes it at once, without it removes it`,
       numberIn(REPLICATION_MBIT_MIN, REPLICATION_MBIT_MAX),
     )
+    .option(
+      '--extend-to <server>',
+      'extended replication: once the initial replication is done, the replica server forwards the replica to this third server (`replica server enable` it, allowing the first; the same as `hvlab replica extend VM --to SERVER` then)',
+    )
+    .option(
+      '--extend-frequency <f>',
+      '--extend-to: how often it forwards, 5m or 15m (scaled by the topology timeScale)',
+      extendedFrequency,
+      300_000,
+    )
     .addOption(dirOption())
   waitOptions(cmd, 120).action(enable)
 }
@@ -146,6 +159,11 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   if (o.to.startsWith('cluster:')) return toOtherCluster(vm, o)
   if ((o.initial === 'export') !== (o.exportDir !== undefined))
     throw new HvlabError('HVLAB_E_USAGE', '--export-dir goes with --initial export, and --initial export needs it')
+  if (o.extendTo !== undefined && (o.initial !== 'network' || o.startAt !== undefined || !o.wait))
+    throw new HvlabError(
+      'HVLAB_E_USAGE',
+      `--extend-to forwards the replica once its initial replication is done here: not with --initial ${o.initial}, --start-at or --no-wait; \`hvlab replica extend ${vm} --to ${o.extendTo}\` once it is`,
+    )
   checkAppConsistent(o)
   const client = ControlClient.forDir(o.dir)
   const setting: ReplicationSetting = {
@@ -179,6 +197,7 @@ async function enable(vm: string, o: EnableOptions): Promise<void> {
   const cap = o.maxMbit === undefined ? '' : ` at most ${o.maxMbit} Mbit/s`
   const from = own === null ? '' : ` from ${own.host}`
   out(`vm ${vm} replicates${from} to ${s.to} every ${s.frequency_ms / 1000} s${cap}; the initial replication is done (health ${s.health})`)
+  if (o.extendTo !== undefined) out(await forwardReplica(client, o.to, vm, { to: o.extendTo, frequency_ms: o.extendFrequency }))
 }
 
 /** --app-consistent-every-h makes some of the recovery points application-consistent: it needs as many. */
@@ -199,7 +218,8 @@ async function toCluster(vm: string, o: EnableOptions): Promise<void> {
     o.exportDir !== undefined ||
     o.startAt !== undefined ||
     o.maxMbit !== undefined ||
-    o.disks !== undefined
+    o.disks !== undefined ||
+    o.extendTo !== undefined
   if (other)
     throw new HvlabError(
       'HVLAB_E_USAGE',
@@ -213,10 +233,10 @@ async function toOtherCluster(vm: string, o: EnableOptions): Promise<void> {
   const there = o.to.slice('cluster:'.length)
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(there))
     throw new HvlabError('HVLAB_E_USAGE', `--to ${o.to}: name a failover cluster of the lab, e.g. --to cluster:dr (topology \`clusters\`)`)
-  if (o.initial !== 'network' || o.exportDir !== undefined || o.startAt !== undefined)
+  if (o.initial !== 'network' || o.exportDir !== undefined || o.startAt !== undefined || o.extendTo !== undefined)
     throw new HvlabError(
       'HVLAB_E_USAGE',
-      `--to ${o.to} takes --frequency, --recovery-points, --app-consistent-every-h, --compress, --disks and --max-mbit: the replica is the VM's own volume in that cluster, compared block by block first (no --initial, --export-dir or --start-at)`,
+      `--to ${o.to} takes --frequency, --recovery-points, --app-consistent-every-h, --compress, --disks and --max-mbit: the replica is the VM's own volume in that cluster, compared block by block first (no --initial, --export-dir, --start-at or --extend-to)`,
     )
   checkAppConsistent(o)
   const setting: ReplicationSetting = {

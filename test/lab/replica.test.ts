@@ -732,7 +732,9 @@ t.test(
       t.equal((await lab.cli('vm', 'start', vm)).code, 0)
       t.equal((await lab.cli('vm', 'load', vm, '--disk-iops', '20')).code, 0)
     }
-    t.equal((await lab.cli('replica', 'enable', 'web2', '--to', SERVER, '--frequency', '30s')).code, 0)
+    const web2Enabled = await lab.cli('replica', 'enable', 'web2', '--to', SERVER, '--frequency', '30s', '--extend-to', THIRD)
+    t.equal(web2Enabled.code, 0, `replica enable web2 --extend-to: ${web2Enabled.stderr}`)
+    t.match(web2Enabled.stdout, /replica-dr1 forwards vm web2's replica to replica-dr2 every 5 min/, 'extended replication set with it')
     const app = ['--recovery-points', '2', '--app-consistent-every-h', '1'] // a point an hour (3 s here), every one application-consistent (unless its guest is slow to quiesce)
     t.equal((await lab.cli('replica', 'enable', 'web4', '--to', SERVER, '--frequency', '30s', ...app)).code, 0)
     await lab.waitFor('web4 with two recovery points, an older one merged away', async () => {

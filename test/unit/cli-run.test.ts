@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { currentIo, processIo, setExitCode, withCliRun } from '../../scripts/cli/cli-io.js'
 import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
+import { chosenClusterName } from '../../scripts/cli/cluster-choice.js'
 import { CLI_TIMED_OUT, runCli, runCliInProcess } from '../lab/lab-fixture.js'
 
 interface Captured {
@@ -206,4 +207,36 @@ t.test('Ctrl-C reaches `events --follow` through the io: it stops following, exi
   t.same(JSON.parse(c.stdout()), { seq: 1, at_ms: 0, kind: 'process.started', source: 'lab', details: { process: 'witness' } })
   t.equal(c.stderr(), '')
   t.ok(removed, 'it stops listening when done')
+})
+
+t.test('replica enable --extend-to: refused up front where the initial replication is not awaited here, or not to a server', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [
+      ['--no-wait'],
+      /--extend-to forwards the replica once its initial replication is done here: not with --initial network, --start-at or --no-wait/,
+    ],
+    [['--initial', 'seed'], /not with --initial seed/],
+    [['--start-at', new Date(Date.now() + 3_600_000).toISOString()], /--start-at or --no-wait/],
+  ]
+  for (const [more, why] of cases) {
+    const c = captured()
+    t.equal(
+      await runHvlab(['replica', 'enable', 'web1', '--to', 'dr1', '--extend-to', 'dr2', ...more, '--dir', emptyDir], c.io),
+      2,
+      more.join(' '),
+    )
+    t.match(c.stderr(), why)
+  }
+  const other = captured()
+  t.equal(await runHvlab(['replica', 'enable', 'web1', '--to', 'cluster:dr', '--extend-to', 'dr2', '--dir', emptyDir], other.io), 2)
+  t.match(other.stderr(), /no --initial, --export-dir, --start-at or --extend-to/)
+  const freq = captured()
+  t.equal(await runHvlab(['replica', 'enable', 'web1', '--to', 'dr1', '--extend-to', 'dr2', '--extend-frequency', '30s'], freq.io), 2)
+  t.match(freq.stderr(), /5m or 15m/)
+})
+
+t.test('--cluster is one run’s choice: the next run in the same process addresses the first cluster again', async (t) => {
+  const c = captured()
+  await runHvlab(['--cluster', 'dr', 'vm', 'list', '--dir', emptyDir], c.io)
+  t.equal(chosenClusterName(), null)
 })
