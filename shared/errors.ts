@@ -56,9 +56,10 @@ export const ERROR_DETAILS = {
    */
   HVLAB_E_REPLICA_FAILED_OVER: 'HVLAB_E_STATE',
   /**
-   * The VM failed over unplanned to another failover cluster and runs there as its own,
-   * replicating back to none: the copy that asked (in the cluster it ran in before) is the
-   * older one, and its host stops it (agent/replica/to-cluster-placements.ts).
+   * The VM failed over unplanned and runs from its replica as its own: on its replica server
+   * (which refuses its old primary's replication), in another failover cluster, or back in
+   * the cluster (whose broker tells the asker so). The copy that asked is the older one, and
+   * its side stops it (role-host.ts olderCopyStopper, reverse-replication.ts).
    */
   HVLAB_E_REPLICA_RUNS_ELSEWHERE: 'HVLAB_E_STATE',
   /**

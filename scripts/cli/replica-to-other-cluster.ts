@@ -54,7 +54,11 @@ export async function replicateToOtherCluster(client: ControlClient, vm: string,
   const undo = async (): Promise<void> => {
     await roleCommand(client, { op: 'set', name: vm, changes: { replication: null } }).catch(() => undefined)
     await inCluster(there, async () => {
-      if (storage === OLDER_COPY) return roleCommand(client, { op: 'fail-back', name: vm, replication: null }) // placed: it stays, as it was
+      if (storage === OLDER_COPY)
+        // it stays, replicating nowhere as it was: placed, by the fail-back; not placed yet, by dropping the setting
+        return roleCommand(client, { op: 'fail-back', name: vm, replication: null }).catch(() =>
+          roleCommand(client, { op: 'set', name: vm, changes: { replication: null } }),
+        )
       await roleCommand(client, { op: 'fail-back', name: vm, replication: back }).catch(() => undefined) // not placed yet: nothing to take back
       await askAnyHost(
         client,
