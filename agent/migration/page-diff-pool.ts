@@ -31,7 +31,7 @@ export interface PageDiffRound {
 }
 
 export const PAGE_DIFF_THREADS_MAX = 64
-export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = 1024
+export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = 256
 export const PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT = WORKER_IDLE_TIMEOUT_MS_DEFAULT
 const WHAT = 'page diff pool'
 
