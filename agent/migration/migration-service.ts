@@ -33,6 +33,7 @@ import type { PageDiffPool } from './page-diff-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
 import { batchEntryCount, streamRound } from './page-stream.js'
 import { csvOnlyStorage, type StorageHandOver } from './storage-hand-over.js'
+import { stageTimes } from '../../shared/stage-times.js'
 
 export const OUTGOING_MAX_DEFAULT = 2
 export const QUEUE_MAX_DEFAULT = 16
@@ -349,10 +350,12 @@ class OutgoingRun {
     const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
     const bytes_before = this.bytes_sent
     const batches = await this.sendPages(round, pages)
+    const acking = stageTimes.start()
     await this.conn.request(
       { t: 'migration-round-end', migration_id: this.migration_id, round, batches },
       { timeout_ms: this.ctx.request_timeout_ms },
     )
+    stageTimes.end('ack_wait', acking)
     return {
       kind: 'round-sent',
       round,
@@ -447,6 +450,8 @@ interface IncomingRun {
 
 interface IncomingCall {
   readonly attachment: Buffer | undefined
+  /** The transport handed the attachment's buffer over (PeerConnection's Incoming.attachment_owned). */
+  readonly attachment_owned: boolean
   reply: Reply | null
   refusal: HvlabError | null
 }
@@ -570,7 +575,9 @@ export class MigrationService {
     if (this.attached.has(conn)) return
     this.attached.add(conn)
     conn.onRequest('migration-begin', ({ message }) => this.onBegin(conn, message))
-    conn.onMessage('migration-pages', ({ message, attachment }) => this.onPages(conn, message, attachment))
+    conn.onMessage('migration-pages', ({ message, attachment, attachment_owned }) =>
+      this.onPages(conn, message, attachment, attachment_owned === true),
+    )
     conn.onRequest('migration-round-end', async ({ message }) => {
       await this.appliedSoFar(conn, message.migration_id)
       return this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches })
@@ -607,7 +614,9 @@ export class MigrationService {
    */
   private async appliedSoFar(conn: PeerConnection, migration_id: string): Promise<void> {
     const run = this.incoming.get(migration_id)
+    const waiting = stageTimes.start()
     if (run && run.conn === conn) await run.applies?.idle()
+    stageTimes.end('round_end_wait', waiting)
   }
 
   /** A batch could not be applied (malformed, or the pool failed): the migration cannot go on here. */
@@ -677,7 +686,7 @@ export class MigrationService {
       applies: null,
       device_state: null,
       driver: this.incomingDriver(() => run),
-      call: { attachment: undefined, reply: null, refusal: null },
+      call: { attachment: undefined, attachment_owned: false, reply: null, refusal: null },
     }
     this.incoming.set(m.migration_id, run)
     const input: DestinationInput = {
@@ -691,20 +700,21 @@ export class MigrationService {
     return this.replied(run, input, this.runIncoming(run, input))
   }
 
-  private onPages(conn: PeerConnection, m: MessageOf<'migration-pages'>, batch: Buffer): void {
+  /** `owned`: the transport handed the batch's buffer over (it holds this frame alone): it is queued without a copy. */
+  private onPages(conn: PeerConnection, m: MessageOf<'migration-pages'>, batch: Buffer, owned: boolean): void {
     const run = this.incoming.get(m.migration_id)
     if (!run || run.conn !== conn) return // after an abort, the source's last frames may still come
     if (batch.length < 12) {
       this.runOneWay(run, { kind: 'failed', reason: `batch ${m.round}/${m.seq} is ${batch.length} bytes, shorter than a batch header` })
       return
     }
-    this.runOneWay(run, { kind: 'pages', round: m.round, seq: m.seq, entries: batchEntryCount(batch) }, batch)
+    this.runOneWay(run, { kind: 'pages', round: m.round, seq: m.seq, entries: batchEntryCount(batch) }, batch, owned)
   }
 
   /** A one-way input: a refusal has nobody to go to; the machine already aborted. */
-  private runOneWay(run: IncomingRun, input: DestinationInput, attachment?: Buffer): void {
+  private runOneWay(run: IncomingRun, input: DestinationInput, attachment?: Buffer, attachment_owned = false): void {
     try {
-      this.runIncoming(run, input, attachment)
+      this.runIncoming(run, input, attachment, attachment_owned)
     } catch (e) {
       this.ctx.log.warn({ err: describeError(e), migration_id: run.migration_id }, 'incoming migration aborted')
     }
@@ -730,8 +740,8 @@ export class MigrationService {
    * Steps an incoming migration and carries out its effects (all synchronous here).
    * Returns the reply for a request, throws its refusal.
    */
-  private runIncoming(run: IncomingRun, input: DestinationInput, attachment?: Buffer): Reply | null {
-    run.call = { attachment, reply: null, refusal: null }
+  private runIncoming(run: IncomingRun, input: DestinationInput, attachment?: Buffer, attachment_owned = false): Reply | null {
+    run.call = { attachment, attachment_owned, reply: null, refusal: null }
     run.driver.feed(input)
     const { reply, refusal } = run.call
     if (run.machine.stage === 'aborted' || run.machine.stage === 'running') {
@@ -776,7 +786,7 @@ export class MigrationService {
       'apply-batch': () => {
         const { applies, call } = get()
         if (!applies || !call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
-        applies.push(call.attachment)
+        applies.push(call.attachment, call.attachment_owned)
       },
       'load-device-state': () => {
         const run = get()
@@ -810,7 +820,7 @@ export class MigrationService {
     const memory = GuestMemory.create(page_count)
     run.memory = memory
     run.applies = new PageApplyQueue({
-      apply: (batches) => this.apply_pool.apply(memory.buffers, batches),
+      apply: (batches) => this.apply_pool.apply(memory.buffers, batches, true),
       bytes_max: this.apply_queue_bytes_max,
       onFailed: (e) => this.applyFailed(run, e),
     })

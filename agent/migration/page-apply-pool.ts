@@ -9,14 +9,16 @@
  *
  * Hand-over: guest memory is a SharedArrayBuffer (shared, never copied). A batch that is
  * the whole of its ArrayBuffer is moved to the worker (transferred, not cloned: detached
- * here); any other is copied first into one of its own. A frame's attachment is a view
- * into a receive buffer the transport owns, which may hold other frames: it must never be
- * detached, and posting a view would clone its whole buffer. PageApplyQueue copies each
- * batch as it arrives (a memcpy of about 1 MiB, spread over the frames), so a hand-over
- * moves the batches that waited without touching their bytes.
+ * here); so is a view whose buffer the caller gives away (`views_movable`: a frame the
+ * transport handed over, its header and tag around the batch). Any other is copied first
+ * into a buffer of its own: a view into a receive buffer the transport owns, which may hold
+ * other frames, must never be detached, and posting a view would clone its whole buffer.
+ * PageApplyQueue keeps the frames the transport hands over and copies the others as they
+ * arrive, so a hand-over moves the batches that waited without touching their bytes.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { HvlabError } from '../../shared/errors.js'
+import { stageTimes } from '../../shared/stage-times.js'
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
 import type { GuestMemoryBuffers } from '../vm/guest-memory.js'
 import { appliedCounts, type PageApplyResult, type PageApplyTask } from './page-apply.js'
@@ -38,6 +40,11 @@ const WHAT = 'page apply pool'
 export function ownedBatch(batch: Uint8Array): Uint8Array {
   const whole = batch.byteOffset === 0 && batch.byteLength === batch.buffer.byteLength && batch.buffer instanceof ArrayBuffer
   return whole ? batch : new Uint8Array(batch)
+}
+
+/** The batch itself when its buffer may be moved (an ArrayBuffer), else (shared memory) a copy of its own. */
+function movableBatch(batch: Uint8Array): Uint8Array {
+  return batch.buffer instanceof ArrayBuffer ? batch : new Uint8Array(batch)
 }
 
 export class PageApplyPool {
@@ -68,15 +75,18 @@ export class PageApplyPool {
    * refused batch's HvlabError (HVLAB_E_PROTOCOL for a malformed one: it changed no memory,
    * the batches after it were not applied). Callers keep the order: a page's later batch
    * must not be given before the call with its earlier one has resolved. A batch that is
-   * the whole of its ArrayBuffer is detached by the call.
+   * the whole of its ArrayBuffer is detached by the call; with `views_movable`, so is every
+   * batch's buffer (the caller gives each away whole, whatever else it holds).
    */
-  async apply(memory: GuestMemoryBuffers, batches: readonly Uint8Array[]): Promise<ApplyCounts> {
+  async apply(memory: GuestMemoryBuffers, batches: readonly Uint8Array[], views_movable = false): Promise<ApplyCounts> {
     const pool = this.workers()
-    const own = batches.map(ownedBatch)
+    const own = views_movable ? batches.map(movableBatch) : batches.map(ownedBatch)
     const task: PageApplyTask = { memory, batches: own }
     // piscina adds the transferable to the task's transfer list with concat(): an array of buffers moves each one
-    const buffers = own.map((b) => b.buffer)
-    return appliedCounts(await pool.run(move({ [transferableSymbol]: buffers, [valueSymbol]: task })))
+    const buffers = [...new Set(own.map((b) => b.buffer))]
+    const result = await pool.run(move({ [transferableSymbol]: buffers, [valueSymbol]: task }))
+    stageTimes.add('apply_worker', result.worker_ms)
+    return appliedCounts(result)
   }
 
   private workers(): BoundedWorkerPool<unknown, PageApplyResult> {

@@ -11,8 +11,13 @@
  * here checks that a source keeps to it; one call at a time keeps the result the same
  * whatever a source sends, and a worker applies batches far faster than the wire brings them.
  *
+ * Hand-over: a batch whose frame buffer the transport handed over (`owned`) is kept as it
+ * is and its buffer later moved to the worker: no copy on the receiving side. Any other
+ * batch is a view into a buffer the transport may reuse: it is copied on arrival.
+ *
  * Bound: the transport has no way to stop reading a peer, so batches that arrive faster
- * than they are applied wait here; beyond `bytes_max` waiting, push() refuses
+ * than they are applied wait here (counted by the buffers they hold, a frame's header and
+ * tag included); beyond `bytes_max` waiting, push() refuses
  * (HVLAB_E_BACKPRESSURE) and the migration fails, the VM staying on its source.
  *
  * A failed apply (a malformed batch) stops the queue: the batches after it are dropped
@@ -20,9 +25,14 @@
  * applied, dropped or failed: the destination acknowledges a round only after that.
  */
 import { HvlabError } from '../../shared/errors.js'
+import { stageTimes } from '../../shared/stage-times.js'
 
 export interface PageApplyQueueOptions {
-  /** Applies batches in their order (PageApplyPool.apply on the VM's memory). */
+  /**
+   * Applies batches in their order (PageApplyPool.apply on the VM's memory). Each batch's
+   * ArrayBuffer is the queue's to give away (moved to the worker), even where the batch is
+   * a view into it (a frame's attachment, after its header).
+   */
   readonly apply: (batches: Uint8Array[]) => Promise<unknown>
   /** Bytes of batches that may wait at once. */
   readonly bytes_max: number
@@ -34,8 +44,14 @@ export interface PageApplyQueueOptions {
 
 export const APPLY_GROUP_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 
+/** A batch waiting, and the bytes it holds (its whole buffer). */
+interface Waiting {
+  readonly batch: Uint8Array
+  readonly bytes: number
+}
+
 export class PageApplyQueue {
-  private readonly waiting: Uint8Array[] = []
+  private readonly waiting: Waiting[] = []
   private waiting_bytes = 0
   private applying = false
   private stopped = false
@@ -55,20 +71,27 @@ export class PageApplyQueue {
   }
 
   /**
-   * Queues a copy of the batch (the caller's bytes are not kept: a frame's attachment is a
-   * view into the transport's receive buffer) behind the ones before it; refuses beyond
-   * bytes_max waiting.
+   * Queues the batch behind the ones before it; refuses beyond bytes_max waiting. `owned`:
+   * its ArrayBuffer holds this batch's frame alone and is the queue's from now on (kept,
+   * later moved to a worker); otherwise the caller's bytes are not kept but copied.
    */
-  push(batch: Uint8Array): void {
+  push(batch: Uint8Array, owned = false): void {
     if (this.stopped) return
-    if (this.waiting_bytes + batch.length > this.o.bytes_max) {
+    const whole = owned && batch.buffer instanceof ArrayBuffer
+    const bytes = whole ? batch.buffer.byteLength : batch.length
+    if (this.waiting_bytes + bytes > this.o.bytes_max) {
       throw new HvlabError(
         'HVLAB_E_BACKPRESSURE',
         `page batches arrive faster than this host applies them (${this.waiting_bytes} bytes waiting, ${this.o.bytes_max} allowed); the host is overloaded — migrate when it is less busy, or to another host`,
       )
     }
-    this.waiting.push(new Uint8Array(batch))
-    this.waiting_bytes += batch.length
+    if (whole) this.waiting.push({ batch, bytes })
+    else {
+      const copying = stageTimes.start()
+      this.waiting.push({ batch: new Uint8Array(batch), bytes })
+      stageTimes.end('batch_copy', copying)
+    }
+    this.waiting_bytes += bytes
     if (!this.applying) void this.drain()
   }
 
@@ -90,8 +113,10 @@ export class PageApplyQueue {
     this.applying = true
     while (!this.stopped && this.waiting.length > 0) {
       const group = this.takeGroup()
+      const applying = stageTimes.start()
       try {
         await this.o.apply(group)
+        stageTimes.end('apply', applying)
         this.applied += group.length
       } catch (e) {
         if (!this.stopped) {
@@ -108,11 +133,10 @@ export class PageApplyQueue {
   private takeGroup(): Uint8Array[] {
     const bytes_max = this.o.group_bytes_max ?? APPLY_GROUP_BYTES_MAX_DEFAULT
     let n = 1
-    let bytes = (this.waiting[0] as Uint8Array).length
-    while (n < this.waiting.length && bytes + (this.waiting[n] as Uint8Array).length <= bytes_max)
-      bytes += (this.waiting[n++] as Uint8Array).length
+    let bytes = (this.waiting[0] as Waiting).bytes
+    while (n < this.waiting.length && bytes + (this.waiting[n] as Waiting).bytes <= bytes_max) bytes += (this.waiting[n++] as Waiting).bytes
     this.waiting_bytes -= bytes
-    return this.waiting.splice(0, n)
+    return this.waiting.splice(0, n).map((w) => w.batch)
   }
 
   private wakeIdle(): void {

@@ -22,10 +22,11 @@ export interface PageApplyTask {
   readonly batches: readonly Uint8Array[]
 }
 
+/** `worker_ms`: the task's own time in the worker, for the bench's stage times. */
 export type PageApplyResult =
-  | { readonly ok: true; readonly batches: number; readonly counts: ApplyCounts }
+  | { readonly ok: true; readonly batches: number; readonly counts: ApplyCounts; readonly worker_ms: number }
   /** `batches` went in before the one refused. */
-  | { readonly ok: false; readonly batches: number; readonly code: HvlabCode; readonly message: string }
+  | { readonly ok: false; readonly batches: number; readonly code: HvlabCode; readonly message: string; readonly worker_ms: number }
 
 const noCounts = (): ApplyCounts => ({ pages: 0, zero: 0, delta: 0, full: 0 })
 
@@ -38,17 +39,19 @@ function addCounts(a: ApplyCounts, b: ApplyCounts): void {
 
 /** Applies the task's batches in order, up to the first refused one (returned, not thrown). */
 export function applyPageTask(task: PageApplyTask): PageApplyResult {
+  const started_ms = performance.now()
   const memory = GuestMemory.fromShared(task.memory)
   const counts = noCounts()
   for (let i = 0; i < task.batches.length; i++) {
     try {
       addCounts(counts, applyBatch(memory, task.batches[i] as Uint8Array))
     } catch (e) {
-      if (e instanceof HvlabError) return { ok: false, batches: i, code: e.detail ?? e.code, message: e.message }
+      if (e instanceof HvlabError)
+        return { ok: false, batches: i, code: e.detail ?? e.code, message: e.message, worker_ms: performance.now() - started_ms }
       throw e
     }
   }
-  return { ok: true, batches: task.batches.length, counts }
+  return { ok: true, batches: task.batches.length, counts, worker_ms: performance.now() - started_ms }
 }
 
 /** The main thread's side: the counts, or the refusal as the HvlabError it was. */

@@ -11,6 +11,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import type { GuestMemory } from '../vm/guest-memory.js'
 import type { PageDiffPool, PageDiffRound } from './page-diff-pool.js'
 import { LoopSlicer } from './loop-slice.js'
+import { stageTimes } from '../../shared/stage-times.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
 
 /** Pages diffed per slice (16 MiB of guest memory). */
@@ -58,7 +59,9 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
   const slicer = new LoopSlicer()
   let next = slices > 0 ? diffSlice(0) : null
   for (let k = 0; k < slices; k++) {
+    const waiting = stageTimes.start()
     const diffed = await (next as Promise<PageDiffRound>)
+    stageTimes.end('diff_wait', waiting)
     next = k + 1 < slices ? diffSlice(k + 1) : null
     addPageDiffStats(stats, diffed.stats)
     for (const batch of diffed.batches) {

@@ -32,6 +32,8 @@ const program = new Command('hvlab-bench')
   .option('--seed <n>', 'seed of the synthetic page mix', int(0, 0xffff_ffff), 1)
   .option('--vm-mib <n>', 'VM memory, MiB: of the migration runs (default 128) and of the --scale --vms VMs (default 32)', int(16, 4096))
   .option('--no-migration', 'skip the live-migration benchmark')
+  .option('--only-migration-stream', 'run the live-migration benchmark alone, without its dirty-rate runs (raw transport vs stream)')
+  .option('--endpoint-cpu-prof <dir>', 'write V8 CPU profiles of the two migration endpoint processes into this directory')
   .option('--scale [topology]', 'also start a whole lab (default topologies/scale-16.json) and measure up time, idle CPU and view changes')
   .option('--idle-s <n>', 'how long the --scale lab idles while its CPU is measured, seconds', int(5, 3600), 60)
   .option('--only-scale', 'run the --scale benchmark alone (implies --scale)')
@@ -50,6 +52,8 @@ type Options = {
   idleS: number
   vms: number
   onlyScale?: boolean
+  onlyMigrationStream?: boolean
+  endpointCpuProf?: string
 }
 const o = program.opts<Options>()
 
@@ -65,19 +69,25 @@ const section = <R>(s: Section<R>): Section<unknown> => s as Section<unknown>
 const sections: Section<unknown>[] = [
   section({
     key: 'pageDiff',
-    wanted: !o.onlyScale,
+    wanted: !o.onlyScale && !o.onlyMigrationStream,
     run: () => runPageDiffBench({ memory_mib: o.mib, reps: o.reps, bandwidth_mib_per_s: o.bandwidthMibS, seed: o.seed }),
     format: formatReport,
   }),
   section({
     key: 'migration',
     wanted: o.migration && !o.onlyScale,
-    run: () => runMigrationBench({ memory_mib: o.vmMib ?? 128, reps: o.reps }),
+    run: () =>
+      runMigrationBench({
+        memory_mib: o.vmMib ?? 128,
+        reps: o.reps,
+        cpu_prof_dir: o.endpointCpuProf ?? null,
+        ...(o.onlyMigrationStream ? { dirty_rates_mib_per_s: [] } : {}),
+      }),
     format: formatMigrationReport,
   }),
   section({
     key: 'smallMessages',
-    wanted: !o.onlyScale,
+    wanted: !o.onlyScale && !o.onlyMigrationStream,
     run: () => runSmallMessageBench({ messages: 20_000, reps: o.reps }),
     format: formatSmallMessageReport,
   }),

@@ -23,7 +23,10 @@
  *                                                event-loop lag during the migration, its VM filled)
  *   both:        { op: 'lag-reset' } → { op: 'lag-reset' }; { op: 'lag-read' } → { op: 'lag', lag }
  *                (event-loop lag since the reset; the destination also resets it when a
- *                migration connects), { op: 'exit' }
+ *                migration connects), { op: 'stages-read' } → { op: 'stages', stages } (where
+ *                this process spent its time since its last transfer began — a raw run's or a
+ *                migration's connection: shared/stage-times.ts's stages, the event loop's busy
+ *                time, the process's CPU time), { op: 'exit' }
  * Warnings go to standard error (a cut connection, an aborted migration): a failed run says why.
  * Times are `performance.timeOrigin + performance.now()`: wall-clock milliseconds with
  * sub-millisecond resolution, comparable between two processes on one machine.
@@ -34,6 +37,7 @@ import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { RealClock } from '../../shared/clock.js'
 import { LagInterval } from '../../shared/event-loop-lag.js'
+import { stageTimes, type StageFigures } from '../../shared/stage-times.js'
 import { createLogger } from '../../shared/log.js'
 import { FRAME_BYTES_MAX } from '../../shared/protocol/codec.js'
 import { FRAME_TAG_BYTES } from '../../shared/transport/frame-auth.js'
@@ -56,7 +60,18 @@ export type EndpointCommand =
   | { op: 'migrate'; port: number; memory_mib: number; dirty_mib_per_s: number; seed: number; budget_ms: number; round_cap: number }
   | { op: 'lag-reset' }
   | { op: 'lag-read' }
+  | { op: 'stages-read' }
   | { op: 'exit' }
+
+/** Where one endpoint process spent its time since its stages were reset. */
+export interface EndpointStages {
+  wall_ms: number
+  /** The main thread's event loop was busy (not waiting for I/O or timers). */
+  loop_busy_ms: number
+  /** CPU time of the whole process (every thread, user and system). */
+  cpu_ms: number
+  stages: StageFigures
+}
 
 /** The baseline without frame authentication: the same 16 tag bytes on the wire, no MAC computed or checked. */
 const ZERO_TAG = Buffer.alloc(FRAME_TAG_BYTES)
@@ -73,8 +88,31 @@ const reply = (m: object): void => void process.send!(m)
 /** This process's event-loop lag, as a host's: what the benchmark reports next to the idle figure. */
 const lag = new LagInterval()
 
-/** The lag commands both ends answer; false for any other command. */
+stageTimes.enabled = true
+/** The clocks the stage figures are read against, since the last reset. */
+let stagesSince = { wall_ms: performance.now(), loop: performance.eventLoopUtilization(), cpu: process.cpuUsage() }
+
+function resetStages(): void {
+  stageTimes.reset()
+  stagesSince = { wall_ms: performance.now(), loop: performance.eventLoopUtilization(), cpu: process.cpuUsage() }
+}
+
+function readStages(): EndpointStages {
+  const cpu = process.cpuUsage(stagesSince.cpu)
+  return {
+    wall_ms: performance.now() - stagesSince.wall_ms,
+    loop_busy_ms: performance.eventLoopUtilization(stagesSince.loop).active,
+    cpu_ms: (cpu.user + cpu.system) / 1000,
+    stages: stageTimes.read(),
+  }
+}
+
+/** The lag and stage commands both ends answer; false for any other command. */
 function answerLag(m: EndpointCommand): boolean {
+  if (m.op === 'stages-read') {
+    reply({ op: 'stages', stages: readStages() })
+    return true
+  }
   if (m.op === 'lag-reset') {
     lag.reset()
     reply({ op: 'lag-reset' })
@@ -102,6 +140,7 @@ async function runDestination(pool: PageDiffPool): Promise<void> {
   const onPeer = (c: PeerConnection): void => {
     const raw = rawExpected
     rawExpected = null
+    resetStages()
     if (!raw) {
       lag.reset()
       return service.attach(c)
@@ -162,6 +201,7 @@ async function connect(port: number): Promise<PeerConnection> {
 async function sendRaw(port: number, frames: number, sealed: boolean): Promise<void> {
   const conn = sealed ? await connect(port) : await connectUnsealed(port)
   const payload = randomFillSync(new Uint8Array(MiB))
+  resetStages()
   const started_at_ms = now_ms()
   for (let i = 0; i < frames; i++) await conn.send({ t: 'migration-pages', migration_id: 'raw', round: 0, seq: i }, payload)
   reply({ op: 'raw-sent', started_at_ms })
@@ -183,6 +223,7 @@ async function migrate(service: MigrationService, m: Extract<EndpointCommand, { 
   vm.workload = workload
   workload.start()
   lag.reset()
+  resetStages()
   try {
     const result = await service.migrate(vm, conn, { downtime_budget_ms: m.budget_ms, round_cap: m.round_cap }).result
     reply({ op: 'migrated', result, lag: lag.read() })

@@ -28,7 +28,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { randomFillSync } from 'node:crypto'
+import { createCipheriv, randomFillSync } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import type { MigrationResult } from '../../agent/migration/migration-service.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
@@ -36,7 +36,8 @@ import { modelPrecopy } from '../../agent/migration/precopy-model.js'
 import { EVENT_LOOP_LAG_RESOLUTION_MS, parseLagFigures, type LagFigures } from '../../shared/event-loop-lag.js'
 import { FRAME_TAG_BYTES, deriveFrameKeys, frameTag, openFrame } from '../../shared/transport/frame-auth.js'
 import { bundlePath } from '../build/build.mjs'
-import type { EndpointCommand } from './migration-endpoint.js'
+import type { EndpointCommand, EndpointStages } from './migration-endpoint.js'
+import { STREAM_STAGES, type StreamStage } from '../../shared/stage-times.js'
 
 const MiB = 1024 * 1024
 
@@ -55,6 +56,8 @@ export interface MigrationBenchOptions {
   reps: number
   /** How long both processes sit idle for the idle event-loop lag, ms. */
   idle_lag_ms: number
+  /** Where both endpoint processes write V8 CPU profiles (`--cpu-prof-dir`); none when null. */
+  cpu_prof_dir: string | null
 }
 
 export const MIGRATION_BENCH_DEFAULTS: MigrationBenchOptions = {
@@ -68,6 +71,7 @@ export const MIGRATION_BENCH_DEFAULTS: MigrationBenchOptions = {
   seed: 1,
   reps: 3,
   idle_lag_ms: 2000,
+  cpu_prof_dir: null,
 }
 
 /** Event-loop lag of the two endpoint processes over one measurement; null where no tick was recorded. */
@@ -105,6 +109,10 @@ export interface MigrationBenchReport {
   raw_transport_unsealed_bytes_per_s: { best: number; median: number }
   frame_auth: FrameAuthCost
   migration_stream_bytes_per_s: { best: number; median: number }
+  /** Median stream rate over median raw (authenticated) rate: the issue's target is ≥ 0.8. */
+  stream_vs_raw: number
+  /** Where each process spent its time during the raw runs (authenticated) and the stream runs. */
+  time_per_mib: { raw: SidesTime; stream: SidesTime }
   stream_result: Pick<MigrationResult, 'total_ms' | 'blackout_ms' | 'bytes_sent' | 'bytes_raw' | 'pages'>
   downtime_budget_ms: number
   round_cap: number
@@ -119,12 +127,59 @@ export interface MigrationBenchReport {
   }
 }
 
+/**
+ * One process's time during a transfer, in µs per MiB moved, averaged over the timed runs:
+ * wall clock, its event loop busy, its CPU (all threads), and each stage of
+ * shared/stage-times.ts (their calls' summed time).
+ */
+export interface SideTime {
+  wall_us: number
+  loop_busy_us: number
+  cpu_us: number
+  stages: Record<StreamStage, number>
+}
+
+export interface SidesTime {
+  source: SideTime
+  destination: SideTime
+}
+
+/** Both processes' stage figures of one run, and the MiB it moved. */
+interface RunStages {
+  mib: number
+  source: EndpointStages
+  destination: EndpointStages
+}
+
+/** The runs' figures as µs per MiB moved, averaged over the runs. */
+function timePerMib(runs: readonly RunStages[]): SidesTime {
+  const side = (which: 'source' | 'destination'): SideTime => {
+    const per = (f: (s: EndpointStages) => number): number =>
+      runs.reduce((sum, r) => sum + (f(r[which]) * 1000) / r.mib, 0) / Math.max(1, runs.length)
+    const stages = Object.fromEntries(STREAM_STAGES.map((s) => [s, per((e) => e.stages[s].ms)])) as Record<StreamStage, number>
+    return { wall_us: per((e) => e.wall_ms), loop_busy_us: per((e) => e.loop_busy_ms), cpu_us: per((e) => e.cpu_ms), stages }
+  }
+  return { source: side('source'), destination: side('destination') }
+}
+
+/** Where both processes spent their time since their last transfer began. */
+async function readStages(source: Endpoint, destination: Endpoint, mib: number): Promise<RunStages> {
+  const s = (await source.ask({ op: 'stages-read' })).stages as EndpointStages
+  const d = (await destination.ask({ op: 'stages-read' })).stages as EndpointStages
+  return { mib, source: s, destination: d }
+}
+
 /** Frame authentication alone, on this process's event loop. */
 export interface FrameAuthCost {
   seal_1mib_bytes_per_s: number
   open_1mib_bytes_per_s: number
   /** One small frame (a 100-byte request) sealed and opened. */
   small_frame_seal_open_us: number
+  /** The other AEAD Node offers, as the same MAC (the frame as additional data): the 1 MiB seal, for the choice of cipher. */
+  aes_256_gcm_seal_1mib_bytes_per_s: number
+  /** Writing fresh memory (a new SharedArrayBuffer, one byte a page) and the same memory again, µs per MiB: what the stream's new copies cost before a byte is copied. */
+  fresh_memory_touch_us_per_mib: number
+  reused_memory_touch_us_per_mib: number
 }
 
 type Reply = { op: string; [k: string]: unknown }
@@ -139,9 +194,9 @@ class Endpoint {
     readonly unsealedPort: number,
   ) {}
 
-  static async start(role: 'source' | 'destination', threads: number): Promise<Endpoint> {
+  static async start(role: 'source' | 'destination', threads: number, cpu_prof_dir: string | null): Promise<Endpoint> {
     const child = fork(bundlePath('bench-migration-endpoint'), [role, String(threads)], {
-      execArgv: [],
+      execArgv: cpu_prof_dir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpu_prof_dir}`],
       // Its own session, as a lab's processes have (scripts/cli/lab-up.ts): its own scheduler
       // autogroup, so its nice-19 data-plane workers yield to its own event loop, not to every
       // other process of the session that runs the bench (a test runner's, on CI).
@@ -200,13 +255,19 @@ class Endpoint {
 }
 
 /** The baseline: one-way 1 MiB frames from the source process to the destination process, sealed or not. */
-async function measureRawTransport(source: Endpoint, destination: Endpoint, raw_mib: number, sealed: boolean): Promise<number> {
+async function measureRawTransport(
+  source: Endpoint,
+  destination: Endpoint,
+  raw_mib: number,
+  sealed: boolean,
+): Promise<{ rate: number; stages: RunStages }> {
   const bytes = raw_mib * MiB
   await destination.ask({ op: 'expect-raw', bytes })
   const arrival = destination.next()
   const sent = await source.ask({ op: 'send-raw', port: sealed ? destination.port : destination.unsealedPort, frames: raw_mib, sealed })
   const received = await arrival
-  return (bytes / (Number(received.at_ms) - Number(sent.started_at_ms))) * 1000
+  const rate = (bytes / (Number(received.at_ms) - Number(sent.started_at_ms))) * 1000
+  return { rate, stages: await readStages(source, destination, raw_mib) }
 }
 
 /** Both processes idle for `idle_ms`: the lag to set the migrations' next to. */
@@ -223,7 +284,7 @@ async function migrateOnce(
   destination: Endpoint,
   o: MigrationBenchOptions,
   dirty_mib_per_s: number,
-): Promise<{ result: MigrationResult; lag: EndpointLag }> {
+): Promise<{ result: MigrationResult; lag: EndpointLag; stages: RunStages }> {
   const r = await source.ask({
     op: 'migrate',
     port: destination.port,
@@ -236,7 +297,8 @@ async function migrateOnce(
   const result = r.result as MigrationResult
   if (result.outcome !== 'completed')
     process.stderr.write(`bench: the ${o.memory_mib} MiB migration at ${dirty_mib_per_s} MiB/s ${result.outcome}: ${result.reason}\n`)
-  return { result, lag: { source: parseLagFigures(r.lag), destination: await destination.lag() } }
+  const lag = { source: parseLagFigures(r.lag), destination: await destination.lag() }
+  return { result, lag, stages: await readStages(source, destination, result.bytes_sent / MiB) }
 }
 
 /** Of several runs' lag, each process's run with the highest p99. */
@@ -250,9 +312,9 @@ export async function runMigrationBench(options: Partial<MigrationBenchOptions> 
   const o: MigrationBenchOptions = { ...MIGRATION_BENCH_DEFAULTS, ...options }
   const endpoints: Endpoint[] = []
   try {
-    const destination = await Endpoint.start('destination', o.threads)
+    const destination = await Endpoint.start('destination', o.threads, o.cpu_prof_dir)
     endpoints.push(destination)
-    const source = await Endpoint.start('source', o.threads)
+    const source = await Endpoint.start('source', o.threads, o.cpu_prof_dir)
     endpoints.push(source)
     return await runMigrations(o, source, destination)
   } finally {
@@ -277,24 +339,28 @@ function summary(rates: number[]): { best: number; median: number } {
 async function rawSealedAndUnsealed(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint) {
   const sealed: number[] = []
   const unsealed: number[] = []
+  const stages: RunStages[] = []
   for (let r = -1; r < o.reps; r++) {
     const s = await measureRawTransport(source, destination, o.raw_mib, true)
     const u = await measureRawTransport(source, destination, o.raw_mib, false)
     if (r < 0) continue // the warm-up
-    sealed.push(s)
-    unsealed.push(u)
+    sealed.push(s.rate)
+    unsealed.push(u.rate)
+    stages.push(s.stages)
   }
-  return { sealed: summary(sealed), unsealed: summary(unsealed) }
+  return { sealed: summary(sealed), unsealed: summary(unsealed), time: timePerMib(stages) }
 }
 
 /** The full-speed stream (no dirtying), `reps` runs after a warm-up: its rate, last result and each run's lag. */
 async function measureStream(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint) {
   let stream: MigrationResult | null = null
   const lags: EndpointLag[] = []
+  const stages: RunStages[] = []
   const rate = await bestAndMedian(o.reps, async () => {
     const run = await migrateOnce(source, destination, o, 0)
     stream = run.result
     lags.push(run.lag)
+    stages.push(run.stages)
     // a failed run has no rate: the model would be computed at 0 bytes/s
     if (stream.outcome !== 'completed') throw new Error(`the stream measurement's migration ${stream.outcome}: ${stream.reason}`)
     const round0 = stream.rounds[0]
@@ -302,7 +368,7 @@ async function measureStream(o: MigrationBenchOptions, source: Endpoint, destina
   })
   const last = stream as MigrationResult | null
   if (!last) throw new Error('no migration ran')
-  return { rate, last, lags }
+  return { rate, last, lags, time: timePerMib(stages.slice(1)) } // not the warm-up run
 }
 
 /** One migration at `rate` MiB/s dirtied, next to the model at the stream's median bandwidth. */
@@ -335,7 +401,7 @@ async function dirtyRateRow(o: MigrationBenchOptions, source: Endpoint, destinat
 
 async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destination: Endpoint): Promise<MigrationBenchReport> {
   const idle = await idleLag(source, destination, o.idle_lag_ms)
-  const { sealed: raw, unsealed } = await rawSealedAndUnsealed(o, source, destination)
+  const { sealed: raw, unsealed, time: rawTime } = await rawSealedAndUnsealed(o, source, destination)
   const stream = await measureStream(o, source, destination)
   const rows: DirtyRateRow[] = []
   for (const rate of o.dirty_rates_mib_per_s) rows.push(await dirtyRateRow(o, source, destination, rate, stream.rate.median))
@@ -350,6 +416,8 @@ async function runMigrations(o: MigrationBenchOptions, source: Endpoint, destina
     raw_transport_unsealed_bytes_per_s: unsealed,
     frame_auth: measureFrameAuth(),
     migration_stream_bytes_per_s: stream.rate,
+    stream_vs_raw: raw.median > 0 ? stream.rate.median / raw.median : 0,
+    time_per_mib: { raw: rawTime, stream: stream.time },
     stream_result: {
       total_ms: last.total_ms,
       blackout_ms: last.blackout_ms,
@@ -400,11 +468,34 @@ export function measureFrameAuth(): FrameAuthCost {
     frameTag(key, i, [small])
     mustOpen(smallSealed)
   })
+  const gcmSeal = (): void => {
+    const mac = createCipheriv('aes-256-gcm', key, Buffer.alloc(12), { authTagLength: FRAME_TAG_BYTES })
+    mac.setAAD(head, { plaintextLength: 0 })
+    mac.setAAD(big, { plaintextLength: 0 })
+    mac.final()
+  }
+  timed(20, gcmSeal) // warm-up
+  const gcm_ms = timed(100, gcmSeal)
   return {
     seal_1mib_bytes_per_s: (MiB / seal_ms) * 1000,
     open_1mib_bytes_per_s: (MiB / open_ms) * 1000,
     small_frame_seal_open_us: small_ms * 1000,
+    aes_256_gcm_seal_1mib_bytes_per_s: (MiB / gcm_ms) * 1000,
+    ...measureMemoryTouch(),
   }
+}
+
+/** First and second write of one byte a page over 64 MiB of new shared memory, µs per MiB. */
+function measureMemoryTouch(): { fresh_memory_touch_us_per_mib: number; reused_memory_touch_us_per_mib: number } {
+  const mib = 64
+  const bytes = new Uint8Array(new SharedArrayBuffer(mib * MiB))
+  const touch = (): number => {
+    const started = performance.now()
+    for (let off = 0; off < bytes.length; off += 4096) bytes[off] = 1
+    return ((performance.now() - started) * 1000) / mib
+  }
+  const fresh = touch()
+  return { fresh_memory_touch_us_per_mib: fresh, reused_memory_touch_us_per_mib: touch() }
 }
 
 const fmt = (v: number | null, digits = 1): string => (v === null ? '-' : v.toFixed(digits))
@@ -423,13 +514,18 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
   lines.push(
     `${`migration stream (round 0, ${r.memory_mib} MiB random)`.padEnd(48)} ${mibs(r.migration_stream_bytes_per_s.best).padStart(10)} ${mibs(r.migration_stream_bytes_per_s.median).padStart(12)}`,
   )
+  lines.push(`migration stream / raw transport (medians, both authenticated): ${r.stream_vs_raw.toFixed(2)}× (target ≥ 0.8×)`)
   const fa = r.frame_auth
   const perFrame_us = (MiB / r.raw_transport_bytes_per_s.median - MiB / r.raw_transport_unsealed_bytes_per_s.median) * 1e6
   lines.push(
     `frame auth (ChaCha20-Poly1305 tag of ${FRAME_TAG_BYTES} bytes): seal ${(fa.seal_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s, open ${(fa.open_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s per 1 MiB frame in one process; ` +
-      `a 100-byte frame sealed and opened in ${fa.small_frame_seal_open_us.toFixed(1)} µs; between the medians above, ${perFrame_us.toFixed(0)} µs per 1 MiB frame`,
+      `a 100-byte frame sealed and opened in ${fa.small_frame_seal_open_us.toFixed(1)} µs; between the medians above, ${perFrame_us.toFixed(0)} µs per 1 MiB frame` +
+      `; AES-256-GCM as the same MAC: seal ${(fa.aes_256_gcm_seal_1mib_bytes_per_s / 1e9).toFixed(2)} GB/s`,
   )
-  lines.push('', formatLagReport(r), '')
+  lines.push(
+    `memory first written (a new copy: the source's last-sent pages, the destination's VM): ${fa.fresh_memory_touch_us_per_mib.toFixed(0)} µs per MiB; written again: ${fa.reused_memory_touch_us_per_mib.toFixed(0)} µs per MiB`,
+  )
+  lines.push('', formatTimeReport(r), '', formatLagReport(r), '')
   lines.push(
     `${r.memory_mib} MiB VM under load (5% of pages take 80% of writes), budget ${r.downtime_budget_ms} ms, cap ${r.round_cap} rounds; model at the stream's median rate`,
   )
@@ -441,6 +537,41 @@ export function formatMigrationReport(r: MigrationBenchReport): string {
     lines.push(
       `${String(x.dirty_mib_per_s).padStart(11)} ${x.outcome.padStart(10)} ${String(x.rounds).padStart(6)} ${String(x.throttle_pct_max).padStart(5)} ${fmt(x.blackout_ms).padStart(11)} ${fmt(x.total_ms, 0).padStart(9)} ${fmt(x.sent_mib, 0).padStart(8)} ${lag.padStart(18)} │ ${String(x.model_rounds).padStart(12)} ${(x.model_converges ? 'yes' : 'NO').padStart(4)} ${fmt(x.model_blackout_ms).padStart(11)} ${fmt(x.model_total_ms, 0).padStart(9)}`,
     )
+  }
+  return lines.join('\n')
+}
+
+/** Where each process spent its time in the raw runs and the stream runs, side by side. */
+export function formatTimeReport(r: MigrationBenchReport): string {
+  const { raw, stream } = r.time_per_mib
+  const columns = [raw.source, raw.destination, stream.source, stream.destination]
+  const lines = [
+    'where each process spent its time, µs per MiB moved (mean of the timed runs; stages are summed wall time of their calls)',
+    `${'what'.padEnd(34)} ${'raw src'.padStart(9)} ${'raw dst'.padStart(9)} ${'stream src'.padStart(11)} ${'stream dst'.padStart(11)}`,
+  ]
+  const row = (what: string, values: number[]): string =>
+    `${what.padEnd(34)} ${values.map((v, i) => v.toFixed(0).padStart(i < 2 ? 9 : 11)).join(' ')}`
+  lines.push(
+    row(
+      'wall clock',
+      columns.map((c) => c.wall_us),
+    ),
+  )
+  lines.push(
+    row(
+      'event loop busy',
+      columns.map((c) => c.loop_busy_us),
+    ),
+  )
+  lines.push(
+    row(
+      'CPU, all threads',
+      columns.map((c) => c.cpu_us),
+    ),
+  )
+  for (const stage of STREAM_STAGES) {
+    const values = columns.map((c) => c.stages[stage])
+    if (values.some((v) => v >= 0.5)) lines.push(row(`  ${stage}`, values))
   }
   return lines.join('\n')
 }

@@ -31,6 +31,7 @@ import { LIMITS_DEFAULT } from '../topology.js'
 import { FRAME_TAG_BYTES, type FrameAuth } from './frame-auth.js'
 import { LinkShaper, type LinkShape } from './link-shaper.js'
 import { ProbeTicker } from './probe-ticker.js'
+import { stageTimes } from '../stage-times.js'
 
 export interface TransportLimits {
   /** Above this many bytes queued in the socket, `send` waits (backpressure). */
@@ -81,6 +82,14 @@ export const DEFAULT_LIMITS: TransportLimits = {
 export interface Incoming {
   message: Message
   attachment: Buffer
+  /**
+   * The attachment's ArrayBuffer holds this frame alone and the transport keeps no
+   * reference to it: the handler may keep the attachment, or move (transfer) its buffer to
+   * a worker, instead of copying it. False when the frame shares its buffer (a small frame
+   * in a socket read, say): then the attachment is valid only during the handler's call.
+   * The message's binary fields, if any, are views into the same buffer. Absent: false.
+   */
+  attachment_owned?: boolean
 }
 
 export interface Reply {
@@ -98,6 +107,12 @@ interface Pending {
 }
 
 const CLOSE_POLICY = 1008
+
+/** `view` (a received frame without its tag) spans the whole of its ArrayBuffer, bar the tag after it. */
+function ownsWholeBuffer(view: Buffer): boolean {
+  const buffer = view.buffer
+  return buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength + FRAME_TAG_BYTES === buffer.byteLength
+}
 /** The clock of connections given none: one for all, so their probes share a timer. */
 const DEFAULT_CLOCK = new RealClock()
 /** Frames a held connection keeps for its owner; its owner starts it in the same tick. */
@@ -234,7 +249,7 @@ export class PeerConnection extends EventEmitter {
   /** Handles one-way messages of type `t`. */
   onMessage<T extends MessageType>(
     t: T,
-    handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => void,
+    handler: (incoming: { message: MessageOf<T>; attachment: Buffer; attachment_owned?: boolean }, from: PeerConnection) => void,
   ): this {
     this.handlers.set(t, handler as MessageHandler)
     return this
@@ -243,7 +258,10 @@ export class PeerConnection extends EventEmitter {
   /** Answers requests of type `t`; a thrown HvlabError becomes an error reply with its code. */
   onRequest<T extends MessageType>(
     t: T,
-    handler: (incoming: { message: MessageOf<T>; attachment: Buffer }, from: PeerConnection) => Promise<Reply> | Reply,
+    handler: (
+      incoming: { message: MessageOf<T>; attachment: Buffer; attachment_owned?: boolean },
+      from: PeerConnection,
+    ) => Promise<Reply> | Reply,
   ): this {
     this.requestHandlers.set(t, handler as RequestHandler)
     return this
@@ -345,12 +363,14 @@ export class PeerConnection extends EventEmitter {
     }
     if (this.queued_bytes > this.limits.send_high_water_bytes) {
       this.waiting_bytes += frame_bytes
+      const waited = stageTimes.start()
       try {
         while (this.queued_bytes > this.limits.send_high_water_bytes && this.isOpen) {
           await new Promise<void>((resolve) => this.drainWaiters.push(resolve))
         }
       } finally {
         this.waiting_bytes -= frame_bytes
+        stageTimes.end('socket_wait', waited)
       }
     }
     if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} closed while sending`)
@@ -363,21 +383,25 @@ export class PeerConnection extends EventEmitter {
     }
     // Sealed here, right before the frame is queued: tags are counted in the order frames go out
     // (the shaper keeps that order).
+    const sealing = stageTimes.start()
     const tag = this.frameAuth.seal([frame.head, frame.attachment])
+    stageTimes.end('seal', sealing)
     this.awaitPeer()
     this.shaper.push(frame_bytes, () => this.writeFrame(frame.head, frame.attachment, tag, written))
   }
 
   private writeFrame(head: Uint8Array, attachment: Uint8Array, tag: Uint8Array, written: () => void): void {
     if (this.closed || this.closing) return // a frame the shaper held past the close goes nowhere
+    const writing = stageTimes.start()
     if (attachment.length === 0) {
       this.ws.send(Buffer.concat([head, tag]), { binary: true }, written)
-      return
+    } else {
+      // Three fragments of one message, queued back to back: the attachment is not copied.
+      this.ws.send(head, { binary: true, fin: false })
+      this.ws.send(attachment, { binary: true, fin: false })
+      this.ws.send(tag, { binary: true, fin: true }, written)
     }
-    // Three fragments of one message, queued back to back: the attachment is not copied.
-    this.ws.send(head, { binary: true, fin: false })
-    this.ws.send(attachment, { binary: true, fin: false })
-    this.ws.send(tag, { binary: true, fin: true }, written)
+    stageTimes.end('socket_write', writing)
   }
 
   private wakeSenders(): void {
@@ -398,7 +422,9 @@ export class PeerConnection extends EventEmitter {
       this.refuse('HVLAB_E_PROTOCOL', 'text frames are not part of the protocol')
       return
     }
+    const opening = stageTimes.start()
     const frame = this.frameAuth.open(data)
+    stageTimes.end('open', opening)
     if (!frame) {
       this.refuse(
         'HVLAB_E_AUTH',
@@ -420,6 +446,12 @@ export class PeerConnection extends EventEmitter {
 
   /** One authenticated frame, without its tag: decoded, checked, then handed to its handler. */
   private deliver(data: Buffer): void {
+    const delivering = stageTimes.start()
+    this.deliverFrame(data)
+    stageTimes.end('deliver', delivering)
+  }
+
+  private deliverFrame(data: Buffer): void {
     let envelope: Envelope
     let attachment: Buffer
     try {
@@ -430,16 +462,19 @@ export class PeerConnection extends EventEmitter {
     }
     this.metrics?.framesReceived.inc({ kind: envelope.k })
     this.metrics?.bytesReceived.inc(data.length)
+    // ws hands each message over in a buffer of its own when it had to gather it (a frame
+    // over several socket reads, or fragments): that buffer is nobody else's.
+    const attachment_owned = attachment.length > 0 && ownsWholeBuffer(data)
     switch (envelope.k) {
       case 'msg':
-        this.dispatchMessage({ message: envelope.m, attachment })
+        this.dispatchMessage({ message: envelope.m, attachment, attachment_owned })
         return
       case 'req':
         if (this.inboundInFlight >= this.limits.inbound_requests_in_flight_max) {
           void this.answerBusy(envelope.id, envelope.m.t)
           return
         }
-        void this.dispatchRequest(envelope.id, { message: envelope.m, attachment })
+        void this.dispatchRequest(envelope.id, { message: envelope.m, attachment, attachment_owned })
         return
       case 'res':
       case 'err': {
@@ -450,7 +485,7 @@ export class PeerConnection extends EventEmitter {
         }
         p.cancelTimeout()
         this.pending.delete(envelope.id)
-        if (envelope.k === 'res') p.resolve({ message: envelope.m, attachment })
+        if (envelope.k === 'res') p.resolve({ message: envelope.m, attachment, attachment_owned })
         else p.reject(new HvlabError(asErrorCode(envelope.code), envelope.message, { origin: this.remoteName }))
         return
       }

@@ -39,7 +39,27 @@ t.test('the migration benchmark runs between two endpoint processes', async (t) 
     r.rows.every((x) => (x.lag_p99_ms.source ?? -1) >= 0 && (x.lag_p99_ms.destination ?? -1) >= 0),
     'each dirty-rate run has both processes’ lag p99',
   )
+  t.ok(r.stream_vs_raw > 0, 'stream_vs_raw: the ratio of the medians')
+  const { raw, stream } = r.time_per_mib
+  t.ok(raw.source.stages.seal > 0 && raw.destination.stages.open > 0, 'the raw runs: the source sealed, the destination opened')
+  t.ok(
+    stream.source.stages.diff_wait > 0 && stream.destination.stages.apply_worker > 0 && stream.destination.stages.apply > 0,
+    'the stream: the source waited for its diff workers, the destination applied in its worker',
+  )
+  t.ok(
+    stream.source.cpu_us > 0 && stream.destination.loop_busy_us > 0 && stream.destination.wall_us > 0,
+    'and each process’s CPU and busy loop',
+  )
+  t.ok(
+    r.frame_auth.aes_256_gcm_seal_1mib_bytes_per_s > 0 && r.frame_auth.fresh_memory_touch_us_per_mib > 0,
+    'the other cipher and fresh memory measured',
+  )
   const text = formatMigrationReport(r)
+  t.match(
+    text,
+    /where each process spent its time.*\n.*raw src +raw dst +stream src +stream dst\n/,
+    'the time table prints, raw next to stream',
+  )
   t.match(text, /raw transport .*\n.*migration stream/, 'the table prints')
   t.match(
     text,

@@ -120,6 +120,31 @@ t.test('bytes waiting are bounded: beyond, push() refuses with HVLAB_E_BACKPRESS
   t.same(h.finished, [1, 2, 3])
 })
 
+t.test('a batch the transport handed over is kept, not copied, and counted by its whole buffer; any other is copied', async (t) => {
+  const kept: Uint8Array[] = []
+  const queue = new PageApplyQueue({
+    bytes_max: 100,
+    onFailed: () => t.fail('no failure'),
+    apply: async (batches) => {
+      kept.push(...batches)
+      await tick()
+    },
+  })
+  const frame = new Uint8Array(40).fill(1) // header, then a 30-byte batch, as a frame's buffer
+  const owned = frame.subarray(10)
+  const lent = new Uint8Array(30).fill(2)
+  queue.push(new Uint8Array(1)) // in a worker at once: the next ones wait
+  queue.push(owned, true)
+  queue.push(lent)
+  t.equal(queue.queued_bytes, 40 + 30, "the owned batch counts its frame's whole buffer")
+  lent.fill(9) // the transport reuses its buffer after the handler returns
+  t.throws(() => queue.push(new Uint8Array(31).fill(3), true), { code: 'HVLAB_E_BACKPRESSURE' }, 'the bound holds for owned batches')
+  await queue.idle()
+  t.equal(kept[1], owned, 'the owned batch went to apply as it is')
+  t.not(kept[2], lent, 'the lent one was copied on arrival')
+  t.same(kept[2], new Uint8Array(30).fill(2), 'with the bytes it had then')
+})
+
 t.test('LoopSlicer serves the event loop only once its slice is used up', async (t) => {
   let turned = false
   setImmediate(() => (turned = true))

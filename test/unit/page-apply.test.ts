@@ -29,8 +29,9 @@ function seeded(seed: number): { int: (n: number) => number } {
 t.test('applyPageTask applies zero, delta and full pages into shared memory', async (t) => {
   const { batch, page1, page2 } = sampleBatch()
   const dest = destination()
-  const result = applyPageTask(task(dest, batch))
+  const { worker_ms, ...result } = applyPageTask(task(dest, batch))
   t.same(result, { ok: true, batches: 1, counts: { pages: 3, zero: 1, delta: 1, full: 1 } })
+  t.ok(worker_ms >= 0 && Number.isFinite(worker_ms), 'the worker says how long it took (for the bench)')
   t.ok(
     dest.pageView(0).every((b) => b === 0),
     'page 0 zeroed',
@@ -88,7 +89,8 @@ t.test('batches of one task go in order, up to the first refused one; none after
   page3[7] = 0x99
   second.addDelta(3, encodeDeltaToBytes(new Uint8Array(PAGE).fill(0x44), page3) as Uint8Array)
   const dest = destination()
-  t.same(applyPageTask(task(dest, first.finish(), second.finish())), {
+  const { worker_ms: _, ...both } = applyPageTask(task(dest, first.finish(), second.finish()))
+  t.same(both, {
     ok: true,
     batches: 2,
     counts: { pages: 2, zero: 0, delta: 1, full: 1 },
@@ -187,6 +189,22 @@ t.test('hand-over: a view into a larger buffer is copied, never detached; a whol
   t.same(attachment, batch, 'nor changed')
   t.equal(whole.byteLength, 0, 'the whole buffer was moved to the worker (detached here)')
   t.same(dest.pageView(2), sampleBatch().page2, 'both applied')
+})
+
+t.test('hand-over with views_movable: a view whose buffer the caller gives away is moved, not copied', async (t) => {
+  const pool = new PageApplyPool({ threads: 1, idle_timeout_ms: 5_000 })
+  t.teardown(() => pool.close())
+  const { batch, page2 } = sampleBatch()
+  const frame = new Uint8Array(batch.length + 100) // a frame handed over by the transport: header, then the batch
+  frame.set(batch, 100)
+  const dest = destination()
+  t.same(await pool.apply(dest.buffers, [frame.subarray(100)], true), { pages: 3, zero: 1, delta: 1, full: 1 })
+  t.equal(frame.byteLength, 0, "the frame's buffer was moved to the worker (detached here)")
+  t.same(dest.pageView(2), page2, 'and the batch in it applied')
+  const shared = new Uint8Array(new SharedArrayBuffer(batch.length))
+  shared.set(batch)
+  await pool.apply(dest.buffers, [shared], true)
+  t.equal(shared.byteLength, batch.length, 'shared memory is never moved: copied instead')
 })
 
 t.test('the pool: a malformed batch rejects with its code and changes no memory; a closed pool refuses', async (t) => {

@@ -89,6 +89,31 @@ t.test('request/response, typed errors, timeouts and attachments', async (tt) =>
   tt.ok(echoed.attachment.equals(bytes), 'a 4 MiB attachment arrives intact both ways')
 })
 
+t.test('a large attachment is handed over in a buffer of its own frame; a small one is not', async (tt) => {
+  const received: { label: string; attachment: Buffer; owned: boolean | undefined }[] = []
+  const server = await startServer(tt, {
+    onPeer: (c) =>
+      c.onRequest('blob', ({ message, attachment, attachment_owned }) => {
+        received.push({ label: message.label, attachment, owned: attachment_owned })
+        return { message: { t: 'blob', label: message.label }, attachment: Buffer.alloc(1) }
+      }),
+  })
+  const c = await connect(tt, server.port)
+  const big = Buffer.alloc(1024 * 1024)
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i)
+  await c.request({ t: 'blob', label: 'big' }, { attachment: big })
+  await c.request({ t: 'blob', label: 'small' }, { attachment: Buffer.alloc(100, 9) })
+  const [b, s] = received
+  tt.equal(b?.owned, true, 'a 1 MiB attachment is owned: its frame was gathered into a buffer of its own')
+  tt.ok(b?.attachment.equals(big), 'and arrives intact')
+  tt.ok(
+    b && b.attachment.buffer.byteLength < big.length + 1024,
+    'its buffer holds that frame alone (the envelope, the attachment, the tag)',
+  )
+  tt.equal(s?.owned, false, 'a 100-byte attachment shares its buffer: not owned, the handler must copy what it keeps')
+  tt.ok(s?.attachment.equals(Buffer.alloc(100, 9)), 'and arrives intact')
+})
+
 t.test('pending requests reject with HVLAB_E_CLOSED when the connection drops', async (tt) => {
   const { server, peers } = await echoServer(tt)
   const c = await connect(tt, server.port)
