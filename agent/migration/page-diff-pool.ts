@@ -12,6 +12,8 @@
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
 import { PAGE_BATCH_PAGES_MAX } from './page-batch.js'
+import { PAGE_KERNEL_CHOICES, type PageKernelChoice } from './page-kernel.js'
+import { HvlabError } from '../../shared/errors.js'
 
 export interface PageDiffPoolOptions {
   /** Worker threads (1–64). */
@@ -22,6 +24,8 @@ export interface PageDiffPoolOptions {
   chunk_pages?: number
   /** Chunks in the pool at once (running + queued); default 2 per thread. */
   inflight_max?: number
+  /** The workers' page kernel (page-kernel.ts); default HVLAB_PAGE_KERNEL's, else auto. */
+  kernel?: PageKernelChoice
 }
 
 export interface PageDiffRound {
@@ -31,7 +35,8 @@ export interface PageDiffRound {
 }
 
 export const PAGE_DIFF_THREADS_MAX = 64
-export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = 256
+/** One full batch per task: fewer hand-offs between threads (each costs a few tens of µs). */
+export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = PAGE_BATCH_PAGES_MAX
 export const PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT = WORKER_IDLE_TIMEOUT_MS_DEFAULT
 const WHAT = 'page diff pool'
 
@@ -39,9 +44,16 @@ export class PageDiffPool {
   readonly threads: number
   readonly chunk_pages: number
   readonly inflight_max: number
+  readonly kernel: PageKernelChoice | undefined
   private readonly pool: BoundedWorkerPool<PageDiffTask, PageDiffResult>
 
   constructor(options: PageDiffPoolOptions) {
+    if (options.kernel !== undefined && !PAGE_KERNEL_CHOICES.includes(options.kernel)) {
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `${WHAT}: kernel must be one of ${PAGE_KERNEL_CHOICES.join(', ')}, got ${String(options.kernel)}`,
+      )
+    }
     this.chunk_pages = checkPoolInt(WHAT, 'chunk_pages', options.chunk_pages ?? PAGE_DIFF_CHUNK_PAGES_DEFAULT, 1, PAGE_BATCH_PAGES_MAX)
     this.pool = new BoundedWorkerPool<PageDiffTask, PageDiffResult>({
       what: WHAT,
@@ -54,6 +66,7 @@ export class PageDiffPool {
     })
     this.threads = this.pool.threads
     this.inflight_max = this.pool.inflight_max
+    this.kernel = options.kernel
   }
 
   /**
@@ -71,7 +84,8 @@ export class PageDiffPool {
       while (!failed && next < chunks) {
         const c = next++
         // slice(), not subarray(): a view would clone its whole buffer to the worker.
-        const task: PageDiffTask = { memory, last_sent, pages: pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages) }
+        const chunk = pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages)
+        const task: PageDiffTask = { memory, last_sent, pages: chunk, ...(this.kernel === undefined ? {} : { kernel: this.kernel }) }
         try {
           const result = await this.pool.run(task)
           batches[c] = result.batch
