@@ -24,7 +24,8 @@ import { pathToFileURL } from 'node:url'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { diffPages, emptyPageDiffStats, addPageDiffStats, type PageDiffStats } from '../../agent/migration/page-diff.js'
-import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+import { PageDiffPool, type PageDiffRound } from '../../agent/migration/page-diff-pool.js'
+import { STREAM_SLICE_PAGES } from '../../agent/migration/page-stream.js'
 import { applyBatch, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
 import { deltaCodec, pageKernel, wasmKernelUnavailable, type PageKernelName } from '../../agent/migration/page-kernel.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
@@ -53,12 +54,22 @@ export interface BenchRow {
   vs_full_scan: number | null
   /** Median ÷ the same kernel's 1-thread pool median (pool rows past 1 thread). */
   vs_1_thread: number | null
+  /**
+   * GB per second of CPU time of the whole process (all threads): what each thread does
+   * with the CPU it gets, less disturbed than wall time when other work shares the machine.
+   */
+  median_gb_per_cpu_s: number
   runs_ms: number[]
+  runs_cpu_ms: number[]
 }
+
+export type BatchFate = 'recycled' | 'dropped'
 
 /** One kernel's pool against the baseline: the issue's two targets. */
 export interface PageDiffRatios {
   kernel: PageKernelName
+  /** Whether the batches went back to the pool (PageDiffPool.recycle) or were dropped. */
+  batches: BatchFate
   pool_1_thread_gb_per_s: number
   pool_2_threads_gb_per_s: number
   /** Pool with 1 thread ÷ Buffer.compare full scan of the same pages (medians); target ≥ 0.4. */
@@ -79,9 +90,11 @@ export interface PageDiffBenchReport {
   wasm_unavailable: string | null
   /** Median GB/s of the Buffer.compare full scan: the baseline of every ratio. */
   full_scan_gb_per_s: number
-  /** The default kernel's ratios (the figures for a summary table). */
+  /** The default kernel's ratios, batches recycled (the figures for a summary table). */
   ratios: PageDiffRatios
-  /** Every kernel's ratios, the default's included. */
+  /** The default kernel's ratios with the batches dropped (no recycle() call, as before). */
+  ratios_batches_dropped: PageDiffRatios
+  /** Every kernel's ratios, both ways, the default's included. */
   ratios_by_kernel: PageDiffRatios[]
   rows: BenchRow[]
   precopy_model: {
@@ -147,39 +160,59 @@ function buildWorkload(memory_mib: number, seed: number): Workload {
 
 const resetLastSent = (w: Workload): void => new Uint8Array(w.last_sent).set(w.pristine)
 
-function row(name: string, threads: number | null, bytes: number, runs_ms: number[], kernel: PageKernelName | null = null): BenchRow {
-  const sorted = [...runs_ms].sort((a, b) => a - b)
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+function row(name: string, threads: number | null, bytes: number, runs: Runs, kernel: PageKernelName | null = null): BenchRow {
   const rate = (ms: number): number => bytes / GB / (ms / 1000)
   return {
     name,
     threads,
     kernel,
-    best_gb_per_s: rate(sorted[0] as number),
-    median_gb_per_s: rate(sorted[Math.floor(sorted.length / 2)] as number),
+    best_gb_per_s: rate(Math.min(...runs.wall_ms)),
+    median_gb_per_s: rate(median(runs.wall_ms)),
+    median_gb_per_cpu_s: rate(median(runs.cpu_ms)),
     vs_full_scan: null,
     vs_1_thread: null,
-    runs_ms,
+    runs_ms: runs.wall_ms,
+    runs_cpu_ms: runs.cpu_ms,
   }
 }
 
-function timeSync(reps: number, before: () => void, fn: () => void): number[] {
-  const runs: number[] = []
+/** Each timed run's wall time and the CPU time of the whole process (every thread) during it. */
+interface Runs {
+  wall_ms: number[]
+  cpu_ms: number[]
+}
+
+const cpuMs = (): number => {
+  const c = process.cpuUsage()
+  return (c.user + c.system) / 1000
+}
+
+function timeSync(reps: number, before: () => void, fn: () => void): Runs {
+  const runs: Runs = { wall_ms: [], cpu_ms: [] }
   for (let r = 0; r <= reps; r++) {
     before()
+    const c0 = cpuMs()
     const t0 = performance.now()
     fn()
-    if (r > 0) runs.push(performance.now() - t0) // run 0 warms up
+    if (r === 0) continue // run 0 warms up
+    runs.wall_ms.push(performance.now() - t0)
+    runs.cpu_ms.push(cpuMs() - c0)
   }
   return runs
 }
 
-async function timeAsync(reps: number, before: () => void, fn: () => Promise<void>): Promise<number[]> {
-  const runs: number[] = []
+async function timeAsync(reps: number, before: () => void, fn: () => Promise<void>): Promise<Runs> {
+  const runs: Runs = { wall_ms: [], cpu_ms: [] }
   for (let r = 0; r <= reps; r++) {
     before()
+    const c0 = cpuMs()
     const t0 = performance.now()
     await fn()
-    if (r > 0) runs.push(performance.now() - t0)
+    if (r === 0) continue
+    runs.wall_ms.push(performance.now() - t0)
+    runs.cpu_ms.push(cpuMs() - c0)
   }
   return runs
 }
@@ -284,17 +317,37 @@ async function benchApply(w: Workload, reps: number, kernel: PageKernelName): Pr
   return row(`applyBatch (destination decode), ${kernel}`, 1, w.pages.length * PAGE, runs, kernel)
 }
 
-async function benchPool(w: Workload, reps: number, threads: number, kernel: PageKernelName): Promise<BenchRow> {
+/**
+ * One round as page-stream.ts runs it: slices of STREAM_SLICE_PAGES, the next slice in
+ * the pool while this one's batches are "sent" (here: given back or dropped).
+ */
+async function streamLikeRound(pool: PageDiffPool, w: Workload, batches: BatchFate): Promise<void> {
+  const memory = w.memory.buffers.memory
+  const slice = (k: number): Promise<PageDiffRound> =>
+    pool.diff(memory, w.last_sent, w.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES))
+  const slices = Math.ceil(w.pages.length / STREAM_SLICE_PAGES)
+  let next = slice(0)
+  for (let k = 0; k < slices; k++) {
+    const round = await next
+    if (k + 1 < slices) next = slice(k + 1)
+    if (batches === 'recycled') for (const b of round.batches) pool.recycle(b)
+  }
+}
+
+/**
+ * The pool over every page. `batches`: what the caller does with the batches once "sent":
+ * drops them (each task's batch then lands in fresh memory) or gives them back (recycle:
+ * later tasks write into their buffers).
+ */
+async function benchPool(w: Workload, reps: number, threads: number, kernel: PageKernelName, batches: BatchFate): Promise<BenchRow> {
   const pool = new PageDiffPool({ threads, idle_timeout_ms: 60_000, kernel })
   try {
     const runs = await timeAsync(
       reps,
       () => resetLastSent(w),
-      async () => {
-        await pool.diff(w.memory.buffers.memory, w.last_sent, w.pages)
-      },
+      () => streamLikeRound(pool, w, batches),
     )
-    return row(`page-diff pool, ${kernel}`, threads, w.pages.length * PAGE, runs, kernel)
+    return row(`page-diff pool, ${kernel}, batches ${batches}`, threads, w.pages.length * PAGE, runs, kernel)
   } finally {
     await pool.close()
   }
@@ -336,9 +389,10 @@ async function benchPools(
   reps: number,
   full_scan: number,
   kernel: PageKernelName,
+  batches: BatchFate,
 ): Promise<{ rows: BenchRow[]; ratios: PageDiffRatios }> {
   const rows: BenchRow[] = []
-  for (const threads of [...new Set([1, 2, availableParallelism()])]) rows.push(await benchPool(w, reps, threads, kernel))
+  for (const threads of [...new Set([1, 2, availableParallelism()])]) rows.push(await benchPool(w, reps, threads, kernel, batches))
   const one = rows[0] as BenchRow
   const two = rows.find((r) => r.threads === 2) as BenchRow
   for (const r of rows) {
@@ -349,6 +403,7 @@ async function benchPools(
     rows,
     ratios: {
       kernel,
+      batches,
       pool_1_thread_gb_per_s: one.median_gb_per_s,
       pool_2_threads_gb_per_s: two.median_gb_per_s,
       pool_1_thread_vs_full_scan: one.median_gb_per_s / full_scan,
@@ -371,9 +426,11 @@ export async function runPageDiffBench(options: PageDiffBenchOptions): Promise<P
     rows.push(inProcess.row)
   }
   for (const kernel of kernels) {
-    const pools = await benchPools(w, options.reps, full_scan, kernel)
-    rows.push(...pools.rows)
-    ratios_by_kernel.push(pools.ratios)
+    for (const batches of ['recycled', 'dropped'] as const) {
+      const pools = await benchPools(w, options.reps, full_scan, kernel, batches)
+      rows.push(...pools.rows)
+      ratios_by_kernel.push(pools.ratios)
+    }
   }
   for (const kernel of kernels) rows.push(benchEncode(w, options.reps, kernel))
   for (const kernel of kernels) rows.push(await benchApply(w, options.reps, kernel))
@@ -388,6 +445,7 @@ export async function runPageDiffBench(options: PageDiffBenchOptions): Promise<P
     wasm_unavailable: wasmKernelUnavailable(),
     full_scan_gb_per_s: full_scan,
     ratios: ratios_by_kernel[0] as PageDiffRatios,
+    ratios_batches_dropped: ratios_by_kernel[1] as PageDiffRatios,
     ratios_by_kernel,
     rows,
     precopy_model: precopyTable(options.bandwidth_mib_per_s),
@@ -410,17 +468,17 @@ export function formatReport(r: PageDiffBenchReport): string {
   lines.push('')
   const ratio = (x: number | null): string => (x === null ? '' : `${x.toFixed(2)}×`)
   lines.push(
-    `${'what'.padEnd(58)} ${'threads'.padStart(7)} ${'best GB/s'.padStart(10)} ${'median GB/s'.padStart(12)} ${'vs full scan'.padStart(12)} ${'vs 1 thread'.padStart(11)}`,
+    `${'what'.padEnd(60)} ${'threads'.padStart(7)} ${'best GB/s'.padStart(10)} ${'median GB/s'.padStart(12)} ${'vs full scan'.padStart(12)} ${'vs 1 thread'.padStart(11)} ${'GB/CPU-s'.padStart(9)}`,
   )
   for (const x of r.rows) {
     lines.push(
-      `${x.name.padEnd(58)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)} ${ratio(x.vs_full_scan).padStart(12)} ${ratio(x.vs_1_thread).padStart(11)}`,
+      `${x.name.padEnd(60)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)} ${ratio(x.vs_full_scan).padStart(12)} ${ratio(x.vs_1_thread).padStart(11)} ${x.median_gb_per_cpu_s.toFixed(2).padStart(9)}`,
     )
   }
   lines.push('')
   for (const k of r.ratios_by_kernel) {
     lines.push(
-      `${k.kernel}: pool 1 thread = ${k.pool_1_thread_vs_full_scan.toFixed(2)}× the full scan (target ≥ 0.4), 2 threads = ${k.pool_2_threads_vs_1.toFixed(2)}× 1 thread (target ≥ 1.8)`,
+      `${k.kernel}, batches ${k.batches}: pool 1 thread = ${k.pool_1_thread_vs_full_scan.toFixed(2)}× the full scan (target ≥ 0.4), 2 threads = ${k.pool_2_threads_vs_1.toFixed(2)}× 1 thread (target ≥ 1.8)`,
     )
   }
   const m = r.precopy_model
