@@ -12,8 +12,11 @@
  * word loop, and diffPages() on the main thread; the diff rows run with each page kernel
  * (page-kernel.ts: WebAssembly SIMD where it loads, and the JavaScript fallback), and so
  * do rows of the XBZRLE encoder alone and of applyBatch() (the destination's decode).
- * The pool rows carry their ratio to the Buffer.compare full scan and, past 1 thread, to
- * 1 thread (`ratios` in the JSON: the issue's targets are ≥ 0.4 and ≥ 1.8). Prints a
+ * The pool runs a round as page-stream.ts does (16 MiB slices, the next one in the pool
+ * while this one is "sent"), once giving each slice's batches back (PageDiffPool.recycle)
+ * and once dropping them. Pool rows carry their ratio to the Buffer.compare full scan and,
+ * past 1 thread, to 1 thread (`ratios` in the JSON: the issue's targets are ≥ 0.4 and
+ * ≥ 1.8); every row also GB per CPU-second of the whole process. Prints a
  * table, then the textbook pre-copy model for a 1 GiB VM across dirty rates 0–400 MiB/s,
  * and writes JSON with --out. Numbers are for reading, never for asserting in tests.
  */
