@@ -43,11 +43,10 @@ export function wasmKernelPath(module_url: string = import.meta.url): string | n
   return null
 }
 
-/** The kernel with an arena of `arena_bytes`, or why it cannot run here. */
-export function loadWasmKernel(arena_bytes: number): PageKernel | string {
+/** The kernel with an arena of `arena_bytes` (from the .wasm at `path`), or why it cannot run here. */
+export function loadWasmKernel(arena_bytes: number, path: string | null = wasmKernelPath()): PageKernel | string {
   const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly
   if (wasm === undefined) return 'this runtime has no WebAssembly'
-  const path = wasmKernelPath()
   if (path === null) return `${PAGE_KERNEL_WASM_FILE} has not been built (npm run build)`
   const bytes = readFileSync(path)
   if (!wasm.validate(bytes)) return 'this runtime refuses the module (no WebAssembly SIMD)'

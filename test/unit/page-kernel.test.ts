@@ -4,16 +4,21 @@
  * several sizes, the same DELTA_NOT_SMALLER decisions, the same pages decoded, the same
  * deltas accepted and refused; and the kernel choice (HVLAB_PAGE_KERNEL).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { HvlabError } from '../../shared/errors.js'
 import { DELTA_NOT_SMALLER, DELTA_RUN_MAX } from '../../agent/migration/page-delta.js'
 import {
+  arenaBytes,
   deltaCodec,
   pageKernel,
   pageKernelChoiceFromEnv,
   wasmKernelUnavailable,
   type DeltaCodec,
 } from '../../agent/migration/page-kernel.js'
+import { loadWasmKernel, wasmKernelPath } from '../../agent/migration/page-kernel-wasm.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { seeds } from '../sim/seed.js'
 
@@ -170,4 +175,16 @@ t.test('HVLAB_PAGE_KERNEL chooses the kernel; an unknown name is refused', async
   t.equal(pageKernel('auto').name, 'wasm-simd', 'auto takes WebAssembly SIMD where it loads')
   t.equal(pageKernel('js').name, 'js')
   t.equal(pageKernel('js'), pageKernel('js'), 'one kernel per thread and choice, reused')
+})
+
+t.test('where the module is missing or refused (no WebAssembly SIMD), the loader says why instead of a kernel', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hvlab-kernel-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  t.match(loadWasmKernel(arenaBytes(), null), /has not been built/)
+  const refused = join(dir, 'page-kernel.wasm')
+  // a module header followed by bytes this runtime cannot validate, as an engine without SIMD refuses the real one
+  writeFileSync(refused, Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x7f, 0x7f]))
+  t.match(loadWasmKernel(arenaBytes(), refused), /refuses the module/)
+  const real = loadWasmKernel(arenaBytes(), wasmKernelPath())
+  t.equal(typeof real === 'string' ? real : real.name, 'wasm-simd', 'the built module loads')
 })
