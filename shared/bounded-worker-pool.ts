@@ -81,12 +81,12 @@ export class BoundedWorkerPool<Task, Result> {
     return this.closed
   }
 
-  /** Runs one task in a worker once a slot is free. */
-  async run(task: Task): Promise<Result> {
+  /** Runs one task in a worker once a slot is free; `transfer` lists buffers of the task moved to the worker, not copied. */
+  async run(task: Task, transfer?: ArrayBuffer[]): Promise<Result> {
     this.assertOpen()
     await this.acquireSlot()
     try {
-      return await this.pool.run(task)
+      return await this.pool.run(task, transfer === undefined ? undefined : { transferList: transfer })
     } finally {
       this.releaseSlot()
     }

@@ -18,7 +18,8 @@
 import { HvlabError } from '../../shared/errors.js'
 import type { GuestMemory } from '../vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
-import { decodeDelta, validateDelta } from './page-delta.js'
+import { validateDelta } from './page-delta.js'
+import { ARENA_DELTA_AT, ARENA_PREV_AT, pageKernel, type PageKernel } from './page-kernel.js'
 
 export const PAGE_BATCH_MAGIC = 0x42505648 // 'HVPB' as little-endian bytes
 export const PAGE_BATCH_VERSION = 1
@@ -60,13 +61,23 @@ export class PageBatchBuilder {
   private offset = PAGE_BATCH_HEADER_BYTES
   private count = 0
 
-  constructor(pages_max: number = PAGE_BATCH_PAGES_MAX) {
+  /**
+   * `into`, when given, is where the batch is built (a reused scratch buffer of at least
+   * pageBatchBytesMax(pages_max) bytes); else the builder allocates its own.
+   */
+  constructor(pages_max: number = PAGE_BATCH_PAGES_MAX, into?: Uint8Array) {
     if (!Number.isInteger(pages_max) || pages_max < 1 || pages_max > PAGE_BATCH_PAGES_MAX) {
       throw new HvlabError('HVLAB_E_USAGE', `a page batch holds 1–${PAGE_BATCH_PAGES_MAX} pages, not ${pages_max}`)
     }
     this.pages_max = pages_max
-    this.buf = new Uint8Array(pageBatchBytesMax(pages_max))
-    this.view = new DataView(this.buf.buffer)
+    const bytes = pageBatchBytesMax(pages_max)
+    if (into !== undefined && into.length < bytes) {
+      throw new HvlabError('HVLAB_E_INTERNAL', `a batch of ${pages_max} pages needs ${bytes} bytes, the buffer given has ${into.length}`)
+    }
+    // A plain Uint8Array over the bytes given, even from a Buffer: finish()'s caller may
+    // slice() the batch, and Buffer's slice() would be a view, not a copy.
+    this.buf = into === undefined ? new Uint8Array(bytes) : new Uint8Array(into.buffer, into.byteOffset, into.length)
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength)
   }
 
   get entry_count(): number {
@@ -96,9 +107,19 @@ export class PageBatchBuilder {
 
   /** Page-sized space where the next delta may be encoded in place. */
   deltaSpace(): Uint8Array {
-    this.assertRoom()
-    const at = this.offset + PAGE_ENTRY_HEADER_BYTES
+    const at = this.entryBytesOffset()
     return this.buf.subarray(at, at + PAGE_SIZE_BYTES)
+  }
+
+  /** Where, in the builder's buffer, the next entry's (up to page-sized) bytes go. */
+  entryBytesOffset(): number {
+    this.assertRoom()
+    return this.offset + PAGE_ENTRY_HEADER_BYTES
+  }
+
+  /** Records a full page already written at entryBytesOffset(). */
+  commitFull(index: number): void {
+    this.putEntryHeader(index, PageKind.full, PAGE_SIZE_BYTES)
   }
 
   /** Records the delta of `length` bytes that was encoded into deltaSpace(). */
@@ -200,24 +221,38 @@ function checkEntryLength(e: number, kind: number, length: number): void {
 
 /**
  * Applies a batch on the destination: zero pages are cleared, full pages copied, deltas
- * decoded against the destination's current page (which is what the source last sent).
- * Validates everything first; writes no dirty bits.
+ * decoded against the destination's current page (which is what the source last sent) by
+ * `kernel` (default: this thread's, page-kernel.ts), in its arena. Validates everything
+ * first; writes no dirty bits.
  */
-export function applyBatch(memory: GuestMemory, batch: Uint8Array): ApplyCounts {
+export function applyBatch(memory: GuestMemory, batch: Uint8Array, kernel: PageKernel = pageKernel()): ApplyCounts {
   const entries = readPageBatch(batch, memory.page_count)
   const counts: ApplyCounts = { pages: entries.length, zero: 0, delta: 0, full: 0 }
-  for (const { index, kind, bytes } of entries) {
-    const page = memory.pageView(index)
+  const bytes = memory.bytes
+  const page = kernel.arena.subarray(ARENA_PREV_AT, ARENA_PREV_AT + PAGE_SIZE_BYTES)
+  for (const { index, kind, bytes: entry } of entries) {
+    const offset = index * PAGE_SIZE_BYTES
     if (kind === PageKind.zero) {
-      page.fill(0)
+      bytes.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
       counts.zero++
     } else if (kind === PageKind.full) {
-      page.set(bytes)
+      bytes.set(entry, offset)
       counts.full++
     } else {
-      decodeDelta(page, bytes, page)
+      page.set(bytes.subarray(offset, offset + PAGE_SIZE_BYTES))
+      kernel.arena.set(entry, ARENA_DELTA_AT)
+      // readPageBatch validated the delta: a refusal here is the kernel's fault
+      if (!kernel.decode(ARENA_PREV_AT, ARENA_DELTA_AT, entry.length, PAGE_SIZE_BYTES)) {
+        throw new HvlabError(
+          'HVLAB_E_INTERNAL',
+          `the ${kernel.name} page kernel refused a delta the batch validation accepted (page ${index})`,
+        )
+      }
+      bytes.set(page, offset)
       counts.delta++
     }
   }
   return counts
 }
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE_BYTES)

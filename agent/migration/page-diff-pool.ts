@@ -4,7 +4,9 @@
  * counted over every diff() call (concurrent migrations share one pool), so neither
  * piscina's queue nor the batches waiting in memory grow without bound
  * (shared/bounded-worker-pool.ts). Workers get the guest memory and the last-sent copy
- * as SharedArrayBuffers (shared, never copied); each batch comes back by transfer.
+ * as SharedArrayBuffers (shared, never copied); each batch comes back by transfer. A
+ * caller done with a batch may give it back (recycle): its buffer then goes to a worker
+ * with a later task, which writes its batch there instead of into fresh memory.
  *
  * If a diff fails, the last-sent copy no longer mirrors the destination: the migration
  * must be abandoned (the VM keeps running on the source) and started again.
@@ -12,6 +14,8 @@
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
 import { PAGE_BATCH_PAGES_MAX } from './page-batch.js'
+import { PAGE_KERNEL_CHOICES, type PageKernelChoice } from './page-kernel.js'
+import { HvlabError } from '../../shared/errors.js'
 
 export interface PageDiffPoolOptions {
   /** Worker threads (1–64). */
@@ -22,6 +26,8 @@ export interface PageDiffPoolOptions {
   chunk_pages?: number
   /** Chunks in the pool at once (running + queued); default 2 per thread. */
   inflight_max?: number
+  /** The workers' page kernel (page-kernel.ts); default HVLAB_PAGE_KERNEL's, else auto. */
+  kernel?: PageKernelChoice
 }
 
 export interface PageDiffRound {
@@ -31,17 +37,29 @@ export interface PageDiffRound {
 }
 
 export const PAGE_DIFF_THREADS_MAX = 64
-export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = 256
+/** One full batch per task: fewer hand-offs between threads (each costs a few tens of µs). */
+export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = PAGE_BATCH_PAGES_MAX
 export const PAGE_DIFF_IDLE_TIMEOUT_MS_DEFAULT = WORKER_IDLE_TIMEOUT_MS_DEFAULT
+/** Spare batch buffers kept (each at most one batch, about 4.2 MiB). */
+export const PAGE_DIFF_SPARES_MAX = 16
 const WHAT = 'page diff pool'
 
 export class PageDiffPool {
   readonly threads: number
   readonly chunk_pages: number
   readonly inflight_max: number
+  readonly kernel: PageKernelChoice | undefined
   private readonly pool: BoundedWorkerPool<PageDiffTask, PageDiffResult>
+  /** Buffers of batches given back (recycle), largest first. */
+  private readonly spares: ArrayBuffer[] = []
 
   constructor(options: PageDiffPoolOptions) {
+    if (options.kernel !== undefined && !PAGE_KERNEL_CHOICES.includes(options.kernel)) {
+      throw new HvlabError(
+        'HVLAB_E_USAGE',
+        `${WHAT}: kernel must be one of ${PAGE_KERNEL_CHOICES.join(', ')}, got ${String(options.kernel)}`,
+      )
+    }
     this.chunk_pages = checkPoolInt(WHAT, 'chunk_pages', options.chunk_pages ?? PAGE_DIFF_CHUNK_PAGES_DEFAULT, 1, PAGE_BATCH_PAGES_MAX)
     this.pool = new BoundedWorkerPool<PageDiffTask, PageDiffResult>({
       what: WHAT,
@@ -54,6 +72,7 @@ export class PageDiffPool {
     })
     this.threads = this.pool.threads
     this.inflight_max = this.pool.inflight_max
+    this.kernel = options.kernel
   }
 
   /**
@@ -71,9 +90,17 @@ export class PageDiffPool {
       while (!failed && next < chunks) {
         const c = next++
         // slice(), not subarray(): a view would clone its whole buffer to the worker.
-        const task: PageDiffTask = { memory, last_sent, pages: pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages) }
+        const chunk = pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages)
+        const out = this.spares.shift() // the largest
+        const task: PageDiffTask = {
+          memory,
+          last_sent,
+          pages: chunk,
+          ...(this.kernel === undefined ? {} : { kernel: this.kernel }),
+          ...(out === undefined ? {} : { out }),
+        }
         try {
-          const result = await this.pool.run(task)
+          const result = await this.pool.run(task, out === undefined ? undefined : [out])
           batches[c] = result.batch
           addPageDiffStats(stats, result.stats)
         } catch (e) {
@@ -90,7 +117,23 @@ export class PageDiffPool {
     return { batches, stats }
   }
 
+  /**
+   * Gives back a batch that diff() returned, once nothing reads it any more (sent and
+   * written out): its buffer becomes a spare that a later task writes its batch into,
+   * already-mapped memory instead of fresh pages. The caller must not touch the batch after
+   * this. Optional: a batch never given back is simply garbage-collected. At most
+   * PAGE_DIFF_SPARES_MAX spares are kept, the largest.
+   */
+  recycle(batch: Uint8Array): void {
+    const buffer = batch.buffer
+    if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0 || this.pool.isClosed || this.spares.includes(buffer)) return
+    this.spares.push(buffer)
+    this.spares.sort((a, b) => b.byteLength - a.byteLength)
+    if (this.spares.length > PAGE_DIFF_SPARES_MAX) this.spares.length = PAGE_DIFF_SPARES_MAX
+  }
+
   async close(): Promise<void> {
+    this.spares.length = 0
     await this.pool.close()
   }
 }

@@ -4,15 +4,19 @@
  * For each dirty page, against the source's "last sent" copy (a SharedArrayBuffer the
  * size of guest memory that mirrors what the destination holds; both start zeroed):
  *
- *   1. snapshot the page (the guest keeps running and may write it while we work; every
- *      later step uses the snapshot, so what is sent and what is recorded as sent are
- *      the same bytes — a write that races lands in the next round via its dirty bit);
- *   2. identical to the last-sent copy → skipped (nothing sent);
- *   3. all zero → a zero marker;
- *   4. otherwise an XBZRLE delta against the last-sent copy when it is smaller than the
+ *   1. identical to the last-sent copy → skipped (nothing sent);
+ *   2. all zero → a zero marker (the last-sent page is zeroed);
+ *   3. otherwise snapshot the page (the guest keeps running and may write it while we
+ *      work; every later step uses the snapshot, so what is sent and what is recorded as
+ *      sent are the same bytes — a write that races lands in the next round via its dirty
+ *      bit), then an XBZRLE delta against the last-sent copy when it is smaller than the
  *      page, else the whole page (whole at once when a sample shows the page changed
  *      throughout: see looksChangedThroughout);
- *   5. the last-sent copy of the page becomes the snapshot.
+ *   4. the last-sent copy of the page becomes the snapshot.
+ *
+ * Steps 1 and 2 need no snapshot (see diffPages). The zero checks and the encoding run in
+ * a page kernel (page-kernel.ts: WebAssembly SIMD, or JavaScript where that is missing);
+ * the batch is built in the kernel's arena, and only its used bytes are copied out.
  *
  * Pure apart from writing the last-sent pages it was given: no I/O, no clock.
  * Workers given disjoint page lists never touch the same last-sent page.
@@ -20,7 +24,8 @@
 import { HvlabError } from '../../shared/errors.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { PageBatchBuilder, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
-import { DELTA_NOT_SMALLER, encodeDelta, looksChangedThroughout } from './page-delta.js'
+import { changedThroughoutAt, DELTA_NOT_SMALLER } from './page-delta.js'
+import { ARENA_BATCH_AT, ARENA_CUR_AT, ARENA_PREV_AT, pageKernel, type PageKernel, type PageKernelChoice } from './page-kernel.js'
 
 export interface PageDiffTask {
   /** Guest memory (GuestMemory.buffers.memory). */
@@ -29,6 +34,15 @@ export interface PageDiffTask {
   readonly last_sent: SharedArrayBuffer
   /** Dirty page indices, at most PAGE_BATCH_PAGES_MAX, each once. */
   readonly pages: Uint32Array
+  /** Which page kernel the worker uses (page-kernel.ts); default HVLAB_PAGE_KERNEL's. */
+  readonly kernel?: PageKernelChoice
+  /**
+   * A spare buffer (a batch given back to the pool: PageDiffPool.recycle) the batch is
+   * copied into when it fits, at offset 0; else the batch gets a new buffer of its size.
+   * Reusing memory matters: a fresh page costs a page fault on first write (13 µs each
+   * on the 2-core bench VM), more than diffing several pages.
+   */
+  readonly out?: ArrayBuffer
 }
 
 export interface PageDiffStats {
@@ -75,7 +89,7 @@ export function addPageDiffStats(a: PageDiffStats, b: PageDiffStats): PageDiffSt
   return a
 }
 
-const ZERO_PAGE = new Uint8Array(PAGE_SIZE_BYTES)
+const ZERO_PAGE = Buffer.alloc(PAGE_SIZE_BYTES)
 
 function checkTask(task: PageDiffTask): number {
   const { memory, last_sent, pages } = task
@@ -91,43 +105,86 @@ function checkTask(task: PageDiffTask): number {
   return memory.byteLength / PAGE_SIZE_BYTES
 }
 
-/** Diffs the task's pages into one batch and updates their last-sent copies. */
-export function diffPages(task: PageDiffTask): PageDiffResult {
+/** A task's views: made once per task, so no page needs a view of its own. */
+interface DiffViews {
+  /** compare() takes offsets: a Buffer over each shared buffer. */
+  readonly memory: Buffer
+  readonly sent: Buffer
+  /** Copies go through TypedArray set(), faster than Buffer's copy(). */
+  readonly memory8: Uint8Array
+  readonly sent8: Uint8Array
+  readonly sent32: Uint32Array
+  readonly kernel: PageKernel
+  /** The kernel's slot the snapshot is taken into. */
+  readonly snapshot: Uint8Array
+  readonly builder: PageBatchBuilder
+}
+
+type Outcome = 'skipped' | 'zero' | 'delta' | 'full'
+
+/**
+ * Diffs the task's pages into one batch and updates their last-sent copies, with `kernel`
+ * (default: this thread's, page-kernel.ts) doing the encoding in its arena.
+ */
+export function diffPages(task: PageDiffTask, kernel: PageKernel = pageKernel()): PageDiffResult {
   const page_count = checkTask(task)
   const stats = emptyPageDiffStats()
-  const builder = new PageBatchBuilder(Math.max(1, task.pages.length))
-  const snapshot = new Uint8Array(PAGE_SIZE_BYTES)
+  const v: DiffViews = {
+    memory: Buffer.from(task.memory),
+    sent: Buffer.from(task.last_sent),
+    memory8: new Uint8Array(task.memory),
+    sent8: new Uint8Array(task.last_sent),
+    sent32: new Uint32Array(task.last_sent),
+    kernel,
+    snapshot: kernel.arena.subarray(ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES),
+    builder: new PageBatchBuilder(Math.max(1, task.pages.length), kernel.arena.subarray(ARENA_BATCH_AT)),
+  }
   for (let k = 0; k < task.pages.length; k++) {
     const index = task.pages[k] as number
     if (index >= page_count) {
       throw new HvlabError('HVLAB_E_INTERNAL', `dirty page ${index} is outside memory of ${page_count} pages`)
     }
-    const offset = index * PAGE_SIZE_BYTES
-    snapshot.set(new Uint8Array(task.memory, offset, PAGE_SIZE_BYTES))
-    const sent = new Uint8Array(task.last_sent, offset, PAGE_SIZE_BYTES)
-    stats.scanned++
-    if (Buffer.compare(snapshot, sent) === 0) {
-      stats.skipped++
-      continue
-    }
-    if (Buffer.compare(snapshot, ZERO_PAGE) === 0) {
-      builder.addZero(index)
-      sent.fill(0)
-      stats.zero++
-      continue
-    }
-    const length = looksChangedThroughout(sent, snapshot) ? DELTA_NOT_SMALLER : encodeDelta(sent, snapshot, builder.deltaSpace())
-    if (length === DELTA_NOT_SMALLER) {
-      builder.addFull(index, snapshot)
-      stats.full++
-    } else {
-      builder.commitDelta(index, length)
-      stats.delta++
-    }
-    sent.set(snapshot)
+    stats[diffPage(v, index)]++
   }
-  const batch = builder.finish()
+  stats.scanned = task.pages.length
+  // Copied out of the arena, which the next task reuses: into the spare buffer when it fits,
+  // else a buffer of exactly its size (new + set: slice() of a view over WebAssembly memory
+  // copies byte by byte).
+  const built = v.builder.finish()
+  const out = task.out
+  const batch = out !== undefined && out.byteLength >= built.length ? new Uint8Array(out, 0, built.length) : new Uint8Array(built.length)
+  batch.set(built)
   stats.rawBytes = stats.scanned * PAGE_SIZE_BYTES
   stats.encodedBytes = batch.length
   return { batch, stats }
+}
+
+function diffPage(v: DiffViews, index: number): Outcome {
+  const offset = index * PAGE_SIZE_BYTES
+  const end = offset + PAGE_SIZE_BYTES
+  // Steps 1 and 2 read guest memory in place, no snapshot: what they conclude (nothing to
+  // send, a zero page) is true of bytes that were there, and a write racing them sets the
+  // page's dirty bit again, so the next round sends it.
+  if (v.memory.compare(v.sent, offset, end, offset, end) === 0) return 'skipped'
+  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) {
+    v.builder.addZero(index)
+    v.sent8.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
+    return 'zero'
+  }
+  const { kernel, builder } = v
+  v.snapshot.set(v.memory8.subarray(offset, end))
+  const out_at = ARENA_BATCH_AT + builder.entryBytesOffset()
+  let length = DELTA_NOT_SMALLER
+  if (!changedThroughoutAt(v.sent32, offset >>> 2, kernel.arena32, ARENA_CUR_AT >>> 2)) {
+    kernel.arena.set(v.sent8.subarray(offset, end), ARENA_PREV_AT)
+    length = kernel.encode(ARENA_PREV_AT, ARENA_CUR_AT, out_at, PAGE_SIZE_BYTES)
+  }
+  v.sent8.set(v.snapshot, offset)
+  if (length === DELTA_NOT_SMALLER) {
+    kernel.arena.copyWithin(out_at, ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
+    builder.commitFull(index)
+    return 'full'
+  }
+  builder.commitDelta(index, length)
+  return 'delta'
 }

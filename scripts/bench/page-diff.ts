@@ -9,9 +9,16 @@
  *   40% a few small writes (→ XBZRLE delta), 20% rewritten at random (→ full page)
  * and measures, in the same run over the same pages, GB/s of pages scanned and encoded
  * by the worker pool with 1, 2 and N threads, next to native Buffer.compare, a plain JS
- * word loop, and diffPages() on the main thread. Prints a table, then the textbook
- * pre-copy model for a 1 GiB VM across dirty rates 0–400 MiB/s, and writes JSON with
- * --out. Numbers are for reading, never for asserting in tests.
+ * word loop, and diffPages() on the main thread; the diff rows run with each page kernel
+ * (page-kernel.ts: WebAssembly SIMD where it loads, and the JavaScript fallback), and so
+ * do rows of the XBZRLE encoder alone and of applyBatch() (the destination's decode).
+ * The pool runs a round as page-stream.ts does (16 MiB slices, the next one in the pool
+ * while this one is "sent"), once giving each slice's batches back (PageDiffPool.recycle)
+ * and once dropping them. Pool rows carry their ratio to the Buffer.compare full scan and,
+ * past 1 thread, to 1 thread (`ratios` in the JSON: the issue's targets are ≥ 0.4 and
+ * ≥ 1.8); every row also GB per CPU-second of the whole process. Prints a
+ * table, then the textbook pre-copy model for a 1 GiB VM across dirty rates 0–400 MiB/s,
+ * and writes JSON with --out. Numbers are for reading, never for asserting in tests.
  */
 import { randomFillSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
@@ -20,8 +27,10 @@ import { pathToFileURL } from 'node:url'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { diffPages, emptyPageDiffStats, addPageDiffStats, type PageDiffStats } from '../../agent/migration/page-diff.js'
-import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
-import { PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
+import { PageDiffPool, type PageDiffRound } from '../../agent/migration/page-diff-pool.js'
+import { STREAM_SLICE_PAGES } from '../../agent/migration/page-stream.js'
+import { applyBatch, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
+import { deltaCodec, pageKernel, wasmKernelUnavailable, type PageKernelName } from '../../agent/migration/page-kernel.js'
 import { modelPrecopy } from '../../agent/migration/precopy-model.js'
 import { DOWNTIME_BUDGET_MS_DEFAULT, ROUND_CAP_DEFAULT } from '../../agent/migration/convergence.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
@@ -40,9 +49,36 @@ export interface PageDiffBenchOptions {
 export interface BenchRow {
   name: string
   threads: number | null
+  /** The page kernel the row ran with; null for the baselines. */
+  kernel: PageKernelName | null
   best_gb_per_s: number
   median_gb_per_s: number
+  /** Median ÷ the Buffer.compare full scan's median (pool and diff rows). */
+  vs_full_scan: number | null
+  /** Median ÷ the same kernel's 1-thread pool median (pool rows past 1 thread). */
+  vs_1_thread: number | null
+  /**
+   * GB per second of CPU time of the whole process (all threads): what each thread does
+   * with the CPU it gets, less disturbed than wall time when other work shares the machine.
+   */
+  median_gb_per_cpu_s: number
   runs_ms: number[]
+  runs_cpu_ms: number[]
+}
+
+export type BatchFate = 'recycled' | 'dropped'
+
+/** One kernel's pool against the baseline: the issue's two targets. */
+export interface PageDiffRatios {
+  kernel: PageKernelName
+  /** Whether the batches went back to the pool (PageDiffPool.recycle) or were dropped. */
+  batches: BatchFate
+  pool_1_thread_gb_per_s: number
+  pool_2_threads_gb_per_s: number
+  /** Pool with 1 thread ÷ Buffer.compare full scan of the same pages (medians); target ≥ 0.4. */
+  pool_1_thread_vs_full_scan: number
+  /** Pool with 2 threads ÷ with 1 thread (medians); target ≥ 1.8. */
+  pool_2_threads_vs_1: number
 }
 
 export interface PageDiffBenchReport {
@@ -52,6 +88,17 @@ export interface PageDiffBenchReport {
   pages: number
   mix: { zero: number; unchanged: number; small_change: number; random: number }
   diff_stats: PageDiffStats
+  /** The kernel `auto` picks here (what a migration uses), and why WebAssembly SIMD could not run, if so. */
+  kernel_default: PageKernelName
+  wasm_unavailable: string | null
+  /** Median GB/s of the Buffer.compare full scan: the baseline of every ratio. */
+  full_scan_gb_per_s: number
+  /** The default kernel's ratios, batches recycled (the figures for a summary table). */
+  ratios: PageDiffRatios
+  /** The default kernel's ratios with the batches dropped (no recycle() call, as before). */
+  ratios_batches_dropped: PageDiffRatios
+  /** Every kernel's ratios, both ways, the default's included. */
+  ratios_by_kernel: PageDiffRatios[]
   rows: BenchRow[]
   precopy_model: {
     memory_bytes: number
@@ -116,36 +163,59 @@ function buildWorkload(memory_mib: number, seed: number): Workload {
 
 const resetLastSent = (w: Workload): void => new Uint8Array(w.last_sent).set(w.pristine)
 
-function row(name: string, threads: number | null, bytes: number, runs_ms: number[]): BenchRow {
-  const sorted = [...runs_ms].sort((a, b) => a - b)
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+function row(name: string, threads: number | null, bytes: number, runs: Runs, kernel: PageKernelName | null = null): BenchRow {
   const rate = (ms: number): number => bytes / GB / (ms / 1000)
   return {
     name,
     threads,
-    best_gb_per_s: rate(sorted[0] as number),
-    median_gb_per_s: rate(sorted[Math.floor(sorted.length / 2)] as number),
-    runs_ms,
+    kernel,
+    best_gb_per_s: rate(Math.min(...runs.wall_ms)),
+    median_gb_per_s: rate(median(runs.wall_ms)),
+    median_gb_per_cpu_s: rate(median(runs.cpu_ms)),
+    vs_full_scan: null,
+    vs_1_thread: null,
+    runs_ms: runs.wall_ms,
+    runs_cpu_ms: runs.cpu_ms,
   }
 }
 
-function timeSync(reps: number, before: () => void, fn: () => void): number[] {
-  const runs: number[] = []
+/** Each timed run's wall time and the CPU time of the whole process (every thread) during it. */
+interface Runs {
+  wall_ms: number[]
+  cpu_ms: number[]
+}
+
+const cpuMs = (): number => {
+  const c = process.cpuUsage()
+  return (c.user + c.system) / 1000
+}
+
+function timeSync(reps: number, before: () => void, fn: () => void): Runs {
+  const runs: Runs = { wall_ms: [], cpu_ms: [] }
   for (let r = 0; r <= reps; r++) {
     before()
+    const c0 = cpuMs()
     const t0 = performance.now()
     fn()
-    if (r > 0) runs.push(performance.now() - t0) // run 0 warms up
+    if (r === 0) continue // run 0 warms up
+    runs.wall_ms.push(performance.now() - t0)
+    runs.cpu_ms.push(cpuMs() - c0)
   }
   return runs
 }
 
-async function timeAsync(reps: number, before: () => void, fn: () => Promise<void>): Promise<number[]> {
-  const runs: number[] = []
+async function timeAsync(reps: number, before: () => void, fn: () => Promise<void>): Promise<Runs> {
+  const runs: Runs = { wall_ms: [], cpu_ms: [] }
   for (let r = 0; r <= reps; r++) {
     before()
+    const c0 = cpuMs()
     const t0 = performance.now()
     await fn()
-    if (r > 0) runs.push(performance.now() - t0)
+    if (r === 0) continue
+    runs.wall_ms.push(performance.now() - t0)
+    runs.cpu_ms.push(cpuMs() - c0)
   }
   return runs
 }
@@ -196,8 +266,9 @@ function benchBaselines(w: Workload, reps: number): BenchRow[] {
   ]
 }
 
-function benchInProcess(w: Workload, reps: number): { row: BenchRow; stats: PageDiffStats } {
+function benchInProcess(w: Workload, reps: number, kernel: PageKernelName): { row: BenchRow; stats: PageDiffStats } {
   const mem = w.memory.buffers.memory
+  const k = pageKernel(kernel)
   let stats = emptyPageDiffStats()
   const runs = timeSync(
     reps,
@@ -205,27 +276,81 @@ function benchInProcess(w: Workload, reps: number): { row: BenchRow; stats: Page
     () => {
       stats = emptyPageDiffStats()
       for (let at = 0; at < w.pages.length; at += PAGE_BATCH_PAGES_MAX / 4) {
-        addPageDiffStats(
-          stats,
-          diffPages({ memory: mem, last_sent: w.last_sent, pages: w.pages.subarray(at, at + PAGE_BATCH_PAGES_MAX / 4) }).stats,
-        )
+        const pages = w.pages.subarray(at, at + PAGE_BATCH_PAGES_MAX / 4)
+        addPageDiffStats(stats, diffPages({ memory: mem, last_sent: w.last_sent, pages }, k).stats)
       }
     },
   )
-  return { row: row('diffPages on the main thread (no pool)', 1, w.pages.length * PAGE, runs), stats }
+  return { row: row(`diffPages on the main thread (no pool), ${kernel}`, 1, w.pages.length * PAGE, runs, kernel), stats }
 }
 
-async function benchPool(w: Workload, reps: number, threads: number): Promise<BenchRow> {
-  const pool = new PageDiffPool({ threads, idle_timeout_ms: 60_000 })
+/** The XBZRLE encoder alone over the workload's changed pages (copy into the kernel's arena included). */
+function benchEncode(w: Workload, reps: number, kernel: PageKernelName): BenchRow {
+  const codec = deltaCodec(pageKernel(kernel))
+  const mem = w.memory.bytes
+  const changed = w.pages.filter((p) => mem[p * PAGE] !== 0 || mem[p * PAGE + 1] !== 0) // zero pages have nothing to encode
+  const out = new Uint8Array(PAGE)
+  let sink = 0
+  const runs = timeSync(
+    reps,
+    () => undefined,
+    () => {
+      for (const p of changed)
+        sink += codec.encodeDelta(w.pristine.subarray(p * PAGE, (p + 1) * PAGE), mem.subarray(p * PAGE, (p + 1) * PAGE), out)
+    },
+  )
+  if (sink === 0.5) console.log('')
+  return row(`XBZRLE encode alone (changed pages), ${kernel}`, 1, changed.length * PAGE, runs, kernel)
+}
+
+/** The destination's side: applyBatch() of one round's batches (the deltas decoded) into a copy of last-sent. */
+async function benchApply(w: Workload, reps: number, kernel: PageKernelName): Promise<BenchRow> {
+  resetLastSent(w)
+  const pool = new PageDiffPool({ threads: 1, kernel })
+  const round = await pool.diff(w.memory.buffers.memory, w.last_sent, w.pages).finally(() => pool.close())
+  const dest = GuestMemory.create(w.pages.length)
+  const k = pageKernel(kernel)
+  const runs = timeSync(
+    reps,
+    () => dest.bytes.set(w.pristine),
+    () => {
+      for (const batch of round.batches) applyBatch(dest, batch, k)
+    },
+  )
+  return row(`applyBatch (destination decode), ${kernel}`, 1, w.pages.length * PAGE, runs, kernel)
+}
+
+/**
+ * One round as page-stream.ts runs it: slices of STREAM_SLICE_PAGES, the next slice in
+ * the pool while this one's batches are "sent" (here: given back or dropped).
+ */
+async function streamLikeRound(pool: PageDiffPool, w: Workload, batches: BatchFate): Promise<void> {
+  const memory = w.memory.buffers.memory
+  const slice = (k: number): Promise<PageDiffRound> =>
+    pool.diff(memory, w.last_sent, w.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES))
+  const slices = Math.ceil(w.pages.length / STREAM_SLICE_PAGES)
+  let next = slice(0)
+  for (let k = 0; k < slices; k++) {
+    const round = await next
+    if (k + 1 < slices) next = slice(k + 1)
+    if (batches === 'recycled') for (const b of round.batches) pool.recycle(b)
+  }
+}
+
+/**
+ * The pool over every page. `batches`: what the caller does with the batches once "sent":
+ * drops them (each task's batch then lands in fresh memory) or gives them back (recycle:
+ * later tasks write into their buffers).
+ */
+async function benchPool(w: Workload, reps: number, threads: number, kernel: PageKernelName, batches: BatchFate): Promise<BenchRow> {
+  const pool = new PageDiffPool({ threads, idle_timeout_ms: 60_000, kernel })
   try {
     const runs = await timeAsync(
       reps,
       () => resetLastSent(w),
-      async () => {
-        await pool.diff(w.memory.buffers.memory, w.last_sent, w.pages)
-      },
+      () => streamLikeRound(pool, w, batches),
     )
-    return row(`page-diff pool`, threads, w.pages.length * PAGE, runs)
+    return row(`page-diff pool, ${kernel}, batches ${batches}`, threads, w.pages.length * PAGE, runs, kernel)
   } finally {
     await pool.close()
   }
@@ -256,20 +381,75 @@ function precopyTable(bandwidth_mib_per_s: number): PageDiffBenchReport['precopy
   return { memory_bytes, bandwidth_bytes_per_s, downtime_budget_ms: DOWNTIME_BUDGET_MS_DEFAULT, round_cap: ROUND_CAP_DEFAULT, rows }
 }
 
+/** The kernels to measure: the default (auto's pick) first, then the JavaScript fallback. */
+function kernelsToMeasure(): PageKernelName[] {
+  return wasmKernelUnavailable() === null ? ['wasm-simd', 'js'] : ['js']
+}
+
+/** Each kernel's pool rows with their ratios to the full scan and to 1 thread; the summary ratios. */
+async function benchPools(
+  w: Workload,
+  reps: number,
+  full_scan: number,
+  kernel: PageKernelName,
+  batches: BatchFate,
+): Promise<{ rows: BenchRow[]; ratios: PageDiffRatios }> {
+  const rows: BenchRow[] = []
+  for (const threads of [...new Set([1, 2, availableParallelism()])]) rows.push(await benchPool(w, reps, threads, kernel, batches))
+  const one = rows[0] as BenchRow
+  const two = rows.find((r) => r.threads === 2) as BenchRow
+  for (const r of rows) {
+    r.vs_full_scan = r.median_gb_per_s / full_scan
+    if (r !== one) r.vs_1_thread = r.median_gb_per_s / one.median_gb_per_s
+  }
+  return {
+    rows,
+    ratios: {
+      kernel,
+      batches,
+      pool_1_thread_gb_per_s: one.median_gb_per_s,
+      pool_2_threads_gb_per_s: two.median_gb_per_s,
+      pool_1_thread_vs_full_scan: one.median_gb_per_s / full_scan,
+      pool_2_threads_vs_1: two.median_gb_per_s / one.median_gb_per_s,
+    },
+  }
+}
+
 export async function runPageDiffBench(options: PageDiffBenchOptions): Promise<PageDiffBenchReport> {
   const w = buildWorkload(options.memory_mib, options.seed)
   const rows = benchBaselines(w, options.reps)
-  const inProcess = benchInProcess(w, options.reps)
-  rows.push(inProcess.row)
-  const cpus = availableParallelism()
-  for (const threads of [...new Set([1, 2, cpus])]) rows.push(await benchPool(w, options.reps, threads))
+  const full_scan = (rows[1] as BenchRow).median_gb_per_s
+  const kernels = kernelsToMeasure()
+  let stats: PageDiffStats | null = null
+  const ratios_by_kernel: PageDiffRatios[] = []
+  for (const kernel of kernels) {
+    const inProcess = benchInProcess(w, options.reps, kernel)
+    inProcess.row.vs_full_scan = inProcess.row.median_gb_per_s / full_scan
+    stats ??= inProcess.stats
+    rows.push(inProcess.row)
+  }
+  for (const kernel of kernels) {
+    for (const batches of ['recycled', 'dropped'] as const) {
+      const pools = await benchPools(w, options.reps, full_scan, kernel, batches)
+      rows.push(...pools.rows)
+      ratios_by_kernel.push(pools.ratios)
+    }
+  }
+  for (const kernel of kernels) rows.push(benchEncode(w, options.reps, kernel))
+  for (const kernel of kernels) rows.push(await benchApply(w, options.reps, kernel))
   return {
     node: process.version,
-    cpus,
+    cpus: availableParallelism(),
     memory_mib: options.memory_mib,
     pages: w.pages.length,
     mix: w.mix,
-    diff_stats: inProcess.stats,
+    diff_stats: stats as PageDiffStats,
+    kernel_default: pageKernel('auto').name,
+    wasm_unavailable: wasmKernelUnavailable(),
+    full_scan_gb_per_s: full_scan,
+    ratios: ratios_by_kernel[0] as PageDiffRatios,
+    ratios_batches_dropped: ratios_by_kernel[1] as PageDiffRatios,
+    ratios_by_kernel,
     rows,
     precopy_model: precopyTable(options.bandwidth_mib_per_s),
   }
@@ -285,10 +465,23 @@ export function formatReport(r: PageDiffBenchReport): string {
       `${(s.encodedBytes / MiB).toFixed(1)} MiB on the wire for ${(s.rawBytes / MiB).toFixed(0)} MiB scanned (${((100 * s.encodedBytes) / s.rawBytes).toFixed(1)}%)`,
   )
   lines.push('')
-  lines.push(`${'what'.padEnd(56)} ${'threads'.padStart(7)} ${'best GB/s'.padStart(10)} ${'median GB/s'.padStart(12)}`)
+  lines.push(
+    `page kernel: ${r.kernel_default}${r.wasm_unavailable === null ? '' : ` (WebAssembly SIMD unavailable: ${r.wasm_unavailable})`}`,
+  )
+  lines.push('')
+  const ratio = (x: number | null): string => (x === null ? '' : `${x.toFixed(2)}×`)
+  lines.push(
+    `${'what'.padEnd(60)} ${'threads'.padStart(7)} ${'best GB/s'.padStart(10)} ${'median GB/s'.padStart(12)} ${'vs full scan'.padStart(12)} ${'vs 1 thread'.padStart(11)} ${'GB/CPU-s'.padStart(9)}`,
+  )
   for (const x of r.rows) {
     lines.push(
-      `${x.name.padEnd(56)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)}`,
+      `${x.name.padEnd(60)} ${String(x.threads ?? '-').padStart(7)} ${x.best_gb_per_s.toFixed(2).padStart(10)} ${x.median_gb_per_s.toFixed(2).padStart(12)} ${ratio(x.vs_full_scan).padStart(12)} ${ratio(x.vs_1_thread).padStart(11)} ${x.median_gb_per_cpu_s.toFixed(2).padStart(9)}`,
+    )
+  }
+  lines.push('')
+  for (const k of r.ratios_by_kernel) {
+    lines.push(
+      `${k.kernel}, batches ${k.batches}: pool 1 thread = ${k.pool_1_thread_vs_full_scan.toFixed(2)}× the full scan (target ≥ 0.4), 2 threads = ${k.pool_2_threads_vs_1.toFixed(2)}× 1 thread (target ≥ 1.8)`,
     )
   }
   const m = r.precopy_model

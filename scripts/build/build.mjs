@@ -1,7 +1,8 @@
 /**
  * The build: esbuild bundles each process's entry and each worker file into one JavaScript
  * file in dist/ (hvlab's own code bundled, packages left in node_modules), so no process
- * compiles TypeScript when it starts. It runs from `npm ci` (prepare), from `npm test` before
+ * compiles TypeScript when it starts, and asc compiles the page-diff kernel to
+ * dist/page-kernel.wasm (wasm.mjs). It runs from `npm ci` (prepare), from `npm test` before
  * tap, and from ensureBuilt() whenever a source is newer than the build: the `hvlab` binary
  * and the lab's spawner never run a stale dist/.
  *
@@ -20,6 +21,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { createRequire } from 'node:module'
 import { dirname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildWasm, WASM_OUTPUT } from './wasm.mjs'
 
 /** Each bundle in dist/ (`NAME.js`) and the source it is built from. */
 export const ENTRIES = {
@@ -41,7 +43,7 @@ export const ENTRIES = {
 export const EXTERNAL_PACKAGES = ['pino', 'pino-roll', 'piscina', 'bufferutil', 'msgpackr-extract', 'esbuild']
 
 /** The folders whose files go into the bundles: a change in any of them makes dist/ stale. */
-const SOURCE_DIRS = ['shared', 'agent', 'witness', 'array-emulator', 'scripts']
+const SOURCE_DIRS = ['shared', 'agent', 'witness', 'array-emulator', 'scripts', 'wasm']
 const STAMP = 'build-stamp.json'
 
 /** The project root: the nearest folder above `fromUrl` whose package.json is hvlab's. */
@@ -77,6 +79,7 @@ export function sourceSnapshot(root) {
 export function staleness(root = projectRoot()) {
   const stampFile = join(root, 'dist', STAMP)
   if (!existsSync(stampFile)) return 'dist/ has not been built'
+  if (!existsSync(join(root, WASM_OUTPUT))) return `${WASM_OUTPUT} is missing`
   const stamp = JSON.parse(readFileSync(stampFile, 'utf8'))
   const now = sourceSnapshot(root)
   if (stamp.files_sha1 !== now.files_sha1) return 'a source file was added or removed since the last build'
@@ -117,6 +120,7 @@ export function build(root = projectRoot()) {
   })
   mkdirSync(join(root, 'dist'), { recursive: true })
   for (const file of result.outputFiles) writeWhole(file.path, file.contents)
+  buildWasm(root) // the page-diff kernel (scripts/build/wasm.mjs), before the stamp says dist/ is whole
   writeWhole(join(root, 'dist', STAMP), JSON.stringify(snapshot) + '\n')
   removeOldChunks(join(root, 'dist'), new Set(result.outputFiles.map((f) => f.path)))
 }

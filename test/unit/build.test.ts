@@ -12,7 +12,7 @@ function fakeTree(): string {
   const root = mkdtempSync(join(tmpdir(), 'hvlab-build-'))
   writeFileSync(join(root, 'package.json'), '{"name":"hvlab"}')
   writeFileSync(join(root, 'package-lock.json'), '{}')
-  for (const dir of ['shared', 'agent', 'witness', 'array-emulator', 'scripts/cli']) mkdirSync(join(root, dir), { recursive: true })
+  for (const dir of ['shared', 'agent', 'witness', 'array-emulator', 'scripts/cli', 'wasm']) mkdirSync(join(root, dir), { recursive: true })
   writeFileSync(join(root, 'shared/a.ts'), 'export const a = 1\n')
   writeFileSync(join(root, 'scripts/cli/b.ts'), 'export const b = 2\n')
   return root
@@ -20,6 +20,7 @@ function fakeTree(): string {
 
 function stamp(root: string): void {
   mkdirSync(join(root, 'dist'), { recursive: true })
+  writeFileSync(join(root, 'dist/page-kernel.wasm'), '')
   writeFileSync(join(root, 'dist/build-stamp.json'), JSON.stringify(sourceSnapshot(root)))
 }
 
@@ -52,4 +53,17 @@ t.test('files that are not sources do not count', async (t) => {
   writeFileSync(join(root, 'shared/notes.md'), 'x')
   later(join(root, 'shared/notes.md'))
   t.equal(staleness(root), null)
+})
+
+t.test('the page kernel: dist/ is stale without its .wasm, and when its AssemblyScript source changes', async (t) => {
+  const root = fakeTree()
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  writeFileSync(join(root, 'wasm/page-kernel.ts'), 'export function f(): i32 { return 1 }\n')
+  stamp(root)
+  t.equal(staleness(root), null)
+  rmSync(join(root, 'dist/page-kernel.wasm'))
+  t.equal(staleness(root), 'dist/page-kernel.wasm is missing')
+  stamp(root)
+  later(join(root, 'wasm/page-kernel.ts'))
+  t.equal(staleness(root), 'a source changed since the last build')
 })

@@ -1,4 +1,5 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { randomFillSync } from 'node:crypto'
 import { transferableSymbol, valueSymbol } from 'piscina'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
@@ -6,6 +7,7 @@ import { applyBatch, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../..
 import { diffPages, type PageDiffResult } from '../../agent/migration/page-diff.js'
 import runPageDiff from '../../agent/migration/page-diff-worker.js'
 import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+import { pageKernel, type PageKernel } from '../../agent/migration/page-kernel.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { seeds } from '../sim/seed.js'
 
@@ -44,10 +46,15 @@ function scenario(): { source: GuestMemory; last_sent: SharedArrayBuffer; dest: 
   return { source, last_sent, dest }
 }
 
-t.test('diffPages classifies pages and the destination ends equal to the source', async (t) => {
+for (const kernel of ['wasm-simd', 'js'] as const)
+  t.test(`diffPages with the ${kernel} kernel classifies pages and the destination ends equal to the source`, async (t) => {
+    await classifiesPages(t, pageKernel(kernel))
+  })
+
+async function classifiesPages(t: Test, kernel: PageKernel): Promise<void> {
   const { source, last_sent, dest } = scenario()
   const pages = Uint32Array.from([0, 1, 2, 3, 4, 5])
-  const { batch, stats } = diffPages({ memory: source.buffers.memory, last_sent, pages })
+  const { batch, stats } = diffPages({ memory: source.buffers.memory, last_sent, pages }, kernel)
   t.same(stats, {
     scanned: 6,
     zero: 1,
@@ -68,10 +75,27 @@ t.test('diffPages classifies pages and the destination ends equal to the source'
   )
   t.ok(stats.encodedBytes < 2 * PAGE, `encoded ${stats.encodedBytes} bytes for one full page and small changes`)
   t.same(new Uint8Array(last_sent), source.bytes, 'last-sent copy now mirrors the source')
-  applyBatch(dest, batch)
+  applyBatch(dest, batch, kernel)
   t.equal(dest.sha256(), source.sha256())
-  const again = diffPages({ memory: source.buffers.memory, last_sent, pages })
+  const again = diffPages({ memory: source.buffers.memory, last_sent, pages }, kernel)
   t.equal(again.stats.skipped, 6, 'a second pass without writes sends nothing')
+}
+
+t.test('diffPages writes its batch into the spare buffer given when it fits, else into a new one of its size', async (t) => {
+  const { source, last_sent } = scenario()
+  const pages = Uint32Array.from([1, 2, 3])
+  const spare = new ArrayBuffer(3 * PAGE)
+  new Uint8Array(spare).fill(0xcc)
+  const fits = diffPages({ memory: source.buffers.memory, last_sent: last_sent.slice(0), pages, out: spare })
+  t.equal(fits.batch.buffer, spare, 'written into the spare')
+  t.equal(fits.batch.byteOffset, 0)
+  const fresh = diffPages({ memory: source.buffers.memory, last_sent: last_sent.slice(0), pages })
+  t.same(fits.batch, fresh.batch, 'the same bytes as in a new buffer')
+  t.equal(fresh.batch.buffer.byteLength, fresh.batch.length, 'a new buffer is exactly the batch')
+  const small = new ArrayBuffer(16)
+  const over = diffPages({ memory: source.buffers.memory, last_sent: last_sent.slice(0), pages, out: small })
+  t.not(over.batch.buffer, small, 'a spare too small is not used')
+  t.same(over.batch, fresh.batch)
 })
 
 t.test('diffPages refuses bad tasks', async (t) => {
@@ -97,7 +121,7 @@ t.test('the worker entry returns the result with its batch buffer to transfer', 
   t.equal(value.stats.delta, 1)
   t.equal(value.stats.full, 1)
   t.equal(moved[transferableSymbol], value.batch.buffer)
-  t.ok(value.batch.buffer.byteLength < 2 * value.batch.length + 1, 'small batches are compacted before transfer')
+  t.equal(value.batch.buffer.byteLength, value.batch.length, 'the batch is copied out of the kernel arena into a buffer of its size')
 })
 
 /** Random guest writes between rounds: small edits, whole pages, zeroing. */
@@ -177,7 +201,34 @@ t.test('pool with 2 threads: rounds with writes between them end with equal hash
   await t.rejects(pool.diff(source.buffers.memory, last_sent, new Uint32Array(0)), { code: 'HVLAB_E_STATE' })
 })
 
+t.test('pool: a batch given back is written over by a later task (its buffer reused), and the pages arrive whole', async (t) => {
+  const pool = new PageDiffPool({ threads: 1, chunk_pages: 64, inflight_max: 1, kernel: 'js' })
+  t.teardown(() => pool.close())
+  const source = GuestMemory.create(128)
+  const dest = GuestMemory.create(128)
+  randomFillSync(source.bytes)
+  const all = Uint32Array.from({ length: 128 }, (_, i) => i)
+  const last_sent = new SharedArrayBuffer(source.byte_length)
+  const first = await pool.diff(source.buffers.memory, last_sent, all)
+  const sizes = first.batches.map((b) => b.buffer.byteLength)
+  for (const b of first.batches) applyBatch(dest, b)
+  for (const b of first.batches) pool.recycle(b)
+  for (let p = 0; p < 128; p++) source.writeByte(p * PAGE + 5, 0x42) // small deltas: much shorter batches
+  const second = await pool.diff(source.buffers.memory, last_sent, all)
+  t.ok(
+    first.batches.every((b) => b.buffer.byteLength === 0),
+    'the buffers given back went to the workers (moved: detached here)',
+  )
+  t.ok(
+    second.batches.every((b) => b.buffer.byteLength > b.length && sizes.includes(b.buffer.byteLength)),
+    'the second round came back in them',
+  )
+  for (const b of second.batches) applyBatch(dest, b)
+  t.equal(dest.sha256(), source.sha256(), 'the destination equals the source')
+})
+
 t.test('pool reports a failing task and refuses bad options', async (t) => {
+  t.throws(() => new PageDiffPool({ threads: 1, kernel: 'simd' as 'js' }), { code: 'HVLAB_E_USAGE', message: /kernel/ })
   t.throws(() => new PageDiffPool({ threads: 0 }), { code: 'HVLAB_E_USAGE', message: /threads/ })
   t.throws(() => new PageDiffPool({ threads: 1, chunk_pages: PAGE_BATCH_PAGES_MAX + 1 }), { code: 'HVLAB_E_USAGE', message: /chunk_pages/ })
   const pool = new PageDiffPool({ threads: 1, chunk_pages: 4, inflight_max: 1 })
