@@ -128,8 +128,15 @@ export interface MigrationResult {
   /** Why it did not complete ('' when it did). */
   readonly reason: string
   readonly total_ms: number
-  /** Guest paused → destination running (completed migrations only). */
+  /** Guest paused → the source heard the destination runs it (completed migrations only; the source's clock). */
   readonly blackout_ms: number | null
+  /** Wall-clock ms (`wallNow`) when the guest paused on the source; null if it never paused. */
+  readonly paused_at_ms: number | null
+  /**
+   * The guest's last instruction on the source (its pause) → its first on the destination
+   * (its resume), from both hosts' wall clocks (comparable on one machine); completed only.
+   */
+  readonly guest_paused_ms: number | null
   readonly expected_blackout_ms: number | null
   readonly switch_reason: 'fits_budget' | 'round_cap' | null
   readonly memory_bytes: number
@@ -159,6 +166,9 @@ export interface MigrationHandle {
   readonly result: Promise<MigrationResult>
 }
 
+/** Wall-clock ms, unskewed: what two processes on one machine can compare (the lab's clock may be skewed on purpose). */
+export const wallNow = (): number => performance.timeOrigin + performance.now()
+
 function checkInt(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new HvlabError('HVLAB_E_USAGE', `migration service: ${name} must be an integer ${min}–${max}, got ${value}`)
@@ -173,6 +183,9 @@ class OutgoingRun {
   bytes_sent = 0
   source_sha256: string | null = null
   destination_sha256: string | null = null
+  /** Wall-clock ms of the guest's pause here and of its resume on the destination (as the destination said). */
+  paused_at_ms: number | null = null
+  resumed_at_ms: number | null = null
   private readonly last_sent: SharedArrayBuffer
   /**
    * Feeds the machine one input at a time, each step's effects in order. Bounded by
@@ -256,15 +269,21 @@ class OutgoingRun {
       'copy-round': (e) => this.launch(`pre-copy round ${e.round}`, () => this.copyRound(e.round, e.pages)),
       'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round)),
       'throttle-guest': (e) => vm.throttle(e.pct),
-      'pause-guest': () => vm.pause(),
+      'pause-guest': () => {
+        this.paused_at_ms = wallNow()
+        vm.pause()
+      },
       'resume-guest': () => vm.resume(),
       'hand-over-storage': (e) => this.launch('storage hand-over', () => this.handOverStorage(e.mode)),
       'hand-back-storage': (e) => this.handBackStorage(e.mode),
       'resume-destination': () =>
         this.launch('resume on the destination', async () => {
           const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
-          const host = reply.message.t === 'migration-running' ? reply.message.host : conn.remoteName
-          return { kind: 'destination-running', host }
+          const running = reply.message.t === 'migration-running' ? reply.message : null
+          this.resumed_at_ms = running?.resumed_at_ms ?? null
+          const guest_paused_ms =
+            this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
+          return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms }
         }),
       'abort-destination': (e) => {
         if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: e.reason.slice(0, 1024) }).catch(() => undefined)
@@ -388,6 +407,9 @@ class OutgoingRun {
     const r = this.machine.report()
     const now = this.ctx.clock.now()
     const blackout_ms = r.paused_ms !== null && r.running_ms !== null ? r.running_ms - r.paused_ms : null
+    const completed = this.machine.outcome === 'completed'
+    const guest_paused_ms =
+      completed && this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
     return {
       migration_id: this.migration_id,
       vm: this.vm.name,
@@ -397,6 +419,8 @@ class OutgoingRun {
       reason: r.reason,
       total_ms: (r.ended_ms ?? now) - (r.started_ms ?? now),
       blackout_ms,
+      paused_at_ms: this.paused_at_ms,
+      guest_paused_ms,
       expected_blackout_ms: r.expected_blackout_ms,
       switch_reason: r.switch_reason,
       memory_bytes: this.vm.memory.byte_length,
@@ -439,6 +463,8 @@ interface IncomingRun {
   /** The batches on their way into `memory`, in order (null before allocation and after discard). */
   applies: PageApplyQueue | null
   device_state: Uint8Array | null
+  /** Wall-clock ms (`wallNow`) when the guest resumed here. */
+  resumed_at_ms: number | null
   /** Steps the machine and carries out its effects, synchronously (every handler is). */
   readonly driver: MachineDriver<DestinationInput, DestinationEffect>
   /** The input being carried out: what it came with, what its effects answered. */
@@ -676,6 +702,7 @@ export class MigrationService {
       memory: null,
       applies: null,
       device_state: null,
+      resumed_at_ms: null,
       driver: this.incomingDriver(() => run),
       call: { attachment: undefined, reply: null, refusal: null },
     }
@@ -788,7 +815,8 @@ export class MigrationService {
         if (!run.memory || !run.device_state)
           throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
         const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
-        this.options.onArrived?.(vm, run.arrival)
+        this.options.onArrived?.(vm, run.arrival) // adopts it, and announces its new location to the virtual switch first
+        run.resumed_at_ms = wallNow()
       },
       'announce-location': (e) => this.options.onAnnounce?.(get().vm, e.host),
       'discard-vm': () => {
@@ -826,7 +854,14 @@ export class MigrationService {
       case 'migration-prepared':
         return { message: { t: 'migration-prepared', migration_id, memory_sha256: null } } // --verify: hashed by the blackout's request handler
       case 'migration-running':
-        return { message: { t: 'migration-running', migration_id, host: r.host } }
+        return {
+          message: {
+            t: 'migration-running',
+            migration_id,
+            host: r.host,
+            ...(run.resumed_at_ms !== null ? { resumed_at_ms: run.resumed_at_ms } : {}),
+          },
+        }
     }
   }
 }

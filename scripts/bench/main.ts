@@ -8,6 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
+import { formatBlackoutReport, runBlackoutBench } from './blackout.js'
 import { formatMigrationReport, runMigrationBench } from './migration.js'
 import { formatReport, runPageDiffBench } from './page-diff.js'
 import { formatScaleReport, runScaleBench } from './scale.js'
@@ -23,7 +24,7 @@ const int =
 
 const program = new Command('hvlab-bench')
   .description(
-    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes (with --vms N also N VMs created and started through the CLI, and `vm list` timed)',
+    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the blackout as a client sees it (a small lab: a 256 MiB VM dirtying 50 MiB/s live-migrated back and forth within a site while a client pings it every 2 ms: reported blackout vs the client’s longest gap), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes (with --vms N also N VMs created and started through the CLI, and `vm list` timed)',
   )
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
@@ -32,6 +33,9 @@ const program = new Command('hvlab-bench')
   .option('--seed <n>', 'seed of the synthetic page mix', int(0, 0xffff_ffff), 1)
   .option('--vm-mib <n>', 'VM memory, MiB: of the migration runs (default 128) and of the --scale --vms VMs (default 32)', int(16, 4096))
   .option('--no-migration', 'skip the live-migration benchmark')
+  .option('--no-blackout', 'skip the client-blackout benchmark (it starts a small lab of five processes)')
+  .option('--only-blackout', 'run the client-blackout benchmark alone')
+  .option('--blackout-migrations <n>', 'live migrations of the client-blackout benchmark, back and forth', int(1, 100), 3)
   .option('--scale [topology]', 'also start a whole lab (default topologies/scale-16.json) and measure up time, idle CPU and view changes')
   .option('--idle-s <n>', 'how long the --scale lab idles while its CPU is measured, seconds', int(5, 3600), 60)
   .option('--only-scale', 'run the --scale benchmark alone (implies --scale)')
@@ -46,6 +50,9 @@ type Options = {
   seed: number
   vmMib?: number
   migration: boolean
+  blackout: boolean
+  blackoutMigrations: number
+  onlyBlackout?: boolean
   scale?: string | true
   idleS: number
   vms: number
@@ -65,19 +72,25 @@ const section = <R>(s: Section<R>): Section<unknown> => s as Section<unknown>
 const sections: Section<unknown>[] = [
   section({
     key: 'pageDiff',
-    wanted: !o.onlyScale,
+    wanted: !o.onlyScale && !o.onlyBlackout,
     run: () => runPageDiffBench({ memory_mib: o.mib, reps: o.reps, bandwidth_mib_per_s: o.bandwidthMibS, seed: o.seed }),
     format: formatReport,
   }),
   section({
     key: 'migration',
-    wanted: o.migration && !o.onlyScale,
+    wanted: o.migration && !o.onlyScale && !o.onlyBlackout,
     run: () => runMigrationBench({ memory_mib: o.vmMib ?? 128, reps: o.reps }),
     format: formatMigrationReport,
   }),
   section({
+    key: 'blackout',
+    wanted: (o.blackout && !o.onlyScale) || o.onlyBlackout === true,
+    run: () => runBlackoutBench({ migrations: o.blackoutMigrations }),
+    format: formatBlackoutReport,
+  }),
+  section({
     key: 'smallMessages',
-    wanted: !o.onlyScale,
+    wanted: !o.onlyScale && !o.onlyBlackout,
     run: () => runSmallMessageBench({ messages: 20_000, reps: o.reps }),
     format: formatSmallMessageReport,
   }),
