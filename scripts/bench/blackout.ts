@@ -63,14 +63,15 @@ export interface BlackoutRow {
   /** The switch: the VM's last reply from the source → its first from the destination, ms. */
   switch_gap_ms: number | null
   released_pings: number | null
-  /** What the client saw. */
+  /** What the client saw: its longest gap between replies across the move (from the source to the destination), and at all. */
+  client_move_gap_ms: number | null
   client_gap_ms_max: number
   /** When the client's longest gap ended, ms from the pause (its clock read as wall-clock), and whether it spans the move. */
   client_gap_ended_ms: number | null
   client_gap_across_hosts: boolean
   pings_sent: number
   pings_lost: number
-  /** client_gap_ms_max − client_blackout_ms, and − blackout_ms (the old figure), ms. */
+  /** client_move_gap_ms − client_blackout_ms, and − blackout_ms (the source's own figure), ms. */
   gap_minus_client_blackout_ms: number | null
   gap_minus_blackout_ms: number | null
   /** Where the time went (timeline, ms from the pause). */
@@ -89,8 +90,10 @@ export interface BlackoutBenchReport {
   ping_interval_ms: number
   migrations: BlackoutRow[]
   summary: {
+    /** The client's longest gap across a move, and at all (pre-copy included), over the migrations. */
+    client_move_gap_ms_max: number | null
     client_gap_ms_max: number
-    /** max |client_gap_ms_max − client_blackout_ms| over the migrations (null if one has no client figure). */
+    /** max |client_move_gap_ms − client_blackout_ms| over the migrations (null if one has no figure). */
     reported_vs_client_ms_max: number | null
     /** The same for the source's blackout_ms (what was reported before). */
     blackout_ms_vs_client_ms_max: number | null
@@ -177,14 +180,15 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
     client_blackout_ms: round1(r.client_blackout_ms),
     switch_gap_ms: round1(r.client_gap_ms),
     released_pings: r.released_pings ?? null,
+    client_move_gap_ms: s.move_gap_ms_max,
     client_gap_ms_max: s.gap_ms_max,
     client_gap_ended_ms:
       s.gap_max_ended_ms === null || r.paused_at_ms == null ? null : round1(ping_started_at_ms + s.gap_max_ended_ms - r.paused_at_ms),
     client_gap_across_hosts: s.gap_max_across_hosts,
     pings_sent: s.sent,
     pings_lost: s.lost,
-    gap_minus_client_blackout_ms: diff(s.gap_ms_max, r.client_blackout_ms),
-    gap_minus_blackout_ms: diff(s.gap_ms_max, r.blackout_ms),
+    gap_minus_client_blackout_ms: s.move_gap_ms_max === null ? null : diff(s.move_gap_ms_max, r.client_blackout_ms),
+    gap_minus_blackout_ms: s.move_gap_ms_max === null ? null : diff(s.move_gap_ms_max, r.blackout_ms),
     phases,
   }
 }
@@ -196,16 +200,18 @@ function summaryOf(rows: BlackoutRow[]): BlackoutBenchReport['summary'] {
   const worst = (f: (r: BlackoutRow) => number | null): number | null =>
     rows.some((r) => f(r) === null) ? null : Math.max(0, ...rows.map((r) => Math.abs(f(r)!)))
   const client_gap_ms_max = Math.max(0, ...rows.map((r) => r.client_gap_ms_max))
+  const client_move_gap_ms_max = worst((r) => r.client_move_gap_ms)
   const reported_vs_client_ms_max = worst((r) => r.gap_minus_client_blackout_ms)
   const pings_lost = rows.reduce((a, r) => a + r.pings_lost, 0)
   return {
+    client_move_gap_ms_max,
     client_gap_ms_max,
     reported_vs_client_ms_max,
     blackout_ms_vs_client_ms_max: worst((r) => r.gap_minus_blackout_ms),
     pings_lost,
     target_gap_ms: TARGET_GAP_MS,
     target_diff_ms: TARGET_DIFF_MS,
-    gap_met: client_gap_ms_max <= TARGET_GAP_MS && pings_lost === 0,
+    gap_met: client_move_gap_ms_max !== null && client_move_gap_ms_max <= TARGET_GAP_MS && pings_lost === 0,
     diff_met: reported_vs_client_ms_max !== null && reported_vs_client_ms_max <= TARGET_DIFF_MS,
   }
 }
@@ -276,18 +282,19 @@ export function formatBlackoutReport(r: BlackoutBenchReport): string {
   const s = r.summary
   const lines = [
     `blackout as the client sees it: ${r.row} (${r.migrations.length} migrations; ms)`,
-    '  from → to           blackout guest_paused client_blackout │ client gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced 1st reply',
+    '  reported: blackout_ms (pause → source hears it runs), guest_paused_ms (pause → resume), client_blackout_ms (pause → switch has the 1st reply from the destination)',
+    '  client: its longest gap across the move, and at all (pre-copy included); then where the time went, ms from the pause',
+    '  from → to           blackout guest_paused client_blackout │ move gap   any gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced 1st reply',
   ]
   for (const x of r.migrations) {
     const p = x.phases
     lines.push(
-      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_gap_ms_max, 10)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.first_reply_from_destination_ms, 9)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
+      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_move_gap_ms, 8)} ${fmt(x.client_gap_ms_max, 9)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.first_reply_from_destination_ms, 9)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
     )
   }
   lines.push(
-    `  worst client gap ${s.client_gap_ms_max} ms (target ≤ ${s.target_gap_ms}: ${s.gap_met ? 'met' : 'NOT met'}), lost ${s.pings_lost}; ` +
-      `worst |gap − client_blackout_ms| ${s.reported_vs_client_ms_max ?? '-'} ms (target ≤ ${s.target_diff_ms}: ${s.diff_met ? 'met' : 'NOT met'}), ` +
-      `worst |gap − blackout_ms| ${s.blackout_ms_vs_client_ms_max ?? '-'} ms (the source's own figure)`,
+    `  worst client gap across a move ${s.client_move_gap_ms_max ?? '-'} ms (target ≤ ${s.target_gap_ms}: ${s.gap_met ? 'met' : 'NOT met'}), at all ${s.client_gap_ms_max} ms, lost ${s.pings_lost}`,
+    `  worst |move gap − client_blackout_ms| ${s.reported_vs_client_ms_max ?? '-'} ms (target ≤ ${s.target_diff_ms}: ${s.diff_met ? 'met' : 'NOT met'}); worst |move gap − blackout_ms| ${s.blackout_ms_vs_client_ms_max ?? '-'} ms (the source's own figure)`,
   )
   for (const x of r.migrations)
     if (!x.client_gap_across_hosts)

@@ -26,6 +26,8 @@ export interface PingSummary {
   gap_max_ended_ms: number | null
   /** The longest gap's replies came from two hosts: it spans a move of the VM. */
   gap_max_across_hosts: boolean
+  /** The longest gap between two replies from different hosts: what a move of the VM (its blackout) cost this client (null: no move seen). */
+  move_gap_ms_max: number | null
   rtt_ms_max: number
   /** Replies whose value was not above the one before (it must rise with every reply). */
   value_backwards: number
@@ -53,6 +55,7 @@ export class PingTally {
   private gap_max_ended_ms: number | null = null
   private gap_max_across_hosts = false
   private last_host: string | null = null
+  private move_gap_ms_max: number | null = null
   private rtt_ms_max = 0
   private value_backwards = 0
   private first_value: number | null = null
@@ -92,6 +95,8 @@ export class PingTally {
       this.gap_max_ended_ms = at_ms
       this.gap_max_across_hosts = this.last_host !== host
     }
+    if (this.last_reply_ms !== null && this.last_host !== host)
+      this.move_gap_ms_max = Math.max(this.move_gap_ms_max ?? 0, at_ms - this.last_reply_ms)
     this.last_reply_ms = at_ms
     this.last_host = host
     if (this.last_value !== null && value <= this.last_value) this.value_backwards++
@@ -125,6 +130,7 @@ export class PingTally {
       gap_ms_max: round1(this.gap_ms_max),
       gap_max_ended_ms: this.gap_max_ended_ms === null ? null : round1(this.gap_max_ended_ms),
       gap_max_across_hosts: this.gap_max_across_hosts,
+      move_gap_ms_max: this.move_gap_ms_max === null ? null : round1(this.move_gap_ms_max),
       rtt_ms_max: round1(this.rtt_ms_max),
       value_backwards: this.value_backwards,
       value_continuous: this.value_backwards === 0,
@@ -144,7 +150,7 @@ export function formatPingSummary(vm: string, s: PingSummary): string {
   const lines = [
     `--- vm ${vm} ping statistics ---`,
     `${s.sent} sent, ${s.received} received, ${s.lost} lost (${pct}%)${s.unreachable > 0 ? `, ${s.unreachable} unreachable` : ''}, ${s.out_of_order} out of order, ${s.duplicates} duplicates`,
-    `longest gap between replies ${s.gap_ms_max} ms, longest round trip ${s.rtt_ms_max} ms`,
+    `longest gap between replies ${s.gap_ms_max} ms${s.move_gap_ms_max === null ? '' : ` (across a move between hosts ${s.move_gap_ms_max} ms)`}, longest round trip ${s.rtt_ms_max} ms`,
     `value ${s.first_value ?? '-'} → ${s.last_value ?? '-'}: ${s.value_continuous ? 'never went backwards' : `went backwards ${s.value_backwards} times`}; hosts ${s.hosts.join(' → ') || '-'}`,
   ]
   for (const r of s.reasons) lines.push(`unreachable: ${r}`)

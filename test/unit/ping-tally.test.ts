@@ -17,6 +17,7 @@ t.test('counts sent, received, lost, gaps and hosts', async (t) => {
   t.equal(s.gap_ms_max, 68, 'longest time between consecutive replies')
   t.equal(s.gap_max_ended_ms, 80, 'the reply that ended it came at 80')
   t.equal(s.gap_max_across_hosts, true, 'it spans the move from host-a1 to host-a2')
+  t.equal(s.move_gap_ms_max, 68, 'the move cost the client 68 ms')
   t.equal(s.rtt_ms_max, 61, 'seq 2: sent at 20, answered at 81')
   t.same(s.hosts, ['host-a1', 'host-a2'], 'hosts in the order they first answered')
   t.equal(s.value_continuous, true)
@@ -39,6 +40,7 @@ t.test('duplicates, unexpected seqs and unreachable pings', async (t) => {
   t.equal(s.lost, 1, 'an unreachable ping is lost')
   t.equal(s.unreachable, 1)
   t.same(s.reasons, ['no such address'])
+  t.equal(s.move_gap_ms_max, null, 'one host: no move')
   t.throws(() => p.sent(1, 5), RangeError, 'seqs must rise')
 })
 
@@ -77,4 +79,5 @@ t.test('the longest gap within one host is not across hosts', async (t) => {
   t.equal(s.gap_ms_max, 50)
   t.equal(s.gap_max_ended_ms, 50)
   t.equal(s.gap_max_across_hosts, false, 'the move itself took 5 ms')
+  t.equal(s.move_gap_ms_max, 5)
 })
