@@ -281,9 +281,7 @@ class OutgoingRun {
           const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
           const running = reply.message.t === 'migration-running' ? reply.message : null
           this.resumed_at_ms = running?.resumed_at_ms ?? null
-          const guest_paused_ms =
-            this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
-          return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms }
+          return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms: this.guestPausedMs() }
         }),
       'abort-destination': (e) => {
         if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: e.reason.slice(0, 1024) }).catch(() => undefined)
@@ -395,6 +393,11 @@ class OutgoingRun {
     return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before }
   }
 
+  /** The guest's pause here → its resume on the destination, wall clocks (null until both are known). */
+  private guestPausedMs(): number | null {
+    return this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
+  }
+
   private finish(): void {
     if (this.finished) return
     this.finished = true
@@ -407,9 +410,6 @@ class OutgoingRun {
     const r = this.machine.report()
     const now = this.ctx.clock.now()
     const blackout_ms = r.paused_ms !== null && r.running_ms !== null ? r.running_ms - r.paused_ms : null
-    const completed = this.machine.outcome === 'completed'
-    const guest_paused_ms =
-      completed && this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
     return {
       migration_id: this.migration_id,
       vm: this.vm.name,
@@ -420,7 +420,7 @@ class OutgoingRun {
       total_ms: (r.ended_ms ?? now) - (r.started_ms ?? now),
       blackout_ms,
       paused_at_ms: this.paused_at_ms,
-      guest_paused_ms,
+      guest_paused_ms: this.machine.outcome === 'completed' ? this.guestPausedMs() : null,
       expected_blackout_ms: r.expected_blackout_ms,
       switch_reason: r.switch_reason,
       memory_bytes: this.vm.memory.byte_length,
