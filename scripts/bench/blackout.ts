@@ -79,6 +79,8 @@ export interface BlackoutRow {
     last_copy_ms: number | null
     storage_and_resume_ms: number | null
     announced_at_switch_ms: number | null
+    /** The source let the VM go (where, before the switch sent held pings on at the announcement, they were released). */
+    source_released_ms: number | null
     first_reply_from_destination_ms: number | null
   }
 }
@@ -138,7 +140,7 @@ const lastSeq = async (dir: string): Promise<number> =>
   )
 
 /** Phases of one migration from its events (at_ms: each process's wall clock, ms). */
-function phasesOf(events: SeenEvent[], r: MigrateJson, to: string): BlackoutRow['phases'] {
+function phasesOf(events: SeenEvent[], r: MigrateJson, from: string, to: string): BlackoutRow['phases'] {
   const paused = r.paused_at_ms ?? null
   const at = (kind: string, source?: string): number | null => {
     const e = events.find((x) => x.kind === kind && x.details.vm === VM && (source === undefined || x.source === source))
@@ -150,6 +152,7 @@ function phasesOf(events: SeenEvent[], r: MigrateJson, to: string): BlackoutRow[
     last_copy_ms: at('migration.storage'),
     storage_and_resume_ms: at('vm.arrived', to),
     announced_at_switch_ms: rel(moved?.details.announced_at_ms),
+    source_released_ms: at('vm.departed', from),
     first_reply_from_destination_ms: rel(moved?.details.first_reply_at_ms),
   }
 }
@@ -170,7 +173,7 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
     stop()
     s = await ping
   }
-  const phases = phasesOf(await eventsAfter(dir, seq), r, to)
+  const phases = phasesOf(await eventsAfter(dir, seq), r, from, to)
   return {
     from,
     to,
@@ -196,7 +199,7 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
 const TARGET_GAP_MS = 40
 const TARGET_DIFF_MS = 10
 
-function summaryOf(rows: BlackoutRow[]): BlackoutBenchReport['summary'] {
+export function summaryOf(rows: BlackoutRow[]): BlackoutBenchReport['summary'] {
   const worst = (f: (r: BlackoutRow) => number | null): number | null =>
     rows.some((r) => f(r) === null) ? null : Math.max(0, ...rows.map((r) => Math.abs(f(r)!)))
   const client_gap_ms_max = Math.max(0, ...rows.map((r) => r.client_gap_ms_max))
@@ -283,13 +286,14 @@ export function formatBlackoutReport(r: BlackoutBenchReport): string {
   const lines = [
     `blackout as the client sees it: ${r.row} (${r.migrations.length} migrations; ms)`,
     '  reported: blackout_ms (pause → source hears it runs), guest_paused_ms (pause → resume), client_blackout_ms (pause → switch has the 1st reply from the destination)',
-    '  client: its longest gap across the move, and at all (pre-copy included); then where the time went, ms from the pause',
-    '  from → to           blackout guest_paused client_blackout │ move gap   any gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced 1st reply',
+    '  client: its longest gap across the move, and at all (pre-copy included); then where the time went, ms from the pause:',
+    '  the last copy done, the destination resumed it, the switch had its announcement, the source released it, the switch had the 1st reply from the destination',
+    '  from → to           blackout guest_paused client_blackout │ move gap   any gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced released 1st reply',
   ]
   for (const x of r.migrations) {
     const p = x.phases
     lines.push(
-      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_move_gap_ms, 8)} ${fmt(x.client_gap_ms_max, 9)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.first_reply_from_destination_ms, 9)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
+      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_move_gap_ms, 8)} ${fmt(x.client_gap_ms_max, 9)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.source_released_ms, 8)} ${fmt(p.first_reply_from_destination_ms, 9)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
     )
   }
   lines.push(
