@@ -161,7 +161,7 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
   const seq = await lastSeq(dir)
   let stop: () => void = () => {}
   const stopped = new Promise<void>((r) => (stop = r))
-  const ping_started_at_ms = performance.timeOrigin + performance.now()
+  const ping_started_at_ms = Date.now()
   const ping = pingVm({ vm: VM, dir, interval_ms: o.ping_interval_ms, count: null, timeout_ms: 20_000, stop: stopped })
   let s: PingSummary
   let r: MigrateJson

@@ -57,8 +57,10 @@ export interface VirtualSwitchDeps {
   inflight_per_host_max?: number
   queue_per_host_max?: number
   pending_per_client_max?: number
-  /** A VM's replies now come from another host (times are the clock's: wall-clock ms with a RealClock). */
+  /** A VM's replies now come from another host. */
   onMoved?(move: SwitchMove): void
+  /** The times of a move (default the clock's): the controller gives the system clock, which the hosts' stamps use too. */
+  wallNow?(): number
 }
 
 /** A VM's replies changed host, as the switch saw it: what clients saw of a migration or failover. */
@@ -127,6 +129,10 @@ export class VirtualSwitch {
     this.client_max = deps.pending_per_client_max ?? SWITCH_PENDING_PER_CLIENT_MAX
   }
 
+  private wallNow(): number {
+    return this.deps.wallNow?.() ?? this.deps.clock.now()
+  }
+
   /** Where the table says the VM runs. */
   where(vm: string): string | undefined {
     return this.table.get(vm)?.host
@@ -148,7 +154,7 @@ export class VirtualSwitch {
     if (known !== undefined && known.host !== host) {
       const released_pings = this.releaseAwaiting(vm, known.host)
       if (!this.moved.has(vm) && this.moved.size >= SWITCH_TABLE_MAX) this.moved.delete(this.moved.keys().next().value as string)
-      this.moved.set(vm, { at_ms: this.deps.clock.now(), released_pings })
+      this.moved.set(vm, { at_ms: this.wallNow(), released_pings })
     }
     this.resend(vm)
   }
@@ -280,7 +286,7 @@ export class VirtualSwitch {
 
   /** A reply from `host`: a first one from a new host reports the move. */
   private noteReply(vm: string, host: string): void {
-    const now = this.deps.clock.now()
+    const now = this.wallNow()
     const last = this.lastReply.get(vm)
     if (last !== undefined && last.host !== host) {
       const announced = this.moved.get(vm) ?? null

@@ -549,7 +549,7 @@ export const migrationResultSchema = z.strictObject({
   total_ms: field.time_ms(),
   /** Live: guest paused on the source → the source heard the destination runs it (the source's own clock). */
   blackout_ms: field.time_ms().nullable(),
-  /** Live: wall-clock ms (performance.timeOrigin + performance.now()) when the guest paused on the source; null if it never paused. */
+  /** Live: wall-clock ms (the system clock, `Date.now()`) when the guest paused on the source; null if it never paused. */
   paused_at_ms: field.time_ms().nullable().optional(),
   /** Live: the guest's last instruction on the source (its pause) → its first on the destination (its resume), wall clocks of both hosts. */
   guest_paused_ms: field.time_ms().nullable().optional(),

@@ -94,7 +94,7 @@ export const migrationRunning = defineMessage('migration-running', () => ({
   migration_id: migrationIdSchema,
   /** The host the VM now runs on (announced to the virtual switch). */
   host: field.name(),
-  /** When the guest resumed there: wall-clock ms (performance.timeOrigin + performance.now()), comparable with the source's on one machine. */
+  /** When the guest resumed there: wall-clock ms (the system clock, `Date.now()`), comparable with the source's on one machine. */
   resumed_at_ms: field.time_ms().optional(),
 }))
 
