@@ -34,6 +34,7 @@ t.test('the summary takes the worst of every migration and says which targets ar
     client_move_gap_ms_max: 45,
     client_gap_ms_max: 60,
     reported_vs_client_ms_max: 12,
+    switch_gap_vs_client_ms_max: 14,
     blackout_ms_vs_client_ms_max: 13,
     pings_lost: 1,
   })
