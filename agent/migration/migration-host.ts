@@ -249,6 +249,7 @@ class OutgoingMigrations {
       outcome: outcome.outcome,
       total_ms: Math.round(r.total_ms),
       blackout_ms: r.blackout_ms,
+      guest_paused_ms: r.guest_paused_ms,
       downtime_ms,
     })
     const reason = ok ? `${options.mode} migration completed` : outcome.reason || outcome.outcome

@@ -129,8 +129,15 @@ export interface MigrationResult {
   /** Why it did not complete ('' when it did). */
   readonly reason: string
   readonly total_ms: number
-  /** Guest paused → destination running (completed migrations only). */
+  /** Guest paused → the source heard the destination runs it (completed migrations only; the source's clock). */
   readonly blackout_ms: number | null
+  /** Wall-clock ms (`wallNow`) when the guest paused on the source; null if it never paused. */
+  readonly paused_at_ms: number | null
+  /**
+   * The guest's last instruction on the source (its pause) → its first on the destination
+   * (its resume), from both hosts' wall clocks (comparable on one machine); completed only.
+   */
+  readonly guest_paused_ms: number | null
   readonly expected_blackout_ms: number | null
   readonly switch_reason: 'fits_budget' | 'round_cap' | null
   readonly memory_bytes: number
@@ -160,6 +167,14 @@ export interface MigrationHandle {
   readonly result: Promise<MigrationResult>
 }
 
+/**
+ * Wall-clock ms, unskewed: what two processes on one machine can compare (the lab's clock
+ * may be skewed on purpose). The system clock read now, as every process reads it: not
+ * `performance.timeOrigin + performance.now()`, which is fixed at each process's start and
+ * then drifts from the system clock, measured here at up to 25 ms between lab processes.
+ */
+export const wallNow = (): number => Date.now()
+
 function checkInt(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new HvlabError('HVLAB_E_USAGE', `migration service: ${name} must be an integer ${min}–${max}, got ${value}`)
@@ -174,6 +189,9 @@ class OutgoingRun {
   bytes_sent = 0
   source_sha256: string | null = null
   destination_sha256: string | null = null
+  /** Wall-clock ms of the guest's pause here and of its resume on the destination (as the destination said). */
+  paused_at_ms: number | null = null
+  resumed_at_ms: number | null = null
   private readonly last_sent: SharedArrayBuffer
   /**
    * Feeds the machine one input at a time, each step's effects in order. Bounded by
@@ -257,15 +275,19 @@ class OutgoingRun {
       'copy-round': (e) => this.launch(`pre-copy round ${e.round}`, () => this.copyRound(e.round, e.pages)),
       'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round)),
       'throttle-guest': (e) => vm.throttle(e.pct),
-      'pause-guest': () => vm.pause(),
+      'pause-guest': () => {
+        this.paused_at_ms = wallNow()
+        vm.pause()
+      },
       'resume-guest': () => vm.resume(),
       'hand-over-storage': (e) => this.launch('storage hand-over', () => this.handOverStorage(e.mode)),
       'hand-back-storage': (e) => this.handBackStorage(e.mode),
       'resume-destination': () =>
         this.launch('resume on the destination', async () => {
           const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
-          const host = reply.message.t === 'migration-running' ? reply.message.host : conn.remoteName
-          return { kind: 'destination-running', host }
+          const running = reply.message.t === 'migration-running' ? reply.message : null
+          this.resumed_at_ms = running?.resumed_at_ms ?? null
+          return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms: this.guestPausedMs() }
         }),
       'abort-destination': (e) => {
         if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: e.reason.slice(0, 1024) }).catch(() => undefined)
@@ -379,6 +401,11 @@ class OutgoingRun {
     return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before }
   }
 
+  /** The guest's pause here → its resume on the destination, wall clocks (null until both are known). */
+  private guestPausedMs(): number | null {
+    return this.paused_at_ms !== null && this.resumed_at_ms !== null ? Math.max(0, this.resumed_at_ms - this.paused_at_ms) : null
+  }
+
   private finish(): void {
     if (this.finished) return
     this.finished = true
@@ -400,6 +427,8 @@ class OutgoingRun {
       reason: r.reason,
       total_ms: (r.ended_ms ?? now) - (r.started_ms ?? now),
       blackout_ms,
+      paused_at_ms: this.paused_at_ms,
+      guest_paused_ms: this.machine.outcome === 'completed' ? this.guestPausedMs() : null,
       expected_blackout_ms: r.expected_blackout_ms,
       switch_reason: r.switch_reason,
       memory_bytes: this.vm.memory.byte_length,
@@ -442,6 +471,8 @@ interface IncomingRun {
   /** The batches on their way into `memory`, in order (null before allocation and after discard). */
   applies: PageApplyQueue | null
   device_state: Uint8Array | null
+  /** Wall-clock ms (`wallNow`) when the guest resumed here. */
+  resumed_at_ms: number | null
   /** Steps the machine and carries out its effects, synchronously (every handler is). */
   readonly driver: MachineDriver<DestinationInput, DestinationEffect>
   /** The input being carried out: what it came with, what its effects answered. */
@@ -685,6 +716,7 @@ export class MigrationService {
       memory: null,
       applies: null,
       device_state: null,
+      resumed_at_ms: null,
       driver: this.incomingDriver(() => run),
       call: { attachment: undefined, attachment_owned: false, reply: null, refusal: null },
     }
@@ -798,7 +830,8 @@ export class MigrationService {
         if (!run.memory || !run.device_state)
           throw new HvlabError('HVLAB_E_INTERNAL', `vm ${run.vm} cannot resume: memory or device state is missing`)
         const vm = new LabVm({ name: run.vm, memory: run.memory, storage: run.storage, device_state: run.device_state })
-        this.options.onArrived?.(vm, run.arrival)
+        this.options.onArrived?.(vm, run.arrival) // adopts it, and announces its new location to the virtual switch first
+        run.resumed_at_ms = wallNow()
       },
       'announce-location': (e) => this.options.onAnnounce?.(get().vm, e.host),
       'discard-vm': () => {
@@ -836,7 +869,14 @@ export class MigrationService {
       case 'migration-prepared':
         return { message: { t: 'migration-prepared', migration_id, memory_sha256: null } } // --verify: hashed by the blackout's request handler
       case 'migration-running':
-        return { message: { t: 'migration-running', migration_id, host: r.host } }
+        return {
+          message: {
+            t: 'migration-running',
+            migration_id,
+            host: r.host,
+            ...(run.resumed_at_ms !== null ? { resumed_at_ms: run.resumed_at_ms } : {}),
+          },
+        }
     }
   }
 }

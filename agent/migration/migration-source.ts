@@ -81,7 +81,8 @@ export type SourceInput =
   | { readonly kind: 'final-sent'; readonly round: number; readonly pages: number; readonly bytes_sent: number }
   | { readonly kind: 'storage-handed-over' }
   | { readonly kind: 'storage-refused'; readonly reason: string }
-  | { readonly kind: 'destination-running'; readonly host: string }
+  /** `guest_paused_ms`: pause here → resume there, from both hosts' wall clocks (null when unknown). */
+  | { readonly kind: 'destination-running'; readonly host: string; readonly guest_paused_ms?: number | null }
   /** Anything the shell saw go wrong: link cut, destination refused or gone, a diff failed. */
   | { readonly kind: 'failed'; readonly reason: string }
   | { readonly kind: 'cancel'; readonly reason: string }
@@ -231,7 +232,7 @@ export class MigrationSource {
       case 'storage-refused':
         return this.onStorageRefused(input.reason, now_ms)
       case 'destination-running':
-        return this.onDestinationRunning(input.host, now_ms)
+        return this.onDestinationRunning(input.host, input.guest_paused_ms ?? null, now_ms)
       case 'failed':
         return this.endEarly('failed', input.reason, now_ms)
       case 'cancel':
@@ -391,7 +392,7 @@ export class MigrationSource {
     return this.endEarly('failed', `storage hand-over refused: ${reason}`, now_ms, true)
   }
 
-  private onDestinationRunning(host: string, now_ms: number): SourceEffect[] {
+  private onDestinationRunning(host: string, guest_paused_ms: number | null, now_ms: number): SourceEffect[] {
     this.expect('resuming', 'destination-running')
     this.running_ms = now_ms
     this.ended_ms = now_ms
@@ -399,12 +400,13 @@ export class MigrationSource {
     const blackout_ms = this.paused_ms === null ? null : now_ms - this.paused_ms
     const total_ms = this.started_ms === null ? null : now_ms - this.started_ms
     return [
-      this.emit('migration.resumed', { host, blackout_ms }),
+      this.emit('migration.resumed', { host, blackout_ms, guest_paused_ms }),
       { kind: 'release-vm' },
       this.emit('migration.completed', {
         host,
         rounds: this.rounds.length,
         blackout_ms,
+        guest_paused_ms,
         total_ms,
         switch_reason: this.switch_reason,
         throttle_pct_max: this.throttle_pct_max,

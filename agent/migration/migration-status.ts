@@ -144,6 +144,8 @@ export function resultMessage(r: MigrationResult, mode: 'live' | 'quick', downti
     reason: r.reason.slice(0, 1024),
     total_ms: Math.max(0, r.total_ms),
     blackout_ms: r.blackout_ms === null ? null : Math.max(0, r.blackout_ms),
+    paused_at_ms: r.paused_at_ms,
+    guest_paused_ms: r.guest_paused_ms === null ? null : Math.max(0, r.guest_paused_ms),
     downtime_ms,
     expected_blackout_ms: r.expected_blackout_ms === null ? null : Math.max(0, r.expected_blackout_ms),
     switch_reason: r.switch_reason,

@@ -13,6 +13,7 @@ export function migrationJson(r: MigrationResultMessage): MigrationResultMessage
     ...r,
     total_ms: ms(r.total_ms),
     blackout_ms: msOrNull(r.blackout_ms),
+    guest_paused_ms: msOrNull(r.guest_paused_ms ?? null),
     downtime_ms: msOrNull(r.downtime_ms),
     expected_blackout_ms: msOrNull(r.expected_blackout_ms),
     rounds: r.rounds.map((x) => ({ ...x, duration_ms: ms(x.duration_ms) })),

@@ -22,6 +22,12 @@ export interface PingSummary {
   duplicates: number
   /** Longest time between two consecutive replies (0 with fewer than two). */
   gap_ms_max: number
+  /** When the reply that ended the longest gap came (the tally's clock, ms; null with fewer than two replies). */
+  gap_max_ended_ms: number | null
+  /** The longest gap's replies came from two hosts: it spans a move of the VM. */
+  gap_max_across_hosts: boolean
+  /** The longest gap between two replies from different hosts: what a move of the VM (its blackout) cost this client (null: no move seen). */
+  move_gap_ms_max: number | null
   rtt_ms_max: number
   /** Replies whose value was not above the one before (it must rise with every reply). */
   value_backwards: number
@@ -46,6 +52,10 @@ export class PingTally {
   private seq_sent_max = -1
   private last_reply_ms: number | null = null
   private gap_ms_max = 0
+  private gap_max_ended_ms: number | null = null
+  private gap_max_across_hosts = false
+  private last_host: string | null = null
+  private move_gap_ms_max: number | null = null
   private rtt_ms_max = 0
   private value_backwards = 0
   private first_value: number | null = null
@@ -80,8 +90,15 @@ export class PingTally {
     if (seq < this.seq_max) this.out_of_order++
     this.seq_max = Math.max(this.seq_max, seq)
     this.rtt_ms_max = Math.max(this.rtt_ms_max, at_ms - sent_ms)
-    if (this.last_reply_ms !== null) this.gap_ms_max = Math.max(this.gap_ms_max, at_ms - this.last_reply_ms)
+    if (this.last_reply_ms !== null && (this.gap_max_ended_ms === null || at_ms - this.last_reply_ms > this.gap_ms_max)) {
+      this.gap_ms_max = at_ms - this.last_reply_ms
+      this.gap_max_ended_ms = at_ms
+      this.gap_max_across_hosts = this.last_host !== host
+    }
+    if (this.last_reply_ms !== null && this.last_host !== host)
+      this.move_gap_ms_max = Math.max(this.move_gap_ms_max ?? 0, at_ms - this.last_reply_ms)
     this.last_reply_ms = at_ms
+    this.last_host = host
     if (this.last_value !== null && value <= this.last_value) this.value_backwards++
     this.first_value ??= value
     this.last_value = value
@@ -111,6 +128,9 @@ export class PingTally {
       out_of_order: this.out_of_order,
       duplicates: this.duplicates,
       gap_ms_max: round1(this.gap_ms_max),
+      gap_max_ended_ms: this.gap_max_ended_ms === null ? null : round1(this.gap_max_ended_ms),
+      gap_max_across_hosts: this.gap_max_across_hosts,
+      move_gap_ms_max: this.move_gap_ms_max === null ? null : round1(this.move_gap_ms_max),
       rtt_ms_max: round1(this.rtt_ms_max),
       value_backwards: this.value_backwards,
       value_continuous: this.value_backwards === 0,
@@ -130,7 +150,7 @@ export function formatPingSummary(vm: string, s: PingSummary): string {
   const lines = [
     `--- vm ${vm} ping statistics ---`,
     `${s.sent} sent, ${s.received} received, ${s.lost} lost (${pct}%)${s.unreachable > 0 ? `, ${s.unreachable} unreachable` : ''}, ${s.out_of_order} out of order, ${s.duplicates} duplicates`,
-    `longest gap between replies ${s.gap_ms_max} ms, longest round trip ${s.rtt_ms_max} ms`,
+    `longest gap between replies ${s.gap_ms_max} ms${s.move_gap_ms_max === null ? '' : ` (across a move between hosts ${s.move_gap_ms_max} ms)`}, longest round trip ${s.rtt_ms_max} ms`,
     `value ${s.first_value ?? '-'} → ${s.last_value ?? '-'}: ${s.value_continuous ? 'never went backwards' : `went backwards ${s.value_backwards} times`}; hosts ${s.hosts.join(' → ') || '-'}`,
   ]
   for (const r of s.reasons) lines.push(`unreachable: ${r}`)

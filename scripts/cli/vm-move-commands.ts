@@ -7,12 +7,14 @@ import type { Command } from 'commander'
 import type { MigrationOptionsMessage, MigrationResultMessage, VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
 import { HvlabError } from '../../shared/errors.js'
 import { setExitCode } from './cli-io.js'
+import { awaitClientBlackout, type ClientBlackout } from './client-blackout.js'
 import { HOST_REQUEST_TIMEOUT_MS, roleCommand } from './cluster-client.js'
 import { ControlClient } from './control-client.js'
 import { MIGRATION_WAIT_S, newTicket, runMigration, startMigration } from './migration-follow.js'
 import { migrationJson } from './migration-json.js'
 import { dirOption, intIn, out, printResult } from './options.js'
 import { mibText } from './units.js'
+import { TimelineCursor } from './timeline-cursor.js'
 import { ownerOf, vmRoleNow } from './vm-queries.js'
 import { type WaitOpts, type WaitStep, done, failed, waitFor, waitOptions, waiting } from './wait-for.js'
 
@@ -101,7 +103,10 @@ export function registerVmMigrate(vm: Command): void {
     .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
     .option(
       '--json',
-      'machine-readable: one object {outcome,total_ms,blackout_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}',
+      'machine-readable: one object {outcome,total_ms,blackout_ms,guest_paused_ms,client_blackout_ms,client_gap_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}; ' +
+        'blackout_ms: guest paused → the source heard the destination runs it; guest_paused_ms: paused on the source → resumed on the destination; ' +
+        'client_blackout_ms: paused on the source → the virtual switch had the first reply from the destination (null when no client pinged it, `hvlab vm ping`); ' +
+        'client_gap_ms: the switch saw no reply from the VM that long at most',
     )
   waitOptions(migrate, MIGRATION_WAIT_S).addOption(dirOption()).action(migrateVm)
 }
@@ -121,23 +126,39 @@ async function migrateVm(name: string, o: VmMigrateOptions): Promise<void> {
       `live-migrating vm ${name} ${source} → ${o.to}; \`hvlab vm list\` shows where it runs, \`hvlab vm migrate-cancel ${name}\` stops it`,
     )
   }
+  const cursor = await TimelineCursor.atEnd(client)
   const r = await runMigration(client, name, o.to, options, { quiet: o.json === true, timeout_ms: o.timeoutS * 1000 })
+  const seen = await awaitClientBlackout(r, () => cursor.next())
   const hashes_match = r.source_sha256 !== null && r.source_sha256 === r.destination_sha256
-  printResult(o.json, { ...migrationJson(r), ...(options.verify ? { hashes_match } : {}) }, () =>
-    formatMigration(r, options.verify, hashes_match),
+  printResult(o.json, { ...migrationJson(r), ...roundedClient(seen), ...(options.verify ? { hashes_match } : {}) }, () =>
+    formatMigration(r, seen, options.verify, hashes_match),
   )
   if (r.outcome !== 'completed' || (options.verify && !hashes_match)) setExitCode(1)
 }
 
-function formatMigration(r: MigrationResultMessage, verify: boolean, hashes_match: boolean): string {
+const ms1 = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10)
+const roundedClient = (c: ClientBlackout): ClientBlackout => ({
+  client_blackout_ms: ms1(c.client_blackout_ms),
+  client_gap_ms: ms1(c.client_gap_ms),
+  released_pings: c.released_pings,
+})
+const msText = (v: number | null | undefined): string => (v == null ? '-' : `${Math.round(v)} ms`)
+
+function formatMigration(r: MigrationResultMessage, c: ClientBlackout, verify: boolean, hashes_match: boolean): string {
   const lines = [
     r.outcome === 'completed'
-      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackout ${r.blackout_ms === null ? '-' : `${Math.round(r.blackout_ms)} ms`} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
+      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackout ${msText(r.blackout_ms)} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
       : `vm ${r.vm} stays on ${r.source}: migration ${r.outcome}: ${r.reason}`,
     `  sent ${mibText(r.bytes_sent)} MiB for ${mibText(r.bytes_raw)} MiB raw (memory ${mibText(r.memory_bytes)} MiB), ${mibText(r.bandwidth_bytes_per_s)} MiB/s, dirty rate ${mibText(r.dirty_rate_bytes_per_s)} MiB/s, throttle max ${r.throttle_pct_max}%`,
     `  rounds: ${r.rounds.map((x) => `#${x.round} ${x.dirty_pages} pages`).join(', ') || '-'}; final ${r.final_pages} pages`,
     `  pages: ${r.pages.scanned} scanned, ${r.pages.skipped} skipped, ${r.pages.zero} zero, ${r.pages.delta} delta, ${r.pages.full} full`,
   ]
+  if (r.outcome === 'completed')
+    lines.splice(
+      1,
+      0,
+      `  guest paused ${msText(r.guest_paused_ms)} (source pause → destination resume); clients' blackout ${c.client_blackout_ms === null ? '- (no client pinged it)' : `${msText(c.client_blackout_ms)} (pause → first reply from ${r.destination}; longest gap ${msText(c.client_gap_ms)}, ${c.released_pings} held pings handed over)`}`,
+    )
   if (verify)
     lines.push(
       `  verify: source ${r.source_sha256 ?? '-'} destination ${r.destination_sha256 ?? '-'}: ${hashes_match ? 'MATCH' : 'MISMATCH'}`,

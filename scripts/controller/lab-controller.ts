@@ -225,6 +225,8 @@ export class LabController {
       },
       // Half of a link's requests in flight at most: the other half stays for the operator's.
       inflight_per_host_max: Math.max(1, Math.min(SWITCH_INFLIGHT_PER_HOST_MAX, Math.floor(topology.limits.requests_in_flight_max / 2))),
+      onMoved: (m) => this.event('switch.vm-moved', { ...m }),
+      wallNow: () => Date.now(),
     })
     for (const spec of processesOf(topology)) {
       this.records.set(spec.name, {

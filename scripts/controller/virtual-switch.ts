@@ -14,8 +14,12 @@
  *   (a process that exits forgets every entry pointing at it)
  * A departure changes nothing: the destination's announcement does.
  *
- * A ping for a VM the table does not know gets "no such address" at once. A ping the host
- * answers `not-here` (the VM just left; the announcement may still be on its way) goes to
+ * A ping for a VM the table does not know gets "no such address" at once. When a VM is
+ * announced on a new host, the pings still awaiting the old host's answer (held there by
+ * its paused guest during a migration's blackout) go to the new host at once, in one go —
+ * not one round trip later, when the old host lets the VM go and answers not-here; the old
+ * host's late answer to them is dropped (a guest that answered too skips one value, as
+ * below). A ping the host answers `not-here` (the VM just left; the announcement may still be on its way) goes to
  * the VM's new host if the table already has one, else it waits — bounded in time and
  * number — for the next announcement of that VM and is forwarded then. So pings sent
  * during a migration's blackout arrive late, never lost, as with a real switch and TCP.
@@ -23,6 +27,10 @@
  * back (`hostUp`) and is sent again — the guest may then have answered twice (its value
  * skips one), the client still gets one reply. Beyond `inflight_per_host_max` pings
  * awaiting a host's replies, further ones queue (bounded) in the switch's buffer.
+ *
+ * What a client sees of a move: the switch notes, per VM, the host and time of its last
+ * reply; the first reply from another host reports a `SwitchMove` (`onMoved`): the last
+ * reply from the old host, the first from the new one, the announcement between them.
  */
 import type { Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
@@ -49,6 +57,24 @@ export interface VirtualSwitchDeps {
   inflight_per_host_max?: number
   queue_per_host_max?: number
   pending_per_client_max?: number
+  /** A VM's replies now come from another host. */
+  onMoved?(move: SwitchMove): void
+  /** The times of a move (default the clock's): the controller gives the system clock, which the hosts' stamps use too. */
+  wallNow?(): number
+}
+
+/** A VM's replies changed host, as the switch saw it: what clients saw of a migration or failover. */
+export interface SwitchMove {
+  vm: string
+  from: string
+  to: string
+  /** The last reply from `from`, the first from `to`: the gap every client of the VM saw at most. */
+  last_reply_at_ms: number
+  first_reply_at_ms: number
+  gap_ms: number
+  /** When `to` announced the VM, and how many pings awaiting `from` went to `to` then (null: no announcement seen since the last reply). */
+  announced_at_ms: number | null
+  released_pings: number
 }
 
 interface Pending {
@@ -56,6 +82,8 @@ interface Pending {
   ping: SwitchClientPing
   reply: (r: SwitchReply) => void
   forwards: number
+  /** The host it awaits an answer from now (null: not forwarded now); an answer from an earlier forward is dropped. */
+  at: string | null
 }
 
 interface Waiting {
@@ -83,6 +111,11 @@ export class VirtualSwitch {
   private readonly inflight = new Map<string, number>()
   private readonly queued = new Map<string, Pending[]>()
   private readonly perClient = new Map<string, number>()
+  /** Pings forwarded and not answered yet, by VM. */
+  private readonly awaiting = new Map<string, Set<Pending>>()
+  /** Per VM: the host and time of its last reply, and its last announcement on a new host. */
+  private readonly lastReply = new Map<string, { host: string; at_ms: number }>()
+  private readonly moved = new Map<string, { at_ms: number; released_pings: number }>()
   private readonly hold_ms: number
   private readonly inflight_max: number
   private readonly queue_max: number
@@ -94,6 +127,10 @@ export class VirtualSwitch {
     this.inflight_max = deps.inflight_per_host_max ?? SWITCH_INFLIGHT_PER_HOST_MAX
     this.queue_max = deps.queue_per_host_max ?? SWITCH_QUEUE_PER_HOST_MAX
     this.client_max = deps.pending_per_client_max ?? SWITCH_PENDING_PER_CLIENT_MAX
+  }
+
+  private wallNow(): number {
+    return this.deps.wallNow?.() ?? this.deps.clock.now()
   }
 
   /** Where the table says the VM runs. */
@@ -114,7 +151,26 @@ export class VirtualSwitch {
     if (known === undefined && this.table.size >= SWITCH_TABLE_MAX) this.table.delete(this.table.keys().next().value as string)
     this.table.delete(vm)
     this.table.set(vm, { host, op })
+    if (known !== undefined && known.host !== host) {
+      const released_pings = this.releaseAwaiting(vm, known.host)
+      if (!this.moved.has(vm) && this.moved.size >= SWITCH_TABLE_MAX) this.moved.delete(this.moved.keys().next().value as string)
+      this.moved.set(vm, { at_ms: this.wallNow(), released_pings })
+    }
     this.resend(vm)
+  }
+
+  /** Pings awaiting `old`'s answer for `vm` (held by its paused guest) go to the VM's new host now; returns how many. */
+  private releaseAwaiting(vm: string, old: string): number {
+    const set = this.awaiting.get(vm)
+    if (set === undefined) return 0
+    const released = [...set].filter((p) => p.at === old)
+    for (const p of released) {
+      set.delete(p)
+      p.at = null
+    }
+    if (set.size === 0) this.awaiting.delete(vm)
+    for (const p of released) this.send(p)
+    return released.length
   }
 
   /** A host's controller link is up (again): pings that waited for it go out. */
@@ -141,7 +197,7 @@ export class VirtualSwitch {
       return
     }
     this.perClient.set(client, n + 1)
-    const p: Pending = { client, ping, forwards: 0, reply: (r) => this.finish(client, r, reply) }
+    const p: Pending = { client, ping, forwards: 0, at: null, reply: (r) => this.finish(client, r, reply) }
     if (!this.table.has(ping.vm))
       return this.unreachable(p, `no such address: no host has announced vm ${ping.vm}; is it running? (\`hvlab vm list\`)`)
     this.send(p)
@@ -193,18 +249,62 @@ export class VirtualSwitch {
     p.forwards++
     this.inflight.set(host, inflight + 1)
     this.counters.forwarded++
+    this.await(p, host)
+    const forward = p.forwards
+    const current = (): boolean => p.forwards === forward && p.at === host
     this.deps.forward(host, { t: 'guest-ping', vm: p.ping.vm, seq: p.ping.seq, client: p.client }).then(
       (r) => {
         this.done(host)
+        if (!current()) return // released to the VM's new host meanwhile: that answer counts
+        this.answered(p)
         this.onHostReply(p, host, r)
       },
       (e: unknown) => {
         this.done(host)
+        if (!current()) return
+        this.answered(p)
         // The link dropped (or was down): like a TCP retransmit, try again once it is back.
         if (e instanceof HvlabError && e.code === 'HVLAB_E_CLOSED') return this.wait(p)
         this.unreachable(p, `${host} did not answer: ${describeError(e)}`)
       },
     )
+  }
+
+  private await(p: Pending, host: string): void {
+    p.at = host
+    const set = this.awaiting.get(p.ping.vm) ?? new Set<Pending>()
+    set.add(p)
+    this.awaiting.set(p.ping.vm, set)
+  }
+
+  private answered(p: Pending): void {
+    p.at = null
+    const set = this.awaiting.get(p.ping.vm)
+    set?.delete(p)
+    if (set?.size === 0) this.awaiting.delete(p.ping.vm)
+  }
+
+  /** A reply from `host`: a first one from a new host reports the move. */
+  private noteReply(vm: string, host: string): void {
+    const now = this.wallNow()
+    const last = this.lastReply.get(vm)
+    if (last !== undefined && last.host !== host) {
+      const announced = this.moved.get(vm) ?? null
+      this.moved.delete(vm)
+      this.deps.onMoved?.({
+        vm,
+        from: last.host,
+        to: host,
+        last_reply_at_ms: last.at_ms,
+        first_reply_at_ms: now,
+        gap_ms: now - last.at_ms,
+        announced_at_ms: announced?.at_ms ?? null,
+        released_pings: announced?.released_pings ?? 0,
+      })
+    }
+    if (last === undefined && this.lastReply.size >= SWITCH_TABLE_MAX) this.lastReply.delete(this.lastReply.keys().next().value as string)
+    this.lastReply.delete(vm)
+    this.lastReply.set(vm, { host, at_ms: now })
   }
 
   /** A reply (or failure) from `host` freed a slot: the next queued ping for it goes out. */
@@ -231,6 +331,7 @@ export class VirtualSwitch {
   private onHostReply(p: Pending, host: string, r: GuestReply): void {
     if (r.t === 'guest-pong') {
       this.counters.answered++
+      this.noteReply(p.ping.vm, host)
       p.reply({ t: 'pong', vm: r.vm, seq: r.seq, value: r.value, host: r.host })
       return
     }

@@ -547,7 +547,12 @@ export const migrationResultSchema = z.strictObject({
   outcome: z.enum(['completed', 'failed', 'cancelled', 'in_doubt']),
   reason: field.text(1024),
   total_ms: field.time_ms(),
+  /** Live: guest paused on the source → the source heard the destination runs it (the source's own clock). */
   blackout_ms: field.time_ms().nullable(),
+  /** Live: wall-clock ms (the system clock, `Date.now()`) when the guest paused on the source; null if it never paused. */
+  paused_at_ms: field.time_ms().nullable().optional(),
+  /** Live: the guest's last instruction on the source (its pause) → its first on the destination (its resume), wall clocks of both hosts. */
+  guest_paused_ms: field.time_ms().nullable().optional(),
   /** Quick migration: the VM was down from the pause on the source until it ran on the destination. */
   downtime_ms: field.time_ms().nullable(),
   expected_blackout_ms: field.time_ms().nullable(),

@@ -94,6 +94,8 @@ export const migrationRunning = defineMessage('migration-running', () => ({
   migration_id: migrationIdSchema,
   /** The host the VM now runs on (announced to the virtual switch). */
   host: field.name(),
+  /** When the guest resumed there: wall-clock ms (the system clock, `Date.now()`), comparable with the source's on one machine. */
+  resumed_at_ms: field.time_ms().optional(),
 }))
 
 export const migrationAbort = defineMessage('migration-abort', () => ({

@@ -10,7 +10,7 @@ import type { z } from 'zod'
 import { clusterEvents, witnessEvents } from './cluster-events.js'
 import { clxEvents } from './clx-events.js'
 import { EVENT_DETAIL_FIELDS_MAX } from './details.js'
-import { clockEvents, labEvents, networkEvents, peerEvents, processEvents } from './lab-events.js'
+import { clockEvents, labEvents, networkEvents, peerEvents, processEvents, switchEvents } from './lab-events.js'
 import { migrationEvents } from './migration-events.js'
 import { rcEvents } from './rc-events.js'
 import { replicaEvents } from './replica-events.js'
@@ -24,6 +24,7 @@ export const EVENT_SCHEMAS = {
   ...networkEvents,
   ...clockEvents,
   ...peerEvents,
+  ...switchEvents,
   ...clusterEvents,
   ...witnessEvents,
   ...roleStateEvents,

@@ -54,6 +54,25 @@ export const clockEvents = defineEvents({
   'clock.set': { process: detail.name(), offset_ms: detail.number(), drift: detail.number() },
 })
 
+/** The lab's virtual switch (scripts/controller/virtual-switch.ts), as its clients saw it. */
+export const switchEvents = defineEvents({
+  /**
+   * A VM's replies came from another host: its last reply from `from` and first from `to`
+   * (wall-clock ms, as the controller read them), the gap every client saw at most, and when
+   * `to` announced it and how many pings awaiting `from` went to `to` then.
+   */
+  'switch.vm-moved': {
+    vm: detail.name(),
+    from: detail.name(),
+    to: detail.name(),
+    last_reply_at_ms: detail.number(),
+    first_reply_at_ms: detail.number(),
+    gap_ms: detail.number(),
+    announced_at_ms: detail.number().nullable(),
+    released_pings: detail.uint(),
+  },
+})
+
 export const peerEvents = defineEvents({
   'peer.connected': { peer: detail.name() },
   'peer.lost': { peer: detail.name(), reason: detail.text() },

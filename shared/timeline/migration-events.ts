@@ -39,12 +39,15 @@ export const migrationEvents = defineEvents({
     source: detail.name().optional(),
     host: detail.name(),
     blackout_ms: maybeNumber().optional(),
+    /** The source's: pause there → resume on the destination, wall clocks of both hosts. */
+    guest_paused_ms: maybeNumber().optional(),
   },
   'migration.completed': {
     ...atSource,
     host: detail.name(),
     rounds: detail.uint(),
     blackout_ms: maybeNumber(),
+    guest_paused_ms: maybeNumber().optional(),
     total_ms: maybeNumber(),
     switch_reason: detail.word().nullable(),
     throttle_pct_max: detail.number(),

@@ -35,6 +35,8 @@ export const vmEvents = defineEvents({
     reason: detail.text().optional(),
     total_ms: detail.number().optional(),
     blackout_ms: maybeNumber().optional(),
+    /** Live: the guest's pause on the source → its resume on the destination (wall clocks). */
+    guest_paused_ms: maybeNumber().optional(),
     downtime_ms: maybeNumber().optional(),
   },
   /** A migration in doubt is settled: the destination runs it, or the source resumed it. */

@@ -37,3 +37,9 @@ t.test('sections that did not run give rows without figures', async (t) => {
   t.ok(rows.every((r) => r.measured === null && r.figure === null && r.met === null))
   t.match(formatTargets(rows), /n\/a/)
 })
+
+t.test('a migration without a reported figure misses the agreement target', async (t) => {
+  const rows = targetRows({ page_diff: null, stream: null, blackout: { client_gap_ms_max: 5, lost: 0, reported_vs_client_ms_max: null } })
+  t.equal(rows[4]?.met, false)
+  t.equal(rows[4]?.figure, null)
+})

@@ -120,6 +120,15 @@ t.test('a 64 MiB guest under load migrates live; memory on the destination equal
     result.blackout_ms !== null && result.blackout_ms >= 0 && result.blackout_ms <= result.total_ms,
     'blackout is measured inside the total',
   )
+  // From the guest's pause here to its resume there, both stamped by wall clocks (one process here).
+  t.ok(result.paused_at_ms !== null && result.paused_at_ms > 1e12, 'the pause is stamped with the wall clock')
+  t.ok(
+    // (Date.now() counts whole ms, the source's clock finer: hence the 1 ms.)
+    result.guest_paused_ms !== null && result.guest_paused_ms >= 0 && result.guest_paused_ms <= result.blackout_ms! + 1,
+    'the guest was paused from its pause here to its resume there: within what the source measured',
+  )
+  const completed = p.sourceEvents.find((e) => e.kind === 'migration.completed')
+  t.equal(completed?.details.guest_paused_ms, result.guest_paused_ms, 'the timeline carries it')
   t.same(
     p.sourceEvents.map((e) => e.kind).filter((k) => k !== 'migration.precopy' && k !== 'migration.throttled'),
     ['migration.setup', 'migration.blackout', 'migration.storage', 'migration.resumed', 'migration.completed'],
@@ -188,6 +197,8 @@ t.test('storage refused inside the blackout: the VM resumes on the source', asyn
   const result = await p.source.migrate(vm, p.conn).result
   t.equal(result.outcome, 'failed')
   t.match(result.reason, /storage hand-over refused.*CLX/)
+  t.equal(result.guest_paused_ms, null, 'it never paused elsewhere')
+  t.type(result.paused_at_ms, 'number', 'it paused here (the blackout began)')
   t.notOk(vm.paused, 'resumed on the source')
   t.equal(p.arrived.length, 0)
 })

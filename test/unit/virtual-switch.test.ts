@@ -3,11 +3,17 @@ import { ManualClock } from '../../shared/clock.js'
 import { HvlabError } from '../../shared/errors.js'
 import type { GuestPing, GuestReply } from '../../shared/protocol/guest-messages.js'
 import type { SwitchReply } from '../../shared/protocol/guest-messages.js'
-import { VirtualSwitch } from '../../scripts/controller/virtual-switch.js'
+import { VirtualSwitch, type SwitchMove } from '../../scripts/controller/virtual-switch.js'
 
 /** Hosts as the switch sees them: each answers from its own VM set; `held` pings wait for a manual answer. */
 const setup = (
-  opts: { hold_ms?: number; inflight_per_host_max?: number; queue_per_host_max?: number; pending_per_client_max?: number } = {},
+  opts: {
+    hold_ms?: number
+    inflight_per_host_max?: number
+    queue_per_host_max?: number
+    pending_per_client_max?: number
+    onMoved?: (m: SwitchMove) => void
+  } = {},
 ) => {
   const clock = new ManualClock(0)
   const runs = new Map<string, Set<string>>([
@@ -227,3 +233,70 @@ t.test(
     t.equal(sw.where('web1'), 'host-a1', 'with nothing in the table, any announcement is taken')
   },
 )
+
+t.test('at the announcement, pings the paused source holds go to the new host at once; its late answers are dropped', async (t) => {
+  const moves: SwitchMove[] = []
+  const { sw, runs, hold, held, replies, ping, settle, forwarded, clock } = setup({ onMoved: (m) => moves.push(m) })
+  sw.located('host-a1', here('web1', 1))
+  runs.get('host-a1')!.add('web1')
+  ping(0)
+  await settle()
+  clock.advance(2)
+  // blackout: the paused source holds pings 1 and 2
+  hold.add('host-a1')
+  ping(1)
+  ping(2)
+  await settle()
+  t.equal(held.length, 2)
+  clock.advance(20)
+  // the VM resumes on host-a2, which announces it; the source has not let it go yet
+  runs.get('host-a2')!.add('web1')
+  sw.located('host-a2', here('web1', 2))
+  await settle()
+  t.same(forwarded, ['0@host-a1', '1@host-a1', '2@host-a1', '1@host-a2', '2@host-a2'], 'sent on at once, not after the source answers')
+  t.same(
+    replies.map((r) => [r.seq, r.t === 'pong' ? r.host : r.t]),
+    [
+      [0, 'host-a1'],
+      [1, 'host-a2'],
+      [2, 'host-a2'],
+    ],
+  )
+  // the source lets the VM go, and answers its held pings not-here: nothing more reaches the client
+  runs.get('host-a1')!.delete('web1')
+  for (const h of held.splice(0)) h.answer()
+  await settle()
+  t.equal(replies.length, 3, 'one reply per ping')
+  t.equal(sw.status().inflight, 0, "the source's late answers freed its slots")
+  t.equal(moves.length, 1, 'the move is reported once')
+  t.match(moves[0], {
+    vm: 'web1',
+    from: 'host-a1',
+    to: 'host-a2',
+    last_reply_at_ms: 0,
+    first_reply_at_ms: 22,
+    gap_ms: 22,
+    released_pings: 2,
+  })
+  t.equal(moves[0]!.announced_at_ms, 22)
+})
+
+t.test('a guest that answered a ping the switch had already sent on counts once', async (t) => {
+  const { sw, runs, hold, held, replies, ping, settle } = setup()
+  sw.located('host-a1', here('web1', 1))
+  runs.get('host-a1')!.add('web1')
+  hold.add('host-a1')
+  ping(0)
+  await settle()
+  // a newer incarnation elsewhere (a failover): the ping goes there; the old host still answers it later
+  runs.get('host-a2')!.add('web1')
+  sw.located('host-a2', here('web1', 2))
+  await settle()
+  for (const h of held.splice(0)) h.answer()
+  await settle()
+  t.same(
+    replies.map((r) => [r.seq, r.t === 'pong' ? r.host : r.t]),
+    [[0, 'host-a2']],
+    "the client gets the new host's reply only",
+  )
+})

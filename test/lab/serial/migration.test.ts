@@ -25,7 +25,12 @@ const WAIT_MS = 120_000
 const PING_INTERVAL_MS = 3
 const HOSTS = ['host-a1', 'host-a2', 'host-b1', 'host-b2']
 
-type Result = MigrationResultMessage & { hashes_match?: boolean }
+type Result = MigrationResultMessage & {
+  hashes_match?: boolean
+  client_blackout_ms?: number | null
+  client_gap_ms?: number | null
+  released_pings?: number | null
+}
 type PingJson = PingSummary & { vm: string }
 
 const ok = (t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number; stderr: string }, what: string) =>
@@ -129,6 +134,14 @@ t.test(
     t.equal(r.hashes_match, true, 'memory hashes match at the switch-over')
     t.ok(r.source_sha256 !== null && r.source_sha256 === r.destination_sha256, 'source and destination sha256 are equal')
     t.type(r.blackout_ms, 'number', 'blackout_ms is reported')
+    // The blackout end to end, in kind (never a duration): pause on the source → resume on the
+    // destination, then → the switch's first reply from the destination (the held pings handed over).
+    t.ok(typeof r.guest_paused_ms === 'number' && r.guest_paused_ms > 0, `guest_paused_ms is reported (${r.guest_paused_ms})`)
+    t.ok(
+      typeof r.client_blackout_ms === 'number' && r.client_blackout_ms >= r.guest_paused_ms!,
+      `client_blackout_ms (${r.client_blackout_ms}) is reported, and the client's traffic came back only after the guest resumed (${r.guest_paused_ms})`,
+    )
+    t.ok(typeof r.client_gap_ms === 'number' && r.client_gap_ms > 0, `the switch's gap across the move is reported (${r.client_gap_ms})`)
     t.ok(r.rounds.length >= 1 && r.rounds[0]!.dirty_pages === 64 * 256, 'round 0 sent all memory')
     t.ok(r.bytes_raw > 0 && r.pages.scanned > 0, 'bytes and pages are reported')
     const owner = await runningOn(lab, 'web1', 'host-a2')
@@ -146,6 +159,7 @@ t.test(
     t.same(s.hosts, ['host-a1', 'host-a2'], 'answered by the source, then by the destination')
     t.equal(s.value_continuous, true, 'the guest value never went backwards: memory moved intact')
     t.type(s.gap_ms_max, 'number', 'the longest gap is reported')
+    t.type(s.move_gap_ms_max, 'number', 'and the longest across the move')
     const ev = (await lab.events()).filter((e) => e.seq > seq0 && e.details.vm === 'web1')
     const at = (kind: string) => ev.find((e) => e.kind === kind)?.seq ?? -1
     const kind = (await lab.vmList()).roles.find((x) => x.name === 'web1')?.storage?.kind
@@ -163,6 +177,21 @@ t.test(
     t.ok(
       ev.some((e) => e.kind === 'vm.location' && e.details.host === 'host-a2'),
       'the destination announced the new location',
+    )
+    t.ok(
+      (await lab.events()).some(
+        (e) =>
+          e.seq > seq0 &&
+          e.kind === 'switch.vm-moved' &&
+          e.details.vm === 'web1' &&
+          e.details.from === 'host-a1' &&
+          e.details.to === 'host-a2',
+      ),
+      'the switch saw the move and put it on the timeline',
+    )
+    t.ok(
+      ev.some((e) => e.kind === 'migration.completed' && typeof e.details.guest_paused_ms === 'number'),
+      'the timeline carries guest_paused_ms',
     )
 
     // 3. quick migration back: down for the whole copy, reported
