@@ -50,6 +50,13 @@ export interface BlackoutBenchOptions {
   ping_interval_ms?: number
   /** The client pings this long before each migration and after it, ms (default 1000). */
   ping_margin_ms?: number
+  /**
+   * How long the VM dirties its memory before the first migration, ms (default 3000): a
+   * guest given a load has its memory faulted in by a worker first (agent/vm/guest-memory-prefault.ts,
+   * about a second of CPU for 256 MiB on the 2-core machine); a migration during that
+   * measures the prefault as much as the migration.
+   */
+  settle_ms?: number
 }
 
 export interface BlackoutRow {
@@ -232,6 +239,7 @@ export async function runBlackoutBench(opts: BlackoutBenchOptions = {}): Promise
     dirty_mib_s: opts.dirty_mib_s ?? 50,
     ping_interval_ms: opts.ping_interval_ms ?? 2,
     ping_margin_ms: opts.ping_margin_ms ?? 1000,
+    settle_ms: opts.settle_ms ?? 3000,
   }
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-blackout-'))
   const topology = join(dir, 'blackout-topology.json')
@@ -263,6 +271,7 @@ export async function runBlackoutBench(opts: BlackoutBenchOptions = {}): Promise
     ])
     await hvlab(['vm', 'start', VM, '--dir', labDir])
     await hvlab(['vm', 'load', VM, '--dirty-mib-s', String(o.dirty_mib_s), '--dir', labDir])
+    await sleep(o.settle_ms)
     const rows: BlackoutRow[] = []
     for (let i = 0; i < o.migrations; i++) {
       const from = HOSTS[i % 2]!

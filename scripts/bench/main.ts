@@ -28,7 +28,7 @@ const int =
 
 const program = new Command('hvlab-bench')
   .description(
-    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the blackout as a client sees it (a small lab: a 256 MiB VM dirtying 50 MiB/s live-migrated back and forth within a site while a client pings it every 2 ms: reported blackout vs the client’s longest gap), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes (with --vms N also N VMs created and started through the CLI, and `vm list` timed)',
+    'benchmarks: page diff (1, 2, N workers vs native Buffer.compare), the pre-copy model, live migration (stream vs raw WebSocket; blackout across dirty rates vs the model; both hosts’ event-loop lag during it next to idle), the blackout as a client sees it (a small lab: a 256 MiB VM dirtying 50 MiB/s live-migrated back and forth within a site while a client pings it every 2 ms: reported blackout vs the client’s longest gap), the CPU of one heartbeat and one small request end to end, and with --scale a whole lab: up time, idle CPU, view changes (with --vms N also N VMs created and started through the CLI, and `vm list` timed); it ends with issue 15’s targets, each next to its baseline from the same run',
   )
   .option('--out <file>', 'where to write the JSON results', 'bench-results/latest.json')
   .option('--mib <n>', 'guest memory to scan, MiB', int(1, 4096), 256)
