@@ -30,7 +30,7 @@ import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcom
 import { PageApplyPool } from './page-apply-pool.js'
 import { PageApplyQueue } from './page-apply-queue.js'
 import type { PageDiffPool } from './page-diff-pool.js'
-import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
+import { addPageDiffStats, emptyPageDiffStats, unkeptBitmapBytes, type PageDiffStats } from './page-diff.js'
 import { batchEntryCount, streamRound } from './page-stream.js'
 import { csvOnlyStorage, type StorageHandOver } from './storage-hand-over.js'
 import { stageTimes } from '../../shared/stage-times.js'
@@ -193,6 +193,8 @@ class OutgoingRun {
   paused_at_ms: number | null = null
   resumed_at_ms: number | null = null
   private readonly last_sent: SharedArrayBuffer
+  /** The pages whose last-sent copy is not kept (page-diff.ts: the bulk round keeps none). */
+  private readonly unkept: SharedArrayBuffer
   /**
    * Feeds the machine one input at a time, each step's effects in order. Bounded by
    * construction (DESIGN principle 9): only the run itself feeds it (each launched effect
@@ -224,6 +226,7 @@ class OutgoingRun {
       ...(options.round_cap !== undefined ? { round_cap: options.round_cap } : {}),
     })
     this.last_sent = new SharedArrayBuffer(vm.memory.byte_length)
+    this.unkept = new SharedArrayBuffer(unkeptBitmapBytes(vm.memory.page_count))
     this.result = new Promise((resolve) => (this.resolve = resolve))
     this.driver = new MachineDriver<SourceInput, SourceEffect>({
       step: (input) => (this.machine.done ? [] : this.machine.step(input, this.ctx.clock.now())),
@@ -342,7 +345,7 @@ class OutgoingRun {
 
   private stopped = (): boolean => this.machine.done
 
-  private async sendPages(round: number, pages: Uint32Array): Promise<number> {
+  private async sendPages(round: number, pages: Uint32Array, bulk: boolean): Promise<number> {
     const started_ms = this.ctx.clock.now()
     const onSlice = (pages_done: number): void => {
       const elapsed_ms = Math.max(1, this.ctx.clock.now() - started_ms)
@@ -356,6 +359,8 @@ class OutgoingRun {
       pool: this.ctx.pool,
       memory: this.vm.memory,
       last_sent: this.last_sent,
+      unkept: this.unkept,
+      bulk,
       pages,
       migration_id: this.migration_id,
       round,
@@ -371,7 +376,7 @@ class OutgoingRun {
     const taken = memory.takeDirty() // reset tracking first: what is written from now on is in the next round
     const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
     const bytes_before = this.bytes_sent
-    const batches = await this.sendPages(round, pages)
+    const batches = await this.sendPages(round, pages, which === 'all')
     const acking = stageTimes.start()
     await this.conn.request(
       { t: 'migration-round-end', migration_id: this.migration_id, round, batches },
@@ -390,7 +395,7 @@ class OutgoingRun {
   private async copyFinal(round: number): Promise<SourceInput> {
     const pages = this.vm.memory.takeDirty()
     const bytes_before = this.bytes_sent
-    const batches = await this.sendPages(round, pages)
+    const batches = await this.sendPages(round, pages, false)
     const state = checkDeviceState(this.vm.name, this.vm.deviceState())
     const reply = await this.conn.request(
       { t: 'migration-blackout', migration_id: this.migration_id, round, batches },

@@ -78,8 +78,15 @@ export class PageDiffPool {
   /**
    * Diffs `pages` (each index once) of `memory` against `last_sent`, updating
    * `last_sent`. Resolves with the batches in page order and the summed counts.
+   * `kept`: the pages whose last-sent copy is not kept, and whether this is the bulk round
+   * (page-diff.ts); without it every page is kept.
    */
-  async diff(memory: SharedArrayBuffer, last_sent: SharedArrayBuffer, pages: Uint32Array): Promise<PageDiffRound> {
+  async diff(
+    memory: SharedArrayBuffer,
+    last_sent: SharedArrayBuffer,
+    pages: Uint32Array,
+    kept?: { readonly unkept: SharedArrayBuffer; readonly bulk: boolean },
+  ): Promise<PageDiffRound> {
     this.pool.assertOpen()
     const chunks = Math.ceil(pages.length / this.chunk_pages)
     const batches: Uint8Array[] = new Array<Uint8Array>(chunks)
@@ -98,6 +105,7 @@ export class PageDiffPool {
           pages: chunk,
           ...(this.kernel === undefined ? {} : { kernel: this.kernel }),
           ...(out === undefined ? {} : { out }),
+          ...(kept === undefined ? {} : { unkept: kept.unkept, bulk: kept.bulk }),
         }
         try {
           const result = await this.pool.run(task, out === undefined ? undefined : [out])

@@ -14,7 +14,16 @@
  *      throughout: see looksChangedThroughout);
  *   4. the last-sent copy of the page becomes the snapshot.
  *
- * Steps 1 and 2 need no snapshot (see diffPages). The zero checks and the encoding run in
+ * Steps 1 and 2 need no snapshot (see diffPages).
+ *
+ * The bulk round (round 0, every page, to a destination whose memory is all zero) keeps no
+ * copy, as QEMU's XBZRLE cache keeps none of its bulk stage: a zero page is already there
+ * (skipped), any other goes whole, copied from guest memory straight into the batch, and
+ * its bit in `unkept` says that the last-sent page (still zero, never written) does not
+ * hold what the destination has. A later round sends such a page whole (or as a zero
+ * marker) and keeps it then: the copy holds only the pages dirtied again. Writing a copy of
+ * the whole guest costs a page fault per 4 KiB of new memory (about 13 µs on the 2-core
+ * bench machine, more than diffing the page), and most of a guest is never written again. The zero checks and the encoding run in
  * a page kernel (page-kernel.ts: WebAssembly SIMD, or JavaScript where that is missing);
  * the batch is built in the kernel's arena, and only its used bytes are copied out.
  *
@@ -43,7 +52,19 @@ export interface PageDiffTask {
    * on the 2-core bench VM), more than diffing several pages.
    */
   readonly out?: ArrayBuffer
+  /**
+   * One bit per page (Int32 words, Atomics: workers share words): set where the last-sent
+   * page is not kept (see the top). Needed by `bulk`; without it every page is kept.
+   */
+  readonly unkept?: SharedArrayBuffer
+  /** The bulk round: last_sent and the destination's memory are all zero; nothing is kept. */
+  readonly bulk?: boolean
 }
+
+const BITS_PER_WORD = 32
+
+/** The size of a task's `unkept` bitmap for memory of `page_count` pages. */
+export const unkeptBitmapBytes = (page_count: number): number => Math.ceil(page_count / BITS_PER_WORD) * 4
 
 export interface PageDiffStats {
   /** Pages looked at. */
@@ -102,7 +123,14 @@ function checkTask(task: PageDiffTask): number {
   if (pages.length > PAGE_BATCH_PAGES_MAX) {
     throw new HvlabError('HVLAB_E_INTERNAL', `page diff task of ${pages.length} pages is over ${PAGE_BATCH_PAGES_MAX}; split the dirty set`)
   }
-  return memory.byteLength / PAGE_SIZE_BYTES
+  const page_count = memory.byteLength / PAGE_SIZE_BYTES
+  if (task.unkept !== undefined && task.unkept.byteLength !== unkeptBitmapBytes(page_count)) {
+    throw new HvlabError('HVLAB_E_INTERNAL', `unkept bitmap of ${task.unkept.byteLength} bytes does not fit ${page_count} pages`)
+  }
+  if (task.bulk === true && task.unkept === undefined) {
+    throw new HvlabError('HVLAB_E_INTERNAL', 'a bulk round keeps no copy and needs an unkept bitmap to say so')
+  }
+  return page_count
 }
 
 /** A task's views: made once per task, so no page needs a view of its own. */
@@ -118,6 +146,8 @@ interface DiffViews {
   /** The kernel's slot the snapshot is taken into. */
   readonly snapshot: Uint8Array
   readonly builder: PageBatchBuilder
+  readonly unkept: Int32Array | null
+  readonly bulk: boolean
 }
 
 type Outcome = 'skipped' | 'zero' | 'delta' | 'full'
@@ -138,6 +168,8 @@ export function diffPages(task: PageDiffTask, kernel: PageKernel = pageKernel())
     kernel,
     snapshot: kernel.arena.subarray(ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES),
     builder: new PageBatchBuilder(Math.max(1, task.pages.length), kernel.arena.subarray(ARENA_BATCH_AT)),
+    unkept: task.unkept === undefined ? null : new Int32Array(task.unkept),
+    bulk: task.bulk === true,
   }
   for (let k = 0; k < task.pages.length; k++) {
     const index = task.pages[k] as number
@@ -159,9 +191,42 @@ export function diffPages(task: PageDiffTask, kernel: PageKernel = pageKernel())
   return { batch, stats }
 }
 
+const isUnkept = (words: Int32Array, index: number): boolean => ((Atomics.load(words, index >>> 5) >>> (index & 31)) & 1) === 1
+
+function setUnkept(words: Int32Array, index: number, unkept: boolean): void {
+  const bit = 1 << (index & 31)
+  if (unkept) Atomics.or(words, index >>> 5, bit)
+  else Atomics.and(words, index >>> 5, ~bit)
+}
+
+/** The bulk round: zero pages are there already; any other goes whole, straight from guest memory, not kept. */
+function bulkPage(v: DiffViews, index: number, offset: number, end: number): Outcome {
+  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) return 'skipped'
+  v.kernel.arena.set(v.memory8.subarray(offset, end), ARENA_BATCH_AT + v.builder.entryBytesOffset())
+  v.builder.commitFull(index)
+  setUnkept(v.unkept as Int32Array, index, true)
+  return 'full'
+}
+
+/** A page the bulk round sent whole and did not keep (its last-sent page is zero): whole or zero again, kept now. */
+function unkeptPage(v: DiffViews, words: Int32Array, index: number, offset: number, end: number): Outcome {
+  setUnkept(words, index, false)
+  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) {
+    v.builder.addZero(index) // the destination's page becomes zero, as the last-sent page is
+    return 'zero'
+  }
+  v.snapshot.set(v.memory8.subarray(offset, end))
+  v.sent8.set(v.snapshot, offset)
+  v.kernel.arena.copyWithin(ARENA_BATCH_AT + v.builder.entryBytesOffset(), ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
+  v.builder.commitFull(index)
+  return 'full'
+}
+
 function diffPage(v: DiffViews, index: number): Outcome {
   const offset = index * PAGE_SIZE_BYTES
   const end = offset + PAGE_SIZE_BYTES
+  if (v.bulk) return bulkPage(v, index, offset, end)
+  if (v.unkept !== null && isUnkept(v.unkept, index)) return unkeptPage(v, v.unkept, index, offset, end)
   // Steps 1 and 2 read guest memory in place, no snapshot: what they conclude (nothing to
   // send, a zero page) is true of bytes that were there, and a write racing them sets the
   // page's dirty bit again, so the next round sends it.

@@ -23,6 +23,10 @@ export interface PageStreamRound {
   readonly pool: PageDiffPool
   readonly memory: GuestMemory
   readonly last_sent: SharedArrayBuffer
+  /** Pages whose last-sent copy is not kept (page-diff.ts): the bulk round sets them, later rounds keep them. */
+  readonly unkept: SharedArrayBuffer
+  /** Round 0: every page, to a destination whose memory is zero; nothing is kept (page-diff.ts). */
+  readonly bulk: boolean
   readonly pages: Uint32Array
   readonly migration_id: string
   readonly round: number
@@ -50,7 +54,10 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
   const stats = emptyPageDiffStats()
   const slices = Math.ceil(r.pages.length / STREAM_SLICE_PAGES)
   const diffSlice = (k: number): Promise<PageDiffRound> => {
-    const p = r.pool.diff(r.memory.buffers.memory, r.last_sent, r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES))
+    const p = r.pool.diff(r.memory.buffers.memory, r.last_sent, r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES), {
+      unkept: r.unkept,
+      bulk: r.bulk,
+    })
     p.catch(() => undefined) // awaited below; a failure while the previous slice is sent must not go unhandled
     return p
   }

@@ -4,7 +4,7 @@ import { transferableSymbol, valueSymbol } from 'piscina'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { applyBatch, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
-import { diffPages, type PageDiffResult } from '../../agent/migration/page-diff.js'
+import { diffPages, unkeptBitmapBytes, type PageDiffResult } from '../../agent/migration/page-diff.js'
 import runPageDiff from '../../agent/migration/page-diff-worker.js'
 import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
 import { pageKernel, type PageKernel } from '../../agent/migration/page-kernel.js'
@@ -164,6 +164,70 @@ t.test('seeded pre-copy rounds in process: destination hash equals source hash a
     }
   }
   t.pass('every seed converges to equal memory')
+})
+
+t.test('seeded rounds with the bulk round keeping no copy: equal memory, the copy holds only pages sent again', async (t) => {
+  for (const seed of seeds(import.meta.url, [4, 5, 6, 0xfeed]).list) {
+    const rerun = seeds(import.meta.url, [seed]).rerun(seed)
+    const rnd = mulberry32(seed)
+    const source = GuestMemory.create(300)
+    const dest = GuestMemory.create(300)
+    const last_sent = new SharedArrayBuffer(source.byte_length)
+    const unkept = new SharedArrayBuffer(unkeptBitmapBytes(300))
+    guestWrites(source, rnd, 400)
+    const wasNonzero = Array.from({ length: 300 }, (_, p) => source.pageView(p).some((b) => b !== 0))
+    const nonzero = wasNonzero.filter(Boolean).length
+    source.takeDirty()
+    const all = Uint32Array.from({ length: 300 }, (_, i) => i)
+    const round = (pages: Uint32Array, bulk: boolean) => {
+      const stats = { full: 0, delta: 0, zero: 0, skipped: 0 }
+      for (let at = 0; at < pages.length; at += 64) {
+        const r = diffPages({ memory: source.buffers.memory, last_sent, pages: pages.slice(at, at + 64), unkept, bulk })
+        applyBatch(dest, r.batch)
+        for (const k of ['full', 'delta', 'zero', 'skipped'] as const) stats[k] += r.stats[k]
+      }
+      return stats
+    }
+    const bulk = round(all, true)
+    const kept = new Uint8Array(last_sent)
+    if (bulk.full !== nonzero || bulk.delta + bulk.zero !== 0 || kept.some((b) => b !== 0)) {
+      t.fail(
+        `seed ${seed}: the bulk round sends each nonzero page whole and keeps nothing (${JSON.stringify(bulk)}, ${nonzero} nonzero; rerun: ${rerun})`,
+      )
+      return
+    }
+    if (dest.sha256() !== source.sha256()) return void t.fail(`seed ${seed}: differs after the bulk round (rerun: ${rerun})`)
+    // the same pages written twice: the first later round sends those the bulk round sent whole (not kept)
+    // whole again, and those it skipped (zero, as the copy) as deltas; the next round all as deltas (kept)
+    const hot = Uint32Array.from({ length: 20 }, (_, i) => i * 15)
+    const hotSentWhole = [...hot].filter((p) => wasNonzero[p]).length
+    for (const p of hot) source.write(p * PAGE + 9, Uint8Array.of(1, 2, 3, (seed + p) & 0xff))
+    const first = round(source.takeDirty(), false)
+    for (const p of hot) source.write(p * PAGE + 900, Uint8Array.of(7, (seed + p) & 0xff))
+    const second = round(source.takeDirty(), false)
+    if (first.full !== hotSentWhole || first.delta !== hot.length - hotSentWhole || second.delta !== hot.length || hotSentWhole === 0) {
+      t.fail(
+        `seed ${seed}: ${hotSentWhole} of ${hot.length} whole then all deltas, got ${JSON.stringify(first)} then ${JSON.stringify(second)} (rerun: ${rerun})`,
+      )
+      return
+    }
+    for (let r = 0; r < 4; r++) {
+      guestWrites(source, rnd, 60)
+      source.fill(Math.floor(rnd() * 300) * PAGE, PAGE, 0) // a page zeroed, kept or not
+      round(source.takeDirty(), false)
+    }
+    if (dest.sha256() !== source.sha256()) return void t.fail(`seed ${seed}: differs after the later rounds (rerun: ${rerun})`)
+  }
+  t.pass('every seed ends with equal memory')
+})
+
+t.test('a bulk round needs its unkept bitmap, of the right size', async (t) => {
+  const memory = GuestMemory.create(40).buffers.memory
+  const last_sent = new SharedArrayBuffer(memory.byteLength)
+  const pages = Uint32Array.of(0)
+  t.throws(() => diffPages({ memory, last_sent, pages, bulk: true }), { code: 'HVLAB_E_INTERNAL' })
+  t.throws(() => diffPages({ memory, last_sent, pages, unkept: new SharedArrayBuffer(4 * 3) }), { code: 'HVLAB_E_INTERNAL' })
+  t.equal(diffPages({ memory, last_sent, pages, unkept: new SharedArrayBuffer(unkeptBitmapBytes(40)), bulk: true }).stats.skipped, 1)
 })
 
 t.test('pool with 2 threads: rounds with writes between them end with equal hashes', async (t) => {
