@@ -8,6 +8,7 @@ export type BundleName =
   | 'standalone'
   | 'array'
   | 'page-diff-worker'
+  | 'page-apply-worker'
   | 'block-hash-worker'
   | 'bench'
   | 'bench-migration-endpoint'
