@@ -191,6 +191,9 @@ export function diffPages(task: PageDiffTask, kernel: PageKernel = pageKernel())
   return { batch, stats }
 }
 
+/** The guest page at offset..end is all zero (native memcmp, in place). */
+const isZeroAt = (v: DiffViews, offset: number, end: number): boolean => v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0
+
 const isUnkept = (words: Int32Array, index: number): boolean => ((Atomics.load(words, index >>> 5) >>> (index & 31)) & 1) === 1
 
 function setUnkept(words: Int32Array, index: number, unkept: boolean): void {
@@ -201,7 +204,7 @@ function setUnkept(words: Int32Array, index: number, unkept: boolean): void {
 
 /** The bulk round: zero pages are there already; any other goes whole, straight from guest memory, not kept. */
 function bulkPage(v: DiffViews, index: number, offset: number, end: number): Outcome {
-  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) return 'skipped'
+  if (isZeroAt(v, offset, end)) return 'skipped'
   v.kernel.arena.set(v.memory8.subarray(offset, end), ARENA_BATCH_AT + v.builder.entryBytesOffset())
   v.builder.commitFull(index)
   setUnkept(v.unkept as Int32Array, index, true)
@@ -211,7 +214,7 @@ function bulkPage(v: DiffViews, index: number, offset: number, end: number): Out
 /** A page the bulk round sent whole and did not keep (its last-sent page is zero): whole or zero again, kept now. */
 function unkeptPage(v: DiffViews, words: Int32Array, index: number, offset: number, end: number): Outcome {
   setUnkept(words, index, false)
-  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) {
+  if (isZeroAt(v, offset, end)) {
     v.builder.addZero(index) // the destination's page becomes zero, as the last-sent page is
     return 'zero'
   }
@@ -231,7 +234,7 @@ function diffPage(v: DiffViews, index: number): Outcome {
   // send, a zero page) is true of bytes that were there, and a write racing them sets the
   // page's dirty bit again, so the next round sends it.
   if (v.memory.compare(v.sent, offset, end, offset, end) === 0) return 'skipped'
-  if (v.memory.compare(ZERO_PAGE, 0, PAGE_SIZE_BYTES, offset, end) === 0) {
+  if (isZeroAt(v, offset, end)) {
     v.builder.addZero(index)
     v.sent8.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
     return 'zero'
