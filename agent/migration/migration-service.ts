@@ -15,6 +15,7 @@
 import { RealClock, type Clock } from '../../shared/clock.js'
 import { HvlabError, describeError } from '../../shared/errors.js'
 import { largeBuffersReleased } from '../../shared/large-buffer-release.js'
+import { notePrefaulted } from '../vm/guest-memory-prefault.js'
 import { MachineDriver, type EffectHandlers } from '../../shared/machine/driver.js'
 import { newId } from '../../shared/ids.js'
 import type { Logger } from '../../shared/log.js'
@@ -129,6 +130,8 @@ export interface MigrationResult {
   /** Why it did not complete ('' when it did). */
   readonly reason: string
   readonly total_ms: number
+  /** Start → the destination was ready (its skeleton VM made, its memory committed); null if it never was. */
+  readonly setup_ms: number | null
   /** Guest paused → the source heard the destination runs it (completed migrations only; the source's clock). */
   readonly blackout_ms: number | null
   /** Wall-clock ms (`wallNow`) when the guest paused on the source; null if it never paused. */
@@ -431,6 +434,7 @@ class OutgoingRun {
       outcome: this.machine.outcome ?? 'failed',
       reason: r.reason,
       total_ms: (r.ended_ms ?? now) - (r.started_ms ?? now),
+      setup_ms: r.ready_ms !== null && r.started_ms !== null ? r.ready_ms - r.started_ms : null,
       blackout_ms,
       paused_at_ms: this.paused_at_ms,
       guest_paused_ms: this.machine.outcome === 'completed' ? this.guestPausedMs() : null,
@@ -475,6 +479,8 @@ interface IncomingRun {
   memory: GuestMemory | null
   /** The batches on their way into `memory`, in order (null before allocation and after discard). */
   applies: PageApplyQueue | null
+  /** The apply worker committing `memory` (PageApplyPool.commit); the ready reply waits for it. */
+  committing: Promise<number> | null
   device_state: Uint8Array | null
   /** Wall-clock ms (`wallNow`) when the guest resumed here. */
   resumed_at_ms: number | null
@@ -610,7 +616,11 @@ export class MigrationService {
   attach(conn: PeerConnection): void {
     if (this.attached.has(conn)) return
     this.attached.add(conn)
-    conn.onRequest('migration-begin', ({ message }) => this.onBegin(conn, message))
+    conn.onRequest('migration-begin', async ({ message }) => {
+      const { run, reply } = this.onBegin(conn, message)
+      await this.memoryCommitted(run)
+      return reply
+    })
     conn.onMessage('migration-pages', ({ message, attachment, attachment_owned }) =>
       this.onPages(conn, message, attachment, attachment_owned === true),
     )
@@ -680,7 +690,24 @@ export class MigrationService {
     return this.waiting.find((w) => w.run.vm.name === vmName)?.run
   }
 
-  private onBegin(conn: PeerConnection, m: MessageOf<'migration-begin'>): Reply {
+  /**
+   * The setup ends once the arriving VM's memory is committed (as Hyper-V allocates it
+   * before the copy): the pre-copy then writes into memory that is there. Throws when the
+   * commit failed (the migration is aborted here) or the migration ended meanwhile.
+   */
+  private async memoryCommitted(run: IncomingRun): Promise<void> {
+    try {
+      await run.committing
+      if (run.memory) notePrefaulted(run.memory)
+    } catch (e) {
+      this.applyFailed(run, e)
+      throw new HvlabError('HVLAB_E_REFUSED', `${this.host} could not commit the memory of vm ${run.vm}: ${describeError(e)}`)
+    }
+    if (this.incoming.get(run.migration_id) !== run)
+      throw new HvlabError('HVLAB_E_STATE', `migration ${run.migration_id} ended on ${this.host} during its setup`)
+  }
+
+  private onBegin(conn: PeerConnection, m: MessageOf<'migration-begin'>): { run: IncomingRun; reply: Reply } {
     if (this.incoming.has(m.migration_id))
       throw new HvlabError('HVLAB_E_STATE', `migration ${m.migration_id} already began on ${this.host}`)
     for (const run of this.incoming.values()) {
@@ -720,6 +747,7 @@ export class MigrationService {
       page_count: m.page_count,
       memory: null,
       applies: null,
+      committing: null,
       device_state: null,
       resumed_at_ms: null,
       driver: this.incomingDriver(() => run),
@@ -734,7 +762,7 @@ export class MigrationService {
       storage: m.storage,
       verify: m.verify,
     }
-    return this.replied(run, input, this.runIncoming(run, input))
+    return { run, reply: this.replied(run, input, this.runIncoming(run, input)) }
   }
 
   /** `owned`: the transport handed the batch's buffer over (it holds this frame alone): it is queued without a copy. */
@@ -854,9 +882,10 @@ export class MigrationService {
 
   /** The arriving VM's memory, and the queue that applies its batches in the pool's workers. */
   private allocate(run: IncomingRun, page_count: number): void {
-    this.apply_pool.warm()
     const memory = GuestMemory.create(page_count)
     run.memory = memory
+    run.committing = this.apply_pool.commit(memory.buffers)
+    run.committing.catch(() => undefined) // awaited by the begin request's handler
     run.applies = new PageApplyQueue({
       apply: (batches) => this.apply_pool.apply(memory.buffers, batches, true),
       bytes_max: this.apply_queue_bytes_max,

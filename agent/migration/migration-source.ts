@@ -128,6 +128,8 @@ export interface SourceReport {
   readonly switch_reason: 'fits_budget' | 'round_cap' | null
   readonly expected_blackout_ms: number | null
   readonly started_ms: number | null
+  /** The destination was ready (its skeleton VM made, its memory committed): the setup's end. */
+  readonly ready_ms: number | null
   readonly paused_ms: number | null
   readonly running_ms: number | null
   readonly ended_ms: number | null
@@ -154,6 +156,7 @@ export class MigrationSource {
   private switch_reason: 'fits_budget' | 'round_cap' | null = null
   private expected_blackout_ms: number | null = null
   private started_ms: number | null = null
+  private ready_ms: number | null = null
   private paused_ms: number | null = null
   private running_ms: number | null = null
   private ended_ms: number | null = null
@@ -209,6 +212,7 @@ export class MigrationSource {
       switch_reason: this.switch_reason,
       expected_blackout_ms: this.expected_blackout_ms,
       started_ms: this.started_ms,
+      ready_ms: this.ready_ms,
       paused_ms: this.paused_ms,
       running_ms: this.running_ms,
       ended_ms: this.ended_ms,
@@ -264,6 +268,7 @@ export class MigrationSource {
   private onDestinationReady(now_ms: number): SourceEffect[] {
     this.expect('setup', 'destination-ready')
     this.stage_ = 'precopy'
+    this.ready_ms = now_ms
     this.round = 0
     this.round_started_ms = now_ms
     return [

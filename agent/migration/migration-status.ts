@@ -143,6 +143,7 @@ export function resultMessage(r: MigrationResult, mode: 'live' | 'quick', downti
     outcome: r.outcome,
     reason: r.reason.slice(0, 1024),
     total_ms: Math.max(0, r.total_ms),
+    setup_ms: r.setup_ms === null ? null : Math.max(0, r.setup_ms),
     blackout_ms: r.blackout_ms === null ? null : Math.max(0, r.blackout_ms),
     paused_at_ms: r.paused_at_ms,
     guest_paused_ms: r.guest_paused_ms === null ? null : Math.max(0, r.guest_paused_ms),

@@ -4,8 +4,8 @@
  * event loop for heartbeats and lease renewals. The pool starts on the first batch (a host
  * that never receives a VM runs no apply worker) and its idle workers end after
  * idle_timeout_ms. At most `inflight_max` batches are in the pool at once, over every
- * migration (shared/bounded-worker-pool.ts). An arrival warms the pool when it begins, so
- * the worker starts while the source diffs its first pages.
+ * migration (shared/bounded-worker-pool.ts). An arrival's first task is the commit of its
+ * memory (`commit`), in the migration's setup.
  *
  * Hand-over: guest memory is a SharedArrayBuffer (shared, never copied). A batch that is
  * the whole of its ArrayBuffer is moved to the worker (transferred, not cloned: detached
@@ -21,7 +21,7 @@ import { HvlabError } from '../../shared/errors.js'
 import { stageTimes } from '../../shared/stage-times.js'
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
 import type { GuestMemoryBuffers } from '../vm/guest-memory.js'
-import { appliedCounts, type PageApplyResult, type PageApplyTask } from './page-apply.js'
+import { appliedCounts, type MemoryCommitTask, type PageApplyResult, type PageApplyTask } from './page-apply.js'
 import type { ApplyCounts } from './page-batch.js'
 
 export interface PageApplyPoolOptions {
@@ -60,12 +60,12 @@ export class PageApplyPool {
     this.options = options
   }
 
-  /** Whether a worker was ever started (the first batch starts the pool). */
+  /** Whether a worker was ever started (an arrival's memory commit starts the pool). */
   get started(): boolean {
     return this.pool !== null
   }
 
-  /** Starts the pool's first worker now, if it has not started (an arrival begins: its batches follow). */
+  /** Starts the pool's first worker now, if it has not started (a test, before it times anything). */
   warm(): void {
     this.workers()
   }
@@ -87,6 +87,15 @@ export class PageApplyPool {
     const result = await pool.run(move({ [transferableSymbol]: buffers, [valueSymbol]: task }))
     stageTimes.add('apply_worker', result.worker_ms)
     return appliedCounts(result)
+  }
+
+  /**
+   * Commits the arriving VM's memory in a worker (GuestMemory.commitPages): the pages
+   * are the process's before the first batch writes them. Resolves with the worker's time, ms.
+   */
+  async commit(memory: GuestMemoryBuffers): Promise<number> {
+    const result = await this.workers().run({ memory, commit: true } satisfies MemoryCommitTask)
+    return result.worker_ms
   }
 
   private workers(): BoundedWorkerPool<unknown, PageApplyResult> {

@@ -22,6 +22,12 @@ export interface PageApplyTask {
   readonly batches: readonly Uint8Array[]
 }
 
+/** Commits the arriving VM's memory (GuestMemory.commitPages) before its first batch comes. */
+export interface MemoryCommitTask {
+  readonly memory: GuestMemoryBuffers
+  readonly commit: true
+}
+
 /** `worker_ms`: the task's own time in the worker, for the bench's stage times. */
 export type PageApplyResult =
   | { readonly ok: true; readonly batches: number; readonly counts: ApplyCounts; readonly worker_ms: number }
@@ -52,6 +58,13 @@ export function applyPageTask(task: PageApplyTask): PageApplyResult {
     }
   }
   return { ok: true, batches: task.batches.length, counts, worker_ms: performance.now() - started_ms }
+}
+
+/** Commits the task's memory; the result counts no pages. */
+export function commitMemoryTask(task: MemoryCommitTask): PageApplyResult {
+  const started_ms = performance.now()
+  GuestMemory.fromShared(task.memory).commitPages()
+  return { ok: true, batches: 0, counts: noCounts(), worker_ms: performance.now() - started_ms }
 }
 
 /** The main thread's side: the counts, or the refusal as the HvlabError it was. */

@@ -5,6 +5,8 @@
  * slices of batches are held in memory whatever the VM's size. Batches in which every
  * page was skipped are not sent. Sending (sealing a frame, queueing it on the socket)
  * is main-thread work: the event loop is served every LOOP_SLICE_MS_DEFAULT between sends.
+ * A batch's buffer goes back to the pool (PageDiffPool.recycle) once its frame is written
+ * to the socket: a new buffer costs a page fault per 4 KiB on its first write.
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
@@ -77,9 +79,13 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
         throw stoppedError(r)
       }
       if (batchEntryCount(batch) === 0) continue
-      await r.conn.send({ t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }, batch)
+      const batch_bytes = batch.length // read before the send: once written, the buffer is the pool's
+      // Once on the socket, the batch's buffer goes back to the pool: the next diff writes there, not into new memory.
+      await r.conn.send({ t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }, batch, {
+        onWritten: () => r.pool.recycle(batch),
+      })
       seq++
-      bytes_sent += batch.length
+      bytes_sent += batch_bytes
       await slicer.serve()
     }
     r.onSlice?.(Math.min(r.pages.length, (k + 1) * STREAM_SLICE_PAGES), bytes_sent)

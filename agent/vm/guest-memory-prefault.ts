@@ -14,7 +14,9 @@
  * The worker is an inline script (no bundle of its own); it lowers its own priority to
  * nice 19 (Linux, as agent/migration/worker-priority.ts does) and ends when done (a
  * second or two for 1 GiB on a loaded machine). Memory a
- * worker already faulted in is remembered, so a guest is faulted in once.
+ * worker already faulted in is remembered, so a guest is faulted in once; so is a VM that
+ * arrived by live migration, whose memory the destination committed in the setup
+ * (GuestMemory.commitPages, the same touch, in its apply worker: `notePrefaulted`).
  */
 import { Worker } from 'node:worker_threads'
 import type { GuestMemory } from './guest-memory.js'
@@ -31,6 +33,11 @@ for (let w = 0; w < words.length; w += workerData.page_words) Atomics.add(words,
 `
 
 const prefaulted = new WeakSet<SharedArrayBuffer>()
+
+/** `memory` is faulted in already (committed by a migration's destination): prefaultGuestMemory skips it. */
+export function notePrefaulted(memory: GuestMemory): void {
+  prefaulted.add(memory.buffers.memory)
+}
 
 /**
  * Starts faulting in `memory` on a worker thread (once per guest memory). Resolves when it is

@@ -120,6 +120,22 @@ export class GuestMemory {
     this.setDirtyBit(page)
   }
 
+  /**
+   * Commits every page: the operating system gives a process new memory on its first write,
+   * a page at a time (measured on this project's machine: about 3 ms per MiB, against
+   * 0.07 ms per MiB to copy into memory already written). A destination commits the arriving
+   * VM's memory in the migration's setup, as Hyper-V allocates the skeleton VM's memory there
+   * (seed 000), so the pre-copy writes into memory that is already there. Each page gets an
+   * atomic add of 0: safe while anything else reads or writes the memory, and it changes no
+   * byte and no dirty bit (guest-memory-prefault.ts touches a running guest's memory the
+   * same way). Blocks its thread: the destination runs it in an apply worker.
+   */
+  commitPages(): void {
+    const words = new Int32Array(this.buffers.memory)
+    const per_page = PAGE_SIZE_BYTES / 4
+    for (let w = 0; w < words.length; w += per_page) Atomics.add(words, w, 0)
+  }
+
   /** Every page dirty: the first pre-copy round sends all of memory. */
   markAllDirty(): void {
     const words = this.dirtyWords.length

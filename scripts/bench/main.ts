@@ -148,7 +148,11 @@ function targetInputs(r: Record<string, unknown>): TargetInputs {
         }
       : null,
     stream: mig
-      ? { raw_bytes_per_s: mig.raw_transport_bytes_per_s.median, stream_bytes_per_s: mig.migration_stream_bytes_per_s.median }
+      ? {
+          raw_bytes_per_s: mig.raw_transport_bytes_per_s.median,
+          stream_bytes_per_s: mig.migration_stream_bytes_per_s.median,
+          stream_with_setup_bytes_per_s: mig.migration_stream_with_setup_bytes_per_s.median,
+        }
       : null,
     blackout: bo
       ? {

@@ -105,7 +105,7 @@ async function measureStages(o: SmallMessageBenchOptions): Promise<{ rows: Stage
     ['validate a heartbeat (zod schema)', (i) => void validateMessage(heartbeat(i), false)],
     ['encode a heartbeat frame (validate + msgpack + header)', (i) => void encodeFrameParts({ k: 'msg', m: heartbeat(i) })],
     ['seal (ChaCha20-Poly1305 tag)', () => void sender.seal([head])],
-    ['open (check the tag)', () => void openFrame(receiveKey, 0, sealed)],
+    ['open (check the tag)', () => void openFrame(receiveKey, 0, [sealed])],
     ['decode a heartbeat frame (msgpack + envelope + validate)', () => void decodeFrame(head)],
   ]
   const rows: StageRow[] = []

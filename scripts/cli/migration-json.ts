@@ -12,6 +12,7 @@ export function migrationJson(r: MigrationResultMessage): MigrationResultMessage
   return {
     ...r,
     total_ms: ms(r.total_ms),
+    setup_ms: msOrNull(r.setup_ms ?? null),
     blackout_ms: msOrNull(r.blackout_ms),
     guest_paused_ms: msOrNull(r.guest_paused_ms ?? null),
     downtime_ms: msOrNull(r.downtime_ms),

@@ -103,8 +103,8 @@ export function registerVmMigrate(vm: Command): void {
     .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
     .option(
       '--json',
-      'machine-readable: one object {outcome,total_ms,blackout_ms,guest_paused_ms,client_blackout_ms,client_gap_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}; ' +
-        'blackout_ms: guest paused → the source heard the destination runs it; guest_paused_ms: paused on the source → resumed on the destination; ' +
+      'machine-readable: one object {outcome,total_ms,setup_ms,blackout_ms,guest_paused_ms,client_blackout_ms,client_gap_ms,bytes_sent,bytes_raw,rounds:[{round,dirty_pages,…}],pages:{skipped,zero,delta,full},…}; ' +
+        'setup_ms: start → the destination was ready (its skeleton VM made, its memory committed); blackout_ms: guest paused → the source heard the destination runs it; guest_paused_ms: paused on the source → resumed on the destination; ' +
         'client_blackout_ms: paused on the source → the virtual switch had the first reply from the destination (null when no client pinged it, `hvlab vm ping`); ' +
         'client_gap_ms: the switch saw no reply from the VM that long at most',
     )
@@ -147,7 +147,7 @@ const msText = (v: number | null | undefined): string => (v == null ? '-' : `${M
 function formatMigration(r: MigrationResultMessage, c: ClientBlackout, verify: boolean, hashes_match: boolean): string {
   const lines = [
     r.outcome === 'completed'
-      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms; blackout ${msText(r.blackout_ms)} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
+      ? `vm ${r.vm} live-migrated ${r.source} → ${r.destination} in ${Math.round(r.total_ms)} ms (setup ${msText(r.setup_ms)}); blackout ${msText(r.blackout_ms)} (expected ${r.expected_blackout_ms === null ? '-' : Math.round(r.expected_blackout_ms)}, switch-over: ${r.switch_reason ?? '-'})`
       : `vm ${r.vm} stays on ${r.source}: migration ${r.outcome}: ${r.reason}`,
     `  sent ${mibText(r.bytes_sent)} MiB for ${mibText(r.bytes_raw)} MiB raw (memory ${mibText(r.memory_bytes)} MiB), ${mibText(r.bandwidth_bytes_per_s)} MiB/s, dirty rate ${mibText(r.dirty_rate_bytes_per_s)} MiB/s, throttle max ${r.throttle_pct_max}%`,
     `  rounds: ${r.rounds.map((x) => `#${x.round} ${x.dirty_pages} pages`).join(', ') || '-'}; final ${r.final_pages} pages`,

@@ -547,6 +547,8 @@ export const migrationResultSchema = z.strictObject({
   outcome: z.enum(['completed', 'failed', 'cancelled', 'in_doubt']),
   reason: field.text(1024),
   total_ms: field.time_ms(),
+  /** Live: start → the destination was ready (its skeleton VM made and its memory committed); null if it never was. */
+  setup_ms: field.time_ms().nullable().optional(),
   /** Live: guest paused on the source → the source heard the destination runs it (the source's own clock). */
   blackout_ms: field.time_ms().nullable(),
   /** Live: wall-clock ms (the system clock, `Date.now()`) when the guest paused on the source; null if it never paused. */

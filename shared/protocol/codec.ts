@@ -71,23 +71,46 @@ const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInt
 
 export function decodeFrame(data: Uint8Array): Frame {
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  const head_bytes = headBytes(buf)
+  if (head_bytes > buf.length) {
+    throw new HvlabError(
+      'HVLAB_E_PROTOCOL',
+      `frame is truncated: envelope says ${head_bytes - FRAME_HEADER_BYTES} bytes, ${buf.length - FRAME_HEADER_BYTES} present`,
+    )
+  }
+  return decodeHead(buf.subarray(0, head_bytes), buf.subarray(head_bytes))
+}
+
+/**
+ * A frame received in parts (the WebSocket message's fragments, its tag taken off). When
+ * the first part is the header with the envelope and the second the attachment, as this
+ * transport sends them, the attachment is that part itself, not a copy; otherwise the parts
+ * are joined first.
+ */
+export function decodeFrameParts(parts: readonly Buffer[]): Frame {
+  const [head, attachment] = parts
+  if (parts.length === 2 && head && attachment && head.length >= FRAME_HEADER_BYTES && headBytes(head) === head.length)
+    return decodeHead(head, attachment)
+  return decodeFrame(parts.length === 1 && head ? head : Buffer.concat(parts))
+}
+
+/** The header and envelope's length, as the frame's header says (checked: magic, envelope size). */
+function headBytes(buf: Buffer): number {
   if (buf.length < FRAME_HEADER_BYTES) throw new HvlabError('HVLAB_E_PROTOCOL', `frame of ${buf.length} bytes is shorter than its header`)
   if (buf[0] !== FRAME_MAGIC) throw new HvlabError('HVLAB_E_PROTOCOL', `frame starts with 0x${buf[0]!.toString(16)}, not an hvlab frame`)
   const envelopeBytes = buf.readUInt32BE(1)
   if (envelopeBytes === 0 || envelopeBytes > ENVELOPE_BYTES_MAX) {
     throw new HvlabError('HVLAB_E_PROTOCOL', `envelope length ${envelopeBytes} is out of range 1..${ENVELOPE_BYTES_MAX}`)
   }
-  if (FRAME_HEADER_BYTES + envelopeBytes > buf.length) {
-    throw new HvlabError(
-      'HVLAB_E_PROTOCOL',
-      `frame is truncated: envelope says ${envelopeBytes} bytes, ${buf.length - FRAME_HEADER_BYTES} present`,
-    )
-  }
-  const attachment = buf.subarray(FRAME_HEADER_BYTES + envelopeBytes)
+  return FRAME_HEADER_BYTES + envelopeBytes
+}
+
+/** `head`: exactly the header and the envelope; `attachment`: the rest of the frame. */
+function decodeHead(head: Buffer, attachment: Buffer): Frame {
   if (attachment.length > ATTACHMENT_BYTES_MAX) throw new HvlabError('HVLAB_E_PROTOCOL', `attachment is over ${ATTACHMENT_BYTES_MAX} bytes`)
   let raw: unknown
   try {
-    raw = packr.unpack(buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + envelopeBytes))
+    raw = packr.unpack(head.subarray(FRAME_HEADER_BYTES))
   } catch (e) {
     throw new HvlabError('HVLAB_E_PROTOCOL', `envelope is not valid msgpack: ${describeError(e)}`, { cause: e })
   }

@@ -113,19 +113,45 @@ export function frameTag(key: FrameKey, seq: number, parts: readonly Uint8Array[
   return mac.getAuthTag()
 }
 
-/** Frame number `seq` without its tag (a view, not a copy), or undefined when the tag does not match. */
-export function openFrame(key: FrameKey, seq: number, sealed: Buffer): Buffer | undefined {
-  if (sealed.length < FRAME_TAG_BYTES) return undefined
-  const body = sealed.subarray(0, sealed.length - FRAME_TAG_BYTES)
+/**
+ * Frame number `seq` without its tag, or undefined when the tag does not match. The frame
+ * comes in `fragments` (as the WebSocket message's fragments arrived; one buffer is one
+ * fragment); the body is returned as the same parts, the tag taken off the end (views, not copies).
+ */
+export function openFrame(key: FrameKey, seq: number, fragments: readonly Buffer[]): Buffer[] | undefined {
+  const split = splitTag(fragments)
+  if (!split) return undefined
   const mac = createDecipheriv(AEAD, key, nonceOf(seq), { authTagLength: FRAME_TAG_BYTES })
-  addAad(mac, body)
-  mac.setAuthTag(sealed.subarray(sealed.length - FRAME_TAG_BYTES))
+  for (const part of split.body) addAad(mac, part)
+  mac.setAuthTag(split.tag)
   try {
     mac.final()
-    return body
+    return split.body
   } catch {
     return undefined
   }
+}
+
+/** The fragments' last FRAME_TAG_BYTES bytes (copied only when they span fragments), and the parts before them. */
+function splitTag(fragments: readonly Buffer[]): { body: Buffer[]; tag: Buffer } | undefined {
+  const body = fragments.filter((f) => f.length > 0)
+  const last = body.at(-1)
+  if (last && last.length >= FRAME_TAG_BYTES) {
+    body[body.length - 1] = last.subarray(0, last.length - FRAME_TAG_BYTES)
+    if (last.length === FRAME_TAG_BYTES) body.pop()
+    return { body, tag: last.subarray(last.length - FRAME_TAG_BYTES) }
+  }
+  const tag = Buffer.alloc(FRAME_TAG_BYTES)
+  let missing = FRAME_TAG_BYTES
+  while (missing > 0) {
+    const part = body.pop()
+    if (!part) return undefined // shorter than a tag
+    const take = Math.min(missing, part.length)
+    part.copy(tag, missing - take, part.length - take)
+    missing -= take
+    if (take < part.length) body.push(part.subarray(0, part.length - take))
+  }
+  return { body, tag }
 }
 
 /** One connection's two directions: seals what it sends and opens what it receives, counting both. */
@@ -151,9 +177,12 @@ export class FrameAuth {
     return frameTag(this.keys.send, this.sent++, parts)
   }
 
-  /** The next frame received, without its tag; undefined when it is not the frame the peer sealed next. */
-  open(sealed: Buffer): Buffer | undefined {
-    const body = openFrame(this.keys.receive, this.received, sealed)
+  /**
+   * The next frame received (in its fragments), without its tag, as parts (openFrame);
+   * undefined when it is not the frame the peer sealed next.
+   */
+  open(fragments: readonly Buffer[]): Buffer[] | undefined {
+    const body = openFrame(this.keys.receive, this.received, fragments)
     if (body) this.received++
     return body
   }

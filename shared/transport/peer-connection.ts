@@ -22,7 +22,7 @@ import { EventEmitter } from 'node:events'
 import type WebSocket from 'ws'
 import { RealClock, type Clock } from '../clock.js'
 import { HvlabError, asErrorCode, describeError } from '../errors.js'
-import { decodeFrame, encodeFrame, encodeFrameParts, type Envelope } from '../protocol/codec.js'
+import { decodeFrameParts, encodeFrame, encodeFrameParts, type Envelope } from '../protocol/codec.js'
 import type { Message, MessageType, MessageOf } from '../protocol/messages.js'
 import type { Logger } from '../log.js'
 import { goodbye } from './handshake-frames.js'
@@ -108,11 +108,20 @@ interface Pending {
 
 const CLOSE_POLICY = 1008
 
-/** `view` (a received frame without its tag) spans the whole of its ArrayBuffer, bar the tag after it. */
-function ownsWholeBuffer(view: Buffer): boolean {
-  const buffer = view.buffer
-  return buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength + FRAME_TAG_BYTES === buffer.byteLength
+/**
+ * The attachment lies in one of the message's fragments that spans the whole of its
+ * ArrayBuffer: a buffer nobody else holds (ws gathered that fragment from several socket
+ * reads, or it was a socket read of its own). A view into a shared read, or parts joined
+ * by the decoder, are not.
+ */
+function ownsAttachment(attachment: Buffer, fragments: readonly Buffer[]): boolean {
+  const buffer = attachment.buffer
+  if (attachment.length === 0 || !(buffer instanceof ArrayBuffer)) return false
+  return fragments.some((f) => f.buffer === buffer && f.byteOffset === 0 && f.byteLength === buffer.byteLength)
 }
+
+/** A message as ws hands it over with binaryType 'fragments': its fragments, in order. */
+type Fragments = readonly Buffer[]
 /** The clock of connections given none: one for all, so their probes share a timer. */
 const DEFAULT_CLOCK = new RealClock()
 /** Frames a held connection keeps for its owner; its owner starts it in the same tick. */
@@ -150,8 +159,8 @@ export class PeerConnection extends EventEmitter {
   /** close() was called: nothing received after that is acted on, nothing more is sent. */
   private closing = false
   private closed = false
-  /** Frames received (and opened) before `start()`: delivered then, in order. Undefined once started. */
-  private held: Buffer[] | undefined
+  /** Frames received (opened: their parts, and the fragments they came in) before `start()`: delivered then, in order. Undefined once started. */
+  private held: { parts: Buffer[]; fragments: Fragments }[] | undefined
   /** The lab's network faults on what this side sends (link-shaper.ts). */
   private readonly shaper: LinkShaper
   /** A one-way partition towards this side: nothing from the peer is read, not even a ping or pong. */
@@ -199,7 +208,10 @@ export class PeerConnection extends EventEmitter {
     this.metrics = opts.metrics
     if (opts.held) this.held = []
     this.shaper = new LinkShaper(this.clock)
-    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary))
+    // Each message as the fragments it came in: a page batch sent as a fragment of its own
+    // arrives in a buffer of its own, not copied again into one for the whole message.
+    ws.binaryType = 'fragments'
+    ws.on('message', (data, isBinary) => this.onFrame(Array.isArray(data) ? data : [data as Buffer], isBinary))
     ws.on('pong', () => this.deaf || this.heard())
     ws.on('ping', () => this.deaf || this.heard())
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))
@@ -222,7 +234,7 @@ export class PeerConnection extends EventEmitter {
     this.held = undefined
     for (const frame of held ?? []) {
       if (!this.isOpen) return
-      this.deliver(frame)
+      this.deliver(frame.parts, frame.fragments)
     }
   }
 
@@ -269,10 +281,12 @@ export class PeerConnection extends EventEmitter {
 
   /**
    * Sends a one-way message; waits while the socket's queue is above the high-water mark.
-   * An attachment is sent as it is, not copied: do not change its bytes after the call.
+   * An attachment is sent as it is, not copied: do not change its bytes after the call,
+   * until `onWritten` is called — once the whole frame is written to the socket (never, if
+   * the connection closes first). Then its buffer may be reused.
    */
-  async send(message: Message, attachment?: Uint8Array): Promise<void> {
-    await this.sendEnvelope({ k: 'msg', m: message }, attachment)
+  async send(message: Message, attachment?: Uint8Array, options: { onWritten?: () => void } = {}): Promise<void> {
+    await this.sendEnvelope({ k: 'msg', m: message }, attachment, options.onWritten)
   }
 
   /** Sends a request and resolves with the reply, or rejects with a typed HvlabError. */
@@ -349,7 +363,7 @@ export class PeerConnection extends EventEmitter {
     this.ws.terminate()
   }
 
-  private async sendEnvelope(envelope: Envelope, attachment?: Uint8Array): Promise<void> {
+  private async sendEnvelope(envelope: Envelope, attachment?: Uint8Array, onWritten?: () => void): Promise<void> {
     if (!this.isOpen) throw new HvlabError('HVLAB_E_CLOSED', `connection to ${this.remoteName} is closed`)
     const frame = encodeFrameParts(envelope, attachment)
     const frame_bytes = frame.head.length + frame.attachment.length + FRAME_TAG_BYTES
@@ -377,9 +391,10 @@ export class PeerConnection extends EventEmitter {
     this.queued_bytes += frame_bytes
     this.metrics?.framesSent.inc({ kind: envelope.k })
     this.metrics?.bytesSent.inc(frame_bytes)
-    const written = (): void => {
+    const written = (err?: Error): void => {
       this.queued_bytes -= frame_bytes
       if (this.queued_bytes <= this.limits.send_high_water_bytes) this.wakeSenders()
+      if (!err) onWritten?.()
     }
     // Sealed here, right before the frame is queued: tags are counted in the order frames go out
     // (the shaper keeps that order).
@@ -390,7 +405,7 @@ export class PeerConnection extends EventEmitter {
     this.shaper.push(frame_bytes, () => this.writeFrame(frame.head, frame.attachment, tag, written))
   }
 
-  private writeFrame(head: Uint8Array, attachment: Uint8Array, tag: Uint8Array, written: () => void): void {
+  private writeFrame(head: Uint8Array, attachment: Uint8Array, tag: Uint8Array, written: (err?: Error) => void): void {
     if (this.closed || this.closing) return // a frame the shaper held past the close goes nowhere
     const writing = stageTimes.start()
     if (attachment.length === 0) {
@@ -410,7 +425,7 @@ export class PeerConnection extends EventEmitter {
     for (const w of waiters) w()
   }
 
-  private onFrame(data: Buffer, isBinary: boolean): void {
+  private onFrame(fragments: Fragments, isBinary: boolean): void {
     // ws keeps delivering frames until the peer answers our close; after a refusal
     // (a malformed frame, say) none of them may act.
     if (this.closed || this.closing) return
@@ -423,48 +438,46 @@ export class PeerConnection extends EventEmitter {
       return
     }
     const opening = stageTimes.start()
-    const frame = this.frameAuth.open(data)
+    const parts = this.frameAuth.open(fragments)
     stageTimes.end('open', opening)
-    if (!frame) {
+    if (!parts) {
       this.refuse(
         'HVLAB_E_AUTH',
-        `a frame of ${data.length} bytes from ${this.remoteName} failed authentication (altered, injected, replayed, reordered or after a dropped one); nothing in it was read`,
+        `a frame of ${fragments.reduce((n, f) => n + f.length, 0)} bytes from ${this.remoteName} failed authentication (altered, injected, replayed, reordered or after a dropped one); nothing in it was read`,
       )
       return
     }
     this.heard()
     if (!this.held) {
-      this.deliver(frame)
+      this.deliver(parts, fragments)
       return
     }
     if (this.held.length >= HELD_FRAMES_MAX) {
       this.refuse('HVLAB_E_BACKPRESSURE', `${HELD_FRAMES_MAX} frames arrived before this connection was started`)
       return
     }
-    this.held.push(frame)
+    this.held.push({ parts, fragments })
   }
 
-  /** One authenticated frame, without its tag: decoded, checked, then handed to its handler. */
-  private deliver(data: Buffer): void {
+  /** One authenticated frame, its tag taken off (`parts`, views into `fragments`): decoded, checked, then handed to its handler. */
+  private deliver(parts: Buffer[], fragments: Fragments): void {
     const delivering = stageTimes.start()
-    this.deliverFrame(data)
+    this.deliverFrame(parts, fragments)
     stageTimes.end('deliver', delivering)
   }
 
-  private deliverFrame(data: Buffer): void {
+  private deliverFrame(parts: Buffer[], fragments: Fragments): void {
     let envelope: Envelope
     let attachment: Buffer
     try {
-      ;({ envelope, attachment } = decodeFrame(data))
+      ;({ envelope, attachment } = decodeFrameParts(parts))
     } catch (e) {
       this.refuse('HVLAB_E_PROTOCOL', describeError(e))
       return
     }
     this.metrics?.framesReceived.inc({ kind: envelope.k })
-    this.metrics?.bytesReceived.inc(data.length)
-    // ws hands each message over in a buffer of its own when it had to gather it (a frame
-    // over several socket reads, or fragments): that buffer is nobody else's.
-    const attachment_owned = attachment.length > 0 && ownsWholeBuffer(data)
+    this.metrics?.bytesReceived.inc(parts.reduce((n, p) => n + p.length, 0))
+    const attachment_owned = ownsAttachment(attachment, fragments)
     switch (envelope.k) {
       case 'msg':
         this.dispatchMessage({ message: envelope.m, attachment, attachment_owned })

@@ -16,7 +16,9 @@ import {
   FRAME_HEADER_BYTES,
   FRAME_MAGIC,
   decodeFrame,
+  decodeFrameParts,
   encodeFrame,
+  encodeFrameParts,
   type Envelope,
 } from '../../shared/protocol/codec.js'
 import { messageDef, validateMessage, type Message } from '../../shared/protocol/messages.js'
@@ -127,6 +129,37 @@ t.test('attachments arrive byte for byte, up to ATTACHMENT_BYTES_MAX', async (tt
   padded.set(frame, 10)
   tt.same(decodeFrame(padded.subarray(10, 10 + frame.length)).envelope, { k: 'msg', m: { t: 'ok' } }, 'a subarray view decodes')
 })
+
+t.test(
+  'a frame in parts: the attachment part is kept as it is when the first part is the envelope; any other split is joined',
+  async (tt) => {
+    const envelope: Envelope = { k: 'msg', m: { t: 'blob', label: 'parts' } }
+    const attachment = Buffer.alloc(5000, 3)
+    const { head } = encodeFrameParts(envelope, attachment)
+    const two = decodeFrameParts([head, attachment])
+    tt.same(two.envelope, envelope)
+    tt.equal(two.attachment, attachment, 'the second part is the attachment itself, not a copy')
+    const whole = Buffer.concat([head, attachment])
+    for (const cut of [1, FRAME_HEADER_BYTES, head.length - 1, head.length + 1, whole.length - 1]) {
+      const split = decodeFrameParts([whole.subarray(0, cut), whole.subarray(cut)])
+      tt.same(split.envelope, envelope, `cut at byte ${cut}: the same envelope`)
+      tt.ok(split.attachment.equals(attachment), `cut at byte ${cut}: the same attachment`)
+    }
+    tt.same(decodeFrameParts([whole]).envelope, envelope, 'one part decodes as decodeFrame does')
+    tt.ok(decodeFrameParts([head.subarray(0, 2), head.subarray(2), attachment]).attachment.equals(attachment), 'three parts are joined')
+    tt.throws(() => decodeFrameParts([]), { code: 'HVLAB_E_PROTOCOL' }, 'no parts: refused')
+    tt.throws(
+      () => decodeFrameParts([head, Buffer.alloc(0)]),
+      { code: 'HVLAB_E_PROTOCOL' },
+      'a blob with an empty attachment part: refused',
+    )
+    tt.throws(
+      () => decodeFrameParts([Buffer.from([0x00, 0, 0, 0, 1, 0xc0]), attachment]),
+      { code: 'HVLAB_E_PROTOCOL' },
+      'a first part without the magic: refused',
+    )
+  },
+)
 
 t.test('encodeFrame refuses what decodeFrame would refuse', async (tt) => {
   const refusals: [string, () => unknown][] = [

@@ -17,6 +17,8 @@ import {
   type HandshakeTranscript,
 } from '../../shared/transport/frame-auth.js'
 import { computeProof } from '../../shared/transport/handshake.js'
+import { mulberry32 } from '../../shared/seeded-random.js'
+import { seeds } from '../sim/seed.js'
 
 const SECRET = 'lab-secret-for-tests'
 const TRANSCRIPT: HandshakeTranscript = {
@@ -83,11 +85,11 @@ t.test('a frame sealed in parts opens whole, as a view of the received bytes', a
   )
   const wire = sealedBy(client, head, attachment)
   t.equal(wire.length, head.length + attachment.length + FRAME_TAG_BYTES)
-  const opened = server.open(wire)
-  t.ok(opened && opened.equals(Buffer.concat([head, attachment])), 'opens to the frame without its tag')
-  t.equal(opened?.buffer, wire.buffer, 'not copied: a view of the received buffer')
+  const opened = server.open([wire])
+  t.ok(opened && Buffer.concat(opened).equals(Buffer.concat([head, attachment])), 'opens to the frame without its tag')
+  t.equal(opened?.[0]?.buffer, wire.buffer, 'not copied: a view of the received buffer')
   const empty = sealedBy(server)
-  t.same(client.open(empty), Buffer.alloc(0), 'an empty frame has a tag too')
+  t.same(client.open([empty]), [], 'an empty frame has a tag too')
 })
 
 t.test('only the next frame the peer sealed opens', async (t) => {
@@ -108,7 +110,7 @@ t.test('only the next frame the peer sealed opens', async (t) => {
     const { client, server } = pair()
     const frames = [0, 1, 2].map((i) => sealedBy(client, FRAME, Buffer.alloc(100, i)))
     const received = tamper(frames)
-    const opened = received.map((f) => server.open(f))
+    const opened = received.map((f) => server.open([f]))
     t.ok(
       opened.slice(0, -1).every((f) => f !== undefined),
       `${what}: the frames before it open`,
@@ -117,8 +119,8 @@ t.test('only the next frame the peer sealed opens', async (t) => {
   }
   const { client, server } = pair()
   const frame = sealedBy(client, FRAME)
-  t.equal(client.open(frame), undefined, 'a frame reflected back at its sender does not open (each direction has its own key)')
-  t.ok(server.open(frame), 'while the peer opens it')
+  t.equal(client.open([frame]), undefined, 'a frame reflected back at its sender does not open (each direction has its own key)')
+  t.ok(server.open([frame]), 'while the peer opens it')
 })
 
 t.test('every part of the transcript and the secret change the keys', async (t) => {
@@ -162,4 +164,48 @@ function flip(frame: Buffer, at: number): Buffer {
   const copy = Buffer.from(frame)
   copy[at] = copy[at]! ^ 0x01
   return copy
+}
+
+t.test('a frame opens however its bytes were split into fragments, and its parts come back uncopied', async (t) => {
+  const head = Buffer.from(FRAME)
+  const attachment = Buffer.alloc(10_000)
+  for (let i = 0; i < attachment.length; i++) attachment[i] = (i * 31) & 0xff
+  const frame = Buffer.concat([head, attachment])
+  const SPLIT_SEED = seeds(import.meta.url, { base: 0xf2a6, count: 1 }).list[0] as number
+  const rand = mulberry32(SPLIT_SEED)
+  for (let trial = 0; trial < 200; trial++) {
+    const { client, server } = pair()
+    const wire = sealedBy(client, head, attachment)
+    const fragments = splitAt(wire, rand, trial % 2 === 0 ? 3 : 12)
+    const opened = server.open(fragments)
+    if (!opened || !Buffer.concat(opened).equals(frame)) {
+      t.fail(`seed ${SPLIT_SEED}, trial ${trial}: split at ${fragments.map((f) => f.length).join('+')} did not open to the frame`)
+      return
+    }
+    const tampered = pair()
+    const changed = splitAt(flip(sealedBy(tampered.client, head, attachment), Math.floor(rand() * wire.length)), rand, 5)
+    if (tampered.server.open(changed) !== undefined) {
+      t.fail(`seed ${SPLIT_SEED}, trial ${trial}: a changed bit opened`)
+      return
+    }
+  }
+  t.pass('200 random splits opened to the frame (tags spanning fragments, empty fragments); a changed bit in each refused')
+  const { client, server } = pair()
+  const tag = client.seal([head, attachment])
+  const parts = server.open([head, attachment, tag])
+  t.equal(parts?.length, 2, 'the transport’s own split (envelope, attachment, tag) opens to two parts')
+  t.equal(parts?.[1], attachment, 'the attachment part is the fragment itself, not a copy')
+  t.equal(pair().server.open([Buffer.alloc(FRAME_TAG_BYTES - 1), Buffer.alloc(0)]), undefined, 'fragments shorter than a tag: refused')
+})
+
+/** `wire` cut into up to `cuts` + 1 fragments at random places (some may be empty). */
+function splitAt(wire: Buffer, rand: () => number, cuts: number): Buffer[] {
+  const at = Array.from({ length: cuts }, () => Math.floor(rand() * (wire.length + 1))).sort((a, b) => a - b)
+  const fragments: Buffer[] = []
+  let from = 0
+  for (const to of [...at, wire.length]) {
+    fragments.push(wire.subarray(from, to))
+    from = to
+  }
+  return fragments
 }

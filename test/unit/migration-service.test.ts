@@ -120,6 +120,10 @@ t.test('a 64 MiB guest under load migrates live; memory on the destination equal
     result.blackout_ms !== null && result.blackout_ms >= 0 && result.blackout_ms <= result.total_ms,
     'blackout is measured inside the total',
   )
+  t.ok(
+    result.setup_ms !== null && result.setup_ms >= 0 && result.setup_ms + result.rounds[0]!.duration_ms <= result.total_ms + 1,
+    'the setup (the destination made the VM and committed its memory) is measured, before round 0 and inside the total',
+  )
   // From the guest's pause here to its resume there, both stamped by wall clocks (one process here).
   t.ok(result.paused_at_ms !== null && result.paused_at_ms > 1e12, 'the pause is stamped with the wall clock')
   t.ok(

@@ -11,7 +11,7 @@ import { mulberry32 } from '../../shared/seeded-random.js'
 import { PAGE_BATCH_HEADER_BYTES, PageBatchBuilder } from '../../agent/migration/page-batch.js'
 import { encodeDeltaToBytes } from '../../agent/migration/page-delta.js'
 import { diffPages } from '../../agent/migration/page-diff.js'
-import { appliedCounts, applyPageTask, type PageApplyTask } from '../../agent/migration/page-apply.js'
+import { appliedCounts, applyPageTask, commitMemoryTask, type PageApplyTask } from '../../agent/migration/page-apply.js'
 import { PageApplyPool, ownedBatch } from '../../agent/migration/page-apply-pool.js'
 import { destination, sampleBatch } from './page-batch-fixture.js'
 
@@ -25,6 +25,22 @@ function seeded(seed: number): { int: (n: number) => number } {
   const next = mulberry32(seed)
   return { int: (n) => Math.floor(next() * n) }
 }
+
+t.test('committing memory (in the worker, and through the pool) changes no byte and no dirty bit', async (t) => {
+  const memory = GuestMemory.create(64)
+  const data = randomFillSync(new Uint8Array(3 * PAGE + 10))
+  memory.write(5 * PAGE + 7, data)
+  const sha = memory.sha256()
+  const dirty = memory.dirtyCount()
+  const result = commitMemoryTask({ memory: memory.buffers, commit: true })
+  t.ok(result.ok && result.batches === 0 && result.worker_ms >= 0, 'the task commits and applies no batch')
+  t.same(appliedCounts(result), { pages: 0, zero: 0, delta: 0, full: 0 }, 'and counts no page')
+  const pool = new PageApplyPool({ threads: 1 })
+  t.teardown(() => pool.close())
+  t.ok((await pool.commit(memory.buffers)) >= 0, 'the pool commits in its worker and says how long it took')
+  t.equal(memory.sha256(), sha, 'no byte changed')
+  t.equal(memory.dirtyCount(), dirty, 'no page was marked dirty')
+})
 
 t.test('applyPageTask applies zero, delta and full pages into shared memory', async (t) => {
   const { batch, page1, page2 } = sampleBatch()

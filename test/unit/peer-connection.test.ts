@@ -32,15 +32,15 @@ class FakeSocket extends EventEmitter {
   send(data: Buffer, options: { fin?: boolean } | undefined, cb?: (err?: Error) => void): void {
     this.fragments.push(Buffer.from(data))
     if (options?.fin !== false) {
-      const opened = this.peer.open(Buffer.concat(this.fragments.splice(0)))
+      const opened = this.peer.open(this.fragments.splice(0))
       if (!opened) throw new Error('a frame sent did not open with the peer keys')
-      this.sent.push(opened)
+      this.sent.push(Buffer.concat(opened))
     }
     if (cb) this.writes.push(cb)
   }
-  /** Completes every write handed to the socket so far. */
-  flush(): void {
-    for (const cb of this.writes.splice(0)) cb()
+  /** Completes every write handed to the socket so far (`err`: each fails with it, as ws does when the socket closed). */
+  flush(err?: Error): void {
+    for (const cb of this.writes.splice(0)) cb(err)
   }
   ping(): void {}
   close(code: number): void {
@@ -110,6 +110,19 @@ t.test('sends beyond send_queue_bytes_max are refused with HVLAB_E_BACKPRESSURE,
   socket.flush()
   await again
   tt.pass('sending works again once the queue drained')
+})
+
+t.test('onWritten says when an attachment is written to the socket, and only then; never for a write that failed', async (tt) => {
+  const { socket, c } = fakeConnection(tt)
+  const written: string[] = []
+  await c.send(label(0), Buffer.alloc(4 * KiB), { onWritten: () => written.push('b0') })
+  await c.send(label(1), Buffer.alloc(4 * KiB), { onWritten: () => written.push('b1') })
+  tt.same(written, [], 'queued on the socket is not written: the buffer is still in use')
+  socket.flush()
+  tt.same(written, ['b0', 'b1'], 'each is called once its frame is written, in order')
+  await c.send(label(2), Buffer.alloc(4 * KiB), { onWritten: () => written.push('b2') })
+  socket.flush(new Error('socket closed'))
+  tt.same(written, ['b0', 'b1'], 'a write that failed does not call it')
 })
 
 t.test('a connection that closes while senders wait for a drain rejects them with HVLAB_E_CLOSED', async (tt) => {

@@ -91,9 +91,9 @@ export function recordUntilClosed(ws: WebSocket, auth?: FrameAuth): Promise<{ co
   let unexpected: unknown
   ws.on('message', (received: Buffer) => {
     try {
-      const data = auth ? auth.open(received) : received
+      const data = auth ? auth.open([received]) : [received]
       if (!data) return
-      const { envelope } = decodeFrame(data)
+      const { envelope } = decodeFrame(Buffer.concat(data))
       if (envelope.k !== 'err') messages.push(envelope.m)
     } catch (e) {
       if (isHvlabError(e) && e.code === 'HVLAB_E_PROTOCOL') undecodable++
