@@ -30,6 +30,7 @@ import type { MigrationEvent } from './migration-events.js'
 import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcome } from './migration-source.js'
 import { PageApplyPool } from './page-apply-pool.js'
 import { PageApplyQueue } from './page-apply-queue.js'
+import { applyBatch } from './page-batch.js'
 import type { PageDiffPool } from './page-diff-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, unkeptBitmapBytes, type PageDiffStats } from './page-diff.js'
 import { batchEntryCount, streamRound } from './page-stream.js'
@@ -348,7 +349,8 @@ class OutgoingRun {
 
   private stopped = (): boolean => this.machine.done
 
-  private async sendPages(round: number, pages: Uint32Array, bulk: boolean): Promise<number> {
+  /** `kind`: round 0 (bulk), a pre-copy round after it, or the blackout's final round (page-diff.ts). */
+  private async sendPages(round: number, pages: Uint32Array, kind: 'bulk' | 'precopy' | 'final'): Promise<number> {
     const started_ms = this.ctx.clock.now()
     const onSlice = (pages_done: number): void => {
       const elapsed_ms = Math.max(1, this.ctx.clock.now() - started_ms)
@@ -363,7 +365,8 @@ class OutgoingRun {
       memory: this.vm.memory,
       last_sent: this.last_sent,
       unkept: this.unkept,
-      bulk,
+      bulk: kind === 'bulk',
+      final: kind === 'final',
       pages,
       migration_id: this.migration_id,
       round,
@@ -379,7 +382,7 @@ class OutgoingRun {
     const taken = memory.takeDirty() // reset tracking first: what is written from now on is in the next round
     const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
     const bytes_before = this.bytes_sent
-    const batches = await this.sendPages(round, pages, which === 'all')
+    const batches = await this.sendPages(round, pages, which === 'all' ? 'bulk' : 'precopy')
     const acking = stageTimes.start()
     await this.conn.request(
       { t: 'migration-round-end', migration_id: this.migration_id, round, batches },
@@ -398,7 +401,7 @@ class OutgoingRun {
   private async copyFinal(round: number): Promise<SourceInput> {
     const pages = this.vm.memory.takeDirty()
     const bytes_before = this.bytes_sent
-    const batches = await this.sendPages(round, pages, false)
+    const batches = await this.sendPages(round, pages, 'final')
     const state = checkDeviceState(this.vm.name, this.vm.deviceState())
     const reply = await this.conn.request(
       { t: 'migration-blackout', migration_id: this.migration_id, round, batches },
@@ -494,6 +497,8 @@ interface IncomingCall {
   readonly attachment: Buffer | undefined
   /** The transport handed the attachment's buffer over (PeerConnection's Incoming.attachment_owned). */
   readonly attachment_owned: boolean
+  /** A batch of the blackout's round: applied on this thread (PageApplyQueue), not handed to a worker. */
+  readonly final: boolean
   reply: Reply | null
   refusal: HvlabError | null
 }
@@ -751,7 +756,7 @@ export class MigrationService {
       device_state: null,
       resumed_at_ms: null,
       driver: this.incomingDriver(() => run),
-      call: { attachment: undefined, attachment_owned: false, reply: null, refusal: null },
+      call: { attachment: undefined, attachment_owned: false, final: false, reply: null, refusal: null },
     }
     this.incoming.set(m.migration_id, run)
     const input: DestinationInput = {
@@ -773,13 +778,13 @@ export class MigrationService {
       this.runOneWay(run, { kind: 'failed', reason: `batch ${m.round}/${m.seq} is ${batch.length} bytes, shorter than a batch header` })
       return
     }
-    this.runOneWay(run, { kind: 'pages', round: m.round, seq: m.seq, entries: batchEntryCount(batch) }, batch, owned)
+    this.runOneWay(run, { kind: 'pages', round: m.round, seq: m.seq, entries: batchEntryCount(batch) }, batch, owned, m.final === true)
   }
 
   /** A one-way input: a refusal has nobody to go to; the machine already aborted. */
-  private runOneWay(run: IncomingRun, input: DestinationInput, attachment?: Buffer, attachment_owned = false): void {
+  private runOneWay(run: IncomingRun, input: DestinationInput, attachment?: Buffer, attachment_owned = false, final = false): void {
     try {
-      this.runIncoming(run, input, attachment, attachment_owned)
+      this.runIncoming(run, input, attachment, attachment_owned, final)
     } catch (e) {
       this.ctx.log.warn({ err: describeError(e), migration_id: run.migration_id }, 'incoming migration aborted')
     }
@@ -805,8 +810,14 @@ export class MigrationService {
    * Steps an incoming migration and carries out its effects (all synchronous here).
    * Returns the reply for a request, throws its refusal.
    */
-  private runIncoming(run: IncomingRun, input: DestinationInput, attachment?: Buffer, attachment_owned = false): Reply | null {
-    run.call = { attachment, attachment_owned, reply: null, refusal: null }
+  private runIncoming(
+    run: IncomingRun,
+    input: DestinationInput,
+    attachment?: Buffer,
+    attachment_owned = false,
+    final = false,
+  ): Reply | null {
+    run.call = { attachment, attachment_owned, final, reply: null, refusal: null }
     run.driver.feed(input)
     const { reply, refusal } = run.call
     if (run.machine.stage === 'aborted' || run.machine.stage === 'running') {
@@ -851,7 +862,7 @@ export class MigrationService {
       'apply-batch': () => {
         const { applies, call } = get()
         if (!applies || !call.attachment) throw new HvlabError('HVLAB_E_INTERNAL', 'a batch arrived before memory was allocated')
-        applies.push(call.attachment, call.attachment_owned)
+        applies.push(call.attachment, call.attachment_owned, call.final)
       },
       'load-device-state': () => {
         const run = get()
@@ -888,6 +899,7 @@ export class MigrationService {
     run.committing.catch(() => undefined) // awaited by the begin request's handler
     run.applies = new PageApplyQueue({
       apply: (batches) => this.apply_pool.apply(memory.buffers, batches, true),
+      applyHere: (batch) => void applyBatch(memory, batch),
       bytes_max: this.apply_queue_bytes_max,
       onFailed: (e) => this.applyFailed(run, e),
     })

@@ -20,12 +20,20 @@
  * tag included); beyond `bytes_max` waiting, push() refuses
  * (HVLAB_E_BACKPRESSURE) and the migration fails, the VM staying on its source.
  *
+ * The blackout's batches (`here`) are applied on this thread instead, one at a time with
+ * the event loop served in between, still behind every batch before them: the paused guest
+ * waits for them, and the workers run at nice 19 (worker-priority.ts), so on a busy machine
+ * a hand-over to one waits for every event loop there. They are few (what fits the downtime
+ * budget), and memory was committed in the setup, so applying them costs well under a
+ * millisecond per MiB.
+ *
  * A failed apply (a malformed batch) stops the queue: the batches after it are dropped
  * and `onFailed` is called once. idle() resolves once everything pushed so far is
  * applied, dropped or failed: the destination acknowledges a round only after that.
  */
 import { HvlabError } from '../../shared/errors.js'
 import { stageTimes } from '../../shared/stage-times.js'
+import { LoopSlicer } from './loop-slice.js'
 
 export interface PageApplyQueueOptions {
   /**
@@ -34,6 +42,8 @@ export interface PageApplyQueueOptions {
    * a view into it (a frame's attachment, after its header).
    */
   readonly apply: (batches: Uint8Array[]) => Promise<unknown>
+  /** Applies one batch on this thread (applyBatch on the VM's memory); throws what applyBatch throws. */
+  readonly applyHere: (batch: Uint8Array) => void
   /** Bytes of batches that may wait at once. */
   readonly bytes_max: number
   /** Bytes of batches given to one apply call, at most (a larger single batch goes alone); default 16 MiB. */
@@ -44,10 +54,11 @@ export interface PageApplyQueueOptions {
 
 export const APPLY_GROUP_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 
-/** A batch waiting, and the bytes it holds (its whole buffer). */
+/** A batch waiting, the bytes it holds (its whole buffer), and whether it is applied on this thread. */
 interface Waiting {
   readonly batch: Uint8Array
   readonly bytes: number
+  readonly here: boolean
 }
 
 export class PageApplyQueue {
@@ -73,9 +84,10 @@ export class PageApplyQueue {
   /**
    * Queues the batch behind the ones before it; refuses beyond bytes_max waiting. `owned`:
    * its ArrayBuffer holds this batch's frame alone and is the queue's from now on (kept,
-   * later moved to a worker); otherwise the caller's bytes are not kept but copied.
+   * later moved to a worker); otherwise the caller's bytes are not kept but copied. `here`:
+   * a batch of the blackout's round, applied on this thread.
    */
-  push(batch: Uint8Array, owned = false): void {
+  push(batch: Uint8Array, owned = false, here = false): void {
     if (this.stopped) return
     const whole = owned && batch.buffer instanceof ArrayBuffer
     const bytes = whole ? batch.buffer.byteLength : batch.length
@@ -85,10 +97,10 @@ export class PageApplyQueue {
         `page batches arrive faster than this host applies them (${this.waiting_bytes} bytes waiting, ${this.o.bytes_max} allowed); the host is overloaded — migrate when it is less busy, or to another host`,
       )
     }
-    if (whole) this.waiting.push({ batch, bytes })
+    if (whole) this.waiting.push({ batch, bytes, here })
     else {
       const copying = stageTimes.start()
-      this.waiting.push({ batch: new Uint8Array(batch), bytes })
+      this.waiting.push({ batch: new Uint8Array(batch), bytes, here })
       stageTimes.end('batch_copy', copying)
     }
     this.waiting_bytes += bytes
@@ -111,13 +123,17 @@ export class PageApplyQueue {
 
   private async drain(): Promise<void> {
     this.applying = true
+    const slicer = new LoopSlicer()
     while (!this.stopped && this.waiting.length > 0) {
       const group = this.takeGroup()
       const applying = stageTimes.start()
       try {
-        await this.o.apply(group)
+        if (group.here) {
+          for (const batch of group.batches) this.o.applyHere(batch)
+          await slicer.serve()
+        } else await this.o.apply(group.batches)
         stageTimes.end('apply', applying)
-        this.applied += group.length
+        this.applied += group.batches.length
       } catch (e) {
         if (!this.stopped) {
           this.stop()
@@ -129,14 +145,19 @@ export class PageApplyQueue {
     this.wakeIdle()
   }
 
-  /** The batches waiting at the head, in order: at least one, up to group_bytes_max. */
-  private takeGroup(): Uint8Array[] {
-    const bytes_max = this.o.group_bytes_max ?? APPLY_GROUP_BYTES_MAX_DEFAULT
+  /**
+   * The batches waiting at the head, in order: for a worker, at least one and up to
+   * group_bytes_max, none of them `here`; a batch to apply here goes alone.
+   */
+  private takeGroup(): { batches: Uint8Array[]; here: boolean } {
+    const head = this.waiting[0] as Waiting
+    const bytes_max = head.here ? 0 : (this.o.group_bytes_max ?? APPLY_GROUP_BYTES_MAX_DEFAULT)
     let n = 1
-    let bytes = (this.waiting[0] as Waiting).bytes
-    while (n < this.waiting.length && bytes + (this.waiting[n] as Waiting).bytes <= bytes_max) bytes += (this.waiting[n++] as Waiting).bytes
+    let bytes = head.bytes
+    const joins = (w: Waiting | undefined): w is Waiting => w !== undefined && !w.here && bytes + w.bytes <= bytes_max
+    while (joins(this.waiting[n])) bytes += (this.waiting[n++] as Waiting).bytes
     this.waiting_bytes -= bytes
-    return this.waiting.splice(0, n).map((w) => w.batch)
+    return { batches: this.waiting.splice(0, n).map((w) => w.batch), here: head.here }
   }
 
   private wakeIdle(): void {

@@ -23,7 +23,12 @@
  * hold what the destination has. A later round sends such a page whole (or as a zero
  * marker) and keeps it then: the copy holds only the pages dirtied again. Writing a copy of
  * the whole guest costs a page fault per 4 KiB of new memory (about 13 µs on the 2-core
- * bench machine, more than diffing the page), and most of a guest is never written again. The zero checks and the encoding run in
+ * bench machine, more than diffing the page), and most of a guest is never written again.
+ *
+ * The final round (the blackout's, the guest paused) writes no copy either: no round comes
+ * after it to read one, and a first write into the copy's pages would fault them in while
+ * the guest waits. Its pages go as in any later round (skipped, zero, delta or whole), and
+ * the last-sent copy and `unkept` stay as they were. The zero checks and the encoding run in
  * a page kernel (page-kernel.ts: WebAssembly SIMD, or JavaScript where that is missing);
  * the batch is built in the kernel's arena, and only its used bytes are copied out.
  *
@@ -59,6 +64,8 @@ export interface PageDiffTask {
   readonly unkept?: SharedArrayBuffer
   /** The bulk round: last_sent and the destination's memory are all zero; nothing is kept. */
   readonly bulk?: boolean
+  /** The final round (the blackout's): nothing reads the last-sent copy after it; nothing is kept. */
+  readonly final?: boolean
 }
 
 const BITS_PER_WORD = 32
@@ -127,6 +134,9 @@ function checkTask(task: PageDiffTask): number {
   if (task.unkept !== undefined && task.unkept.byteLength !== unkeptBitmapBytes(page_count)) {
     throw new HvlabError('HVLAB_E_INTERNAL', `unkept bitmap of ${task.unkept.byteLength} bytes does not fit ${page_count} pages`)
   }
+  if (task.bulk === true && task.final === true) {
+    throw new HvlabError('HVLAB_E_INTERNAL', 'a round is the bulk round or the final one, not both')
+  }
   if (task.bulk === true && task.unkept === undefined) {
     throw new HvlabError('HVLAB_E_INTERNAL', 'a bulk round keeps no copy and needs an unkept bitmap to say so')
   }
@@ -148,6 +158,8 @@ interface DiffViews {
   readonly builder: PageBatchBuilder
   readonly unkept: Int32Array | null
   readonly bulk: boolean
+  /** Write the last-sent copy and `unkept` (false in the final round). */
+  readonly keep: boolean
 }
 
 type Outcome = 'skipped' | 'zero' | 'delta' | 'full'
@@ -170,6 +182,7 @@ export function diffPages(task: PageDiffTask, kernel: PageKernel = pageKernel())
     builder: new PageBatchBuilder(Math.max(1, task.pages.length), kernel.arena.subarray(ARENA_BATCH_AT)),
     unkept: task.unkept === undefined ? null : new Int32Array(task.unkept),
     bulk: task.bulk === true,
+    keep: task.final !== true,
   }
   for (let k = 0; k < task.pages.length; k++) {
     const index = task.pages[k] as number
@@ -213,10 +226,15 @@ function bulkPage(v: DiffViews, index: number, offset: number, end: number): Out
 
 /** A page the bulk round sent whole and did not keep (its last-sent page is zero): whole or zero again, kept now. */
 function unkeptPage(v: DiffViews, words: Int32Array, index: number, offset: number, end: number): Outcome {
-  setUnkept(words, index, false)
+  if (v.keep) setUnkept(words, index, false)
   if (isZeroAt(v, offset, end)) {
     v.builder.addZero(index) // the destination's page becomes zero, as the last-sent page is
     return 'zero'
+  }
+  if (!v.keep) {
+    v.kernel.arena.set(v.memory8.subarray(offset, end), ARENA_BATCH_AT + v.builder.entryBytesOffset())
+    v.builder.commitFull(index)
+    return 'full'
   }
   v.snapshot.set(v.memory8.subarray(offset, end))
   v.sent8.set(v.snapshot, offset)
@@ -236,7 +254,7 @@ function diffPage(v: DiffViews, index: number): Outcome {
   if (v.memory.compare(v.sent, offset, end, offset, end) === 0) return 'skipped'
   if (isZeroAt(v, offset, end)) {
     v.builder.addZero(index)
-    v.sent8.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
+    if (v.keep) v.sent8.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
     return 'zero'
   }
   const { kernel, builder } = v
@@ -247,7 +265,7 @@ function diffPage(v: DiffViews, index: number): Outcome {
     kernel.arena.set(v.sent8.subarray(offset, end), ARENA_PREV_AT)
     length = kernel.encode(ARENA_PREV_AT, ARENA_CUR_AT, out_at, PAGE_SIZE_BYTES)
   }
-  v.sent8.set(v.snapshot, offset)
+  if (v.keep) v.sent8.set(v.snapshot, offset)
   if (length === DELTA_NOT_SMALLER) {
     kernel.arena.copyWithin(out_at, ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
     builder.commitFull(index)

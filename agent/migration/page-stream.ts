@@ -10,6 +10,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import type { PeerConnection } from '../../shared/transport/peer-connection.js'
+import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { GuestMemory } from '../vm/guest-memory.js'
 import type { PageDiffPool, PageDiffRound } from './page-diff-pool.js'
 import { LoopSlicer } from './loop-slice.js'
@@ -29,6 +30,8 @@ export interface PageStreamRound {
   readonly unkept: SharedArrayBuffer
   /** Round 0: every page, to a destination whose memory is zero; nothing is kept (page-diff.ts). */
   readonly bulk: boolean
+  /** The blackout's round: the last; nothing is kept (page-diff.ts); diffed on this thread, and its frames say so. */
+  readonly final?: boolean
   readonly pages: Uint32Array
   readonly migration_id: string
   readonly round: number
@@ -56,10 +59,10 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
   const stats = emptyPageDiffStats()
   const slices = Math.ceil(r.pages.length / STREAM_SLICE_PAGES)
   const diffSlice = (k: number): Promise<PageDiffRound> => {
-    const p = r.pool.diff(r.memory.buffers.memory, r.last_sent, r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES), {
-      unkept: r.unkept,
-      bulk: r.bulk,
-    })
+    const kept = { unkept: r.unkept, bulk: r.bulk, final: r.final === true }
+    const pages = r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES)
+    // The blackout's round on this thread: the paused guest waits for it (PageDiffPool.diffHere).
+    const p = (r.final ? r.pool.diffHere : r.pool.diff).call(r.pool, r.memory.buffers.memory, r.last_sent, pages, kept)
     p.catch(() => undefined) // awaited below; a failure while the previous slice is sent must not go unhandled
     return p
   }
@@ -81,7 +84,9 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
       if (batchEntryCount(batch) === 0) continue
       const batch_bytes = batch.length // read before the send: once written, the buffer is the pool's
       // Once on the socket, the batch's buffer goes back to the pool: the next diff writes there, not into new memory.
-      await r.conn.send({ t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }, batch, {
+      const message: MessageOf<'migration-pages'> = { t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }
+      if (r.final) message.final = true
+      await r.conn.send(message, batch, {
         onWritten: () => r.pool.recycle(batch),
       })
       seq++

@@ -52,6 +52,8 @@ export const migrationPages = defineMessage(
     round: round(),
     /** 0, 1, 2 … within the round: the destination checks none is missing or repeated. */
     seq: field.u32(),
+    /** The blackout's round: the guest is paused and waits for these pages (the destination applies them on its main thread). */
+    final: z.literal(true).optional(),
   }),
   { attachment: 'required' },
 )

@@ -117,20 +117,48 @@ t.test('destination lost mid pre-copy: abort, lift the throttle, VM stays on the
   t.same(m.step({ kind: 'round-sent', round: 2, pages: 1, bytes_sent: 1, dirty_pages_now: 0 }, 3600), [], 'a late round report is ignored')
 })
 
+/**
+ * Round 0, then a round of the few pages it left dirty (measuring how fast dirty pages go),
+ * after which the rest fits the budget: the machine pauses the guest for round 2, the final.
+ */
+function toBlackout(m: MigrationSource, dirty = 10): SourceEffect[] {
+  return [
+    ...m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: dirty }, 2000),
+    ...m.step({ kind: 'round-sent', round: 1, pages: dirty, bytes_sent: dirty * PAGE, dirty_pages_now: dirty }, 2002),
+  ]
+}
+
+t.test("round 0's rate does not decide the switch-over: the dirty pages' own round does", async (t) => {
+  const m = inPrecopy()
+  // 64 MiB in 1 s; 100 pages dirty would take 6 ms at that rate: still, round 1 runs
+  const after0 = m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 100 }, 2000)
+  t.match(after0[1], { kind: 'copy-round', round: 1, pages: 'dirty' }, 'a round of the dirty pages, not the blackout')
+  t.equal(m.report().expected_blackout_ms, null, 'no estimate yet: no round measured how fast dirty pages go')
+  // round 1: 100 pages in 50 ms (2000 pages/s)
+  m.step({ kind: 'round-sent', round: 1, pages: 100, bytes_sent: 100 * PAGE, dirty_pages_now: 300 }, 2050)
+  t.equal(m.stage, 'precopy', '300 pages at 100 pages per 50 ms (150 ms) do not fit 100 ms: another round')
+  t.equal(m.report().expected_blackout_ms, 150)
+  const sw = m.step({ kind: 'round-sent', round: 2, pages: 300, bytes_sent: 300 * PAGE, dirty_pages_now: 150 }, 2200)
+  t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'], '150 pages at 2000 pages/s (75 ms) fit: switch-over')
+  const idle = inPrecopy()
+  idle.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
+  t.equal(idle.stage, 'blackout', 'nothing dirty after round 0: switch-over at once')
+})
+
 t.test('link cut in the blackout: the source guest resumes', async (t) => {
   const m = inPrecopy()
-  m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 10 }, 2000)
+  toBlackout(m)
   t.equal(m.stage, 'blackout')
   const end = m.step({ kind: 'failed', reason: 'link cut' }, 2010)
   t.same(kinds(end), ['abort-destination', 'resume-guest', 'emit:migration.failed'])
   const ev = end[2]
-  t.ok(ev?.kind === 'emit' && ev.event.details.paused_for_ms === 10 && ev.event.details.vm_on === 'source')
+  t.ok(ev?.kind === 'emit' && ev.event.details.paused_for_ms === 8 && ev.event.details.vm_on === 'source')
 })
 
 t.test('storage refused: the source guest resumes and nothing is handed back', async (t) => {
   const m = inPrecopy({ storage: 'clx' })
-  m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 10 }, 2000)
-  const st = m.step({ kind: 'final-sent', round: 1, pages: 10, bytes_sent: 10 * PAGE }, 2005)
+  toBlackout(m)
+  const st = m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE }, 2005)
   t.match(st[1], { kind: 'hand-over-storage', mode: 'clx' })
   const end = m.step({ kind: 'storage-refused', reason: 'remote copy group rc-web1 is syncing (73%)' }, 2006)
   t.same(kinds(end), ['abort-destination', 'resume-guest', 'emit:migration.failed'])
@@ -140,8 +168,8 @@ t.test('storage refused: the source guest resumes and nothing is handed back', a
 
 t.test('a cancel while storage moves waits for the hook, then hands storage back', async (t) => {
   const m = inPrecopy({ storage: 'owned' })
-  m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 10 }, 2000)
-  m.step({ kind: 'final-sent', round: 1, pages: 10, bytes_sent: 10 * PAGE }, 2005)
+  toBlackout(m)
+  m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE }, 2005)
   t.same(m.step({ kind: 'cancel', reason: 'operator' }, 2006), [], 'nothing until the hook answers')
   t.equal(m.stage, 'storage')
   const end = m.step({ kind: 'storage-handed-over' }, 2020)
@@ -191,9 +219,8 @@ t.test('every effect list keeps the way back: no release before the destination 
     const all: SourceEffect[] = []
     all.push(...m.step({ kind: 'start' }, 0))
     if (stage !== 'setup') all.push(...m.step({ kind: 'destination-ready' }, 10))
-    if (stage === 'blackout' || stage === 'storage')
-      all.push(...m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 1 }, 20))
-    if (stage === 'storage') all.push(...m.step({ kind: 'final-sent', round: 1, pages: 1, bytes_sent: PAGE }, 30))
+    if (stage === 'blackout' || stage === 'storage') all.push(...toBlackout(m, 1))
+    if (stage === 'storage') all.push(...m.step({ kind: 'final-sent', round: 2, pages: 1, bytes_sent: PAGE }, 30))
     all.push(...m.step({ kind: 'failed', reason: `lost in ${stage}` }, 40))
     if (stage === 'storage') all.push(...m.step({ kind: 'storage-refused', reason: 'link gone' }, 50))
     t.notOk(

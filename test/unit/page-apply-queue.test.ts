@@ -19,6 +19,8 @@ interface Harness {
   failures: unknown[]
   /** Most apply calls running at once. */
   concurrent_max: number
+  /** First byte of each batch applied on this thread (`here`). */
+  here: number[]
 }
 
 /**
@@ -33,12 +35,20 @@ function harness(bytes_max = 1 << 20, group_bytes_max?: number): Harness {
     calls: [],
     failures: [],
     concurrent_max: 0,
+    here: [],
   }
   let running = 0
   h.queue = new PageApplyQueue({
     bytes_max,
     ...(group_bytes_max === undefined ? {} : { group_bytes_max }),
     onFailed: (e) => h.failures.push(e),
+    applyHere: (b) => {
+      if (running > 0) throw new Error('applied here while a worker call ran')
+      if (b[0] === 0xff) throw new HvlabError('HVLAB_E_PROTOCOL', 'malformed page batch: test')
+      h.here.push(b[0] as number)
+      h.started.push(b[0] as number)
+      h.finished.push(b[0] as number)
+    },
     apply: async (batches) => {
       running++
       h.concurrent_max = Math.max(h.concurrent_max, running)
@@ -87,6 +97,28 @@ t.test('batches that waited go together in the next call, up to group_bytes_max'
   t.same(big.calls, [[1], [2]], 'a batch larger than a group goes alone')
 })
 
+t.test("the blackout's batches are applied here, alone, behind every batch before them", async (t) => {
+  const h = harness(1 << 20, 64)
+  for (const id of [1, 2, 3]) h.queue.push(batch(id))
+  for (const id of [10, 11]) h.queue.push(batch(id), false, true)
+  h.queue.push(batch(4))
+  h.queue.push(batch(12), false, true)
+  await h.queue.idle()
+  t.same(h.finished, [1, 2, 3, 10, 11, 4, 12], 'in arrival order, worker calls and batches applied here alike')
+  t.same(h.here, [10, 11, 12], 'the batches marked here were applied on this thread')
+  t.same(h.calls, [[1], [2, 3], [4]], 'none of them went to a worker, nor joined a worker call')
+  const bad = harness()
+  for (const [id, here] of [
+    [1, false],
+    [0xff, true],
+    [2, true],
+  ] as const)
+    bad.queue.push(batch(id), false, here)
+  await bad.queue.idle()
+  t.same(bad.finished, [1], 'a malformed batch applied here stops the queue too')
+  t.equal(bad.failures.length, 1)
+})
+
 t.test('a failed batch stops the queue: later batches are dropped, onFailed is called once', async (t) => {
   const h = harness(1 << 20, 16)
   for (const id of [1, 2, 0xff, 3, 4]) h.queue.push(batch(id))
@@ -125,6 +157,7 @@ t.test('a batch the transport handed over is kept, not copied, and counted by it
   const queue = new PageApplyQueue({
     bytes_max: 100,
     onFailed: () => t.fail('no failure'),
+    applyHere: () => t.fail('nothing is applied here'),
     apply: async (batches) => {
       kept.push(...batches)
       await tick()

@@ -179,10 +179,10 @@ t.test('seeded rounds with the bulk round keeping no copy: equal memory, the cop
     const nonzero = wasNonzero.filter(Boolean).length
     source.takeDirty()
     const all = Uint32Array.from({ length: 300 }, (_, i) => i)
-    const round = (pages: Uint32Array, bulk: boolean) => {
+    const round = (pages: Uint32Array, bulk: boolean, final = false) => {
       const stats = { full: 0, delta: 0, zero: 0, skipped: 0 }
       for (let at = 0; at < pages.length; at += 64) {
-        const r = diffPages({ memory: source.buffers.memory, last_sent, pages: pages.slice(at, at + 64), unkept, bulk })
+        const r = diffPages({ memory: source.buffers.memory, last_sent, pages: pages.slice(at, at + 64), unkept, bulk, final })
         applyBatch(dest, r.batch)
         for (const k of ['full', 'delta', 'zero', 'skipped'] as const) stats[k] += r.stats[k]
       }
@@ -217,8 +217,17 @@ t.test('seeded rounds with the bulk round keeping no copy: equal memory, the cop
       round(source.takeDirty(), false)
     }
     if (dest.sha256() !== source.sha256()) return void t.fail(`seed ${seed}: differs after the later rounds (rerun: ${rerun})`)
+    // the final round (the blackout's): pages kept or not, zeroed or not, go across; the copy and the bitmap are left as they were
+    guestWrites(source, rnd, 80)
+    source.fill(Math.floor(rnd() * 300) * PAGE, PAGE, 0)
+    const copy_before = Buffer.from(new Uint8Array(last_sent))
+    const unkept_before = Buffer.from(new Uint8Array(unkept))
+    round(source.takeDirty(), false, true)
+    if (dest.sha256() !== source.sha256()) return void t.fail(`seed ${seed}: differs after the final round (rerun: ${rerun})`)
+    if (!copy_before.equals(new Uint8Array(last_sent)) || !unkept_before.equals(new Uint8Array(unkept)))
+      return void t.fail(`seed ${seed}: the final round wrote the last-sent copy or the unkept bitmap (rerun: ${rerun})`)
   }
-  t.pass('every seed ends with equal memory')
+  t.pass('every seed ends with equal memory; the final round writes no copy')
 })
 
 t.test('a bulk round needs its unkept bitmap, of the right size', async (t) => {
@@ -226,6 +235,12 @@ t.test('a bulk round needs its unkept bitmap, of the right size', async (t) => {
   const last_sent = new SharedArrayBuffer(memory.byteLength)
   const pages = Uint32Array.of(0)
   t.throws(() => diffPages({ memory, last_sent, pages, bulk: true }), { code: 'HVLAB_E_INTERNAL' })
+  const unkept = new SharedArrayBuffer(unkeptBitmapBytes(40))
+  t.throws(
+    () => diffPages({ memory, last_sent, pages, unkept, bulk: true, final: true }),
+    { code: 'HVLAB_E_INTERNAL' },
+    'bulk and final at once: refused',
+  )
   t.throws(() => diffPages({ memory, last_sent, pages, unkept: new SharedArrayBuffer(4 * 3) }), { code: 'HVLAB_E_INTERNAL' })
   t.equal(diffPages({ memory, last_sent, pages, unkept: new SharedArrayBuffer(unkeptBitmapBytes(40)), bulk: true }).stats.skipped, 1)
 })
