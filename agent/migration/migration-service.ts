@@ -31,6 +31,7 @@ import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcom
 import { PageApplyPool } from './page-apply-pool.js'
 import { PageApplyQueue } from './page-apply-queue.js'
 import { applyBatch } from './page-batch.js'
+import { warmPageKernel } from './page-kernel.js'
 import type { PageDiffPool } from './page-diff-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, unkeptBitmapBytes, type PageDiffStats } from './page-diff.js'
 import { batchEntryCount, streamRound } from './page-stream.js'
@@ -257,6 +258,7 @@ class OutgoingRun {
     }
     this.conn.once('close', this.onClose)
     this.feed({ kind: 'start' })
+    warmPageKernel() // this thread diffs the blackout's round (PageDiffPool.diffHere)
   }
 
   /** Feeds one input; once its effects are done and the machine has ended, the run finishes. */
@@ -680,7 +682,9 @@ export class MigrationService {
   runEnded(run: OutgoingRun): void {
     if (this.running.get(run.migration_id) !== run) return // a queued run that was cancelled
     this.running.delete(run.migration_id)
-    largeBuffersReleased() // its copy of the pages it sent
+    // its copy of the pages it sent; with no run left, the diff pool's spare batch buffers too (up to 16 of 4 MiB)
+    if (this.running.size === 0) this.ctx.pool.releaseSpares()
+    largeBuffersReleased()
     const next = this.waiting.shift()
     if (next) this.startRun(next.run)
   }
@@ -895,6 +899,7 @@ export class MigrationService {
   private allocate(run: IncomingRun, page_count: number): void {
     const memory = GuestMemory.create(page_count)
     run.memory = memory
+    warmPageKernel() // this thread applies the blackout's round (PageApplyQueue)
     run.committing = this.apply_pool.commit(memory.buffers)
     run.committing.catch(() => undefined) // awaited by the begin request's handler
     run.applies = new PageApplyQueue({

@@ -171,6 +171,13 @@ export class PageDiffPool {
     if (this.spares.length > PAGE_DIFF_SPARES_MAX) this.spares.length = PAGE_DIFF_SPARES_MAX
   }
 
+  /** Drops the spare buffers (no migration is being sent: nothing will reuse them soon); returns how many. */
+  releaseSpares(): number {
+    const n = this.spares.length
+    this.spares.length = 0
+    return n
+  }
+
   async close(): Promise<void> {
     this.spares.length = 0
     await this.pool.close()

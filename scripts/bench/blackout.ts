@@ -22,6 +22,7 @@ import { join } from 'node:path'
 import { pingVm } from '../cli/guest-commands.js'
 import type { PingSummary } from '../cli/ping-tally.js'
 import { hvlab } from './hvlab-cli.js'
+import { DOWNTIME_BUDGET_MS_DEFAULT } from '../../agent/migration/convergence.js'
 
 const HOSTS = ['host-a1', 'host-a2'] as const
 const VM = 'bo1'
@@ -57,6 +58,8 @@ export interface BlackoutBenchOptions {
    * measures the prefault as much as the migration.
    */
   settle_ms?: number
+  /** The migrations' downtime budget (`vm migrate --budget-ms`), ms; null: the migration's default. */
+  budget_ms?: number | null
 }
 
 export interface BlackoutRow {
@@ -176,7 +179,8 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
   let r: MigrateJson
   try {
     await sleep(o.ping_margin_ms)
-    r = JSON.parse(await hvlab(['vm', 'migrate', VM, '--to', to, '--json', '--dir', dir])) as MigrateJson
+    const budget = o.budget_ms === null ? [] : ['--budget-ms', String(o.budget_ms)]
+    r = JSON.parse(await hvlab(['vm', 'migrate', VM, '--to', to, ...budget, '--json', '--dir', dir])) as MigrateJson
     await sleep(o.ping_margin_ms)
   } finally {
     stop()
@@ -240,6 +244,7 @@ export async function runBlackoutBench(opts: BlackoutBenchOptions = {}): Promise
     ping_interval_ms: opts.ping_interval_ms ?? 2,
     ping_margin_ms: opts.ping_margin_ms ?? 1000,
     settle_ms: opts.settle_ms ?? 3000,
+    budget_ms: opts.budget_ms ?? null,
   }
   const dir = mkdtempSync(join(tmpdir(), 'hvlab-blackout-'))
   const topology = join(dir, 'blackout-topology.json')
@@ -279,7 +284,7 @@ export async function runBlackoutBench(opts: BlackoutBenchOptions = {}): Promise
       rows.push(await oneMigration(labDir, from, to, o))
     }
     return {
-      row: `${o.vm_mib} MiB VM dirtying ${o.dirty_mib_s} MiB/s, live migration within a site, client pinging every ${o.ping_interval_ms} ms`,
+      row: `${o.vm_mib} MiB VM dirtying ${o.dirty_mib_s} MiB/s, live migration within a site (downtime budget ${o.budget_ms === null ? `${DOWNTIME_BUDGET_MS_DEFAULT} ms, the default` : `${o.budget_ms} ms`}), client pinging every ${o.ping_interval_ms} ms`,
       vm_mib: o.vm_mib,
       dirty_mib_s: o.dirty_mib_s,
       ping_interval_ms: o.ping_interval_ms,

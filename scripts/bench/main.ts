@@ -42,6 +42,11 @@ const program = new Command('hvlab-bench')
   .option('--no-blackout', 'skip the client-blackout benchmark (it starts a small lab of five processes)')
   .option('--only-blackout', 'run the client-blackout benchmark alone')
   .option('--blackout-migrations <n>', 'live migrations of the client-blackout benchmark, back and forth', int(1, 100), 3)
+  .option(
+    '--blackout-budget-ms <n>',
+    "the client-blackout benchmark's downtime budget (vm migrate --budget-ms; default: the migration's own)",
+    int(1, 60_000),
+  )
   .option('--scale [topology]', 'also start a whole lab (default topologies/scale-16.json) and measure up time, idle CPU and view changes')
   .option('--idle-s <n>', 'how long the --scale lab idles while its CPU is measured, seconds', int(5, 3600), 60)
   .option('--only-scale', 'run the --scale benchmark alone (implies --scale)')
@@ -58,6 +63,7 @@ type Options = {
   migration: boolean
   blackout: boolean
   blackoutMigrations: number
+  blackoutBudgetMs?: number
   onlyBlackout?: boolean
   scale?: string | true
   idleS: number
@@ -101,7 +107,7 @@ const sections: Section<unknown>[] = [
   section({
     key: 'blackout',
     wanted: (o.blackout && !only) || o.onlyBlackout === true,
-    run: () => runBlackoutBench({ migrations: o.blackoutMigrations }),
+    run: () => runBlackoutBench({ migrations: o.blackoutMigrations, budget_ms: o.blackoutBudgetMs ?? null }),
     format: formatBlackoutReport,
   }),
   section({

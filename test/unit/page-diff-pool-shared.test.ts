@@ -45,4 +45,11 @@ t.test('diffHere diffs on the calling thread into the same batches as the worker
   const copy = GuestMemory.create(100)
   for (const b of here.batches) applyBatch(copy, b)
   t.equal(copy.sha256(), memory.sha256(), 'applied, they make the same memory')
+  for (const b of here.batches) pool.recycle(b)
+  t.equal(pool.releaseSpares(), 4, 'the buffers given back are spares until released')
+  const after = await pool.diffHere(memory.buffers.memory, new SharedArrayBuffer(memory.byte_length), pages)
+  t.notOk(
+    after.batches.some((b) => here.batches.some((h) => h.buffer === b.buffer)),
+    'after the release, no batch is written into a buffer given back before',
+  )
 })
