@@ -87,6 +87,16 @@ export function targetRows(i: TargetInputs): TargetRow[] {
   const pd = i.page_diff
   const s = i.stream
   const b = i.blackout
+  const streamRow = (what: string, bytes_per_s: number | undefined, when_filed: string): TargetRow =>
+    ratioRow(
+      what,
+      s ? (bytes_per_s as number) / MiB : null,
+      s ? s.raw_bytes_per_s / MiB : null,
+      'raw transport, frame auth',
+      'MiB/s',
+      0.8,
+      when_filed,
+    )
   const rows: TargetRow[] = [
     ratioRow(
       'page-diff pool, 1 thread',
@@ -106,24 +116,8 @@ export function targetRows(i: TargetInputs): TargetRow[] {
       1.8,
       '—',
     ),
-    ratioRow(
-      'migration stream, round 0',
-      s ? s.stream_bytes_per_s / MiB : null,
-      s ? s.raw_bytes_per_s / MiB : null,
-      'raw transport, frame auth',
-      'MiB/s',
-      0.8,
-      '0.14×',
-    ),
-    ratioRow(
-      '  the same, with its setup',
-      s ? s.stream_with_setup_bytes_per_s / MiB : null,
-      s ? s.raw_bytes_per_s / MiB : null,
-      'raw transport, frame auth',
-      'MiB/s',
-      0.8,
-      '—',
-    ),
+    streamRow('migration stream, round 0', s?.stream_bytes_per_s, '0.14×'),
+    streamRow('  the same, with its setup', s?.stream_with_setup_bytes_per_s, '—'),
   ]
   const blackoutRow = (what: string, figure: number | null, target: string, when_filed: string, met: boolean): TargetRow => ({
     what,
