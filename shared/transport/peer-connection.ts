@@ -120,8 +120,21 @@ function ownsAttachment(attachment: Buffer, fragments: readonly Buffer[]): boole
   return fragments.some((f) => f.buffer === buffer && f.byteOffset === 0 && f.byteLength === buffer.byteLength)
 }
 
+/** ws's message as fragments of at most FRAGMENTS_KEPT_MAX (joined beyond that). */
+function asFragments(data: Buffer | Buffer[]): Fragments {
+  if (!Array.isArray(data)) return [data]
+  return data.length <= FRAGMENTS_KEPT_MAX ? data : [Buffer.concat(data)]
+}
+
 /** A message as ws hands it over with binaryType 'fragments': its fragments, in order. */
 type Fragments = readonly Buffer[]
+
+/**
+ * This transport sends a message in at most three fragments (envelope, attachment, tag). A
+ * message in more than this many is joined into one buffer before it is opened, so a peer
+ * cutting a frame into many tiny fragments costs one copy, not a call per fragment.
+ */
+const FRAGMENTS_KEPT_MAX = 8
 /** The clock of connections given none: one for all, so their probes share a timer. */
 const DEFAULT_CLOCK = new RealClock()
 /** Frames a held connection keeps for its owner; its owner starts it in the same tick. */
@@ -211,7 +224,7 @@ export class PeerConnection extends EventEmitter {
     // Each message as the fragments it came in: a page batch sent as a fragment of its own
     // arrives in a buffer of its own, not copied again into one for the whole message.
     ws.binaryType = 'fragments'
-    ws.on('message', (data, isBinary) => this.onFrame(Array.isArray(data) ? data : [data as Buffer], isBinary))
+    ws.on('message', (data, isBinary) => this.onFrame(asFragments(data as Buffer | Buffer[]), isBinary))
     ws.on('pong', () => this.deaf || this.heard())
     ws.on('ping', () => this.deaf || this.heard())
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()))

@@ -49,9 +49,13 @@ class FakeSocket extends EventEmitter {
   terminate(): void {
     this.emit('close', 1006, Buffer.from(''))
   }
-  /** A frame arriving from the peer, sealed by it. */
-  receive(frame: Buffer): void {
-    this.emit('message', Buffer.concat([frame, this.peer.seal([frame])]), true)
+  /** A frame arriving from the peer, sealed by it: in one buffer, or cut into `pieces` fragments (ws's binaryType 'fragments'). */
+  receive(frame: Buffer, pieces = 1): void {
+    const sealed = Buffer.concat([frame, this.peer.seal([frame])])
+    if (pieces === 1) return void this.emit('message', sealed, true)
+    const size = Math.ceil(sealed.length / pieces)
+    const fragments = Array.from({ length: pieces }, (_, i) => sealed.subarray(i * size, (i + 1) * size))
+    this.emit('message', fragments, true)
   }
 }
 
@@ -110,6 +114,29 @@ t.test('sends beyond send_queue_bytes_max are refused with HVLAB_E_BACKPRESSURE,
   socket.flush()
   await again
   tt.pass('sending works again once the queue drained')
+})
+
+t.test('a frame in fragments arrives whole, however many (beyond a few they are joined first)', async (tt) => {
+  const { socket, c } = fakeConnection(tt)
+  const got: { label: string; bytes: Buffer; owned: boolean | undefined }[] = []
+  c.onMessage(
+    'blob',
+    ({ message, attachment, attachment_owned }) =>
+      void got.push({ label: message.label, bytes: Buffer.from(attachment), owned: attachment_owned }),
+  )
+  const bytes = Buffer.alloc(5000)
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) & 0xff
+  for (const pieces of [1, 3, 8, 9, 300]) socket.receive(encodeFrame({ k: 'msg', m: { t: 'blob', label: `p${pieces}` } }, bytes), pieces)
+  tt.same(
+    got.map((g) => g.label),
+    ['p1', 'p3', 'p8', 'p9', 'p300'],
+    'each delivered, in order (the frame counter kept: none refused)',
+  )
+  tt.ok(
+    got.every((g) => g.bytes.equals(bytes)),
+    'each attachment intact',
+  )
+  tt.equal(c.isOpen, true)
 })
 
 t.test('onWritten says when an attachment is written to the socket, and only then; never for a write that failed', async (tt) => {
