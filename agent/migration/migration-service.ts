@@ -264,7 +264,7 @@ class OutgoingRun {
     }
     this.conn.once('close', this.onClose)
     this.feed({ kind: 'start' })
-    warmPageKernel() // this thread diffs the blackout's round (PageDiffPool.diffHere)
+    this.ctx.pool.warmHere() // this thread diffs the blackout's round with the pool's kernel (PageDiffPool.diffHere)
   }
 
   /** Feeds one input; once its effects are done and the machine has ended, the run finishes. */

@@ -15,7 +15,7 @@ import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_M
 import { addPageDiffStats, diffPages, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
 import { LoopSlicer } from './loop-slice.js'
 import { PAGE_BATCH_PAGES_MAX } from './page-batch.js'
-import { PAGE_KERNEL_CHOICES, pageKernel, type PageKernelChoice } from './page-kernel.js'
+import { PAGE_KERNEL_CHOICES, pageKernel, warmPageKernel, type PageKernelChoice } from './page-kernel.js'
 import { HvlabError } from '../../shared/errors.js'
 
 export interface PageDiffPoolOptions {
@@ -140,6 +140,11 @@ export class PageDiffPool {
       await slicer.serve()
     }
     return { batches, stats }
+  }
+
+  /** Readies this thread for diffHere in a migration's setup: loads the pool's kernel and writes its arena (warmPageKernel). */
+  warmHere(): void {
+    warmPageKernel(this.kernel)
   }
 
   /** Task `c` of a diff: its chunk of the pages, and a spare buffer for its batch if there is one. */

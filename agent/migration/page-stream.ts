@@ -61,8 +61,9 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
   const diffSlice = (k: number): Promise<PageDiffRound> => {
     const kept = { unkept: r.unkept, bulk: r.bulk, final: r.final === true }
     const pages = r.pages.subarray(k * STREAM_SLICE_PAGES, (k + 1) * STREAM_SLICE_PAGES)
+    const memory = r.memory.buffers.memory
     // The blackout's round on this thread: the paused guest waits for it (PageDiffPool.diffHere).
-    const p = (r.final ? r.pool.diffHere : r.pool.diff).call(r.pool, r.memory.buffers.memory, r.last_sent, pages, kept)
+    const p = r.final ? r.pool.diffHere(memory, r.last_sent, pages, kept) : r.pool.diff(memory, r.last_sent, pages, kept)
     p.catch(() => undefined) // awaited below; a failure while the previous slice is sent must not go unhandled
     return p
   }
