@@ -5,10 +5,13 @@
  *   V_i = V_0 · (D/R)^i        (never more than V_0: a page is dirty only once)
  *
  * Pre-copy stops at the first round n ≥ 1 whose V_n fits the downtime budget
- * (V_n / R ≤ budget), or at the round cap; V_n is then sent with the guest paused.
- * Pure arithmetic for the bench table and for sanity-checking the live policy.
+ * (V_n / R ≤ budget) and is settled (convergence.ts: within a tenth of the budget, or
+ * D/R above one half, where another round would not halve it), or at the round cap; V_n is
+ * then sent with the guest paused. The live policy's rule, in pure arithmetic for the bench
+ * table and for sanity-checking the live policy.
  */
 import { HvlabError } from '../../shared/errors.js'
+import { settled } from './convergence.js'
 
 export interface PrecopyModelInput {
   readonly memory_bytes: number
@@ -76,7 +79,9 @@ export function modelPrecopy(m: PrecopyModelInput): PrecopyModelResult {
     precopy_bytes += bytes
     precopy_ms += ms(bytes)
     n++
-    if (ms(volume(n)) <= m.downtime_budget_ms || n >= m.round_cap) break
+    const copy_ms = ms(volume(n))
+    if (n >= m.round_cap) break
+    if (copy_ms <= m.downtime_budget_ms && settled({ ...m, copy_ms })) break
   }
   const blackout_bytes = volume(n)
   const blackout_ms = ms(blackout_bytes)
@@ -93,8 +98,9 @@ export function modelPrecopy(m: PrecopyModelInput): PrecopyModelResult {
 }
 
 /**
- * Closed form of the rounds needed without a cap: the least n ≥ 1 with
- * V_0·(D/R)^n / R ≤ budget; Infinity when D ≥ R and V_0 does not fit.
+ * Closed form of the rounds needed to fit without a cap: the least n ≥ 1 with
+ * V_0·(D/R)^n / R ≤ budget; Infinity when D ≥ R and V_0 does not fit. (The model may go
+ * on past it while another round still halves the blackout: settled() in convergence.ts.)
  */
 export function precopyRoundsToFit(m: Omit<PrecopyModelInput, 'round_cap'>): number {
   const fit_bytes = (m.bandwidth_bytes_per_s * m.downtime_budget_ms) / 1000

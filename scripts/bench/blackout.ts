@@ -73,6 +73,10 @@ export interface BlackoutRow {
   /** The switch: the VM's last reply from the source → its first from the destination, ms. */
   switch_gap_ms: number | null
   released_pings: number | null
+  /** Pre-copy rounds (round 0 included), the pages of the blackout's copy, and the blackout the source expected when it switched over. */
+  precopy_rounds: number | null
+  final_pages: number | null
+  expected_blackout_ms: number | null
   /** What the client saw: its longest gap between replies across the move (from the source to the destination), and at all. */
   client_move_gap_ms: number | null
   client_gap_ms_max: number
@@ -135,6 +139,9 @@ type MigrateJson = {
   client_blackout_ms?: number | null
   client_gap_ms?: number | null
   released_pings?: number | null
+  rounds?: unknown[]
+  final_pages?: number
+  expected_blackout_ms?: number | null
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -196,6 +203,9 @@ async function oneMigration(dir: string, from: string, to: string, o: Required<B
     client_blackout_ms: round1(r.client_blackout_ms),
     switch_gap_ms: round1(r.client_gap_ms),
     released_pings: r.released_pings ?? null,
+    precopy_rounds: r.rounds?.length ?? null,
+    final_pages: r.final_pages ?? null,
+    expected_blackout_ms: round1(r.expected_blackout_ms),
     client_move_gap_ms: s.move_gap_ms_max,
     client_gap_ms_max: s.gap_ms_max,
     client_gap_ended_ms:
@@ -306,13 +316,14 @@ export function formatBlackoutReport(r: BlackoutBenchReport): string {
     `blackout as the client sees it: ${r.row} (${r.migrations.length} migrations; ms)`,
     '  reported: blackout_ms (pause → source hears it runs), guest_paused_ms (pause → resume), client_blackout_ms (pause → switch has the 1st reply from the destination)',
     '  client: its longest gap across the move, and at all (pre-copy included); then where the time went, ms from the pause:',
-    '  the last copy done, the destination resumed it, the switch had its announcement, the source released it, the switch had the 1st reply from the destination',
-    '  from → to           blackout guest_paused client_blackout │ move gap   any gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced released 1st reply',
+    '  the last copy done, the destination resumed it, the switch had its announcement, the source released it, the switch had the 1st reply from the destination;',
+    '  then the pre-copy rounds (round 0 included), the pages copied in the blackout, and the blackout the source expected',
+    '  from → to           blackout guest_paused client_blackout │ move gap   any gap lost │ gap−client_bo gap−blackout │ last copy  resumed announced released 1st reply │ rounds final pages expected',
   ]
   for (const x of r.migrations) {
     const p = x.phases
     lines.push(
-      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_move_gap_ms, 8)} ${fmt(x.client_gap_ms_max, 9)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.source_released_ms, 8)} ${fmt(p.first_reply_from_destination_ms, 9)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
+      `  ${`${x.from} → ${x.to}`.padEnd(18)} ${fmt(x.blackout_ms, 8)} ${fmt(x.guest_paused_ms, 12)} ${fmt(x.client_blackout_ms, 15)} │ ${fmt(x.client_move_gap_ms, 8)} ${fmt(x.client_gap_ms_max, 9)} ${fmt(x.pings_lost, 4)} │ ${fmt(x.gap_minus_client_blackout_ms, 13)} ${fmt(x.gap_minus_blackout_ms, 12)} │ ${fmt(p.last_copy_ms, 9)} ${fmt(p.storage_and_resume_ms, 8)} ${fmt(p.announced_at_switch_ms, 9)} ${fmt(p.source_released_ms, 8)} ${fmt(p.first_reply_from_destination_ms, 9)} │ ${fmt(x.precopy_rounds, 6)} ${fmt(x.final_pages, 11)} ${fmt(x.expected_blackout_ms, 8)}${x.outcome === 'completed' ? '' : `  (${x.outcome})`}`,
     )
   }
   lines.push(

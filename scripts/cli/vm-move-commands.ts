@@ -98,7 +98,11 @@ export function registerVmMigrate(vm: Command): void {
     )
     .argument('<name>', 'the VM name')
     .requiredOption('--to <host>', 'the host to migrate it to')
-    .option('--budget-ms <n>', 'downtime budget: switch over when the rest fits in it', intIn(1, 60_000))
+    .option(
+      '--budget-ms <n>',
+      'downtime budget: switch over when the rest fits in it and another round would not halve it',
+      intIn(1, 60_000),
+    )
     .option('--max-rounds <n>', 'pre-copy rounds at most before switching over anyway', intIn(1, 1000))
     .option('--verify', 'hash memory on both sides at the switch-over (adds to the blackout)')
     .option(

@@ -10,6 +10,9 @@ const row = (over: Partial<BlackoutRow> = {}): BlackoutRow => ({
   client_blackout_ms: 30,
   switch_gap_ms: 31,
   released_pings: 9,
+  precopy_rounds: 3,
+  final_pages: 812,
+  expected_blackout_ms: 4.5,
   client_move_gap_ms: 33,
   client_gap_ms_max: 33,
   client_gap_ended_ms: 30,
@@ -58,7 +61,7 @@ t.test('the table has a line per migration and names a longest gap that was not 
     migrations,
     summary: summaryOf(migrations),
   })
-  t.match(text, /host-a1 → host-a2 +20 +18 +30 │ +33 +33 +0 │ +3 +13 │ +10 +15 +16 +17 +30/)
+  t.match(text, /host-a1 → host-a2 +20 +18 +30 │ +33 +33 +0 │ +3 +13 │ +10 +15 +16 +17 +30 │ +3 +812 +4.5/)
   t.match(text, /worst client gap across a move 33 ms \(target ≤ 40: met\)/)
   t.match(text, /host-a2 → host-a1: the client's longest gap was not the move \(it ended -1500 ms from the pause/)
 })

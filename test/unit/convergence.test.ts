@@ -5,6 +5,7 @@ import {
   ROUND_CAP_DEFAULT,
   decideConvergence,
   expectedBlackoutMs,
+  settled,
   nextThrottlePct,
   type ConvergenceInput,
 } from '../../agent/migration/convergence.js'
@@ -34,7 +35,9 @@ t.test('defaults follow the design numbers', async (t) => {
 })
 
 t.test('switches over when the remaining set fits the budget (boundary inclusive)', async (t) => {
-  t.same(decideConvergence({ ...base, remaining_dirty_pages: 100 }), {
+  // dirtying more than half as fast as the link: another round would not halve the blackout
+  const hot = { ...base, round: 1, dirty_rate_bytes_per_s: 600 * PAGE } // round 1: no throttle yet
+  t.same(decideConvergence({ ...hot, remaining_dirty_pages: 100 }), {
     action: 'switch_over',
     reason: 'fits_budget',
     expected_blackout_ms: 100,
@@ -44,9 +47,9 @@ t.test('switches over when the remaining set fits the budget (boundary inclusive
     reason: 'fits_budget',
     expected_blackout_ms: 0,
   })
-  t.same(decideConvergence({ ...base, remaining_dirty_pages: 101 }), { action: 'next_round', throttle_pct: 0, expected_blackout_ms: 101 })
+  t.same(decideConvergence({ ...hot, remaining_dirty_pages: 101 }), { action: 'next_round', throttle_pct: 0, expected_blackout_ms: 101 })
   t.same(
-    decideConvergence({ ...base, remaining_dirty_pages: 50 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 60 }),
+    decideConvergence({ ...hot, remaining_dirty_pages: 50 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 60 }),
     {
       action: 'next_round',
       throttle_pct: 0,
@@ -54,6 +57,37 @@ t.test('switches over when the remaining set fits the budget (boundary inclusive
     },
     'the fixed switch-over cost counts against the budget',
   )
+})
+
+t.test('a blackout that fits waits for another round while that round halves it (Xen)', async (t) => {
+  const half = { ...base, dirty_rate_bytes_per_s: 500 * PAGE } // exactly half the link
+  t.same(
+    decideConvergence({ ...half, remaining_dirty_pages: 11 }),
+    { action: 'next_round', throttle_pct: 0, expected_blackout_ms: 11 },
+    '11 ms, above a tenth of the budget, halved by one more round: go on',
+  )
+  t.equal(decideConvergence({ ...half, remaining_dirty_pages: 10 }).action, 'switch_over', 'within a tenth of the budget: take it')
+  t.equal(
+    decideConvergence({ ...half, remaining_dirty_pages: 99, dirty_rate_bytes_per_s: 501 * PAGE }).action,
+    'switch_over',
+    'a round would leave more than half: take it',
+  )
+  t.same(
+    decideConvergence({ ...half, remaining_dirty_pages: 90, round: 10 }),
+    { action: 'switch_over', reason: 'fits_budget', expected_blackout_ms: 90 },
+    'the round cap ends it, within the budget',
+  )
+  t.equal(
+    decideConvergence({ ...half, remaining_dirty_pages: 15 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 10 }).action,
+    'next_round',
+    'the tenth counts the copy alone: a 15 ms copy (25 ms with the fixed 10) goes on',
+  )
+  t.equal(
+    decideConvergence({ ...half, remaining_dirty_pages: 10 }, { ...DEFAULT_THROTTLE_POLICY, switchover_overhead_ms: 50 }).action,
+    'switch_over',
+    'a 10 ms copy (60 ms with the fixed 50) is taken',
+  )
+  t.equal(settled({ copy_ms: 50, dirty_rate_bytes_per_s: 0, bandwidth_bytes_per_s: 0, downtime_budget_ms: 100 }), true, 'no rate known')
 })
 
 t.test('switches over at the round cap, saying how long the blackout will be', async (t) => {
@@ -184,14 +218,15 @@ t.test('pre-copy model: V_i = V_0·(D/R)^i', async (t) => {
     round_cap: 10,
   })
   t.equal(m.converges, true)
-  // V_n/R ≤ 0.1 s ⇔ 1024·0.2^n ≤ 100 ⇔ n ≥ 1.45 → 2 rounds
-  t.equal(m.precopy_rounds, 2)
+  // V_n/R ≤ 0.1 s ⇔ 1024·0.2^n ≤ 100 ⇔ n ≥ 1.45 → fits after 2 rounds (41 ms); D/R = 0.2 and
+  // 41 ms is above a tenth of the budget, so one more: V_3/R = 8.2 ms
+  t.equal(m.precopy_rounds, 3)
   t.same(
     m.rounds.map((r) => r.round),
-    [0, 1],
+    [0, 1, 2],
   )
-  t.ok(Math.abs(m.blackout_bytes - GiB * 0.04) < 1e-3, `blackout ${m.blackout_bytes} bytes`)
-  t.ok(Math.abs(m.total_ms - (1024 + 204.8 + 40.96)) < 1e-6, `total ${m.total_ms} ms`)
+  t.ok(Math.abs(m.blackout_bytes - GiB * 0.008) < 1e-3, `blackout ${m.blackout_bytes} bytes`)
+  t.ok(Math.abs(m.total_ms - (1024 + 204.8 + 40.96 + 8.192)) < 1e-6, `total ${m.total_ms} ms`)
   t.equal(
     precopyRoundsToFit({
       memory_bytes: GiB,

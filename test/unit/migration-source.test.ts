@@ -40,12 +40,12 @@ t.test('happy path: setup, round 0, a smaller round, switch-over, storage, resum
   const progress = r1[0]
   t.ok(progress?.kind === 'emit' && progress.event.details.pages_left === 5000, 'progress carries the pages left')
   t.ok(progress?.kind === 'emit' && progress.event.details.rate_bytes_per_s === 64 * MiB, 'and the measured rate')
-  // round 1: 5000 pages in 300 ms; 1000 left → 62.5 ms at 64 MiB/s: fits
-  const sw = m.step({ kind: 'round-sent', round: 1, pages: 5000, bytes_sent: 5000 * PAGE, dirty_pages_now: 1000 }, 2300)
+  // round 1: 5000 pages in 300 ms; 100 left → 6 ms at that rate: fits, and within a tenth of the budget
+  const sw = m.step({ kind: 'round-sent', round: 1, pages: 5000, bytes_sent: 5000 * PAGE, dirty_pages_now: 100 }, 2300)
   t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'])
   t.match(sw[2], { kind: 'copy-final', round: 2 })
   t.equal(m.stage, 'blackout')
-  const st = m.step({ kind: 'final-sent', round: 2, pages: 1000, bytes_sent: 1000 * PAGE }, 2360)
+  const st = m.step({ kind: 'final-sent', round: 2, pages: 100, bytes_sent: 100 * PAGE }, 2360)
   t.same(kinds(st), ['emit:migration.storage', 'hand-over-storage'])
   t.same(kinds(m.step({ kind: 'storage-handed-over' }, 2361)), ['resume-destination'])
   t.equal(m.stage, 'resuming')
@@ -138,11 +138,33 @@ t.test("round 0's rate does not decide the switch-over: the dirty pages' own rou
   m.step({ kind: 'round-sent', round: 1, pages: 100, bytes_sent: 100 * PAGE, dirty_pages_now: 300 }, 2050)
   t.equal(m.stage, 'precopy', '300 pages at 100 pages per 50 ms (150 ms) do not fit 100 ms: another round')
   t.equal(m.report().expected_blackout_ms, 150)
-  const sw = m.step({ kind: 'round-sent', round: 2, pages: 300, bytes_sent: 300 * PAGE, dirty_pages_now: 150 }, 2200)
-  t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'], '150 pages at 2000 pages/s (75 ms) fit: switch-over')
+  const sw = m.step({ kind: 'round-sent', round: 2, pages: 300, bytes_sent: 300 * PAGE, dirty_pages_now: 20 }, 2200)
+  t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'], '20 pages at 2000 pages/s (10 ms) fit: switch-over')
   const idle = inPrecopy()
   idle.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
   t.equal(idle.stage, 'blackout', 'nothing dirty after round 0: switch-over at once')
+})
+
+t.test('a blackout that fits goes on another round while that round halves it', async (t) => {
+  const m = inPrecopy()
+  m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 2000 }, 2000)
+  // round 1: 2000 pages in 100 ms (20,000 pages/s); 1000 dirty meanwhile (10,000 pages/s, half
+  // the copy rate): 50 ms fits the budget, and another round would leave at most half of it
+  m.step({ kind: 'round-sent', round: 1, pages: 2000, bytes_sent: 2000 * PAGE, dirty_pages_now: 1000 }, 2100)
+  t.equal(m.stage, 'precopy', 'round 2 runs')
+  t.equal(m.report().expected_blackout_ms, 50)
+  // round 2: 1000 pages in 50 ms; 300 dirty (6,000 pages/s): 15 ms, above a tenth of the budget, still halving
+  m.step({ kind: 'round-sent', round: 2, pages: 1000, bytes_sent: 1000 * PAGE, dirty_pages_now: 300 }, 2150)
+  t.equal(m.stage, 'precopy', 'round 3 runs')
+  // round 3: 300 pages in 15 ms; 200 dirty (13,333 pages/s, more than half the link): 10 ms, take it
+  const sw = m.step({ kind: 'round-sent', round: 3, pages: 300, bytes_sent: 300 * PAGE, dirty_pages_now: 200 }, 2165)
+  t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'])
+  t.equal(m.report().switch_reason, 'fits_budget')
+  const hot = inPrecopy()
+  hot.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 2000 }, 2000)
+  // 2000 pages in 100 ms, 1200 dirty (12,000 pages/s, more than half of 20,000): 60 ms, another round would not halve it
+  hot.step({ kind: 'round-sent', round: 1, pages: 2000, bytes_sent: 2000 * PAGE, dirty_pages_now: 1200 }, 2100)
+  t.equal(hot.stage, 'blackout', 'a guest dirtying more than half as fast as the link switches at the first fit')
 })
 
 t.test('link cut in the blackout: the source guest resumes', async (t) => {
