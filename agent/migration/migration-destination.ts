@@ -12,7 +12,9 @@
  *               each round ends with a request the destination acknowledges once all
  *               of its batches are applied; the blackout request brings the last round
  *               and the device state.
- *   prepared  → memory and device state are complete; waiting for resume.
+ *   prepared  → memory and device state are complete; waiting for resume. A blackout
+ *               request that asks to resume (the storage needs no hand-over) goes on to
+ *               running in the same step (never with verify: the hash is of paused memory).
  *   running   → resumed here and announced (the VM's new location).
  *   aborted   → the source aborted, the link went, or the source broke the protocol:
  *               the skeleton VM and its memory are discarded. The source still runs it.
@@ -47,7 +49,14 @@ export type DestinationInput =
   /** A page batch of `entries` pages (from its header). */
   | { readonly kind: 'pages'; readonly round: number; readonly seq: number; readonly entries: number }
   | { readonly kind: 'round-end'; readonly round: number; readonly batches: number }
-  | { readonly kind: 'blackout'; readonly round: number; readonly batches: number; readonly device_state_bytes: number }
+  | {
+      readonly kind: 'blackout'
+      readonly round: number
+      readonly batches: number
+      readonly device_state_bytes: number
+      /** Resume at once, once prepared. */
+      readonly resume?: boolean
+    }
   | { readonly kind: 'resume' }
   | { readonly kind: 'abort'; readonly reason: string }
   | { readonly kind: 'link-lost'; readonly reason: string }
@@ -204,7 +213,10 @@ export class MigrationDestination {
     const wrong = this.checkRound(input.round, input.batches)
     if (wrong) return this.protocolBreach(wrong)
     if (input.device_state_bytes < 1) return this.protocolBreach('the blackout brought no device state')
+    if (input.resume === true && this.verify_)
+      return this.protocolBreach('the blackout asked to resume at once, but memory is to be verified first')
     this.stage_ = 'prepared'
+    if (input.resume === true) return [{ kind: 'load-device-state' }, ...this.onResume()]
     return [{ kind: 'load-device-state' }, { kind: 'reply', reply: { t: 'migration-prepared', verify: this.verify_ } }]
   }
 

@@ -22,7 +22,7 @@ import type { Logger } from '../../shared/log.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { StorageMode } from '../../shared/protocol/migration-messages.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
-import type { PeerConnection, Reply } from '../../shared/transport/peer-connection.js'
+import type { Incoming, PeerConnection, Reply } from '../../shared/transport/peer-connection.js'
 import { GuestMemory } from '../vm/guest-memory.js'
 import { LabVm, checkDeviceState, type MigratableVm } from './migratable-vm.js'
 import { MigrationDestination, type DestinationEffect, type DestinationInput } from './migration-destination.js'
@@ -233,6 +233,7 @@ class OutgoingRun {
       destination: conn.remoteName,
       page_count: vm.memory.page_count,
       storage: options.storage ?? vm.storage,
+      verify: options.verify ?? false,
       ...(options.downtime_budget_ms !== undefined ? { downtime_budget_ms: options.downtime_budget_ms } : {}),
       ...(options.round_cap !== undefined ? { round_cap: options.round_cap } : {}),
     })
@@ -288,7 +289,7 @@ class OutgoingRun {
     return {
       'send-begin': () => this.launch('setup', () => this.sendBegin()),
       'copy-round': (e) => this.launch(`pre-copy round ${e.round}`, () => this.copyRound(e.round, e.pages)),
-      'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round)),
+      'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round, e.then)),
       'throttle-guest': (e) => vm.throttle(e.pct),
       'pause-guest': () => {
         this.paused_at_ms = wallNow()
@@ -297,9 +298,11 @@ class OutgoingRun {
       'resume-guest': () => vm.resume(),
       'hand-over-storage': (e) => this.launch('storage hand-over', () => this.handOverStorage(e.mode)),
       'hand-back-storage': (e) => this.handBackStorage(e.mode),
-      'resume-destination': () =>
+      'resume-destination': (e) =>
         this.launch('resume on the destination', async () => {
-          const reply = await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
+          const reply = e.blackout
+            ? await this.requestBlackout(e.blackout.round, e.blackout.batches, true)
+            : await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
           const running = reply.message.t === 'migration-running' ? reply.message : null
           this.resumed_at_ms = running?.resumed_at_ms ?? null
           return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms: this.guestPausedMs() }
@@ -406,18 +409,27 @@ class OutgoingRun {
     }
   }
 
-  private async copyFinal(round: number): Promise<SourceInput> {
+  /** The paused guest's last pages; then ('prepare') its device state, the destination answering that it is prepared. */
+  private async copyFinal(round: number, then: 'prepare' | 'resume'): Promise<SourceInput> {
     const pages = this.vm.memory.takeDirty()
     const bytes_before = this.bytes_sent
     const batches = await this.sendPages(round, pages, 'final')
+    if (then === 'prepare') {
+      const reply = await this.requestBlackout(round, batches, false)
+      if (reply.message.t === 'migration-prepared') this.destination_sha256 = reply.message.memory_sha256
+    }
+    return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before, batches }
+  }
+
+  /** Ends the final round with the device state; `resume`: the destination resumes the VM at once (its storage needs no hand-over). */
+  private async requestBlackout(round: number, batches: number, resume: boolean): Promise<Incoming> {
     const state = checkDeviceState(this.vm.name, this.vm.deviceState())
     const reply = await this.conn.request(
-      { t: 'migration-blackout', migration_id: this.migration_id, round, batches },
+      { t: 'migration-blackout', migration_id: this.migration_id, round, batches, ...(resume ? { resume: true as const } : {}) },
       { attachment: state, timeout_ms: this.ctx.request_timeout_ms },
     )
     this.bytes_sent += state.length
-    if (reply.message.t === 'migration-prepared') this.destination_sha256 = reply.message.memory_sha256
-    return { kind: 'final-sent', round, pages: pages.length, bytes_sent: this.bytes_sent - bytes_before }
+    return reply
   }
 
   /** The guest's pause here → its resume on the destination, wall clocks (null until both are known). */
@@ -647,7 +659,13 @@ export class MigrationService {
       const reply = this.stepIncoming(
         conn,
         message.migration_id,
-        { kind: 'blackout', round: message.round, batches: message.batches, device_state_bytes: attachment.length },
+        {
+          kind: 'blackout',
+          round: message.round,
+          batches: message.batches,
+          device_state_bytes: attachment.length,
+          ...(message.resume === true ? { resume: true } : {}),
+        },
         attachment,
       )
       // --verify: the hash of memory as it is now (the guest is paused on both sides), sliced so this host keeps serving its heartbeats

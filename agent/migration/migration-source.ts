@@ -9,16 +9,18 @@
  *               After each round decideConvergence() says: switch over, next round, or
  *               throttle the guest harder (auto-converge) and go again.
  *   blackout  → pause the guest, copy the last dirty pages and the device state.
- *   storage   → hand the VM's storage over (CSV: nothing; owned disk; CLX switchover);
- *               the hook may refuse.
+ *   storage   → hand the VM's storage over (owned disk; CLX switchover); the hook may
+ *               refuse. A CSV needs nothing (every node sees the volume): unless memory is
+ *               verified, the blackout's last request then resumes the VM too, one round
+ *               trip fewer with the guest paused (`copy-final` with `then: 'resume'`).
  *   resuming  → the destination resumes the VM and announces its new location.
  *   completed → only now is the source VM released (clean-up).
  *
  * "Always have a way back": any failure or cancel before the destination runs ends in
  * `failed`/`cancelled` with the VM running on the source (guest resumed, throttle
  * lifted, storage handed back, destination told to discard). The one window that cannot
- * be decided here is a link lost while `migration-resume` is in flight: the destination
- * may or may not run the VM. The machine then ends `in_doubt` with the source guest still
+ * be decided here is a link lost while the resume is in flight (`migration-resume`, or
+ * `migration-blackout` asking to resume): the destination may or may not run the VM. The machine then ends `in_doubt` with the source guest still
  * paused and its storage not handed back — never two running copies; the cluster (or
  * the operator) must settle it by asking the destination.
  */
@@ -61,6 +63,8 @@ export interface MigrationSourceConfig {
   readonly downtime_budget_ms?: number
   readonly round_cap?: number
   readonly throttle_policy?: ThrottlePolicy
+  /** The memory is hashed on both sides while paused (`--verify`): the destination must answer the blackout before it resumes. */
+  readonly verify?: boolean
 }
 
 export type SourceInput =
@@ -77,8 +81,17 @@ export type SourceInput =
       /** Pages dirtied while the round ran (what the next round must send). */
       readonly dirty_pages_now: number
     }
-  /** The paused guest's last pages and device state are on the destination. */
-  | { readonly kind: 'final-sent'; readonly round: number; readonly pages: number; readonly bytes_sent: number }
+  /**
+   * The paused guest's last pages are on the destination, in `batches` batches; with
+   * `then: 'prepare'`, its device state too, and the destination answered that it is prepared.
+   */
+  | {
+      readonly kind: 'final-sent'
+      readonly round: number
+      readonly pages: number
+      readonly bytes_sent: number
+      readonly batches: number
+    }
   | { readonly kind: 'storage-handed-over' }
   | { readonly kind: 'storage-refused'; readonly reason: string }
   /** `guest_paused_ms`: pause here → resume there, from both hosts' wall clocks (null when unknown). */
@@ -93,11 +106,15 @@ export type SourceEffect =
   | { readonly kind: 'copy-round'; readonly round: number; readonly pages: 'all' | 'dirty' }
   | { readonly kind: 'throttle-guest'; readonly pct: number }
   | { readonly kind: 'pause-guest' }
-  /** With the guest paused: take the dirty set, diff, send, then the device state. */
-  | { readonly kind: 'copy-final'; readonly round: number }
+  /**
+   * With the guest paused: take the dirty set, diff, send; then ('prepare') the device state,
+   * awaiting the destination's answer, or ('resume') nothing more: resume-destination carries it.
+   */
+  | { readonly kind: 'copy-final'; readonly round: number; readonly then: 'prepare' | 'resume' }
   | { readonly kind: 'hand-over-storage'; readonly mode: StorageMode }
   | { readonly kind: 'hand-back-storage'; readonly mode: StorageMode }
-  | { readonly kind: 'resume-destination' }
+  /** Ask the destination to resume the VM; `blackout`: with the device state, ending the final round of `batches` batches. */
+  | { readonly kind: 'resume-destination'; readonly blackout?: { readonly round: number; readonly batches: number } }
   /** The way back: the guest runs on the source again. */
   | { readonly kind: 'resume-guest' }
   | { readonly kind: 'abort-destination'; readonly reason: string }
@@ -169,6 +186,7 @@ export class MigrationSource {
       downtime_budget_ms: DOWNTIME_BUDGET_MS_DEFAULT,
       round_cap: ROUND_CAP_DEFAULT,
       throttle_policy: DEFAULT_THROTTLE_POLICY,
+      verify: false,
       ...config,
     }
     const c = this.config
@@ -188,6 +206,11 @@ export class MigrationSource {
 
   get stage(): SourceStage {
     return this.stage_
+  }
+
+  /** A CSV needs no hand-over: unless memory is verified while paused, the blackout's request resumes the VM too. */
+  get resumesWithBlackout(): boolean {
+    return this.config.storage === 'csv' && !this.config.verify
   }
 
   get done(): boolean {
@@ -367,7 +390,7 @@ export class MigrationSource {
         expected_blackout_ms: this.expected_blackout_ms,
       }),
       { kind: 'pause-guest' },
-      { kind: 'copy-final', round: this.round },
+      { kind: 'copy-final', round: this.round, then: this.resumesWithBlackout ? 'resume' : 'prepare' },
     ]
   }
 
@@ -381,11 +404,13 @@ export class MigrationSource {
     }
     this.final_pages = input.pages
     this.final_bytes = input.bytes_sent
+    const storage = this.emit('migration.storage', { mode: this.config.storage, final_pages: input.pages })
+    if (this.resumesWithBlackout) {
+      this.stage_ = 'resuming'
+      return [storage, { kind: 'resume-destination', blackout: { round: input.round, batches: input.batches } }]
+    }
     this.stage_ = 'storage'
-    return [
-      this.emit('migration.storage', { mode: this.config.storage, final_pages: input.pages }),
-      { kind: 'hand-over-storage', mode: this.config.storage },
-    ]
+    return [storage, { kind: 'hand-over-storage', mode: this.config.storage }]
   }
 
   private onStorageHandedOver(now_ms: number): SourceEffect[] {

@@ -7,6 +7,9 @@
  *   migration-blackout (req, attachment = device state) → migration-prepared
  *                                                   last pages applied, device state loaded
  *   migration-resume (req) → migration-running      destination runs the VM, announced
+ *   migration-blackout with resume (req) → migration-running
+ *                                                   both at once, when the storage needs
+ *                                                   no hand-over between them (CSV)
  *   migration-abort (msg)                           source → destination: discard it all
  *
  * Page batches and device state are raw bytes in the frame's attachment, never msgpack
@@ -78,6 +81,8 @@ export const migrationBlackout = defineMessage(
     /** The final round, whose batches were sent with the guest paused. */
     round: round(),
     batches: field.u32(),
+    /** Resume the VM at once, answering migration-running (no storage step comes between; never with verify). */
+    resume: z.literal(true).optional(),
   }),
   { attachment: 'required' },
 )

@@ -104,6 +104,37 @@ t.test('rounds are acknowledged once applied; deltas decode against the round be
   t.ok(Buffer.from(d.arrived[0]!.memory.bytes).equals(expected), 'every page as the source sent it, in order')
 })
 
+t.test('a blackout that asks to resume: the last pages applied, the VM runs, one answer', async (t) => {
+  const d = await destination(t)
+  const expected = new Uint8Array(PAGES * PAGE)
+  await begin(d.conn, 'm-csv')
+  const batches0 = await sendFullRound(d.conn, 'm-csv', expected)
+  await d.conn.request({ t: 'migration-round-end', migration_id: 'm-csv', round: 0, batches: batches0 })
+  const batches1 = await sendDeltaRound(d.conn, 'm-csv', expected)
+  const running = await d.conn.request(
+    { t: 'migration-blackout', migration_id: 'm-csv', round: 1, batches: batches1, resume: true },
+    { attachment: new Uint8Array(64).fill(7) },
+  )
+  t.match(running.message, { t: 'migration-running', host: 'server-a' })
+  t.equal(d.arrived.length, 1)
+  t.ok(Buffer.from(d.arrived[0]!.memory.bytes).equals(expected), 'the blackout round applied before the VM ran')
+  t.ok(
+    d.events.some((e) => e.kind === 'migration.resumed'),
+    'resumed',
+  )
+
+  await begin(d.conn, 'm-verify', true)
+  await t.rejects(
+    d.conn.request(
+      { t: 'migration-blackout', migration_id: 'm-verify', round: 0, batches: 0, resume: true },
+      { attachment: new Uint8Array(64).fill(7) },
+    ),
+    { code: 'HVLAB_E_PROTOCOL' },
+    'memory to verify is hashed paused: no resume in the same step',
+  )
+  t.equal(d.arrived.length, 1, 'nothing more arrived')
+})
+
 t.test('a malformed batch in a later round: the arrival is discarded and the round is refused', async (t) => {
   const d = await destination(t)
   const expected = new Uint8Array(PAGES * PAGE)

@@ -35,6 +35,27 @@ t.test('happy path: allocate, rounds in order, blackout, resume and announce', a
   t.same(d.step({ kind: 'link-lost', reason: 'bye' }, 8), [], 'once running, the VM is ours: a lost link changes nothing')
 })
 
+t.test('a blackout that asks to resume runs the VM in the same step (no verify)', async (t) => {
+  const d = new MigrationDestination({ host: 'host-b1', source: 'host-a1' })
+  d.step({ ...begin, verify: false }, 0)
+  d.step({ kind: 'pages', round: 0, seq: 0, entries: 3 }, 1)
+  const run = d.step({ kind: 'blackout', round: 0, batches: 1, device_state_bytes: 64, resume: true }, 2)
+  t.same(kinds(run), ['load-device-state', 'resume-guest', 'announce-location', 'emit:migration.resumed', 'reply'])
+  t.match(run[4], { kind: 'reply', reply: { t: 'migration-running', host: 'host-b1' } })
+  t.equal(d.stage, 'running')
+  t.same(d.step({ kind: 'link-lost', reason: 'bye' }, 3), [], 'it runs here now: a lost link changes nothing')
+  t.match(d.step({ kind: 'resume' }, 4), [{ kind: 'refuse', code: 'HVLAB_E_PROTOCOL' }], 'a second resume is refused')
+
+  const verified = receiving() // verify: true
+  const refused = verified.step({ kind: 'blackout', round: 0, batches: 0, device_state_bytes: 64, resume: true }, 1)
+  t.same(
+    kinds(refused),
+    ['discard-vm', 'emit:migration.aborted', 'refuse'],
+    'memory to verify is hashed paused: resuming at once is refused',
+  )
+  t.equal(verified.stage, 'aborted')
+})
+
 t.test('the source aborts or the link goes before resume: discard the skeleton VM', async (t) => {
   const a = receiving()
   a.step({ kind: 'pages', round: 0, seq: 0, entries: 1 }, 1)

@@ -39,6 +39,7 @@ function checkRun(seed: number, out: { outcome: string }): string | null {
     destination: 'host-b',
     page_count,
     storage: pick(['csv', 'owned', 'clx'] as const),
+    verify: random() < 0.3,
     downtime_budget_ms: 1 + random() * 300,
     round_cap,
   })
@@ -64,7 +65,7 @@ function checkRun(seed: number, out: { outcome: string }): string | null {
         }
         case 'copy-final':
           if (!world.paused) throw new Error('copy-final with the guest running')
-          pending.push({ kind: 'final-sent', round: e.round, pages: Math.floor(random() * 100), bytes_sent: 1000 })
+          pending.push({ kind: 'final-sent', round: e.round, pages: Math.floor(random() * 100), bytes_sent: 1000, batches: 1 })
           break
         case 'hand-over-storage':
           if (random() < 0.2) pending.push({ kind: 'storage-refused', reason: 'not in sync' })

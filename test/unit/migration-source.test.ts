@@ -27,7 +27,7 @@ function inPrecopy(over: Partial<MigrationSourceConfig> = {}): MigrationSource {
 }
 
 t.test('happy path: setup, round 0, a smaller round, switch-over, storage, resume, clean-up', async (t) => {
-  const m = new MigrationSource(config())
+  const m = new MigrationSource(config({ storage: 'owned' }))
   t.same(kinds(m.step({ kind: 'start' }, 0)), ['emit:migration.setup', 'send-begin'])
   t.equal(m.stage, 'setup')
   const r0 = m.step({ kind: 'destination-ready' }, 1000)
@@ -45,7 +45,7 @@ t.test('happy path: setup, round 0, a smaller round, switch-over, storage, resum
   t.same(kinds(sw), ['emit:migration.blackout', 'pause-guest', 'copy-final'])
   t.match(sw[2], { kind: 'copy-final', round: 2 })
   t.equal(m.stage, 'blackout')
-  const st = m.step({ kind: 'final-sent', round: 2, pages: 100, bytes_sent: 100 * PAGE }, 2360)
+  const st = m.step({ kind: 'final-sent', round: 2, pages: 100, bytes_sent: 100 * PAGE, batches: 1 }, 2360)
   t.same(kinds(st), ['emit:migration.storage', 'hand-over-storage'])
   t.same(kinds(m.step({ kind: 'storage-handed-over' }, 2361)), ['resume-destination'])
   t.equal(m.stage, 'resuming')
@@ -61,6 +61,39 @@ t.test('happy path: setup, round 0, a smaller round, switch-over, storage, resum
   )
   t.equal((r.running_ms ?? 0) - (r.paused_ms ?? 0), 70, 'blackout is pause → destination running')
   t.same(m.step({ kind: 'cancel', reason: 'late' }, 3000), [], 'nothing happens after the end')
+})
+
+t.test('a CSV needs no hand-over: the blackout request resumes the VM too (not with verify)', async (t) => {
+  const m = inPrecopy()
+  t.equal(m.resumesWithBlackout, true)
+  const sw = m.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
+  t.match(sw.at(-1), { kind: 'copy-final', round: 1, then: 'resume' }, 'the final round sends its pages only')
+  const fin = m.step({ kind: 'final-sent', round: 1, pages: 7, bytes_sent: 7 * PAGE, batches: 3 }, 2010)
+  t.same(kinds(fin), ['emit:migration.storage', 'resume-destination'])
+  t.match(fin[1], { kind: 'resume-destination', blackout: { round: 1, batches: 3 } }, 'the resume ends the final round')
+  t.equal(m.stage, 'resuming', 'from here a lost link leaves it in doubt')
+  const done = m.step({ kind: 'destination-running', host: 'host-b1', guest_paused_ms: 12 }, 2020)
+  t.same(kinds(done), ['emit:migration.resumed', 'release-vm', 'emit:migration.completed'])
+  t.equal(m.report().running_ms! - m.report().paused_ms!, 20)
+
+  const lost = inPrecopy()
+  lost.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
+  const back = lost.step({ kind: 'failed', reason: 'diff failed' }, 2005)
+  t.same(kinds(back), ['abort-destination', 'resume-guest', 'emit:migration.failed'], 'before the request goes, the way back is open')
+  const doubt = inPrecopy()
+  doubt.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
+  doubt.step({ kind: 'final-sent', round: 1, pages: 7, bytes_sent: 7 * PAGE, batches: 3 }, 2010)
+  t.same(kinds(doubt.step({ kind: 'failed', reason: 'link cut' }, 2011)), ['emit:migration.in-doubt'])
+  t.equal(doubt.outcome, 'in_doubt', 'the destination may run it: settled by asking it, never resumed here blindly')
+
+  for (const over of [{ verify: true }, { storage: 'owned' as const }, { storage: 'clx' as const }]) {
+    const v = inPrecopy(over)
+    t.equal(v.resumesWithBlackout, false, JSON.stringify(over))
+    const last = v.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000).at(-1)
+    t.match(last, { kind: 'copy-final', then: 'prepare' }, `${JSON.stringify(over)}: the destination prepares first`)
+    const st = v.step({ kind: 'final-sent', round: 1, pages: 7, bytes_sent: 7 * PAGE, batches: 3 }, 2010)
+    t.match(st[1], { kind: 'hand-over-storage' })
+  }
 })
 
 t.test('an idle guest switches over after round 0 (nothing dirty left)', async (t) => {
@@ -180,7 +213,7 @@ t.test('link cut in the blackout: the source guest resumes', async (t) => {
 t.test('storage refused: the source guest resumes and nothing is handed back', async (t) => {
   const m = inPrecopy({ storage: 'clx' })
   toBlackout(m)
-  const st = m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE }, 2005)
+  const st = m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE, batches: 1 }, 2005)
   t.match(st[1], { kind: 'hand-over-storage', mode: 'clx' })
   const end = m.step({ kind: 'storage-refused', reason: 'remote copy group rc-web1 is syncing (73%)' }, 2006)
   t.same(kinds(end), ['abort-destination', 'resume-guest', 'emit:migration.failed'])
@@ -191,7 +224,7 @@ t.test('storage refused: the source guest resumes and nothing is handed back', a
 t.test('a cancel while storage moves waits for the hook, then hands storage back', async (t) => {
   const m = inPrecopy({ storage: 'owned' })
   toBlackout(m)
-  m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE }, 2005)
+  m.step({ kind: 'final-sent', round: 2, pages: 10, bytes_sent: 10 * PAGE, batches: 1 }, 2005)
   t.same(m.step({ kind: 'cancel', reason: 'operator' }, 2006), [], 'nothing until the hook answers')
   t.equal(m.stage, 'storage')
   const end = m.step({ kind: 'storage-handed-over' }, 2020)
@@ -205,9 +238,9 @@ t.test('cancel in pre-copy ends it with the VM on the source; in resuming it is 
   t.same(kinds(end), ['abort-destination', 'emit:migration.cancelled'])
   t.equal(a.outcome, 'cancelled')
 
-  const b = inPrecopy()
+  const b = inPrecopy({ storage: 'owned' })
   b.step({ kind: 'round-sent', round: 0, pages: 16384, bytes_sent: 64 * MiB, dirty_pages_now: 0 }, 2000)
-  b.step({ kind: 'final-sent', round: 1, pages: 0, bytes_sent: 64 }, 2001)
+  b.step({ kind: 'final-sent', round: 1, pages: 0, bytes_sent: 64, batches: 1 }, 2001)
   b.step({ kind: 'storage-handed-over' }, 2002)
   t.same(kinds(b.step({ kind: 'cancel', reason: 'too late' }, 2003)), ['emit:migration.cancel-refused'])
   t.equal(b.stage, 'resuming')
@@ -237,12 +270,12 @@ t.test('every effect list keeps the way back: no release before the destination 
   // Walk many scripted paths and check the invariant on each.
   const failAt = ['setup', 'precopy', 'blackout', 'storage'] as const
   for (const stage of failAt) {
-    const m = new MigrationSource(config())
+    const m = new MigrationSource(config({ storage: 'owned' }))
     const all: SourceEffect[] = []
     all.push(...m.step({ kind: 'start' }, 0))
     if (stage !== 'setup') all.push(...m.step({ kind: 'destination-ready' }, 10))
     if (stage === 'blackout' || stage === 'storage') all.push(...toBlackout(m, 1))
-    if (stage === 'storage') all.push(...m.step({ kind: 'final-sent', round: 2, pages: 1, bytes_sent: PAGE }, 30))
+    if (stage === 'storage') all.push(...m.step({ kind: 'final-sent', round: 2, pages: 1, bytes_sent: PAGE, batches: 1 }, 30))
     all.push(...m.step({ kind: 'failed', reason: `lost in ${stage}` }, 40))
     if (stage === 'storage') all.push(...m.step({ kind: 'storage-refused', reason: 'link gone' }, 50))
     t.notOk(
