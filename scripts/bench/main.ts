@@ -151,6 +151,8 @@ function targetInputs(r: Record<string, unknown>): TargetInputs {
           full_scan_gb_per_s: pd.full_scan_gb_per_s,
           pool_1_thread_gb_per_s: pd.ratios.pool_1_thread_gb_per_s,
           pool_2_threads_gb_per_s: pd.ratios.pool_2_threads_gb_per_s,
+          full_scan_1_worker_gb_per_s: pd.full_scan_1_worker_gb_per_s,
+          full_scan_2_workers_gb_per_s: pd.full_scan_2_workers_gb_per_s,
         }
       : null,
     stream: mig

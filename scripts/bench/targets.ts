@@ -6,7 +6,8 @@
  * twice or made up: a section that did not run gives a row that says so.
  *
  *   page diff:  pool of 1 thread vs native `Buffer.compare` full scan of the same pages (≥ 0.4×),
- *               pool of 2 threads vs 1 thread (≥ 1.8×)
+ *               pool of 2 threads vs 1 thread (≥ 1.8×), next to the full scan itself in 2
+ *               worker threads vs 1 (no target: what this machine's memory allows)
  *   stream:     migration stream round 0 vs raw transport between the same two processes,
  *               both with per-frame authentication (≥ 0.8×), medians
  *   blackout:   the client's longest gap between replies over a live migration (≤ 40 ms,
@@ -34,6 +35,9 @@ export interface PageDiffFigures {
   readonly full_scan_gb_per_s: number
   readonly pool_1_thread_gb_per_s: number
   readonly pool_2_threads_gb_per_s: number | null
+  /** The Buffer.compare full scan in 1 and 2 worker threads: the machine's own ceiling for 2 threads reading pages. */
+  readonly full_scan_1_worker_gb_per_s: number | null
+  readonly full_scan_2_workers_gb_per_s: number | null
 }
 
 /** Stream figures: bytes/s medians of one run, both authenticated. */
@@ -116,6 +120,20 @@ export function targetRows(i: TargetInputs): TargetRow[] {
       1.8,
       '—',
     ),
+    // The machine's ceiling for the row above, no target of its own: two threads that only read the pages.
+    {
+      ...ratioRow(
+        '  full scan, 2 threads (the machine)',
+        pd?.full_scan_2_workers_gb_per_s ?? null,
+        pd?.full_scan_1_worker_gb_per_s ?? null,
+        'full scan, 1 thread',
+        'GB/s',
+        0,
+        '—',
+      ),
+      target: 'none',
+      met: null,
+    },
     streamRow('migration stream, round 0', s?.stream_bytes_per_s, '0.14×'),
     streamRow('  the same, with its setup', s?.stream_with_setup_bytes_per_s, '—'),
   ]
