@@ -265,7 +265,9 @@ class OutgoingRun {
     }
     this.conn.once('close', this.onClose)
     this.feed({ kind: 'start' })
-    this.ctx.pool.warmHere() // this thread diffs the blackout's round with the pool's kernel (PageDiffPool.diffHere)
+    // this thread diffs the blackout's round with the pool's kernel (PageDiffPool.diffHere); a kernel
+    // that cannot load fails that round, which says why
+    this.ctx.pool.warmHere().catch(() => undefined)
   }
 
   /** Feeds one input; once its effects are done and the machine has ended, the run finishes. */
@@ -923,7 +925,7 @@ export class MigrationService {
   private allocate(run: IncomingRun, page_count: number): void {
     const memory = GuestMemory.create(page_count)
     run.memory = memory
-    warmPageKernel() // this thread applies the blackout's round (PageApplyQueue)
+    warmPageKernel().catch(() => undefined) // this thread applies the blackout's round (PageApplyQueue); a kernel that cannot load fails it
     run.committing = this.apply_pool.commit(memory.buffers)
     run.committing.catch(() => undefined) // awaited by the begin request's handler
     run.applies = new PageApplyQueue({

@@ -142,9 +142,9 @@ export class PageDiffPool {
     return { batches, stats }
   }
 
-  /** Readies this thread for diffHere in a migration's setup: loads the pool's kernel and writes its arena (warmPageKernel). */
-  warmHere(): void {
-    warmPageKernel(this.kernel)
+  /** Readies this thread for diffHere in a migration's setup: loads the pool's kernel and writes its arena (warmPageKernel), a slice at a time. */
+  warmHere(): Promise<void> {
+    return warmPageKernel(this.kernel)
   }
 
   /** Task `c` of a diff: its chunk of the pages, and a spare buffer for its batch if there is one. */

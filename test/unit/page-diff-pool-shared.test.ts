@@ -38,7 +38,7 @@ t.test('diffHere diffs on the calling thread into the same batches as the worker
   const expected = in_workers.batches.map(digest)
   const spare = in_workers.batches[0] as Uint8Array
   pool.recycle(spare)
-  pool.warmHere() // as a migration's setup does: the kernel loaded, its arena written
+  await pool.warmHere() // as a migration's setup does: the kernel loaded, its arena written
   const here = await pool.diffHere(memory.buffers.memory, new SharedArrayBuffer(memory.byte_length), pages)
   t.same(here.batches.map(digest), expected, 'the same batches, byte for byte')
   t.same(here.stats, in_workers.stats, 'and the same counts')

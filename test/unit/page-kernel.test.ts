@@ -2,7 +2,8 @@
  * The WebAssembly SIMD page kernel against the JavaScript one, byte for byte: the same
  * deltas (QEMU's XBZRLE, page-delta.ts) for seeded random and adversarial page pairs of
  * several sizes, the same DELTA_NOT_SMALLER decisions, the same pages decoded, the same
- * deltas accepted and refused; and the kernel choice (HVLAB_PAGE_KERNEL).
+ * deltas accepted and refused; the kernel choice (HVLAB_PAGE_KERNEL); and the warm-up of a
+ * kernel's arena, a slice at a time.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,6 +16,8 @@ import {
   deltaCodec,
   pageKernel,
   pageKernelChoiceFromEnv,
+  warmPageKernel,
+  ARENA_WARM_CHUNK_BYTES,
   wasmKernelUnavailable,
   type DeltaCodec,
 } from '../../agent/migration/page-kernel.js'
@@ -187,4 +190,22 @@ t.test('where the module is missing or refused (no WebAssembly SIMD), the loader
   t.match(loadWasmKernel(arenaBytes(), refused), /refuses the module/)
   const real = loadWasmKernel(arenaBytes(), wasmKernelPath())
   t.equal(typeof real === 'string' ? real : real.name, 'wasm-simd', 'the built module loads')
+})
+
+t.test('warming a kernel writes its arena a slice at a time, once', async (t) => {
+  const kernel = pageKernel('js')
+  kernel.arena.fill(7)
+  t.ok(kernel.arena.length > 2 * ARENA_WARM_CHUNK_BYTES, 'the arena is several slices')
+  const first = warmPageKernel('js')
+  t.equal(warmPageKernel('js'), first, 'a second call gets the same warm-up')
+  t.same(
+    [kernel.arena[0], kernel.arena[ARENA_WARM_CHUNK_BYTES - 1], kernel.arena[ARENA_WARM_CHUNK_BYTES]],
+    [0, 0, 7],
+    'the first slice is written at once, the next only after the event loop has run',
+  )
+  await first
+  t.ok(
+    kernel.arena.every((b) => b === 0),
+    'every byte written',
+  )
 })
