@@ -87,21 +87,9 @@ const ratioRow = (
   }
 }
 
-export function targetRows(i: TargetInputs): TargetRow[] {
-  const pd = i.page_diff
-  const s = i.stream
-  const b = i.blackout
-  const streamRow = (what: string, bytes_per_s: number | undefined, when_filed: string): TargetRow =>
-    ratioRow(
-      what,
-      s ? (bytes_per_s as number) / MiB : null,
-      s ? s.raw_bytes_per_s / MiB : null,
-      'raw transport, frame auth',
-      'MiB/s',
-      0.8,
-      when_filed,
-    )
-  const rows: TargetRow[] = [
+/** The page diff's rows: the pool against the full scan, 2 threads against 1, and the machine's own ceiling for that. */
+function pageDiffRows(pd: PageDiffFigures | null): TargetRow[] {
+  return [
     ratioRow(
       'page-diff pool, 1 thread',
       pd?.pool_1_thread_gb_per_s ?? null,
@@ -134,6 +122,24 @@ export function targetRows(i: TargetInputs): TargetRow[] {
       target: 'none',
       met: null,
     },
+  ]
+}
+
+export function targetRows(i: TargetInputs): TargetRow[] {
+  const s = i.stream
+  const b = i.blackout
+  const streamRow = (what: string, bytes_per_s: number | undefined, when_filed: string): TargetRow =>
+    ratioRow(
+      what,
+      s ? (bytes_per_s as number) / MiB : null,
+      s ? s.raw_bytes_per_s / MiB : null,
+      'raw transport, frame auth',
+      'MiB/s',
+      0.8,
+      when_filed,
+    )
+  const rows: TargetRow[] = [
+    ...pageDiffRows(i.page_diff),
     streamRow('migration stream, round 0', s?.stream_bytes_per_s, '0.14×'),
     streamRow('  the same, with its setup', s?.stream_with_setup_bytes_per_s, '—'),
   ]

@@ -70,6 +70,13 @@ async function sendFullRound(conn: PeerConnection, migration_id: string, expecte
   return seq
 }
 
+/** Setup and round 0, acknowledged. */
+async function beginWithRound0(conn: PeerConnection, migration_id: string, expected: Uint8Array): Promise<void> {
+  await begin(conn, migration_id)
+  const batches = await sendFullRound(conn, migration_id, expected)
+  await conn.request({ t: 'migration-round-end', migration_id, round: 0, batches })
+}
+
 /** Round 1: a delta of every page against round 0 (a byte changed per page), one page per batch. */
 async function sendDeltaRound(conn: PeerConnection, migration_id: string, expected: Uint8Array): Promise<number> {
   for (let p = 0; p < PAGES; p++) {
@@ -107,9 +114,7 @@ t.test('rounds are acknowledged once applied; deltas decode against the round be
 t.test('a blackout that asks to resume: the last pages applied, the VM runs, one answer', async (t) => {
   const d = await destination(t)
   const expected = new Uint8Array(PAGES * PAGE)
-  await begin(d.conn, 'm-csv')
-  const batches0 = await sendFullRound(d.conn, 'm-csv', expected)
-  await d.conn.request({ t: 'migration-round-end', migration_id: 'm-csv', round: 0, batches: batches0 })
+  await beginWithRound0(d.conn, 'm-csv', expected)
   const batches1 = await sendDeltaRound(d.conn, 'm-csv', expected)
   const running = await d.conn.request(
     { t: 'migration-blackout', migration_id: 'm-csv', round: 1, batches: batches1, resume: true },
@@ -138,9 +143,7 @@ t.test('a blackout that asks to resume: the last pages applied, the VM runs, one
 t.test('a malformed batch in a later round: the arrival is discarded and the round is refused', async (t) => {
   const d = await destination(t)
   const expected = new Uint8Array(PAGES * PAGE)
-  await begin(d.conn, 'm-bad')
-  const batches0 = await sendFullRound(d.conn, 'm-bad', expected)
-  await d.conn.request({ t: 'migration-round-end', migration_id: 'm-bad', round: 0, batches: batches0 })
+  await beginWithRound0(d.conn, 'm-bad', expected)
   const b = new PageBatchBuilder(2)
   b.addDelta(3, Uint8Array.of(0, 5, 1, 2, 3)) // a changed run of 5 bytes with only 3 there
   await d.conn.send({ t: 'migration-pages', migration_id: 'm-bad', round: 1, seq: 0 }, b.finish())
