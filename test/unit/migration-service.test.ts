@@ -1,7 +1,8 @@
 /**
  * Two MigrationService instances over a real PeerServer + connectPeer pair (port 0):
  * a 64 MiB guest under a workload migrates with equal memory hashes; a cut link, a
- * cancel and a refused storage hand-over leave the VM running on the source, intact.
+ * cancel and a refused storage hand-over leave the VM running on the source, intact; a cut
+ * once the request that resumes a CSV VM may be out leaves it in doubt, paused.
  */
 import { randomFillSync } from 'node:crypto'
 import t from 'tap'
@@ -155,6 +156,25 @@ t.test('the link is cut mid pre-copy: the VM keeps running on the source, memory
   t.equal(vm.memory.sha256(), before, 'source memory untouched')
   t.equal(p.arrived.length, 0, 'nothing runs on the destination')
   await until('the destination discards its skeleton VM', () => p.destinationEvents.some((e) => e.kind === 'migration.aborted'))
+})
+
+t.test('a VM on a CSV: the link cut once the blackout request that resumes it may be out leaves it in doubt, paused', async (t) => {
+  // migration.storage comes just before that request (the CSV has no storage step): the cut
+  // lands where the destination might already run the VM, so the source may neither resume
+  // its copy nor release it; the cluster settles it by asking the destination.
+  const p = await pair(t, {}, (e, pp) => {
+    if (e.kind === 'migration.storage') pp.conn.terminate()
+  })
+  const vm = guest('web9', 16, 9, null)
+  const result = await p.source.migrate(vm, p.conn).result
+  t.equal(result.outcome, 'in_doubt')
+  t.ok(vm.paused, 'the source copy stays paused')
+  t.ok(
+    p.sourceEvents.some((e) => e.kind === 'migration.in-doubt'),
+    'and says so on the timeline',
+  )
+  await until('the destination discards what it prepared', () => p.destinationEvents.some((e) => e.kind === 'migration.aborted'))
+  t.equal(p.arrived.length, 0, 'here the request never left: nothing runs on the destination')
 })
 
 t.test('the link is cut mid pre-copy under load: the guest goes on writing, unthrottled', async (t) => {
