@@ -305,9 +305,10 @@ class OutgoingRun {
           const reply = e.blackout
             ? await this.requestBlackout(e.blackout.round, e.blackout.batches, true)
             : await conn.request({ t: 'migration-resume', migration_id }, { timeout_ms: this.ctx.request_timeout_ms })
-          const running = reply.message.t === 'migration-running' ? reply.message : null
-          this.resumed_at_ms = running?.resumed_at_ms ?? null
-          return { kind: 'destination-running', host: running?.host ?? conn.remoteName, guest_paused_ms: this.guestPausedMs() }
+          if (reply.message.t !== 'migration-running')
+            throw new HvlabError('HVLAB_E_PROTOCOL', `${conn.remoteName} answered ${reply.message.t} to the resume of vm ${vm.name}`)
+          this.resumed_at_ms = reply.message.resumed_at_ms ?? null
+          return { kind: 'destination-running', host: reply.message.host, guest_paused_ms: this.guestPausedMs() }
         }),
       'abort-destination': (e) => {
         if (conn.isOpen) conn.send({ t: 'migration-abort', migration_id, reason: e.reason.slice(0, 1024) }).catch(() => undefined)

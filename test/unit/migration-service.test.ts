@@ -177,6 +177,42 @@ t.test('a VM on a CSV: the link cut once the blackout request that resumes it ma
   t.equal(p.arrived.length, 0, 'here the request never left: nothing runs on the destination')
 })
 
+t.test(
+  'a destination that answers the resuming blackout request with anything but running: in doubt, never taken as running',
+  async (t) => {
+    // A hand-driven destination: ready, every round acknowledged, and the blackout that asks to
+    // resume answered "prepared". The source must not release its copy on that answer.
+    const server = await startServer(t, {
+      limits: { dead_after_ms: 30_000 },
+      onPeer: (c) => {
+        let batches = 0
+        c.onRequest('migration-begin', ({ message }) => ({ message: { t: 'migration-ready', migration_id: message.migration_id } }))
+        c.onMessage('migration-pages', () => void batches++)
+        c.onRequest('migration-round-end', ({ message }) => {
+          const ack = {
+            t: 'migration-round-ack' as const,
+            migration_id: message.migration_id,
+            round: message.round,
+            batches: message.batches,
+            pages: batches,
+          }
+          batches = 0
+          return { message: ack }
+        })
+        c.onRequest('migration-blackout', ({ message }) => ({
+          message: { t: 'migration-prepared', migration_id: message.migration_id, memory_sha256: null },
+        }))
+      },
+    })
+    const conn = await connect(t, server.port, { limits: { dead_after_ms: 30_000 } })
+    const source = new MigrationService({ host: 'client-b', log: silentLogger(), pool })
+    const vm = guest('web8', 4, 8, null)
+    const result = await source.migrate(vm, conn).result
+    t.equal(result.outcome, 'in_doubt', 'an answer that is not running does not complete it')
+    t.ok(vm.paused, 'the source copy stays paused for the settlement')
+  },
+)
+
 t.test('the link is cut mid pre-copy under load: the guest goes on writing, unthrottled', async (t) => {
   let rounds = 0
   const vm = guest('app1', 16, 3, { dirty_mib_per_s: 200 })
