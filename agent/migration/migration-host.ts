@@ -114,7 +114,7 @@ function createService(
       const disks = arrivals.ended(a.migration_id)
       const inst = VmInstance.arrived(vm.name, vm.memory, vm.deviceState(), agent.guestClock)
       agent.adoptVm(inst, a.placement?.op ?? 0, a.placement?.epoch ?? 0, a.source)
-      agent.setDisks(vm.name, disks ?? deps.disksForArrival?.(vm.name) ?? [])
+      agent.setDisks(vm.name, disks)
     },
     onDeparted: (vm, destination) => agent.releaseVm(vm.name, destination),
     // The VM's address now leads to this host (a gratuitous ARP), on the timeline; the virtual
@@ -155,14 +155,13 @@ class Arrivals {
     let reserved = 0
     for (const v of this.mib.values()) reserved += v
     deps.agent.vms.checkArrival(a.vm, mib, a.placement.epoch, reserved)
-    const disks = deps.disksForArrival?.(a.vm)
     this.mib.set(a.migration_id, mib)
-    if (disks) this.disks.set(a.migration_id, disks)
+    this.disks.set(a.migration_id, deps.disksForArrival?.(a.vm) ?? [])
   }
 
   /** The arrival ended (it runs here, or it was discarded); returns the disks staged for it. */
-  ended(migration_id: string): VmDiskTarget[] | undefined {
-    const disks = this.disks.get(migration_id)
+  ended(migration_id: string): VmDiskTarget[] {
+    const disks = this.disks.get(migration_id) ?? []
     this.mib.delete(migration_id)
     this.disks.delete(migration_id)
     return disks
