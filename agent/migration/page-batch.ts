@@ -236,7 +236,11 @@ export function applyBatch(memory: GuestMemory, batch: Uint8Array, kernel: PageK
       bytes.set(ZERO_PAGE, offset) // set(), not fill(): fill() of a shared buffer is far slower
       counts.zero++
     } else if (kind === PageKind.full) {
-      bytes.set(entry, offset)
+      // By way of the kernel's page: a copy into shared memory from an unaligned address
+      // (an entry's bytes follow its 7-byte header) goes a byte at a time, 1.5 µs a page
+      // on the project's 2-core machine; the plain copy and the aligned one take 0.33 µs.
+      page.set(entry)
+      bytes.set(page, offset)
       counts.full++
     } else {
       page.set(bytes.subarray(offset, offset + PAGE_SIZE_BYTES))

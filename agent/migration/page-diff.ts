@@ -215,11 +215,23 @@ function setUnkept(words: Int32Array, index: number, unkept: boolean): void {
   else Atomics.and(words, index >>> 5, ~bit)
 }
 
-/** The bulk round: zero pages are there already; any other goes whole, straight from guest memory, not kept. */
+/**
+ * The guest page at offset..end into the batch whole, by way of the snapshot slot. A copy out
+ * of shared memory to where an entry's bytes go (7 bytes after its header, so unaligned) is
+ * done a byte at a time (V8 copies shared memory with relaxed atomics, by words only between
+ * two aligned addresses): 1.2 µs a page on the project's 2-core machine, against 0.38 µs for
+ * the aligned copy into the snapshot and the plain one from there.
+ */
+function copyPageWhole(v: DiffViews, index: number, offset: number, end: number): void {
+  v.snapshot.set(v.memory8.subarray(offset, end))
+  v.kernel.arena.copyWithin(ARENA_BATCH_AT + v.builder.entryBytesOffset(), ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
+  v.builder.commitFull(index)
+}
+
+/** The bulk round: zero pages are there already; any other goes whole, not kept. */
 function bulkPage(v: DiffViews, index: number, offset: number, end: number): Outcome {
   if (isZeroAt(v, offset, end)) return 'skipped'
-  v.kernel.arena.set(v.memory8.subarray(offset, end), ARENA_BATCH_AT + v.builder.entryBytesOffset())
-  v.builder.commitFull(index)
+  copyPageWhole(v, index, offset, end)
   setUnkept(v.unkept as Int32Array, index, true)
   return 'full'
 }
@@ -231,15 +243,8 @@ function unkeptPage(v: DiffViews, words: Int32Array, index: number, offset: numb
     v.builder.addZero(index) // the destination's page becomes zero, as the last-sent page is
     return 'zero'
   }
-  if (!v.keep) {
-    v.kernel.arena.set(v.memory8.subarray(offset, end), ARENA_BATCH_AT + v.builder.entryBytesOffset())
-    v.builder.commitFull(index)
-    return 'full'
-  }
-  v.snapshot.set(v.memory8.subarray(offset, end))
-  v.sent8.set(v.snapshot, offset)
-  v.kernel.arena.copyWithin(ARENA_BATCH_AT + v.builder.entryBytesOffset(), ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
-  v.builder.commitFull(index)
+  copyPageWhole(v, index, offset, end)
+  if (v.keep) v.sent8.set(v.snapshot, offset)
   return 'full'
 }
 
