@@ -34,7 +34,7 @@ import { applyBatch } from './page-batch.js'
 import { warmPageKernel } from './page-kernel.js'
 import type { PageDiffPool } from './page-diff-pool.js'
 import { addPageDiffStats, emptyPageDiffStats, unkeptBitmapBytes, type PageDiffStats } from './page-diff.js'
-import { batchEntryCount, streamRound } from './page-stream.js'
+import { batchEntryCount, streamRound, streamSpares } from './page-stream.js'
 import { csvOnlyStorage, type StorageHandOver } from './storage-hand-over.js'
 import { stageTimes } from '../../shared/stage-times.js'
 
@@ -268,6 +268,8 @@ class OutgoingRun {
     // this thread diffs the blackout's round with the pool's kernel (PageDiffPool.diffHere); a kernel
     // that cannot load fails that round, which says why
     this.ctx.pool.warmHere().catch(() => undefined)
+    // while the destination commits memory, the batches' buffers are faulted in; without them the first round writes fresh pages
+    this.ctx.pool.warmSpares(streamSpares(this.ctx.pool.chunk_pages)).catch(() => undefined)
   }
 
   /** Feeds one input; once its effects are done and the machine has ended, the run finishes. */

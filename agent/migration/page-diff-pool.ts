@@ -6,15 +6,24 @@
  * (shared/bounded-worker-pool.ts). Workers get the guest memory and the last-sent copy
  * as SharedArrayBuffers (shared, never copied); each batch comes back by transfer. A
  * caller done with a batch may give it back (recycle): its buffer then goes to a worker
- * with a later task, which writes its batch there instead of into fresh memory.
+ * with a later task, which writes its batch there instead of into fresh memory; a
+ * migration's setup has the workers fault in such spares before the first round (warmSpares).
  *
  * If a diff fails, the last-sent copy no longer mirrors the destination: the migration
  * must be abandoned (the VM keeps running on the source) and started again.
  */
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
-import { addPageDiffStats, diffPages, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
+import {
+  addPageDiffStats,
+  diffPages,
+  emptyPageDiffStats,
+  type PageDiffResult,
+  type PageDiffStats,
+  type PageDiffTask,
+  type SpareFaultTask,
+} from './page-diff.js'
 import { LoopSlicer } from './loop-slice.js'
-import { PAGE_BATCH_PAGES_MAX } from './page-batch.js'
+import { pageBatchBytesMax, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 import { PAGE_KERNEL_CHOICES, pageKernel, warmPageKernel, type PageKernelChoice } from './page-kernel.js'
 import { HvlabError } from '../../shared/errors.js'
 
@@ -44,6 +53,11 @@ export interface DiffKept {
   readonly final?: boolean
 }
 
+/** A spare buffer faulted in by a worker (faultedSpare), moved back. */
+interface FaultedSpare {
+  readonly spare: ArrayBuffer
+}
+
 export const PAGE_DIFF_THREADS_MAX = 64
 /** One full batch per task: fewer hand-offs between threads (each costs a few tens of µs). */
 export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = PAGE_BATCH_PAGES_MAX
@@ -57,9 +71,11 @@ export class PageDiffPool {
   readonly chunk_pages: number
   readonly inflight_max: number
   readonly kernel: PageKernelChoice | undefined
-  private readonly pool: BoundedWorkerPool<PageDiffTask, PageDiffResult>
-  /** Buffers of batches given back (recycle), largest first. */
+  private readonly pool: BoundedWorkerPool<PageDiffTask | SpareFaultTask, PageDiffResult | FaultedSpare>
+  /** Buffers of batches given back (recycle) or faulted in (warmSpares), largest first. */
   private readonly spares: ArrayBuffer[] = []
+  /** Counts releaseSpares() calls: a spare faulted in before the last release is not kept. */
+  private spares_released = 0
 
   constructor(options: PageDiffPoolOptions) {
     if (options.kernel !== undefined && !PAGE_KERNEL_CHOICES.includes(options.kernel)) {
@@ -69,7 +85,7 @@ export class PageDiffPool {
       )
     }
     this.chunk_pages = checkPoolInt(WHAT, 'chunk_pages', options.chunk_pages ?? PAGE_DIFF_CHUNK_PAGES_DEFAULT, 1, PAGE_BATCH_PAGES_MAX)
-    this.pool = new BoundedWorkerPool<PageDiffTask, PageDiffResult>({
+    this.pool = new BoundedWorkerPool<PageDiffTask | SpareFaultTask, PageDiffResult | FaultedSpare>({
       what: WHAT,
       filename: workerModuleUrl(import.meta.url, 'page-diff-worker'),
       threads: options.threads,
@@ -101,7 +117,7 @@ export class PageDiffPool {
         const c = next++
         const task = this.task(memory, last_sent, pages, c, kept)
         try {
-          const result = await this.pool.run(task, task.out === undefined ? undefined : [task.out])
+          const result = (await this.pool.run(task, task.out === undefined ? undefined : [task.out])) as PageDiffResult
           batches[c] = result.batch
           addPageDiffStats(stats, result.stats)
         } catch (e) {
@@ -171,17 +187,41 @@ export class PageDiffPool {
    */
   recycle(batch: Uint8Array): void {
     const buffer = batch.buffer
-    if (!(buffer instanceof ArrayBuffer) || buffer.byteLength === 0 || this.pool.isClosed || this.spares.includes(buffer)) return
-    this.spares.push(buffer)
-    this.spares.sort((a, b) => b.byteLength - a.byteLength)
-    if (this.spares.length > PAGE_DIFF_SPARES_MAX) this.spares.length = PAGE_DIFF_SPARES_MAX
+    if (buffer instanceof ArrayBuffer) this.keepSpare(buffer)
+  }
+
+  /**
+   * Faults in spare buffers of a whole batch in the workers until `count` (at most
+   * PAGE_DIFF_SPARES_MAX) such spares are kept: a migration's setup calls it, so the first
+   * round writes its batches into memory already mapped, not into fresh pages that each
+   * fault on the first write (faultedSpare). Resolves when they are kept; a spare faulted
+   * in while releaseSpares() ran is dropped.
+   */
+  async warmSpares(count: number): Promise<void> {
+    const spare_bytes = pageBatchBytesMax(this.chunk_pages)
+    const released = this.spares_released
+    const kept = this.spares.filter((b) => b.byteLength >= spare_bytes).length
+    const missing = Math.max(0, Math.min(count, PAGE_DIFF_SPARES_MAX) - kept)
+    const faultIn = async (): Promise<void> => {
+      const { spare } = (await this.pool.run({ spare_bytes })) as FaultedSpare
+      if (released === this.spares_released) this.keepSpare(spare)
+    }
+    await Promise.all(Array.from({ length: missing }, faultIn))
   }
 
   /** Drops the spare buffers (no migration is being sent: nothing will reuse them soon); returns how many. */
   releaseSpares(): number {
     const n = this.spares.length
     this.spares.length = 0
+    this.spares_released++
     return n
+  }
+
+  private keepSpare(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === 0 || this.pool.isClosed || this.spares.includes(buffer)) return
+    this.spares.push(buffer)
+    this.spares.sort((a, b) => b.byteLength - a.byteLength)
+    if (this.spares.length > PAGE_DIFF_SPARES_MAX) this.spares.length = PAGE_DIFF_SPARES_MAX
   }
 
   async close(): Promise<void> {

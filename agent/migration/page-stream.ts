@@ -27,6 +27,13 @@ export const STREAM_SLICE_PAGES = 2048
 export const DIFF_SLICES_AHEAD = 2
 const BATCH_ENTRY_COUNT_OFFSET = 8
 
+/**
+ * Spare batch buffers a stream keeps in use (PageDiffPool.warmSpares, in a migration's
+ * setup): its slices in the pool, the one on the wire, and a slice of frames still waiting
+ * in the socket before their buffers come back (8 with the default chunks).
+ */
+export const streamSpares = (chunk_pages: number): number => Math.ceil(((DIFF_SLICES_AHEAD + 2) * STREAM_SLICE_PAGES) / chunk_pages)
+
 export interface PageStreamRound {
   readonly conn: PeerConnection
   readonly pool: PageDiffPool

@@ -3,10 +3,10 @@ import { randomFillSync } from 'node:crypto'
 import { transferableSymbol, valueSymbol } from 'piscina'
 import { GuestMemory } from '../../agent/vm/guest-memory.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
-import { applyBatch, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
-import { diffPages, unkeptBitmapBytes, type PageDiffResult } from '../../agent/migration/page-diff.js'
+import { applyBatch, pageBatchBytesMax, readPageBatch, PageKind, PAGE_BATCH_PAGES_MAX } from '../../agent/migration/page-batch.js'
+import { diffPages, faultedSpare, unkeptBitmapBytes, type PageDiffResult } from '../../agent/migration/page-diff.js'
 import runPageDiff from '../../agent/migration/page-diff-worker.js'
-import { PageDiffPool } from '../../agent/migration/page-diff-pool.js'
+import { PageDiffPool, PAGE_DIFF_SPARES_MAX } from '../../agent/migration/page-diff-pool.js'
 import { pageKernel, type PageKernel } from '../../agent/migration/page-kernel.js'
 import { mulberry32 } from '../../shared/seeded-random.js'
 import { seeds } from '../sim/seed.js'
@@ -122,6 +122,44 @@ t.test('the worker entry returns the result with its batch buffer to transfer', 
   t.equal(value.stats.full, 1)
   t.equal(moved[transferableSymbol], value.batch.buffer)
   t.equal(value.batch.buffer.byteLength, value.batch.length, 'the batch is copied out of the kernel arena into a buffer of its size')
+})
+
+t.test('the worker entry faults in a spare buffer of the size asked and moves it back', async (t) => {
+  const bytes = pageBatchBytesMax(3)
+  const moved = runPageDiff({ spare_bytes: bytes }) as Record<symbol, unknown>
+  const { spare } = moved[valueSymbol] as { spare: ArrayBuffer }
+  t.equal(spare.byteLength, bytes)
+  t.equal(moved[transferableSymbol], spare, 'the spare is moved, not copied')
+  t.ok(
+    new Uint8Array(spare).every((b) => b === 0),
+    'its bytes are all zero: each page was written with what it held',
+  )
+  for (const spare_bytes of [0, -1, 1.5, pageBatchBytesMax(PAGE_BATCH_PAGES_MAX) + 1, Number.NaN]) {
+    t.throws(() => faultedSpare({ spare_bytes }), { code: 'HVLAB_E_INTERNAL' }, `${spare_bytes} bytes is refused`)
+  }
+})
+
+t.test('warmSpares faults in whole-batch spares that the next diff writes into, and a release drops them', async (t) => {
+  const pool = new PageDiffPool({ threads: 2, chunk_pages: 4 })
+  t.teardown(() => pool.close())
+  const whole = pageBatchBytesMax(4)
+  await pool.warmSpares(3)
+  await pool.warmSpares(3) // three are kept already: none more
+  t.equal(pool.releaseSpares(), 3, 'three spares were kept')
+  await pool.warmSpares(PAGE_DIFF_SPARES_MAX + 5)
+  t.equal(pool.releaseSpares(), PAGE_DIFF_SPARES_MAX, 'never more than PAGE_DIFF_SPARES_MAX')
+
+  const { source, last_sent } = scenario()
+  await pool.warmSpares(2)
+  const round = await pool.diff(source.buffers.memory, last_sent, Uint32Array.from([2, 3, 4, 5]))
+  t.equal(round.batches.length, 1)
+  t.equal(round.batches[0]?.buffer.byteLength, whole, 'the batch went into a spare of a whole batch')
+  t.equal(pool.releaseSpares(), 1, 'one spare is left')
+
+  const warming = pool.warmSpares(2)
+  t.equal(pool.releaseSpares(), 0, 'released while the workers fault them in')
+  await warming
+  t.equal(pool.releaseSpares(), 0, 'the spares faulted in before the release are dropped, not kept')
 })
 
 /** Random guest writes between rounds: small edits, whole pages, zeroing. */
