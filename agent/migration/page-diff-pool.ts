@@ -13,15 +13,8 @@
  * must be abandoned (the VM keeps running on the source) and started again.
  */
 import { BoundedWorkerPool, checkPoolInt, workerModuleUrl, WORKER_IDLE_TIMEOUT_MS_DEFAULT } from '../../shared/bounded-worker-pool.js'
-import {
-  addPageDiffStats,
-  diffPages,
-  emptyPageDiffStats,
-  type PageDiffResult,
-  type PageDiffStats,
-  type PageDiffTask,
-  type SpareFaultTask,
-} from './page-diff.js'
+import { addPageDiffStats, diffPages, emptyPageDiffStats, type PageDiffResult, type PageDiffStats, type PageDiffTask } from './page-diff.js'
+import { SpareBuffers, type FaultedSpare, type SpareFaultTask } from './spare-buffers.js'
 import { LoopSlicer } from './loop-slice.js'
 import { pageBatchBytesMax, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 import { PAGE_KERNEL_CHOICES, pageKernel, warmPageKernel, type PageKernelChoice } from './page-kernel.js'
@@ -53,11 +46,6 @@ export interface DiffKept {
   readonly final?: boolean
 }
 
-/** A spare buffer faulted in by a worker (faultedSpare), moved back. */
-interface FaultedSpare {
-  readonly spare: ArrayBuffer
-}
-
 export const PAGE_DIFF_THREADS_MAX = 64
 /** One full batch per task: fewer hand-offs between threads (each costs a few tens of µs). */
 export const PAGE_DIFF_CHUNK_PAGES_DEFAULT = PAGE_BATCH_PAGES_MAX
@@ -72,10 +60,8 @@ export class PageDiffPool {
   readonly inflight_max: number
   readonly kernel: PageKernelChoice | undefined
   private readonly pool: BoundedWorkerPool<PageDiffTask | SpareFaultTask, PageDiffResult | FaultedSpare>
-  /** Buffers of batches given back (recycle) or faulted in (warmSpares), largest first. */
-  private readonly spares: ArrayBuffer[] = []
-  /** Counts releaseSpares() calls: a spare faulted in before the last release is not kept. */
-  private spares_released = 0
+  /** Buffers of batches given back (recycle) or faulted in (warmSpares). */
+  private readonly spares = new SpareBuffers(PAGE_DIFF_SPARES_MAX)
 
   constructor(options: PageDiffPoolOptions) {
     if (options.kernel !== undefined && !PAGE_KERNEL_CHOICES.includes(options.kernel)) {
@@ -167,7 +153,7 @@ export class PageDiffPool {
   private task(memory: SharedArrayBuffer, last_sent: SharedArrayBuffer, pages: Uint32Array, c: number, kept?: DiffKept): PageDiffTask {
     // slice(), not subarray(): a view would clone its whole buffer to the worker.
     const chunk = pages.slice(c * this.chunk_pages, (c + 1) * this.chunk_pages)
-    const out = this.spares.shift() // the largest
+    const out = this.spares.take() // the largest
     return {
       memory,
       last_sent,
@@ -187,45 +173,27 @@ export class PageDiffPool {
    */
   recycle(batch: Uint8Array): void {
     const buffer = batch.buffer
-    if (buffer instanceof ArrayBuffer) this.keepSpare(buffer)
+    if (buffer instanceof ArrayBuffer) this.spares.keep(buffer)
   }
 
   /**
    * Faults in spare buffers of a whole batch in the workers until `count` (at most
    * PAGE_DIFF_SPARES_MAX) such spares are kept: a migration's setup calls it, so the first
-   * round writes its batches into memory already mapped, not into fresh pages that each
-   * fault on the first write (faultedSpare). Resolves when they are kept; a spare faulted
-   * in while releaseSpares() ran is dropped.
+   * round writes its batches into memory already mapped (spare-buffers.ts). Resolves when
+   * they are kept; a spare faulted in while releaseSpares() ran is dropped.
    */
-  async warmSpares(count: number): Promise<void> {
-    const spare_bytes = pageBatchBytesMax(this.chunk_pages)
-    const released = this.spares_released
-    const kept = this.spares.filter((b) => b.byteLength >= spare_bytes).length
-    const missing = Math.max(0, Math.min(count, PAGE_DIFF_SPARES_MAX) - kept)
-    const faultIn = async (): Promise<void> => {
-      const { spare } = (await this.pool.run({ spare_bytes })) as FaultedSpare
-      if (released === this.spares_released) this.keepSpare(spare)
-    }
-    await Promise.all(Array.from({ length: missing }, faultIn))
+  warmSpares(count: number): Promise<void> {
+    const faultIn = async (spare_bytes: number): Promise<ArrayBuffer> => ((await this.pool.run({ spare_bytes })) as FaultedSpare).spare
+    return this.spares.warm(count, pageBatchBytesMax(this.chunk_pages), faultIn)
   }
 
   /** Drops the spare buffers (no migration is being sent: nothing will reuse them soon); returns how many. */
   releaseSpares(): number {
-    const n = this.spares.length
-    this.spares.length = 0
-    this.spares_released++
-    return n
-  }
-
-  private keepSpare(buffer: ArrayBuffer): void {
-    if (buffer.byteLength === 0 || this.pool.isClosed || this.spares.includes(buffer)) return
-    this.spares.push(buffer)
-    this.spares.sort((a, b) => b.byteLength - a.byteLength)
-    if (this.spares.length > PAGE_DIFF_SPARES_MAX) this.spares.length = PAGE_DIFF_SPARES_MAX
+    return this.spares.release()
   }
 
   async close(): Promise<void> {
-    this.spares.length = 0
+    this.spares.close()
     await this.pool.close()
   }
 }

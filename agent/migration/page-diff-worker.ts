@@ -7,7 +7,8 @@
  * (worker-priority.ts): it gives way to every event loop on the machine.
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
-import { diffPages, faultedSpare, type PageDiffResult, type PageDiffTask, type SpareFaultTask } from './page-diff.js'
+import { diffPages, type PageDiffResult, type PageDiffTask } from './page-diff.js'
+import { runSpareFault, type SpareFaultTask } from './spare-buffers.js'
 import { isMainThread } from 'node:worker_threads'
 import { lowerWorkerPriority } from './worker-priority.js'
 import { pageKernel } from './page-kernel.js'
@@ -15,12 +16,9 @@ import { pageKernel } from './page-kernel.js'
 // Not when a test imports this module on its main thread to run the worker's function directly.
 if (!isMainThread) lowerWorkerPriority()
 
-/** diffPages() with the task's kernel, its batch moved; or a spare buffer faulted in (faultedSpare), moved. */
+/** diffPages() with the task's kernel, its batch moved; or a spare buffer faulted in, moved (spare-buffers.ts). */
 export default function runPageDiff(task: PageDiffTask | SpareFaultTask): unknown {
-  if ('spare_bytes' in task) {
-    const spare = faultedSpare(task)
-    return move({ [transferableSymbol]: spare, [valueSymbol]: { spare } })
-  }
+  if ('spare_bytes' in task) return runSpareFault(task)
   const result: PageDiffResult = diffPages(task, pageKernel(task.kernel))
   return move({ [transferableSymbol]: result.batch.buffer, [valueSymbol]: result })
 }

@@ -37,7 +37,7 @@
  */
 import { HvlabError } from '../../shared/errors.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
-import { PageBatchBuilder, pageBatchBytesMax, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
+import { PageBatchBuilder, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 import { changedThroughoutAt, DELTA_NOT_SMALLER } from './page-delta.js'
 import { ARENA_BATCH_AT, ARENA_CUR_AT, ARENA_PREV_AT, pageKernel, type PageKernel, type PageKernelChoice } from './page-kernel.js'
 
@@ -66,30 +66,6 @@ export interface PageDiffTask {
   readonly bulk?: boolean
   /** The final round (the blackout's): nothing reads the last-sent copy after it; nothing is kept. */
   readonly final?: boolean
-}
-
-/** A worker task of the pool's (PageDiffPool.warmSpares): a spare batch buffer of `spare_bytes`, faulted in. */
-export interface SpareFaultTask {
-  readonly spare_bytes: number
-}
-
-/**
- * A new buffer of the task's size with every page of it written once (to 0, as it was):
- * the operating system maps a fresh page on its first write, and a batch written into
- * fresh memory paid that fault inside the stream (3.2 ms per MiB on the project's 2-core
- * machine, against 0.07 ms into memory written before).
- */
-export function faultedSpare(task: SpareFaultTask): ArrayBuffer {
-  if (!Number.isInteger(task.spare_bytes) || task.spare_bytes < 1 || task.spare_bytes > pageBatchBytesMax(PAGE_BATCH_PAGES_MAX)) {
-    throw new HvlabError(
-      'HVLAB_E_INTERNAL',
-      `a spare batch buffer is 1–${pageBatchBytesMax(PAGE_BATCH_PAGES_MAX)} bytes, not ${task.spare_bytes}`,
-    )
-  }
-  const spare = new ArrayBuffer(task.spare_bytes)
-  const bytes = new Uint8Array(spare)
-  for (let at = 0; at < bytes.length; at += PAGE_SIZE_BYTES) bytes[at] = 0
-  return spare
 }
 
 const BITS_PER_WORD = 32
