@@ -26,6 +26,7 @@
  *
  * Numbers are for reading, never for asserting in tests.
  */
+import { withAllocatorEnv } from '../../shared/allocator-env.js'
 import { fork, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createCipheriv, randomFillSync } from 'node:crypto'
@@ -209,6 +210,7 @@ class Endpoint {
       // other process of the session that runs the bench (a test runner's, on CI).
       detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: withAllocatorEnv(process.env), // as a lab's processes have (shared/allocator-env.ts)
     })
     const ready = await new Promise<Reply>((resolve, reject) => {
       child.once('message', (m) => resolve(m as Reply))

@@ -4,6 +4,7 @@
  * the lab-wide timeline. A process that dies by itself is reported with its exit code
  * or signal and its last log lines, and is not restarted unless the user says so.
  */
+import { withAllocatorEnv } from '../../shared/allocator-env.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -679,7 +680,8 @@ export class LabController {
       '--controller-port',
       String(this.peerPort),
     ]
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } })
+    const env = withAllocatorEnv({ ...process.env, NODE_OPTIONS: '' }) // shared/allocator-env.ts
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env })
     r.child = child
     r.pid = child.pid
     r.state = 'starting'

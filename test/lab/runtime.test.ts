@@ -9,11 +9,12 @@
  * itself is reported with its last log lines; bad commands get clear errors; a hostile request to the control port
  * ends nothing; `hvlab down` leaves no process behind.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { rawExchange, requestBytes } from '../unit/raw-http.js'
+import { ALLOCATOR_ENV } from '../../shared/allocator-env.js'
 import { isAlive, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 /** A gauge's value in Prometheus text (the first series of that name). */
@@ -156,6 +157,10 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     t.equal(p.state, 'up', `${p.name} is up`)
     t.ok(p.pid && isAlive(p.pid), `${p.name} has a live pid`)
     t.same([...p.peers].sort(), [...p.expectedPeers].sort(), `${p.name} is connected to all its peers`)
+    if (p.pid && existsSync(`/proc/${p.pid}/environ`)) {
+      const env = readFileSync(`/proc/${p.pid}/environ`, 'utf8').split('\0')
+      for (const [k, v] of Object.entries(ALLOCATOR_ENV)) t.ok(env.includes(`${k}=${v}`), `${p.name} runs with ${k}=${v}`)
+    }
   }
   // the CLI's status and events in JSON (the rest of the test reads the same objects from the control endpoint),
   // through the real binary: the other CLI calls run in this process
