@@ -1,23 +1,23 @@
 /**
- * Spare buffers of a migration pool's tasks: memory written before, handed to the next task
+ * Spare buffers of a worker pool's tasks: memory written before, handed to the next task
  * instead of fresh memory. The operating system maps a fresh page on its first write:
  * measured on the project's 2-core machine, 3.2 ms per MiB written into fresh memory against
- * 0.07 ms into memory written before, more than diffing or applying the pages in it. Both
- * pools keep spares: the source's diff workers write batches into them (page-diff-pool.ts);
- * the destination copies each arriving batch into one, and its worker hands it back once
- * applied (page-apply-pool.ts).
+ * 0.07 ms into memory written before, more than diffing the pages in it. The source's diff
+ * pool keeps its batch buffers here (page-diff-pool.ts): a batch's buffer comes back once its
+ * frame is written, and the next task writes its batch there.
  *
- * At most `count_max` are kept, the largest. A migration's setup has its pool's workers
+ * At most `count_max` are kept, the largest. A migration's setup has the pool's workers
  * fault spares in (`warm`, faultedSpare in a worker) so that its first round finds them;
  * `release` drops them all once no migration needs them, and a spare faulted in before the
- * last release is not kept.
+ * last release is not kept. (The destination keeps none: copying each arriving batch into
+ * one was slower than moving the transport's own buffer to the apply worker; see the README.)
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { HvlabError } from '../../shared/errors.js'
 import { PAGE_SIZE_BYTES } from '../../shared/protocol/page-size.js'
 import { pageBatchBytesMax, PAGE_BATCH_PAGES_MAX } from './page-batch.js'
 
-/** A worker task of either pool: a spare of `spare_bytes`, faulted in (faultedSpare). */
+/** A worker task: a spare of `spare_bytes`, faulted in (faultedSpare). */
 export interface SpareFaultTask {
   readonly spare_bytes: number
 }
