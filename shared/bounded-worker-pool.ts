@@ -10,6 +10,7 @@
  * the parent's `process.execArgv`, which carries tap's loader, so a .ts worker loads the
  * same way the parent's modules did.
  */
+import { workerExecArgv } from './lab-runtime.js'
 import { Piscina } from 'piscina'
 import { HvlabError } from './errors.js'
 
@@ -72,8 +73,8 @@ export class BoundedWorkerPool<Task, Result> {
       idleTimeout: idle_timeout_ms,
       // inflight_max already bounds what is submitted; this is the backstop.
       maxQueue: this.inflight_max,
-      // A worker refuses process-wide V8 flags such as --expose-gc (shared/large-buffer-release.ts).
-      execArgv: process.execArgv.filter((arg) => arg !== '--expose-gc'),
+      // A worker refuses process-wide options such as the lab's --expose-gc (shared/lab-runtime.ts).
+      execArgv: workerExecArgv(process.execArgv),
     })
   }
 

@@ -26,7 +26,7 @@
  *
  * Numbers are for reading, never for asserting in tests.
  */
-import { withAllocatorEnv } from '../../shared/allocator-env.js'
+import { LAB_NODE_ARGS, withAllocatorEnv } from '../../shared/lab-runtime.js'
 import { fork, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createCipheriv, randomFillSync } from 'node:crypto'
@@ -204,13 +204,14 @@ class Endpoint {
 
   static async start(role: 'source' | 'destination', threads: number, cpu_prof_dir: string | null): Promise<Endpoint> {
     const child = fork(bundlePath('bench-migration-endpoint'), [role, String(threads)], {
-      execArgv: cpu_prof_dir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpu_prof_dir}`],
+      // as a lab's processes run (shared/lab-runtime.ts)
+      execArgv: [...LAB_NODE_ARGS, ...(cpu_prof_dir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpu_prof_dir}`])],
       // Its own session, as a lab's processes have (scripts/cli/lab-up.ts): its own scheduler
       // autogroup, so its nice-19 data-plane workers yield to its own event loop, not to every
       // other process of the session that runs the bench (a test runner's, on CI).
       detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: withAllocatorEnv(process.env), // as a lab's processes have (shared/allocator-env.ts)
+      env: withAllocatorEnv(process.env),
     })
     const ready = await new Promise<Reply>((resolve, reject) => {
       child.once('message', (m) => resolve(m as Reply))

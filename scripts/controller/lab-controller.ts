@@ -4,7 +4,7 @@
  * the lab-wide timeline. A process that dies by itself is reported with its exit code
  * or signal and its last log lines, and is not restarted unless the user says so.
  */
-import { withAllocatorEnv } from '../../shared/allocator-env.js'
+import { LAB_NODE_ARGS, withAllocatorEnv } from '../../shared/lab-runtime.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -668,8 +668,7 @@ export class LabController {
     if (this.stopping) throw new HvlabError('HVLAB_E_STATE', 'the lab is stopping')
     if (r.state !== 'down') throw new HvlabError('HVLAB_E_STATE', `${name} is already ${r.state}`)
     const args = [
-      // shared/large-buffer-release.ts: a process collects once after it lets go of large buffers.
-      '--expose-gc',
+      ...LAB_NODE_ARGS, // shared/lab-runtime.ts
       bundlePath(ROLE_BUNDLE[r.spec.role]),
       '--name',
       name,
@@ -680,7 +679,7 @@ export class LabController {
       '--controller-port',
       String(this.peerPort),
     ]
-    const env = withAllocatorEnv({ ...process.env, NODE_OPTIONS: '' }) // shared/allocator-env.ts
+    const env = withAllocatorEnv({ ...process.env, NODE_OPTIONS: '' }) // shared/lab-runtime.ts
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env })
     r.child = child
     r.pid = child.pid

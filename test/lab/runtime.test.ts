@@ -14,7 +14,7 @@ import t, { type Test } from 'tap'
 import { runningLab } from '../../scripts/cli/control-client.js'
 import type { LabStatus } from '../../scripts/controller/lab-controller.js'
 import { rawExchange, requestBytes } from '../unit/raw-http.js'
-import { ALLOCATOR_ENV } from '../../shared/allocator-env.js'
+import { ALLOCATOR_ENV, LAB_NODE_ARGS } from '../../shared/lab-runtime.js'
 import { isAlive, startLab, type LabEvent, type TestLab } from './lab-fixture.js'
 
 /** A gauge's value in Prometheus text (the first series of that name). */
@@ -160,6 +160,8 @@ t.test('default two-site lab: up, kill -9, restart, partition/heal, pause/contin
     if (p.pid && existsSync(`/proc/${p.pid}/environ`)) {
       const env = readFileSync(`/proc/${p.pid}/environ`, 'utf8').split('\0')
       for (const [k, v] of Object.entries(ALLOCATOR_ENV)) t.ok(env.includes(`${k}=${v}`), `${p.name} runs with ${k}=${v}`)
+      const argv = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0')
+      for (const arg of LAB_NODE_ARGS) t.ok(argv.includes(arg), `${p.name} runs with ${arg}`)
     }
   }
   // the CLI's status and events in JSON (the rest of the test reads the same objects from the control endpoint),
