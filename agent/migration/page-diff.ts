@@ -224,6 +224,11 @@ function setUnkept(words: Int32Array, index: number, unkept: boolean): void {
  */
 function copyPageWhole(v: DiffViews, index: number, offset: number, end: number): void {
   v.snapshot.set(v.memory8.subarray(offset, end))
+  snapshotWhole(v, index)
+}
+
+/** The snapshot slot into the batch as page `index`, whole (a plain copy within the kernel's arena). */
+function snapshotWhole(v: DiffViews, index: number): void {
   v.kernel.arena.copyWithin(ARENA_BATCH_AT + v.builder.entryBytesOffset(), ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
   v.builder.commitFull(index)
 }
@@ -272,8 +277,7 @@ function diffPage(v: DiffViews, index: number): Outcome {
   }
   if (v.keep) v.sent8.set(v.snapshot, offset)
   if (length === DELTA_NOT_SMALLER) {
-    kernel.arena.copyWithin(out_at, ARENA_CUR_AT, ARENA_CUR_AT + PAGE_SIZE_BYTES)
-    builder.commitFull(index)
+    snapshotWhole(v, index)
     return 'full'
   }
   builder.commitDelta(index, length)
