@@ -6,7 +6,9 @@
  * `attach(conn)` answers a source's requests through MigrationDestination machines and
  * applies page batches to the arriving VM's memory in the PageApplyPool's workers, in the
  * order they came (page-apply-queue.ts); a round is acknowledged, and the blackout
- * stepped, only once every batch before it is applied.
+ * stepped, only once every batch before it is applied. The source does not wait for a
+ * round's acknowledgement to go on: it sends the next round meanwhile, with at most one
+ * round unacknowledged (OutgoingRun.copyRound).
  *
  * Every effect of a machine is carried out in order; long ones (a round on the wire, the
  * storage hook, a request) run in the background and report back as the next input,
@@ -206,6 +208,8 @@ class OutgoingRun {
   private readonly last_sent: SharedArrayBuffer
   /** The pages whose last-sent copy is not kept (page-diff.ts: the bulk round keeps none). */
   private readonly unkept: SharedArrayBuffer
+  /** The last pre-copy round's acknowledgement while it is outstanding (roundAcknowledged). */
+  private round_ack: Promise<unknown> | null = null
   /**
    * Feeds the machine one input at a time, each step's effects in order. Bounded by
    * construction (DESIGN principle 9): only the run itself feeds it (each launched effect
@@ -293,6 +297,7 @@ class OutgoingRun {
     return {
       'send-begin': () => this.launch('setup', () => this.sendBegin()),
       'copy-round': (e) => this.launch(`pre-copy round ${e.round}`, () => this.copyRound(e.round, e.pages)),
+      'await-applied': () => this.launch('switch-over', () => this.roundAcknowledged().then(() => ({ kind: 'rounds-applied' }))),
       'copy-final': (e) => this.launch('blackout', () => this.copyFinal(e.round, e.then)),
       'throttle-guest': (e) => vm.throttle(e.pct),
       'pause-guest': () => {
@@ -399,12 +404,14 @@ class OutgoingRun {
     const pages = which === 'all' ? Uint32Array.from({ length: memory.page_count }, (_, i) => i) : taken
     const bytes_before = this.bytes_sent
     const batches = await this.sendPages(round, pages, which === 'all' ? 'bulk' : 'precopy')
-    const acking = stageTimes.start()
-    await this.conn.request(
+    await this.roundAcknowledged() // the round before this one: at most one is unacknowledged
+    const ack = this.conn.request(
       { t: 'migration-round-end', migration_id: this.migration_id, round, batches },
       { timeout_ms: this.ctx.request_timeout_ms },
     )
-    stageTimes.end('ack_wait', acking)
+    // the next round goes on meanwhile; a refusal ends the migration at once, not when the next round is done
+    ack.catch((e: unknown) => this.feed({ kind: 'failed', reason: `pre-copy round ${round}: ${describeError(e)}` }))
+    this.round_ack = ack
     return {
       kind: 'round-sent',
       round,
@@ -412,6 +419,21 @@ class OutgoingRun {
       bytes_sent: this.bytes_sent - bytes_before,
       dirty_pages_now: memory.dirtyCount(),
     }
+  }
+
+  /**
+   * Waits for the last pre-copy round's acknowledgement (the destination applied it), if one
+   * is still outstanding: before the next round's end, and before the switch-over pauses the
+   * guest. The source sends the next round meanwhile: the destination, which steps a
+   * round's end as it arrives, takes the next round's batches at once.
+   */
+  private async roundAcknowledged(): Promise<void> {
+    const ack = this.round_ack
+    if (ack === null) return
+    this.round_ack = null
+    const acking = stageTimes.start()
+    await ack
+    stageTimes.end('ack_wait', acking)
   }
 
   /** The paused guest's last pages; then ('prepare') its device state, the destination answering that it is prepared. */
@@ -655,8 +677,13 @@ export class MigrationService {
       this.onPages(conn, message, attachment, attachment_owned === true),
     )
     conn.onRequest('migration-round-end', async ({ message }) => {
+      // Stepped as it arrives, in order with the batches: the next round's may follow at once (the source goes on
+      // without waiting for this answer); answered once the batches before it are applied.
+      const run = this.arriving(conn, message.migration_id)
+      const reply = this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches })
       await this.appliedSoFar(conn, message.migration_id)
-      return this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches })
+      if (run.machine.stage === 'aborted') throw this.notArriving(conn, message.migration_id) // a batch of the round failed to apply
+      return reply
     })
     conn.onRequest('migration-blackout', async ({ message, attachment }) => {
       await this.appliedSoFar(conn, message.migration_id)
@@ -691,14 +718,28 @@ export class MigrationService {
 
   /**
    * Resolves once every batch of the migration that arrived so far is applied (or the
-   * migration ended: a failed batch aborts it before this resolves). A request that ends
-   * a round or begins the blackout waits for this, then steps the machine.
+   * migration ended: a failed batch aborts it before this resolves), whatever arrives
+   * meanwhile. A round's end is answered after this; the blackout waits for it, then steps the machine.
    */
   private async appliedSoFar(conn: PeerConnection, migration_id: string): Promise<void> {
     const run = this.incoming.get(migration_id)
     const waiting = stageTimes.start()
-    if (run && run.conn === conn) await run.applies?.idle()
+    if (run && run.conn === conn) await run.applies?.appliedSoFar()
     stageTimes.end('round_end_wait', waiting)
+  }
+
+  /** The migration arriving from this peer; throws when there is none (it was aborted: a batch failed to apply, the source aborted). */
+  private arriving(conn: PeerConnection, migration_id: string): IncomingRun {
+    const run = this.incoming.get(migration_id)
+    if (run && run.conn === conn) return run
+    throw this.notArriving(conn, migration_id)
+  }
+
+  private notArriving(conn: PeerConnection, migration_id: string): HvlabError {
+    return new HvlabError(
+      'HVLAB_E_NOT_FOUND',
+      `no migration ${migration_id} from ${conn.remoteName} is arriving on ${this.host}; it was aborted or never began`,
+    )
   }
 
   /** A batch could not be applied (malformed, or the pool failed): the migration cannot go on here. */
@@ -824,13 +865,7 @@ export class MigrationService {
   }
 
   private stepIncoming(conn: PeerConnection, migration_id: string, input: DestinationInput, attachment?: Buffer): Reply {
-    const run = this.incoming.get(migration_id)
-    if (!run || run.conn !== conn) {
-      throw new HvlabError(
-        'HVLAB_E_NOT_FOUND',
-        `no migration ${migration_id} from ${conn.remoteName} is arriving on ${this.host}; it was aborted or never began`,
-      )
-    }
+    const run = this.arriving(conn, migration_id)
     return this.replied(run, input, this.runIncoming(run, input, attachment))
   }
 

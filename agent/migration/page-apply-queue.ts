@@ -28,8 +28,9 @@
  * millisecond per MiB.
  *
  * A failed apply (a malformed batch) stops the queue: the batches after it are dropped
- * and `onFailed` is called once. idle() resolves once everything pushed so far is
- * applied, dropped or failed: the destination acknowledges a round only after that.
+ * and `onFailed` is called once. appliedSoFar() resolves once every batch pushed before
+ * the call is applied (or dropped, or failed), whatever was pushed after it: the destination
+ * acknowledges a round once the round's batches are in, while the next round's already arrive.
  */
 import { HvlabError } from '../../shared/errors.js'
 import { stageTimes } from '../../shared/stage-times.js'
@@ -66,7 +67,9 @@ export class PageApplyQueue {
   private waiting_bytes = 0
   private applying = false
   private stopped = false
-  private idleWaiters: (() => void)[] = []
+  /** Callers of appliedSoFar(), each with the count of batches pushed when it was called, in call order. */
+  private appliedWaiters: { readonly through: number; readonly resolve: () => void }[] = []
+  private pushed = 0
   private applied = 0
 
   constructor(private readonly o: PageApplyQueueOptions) {}
@@ -104,13 +107,14 @@ export class PageApplyQueue {
       stageTimes.end('batch_copy', copying)
     }
     this.waiting_bytes += bytes
+    this.pushed++
     if (!this.applying) void this.drain()
   }
 
-  /** Resolves once every batch pushed so far is applied, or the queue has stopped. */
-  idle(): Promise<void> {
-    if (!this.applying && this.waiting.length === 0) return Promise.resolve()
-    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  /** Resolves once every batch pushed before this call is applied (later ones are not waited for), or the queue has stopped. */
+  appliedSoFar(): Promise<void> {
+    if (this.stopped || this.applied >= this.pushed) return Promise.resolve()
+    return new Promise((resolve) => this.appliedWaiters.push({ through: this.pushed, resolve }))
   }
 
   /** Drops the batches not yet applied (the migration ended); the one in a worker finishes. */
@@ -118,7 +122,7 @@ export class PageApplyQueue {
     this.stopped = true
     this.waiting.length = 0
     this.waiting_bytes = 0
-    if (!this.applying) this.wakeIdle()
+    if (!this.applying) this.wakeApplied()
   }
 
   private async drain(): Promise<void> {
@@ -134,6 +138,7 @@ export class PageApplyQueue {
         } else await this.o.apply(group.batches)
         stageTimes.end('apply', applying)
         this.applied += group.batches.length
+        this.wakeApplied()
       } catch (e) {
         if (!this.stopped) {
           this.stop()
@@ -142,7 +147,7 @@ export class PageApplyQueue {
       }
     }
     this.applying = false
-    this.wakeIdle()
+    this.wakeApplied()
   }
 
   /**
@@ -160,9 +165,11 @@ export class PageApplyQueue {
     return { batches: this.waiting.splice(0, n).map((w) => w.batch), here: head.here }
   }
 
-  private wakeIdle(): void {
-    const waiters = this.idleWaiters
-    this.idleWaiters = []
-    for (const w of waiters) w()
+  /** Wakes the callers of appliedSoFar() whose batches are all applied (all of them once the queue stopped). */
+  private wakeApplied(): void {
+    const all = this.stopped
+    let n = 0
+    while (n < this.appliedWaiters.length && (all || (this.appliedWaiters[n]?.through ?? 0) <= this.applied)) n++
+    for (const w of this.appliedWaiters.splice(0, n)) w.resolve()
   }
 }

@@ -111,6 +111,30 @@ t.test('rounds are acknowledged once applied; deltas decode against the round be
   t.ok(Buffer.from(d.arrived[0]!.memory.bytes).equals(expected), 'every page as the source sent it, in order')
 })
 
+t.test("the next round's batches may follow a round's end before its acknowledgement (the source does not wait)", async (t) => {
+  const d = await destination(t)
+  const expected = new Uint8Array(PAGES * PAGE)
+  await begin(d.conn, 'm-pipe', true)
+  const batches0 = await sendFullRound(d.conn, 'm-pipe', expected)
+  const ack0 = d.conn.request({ t: 'migration-round-end', migration_id: 'm-pipe', round: 0, batches: batches0 })
+  const batches1 = await sendDeltaRound(d.conn, 'm-pipe', expected) // sent before round 0 is acknowledged
+  const end1 = d.conn.request({ t: 'migration-round-end', migration_id: 'm-pipe', round: 1, batches: batches1 })
+  const prepared = d.conn.request(
+    { t: 'migration-blackout', migration_id: 'm-pipe', round: 2, batches: 0 },
+    { attachment: new Uint8Array(64).fill(7) },
+  )
+  t.match((await ack0).message, { t: 'migration-round-ack', round: 0, batches: 8, pages: PAGES })
+  t.match((await end1).message, { t: 'migration-round-ack', round: 1, batches: PAGES, pages: PAGES })
+  t.match((await prepared).message, {
+    t: 'migration-prepared',
+    memory_sha256: createHash('sha256').update(expected).digest('hex'),
+  })
+  t.notOk(
+    d.events.some((e) => e.kind === 'migration.aborted'),
+    'nothing was out of order',
+  )
+})
+
 t.test('a blackout that asks to resume: the last pages applied, the VM runs, one answer', async (t) => {
   const d = await destination(t)
   const expected = new Uint8Array(PAGES * PAGE)

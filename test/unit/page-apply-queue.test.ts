@@ -1,6 +1,6 @@
 /**
  * The destination's ordered apply queue: batches applied one at a time in arrival order,
- * idle() once all are in, a failure stops it (later batches dropped, onFailed once),
+ * appliedSoFar() once all are in, a failure stops it (later batches dropped, onFailed once),
  * bounded bytes waiting. And LoopSlicer, which cuts the source's send loop.
  */
 import { setImmediate as tick } from 'node:timers/promises'
@@ -68,32 +68,46 @@ function harness(bytes_max = 1 << 20, group_bytes_max?: number): Harness {
 
 const batch = (id: number, bytes = 16): Uint8Array => new Uint8Array(bytes).fill(id)
 
-t.test('batches are applied one at a time, in the order they came; idle() once all are in', async (t) => {
+t.test('batches are applied one at a time, in the order they came; appliedSoFar() once all are in', async (t) => {
   const h = harness()
-  await h.queue.idle() // nothing queued: at once
+  await h.queue.appliedSoFar() // nothing queued: at once
   for (let i = 0; i < 10; i++) h.queue.push(batch(i))
   t.equal(h.concurrent_max, 1, 'one at a time')
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.finished, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'in arrival order')
   t.equal(h.queue.applied_batches, 10)
   t.equal(h.queue.queued_bytes, 0)
   h.queue.push(batch(20))
   h.queue.push(batch(21))
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.finished.slice(10), [20, 21], 'a queue that went idle takes more')
   t.equal(h.concurrent_max, 1)
+})
+
+t.test('appliedSoFar() waits for the batches pushed before it, not for those pushed after', async (t) => {
+  const h = harness(1 << 20, 16) // one batch a call: the later ones are still waiting when the first call returns
+  for (const id of [3, 4]) h.queue.push(batch(id)) // a round's batches
+  const round = h.queue.appliedSoFar().then(() => [...h.finished])
+  for (const id of [5, 6, 7, 8]) h.queue.push(batch(id)) // the next round's, arriving before the first is applied
+  t.same(await round, [3, 4], 'it resolved once its batches were applied, with the next round still waiting')
+  const all = h.queue.appliedSoFar()
+  const again = h.queue.appliedSoFar()
+  await all
+  t.same(h.finished, [3, 4, 5, 6, 7, 8])
+  await again
+  t.equal(h.queue.applied_batches, 6)
 })
 
 t.test('batches that waited go together in the next call, up to group_bytes_max', async (t) => {
   const h = harness(1 << 20, 48)
   for (let i = 0; i < 10; i++) h.queue.push(batch(i))
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.calls, [[0], [1, 2, 3], [4, 5, 6], [7, 8, 9]], 'the first alone (nothing waited), then three of 16 bytes a call')
   t.equal(h.concurrent_max, 1, 'one call at a time')
   const big = harness(1 << 20, 8)
   big.queue.push(batch(1))
   big.queue.push(batch(2))
-  await big.queue.idle()
+  await big.queue.appliedSoFar()
   t.same(big.calls, [[1], [2]], 'a batch larger than a group goes alone')
 })
 
@@ -103,7 +117,7 @@ t.test("the blackout's batches are applied here, alone, behind every batch befor
   for (const id of [10, 11]) h.queue.push(batch(id), false, true)
   h.queue.push(batch(4))
   h.queue.push(batch(12), false, true)
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.finished, [1, 2, 3, 10, 11, 4, 12], 'in arrival order, worker calls and batches applied here alike')
   t.same(h.here, [10, 11, 12], 'the batches marked here were applied on this thread')
   t.same(h.calls, [[1], [2, 3], [4]], 'none of them went to a worker, nor joined a worker call')
@@ -114,7 +128,7 @@ t.test("the blackout's batches are applied here, alone, behind every batch befor
     [2, true],
   ] as const)
     bad.queue.push(batch(id), false, here)
-  await bad.queue.idle()
+  await bad.queue.appliedSoFar()
   t.same(bad.finished, [1], 'a malformed batch applied here stops the queue too')
   t.equal(bad.failures.length, 1)
 })
@@ -122,21 +136,21 @@ t.test("the blackout's batches are applied here, alone, behind every batch befor
 t.test('a failed batch stops the queue: later batches are dropped, onFailed is called once', async (t) => {
   const h = harness(1 << 20, 16)
   for (const id of [1, 2, 0xff, 3, 4]) h.queue.push(batch(id))
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.finished, [1, 2], 'the batches before it went in')
   t.same(h.started, [1, 2, 0xff], 'none after it started')
   t.equal(h.failures.length, 1)
   t.match(h.failures[0], { code: 'HVLAB_E_PROTOCOL' })
   h.queue.push(batch(5))
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.started, [1, 2, 0xff], 'a stopped queue takes nothing more')
 })
 
-t.test('stop() drops what waits; the batch in a worker finishes; idle() resolves', async (t) => {
+t.test('stop() drops what waits; the batch in a worker finishes; appliedSoFar() resolves', async (t) => {
   const h = harness(1 << 20, 16)
   for (const id of [1, 2, 3]) h.queue.push(batch(id))
   h.queue.stop()
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.started, [1], 'only the batch already applying ran')
   t.same(h.failures, [], 'stopping is not a failure')
 })
@@ -148,7 +162,7 @@ t.test('bytes waiting are bounded: beyond, push() refuses with HVLAB_E_BACKPRESS
   h.queue.push(batch(3, 32))
   t.equal(h.queue.queued_bytes, 64)
   t.throws(() => h.queue.push(batch(4, 1)), { code: 'HVLAB_E_BACKPRESSURE', message: /faster than this host applies them/ })
-  await h.queue.idle()
+  await h.queue.appliedSoFar()
   t.same(h.finished, [1, 2, 3])
 })
 
@@ -172,7 +186,7 @@ t.test('a batch the transport handed over is kept, not copied, and counted by it
   t.equal(queue.queued_bytes, 40 + 30, "the owned batch counts its frame's whole buffer")
   lent.fill(9) // the transport reuses its buffer after the handler returns
   t.throws(() => queue.push(new Uint8Array(31).fill(3), true), { code: 'HVLAB_E_BACKPRESSURE' }, 'the bound holds for owned batches')
-  await queue.idle()
+  await queue.appliedSoFar()
   t.equal(kept[1], owned, 'the owned batch went to apply as it is')
   t.not(kept[2], lent, 'the lent one was copied on arrival')
   t.same(kept[2], new Uint8Array(30).fill(2), 'with the bytes it had then')
