@@ -20,6 +20,8 @@ export const STREAM_STAGES = [
   'socket_write',
   /** Source: a round's end waited for the destination's acknowledgement. */
   'ack_wait',
+  /** Source: a batch waited for room in the send window (the destination applying what was sent). */
+  'window_wait',
   /** Both: checking a received frame's tag. */
   'open',
   /** Both: decoding a received frame and running its handler (the page batch queued). */

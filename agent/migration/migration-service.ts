@@ -30,6 +30,7 @@ import { LabVm, checkDeviceState, type MigratableVm } from './migratable-vm.js'
 import { MigrationDestination, type DestinationEffect, type DestinationInput } from './migration-destination.js'
 import type { MigrationEvent } from './migration-events.js'
 import { MigrationSource, type SourceEffect, type SourceInput, type SourceOutcome } from './migration-source.js'
+import { SendWindow } from './send-window.js'
 import { PageApplyPool } from './page-apply-pool.js'
 import { PageApplyQueue } from './page-apply-queue.js'
 import { applyBatch } from './page-batch.js'
@@ -210,6 +211,8 @@ class OutgoingRun {
   private readonly unkept: SharedArrayBuffer
   /** The last pre-copy round's acknowledgement while it is outstanding (roundAcknowledged). */
   private round_ack: Promise<unknown> | null = null
+  /** The window the destination granted in its ready answer (null: it grants none; not paced). */
+  private window: SendWindow | null = null
   /**
    * Feeds the machine one input at a time, each step's effects in order. Bounded by
    * construction (DESIGN principle 9): only the run itself feeds it (each launched effect
@@ -327,7 +330,7 @@ class OutgoingRun {
 
   private async sendBegin(): Promise<SourceInput> {
     const { vm, options } = this
-    await this.conn.request(
+    const reply = await this.conn.request(
       {
         t: 'migration-begin',
         migration_id: this.migration_id,
@@ -336,10 +339,18 @@ class OutgoingRun {
         storage: options.storage ?? vm.storage,
         verify: options.verify ?? false,
         ...(options.placement ? { placement: options.placement } : {}),
+        paced: true,
       },
       { timeout_ms: this.ctx.request_timeout_ms + (vm.memory.byte_length / (1024 * 1024)) * SETUP_COMMIT_MS_PER_MIB_MAX },
     )
+    const window_bytes = reply.message.t === 'migration-ready' ? reply.message.window_bytes : undefined
+    if (window_bytes !== undefined) this.window = new SendWindow(window_bytes)
     return { kind: 'destination-ready' }
+  }
+
+  /** The destination's migration-applied report (on this run's connection only). */
+  applied(from: PeerConnection, bytes: number): void {
+    if (from === this.conn) this.window?.applied(bytes)
   }
 
   private async handOverStorage(mode: StorageMode): Promise<SourceInput> {
@@ -392,6 +403,7 @@ class OutgoingRun {
       migration_id: this.migration_id,
       round,
       stopped: this.stopped,
+      window: this.window,
     })
     addPageDiffStats(this.stats, r.stats)
     this.bytes_sent += r.bytes_sent
@@ -467,6 +479,7 @@ class OutgoingRun {
   private finish(): void {
     if (this.finished) return
     this.finished = true
+    this.window?.close()
     this.conn.off('close', this.onClose)
     this.resolve(this.buildResult())
     this.service.runEnded(this)
@@ -526,6 +539,10 @@ interface IncomingRun {
   readonly storage: StorageMode
   readonly page_count: number
   readonly arrival: Arrival
+  /** The source paces its batches by this host's migration-applied reports (its begin said so). */
+  readonly paced: boolean
+  /** Batch bytes applied so far, every round together: what migration-applied reports. */
+  applied_bytes: number
   memory: GuestMemory | null
   /** The batches on their way into `memory`, in order (null before allocation and after discard). */
   applies: PageApplyQueue | null
@@ -643,6 +660,7 @@ export class MigrationService {
         `${this.host} already runs ${this.running.size} migrations and has ${this.waiting.length} queued (the limit); try again when some finish`,
       )
     }
+    this.hearApplied(conn)
     const run = new OutgoingRun(this, this.ctx, vm, conn, options, `m-${newId(16)}`)
     if (this.running.size < this.outgoing_max) this.startRun(run)
     else this.waiting.push({ run })
@@ -668,6 +686,7 @@ export class MigrationService {
   attach(conn: PeerConnection): void {
     if (this.attached.has(conn)) return
     this.attached.add(conn)
+    this.hearApplied(conn)
     conn.onRequest('migration-begin', async ({ message }) => {
       const { run, reply } = this.onBegin(conn, message)
       await this.memoryCommitted(run)
@@ -714,6 +733,11 @@ export class MigrationService {
       for (const run of [...this.incoming.values()])
         if (run.conn === conn) this.runOneWay(run, { kind: 'link-lost', reason: 'connection closed' })
     })
+  }
+
+  /** A destination's migration-applied reports on this connection move the window of the migration they name. */
+  private hearApplied(conn: PeerConnection): void {
+    conn.onMessage('migration-applied', ({ message }) => this.running.get(message.migration_id)?.applied(conn, message.bytes))
   }
 
   /**
@@ -824,6 +848,8 @@ export class MigrationService {
       vm: m.vm,
       storage: m.storage,
       page_count: m.page_count,
+      paced: m.paced === true,
+      applied_bytes: 0,
       memory: null,
       applies: null,
       committing: null,
@@ -971,14 +997,30 @@ export class MigrationService {
       applyHere: (batch) => void applyBatch(memory, batch),
       bytes_max: this.apply_queue_bytes_max,
       onFailed: (e) => this.applyFailed(run, e),
+      onApplied: (bytes) => this.reportApplied(run, bytes),
     })
+  }
+
+  /**
+   * Batches of a paced migration were applied: the source hears how far (its send window
+   * moves on). The window granted is half the bytes this host lets wait to be applied, so a
+   * source that keeps to it never meets that bound (which counts a frame's header and tag too).
+   */
+  private reportApplied(run: IncomingRun, bytes: number): void {
+    run.applied_bytes += bytes
+    if (!run.paced || !run.conn.isOpen) return
+    run.conn.send({ t: 'migration-applied', migration_id: run.migration_id, bytes: run.applied_bytes }).catch(() => undefined)
+  }
+
+  private get window_bytes(): number {
+    return Math.max(PAGE_SIZE_BYTES, Math.floor(this.apply_queue_bytes_max / 2))
   }
 
   private replyFor(run: IncomingRun, r: Extract<DestinationEffect, { kind: 'reply' }>['reply']): Reply {
     const migration_id = run.migration_id
     switch (r.t) {
       case 'migration-ready':
-        return { message: { t: 'migration-ready', migration_id } }
+        return { message: { t: 'migration-ready', migration_id, ...(run.paced ? { window_bytes: this.window_bytes } : {}) } }
       case 'migration-round-ack':
         return { message: { t: 'migration-round-ack', migration_id, round: r.round, batches: r.batches, pages: r.pages } }
       case 'migration-prepared':

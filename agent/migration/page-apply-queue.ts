@@ -51,6 +51,8 @@ export interface PageApplyQueueOptions {
   readonly group_bytes_max?: number
   /** An apply failed; the queue has stopped. Called once. */
   readonly onFailed: (error: unknown) => void
+  /** Batches were applied: their bytes (the batches' own, as the source sent them). */
+  readonly onApplied?: (batch_bytes: number) => void
 }
 
 export const APPLY_GROUP_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
@@ -139,6 +141,7 @@ export class PageApplyQueue {
         stageTimes.end('apply', applying)
         this.applied += group.batches.length
         this.wakeApplied()
+        this.o.onApplied?.(group.batch_bytes)
       } catch (e) {
         if (!this.stopped) {
           this.stop()
@@ -154,7 +157,7 @@ export class PageApplyQueue {
    * The batches waiting at the head, in order: for a worker, at least one and up to
    * group_bytes_max, none of them `here`; a batch to apply here goes alone.
    */
-  private takeGroup(): { batches: Uint8Array[]; here: boolean } {
+  private takeGroup(): { batches: Uint8Array[]; here: boolean; batch_bytes: number } {
     const head = this.waiting[0] as Waiting
     const bytes_max = head.here ? 0 : (this.o.group_bytes_max ?? APPLY_GROUP_BYTES_MAX_DEFAULT)
     let n = 1
@@ -162,7 +165,8 @@ export class PageApplyQueue {
     const joins = (w: Waiting | undefined): w is Waiting => w !== undefined && !w.here && bytes + w.bytes <= bytes_max
     while (joins(this.waiting[n])) bytes += (this.waiting[n++] as Waiting).bytes
     this.waiting_bytes -= bytes
-    return { batches: this.waiting.splice(0, n).map((w) => w.batch), here: head.here }
+    const batches = this.waiting.splice(0, n).map((w) => w.batch)
+    return { batches, here: head.here, batch_bytes: batches.reduce((sum, b) => sum + b.length, 0) }
   }
 
   /** Wakes the callers of appliedSoFar() whose batches are all applied (all of them once the queue stopped). */

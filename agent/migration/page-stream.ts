@@ -13,6 +13,7 @@ import type { PeerConnection } from '../../shared/transport/peer-connection.js'
 import type { MessageOf } from '../../shared/protocol/messages.js'
 import type { GuestMemory } from '../vm/guest-memory.js'
 import type { DiffKept, PageDiffPool, PageDiffRound } from './page-diff-pool.js'
+import type { SendWindow } from './send-window.js'
 import { LoopSlicer } from './loop-slice.js'
 import { stageTimes } from '../../shared/stage-times.js'
 import { addPageDiffStats, emptyPageDiffStats, type PageDiffStats } from './page-diff.js'
@@ -50,6 +51,8 @@ export interface PageStreamRound {
   readonly round: number
   /** Checked between batches: true once the migration ended (cancel, failure). */
   readonly stopped: () => boolean
+  /** Batch bytes in flight stay within it (send-window.ts); absent: not paced. */
+  readonly window?: SendWindow | null
   /** After each slice is on the wire: pages of the round done so far, bytes sent so far. */
   readonly onSlice?: (pages_done: number, bytes_sent: number) => void
 }
@@ -113,6 +116,14 @@ export async function* diffedSlices(d: SliceDiff): AsyncGenerator<PageDiffRound>
   }
 }
 
+/** Waits for room in the send window for a batch; throws if the migration ended meanwhile. */
+async function reserve(r: PageStreamRound, window: SendWindow, batch_bytes: number): Promise<void> {
+  const waiting = stageTimes.start()
+  await window.reserve(batch_bytes)
+  stageTimes.end('window_wait', waiting)
+  if (r.stopped()) throw stoppedError(r)
+}
+
 export async function streamRound(r: PageStreamRound): Promise<PageStreamResult> {
   const stats = emptyPageDiffStats()
   let seq = 0
@@ -127,6 +138,7 @@ export async function streamRound(r: PageStreamRound): Promise<PageStreamResult>
       if (r.stopped()) throw stoppedError(r) // leaving the loop awaits the slices still in the pool
       if (batchEntryCount(batch) === 0) continue
       const batch_bytes = batch.length // read before the send: once written, the buffer is the pool's
+      if (r.window) await reserve(r, r.window, batch_bytes)
       // Once on the socket, the batch's buffer goes back to the pool: the next diff writes there, not into new memory.
       const message: MessageOf<'migration-pages'> = { t: 'migration-pages', migration_id: r.migration_id, round: r.round, seq }
       if (r.final) message.final = true

@@ -3,7 +3,11 @@
  *
  *   migration-begin (req)  → migration-ready        setup: config, skeleton VM, memory
  *   migration-pages (msg, attachment = page batch)  pre-copy data, in order, per round
- *   migration-round-end (req) → migration-round-ack the round is applied (flow control)
+ *   migration-round-end (req) → migration-round-ack the round is applied; the source sends
+ *                                                   the next round meanwhile (one unanswered)
+ *   migration-applied (msg, destination → source)   batch bytes applied so far: the source keeps
+ *                                                   what is in flight within the window granted
+ *                                                   in migration-ready (a `paced` begin only)
  *   migration-blackout (req, attachment = device state) → migration-prepared
  *                                                   last pages applied, device state loaded
  *   migration-resume (req) → migration-running      destination runs the VM, announced
@@ -42,10 +46,20 @@ export const migrationBegin = defineMessage('migration-begin', () => ({
   verify: z.boolean(),
   /** The cluster's start op and epoch the VM will run under on the destination (absent outside a cluster). */
   placement: z.strictObject({ op: field.uint(), epoch: field.uint() }).optional(),
+  /** The source paces its batches by migration-applied, which the destination then sends (and only then). */
+  paced: z.literal(true).optional(),
 }))
 
 export const migrationReady = defineMessage('migration-ready', () => ({
   migration_id: migrationIdSchema,
+  /** To a paced begin: batch bytes the source may have sent and not yet seen applied. */
+  window_bytes: field.uint().min(1).optional(),
+}))
+
+export const migrationApplied = defineMessage('migration-applied', () => ({
+  migration_id: migrationIdSchema,
+  /** Bytes of the batches applied so far, every round together (attachment bytes, as sent). */
+  bytes: field.uint(),
 }))
 
 export const migrationPages = defineMessage(
@@ -116,6 +130,7 @@ export const migrationMessages = [
   migrationPages,
   migrationRoundEnd,
   migrationRoundAck,
+  migrationApplied,
   migrationBlackout,
   migrationPrepared,
   migrationResume,

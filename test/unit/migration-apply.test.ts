@@ -135,6 +135,39 @@ t.test("the next round's batches may follow a round's end before its acknowledge
   )
 })
 
+t.test('a paced begin is granted a window, and the bytes applied are reported as they go in', async (t) => {
+  const d = await destination(t, { apply_queue_bytes_max: 64 * PAGE })
+  const reports: number[] = []
+  d.conn.onMessage('migration-applied', ({ message }) => void (message.migration_id === 'm-paced' && reports.push(message.bytes)))
+  const ready = await d.conn.request({
+    t: 'migration-begin',
+    migration_id: 'm-paced',
+    vm: 'vm-paced',
+    page_count: PAGES,
+    storage: 'csv',
+    verify: false,
+    paced: true,
+  })
+  t.match(ready.message, { t: 'migration-ready', window_bytes: 32 * PAGE }, 'half the bytes it lets wait')
+  let sent = 0
+  for (let seq = 0; seq < 4; seq++) {
+    const b = new PageBatchBuilder(1)
+    b.addFull(seq, new Uint8Array(PAGE).fill(seq + 1))
+    const batch = b.finish()
+    sent += batch.length
+    await d.conn.send({ t: 'migration-pages', migration_id: 'm-paced', round: 0, seq }, batch)
+  }
+  await d.conn.request({ t: 'migration-round-end', migration_id: 'm-paced', round: 0, batches: 4 })
+  await until('the last report', () => reports.at(-1) === sent)
+  t.same(
+    reports,
+    [...reports].sort((a, b) => a - b),
+    'reports only grow',
+  )
+  const unpaced = await begin(d.conn, 'm-plain')
+  t.notOk('window_bytes' in unpaced.message, 'an unpaced begin gets no window (and no reports)')
+})
+
 t.test('a blackout that asks to resume: the last pages applied, the VM runs, one answer', async (t) => {
   const d = await destination(t)
   const expected = new Uint8Array(PAGES * PAGE)

@@ -215,8 +215,9 @@ t.test(
 
 t.test("the source sends the next round without waiting for the last one's acknowledgement", async (t) => {
   // A hand-driven destination that answers a round's end once a batch of the next round has
-  // come, or after 300 ms (a next round may have nothing to send): a source that waited for
-  // the answer first could never have sent the next round's batches before it.
+  // come, or after 2 s (the last pre-copy round's: the switch-over waits for it before the
+  // blackout's batches go): a source that waited for the answer first could never have sent
+  // the next round's batches before it. The 2 s bound is long for a busy machine too.
   const released: number[] = []
   const server = await startServer(t, {
     limits: { dead_after_ms: 30_000 },
@@ -234,7 +235,7 @@ t.test("the source sends the next round without waiting for the last one's ackno
         return new Promise((resolve) => {
           const answer = () => resolve({ message: { t: 'migration-round-ack', migration_id, round, batches, pages: 0 } })
           held.set(round, answer)
-          setTimeout(() => held.delete(round) && answer(), 300) // answered late: not counted as released by the next round
+          setTimeout(() => held.delete(round) && answer(), 2_000) // answered late: not counted as released by the next round
         })
       })
       c.onRequest('migration-blackout', ({ message }) => ({
@@ -257,6 +258,45 @@ t.test("the source sends the next round without waiting for the last one's ackno
   const result = await source.migrate(vm, conn).result
   t.equal(result.outcome, 'completed', result.reason)
   t.ok(released.includes(0), "round 0's answer came only after the next round's batches were sent")
+})
+
+t.test('a destination slower than the wire paces the source (its send window), not fails it', async (t) => {
+  // Applying takes 100 ms a call here, far slower than loopback brings 4 MiB batches; the
+  // destination lets 9 MiB wait and grants half as the window. An unpaced source filled that
+  // bound within round 0 and the arrival failed (HVLAB_E_BACKPRESSURE).
+  // the file's pool (its worker is started), each apply call delayed
+  const slow = new Proxy(apply_pool, {
+    get(pool, key) {
+      if (key === 'apply')
+        return async (...args: Parameters<PageApplyPool['apply']>) => {
+          await new Promise((r) => setTimeout(r, 100))
+          return pool.apply(...args)
+        }
+      const value: unknown = Reflect.get(pool, key)
+      return typeof value === 'function' ? value.bind(pool) : value
+    },
+  })
+  const p = await pair(t, {})
+  const destination = new MigrationService({
+    host: 'server-s',
+    log: silentLogger(),
+    pool,
+    apply_pool: slow,
+    apply_queue_bytes_max: 9 * MiB,
+    onArrived: (vm) => p.arrived.push(vm),
+    onEvent: (e) => p.destinationEvents.push(e),
+  })
+  const server = await startServer(t, { onPeer: (c) => destination.attach(c), limits: { dead_after_ms: 30_000 } })
+  const conn = await connect(t, server.port, { limits: { dead_after_ms: 30_000 } })
+  const vm = guest('big1', 32, 5, null)
+  randomFillSync(vm.memory.bytes) // every page whole on the wire: 32 MiB in round 0
+  const result = await p.source.migrate(vm, conn).result
+  t.equal(result.outcome, 'completed', result.reason)
+  t.notOk(
+    p.destinationEvents.some((e) => e.kind === 'migration.aborted'),
+    'the apply queue never overflowed',
+  )
+  t.equal(p.arrived[0]?.memory.sha256(), vm.memory.sha256(), 'memory arrived whole')
 })
 
 t.test('the link is cut mid pre-copy under load: the guest goes on writing, unthrottled', async (t) => {
