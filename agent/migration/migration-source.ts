@@ -7,10 +7,7 @@
  *   setup     → send-begin; the destination creates the skeleton VM and its memory.
  *   precopy   → round 0 copies all memory, then rounds of the pages dirtied meanwhile.
  *               After each round decideConvergence() says: switch over, next round, or
- *               throttle the guest harder (auto-converge) and go again. A round counts
- *               as sent once its batches are on the wire: the next one goes without
- *               waiting for the destination's acknowledgement. A switch-over waits for it
- *               (the guest still running), so the blackout's pages wait behind nothing.
+ *               throttle the guest harder (auto-converge) and go again.
  *   blackout  → pause the guest, copy the last dirty pages and the device state.
  *   storage   → hand the VM's storage over (owned disk; CLX switchover); the hook may
  *               refuse. A CSV needs nothing (every node sees the volume): unless memory is
@@ -74,7 +71,7 @@ export type SourceInput =
   | { readonly kind: 'start' }
   /** The destination answered migration-begin: skeleton VM and memory exist. */
   | { readonly kind: 'destination-ready' }
-  /** A pre-copy round's batches were sent (the destination's acknowledgement may still be on its way). */
+  /** A pre-copy round was sent and the destination acknowledged it. */
   | {
       readonly kind: 'round-sent'
       readonly round: number
@@ -84,8 +81,6 @@ export type SourceInput =
       /** Pages dirtied while the round ran (what the next round must send). */
       readonly dirty_pages_now: number
     }
-  /** The destination acknowledged every round sent: it has applied them all. */
-  | { readonly kind: 'rounds-applied' }
   /**
    * The paused guest's last pages are on the destination, in `batches` batches; with
    * `then: 'prepare'`, its device state too, and the destination answered that it is prepared.
@@ -107,10 +102,8 @@ export type SourceInput =
 
 export type SourceEffect =
   | { readonly kind: 'send-begin' }
-  /** Take the dirty set ('all': reset tracking and send every page), diff, send; the last round's acknowledgement may come later. */
+  /** Take the dirty set ('all': reset tracking and send every page), diff, send, await the ack. */
   | { readonly kind: 'copy-round'; readonly round: number; readonly pages: 'all' | 'dirty' }
-  /** Wait for the acknowledgements of the rounds sent (the guest runs meanwhile), then report rounds-applied. */
-  | { readonly kind: 'await-applied' }
   | { readonly kind: 'throttle-guest'; readonly pct: number }
   | { readonly kind: 'pause-guest' }
   /**
@@ -178,8 +171,6 @@ export class MigrationSource {
   private final_pages = 0
   private final_bytes = 0
   private switch_reason: 'fits_budget' | 'round_cap' | null = null
-  /** Switching over: the pages left dirty by the last round, while the rounds sent are being acknowledged. */
-  private switching_pages_left: number | null = null
   private expected_blackout_ms: number | null = null
   private started_ms: number | null = null
   private ready_ms: number | null = null
@@ -261,8 +252,6 @@ export class MigrationSource {
         return this.onDestinationReady(now_ms)
       case 'round-sent':
         return this.onRoundSent(input, now_ms)
-      case 'rounds-applied':
-        return this.onRoundsApplied(now_ms)
       case 'final-sent':
         return this.onFinalSent(input, now_ms)
       case 'storage-handed-over':
@@ -319,7 +308,7 @@ export class MigrationSource {
 
   private onRoundSent(input: Extract<SourceInput, { kind: 'round-sent' }>, now_ms: number): SourceEffect[] {
     this.expect('precopy', 'round-sent')
-    if (input.round !== this.round || this.switching_pages_left !== null) {
+    if (input.round !== this.round) {
       throw new HvlabError(
         'HVLAB_E_INTERNAL',
         `migration ${this.config.migration_id}: round ${input.round} reported, round ${this.round} is running`,
@@ -361,8 +350,7 @@ export class MigrationSource {
     this.expected_blackout_ms = Number.isFinite(decision.expected_blackout_ms) ? decision.expected_blackout_ms : null
     if (decision.action === 'switch_over') {
       this.switch_reason = decision.reason
-      this.switching_pages_left = input.dirty_pages_now
-      return [{ kind: 'await-applied' }]
+      return this.pause(now_ms, input.dirty_pages_now)
     }
     const effects: SourceEffect[] = []
     if (decision.action === 'throttle') {
@@ -387,15 +375,6 @@ export class MigrationSource {
       { kind: 'copy-round', round: this.round, pages: 'dirty' },
     )
     return effects
-  }
-
-  private onRoundsApplied(now_ms: number): SourceEffect[] {
-    this.expect('precopy', 'rounds-applied')
-    const pages_left = this.switching_pages_left
-    if (pages_left === null) {
-      throw new HvlabError('HVLAB_E_INTERNAL', `migration ${this.config.migration_id}: rounds-applied arrived with no switch-over pending`)
-    }
-    return this.pause(now_ms, pages_left)
   }
 
   private pause(now_ms: number, pages_left: number): SourceEffect[] {

@@ -63,9 +63,6 @@ function checkRun(seed: number, out: { outcome: string }): string | null {
           })
           break
         }
-        case 'await-applied':
-          pending.push(random() < 0.05 ? { kind: 'failed', reason: 'round refused' } : { kind: 'rounds-applied' })
-          break
         case 'copy-final':
           if (!world.paused) throw new Error('copy-final with the guest running')
           pending.push({ kind: 'final-sent', round: e.round, pages: Math.floor(random() * 100), bytes_sent: 1000, batches: 1 })
