@@ -3,8 +3,9 @@
  * `step(input, now_ms) → effects`. The shell (migration-service.ts) applies the batches,
  * answers the source's requests with the `reply`/`refuse` effects and reports what the
  * source or the link did as inputs. Batches are applied off the event loop, in the order
- * they arrived; the shell feeds a round's end or the blackout only once every batch before
- * it is applied, and a batch that cannot be applied comes back as `failed`.
+ * they arrived; the shell feeds a round's end as it arrives (and sends its reply once every
+ * batch before it is applied), the blackout only once every batch before it is applied, and
+ * a batch that cannot be applied comes back as `failed`.
  *
  * Stages:
  *   idle      → begin: allocate memory for the skeleton VM, reply ready.

@@ -3,8 +3,8 @@
  *
  *   migration-begin (req)  → migration-ready        setup: config, skeleton VM, memory
  *   migration-pages (msg, attachment = page batch)  pre-copy data, in order, per round
- *   migration-round-end (req) → migration-round-ack the round is applied; the source sends
- *                                                   the next round meanwhile (one unanswered)
+ *   migration-round-end (req) → migration-round-ack the round is applied (stepped as it
+ *                                                   arrives, answered once its batches are in)
  *   migration-applied (msg, destination → source)   batch bytes applied so far: the source keeps
  *                                                   what is in flight within the window granted
  *                                                   in migration-ready (a `paced` begin only)
