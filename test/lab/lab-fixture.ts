@@ -16,6 +16,7 @@ import { ControlClient } from '../../scripts/cli/control-client.js'
 import { clusterStatusNow } from '../../scripts/cli/cluster-commands.js'
 import { vmInspectNow, vmListNow } from '../../scripts/cli/vm-queries.js'
 import { type CliIo, runHvlab } from '../../scripts/cli/run-hvlab.js'
+import { ensureBuilt } from '../../scripts/build/build.mjs'
 import { lastLinesOf } from '../../scripts/controller/log-tail.js'
 import { labLayout, rotatedPaths } from '../../shared/lab-layout.js'
 import type { VmRoleRecord } from '../../shared/protocol/cluster-messages.js'
@@ -121,6 +122,8 @@ export function childrenWithoutCoverage(): void {
 
 /** Runs the real `hvlab` binary in a new process (with `extraEnv` added to labProcessEnv()). */
 export function runCli(args: string[], timeout_ms = CLI_TIMEOUT_MS, extraEnv: Record<string, string> = {}): Promise<CliResult> {
+  // A source edited since the last build: rebuilt here, once, not by the binary, whose stderr would carry the notice
+  ensureBuilt()
   return new Promise((resolve) => {
     const env = { ...labProcessEnv(), ...extraEnv }
     execFile(process.execPath, [HVLAB, ...args], { env, timeout: timeout_ms, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
