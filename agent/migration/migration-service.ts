@@ -676,8 +676,8 @@ export class MigrationService {
       this.onPages(conn, message, attachment, attachment_owned === true),
     )
     conn.onRequest('migration-round-end', async ({ message }) => {
-      // Stepped as it arrives, in order with the batches: the next round's may follow at once (the source goes on
-      // without waiting for this answer); answered once the batches before it are applied.
+      // Stepped as it arrives, in order with the batches (a source could send the next round's at once; ours
+      // waits for this answer: copyRound); answered once the batches before it are applied.
       const run = this.arriving(conn, message.migration_id)
       const reply = this.stepIncoming(conn, message.migration_id, { kind: 'round-end', round: message.round, batches: message.batches })
       await this.appliedSoFar(conn, message.migration_id)

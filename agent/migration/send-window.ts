@@ -40,10 +40,6 @@ export class SendWindow {
    * from then on; callers go in turn. Once the window is closed, nothing waits.
    */
   reserve(bytes: number): Promise<void> {
-    if (this.waiters.length === 0 && this.fits(bytes)) {
-      this.sent_bytes += bytes
-      return Promise.resolve()
-    }
     return new Promise((resolve) => {
       this.waiters.push({ bytes, resolve })
       this.wake()
